@@ -1,0 +1,40 @@
+# gdpnet — the two commands a newcomer needs are `make demo` and `make test`.
+GO       ?= go
+PKGS     ?= ./...
+FUZZTIME ?= 20s
+BENCHTIME ?= 1s
+BIN      := bin/gdp
+
+.PHONY: all build demo test test-race bench fuzz lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/gdp
+
+# A multi-router overlay on loopback doing real work, narrated.
+demo: build
+	./$(BIN) demo
+
+# Unit, integration and end-to-end tests (loopback only). Under ~15 min on 2 cores.
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+test-race:
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+# Benchmarks that report the figures the issues name, beside their baselines.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
+
+# Every Fuzz target, each for FUZZTIME.
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin
