@@ -1,22 +1,20 @@
 package pdu
 
-import (
-	"encoding/binary"
-	"errors"
-	"fmt"
-)
+import "encoding/binary"
 
 // Sizes fixed by the protocol.
 const (
 	Version        = 0x01
 	HeaderLen      = 76     // fixed header, no options
 	MaxHeaderLen   = 63 * 4 // 252 bytes, options included
-	MaxPayload     = 65535  // bytes after the header
+	MaxOptionsLen  = MaxHeaderLen - HeaderLen
+	MaxPayload     = 65535 // bytes after the header
 	MaxPDU         = MaxHeaderLen + MaxPayload
 	NameLen        = 32
 	DefaultTTL     = 32
 	MaxNAKEcho     = 128 // bytes of the offending PDU a NAK carries
 	minHeaderWords = HeaderLen / 4
+	maxHeaderWords = MaxHeaderLen / 4
 )
 
 // Name is a 256-bit flat name (SHA-256 of a principal's canonical metadata).
@@ -24,19 +22,9 @@ const (
 // import.
 type Name [NameLen]byte
 
-// Errors returned by Decode. Callers count drops by them.
-var (
-	ErrShort       = errors.New("pdu: shorter than the fixed header")
-	ErrVersion     = errors.New("pdu: unsupported version")
-	ErrHeaderLen   = errors.New("pdu: bad header length")
-	ErrLength      = errors.New("pdu: payload length does not match datagram")
-	ErrOption      = errors.New("pdu: option overruns the header")
-	ErrUnknownType = errors.New("pdu: unknown type")
-	ErrTooBig      = errors.New("pdu: larger than the maximum")
-)
-
 // Header is a decoded PDU header. After Decode, Options and Payload alias the
-// decoded buffer.
+// decoded buffer (capped at its length, so appending to them never writes into
+// it); they are nil when empty.
 type Header struct {
 	Type     Type
 	TTL      uint8
@@ -46,7 +34,8 @@ type Header struct {
 	Dst      Name
 	Src      Name
 	// Options holds the raw TLV bytes after the fixed header, padding
-	// included; its length is a multiple of 4 after Decode.
+	// included; its length is a multiple of 4 after Decode. Append pads a
+	// shorter value with Pad1 bytes.
 	Options []byte
 	Payload []byte
 }
@@ -60,10 +49,12 @@ func (h *Header) HeaderSize() int {
 // Len returns the encoded length of the whole PDU.
 func (h *Header) Len() int { return h.HeaderSize() + len(h.Payload) }
 
-// Decode parses b into h without allocating. Options and Payload alias b.
-// It validates every field: version, header length, exact total length,
-// options that stay inside the header, and a known type. Reserved flag bits
-// are cleared, as the protocol says they are ignored.
+// Decode parses b into h without allocating. It validates every field:
+// version, header length, exact total length, options that stay inside the
+// header, a known type and a code that fits the type. Reserved flag bits are
+// cleared, as the protocol says they are ignored on receipt. On error h is
+// left unchanged. Options and Payload alias b; Decode reads nothing outside
+// b[:len(b)] and keeps nothing beyond it.
 func Decode(b []byte, h *Header) error {
 	if len(b) < HeaderLen {
 		return ErrShort
@@ -75,105 +66,65 @@ func Decode(b []byte, h *Header) error {
 		return ErrVersion
 	}
 	words := int(b[1])
-	if words < minHeaderWords || words*4 > MaxHeaderLen {
+	if words < minHeaderWords || words > maxHeaderWords {
 		return ErrHeaderLen
 	}
 	hl := words * 4
-	pl := int(binary.BigEndian.Uint16(b[6:8]))
-	if len(b) != hl+pl {
+	if len(b) != hl+int(binary.BigEndian.Uint16(b[6:8])) {
 		return ErrLength
 	}
-	t := Type(b[2])
+	t, c := Type(b[2]), Code(b[5])
 	if !t.Known() {
 		return ErrUnknownType
 	}
-	opts := b[HeaderLen:hl]
+	if (t == TypeNAK) != (c != CodeNone) {
+		return ErrCode
+	}
+	opts := b[HeaderLen:hl:hl]
 	if err := checkOptions(opts); err != nil {
 		return err
 	}
 	h.Type = t
 	h.TTL = b[3]
 	h.Flags = Flags(b[4]) & knownFlags
-	h.Code = Code(b[5])
+	h.Code = c
 	h.Sequence = binary.BigEndian.Uint32(b[8:12])
-	copy(h.Dst[:], b[12:44])
-	copy(h.Src[:], b[44:76])
-	h.Options = opts[:len(opts):len(opts)]
-	h.Payload = b[hl:]
+	h.Dst = Name(b[12:44])
+	h.Src = Name(b[44:76])
+	h.Options = nilIfEmpty(opts)
+	h.Payload = nilIfEmpty(b[hl:len(b):len(b)])
 	return nil
 }
 
-func checkOptions(o []byte) error {
-	for i := 0; i < len(o); {
-		if o[i] == OptPad1 {
-			i++
-			continue
-		}
-		if i+2 > len(o) || i+2+int(o[i+1]) > len(o) {
-			return ErrOption
-		}
-		i += 2 + int(o[i+1])
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
 	}
-	return nil
+	return b
 }
 
-// Option returns the value of the first option of type typ, if present.
-func (h *Header) Option(typ uint8) ([]byte, bool) {
-	o := h.Options
-	for i := 0; i < len(o); {
-		if o[i] == OptPad1 {
-			i++
-			continue
-		}
-		if i+2 > len(o) {
-			return nil, false
-		}
-		n := int(o[i+1])
-		if i+2+n > len(o) {
-			return nil, false
-		}
-		if o[i] == typ {
-			return o[i+2 : i+2+n], true
-		}
-		i += 2 + n
-	}
-	return nil, false
-}
-
-// AddOption appends a TLV option to h.Options. It fails if the header would
-// exceed MaxHeaderLen.
-func (h *Header) AddOption(typ uint8, val []byte) error {
-	if typ == OptPad1 {
-		return fmt.Errorf("pdu: option type 0 is padding")
-	}
-	if len(val) > 255 {
-		return fmt.Errorf("pdu: option value of %d bytes exceeds 255", len(val))
-	}
-	n := len(h.Options) + 2 + len(val)
-	if HeaderLen+(n+3)&^3 > MaxHeaderLen {
-		return fmt.Errorf("pdu: options of %d bytes exceed the header limit", n)
-	}
-	h.Options = append(append(h.Options, typ, byte(len(val))), val...)
-	return nil
-}
-
-// Validate checks that h can be encoded: known type, sizes within limits,
-// well-formed options.
+// Validate checks that h can be encoded: a known type, a code that fits the
+// type, sizes within limits and well-formed options. Reserved flag bits are
+// not an error: Append sends them as 0.
 func (h *Header) Validate() error {
 	if !h.Type.Known() {
 		return ErrUnknownType
 	}
+	if (h.Type == TypeNAK) != (h.Code != CodeNone) {
+		return ErrCode
+	}
 	if len(h.Payload) > MaxPayload {
 		return ErrTooBig
 	}
-	if h.HeaderSize() > MaxHeaderLen {
+	if len(h.Options) > MaxOptionsLen {
 		return ErrHeaderLen
 	}
 	return checkOptions(h.Options)
 }
 
 // Append encodes h and appends it to b. Options are padded with Pad1 bytes
-// to a 4-byte boundary; reserved flag bits are sent as 0.
+// to a 4-byte boundary; reserved flag bits are sent as 0. On error b is
+// returned unchanged: nothing is half-written.
 func (h *Header) Append(b []byte) ([]byte, error) {
 	if err := h.Validate(); err != nil {
 		return b, err
@@ -201,27 +152,4 @@ func (h *Header) Append(b []byte) ([]byte, error) {
 // Marshal returns the encoded PDU in a new slice.
 func (h *Header) Marshal() ([]byte, error) {
 	return h.Append(make([]byte, 0, h.Len()))
-}
-
-// NAK builds the NAK a router sends to the source of the offending PDU orig
-// (raw bytes, possibly malformed); the NAK carries orig's sequence number so
-// the source can match it. reporter is the router's name. It returns
-// false when no NAK may be sent: orig is itself a NAK, asks for NO_NAK, or is
-// too short to name a source.
-func NAK(orig []byte, code Code, reporter Name) (Header, bool) {
-	if len(orig) < HeaderLen || Type(orig[2]) == TypeNAK || Flags(orig[4])&FlagNoNAK != 0 {
-		return Header{}, false
-	}
-	var h Header
-	h.Type = TypeNAK
-	h.TTL = DefaultTTL
-	h.Code = code
-	h.Sequence = binary.BigEndian.Uint32(orig[8:12])
-	copy(h.Dst[:], orig[44:76])
-	h.Src = reporter
-	h.Options = append(make([]byte, 0, 36), OptReporter, NameLen)
-	h.Options = append(h.Options, reporter[:]...)
-	n := min(len(orig), MaxNAKEcho)
-	h.Payload = orig[:n:n]
-	return h, true
 }

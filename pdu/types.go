@@ -1,6 +1,9 @@
 package pdu
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Type is the PDU type byte (offset 2).
 type Type uint8
@@ -70,10 +73,20 @@ const (
 	knownFlags = FlagMulticast | FlagNoNAK
 )
 
-// Option types. 0 is Pad1 (one byte, no length).
-const (
-	OptPad1 uint8 = 0
-	// OptReporter carries the 32-byte name of the router that produced a NAK
-	// (TTL_EXPIRED uses it for traceroute).
-	OptReporter uint8 = 1
-)
+// String returns the set flags joined by "|" (reserved bits in hex), or "0".
+func (f Flags) String() string {
+	if f == 0 {
+		return "0"
+	}
+	var parts []string
+	if f&FlagMulticast != 0 {
+		parts = append(parts, "MULTICAST")
+	}
+	if f&FlagNoNAK != 0 {
+		parts = append(parts, "NO_NAK")
+	}
+	if r := f &^ knownFlags; r != 0 {
+		parts = append(parts, "0x"+strconv.FormatUint(uint64(r), 16))
+	}
+	return strings.Join(parts, "|")
+}
