@@ -239,3 +239,30 @@ func TestStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestNoAllocs pins the zero-allocation promise of Decode and of Append into
+// a buffer with room (the benchmarks measure speed).
+func TestNoAllocs(t *testing.T) {
+	raw := testPDU(TypeData, 0, 0, []byte{9, 2, 'h', 'i'}, make([]byte, 1200))
+	var h Header
+	if n := testing.AllocsPerRun(100, func() {
+		if err := Decode(raw, &h); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Decode allocates %v times", n)
+	}
+	buf := make([]byte, 0, len(raw))
+	if n := testing.AllocsPerRun(100, func() {
+		var err error
+		if buf, err = h.Append(buf[:0]); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Append allocates %v times", n)
+	}
+	bad := with(raw, 0, 9)
+	if n := testing.AllocsPerRun(100, func() { _ = Decode(bad, &h) }); n != 0 {
+		t.Errorf("Decode of a bad PDU allocates %v times", n)
+	}
+}
