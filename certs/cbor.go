@@ -1,0 +1,69 @@
+package certs
+
+import (
+	"reflect"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// The hot paths (hashing metadata, building the COSE signature input) use
+// the small hand-written appenders below; fxamacker/cbor decodes, strictly,
+// and the tests check that both agree byte for byte with fxamacker's core
+// deterministic encoder (RFC 8949 §4.2.1).
+
+const (
+	majorUint  = 0 << 5
+	majorBytes = 2 << 5
+	majorText  = 3 << 5
+	majorArray = 4 << 5
+	majorMap   = 5 << 5
+	tagSign1   = 0xd2 // tag 18, COSE_Sign1
+)
+
+// appendHead appends a CBOR initial byte and argument in the shortest form
+// (RFC 8949 §4.2.1 "preferred serialization").
+func appendHead(b []byte, major byte, n uint64) []byte {
+	switch {
+	case n < 24:
+		return append(b, major|byte(n))
+	case n <= 0xff:
+		return append(b, major|24, byte(n))
+	case n <= 0xffff:
+		return append(b, major|25, byte(n>>8), byte(n))
+	case n <= 0xffffffff:
+		return append(b, major|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, major|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32),
+		byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendBytes(b []byte, v []byte) []byte {
+	return append(appendHead(b, majorBytes, uint64(len(v))), v...)
+}
+
+func appendText(b []byte, s string) []byte {
+	return append(appendHead(b, majorText, uint64(len(s))), s...)
+}
+
+// decMode decodes our objects: no duplicate keys, no unknown keys, no
+// indefinite lengths, no tags, valid UTF-8 only, small nesting. Strictness
+// beyond this (shortest integer forms, key order) comes from re-encoding and
+// comparing bytes.
+var decMode = func() cbor.DecMode {
+	m, err := cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		UTF8:              cbor.UTF8RejectInvalid,
+		MaxNestedLevels:   4,
+		MaxArrayElements:  16,
+		MaxMapPairs:       64,
+		IntDec:            cbor.IntDecConvertNone,
+		DefaultMapType:    reflect.TypeOf(map[string]string(nil)),
+	}.DecMode()
+	if err != nil {
+		panic(err) // static options: a programming error
+	}
+	return m
+}()
