@@ -1,0 +1,113 @@
+package tunnel
+
+import (
+	"errors"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ALPN names the tunnel protocol and its version in the TLS handshake.
+const ALPN = "gdp-tunnel/1"
+
+// Config configures an Endpoint. Zero values of the optional fields take
+// the defaults named in their comments.
+type Config struct {
+	// Identity is this node's key, name and credentials. Required.
+	Identity *Identity
+	// Verify decides whether a peer's credentials prove its name. Required.
+	Verify PeerVerifier
+	// Conn is the QUIC socket. Required. The Endpoint owns it and closes
+	// it on Close.
+	Conn net.PacketConn
+	// Raw is the raw GDP-in-UDP socket; nil disables KindRaw links. It must
+	// not be Conn (quic-go queues only 32 non-QUIC packets). Owned and closed
+	// by the Endpoint. A *net.UDPConn gets recvmmsg/sendmmsg batching.
+	Raw net.PacketConn
+	// Handler receives every PDU. Nil drops them (counted).
+	Handler Handler
+	// Logger; nil logs nothing.
+	Logger *zap.Logger
+
+	// HandshakeTimeout bounds the TLS handshake and the control exchange
+	// that follows it. Default 5 s.
+	HandshakeTimeout time.Duration
+	// KeepAlivePeriod is how often an idle link sends a QUIC PING.
+	// Default 5 s.
+	KeepAlivePeriod time.Duration
+	// IdleTimeout closes a link that heard nothing for that long.
+	// Default 30 s.
+	IdleTimeout time.Duration
+	// StreamTimeout bounds sending or receiving one PDU on a QUIC stream.
+	// Default 10 s.
+	StreamTimeout time.Duration
+
+	// RawMTU is the largest UDP payload a raw frame may have. Default: the
+	// MTU the Raw socket reports (an MTU() int method, as memnet has), else
+	// the MTU of the interface holding Raw's local address minus IP and UDP
+	// headers, else 1452. Peers use the smaller of their two values.
+	RawMTU int
+	// RekeyInterval is how often a raw link moves to a new key epoch.
+	// Default 2 min.
+	RekeyInterval time.Duration
+	// ReassemblySlots is how many incomplete fragmented PDUs a raw link
+	// holds at once (the oldest is evicted beyond that). Default 16.
+	ReassemblySlots int
+	// ReassemblyTimeout drops an incomplete PDU older than this. Default 2 s.
+	ReassemblyTimeout time.Duration
+	// SendQueue is how many raw frames may wait for the socket; Send blocks
+	// when it is full. Default 2048.
+	SendQueue int
+	// SocketBuffer is the SO_RCVBUF/SO_SNDBUF asked for on Raw. Default
+	// 8 MiB; a log line says when the OS grants less.
+	SocketBuffer int
+	// AcceptQueue is how many authenticated links may wait for Accept
+	// before new ones are refused. Default 64.
+	AcceptQueue int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	d := *c
+	if d.Identity == nil || len(d.Identity.Key) == 0 {
+		return d, errors.New("tunnel: config: no identity")
+	}
+	if d.Verify == nil {
+		return d, errors.New("tunnel: config: no peer verifier")
+	}
+	if d.Conn == nil {
+		return d, errors.New("tunnel: config: no quic socket")
+	}
+	if d.Raw != nil && d.Raw == d.Conn {
+		return d, errors.New("tunnel: config: raw socket must not be the quic socket")
+	}
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
+	def := func(v *time.Duration, x time.Duration) {
+		if *v <= 0 {
+			*v = x
+		}
+	}
+	def(&d.HandshakeTimeout, 5*time.Second)
+	def(&d.KeepAlivePeriod, 5*time.Second)
+	def(&d.IdleTimeout, 30*time.Second)
+	def(&d.StreamTimeout, 10*time.Second)
+	def(&d.RekeyInterval, 2*time.Minute)
+	def(&d.ReassemblyTimeout, 2*time.Second)
+	defInt := func(v *int, x int) {
+		if *v <= 0 {
+			*v = x
+		}
+	}
+	defInt(&d.ReassemblySlots, 16)
+	defInt(&d.SendQueue, 2048)
+	defInt(&d.SocketBuffer, 8<<20)
+	defInt(&d.AcceptQueue, 64)
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return d, nil
+}

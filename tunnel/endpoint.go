@@ -1,0 +1,331 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Endpoint is one node's end of its tunnels: it dials peers, accepts them,
+// and owns the sockets and every link's goroutines.
+type Endpoint struct {
+	cfg   Config
+	log   *zap.Logger
+	tr    *quic.Transport
+	ln    *quic.Listener
+	qconf *quic.Config
+	cert  atomic.Pointer[tls.Certificate]
+	raw   *rawEndpoint // nil without a raw socket
+	stats counters
+
+	accepted chan Link
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu     sync.Mutex
+	links  map[*link]struct{}
+	closed bool
+}
+
+// NewEndpoint starts an endpoint on the sockets in cfg: it listens for peers
+// at once (Accept hands them out) and can dial.
+func NewEndpoint(cfg Config) (*Endpoint, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	e := &Endpoint{
+		cfg:      c,
+		log:      c.Logger.With(logging.Name(c.Identity.Name)),
+		accepted: make(chan Link, c.AcceptQueue),
+		links:    map[*link]struct{}{},
+	}
+	if err := e.SetIdentity(c.Identity); err != nil {
+		return nil, err
+	}
+	e.qconf = &quic.Config{
+		HandshakeIdleTimeout: c.HandshakeTimeout,
+		MaxIdleTimeout:       c.IdleTimeout,
+		KeepAlivePeriod:      c.KeepAlivePeriod,
+		EnableDatagrams:      true,
+		MaxIncomingStreams:   256,
+		// one stream per PDU that does not fit a datagram
+		MaxIncomingUniStreams: 1024,
+	}
+	e.tr = &quic.Transport{Conn: c.Conn}
+	e.ln, err = e.tr.Listen(e.serverTLS(), e.qconf)
+	if err != nil {
+		e.tr.Close()
+		return nil, fmt.Errorf("tunnel: listen: %w", err)
+	}
+	if c.Raw != nil {
+		e.raw, err = newRawEndpoint(e, c.Raw)
+		if err != nil {
+			e.ln.Close()
+			e.tr.Close()
+			return nil, err
+		}
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.wg.Add(1)
+	go e.acceptLoop()
+	e.log.Info("tunnel endpoint up", logging.Addr(c.Conn.LocalAddr().String()), zap.Bool("raw", e.raw != nil))
+	return e, nil
+}
+
+// SetIdentity replaces the certificate shown to peers from now on (after a
+// membership renewal); the name must stay the same.
+func (e *Endpoint) SetIdentity(id *Identity) error {
+	if id.Name != e.cfg.Identity.Name {
+		return errors.New("tunnel: set identity: name changed")
+	}
+	der, err := selfSignedCert(id, e.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("tunnel: certificate: %w", err)
+	}
+	e.cert.Store(&tls.Certificate{Certificate: [][]byte{der}, PrivateKey: id.Key})
+	return nil
+}
+
+// Addr is the QUIC socket's address (Listener).
+func (e *Endpoint) Addr() net.Addr { return e.cfg.Conn.LocalAddr() }
+
+// RawAddr is the raw socket's address, nil without one.
+func (e *Endpoint) RawAddr() net.Addr {
+	if e.raw == nil {
+		return nil
+	}
+	return e.raw.pc.LocalAddr()
+}
+
+// Name is this endpoint's own name.
+func (e *Endpoint) Name() pdu.Name { return e.cfg.Identity.Name }
+
+// verifyChain is the VerifyPeerCertificate both sides run; want, if not
+// zero, is the name the dialer expects.
+func (e *Endpoint) verifyChain(want pdu.Name) func([][]byte, [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		_, _, err := e.verifyPeer(raw, want)
+		if err != nil {
+			e.stats.handshakeRefused.Add(1)
+			e.log.Info("peer refused at handshake", zap.Error(err))
+		}
+		return err
+	}
+}
+
+func (e *Endpoint) verifyPeer(raw [][]byte, want pdu.Name) (pdu.Name, time.Time, error) {
+	key, creds, err := peerFromCert(raw)
+	if err != nil {
+		return pdu.Name{}, time.Time{}, err
+	}
+	name, exp, err := e.cfg.Verify(key, creds)
+	if err != nil {
+		return pdu.Name{}, time.Time{}, fmt.Errorf("%w: %w", ErrPeerRefused, err)
+	}
+	if !want.IsZero() && name != want {
+		return pdu.Name{}, time.Time{}, fmt.Errorf("%w: got %s, want %s", ErrWrongPeer, name, want)
+	}
+	if name == e.cfg.Identity.Name {
+		return pdu.Name{}, time.Time{}, fmt.Errorf("%w: peer claims our own name", ErrPeerRefused)
+	}
+	return name, exp, nil
+}
+
+func (e *Endpoint) baseTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{ALPN},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return e.cert.Load(), nil
+		},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return e.cert.Load(), nil
+		},
+		// The certificate is self-signed: trust comes from the credentials,
+		// which VerifyPeerCertificate checks instead of an X.509 chain.
+		InsecureSkipVerify: true,
+	}
+}
+
+func (e *Endpoint) serverTLS() *tls.Config {
+	t := e.baseTLS()
+	t.ClientAuth = tls.RequireAnyClientCert
+	t.VerifyPeerCertificate = e.verifyChain(pdu.Name{})
+	return t
+}
+
+func (e *Endpoint) clientTLS(want pdu.Name) *tls.Config {
+	t := e.baseTLS()
+	t.ServerName = "gdp"
+	t.VerifyPeerCertificate = e.verifyChain(want)
+	return t
+}
+
+// Dial opens a link of the given kind to the peer expected at addr. It fails
+// with an error wrapping ErrPeerRefused or ErrWrongPeer when the peer does
+// not prove peer's name, and ErrNoRaw when a raw link is impossible.
+func (e *Endpoint) Dial(ctx context.Context, addr net.Addr, peer pdu.Name, kind Kind) (Link, error) {
+	if kind != KindQUIC && kind != KindRaw {
+		return nil, fmt.Errorf("tunnel: dial: unknown kind %d", kind)
+	}
+	if kind == KindRaw && e.raw == nil {
+		return nil, ErrNoRaw
+	}
+	if e.isClosed() {
+		return nil, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.HandshakeTimeout)
+	defer cancel()
+	qc, err := e.tr.Dial(ctx, addr, e.clientTLS(peer), e.qconf)
+	if err != nil {
+		e.stats.dialFailed.Add(1)
+		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, handshakeErr(err))
+	}
+	l, err := e.setupDialed(ctx, qc, peer, kind)
+	if err != nil {
+		e.stats.dialFailed.Add(1)
+		qc.CloseWithError(closeRefused, "setup failed")
+		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, err)
+	}
+	e.log.Info("link up", logging.Peer(peer), zap.Stringer("kind", kind), logging.Addr(addr.String()))
+	return l, nil
+}
+
+// handshakeErr keeps the verifier's sentinel visible through quic-go's
+// TLS alert error, so callers can errors.Is(err, ErrPeerRefused).
+func handshakeErr(err error) error {
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
+		if errors.Is(err, ErrWrongPeer) || errors.Is(err, ErrPeerRefused) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrPeerRefused, err)
+	}
+	return err
+}
+
+// Accept waits for the next authenticated peer.
+func (e *Endpoint) Accept(ctx context.Context) (Link, error) {
+	select {
+	case l := <-e.accepted:
+		return l, nil
+	case <-e.ctx.Done():
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (e *Endpoint) acceptLoop() {
+	defer e.wg.Done()
+	for {
+		qc, err := e.ln.Accept(e.ctx)
+		if err != nil {
+			return
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
+			defer cancel()
+			l, err := e.setupAccepted(ctx, qc)
+			if err != nil {
+				e.stats.acceptFailed.Add(1)
+				e.log.Info("accept failed", logging.Addr(qc.RemoteAddr().String()), zap.Error(err))
+				qc.CloseWithError(closeRefused, "setup failed")
+				return
+			}
+			select {
+			case e.accepted <- l:
+				e.log.Info("link accepted", logging.Peer(l.peer), zap.Stringer("kind", l.kind), logging.Addr(qc.RemoteAddr().String()))
+			default:
+				e.stats.acceptFailed.Add(1)
+				l.closeWith(errors.New("accept queue full"))
+			}
+		}()
+	}
+}
+
+func (e *Endpoint) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// track registers a live link so Close can stop it; false if closing.
+func (e *Endpoint) track(l *link) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.links[l] = struct{}{}
+	return true
+}
+
+func (e *Endpoint) untrack(l *link) {
+	e.mu.Lock()
+	delete(e.links, l)
+	e.mu.Unlock()
+}
+
+// Close closes every link, stops accepting, and closes both sockets. It
+// waits for every goroutine the endpoint started.
+func (e *Endpoint) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	links := make([]*link, 0, len(e.links))
+	for l := range e.links {
+		links = append(links, l)
+	}
+	e.mu.Unlock()
+
+	for _, l := range links {
+		l.Close()
+	}
+	e.cancel()
+	e.ln.Close()
+	e.wg.Wait()
+	// links handed to the accept queue but never taken
+	for {
+		select {
+		case l := <-e.accepted:
+			l.Close()
+			continue
+		default:
+		}
+		break
+	}
+	err := e.tr.Close()
+	if e.raw != nil {
+		e.raw.close()
+	}
+	if cerr := e.cfg.Conn.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// peerKey is a helper for tests and logs: the Ed25519 key of our identity.
+func (e *Endpoint) publicKey() ed25519.PublicKey {
+	return e.cfg.Identity.Key.Public().(ed25519.PublicKey)
+}

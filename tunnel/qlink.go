@@ -1,0 +1,353 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// link is both kinds of Link: a QUIC connection with its control stream,
+// plus the raw session state for KindRaw.
+type link struct {
+	ep     *Endpoint
+	qc     *quic.Conn
+	ctrl   *quic.Stream
+	ctrlMu sync.Mutex // serialises control writes
+	peer   pdu.Name
+	expiry time.Time
+	kind   Kind
+	dialer bool
+	raw    *rawLink // KindRaw only
+
+	bulk   chan *quic.Stream
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+	done   chan struct{}
+	once   sync.Once
+}
+
+func newLink(e *Endpoint, qc *quic.Conn, ctrl *quic.Stream, peer pdu.Name, exp time.Time, kind Kind, dialer bool) *link {
+	l := &link{
+		ep: e, qc: qc, ctrl: ctrl, peer: peer, expiry: exp, kind: kind, dialer: dialer,
+		bulk: make(chan *quic.Stream, 16),
+		done: make(chan struct{}),
+	}
+	l.ctx, l.cancel = context.WithCancelCause(qc.Context())
+	return l
+}
+
+// abandon undoes a link whose setup failed before start.
+func (l *link) abandon() {
+	l.cancel(ErrClosed)
+	if l.raw != nil {
+		l.raw.stop()
+	}
+}
+
+// start registers the link and launches its goroutines.
+func (l *link) start() bool {
+	if !l.ep.track(l) {
+		l.abandon()
+		l.qc.CloseWithError(closeNormal, "endpoint closing")
+		return false
+	}
+	l.wg.Add(4)
+	go l.datagramLoop()
+	go l.uniLoop()
+	go l.bidiLoop()
+	go l.controlLoop()
+	if l.raw != nil && l.dialer {
+		l.wg.Add(1)
+		go l.rekeyLoop()
+	}
+	l.ep.wg.Add(1)
+	go l.watch()
+	return true
+}
+
+// watch closes the link when its connection dies or its credentials expire,
+// then waits for the link's goroutines and marks it Done.
+func (l *link) watch() {
+	defer l.ep.wg.Done()
+	var expired <-chan time.Time
+	if !l.expiry.IsZero() {
+		t := time.NewTimer(l.expiry.Sub(l.ep.cfg.Now()))
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-l.ctx.Done():
+	case <-expired:
+		l.closeWith(errors.New("tunnel: peer credentials expired"))
+	}
+	l.closeWith(context.Cause(l.ctx))
+	l.wg.Wait()
+	l.ep.untrack(l)
+	close(l.done)
+}
+
+func (l *link) closeWith(err error) {
+	l.once.Do(func() {
+		if err == nil {
+			err = ErrClosed
+		}
+		l.cancel(err)
+		if l.raw != nil {
+			l.raw.stop()
+		}
+		l.qc.CloseWithError(closeNormal, "")
+		l.ep.log.Info("link down", logging.Peer(l.peer), zap.Stringer("kind", l.kind), zap.NamedError("cause", err))
+	})
+}
+
+func (l *link) Peer() pdu.Name        { return l.peer }
+func (l *link) Kind() Kind            { return l.kind }
+func (l *link) Expiry() time.Time     { return l.expiry }
+func (l *link) Done() <-chan struct{} { return l.done }
+func (l *link) LocalAddr() net.Addr {
+	if l.raw != nil {
+		return l.ep.raw.pc.LocalAddr()
+	}
+	return l.qc.LocalAddr()
+}
+func (l *link) RemoteAddr() net.Addr {
+	if l.raw != nil {
+		return l.raw.addr.Load()
+	}
+	return l.qc.RemoteAddr()
+}
+
+// Err says why the link closed; nil while it is up.
+func (l *link) Err() error {
+	if l.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(l.ctx)
+}
+
+// Close closes the link. It does not wait for the link's goroutines (so a
+// Handler may call it); Done is closed once they have all returned.
+func (l *link) Close() error {
+	l.closeWith(ErrClosed)
+	return nil
+}
+
+// Send implements Link.
+func (l *link) Send(p []byte) error {
+	if len(p) == 0 || len(p) > MaxPDU {
+		return ErrTooBig
+	}
+	if l.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if l.raw != nil {
+		return l.raw.send(p)
+	}
+	err := l.qc.SendDatagram(p)
+	var tooBig *quic.DatagramTooLargeError
+	switch {
+	case err == nil:
+		l.ep.stats.pdusSent.Add(1)
+		return nil
+	case errors.As(err, &tooBig):
+		return l.sendStream(p)
+	case l.ctx.Err() != nil:
+		return ErrClosed
+	default:
+		return fmt.Errorf("tunnel: send datagram: %w", err)
+	}
+}
+
+// sendStream sends one PDU on its own unidirectional stream; FIN ends it.
+func (l *link) sendStream(p []byte) error {
+	ctx, cancel := context.WithTimeout(l.ctx, l.ep.cfg.StreamTimeout)
+	defer cancel()
+	s, err := l.qc.OpenUniStreamSync(ctx)
+	if err != nil {
+		if l.ctx.Err() != nil {
+			return ErrClosed
+		}
+		return fmt.Errorf("tunnel: open pdu stream: %w", err)
+	}
+	s.SetWriteDeadline(deadlineOf(ctx))
+	if _, err := s.Write(p); err != nil {
+		s.CancelWrite(0)
+		return fmt.Errorf("tunnel: send pdu stream: %w", err)
+	}
+	if err := s.Close(); err != nil {
+		return fmt.Errorf("tunnel: close pdu stream: %w", err)
+	}
+	l.ep.stats.pdusSent.Add(1)
+	return nil
+}
+
+// deliver hands one received PDU to the Handler.
+func (l *link) deliver(p []byte) {
+	h := l.ep.cfg.Handler
+	if h == nil {
+		l.ep.stats.drop(DropNoHandler)
+		return
+	}
+	l.ep.stats.pdusReceived.Add(1)
+	h(l, p)
+}
+
+func (l *link) datagramLoop() {
+	defer l.wg.Done()
+	for {
+		b, err := l.qc.ReceiveDatagram(l.ctx)
+		if err != nil {
+			return
+		}
+		if len(b) == 0 {
+			l.ep.stats.drop(DropTruncated)
+			continue
+		}
+		l.deliver(b)
+	}
+}
+
+var pduBufPool = sync.Pool{New: func() any { b := make([]byte, MaxPDU+1); return &b }}
+
+func (l *link) uniLoop() {
+	defer l.wg.Done()
+	for {
+		s, err := l.qc.AcceptUniStream(l.ctx)
+		if err != nil {
+			return
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.readPDUStream(s)
+		}()
+	}
+}
+
+func (l *link) readPDUStream(s *quic.ReceiveStream) {
+	s.SetReadDeadline(time.Now().Add(l.ep.cfg.StreamTimeout))
+	bp := pduBufPool.Get().(*[]byte)
+	defer pduBufPool.Put(bp)
+	buf := *bp
+	n, err := io.ReadFull(s, buf)
+	switch {
+	case err == io.ErrUnexpectedEOF || (err == io.EOF && n == 0):
+		// a PDU shorter than the buffer ended with FIN: the normal case
+	case err == nil:
+		l.ep.stats.drop(DropOversize) // MaxPDU+1 bytes and still going
+		s.CancelRead(0)
+		return
+	default:
+		s.CancelRead(0)
+		return
+	}
+	if n == 0 {
+		l.ep.stats.drop(DropTruncated)
+		return
+	}
+	l.deliver(buf[:n])
+}
+
+func (l *link) bidiLoop() {
+	defer l.wg.Done()
+	for {
+		s, err := l.qc.AcceptStream(l.ctx)
+		if err != nil {
+			return
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			s.SetReadDeadline(time.Now().Add(l.ep.cfg.StreamTimeout))
+			var tag [1]byte
+			if _, err := io.ReadFull(s, tag[:]); err != nil || tag[0] != streamBulk {
+				s.CancelRead(0)
+				s.CancelWrite(0)
+				return
+			}
+			s.SetReadDeadline(time.Time{})
+			select {
+			case l.bulk <- s:
+			default: // nobody is accepting bulk streams
+				s.CancelRead(0)
+				s.CancelWrite(0)
+			}
+		}()
+	}
+}
+
+// OpenStream implements Link.
+func (l *link) OpenStream(ctx context.Context) (Stream, error) {
+	s, err := l.qc.OpenStreamSync(ctx)
+	if err != nil {
+		if l.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("tunnel: open stream: %w", err)
+	}
+	if _, err := s.Write([]byte{streamBulk}); err != nil {
+		s.CancelWrite(0)
+		return nil, fmt.Errorf("tunnel: open stream: %w", err)
+	}
+	return bulkStream{s}, nil
+}
+
+// AcceptStream implements Link.
+func (l *link) AcceptStream(ctx context.Context) (Stream, error) {
+	select {
+	case s := <-l.bulk:
+		return bulkStream{s}, nil
+	case <-l.ctx.Done():
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type bulkStream struct{ *quic.Stream }
+
+func (s bulkStream) CloseRead() { s.CancelRead(0) }
+
+// writeControl sends one control message.
+func (l *link) writeControl(m ctrlMsg) error {
+	l.ctrlMu.Lock()
+	defer l.ctrlMu.Unlock()
+	l.ctrl.SetWriteDeadline(time.Now().Add(l.ep.cfg.HandshakeTimeout))
+	return writeCtrl(l.ctrl, m)
+}
+
+// controlLoop reads control messages after setup: rekeying on raw links.
+// A QUIC link's peer sends nothing more, and the read just waits for close.
+func (l *link) controlLoop() {
+	defer l.wg.Done()
+	stop := context.AfterFunc(l.ctx, func() { l.ctrl.CancelRead(0) })
+	defer stop()
+	for {
+		m, err := readCtrl(l.ctrl)
+		if err != nil {
+			if l.ctx.Err() == nil && !errors.Is(err, io.EOF) {
+				l.closeWith(fmt.Errorf("control stream: %w", err))
+			}
+			return
+		}
+		if l.raw == nil {
+			l.closeWith(fmt.Errorf("%w: control message %d on a quic link", ErrProtocol, m.Type))
+			return
+		}
+		if err := l.raw.handleControl(m); err != nil {
+			l.closeWith(err)
+			return
+		}
+	}
+}

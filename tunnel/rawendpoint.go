@@ -1,0 +1,271 @@
+package tunnel
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
+)
+
+// batchSize is how many datagrams one recvmmsg/sendmmsg moves at most.
+const batchSize = 64
+
+// batchConn is what ipv4.PacketConn and ipv6.PacketConn share.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// rawEndpoint is the raw GDP-in-UDP socket of an Endpoint: its receive loop,
+// its send queue and writer, and the receive sessions of all raw links.
+type rawEndpoint struct {
+	e   *Endpoint
+	pc  net.PacketConn
+	bc  batchConn // nil unless pc is a *net.UDPConn
+	mtu int
+
+	mu       sync.RWMutex
+	sessions map[uint32]*recvSession // nil value: index reserved
+
+	q       sendQueue
+	closing chan struct{}
+	wg      sync.WaitGroup
+}
+
+// recvSession is one receive direction of one key epoch of a raw link. Its
+// replay window and reassembler belong to the receive loop.
+type recvSession struct {
+	idx    uint32
+	aead   cipher.AEAD
+	rl     *rawLink
+	replay replayWindow
+	reasm  *reassembler
+}
+
+func newRawEndpoint(e *Endpoint, pc net.PacketConn) (*rawEndpoint, error) {
+	r := &rawEndpoint{
+		e:        e,
+		pc:       pc,
+		mtu:      discoverMTU(e.cfg.RawMTU, pc),
+		sessions: map[uint32]*recvSession{},
+		closing:  make(chan struct{}),
+	}
+	if uc, ok := pc.(*net.UDPConn); ok {
+		if ua, _ := uc.LocalAddr().(*net.UDPAddr); ua != nil && ua.IP.To4() == nil && !ua.IP.IsUnspecified() {
+			r.bc = ipv6.NewPacketConn(uc)
+		} else {
+			r.bc = ipv4.NewPacketConn(uc)
+		}
+		want := e.cfg.SocketBuffer
+		rcv, snd, err := socketBuffers(uc, want)
+		switch {
+		case err != nil:
+			e.log.Warn("raw socket buffers: cannot read back", zap.Error(err))
+		case rcv < want || snd < want:
+			e.log.Warn("raw socket buffers smaller than asked; under load frames will be dropped in the kernel — raise net.core.rmem_max and net.core.wmem_max (see docs/OPERATIONS.md §2)",
+				zap.Int("want", want), zap.Int("rcvbuf", rcv), zap.Int("sndbuf", snd))
+		}
+	}
+	r.q.init(max(e.cfg.SendQueue, maxFragments), r.mtu)
+	r.wg.Add(2)
+	go r.readLoop()
+	go r.writeLoop()
+	e.log.Info("raw transport up", logging.Addr(pc.LocalAddr().String()), zap.Int("mtu", r.mtu), zap.Bool("batching", r.bc != nil))
+	return r, nil
+}
+
+func (r *rawEndpoint) port() uint16 {
+	if ua, ok := r.pc.LocalAddr().(*net.UDPAddr); ok {
+		return uint16(ua.Port)
+	}
+	return 0
+}
+
+// reserveIndex picks a fresh non-zero session index.
+func (r *rawEndpoint) reserveIndex() uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		var b [4]byte
+		rand.Read(b[:])
+		idx := binary.BigEndian.Uint32(b[:])
+		if _, used := r.sessions[idx]; idx != 0 && !used {
+			r.sessions[idx] = nil
+			return idx
+		}
+	}
+}
+
+func (r *rawEndpoint) installSession(s *recvSession) {
+	r.mu.Lock()
+	r.sessions[s.idx] = s
+	r.mu.Unlock()
+}
+
+func (r *rawEndpoint) removeSession(idx uint32) {
+	r.mu.Lock()
+	delete(r.sessions, idx)
+	r.mu.Unlock()
+}
+
+func (r *rawEndpoint) session(idx uint32) *recvSession {
+	r.mu.RLock()
+	s := r.sessions[idx]
+	r.mu.RUnlock()
+	return s
+}
+
+func (r *rawEndpoint) close() {
+	close(r.closing)
+	r.q.close()
+	r.pc.Close()
+	r.wg.Wait()
+}
+
+// readLoop receives datagrams, in batches when it can.
+func (r *rawEndpoint) readLoop() {
+	defer r.wg.Done()
+	var nonce [12]byte
+	if r.bc == nil {
+		buf := make([]byte, r.mtu+1)
+		for {
+			n, from, err := r.pc.ReadFrom(buf)
+			if err != nil {
+				if r.isClosing() || errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			r.handle(buf[:n], from, &nonce)
+		}
+	}
+	msgs := make([]ipv4.Message, batchSize)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, r.mtu+1)}
+	}
+	for {
+		n, err := r.bc.ReadBatch(msgs, 0)
+		if err != nil {
+			if r.isClosing() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		for i := range msgs[:n] {
+			r.handle(msgs[i].Buffers[0][:msgs[i].N], msgs[i].Addr, &nonce)
+		}
+	}
+}
+
+func (r *rawEndpoint) isClosing() bool {
+	select {
+	case <-r.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// handle authenticates one datagram and delivers its PDU, or counts why not.
+func (r *rawEndpoint) handle(b []byte, from net.Addr, nonce *[12]byte) {
+	st := &r.e.stats
+	if len(b) > r.mtu {
+		st.drop(DropOversize)
+		return
+	}
+	h, why, ok := parseFrameHeader(b)
+	if !ok {
+		st.drop(why)
+		return
+	}
+	s := r.session(h.Index)
+	if s == nil {
+		st.drop(DropUnknownSession)
+		return
+	}
+	if !s.replay.check(h.Counter) {
+		st.drop(DropReplay)
+		return
+	}
+	p, ok := openFrame(b, s.aead, nonce, h.Counter)
+	if !ok {
+		st.drop(DropAuth)
+		return
+	}
+	s.replay.commit(h.Counter)
+	st.framesReceived.Add(1)
+	s.rl.roam(from)
+	if h.Frag == 0 {
+		s.rl.l.deliver(p)
+		return
+	}
+	whole, slot := s.reasm.add(h.PacketID, h.Frag, p, r.e.cfg.Now())
+	if whole != nil {
+		s.rl.l.deliver(whole)
+		slot.release()
+	}
+}
+
+// writeLoop drains the send queue with sendmmsg.
+func (r *rawEndpoint) writeLoop() {
+	defer r.wg.Done()
+	msgs := make([]ipv4.Message, batchSize)
+	for i := range msgs {
+		msgs[i].Buffers = make([][]byte, 1)
+	}
+	var batch []*frameBuf
+	for {
+		select {
+		case <-r.q.wake:
+		case <-r.closing:
+			return
+		}
+		for {
+			batch = r.q.take(batch[:0])
+			if len(batch) == 0 {
+				break
+			}
+			r.write(batch, msgs)
+			r.q.recycle(batch)
+		}
+	}
+}
+
+func (r *rawEndpoint) write(batch []*frameBuf, msgs []ipv4.Message) {
+	st := &r.e.stats
+	if r.bc == nil {
+		for _, fb := range batch {
+			if _, err := r.pc.WriteTo(fb.b[:fb.n], fb.addr); err == nil {
+				st.framesSent.Add(1)
+			}
+		}
+		return
+	}
+	for len(batch) > 0 {
+		n := min(len(batch), batchSize)
+		for i, fb := range batch[:n] {
+			msgs[i].Buffers[0] = fb.b[:fb.n]
+			msgs[i].Addr = fb.addr
+		}
+		sent, err := r.bc.WriteBatch(msgs[:n], 0)
+		if err != nil {
+			if r.isClosing() {
+				return
+			}
+			// skip the datagram the kernel refused and carry on
+			r.e.log.Debug("raw send", zap.Error(err))
+			sent = max(sent, 0) + 1
+		} else {
+			st.framesSent.Add(uint64(sent))
+		}
+		batch = batch[min(sent, len(batch)):]
+	}
+}

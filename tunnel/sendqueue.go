@@ -1,0 +1,100 @@
+package tunnel
+
+import (
+	"net"
+	"sync"
+)
+
+// frameBuf is one sealed frame waiting for the socket.
+type frameBuf struct {
+	b     []byte
+	n     int
+	addr  *net.UDPAddr
+	nonce [12]byte // per-buffer, so concurrent senders share no nonce
+}
+
+// sendQueue hands sealed frames from Send (any goroutine) to the writer,
+// which takes everything queued at once: senders never make a syscall and
+// the writer's batches grow with the load. Buffers are preallocated and
+// recycled; Send blocks while all of them are queued.
+type sendQueue struct {
+	mu      sync.Mutex
+	notFull sync.Cond
+	free    []*frameBuf
+	pending []*frameBuf
+	closed  bool
+	wake    chan struct{}
+}
+
+func (q *sendQueue) init(n, mtu int) {
+	q.notFull.L = &q.mu
+	q.wake = make(chan struct{}, 1)
+	q.free = make([]*frameBuf, n)
+	q.pending = make([]*frameBuf, 0, n)
+	mem := make([]byte, n*mtu)
+	for i := range q.free {
+		q.free[i] = &frameBuf{b: mem[i*mtu : (i+1)*mtu : (i+1)*mtu]}
+	}
+}
+
+// get returns a free buffer, waiting for one; nil once closed.
+func (q *sendQueue) get() *frameBuf {
+	q.mu.Lock()
+	for len(q.free) == 0 && !q.closed {
+		q.notFull.Wait()
+	}
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	fb := q.free[len(q.free)-1]
+	q.free = q.free[:len(q.free)-1]
+	q.mu.Unlock()
+	return fb
+}
+
+// put queues a sealed frame for the writer.
+func (q *sendQueue) put(fb *frameBuf) {
+	q.mu.Lock()
+	q.pending = append(q.pending, fb)
+	first := len(q.pending) == 1
+	q.mu.Unlock()
+	if first {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// unget returns a buffer that was not queued.
+func (q *sendQueue) unget(fb *frameBuf) {
+	q.mu.Lock()
+	q.free = append(q.free, fb)
+	q.notFull.Signal()
+	q.mu.Unlock()
+}
+
+// take moves everything queued into dst.
+func (q *sendQueue) take(dst []*frameBuf) []*frameBuf {
+	q.mu.Lock()
+	dst = append(dst, q.pending...)
+	clear(q.pending)
+	q.pending = q.pending[:0]
+	q.mu.Unlock()
+	return dst
+}
+
+func (q *sendQueue) recycle(bufs []*frameBuf) {
+	q.mu.Lock()
+	q.free = append(q.free, bufs...)
+	q.notFull.Broadcast()
+	q.mu.Unlock()
+}
+
+func (q *sendQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.notFull.Broadcast()
+	q.mu.Unlock()
+}

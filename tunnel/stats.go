@@ -1,0 +1,77 @@
+package tunnel
+
+import "sync/atomic"
+
+// DropReason says why a raw frame or a PDU was dropped.
+type DropReason uint8
+
+// Drop reasons, also the "reason" label of the drop metric.
+const (
+	DropTruncated      DropReason = iota // shorter than a frame header and tag
+	DropBadType                          // frame type is not 0x21
+	DropUnknownSession                   // no session has that receiver index
+	DropAuth                             // tag did not verify (bit flips, wrong key)
+	DropReplay                           // counter already seen or left of the window
+	DropBadFragment                      // fragment inconsistent with its packet
+	DropReassemblyEvicted                // incomplete PDU pushed out by newer ones
+	DropReassemblyTimeout                // incomplete PDU older than the timeout
+	DropOversize                         // datagram larger than the MTU, or PDU over MaxPDU
+	DropNoHandler                        // no Handler configured
+	DropDatagramQueue                    // reserved: QUIC datagram receive queue (counted by quic-go)
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{
+	"truncated", "bad_type", "unknown_session", "auth", "replay", "bad_fragment",
+	"reassembly_evicted", "reassembly_timeout", "oversize", "no_handler", "datagram_queue",
+}
+
+func (r DropReason) String() string {
+	if r < numDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
+
+// Stats is a snapshot of an endpoint's counters.
+type Stats struct {
+	PDUsSent, PDUsReceived     uint64 // whole PDUs, every kind
+	FramesSent, FramesReceived uint64 // raw frames (fragments count one each)
+	HandshakesRefused          uint64 // peers that failed verification in TLS
+	DialsFailed, AcceptsFailed uint64
+	Rekeys                     uint64
+	Drops                      map[string]uint64 // by DropReason name; only non-zero ones
+}
+
+// Dropped returns the count for one reason.
+func (s Stats) Dropped(r DropReason) uint64 { return s.Drops[r.String()] }
+
+type counters struct {
+	pdusSent, pdusReceived     atomic.Uint64
+	framesSent, framesReceived atomic.Uint64
+	handshakeRefused           atomic.Uint64
+	dialFailed, acceptFailed   atomic.Uint64
+	rekeys                     atomic.Uint64
+	drops                      [numDropReasons]atomic.Uint64
+}
+
+func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }
+
+// Stats returns the endpoint's counters.
+func (e *Endpoint) Stats() Stats {
+	c := &e.stats
+	s := Stats{
+		PDUsSent: c.pdusSent.Load(), PDUsReceived: c.pdusReceived.Load(),
+		FramesSent: c.framesSent.Load(), FramesReceived: c.framesReceived.Load(),
+		HandshakesRefused: c.handshakeRefused.Load(),
+		DialsFailed:       c.dialFailed.Load(), AcceptsFailed: c.acceptFailed.Load(),
+		Rekeys: c.rekeys.Load(),
+		Drops:  map[string]uint64{},
+	}
+	for i := range c.drops {
+		if v := c.drops[i].Load(); v != 0 {
+			s.Drops[DropReason(i).String()] = v
+		}
+	}
+	return s
+}

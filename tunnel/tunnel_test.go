@@ -1,0 +1,109 @@
+package tunnel
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// sizesToTest steps through 1..MaxPDU and adds every boundary a PDU can
+// straddle: datagram capacity, raw fragment sizes, the uint16 limit.
+func sizesToTest(chunk int) []int {
+	set := map[int]bool{}
+	for s := 1; s <= MaxPDU; s += 997 {
+		set[s] = true
+	}
+	for _, b := range []int{1, 2, 75, 76, 77, 1000, 1100, 1150, 1200, 1250, 1300, 1350, 1400, 1420, 1452, 65535, MaxPDU} {
+		for d := -2; d <= 2; d++ {
+			set[b+d] = true
+		}
+	}
+	for k := 1; k*chunk <= MaxPDU+chunk; k++ {
+		for d := -1; d <= 1; d++ {
+			set[k*chunk+d] = true
+		}
+	}
+	var out []int
+	for s := range set {
+		if s >= 1 && s <= MaxPDU {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func pattern(n, seed int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + seed)
+	}
+	return b
+}
+
+func TestEverySize(t *testing.T) {
+	for _, kind := range []Kind{KindQUIC, KindRaw} {
+		t.Run(kind.String(), func(t *testing.T) {
+			mtu := 1452
+			a := newTestNode(t, true, func(c *Config) { c.RawMTU = mtu })
+			b := newTestNode(t, true, func(c *Config) { c.RawMTU = mtu })
+			la, lb := pair(t, a, b, kind)
+			if la.Peer() != b.id.Name || lb.Peer() != a.id.Name {
+				t.Fatal("peers do not know each other's names")
+			}
+			sizes := sizesToTest(mtu - frameOverhead)
+			// both directions, paced so datagram queues never overflow
+			for i, n := range sizes {
+				p := pattern(n, i)
+				if err := la.Send(p); err != nil {
+					t.Fatalf("a→b size %d: %v", n, err)
+				}
+				if err := lb.Send(p); err != nil {
+					t.Fatalf("b→a size %d: %v", n, err)
+				}
+				if i%16 == 15 {
+					b.sink.wait(t, i+1, 10*time.Second)
+				}
+			}
+			b.sink.wait(t, len(sizes), 20*time.Second)
+			a.sink.wait(t, len(sizes), 20*time.Second)
+			for _, s := range []*sink{a.sink, b.sink} {
+				got := map[string]bool{}
+				for _, p := range s.got {
+					got[string(p)] = true
+				}
+				for i, n := range sizes {
+					if !got[string(pattern(n, i))] {
+						t.Errorf("size %d not delivered intact", n)
+					}
+				}
+			}
+			if d := b.ep.Stats().Drops; len(d) != 0 {
+				t.Errorf("drops on a clean loopback: %v", d)
+			}
+		})
+	}
+}
+
+func TestSendRejectsBadSizes(t *testing.T) {
+	a := newTestNode(t, false, nil)
+	b := newTestNode(t, false, nil)
+	la, _ := pair(t, a, b, KindQUIC)
+	for _, n := range []int{0, MaxPDU + 1} {
+		if err := la.Send(make([]byte, n)); err != ErrTooBig {
+			t.Errorf("send %d bytes: err %v, want ErrTooBig", n, err)
+		}
+	}
+	la.Close()
+	<-la.Done()
+	if err := la.Send([]byte("x")); err != ErrClosed {
+		t.Errorf("send after close: %v", err)
+	}
+}
+
+var _ = bytes.Equal
+var _ = fmt.Sprint
