@@ -1,0 +1,66 @@
+package capsule
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Heartbeats are COSE_Sign1 objects (RFC 9052 §4.2) with EdDSA, encoded
+// exactly as certs/ encodes certificates: tag 18, protected header {1: -8},
+// an empty unprotected map, the payload and the signature. The signature
+// covers ["Signature1", protected, external_aad, payload].
+
+const tagSign1 = 0xd2 // CBOR tag 18, one byte
+
+var protectedEdDSA = []byte{0xa1, 0x01, 0x27}
+
+type sign1Wire struct {
+	_           struct{} `cbor:",toarray"`
+	Protected   []byte
+	Unprotected cbor.RawMessage
+	Payload     []byte
+	Signature   []byte
+}
+
+// sigInput is the Sig_structure a heartbeat signature covers.
+func sigInput(payload []byte) []byte {
+	b, err := encMode.Marshal([]any{"Signature1", protectedEdDSA, []byte(HeartbeatAAD), payload})
+	if err != nil {
+		panic("capsule: sig structure: " + err.Error())
+	}
+	return b
+}
+
+func marshalSign1(payload, sig []byte) []byte {
+	b, err := encMode.Marshal(sign1Wire{Protected: protectedEdDSA, Unprotected: cbor.RawMessage{0xa0}, Payload: payload, Signature: sig})
+	if err != nil {
+		panic("capsule: cose: " + err.Error())
+	}
+	return append([]byte{tagSign1}, b...)
+}
+
+func unmarshalSign1(b []byte) (payload, sig []byte, err error) {
+	if len(b) == 0 || b[0] != tagSign1 {
+		return nil, nil, fmt.Errorf("%w: not a tagged COSE_Sign1 (want tag 18)", ErrMalformed)
+	}
+	var s sign1Wire
+	if err := decMode.Unmarshal(b[1:], &s); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if !bytes.Equal(s.Protected, protectedEdDSA) {
+		return nil, nil, fmt.Errorf("%w: protected header %x, want %x (alg EdDSA)", ErrMalformed, s.Protected, protectedEdDSA)
+	}
+	if !bytes.Equal(s.Unprotected, []byte{0xa0}) {
+		return nil, nil, fmt.Errorf("%w: unprotected header must be empty", ErrMalformed)
+	}
+	if len(s.Signature) != ed25519.SignatureSize {
+		return nil, nil, fmt.Errorf("%w: signature of %d bytes", ErrMalformed, len(s.Signature))
+	}
+	if !bytes.Equal(marshalSign1(s.Payload, s.Signature), b) {
+		return nil, nil, fmt.Errorf("%w: not the canonical encoding", ErrMalformed)
+	}
+	return bytes.Clone(s.Payload), bytes.Clone(s.Signature), nil
+}

@@ -1,0 +1,19 @@
+// Package capsule defines the DataCapsule formats of docs/PROTOCOL.md §7 and
+// verifies them: records hash-linked by their previous-record hash, holes a
+// writer declares, writer-signed heartbeats that commit to an RFC 9162 Merkle
+// tree over every record hash so far, inclusion and consistency proofs, and
+// equivocation evidence.
+//
+// The package is used by both sides: a writer (Writer) builds records and
+// signs heartbeats; a server verifies a batch against its stored head before
+// storing it (Batch); a reader verifies what a server returned against a
+// heartbeat (VerifyRange). It does no I/O: the Merkle tree's complete subtree
+// hashes come from a NodeSource the caller supplies, so a store can keep
+// millions of them on disk while only the tree's right frontier (Tree) stays
+// in memory.
+//
+// Record and heartbeat bodies are deterministic CBOR (RFC 8949 §4.2.1) with
+// small integer map keys. The record codec is written by hand because it sits
+// on the hot path; the tests check that it produces exactly what
+// github.com/fxamacker/cbor/v2's deterministic mode produces.
+package capsule
