@@ -200,7 +200,9 @@ func (e *Endpoint) Dial(ctx context.Context, addr net.Addr, peer pdu.Name, kind 
 	if err != nil {
 		e.stats.dialFailed.Add(1)
 		qc.CloseWithError(closeRefused, "setup failed")
-		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, err)
+		// TLS 1.3 lets the client finish before the server has checked its
+		// certificate: a refusal of our credentials arrives here.
+		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, handshakeErr(err))
 	}
 	e.log.Info("link up", logging.Peer(peer), zap.Stringer("kind", kind), logging.Addr(addr.String()))
 	return l, nil

@@ -7,17 +7,17 @@ type DropReason uint8
 
 // Drop reasons, also the "reason" label of the drop metric.
 const (
-	DropTruncated      DropReason = iota // shorter than a frame header and tag
-	DropBadType                          // frame type is not 0x21
-	DropUnknownSession                   // no session has that receiver index
-	DropAuth                             // tag did not verify (bit flips, wrong key)
-	DropReplay                           // counter already seen or left of the window
-	DropBadFragment                      // fragment inconsistent with its packet
-	DropReassemblyEvicted                // incomplete PDU pushed out by newer ones
-	DropReassemblyTimeout                // incomplete PDU older than the timeout
-	DropOversize                         // datagram larger than the MTU, or PDU over MaxPDU
-	DropNoHandler                        // no Handler configured
-	DropDatagramQueue                    // reserved: QUIC datagram receive queue (counted by quic-go)
+	DropTruncated         DropReason = iota // shorter than a frame header and tag
+	DropBadType                             // frame type is not 0x21
+	DropUnknownSession                      // no session has that receiver index
+	DropAuth                                // tag did not verify (bit flips, wrong key)
+	DropReplay                              // counter already seen or left of the window
+	DropBadFragment                         // fragment inconsistent with its packet
+	DropReassemblyEvicted                   // incomplete PDU pushed out by newer ones
+	DropReassemblyTimeout                   // incomplete PDU older than the timeout
+	DropOversize                            // datagram larger than the MTU, or PDU over MaxPDU
+	DropNoHandler                           // no Handler configured
+	DropDatagramQueue                       // reserved: QUIC datagram receive queue (counted by quic-go)
 	numDropReasons
 )
 
