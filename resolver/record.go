@@ -232,8 +232,9 @@ func (r *Record) checkShape() error {
 	if r.Name.IsZero() {
 		return fmt.Errorf("%w: zero name", ErrMalformed)
 	}
+	// Endpoint is absent when the target advertises itself (no AdCert).
 	if r.Chain == nil || r.Chain.Router == nil || r.Chain.Domain == nil || r.Chain.Target == nil ||
-		r.Chain.Endpoint == nil || r.Chain.RtCert == nil || r.Chain.Member == nil {
+		r.Chain.RtCert == nil || r.Chain.Member == nil || (r.Chain.AdCert != nil && r.Chain.Endpoint == nil) {
 		return fmt.Errorf("%w: incomplete chain", ErrMalformed)
 	}
 	if len(r.Chain.Router.Key) != ed25519.PublicKeySize {

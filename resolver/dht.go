@@ -1,0 +1,391 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	kad "github.com/libp2p/go-libp2p-kad-dht"
+	kadpb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/routing"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// GlobalPrefix is the protocol prefix of the federation's global DHT.
+const GlobalPrefix = "/gdp/global"
+
+// DomainPrefix is the protocol prefix of domain's DHT. Each domain runs its
+// own DHT, so nodes of two domains never mix routing tables even when they
+// are connected.
+func DomainPrefix(domain pdu.Name) protocol.ID { return protocol.ID("/gdp/d/" + domain.String()) }
+
+// DHT is a Resolver backed by go-libp2p-kad-dht in a private network: a
+// trust domain's DHT, or the global tier. It is a DHT server (ModeServer:
+// ModeAuto never turns server on a private network), admits only peers
+// that prove membership, and republishes what it published.
+type DHT struct {
+	cfg      DHTConfig
+	log      *zap.Logger
+	host     host.Host
+	kad      *kad.IpfsDHT
+	msgr     *kadpb.ProtocolMessenger
+	gate     *gate
+	verifier *Verifier
+	proof    []byte
+	prefix   protocol.ID
+	metrics  *dhtMetrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+
+	mu        sync.Mutex
+	published map[pdu.Name]*Record // records this node keeps alive
+}
+
+var _ Resolver = (*DHT)(nil)
+
+// NewDHT starts a DHT node: a libp2p host on cfg.Listen with the node's
+// Ed25519 identity, the membership gate, and kad-dht. It connects to the
+// bootstrap peers it can reach (at least one if any are given) and returns
+// once the node is serving; use WaitPeers to wait for a routing table.
+func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
+	if err := cfg.populate(); err != nil {
+		return nil, err
+	}
+	d := &DHT{cfg: cfg, log: cfg.Logger, published: map[pdu.Name]*Record{}}
+	tier := "domain"
+	var admitDomain pdu.Name
+	d.verifier = &Verifier{Certs: cfg.Certs, Kind: KindLocation, Domain: cfg.Domain.Name()}
+	d.prefix = DomainPrefix(cfg.Domain.Name())
+	admitDomain = cfg.Domain.Name()
+	if cfg.Global {
+		tier = "global"
+		d.verifier = &Verifier{Certs: cfg.Certs, Kind: KindBorder}
+		d.prefix = GlobalPrefix
+		admitDomain = pdu.Name{}
+	}
+	d.log = d.log.With(logging.Name(cfg.Identity.Name), zap.String("tier", tier))
+	var err error
+	if d.metrics, err = newDHTMetrics(cfg.Registerer, tier); err != nil {
+		return nil, fmt.Errorf("dht metrics: %w", err)
+	}
+	d.gate = newGate(cfg.Certs, admitDomain, cfg.DenyFor)
+	// Our own proof must pass our own gate, or peers will refuse us too.
+	own := &MembershipProof{Meta: cfg.Identity.Meta, Member: cfg.Member, Domain: cfg.Domain}
+	if _, err := d.gate.check(cfg.Identity.Meta.Key, own); err != nil {
+		return nil, fmt.Errorf("dht: own membership: %w", err)
+	}
+	if d.proof, err = own.marshal(); err != nil {
+		return nil, err
+	}
+
+	priv, err := crypto.UnmarshalEd25519PrivateKey(cfg.Identity.Key)
+	if err != nil {
+		return nil, fmt.Errorf("dht: node key: %w", err)
+	}
+	d.host, err = libp2p.New(
+		libp2p.Identity(priv),
+		libp2p.ListenAddrStrings(cfg.Listen...),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.ConnectionGater(d.gate),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("gdpnet-resolver"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("dht: libp2p host: %w", err)
+	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.host.SetStreamHandler(d.prefix+"/member/1.0.0", d.handleProof)
+	d.host.Network().Notify(&network.NotifyBundle{ConnectedF: d.connected})
+
+	val := &validator{v: d.verifier, refuse: func(r string) { d.metrics.refused.WithLabelValues(r).Inc() }}
+	d.kad, err = kad.New(d.host,
+		kad.Mode(kad.ModeServer),
+		kad.ProtocolPrefix(d.prefix),
+		kad.Validator(record.NamespacedValidator{recordNamespace: val}),
+		kad.DisableProviders(),
+		kad.MaxRecordAge(cfg.RecordAge),
+		kad.BucketSize(cfg.BucketSize),
+		kad.RoutingTableFilter(func(_ any, p peer.ID) bool { return d.gate.isVerified(p) }),
+		kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return !d.gate.isDenied(ai.ID) }),
+		kad.OnRequestHook(d.onRequest),
+	)
+	if err != nil {
+		d.cancel()
+		d.host.Close()
+		return nil, fmt.Errorf("dht: kad-dht: %w", err)
+	}
+	if d.msgr, err = kadpb.NewProtocolMessenger(d.kad.MessageSender()); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("dht: messenger: %w", err)
+	}
+	if err := d.Connect(ctx, cfg.Bootstrap...); err != nil && len(cfg.Bootstrap) > 0 {
+		d.Close()
+		return nil, err
+	}
+	d.wg.Add(1)
+	go d.republishLoop()
+	d.log.Info("dht node started", zap.Strings("addrs", d.Addrs()), zap.String("protocol", string(d.prefix)))
+	return d, nil
+}
+
+// Addrs are the node's listen multiaddrs with its /p2p/<peer id> suffix,
+// the form Bootstrap takes.
+func (d *DHT) Addrs() []string {
+	info := peer.AddrInfo{ID: d.host.ID(), Addrs: d.host.Addrs()}
+	mas, err := peer.AddrInfoToP2pAddrs(&info)
+	if err != nil {
+		return nil
+	}
+	out := make([]string, len(mas))
+	for i, m := range mas {
+		out[i] = m.String()
+	}
+	return out
+}
+
+// PeerID is the node's libp2p identity (derived from its Ed25519 key).
+func (d *DHT) PeerID() peer.ID { return d.host.ID() }
+
+// Connect dials the given peers (multiaddrs with /p2p/) and waits for their
+// membership handshakes. It fails only if none of them could be admitted.
+func (d *DHT) Connect(ctx context.Context, addrs ...string) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	var errs []error
+	ok := 0
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bootstrap %q: %w", a, err))
+			continue
+		}
+		info, err := peer.AddrInfoFromP2pAddr(m)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bootstrap %q: %w", a, err))
+			continue
+		}
+		if info.ID == d.host.ID() {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
+		err = d.host.Connect(cctx, *info)
+		if err == nil && !d.gate.wait(cctx, info.ID) {
+			err = fmt.Errorf("peer did not prove membership")
+		}
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bootstrap %s: %w", info.ID, err))
+			continue
+		}
+		ok++
+	}
+	if ok == 0 && len(errs) > 0 {
+		return fmt.Errorf("dht: no bootstrap peer admitted: %w", errors.Join(errs...))
+	}
+	for _, e := range errs {
+		d.log.Warn("bootstrap peer unreachable", zap.Error(e))
+	}
+	// Fill the routing table now rather than at the next refresh.
+	select {
+	case <-d.kad.ForceRefresh():
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// PeerCount is the number of peers in the routing table.
+func (d *DHT) PeerCount() int { return d.kad.RoutingTable().Size() }
+
+// AdmittedCount is the number of peers that proved membership.
+func (d *DHT) AdmittedCount() int { return d.gate.count() }
+
+// WaitPeers waits until the routing table holds at least n peers.
+func (d *DHT) WaitPeers(ctx context.Context, n int) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for d.PeerCount() < n {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d peers (have %d): %w", n, d.PeerCount(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Close stops republishing, the DHT and the host, and waits for the
+// node's goroutines.
+func (d *DHT) Close() error {
+	if d.closed.Swap(true) {
+		return nil
+	}
+	d.cancel()
+	var errs []error
+	if d.kad != nil {
+		errs = append(errs, d.kad.Close())
+	}
+	errs = append(errs, d.host.Close())
+	d.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Publish verifies rec (a node never puts what it would refuse), then puts
+// it to the closest peers and counts how many stored it: kad-dht's own
+// PutValue returns nil even when every remote put failed. The record is
+// republished until it is withdrawn or expires.
+func (d *DHT) Publish(ctx context.Context, rec *Record) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	if _, err := d.verifier.Verify(rec); err != nil {
+		return fmt.Errorf("publish %s: %w", rec.Name, err)
+	}
+	d.mu.Lock()
+	if old := d.published[rec.Name]; old != nil && old.Sequence > rec.Sequence {
+		d.mu.Unlock()
+		return fmt.Errorf("publish %s: %w: %d < %d", rec.Name, ErrStale, rec.Sequence, old.Sequence)
+	}
+	if !rec.Withdrawn {
+		d.published[rec.Name] = rec
+	}
+	d.mu.Unlock()
+	_, err := d.put(ctx, rec)
+	return err
+}
+
+// put sends rec to the closest peers and returns how many stored it.
+func (d *DHT) put(ctx context.Context, rec *Record) (int, error) {
+	key := dhtKey(rec.Name)
+	peers, err := d.kad.GetClosestPeers(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("publish %s: closest peers: %w", rec.Name, err)
+	}
+	pr := record.MakePutRecord(key, rec.Bytes())
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	var lastErr atomic.Value
+	for _, p := range peers {
+		wg.Add(1)
+		go func(p peer.ID) {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, d.cfg.PutTimeout)
+			defer cancel()
+			if err := d.msgr.PutValue(pctx, p, pr); err != nil {
+				d.metrics.puts.WithLabelValues("failed").Inc()
+				lastErr.Store(err)
+				d.log.Debug("put refused or failed", logging.Name(rec.Name), zap.Stringer("peer_id", p), zap.Error(err))
+				return
+			}
+			d.metrics.puts.WithLabelValues("ok").Inc()
+			ok.Add(1)
+		}(p)
+	}
+	wg.Wait()
+	n := int(ok.Load())
+	need := min(d.cfg.MinPuts, len(peers))
+	if need == 0 || n < need {
+		detail := ""
+		if e, _ := lastErr.Load().(error); e != nil {
+			detail = ": last error: " + e.Error()
+		}
+		return n, fmt.Errorf("publish %s: %w: %d of %d closest peers stored it, need %d%s",
+			rec.Name, ErrFewPeers, n, len(peers), max(need, 1), detail)
+	}
+	return n, nil
+}
+
+// Lookup asks the DHT for name (Quorum answers, each checked by the
+// validator, the best selected) and verifies the winner again against the
+// clock before returning it.
+func (d *DHT) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
+	if d.closed.Load() {
+		return nil, ErrClosed
+	}
+	b, err := d.kad.GetValue(ctx, dhtKey(name), kad.Quorum(d.cfg.Quorum))
+	if err != nil {
+		if errors.Is(err, routing.ErrNotFound) {
+			return nil, fmt.Errorf("lookup %s: %w", name, ErrNotFound)
+		}
+		if b == nil {
+			return nil, fmt.Errorf("lookup %s: %w", name, err)
+		}
+	}
+	rec, err := ParseRecord(b)
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s: %w", name, err)
+	}
+	if rec.Name != name {
+		return nil, fmt.Errorf("lookup %s: %w", name, ErrWrongKey)
+	}
+	if _, err := d.verifier.Verify(rec); err != nil {
+		if errors.Is(err, ErrExpired) {
+			return nil, fmt.Errorf("lookup %s: %w: %w", name, ErrNotFound, err)
+		}
+		return nil, fmt.Errorf("lookup %s: %w", name, err)
+	}
+	if rec.Withdrawn {
+		return nil, fmt.Errorf("lookup %s: %w: withdrawn", name, ErrNotFound)
+	}
+	return rec, nil
+}
+
+// Withdraw stops republishing name and, when this node's key signed the
+// record, puts a signed tombstone with a higher sequence over it.
+func (d *DHT) Withdraw(ctx context.Context, name pdu.Name) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	d.mu.Lock()
+	rec := d.published[name]
+	delete(d.published, name)
+	d.mu.Unlock()
+	if rec == nil {
+		return fmt.Errorf("withdraw %s: %w", name, ErrNotPublished)
+	}
+	if !rec.Signer().Key.Equal(d.cfg.Identity.Meta.Key) {
+		d.log.Info("withdrawn name left to expire: signed by another key", logging.Name(name))
+		return nil
+	}
+	seq := max(NextSequence(), rec.Sequence+1)
+	t, err := rec.Tombstone(d.cfg.Identity.Key, seq)
+	if err != nil {
+		return fmt.Errorf("withdraw %s: %w", name, err)
+	}
+	if _, err := d.put(ctx, t); err != nil {
+		return fmt.Errorf("withdraw %s: %w", name, err)
+	}
+	return nil
+}
+
+// Published returns the records this node keeps alive.
+func (d *DHT) Published() []*Record {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*Record, 0, len(d.published))
+	for _, r := range d.published {
+		out = append(out, r)
+	}
+	return out
+}

@@ -1,0 +1,125 @@
+package resolver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+)
+
+// DHTConfig configures one DHT node. A node is in exactly one tier: a trust
+// domain's DHT (Global false) or the federation's global DHT (Global true).
+// The zero values of the optional fields are the documented defaults.
+type DHTConfig struct {
+	// Identity is the node's principal (a router or a resolver). Its
+	// Ed25519 key is also the node's libp2p identity. Required.
+	Identity *certs.Identity
+	// Member is the node's membership certificate, issued by Domain.
+	// Required: peers refuse a node that cannot show it.
+	Member *certs.Cert
+	Domain *certs.Metadata
+	// Certs holds the trusted domains and the clock. Required. A domain
+	// DHT admits and stores only its own domain's routers; the global DHT
+	// admits members of every trusted domain.
+	Certs *certs.Verifier
+	// Global selects the global tier (border records, protocol prefix
+	// /gdp/global) instead of the domain tier (location records, protocol
+	// prefix /gdp/d/<domain name>).
+	Global bool
+
+	// Listen are libp2p multiaddrs. Default /ip4/127.0.0.1/udp/0/quic-v1.
+	Listen []string
+	// Bootstrap are peers to connect to at start, as multiaddrs ending in
+	// /p2p/<peer id> (see DHT.Addrs). Empty for the first node.
+	Bootstrap []string
+
+	// Quorum is how many peers must answer a lookup before the best answer
+	// is taken. Default 1 (the validator still checks every answer).
+	Quorum int
+	// MinPuts is how many peers a put must reach; Publish fails with
+	// ErrFewPeers below min(MinPuts, peers found). Default 3.
+	MinPuts int
+	// PutTimeout bounds each remote put. Default 5 s.
+	PutTimeout time.Duration
+	// RecordAge is kad-dht's MaxRecordAge: stored records older than this
+	// are dropped whatever their validity. Default 1 h.
+	RecordAge time.Duration
+	// Republish is how often published records are put again. Must be
+	// below RecordAge. Default RecordAge / 3.
+	Republish time.Duration
+	// RenewBefore: a record this close to its expiry is renewed through
+	// Renew (if set) at the next republish instead of being put again.
+	// Default 2 × Republish.
+	RenewBefore time.Duration
+	// Renew returns a fresh record (renewed certificates) for old, or an
+	// error to let it expire. Optional.
+	Renew func(ctx context.Context, old *Record) (*Record, error)
+
+	// HandshakeTimeout bounds the membership handshake on a new connection;
+	// a peer that has not proved membership by then is disconnected.
+	// Default 5 s.
+	HandshakeTimeout time.Duration
+	// DenyFor is how long a peer that failed the handshake is refused.
+	// Default 1 min.
+	DenyFor time.Duration
+	// BucketSize is the Kademlia k (replication factor). Default 20.
+	BucketSize int
+
+	// Logger receives the node's logs. Default zap.NewNop().
+	Logger *zap.Logger
+	// Registerer, when set, gets the node's Prometheus collectors.
+	Registerer prometheus.Registerer
+}
+
+func (c *DHTConfig) populate() error {
+	if c.Identity == nil || c.Identity.Meta == nil || len(c.Identity.Key) == 0 {
+		return fmt.Errorf("dht config: identity is required")
+	}
+	if c.Member == nil || c.Domain == nil {
+		return fmt.Errorf("dht config: membership certificate and domain metadata are required")
+	}
+	if c.Certs == nil {
+		return fmt.Errorf("dht config: trusted domains (Certs) are required")
+	}
+	if len(c.Listen) == 0 {
+		c.Listen = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	if c.Quorum <= 0 {
+		c.Quorum = 1
+	}
+	if c.MinPuts <= 0 {
+		c.MinPuts = 3
+	}
+	if c.PutTimeout <= 0 {
+		c.PutTimeout = 5 * time.Second
+	}
+	if c.RecordAge <= 0 {
+		c.RecordAge = time.Hour
+	}
+	if c.Republish <= 0 {
+		c.Republish = c.RecordAge / 3
+	}
+	if c.Republish >= c.RecordAge {
+		return fmt.Errorf("dht config: republish interval %s must be below the record age %s", c.Republish, c.RecordAge)
+	}
+	if c.RenewBefore <= 0 {
+		c.RenewBefore = 2 * c.Republish
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.DenyFor <= 0 {
+		c.DenyFor = time.Minute
+	}
+	if c.BucketSize <= 0 {
+		c.BucketSize = 20
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return nil
+}

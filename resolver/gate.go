@@ -1,0 +1,204 @@
+package resolver
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// MembershipProof is what a node shows to be admitted to a DHT: its
+// metadata (whose key is its libp2p identity), its membership certificate
+// and the issuing domain's metadata.
+type MembershipProof struct {
+	Meta   *certs.Metadata
+	Member *certs.Cert
+	Domain *certs.Metadata
+}
+
+type wireProof struct {
+	Meta   []byte `cbor:"1,keyasint"`
+	Member []byte `cbor:"2,keyasint"`
+	Domain []byte `cbor:"3,keyasint"`
+}
+
+const maxProofSize = 4096
+
+func (p *MembershipProof) marshal() ([]byte, error) {
+	if p == nil || p.Meta == nil || p.Member == nil || p.Domain == nil {
+		return nil, fmt.Errorf("membership proof: %w: incomplete", ErrMalformed)
+	}
+	return encMode.Marshal(wireProof{Meta: p.Meta.Marshal(), Member: p.Member.Marshal(), Domain: p.Domain.Marshal()})
+}
+
+func parseProof(b []byte) (*MembershipProof, error) {
+	var w wireProof
+	if err := decMode.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("membership proof: %w: %v", ErrMalformed, err)
+	}
+	var p MembershipProof
+	var err error
+	if p.Meta, err = certs.ParseMetadata(w.Meta); err != nil {
+		return nil, fmt.Errorf("membership proof: metadata: %w", err)
+	}
+	if p.Member, err = certs.ParseCert(w.Member); err != nil {
+		return nil, fmt.Errorf("membership proof: certificate: %w", err)
+	}
+	if p.Domain, err = certs.ParseMetadata(w.Domain); err != nil {
+		return nil, fmt.Errorf("membership proof: domain: %w", err)
+	}
+	return &p, nil
+}
+
+// gate admits only peers that proved membership. It is the host's
+// ConnectionGater (refusing peers that recently failed to prove it), the
+// DHT's routing-table filter, and the check on every inbound DHT request.
+//
+// Why a handshake rather than a check inside the TLS/Noise handshake: libp2p
+// authenticates the peer's key but carries no certificates, so the
+// membership proof travels on a small protocol right after the connection
+// is secured. Until it arrives the peer is kept out of the routing table
+// and its DHT requests wait (briefly) and are then reset; a peer that does
+// not prove membership in time is disconnected and refused for DenyFor.
+type gate struct {
+	certs   *certs.Verifier
+	domain  pdu.Name // admitted domain; zero = any trusted domain
+	denyFor time.Duration
+	now     func() time.Time
+
+	mu       sync.Mutex
+	verified map[peer.ID]admitted
+	denied   map[peer.ID]time.Time
+	changed  chan struct{} // closed and replaced when verified grows
+}
+
+type admitted struct {
+	name   pdu.Name
+	domain pdu.Name
+	until  time.Time
+}
+
+func newGate(v *certs.Verifier, domain pdu.Name, denyFor time.Duration) *gate {
+	now := time.Now
+	if v.Now != nil {
+		now = v.Now
+	}
+	return &gate{certs: v, domain: domain, denyFor: denyFor, now: now,
+		verified: map[peer.ID]admitted{}, denied: map[peer.ID]time.Time{}, changed: make(chan struct{})}
+}
+
+// errNotAdmitted is why a proof was refused (wrapped with the detail).
+var errNotAdmitted = errors.New("not admitted")
+
+// check verifies proof for the peer whose libp2p key is pub.
+func (g *gate) check(pub []byte, p *MembershipProof) (admitted, error) {
+	if p.Meta.Kind != certs.KindRouter && p.Meta.Kind != certs.KindResolver {
+		return admitted{}, fmt.Errorf("%w: node kind %v", errNotAdmitted, p.Meta.Kind)
+	}
+	if !ed25519.PublicKey(pub).Equal(p.Meta.Key) {
+		return admitted{}, fmt.Errorf("%w: metadata key is not the connection's key", errNotAdmitted)
+	}
+	dom, until, err := g.certs.VerifyMember(p.Meta, p.Member, p.Domain)
+	if err != nil {
+		return admitted{}, fmt.Errorf("%w: %w", errNotAdmitted, err)
+	}
+	if !g.domain.IsZero() && dom != g.domain {
+		return admitted{}, fmt.Errorf("%w: member of domain %s, not %s", errNotAdmitted, dom, g.domain)
+	}
+	return admitted{name: p.Meta.Name(), domain: dom, until: until}, nil
+}
+
+func (g *gate) admit(p peer.ID, a admitted) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.verified[p] = a
+	delete(g.denied, p)
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+func (g *gate) deny(p peer.ID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.verified, p)
+	g.denied[p] = g.now().Add(g.denyFor)
+}
+
+// isVerified reports whether p proved a membership that is still valid.
+func (g *gate) isVerified(p peer.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a, ok := g.verified[p]
+	if ok && !g.now().Before(a.until) {
+		delete(g.verified, p)
+		return false
+	}
+	return ok
+}
+
+func (g *gate) isDenied(p peer.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	until, ok := g.denied[p]
+	if ok && !g.now().Before(until) {
+		delete(g.denied, p)
+		return false
+	}
+	return ok
+}
+
+// wait blocks until p is verified or ctx ends.
+func (g *gate) wait(ctx context.Context, p peer.ID) bool {
+	for {
+		g.mu.Lock()
+		_, ok := g.verified[p]
+		ch := g.changed
+		g.mu.Unlock()
+		if ok {
+			return g.isVerified(p)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (g *gate) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.verified)
+}
+
+// ConnectionGater: refuse peers that failed to prove membership recently.
+
+func (g *gate) InterceptPeerDial(p peer.ID) bool                { return !g.isDenied(p) }
+func (g *gate) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return !g.isDenied(p) }
+func (g *gate) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
+func (g *gate) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return !g.isDenied(p)
+}
+func (g *gate) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
+func readAllLimited(r io.Reader, limit int) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+	}
+	return b, nil
+}

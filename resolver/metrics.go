@@ -1,0 +1,69 @@
+package resolver
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// dhtMetrics are one DHT node's counters. They exist even when nobody
+// registers them, so the code never checks for nil.
+type dhtMetrics struct {
+	puts       *prometheus.CounterVec // result: ok, failed
+	refused    *prometheus.CounterVec // reason: why the validator refused a record
+	admissions *prometheus.CounterVec // result: admitted, refused, timeout
+	rejectedRq prometheus.Counter     // DHT requests from peers that never proved membership
+	republish  *prometheus.CounterVec // result: ok, renewed, expired, failed
+}
+
+func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) {
+	cl := prometheus.Labels{"tier": tier}
+	m := &dhtMetrics{
+		puts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "dht_puts_total", Help: "Remote record puts by result.", ConstLabels: cl}, []string{"result"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "records_refused_total", Help: "Records the validator refused, by reason.", ConstLabels: cl}, []string{"reason"}),
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "peer_admissions_total", Help: "Membership handshakes by result.", ConstLabels: cl}, []string{"result"}),
+		rejectedRq: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "dht_requests_refused_total", Help: "DHT requests reset because the peer never proved membership.", ConstLabels: cl}),
+		republish: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "republish_total", Help: "Republish outcomes per record.", ConstLabels: cl}, []string{"result"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.puts, m.refused, m.admissions, m.rejectedRq, m.republish} {
+			if err := reg.Register(c); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					return nil, err
+				}
+			}
+		}
+	}
+	return m, nil
+}
+
+// cacheMetrics are the cache's hit rate and lookup latency.
+type cacheMetrics struct {
+	lookups *prometheus.CounterVec // result: hit, negative_hit, miss
+	latency *prometheus.HistogramVec
+}
+
+func newCacheMetrics(reg prometheus.Registerer) (*cacheMetrics, error) {
+	m := &cacheMetrics{
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "cache_lookups_total", Help: "Lookups by cache result (hit, negative_hit, miss)."}, []string{"result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "lookup_seconds", Help: "Lookup latency by cache result.",
+			Buckets: []float64{1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.5, 1, 5}},
+			[]string{"result"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.lookups, m.latency} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
