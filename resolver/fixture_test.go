@@ -33,7 +33,7 @@ func testIdentity(t testing.TB, kind certs.Kind, label string, created time.Time
 // fixed instant.
 type clock struct{ off atomic.Int64 }
 
-func (c *clock) Now() time.Time           { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // world is a set of trust domains with routers, endpoints and capsules.

@@ -184,7 +184,7 @@ func (g *gate) count() int {
 
 // ConnectionGater: refuse peers that failed to prove membership recently.
 
-func (g *gate) InterceptPeerDial(p peer.ID) bool                { return !g.isDenied(p) }
+func (g *gate) InterceptPeerDial(p peer.ID) bool                 { return !g.isDenied(p) }
 func (g *gate) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return !g.isDenied(p) }
 func (g *gate) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
 func (g *gate) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
