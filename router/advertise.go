@@ -1,0 +1,248 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// replayGuard remembers, per endpoint, the highest advertisement sequence
+// accepted, and refuses any ADVERTISE or WITHDRAW that does not exceed it or
+// whose sequence (the sender's clock) is outside the configured window. An
+// entry older than the window can be forgotten: the window check alone then
+// refuses a replay of it, so memory stays bounded.
+type replayGuard struct {
+	mu     sync.Mutex
+	last   map[pdu.Name]uint64
+	window time.Duration
+}
+
+func (g *replayGuard) check(endpoint pdu.Name, seq uint64, now time.Time) error {
+	ts := time.Unix(0, int64(seq))
+	if seq > 1<<63-1 || ts.Before(now.Add(-g.window)) || ts.After(now.Add(g.window)) {
+		return fmt.Errorf("sequence %d (%s) is outside the %s clock window", seq, ts.UTC().Format(time.RFC3339), g.window)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if last, ok := g.last[endpoint]; ok && seq <= last {
+		return fmt.Errorf("sequence %d is not above %d, the last accepted", seq, last)
+	}
+	g.last[endpoint] = seq
+	return nil
+}
+
+func (g *replayGuard) sweep(now time.Time) {
+	cut := uint64(now.Add(-g.window).UnixNano())
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for n, s := range g.last {
+		if s < cut {
+			delete(g.last, n)
+		}
+	}
+}
+
+// control answers an ADVERTISE or WITHDRAW from an endpoint face with an
+// ADVERTISE_RESULT carrying the same PDU sequence number.
+func (r *Router) control(in *Face, h *pdu.Header) {
+	var res *Result
+	var err error
+	if h.Type == pdu.TypeAdvertise {
+		res, err = r.advertise(in, h.Payload)
+	} else {
+		res, err = r.withdraw(in, h.Payload)
+	}
+	if err != nil {
+		r.met.adverts.WithLabelValues(StatusMalformed.String()).Inc()
+		r.log.Info("malformed control payload", logging.Face(in.id), logging.Peer(in.peer), zap.Error(err))
+		var raw [pdu.HeaderLen]byte
+		if b, e := (&pdu.Header{Type: h.Type, TTL: h.TTL, Sequence: h.Sequence, Dst: h.Dst, Src: h.Src}).Append(raw[:0]); e == nil {
+			r.nak(in, b, pdu.CodeMalformed)
+		}
+		return
+	}
+	payload, err := MarshalResult(res)
+	if err != nil {
+		r.log.Error("encode advertise result", zap.Error(err))
+		return
+	}
+	reply := pdu.Header{
+		Type: pdu.TypeAdvertiseResult, TTL: pdu.DefaultTTL, Sequence: h.Sequence,
+		Dst: in.peer, Src: r.name, Payload: payload,
+	}
+	b, err := reply.Marshal()
+	if err != nil {
+		r.log.Error("encode advertise result", zap.Error(err))
+		return
+	}
+	r.sendOn(in, in, b)
+}
+
+// advertise verifies and installs the names of one ADVERTISE. A malformed
+// envelope is an error; per-name refusals are results.
+func (r *Router) advertise(in *Face, payload []byte) (*Result, error) {
+	a, err := ParseAdvertise(payload)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Seq: a.Seq, Names: make([]NameResult, len(a.Names))}
+	refuseAll := func(s Status, detail string) (*Result, error) {
+		for i, n := range a.Names {
+			res.Names[i] = NameResult{Name: n.Name, Status: s, Detail: clip(detail)}
+			r.met.adverts.WithLabelValues(s.String()).Inc()
+		}
+		r.log.Info("advertisement refused", logging.Face(in.id), logging.Peer(in.peer),
+			logging.Reason(s.String()), zap.String("detail", detail), zap.Int("names", len(a.Names)))
+		return res, nil
+	}
+	ep, err := certs.ParseMetadata(a.Endpoint)
+	if err != nil {
+		return refuseAll(StatusMalformed, "endpoint metadata: "+err.Error())
+	}
+	rt, err := certs.ParseCert(a.RtCert)
+	if err != nil {
+		return refuseAll(StatusMalformed, "rtcert: "+err.Error())
+	}
+	if ep.Name() != in.peer {
+		// Chains are public (they ride in location records): only the
+		// endpoint they name, proven by the tunnel, may present them.
+		return refuseAll(StatusNotEndpoint, fmt.Sprintf("chain is for endpoint %s, tunnel peer is %s", ep.Name(), in.peer))
+	}
+	now := r.now()
+	if err := r.replay.check(in.peer, a.Seq, now); err != nil {
+		return refuseAll(StatusReplay, err.Error())
+	}
+	own := r.own.Load()
+	for i, n := range a.Names {
+		nr := r.advertiseOne(in, own, ep, rt, n, a.Seq)
+		res.Names[i] = nr
+		r.met.adverts.WithLabelValues(nr.Status.String()).Inc()
+		if nr.Status == StatusOK {
+			r.log.Debug("route installed", logging.Face(in.id), logging.Peer(in.peer), logging.Name(n.Name),
+				logging.Expiry(nr.ExpiryTime()))
+		} else {
+			r.log.Info("advertisement refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(n.Name),
+				logging.Reason(nr.Status.String()), zap.String("detail", nr.Detail))
+		}
+	}
+	return res, nil
+}
+
+func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *certs.Cert, n AdvertName, seq uint64) NameResult {
+	nr := NameResult{Name: n.Name}
+	chain := &certs.Chain{Target: ep, Endpoint: ep, RtCert: rt, Router: own.meta, Member: own.member, Domain: own.domain}
+	if n.Target != nil {
+		t, err := certs.ParseMetadata(n.Target)
+		if err != nil {
+			nr.Status, nr.Detail = StatusMalformed, clip("target metadata: "+err.Error())
+			return nr
+		}
+		ad, err := certs.ParseCert(n.AdCert)
+		if err != nil {
+			nr.Status, nr.Detail = StatusMalformed, clip("adcert: "+err.Error())
+			return nr
+		}
+		chain.Target, chain.AdCert = t, ad
+	}
+	exp, err := r.verifier().VerifyRoute(chain, n.Name, r.name)
+	if err != nil {
+		nr.Status, nr.Detail = chainStatus(err), clip(err.Error())
+		return nr
+	}
+	in.mu.RLock()
+	_, held := in.names[n.Name]
+	count := len(in.names)
+	in.mu.RUnlock()
+	if !held && count >= r.cfg.Advertise.MaxNamesPerFace {
+		nr.Status, nr.Detail = StatusTooMany, fmt.Sprintf("face holds %d names, the limit", count)
+		return nr
+	}
+	if err := r.fib.Install(n.Name, Hop{Face: in, Cost: 0, Expiry: exp, Origin: OriginLocal, Router: r.name, Seq: seq}); err != nil {
+		if errors.Is(err, ErrFIBFull) {
+			nr.Status, nr.Detail = StatusFIBFull, err.Error()
+		} else {
+			nr.Status, nr.Detail = StatusInternal, err.Error()
+		}
+		return nr
+	}
+	in.addName(n.Name)
+	r.resolve.forget(n.Name)
+	r.publish(n.Name, chain, exp)
+	nr.Status, nr.Expiry = StatusOK, exp.Unix()
+	return nr
+}
+
+// withdraw removes names an endpoint holds at this router.
+func (r *Router) withdraw(in *Face, payload []byte) (*Result, error) {
+	w, err := ParseWithdraw(payload)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Seq: w.Seq, Names: make([]NameResult, len(w.Names))}
+	if err := r.replay.check(in.peer, w.Seq, r.now()); err != nil {
+		for i, n := range w.Names {
+			res.Names[i] = NameResult{Name: n, Status: StatusReplay, Detail: clip(err.Error())}
+		}
+		return res, nil
+	}
+	for i, n := range w.Names {
+		res.Names[i] = NameResult{Name: n, Status: StatusNotFound}
+		if r.fib.Remove(n, in) {
+			in.dropName(n)
+			r.routeGone(n, "withdraw")
+			res.Names[i].Status = StatusOK
+		}
+	}
+	return res, nil
+}
+
+// routeGone is called when a local route for n was removed: it counts it
+// and withdraws the location record unless another local face still holds n.
+func (r *Router) routeGone(n pdu.Name, cause string) {
+	r.met.withdrawn.WithLabelValues(cause).Inc()
+	for _, h := range r.fib.Lookup(n) {
+		if h.Origin == OriginLocal {
+			return
+		}
+	}
+	r.unpublish(n)
+}
+
+// chainStatus maps a certs verification error to the status sent back.
+func chainStatus(err error) Status {
+	switch {
+	case errors.Is(err, certs.ErrBadSignature):
+		return StatusBadSignature
+	case errors.Is(err, certs.ErrExpired):
+		return StatusExpired
+	case errors.Is(err, certs.ErrNotYetValid):
+		return StatusNotYetValid
+	case errors.Is(err, certs.ErrWrongIssuer):
+		return StatusWrongIssuer
+	case errors.Is(err, certs.ErrWrongSubject):
+		return StatusWrongSubject
+	case errors.Is(err, certs.ErrNameMismatch):
+		return StatusNameMismatch
+	case errors.Is(err, certs.ErrUntrustedDomain):
+		return StatusUntrusted
+	case errors.Is(err, certs.ErrWrongKind):
+		return StatusWrongKind
+	case errors.Is(err, certs.ErrMalformed):
+		return StatusMalformed
+	}
+	return StatusInternal
+}
+
+func clip(s string) string {
+	if len(s) > maxDetail {
+		return s[:maxDetail]
+	}
+	return s
+}

@@ -1,0 +1,227 @@
+package router
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gdpnet/gdpnet/internal/config"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Config is the router's configuration (deploy/router.yaml). Every field's
+// zero value means the default stated in its comment, so the zero Config is
+// a working single router. Config holds no runtime state; New copies it.
+type Config struct {
+	// Listen is the UDP address of the QUIC tunnel socket.
+	// Default "[::]:8009".
+	Listen string `yaml:"listen"`
+	// RawListen is the UDP address of the raw GDP-in-UDP socket (the fast
+	// path between routers). Default: none (raw links disabled); set e.g.
+	// "[::]:8010".
+	RawListen string `yaml:"raw_listen"`
+	// Addrs are the underlay addresses ("ip:port") other routers may dial,
+	// published in location records. Default: Listen when it names a
+	// specific IP; a router behind NAT lists its public address here or
+	// relies on its upstream.
+	Addrs []string `yaml:"addrs"`
+
+	// Keystore is the directory holding the router's key (certs.Keystore).
+	// Default "/var/lib/gdp/keys".
+	Keystore string `yaml:"keystore"`
+	// Identity is the keystore alias of the router's key. Default "router".
+	Identity string `yaml:"identity"`
+	// MemberCert is the file holding the router's membership certificate
+	// in its domain. Default "/etc/gdp/router.member".
+	MemberCert string `yaml:"member_cert"`
+	// Domain is the file holding the router's domain metadata. Default
+	// "/etc/gdp/domain.meta".
+	Domain string `yaml:"domain"`
+	// TrustedDomains are files of domain metadata whose members' routes and
+	// routers are believed. Default: only Domain.
+	TrustedDomains []string `yaml:"trusted_domains"`
+	// AllowDomains restricts which trusted domains traffic may cross
+	// (printable names). Default: every trusted domain.
+	AllowDomains []pdu.Name `yaml:"allow_domains"`
+
+	// Peers are routers to keep a tunnel to at all times (redialled with
+	// backoff). Default none.
+	Peers []PeerConfig `yaml:"peers"`
+	// Upstream is the name of a peer (from Peers) that takes every name
+	// this router cannot reach directly: the router of an edge site behind
+	// NAT. Default none.
+	Upstream *pdu.Name `yaml:"upstream"`
+	// DialOnDemand lets the router open tunnels to routers it learns from
+	// the resolver. Default true.
+	DialOnDemand *bool `yaml:"dial_on_demand"`
+
+	// MaxPDU is the largest PDU accepted; larger ones get NAK TOO_BIG.
+	// Default 65,787 (pdu.MaxPDU).
+	MaxPDU int `yaml:"max_pdu"`
+	// FIBSize bounds the number of names in the FIB. Default 1,000,000.
+	FIBSize int `yaml:"fib_size"`
+
+	Face      FaceConfig      `yaml:"face"`
+	Dedup     DedupConfig     `yaml:"dedup"`
+	Resolver  ResolverConfig  `yaml:"resolver"`
+	Advertise AdvertiseConfig `yaml:"advertise"`
+
+	// Admin is the address of the admin HTTP API and /metrics. Default
+	// "127.0.0.1:8019". "off" disables it.
+	Admin string `yaml:"admin"`
+	// DrainTimeout bounds the graceful drain on SIGTERM. Default 5s.
+	DrainTimeout config.Duration `yaml:"drain_timeout"`
+	// Log selects level and format. Default info, json.
+	Log logging.Config `yaml:"log"`
+}
+
+// PeerConfig is a statically configured peer router.
+type PeerConfig struct {
+	// Name is the peer router's name. Required.
+	Name pdu.Name `yaml:"name"`
+	// Addr is its tunnel address "ip:port". Required.
+	Addr string `yaml:"addr"`
+	// Raw asks for a raw GDP-in-UDP link (both need raw_listen). Default
+	// false: QUIC.
+	Raw bool `yaml:"raw"`
+}
+
+// FaceConfig bounds what one face may cost the router.
+type FaceConfig struct {
+	// RatePPS is the most PDUs per second accepted from one face; more are
+	// dropped (rate_limited) and NAKed. Default 200,000. Negative:
+	// unlimited.
+	RatePPS float64 `yaml:"rate_pps"`
+	// Burst is how many PDUs above the rate a face may send at once.
+	// Default 20,000.
+	Burst int `yaml:"burst"`
+	// NAKRate is the most NAKs per second sent to one face. Default 200.
+	NAKRate float64 `yaml:"nak_rate"`
+	// NAKBurst default 50.
+	NAKBurst int `yaml:"nak_burst"`
+}
+
+// DedupConfig tunes duplicate suppression.
+type DedupConfig struct {
+	// Disabled turns duplicate suppression off (TTL alone then bounds
+	// loops). Default false.
+	Disabled bool `yaml:"disabled"`
+	// Slots is the size of the table (memory: 8 bytes a slot). Default
+	// 1,048,576.
+	Slots int `yaml:"slots"`
+	// Window is how long a PDU is remembered. Default 2s.
+	Window config.Duration `yaml:"window"`
+}
+
+// ResolverConfig tunes what happens on a FIB miss.
+type ResolverConfig struct {
+	// Workers is how many lookups run at once. Default 8.
+	Workers int `yaml:"workers"`
+	// Timeout bounds one lookup (and an on-demand dial). Default 3s.
+	Timeout config.Duration `yaml:"timeout"`
+	// MaxWaiting bounds the PDUs parked while lookups run. Default 4,096.
+	MaxWaiting int `yaml:"max_waiting"`
+	// MaxWaitingPerName bounds the PDUs parked for one name. Default 64.
+	MaxWaitingPerName int `yaml:"max_waiting_per_name"`
+	// NegativeTTL is how long a failed lookup is remembered. Default 5s.
+	NegativeTTL config.Duration `yaml:"negative_ttl"`
+	// NegativeCacheSize bounds the negative cache. Default 65,536.
+	NegativeCacheSize int `yaml:"negative_cache_size"`
+	// RouteCacheTTL is how long a learned route is used before the
+	// resolver is asked again (it also ends with the record). Default 30s.
+	RouteCacheTTL config.Duration `yaml:"route_cache_ttl"`
+}
+
+// AdvertiseConfig tunes attachment.
+type AdvertiseConfig struct {
+	// MaxNamesPerFace bounds the names one endpoint may hold. Default
+	// 100,000.
+	MaxNamesPerFace int `yaml:"max_names_per_face"`
+	// ClockWindow is how far an advertisement's sequence (the endpoint's
+	// clock) may be from the router's. Default 5m.
+	ClockWindow config.Duration `yaml:"clock_window"`
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	defInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defDur := func(p *config.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = config.Duration(v)
+		}
+	}
+	def(&c.Listen, "[::]:8009")
+	def(&c.Keystore, "/var/lib/gdp/keys")
+	def(&c.Identity, "router")
+	def(&c.MemberCert, "/etc/gdp/router.member")
+	def(&c.Domain, "/etc/gdp/domain.meta")
+	def(&c.Admin, "127.0.0.1:8019")
+	if c.DialOnDemand == nil {
+		t := true
+		c.DialOnDemand = &t
+	}
+	defInt(&c.MaxPDU, pdu.MaxPDU)
+	defInt(&c.FIBSize, 1_000_000)
+	if c.Face.RatePPS == 0 {
+		c.Face.RatePPS = 200_000
+	}
+	defInt(&c.Face.Burst, 20_000)
+	if c.Face.NAKRate == 0 {
+		c.Face.NAKRate = 200
+	}
+	defInt(&c.Face.NAKBurst, 50)
+	defInt(&c.Dedup.Slots, 1<<20)
+	defDur(&c.Dedup.Window, 2*time.Second)
+	defInt(&c.Resolver.Workers, 8)
+	defDur(&c.Resolver.Timeout, 3*time.Second)
+	defInt(&c.Resolver.MaxWaiting, 4096)
+	defInt(&c.Resolver.MaxWaitingPerName, 64)
+	defDur(&c.Resolver.NegativeTTL, 5*time.Second)
+	defInt(&c.Resolver.NegativeCacheSize, 65536)
+	defDur(&c.Resolver.RouteCacheTTL, 30*time.Second)
+	defInt(&c.Advertise.MaxNamesPerFace, 100_000)
+	defDur(&c.Advertise.ClockWindow, 5*time.Minute)
+	defDur(&c.DrainTimeout, 5*time.Second)
+	return c
+}
+
+// Validate reports the first impossible value.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.MaxPDU < pdu.HeaderLen || c.MaxPDU > pdu.MaxPDU:
+		return fmt.Errorf("max_pdu %d: want %d to %d", c.MaxPDU, pdu.HeaderLen, pdu.MaxPDU)
+	case c.FIBSize < 0:
+		return fmt.Errorf("fib_size %d: must not be negative", c.FIBSize)
+	case c.Face.Burst < 0 || c.Face.NAKBurst < 0:
+		return fmt.Errorf("face burst must not be negative")
+	case c.Dedup.Slots < 0 || c.Resolver.Workers < 0 || c.Resolver.MaxWaiting < 0 || c.Resolver.MaxWaitingPerName < 0:
+		return fmt.Errorf("sizes must not be negative")
+	case c.Advertise.MaxNamesPerFace < 0:
+		return fmt.Errorf("advertise.max_names_per_face must not be negative")
+	}
+	for i, p := range c.Peers {
+		if p.Name.IsZero() || p.Addr == "" {
+			return fmt.Errorf("peers[%d]: name and addr are required", i)
+		}
+	}
+	if c.Upstream != nil {
+		found := false
+		for _, p := range c.Peers {
+			found = found || p.Name == *c.Upstream
+		}
+		if !found {
+			return fmt.Errorf("upstream %s is not one of the peers", *c.Upstream)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package router
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Link is what a face needs from a tunnel: the peer's verified name, a way
+// to send one PDU (copied by the link, so the caller may reuse its buffer),
+// a signal when it goes down and a way to tear it down. tunnel.Link satisfies it; tests use in-memory
+// links.
+type Link interface {
+	Peer() pdu.Name
+	Send(p []byte) error
+	// Done is closed when the link has gone down.
+	Done() <-chan struct{}
+	Close() error
+}
+
+// FaceKind says what is on the other side of a face.
+type FaceKind uint8
+
+// Face kinds.
+const (
+	// FaceEndpoint: a capsule server, client, gateway or handoff agent. It
+	// may advertise names and may only source PDUs from names it holds.
+	FaceEndpoint FaceKind = iota + 1
+	// FaceRouter: a peer router of a domain the policy trusts.
+	FaceRouter
+)
+
+func (k FaceKind) String() string {
+	switch k {
+	case FaceEndpoint:
+		return "endpoint"
+	case FaceRouter:
+		return "router"
+	}
+	return "unknown"
+}
+
+// Face is one attachment of the router: an authenticated tunnel to an
+// endpoint or to a peer router. Its counters are read by the admin API.
+type Face struct {
+	id     uint64
+	kind   FaceKind
+	peer   pdu.Name
+	domain pdu.Name // router faces: the peer's verified domain
+	link   Link
+	addr   string
+	since  time.Time
+
+	ingress *tokenBucket // PDUs accepted from the face
+	naks    *tokenBucket // NAKs sent to the face
+	closed  atomic.Bool
+
+	mu    sync.RWMutex
+	names map[pdu.Name]struct{} // names an endpoint holds routes for
+
+	rxPDUs, txPDUs, drops, sendErrors atomic.Uint64
+}
+
+// ID is the face's number, unique within the router's lifetime.
+func (f *Face) ID() uint64 { return f.id }
+
+// Kind says whether an endpoint or a router is on the other side.
+func (f *Face) Kind() FaceKind { return f.kind }
+
+// Peer is the verified name of the node on the other side.
+func (f *Face) Peer() pdu.Name { return f.peer }
+
+// Domain is a router face's verified trust domain (zero for endpoints).
+func (f *Face) Domain() pdu.Name { return f.domain }
+
+// Closed reports whether the face has been detached.
+func (f *Face) Closed() bool { return f.closed.Load() }
+
+// send hands p to the link; p may be reused when it returns.
+func (f *Face) send(p []byte) error {
+	if err := f.link.Send(p); err != nil {
+		f.sendErrors.Add(1)
+		return err
+	}
+	f.txPDUs.Add(1)
+	return nil
+}
+
+// holds reports whether an endpoint face may use n as a source name: its
+// own name or one it has a route for.
+func (f *Face) holds(n pdu.Name) bool {
+	if n == f.peer {
+		return true
+	}
+	f.mu.RLock()
+	_, ok := f.names[n]
+	f.mu.RUnlock()
+	return ok
+}
+
+func (f *Face) addName(n pdu.Name) {
+	f.mu.Lock()
+	if f.names == nil {
+		f.names = make(map[pdu.Name]struct{})
+	}
+	f.names[n] = struct{}{}
+	f.mu.Unlock()
+}
+
+func (f *Face) dropName(n pdu.Name) {
+	f.mu.Lock()
+	delete(f.names, n)
+	f.mu.Unlock()
+}
+
+// FaceInfo is a face as the admin API shows it.
+type FaceInfo struct {
+	ID         uint64    `json:"id"`
+	Kind       string    `json:"kind"`
+	Peer       pdu.Name  `json:"peer"`
+	Domain     *pdu.Name `json:"domain,omitempty"`
+	Addr       string    `json:"addr,omitempty"`
+	Since      time.Time `json:"since"`
+	Names      int       `json:"names"`
+	RxPDUs     uint64    `json:"rx_pdus"`
+	TxPDUs     uint64    `json:"tx_pdus"`
+	Drops      uint64    `json:"drops"`
+	SendErrors uint64    `json:"send_errors"`
+}
+
+func (f *Face) info() FaceInfo {
+	f.mu.RLock()
+	n := len(f.names)
+	f.mu.RUnlock()
+	fi := FaceInfo{
+		ID: f.id, Kind: f.kind.String(), Peer: f.peer, Addr: f.addr, Since: f.since, Names: n,
+		RxPDUs: f.rxPDUs.Load(), TxPDUs: f.txPDUs.Load(), Drops: f.drops.Load(), SendErrors: f.sendErrors.Load(),
+	}
+	if !f.domain.IsZero() {
+		d := f.domain
+		fi.Domain = &d
+	}
+	return fi
+}

@@ -1,0 +1,295 @@
+package router
+
+import (
+	"container/heap"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// ErrFIBFull is returned when installing a new name would exceed the FIB's
+// configured size bound.
+var ErrFIBFull = errors.New("router: fib full")
+
+// Origin says where a route came from.
+type Origin uint8
+
+// Route origins.
+const (
+	// OriginLocal: an endpoint attached to this router advertised the name
+	// with a verified chain.
+	OriginLocal Origin = iota + 1
+	// OriginResolver: a resolver lookup said another router holds the name.
+	OriginResolver
+	// OriginStatic: configured by the operator.
+	OriginStatic
+)
+
+func (o Origin) String() string {
+	switch o {
+	case OriginLocal:
+		return "local"
+	case OriginResolver:
+		return "resolver"
+	case OriginStatic:
+		return "static"
+	}
+	return "unknown"
+}
+
+// Hop is one next hop for a name: the face to send on and what the router
+// knows about the route. Hops are immutable once installed.
+type Hop struct {
+	Face   *Face
+	Cost   uint32    // lower is nearer; local faces are 0
+	Expiry time.Time // zero: never expires
+	Origin Origin
+	// Router is the router that holds the name (this router for local
+	// routes; for a peer route it may lie beyond Face).
+	Router pdu.Name
+	// Seq is the advertisement sequence that installed a local route.
+	Seq uint64
+}
+
+const fibShards = 256
+
+// fibShard guards a part of the name space. Readers take the read lock only
+// long enough to copy a slice header: hop slices are replaced, never mutated
+// (copy on write), so a reader may use them after unlocking.
+type fibShard struct {
+	mu sync.RWMutex
+	m  map[pdu.Name][]Hop
+	_  [40]byte // keep shards on separate cache lines
+}
+
+// FIB maps names to next hops. Lookups from many goroutines proceed in
+// parallel (sharded read locks, no global lock); installs and removals are
+// rarer and take one shard's write lock. Expiry is driven by a single heap
+// that the owner drains with Expire, not by a goroutine or timer per entry.
+type FIB struct {
+	shards [fibShards]fibShard
+	max    int
+	names  atomic.Int64
+
+	mu     sync.Mutex // guards exp and byFace; never held with a shard lock
+	exp    expiryHeap
+	byFace map[uint64]map[pdu.Name]struct{}
+}
+
+// NewFIB returns an empty FIB holding at most max names (0: unbounded).
+func NewFIB(max int) *FIB {
+	f := &FIB{max: max, byFace: make(map[uint64]map[pdu.Name]struct{})}
+	for i := range f.shards {
+		f.shards[i].m = make(map[pdu.Name][]Hop)
+	}
+	return f
+}
+
+func (f *FIB) shard(n *pdu.Name) *fibShard {
+	// Names are SHA-256 outputs: any byte is uniformly distributed.
+	return &f.shards[n[31]]
+}
+
+// Lookup returns the next hops for n, or nil. The slice must not be modified.
+func (f *FIB) Lookup(n pdu.Name) []Hop {
+	s := f.shard(&n)
+	s.mu.RLock()
+	h := s.m[n]
+	s.mu.RUnlock()
+	return h
+}
+
+// Len returns the number of names in the FIB.
+func (f *FIB) Len() int { return int(f.names.Load()) }
+
+// Install adds h for n, replacing any hop n already has through the same
+// face. It fails with ErrFIBFull when n is new and the FIB is at its bound.
+func (f *FIB) Install(n pdu.Name, h Hop) error {
+	s := f.shard(&n)
+	s.mu.Lock()
+	old, ok := s.m[n]
+	if !ok {
+		if f.max > 0 && f.names.Load() >= int64(f.max) {
+			s.mu.Unlock()
+			return ErrFIBFull
+		}
+		f.names.Add(1)
+	}
+	hops := make([]Hop, 0, len(old)+1)
+	for _, o := range old {
+		if o.Face != h.Face {
+			hops = append(hops, o)
+		}
+	}
+	hops = append(hops, h)
+	sortHops(hops)
+	s.m[n] = hops
+	s.mu.Unlock()
+
+	f.mu.Lock()
+	if !h.Expiry.IsZero() {
+		heap.Push(&f.exp, expiryItem{at: h.Expiry, name: n, face: h.Face})
+	}
+	set := f.byFace[h.Face.id]
+	if set == nil {
+		set = make(map[pdu.Name]struct{})
+		f.byFace[h.Face.id] = set
+	}
+	set[n] = struct{}{}
+	f.mu.Unlock()
+	return nil
+}
+
+// sortHops orders hops nearest first (insertion sort: slices are tiny).
+func sortHops(h []Hop) {
+	for i := 1; i < len(h); i++ {
+		for j := i; j > 0 && h[j].Cost < h[j-1].Cost; j-- {
+			h[j], h[j-1] = h[j-1], h[j]
+		}
+	}
+}
+
+// Remove drops n's hop through face. It reports whether there was one.
+func (f *FIB) Remove(n pdu.Name, face *Face) bool {
+	removed := f.removeIf(n, face, func(Hop) bool { return true })
+	if removed {
+		f.mu.Lock()
+		if set := f.byFace[face.id]; set != nil {
+			delete(set, n)
+			if len(set) == 0 {
+				delete(f.byFace, face.id)
+			}
+		}
+		f.mu.Unlock()
+	}
+	return removed
+}
+
+// removeIf drops n's hop through face when cond holds for it.
+func (f *FIB) removeIf(n pdu.Name, face *Face, cond func(Hop) bool) bool {
+	s := f.shard(&n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.m[n]
+	idx := -1
+	for i, o := range old {
+		if o.Face == face {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 || !cond(old[idx]) {
+		return false
+	}
+	if len(old) == 1 {
+		delete(s.m, n)
+		f.names.Add(-1)
+		return true
+	}
+	hops := make([]Hop, 0, len(old)-1)
+	hops = append(hops, old[:idx]...)
+	hops = append(hops, old[idx+1:]...)
+	s.m[n] = hops
+	return true
+}
+
+// RemoveFace drops every hop through face and returns the names that had
+// one.
+func (f *FIB) RemoveFace(face *Face) []pdu.Name {
+	f.mu.Lock()
+	set := f.byFace[face.id]
+	delete(f.byFace, face.id)
+	f.mu.Unlock()
+	names := make([]pdu.Name, 0, len(set))
+	for n := range set {
+		if f.removeIf(n, face, func(Hop) bool { return true }) {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// Expired is a route that Expire removed.
+type Expired struct {
+	Name pdu.Name
+	Hop  Hop
+}
+
+// Expire removes every hop whose expiry is at or before now and returns
+// them. Hops renewed since they were scheduled are left alone.
+func (f *FIB) Expire(now time.Time) []Expired {
+	var due []expiryItem
+	f.mu.Lock()
+	for len(f.exp) > 0 && !f.exp[0].at.After(now) {
+		due = append(due, heap.Pop(&f.exp).(expiryItem))
+	}
+	f.mu.Unlock()
+	var out []Expired
+	for _, it := range due {
+		var gone Hop
+		if f.removeIf(it.name, it.face, func(h Hop) bool {
+			gone = h
+			return !h.Expiry.IsZero() && !h.Expiry.After(now)
+		}) {
+			out = append(out, Expired{Name: it.name, Hop: gone})
+			f.mu.Lock()
+			if set := f.byFace[it.face.id]; set != nil {
+				delete(set, it.name)
+				if len(set) == 0 {
+					delete(f.byFace, it.face.id)
+				}
+			}
+			f.mu.Unlock()
+		}
+	}
+	return out
+}
+
+// NextExpiry returns when the earliest scheduled expiry falls due, or the
+// zero time when nothing is scheduled.
+func (f *FIB) NextExpiry() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.exp) == 0 {
+		return time.Time{}
+	}
+	return f.exp[0].at
+}
+
+// Walk calls fn for every name and its hops until fn returns false. It holds
+// one shard's read lock at a time.
+func (f *FIB) Walk(fn func(n pdu.Name, hops []Hop) bool) {
+	for i := range f.shards {
+		s := &f.shards[i]
+		s.mu.RLock()
+		for n, h := range s.m {
+			if !fn(n, h) {
+				s.mu.RUnlock()
+				return
+			}
+		}
+		s.mu.RUnlock()
+	}
+}
+
+type expiryItem struct {
+	at   time.Time
+	name pdu.Name
+	face *Face
+}
+
+type expiryHeap []expiryItem
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}

@@ -1,0 +1,200 @@
+package router
+
+import (
+	"encoding/binary"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// HandlePDU is the router's tunnel handler: it processes one PDU that
+// arrived on link l. p is valid only during the call; the router may modify
+// it in place (the TTL byte) and never keeps it without copying.
+func (r *Router) HandlePDU(l Link, p []byte) {
+	f := r.faceFor(l)
+	if f == nil {
+		r.drop(nil, dropUnknownFace)
+		return
+	}
+	r.receive(f, p)
+}
+
+// receive runs the forwarding pipeline for one PDU from face in (PROTOCOL.md
+// §1): rate limit, size, decode, control, source check, TTL, duplicate
+// suppression, then route.
+func (r *Router) receive(in *Face, p []byte) {
+	in.rxPDUs.Add(1)
+	r.met.pdusIn.Inc()
+	if r.draining.Load() {
+		r.drop(in, dropDraining)
+		return
+	}
+	if !in.ingress.allow() {
+		r.drop(in, dropRateLimited)
+		r.nak(in, p, pdu.CodeRateLimited)
+		return
+	}
+	if len(p) > r.cfg.MaxPDU {
+		r.drop(in, dropTooBig)
+		r.nak(in, p, pdu.CodeTooBig)
+		return
+	}
+	var h pdu.Header
+	if err := pdu.Decode(p, &h); err != nil {
+		r.drop(in, dropMalformed)
+		r.nak(in, p, pdu.CodeMalformed)
+		return
+	}
+	switch h.Type {
+	case pdu.TypeKeepalive:
+		return
+	case pdu.TypeAdvertise, pdu.TypeWithdraw:
+		if in.kind != FaceEndpoint {
+			r.drop(in, dropForbidden)
+			return
+		}
+		r.control(in, &h)
+		return
+	}
+	if in.kind == FaceEndpoint && !in.holds(h.Src) {
+		// A reply to a spoofed source would reflect traffic at a
+		// victim: drop silently.
+		r.drop(in, dropSpoofed)
+		return
+	}
+	if h.Dst == r.name {
+		r.local(in, &h)
+		return
+	}
+	if h.TTL == 0 {
+		r.drop(in, dropTTLExpired)
+		r.nak(in, p, pdu.CodeTTLExpired)
+		return
+	}
+	if r.dedup.seen(p, r.ticks.Load()) {
+		r.drop(in, dropDuplicate)
+		return
+	}
+	if h.Type == pdu.TypeNAK && h.Code == pdu.CodeNoRoute && in.kind == FaceRouter {
+		// A router behind the route we cached no longer holds the name:
+		// forget the cached route so the next PDU asks again.
+		if dst, ok := nakedDst(&h); ok {
+			r.forgetLearned(dst, in)
+		}
+	}
+	p[3]-- // TTL, decremented in place before forwarding
+	r.route(in, h.Dst, h.Flags, p, true)
+}
+
+// route sends p (a validated PDU whose TTL is already decremented) toward
+// dst. Anycast picks the nearest hop other than the ingress face; multicast
+// sends to every holder. A miss parks p while the resolver is asked when
+// mayResolve is set, else NAKs NO_ROUTE.
+func (r *Router) route(in *Face, dst pdu.Name, flags pdu.Flags, p []byte, mayResolve bool) {
+	hops := r.fib.Lookup(dst)
+	if flags&pdu.FlagMulticast != 0 {
+		if r.multicast(in, hops, p) {
+			return
+		}
+	} else if out := r.nearest(in, hops, p); out != nil {
+		r.sendOn(in, out, p)
+		return
+	}
+	if mayResolve && r.resolve != nil && r.resolve.park(in, dst, p) {
+		return
+	}
+	r.drop(in, dropNoRoute)
+	r.nak(in, p, pdu.CodeNoRoute)
+}
+
+// nearest returns the live hop with the lowest cost that is not the ingress
+// face. Equal-cost hops are spread by a hash of the PDU's source and
+// sequence so one source's flow is not pinned to a single replica while
+// retransmissions stay put.
+func (r *Router) nearest(in *Face, hops []Hop, p []byte) *Face {
+	now := r.nowNanos.Load()
+	best, n := -1, 0
+	for i := range hops {
+		h := &hops[i]
+		if h.Face == in || h.Face.closed.Load() || (!h.Expiry.IsZero() && h.Expiry.UnixNano() <= now) {
+			continue
+		}
+		if best < 0 {
+			best, n = i, 1
+			continue
+		}
+		if h.Cost != hops[best].Cost {
+			break // hops are sorted by cost
+		}
+		n++
+	}
+	if best < 0 {
+		return nil
+	}
+	if n > 1 {
+		k := binary.LittleEndian.Uint32(p[44:48]) ^ binary.BigEndian.Uint32(p[8:12])
+		pick := int(k % uint32(n))
+		for i := best; i < len(hops); i++ {
+			h := &hops[i]
+			if h.Face == in || h.Face.closed.Load() || (!h.Expiry.IsZero() && h.Expiry.UnixNano() <= now) {
+				continue
+			}
+			if pick == 0 {
+				return h.Face
+			}
+			pick--
+		}
+	}
+	return hops[best].Face
+}
+
+// multicast delivers p to every holder. A copy that came from a peer router
+// goes only to local endpoints: the router that accepted it from its source
+// fanned it out to the other routers already. It reports whether any copy
+// was sent.
+func (r *Router) multicast(in *Face, hops []Hop, p []byte) bool {
+	now := r.nowNanos.Load()
+	sent := false
+	for i := range hops {
+		h := &hops[i]
+		if h.Face == in || h.Face.closed.Load() || (!h.Expiry.IsZero() && h.Expiry.UnixNano() <= now) {
+			continue
+		}
+		if in.kind == FaceRouter && h.Face.kind == FaceRouter {
+			continue
+		}
+		r.sendOn(in, h.Face, p)
+		sent = true
+	}
+	return sent
+}
+
+func (r *Router) sendOn(in, out *Face, p []byte) {
+	if err := out.send(p); err != nil {
+		r.drop(in, dropSendError)
+		return
+	}
+	r.met.pdusOut.Inc()
+}
+
+// local handles a PDU addressed to the router itself: it answers
+// ECHO_REQUEST (gdp ping of a router) and drops the rest, counted.
+func (r *Router) local(in *Face, h *pdu.Header) {
+	if h.Type != pdu.TypeEchoRequest {
+		r.drop(in, dropLocal)
+		return
+	}
+	reply := pdu.Header{
+		Type:     pdu.TypeEchoReply,
+		TTL:      pdu.DefaultTTL,
+		Sequence: h.Sequence,
+		Dst:      h.Src,
+		Src:      r.name,
+		Payload:  h.Payload,
+	}
+	b, err := reply.Marshal()
+	if err != nil {
+		r.drop(in, dropMalformed)
+		return
+	}
+	r.sendOn(in, in, b)
+}

@@ -1,0 +1,100 @@
+package router
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// dropReason is why the router dropped a PDU; each is a value of the
+// "reason" label of gdp_router_pdus_dropped_total.
+type dropReason uint8
+
+const (
+	dropMalformed   dropReason = iota // failed to decode
+	dropRateLimited                   // the ingress face is over its rate
+	dropTTLExpired                    // arrived with TTL 0
+	dropNoRoute                       // no FIB entry and the resolver had none
+	dropDuplicate                     // seen within the dedup window
+	dropSpoofed                       // an endpoint used a source name it does not hold
+	dropForbidden                     // policy: control from a router face, domain not allowed
+	dropTooBig                        // larger than the configured maximum
+	dropQueueFull                     // the resolver wait queue is full
+	dropSendError                     // the egress link refused it
+	dropLocal                         // addressed to the router but not something it answers
+	dropUnknownFace                   // arrived on a link that is not (or no longer) a face
+	dropDraining                      // the router is shutting down
+	numDropReasons
+)
+
+var dropReasonNames = [numDropReasons]string{
+	"malformed", "rate_limited", "ttl_expired", "no_route", "duplicate", "spoofed_source",
+	"forbidden", "too_big", "queue_full", "send_error", "local", "unknown_face", "draining",
+}
+
+func (d dropReason) String() string { return dropReasonNames[d] }
+
+// metrics holds the router's Prometheus collectors. Hot-path counters are
+// bound to their labels once, so counting is one atomic add.
+type metrics struct {
+	pdusIn    prometheus.Counter
+	pdusOut   prometheus.Counter
+	dropped   [numDropReasons]prometheus.Counter
+	naks      [pdu.CodeMalformed + 1]prometheus.Counter
+	adverts   *prometheus.CounterVec // result: accepted or a refusal reason
+	withdrawn *prometheus.CounterVec // why: withdraw, disconnect, expiry
+	lookups   *prometheus.CounterVec // result: found, not_found, forbidden, error
+	latency   prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
+	m := &metrics{
+		pdusIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gdp_router_pdus_in_total", Help: "PDUs received on all faces.",
+		}),
+		pdusOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gdp_router_pdus_out_total", Help: "PDUs sent on all faces (forwarded, NAKs, replies).",
+		}),
+		adverts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdp_router_advertisements_total",
+			Help: "Advertised names by result: accepted, or the reason they were refused.",
+		}, []string{"result"}),
+		withdrawn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdp_router_routes_removed_total", Help: "Local routes removed, by cause.",
+		}, []string{"cause"}),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdp_router_resolver_lookups_total", Help: "Resolver lookups after a FIB miss, by result.",
+		}, []string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gdp_router_resolver_lookup_seconds",
+			Help:    "Latency of resolver lookups after a FIB miss.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
+		}),
+	}
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gdp_router_pdus_dropped_total", Help: "PDUs dropped, by reason.",
+	}, []string{"reason"})
+	for i := range m.dropped {
+		m.dropped[i] = dropped.WithLabelValues(dropReason(i).String())
+	}
+	naks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gdp_router_naks_sent_total", Help: "NAKs sent, by code.",
+	}, []string{"code"})
+	for c := range m.naks {
+		m.naks[c] = naks.WithLabelValues(pdu.Code(c).String())
+	}
+	fibSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gdp_router_fib_names", Help: "Names in the FIB.",
+	}, func() float64 { return float64(r.fib.Len()) })
+	faces := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gdp_router_faces", Help: "Attached faces (endpoints and peer routers).",
+	}, func() float64 { return float64(r.faceCount()) })
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gdp_router_resolve_waiting_pdus", Help: "PDUs parked while the resolver is asked.",
+	}, func() float64 { return float64(r.resolve.waiting()) })
+	if reg != nil {
+		reg.MustRegister(m.pdusIn, m.pdusOut, dropped, naks, m.adverts, m.withdrawn, m.lookups, m.latency,
+			fibSize, faces, pending)
+	}
+	return m
+}

@@ -1,0 +1,150 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// peerFace returns the live tunnel to router n, if any.
+func (r *Router) peerFace(n pdu.Name) *Face {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.peers[n]; f != nil && !f.closed.Load() {
+		return f
+	}
+	return nil
+}
+
+// upstreamFace returns the tunnel to the configured upstream, if up.
+func (r *Router) upstreamFace() *Face {
+	if r.upstream.IsZero() {
+		return nil
+	}
+	return r.peerFace(r.upstream)
+}
+
+// dialPeer opens a tunnel to router name at one of addrs (in order) and
+// attaches it as a router face of domain. Concurrent calls for one name
+// share a single dial.
+func (r *Router) dialPeer(ctx context.Context, name, domain pdu.Name, addrs []string) (*Face, error) {
+	if !r.policy().allows(domain) {
+		return nil, fmt.Errorf("%w: %s in domain %s", ErrForbidden, name, domain)
+	}
+	for {
+		if f := r.peerFace(name); f != nil {
+			return f, nil
+		}
+		r.mu.Lock()
+		wait, busy := r.dialing[name]
+		if !busy {
+			wait = make(chan struct{})
+			r.dialing[name] = wait
+		}
+		r.mu.Unlock()
+		if busy {
+			select {
+			case <-wait:
+				if f := r.peerFace(name); f != nil {
+					return f, nil
+				}
+				return nil, fmt.Errorf("dial %s: concurrent dial failed", name)
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		f, err := r.dialOnce(ctx, name, domain, addrs, false)
+		r.mu.Lock()
+		delete(r.dialing, name)
+		r.mu.Unlock()
+		close(wait)
+		return f, err
+	}
+}
+
+func (r *Router) dialOnce(ctx context.Context, name, domain pdu.Name, addrs []string, raw bool) (*Face, error) {
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("dial %s: no addresses", name)
+	}
+	var errs []error
+	for _, a := range addrs {
+		l, err := r.dial(ctx, name, a, raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a, err))
+			continue
+		}
+		if l.Peer() != name {
+			_ = l.Close()
+			errs = append(errs, fmt.Errorf("%s: peer is %s", a, l.Peer()))
+			continue
+		}
+		f, err := r.Attach(l, FaceRouter, domain, a)
+		if err != nil {
+			_ = l.Close()
+			return nil, err
+		}
+		return f, nil
+	}
+	return nil, fmt.Errorf("dial %s: %w", name, errors.Join(errs...))
+}
+
+// keepPeer keeps a tunnel to a configured peer up, redialling with
+// exponential backoff (0.5 s to 30 s) while it is down.
+func (r *Router) keepPeer(ctx context.Context, p PeerConfig) {
+	if r.dial == nil {
+		r.log.Warn("configured peer ignored: no dialer", logging.Peer(p.Name))
+		return
+	}
+	backoff := 500 * time.Millisecond
+	for ctx.Err() == nil {
+		f := r.peerFace(p.Name)
+		if f == nil {
+			dctx, cancel := context.WithTimeout(ctx, r.cfg.Resolver.Timeout.Std())
+			var err error
+			f, err = r.dialOnce(dctx, p.Name, r.own.Load().domain.Name(), []string{p.Addr}, p.Raw)
+			cancel()
+			if err != nil {
+				r.log.Info("peer dial failed", logging.Peer(p.Name), logging.Addr(p.Addr), zap.Error(err))
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 30*time.Second)
+				continue
+			}
+			backoff = 500 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.link.Done():
+		}
+	}
+}
+
+// PeerInfo is a peer router as the admin API shows it.
+type PeerInfo struct {
+	Name     pdu.Name `json:"name"`
+	Face     uint64   `json:"face"`
+	Domain   pdu.Name `json:"domain"`
+	Addr     string   `json:"addr,omitempty"`
+	Upstream bool     `json:"upstream,omitempty"`
+}
+
+// Peers lists the routers this router has a tunnel to.
+func (r *Router) Peers() []PeerInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]PeerInfo, 0, len(r.peers))
+	for n, f := range r.peers {
+		out = append(out, PeerInfo{Name: n, Face: f.id, Domain: f.domain, Addr: f.addr, Upstream: n == r.upstream})
+	}
+	return out
+}

@@ -1,0 +1,77 @@
+package router
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+)
+
+// pubJob tells the resolver about one local route: published with its
+// chain, or withdrawn.
+type pubJob struct {
+	name     pdu.Name
+	chain    *certs.Chain
+	expiry   time.Time
+	withdraw bool
+}
+
+// publish queues a location record for name. Publishing never blocks the
+// forwarding path: one goroutine talks to the resolver, in order.
+func (r *Router) publish(name pdu.Name, chain *certs.Chain, exp time.Time) {
+	r.enqueuePub(pubJob{name: name, chain: chain, expiry: exp})
+}
+
+func (r *Router) unpublish(name pdu.Name) { r.enqueuePub(pubJob{name: name, withdraw: true}) }
+
+func (r *Router) enqueuePub(j pubJob) {
+	if r.res == nil {
+		return
+	}
+	select {
+	case r.pubq <- j:
+	default:
+		r.log.Warn("resolver publish queue full", logging.Name(j.name))
+	}
+}
+
+func (r *Router) publisher(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-r.pubq:
+			jctx, cancel := context.WithTimeout(ctx, r.cfg.Resolver.Timeout.Std())
+			r.doPub(jctx, j)
+			cancel()
+		}
+	}
+}
+
+func (r *Router) doPub(ctx context.Context, j pubJob) {
+	if j.withdraw {
+		// Only withdraw a record that still points here: the name may
+		// have moved to another router meanwhile.
+		rec, err := r.res.Lookup(ctx, j.name)
+		if err != nil || rec.Router() != r.name {
+			return
+		}
+		if err := r.res.Withdraw(ctx, j.name); err != nil {
+			r.log.Info("resolver withdraw failed", logging.Name(j.name), zap.Error(err))
+		}
+		return
+	}
+	own := r.own.Load()
+	rec, err := resolver.NewLocation(own.id.Key, j.name, j.chain, r.addrs, resolver.NextSequence(), j.expiry)
+	if err == nil {
+		err = r.res.Publish(ctx, rec)
+	}
+	if err != nil {
+		r.log.Warn("resolver publish failed", logging.Name(j.name), zap.Error(err))
+	}
+}

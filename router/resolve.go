@@ -1,0 +1,290 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+)
+
+// errForbidden: the name lives in a domain the policy does not let traffic
+// cross.
+var errForbidden = errors.New("router: destination domain not allowed by policy")
+
+// resolveQueue parks PDUs whose destination missed the FIB while a bounded
+// pool of workers asks the resolver, and remembers names the resolver did
+// not know (negative cache) so a stream of PDUs to a missing name costs one
+// lookup per NegativeTTL, not one per PDU.
+type resolveQueue struct {
+	r *Router
+
+	mu      sync.Mutex
+	wait    map[pdu.Name]*waitList
+	total   int
+	neg     map[pdu.Name]negEntry
+	work    chan pdu.Name
+	stopped bool
+}
+
+type waitList struct {
+	since time.Time
+	pdus  []parked
+}
+
+type parked struct {
+	in *Face
+	p  []byte
+}
+
+type negEntry struct {
+	until time.Time
+	code  pdu.Code
+}
+
+func newResolveQueue(r *Router) *resolveQueue {
+	return &resolveQueue{
+		r:    r,
+		wait: make(map[pdu.Name]*waitList),
+		neg:  make(map[pdu.Name]negEntry),
+		work: make(chan pdu.Name, r.cfg.Resolver.Workers*4),
+	}
+}
+
+// park keeps a copy of p until dst is resolved. It reports false when p was
+// not parked; the caller then NAKs NO_ROUTE. A negative-cache hit for a
+// forbidden domain NAKs FORBIDDEN here and reports true.
+func (q *resolveQueue) park(in *Face, dst pdu.Name, p []byte) bool {
+	cfg := &q.r.cfg.Resolver
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		return false
+	}
+	if e, ok := q.neg[dst]; ok {
+		if time.Now().Before(e.until) {
+			q.mu.Unlock()
+			if e.code == pdu.CodeForbidden {
+				q.r.drop(in, dropForbidden)
+				q.r.nak(in, p, pdu.CodeForbidden)
+				return true
+			}
+			return false
+		}
+		delete(q.neg, dst)
+	}
+	if q.total >= cfg.MaxWaiting {
+		q.mu.Unlock()
+		q.r.drop(in, dropQueueFull)
+		return true
+	}
+	wl := q.wait[dst]
+	if wl == nil {
+		select {
+		case q.work <- dst:
+		default:
+			q.mu.Unlock()
+			q.r.drop(in, dropQueueFull)
+			return true
+		}
+		wl = &waitList{since: time.Now()}
+		q.wait[dst] = wl
+	}
+	if len(wl.pdus) >= cfg.MaxWaitingPerName {
+		q.mu.Unlock()
+		q.r.drop(in, dropQueueFull)
+		return true
+	}
+	wl.pdus = append(wl.pdus, parked{in: in, p: append([]byte(nil), p...)})
+	q.total++
+	q.mu.Unlock()
+	return true
+}
+
+func (q *resolveQueue) waiting() int {
+	if q == nil {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.total
+}
+
+// take removes and returns dst's waiting PDUs.
+func (q *resolveQueue) take(dst pdu.Name) []parked {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	wl := q.wait[dst]
+	delete(q.wait, dst)
+	if wl == nil {
+		return nil
+	}
+	q.total -= len(wl.pdus)
+	return wl.pdus
+}
+
+func (q *resolveQueue) remember(dst pdu.Name, code pdu.Code) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.neg) >= q.r.cfg.Resolver.NegativeCacheSize {
+		// Bounded: forget expired entries, and if that is not enough,
+		// anything (map order is random, which is good enough here).
+		now := time.Now()
+		for n, e := range q.neg {
+			if now.After(e.until) || len(q.neg) >= q.r.cfg.Resolver.NegativeCacheSize {
+				delete(q.neg, n)
+			}
+		}
+	}
+	q.neg[dst] = negEntry{until: time.Now().Add(q.r.cfg.Resolver.NegativeTTL.Std()), code: code}
+}
+
+// forget drops dst from the negative cache (a local advertisement arrived).
+func (q *resolveQueue) forget(dst pdu.Name) {
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	delete(q.neg, dst)
+	q.mu.Unlock()
+}
+
+// NegativeEntry is a negative-cache entry as the admin API shows it.
+type NegativeEntry struct {
+	Name  pdu.Name  `json:"name"`
+	Until time.Time `json:"until"`
+	Code  string    `json:"code"`
+}
+
+func (q *resolveQueue) negatives() []NegativeEntry {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]NegativeEntry, 0, len(q.neg))
+	for n, e := range q.neg {
+		out = append(out, NegativeEntry{Name: n, Until: e.until, Code: e.code.String()})
+	}
+	return out
+}
+
+func (q *resolveQueue) stop() {
+	q.mu.Lock()
+	q.stopped = true
+	q.mu.Unlock()
+}
+
+// worker resolves names until ctx ends.
+func (q *resolveQueue) worker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case dst := <-q.work:
+			q.resolveOne(ctx, dst)
+		}
+	}
+}
+
+func (q *resolveQueue) resolveOne(ctx context.Context, dst pdu.Name) {
+	r := q.r
+	lctx, cancel := context.WithTimeout(ctx, r.cfg.Resolver.Timeout.Std())
+	err := r.learnRoute(lctx, dst)
+	cancel()
+	pdus := q.take(dst)
+	if err != nil {
+		code := pdu.CodeNoRoute
+		if errors.Is(err, errForbidden) {
+			code = pdu.CodeForbidden
+		}
+		q.remember(dst, code)
+		r.log.Debug("no route after resolver lookup", logging.Dst(dst), zap.Error(err))
+		for _, w := range pdus {
+			if code == pdu.CodeForbidden {
+				r.drop(w.in, dropForbidden)
+			} else {
+				r.drop(w.in, dropNoRoute)
+			}
+			r.nak(w.in, w.p, code)
+		}
+		return
+	}
+	for _, w := range pdus {
+		var h pdu.Header
+		if pdu.Decode(w.p, &h) != nil {
+			continue
+		}
+		r.route(w.in, dst, h.Flags, w.p, false)
+	}
+}
+
+// learnRoute asks the resolver where dst lives and installs a FIB hop toward
+// that router: a tunnel it already has, one it opens on demand from the
+// record's addresses, or its upstream. The hop expires with the record or
+// after RouteCacheTTL, whichever is first, so a name that moved is looked up
+// again.
+func (r *Router) learnRoute(ctx context.Context, dst pdu.Name) error {
+	start := time.Now()
+	rec, err := r.res.Lookup(ctx, dst)
+	r.met.latency.Observe(time.Since(start).Seconds())
+	expiry := time.Now().Add(r.cfg.Resolver.RouteCacheTTL.Std())
+	if err != nil {
+		if errors.Is(err, resolver.ErrNotFound) {
+			r.met.lookups.WithLabelValues("not_found").Inc()
+		} else {
+			r.met.lookups.WithLabelValues("error").Inc()
+		}
+		// The upstream may know more (another domain, the global tier).
+		if up := r.upstreamFace(); up != nil {
+			return r.installLearned(dst, up, 2, expiry, pdu.Name{})
+		}
+		return err
+	}
+	holder := rec.Router()
+	if holder == r.name {
+		r.met.lookups.WithLabelValues("stale").Inc()
+		return errors.New("router: resolver points at this router but no endpoint holds the name")
+	}
+	if !r.policy().allows(rec.Domain()) {
+		r.met.lookups.WithLabelValues("forbidden").Inc()
+		return errForbidden
+	}
+	r.met.lookups.WithLabelValues("found").Inc()
+	if e := rec.EffectiveExpiry(); e.Before(expiry) {
+		expiry = e
+	}
+	if f := r.peerFace(holder); f != nil {
+		return r.installLearned(dst, f, 1, expiry, holder)
+	}
+	if *r.cfg.DialOnDemand && r.dial != nil {
+		f, err := r.dialPeer(ctx, holder, rec.Domain(), rec.Addrs)
+		if err == nil {
+			return r.installLearned(dst, f, 1, expiry, holder)
+		}
+		r.log.Info("on-demand tunnel failed", logging.Peer(holder), zap.Error(err))
+	}
+	if up := r.upstreamFace(); up != nil {
+		return r.installLearned(dst, up, 2, expiry, holder)
+	}
+	return errors.New("router: holder unreachable: no tunnel, no dial, no upstream")
+}
+
+func (r *Router) installLearned(dst pdu.Name, f *Face, cost uint32, expiry time.Time, holder pdu.Name) error {
+	if holder.IsZero() {
+		holder = f.peer
+	}
+	return r.fib.Install(dst, Hop{Face: f, Cost: cost, Expiry: expiry, Origin: OriginResolver, Router: holder})
+}
+
+// forgetLearned drops a resolver-learned hop for dst through face f.
+func (r *Router) forgetLearned(dst pdu.Name, f *Face) {
+	for _, h := range r.fib.Lookup(dst) {
+		if h.Face == f && h.Origin == OriginResolver {
+			r.fib.Remove(dst, f)
+			return
+		}
+	}
+}

@@ -1,0 +1,404 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+)
+
+// Errors callers branch on.
+var (
+	ErrClosed    = errors.New("router: closed")
+	ErrForbidden = errors.New("router: peer's domain is not allowed by policy")
+)
+
+// Deps are the router's injected parts: who it is, whom it trusts, and the
+// transports and services it uses. Config says how; Deps says with what.
+type Deps struct {
+	// Identity is the router's name and key. Required.
+	Identity *certs.Identity
+	// Member is the router's membership certificate in Domain. Required:
+	// it completes every route chain the router installs.
+	Member *certs.Cert
+	// Domain is the router's domain metadata. Required.
+	Domain *certs.Metadata
+	// Verifier holds the trusted domains. Default: trust Domain only.
+	Verifier *certs.Verifier
+	// Resolver is asked on a FIB miss and told about local routes. Nil:
+	// no lookups (a miss is NO_ROUTE) and nothing published.
+	Resolver resolver.Resolver
+	// Dial opens a tunnel to a peer router. Nil: no configured peers are
+	// dialled and no tunnel is opened on demand.
+	Dial DialFunc
+	// Logger; nil logs nothing.
+	Logger *zap.Logger
+	// Registry receives the router's collectors. Nil: a private registry
+	// (see Router.Gatherer).
+	Registry *prometheus.Registry
+	// Now is the clock used for certificate checks. Nil: time.Now.
+	Now func() time.Time
+}
+
+// DialFunc opens a tunnel to the router named peer at addr ("ip:port"),
+// raw or QUIC, and returns it once the peer has proven its name.
+type DialFunc func(ctx context.Context, peer pdu.Name, addr string, raw bool) (Link, error)
+
+// ownCreds are the router's own credentials; replaced whole on reload.
+type ownCreds struct {
+	id     *certs.Identity
+	meta   *certs.Metadata
+	member *certs.Cert
+	domain *certs.Metadata
+}
+
+// policy says which domains traffic may cross.
+type policy struct {
+	trusted map[pdu.Name]bool
+	allow   map[pdu.Name]bool // nil: every trusted domain
+}
+
+func (p *policy) allows(d pdu.Name) bool {
+	if !p.trusted[d] {
+		return false
+	}
+	return p.allow == nil || p.allow[d]
+}
+
+// Router is one gdpnet router. Create it with New, feed it links with
+// Attach or Serve, and stop it with Drain or Close.
+type Router struct {
+	cfg  Config
+	name pdu.Name
+	log  *zap.Logger
+	reg  *prometheus.Registry
+	met  *metrics
+	now  func() time.Time
+	res  resolver.Resolver
+	dial DialFunc
+
+	fib     *FIB
+	dedup   *dedup
+	resolve *resolveQueue
+	replay  *replayGuard
+
+	own      atomic.Pointer[ownCreds]
+	verif    atomic.Pointer[certs.Verifier]
+	pol      atomic.Pointer[policy]
+	addrs    []string
+	ticks    atomic.Uint64 // coarse clock for dedup, in ticks of tickEvery
+	nowNanos atomic.Int64  // coarse wall clock for route expiry checks
+	draining atomic.Bool
+
+	faces    sync.Map // Link -> *Face
+	faceN    atomic.Int64
+	nextFace atomic.Uint64
+
+	mu       sync.Mutex // guards peers and dialing
+	peers    map[pdu.Name]*Face
+	dialing  map[pdu.Name]chan struct{}
+	upstream pdu.Name
+
+	pubq chan pubJob
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+const tickEvery = 50 * time.Millisecond
+
+// New builds a router and starts its background work (expiry, resolver
+// workers, publishing, configured peers). Close stops all of it.
+func New(cfg Config, deps Deps) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("router config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	if deps.Identity == nil || deps.Member == nil || deps.Domain == nil {
+		return nil, errors.New("router: identity, membership and domain are required")
+	}
+	r := &Router{
+		cfg:     cfg,
+		name:    deps.Identity.Name,
+		log:     deps.Logger,
+		now:     deps.Now,
+		res:     deps.Resolver,
+		dial:    deps.Dial,
+		fib:     NewFIB(cfg.FIBSize),
+		replay:  &replayGuard{last: make(map[pdu.Name]uint64), window: cfg.Advertise.ClockWindow.Std()},
+		peers:   make(map[pdu.Name]*Face),
+		dialing: make(map[pdu.Name]chan struct{}),
+		pubq:    make(chan pubJob, 4096),
+	}
+	if r.log == nil {
+		r.log = zap.NewNop()
+	}
+	r.log = r.log.With(logging.Name(r.name))
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if !cfg.Dedup.Disabled {
+		r.dedup = newDedup(cfg.Dedup.Slots, uint64(cfg.Dedup.Window.Std()/tickEvery)+1)
+	}
+	if cfg.Upstream != nil {
+		r.upstream = *cfg.Upstream
+	}
+	r.addrs = cfg.Addrs
+	if len(r.addrs) == 0 {
+		if ap, err := netip.ParseAddrPort(cfg.Listen); err == nil && !ap.Addr().IsUnspecified() {
+			r.addrs = []string{ap.String()}
+		}
+	}
+	v := deps.Verifier
+	if v == nil {
+		v = certs.NewVerifier(deps.Domain)
+	}
+	if err := r.Reload(deps.Identity, deps.Member, deps.Domain, v, cfg.AllowDomains); err != nil {
+		return nil, err
+	}
+	if r.res != nil {
+		r.resolve = newResolveQueue(r)
+	}
+	r.reg = deps.Registry
+	if r.reg == nil {
+		r.reg = prometheus.NewRegistry()
+	}
+	r.met = newMetrics(r.reg, r)
+	r.tick()
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.goRun(r.housekeeping)
+	if r.resolve != nil {
+		for range cfg.Resolver.Workers {
+			r.goRun(r.resolve.worker)
+		}
+		r.goRun(r.publisher)
+	}
+	for _, p := range cfg.Peers {
+		r.goRun(func(ctx context.Context) { r.keepPeer(ctx, p) })
+	}
+	return r, nil
+}
+
+func (r *Router) goRun(f func(ctx context.Context)) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		f(r.ctx)
+	}()
+}
+
+// Name is the router's name.
+func (r *Router) Name() pdu.Name { return r.name }
+
+// FIB exposes the forwarding table (read-only use: admin, tests).
+func (r *Router) FIB() *FIB { return r.fib }
+
+// Gatherer is the registry holding the router's metrics.
+func (r *Router) Gatherer() prometheus.Gatherer { return r.reg }
+
+// Reload replaces the router's credentials, trusted domains and domain
+// policy (SIGHUP). The name cannot change: a new key is a new router.
+func (r *Router) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Metadata, v *certs.Verifier, allow []pdu.Name) error {
+	if id.Name != r.name {
+		return fmt.Errorf("router: reload: identity %s is not this router (%s)", id.Name, r.name)
+	}
+	if _, _, err := v.VerifyMember(id.Meta, member, domain); err != nil {
+		return fmt.Errorf("router: own membership: %w", err)
+	}
+	p := &policy{trusted: make(map[pdu.Name]bool, len(v.Trusted))}
+	for n := range v.Trusted {
+		p.trusted[n] = true
+	}
+	if len(allow) > 0 {
+		p.allow = make(map[pdu.Name]bool, len(allow))
+		for _, n := range allow {
+			p.allow[n] = true
+		}
+	}
+	r.own.Store(&ownCreds{id: id, meta: id.Meta, member: member, domain: domain})
+	r.verif.Store(v)
+	r.pol.Store(p)
+	return nil
+}
+
+func (r *Router) verifier() *certs.Verifier { return r.verif.Load() }
+func (r *Router) policy() *policy            { return r.pol.Load() }
+
+func (r *Router) tick() {
+	now := time.Now()
+	r.nowNanos.Store(now.UnixNano())
+	r.ticks.Store(uint64(now.UnixNano() / int64(tickEvery)))
+}
+
+// housekeeping advances the coarse clocks and expires routes.
+func (r *Router) housekeeping(ctx context.Context) {
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	lastSweep := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.tick()
+		r.expire(r.now())
+		if time.Since(lastSweep) > time.Minute {
+			r.replay.sweep(r.now())
+			lastSweep = time.Now()
+		}
+	}
+}
+
+// expire removes routes whose chain (or cached record) has expired.
+func (r *Router) expire(now time.Time) {
+	if next := r.fib.NextExpiry(); next.IsZero() || next.After(now) {
+		return
+	}
+	for _, e := range r.fib.Expire(now) {
+		if e.Hop.Origin != OriginLocal {
+			continue
+		}
+		e.Hop.Face.dropName(e.Name)
+		r.log.Info("route expired", logging.Name(e.Name), logging.Face(e.Hop.Face.id), logging.Expiry(e.Hop.Expiry))
+		r.routeGone(e.Name, "expiry")
+	}
+}
+
+// Attach makes l a face of the given kind. A router face must be in a
+// domain the policy allows (domain is what the tunnel verified). The face
+// lives until l goes down or the router closes.
+func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*Face, error) {
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	if kind == FaceRouter && !r.policy().allows(domain) {
+		return nil, fmt.Errorf("%w: %s in domain %s", ErrForbidden, l.Peer(), domain)
+	}
+	f := &Face{
+		id:      r.nextFace.Add(1),
+		kind:    kind,
+		peer:    l.Peer(),
+		domain:  domain,
+		link:    l,
+		addr:    addr,
+		since:   time.Now(),
+		ingress: newTokenBucket(r.cfg.Face.RatePPS, r.cfg.Face.Burst),
+		naks:    newTokenBucket(r.cfg.Face.NAKRate, r.cfg.Face.NAKBurst),
+	}
+	if _, loaded := r.faces.LoadOrStore(l, f); loaded {
+		return nil, fmt.Errorf("router: link to %s is already a face", l.Peer())
+	}
+	r.faceN.Add(1)
+	if kind == FaceRouter {
+		r.mu.Lock()
+		if old := r.peers[f.peer]; old == nil || old.closed.Load() {
+			r.peers[f.peer] = f
+		}
+		r.mu.Unlock()
+	}
+	r.log.Info("face attached", logging.Face(f.id), logging.Peer(f.peer), zap.Stringer("kind", kind), logging.Addr(addr))
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		select {
+		case <-l.Done():
+		case <-r.ctx.Done():
+		}
+		r.detach(f)
+	}()
+	return f, nil
+}
+
+// detach removes a face and every route through it.
+func (r *Router) detach(f *Face) {
+	if f.closed.Swap(true) {
+		return
+	}
+	r.faces.Delete(f.link)
+	r.faceN.Add(-1)
+	if f.kind == FaceRouter {
+		r.mu.Lock()
+		if r.peers[f.peer] == f {
+			delete(r.peers, f.peer)
+		}
+		r.mu.Unlock()
+	}
+	names := r.fib.RemoveFace(f)
+	for _, n := range names {
+		if f.kind == FaceEndpoint {
+			r.routeGone(n, "disconnect")
+		}
+	}
+	_ = f.link.Close()
+	r.log.Info("face detached", logging.Face(f.id), logging.Peer(f.peer), zap.Int("routes", len(names)))
+}
+
+func (r *Router) faceFor(l Link) *Face {
+	v, ok := r.faces.Load(l)
+	if !ok {
+		return nil
+	}
+	return v.(*Face)
+}
+
+func (r *Router) faceCount() int { return int(r.faceN.Load()) }
+
+// Faces lists the attached faces.
+func (r *Router) Faces() []FaceInfo {
+	var out []FaceInfo
+	r.faces.Range(func(_, v any) bool {
+		out = append(out, v.(*Face).info())
+		return true
+	})
+	return out
+}
+
+// Drain prepares a graceful stop: it refuses new work, withdraws every local
+// route from the resolver so traffic moves elsewhere, and waits (bounded by
+// ctx) for the withdrawals to be sent. Close follows.
+func (r *Router) Drain(ctx context.Context) {
+	r.draining.Store(true)
+	seen := map[pdu.Name]bool{}
+	r.fib.Walk(func(n pdu.Name, hops []Hop) bool {
+		for _, h := range hops {
+			if h.Origin == OriginLocal {
+				seen[n] = true
+			}
+		}
+		return true
+	})
+	for n := range seen {
+		r.unpublish(n)
+	}
+	for len(r.pubq) > 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Close stops the router: background work ends, every face is detached.
+func (r *Router) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	r.draining.Store(true)
+	if r.resolve != nil {
+		r.resolve.stop()
+	}
+	r.cancel()
+	r.wg.Wait()
+	return nil
+}
