@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -209,5 +210,27 @@ func TestVectors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestVectorsGenerated checks that vectors.txt is what the independent
+// generator writes, when python3 is installed.
+func TestVectorsGenerated(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	cmd := exec.Command(py, "gen_vectors.py")
+	cmd.Dir = "testdata"
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gen_vectors.py: %v", err)
+	}
+	want, err := os.ReadFile("testdata/vectors.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, want) {
+		t.Fatal("testdata/vectors.txt is stale: run (cd pdu/testdata && python3 gen_vectors.py > vectors.txt)")
 	}
 }
