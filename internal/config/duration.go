@@ -8,7 +8,8 @@ import (
 )
 
 // Duration is a time.Duration written in configs as Go duration strings:
-// "5s", "1m30s", "250ms". A bare number is refused, since its unit would be a
+// "5s", "1m30s", "250ms". A bare number other than 0 is refused, since its
+// unit would be a
 // guess, and so is a negative value.
 type Duration time.Duration
 
