@@ -9,8 +9,7 @@ import (
 
 // Duration is a time.Duration written in configs as Go duration strings:
 // "5s", "1m30s", "250ms". A bare number other than 0 is refused, since its
-// unit would be a
-// guess, and so is a negative value.
+// unit would be a guess, and so is a negative value.
 type Duration time.Duration
 
 // Std returns d as a time.Duration.
