@@ -63,23 +63,23 @@ type Status uint8
 // Statuses. Every refusal is also a value of the "result" label of
 // gdp_router_advertisements_total.
 const (
-	StatusOK              Status = 0  // installed (ADVERTISE) or removed (WITHDRAW)
-	StatusMalformed       Status = 1  // a piece does not parse
-	StatusBadSignature    Status = 2  // a signature in the chain does not verify
-	StatusExpired         Status = 3  // a certificate in the chain has expired
-	StatusNotYetValid     Status = 4  // a certificate in the chain is not valid yet
-	StatusWrongIssuer     Status = 5  // a certificate names the wrong issuer
-	StatusWrongSubject    Status = 6  // a certificate names another subject (e.g. RtCert for another router)
-	StatusNameMismatch    Status = 7  // metadata does not hash to the advertised name
-	StatusUntrusted       Status = 8  // the router's domain is not trusted (router misconfigured)
-	StatusWrongKind       Status = 9  // a piece of the wrong kind
-	StatusReplay          Status = 10 // Seq not above the last accepted, or outside the clock window
-	StatusNotEndpoint     Status = 11 // the chain's endpoint is not the node on this tunnel
-	StatusFIBFull         Status = 12 // the FIB is at its size bound
-	StatusTooMany         Status = 13 // the face holds its maximum number of names
-	StatusNotFound        Status = 14 // WITHDRAW of a name the endpoint does not hold here
-	StatusInternal        Status = 15 // the router failed; try again
-	maxStatus                    = StatusInternal
+	StatusOK           Status = 0  // installed (ADVERTISE) or removed (WITHDRAW)
+	StatusMalformed    Status = 1  // a piece does not parse
+	StatusBadSignature Status = 2  // a signature in the chain does not verify
+	StatusExpired      Status = 3  // a certificate in the chain has expired
+	StatusNotYetValid  Status = 4  // a certificate in the chain is not valid yet
+	StatusWrongIssuer  Status = 5  // a certificate names the wrong issuer
+	StatusWrongSubject Status = 6  // a certificate names another subject (e.g. RtCert for another router)
+	StatusNameMismatch Status = 7  // metadata does not hash to the advertised name
+	StatusUntrusted    Status = 8  // the router's domain is not trusted (router misconfigured)
+	StatusWrongKind    Status = 9  // a piece of the wrong kind
+	StatusReplay       Status = 10 // Seq not above the last accepted, or outside the clock window
+	StatusNotEndpoint  Status = 11 // the chain's endpoint is not the node on this tunnel
+	StatusFIBFull      Status = 12 // the FIB is at its size bound
+	StatusTooMany      Status = 13 // the face holds its maximum number of names
+	StatusNotFound     Status = 14 // WITHDRAW of a name the endpoint does not hold here
+	StatusInternal     Status = 15 // the router failed; try again
+	maxStatus                 = StatusInternal
 )
 
 var statusNames = [...]string{

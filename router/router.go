@@ -235,7 +235,7 @@ func (r *Router) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Me
 }
 
 func (r *Router) verifier() *certs.Verifier { return r.verif.Load() }
-func (r *Router) policy() *policy            { return r.pol.Load() }
+func (r *Router) policy() *policy           { return r.pol.Load() }
 
 func (r *Router) tick() {
 	now := time.Now()

@@ -1,0 +1,222 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+// Route is a name the client advertises: its own name (Self) or a capsule
+// it hosts with the owner's AdCert.
+type Route struct {
+	Name   pdu.Name
+	Target *certs.Metadata // capsule metadata; nil for the client's own name
+	AdCert *certs.Cert     // the owner's AdCert naming this client; nil for its own name
+}
+
+// Self is the route for the client's own name.
+func (c *Client) Self() Route { return Route{Name: c.id.Name} }
+
+// CapsuleRoute is the route for a capsule hosted under the owner's AdCert.
+func CapsuleRoute(meta *certs.Metadata, ad *certs.Cert) Route {
+	return Route{Name: meta.Name(), Target: meta, AdCert: ad}
+}
+
+// RefusedError reports the names the router refused, with its reasons.
+type RefusedError struct {
+	Refused []router.NameResult
+}
+
+func (e *RefusedError) Error() string {
+	parts := make([]string, len(e.Refused))
+	for i, r := range e.Refused {
+		parts[i] = fmt.Sprintf("%s: %s (%s)", r.Name, r.Status, r.Detail)
+	}
+	return "client: advertisement refused: " + strings.Join(parts, "; ")
+}
+
+// ErrRefused is matched by errors.Is for every *RefusedError.
+var ErrRefused = errors.New("client: advertisement refused")
+
+// Is makes errors.Is(err, ErrRefused) hold.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
+// rtCertFor returns an RtCert naming the client's router, issuing a new one
+// when none is held or less than half its lifetime is left.
+func (c *Client) rtCertFor(router pdu.Name) (*certs.Cert, error) {
+	c.advMu.Lock()
+	defer c.advMu.Unlock()
+	now := time.Now()
+	if rc := c.rtCert; rc != nil && rc.Subject == router && now.Before(rc.NotAfter.Add(-c.opts.RtCertLifetime/2)) {
+		return rc, nil
+	}
+	rc, err := certs.IssueRtCert(c.id, router, now.Add(-time.Minute), now.Add(c.opts.RtCertLifetime))
+	if err != nil {
+		return nil, err
+	}
+	c.rtCert = rc
+	return rc, nil
+}
+
+// Advertise asks the router to route the given names to this client. It
+// returns one result per name; if any name was refused the error is a
+// *RefusedError (the accepted ones are installed all the same).
+func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]router.NameResult, error) {
+	if len(routes) == 0 {
+		return nil, nil
+	}
+	rc, err := c.rtCertFor(c.Router())
+	if err != nil {
+		return nil, fmt.Errorf("advertise: rtcert: %w", err)
+	}
+	var all []router.NameResult
+	for start := 0; start < len(routes); start += advertChunk {
+		chunk := routes[start:min(start+advertChunk, len(routes))]
+		names := make([]router.AdvertName, len(chunk))
+		for i, r := range chunk {
+			names[i] = router.AdvertName{Name: r.Name}
+			if r.Target != nil {
+				names[i].Target, names[i].AdCert = r.Target.Marshal(), r.AdCert.Marshal()
+			}
+		}
+		res, err := c.control(ctx, pdu.TypeAdvertise, func(seq uint64) ([]byte, error) {
+			return router.MarshalAdvertise(&router.Advertise{
+				Seq: seq, Endpoint: c.id.Meta.Marshal(), RtCert: rc.Marshal(), Names: names,
+			})
+		})
+		if err != nil {
+			return all, fmt.Errorf("advertise: %w", err)
+		}
+		all = append(all, res.Names...)
+	}
+	var refused []router.NameResult
+	c.mu.Lock()
+	for _, r := range all {
+		if r.Status == router.StatusOK {
+			c.held[r.Name] = true
+		} else {
+			refused = append(refused, r)
+		}
+	}
+	c.mu.Unlock()
+	if len(refused) > 0 {
+		return all, &RefusedError{Refused: refused}
+	}
+	return all, nil
+}
+
+// advertChunk keeps one ADVERTISE well inside a PDU payload: a capsule
+// entry carries ~0.5 KB of metadata and certificate.
+const advertChunk = 64
+
+// Withdraw asks the router to stop routing names to this client.
+func (c *Client) Withdraw(ctx context.Context, names ...pdu.Name) ([]router.NameResult, error) {
+	var all []router.NameResult
+	for start := 0; start < len(names); start += router.MaxAdvertNames {
+		chunk := names[start:min(start+router.MaxAdvertNames, len(names))]
+		res, err := c.control(ctx, pdu.TypeWithdraw, func(seq uint64) ([]byte, error) {
+			return router.MarshalWithdraw(&router.Withdraw{Seq: seq, Names: chunk})
+		})
+		if err != nil {
+			return all, fmt.Errorf("withdraw: %w", err)
+		}
+		all = append(all, res.Names...)
+	}
+	c.mu.Lock()
+	for _, n := range names {
+		if n != c.id.Name {
+			delete(c.held, n)
+		}
+	}
+	c.mu.Unlock()
+	return all, nil
+}
+
+// control sends an ADVERTISE or WITHDRAW built by build (given a fresh
+// advertisement sequence each attempt) and returns the router's result.
+func (c *Client) control(ctx context.Context, typ pdu.Type, build func(seq uint64) ([]byte, error)) (*router.Result, error) {
+	var last error
+	for range c.opts.Attempts {
+		seq := c.nextAdvSeq()
+		payload, err := build(seq)
+		if err != nil {
+			return nil, err
+		}
+		m, err := c.exchange(ctx, pdu.Header{Type: typ, TTL: 1, Dst: c.Router(), Src: c.id.Name, Payload: payload}, c.opts.RequestTimeout)
+		if errors.Is(err, ErrTimeout) {
+			last = err
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if m.Type == pdu.TypeNAK {
+			return nil, &NAKError{Code: m.Code, Reporter: m.Src}
+		}
+		res, err := router.ParseResult(m.Payload)
+		if err != nil {
+			return nil, err
+		}
+		if res.Seq != seq {
+			last = fmt.Errorf("result for sequence %d, sent %d", res.Seq, seq)
+			continue
+		}
+		return res, nil
+	}
+	return nil, last
+}
+
+// Maintain keeps routes advertised: it advertises them now and again
+// before the earliest accepted expiry (at two thirds of the remaining
+// lifetime), and after any failure every retry interval. routes is called
+// each time so renewed AdCerts are picked up. It runs until ctx ends or the
+// client closes; the goroutine belongs to the client.
+func (c *Client) Maintain(ctx context.Context, routes func() []Route, retry time.Duration) {
+	if retry <= 0 {
+		retry = 5 * time.Second
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			wait := retry
+			res, err := c.Advertise(ctx, routes()...)
+			if err != nil {
+				c.log.Warn("advertisement failed", logging.Name(c.id.Name), zap.Error(err))
+			}
+			if earliest := earliestExpiry(res); !earliest.IsZero() {
+				if d := time.Until(earliest) * 2 / 3; d > 0 && err == nil {
+					wait = d
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.ctx.Done():
+				return
+			case <-c.link.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+}
+
+func earliestExpiry(res []router.NameResult) time.Time {
+	var t time.Time
+	for _, r := range res {
+		if e := r.ExpiryTime(); r.Status == router.StatusOK && (t.IsZero() || e.Before(t)) {
+			t = e
+		}
+	}
+	return t
+}

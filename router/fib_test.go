@@ -1,0 +1,167 @@
+package router
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+func testName(i int) pdu.Name {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(i))
+	return sha256.Sum256(b[:])
+}
+
+func testFace(id uint64) *Face { return &Face{id: id, kind: FaceEndpoint} }
+
+func TestFIBInstallLookupRemove(t *testing.T) {
+	f := NewFIB(0)
+	a, b, c := testFace(1), testFace(2), testFace(3)
+	n := testName(1)
+	if f.Lookup(n) != nil {
+		t.Fatal("empty FIB returned hops")
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(f.Install(n, Hop{Face: a, Cost: 2}))
+	must(f.Install(n, Hop{Face: b, Cost: 0}))
+	must(f.Install(n, Hop{Face: c, Cost: 1}))
+	hops := f.Lookup(n)
+	if len(hops) != 3 || hops[0].Face != b || hops[1].Face != c || hops[2].Face != a {
+		t.Fatalf("hops not sorted nearest first: %+v", hops)
+	}
+	// Reinstalling through the same face replaces, not duplicates.
+	must(f.Install(n, Hop{Face: a, Cost: 0, Seq: 7}))
+	hops = f.Lookup(n)
+	if len(hops) != 3 || hops[0].Cost != 0 || hops[1].Cost != 0 {
+		t.Fatalf("replace failed: %+v", hops)
+	}
+	if f.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", f.Len())
+	}
+	if !f.Remove(n, b) || f.Remove(n, b) {
+		t.Fatal("Remove should succeed once")
+	}
+	if got := f.RemoveFace(a); len(got) != 1 || got[0] != n {
+		t.Fatalf("RemoveFace = %v", got)
+	}
+	if !f.Remove(n, c) || f.Len() != 0 || f.Lookup(n) != nil {
+		t.Fatal("FIB not empty after removing every hop")
+	}
+}
+
+func TestFIBSizeBound(t *testing.T) {
+	f := NewFIB(2)
+	a := testFace(1)
+	for i := range 2 {
+		if err := f.Install(testName(i), Hop{Face: a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Install(testName(3), Hop{Face: a}); !errors.Is(err, ErrFIBFull) {
+		t.Fatalf("third name: %v, want ErrFIBFull", err)
+	}
+	// Another hop for a name already present is not a new name.
+	if err := f.Install(testName(0), Hop{Face: testFace(2)}); err != nil {
+		t.Fatalf("second hop for a present name: %v", err)
+	}
+}
+
+func TestFIBExpiry(t *testing.T) {
+	f := NewFIB(0)
+	a, b := testFace(1), testFace(2)
+	now := time.Now()
+	n1, n2 := testName(1), testName(2)
+	_ = f.Install(n1, Hop{Face: a, Expiry: now.Add(time.Second)})
+	_ = f.Install(n2, Hop{Face: a, Expiry: now.Add(time.Hour)})
+	_ = f.Install(n2, Hop{Face: b}) // never expires
+	if got := f.NextExpiry(); !got.Equal(now.Add(time.Second)) {
+		t.Fatalf("NextExpiry = %v", got)
+	}
+	if got := f.Expire(now); len(got) != 0 {
+		t.Fatalf("expired too early: %v", got)
+	}
+	// Renewal moves the expiry; the old heap entry must not remove it.
+	_ = f.Install(n1, Hop{Face: a, Expiry: now.Add(2 * time.Hour)})
+	if got := f.Expire(now.Add(time.Minute)); len(got) != 0 {
+		t.Fatalf("renewed route expired: %v", got)
+	}
+	got := f.Expire(now.Add(90 * time.Minute))
+	if len(got) != 1 || got[0].Name != n2 || got[0].Hop.Face != a {
+		t.Fatalf("Expire = %+v, want n2 via a", got)
+	}
+	if hops := f.Lookup(n2); len(hops) != 1 || hops[0].Face != b {
+		t.Fatalf("n2 hops after expiry: %+v", hops)
+	}
+	if got := f.Expire(now.Add(3 * time.Hour)); len(got) != 1 || f.Len() != 1 {
+		t.Fatalf("final expiry: %+v, len %d", got, f.Len())
+	}
+}
+
+func TestFIBConcurrent(t *testing.T) {
+	f := NewFIB(0)
+	faces := []*Face{testFace(1), testFace(2), testFace(3), testFace(4)}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				n := testName(i % 300)
+				switch (i + w) % 3 {
+				case 0:
+					_ = f.Install(n, Hop{Face: faces[w], Cost: uint32(i % 3)})
+				case 1:
+					for _, h := range f.Lookup(n) {
+						if h.Face == nil {
+							t.Error("nil face in hops")
+							return
+						}
+					}
+				case 2:
+					f.Remove(n, faces[w])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	count := 0
+	f.Walk(func(pdu.Name, []Hop) bool { count++; return true })
+	if count != f.Len() {
+		t.Fatalf("Walk saw %d names, Len says %d", count, f.Len())
+	}
+}
+
+// BenchmarkFIBLookup1M measures a lookup among 1,000,000 names from
+// parallel goroutines (the forwarding hot path). Target: ≤ 200 ns.
+func BenchmarkFIBLookup1M(b *testing.B) {
+	const n = 1_000_000
+	f := NewFIB(0)
+	face := testFace(1)
+	names := make([]pdu.Name, n)
+	for i := range names {
+		names[i] = testName(i)
+		_ = f.Install(names[i], Hop{Face: face})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if f.Lookup(names[i%n]) == nil {
+				b.Fatal("miss")
+			}
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/lookup")
+}
