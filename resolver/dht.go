@@ -8,9 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p"
 	kad "github.com/libp2p/go-libp2p-kad-dht"
 	kadpb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	"github.com/libp2p/go-libp2p-kad-dht/records"
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -45,6 +48,7 @@ type DHT struct {
 	host     host.Host
 	kad      *kad.IpfsDHT
 	msgr     *kadpb.ProtocolMessenger
+	local    *records.ValueStore
 	gate     *gate
 	verifier *Verifier
 	proof    []byte
@@ -90,7 +94,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	d.gate = newGate(cfg.Certs, admitDomain, cfg.DenyFor)
 	// Our own proof must pass our own gate, or peers will refuse us too.
 	own := &MembershipProof{Meta: cfg.Identity.Meta, Member: cfg.Member, Domain: cfg.Domain}
-	if _, err := d.gate.check(cfg.Identity.Meta.Key, own); err != nil {
+	if _, err := d.gate.check(cfg.Identity.Meta.Key, own); err != nil && !cfg.trustOwnProof {
 		return nil, fmt.Errorf("dht: own membership: %w", err)
 	}
 	if d.proof, err = own.marshal(); err != nil {
@@ -119,10 +123,17 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	d.host.Network().Notify(&network.NotifyBundle{ConnectedF: d.connected})
 
 	val := &validator{v: d.verifier, refuse: func(r string) { d.metrics.refused.WithLabelValues(r).Inc() }}
+	nsval := record.NamespacedValidator{recordNamespace: val}
+	// The publisher stores its own records too (as kad-dht's PutValue
+	// would), through a value store over kad-dht's own datastore, so the
+	// local copy is validated, selected and stamped exactly like a remote one.
+	store := dssync.MutexWrap(ds.NewMapDatastore())
+	d.local = records.NewValueStore(store, nsval, cfg.RecordAge)
 	d.kad, err = kad.New(d.host,
+		kad.ValueDatastore(store),
 		kad.Mode(kad.ModeServer),
 		kad.ProtocolPrefix(d.prefix),
-		kad.Validator(record.NamespacedValidator{recordNamespace: val}),
+		kad.Validator(nsval),
 		kad.DisableProviders(),
 		kad.MaxRecordAge(cfg.RecordAge),
 		kad.BucketSize(cfg.BucketSize),
@@ -267,7 +278,9 @@ func (d *DHT) Publish(ctx context.Context, rec *Record) error {
 		d.mu.Unlock()
 		return fmt.Errorf("publish %s: %w: %d < %d", rec.Name, ErrStale, rec.Sequence, old.Sequence)
 	}
-	if !rec.Withdrawn {
+	if rec.Withdrawn {
+		delete(d.published, rec.Name)
+	} else {
 		d.published[rec.Name] = rec
 	}
 	d.mu.Unlock()
@@ -283,6 +296,12 @@ func (d *DHT) put(ctx context.Context, rec *Record) (int, error) {
 		return 0, fmt.Errorf("publish %s: closest peers: %w", rec.Name, err)
 	}
 	pr := record.MakePutRecord(key, rec.Bytes())
+	if err := d.local.Put(ctx, key, pr); err != nil {
+		if errors.Is(err, records.ErrOldRecord) {
+			return 0, fmt.Errorf("publish %s: %w: this node holds a newer or equal record", rec.Name, ErrStale)
+		}
+		return 0, fmt.Errorf("publish %s: local store: %w", rec.Name, err)
+	}
 	var ok atomic.Int32
 	var wg sync.WaitGroup
 	var lastErr atomic.Value
@@ -354,29 +373,35 @@ func (d *DHT) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 // Withdraw stops republishing name and, when this node's key signed the
 // record, puts a signed tombstone with a higher sequence over it.
 func (d *DHT) Withdraw(ctx context.Context, name pdu.Name) error {
+	_, err := d.withdraw(ctx, name)
+	return err
+}
+
+// withdraw is Withdraw, returning the tombstone it put (nil if none).
+func (d *DHT) withdraw(ctx context.Context, name pdu.Name) (*Record, error) {
 	if d.closed.Load() {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	d.mu.Lock()
 	rec := d.published[name]
 	delete(d.published, name)
 	d.mu.Unlock()
 	if rec == nil {
-		return fmt.Errorf("withdraw %s: %w", name, ErrNotPublished)
+		return nil, fmt.Errorf("withdraw %s: %w", name, ErrNotPublished)
 	}
 	if !rec.Signer().Key.Equal(d.cfg.Identity.Meta.Key) {
 		d.log.Info("withdrawn name left to expire: signed by another key", logging.Name(name))
-		return nil
+		return nil, nil
 	}
 	seq := max(NextSequence(), rec.Sequence+1)
 	t, err := rec.Tombstone(d.cfg.Identity.Key, seq)
 	if err != nil {
-		return fmt.Errorf("withdraw %s: %w", name, err)
+		return nil, fmt.Errorf("withdraw %s: %w", name, err)
 	}
 	if _, err := d.put(ctx, t); err != nil {
-		return fmt.Errorf("withdraw %s: %w", name, err)
+		return t, fmt.Errorf("withdraw %s: %w", name, err)
 	}
-	return nil
+	return t, nil
 }
 
 // Published returns the records this node keeps alive.

@@ -73,6 +73,10 @@ type DHTConfig struct {
 	Logger *zap.Logger
 	// Registerer, when set, gets the node's Prometheus collectors.
 	Registerer prometheus.Registerer
+
+	// trustOwnProof skips checking the node's own proof (tests build
+	// intruders with it).
+	trustOwnProof bool
 }
 
 func (c *DHTConfig) populate() error {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -131,4 +133,13 @@ func fixedVerifier(now time.Time, domains ...*certs.Identity) *certs.Verifier {
 		v.Trusted[d.Name] = d.Meta
 	}
 	return v
+}
+
+func mustPub(t testing.TB, r *routerFx) crypto.PubKey {
+	t.Helper()
+	pub, err := crypto.UnmarshalEd25519PublicKey(r.id.Meta.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
 }

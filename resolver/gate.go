@@ -80,7 +80,7 @@ type gate struct {
 	mu       sync.Mutex
 	verified map[peer.ID]admitted
 	denied   map[peer.ID]time.Time
-	changed  chan struct{} // closed and replaced when verified grows
+	changed  chan struct{} // closed and replaced when verified or denied changes
 }
 
 type admitted struct {
@@ -133,6 +133,8 @@ func (g *gate) deny(p peer.ID) {
 	defer g.mu.Unlock()
 	delete(g.verified, p)
 	g.denied[p] = g.now().Add(g.denyFor)
+	close(g.changed)
+	g.changed = make(chan struct{})
 }
 
 // isVerified reports whether p proved a membership that is still valid.
@@ -158,15 +160,19 @@ func (g *gate) isDenied(p peer.ID) bool {
 	return ok
 }
 
-// wait blocks until p is verified or ctx ends.
+// wait blocks until p is verified (true), denied or ctx ends (false).
 func (g *gate) wait(ctx context.Context, p peer.ID) bool {
 	for {
 		g.mu.Lock()
 		_, ok := g.verified[p]
+		_, denied := g.denied[p]
 		ch := g.changed
 		g.mu.Unlock()
 		if ok {
 			return g.isVerified(p)
+		}
+		if denied {
+			return false
 		}
 		select {
 		case <-ch:

@@ -1,0 +1,158 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// CacheConfig sizes a Cache. The zero value works.
+type CacheConfig struct {
+	// Size is the number of positive entries kept. Default 65,536.
+	Size int
+	// NegativeSize is the number of negative entries kept. Default 16,384.
+	NegativeSize int
+	// NegativeTTL is how long "not found" is remembered. Default 2 s.
+	NegativeTTL time.Duration
+	// Now is the clock (the verifier's, so that expiry agrees). Default time.Now.
+	Now func() time.Time
+	// Registerer, when set, gets the hit-rate and latency collectors.
+	Registerer prometheus.Registerer
+}
+
+// Cache is a Resolver that remembers answers of another: a record until it
+// expires (the earlier of its own expiry and its certificates'), a miss for
+// NegativeTTL. Publish and Withdraw go through and update the cache.
+type Cache struct {
+	inner   Resolver
+	now     func() time.Time
+	negTTL  time.Duration
+	pos     *lru.Cache[pdu.Name, cacheEntry]
+	neg     *lru.Cache[pdu.Name, time.Time]
+	metrics *cacheMetrics
+	// Children resolved once, so a warm hit costs one atomic add.
+	hit, negHit, miss prometheus.Counter
+	missLatency       prometheus.Observer
+}
+
+type cacheEntry struct {
+	rec    *Record
+	expiry time.Time
+}
+
+var _ Resolver = (*Cache)(nil)
+
+// NewCache wraps inner.
+func NewCache(inner Resolver, cfg CacheConfig) (*Cache, error) {
+	if cfg.Size <= 0 {
+		cfg.Size = 1 << 16
+	}
+	if cfg.NegativeSize <= 0 {
+		cfg.NegativeSize = 1 << 14
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = 2 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	pos, err := lru.New[pdu.Name, cacheEntry](cfg.Size)
+	if err != nil {
+		return nil, err
+	}
+	neg, err := lru.New[pdu.Name, time.Time](cfg.NegativeSize)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newCacheMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Cache{inner: inner, now: cfg.Now, negTTL: cfg.NegativeTTL, pos: pos, neg: neg, metrics: m,
+		hit: m.lookups.WithLabelValues("hit"), negHit: m.lookups.WithLabelValues("negative_hit"),
+		miss: m.lookups.WithLabelValues("miss"), missLatency: m.latency.WithLabelValues("miss")}, nil
+}
+
+// Lookup answers from the cache when it can, else asks the inner resolver.
+func (c *Cache) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
+	now := c.now()
+	if e, ok := c.pos.Get(name); ok {
+		if now.Before(e.expiry) {
+			c.hit.Inc()
+			return e.rec, nil
+		}
+		c.pos.Remove(name)
+	}
+	if until, ok := c.neg.Get(name); ok {
+		if now.Before(until) {
+			c.negHit.Inc()
+			return nil, ErrNotFound
+		}
+		c.neg.Remove(name)
+	}
+	start := time.Now()
+	rec, err := c.inner.Lookup(ctx, name)
+	c.miss.Inc()
+	c.missLatency.Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil:
+		c.pos.Add(name, cacheEntry{rec: rec, expiry: rec.EffectiveExpiry()})
+	case errors.Is(err, ErrNotFound):
+		c.neg.Add(name, c.now().Add(c.negTTL))
+	}
+	return rec, err
+}
+
+// LookupUncached bypasses the cache (and does not fill it).
+func (c *Cache) LookupUncached(ctx context.Context, name pdu.Name) (*Record, error) {
+	return c.inner.Lookup(ctx, name)
+}
+
+// Publish publishes through the inner resolver and caches rec.
+func (c *Cache) Publish(ctx context.Context, rec *Record) error {
+	if err := c.inner.Publish(ctx, rec); err != nil {
+		return err
+	}
+	c.neg.Remove(rec.Name)
+	if rec.Withdrawn {
+		c.pos.Remove(rec.Name)
+	} else {
+		c.pos.Add(rec.Name, cacheEntry{rec: rec, expiry: rec.EffectiveExpiry()})
+	}
+	return nil
+}
+
+// Withdraw withdraws through the inner resolver and forgets name.
+func (c *Cache) Withdraw(ctx context.Context, name pdu.Name) error {
+	c.pos.Remove(name)
+	return c.inner.Withdraw(ctx, name)
+}
+
+// Invalidate forgets what the cache holds for name.
+func (c *Cache) Invalidate(name pdu.Name) {
+	c.pos.Remove(name)
+	c.neg.Remove(name)
+}
+
+// Entries lists the positive entries (for the admin API).
+func (c *Cache) Entries() []*Record {
+	now := c.now()
+	var out []*Record
+	for _, e := range c.pos.Values() {
+		if now.Before(e.expiry) {
+			out = append(out, e.rec)
+		}
+	}
+	return out
+}
+
+// Inner is the wrapped resolver.
+func (c *Cache) Inner() Resolver { return c.inner }
+
+// Close closes the inner resolver.
+func (c *Cache) Close() error { return c.inner.Close() }
