@@ -59,6 +59,9 @@ type Config struct {
 	// SendQueue is how many raw frames may wait for the socket; Send blocks
 	// when it is full. Default 2048.
 	SendQueue int
+	// DisableOffload turns off UDP GSO/GRO on Raw (they are used when the
+	// kernel offers them).
+	DisableOffload bool
 	// SocketBuffer is the SO_RCVBUF/SO_SNDBUF asked for on Raw. Default
 	// 8 MiB; a log line says when the OS grants less.
 	SocketBuffer int

@@ -4,7 +4,7 @@ import "net"
 
 // discoverMTU picks the raw frame size for a socket: configured, else what
 // an emulated socket reports, else the MTU of the interface that holds the
-// socket's address less IP and UDP headers, else a size that crosses
+// socket's address (at most 9000) less IP and UDP headers, else a size that crosses
 // almost any Internet path (the same 1452 quic-go caps its packets at).
 func discoverMTU(configured int, pc net.PacketConn) int {
 	const fallback = 1452
@@ -19,7 +19,9 @@ func discoverMTU(configured int, pc net.PacketConn) int {
 			if ua.IP.To4() == nil {
 				over = 48
 			}
-			mtu = ifMTU - over
+			// loopback reports 65536: cap at a jumbo frame so that send
+			// buffers stay small; GSO batches frames anyway
+			mtu = min(ifMTU, 9000) - over
 		}
 	}
 	return min(max(mtu, minRawMTU), maxRawMTU)

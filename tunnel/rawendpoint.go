@@ -31,6 +31,8 @@ type rawEndpoint struct {
 	pc  net.PacketConn
 	bc  batchConn // nil unless pc is a *net.UDPConn
 	mtu int
+	gso bool // UDP_SEGMENT sends
+	gro bool // UDP_GRO receives
 
 	mu       sync.RWMutex
 	sessions map[uint32]*recvSession // nil value: index reserved
@@ -64,6 +66,9 @@ func newRawEndpoint(e *Endpoint, pc net.PacketConn) (*rawEndpoint, error) {
 		} else {
 			r.bc = ipv4.NewPacketConn(uc)
 		}
+		if !e.cfg.DisableOffload {
+			r.gso, r.gro = enableOffload(uc)
+		}
 		want := e.cfg.SocketBuffer
 		rcv, snd, err := socketBuffers(uc, want)
 		switch {
@@ -74,11 +79,11 @@ func newRawEndpoint(e *Endpoint, pc net.PacketConn) (*rawEndpoint, error) {
 				zap.Int("want", want), zap.Int("rcvbuf", rcv), zap.Int("sndbuf", snd))
 		}
 	}
-	r.q.init(max(e.cfg.SendQueue, maxFragments), r.mtu)
+	r.q.init(max(e.cfg.SendQueue, maxFragments))
 	r.wg.Add(2)
 	go r.readLoop()
 	go r.writeLoop()
-	e.log.Info("raw transport up", logging.Addr(pc.LocalAddr().String()), zap.Int("mtu", r.mtu), zap.Bool("batching", r.bc != nil))
+	e.log.Info("raw transport up", logging.Addr(pc.LocalAddr().String()), zap.Int("mtu", r.mtu), zap.Bool("batching", r.bc != nil), zap.Bool("gso", r.gso), zap.Bool("gro", r.gro))
 	return r, nil
 }
 
@@ -147,9 +152,17 @@ func (r *rawEndpoint) readLoop() {
 			r.handle(buf[:n], from, &nonce)
 		}
 	}
-	msgs := make([]ipv4.Message, batchSize)
+	// With GRO one message holds up to 64 KiB of coalesced frames.
+	size, n := r.mtu+1, batchSize
+	if r.gro {
+		size, n = 1<<16, batchSize/4
+	}
+	msgs := make([]ipv4.Message, n)
 	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, r.mtu+1)}
+		msgs[i].Buffers = [][]byte{make([]byte, size)}
+		if r.gro {
+			msgs[i].OOB = make([]byte, groCmsgLen)
+		}
 	}
 	for {
 		n, err := r.bc.ReadBatch(msgs, 0)
@@ -160,7 +173,21 @@ func (r *rawEndpoint) readLoop() {
 			continue
 		}
 		for i := range msgs[:n] {
-			r.handle(msgs[i].Buffers[0][:msgs[i].N], msgs[i].Addr, &nonce)
+			m := &msgs[i]
+			b := m.Buffers[0][:m.N]
+			seg := 0
+			if r.gro {
+				seg = groSegmentSize(m.OOB[:m.NN])
+			}
+			if seg <= 0 {
+				r.handle(b, m.Addr, &nonce)
+				continue
+			}
+			for len(b) > 0 {
+				k := min(seg, len(b))
+				r.handle(b[:k], m.Addr, &nonce)
+				b = b[k:]
+			}
 		}
 	}
 }
@@ -214,13 +241,11 @@ func (r *rawEndpoint) handle(b []byte, from net.Addr, nonce *[12]byte) {
 	}
 }
 
-// writeLoop drains the send queue with sendmmsg.
+// writeLoop drains the send queue: everything queued at once, grouped into
+// GSO super-buffers when it can, in one sendmmsg.
 func (r *rawEndpoint) writeLoop() {
 	defer r.wg.Done()
-	msgs := make([]ipv4.Message, batchSize)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-	}
+	w := newBatchWriter(r)
 	var batch []*frameBuf
 	for {
 		select {
@@ -233,39 +258,8 @@ func (r *rawEndpoint) writeLoop() {
 			if len(batch) == 0 {
 				break
 			}
-			r.write(batch, msgs)
+			w.write(batch)
 			r.q.recycle(batch)
 		}
-	}
-}
-
-func (r *rawEndpoint) write(batch []*frameBuf, msgs []ipv4.Message) {
-	st := &r.e.stats
-	if r.bc == nil {
-		for _, fb := range batch {
-			if _, err := r.pc.WriteTo(fb.b[:fb.n], fb.addr); err == nil {
-				st.framesSent.Add(1)
-			}
-		}
-		return
-	}
-	for len(batch) > 0 {
-		n := min(len(batch), batchSize)
-		for i, fb := range batch[:n] {
-			msgs[i].Buffers[0] = fb.b[:fb.n]
-			msgs[i].Addr = fb.addr
-		}
-		sent, err := r.bc.WriteBatch(msgs[:n], 0)
-		if err != nil {
-			if r.isClosing() {
-				return
-			}
-			// skip the datagram the kernel refused and carry on
-			r.e.log.Debug("raw send", zap.Error(err))
-			sent = max(sent, 0) + 1
-		} else {
-			st.framesSent.Add(uint64(sent))
-		}
-		batch = batch[min(sent, len(batch)):]
 	}
 }

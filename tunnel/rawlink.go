@@ -155,7 +155,7 @@ func (rl *rawLink) send(p []byte) error {
 				frag |= fragMore
 			}
 		}
-		fb := q.get()
+		fb := q.get(len(part) + frameOverhead)
 		if fb == nil {
 			return ErrClosed
 		}

@@ -22,34 +22,45 @@ type sendQueue struct {
 	notFull sync.Cond
 	free    []*frameBuf
 	pending []*frameBuf
+	made    int // buffers allocated so far, at most limit
+	limit   int
 	closed  bool
 	wake    chan struct{}
 }
 
-func (q *sendQueue) init(n, mtu int) {
+func (q *sendQueue) init(limit int) {
 	q.notFull.L = &q.mu
 	q.wake = make(chan struct{}, 1)
-	q.free = make([]*frameBuf, n)
-	q.pending = make([]*frameBuf, 0, n)
-	mem := make([]byte, n*mtu)
-	for i := range q.free {
-		q.free[i] = &frameBuf{b: mem[i*mtu : (i+1)*mtu : (i+1)*mtu]}
-	}
+	q.limit = limit
+	q.free = make([]*frameBuf, 0, limit)
+	q.pending = make([]*frameBuf, 0, limit)
 }
 
-// get returns a free buffer, waiting for one; nil once closed.
-func (q *sendQueue) get() *frameBuf {
+// get returns a free buffer of at least size bytes, waiting for one; nil
+// once closed. Buffers are made on first need and then reused, so an idle
+// endpoint costs little and a busy one allocates nothing.
+func (q *sendQueue) get(size int) *frameBuf {
 	q.mu.Lock()
-	for len(q.free) == 0 && !q.closed {
+	for len(q.free) == 0 && q.made >= q.limit && !q.closed {
 		q.notFull.Wait()
 	}
 	if q.closed {
 		q.mu.Unlock()
 		return nil
 	}
-	fb := q.free[len(q.free)-1]
-	q.free = q.free[:len(q.free)-1]
+	var fb *frameBuf
+	if len(q.free) > 0 {
+		fb = q.free[len(q.free)-1]
+		q.free = q.free[:len(q.free)-1]
+	} else {
+		q.made++
+		fb = &frameBuf{}
+	}
 	q.mu.Unlock()
+	if cap(fb.b) < size {
+		fb.b = make([]byte, size)
+	}
+	fb.b = fb.b[:cap(fb.b)]
 	return fb
 }
 

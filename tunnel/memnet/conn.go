@@ -159,3 +159,9 @@ func isClosed(c chan struct{}) bool {
 		return false
 	}
 }
+
+// SetReadBuffer and SetWriteBuffer accept and ignore a size (the receive
+// queue is sized in datagrams at Listen); they exist so that quic-go does
+// not warn about a socket it cannot tune.
+func (c *Conn) SetReadBuffer(int) error  { return nil }
+func (c *Conn) SetWriteBuffer(int) error { return nil }

@@ -1,0 +1,61 @@
+package tunnel
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/tunnel/memnet"
+)
+
+// The real QUIC and raw code over emulated, lossy, slow links.
+func TestOverMemnet(t *testing.T) {
+	for _, kind := range []Kind{KindQUIC, KindRaw} {
+		t.Run(kind.String(), func(t *testing.T) {
+			n := memnet.New(memnet.LinkConfig{Delay: 5 * time.Millisecond, Jitter: time.Millisecond, MTU: 1400, Bandwidth: 100_000_000})
+			defer n.Close()
+			mk := func(host string) *testNode {
+				ip := netip.MustParseAddr(host)
+				q, err := n.Listen(netip.AddrPortFrom(ip, 4433), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := n.Listen(netip.AddrPortFrom(ip, 4434), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return newTestNode(t, false, func(c *Config) { c.Conn, c.Raw = q, r })
+			}
+			a, b := mk("127.77.1.1"), mk("127.77.1.2")
+			la, _ := pair(t, a, b, kind)
+			if kind == KindRaw && la.RemoteAddr().String() != "127.77.1.2:4434" {
+				t.Fatalf("raw peer address %v", la.RemoteAddr())
+			}
+			sizes := []int{1, 100, 1300, 1368, 1369, 5000, 65535}
+			for i, s := range sizes {
+				if err := la.Send(pattern(s, i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.sink.wait(t, len(sizes), 5*time.Second)
+			// now 2 % loss: fragmented PDUs may be lost whole, never corrupted
+			n.SetLink(netip.MustParseAddr("127.77.1.1"), netip.MustParseAddr("127.77.1.2"),
+				memnet.LinkConfig{Delay: 5 * time.Millisecond, MTU: 1400, Loss: 0.02})
+			for i := 0; i < 200; i++ {
+				la.Send(pattern(3000, i))
+			}
+			time.Sleep(300 * time.Millisecond)
+			got := b.sink.count() - len(sizes)
+			if got < 150 || got > 200 {
+				t.Errorf("with 2%% loss %d of 200 3000-byte PDUs arrived", got)
+			}
+			b.sink.mu.Lock()
+			for _, p := range b.sink.got[len(sizes):] {
+				if len(p) != 3000 {
+					t.Errorf("corrupt PDU of %d bytes", len(p))
+				}
+			}
+			b.sink.mu.Unlock()
+		})
+	}
+}
