@@ -146,7 +146,6 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
-	r.log = r.log.With(logging.Name(r.name))
 	if r.now == nil {
 		r.now = time.Now
 	}
