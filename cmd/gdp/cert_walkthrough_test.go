@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
 )
 
 // walkStep is one command of the OPERATIONS.md walkthrough.
@@ -125,6 +129,7 @@ func TestCertWalkthrough(t *testing.T) {
 			t.Fatalf("step %d: verify did not say OK:\n%s", i+1, out)
 		}
 	}
+	checkTamperedChainCLI(t, work, env)
 	// What the doc promises exists: keys 0600 beside their metadata.
 	for _, alias := range []string{"acme", "edge1", "store1", "alice", "alice-writer"} {
 		st, err := os.Stat(filepath.Join(work, "keys", alias+".key"))
@@ -137,5 +142,55 @@ func TestCertWalkthrough(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(work, "keys", alias+".meta")); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// checkTamperedChainCLI goes beyond the doc with the files the walkthrough
+// left: inspect --json agrees with the chain, and a chain with one byte of
+// its RtCert signature flipped is refused by gdp cert verify, naming the link.
+func checkTamperedChainCLI(t *testing.T, work string, env []string) {
+	t.Helper()
+	run := func(args ...string) ([]byte, error) {
+		cmd := exec.Command(filepath.Join(filepath.Dir(work), "bin", "gdp"), args...)
+		cmd.Dir, cmd.Env = work, env
+		return cmd.CombinedOutput()
+	}
+	c, err := certs.ReadChainFile(filepath.Join(work, "sensor.chain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := run("cert", "inspect", "--json", "sensor.chain")
+	if err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, out)
+	}
+	var view struct {
+		Type   string `json:"type"`
+		Target struct {
+			Name string `json:"name"`
+			Kind string `json:"kind"`
+		} `json:"target"`
+		RtCert struct {
+			Status string `json:"status"`
+		} `json:"rtcert"`
+	}
+	if err := json.Unmarshal(out, &view); err != nil {
+		t.Fatalf("inspect --json is not JSON: %v\n%s", err, out)
+	}
+	if view.Type != "chain" || view.Target.Name != c.Target.Name().String() || view.Target.Kind != "capsule" || view.RtCert.Status != "valid" {
+		t.Errorf("inspect --json: %+v", view)
+	}
+	enc := c.Marshal()
+	rt := c.RtCert.Marshal()
+	i := bytes.Index(enc, rt)
+	if i < 0 {
+		t.Fatal("rtcert not inside the chain encoding")
+	}
+	enc[i+len(rt)-1] ^= 0x80
+	if err := os.WriteFile(filepath.Join(work, "bad.chain"), certs.Armor(certs.PEMChain, enc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run("cert", "verify", "--trust", "acme.meta", "bad.chain")
+	if err == nil || !strings.Contains(string(out), `link "rtcert": bad signature`) {
+		t.Fatalf("tampered chain: err %v, output:\n%s", err, out)
 	}
 }
