@@ -36,6 +36,7 @@ const (
 	LinkRouter   = "router"   // metadata of router R
 	LinkMember   = "member"   // domain -> router membership cert
 	LinkDomain   = "domain"   // metadata of the trust domain D
+	LinkNode     = "node"     // VerifyMember: metadata of the would-be member
 )
 
 // ChainError says which link of a chain failed and why.

@@ -127,13 +127,13 @@ func (v *Verifier) VerifyRoute(c *Chain, name, router Name) (time.Time, error) {
 func (v *Verifier) VerifyMember(meta *Metadata, member *Cert, domain *Metadata) (Name, time.Time, error) {
 	now := v.now()
 	if meta == nil {
-		return Name{}, time.Time{}, linkErr(LinkRouter, ErrMalformed, "missing member metadata")
+		return Name{}, time.Time{}, linkErr(LinkNode, ErrMalformed, "missing member metadata")
 	}
 	if err := meta.Validate(); err != nil {
-		return Name{}, time.Time{}, linkErr(LinkRouter, ErrMalformed, "%v", err)
+		return Name{}, time.Time{}, linkErr(LinkNode, ErrMalformed, "%v", err)
 	}
 	if meta.Kind == KindCapsule || meta.Kind == KindDomain {
-		return Name{}, time.Time{}, linkErr(LinkRouter, ErrWrongKind, "a %s cannot be a domain member", meta.Kind)
+		return Name{}, time.Time{}, linkErr(LinkNode, ErrWrongKind, "a %s cannot be a domain member", meta.Kind)
 	}
 	d, err := v.checkMember(member, domain, meta.Name(), now)
 	if err != nil {

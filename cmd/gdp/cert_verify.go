@@ -88,19 +88,24 @@ metadata. It checks the pieces parse; gdp cert verify checks that they fit.`,
 	certCmd.AddCommand(chain)
 
 	var trust []string
-	var at, name, routerName string
+	var at, name, routerName, node string
 	verify := &cobra.Command{
-		Use:   "verify --trust DOMAIN.meta CHAIN",
-		Short: "Check a route chain link by link; name the link that fails",
+		Use:   "verify --trust DOMAIN.meta CHAIN | verify --trust DOMAIN.meta --node NODE.meta MEMBER",
+		Short: "Check a route chain (or a membership) link by link; name the link that fails",
 		Long: `verify checks a chain exactly as a router does before it installs a route:
 the target's metadata hashes to its name, its owner signed the AdCert for the
 server, the server signed the RtCert for the router, the router holds a
 membership cert from a domain given with --trust, and every certificate is
 valid now (NotBefore <= now < NotAfter). It prints the route and when it
 expires, or exits 1 naming the failing link (target, adcert, endpoint,
-rtcert, router, member, domain) and the reason.`,
+rtcert, router, member, domain) and the reason.
+
+With --node, the file is a membership cert instead, and verify checks that
+the node (router, resolver, server) described by --node belongs to a
+trusted domain, as a peer does when a tunnel comes up.`,
 		Example: `  gdp cert verify --trust acme.meta sensor.chain
-  gdp cert verify --trust acme.meta --at 2026-12-01T00:00:00Z sensor.chain`,
+  gdp cert verify --trust acme.meta --at 2026-12-01T00:00:00Z sensor.chain
+  gdp cert verify --trust acme.meta --node edge1.meta edge1.member`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(trust) == 0 {
@@ -120,6 +125,9 @@ rtcert, router, member, domain) and the reason.`,
 				return err
 			}
 			v.Now = func() time.Time { return now }
+			if node != "" {
+				return verifyMemberCLI(cmd, v, now, node, args[0])
+			}
 			c, err := certs.ReadChainFile(args[0])
 			if err != nil {
 				return fmt.Errorf("chain rejected: %w", err)
@@ -157,5 +165,29 @@ rtcert, router, member, domain) and the reason.`,
 	verify.Flags().StringVar(&at, "at", "now", "verify as of this time (RFC 3339)")
 	verify.Flags().StringVar(&name, "name", "", "name the route is for (default: the chain's target)")
 	verify.Flags().StringVar(&routerName, "router", "", "router the route is at (default: the chain's router)")
+	verify.Flags().StringVar(&node, "node", "", "metadata of a node: verify the membership cert FILE for it instead of a chain")
 	certCmd.AddCommand(verify)
+}
+
+func verifyMemberCLI(cmd *cobra.Command, v *certs.Verifier, now time.Time, nodePath, memberPath string) error {
+	meta, err := certs.ReadMetadataFile(nodePath)
+	if err != nil {
+		return err
+	}
+	mc, err := certs.ReadCertFile(memberPath)
+	if err != nil {
+		return fmt.Errorf("membership rejected: %w", err)
+	}
+	dom, exp, err := v.VerifyMember(meta, mc, nil)
+	if err != nil {
+		var ce *certs.ChainError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("membership rejected at link %q: %v (%s)", ce.Link, ce.Err, ce.Detail)
+		}
+		return fmt.Errorf("membership rejected: %w", err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "OK: %s (%s) is a member of domain %s\n", meta.Name(), meta.Kind, dom)
+	fmt.Fprintf(cmd.OutOrStdout(), "    expires %s (in %s); renew before then\n",
+		exp.Format(time.RFC3339), exp.Sub(now).Round(time.Second))
+	return nil
 }

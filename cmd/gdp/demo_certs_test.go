@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gdpnet/gdpnet/certs"
 )
@@ -33,11 +34,11 @@ func TestDemoCertsStage(t *testing.T) {
 		t.Error("certs.chain not shared")
 	}
 	// The helpers later stages use produce chains the shared verifier accepts.
-	r2, m2, err := p.NewNode(certs.KindRouter, "edge2", 3600e9)
+	r2, m2, err := p.NewNode(certs.KindRouter, "edge2", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := p.SelfChain(p.Server, r2, m2, 3600e9)
+	c, err := p.SelfChain(p.Server, r2, m2, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
