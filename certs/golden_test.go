@@ -2,6 +2,7 @@ package certs
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/hex"
 	"flag"
 	"os"
@@ -106,5 +107,19 @@ func TestProtocolDocVectors(t *testing.T) {
 		if !strings.Contains(flat, hex.EncodeToString(b)) {
 			t.Errorf("docs/PROTOCOL.md does not quote testdata/%s as hex (%x)", n, b)
 		}
+	}
+	f := newFixture(t)
+	for what, b := range map[string][]byte{
+		"member Sig_structure": sigStructure(KindMember, f.mem.appendPayload(nil)),
+		"domain seed":          seedKey("domain").Seed(),
+		"domain public key":    f.domain.Meta.Key,
+	} {
+		if !strings.Contains(flat, hex.EncodeToString(b)) {
+			t.Errorf("docs/PROTOCOL.md does not quote the %s (%x)", what, b)
+		}
+	}
+	// The signature over the quoted Sig_structure is the one in member.cose.
+	if !ed25519.Verify(f.domain.Meta.Key, sigStructure(KindMember, f.mem.appendPayload(nil)), f.mem.Signature()) {
+		t.Error("member.cose signature does not verify over the quoted Sig_structure")
 	}
 }

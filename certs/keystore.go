@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -132,10 +133,17 @@ func (k *Keystore) Load(alias string) (*Identity, error) {
 		return nil, fmt.Errorf("keystore load: %w", err)
 	}
 	kp := k.keyPath(alias)
-	st, err := os.Stat(kp)
+	// Open first and check the mode of what was opened, so the file cannot
+	// be swapped between the check and the read.
+	f, err := os.Open(kp)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("keystore %s: alias %q: %w", k.dir, alias, ErrNotFound)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("keystore load %s: %w", alias, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("keystore load %s: %w", alias, err)
 	}
@@ -146,9 +154,16 @@ func (k *Keystore) Load(alias string) (*Identity, error) {
 		return nil, fmt.Errorf("keystore load %s: refusing %s: %w (mode %04o); run: chmod 600 %s",
 			alias, kp, ErrKeyPermissions, perm, kp)
 	}
-	body, err := readArmored(kp, PEMPrivateKey)
+	data, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return nil, fmt.Errorf("keystore load %s: %w", alias, err)
+	}
+	typ, body, err := Dearmor(data)
+	if err == nil && typ != PEMPrivateKey {
+		err = fmt.Errorf("%w: not a %q PEM block", ErrMalformed, PEMPrivateKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keystore load %s: %s: %w", alias, kp, err)
 	}
 	if len(body) != ed25519.SeedSize {
 		return nil, fmt.Errorf("keystore load %s: %w: key seed has %d bytes, want %d", alias, ErrMalformed, len(body), ed25519.SeedSize)
