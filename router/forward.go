@@ -12,8 +12,12 @@ import (
 func (r *Router) HandlePDU(l Link, p []byte) {
 	f := r.faceFor(l)
 	if f == nil {
-		r.drop(nil, dropUnknownFace)
-		return
+		// A PDU can beat Serve to a freshly accepted link.
+		var err error
+		if f, err = r.adopt(l); err != nil {
+			r.drop(nil, dropUnknownFace)
+			return
+		}
 	}
 	r.receive(f, p)
 }

@@ -22,6 +22,8 @@ import (
 var (
 	ErrClosed    = errors.New("router: closed")
 	ErrForbidden = errors.New("router: peer's domain is not allowed by policy")
+
+	errAlreadyFace = errors.New("router: link is already a face")
 )
 
 // Deps are the router's injected parts: who it is, whom it trusts, and the
@@ -49,6 +51,9 @@ type Deps struct {
 	Registry *prometheus.Registry
 	// Now is the clock used for certificate checks. Nil: time.Now.
 	Now func() time.Time
+	// Classify says what a tunnel peer is (PeerBook.Classify). Nil: every
+	// peer is an endpoint except configured peer routers.
+	Classify func(peer pdu.Name) (FaceKind, pdu.Name, bool)
 }
 
 // DialFunc opens a tunnel to the router named peer at addr ("ip:port"),
@@ -87,6 +92,8 @@ type Router struct {
 	now  func() time.Time
 	res  resolver.Resolver
 	dial DialFunc
+
+	classify func(peer pdu.Name) (FaceKind, pdu.Name, bool)
 
 	fib     *FIB
 	dedup   *dedup
@@ -131,17 +138,18 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		return nil, errors.New("router: identity, membership and domain are required")
 	}
 	r := &Router{
-		cfg:     cfg,
-		name:    deps.Identity.Name,
-		log:     deps.Logger,
-		now:     deps.Now,
-		res:     deps.Resolver,
-		dial:    deps.Dial,
-		fib:     NewFIB(cfg.FIBSize),
-		replay:  &replayGuard{last: make(map[pdu.Name]uint64), window: cfg.Advertise.ClockWindow.Std()},
-		peers:   make(map[pdu.Name]*Face),
-		dialing: make(map[pdu.Name]chan struct{}),
-		pubq:    make(chan pubJob, 4096),
+		cfg:      cfg,
+		name:     deps.Identity.Name,
+		log:      deps.Logger,
+		now:      deps.Now,
+		res:      deps.Resolver,
+		dial:     deps.Dial,
+		classify: deps.Classify,
+		fib:      NewFIB(cfg.FIBSize),
+		replay:   &replayGuard{last: make(map[pdu.Name]uint64), window: cfg.Advertise.ClockWindow.Std()},
+		peers:    make(map[pdu.Name]*Face),
+		dialing:  make(map[pdu.Name]chan struct{}),
+		pubq:     make(chan pubJob, 4096),
 	}
 	if r.log == nil {
 		r.log = zap.NewNop()
@@ -299,7 +307,7 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		naks:    newTokenBucket(r.cfg.Face.NAKRate, r.cfg.Face.NAKBurst),
 	}
 	if _, loaded := r.faces.LoadOrStore(l, f); loaded {
-		return nil, fmt.Errorf("router: link to %s is already a face", l.Peer())
+		return nil, fmt.Errorf("%w: %s", errAlreadyFace, l.Peer())
 	}
 	r.faceN.Add(1)
 	if kind == FaceRouter {

@@ -74,3 +74,9 @@ func (c *Capsule) AdCert(server certs.Name, lifetime time.Duration) (*certs.Cert
 	now := time.Now()
 	return certs.IssueAdCert(c.Owner, c.Meta.Name(), server, now.Add(-time.Minute), now.Add(lifetime))
 }
+
+// Member issues id a day's membership in d (every tunnel peer shows one).
+func (d *Domain) Member(id *certs.Identity) (*certs.Cert, error) {
+	now := time.Now()
+	return certs.IssueMember(d.ID, id.Name, now.Add(-time.Minute), now.Add(24*time.Hour))
+}

@@ -1,0 +1,102 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/tunnel"
+)
+
+// EndpointConfig says who an endpoint is and which socket it uses.
+type EndpointConfig struct {
+	// Identity, Member and Domain are the endpoint's name, key and domain
+	// membership, shown to routers in the tunnel handshake. Required.
+	Identity *certs.Identity
+	Member   *certs.Cert
+	Domain   *certs.Metadata
+	// Verifier holds the domains whose routers are trusted. Default: trust
+	// Domain only.
+	Verifier *certs.Verifier
+	// Conn is the UDP socket for tunnels; owned by the endpoint. Required.
+	Conn net.PacketConn
+	// Logger; nil logs nothing.
+	Logger *zap.Logger
+	// Options apply to every Client the endpoint attaches.
+	Options Options
+}
+
+// Endpoint is an endpoint's tunnel side: it dials routers and hands each
+// link's PDUs to the Client attached over it.
+type Endpoint struct {
+	cfg     EndpointConfig
+	ep      *tunnel.Endpoint
+	clients sync.Map // tunnel.Link -> *Client
+}
+
+// NewEndpoint starts the tunnel endpoint.
+func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
+	if cfg.Identity == nil || cfg.Member == nil || cfg.Domain == nil || cfg.Conn == nil {
+		return nil, fmt.Errorf("client: endpoint needs identity, membership, domain and a socket")
+	}
+	if cfg.Verifier == nil {
+		cfg.Verifier = certs.NewVerifier(cfg.Domain)
+	}
+	if cfg.Options.Logger == nil {
+		cfg.Options.Logger = cfg.Logger
+	}
+	e := &Endpoint{cfg: cfg}
+	ep, err := tunnel.NewEndpoint(tunnel.Config{
+		Identity: tunnel.CertIdentity(cfg.Identity, cfg.Member, cfg.Domain),
+		Verify:   tunnel.CertVerifier(cfg.Verifier),
+		Conn:     cfg.Conn,
+		Handler:  e.handle,
+		Logger:   cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.ep = ep
+	return e, nil
+}
+
+func (e *Endpoint) handle(l tunnel.Link, p []byte) {
+	if c, ok := e.clients.Load(l); ok {
+		c.(*Client).HandlePDU(p)
+	}
+}
+
+// Attach opens a tunnel to the router named router at addr ("ip:port") and
+// returns a Client over it. Advertise its names next.
+func (e *Endpoint) Attach(ctx context.Context, addr string, router pdu.Name) (*Client, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("attach %s: %w", addr, err)
+	}
+	l, err := e.ep.Dial(ctx, ua, router, tunnel.KindQUIC)
+	if err != nil {
+		return nil, fmt.Errorf("attach %s: %w", addr, err)
+	}
+	c := New(e.cfg.Identity, &unregister{Link: l, e: e}, e.cfg.Options)
+	e.clients.Store(l, c)
+	return c, nil
+}
+
+// Close closes every link and the socket.
+func (e *Endpoint) Close() error { return e.ep.Close() }
+
+// unregister forgets the client when its link is closed.
+type unregister struct {
+	tunnel.Link
+	e *Endpoint
+}
+
+func (u *unregister) Close() error {
+	u.e.clients.Delete(u.Link)
+	return u.Link.Close()
+}

@@ -1,0 +1,92 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/tunnel"
+)
+
+// Node is a router running on real sockets: a tunnel endpoint whose links
+// become the router's faces. It is what `gdp router` runs and what the
+// end-to-end tests start on loopback.
+type Node struct {
+	Router *Router
+	Tunnel *tunnel.Endpoint
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// StartNode starts a tunnel endpoint on conn (QUIC) and raw (raw
+// GDP-in-UDP; nil disables it), and a router behind it. deps.Dial and
+// deps.Classify are filled in from the tunnel; deps.Verifier decides which
+// peers the tunnel accepts. The node owns both sockets.
+func StartNode(cfg Config, deps Deps, conn, raw net.PacketConn) (*Node, error) {
+	if deps.Identity == nil || deps.Member == nil || deps.Domain == nil {
+		return nil, errors.New("router: identity, membership and domain are required")
+	}
+	if deps.Verifier == nil {
+		deps.Verifier = certs.NewVerifier(deps.Domain)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = conn.LocalAddr().String()
+	}
+	book := NewPeerBook()
+	var rp atomic.Pointer[Router]
+	tc := tunnel.Config{
+		Identity: tunnel.CertIdentity(deps.Identity, deps.Member, deps.Domain),
+		Verify:   book.Verifier(deps.Verifier),
+		Conn:     conn,
+		Handler: func(l tunnel.Link, p []byte) {
+			if r := rp.Load(); r != nil {
+				r.HandlePDU(l, p)
+			}
+		},
+		Logger: deps.Logger,
+	}
+	if raw != nil {
+		tc.Raw = raw
+	}
+	ep, err := tunnel.NewEndpoint(tc)
+	if err != nil {
+		return nil, err
+	}
+	deps.Dial = TunnelDial(ep)
+	deps.Classify = book.Classify
+	r, err := New(cfg, deps)
+	if err != nil {
+		_ = ep.Close()
+		return nil, err
+	}
+	rp.Store(r)
+	n := &Node{Router: r, Tunnel: ep}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := r.Serve(ctx, ep); err != nil {
+			r.log.Warn("accept loop ended", zap.Error(err))
+		}
+	}()
+	return n, nil
+}
+
+// Addr is the tunnel socket's address.
+func (n *Node) Addr() string { return n.Tunnel.Addr().String() }
+
+// Close stops accepting, closes the router (every face) and the sockets.
+func (n *Node) Close() error {
+	n.cancel()
+	err := n.Router.Close()
+	err = errors.Join(err, n.Tunnel.Close())
+	n.wg.Wait()
+	return err
+}
