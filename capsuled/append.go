@@ -1,0 +1,99 @@
+package capsuled
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// decodeBatch decodes an APPEND's (or a SYNC segment's) records and
+// heartbeat. Records are copied out of the message buffer.
+func decodeBatch(recs [][]byte, hbb []byte) ([]capsule.Record, *capsule.Heartbeat, error) {
+	if len(hbb) == 0 {
+		return nil, nil, fmt.Errorf("%w: no heartbeat", wire.ErrMalformed)
+	}
+	hb, err := capsule.UnmarshalHeartbeat(hbb)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]capsule.Record, len(recs))
+	for i, b := range recs {
+		if out[i], err = capsule.UnmarshalRecord(b); err != nil {
+			return nil, nil, fmt.Errorf("record %d of the batch: %w", i, err)
+		}
+	}
+	return out, hb, nil
+}
+
+// first is the first seqno a batch touches.
+func first(recs []capsule.Record, hb *capsule.Heartbeat) uint64 {
+	f := hb.Seqno
+	if len(recs) > 0 && recs[0].Seqno < f {
+		f = recs[0].Seqno
+	}
+	if len(hb.Holes) > 0 && hb.Holes[0] < f {
+		f = hb.Holes[0]
+	}
+	return f
+}
+
+// handleAppend stores a writer's batch. The answer goes out only after the
+// fsync that covers it; it carries the durable head. A batch that starts
+// beyond the head (this replica missed batches) is answered StatusGap and
+// starts a catch-up from the peers.
+func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
+	m := r.msg
+	c := m.CapsuleName()
+	recs, hb, err := decodeBatch(m.Records, m.Heartbeat)
+	if err != nil {
+		return fail(m, fmt.Errorf("append to %s: %w", c, err))
+	}
+	head, err := s.st.Head(c)
+	if err != nil {
+		return fail(m, err)
+	}
+	if f := first(recs, hb); f > head.Seqno+1 && hb.Capsule == c {
+		s.kickSync(c)
+		resp := m.Reply(wire.StatusGap)
+		resp.Head = head.Seqno
+		resp.Error = fmt.Sprintf("batch starts at %d, this replica holds %d: catching up", f, head.Seqno)
+		return resp
+	}
+	if err := s.st.Append(ctx, c, recs, hb); err != nil {
+		resp := fail(m, err)
+		var eq *capsule.EquivocationError
+		if errors.As(err, &eq) {
+			s.met.equivocations.Inc()
+			resp.Evidence = eq.Evidence.Marshal()
+			s.log.Warn("forked writer detected", logging.Capsule(c), logging.Src(r.from), logging.Seqno(eq.Evidence.Size))
+		} else {
+			s.log.Debug("append refused", logging.Capsule(c), logging.Src(r.from), zap.Error(err))
+		}
+		if resp.Status == wire.StatusNotFound {
+			resp.Error = fmt.Sprintf("unknown capsule %s", c)
+		}
+		return resp
+	}
+	s.met.appended.Add(float64(len(recs)))
+	s.watch.changed(c)
+	resp := m.Reply(wire.StatusOK)
+	if h, err := s.st.Head(c); err == nil {
+		resp.Head = h.Seqno
+	}
+	return resp
+}
+
+// kickSync asks the anti-entropy loop to look at capsule c now.
+func (s *Server) kickSync(c pdu.Name) {
+	select {
+	case s.kick <- c:
+	default:
+	}
+}

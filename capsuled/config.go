@@ -1,0 +1,75 @@
+package capsuled
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+)
+
+// DefaultMaxData is the default bound on one record's data: an APPEND of
+// one record with its heartbeat must fit one PDU payload.
+const DefaultMaxData = 60000
+
+// Config tunes a Server. The zero value works (with Dir set).
+type Config struct {
+	// Dir holds the store (Dir/store) and the placements (Dir/placements).
+	// Required.
+	Dir string
+	// Engine is the store engine, "pebble" or "bbolt". Default pebble.
+	Engine string
+	// MaxData bounds one record's data. Default DefaultMaxData (60,000);
+	// at most 60,000 so that one record always fits an APPEND.
+	MaxData int
+	// Workers is how many requests are served at once. Default 8.
+	Workers int
+	// Queue bounds requests waiting for a worker; more are answered
+	// "unavailable". Default 4096.
+	Queue int
+	// SyncInterval is how often each capsule's replicas are compared
+	// (anti-entropy). Default 1s.
+	SyncInterval time.Duration
+	// PeerTimeout bounds one request to a peer replica. Default 2s.
+	PeerTimeout time.Duration
+	// MaxLease is the longest subscription lease granted. Default 60s.
+	MaxLease time.Duration
+	// MaxSubscriptions bounds live subscriptions. Default 4096.
+	MaxSubscriptions int
+	// ReadLimit caps the entries one READ answer carries. Default 4096.
+	ReadLimit int
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Dir == "" {
+		return c, fmt.Errorf("capsuled config: dir is required")
+	}
+	if c.MaxData <= 0 {
+		c.MaxData = DefaultMaxData
+	}
+	if c.MaxData > DefaultMaxData || c.MaxData > capsule.MaxDataLimit {
+		return c, fmt.Errorf("capsuled config: max_data %d above %d (one record must fit an APPEND)", c.MaxData, DefaultMaxData)
+	}
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
+	if c.Queue <= 0 {
+		c.Queue = 4096
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = time.Second
+	}
+	if c.PeerTimeout <= 0 {
+		c.PeerTimeout = 2 * time.Second
+	}
+	if c.MaxLease <= 0 {
+		c.MaxLease = time.Minute
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 4096
+	}
+	if c.ReadLimit <= 0 || c.ReadLimit > wire.MaxRecords {
+		c.ReadLimit = wire.MaxRecords
+	}
+	return c, nil
+}

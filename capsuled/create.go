@@ -1,0 +1,53 @@
+package capsuled
+
+import (
+	"context"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/logging"
+)
+
+// handleCreate places a capsule on this server. The router verifies the
+// AdCert's signature when the server advertises the name; only then is
+// the capsule created, so a refused placement stores nothing. A CREATE for
+// a capsule already held with the same writer key renews its placement
+// (a fresh AdCert, a new replica set).
+func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
+	m := r.msg
+	p, err := parsePlacement(m, s.name)
+	if err != nil {
+		return fail(m, fmt.Errorf("create: %w", err))
+	}
+	info := capsule.Info{Name: p.name, Writer: p.meta.WriterKey}
+	existed := false
+	if held, _, err := s.st.Info(p.name); err == nil {
+		if !held.Writer.Equal(info.Writer) {
+			return fail(m, fmt.Errorf("create %s: held with another writer key", p.name))
+		}
+		existed = true
+	}
+	if _, err := s.cli.Advertise(ctx, client.CapsuleRoute(p.meta, p.adcert)); err != nil {
+		return fail(m, fmt.Errorf("create %s: advertise: %w", p.name, err))
+	}
+	if err := s.places.put(p); err != nil {
+		return fail(m, err)
+	}
+	if err := s.st.Create(ctx, p.name, p.meta.Marshal()); err != nil {
+		return fail(m, fmt.Errorf("create %s: %w", p.name, err))
+	}
+	s.log.Info("capsule placed", logging.Capsule(p.name), zap.Int("replicas", len(p.replicas)), zap.Int("w", p.w),
+		logging.Expiry(p.adcert.NotAfter), zap.Bool("renewed", existed))
+	s.kickSync(p.name)
+	st := wire.StatusCreated
+	if existed {
+		st = wire.StatusOK
+	}
+	resp := m.Reply(st)
+	resp.Replicas, resp.W = wire.NameBytes(p.replicas), uint64(p.w)
+	return resp
+}

@@ -1,0 +1,37 @@
+package capsuled
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	requests      *prometheus.CounterVec // op, status
+	appended      prometheus.Counter
+	synced        prometheus.Counter
+	syncErrors    *prometheus.CounterVec // reason
+	equivocations prometheus.Counter
+	dropped       *prometheus.CounterVec // reason
+	subscriptions prometheus.Gauge
+	pushes        prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "requests_total", Help: "Capsule requests served, by operation and status."}, []string{"op", "status"}),
+		appended: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "appended_records_total", Help: "Records stored from writers' APPENDs."}),
+		synced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "synced_records_total", Help: "Records pulled from peer replicas by anti-entropy."}),
+		syncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "sync_errors_total", Help: "Anti-entropy rounds that failed, by reason."}, []string{"reason"}),
+		equivocations: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "equivocations_total", Help: "Writer equivocations detected (evidence stored)."}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "dropped_total", Help: "PDUs dropped without an answer, by reason."}, []string{"reason"}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "subscriptions", Help: "Live subscriptions."}),
+		pushes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "pushes_total", Help: "EVENT messages pushed to subscribers."}),
+	}
+	reg.MustRegister(m.requests, m.appended, m.synced, m.syncErrors, m.equivocations, m.dropped, m.subscriptions, m.pushes)
+	return m
+}

@@ -1,0 +1,189 @@
+package capsuled
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// placement is what a CREATE put on this server: the capsule's metadata,
+// the owner's AdCert for this server, the replica set and W.
+type placement struct {
+	name     pdu.Name
+	meta     *certs.Metadata
+	adcert   *certs.Cert
+	replicas []pdu.Name
+	w        int
+}
+
+// message is the placement as a CREATE message (its file form).
+func (p *placement) message() *wire.Message {
+	return &wire.Message{Op: wire.OpCreate, Capsule: p.name[:], Metadata: p.meta.Marshal(),
+		AdCert: p.adcert.Marshal(), Replicas: wire.NameBytes(p.replicas), W: uint64(p.w)}
+}
+
+// peers are the other replicas.
+func (p *placement) peers(self pdu.Name) []pdu.Name {
+	var out []pdu.Name
+	for _, r := range p.replicas {
+		if r != self {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// parsePlacement checks a CREATE's fields for server self.
+func parsePlacement(m *wire.Message, self pdu.Name) (*placement, error) {
+	meta, err := certs.ParseMetadata(m.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("%w: metadata: %v", wire.ErrMalformed, err)
+	}
+	if meta.Kind != certs.KindCapsule || len(meta.WriterKey) == 0 {
+		return nil, fmt.Errorf("%w: metadata is a %s, not a capsule with a writer key", wire.ErrMalformed, meta.Kind)
+	}
+	name := meta.Name()
+	if m.CapsuleName() != name {
+		return nil, fmt.Errorf("%w: metadata hashes to %s, not %s", wire.ErrMalformed, name, m.CapsuleName())
+	}
+	ad, err := certs.ParseCert(m.AdCert)
+	if err != nil {
+		return nil, fmt.Errorf("%w: adcert: %v", errForbidden, err)
+	}
+	if ad.Kind != certs.KindAdCert || ad.Issuer != name || ad.Subject != self {
+		return nil, fmt.Errorf("%w: adcert is a %s from %s for %s; want an adcert from the capsule for this server", errForbidden, ad.Kind, ad.Issuer, ad.Subject)
+	}
+	p := &placement{name: name, meta: meta, adcert: ad, replicas: m.ReplicaNames(), w: int(m.W)}
+	if len(p.replicas) == 0 {
+		p.replicas = []pdu.Name{self}
+	}
+	seen := map[pdu.Name]bool{}
+	for _, r := range p.replicas {
+		if seen[r] {
+			return nil, fmt.Errorf("%w: replica %s listed twice", wire.ErrMalformed, r)
+		}
+		seen[r] = true
+	}
+	if !seen[self] {
+		return nil, fmt.Errorf("%w: this server is not in the replica set", errForbidden)
+	}
+	if p.w == 0 {
+		p.w = len(p.replicas)/2 + 1
+	}
+	if p.w > len(p.replicas) {
+		return nil, fmt.Errorf("%w: w %d > n %d", wire.ErrMalformed, p.w, len(p.replicas))
+	}
+	return p, nil
+}
+
+// errForbidden: the CREATE carries no AdCert valid for this server.
+var errForbidden = errors.New("forbidden")
+
+// placements persists placements, one file per capsule, replaced
+// atomically (write, fsync, rename).
+type placements struct {
+	dir string
+	mu  sync.RWMutex
+	m   map[pdu.Name]*placement
+}
+
+func openPlacements(dir string) (*placements, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("placements: %w", err)
+	}
+	ps := &placements{dir: dir, m: map[pdu.Name]*placement{}}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("placements: %w", err)
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".place") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("placements: %w", err)
+		}
+		m, err := wire.Unmarshal(b)
+		if err != nil {
+			return nil, fmt.Errorf("placement %s: %w", e.Name(), err)
+		}
+		ad, err := certs.ParseCert(m.AdCert)
+		if err != nil {
+			return nil, fmt.Errorf("placement %s: %w", e.Name(), err)
+		}
+		p, err := parsePlacement(m, ad.Subject)
+		if err != nil {
+			return nil, fmt.Errorf("placement %s: %w", e.Name(), err)
+		}
+		ps.m[p.name] = p
+	}
+	return ps, nil
+}
+
+func (ps *placements) get(n pdu.Name) *placement {
+	ps.mu.RLock()
+	defer ps.mu.RUnlock()
+	return ps.m[n]
+}
+
+func (ps *placements) all() []*placement {
+	ps.mu.RLock()
+	defer ps.mu.RUnlock()
+	out := make([]*placement, 0, len(ps.m))
+	for _, p := range ps.m {
+		out = append(out, p)
+	}
+	return out
+}
+
+// put stores p durably.
+func (ps *placements) put(p *placement) error {
+	b, err := p.message().Marshal()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(ps.dir, p.name.String()+".place")
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("placement: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(ps.dir)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("placement: %w", err)
+	}
+	ps.mu.Lock()
+	ps.m[p.name] = p
+	ps.mu.Unlock()
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

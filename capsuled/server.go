@@ -1,0 +1,328 @@
+package capsuled
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/capsuled/store"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Deps are the server's injected parts.
+type Deps struct {
+	// Identity is the server's name and key. Required.
+	Identity *certs.Identity
+	// Client is the server's attachment to its router, for Identity.
+	// Required. The server consumes its Receive queue and closes it on
+	// Close.
+	Client *client.Client
+	// Logger; nil logs nothing.
+	Logger *zap.Logger
+	// Registry receives the server's collectors; nil: a private registry.
+	Registry prometheus.Registerer
+}
+
+// Server is one capsule server.
+type Server struct {
+	cfg  Config
+	name pdu.Name
+	cli  *client.Client
+	st   *store.Store
+	log  *zap.Logger
+	met  *metrics
+
+	places *placements
+	pend   *wire.Pending
+	subs   *subscriptions
+	watch  *watchers
+
+	queue    chan request
+	kick     chan pdu.Name
+	draining atomic.Bool
+	inflight sync.WaitGroup
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// request is one decoded command waiting for a worker.
+type request struct {
+	from pdu.Name // the requester, where the answer goes
+	dst  pdu.Name // the name it was addressed to
+	msg  *wire.Message
+}
+
+// New opens the server's store and placements under cfg.Dir, advertises
+// every capsule it holds (bounded by ctx) and starts serving.
+func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if deps.Identity == nil || deps.Client == nil {
+		return nil, errors.New("capsuled: identity and client are required")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.With(logging.Name(deps.Identity.Name))
+	reg := deps.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	places, err := openPlacements(filepath.Join(cfg.Dir, "placements"))
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(filepath.Join(cfg.Dir, "store"), store.Options{Engine: cfg.Engine, MaxData: cfg.MaxData, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("capsuled: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),
+		places: places, pend: wire.NewPending(), watch: newWatchers(),
+		queue: make(chan request, cfg.Queue), kick: make(chan pdu.Name, 64),
+	}
+	s.subs = newSubscriptions(s)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if routes := s.routes(); len(routes) > 0 {
+		if _, err := s.cli.Advertise(ctx, routes...); err != nil {
+			s.log.Warn("advertising held capsules", zap.Error(err))
+		}
+	}
+	s.cli.Maintain(s.ctx, s.routes, 5*time.Second)
+	s.goRun(s.receive)
+	for range cfg.Workers {
+		s.goRun(s.worker)
+	}
+	s.goRun(s.antiEntropy)
+	s.log.Info("capsule server up", zap.Int("capsules", len(st.Capsules())))
+	return s, nil
+}
+
+func (s *Server) goRun(f func(ctx context.Context)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f(s.ctx)
+	}()
+}
+
+// Name is the server's own name.
+func (s *Server) Name() pdu.Name { return s.name }
+
+// Store exposes the store (read-only use: tests, the CLI's info).
+func (s *Server) Store() *store.Store { return s.st }
+
+// routes are the names the server advertises: its own and every capsule
+// placed on it with an AdCert that has not expired.
+func (s *Server) routes() []client.Route {
+	out := []client.Route{s.cli.Self()}
+	now := time.Now()
+	for _, p := range s.places.all() {
+		if p.adcert.ValidAt(now) {
+			out = append(out, client.CapsuleRoute(p.meta, p.adcert))
+		}
+	}
+	return out
+}
+
+// Drain stops taking requests (they are answered "unavailable"), withdraws
+// the capsules' names so readers and writers go to other replicas, and
+// waits for requests in progress, bounded by ctx. Close follows.
+func (s *Server) Drain(ctx context.Context) {
+	s.draining.Store(true)
+	var names []pdu.Name
+	for _, p := range s.places.all() {
+		names = append(names, p.name)
+	}
+	if len(names) > 0 {
+		if _, err := s.cli.Withdraw(ctx, names...); err != nil {
+			s.log.Warn("withdrawing capsules", zap.Error(err))
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Close stops every goroutine, closes the client and the store (which
+// waits for queued writes to become durable).
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() {
+		s.draining.Store(true)
+		s.cancel()
+		s.pend.Close()
+		cerr := s.cli.Close()
+		s.wg.Wait()
+		s.subs.closeAll()
+		err = errors.Join(s.st.Close(), ignoreClosed(cerr))
+	})
+	return err
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, client.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// receive takes every PDU the client delivers: responses to the server's
+// own requests (anti-entropy) go to their waiters, requests to the queue.
+func (s *Server) receive(ctx context.Context) {
+	for {
+		m, err := s.cli.Receive(ctx)
+		if err != nil {
+			return
+		}
+		if m.Type != pdu.TypeData {
+			s.met.dropped.WithLabelValues("not_data").Inc()
+			continue
+		}
+		msg, err := wire.Unmarshal(m.Payload)
+		if err != nil {
+			s.met.dropped.WithLabelValues("malformed").Inc()
+			s.log.Debug("malformed capsule message", logging.Src(m.Src), zap.Error(err))
+			continue
+		}
+		if msg.IsResponse() {
+			if !s.pend.Deliver(m.Src, msg) {
+				s.met.dropped.WithLabelValues("late_response").Inc()
+			}
+			continue
+		}
+		if msg.Op == wire.OpEvent {
+			s.met.dropped.WithLabelValues("unexpected_event").Inc()
+			continue
+		}
+		r := request{from: m.Src, dst: m.Dst, msg: msg}
+		if s.draining.Load() {
+			s.reply(r, r.msg.Reply(wire.StatusUnavailable), "draining")
+			continue
+		}
+		select {
+		case s.queue <- r:
+			s.inflight.Add(1)
+		default:
+			s.reply(r, r.msg.Reply(wire.StatusUnavailable), "overloaded")
+		}
+	}
+}
+
+func (s *Server) worker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-s.queue:
+			s.serve(ctx, r)
+			s.inflight.Done()
+		}
+	}
+}
+
+// serve runs one request and sends its answer.
+func (s *Server) serve(ctx context.Context, r request) {
+	var resp *wire.Message
+	switch r.msg.Op {
+	case wire.OpCreate:
+		resp = s.handleCreate(ctx, r)
+	case wire.OpAppend:
+		resp = s.handleAppend(ctx, r)
+	case wire.OpRead:
+		resp = s.handleRead(r)
+	case wire.OpSubscribe:
+		resp = s.handleSubscribe(r)
+	case wire.OpUnsubscribe:
+		resp = s.handleUnsubscribe(r)
+	case wire.OpMetadata:
+		resp = s.handleMetadata(r)
+	case wire.OpProof:
+		resp = s.handleProof(r)
+	case wire.OpSync:
+		resp = s.handleSync(r)
+	default:
+		resp = r.msg.Reply(wire.StatusBadRequest)
+		resp.Error = "unsupported operation"
+	}
+	s.reply(r, resp, "")
+}
+
+// reply sends resp to the requester from the server's own name, so a
+// writer that fanned an APPEND out can tell the replicas apart.
+func (s *Server) reply(r request, resp *wire.Message, why string) {
+	if why != "" && resp.Error == "" {
+		resp.Error = why
+	}
+	s.met.requests.WithLabelValues(r.msg.Op.String(), resp.Status.String()).Inc()
+	b, err := resp.Marshal()
+	if err != nil {
+		s.log.Error("encoding a response", zap.Stringer("op", r.msg.Op), zap.Error(err))
+		resp = r.msg.Reply(wire.StatusInternal)
+		resp.Error = "response does not fit a pdu"
+		if b, err = resp.Marshal(); err != nil {
+			return
+		}
+	}
+	if _, err := s.cli.SendFrom(s.name, r.from, 0, b); err != nil {
+		s.met.dropped.WithLabelValues("send_error").Inc()
+	}
+}
+
+// fail builds a failure response for err.
+func fail(m *wire.Message, err error) *wire.Message {
+	resp := m.Reply(statusOf(err))
+	resp.Error = clip(err.Error())
+	return resp
+}
+
+func clip(s string) string {
+	if len(s) > 1000 {
+		return s[:1000]
+	}
+	return s
+}
+
+// ask sends a request to dst and waits for its answer (anti-entropy).
+func (s *Server) ask(ctx context.Context, dst pdu.Name, m *wire.Message) (*wire.Message, error) {
+	id, ch, err := s.pend.Add(1)
+	if err != nil {
+		return nil, err
+	}
+	defer s.pend.Done(id)
+	m.ID = id
+	b, err := m.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.cli.SendFrom(s.name, dst, 0, b); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PeerTimeout)
+	defer cancel()
+	rep, err := wire.Wait(ctx, ch)
+	if err != nil {
+		return nil, fmt.Errorf("%s to %s: %w", m.Op, dst, err)
+	}
+	return rep.Msg, nil
+}

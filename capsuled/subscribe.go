@@ -1,0 +1,238 @@
+package capsuled
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// watchers wake subscriptions when a capsule's durable head moves: each
+// capsule has a channel that is closed (and replaced) on every change.
+type watchers struct {
+	mu sync.Mutex
+	m  map[pdu.Name]chan struct{}
+}
+
+func newWatchers() *watchers { return &watchers{m: map[pdu.Name]chan struct{}{}} }
+
+// wait returns the channel closed at c's next change.
+func (w *watchers) wait(c pdu.Name) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch := w.m[c]
+	if ch == nil {
+		ch = make(chan struct{})
+		w.m[c] = ch
+	}
+	return ch
+}
+
+func (w *watchers) changed(c pdu.Name) {
+	w.mu.Lock()
+	ch := w.m[c]
+	delete(w.m, c)
+	w.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+}
+
+// subKey identifies a subscription: the subscriber and its request id.
+type subKey struct {
+	who pdu.Name
+	id  uint64
+}
+
+// subscription pushes one capsule's new entries to one subscriber. Its
+// goroutine sends everything from next to the durable head, then sleeps
+// until the head moves, the lease ends, or it is renewed or cancelled.
+type subscription struct {
+	key    subKey
+	c      pdu.Name
+	mu     sync.Mutex
+	next   uint64 // first seqno not yet pushed
+	lastHB uint64 // seqno of the last heartbeat pushed
+	lastT  int64  // its time
+	expiry time.Time
+	poke   chan struct{}
+	cancel context.CancelFunc
+}
+
+type subscriptions struct {
+	s  *Server
+	mu sync.Mutex
+	m  map[subKey]*subscription
+	wg sync.WaitGroup
+}
+
+func newSubscriptions(s *Server) *subscriptions {
+	return &subscriptions{s: s, m: map[subKey]*subscription{}}
+}
+
+// handleSubscribe starts a subscription, or renews and repositions the
+// one with this id: pushes resume at From (0: after the current head).
+func (s *Server) handleSubscribe(r request) *wire.Message {
+	m := r.msg
+	c := m.CapsuleName()
+	head, err := s.st.Head(c)
+	if err != nil {
+		return fail(m, err)
+	}
+	lease := time.Duration(m.Lease) * time.Millisecond
+	if lease <= 0 || lease > s.cfg.MaxLease {
+		lease = s.cfg.MaxLease
+	}
+	next := m.From
+	if next == 0 {
+		next = head.Seqno + 1
+	}
+	ss := s.subs
+	k := subKey{r.from, m.ID}
+	ss.mu.Lock()
+	sub := ss.m[k]
+	if sub == nil {
+		if len(ss.m) >= s.cfg.MaxSubscriptions {
+			ss.mu.Unlock()
+			resp := m.Reply(wire.StatusUnavailable)
+			resp.Error = "too many subscriptions"
+			return resp
+		}
+		ctx, cancel := context.WithCancel(s.ctx)
+		sub = &subscription{key: k, c: c, next: next, expiry: time.Now().Add(lease), poke: make(chan struct{}, 1), cancel: cancel}
+		ss.m[k] = sub
+		s.met.subscriptions.Inc()
+		ss.wg.Add(1)
+		go func() {
+			defer ss.wg.Done()
+			ss.run(ctx, sub)
+		}()
+	} else {
+		sub.mu.Lock()
+		if m.From != 0 {
+			sub.next, sub.lastHB, sub.lastT = m.From, 0, 0
+		}
+		sub.expiry = time.Now().Add(lease)
+		sub.mu.Unlock()
+	}
+	ss.mu.Unlock()
+	select {
+	case sub.poke <- struct{}{}:
+	default:
+	}
+	resp := m.Reply(wire.StatusOK)
+	resp.Head, resp.From, resp.Lease = head.Seqno, next, uint64(lease/time.Millisecond)
+	return resp
+}
+
+func (s *Server) handleUnsubscribe(r request) *wire.Message {
+	ss := s.subs
+	ss.mu.Lock()
+	sub := ss.m[subKey{r.from, r.msg.ID}]
+	ss.mu.Unlock()
+	if sub == nil {
+		return r.msg.Reply(wire.StatusNotFound)
+	}
+	sub.cancel()
+	return r.msg.Reply(wire.StatusOK)
+}
+
+func (ss *subscriptions) remove(sub *subscription) {
+	ss.mu.Lock()
+	if ss.m[sub.key] == sub {
+		delete(ss.m, sub.key)
+		ss.s.met.subscriptions.Dec()
+	}
+	ss.mu.Unlock()
+}
+
+func (ss *subscriptions) closeAll() {
+	ss.mu.Lock()
+	for _, sub := range ss.m {
+		sub.cancel()
+	}
+	ss.mu.Unlock()
+	ss.wg.Wait()
+}
+
+// run is the subscription's goroutine.
+func (ss *subscriptions) run(ctx context.Context, sub *subscription) {
+	defer ss.remove(sub)
+	defer sub.cancel()
+	s := ss.s
+	for {
+		changed := s.watch.wait(sub.c)
+		if err := ss.push(sub); err != nil {
+			return
+		}
+		sub.mu.Lock()
+		left := time.Until(sub.expiry)
+		sub.mu.Unlock()
+		if left <= 0 {
+			return
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-changed:
+		case <-sub.poke:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// push sends everything from next to the head (pages of records with the
+// newest heartbeat and a proof of each page's last entry), or the newest
+// heartbeat alone when only it changed.
+func (ss *subscriptions) push(sub *subscription) error {
+	s := ss.s
+	for {
+		head, err := s.st.Head(sub.c)
+		if err != nil {
+			return err
+		}
+		if head.Heartbeat == nil {
+			return nil
+		}
+		sub.mu.Lock()
+		next, lastHB, lastT := sub.next, sub.lastHB, sub.lastT
+		sub.mu.Unlock()
+		ev := &wire.Message{Op: wire.OpEvent, ID: sub.key.id, Capsule: sub.c[:], Head: head.Seqno, Heartbeat: head.Heartbeat.Marshal()}
+		if next <= head.Seqno {
+			recs, last, err := s.page(sub.c, next, head.Seqno, s.cfg.ReadLimit, wire.Budget-len(ev.Heartbeat))
+			if err != nil {
+				return err
+			}
+			p, err := s.st.InclusionProof(sub.c, last, head.Seqno)
+			if err != nil {
+				return err
+			}
+			ev.Records, ev.Proof, ev.From, ev.To, ev.More = recs, p.Marshal(), next, last, last < head.Seqno
+			next = last + 1
+		} else if head.Heartbeat.Seqno == lastHB && head.Heartbeat.Time == lastT {
+			return nil // nothing new
+		}
+		b, err := ev.Marshal()
+		if err != nil {
+			return err
+		}
+		if _, err := s.cli.SendFrom(s.name, sub.key.who, 0, b); err != nil {
+			return err
+		}
+		s.met.pushes.Inc()
+		sub.mu.Lock()
+		if sub.next == ev.From || ev.From == 0 {
+			sub.next = next
+		}
+		sub.lastHB, sub.lastT = head.Heartbeat.Seqno, head.Heartbeat.Time
+		sub.mu.Unlock()
+		if !ev.More {
+			return nil
+		}
+	}
+}

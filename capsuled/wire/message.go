@@ -1,0 +1,131 @@
+package wire
+
+import (
+	"fmt"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Op says what a message asks for or answers.
+type Op uint8
+
+// Operations (docs/PROTOCOL.md §8.2).
+const (
+	OpCreate      Op = 1 // place a capsule on a server
+	OpAppend      Op = 2 // store a batch of records and one heartbeat
+	OpRead        Op = 3 // entries by seqno range, time or hash, with a proof
+	OpSubscribe   Op = 4 // push new entries and heartbeats from a seqno on
+	OpUnsubscribe Op = 5 // end a subscription
+	OpMetadata    Op = 6 // capsule metadata, placement and head heartbeat
+	OpProof       Op = 7 // an inclusion or consistency proof
+	OpEvent       Op = 8 // a subscription push (server to subscriber)
+	OpSync        Op = 9 // replica catch-up: whole writer batches with their heartbeats
+)
+
+var opNames = [...]string{"", "CREATE", "APPEND", "READ", "SUBSCRIBE", "UNSUBSCRIBE", "METADATA", "PROOF", "EVENT", "SYNC"}
+
+func (o Op) String() string {
+	if int(o) < len(opNames) && o != 0 {
+		return opNames[o]
+	}
+	return fmt.Sprintf("OP(%d)", uint8(o))
+}
+
+// Valid reports whether o is a known operation.
+func (o Op) Valid() bool { return o >= OpCreate && o <= OpSync }
+
+// Message is every capsule command, response and push. Which fields an
+// operation uses is listed in docs/PROTOCOL.md §8.3; unused ones stay zero
+// and are not encoded. A message with Status 0 is a request (or, for
+// OpEvent, a push); a non-zero Status makes it a response.
+type Message struct {
+	Op     Op     `cbor:"1,keyasint"`
+	ID     uint64 `cbor:"2,keyasint"`
+	Status Status `cbor:"3,keyasint,omitempty"`
+	// Capsule is the capsule's 32-byte name.
+	Capsule []byte `cbor:"4,keyasint,omitempty"`
+	// Error is a human-readable reason on a failure status.
+	Error string `cbor:"5,keyasint,omitempty"`
+	// Records are entries in wire form (capsule.Record.Marshal), ascending.
+	Records [][]byte `cbor:"6,keyasint,omitempty"`
+	// Heartbeat is a COSE_Sign1 heartbeat (capsule.Heartbeat.Marshal).
+	Heartbeat []byte `cbor:"7,keyasint,omitempty"`
+	// From and To bound a seqno range (inclusive).
+	From uint64 `cbor:"8,keyasint,omitempty"`
+	To   uint64 `cbor:"9,keyasint,omitempty"`
+	// Time selects the first record at or after it (unix nanoseconds).
+	Time uint64 `cbor:"10,keyasint,omitempty"`
+	// Hash selects an entry by its 32-byte entry hash.
+	Hash []byte `cbor:"11,keyasint,omitempty"`
+	// Size is a tree size: the newest heartbeat a reader holds, or the
+	// new size of a consistency proof.
+	Size uint64 `cbor:"12,keyasint,omitempty"`
+	// Proof is an inclusion proof (capsule.InclusionProof.Marshal).
+	Proof []byte `cbor:"13,keyasint,omitempty"`
+	// Consistency is a consistency proof (capsule.ConsistencyProof.Marshal).
+	Consistency []byte `cbor:"14,keyasint,omitempty"`
+	// Metadata is the capsule's canonical metadata (certs.Metadata.Marshal).
+	Metadata []byte `cbor:"15,keyasint,omitempty"`
+	// AdCert is the owner's AdCert for the server (certs.Cert.Marshal).
+	AdCert []byte `cbor:"16,keyasint,omitempty"`
+	// Replicas are the 32-byte names of the servers holding the capsule.
+	Replicas [][]byte `cbor:"17,keyasint,omitempty"`
+	// W is how many replicas must hold a record before the writer calls it
+	// durable.
+	W uint64 `cbor:"18,keyasint,omitempty"`
+	// Head is the server's durable head seqno.
+	Head uint64 `cbor:"19,keyasint,omitempty"`
+	// More says a paginated answer continues after its last entry.
+	More bool `cbor:"20,keyasint,omitempty"`
+	// Segments are whole writer batches, each ending at its heartbeat.
+	Segments []Segment `cbor:"21,keyasint,omitempty"`
+	// Evidence is equivocation evidence (capsule.Evidence.Marshal).
+	Evidence []byte `cbor:"22,keyasint,omitempty"`
+	// Lease is a subscription's lifetime in milliseconds.
+	Lease uint64 `cbor:"23,keyasint,omitempty"`
+	// Limit caps the entries one answer carries.
+	Limit uint64 `cbor:"24,keyasint,omitempty"`
+	// Frontier is the head's Merkle frontier (complete-subtree roots,
+	// largest first): what a writer that lost its state resumes from.
+	Frontier [][]byte `cbor:"25,keyasint,omitempty"`
+}
+
+// Segment is one writer batch as a replica stored it: its data records
+// (holes are declared by the heartbeat, not sent) and the heartbeat.
+type Segment struct {
+	Records   [][]byte `cbor:"1,keyasint,omitempty"`
+	Heartbeat []byte   `cbor:"2,keyasint"`
+}
+
+// IsResponse reports whether m answers a request.
+func (m *Message) IsResponse() bool { return m.Status != 0 }
+
+// CapsuleName returns the capsule name (zero when absent).
+func (m *Message) CapsuleName() pdu.Name {
+	var n pdu.Name
+	copy(n[:], m.Capsule)
+	return n
+}
+
+// ReplicaNames returns the replica names.
+func (m *Message) ReplicaNames() []pdu.Name {
+	out := make([]pdu.Name, len(m.Replicas))
+	for i, r := range m.Replicas {
+		copy(out[i][:], r)
+	}
+	return out
+}
+
+// NameBytes returns names as the byte strings Replicas holds.
+func NameBytes(names []pdu.Name) [][]byte {
+	out := make([][]byte, len(names))
+	for i := range names {
+		out[i] = append([]byte(nil), names[i][:]...)
+	}
+	return out
+}
+
+// Reply starts the response to m with status s.
+func (m *Message) Reply(s Status) *Message {
+	return &Message{Op: m.Op, ID: m.ID, Status: s, Capsule: m.Capsule}
+}

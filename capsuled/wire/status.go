@@ -1,0 +1,61 @@
+package wire
+
+import "fmt"
+
+// Status is a response code in the spirit of HTTP's (and the original
+// GDP's acks and naks). Zero means "not a response".
+type Status uint16
+
+// Status codes (docs/PROTOCOL.md §8.4).
+const (
+	StatusOK           Status = 200 // done
+	StatusCreated      Status = 201 // capsule created (CREATE)
+	StatusBadRequest   Status = 400 // malformed, fails verification, gap without a hole
+	StatusUnauthorized Status = 401 // heartbeat not signed by the writer key
+	StatusForbidden    Status = 403 // no valid AdCert for this server, route refused
+	StatusNotFound     Status = 404 // unknown capsule, no such entry
+	StatusConflict     Status = 409 // stale/replayed heartbeat, or writer equivocation (with evidence)
+	StatusTooLarge     Status = 413 // record or message beyond the limits
+	StatusGap          Status = 416 // the server lacks entries before the batch: it is catching up
+	StatusInternal     Status = 500 // store failure
+	StatusUnavailable  Status = 503 // server draining or overloaded
+)
+
+var statusNames = map[Status]string{
+	StatusOK: "ok", StatusCreated: "created", StatusBadRequest: "bad request",
+	StatusUnauthorized: "unauthorized", StatusForbidden: "forbidden", StatusNotFound: "not found",
+	StatusConflict: "conflict", StatusTooLarge: "too large", StatusGap: "behind (gap)",
+	StatusInternal: "internal error", StatusUnavailable: "unavailable",
+}
+
+func (s Status) String() string {
+	if n, ok := statusNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("status %d", uint16(s))
+}
+
+// Success reports a 2xx status.
+func (s Status) Success() bool { return s >= 200 && s < 300 }
+
+// StatusError is a failure status a server answered with.
+type StatusError struct {
+	Op     Op
+	Status Status
+	Reason string
+}
+
+func (e *StatusError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("%s: %s", e.Op, e.Status)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.Op, e.Status, e.Reason)
+}
+
+// Err returns nil for a success status, else a *StatusError.
+func (m *Message) Err() error {
+	if m.Status.Success() {
+		return nil
+	}
+	return &StatusError{Op: m.Op, Status: m.Status, Reason: m.Error}
+}
