@@ -14,6 +14,12 @@ type Batch struct {
 	Records   []Record // data records, ascending seqno (gaps are declared holes)
 	Hashes    []Hash   // Hashes[i] is Records[i]'s entry hash
 	Heartbeat *Heartbeat
+
+	// Resumed is set by a server that already matched the batch's entries
+	// at or below its head against the ones it stores and dropped those
+	// records: Apply then skips the heartbeat's holes at or below the head
+	// instead of refusing them.
+	Resumed bool
 }
 
 // CheckBatch checks recs and hb for capsule info. maxData bounds one
@@ -93,8 +99,12 @@ func (h *Head) Apply(b *Batch, emit Emit) (*Applied, error) {
 	if len(b.Records) > 0 && b.Records[0].Seqno <= h.Seqno {
 		return nil, fmt.Errorf("record %d: %w: log already at %d", b.Records[0].Seqno, ErrStale, h.Seqno)
 	}
-	if len(hb.Holes) > 0 && hb.Holes[0] <= h.Seqno {
-		return nil, fmt.Errorf("hole %d: %w: seqno already filled (log at %d)", hb.Holes[0], ErrMalformed, h.Seqno)
+	holes := hb.Holes
+	for len(holes) > 0 && holes[0] <= h.Seqno {
+		if !b.Resumed {
+			return nil, fmt.Errorf("hole %d: %w: seqno already filled (log at %d)", holes[0], ErrMalformed, h.Seqno)
+		}
+		holes = holes[1:]
 	}
 	tree := &Tree{}
 	if h.Tree != nil {
@@ -118,7 +128,7 @@ func (h *Head) Apply(b *Batch, emit Emit) (*Applied, error) {
 				return nil, fmt.Errorf("record %d: %w", s, ErrBadTime)
 			}
 			last = e.Time
-		case hi < len(hb.Holes) && hb.Holes[hi] == s:
+		case hi < len(holes) && holes[hi] == s:
 			hi++
 			e = NewHole(hb.Capsule, s, prev)
 			eh = e.Hash()

@@ -9,6 +9,8 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/gdpnet/gdpnet/certs"
+
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -178,5 +180,31 @@ func TestProofWire(t *testing.T) {
 	}
 	if _, err := UnmarshalInclusionProof((&InclusionProof{Index: 10, Size: 10, Path: []Hash{}}).Marshal()); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("index == size: %v", err)
+	}
+}
+
+func TestParseInfo(t *testing.T) {
+	owner := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
+	m, err := certs.NewCapsule(owner, testInfo.Writer, "test capsule")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := m.Marshal()
+	info, err := ParseInfo(m.Name(), raw)
+	if err != nil || info.Name != m.Name() || !info.Writer.Equal(testInfo.Writer) {
+		t.Fatalf("ParseInfo: %v", err)
+	}
+	if _, err := ParseInfo(testName, raw); !errors.Is(err, ErrWrongCapsule) {
+		t.Fatalf("metadata for another name: %v", err)
+	}
+	id, err := certs.NewIdentity(certs.KindRouter, "a router")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseInfo(id.Name, id.Meta.Marshal()); !errors.Is(err, ErrNotCapsule) {
+		t.Fatalf("router metadata: %v", err)
+	}
+	if _, err := ParseInfo(m.Name(), raw[:len(raw)-1]); err == nil {
+		t.Fatal("truncated metadata accepted")
 	}
 }

@@ -47,23 +47,32 @@ func IsBranch(a, b *Heartbeat, size uint64) bool {
 }
 
 // NewEvidence builds the evidence that a's and b's trees differ at size,
-// reading a's tree from srcA and b's from srcB.
+// reading a's tree from srcA and b's from srcB. A side whose heartbeat is
+// for exactly size entries needs no reads (its source may be nil).
 func NewEvidence(a, b *Heartbeat, size uint64, srcA, srcB NodeSource) (*Evidence, error) {
 	e := &Evidence{A: a, B: b, Size: size}
 	var err error
-	if e.RootA, err = RootAt(srcA, size); err != nil {
-		return nil, fmt.Errorf("evidence: %w", err)
+	if e.RootA, e.PathA, err = prefixOf(a, size, srcA); err != nil {
+		return nil, fmt.Errorf("evidence side a: %w", err)
 	}
-	if e.RootB, err = RootAt(srcB, size); err != nil {
-		return nil, fmt.Errorf("evidence: %w", err)
-	}
-	if e.PathA, err = ConsistencyPath(srcA, size, a.Seqno); err != nil {
-		return nil, fmt.Errorf("evidence: %w", err)
-	}
-	if e.PathB, err = ConsistencyPath(srcB, size, b.Seqno); err != nil {
-		return nil, fmt.Errorf("evidence: %w", err)
+	if e.RootB, e.PathB, err = prefixOf(b, size, srcB); err != nil {
+		return nil, fmt.Errorf("evidence side b: %w", err)
 	}
 	return e, nil
+}
+
+// prefixOf returns the root of hb's tree at size and the consistency path
+// from there to hb.
+func prefixOf(hb *Heartbeat, size uint64, src NodeSource) (Hash, []Hash, error) {
+	if size == hb.Seqno {
+		return hb.Root, []Hash{}, nil
+	}
+	root, err := RootAt(src, size)
+	if err != nil {
+		return Hash{}, nil, err
+	}
+	path, err := ConsistencyPath(src, size, hb.Seqno)
+	return root, path, err
 }
 
 // Verify checks the evidence against the capsule's writer key: both

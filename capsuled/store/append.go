@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Append stores a batch of records of capsule c with the heartbeat that
+// covers them, atomically (the whole batch and heartbeat, or nothing) and
+// durably: it returns nil only after the fsync that covers the batch.
+//
+// Everything is verified first: the heartbeat signature with the capsule's
+// writer key, each record's data hash and size, the hash chain from the
+// stored head, that every skipped seqno is a hole the heartbeat declares,
+// and that the result has the heartbeat's Merkle root. The signature check,
+// the costly part, runs on the caller's goroutine, so concurrent appenders
+// verify in parallel; the chain and root checks run under the capsule's
+// lock, in call order.
+//
+// A retry of a batch already held is acknowledged again. A heartbeat older
+// than the one held fails with capsule.ErrStale. A batch that rewrites held
+// entries is either an abandoned branch the writer declared with a new epoch
+// (the old entries are kept aside, see Abandoned) or equivocation, which
+// fails with a *capsule.EquivocationError whose evidence is stored.
+func (s *Store) Append(ctx context.Context, c pdu.Name, recs []capsule.Record, hb *capsule.Heartbeat) error {
+	cs, err := s.state(c)
+	if err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	b, err := capsule.CheckBatch(cs.info, recs, hb, s.opts.MaxData)
+	if err != nil {
+		return err
+	}
+	cs.mu.Lock()
+	w, err := s.applyLocked(ctx, cs, b)
+	cs.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if w == nil {
+		return nil
+	}
+	if err := w.wait(ctx); err != nil {
+		return fmt.Errorf("append to %s: %w", c, err)
+	}
+	return nil
+}
+
+// applyLocked decides what b means against the capsule's head and queues
+// its writes. It returns the write to wait for (nil when nothing new).
+func (s *Store) applyLocked(ctx context.Context, cs *capsuleState, b *capsule.Batch) (*pendingWrite, error) {
+	head, hb := &cs.head, b.Heartbeat
+	if head.Heartbeat != nil && hb.Seqno == head.Seqno && len(b.Records) == 0 && hb.Equal(head.Heartbeat) {
+		return cs.last, nil // a retry of the newest heartbeat: ack once it is durable
+	}
+	overlap := (len(b.Records) > 0 && b.Records[0].Seqno <= head.Seqno) ||
+		hb.Seqno < head.Seqno || (hb.Seqno == head.Seqno && hb.Root != head.Tree.Root()) ||
+		(len(hb.Holes) > 0 && hb.Holes[0] <= head.Seqno)
+	if overlap {
+		return s.resolveOverlap(ctx, cs, b)
+	}
+	return s.extend(cs, head, b, nil)
+}
+
+// extend applies b on top of base (the head, or a fork point) and queues
+// the writes; pre holds writes that must precede them (a branch's
+// rewrites). The capsule's head becomes the result.
+func (s *Store) extend(cs *capsuleState, base *capsule.Head, b *capsule.Batch, pre *writeBatch) (*pendingWrite, error) {
+	c := cs.info.Name
+	var nodes []nodeRec
+	a, err := base.Apply(b, func(level uint8, index uint64, h capsule.Hash) {
+		nodes = append(nodes, nodeRec{level, index, h})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("append to %s: %w", c, err)
+	}
+	wb := pre
+	if wb == nil {
+		wb = &writeBatch{}
+	}
+	size := 0
+	for i := range a.Entries {
+		size += a.Entries[i].EncodedLen() + 8
+	}
+	buf := make([]byte, 0, size)
+	for i := range a.Entries {
+		e := &a.Entries[i]
+		start := len(buf)
+		buf = e.Append(buf)
+		wb.set(key(tEntry, c, e.Seqno), buf[start:len(buf):len(buf)])
+		start = len(buf)
+		buf = binary.BigEndian.AppendUint64(buf, e.Seqno)
+		wb.set(hashKey(c, a.Hashes[i]), buf[start:len(buf):len(buf)])
+	}
+	for _, n := range nodes {
+		h := n.h
+		wb.set(nodeKey(c, n.level, n.index), h[:])
+	}
+	wb.set(key(tHeartbeat, c, b.Heartbeat.Seqno), b.Heartbeat.Marshal())
+	newHead := a.Head
+	w, err := s.commit.enqueue(wb, func() { d := newHead; cs.durable.Store(&d) })
+	if err != nil {
+		return nil, fmt.Errorf("append to %s: %w", c, err)
+	}
+	cs.head, cs.last = newHead, w
+	return w, nil
+}
+
+type nodeRec struct {
+	level uint8
+	index uint64
+	h     capsule.Hash
+}

@@ -1,0 +1,261 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// resolveOverlap handles a batch or heartbeat that reaches at or below the
+// head: a retry (acknowledged), a replay (capsule.ErrStale), an abandoned
+// branch the writer declared with a new epoch (rewritten, old entries kept
+// aside), or equivocation (refused, evidence stored).
+func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule.Batch) (*pendingWrite, error) {
+	c, hb := cs.info.Name, b.Heartbeat
+	// Compare against the disk: let queued writes land first.
+	if cs.last != nil {
+		if err := cs.last.wait(ctx); err != nil {
+			return nil, fmt.Errorf("append to %s: %w", c, err)
+		}
+	}
+	head := &cs.head
+	if head.Heartbeat != nil && hb.Epoch < head.Heartbeat.Epoch {
+		return nil, fmt.Errorf("append to %s: heartbeat %d: %w: epoch %d < held epoch %d", c, hb.Seqno, capsule.ErrStale, hb.Epoch, head.Heartbeat.Epoch)
+	}
+	// The batch's first seqno: its first record or declared hole.
+	start := hb.Seqno + 1
+	if len(b.Records) > 0 {
+		start = b.Records[0].Seqno
+	}
+	if len(hb.Holes) > 0 && hb.Holes[0] < start {
+		start = hb.Holes[0]
+	}
+	// Find the first seqno where the batch and the store disagree.
+	prev, err := s.entryHash(c, start-1)
+	if err != nil && start-1 <= head.Seqno {
+		return nil, fmt.Errorf("append to %s: %w", c, err)
+	}
+	var diff uint64
+	ri, hi := 0, 0
+	for seq := start; seq <= min(head.Seqno, hb.Seqno); seq++ {
+		var in capsule.Hash
+		switch {
+		case ri < len(b.Records) && b.Records[ri].Seqno == seq:
+			in = b.Hashes[ri]
+			ri++
+		case hi < len(hb.Holes) && hb.Holes[hi] == seq:
+			in = capsule.NewHole(c, seq, prev).Hash()
+			hi++
+		default:
+			return nil, fmt.Errorf("append to %s: seqno %d: %w", c, seq, capsule.ErrGap)
+		}
+		held, err := s.entryHash(c, seq)
+		if err != nil {
+			return nil, fmt.Errorf("append to %s: %w", c, err)
+		}
+		if held != in {
+			diff = seq
+			break
+		}
+		prev = in
+	}
+
+	if diff == 0 && hb.Seqno > head.Seqno {
+		// A retry that also extends: drop what is held, apply the rest.
+		tail := &capsule.Batch{Records: b.Records[ri:], Hashes: b.Hashes[ri:], Heartbeat: hb, Resumed: true}
+		return s.extend(cs, head, tail, nil)
+	}
+	if diff == 0 {
+		root, err := capsule.RootAt(s.nodes(c), hb.Seqno)
+		if err != nil {
+			return nil, fmt.Errorf("append to %s: %w", c, err)
+		}
+		switch {
+		case root == hb.Root && hb.Seqno == head.Seqno:
+			// A fresher heartbeat over the same log.
+			return s.extend(cs, head, &capsule.Batch{Heartbeat: hb, Resumed: true}, nil)
+		case root == hb.Root:
+			return nil, fmt.Errorf("append to %s: heartbeat %d: %w: log already at %d", c, hb.Seqno, capsule.ErrStale, head.Seqno)
+		case capsule.IsBranch(head.Heartbeat, hb, hb.Seqno):
+			return nil, fmt.Errorf("append to %s: branch heartbeat %d (epoch %d): %w: send its entries from the fork point", c, hb.Seqno, hb.Epoch, capsule.ErrGap)
+		}
+		// A signed heartbeat for a different log of hb.Seqno entries.
+		ev, err := capsule.NewEvidence(head.Heartbeat, hb, hb.Seqno, s.nodes(c), nil)
+		if err != nil {
+			return nil, fmt.Errorf("append to %s: %w", c, err)
+		}
+		return nil, s.equivocation(ctx, cs, ev)
+	}
+
+	// The logs differ from seqno diff on. Check the batch as a log of its
+	// own from the common prefix, then judge.
+	fork, err := s.headAt(c, diff-1)
+	if err != nil {
+		return nil, fmt.Errorf("append to %s: %w", c, err)
+	}
+	k := slices.IndexFunc(b.Records, func(r capsule.Record) bool { return r.Seqno >= diff })
+	if k < 0 {
+		k = len(b.Records)
+	}
+	tail := &capsule.Batch{Records: b.Records[k:], Hashes: b.Hashes[k:], Heartbeat: hb, Resumed: true}
+	probe, err := fork.Apply(tail, nil)
+	if err != nil {
+		return nil, fmt.Errorf("append to %s: %w", c, err)
+	}
+	if !capsule.IsBranch(head.Heartbeat, hb, diff) {
+		ev, err := capsule.NewEvidence(head.Heartbeat, hb, diff, s.nodes(c),
+			&capsule.Overlay{Base: s.nodes(c), Prefix: diff - 1, Leaves: probe.Hashes})
+		if err != nil {
+			return nil, fmt.Errorf("append to %s: %w", c, err)
+		}
+		return nil, s.equivocation(ctx, cs, ev)
+	}
+	pre, err := s.abandon(cs, diff)
+	if err != nil {
+		return nil, fmt.Errorf("append to %s: %w", c, err)
+	}
+	s.log.Info("abandoned branch", logging.Capsule(c), logging.Seqno(diff),
+		logging.Reason(fmt.Sprintf("epoch %d based at %d replaces entries %d..%d of epoch %d",
+			hb.Epoch, hb.Base, diff, head.Seqno, head.Heartbeat.Epoch)))
+	return s.extend(cs, fork, tail, pre)
+}
+
+// headAt rebuilds the head of the stored log's first n entries.
+func (s *Store) headAt(c pdu.Name, n uint64) (*capsule.Head, error) {
+	t, err := capsule.LoadTree(s.nodes(c), n)
+	if err != nil {
+		return nil, err
+	}
+	h, err := s.entryHash(c, n)
+	if err != nil {
+		return nil, err
+	}
+	tm, err := s.lastTime(c, n)
+	if err != nil {
+		return nil, err
+	}
+	return &capsule.Head{Seqno: n, Hash: h, Time: tm, Tree: t}, nil
+}
+
+// abandon prepares the writes that move entries [from, head] aside as an
+// abandoned branch of the held epoch, and drop the index entries, Merkle
+// nodes and heartbeats that covered them.
+func (s *Store) abandon(cs *capsuleState, from uint64) (*writeBatch, error) {
+	c, head := cs.info.Name, &cs.head
+	epoch := head.Heartbeat.Epoch
+	wb := &writeBatch{}
+	var ierr error
+	err := s.eng.scan(key(tEntry, c, from), key(tEntry, c, head.Seqno+1), func(k, v []byte) bool {
+		e, err := capsule.UnmarshalRecord(v)
+		if err != nil {
+			ierr = err
+			return false
+		}
+		wb.set(key(tAbandoned, c, epoch, e.Seqno), append([]byte(nil), v...))
+		wb.del(hashKey(c, e.Hash()))
+		return true
+	})
+	if err = errors.Join(err, ierr); err != nil {
+		return nil, err
+	}
+	wb.set(key(tAbandonHB, c, epoch), head.Heartbeat.Marshal())
+	wb.delRange(key(tEntry, c, from), prefixEnd(key(tEntry, c)))
+	wb.delRange(key(tHeartbeat, c, from), prefixEnd(key(tHeartbeat, c)))
+	// Node (l, i) covers leaves [i<<l, (i+1)<<l): it stays valid only if
+	// it ends at or before leaf from-1.
+	for l := 1; l <= bits.Len64(head.Seqno); l++ {
+		wb.delRange(nodeKey(c, uint8(l), (from-1)>>uint(l)), nodeKey(c, uint8(l)+1, 0)[:34])
+	}
+	return wb, nil
+}
+
+var evidenceSeq atomic.Uint64
+
+// equivocation stores the evidence durably, reports it and returns the error.
+func (s *Store) equivocation(ctx context.Context, cs *capsuleState, ev *capsule.Evidence) error {
+	c := cs.info.Name
+	s.log.Warn("writer equivocation", logging.Capsule(c), logging.Seqno(ev.Size),
+		logging.Reason(fmt.Sprintf("heartbeats %d and %d disagree", ev.A.Seqno, ev.B.Seqno)))
+	var wb writeBatch
+	wb.set(key(tEvidence, c, uint64(time.Now().UnixNano())+evidenceSeq.Add(1)), ev.Marshal())
+	w, err := s.commit.enqueue(&wb, nil)
+	if err == nil {
+		err = w.wait(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("append to %s: storing evidence: %w (%w)", c, err, capsule.ErrEquivocation)
+	}
+	return fmt.Errorf("append to %s: %w", c, &capsule.EquivocationError{Evidence: ev})
+}
+
+// Evidence returns the equivocation evidence stored for capsule c.
+func (s *Store) Evidence(c pdu.Name) ([]*capsule.Evidence, error) {
+	if _, err := s.state(c); err != nil {
+		return nil, err
+	}
+	var out []*capsule.Evidence
+	var ierr error
+	err := s.eng.scan(key(tEvidence, c), prefixEnd(key(tEvidence, c)), func(k, v []byte) bool {
+		ev, err := capsule.UnmarshalEvidence(v)
+		if err != nil {
+			ierr = err
+			return false
+		}
+		out = append(out, ev)
+		return true
+	})
+	return out, errors.Join(err, ierr)
+}
+
+// Branch is an abandoned branch: the heartbeat that covered it and the
+// entries a later epoch replaced.
+type Branch struct {
+	Heartbeat *capsule.Heartbeat
+	Entries   []capsule.Record
+}
+
+// Abandoned returns capsule c's abandoned branches, oldest epoch first.
+// They are kept for audit and never merged into the log readers follow.
+func (s *Store) Abandoned(c pdu.Name) ([]Branch, error) {
+	if _, err := s.state(c); err != nil {
+		return nil, err
+	}
+	var out []Branch
+	var ierr error
+	err := s.eng.scan(key(tAbandonHB, c), prefixEnd(key(tAbandonHB, c)), func(k, v []byte) bool {
+		hb, err := capsule.UnmarshalHeartbeat(v)
+		if err != nil {
+			ierr = err
+			return false
+		}
+		out = append(out, Branch{Heartbeat: hb})
+		return true
+	})
+	if err = errors.Join(err, ierr); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		ep := out[i].Heartbeat.Epoch
+		err := s.eng.scan(key(tAbandoned, c, ep), prefixEnd(key(tAbandoned, c, ep)), func(k, v []byte) bool {
+			e, err := capsule.UnmarshalRecord(append([]byte(nil), v...))
+			if err != nil {
+				ierr = err
+				return false
+			}
+			out[i].Entries = append(out[i].Entries, e)
+			return true
+		})
+		if err = errors.Join(err, ierr); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

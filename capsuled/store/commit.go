@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// committer is the group commit: appenders queue verified write batches,
+// one goroutine merges everything queued into one engine batch, commits it
+// with a single fsync, and only then releases the waiters. While one fsync
+// runs, the next group gathers, so under load every fsync covers many
+// appends from many callers.
+type committer struct {
+	eng      engine
+	maxBytes int
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  []*pendingWrite
+	closed bool
+	failed error
+	done   chan struct{}
+
+	groups, writes atomic.Uint64 // for metrics and tests
+}
+
+// pendingWrite is one caller's batch waiting for its fsync.
+type pendingWrite struct {
+	b         *writeBatch
+	onDurable func()
+	done      chan struct{}
+	err       error
+}
+
+// wait blocks until the write is durable (nil) or failed, or ctx ends. A
+// write whose wait was cut short by ctx may still become durable.
+func (w *pendingWrite) wait(ctx context.Context) error {
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for fsync: %w", ctx.Err())
+	}
+}
+
+func (c *committer) start(eng engine, maxBytes int) {
+	c.eng, c.maxBytes = eng, maxBytes
+	c.cond = sync.NewCond(&c.mu)
+	c.done = make(chan struct{})
+	go c.run()
+}
+
+// enqueue queues b; onDurable (may be nil) runs on the commit goroutine
+// after the fsync that covers b, before the waiter is released.
+func (c *committer) enqueue(b *writeBatch, onDurable func()) (*pendingWrite, error) {
+	w := &pendingWrite{b: b, onDurable: onDurable, done: make(chan struct{})}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if c.failed != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFailed, c.failed)
+	}
+	c.queue = append(c.queue, w)
+	c.cond.Signal()
+	return w, nil
+}
+
+// stop refuses new writes, lets the queued ones commit, and waits.
+func (c *committer) stop() {
+	c.mu.Lock()
+	c.closed = true
+	c.cond.Signal()
+	c.mu.Unlock()
+	<-c.done
+}
+
+func (c *committer) run() {
+	defer close(c.done)
+	var group writeBatch
+	for {
+		c.mu.Lock()
+		for len(c.queue) == 0 && !c.closed {
+			c.cond.Wait()
+		}
+		if len(c.queue) == 0 {
+			c.mu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		for n < len(c.queue) && (n == 0 || size+c.queue[n].b.bytes <= c.maxBytes) {
+			size += c.queue[n].b.bytes
+			n++
+		}
+		ws := c.queue[:n:n]
+		c.queue = c.queue[n:]
+		failed := c.failed
+		c.mu.Unlock()
+
+		err := failed
+		if err == nil {
+			group.ops, group.bytes = group.ops[:0], 0
+			for _, w := range ws {
+				group.merge(w.b)
+			}
+			if err = c.eng.commit(&group); err != nil {
+				err = fmt.Errorf("%w: commit: %v", ErrFailed, err)
+				c.mu.Lock()
+				c.failed = err
+				c.mu.Unlock()
+			}
+			clear(group.ops) // drop references to the callers' buffers
+			c.groups.Add(1)
+			c.writes.Add(uint64(len(ws)))
+		}
+		for _, w := range ws {
+			w.err = err
+			if err == nil && w.onDurable != nil {
+				w.onDurable()
+			}
+			close(w.done)
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble"
+)
+
+type pebbleEngine struct {
+	db *pebble.DB
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+func openPebble(dir string) (engine, error) {
+	opts := &pebble.Options{
+		Logger:                      quietLogger{},
+		MemTableSize:                64 << 20,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		MaxConcurrentCompactions:    func() int { return 1 },
+		Cache:                       pebble.NewCache(64 << 20),
+	}
+	defer opts.Cache.Unref()
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open pebble at %s: %w", dir, err)
+	}
+	return &pebbleEngine{db: db}, nil
+}
+
+func (e *pebbleEngine) get(key []byte) ([]byte, error) {
+	v, c, err := e.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	return out, c.Close()
+}
+
+func (e *pebbleEngine) scan(lo, hi []byte, fn func(k, v []byte) bool) error {
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if !fn(it.Key(), it.Value()) {
+			break
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+func (e *pebbleEngine) last(lo, hi []byte) ([]byte, []byte, error) {
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, nil, err
+	}
+	var k, v []byte
+	if it.Last() {
+		k, v = append([]byte(nil), it.Key()...), append([]byte(nil), it.Value()...)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, nil, err
+	}
+	if k == nil {
+		return nil, nil, errNotFound
+	}
+	return k, v, nil
+}
+
+func (e *pebbleEngine) commit(b *writeBatch) error {
+	pb := e.db.NewBatchWithSize(b.bytes + 16*len(b.ops))
+	defer pb.Close()
+	for _, o := range b.ops {
+		var err error
+		switch o.kind {
+		case opSet:
+			err = pb.Set(o.key, o.val, nil)
+		case opDelete:
+			err = pb.Delete(o.key, nil)
+		case opDeleteRange:
+			err = pb.DeleteRange(o.key, o.val, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return pb.Commit(pebble.Sync)
+}
+
+func (e *pebbleEngine) close() error { return e.db.Close() }

@@ -1,0 +1,20 @@
+package store
+
+import "errors"
+
+// Sentinel errors of the store. Verification failures wrap the capsule
+// package's sentinels (capsule.ErrBadSignature, capsule.ErrGap, ...).
+var (
+	// ErrUnknownCapsule: the capsule was never created on this store.
+	ErrUnknownCapsule = errors.New("unknown capsule")
+	// ErrCapsuleExists: Create with a different writer key for an existing name.
+	ErrCapsuleExists = errors.New("capsule exists with other metadata")
+	// ErrNotFound: no entry, heartbeat or hash as asked.
+	ErrNotFound = errors.New("not found")
+	// ErrOutOfRange: a seqno range beyond the capsule's head.
+	ErrOutOfRange = errors.New("seqno out of range")
+	// ErrClosed: the store is closed.
+	ErrClosed = errors.New("store closed")
+	// ErrFailed: a durable write failed; the store refuses writes until reopened.
+	ErrFailed = errors.New("store failed")
+)

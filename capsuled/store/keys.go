@@ -1,0 +1,69 @@
+package store
+
+import (
+	"encoding/binary"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Key layout. Every key starts with a one-byte table and the 32-byte
+// capsule name, so one capsule's data is contiguous; integers are
+// big-endian so byte order is numeric order.
+//
+//	'm' c                      capsule metadata (writer key, metadata bytes)
+//	'r' c seqno                entry (record or hole), wire form
+//	'x' c hash                 entry hash -> seqno (ReadByHash)
+//	'n' c level index          Merkle interior node (level >= 1), 32 bytes
+//	'H' c seqno                heartbeat held at that seqno, wire form
+//	'a' c epoch seqno          abandoned-branch entry
+//	'A' c epoch                heartbeat of an abandoned branch
+//	'e' c counter              equivocation evidence
+const (
+	tMeta      = 'm'
+	tEntry     = 'r'
+	tHash      = 'x'
+	tNode      = 'n'
+	tHeartbeat = 'H'
+	tAbandoned = 'a'
+	tAbandonHB = 'A'
+	tEvidence  = 'e'
+)
+
+func key(t byte, c pdu.Name, tail ...uint64) []byte {
+	k := make([]byte, 33, 33+8*len(tail))
+	k[0] = t
+	copy(k[1:], c[:])
+	for _, v := range tail {
+		k = binary.BigEndian.AppendUint64(k, v)
+	}
+	return k
+}
+
+func nodeKey(c pdu.Name, level uint8, index uint64) []byte {
+	k := make([]byte, 0, 42)
+	k = append(k, tNode)
+	k = append(k, c[:]...)
+	k = append(k, level)
+	return binary.BigEndian.AppendUint64(k, index)
+}
+
+func hashKey(c pdu.Name, h [32]byte) []byte {
+	k := make([]byte, 0, 65)
+	k = append(k, tHash)
+	k = append(k, c[:]...)
+	return append(k, h[:]...)
+}
+
+// prefixEnd is the smallest key greater than every key starting with p.
+func prefixEnd(p []byte) []byte {
+	e := append([]byte(nil), p...)
+	for i := len(e) - 1; i >= 0; i-- {
+		if e[i] < 0xff {
+			e[i]++
+			return e[:i+1]
+		}
+	}
+	return nil
+}
+
+func u64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }

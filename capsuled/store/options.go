@@ -1,0 +1,44 @@
+package store
+
+import (
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/capsule"
+)
+
+// Options configures a Store. The zero value works.
+type Options struct {
+	// Engine is "pebble" or "bbolt". Default pebble.
+	Engine string
+	// MaxData bounds one record's data in bytes. Default capsule.DefaultMaxData (64 KiB).
+	MaxData int
+	// MaxGroupBytes cuts a group commit once it holds this many bytes. Default 32 MiB.
+	MaxGroupBytes int
+	// Logger receives equivocation and branch reports. Default: no logging.
+	Logger *zap.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	switch o.Engine {
+	case "":
+		o.Engine = "pebble"
+	case "pebble", "bbolt":
+	default:
+		return o, fmt.Errorf("store engine %q: want pebble or bbolt", o.Engine)
+	}
+	if o.MaxData <= 0 {
+		o.MaxData = capsule.DefaultMaxData
+	}
+	if o.MaxData > capsule.MaxDataLimit {
+		return o, fmt.Errorf("store max data %d above the limit %d", o.MaxData, capsule.MaxDataLimit)
+	}
+	if o.MaxGroupBytes <= 0 {
+		o.MaxGroupBytes = 32 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return o, nil
+}

@@ -1,0 +1,263 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Readers see only what an fsync has covered: the durable head.
+
+// Head returns the capsule's durable head (seqno, head hash, tree
+// frontier, newest heartbeat).
+func (s *Store) Head(c pdu.Name) (capsule.Head, error) {
+	cs, err := s.state(c)
+	if err != nil {
+		return capsule.Head{}, err
+	}
+	return *cs.durable.Load(), nil
+}
+
+// Heartbeat returns the newest durable heartbeat.
+func (s *Store) Heartbeat(c pdu.Name) (*capsule.Heartbeat, error) {
+	h, err := s.Head(c)
+	if err != nil {
+		return nil, err
+	}
+	if h.Heartbeat == nil {
+		return nil, fmt.Errorf("heartbeat of %s: %w", c, ErrNotFound)
+	}
+	return h.Heartbeat, nil
+}
+
+// HeartbeatAt returns the heartbeat held for exactly seqno entries.
+func (s *Store) HeartbeatAt(c pdu.Name, seqno uint64) (*capsule.Heartbeat, error) {
+	cs, err := s.state(c)
+	if err != nil {
+		return nil, err
+	}
+	if seqno > cs.durable.Load().Seqno {
+		return nil, fmt.Errorf("heartbeat %d of %s: %w", seqno, c, ErrNotFound)
+	}
+	v, err := s.eng.get(key(tHeartbeat, c, seqno))
+	if errors.Is(err, errNotFound) {
+		return nil, fmt.Errorf("heartbeat %d of %s: %w", seqno, c, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat %d of %s: %w", seqno, c, err)
+	}
+	return capsule.UnmarshalHeartbeat(v)
+}
+
+// checkRange checks 1 <= from <= to <= durable head.
+func (s *Store) checkRange(c pdu.Name, from, to uint64) error {
+	cs, err := s.state(c)
+	if err != nil {
+		return err
+	}
+	if head := cs.durable.Load().Seqno; from == 0 || from > to || to > head {
+		return fmt.Errorf("read %s [%d, %d]: %w (head %d)", c, from, to, ErrOutOfRange, head)
+	}
+	return nil
+}
+
+// ReadRaw calls fn with the wire form of each entry in [from, to] in order
+// (what a server sends as is); wire is valid only during the call.
+func (s *Store) ReadRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire []byte) error) error {
+	if err := s.checkRange(c, from, to); err != nil {
+		return err
+	}
+	var ferr error
+	next := from
+	err := s.eng.scan(key(tEntry, c, from), key(tEntry, c, to+1), func(k, v []byte) bool {
+		seq := u64(k[33:])
+		if seq != next {
+			ferr = fmt.Errorf("read %s: entry %d missing from the store", c, next)
+			return false
+		}
+		next++
+		ferr = fn(seq, v)
+		return ferr == nil
+	})
+	if err = errors.Join(err, ferr); err != nil {
+		return err
+	}
+	if next != to+1 {
+		return fmt.Errorf("read %s: entry %d missing from the store", c, next)
+	}
+	return nil
+}
+
+// Read returns the entries (records and holes) in [from, to].
+func (s *Store) Read(c pdu.Name, from, to uint64) ([]capsule.Record, error) {
+	if to >= from {
+		if n := to - from + 1; n > 1<<20 {
+			return nil, fmt.Errorf("read %s: %w: %d entries in one read (max %d)", c, ErrOutOfRange, n, 1<<20)
+		}
+	}
+	out := make([]capsule.Record, 0, min(to-from+1, 1<<16))
+	err := s.ReadRaw(c, from, to, func(seq uint64, wire []byte) error {
+		r, err := capsule.UnmarshalRecord(append([]byte(nil), wire...))
+		if err != nil {
+			return fmt.Errorf("read %s entry %d: %w", c, seq, err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// entry reads one stored entry (durable or not).
+func (s *Store) entry(c pdu.Name, seqno uint64) (capsule.Record, error) {
+	v, err := s.eng.get(key(tEntry, c, seqno))
+	if errors.Is(err, errNotFound) {
+		return capsule.Record{}, fmt.Errorf("entry %d of %s: %w", seqno, c, ErrNotFound)
+	}
+	if err != nil {
+		return capsule.Record{}, fmt.Errorf("entry %d of %s: %w", seqno, c, err)
+	}
+	return capsule.UnmarshalRecord(v)
+}
+
+// entryHash is the hash of stored entry seqno (zero for seqno 0).
+func (s *Store) entryHash(c pdu.Name, seqno uint64) (capsule.Hash, error) {
+	if seqno == 0 {
+		return capsule.Hash{}, nil
+	}
+	e, err := s.entry(c, seqno)
+	if err != nil {
+		return capsule.Hash{}, err
+	}
+	return e.Hash(), nil
+}
+
+// ReadByHash returns the entry whose hash is h.
+func (s *Store) ReadByHash(c pdu.Name, h capsule.Hash) (capsule.Record, error) {
+	cs, err := s.state(c)
+	if err != nil {
+		return capsule.Record{}, err
+	}
+	v, err := s.eng.get(hashKey(c, h))
+	if errors.Is(err, errNotFound) {
+		return capsule.Record{}, fmt.Errorf("entry %s of %s: %w", h, c, ErrNotFound)
+	}
+	if err != nil || len(v) != 8 {
+		return capsule.Record{}, fmt.Errorf("entry %s of %s: bad index: %v", h, c, err)
+	}
+	seq := u64(v)
+	if seq > cs.durable.Load().Seqno {
+		return capsule.Record{}, fmt.Errorf("entry %s of %s: %w", h, c, ErrNotFound)
+	}
+	e, err := s.entry(c, seq)
+	if err != nil {
+		return capsule.Record{}, err
+	}
+	if e.Hash() != h {
+		return capsule.Record{}, fmt.Errorf("entry %s of %s: %w", h, c, ErrNotFound)
+	}
+	return e, nil
+}
+
+// ReadByTime returns the seqno of the first data record whose time is at
+// or after t (unix nanoseconds). Record times never go backwards, so this
+// is a binary search: O(log n) reads.
+func (s *Store) ReadByTime(c pdu.Name, t int64) (uint64, error) {
+	cs, err := s.state(c)
+	if err != nil {
+		return 0, err
+	}
+	head := cs.durable.Load().Seqno
+	// next finds the first data record at or after seq (ok false if none).
+	next := func(seq uint64) (uint64, int64, bool, error) {
+		for ; seq <= head; seq++ {
+			e, err := s.entry(c, seq)
+			if err != nil {
+				return 0, 0, false, err
+			}
+			if !e.Hole {
+				return seq, e.Time, true, nil
+			}
+		}
+		return 0, 0, false, nil
+	}
+	// P(s) = "the first data record at or after s has time >= t, or there
+	// is none" is monotone in s: find the smallest s where it holds.
+	lo, hi := uint64(1), head+1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		_, tm, ok, err := next(mid)
+		if err != nil {
+			return 0, fmt.Errorf("read %s by time: %w", c, err)
+		}
+		if !ok || tm >= t {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	seq, _, ok, err := next(lo)
+	if err != nil {
+		return 0, fmt.Errorf("read %s by time: %w", c, err)
+	}
+	if !ok {
+		return 0, fmt.Errorf("read %s by time: %w: nothing at or after %d", c, ErrNotFound, t)
+	}
+	return seq, nil
+}
+
+// nodes is the store's NodeSource for capsule c.
+func (s *Store) nodes(c pdu.Name) capsule.NodeSource { return storeNodes{s, c} }
+
+type storeNodes struct {
+	s *Store
+	c pdu.Name
+}
+
+func (n storeNodes) Node(level uint8, index uint64) (capsule.Hash, error) {
+	if level == 0 {
+		h, err := n.s.entryHash(n.c, index+1)
+		if err != nil {
+			return capsule.Hash{}, err
+		}
+		return capsule.LeafHash(h), nil
+	}
+	v, err := n.s.eng.get(nodeKey(n.c, level, index))
+	if err != nil || len(v) != capsule.HashLen {
+		return capsule.Hash{}, fmt.Errorf("node (%d,%d) of %s: %v", level, index, n.c, err)
+	}
+	return capsule.Hash(v), nil
+}
+
+// InclusionProof proves entry seqno in the tree of size entries (a size a
+// heartbeat the reader holds covers).
+func (s *Store) InclusionProof(c pdu.Name, seqno, size uint64) (*capsule.InclusionProof, error) {
+	if err := s.checkRange(c, seqno, size); err != nil {
+		return nil, fmt.Errorf("inclusion proof: %w", err)
+	}
+	p, err := capsule.InclusionPath(s.nodes(c), seqno-1, size)
+	if err != nil {
+		return nil, err
+	}
+	return &capsule.InclusionProof{Index: seqno - 1, Size: size, Path: p}, nil
+}
+
+// ConsistencyProof proves the tree of m entries a prefix of the tree of n.
+func (s *Store) ConsistencyProof(c pdu.Name, m, n uint64) (*capsule.ConsistencyProof, error) {
+	if m == 0 {
+		if err := s.checkRange(c, 1, n); n > 0 && err != nil {
+			return nil, fmt.Errorf("consistency proof: %w", err)
+		}
+	} else if err := s.checkRange(c, m, n); err != nil {
+		return nil, fmt.Errorf("consistency proof: %w", err)
+	}
+	p, err := capsule.ConsistencyPath(s.nodes(c), m, n)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		p = []capsule.Hash{}
+	}
+	return &capsule.ConsistencyProof{Old: m, New: n, Path: p}, nil
+}

@@ -1,0 +1,254 @@
+package store
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Store holds capsules durably. It is safe for concurrent use; appends to
+// different capsules proceed in parallel and share fsyncs.
+type Store struct {
+	opts Options
+	eng  engine
+	log  *zap.Logger
+
+	mu       sync.RWMutex
+	capsules map[pdu.Name]*capsuleState
+
+	commit committer
+}
+
+// capsuleState is one capsule's in-memory state. mu serialises appends;
+// head runs ahead of the disk by the writes still queued, durable is what
+// the last fsync covered and what readers see.
+type capsuleState struct {
+	info capsule.Info
+	meta []byte
+
+	mu      sync.Mutex
+	head    capsule.Head
+	last    *pendingWrite // newest queued write, nil when none
+	durable atomic.Pointer[capsule.Head]
+}
+
+// Open opens (or creates) the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	var eng engine
+	if opts.Engine == "bbolt" {
+		eng, err = openBolt(dir)
+	} else {
+		eng, err = openPebble(dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{opts: opts, eng: eng, log: opts.Logger, capsules: map[pdu.Name]*capsuleState{}}
+	if err := s.load(); err != nil {
+		eng.close()
+		return nil, err
+	}
+	s.commit.start(eng, opts.MaxGroupBytes)
+	return s, nil
+}
+
+// Close stops intake, waits for queued writes to become durable, and closes
+// the engine.
+func (s *Store) Close() error {
+	s.commit.stop()
+	return s.eng.close()
+}
+
+type metaWire struct {
+	Writer []byte `cbor:"1,keyasint"`
+	Meta   []byte `cbor:"2,keyasint,omitempty"`
+}
+
+// load reads every capsule's head: its newest heartbeat, the tree frontier
+// and the head entry.
+func (s *Store) load() error {
+	var metas [][2][]byte
+	err := s.eng.scan([]byte{tMeta}, []byte{tMeta + 1}, func(k, v []byte) bool {
+		metas = append(metas, [2][]byte{append([]byte(nil), k...), append([]byte(nil), v...)})
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("load capsules: %w", err)
+	}
+	for _, kv := range metas {
+		if len(kv[0]) != 33 {
+			return fmt.Errorf("load capsules: bad meta key %x", kv[0])
+		}
+		var m metaWire
+		if err := cborDec.Unmarshal(kv[1], &m); err != nil || len(m.Writer) != ed25519.PublicKeySize {
+			return fmt.Errorf("load capsules: bad meta for %x: %v", kv[0][1:], err)
+		}
+		cs := &capsuleState{info: capsule.Info{Name: pdu.Name(kv[0][1:]), Writer: ed25519.PublicKey(m.Writer)}, meta: m.Meta}
+		if err := s.loadHead(cs); err != nil {
+			return fmt.Errorf("load capsule %s: %w", cs.info.Name, err)
+		}
+		s.capsules[cs.info.Name] = cs
+	}
+	return nil
+}
+
+func (s *Store) loadHead(cs *capsuleState) error {
+	c := cs.info.Name
+	h := capsule.Head{Tree: &capsule.Tree{}}
+	_, v, err := s.eng.last(key(tHeartbeat, c), prefixEnd(key(tHeartbeat, c)))
+	switch {
+	case errors.Is(err, errNotFound):
+	case err != nil:
+		return err
+	default:
+		hb, err := capsule.UnmarshalHeartbeat(v)
+		if err != nil {
+			return err
+		}
+		h.Heartbeat, h.Seqno = hb, hb.Seqno
+		if h.Tree, err = capsule.LoadTree(s.nodes(c), hb.Seqno); err != nil {
+			return err
+		}
+		if h.Tree.Root() != hb.Root {
+			return fmt.Errorf("stored tree does not match heartbeat %d", hb.Seqno)
+		}
+		if h.Seqno > 0 {
+			e, err := s.entry(c, h.Seqno)
+			if err != nil {
+				return err
+			}
+			h.Hash = e.Hash()
+			if h.Time, err = s.lastTime(c, h.Seqno); err != nil {
+				return err
+			}
+		}
+	}
+	cs.head = h
+	d := h
+	cs.durable.Store(&d)
+	return nil
+}
+
+// lastTime is the time of the newest data record at or below seqno.
+func (s *Store) lastTime(c pdu.Name, seqno uint64) (int64, error) {
+	var t int64
+	var ierr error
+	// Holes are rare; walk back in small windows.
+	for end := seqno; end > 0; {
+		start := uint64(1)
+		if end > 64 {
+			start = end - 63
+		}
+		found := false
+		err := s.eng.scan(key(tEntry, c, start), key(tEntry, c, end+1), func(k, v []byte) bool {
+			e, err := capsule.UnmarshalRecord(v)
+			if err != nil {
+				ierr = err
+				return false
+			}
+			if !e.Hole {
+				t, found = e.Time, true
+			}
+			return true
+		})
+		if err = errors.Join(err, ierr); err != nil || found {
+			return t, err
+		}
+		end = start - 1
+	}
+	return 0, nil
+}
+
+// Create registers capsule name with its canonical metadata (certs.Metadata
+// bytes), which must hash to name and be a capsule's: its writer key is the
+// one every heartbeat must verify with. The metadata is kept and served
+// back (Info). Creating the same capsule again is a no-op.
+func (s *Store) Create(ctx context.Context, name pdu.Name, meta []byte) error {
+	info, err := capsule.ParseInfo(name, meta)
+	if err != nil {
+		return fmt.Errorf("create capsule: %w", err)
+	}
+	return s.create(ctx, info, meta)
+}
+
+func (s *Store) create(ctx context.Context, info capsule.Info, meta []byte) error {
+	if err := info.Check(); err != nil {
+		return fmt.Errorf("create capsule: %w", err)
+	}
+	s.mu.Lock()
+	if cs, ok := s.capsules[info.Name]; ok {
+		s.mu.Unlock()
+		if !cs.info.Writer.Equal(info.Writer) {
+			return fmt.Errorf("create capsule %s: %w", info.Name, ErrCapsuleExists)
+		}
+		return nil
+	}
+	cs := &capsuleState{info: capsule.Info{Name: info.Name, Writer: append(ed25519.PublicKey(nil), info.Writer...)},
+		meta: append([]byte(nil), meta...), head: capsule.Head{Tree: &capsule.Tree{}}}
+	d := cs.head
+	cs.durable.Store(&d)
+	v, err := cborEnc.Marshal(metaWire{Writer: info.Writer, Meta: meta})
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("create capsule %s: %w", info.Name, err)
+	}
+	var b writeBatch
+	b.set(key(tMeta, info.Name), v)
+	w, err := s.commit.enqueue(&b, nil)
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("create capsule %s: %w", info.Name, err)
+	}
+	s.capsules[info.Name] = cs
+	s.mu.Unlock()
+	if err := w.wait(ctx); err != nil {
+		return fmt.Errorf("create capsule %s: %w", info.Name, err)
+	}
+	return nil
+}
+
+// Info returns a capsule's name, writer key and metadata bytes.
+func (s *Store) Info(c pdu.Name) (capsule.Info, []byte, error) {
+	cs, err := s.state(c)
+	if err != nil {
+		return capsule.Info{}, nil, err
+	}
+	return cs.info, cs.meta, nil
+}
+
+// Capsules lists the capsules held.
+func (s *Store) Capsules() []pdu.Name {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]pdu.Name, 0, len(s.capsules))
+	for n := range s.capsules {
+		out = append(out, n)
+	}
+	return out
+}
+
+func (s *Store) state(c pdu.Name) (*capsuleState, error) {
+	s.mu.RLock()
+	cs := s.capsules[c]
+	s.mu.RUnlock()
+	if cs == nil {
+		return nil, fmt.Errorf("capsule %s: %w", c, ErrUnknownCapsule)
+	}
+	return cs, nil
+}
