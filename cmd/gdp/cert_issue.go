@@ -70,6 +70,10 @@ the file) well before the old one expires; there are no revocation lists.`,
 	ad := &cobra.Command{
 		Use:   "adcert --owner ALIAS --capsule FILE --server FILE --out FILE",
 		Short: "Let a server host and advertise a capsule (signed by the capsule's owner)",
+		Long: `adcert is signed with the capsule's OWNER key (--owner, which must be the key
+in the capsule's metadata) and says that the server in --server may host the
+capsule and advertise it to routers. Only servers holding a valid AdCert can
+attract the capsule's traffic. Renew it before it expires (--force).`,
 		Example: `  gdp cert issue adcert --owner alice --capsule sensor.meta --server store1.meta \
       --duration 72h --out sensor-store1.adcert`,
 		Args: cobra.NoArgs,
@@ -115,6 +119,10 @@ the file) well before the old one expires; there are no revocation lists.`,
 	rt := &cobra.Command{
 		Use:   "rtcert --endpoint ALIAS --router FILE --out FILE",
 		Short: "Say that an endpoint (and its capsules) is reachable through a router",
+		Long: `rtcert is signed by the endpoint itself (--endpoint: a server, client, agent or
+resolver in the keystore) and names the router it attaches to (--router, the
+router's metadata file). It covers the endpoint's own name and every capsule
+it holds an AdCert for. Keep it short-lived (hours) and renew it often.`,
 		Example: `  gdp cert issue rtcert --endpoint store1 --router edge1.meta \
       --duration 24h --out store1-edge1.rtcert`,
 		Args: cobra.NoArgs,
@@ -150,6 +158,10 @@ the file) well before the old one expires; there are no revocation lists.`,
 	mem := &cobra.Command{
 		Use:   "member --domain ALIAS --member FILE --out FILE",
 		Short: "Make a router, resolver or server a member of a trust domain",
+		Long: `member is signed by the trust domain (--domain, in the domain operator's
+keystore) and says that the node described by --member (its metadata file)
+belongs to the domain. Routers and resolvers that trust the domain accept
+routes through its members. Stop renewing it to remove a node.`,
 		Example: `  gdp cert issue member --domain acme --member edge1.meta \
       --duration 72h --out edge1.member`,
 		Args: cobra.NoArgs,
