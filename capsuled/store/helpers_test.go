@@ -28,8 +28,12 @@ func newTestCapsule(t testing.TB, seed byte) testCapsule {
 	t.Helper()
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, 32))
 	owner := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed ^ 0xff}, 32))
-	m, err := certs.NewCapsule(owner, key.Public().(ed25519.PublicKey), "test capsule")
-	if err != nil {
+	// Fixed creation time and nonce: the same seed gives the same name in
+	// every process (the crash test's child and parent).
+	m := &certs.Metadata{Kind: certs.KindCapsule, Key: owner.Public().(ed25519.PublicKey),
+		WriterKey: key.Public().(ed25519.PublicKey), Created: time.Unix(1_700_000_000, 0).UTC(),
+		Nonce: [16]byte{seed}, Description: "test capsule"}
+	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	return testCapsule{name: m.Name(), meta: m.Marshal(), key: key,
