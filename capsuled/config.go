@@ -10,7 +10,7 @@ import (
 
 // DefaultMaxData is the default bound on one record's data: an APPEND of
 // one record with its heartbeat must fit one PDU payload.
-const DefaultMaxData = 60000
+const DefaultMaxData = wire.MaxRecordData
 
 // Config tunes a Server. The zero value works (with Dir set).
 type Config struct {
@@ -19,8 +19,8 @@ type Config struct {
 	Dir string
 	// Engine is the store engine, "pebble" or "bbolt". Default pebble.
 	Engine string
-	// MaxData bounds one record's data. Default DefaultMaxData (60,000);
-	// at most 60,000 so that one record always fits an APPEND.
+	// MaxData bounds one record's data. Default DefaultMaxData (56,000);
+	// at most that, so that one record always fits an APPEND.
 	MaxData int
 	// Workers is how many requests are served at once. Default 8.
 	Workers int

@@ -1,0 +1,237 @@
+package capsuled_test
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/router/routertest"
+)
+
+// world is a trust domain with a static resolver: routers on loopback
+// QUIC, capsule servers and clients attached to them over real tunnels.
+type world struct {
+	t   testing.TB
+	dom *routertest.Domain
+	res *resolver.Static
+	log *zap.Logger
+}
+
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	dom, err := routertest.NewDomain("capsuled test domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := resolver.NewStatic(&resolver.Verifier{Certs: dom.Verifier})
+	t.Cleanup(func() { _ = res.Close() })
+	log := zap.NewNop()
+	if tt, ok := t.(*testing.T); ok && testing.Verbose() {
+		log = zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel))
+	}
+	return &world{t: t, dom: dom, res: res, log: log}
+}
+
+// router starts a router node on a loopback UDP socket, peered with peers.
+func (w *world) router(desc string, peers ...*router.Node) *router.Node {
+	w.t.Helper()
+	rc, err := w.dom.NewRouter(desc)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var cfg router.Config
+	for _, p := range peers {
+		cfg.Peers = append(cfg.Peers, router.PeerConfig{Name: p.Router.Name(), Addr: p.Addr()})
+	}
+	n, err := router.StartNode(cfg, router.Deps{Identity: rc.ID, Member: rc.Member, Domain: rc.Domain,
+		Verifier: w.dom.Verifier, Resolver: w.res, Logger: w.log.Named(desc)}, conn, nil)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// gateConn is a UDP socket that can be cut off: while down, every packet
+// in either direction is lost (a network partition, not a disconnect).
+type gateConn struct {
+	net.PacketConn
+	down atomic.Bool
+}
+
+func (g *gateConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if g.down.Load() {
+		return len(p), nil
+	}
+	return g.PacketConn.WriteTo(p, addr)
+}
+
+func (g *gateConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := g.PacketConn.ReadFrom(p)
+		if err != nil || !g.down.Load() {
+			return n, addr, err
+		}
+	}
+}
+
+// attach connects identity id to router n over a QUIC tunnel and returns
+// the client, its endpoint (close it to disconnect) and the socket gate.
+func (w *world) attach(n *router.Node, id *certs.Identity, inbox int) (*client.Client, *client.Endpoint, *gateConn) {
+	w.t.Helper()
+	member, err := w.dom.Member(id)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	gate := &gateConn{PacketConn: pc}
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: w.dom.ID.Meta,
+		Verifier: w.dom.Verifier, Conn: gate, Options: client.Options{RequestTimeout: time.Second, InboxSize: inbox}})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := ep.Attach(ctx, n.Addr(), n.Router.Name())
+	if err != nil {
+		_ = ep.Close()
+		w.t.Fatal(err)
+	}
+	return c, ep, gate
+}
+
+// replica is a capsule server under test.
+type replica struct {
+	id   *certs.Identity
+	dir  string
+	srv  *capsuled.Server
+	ep   *client.Endpoint
+	gate *gateConn
+}
+
+func (w *world) newReplica(n *router.Node, desc string) *replica {
+	w.t.Helper()
+	id, err := certs.NewIdentity(certs.KindServer, desc)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	r := &replica{id: id, dir: w.t.TempDir()}
+	w.start(n, r)
+	w.t.Cleanup(func() { r.stop() })
+	return r
+}
+
+// start attaches r to n and runs its server over r.dir.
+func (w *world) start(n *router.Node, r *replica) {
+	w.t.Helper()
+	c, ep, gate := w.attach(n, r.id, 8192)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv, err := capsuled.New(ctx, capsuled.Config{Dir: r.dir, SyncInterval: 300 * time.Millisecond, PeerTimeout: time.Second},
+		capsuled.Deps{Identity: r.id, Client: c, Logger: w.log.Named(r.id.Meta.Description)})
+	if err != nil {
+		_ = ep.Close()
+		w.t.Fatal(err)
+	}
+	r.srv, r.ep, r.gate = srv, ep, gate
+}
+
+func (r *replica) stop() {
+	if r.srv != nil {
+		_ = r.srv.Close()
+		_ = r.ep.Close()
+		r.srv = nil
+	}
+}
+
+// user is a capsule client attached to a router.
+func (w *world) user(n *router.Node, desc string) *client.CapsuleClient {
+	w.t.Helper()
+	id, err := certs.NewIdentity(certs.KindClient, desc)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	c, ep, _ := w.attach(n, id, 8192)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Advertise(ctx, c.Self()); err != nil {
+		w.t.Fatal(err)
+	}
+	cc := client.NewCapsuleClient(c, client.CapsuleOptions{Timeout: time.Second})
+	w.t.Cleanup(func() {
+		_ = cc.Close()
+		_ = c.Close()
+		_ = ep.Close()
+	})
+	return cc
+}
+
+// testCapsule is a capsule with its owner and writer identities.
+type testCapsule struct {
+	owner  *certs.Identity
+	writer *certs.Identity
+	meta   *certs.Metadata
+}
+
+func newTestCapsule(t testing.TB, desc string) *testCapsule {
+	t.Helper()
+	owner, err := certs.NewIdentity(certs.KindClient, desc+" owner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, err := certs.NewIdentity(certs.KindClient, desc+" writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := certs.NewCapsule(owner.Key, writer.Public(), desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCapsule{owner: owner, writer: writer, meta: meta}
+}
+
+// create places tc on the replicas with durability w.
+func (tc *testCapsule) create(t testing.TB, cc *client.CapsuleClient, w int, rs ...*replica) {
+	t.Helper()
+	var servers []certs.Name
+	for _, r := range rs {
+		servers = append(servers, r.id.Name)
+	}
+	places, err := client.PlaceCapsule(tc.owner, tc.meta, servers, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cc.Create(ctx, tc.meta, w, places); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

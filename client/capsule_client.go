@@ -1,0 +1,172 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// CapsuleOptions tunes a CapsuleClient. Zero values take the defaults in
+// the comments.
+type CapsuleOptions struct {
+	// Timeout bounds one attempt of a request. Default 2s.
+	Timeout time.Duration
+	// Attempts is how many times a request is sent before giving up
+	// (requests are idempotent). Default 3.
+	Attempts int
+}
+
+func (o CapsuleOptions) withDefaults() CapsuleOptions {
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	return o
+}
+
+// Errors of the capsule SDK callers branch on. Server refusals are
+// *wire.StatusError values; verification failures wrap the capsule
+// package's sentinels (capsule.ErrBadProof, capsule.ErrEquivocation, …).
+var (
+	// ErrNoReplica: no replica acknowledged an append.
+	ErrNoReplica = errors.New("client: no replica acknowledged")
+	// ErrNoAnswer: a capsule request got no answer after every attempt.
+	ErrNoAnswer = errors.New("client: no answer from the capsule server")
+)
+
+// CapsuleClient speaks the capsule commands of docs/PROTOCOL.md §8 over a
+// Client. It takes over the Client's Receive queue: one goroutine sorts
+// what arrives into responses (matched by request id) and subscription
+// pushes. Close stops it; the Client stays open.
+type CapsuleClient struct {
+	c    *Client
+	opts CapsuleOptions
+	pend *wire.Pending
+
+	mu   sync.Mutex
+	subs map[uint64]chan *wire.Message
+
+	// Dropped counts PDUs that were not capsule messages, late answers and
+	// pushes for unknown or full subscriptions.
+	Dropped atomic.Uint64
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewCapsuleClient starts a capsule client on c.
+func NewCapsuleClient(c *Client, opts CapsuleOptions) *CapsuleClient {
+	cc := &CapsuleClient{c: c, opts: opts.withDefaults(), pend: wire.NewPending(), subs: map[uint64]chan *wire.Message{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cc.cancel = cancel
+	cc.wg.Add(1)
+	go func() {
+		defer cc.wg.Done()
+		cc.loop(ctx)
+	}()
+	return cc
+}
+
+// Client is the underlying attachment.
+func (cc *CapsuleClient) Client() *Client { return cc.c }
+
+// Close stops the receive goroutine. Subscriptions end.
+func (cc *CapsuleClient) Close() error {
+	cc.pend.Close()
+	cc.cancel()
+	cc.wg.Wait()
+	return nil
+}
+
+func (cc *CapsuleClient) loop(ctx context.Context) {
+	for {
+		m, err := cc.c.Receive(ctx)
+		if err != nil {
+			return
+		}
+		if m.Type != pdu.TypeData {
+			cc.Dropped.Add(1)
+			continue
+		}
+		msg, err := wire.Unmarshal(m.Payload)
+		if err != nil {
+			cc.Dropped.Add(1)
+			continue
+		}
+		if msg.IsResponse() {
+			if !cc.pend.Deliver(m.Src, msg) {
+				cc.Dropped.Add(1)
+			}
+			continue
+		}
+		if msg.Op != wire.OpEvent {
+			cc.Dropped.Add(1)
+			continue
+		}
+		cc.mu.Lock()
+		ch := cc.subs[msg.ID]
+		cc.mu.Unlock()
+		if ch == nil {
+			cc.Dropped.Add(1)
+			continue
+		}
+		select {
+		case ch <- msg:
+		default:
+			cc.Dropped.Add(1) // the subscriber sees the gap and resumes
+		}
+	}
+}
+
+// send encodes m and sends it to dst with flags.
+func (cc *CapsuleClient) send(dst pdu.Name, flags pdu.Flags, m *wire.Message) error {
+	b, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	_, err = cc.c.SendFrom(cc.c.Name(), dst, flags, b)
+	return err
+}
+
+// call sends m to dst and returns the first answer, resending after each
+// timeout (the same request id, so a server's answer to any copy counts).
+func (cc *CapsuleClient) call(ctx context.Context, dst pdu.Name, m *wire.Message) (wire.Reply, error) {
+	id, ch, err := cc.pend.Add(4)
+	if err != nil {
+		return wire.Reply{}, err
+	}
+	defer cc.pend.Done(id)
+	m.ID = id
+	for range cc.opts.Attempts {
+		if err := cc.send(dst, 0, m); err != nil {
+			return wire.Reply{}, fmt.Errorf("%s %s: %w", m.Op, dst, err)
+		}
+		actx, cancel := context.WithTimeout(ctx, cc.opts.Timeout)
+		rep, err := wire.Wait(actx, ch)
+		cancel()
+		if err == nil {
+			return rep, nil
+		}
+		if ctx.Err() != nil {
+			return wire.Reply{}, ctx.Err()
+		}
+	}
+	return wire.Reply{}, fmt.Errorf("%s %s: %w after %d attempts", m.Op, dst, ErrNoAnswer, cc.opts.Attempts)
+}
+
+// callOK is call that turns a failure status into an error.
+func (cc *CapsuleClient) callOK(ctx context.Context, dst pdu.Name, m *wire.Message) (wire.Reply, error) {
+	rep, err := cc.call(ctx, dst, m)
+	if err != nil {
+		return rep, err
+	}
+	return rep, rep.Msg.Err()
+}

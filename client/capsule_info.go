@@ -1,0 +1,146 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Placement puts a capsule on one server: the server's name and the
+// owner's AdCert for it.
+type Placement struct {
+	Server pdu.Name
+	AdCert *certs.Cert
+}
+
+// PlaceCapsule issues AdCerts with the owner key for each server, valid for
+// lifetime from now.
+func PlaceCapsule(owner *certs.Identity, meta *certs.Metadata, servers []pdu.Name, lifetime time.Duration) ([]Placement, error) {
+	now := time.Now()
+	out := make([]Placement, len(servers))
+	for i, s := range servers {
+		ad, err := certs.IssueAdCert(owner.Key, meta.Name(), s, now.Add(-time.Minute), now.Add(lifetime))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Placement{Server: s, AdCert: ad}
+	}
+	return out, nil
+}
+
+// Create places capsule meta on every server of places, telling each the
+// whole replica set and w (0: a majority). It fails if any server refuses.
+func (cc *CapsuleClient) Create(ctx context.Context, meta *certs.Metadata, w int, places []Placement) error {
+	if len(places) == 0 || len(places) > wire.MaxReplicas {
+		return fmt.Errorf("create: %d replicas (want 1 to %d)", len(places), wire.MaxReplicas)
+	}
+	name := meta.Name()
+	replicas := make([]pdu.Name, len(places))
+	for i, p := range places {
+		replicas[i] = p.Server
+	}
+	for _, p := range places {
+		m := &wire.Message{Op: wire.OpCreate, Capsule: name[:], Metadata: meta.Marshal(), AdCert: p.AdCert.Marshal(),
+			Replicas: wire.NameBytes(replicas), W: uint64(w)}
+		if _, err := cc.callOK(ctx, p.Server, m); err != nil {
+			return fmt.Errorf("create %s on %s: %w", name, p.Server, err)
+		}
+	}
+	return nil
+}
+
+// CapsuleInfo is what METADATA returns, verified: the metadata hashes to
+// the name, the heartbeat is the writer's, and the frontier has the
+// heartbeat's root.
+type CapsuleInfo struct {
+	Name     pdu.Name
+	Server   pdu.Name // the replica that answered
+	Meta     *certs.Metadata
+	Replicas []pdu.Name
+	W        int
+	// Head is the replica's durable head; Heartbeat covers it (nil when empty).
+	Head      capsule.Head
+	Heartbeat *capsule.Heartbeat
+	// Evidence, when set, proves the writer forked the capsule.
+	Evidence *capsule.Evidence
+}
+
+// Info returns a capsule's metadata and the head of one replica: dst is a
+// server's name, or the capsule's name for the nearest replica.
+func (cc *CapsuleClient) Info(ctx context.Context, c, dst pdu.Name) (*CapsuleInfo, error) {
+	rep, err := cc.callOK(ctx, dst, &wire.Message{Op: wire.OpMetadata, Capsule: c[:]})
+	if err != nil {
+		return nil, fmt.Errorf("info %s: %w", c, err)
+	}
+	return parseInfo(c, rep)
+}
+
+func parseInfo(c pdu.Name, rep wire.Reply) (*CapsuleInfo, error) {
+	m := rep.Msg
+	meta, err := certs.ParseMetadata(m.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("info %s: metadata: %w", c, err)
+	}
+	if meta.Name() != c || meta.Kind != certs.KindCapsule {
+		return nil, fmt.Errorf("info %s: %w: metadata is for %s (%s)", c, capsule.ErrWrongCapsule, meta.Name(), meta.Kind)
+	}
+	in := &CapsuleInfo{Name: c, Server: rep.From, Meta: meta, Replicas: m.ReplicaNames(), W: int(m.W)}
+	ci := capsule.Info{Name: c, Writer: meta.WriterKey}
+	in.Head = capsule.Head{Tree: &capsule.Tree{}}
+	if len(m.Heartbeat) > 0 {
+		hb, err := capsule.UnmarshalHeartbeat(m.Heartbeat)
+		if err != nil {
+			return nil, fmt.Errorf("info %s: %w", c, err)
+		}
+		if err := hb.Verify(c, ci.Writer); err != nil {
+			return nil, fmt.Errorf("info %s: %w", c, err)
+		}
+		if hb.Seqno != m.Head {
+			return nil, fmt.Errorf("info %s: %w: heartbeat %d for head %d", c, capsule.ErrBadProof, hb.Seqno, m.Head)
+		}
+		fr := make([]capsule.Hash, len(m.Frontier))
+		for i, h := range m.Frontier {
+			fr[i] = capsule.Hash(h)
+		}
+		tree, err := capsule.LoadTree(&frontierSource{hashes: fr}, hb.Seqno)
+		if err != nil || tree.Root() != hb.Root {
+			return nil, fmt.Errorf("info %s: %w: frontier does not give the heartbeat's root", c, capsule.ErrBadProof)
+		}
+		in.Heartbeat = hb
+		in.Head = capsule.Head{Seqno: hb.Seqno, Time: int64(m.Time), Tree: tree, Heartbeat: hb}
+		copy(in.Head.Hash[:], m.Hash)
+		// The head hash is the last leaf: check it against the frontier's
+		// smallest subtree when that subtree is a single leaf.
+		if hb.Seqno&1 == 1 && capsule.LeafHash(in.Head.Hash) != fr[len(fr)-1] {
+			return nil, fmt.Errorf("info %s: %w: head hash is not the last leaf", c, capsule.ErrBadProof)
+		}
+	}
+	if len(m.Evidence) > 0 {
+		ev, err := capsule.UnmarshalEvidence(m.Evidence)
+		if err == nil && ev.Verify(ci) == nil {
+			in.Evidence = ev
+		}
+	}
+	return in, nil
+}
+
+// frontierSource hands LoadTree the frontier hashes in the order it asks
+// for them (largest subtree first).
+type frontierSource struct {
+	hashes []capsule.Hash
+	i      int
+}
+
+func (f *frontierSource) Node(level uint8, index uint64) (capsule.Hash, error) {
+	if f.i >= len(f.hashes) {
+		return capsule.Hash{}, fmt.Errorf("frontier too short at node (%d,%d)", level, index)
+	}
+	h := f.hashes[f.i]
+	f.i++
+	return h, nil
+}

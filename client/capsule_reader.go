@@ -1,0 +1,235 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// ReaderOptions tunes a Reader.
+type ReaderOptions struct {
+	// Server is the replica to read from. Default: the capsule's name, so
+	// the routers pick the nearest replica.
+	Server pdu.Name
+}
+
+// Reader reads one capsule and verifies everything it gets: every page of
+// entries against a writer-signed heartbeat (hash chain plus an inclusion
+// proof of the page's last entry), and every newer heartbeat against the
+// newest one it has seen (a consistency proof), so two replicas cannot show
+// it two different logs without the fork being detected.
+type Reader struct {
+	cc   *CapsuleClient
+	info capsule.Info
+	dst  pdu.Name
+
+	mu     sync.Mutex
+	newest *capsule.Heartbeat
+	stale  bool
+}
+
+// NewReader opens capsule c: it fetches and checks the metadata (it must
+// hash to c) for the writer key.
+func (cc *CapsuleClient) NewReader(ctx context.Context, c pdu.Name, opts ReaderOptions) (*Reader, error) {
+	dst := opts.Server
+	if dst.IsZero() {
+		dst = c
+	}
+	in, err := cc.Info(ctx, c, dst)
+	if err != nil {
+		return nil, fmt.Errorf("reader: %w", err)
+	}
+	if in.Evidence != nil {
+		return nil, fmt.Errorf("reader for %s: %w", c, &capsule.EquivocationError{Evidence: in.Evidence})
+	}
+	return &Reader{cc: cc, info: capsule.Info{Name: c, Writer: in.Meta.WriterKey}, dst: dst, newest: in.Heartbeat}, nil
+}
+
+// Info is the capsule's name and writer key.
+func (r *Reader) Info() capsule.Info { return r.info }
+
+// Heartbeat is the newest verified heartbeat seen (nil before any).
+func (r *Reader) Heartbeat() *capsule.Heartbeat {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.newest
+}
+
+// Stale reports whether a replica answered with a heartbeat older than one
+// already seen (its answer verified, but it is behind).
+func (r *Reader) Stale() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stale
+}
+
+// Read returns the entries [from, to] (to 0: up to the head), records and
+// holes, verified page by page.
+func (r *Reader) Read(ctx context.Context, from, to uint64) ([]capsule.Record, error) {
+	var out []capsule.Record
+	err := r.Scan(ctx, from, to, func(e capsule.Record) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// Scan calls fn for each verified entry in [from, to] (to 0: the head at
+// the first answer).
+func (r *Reader) Scan(ctx context.Context, from, to uint64, fn func(capsule.Record) error) error {
+	if from == 0 {
+		from = 1
+	}
+	for {
+		resp, err := r.request(ctx, &wire.Message{Op: wire.OpRead, Capsule: r.info.Name[:], From: from, To: to})
+		if err != nil {
+			return err
+		}
+		entries, err := r.verifyPage(resp)
+		if err != nil {
+			return err
+		}
+		if len(entries) > 0 && entries[0].Seqno != from {
+			return fmt.Errorf("read %s: %w: page starts at %d, asked %d", r.info.Name, capsule.ErrBadProof, entries[0].Seqno, from)
+		}
+		for _, e := range entries {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if to == 0 {
+			to = resp.Head
+		}
+		if len(entries) == 0 {
+			if from <= min(to, resp.Head) {
+				return fmt.Errorf("read %s: %w: empty page for [%d, %d] from a replica at %d", r.info.Name, capsule.ErrBadProof, from, to, resp.Head)
+			}
+			return nil // the replica holds nothing more in range
+		}
+		from = entries[len(entries)-1].Seqno + 1
+		if from > to {
+			return nil
+		}
+	}
+}
+
+// ReadAt returns the first record written at or after t.
+func (r *Reader) ReadAt(ctx context.Context, t time.Time) (capsule.Record, error) {
+	return r.one(ctx, &wire.Message{Op: wire.OpRead, Capsule: r.info.Name[:], Time: uint64(t.UnixNano()), Limit: 1})
+}
+
+// ReadHash returns the entry whose hash is h.
+func (r *Reader) ReadHash(ctx context.Context, h capsule.Hash) (capsule.Record, error) {
+	rec, err := r.one(ctx, &wire.Message{Op: wire.OpRead, Capsule: r.info.Name[:], Hash: h[:], Limit: 1})
+	if err == nil && rec.Hash() != h {
+		return capsule.Record{}, fmt.Errorf("read %s by hash: %w: got entry %d with another hash", r.info.Name, capsule.ErrBadProof, rec.Seqno)
+	}
+	return rec, err
+}
+
+func (r *Reader) one(ctx context.Context, m *wire.Message) (capsule.Record, error) {
+	resp, err := r.request(ctx, m)
+	if err != nil {
+		return capsule.Record{}, err
+	}
+	entries, err := r.verifyPage(resp)
+	if err != nil {
+		return capsule.Record{}, err
+	}
+	if len(entries) == 0 {
+		return capsule.Record{}, fmt.Errorf("read %s: %w", r.info.Name, &wire.StatusError{Op: wire.OpRead, Status: wire.StatusNotFound})
+	}
+	return entries[0], nil
+}
+
+// request sends m with the size of the newest heartbeat held, so the
+// server adds a consistency proof when it is ahead.
+func (r *Reader) request(ctx context.Context, m *wire.Message) (*wire.Message, error) {
+	if hb := r.Heartbeat(); hb != nil {
+		m.Size = hb.Seqno
+	}
+	rep, err := r.cc.callOK(ctx, r.dst, m)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", r.info.Name, err)
+	}
+	return rep.Msg, nil
+}
+
+// verifyPage checks a READ answer or EVENT push and returns its entries.
+func (r *Reader) verifyPage(m *wire.Message) ([]capsule.Record, error) {
+	c := r.info.Name
+	if m.CapsuleName() != c {
+		return nil, fmt.Errorf("read %s: %w: answer names %s", c, capsule.ErrWrongCapsule, m.CapsuleName())
+	}
+	if len(m.Heartbeat) == 0 {
+		if len(m.Records) > 0 {
+			return nil, fmt.Errorf("read %s: %w: entries without a heartbeat", c, capsule.ErrBadProof)
+		}
+		return nil, nil
+	}
+	hb, err := capsule.UnmarshalHeartbeat(m.Heartbeat)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", c, err)
+	}
+	if err := hb.Verify(c, r.info.Writer); err != nil {
+		return nil, fmt.Errorf("read %s: %w", c, err)
+	}
+	if err := r.observe(hb, m.Consistency); err != nil {
+		return nil, err
+	}
+	if len(m.Records) == 0 {
+		return nil, nil
+	}
+	entries := make([]capsule.Record, len(m.Records))
+	for i, b := range m.Records {
+		if entries[i], err = capsule.UnmarshalRecord(b); err != nil {
+			return nil, fmt.Errorf("read %s: %w", c, err)
+		}
+	}
+	proof, err := capsule.UnmarshalInclusionProof(m.Proof)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", c, err)
+	}
+	if err := capsule.VerifyRange(r.info, hb, entries, proof, wire.MaxRecordData); err != nil {
+		return nil, fmt.Errorf("read %s: %w", c, err)
+	}
+	return entries, nil
+}
+
+// observe checks hb against the newest heartbeat held and keeps the newer.
+func (r *Reader) observe(hb *capsule.Heartbeat, consistency []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.newest
+	switch {
+	case old == nil:
+	case hb.Seqno < old.Seqno:
+		r.stale = true
+		return nil
+	case hb.Seqno == old.Seqno:
+		if hb.Root != old.Root && hb.Epoch == old.Epoch {
+			return fmt.Errorf("read %s: %w: two heartbeats for %d entries with different roots", r.info.Name, capsule.ErrEquivocation, hb.Seqno)
+		}
+		if hb.Time <= old.Time {
+			return nil
+		}
+	case hb.Epoch == old.Epoch || old.Seqno <= hb.Base:
+		p, err := capsule.UnmarshalConsistencyProof(consistency)
+		if err != nil {
+			return fmt.Errorf("read %s: heartbeat %d after %d: %w", r.info.Name, hb.Seqno, old.Seqno, capsule.ErrBadProof)
+		}
+		if p.Old != old.Seqno || p.New != hb.Seqno {
+			return fmt.Errorf("read %s: %w: consistency proof %d->%d, want %d->%d", r.info.Name, capsule.ErrBadProof, p.Old, p.New, old.Seqno, hb.Seqno)
+		}
+		if err := p.Verify(old.Root, hb.Root); err != nil {
+			return fmt.Errorf("read %s: %w: heartbeat %d does not extend %d (%v)", r.info.Name, capsule.ErrEquivocation, hb.Seqno, old.Seqno, err)
+		}
+	}
+	r.newest = hb
+	return nil
+}

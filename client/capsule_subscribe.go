@@ -1,0 +1,145 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+)
+
+// Event is one verified push: new entries (possibly none) and the
+// heartbeat that covers them.
+type Event struct {
+	Entries   []capsule.Record
+	Heartbeat *capsule.Heartbeat
+}
+
+// Subscription follows a capsule: the server pushes new entries and
+// heartbeats as they become durable. Pushes are datagrams: when one is
+// lost the subscription notices the gap and resumes from the first missing
+// seqno; it renews its lease before it runs out. It needs no goroutine of
+// its own: Next does the work.
+type Subscription struct {
+	r     *Reader
+	id    uint64
+	ch    chan *wire.Message
+	resp  <-chan wire.Reply
+	next  uint64
+	lease time.Duration
+	renew time.Time
+}
+
+// Lease is how long a subscription lives on the server without renewal.
+const Lease = 30 * time.Second
+
+// Subscribe follows the capsule from seqno from (0: only what comes after
+// the current head).
+func (r *Reader) Subscribe(ctx context.Context, from uint64) (*Subscription, error) {
+	cc := r.cc
+	id, resp, err := cc.pend.Add(16)
+	if err != nil {
+		return nil, err
+	}
+	s := &Subscription{r: r, id: id, ch: make(chan *wire.Message, 256), resp: resp, next: from, lease: Lease}
+	cc.mu.Lock()
+	cc.subs[id] = s.ch
+	cc.mu.Unlock()
+	if err := s.subscribe(ctx, true); err != nil {
+		s.drop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// subscribe (re)sends SUBSCRIBE from s.next; with wait it waits for the
+// server's answer.
+func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
+	m := &wire.Message{Op: wire.OpSubscribe, ID: s.id, Capsule: s.r.info.Name[:], From: s.next, Lease: uint64(s.lease / time.Millisecond)}
+	for attempt := 0; ; attempt++ {
+		if err := s.r.cc.send(s.r.dst, 0, m); err != nil {
+			return fmt.Errorf("subscribe %s: %w", s.r.info.Name, err)
+		}
+		s.renew = time.Now().Add(s.lease / 3)
+		if !wait {
+			return nil
+		}
+		actx, cancel := context.WithTimeout(ctx, s.r.cc.opts.Timeout)
+		rep, err := wire.Wait(actx, s.resp)
+		cancel()
+		if err == nil {
+			if err := rep.Msg.Err(); err != nil {
+				return fmt.Errorf("subscribe %s: %w", s.r.info.Name, err)
+			}
+			if s.next == 0 {
+				s.next = rep.Msg.From
+			}
+			return nil
+		}
+		if ctx.Err() != nil || attempt+1 >= s.r.cc.opts.Attempts {
+			return fmt.Errorf("subscribe %s: %w", s.r.info.Name, ErrNoAnswer)
+		}
+	}
+}
+
+// Next returns the next verified push. Entries already delivered are
+// never delivered twice, and none is skipped.
+func (s *Subscription) Next(ctx context.Context) (Event, error) {
+	for {
+		// Drain answers to renewals.
+		for len(s.resp) > 0 {
+			<-s.resp
+		}
+		wait := time.Until(s.renew)
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Event{}, ctx.Err()
+		case <-t.C:
+			if err := s.subscribe(ctx, false); err != nil {
+				return Event{}, err
+			}
+			continue
+		case m := <-s.ch:
+			t.Stop()
+			entries, err := s.r.verifyPage(m)
+			if err != nil {
+				return Event{}, err
+			}
+			if len(entries) > 0 {
+				first := entries[0].Seqno
+				if first > s.next {
+					// A push was lost: resume from the gap.
+					if err := s.subscribe(ctx, false); err != nil {
+						return Event{}, err
+					}
+					continue
+				}
+				skip := int(s.next - first)
+				if skip >= len(entries) {
+					continue // all seen already
+				}
+				entries = entries[skip:]
+				s.next = entries[len(entries)-1].Seqno + 1
+			}
+			return Event{Entries: entries, Heartbeat: s.r.Heartbeat()}, nil
+		}
+	}
+}
+
+// Close ends the subscription on the server (best effort) and here.
+func (s *Subscription) Close() error {
+	err := s.r.cc.send(s.r.dst, 0, &wire.Message{Op: wire.OpUnsubscribe, ID: s.id, Capsule: s.r.info.Name[:]})
+	s.drop()
+	return err
+}
+
+func (s *Subscription) drop() {
+	cc := s.r.cc
+	cc.mu.Lock()
+	delete(cc.subs, s.id)
+	cc.mu.Unlock()
+	cc.pend.Done(s.id)
+}
