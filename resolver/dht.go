@@ -49,6 +49,7 @@ type DHT struct {
 	kad      *kad.IpfsDHT
 	msgr     *kadpb.ProtocolMessenger
 	local    *records.ValueStore
+	val      *validator
 	gate     *gate
 	verifier *Verifier
 	proof    []byte
@@ -122,7 +123,8 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	d.host.SetStreamHandler(d.prefix+"/member/1.0.0", d.handleProof)
 	d.host.Network().Notify(&network.NotifyBundle{ConnectedF: d.connected})
 
-	val := &validator{v: d.verifier, refuse: func(r string) { d.metrics.refused.WithLabelValues(r).Inc() }}
+	d.val = newValidator(d.verifier, func(r string) { d.metrics.refused.WithLabelValues(r).Inc() })
+	val := d.val
 	nsval := record.NamespacedValidator{recordNamespace: val}
 	// The publisher stores its own records too (as kad-dht's PutValue
 	// would), through a value store over kad-dht's own datastore, so the
@@ -137,6 +139,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		kad.DisableProviders(),
 		kad.MaxRecordAge(cfg.RecordAge),
 		kad.BucketSize(cfg.BucketSize),
+		kad.Concurrency(cfg.Concurrency),
 		kad.RoutingTableFilter(func(_ any, p peer.ID) bool { return d.gate.isVerified(p) }),
 		kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return !d.gate.isDenied(ai.ID) }),
 		kad.OnRequestHook(d.onRequest),
@@ -342,7 +345,11 @@ func (d *DHT) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 	if d.closed.Load() {
 		return nil, ErrClosed
 	}
-	b, err := d.kad.GetValue(ctx, dhtKey(name), kad.Quorum(d.cfg.Quorum))
+	// kad-dht's query goroutines outlive GetValue until ctx ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	key := dhtKey(name)
+	b, err := d.kad.GetValue(ctx, key, kad.Quorum(d.cfg.Quorum))
 	if err != nil {
 		if errors.Is(err, routing.ErrNotFound) {
 			return nil, fmt.Errorf("lookup %s: %w", name, ErrNotFound)
@@ -351,14 +358,11 @@ func (d *DHT) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 			return nil, fmt.Errorf("lookup %s: %w", name, err)
 		}
 	}
-	rec, err := ParseRecord(b)
+	// The validator verified this value's chain when it arrived; verify
+	// it once more here, against the clock of this moment, as the contract
+	// of Lookup promises (parsing comes from the validator's memory).
+	rec, _, err := d.val.parse(key, b)
 	if err != nil {
-		return nil, fmt.Errorf("lookup %s: %w", name, err)
-	}
-	if rec.Name != name {
-		return nil, fmt.Errorf("lookup %s: %w", name, ErrWrongKey)
-	}
-	if _, err := d.verifier.Verify(rec); err != nil {
 		if errors.Is(err, ErrExpired) {
 			return nil, fmt.Errorf("lookup %s: %w: %w", name, ErrNotFound, err)
 		}

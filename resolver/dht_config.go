@@ -68,6 +68,10 @@ type DHTConfig struct {
 	DenyFor time.Duration
 	// BucketSize is the Kademlia k (replication factor). Default 20.
 	BucketSize int
+	// Concurrency is the Kademlia α, queries in flight per lookup. Every
+	// answer carrying a record costs a chain verification, so a small α
+	// keeps lookups cheap on a loaded node. Default 3.
+	Concurrency int
 
 	// Logger receives the node's logs. Default zap.NewNop().
 	Logger *zap.Logger
@@ -118,6 +122,9 @@ func (c *DHTConfig) populate() error {
 	}
 	if c.DenyFor <= 0 {
 		c.DenyFor = time.Minute
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 3
 	}
 	if c.BucketSize <= 0 {
 		c.BucketSize = 20

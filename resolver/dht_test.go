@@ -43,22 +43,30 @@ func startDHTs(t testing.TB, w *world, d *certs.Identity, cv *certs.Verifier, gl
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.close() })
-	boot := c.nodes[0].Addrs()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := 1; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			if err := start(i, boot); err != nil {
-				errs <- err
-			}
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	// Start the rest in waves of 8, each node bootstrapping from up to three
+	// nodes already running (a real deployment lists a few seeds).
+	for lo := 1; lo < n; lo += 8 {
+		hi := min(n, lo+8)
+		var boot []string
+		for _, k := range []int{0, lo / 2, lo - 1} {
+			boot = append(boot, c.nodes[k].Addrs()...)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, hi-lo)
+		for i := lo; i < hi; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				if err := start(i, boot); err != nil {
+					errs <- fmt.Errorf("node %d: %w", i, err)
+				}
+			}(i)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
 	}
 	for _, node := range c.nodes {
 		if err := node.WaitPeers(ctx, want); err != nil {

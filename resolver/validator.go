@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -34,21 +36,43 @@ func nameFromKey(key string) (pdu.Name, error) {
 type validator struct {
 	v      *Verifier
 	refuse func(reason string) // counts refusals; may be nil
+	// parsed remembers records whose bytes parsed and whose own signature
+	// verified. Both facts depend on the bytes alone, never on the clock or
+	// the trusted domains, so remembering them is sound; the chain, which
+	// does depend on the clock, is verified on every Validate.
+	parsed *lru.Cache[string, *Record]
+}
+
+func newValidator(v *Verifier, refuse func(string)) *validator {
+	c, _ := lru.New[string, *Record](4096) // size > 0 never fails
+	return &validator{v: v, refuse: refuse, parsed: c}
+}
+
+// record parses value (or finds it parsed) and checks it belongs under key.
+func (val *validator) record(key string, value []byte) (*Record, error) {
+	name, err := nameFromKey(key)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := val.parsed.Get(string(value))
+	if !ok {
+		if r, err = ParseRecord(value); err != nil {
+			return nil, err
+		}
+		val.parsed.Add(string(value), r)
+	}
+	if r.Name != name {
+		return nil, fmt.Errorf("%w: record for %s under key for %s", ErrWrongKey, r.Name, name)
+	}
+	return r, nil
 }
 
 func (val *validator) parse(key string, value []byte) (*Record, time.Time, error) {
-	name, err := nameFromKey(key)
+	r, err := val.record(key, value)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	r, err := ParseRecord(value)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	if r.Name != name {
-		return nil, time.Time{}, fmt.Errorf("%w: record for %s under key for %s", ErrWrongKey, r.Name, name)
-	}
-	exp, err := val.v.Verify(r)
+	exp, err := val.v.verifyParsed(r)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -64,16 +88,20 @@ func (val *validator) Validate(key string, value []byte) error {
 	return err
 }
 
-// Select implements record.Validator: the valid record with the highest
+// Select implements record.Validator: the record with the highest
 // sequence wins; equal sequences go to the later expiry, then to the
-// earlier index (so a record already held is not churned by an equal one).
+// earlier index. kad-dht validates every value before it selects among
+// them (received values, the local copy, a stored record before a put
+// replaces it), so Select does not verify chains again; it does skip
+// values that do not parse or are not signed by their router.
 func (val *validator) Select(key string, values [][]byte) (int, error) {
 	best, bestSeq, bestExp := -1, uint64(0), time.Time{}
 	for i, b := range values {
-		r, exp, err := val.parse(key, b)
+		r, err := val.record(key, b)
 		if err != nil {
 			continue
 		}
+		exp := r.EffectiveExpiry()
 		if best < 0 || r.Sequence > bestSeq || (r.Sequence == bestSeq && exp.After(bestExp)) {
 			best, bestSeq, bestExp = i, r.Sequence, exp
 		}

@@ -33,18 +33,24 @@ func (v *Verifier) now() time.Time {
 // border router's membership (KindBorder), and expiry. It returns when the
 // record stops being valid.
 func (v *Verifier) Verify(r *Record) (time.Time, error) {
+	if err := r.checkShape(); err != nil {
+		return time.Time{}, fmt.Errorf("verify record for %s: %w", r.Name, err)
+	}
+	if err := r.checkSignature(); err != nil {
+		return time.Time{}, fmt.Errorf("verify record for %s: %w", r.Name, err)
+	}
+	return v.verifyParsed(r)
+}
+
+// verifyParsed is Verify for a record whose shape and signature were
+// checked already (by ParseRecord).
+func (v *Verifier) verifyParsed(r *Record) (time.Time, error) {
 	want := v.Kind
 	if want == 0 {
 		want = KindLocation
 	}
 	if r.Kind != want {
 		return time.Time{}, fmt.Errorf("verify record for %s: %w: %s, want %s", r.Name, ErrWrongKind, r.Kind, want)
-	}
-	if err := r.checkShape(); err != nil {
-		return time.Time{}, fmt.Errorf("verify record for %s: %w", r.Name, err)
-	}
-	if err := r.checkSignature(); err != nil {
-		return time.Time{}, fmt.Errorf("verify record for %s: %w", r.Name, err)
 	}
 	if v.Certs == nil {
 		return time.Time{}, fmt.Errorf("verify record for %s: %w: no trusted domains configured", r.Name, ErrBadChain)

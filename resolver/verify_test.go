@@ -93,7 +93,7 @@ func TestVerifierRefusesPoison(t *testing.T) {
 	if _, err := v.Verify(good); err != nil {
 		t.Fatalf("good record refused: %v", err)
 	}
-	val := &validator{v: v}
+	val := newValidator(v, nil)
 	for _, p := range list {
 		t.Run(p.name, func(t *testing.T) {
 			err := val.Validate(dhtKey(good.Name), p.bytes)
@@ -128,7 +128,7 @@ func TestSelectPrefersNewestValid(t *testing.T) {
 	d1, d2, d3 := w.domain("one"), w.domain("two"), w.domain("three")
 	r1 := w.router(d1, "router d1")
 	v := &Verifier{Certs: trust(goldenBase.Add(time.Minute), d1, d2), Domain: d1.Name}
-	val := &validator{v: v}
+	val := newValidator(v, nil)
 	good, list := poisons(t, w, d1, d2, d3, r1, 5)
 	name, chain := good.Name, good.Chain
 	older := w.location(r1, name, chain, 4)
