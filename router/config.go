@@ -113,8 +113,19 @@ type DedupConfig struct {
 	Window config.Duration `yaml:"window"`
 }
 
-// ResolverConfig tunes what happens on a FIB miss.
+// ResolverConfig chooses the resolver and tunes what happens on a FIB
+// miss.
 type ResolverConfig struct {
+	// Mode is "static" (an in-memory resolver inside this router: enough
+	// for a single router, or routers joined only by peers and upstreams)
+	// or "dht" (the domain's federated DHT, resolver.DHT). Default static.
+	Mode string `yaml:"mode"`
+	// DHTListen are libp2p multiaddrs for mode dht. Default
+	// ["/ip4/0.0.0.0/udp/8011/quic-v1"].
+	DHTListen []string `yaml:"dht_listen"`
+	// DHTBootstrap are multiaddrs (ending /p2p/<id>) of DHT nodes to join
+	// at start, for mode dht. Default none (the first node).
+	DHTBootstrap []string `yaml:"dht_bootstrap"`
 	// Workers is how many lookups run at once. Default 8.
 	Workers int `yaml:"workers"`
 	// Timeout bounds one lookup (and an on-demand dial). Default 3s.
@@ -181,6 +192,10 @@ func (c Config) withDefaults() Config {
 	defInt(&c.Face.NAKBurst, 50)
 	defInt(&c.Dedup.Slots, 1<<20)
 	defDur(&c.Dedup.Window, 2*time.Second)
+	def(&c.Resolver.Mode, "static")
+	if c.Resolver.Mode == "dht" && len(c.Resolver.DHTListen) == 0 {
+		c.Resolver.DHTListen = []string{"/ip4/0.0.0.0/udp/8011/quic-v1"}
+	}
 	defInt(&c.Resolver.Workers, 8)
 	defDur(&c.Resolver.Timeout, 3*time.Second)
 	defInt(&c.Resolver.MaxWaiting, 4096)
@@ -206,6 +221,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("face burst must not be negative")
 	case c.Dedup.Slots < 0 || c.Resolver.Workers < 0 || c.Resolver.MaxWaiting < 0 || c.Resolver.MaxWaitingPerName < 0:
 		return fmt.Errorf("sizes must not be negative")
+	case c.Resolver.Mode != "static" && c.Resolver.Mode != "dht":
+		return fmt.Errorf("resolver.mode %q: want static or dht", c.Resolver.Mode)
 	case c.Advertise.MaxNamesPerFace < 0:
 		return fmt.Errorf("advertise.max_names_per_face must not be negative")
 	}

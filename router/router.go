@@ -119,10 +119,11 @@ type Router struct {
 
 	pubq chan pubJob
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	started time.Time
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closed  atomic.Bool
 }
 
 const tickEvery = 50 * time.Millisecond

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/config"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/tunnel"
+)
+
+func init() {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "router",
+		Short: "Run a gdpnet router, or query a running one (status, routes, peers)",
+		Long: `router runs the gdpnet router daemon: it accepts tunnels from endpoints and
+peer routers, verifies advertisements, forwards PDUs by name, and serves
+an admin API with Prometheus metrics.
+
+The configuration file (YAML) is documented in deploy/router.yaml; every
+key is optional. SIGHUP reloads certificates, trusted domains and the
+domain policy; SIGTERM drains (withdraws routes) and stops. Under systemd
+use Type=notify (deploy/gdp-router.service).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRouter(cmd.Context(), cfgPath)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "router configuration file (YAML); none: all defaults")
+	addRouterQueries(cmd)
+	addCommand(cmd)
+}
+
+// loadRouterConfig reads path (if set) over the zero Config.
+func loadRouterConfig(path string) (router.Config, error) {
+	var cfg router.Config
+	if path != "" {
+		if err := config.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+// routerCreds are the files a router's identity and trust come from.
+type routerCreds struct {
+	id       *certs.Identity
+	member   *certs.Cert
+	domain   *certs.Metadata
+	verifier *certs.Verifier
+}
+
+func loadRouterCreds(cfg router.Config) (*routerCreds, error) {
+	ksDir, alias := cfg.Keystore, cfg.Identity
+	if ksDir == "" {
+		ksDir = "/var/lib/gdp/keys"
+	}
+	if alias == "" {
+		alias = "router"
+	}
+	ks, err := certs.OpenKeystore(ksDir)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	id, err := ks.Load(alias)
+	if err != nil {
+		return nil, fmt.Errorf("router identity %q: %w", alias, err)
+	}
+	memberPath, domainPath := cfg.MemberCert, cfg.Domain
+	if memberPath == "" {
+		memberPath = "/etc/gdp/router.member"
+	}
+	if domainPath == "" {
+		domainPath = "/etc/gdp/domain.meta"
+	}
+	member, err := certs.ReadCertFile(memberPath)
+	if err != nil {
+		return nil, fmt.Errorf("membership: %w", err)
+	}
+	domain, err := certs.ReadMetadataFile(domainPath)
+	if err != nil {
+		return nil, fmt.Errorf("domain: %w", err)
+	}
+	trusted := []*certs.Metadata{domain}
+	for _, p := range cfg.TrustedDomains {
+		m, err := certs.ReadMetadataFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("trusted domain: %w", err)
+		}
+		trusted = append(trusted, m)
+	}
+	return &routerCreds{id: id, member: member, domain: domain, verifier: certs.NewVerifier(trusted...)}, nil
+}
+
+func runRouter(ctx context.Context, cfgPath string) error {
+	cfg, err := loadRouterConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	creds, err := loadRouterCreds(cfg)
+	if err != nil {
+		return err
+	}
+	listen := cfg.Listen
+	if listen == "" {
+		listen = "[::]:8009"
+	}
+	conn, err := net.ListenPacket("udp", listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", listen, err)
+	}
+	var raw net.PacketConn
+	if cfg.RawListen != "" {
+		if raw, err = net.ListenPacket("udp", cfg.RawListen); err != nil {
+			_ = conn.Close()
+			return fmt.Errorf("raw listen %s: %w", cfg.RawListen, err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	res, err := openResolver(ctx, cfg, creds, log, reg)
+	if err != nil {
+		_ = conn.Close()
+		return err
+	}
+	defer res.Close()
+	node, err := router.StartNode(cfg, router.Deps{
+		Identity: creds.id, Member: creds.member, Domain: creds.domain, Verifier: creds.verifier,
+		Resolver: res, Logger: log, Registry: reg,
+	}, conn, raw)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	log.Info("router up", logging.Name(creds.id.Name), logging.Addr(node.Addr()))
+
+	admin := cfg.Admin
+	if admin == "" {
+		admin = "127.0.0.1:8019"
+	}
+	var srv *http.Server
+	if admin != "off" {
+		ln, err := net.Listen("tcp", admin)
+		if err != nil {
+			return fmt.Errorf("admin listen %s: %w", admin, err)
+		}
+		srv = &http.Server{Handler: node.Router.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin server", zap.Error(err))
+			}
+		}()
+		log.Info("admin API up", logging.Addr(ln.Addr().String()))
+	}
+	_ = sdNotify("READY=1\nSTATUS=forwarding")
+
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case <-ctx.Done():
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				_ = sdNotify("RELOADING=1")
+				if err := reloadRouter(cfgPath, node, log); err != nil {
+					log.Error("reload failed; keeping the running configuration", zap.Error(err))
+				} else {
+					log.Info("reloaded certificates, trusted domains and policy")
+				}
+				_ = sdNotify("READY=1")
+				continue
+			}
+		}
+		break
+	}
+	_ = sdNotify("STOPPING=1\nSTATUS=draining")
+	drain := cfg.DrainTimeout.Std()
+	if drain <= 0 {
+		drain = 5 * time.Second
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	log.Info("draining", zap.Duration("timeout", drain))
+	node.Router.Drain(dctx)
+	if srv != nil {
+		_ = srv.Shutdown(dctx)
+	}
+	return nil
+}
+
+// reloadRouter re-reads the config file and the certificate files and
+// swaps them in (SIGHUP). Fields that need a restart are reported.
+func reloadRouter(cfgPath string, node *router.Node, log *zap.Logger) error {
+	cfg, err := loadRouterConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	creds, err := loadRouterCreds(cfg)
+	if err != nil {
+		return err
+	}
+	if err := node.Router.Reload(creds.id, creds.member, creds.domain, creds.verifier, cfg.AllowDomains); err != nil {
+		return err
+	}
+	if err := node.Tunnel.SetIdentity(tunnel.CertIdentity(creds.id, creds.member, creds.domain)); err != nil {
+		return err
+	}
+	log.Info("listen addresses, limits and peers change on restart only")
+	return nil
+}
+
+// openResolver builds the resolver the config asks for.
+func openResolver(ctx context.Context, cfg router.Config, creds *routerCreds, log *zap.Logger, reg prometheus.Registerer) (resolver.Resolver, error) {
+	v := &resolver.Verifier{Certs: creds.verifier}
+	switch cfg.Resolver.Mode {
+	case "", "static":
+		return resolver.NewStatic(v), nil
+	case "dht":
+		listen := cfg.Resolver.DHTListen
+		if len(listen) == 0 {
+			listen = []string{"/ip4/0.0.0.0/udp/8011/quic-v1"}
+		}
+		d, err := resolver.NewDHT(ctx, resolver.DHTConfig{
+			Identity: creds.id, Member: creds.member, Domain: creds.domain, Certs: creds.verifier,
+			Listen: listen, Bootstrap: cfg.Resolver.DHTBootstrap, Logger: log.Named("dht"), Registerer: reg,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("resolver dht: %w", err)
+		}
+		return d, nil
+	}
+	return nil, fmt.Errorf("resolver.mode %q: want static or dht", cfg.Resolver.Mode)
+}
