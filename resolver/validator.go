@@ -92,13 +92,14 @@ func (val *validator) Validate(key string, value []byte) error {
 // sequence wins; equal sequences go to the later expiry, then to the
 // earlier index. kad-dht validates every value before it selects among
 // them (received values, the local copy, a stored record before a put
-// replaces it), so Select does not verify chains again; it does skip
-// values that do not parse or are not signed by their router.
+// replaces it), so Select does not verify the chains' certificate
+// signatures again; it does skip values that do not parse, are not signed
+// by their router, are of the wrong kind or domain, or have expired.
 func (val *validator) Select(key string, values [][]byte) (int, error) {
 	best, bestSeq, bestExp := -1, uint64(0), time.Time{}
 	for i, b := range values {
 		r, err := val.record(key, b)
-		if err != nil {
+		if err != nil || !val.v.plausible(r) {
 			continue
 		}
 		exp := r.EffectiveExpiry()

@@ -91,3 +91,16 @@ func (v *Verifier) verifyParsed(r *Record) (time.Time, error) {
 	}
 	return exp, nil
 }
+
+// plausible is the part of Verify that needs no signature: kind, domain
+// and expiry. Select uses it on values kad-dht has already validated.
+func (v *Verifier) plausible(r *Record) bool {
+	want := v.Kind
+	if want == 0 {
+		want = KindLocation
+	}
+	if r.Kind != want || (!v.Domain.IsZero() && r.Domain() != v.Domain) {
+		return false
+	}
+	return v.now().Before(r.EffectiveExpiry())
+}

@@ -135,9 +135,14 @@ func TestSelectPrefersNewestValid(t *testing.T) {
 	newer := w.location(r1, name, chain, 6)
 	key := dhtKey(name)
 
+	// kad-dht validates values before selecting among them, but Select
+	// still skips what it can see is wrong without verifying certificate
+	// signatures: bad record signature, wrong kind, wrong domain, expired.
 	vals := [][]byte{older.Bytes(), good.Bytes()}
 	for _, p := range list {
-		vals = append(vals, p.bytes) // several carry higher sequences
+		if p.name != "chain for another name" {
+			vals = append(vals, p.bytes) // several carry higher sequences
+		}
 	}
 	if i, err := val.Select(key, vals); err != nil || i != 1 {
 		t.Fatalf("select = %d, %v; want 1 (highest valid sequence, poison ignored)", i, err)
