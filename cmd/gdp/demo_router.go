@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+func init() {
+	addDemoStage(30, "Routers: three routers in a line, a server advertising a capsule, a client reaching it by name", demoRouter)
+}
+
+// Shared keys set by this stage:
+//
+//	"router.resolver" *resolver.Static  the location records the routers publish
+//	"router.edge1"    *router.Node      edge router (upstream: core); the certs stage's router
+//	"router.core"     *router.Node      core router
+//	"router.edge2"    *router.Node      edge router (upstream: core), where store1 attaches
+//	"router.server"   *client.Client    store1, attached to edge2, advertising the demo capsule
+//	"router.client"   *client.Client    reader, attached to edge1
+func demoRouter(ctx context.Context, d *demoEnv) error {
+	p, ok := d.Shared["certs.pki"].(*demoPKI)
+	if !ok {
+		return errors.New("needs the certificates stage (certs.pki)")
+	}
+	res := resolver.NewStatic(&resolver.Verifier{Certs: p.Verifier})
+	d.Defer(func() { _ = res.Close() })
+	d.Shared["router.resolver"] = res
+
+	start := func(id *certs.Identity, member *certs.Cert, cfg router.Config) (*router.Node, error) {
+		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Admin = "off"
+		n, err := router.StartNode(cfg, router.Deps{
+			Identity: id, Member: member, Domain: p.Domain.Meta, Verifier: p.Verifier, Resolver: res, Logger: zap.NewNop(),
+		}, conn, nil)
+		if err != nil {
+			return nil, err
+		}
+		d.Defer(func() { _ = n.Close() })
+		return n, nil
+	}
+	coreID, coreMember, err := p.NewNode(certs.KindRouter, "core", 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	core, err := start(coreID, coreMember, router.Config{})
+	if err != nil {
+		return err
+	}
+	no := false
+	up := coreID.Name
+	edgeCfg := router.Config{Peers: []router.PeerConfig{{Name: up, Addr: core.Addr()}}, Upstream: &up, DialOnDemand: &no}
+	edge1, err := start(p.Router, p.Member, edgeCfg)
+	if err != nil {
+		return err
+	}
+	e2ID, e2Member, err := p.NewNode(certs.KindRouter, "edge2", 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	edge2, err := start(e2ID, e2Member, edgeCfg)
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(core.Router.Peers()) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return errors.New("edge routers did not connect to core")
+		}
+	}
+	d.Shared["router.edge1"], d.Shared["router.core"], d.Shared["router.edge2"] = edge1, core, edge2
+	d.Say("routers on loopback, in a line: edge1 — core — edge2")
+	for _, r := range []struct {
+		alias string
+		n     *router.Node
+	}{{"edge1", edge1}, {"core ", core}, {"edge2", edge2}} {
+		d.Say("  %s %s at %s", r.alias, r.n.Router.Name(), r.n.Addr())
+	}
+	d.Say("edge1 and edge2 sit behind NAT in spirit: each keeps a QUIC tunnel up to core, its upstream")
+
+	attach := func(id *certs.Identity, n *router.Node) (*client.Client, error) {
+		now := time.Now()
+		m, err := certs.IssueMember(p.Domain, id.Name, now.Add(-time.Minute), now.Add(24*time.Hour))
+		if err != nil {
+			return nil, err
+		}
+		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: m, Domain: p.Domain.Meta, Verifier: p.Verifier, Conn: conn})
+		if err != nil {
+			return nil, err
+		}
+		d.Defer(func() { _ = ep.Close() })
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return ep.Attach(actx, n.Addr(), n.Router.Name())
+	}
+
+	server, err := attach(p.Server, edge2)
+	if err != nil {
+		return err
+	}
+	capName := p.Capsule.Name()
+	res2, err := server.Advertise(ctx, server.Self(), client.CapsuleRoute(p.Capsule, p.AdCert))
+	if err != nil {
+		return err
+	}
+	d.Say("store1 attached to edge2 and advertised the capsule %s: %s, route expires %s",
+		capName, res2[1].Status, res2[1].ExpiryTime().Format(time.RFC3339))
+	d.Say("edge2 verified the whole chain (capsule owner → store1 → edge2 → domain) and published a location record")
+
+	readerID, _, err := p.NewNode(certs.KindClient, "reader", time.Hour)
+	if err != nil {
+		return err
+	}
+	reader, err := attach(readerID, edge1)
+	if err != nil {
+		return err
+	}
+	if _, err := reader.Advertise(ctx, reader.Self()); err != nil {
+		return err
+	}
+	d.Shared["router.server"], d.Shared["router.client"] = server, reader
+	d.Say("a reader attached to edge1 pings the capsule by name (gdp ping):")
+	out := &indent{w: d.Out, prefix: "    "}
+	st, err := pingLoop(ctx, reader, capName, 3, 100*time.Millisecond, 2*time.Second, 56, out)
+	if err != nil {
+		return err
+	}
+	if st.received != 3 {
+		return fmt.Errorf("ping: %d of 3 answered", st.received)
+	}
+	d.Say("and traces the path (gdp traceroute): each router where the TTL runs out names itself")
+	if err := traceroute(ctx, reader, capName, 8, 2*time.Second, out); err != nil {
+		return err
+	}
+	if _, err := reader.Send(capName, []byte("hello, capsule")); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	m, err := server.Receive(rctx)
+	cancel()
+	if err != nil || string(m.Payload) != "hello, capsule" {
+		return fmt.Errorf("data by name did not arrive: %v", err)
+	}
+	d.Say("a DATA PDU addressed to the capsule's name reached store1 across three routers")
+
+	// A rogue member of the domain tries to attract the capsule's traffic.
+	rogueID, _, err := p.NewNode(certs.KindServer, "rogue", time.Hour)
+	if err != nil {
+		return err
+	}
+	rogue, err := attach(rogueID, edge1)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	forged, err := certs.IssueAdCert(rogueID.Key, capName, rogueID.Name, now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		return err
+	}
+	_, err = rogue.Advertise(ctx, client.CapsuleRoute(p.Capsule, forged))
+	var refused *client.RefusedError
+	if !errors.As(err, &refused) || refused.Refused[0].Status != router.StatusBadSignature {
+		return fmt.Errorf("forged advertisement: got %v, want refused (bad_signature)", err)
+	}
+	d.Say("a rogue server advertised the capsule with an AdCert it signed itself: edge1 refused it (%s)", refused.Refused[0].Status)
+	if _, err := reader.Ping(ctx, capName, 8, 2*time.Second); err != nil {
+		return fmt.Errorf("after the forged advertisement: %w", err)
+	}
+	d.Say("no black hole: the capsule still answers from store1")
+	return nil
+}
+
+// indent prefixes every line written through it.
+type indent struct {
+	w      io.Writer
+	prefix string
+	mid    bool
+}
+
+func (i *indent) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		if !i.mid {
+			if _, err := io.WriteString(i.w, i.prefix); err != nil {
+				return 0, err
+			}
+		}
+		line := b
+		if j := bytes.IndexByte(b, '\n'); j >= 0 {
+			line = b[:j+1]
+		}
+		if _, err := i.w.Write(line); err != nil {
+			return 0, err
+		}
+		i.mid = line[len(line)-1] != '\n'
+		b = b[len(line):]
+	}
+	return n, nil
+}
