@@ -152,3 +152,28 @@ func TestVectors(t *testing.T) {
 		t.Fatalf("consistency vector: %v", err)
 	}
 }
+
+// TestProtocolDocQuotesVectors keeps docs/PROTOCOL.md §7 and the vectors
+// from drifting apart: every vector the section quotes must be there.
+func TestProtocolDocQuotesVectors(t *testing.T) {
+	doc, err := os.ReadFile("../docs/PROTOCOL.md")
+	if err != nil {
+		t.Skip("docs/PROTOCOL.md not found:", err)
+	}
+	_, sec, ok := strings.Cut(string(doc), "## 7. DataCapsules")
+	if !ok {
+		t.Fatal("no §7 in docs/PROTOCOL.md")
+	}
+	if i := strings.Index(sec, "\n## "); i >= 0 {
+		sec = sec[:i]
+	}
+	flat := strings.Join(strings.Fields(sec), "")
+	got := readVectors(t)
+	for _, name := range []string{"writer.public", "capsule", "entry1.wire", "entry1.hash", "entry1.leaf",
+		"entry3.wire", "entry3.hash", "node.1.0", "node.1.1", "root.3", "root.4",
+		"heartbeat.body", "heartbeat.wire", "inclusion.2of4.wire", "consistency.3to4.wire"} {
+		if !strings.Contains(flat, hex.EncodeToString(got[name])) {
+			t.Errorf("docs/PROTOCOL.md §7 does not quote vector %s", name)
+		}
+	}
+}
