@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/resolver"
+)
+
+func init() {
+	var cfgPath string
+	var printAddrs bool
+	cmd := &cobra.Command{
+		Use:   "resolver",
+		Short: "Run a gdpnet resolver node (a domain DHT node, or a border that also joins the global DHT)",
+		Long: `resolver runs a resolver node: a server of its trust domain's DHT
+(go-libp2p-kad-dht under the private prefix /gdp/d/<domain>), which stores
+location records only when their whole certificate chain verifies, and
+admits only peers that show a membership certificate of the domain. With
+a "global" block it is also a border node: it joins the federation's
+global DHT and announces its domain's names there ("name C is in domain D
+via border B"), and answers other domains' names for its domain's nodes.
+
+The configuration file is documented in deploy/resolver.yaml. The HTTP API
+(default 127.0.0.1:8021) serves /lookup/NAME, /status and /metrics; use
+"gdp lookup NAME" to query it and verify the answer's chain. Routers embed
+the same resolver through their own "resolver:" block.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runResolver(cmd.Context(), cfgPath, printAddrs)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "resolver configuration file (YAML)")
+	cmd.Flags().BoolVar(&printAddrs, "print-addrs", false, "print the node's DHT multiaddrs (for other nodes' bootstrap lists) once it is up")
+	addCommand(cmd)
+}
+
+func runResolver(ctx context.Context, cfgPath string, printAddrs bool) error {
+	cfg, err := loadResolverConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	creds, err := resolverCreds(cfg)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	svc, err := resolver.Open(ctx, cfg.Resolver, creds, log, reg)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	st := svc.Status()
+	log.Info("resolver up", logging.Name(creds.Identity.Name), zap.String("mode", st.Mode),
+		zap.Bool("border", st.Border), zap.Strings("addrs", st.Addrs), zap.Strings("global_addrs", st.GlobalAddrs))
+	if printAddrs {
+		b, _ := json.MarshalIndent(map[string][]string{"domain": st.Addrs, "global": st.GlobalAddrs}, "", "  ")
+		fmt.Println(string(b))
+	}
+
+	api := cfg.API
+	if api == "" {
+		api = "127.0.0.1:8021"
+	}
+	var srv *http.Server
+	if api != "off" {
+		ln, err := net.Listen("tcp", api)
+		if err != nil {
+			return fmt.Errorf("api listen %s: %w", api, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle("/", svc.Handler())
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("api server", zap.Error(err))
+			}
+		}()
+		defer func() { <-done }()
+		log.Info("resolver API up", logging.Addr(ln.Addr().String()))
+	}
+	_ = sdNotify("READY=1\nSTATUS=resolving")
+	<-ctx.Done()
+	_ = sdNotify("STOPPING=1")
+	log.Info("stopping")
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}
+	return nil
+}

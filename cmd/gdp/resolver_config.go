@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/config"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/resolver"
+)
+
+// resolverFileConfig is deploy/resolver.yaml: where the node's identity and
+// trust come from, the API address, and the resolver block.
+type resolverFileConfig struct {
+	// Keystore holds the node's private key. Default /var/lib/gdp/keys.
+	Keystore string `yaml:"keystore"`
+	// Identity is the key's alias in the keystore. Default "resolver".
+	Identity string `yaml:"identity"`
+	// MemberCert is the node's membership certificate. Default
+	// /etc/gdp/resolver.member.
+	MemberCert string `yaml:"member_cert"`
+	// Domain is the node's own domain metadata. Default /etc/gdp/domain.meta.
+	Domain string `yaml:"domain"`
+	// TrustedDomains are the metadata files of the federated domains whose
+	// records (via their borders) this node believes.
+	TrustedDomains []string `yaml:"trusted_domains"`
+	// API is the HTTP listen address of /lookup, /status and /metrics.
+	// Default 127.0.0.1:8021; "off" disables it.
+	API string `yaml:"api"`
+	// Log sets level and format.
+	Log logging.Config `yaml:"log"`
+	// Resolver is the resolver itself (mode dht for a resolver node).
+	Resolver resolver.Config `yaml:"resolver"`
+}
+
+func loadResolverConfig(path string) (resolverFileConfig, error) {
+	cfg := resolverFileConfig{Resolver: resolver.Config{Mode: "dht"}}
+	if path != "" {
+		if err := config.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if cfg.Resolver.Mode == "" {
+		cfg.Resolver.Mode = "dht"
+	}
+	return cfg, cfg.Resolver.Validate()
+}
+
+// trustedVerifier reads the own domain and the trusted domains.
+func trustedVerifier(domainPath string, others []string) (*certs.Metadata, *certs.Verifier, error) {
+	domain, err := certs.ReadMetadataFile(domainPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("domain: %w", err)
+	}
+	trusted := []*certs.Metadata{domain}
+	for _, p := range others {
+		m, err := certs.ReadMetadataFile(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("trusted domain: %w", err)
+		}
+		trusted = append(trusted, m)
+	}
+	return domain, certs.NewVerifier(trusted...), nil
+}
+
+// resolverCreds loads the node's credentials from the files cfg names.
+func resolverCreds(cfg resolverFileConfig) (resolver.NodeCredentials, error) {
+	ksDir, alias := cfg.Keystore, cfg.Identity
+	if ksDir == "" {
+		ksDir = "/var/lib/gdp/keys"
+	}
+	if alias == "" {
+		alias = "resolver"
+	}
+	memberPath, domainPath := cfg.MemberCert, cfg.Domain
+	if memberPath == "" {
+		memberPath = "/etc/gdp/resolver.member"
+	}
+	if domainPath == "" {
+		domainPath = "/etc/gdp/domain.meta"
+	}
+	ks, err := certs.OpenKeystore(ksDir)
+	if err != nil {
+		return resolver.NodeCredentials{}, fmt.Errorf("keystore: %w", err)
+	}
+	id, err := ks.Load(alias)
+	if err != nil {
+		return resolver.NodeCredentials{}, fmt.Errorf("identity %q: %w", alias, err)
+	}
+	member, err := certs.ReadCertFile(memberPath)
+	if err != nil {
+		return resolver.NodeCredentials{}, fmt.Errorf("membership: %w", err)
+	}
+	domain, v, err := trustedVerifier(domainPath, cfg.TrustedDomains)
+	if err != nil {
+		return resolver.NodeCredentials{}, err
+	}
+	return resolver.NodeCredentials{Identity: id, Member: member, Domain: domain, Certs: v}, nil
+}

@@ -1,0 +1,183 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/config"
+)
+
+// Config is the resolver part of a node's YAML: the `resolver:` block of
+// deploy/resolver.yaml, and what a router passes to Open to embed one.
+// The zero value is a static (in-memory) resolver with a cache.
+type Config struct {
+	// Mode is "static" (in-memory, one site) or "dht" (the domain's DHT,
+	// federated when Global or Borders is set). Default static.
+	Mode string `yaml:"mode"`
+	// Listen are the domain DHT's libp2p multiaddrs. Default
+	// ["/ip4/127.0.0.1/udp/8011/quic-v1"].
+	Listen []string `yaml:"listen"`
+	// Bootstrap are domain DHT nodes to join at start, as multiaddrs
+	// ending in /p2p/<peer id> (the node logs its own at start, and
+	// `gdp resolver --print-addrs` prints them). Empty on the first node.
+	Bootstrap []string `yaml:"bootstrap"`
+	// Global, when set, makes this node a border: it also joins the
+	// global DHT and announces its domain's names there.
+	Global *GlobalConfig `yaml:"global"`
+	// Borders are the domain-tier multiaddrs of the domain's border nodes;
+	// a non-border node exports its records to them and asks them for
+	// names of other domains.
+	Borders []string `yaml:"borders"`
+	// Quorum: answers a lookup waits for. Default 1.
+	Quorum int `yaml:"quorum"`
+	// MinPuts: peers a publish must reach. Default 3.
+	MinPuts int `yaml:"min_puts"`
+	// RecordAge is how long a DHT node keeps a record it was given
+	// (kad-dht MaxRecordAge). Default 1h.
+	RecordAge config.Duration `yaml:"record_age"`
+	// Republish is how often a node re-puts what it published. Default
+	// record_age / 3.
+	Republish config.Duration `yaml:"republish"`
+	// HandshakeTimeout bounds the membership handshake. Default 5s.
+	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
+	// Cache tunes the lookup cache.
+	Cache CacheYAML `yaml:"cache"`
+}
+
+// GlobalConfig is the border node's global-tier settings.
+type GlobalConfig struct {
+	// Listen are the global DHT's multiaddrs. Default
+	// ["/ip4/127.0.0.1/udp/8012/quic-v1"].
+	Listen []string `yaml:"listen"`
+	// Bootstrap are global DHT nodes (border nodes of any domain).
+	Bootstrap []string `yaml:"bootstrap"`
+	// BorderAddrs are the underlay addresses ("ip:port") of the border
+	// router that other domains send traffic to; they go into the border
+	// records. Required.
+	BorderAddrs []string `yaml:"border_addrs"`
+}
+
+// CacheYAML sizes the cache.
+type CacheYAML struct {
+	// Size is the number of records kept. Default 65,536.
+	Size int `yaml:"size"`
+	// NegativeTTL is how long a miss is remembered. Default 2s.
+	NegativeTTL config.Duration `yaml:"negative_ttl"`
+}
+
+// NodeCredentials are the node's identity, membership and trust.
+type NodeCredentials struct {
+	Identity *certs.Identity
+	Member   *certs.Cert
+	Domain   *certs.Metadata
+	// Certs trusts the node's own domain and every federated domain.
+	Certs *certs.Verifier
+}
+
+// Validate reports the first impossible value.
+func (c Config) Validate() error {
+	switch c.Mode {
+	case "", "static":
+		if c.Global != nil || len(c.Borders) > 0 || len(c.Bootstrap) > 0 {
+			return errors.New("resolver: global, borders and bootstrap need mode dht")
+		}
+	case "dht":
+		if c.Global != nil && len(c.Global.BorderAddrs) == 0 {
+			return errors.New("resolver: global.border_addrs is required on a border node")
+		}
+		if c.Global != nil && len(c.Borders) > 0 {
+			return errors.New("resolver: a border node (global) does not list borders")
+		}
+	default:
+		return fmt.Errorf("resolver: mode %q: want static or dht", c.Mode)
+	}
+	if c.Quorum < 0 || c.MinPuts < 0 || c.Cache.Size < 0 {
+		return errors.New("resolver: quorum, min_puts and cache.size must not be negative")
+	}
+	if c.Republish > 0 && c.RecordAge > 0 && c.Republish >= c.RecordAge {
+		return fmt.Errorf("resolver: republish %s must be below record_age %s", c.Republish, c.RecordAge)
+	}
+	return nil
+}
+
+// Service is an opened resolver: a Cache in front of Static or Federated,
+// with the DHT nodes exposed for status pages. It is a Resolver.
+type Service struct {
+	*Cache
+	// Local and Global are the DHT nodes (nil in static mode; Global is
+	// nil except on a border).
+	Local, Global *DHT
+	// Static is the in-memory resolver (static mode only).
+	Static *Static
+}
+
+// Open builds the resolver c describes for the node with credentials n:
+// what `gdp resolver` runs and what a router embeds.
+func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg prometheus.Registerer) (*Service, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if n.Certs == nil {
+		return nil, errors.New("resolver: no trusted domains")
+	}
+	now := n.Certs.Now
+	s := &Service{}
+	var inner Resolver
+	if c.Mode == "" || c.Mode == "static" {
+		s.Static = NewStatic(&Verifier{Certs: n.Certs})
+		inner = s.Static
+	} else {
+		dc := DHTConfig{
+			Identity: n.Identity, Member: n.Member, Domain: n.Domain, Certs: n.Certs,
+			Listen: c.Listen, Bootstrap: c.Bootstrap, Quorum: c.Quorum, MinPuts: c.MinPuts,
+			RecordAge: c.RecordAge.Std(), Republish: c.Republish.Std(), HandshakeTimeout: c.HandshakeTimeout.Std(),
+			Logger: log.Named("dht"), Registerer: reg,
+		}
+		if len(dc.Listen) == 0 {
+			dc.Listen = []string{"/ip4/127.0.0.1/udp/8011/quic-v1"}
+		}
+		var err error
+		if s.Local, err = NewDHT(ctx, dc); err != nil {
+			return nil, fmt.Errorf("resolver: domain dht: %w", err)
+		}
+		fc := FederatedConfig{Local: s.Local, Borders: c.Borders, Logger: log.Named("federation")}
+		if c.Global != nil {
+			gc := dc
+			gc.Global = true
+			gc.Listen, gc.Bootstrap = c.Global.Listen, c.Global.Bootstrap
+			if len(gc.Listen) == 0 {
+				gc.Listen = []string{"/ip4/127.0.0.1/udp/8012/quic-v1"}
+			}
+			gc.Logger = log.Named("global")
+			if s.Global, err = NewDHT(ctx, gc); err != nil {
+				s.Local.Close()
+				return nil, fmt.Errorf("resolver: global dht: %w", err)
+			}
+			fc.Global, fc.BorderAddrs = s.Global, c.Global.BorderAddrs
+		}
+		f, err := NewFederated(fc)
+		if err != nil {
+			if s.Global != nil {
+				s.Global.Close()
+			}
+			s.Local.Close()
+			return nil, fmt.Errorf("resolver: %w", err)
+		}
+		inner = f
+	}
+	cache, err := NewCache(inner, CacheConfig{Size: c.Cache.Size, NegativeTTL: c.Cache.NegativeTTL.Std(), Now: now, Registerer: reg})
+	if err != nil {
+		inner.Close()
+		return nil, fmt.Errorf("resolver: cache: %w", err)
+	}
+	s.Cache = cache
+	return s, nil
+}
