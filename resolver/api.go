@@ -92,4 +92,3 @@ func (s *Service) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(s.Status())
 }
-
