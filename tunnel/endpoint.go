@@ -211,6 +211,10 @@ func (e *Endpoint) Dial(ctx context.Context, addr net.Addr, peer pdu.Name, kind 
 // handshakeErr keeps the verifier's sentinel visible through quic-go's
 // TLS alert error, so callers can errors.Is(err, ErrPeerRefused).
 func handshakeErr(err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode == closeRefused {
+		return fmt.Errorf("%w: %w", ErrPeerRefused, err)
+	}
 	var te *quic.TransportError
 	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
 		if errors.Is(err, ErrWrongPeer) || errors.Is(err, ErrPeerRefused) {
@@ -249,7 +253,7 @@ func (e *Endpoint) acceptLoop() {
 			if err != nil {
 				e.stats.acceptFailed.Add(1)
 				e.log.Info("accept failed", logging.Addr(qc.RemoteAddr().String()), zap.Error(err))
-				qc.CloseWithError(closeRefused, "setup failed")
+				qc.CloseWithError(closeRefused, err.Error())
 				return
 			}
 			select {

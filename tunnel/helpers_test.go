@@ -29,6 +29,15 @@ func loopbackUDP(t testing.TB) *net.UDPConn {
 	return c
 }
 
+func loopbackUDP6(t testing.TB) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no ipv6 loopback: %v", err)
+	}
+	return c
+}
+
 // sink collects delivered PDUs per endpoint.
 type sink struct {
 	mu   sync.Mutex
@@ -65,6 +74,33 @@ func (s *sink) wait(t testing.TB, n int, d time.Duration) {
 		case <-s.ch:
 		case <-deadline:
 			t.Fatalf("got %d PDUs, want %d", s.count(), n)
+		}
+	}
+}
+
+// waitOrReport is wait, naming the sizes that never came.
+func (s *sink) waitOrReport(t testing.TB, n int, d time.Duration, sizes []int) {
+	t.Helper()
+	deadline := time.After(d)
+	for s.count() < n {
+		select {
+		case <-s.ch:
+		case <-deadline:
+			s.mu.Lock()
+			got := map[int]int{}
+			for _, p := range s.got {
+				got[len(p)]++
+			}
+			s.mu.Unlock()
+			var missing []int
+			for _, sz := range sizes[:n] {
+				if got[sz] == 0 {
+					missing = append(missing, sz)
+				} else {
+					got[sz]--
+				}
+			}
+			t.Fatalf("got %d PDUs, want %d; missing sizes %v", s.count(), n, missing)
 		}
 	}
 }

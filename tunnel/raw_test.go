@@ -182,6 +182,12 @@ func TestRawRekeyUnderLoad(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("a: %+v", a.ep.Stats())
+			t.Logf("b: %+v", b.ep.Stats())
+		}
+	})
 	b.sink.wait(t, n, 5*time.Second)
 	a.sink.wait(t, n, 5*time.Second)
 	if r := a.ep.Stats().Rekeys; r < 5 {
