@@ -59,7 +59,8 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 	if err != nil {
 		return fail(m, err)
 	}
-	if f := first(recs, hb); f > head.Seqno+1 && hb.Capsule == c {
+	if p := s.places.get(c); p != nil && len(p.peers(s.name)) > 0 && first(recs, hb) > head.Seqno+1 && hb.Capsule == c {
+		f := first(recs, hb)
 		s.kickSync(c)
 		resp := m.Reply(wire.StatusGap)
 		resp.Head = head.Seqno

@@ -56,6 +56,7 @@ type subscription struct {
 	next   uint64 // first seqno not yet pushed
 	lastHB uint64 // seqno of the last heartbeat pushed
 	lastT  int64  // its time
+	known  uint64 // size of the newest heartbeat the subscriber holds
 	expiry time.Time
 	poke   chan struct{}
 	cancel context.CancelFunc
@@ -101,7 +102,7 @@ func (s *Server) handleSubscribe(r request) *wire.Message {
 			return resp
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
-		sub = &subscription{key: k, c: c, next: next, expiry: time.Now().Add(lease), poke: make(chan struct{}, 1), cancel: cancel}
+		sub = &subscription{key: k, c: c, next: next, known: m.Size, expiry: time.Now().Add(lease), poke: make(chan struct{}, 1), cancel: cancel}
 		ss.m[k] = sub
 		s.met.subscriptions.Inc()
 		ss.wg.Add(1)
@@ -114,6 +115,7 @@ func (s *Server) handleSubscribe(r request) *wire.Message {
 		if m.From != 0 {
 			sub.next, sub.lastHB, sub.lastT = m.From, 0, 0
 		}
+		sub.known = m.Size
 		sub.expiry = time.Now().Add(lease)
 		sub.mu.Unlock()
 	}
@@ -200,9 +202,16 @@ func (ss *subscriptions) push(sub *subscription) error {
 			return nil
 		}
 		sub.mu.Lock()
-		next, lastHB, lastT := sub.next, sub.lastHB, sub.lastT
+		next, lastHB, lastT, known := sub.next, sub.lastHB, sub.lastT, sub.known
 		sub.mu.Unlock()
 		ev := &wire.Message{Op: wire.OpEvent, ID: sub.key.id, Capsule: sub.c[:], Head: head.Seqno, Heartbeat: head.Heartbeat.Marshal()}
+		if known > 0 && known < head.Seqno {
+			cp, err := s.st.ConsistencyProof(sub.c, known, head.Seqno)
+			if err != nil {
+				return err
+			}
+			ev.Consistency, ev.Size = cp.Marshal(), known
+		}
 		if next <= head.Seqno {
 			recs, last, err := s.page(sub.c, next, head.Seqno, s.cfg.ReadLimit, wire.Budget-len(ev.Heartbeat))
 			if err != nil {
@@ -230,6 +239,9 @@ func (ss *subscriptions) push(sub *subscription) error {
 			sub.next = next
 		}
 		sub.lastHB, sub.lastT = head.Heartbeat.Seqno, head.Heartbeat.Time
+		if head.Seqno > sub.known {
+			sub.known = head.Seqno
+		}
 		sub.mu.Unlock()
 		if !ev.More {
 			return nil

@@ -60,6 +60,37 @@ func (r *Reader) Heartbeat() *capsule.Heartbeat {
 	return r.newest
 }
 
+// Observe adopts a heartbeat seen elsewhere (another reader, another
+// replica) as the newest known, after checking its signature when it is
+// newer than the one held. Later answers must then be consistent with it.
+func (r *Reader) Observe(hb *capsule.Heartbeat) error {
+	if hb == nil {
+		return nil
+	}
+	if err := hb.Verify(r.info.Name, r.info.Writer); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.newest
+	if old != nil && hb.Seqno == old.Seqno && hb.Epoch == old.Epoch && hb.Root != old.Root {
+		return fmt.Errorf("read %s: %w: two heartbeats for %d entries with different roots", r.info.Name, capsule.ErrEquivocation, hb.Seqno)
+	}
+	if old == nil || hb.Seqno > old.Seqno || (hb.Seqno == old.Seqno && hb.Time > old.Time) {
+		r.newest = hb
+	}
+	return nil
+}
+
+// SetServer sends later requests to server (a replica's name, or the
+// capsule's name for the nearest one); what the reader has verified so
+// far stays, so the new replica must agree with it.
+func (r *Reader) SetServer(server pdu.Name) {
+	r.mu.Lock()
+	r.dst = server
+	r.mu.Unlock()
+}
+
 // Stale reports whether a replica answered with a heartbeat older than one
 // already seen (its answer verified, but it is behind).
 func (r *Reader) Stale() bool {
@@ -153,7 +184,10 @@ func (r *Reader) request(ctx context.Context, m *wire.Message) (*wire.Message, e
 	if hb := r.Heartbeat(); hb != nil {
 		m.Size = hb.Seqno
 	}
-	rep, err := r.cc.callOK(ctx, r.dst, m)
+	r.mu.Lock()
+	dst := r.dst
+	r.mu.Unlock()
+	rep, err := r.cc.callOK(ctx, dst, m)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", r.info.Name, err)
 	}

@@ -57,6 +57,9 @@ func (r *Reader) Subscribe(ctx context.Context, from uint64) (*Subscription, err
 // server's answer.
 func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
 	m := &wire.Message{Op: wire.OpSubscribe, ID: s.id, Capsule: s.r.info.Name[:], From: s.next, Lease: uint64(s.lease / time.Millisecond)}
+	if hb := s.r.Heartbeat(); hb != nil {
+		m.Size = hb.Seqno
+	}
 	for attempt := 0; ; attempt++ {
 		if err := s.r.cc.send(s.r.dst, 0, m); err != nil {
 			return fmt.Errorf("subscribe %s: %w", s.r.info.Name, err)

@@ -24,6 +24,9 @@ const (
 	// one message: MaxMessage less room for the envelope, a proof of up to
 	// 64 hashes and a consistency proof.
 	Budget = MaxMessage - 6*1024
+	// MaxRecordData is the largest record data a server accepts by
+	// default: one record with its heartbeat always fits one APPEND.
+	MaxRecordData = 56000
 )
 
 // ErrMalformed: the bytes are not one canonical message.

@@ -1,0 +1,272 @@
+package capsuled_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+// childEnv names the file that turns the test binary into a replica
+// process (see runChild).
+const childEnv = "GDP_CAPSULED_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(childEnv); path != "" {
+		if err := runChild(path); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2/internal/invariants.init.0.func1"),
+		goleak.IgnoreTopFunction("github.com/quic-go/quic-go.(*Transport).listen"),
+		goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2.(*tableCacheShard).releaseLoop"),
+	)
+}
+
+// childSpec is what a replica process needs: its identity, its membership,
+// the domain, its router and its data directory.
+type childSpec struct {
+	Key        []byte   `json:"key"`
+	Meta       []byte   `json:"meta"`
+	Member     []byte   `json:"member"`
+	Domain     []byte   `json:"domain"`
+	Router     pdu.Name `json:"router"`
+	RouterAddr string   `json:"router_addr"`
+	Dir        string   `json:"dir"`
+}
+
+// runChild runs one capsule server until SIGTERM (drain) or SIGKILL.
+func runChild(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var sp childSpec
+	if err := json.Unmarshal(b, &sp); err != nil {
+		return err
+	}
+	meta, err := certs.ParseMetadata(sp.Meta)
+	if err != nil {
+		return err
+	}
+	id, err := certs.NewIdentityFor(meta, sp.Key)
+	if err != nil {
+		return err
+	}
+	member, err := certs.ParseCert(sp.Member)
+	if err != nil {
+		return err
+	}
+	dom, err := certs.ParseMetadata(sp.Domain)
+	if err != nil {
+		return err
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: dom, Conn: pc,
+		Options: client.Options{InboxSize: 8192}})
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ep.Attach(ctx, sp.RouterAddr, sp.Router)
+	if err != nil {
+		return err
+	}
+	srv, err := capsuled.New(ctx, capsuled.Config{Dir: sp.Dir, SyncInterval: 300 * time.Millisecond, PeerTimeout: time.Second},
+		capsuled.Deps{Identity: id, Client: c, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	<-sig
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	srv.Drain(dctx)
+	return srv.Close()
+}
+
+// procReplica is a replica running in its own process.
+type procReplica struct {
+	id   *certs.Identity
+	spec string
+	cmd  *exec.Cmd
+}
+
+func (w *world) procReplica(n *router.Node, desc string) *procReplica {
+	w.t.Helper()
+	id, err := certs.NewIdentity(certs.KindServer, desc)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	member, err := w.dom.Member(id)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	dir := w.t.TempDir()
+	b, err := json.Marshal(childSpec{Key: id.Key, Meta: id.Meta.Marshal(), Member: member.Marshal(), Domain: w.dom.ID.Meta.Marshal(),
+		Router: n.Router.Name(), RouterAddr: n.Addr(), Dir: filepath.Join(dir, "data")})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	p := &procReplica{id: id, spec: filepath.Join(dir, "spec.json")}
+	if err := os.WriteFile(p.spec, b, 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	p.start(w.t)
+	w.t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// start runs the replica process and waits until it serves.
+func (p *procReplica) start(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+p.spec)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err == nil && strings.TrimSpace(line) != "ready" {
+			err = fmt.Errorf("child said %q", line)
+		}
+		ready <- err
+		_, _ = bufio.NewReader(out).WriteTo(discard{})
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("replica process: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatal("replica process did not start")
+	}
+	p.cmd = cmd
+}
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+// kill sends SIGKILL: no drain, no close, no flush.
+func (p *procReplica) kill() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		_ = p.cmd.Wait()
+		p.cmd = nil
+	}
+}
+
+// TestKillNineReplica: three replicas run as separate processes attached to
+// router r1 over QUIC; the writer is at r1, the reader at r2. One replica
+// is killed with SIGKILL in the middle of the stream (with appends in
+// flight), writing goes on with W=2, the replica restarts over its store,
+// converges, and every acknowledged record is read back verified from each
+// replica. With -capsule.full: 100k records.
+func TestKillNineReplica(t *testing.T) {
+	n := uint64(8000)
+	if *fullRun {
+		n = 100000
+	}
+	w := newWorld(t)
+	r1 := w.router("r1")
+	r2 := w.router("r2", r1)
+	ps := []*procReplica{w.procReplica(r1, "proc a"), w.procReplica(r1, "proc b"), w.procReplica(r1, "proc c")}
+	writer := w.user(r1, "writer")
+	reader := w.user(r2, "reader")
+	tc := newTestCapsule(t, "kill -9 log")
+	var servers []certs.Name
+	for _, p := range ps {
+		servers = append(servers, p.id.Name)
+	}
+	places, err := client.PlaceCapsule(tc.owner, tc.meta, servers, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := writer.Create(ctx, tc.meta, 2, places); err != nil {
+		t.Fatal(err)
+	}
+	name := tc.meta.Name()
+	wr, err := writer.NewWriter(ctx, name, tc.writer.Key, client.WriterOptions{Cadence: -1, MaxBatchRecords: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wr.Close(context.Background())
+	var ack acked
+	start := time.Now()
+
+	// Kill c while batches are in flight: SIGKILL lands a few
+	// milliseconds into the second quarter of the stream.
+	writeN(t, wr, 1, n/4, &ack)
+	killed := make(chan struct{})
+	go func() {
+		time.Sleep(5 * time.Millisecond)
+		ps[2].kill()
+		close(killed)
+	}()
+	writeN(t, wr, n/4+1, n/2, &ack)
+	<-killed
+	writeN(t, wr, n/2+1, 3*n/4, &ack)
+	if d := wr.Durability(); !d.Met {
+		t.Fatalf("durability with c killed: %v", d)
+	}
+	t.Logf("c killed, writes went on: %s", time.Since(start))
+	ps[2].start(t)
+	t.Logf("c restarted: %s; r1 has %d hops for c's name", time.Since(start), len(r1.Router.FIB().Lookup(ps[2].id.Name)))
+	writeN(t, wr, 3*n/4+1, n, &ack)
+	t.Logf("%d records written in %s (one replica SIGKILLed and restarted)", n, time.Since(start))
+	if ack.upTo != n {
+		t.Fatalf("acknowledged up to %d, wrote %d", ack.upTo, n)
+	}
+	for _, p := range ps {
+		p := p
+		eventually(t, 60*time.Second, "replica "+p.id.Meta.Description+" converged", func() bool {
+			ictx, icancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer icancel()
+			in, err := reader.Info(ictx, name, p.id.Name)
+			return err == nil && in.Head.Seqno == n
+		})
+		t.Logf("%s converged: %s", p.id.Meta.Description, time.Since(start))
+		checkAll(t, reader, name, p.id.Name, ack.upTo)
+	}
+}
