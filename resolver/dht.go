@@ -418,3 +418,6 @@ func (d *DHT) Published() []*Record {
 	}
 	return out
 }
+
+// Name is the node's principal name (its identity's).
+func (d *DHT) Name() pdu.Name { return d.cfg.Identity.Name }
