@@ -174,3 +174,35 @@ func TestExporterContextVector(t *testing.T) {
 		t.Fatalf("context %s, want %s", got, want)
 	}
 }
+
+// TestProtocolDoc keeps docs/PROTOCOL.md §4 and the vector files in step:
+// every hex string the section quotes must be in a vector file.
+func TestProtocolDoc(t *testing.T) {
+	doc, err := os.ReadFile("../docs/PROTOCOL.md")
+	if err != nil {
+		t.Skipf("no protocol doc: %v", err)
+	}
+	var frames []frameVector
+	loadJSON(t, "testdata/frames.json", &frames)
+	var ctrls []ctrlVector
+	loadJSON(t, "testdata/control.json", &ctrls)
+	quoted := []string{frames[0].Frame, frames[0].Payload, ctrls[0].Hex, hex.EncodeToString(exporterContext(0x01020304, 0x05060708, 9))}
+	for _, v := range ctrls {
+		if v.Name == "rekey" {
+			quoted = append(quoted, v.Hex)
+		}
+	}
+	for _, q := range quoted {
+		if !bytes.Contains(doc, []byte(q)) {
+			t.Errorf("docs/PROTOCOL.md does not quote %s", q)
+		}
+	}
+	for _, s := range []string{ALPN, exporterLabel, "1.3.6.1.4.1.59999.1.1"} {
+		if !bytes.Contains(doc, []byte(s)) {
+			t.Errorf("docs/PROTOCOL.md does not name %q", s)
+		}
+	}
+	if oidCredentials.String() != "1.3.6.1.4.1.59999.1.1" {
+		t.Errorf("oid %s", oidCredentials)
+	}
+}
