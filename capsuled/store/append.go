@@ -102,7 +102,16 @@ func (s *Store) extend(cs *capsuleState, base *capsule.Head, b *capsule.Batch, p
 	}
 	wb.set(key(tHeartbeat, c, b.Heartbeat.Seqno), b.Heartbeat.Marshal())
 	newHead := a.Head
-	w, err := s.commit.enqueue(wb, func() { d := newHead; cs.durable.Store(&d) })
+	w, err := s.commit.enqueue(wb, func() {
+		if pre != nil {
+			// A branch rewrote Merkle nodes: from now on readers key the
+			// node cache by a new generation, so no node of the abandoned
+			// line is served from it.
+			cs.gen.Add(1)
+		}
+		d := newHead
+		cs.durable.Store(&d)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: %w", c, err)
 	}

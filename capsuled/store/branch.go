@@ -74,7 +74,7 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 		return s.extend(cs, head, tail, nil)
 	}
 	if diff == 0 {
-		root, err := capsule.RootAt(s.nodes(c), hb.Seqno)
+		root, err := capsule.RootAt(s.nodeSource(cs), hb.Seqno)
 		if err != nil {
 			return nil, fmt.Errorf("append to %s: %w", c, err)
 		}
@@ -88,7 +88,7 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 			return nil, fmt.Errorf("append to %s: branch heartbeat %d (epoch %d): %w: send its entries from the fork point", c, hb.Seqno, hb.Epoch, capsule.ErrGap)
 		}
 		// A signed heartbeat for a different log of hb.Seqno entries.
-		ev, err := capsule.NewEvidence(head.Heartbeat, hb, hb.Seqno, s.nodes(c), nil)
+		ev, err := capsule.NewEvidence(head.Heartbeat, hb, hb.Seqno, s.nodeSource(cs), nil)
 		if err != nil {
 			return nil, fmt.Errorf("append to %s: %w", c, err)
 		}
@@ -97,7 +97,7 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 
 	// The logs differ from seqno diff on. Check the batch as a log of its
 	// own from the common prefix, then judge.
-	fork, err := s.headAt(c, diff-1)
+	fork, err := s.headAt(cs, diff-1)
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: %w", c, err)
 	}
@@ -111,8 +111,8 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 		return nil, fmt.Errorf("append to %s: %w", c, err)
 	}
 	if !capsule.IsBranch(head.Heartbeat, hb, diff) {
-		ev, err := capsule.NewEvidence(head.Heartbeat, hb, diff, s.nodes(c),
-			&capsule.Overlay{Base: s.nodes(c), Prefix: diff - 1, Leaves: probe.Hashes})
+		ev, err := capsule.NewEvidence(head.Heartbeat, hb, diff, s.nodeSource(cs),
+			&capsule.Overlay{Base: s.nodeSource(cs), Prefix: diff - 1, Leaves: probe.Hashes})
 		if err != nil {
 			return nil, fmt.Errorf("append to %s: %w", c, err)
 		}
@@ -129,8 +129,9 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 }
 
 // headAt rebuilds the head of the stored log's first n entries.
-func (s *Store) headAt(c pdu.Name, n uint64) (*capsule.Head, error) {
-	t, err := capsule.LoadTree(s.nodes(c), n)
+func (s *Store) headAt(cs *capsuleState, n uint64) (*capsule.Head, error) {
+	c := cs.info.Name
+	t, err := capsule.LoadTree(s.nodeSource(cs), n)
 	if err != nil {
 		return nil, err
 	}

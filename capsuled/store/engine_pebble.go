@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 )
 
 type pebbleEngine struct {
@@ -28,6 +29,11 @@ func openPebble(dir string) (engine, error) {
 		L0StopWritesThreshold:       24,
 		MaxConcurrentCompactions:    func() int { return 1 },
 		Cache:                       pebble.NewCache(64 << 20),
+	}
+	// Bloom filters on every level: proofs and hash lookups are point reads.
+	opts.Levels = make([]pebble.LevelOptions, 7)
+	for i := range opts.Levels {
+		opts.Levels[i] = pebble.LevelOptions{FilterPolicy: bloom.FilterPolicy(10), BlockSize: 32 << 10}
 	}
 	defer opts.Cache.Unref()
 	db, err := pebble.Open(dir, opts)

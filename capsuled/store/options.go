@@ -16,6 +16,9 @@ type Options struct {
 	MaxData int
 	// MaxGroupBytes cuts a group commit once it holds this many bytes. Default 32 MiB.
 	MaxGroupBytes int
+	// NodeCache is how many Merkle interior nodes to keep in memory for
+	// proofs (32 bytes each plus overhead). Default 65,536.
+	NodeCache int
 	// Logger receives equivocation and branch reports. Default: no logging.
 	Logger *zap.Logger
 }
@@ -36,6 +39,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxGroupBytes <= 0 {
 		o.MaxGroupBytes = 32 << 20
+	}
+	if o.NodeCache <= 0 {
+		o.NodeCache = 1 << 16
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()

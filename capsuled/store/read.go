@@ -17,7 +17,9 @@ func (s *Store) Head(c pdu.Name) (capsule.Head, error) {
 	if err != nil {
 		return capsule.Head{}, err
 	}
-	return *cs.durable.Load(), nil
+	h := *cs.durable.Load()
+	h.Tree = h.Tree.Clone() // the caller may append to it
+	return h, nil
 }
 
 // Heartbeat returns the newest durable heartbeat.
@@ -207,12 +209,23 @@ func (s *Store) ReadByTime(c pdu.Name, t int64) (uint64, error) {
 	return seq, nil
 }
 
-// nodes is the store's NodeSource for capsule c.
-func (s *Store) nodes(c pdu.Name) capsule.NodeSource { return storeNodes{s, c} }
+// nodeSource is the store's NodeSource for a capsule: interior nodes come
+// from the node cache or the engine, leaves from the stored entries.
+func (s *Store) nodeSource(cs *capsuleState) capsule.NodeSource {
+	return storeNodes{s: s, c: cs.info.Name, gen: cs.gen.Load()}
+}
+
+type nodeCacheKey struct {
+	c     pdu.Name
+	gen   uint64
+	level uint8
+	index uint64
+}
 
 type storeNodes struct {
-	s *Store
-	c pdu.Name
+	s   *Store
+	c   pdu.Name
+	gen uint64
 }
 
 func (n storeNodes) Node(level uint8, index uint64) (capsule.Hash, error) {
@@ -223,11 +236,17 @@ func (n storeNodes) Node(level uint8, index uint64) (capsule.Hash, error) {
 		}
 		return capsule.LeafHash(h), nil
 	}
+	k := nodeCacheKey{n.c, n.gen, level, index}
+	if h, ok := n.s.nodes.Get(k); ok {
+		return h, nil
+	}
 	v, err := n.s.eng.get(nodeKey(n.c, level, index))
 	if err != nil || len(v) != capsule.HashLen {
 		return capsule.Hash{}, fmt.Errorf("node (%d,%d) of %s: %v", level, index, n.c, err)
 	}
-	return capsule.Hash(v), nil
+	h := capsule.Hash(v)
+	n.s.nodes.Add(k, h)
+	return h, nil
 }
 
 // InclusionProof proves entry seqno in the tree of size entries (a size a
@@ -236,7 +255,11 @@ func (s *Store) InclusionProof(c pdu.Name, seqno, size uint64) (*capsule.Inclusi
 	if err := s.checkRange(c, seqno, size); err != nil {
 		return nil, fmt.Errorf("inclusion proof: %w", err)
 	}
-	p, err := capsule.InclusionPath(s.nodes(c), seqno-1, size)
+	cs, err := s.state(c)
+	if err != nil {
+		return nil, err
+	}
+	p, err := capsule.InclusionPath(s.nodeSource(cs), seqno-1, size)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +275,11 @@ func (s *Store) ConsistencyProof(c pdu.Name, m, n uint64) (*capsule.ConsistencyP
 	} else if err := s.checkRange(c, m, n); err != nil {
 		return nil, fmt.Errorf("consistency proof: %w", err)
 	}
-	p, err := capsule.ConsistencyPath(s.nodes(c), m, n)
+	cs, err := s.state(c)
+	if err != nil {
+		return nil, err
+	}
+	p, err := capsule.ConsistencyPath(s.nodeSource(cs), m, n)
 	if err != nil {
 		return nil, err
 	}

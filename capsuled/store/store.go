@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/capsule"
@@ -26,6 +27,7 @@ type Store struct {
 	capsules map[pdu.Name]*capsuleState
 
 	commit committer
+	nodes  *lru.Cache[nodeCacheKey, capsule.Hash]
 }
 
 // capsuleState is one capsule's in-memory state. mu serialises appends;
@@ -39,6 +41,7 @@ type capsuleState struct {
 	head    capsule.Head
 	last    *pendingWrite // newest queued write, nil when none
 	durable atomic.Pointer[capsule.Head]
+	gen     atomic.Uint64 // bumped when a branch rewrites nodes: keys the node cache
 }
 
 // Open opens (or creates) the store in dir.
@@ -59,7 +62,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, eng: eng, log: opts.Logger, capsules: map[pdu.Name]*capsuleState{}}
+	cache, err := lru.New[nodeCacheKey, capsule.Hash](opts.NodeCache)
+	if err != nil {
+		eng.close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Store{opts: opts, eng: eng, log: opts.Logger, capsules: map[pdu.Name]*capsuleState{}, nodes: cache}
 	if err := s.load(); err != nil {
 		eng.close()
 		return nil, err
@@ -122,7 +130,7 @@ func (s *Store) loadHead(cs *capsuleState) error {
 			return err
 		}
 		h.Heartbeat, h.Seqno = hb, hb.Seqno
-		if h.Tree, err = capsule.LoadTree(s.nodes(c), hb.Seqno); err != nil {
+		if h.Tree, err = capsule.LoadTree(s.nodeSource(cs), hb.Seqno); err != nil {
 			return err
 		}
 		if h.Tree.Root() != hb.Root {

@@ -304,6 +304,17 @@ func TestAbandonedBranch(t *testing.T) {
 			recovered.Heartbeat = hb
 			recs, hb = writeRecs(w, 5, 16) // sent, never acknowledged to the writer
 			mustAppend(t, s, tc.name, recs, hb)
+			proveAll := func(hb *capsule.Heartbeat) {
+				t.Helper()
+				for seq := uint64(1); seq <= hb.Seqno; seq++ {
+					e, _ := s.Read(tc.name, seq, seq)
+					p, err := s.InclusionProof(tc.name, seq, hb.Seqno)
+					if err != nil || p.Verify(e[0].Hash(), hb.Root) != nil {
+						t.Fatalf("inclusion of %d in %d: %v", seq, hb.Seqno, err)
+					}
+				}
+			}
+			proveAll(hb) // fills the node cache with the old line's nodes
 
 			nw := capsule.RestartWriter(tc.name, tc.key, recovered)
 			nw.Now = w.Now
@@ -317,6 +328,7 @@ func TestAbandonedBranch(t *testing.T) {
 			if h.Seqno != 13 || !h.Heartbeat.Equal(nhb) {
 				t.Fatalf("head %d after the branch, want 13", h.Seqno)
 			}
+			proveAll(nhb) // no node of the old line may be served
 			br, err := s.Abandoned(tc.name)
 			if err != nil || len(br) != 1 || len(br[0].Entries) != 5 || br[0].Entries[0].Seqno != 11 || br[0].Heartbeat.Seqno != 15 {
 				t.Fatalf("abandoned branch: %+v, %v", br, err)
@@ -340,7 +352,7 @@ func TestAbandonedBranch(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				old, _ := capsule.RootAt(s.nodes(tc.name), m)
+				old, _ := capsule.RootAt(s.nodeSource(s.capsules[tc.name]), m)
 				if err := p.Verify(old, nhb.Root); err != nil {
 					t.Fatalf("consistency %d->53 after the branch: %v", m, err)
 				}
