@@ -176,6 +176,8 @@ func (c Config) withDefaults() Config {
 	def(&c.MemberCert, "/etc/gdp/router.member")
 	def(&c.Domain, "/etc/gdp/domain.meta")
 	def(&c.Admin, "127.0.0.1:8019")
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "json")
 	if c.DialOnDemand == nil {
 		t := true
 		c.DialOnDemand = &t
