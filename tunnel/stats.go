@@ -40,6 +40,7 @@ type Stats struct {
 	HandshakesRefused          uint64 // peers that failed verification in TLS
 	DialsFailed, AcceptsFailed uint64
 	Rekeys                     uint64
+	Links                      int               // links up now
 	Drops                      map[string]uint64 // by DropReason name; only non-zero ones
 }
 
@@ -66,6 +67,7 @@ func (e *Endpoint) Stats() Stats {
 		HandshakesRefused: c.handshakeRefused.Load(),
 		DialsFailed:       c.dialFailed.Load(), AcceptsFailed: c.acceptFailed.Load(),
 		Rekeys: c.rekeys.Load(),
+		Links:  e.numLinks(),
 		Drops:  map[string]uint64{},
 	}
 	for i := range c.drops {
@@ -74,4 +76,10 @@ func (e *Endpoint) Stats() Stats {
 		}
 	}
 	return s
+}
+
+func (e *Endpoint) numLinks() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.links)
 }

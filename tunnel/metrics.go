@@ -1,0 +1,46 @@
+package tunnel
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Collector exposes an endpoint's counters to Prometheus. The endpoint's
+// owner registers it (prometheus.MustRegister(ep.Collector())); it reads
+// Stats at scrape time, so it costs nothing between scrapes.
+func (e *Endpoint) Collector() prometheus.Collector { return &collector{e: e} }
+
+var (
+	descPDUs     = prometheus.NewDesc("gdp_tunnel_pdus_total", "Whole PDUs sent or received over tunnels.", []string{"direction"}, nil)
+	descFrames   = prometheus.NewDesc("gdp_tunnel_raw_frames_total", "Raw GDP-in-UDP frames (fragments count one each).", []string{"direction"}, nil)
+	descDrops    = prometheus.NewDesc("gdp_tunnel_drops_total", "Frames or PDUs dropped, by reason.", []string{"reason"}, nil)
+	descRefused  = prometheus.NewDesc("gdp_tunnel_handshakes_refused_total", "Peers refused in the TLS handshake (credentials, key or name).", nil, nil)
+	descDialFail = prometheus.NewDesc("gdp_tunnel_dials_failed_total", "Dials that did not produce a link.", nil, nil)
+	descAccFail  = prometheus.NewDesc("gdp_tunnel_accepts_failed_total", "Incoming connections that did not produce a link.", nil, nil)
+	descRekeys   = prometheus.NewDesc("gdp_tunnel_rekeys_total", "Raw key epochs completed.", nil, nil)
+	descLinks    = prometheus.NewDesc("gdp_tunnel_links", "Links currently up.", nil, nil)
+)
+
+type collector struct{ e *Endpoint }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descDrops, descRefused, descDialFail, descAccFail, descRekeys, descLinks} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.e.Stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descPDUs, s.PDUsSent, "out")
+	counter(descPDUs, s.PDUsReceived, "in")
+	counter(descFrames, s.FramesSent, "out")
+	counter(descFrames, s.FramesReceived, "in")
+	for r := DropReason(0); r < numDropReasons; r++ {
+		counter(descDrops, s.Drops[r.String()], r.String())
+	}
+	counter(descRefused, s.HandshakesRefused)
+	counter(descDialFail, s.DialsFailed)
+	counter(descAccFail, s.AcceptsFailed)
+	counter(descRekeys, s.Rekeys)
+	ch <- prometheus.MustNewConstMetric(descLinks, prometheus.GaugeValue, float64(s.Links))
+}
