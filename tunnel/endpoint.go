@@ -63,8 +63,10 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		KeepAlivePeriod:      c.KeepAlivePeriod,
 		EnableDatagrams:      true,
 		MaxIncomingStreams:   256,
-		// one stream per PDU that does not fit a datagram
-		MaxIncomingUniStreams: 1024,
+		// One stream per PDU that does not fit a datagram. Each open one
+		// may pin a MaxPDU buffer at the receiver, so this bounds a peer's
+		// claim on our memory (64 × 64 KiB).
+		MaxIncomingUniStreams: 64,
 	}
 	e.tr = &quic.Transport{Conn: c.Conn}
 	e.ln, err = e.tr.Listen(e.serverTLS(), e.qconf)

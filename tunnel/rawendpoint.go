@@ -61,7 +61,9 @@ func newRawEndpoint(e *Endpoint, pc net.PacketConn) (*rawEndpoint, error) {
 		closing:  make(chan struct{}),
 	}
 	if uc, ok := pc.(*net.UDPConn); ok {
-		if ua, _ := uc.LocalAddr().(*net.UDPAddr); ua != nil && ua.IP.To4() == nil && !ua.IP.IsUnspecified() {
+		// an IPv6 socket, wildcard "::" included (dual stack: IPv4 peers
+		// become v4-mapped addresses), needs the ipv6 batch conn
+		if ua, _ := uc.LocalAddr().(*net.UDPAddr); ua != nil && ua.IP.To4() == nil {
 			r.bc = ipv6.NewPacketConn(uc)
 		} else {
 			r.bc = ipv4.NewPacketConn(uc)
