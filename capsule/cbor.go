@@ -8,6 +8,8 @@ import "fmt"
 const (
 	majUint  = 0
 	majBytes = 2
+	majText  = 3
+	majArray = 4
 	majMap   = 5
 )
 

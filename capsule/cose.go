@@ -25,21 +25,33 @@ type sign1Wire struct {
 	Signature   []byte
 }
 
-// sigInput is the Sig_structure a heartbeat signature covers.
+// sigInput is the Sig_structure a heartbeat signature covers:
+// ["Signature1", h'a10127', "gdpnet v1 heartbeat" as bstr, payload].
 func sigInput(payload []byte) []byte {
-	b, err := encMode.Marshal([]any{"Signature1", protectedEdDSA, []byte(HeartbeatAAD), payload})
-	if err != nil {
-		panic("capsule: sig structure: " + err.Error())
-	}
-	return b
+	b := make([]byte, 0, 40+len(payload))
+	b = appendHead(b, majArray, 4)
+	b = appendHead(b, majText, uint64(len("Signature1")))
+	b = append(b, "Signature1"...)
+	b = appendHead(b, majBytes, uint64(len(protectedEdDSA)))
+	b = append(b, protectedEdDSA...)
+	b = appendHead(b, majBytes, uint64(len(HeartbeatAAD)))
+	b = append(b, HeartbeatAAD...)
+	b = appendHead(b, majBytes, uint64(len(payload)))
+	return append(b, payload...)
 }
 
+// marshalSign1 encodes 18([h'a10127', {}, payload, sig]).
 func marshalSign1(payload, sig []byte) []byte {
-	b, err := encMode.Marshal(sign1Wire{Protected: protectedEdDSA, Unprotected: cbor.RawMessage{0xa0}, Payload: payload, Signature: sig})
-	if err != nil {
-		panic("capsule: cose: " + err.Error())
-	}
-	return append([]byte{tagSign1}, b...)
+	b := make([]byte, 0, 16+len(payload)+len(sig))
+	b = append(b, tagSign1)
+	b = appendHead(b, majArray, 4)
+	b = appendHead(b, majBytes, uint64(len(protectedEdDSA)))
+	b = append(b, protectedEdDSA...)
+	b = appendHead(b, majMap, 0)
+	b = appendHead(b, majBytes, uint64(len(payload)))
+	b = append(b, payload...)
+	b = appendHead(b, majBytes, uint64(len(sig)))
+	return append(b, sig...)
 }
 
 func unmarshalSign1(b []byte) (payload, sig []byte, err error) {
