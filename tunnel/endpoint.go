@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -331,9 +330,4 @@ func (e *Endpoint) Close() error {
 		err = cerr
 	}
 	return err
-}
-
-// peerKey is a helper for tests and logs: the Ed25519 key of our identity.
-func (e *Endpoint) publicKey() ed25519.PublicKey {
-	return e.cfg.Identity.Key.Public().(ed25519.PublicKey)
 }

@@ -123,21 +123,3 @@ func (r *reassembler) slot(id uint16, now time.Time) *reasmSlot {
 	free.used, free.id, free.started = true, id, now
 	return free
 }
-
-// pending is how many incomplete PDUs are held (tests).
-func (r *reassembler) pending() int {
-	n := 0
-	for i := range r.slots {
-		if r.slots[i].used {
-			n++
-		}
-	}
-	return n
-}
-
-// reset drops everything held.
-func (r *reassembler) reset() {
-	for i := range r.slots {
-		r.slots[i].release()
-	}
-}

@@ -118,3 +118,21 @@ func TestReassemblerBounded(t *testing.T) {
 		t.Fatal("reset kept packets")
 	}
 }
+
+// pending is how many incomplete PDUs are held (tests).
+func (r *reassembler) pending() int {
+	n := 0
+	for i := range r.slots {
+		if r.slots[i].used {
+			n++
+		}
+	}
+	return n
+}
+
+// reset drops everything held.
+func (r *reassembler) reset() {
+	for i := range r.slots {
+		r.slots[i].release()
+	}
+}

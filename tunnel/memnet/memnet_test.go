@@ -165,3 +165,83 @@ func BenchmarkDelivery(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 }
+
+// Thousands of endpoints on one network, every packet delayed: the
+// simulator's shape.
+func TestManyNodes(t *testing.T) {
+	const nodes = 2000
+	n := New(LinkConfig{Delay: 2 * time.Millisecond, Jitter: time.Millisecond})
+	defer n.Close()
+	conns := make([]*Conn, nodes)
+	for i := range conns {
+		ip := netip.AddrFrom4([4]byte{127, 77, byte(i / 250), byte(1 + i%250)})
+		c, err := n.Listen(netip.AddrPortFrom(ip, 9000), 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	start := time.Now()
+	for i, c := range conns {
+		c.WriteTo([]byte{byte(i)}, conns[(i+1)%nodes].LocalAddr())
+	}
+	buf := make([]byte, 10)
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		k, from, err := c.ReadFrom(buf)
+		if err != nil || k != 1 || from.String() != conns[(i+nodes-1)%nodes].LocalAddr().String() {
+			t.Fatalf("node %d: %v %v", i, from, err)
+		}
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("%d delayed packets took %v", nodes, el)
+	}
+	if got := n.Stats().Delivered.Load(); got != nodes {
+		t.Errorf("delivered %d", got)
+	}
+}
+
+// BenchmarkDelayedDelivery: throughput of the delay scheduler with many
+// senders, the simulator's hot path.
+func BenchmarkDelayedDelivery(b *testing.B) {
+	n := New(LinkConfig{Delay: time.Millisecond})
+	defer n.Close()
+	a, _ := n.Listen(netip.AddrPortFrom(hostA, 0), 1<<16)
+	c, _ := n.Listen(netip.AddrPortFrom(hostB, 0), 1<<16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := c.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	msg := make([]byte, 1200)
+	b.ReportAllocs()
+	for b.Loop() {
+		a.WriteTo(msg, c.LocalAddr())
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+	time.Sleep(5 * time.Millisecond)
+	c.Close()
+	<-done
+}
+
+func TestPktHeapOrder(t *testing.T) {
+	var h pktHeap
+	base := time.Now()
+	for i := 0; i < 1000; i++ {
+		h.seq++
+		h.push(timed{at: base.Add(time.Duration((i*7919)%1000) * time.Microsecond), seq: h.seq})
+	}
+	prev := timed{at: base.Add(-time.Hour)}
+	for h.Len() > 0 {
+		it := h.pop()
+		if it.at.Before(prev.at) || (it.at.Equal(prev.at) && it.seq < prev.seq) {
+			t.Fatalf("popped %v after %v", it.at, prev.at)
+		}
+		prev = it
+	}
+}

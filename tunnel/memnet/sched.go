@@ -1,7 +1,6 @@
 package memnet
 
 import (
-	"container/heap"
 	"net/netip"
 	"sync"
 	"time"
@@ -27,26 +26,56 @@ type timed struct {
 	n   *Network
 }
 
+// pktHeap is a binary min-heap by (at, seq), written out rather than
+// through container/heap so that pushing does not box each item.
 type pktHeap struct {
 	items []timed
 	seq   uint64
 }
 
 func (h *pktHeap) Len() int { return len(h.items) }
-func (h *pktHeap) Less(i, j int) bool {
+
+func (h *pktHeap) less(i, j int) bool {
 	a, b := &h.items[i], &h.items[j]
 	if a.at.Equal(b.at) {
 		return a.seq < b.seq
 	}
 	return a.at.Before(b.at)
 }
-func (h *pktHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
-func (h *pktHeap) Push(x any)    { h.items = append(h.items, x.(timed)) }
-func (h *pktHeap) Pop() any {
-	it := h.items[len(h.items)-1]
-	h.items[len(h.items)-1] = timed{}
-	h.items = h.items[:len(h.items)-1]
-	return it
+
+func (h *pktHeap) push(it timed) {
+	h.items = append(h.items, it)
+	for i := len(h.items) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			break
+		}
+		h.items[i], h.items[p] = h.items[p], h.items[i]
+		i = p
+	}
+}
+
+func (h *pktHeap) pop() timed {
+	top := h.items[0]
+	last := len(h.items) - 1
+	h.items[0] = h.items[last]
+	h.items[last] = timed{}
+	h.items = h.items[:last]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < last && h.less(l, m) {
+			m = l
+		}
+		if r < last && h.less(r, m) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h.items[i], h.items[m] = h.items[m], h.items[i]
+		i = m
+	}
+	return top
 }
 
 func (s *scheduler) init() {
@@ -67,7 +96,7 @@ func (s *scheduler) push(at time.Time, dst netip.AddrPort, pkt *packet, n *Netwo
 		go s.run()
 	}
 	s.q.seq++
-	heap.Push(&s.q, timed{at: at, seq: s.q.seq, dst: dst, pkt: pkt, n: n})
+	s.q.push(timed{at: at, seq: s.q.seq, dst: dst, pkt: pkt, n: n})
 	first := s.q.items[0].seq == s.q.seq
 	s.mu.Unlock()
 	if first {
@@ -87,7 +116,7 @@ func (s *scheduler) run() {
 		s.mu.Lock()
 		now := time.Now()
 		for s.q.Len() > 0 && !s.q.items[0].at.After(now) {
-			due = append(due, heap.Pop(&s.q).(timed))
+			due = append(due, s.q.pop())
 		}
 		wait := time.Hour
 		if s.q.Len() > 0 {
