@@ -59,3 +59,43 @@ func TestOverMemnet(t *testing.T) {
 		})
 	}
 }
+
+// A ring of endpoints on one emulated network, each with a raw link to its
+// neighbour: the in-process simulator's building block.
+func TestRingOverMemnet(t *testing.T) {
+	const nodes = 12
+	n := memnet.New(memnet.LinkConfig{Delay: 2 * time.Millisecond, MTU: 1400})
+	defer n.Close()
+	ns := make([]*testNode, nodes)
+	for i := range ns {
+		ip := netip.AddrFrom4([4]byte{127, 77, 2, byte(i + 1)})
+		q, err := n.Listen(netip.AddrPortFrom(ip, 4433), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := n.Listen(netip.AddrPortFrom(ip, 4434), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns[i] = newTestNode(t, false, func(c *Config) { c.Conn, c.Raw = q, r })
+	}
+	links := make([]Link, nodes)
+	for i := range ns {
+		links[i], _ = pair(t, ns[i], ns[(i+1)%nodes], KindRaw)
+	}
+	for i, l := range links {
+		if err := l.Send(pattern(4000, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range ns {
+		next := ns[(i+1)%nodes]
+		next.sink.wait(t, 1, 5*time.Second)
+		if got := next.sink.got[0]; string(got) != string(pattern(4000, i)) {
+			t.Fatalf("node %d got a corrupt PDU", (i+1)%nodes)
+		}
+		if next.sink.from[ns[i].id.Name] != 1 {
+			t.Fatalf("node %d: PDU not from its neighbour", (i+1)%nodes)
+		}
+	}
+}
