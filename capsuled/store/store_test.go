@@ -96,6 +96,20 @@ func TestAppendReadProve(t *testing.T) {
 					t.Fatalf("by time of %d: %d, %v", seq, got, err)
 				}
 			}
+			if got, err := s.ReadByTime(tc.name, 0); err != nil || got != 1 {
+				t.Fatalf("by time before the start: %d, %v", got, err)
+			}
+			// Just after a record followed by a hole: the next data record.
+			for seq := uint64(1); seq < h.Seqno; seq++ {
+				r, _ := s.Read(tc.name, seq, seq+2)
+				if !r[0].Hole && r[1].Hole && !r[2].Hole {
+					got, err := s.ReadByTime(tc.name, r[0].Time+1)
+					if err != nil || got != seq+2 {
+						t.Fatalf("by time after %d (hole at %d): %d, %v", seq, seq+1, got, err)
+					}
+					break
+				}
+			}
 			if _, err := s.ReadByTime(tc.name, 1<<62); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("by time after the end: %v", err)
 			}
@@ -377,7 +391,37 @@ func TestConcurrentAppends(t *testing.T) {
 		tcs = append(tcs, tc)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, writers)
+	errs := make(chan error, writers+1)
+	// A reader verifies what it sees while the writers run: it must only
+	// ever see durable, complete, verifiable state.
+	done := make(chan struct{})
+	var rwg sync.WaitGroup
+	rwg.Add(1)
+	go func() {
+		defer rwg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			h, err := s.Head(tcs[0].name)
+			if err != nil || h.Seqno == 0 {
+				continue
+			}
+			recs, err := s.Read(tcs[0].name, 1, h.Seqno)
+			if err == nil {
+				var p *capsule.InclusionProof
+				if p, err = s.InclusionProof(tcs[0].name, h.Seqno, h.Seqno); err == nil {
+					err = capsule.VerifyRange(tcs[0].info, h.Heartbeat, recs, p, 0)
+				}
+			}
+			if err != nil {
+				errs <- fmt.Errorf("concurrent reader: %w", err)
+				return
+			}
+		}
+	}()
 	for _, tc := range tcs {
 		wg.Add(1)
 		go func() {
@@ -393,6 +437,8 @@ func TestConcurrentAppends(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	close(done)
+	rwg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
