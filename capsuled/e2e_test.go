@@ -85,6 +85,17 @@ func checkAll(t testing.TB, cc *client.CapsuleClient, c, dst pdu.Name, n uint64)
 	}
 }
 
+// reachable waits until server answers METADATA for c with head n.
+func reachable(t testing.TB, cc *client.CapsuleClient, c, server pdu.Name, n uint64) {
+	t.Helper()
+	eventually(t, 60*time.Second, "replica "+server.String()+" reachable at head "+fmt.Sprint(n), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		in, err := cc.Info(ctx, c, server)
+		return err == nil && in.Head.Seqno == n
+	})
+}
+
 func heads(rs ...*replica) []uint64 {
 	out := make([]uint64, len(rs))
 	for i, r := range rs {
@@ -156,9 +167,13 @@ func TestReplicatedCapsuleEndToEnd(t *testing.T) {
 		t.Fatalf("durability with b down: %v", d)
 	}
 	// Phase 3: b restarts over its store and catches up while writes go on.
+	// (It comes back once r1 has dropped its old tunnel: a router that
+	// still held the old face would withdraw b's names when it noticed.)
+	eventually(t, 10*time.Second, "r1 dropped b's old tunnel", func() bool { return len(r1.Router.FIB().Lookup(b.id.Name)) == 0 })
 	w.start(r1, b)
 	writeN(t, wr, n/2+1, 3*n/4, &ack)
 	eventually(t, 30*time.Second, "b converged", converged(3*n/4, a, b, c))
+	t.Logf("b converged: %s", time.Since(start))
 
 	// Phase 4: c is partitioned (its packets are lost), writes go on with
 	// a and b, then the partition heals and c converges.
@@ -167,6 +182,7 @@ func TestReplicatedCapsuleEndToEnd(t *testing.T) {
 	if d := wr.Durability(); !d.Met || d.Acks != 2 {
 		t.Fatalf("durability with c partitioned: %v", d)
 	}
+	t.Logf("writes with c partitioned done: %s", time.Since(start))
 	c.gate.down.Store(false)
 	eventually(t, 60*time.Second, "every replica converged", converged(n, a, b, c))
 	t.Logf("%d records written and replicated in %s", n, time.Since(start))
@@ -178,6 +194,9 @@ func TestReplicatedCapsuleEndToEnd(t *testing.T) {
 	// (anycast from r2) and from each replica by its own name.
 	checkAll(t, reader, name, name, ack.upTo)
 	for _, r := range []*replica{a, b, c} {
+		// A router that looked for a replica while it was away remembers
+		// the miss for a few seconds (negative cache): wait it out.
+		reachable(t, reader, name, r.id.Name, n)
 		checkAll(t, reader, name, r.id.Name, ack.upTo)
 	}
 }

@@ -34,20 +34,20 @@ func vectorMessages(t testing.TB) map[string]*Message {
 	server := pdu.Name{0xaa}
 	proof := (&capsule.InclusionProof{Index: 0, Size: 1, Path: []capsule.Hash{}}).Marshal()
 	return map[string]*Message{
-		"create":           {Op: OpCreate, ID: 1, Capsule: c[:], Metadata: []byte{0xa0}, AdCert: []byte{0xa0}, Replicas: [][]byte{server[:]}, W: 1},
-		"create-response":  {Op: OpCreate, ID: 1, Status: StatusCreated, Capsule: c[:], Replicas: [][]byte{server[:]}, W: 1},
-		"append":           {Op: OpAppend, ID: 2, Capsule: c[:], Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal()},
-		"append-response":  {Op: OpAppend, ID: 2, Status: StatusOK, Capsule: c[:], Head: 1},
-		"append-refused":   {Op: OpAppend, ID: 3, Status: StatusConflict, Capsule: c[:], Error: "stale heartbeat"},
-		"read":             {Op: OpRead, ID: 4, Capsule: c[:], From: 1, To: 1},
-		"read-response":    {Op: OpRead, ID: 4, Status: StatusOK, Capsule: c[:], Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal(), From: 1, To: 1, Proof: proof, Head: 1},
-		"subscribe":        {Op: OpSubscribe, ID: 5, Capsule: c[:], From: 1, Lease: 30000},
-		"event":            {Op: OpEvent, ID: 5, Capsule: c[:], Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal(), From: 1, To: 1, Proof: proof, Head: 1},
-		"metadata":         {Op: OpMetadata, ID: 6, Capsule: c[:]},
-		"proof":            {Op: OpProof, ID: 7, Capsule: c[:], From: 1, Size: 1},
-		"sync":             {Op: OpSync, ID: 8, Capsule: c[:], From: 1},
-		"sync-response":    {Op: OpSync, ID: 8, Status: StatusOK, Capsule: c[:], From: 1, To: 1, Head: 1, Segments: []Segment{{Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal()}}},
-		"unknown-capsule":  {Op: OpRead, ID: 9, Status: StatusNotFound, Capsule: c[:], Error: "unknown capsule"},
+		"create":          {Op: OpCreate, ID: 1, Capsule: c[:], Metadata: []byte{0xa0}, AdCert: []byte{0xa0}, Replicas: [][]byte{server[:]}, W: 1},
+		"create-response": {Op: OpCreate, ID: 1, Status: StatusCreated, Capsule: c[:], Replicas: [][]byte{server[:]}, W: 1},
+		"append":          {Op: OpAppend, ID: 2, Capsule: c[:], Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal()},
+		"append-response": {Op: OpAppend, ID: 2, Status: StatusOK, Capsule: c[:], Head: 1},
+		"append-refused":  {Op: OpAppend, ID: 3, Status: StatusConflict, Capsule: c[:], Error: "stale heartbeat"},
+		"read":            {Op: OpRead, ID: 4, Capsule: c[:], From: 1, To: 1},
+		"read-response":   {Op: OpRead, ID: 4, Status: StatusOK, Capsule: c[:], Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal(), From: 1, To: 1, Proof: proof, Head: 1},
+		"subscribe":       {Op: OpSubscribe, ID: 5, Capsule: c[:], From: 1, Lease: 30000},
+		"event":           {Op: OpEvent, ID: 5, Capsule: c[:], Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal(), From: 1, To: 1, Proof: proof, Head: 1},
+		"metadata":        {Op: OpMetadata, ID: 6, Capsule: c[:]},
+		"proof":           {Op: OpProof, ID: 7, Capsule: c[:], From: 1, Size: 1},
+		"sync":            {Op: OpSync, ID: 8, Capsule: c[:], From: 1},
+		"sync-response":   {Op: OpSync, ID: 8, Status: StatusOK, Capsule: c[:], From: 1, To: 1, Head: 1, Segments: []Segment{{Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal()}}},
+		"unknown-capsule": {Op: OpRead, ID: 9, Status: StatusNotFound, Capsule: c[:], Error: "unknown capsule"},
 	}
 }
 
