@@ -24,6 +24,9 @@ type Summary struct {
 	Waiting  int       `json:"resolve_waiting"`
 	Draining bool      `json:"draining"`
 	Addrs    []string  `json:"addrs,omitempty"`
+	// MemberExpiry is when the router's domain membership ends (and with
+	// it every route through the router): renew and reload before.
+	MemberExpiry time.Time `json:"member_expiry"`
 }
 
 // RouteInfo is one FIB entry as the admin API shows it.
@@ -56,7 +59,7 @@ func (r *Router) Summary() Summary {
 	return Summary{
 		Name: r.name, Domain: own.domain.Name(), Started: r.started, FIBNames: r.fib.Len(),
 		Faces: r.faceCount(), Peers: len(r.Peers()), Waiting: r.resolve.waiting(),
-		Draining: r.draining.Load(), Addrs: r.addrs,
+		Draining: r.draining.Load(), Addrs: r.addrs, MemberExpiry: own.member.NotAfter,
 	}
 }
 

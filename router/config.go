@@ -153,8 +153,8 @@ type AdvertiseConfig struct {
 	ClockWindow config.Duration `yaml:"clock_window"`
 }
 
-// withDefaults returns c with every zero field set to its default.
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
 	def := func(p *string, v string) {
 		if *p == "" {
 			*p = v
@@ -213,7 +213,7 @@ func (c Config) withDefaults() Config {
 
 // Validate reports the first impossible value.
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	switch {
 	case c.MaxPDU < pdu.HeaderLen || c.MaxPDU > pdu.MaxPDU:
 		return fmt.Errorf("max_pdu %d: want %d to %d", c.MaxPDU, pdu.HeaderLen, pdu.MaxPDU)

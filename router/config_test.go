@@ -21,7 +21,7 @@ func TestExampleConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	got, want := c.withDefaults(), Config{}.withDefaults()
+	got, want := c.WithDefaults(), Config{}.WithDefaults()
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy/router.yaml does not state the defaults:\n got %+v\nwant %+v", got, want)
 	}

@@ -35,9 +35,8 @@ func StartNode(cfg Config, deps Deps, conn, raw net.PacketConn) (*Node, error) {
 	if deps.Verifier == nil {
 		deps.Verifier = certs.NewVerifier(deps.Domain)
 	}
-	if cfg.Listen == "" {
-		cfg.Listen = conn.LocalAddr().String()
-	}
+	// The bound address, so that a configured port 0 publishes the real one.
+	cfg.Listen = conn.LocalAddr().String()
 	book := NewPeerBook()
 	var rp atomic.Pointer[Router]
 	tc := tunnel.Config{

@@ -134,7 +134,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("router config: %w", err)
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if deps.Identity == nil || deps.Member == nil || deps.Domain == nil {
 		return nil, errors.New("router: identity, membership and domain are required")
 	}

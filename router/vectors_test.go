@@ -166,3 +166,17 @@ func mustVectors(f *testing.F) [][]byte {
 	}
 	return out
 }
+
+// TestProtocolDocVectors: the hex quoted in docs/PROTOCOL.md §5.7 is the
+// testdata's.
+func TestProtocolDocVectors(t *testing.T) {
+	doc, err := os.ReadFile("../docs/PROTOCOL.md")
+	if err != nil {
+		t.Skip("docs/PROTOCOL.md not found")
+	}
+	for kind, b := range readVectors(t) {
+		if !strings.Contains(string(doc), kind+" "+hex.EncodeToString(b)) {
+			t.Errorf("docs/PROTOCOL.md does not quote the %s vector", kind)
+		}
+	}
+}

@@ -54,7 +54,10 @@ func loadRouterConfig(path string) (router.Config, error) {
 			return cfg, err
 		}
 	}
-	return cfg, cfg.Validate()
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg.WithDefaults(), nil
 }
 
 // routerCreds are the files a router's identity and trust come from.
@@ -66,33 +69,19 @@ type routerCreds struct {
 }
 
 func loadRouterCreds(cfg router.Config) (*routerCreds, error) {
-	ksDir, alias := cfg.Keystore, cfg.Identity
-	if ksDir == "" {
-		ksDir = "/var/lib/gdp/keys"
-	}
-	if alias == "" {
-		alias = "router"
-	}
-	ks, err := certs.OpenKeystore(ksDir)
+	ks, err := certs.OpenKeystore(cfg.Keystore)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
-	id, err := ks.Load(alias)
+	id, err := ks.Load(cfg.Identity)
 	if err != nil {
-		return nil, fmt.Errorf("router identity %q: %w", alias, err)
+		return nil, fmt.Errorf("router identity %q: %w", cfg.Identity, err)
 	}
-	memberPath, domainPath := cfg.MemberCert, cfg.Domain
-	if memberPath == "" {
-		memberPath = "/etc/gdp/router.member"
-	}
-	if domainPath == "" {
-		domainPath = "/etc/gdp/domain.meta"
-	}
-	member, err := certs.ReadCertFile(memberPath)
+	member, err := certs.ReadCertFile(cfg.MemberCert)
 	if err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
-	domain, err := certs.ReadMetadataFile(domainPath)
+	domain, err := certs.ReadMetadataFile(cfg.Domain)
 	if err != nil {
 		return nil, fmt.Errorf("domain: %w", err)
 	}
@@ -121,13 +110,9 @@ func runRouter(ctx context.Context, cfgPath string) error {
 	if err != nil {
 		return err
 	}
-	listen := cfg.Listen
-	if listen == "" {
-		listen = "[::]:8009"
-	}
-	conn, err := net.ListenPacket("udp", listen)
+	conn, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", listen, err)
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	var raw net.PacketConn
 	if cfg.RawListen != "" {
@@ -155,9 +140,6 @@ func runRouter(ctx context.Context, cfgPath string) error {
 	log.Info("router up", logging.Name(creds.id.Name), logging.Addr(node.Addr()))
 
 	admin := cfg.Admin
-	if admin == "" {
-		admin = "127.0.0.1:8019"
-	}
 	var srv *http.Server
 	if admin != "off" {
 		ln, err := net.Listen("tcp", admin)
@@ -196,9 +178,6 @@ func runRouter(ctx context.Context, cfgPath string) error {
 	}
 	_ = sdNotify("STOPPING=1\nSTATUS=draining")
 	drain := cfg.DrainTimeout.Std()
-	if drain <= 0 {
-		drain = 5 * time.Second
-	}
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	log.Info("draining", zap.Duration("timeout", drain))
@@ -234,16 +213,12 @@ func reloadRouter(cfgPath string, node *router.Node, log *zap.Logger) error {
 func openResolver(ctx context.Context, cfg router.Config, creds *routerCreds, log *zap.Logger, reg prometheus.Registerer) (resolver.Resolver, error) {
 	v := &resolver.Verifier{Certs: creds.verifier}
 	switch cfg.Resolver.Mode {
-	case "", "static":
+	case "static":
 		return resolver.NewStatic(v), nil
 	case "dht":
-		listen := cfg.Resolver.DHTListen
-		if len(listen) == 0 {
-			listen = []string{"/ip4/0.0.0.0/udp/8011/quic-v1"}
-		}
 		d, err := resolver.NewDHT(ctx, resolver.DHTConfig{
 			Identity: creds.id, Member: creds.member, Domain: creds.domain, Certs: creds.verifier,
-			Listen: listen, Bootstrap: cfg.Resolver.DHTBootstrap, Logger: log.Named("dht"), Registerer: reg,
+			Listen: cfg.Resolver.DHTListen, Bootstrap: cfg.Resolver.DHTBootstrap, Logger: log.Named("dht"), Registerer: reg,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("resolver dht: %w", err)

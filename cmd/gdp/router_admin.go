@@ -76,6 +76,7 @@ func addRouterQueries(parent *cobra.Command) {
 			fmt.Fprintf(out, "domain    %s\n", s.Domain)
 			fmt.Fprintf(out, "up since  %s (%s)\n", s.Started.Format(time.RFC3339), time.Since(s.Started).Round(time.Second))
 			fmt.Fprintf(out, "addresses %s\n", strings.Join(s.Addrs, ", "))
+			fmt.Fprintf(out, "member    until %s (in %s)\n", s.MemberExpiry.Format(time.RFC3339), time.Until(s.MemberExpiry).Round(time.Minute))
 			fmt.Fprintf(out, "fib       %d names\n", s.FIBNames)
 			fmt.Fprintf(out, "faces     %d (%d peer routers)\n", s.Faces, s.Peers)
 			fmt.Fprintf(out, "waiting   %d PDUs for the resolver\n", s.Waiting)
