@@ -27,6 +27,10 @@ import (
 // (the old entries are kept aside, see Abandoned) or equivocation, which
 // fails with a *capsule.EquivocationError whose evidence is stored.
 func (s *Store) Append(ctx context.Context, c pdu.Name, recs []capsule.Record, hb *capsule.Heartbeat) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
 	cs, err := s.state(c)
 	if err != nil {
 		return fmt.Errorf("append: %w", err)

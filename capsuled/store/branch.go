@@ -199,6 +199,10 @@ func (s *Store) equivocation(ctx context.Context, cs *capsuleState, ev *capsule.
 
 // Evidence returns the equivocation evidence stored for capsule c.
 func (s *Store) Evidence(c pdu.Name) ([]*capsule.Evidence, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
 	if _, err := s.state(c); err != nil {
 		return nil, err
 	}
@@ -226,6 +230,10 @@ type Branch struct {
 // Abandoned returns capsule c's abandoned branches, oldest epoch first.
 // They are kept for audit and never merged into the log readers follow.
 func (s *Store) Abandoned(c pdu.Name) ([]Branch, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
 	if _, err := s.state(c); err != nil {
 		return nil, err
 	}

@@ -36,6 +36,10 @@ func (s *Store) Heartbeat(c pdu.Name) (*capsule.Heartbeat, error) {
 
 // HeartbeatAt returns the heartbeat held for exactly seqno entries.
 func (s *Store) HeartbeatAt(c pdu.Name, seqno uint64) (*capsule.Heartbeat, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
 	cs, err := s.state(c)
 	if err != nil {
 		return nil, err
@@ -68,6 +72,14 @@ func (s *Store) checkRange(c pdu.Name, from, to uint64) error {
 // ReadRaw calls fn with the wire form of each entry in [from, to] in order
 // (what a server sends as is); wire is valid only during the call.
 func (s *Store) ReadRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire []byte) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.readRaw(c, from, to, fn)
+}
+
+func (s *Store) readRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire []byte) error) error {
 	if err := s.checkRange(c, from, to); err != nil {
 		return err
 	}
@@ -94,13 +106,17 @@ func (s *Store) ReadRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire 
 
 // Read returns the entries (records and holes) in [from, to].
 func (s *Store) Read(c pdu.Name, from, to uint64) ([]capsule.Record, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
 	if to >= from {
 		if n := to - from + 1; n > 1<<20 {
 			return nil, fmt.Errorf("read %s: %w: %d entries in one read (max %d)", c, ErrOutOfRange, n, 1<<20)
 		}
 	}
 	out := make([]capsule.Record, 0, min(to-from+1, 1<<16))
-	err := s.ReadRaw(c, from, to, func(seq uint64, wire []byte) error {
+	err := s.readRaw(c, from, to, func(seq uint64, wire []byte) error {
 		r, err := capsule.UnmarshalRecord(append([]byte(nil), wire...))
 		if err != nil {
 			return fmt.Errorf("read %s entry %d: %w", c, seq, err)
@@ -137,6 +153,10 @@ func (s *Store) entryHash(c pdu.Name, seqno uint64) (capsule.Hash, error) {
 
 // ReadByHash returns the entry whose hash is h.
 func (s *Store) ReadByHash(c pdu.Name, h capsule.Hash) (capsule.Record, error) {
+	if err := s.enter(); err != nil {
+		return capsule.Record{}, err
+	}
+	defer s.leave()
 	cs, err := s.state(c)
 	if err != nil {
 		return capsule.Record{}, err
@@ -166,6 +186,10 @@ func (s *Store) ReadByHash(c pdu.Name, h capsule.Hash) (capsule.Record, error) {
 // or after t (unix nanoseconds). Record times never go backwards, so this
 // is a binary search: O(log n) reads.
 func (s *Store) ReadByTime(c pdu.Name, t int64) (uint64, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.leave()
 	cs, err := s.state(c)
 	if err != nil {
 		return 0, err
@@ -252,6 +276,10 @@ func (n storeNodes) Node(level uint8, index uint64) (capsule.Hash, error) {
 // InclusionProof proves entry seqno in the tree of size entries (a size a
 // heartbeat the reader holds covers).
 func (s *Store) InclusionProof(c pdu.Name, seqno, size uint64) (*capsule.InclusionProof, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
 	if err := s.checkRange(c, seqno, size); err != nil {
 		return nil, fmt.Errorf("inclusion proof: %w", err)
 	}
@@ -268,6 +296,10 @@ func (s *Store) InclusionProof(c pdu.Name, seqno, size uint64) (*capsule.Inclusi
 
 // ConsistencyProof proves the tree of m entries a prefix of the tree of n.
 func (s *Store) ConsistencyProof(c pdu.Name, m, n uint64) (*capsule.ConsistencyProof, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
 	if m == 0 {
 		if err := s.checkRange(c, 1, n); n > 0 && err != nil {
 			return nil, fmt.Errorf("consistency proof: %w", err)

@@ -28,6 +28,11 @@ type Store struct {
 
 	commit committer
 	nodes  *lru.Cache[nodeCacheKey, capsule.Hash]
+
+	// closeMu is held shared by every operation that touches the engine
+	// and exclusively by Close, so nothing reaches a closed engine.
+	closeMu sync.RWMutex
+	closed  bool
 }
 
 // capsuleState is one capsule's in-memory state. mu serialises appends;
@@ -79,9 +84,28 @@ func Open(dir string, opts Options) (*Store, error) {
 // Close stops intake, waits for queued writes to become durable, and closes
 // the engine.
 func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.closeMu.Unlock()
 	s.commit.stop()
 	return s.eng.close()
 }
+
+// enter admits an operation unless the store is closed; leave ends it.
+func (s *Store) enter() error {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.closeMu.RUnlock() }
 
 type metaWire struct {
 	Writer []byte `cbor:"1,keyasint"`
@@ -188,6 +212,10 @@ func (s *Store) lastTime(c pdu.Name, seqno uint64) (int64, error) {
 // one every heartbeat must verify with. The metadata is kept and served
 // back (Info). Creating the same capsule again is a no-op.
 func (s *Store) Create(ctx context.Context, name pdu.Name, meta []byte) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
 	info, err := capsule.ParseInfo(name, meta)
 	if err != nil {
 		return fmt.Errorf("create capsule: %w", err)

@@ -468,3 +468,30 @@ func TestOptions(t *testing.T) {
 	}
 	_ = ed25519.PublicKeySize
 }
+
+func TestClosed(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir(), "pebble")
+	tc := newTestCapsule(t, 8)
+	s.Create(ctx, tc.name, tc.meta)
+	recs, hb := writeRecs(tc.writer(), 3, 8)
+	mustAppend(t, s, tc.name, recs, hb)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	recs, hb = writeRecs(tc.writer(), 1, 8)
+	for name, err := range map[string]error{
+		"append": s.Append(ctx, tc.name, recs, hb),
+		"create": s.Create(ctx, tc.name, tc.meta),
+		"read":   func() error { _, err := s.Read(tc.name, 1, 1); return err }(),
+		"proof":  func() error { _, err := s.InclusionProof(tc.name, 1, 3); return err }(),
+		"byhash": func() error { _, err := s.ReadByHash(tc.name, capsule.Hash{}); return err }(),
+	} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after close: %v", name, err)
+		}
+	}
+}
