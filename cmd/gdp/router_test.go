@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+func adminPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func writePEM(t *testing.T, path, typ string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, certs.Armor(typ, b), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func runGDP(t *testing.T, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	rootCmd.SetOut(&out)
+	rootCmd.SetErr(&out)
+	rootCmd.SetArgs(args)
+	err := rootCmd.ExecuteContext(context.Background())
+	rootCmd.SetArgs(nil)
+	if err != nil {
+		t.Fatalf("gdp %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+// TestRouterDaemon runs `gdp router --config` as an operator would: from a
+// keystore, certificate files and a YAML file; queries it with `gdp router
+// status|routes|peers`, pings it with `gdp ping`, renews its membership with
+// SIGHUP, and stops it.
+func TestRouterDaemon(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, _ := certs.NewIdentity(certs.KindDomain, "test domain")
+	rid, _ := certs.NewIdentity(certs.KindRouter, "test router")
+	pid, _ := certs.NewIdentity(certs.KindClient, "probe")
+	for alias, id := range map[string]*certs.Identity{"router": rid, "ping": pid} {
+		if err := ks.Save(alias, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	issue := func(id *certs.Identity, d time.Duration) *certs.Cert {
+		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	writePEM(t, filepath.Join(dir, "domain.meta"), certs.PEMMetadata, dom.Meta.Marshal())
+	writePEM(t, filepath.Join(dir, "router.member"), certs.PEMCert, issue(rid, time.Hour).Marshal())
+	writePEM(t, filepath.Join(dir, "ping.member"), certs.PEMCert, issue(pid, time.Hour).Marshal())
+	admin := adminPort(t)
+	cfg := fmt.Sprintf(`listen: "127.0.0.1:0"
+keystore: %s
+member_cert: %s
+domain: %s
+admin: %q
+drain_timeout: 1s
+log: {level: warn}
+`, filepath.Join(dir, "keys"), filepath.Join(dir, "router.member"), filepath.Join(dir, "domain.meta"), admin)
+	cfgPath := filepath.Join(dir, "router.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runRouter(ctx, cfgPath) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("router exited: %v", err)
+		}
+	}()
+	status := func() router.Summary {
+		var s router.Summary
+		resp, err := http.Get("http://" + admin + "/v1/status")
+		if err != nil {
+			return s
+		}
+		defer resp.Body.Close()
+		_ = json.NewDecoder(resp.Body).Decode(&s)
+		return s
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for status().Name != rid.Name {
+		if time.Now().After(deadline) {
+			t.Fatal("router never came up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s := status()
+	if len(s.Addrs) != 1 || strings.HasSuffix(s.Addrs[0], ":0") {
+		t.Fatalf("published addresses %v", s.Addrs)
+	}
+
+	out := runGDP(t, "router", "status", "--admin", admin)
+	if !strings.Contains(out, rid.Name.String()) || !strings.Contains(out, "fib       0 names") {
+		t.Fatalf("status:\n%s", out)
+	}
+	out = runGDP(t, "ping", "--router", s.Addrs[0], "--admin", admin, "--keystore", filepath.Join(dir, "keys"),
+		"--member", filepath.Join(dir, "ping.member"), "--domain", filepath.Join(dir, "domain.meta"),
+		"-c", "2", "-i", "10ms", rid.Name.String())
+	if !strings.Contains(out, "2 sent, 2 received, 0% loss") {
+		t.Fatalf("ping:\n%s", out)
+	}
+	// The probe's attachment shows in routes (it advertised itself) until it left.
+	out = runGDP(t, "router", "routes", "--admin", admin)
+	if !strings.Contains(out, "NAME") {
+		t.Fatalf("routes:\n%s", out)
+	}
+	_ = runGDP(t, "router", "peers", "--admin", admin)
+
+	// Renew the membership and reload.
+	old := status().MemberExpiry
+	writePEM(t, filepath.Join(dir, "router.member"), certs.PEMCert, issue(rid, 48*time.Hour).Marshal())
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !status().MemberExpiry.After(old.Add(time.Hour)); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP did not reload the membership (still %s)", status().MemberExpiry)
+		}
+	}
+}
