@@ -221,6 +221,10 @@ func TestRouteExpiresWithChain(t *testing.T) {
 	if got := metric(t, r, "gdp_router_routes_removed_total", "cause", "expiry"); got != 1 {
 		t.Fatalf("removed{expiry} = %v", got)
 	}
+	eventually(t, "location record gone", func() bool {
+		_, err := w.res.Lookup(context.Background(), cap.Meta.Name())
+		return err != nil
+	})
 	var nak *client.NAKError
 	if _, err := s.Ping(context.Background(), cap.Meta.Name(), 8, time.Second); !errors.As(err, &nak) || nak.Code != pdu.CodeNoRoute {
 		t.Fatalf("ping after expiry: %v, want NO_ROUTE", err)

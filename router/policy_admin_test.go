@@ -1,0 +1,114 @@
+package router_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/router/routertest"
+)
+
+// TestDomainPolicy: router A trusts domains A and B but lets traffic cross
+// only A. A name held in domain B is answered FORBIDDEN, and a tunnel from
+// a domain-B router is refused.
+func TestDomainPolicy(t *testing.T) {
+	domA, _ := routertest.NewDomain("A")
+	domB, _ := routertest.NewDomain("B")
+	both := certs.NewVerifier(domA.ID.Meta, domB.ID.Meta)
+	res := resolver.NewStatic(&resolver.Verifier{Certs: both})
+	defer res.Close()
+	mk := func(d *routertest.Domain, desc string, allow []pdu.Name) *testRouter {
+		rc, _ := d.NewRouter(desc)
+		r, err := router.New(router.Config{Listen: "127.0.0.1:9", AllowDomains: allow}, router.Deps{
+			Identity: rc.ID, Member: rc.Member, Domain: rc.Domain, Verifier: both, Resolver: res,
+			Logger: zaptest.NewLogger(t).Named(desc),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		return &testRouter{Router: r, creds: rc}
+	}
+	a := mk(domA, "a", []pdu.Name{domA.ID.Name})
+	b := mk(domB, "b", nil)
+	w := &world{t: t, dom: domA, res: res}
+	server := w.endpoint(b, certs.KindServer, "server in B")
+	advertise(t, server)
+	cl := w.endpoint(a, certs.KindClient, "client in A")
+	advertise(t, cl)
+	eventually(t, "record published", func() bool {
+		_, err := res.Lookup(context.Background(), server.Name())
+		return err == nil
+	})
+	var nak *client.NAKError
+	if _, err := cl.Ping(context.Background(), server.Name(), 8, time.Second); !errors.As(err, &nak) || nak.Code != pdu.CodeForbidden {
+		t.Fatalf("ping into domain B: %v, want NAK FORBIDDEN", err)
+	}
+	if got := metric(t, a, "gdp_router_resolver_lookups_total", "result", "forbidden"); got != 1 {
+		t.Fatalf("lookups{forbidden} = %v", got)
+	}
+	la, _ := routertest.Pipe(b.Name(), a.Name(), 1)
+	if _, err := a.Attach(la, router.FaceRouter, domB.ID.Name, "mem"); !errors.Is(err, router.ErrForbidden) {
+		t.Fatalf("router face from domain B: %v, want ErrForbidden", err)
+	}
+}
+
+func TestAdminAPI(t *testing.T) {
+	w := newWorld(t)
+	r := w.router("r", router.Config{}, nil)
+	s := w.endpoint(r, certs.KindServer, "s")
+	advertise(t, s)
+	srv := httptest.NewServer(r.AdminHandler())
+	defer srv.Close()
+	get := func(path string) string {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s: %s", path, resp.Status, b)
+		}
+		return string(b)
+	}
+	var sum router.Summary
+	if err := json.Unmarshal([]byte(get("/v1/status")), &sum); err != nil || sum.Name != r.Name() || sum.FIBNames != 1 || sum.Faces != 1 {
+		t.Fatalf("status %+v, %v", sum, err)
+	}
+	var routes []router.RouteInfo
+	if err := json.Unmarshal([]byte(get("/v1/routes?name="+s.Name().String())), &routes); err != nil ||
+		len(routes) != 1 || routes[0].Hops[0].Origin != "local" || routes[0].Hops[0].Expiry == nil {
+		t.Fatalf("routes %+v, %v", routes, err)
+	}
+	var faces []router.FaceInfo
+	if err := json.Unmarshal([]byte(get("/v1/faces")), &faces); err != nil || len(faces) != 1 || faces[0].Peer != s.Name() {
+		t.Fatalf("faces %+v, %v", faces, err)
+	}
+	get("/v1/peers")
+	get("/v1/resolver/cache")
+	if m := get("/metrics"); !strings.Contains(m, `gdp_router_advertisements_total{result="accepted"} 1`) {
+		t.Fatalf("metrics lack the accepted advertisement:\n%s", m)
+	}
+	if !strings.Contains(get("/debug/pprof/"), "goroutine") {
+		t.Fatal("pprof index missing")
+	}
+	resp, _ := http.Get(srv.URL + "/v1/routes?name=nonsense")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad name: %s", resp.Status)
+	}
+	resp.Body.Close()
+}
