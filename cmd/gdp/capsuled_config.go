@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/config"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// attachConfig says how an endpoint (the capsule server, or a `gdp
+// capsule` command) reaches its router. Shared by deploy/capsuled.yaml and
+// the capsule commands' --config file.
+type attachConfig struct {
+	// Router is the router's tunnel address. Default 127.0.0.1:8009.
+	Router string `yaml:"router"`
+	// RouterName is the router's name. Default: asked from Admin.
+	RouterName string `yaml:"router_name"`
+	// Admin is the router's admin address, used only to learn its name.
+	// Default 127.0.0.1:8019.
+	Admin string `yaml:"admin"`
+	// Listen is the local UDP address of the tunnel socket. Default
+	// 127.0.0.1:0 when Router is on loopback, else [::]:0.
+	Listen string `yaml:"listen"`
+	// Keystore holds the endpoint's key. Default /var/lib/gdp/keys.
+	Keystore string `yaml:"keystore"`
+	// Identity is the keystore alias of the endpoint. Default "capsuled"
+	// for the server, "client" for the commands.
+	Identity string `yaml:"identity"`
+	// MemberCert is the endpoint's membership certificate file. Default
+	// /etc/gdp/<identity>.member.
+	MemberCert string `yaml:"member_cert"`
+	// Domain is the domain metadata file. Default /etc/gdp/domain.meta.
+	Domain string `yaml:"domain"`
+	// Timeout bounds one request attempt. Default 2s.
+	Timeout config.Duration `yaml:"timeout"`
+}
+
+func (a *attachConfig) withDefaults(identity string) {
+	if a.Router == "" {
+		a.Router = "127.0.0.1:8009"
+	}
+	if a.Admin == "" {
+		a.Admin = "127.0.0.1:8019"
+	}
+	if a.Keystore == "" {
+		a.Keystore = "/var/lib/gdp/keys"
+	}
+	if a.Identity == "" {
+		a.Identity = identity
+	}
+	if a.MemberCert == "" {
+		a.MemberCert = "/etc/gdp/" + a.Identity + ".member"
+	}
+	if a.Domain == "" {
+		a.Domain = "/etc/gdp/domain.meta"
+	}
+	if a.Listen == "" {
+		a.Listen = "[::]:0"
+		if h, _, err := net.SplitHostPort(a.Router); err == nil {
+			if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+				a.Listen = net.JoinHostPort(h, "0")
+			}
+		}
+	}
+	if a.Timeout <= 0 {
+		a.Timeout = config.Duration(2 * time.Second)
+	}
+}
+
+// flags lets the command line override the file.
+func (a *attachConfig) flags(c *cobra.Command) {
+	c.Flags().StringVar(&a.Router, "router", "", "router tunnel address (default 127.0.0.1:8009)")
+	c.Flags().StringVar(&a.RouterName, "router-name", "", "router name (default: asked from --admin)")
+	c.Flags().StringVar(&a.Admin, "admin", "", "router admin address, to learn its name (default 127.0.0.1:8019)")
+	c.Flags().StringVar(&a.Keystore, "keystore", "", "keystore directory (default /var/lib/gdp/keys)")
+	c.Flags().StringVar(&a.Identity, "identity", "", "keystore alias of this endpoint")
+	c.Flags().StringVar(&a.MemberCert, "member", "", "membership certificate of the identity (default /etc/gdp/<identity>.member)")
+	c.Flags().StringVar(&a.Domain, "domain", "", "domain metadata file (default /etc/gdp/domain.meta)")
+}
+
+// merge fills a's empty fields from file.
+func (a *attachConfig) merge(file attachConfig) {
+	fill := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	fill(&a.Router, file.Router)
+	fill(&a.RouterName, file.RouterName)
+	fill(&a.Admin, file.Admin)
+	fill(&a.Listen, file.Listen)
+	fill(&a.Keystore, file.Keystore)
+	fill(&a.Identity, file.Identity)
+	fill(&a.MemberCert, file.MemberCert)
+	fill(&a.Domain, file.Domain)
+	if a.Timeout == 0 {
+		a.Timeout = file.Timeout
+	}
+}
+
+// attached is an endpoint attached to its router.
+type attached struct {
+	id     *certs.Identity
+	ks     *certs.Keystore
+	ep     *client.Endpoint
+	client *client.Client
+}
+
+func (at *attached) Close() error {
+	_ = at.client.Close()
+	return at.ep.Close()
+}
+
+// attach loads the identity and opens a tunnel to the router.
+func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attached, error) {
+	ks, err := certs.OpenKeystore(a.Keystore)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	id, err := ks.Load(a.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("identity %q: %w", a.Identity, err)
+	}
+	member, err := certs.ReadCertFile(a.MemberCert)
+	if err != nil {
+		return nil, fmt.Errorf("membership: %w", err)
+	}
+	domain, err := certs.ReadMetadataFile(a.Domain)
+	if err != nil {
+		return nil, fmt.Errorf("domain: %w", err)
+	}
+	rname := a.RouterName
+	if rname == "" {
+		if rname, err = adminName(ctx, a.Admin); err != nil {
+			return nil, fmt.Errorf("router name: %w (or set router_name)", err)
+		}
+	}
+	rn, err := pdu.ParseName(rname)
+	if err != nil {
+		return nil, fmt.Errorf("router name: %w", err)
+	}
+	conn, err := net.ListenPacket("udp", a.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", a.Listen, err)
+	}
+	opts.RequestTimeout = a.Timeout.Std()
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: domain, Conn: conn, Options: opts})
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	c, err := ep.Attach(ctx, a.Router, rn)
+	if err != nil {
+		_ = ep.Close()
+		return nil, err
+	}
+	return &attached{id: id, ks: ks, ep: ep, client: c}, nil
+}
+
+// capsuledConfig is deploy/capsuled.yaml.
+type capsuledConfig struct {
+	attachConfig `yaml:",inline"`
+	// Dir holds the store and the placements. Default /var/lib/gdp/capsuled.
+	Dir string `yaml:"dir"`
+	// Engine is pebble or bbolt. Default pebble.
+	Engine string `yaml:"engine"`
+	// MaxData bounds one record's data. Default 56,000 (the most).
+	MaxData int `yaml:"max_data"`
+	// Workers serving requests. Default 8.
+	Workers int `yaml:"workers"`
+	// SyncInterval between anti-entropy rounds. Default 1s.
+	SyncInterval config.Duration `yaml:"sync_interval"`
+	// Metrics is the address of /metrics. Default 127.0.0.1:8029; "off"
+	// disables it.
+	Metrics string `yaml:"metrics"`
+	// DrainTimeout bounds the drain on SIGTERM. Default 5s.
+	DrainTimeout config.Duration `yaml:"drain_timeout"`
+	// Log selects level and format. Default info, json.
+	Log logging.Config `yaml:"log"`
+}
+
+func loadCapsuledConfig(path string) (capsuledConfig, error) {
+	var cfg capsuledConfig
+	if path != "" {
+		if err := config.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	cfg.withDefaults("capsuled")
+	if cfg.Dir == "" {
+		cfg.Dir = "/var/lib/gdp/capsuled"
+	}
+	if cfg.Metrics == "" {
+		cfg.Metrics = "127.0.0.1:8029"
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = config.Duration(5 * time.Second)
+	}
+	return cfg, nil
+}
