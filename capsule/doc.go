@@ -13,7 +13,9 @@
 // in memory.
 //
 // Record and heartbeat bodies are deterministic CBOR (RFC 8949 §4.2.1) with
-// small integer map keys. The record codec is written by hand because it sits
-// on the hot path; the tests check that it produces exactly what
-// github.com/fxamacker/cbor/v2's deterministic mode produces.
+// small integer map keys; heartbeats are COSE_Sign1 objects signed like the
+// certificates of package certs. The encoders are written by hand because
+// they sit on every append's path; the tests check that they produce exactly
+// what github.com/fxamacker/cbor/v2's deterministic mode produces, and the
+// decoders refuse anything that does not re-encode to the same bytes.
 package capsule
