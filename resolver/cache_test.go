@@ -1,0 +1,124 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// countingResolver counts lookups that reach it.
+type countingResolver struct {
+	Resolver
+	lookups int
+}
+
+func (c *countingResolver) Lookup(ctx context.Context, n pdu.Name) (*Record, error) {
+	c.lookups++
+	return c.Resolver.Lookup(ctx, n)
+}
+
+func TestCache(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, goldenBase)
+	d := w.domain("c")
+	r := w.router(d, "r")
+	now := goldenBase.Add(time.Minute)
+	clockFn := func() time.Time { return now }
+	cv := trust(now, d)
+	cv.Now = clockFn
+	inner := &countingResolver{Resolver: NewStatic(&Verifier{Certs: cv, Domain: d.Name})}
+	reg := prometheus.NewRegistry()
+	c, err := NewCache(inner, CacheConfig{Now: clockFn, NegativeTTL: time.Second, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	name, chain := w.capsuleAt(r, "cached", time.Hour)
+
+	// A miss is remembered for NegativeTTL.
+	for range 3 {
+		if _, err := c.Lookup(ctx, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup: %v", err)
+		}
+	}
+	if inner.lookups != 1 {
+		t.Fatalf("negative entry not used: %d inner lookups", inner.lookups)
+	}
+	// Publishing through the cache clears the negative entry.
+	rec := w.location(r, name, chain, 1)
+	if err := c.Publish(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	c.Invalidate(name)
+	for range 3 {
+		got, err := c.Lookup(ctx, name)
+		if err != nil || got.Sequence != 1 {
+			t.Fatalf("lookup: %v %v", got, err)
+		}
+	}
+	if inner.lookups != 2 {
+		t.Fatalf("positive entry not used: %d inner lookups", inner.lookups)
+	}
+	// The entry dies with the record's certificates.
+	now = goldenBase.Add(time.Hour + time.Second)
+	if _, err := c.Lookup(ctx, name); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("lookup after expiry: %v", err)
+	}
+	if inner.lookups != 3 {
+		t.Fatalf("expired entry served: %d inner lookups", inner.lookups)
+	}
+	for _, tc := range []struct {
+		name string
+		c    prometheus.Counter
+		want float64
+	}{{"hits", c.hit, 2}, {"negative hits", c.negHit, 2}, {"misses", c.miss, 3}} {
+		var m dto.Metric
+		if err := tc.c.Write(&m); err != nil || m.GetCounter().GetValue() != tc.want {
+			t.Errorf("%s = %v (%v), want %v", tc.name, m.GetCounter().GetValue(), err, tc.want)
+		}
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var samples uint64
+	for _, f := range fams {
+		if f.GetName() == "gdp_resolver_lookup_seconds" {
+			samples = f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	if samples != 3 {
+		t.Errorf("latency histogram holds %d samples, want 3 (one per miss)", samples)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr bool
+	}{
+		{"zero value is static", Config{}, false},
+		{"dht", Config{Mode: "dht", Bootstrap: []string{"/ip4/127.0.0.1/udp/1/quic-v1/p2p/x"}}, false},
+		{"border", Config{Mode: "dht", Global: &GlobalConfig{BorderAddrs: []string{"127.0.0.1:1"}}}, false},
+		{"unknown mode", Config{Mode: "dns"}, true},
+		{"static with bootstrap", Config{Bootstrap: []string{"x"}}, true},
+		{"border without addrs", Config{Mode: "dht", Global: &GlobalConfig{}}, true},
+		{"border with borders", Config{Mode: "dht", Global: &GlobalConfig{BorderAddrs: []string{"127.0.0.1:1"}}, Borders: []string{"x"}}, true},
+		{"republish not below age", Config{Mode: "dht", RecordAge: 60e9, Republish: 60e9}, true},
+		{"negative quorum", Config{Mode: "dht", Quorum: -1}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.cfg.Validate(); (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, wantErr %v", err, tc.wantErr)
+			}
+		})
+	}
+}

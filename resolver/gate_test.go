@@ -1,0 +1,106 @@
+package resolver
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+)
+
+// goldenProof is the membership proof docs/PROTOCOL.md §6.3 shows.
+func goldenProof(t testing.TB) (*MembershipProof, []byte) {
+	w := newWorld(t, goldenBase)
+	d := w.domain("golden")
+	r := w.node(d, certs.KindResolver, "resolver golden")
+	p := &MembershipProof{Meta: r.id.Meta, Member: r.member, Domain: d.Meta}
+	b, err := p.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, b
+}
+
+func TestProofGolden(t *testing.T) {
+	_, b := goldenProof(t)
+	path := filepath.Join("testdata", "proof.hex")
+	if *update {
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(b); got != strings.TrimSpace(string(want)) {
+		t.Fatalf("proof encoding changed:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestGateCheck(t *testing.T) {
+	w := newWorld(t, goldenBase)
+	d1, d2, d3 := w.domain("one"), w.domain("two"), w.domain("three")
+	now := goldenBase.Add(time.Minute)
+	g := newGate(trust(now, d1, d2), d1.Name, time.Minute)
+	ok := w.node(d1, certs.KindResolver, "ok")
+	other := w.node(d2, certs.KindRouter, "other domain")
+	untrusted := w.node(d3, certs.KindRouter, "untrusted")
+	server := w.node(d1, certs.KindServer, "a server")
+	tests := []struct {
+		name    string
+		pub     []byte
+		proof   *MembershipProof
+		wantErr error
+	}{
+		{"member", ok.id.Meta.Key, &MembershipProof{ok.id.Meta, ok.member, d1.Meta}, nil},
+		{"someone else's proof", other.id.Meta.Key, &MembershipProof{ok.id.Meta, ok.member, d1.Meta}, errNotAdmitted},
+		{"member of another trusted domain", other.id.Meta.Key, &MembershipProof{other.id.Meta, other.member, d2.Meta}, errNotAdmitted},
+		{"member of an untrusted domain", untrusted.id.Meta.Key, &MembershipProof{untrusted.id.Meta, untrusted.member, d3.Meta}, certs.ErrUntrustedDomain},
+		{"not infrastructure", server.id.Meta.Key, &MembershipProof{server.id.Meta, server.member, d1.Meta}, errNotAdmitted},
+		{"membership of another node", ok.id.Meta.Key, &MembershipProof{ok.id.Meta, other.member, d1.Meta}, errNotAdmitted},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := g.check(tc.pub, tc.proof)
+			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+	later := newGate(trust(goldenBase.Add(25*time.Hour), d1), d1.Name, time.Minute)
+	if _, err := later.check(ok.id.Meta.Key, &MembershipProof{ok.id.Meta, ok.member, d1.Meta}); !errors.Is(err, certs.ErrExpired) {
+		t.Fatalf("expired membership: %v", err)
+	}
+}
+
+func FuzzParseProof(f *testing.F) {
+	b, err := os.ReadFile(filepath.Join("testdata", "proof.hex"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := parseProof(b)
+		if err != nil {
+			return
+		}
+		out, err := p.marshal()
+		if err != nil {
+			t.Fatalf("marshal parsed proof: %v", err)
+		}
+		back, err := parseProof(out)
+		if err != nil || !bytes.Equal(back.Meta.Marshal(), p.Meta.Marshal()) || !bytes.Equal(back.Member.Marshal(), p.Member.Marshal()) {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
