@@ -17,8 +17,11 @@ type rawEP struct {
 	t    *testing.T
 	id   *certs.Identity
 	link *routertest.Link
-	in   chan []byte
-	seq  uint32
+	// routerSide is the router's end of link: its Dropped counts PDUs the
+	// in-memory link lost because the router fell behind.
+	routerSide *routertest.Link
+	in         chan []byte
+	seq        uint32
 }
 
 func (w *world) raw(r *testRouter, kind certs.Kind, desc string) *rawEP {
@@ -32,7 +35,7 @@ func (w *world) raw(r *testRouter, kind certs.Kind, desc string) *rawEP {
 		w.t.Fatal(err)
 	}
 	theirs.Start(func(l *routertest.Link, p []byte) { r.HandlePDU(l, p) })
-	e := &rawEP{t: w.t, id: id, link: mine, in: make(chan []byte, 1024)}
+	e := &rawEP{t: w.t, id: id, link: mine, routerSide: theirs, in: make(chan []byte, 1024)}
 	mine.Start(func(_ *routertest.Link, p []byte) {
 		select {
 		case e.in <- append([]byte(nil), p...):

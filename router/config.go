@@ -99,6 +99,9 @@ type FaceConfig struct {
 	NAKRate float64 `yaml:"nak_rate"`
 	// NAKBurst default 50.
 	NAKBurst int `yaml:"nak_burst"`
+	// Queue bounds the PDUs waiting to be sent on one face; more are
+	// dropped (queue_full). Default 4,096.
+	Queue int `yaml:"queue"`
 }
 
 // DedupConfig tunes duplicate suppression.
@@ -192,6 +195,7 @@ func (c Config) WithDefaults() Config {
 		c.Face.NAKRate = 200
 	}
 	defInt(&c.Face.NAKBurst, 50)
+	defInt(&c.Face.Queue, 4096)
 	defInt(&c.Dedup.Slots, 1<<20)
 	defDur(&c.Dedup.Window, 2*time.Second)
 	def(&c.Resolver.Mode, "static")
@@ -219,8 +223,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max_pdu %d: want %d to %d", c.MaxPDU, pdu.HeaderLen, pdu.MaxPDU)
 	case c.FIBSize < 0:
 		return fmt.Errorf("fib_size %d: must not be negative", c.FIBSize)
-	case c.Face.Burst < 0 || c.Face.NAKBurst < 0:
-		return fmt.Errorf("face burst must not be negative")
+	case c.Face.Burst < 0 || c.Face.NAKBurst < 0 || c.Face.Queue < 0:
+		return fmt.Errorf("face burst and queue must not be negative")
 	case c.Dedup.Slots < 0 || c.Resolver.Workers < 0 || c.Resolver.MaxWaiting < 0 || c.Resolver.MaxWaitingPerName < 0:
 		return fmt.Errorf("sizes must not be negative")
 	case c.Resolver.Mode != "static" && c.Resolver.Mode != "dht":

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,12 @@ type Face struct {
 	naks    *tokenBucket // NAKs sent to the face
 	closed  atomic.Bool
 
+	// out is the face's bounded egress queue, drained by one writer
+	// goroutine: forwarding never waits for a slow link, and a face whose
+	// link cannot keep up loses only its own traffic.
+	out  chan *[]byte
+	stop chan struct{}
+
 	mu    sync.RWMutex
 	names map[pdu.Name]struct{} // names an endpoint holds routes for
 
@@ -78,14 +85,43 @@ func (f *Face) Domain() pdu.Name { return f.domain }
 // Closed reports whether the face has been detached.
 func (f *Face) Closed() bool { return f.closed.Load() }
 
-// send hands p to the link; p may be reused when it returns.
+// errQueueFull: the face's egress queue is full; the PDU was dropped.
+var errQueueFull = errors.New("router: face egress queue full")
+
+// bufPool recycles egress buffers.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// send queues a copy of p for the face's link; p may be reused when it
+// returns.
 func (f *Face) send(p []byte) error {
-	if err := f.link.Send(p); err != nil {
-		f.sendErrors.Add(1)
-		return err
+	bp := bufPool.Get().(*[]byte)
+	*bp = append((*bp)[:0], p...)
+	select {
+	case f.out <- bp:
+		return nil
+	default:
+		bufPool.Put(bp)
+		return errQueueFull
 	}
-	f.txPDUs.Add(1)
-	return nil
+}
+
+// writer drains the egress queue into the link until the face stops.
+func (f *Face) writer() {
+	for {
+		select {
+		case <-f.stop:
+			return
+		case bp := <-f.out:
+			if err := f.link.Send(*bp); err != nil {
+				f.sendErrors.Add(1)
+			} else {
+				f.txPDUs.Add(1)
+			}
+			if cap(*bp) <= 1<<16 {
+				bufPool.Put(bp)
+			}
+		}
+	}
 }
 
 // holds reports whether an endpoint face may use n as a source name: its
@@ -128,6 +164,7 @@ type FaceInfo struct {
 	TxPDUs     uint64    `json:"tx_pdus"`
 	Drops      uint64    `json:"drops"`
 	SendErrors uint64    `json:"send_errors"`
+	Queued     int       `json:"queued"`
 }
 
 func (f *Face) info() FaceInfo {
@@ -137,6 +174,7 @@ func (f *Face) info() FaceInfo {
 	fi := FaceInfo{
 		ID: f.id, Kind: f.kind.String(), Peer: f.peer, Addr: f.addr, Since: f.since, Names: n,
 		RxPDUs: f.rxPDUs.Load(), TxPDUs: f.txPDUs.Load(), Drops: f.drops.Load(), SendErrors: f.sendErrors.Load(),
+		Queued: len(f.out),
 	}
 	if !f.domain.IsZero() {
 		d := f.domain

@@ -174,7 +174,7 @@ func (r *Router) multicast(in *Face, hops []Hop, p []byte) bool {
 
 func (r *Router) sendOn(in, out *Face, p []byte) {
 	if err := out.send(p); err != nil {
-		r.drop(in, dropSendError)
+		r.drop(in, dropQueueFull)
 		return
 	}
 	r.met.pdusOut.Inc()

@@ -19,7 +19,7 @@ const (
 	dropSpoofed                       // an endpoint used a source name it does not hold
 	dropForbidden                     // policy: control from a router face, domain not allowed
 	dropTooBig                        // larger than the configured maximum
-	dropQueueFull                     // the resolver wait queue is full
+	dropQueueFull                     // a face's egress queue or the resolver wait queue is full
 	dropSendError                     // the egress link refused it
 	dropLocal                         // addressed to the router but not something it answers
 	dropUnknownFace                   // arrived on a link that is not (or no longer) a face

@@ -180,15 +180,21 @@ func TestGarbage(t *testing.T) {
 			time.Sleep(time.Millisecond) // stay inside the in-memory queue
 		}
 	}
+	// The advertisements account for 2 PDUs in; the in-memory link may
+	// lose a few when the router falls behind, like a datagram socket.
 	eventually(t, "all garbage processed", func() bool {
-		return metric(t, r, "gdp_router_pdus_in_total", "", "") >= n
+		return metric(t, r, "gdp_router_pdus_in_total", "", "")+float64(bad.routerSide.Dropped.Load()) >= n+2
 	})
+	lost := float64(bad.routerSide.Dropped.Load())
+	if lost > n/20 {
+		t.Fatalf("%v of %d datagrams lost before the router", lost, n)
+	}
 	dropped := 0.0
 	for _, reason := range []string{"malformed", "spoofed_source", "duplicate", "ttl_expired", "no_route", "local", "forbidden"} {
 		dropped += metric(t, r, "gdp_router_pdus_dropped_total", "reason", reason)
 	}
-	if dropped < n {
-		t.Fatalf("%v of %d garbage datagrams counted as dropped", dropped, n)
+	if dropped < n-lost {
+		t.Fatalf("%v of %v garbage datagrams counted as dropped", dropped, n-lost)
 	}
 	if metric(t, r, "gdp_router_pdus_dropped_total", "reason", "malformed") < n/2 {
 		t.Fatal("most garbage should be malformed")

@@ -306,6 +306,8 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		since:   time.Now(),
 		ingress: newTokenBucket(r.cfg.Face.RatePPS, r.cfg.Face.Burst),
 		naks:    newTokenBucket(r.cfg.Face.NAKRate, r.cfg.Face.NAKBurst),
+		out:     make(chan *[]byte, r.cfg.Face.Queue),
+		stop:    make(chan struct{}),
 	}
 	if _, loaded := r.faces.LoadOrStore(l, f); loaded {
 		return nil, fmt.Errorf("%w: %s", errAlreadyFace, l.Peer())
@@ -319,7 +321,11 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		r.mu.Unlock()
 	}
 	r.log.Info("face attached", logging.Face(f.id), logging.Peer(f.peer), zap.Stringer("kind", kind), logging.Addr(addr))
-	r.wg.Add(1)
+	r.wg.Add(2)
+	go func() {
+		defer r.wg.Done()
+		f.writer()
+	}()
 	go func() {
 		defer r.wg.Done()
 		select {
@@ -336,6 +342,7 @@ func (r *Router) detach(f *Face) {
 	if f.closed.Swap(true) {
 		return
 	}
+	close(f.stop)
 	r.faces.Delete(f.link)
 	r.faceN.Add(-1)
 	if f.kind == FaceRouter {
