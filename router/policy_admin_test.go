@@ -112,3 +112,54 @@ func TestAdminAPI(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestNegativeCache: a stream of PDUs to a name nobody holds costs one
+// resolver lookup per negative TTL, and every PDU is answered NO_ROUTE.
+func TestNegativeCache(t *testing.T) {
+	w := newWorld(t)
+	r := w.router("r", router.Config{}, nil)
+	c := w.endpoint(r, certs.KindClient, "c")
+	advertise(t, c)
+	ghost := pdu.Name{0x60, 0x57}
+	for range 5 {
+		var nak *client.NAKError
+		if _, err := c.Ping(context.Background(), ghost, 8, time.Second); !errors.As(err, &nak) || nak.Code != pdu.CodeNoRoute {
+			t.Fatalf("ping ghost: %v", err)
+		}
+	}
+	if got := metric(t, r, "gdp_router_resolver_lookups_total", "result", "not_found"); got != 1 {
+		t.Fatalf("lookups{not_found} = %v, want 1", got)
+	}
+	var cache router.ResolverCache
+	srv := httptest.NewServer(r.AdminHandler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/resolver/cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&cache); err != nil || len(cache.Negative) != 1 || cache.Negative[0].Name != ghost {
+		t.Fatalf("negative cache %+v, %v", cache, err)
+	}
+}
+
+// TestDrainWithdraws: a draining router withdraws its location records so
+// traffic can move elsewhere, and forwards nothing more.
+func TestDrainWithdraws(t *testing.T) {
+	w := newWorld(t)
+	r := w.router("r", router.Config{}, nil)
+	s := w.endpoint(r, certs.KindServer, "s")
+	advertise(t, s)
+	ctx := context.Background()
+	eventually(t, "record published", func() bool { _, err := w.res.Lookup(ctx, s.Name()); return err == nil })
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	r.Drain(dctx)
+	eventually(t, "record withdrawn", func() bool { _, err := w.res.Lookup(ctx, s.Name()); return err != nil })
+	if _, err := s.Send(s.Name(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "draining drop counted", func() bool {
+		return metric(t, r, "gdp_router_pdus_dropped_total", "reason", "draining") == 1
+	})
+}
