@@ -218,6 +218,14 @@ func TestAppendRejects(t *testing.T) {
 			}
 		})
 	}
+	// The signed heartbeat for a different log of 10 entries left evidence.
+	evs, err := s.Evidence(tc.name)
+	if err != nil || len(evs) != 1 || evs[0].Size != 10 {
+		t.Fatalf("evidence: %d, %v", len(evs), err)
+	}
+	if err := evs[0].Verify(tc.info); err != nil {
+		t.Fatalf("evidence does not verify: %v", err)
+	}
 	// A retry of an acknowledged batch is acknowledged again, changing nothing.
 	if err := s.Append(ctx, tc.name, nil, hb1); err != nil {
 		t.Fatalf("retry of the newest heartbeat: %v", err)
