@@ -19,12 +19,16 @@ import (
 // startNode runs a router on real loopback UDP sockets behind a tunnel
 // endpoint, with w's static resolver.
 func (w *world) startNode(desc string, cfg router.Config) (*router.Node, *routertest.Router) {
+	return w.startNodeAt("127.0.0.1:0", desc, cfg)
+}
+
+func (w *world) startNodeAt(addr, desc string, cfg router.Config) (*router.Node, *routertest.Router) {
 	w.t.Helper()
 	rc, err := w.dom.NewRouter(desc)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	conn, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -42,6 +46,10 @@ func (w *world) startNode(desc string, cfg router.Config) (*router.Node, *router
 // dialEndpoint mints an endpoint identity with a membership and attaches
 // it to the router node over a real QUIC tunnel.
 func (w *world) dialEndpoint(n *router.Node, id *certs.Identity) *client.Client {
+	return w.dialEndpointFrom("127.0.0.1:0", n, id)
+}
+
+func (w *world) dialEndpointFrom(addr string, n *router.Node, id *certs.Identity) *client.Client {
 	w.t.Helper()
 	if id == nil {
 		var err error
@@ -53,7 +61,7 @@ func (w *world) dialEndpoint(n *router.Node, id *certs.Identity) *client.Client 
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	conn, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -193,5 +201,27 @@ func TestOnDemandTunnel(t *testing.T) {
 	var nak *client.NAKError
 	if _, err := cl.Ping(context.Background(), pdu.Name{42}, 8, time.Second); !errors.As(err, &nak) || nak.Code != pdu.CodeNoRoute {
 		t.Fatalf("ping unknown: %v", err)
+	}
+}
+
+// TestIPv6Underlay: the same on-demand path over ::1.
+func TestIPv6Underlay(t *testing.T) {
+	if c, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		_ = c.Close()
+	}
+	w := newWorld(t)
+	a, _ := w.startNodeAt("[::1]:0", "a6", router.Config{})
+	b, _ := w.startNodeAt("[::1]:0", "b6", router.Config{})
+	server := w.dialEndpointFrom("[::1]:0", b, nil)
+	advertise(t, server)
+	cl := w.dialEndpointFrom("[::1]:0", a, nil)
+	advertise(t, cl)
+	if rep := pingEventually(t, cl, server.Name()); rep.From != server.Name() {
+		t.Fatalf("ping: %+v", rep)
+	}
+	if peers := a.Router.Peers(); len(peers) != 1 || peers[0].Addr[0] != '[' {
+		t.Fatalf("a's peers: %+v (want an IPv6 address)", peers)
 	}
 }
