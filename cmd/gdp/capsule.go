@@ -155,7 +155,7 @@ capsule's name; --meta-out saves the metadata.`,
 				return err
 			}
 			if metaOut != "" {
-				if err := os.WriteFile(metaOut, certs.Armor("GDP METADATA", meta.Marshal()), 0o644); err != nil {
+				if err := os.WriteFile(metaOut, certs.Armor(certs.PEMMetadata, meta.Marshal()), 0o644); err != nil {
 					return err
 				}
 			}

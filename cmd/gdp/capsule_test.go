@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+// TestDeployCapsuledYAML: the shipped example loads with the strict loader.
+func TestDeployCapsuledYAML(t *testing.T) {
+	cfg, err := loadCapsuledConfig(filepath.Join("..", "..", "deploy", "capsuled.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Engine != "pebble" || cfg.MaxData != 56000 || cfg.SyncInterval.Std() != time.Second || cfg.Identity != "capsuled" {
+		t.Fatalf("unexpected values: %+v", cfg)
+	}
+}
+
+// TestCapsuleCLI runs what an operator and a user would: a router, one
+// capsule server in-process and one as `gdp capsuled --config`, then
+// `gdp capsule create|append|read|tail|info|verify` with the built binary,
+// and `tail -f` following a subscription.
+func TestCapsuleCLI(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gdp")
+	if out, err := exec.Command(goTool(t), "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, _ := certs.NewIdentity(certs.KindDomain, "cli domain")
+	now := time.Now()
+	member := func(id *certs.Identity) *certs.Cert {
+		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ids := map[string]*certs.Identity{}
+	for alias, kind := range map[string]certs.Kind{"router": certs.KindRouter, "store1": certs.KindServer, "capsuled": certs.KindServer,
+		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient} {
+		id, err := certs.NewIdentity(kind, alias)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ks.Save(alias, id); err != nil {
+			t.Fatal(err)
+		}
+		ids[alias] = id
+		writePEM(t, filepath.Join(dir, alias+".member"), certs.PEMCert, member(id).Marshal())
+	}
+	writePEM(t, filepath.Join(dir, "domain.meta"), certs.PEMMetadata, dom.Meta.Marshal())
+
+	// The router, and store1 in-process.
+	v := certs.NewVerifier(dom.Meta)
+	res := resolver.NewStatic(&resolver.Verifier{Certs: v})
+	defer res.Close()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{Identity: ids["router"], Member: member(ids["router"]),
+		Domain: dom.Meta, Verifier: v, Resolver: res, Logger: zap.NewNop()}, conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: ids["store1"], Member: member(ids["store1"]), Domain: dom.Meta, Conn: pc,
+		Options: client.Options{InboxSize: 8192}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c1, err := ep.Attach(ctx, node.Addr(), node.Router.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, err := capsuled.New(ctx, capsuled.Config{Dir: filepath.Join(dir, "store1")}, capsuled.Deps{Identity: ids["store1"], Client: c1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+
+	// The second server: gdp capsuled --config.
+	conf := fmt.Sprintf("router: %q\nrouter_name: %q\nkeystore: %q\nidentity: capsuled\nmember_cert: %q\ndomain: %q\ndir: %q\nmetrics: \"off\"\nsync_interval: 300ms\nlog:\n  level: warn\n",
+		node.Addr(), node.Router.Name().String(), filepath.Join(dir, "keys"), filepath.Join(dir, "capsuled.member"),
+		filepath.Join(dir, "domain.meta"), filepath.Join(dir, "capsuled-data"))
+	cfgPath := filepath.Join(dir, "capsuled.yaml")
+	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	daemon := exec.Command(bin, "capsuled", "--config", cfgPath)
+	daemon.Stderr = os.Stderr
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = daemon.Process.Kill(); _ = daemon.Wait() }()
+	for deadline := time.Now().Add(15 * time.Second); len(node.Router.FIB().Lookup(ids["capsuled"].Name)) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("gdp capsuled did not attach")
+		}
+	}
+
+	common := []string{"--router", node.Addr(), "--router-name", node.Router.Name().String(), "--keystore", filepath.Join(dir, "keys"),
+		"--identity", "client", "--member", filepath.Join(dir, "client.member"), "--domain", filepath.Join(dir, "domain.meta")}
+	gdp := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append(args, common...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("gdp %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	var created struct {
+		Capsule  string   `json:"capsule"`
+		Replicas []string `json:"replicas"`
+	}
+	out := gdp("", "capsule", "create", "--owner", "alice", "--writer", "alice-writer", "--desc", "cli log",
+		"--servers", ids["store1"].Name.String()+","+ids["capsuled"].Name.String(), "--w", "2", "--json")
+	if err := json.Unmarshal([]byte(out), &created); err != nil || len(created.Replicas) != 2 {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	name := created.Capsule
+
+	var appended struct {
+		First, Last uint64
+		Acks        int
+		Durable     bool `json:"durable"`
+	}
+	out = gdp("", "capsule", "append", name, "--writer", "alice-writer", "--data", "one", "--data", "two", "--json")
+	if err := json.Unmarshal([]byte(out), &appended); err != nil || appended.Last != 2 || !appended.Durable || appended.Acks != 2 {
+		t.Fatalf("append: %v\n%s", err, out)
+	}
+	out = gdp("three\nfour\nfive\n", "capsule", "append", name, "--writer", "alice-writer")
+	if !strings.Contains(out, "appended 3..5") || !strings.Contains(out, "met=true") {
+		t.Fatalf("append from stdin:\n%s", out)
+	}
+
+	out = gdp("", "capsule", "read", name, "--json")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := []string{"one", "two", "three", "four", "five"}
+	if len(lines) != len(want) {
+		t.Fatalf("read %d records:\n%s", len(lines), out)
+	}
+	for i, l := range lines {
+		var r recordJSON
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Seqno != uint64(i+1) || r.Data != want[i] {
+			t.Fatalf("record %d: %v %q", i+1, err, l)
+		}
+	}
+	if out = gdp("", "capsule", "tail", name, "-n", "2"); !strings.Contains(out, "4\t") || !strings.Contains(out, "five") || strings.Contains(out, "three") {
+		t.Fatalf("tail -n 2:\n%s", out)
+	}
+	var info capsuleJSON
+	out = gdp("", "capsule", "info", name, "--json")
+	if err := json.Unmarshal([]byte(out), &info); err != nil || !info.OK || len(info.Replicas) != 2 || info.Replicas[0].Head != 5 || info.Replicas[1].Head != 5 {
+		t.Fatalf("info: %v\n%s", err, out)
+	}
+	if out = gdp("", "capsule", "verify", name); strings.Count(out, "5 entries verified") != 2 {
+		t.Fatalf("verify:\n%s", out)
+	}
+
+	// tail -f follows a subscription.
+	follow := exec.Command(bin, append([]string{"capsule", "tail", name, "-n", "0", "-f"}, common...)...)
+	pipe, _ := follow.StdoutPipe()
+	follow.Stderr = os.Stderr
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = follow.Process.Kill(); _ = follow.Wait() }()
+	got := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			got <- sc.Text()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // let it subscribe
+	gdp("", "capsule", "append", name, "--writer", "alice-writer", "--data", "six")
+	select {
+	case l := <-got:
+		if !strings.HasPrefix(l, "6\t") || !strings.HasSuffix(l, "six") {
+			t.Fatalf("tail -f printed %q", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tail -f printed nothing")
+	}
+
+	// SIGTERM drains gdp capsuled.
+	_ = daemon.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- daemon.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("gdp capsuled exited: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("gdp capsuled did not stop on SIGTERM")
+	}
+}
