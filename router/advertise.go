@@ -137,6 +137,12 @@ func (r *Router) advertise(in *Face, payload []byte) (*Result, error) {
 
 func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *certs.Cert, n AdvertName, seq uint64) NameResult {
 	nr := NameResult{Name: n.Name}
+	if !in.adverts.allow() {
+		// Each name costs three signature checks: a face may not spend
+		// more than its share of the router's CPU on them.
+		nr.Status, nr.Detail = StatusRateLimited, fmt.Sprintf("over %g names/s", r.cfg.Advertise.Rate)
+		return nr
+	}
 	chain := &certs.Chain{Target: ep, Endpoint: ep, RtCert: rt, Router: own.meta, Member: own.member, Domain: own.domain}
 	if n.Target != nil {
 		t, err := certs.ParseMetadata(n.Target)

@@ -79,13 +79,14 @@ const (
 	StatusTooMany      Status = 13 // the face holds its maximum number of names
 	StatusNotFound     Status = 14 // WITHDRAW of a name the endpoint does not hold here
 	StatusInternal     Status = 15 // the router failed; try again
-	maxStatus                 = StatusInternal
+	StatusRateLimited  Status = 16 // the endpoint is over its verification budget; retry later
+	maxStatus                 = StatusRateLimited
 )
 
 var statusNames = [...]string{
 	"accepted", "malformed", "bad_signature", "expired", "not_yet_valid", "wrong_issuer",
 	"wrong_subject", "name_mismatch", "untrusted_domain", "wrong_kind", "replay",
-	"not_endpoint", "fib_full", "too_many", "not_found", "internal",
+	"not_endpoint", "fib_full", "too_many", "not_found", "internal", "rate_limited",
 }
 
 func (s Status) String() string {

@@ -224,7 +224,9 @@ func BenchmarkAdvertise(b *testing.B) {
 	dom, _ := routertest.NewDomain("bench")
 	rc, _ := dom.NewRouter("bench router")
 	res := resolver.NewStatic(&resolver.Verifier{Certs: dom.Verifier})
-	r, err := router.New(router.Config{Listen: "127.0.0.1:9"}, router.Deps{
+	// Unlimited per-face budget: measure the router's verification
+	// capacity, not the default per-endpoint limit.
+	r, err := router.New(router.Config{Listen: "127.0.0.1:9", Advertise: router.AdvertiseConfig{Rate: -1}}, router.Deps{
 		Identity: rc.ID, Member: rc.Member, Domain: rc.Domain, Verifier: dom.Verifier, Resolver: res,
 	})
 	if err != nil {

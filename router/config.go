@@ -154,6 +154,13 @@ type AdvertiseConfig struct {
 	// ClockWindow is how far an advertisement's sequence (the endpoint's
 	// clock) may be from the router's. Default 5m.
 	ClockWindow config.Duration `yaml:"clock_window"`
+	// Rate bounds the names per second one endpoint may have verified
+	// (three signature checks each); beyond it names are refused
+	// rate_limited. Default 1,000. Negative: unlimited.
+	Rate float64 `yaml:"rate"`
+	// Burst is how many names above the rate may be verified at once, e.g.
+	// when a server attaches with many capsules. Default 5,000.
+	Burst int `yaml:"burst"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -211,6 +218,10 @@ func (c Config) WithDefaults() Config {
 	defDur(&c.Resolver.RouteCacheTTL, 30*time.Second)
 	defInt(&c.Advertise.MaxNamesPerFace, 100_000)
 	defDur(&c.Advertise.ClockWindow, 5*time.Minute)
+	if c.Advertise.Rate == 0 {
+		c.Advertise.Rate = 1000
+	}
+	defInt(&c.Advertise.Burst, 5000)
 	defDur(&c.DrainTimeout, 5*time.Second)
 	return c
 }

@@ -56,6 +56,7 @@ type Face struct {
 
 	ingress *tokenBucket // PDUs accepted from the face
 	naks    *tokenBucket // NAKs sent to the face
+	adverts *tokenBucket // advertised names verified for the face
 	closed  atomic.Bool
 
 	// out is the face's bounded egress queue, drained by one writer

@@ -306,6 +306,7 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		since:   time.Now(),
 		ingress: newTokenBucket(r.cfg.Face.RatePPS, r.cfg.Face.Burst),
 		naks:    newTokenBucket(r.cfg.Face.NAKRate, r.cfg.Face.NAKBurst),
+		adverts: newTokenBucket(r.cfg.Advertise.Rate, r.cfg.Advertise.Burst),
 		out:     make(chan *[]byte, r.cfg.Face.Queue),
 		stop:    make(chan struct{}),
 	}
