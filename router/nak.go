@@ -10,8 +10,13 @@ import (
 // turn the router into a NAK amplifier. Nothing is sent about a NAK, to a
 // source that asked for NO_NAK, or about bytes too broken to name a source.
 func (r *Router) nak(in *Face, orig []byte, code pdu.Code) {
+	// The budget first: under a flood most NAKs are not sent, and building
+	// one allocates.
+	if !in.naks.allow() {
+		return
+	}
 	h, ok := pdu.NAK(orig, code, r.name)
-	if !ok || !in.naks.allow() {
+	if !ok {
 		return
 	}
 	var buf [pdu.HeaderLen + 36 + pdu.MaxNAKEcho]byte
