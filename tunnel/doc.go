@@ -20,5 +20,11 @@
 // PDU moves.
 //
 // Received PDUs go to the Config's Handler; bulk transfers (VM handoff) open
-// reliable bidirectional streams on a Link with OpenStream/AcceptStream.
+// reliable bidirectional streams on a Link with OpenStream/AcceptStream. A
+// Redialer keeps a link to one peer up with exponential backoff.
+//
+// Subpackages: memnet emulates UDP links in memory (delay, jitter, loss,
+// bandwidth, MTU, up/down) and tunneltest puts endpoints on it, for tests
+// and the in-process simulator. Counters: Endpoint.Stats and
+// Endpoint.Collector (Prometheus). Operations: docs/OPERATIONS.md §2.
 package tunnel
