@@ -244,6 +244,11 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name) error {
 		return err
 	}
 	holder := rec.Router()
+	if rec.Kind == resolver.KindBorder && rec.Border != nil {
+		// A global-tier answer: the name is in another domain, reached
+		// through that domain's border router, whose addresses these are.
+		holder = rec.Border.Name()
+	}
 	if holder == r.name {
 		r.met.lookups.WithLabelValues("stale").Inc()
 		return errors.New("router: resolver points at this router but no endpoint holds the name")
