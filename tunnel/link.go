@@ -84,7 +84,9 @@ type Stream interface {
 // call (the tunnel reuses the buffer). It may be called concurrently for
 // different links and, on a QUIC link, for the same link (datagrams and
 // streams arrive on different goroutines); it must not block for long,
-// since on a raw link it runs on the endpoint's receive loop.
+// since on a raw link it runs on the endpoint's receive loop. A peer may
+// send as soon as the link is up, so the Handler can see a link just before
+// Dial or Accept has returned it. It may call l.Close.
 type Handler func(l Link, p []byte)
 
 // Listener accepts authenticated peers. *Endpoint implements it.
