@@ -252,3 +252,20 @@ func TestSetIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCloseFromHandler(t *testing.T) {
+	for _, kind := range []Kind{KindQUIC, KindRaw} {
+		t.Run(kind.String(), func(t *testing.T) {
+			a := newTestNode(t, true, nil)
+			b := newTestNode(t, true, func(c *Config) { c.Handler = func(l Link, _ []byte) { l.Close() } })
+			la, lb := pair(t, a, b, kind)
+			la.Send([]byte("close yourself"))
+			select {
+			case <-lb.Done():
+			case <-time.After(3 * time.Second):
+				t.Fatal("Close from the Handler did not finish")
+			}
+			<-la.Done()
+		})
+	}
+}
