@@ -120,6 +120,7 @@ func (r *Router) advertise(in *Face, payload []byte) (*Result, error) {
 		return refuseAll(StatusReplay, err.Error())
 	}
 	own := r.own.Load()
+	refused, first := 0, -1
 	for i, n := range a.Names {
 		nr := r.advertiseOne(in, own, ep, rt, n, a.Seq)
 		res.Names[i] = nr
@@ -127,10 +128,21 @@ func (r *Router) advertise(in *Face, payload []byte) (*Result, error) {
 		if nr.Status == StatusOK {
 			r.log.Debug("route installed", logging.Face(in.id), logging.Peer(in.peer), logging.Name(n.Name),
 				logging.Expiry(nr.ExpiryTime()))
-		} else {
-			r.log.Info("advertisement refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(n.Name),
-				logging.Reason(nr.Status.String()), zap.String("detail", nr.Detail))
+			continue
 		}
+		r.log.Debug("name refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(n.Name),
+			logging.Reason(nr.Status.String()), zap.String("detail", nr.Detail))
+		if refused++; first < 0 {
+			first = i
+		}
+	}
+	if refused > 0 {
+		// One line per ADVERTISE, not per name: a flood of bad chains
+		// must not become a flood of log lines.
+		f := res.Names[first]
+		r.log.Info("advertisement refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(f.Name),
+			logging.Reason(f.Status.String()), zap.String("detail", f.Detail),
+			zap.Int("refused", refused), zap.Int("names", len(a.Names)))
 	}
 	return res, nil
 }

@@ -21,7 +21,7 @@ import (
 
 // Limits enforced by the decoder.
 const (
-	MaxAdvertNames = 256   // names in one ADVERTISE or WITHDRAW
+	MaxAdvertNames = 128   // names in one ADVERTISE or WITHDRAW (its result then fits one PDU)
 	maxPiece       = 4096  // bytes of one metadata or certificate
 	maxDetail      = 256   // bytes of a refusal's detail text
 	maxControl     = 65535 // a control payload is one PDU payload
