@@ -2,6 +2,8 @@ package resolver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
@@ -36,7 +38,7 @@ func (d *DHT) connected(_ network.Network, c network.Conn) {
 		defer cancel()
 		if outbound {
 			if err := d.sendProof(ctx, p); err != nil {
-				d.refusePeer(p, "refused", err)
+				d.refusePeer(p, proofResult(err), err)
 				return
 			}
 		}
@@ -52,7 +54,12 @@ func (d *DHT) refusePeer(p peer.ID, result string, err error) {
 	}
 	d.metrics.admissions.WithLabelValues(result).Inc()
 	d.log.Info("peer refused: no valid membership", zap.Stringer("peer_id", p), logging.Reason(result), zap.Error(err))
-	d.gate.deny(p)
+	// A peer that showed a bad proof is refused for DenyFor; one that was
+	// merely too slow (an overloaded honest node) is disconnected and may
+	// try again at once.
+	if result == "refused" {
+		d.gate.deny(p)
+	}
 	_ = d.host.Network().ClosePeer(p)
 }
 
@@ -102,7 +109,7 @@ func (d *DHT) handleProof(s network.Stream) {
 	}
 	if err != nil {
 		s.Reset()
-		d.refusePeer(p, "refused", err)
+		d.refusePeer(p, proofResult(err), err)
 		return
 	}
 	if _, err := s.Write(d.proof); err != nil {
@@ -110,18 +117,30 @@ func (d *DHT) handleProof(s network.Stream) {
 	}
 }
 
+// errBadProof marks a proof that was received and is wrong (as opposed
+// to one that never arrived).
+var errBadProof = errors.New("bad membership proof")
+
+// proofResult is the admissions metric label for a failed handshake.
+func proofResult(err error) string {
+	if errors.Is(err, errBadProof) {
+		return "refused"
+	}
+	return "timeout"
+}
+
 func (d *DHT) verifyProof(p peer.ID, c network.Conn, b []byte) error {
 	proof, err := parseProof(b)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errBadProof, err)
 	}
 	pub, err := c.RemotePublicKey().Raw()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errBadProof, err)
 	}
 	a, err := d.gate.check(pub, proof)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errBadProof, err)
 	}
 	d.admitPeer(p, a)
 	return nil

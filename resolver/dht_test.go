@@ -28,7 +28,7 @@ func startDHTs(t testing.TB, w *world, d *certs.Identity, cv *certs.Verifier, gl
 	start := func(i int, boot []string) error {
 		r := w.router(d, fmt.Sprintf("%s node %d", label, i))
 		cfg := DHTConfig{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: cv, Global: global,
-			Bootstrap: boot, HandshakeTimeout: 3 * time.Second, MinPuts: 3}
+			Bootstrap: boot, HandshakeTimeout: 10 * time.Second, MinPuts: 3}
 		if mod != nil {
 			mod(&cfg)
 		}
