@@ -83,6 +83,19 @@ func (w *world) dialEndpointFrom(addr string, n *router.Node, id *certs.Identity
 	return c
 }
 
+// published waits until the resolver holds a record for every name:
+// routers publish after they answer the advertisement, and a lookup that
+// comes first is negatively cached for a while.
+func (w *world) published(names ...pdu.Name) {
+	w.t.Helper()
+	for _, n := range names {
+		eventually(w.t, "location record for "+n.String(), func() bool {
+			_, err := w.res.Lookup(context.Background(), n)
+			return err == nil
+		})
+	}
+}
+
 // pingEventually pings until an echo reply comes from want.
 func pingEventually(t *testing.T, c *client.Client, dst pdu.Name) client.Reply {
 	t.Helper()
@@ -128,6 +141,7 @@ func TestLineOfThreeRouters(t *testing.T) {
 	}
 	cl := w.dialEndpoint(r1, nil)
 	advertise(t, cl)
+	w.published(cap.Meta.Name(), cl.Name())
 
 	rep := pingEventually(t, cl, cap.Meta.Name())
 	if !rep.Reached || rep.From != cap.Meta.Name() {
@@ -189,6 +203,7 @@ func TestOnDemandTunnel(t *testing.T) {
 	advertise(t, server)
 	cl := w.dialEndpoint(a, nil)
 	advertise(t, cl)
+	w.published(server.Name(), cl.Name())
 	rep := pingEventually(t, cl, server.Name())
 	if rep.From != server.Name() {
 		t.Fatalf("ping: %+v", rep)
@@ -218,6 +233,7 @@ func TestIPv6Underlay(t *testing.T) {
 	advertise(t, server)
 	cl := w.dialEndpointFrom("[::1]:0", a, nil)
 	advertise(t, cl)
+	w.published(server.Name(), cl.Name())
 	if rep := pingEventually(t, cl, server.Name()); rep.From != server.Name() {
 		t.Fatalf("ping: %+v", rep)
 	}

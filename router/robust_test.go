@@ -51,6 +51,11 @@ func TestTTLLoopProtection(t *testing.T) {
 			}
 			src := w.endpoint(a, certs.KindClient, "src")
 			advertise(t, src)
+			// The NAK finds its way back through the resolver.
+			eventually(t, "source published", func() bool {
+				_, err := w.res.Lookup(context.Background(), src.Name())
+				return err == nil
+			})
 			if _, err := src.Send(x, []byte("around and around")); err != nil {
 				t.Fatal(err)
 			}
@@ -176,8 +181,8 @@ func TestGarbage(t *testing.T) {
 			p = []byte{0}
 		}
 		_ = bad.link.Send(p)
-		if i%1000 == 999 {
-			time.Sleep(time.Millisecond) // stay inside the in-memory queue
+		for bad.routerSide.Queued() > 512 {
+			time.Sleep(100 * time.Microsecond) // stay inside the in-memory queue
 		}
 	}
 	// The advertisements account for 2 PDUs in; the in-memory link may

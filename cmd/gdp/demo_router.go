@@ -13,6 +13,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
 )
@@ -134,6 +135,19 @@ func demoRouter(ctx context.Context, d *demoEnv) error {
 	}
 	if _, err := reader.Advertise(ctx, reader.Self()); err != nil {
 		return err
+	}
+	// Routers publish location records right after they answer an
+	// advertisement; wait for them so the first lookup is not a miss that
+	// would be negatively cached.
+	for _, n := range []pdu.Name{capName, reader.Name()} {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, err := res.Lookup(ctx, n); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("location record for %s never published", n)
+			}
+		}
 	}
 	d.Shared["router.server"], d.Shared["router.client"] = server, reader
 	d.Say("a reader attached to edge1 pings the capsule by name (gdp ping):")

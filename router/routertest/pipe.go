@@ -95,6 +95,9 @@ func (l *Link) Send(p []byte) error {
 	return nil
 }
 
+// Queued is how many PDUs wait for this side's handler.
+func (l *Link) Queued() int { return len(l.in) }
+
 // Done is closed when either side closes.
 func (l *Link) Done() <-chan struct{} { return l.shared.done }
 
