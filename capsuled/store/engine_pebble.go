@@ -33,7 +33,7 @@ func openPebble(dir string) (engine, error) {
 	// Bloom filters on every level: proofs and hash lookups are point reads.
 	opts.Levels = make([]pebble.LevelOptions, 7)
 	for i := range opts.Levels {
-		opts.Levels[i] = pebble.LevelOptions{FilterPolicy: bloom.FilterPolicy(10), BlockSize: 32 << 10}
+		opts.Levels[i] = pebble.LevelOptions{FilterPolicy: bloom.FilterPolicy(10)}
 	}
 	defer opts.Cache.Unref()
 	db, err := pebble.Open(dir, opts)

@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	for _, f := range readStores { // benchmark fixtures shared across runs
 		os.RemoveAll(f.dir)
 	}
+	if bigStore != nil {
+		os.RemoveAll(bigStore.dir)
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
