@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"os/exec"
 	"testing"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -204,5 +205,22 @@ func TestProtocolDoc(t *testing.T) {
 	}
 	if oidCredentials.String() != "1.3.6.1.4.1.59999.1.1" {
 		t.Errorf("oid %s", oidCredentials)
+	}
+}
+
+// TestFramesIndependentImplementation runs testdata/check_frames.py, a
+// Python encoder written from docs/PROTOCOL.md §4.4, over the same vectors
+// (skipped where python3 or its cryptography package is missing).
+func TestFramesIndependentImplementation(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	if exec.Command(py, "-c", "import cryptography").Run() != nil {
+		t.Skip("python3 has no cryptography package")
+	}
+	out, err := exec.Command(py, "testdata/check_frames.py").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
 }
