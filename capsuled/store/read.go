@@ -110,14 +110,20 @@ func (s *Store) Read(c pdu.Name, from, to uint64) ([]capsule.Record, error) {
 		return nil, err
 	}
 	defer s.leave()
-	if to >= from {
-		if n := to - from + 1; n > 1<<20 {
-			return nil, fmt.Errorf("read %s: %w: %d entries in one read (max %d)", c, ErrOutOfRange, n, 1<<20)
-		}
+	if err := s.checkRange(c, from, to); err != nil {
+		return nil, err
 	}
-	out := make([]capsule.Record, 0, min(to-from+1, 1<<16))
+	if n := to - from + 1; n > MaxRead {
+		return nil, fmt.Errorf("read %s: %w: %d entries in one read (max %d)", c, ErrOutOfRange, n, MaxRead)
+	}
+	out := make([]capsule.Record, 0, to-from+1)
+	var arena []byte // the records' bytes, copied out of the engine in chunks
 	err := s.readRaw(c, from, to, func(seq uint64, wire []byte) error {
-		r, err := capsule.UnmarshalRecord(append([]byte(nil), wire...))
+		if cap(arena)-len(arena) < len(wire) {
+			arena = make([]byte, 0, max(64<<10, len(wire)))
+		}
+		arena = append(arena, wire...)
+		r, err := capsule.UnmarshalRecord(arena[len(arena)-len(wire) : len(arena) : len(arena)])
 		if err != nil {
 			return fmt.Errorf("read %s entry %d: %w", c, seq, err)
 		}
@@ -126,6 +132,9 @@ func (s *Store) Read(c pdu.Name, from, to uint64) ([]capsule.Record, error) {
 	})
 	return out, err
 }
+
+// MaxRead bounds the entries one Read returns.
+const MaxRead = 1 << 16
 
 // entry reads one stored entry (durable or not).
 func (s *Store) entry(c pdu.Name, seqno uint64) (capsule.Record, error) {
