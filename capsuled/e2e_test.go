@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"testing"
@@ -206,5 +207,55 @@ func TestReplicatedCapsuleEndToEnd(t *testing.T) {
 		// the miss for a few seconds (negative cache): wait it out.
 		reachable(t, reader, name, r.id.Name, n)
 		checkAll(t, reader, name, r.id.Name, ack.upTo)
+	}
+}
+
+// TestWriteWithOneReplicaLeft: with two of three replicas down a write
+// still succeeds on the one left, and the writer is told W was not met;
+// when the others return they catch up and nothing acknowledged is lost.
+func TestWriteWithOneReplicaLeft(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	a, b, c := w.newReplica(r1, "replica a"), w.newReplica(r1, "replica b"), w.newReplica(r1, "replica c")
+	writer := w.user(r1, "writer")
+	tc := newTestCapsule(t, "always write")
+	tc.create(t, writer, 2, a, b, c)
+	name := tc.meta.Name()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wr, err := writer.NewWriter(ctx, name, tc.writer.Key, client.WriterOptions{Cadence: -1, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wr.Close(context.Background())
+	var ack acked
+	writeN(t, wr, 1, 100, &ack)
+	b.gate.down.Store(true)
+	c.gate.down.Store(true)
+	start := time.Now()
+	writeN(t, wr, 101, 200, &ack)
+	d := wr.Durability()
+	if d.Met || d.Acks != 1 || d.Holders[0] != a.id.Name || d.N != 3 || d.W != 2 {
+		t.Fatalf("durability with one replica: %v (holders %v)", d, d.Holders)
+	}
+	t.Logf("write with one replica reachable returned in %s: %s", time.Since(start), d)
+	// A quorum read (R=2, R+W>N) needs two replicas: it fails now.
+	if _, err := writer.NewReader(ctx, name, client.ReaderOptions{Quorum: 2}); !errors.Is(err, client.ErrNoAnswer) {
+		t.Fatalf("quorum read with one replica: %v", err)
+	}
+	b.gate.down.Store(false)
+	c.gate.down.Store(false)
+	eventually(t, 60*time.Second, "b and c caught up", converged(200, a, b, c))
+	writeN(t, wr, 201, 300, &ack)
+	if d := wr.Durability(); !d.Met {
+		t.Fatalf("durability after healing: %v", d)
+	}
+	rd, err := writer.NewReader(ctx, name, client.ReaderOptions{Quorum: 2})
+	if err != nil || rd.Heartbeat().Seqno != 300 {
+		t.Fatalf("quorum read: %v", err)
+	}
+	for _, r := range []*replica{a, b, c} {
+		reachable(t, writer, name, r.id.Name, 300)
+		checkAll(t, writer, name, r.id.Name, ack.upTo)
 	}
 }

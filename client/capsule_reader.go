@@ -16,6 +16,12 @@ type ReaderOptions struct {
 	// Server is the replica to read from. Default: the capsule's name, so
 	// the routers pick the nearest replica.
 	Server pdu.Name
+	// Quorum, when > 0, asks that many replicas of the placement for their
+	// heads first and reads from the one with the newest (verified)
+	// heartbeat: with Quorum + W > N the reader sees every write that was
+	// acknowledged as durable. Default 0: the nearest replica, whose
+	// heartbeat time tells how fresh it is.
+	Quorum int
 }
 
 // Reader reads one capsule and verifies everything it gets: every page of
@@ -47,7 +53,49 @@ func (cc *CapsuleClient) NewReader(ctx context.Context, c pdu.Name, opts ReaderO
 	if in.Evidence != nil {
 		return nil, fmt.Errorf("reader for %s: %w", c, &capsule.EquivocationError{Evidence: in.Evidence})
 	}
-	return &Reader{cc: cc, info: capsule.Info{Name: c, Writer: in.Meta.WriterKey}, dst: dst, newest: in.Heartbeat}, nil
+	r := &Reader{cc: cc, info: capsule.Info{Name: c, Writer: in.Meta.WriterKey}, dst: dst, newest: in.Heartbeat}
+	if opts.Quorum > 0 {
+		if err := r.quorum(ctx, in, opts.Quorum, opts.Server.IsZero()); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// quorum asks replicas of the placement for their heads until n answered,
+// adopts the newest heartbeat and, when move is set, reads from its holder.
+func (r *Reader) quorum(ctx context.Context, first *CapsuleInfo, n int, move bool) error {
+	c := r.info.Name
+	best, answered := first, 1
+	for _, s := range first.Replicas {
+		if answered >= n {
+			break
+		}
+		if s == first.Server {
+			continue
+		}
+		in, err := r.cc.Info(ctx, c, s)
+		if err != nil {
+			continue
+		}
+		answered++
+		if in.Evidence != nil {
+			return fmt.Errorf("reader for %s: %w", c, &capsule.EquivocationError{Evidence: in.Evidence})
+		}
+		if in.Heartbeat != nil && (best.Heartbeat == nil || in.Heartbeat.Seqno > best.Heartbeat.Seqno) {
+			best = in
+		}
+	}
+	if answered < n {
+		return fmt.Errorf("reader for %s: %w: %d of the %d replicas asked answered", c, ErrNoAnswer, answered, n)
+	}
+	if err := r.Observe(best.Heartbeat); err != nil {
+		return err
+	}
+	if move {
+		r.SetServer(best.Server)
+	}
+	return nil
 }
 
 // Info is the capsule's name and writer key.

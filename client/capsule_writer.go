@@ -276,6 +276,7 @@ func (cc *CapsuleClient) appendBatch(ctx context.Context, c pdu.Name, m *wire.Me
 	}
 	acked := map[pdu.Name]bool{}
 	lagging := map[pdu.Name]bool{}
+	silent := 0 // attempts in which some replica said nothing at all
 	for range opts.Attempts {
 		if opts.Multicast {
 			_, err = cc.c.SendFrom(cc.c.Name(), c, pdu.FlagMulticast, b)
@@ -323,6 +324,15 @@ func (cc *CapsuleClient) appendBatch(ctx context.Context, c pdu.Name, m *wire.Me
 			break
 		}
 		if ctx.Err() != nil {
+			break
+		}
+		if len(acked)+len(lagging) < len(opts.Replicas) {
+			silent++
+		}
+		if len(acked) > 0 && silent >= 2 {
+			// Held durably somewhere, and the silent replicas stayed silent
+			// through a re-send: report what we got rather than stall the
+			// writer; they catch up by anti-entropy when they return.
 			break
 		}
 		if len(acked)+len(lagging) == len(opts.Replicas) {
