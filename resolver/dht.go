@@ -235,15 +235,22 @@ func (d *DHT) PeerCount() int { return d.kad.RoutingTable().Size() }
 // AdmittedCount is the number of peers that proved membership.
 func (d *DHT) AdmittedCount() int { return d.gate.count() }
 
-// WaitPeers waits until the routing table holds at least n peers.
+// WaitPeers waits until the routing table holds at least n peers,
+// refreshing it every two seconds meanwhile (a peer whose handshake timed
+// out on a loaded machine is found again by the next refresh).
 func (d *DHT) WaitPeers(ctx context.Context, n int) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
+	lastRefresh := time.Now()
 	for d.PeerCount() < n {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for %d peers (have %d): %w", n, d.PeerCount(), ctx.Err())
 		case <-t.C:
+		}
+		if time.Since(lastRefresh) > 2*time.Second {
+			lastRefresh = time.Now()
+			_ = d.kad.RefreshRoutingTable() // asynchronous; the result is the table size
 		}
 	}
 	return nil
