@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -35,12 +36,25 @@ func (s *Store) Append(ctx context.Context, c pdu.Name, recs []capsule.Record, h
 	if err != nil {
 		return fmt.Errorf("append: %w", err)
 	}
-	b, err := capsule.CheckBatch(cs.info, recs, hb, s.opts.MaxData)
-	if err != nil {
-		return err
-	}
 	cs.mu.Lock()
-	w, err := s.applyLocked(ctx, cs, b)
+	cs.checking++
+	cs.mu.Unlock()
+	b, err := capsule.CheckBatch(cs.info, recs, hb, s.opts.MaxData)
+	cs.mu.Lock()
+	cs.checking--
+	var w *pendingWrite
+	if err == nil {
+		// A writer may pipeline appends that arrive or finish their checks
+		// out of order: a batch that starts beyond the head waits while
+		// batches of this capsule are being checked, and for up to the
+		// reorder window, since one of them may fill the gap. A real gap
+		// fails after that.
+		if startsBeyond(b, cs.head.Seqno) {
+			s.waitForPredecessor(ctx, cs, b)
+		}
+		w, err = s.applyLocked(ctx, cs, b)
+	}
+	cs.moved.Broadcast()
 	cs.mu.Unlock()
 	if err != nil {
 		return err
@@ -121,6 +135,41 @@ func (s *Store) extend(cs *capsuleState, base *capsule.Head, b *capsule.Batch, p
 	}
 	cs.head, cs.last = newHead, w
 	return w, nil
+}
+
+// waitForPredecessor waits (cs.mu held) until b no longer starts beyond
+// the head, or nothing is being checked and the reorder window has passed,
+// or ctx ends.
+func (s *Store) waitForPredecessor(ctx context.Context, cs *capsuleState, b *capsule.Batch) {
+	expired := false
+	t := time.AfterFunc(s.opts.ReorderWindow, func() {
+		cs.mu.Lock()
+		expired = true
+		cs.moved.Broadcast()
+		cs.mu.Unlock()
+	})
+	stop := context.AfterFunc(ctx, func() {
+		cs.mu.Lock()
+		cs.moved.Broadcast()
+		cs.mu.Unlock()
+	})
+	for startsBeyond(b, cs.head.Seqno) && (cs.checking > 0 || !expired) && ctx.Err() == nil {
+		cs.moved.Wait()
+	}
+	t.Stop()
+	stop()
+}
+
+// startsBeyond reports whether b's first seqno leaves a gap after head.
+func startsBeyond(b *capsule.Batch, head uint64) bool {
+	first := b.Heartbeat.Seqno + 1
+	if len(b.Records) > 0 {
+		first = b.Records[0].Seqno
+	}
+	if h := b.Heartbeat.Holes; len(h) > 0 && h[0] < first {
+		first = h[0]
+	}
+	return first > head+1
 }
 
 type nodeRec struct {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -19,6 +20,10 @@ type Options struct {
 	// NodeCache is how many Merkle interior nodes to keep in memory for
 	// proofs (32 bytes each plus overhead). Default 65,536.
 	NodeCache int
+	// ReorderWindow is how long an append that starts beyond the head
+	// waits for the appends before it (a writer pipelining over several
+	// connections or goroutines) before it fails as a gap. Default 50 ms.
+	ReorderWindow time.Duration
 	// Logger receives equivocation and branch reports. Default: no logging.
 	Logger *zap.Logger
 }
@@ -42,6 +47,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.NodeCache <= 0 {
 		o.NodeCache = 1 << 16
+	}
+	if o.ReorderWindow <= 0 {
+		o.ReorderWindow = 50 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()

@@ -42,11 +42,19 @@ type capsuleState struct {
 	info capsule.Info
 	meta []byte
 
-	mu      sync.Mutex
-	head    capsule.Head
-	last    *pendingWrite // newest queued write, nil when none
-	durable atomic.Pointer[capsule.Head]
-	gen     atomic.Uint64 // bumped when a branch rewrites nodes: keys the node cache
+	mu       sync.Mutex
+	moved    *sync.Cond // on mu: an append finished its turn
+	checking int        // appends of this capsule in CheckBatch
+	head     capsule.Head
+	last     *pendingWrite // newest queued write, nil when none
+	durable  atomic.Pointer[capsule.Head]
+	gen      atomic.Uint64 // bumped when a branch rewrites nodes: keys the node cache
+}
+
+func newCapsuleState(info capsule.Info, meta []byte) *capsuleState {
+	cs := &capsuleState{info: info, meta: meta}
+	cs.moved = sync.NewCond(&cs.mu)
+	return cs
 }
 
 // Open opens (or creates) the store in dir.
@@ -131,7 +139,7 @@ func (s *Store) load() error {
 		if err := cborDec.Unmarshal(kv[1], &m); err != nil || len(m.Writer) != ed25519.PublicKeySize {
 			return fmt.Errorf("load capsules: bad meta for %x: %v", kv[0][1:], err)
 		}
-		cs := &capsuleState{info: capsule.Info{Name: pdu.Name(kv[0][1:]), Writer: ed25519.PublicKey(m.Writer)}, meta: m.Meta}
+		cs := newCapsuleState(capsule.Info{Name: pdu.Name(kv[0][1:]), Writer: ed25519.PublicKey(m.Writer)}, m.Meta)
 		if err := s.loadHead(cs); err != nil {
 			return fmt.Errorf("load capsule %s: %w", cs.info.Name, err)
 		}
@@ -235,8 +243,9 @@ func (s *Store) create(ctx context.Context, info capsule.Info, meta []byte) erro
 		}
 		return nil
 	}
-	cs := &capsuleState{info: capsule.Info{Name: info.Name, Writer: append(ed25519.PublicKey(nil), info.Writer...)},
-		meta: append([]byte(nil), meta...), head: capsule.Head{Tree: &capsule.Tree{}}}
+	cs := newCapsuleState(capsule.Info{Name: info.Name, Writer: append(ed25519.PublicKey(nil), info.Writer...)},
+		append([]byte(nil), meta...))
+	cs.head = capsule.Head{Tree: &capsule.Tree{}}
 	d := cs.head
 	cs.durable.Store(&d)
 	v, err := cborEnc.Marshal(metaWire{Writer: info.Writer, Meta: meta})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -504,5 +505,59 @@ func TestClosed(t *testing.T) {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after close: %v", name, err)
 		}
+	}
+}
+
+// A writer may pipeline appends: batches checked in parallel on many
+// goroutines land in seqno order, and a real gap still fails.
+func TestPipelinedAppends(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir(), Options{ReorderWindow: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tc := newTestCapsule(t, 9)
+	s.Create(ctx, tc.name, tc.meta)
+	w := tc.writer()
+	var batches []benchBatch
+	for i := 0; i < 64; i++ {
+		recs, hb := writeRecs(w, 1+i%3, 32)
+		batches = append(batches, benchBatch{recs, hb})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(batches))
+	for _, bb := range batches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Append(ctx, tc.name, bb.recs, bb.hb); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if h := verifyAll(t, s, tc); h.Seqno != w.Seqno() {
+		t.Fatalf("head %d, writer at %d", h.Seqno, w.Seqno())
+	}
+	writeRecs(w, 2, 8) // never sent
+	recs, hb := writeRecs(w, 1, 8)
+	start := time.Now()
+	if err := s.Append(ctx, tc.name, recs, hb); !errors.Is(err, capsule.ErrGap) {
+		t.Fatalf("gap with nothing in flight: %v", err)
+	}
+	if el := time.Since(start); el < 2*time.Second {
+		t.Fatalf("gap refused after %v, before the reorder window", el)
+	}
+	// A context that ends cuts the wait short.
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	if err := s.Append(cctx, tc.name, recs, hb); err == nil || time.Since(start) > time.Second {
+		t.Fatalf("canceled wait: %v after %v", err, time.Since(start))
 	}
 }
