@@ -5,9 +5,12 @@ import (
 	"time"
 )
 
-// The raw path's steady state allocates nothing per PDU: sealed into
-// reused buffers, sent and received in preallocated batches, opened in
-// place, handed to the Handler without a copy.
+// The raw path's steady state allocates (almost) nothing per PDU: sealed
+// into reused buffers, sent and received in preallocated batches, opened in
+// place, handed to the Handler without a copy. The one allocation allowed
+// is x/net's: ReadBatch makes a *net.UDPAddr for every received message,
+// which is one per frame when the kernel did not coalesce them (GRO) and
+// one per ~45 frames when it did.
 func TestRawSendAllocs(t *testing.T) {
 	if testing.CoverMode() != "" {
 		t.Skip("coverage instruments allocations")
@@ -25,7 +28,7 @@ func TestRawSendAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if avg > 0.05 {
+	if avg > 1.05 {
 		t.Fatalf("%.2f allocations per PDU (sender and receiver together)", avg)
 	}
 }

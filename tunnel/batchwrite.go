@@ -1,7 +1,10 @@
 package tunnel
 
 import (
+	"errors"
 	"net"
+	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/net/ipv4"
@@ -16,9 +19,10 @@ const (
 // batchWriter turns queued frames into sendmmsg messages. Its message array
 // and control buffers are allocated once.
 type batchWriter struct {
-	r    *rawEndpoint
-	msgs []ipv4.Message
-	oobs [][]byte
+	r          *rawEndpoint
+	msgs       []ipv4.Message
+	oobs       [][]byte
+	lastTooBig time.Time
 }
 
 func newBatchWriter(r *rawEndpoint) *batchWriter {
@@ -84,6 +88,11 @@ func (w *batchWriter) send(msgs []ipv4.Message) {
 			if r.isClosing() {
 				return
 			}
+			if errors.Is(err, syscall.EMSGSIZE) {
+				w.tooBig(len(msgs[0].Buffers))
+				msgs = msgs[1:]
+				continue
+			}
 			if msgs[0].OOB != nil && r.gso {
 				// the path does not take GSO (no checksum offload): stop
 				// using it and send this message's frames one by one
@@ -100,6 +109,17 @@ func (w *batchWriter) send(msgs []ipv4.Message) {
 			r.e.stats.framesSent.Add(uint64(len(msgs[i].Buffers)))
 		}
 		msgs = msgs[n:]
+	}
+}
+
+// tooBig counts frames the kernel refused as larger than the path MTU and
+// tells the operator, at most once a minute.
+func (w *batchWriter) tooBig(frames int) {
+	w.r.e.stats.drops[DropPathMTU].Add(uint64(frames))
+	if now := time.Now(); now.Sub(w.lastTooBig) > time.Minute {
+		w.lastTooBig = now
+		w.r.e.log.Warn("raw frames larger than the path MTU are being dropped: lower RawMTU (docs/OPERATIONS.md §2)",
+			zap.Int("mtu", w.r.mtu))
 	}
 }
 

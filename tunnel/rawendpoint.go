@@ -71,6 +71,7 @@ func newRawEndpoint(e *Endpoint, pc net.PacketConn) (*rawEndpoint, error) {
 		if !e.cfg.DisableOffload {
 			r.gso, r.gro = enableOffload(uc)
 		}
+		setDontFragment(uc)
 		want := e.cfg.SocketBuffer
 		rcv, snd, err := socketBuffers(uc, want)
 		switch {

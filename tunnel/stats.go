@@ -17,13 +17,13 @@ const (
 	DropReassemblyTimeout                   // incomplete PDU older than the timeout
 	DropOversize                            // datagram larger than the MTU, or PDU over MaxPDU
 	DropNoHandler                           // no Handler configured
-	DropDatagramQueue                       // reserved: QUIC datagram receive queue (counted by quic-go)
+	DropPathMTU                             // the kernel refused a frame as larger than the path MTU (EMSGSIZE)
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	"truncated", "bad_type", "unknown_session", "auth", "replay", "bad_fragment",
-	"reassembly_evicted", "reassembly_timeout", "oversize", "no_handler", "datagram_queue",
+	"reassembly_evicted", "reassembly_timeout", "oversize", "no_handler", "path_mtu",
 }
 
 func (r DropReason) String() string {
