@@ -3,6 +3,7 @@ package router
 import (
 	"container/heap"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,8 +62,8 @@ const fibShards = 256
 // (copy on write), so a reader may use them after unlocking.
 type fibShard struct {
 	mu sync.RWMutex
-	m  map[pdu.Name][]Hop
-	_  [40]byte // keep shards on separate cache lines
+	t  fibTable
+	_  [16]byte // keep shards on separate cache lines
 }
 
 // FIB maps names to next hops. Lookups from many goroutines proceed in
@@ -82,8 +83,9 @@ type FIB struct {
 // NewFIB returns an empty FIB holding at most max names (0: unbounded).
 func NewFIB(max int) *FIB {
 	f := &FIB{max: max, byFace: make(map[uint64]map[pdu.Name]struct{})}
+	seed := rand.Uint64()
 	for i := range f.shards {
-		f.shards[i].m = make(map[pdu.Name][]Hop)
+		f.shards[i].t = newFibTable(seed)
 	}
 	return f
 }
@@ -97,7 +99,7 @@ func (f *FIB) shard(n *pdu.Name) *fibShard {
 func (f *FIB) Lookup(n pdu.Name) []Hop {
 	s := f.shard(&n)
 	s.mu.RLock()
-	h := s.m[n]
+	h := s.t.get(&n)
 	s.mu.RUnlock()
 	return h
 }
@@ -110,8 +112,8 @@ func (f *FIB) Len() int { return int(f.names.Load()) }
 func (f *FIB) Install(n pdu.Name, h Hop) error {
 	s := f.shard(&n)
 	s.mu.Lock()
-	old, ok := s.m[n]
-	if !ok {
+	old := s.t.get(&n)
+	if old == nil {
 		if f.max > 0 && f.names.Load() >= int64(f.max) {
 			s.mu.Unlock()
 			return ErrFIBFull
@@ -126,7 +128,7 @@ func (f *FIB) Install(n pdu.Name, h Hop) error {
 	}
 	hops = append(hops, h)
 	sortHops(hops)
-	s.m[n] = hops
+	s.t.set(&n, hops)
 	s.mu.Unlock()
 
 	f.mu.Lock()
@@ -173,7 +175,7 @@ func (f *FIB) removeIf(n pdu.Name, face *Face, cond func(Hop) bool) bool {
 	s := f.shard(&n)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.m[n]
+	old := s.t.get(&n)
 	idx := -1
 	for i, o := range old {
 		if o.Face == face {
@@ -185,14 +187,14 @@ func (f *FIB) removeIf(n pdu.Name, face *Face, cond func(Hop) bool) bool {
 		return false
 	}
 	if len(old) == 1 {
-		delete(s.m, n)
+		s.t.del(&n)
 		f.names.Add(-1)
 		return true
 	}
 	hops := make([]Hop, 0, len(old)-1)
 	hops = append(hops, old[:idx]...)
 	hops = append(hops, old[idx+1:]...)
-	s.m[n] = hops
+	s.t.set(&n, hops)
 	return true
 }
 
@@ -265,13 +267,11 @@ func (f *FIB) Walk(fn func(n pdu.Name, hops []Hop) bool) {
 	for i := range f.shards {
 		s := &f.shards[i]
 		s.mu.RLock()
-		for n, h := range s.m {
-			if !fn(n, h) {
-				s.mu.RUnlock()
-				return
-			}
-		}
+		more := s.t.each(fn)
 		s.mu.RUnlock()
+		if !more {
+			return
+		}
 	}
 }
 
