@@ -28,6 +28,11 @@ func (w *world) startNodeAt(addr, desc string, cfg router.Config) (*router.Node,
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	return w.startNodeWith(addr, desc, rc, cfg), rc
+}
+
+func (w *world) startNodeWith(addr, desc string, rc *routertest.Router, cfg router.Config) *router.Node {
+	w.t.Helper()
 	conn, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		w.t.Fatal(err)
@@ -40,7 +45,7 @@ func (w *world) startNodeAt(addr, desc string, cfg router.Config) (*router.Node,
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() { _ = n.Close() })
-	return n, rc
+	return n
 }
 
 // dialEndpoint mints an endpoint identity with a membership and attaches
@@ -212,6 +217,10 @@ func TestOnDemandTunnel(t *testing.T) {
 	if len(peers) != 1 || peers[0].Name != b.Router.Name() {
 		t.Fatalf("a's peers: %+v", peers)
 	}
+	// Routers publish their own names too: b answers a ping by name.
+	if rep := pingEventually(t, cl, b.Router.Name()); rep.From != b.Router.Name() {
+		t.Fatalf("ping router b: %+v", rep)
+	}
 	// A name nobody holds: NO_ROUTE, then served from the negative cache.
 	var nak *client.NAKError
 	if _, err := cl.Ping(context.Background(), pdu.Name{42}, 8, time.Second); !errors.As(err, &nak) || nak.Code != pdu.CodeNoRoute {
@@ -239,5 +248,31 @@ func TestIPv6Underlay(t *testing.T) {
 	}
 	if peers := a.Router.Peers(); len(peers) != 1 || peers[0].Addr[0] != '[' {
 		t.Fatalf("a's peers: %+v (want an IPv6 address)", peers)
+	}
+}
+
+// TestPeerRedial: an edge router keeps its tunnel to a configured peer up;
+// when the peer restarts, the edge dials it again and traffic flows.
+func TestPeerRedial(t *testing.T) {
+	w := newWorld(t)
+	hub, hubCreds := w.startNode("hub", router.Config{})
+	addr := hub.Addr()
+	up := hubCreds.ID.Name
+	edge, _ := w.startNode("edge", router.Config{Peers: []router.PeerConfig{{Name: up, Addr: addr}}, Upstream: &up})
+	eventually(t, "edge connected", func() bool { return len(edge.Router.Peers()) == 1 })
+	_ = hub.Close()
+	eventually(t, "edge noticed", func() bool { return len(edge.Router.Peers()) == 0 })
+	hub2 := w.startNodeWith(addr, "hub again", hubCreds, router.Config{})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(edge.Router.Peers()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("edge never redialled the restarted hub")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cl := w.dialEndpoint(edge, nil)
+	advertise(t, cl)
+	if rep := pingEventually(t, cl, hub2.Router.Name()); rep.From != hub2.Router.Name() {
+		t.Fatalf("ping hub through the new tunnel: %+v", rep)
 	}
 }

@@ -75,3 +75,30 @@ func (r *Router) doPub(ctx context.Context, j pubJob) {
 		r.log.Warn("resolver publish failed", logging.Name(j.name), zap.Error(err))
 	}
 }
+
+// selfRecordLifetime bounds the RtCert a router issues itself for its own
+// location record; it is renewed at half its life.
+const selfRecordLifetime = 2 * time.Hour
+
+// publishSelf publishes a location record for the router's own name, so
+// that `gdp ping ROUTER` and tunnels to a router by name work from
+// anywhere the resolver reaches. The chain is the router advertising
+// itself: its own RtCert, its membership.
+func (r *Router) publishSelf() {
+	if r.res == nil || len(r.addrs) == 0 {
+		return
+	}
+	own := r.own.Load()
+	now := r.now()
+	na := now.Add(selfRecordLifetime)
+	if own.member.NotAfter.Before(na) {
+		na = own.member.NotAfter
+	}
+	rt, err := certs.IssueRtCert(own.id, r.name, now.Add(-time.Minute), na)
+	if err != nil {
+		r.log.Warn("own location record", zap.Error(err))
+		return
+	}
+	chain := &certs.Chain{Target: own.meta, Endpoint: own.meta, RtCert: rt, Router: own.meta, Member: own.member, Domain: own.domain}
+	r.publish(r.name, chain, na)
+}

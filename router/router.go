@@ -100,13 +100,14 @@ type Router struct {
 	resolve *resolveQueue
 	replay  *replayGuard
 
-	own      atomic.Pointer[ownCreds]
-	verif    atomic.Pointer[certs.Verifier]
-	pol      atomic.Pointer[policy]
-	addrs    []string
-	ticks    atomic.Uint64 // coarse clock for dedup, in ticks of tickEvery
-	nowNanos atomic.Int64  // coarse wall clock for route expiry checks
-	draining atomic.Bool
+	own       atomic.Pointer[ownCreds]
+	verif     atomic.Pointer[certs.Verifier]
+	pol       atomic.Pointer[policy]
+	addrs     []string
+	ticks     atomic.Uint64 // coarse clock for dedup, in ticks of tickEvery
+	nowNanos  atomic.Int64  // coarse wall clock for route expiry checks
+	draining  atomic.Bool
+	selfDirty atomic.Bool // credentials reloaded: republish the own record
 
 	faces    sync.Map // Link -> *Face
 	faceN    atomic.Int64
@@ -239,6 +240,7 @@ func (r *Router) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Me
 	r.own.Store(&ownCreds{id: id, meta: id.Meta, member: member, domain: domain})
 	r.verif.Store(v)
 	r.pol.Store(p)
+	r.selfDirty.Store(true)
 	return nil
 }
 
@@ -256,6 +258,8 @@ func (r *Router) housekeeping(ctx context.Context) {
 	t := time.NewTicker(tickEvery)
 	defer t.Stop()
 	lastSweep := time.Now()
+	r.publishSelf()
+	lastSelf := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -267,6 +271,10 @@ func (r *Router) housekeeping(ctx context.Context) {
 		if time.Since(lastSweep) > time.Minute {
 			r.replay.sweep(r.now())
 			lastSweep = time.Now()
+		}
+		if time.Since(lastSelf) > selfRecordLifetime/2 || r.selfDirty.Swap(false) {
+			r.publishSelf()
+			lastSelf = time.Now()
 		}
 	}
 }
@@ -397,6 +405,7 @@ func (r *Router) Drain(ctx context.Context) {
 		}
 		return true
 	})
+	seen[r.name] = true // and the router's own record
 	for n := range seen {
 		r.unpublish(n)
 	}
