@@ -99,7 +99,7 @@ func (r *Router) route(in *Face, dst pdu.Name, flags pdu.Flags, p []byte, mayRes
 		if r.multicast(in, hops, p) {
 			return
 		}
-	} else if out := r.nearest(in, hops, p); out != nil {
+	} else if out := r.nearest(in, dst, hops, p); out != nil {
 		r.sendOn(in, out, p)
 		return
 	}
@@ -111,10 +111,13 @@ func (r *Router) route(in *Face, dst pdu.Name, flags pdu.Flags, p []byte, mayRes
 }
 
 // nearest returns the live hop with the lowest cost that is not the ingress
-// face. Equal-cost hops are spread by a hash of the PDU's source and
-// sequence so one source's flow is not pinned to a single replica while
-// retransmissions stay put.
-func (r *Router) nearest(in *Face, hops []Hop, p []byte) *Face {
+// face. Equal-cost replicas of a name (several servers holding a capsule)
+// are spread by a hash of the PDU's source and sequence, so one source's
+// flow is not pinned to a single replica while retransmissions stay put.
+// An endpoint's own name attached more than once (the same identity in two
+// processes, or re-attached before the old tunnel timed out) goes to the
+// newest attachment: replies must reach the process that asked.
+func (r *Router) nearest(in *Face, dst pdu.Name, hops []Hop, p []byte) *Face {
 	now := r.nowNanos.Load()
 	best, n := -1, 0
 	for i := range hops {
@@ -133,6 +136,16 @@ func (r *Router) nearest(in *Face, hops []Hop, p []byte) *Face {
 	}
 	if best < 0 {
 		return nil
+	}
+	if n > 1 && hops[best].Face.peer == dst {
+		newest := hops[best].Face
+		for i := best + 1; i < len(hops) && hops[i].Cost == hops[best].Cost; i++ {
+			h := &hops[i]
+			if h.Face != in && !h.Face.closed.Load() && h.Face.id > newest.id && h.Face.peer == dst {
+				newest = h.Face
+			}
+		}
+		return newest
 	}
 	if n > 1 {
 		k := binary.LittleEndian.Uint32(p[44:48]) ^ binary.BigEndian.Uint32(p[8:12])

@@ -230,3 +230,34 @@ func TestRouteExpiresWithChain(t *testing.T) {
 		t.Fatalf("ping after expiry: %v, want NO_ROUTE", err)
 	}
 }
+
+// TestSameIdentityTwice: one identity attached over two tunnels (two
+// processes) — PDUs for its name go to the newest attachment, and to the
+// older one again once the newer leaves.
+func TestSameIdentityTwice(t *testing.T) {
+	w := newWorld(t)
+	r := w.router("r", router.Config{}, nil)
+	id, _ := certs.NewIdentity(certs.KindClient, "twice")
+	older, _ := w.attachLink(r, id)
+	advertise(t, older)
+	newer, newerLink := w.attachLink(r, id)
+	advertise(t, newer)
+	src := w.endpoint(r, certs.KindServer, "sender")
+	advertise(t, src)
+	for i := range 10 {
+		if _, err := src.Send(id.Name, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if m := receive(t, newer); m.Payload[0] != byte(i) {
+			t.Fatalf("newer got %v", m.Payload)
+		}
+	}
+	_ = newerLink.Close()
+	eventually(t, "newer detached", func() bool { return len(r.FIB().Lookup(id.Name)) == 1 })
+	if _, err := src.Send(id.Name, []byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, older); string(m.Payload) != "back" {
+		t.Fatalf("older got %q", m.Payload)
+	}
+}
