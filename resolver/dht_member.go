@@ -55,10 +55,12 @@ func (d *DHT) refusePeer(p peer.ID, result string, err error) {
 	d.metrics.admissions.WithLabelValues(result).Inc()
 	d.log.Info("peer refused: no valid membership", zap.Stringer("peer_id", p), logging.Reason(result), zap.Error(err))
 	// A peer that showed a bad proof is refused for DenyFor; one that was
-	// merely too slow (an overloaded honest node) is disconnected and may
-	// try again at once.
+	// silent or merely too slow (an overloaded honest node) only for a
+	// sixth of it, so that it cannot keep reconnecting but is soon retried.
 	if result == "refused" {
-		d.gate.deny(p)
+		d.gate.deny(p, 0)
+	} else {
+		d.gate.deny(p, d.cfg.DenyFor/6)
 	}
 	_ = d.host.Network().ClosePeer(p)
 }

@@ -128,11 +128,15 @@ func (g *gate) admit(p peer.ID, a admitted) {
 	g.changed = make(chan struct{})
 }
 
-func (g *gate) deny(p peer.ID) {
+// deny refuses p for the gate's DenyFor, or for d when d > 0.
+func (g *gate) deny(p peer.ID, d time.Duration) {
+	if d <= 0 {
+		d = g.denyFor
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.verified, p)
-	g.denied[p] = g.now().Add(g.denyFor)
+	g.denied[p] = g.now().Add(d)
 	close(g.changed)
 	g.changed = make(chan struct{})
 }
