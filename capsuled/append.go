@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -59,6 +60,9 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 	if err != nil {
 		return fail(m, err)
 	}
+	if f := first(recs, hb); f > head.Seqno+1 && hb.Capsule == c {
+		head = s.awaitHead(ctx, c, f-1, head)
+	}
 	if p := s.places.get(c); p != nil && len(p.peers(s.name)) > 0 && first(recs, hb) > head.Seqno+1 && hb.Capsule == c {
 		f := first(recs, hb)
 		s.kickSync(c)
@@ -89,6 +93,32 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 		resp.Head = h.Seqno
 	}
 	return resp
+}
+
+// awaitHead waits up to ReorderWait for capsule c's durable head to reach
+// seqno (the batches before this one are on their way), and returns the
+// head then.
+func (s *Server) awaitHead(ctx context.Context, c pdu.Name, seqno uint64, head capsule.Head) capsule.Head {
+	t := time.NewTimer(s.cfg.ReorderWait)
+	defer t.Stop()
+	for head.Seqno < seqno {
+		changed := s.watch.wait(c)
+		h, err := s.st.Head(c)
+		if err != nil {
+			return head
+		}
+		if head = h; head.Seqno >= seqno {
+			break
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return head
+		case <-ctx.Done():
+			return head
+		}
+	}
+	return head
 }
 
 // kickSync asks the anti-entropy loop to look at capsule c now.

@@ -38,6 +38,11 @@ type Config struct {
 	MaxSubscriptions int
 	// ReadLimit caps the entries one READ answer carries. Default 4096.
 	ReadLimit int
+	// ReorderWait is how long an APPEND that starts beyond the head waits
+	// for the batches before it (a writer keeps several in flight, and
+	// they may arrive out of order) before the replica calls itself
+	// behind. Default 250ms.
+	ReorderWait time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -67,6 +72,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxSubscriptions <= 0 {
 		c.MaxSubscriptions = 4096
+	}
+	if c.ReorderWait <= 0 {
+		c.ReorderWait = 250 * time.Millisecond
 	}
 	if c.ReadLimit <= 0 || c.ReadLimit > wire.MaxRecords {
 		c.ReadLimit = wire.MaxRecords

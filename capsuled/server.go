@@ -220,10 +220,11 @@ func (s *Server) receive(ctx context.Context) {
 			s.reply(r, r.msg.Reply(wire.StatusUnavailable), "draining")
 			continue
 		}
+		s.inflight.Add(1) // before the hand-over: the worker's Done may come first
 		select {
 		case s.queue <- r:
-			s.inflight.Add(1)
 		default:
+			s.inflight.Done()
 			s.reply(r, r.msg.Reply(wire.StatusUnavailable), "overloaded")
 		}
 	}

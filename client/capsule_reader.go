@@ -283,6 +283,11 @@ func (r *Reader) verifyPage(m *wire.Message) ([]capsule.Record, error) {
 	return entries, nil
 }
 
+// errProofBase: a consistency proof starts from another heartbeat than the
+// newest held (a subscription push computed for a page the subscriber
+// dropped). It is a bad proof; a subscription re-synchronises on it.
+var errProofBase = fmt.Errorf("%w: from another heartbeat than the one held", capsule.ErrBadProof)
+
 // observe checks hb against the newest heartbeat held and keeps the newer.
 func (r *Reader) observe(hb *capsule.Heartbeat, consistency []byte) error {
 	r.mu.Lock()
@@ -301,12 +306,15 @@ func (r *Reader) observe(hb *capsule.Heartbeat, consistency []byte) error {
 			return nil
 		}
 	case hb.Epoch == old.Epoch || old.Seqno <= hb.Base:
+		if len(consistency) == 0 {
+			return fmt.Errorf("read %s: heartbeat %d after %d without a consistency proof: %w", r.info.Name, hb.Seqno, old.Seqno, errProofBase)
+		}
 		p, err := capsule.UnmarshalConsistencyProof(consistency)
 		if err != nil {
 			return fmt.Errorf("read %s: heartbeat %d after %d: %w", r.info.Name, hb.Seqno, old.Seqno, capsule.ErrBadProof)
 		}
 		if p.Old != old.Seqno || p.New != hb.Seqno {
-			return fmt.Errorf("read %s: %w: consistency proof %d->%d, want %d->%d", r.info.Name, capsule.ErrBadProof, p.Old, p.New, old.Seqno, hb.Seqno)
+			return fmt.Errorf("read %s: %w: consistency proof %d->%d, want %d->%d", r.info.Name, errProofBase, p.Old, p.New, old.Seqno, hb.Seqno)
 		}
 		if err := p.Verify(old.Root, hb.Root); err != nil {
 			return fmt.Errorf("read %s: %w: heartbeat %d does not extend %d (%v)", r.info.Name, capsule.ErrEquivocation, hb.Seqno, old.Seqno, err)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -108,6 +109,14 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 		case m := <-s.ch:
 			t.Stop()
 			entries, err := s.r.verifyPage(m)
+			if errors.Is(err, errProofBase) {
+				// The server thinks we hold a heartbeat we dropped with a
+				// lost page: tell it what we hold and resume.
+				if err := s.subscribe(ctx, false); err != nil {
+					return Event{}, err
+				}
+				continue
+			}
 			if err != nil {
 				return Event{}, err
 			}

@@ -38,6 +38,10 @@ type WriterOptions struct {
 	// Attempts is how many times a batch is sent to the replicas that have
 	// not acknowledged it (idempotent re-sends). Default 4.
 	Attempts int
+	// MaxInFlight is how many full batches may be on their way at once
+	// while Append goes on (replicas apply them in order). Default 4; 1
+	// sends one batch at a time. Flush waits for all of them.
+	MaxInFlight int
 }
 
 // Durability is what an append got: how many replicas hold it durably.
@@ -69,8 +73,8 @@ type Writer struct {
 	pending int // bytes of records waiting
 	count   int
 	last    Durability
-	err     error           // a permanent failure: the writer stops
-	queue   []*wire.Message // signed batches no replica has acknowledged yet, oldest first
+	err     error        // a permanent failure: the writer stops
+	queue   []*batchSend // signed batches sent but not yet settled, oldest first
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -113,6 +117,9 @@ func (cc *CapsuleClient) NewWriter(ctx context.Context, c pdu.Name, key ed25519.
 	}
 	if opts.Attempts <= 0 {
 		opts.Attempts = 4
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 4
 	}
 	// The newest head any replica holds.
 	head := info.Head
@@ -168,7 +175,7 @@ func (wr *Writer) Append(ctx context.Context, data []byte) (uint64, error) {
 	}
 	size := len(data) + 160
 	if wr.count > 0 && (wr.pending+size > wr.opts.MaxBatchBytes || wr.count >= wr.opts.MaxBatchRecords) {
-		if _, err := wr.flushLocked(ctx); err != nil {
+		if _, err := wr.sendLocked(ctx, wr.opts.MaxInFlight-1); err != nil {
 			return 0, err
 		}
 	}
@@ -199,6 +206,11 @@ func (wr *Writer) Close(ctx context.Context) error {
 	wr.wg.Wait()
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
+	defer func() {
+		for _, bs := range wr.queue {
+			wr.cc.pend.Done(bs.id)
+		}
+	}()
 	if (wr.count == 0 && len(wr.queue) == 0) || wr.err != nil {
 		return wr.err
 	}
@@ -226,12 +238,21 @@ func (wr *Writer) cadence() {
 	}
 }
 
-// flushLocked signs a heartbeat over the pending records and sends the
-// batch until W replicas acknowledge or the attempts run out. Batches no
-// replica acknowledged stay queued and go first next time, unchanged, so
-// the replicas never see a gap the writer made. A refusal that re-sending
-// cannot cure (a bad batch, a forked log) stops the writer.
+// flushLocked sends everything pending and waits until every batch in
+// flight is settled.
 func (wr *Writer) flushLocked(ctx context.Context) (Durability, error) {
+	return wr.sendLocked(ctx, 0)
+}
+
+// sendLocked signs a heartbeat over the pending records (or, with nothing
+// pending or queued, a fresh heartbeat alone), sends the batch to the
+// replicas, and then settles the oldest batches until at most keep remain
+// in flight. Settling a batch waits until W replicas acknowledge it or the
+// attempts run out. A batch no replica acknowledged stays queued, ahead of
+// every later one, and is re-sent unchanged: the replicas never see a gap
+// the writer made. A refusal that re-sending cannot cure (a bad batch, a
+// forked log) stops the writer.
+func (wr *Writer) sendLocked(ctx context.Context, keep int) (Durability, error) {
 	if wr.count > 0 || len(wr.queue) == 0 {
 		recs, hb := wr.w.Flush()
 		wr.pending, wr.count = 0, 0
@@ -239,16 +260,17 @@ func (wr *Writer) flushLocked(ctx context.Context) (Durability, error) {
 		for _, r := range recs {
 			m.Records = append(m.Records, r.Marshal())
 		}
-		wr.queue = append(wr.queue, m)
-	}
-	var d Durability
-	for len(wr.queue) > 0 {
-		m := wr.queue[0]
-		var err error
-		d, err = wr.cc.appendBatch(ctx, wr.name, m, wr.opts)
-		if hb, herr := capsule.UnmarshalHeartbeat(m.Heartbeat); herr == nil {
-			d.Seqno = hb.Seqno
+		bs, err := wr.cc.startBatch(wr.name, m, hb.Seqno, wr.opts)
+		if err != nil {
+			return wr.last, err
 		}
+		wr.queue = append(wr.queue, bs)
+	}
+	d := wr.last
+	for len(wr.queue) > keep {
+		bs := wr.queue[0]
+		var err error
+		d, err = wr.cc.settle(ctx, wr.name, bs, wr.opts)
 		wr.last = d
 		if err != nil {
 			if !errors.Is(err, ErrNoReplica) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
@@ -256,86 +278,117 @@ func (wr *Writer) flushLocked(ctx context.Context) (Durability, error) {
 			}
 			return d, err
 		}
+		wr.cc.pend.Done(bs.id)
 		wr.queue = wr.queue[1:]
 	}
 	return d, nil
 }
 
-// appendBatch sends m to the replicas and counts acknowledgements.
-func (cc *CapsuleClient) appendBatch(ctx context.Context, c pdu.Name, m *wire.Message, opts WriterOptions) (Durability, error) {
-	d := Durability{N: len(opts.Replicas), W: opts.W}
-	id, ch, err := cc.pend.Add(4 * len(opts.Replicas))
+// batchSend is one APPEND on its way: its bytes, the request id its
+// answers carry, and who answered so far.
+type batchSend struct {
+	b       []byte
+	id      uint64
+	ch      <-chan wire.Reply
+	seqno   uint64
+	sends   int // times sent
+	acked   map[pdu.Name]bool
+	lagging map[pdu.Name]bool
+	silent  int // attempts in which some replica said nothing at all
+}
+
+// startBatch registers m's id and sends it to the replicas.
+func (cc *CapsuleClient) startBatch(c pdu.Name, m *wire.Message, seqno uint64, opts WriterOptions) (*batchSend, error) {
+	id, ch, err := cc.pend.Add(4 * len(opts.Replicas) * opts.Attempts)
 	if err != nil {
-		return d, err
+		return nil, err
 	}
-	defer cc.pend.Done(id)
 	m.ID = id
 	b, err := m.Marshal()
 	if err != nil {
-		return d, fmt.Errorf("append to %s: %w", c, err)
+		cc.pend.Done(id)
+		return nil, fmt.Errorf("append to %s: %w", c, err)
 	}
-	acked := map[pdu.Name]bool{}
-	lagging := map[pdu.Name]bool{}
-	silent := 0 // attempts in which some replica said nothing at all
-	for range opts.Attempts {
-		if opts.Multicast {
-			_, err = cc.c.SendFrom(cc.c.Name(), c, pdu.FlagMulticast, b)
-		} else {
-			for _, r := range opts.Replicas {
-				if !acked[r] {
-					if _, err = cc.c.SendFrom(cc.c.Name(), r, 0, b); err != nil {
-						break
-					}
-				}
+	bs := &batchSend{b: b, id: id, ch: ch, seqno: seqno, acked: map[pdu.Name]bool{}, lagging: map[pdu.Name]bool{}}
+	if err := cc.sendBatch(c, bs, opts); err != nil {
+		cc.pend.Done(id)
+		return nil, err
+	}
+	return bs, nil
+}
+
+// sendBatch sends bs to every replica that has not acknowledged it (or
+// once, multicast, to the capsule's name).
+func (cc *CapsuleClient) sendBatch(c pdu.Name, bs *batchSend, opts WriterOptions) error {
+	bs.sends++
+	if opts.Multicast {
+		if _, err := cc.c.SendFrom(cc.c.Name(), c, pdu.FlagMulticast, bs.b); err != nil {
+			return fmt.Errorf("append to %s: %w", c, err)
+		}
+		return nil
+	}
+	for _, r := range opts.Replicas {
+		if !bs.acked[r] {
+			if _, err := cc.c.SendFrom(cc.c.Name(), r, 0, bs.b); err != nil {
+				return fmt.Errorf("append to %s: %w", c, err)
 			}
 		}
-		if err != nil {
-			return d, fmt.Errorf("append to %s: %w", c, err)
+	}
+	return nil
+}
+
+// settle waits for bs's acknowledgements, re-sending it to the replicas
+// that did not acknowledge in time, until W acknowledged, the attempts run
+// out, or the batch is held somewhere and the silent replicas stayed
+// silent through a re-send.
+func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, opts WriterOptions) (Durability, error) {
+	d := Durability{N: len(opts.Replicas), W: opts.W, Seqno: bs.seqno}
+	for attempt := 0; attempt < opts.Attempts; attempt++ {
+		if attempt > 0 || bs.sends == 0 {
+			if err := cc.sendBatch(c, bs, opts); err != nil {
+				return durability(d, bs.acked, bs.lagging), err
+			}
 		}
-		clear(lagging)
+		clear(bs.lagging)
 		actx, cancel := context.WithTimeout(ctx, opts.Timeout)
-		for len(acked) < opts.W && len(acked)+len(lagging) < len(opts.Replicas) {
-			rep, err := wire.Wait(actx, ch)
+		for len(bs.acked) < opts.W && len(bs.acked)+len(bs.lagging) < len(opts.Replicas) {
+			rep, err := wire.Wait(actx, bs.ch)
 			if err != nil {
 				break
 			}
 			switch st := rep.Msg.Status; {
 			case st.Success():
-				acked[rep.From] = true
-				delete(lagging, rep.From)
+				bs.acked[rep.From] = true
+				delete(bs.lagging, rep.From)
 			case st == wire.StatusGap || st == wire.StatusUnavailable || st == wire.StatusNotFound || st == wire.StatusInternal:
-				if !acked[rep.From] {
-					lagging[rep.From] = true
+				if !bs.acked[rep.From] {
+					bs.lagging[rep.From] = true
 				}
 			default:
 				cancel()
-				d = durability(d, acked, lagging)
 				err := rep.Msg.Err()
 				if len(rep.Msg.Evidence) > 0 {
 					if ev, perr := capsule.UnmarshalEvidence(rep.Msg.Evidence); perr == nil {
 						err = fmt.Errorf("%w (%w)", &capsule.EquivocationError{Evidence: ev}, err)
 					}
 				}
-				return d, fmt.Errorf("append to %s: replica %s: %w", c, rep.From, err)
+				return durability(d, bs.acked, bs.lagging), fmt.Errorf("append to %s: replica %s: %w", c, rep.From, err)
 			}
 		}
 		cancel()
-		if len(acked) >= opts.W {
+		if len(bs.acked) >= opts.W || ctx.Err() != nil {
 			break
 		}
-		if ctx.Err() != nil {
+		if len(bs.acked)+len(bs.lagging) < len(opts.Replicas) {
+			bs.silent++
+		}
+		if len(bs.acked) > 0 && bs.silent >= 2 {
+			// Held durably somewhere, and the silent replicas stayed
+			// silent through a re-send: report what we got rather than
+			// stall the writer; they catch up by anti-entropy.
 			break
 		}
-		if len(acked)+len(lagging) < len(opts.Replicas) {
-			silent++
-		}
-		if len(acked) > 0 && silent >= 2 {
-			// Held durably somewhere, and the silent replicas stayed silent
-			// through a re-send: report what we got rather than stall the
-			// writer; they catch up by anti-entropy when they return.
-			break
-		}
-		if len(acked)+len(lagging) == len(opts.Replicas) {
+		if len(bs.acked)+len(bs.lagging) == len(opts.Replicas) {
 			// Everyone answered; the lagging ones are catching up. Give
 			// them a moment before the re-send.
 			select {
@@ -344,8 +397,9 @@ func (cc *CapsuleClient) appendBatch(ctx context.Context, c pdu.Name, m *wire.Me
 			}
 		}
 	}
-	d = durability(d, acked, lagging)
+	d = durability(d, bs.acked, bs.lagging)
 	if d.Acks == 0 {
+		bs.silent = 0
 		return d, fmt.Errorf("append to %s: %w (%d replicas)", c, ErrNoReplica, d.N)
 	}
 	return d, nil
