@@ -184,4 +184,3 @@ func (f *Federated) Close() error {
 	errs = append(errs, f.cfg.Local.Close())
 	return errors.Join(errs...)
 }
-
