@@ -28,11 +28,20 @@ func payload(i uint64) []byte {
 
 // acked tracks the highest seqno each batch acknowledged by at least one
 // replica covered: every record at or below it must survive.
-type acked struct{ upTo uint64 }
+type acked struct {
+	upTo uint64
+	by   map[pdu.Name]uint64 // the highest seqno each replica acknowledged
+}
 
 func (a *acked) note(d client.Durability) {
 	if d.Acks > 0 && d.Seqno > a.upTo {
 		a.upTo = d.Seqno
+	}
+	if a.by == nil {
+		a.by = map[pdu.Name]uint64{}
+	}
+	for _, h := range d.Holders {
+		a.by[h] = max(a.by[h], d.Seqno)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -117,6 +118,7 @@ func runChild(path string) error {
 type procReplica struct {
 	id   *certs.Identity
 	spec string
+	data string // the store directory (Dir/store)
 	cmd  *exec.Cmd
 }
 
@@ -136,7 +138,7 @@ func (w *world) procReplica(n *router.Node, desc string) *procReplica {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	p := &procReplica{id: id, spec: filepath.Join(dir, "spec.json")}
+	p := &procReplica{id: id, spec: filepath.Join(dir, "spec.json"), data: filepath.Join(dir, "data", "store")}
 	if err := os.WriteFile(p.spec, b, 0o600); err != nil {
 		w.t.Fatal(err)
 	}
@@ -235,22 +237,54 @@ func TestKillNineReplica(t *testing.T) {
 	var ack acked
 	start := time.Now()
 
-	// Kill c while batches are in flight: SIGKILL lands a few
-	// milliseconds into the second quarter of the stream.
+	// Kill c while batches are in flight: SIGKILL fires from another
+	// goroutine once the writer is ~600 records into the second quarter,
+	// while it keeps appending (up to 4 batches in flight).
 	writeN(t, wr, 1, n/4, &ack)
 	killed := make(chan struct{})
-	go func() {
-		time.Sleep(5 * time.Millisecond)
-		ps[2].kill()
-		close(killed)
-	}()
-	writeN(t, wr, n/4+1, n/2, &ack)
+	for i := n/4 + 1; i <= n/2; i++ {
+		if _, err := wr.Append(ctx, payload(i)); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		ack.note(wr.Durability())
+		if i == n/4+600 {
+			go func() {
+				ps[2].kill()
+				close(killed)
+			}()
+		}
+	}
+	if d, err := wr.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	} else {
+		ack.note(d)
+	}
 	<-killed
 	writeN(t, wr, n/2+1, 3*n/4, &ack)
 	if d := wr.Durability(); !d.Met {
 		t.Fatalf("durability with c killed: %v", d)
 	}
 	t.Logf("c killed, writes went on: %s", time.Since(start))
+	// What c acknowledged before SIGKILL is in its store, whole: reopen
+	// the store the dead process left (before c restarts and syncs).
+	st, err := store.Open(ps[2].data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := st.Head(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.Seqno, ack.by[ps[2].id.Name]; got < want || want == 0 {
+		t.Fatalf("c's store after SIGKILL holds %d entries; c had acknowledged up to %d", got, want)
+	}
+	if _, err := st.Read(name, 1, h.Seqno); err != nil {
+		t.Fatalf("c's store after SIGKILL: %v", err)
+	}
+	t.Logf("c acknowledged up to %d before SIGKILL; its store holds %d, every entry readable", ack.by[ps[2].id.Name], h.Seqno)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
 	ps[2].start(t)
 	t.Logf("c restarted: %s", time.Since(start))
 	writeN(t, wr, 3*n/4+1, n, &ack)
