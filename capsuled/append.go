@@ -60,18 +60,25 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 	if err != nil {
 		return fail(m, err)
 	}
-	if f := first(recs, hb); f > head.Seqno+1 && hb.Capsule == c {
-		head = s.awaitHead(ctx, c, f-1, head)
+	// Try at once: the batch before this one may be applied but not yet
+	// durable, and then both share one fsync. A gap before the batch means
+	// its predecessors are still on their way (a writer keeps several in
+	// flight) or were lost: wait for them a little, then call this replica
+	// behind and catch up from the peers.
+	f := first(recs, hb)
+	err = s.st.Append(ctx, c, recs, hb)
+	if errors.Is(err, capsule.ErrGap) && f > head.Seqno+1 && hb.Capsule == c {
+		if head = s.awaitHead(ctx, c, f-1, head); head.Seqno+1 >= f {
+			err = s.st.Append(ctx, c, recs, hb)
+		} else if p := s.places.get(c); p != nil && len(p.peers(s.name)) > 0 {
+			s.kickSync(c)
+			resp := m.Reply(wire.StatusGap)
+			resp.Head = head.Seqno
+			resp.Error = fmt.Sprintf("batch starts at %d, this replica holds %d: catching up", f, head.Seqno)
+			return resp
+		}
 	}
-	if p := s.places.get(c); p != nil && len(p.peers(s.name)) > 0 && first(recs, hb) > head.Seqno+1 && hb.Capsule == c {
-		f := first(recs, hb)
-		s.kickSync(c)
-		resp := m.Reply(wire.StatusGap)
-		resp.Head = head.Seqno
-		resp.Error = fmt.Sprintf("batch starts at %d, this replica holds %d: catching up", f, head.Seqno)
-		return resp
-	}
-	if err := s.st.Append(ctx, c, recs, hb); err != nil {
+	if err != nil {
 		resp := fail(m, err)
 		var eq *capsule.EquivocationError
 		if errors.As(err, &eq) {
