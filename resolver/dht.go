@@ -118,6 +118,11 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dht: libp2p host: %w", err)
 	}
+	boot, err := parseBootstrap(cfg.Bootstrap)
+	if err != nil {
+		d.host.Close()
+		return nil, err
+	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.host.SetStreamHandler(d.prefix+"/member/1.0.0", d.handleProof)
 	d.host.Network().Notify(&network.NotifyBundle{ConnectedF: d.connected})
@@ -142,6 +147,8 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		kad.RoutingTableFilter(func(_ any, p peer.ID) bool { return d.gate.isVerified(p) }),
 		kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return !d.gate.isDenied(ai.ID) }),
 		kad.OnRequestHook(d.onRequest),
+		// Used again whenever the routing table runs empty.
+		kad.BootstrapPeers(boot...),
 	)
 	if err != nil {
 		d.cancel()
@@ -284,3 +291,20 @@ func (d *DHT) Published() []*Record {
 
 // Name is the node's principal name (its identity's).
 func (d *DHT) Name() pdu.Name { return d.cfg.Identity.Name }
+
+// parseBootstrap turns multiaddrs ending in /p2p/<id> into peer infos.
+func parseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("dht: bootstrap %q: %w", a, err)
+		}
+		info, err := peer.AddrInfoFromP2pAddr(m)
+		if err != nil {
+			return nil, fmt.Errorf("dht: bootstrap %q: %w", a, err)
+		}
+		out = append(out, *info)
+	}
+	return out, nil
+}
