@@ -12,7 +12,13 @@
 //
 // Every face has an ingress token bucket and a bounded egress queue, so a
 // flood from one face cannot starve the others; malformed input is dropped
-// and counted. Files hold one idea each: fib.go, forward.go, advertise.go,
-// nak.go, dedup.go, ratelimit.go, face.go, peers.go, admin.go, metrics.go,
-// config.go and router.go (the wiring).
+// and counted.
+//
+// Files hold one idea each: fib.go and fibtable.go (the table), forward.go
+// (the pipeline), adwire.go (control payload codec), advertise.go
+// (attachment checks), publish.go (location records), resolve.go (misses),
+// nak.go, dedup.go, ratelimit.go, face.go, peers.go (peer routers),
+// tunnel.go and node.go (running on real tunnels), admin.go, metrics.go,
+// config.go and router.go (the wiring). routertest/ holds in-memory links
+// and certificate fixtures for tests above the router.
 package router
