@@ -3,9 +3,11 @@ package capsuled_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/client"
 )
 
@@ -78,4 +80,32 @@ func TestSubscribeReadByTimeHashAndMulticast(t *testing.T) {
 	if err != nil || byHash.Seqno != 501 {
 		t.Fatalf("read by hash: %d, %v", byHash.Seqno, err)
 	}
+	// PROOF: the record is in the log the newest heartbeat signs; a
+	// tampered copy is not.
+	if err := rd.Prove(ctx, byHash); err != nil {
+		t.Fatalf("prove: %v", err)
+	}
+	bad := byHash
+	bad.Data = append([]byte(nil), bad.Data...)
+	bad.Data[0] ^= 1
+	if err := rd.Prove(ctx, bad); !errors.Is(err, capsule.ErrBadDataHash) {
+		t.Fatalf("prove a tampered record: %v", err)
+	}
+	forged := capsule.NewRecord(c, bad.Seqno, bad.Time, bad.Prev, bad.Data)
+	if err := rd.Prove(ctx, forged); !errors.Is(err, capsule.ErrBadProof) {
+		t.Fatalf("prove a re-hashed forgery: %v", err)
+	}
+
+	// An idle writer keeps readers' view fresh with heartbeats alone.
+	idle, err := writer.NewWriter(ctx, c, tc.writer.Key, client.WriterOptions{Cadence: -1, HeartbeatEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close(context.Background())
+	eventually(t, 5*time.Second, "a heartbeat-only push", func() bool {
+		nctx, ncancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer ncancel()
+		ev, err := sub.Next(nctx)
+		return err == nil && len(ev.Entries) == 0 && rd.Age() < time.Second
+	})
 }

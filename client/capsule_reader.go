@@ -197,6 +197,61 @@ func (r *Reader) Scan(ctx context.Context, from, to uint64, fn func(capsule.Reco
 	}
 }
 
+// Prove asks for the inclusion proof of entry e in the tree of the newest
+// heartbeat held (or the replica's head when none is held) and checks it:
+// a record obtained elsewhere (a cache, a peer, an old read) is then known
+// to be in the log the writer signed.
+func (r *Reader) Prove(ctx context.Context, e capsule.Record) error {
+	c := r.info.Name
+	m := &wire.Message{Op: wire.OpProof, Capsule: c[:], From: e.Seqno}
+	if hb := r.Heartbeat(); hb != nil {
+		m.Size = hb.Seqno
+	}
+	r.mu.Lock()
+	dst := r.dst
+	r.mu.Unlock()
+	rep, err := r.cc.callOK(ctx, dst, m)
+	if err != nil {
+		return fmt.Errorf("prove %s entry %d: %w", c, e.Seqno, err)
+	}
+	hb := r.Heartbeat()
+	if hb == nil || hb.Seqno != rep.Msg.Size {
+		got, err := capsule.UnmarshalHeartbeat(rep.Msg.Heartbeat)
+		if err != nil {
+			return fmt.Errorf("prove %s entry %d: %w", c, e.Seqno, err)
+		}
+		if err := got.Verify(c, r.info.Writer); err != nil {
+			return fmt.Errorf("prove %s entry %d: %w", c, e.Seqno, err)
+		}
+		hb = got
+	}
+	p, err := capsule.UnmarshalInclusionProof(rep.Msg.Proof)
+	if err != nil {
+		return fmt.Errorf("prove %s entry %d: %w", c, e.Seqno, err)
+	}
+	if p.Index != e.Seqno-1 || p.Size != hb.Seqno {
+		return fmt.Errorf("prove %s entry %d: %w: proof for leaf %d of %d", c, e.Seqno, capsule.ErrBadProof, p.Index, p.Size)
+	}
+	if _, err := e.Verify(wire.MaxRecordData); err != nil {
+		return fmt.Errorf("prove %s: %w", c, err)
+	}
+	if err := p.Verify(e.Hash(), hb.Root); err != nil {
+		return fmt.Errorf("prove %s entry %d: %w", c, e.Seqno, err)
+	}
+	return nil
+}
+
+// Age is how old the newest heartbeat held is: how stale the reader's view
+// may be (a writer with WriterOptions.HeartbeatEvery keeps it small even
+// when idle).
+func (r *Reader) Age() time.Duration {
+	hb := r.Heartbeat()
+	if hb == nil {
+		return 0
+	}
+	return time.Since(time.Unix(0, hb.Time))
+}
+
 // ReadAt returns the first record written at or after t.
 func (r *Reader) ReadAt(ctx context.Context, t time.Time) (capsule.Record, error) {
 	return r.one(ctx, &wire.Message{Op: wire.OpRead, Capsule: r.info.Name[:], Time: uint64(t.UnixNano()), Limit: 1})

@@ -38,6 +38,10 @@ type WriterOptions struct {
 	// Attempts is how many times a batch is sent to the replicas that have
 	// not acknowledged it (idempotent re-sends). Default 4.
 	Attempts int
+	// HeartbeatEvery sends a fresh heartbeat alone when nothing was written
+	// for that long, so readers can tell an idle capsule from a stale
+	// replica (Reader.Age). Default 0: no idle heartbeats.
+	HeartbeatEvery time.Duration
 	// MaxInFlight is how many full batches may be on their way at once
 	// while Append goes on (replicas apply them in order). Default 4; 1
 	// sends one batch at a time. Flush waits for all of them.
@@ -75,6 +79,8 @@ type Writer struct {
 	last    Durability
 	err     error        // a permanent failure: the writer stops
 	queue   []*batchSend // signed batches sent but not yet settled, oldest first
+
+	sentAt time.Time // when the last batch was sealed
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -137,7 +143,8 @@ func (cc *CapsuleClient) NewWriter(ctx context.Context, c pdu.Name, key ed25519.
 	} else {
 		wr.w = capsule.RestartWriter(c, key, head)
 	}
-	if opts.Cadence > 0 {
+	wr.sentAt = time.Now()
+	if opts.Cadence > 0 || opts.HeartbeatEvery > 0 {
 		wr.wg.Add(1)
 		go wr.cadence()
 	}
@@ -220,7 +227,11 @@ func (wr *Writer) Close(ctx context.Context) error {
 
 func (wr *Writer) cadence() {
 	defer wr.wg.Done()
-	t := time.NewTicker(wr.opts.Cadence)
+	every := wr.opts.Cadence
+	if every <= 0 || (wr.opts.HeartbeatEvery > 0 && wr.opts.HeartbeatEvery < every) {
+		every = wr.opts.HeartbeatEvery
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -229,7 +240,9 @@ func (wr *Writer) cadence() {
 		case <-t.C:
 		}
 		wr.mu.Lock()
-		if (wr.count > 0 || len(wr.queue) > 0) && wr.err == nil {
+		due := wr.opts.Cadence > 0 && (wr.count > 0 || len(wr.queue) > 0)
+		idle := wr.opts.HeartbeatEvery > 0 && wr.count == 0 && len(wr.queue) == 0 && time.Since(wr.sentAt) >= wr.opts.HeartbeatEvery
+		if (due || idle) && wr.err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(wr.opts.Attempts)*wr.opts.Timeout)
 			_, _ = wr.flushLocked(ctx) // the error stays in wr.err / wr.last
 			cancel()
@@ -255,7 +268,7 @@ func (wr *Writer) flushLocked(ctx context.Context) (Durability, error) {
 func (wr *Writer) sendLocked(ctx context.Context, keep int) (Durability, error) {
 	if wr.count > 0 || len(wr.queue) == 0 {
 		recs, hb := wr.w.Flush()
-		wr.pending, wr.count = 0, 0
+		wr.pending, wr.count, wr.sentAt = 0, 0, time.Now()
 		m := &wire.Message{Op: wire.OpAppend, Capsule: wr.name[:], Heartbeat: hb.Marshal()}
 		for _, r := range recs {
 			m.Records = append(m.Records, r.Marshal())
