@@ -22,7 +22,7 @@ type Options struct {
 	NodeCache int
 	// ReorderWindow is how long an append that starts beyond the head
 	// waits for the appends before it (a writer pipelining over several
-	// connections or goroutines) before it fails as a gap. Default 50 ms.
+	// connections or goroutines) before it fails as a gap. Default 250 ms.
 	ReorderWindow time.Duration
 	// Logger receives equivocation and branch reports. Default: no logging.
 	Logger *zap.Logger
@@ -49,7 +49,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.NodeCache = 1 << 16
 	}
 	if o.ReorderWindow <= 0 {
-		o.ReorderWindow = 50 * time.Millisecond
+		o.ReorderWindow = 250 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
