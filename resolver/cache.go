@@ -133,6 +133,13 @@ func (c *Cache) Withdraw(ctx context.Context, name pdu.Name) error {
 	return c.inner.Withdraw(ctx, name)
 }
 
+// WithdrawIf withdraws conditionally through the inner resolver. The
+// cached entry goes in every case: if the name moved, it was stale.
+func (c *Cache) WithdrawIf(ctx context.Context, name, router pdu.Name) error {
+	c.pos.Remove(name)
+	return c.inner.WithdrawIf(ctx, name, router)
+}
+
 // Invalidate forgets what the cache holds for name.
 func (c *Cache) Invalidate(name pdu.Name) {
 	c.pos.Remove(name)

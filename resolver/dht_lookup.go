@@ -68,3 +68,36 @@ func (d *DHT) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 	}
 	return rec, nil
 }
+
+// lookupNewest runs a whole DHT lookup for name and returns the best
+// record any peer holds, tombstones included. Lookup may answer from this
+// node's own copy; a conditional withdrawal must see what the other nodes
+// hold (another router's newer record), so it waits for the end of the
+// search (or ctx).
+func (d *DHT) lookupNewest(ctx context.Context, name pdu.Name) (*Record, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	key := dhtKey(name)
+	ch, err := d.kad.SearchValue(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s: %w", name, err)
+	}
+	var b []byte
+	for v := range ch { // each value sent beats the ones before it
+		b = v
+	}
+	if b == nil {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("lookup %s: %w", name, err)
+		}
+		return nil, fmt.Errorf("lookup %s: %w", name, ErrNotFound)
+	}
+	rec, err := d.val.record(key, b)
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s: %w", name, err)
+	}
+	if !d.verifier.plausible(rec) {
+		return nil, fmt.Errorf("lookup %s: %w: %w", name, ErrNotFound, ErrExpired)
+	}
+	return rec, nil
+}

@@ -122,3 +122,65 @@ func (d *DHT) withdraw(ctx context.Context, name pdu.Name) (*Record, error) {
 	}
 	return t, nil
 }
+
+// WithdrawIf withdraws name only if the record the DHT holds for it still
+// points at router. It asks the DHT first (a whole lookup): when the current record is
+// another router's (the name moved), it only stops republishing its own
+// and returns ErrSuperseded. Otherwise it puts a tombstone whose sequence
+// is one above the record it withdraws, not the clock's: storage nodes
+// keep whichever is higher, so a record another router published in the
+// meantime (a later clock reading) still beats the tombstone.
+func (d *DHT) WithdrawIf(ctx context.Context, name, router pdu.Name) error {
+	_, err := d.withdrawIf(ctx, name, router)
+	return err
+}
+
+// withdrawIf is WithdrawIf, returning the tombstone it put (nil if none).
+func (d *DHT) withdrawIf(ctx context.Context, name, router pdu.Name) (*Record, error) {
+	if d.closed.Load() {
+		return nil, ErrClosed
+	}
+	d.mu.Lock()
+	mine := d.published[name]
+	d.mu.Unlock()
+	if mine == nil {
+		return nil, fmt.Errorf("withdraw %s: %w", name, ErrNotPublished)
+	}
+	if got := mine.Router(); got != router {
+		return nil, fmt.Errorf("withdraw %s at %s: %w (this node announces %s)", name, router, ErrSuperseded, got)
+	}
+	ownKey := d.cfg.Identity.Meta.Key
+	seq := mine.Sequence
+	cur, err := d.lookupNewest(ctx, name)
+	switch {
+	case err == nil && cur.Withdrawn && cur.Sequence > seq:
+		// Withdrawn already (by us earlier, or by whoever held it last).
+		d.forget(mine)
+		return nil, nil
+	case err == nil && (cur.Router() != router || !cur.Signer().Key.Equal(ownKey)):
+		d.forget(mine)
+		return nil, fmt.Errorf("withdraw %s at %s: %w (%s, sequence %d)", name, router, ErrSuperseded, cur.Router(), cur.Sequence)
+	case err == nil:
+		seq = max(seq, cur.Sequence)
+	case errors.Is(err, ErrClosed), ctx.Err() != nil:
+		return nil, fmt.Errorf("withdraw %s: %w", name, err)
+	}
+	// The record is ours, or the lookup found nothing (withdrawn, expired,
+	// or not reached): the tombstone cannot beat a newer record anyway.
+	d.forget(mine)
+	if !mine.Signer().Key.Equal(ownKey) {
+		d.log.Info("withdrawn name left to expire: signed by another key", logging.Name(name))
+		return nil, nil
+	}
+	t, err := mine.Tombstone(d.cfg.Identity.Key, seq+1)
+	if err != nil {
+		return nil, fmt.Errorf("withdraw %s: %w", name, err)
+	}
+	if _, err := d.put(ctx, t); err != nil {
+		if errors.Is(err, ErrStale) {
+			return nil, fmt.Errorf("withdraw %s at %s: %w: %w", name, router, ErrSuperseded, err)
+		}
+		return t, fmt.Errorf("withdraw %s: %w", name, err)
+	}
+	return t, nil
+}

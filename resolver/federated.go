@@ -175,6 +175,28 @@ func (f *Federated) Withdraw(ctx context.Context, name pdu.Name) error {
 	return nil
 }
 
+// WithdrawIf is Withdraw for a name that must still point at router (see
+// Resolver). When the domain tier says the name moved, nothing is
+// withdrawn on either tier: the new router's announcement replaces ours.
+func (f *Federated) WithdrawIf(ctx context.Context, name, router pdu.Name) error {
+	tomb, err := f.cfg.Local.withdrawIf(ctx, name, router)
+	if err != nil {
+		return err
+	}
+	switch {
+	case f.cfg.Global != nil:
+		gerr := f.cfg.Global.WithdrawIf(ctx, name, router)
+		if gerr != nil && !errors.Is(gerr, ErrNotPublished) && !errors.Is(gerr, ErrSuperseded) {
+			return gerr
+		}
+	case tomb != nil && len(f.borders) > 0:
+		if _, err := f.ask(ctx, borderRequest{Op: opExport, Record: tomb.Bytes()}); err != nil {
+			return fmt.Errorf("withdraw %s: export to border: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // Close closes both tiers.
 func (f *Federated) Close() error {
 	var errs []error

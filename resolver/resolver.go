@@ -23,6 +23,12 @@ type Resolver interface {
 	// node's key is the router's) replace the record with a signed
 	// tombstone; others stop republishing and let the record expire.
 	Withdraw(ctx context.Context, name pdu.Name) error
+	// WithdrawIf withdraws name only while the record held for it still
+	// points at router: a router withdrawing a name that has meanwhile
+	// moved to another router (a newer record, published by that router)
+	// gets an error wrapping ErrSuperseded and the newer record stays.
+	// Routers withdraw their routes with it, never with Withdraw.
+	WithdrawIf(ctx context.Context, name, router pdu.Name) error
 	// Close stops background work (republishing, DHT, sockets).
 	Close() error
 }
@@ -41,6 +47,7 @@ var (
 	ErrMalformed    = errors.New("resolver: malformed record")
 	ErrTooLarge     = errors.New("resolver: record too large")
 	ErrNotPublished = errors.New("resolver: name was not published by this node")
+	ErrSuperseded   = errors.New("resolver: name now points at another router")
 	ErrFewPeers     = errors.New("resolver: put reached too few peers")
 	ErrClosed       = errors.New("resolver: closed")
 )

@@ -119,6 +119,29 @@ func (s *Static) Withdraw(ctx context.Context, name pdu.Name) error {
 	return nil
 }
 
+// WithdrawIf forgets name only if the record held for it points at
+// router. The check and the removal happen under one lock, so a record
+// that another router published for the name in between is never removed.
+func (s *Static) WithdrawIf(ctx context.Context, name, router pdu.Name) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	e, ok := s.records[name]
+	if !ok {
+		return fmt.Errorf("withdraw %s: %w", name, ErrNotPublished)
+	}
+	if got := e.rec.Router(); got != router {
+		return fmt.Errorf("withdraw %s at %s: %w (%s)", name, router, ErrSuperseded, got)
+	}
+	delete(s.records, name)
+	return nil
+}
+
 // Len is the number of names held (valid or not yet swept).
 func (s *Static) Len() int {
 	s.mu.Lock()

@@ -1,0 +1,146 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+)
+
+// TestWithdrawIfAfterMove reproduces the race routers hit: a name's
+// endpoint moves from router A to router B (B publishes a newer record),
+// then A's withdrawal of the old attachment arrives late. An unconditional
+// Withdraw deletes B's record; WithdrawIf leaves it in place.
+func TestWithdrawIfAfterMove(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, goldenBase)
+	d := w.domain("one")
+	ra, rb := w.router(d, "router a"), w.router(d, "router b")
+	now := goldenBase.Add(time.Minute)
+	cv := trust(now, d)
+	cv.Now = func() time.Time { return now }
+	nameA, chainA := w.capsuleAt(ra, "mover", time.Hour)
+	nameB, chainB := w.capsuleAt(rb, "mover", time.Hour)
+	if nameA != nameB {
+		t.Fatal("fixture: the capsule's name depends on its router")
+	}
+	atA := w.location(ra, nameA, chainA, 10)
+	atB := w.location(rb, nameB, chainB, 20)
+
+	kinds := []struct {
+		name string
+		open func(t *testing.T) Resolver
+	}{
+		{"static", func(*testing.T) Resolver { return NewStatic(&Verifier{Certs: cv}) }},
+		{"cache over static", func(t *testing.T) Resolver {
+			c, err := NewCache(NewStatic(&Verifier{Certs: cv}), CacheConfig{Now: cv.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}},
+	}
+	tests := []struct {
+		name       string
+		withdraw   func(r Resolver) error
+		wantErr    error
+		wantRouter bool // B's record still found afterwards
+	}{
+		{"unconditional withdraw deletes the new router's record",
+			func(r Resolver) error { return r.Withdraw(ctx, nameA) }, nil, false},
+		{"late withdraw by the old router",
+			func(r Resolver) error { return r.WithdrawIf(ctx, nameA, ra.id.Name) }, ErrSuperseded, true},
+		{"withdraw by the router holding the name",
+			func(r Resolver) error { return r.WithdrawIf(ctx, nameA, rb.id.Name) }, nil, false},
+	}
+	for _, k := range kinds {
+		for _, tc := range tests {
+			t.Run(k.name+"/"+tc.name, func(t *testing.T) {
+				r := k.open(t)
+				defer r.Close()
+				for _, rec := range []*Record{atA, atB} { // attach at A, move to B
+					if err := r.Publish(ctx, rec); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := r.Lookup(ctx, nameA); err != nil { // warm a cache
+					t.Fatal(err)
+				}
+				if err := tc.withdraw(r); !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+					t.Fatalf("withdraw: %v, want %v", err, tc.wantErr)
+				}
+				got, err := r.Lookup(ctx, nameA)
+				switch {
+				case tc.wantRouter && (err != nil || got.Router() != rb.id.Name || got.Sequence != atB.Sequence):
+					t.Fatalf("lookup after the late withdraw: %v %v, want B's record", got, err)
+				case !tc.wantRouter && !errors.Is(err, ErrNotFound):
+					t.Fatalf("lookup after withdraw: %v %v, want ErrNotFound", got, err)
+				}
+			})
+		}
+	}
+
+	t.Run("nothing held", func(t *testing.T) {
+		s := NewStatic(&Verifier{Certs: cv})
+		defer s.Close()
+		if err := s.WithdrawIf(ctx, nameA, ra.id.Name); !errors.Is(err, ErrNotPublished) {
+			t.Fatalf("err %v, want ErrNotPublished", err)
+		}
+		s.Close()
+		if err := s.WithdrawIf(ctx, nameA, ra.id.Name); !errors.Is(err, ErrClosed) {
+			t.Fatalf("after close: %v, want ErrClosed", err)
+		}
+	})
+}
+
+// TestDHTWithdrawIfAfterMove is the same race on the DHT: router A's node
+// published the name, router B's node published it newer; A's late
+// conditional withdrawal must neither put a tombstone over B's record nor
+// keep republishing its own.
+func TestDHTWithdrawIfAfterMove(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("movers")
+	cv := certs.NewVerifier(d.Meta)
+	c := startDHTs(t, w, d, cv, false, "movers", 4, 3, func(c *DHTConfig) { c.MinPuts = 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b := c.nodes[1], c.nodes[2]
+	ra, rb := c.routers[1], c.routers[2]
+	name, chainA := w.capsuleAt(ra, "mover", time.Hour)
+	_, chainB := w.capsuleAt(rb, "mover", time.Hour)
+	if err := a.Publish(ctx, w.location(ra, name, chainA, NextSequence())); err != nil {
+		t.Fatal(err)
+	}
+	atB := w.location(rb, name, chainB, NextSequence())
+	if err := b.Publish(ctx, atB); err != nil {
+		t.Fatal(err)
+	}
+
+	err := a.WithdrawIf(ctx, name, ra.id.Name)
+	if !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("late withdraw at A: %v, want ErrSuperseded", err)
+	}
+	for _, r := range a.Published() {
+		if r.Name == name {
+			t.Fatal("A still republishes the name it withdrew")
+		}
+	}
+	for i, n := range c.nodes {
+		got, err := n.Lookup(ctx, name)
+		if err != nil || got.Router() != rb.id.Name || got.Sequence != atB.Sequence {
+			t.Fatalf("node %d after A's late withdraw: %v %v, want B's record", i, got, err)
+		}
+	}
+
+	// B, which holds the name, withdraws it: a tombstone everywhere.
+	if err := b.WithdrawIf(ctx, name, rb.id.Name); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range c.nodes {
+		if _, err := n.Lookup(ctx, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("node %d after B's withdraw: %v, want ErrNotFound", i, err)
+		}
+	}
+}
