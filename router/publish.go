@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -56,12 +57,15 @@ func (r *Router) publisher(ctx context.Context) {
 func (r *Router) doPub(ctx context.Context, j pubJob) {
 	if j.withdraw {
 		// Only withdraw a record that still points here: the name may
-		// have moved to another router meanwhile.
-		rec, err := r.res.Lookup(ctx, j.name)
-		if err != nil || rec.Router() != r.name {
-			return
-		}
-		if err := r.res.Withdraw(ctx, j.name); err != nil {
+		// have moved to another router meanwhile. The resolver checks
+		// and withdraws in one step (a lookup here, then a withdrawal,
+		// could delete the record the new router published in between).
+		err := r.res.WithdrawIf(ctx, j.name, r.name)
+		switch {
+		case err == nil:
+		case errors.Is(err, resolver.ErrSuperseded), errors.Is(err, resolver.ErrNotPublished):
+			r.log.Debug("resolver record left in place", logging.Name(j.name), zap.Error(err))
+		default:
 			r.log.Info("resolver withdraw failed", logging.Name(j.name), zap.Error(err))
 		}
 		return
