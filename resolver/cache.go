@@ -19,6 +19,12 @@ type CacheConfig struct {
 	NegativeSize int
 	// NegativeTTL is how long "not found" is remembered. Default 2 s.
 	NegativeTTL time.Duration
+	// MaxAge is the longest a record is answered from the cache; the
+	// record's own expiry ends it earlier. A name can move to another
+	// router long before its record expires, and a router's view of it is
+	// at most this stale (plus its own route cache). Default 0: until the
+	// record expires.
+	MaxAge time.Duration
 	// Now is the clock (the verifier's, so that expiry agrees). Default time.Now.
 	Now func() time.Time
 	// Registerer, when set, gets the hit-rate and latency collectors.
@@ -32,6 +38,7 @@ type Cache struct {
 	inner   Resolver
 	now     func() time.Time
 	negTTL  time.Duration
+	maxAge  time.Duration
 	pos     *lru.Cache[pdu.Name, cacheEntry]
 	neg     *lru.Cache[pdu.Name, time.Time]
 	metrics *cacheMetrics
@@ -73,7 +80,7 @@ func NewCache(inner Resolver, cfg CacheConfig) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{inner: inner, now: cfg.Now, negTTL: cfg.NegativeTTL, pos: pos, neg: neg, metrics: m,
+	return &Cache{inner: inner, now: cfg.Now, negTTL: cfg.NegativeTTL, maxAge: cfg.MaxAge, pos: pos, neg: neg, metrics: m,
 		hit: m.lookups.WithLabelValues("hit"), negHit: m.lookups.WithLabelValues("negative_hit"),
 		miss: m.lookups.WithLabelValues("miss"), missLatency: m.latency.WithLabelValues("miss")}, nil
 }
@@ -101,7 +108,7 @@ func (c *Cache) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 	c.missLatency.Observe(time.Since(start).Seconds())
 	switch {
 	case err == nil:
-		c.pos.Add(name, cacheEntry{rec: rec, expiry: rec.EffectiveExpiry()})
+		c.pos.Add(name, c.entry(rec))
 	case errors.Is(err, ErrNotFound):
 		c.neg.Add(name, c.now().Add(c.negTTL))
 	}
@@ -122,9 +129,20 @@ func (c *Cache) Publish(ctx context.Context, rec *Record) error {
 	if rec.Withdrawn {
 		c.pos.Remove(rec.Name)
 	} else {
-		c.pos.Add(rec.Name, cacheEntry{rec: rec, expiry: rec.EffectiveExpiry()})
+		c.pos.Add(rec.Name, c.entry(rec))
 	}
 	return nil
+}
+
+// entry is rec's cache entry: kept until it expires, or MaxAge.
+func (c *Cache) entry(rec *Record) cacheEntry {
+	exp := rec.EffectiveExpiry()
+	if c.maxAge > 0 {
+		if until := c.now().Add(c.maxAge); until.Before(exp) {
+			exp = until
+		}
+	}
+	return cacheEntry{rec: rec, expiry: exp}
 }
 
 // Withdraw withdraws through the inner resolver and forgets name.

@@ -122,3 +122,72 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheMaxAge: with MaxAge a record that is still valid is asked for
+// again once it is that old, so a name that moved is seen to have moved.
+func TestCacheMaxAge(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, goldenBase)
+	d := w.domain("c")
+	ra, rb := w.router(d, "ra"), w.router(d, "rb")
+	now := goldenBase.Add(time.Minute)
+	clockFn := func() time.Time { return now }
+	cv := trust(now, d)
+	cv.Now = clockFn
+	static := NewStatic(&Verifier{Certs: cv, Domain: d.Name})
+	inner := &countingResolver{Resolver: static}
+	c, err := NewCache(inner, CacheConfig{Now: clockFn, MaxAge: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	name, chainA := w.capsuleAt(ra, "moving", time.Hour)
+	_, chainB := w.capsuleAt(rb, "moving", time.Hour)
+	if err := static.Publish(ctx, w.location(ra, name, chainA, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Lookup(ctx, name); err != nil || got.Router() != ra.id.Name {
+		t.Fatalf("first lookup: %v %v", got, err)
+	}
+	// The name moves behind the cache's back (another router published).
+	if err := static.Publish(ctx, w.location(rb, name, chainB, 2)); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		after      time.Duration
+		wantRouter pdu.Name
+		wantInner  int
+	}{
+		{29 * time.Second, ra.id.Name, 1},
+		{31 * time.Second, rb.id.Name, 2},
+		{45 * time.Second, rb.id.Name, 2},
+	}
+	for _, tc := range tests {
+		now = goldenBase.Add(time.Minute + tc.after)
+		got, err := c.Lookup(ctx, name)
+		if err != nil || got.Router() != tc.wantRouter || inner.lookups != tc.wantInner {
+			t.Fatalf("after %s: %v %v, %d inner lookups; want router %s, %d", tc.after, got, err,
+				inner.lookups, tc.wantRouter, tc.wantInner)
+		}
+	}
+}
+
+func TestConfigWithDefaults(t *testing.T) {
+	z := Config{}.WithDefaults()
+	if z.Mode != "static" || len(z.Listen) != 0 || z.Quorum != 1 || z.MinPuts != 3 || z.RecordAge.Std() != time.Hour ||
+		z.Republish.Std() != 20*time.Minute || z.HandshakeTimeout.Std() != 5*time.Second ||
+		z.Cache.Size != 65536 || z.Cache.NegativeTTL.Std() != 2*time.Second || z.Cache.MaxAge != 0 {
+		t.Fatalf("zero value: %+v", z)
+	}
+	if err := z.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := Config{Mode: "dht", RecordAge: 30 * 60e9, Global: &GlobalConfig{BorderAddrs: []string{"127.0.0.1:1"}}}.WithDefaults()
+	if len(d.Listen) != 1 || d.Listen[0] != DefaultListen || d.Global.Listen[0] != DefaultGlobalListen ||
+		d.Republish.Std() != 10*time.Minute {
+		t.Fatalf("dht: %+v %+v", d, d.Global)
+	}
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

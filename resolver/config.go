@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -68,6 +69,10 @@ type CacheYAML struct {
 	Size int `yaml:"size"`
 	// NegativeTTL is how long a miss is remembered. Default 2s.
 	NegativeTTL config.Duration `yaml:"negative_ttl"`
+	// MaxAge is the longest a record is answered from the cache (a name
+	// may move before its record expires). Default 0: until the record
+	// expires.
+	MaxAge config.Duration `yaml:"max_age"`
 }
 
 // NodeCredentials are the node's identity, membership and trust.
@@ -77,6 +82,59 @@ type NodeCredentials struct {
 	Domain   *certs.Metadata
 	// Certs trusts the node's own domain and every federated domain.
 	Certs *certs.Verifier
+}
+
+// Defaults of the settings Open fills in (DHTConfig and CacheConfig state
+// the same).
+const (
+	DefaultListen           = "/ip4/127.0.0.1/udp/8011/quic-v1"
+	DefaultGlobalListen     = "/ip4/127.0.0.1/udp/8012/quic-v1"
+	DefaultQuorum           = 1
+	DefaultMinPuts          = 3
+	DefaultRecordAge        = time.Hour
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultCacheSize        = 1 << 16
+	DefaultNegativeTTL      = 2 * time.Second
+)
+
+// WithDefaults returns c with every unset field at its documented default,
+// as Open would run it (so that a config file can state the defaults).
+// Listen addresses are filled in mode dht only; Republish defaults to
+// RecordAge / 3.
+func (c Config) WithDefaults() Config {
+	if c.Mode == "" {
+		c.Mode = "static"
+	}
+	if c.Mode == "dht" && len(c.Listen) == 0 {
+		c.Listen = []string{DefaultListen}
+	}
+	if c.Global != nil && len(c.Global.Listen) == 0 {
+		g := *c.Global
+		g.Listen = []string{DefaultGlobalListen}
+		c.Global = &g
+	}
+	if c.Quorum == 0 {
+		c.Quorum = DefaultQuorum
+	}
+	if c.MinPuts == 0 {
+		c.MinPuts = DefaultMinPuts
+	}
+	if c.RecordAge == 0 {
+		c.RecordAge = config.Duration(DefaultRecordAge)
+	}
+	if c.Republish == 0 {
+		c.Republish = c.RecordAge / 3
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = config.Duration(DefaultHandshakeTimeout)
+	}
+	if c.Cache.Size == 0 {
+		c.Cache.Size = DefaultCacheSize
+	}
+	if c.Cache.NegativeTTL == 0 {
+		c.Cache.NegativeTTL = config.Duration(DefaultNegativeTTL)
+	}
+	return c
 }
 
 // Validate reports the first impossible value.
@@ -142,7 +200,7 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 			Logger: log.Named("dht"), Registerer: reg,
 		}
 		if len(dc.Listen) == 0 {
-			dc.Listen = []string{"/ip4/127.0.0.1/udp/8011/quic-v1"}
+			dc.Listen = []string{DefaultListen}
 		}
 		var err error
 		if s.Local, err = NewDHT(ctx, dc); err != nil {
@@ -154,7 +212,7 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 			gc.Global = true
 			gc.Listen, gc.Bootstrap = c.Global.Listen, c.Global.Bootstrap
 			if len(gc.Listen) == 0 {
-				gc.Listen = []string{"/ip4/127.0.0.1/udp/8012/quic-v1"}
+				gc.Listen = []string{DefaultGlobalListen}
 			}
 			gc.Logger = log.Named("global")
 			if s.Global, err = NewDHT(ctx, gc); err != nil {
@@ -173,7 +231,8 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 		}
 		inner = f
 	}
-	cache, err := NewCache(inner, CacheConfig{Size: c.Cache.Size, NegativeTTL: c.Cache.NegativeTTL.Std(), Now: now, Registerer: reg})
+	cache, err := NewCache(inner, CacheConfig{Size: c.Cache.Size, NegativeTTL: c.Cache.NegativeTTL.Std(),
+		MaxAge: c.Cache.MaxAge.Std(), Now: now, Registerer: reg})
 	if err != nil {
 		inner.Close()
 		return nil, fmt.Errorf("resolver: cache: %w", err)
