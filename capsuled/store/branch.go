@@ -167,10 +167,17 @@ func (s *Store) abandon(cs *capsuleState, from uint64) (*writeBatch, error) {
 	wb.set(key(tAbandonHB, c, epoch), head.Heartbeat.Marshal())
 	wb.delRange(key(tEntry, c, from), prefixEnd(key(tEntry, c)))
 	wb.delRange(key(tHeartbeat, c, from), prefixEnd(key(tHeartbeat, c)))
-	// Node (l, i) covers leaves [i<<l, (i+1)<<l): it stays valid only if
-	// it ends at or before leaf from-1.
+	// Node (l, i) covers leaves [i<<l, (i+1)<<l) and stays valid only if it
+	// ends at or before the first f = from-1 leaves. Every valid node has an
+	// in-order position below 2f-1, so everything from there on goes; the
+	// only invalid nodes left of it are the ancestors of leaf f that straddle
+	// it, one per level where f is not aligned.
+	f := from - 1
+	wb.delRange(nodePosKey(c, 2*f), prefixEnd(key(tNode, c)))
 	for l := 1; l <= bits.Len64(head.Seqno); l++ {
-		wb.delRange(nodeKey(c, uint8(l), (from-1)>>uint(l)), nodeKey(c, uint8(l)+1, 0)[:34])
+		if f&(1<<uint(l)-1) != 0 {
+			wb.del(nodeKey(c, uint8(l), f>>uint(l)))
+		}
 	}
 	return wb, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
+	"math/bits"
 	"testing"
 	"time"
 
@@ -108,5 +109,45 @@ func mustAppend(t testing.TB, s *Store, c pdu.Name, recs []capsule.Record, hb *c
 	t.Helper()
 	if err := s.Append(context.Background(), c, recs, hb); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkNodes checks that every stored Merkle node of the capsule is complete
+// in the current log and equals the node recomputed from the stored entries:
+// nothing stale survives a branch.
+func checkNodes(t testing.TB, s *Store, tc testCapsule) {
+	t.Helper()
+	h, err := s.Head(tc.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mt capsule.MemTree
+	if h.Seqno > 0 {
+		recs, err := s.Read(tc.name, 1, h.Seqno)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			mt.Append(r.Hash())
+		}
+	}
+	n := 0
+	s.eng.scan(key(tNode, tc.name), prefixEnd(key(tNode, tc.name)), func(k, v []byte) bool {
+		pos := u64(k[33:]) + 1 // (2i+1) << level
+		level := uint8(bits.TrailingZeros64(pos))
+		index := (pos>>level - 1) / 2
+		if (index+1)<<level > h.Seqno {
+			t.Errorf("node (%d,%d) stored beyond the head %d", level, index, h.Seqno)
+			return true
+		}
+		want, _ := mt.Node(level, index)
+		if capsule.Hash(v) != want {
+			t.Errorf("node (%d,%d) is stale", level, index)
+		}
+		n++
+		return true
+	})
+	if want := int(h.Seqno) - bits.OnesCount64(h.Seqno); n != want {
+		t.Errorf("%d nodes stored for %d entries, want %d", n, h.Seqno, want)
 	}
 }

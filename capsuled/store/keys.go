@@ -13,7 +13,7 @@ import (
 //	'm' c                      capsule metadata (writer key, metadata bytes)
 //	'r' c seqno                entry (record or hole), wire form
 //	'x' c hash                 entry hash -> seqno (ReadByHash)
-//	'n' c level index          Merkle interior node (level >= 1), 32 bytes
+//	'n' c position             Merkle interior node (level >= 1), 32 bytes
 //	'H' c seqno                heartbeat held at that seqno, wire form
 //	'a' c epoch seqno          abandoned-branch entry
 //	'A' c epoch                heartbeat of an abandoned branch
@@ -39,12 +39,21 @@ func key(t byte, c pdu.Name, tail ...uint64) []byte {
 	return k
 }
 
+// nodeKey keys interior node (level, index) by its in-order position in
+// the tree, (index << (level+1)) + (1 << level) - 1: a node sits between its
+// two subtrees, so the low siblings on any leaf's proof path lie within a
+// few hundred bytes of each other and a cold proof reads a few blocks, not
+// one per level. Positions of interior nodes are odd (leaves, not stored
+// here, would take the even ones).
 func nodeKey(c pdu.Name, level uint8, index uint64) []byte {
-	k := make([]byte, 0, 42)
+	return nodePosKey(c, index<<(level+1)+(1<<level)-1)
+}
+
+func nodePosKey(c pdu.Name, pos uint64) []byte {
+	k := make([]byte, 0, 41)
 	k = append(k, tNode)
 	k = append(k, c[:]...)
-	k = append(k, level)
-	return binary.BigEndian.AppendUint64(k, index)
+	return binary.BigEndian.AppendUint64(k, pos)
 }
 
 func hashKey(c pdu.Name, h [32]byte) []byte {

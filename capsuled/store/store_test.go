@@ -355,6 +355,7 @@ func TestAbandonedBranch(t *testing.T) {
 				t.Fatalf("head %d after the branch, want 13", h.Seqno)
 			}
 			proveAll(nhb) // no node of the old line may be served
+			checkNodes(t, s, tc)
 			br, err := s.Abandoned(tc.name)
 			if err != nil || len(br) != 1 || len(br[0].Entries) != 5 || br[0].Entries[0].Seqno != 11 || br[0].Heartbeat.Seqno != 15 {
 				t.Fatalf("abandoned branch: %+v, %v", br, err)
@@ -373,6 +374,7 @@ func TestAbandonedBranch(t *testing.T) {
 			nr, nhb = writeRecs(nw, 40, 8)
 			mustAppend(t, s, tc.name, nr, nhb)
 			verifyAll(t, s, tc)
+			checkNodes(t, s, tc)
 			for m := uint64(1); m <= 53; m += 5 {
 				p, err := s.ConsistencyProof(tc.name, m, 53)
 				if err != nil {
@@ -560,4 +562,30 @@ func TestPipelinedAppends(t *testing.T) {
 	if err := s.Append(cctx, tc.name, recs, hb); err == nil || time.Since(start) > time.Second {
 		t.Fatalf("canceled wait: %v after %v", err, time.Since(start))
 	}
+}
+
+// A branch shorter than the line it replaces must drop the nodes that
+// straddle the fork point, which the new line never rewrites.
+func TestBranchDropsStraddlingNodes(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir(), "bbolt")
+	defer s.Close()
+	tc := newTestCapsule(t, 11)
+	s.Create(ctx, tc.name, tc.meta)
+	w := tc.writer()
+	recs, hb := writeRecs(w, 10, 8)
+	mustAppend(t, s, tc.name, recs, hb)
+	recovered := w.Head()
+	recovered.Heartbeat = hb
+	recs, hb = writeRecs(w, 6, 8)
+	mustAppend(t, s, tc.name, recs, hb)
+	checkNodes(t, s, tc)
+	nw := capsule.RestartWriter(tc.name, tc.key, recovered)
+	nw.Now = w.Now
+	recs, hb = writeRecs(nw, 1, 9)
+	mustAppend(t, s, tc.name, recs, hb)
+	if h := verifyAll(t, s, tc); h.Seqno != 11 {
+		t.Fatalf("head %d, want 11", h.Seqno)
+	}
+	checkNodes(t, s, tc)
 }
