@@ -110,8 +110,10 @@ func (d *DHT) handleProof(s network.Stream) {
 		err = d.verifyProof(p, s.Conn(), b)
 	}
 	if err != nil {
-		s.Reset()
+		// Deny before the peer can see the reset: whoever learns of the
+		// refusal (the peer, a test) finds it already recorded.
 		d.refusePeer(p, proofResult(err), err)
+		s.Reset()
 		return
 	}
 	if _, err := s.Write(d.proof); err != nil {

@@ -45,16 +45,18 @@ func (d *DHT) Publish(ctx context.Context, rec *Record) error {
 // put sends rec to the closest peers and returns how many stored it.
 func (d *DHT) put(ctx context.Context, rec *Record) (int, error) {
 	key := dhtKey(rec.Name)
-	peers, err := d.kad.GetClosestPeers(ctx, key)
-	if err != nil {
-		return 0, fmt.Errorf("publish %s: closest peers: %w", rec.Name, err)
-	}
 	pr := record.MakePutRecord(key, rec.Bytes())
+	// The local copy first: a node with no peers yet (the first of a
+	// domain) still answers the lookups of nodes that join it later.
 	if err := d.local.Put(ctx, key, pr); err != nil {
 		if errors.Is(err, records.ErrOldRecord) {
 			return 0, fmt.Errorf("publish %s: %w: this node holds a newer or equal record", rec.Name, ErrStale)
 		}
 		return 0, fmt.Errorf("publish %s: local store: %w", rec.Name, err)
+	}
+	peers, err := d.kad.GetClosestPeers(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("publish %s: %w: closest peers: %w", rec.Name, ErrFewPeers, err)
 	}
 	var ok atomic.Int32
 	var wg sync.WaitGroup

@@ -7,6 +7,7 @@ import (
 	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
 )
 
 // Config is the router's configuration (deploy/router.yaml). Every field's
@@ -116,19 +117,20 @@ type DedupConfig struct {
 	Window config.Duration `yaml:"window"`
 }
 
-// ResolverConfig chooses the resolver and tunes what happens on a FIB
-// miss.
+// ResolverConfig is the resolver the router embeds (resolver.Open) and
+// what happens on a FIB miss.
 type ResolverConfig struct {
-	// Mode is "static" (an in-memory resolver inside this router: enough
-	// for a single router, or routers joined only by peers and upstreams)
-	// or "dht" (the domain's federated DHT, resolver.DHT). Default static.
-	Mode string `yaml:"mode"`
-	// DHTListen are libp2p multiaddrs for mode dht. Default
-	// ["/ip4/0.0.0.0/udp/8011/quic-v1"].
-	DHTListen []string `yaml:"dht_listen"`
-	// DHTBootstrap are multiaddrs (ending /p2p/<id>) of DHT nodes to join
-	// at start, for mode dht. Default none (the first node).
-	DHTBootstrap []string `yaml:"dht_bootstrap"`
+	// Config is the embedded resolver, the same keys as the resolver:
+	// block of deploy/resolver.yaml (mode, listen, bootstrap, global,
+	// borders, quorum, min_puts, record_age, republish, handshake_timeout,
+	// cache). Mode static (the default) is an in-memory resolver inside
+	// this router: enough for a single router, or routers joined only by
+	// peers and upstreams. Mode dht makes the router a node of its
+	// domain's DHT, federated when global or borders is set. Defaults as
+	// in resolver.Config, except: listen in mode dht
+	// ["/ip4/0.0.0.0/udp/8011/quic-v1"] (other routers must reach it), and
+	// cache.max_age 30s (a name may move before its record expires).
+	resolver.Config `yaml:",inline"`
 	// Workers is how many lookups run at once. Default 8.
 	Workers int `yaml:"workers"`
 	// Timeout bounds one lookup (and an on-demand dial). Default 3s.
@@ -162,6 +164,11 @@ type AdvertiseConfig struct {
 	// when a server attaches with many capsules. Default 5,000.
 	Burst int `yaml:"burst"`
 }
+
+// DefaultDHTListen is where a router's DHT node listens in mode dht unless
+// resolver.listen says otherwise: every address, since the other routers
+// and resolvers of the domain must reach it.
+const DefaultDHTListen = "/ip4/0.0.0.0/udp/8011/quic-v1"
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
@@ -205,10 +212,11 @@ func (c Config) WithDefaults() Config {
 	defInt(&c.Face.Queue, 4096)
 	defInt(&c.Dedup.Slots, 1<<20)
 	defDur(&c.Dedup.Window, 2*time.Second)
-	def(&c.Resolver.Mode, "static")
-	if c.Resolver.Mode == "dht" && len(c.Resolver.DHTListen) == 0 {
-		c.Resolver.DHTListen = []string{"/ip4/0.0.0.0/udp/8011/quic-v1"}
+	if c.Resolver.Mode == "dht" && len(c.Resolver.Listen) == 0 {
+		c.Resolver.Listen = []string{DefaultDHTListen}
 	}
+	defDur(&c.Resolver.Cache.MaxAge, 30*time.Second)
+	c.Resolver.Config = c.Resolver.Config.WithDefaults()
 	defInt(&c.Resolver.Workers, 8)
 	defDur(&c.Resolver.Timeout, 3*time.Second)
 	defInt(&c.Resolver.MaxWaiting, 4096)
@@ -238,10 +246,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("face burst and queue must not be negative")
 	case c.Dedup.Slots < 0 || c.Resolver.Workers < 0 || c.Resolver.MaxWaiting < 0 || c.Resolver.MaxWaitingPerName < 0:
 		return fmt.Errorf("sizes must not be negative")
-	case c.Resolver.Mode != "static" && c.Resolver.Mode != "dht":
-		return fmt.Errorf("resolver.mode %q: want static or dht", c.Resolver.Mode)
 	case c.Advertise.MaxNamesPerFace < 0:
 		return fmt.Errorf("advertise.max_names_per_face must not be negative")
+	}
+	if err := c.Resolver.Config.Validate(); err != nil {
+		return err
 	}
 	for i, p := range c.Peers {
 		if p.Name.IsZero() || p.Addr == "" {

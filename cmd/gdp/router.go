@@ -126,9 +126,18 @@ func runRouter(ctx context.Context, cfgPath string) error {
 	res, err := openResolver(ctx, cfg, creds, log, reg)
 	if err != nil {
 		_ = conn.Close()
+		if raw != nil {
+			_ = raw.Close()
+		}
 		return err
 	}
-	defer res.Close()
+	// Deferred before the node: closed after it (the node's drain and
+	// close still withdraw through it).
+	defer func() {
+		if err := res.Close(); err != nil {
+			log.Warn("closing the resolver", zap.Error(err))
+		}
+	}()
 	node, err := router.StartNode(cfg, router.Deps{
 		Identity: creds.id, Member: creds.member, Domain: creds.domain, Verifier: creds.verifier,
 		Resolver: res, Logger: log, Registry: reg,
@@ -146,7 +155,7 @@ func runRouter(ctx context.Context, cfgPath string) error {
 		if err != nil {
 			return fmt.Errorf("admin listen %s: %w", admin, err)
 		}
-		srv = &http.Server{Handler: node.Router.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: routerAdminHandler(node.Router, res), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin server", zap.Error(err))
@@ -209,21 +218,32 @@ func reloadRouter(cfgPath string, node *router.Node, log *zap.Logger) error {
 	return nil
 }
 
-// openResolver builds the resolver the config asks for.
-func openResolver(ctx context.Context, cfg router.Config, creds *routerCreds, log *zap.Logger, reg prometheus.Registerer) (resolver.Resolver, error) {
-	v := &resolver.Verifier{Certs: creds.verifier}
-	switch cfg.Resolver.Mode {
-	case "static":
-		return resolver.NewStatic(v), nil
-	case "dht":
-		d, err := resolver.NewDHT(ctx, resolver.DHTConfig{
-			Identity: creds.id, Member: creds.member, Domain: creds.domain, Certs: creds.verifier,
-			Listen: cfg.Resolver.DHTListen, Bootstrap: cfg.Resolver.DHTBootstrap, Logger: log.Named("dht"), Registerer: reg,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("resolver dht: %w", err)
-		}
-		return d, nil
+// routerAdminHandler is the router's admin API with the embedded
+// resolver's read-only API beside it: GET /v1/resolver/status and
+// /v1/resolver/lookup/NAME (so `gdp lookup --api http://ADMIN/v1/resolver`
+// asks the router's own resolver).
+func routerAdminHandler(r *router.Router, res *resolver.Service) http.Handler {
+	mux := http.NewServeMux()
+	api := http.StripPrefix("/v1/resolver", res.Handler())
+	mux.Handle("GET /v1/resolver/status", api)
+	mux.Handle("GET /v1/resolver/lookup/{name}", api)
+	mux.Handle("/", r.AdminHandler())
+	return mux
+}
+
+// openResolver opens the resolver the config's resolver: block asks for
+// (resolver.Open: a cache in front of the static resolver or of the
+// domain's DHT, federated when configured), with the router's identity as
+// the DHT node's. The caller closes it after the router.
+func openResolver(ctx context.Context, cfg router.Config, creds *routerCreds, log *zap.Logger, reg prometheus.Registerer) (*resolver.Service, error) {
+	svc, err := resolver.Open(ctx, cfg.Resolver.Config, resolver.NodeCredentials{
+		Identity: creds.id, Member: creds.member, Domain: creds.domain, Certs: creds.verifier,
+	}, log.Named("resolver"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("open resolver: %w", err)
 	}
-	return nil, fmt.Errorf("resolver.mode %q: want static or dht", cfg.Resolver.Mode)
+	st := svc.Status()
+	log.Info("resolver up", zap.String("mode", st.Mode), zap.Bool("border", st.Border),
+		zap.Strings("addrs", st.Addrs), zap.Strings("global_addrs", st.GlobalAddrs))
+	return svc, nil
 }
