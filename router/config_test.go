@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -40,6 +41,13 @@ func TestConfigValidate(t *testing.T) {
 		{"upstream not a peer", "upstream: " + other.String(), true},
 		{"peer without addr", "peers: [{name: " + peer.String() + "}]", true},
 		{"bad resolver mode", "resolver: {mode: carrier-pigeon}", true},
+		{"dht node", "resolver: {mode: dht, listen: [/ip4/127.0.0.1/udp/0/quic-v1], bootstrap: [/ip4/127.0.0.1/udp/1/quic-v1/p2p/x], min_puts: 1}", false},
+		{"dht border", "resolver: {mode: dht, global: {border_addrs: [\"127.0.0.1:8009\"]}}", false},
+		{"static with bootstrap", "resolver: {bootstrap: [/ip4/127.0.0.1/udp/1/quic-v1/p2p/x]}", true},
+		{"border without border_addrs", "resolver: {mode: dht, global: {listen: [/ip4/127.0.0.1/udp/0/quic-v1]}}", true},
+		{"republish not below record_age", "resolver: {mode: dht, record_age: 10m, republish: 10m}", true},
+		{"resolver cache", "resolver: {cache: {size: 10, negative_ttl: 1s, max_age: 5s}}", false},
+		{"old dht_listen key", "resolver: {mode: dht, dht_listen: [x]}", true},
 		{"max_pdu too small", "max_pdu: 10", true},
 		{"unknown key", "listen_addr: x", true},
 		{"bad name", "upstream: not-a-name", true},
@@ -58,9 +66,27 @@ func TestConfigValidate(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}
-			if tc.name == "unknown key" && !errors.Is(err, config.ErrUnknownKey) {
+			if (tc.name == "unknown key" || tc.name == "old dht_listen key") && !errors.Is(err, config.ErrUnknownKey) {
 				t.Fatalf("err = %v, want ErrUnknownKey", err)
 			}
 		})
+	}
+}
+
+// TestResolverDefaults: the zero config is a static resolver; mode dht
+// listens on every address unless told otherwise; the cache keeps a
+// record at most 30 s in a router.
+func TestResolverDefaults(t *testing.T) {
+	z := Config{}.WithDefaults().Resolver
+	if z.Mode != "static" || len(z.Listen) != 0 || z.Cache.MaxAge.Std() != 30*time.Second || z.Quorum != 1 ||
+		z.MinPuts != 3 || z.RecordAge.Std() != time.Hour || z.Republish.Std() != 20*time.Minute {
+		t.Fatalf("zero config resolver: %+v", z)
+	}
+	var d Config
+	d.Resolver.Mode = "dht"
+	d.Resolver.Cache.MaxAge = config.Duration(time.Minute)
+	got := d.WithDefaults().Resolver
+	if len(got.Listen) != 1 || got.Listen[0] != DefaultDHTListen || got.Cache.MaxAge.Std() != time.Minute {
+		t.Fatalf("dht resolver: %+v", got)
 	}
 }
