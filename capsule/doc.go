@@ -7,7 +7,8 @@
 // The package is used by both sides: a writer (Writer) builds records and
 // signs heartbeats; a server verifies a batch against its stored head before
 // storing it (Batch); a reader verifies what a server returned against a
-// heartbeat (VerifyRange). It does no I/O: the Merkle tree's complete subtree
+// heartbeat (VerifyRange) and moves from one heartbeat to the next only
+// with a consistency proof (Follower). It does no I/O: the Merkle tree's complete subtree
 // hashes come from a NodeSource the caller supplies, so a store can keep
 // millions of them on disk while only the tree's right frontier (Tree) stays
 // in memory.
