@@ -284,11 +284,20 @@ func (r *Router) installLearned(dst pdu.Name, f *Face, cost uint32, expiry time.
 	return r.fib.Install(dst, Hop{Face: f, Cost: cost, Expiry: expiry, Origin: OriginResolver, Router: holder})
 }
 
-// forgetLearned drops a resolver-learned hop for dst through face f.
+// invalidator is a resolver with a cache that can forget one name
+// (resolver.Cache, and resolver.Service which embeds it).
+type invalidator interface{ Invalidate(name pdu.Name) }
+
+// forgetLearned drops a resolver-learned hop for dst through face f, and
+// the resolver's cached record for dst: the record that pointed there is
+// stale, and the next lookup must ask past the cache.
 func (r *Router) forgetLearned(dst pdu.Name, f *Face) {
 	for _, h := range r.fib.Lookup(dst) {
 		if h.Face == f && h.Origin == OriginResolver {
 			r.fib.Remove(dst, f)
+			if inv, ok := r.res.(invalidator); ok {
+				inv.Invalidate(dst)
+			}
 			return
 		}
 	}
