@@ -4,14 +4,14 @@
 // tree over every record hash so far, inclusion and consistency proofs, and
 // equivocation evidence.
 //
-// The package is used by both sides: a writer (Writer) builds records and
-// signs heartbeats; a server verifies a batch against its stored head before
-// storing it (Batch); a reader verifies what a server returned against a
-// heartbeat (VerifyRange) and moves from one heartbeat to the next only
-// with a consistency proof (Follower). It does no I/O: the Merkle tree's complete subtree
-// hashes come from a NodeSource the caller supplies, so a store can keep
-// millions of them on disk while only the tree's right frontier (Tree) stays
-// in memory.
+// The package is used by every side: a writer (Writer) builds records and
+// signs heartbeats; a server verifies a batch against its stored head
+// before storing it (CheckBatch, Head.Apply); a reader verifies what a
+// server returned against a heartbeat (VerifyRange) and moves from one
+// heartbeat to the next only with a consistency proof (Follower). It does
+// no I/O: the Merkle tree's complete subtree hashes come from a NodeSource
+// the caller supplies, so a store can keep millions of them on disk while
+// only the tree's right frontier (Tree) stays in memory.
 //
 // Record and heartbeat bodies are deterministic CBOR (RFC 8949 §4.2.1) with
 // small integer map keys; heartbeats are COSE_Sign1 objects signed like the
