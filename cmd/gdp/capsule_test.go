@@ -187,7 +187,7 @@ func TestCapsuleCLI(t *testing.T) {
 	}
 
 	// tail -f follows a subscription.
-	follow := exec.Command(bin, append([]string{"capsule", "tail", name, "-n", "0", "-f"}, common...)...)
+	follow := exec.Command(bin, append([]string{"capsule", "tail", name, "-n", "1", "-f"}, common...)...)
 	pipe, _ := follow.StdoutPipe()
 	follow.Stderr = os.Stderr
 	if err := follow.Start(); err != nil {
@@ -201,7 +201,16 @@ func TestCapsuleCLI(t *testing.T) {
 			got <- sc.Text()
 		}
 	}()
-	time.Sleep(500 * time.Millisecond) // let it subscribe
+	// It prints the last record once it has read the head; whatever is
+	// written from then on comes through the subscription.
+	select {
+	case l := <-got:
+		if !strings.HasPrefix(l, "5\t") {
+			t.Fatalf("tail -n 1 -f printed %q first", l)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("tail -f printed nothing")
+	}
 	gdp("", "capsule", "append", name, "--writer", "alice-writer", "--data", "six")
 	select {
 	case l := <-got:
