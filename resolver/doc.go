@@ -8,7 +8,10 @@
 // domain (protocol prefix /gdp/<domain>), whose record validator verifies the
 // whole chain inside every record because it never learns who sent it.
 // Federated layers a domain DHT over a global one that border resolvers
-// join, and Cache keeps verified answers until they expire.
+// join, and Cache keeps verified answers until they expire (or MaxAge).
+// Open builds the whole stack from a Config, for `gdp resolver` and for a
+// router embedding one. Routers withdraw with WithdrawIf, which leaves a
+// name alone once it points at another router (the name moved).
 //
 // Every record is self-certifying: its bytes carry the chain (target
 // metadata, AdCert, endpoint, RtCert, router, membership, domain) and the
