@@ -38,10 +38,11 @@ type Config struct {
 	MaxSubscriptions int
 	// ReadLimit caps the entries one READ answer carries. Default 4096.
 	ReadLimit int
-	// ReorderWait is how long an APPEND that starts beyond the head waits
-	// for the batches before it (a writer keeps several in flight, and
-	// they may arrive out of order) before the replica calls itself
-	// behind. Default 250ms.
+	// ReorderWait is how long, after the store's own reorder window (250
+	// ms, for batches of a pipelining writer that arrive out of order) has
+	// refused an APPEND as starting beyond the head, the server waits for
+	// the durable head to catch up before calling the replica behind.
+	// Default 50ms.
 	ReorderWait time.Duration
 }
 
@@ -74,7 +75,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxSubscriptions = 4096
 	}
 	if c.ReorderWait <= 0 {
-		c.ReorderWait = 250 * time.Millisecond
+		c.ReorderWait = 50 * time.Millisecond
 	}
 	if c.ReadLimit <= 0 || c.ReadLimit > wire.MaxRecords {
 		c.ReadLimit = wire.MaxRecords
