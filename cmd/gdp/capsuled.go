@@ -88,11 +88,15 @@ func runCapsuled(ctx context.Context, cfgPath string) error {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sig)
+	var lost error
 	select {
 	case <-ctx.Done():
 	case <-sig:
 	case <-at.client.Done():
-		log.Error("tunnel to the router closed")
+		// Exit non-zero so that the service manager restarts us (and we
+		// re-attach); the replicas' anti-entropy covers the gap.
+		lost = errors.New("tunnel to the router closed")
+		log.Error("tunnel to the router closed; stopping")
 	}
 	_ = sdNotify("STOPPING=1\nSTATUS=draining")
 	dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.Std())
@@ -102,5 +106,5 @@ func runCapsuled(ctx context.Context, cfgPath string) error {
 	if hs != nil {
 		_ = hs.Shutdown(dctx)
 	}
-	return srv.Close()
+	return errors.Join(lost, srv.Close())
 }
