@@ -216,6 +216,43 @@ func TestFederatedDHT(t *testing.T) {
 		f.lookupEverywhere(t, 1-d, name, nil, notFound)
 	})
 
+	t.Run("a late conditional withdraw leaves a moved name on both tiers", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		d, p, q := 0, borderNodes+3, borderNodes+4 // non-border nodes: exports go through a border
+		rp, rq := f.local[d].routers[p], f.local[d].routers[q]
+		name, chainP := f.w.capsuleAt(rp, "fed mover", 24*time.Hour)
+		_, chainQ := f.w.capsuleAt(rq, "fed mover", 24*time.Hour)
+		if err := f.res[d][p].Publish(ctx, f.w.location(rp, name, chainP, NextSequence())); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.res[d][q].Publish(ctx, f.w.location(rq, name, chainQ, NextSequence())); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.res[d][p].WithdrawIf(ctx, name, rp.id.Name); !errors.Is(err, ErrSuperseded) {
+			t.Fatalf("late withdraw at the old router: %v, want ErrSuperseded", err)
+		}
+		atQ := func(r *Record, err error) error {
+			if err != nil || r.Router() != rq.id.Name {
+				return fmt.Errorf("got %v %v, want the record at the new router", r, err)
+			}
+			return nil
+		}
+		f.lookupEverywhere(t, d, name, nil, atQ)
+		f.lookupEverywhere(t, 1-d, name, nil, atQ) // border records keep the chain's router
+		if err := f.res[d][q].WithdrawIf(ctx, name, rq.id.Name); err != nil {
+			t.Fatal(err)
+		}
+		notFound := func(_ *Record, err error) error {
+			if !errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("got %v, want ErrNotFound", err)
+			}
+			return nil
+		}
+		f.lookupEverywhere(t, d, name, nil, notFound)
+		f.lookupEverywhere(t, 1-d, name, nil, notFound)
+	})
+
 	t.Run("records survive nodes leaving", func(t *testing.T) {
 		// Three non-border nodes of domain 0 leave, among them publishers:
 		// their names must still resolve from the nodes that remain.
