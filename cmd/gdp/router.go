@@ -216,7 +216,7 @@ func reloadRouter(cfgPath string, node *router.Node, log *zap.Logger) error {
 	if err := node.Tunnel.SetIdentity(tunnel.CertIdentity(creds.id, creds.member, creds.domain)); err != nil {
 		return err
 	}
-	log.Info("listen addresses, limits and peers change on restart only")
+	log.Info("listen addresses, limits, peers and the resolver block change on restart only")
 	return nil
 }
 
