@@ -242,12 +242,25 @@ func TestKillNineReplica(t *testing.T) {
 	// while it keeps appending (up to 4 batches in flight).
 	writeN(t, wr, 1, n/4, &ack)
 	killed := make(chan struct{})
+	var cReported uint64
 	for i := n/4 + 1; i <= n/2; i++ {
 		if _, err := wr.Append(ctx, payload(i)); err != nil {
 			t.Fatalf("append %d: %v", i, err)
 		}
 		ack.note(wr.Durability())
 		if i == n/4+600 {
+			// With W=2 the writer may never wait for c's own acks, so
+			// also ask c what it durably holds right before the kill:
+			// everything it reports must survive SIGKILL.
+			eventually(t, 10*time.Second, "c reports a head", func() bool {
+				ictx, icancel := context.WithTimeout(ctx, 2*time.Second)
+				defer icancel()
+				in, err := writer.Info(ictx, name, ps[2].id.Name)
+				if err == nil && in.Head.Seqno > 0 {
+					cReported = in.Head.Seqno
+				}
+				return cReported > 0
+			})
 			go func() {
 				ps[2].kill()
 				close(killed)
@@ -275,13 +288,13 @@ func TestKillNineReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := h.Seqno, ack.by[ps[2].id.Name]; got < want || want == 0 {
-		t.Fatalf("c's store after SIGKILL holds %d entries; c had acknowledged up to %d", got, want)
+	if got, want := h.Seqno, max(ack.by[ps[2].id.Name], cReported); got < want || want == 0 {
+		t.Fatalf("c's store after SIGKILL holds %d entries; c had acknowledged or reported up to %d", got, want)
 	}
 	if _, err := st.Read(name, 1, h.Seqno); err != nil {
 		t.Fatalf("c's store after SIGKILL: %v", err)
 	}
-	t.Logf("c acknowledged up to %d before SIGKILL; its store holds %d, every entry readable", ack.by[ps[2].id.Name], h.Seqno)
+	t.Logf("c acknowledged up to %d and reported %d before SIGKILL; its store holds %d, every entry readable", ack.by[ps[2].id.Name], cReported, h.Seqno)
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
