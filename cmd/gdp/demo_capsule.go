@@ -233,7 +233,7 @@ func demoCapsule(ctx context.Context, d *demoEnv) error {
 	hb := rd.Heartbeat()
 	d.Say("the reader at site B (edge2) read all %d records from the nearest replica and verified each page:", n)
 	d.Say("  hash chain, inclusion proof of the page's last record, heartbeat %d signed by the writer key (root %.16s…)", hb.Seqno, hb.Root)
-	d.Say("  try it: gdp capsule read %s --json | tail -1", name)
+	d.Say("  (on a deployment the same read is: gdp capsule read CAPSULE --json, docs/OPERATIONS.md §5.3)")
 	return nil
 }
 
