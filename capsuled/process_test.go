@@ -202,12 +202,9 @@ func (p *procReplica) kill() {
 // is killed with SIGKILL in the middle of the stream (with appends in
 // flight), writing goes on with W=2, the replica restarts over its store,
 // converges, and every acknowledged record is read back verified from each
-// replica. With -capsule.full: 100k records.
+// replica. 100k records (8,000 under -short).
 func TestKillNineReplica(t *testing.T) {
-	n := uint64(8000)
-	if *fullRun {
-		n = 100000
-	}
+	n := fullSize(8000)
 	w := newWorld(t)
 	r1 := w.router("r1")
 	r2 := w.router("r2", r1)
