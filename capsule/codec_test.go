@@ -36,14 +36,14 @@ func TestRecordMatchesLibraryEncoding(t *testing.T) {
 			m[keyTime] = uint64(r.Time)
 			m[keyDataHash] = r.DataHash[:]
 		}
-		hdr, err := encMode.Marshal(m)
+		hdr, err := codec.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !r.Hole {
 			m[keyData] = append([]byte{}, r.Data...)
 		}
-		wire, _ := encMode.Marshal(m)
+		wire, _ := codec.Marshal(m)
 		if got := r.AppendHeader(nil); !bytes.Equal(got, hdr) {
 			t.Fatalf("seqno %d header\n got %x\nwant %x", r.Seqno, got, hdr)
 		}
@@ -217,7 +217,7 @@ func TestHeartbeatMatchesLibraryEncoding(t *testing.T) {
 		{Capsule: testName, Seqno: 24, Root: Hash{1}, Time: 1 << 40, Holes: []uint64{1, 23, 24}},
 		{Capsule: testName, Seqno: 1 << 33, Root: Hash{2}, Time: 5, Epoch: 3, Base: 1 << 32},
 	} {
-		want, err := encMode.Marshal(hbBody{Capsule: hb.Capsule[:], Seqno: hb.Seqno, Root: hb.Root[:],
+		want, err := codec.Marshal(hbBody{Capsule: hb.Capsule[:], Seqno: hb.Seqno, Root: hb.Root[:],
 			Time: uint64(hb.Time), Holes: hb.Holes, Epoch: hb.Epoch, Base: hb.Base})
 		if err != nil {
 			t.Fatal(err)
@@ -226,11 +226,11 @@ func TestHeartbeatMatchesLibraryEncoding(t *testing.T) {
 			t.Fatalf("body\n got %x\nwant %x", hb.Body(), want)
 		}
 		hb.Sign(testKey)
-		si, _ := encMode.Marshal([]any{"Signature1", protectedEdDSA, []byte(HeartbeatAAD), want})
+		si, _ := codec.Marshal([]any{"Signature1", protectedEdDSA, []byte(HeartbeatAAD), want})
 		if !bytes.Equal(sigInput(want), si) {
 			t.Fatal("sig structure differs")
 		}
-		w, _ := encMode.Marshal(sign1Wire{Protected: protectedEdDSA, Unprotected: cbor.RawMessage{0xa0}, Payload: want, Signature: hb.Sig})
+		w, _ := codec.Marshal(sign1Wire{Protected: protectedEdDSA, Unprotected: cbor.RawMessage{0xa0}, Payload: want, Signature: hb.Sig})
 		if !bytes.Equal(hb.Marshal(), append([]byte{tagSign1}, w...)) {
 			t.Fatal("COSE_Sign1 differs")
 		}

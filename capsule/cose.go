@@ -59,7 +59,7 @@ func unmarshalSign1(b []byte) (payload, sig []byte, err error) {
 		return nil, nil, fmt.Errorf("%w: not a tagged COSE_Sign1 (want tag 18)", ErrMalformed)
 	}
 	var s sign1Wire
-	if err := decMode.Unmarshal(b[1:], &s); err != nil {
+	if err := codec.Unmarshal(b[1:], &s); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if !bytes.Equal(s.Protected, protectedEdDSA) {

@@ -116,7 +116,7 @@ type evidenceWire struct {
 // Marshal returns the wire form {1: heartbeat a, 2: heartbeat b, 3: size,
 // 4: root a, 5: path a, 6: root b, 7: path b}.
 func (e *Evidence) Marshal() []byte {
-	b, err := encMode.Marshal(evidenceWire{A: e.A.Marshal(), B: e.B.Marshal(), Size: e.Size,
+	b, err := codec.Marshal(evidenceWire{A: e.A.Marshal(), B: e.B.Marshal(), Size: e.Size,
 		RootA: e.RootA[:], PathA: pathToWire(e.PathA), RootB: e.RootB[:], PathB: pathToWire(e.PathB)})
 	if err != nil {
 		panic("capsule: evidence: " + err.Error())

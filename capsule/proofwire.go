@@ -47,7 +47,7 @@ func pathFromWire(w [][]byte) ([]Hash, error) {
 }
 
 func marshalProof(a, b uint64, p []Hash) []byte {
-	out, err := encMode.Marshal(proofWire{A: a, B: b, Path: pathToWire(p)})
+	out, err := codec.Marshal(proofWire{A: a, B: b, Path: pathToWire(p)})
 	if err != nil {
 		panic("capsule: proof: " + err.Error())
 	}

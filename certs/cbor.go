@@ -4,6 +4,8 @@ import (
 	"reflect"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/gdpnet/gdpnet/internal/detcbor"
 )
 
 // The hot paths (hashing metadata, building the COSE signature input) use
@@ -45,23 +47,19 @@ func appendText(b []byte, s string) []byte {
 	return append(appendHead(b, majorText, uint64(len(s))), s...)
 }
 
-// decMode decodes our objects: no duplicate keys, no unknown keys, no
-// indefinite lengths, no tags, valid UTF-8 only, small nesting. Strictness
-// beyond this (shortest integer forms, key order) comes from re-encoding and
-// comparing bytes.
+// decMode decodes our objects with the shared strict options (no duplicate
+// keys, no unknown keys, no indefinite lengths, no tags, valid UTF-8 only)
+// and small limits. Strictness beyond this (shortest integer forms, key
+// order) comes from re-encoding with the appenders above and comparing
+// bytes.
 var decMode = func() cbor.DecMode {
-	m, err := cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		UTF8:              cbor.UTF8RejectInvalid,
-		MaxNestedLevels:   4,
-		MaxArrayElements:  16,
-		MaxMapPairs:       64,
-		IntDec:            cbor.IntDecConvertNone,
-		DefaultMapType:    reflect.TypeOf(map[string]string(nil)),
-	}.DecMode()
+	opts := detcbor.DecOptions(detcbor.Limits{
+		MaxArrayElements: 16,
+		MaxMapPairs:      64,
+		MaxNestedLevels:  4,
+	})
+	opts.DefaultMapType = reflect.TypeOf(map[string]string(nil))
+	m, err := opts.DecMode()
 	if err != nil {
 		panic(err) // static options: a programming error
 	}

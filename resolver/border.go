@@ -73,7 +73,7 @@ func (f *Federated) askOne(ctx context.Context, b peer.AddrInfo, req borderReque
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(dl)
 	}
-	out, err := encMode.Marshal(req)
+	out, err := codec.Marshal(req)
 	if err != nil {
 		s.Reset()
 		return nil, err
@@ -92,7 +92,7 @@ func (f *Federated) askOne(ctx context.Context, b peer.AddrInfo, req borderReque
 		return nil, err
 	}
 	var resp borderResponse
-	if err := decMode.Unmarshal(in, &resp); err != nil {
+	if err := codec.Unmarshal(in, &resp); err != nil {
 		return nil, fmt.Errorf("border response: %w: %v", ErrMalformed, err)
 	}
 	return &resp, nil
@@ -114,7 +114,7 @@ func (f *Federated) handleBorder(s network.Stream) {
 		return
 	}
 	resp := f.serve(ctx, s)
-	out, err := encMode.Marshal(resp)
+	out, err := codec.Marshal(resp)
 	if err == nil {
 		_, err = s.Write(out)
 	}
@@ -129,7 +129,7 @@ func (f *Federated) serve(ctx context.Context, s network.Stream) borderResponse 
 		return borderResponse{Status: statusError, Detail: err.Error()}
 	}
 	var req borderRequest
-	if err := decMode.Unmarshal(in, &req); err != nil {
+	if err := codec.Unmarshal(in, &req); err != nil {
 		return borderResponse{Status: statusRefused, Detail: "malformed request"}
 	}
 	switch req.Op {

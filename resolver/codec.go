@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/detcbor"
 )
 
 // signContext separates record signatures from every other signature a
@@ -31,29 +30,14 @@ type wireRecord struct {
 
 const flagWithdrawn = 1
 
-var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
-)
-
-func init() {
-	var err error
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err) // static options; cannot fail
-	}
-	decMode, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		MaxArrayElements:  64,
-		MaxMapPairs:       64,
-		MaxNestedLevels:   4,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
+// codec encodes records and border messages deterministically and decodes
+// them strictly. ParseRecord checks canonical form itself, after rebuilding
+// the record, so it uses the plain strict Unmarshal.
+var codec = detcbor.Must(detcbor.Limits{
+	MaxArrayElements: 64,
+	MaxMapPairs:      64,
+	MaxNestedLevels:  4,
+})
 
 func (r *Record) wire(withSig bool) wireRecord {
 	w := wireRecord{
@@ -84,7 +68,7 @@ func (r *Record) wire(withSig bool) wireRecord {
 // signedBytes is what the signature covers: the context string, then the
 // record's encoding without key 10.
 func (r *Record) signedBytes() ([]byte, error) {
-	b, err := encMode.Marshal(r.wire(false))
+	b, err := codec.Marshal(r.wire(false))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -92,7 +76,7 @@ func (r *Record) signedBytes() ([]byte, error) {
 }
 
 func (r *Record) encode() ([]byte, error) {
-	b, err := encMode.Marshal(r.wire(true))
+	b, err := codec.Marshal(r.wire(true))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -116,7 +100,7 @@ func ParseRecord(b []byte) (*Record, error) {
 		return nil, fmt.Errorf("parse record: %w: %d bytes > %d", ErrTooLarge, len(b), MaxRecordSize)
 	}
 	var w wireRecord
-	if err := decMode.Unmarshal(b, &w); err != nil {
+	if err := codec.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("parse record: %w: %v", ErrMalformed, err)
 	}
 	if len(w.Name) != len(certs.Name{}) {

@@ -39,12 +39,12 @@ func (p *MembershipProof) marshal() ([]byte, error) {
 	if p == nil || p.Meta == nil || p.Member == nil || p.Domain == nil {
 		return nil, fmt.Errorf("membership proof: %w: incomplete", ErrMalformed)
 	}
-	return encMode.Marshal(wireProof{Meta: p.Meta.Marshal(), Member: p.Member.Marshal(), Domain: p.Domain.Marshal()})
+	return codec.Marshal(wireProof{Meta: p.Meta.Marshal(), Member: p.Member.Marshal(), Domain: p.Domain.Marshal()})
 }
 
 func parseProof(b []byte) (*MembershipProof, error) {
 	var w wireProof
-	if err := decMode.Unmarshal(b, &w); err != nil {
+	if err := codec.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("membership proof: %w: %v", ErrMalformed, err)
 	}
 	var p MembershipProof

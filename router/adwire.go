@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-
+	"github.com/gdpnet/gdpnet/internal/detcbor"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -125,29 +124,13 @@ func (n NameResult) ExpiryTime() time.Time {
 // ErrMalformedControl wraps every decoding failure of a control payload.
 var ErrMalformedControl = errors.New("router: malformed control payload")
 
-var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
-)
-
-func init() {
-	var err error
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	decMode, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		MaxArrayElements:  MaxAdvertNames,
-		MaxMapPairs:       16,
-		MaxNestedLevels:   4,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
+// codec encodes control payloads deterministically and decodes them
+// strictly.
+var codec = detcbor.Must(detcbor.Limits{
+	MaxArrayElements: MaxAdvertNames,
+	MaxMapPairs:      16,
+	MaxNestedLevels:  4,
+})
 
 // decodeStrict decodes b into v and insists that b was the deterministic
 // encoding of v, so one message has exactly one encoding.
@@ -155,18 +138,14 @@ func decodeStrict(b []byte, v any) error {
 	if len(b) > maxControl {
 		return fmt.Errorf("%w: %d bytes", ErrMalformedControl, len(b))
 	}
-	if err := decMode.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformedControl, err)
-	}
-	again, err := encMode.Marshal(v)
-	if err != nil || string(again) != string(b) {
-		return fmt.Errorf("%w: not the deterministic encoding", ErrMalformedControl)
+	if err := codec.UnmarshalStrict(b, v); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformedControl, err)
 	}
 	return nil
 }
 
 // MarshalAdvertise encodes a.
-func MarshalAdvertise(a *Advertise) ([]byte, error) { return encMode.Marshal(a) }
+func MarshalAdvertise(a *Advertise) ([]byte, error) { return codec.Marshal(a) }
 
 // ParseAdvertise decodes and checks an ADVERTISE payload.
 func ParseAdvertise(b []byte) (*Advertise, error) {
@@ -192,7 +171,7 @@ func ParseAdvertise(b []byte) (*Advertise, error) {
 }
 
 // MarshalWithdraw encodes w.
-func MarshalWithdraw(w *Withdraw) ([]byte, error) { return encMode.Marshal(w) }
+func MarshalWithdraw(w *Withdraw) ([]byte, error) { return codec.Marshal(w) }
 
 // ParseWithdraw decodes and checks a WITHDRAW payload.
 func ParseWithdraw(b []byte) (*Withdraw, error) {
@@ -207,7 +186,7 @@ func ParseWithdraw(b []byte) (*Withdraw, error) {
 }
 
 // MarshalResult encodes r.
-func MarshalResult(r *Result) ([]byte, error) { return encMode.Marshal(r) }
+func MarshalResult(r *Result) ([]byte, error) { return codec.Marshal(r) }
 
 // ParseResult decodes and checks an ADVERTISE_RESULT payload.
 func ParseResult(b []byte) (*Result, error) {

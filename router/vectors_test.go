@@ -87,7 +87,7 @@ func TestControlVectors(t *testing.T) {
 			if !ok {
 				t.Fatalf("no %s vector", kind)
 			}
-			got, err := encMode.Marshal(msg)
+			got, err := codec.Marshal(msg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,7 +143,7 @@ func FuzzControl(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			again, err := encMode.Marshal(m)
+			again, err := codec.Marshal(m)
 			if err != nil || !bytes.Equal(again, b) {
 				t.Fatalf("%s: parsed but re-encodes to %x (from %x)", kind, again, b)
 			}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/internal/detcbor"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -248,7 +249,7 @@ func (s *Store) create(ctx context.Context, info capsule.Info, meta []byte) erro
 	cs.head = capsule.Head{Tree: &capsule.Tree{}}
 	d := cs.head
 	cs.durable.Store(&d)
-	v, err := cborEnc.Marshal(metaWire{Writer: info.Writer, Meta: meta})
+	v, err := detcbor.Marshal(metaWire{Writer: info.Writer, Meta: meta})
 	if err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("create capsule %s: %w", info.Name, err)

@@ -1,12 +1,10 @@
 package wire
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
-
+	"github.com/gdpnet/gdpnet/internal/detcbor"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -35,28 +33,13 @@ var ErrMalformed = errors.New("malformed capsule message")
 // ErrTooLarge: the message exceeds MaxMessage.
 var ErrTooLarge = errors.New("capsule message too large")
 
-var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
-)
-
-func init() {
-	var err error
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	if decMode, err = (cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		MaxArrayElements:  MaxRecords + MaxSegments,
-		MaxMapPairs:       32,
-		MaxNestedLevels:   6,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		TagsMd:            cbor.TagsForbidden,
-	}).DecMode(); err != nil {
-		panic(err)
-	}
-}
+// codec encodes deterministically and decodes strictly within the limits
+// of one message.
+var codec = detcbor.Must(detcbor.Limits{
+	MaxArrayElements: MaxRecords + MaxSegments,
+	MaxMapPairs:      32,
+	MaxNestedLevels:  6,
+})
 
 // Marshal encodes m canonically. It fails for an invalid message or one
 // longer than MaxMessage.
@@ -64,7 +47,7 @@ func (m *Message) Marshal() ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := encMode.Marshal(m)
+	b, err := codec.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -80,12 +63,8 @@ func Unmarshal(b []byte) (*Message, error) {
 		return nil, fmt.Errorf("message of %d bytes: %w", len(b), ErrTooLarge)
 	}
 	m := new(Message)
-	if err := decMode.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	again, err := encMode.Marshal(m)
-	if err != nil || !bytes.Equal(again, b) {
-		return nil, fmt.Errorf("%w: not the canonical encoding", ErrMalformed)
+	if err := codec.UnmarshalStrict(b, m); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err

@@ -81,7 +81,7 @@ func TestStatusError(t *testing.T) {
 }
 
 func encodeUnchecked(m *Message) []byte {
-	b, err := encMode.Marshal(m)
+	b, err := codec.Marshal(m)
 	if err != nil {
 		panic(err)
 	}
