@@ -10,6 +10,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/fsutil"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -151,39 +152,11 @@ func (ps *placements) put(p *placement) error {
 		return err
 	}
 	path := filepath.Join(ps.dir, p.name.String()+".place")
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("placement: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(ps.dir)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := fsutil.WriteFile(path, b, 0o600, true); err != nil {
 		return fmt.Errorf("placement: %w", err)
 	}
 	ps.mu.Lock()
 	ps.m[p.name] = p
 	ps.mu.Unlock()
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/gdpnet/gdpnet/internal/fsutil"
 )
 
 // Keystore is a directory of identities. Each alias has two files:
@@ -93,31 +95,10 @@ func (k *Keystore) Save(alias string, id *Identity) error {
 	return nil
 }
 
-// writeNew writes data to path atomically (temp file, fsync, hard link), and
-// fails with ErrExists rather than replace an existing file.
+// writeNew writes data to path atomically and durably, and fails with
+// ErrExists rather than replace an existing file.
 func writeNew(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp, path); err != nil {
+	if err := fsutil.WriteFile(path, data, mode, false); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w: %s", ErrExists, path)
 		}

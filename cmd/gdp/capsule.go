@@ -17,6 +17,7 @@ import (
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/internal/config"
+	"github.com/gdpnet/gdpnet/internal/fsutil"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -155,7 +156,7 @@ capsule's name; --meta-out saves the metadata.`,
 				return err
 			}
 			if metaOut != "" {
-				if err := os.WriteFile(metaOut, certs.Armor(certs.PEMMetadata, meta.Marshal()), 0o644); err != nil {
+				if err := fsutil.WriteFile(metaOut, certs.Armor(certs.PEMMetadata, meta.Marshal()), 0o644, true); err != nil {
 					return err
 				}
 			}

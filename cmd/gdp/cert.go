@@ -3,14 +3,15 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/fsutil"
 )
 
 // certCmd is "gdp cert": identities, certificates and chains, modelled on
@@ -67,39 +68,19 @@ func loadIdentity(alias string) (*certs.Identity, error) {
 	return ks.Load(alias)
 }
 
-// writeOut writes data to path atomically (temp file + rename). It refuses
-// to replace an existing file unless overwrite is set.
+// writeOut writes data to path atomically and durably. It refuses to
+// replace an existing file unless overwrite is set.
 func writeOut(path string, data []byte, overwrite bool) error {
 	if path == "" {
 		return errors.New("no output file given (--out)")
 	}
-	if !overwrite {
-		if _, err := os.Lstat(path); err == nil {
+	if err := fsutil.WriteFile(path, data, 0o644, overwrite); err != nil {
+		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%s exists; not overwriting it", path)
 		}
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".gdp-*")
-	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return nil
 }
 
 // parseWhen parses "now" or an RFC 3339 time.
