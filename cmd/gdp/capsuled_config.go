@@ -121,21 +121,9 @@ func (at *attached) Close() error {
 
 // attach loads the identity and opens a tunnel to the router.
 func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attached, error) {
-	ks, err := certs.OpenKeystore(a.Keystore)
+	creds, err := loadCreds("endpoint", credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain})
 	if err != nil {
-		return nil, fmt.Errorf("keystore: %w", err)
-	}
-	id, err := ks.Load(a.Identity)
-	if err != nil {
-		return nil, fmt.Errorf("identity %q: %w", a.Identity, err)
-	}
-	member, err := certs.ReadCertFile(a.MemberCert)
-	if err != nil {
-		return nil, fmt.Errorf("membership: %w", err)
-	}
-	domain, err := certs.ReadMetadataFile(a.Domain)
-	if err != nil {
-		return nil, fmt.Errorf("domain: %w", err)
+		return nil, err
 	}
 	rname := a.RouterName
 	if rname == "" {
@@ -152,7 +140,7 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 		return nil, fmt.Errorf("listen %s: %w", a.Listen, err)
 	}
 	opts.RequestTimeout = a.Timeout.Std()
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: domain, Conn: conn, Options: opts})
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain, Conn: conn, Options: opts})
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -162,7 +150,7 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 		_ = ep.Close()
 		return nil, err
 	}
-	return &attached{id: id, ks: ks, ep: ep, client: c}, nil
+	return &attached{id: creds.id, ks: creds.ks, ep: ep, client: c}, nil
 }
 
 // capsuledConfig is deploy/capsuled.yaml.

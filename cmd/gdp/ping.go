@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/router"
@@ -43,19 +42,7 @@ func (f *probeFlags) add(c *cobra.Command) {
 // attach opens a tunnel to the router and advertises the probe's own name
 // so answers can come back.
 func (f *probeFlags) attach(ctx context.Context) (*client.Client, func(), error) {
-	ks, err := certs.OpenKeystore(f.keystore)
-	if err != nil {
-		return nil, nil, err
-	}
-	id, err := ks.Load(f.identity)
-	if err != nil {
-		return nil, nil, fmt.Errorf("probe identity %q: %w", f.identity, err)
-	}
-	member, err := certs.ReadCertFile(f.member)
-	if err != nil {
-		return nil, nil, err
-	}
-	domain, err := certs.ReadMetadataFile(f.domain)
+	creds, err := loadCreds("probe", credFiles{keystore: f.keystore, identity: f.identity, member: f.member, domain: f.domain})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -73,7 +60,7 @@ func (f *probeFlags) attach(ctx context.Context) (*client.Client, func(), error)
 	if err != nil {
 		return nil, nil, err
 	}
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: domain, Conn: conn})
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain, Conn: conn})
 	if err != nil {
 		return nil, nil, err
 	}

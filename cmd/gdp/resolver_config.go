@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-
-	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/resolver"
@@ -46,23 +43,6 @@ func loadResolverConfig(path string) (resolverFileConfig, error) {
 	return cfg, cfg.Resolver.Validate()
 }
 
-// trustedVerifier reads the own domain and the trusted domains.
-func trustedVerifier(domainPath string, others []string) (*certs.Metadata, *certs.Verifier, error) {
-	domain, err := certs.ReadMetadataFile(domainPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("domain: %w", err)
-	}
-	trusted := []*certs.Metadata{domain}
-	for _, p := range others {
-		m, err := certs.ReadMetadataFile(p)
-		if err != nil {
-			return nil, nil, fmt.Errorf("trusted domain: %w", err)
-		}
-		trusted = append(trusted, m)
-	}
-	return domain, certs.NewVerifier(trusted...), nil
-}
-
 // resolverCreds loads the node's credentials from the files cfg names.
 func resolverCreds(cfg resolverFileConfig) (resolver.NodeCredentials, error) {
 	ksDir, alias := cfg.Keystore, cfg.Identity
@@ -79,21 +59,10 @@ func resolverCreds(cfg resolverFileConfig) (resolver.NodeCredentials, error) {
 	if domainPath == "" {
 		domainPath = "/etc/gdp/domain.meta"
 	}
-	ks, err := certs.OpenKeystore(ksDir)
-	if err != nil {
-		return resolver.NodeCredentials{}, fmt.Errorf("keystore: %w", err)
-	}
-	id, err := ks.Load(alias)
-	if err != nil {
-		return resolver.NodeCredentials{}, fmt.Errorf("identity %q: %w", alias, err)
-	}
-	member, err := certs.ReadCertFile(memberPath)
-	if err != nil {
-		return resolver.NodeCredentials{}, fmt.Errorf("membership: %w", err)
-	}
-	domain, v, err := trustedVerifier(domainPath, cfg.TrustedDomains)
+	c, err := loadCreds("resolver", credFiles{keystore: ksDir, identity: alias, member: memberPath,
+		domain: domainPath, trusted: cfg.TrustedDomains})
 	if err != nil {
 		return resolver.NodeCredentials{}, err
 	}
-	return resolver.NodeCredentials{Identity: id, Member: member, Domain: domain, Certs: v}, nil
+	return c.nodeCredentials(), nil
 }

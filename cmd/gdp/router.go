@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/resolver"
@@ -62,40 +61,11 @@ func loadRouterConfig(path string) (router.Config, error) {
 	return cfg.WithDefaults(), nil
 }
 
-// routerCreds are the files a router's identity and trust come from.
-type routerCreds struct {
-	id       *certs.Identity
-	member   *certs.Cert
-	domain   *certs.Metadata
-	verifier *certs.Verifier
-}
-
-func loadRouterCreds(cfg router.Config) (*routerCreds, error) {
-	ks, err := certs.OpenKeystore(cfg.Keystore)
-	if err != nil {
-		return nil, fmt.Errorf("keystore: %w", err)
-	}
-	id, err := ks.Load(cfg.Identity)
-	if err != nil {
-		return nil, fmt.Errorf("router identity %q: %w", cfg.Identity, err)
-	}
-	member, err := certs.ReadCertFile(cfg.MemberCert)
-	if err != nil {
-		return nil, fmt.Errorf("membership: %w", err)
-	}
-	domain, err := certs.ReadMetadataFile(cfg.Domain)
-	if err != nil {
-		return nil, fmt.Errorf("domain: %w", err)
-	}
-	trusted := []*certs.Metadata{domain}
-	for _, p := range cfg.TrustedDomains {
-		m, err := certs.ReadMetadataFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("trusted domain: %w", err)
-		}
-		trusted = append(trusted, m)
-	}
-	return &routerCreds{id: id, member: member, domain: domain, verifier: certs.NewVerifier(trusted...)}, nil
+// loadRouterCreds loads the router's identity and trust from the files cfg
+// names.
+func loadRouterCreds(cfg router.Config) (*nodeCreds, error) {
+	return loadCreds("router", credFiles{keystore: cfg.Keystore, identity: cfg.Identity, member: cfg.MemberCert,
+		domain: cfg.Domain, trusted: cfg.TrustedDomains})
 }
 
 func runRouter(ctx context.Context, cfgPath string) error {
@@ -237,10 +207,8 @@ func routerAdminHandler(r *router.Router, res *resolver.Service) http.Handler {
 // (resolver.Open: a cache in front of the static resolver or of the
 // domain's DHT, federated when configured), with the router's identity as
 // the DHT node's. The caller closes it after the router.
-func openResolver(ctx context.Context, cfg router.Config, creds *routerCreds, log *zap.Logger, reg prometheus.Registerer) (*resolver.Service, error) {
-	svc, err := resolver.Open(ctx, cfg.Resolver.Config, resolver.NodeCredentials{
-		Identity: creds.id, Member: creds.member, Domain: creds.domain, Certs: creds.verifier,
-	}, log.Named("resolver"), reg)
+func openResolver(ctx context.Context, cfg router.Config, creds *nodeCreds, log *zap.Logger, reg prometheus.Registerer) (*resolver.Service, error) {
+	svc, err := resolver.Open(ctx, cfg.Resolver.Config, creds.nodeCredentials(), log.Named("resolver"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("open resolver: %w", err)
 	}
