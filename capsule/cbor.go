@@ -1,6 +1,10 @@
 package capsule
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/gdpnet/gdpnet/internal/detcbor"
+)
 
 // Minimal deterministic-CBOR helpers for the record codec (RFC 8949 §4.2.1:
 // shortest-form heads, definite lengths). Only the few shapes a record uses.
@@ -15,22 +19,7 @@ const (
 
 // appendHead appends a CBOR head of major type maj with argument v in its
 // shortest form.
-func appendHead(b []byte, maj byte, v uint64) []byte {
-	m := maj << 5
-	switch {
-	case v < 24:
-		return append(b, m|byte(v))
-	case v <= 0xff:
-		return append(b, m|24, byte(v))
-	case v <= 0xffff:
-		return append(b, m|25, byte(v>>8), byte(v))
-	case v <= 0xffffffff:
-		return append(b, m|26, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	default:
-		return append(b, m|27, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32),
-			byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-}
+func appendHead(b []byte, maj byte, v uint64) []byte { return detcbor.AppendHead(b, maj, v) }
 
 // readHead decodes a CBOR head at b[off:], refusing indefinite lengths and
 // non-shortest forms. It returns the major type, argument and next offset.

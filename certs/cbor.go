@@ -13,31 +13,19 @@ import (
 // and the tests check that both agree byte for byte with fxamacker's core
 // deterministic encoder (RFC 8949 §4.2.1).
 
+// Major types (RFC 8949 §3.1), as detcbor.AppendHead takes them.
 const (
-	majorUint  = 0 << 5
-	majorBytes = 2 << 5
-	majorText  = 3 << 5
-	majorArray = 4 << 5
-	majorMap   = 5 << 5
+	majorUint  = 0
+	majorBytes = 2
+	majorText  = 3
+	majorArray = 4
+	majorMap   = 5
 	tagSign1   = 0xd2 // tag 18, COSE_Sign1
 )
 
 // appendHead appends a CBOR initial byte and argument in the shortest form
 // (RFC 8949 §4.2.1 "preferred serialization").
-func appendHead(b []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(b, major|byte(n))
-	case n <= 0xff:
-		return append(b, major|24, byte(n))
-	case n <= 0xffff:
-		return append(b, major|25, byte(n>>8), byte(n))
-	case n <= 0xffffffff:
-		return append(b, major|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, major|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32),
-		byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-}
+func appendHead(b []byte, major byte, n uint64) []byte { return detcbor.AppendHead(b, major, n) }
 
 func appendBytes(b []byte, v []byte) []byte {
 	return append(appendHead(b, majorBytes, uint64(len(v))), v...)
