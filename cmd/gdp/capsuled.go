@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -67,22 +66,14 @@ func runCapsuled(ctx context.Context, cfgPath string) error {
 		return err
 	}
 	log.Info("capsuled attached", logging.Name(at.id.Name), logging.Addr(cfg.Router))
-	var hs *http.Server
+	var hs *httpService
 	if cfg.Metrics != "off" {
-		ln, err := net.Listen("tcp", cfg.Metrics)
-		if err != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if hs, err = serveHTTP(cfg.Metrics, "metrics", mux, log); err != nil {
 			_ = srv.Close()
 			return err
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server", zap.Error(err))
-			}
-		}()
-		log.Info("metrics up", logging.Addr(ln.Addr().String()))
 	}
 	_ = sdNotify("READY=1\nSTATUS=serving")
 	sig := make(chan os.Signal, 2)
@@ -103,8 +94,6 @@ func runCapsuled(ctx context.Context, cfgPath string) error {
 	defer dcancel()
 	log.Info("draining", zap.Duration("timeout", cfg.DrainTimeout.Std()))
 	srv.Drain(dctx)
-	if hs != nil {
-		_ = hs.Shutdown(dctx)
-	}
+	hs.Shutdown(dctx)
 	return errors.Join(lost, srv.Close())
 }

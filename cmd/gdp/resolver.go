@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -85,34 +83,21 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) error {
 	if api == "" {
 		api = "127.0.0.1:8021"
 	}
-	var srv *http.Server
+	var srv *httpService
 	if api != "off" {
-		ln, err := net.Listen("tcp", api)
-		if err != nil {
-			return fmt.Errorf("api listen %s: %w", api, err)
-		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.Handle("/", svc.Handler())
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("api server", zap.Error(err))
-			}
-		}()
-		defer func() { <-done }()
-		log.Info("resolver API up", logging.Addr(ln.Addr().String()))
+		if srv, err = serveHTTP(api, "resolver API", mux, log); err != nil {
+			return err
+		}
 	}
 	_ = sdNotify("READY=1\nSTATUS=resolving")
 	<-ctx.Done()
 	_ = sdNotify("STOPPING=1")
 	log.Info("stopping")
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
 	return nil
 }

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -121,19 +119,11 @@ func runRouter(ctx context.Context, cfgPath string) error {
 	log.Info("router up", logging.Name(creds.id.Name), logging.Addr(node.Addr()))
 
 	admin := cfg.Admin
-	var srv *http.Server
+	var srv *httpService
 	if admin != "off" {
-		ln, err := net.Listen("tcp", admin)
-		if err != nil {
-			return fmt.Errorf("admin listen %s: %w", admin, err)
+		if srv, err = serveHTTP(admin, "admin API", routerAdminHandler(node.Router, res), log); err != nil {
+			return err
 		}
-		srv = &http.Server{Handler: routerAdminHandler(node.Router, res), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("admin server", zap.Error(err))
-			}
-		}()
-		log.Info("admin API up", logging.Addr(ln.Addr().String()))
 	}
 	_ = sdNotify("READY=1\nSTATUS=forwarding")
 
@@ -163,9 +153,7 @@ func runRouter(ctx context.Context, cfgPath string) error {
 	defer cancel()
 	log.Info("draining", zap.Duration("timeout", drain))
 	node.Router.Drain(dctx)
-	if srv != nil {
-		_ = srv.Shutdown(dctx)
-	}
+	srv.Shutdown(dctx)
 	return nil
 }
 

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
+)
+
+// httpService is an HTTP server a daemon runs beside its main work: the
+// router's admin API, the resolver's API, capsuled's metrics. Its serving
+// goroutine ends in Shutdown.
+type httpService struct {
+	srv  *http.Server
+	done chan struct{} // closed when Serve has returned
+}
+
+// serveHTTP listens on addr and serves h until Shutdown. what names the
+// service in errors and logs ("admin API", "metrics").
+func serveHTTP(addr, what string, h http.Handler, log *zap.Logger) (*httpService, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listen %s: %w", what, addr, err)
+	}
+	s := &httpService{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(what+" server", zap.Error(err))
+		}
+	}()
+	log.Info(what+" up", logging.Addr(ln.Addr().String()))
+	return s, nil
+}
+
+// Shutdown stops s gracefully, within ctx, and waits for its goroutine. A
+// nil s (the service is off) is a no-op.
+func (s *httpService) Shutdown(ctx context.Context) {
+	if s == nil {
+		return
+	}
+	_ = s.srv.Shutdown(ctx)
+	<-s.done
+}
