@@ -32,9 +32,10 @@ an admin API with Prometheus metrics.
 The configuration file (YAML) is documented in deploy/router.yaml; every
 key is optional. Its resolver: block embeds the resolver: static (in
 memory, the default) or a node of the domain's DHT, federated when
-configured; the admin API serves it under /v1/resolver/ (status, lookup). SIGHUP reloads certificates, trusted domains and the
-domain policy; SIGTERM drains (withdraws routes) and stops. Under systemd
-use Type=notify (deploy/gdp-router.service).`,
+configured; the admin API serves it under /v1/resolver/ (status,
+lookup). SIGHUP reloads certificates, trusted domains and the domain
+policy; SIGTERM drains (withdraws routes) and stops. Under systemd use
+Type=notify (deploy/gdp-router.service).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRouter(cmd.Context(), cfgPath)
