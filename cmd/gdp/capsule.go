@@ -187,6 +187,7 @@ capsule's name; --meta-out saves the metadata.`,
 func (cc *capsuleCmd) appendCmd() *cobra.Command {
 	var writer string
 	var data []string
+	var pf *progressFlags
 	cmd := &cobra.Command{
 		Use:   "append CAPSULE --writer ALIAS [--data TEXT]... ",
 		Short: "Append records (each --data, or each line of stdin) and report their durability",
@@ -212,6 +213,10 @@ func (cc *capsuleCmd) appendCmd() *cobra.Command {
 				return err
 			}
 			defer wr.Close(context.Background())
+			bar, err := pf.start(cmd, cc.json, false, "append", int64(len(data)))
+			if err != nil {
+				return err
+			}
 			first, last := uint64(0), uint64(0)
 			add := func(b []byte) error {
 				s, err := wr.Append(ctx, b)
@@ -219,15 +224,20 @@ func (cc *capsuleCmd) appendCmd() *cobra.Command {
 					first = s
 				}
 				last = s
+				if err == nil {
+					bar.inc()
+				}
 				return err
 			}
-			if len(data) > 0 {
-				for _, d := range data {
-					if err := add([]byte(d)); err != nil {
-						return err
+			err = func() error {
+				if len(data) > 0 {
+					for _, d := range data {
+						if err := add([]byte(d)); err != nil {
+							return err
+						}
 					}
+					return nil
 				}
-			} else {
 				sc := bufio.NewScanner(cmd.InOrStdin())
 				sc.Buffer(make([]byte, 64<<10), 64<<10)
 				for sc.Scan() {
@@ -235,9 +245,11 @@ func (cc *capsuleCmd) appendCmd() *cobra.Command {
 						return err
 					}
 				}
-				if err := sc.Err(); err != nil {
-					return err
-				}
+				return sc.Err()
+			}()
+			bar.finish(err)
+			if err != nil {
+				return err
 			}
 			d, err := wr.Flush(ctx)
 			if err != nil {
@@ -270,6 +282,7 @@ func (cc *capsuleCmd) appendCmd() *cobra.Command {
 	cmd.Flags().StringVar(&writer, "writer", "", "keystore alias of the capsule's writer key")
 	cmd.Flags().StringArrayVar(&data, "data", nil, "record data (repeatable); default: one record per line of stdin")
 	_ = cmd.MarkFlagRequired("writer")
+	pf = addProgressFlags(cmd)
 	return cmd
 }
 
@@ -324,6 +337,7 @@ func (cc *capsuleCmd) open(ctx context.Context, caps *client.CapsuleClient, arg,
 func (cc *capsuleCmd) readCmd() *cobra.Command {
 	var from, to uint64
 	var at, server string
+	var pf *progressFlags
 	cmd := &cobra.Command{
 		Use:   "read CAPSULE [--from N] [--to M] [--at TIME]",
 		Short: "Read records, verified (JSON lines with --json)",
@@ -352,16 +366,24 @@ func (cc *capsuleCmd) readCmd() *cobra.Command {
 				cc.printRecord(cmd.OutOrStdout(), e)
 				return nil
 			}
-			return rd.Scan(ctx, from, to, func(e capsule.Record) error {
+			bar, err := pf.start(cmd, cc.json, true, "read", readTotal(from, to, rd.Heartbeat()))
+			if err != nil {
+				return err
+			}
+			err = rd.Scan(ctx, from, to, func(e capsule.Record) error {
 				cc.printRecord(cmd.OutOrStdout(), e)
+				bar.inc()
 				return nil
 			})
+			bar.finish(err)
+			return err
 		},
 	}
 	cmd.Flags().Uint64Var(&from, "from", 1, "first seqno")
 	cmd.Flags().Uint64Var(&to, "to", 0, "last seqno (default: the head)")
 	cmd.Flags().StringVar(&at, "at", "", "read the first record written at or after this RFC 3339 time")
 	cc.readerFlags(cmd, &server)
+	pf = addProgressFlags(cmd)
 	return cmd
 }
 
