@@ -1,0 +1,433 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gdpnet/gdpnet/certs"
+)
+
+// `gdp doctor`: the checks an operator runs on a node before starting a
+// daemon. Each check prints one line, ok/warn/fail with what it saw and how
+// to fix it; a failed check makes the command exit 1, a warning does not
+// (the daemon would run, but worse or not for long).
+
+// Check statuses.
+const (
+	checkOK   = "ok"
+	checkWarn = "warn"
+	checkFail = "fail"
+)
+
+// errChecksFailed is returned (exit status 1) when any check failed.
+var errChecksFailed = errors.New("checks failed")
+
+// Socket buffer sizes the tunnel asks for (docs/OPERATIONS.md §2).
+const (
+	quicSocketBuffer = 7 << 20 // quic-go, on the QUIC socket
+	rawSocketBuffer  = 8 << 20 // tunnel.Config.SocketBuffer default, on the raw socket
+)
+
+// membershipWarnWithin: a membership expiring sooner than this is a warning.
+const membershipWarnWithin = 24 * time.Hour
+
+// checkResult is one line of the report.
+type checkResult struct {
+	Check  string `json:"check"`
+	Status string `json:"status"` // ok, warn or fail
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// doctorOptions are the command's inputs; procSys and now let tests stand in
+// for the machine.
+type doctorOptions struct {
+	keystore string // "" : the config's, else $GDP_KEYSTORE, else the daemons' default
+	config   string
+	role     string
+	procSys  string // normally /proc/sys
+	now      func() time.Time
+}
+
+func init() {
+	o := doctorOptions{procSys: "/proc/sys", now: time.Now}
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "doctor [--keystore DIR] [--config FILE --role router|resolver|capsuled] [--json]",
+		Short: "Check this node before starting a daemon: socket buffers, UDP offload, keys, config, membership",
+		Long: `doctor runs the checks an operator wants before starting gdp router,
+gdp resolver or gdp capsuled, and prints one line per check: ok, warn or
+fail, what it found, and the command that fixes it.
+
+  net.core.rmem_max, net.core.wmem_max
+        Linux caps every socket buffer at these. quic-go asks for 7 MiB on
+        the QUIC socket and the tunnel for 8 MiB on the raw socket; below
+        that, bursts are dropped in the kernel (docs/OPERATIONS.md §2).
+  udp offload
+        whether the kernel offers UDP GSO and GRO, which the raw path uses
+        to batch frames (probed on a loopback socket).
+  keystore, key ALIAS
+        the keystore directory (--keystore, else the config's keystore,
+        else $GDP_KEYSTORE, else /var/lib/gdp/keys) and every key in it,
+        loaded as the daemons load them: a key file readable by group or
+        others is refused.
+  config, identity, membership, domain, trusted domain
+        with --config FILE --role ROLE: the file loaded by the daemon's own
+        loader (unknown keys and bad values are errors), then the files it
+        names: the identity in the keystore, the membership certificate
+        verified against the domain, and how long it stays valid (a
+        warning when less than 24h is left).
+
+Exit status: 0 when nothing failed (warnings allowed), 1 otherwise.`,
+		Example: `  gdp doctor
+  gdp doctor --keystore /var/lib/gdp/keys
+  gdp doctor --config /etc/gdp/router.yaml --role router
+  gdp doctor --config /etc/gdp/capsuled.yaml --role capsuled --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.config != "" && o.role == "" {
+				return fmt.Errorf("--config needs --role router, resolver or capsuled")
+			}
+			if o.role != "" && o.config == "" {
+				return fmt.Errorf("--role needs --config")
+			}
+			if !cmd.Flags().Changed("keystore") {
+				o.keystore = ""
+			}
+			results := runDoctor(o)
+			if err := printChecks(cmd.OutOrStdout(), results, jsonOut); err != nil {
+				return err
+			}
+			if n := countStatus(results, checkFail); n > 0 {
+				return fmt.Errorf("%d of %d %w", n, len(results), errChecksFailed)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.keystore, "keystore", "", "keystore directory to check (default: the config's keystore, else $GDP_KEYSTORE, else /var/lib/gdp/keys)")
+	cmd.Flags().StringVarP(&o.config, "config", "c", "", "a daemon's configuration file (YAML) to check, with --role")
+	cmd.Flags().StringVar(&o.role, "role", "", "which daemon --config is for: router, resolver or capsuled")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print a JSON array of {check, status, detail, fix}")
+	addCommand(cmd)
+}
+
+// runDoctor runs every check that applies.
+func runDoctor(o doctorOptions) []checkResult {
+	if o.now == nil {
+		o.now = time.Now
+	}
+	var out []checkResult
+	out = append(out, checkSocketBuffer(o.procSys, "rmem_max"), checkSocketBuffer(o.procSys, "wmem_max"))
+	out = append(out, checkOffload())
+	var files *credFiles
+	if o.config != "" {
+		var r checkResult
+		r, files = checkConfig(o.config, o.role)
+		out = append(out, r)
+	}
+	ks := o.keystore
+	if ks == "" && files != nil {
+		ks = files.keystore
+	}
+	if ks == "" {
+		ks = os.Getenv("GDP_KEYSTORE")
+	}
+	if ks == "" {
+		ks = "/var/lib/gdp/keys"
+	}
+	out = append(out, checkKeystore(ks)...)
+	if files != nil {
+		files.keystore = ks
+		out = append(out, checkCredFiles(*files, o.role, o.now())...)
+	}
+	return out
+}
+
+// checkSocketBuffer reads net.core.NAME from procSys.
+func checkSocketBuffer(procSys, name string) checkResult {
+	key := "net.core." + name
+	r := checkResult{Check: key}
+	fix := fmt.Sprintf("sysctl -w %s=%d && echo %s=%d >> /etc/sysctl.d/60-gdpnet.conf", key, rawSocketBuffer, key, rawSocketBuffer)
+	b, err := os.ReadFile(filepath.Join(procSys, "net", "core", name))
+	if err != nil {
+		r.Status, r.Detail = checkWarn, fmt.Sprintf("cannot read it (%v); the tunnel asks for %s and the OS may give less", err, mib(rawSocketBuffer))
+		return r
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		r.Status, r.Detail = checkWarn, fmt.Sprintf("unreadable value %q", strings.TrimSpace(string(b)))
+		return r
+	}
+	switch {
+	case v >= rawSocketBuffer:
+		r.Status, r.Detail = checkOK, fmt.Sprintf("%d (%s): room for quic-go's %s and the raw socket's %s", v, mib(v), mib(quicSocketBuffer), mib(rawSocketBuffer))
+	case v >= quicSocketBuffer:
+		r.Status, r.Detail, r.Fix = checkWarn, fmt.Sprintf("%d (%s): enough for quic-go's %s, below the raw socket's %s", v, mib(v), mib(quicSocketBuffer), mib(rawSocketBuffer)), fix
+	default:
+		r.Status, r.Detail, r.Fix = checkWarn, fmt.Sprintf("%d (%s): below the %s quic-go asks for; under load datagrams are dropped in the kernel", v, mib(v), mib(quicSocketBuffer)), fix
+	}
+	return r
+}
+
+func mib(v int64) string {
+	if v >= 1<<20 && v%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", v>>20)
+	}
+	if v >= 1<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", v>>10)
+}
+
+// checkOffload probes UDP GSO/GRO on a loopback socket.
+func checkOffload() checkResult {
+	r := checkResult{Check: "udp offload"}
+	gso, gro, err := probeOffload()
+	switch {
+	case err != nil:
+		r.Status, r.Detail = checkWarn, fmt.Sprintf("cannot probe: %v; the raw path will send frames singly", err)
+	case gso && gro:
+		r.Status, r.Detail = checkOK, "UDP GSO and GRO available: the raw path batches frames"
+	default:
+		r.Status, r.Detail = checkWarn, fmt.Sprintf("GSO %s, GRO %s: the raw path sends or receives frames singly (slower, still correct)", yesNo(gso), yesNo(gro))
+		r.Fix = "a Linux kernel with UDP_SEGMENT (4.18+) and UDP_GRO (5.0+)"
+	}
+	return r
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "available"
+	}
+	return "unavailable"
+}
+
+// checkKeystore checks the directory and loads every key in it as the
+// daemons do, without creating anything.
+func checkKeystore(dir string) []checkResult {
+	r := checkResult{Check: "keystore"}
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		r.Status, r.Detail, r.Fix = checkFail, fmt.Sprintf("%s does not exist", dir), fmt.Sprintf("gdp cert --keystore %s keygen --kind router|server|client|resolver --alias ALIAS", dir)
+		return []checkResult{r}
+	case err != nil:
+		r.Status, r.Detail = checkFail, err.Error()
+		return []checkResult{r}
+	case !st.IsDir():
+		r.Status, r.Detail = checkFail, fmt.Sprintf("%s is not a directory", dir)
+		return []checkResult{r}
+	}
+	ks, err := certs.OpenKeystore(dir)
+	if err != nil {
+		r.Status, r.Detail = checkFail, err.Error()
+		return []checkResult{r}
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		r.Status, r.Detail = checkFail, fmt.Sprintf("%s: %v", dir, err)
+		return []checkResult{r}
+	}
+	var aliases []string
+	for _, de := range des {
+		if a, ok := strings.CutSuffix(de.Name(), ".key"); ok && certs.ValidAlias(a) == nil {
+			aliases = append(aliases, a)
+		}
+	}
+	sort.Strings(aliases)
+	r.Status, r.Detail = checkOK, fmt.Sprintf("%s, %d keys", dir, len(aliases))
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		r.Status, r.Detail, r.Fix = checkWarn, fmt.Sprintf("%s is mode %04o: others can list the keys", dir, perm), "chmod 700 "+dir
+	} else if len(aliases) == 0 {
+		r.Status, r.Fix = checkWarn, fmt.Sprintf("gdp cert --keystore %s keygen --kind KIND --alias ALIAS", dir)
+	}
+	out := []checkResult{r}
+	for _, a := range aliases {
+		out = append(out, checkKey(ks, a))
+	}
+	return out
+}
+
+// checkKey loads one key through certs.Keystore.Load, which refuses a key
+// file group or others may read.
+func checkKey(ks *certs.Keystore, alias string) checkResult {
+	r := checkResult{Check: "key " + alias}
+	kp := filepath.Join(ks.Dir(), alias+".key")
+	id, err := ks.Load(alias)
+	switch {
+	case errors.Is(err, certs.ErrKeyPermissions):
+		mode := ""
+		if st, err := os.Stat(kp); err == nil {
+			mode = fmt.Sprintf(" is mode %04o,", st.Mode().Perm())
+		}
+		r.Status, r.Detail, r.Fix = checkFail, fmt.Sprintf("%s%s readable by group or others: the daemons refuse it", kp, mode), "chmod 600 "+kp
+	case err != nil:
+		r.Status, r.Detail = checkFail, err.Error()
+	default:
+		r.Status, r.Detail = checkOK, fmt.Sprintf("%s %s loads (mode 0600 or stricter)", id.Meta.Kind, id.Name)
+	}
+	return r
+}
+
+// checkConfig loads path through the role's own loader and returns the
+// credential files it names, with the daemon's defaults (nil if the file
+// does not load).
+func checkConfig(path, role string) (checkResult, *credFiles) {
+	r := checkResult{Check: "config"}
+	var f credFiles
+	var err error
+	switch role {
+	case "router":
+		cfg, e := loadRouterConfig(path)
+		err = e
+		f = credFiles{keystore: cfg.Keystore, identity: cfg.Identity, member: cfg.MemberCert, domain: cfg.Domain, trusted: cfg.TrustedDomains}
+	case "resolver":
+		cfg, e := loadResolverConfig(path)
+		err = e
+		// the defaults resolverCreds applies
+		f = credFiles{keystore: cmpOr(cfg.Keystore, "/var/lib/gdp/keys"), identity: cmpOr(cfg.Identity, "resolver"),
+			member: cmpOr(cfg.MemberCert, "/etc/gdp/resolver.member"), domain: cmpOr(cfg.Domain, "/etc/gdp/domain.meta"), trusted: cfg.TrustedDomains}
+	case "capsuled":
+		cfg, e := loadCapsuledConfig(path)
+		err = e
+		f = credFiles{keystore: cfg.Keystore, identity: cfg.Identity, member: cfg.MemberCert, domain: cfg.Domain}
+	default:
+		r.Status, r.Detail = checkFail, fmt.Sprintf("--role %q: want router, resolver or capsuled", role)
+		return r, nil
+	}
+	if err != nil {
+		r.Status, r.Detail, r.Fix = checkFail, err.Error(), "correct the file; gdp "+role+" refuses to start with it"
+		return r, nil
+	}
+	r.Status, r.Detail = checkOK, fmt.Sprintf("%s loads as a %s config", path, role)
+	return r, &f
+}
+
+// roleKind is the key kind a daemon's identity has.
+func roleKind(role string) string {
+	if role == "capsuled" {
+		return "server"
+	}
+	return role
+}
+
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// checkCredFiles checks the identity, membership and domain files a config
+// names, and the membership's remaining lifetime at now.
+func checkCredFiles(f credFiles, role string, now time.Time) []checkResult {
+	var out []checkResult
+	idr := checkResult{Check: "identity"}
+	var id *certs.Identity
+	if _, err := os.Stat(f.keystore); err != nil {
+		idr.Status, idr.Detail = checkFail, fmt.Sprintf("keystore: %v", err) // OpenKeystore would create it
+	} else if ks, err := certs.OpenKeystore(f.keystore); err != nil {
+		idr.Status, idr.Detail = checkFail, err.Error()
+	} else if id, err = ks.Load(f.identity); err != nil {
+		idr.Status, idr.Detail = checkFail, fmt.Sprintf("%s identity %q: %v", role, f.identity, err)
+		if errors.Is(err, certs.ErrNotFound) {
+			idr.Fix = fmt.Sprintf("gdp cert --keystore %s keygen --kind %s --alias %s", f.keystore, roleKind(role), f.identity)
+		}
+	} else {
+		idr.Status, idr.Detail = checkOK, fmt.Sprintf("%q in %s: %s %s", f.identity, f.keystore, id.Meta.Kind, id.Name)
+	}
+	out = append(out, idr)
+
+	dr := checkResult{Check: "domain"}
+	domain, v, err := trustedVerifier(f.domain, f.trusted)
+	if err != nil {
+		dr.Status, dr.Detail = checkFail, err.Error()
+		dr.Fix = "copy the domain's metadata file from its operator (gdp cert new-domain writes it)"
+	} else {
+		dr.Status, dr.Detail = checkOK, fmt.Sprintf("%s: %s, trusting %d domain(s)", f.domain, domain.Name(), 1+len(f.trusted))
+	}
+	out = append(out, dr)
+
+	mr := checkResult{Check: "membership"}
+	renew := fmt.Sprintf("the domain operator runs: gdp cert issue member --domain DOMAIN --member %s.meta --out %s", f.identity, f.member)
+	member, err := certs.ReadCertFile(f.member)
+	switch {
+	case err != nil:
+		mr.Status, mr.Detail, mr.Fix = checkFail, fmt.Sprintf("%s: %v", f.member, err), renew
+	case id == nil || v == nil:
+		// cannot verify without the identity and the domain; still say
+		// how long the certificate itself runs
+		mr.Status, mr.Detail = checkFail, fmt.Sprintf("%s not verified (identity or domain missing above); %s", f.member, lifetime(member.NotBefore, member.NotAfter, now))
+	default:
+		v.Now = func() time.Time { return now }
+		_, notAfter, err := v.VerifyMember(id.Meta, member, domain)
+		left := notAfter.Sub(now)
+		switch {
+		case err != nil:
+			mr.Status, mr.Detail, mr.Fix = checkFail, fmt.Sprintf("%s: %v", f.member, err), renew
+		case left < membershipWarnWithin:
+			mr.Status, mr.Detail, mr.Fix = checkWarn, fmt.Sprintf("%s valid, but expires in %s (%s)", f.member, hoursMinutes(left), notAfter.UTC().Format(time.RFC3339)), renew+"; then SIGHUP the daemon"
+		default:
+			mr.Status, mr.Detail = checkOK, fmt.Sprintf("%s valid for %s more (until %s)", f.member, hoursMinutes(left), notAfter.UTC().Format(time.RFC3339))
+		}
+	}
+	return append(out, mr)
+}
+
+// hoursMinutes prints d as "71h59m", rounded down: never more time than
+// there is.
+func hoursMinutes(d time.Duration) string {
+	m := int64(d / time.Minute)
+	return fmt.Sprintf("%dh%02dm", m/60, m%60)
+}
+
+func lifetime(nb, na, now time.Time) string {
+	switch {
+	case now.Before(nb):
+		return "not valid before " + nb.UTC().Format(time.RFC3339)
+	case !now.Before(na):
+		return "expired at " + na.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("runs until %s", na.UTC().Format(time.RFC3339))
+}
+
+func countStatus(rs []checkResult, status string) int {
+	n := 0
+	for _, r := range rs {
+		if r.Status == status {
+			n++
+		}
+	}
+	return n
+}
+
+// printChecks writes one line per check ("STATUS  CHECK: detail — fix:
+// ...") and a summary, or a JSON array.
+func printChecks(w io.Writer, rs []checkResult, jsonOut bool) error {
+	if jsonOut {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rs)
+	}
+	for _, r := range rs {
+		line := fmt.Sprintf("%-4s  %s: %s", r.Status, r.Check, r.Detail)
+		if r.Fix != "" {
+			line += " — fix: " + r.Fix
+		}
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(w, "%d ok, %d warn, %d fail\n", countStatus(rs, checkOK), countStatus(rs, checkWarn), countStatus(rs, checkFail))
+	return err
+}
