@@ -174,6 +174,14 @@ func TestCapsuleCLI(t *testing.T) {
 			t.Fatalf("record %d: %v %q", i+1, err, l)
 		}
 	}
+	// --progress=always: the bar is drawn on stderr; stdout holds the same
+	// records, byte for byte.
+	pc2 := exec.Command(bin, append([]string{"capsule", "read", name, "--json", "--progress=always"}, common...)...)
+	var barOut strings.Builder
+	pc2.Stderr = &barOut
+	if stdout, err := pc2.Output(); err != nil || string(stdout) != out || !strings.Contains(barOut.String(), "5 / 5") {
+		t.Fatalf("read --progress=always: %v\nstdout:\n%s\nstderr:\n%q", err, stdout, barOut.String())
+	}
 	if out = gdp("", "capsule", "tail", name, "-n", "2"); !strings.Contains(out, "4\t") || !strings.Contains(out, "five") || strings.Contains(out, "three") {
 		t.Fatalf("tail -n 2:\n%s", out)
 	}
