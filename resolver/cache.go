@@ -115,6 +115,22 @@ func (c *Cache) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 	return rec, err
 }
 
+// LookupAll asks the inner resolver for every location of name (not
+// cached: a router asks it on a FIB miss, whose route it caches itself).
+// The newest record refreshes the cache entry Lookup answers from.
+func (c *Cache) LookupAll(ctx context.Context, name pdu.Name) ([]*Record, error) {
+	all, err := c.inner.LookupAll(ctx, name)
+	switch {
+	case err == nil:
+		c.neg.Remove(name)
+		c.pos.Add(name, c.entry(all[0]))
+	case errors.Is(err, ErrNotFound):
+		c.pos.Remove(name)
+		c.neg.Add(name, c.now().Add(c.negTTL))
+	}
+	return all, err
+}
+
 // LookupUncached bypasses the cache (and does not fill it).
 func (c *Cache) LookupUncached(ctx context.Context, name pdu.Name) (*Record, error) {
 	return c.inner.Lookup(ctx, name)
