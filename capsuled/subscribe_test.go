@@ -72,6 +72,16 @@ func TestSubscribeReadByTimeHashAndMulticast(t *testing.T) {
 		}
 	}
 
+	// Reads and proofs below go to either replica (the capsule's name), so
+	// both must hold the whole log first: the live appends above returned
+	// before their last batch was acknowledged.
+	if _, err := wr.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	eventually(t, 5*time.Second, "both replicas acknowledge seqno 1000", func() bool {
+		d := wr.Durability()
+		return d.Seqno == 1000 && d.Acks == 2
+	})
 	got, err := rd.ReadAt(ctx, mid)
 	if err != nil || got.Seqno != 501 {
 		t.Fatalf("read at %v: seqno %d, %v; want 501", mid, got.Seqno, err)
@@ -81,16 +91,7 @@ func TestSubscribeReadByTimeHashAndMulticast(t *testing.T) {
 		t.Fatalf("read by hash: %d, %v", byHash.Seqno, err)
 	}
 	// PROOF: the record is in the log the newest heartbeat signs; a
-	// tampered copy is not. The proof is asked of either replica (the
-	// capsule's name), so both must hold the whole log first: the live
-	// appends above returned before their last batch was acknowledged.
-	if _, err := wr.Flush(ctx); err != nil {
-		t.Fatalf("flush: %v", err)
-	}
-	eventually(t, 5*time.Second, "both replicas acknowledge seqno 1000", func() bool {
-		d := wr.Durability()
-		return d.Seqno == 1000 && d.Acks == 2
-	})
+	// tampered copy is not.
 	if err := rd.Prove(ctx, byHash); err != nil {
 		t.Fatalf("prove: %v", err)
 	}
