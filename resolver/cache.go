@@ -136,17 +136,16 @@ func (c *Cache) LookupUncached(ctx context.Context, name pdu.Name) (*Record, err
 	return c.inner.Lookup(ctx, name)
 }
 
-// Publish publishes through the inner resolver and caches rec.
+// Publish publishes through the inner resolver and forgets what the
+// cache held for rec's name.
 func (c *Cache) Publish(ctx context.Context, rec *Record) error {
 	if err := c.inner.Publish(ctx, rec); err != nil {
 		return err
 	}
+	// rec is one router's record; the name's newest may be another
+	// router's, so the next Lookup asks the inner resolver.
 	c.neg.Remove(rec.Name)
-	if rec.Withdrawn {
-		c.pos.Remove(rec.Name)
-	} else {
-		c.pos.Add(rec.Name, c.entry(rec))
-	}
+	c.pos.Remove(rec.Name)
 	return nil
 }
 

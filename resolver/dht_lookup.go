@@ -63,8 +63,14 @@ func (d *DHT) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 	}
 	live := liveNewestFirst(d.verifier.now(), d.plausible(set))
 	if len(live) == 0 {
-		// Expired since the validator saw it, or only tombstones.
-		return nil, fmt.Errorf("lookup %s: %w: withdrawn or expired", name, ErrNotFound)
+		// Expired since the validator saw it, or only tombstones in the
+		// first answer: another peer may still hold another router's
+		// live entry (a set that lost a concurrent update), so ask all.
+		all, err := d.LookupAll(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		return all[0], nil
 	}
 	return live[0], nil
 }
