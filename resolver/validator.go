@@ -45,6 +45,10 @@ type validator struct {
 	parsed *lru.Cache[string, []*Record]
 }
 
+// maxCachedValue bounds the values the parse cache keeps (a few records'
+// worth), so the cache holds at most 4,096 × 24 KiB whatever peers send.
+const maxCachedValue = 3 * MaxRecordSize
+
 func newValidator(v *Verifier, refuse func(string)) *validator {
 	c, _ := lru.New[string, []*Record](4096) // size > 0 never fails
 	return &validator{v: v, refuse: refuse, parsed: c}
@@ -61,7 +65,9 @@ func (val *validator) set(key string, value []byte) ([]*Record, error) {
 		if set, err = ParseSet(value); err != nil {
 			return nil, err
 		}
-		val.parsed.Add(string(value), set)
+		if len(value) <= maxCachedValue {
+			val.parsed.Add(string(value), set)
+		}
 	}
 	if set[0].Name != name { // ParseSet checked that all entries share a name
 		return nil, fmt.Errorf("%w: record for %s under key for %s", ErrWrongKey, set[0].Name, name)
