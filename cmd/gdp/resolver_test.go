@@ -154,7 +154,7 @@ resolver:
 		var out bytes.Buffer
 		rootCmd.SetOut(&out)
 		rootCmd.SetErr(&out)
-		rootCmd.SetArgs(args)
+		rootCmd.SetArgs(dashNames(rootCmd, args))
 		err := rootCmd.ExecuteContext(ctx)
 		return out.String(), err
 	}

@@ -40,7 +40,7 @@ func runGDP(t *testing.T, args ...string) string {
 	var out bytes.Buffer
 	rootCmd.SetOut(&out)
 	rootCmd.SetErr(&out)
-	rootCmd.SetArgs(args)
+	rootCmd.SetArgs(dashNames(rootCmd, args))
 	err := rootCmd.ExecuteContext(context.Background())
 	rootCmd.SetArgs(nil)
 	if err != nil {

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestDashNames(t *testing.T) {
+	const dash = "-8aIGUWegNZPzdphKsKpH4MjY6tyy60kwypXUF_ybyo" // a valid name
+	const plain = "ooRhjiL8dUDauxo9v23Zz5v9D0CwNYW5ZVRffvTLurw"
+	tests := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"plain name untouched", []string{"lookup", plain, "--json"}, []string{"lookup", plain, "--json"}},
+		{"dash name moved behind --", []string{"lookup", dash, "--json"}, []string{"lookup", "--json", "--", dash}},
+		{"value of a string flag stays", []string{"capsule", "info", plain, "--router-name", dash}, []string{"capsule", "info", plain, "--router-name", dash}},
+		{"after a bool flag it moves", []string{"lookup", "--json", dash}, []string{"lookup", "--json", "--", dash}},
+		{"existing separator kept", []string{"lookup", "--json", "--", dash}, []string{"lookup", "--json", "--", dash}},
+		{"not a name: left to the flag parser", []string{"lookup", "-x"}, []string{"lookup", "-x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := dashNames(rootCmd, tt.in); !slices.Equal(got, tt.want) {
+				t.Errorf("dashNames(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// A name starting with '-' reaches the command as its argument.
+func TestDashNameReachesCommand(t *testing.T) {
+	const dash = "-8aIGUWegNZPzdphKsKpH4MjY6tyy60kwypXUF_ybyo"
+	// --api points at a closed port: the command must fail connecting,
+	// not on flag parsing.
+	rootCmd.SetArgs(dashNames(rootCmd, []string{"lookup", dash, "--api", "http://127.0.0.1:1"}))
+	defer rootCmd.SetArgs(nil)
+	err := rootCmd.Execute()
+	if err == nil {
+		t.Fatal("lookup against a closed port succeeded")
+	}
+	if strings.Contains(err.Error(), "unknown shorthand flag") {
+		t.Fatalf("name taken for flags: %v", err)
+	}
+}
