@@ -36,7 +36,7 @@ func TestDashNameReachesCommand(t *testing.T) {
 	// --api points at a closed port: the command must fail connecting,
 	// not on flag parsing.
 	rootCmd.SetArgs(dashNames(rootCmd, []string{"lookup", dash, "--api", "http://127.0.0.1:1"}))
-	defer rootCmd.SetArgs(nil)
+	defer func() { rootCmd.SetArgs(nil); resetCommand("lookup") }()
 	err := rootCmd.Execute()
 	if err == nil {
 		t.Fatal("lookup against a closed port succeeded")
