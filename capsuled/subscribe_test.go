@@ -72,6 +72,16 @@ func TestSubscribeReadByTimeHashAndMulticast(t *testing.T) {
 		}
 	}
 
+	// Reads and proofs below go to either replica (the capsule's name), so
+	// both must hold the whole log first: the live appends above returned
+	// before their last batch was acknowledged.
+	if _, err := wr.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	eventually(t, 5*time.Second, "both replicas acknowledge seqno 1000", func() bool {
+		d := wr.Durability()
+		return d.Seqno == 1000 && d.Acks == 2
+	})
 	got, err := rd.ReadAt(ctx, mid)
 	if err != nil || got.Seqno != 501 {
 		t.Fatalf("read at %v: seqno %d, %v; want 501", mid, got.Seqno, err)

@@ -115,22 +115,37 @@ func (c *Cache) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 	return rec, err
 }
 
+// LookupAll asks the inner resolver for every location of name (not
+// cached: a router asks it on a FIB miss, whose route it caches itself).
+// The newest record refreshes the cache entry Lookup answers from.
+func (c *Cache) LookupAll(ctx context.Context, name pdu.Name) ([]*Record, error) {
+	all, err := c.inner.LookupAll(ctx, name)
+	switch {
+	case err == nil:
+		c.neg.Remove(name)
+		c.pos.Add(name, c.entry(all[0]))
+	case errors.Is(err, ErrNotFound):
+		c.pos.Remove(name)
+		c.neg.Add(name, c.now().Add(c.negTTL))
+	}
+	return all, err
+}
+
 // LookupUncached bypasses the cache (and does not fill it).
 func (c *Cache) LookupUncached(ctx context.Context, name pdu.Name) (*Record, error) {
 	return c.inner.Lookup(ctx, name)
 }
 
-// Publish publishes through the inner resolver and caches rec.
+// Publish publishes through the inner resolver and forgets what the
+// cache held for rec's name.
 func (c *Cache) Publish(ctx context.Context, rec *Record) error {
 	if err := c.inner.Publish(ctx, rec); err != nil {
 		return err
 	}
+	// rec is one router's record; the name's newest may be another
+	// router's, so the next Lookup asks the inner resolver.
 	c.neg.Remove(rec.Name)
-	if rec.Withdrawn {
-		c.pos.Remove(rec.Name)
-	} else {
-		c.pos.Add(rec.Name, c.entry(rec))
-	}
+	c.pos.Remove(rec.Name)
 	return nil
 }
 

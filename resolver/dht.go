@@ -61,7 +61,7 @@ type DHT struct {
 	closed atomic.Bool
 
 	mu        sync.Mutex
-	published map[pdu.Name]*Record // records this node keeps alive
+	published map[pubKey]*Record // records this node keeps alive, per name and router
 }
 
 var _ Resolver = (*DHT)(nil)
@@ -74,7 +74,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	if err := cfg.populate(); err != nil {
 		return nil, err
 	}
-	d := &DHT{cfg: cfg, log: cfg.Logger, published: map[pdu.Name]*Record{}}
+	d := &DHT{cfg: cfg, log: cfg.Logger, published: map[pubKey]*Record{}}
 	tier := "domain"
 	var admitDomain pdu.Name
 	d.verifier = &Verifier{Certs: cfg.Certs, Kind: KindLocation, Domain: cfg.Domain.Name()}
@@ -285,6 +285,25 @@ func (d *DHT) Published() []*Record {
 	out := make([]*Record, 0, len(d.published))
 	for _, r := range d.published {
 		out = append(out, r)
+	}
+	return out
+}
+
+// pubKey identifies a published record: a node (a border on the global
+// tier) may announce one name for several routers.
+type pubKey struct{ name, router pdu.Name }
+
+func keyOf(r *Record) pubKey { return pubKey{r.Name, r.Router()} }
+
+// publishedFor returns the records this node announces for name.
+func (d *DHT) publishedFor(name pdu.Name) []*Record {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []*Record
+	for k, r := range d.published {
+		if k.name == name {
+			out = append(out, r)
+		}
 	}
 	return out
 }

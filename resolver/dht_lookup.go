@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	kad "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 
 	"github.com/gdpnet/gdpnet/pdu"
@@ -55,49 +57,93 @@ func (d *DHT) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 			return nil, fmt.Errorf("lookup %s: %w", name, err)
 		}
 	}
-	rec, err := d.val.record(key, b)
+	set, err := d.val.set(key, b)
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: %w", name, err)
 	}
-	if !d.verifier.plausible(rec) {
-		// Expired since the validator saw it (or, impossibly, another kind).
-		return nil, fmt.Errorf("lookup %s: %w: %w", name, ErrNotFound, ErrExpired)
+	live := liveNewestFirst(d.verifier.now(), d.plausible(set))
+	if len(live) == 0 {
+		// Expired since the validator saw it, or only tombstones in the
+		// first answer: another peer may still hold another router's
+		// live entry (a set that lost a concurrent update), so ask all.
+		all, err := d.LookupAll(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		return all[0], nil
 	}
-	if rec.Withdrawn {
-		return nil, fmt.Errorf("lookup %s: %w: withdrawn", name, ErrNotFound)
-	}
-	return rec, nil
+	return live[0], nil
 }
 
-// lookupNewest runs a whole DHT lookup for name and returns the best
-// record any peer holds, tombstones included. Lookup may answer from this
-// node's own copy; a conditional withdrawal must see what the other nodes
-// hold (another router's newer record), so it waits for the end of the
-// search (or ctx).
-func (d *DHT) lookupNewest(ctx context.Context, name pdu.Name) (*Record, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	key := dhtKey(name)
-	ch, err := d.kad.SearchValue(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("lookup %s: %w", name, err)
+// plausible keeps the entries of the right kind and domain that have not
+// expired.
+func (d *DHT) plausible(set []*Record) []*Record {
+	out := make([]*Record, 0, len(set))
+	for _, r := range set {
+		if d.verifier.plausible(r) {
+			out = append(out, r)
+		}
 	}
-	var b []byte
-	for v := range ch { // each value sent beats the ones before it
-		b = v
+	return out
+}
+
+// LookupAll asks this node's copy and every one of the closest peers for
+// name's record set, merges what they hold (newest entry per router), and
+// returns the live entries, newest first. Merging the answers of all
+// closest peers finds an entry that only some of them hold (a concurrent
+// publish that lost at the others, not yet repaired by a republish).
+func (d *DHT) LookupAll(ctx context.Context, name pdu.Name) ([]*Record, error) {
+	if d.closed.Load() {
+		return nil, ErrClosed
 	}
-	if b == nil {
-		if err := ctx.Err(); err != nil {
+	set, err := d.gather(ctx, name)
+	live := liveNewestFirst(d.verifier.now(), set)
+	if len(live) == 0 {
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("lookup %s: %w", name, err)
 		}
 		return nil, fmt.Errorf("lookup %s: %w", name, ErrNotFound)
 	}
-	rec, err := d.val.record(key, b)
+	return live, nil
+}
+
+// gather returns the merged entries (tombstones included) that this node
+// and the closest peers hold for name. Each answer is validated like any
+// value kad-dht receives. The error reports a failed peer search; the
+// entries gathered until then are returned with it.
+func (d *DHT) gather(ctx context.Context, name pdu.Name) ([]*Record, error) {
+	key := dhtKey(name)
+	var mu sync.Mutex
+	var sets [][]*Record
+	add := func(v []byte) {
+		if set, err := d.val.parse(key, v); err == nil {
+			mu.Lock()
+			sets = append(sets, d.plausible(set))
+			mu.Unlock()
+		}
+	}
+	if own, err := d.local.Get(ctx, key); err == nil && own != nil {
+		add(own.GetValue())
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	peers, err := d.kad.GetClosestPeers(ctx, key)
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func(p peer.ID) {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, d.cfg.PutTimeout)
+			defer cancel()
+			if rec, _, err := d.msgr.GetValue(pctx, p, key); err == nil && rec != nil {
+				add(rec.GetValue())
+			}
+		}(p)
+	}
+	wg.Wait()
+	merged := mergeSets(d.verifier.now(), sets...)
 	if err != nil {
-		return nil, fmt.Errorf("lookup %s: %w", name, err)
+		return merged, fmt.Errorf("closest peers: %w", err)
 	}
-	if !d.verifier.plausible(rec) {
-		return nil, fmt.Errorf("lookup %s: %w: %w", name, ErrNotFound, ErrExpired)
-	}
-	return rec, nil
+	return merged, nil
 }

@@ -16,10 +16,12 @@ import (
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
-// Publish verifies rec (a node never puts what it would refuse), then puts
-// it to the closest peers and counts how many stored it: kad-dht's own
-// PutValue returns nil even when every remote put failed. The record is
-// republished until it is withdrawn or expires.
+// Publish verifies rec (a node never puts what it would refuse), merges
+// it into the name's record set — rec replaces its router's entry, the
+// other routers' entries stay — and puts the set to the closest peers,
+// counting how many stored it: kad-dht's own PutValue returns nil even
+// when every remote put failed. The record is republished (merged again)
+// until it is withdrawn or expires.
 func (d *DHT) Publish(ctx context.Context, rec *Record) error {
 	if d.closed.Load() {
 		return ErrClosed
@@ -28,35 +30,62 @@ func (d *DHT) Publish(ctx context.Context, rec *Record) error {
 		return fmt.Errorf("publish %s: %w", rec.Name, err)
 	}
 	d.mu.Lock()
-	if old := d.published[rec.Name]; old != nil && old.Sequence > rec.Sequence {
+	if old := d.published[keyOf(rec)]; old != nil && old.Sequence > rec.Sequence {
 		d.mu.Unlock()
 		return fmt.Errorf("publish %s: %w: %d < %d", rec.Name, ErrStale, rec.Sequence, old.Sequence)
 	}
 	if rec.Withdrawn {
-		delete(d.published, rec.Name)
+		delete(d.published, keyOf(rec))
 	} else {
-		d.published[rec.Name] = rec
+		d.published[keyOf(rec)] = rec
 	}
 	d.mu.Unlock()
-	_, err := d.put(ctx, rec)
+	_, err := d.putMerged(ctx, rec)
 	return err
 }
 
-// put sends rec to the closest peers and returns how many stored it.
-func (d *DHT) put(ctx context.Context, rec *Record) (int, error) {
-	key := dhtKey(rec.Name)
-	pr := record.MakePutRecord(key, rec.Bytes())
+// putMerged is get-merge-put: it gathers the name's current entries (this
+// node's copy and the closest peers'), puts rec in place of its router's
+// entry, drops expired entries, and puts the merged set. A peer refuses a
+// set that lacks entries it holds (a concurrent publish by another
+// router); then it gathers and puts once more, now with those entries.
+func (d *DHT) putMerged(ctx context.Context, rec *Record) (int, error) {
+	for attempt := 0; ; attempt++ {
+		cur, _ := d.gather(ctx, rec.Name) // unreachable peers: merge what answered
+		for _, c := range cur {
+			if c.Router() == rec.Router() && newer(c, rec) {
+				return 0, fmt.Errorf("publish %s: %w: the DHT holds sequence %d for router %s",
+					rec.Name, ErrStale, c.Sequence, rec.Router())
+			}
+		}
+		set := mergeSets(d.verifier.now(), cur, []*Record{rec})
+		n, err := d.put(ctx, rec.Name, set)
+		if err == nil || attempt > 0 || ctx.Err() != nil || !errors.Is(err, ErrFewPeers) {
+			return n, err
+		}
+	}
+}
+
+// put sends the record set to the closest peers and returns how many
+// stored it.
+func (d *DHT) put(ctx context.Context, name pdu.Name, set []*Record) (int, error) {
+	value, err := MarshalSet(set)
+	if err != nil {
+		return 0, fmt.Errorf("publish %s: %w", name, err)
+	}
+	key := dhtKey(name)
+	pr := record.MakePutRecord(key, value)
 	// The local copy first: a node with no peers yet (the first of a
 	// domain) still answers the lookups of nodes that join it later.
 	if err := d.local.Put(ctx, key, pr); err != nil {
 		if errors.Is(err, records.ErrOldRecord) {
-			return 0, fmt.Errorf("publish %s: %w: this node holds a newer or equal record", rec.Name, ErrStale)
+			return 0, fmt.Errorf("publish %s: %w: this node holds a newer record set", name, ErrStale)
 		}
-		return 0, fmt.Errorf("publish %s: local store: %w", rec.Name, err)
+		return 0, fmt.Errorf("publish %s: local store: %w", name, err)
 	}
 	peers, err := d.kad.GetClosestPeers(ctx, key)
 	if err != nil {
-		return 0, fmt.Errorf("publish %s: %w: closest peers: %w", rec.Name, ErrFewPeers, err)
+		return 0, fmt.Errorf("publish %s: %w: closest peers: %w", name, ErrFewPeers, err)
 	}
 	var ok atomic.Int32
 	var wg sync.WaitGroup
@@ -70,7 +99,7 @@ func (d *DHT) put(ctx context.Context, rec *Record) (int, error) {
 			if err := d.msgr.PutValue(pctx, p, pr); err != nil {
 				d.metrics.puts.WithLabelValues("failed").Inc()
 				lastErr.Store(err)
-				d.log.Debug("put refused or failed", logging.Name(rec.Name), zap.Stringer("peer_id", p), zap.Error(err))
+				d.log.Debug("put refused or failed", logging.Name(name), zap.Stringer("peer_id", p), zap.Error(err))
 				return
 			}
 			d.metrics.puts.WithLabelValues("ok").Inc()
@@ -86,13 +115,14 @@ func (d *DHT) put(ctx context.Context, rec *Record) (int, error) {
 			detail = ": last error: " + e.Error()
 		}
 		return n, fmt.Errorf("publish %s: %w: %d of %d closest peers stored it, need %d%s",
-			rec.Name, ErrFewPeers, n, len(peers), max(need, 1), detail)
+			name, ErrFewPeers, n, len(peers), max(need, 1), detail)
 	}
 	return n, nil
 }
 
 // Withdraw stops republishing name and, when this node's key signed the
-// record, puts a signed tombstone with a higher sequence over it.
+// record, puts a signed tombstone with a higher sequence in place of its
+// router's entry. The entries of other routers stay.
 func (d *DHT) Withdraw(ctx context.Context, name pdu.Name) error {
 	_, err := d.withdraw(ctx, name)
 	return err
@@ -103,35 +133,26 @@ func (d *DHT) withdraw(ctx context.Context, name pdu.Name) (*Record, error) {
 	if d.closed.Load() {
 		return nil, ErrClosed
 	}
-	d.mu.Lock()
-	rec := d.published[name]
-	delete(d.published, name)
-	d.mu.Unlock()
-	if rec == nil {
+	mine := d.publishedFor(name)
+	if len(mine) == 0 {
 		return nil, fmt.Errorf("withdraw %s: %w", name, ErrNotPublished)
 	}
-	if !rec.Signer().Key.Equal(d.cfg.Identity.Meta.Key) {
-		d.log.Info("withdrawn name left to expire: signed by another key", logging.Name(name))
-		return nil, nil
+	var last *Record
+	var errs []error
+	for _, r := range mine {
+		t, err := d.withdrawIf(ctx, name, r.Router())
+		if t != nil {
+			last = t
+		}
+		errs = append(errs, err)
 	}
-	seq := max(NextSequence(), rec.Sequence+1)
-	t, err := rec.Tombstone(d.cfg.Identity.Key, seq)
-	if err != nil {
-		return nil, fmt.Errorf("withdraw %s: %w", name, err)
-	}
-	if _, err := d.put(ctx, t); err != nil {
-		return t, fmt.Errorf("withdraw %s: %w", name, err)
-	}
-	return t, nil
+	return last, errors.Join(errs...)
 }
 
-// WithdrawIf withdraws name only if the record the DHT holds for it still
-// points at router. It asks the DHT first (a whole lookup): when the current record is
-// another router's (the name moved), it only stops republishing its own
-// and returns ErrSuperseded. Otherwise it puts a tombstone whose sequence
-// is one above the record it withdraws, not the clock's: storage nodes
-// keep whichever is higher, so a record another router published in the
-// meantime (a later clock reading) still beats the tombstone.
+// WithdrawIf withdraws router's entry for name: this node stops
+// republishing it and puts a tombstone in its place (merged into the set,
+// so the entries of other routers holding the name stay). It fails with
+// ErrSuperseded when this node announces the name for another router.
 func (d *DHT) WithdrawIf(ctx context.Context, name, router pdu.Name) error {
 	_, err := d.withdrawIf(ctx, name, router)
 	return err
@@ -143,45 +164,24 @@ func (d *DHT) withdrawIf(ctx context.Context, name, router pdu.Name) (*Record, e
 		return nil, ErrClosed
 	}
 	d.mu.Lock()
-	mine := d.published[name]
+	mine := d.published[pubKey{name, router}]
 	d.mu.Unlock()
 	if mine == nil {
+		if others := d.publishedFor(name); len(others) > 0 {
+			return nil, fmt.Errorf("withdraw %s at %s: %w (this node announces %s)", name, router, ErrSuperseded, others[0].Router())
+		}
 		return nil, fmt.Errorf("withdraw %s: %w", name, ErrNotPublished)
 	}
-	if got := mine.Router(); got != router {
-		return nil, fmt.Errorf("withdraw %s at %s: %w (this node announces %s)", name, router, ErrSuperseded, got)
-	}
-	ownKey := d.cfg.Identity.Meta.Key
-	seq := mine.Sequence
-	cur, err := d.lookupNewest(ctx, name)
-	switch {
-	case err == nil && cur.Withdrawn && cur.Sequence > seq:
-		// Withdrawn already (by us earlier, or by whoever held it last).
-		d.forget(mine)
-		return nil, nil
-	case err == nil && (cur.Router() != router || !cur.Signer().Key.Equal(ownKey)):
-		d.forget(mine)
-		return nil, fmt.Errorf("withdraw %s at %s: %w (%s, sequence %d)", name, router, ErrSuperseded, cur.Router(), cur.Sequence)
-	case err == nil:
-		seq = max(seq, cur.Sequence)
-	case errors.Is(err, ErrClosed), ctx.Err() != nil:
-		return nil, fmt.Errorf("withdraw %s: %w", name, err)
-	}
-	// The record is ours, or the lookup found nothing (withdrawn, expired,
-	// or not reached): the tombstone cannot beat a newer record anyway.
 	d.forget(mine)
-	if !mine.Signer().Key.Equal(ownKey) {
+	if !mine.Signer().Key.Equal(d.cfg.Identity.Meta.Key) {
 		d.log.Info("withdrawn name left to expire: signed by another key", logging.Name(name))
 		return nil, nil
 	}
-	t, err := mine.Tombstone(d.cfg.Identity.Key, seq+1)
+	t, err := mine.Tombstone(d.cfg.Identity.Key, max(NextSequence(), mine.Sequence+1))
 	if err != nil {
 		return nil, fmt.Errorf("withdraw %s: %w", name, err)
 	}
-	if _, err := d.put(ctx, t); err != nil {
-		if errors.Is(err, ErrStale) {
-			return nil, fmt.Errorf("withdraw %s at %s: %w: %w", name, router, ErrSuperseded, err)
-		}
+	if _, err := d.putMerged(ctx, t); err != nil {
 		return t, fmt.Errorf("withdraw %s: %w", name, err)
 	}
 	return t, nil

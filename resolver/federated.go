@@ -154,6 +154,27 @@ func (f *Federated) Lookup(ctx context.Context, name pdu.Name) (*Record, error) 
 	return b, nil
 }
 
+// LookupAll tries the domain DHT, then the global tier, for every
+// location of name. Through a border node (not on the global tier
+// itself) the global answer is the one record the border returns.
+func (f *Federated) LookupAll(ctx context.Context, name pdu.Name) ([]*Record, error) {
+	all, err := f.cfg.Local.LookupAll(ctx, name)
+	if err == nil || !errors.Is(err, ErrNotFound) {
+		return all, err
+	}
+	if f.cfg.Global != nil {
+		return f.cfg.Global.LookupAll(ctx, name)
+	}
+	if len(f.borders) == 0 {
+		return nil, err
+	}
+	rec, err := f.Lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return []*Record{rec}, nil
+}
+
 // Withdraw withdraws name locally and then globally: a border puts its
 // own border tombstone, another node exports its signed tombstone to a
 // border, which does the same.

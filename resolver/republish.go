@@ -54,7 +54,7 @@ func (d *DHT) republishOnce(ctx context.Context) {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, d.cfg.PutTimeout)
-		_, err := d.put(pctx, rec)
+		_, err := d.putMerged(pctx, rec) // a merge: repairs entries lost to concurrent puts
 		cancel()
 		if err != nil {
 			d.metrics.republish.WithLabelValues("failed").Inc()
@@ -69,7 +69,7 @@ func (d *DHT) republishOnce(ctx context.Context) {
 func (d *DHT) forget(rec *Record) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.published[rec.Name] == rec {
-		delete(d.published, rec.Name)
+	if d.published[keyOf(rec)] == rec {
+		delete(d.published, keyOf(rec))
 	}
 }

@@ -16,7 +16,7 @@ type Static struct {
 	v *Verifier
 
 	mu      sync.Mutex
-	records map[pdu.Name]staticEntry
+	records map[pdu.Name]map[pdu.Name]staticEntry // name -> router -> record
 	closed  bool
 }
 
@@ -29,7 +29,7 @@ var _ Resolver = (*Static)(nil)
 
 // NewStatic returns an empty static resolver that checks records with v.
 func NewStatic(v *Verifier) *Static {
-	return &Static{v: v, records: make(map[pdu.Name]staticEntry)}
+	return &Static{v: v, records: make(map[pdu.Name]map[pdu.Name]staticEntry)}
 }
 
 func (s *Static) now() time.Time {
@@ -56,8 +56,9 @@ func (s *Static) verify(r *Record) (time.Time, error) {
 	return exp, nil
 }
 
-// Publish verifies rec and stores it unless a record with a higher
-// sequence is held. A tombstone removes the name.
+// Publish verifies rec and stores it as rec.Router()'s record for the
+// name unless that router's record held has a higher sequence. A tombstone
+// removes that router's record; the other routers' stay.
 func (s *Static) Publish(ctx context.Context, rec *Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -71,15 +72,51 @@ func (s *Static) Publish(ctx context.Context, rec *Record) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if old, ok := s.records[rec.Name]; ok && s.now().Before(old.expiry) && old.rec.Sequence > rec.Sequence {
+	set := s.records[rec.Name]
+	if old, ok := set[rec.Router()]; ok && s.now().Before(old.expiry) && old.rec.Sequence > rec.Sequence {
 		return fmt.Errorf("publish %s: %w: %d < %d", rec.Name, ErrStale, rec.Sequence, old.rec.Sequence)
 	}
-	s.records[rec.Name] = staticEntry{rec: rec, expiry: exp}
+	if set == nil {
+		set = make(map[pdu.Name]staticEntry)
+		s.records[rec.Name] = set
+	}
+	set[rec.Router()] = staticEntry{rec: rec, expiry: exp}
 	return nil
 }
 
-// Lookup returns the record held for name if it is still valid.
+// live returns name's valid records, newest first, sweeping expired ones.
+// The caller holds s.mu.
+func (s *Static) live(name pdu.Name) []*Record {
+	set := s.records[name]
+	now := s.now()
+	var out []*Record
+	for router, e := range set {
+		if !now.Before(e.expiry) {
+			delete(set, router)
+			continue
+		}
+		if !e.rec.Withdrawn {
+			out = append(out, e.rec)
+		}
+	}
+	if len(set) == 0 {
+		delete(s.records, name)
+	}
+	sortByRouter(out)
+	return liveNewestFirst(now, out)
+}
+
+// Lookup returns the newest valid record held for name.
 func (s *Static) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
+	all, err := s.LookupAll(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return all[0], nil
+}
+
+// LookupAll returns every valid record held for name, newest first.
+func (s *Static) LookupAll(ctx context.Context, name pdu.Name) ([]*Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -88,21 +125,14 @@ func (s *Static) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
-	e, ok := s.records[name]
-	if !ok {
+	all := s.live(name)
+	if len(all) == 0 {
 		return nil, fmt.Errorf("lookup %s: %w", name, ErrNotFound)
 	}
-	if !s.now().Before(e.expiry) {
-		delete(s.records, name)
-		return nil, fmt.Errorf("lookup %s: %w: record expired", name, ErrNotFound)
-	}
-	if e.rec.Withdrawn {
-		return nil, fmt.Errorf("lookup %s: %w: withdrawn", name, ErrNotFound)
-	}
-	return e.rec, nil
+	return all, nil
 }
 
-// Withdraw forgets name.
+// Withdraw forgets name at every router.
 func (s *Static) Withdraw(ctx context.Context, name pdu.Name) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -119,9 +149,9 @@ func (s *Static) Withdraw(ctx context.Context, name pdu.Name) error {
 	return nil
 }
 
-// WithdrawIf forgets name only if the record held for it points at
-// router. The check and the removal happen under one lock, so a record
-// that another router published for the name in between is never removed.
+// WithdrawIf forgets router's record for name and no other: a record
+// another router published for the name (a replica, or the router the
+// name moved to) is never removed.
 func (s *Static) WithdrawIf(ctx context.Context, name, router pdu.Name) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -131,14 +161,14 @@ func (s *Static) WithdrawIf(ctx context.Context, name, router pdu.Name) error {
 	if s.closed {
 		return ErrClosed
 	}
-	e, ok := s.records[name]
-	if !ok {
-		return fmt.Errorf("withdraw %s: %w", name, ErrNotPublished)
+	set := s.records[name]
+	if _, ok := set[router]; !ok {
+		return fmt.Errorf("withdraw %s at %s: %w", name, router, ErrNotPublished)
 	}
-	if got := e.rec.Router(); got != router {
-		return fmt.Errorf("withdraw %s at %s: %w (%s)", name, router, ErrSuperseded, got)
+	delete(set, router)
+	if len(set) == 0 {
+		delete(s.records, name)
 	}
-	delete(s.records, name)
 	return nil
 }
 

@@ -3,7 +3,6 @@ package resolver
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -29,82 +28,129 @@ func nameFromKey(key string) (pdu.Name, error) {
 }
 
 // validator is the kad-dht record.Validator for one tier. It sees only a
-// key and bytes — never the sender — so it accepts a record only if the
-// record proves itself: stored under its own name, signed by its router,
-// whole chain valid against the trusted domains, router (or border router)
-// in the right domain, not expired.
+// key and bytes — never the sender — so it accepts a value (a record set,
+// see ParseSet) only if every entry proves itself: stored under its own
+// name, signed by its router, whole chain valid against the trusted
+// domains, router (or border router) in the right domain. An entry that
+// has expired is ignored (a router that vanished leaves its entry behind
+// until the next merge drops it); any other bad entry makes the whole
+// value invalid, and so does a value with no unexpired entry.
 type validator struct {
 	v      *Verifier
 	refuse func(reason string) // counts refusals; may be nil
-	// parsed remembers records whose bytes parsed and whose own signature
-	// verified. Both facts depend on the bytes alone, never on the clock or
-	// the trusted domains, so remembering them is sound; the chain, which
-	// does depend on the clock, is verified on every Validate.
-	parsed *lru.Cache[string, *Record]
+	// parsed remembers values whose bytes parsed and whose entries' own
+	// signatures verified. Both facts depend on the bytes alone, never on
+	// the clock or the trusted domains, so remembering them is sound; the
+	// chains, which do depend on the clock, are verified on every Validate.
+	parsed *lru.Cache[string, []*Record]
 }
 
+// maxCachedValue bounds the values the parse cache keeps (a few records'
+// worth), so the cache holds at most 4,096 × 24 KiB whatever peers send.
+const maxCachedValue = 3 * MaxRecordSize
+
 func newValidator(v *Verifier, refuse func(string)) *validator {
-	c, _ := lru.New[string, *Record](4096) // size > 0 never fails
+	c, _ := lru.New[string, []*Record](4096) // size > 0 never fails
 	return &validator{v: v, refuse: refuse, parsed: c}
 }
 
-// record parses value (or finds it parsed) and checks it belongs under key.
-func (val *validator) record(key string, value []byte) (*Record, error) {
+// set parses value (or finds it parsed) and checks it belongs under key.
+func (val *validator) set(key string, value []byte) ([]*Record, error) {
 	name, err := nameFromKey(key)
 	if err != nil {
 		return nil, err
 	}
-	r, ok := val.parsed.Get(string(value))
+	set, ok := val.parsed.Get(string(value))
 	if !ok {
-		if r, err = ParseRecord(value); err != nil {
+		if set, err = ParseSet(value); err != nil {
 			return nil, err
 		}
-		val.parsed.Add(string(value), r)
+		if len(value) <= maxCachedValue {
+			val.parsed.Add(string(value), set)
+		}
 	}
-	if r.Name != name {
-		return nil, fmt.Errorf("%w: record for %s under key for %s", ErrWrongKey, r.Name, name)
+	if set[0].Name != name { // ParseSet checked that all entries share a name
+		return nil, fmt.Errorf("%w: record for %s under key for %s", ErrWrongKey, set[0].Name, name)
 	}
-	return r, nil
+	return set, nil
 }
 
-func (val *validator) parse(key string, value []byte) (*Record, time.Time, error) {
-	r, err := val.record(key, value)
+// parse returns value's entries that are valid now (at least one).
+func (val *validator) parse(key string, value []byte) ([]*Record, error) {
+	set, err := val.set(key, value)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, err
 	}
-	exp, err := val.v.verifyParsed(r)
-	if err != nil {
-		return nil, time.Time{}, err
+	valid := make([]*Record, 0, len(set))
+	var expired error
+	for _, r := range set {
+		if _, err := val.v.verifyParsed(r); err != nil {
+			if errors.Is(err, ErrExpired) {
+				expired = err
+				continue
+			}
+			return nil, err
+		}
+		valid = append(valid, r)
 	}
-	return r, exp, nil
+	if len(valid) == 0 {
+		return nil, expired
+	}
+	return valid, nil
 }
 
 // Validate implements record.Validator.
 func (val *validator) Validate(key string, value []byte) error {
-	_, _, err := val.parse(key, value)
+	_, err := val.parse(key, value)
 	if err != nil && val.refuse != nil {
 		val.refuse(refusalReason(err))
 	}
 	return err
 }
 
-// Select implements record.Validator: the record with the highest
-// sequence wins; equal sequences go to the later expiry, then to the
-// earlier index. kad-dht validates every value before it selects among
-// them (received values, the local copy, a stored record before a put
-// replaces it), so Select does not verify the chains' certificate
-// signatures again; it does skip values that do not parse, are not signed
-// by their router, are of the wrong kind or domain, or have expired.
+// Select implements record.Validator for record sets. For each router
+// named in any value, the newest entry (sequence, then expiry) among all
+// values is the one that counts; a value scores one point per router for
+// which it holds that entry. The highest score wins, then the earlier
+// index: a set that is the superset-and-newest of the others always wins,
+// and of two concurrent updates that each added one router (neither a
+// superset), the incoming one (index 0 when a storage node compares a put
+// with what it holds) is kept — the publisher whose entry was lost puts it
+// back, merged, at its next republish. kad-dht validates every value
+// before it selects among them, so Select does not verify certificate
+// signatures again; it skips values that do not parse and entries that
+// are of the wrong kind or domain or have expired.
 func (val *validator) Select(key string, values [][]byte) (int, error) {
-	best, bestSeq, bestExp := -1, uint64(0), time.Time{}
+	sets := make([][]*Record, len(values))
+	newest := map[pdu.Name]*Record{}
 	for i, b := range values {
-		r, err := val.record(key, b)
-		if err != nil || !val.v.plausible(r) {
+		set, err := val.set(key, b)
+		if err != nil {
 			continue
 		}
-		exp := r.EffectiveExpiry()
-		if best < 0 || r.Sequence > bestSeq || (r.Sequence == bestSeq && exp.After(bestExp)) {
-			best, bestSeq, bestExp = i, r.Sequence, exp
+		for _, r := range set {
+			if !val.v.plausible(r) {
+				continue
+			}
+			sets[i] = append(sets[i], r)
+			if old := newest[r.Router()]; old == nil || newer(r, old) {
+				newest[r.Router()] = r
+			}
+		}
+	}
+	best, bestScore := -1, -1
+	for i, set := range sets {
+		if len(set) == 0 {
+			continue
+		}
+		score := 0
+		for _, r := range set {
+			if n := newest[r.Router()]; !newer(n, r) {
+				score++
+			}
+		}
+		if score > bestScore {
+			best, bestScore = i, score
 		}
 	}
 	if best < 0 {

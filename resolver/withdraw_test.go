@@ -12,7 +12,9 @@ import (
 // TestWithdrawIfAfterMove reproduces the race routers hit: a name's
 // endpoint moves from router A to router B (B publishes a newer record),
 // then A's withdrawal of the old attachment arrives late. An unconditional
-// Withdraw deletes B's record; WithdrawIf leaves it in place.
+// Withdraw deletes every router's record; WithdrawIf removes only the
+// withdrawing router's, so B's stays (and A's stays when B withdraws: a
+// name held at two routers is two replicas to the resolver).
 func TestWithdrawIfAfterMove(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t, goldenBase)
@@ -43,17 +45,17 @@ func TestWithdrawIfAfterMove(t *testing.T) {
 		}},
 	}
 	tests := []struct {
-		name       string
-		withdraw   func(r Resolver) error
-		wantErr    error
-		wantRouter bool // B's record still found afterwards
+		name     string
+		withdraw func(r Resolver) error
+		wantErr  error
+		want     *Record // the record found afterwards (nil: none)
 	}{
-		{"unconditional withdraw deletes the new router's record",
-			func(r Resolver) error { return r.Withdraw(ctx, nameA) }, nil, false},
+		{"unconditional withdraw deletes every router's record",
+			func(r Resolver) error { return r.Withdraw(ctx, nameA) }, nil, nil},
 		{"late withdraw by the old router",
-			func(r Resolver) error { return r.WithdrawIf(ctx, nameA, ra.id.Name) }, ErrSuperseded, true},
-		{"withdraw by the router holding the name",
-			func(r Resolver) error { return r.WithdrawIf(ctx, nameA, rb.id.Name) }, nil, false},
+			func(r Resolver) error { return r.WithdrawIf(ctx, nameA, ra.id.Name) }, nil, atB},
+		{"withdraw by the newer router leaves the older one's",
+			func(r Resolver) error { return r.WithdrawIf(ctx, nameA, rb.id.Name) }, nil, atA},
 	}
 	for _, k := range kinds {
 		for _, tc := range tests {
@@ -73,9 +75,9 @@ func TestWithdrawIfAfterMove(t *testing.T) {
 				}
 				got, err := r.Lookup(ctx, nameA)
 				switch {
-				case tc.wantRouter && (err != nil || got.Router() != rb.id.Name || got.Sequence != atB.Sequence):
-					t.Fatalf("lookup after the late withdraw: %v %v, want B's record", got, err)
-				case !tc.wantRouter && !errors.Is(err, ErrNotFound):
+				case tc.want != nil && (err != nil || got.Router() != tc.want.Router() || got.Sequence != tc.want.Sequence):
+					t.Fatalf("lookup after the withdraw: %v %v, want %s's record", got, err, tc.want.Router())
+				case tc.want == nil && !errors.Is(err, ErrNotFound):
 					t.Fatalf("lookup after withdraw: %v %v, want ErrNotFound", got, err)
 				}
 			})
@@ -97,8 +99,8 @@ func TestWithdrawIfAfterMove(t *testing.T) {
 
 // TestDHTWithdrawIfAfterMove is the same race on the DHT: router A's node
 // published the name, router B's node published it newer; A's late
-// conditional withdrawal must neither put a tombstone over B's record nor
-// keep republishing its own.
+// conditional withdrawal replaces only A's entry of the record set with a
+// tombstone and stops republishing it: B's entry stays.
 func TestDHTWithdrawIfAfterMove(t *testing.T) {
 	w := newWorld(t, time.Now().Add(-time.Minute))
 	d := w.domain("movers")
@@ -118,9 +120,11 @@ func TestDHTWithdrawIfAfterMove(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	err := a.WithdrawIf(ctx, name, ra.id.Name)
-	if !errors.Is(err, ErrSuperseded) {
-		t.Fatalf("late withdraw at A: %v, want ErrSuperseded", err)
+	if err := a.WithdrawIf(ctx, name, rb.id.Name); !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("withdraw at A of B's entry: %v, want ErrSuperseded", err)
+	}
+	if err := a.WithdrawIf(ctx, name, ra.id.Name); err != nil {
+		t.Fatalf("late withdraw at A: %v", err)
 	}
 	for _, r := range a.Published() {
 		if r.Name == name {
@@ -131,6 +135,10 @@ func TestDHTWithdrawIfAfterMove(t *testing.T) {
 		got, err := n.Lookup(ctx, name)
 		if err != nil || got.Router() != rb.id.Name || got.Sequence != atB.Sequence {
 			t.Fatalf("node %d after A's late withdraw: %v %v, want B's record", i, got, err)
+		}
+		all, err := n.LookupAll(ctx, name)
+		if err != nil || len(all) != 1 || all[0].Router() != rb.id.Name {
+			t.Fatalf("node %d LookupAll after A's late withdraw: %d records, %v; want B's only", i, len(all), err)
 		}
 	}
 

@@ -96,7 +96,14 @@ func (r *Router) receive(in *Face, p []byte) {
 func (r *Router) route(in *Face, dst pdu.Name, flags pdu.Flags, p []byte, mayResolve bool) {
 	hops := r.fib.Lookup(dst)
 	if flags&pdu.FlagMulticast != 0 {
-		if r.multicast(in, hops, p) {
+		sent, remote := r.multicast(in, hops, p)
+		if sent && !remote && mayResolve && in.kind != FaceRouter && r.resolve != nil {
+			// Local holders only so far: other routers may hold dst too.
+			// Ask the resolver (once per route-cache or negative-cache
+			// period); their copies follow when it answers.
+			r.resolve.parkRemote(in, dst, p)
+		}
+		if sent {
 			return
 		}
 	} else if out := r.nearest(in, dst, hops, p); out != nil {
@@ -164,17 +171,23 @@ func (r *Router) nearest(in *Face, dst pdu.Name, hops []Hop, p []byte) *Face {
 	return hops[best].Face
 }
 
-// multicast delivers p to every holder. A copy that came from a peer router
-// goes only to local endpoints: the router that accepted it from its source
-// fanned it out to the other routers already. It reports whether any copy
-// was sent.
-func (r *Router) multicast(in *Face, hops []Hop, p []byte) bool {
+// multicast delivers p to every holder: one copy to each local endpoint
+// holding dst and one to each peer router holding it (each FIB hop is a
+// distinct face). A copy that came from a peer router goes only to local
+// endpoints: the router that accepted it from its source fanned it out to
+// the other routers already, so a copy crosses at most one router-to-router
+// tunnel and cannot loop (dedup drops any duplicate). It reports whether
+// any copy was sent, and whether any went to another router or there was
+// a live resolver-learned hop (the remote holders are known).
+func (r *Router) multicast(in *Face, hops []Hop, p []byte) (sent, remote bool) {
 	now := r.nowNanos.Load()
-	sent := false
 	for i := range hops {
 		h := &hops[i]
 		if h.Face == in || h.Face.closed.Load() || (!h.Expiry.IsZero() && h.Expiry.UnixNano() <= now) {
 			continue
+		}
+		if h.Origin == OriginResolver || h.Face.kind == FaceRouter {
+			remote = true
 		}
 		if in.kind == FaceRouter && h.Face.kind == FaceRouter {
 			continue
@@ -182,7 +195,23 @@ func (r *Router) multicast(in *Face, hops []Hop, p []byte) bool {
 		r.sendOn(in, h.Face, p)
 		sent = true
 	}
-	return sent
+	return sent, remote
+}
+
+// multicastRemote sends the copies of p for dst's peer-router hops only
+// (its local holders had theirs when p arrived).
+func (r *Router) multicastRemote(in *Face, hops []Hop, p []byte) {
+	if in.kind == FaceRouter {
+		return
+	}
+	now := r.nowNanos.Load()
+	for i := range hops {
+		h := &hops[i]
+		if h.Face == in || h.Face.kind != FaceRouter || h.Face.closed.Load() || (!h.Expiry.IsZero() && h.Expiry.UnixNano() <= now) {
+			continue
+		}
+		r.sendOn(in, h.Face, p)
+	}
 }
 
 func (r *Router) sendOn(in, out *Face, p []byte) {

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -40,6 +41,9 @@ type waitList struct {
 type parked struct {
 	in *Face
 	p  []byte
+	// remoteOnly: a MULTICAST PDU whose local holders have their copies
+	// already; once resolved it goes to the remote holders only.
+	remoteOnly bool
 }
 
 type negEntry struct {
@@ -60,6 +64,18 @@ func newResolveQueue(r *Router) *resolveQueue {
 // not parked; the caller then NAKs NO_ROUTE. A negative-cache hit for a
 // forbidden domain NAKs FORBIDDEN here and reports true.
 func (q *resolveQueue) park(in *Face, dst pdu.Name, p []byte) bool {
+	return q.parkPDU(in, dst, p, false)
+}
+
+// parkRemote parks a copy of the MULTICAST PDU p, already delivered to
+// dst's local holders, until the resolver says which other routers hold
+// dst. A negative-cache hit (no remote holder known, asked recently) ends
+// it silently: nothing is missing.
+func (q *resolveQueue) parkRemote(in *Face, dst pdu.Name, p []byte) {
+	q.parkPDU(in, dst, p, true)
+}
+
+func (q *resolveQueue) parkPDU(in *Face, dst pdu.Name, p []byte, remoteOnly bool) bool {
 	cfg := &q.r.cfg.Resolver
 	q.mu.Lock()
 	if q.stopped {
@@ -69,6 +85,9 @@ func (q *resolveQueue) park(in *Face, dst pdu.Name, p []byte) bool {
 	if e, ok := q.neg[dst]; ok {
 		if time.Now().Before(e.until) {
 			q.mu.Unlock()
+			if remoteOnly {
+				return true
+			}
 			if e.code == pdu.CodeForbidden {
 				q.r.drop(in, dropForbidden)
 				q.r.nak(in, p, pdu.CodeForbidden)
@@ -100,7 +119,7 @@ func (q *resolveQueue) park(in *Face, dst pdu.Name, p []byte) bool {
 		q.r.drop(in, dropQueueFull)
 		return true
 	}
-	wl.pdus = append(wl.pdus, parked{in: in, p: append([]byte(nil), p...)})
+	wl.pdus = append(wl.pdus, parked{in: in, p: append([]byte(nil), p...), remoteOnly: remoteOnly})
 	q.total++
 	q.mu.Unlock()
 	return true
@@ -203,6 +222,9 @@ func (q *resolveQueue) resolveOne(ctx context.Context, dst pdu.Name) {
 		q.remember(dst, code)
 		r.log.Debug("no route after resolver lookup", logging.Dst(dst), zap.Error(err))
 		for _, w := range pdus {
+			if w.remoteOnly {
+				continue // its local holders have it; no remote one is known
+			}
 			if code == pdu.CodeForbidden {
 				r.drop(w.in, dropForbidden)
 			} else {
@@ -217,18 +239,27 @@ func (q *resolveQueue) resolveOne(ctx context.Context, dst pdu.Name) {
 		if pdu.Decode(w.p, &h) != nil {
 			continue
 		}
+		if w.remoteOnly {
+			r.multicastRemote(w.in, r.fib.Lookup(dst), w.p)
+			continue
+		}
 		r.route(w.in, dst, h.Flags, w.p, false)
 	}
 }
 
-// learnRoute asks the resolver where dst lives and installs a FIB hop toward
-// that router: a tunnel it already has, one it opens on demand from the
-// record's addresses, or its upstream. The hop expires with the record or
-// after RouteCacheTTL, whichever is first, so a name that moved is looked up
-// again.
+// errSelfOnly: the resolver knows only this router as dst's holder, and no
+// local endpoint holds it (or only local ones do, for a multicast).
+var errSelfOnly = errors.New("router: resolver points at this router only")
+
+// learnRoute asks the resolver for every router holding dst and installs a
+// FIB hop toward each (several servers attached to different routers may
+// hold one capsule): a tunnel it already has, one it opens on demand from
+// the record's addresses, or its upstream. Each hop expires with its record
+// or after RouteCacheTTL, whichever is first, so a name that moved is
+// looked up again. It fails when no hop could be installed.
 func (r *Router) learnRoute(ctx context.Context, dst pdu.Name) error {
 	start := time.Now()
-	rec, err := r.res.Lookup(ctx, dst)
+	recs, err := r.res.LookupAll(ctx, dst)
 	r.met.latency.Observe(time.Since(start).Seconds())
 	expiry := time.Now().Add(r.cfg.Resolver.RouteCacheTTL.Std())
 	if err != nil {
@@ -243,24 +274,54 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name) error {
 		}
 		return err
 	}
-	holder := rec.Router()
-	if rec.Kind == resolver.KindBorder && rec.Border != nil {
-		// A global-tier answer: the name is in another domain, reached
-		// through that domain's border router, whose addresses these are.
-		holder = rec.Border.Name()
+	installed, self, forbidden := 0, 0, 0
+	var lastErr error
+	seen := make(map[pdu.Name]bool, len(recs))
+	for _, rec := range recs {
+		holder := rec.Router()
+		if rec.Kind == resolver.KindBorder && rec.Border != nil {
+			// A global-tier answer: the name is in another domain, reached
+			// through that domain's border router, whose addresses these are.
+			holder = rec.Border.Name()
+		}
+		switch {
+		case holder == r.name:
+			self++
+			continue
+		case seen[holder]:
+			continue
+		case !r.policy().allows(rec.Domain()):
+			forbidden++
+			continue
+		}
+		seen[holder] = true
+		exp := expiry
+		if e := rec.EffectiveExpiry(); e.Before(exp) {
+			exp = e
+		}
+		if err := r.learnHolder(ctx, dst, holder, rec, exp); err != nil {
+			lastErr = err
+			continue
+		}
+		installed++
 	}
-	if holder == r.name {
-		r.met.lookups.WithLabelValues("stale").Inc()
-		return errors.New("router: resolver points at this router but no endpoint holds the name")
-	}
-	if !r.policy().allows(rec.Domain()) {
+	switch {
+	case installed > 0:
+		r.met.lookups.WithLabelValues("found").Inc()
+		return nil
+	case forbidden > 0 && lastErr == nil:
 		r.met.lookups.WithLabelValues("forbidden").Inc()
 		return errForbidden
+	case lastErr != nil:
+		r.met.lookups.WithLabelValues("found").Inc()
+		return lastErr
 	}
-	r.met.lookups.WithLabelValues("found").Inc()
-	if e := rec.EffectiveExpiry(); e.Before(expiry) {
-		expiry = e
-	}
+	r.met.lookups.WithLabelValues("stale").Inc()
+	return fmt.Errorf("%w (%d records)", errSelfOnly, self)
+}
+
+// learnHolder installs dst's hop toward holder, the router rec names.
+func (r *Router) learnHolder(ctx context.Context, dst, holder pdu.Name, rec *resolver.Record, expiry time.Time) error {
 	if f := r.peerFace(holder); f != nil {
 		return r.installLearned(dst, f, 1, expiry, holder)
 	}
