@@ -84,6 +84,24 @@ func (cc *capsuleCmd) ctx(cmd *cobra.Command) (context.Context, context.CancelFu
 	return ctx, func() { cancel(); stop() }
 }
 
+// session is what every capsule subcommand starts with: a context that ends
+// on Ctrl-C and, unless the command follows a stream, after --timeout; and
+// a connection through the router. done closes both.
+func (cc *capsuleCmd) session(cmd *cobra.Command, follow bool) (ctx context.Context, caps *client.CapsuleClient, at *attached, done func(), err error) {
+	var cancel context.CancelFunc
+	if follow {
+		ctx, cancel = signal.NotifyContext(cmd.Context(), os.Interrupt)
+	} else {
+		ctx, cancel = cc.ctx(cmd)
+	}
+	caps, at, closeConn, err := cc.connect(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, nil, err
+	}
+	return ctx, caps, at, func() { closeConn(); cancel() }, nil
+}
+
 func (cc *capsuleCmd) print(w io.Writer, v any, text func()) error {
 	if cc.json {
 		enc := json.NewEncoder(w)
@@ -125,9 +143,7 @@ each server a CREATE with the whole replica set and W. It prints the
 capsule's name; --meta-out saves the metadata.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := cc.ctx(cmd)
-			defer cancel()
-			caps, at, done, err := cc.connect(ctx)
+			ctx, caps, at, done, err := cc.session(cmd, false)
 			if err != nil {
 				return err
 			}
@@ -197,9 +213,7 @@ func (cc *capsuleCmd) appendCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cc.ctx(cmd)
-			defer cancel()
-			caps, at, done, err := cc.connect(ctx)
+			ctx, caps, at, done, err := cc.session(cmd, false)
 			if err != nil {
 				return err
 			}
@@ -343,9 +357,7 @@ func (cc *capsuleCmd) readCmd() *cobra.Command {
 		Short: "Read records, verified (JSON lines with --json)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := cc.ctx(cmd)
-			defer cancel()
-			caps, _, done, err := cc.connect(ctx)
+			ctx, caps, _, done, err := cc.session(cmd, false)
 			if err != nil {
 				return err
 			}
@@ -396,15 +408,7 @@ func (cc *capsuleCmd) tailCmd() *cobra.Command {
 		Short: "Print the last records; -f follows a subscription",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := cc.ctx(cmd)
-			if follow {
-				cancel()
-				var stop context.CancelFunc
-				ctx, stop = signal.NotifyContext(cmd.Context(), os.Interrupt)
-				cancel = stop
-			}
-			defer cancel()
-			caps, _, done, err := cc.connect(ctx)
+			ctx, caps, _, done, err := cc.session(cmd, follow)
 			if err != nil {
 				return err
 			}

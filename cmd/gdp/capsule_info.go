@@ -82,9 +82,7 @@ func (cc *capsuleCmd) infoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cc.ctx(cmd)
-			defer cancel()
-			caps, _, done, err := cc.connect(ctx)
+			ctx, caps, _, done, err := cc.session(cmd, false)
 			if err != nil {
 				return err
 			}
@@ -123,9 +121,7 @@ every replica's heartbeats must be consistent with those seen before
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cc.ctx(cmd)
-			defer cancel()
-			caps, _, done, err := cc.connect(ctx)
+			ctx, caps, _, done, err := cc.session(cmd, false)
 			if err != nil {
 				return err
 			}
