@@ -73,6 +73,23 @@ type gateConn struct {
 	down atomic.Bool
 }
 
+// SetReadBuffer and SetWriteBuffer pass through to the UDP socket, so
+// quic-go sizes its buffers as on a real node (and does not log that it
+// cannot).
+func (g *gateConn) SetReadBuffer(n int) error {
+	if c, ok := g.PacketConn.(interface{ SetReadBuffer(int) error }); ok {
+		return c.SetReadBuffer(n)
+	}
+	return nil
+}
+
+func (g *gateConn) SetWriteBuffer(n int) error {
+	if c, ok := g.PacketConn.(interface{ SetWriteBuffer(int) error }); ok {
+		return c.SetWriteBuffer(n)
+	}
+	return nil
+}
+
 func (g *gateConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if g.down.Load() {
 		return len(p), nil
