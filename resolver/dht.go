@@ -163,8 +163,9 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		d.Close()
 		return nil, err
 	}
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go d.republishLoop()
+	go d.memberSweepLoop()
 	d.log.Info("dht node started", zap.Strings("addrs", d.Addrs()), zap.String("protocol", string(d.prefix)))
 	return d, nil
 }

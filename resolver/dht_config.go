@@ -66,6 +66,11 @@ type DHTConfig struct {
 	// DenyFor is how long a peer that failed the handshake is refused.
 	// Default 1 min.
 	DenyFor time.Duration
+	// MemberSweep is how often the memberships of connected peers are
+	// checked: a peer whose membership expired is dropped from the routing
+	// table and disconnected (it may come back with a renewed one).
+	// Default 1 s.
+	MemberSweep time.Duration
 	// BucketSize is the Kademlia k (replication factor). Default 20.
 	BucketSize int
 	// Concurrency is the Kademlia α, queries in flight per lookup. Every
@@ -122,6 +127,9 @@ func (c *DHTConfig) populate() error {
 	}
 	if c.DenyFor <= 0 {
 		c.DenyFor = time.Minute
+	}
+	if c.MemberSweep <= 0 {
+		c.MemberSweep = time.Second
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 3

@@ -166,3 +166,25 @@ func (d *DHT) onRequest(ctx context.Context, s network.Stream, _ *pb.Message) {
 		_ = s.Reset()
 	}
 }
+
+// memberSweepLoop drops peers whose membership expired while they were
+// connected: out of the routing table and disconnected. Their requests
+// already stop being served at expiry (isVerified); this also stops the
+// node from routing queries through them and frees the connection.
+func (d *DHT) memberSweepLoop() {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.MemberSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+			for _, p := range d.gate.expire() {
+				d.kad.RoutingTable().RemovePeer(p)
+				_ = d.host.Network().ClosePeer(p)
+				d.log.Info("peer membership expired: disconnected", zap.Stringer("peer_id", p))
+			}
+		}
+	}
+}

@@ -153,6 +153,26 @@ func (g *gate) isVerified(p peer.ID) bool {
 	return ok
 }
 
+// expire forgets the peers whose proven membership has run out and
+// returns them, so that their owner can disconnect them.
+func (g *gate) expire() []peer.ID {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	var out []peer.ID
+	for p, a := range g.verified {
+		if !now.Before(a.until) {
+			delete(g.verified, p)
+			out = append(out, p)
+		}
+	}
+	if len(out) > 0 {
+		close(g.changed)
+		g.changed = make(chan struct{})
+	}
+	return out
+}
+
 func (g *gate) isDenied(p peer.ID) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
