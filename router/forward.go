@@ -129,7 +129,7 @@ func (r *Router) nearest(in *Face, dst pdu.Name, hops []Hop, p []byte) *Face {
 	best, n := -1, 0
 	for i := range hops {
 		h := &hops[i]
-		if h.Face == in || h.Face.closed.Load() || (!h.Expiry.IsZero() && h.Expiry.UnixNano() <= now) {
+		if !h.usable(in, now) {
 			continue
 		}
 		if best < 0 {
@@ -148,7 +148,7 @@ func (r *Router) nearest(in *Face, dst pdu.Name, hops []Hop, p []byte) *Face {
 		newest := hops[best].Face
 		for i := best + 1; i < len(hops) && hops[i].Cost == hops[best].Cost; i++ {
 			h := &hops[i]
-			if h.Face != in && !h.Face.closed.Load() && h.Face.id > newest.id && h.Face.peer == dst {
+			if h.usable(in, now) && h.Face.id > newest.id && h.Face.peer == dst {
 				newest = h.Face
 			}
 		}
@@ -159,7 +159,7 @@ func (r *Router) nearest(in *Face, dst pdu.Name, hops []Hop, p []byte) *Face {
 		pick := int(k % uint32(n))
 		for i := best; i < len(hops); i++ {
 			h := &hops[i]
-			if h.Face == in || h.Face.closed.Load() || (!h.Expiry.IsZero() && h.Expiry.UnixNano() <= now) {
+			if !h.usable(in, now) {
 				continue
 			}
 			if pick == 0 {
@@ -183,7 +183,7 @@ func (r *Router) multicast(in *Face, hops []Hop, p []byte) (sent, remote bool) {
 	now := r.nowNanos.Load()
 	for i := range hops {
 		h := &hops[i]
-		if h.Face == in || h.Face.closed.Load() || (!h.Expiry.IsZero() && h.Expiry.UnixNano() <= now) {
+		if !h.usable(in, now) {
 			continue
 		}
 		if h.Origin == OriginResolver || h.Face.kind == FaceRouter {
@@ -207,11 +207,18 @@ func (r *Router) multicastRemote(in *Face, hops []Hop, p []byte) {
 	now := r.nowNanos.Load()
 	for i := range hops {
 		h := &hops[i]
-		if h.Face == in || h.Face.kind != FaceRouter || h.Face.closed.Load() || (!h.Expiry.IsZero() && h.Expiry.UnixNano() <= now) {
+		if h.Face.kind != FaceRouter || !h.usable(in, now) {
 			continue
 		}
 		r.sendOn(in, h.Face, p)
 	}
+}
+
+// usable reports whether a PDU that came in on face in may leave by h at
+// now (Unix nanoseconds): not back where it came from, over an open face,
+// on a route that has not expired.
+func (h *Hop) usable(in *Face, now int64) bool {
+	return h.Face != in && !h.Face.closed.Load() && (h.Expiry.IsZero() || h.Expiry.UnixNano() > now)
 }
 
 func (r *Router) sendOn(in, out *Face, p []byte) {
