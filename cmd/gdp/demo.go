@@ -38,6 +38,14 @@ func (d *demoEnv) Say(format string, a ...any) { fmt.Fprintf(d.Out, "  "+format+
 // Defer registers a cleanup that runs when the demo ends.
 func (d *demoEnv) Defer(f func()) { d.cleanups = append(d.cleanups, f) }
 
+// Close runs the registered cleanups, newest first, once.
+func (d *demoEnv) Close() {
+	for i := len(d.cleanups) - 1; i >= 0; i-- {
+		d.cleanups[i]()
+	}
+	d.cleanups = nil
+}
+
 var demoStages []demoStage
 
 func addDemoStage(order int, title string, run func(ctx context.Context, d *demoEnv) error) {
@@ -79,11 +87,7 @@ narrated.`,
 }
 
 func runDemo(ctx context.Context, d *demoEnv) error {
-	defer func() {
-		for i := len(d.cleanups) - 1; i >= 0; i-- {
-			d.cleanups[i]()
-		}
-	}()
+	defer d.Close()
 	sort.SliceStable(demoStages, func(i, j int) bool { return demoStages[i].order < demoStages[j].order })
 	for i, s := range demoStages {
 		fmt.Fprintf(d.Out, "\n[%d/%d] %s\n", i+1, len(demoStages), s.title)

@@ -12,11 +12,7 @@ import (
 func TestDemoRouterStage(t *testing.T) {
 	var out bytes.Buffer
 	d := &demoEnv{Dir: t.TempDir(), Out: &out, Shared: map[string]any{}}
-	defer func() {
-		for i := len(d.cleanups) - 1; i >= 0; i-- {
-			d.cleanups[i]()
-		}
-	}()
+	defer d.Close()
 	ctx := context.Background()
 	if err := demoCerts(ctx, d); err != nil {
 		t.Fatalf("certs stage: %v\n%s", err, out.String())

@@ -20,9 +20,7 @@ func TestDemoTunnelStage(t *testing.T) {
 			}
 		}
 		err := demoTunnel(ctx, d)
-		for i := len(d.cleanups) - 1; i >= 0; i-- {
-			d.cleanups[i]()
-		}
+		d.Close()
 		if err != nil {
 			t.Fatalf("tunnel stage: %v\n%s", err, out.String())
 		}

@@ -13,11 +13,7 @@ import (
 func TestDemoResolverStage(t *testing.T) {
 	var out bytes.Buffer
 	d := &demoEnv{Dir: t.TempDir(), Out: &out, Shared: map[string]any{}}
-	defer func() {
-		for i := len(d.cleanups) - 1; i >= 0; i-- {
-			d.cleanups[i]()
-		}
-	}()
+	defer d.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := demoCerts(ctx, d); err != nil {
