@@ -6,6 +6,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 type pebbleEngine struct {
@@ -20,8 +21,9 @@ func (quietLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
 
-func openPebble(dir string) (engine, error) {
+func openPebble(dir string, fs vfs.FS) (engine, error) {
 	opts := &pebble.Options{
+		FS:                          fs,
 		Logger:                      quietLogger{},
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cockroachdb/pebble/vfs"
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/capsule"
@@ -26,6 +27,12 @@ type Options struct {
 	ReorderWindow time.Duration
 	// Logger receives equivocation and branch reports. Default: no logging.
 	Logger *zap.Logger
+
+	// fs replaces the file system under the pebble engine (tests: a strict
+	// in-memory file system that can drop everything not fsynced).
+	fs vfs.FS
+	// wrapEngine, when set, wraps the engine (tests: a slow commit).
+	wrapEngine func(engine) engine
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -64,17 +64,24 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	mkdir := os.MkdirAll
+	if opts.fs != nil {
+		mkdir = opts.fs.MkdirAll
+	}
+	if err := mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	var eng engine
 	if opts.Engine == "bbolt" {
 		eng, err = openBolt(dir)
 	} else {
-		eng, err = openPebble(dir)
+		eng, err = openPebble(dir, opts.fs)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if opts.wrapEngine != nil {
+		eng = opts.wrapEngine(eng)
 	}
 	cache, err := lru.New[nodeCacheKey, capsule.Hash](opts.NodeCache)
 	if err != nil {
