@@ -149,9 +149,10 @@ func (r *Router) advertise(in *Face, payload []byte) (*Result, error) {
 
 func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *certs.Cert, n AdvertName, seq uint64) NameResult {
 	nr := NameResult{Name: n.Name}
-	if !in.adverts.allow() {
-		// Each name costs three signature checks: a face may not spend
-		// more than its share of the router's CPU on them.
+	if !in.share.adverts.allow() {
+		// Each name costs three signature checks: an identity may not
+		// spend more than its share of the router's CPU on them, however
+		// many tunnels it opens.
 		nr.Status, nr.Detail = StatusRateLimited, fmt.Sprintf("over %g names/s", r.cfg.Advertise.Rate)
 		return nr
 	}
@@ -182,7 +183,18 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 		nr.Status, nr.Detail = StatusTooMany, fmt.Sprintf("face holds %d names, the limit", count)
 		return nr
 	}
+	if !held && !in.share.takeName(r.cfg.Advertise.MaxNamesPerIdentity) {
+		// Counted across every face of the identity: opening more tunnels
+		// does not buy more of the FIB, so an honest server's names still
+		// fit.
+		r.met.quota(quotaNames)
+		nr.Status, nr.Detail = StatusIdentityQuota, fmt.Sprintf("identity holds %d names, the limit", r.cfg.Advertise.MaxNamesPerIdentity)
+		return nr
+	}
 	if err := r.fib.Install(n.Name, Hop{Face: in, Cost: 0, Expiry: exp, Origin: OriginLocal, Router: r.name, Seq: seq}); err != nil {
+		if !held {
+			in.share.giveName(1)
+		}
 		if errors.Is(err, ErrFIBFull) {
 			nr.Status, nr.Detail = StatusFIBFull, err.Error()
 		} else {
@@ -190,7 +202,9 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 		}
 		return nr
 	}
-	in.addName(n.Name)
+	if !in.addName(n.Name) && !held {
+		in.share.giveName(1) // held already after all (a concurrent advertisement), or the face closed
+	}
 	r.resolve.forget(n.Name)
 	r.publish(n.Name, chain, exp)
 	nr.Status, nr.Expiry = StatusOK, exp.Unix()

@@ -79,13 +79,17 @@ const (
 	StatusNotFound     Status = 14 // WITHDRAW of a name the endpoint does not hold here
 	StatusInternal     Status = 15 // the router failed; try again
 	StatusRateLimited  Status = 16 // the endpoint is over its verification budget; retry later
-	maxStatus                 = StatusRateLimited
+	// StatusIdentityQuota: the endpoint's identity holds its maximum number
+	// of names at this router, counted across all its tunnels.
+	StatusIdentityQuota Status = 17
+	maxStatus                  = StatusIdentityQuota
 )
 
 var statusNames = [...]string{
 	"accepted", "malformed", "bad_signature", "expired", "not_yet_valid", "wrong_issuer",
 	"wrong_subject", "name_mismatch", "untrusted_domain", "wrong_kind", "replay",
 	"not_endpoint", "fib_full", "too_many", "not_found", "internal", "rate_limited",
+	"identity_quota",
 }
 
 func (s Status) String() string {

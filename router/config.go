@@ -103,6 +103,11 @@ type FaceConfig struct {
 	// Queue bounds the PDUs waiting to be sent on one face; more are
 	// dropped (queue_full). Default 4,096.
 	Queue int `yaml:"queue"`
+	// MaxPerIdentity bounds the faces (tunnels) one identity — the peer
+	// name its certificate proves — may have attached at once; a further
+	// tunnel is closed at once (gdp_router_quota_refusals_total
+	// {reason="tunnels_per_identity"}). Default 8. Negative: unlimited.
+	MaxPerIdentity int `yaml:"max_per_identity"`
 }
 
 // DedupConfig tunes duplicate suppression.
@@ -153,12 +158,18 @@ type AdvertiseConfig struct {
 	// MaxNamesPerFace bounds the names one endpoint may hold. Default
 	// 100,000.
 	MaxNamesPerFace int `yaml:"max_names_per_face"`
+	// MaxNamesPerIdentity bounds the names one identity may hold at this
+	// router, counted across all its faces, so several tunnels do not buy
+	// more of the FIB; beyond it names are refused identity_quota
+	// (gdp_router_quota_refusals_total{reason="identity_quota"}). Default
+	// 100,000. Negative: unlimited.
+	MaxNamesPerIdentity int `yaml:"max_names_per_identity"`
 	// ClockWindow is how far an advertisement's sequence (the endpoint's
 	// clock) may be from the router's. Default 5m.
 	ClockWindow config.Duration `yaml:"clock_window"`
-	// Rate bounds the names per second one endpoint may have verified
-	// (three signature checks each); beyond it names are refused
-	// rate_limited. Default 1,000. Negative: unlimited.
+	// Rate bounds the names per second one identity may have verified
+	// (three signature checks each), shared by all its faces; beyond it
+	// names are refused rate_limited. Default 1,000. Negative: unlimited.
 	Rate float64 `yaml:"rate"`
 	// Burst is how many names above the rate may be verified at once, e.g.
 	// when a server attaches with many capsules. Default 5,000.
@@ -210,6 +221,7 @@ func (c Config) WithDefaults() Config {
 	}
 	defInt(&c.Face.NAKBurst, 50)
 	defInt(&c.Face.Queue, 4096)
+	defInt(&c.Face.MaxPerIdentity, 8)
 	defInt(&c.Dedup.Slots, 1<<20)
 	defDur(&c.Dedup.Window, 2*time.Second)
 	if c.Resolver.Mode == "dht" && len(c.Resolver.Listen) == 0 {
@@ -225,6 +237,7 @@ func (c Config) WithDefaults() Config {
 	defInt(&c.Resolver.NegativeCacheSize, 65536)
 	defDur(&c.Resolver.RouteCacheTTL, 30*time.Second)
 	defInt(&c.Advertise.MaxNamesPerFace, 100_000)
+	defInt(&c.Advertise.MaxNamesPerIdentity, 100_000)
 	defDur(&c.Advertise.ClockWindow, 5*time.Minute)
 	if c.Advertise.Rate == 0 {
 		c.Advertise.Rate = 1000

@@ -56,7 +56,7 @@ type Face struct {
 
 	ingress *tokenBucket // PDUs accepted from the face
 	naks    *tokenBucket // NAKs sent to the face
-	adverts *tokenBucket // advertised names verified for the face
+	share   *idShare     // the peer identity's share of the shared limits
 	closed  atomic.Bool
 
 	// out is the face's bounded egress queue, drained by one writer
@@ -137,19 +137,47 @@ func (f *Face) holds(n pdu.Name) bool {
 	return ok
 }
 
-func (f *Face) addName(n pdu.Name) {
+// addName records that the face holds n. It reports whether n is new to
+// the face (false also once the face is closed: nothing is added then).
+// The caller has reserved the name in the identity's share and gives the
+// reservation back when addName reports false.
+func (f *Face) addName(n pdu.Name) bool {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed.Load() {
+		return false
+	}
+	if _, ok := f.names[n]; ok {
+		return false
+	}
 	if f.names == nil {
 		f.names = make(map[pdu.Name]struct{})
 	}
 	f.names[n] = struct{}{}
-	f.mu.Unlock()
+	return true
 }
 
+// dropName forgets n and gives its place in the identity's share back.
 func (f *Face) dropName(n pdu.Name) {
 	f.mu.Lock()
+	_, ok := f.names[n]
 	delete(f.names, n)
 	f.mu.Unlock()
+	if ok && f.share != nil {
+		f.share.giveName(1)
+	}
+}
+
+// dropAllNames forgets every name (the face is detached) and gives them
+// back to the identity's share.
+func (f *Face) dropAllNames() {
+	f.mu.Lock()
+	n := len(f.names)
+	f.names = nil
+	f.mu.Unlock()
+	if f.share != nil {
+		f.share.giveName(n)
+	}
 }
 
 // FaceInfo is a face as the admin API shows it.

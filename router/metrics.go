@@ -34,6 +34,25 @@ var dropReasonNames = [numDropReasons]string{
 
 func (d dropReason) String() string { return dropReasonNames[d] }
 
+// quotaReason is a per-identity (or per-face) limit that bit; each is a
+// value of the "reason" label of gdp_router_quota_refusals_total.
+type quotaReason uint8
+
+const (
+	quotaNames      quotaReason = iota // an identity's local names (advertise.max_names_per_identity)
+	quotaTunnels                       // an identity's faces (face.max_per_identity)
+	quotaQueueBytes                    // bytes waiting on one face (face.queue_bytes)
+	quotaPublish                       // an identity's pending publish jobs (resolver.publish_per_identity)
+	quotaResolve                       // a face's parked PDUs (resolver.max_waiting_per_face)
+	numQuotaReasons
+)
+
+var quotaReasonNames = [numQuotaReasons]string{
+	"identity_quota", "tunnels_per_identity", "queue_bytes", "publish_queue", "resolve_queue",
+}
+
+func (q quotaReason) String() string { return quotaReasonNames[q] }
+
 // metrics holds the router's Prometheus collectors. Hot-path counters are
 // bound to their labels once, so counting is one atomic add.
 type metrics struct {
@@ -45,7 +64,11 @@ type metrics struct {
 	withdrawn *prometheus.CounterVec // why: withdraw, disconnect, expiry
 	lookups   *prometheus.CounterVec // result: found, not_found, forbidden, error
 	latency   prometheus.Histogram
+	quotas    [numQuotaReasons]prometheus.Counter
 }
+
+// quota counts one refusal at a per-identity or per-face limit.
+func (m *metrics) quota(q quotaReason) { m.quotas[q].Inc() }
 
 func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	m := &metrics{
@@ -77,6 +100,13 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	for i := range m.dropped {
 		m.dropped[i] = dropped.WithLabelValues(dropReason(i).String())
 	}
+	quotas := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gdp_router_quota_refusals_total",
+		Help: "Work refused or dropped because one identity or face reached its share of a shared limit, by reason.",
+	}, []string{"reason"})
+	for i := range m.quotas {
+		m.quotas[i] = quotas.WithLabelValues(quotaReason(i).String())
+	}
 	naks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gdp_router_naks_sent_total", Help: "NAKs sent, by code.",
 	}, []string{"code"})
@@ -93,7 +123,7 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 		Name: "gdp_router_resolve_waiting_pdus", Help: "PDUs parked while the resolver is asked.",
 	}, func() float64 { return float64(r.resolve.waiting()) })
 	if reg != nil {
-		reg.MustRegister(m.pdusIn, m.pdusOut, dropped, naks, m.adverts, m.withdrawn, m.lookups, m.latency,
+		reg.MustRegister(m.pdusIn, m.pdusOut, dropped, quotas, naks, m.adverts, m.withdrawn, m.lookups, m.latency,
 			fibSize, faces, pending)
 	}
 	return m

@@ -112,6 +112,7 @@ type Router struct {
 	faces    sync.Map // Link -> *Face
 	faceN    atomic.Int64
 	nextFace atomic.Uint64
+	ids      identities
 
 	mu       sync.Mutex // guards peers and dialing
 	peers    map[pdu.Name]*Face
@@ -152,6 +153,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		peers:    make(map[pdu.Name]*Face),
 		dialing:  make(map[pdu.Name]chan struct{}),
 		pubq:     make(chan pubJob, 4096),
+		ids:      identities{m: make(map[pdu.Name]*idShare)},
 	}
 	if r.log == nil {
 		r.log = zap.NewNop()
@@ -304,6 +306,13 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 	if kind == FaceRouter && !r.policy().allows(domain) {
 		return nil, fmt.Errorf("%w: %s in domain %s", ErrForbidden, l.Peer(), domain)
 	}
+	share, err := r.ids.acquire(l.Peer(), r.cfg.Face.MaxPerIdentity, func() *tokenBucket {
+		return newTokenBucket(r.cfg.Advertise.Rate, r.cfg.Advertise.Burst)
+	})
+	if err != nil {
+		r.met.quota(quotaTunnels)
+		return nil, err
+	}
 	f := &Face{
 		id:      r.nextFace.Add(1),
 		kind:    kind,
@@ -314,11 +323,12 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		since:   time.Now(),
 		ingress: newTokenBucket(r.cfg.Face.RatePPS, r.cfg.Face.Burst),
 		naks:    newTokenBucket(r.cfg.Face.NAKRate, r.cfg.Face.NAKBurst),
-		adverts: newTokenBucket(r.cfg.Advertise.Rate, r.cfg.Advertise.Burst),
+		share:   share,
 		out:     make(chan *[]byte, r.cfg.Face.Queue),
 		stop:    make(chan struct{}),
 	}
 	if _, loaded := r.faces.LoadOrStore(l, f); loaded {
+		r.ids.release(share)
 		return nil, fmt.Errorf("%w: %s", errAlreadyFace, l.Peer())
 	}
 	r.faceN.Add(1)
@@ -367,6 +377,8 @@ func (r *Router) detach(f *Face) {
 			r.routeGone(n, "disconnect")
 		}
 	}
+	f.dropAllNames()
+	r.ids.release(f.share)
 	_ = f.link.Close()
 	r.log.Info("face detached", logging.Face(f.id), logging.Peer(f.peer), zap.Int("routes", len(names)))
 }

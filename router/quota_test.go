@@ -1,0 +1,138 @@
+package router_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/router/routertest"
+)
+
+// selfMinted mints n capsules whose AdCerts name server: names anyone can
+// make for themselves, each with a valid chain.
+func selfMinted(t *testing.T, server pdu.Name, n int) []client.Route {
+	t.Helper()
+	routes := make([]client.Route, n)
+	for i := range routes {
+		c, err := newCapsule("junk")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad, err := c.AdCert(server, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes[i] = client.CapsuleRoute(c.Meta, ad)
+	}
+	return routes
+}
+
+// TestIdentityNameQuota: one identity with several tunnels floods the FIB
+// with self-minted names. Its names are bounded across all its tunnels, the
+// refusals are counted as identity_quota, and an honest server attaching
+// afterwards still has every name accepted (not fib_full).
+func TestIdentityNameQuota(t *testing.T) {
+	w := newWorld(t)
+	r := w.router("r", router.Config{FIBSize: 150, Advertise: router.AdvertiseConfig{MaxNamesPerIdentity: 40}}, nil)
+	attacker, err := certs.NewIdentity(certs.KindClient, "attacker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	accepted := 0
+	var first client.Route
+	var firstClient *client.Client
+	for i := range 3 { // three tunnels, one identity
+		c := w.attach(r, attacker)
+		routes := selfMinted(t, attacker.Name, 60)
+		if i == 0 {
+			first, firstClient = routes[0], c
+		}
+		res, err := c.Advertise(ctx, routes...)
+		if err != nil && !errors.Is(err, client.ErrRefused) {
+			t.Fatal(err)
+		}
+		for _, nr := range res {
+			switch nr.Status {
+			case router.StatusOK:
+				accepted++
+			case router.StatusIdentityQuota:
+			default:
+				t.Fatalf("attacker's name refused %s (%s), want identity_quota", nr.Status, nr.Detail)
+			}
+		}
+	}
+	if accepted != 40 || r.IdentityNames(attacker.Name) != 40 {
+		t.Fatalf("attacker holds %d names (%d accepted) over 3 tunnels, want 40", r.IdentityNames(attacker.Name), accepted)
+	}
+	if got := metric(t, r, "gdp_router_quota_refusals_total", "reason", "identity_quota"); got != 180-40 {
+		t.Fatalf("quota refusals counted %v, want %d", got, 180-40)
+	}
+	if got := metric(t, r, "gdp_router_advertisements_total", "result", "identity_quota"); got != 180-40 {
+		t.Fatalf("advertisements refused identity_quota %v, want %d", got, 180-40)
+	}
+
+	server := w.endpoint(r, certs.KindServer, "honest server")
+	routes := append([]client.Route{server.Self()}, selfMinted(t, server.Name(), 30)...)
+	if _, err := server.Advertise(ctx, routes...); err != nil {
+		t.Fatalf("honest server refused under the flood: %v", err)
+	}
+	if got := metric(t, r, "gdp_router_advertisements_total", "result", "fib_full"); got != 0 {
+		t.Fatalf("%v names refused fib_full", got)
+	}
+
+	// A fourth tunnel gets no fresh share; a withdrawn name is given back.
+	other := w.attach(r, attacker)
+	if _, err := other.Advertise(ctx, other.Self()); !errors.Is(err, client.ErrRefused) {
+		t.Fatalf("41st name: %v, want refused", err)
+	}
+	if _, err := firstClient.Withdraw(ctx, first.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Advertise(ctx, other.Self()); err != nil {
+		t.Fatalf("a name after a withdrawal: %v", err)
+	}
+}
+
+// TestIdentityTunnelQuota: one identity may hold face.max_per_identity
+// faces; one more is refused and counted, other identities attach as
+// usual, and a slot freed by a detach can be used again.
+func TestIdentityTunnelQuota(t *testing.T) {
+	w := newWorld(t)
+	r := w.router("r", router.Config{Face: router.FaceConfig{MaxPerIdentity: 3}}, nil)
+	attacker, err := certs.NewIdentity(certs.KindClient, "attacker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var links []*routertest.Link
+	for i := range 5 {
+		_, theirs := routertest.Pipe(attacker.Name, r.Name(), 16)
+		_, err := r.Attach(theirs, router.FaceEndpoint, pdu.Name{}, "mem")
+		if i < 3 && err != nil {
+			t.Fatalf("tunnel %d: %v", i, err)
+		}
+		if i >= 3 && err == nil {
+			t.Fatalf("tunnel %d of one identity accepted, limit 3", i)
+		}
+		if err == nil {
+			links = append(links, theirs)
+		}
+	}
+	if got := metric(t, r, "gdp_router_quota_refusals_total", "reason", "tunnels_per_identity"); got != 2 {
+		t.Fatalf("tunnel refusals counted %v, want 2", got)
+	}
+	honest := w.endpoint(r, certs.KindServer, "honest")
+	advertise(t, honest)
+	_ = links[0].Close()
+	eventually(t, "a freed tunnel slot", func() bool {
+		_, theirs := routertest.Pipe(attacker.Name, r.Name(), 16)
+		_, err := r.Attach(theirs, router.FaceEndpoint, pdu.Name{}, "mem")
+		return err == nil
+	})
+}
