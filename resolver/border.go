@@ -99,19 +99,14 @@ func (f *Federated) askOne(ctx context.Context, b peer.AddrInfo, req borderReque
 }
 
 // handleBorder serves export and lookup requests from the domain's nodes
-// (only admitted members reach it: the stream rides the domain host).
+// (only admitted members reach it: DHT.gated wraps it).
 func (f *Federated) handleBorder(s network.Stream) {
 	defer s.Close()
 	local := f.cfg.Local
-	p := s.Conn().RemotePeer()
-	ctx, cancel := context.WithTimeout(local.ctx, local.cfg.PutTimeout+local.cfg.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(local.ctx, local.cfg.PutTimeout)
 	defer cancel()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(dl)
-	}
-	if !local.gate.wait(ctx, p) {
-		s.Reset()
-		return
 	}
 	resp := f.serve(ctx, s)
 	out, err := codec.Marshal(resp)

@@ -135,7 +135,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	// local copy is validated, selected and stamped exactly like a remote one.
 	store := dssync.MutexWrap(ds.NewMapDatastore())
 	d.local = records.NewValueStore(store, nsval, cfg.RecordAge)
-	d.kad, err = kad.New(d.host,
+	d.kad, err = kad.New(gatedHost{Host: d.host, d: d},
 		kad.ValueDatastore(store),
 		kad.Mode(kad.ModeServer),
 		kad.ProtocolPrefix(d.prefix),
@@ -146,7 +146,6 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		kad.Concurrency(cfg.Concurrency),
 		kad.RoutingTableFilter(func(_ any, p peer.ID) bool { return d.gate.isVerified(p) }),
 		kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return !d.gate.isDenied(ai.ID) }),
-		kad.OnRequestHook(d.onRequest),
 		// Used again whenever the routing table runs empty.
 		kad.BootstrapPeers(boot...),
 	)

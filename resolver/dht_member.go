@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/internal/logging"
@@ -150,21 +151,69 @@ func (d *DHT) verifyProof(p peer.ID, c network.Conn, b []byte) error {
 	return nil
 }
 
-// onRequest runs before kad-dht handles any inbound request: a peer that
-// has not (yet) proved membership gets HandshakeTimeout to do so, then its
-// stream is reset, so non-members can neither read nor map the DHT. (A put
-// from such a peer would anyway meet the validator.)
-func (d *DHT) onRequest(ctx context.Context, s network.Stream, _ *pb.Message) {
-	p := s.Conn().RemotePeer()
-	if d.gate.isVerified(p) {
-		return
+// gatedHost is the host kad-dht is given. Every stream handler kad-dht
+// registers (<prefix>/kad/1.0.0) is wrapped by DHT.gated, so no kad-dht
+// code reads a request from a peer that has not proved membership: not a
+// GET_VALUE, not a PUT_VALUE, not a FIND_NODE. (kad-dht's request hook
+// runs after the request was read and cannot stop the handler: a PUT_VALUE
+// was stored even when the hook reset the stream.) Outbound use of the
+// host is unchanged.
+type gatedHost struct {
+	host.Host
+	d *DHT
+}
+
+func (h gatedHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	h.Host.SetStreamHandler(pid, h.d.gated(handler))
+}
+
+func (h gatedHost) SetStreamHandlerMatch(pid protocol.ID, match func(protocol.ID) bool, handler network.StreamHandler) {
+	h.Host.SetStreamHandlerMatch(pid, match, h.d.gated(handler))
+}
+
+// gated serves a stream with next only once its peer has proved
+// membership. The membership handshake runs beside the connection, so a
+// member's first request may arrive before its proof: the stream waits up
+// to HandshakeTimeout for it. A peer that has not proved membership by
+// then has its stream reset before any byte of it is read. A stream that
+// was admitted stops (is reset) at its next read once the peer's
+// membership has expired or the peer was refused.
+func (d *DHT) gated(next network.StreamHandler) network.StreamHandler {
+	return func(s network.Stream) {
+		p := s.Conn().RemotePeer()
+		if !d.gate.isVerified(p) {
+			ctx, cancel := context.WithTimeout(d.ctx, d.cfg.HandshakeTimeout)
+			ok := d.gate.wait(ctx, p)
+			cancel()
+			if !ok {
+				d.metrics.rejectedRq.Inc()
+				_ = s.Reset()
+				return
+			}
+		}
+		next(&memberStream{Stream: s, d: d, peer: p})
 	}
-	wctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
-	defer cancel()
-	if !d.gate.wait(wctx, p) {
-		d.metrics.rejectedRq.Inc()
-		_ = s.Reset()
+}
+
+// memberStream is an inbound DHT stream of an admitted peer; every read
+// checks that the peer is still a member.
+type memberStream struct {
+	network.Stream
+	d    *DHT
+	peer peer.ID
+}
+
+// errNotMember is the read error of a stream whose peer is no longer a
+// member.
+var errNotMember = errors.New("peer is no longer an admitted member")
+
+func (s *memberStream) Read(b []byte) (int, error) {
+	if !s.d.gate.isVerified(s.peer) {
+		s.d.metrics.rejectedRq.Inc()
+		_ = s.Stream.Reset()
+		return 0, errNotMember
 	}
+	return s.Stream.Read(b)
 }
 
 // memberSweepLoop drops peers whose membership expired while they were

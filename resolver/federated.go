@@ -74,7 +74,7 @@ func NewFederated(cfg FederatedConfig) (*Federated, error) {
 		f.borders = append(f.borders, *info)
 	}
 	if cfg.Global != nil {
-		cfg.Local.host.SetStreamHandler(borderProtocol(cfg.Local), f.handleBorder)
+		cfg.Local.host.SetStreamHandler(borderProtocol(cfg.Local), cfg.Local.gated(f.handleBorder))
 	}
 	return f, nil
 }

@@ -63,13 +63,14 @@ func parseProof(b []byte) (*MembershipProof, error) {
 
 // gate admits only peers that proved membership. It is the host's
 // ConnectionGater (refusing peers that recently failed to prove it), the
-// DHT's routing-table filter, and the check on every inbound DHT request.
+// DHT's routing-table filter, and the check on every inbound DHT stream
+// before kad-dht reads it (DHT.gated).
 //
 // Why a handshake rather than a check inside the TLS/Noise handshake: libp2p
 // authenticates the peer's key but carries no certificates, so the
 // membership proof travels on a small protocol right after the connection
 // is secured. Until it arrives the peer is kept out of the routing table
-// and its DHT requests wait (briefly) and are then reset; a peer that does
+// and its DHT streams wait (briefly) and are then reset unread; a peer that does
 // not prove membership in time is disconnected and refused for DenyFor.
 type gate struct {
 	certs   *certs.Verifier

@@ -12,7 +12,7 @@ type dhtMetrics struct {
 	puts       *prometheus.CounterVec // result: ok, failed
 	refused    *prometheus.CounterVec // reason: why the validator refused a record
 	admissions *prometheus.CounterVec // result: admitted, refused, timeout
-	rejectedRq prometheus.Counter     // DHT requests from peers that never proved membership
+	rejectedRq prometheus.Counter     // DHT streams of peers that had not proved membership
 	republish  *prometheus.CounterVec // result: ok, renewed, expired, failed
 }
 
@@ -26,7 +26,7 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
 			Name: "peer_admissions_total", Help: "Membership handshakes by result.", ConstLabels: cl}, []string{"result"}),
 		rejectedRq: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
-			Name: "dht_requests_refused_total", Help: "DHT requests reset because the peer never proved membership.", ConstLabels: cl}),
+			Name: "dht_requests_refused_total", Help: "DHT streams reset, unread, because the peer had not proved membership (or it expired).", ConstLabels: cl}),
 		republish: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
 			Name: "republish_total", Help: "Republish outcomes per record.", ConstLabels: cl}, []string{"result"}),
 	}
