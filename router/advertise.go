@@ -183,6 +183,13 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 		nr.Status, nr.Detail = StatusTooMany, fmt.Sprintf("face holds %d names, the limit", count)
 		return nr
 	}
+	if !r.publishRoom(in.peer, n.Name) {
+		// Accepting a name promises its location record: with this
+		// identity's share of the publish queue full, refuse now rather
+		// than drop the record later.
+		nr.Status, nr.Detail = StatusRateLimited, fmt.Sprintf("identity has %d location records waiting to be published; retry later", r.cfg.Resolver.PublishQueuePerIdentity)
+		return nr
+	}
 	if !held && !in.share.takeName(r.cfg.Advertise.MaxNamesPerIdentity) {
 		// Counted across every face of the identity: opening more tunnels
 		// does not buy more of the FIB, so an honest server's names still
@@ -206,7 +213,7 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 		in.share.giveName(1) // held already after all (a concurrent advertisement), or the face closed
 	}
 	r.resolve.forget(n.Name)
-	r.publish(n.Name, chain, exp)
+	r.publish(in.peer, n.Name, chain, exp)
 	nr.Status, nr.Expiry = StatusOK, exp.Unix()
 	return nr
 }
@@ -228,23 +235,24 @@ func (r *Router) withdraw(in *Face, payload []byte) (*Result, error) {
 		res.Names[i] = NameResult{Name: n, Status: StatusNotFound}
 		if r.fib.Remove(n, in) {
 			in.dropName(n)
-			r.routeGone(n, "withdraw")
+			r.routeGone(in.peer, n, "withdraw")
 			res.Names[i].Status = StatusOK
 		}
 	}
 	return res, nil
 }
 
-// routeGone is called when a local route for n was removed: it counts it
-// and withdraws the location record unless another local face still holds n.
-func (r *Router) routeGone(n pdu.Name, cause string) {
+// routeGone is called when a local route for n, advertised by identity id,
+// was removed: it counts it and withdraws the location record unless
+// another local face still holds n.
+func (r *Router) routeGone(id, n pdu.Name, cause string) {
 	r.met.withdrawn.WithLabelValues(cause).Inc()
 	for _, h := range r.fib.Lookup(n) {
 		if h.Origin == OriginLocal {
 			return
 		}
 	}
-	r.unpublish(n)
+	r.unpublish(id, n)
 }
 
 // chainStatus maps a certs verification error to the status sent back.

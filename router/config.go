@@ -148,6 +148,14 @@ type ResolverConfig struct {
 	NegativeTTL config.Duration `yaml:"negative_ttl"`
 	// NegativeCacheSize bounds the negative cache. Default 65,536.
 	NegativeCacheSize int `yaml:"negative_cache_size"`
+	// PublishQueuePerIdentity bounds the location records (publish or
+	// withdraw jobs) of one identity waiting for the resolver. Identities
+	// are served in turn, and a failed job is retried until it succeeds
+	// or is replaced; an advertisement that would exceed the bound is
+	// refused rate_limited (gdp_router_quota_refusals_total
+	// {reason="publish_queue"}), never accepted and then dropped.
+	// Withdrawals are never refused. Default 4,096. Negative: unlimited.
+	PublishQueuePerIdentity int `yaml:"publish_queue_per_identity"`
 	// RouteCacheTTL is how long a learned route is used before the
 	// resolver is asked again (it also ends with the record). Default 30s.
 	RouteCacheTTL config.Duration `yaml:"route_cache_ttl"`
@@ -236,6 +244,7 @@ func (c Config) WithDefaults() Config {
 	defDur(&c.Resolver.NegativeTTL, 5*time.Second)
 	defInt(&c.Resolver.NegativeCacheSize, 65536)
 	defDur(&c.Resolver.RouteCacheTTL, 30*time.Second)
+	defInt(&c.Resolver.PublishQueuePerIdentity, 4096)
 	defInt(&c.Advertise.MaxNamesPerFace, 100_000)
 	defInt(&c.Advertise.MaxNamesPerIdentity, 100_000)
 	defDur(&c.Advertise.ClockWindow, 5*time.Minute)

@@ -65,6 +65,9 @@ type metrics struct {
 	lookups   *prometheus.CounterVec // result: found, not_found, forbidden, error
 	latency   prometheus.Histogram
 	quotas    [numQuotaReasons]prometheus.Counter
+	// pubRetries counts resolver publish and withdraw jobs that failed
+	// and were scheduled again.
+	pubRetries prometheus.Counter
 }
 
 // quota counts one refusal at a per-identity or per-face limit.
@@ -94,6 +97,13 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
 		}),
 	}
+	m.pubRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gdp_router_publish_retries_total",
+		Help: "Location record publications and withdrawals that failed and were scheduled again.",
+	})
+	pubPending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gdp_router_publish_pending", Help: "Location record jobs accepted and not yet done (waiting, backing off or in flight).",
+	}, func() float64 { return float64(r.pubq.waiting()) })
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gdp_router_pdus_dropped_total", Help: "PDUs dropped, by reason.",
 	}, []string{"reason"})
@@ -124,7 +134,7 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	}, func() float64 { return float64(r.resolve.waiting()) })
 	if reg != nil {
 		reg.MustRegister(m.pdusIn, m.pdusOut, dropped, quotas, naks, m.adverts, m.withdrawn, m.lookups, m.latency,
-			fibSize, faces, pending)
+			fibSize, faces, pending, m.pubRetries, pubPending)
 	}
 	return m
 }

@@ -119,7 +119,7 @@ type Router struct {
 	dialing  map[pdu.Name]chan struct{}
 	upstream pdu.Name
 
-	pubq chan pubJob
+	pubq *pubQueue
 
 	started time.Time
 	ctx     context.Context
@@ -152,8 +152,8 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		replay:   &replayGuard{last: make(map[pdu.Name]uint64), window: cfg.Advertise.ClockWindow.Std()},
 		peers:    make(map[pdu.Name]*Face),
 		dialing:  make(map[pdu.Name]chan struct{}),
-		pubq:     make(chan pubJob, 4096),
 		ids:      identities{m: make(map[pdu.Name]*idShare)},
+		pubq:     newPubQueue(cfg.Resolver.PublishQueuePerIdentity),
 	}
 	if r.log == nil {
 		r.log = zap.NewNop()
@@ -292,7 +292,7 @@ func (r *Router) expire(now time.Time) {
 		}
 		e.Hop.Face.dropName(e.Name)
 		r.log.Info("route expired", logging.Name(e.Name), logging.Face(e.Hop.Face.id), logging.Expiry(e.Hop.Expiry))
-		r.routeGone(e.Name, "expiry")
+		r.routeGone(e.Hop.Face.peer, e.Name, "expiry")
 	}
 }
 
@@ -374,7 +374,7 @@ func (r *Router) detach(f *Face) {
 	names := r.fib.RemoveFace(f)
 	for _, n := range names {
 		if f.kind == FaceEndpoint {
-			r.routeGone(n, "disconnect")
+			r.routeGone(f.peer, n, "disconnect")
 		}
 	}
 	f.dropAllNames()
@@ -419,9 +419,9 @@ func (r *Router) Drain(ctx context.Context) {
 	})
 	seen[r.name] = true // and the router's own record
 	for n := range seen {
-		r.unpublish(n)
+		r.unpublish(r.name, n)
 	}
-	for len(r.pubq) > 0 && ctx.Err() == nil {
+	for r.pubq.waiting() > 0 && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
 }

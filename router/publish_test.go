@@ -1,0 +1,177 @@
+package router_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+// trackingResolver is the world's static resolver behind a slow and, on
+// demand, failing publish path that records the order of what it stored.
+type trackingResolver struct {
+	*resolver.Static
+	delay     time.Duration
+	failPubs  atomic.Int64 // this many more Publish calls fail
+	failWdraw atomic.Int64 // this many more WithdrawIf calls fail
+	mu        sync.Mutex
+	order     []pdu.Name
+}
+
+var errFlaky = errors.New("test resolver: unavailable")
+
+func (t *trackingResolver) Publish(ctx context.Context, rec *resolver.Record) error {
+	time.Sleep(t.delay)
+	if t.failPubs.Add(-1) >= 0 {
+		return errFlaky
+	}
+	if err := t.Static.Publish(ctx, rec); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.order = append(t.order, rec.Name)
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *trackingResolver) WithdrawIf(ctx context.Context, name, router pdu.Name) error {
+	time.Sleep(t.delay)
+	if t.failWdraw.Add(-1) >= 0 {
+		return errFlaky
+	}
+	return t.Static.WithdrawIf(ctx, name, router)
+}
+
+// position returns where name was first stored, or -1.
+func (t *trackingResolver) position(name pdu.Name) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, n := range t.order {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (t *trackingResolver) stored() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.order)
+}
+
+func published(res resolver.Resolver, n pdu.Name) bool {
+	_, err := res.Lookup(context.Background(), n)
+	return err == nil
+}
+
+// TestPublishQueueFair: one identity fills its share of the publish queue
+// with self-minted names while the resolver is slow. Names beyond its share
+// are refused (rate_limited, counted publish_queue), never accepted and
+// then dropped; every name it was told was accepted is published in the
+// end; an honest server's records are published after at most one of the
+// flooder's per turn, and its withdrawal is carried out too.
+func TestPublishQueueFair(t *testing.T) {
+	w := newWorld(t)
+	tr := &trackingResolver{Static: w.res, delay: 20 * time.Millisecond}
+	r := w.router("r", router.Config{Resolver: router.ResolverConfig{PublishQueuePerIdentity: 30}}, tr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	attacker := w.endpoint(r, certs.KindClient, "attacker")
+	res, err := attacker.Advertise(ctx, selfMinted(t, attacker.Name(), 100)...)
+	if err != nil && !errors.Is(err, client.ErrRefused) {
+		t.Fatal(err)
+	}
+	var accepted []pdu.Name
+	for _, nr := range res {
+		switch nr.Status {
+		case router.StatusOK:
+			accepted = append(accepted, nr.Name)
+		case router.StatusRateLimited:
+		default:
+			t.Fatalf("attacker's name refused %s (%s)", nr.Status, nr.Detail)
+		}
+	}
+	if len(accepted) < 30 || len(accepted) > 60 {
+		t.Fatalf("%d of 100 names accepted with a publish share of 30", len(accepted))
+	}
+	if got := metric(t, r, "gdp_router_quota_refusals_total", "reason", "publish_queue"); got != float64(100-len(accepted)) {
+		t.Fatalf("publish_queue refusals %v, want %d", got, 100-len(accepted))
+	}
+
+	server := w.endpoint(r, certs.KindServer, "honest server")
+	start := tr.stored()
+	honest := append([]client.Route{server.Self()}, selfMinted(t, server.Name(), 4)...)
+	if _, err := server.Advertise(ctx, honest...); err != nil {
+		t.Fatalf("honest server refused: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, h := range honest {
+		for !published(w.res, h.Name) {
+			if time.Now().After(deadline) {
+				t.Fatalf("honest name %s never published", h.Name)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// Round robin over two identities: the honest names are stored
+		// within about twice their number of the flood's turns.
+		if pos := tr.position(h.Name); pos-start > 2*len(honest)+2 {
+			t.Fatalf("honest name stored %d records after it was accepted (flood not interleaved)", pos-start)
+		}
+	}
+	if _, err := server.Withdraw(ctx, honest[1].Name); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range accepted {
+		for !published(w.res, n) {
+			if time.Now().After(deadline) {
+				t.Fatalf("accepted name %s was never published", n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	eventually(t, "the honest withdrawal", func() bool { return !published(w.res, honest[1].Name) })
+}
+
+// TestPublishRetried: the resolver fails publications and withdrawals for
+// a while. A name the router accepted is published once it recovers, and
+// a withdrawal is carried out, neither silently dropped.
+func TestPublishRetried(t *testing.T) {
+	w := newWorld(t)
+	tr := &trackingResolver{Static: w.res}
+	tr.failPubs.Store(3)
+	r := w.router("r", router.Config{}, tr)
+	c := w.endpoint(r, certs.KindServer, "server")
+	advertise(t, c)
+	deadline := time.Now().Add(15 * time.Second)
+	for !published(w.res, c.Name()) {
+		if time.Now().After(deadline) {
+			t.Fatal("an accepted name was never published after resolver failures")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := metric(t, r, "gdp_router_publish_retries_total", "", ""); got < 1 {
+		t.Fatalf("publish retries counted %v", got)
+	}
+	tr.failWdraw.Store(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Withdraw(ctx, c.Name()); err != nil {
+		t.Fatal(err)
+	}
+	for published(w.res, c.Name()) {
+		if time.Now().After(deadline) {
+			t.Fatal("a withdrawal was dropped after resolver failures")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
