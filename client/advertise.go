@@ -9,10 +9,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
-	"github.com/gdpnet/gdpnet/router"
 )
 
 // Route is a name the client advertises: its own name (Self) or a capsule
@@ -33,7 +33,7 @@ func CapsuleRoute(meta *certs.Metadata, ad *certs.Cert) Route {
 
 // RefusedError reports the names the router refused, with its reasons.
 type RefusedError struct {
-	Refused []router.NameResult
+	Refused []advert.NameResult
 }
 
 func (e *RefusedError) Error() string {
@@ -70,7 +70,7 @@ func (c *Client) rtCertFor(router pdu.Name) (*certs.Cert, error) {
 // Advertise asks the router to route the given names to this client. It
 // returns one result per name; if any name was refused the error is a
 // *RefusedError (the accepted ones are installed all the same).
-func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]router.NameResult, error) {
+func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]advert.NameResult, error) {
 	if len(routes) == 0 {
 		return nil, nil
 	}
@@ -78,18 +78,18 @@ func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]router.NameR
 	if err != nil {
 		return nil, fmt.Errorf("advertise: rtcert: %w", err)
 	}
-	var all []router.NameResult
+	var all []advert.NameResult
 	for start := 0; start < len(routes); start += advertChunk {
 		chunk := routes[start:min(start+advertChunk, len(routes))]
-		names := make([]router.AdvertName, len(chunk))
+		names := make([]advert.AdvertName, len(chunk))
 		for i, r := range chunk {
-			names[i] = router.AdvertName{Name: r.Name}
+			names[i] = advert.AdvertName{Name: r.Name}
 			if r.Target != nil {
 				names[i].Target, names[i].AdCert = r.Target.Marshal(), r.AdCert.Marshal()
 			}
 		}
 		res, err := c.control(ctx, pdu.TypeAdvertise, func(seq uint64) ([]byte, error) {
-			return router.MarshalAdvertise(&router.Advertise{
+			return advert.MarshalAdvertise(&advert.Advertise{
 				Seq: seq, Endpoint: c.id.Meta.Marshal(), RtCert: rc.Marshal(), Names: names,
 			})
 		})
@@ -98,10 +98,10 @@ func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]router.NameR
 		}
 		all = append(all, res.Names...)
 	}
-	var refused []router.NameResult
+	var refused []advert.NameResult
 	c.mu.Lock()
 	for _, r := range all {
-		if r.Status == router.StatusOK {
+		if r.Status == advert.StatusOK {
 			c.held[r.Name] = true
 		} else {
 			refused = append(refused, r)
@@ -119,12 +119,12 @@ func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]router.NameR
 const advertChunk = 64
 
 // Withdraw asks the router to stop routing names to this client.
-func (c *Client) Withdraw(ctx context.Context, names ...pdu.Name) ([]router.NameResult, error) {
-	var all []router.NameResult
-	for start := 0; start < len(names); start += router.MaxAdvertNames {
-		chunk := names[start:min(start+router.MaxAdvertNames, len(names))]
+func (c *Client) Withdraw(ctx context.Context, names ...pdu.Name) ([]advert.NameResult, error) {
+	var all []advert.NameResult
+	for start := 0; start < len(names); start += advert.MaxAdvertNames {
+		chunk := names[start:min(start+advert.MaxAdvertNames, len(names))]
 		res, err := c.control(ctx, pdu.TypeWithdraw, func(seq uint64) ([]byte, error) {
-			return router.MarshalWithdraw(&router.Withdraw{Seq: seq, Names: chunk})
+			return advert.MarshalWithdraw(&advert.Withdraw{Seq: seq, Names: chunk})
 		})
 		if err != nil {
 			return all, fmt.Errorf("withdraw: %w", err)
@@ -143,7 +143,7 @@ func (c *Client) Withdraw(ctx context.Context, names ...pdu.Name) ([]router.Name
 
 // control sends an ADVERTISE or WITHDRAW built by build (given a fresh
 // advertisement sequence each attempt) and returns the router's result.
-func (c *Client) control(ctx context.Context, typ pdu.Type, build func(seq uint64) ([]byte, error)) (*router.Result, error) {
+func (c *Client) control(ctx context.Context, typ pdu.Type, build func(seq uint64) ([]byte, error)) (*advert.Result, error) {
 	var last error
 	for range c.opts.Attempts {
 		seq := c.nextAdvSeq()
@@ -162,7 +162,7 @@ func (c *Client) control(ctx context.Context, typ pdu.Type, build func(seq uint6
 		if m.Type == pdu.TypeNAK {
 			return nil, &NAKError{Code: m.Code, Reporter: m.Src}
 		}
-		res, err := router.ParseResult(m.Payload)
+		res, err := advert.ParseResult(m.Payload)
 		if err != nil {
 			return nil, err
 		}
@@ -211,10 +211,10 @@ func (c *Client) Maintain(ctx context.Context, routes func() []Route, retry time
 	}()
 }
 
-func earliestExpiry(res []router.NameResult) time.Time {
+func earliestExpiry(res []advert.NameResult) time.Time {
 	var t time.Time
 	for _, r := range res {
-		if e := r.ExpiryTime(); r.Status == router.StatusOK && (t.IsZero() || e.Before(t)) {
+		if e := r.ExpiryTime(); r.Status == advert.StatusOK && (t.IsZero() || e.Before(t)) {
 			t = e
 		}
 	}

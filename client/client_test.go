@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -66,7 +67,7 @@ func TestAdvertiseRefusalIsTyped(t *testing.T) {
 	if !errors.As(err, &refused) || !errors.Is(err, client.ErrRefused) {
 		t.Fatalf("err = %v, want *RefusedError", err)
 	}
-	if len(res) != 2 || res[0].Status != router.StatusOK || res[1].Status != router.StatusWrongSubject {
+	if len(res) != 2 || res[0].Status != advert.StatusOK || res[1].Status != advert.StatusWrongSubject {
 		t.Fatalf("results %+v", res)
 	}
 	if len(refused.Refused) != 1 || refused.Refused[0].Name != capsule.Meta.Name() {

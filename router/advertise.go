@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -52,7 +53,7 @@ func (g *replayGuard) sweep(now time.Time) {
 // control answers an ADVERTISE or WITHDRAW from an endpoint face with an
 // ADVERTISE_RESULT carrying the same PDU sequence number.
 func (r *Router) control(in *Face, h *pdu.Header) {
-	var res *Result
+	var res *advert.Result
 	var err error
 	if h.Type == pdu.TypeAdvertise {
 		res, err = r.advertise(in, h.Payload)
@@ -60,7 +61,7 @@ func (r *Router) control(in *Face, h *pdu.Header) {
 		res, err = r.withdraw(in, h.Payload)
 	}
 	if err != nil {
-		r.met.adverts.WithLabelValues(StatusMalformed.String()).Inc()
+		r.met.adverts.WithLabelValues(advert.StatusMalformed.String()).Inc()
 		r.log.Info("malformed control payload", logging.Face(in.id), logging.Peer(in.peer), zap.Error(err))
 		var raw [pdu.HeaderLen]byte
 		if b, e := (&pdu.Header{Type: h.Type, TTL: h.TTL, Sequence: h.Sequence, Dst: h.Dst, Src: h.Src}).Append(raw[:0]); e == nil {
@@ -68,7 +69,7 @@ func (r *Router) control(in *Face, h *pdu.Header) {
 		}
 		return
 	}
-	payload, err := MarshalResult(res)
+	payload, err := advert.MarshalResult(res)
 	if err != nil {
 		r.log.Error("encode advertise result", zap.Error(err))
 		return
@@ -87,15 +88,15 @@ func (r *Router) control(in *Face, h *pdu.Header) {
 
 // advertise verifies and installs the names of one ADVERTISE. A malformed
 // envelope is an error; per-name refusals are results.
-func (r *Router) advertise(in *Face, payload []byte) (*Result, error) {
-	a, err := ParseAdvertise(payload)
+func (r *Router) advertise(in *Face, payload []byte) (*advert.Result, error) {
+	a, err := advert.ParseAdvertise(payload)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Seq: a.Seq, Names: make([]NameResult, len(a.Names))}
-	refuseAll := func(s Status, detail string) (*Result, error) {
+	res := &advert.Result{Seq: a.Seq, Names: make([]advert.NameResult, len(a.Names))}
+	refuseAll := func(s advert.Status, detail string) (*advert.Result, error) {
 		for i, n := range a.Names {
-			res.Names[i] = NameResult{Name: n.Name, Status: s, Detail: clip(detail)}
+			res.Names[i] = advert.NameResult{Name: n.Name, Status: s, Detail: clip(detail)}
 			r.met.adverts.WithLabelValues(s.String()).Inc()
 		}
 		r.log.Info("advertisement refused", logging.Face(in.id), logging.Peer(in.peer),
@@ -104,20 +105,20 @@ func (r *Router) advertise(in *Face, payload []byte) (*Result, error) {
 	}
 	ep, err := certs.ParseMetadata(a.Endpoint)
 	if err != nil {
-		return refuseAll(StatusMalformed, "endpoint metadata: "+err.Error())
+		return refuseAll(advert.StatusMalformed, "endpoint metadata: "+err.Error())
 	}
 	rt, err := certs.ParseCert(a.RtCert)
 	if err != nil {
-		return refuseAll(StatusMalformed, "rtcert: "+err.Error())
+		return refuseAll(advert.StatusMalformed, "rtcert: "+err.Error())
 	}
 	if ep.Name() != in.peer {
 		// Chains are public (they ride in location records): only the
 		// endpoint they name, proven by the tunnel, may present them.
-		return refuseAll(StatusNotEndpoint, fmt.Sprintf("chain is for endpoint %s, tunnel peer is %s", ep.Name(), in.peer))
+		return refuseAll(advert.StatusNotEndpoint, fmt.Sprintf("chain is for endpoint %s, tunnel peer is %s", ep.Name(), in.peer))
 	}
 	now := r.now()
 	if err := r.replay.check(in.peer, a.Seq, now); err != nil {
-		return refuseAll(StatusReplay, err.Error())
+		return refuseAll(advert.StatusReplay, err.Error())
 	}
 	own := r.own.Load()
 	refused, first := 0, -1
@@ -125,7 +126,7 @@ func (r *Router) advertise(in *Face, payload []byte) (*Result, error) {
 		nr := r.advertiseOne(in, own, ep, rt, n, a.Seq)
 		res.Names[i] = nr
 		r.met.adverts.WithLabelValues(nr.Status.String()).Inc()
-		if nr.Status == StatusOK {
+		if nr.Status == advert.StatusOK {
 			r.log.Debug("route installed", logging.Face(in.id), logging.Peer(in.peer), logging.Name(n.Name),
 				logging.Expiry(nr.ExpiryTime()))
 			continue
@@ -147,25 +148,25 @@ func (r *Router) advertise(in *Face, payload []byte) (*Result, error) {
 	return res, nil
 }
 
-func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *certs.Cert, n AdvertName, seq uint64) NameResult {
-	nr := NameResult{Name: n.Name}
+func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *certs.Cert, n advert.AdvertName, seq uint64) advert.NameResult {
+	nr := advert.NameResult{Name: n.Name}
 	if !in.share.adverts.allow() {
 		// Each name costs three signature checks: an identity may not
 		// spend more than its share of the router's CPU on them, however
 		// many tunnels it opens.
-		nr.Status, nr.Detail = StatusRateLimited, fmt.Sprintf("over %g names/s", r.cfg.Advertise.Rate)
+		nr.Status, nr.Detail = advert.StatusRateLimited, fmt.Sprintf("over %g names/s", r.cfg.Advertise.Rate)
 		return nr
 	}
 	chain := &certs.Chain{Target: ep, Endpoint: ep, RtCert: rt, Router: own.meta, Member: own.member, Domain: own.domain}
 	if n.Target != nil {
 		t, err := certs.ParseMetadata(n.Target)
 		if err != nil {
-			nr.Status, nr.Detail = StatusMalformed, clip("target metadata: "+err.Error())
+			nr.Status, nr.Detail = advert.StatusMalformed, clip("target metadata: "+err.Error())
 			return nr
 		}
 		ad, err := certs.ParseCert(n.AdCert)
 		if err != nil {
-			nr.Status, nr.Detail = StatusMalformed, clip("adcert: "+err.Error())
+			nr.Status, nr.Detail = advert.StatusMalformed, clip("adcert: "+err.Error())
 			return nr
 		}
 		chain.Target, chain.AdCert = t, ad
@@ -180,14 +181,14 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 	count := len(in.names)
 	in.mu.RUnlock()
 	if !held && count >= r.cfg.Advertise.MaxNamesPerFace {
-		nr.Status, nr.Detail = StatusTooMany, fmt.Sprintf("face holds %d names, the limit", count)
+		nr.Status, nr.Detail = advert.StatusTooMany, fmt.Sprintf("face holds %d names, the limit", count)
 		return nr
 	}
 	if !r.publishRoom(in.peer, n.Name) {
 		// Accepting a name promises its location record: with this
 		// identity's share of the publish queue full, refuse now rather
 		// than drop the record later.
-		nr.Status, nr.Detail = StatusRateLimited, fmt.Sprintf("identity has %d location records waiting to be published; retry later", r.cfg.Resolver.PublishQueuePerIdentity)
+		nr.Status, nr.Detail = advert.StatusRateLimited, fmt.Sprintf("identity has %d location records waiting to be published; retry later", r.cfg.Resolver.PublishQueuePerIdentity)
 		return nr
 	}
 	if !held && !in.share.takeName(r.cfg.Advertise.MaxNamesPerIdentity) {
@@ -195,7 +196,7 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 		// does not buy more of the FIB, so an honest server's names still
 		// fit.
 		r.met.quota(quotaNames)
-		nr.Status, nr.Detail = StatusIdentityQuota, fmt.Sprintf("identity holds %d names, the limit", r.cfg.Advertise.MaxNamesPerIdentity)
+		nr.Status, nr.Detail = advert.StatusIdentityQuota, fmt.Sprintf("identity holds %d names, the limit", r.cfg.Advertise.MaxNamesPerIdentity)
 		return nr
 	}
 	if err := r.fib.Install(n.Name, Hop{Face: in, Cost: 0, Expiry: exp, Origin: OriginLocal, Router: r.name, Seq: seq}); err != nil {
@@ -203,9 +204,9 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 			in.share.giveName(1)
 		}
 		if errors.Is(err, ErrFIBFull) {
-			nr.Status, nr.Detail = StatusFIBFull, err.Error()
+			nr.Status, nr.Detail = advert.StatusFIBFull, err.Error()
 		} else {
-			nr.Status, nr.Detail = StatusInternal, err.Error()
+			nr.Status, nr.Detail = advert.StatusInternal, err.Error()
 		}
 		return nr
 	}
@@ -214,29 +215,29 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 	}
 	r.resolve.forget(n.Name)
 	r.publish(in.peer, n.Name, chain, exp)
-	nr.Status, nr.Expiry = StatusOK, exp.Unix()
+	nr.Status, nr.Expiry = advert.StatusOK, exp.Unix()
 	return nr
 }
 
 // withdraw removes names an endpoint holds at this router.
-func (r *Router) withdraw(in *Face, payload []byte) (*Result, error) {
-	w, err := ParseWithdraw(payload)
+func (r *Router) withdraw(in *Face, payload []byte) (*advert.Result, error) {
+	w, err := advert.ParseWithdraw(payload)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Seq: w.Seq, Names: make([]NameResult, len(w.Names))}
+	res := &advert.Result{Seq: w.Seq, Names: make([]advert.NameResult, len(w.Names))}
 	if err := r.replay.check(in.peer, w.Seq, r.now()); err != nil {
 		for i, n := range w.Names {
-			res.Names[i] = NameResult{Name: n, Status: StatusReplay, Detail: clip(err.Error())}
+			res.Names[i] = advert.NameResult{Name: n, Status: advert.StatusReplay, Detail: clip(err.Error())}
 		}
 		return res, nil
 	}
 	for i, n := range w.Names {
-		res.Names[i] = NameResult{Name: n, Status: StatusNotFound}
+		res.Names[i] = advert.NameResult{Name: n, Status: advert.StatusNotFound}
 		if r.fib.Remove(n, in) {
 			in.dropName(n)
 			r.routeGone(in.peer, n, "withdraw")
-			res.Names[i].Status = StatusOK
+			res.Names[i].Status = advert.StatusOK
 		}
 	}
 	return res, nil
@@ -256,33 +257,33 @@ func (r *Router) routeGone(id, n pdu.Name, cause string) {
 }
 
 // chainStatus maps a certs verification error to the status sent back.
-func chainStatus(err error) Status {
+func chainStatus(err error) advert.Status {
 	switch {
 	case errors.Is(err, certs.ErrBadSignature):
-		return StatusBadSignature
+		return advert.StatusBadSignature
 	case errors.Is(err, certs.ErrExpired):
-		return StatusExpired
+		return advert.StatusExpired
 	case errors.Is(err, certs.ErrNotYetValid):
-		return StatusNotYetValid
+		return advert.StatusNotYetValid
 	case errors.Is(err, certs.ErrWrongIssuer):
-		return StatusWrongIssuer
+		return advert.StatusWrongIssuer
 	case errors.Is(err, certs.ErrWrongSubject):
-		return StatusWrongSubject
+		return advert.StatusWrongSubject
 	case errors.Is(err, certs.ErrNameMismatch):
-		return StatusNameMismatch
+		return advert.StatusNameMismatch
 	case errors.Is(err, certs.ErrUntrustedDomain):
-		return StatusUntrusted
+		return advert.StatusUntrusted
 	case errors.Is(err, certs.ErrWrongKind):
-		return StatusWrongKind
+		return advert.StatusWrongKind
 	case errors.Is(err, certs.ErrMalformed):
-		return StatusMalformed
+		return advert.StatusMalformed
 	}
-	return StatusInternal
+	return advert.StatusInternal
 }
 
 func clip(s string) string {
-	if len(s) > maxDetail {
-		return s[:maxDetail]
+	if len(s) > advert.MaxDetail {
+		return s[:advert.MaxDetail]
 	}
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/router"
@@ -72,9 +73,9 @@ func (e *rawEP) send(typ pdu.Type, payload []byte) pdu.Header {
 	}
 }
 
-func (e *rawEP) advertise(a *router.Advertise) *router.Result {
+func (e *rawEP) advertise(a *advert.Advertise) *advert.Result {
 	e.t.Helper()
-	b, err := router.MarshalAdvertise(a)
+	b, err := advert.MarshalAdvertise(a)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func (e *rawEP) advertise(a *router.Advertise) *router.Result {
 	if h.Type != pdu.TypeAdvertiseResult {
 		e.t.Fatalf("answer is %s %s, want ADVERTISE_RESULT", h.Type, h.Code)
 	}
-	res, err := router.ParseResult(h.Payload)
+	res, err := advert.ParseResult(h.Payload)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -133,16 +134,16 @@ func TestAdvertisementSecurity(t *testing.T) {
 	legit := w.raw(r, certs.KindServer, "legit server")
 	legitAd, _ := c.AdCert(legit.id.Name, time.Hour)
 	legitRt := legit.rtCert(r.Name(), ago, hour)
-	first := &router.Advertise{Seq: seqNow(), Endpoint: legit.id.Meta.Marshal(), RtCert: legitRt.Marshal(),
-		Names: []router.AdvertName{{Name: c.Meta.Name(), Target: c.Meta.Marshal(), AdCert: legitAd.Marshal()}}}
-	if res := legit.advertise(first); res.Names[0].Status != router.StatusOK {
+	first := &advert.Advertise{Seq: seqNow(), Endpoint: legit.id.Meta.Marshal(), RtCert: legitRt.Marshal(),
+		Names: []advert.AdvertName{{Name: c.Meta.Name(), Target: c.Meta.Marshal(), AdCert: legitAd.Marshal()}}}
+	if res := legit.advertise(first); res.Names[0].Status != advert.StatusOK {
 		t.Fatalf("legitimate advertisement refused: %+v", res.Names[0])
 	}
 
 	m := w.raw(r, certs.KindServer, "mallory")
 	mRt := m.rtCert(r.Name(), ago, hour)
-	capsuleEntry := func(cap *routertest.Capsule, ad *certs.Cert) router.AdvertName {
-		return router.AdvertName{Name: cap.Meta.Name(), Target: cap.Meta.Marshal(), AdCert: ad.Marshal()}
+	capsuleEntry := func(cap *routertest.Capsule, ad *certs.Cert) advert.AdvertName {
+		return advert.AdvertName{Name: cap.Meta.Name(), Target: cap.Meta.Marshal(), AdCert: ad.Marshal()}
 	}
 	ownerAd := func(server pdu.Name, nb, na time.Time) *certs.Cert {
 		ad, err := certs.IssueAdCert(c.Owner, c.Meta.Name(), server, nb, na)
@@ -159,51 +160,51 @@ func TestAdvertisementSecurity(t *testing.T) {
 	tests := []struct {
 		name string
 		from *rawEP
-		ad   func() *router.Advertise
-		want router.Status
+		ad   func() *advert.Advertise
+		want advert.Status
 	}{
-		{"forged signature", m, func() *router.Advertise {
-			return &router.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: forgedRt,
-				Names: []router.AdvertName{capsuleEntry(c, ownerAd(m.id.Name, ago, hour))}}
-		}, router.StatusBadSignature},
-		{"expired adcert", m, func() *router.Advertise {
-			return &router.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: mRt.Marshal(),
-				Names: []router.AdvertName{capsuleEntry(c, ownerAd(m.id.Name, now.Add(-2*time.Hour), now.Add(-time.Hour)))}}
-		}, router.StatusExpired},
-		{"not yet valid adcert", m, func() *router.Advertise {
-			return &router.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: mRt.Marshal(),
-				Names: []router.AdvertName{capsuleEntry(c, ownerAd(m.id.Name, now.Add(time.Hour), now.Add(2*time.Hour)))}}
-		}, router.StatusNotYetValid},
-		{"adcert not from the owner", m, func() *router.Advertise {
-			return &router.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: mRt.Marshal(),
-				Names: []router.AdvertName{capsuleEntry(c, selfSigned)}}
-		}, router.StatusBadSignature},
-		{"rtcert naming another router", m, func() *router.Advertise {
-			return &router.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: m.rtCert(other.Name(), ago, hour).Marshal(),
-				Names: []router.AdvertName{capsuleEntry(c, ownerAd(m.id.Name, ago, hour))}}
-		}, router.StatusWrongSubject},
-		{"chain for a different name", m, func() *router.Advertise {
+		{"forged signature", m, func() *advert.Advertise {
+			return &advert.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: forgedRt,
+				Names: []advert.AdvertName{capsuleEntry(c, ownerAd(m.id.Name, ago, hour))}}
+		}, advert.StatusBadSignature},
+		{"expired adcert", m, func() *advert.Advertise {
+			return &advert.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: mRt.Marshal(),
+				Names: []advert.AdvertName{capsuleEntry(c, ownerAd(m.id.Name, now.Add(-2*time.Hour), now.Add(-time.Hour)))}}
+		}, advert.StatusExpired},
+		{"not yet valid adcert", m, func() *advert.Advertise {
+			return &advert.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: mRt.Marshal(),
+				Names: []advert.AdvertName{capsuleEntry(c, ownerAd(m.id.Name, now.Add(time.Hour), now.Add(2*time.Hour)))}}
+		}, advert.StatusNotYetValid},
+		{"adcert not from the owner", m, func() *advert.Advertise {
+			return &advert.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: mRt.Marshal(),
+				Names: []advert.AdvertName{capsuleEntry(c, selfSigned)}}
+		}, advert.StatusBadSignature},
+		{"rtcert naming another router", m, func() *advert.Advertise {
+			return &advert.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: m.rtCert(other.Name(), ago, hour).Marshal(),
+				Names: []advert.AdvertName{capsuleEntry(c, ownerAd(m.id.Name, ago, hour))}}
+		}, advert.StatusWrongSubject},
+		{"chain for a different name", m, func() *advert.Advertise {
 			e := capsuleEntry(c2, c2Ad)
 			e.Name = c.Meta.Name()
-			return &router.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: mRt.Marshal(),
-				Names: []router.AdvertName{e}}
-		}, router.StatusNameMismatch},
-		{"someone else's valid chain", m, func() *router.Advertise {
+			return &advert.Advertise{Seq: seqNow(), Endpoint: m.id.Meta.Marshal(), RtCert: mRt.Marshal(),
+				Names: []advert.AdvertName{e}}
+		}, advert.StatusNameMismatch},
+		{"someone else's valid chain", m, func() *advert.Advertise {
 			a := *first
 			a.Seq = seqNow()
 			return &a
-		}, router.StatusNotEndpoint},
-		{"replayed old advertisement", legit, func() *router.Advertise { return first }, router.StatusReplay},
-		{"older sequence", legit, func() *router.Advertise {
+		}, advert.StatusNotEndpoint},
+		{"replayed old advertisement", legit, func() *advert.Advertise { return first }, advert.StatusReplay},
+		{"older sequence", legit, func() *advert.Advertise {
 			a := *first
 			a.Seq--
 			return &a
-		}, router.StatusReplay},
-		{"sequence outside the clock window", legit, func() *router.Advertise {
+		}, advert.StatusReplay},
+		{"sequence outside the clock window", legit, func() *advert.Advertise {
 			a := *first
 			a.Seq = uint64(now.Add(-time.Hour).UnixNano())
 			return &a
-		}, router.StatusReplay},
+		}, advert.StatusReplay},
 	}
 	cl := w.endpoint(r, certs.KindClient, "reader")
 	advertise(t, cl)

@@ -15,8 +15,9 @@
 // and counted.
 //
 // Files hold one idea each: fib.go and fibtable.go (the table), forward.go
-// (the pipeline), adwire.go (control payload codec), advertise.go
-// (attachment checks), publish.go (location records), resolve.go (misses),
+// (the pipeline), advertise.go (ADVERTISE/WITHDRAW handling; the payload
+// codec is package advert, shared with endpoints),
+// publish.go (location records), resolve.go (misses),
 // nak.go, dedup.go, ratelimit.go, face.go, peers.go (peer routers),
 // tunnel.go and node.go (running on real tunnels), admin.go, metrics.go,
 // config.go and router.go (the wiring). routertest/ holds in-memory links

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -196,7 +197,7 @@ func TestWithdraw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[0].Status != router.StatusOK || res[1].Status != router.StatusNotFound {
+	if res[0].Status != advert.StatusOK || res[1].Status != advert.StatusNotFound {
 		t.Fatalf("withdraw results %+v", res)
 	}
 	if r.FIB().Lookup(s.Name()) != nil {

@@ -1,6 +1,9 @@
 package router
 
 import (
+	"encoding/hex"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -60,4 +63,22 @@ func FuzzReceive(f *testing.F) {
 			r.receive(face, p)
 		}
 	})
+}
+
+// mustVectors returns the ADVERTISE/WITHDRAW/RESULT payload vectors of
+// package advert, as fuzz seeds.
+func mustVectors(f *testing.F) [][]byte {
+	data, err := os.ReadFile("../advert/testdata/control_vectors.txt")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var out [][]byte
+	for _, line := range strings.Split(string(data), "\n") {
+		if kind, hx, ok := strings.Cut(strings.TrimSpace(line), " "); ok && !strings.HasPrefix(kind, "#") {
+			if b, err := hex.DecodeString(hx); err == nil {
+				out = append(out, b)
+			}
+		}
+	}
+	return out
 }

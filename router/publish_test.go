@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -94,9 +95,9 @@ func TestPublishQueueFair(t *testing.T) {
 	var accepted []pdu.Name
 	for _, nr := range res {
 		switch nr.Status {
-		case router.StatusOK:
+		case advert.StatusOK:
 			accepted = append(accepted, nr.Name)
-		case router.StatusRateLimited:
+		case advert.StatusRateLimited:
 		default:
 			t.Fatalf("attacker's name refused %s (%s)", nr.Status, nr.Detail)
 		}

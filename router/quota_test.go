@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -60,9 +61,9 @@ func TestIdentityNameQuota(t *testing.T) {
 		}
 		for _, nr := range res {
 			switch nr.Status {
-			case router.StatusOK:
+			case advert.StatusOK:
 				accepted++
-			case router.StatusIdentityQuota:
+			case advert.StatusIdentityQuota:
 			default:
 				t.Fatalf("attacker's name refused %s (%s), want identity_quota", nr.Status, nr.Detail)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -190,7 +191,7 @@ func demoRouter(ctx context.Context, d *demoEnv) error {
 	}
 	_, err = rogue.Advertise(ctx, client.CapsuleRoute(p.Capsule, forged))
 	var refused *client.RefusedError
-	if !errors.As(err, &refused) || refused.Refused[0].Status != router.StatusBadSignature {
+	if !errors.As(err, &refused) || refused.Refused[0].Status != advert.StatusBadSignature {
 		return fmt.Errorf("forged advertisement: got %v, want refused (bad_signature)", err)
 	}
 	d.Say("a rogue server advertised the capsule with an AdCert it signed itself: edge1 refused it (%s)", refused.Refused[0].Status)

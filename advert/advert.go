@@ -1,4 +1,4 @@
-package router
+package advert
 
 import (
 	"errors"
@@ -22,7 +22,7 @@ import (
 const (
 	MaxAdvertNames = 128   // names in one ADVERTISE or WITHDRAW (its result then fits one PDU)
 	maxPiece       = 4096  // bytes of one metadata or certificate
-	maxDetail      = 256   // bytes of a refusal's detail text
+	MaxDetail      = 256   // bytes of a refusal's detail text (a router clips to it)
 	maxControl     = 65535 // a control payload is one PDU payload
 )
 
@@ -126,7 +126,7 @@ func (n NameResult) ExpiryTime() time.Time {
 }
 
 // ErrMalformedControl wraps every decoding failure of a control payload.
-var ErrMalformedControl = errors.New("router: malformed control payload")
+var ErrMalformedControl = errors.New("advert: malformed control payload")
 
 // codec encodes control payloads deterministically and decodes them
 // strictly.
@@ -199,7 +199,7 @@ func ParseResult(b []byte) (*Result, error) {
 		return nil, err
 	}
 	for _, n := range r.Names {
-		if n.Status > maxStatus || len(n.Detail) > maxDetail {
+		if n.Status > maxStatus || len(n.Detail) > MaxDetail {
 			return nil, fmt.Errorf("%w: bad status or detail", ErrMalformedControl)
 		}
 	}
