@@ -42,10 +42,12 @@ func (d *domainFixture) verifier() PeerVerifier {
 }
 
 func certNode(t *testing.T, id *Identity, v PeerVerifier) *testNode {
-	return newTestNode(t, true, func(c *Config) {
+	n := newTestNode(t, true, func(c *Config) {
 		c.Identity, c.Verify = id, v
 		c.HandshakeTimeout = 2 * time.Second
 	})
+	n.id = id
+	return n
 }
 
 func TestHandshakeAuthentication(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/gdpnet/gdpnet/certs"
 )
 
 func TestCloseSemantics(t *testing.T) {
@@ -240,16 +242,85 @@ func TestRedialerBacksOff(t *testing.T) {
 	}
 }
 
+// TestSetIdentity renews a node's membership twice and checks that links
+// set up after each renewal, in both directions and of both kinds, carry
+// the renewed credentials: the peer sees the new expiry. An endpoint that
+// kept showing an earlier certificate fails here.
 func TestSetIdentity(t *testing.T) {
 	a := newTestNode(t, false, nil)
 	other := testIdentity(t)
 	if err := a.ep.SetIdentity(other); err == nil {
 		t.Fatal("changed the endpoint's name")
 	}
-	renewed := *a.id
-	renewed.Credentials = []byte("renewed")
-	if err := a.ep.SetIdentity(&renewed); err != nil {
-		t.Fatal(err)
+
+	now := time.Now()
+	d := newDomain(t)
+	r, first := d.member(now.Add(-time.Hour), now.Add(time.Hour))
+	srv := certNode(t, first, d.verifier())
+	_, cliID := d.member(now.Add(-time.Hour), now.Add(time.Hour))
+	cli := certNode(t, cliID, d.verifier())
+
+	// check dials both ways and returns the expiry each side sees for srv.
+	check := func(t *testing.T, want time.Time) {
+		t.Helper()
+		for _, kind := range []Kind{KindQUIC, KindRaw} {
+			l, acc := pair(t, cli, srv, kind) // cli dials srv: srv is the TLS server
+			if got := l.Expiry(); !got.Equal(want) {
+				t.Errorf("%s: dialer sees srv expiring %v, want %v", kind, got, want)
+			}
+			l.Close()
+			acc.Close()
+			acc, l = pair(t, srv, cli, kind) // srv dials cli: srv is the TLS client
+			if got := l.Expiry(); !got.Equal(want) {
+				t.Errorf("%s: acceptor sees srv expiring %v, want %v", kind, got, want)
+			}
+			l.Close()
+			acc.Close()
+		}
+	}
+	check(t, now.Add(time.Hour).Truncate(time.Second))
+	for i, na := range []time.Time{now.Add(2 * time.Hour), now.Add(3 * time.Hour)} {
+		m, err := certs.IssueMember(d.domain, r.Name, now.Add(-time.Hour), na)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.ep.SetIdentity(CertIdentity(r, m, d.domain.Meta)); err != nil {
+			t.Fatalf("renewal %d: %v", i+1, err)
+		}
+		check(t, na.Truncate(time.Second))
+	}
+}
+
+// TestCloseOnMembershipExpiry: a link closes by itself when the peer's
+// membership runs out, on both sides and for both kinds.
+func TestCloseOnMembershipExpiry(t *testing.T) {
+	for _, kind := range []Kind{KindQUIC, KindRaw} {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			now := time.Now()
+			d := newDomain(t)
+			// Long enough to finish the handshake on a loaded machine.
+			na := now.Add(3 * time.Second)
+			_, aID := d.member(now.Add(-time.Hour), na)
+			_, bID := d.member(now.Add(-time.Hour), na)
+			a, b := certNode(t, aID, d.verifier()), certNode(t, bID, d.verifier())
+			la, lb := pair(t, a, b, kind)
+			for _, l := range []Link{la, lb} {
+				if got := l.Expiry(); got.IsZero() || got.After(na) {
+					t.Fatalf("link expiry %v, want at most %v", got, na)
+				}
+			}
+			for _, l := range []Link{la, lb} {
+				select {
+				case <-l.Done():
+				case <-time.After(time.Until(na) + 10*time.Second):
+					t.Fatalf("link to %s still open after the membership expired", l.Peer())
+				}
+			}
+			if time.Now().Before(la.Expiry()) {
+				t.Fatalf("link closed before the membership expired")
+			}
+		})
 	}
 }
 

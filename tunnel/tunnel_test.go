@@ -49,12 +49,14 @@ func TestEverySize(t *testing.T) {
 	tests := []struct {
 		name string
 		kind Kind
-		mod  func(*Config)
+		// mod gets the subtest's t: a helper that skips (no IPv6) must
+		// skip the subtest, not call SkipNow on the parent from here.
+		mod func(testing.TB, *Config)
 	}{
 		{"quic", KindQUIC, nil},
 		{"raw", KindRaw, nil},
-		{"raw without gso/gro", KindRaw, func(c *Config) { c.DisableOffload = true }},
-		{"raw over ipv6", KindRaw, func(c *Config) { c.Conn, c.Raw = loopbackUDP6(t), loopbackUDP6(t) }},
+		{"raw without gso/gro", KindRaw, func(_ testing.TB, c *Config) { c.DisableOffload = true }},
+		{"raw over ipv6", KindRaw, func(t testing.TB, c *Config) { c.Conn, c.Raw = loopbackUDP6(t), loopbackUDP6(t) }},
 	}
 	for _, tc := range tests {
 		kind := tc.kind
@@ -63,7 +65,7 @@ func TestEverySize(t *testing.T) {
 			mod := func(c *Config) {
 				c.RawMTU = mtu
 				if tc.mod != nil {
-					tc.mod(c)
+					tc.mod(t, c)
 				}
 			}
 			a := newTestNode(t, true, mod)

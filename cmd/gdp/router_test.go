@@ -16,6 +16,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 func adminPort(t *testing.T) string {
@@ -133,12 +134,51 @@ log: {level: warn}
 	if !strings.Contains(out, "2 sent, 2 received, 0% loss") {
 		t.Fatalf("ping:\n%s", out)
 	}
-	// The probe's attachment shows in routes (it advertised itself) until it left.
-	out = runGDP(t, "router", "routes", "--admin", admin)
-	if !strings.Contains(out, "NAME") {
-		t.Fatalf("routes:\n%s", out)
+	// A probe's attachment shows in routes (it advertised itself) while
+	// it is attached: its own row, not just the header.
+	probe := probeFlags{routerAddr: s.Addrs[0], admin: admin, keystore: filepath.Join(dir, "keys"),
+		identity: "ping", member: filepath.Join(dir, "ping.member"), domain: filepath.Join(dir, "domain.meta")}
+	_, detach, err := probe.attach(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	out = runGDP(t, "router", "routes", "--admin", admin)
+	if !routeRow(out, pid.Name.String(), "endpoint") {
+		t.Fatalf("routes does not list the attached probe %s:\n%s", pid.Name, out)
+	}
+	detach()
 	_ = runGDP(t, "router", "peers", "--admin", admin)
+
+	// linkExpiry dials the router on a new tunnel as the probe and returns
+	// the membership expiry the router showed.
+	linkExpiry := func() time.Time {
+		t.Helper()
+		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep, err := tunnel.NewEndpoint(tunnel.Config{Identity: tunnel.CertIdentity(pid, issue(pid, time.Hour), dom.Meta),
+			Verify: tunnel.CertVerifier(certs.NewVerifier(dom.Meta)), Conn: conn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ep.Close()
+		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer dcancel()
+		raddr, err := net.ResolveUDPAddr("udp", s.Addrs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := ep.Dial(dctx, raddr, rid.Name, tunnel.KindQUIC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Expiry()
+	}
+	if got, want := linkExpiry(), now.Add(time.Hour).Truncate(time.Second); !got.Equal(want) {
+		t.Fatalf("a new link sees the router's membership expiring %v, want %v", got, want)
+	}
 
 	// Renew the membership and reload.
 	old := status().MemberExpiry
@@ -151,4 +191,20 @@ log: {level: warn}
 			t.Fatalf("SIGHUP did not reload the membership (still %s)", status().MemberExpiry)
 		}
 	}
+	// A link set up after the renewal carries the renewed membership.
+	if got, want := linkExpiry(), now.Add(48*time.Hour).Truncate(time.Second); !got.Equal(want) {
+		t.Fatalf("after renewal a new link sees the router's membership expiring %v, want %v", got, want)
+	}
+}
+
+// routeRow reports whether the table printed by `gdp router routes` has a
+// row for name whose face kind is kind.
+func routeRow(out, name, kind string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == name && f[2] == kind {
+			return true
+		}
+	}
+	return false
 }
