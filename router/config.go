@@ -144,6 +144,13 @@ type ResolverConfig struct {
 	MaxWaiting int `yaml:"max_waiting"`
 	// MaxWaitingPerName bounds the PDUs parked for one name. Default 64.
 	MaxWaitingPerName int `yaml:"max_waiting_per_name"`
+	// MaxWaitingPerIdentity bounds the PDUs one identity (all its faces)
+	// may have parked while lookups run; more are dropped queue_full
+	// (gdp_router_quota_refusals_total{reason="resolve_queue"}). Lookups
+	// are taken from each identity in turn, so one identity's flood to
+	// random names does not starve another's first contact. Default 1,024.
+	// Negative: unlimited.
+	MaxWaitingPerIdentity int `yaml:"max_waiting_per_identity"`
 	// NegativeTTL is how long a failed lookup is remembered. Default 5s.
 	NegativeTTL config.Duration `yaml:"negative_ttl"`
 	// NegativeCacheSize bounds the negative cache. Default 65,536.
@@ -241,6 +248,7 @@ func (c Config) WithDefaults() Config {
 	defDur(&c.Resolver.Timeout, 3*time.Second)
 	defInt(&c.Resolver.MaxWaiting, 4096)
 	defInt(&c.Resolver.MaxWaitingPerName, 64)
+	defInt(&c.Resolver.MaxWaitingPerIdentity, 1024)
 	defDur(&c.Resolver.NegativeTTL, 5*time.Second)
 	defInt(&c.Resolver.NegativeCacheSize, 65536)
 	defDur(&c.Resolver.RouteCacheTTL, 30*time.Second)

@@ -43,7 +43,7 @@ const (
 	quotaTunnels                       // an identity's faces (face.max_per_identity)
 	quotaQueueBytes                    // bytes waiting on one face (face.queue_bytes)
 	quotaPublish                       // an identity's pending publish jobs (resolver.publish_per_identity)
-	quotaResolve                       // a face's parked PDUs (resolver.max_waiting_per_face)
+	quotaResolve                       // an identity's parked PDUs (resolver.max_waiting_per_identity)
 	numQuotaReasons
 )
 

@@ -2,7 +2,10 @@ package router_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
 	"github.com/gdpnet/gdpnet/router/routertest"
 )
@@ -136,4 +140,86 @@ func TestIdentityTunnelQuota(t *testing.T) {
 		_, err := r.Attach(theirs, router.FaceEndpoint, pdu.Name{}, "mem")
 		return err == nil
 	})
+}
+
+// slowLookups is the world's resolver answering lookups after a delay, as
+// a DHT does.
+type slowLookups struct {
+	*resolver.Static
+	delay time.Duration
+}
+
+func (s *slowLookups) LookupAll(ctx context.Context, n pdu.Name) ([]*resolver.Record, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Static.LookupAll(ctx, n)
+}
+
+// TestResolveQueueFair: one member sends ~4.5k PDUs/s to random names
+// (every one a FIB miss and a lookup; the lookups cannot keep up) while an
+// honest member pings 20 names it has never reached, each needing a
+// lookup. At least 90 % of the honest pings must be answered, and the
+// flood's excess is counted.
+func TestResolveQueueFair(t *testing.T) {
+	w := newWorld(t)
+	res := &slowLookups{Static: w.res, delay: 5 * time.Millisecond}
+	a := w.router("a", router.Config{Resolver: router.ResolverConfig{MaxWaitingPerIdentity: 256}}, res)
+	b := w.router("b", router.Config{}, res)
+	w.connect(a, b)
+
+	server := w.endpoint(b, certs.KindServer, "honest server")
+	targets := selfMinted(t, server.Name(), 20)
+	advertise(t, server, targets...)
+	honest := w.endpoint(a, certs.KindClient, "honest client")
+	advertise(t, honest)
+	flooder := w.endpoint(a, certs.KindClient, "flooder")
+	advertise(t, flooder)
+
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var sent atomic.Int64
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		var dst pdu.Name
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			for range 45 { // 4,500 PDUs/s, each to a fresh name
+				_, _ = rand.Read(dst[:])
+				_, _ = flooder.Send(dst, []byte("junk"))
+				sent.Add(1)
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the flood is in full swing
+	reached := 0
+	for _, tg := range targets {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if _, err := honest.Ping(ctx, tg.Name, 32, 2*time.Second); err == nil {
+			reached++
+		} else {
+			t.Logf("ping %s: %v", tg.Name, err)
+		}
+		cancel()
+	}
+	close(quit)
+	wg.Wait()
+	t.Logf("flood sent %d PDUs; honest first-contact pings answered %d/20; lookups %v; flood PDUs refused at its share %v",
+		sent.Load(), reached, metric(t, a, "gdp_router_resolver_lookups_total", "result", "not_found"),
+		metric(t, a, "gdp_router_quota_refusals_total", "reason", "resolve_queue"))
+	if reached < 18 {
+		t.Fatalf("honest first-contact pings answered %d/20 under the flood, want ≥ 18", reached)
+	}
+	if metric(t, a, "gdp_router_quota_refusals_total", "reason", "resolve_queue") == 0 {
+		t.Fatal("the flood never reached its share of the resolve queue")
+	}
 }

@@ -22,6 +22,13 @@ var errForbidden = errors.New("router: destination domain not allowed by policy"
 // pool of workers asks the resolver, and remembers names the resolver did
 // not know (negative cache) so a stream of PDUs to a missing name costs one
 // lookup per NegativeTTL, not one per PDU.
+//
+// Lookups wait fairly: each identity (the verified peer of the face whose
+// PDU missed first) has its own FIFO of names to look up, and the workers
+// take one name from each identity in turn. An identity may have at most
+// resolver.max_waiting_per_identity PDUs parked. A flood of PDUs to random
+// names from one member therefore delays another member's first contact by
+// at most one lookup per worker, instead of filling the queue.
 type resolveQueue struct {
 	r *Router
 
@@ -29,8 +36,19 @@ type resolveQueue struct {
 	wait    map[pdu.Name]*waitList
 	total   int
 	neg     map[pdu.Name]negEntry
-	work    chan pdu.Name
+	owners  map[*idShare]*resOwner
+	ring    []*resOwner // owners with names to look up, served in turn
+	next    int
+	wake    chan struct{}
 	stopped bool
+}
+
+// resOwner is one identity's part of the queue.
+type resOwner struct {
+	key    *idShare
+	names  []pdu.Name // lookups this identity triggered, oldest first
+	parked int        // PDUs of this identity parked (on any name)
+	inRing bool
 }
 
 type waitList struct {
@@ -53,11 +71,52 @@ type negEntry struct {
 
 func newResolveQueue(r *Router) *resolveQueue {
 	return &resolveQueue{
-		r:    r,
-		wait: make(map[pdu.Name]*waitList),
-		neg:  make(map[pdu.Name]negEntry),
-		work: make(chan pdu.Name, r.cfg.Resolver.Workers*4),
+		r:      r,
+		wait:   make(map[pdu.Name]*waitList),
+		neg:    make(map[pdu.Name]negEntry),
+		owners: make(map[*idShare]*resOwner),
+		wake:   make(chan struct{}, max(r.cfg.Resolver.Workers, 1)),
 	}
+}
+
+// owner returns key's part of the queue, making it (q.mu held).
+func (q *resolveQueue) owner(key *idShare) *resOwner {
+	o := q.owners[key]
+	if o == nil {
+		o = &resOwner{key: key}
+		q.owners[key] = o
+	}
+	return o
+}
+
+// tidy forgets o once it has nothing waiting (q.mu held).
+func (q *resolveQueue) tidy(o *resOwner) {
+	if o.parked <= 0 && len(o.names) == 0 && !o.inRing {
+		delete(q.owners, o.key)
+	}
+}
+
+// nextName returns the next name to look up, round robin over identities.
+func (q *resolveQueue) nextName() (pdu.Name, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.ring) == 0 {
+		return pdu.Name{}, false
+	}
+	if q.next >= len(q.ring) {
+		q.next = 0
+	}
+	o := q.ring[q.next]
+	dst := o.names[0]
+	o.names = o.names[1:]
+	if len(o.names) == 0 {
+		o.names, o.inRing = nil, false
+		q.ring = append(q.ring[:q.next], q.ring[q.next+1:]...)
+		q.tidy(o)
+	} else {
+		q.next++
+	}
+	return dst, true
 }
 
 // park keeps a copy of p until dst is resolved. It reports false when p was
@@ -102,25 +161,37 @@ func (q *resolveQueue) parkPDU(in *Face, dst pdu.Name, p []byte, remoteOnly bool
 		q.r.drop(in, dropQueueFull)
 		return true
 	}
-	wl := q.wait[dst]
-	if wl == nil {
-		select {
-		case q.work <- dst:
-		default:
-			q.mu.Unlock()
-			q.r.drop(in, dropQueueFull)
-			return true
-		}
-		wl = &waitList{since: time.Now()}
-		q.wait[dst] = wl
+	o := q.owner(in.share)
+	if cfg.MaxWaitingPerIdentity > 0 && o.parked >= cfg.MaxWaitingPerIdentity {
+		q.tidy(o)
+		q.mu.Unlock()
+		q.r.met.quota(quotaResolve)
+		q.r.drop(in, dropQueueFull)
+		return true
 	}
-	if len(wl.pdus) >= cfg.MaxWaitingPerName {
+	wl := q.wait[dst]
+	if wl != nil && len(wl.pdus) >= cfg.MaxWaitingPerName {
+		q.tidy(o)
 		q.mu.Unlock()
 		q.r.drop(in, dropQueueFull)
 		return true
 	}
+	if wl == nil {
+		wl = &waitList{since: time.Now()}
+		q.wait[dst] = wl
+		o.names = append(o.names, dst)
+		if !o.inRing {
+			o.inRing = true
+			q.ring = append(q.ring, o)
+		}
+		select {
+		case q.wake <- struct{}{}:
+		default: // every worker is busy or already woken; they take it next
+		}
+	}
 	wl.pdus = append(wl.pdus, parked{in: in, p: append([]byte(nil), p...), remoteOnly: remoteOnly})
 	q.total++
+	o.parked++
 	q.mu.Unlock()
 	return true
 }
@@ -144,6 +215,12 @@ func (q *resolveQueue) take(dst pdu.Name) []parked {
 		return nil
 	}
 	q.total -= len(wl.pdus)
+	for _, w := range wl.pdus {
+		if o := q.owners[w.in.share]; o != nil {
+			o.parked--
+			q.tidy(o)
+		}
+	}
 	return wl.pdus
 }
 
@@ -199,12 +276,19 @@ func (q *resolveQueue) stop() {
 // worker resolves names until ctx ends.
 func (q *resolveQueue) worker(ctx context.Context) {
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case dst := <-q.work:
-			q.resolveOne(ctx, dst)
+		dst, ok := q.nextName()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-q.wake:
+			}
+			continue
 		}
+		if ctx.Err() != nil {
+			return
+		}
+		q.resolveOne(ctx, dst)
 	}
 }
 
