@@ -103,6 +103,12 @@ type FaceConfig struct {
 	// Queue bounds the PDUs waiting to be sent on one face; more are
 	// dropped (queue_full). Default 4,096.
 	Queue int `yaml:"queue"`
+	// QueueBytes bounds the bytes of the PDUs waiting to be sent on one
+	// face, so a peer that never reads cannot make the router hold Queue
+	// full-size PDUs (~256 MiB); more are dropped queue_full
+	// (gdp_router_quota_refusals_total{reason="queue_bytes"}). Default
+	// 8 MiB. Negative: only Queue bounds it.
+	QueueBytes int `yaml:"queue_bytes"`
 	// MaxPerIdentity bounds the faces (tunnels) one identity — the peer
 	// name its certificate proves — may have attached at once; a further
 	// tunnel is closed at once (gdp_router_quota_refusals_total
@@ -237,6 +243,7 @@ func (c Config) WithDefaults() Config {
 	defInt(&c.Face.NAKBurst, 50)
 	defInt(&c.Face.Queue, 4096)
 	defInt(&c.Face.MaxPerIdentity, 8)
+	defInt(&c.Face.QueueBytes, 8<<20)
 	defInt(&c.Dedup.Slots, 1<<20)
 	defDur(&c.Dedup.Window, 2*time.Second)
 	if c.Resolver.Mode == "dht" && len(c.Resolver.Listen) == 0 {

@@ -64,6 +64,11 @@ type Face struct {
 	// link cannot keep up loses only its own traffic.
 	out  chan *[]byte
 	stop chan struct{}
+	// queued is the bytes waiting in out; maxQueued bounds it (0: only
+	// the PDU count bounds the queue), so a peer that never reads holds at
+	// most that much of the router's memory.
+	queued    atomic.Int64
+	maxQueued int64
 
 	mu    sync.RWMutex
 	names map[pdu.Name]struct{} // names an endpoint holds routes for
@@ -89,18 +94,29 @@ func (f *Face) Closed() bool { return f.closed.Load() }
 // errQueueFull: the face's egress queue is full; the PDU was dropped.
 var errQueueFull = errors.New("router: face egress queue full")
 
+// errQueueBytes: the face's egress queue holds its bound in bytes; the PDU
+// was dropped.
+var errQueueBytes = errors.New("router: face egress queue holds its maximum bytes")
+
 // bufPool recycles egress buffers.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // send queues a copy of p for the face's link; p may be reused when it
 // returns.
 func (f *Face) send(p []byte) error {
+	n := int64(len(p))
+	if q := f.queued.Add(n); q > f.maxQueued && f.maxQueued > 0 && q > n {
+		// Over the byte bound (a lone PDU always fits an empty queue).
+		f.queued.Add(-n)
+		return errQueueBytes
+	}
 	bp := bufPool.Get().(*[]byte)
 	*bp = append((*bp)[:0], p...)
 	select {
 	case f.out <- bp:
 		return nil
 	default:
+		f.queued.Add(-n)
 		bufPool.Put(bp)
 		return errQueueFull
 	}
@@ -113,6 +129,7 @@ func (f *Face) writer() {
 		case <-f.stop:
 			return
 		case bp := <-f.out:
+			f.queued.Add(-int64(len(*bp)))
 			if err := f.link.Send(*bp); err != nil {
 				f.sendErrors.Add(1)
 			} else {
@@ -194,6 +211,8 @@ type FaceInfo struct {
 	Drops      uint64    `json:"drops"`
 	SendErrors uint64    `json:"send_errors"`
 	Queued     int       `json:"queued"`
+	// QueuedBytes is the bytes of the PDUs waiting to be sent.
+	QueuedBytes int64 `json:"queued_bytes"`
 }
 
 func (f *Face) info() FaceInfo {
@@ -203,7 +222,7 @@ func (f *Face) info() FaceInfo {
 	fi := FaceInfo{
 		ID: f.id, Kind: f.kind.String(), Peer: f.peer, Addr: f.addr, Since: f.since, Names: n,
 		RxPDUs: f.rxPDUs.Load(), TxPDUs: f.txPDUs.Load(), Drops: f.drops.Load(), SendErrors: f.sendErrors.Load(),
-		Queued: len(f.out),
+		Queued: len(f.out), QueuedBytes: f.queued.Load(),
 	}
 	if !f.domain.IsZero() {
 		d := f.domain

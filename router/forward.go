@@ -223,6 +223,9 @@ func (h *Hop) usable(in *Face, now int64) bool {
 
 func (r *Router) sendOn(in, out *Face, p []byte) {
 	if err := out.send(p); err != nil {
+		if err == errQueueBytes {
+			r.met.quota(quotaQueueBytes)
+		}
 		r.drop(in, dropQueueFull)
 		return
 	}

@@ -223,3 +223,85 @@ func TestResolveQueueFair(t *testing.T) {
 		t.Fatal("the flood never reached its share of the resolve queue")
 	}
 }
+
+// stallLink is the router's side of an endpoint that stops reading: once
+// stalled, Send blocks until the link closes, as a QUIC stream to a peer
+// that never reads does.
+type stallLink struct {
+	*routertest.Link
+	stall atomic.Bool
+}
+
+func (s *stallLink) Send(p []byte) error {
+	if s.stall.Load() {
+		<-s.Done()
+		return routertest.ErrClosed
+	}
+	return s.Link.Send(p)
+}
+
+// TestFaceQueueBytes: an endpoint that never reads is sent full-size PDUs.
+// The router holds at most face.queue_bytes for it (not face.queue PDUs of
+// 64 KiB each), counts the excess, and the sender's traffic to another
+// endpoint still arrives.
+func TestFaceQueueBytes(t *testing.T) {
+	w := newWorld(t)
+	const limit = 1 << 20
+	r := w.router("r", router.Config{Face: router.FaceConfig{QueueBytes: limit}}, nil)
+	id, err := certs.NewIdentity(certs.KindClient, "never reads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := routertest.Pipe(id.Name, r.Name(), 4096)
+	sl := &stallLink{Link: theirs}
+	if _, err := r.Attach(sl, router.FaceEndpoint, pdu.Name{}, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	theirs.Start(func(_ *routertest.Link, p []byte) { r.HandlePDU(sl, p) })
+	stuck := client.New(id, mine, client.Options{RequestTimeout: time.Second})
+	mine.Start(func(_ *routertest.Link, p []byte) { stuck.HandlePDU(p) })
+	t.Cleanup(func() { _ = stuck.Close(); _ = theirs.Close(); mine.Wait() })
+	advertise(t, stuck)
+	sl.stall.Store(true)
+
+	sender := w.endpoint(r, certs.KindClient, "sender")
+	sink := w.endpoint(r, certs.KindServer, "sink")
+	advertise(t, sender)
+	advertise(t, sink)
+	big := make([]byte, 60_000)
+	for range 300 { // 18 MB: 4096 PDUs of this size would be 245 MB
+		if _, err := sender.Send(stuck.Name(), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var queued int64
+	eventually(t, "the stuck face's queue to fill", func() bool {
+		for _, f := range r.Faces() {
+			if f.Peer == stuck.Name() {
+				queued = f.QueuedBytes
+			}
+		}
+		return metric(t, r, "gdp_router_quota_refusals_total", "reason", "queue_bytes") > 0
+	})
+	if queued == 0 || queued > limit {
+		t.Fatalf("router holds %d bytes for a face that never reads, limit %d", queued, limit)
+	}
+	got := 0
+	for i := range 50 {
+		if _, err := sender.Send(sink.Name(), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for got < 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := sink.Receive(ctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		got++
+	}
+	if got < 45 {
+		t.Fatalf("sink got %d/50 while another face was stuck", got)
+	}
+}

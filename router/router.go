@@ -314,18 +314,19 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		return nil, err
 	}
 	f := &Face{
-		id:      r.nextFace.Add(1),
-		kind:    kind,
-		peer:    l.Peer(),
-		domain:  domain,
-		link:    l,
-		addr:    addr,
-		since:   time.Now(),
-		ingress: newTokenBucket(r.cfg.Face.RatePPS, r.cfg.Face.Burst),
-		naks:    newTokenBucket(r.cfg.Face.NAKRate, r.cfg.Face.NAKBurst),
-		share:   share,
-		out:     make(chan *[]byte, r.cfg.Face.Queue),
-		stop:    make(chan struct{}),
+		id:        r.nextFace.Add(1),
+		kind:      kind,
+		peer:      l.Peer(),
+		domain:    domain,
+		link:      l,
+		addr:      addr,
+		since:     time.Now(),
+		ingress:   newTokenBucket(r.cfg.Face.RatePPS, r.cfg.Face.Burst),
+		naks:      newTokenBucket(r.cfg.Face.NAKRate, r.cfg.Face.NAKBurst),
+		share:     share,
+		out:       make(chan *[]byte, r.cfg.Face.Queue),
+		maxQueued: int64(max(r.cfg.Face.QueueBytes, 0)),
+		stop:      make(chan struct{}),
 	}
 	if _, loaded := r.faces.LoadOrStore(l, f); loaded {
 		r.ids.release(share)
