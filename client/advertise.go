@@ -103,6 +103,11 @@ func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]advert.NameR
 	for _, r := range all {
 		if r.Status == advert.StatusOK {
 			c.held[r.Name] = true
+			for _, rt := range routes {
+				if rt.Name == r.Name {
+					c.routes[r.Name] = rt
+				}
+			}
 		} else {
 			refused = append(refused, r)
 		}
@@ -136,6 +141,7 @@ func (c *Client) Withdraw(ctx context.Context, names ...pdu.Name) ([]advert.Name
 		if n != c.id.Name {
 			delete(c.held, n)
 		}
+		delete(c.routes, n)
 	}
 	c.mu.Unlock()
 	return all, nil
@@ -219,4 +225,50 @@ func earliestExpiry(res []advert.NameResult) time.Time {
 		}
 	}
 	return t
+}
+
+// relinked is called by AttachAny's link when a new tunnel is up: the
+// client's names are advertised again over it, retried until they are
+// accepted, the tunnel changes again or the client closes.
+func (c *Client) relinked() {
+	select {
+	case c.relinks <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) readvertiser() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.relinks:
+		}
+		for c.ctx.Err() == nil {
+			c.mu.Lock()
+			routes := make([]Route, 0, len(c.routes))
+			for _, r := range c.routes {
+				routes = append(routes, r)
+			}
+			c.mu.Unlock()
+			if len(routes) == 0 {
+				break
+			}
+			_, err := c.Advertise(c.ctx, routes...)
+			if err == nil || errors.Is(err, ErrRefused) {
+				if err != nil {
+					c.log.Warn("re-advertisement refused in part", logging.Name(c.id.Name), zap.Error(err))
+				}
+				break
+			}
+			c.log.Info("re-advertisement failed; retrying", logging.Name(c.id.Name), zap.Error(err))
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-c.relinks:
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
 }

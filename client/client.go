@@ -108,9 +108,12 @@ type Client struct {
 	mu      sync.Mutex
 	waiters map[uint32]chan Message
 	held    map[pdu.Name]bool
+	routes  map[pdu.Name]Route // advertised and not withdrawn: re-advertised after a re-attach
+	relinks chan struct{}      // a re-attach happened (AttachAny)
 
 	inbox   chan Message
 	Dropped atomic.Uint64 // DATA PDUs dropped because the inbox was full
+	Unsent  atomic.Uint64 // PDUs dropped while re-attaching (AttachAny)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -128,6 +131,8 @@ func New(id *certs.Identity, link Link, opts Options) *Client {
 		log:     opts.Logger,
 		waiters: make(map[uint32]chan Message),
 		held:    map[pdu.Name]bool{id.Name: true},
+		routes:  make(map[pdu.Name]Route),
+		relinks: make(chan struct{}, 1),
 		inbox:   make(chan Message, opts.InboxSize),
 	}
 	c.seq.Store(rand.Uint32())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -29,6 +30,9 @@ type EndpointConfig struct {
 	Logger *zap.Logger
 	// Options apply to every Client the endpoint attaches.
 	Options Options
+	// KeepAlive and IdleTimeout are the tunnels' liveness (tunnel.Config).
+	// Defaults tunnel.DefaultKeepAlive and tunnel.DefaultIdleTimeout.
+	KeepAlive, IdleTimeout time.Duration
 }
 
 // Endpoint is an endpoint's tunnel side: it dials routers and hands each
@@ -57,6 +61,9 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		Conn:     cfg.Conn,
 		Handler:  e.handle,
 		Logger:   cfg.Logger,
+
+		KeepAlivePeriod: cfg.KeepAlive,
+		IdleTimeout:     cfg.IdleTimeout,
 	})
 	if err != nil {
 		return nil, err

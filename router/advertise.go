@@ -213,10 +213,31 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 	if !in.addName(n.Name) && !held {
 		in.share.giveName(1) // held already after all (a concurrent advertisement), or the face closed
 	}
+	r.replaceOlder(in, n.Name)
 	r.resolve.forget(n.Name)
 	r.publish(in.peer, n.Name, chain, exp)
 	nr.Status, nr.Expiry = advert.StatusOK, exp.Unix()
 	return nr
+}
+
+// replaceOlder removes n's local hops through other faces of the same
+// endpoint: the endpoint re-attached (after a restart, or its router's)
+// before its old tunnel timed out, and its new face takes the name at once.
+// Only the hop for n goes: the older face stays up and keeps its other
+// names, since one identity may legitimately run several processes, each
+// with names of its own (PROTOCOL.md §5.3).
+func (r *Router) replaceOlder(in *Face, n pdu.Name) {
+	for _, h := range r.fib.Lookup(n) {
+		if h.Origin != OriginLocal || h.Face == in || h.Face.peer != in.peer || h.Face.kind != FaceEndpoint {
+			continue
+		}
+		if r.fib.Remove(n, h.Face) {
+			h.Face.dropName(n)
+			r.met.withdrawn.WithLabelValues("replaced").Inc()
+			r.log.Debug("route replaced by a newer attachment", logging.Name(n), logging.Peer(in.peer),
+				logging.Face(in.id), zap.Uint64("old_face", h.Face.id))
+		}
+	}
 }
 
 // withdraw removes names an endpoint holds at this router.

@@ -8,6 +8,7 @@ import (
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 // Config is the router's configuration (deploy/router.yaml). Every field's
@@ -62,6 +63,10 @@ type Config struct {
 	// FIBSize bounds the number of names in the FIB. Default 1,000,000.
 	FIBSize int `yaml:"fib_size"`
 
+	// Tunnel says how soon a dead tunnel (peer router or endpoint) is
+	// noticed.
+	Tunnel TunnelConfig `yaml:"tunnel"`
+
 	Face      FaceConfig      `yaml:"face"`
 	Dedup     DedupConfig     `yaml:"dedup"`
 	Resolver  ResolverConfig  `yaml:"resolver"`
@@ -85,6 +90,39 @@ type PeerConfig struct {
 	// Raw asks for a raw GDP-in-UDP link (both need raw_listen). Default
 	// false: QUIC.
 	Raw bool `yaml:"raw"`
+}
+
+// TunnelConfig is the liveness of tunnels: an idle tunnel sends a QUIC
+// PING every KeepAlive and is closed after IdleTimeout without a packet
+// from the peer, and its routes go with it. A peer that restarts is
+// noticed sooner than that: its new process answers with a QUIC stateless
+// reset. The capsule server and the CLI take the same block.
+type TunnelConfig struct {
+	// KeepAlive is how often an idle tunnel is probed. Default 1s.
+	KeepAlive config.Duration `yaml:"keepalive"`
+	// IdleTimeout is how long a silent peer is believed alive; at least
+	// twice KeepAlive. Default 5s.
+	IdleTimeout config.Duration `yaml:"idle_timeout"`
+}
+
+// WithDefaults fills the zero fields.
+func (t TunnelConfig) WithDefaults() TunnelConfig {
+	if t.KeepAlive <= 0 {
+		t.KeepAlive = config.Duration(tunnel.DefaultKeepAlive)
+	}
+	if t.IdleTimeout <= 0 {
+		t.IdleTimeout = config.Duration(tunnel.DefaultIdleTimeout)
+	}
+	return t
+}
+
+// Validate refuses an idle timeout a keepalive cannot hold open.
+func (t TunnelConfig) Validate() error {
+	t = t.WithDefaults()
+	if t.IdleTimeout < 2*t.KeepAlive {
+		return fmt.Errorf("tunnel.idle_timeout %s must be at least twice tunnel.keepalive %s", t.IdleTimeout.Std(), t.KeepAlive.Std())
+	}
+	return nil
 }
 
 // FaceConfig bounds what one face may cost the router.
@@ -268,6 +306,7 @@ func (c Config) WithDefaults() Config {
 	}
 	defInt(&c.Advertise.Burst, 5000)
 	defDur(&c.DrainTimeout, 5*time.Second)
+	c.Tunnel = c.Tunnel.WithDefaults()
 	return c
 }
 
@@ -285,6 +324,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sizes must not be negative")
 	case c.Advertise.MaxNamesPerFace < 0:
 		return fmt.Errorf("advertise.max_names_per_face must not be negative")
+	}
+	if err := c.Tunnel.Validate(); err != nil {
+		return err
 	}
 	if err := c.Resolver.Config.Validate(); err != nil {
 		return err

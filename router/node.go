@@ -48,7 +48,9 @@ func StartNode(cfg Config, deps Deps, conn, raw net.PacketConn) (*Node, error) {
 				r.HandlePDU(l, p)
 			}
 		},
-		Logger: deps.Logger,
+		Logger:          deps.Logger,
+		KeepAlivePeriod: cfg.Tunnel.WithDefaults().KeepAlive.Std(),
+		IdleTimeout:     cfg.Tunnel.WithDefaults().IdleTimeout.Std(),
 	}
 	if raw != nil {
 		tc.Raw = raw

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"go.uber.org/zap"
@@ -94,14 +95,23 @@ func (r *Router) dialOnce(ctx context.Context, name, domain pdu.Name, addrs []st
 	return nil, fmt.Errorf("dial %s: %w", name, errors.Join(errs...))
 }
 
+// Redial backoff of configured peers: the first redial after a tunnel
+// drops is immediate, then the wait doubles from peerBackoffMin up to
+// peerBackoffMax (±25 % jitter, so routers cut off together do not
+// redial in step).
+const (
+	peerBackoffMin = 100 * time.Millisecond
+	peerBackoffMax = 5 * time.Second
+)
+
 // keepPeer keeps a tunnel to a configured peer up, redialling with
-// exponential backoff (0.5 s to 30 s) while it is down.
+// exponential backoff while it is down.
 func (r *Router) keepPeer(ctx context.Context, p PeerConfig) {
 	if r.dial == nil {
 		r.log.Warn("configured peer ignored: no dialer", logging.Peer(p.Name))
 		return
 	}
-	backoff := 500 * time.Millisecond
+	backoff := peerBackoffMin
 	for ctx.Err() == nil {
 		f := r.peerFace(p.Name)
 		if f == nil {
@@ -110,16 +120,17 @@ func (r *Router) keepPeer(ctx context.Context, p PeerConfig) {
 			f, err = r.dialOnce(dctx, p.Name, r.own.Load().domain.Name(), []string{p.Addr}, p.Raw)
 			cancel()
 			if err != nil {
-				r.log.Info("peer dial failed", logging.Peer(p.Name), logging.Addr(p.Addr), zap.Error(err))
+				r.log.Info("peer dial failed", logging.Peer(p.Name), logging.Addr(p.Addr), zap.Error(err),
+					zap.Duration("backoff", backoff))
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(backoff):
+				case <-time.After(backoff*3/4 + rand.N(backoff/2+1)):
 				}
-				backoff = min(2*backoff, 30*time.Second)
+				backoff = min(2*backoff, peerBackoffMax)
 				continue
 			}
-			backoff = 500 * time.Millisecond
+			backoff = peerBackoffMin
 		}
 		select {
 		case <-ctx.Done():

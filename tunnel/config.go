@@ -11,6 +11,13 @@ import (
 // ALPN names the tunnel protocol and its version in the TLS handshake.
 const ALPN = "gdp-tunnel/1"
 
+// Liveness defaults: a link's peer is pinged every DefaultKeepAlive when
+// idle, and declared dead after DefaultIdleTimeout without a packet.
+const (
+	DefaultKeepAlive   = time.Second
+	DefaultIdleTimeout = 5 * time.Second
+)
+
 // Config configures an Endpoint. Zero values of the optional fields take
 // the defaults named in their comments.
 type Config struct {
@@ -34,10 +41,13 @@ type Config struct {
 	// that follows it. Default 5 s.
 	HandshakeTimeout time.Duration
 	// KeepAlivePeriod is how often an idle link sends a QUIC PING.
-	// Default 5 s.
+	// Default 1 s (DefaultKeepAlive).
 	KeepAlivePeriod time.Duration
-	// IdleTimeout closes a link that heard nothing for that long.
-	// Default 30 s.
+	// IdleTimeout closes a link that heard nothing for that long: how
+	// soon a peer that died (kill -9, power loss, cut cable) is noticed.
+	// Default 5 s (DefaultIdleTimeout). A peer that restarted is noticed
+	// sooner: its new process answers the old link's packets with a QUIC
+	// stateless reset (the reset key is derived from the node's key).
 	IdleTimeout time.Duration
 	// StreamTimeout bounds sending or receiving one PDU on a QUIC stream.
 	// Default 10 s.
@@ -95,8 +105,8 @@ func (c *Config) withDefaults() (Config, error) {
 		}
 	}
 	def(&d.HandshakeTimeout, 5*time.Second)
-	def(&d.KeepAlivePeriod, 5*time.Second)
-	def(&d.IdleTimeout, 30*time.Second)
+	def(&d.KeepAlivePeriod, DefaultKeepAlive)
+	def(&d.IdleTimeout, DefaultIdleTimeout)
 	def(&d.StreamTimeout, 10*time.Second)
 	def(&d.RekeyInterval, 2*time.Minute)
 	def(&d.ReassemblyTimeout, 2*time.Second)

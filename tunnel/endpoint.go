@@ -67,7 +67,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		// claim on our memory (64 × 64 KiB).
 		MaxIncomingUniStreams: 64,
 	}
-	e.tr = &quic.Transport{Conn: c.Conn}
+	e.tr = &quic.Transport{Conn: c.Conn, StatelessResetKey: statelessResetKey(c.Identity.Key)}
 	e.ln, err = e.tr.Listen(e.serverTLS(), e.qconf)
 	if err != nil {
 		e.tr.Close()

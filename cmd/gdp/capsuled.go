@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"os"
 	"os/signal"
@@ -79,15 +78,12 @@ func runCapsuled(ctx context.Context, cfgPath string) error {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sig)
-	var lost error
+	// A lost tunnel is not the end: the attachment redials (the routers
+	// of router: and routers:, in turn) and advertises every capsule
+	// again; the replicas' anti-entropy covers the gap.
 	select {
 	case <-ctx.Done():
 	case <-sig:
-	case <-at.client.Done():
-		// Exit non-zero so that the service manager restarts us (and we
-		// re-attach); the replicas' anti-entropy covers the gap.
-		lost = errors.New("tunnel to the router closed")
-		log.Error("tunnel to the router closed; stopping")
 	}
 	_ = sdNotify("STOPPING=1\nSTATUS=draining")
 	dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.Std())
@@ -95,5 +91,5 @@ func runCapsuled(ctx context.Context, cfgPath string) error {
 	log.Info("draining", zap.Duration("timeout", cfg.DrainTimeout.Std()))
 	srv.Drain(dctx)
 	hs.Shutdown(dctx)
-	return errors.Join(lost, srv.Close())
+	return srv.Close()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/router"
 )
 
 // attachConfig says how an endpoint (the capsule server, or a `gdp
@@ -41,6 +42,22 @@ type attachConfig struct {
 	Domain string `yaml:"domain"`
 	// Timeout bounds one request attempt. Default 2s.
 	Timeout config.Duration `yaml:"timeout"`
+	// Routers are more routers to attach to, after Router: tried in order
+	// at start, and in turn whenever the attached one is lost (the
+	// endpoint redials with backoff and advertises its names again at
+	// whichever answers). Each needs addr and name. Default none.
+	Routers []routerAddr `yaml:"routers"`
+	// Tunnel is the liveness of the tunnel: keepalive (default 1s) and
+	// idle_timeout (default 5s), as in the router's tunnel: block.
+	Tunnel router.TunnelConfig `yaml:"tunnel"`
+}
+
+// routerAddr is one entry of routers:.
+type routerAddr struct {
+	// Addr is the router's tunnel address "ip:port". Required.
+	Addr string `yaml:"addr"`
+	// Name is the router's name. Required.
+	Name pdu.Name `yaml:"name"`
 }
 
 func (a *attachConfig) withDefaults(identity string) {
@@ -104,6 +121,22 @@ func (a *attachConfig) merge(file attachConfig) {
 	if a.Timeout == 0 {
 		a.Timeout = file.Timeout
 	}
+	if len(a.Routers) == 0 {
+		a.Routers = file.Routers
+	}
+	if a.Tunnel == (router.TunnelConfig{}) {
+		a.Tunnel = file.Tunnel
+	}
+}
+
+// validate checks the router list and the tunnel block.
+func (a *attachConfig) validate() error {
+	for i, r := range a.Routers {
+		if r.Addr == "" || r.Name.IsZero() {
+			return fmt.Errorf("routers[%d]: addr and name are required", i)
+		}
+	}
+	return a.Tunnel.Validate()
 }
 
 // attached is an endpoint attached to its router.
@@ -121,6 +154,9 @@ func (at *attached) Close() error {
 
 // attach loads the identity and opens a tunnel to the router.
 func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attached, error) {
+	if err := a.validate(); err != nil {
+		return nil, err
+	}
 	creds, err := loadCreds("endpoint", credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain})
 	if err != nil {
 		return nil, err
@@ -140,12 +176,18 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 		return nil, fmt.Errorf("listen %s: %w", a.Listen, err)
 	}
 	opts.RequestTimeout = a.Timeout.Std()
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain, Conn: conn, Options: opts})
+	tc := a.Tunnel.WithDefaults()
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain, Conn: conn,
+		Options: opts, Logger: opts.Logger, KeepAlive: tc.KeepAlive.Std(), IdleTimeout: tc.IdleTimeout.Std()})
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	c, err := ep.Attach(ctx, a.Router, rn)
+	list := []client.RouterAddr{{Addr: a.Router, Name: rn}}
+	for _, r := range a.Routers {
+		list = append(list, client.RouterAddr{Addr: r.Addr, Name: r.Name})
+	}
+	c, err := ep.AttachAny(ctx, list, client.AttachOptions{})
 	if err != nil {
 		_ = ep.Close()
 		return nil, err
@@ -183,6 +225,9 @@ func loadCapsuledConfig(path string) (capsuledConfig, error) {
 		}
 	}
 	cfg.withDefaults("capsuled")
+	if err := cfg.attachConfig.validate(); err != nil {
+		return cfg, err
+	}
 	if cfg.Dir == "" {
 		cfg.Dir = "/var/lib/gdp/capsuled"
 	}

@@ -1,0 +1,156 @@
+package client_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/router/routertest"
+)
+
+// liveRouter is a router on a loopback socket that can be stopped and
+// started again on the same address with the same identity.
+type liveRouter struct {
+	t    *testing.T
+	dom  *routertest.Domain
+	rc   *routertest.Router
+	addr string
+	node *router.Node
+}
+
+func startLiveRouter(t *testing.T, dom *routertest.Domain, desc string) *liveRouter {
+	rc, err := dom.NewRouter(desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr := &liveRouter{t: t, dom: dom, rc: rc, addr: "127.0.0.1:0"}
+	lr.start()
+	t.Cleanup(lr.stop)
+	return lr
+}
+
+func (lr *liveRouter) start() {
+	conn, err := net.ListenPacket("udp", lr.addr)
+	if err != nil {
+		lr.t.Fatal(err)
+	}
+	n, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{Identity: lr.rc.ID, Member: lr.rc.Member,
+		Domain: lr.rc.Domain, Verifier: lr.dom.Verifier}, conn, nil)
+	if err != nil {
+		lr.t.Fatal(err)
+	}
+	lr.node, lr.addr = n, n.Addr()
+}
+
+func (lr *liveRouter) stop() {
+	if lr.node != nil {
+		_ = lr.node.Close()
+		lr.node = nil
+	}
+}
+
+func (lr *liveRouter) ra() client.RouterAddr {
+	return client.RouterAddr{Addr: lr.addr, Name: lr.rc.ID.Name}
+}
+
+// attachAny attaches a new endpoint to the first router of rs that answers.
+func attachAny(t *testing.T, dom *routertest.Domain, desc string, rs ...*liveRouter) *client.Client {
+	t.Helper()
+	id, _ := certs.NewIdentity(certs.KindClient, desc)
+	m, err := dom.Member(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: m, Domain: dom.ID.Meta, Verifier: dom.Verifier,
+		Conn: conn, Options: client.Options{RequestTimeout: 500 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ep.Close() })
+	var list []client.RouterAddr
+	for _, r := range rs {
+		list = append(list, r.ra())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ep.AttachAny(ctx, list, client.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if _, err := c.Advertise(ctx, c.Self()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// pingUntil pings dst from c until it answers, for up to 20 s, and
+// returns how long that took.
+func pingUntil(t *testing.T, c *client.Client, dst *client.Client) time.Duration {
+	t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		rep, err := c.Ping(ctx, dst.Name(), 16, 300*time.Millisecond)
+		if err == nil && rep.Reached && rep.From == dst.Name() {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never reached %s again", c.Name(), dst.Name())
+	return 0
+}
+
+// TestAttachSurvivesRouterRestart: two endpoints attached with AttachAny
+// to one router; the router stops and starts again on its address. Both
+// redial on their own and advertise their names again, and traffic between
+// them flows again — no process restarted, Done never closed.
+func TestAttachSurvivesRouterRestart(t *testing.T) {
+	dom, _ := routertest.NewDomain("attach test")
+	r := startLiveRouter(t, dom, "r")
+	x := attachAny(t, dom, "x", r)
+	y := attachAny(t, dom, "y", r)
+	pingUntil(t, y, x)
+
+	r.stop()
+	r.start()
+	took := pingUntil(t, y, x)
+	t.Logf("traffic flows again %s after the router restarted", took)
+	select {
+	case <-x.Done():
+		t.Fatal("the client's Done closed on a router restart")
+	default:
+	}
+	if x.Router() != r.rc.ID.Name {
+		t.Fatalf("x is attached to %s", x.Router())
+	}
+}
+
+// TestAttachFailsOver: an endpoint configured with two routers loses the
+// first for good and attaches to the second, where its name is advertised
+// again and reachable.
+func TestAttachFailsOver(t *testing.T) {
+	dom, _ := routertest.NewDomain("failover test")
+	a := startLiveRouter(t, dom, "a")
+	b := startLiveRouter(t, dom, "b")
+	x := attachAny(t, dom, "x", a, b)
+	if x.Router() != a.rc.ID.Name {
+		t.Fatalf("x attached to %s, want the first router", x.Router())
+	}
+	y := attachAny(t, dom, "y", b)
+	a.stop()
+	took := pingUntil(t, y, x)
+	t.Logf("x reachable at the second router %s after the first stopped", took)
+	if x.Router() != b.rc.ID.Name {
+		t.Fatalf("x is attached to %s, want the second router", x.Router())
+	}
+}

@@ -1,0 +1,58 @@
+package router_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+// TestReadvertiseReplacesOlderHop: a capsule server restarts (or its
+// tunnel is re-dialled) before its old tunnel has timed out, and advertises
+// its capsule again from a new face. The new face takes the name at once:
+// every PDU for the capsule reaches the new process, none is hashed onto
+// the dead face. The old face stays attached and keeps the names it alone
+// advertised (one identity may run several processes).
+func TestReadvertiseReplacesOlderHop(t *testing.T) {
+	w := newWorld(t)
+	r := w.router("r", router.Config{}, nil)
+	serverID, _ := certs.NewIdentity(certs.KindServer, "capsule server")
+	cap, _ := newCapsule("sensor log")
+	other, _ := newCapsule("only the old process hosts this")
+	ad, _ := cap.AdCert(serverID.Name, time.Hour)
+	ad2, _ := other.AdCert(serverID.Name, time.Hour)
+
+	old := w.attach(r, serverID)
+	advertise(t, old, old.Self(), client.CapsuleRoute(cap.Meta, ad), client.CapsuleRoute(other.Meta, ad2))
+	fresh := w.attach(r, serverID)
+	advertise(t, fresh, client.CapsuleRoute(cap.Meta, ad))
+
+	hops := r.FIB().Lookup(cap.Meta.Name())
+	if len(hops) != 1 {
+		t.Fatalf("capsule has %d hops after the re-advertisement, want 1 (the new face)", len(hops))
+	}
+	if len(r.FIB().Lookup(other.Meta.Name())) != 1 || len(r.FIB().Lookup(serverID.Name)) != 1 {
+		t.Fatal("the older face lost names it alone advertised")
+	}
+	if n := len(r.Faces()); n != 2 {
+		t.Fatalf("%d faces, want both attachments kept", n)
+	}
+	cl := w.endpoint(r, certs.KindClient, "client")
+	advertise(t, cl)
+	for i := range 20 {
+		if _, err := cl.Send(cap.Meta.Name(), fmt.Appendf(nil, "append %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		if m := receive(t, fresh); string(m.Payload) != fmt.Sprintf("append %d", i) {
+			t.Fatalf("new process got %q, want append %d", m.Payload, i)
+		}
+	}
+	if got := metric(t, r, "gdp_router_routes_removed_total", "cause", "replaced"); got != 1 {
+		t.Fatalf("routes_removed{cause=replaced} = %g, want 1", got)
+	}
+}
