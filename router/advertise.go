@@ -220,21 +220,26 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 	return nr
 }
 
-// replaceOlder removes n's local hops through other faces of the same
-// endpoint: the endpoint re-attached (after a restart, or its router's)
-// before its old tunnel timed out, and its new face takes the name at once.
-// Only the hop for n goes: the older face stays up and keeps its other
-// names, since one identity may legitimately run several processes, each
-// with names of its own (PROTOCOL.md §5.3).
+// supersededCost is the cost of a local hop whose endpoint advertised the
+// same name again from a newer face: used only when nothing else is left.
+const supersededCost = 1 << 20
+
+// replaceOlder makes in the hop for n at once when the same endpoint holds
+// n through older faces too: it re-attached (after a restart, or its
+// router's) before its old tunnel timed out. The older hops are demoted to
+// supersededCost, not removed: the older face stays up with its names,
+// since one identity may legitimately run several processes, and takes n
+// again only if the newer face goes (PROTOCOL.md §5.3).
 func (r *Router) replaceOlder(in *Face, n pdu.Name) {
 	for _, h := range r.fib.Lookup(n) {
-		if h.Origin != OriginLocal || h.Face == in || h.Face.peer != in.peer || h.Face.kind != FaceEndpoint {
+		if h.Origin != OriginLocal || h.Face == in || h.Face.peer != in.peer || h.Cost >= supersededCost {
 			continue
 		}
-		if r.fib.Remove(n, h.Face) {
-			h.Face.dropName(n)
+		d := h
+		d.Cost = supersededCost
+		if r.fib.Install(n, d) == nil {
 			r.met.withdrawn.WithLabelValues("replaced").Inc()
-			r.log.Debug("route replaced by a newer attachment", logging.Name(n), logging.Peer(in.peer),
+			r.log.Debug("route superseded by a newer attachment", logging.Name(n), logging.Peer(in.peer),
 				logging.Face(in.id), zap.Uint64("old_face", h.Face.id))
 		}
 	}

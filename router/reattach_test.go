@@ -15,7 +15,8 @@ import (
 // its capsule again from a new face. The new face takes the name at once:
 // every PDU for the capsule reaches the new process, none is hashed onto
 // the dead face. The old face stays attached and keeps the names it alone
-// advertised (one identity may run several processes).
+// advertised (one identity may run several processes); its hop for the
+// capsule is kept as a last resort only.
 func TestReadvertiseReplacesOlderHop(t *testing.T) {
 	w := newWorld(t)
 	r := w.router("r", router.Config{}, nil)
@@ -31,8 +32,8 @@ func TestReadvertiseReplacesOlderHop(t *testing.T) {
 	advertise(t, fresh, client.CapsuleRoute(cap.Meta, ad))
 
 	hops := r.FIB().Lookup(cap.Meta.Name())
-	if len(hops) != 1 {
-		t.Fatalf("capsule has %d hops after the re-advertisement, want 1 (the new face)", len(hops))
+	if len(hops) != 2 || hops[0].Cost != 0 || hops[1].Cost == 0 {
+		t.Fatalf("capsule hops after the re-advertisement: %+v, want the new face first and the old one demoted", hops)
 	}
 	if len(r.FIB().Lookup(other.Meta.Name())) != 1 || len(r.FIB().Lookup(serverID.Name)) != 1 {
 		t.Fatal("the older face lost names it alone advertised")
