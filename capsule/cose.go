@@ -27,15 +27,20 @@ type sign1Wire struct {
 
 // sigInput is the Sig_structure a heartbeat signature covers:
 // ["Signature1", h'a10127', "gdpnet v1 heartbeat" as bstr, payload].
-func sigInput(payload []byte) []byte {
+func sigInput(payload []byte) []byte { return sigInputAAD(HeartbeatAAD, payload) }
+
+// sigInputAAD is the Sig_structure of a COSE_Sign1 with external AAD aad:
+// each signed kind (heartbeat, receipt, placement) has its own, so no
+// signature passes for another kind's.
+func sigInputAAD(aad string, payload []byte) []byte {
 	b := make([]byte, 0, 40+len(payload))
 	b = appendHead(b, majArray, 4)
 	b = appendHead(b, majText, uint64(len("Signature1")))
 	b = append(b, "Signature1"...)
 	b = appendHead(b, majBytes, uint64(len(protectedEdDSA)))
 	b = append(b, protectedEdDSA...)
-	b = appendHead(b, majBytes, uint64(len(HeartbeatAAD)))
-	b = append(b, HeartbeatAAD...)
+	b = appendHead(b, majBytes, uint64(len(aad)))
+	b = append(b, aad...)
 	b = appendHead(b, majBytes, uint64(len(payload)))
 	return append(b, payload...)
 }

@@ -99,6 +99,13 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 	if h, err := s.st.Head(c); err == nil {
 		resp.Head = h.Seqno
 	}
+	// The signed receipt: this server holds the batch durably. With the
+	// owner's AdCert for this server and the server's metadata, a writer
+	// can check it without trusting anyone's word.
+	if p := s.places.get(c); p != nil && hb.Capsule == c {
+		resp.Receipt = capsule.NewReceipt(hb, s.name, s.id.Key).Marshal()
+		resp.AdCert, resp.Server = p.adcert.Marshal(), s.id.Meta.Marshal()
+	}
 	return resp
 }
 

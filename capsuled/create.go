@@ -3,6 +3,7 @@ package capsuled
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -19,9 +20,14 @@ import (
 // (a fresh AdCert, a new replica set).
 func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 	m := r.msg
-	p, err := parsePlacement(m, s.name)
+	p, err := parsePlacement(m, s.name, true)
 	if err != nil {
 		return fail(m, fmt.Errorf("create: %w", err))
+	}
+	if held := s.places.get(p.name); held != nil && held.record != nil && p.record.Issued.Before(held.record.Issued) {
+		// A replayed older CREATE must not roll the replica set back.
+		return fail(m, fmt.Errorf("create %s: %w: placement record of %s is older than the one held (%s)", p.name, capsule.ErrStale,
+			p.record.Issued.Format(time.RFC3339), held.record.Issued.Format(time.RFC3339)))
 	}
 	info := capsule.Info{Name: p.name, Writer: p.meta.WriterKey}
 	existed := false

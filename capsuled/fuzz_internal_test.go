@@ -44,6 +44,7 @@ func FuzzRequestDecoding(f *testing.F) {
 		for _, s := range m.Segments {
 			_, _, _ = decodeBatch(s.Records, s.Heartbeat)
 		}
-		_, _ = parsePlacement(m, pdu.Name{0xaa})
+		_, _ = parsePlacement(m, pdu.Name{0xaa}, true)
+		_, _ = parsePlacement(m, pdu.Name{0xaa}, false)
 	})
 }

@@ -237,7 +237,7 @@ func (tc *testCapsule) create(t testing.TB, cc *client.CapsuleClient, w int, rs 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := cc.Create(ctx, tc.meta, w, places); err != nil {
+	if err := cc.Create(ctx, tc.owner, tc.meta, w, places); err != nil {
 		t.Fatal(err)
 	}
 }

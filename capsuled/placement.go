@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
+	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/internal/fsutil"
@@ -22,12 +24,19 @@ type placement struct {
 	adcert   *certs.Cert
 	replicas []pdu.Name
 	w        int
+	// record is the owner-signed placement record replicas and w come
+	// from (nil only for a placement stored before records existed).
+	record *capsule.Placement
 }
 
 // message is the placement as a CREATE message (its file form).
 func (p *placement) message() *wire.Message {
-	return &wire.Message{Op: wire.OpCreate, Capsule: p.name[:], Metadata: p.meta.Marshal(),
+	m := &wire.Message{Op: wire.OpCreate, Capsule: p.name[:], Metadata: p.meta.Marshal(),
 		AdCert: p.adcert.Marshal(), Replicas: wire.NameBytes(p.replicas), W: uint64(p.w)}
+	if p.record != nil {
+		m.Placement = p.record.Marshal()
+	}
+	return m
 }
 
 // peers are the other replicas.
@@ -41,8 +50,12 @@ func (p *placement) peers(self pdu.Name) []pdu.Name {
 	return out
 }
 
-// parsePlacement checks a CREATE's fields for server self.
-func parsePlacement(m *wire.Message, self pdu.Name) (*placement, error) {
+// parsePlacement checks a CREATE's fields for server self. The replica set
+// and W come from the owner-signed placement record the CREATE must carry
+// (a CREATE's own Replicas and W, when present, must agree with it);
+// without requireRecord (a placement file written before records
+// existed) a missing record falls back to the message's fields.
+func parsePlacement(m *wire.Message, self pdu.Name, requireRecord bool) (*placement, error) {
 	meta, err := certs.ParseMetadata(m.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("%w: metadata: %v", wire.ErrMalformed, err)
@@ -62,6 +75,22 @@ func parsePlacement(m *wire.Message, self pdu.Name) (*placement, error) {
 		return nil, fmt.Errorf("%w: adcert is a %s from %s for %s; want an adcert from the capsule for this server", errForbidden, ad.Kind, ad.Issuer, ad.Subject)
 	}
 	p := &placement{name: name, meta: meta, adcert: ad, replicas: m.ReplicaNames(), w: int(m.W)}
+	switch {
+	case len(m.Placement) > 0:
+		rec, err := capsule.UnmarshalPlacement(m.Placement)
+		if err != nil {
+			return nil, fmt.Errorf("%w: placement record: %v", errForbidden, err)
+		}
+		if err := rec.Verify(meta); err != nil {
+			return nil, fmt.Errorf("%w: placement record: %v", errForbidden, err)
+		}
+		if (len(m.Replicas) > 0 && !slices.Equal(p.replicas, rec.Replicas)) || (m.W != 0 && int(m.W) != rec.W) {
+			return nil, fmt.Errorf("%w: replicas and w differ from the signed placement record", wire.ErrMalformed)
+		}
+		p.record, p.replicas, p.w = rec, rec.Replicas, rec.W
+	case requireRecord:
+		return nil, fmt.Errorf("%w: no placement record signed by the capsule's owner", errForbidden)
+	}
 	if len(p.replicas) == 0 {
 		p.replicas = []pdu.Name{self}
 	}
@@ -120,7 +149,7 @@ func openPlacements(dir string) (*placements, error) {
 		if err != nil {
 			return nil, fmt.Errorf("placement %s: %w", e.Name(), err)
 		}
-		p, err := parsePlacement(m, ad.Subject)
+		p, err := parsePlacement(m, ad.Subject, false)
 		if err != nil {
 			return nil, fmt.Errorf("placement %s: %w", e.Name(), err)
 		}

@@ -222,7 +222,7 @@ func TestKillNineReplica(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := writer.Create(ctx, tc.meta, 2, places); err != nil {
+	if err := writer.Create(ctx, tc.owner, tc.meta, 2, places); err != nil {
 		t.Fatal(err)
 	}
 	name := tc.meta.Name()

@@ -113,6 +113,12 @@ func (s *Server) handleMetadata(r request) *wire.Message {
 	resp := m.Reply(wire.StatusOK)
 	if p := s.places.get(c); p != nil {
 		resp.Metadata, resp.Replicas, resp.W = p.meta.Marshal(), wire.NameBytes(p.replicas), uint64(p.w)
+		// The owner-signed record and this server's own AdCert and
+		// metadata: what a writer trusts, rather than the lines above.
+		if p.record != nil {
+			resp.Placement = p.record.Marshal()
+		}
+		resp.AdCert, resp.Server = p.adcert.Marshal(), s.id.Meta.Marshal()
 	}
 	resp.Head = head.Seqno
 	if head.Heartbeat != nil {

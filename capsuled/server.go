@@ -37,6 +37,7 @@ type Deps struct {
 // Server is one capsule server.
 type Server struct {
 	cfg  Config
+	id   *certs.Identity
 	name pdu.Name
 	cli  *client.Client
 	st   *store.Store
@@ -94,7 +95,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("capsuled: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),
+		cfg: cfg, id: deps.Identity, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),
 		places: places, pend: wire.NewPending(), watch: newWatchers(),
 		queue: make(chan request, cfg.Queue), kick: make(chan pdu.Name, 64),
 	}
@@ -206,8 +207,11 @@ func (s *Server) receive(ctx context.Context) {
 			continue
 		}
 		if msg.IsResponse() {
-			if !s.pend.Deliver(m.Src, msg) {
-				s.met.dropped.WithLabelValues("late_response").Inc()
+			if err := s.pend.Deliver(m.Src, msg); err != nil {
+				s.met.dropped.WithLabelValues(dropReason(err)).Inc()
+				if errors.Is(err, wire.ErrWrongSource) {
+					s.log.Debug("answer from a node that was not asked", logging.Src(m.Src), zap.Stringer("op", msg.Op))
+				}
 			}
 			continue
 		}
@@ -304,9 +308,22 @@ func clip(s string) string {
 	return s
 }
 
-// ask sends a request to dst and waits for its answer (anti-entropy).
+// dropReason is the dropped_total label of an answer Deliver refused.
+func dropReason(err error) string {
+	switch {
+	case errors.Is(err, wire.ErrWrongSource):
+		return "wrong_source"
+	case errors.Is(err, wire.ErrFull):
+		return "waiter_full"
+	}
+	return "late_response"
+}
+
+// ask sends a request to dst and waits for its answer (anti-entropy). Only
+// an answer from dst itself with the request's (random) id counts: no
+// other replica can answer on dst's behalf.
 func (s *Server) ask(ctx context.Context, dst pdu.Name, m *wire.Message) (*wire.Message, error) {
-	id, ch, err := s.pend.Add(1)
+	id, ch, err := s.pend.Add(m.Op, 1, dst)
 	if err != nil {
 		return nil, err
 	}

@@ -198,3 +198,20 @@ func checkCert(c *Cert, link string, kind CertKind, issuer, subject Name, now ti
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// VerifyAdCert checks that ad is an AdCert signed by the owner of the
+// capsule capsule describes, for server, valid at now: that the capsule's
+// owner placed it on that server.
+func VerifyAdCert(ad *Cert, capsule *Metadata, server Name, now time.Time) error {
+	if capsule == nil || capsule.Kind != KindCapsule {
+		return linkErr(LinkTarget, ErrWrongKind, "adcerts are for capsules")
+	}
+	name := capsule.Name()
+	if err := checkCert(ad, LinkAdCert, KindAdCert, name, server, now); err != nil {
+		return err
+	}
+	if !ad.checkSignature(capsule.Key) {
+		return linkErr(LinkAdCert, ErrBadSignature, "not signed by the owner of %s", name)
+	}
+	return nil
+}

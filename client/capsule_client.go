@@ -38,6 +38,9 @@ func (o CapsuleOptions) withDefaults() CapsuleOptions {
 var (
 	// ErrNoReplica: no replica acknowledged an append.
 	ErrNoReplica = errors.New("client: no replica acknowledged")
+	// ErrNoPlacement: the capsule's replicas sent no placement record
+	// signed by its owner, so a writer does not know where to write.
+	ErrNoPlacement = errors.New("client: no owner-signed placement record")
 	// ErrNoAnswer: a capsule request got no answer after every attempt.
 	ErrNoAnswer = errors.New("client: no answer from the capsule server")
 )
@@ -52,11 +55,19 @@ type CapsuleClient struct {
 	pend *wire.Pending
 
 	mu   sync.Mutex
-	subs map[uint64]chan *wire.Message
+	subs map[uint64]*subWaiter
 
 	// Dropped counts PDUs that were not capsule messages, late answers and
 	// pushes for unknown or full subscriptions.
 	Dropped atomic.Uint64
+	// Forged counts answers refused because they came from a node that was
+	// not asked (or answered another operation), and subscription pushes
+	// from a server other than the one that took the subscription.
+	Forged atomic.Uint64
+	// BadReceipts counts APPEND acknowledgements a writer did not count:
+	// no receipt, or one that does not verify under a server the owner
+	// placed the capsule on.
+	BadReceipts atomic.Uint64
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -64,7 +75,7 @@ type CapsuleClient struct {
 
 // NewCapsuleClient starts a capsule client on c.
 func NewCapsuleClient(c *Client, opts CapsuleOptions) *CapsuleClient {
-	cc := &CapsuleClient{c: c, opts: opts.withDefaults(), pend: wire.NewPending(), subs: map[uint64]chan *wire.Message{}}
+	cc := &CapsuleClient{c: c, opts: opts.withDefaults(), pend: wire.NewPending(), subs: map[uint64]*subWaiter{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	cc.cancel = cancel
 	cc.wg.Add(1)
@@ -102,8 +113,15 @@ func (cc *CapsuleClient) loop(ctx context.Context) {
 			continue
 		}
 		if msg.IsResponse() {
-			if !cc.pend.Deliver(m.Src, msg) {
-				cc.Dropped.Add(1)
+			if msg.Op == wire.OpSubscribe && msg.Status.Success() {
+				cc.noteSubscribed(m.Src, msg.ID)
+			}
+			if err := cc.pend.Deliver(m.Src, msg); err != nil {
+				if errors.Is(err, wire.ErrWrongSource) {
+					cc.Forged.Add(1)
+				} else {
+					cc.Dropped.Add(1)
+				}
 			}
 			continue
 		}
@@ -112,18 +130,55 @@ func (cc *CapsuleClient) loop(ctx context.Context) {
 			continue
 		}
 		cc.mu.Lock()
-		ch := cc.subs[msg.ID]
+		sw := cc.subs[msg.ID]
 		cc.mu.Unlock()
-		if ch == nil {
+		if sw == nil {
 			cc.Dropped.Add(1)
 			continue
 		}
+		if sw.server.Load() == nil || *sw.server.Load() != m.Src {
+			// Pushes come only from the server that took the subscription.
+			cc.Forged.Add(1)
+			continue
+		}
 		select {
-		case ch <- msg:
+		case sw.ch <- msg:
 		default:
 			cc.Dropped.Add(1) // the subscriber sees the gap and resumes
 		}
 	}
+}
+
+// subWaiter is a subscription's push queue and the server whose
+// acknowledgement of the SUBSCRIBE (id and source matched by Pending)
+// made it the one pushes are taken from.
+type subWaiter struct {
+	ch     chan *wire.Message
+	asked  pdu.Name // the server asked; zero when the capsule's name was
+	server atomic.Pointer[pdu.Name]
+}
+
+// noteSubscribed records the server that acknowledged subscription id, in
+// the receive goroutine so that pushes right behind the answer are taken.
+// With a server asked by name only that server's answer counts.
+func (cc *CapsuleClient) noteSubscribed(from pdu.Name, id uint64) {
+	cc.mu.Lock()
+	sw := cc.subs[id]
+	cc.mu.Unlock()
+	if sw != nil && (sw.asked.IsZero() || sw.asked == from) {
+		sw.server.Store(&from)
+	}
+}
+
+// answerers are the nodes whose answer to a request sent to dst about
+// capsule c counts: dst itself, or, for a request to the capsule's own
+// name (any replica may take it), any node, whose answer the caller
+// verifies.
+func answerers(dst, c pdu.Name) []pdu.Name {
+	if dst == c {
+		return nil
+	}
+	return []pdu.Name{dst}
 }
 
 // send encodes m and sends it to dst with flags.
@@ -139,7 +194,7 @@ func (cc *CapsuleClient) send(dst pdu.Name, flags pdu.Flags, m *wire.Message) er
 // call sends m to dst and returns the first answer, resending after each
 // timeout (the same request id, so a server's answer to any copy counts).
 func (cc *CapsuleClient) call(ctx context.Context, dst pdu.Name, m *wire.Message) (wire.Reply, error) {
-	id, ch, err := cc.pend.Add(4)
+	id, ch, err := cc.pend.Add(m.Op, 4, answerers(dst, m.CapsuleName())...)
 	if err != nil {
 		return wire.Reply{}, err
 	}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"time"
 
@@ -34,19 +35,28 @@ func PlaceCapsule(owner *certs.Identity, meta *certs.Metadata, servers []pdu.Nam
 }
 
 // Create places capsule meta on every server of places, telling each the
-// whole replica set and w (0: a majority). It fails if any server refuses.
-func (cc *CapsuleClient) Create(ctx context.Context, meta *certs.Metadata, w int, places []Placement) error {
+// whole replica set and w (0: a majority) in a placement record signed
+// with the owner key: writers take the replica set and w from that record
+// only. It fails if any server refuses.
+func (cc *CapsuleClient) Create(ctx context.Context, owner *certs.Identity, meta *certs.Metadata, w int, places []Placement) error {
 	if len(places) == 0 || len(places) > wire.MaxReplicas {
 		return fmt.Errorf("create: %d replicas (want 1 to %d)", len(places), wire.MaxReplicas)
+	}
+	if owner == nil {
+		return fmt.Errorf("create: no owner identity to sign the placement record")
 	}
 	name := meta.Name()
 	replicas := make([]pdu.Name, len(places))
 	for i, p := range places {
 		replicas[i] = p.Server
 	}
+	rec, err := capsule.SignPlacement(owner.Key, meta, replicas, w, time.Now())
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
 	for _, p := range places {
 		m := &wire.Message{Op: wire.OpCreate, Capsule: name[:], Metadata: meta.Marshal(), AdCert: p.AdCert.Marshal(),
-			Replicas: wire.NameBytes(replicas), W: uint64(w)}
+			Replicas: wire.NameBytes(replicas), W: uint64(rec.W), Placement: rec.Marshal()}
 		if _, err := cc.callOK(ctx, p.Server, m); err != nil {
 			return fmt.Errorf("create %s on %s: %w", name, p.Server, err)
 		}
@@ -61,8 +71,16 @@ type CapsuleInfo struct {
 	Name     pdu.Name
 	Server   pdu.Name // the replica that answered
 	Meta     *certs.Metadata
-	Replicas []pdu.Name
+	Replicas []pdu.Name // from Placement when there is one, else the server's unsigned word
 	W        int
+	// Placement is the owner-signed placement record, verified (nil when
+	// the server sent none).
+	Placement *capsule.Placement
+	// ServerKey is the answering server's key, set when its metadata
+	// hashes to Server and it holds the owner's AdCert for the capsule
+	// (then ServerAdCert is that AdCert): what its receipts verify under.
+	ServerKey    ed25519.PublicKey
+	ServerAdCert *certs.Cert
 	// Head is the replica's durable head; Heartbeat covers it (nil when empty).
 	Head      capsule.Head
 	Heartbeat *capsule.Heartbeat
@@ -90,6 +108,19 @@ func parseInfo(c pdu.Name, rep wire.Reply) (*CapsuleInfo, error) {
 		return nil, fmt.Errorf("info %s: %w: metadata is for %s (%s)", c, capsule.ErrWrongCapsule, meta.Name(), meta.Kind)
 	}
 	in := &CapsuleInfo{Name: c, Server: rep.From, Meta: meta, Replicas: m.ReplicaNames(), W: int(m.W)}
+	if len(m.Placement) > 0 {
+		rec, err := capsule.UnmarshalPlacement(m.Placement)
+		if err == nil {
+			err = rec.Verify(meta)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("info %s from %s: %w", c, rep.From, err)
+		}
+		in.Placement, in.Replicas, in.W = rec, rec.Replicas, rec.W
+	}
+	if key, ad, err := serverKey(meta, rep.From, m.AdCert, m.Server, time.Now()); err == nil {
+		in.ServerKey, in.ServerAdCert = key, ad
+	}
 	ci := capsule.Info{Name: c, Writer: meta.WriterKey}
 	in.Head = capsule.Head{Tree: &capsule.Tree{}}
 	if len(m.Heartbeat) > 0 {
@@ -143,4 +174,28 @@ func (f *frontierSource) Node(level uint8, index uint64) (capsule.Hash, error) {
 	h := f.hashes[f.i]
 	f.i++
 	return h, nil
+}
+
+// serverKey returns server's key from its metadata (which must hash to
+// server) when adcert is the capsule owner's AdCert for server, valid at
+// now.
+func serverKey(capsuleMeta *certs.Metadata, server pdu.Name, adcert, serverMeta []byte, now time.Time) (ed25519.PublicKey, *certs.Cert, error) {
+	if len(adcert) == 0 || len(serverMeta) == 0 {
+		return nil, nil, fmt.Errorf("server %s sent no adcert and metadata", server)
+	}
+	ad, err := certs.ParseCert(adcert)
+	if err != nil {
+		return nil, nil, err
+	}
+	sm, err := certs.ParseMetadata(serverMeta)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sm.Name() != server {
+		return nil, nil, fmt.Errorf("server metadata hashes to %s, not %s", sm.Name(), server)
+	}
+	if err := certs.VerifyAdCert(ad, capsuleMeta, server, now); err != nil {
+		return nil, nil, err
+	}
+	return sm.Key, ad, nil
 }

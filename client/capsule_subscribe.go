@@ -39,13 +39,17 @@ const Lease = 30 * time.Second
 // the current head).
 func (r *Reader) Subscribe(ctx context.Context, from uint64) (*Subscription, error) {
 	cc := r.cc
-	id, resp, err := cc.pend.Add(16)
+	id, resp, err := cc.pend.Add(wire.OpSubscribe, 16, answerers(r.dst, r.info.Name)...)
 	if err != nil {
 		return nil, err
 	}
 	s := &Subscription{r: r, id: id, ch: make(chan *wire.Message, 256), resp: resp, next: from, lease: Lease}
+	sw := &subWaiter{ch: s.ch}
+	if r.dst != r.info.Name {
+		sw.asked = r.dst
+	}
 	cc.mu.Lock()
-	cc.subs[id] = s.ch
+	cc.subs[id] = sw
 	cc.mu.Unlock()
 	if err := s.subscribe(ctx, true); err != nil {
 		s.drop()

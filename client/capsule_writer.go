@@ -10,6 +10,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -17,10 +18,14 @@ import (
 // comments.
 type WriterOptions struct {
 	// Replicas are the servers holding the capsule. Default: the replica
-	// set the nearest replica reports.
+	// set of the owner-signed placement record (capsule.Placement) the
+	// replicas hold, verified against the capsule's owner key; a server's
+	// unsigned word is never taken. Either way, only receipts signed by a
+	// replica the owner issued an AdCert to count toward W.
 	Replicas []pdu.Name
 	// W is how many replicas must hold a batch for it to be durable.
-	// Default: the capsule's placement (a majority when unknown).
+	// Default: the W of the owner-signed placement record (a majority of
+	// Replicas when they are given).
 	W int
 	// Multicast sends each APPEND once, to the capsule's name with the
 	// MULTICAST flag, instead of once to each replica's own name.
@@ -56,6 +61,10 @@ type Durability struct {
 	Met     bool       // Acks >= W
 	Holders []pdu.Name // who acknowledged
 	Lagging []pdu.Name // replicas that answered they are catching up
+	// Receipts are the holders' signed receipts, the proof of durability:
+	// each verified under the key of a server that holds the owner's
+	// AdCert for the capsule (one per holder, in Holders' order).
+	Receipts []*capsule.Receipt
 }
 
 func (d Durability) String() string {
@@ -68,9 +77,10 @@ func (d Durability) String() string {
 // (servers acknowledge a batch they already hold again). Safe for
 // concurrent use.
 type Writer struct {
-	cc   *CapsuleClient
-	name pdu.Name
-	opts WriterOptions
+	cc    *CapsuleClient
+	name  pdu.Name
+	opts  WriterOptions
+	trust *writerTrust
 
 	mu      sync.Mutex
 	w       *capsule.Writer
@@ -97,14 +107,38 @@ func (cc *CapsuleClient) NewWriter(ctx context.Context, c pdu.Name, key ed25519.
 	if !info.Meta.WriterKey.Equal(key.Public()) {
 		return nil, fmt.Errorf("writer for %s: %w: key is not the capsule's writer key", c, capsule.ErrBadSignature)
 	}
-	if len(opts.Replicas) == 0 {
-		opts.Replicas = info.Replicas
+	trust := newWriterTrust(info.Meta)
+	trust.learn(info)
+	rec := info.Placement
+	explicit := len(opts.Replicas) > 0
+	if !explicit {
+		if rec == nil {
+			return nil, fmt.Errorf("writer for %s: %w (asked %s)", c, ErrNoPlacement, info.Server)
+		}
+		opts.Replicas = rec.Replicas
 	}
-	if len(opts.Replicas) == 0 {
-		opts.Replicas = []pdu.Name{info.Server}
+	// The newest head any replica holds, and the newest placement record:
+	// the nearest replica may hold an older one.
+	infos := []*CapsuleInfo{info}
+	for _, r := range opts.Replicas {
+		if r == info.Server {
+			continue
+		}
+		ri, err := cc.Info(ctx, c, r)
+		if err != nil {
+			continue
+		}
+		trust.learn(ri)
+		infos = append(infos, ri)
+		if ri.Placement != nil && (rec == nil || ri.Placement.Issued.After(rec.Issued)) {
+			rec = ri.Placement
+		}
 	}
-	if opts.W <= 0 {
-		opts.W = info.W
+	if !explicit {
+		opts.Replicas = rec.Replicas
+	}
+	if opts.W <= 0 && rec != nil && !explicit {
+		opts.W = rec.W
 	}
 	if opts.W <= 0 || opts.W > len(opts.Replicas) {
 		opts.W = len(opts.Replicas)/2 + 1
@@ -127,17 +161,14 @@ func (cc *CapsuleClient) NewWriter(ctx context.Context, c pdu.Name, key ed25519.
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 4
 	}
-	// The newest head any replica holds.
 	head := info.Head
-	for _, r := range opts.Replicas {
-		if r == info.Server {
-			continue
-		}
-		if ri, err := cc.Info(ctx, c, r); err == nil && ri.Head.Seqno > head.Seqno {
+	for _, ri := range infos {
+		if ri.Head.Seqno > head.Seqno {
 			head = ri.Head
 		}
 	}
-	wr := &Writer{cc: cc, name: c, opts: opts, stop: make(chan struct{})}
+	trust.setReplicas(opts.Replicas)
+	wr := &Writer{cc: cc, name: c, opts: opts, trust: trust, stop: make(chan struct{})}
 	if head.Heartbeat == nil {
 		wr.w = capsule.NewWriter(c, key)
 	} else {
@@ -153,6 +184,12 @@ func (cc *CapsuleClient) NewWriter(ctx context.Context, c pdu.Name, key ed25519.
 
 // Name is the capsule written.
 func (wr *Writer) Name() pdu.Name { return wr.name }
+
+// Replicas are the servers the writer sends to, and W how many of them
+// must hold a batch.
+func (wr *Writer) Replicas() ([]pdu.Name, int) {
+	return append([]pdu.Name(nil), wr.opts.Replicas...), wr.opts.W
+}
 
 // Seqno is the newest seqno assigned.
 func (wr *Writer) Seqno() uint64 {
@@ -277,6 +314,7 @@ func (wr *Writer) sendLocked(ctx context.Context, keep int) (Durability, error) 
 		if err != nil {
 			return wr.last, err
 		}
+		bs.hb, bs.trust = hb, wr.trust
 		wr.queue = append(wr.queue, bs)
 	}
 	d := wr.last
@@ -308,11 +346,15 @@ type batchSend struct {
 	acked   map[pdu.Name]bool
 	lagging map[pdu.Name]bool
 	silent  int // attempts in which some replica said nothing at all
+
+	hb       *capsule.Heartbeat // the batch's heartbeat, what receipts name
+	trust    *writerTrust
+	receipts map[pdu.Name]*capsule.Receipt
 }
 
 // startBatch registers m's id and sends it to the replicas.
 func (cc *CapsuleClient) startBatch(c pdu.Name, m *wire.Message, seqno uint64, opts WriterOptions) (*batchSend, error) {
-	id, ch, err := cc.pend.Add(4 * len(opts.Replicas) * opts.Attempts)
+	id, ch, err := cc.pend.Add(wire.OpAppend, 4*len(opts.Replicas)*opts.Attempts, opts.Replicas...)
 	if err != nil {
 		return nil, err
 	}
@@ -371,6 +413,10 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 			}
 			switch st := rep.Msg.Status; {
 			case st.Success():
+				if !bs.countReceipt(rep) {
+					cc.BadReceipts.Add(1)
+					continue
+				}
 				bs.acked[rep.From] = true
 				delete(bs.lagging, rep.From)
 			case st == wire.StatusGap || st == wire.StatusUnavailable || st == wire.StatusNotFound || st == wire.StatusInternal:
@@ -411,6 +457,9 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 		}
 	}
 	d = durability(d, bs.acked, bs.lagging)
+	for _, h := range d.Holders {
+		d.Receipts = append(d.Receipts, bs.receipts[h])
+	}
 	if d.Acks == 0 {
 		bs.silent = 0
 		return d, fmt.Errorf("append to %s: %w (%d replicas)", c, ErrNoReplica, d.N)
@@ -429,4 +478,99 @@ func durability(d Durability, acked, lagging map[pdu.Name]bool) Durability {
 	d.Acks = len(acked)
 	d.Met = d.Acks >= d.W
 	return d
+}
+
+// countReceipt reports whether rep, a success answer to bs, carries a
+// receipt that proves durability: signed for bs's heartbeat by the replica
+// it comes from, under the key of a server the capsule's owner issued an
+// AdCert to. Without a trust (a writer built by hand) every success counts.
+func (bs *batchSend) countReceipt(rep wire.Reply) bool {
+	if bs.trust == nil {
+		return true
+	}
+	rc, err := bs.trust.receipt(rep, bs.hb)
+	if err != nil {
+		return false
+	}
+	if bs.receipts == nil {
+		bs.receipts = map[pdu.Name]*capsule.Receipt{}
+	}
+	bs.receipts[rep.From] = rc
+	return true
+}
+
+// writerTrust is what a writer checks receipts against: the capsule's
+// metadata (its owner key), the replica set, and the keys of the replicas
+// that proved the owner placed the capsule on them (metadata hashing to
+// the server's name and the owner's AdCert for it).
+type writerTrust struct {
+	meta     *certs.Metadata
+	mu       sync.Mutex
+	replicas map[pdu.Name]bool
+	keys     map[pdu.Name]trustedKey
+	now      func() time.Time
+}
+
+type trustedKey struct {
+	key   ed25519.PublicKey
+	until time.Time // the AdCert's NotAfter
+}
+
+func newWriterTrust(meta *certs.Metadata) *writerTrust {
+	return &writerTrust{meta: meta, keys: map[pdu.Name]trustedKey{}, now: time.Now}
+}
+
+func (t *writerTrust) setReplicas(rs []pdu.Name) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.replicas = make(map[pdu.Name]bool, len(rs))
+	for _, r := range rs {
+		t.replicas[r] = true
+	}
+}
+
+// learn keeps the server key a METADATA answer proved.
+func (t *writerTrust) learn(in *CapsuleInfo) {
+	if in.ServerKey == nil || in.ServerAdCert == nil {
+		return
+	}
+	t.mu.Lock()
+	t.keys[in.Server] = trustedKey{key: in.ServerKey, until: in.ServerAdCert.NotAfter}
+	t.mu.Unlock()
+}
+
+// receipt verifies the receipt on rep for heartbeat hb: rep comes from a
+// replica of the set, whose key is known (or proved by the AdCert and
+// metadata rep carries), and the receipt is that replica's signature over
+// (capsule, hb's seqno and hash, replica name).
+func (t *writerTrust) receipt(rep wire.Reply, hb *capsule.Heartbeat) (*capsule.Receipt, error) {
+	from, now := rep.From, t.now()
+	t.mu.Lock()
+	inSet := t.replicas[from]
+	k, ok := t.keys[from]
+	t.mu.Unlock()
+	if !inSet {
+		return nil, fmt.Errorf("%w: %s is not a replica of the placement", capsule.ErrBadReceipt, from)
+	}
+	if !ok || !now.Before(k.until) {
+		key, ad, err := serverKey(t.meta, from, rep.Msg.AdCert, rep.Msg.Server, now)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", capsule.ErrBadReceipt, from, err)
+		}
+		k = trustedKey{key: key, until: ad.NotAfter}
+		t.mu.Lock()
+		t.keys[from] = k
+		t.mu.Unlock()
+	}
+	if len(rep.Msg.Receipt) == 0 {
+		return nil, fmt.Errorf("%w: %s sent none", capsule.ErrBadReceipt, from)
+	}
+	rc, err := capsule.UnmarshalReceipt(rep.Msg.Receipt)
+	if err != nil {
+		return nil, err
+	}
+	if err := rc.Verify(hb, from, k.key); err != nil {
+		return nil, err
+	}
+	return rc, nil
 }

@@ -88,6 +88,16 @@ type Message struct {
 	// Frontier is the head's Merkle frontier (complete-subtree roots,
 	// largest first): what a writer that lost its state resumes from.
 	Frontier [][]byte `cbor:"25,keyasint,omitempty"`
+	// Placement is the owner-signed placement record
+	// (capsule.Placement.Marshal): on CREATE, and on a METADATA answer.
+	Placement []byte `cbor:"26,keyasint,omitempty"`
+	// Receipt is the server's signed durability receipt
+	// (capsule.Receipt.Marshal) on a successful APPEND answer.
+	Receipt []byte `cbor:"27,keyasint,omitempty"`
+	// Server is the answering server's own metadata
+	// (certs.Metadata.Marshal): with AdCert, how a writer learns the key
+	// its receipts are signed with.
+	Server []byte `cbor:"28,keyasint,omitempty"`
 }
 
 // Segment is one writer batch as a replica stored it: its data records

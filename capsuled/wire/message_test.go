@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"github.com/gdpnet/gdpnet/pdu"
+
 	"errors"
 	"strings"
 	"testing"
@@ -42,28 +44,73 @@ func TestMarshalTooLarge(t *testing.T) {
 	}
 }
 
-func TestPendingMatchesByID(t *testing.T) {
+func TestPendingMatchesBySourceAndID(t *testing.T) {
 	p := NewPending()
-	id, ch, err := p.Add(2)
+	asked, other := pdu.Name{1}, pdu.Name{2}
+	id, ch, err := p.Add(OpRead, 2, asked)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Deliver([32]byte{1}, &Message{Op: OpRead, ID: id + 1, Status: StatusOK}) {
-		t.Fatal("delivered to the wrong id")
+	if err := p.Deliver(asked, &Message{Op: OpRead, ID: id + 1, Status: StatusOK}); !errors.Is(err, ErrUnsolicited) {
+		t.Fatalf("wrong id: %v", err)
 	}
-	if !p.Deliver([32]byte{1}, &Message{Op: OpRead, ID: id, Status: StatusOK}) {
-		t.Fatal("not delivered")
+	// The right id from a node that was not asked, or for another
+	// operation, is refused: knowing (or guessing) an id is not enough.
+	if err := p.Deliver(other, &Message{Op: OpRead, ID: id, Status: StatusOK}); !errors.Is(err, ErrWrongSource) {
+		t.Fatalf("wrong source: %v", err)
 	}
-	if r := <-ch; r.From != ([32]byte{1}) {
+	if err := p.Deliver(asked, &Message{Op: OpSync, ID: id, Status: StatusOK}); !errors.Is(err, ErrWrongSource) {
+		t.Fatalf("wrong op: %v", err)
+	}
+	if err := p.Deliver(asked, &Message{Op: OpRead, ID: id, Status: StatusOK}); err != nil {
+		t.Fatalf("not delivered: %v", err)
+	}
+	if r := <-ch; r.From != asked {
 		t.Fatalf("from %v", r.From)
 	}
 	p.Done(id)
-	if p.Deliver([32]byte{1}, &Message{Op: OpRead, ID: id, Status: StatusOK}) {
-		t.Fatal("delivered after Done")
+	if err := p.Deliver(asked, &Message{Op: OpRead, ID: id, Status: StatusOK}); !errors.Is(err, ErrUnsolicited) {
+		t.Fatalf("delivered after Done: %v", err)
+	}
+	// No source named: any node may answer (a request to a capsule's name).
+	any, _, _ := p.Add(OpMetadata, 1)
+	if err := p.Deliver(other, &Message{Op: OpMetadata, ID: any, Status: StatusOK}); err != nil {
+		t.Fatalf("anycast answer: %v", err)
 	}
 	p.Close()
-	if _, _, err := p.Add(1); !errors.Is(err, ErrClosed) {
+	if _, _, err := p.Add(OpRead, 1); !errors.Is(err, ErrClosed) {
 		t.Fatalf("add after close: %v", err)
+	}
+}
+
+// TestPendingIDsUnpredictable: consecutive ids are not a counter, and two
+// tables do not share a sequence, so one observed id does not give the
+// next (an attacker forging answers must guess 64 bits).
+func TestPendingIDsUnpredictable(t *testing.T) {
+	a, b := NewPending(), NewPending()
+	seen := map[uint64]bool{}
+	var prev uint64
+	near := 0
+	for i := 0; i < 1000; i++ {
+		id, _, _ := a.Add(OpAppend, 1)
+		if seen[id] {
+			t.Fatalf("id %d repeated", id)
+		}
+		seen[id] = true
+		if d := id - prev; i > 0 && (d < 1<<20 || -d < 1<<20) {
+			near++
+		}
+		prev = id
+		a.Done(id)
+	}
+	if near > 1 {
+		t.Fatalf("%d of 1000 ids within 2^20 of the previous one: ids are sequential", near)
+	}
+	for i := 0; i < 100; i++ {
+		id, _, _ := b.Add(OpAppend, 1)
+		if seen[id] {
+			t.Fatalf("second table repeats the first one's id %d", id)
+		}
 	}
 }
 

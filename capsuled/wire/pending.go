@@ -2,10 +2,11 @@ package wire
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -13,40 +14,69 @@ import (
 // ErrClosed: the Pending table was closed while a request waited.
 var ErrClosed = errors.New("capsule requests closed")
 
+// Reasons Deliver refuses an answer.
+var (
+	// ErrUnsolicited: nobody waits for this id (a late, unsolicited or
+	// guessed answer).
+	ErrUnsolicited = errors.New("no request with this id")
+	// ErrWrongSource: the id is known but the answer comes from a node the
+	// request was not sent to, or answers another operation.
+	ErrWrongSource = errors.New("answer from a node that was not asked")
+	// ErrFull: the waiter's buffer is full.
+	ErrFull = errors.New("waiter full")
+)
+
 // Reply is a response with the name of the node that sent it.
 type Reply struct {
 	From pdu.Name
 	Msg  *Message
 }
 
-// Pending matches responses to requests by request id. One request may
-// collect several responses (an APPEND fanned out to every replica), so a
-// waiter is a buffered channel rather than a single slot.
+// waiter is one request waiting for answers: the operation and the nodes
+// asked (none: any node may answer, the caller verifies what it gets).
+type waiter struct {
+	ch   chan Reply
+	op   Op
+	from []pdu.Name
+}
+
+// Pending matches responses to requests by (source, request id): an answer
+// counts only when it comes from a node the request was sent to and
+// answers the same operation. Ids are drawn at random from a generator
+// seeded from the system's CSPRNG, so seeing one id tells nothing about
+// the next. One request may collect several responses (an APPEND fanned
+// out to every replica), so a waiter is a buffered channel rather than a
+// single slot.
 type Pending struct {
-	next   atomic.Uint64
 	mu     sync.Mutex
-	m      map[uint64]chan Reply
+	rng    *rand.ChaCha8
+	m      map[uint64]*waiter
 	closed bool
 }
 
-// NewPending returns an empty table whose ids start at a random point (a
-// restarted node does not reuse the ids of its previous life right away).
+// NewPending returns an empty table.
 func NewPending() *Pending {
-	p := &Pending{m: make(map[uint64]chan Reply)}
-	p.next.Store(rand.Uint64() >> 16)
-	return p
+	var seed [32]byte
+	_, _ = crand.Read(seed[:]) // never fails on supported platforms
+	return &Pending{m: make(map[uint64]*waiter), rng: rand.NewChaCha8(seed)}
 }
 
-// Add registers a new request id whose channel holds up to n replies.
-func (p *Pending) Add(n int) (uint64, <-chan Reply, error) {
-	id := p.next.Add(1)
+// Add registers a new request for op whose channel holds up to n replies,
+// answerable by the nodes in from (none: by any node; the caller must then
+// verify the answer's content, as for a request sent to a capsule's name
+// that any of its replicas may answer).
+func (p *Pending) Add(op Op, n int, from ...pdu.Name) (uint64, <-chan Reply, error) {
 	ch := make(chan Reply, max(n, 1))
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return 0, nil, ErrClosed
 	}
-	p.m[id] = ch
+	var id uint64
+	for id == 0 || p.m[id] != nil {
+		id = p.rng.Uint64()
+	}
+	p.m[id] = &waiter{ch: ch, op: op, from: slices.Clone(from)}
 	return id, ch, nil
 }
 
@@ -57,20 +87,25 @@ func (p *Pending) Done(id uint64) {
 	p.mu.Unlock()
 }
 
-// Deliver hands a response to its waiter; it reports false when nobody
-// waits (a late or unsolicited answer) or the waiter's buffer is full.
-func (p *Pending) Deliver(from pdu.Name, m *Message) bool {
+// Deliver hands a response to its waiter. It refuses (ErrUnsolicited,
+// ErrWrongSource, ErrFull) an answer nobody waits for, one from a node
+// that was not asked or for another operation, and one that overflows the
+// waiter.
+func (p *Pending) Deliver(from pdu.Name, m *Message) error {
 	p.mu.Lock()
-	ch := p.m[m.ID]
+	w := p.m[m.ID]
 	p.mu.Unlock()
-	if ch == nil {
-		return false
+	switch {
+	case w == nil:
+		return ErrUnsolicited
+	case m.Op != w.op || (len(w.from) > 0 && !slices.Contains(w.from, from)):
+		return ErrWrongSource
 	}
 	select {
-	case ch <- Reply{From: from, Msg: m}:
-		return true
+	case w.ch <- Reply{From: from, Msg: m}:
+		return nil
 	default:
-		return false
+		return ErrFull
 	}
 }
 

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"flag"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -33,7 +35,12 @@ func vectorMessages(t testing.TB) map[string]*Message {
 	recs, hb := w.Flush()
 	server := pdu.Name{0xaa}
 	proof := (&capsule.InclusionProof{Index: 0, Size: 1, Path: []capsule.Hash{}}).Marshal()
+	tv := trustVectors(t)
 	return map[string]*Message{
+		"create-signed": {Op: OpCreate, ID: 10, Capsule: tv.capsule[:], Metadata: tv.meta.Marshal(), AdCert: tv.adcert.Marshal(),
+			Replicas: NameBytes(tv.placement.Replicas), W: 2, Placement: tv.placement.Marshal()},
+		"append-receipt": {Op: OpAppend, ID: 11, Status: StatusOK, Capsule: tv.capsule[:], Head: 1, Receipt: tv.receipt.Marshal(),
+			AdCert: tv.adcert.Marshal(), Server: tv.server.Marshal()},
 		"create":          {Op: OpCreate, ID: 1, Capsule: c[:], Metadata: []byte{0xa0}, AdCert: []byte{0xa0}, Replicas: [][]byte{server[:]}, W: 1},
 		"create-response": {Op: OpCreate, ID: 1, Status: StatusCreated, Capsule: c[:], Replicas: [][]byte{server[:]}, W: 1},
 		"append":          {Op: OpAppend, ID: 2, Capsule: c[:], Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal()},
@@ -49,6 +56,46 @@ func vectorMessages(t testing.TB) map[string]*Message {
 		"sync-response":   {Op: OpSync, ID: 8, Status: StatusOK, Capsule: c[:], From: 1, To: 1, Head: 1, Segments: []Segment{{Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal()}}},
 		"unknown-capsule": {Op: OpRead, ID: 9, Status: StatusNotFound, Capsule: c[:], Error: "unknown capsule"},
 	}
+}
+
+// trustVector is the world of capsule/testdata/trust_vectors.txt, rebuilt
+// from the same seeds (testdata/check_trust.py in capsule/ checks that the
+// messages below carry exactly those bytes).
+type trustVector struct {
+	capsule   pdu.Name
+	meta      *certs.Metadata
+	server    *certs.Metadata
+	adcert    *certs.Cert
+	receipt   *capsule.Receipt
+	placement *capsule.Placement
+}
+
+func trustVectors(t testing.TB) trustVector {
+	owner := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x4f}, 32))
+	server := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x53}, 32))
+	writer := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x42}, 32))
+	created := time.Unix(1_700_000_000, 0).UTC()
+	var nonce [16]byte
+	for i := range nonce {
+		nonce[i] = byte(i + 1)
+	}
+	v := trustVector{
+		meta: &certs.Metadata{Kind: certs.KindCapsule, Key: owner.Public().(ed25519.PublicKey), WriterKey: writer.Public().(ed25519.PublicKey),
+			Created: created, Nonce: nonce, Description: "trust vectors"},
+		server: &certs.Metadata{Kind: certs.KindServer, Key: server.Public().(ed25519.PublicKey), Created: created, Nonce: nonce, Description: "vector server"},
+	}
+	v.capsule = v.meta.Name()
+	hb := &capsule.Heartbeat{Capsule: v.capsule, Seqno: 1, Root: sha256.Sum256([]byte("root")), Time: 1_700_000_000_000_000_000}
+	hb.Sign(writer)
+	v.receipt = capsule.NewReceipt(hb, v.server.Name(), server)
+	var err error
+	if v.placement, err = capsule.SignPlacement(owner, v.meta, []pdu.Name{v.server.Name(), {0xbb}, {0xcc}}, 2, created); err != nil {
+		t.Fatal(err)
+	}
+	if v.adcert, err = certs.IssueAdCert(owner, v.capsule, v.server.Name(), created, created.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // readVectors parses testdata/vectors.txt: "name hex" lines.

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -168,7 +169,7 @@ capsule's name; --meta-out saves the metadata.`,
 			if err != nil {
 				return err
 			}
-			if err := caps.Create(ctx, meta, w, places); err != nil {
+			if err := caps.Create(ctx, own, meta, w, places); err != nil {
 				return err
 			}
 			if metaOut != "" {
@@ -278,9 +279,19 @@ func (cc *capsuleCmd) appendCmd() *cobra.Command {
 				W       int      `json:"w"`
 				Met     bool     `json:"durable"`
 				Holders []string `json:"holders"`
-			}{name.String(), first, last, d.Acks, d.N, d.W, d.Met, nil}
-			for _, h := range d.Holders {
+				// Receipts prove durability: each holder's signature over
+				// (capsule, seqno, heartbeat hash, server), checked by the
+				// writer under the key of a server the owner placed the
+				// capsule on (docs/PROTOCOL.md §8.6).
+				Receipts []appendReceipt `json:"receipts"`
+			}{name.String(), first, last, d.Acks, d.N, d.W, d.Met, nil, nil}
+			for i, h := range d.Holders {
 				out.Holders = append(out.Holders, h.String())
+				if i < len(d.Receipts) && d.Receipts[i] != nil {
+					rc := d.Receipts[i]
+					out.Receipts = append(out.Receipts, appendReceipt{Server: rc.Server.String(), Seqno: rc.Seqno,
+						Heartbeat: rc.Heartbeat.String(), Signature: hex.EncodeToString(rc.Sig), Receipt: hex.EncodeToString(rc.Marshal())})
+				}
 			}
 			if err := cc.print(cmd.OutOrStdout(), out, func() {
 				fmt.Fprintf(cmd.OutOrStdout(), "appended %d..%d: %s\n", first, last, d)
@@ -459,4 +470,15 @@ func (cc *capsuleCmd) tailCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new records as they are written")
 	cc.readerFlags(cmd, &server)
 	return cmd
+}
+
+// appendReceipt is one durability receipt as `gdp capsule append --json`
+// prints it: the server, the heartbeat it holds (seqno and SHA-256 of its
+// wire form), the server's Ed25519 signature, and the whole COSE_Sign1.
+type appendReceipt struct {
+	Server    string `json:"server"`
+	Seqno     uint64 `json:"seqno"`
+	Heartbeat string `json:"heartbeat_hash"`
+	Signature string `json:"signature"`
+	Receipt   string `json:"receipt"`
 }

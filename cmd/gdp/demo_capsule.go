@@ -146,7 +146,7 @@ func demoCapsule(ctx context.Context, d *demoEnv) error {
 	if err != nil {
 		return err
 	}
-	if err := writer.Create(ctx, meta, 2, places); err != nil {
+	if err := writer.Create(ctx, p.Owner, meta, 2, places); err != nil {
 		return err
 	}
 	d.Say("alice placed capsule %s on all three (an AdCert each, N=3, W=2)", name)
