@@ -78,6 +78,26 @@ type Config struct {
 	// AcceptQueue is how many authenticated links may wait for Accept
 	// before new ones are refused. Default 64.
 	AcceptQueue int
+
+	// What one peer may make this endpoint hold on one link (multiply by
+	// the links a peer may have: the router bounds them per identity).
+
+	// MaxStreams bounds the bulk streams a peer may have open on one link
+	// at once (QUIC stream credit: it cannot open more). A bulk stream
+	// not taken by AcceptStream within StreamTimeout is reset (drop reason
+	// bulk_unaccepted). Default 16. Negative: none (a router, which never
+	// accepts bulk streams).
+	MaxStreams int
+	// MaxPDUStreams bounds the unidirectional streams (one PDU too large
+	// for a datagram each) a peer may have open on one link at once; each
+	// may pin a MaxPDU buffer until it ends or StreamTimeout resets it
+	// (drop reason stream_timeout). Default 16.
+	MaxPDUStreams int
+	// ReceiveWindow bounds the bytes a peer may have sent on one link's
+	// streams that this endpoint has not read yet (the QUIC connection
+	// flow-control window; one stream gets at most 6 MiB of it). Default
+	// 8 MiB.
+	ReceiveWindow int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -119,6 +139,11 @@ func (c *Config) withDefaults() (Config, error) {
 	defInt(&d.SendQueue, 2048)
 	defInt(&d.SocketBuffer, 8<<20)
 	defInt(&d.AcceptQueue, 64)
+	if d.MaxStreams == 0 {
+		d.MaxStreams = 16
+	}
+	defInt(&d.MaxPDUStreams, 16)
+	defInt(&d.ReceiveWindow, 8<<20)
 	if d.Now == nil {
 		d.Now = time.Now
 	}

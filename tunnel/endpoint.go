@@ -61,11 +61,16 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		MaxIdleTimeout:       c.IdleTimeout,
 		KeepAlivePeriod:      c.KeepAlivePeriod,
 		EnableDatagrams:      true,
-		MaxIncomingStreams:   256,
+		// The control stream, plus the bulk streams a peer may open.
+		MaxIncomingStreams: int64(max(c.MaxStreams, 0)) + 1,
 		// One stream per PDU that does not fit a datagram. Each open one
 		// may pin a MaxPDU buffer at the receiver, so this bounds a peer's
-		// claim on our memory (64 × 64 KiB).
-		MaxIncomingUniStreams: 64,
+		// claim on our memory (16 × 64 KiB by default).
+		MaxIncomingUniStreams:          int64(c.MaxPDUStreams),
+		MaxConnectionReceiveWindow:     uint64(c.ReceiveWindow),
+		InitialConnectionReceiveWindow: uint64(min(c.ReceiveWindow, 512<<10)),
+		MaxStreamReceiveWindow:         uint64(min(c.ReceiveWindow, 6<<20)),
+		InitialStreamReceiveWindow:     uint64(min(c.ReceiveWindow, 512<<10)),
 	}
 	e.tr = &quic.Transport{Conn: c.Conn, StatelessResetKey: statelessResetKey(c.Identity.Key)}
 	e.ln, err = e.tr.Listen(e.serverTLS(), e.qconf)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -40,7 +41,7 @@ type link struct {
 func newLink(e *Endpoint, qc *quic.Conn, ctrl *quic.Stream, peer pdu.Name, exp time.Time, kind Kind, dialer bool) *link {
 	l := &link{
 		ep: e, qc: qc, ctrl: ctrl, peer: peer, expiry: exp, kind: kind, dialer: dialer,
-		bulk: make(chan *quic.Stream, 16),
+		bulk: make(chan *quic.Stream), // handed over only to a waiting AcceptStream
 		done: make(chan struct{}),
 	}
 	l.ctx, l.cancel = context.WithCancelCause(qc.Context())
@@ -249,6 +250,9 @@ func (l *link) readPDUStream(s *quic.ReceiveStream) {
 		s.CancelRead(0)
 		return
 	default:
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			l.ep.stats.drop(DropStreamTimeout)
+		}
 		s.CancelRead(0)
 		return
 	}
@@ -272,17 +276,30 @@ func (l *link) bidiLoop() {
 			s.SetReadDeadline(time.Now().Add(l.ep.cfg.StreamTimeout))
 			var tag [1]byte
 			if _, err := io.ReadFull(s, tag[:]); err != nil || tag[0] != streamBulk {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					l.ep.stats.drop(DropStreamTimeout)
+				}
 				s.CancelRead(0)
 				s.CancelWrite(0)
 				return
 			}
 			s.SetReadDeadline(time.Time{})
+			// Wait for an AcceptStream, but not for ever: a stream nobody
+			// takes would hold its goroutine and its receive window.
+			t := time.NewTimer(l.ep.cfg.StreamTimeout)
+			defer t.Stop()
+			if l.ep.cfg.MaxStreams < 0 {
+				t.Reset(0)
+			}
 			select {
 			case l.bulk <- s:
-			default: // nobody is accepting bulk streams
-				s.CancelRead(0)
-				s.CancelWrite(0)
+				return
+			case <-t.C:
+				l.ep.stats.drop(DropBulkUnaccepted)
+			case <-l.ctx.Done():
 			}
+			s.CancelRead(0)
+			s.CancelWrite(0)
 		}()
 	}
 }
