@@ -147,6 +147,16 @@ type FaceConfig struct {
 	// (gdp_router_quota_refusals_total{reason="queue_bytes"}). Default
 	// 8 MiB. Negative: only Queue bounds it.
 	QueueBytes int `yaml:"queue_bytes"`
+	// MaxPDUStreams bounds the QUIC streams (one PDU too large for a
+	// datagram each, up to 64 KiB) a peer may have open on one tunnel at
+	// once; one that does not end within 10 s is reset
+	// (gdp_tunnel_drops_total{reason="stream_timeout"}). Default 16. The
+	// router takes no bulk streams: a peer gets no credit to open one.
+	MaxPDUStreams int `yaml:"max_pdu_streams"`
+	// ReceiveWindow bounds the bytes a peer may have sent on one tunnel's
+	// streams that the router has not read yet (QUIC flow control).
+	// Default 2 MiB.
+	ReceiveWindow int `yaml:"receive_window"`
 	// MaxPerIdentity bounds the faces (tunnels) one identity — the peer
 	// name its certificate proves — may have attached at once; a further
 	// tunnel is closed at once (gdp_router_quota_refusals_total
@@ -282,6 +292,8 @@ func (c Config) WithDefaults() Config {
 	defInt(&c.Face.Queue, 4096)
 	defInt(&c.Face.MaxPerIdentity, 8)
 	defInt(&c.Face.QueueBytes, 8<<20)
+	defInt(&c.Face.MaxPDUStreams, 16)
+	defInt(&c.Face.ReceiveWindow, 2<<20)
 	defInt(&c.Dedup.Slots, 1<<20)
 	defDur(&c.Dedup.Window, 2*time.Second)
 	if c.Resolver.Mode == "dht" && len(c.Resolver.Listen) == 0 {
@@ -318,7 +330,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max_pdu %d: want %d to %d", c.MaxPDU, pdu.HeaderLen, pdu.MaxPDU)
 	case c.FIBSize < 0:
 		return fmt.Errorf("fib_size %d: must not be negative", c.FIBSize)
-	case c.Face.Burst < 0 || c.Face.NAKBurst < 0 || c.Face.Queue < 0:
+	case c.Face.Burst < 0 || c.Face.NAKBurst < 0 || c.Face.Queue < 0 || c.Face.MaxPDUStreams < 0 || c.Face.ReceiveWindow < 0:
 		return fmt.Errorf("face burst and queue must not be negative")
 	case c.Dedup.Slots < 0 || c.Resolver.Workers < 0 || c.Resolver.MaxWaiting < 0 || c.Resolver.MaxWaitingPerName < 0:
 		return fmt.Errorf("sizes must not be negative")

@@ -37,6 +37,7 @@ func StartNode(cfg Config, deps Deps, conn, raw net.PacketConn) (*Node, error) {
 	}
 	// The bound address, so that a configured port 0 publishes the real one.
 	cfg.Listen = conn.LocalAddr().String()
+	lim := cfg.WithDefaults().Face
 	book := NewPeerBook()
 	var rp atomic.Pointer[Router]
 	tc := tunnel.Config{
@@ -51,6 +52,11 @@ func StartNode(cfg Config, deps Deps, conn, raw net.PacketConn) (*Node, error) {
 		Logger:          deps.Logger,
 		KeepAlivePeriod: cfg.Tunnel.WithDefaults().KeepAlive.Std(),
 		IdleTimeout:     cfg.Tunnel.WithDefaults().IdleTimeout.Std(),
+		// What one peer may make the router hold per tunnel; the tunnels
+		// per identity are bounded by face.max_per_identity.
+		MaxStreams:    -1, // a router takes no bulk streams
+		MaxPDUStreams: lim.MaxPDUStreams,
+		ReceiveWindow: lim.ReceiveWindow,
 	}
 	if raw != nil {
 		tc.Raw = raw
@@ -67,6 +73,7 @@ func StartNode(cfg Config, deps Deps, conn, raw net.PacketConn) (*Node, error) {
 		return nil, err
 	}
 	rp.Store(r)
+	_ = r.reg.Register(ep.Collector()) // gdp_tunnel_*; already there if the registry is shared
 	n := &Node{Router: r, Tunnel: ep}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel

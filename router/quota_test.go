@@ -305,3 +305,37 @@ func TestFaceQueueBytes(t *testing.T) {
 		t.Fatalf("sink got %d/50 while another face was stuck", got)
 	}
 }
+
+// TestTunnelQuotaOverQUIC: over real QUIC tunnels, a third tunnel of one
+// identity (face.max_per_identity 2) is closed by the router at once, the
+// first two keep working, and the router exports the tunnel counters.
+func TestTunnelQuotaOverQUIC(t *testing.T) {
+	w := newWorld(t)
+	n, _ := w.startNode("r", router.Config{Face: router.FaceConfig{MaxPerIdentity: 2}})
+	id, err := certs.NewIdentity(certs.KindClient, "many tunnels")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := w.dialEndpoint(n, id)
+	c2 := w.dialEndpoint(n, id)
+	c3 := w.dialEndpoint(n, id)
+	select {
+	case <-c3.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the third tunnel of one identity stayed up")
+	}
+	tr := &testRouter{Router: n.Router}
+	if got := metric(t, tr, "gdp_router_quota_refusals_total", "reason", "tunnels_per_identity"); got != 1 {
+		t.Fatalf("tunnel refusals %v, want 1", got)
+	}
+	for _, c := range []*client.Client{c1, c2} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if _, err := c.Ping(ctx, n.Router.Name(), 16, 2*time.Second); err != nil {
+			t.Fatalf("ping over an allowed tunnel: %v", err)
+		}
+		cancel()
+	}
+	if got := metric(t, tr, "gdp_tunnel_links", "", ""); got < 2 {
+		t.Fatalf("gdp_tunnel_links %v, want the tunnel counters exported", got)
+	}
+}
