@@ -46,6 +46,15 @@ type Config struct {
 	Republish config.Duration `yaml:"republish"`
 	// HandshakeTimeout bounds the membership handshake. Default 5s.
 	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
+	// MaxRecordsPerRouter bounds the names holding an entry of any one
+	// router in this node's DHT store; beyond it that router's entries
+	// for new names are dropped (records_refused_total{reason=
+	// "router_quota"}). Keep it at least the names one router announces.
+	// Default 100,000. Negative: unlimited.
+	MaxRecordsPerRouter int `yaml:"max_records_per_router"`
+	// StoreSweep is how often stored records older than record_age, and
+	// expired entries, are deleted. Default min(1m, record_age / 4).
+	StoreSweep config.Duration `yaml:"store_sweep"`
 	// Cache tunes the lookup cache.
 	Cache CacheYAML `yaml:"cache"`
 }
@@ -87,14 +96,15 @@ type NodeCredentials struct {
 // Defaults of the settings Open fills in (DHTConfig and CacheConfig state
 // the same).
 const (
-	DefaultListen           = "/ip4/127.0.0.1/udp/8011/quic-v1"
-	DefaultGlobalListen     = "/ip4/127.0.0.1/udp/8012/quic-v1"
-	DefaultQuorum           = 1
-	DefaultMinPuts          = 3
-	DefaultRecordAge        = time.Hour
-	DefaultHandshakeTimeout = 5 * time.Second
-	DefaultCacheSize        = 1 << 16
-	DefaultNegativeTTL      = 2 * time.Second
+	DefaultListen              = "/ip4/127.0.0.1/udp/8011/quic-v1"
+	DefaultGlobalListen        = "/ip4/127.0.0.1/udp/8012/quic-v1"
+	DefaultQuorum              = 1
+	DefaultMinPuts             = 3
+	DefaultRecordAge           = time.Hour
+	DefaultHandshakeTimeout    = 5 * time.Second
+	DefaultMaxRecordsPerRouter = 100_000
+	DefaultCacheSize           = 1 << 16
+	DefaultNegativeTTL         = 2 * time.Second
 )
 
 // WithDefaults returns c with every unset field at its documented default,
@@ -128,6 +138,12 @@ func (c Config) WithDefaults() Config {
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = config.Duration(DefaultHandshakeTimeout)
 	}
+	if c.MaxRecordsPerRouter == 0 {
+		c.MaxRecordsPerRouter = DefaultMaxRecordsPerRouter
+	}
+	if c.StoreSweep == 0 {
+		c.StoreSweep = config.Duration(min(time.Minute, c.RecordAge.Std()/4))
+	}
 	if c.Cache.Size == 0 {
 		c.Cache.Size = DefaultCacheSize
 	}
@@ -153,6 +169,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("resolver: mode %q: want static or dht", c.Mode)
+	}
+	if c.StoreSweep < 0 {
+		return errors.New("resolver: store_sweep must not be negative")
 	}
 	if c.Quorum < 0 || c.MinPuts < 0 || c.Cache.Size < 0 {
 		return errors.New("resolver: quorum, min_puts and cache.size must not be negative")
@@ -197,6 +216,7 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 			Identity: n.Identity, Member: n.Member, Domain: n.Domain, Certs: n.Certs,
 			Listen: c.Listen, Bootstrap: c.Bootstrap, Quorum: c.Quorum, MinPuts: c.MinPuts,
 			RecordAge: c.RecordAge.Std(), Republish: c.Republish.Std(), HandshakeTimeout: c.HandshakeTimeout.Std(),
+			MaxRecordsPerRouter: c.MaxRecordsPerRouter, StoreSweep: c.StoreSweep.Std(),
 			Logger: log.Named("dht"), Registerer: reg,
 		}
 		if len(dc.Listen) == 0 {

@@ -48,6 +48,7 @@ type DHT struct {
 	kad      *kad.IpfsDHT
 	msgr     *kadpb.ProtocolMessenger
 	local    *records.ValueStore
+	store    *recordStore
 	val      *validator
 	gate     *gate
 	verifier *Verifier
@@ -111,6 +112,11 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		libp2p.Transport(libp2pquic.NewTransport),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.ConnectionGater(d.gate),
+		// A dial shorter than a put: a peer that left fails its dial while
+		// the query is still running, so kad-dht drops it from the routing
+		// table (a dial cut short by the query's own deadline does not),
+		// instead of every later publish waiting on it until PutTimeout.
+		libp2p.WithDialTimeout(cfg.PutTimeout/2),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("gdpnet-resolver"),
@@ -133,10 +139,13 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	// The publisher stores its own records too (as kad-dht's PutValue
 	// would), through a value store over kad-dht's own datastore, so the
 	// local copy is validated, selected and stamped exactly like a remote one.
-	store := dssync.MutexWrap(ds.NewMapDatastore())
-	d.local = records.NewValueStore(store, nsval, cfg.RecordAge)
+	// Both write through the record store (per-router bound, expiry sweep).
+	d.store = newRecordStore(dssync.MutexWrap(ds.NewMapDatastore()), cfg.Identity.Name, cfg.MaxRecordsPerRouter,
+		cfg.RecordAge, val.set, d.verifier.now, d.metrics, d.log)
+	d.local = records.NewValueStore(d.store, nsval, cfg.RecordAge)
 	d.kad, err = kad.New(gatedHost{Host: d.host, d: d},
-		kad.ValueDatastore(store),
+		kad.ValueDatastore(d.store),
+		kad.ValueGCInterval(0), // the record store's own sweep (StoreSweep) replaces it
 		kad.Mode(kad.ModeServer),
 		kad.ProtocolPrefix(d.prefix),
 		kad.Validator(nsval),
@@ -162,9 +171,10 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		d.Close()
 		return nil, err
 	}
-	d.wg.Add(2)
+	d.wg.Add(3)
 	go d.republishLoop()
 	go d.memberSweepLoop()
+	go d.sweepLoop()
 	d.log.Info("dht node started", zap.Strings("addrs", d.Addrs()), zap.String("protocol", string(d.prefix)))
 	return d, nil
 }

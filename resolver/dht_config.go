@@ -43,7 +43,8 @@ type DHTConfig struct {
 	// MinPuts is how many peers a put must reach; Publish fails with
 	// ErrFewPeers below min(MinPuts, peers found). Default 3.
 	MinPuts int
-	// PutTimeout bounds each remote put. Default 5 s.
+	// PutTimeout bounds each remote put (and a publish's search for the
+	// closest peers); a dial gets half of it. Default 5 s.
 	PutTimeout time.Duration
 	// RecordAge is kad-dht's MaxRecordAge: stored records older than this
 	// are dropped whatever their validity. Default 1 h.
@@ -58,6 +59,19 @@ type DHTConfig struct {
 	// Renew returns a fresh record (renewed certificates) for old, or an
 	// error to let it expire. Optional.
 	Renew func(ctx context.Context, old *Record) (*Record, error)
+
+	// MaxRecordsPerRouter bounds, at this node, the names holding an
+	// entry of any one router (the router a record points at): beyond it
+	// that router's entries for new names are dropped, counted as
+	// gdp_resolver_records_refused_total{reason="router_quota"}. Set it at
+	// least to the names one router announces (its FIB share). Default
+	// 100,000. Negative: unlimited. The node's own router is not bounded.
+	MaxRecordsPerRouter int
+	// StoreSweep is how often the node deletes stored record sets older
+	// than RecordAge and drops expired entries (certificates or record
+	// expiry passed), so a departed router's records go away. Default
+	// the smaller of 1 min and RecordAge / 4.
+	StoreSweep time.Duration
 
 	// HandshakeTimeout bounds the membership handshake on a new connection;
 	// a peer that has not proved membership by then is disconnected.
@@ -121,6 +135,12 @@ func (c *DHTConfig) populate() error {
 	}
 	if c.RenewBefore <= 0 {
 		c.RenewBefore = 2 * c.Republish
+	}
+	if c.MaxRecordsPerRouter == 0 {
+		c.MaxRecordsPerRouter = DefaultMaxRecordsPerRouter
+	}
+	if c.StoreSweep <= 0 {
+		c.StoreSweep = min(time.Minute, c.RecordAge/4)
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 5 * time.Second

@@ -143,15 +143,15 @@ func (g *gate) deny(p peer.ID, d time.Duration) {
 }
 
 // isVerified reports whether p proved a membership that is still valid.
+// An expired entry stays until expire collects it, so that its owner
+// learns of it and disconnects the peer (were it deleted here, by a
+// request that happened to come first, the peer would stay connected and
+// in the routing table).
 func (g *gate) isVerified(p peer.ID) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	a, ok := g.verified[p]
-	if ok && !g.now().Before(a.until) {
-		delete(g.verified, p)
-		return false
-	}
-	return ok
+	return ok && g.now().Before(a.until)
 }
 
 // expire forgets the peers whose proven membership has run out and

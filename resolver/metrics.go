@@ -14,6 +14,8 @@ type dhtMetrics struct {
 	admissions *prometheus.CounterVec // result: admitted, refused, timeout
 	rejectedRq prometheus.Counter     // DHT streams of peers that had not proved membership
 	republish  *prometheus.CounterVec // result: ok, renewed, expired, failed
+	stored     prometheus.Gauge       // record sets (names) in this node's store
+	swept      *prometheus.CounterVec // reason: age (set deleted), expired (entries dropped)
 }
 
 func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) {
@@ -29,9 +31,13 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 			Name: "dht_requests_refused_total", Help: "DHT streams reset, unread, because the peer had not proved membership (or it expired).", ConstLabels: cl}),
 		republish: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
 			Name: "republish_total", Help: "Republish outcomes per record.", ConstLabels: cl}, []string{"result"}),
+		stored: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "dht_stored_names", Help: "Names (record sets) held in this node's DHT store.", ConstLabels: cl}),
+		swept: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "dht_swept_total", Help: "Stored records removed by the sweep: age (whole set older than record_age), expired (entries).", ConstLabels: cl}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.puts, m.refused, m.admissions, m.rejectedRq, m.republish} {
+		for _, c := range []prometheus.Collector{m.puts, m.refused, m.admissions, m.rejectedRq, m.republish, m.stored, m.swept} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {

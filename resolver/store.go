@@ -1,0 +1,258 @@
+package resolver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dsq "github.com/ipfs/go-datastore/query"
+	recpb "github.com/libp2p/go-libp2p-record/pb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// recordStore is the datastore under kad-dht's value store (and under the
+// node's own local copy): every record set a peer puts, or the node
+// publishes, is written through it. It enforces two things kad-dht does
+// not:
+//
+//   - A bound per publisher: at most max keys hold an entry of any one
+//     router (Record.Router — the router a location record points at; for
+//     a border record, the domain router behind it), so one member cannot
+//     fill every node's memory with self-minted names. An entry that would
+//     take its router over the bound is dropped from the set before it is
+//     stored (the set's other entries are stored; a put left with no entry
+//     is refused) and counted as records_refused_total{reason="router_quota"}.
+//     Entries already held under a key stay (an update is not a new key),
+//     and the node's own router is never bounded at its own node.
+//   - Expiry: a sweep every StoreSweep deletes sets older than RecordAge
+//     (kad-dht's own sweep runs once a day and its lazy check only on
+//     read) and drops entries whose certificates or expiry have passed,
+//     so the records of a router that left go away within RecordAge, and
+//     its entries in names others still hold go away when they expire.
+type recordStore struct {
+	ds.Batching
+	self  pdu.Name
+	max   int // < 0: unlimited
+	age   time.Duration
+	parse func(key string, value []byte) ([]*Record, error) // strict parse, no clock
+	now   func() time.Time                                  // the verifier's clock (expiry)
+	m     *dhtMetrics
+	log   *zap.Logger
+
+	mu        sync.Mutex
+	routers   map[ds.Key][]pdu.Name // routers with an entry under each key
+	perRouter map[pdu.Name]int      // keys holding an entry of each router
+}
+
+// errRouterQuota refuses a put all of whose new entries belong to routers
+// over their bound.
+var errRouterQuota = errors.New("resolver: router holds its maximum of records at this node")
+
+func newRecordStore(inner ds.Batching, self pdu.Name, max int, age time.Duration,
+	parse func(string, []byte) ([]*Record, error), now func() time.Time, m *dhtMetrics, log *zap.Logger) *recordStore {
+	return &recordStore{Batching: inner, self: self, max: max, age: age, parse: parse, now: now, m: m, log: log,
+		routers: map[ds.Key][]pdu.Name{}, perRouter: map[pdu.Name]int{}}
+}
+
+// Put stores a value record, first dropping the entries over their
+// router's bound.
+func (s *recordStore) Put(ctx context.Context, k ds.Key, value []byte) error {
+	rec, set := s.decode(value)
+	if set == nil { // not a record set of ours: stored as is, not counted
+		return s.Batching.Put(ctx, k, value)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := map[pdu.Name]bool{}
+	for _, r := range s.routers[k] {
+		held[r] = true
+	}
+	keep := make([]*Record, 0, len(set))
+	dropped := 0
+	for _, r := range set {
+		rt := r.Router()
+		if s.max >= 0 && !held[rt] && rt != s.self && s.perRouter[rt] >= s.max {
+			dropped++
+			continue
+		}
+		keep = append(keep, r)
+	}
+	if dropped > 0 {
+		s.m.refused.WithLabelValues("router_quota").Add(float64(dropped))
+		if len(keep) == 0 {
+			s.log.Debug("put refused: router over its record quota", zap.Stringer("router", set[0].Router()))
+			return fmt.Errorf("%w (%d)", errRouterQuota, s.max)
+		}
+		b, err := MarshalSet(keep)
+		if err != nil {
+			return err
+		}
+		rec.Value = b
+		if value, err = proto.Marshal(rec); err != nil {
+			return err
+		}
+	}
+	if err := s.Batching.Put(ctx, k, value); err != nil {
+		return err
+	}
+	s.index(k, keep)
+	return nil
+}
+
+// Delete removes a key and its entries from the counts.
+func (s *recordStore) Delete(ctx context.Context, k ds.Key) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.Batching.Delete(ctx, k); err != nil {
+		return err
+	}
+	s.index(k, nil)
+	return nil
+}
+
+// Batch writes through Put and Delete, so batches are bounded too.
+func (s *recordStore) Batch(context.Context) (ds.Batch, error) { return ds.NewBasicBatch(s), nil }
+
+// decode returns the protobuf record and its parsed set, or nils when
+// value is not one of this store's record sets.
+func (s *recordStore) decode(value []byte) (*recpb.Record, []*Record) {
+	rec := new(recpb.Record)
+	if proto.Unmarshal(value, rec) != nil {
+		return nil, nil
+	}
+	set, err := s.parse(string(rec.GetKey()), rec.GetValue())
+	if err != nil {
+		return nil, nil
+	}
+	return rec, set
+}
+
+// index records which routers have an entry under k (none: k is gone).
+// The caller holds s.mu.
+func (s *recordStore) index(k ds.Key, set []*Record) {
+	for _, r := range s.routers[k] {
+		if s.perRouter[r]--; s.perRouter[r] <= 0 {
+			delete(s.perRouter, r)
+		}
+	}
+	if len(set) == 0 {
+		delete(s.routers, k)
+	} else {
+		rs := make([]pdu.Name, len(set))
+		for i, r := range set {
+			rs[i] = r.Router()
+			s.perRouter[rs[i]]++
+		}
+		s.routers[k] = rs
+	}
+	s.m.stored.Set(float64(len(s.routers)))
+}
+
+// held returns how many keys hold an entry of router.
+func (s *recordStore) held(router pdu.Name) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.perRouter[router]
+}
+
+// sweep deletes the sets older than the record age or with no unexpired
+// entry, and rewrites those with some expired entries without them.
+func (s *recordStore) sweep(ctx context.Context) {
+	res, err := s.Batching.Query(ctx, dsq.Query{Prefix: "/" + recordNamespace})
+	if err != nil {
+		s.log.Warn("record sweep: query failed", zap.Error(err))
+		return
+	}
+	entries, err := res.Rest()
+	if err != nil {
+		s.log.Warn("record sweep: query failed", zap.Error(err))
+		return
+	}
+	now := s.now()
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return
+		}
+		k := ds.NewKey(e.Key)
+		rec, set := s.decode(e.Value)
+		if rec == nil {
+			continue // not ours; kad-dht's Get discards what it cannot read
+		}
+		recv, err := time.Parse(time.RFC3339Nano, rec.GetTimeReceived())
+		if err != nil || (s.age > 0 && time.Since(recv) > s.age) {
+			if s.replace(ctx, k, e.Value, nil) {
+				s.m.swept.WithLabelValues("age").Inc()
+			}
+			continue
+		}
+		live := make([]*Record, 0, len(set))
+		for _, r := range set {
+			if now.Before(r.EffectiveExpiry()) {
+				live = append(live, r)
+			}
+		}
+		if len(live) == len(set) {
+			continue
+		}
+		var next []byte
+		if len(live) > 0 {
+			b, err := MarshalSet(live)
+			if err != nil {
+				continue
+			}
+			rec.Value = b // TimeReceived stays: the set does not get younger
+			if next, err = proto.Marshal(rec); err != nil {
+				continue
+			}
+		}
+		if s.replace(ctx, k, e.Value, next) {
+			s.m.swept.WithLabelValues("expired").Add(float64(len(set) - len(live)))
+		}
+	}
+}
+
+// replace swaps the value under k for next (nil: deletes k) if it still
+// holds seen, and reports whether it did.
+func (s *recordStore) replace(ctx context.Context, k ds.Key, seen, next []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, err := s.Batching.Get(ctx, k)
+	if err != nil || !bytes.Equal(cur, seen) {
+		return false
+	}
+	if next == nil {
+		if s.Batching.Delete(ctx, k) != nil {
+			return false
+		}
+		s.index(k, nil)
+		return true
+	}
+	if s.Batching.Put(ctx, k, next) != nil {
+		return false
+	}
+	_, set := s.decode(next)
+	s.index(k, set)
+	return true
+}
+
+// sweepLoop runs sweep every StoreSweep.
+func (d *DHT) sweepLoop() {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.StoreSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+			d.store.sweep(d.ctx)
+		}
+	}
+}
