@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -30,12 +31,13 @@ type link struct {
 	dialer bool
 	raw    *rawLink // KindRaw only
 
-	bulk   chan *quic.Stream
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup
-	done   chan struct{}
-	once   sync.Once
+	bulk     chan *quic.Stream
+	lastSend atomic.Int64 // Unix nanoseconds of the last PDU sent (liveness)
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	wg       sync.WaitGroup
+	done     chan struct{}
+	once     sync.Once
 }
 
 func newLink(e *Endpoint, qc *quic.Conn, ctrl *quic.Stream, peer pdu.Name, exp time.Time, kind Kind, dialer bool) *link {
@@ -63,7 +65,8 @@ func (l *link) start() bool {
 		l.qc.CloseWithError(closeNormal, "endpoint closing")
 		return false
 	}
-	l.wg.Add(4)
+	l.wg.Add(5)
+	go l.livenessLoop()
 	go l.datagramLoop()
 	go l.uniLoop()
 	go l.bidiLoop()
@@ -160,6 +163,7 @@ func (l *link) Send(p []byte) error {
 	switch {
 	case err == nil:
 		l.ep.stats.pdusSent.Add(1)
+		l.lastSend.Store(time.Now().UnixNano())
 		return nil
 	case errors.As(err, &tooBig):
 		return l.sendStream(p)
@@ -193,8 +197,49 @@ func (l *link) sendStream(p []byte) error {
 	return nil
 }
 
+// livenessLoop sends a KEEPALIVE PDU as a datagram whenever the link sent
+// nothing for half of KeepAlivePeriod. QUIC's own PING stops at the first
+// loss and waits out its probe backoff (seconds, doubling) while the peer
+// is gone; a datagram goes out every half period regardless, so a peer that
+// restarted answers one with a stateless reset within half a period of
+// coming back.
+func (l *link) livenessLoop() {
+	defer l.wg.Done()
+	period := max(l.ep.cfg.KeepAlivePeriod/2, 10*time.Millisecond)
+	ka, err := (&pdu.Header{Type: pdu.TypeKeepalive, TTL: 1, Dst: l.peer, Src: l.ep.cfg.Identity.Name}).Marshal()
+	if err != nil {
+		return
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case now := <-t.C:
+			if now.UnixNano()-l.lastSend.Load() < int64(period) {
+				continue
+			}
+			if l.qc.SendDatagram(ka) == nil {
+				l.ep.stats.keepalivesSent.Add(1)
+				l.lastSend.Store(now.UnixNano())
+			}
+		}
+	}
+}
+
+// isKeepalive reports whether p is a KEEPALIVE PDU: link liveness, consumed
+// by the tunnel, never delivered.
+func isKeepalive(p []byte) bool {
+	return len(p) >= pdu.HeaderLen && p[0] == pdu.Version && p[2] == byte(pdu.TypeKeepalive)
+}
+
 // deliver hands one received PDU to the Handler.
 func (l *link) deliver(p []byte) {
+	if isKeepalive(p) {
+		l.ep.stats.keepalivesReceived.Add(1)
+		return
+	}
 	h := l.ep.cfg.Handler
 	if h == nil {
 		l.ep.stats.drop(DropNoHandler)

@@ -39,6 +39,8 @@ func (r DropReason) String() string {
 // Stats is a snapshot of an endpoint's counters.
 type Stats struct {
 	PDUsSent, PDUsReceived     uint64 // whole PDUs, every kind
+	KeepalivesSent             uint64 // KEEPALIVE datagrams sent on idle links (not in PDUsSent)
+	KeepalivesReceived         uint64 // and received (consumed, not delivered)
 	FramesSent, FramesReceived uint64 // raw frames (fragments count one each)
 	HandshakesRefused          uint64 // peers that failed verification in TLS
 	DialsFailed, AcceptsFailed uint64
@@ -52,6 +54,8 @@ func (s Stats) Dropped(r DropReason) uint64 { return s.Drops[r.String()] }
 
 type counters struct {
 	pdusSent, pdusReceived     atomic.Uint64
+	keepalivesSent             atomic.Uint64
+	keepalivesReceived         atomic.Uint64
 	framesSent, framesReceived atomic.Uint64
 	handshakeRefused           atomic.Uint64
 	dialFailed, acceptFailed   atomic.Uint64
@@ -66,6 +70,7 @@ func (e *Endpoint) Stats() Stats {
 	c := &e.stats
 	s := Stats{
 		PDUsSent: c.pdusSent.Load(), PDUsReceived: c.pdusReceived.Load(),
+		KeepalivesSent: c.keepalivesSent.Load(), KeepalivesReceived: c.keepalivesReceived.Load(),
 		FramesSent: c.framesSent.Load(), FramesReceived: c.framesReceived.Load(),
 		HandshakesRefused: c.handshakeRefused.Load(),
 		DialsFailed:       c.dialFailed.Load(), AcceptsFailed: c.acceptFailed.Load(),
