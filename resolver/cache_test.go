@@ -50,12 +50,12 @@ func TestCache(t *testing.T) {
 	if inner.lookups != 1 {
 		t.Fatalf("negative entry not used: %d inner lookups", inner.lookups)
 	}
-	// Publishing through the cache clears the negative entry.
+	// Publishing through the cache clears the negative entry: the next
+	// lookup asks the inner resolver (the test does not invalidate).
 	rec := w.location(r, name, chain, 1)
 	if err := c.Publish(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	c.Invalidate(name)
 	for range 3 {
 		got, err := c.Lookup(ctx, name)
 		if err != nil || got.Sequence != 1 {
@@ -113,6 +113,7 @@ func TestConfigValidate(t *testing.T) {
 		{"border with borders", Config{Mode: "dht", Global: &GlobalConfig{BorderAddrs: []string{"127.0.0.1:1"}}, Borders: []string{"x"}}, true},
 		{"republish not below age", Config{Mode: "dht", RecordAge: 60e9, Republish: 60e9}, true},
 		{"negative quorum", Config{Mode: "dht", Quorum: -1}, true},
+		{"negative store sweep", Config{Mode: "dht", StoreSweep: -1}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,7 +177,8 @@ func TestConfigWithDefaults(t *testing.T) {
 	z := Config{}.WithDefaults()
 	if z.Mode != "static" || len(z.Listen) != 0 || z.Quorum != 1 || z.MinPuts != 3 || z.RecordAge.Std() != time.Hour ||
 		z.Republish.Std() != 20*time.Minute || z.HandshakeTimeout.Std() != 5*time.Second ||
-		z.Cache.Size != 65536 || z.Cache.NegativeTTL.Std() != 2*time.Second || z.Cache.MaxAge != 0 {
+		z.Cache.Size != 65536 || z.Cache.NegativeTTL.Std() != 2*time.Second || z.Cache.MaxAge != 0 ||
+		z.MaxRecordsPerRouter != 100_000 || z.StoreSweep.Std() != time.Minute {
 		t.Fatalf("zero value: %+v", z)
 	}
 	if err := z.Validate(); err != nil {
@@ -184,7 +186,7 @@ func TestConfigWithDefaults(t *testing.T) {
 	}
 	d := Config{Mode: "dht", RecordAge: 30 * 60e9, Global: &GlobalConfig{BorderAddrs: []string{"127.0.0.1:1"}}}.WithDefaults()
 	if len(d.Listen) != 1 || d.Listen[0] != DefaultListen || d.Global.Listen[0] != DefaultGlobalListen ||
-		d.Republish.Std() != 10*time.Minute {
+		d.Republish.Std() != 10*time.Minute || d.StoreSweep.Std() != time.Minute {
 		t.Fatalf("dht: %+v %+v", d, d.Global)
 	}
 	if err := d.Validate(); err != nil {
