@@ -4,18 +4,26 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
-// MediaType is the content type of a record's bytes on the HTTP API.
+// MediaType is the content type of one record's bytes on the HTTP API.
 const MediaType = "application/vnd.gdpnet.location-record+cbor"
+
+// SetMediaType is the content type of a record set (PROTOCOL.md §6.7):
+// every location of a name.
+const SetMediaType = "application/vnd.gdpnet.location-record-set+cbor"
 
 // Handler serves the resolver's read-only HTTP API (deploy it on
 // localhost; docs/OPERATIONS.md §4):
 //
-//	GET /lookup/NAME   the record's signed bytes (MediaType), or its JSON
-//	                   view with ?format=json; 404 when not found.
+//	GET /lookup/NAME   every current location of NAME (one record per
+//	                   router holding it): a record set (SetMediaType);
+//	                   with ?format=json a JSON array of views, newest
+//	                   first; a client that accepts only MediaType gets the
+//	                   newest record alone. 404 when not found.
 //	                   ?cache=no bypasses the cache.
 //	GET /status        JSON: mode, peers, published names, cache entries.
 //
@@ -33,11 +41,11 @@ func (s *Service) serveLookup(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var rec *Record
+	var all []*Record
 	if r.URL.Query().Get("cache") == "no" {
-		rec, err = s.LookupUncached(r.Context(), name)
+		all, err = s.Inner().LookupAll(r.Context(), name)
 	} else {
-		rec, err = s.Lookup(r.Context(), name)
+		all, err = s.LookupAll(r.Context(), name)
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -48,12 +56,26 @@ func (s *Service) serveLookup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.URL.Query().Get("format") == "json" {
+		views := make([]View, len(all))
+		for i, rec := range all {
+			views[i] = ViewOf(rec)
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(ViewOf(rec))
+		_ = json.NewEncoder(w).Encode(views)
 		return
 	}
-	w.Header().Set("Content-Type", MediaType)
-	_, _ = w.Write(rec.Bytes())
+	if accept := r.Header.Get("Accept"); strings.Contains(accept, MediaType) && !strings.Contains(accept, SetMediaType) {
+		w.Header().Set("Content-Type", MediaType)
+		_, _ = w.Write(all[0].Bytes())
+		return
+	}
+	b, err := MarshalSet(all)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", SetMediaType)
+	_, _ = w.Write(b)
 }
 
 // Status is what GET /status returns.

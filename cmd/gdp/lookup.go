@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,12 +29,13 @@ func init() {
 	)
 	cmd := &cobra.Command{
 		Use:   "lookup NAME",
-		Short: "Resolve a name through a resolver and print its location record and verified chain",
+		Short: "Resolve a name through a resolver and print every location record and its verified chain",
 		Long: `lookup asks a resolver's API (gdp resolver, default http://127.0.0.1:8021)
-for NAME's location record, then verifies the record itself — its router's
-signature and every link of its certificate chain against the trusted
-domains — before printing it. The resolver is not trusted: an answer that
-does not verify is an error.
+for NAME's location records — one per router holding the name (replicas of a
+capsule attached at several routers) — then verifies each record itself —
+its router's signature and every link of its certificate chain against the
+trusted domains — before printing them, newest first. The resolver is not
+trusted: an answer with any record that does not verify is an error.
 
 Trusted domains come from --trust files, or from the domain and
 trusted_domains of --config (a resolver.yaml).`,
@@ -69,19 +71,33 @@ trusted_domains of --config (a resolver.yaml).`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			rec, err := lookupVerified(ctx, api, name, noCache, v)
+			recs, err := lookupVerified(ctx, api, name, noCache, v)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
+				views := make([]resolver.View, len(recs))
+				for i, rec := range recs {
+					views[i] = resolver.ViewOf(rec)
+				}
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(resolver.ViewOf(rec))
+				return enc.Encode(views)
 			}
-			resolver.ViewOf(rec).Print(out, time.Now())
-			fmt.Fprintf(out, "verified: signature by the %s and the whole chain, against %d trusted domain(s)\n",
-				map[resolver.Kind]string{resolver.KindLocation: "router", resolver.KindBorder: "border router"}[rec.Kind], len(trust))
+			now := time.Now()
+			for i, rec := range recs {
+				if len(recs) > 1 {
+					if i > 0 {
+						fmt.Fprintln(out)
+					}
+					fmt.Fprintf(out, "location %d of %d\n", i+1, len(recs))
+				}
+				resolver.ViewOf(rec).Print(out, now)
+			}
+			signer := map[resolver.Kind]string{resolver.KindLocation: "router", resolver.KindBorder: "border router"}[recs[0].Kind]
+			fmt.Fprintf(out, "verified: %d location(s), each signed by its %s, whole chains checked against %d trusted domain(s)\n",
+				len(recs), signer, len(trust))
 			return nil
 		},
 	}
@@ -94,9 +110,12 @@ trusted_domains of --config (a resolver.yaml).`,
 	addCommand(cmd)
 }
 
-// lookupVerified fetches name's record from the resolver API at base and
-// verifies it with v.
-func lookupVerified(ctx context.Context, base string, name pdu.Name, noCache bool, v *certs.Verifier) (*resolver.Record, error) {
+// lookupVerified fetches every location of name from the resolver API at
+// base (a record set: one record per router holding the name) and
+// verifies each record with v. It returns the live records, newest
+// first. Any entry that does not verify (other than one that expired in
+// flight) fails the whole lookup: the resolver is not trusted.
+func lookupVerified(ctx context.Context, base string, name pdu.Name, noCache bool, v *certs.Verifier) ([]*resolver.Record, error) {
 	u := strings.TrimRight(base, "/") + "/lookup/" + url.PathEscape(name.String())
 	if noCache {
 		u += "?cache=no"
@@ -105,13 +124,13 @@ func lookupVerified(ctx context.Context, base string, name pdu.Name, noCache boo
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", resolver.MediaType)
+	req.Header.Set("Accept", resolver.SetMediaType+", "+resolver.MediaType+";q=0.5")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: %w", name, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, resolver.MaxRecordSize+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, resolver.MaxSetSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: %w", name, err)
 	}
@@ -122,15 +141,28 @@ func lookupVerified(ctx context.Context, base string, name pdu.Name, noCache boo
 	default:
 		return nil, fmt.Errorf("lookup %s: resolver answered %s: %s", name, resp.Status, strings.TrimSpace(string(body)))
 	}
-	rec, err := resolver.ParseRecord(body)
+	set, err := resolver.ParseSet(body) // a single record (an older resolver) reads as a set of one
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: resolver's answer: %w", name, err)
 	}
-	if rec.Name != name {
-		return nil, fmt.Errorf("lookup %s: resolver answered for %s: %w", name, rec.Name, resolver.ErrWrongKey)
+	var live []*resolver.Record
+	for _, rec := range set {
+		if rec.Name != name {
+			return nil, fmt.Errorf("lookup %s: resolver answered for %s: %w", name, rec.Name, resolver.ErrWrongKey)
+		}
+		if _, err := (&resolver.Verifier{Certs: v, Kind: rec.Kind}).Verify(rec); err != nil {
+			if errors.Is(err, resolver.ErrExpired) {
+				continue
+			}
+			return nil, fmt.Errorf("lookup %s: resolver's answer (router %s) does not verify: %w", name, rec.Router(), err)
+		}
+		if !rec.Withdrawn {
+			live = append(live, rec)
+		}
 	}
-	if _, err := (&resolver.Verifier{Certs: v, Kind: rec.Kind}).Verify(rec); err != nil {
-		return nil, fmt.Errorf("lookup %s: resolver's answer does not verify: %w", name, err)
+	if len(live) == 0 {
+		return nil, fmt.Errorf("lookup %s: %w (only withdrawn or expired records)", name, resolver.ErrNotFound)
 	}
-	return rec, nil
+	sort.SliceStable(live, func(i, j int) bool { return live[i].Sequence > live[j].Sequence })
+	return live, nil
 }

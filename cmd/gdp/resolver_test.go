@@ -171,9 +171,9 @@ resolver:
 	if err != nil {
 		t.Fatalf("gdp lookup --config --json: %v\n%s", err, out)
 	}
-	var v resolver.View
-	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Name != srv.Name.String() || len(v.Chain) != 5 {
-		t.Fatalf("json view: %v %+v", err, v)
+	var vs []resolver.View
+	if err := json.Unmarshal([]byte(out), &vs); err != nil || len(vs) != 1 || vs[0].Name != srv.Name.String() || len(vs[0].Chain) != 5 {
+		t.Fatalf("json views: %v %+v", err, vs)
 	}
 
 	// An unknown name is not found; a domain the client does not trust
