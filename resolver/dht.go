@@ -25,7 +25,6 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/zap"
 
-	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -87,7 +86,8 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		d.prefix = GlobalPrefix
 		admitDomain = pdu.Name{}
 	}
-	d.log = d.log.With(logging.Name(cfg.Identity.Name), zap.String("tier", tier))
+	// "node", not "name": record logs carry the record's name under "name".
+	d.log = d.log.With(zap.Stringer("node", cfg.Identity.Name), zap.String("tier", tier))
 	var err error
 	if d.metrics, err = newDHTMetrics(cfg.Registerer, tier); err != nil {
 		return nil, fmt.Errorf("dht metrics: %w", err)
