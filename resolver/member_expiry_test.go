@@ -1,6 +1,8 @@
 package resolver
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -42,5 +44,60 @@ func TestExpiredMemberDisconnected(t *testing.T) {
 			t.Fatalf("after expiry: %d routing-table entries and %d connections remain", inTable, connected)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestExpiredMemberNotServedOnOpenStream: a member whose membership runs
+// out is not served any more, even on the DHT stream it opened while it
+// was a member (kad-dht reuses one stream per peer), before any sweep
+// disconnects it.
+func TestExpiredMemberNotServedOnOpenStream(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("stream expiry")
+	clk := &clock{}
+	cv := certs.NewVerifier(d.Meta)
+	cv.Now = clk.Now
+	c := startDHTs(t, w, d, cv, false, "stream expiry", 1, 0, func(cfg *DHTConfig) {
+		cfg.MemberSweep = time.Hour // only the per-request check can stop it
+		cfg.HandshakeTimeout = time.Second
+	})
+	server := c.nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name, chain := w.capsuleAt(c.routers[0], "stream expiry", 20*time.Hour)
+	if err := server.Publish(ctx, w.location(c.routers[0], name, chain, NextSequence())); err != nil && !errors.Is(err, ErrFewPeers) {
+		t.Fatal(err)
+	}
+	// A member whose membership ends two hours from the start.
+	r := w.router(d, "short member")
+	short, err := certs.IssueMember(d, r.id.Name, w.base, w.base.Add(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := NewDHT(ctx, DHTConfig{Identity: r.id, Member: short, Domain: d.Meta, Certs: cv,
+		Bootstrap: server.Addrs(), HandshakeTimeout: time.Second, MemberSweep: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	get := func() error {
+		gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer gcancel()
+		rec, _, err := client.msgr.GetValue(gctx, server.PeerID(), dhtKey(name))
+		if err == nil && rec == nil {
+			err = errors.New("no record")
+		}
+		return err
+	}
+	if err := get(); err != nil {
+		t.Fatalf("a member's GET_VALUE: %v", err)
+	}
+	clk.Advance(3 * time.Hour) // the short membership has expired, the server's has not
+	before := counterValue(server.metrics.rejectedRq)
+	if err := get(); err == nil {
+		t.Fatal("an expired member was served")
+	}
+	if counterValue(server.metrics.rejectedRq) <= before {
+		t.Error("the refusal was not counted")
 	}
 }
