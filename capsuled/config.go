@@ -34,8 +34,16 @@ type Config struct {
 	PeerTimeout time.Duration
 	// MaxLease is the longest subscription lease granted. Default 60s.
 	MaxLease time.Duration
-	// MaxSubscriptions bounds live subscriptions. Default 4096.
+	// MaxSubscriptions bounds live subscriptions. When it is reached, a
+	// subscriber holding fewer than the largest holder less one takes one
+	// of that holder's (gdp_capsuled_subscription_quota_total
+	// {reason="subscription_evicted"}); otherwise the new one is refused
+	// 503 (reason "subscriptions_full"). Default 4096.
 	MaxSubscriptions int
+	// MaxSubscriptionsPerSubscriber bounds the live subscriptions of one
+	// subscriber (the requesting name); more are refused 503 (reason
+	// "subscriber_quota"). Default 64.
+	MaxSubscriptionsPerSubscriber int
 	// ReadLimit caps the entries one READ answer carries. Default 4096.
 	ReadLimit int
 	// ReorderWait is how long, after the store's own reorder window (250
@@ -73,6 +81,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxSubscriptions <= 0 {
 		c.MaxSubscriptions = 4096
+	}
+	if c.MaxSubscriptionsPerSubscriber <= 0 {
+		c.MaxSubscriptionsPerSubscriber = 64
 	}
 	if c.ReorderWait <= 0 {
 		c.ReorderWait = 50 * time.Millisecond

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -141,6 +142,8 @@ type replica struct {
 	srv  *capsuled.Server
 	ep   *client.Endpoint
 	gate *gateConn
+	mod  func(*capsuled.Config) // test-specific settings, applied at every start
+	reg  *prometheus.Registry   // the server's metrics, when mod is set
 }
 
 func (w *world) newReplica(n *router.Node, desc string) *replica {
@@ -161,8 +164,16 @@ func (w *world) start(n *router.Node, r *replica) {
 	c, ep, gate := w.attach(n, r.id, 8192)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	srv, err := capsuled.New(ctx, capsuled.Config{Dir: r.dir, SyncInterval: 300 * time.Millisecond, PeerTimeout: time.Second},
-		capsuled.Deps{Identity: r.id, Client: c, Logger: w.log.Named(r.id.Meta.Description)})
+	cfg := capsuled.Config{Dir: r.dir, SyncInterval: 300 * time.Millisecond, PeerTimeout: time.Second}
+	if r.mod != nil {
+		r.mod(&cfg)
+	}
+	deps := capsuled.Deps{Identity: r.id, Client: c, Logger: w.log.Named(r.id.Meta.Description)}
+	if r.mod != nil {
+		r.reg = prometheus.NewRegistry()
+		deps.Registry = r.reg
+	}
+	srv, err := capsuled.New(ctx, cfg, deps)
 	if err != nil {
 		_ = ep.Close()
 		w.t.Fatal(err)

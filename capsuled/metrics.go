@@ -11,6 +11,7 @@ type metrics struct {
 	dropped       *prometheus.CounterVec // reason
 	subscriptions prometheus.Gauge
 	pushes        prometheus.Counter
+	subQuota      *prometheus.CounterVec // reason
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,7 +32,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "subscriptions", Help: "Live subscriptions."}),
 		pushes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 			Name: "pushes_total", Help: "EVENT messages pushed to subscribers."}),
+		subQuota: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "subscription_quota_total", Help: "Subscriptions refused or evicted to share them fairly among subscribers, by reason."}, []string{"reason"}),
 	}
-	reg.MustRegister(m.requests, m.appended, m.synced, m.syncErrors, m.equivocations, m.dropped, m.subscriptions, m.pushes)
+	reg.MustRegister(m.requests, m.appended, m.synced, m.syncErrors, m.equivocations, m.dropped, m.subscriptions, m.pushes, m.subQuota)
 	return m
 }

@@ -62,15 +62,80 @@ type subscription struct {
 	cancel context.CancelFunc
 }
 
+// subscriptions are the live subscriptions, shared fairly among
+// subscribers (the requester's name, which its router has verified it
+// holds): each may hold MaxSubscriptionsPerSubscriber, and when the server
+// is at MaxSubscriptions a subscriber holding fewer than the largest holder
+// (less one) takes a subscription from that holder. One member holding
+// every subscription can therefore never keep another from its first.
 type subscriptions struct {
-	s  *Server
-	mu sync.Mutex
-	m  map[subKey]*subscription
-	wg sync.WaitGroup
+	s     *Server
+	mu    sync.Mutex
+	m     map[subKey]*subscription
+	byWho map[pdu.Name]map[subKey]*subscription
+	wg    sync.WaitGroup
 }
 
 func newSubscriptions(s *Server) *subscriptions {
-	return &subscriptions{s: s, m: map[subKey]*subscription{}}
+	return &subscriptions{s: s, m: map[subKey]*subscription{}, byWho: map[pdu.Name]map[subKey]*subscription{}}
+}
+
+// admit decides whether who may start one more subscription, evicting one
+// of the largest holder's when the server is full (ss.mu held). It returns
+// the refusal's reason, or "".
+func (ss *subscriptions) admit(who pdu.Name) string {
+	cfg := &ss.s.cfg
+	mine := len(ss.byWho[who])
+	if mine >= cfg.MaxSubscriptionsPerSubscriber {
+		return "subscriber_quota"
+	}
+	if len(ss.m) < cfg.MaxSubscriptions {
+		return ""
+	}
+	var top pdu.Name
+	most := 0
+	for w, set := range ss.byWho {
+		if len(set) > most {
+			top, most = w, len(set)
+		}
+	}
+	if most <= mine+1 {
+		return "subscriptions_full" // shared evenly already
+	}
+	for _, victim := range ss.byWho[top] {
+		ss.drop(victim)
+		victim.cancel()
+		ss.s.met.subQuota.WithLabelValues("subscription_evicted").Inc()
+		break
+	}
+	return ""
+}
+
+// add records a new subscription (ss.mu held).
+func (ss *subscriptions) add(sub *subscription) {
+	ss.m[sub.key] = sub
+	set := ss.byWho[sub.key.who]
+	if set == nil {
+		set = map[subKey]*subscription{}
+		ss.byWho[sub.key.who] = set
+	}
+	set[sub.key] = sub
+	ss.s.met.subscriptions.Inc()
+}
+
+// drop forgets sub if it is still the live one for its key (ss.mu held).
+func (ss *subscriptions) drop(sub *subscription) {
+	if ss.m[sub.key] != sub {
+		return
+	}
+	delete(ss.m, sub.key)
+	if set := ss.byWho[sub.key.who]; set != nil {
+		delete(set, sub.key)
+		if len(set) == 0 {
+			delete(ss.byWho, sub.key.who)
+		}
+	}
+	ss.s.met.subscriptions.Dec()
 }
 
 // handleSubscribe starts a subscription, or renews and repositions the
@@ -95,16 +160,16 @@ func (s *Server) handleSubscribe(r request) *wire.Message {
 	ss.mu.Lock()
 	sub := ss.m[k]
 	if sub == nil {
-		if len(ss.m) >= s.cfg.MaxSubscriptions {
+		if reason := ss.admit(r.from); reason != "" {
 			ss.mu.Unlock()
+			s.met.subQuota.WithLabelValues(reason).Inc()
 			resp := m.Reply(wire.StatusUnavailable)
-			resp.Error = "too many subscriptions"
+			resp.Error = "too many subscriptions (" + reason + ")"
 			return resp
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
 		sub = &subscription{key: k, c: c, next: next, known: m.Size, expiry: time.Now().Add(lease), poke: make(chan struct{}, 1), cancel: cancel}
-		ss.m[k] = sub
-		s.met.subscriptions.Inc()
+		ss.add(sub)
 		ss.wg.Add(1)
 		go func() {
 			defer ss.wg.Done()
@@ -143,10 +208,7 @@ func (s *Server) handleUnsubscribe(r request) *wire.Message {
 
 func (ss *subscriptions) remove(sub *subscription) {
 	ss.mu.Lock()
-	if ss.m[sub.key] == sub {
-		delete(ss.m, sub.key)
-		ss.s.met.subscriptions.Dec()
-	}
+	ss.drop(sub)
 	ss.mu.Unlock()
 }
 

@@ -60,7 +60,8 @@ func runCapsuled(ctx context.Context, cfgPath string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	srv, err := capsuled.New(actx, capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, Workers: cfg.Workers,
-		SyncInterval: cfg.SyncInterval.Std()}, capsuled.Deps{Identity: at.id, Client: at.client, Logger: log, Registry: reg})
+		SyncInterval: cfg.SyncInterval.Std(), MaxSubscriptions: cfg.MaxSubscriptions,
+		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber}, capsuled.Deps{Identity: at.id, Client: at.client, Logger: log, Registry: reg})
 	if err != nil {
 		return err
 	}

@@ -208,6 +208,13 @@ type capsuledConfig struct {
 	Workers int `yaml:"workers"`
 	// SyncInterval between anti-entropy rounds. Default 1s.
 	SyncInterval config.Duration `yaml:"sync_interval"`
+	// MaxSubscriptions bounds live subscriptions; at the bound a
+	// subscriber holding fewer than the largest holder takes one of its.
+	// Default 4096.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxSubscriptionsPerSubscriber bounds one subscriber's live
+	// subscriptions (503 beyond). Default 64.
+	MaxSubscriptionsPerSubscriber int `yaml:"max_subscriptions_per_subscriber"`
 	// Metrics is the address of /metrics. Default 127.0.0.1:8029; "off"
 	// disables it.
 	Metrics string `yaml:"metrics"`
