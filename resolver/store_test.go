@@ -119,8 +119,8 @@ func TestStoreSweep(t *testing.T) {
 	cv := certs.NewVerifier(d.Meta)
 	cv.Now = clk.Now
 	c := startDHTs(t, w, d, cv, false, "sweep", 3, 2, func(cfg *DHTConfig) {
-		cfg.RecordAge, cfg.Republish, cfg.StoreSweep = 3*time.Second, 500*time.Millisecond, 100*time.Millisecond
-		cfg.PutTimeout = time.Second
+		cfg.RecordAge, cfg.Republish, cfg.StoreSweep = 4*time.Second, 500*time.Millisecond, 100*time.Millisecond
+		cfg.PutTimeout = 2 * time.Second
 		cfg.Logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -171,7 +171,7 @@ func TestStoreSweep(t *testing.T) {
 			t.Fatalf("%s after the router left, %d stored names of it (or expired) remain", time.Since(left).Round(time.Millisecond), remaining)
 		}
 	}
-	t.Logf("the departed router's names were gone %s after it left (record_age 3s)", time.Since(left).Round(time.Millisecond))
+	t.Logf("the departed router's names were gone %s after it left (record_age 4s)", time.Since(left).Round(time.Millisecond))
 	for i, n := range c.nodes[1:] {
 		if !has(n, dhtKey(kept)) {
 			t.Errorf("node %d lost the staying router's name", i+1)
