@@ -252,6 +252,13 @@ func (c *Client) readvertiser() {
 				routes = append(routes, r)
 			}
 			c.mu.Unlock()
+			for i, r := range routes {
+				if r.AdCert != nil && r.AdCert.Subject == c.id.Name && r.Target != nil && r.Target.Extra[SessionExtra] != "" {
+					if s, err := c.Session(); err == nil && s.Name == r.Name {
+						routes[i] = s // a fresh AdCert
+					}
+				}
+			}
 			if len(routes) == 0 {
 				break
 			}

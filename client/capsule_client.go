@@ -187,7 +187,7 @@ func (cc *CapsuleClient) send(dst pdu.Name, flags pdu.Flags, m *wire.Message) er
 	if err != nil {
 		return err
 	}
-	_, err = cc.c.SendFrom(cc.c.Name(), dst, flags, b)
+	_, err = cc.c.SendFrom(cc.c.ReplyName(), dst, flags, b)
 	return err
 }
 

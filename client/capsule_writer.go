@@ -377,14 +377,14 @@ func (cc *CapsuleClient) startBatch(c pdu.Name, m *wire.Message, seqno uint64, o
 func (cc *CapsuleClient) sendBatch(c pdu.Name, bs *batchSend, opts WriterOptions) error {
 	bs.sends++
 	if opts.Multicast {
-		if _, err := cc.c.SendFrom(cc.c.Name(), c, pdu.FlagMulticast, bs.b); err != nil {
+		if _, err := cc.c.SendFrom(cc.c.ReplyName(), c, pdu.FlagMulticast, bs.b); err != nil {
 			return fmt.Errorf("append to %s: %w", c, err)
 		}
 		return nil
 	}
 	for _, r := range opts.Replicas {
 		if !bs.acked[r] {
-			if _, err := cc.c.SendFrom(cc.c.Name(), r, 0, bs.b); err != nil {
+			if _, err := cc.c.SendFrom(cc.c.ReplyName(), r, 0, bs.b); err != nil {
 				return fmt.Errorf("append to %s: %w", c, err)
 			}
 		}

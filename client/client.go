@@ -105,6 +105,9 @@ type Client struct {
 	advSeq uint64
 	rtCert *certs.Cert
 
+	session   *certs.Metadata // this attachment's session name (Session)
+	sessionAd *certs.Cert
+
 	mu      sync.Mutex
 	waiters map[uint32]chan Message
 	held    map[pdu.Name]bool

@@ -71,7 +71,15 @@ func (cc *capsuleCmd) connect(ctx context.Context) (*client.CapsuleClient, *atta
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if _, err := at.client.Advertise(ctx, at.client.Self()); err != nil {
+	// The identity's own name, and this process's session name: answers
+	// to this process's requests go there, not to another process running
+	// under the same identity (a tail -f beside an append).
+	session, err := at.client.Session()
+	if err != nil {
+		_ = at.Close()
+		return nil, nil, nil, err
+	}
+	if _, err := at.client.Advertise(ctx, at.client.Self(), session); err != nil {
 		_ = at.Close()
 		return nil, nil, nil, fmt.Errorf("advertise %s: %w", at.id.Name, err)
 	}
