@@ -127,7 +127,9 @@ func (w *world) attach(n *router.Node, id *certs.Identity, inbox int) (*client.C
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := ep.Attach(ctx, n.Addr(), n.Router.Name())
+	// As gdp capsuled does: a lost tunnel (a partition longer than the
+	// idle timeout) is redialled and the names advertised again.
+	c, err := ep.AttachAny(ctx, []client.RouterAddr{{Addr: n.Addr(), Name: n.Router.Name()}}, client.AttachOptions{})
 	if err != nil {
 		_ = ep.Close()
 		w.t.Fatal(err)
