@@ -339,3 +339,38 @@ func TestTunnelQuotaOverQUIC(t *testing.T) {
 		t.Fatalf("gdp_tunnel_links %v, want the tunnel counters exported", got)
 	}
 }
+
+// TestIdentityAdvertRate: the budget of names verified per second belongs
+// to the identity: a second and third tunnel of the same identity do not
+// bring a fresh burst (each name costs three signature checks), while
+// another identity has its own.
+func TestIdentityAdvertRate(t *testing.T) {
+	w := newWorld(t)
+	r := w.router("r", router.Config{Advertise: router.AdvertiseConfig{Rate: 0.001, Burst: 10}}, nil)
+	id, err := certs.NewIdentity(certs.KindClient, "three tunnels")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	verified := 0
+	for range 3 {
+		c := w.attach(r, id)
+		res, err := c.Advertise(ctx, selfMinted(t, id.Name, 10)...)
+		if err != nil && !errors.Is(err, client.ErrRefused) {
+			t.Fatal(err)
+		}
+		for _, nr := range res {
+			if nr.Status == router.StatusOK {
+				verified++
+			} else if nr.Status != router.StatusRateLimited {
+				t.Fatalf("refused %s, want rate_limited", nr.Status)
+			}
+		}
+	}
+	if verified != 10 {
+		t.Fatalf("one identity had %d names verified over 3 tunnels, budget 10", verified)
+	}
+	other := w.endpoint(r, certs.KindServer, "another identity")
+	advertise(t, other, selfMinted(t, other.Name(), 10)...)
+}
