@@ -361,9 +361,9 @@ func TestIdentityAdvertRate(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, nr := range res {
-			if nr.Status == router.StatusOK {
+			if nr.Status == advert.StatusOK {
 				verified++
-			} else if nr.Status != router.StatusRateLimited {
+			} else if nr.Status != advert.StatusRateLimited {
 				t.Fatalf("refused %s, want rate_limited", nr.Status)
 			}
 		}
