@@ -43,7 +43,12 @@ type Config struct {
 	// routers are believed. Default: only Domain.
 	TrustedDomains []string `yaml:"trusted_domains"`
 	// AllowDomains restricts which trusted domains traffic may cross
-	// (printable names). Default: every trusted domain.
+	// (printable names): a peer router or an endpoint whose membership is
+	// in a trusted domain not listed gets no face (its tunnel is closed,
+	// counted in gdp_router_faces_refused_total{reason="forbidden_domain"}),
+	// and lookups into it are refused. The router's own domain is always
+	// allowed. A reload that narrows the list closes the faces it no longer
+	// allows. Default: every trusted domain.
 	AllowDomains []pdu.Name `yaml:"allow_domains"`
 
 	// Peers are routers to keep a tunnel to at all times (redialled with

@@ -49,7 +49,7 @@ type Face struct {
 	id     uint64
 	kind   FaceKind
 	peer   pdu.Name
-	domain pdu.Name // router faces: the peer's verified domain
+	domain pdu.Name // the peer's verified domain (its membership's issuer)
 	link   Link
 	addr   string
 	since  time.Time
@@ -85,7 +85,8 @@ func (f *Face) Kind() FaceKind { return f.kind }
 // Peer is the verified name of the node on the other side.
 func (f *Face) Peer() pdu.Name { return f.peer }
 
-// Domain is a router face's verified trust domain (zero for endpoints).
+// Domain is the face's peer's verified trust domain (the issuer of its
+// membership), for endpoints and routers alike.
 func (f *Face) Domain() pdu.Name { return f.domain }
 
 // Closed reports whether the face has been detached.

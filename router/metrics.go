@@ -68,6 +68,10 @@ type metrics struct {
 	// pubRetries counts resolver publish and withdraw jobs that failed
 	// and were scheduled again.
 	pubRetries prometheus.Counter
+	// facesRefused counts tunnels refused a face (or closed on reload) by
+	// the domain policy, and tunnels whose peer the tunnel never
+	// classified.
+	facesRefused *prometheus.CounterVec // reason: forbidden_domain, unclassified
 }
 
 // quota counts one refusal at a per-identity or per-face limit.
@@ -97,6 +101,10 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
 		}),
 	}
+	m.facesRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gdp_router_faces_refused_total",
+		Help: "Tunnels refused a face, or closed when the policy changed, by reason (forbidden_domain, unclassified).",
+	}, []string{"reason"})
 	m.pubRetries = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "gdp_router_publish_retries_total",
 		Help: "Location record publications and withdrawals that failed and were scheduled again.",
@@ -134,7 +142,7 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	}, func() float64 { return float64(r.resolve.waiting()) })
 	if reg != nil {
 		reg.MustRegister(m.pdusIn, m.pdusOut, dropped, quotas, naks, m.adverts, m.withdrawn, m.lookups, m.latency,
-			fibSize, faces, pending, m.pubRetries, pubPending)
+			fibSize, faces, pending, m.pubRetries, pubPending, m.facesRefused)
 	}
 	return m
 }

@@ -68,13 +68,18 @@ type ownCreds struct {
 	domain *certs.Metadata
 }
 
-// policy says which domains traffic may cross.
+// policy says which domains traffic may cross: which domains a face's
+// peer (router or endpoint) may belong to.
 type policy struct {
+	own     pdu.Name // the router's own domain: always allowed
 	trusted map[pdu.Name]bool
 	allow   map[pdu.Name]bool // nil: every trusted domain
 }
 
 func (p *policy) allows(d pdu.Name) bool {
+	if d == p.own {
+		return true
+	}
 	if !p.trusted[d] {
 		return false
 	}
@@ -229,7 +234,7 @@ func (r *Router) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Me
 	if _, _, err := v.VerifyMember(id.Meta, member, domain); err != nil {
 		return fmt.Errorf("router: own membership: %w", err)
 	}
-	p := &policy{trusted: make(map[pdu.Name]bool, len(v.Trusted))}
+	p := &policy{own: domain.Name(), trusted: make(map[pdu.Name]bool, len(v.Trusted))}
 	for n := range v.Trusted {
 		p.trusted[n] = true
 	}
@@ -243,7 +248,23 @@ func (r *Router) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Me
 	r.verif.Store(v)
 	r.pol.Store(p)
 	r.selfDirty.Store(true)
+	r.enforcePolicy(p)
 	return nil
+}
+
+// enforcePolicy closes every face whose peer's domain p no longer allows
+// (a reload narrowed allow_domains): its routes go, and a new tunnel from
+// it is refused at Attach.
+func (r *Router) enforcePolicy(p *policy) {
+	r.faces.Range(func(_, v any) bool {
+		f := v.(*Face)
+		if !p.allows(f.domain) && !f.closed.Load() {
+			r.met.facesRefused.WithLabelValues("forbidden_domain").Inc()
+			r.log.Info("face closed: domain no longer allowed", logging.Face(f.id), logging.Peer(f.peer), zap.Stringer("domain", f.domain))
+			r.detach(f)
+		}
+		return true
+	})
 }
 
 func (r *Router) verifier() *certs.Verifier { return r.verif.Load() }
@@ -296,14 +317,22 @@ func (r *Router) expire(now time.Time) {
 	}
 }
 
-// Attach makes l a face of the given kind. A router face must be in a
-// domain the policy allows (domain is what the tunnel verified). The face
-// lives until l goes down or the router closes.
+// Attach makes l a face of the given kind. Every face's peer — router or
+// endpoint — must be in a domain the policy allows (domain is the issuer of
+// the membership the tunnel verified); the router's own domain always is.
+// A zero domain for an endpoint means the router's own domain (an
+// in-process attachment whose membership the caller checked). The face
+// lives until l goes down, the policy stops allowing its domain, or the
+// router closes.
 func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*Face, error) {
 	if r.closed.Load() {
 		return nil, ErrClosed
 	}
-	if kind == FaceRouter && !r.policy().allows(domain) {
+	if kind == FaceEndpoint && domain.IsZero() {
+		domain = r.own.Load().domain.Name()
+	}
+	if !r.policy().allows(domain) {
+		r.met.facesRefused.WithLabelValues("forbidden_domain").Inc()
 		return nil, fmt.Errorf("%w: %s in domain %s", ErrForbidden, l.Peer(), domain)
 	}
 	share, err := r.ids.acquire(l.Peer(), r.cfg.Face.MaxPerIdentity, func() *tokenBucket {
@@ -341,6 +370,11 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		r.mu.Unlock()
 	}
 	r.log.Info("face attached", logging.Face(f.id), logging.Peer(f.peer), zap.Stringer("kind", kind), logging.Addr(addr))
+	if p := r.policy(); !p.allows(domain) {
+		// A reload narrowed the policy between the check above and now.
+		r.detach(f)
+		return nil, fmt.Errorf("%w: %s in domain %s", ErrForbidden, l.Peer(), domain)
+	}
 	r.wg.Add(2)
 	go func() {
 		defer r.wg.Done()

@@ -52,9 +52,9 @@ func (b *PeerBook) Verifier(v *certs.Verifier) tunnel.PeerVerifier {
 		if err != nil || !bytes.Equal(meta.Key, key) {
 			return pdu.Name{}, time.Time{}, errors.New("router: credentials changed under verification")
 		}
-		e := peerEntry{kind: FaceEndpoint, exp: exp}
+		e := peerEntry{kind: FaceEndpoint, domain: member.Issuer, exp: exp}
 		if meta.Kind == certs.KindRouter {
-			e.kind, e.domain = FaceRouter, member.Issuer
+			e.kind = FaceRouter
 		}
 		b.mu.Lock()
 		if len(b.m) >= maxPeerBook {
@@ -105,8 +105,10 @@ func (r *Router) Serve(ctx context.Context, ln Acceptor) error {
 }
 
 // adopt returns l's face, making one if l is new. The kind and domain come
-// from Deps.Classify (the tunnel's verification); an unclassified peer is
-// an endpoint unless it is a configured peer router.
+// from Deps.Classify (the tunnel's verification); with Classify set, a peer
+// it does not know is refused (its domain is unknown, so the policy cannot
+// be applied). Without Classify every peer is an endpoint of the router's
+// own domain. A configured peer router is a router face either way.
 func (r *Router) adopt(l Link) (*Face, error) {
 	if f := r.faceFor(l); f != nil {
 		return f, nil
@@ -117,15 +119,20 @@ func (r *Router) adopt(l Link) (*Face, error) {
 	default:
 	}
 	kind, domain := FaceEndpoint, pdu.Name{}
+	known := r.classify == nil
 	if r.classify != nil {
 		if k, d, ok := r.classify(l.Peer()); ok {
-			kind, domain = k, d
+			kind, domain, known = k, d, true
 		}
 	}
 	for _, p := range r.cfg.Peers {
 		if p.Name == l.Peer() && kind != FaceRouter {
-			kind, domain = FaceRouter, r.own.Load().domain.Name()
+			kind, domain, known = FaceRouter, r.own.Load().domain.Name(), true
 		}
+	}
+	if !known {
+		r.met.facesRefused.WithLabelValues("unclassified").Inc()
+		return nil, fmt.Errorf("%w: %s was not classified by the tunnel", ErrForbidden, l.Peer())
 	}
 	addr := ""
 	if ra, ok := l.(interface{ RemoteAddr() net.Addr }); ok && ra.RemoteAddr() != nil {
