@@ -1,10 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,7 +111,7 @@ type Client struct {
 	sessionAd *certs.Cert
 
 	mu      sync.Mutex
-	waiters map[uint32]chan Message
+	waiters map[uint32]*waiter
 	held    map[pdu.Name]bool
 	routes  map[pdu.Name]Route // advertised and not withdrawn: re-advertised after a re-attach
 	relinks chan struct{}      // a re-attach happened (AttachAny)
@@ -117,6 +119,10 @@ type Client struct {
 	inbox   chan Message
 	Dropped atomic.Uint64 // DATA PDUs dropped because the inbox was full
 	Unsent  atomic.Uint64 // PDUs dropped while re-attaching (AttachAny)
+	// Rejected counts answers (NAK, ECHO_REPLY, ADVERTISE_RESULT) whose
+	// sequence matched a pending request but whose source or echo did not:
+	// forged or misdirected, never delivered.
+	Rejected atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -132,13 +138,13 @@ func New(id *certs.Identity, link Link, opts Options) *Client {
 		link:    link,
 		opts:    opts,
 		log:     opts.Logger,
-		waiters: make(map[uint32]chan Message),
+		waiters: make(map[uint32]*waiter),
 		held:    map[pdu.Name]bool{id.Name: true},
 		routes:  make(map[pdu.Name]Route),
 		relinks: make(chan struct{}, 1),
 		inbox:   make(chan Message, opts.InboxSize),
 	}
-	c.seq.Store(rand.Uint32())
+	c.seq.Store(randUint32())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
@@ -161,6 +167,13 @@ func (c *Client) Close() error {
 
 func (c *Client) nextSeq() uint32 { return c.seq.Add(1) }
 
+// randUint32 is 32 bits from the system's CSPRNG.
+func randUint32() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return binary.BigEndian.Uint32(b[:])
+}
+
 // nextAdvSeq returns the sequence of the next ADVERTISE or WITHDRAW: the
 // clock in Unix nanoseconds, bumped to stay strictly increasing.
 func (c *Client) nextAdvSeq() uint64 {
@@ -176,8 +189,10 @@ func (c *Client) nextAdvSeq() uint64 {
 
 // HandlePDU processes one PDU from the router; p is valid only during the
 // call. Replies (ADVERTISE_RESULT, ECHO_REPLY, NAK) go to the request
-// waiting for their sequence number; ECHO_REQUESTs for a held name are
-// answered; DATA goes to Receive.
+// waiting for their sequence number if their source and echo fit that
+// request (see waiter.accepts), else they are counted in Rejected and
+// dropped; ECHO_REQUESTs for a held name are answered; DATA goes to
+// Receive.
 func (c *Client) HandlePDU(p []byte) {
 	var h pdu.Header
 	if err := pdu.Decode(p, &h); err != nil {
@@ -193,9 +208,13 @@ func (c *Client) HandlePDU(p []byte) {
 		w := c.waiters[h.Sequence]
 		c.mu.Unlock()
 		if w != nil {
+			if !w.accepts(&h, c.id.Name) {
+				c.Rejected.Add(1)
+				return
+			}
 			m.Payload = append([]byte(nil), h.Payload...)
 			select {
-			case w <- m:
+			case w.ch <- m:
 			default:
 			}
 			return
@@ -260,12 +279,22 @@ func (c *Client) SendFrom(src, dst pdu.Name, flags pdu.Flags, payload []byte) (u
 	return seq, nil
 }
 
-// exchange sends h (its Sequence is set here) and waits for the reply or
-// NAK with the same sequence, for at most timeout.
+// exchange sends h (its Sequence is set here: a fresh random id, not the
+// next value of the DATA counter) and waits, for at most timeout, for the
+// reply or NAK with that id whose source and echo fit h.
 func (c *Client) exchange(ctx context.Context, h pdu.Header, timeout time.Duration) (Message, error) {
-	h.Sequence = c.nextSeq()
-	w := make(chan Message, 1)
+	w := &waiter{
+		ch: make(chan Message, 1), typ: h.Type, dst: h.Dst, ttl: h.TTL,
+		payload: h.Payload, router: c.link.Peer(),
+	}
 	c.mu.Lock()
+	for {
+		h.Sequence = randUint32()
+		if c.waiters[h.Sequence] == nil {
+			break
+		}
+	}
+	w.id = h.Sequence
 	c.waiters[h.Sequence] = w
 	c.mu.Unlock()
 	defer func() {
@@ -283,7 +312,7 @@ func (c *Client) exchange(ctx context.Context, h pdu.Header, timeout time.Durati
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
-	case m := <-w:
+	case m := <-w.ch:
 		return m, nil
 	case <-t.C:
 		return Message{}, ErrTimeout
@@ -294,4 +323,73 @@ func (c *Client) exchange(ctx context.Context, h pdu.Header, timeout time.Durati
 	case <-c.ctx.Done():
 		return Message{}, ErrClosed
 	}
+}
+
+// waiter is one request waiting for its answer, with what an answer must
+// show to be believed (docs/PROTOCOL.md §1.9).
+type waiter struct {
+	ch      chan Message
+	id      uint32   // the request's sequence: random per request
+	typ     pdu.Type // ADVERTISE, WITHDRAW or ECHO_REQUEST
+	dst     pdu.Name // the name asked
+	ttl     uint8    // the TTL the request left with
+	payload []byte   // the request's payload (echoed by ECHO_REPLY, in part by NAKs)
+	router  pdu.Name // the attached router when the request was sent
+}
+
+// accepts reports whether h, whose sequence is w.id, is an answer w can
+// believe. The id is 32 random bits only the routers on the path and the
+// destination saw; on top of it the answer must come from a source that
+// could have sent it:
+//   - ADVERTISE_RESULT: from the attached router, for an ADVERTISE or
+//     WITHDRAW (they are addressed to it and go nowhere else).
+//   - ECHO_REPLY: from the name pinged, echoing the request's random
+//     payload whole.
+//   - NAK: echoing the request (type, source = me, destination, id, and as
+//     much of the payload as a NAK carries), from the attached router — or,
+//     for an ECHO_REQUEST that could leave the attached router (TTL ≥ 1),
+//     from another router on the path. The client cannot tell a router's
+//     name from an endpoint's, so the "another router" half rests on the
+//     routers: an endpoint's PDUs must carry a name it holds as source,
+//     and routers drop every NAK and ADVERTISE_RESULT an endpoint sends
+//     (endpoints never originate them). A NAK "from" the destination itself
+//     or from this client is not believed.
+func (w *waiter) accepts(h *pdu.Header, self pdu.Name) bool {
+	switch h.Type {
+	case pdu.TypeAdvertiseResult:
+		return (w.typ == pdu.TypeAdvertise || w.typ == pdu.TypeWithdraw) && h.Src == w.router
+	case pdu.TypeEchoReply:
+		return w.typ == pdu.TypeEchoRequest && h.Src == w.dst && bytes.Equal(h.Payload, w.payload)
+	case pdu.TypeNAK:
+		if !w.echoedBy(h.Payload, self) {
+			return false
+		}
+		if h.Src == w.router {
+			return true
+		}
+		return w.typ == pdu.TypeEchoRequest && w.ttl >= 1 && h.Src != w.dst && h.Src != self
+	}
+	return false
+}
+
+// echoedBy reports whether echo (a NAK's payload: the first bytes of the
+// PDU it refused, PROTOCOL.md §1.7) is this request as sent. The TTL byte
+// is not compared (routers decrement it in flight). A router may echo the
+// header alone (a refused ADVERTISE), else it echoes up to pdu.MaxNAKEcho
+// bytes, and the payload bytes it carries must be the request's.
+func (w *waiter) echoedBy(echo []byte, self pdu.Name) bool {
+	if len(echo) < pdu.HeaderLen || len(echo) > pdu.MaxNAKEcho || int(echo[1])*4 != pdu.HeaderLen {
+		return false // the client's requests carry no options
+	}
+	if pdu.Type(echo[2]) != w.typ || binary.BigEndian.Uint32(echo[8:12]) != w.id ||
+		pdu.Name(echo[12:44]) != w.dst || pdu.Name(echo[44:76]) != self {
+		return false
+	}
+	rest := echo[pdu.HeaderLen:]
+	if w.typ == pdu.TypeEchoRequest && len(rest) < min(len(w.payload), pdu.MaxNAKEcho-pdu.HeaderLen) {
+		// A probe's random payload is the part of the echo a guesser
+		// cannot know: a NAK about a probe must carry it.
+		return false
+	}
+	return len(rest) <= len(w.payload) && bytes.Equal(rest, w.payload[:len(rest)])
 }

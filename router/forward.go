@@ -58,6 +58,15 @@ func (r *Router) receive(in *Face, p []byte) {
 		}
 		r.control(in, &h)
 		return
+	case pdu.TypeNAK, pdu.TypeAdvertiseResult:
+		if in.kind == FaceEndpoint {
+			// Only routers originate these. An endpoint sending one can
+			// only be forging an answer to another endpoint's request
+			// (PROTOCOL.md §1.9): endpoints believe a NAK from a source
+			// other than their router because no endpoint can send one.
+			r.drop(in, dropForbidden)
+			return
+		}
 	}
 	if in.kind == FaceEndpoint && !in.holds(h.Src) {
 		// A reply to a spoofed source would reflect traffic at a
@@ -78,9 +87,11 @@ func (r *Router) receive(in *Face, p []byte) {
 		r.drop(in, dropDuplicate)
 		return
 	}
-	if h.Type == pdu.TypeNAK && h.Code == pdu.CodeNoRoute && in.kind == FaceRouter {
-		// A router behind the route we cached no longer holds the name:
-		// forget the cached route so the next PDU asks again.
+	if h.Type == pdu.TypeNAK && h.Code == pdu.CodeNoRoute && in.kind == FaceRouter && h.Src == in.peer {
+		// The router behind the route we cached no longer holds the name:
+		// forget the cached route so the next PDU asks again. Only that
+		// router's own NAK counts — one it relays from elsewhere says
+		// nothing about the hop through it.
 		if dst, ok := nakedDst(&h); ok {
 			r.forgetLearned(dst, in)
 		}

@@ -17,7 +17,7 @@ const (
 	dropNoRoute                       // no FIB entry and the resolver had none
 	dropDuplicate                     // seen within the dedup window
 	dropSpoofed                       // an endpoint used a source name it does not hold
-	dropForbidden                     // policy: control from a router face, domain not allowed
+	dropForbidden                     // policy: control from a router face, NAK/ADVERTISE_RESULT from an endpoint, domain not allowed
 	dropTooBig                        // larger than the configured maximum
 	dropQueueFull                     // a face's egress queue or the resolver wait queue is full
 	dropSendError                     // the egress link refused it
