@@ -33,6 +33,10 @@ type EndpointConfig struct {
 	// KeepAlive and IdleTimeout are the tunnels' liveness (tunnel.Config).
 	// Defaults tunnel.DefaultKeepAlive and tunnel.DefaultIdleTimeout.
 	KeepAlive, IdleTimeout time.Duration
+	// RetryAboveHandshakes is tunnel.Config's: incoming handshakes in
+	// flight before new clients must prove their address. Default
+	// tunnel.DefaultRetryAboveHandshakes.
+	RetryAboveHandshakes int
 }
 
 // Endpoint is an endpoint's tunnel side: it dials routers and hands each
@@ -62,8 +66,9 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		Handler:  e.handle,
 		Logger:   cfg.Logger,
 
-		KeepAlivePeriod: cfg.KeepAlive,
-		IdleTimeout:     cfg.IdleTimeout,
+		KeepAlivePeriod:      cfg.KeepAlive,
+		IdleTimeout:          cfg.IdleTimeout,
+		RetryAboveHandshakes: cfg.RetryAboveHandshakes,
 	})
 	if err != nil {
 		return nil, err

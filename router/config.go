@@ -108,6 +108,14 @@ type TunnelConfig struct {
 	// IdleTimeout is how long a silent peer is believed alive; at least
 	// twice KeepAlive. Default 5s.
 	IdleTimeout config.Duration `yaml:"idle_timeout"`
+	// RetryAboveHandshakes: while at least this many incoming QUIC
+	// handshakes are in flight, a new client that has not proved its
+	// source address is sent a Retry first (RFC 9000 §8.1.2), so spoofed
+	// first flights cannot make the listener an amplifier (its handshake
+	// answer is ~3× a first flight; a Retry is a tenth). Honest clients
+	// pay one round trip more. Counted in gdp_tunnel_retries_total.
+	// Default 16 (tunnel.DefaultRetryAboveHandshakes); negative: always.
+	RetryAboveHandshakes int `yaml:"retry_above_handshakes"`
 }
 
 // WithDefaults fills the zero fields.
@@ -117,6 +125,9 @@ func (t TunnelConfig) WithDefaults() TunnelConfig {
 	}
 	if t.IdleTimeout <= 0 {
 		t.IdleTimeout = config.Duration(tunnel.DefaultIdleTimeout)
+	}
+	if t.RetryAboveHandshakes == 0 {
+		t.RetryAboveHandshakes = tunnel.DefaultRetryAboveHandshakes
 	}
 	return t
 }

@@ -18,6 +18,9 @@ const (
 	DefaultIdleTimeout = 5 * time.Second
 )
 
+// DefaultRetryAboveHandshakes is Config.RetryAboveHandshakes's default.
+const DefaultRetryAboveHandshakes = 16
+
 // Config configures an Endpoint. Zero values of the optional fields take
 // the defaults named in their comments.
 type Config struct {
@@ -98,6 +101,17 @@ type Config struct {
 	// flow-control window; one stream gets at most 6 MiB of it). Default
 	// 8 MiB.
 	ReceiveWindow int
+	// RetryAboveHandshakes turns on QUIC source address validation (RFC
+	// 9000 §8.1.2) under load: while at least this many incoming
+	// handshakes are in flight (first flight received, TLS not complete),
+	// a new client that has not proved its address is sent a Retry — a
+	// packet smaller than its first flight — instead of the handshake
+	// answer (~3× its first flight), so spoofed first flights cannot use
+	// the listener as an amplifier. The client's second attempt carries
+	// the Retry token and costs one round trip more. Counted in
+	// gdp_tunnel_retries_total. Default DefaultRetryAboveHandshakes (16);
+	// negative: every new client is asked to validate.
+	RetryAboveHandshakes int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -144,6 +158,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	defInt(&d.MaxPDUStreams, 16)
 	defInt(&d.ReceiveWindow, 8<<20)
+	if d.RetryAboveHandshakes == 0 {
+		d.RetryAboveHandshakes = DefaultRetryAboveHandshakes
+	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}

@@ -72,7 +72,12 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		MaxStreamReceiveWindow:         uint64(min(c.ReceiveWindow, 6<<20)),
 		InitialStreamReceiveWindow:     uint64(min(c.ReceiveWindow, 512<<10)),
 	}
-	e.tr = &quic.Transport{Conn: c.Conn, StatelessResetKey: statelessResetKey(c.Identity.Key)}
+	e.tr = &quic.Transport{
+		Conn:                c.Conn,
+		StatelessResetKey:   statelessResetKey(c.Identity.Key),
+		ConnContext:         e.handshakeStarted,
+		VerifySourceAddress: e.wantRetry,
+	}
 	e.ln, err = e.tr.Listen(e.serverTLS(), e.qconf)
 	if err != nil {
 		e.tr.Close()
@@ -250,6 +255,7 @@ func (e *Endpoint) acceptLoop() {
 		if err != nil {
 			return
 		}
+		handshakeDone(qc.Context())
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
@@ -271,6 +277,48 @@ func (e *Endpoint) acceptLoop() {
 			}
 		}()
 	}
+}
+
+// handshakeSlot is one incoming QUIC handshake in flight: counted from the
+// moment quic-go accepts a first flight (Transport.ConnContext) until the
+// listener hands the connection out or its context ends (the handshake
+// failed or timed out), whichever comes first.
+type handshakeSlot struct {
+	e    *Endpoint
+	once sync.Once
+	stop func() bool
+}
+
+type handshakeKey struct{}
+
+func (h *handshakeSlot) release() {
+	h.once.Do(func() { h.e.stats.handshakes.Add(-1) })
+}
+
+// handshakeStarted is the Transport's ConnContext: it counts the handshake.
+func (e *Endpoint) handshakeStarted(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+	h := &handshakeSlot{e: e}
+	e.stats.handshakes.Add(1)
+	h.stop = context.AfterFunc(ctx, h.release)
+	return context.WithValue(ctx, handshakeKey{}, h), nil
+}
+
+// handshakeDone releases the slot of an accepted connection.
+func handshakeDone(ctx context.Context) {
+	if h, ok := ctx.Value(handshakeKey{}).(*handshakeSlot); ok {
+		h.stop()
+		h.release()
+	}
+}
+
+// wantRetry is the Transport's VerifySourceAddress: a client that has not
+// proved its address must do so (Retry) while handshakes pile up.
+func (e *Endpoint) wantRetry(net.Addr) bool {
+	if e.stats.handshakes.Load() < int64(e.cfg.RetryAboveHandshakes) {
+		return false
+	}
+	e.stats.retries.Add(1)
+	return true
 }
 
 func (e *Endpoint) isClosed() bool {

@@ -16,12 +16,14 @@ var (
 	descAccFail  = prometheus.NewDesc("gdp_tunnel_accepts_failed_total", "Incoming connections that did not produce a link.", nil, nil)
 	descRekeys   = prometheus.NewDesc("gdp_tunnel_rekeys_total", "Raw key epochs completed.", nil, nil)
 	descLinks    = prometheus.NewDesc("gdp_tunnel_links", "Links currently up.", nil, nil)
+	descPending  = prometheus.NewDesc("gdp_tunnel_handshakes_in_flight", "Incoming QUIC handshakes started and not finished.", nil, nil)
+	descRetries  = prometheus.NewDesc("gdp_tunnel_retries_total", "New clients sent a QUIC Retry (source address validation) because handshakes piled up.", nil, nil)
 )
 
 type collector struct{ e *Endpoint }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descDrops, descRefused, descDialFail, descAccFail, descRekeys, descLinks} {
+	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descDrops, descRefused, descDialFail, descAccFail, descRekeys, descLinks, descPending, descRetries} {
 		ch <- d
 	}
 }
@@ -42,5 +44,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDialFail, s.DialsFailed)
 	counter(descAccFail, s.AcceptsFailed)
 	counter(descRekeys, s.Rekeys)
+	counter(descRetries, s.Retries)
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(s.HandshakesInFlight))
 	ch <- prometheus.MustNewConstMetric(descLinks, prometheus.GaugeValue, float64(s.Links))
 }

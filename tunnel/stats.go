@@ -43,6 +43,8 @@ type Stats struct {
 	KeepalivesReceived         uint64 // and received (consumed, not delivered)
 	FramesSent, FramesReceived uint64 // raw frames (fragments count one each)
 	HandshakesRefused          uint64 // peers that failed verification in TLS
+	HandshakesInFlight         int64  // incoming QUIC handshakes started and not finished
+	Retries                    uint64 // new clients asked to validate their address (QUIC Retry)
 	DialsFailed, AcceptsFailed uint64
 	Rekeys                     uint64
 	Links                      int               // links up now
@@ -58,6 +60,8 @@ type counters struct {
 	keepalivesReceived         atomic.Uint64
 	framesSent, framesReceived atomic.Uint64
 	handshakeRefused           atomic.Uint64
+	handshakes                 atomic.Int64 // incoming handshakes in flight
+	retries                    atomic.Uint64
 	dialFailed, acceptFailed   atomic.Uint64
 	rekeys                     atomic.Uint64
 	drops                      [numDropReasons]atomic.Uint64
@@ -72,8 +76,9 @@ func (e *Endpoint) Stats() Stats {
 		PDUsSent: c.pdusSent.Load(), PDUsReceived: c.pdusReceived.Load(),
 		KeepalivesSent: c.keepalivesSent.Load(), KeepalivesReceived: c.keepalivesReceived.Load(),
 		FramesSent: c.framesSent.Load(), FramesReceived: c.framesReceived.Load(),
-		HandshakesRefused: c.handshakeRefused.Load(),
-		DialsFailed:       c.dialFailed.Load(), AcceptsFailed: c.acceptFailed.Load(),
+		HandshakesRefused:  c.handshakeRefused.Load(),
+		HandshakesInFlight: c.handshakes.Load(), Retries: c.retries.Load(),
+		DialsFailed: c.dialFailed.Load(), AcceptsFailed: c.acceptFailed.Load(),
 		Rekeys: c.rekeys.Load(),
 		Links:  e.numLinks(),
 		Drops:  map[string]uint64{},

@@ -178,7 +178,8 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 	opts.RequestTimeout = a.Timeout.Std()
 	tc := a.Tunnel.WithDefaults()
 	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain, Conn: conn,
-		Options: opts, Logger: opts.Logger, KeepAlive: tc.KeepAlive.Std(), IdleTimeout: tc.IdleTimeout.Std()})
+		Options: opts, Logger: opts.Logger, KeepAlive: tc.KeepAlive.Std(), IdleTimeout: tc.IdleTimeout.Std(),
+		RetryAboveHandshakes: tc.RetryAboveHandshakes})
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
