@@ -38,10 +38,18 @@ type WriterOptions struct {
 	// Cadence flushes pending records (one heartbeat for them all) this
 	// often. Default 50ms; negative: only when a batch is full or on Flush.
 	Cadence time.Duration
-	// Timeout bounds one attempt of an APPEND. Default 2s.
+	// Timeout bounds one attempt of an APPEND: the wait for
+	// acknowledgements before a re-send. Default 2s. The writer measures
+	// the replicas' round-trip time and waits srtt + 4·rttvar (at least
+	// 50 ms, at most Timeout) before re-sending; each re-send without an
+	// answer doubles the wait, up to Timeout.
 	Timeout time.Duration
-	// Attempts is how many times a batch is sent to the replicas that have
-	// not acknowledged it (idempotent re-sends). Default 4.
+	// Attempts is how many times at least a batch is sent to the replicas
+	// that have not acknowledged it (idempotent re-sends) before the
+	// writer gives up on it. Default 4. A writer keeps re-sending until
+	// the deadline of the call's context (Append, Flush, Close) when it
+	// has one, and otherwise for Attempts × Timeout: slow replicas, not
+	// only dead ones, get the whole deadline to answer.
 	Attempts int
 	// HeartbeatEvery sends a fresh heartbeat alone when nothing was written
 	// for that long, so readers can tell an idle capsule from a stale
@@ -91,6 +99,7 @@ type Writer struct {
 	queue   []*batchSend // signed batches sent but not yet settled, oldest first
 
 	sentAt time.Time // when the last batch was sealed
+	rtt    rttEstimator
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -315,6 +324,7 @@ func (wr *Writer) sendLocked(ctx context.Context, keep int) (Durability, error) 
 			return wr.last, err
 		}
 		bs.hb, bs.trust = hb, wr.trust
+		bs.rtt = &wr.rtt
 		wr.queue = append(wr.queue, bs)
 	}
 	d := wr.last
@@ -345,11 +355,14 @@ type batchSend struct {
 	sends   int // times sent
 	acked   map[pdu.Name]bool
 	lagging map[pdu.Name]bool
-	silent  int // attempts in which some replica said nothing at all
+	silent  time.Duration // time spent waiting in attempts in which some replica said nothing at all
 
 	hb       *capsule.Heartbeat // the batch's heartbeat, what receipts name
 	trust    *writerTrust
 	receipts map[pdu.Name]*capsule.Receipt
+
+	lastSend time.Time     // when it was last sent
+	rtt      *rttEstimator // the writer's, fed by answers to batches sent once
 }
 
 // startBatch registers m's id and sends it to the replicas.
@@ -376,6 +389,7 @@ func (cc *CapsuleClient) startBatch(c pdu.Name, m *wire.Message, seqno uint64, o
 // once, multicast, to the capsule's name).
 func (cc *CapsuleClient) sendBatch(c pdu.Name, bs *batchSend, opts WriterOptions) error {
 	bs.sends++
+	bs.lastSend = time.Now()
 	if opts.Multicast {
 		if _, err := cc.c.SendFrom(cc.c.ReplyName(), c, pdu.FlagMulticast, bs.b); err != nil {
 			return fmt.Errorf("append to %s: %w", c, err)
@@ -393,19 +407,27 @@ func (cc *CapsuleClient) sendBatch(c pdu.Name, bs *batchSend, opts WriterOptions
 }
 
 // settle waits for bs's acknowledgements, re-sending it to the replicas
-// that did not acknowledge in time, until W acknowledged, the attempts run
-// out, or the batch is held somewhere and the silent replicas stayed
-// silent through a re-send.
+// that did not acknowledge in time, until W acknowledged, the deadline
+// passes (ctx's, else Attempts × Timeout from now) after at least Attempts
+// sends, or the batch is held somewhere and the silent replicas stayed
+// silent through a re-send. Each wait is the measured RTO, doubled after
+// every attempt that brought no acknowledgement, up to opts.Timeout.
 func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, opts WriterOptions) (Durability, error) {
 	d := Durability{N: len(opts.Replicas), W: opts.W, Seqno: bs.seqno}
-	for attempt := 0; attempt < opts.Attempts; attempt++ {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(time.Duration(opts.Attempts) * opts.Timeout)
+	}
+	rto := bs.rtt.rto(opts.Timeout)
+	for attempt := 0; ; attempt++ {
 		if attempt > 0 || bs.sends == 0 {
 			if err := cc.sendBatch(c, bs, opts); err != nil {
 				return durability(d, bs.acked, bs.lagging), err
 			}
 		}
 		clear(bs.lagging)
-		actx, cancel := context.WithTimeout(ctx, opts.Timeout)
+		before, waitStart := len(bs.acked), time.Now()
+		actx, cancel := context.WithTimeout(ctx, rto)
 		for len(bs.acked) < opts.W && len(bs.acked)+len(bs.lagging) < len(opts.Replicas) {
 			rep, err := wire.Wait(actx, bs.ch)
 			if err != nil {
@@ -416,6 +438,9 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 				if !bs.countReceipt(rep) {
 					cc.BadReceipts.Add(1)
 					continue
+				}
+				if bs.sends == 1 && bs.rtt != nil && !bs.acked[rep.From] {
+					bs.rtt.sample(time.Since(bs.lastSend))
 				}
 				bs.acked[rep.From] = true
 				delete(bs.lagging, rep.From)
@@ -439,21 +464,30 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 			break
 		}
 		if len(bs.acked)+len(bs.lagging) < len(opts.Replicas) {
-			bs.silent++
+			bs.silent += time.Since(waitStart)
 		}
-		if len(bs.acked) > 0 && bs.silent >= 2 {
+		if len(bs.acked) > 0 && bs.silent >= 2*opts.Timeout {
 			// Held durably somewhere, and the silent replicas stayed
-			// silent through a re-send: report what we got rather than
-			// stall the writer; they catch up by anti-entropy.
+			// silent through re-sends for twice the longest attempt:
+			// report what we got rather than stall the writer; they catch
+			// up by anti-entropy. (Time, not attempts: with a short
+			// measured RTO a slow replica would be given up too soon.)
+			break
+		}
+		if attempt+1 >= opts.Attempts && !time.Now().Before(deadline) {
 			break
 		}
 		if len(bs.acked)+len(bs.lagging) == len(opts.Replicas) {
 			// Everyone answered; the lagging ones are catching up. Give
 			// them a moment before the re-send.
 			select {
-			case <-time.After(opts.Timeout / 8):
+			case <-time.After(max(rto/8, minRTO)):
 			case <-ctx.Done():
 			}
+		} else if len(bs.acked) == before {
+			// Nobody new acknowledged: the replicas are slower than
+			// measured, or gone. Back off.
+			rto = min(2*rto, opts.Timeout)
 		}
 	}
 	d = durability(d, bs.acked, bs.lagging)
@@ -462,6 +496,9 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 	}
 	if d.Acks == 0 {
 		bs.silent = 0
+		if err := ctx.Err(); err != nil {
+			return d, fmt.Errorf("append to %s: %w (%d replicas): %w", c, ErrNoReplica, d.N, err)
+		}
 		return d, fmt.Errorf("append to %s: %w (%d replicas)", c, ErrNoReplica, d.N)
 	}
 	return d, nil
