@@ -3,16 +3,18 @@ package capsuled
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/vfs"
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
-	"github.com/gdpnet/gdpnet/internal/fsutil"
+	"github.com/gdpnet/gdpnet/internal/vfsutil"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -117,45 +119,62 @@ func parsePlacement(m *wire.Message, self pdu.Name, requireRecord bool) (*placem
 var errForbidden = errors.New("forbidden")
 
 // placements persists placements, one file per capsule, replaced
-// atomically (write, fsync, rename).
+// atomically (write, fsync, rename, fsync the directory). The files live on
+// fs: the operating system's file system, or in tests a strict in-memory
+// one that drops whatever was not synced (TestPlacementsPowerLoss).
 type placements struct {
+	fs  vfs.FS
 	dir string
+	tmp atomic.Uint64 // temporary file names
 	mu  sync.RWMutex
 	m   map[pdu.Name]*placement
 }
 
-func openPlacements(dir string) (*placements, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+func openPlacements(dir string) (*placements, error) { return openPlacementsOn(vfs.Default, dir) }
+
+func openPlacementsOn(fs vfs.FS, dir string) (*placements, error) {
+	// The directory's own entry must survive a power cut too.
+	if err := vfsutil.MkdirAll(fs, dir, 0o700); err != nil {
 		return nil, fmt.Errorf("placements: %w", err)
 	}
-	ps := &placements{dir: dir, m: map[pdu.Name]*placement{}}
-	ents, err := os.ReadDir(dir)
+	ps := &placements{fs: fs, dir: dir, m: map[pdu.Name]*placement{}}
+	names, err := fs.List(dir)
 	if err != nil {
 		return nil, fmt.Errorf("placements: %w", err)
 	}
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".place") {
+	for _, e := range names {
+		if strings.Contains(e, ".tmp-") {
+			_ = fs.Remove(filepath.Join(dir, e)) // a write cut short
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if !strings.HasSuffix(e, ".place") {
+			continue
+		}
+		b, err := vfsutil.ReadFile(fs, filepath.Join(dir, e))
 		if err != nil {
 			return nil, fmt.Errorf("placements: %w", err)
 		}
 		m, err := wire.Unmarshal(b)
 		if err != nil {
-			return nil, fmt.Errorf("placement %s: %w", e.Name(), err)
+			return nil, fmt.Errorf("placement %s: %w", e, err)
 		}
 		ad, err := certs.ParseCert(m.AdCert)
 		if err != nil {
-			return nil, fmt.Errorf("placement %s: %w", e.Name(), err)
+			return nil, fmt.Errorf("placement %s: %w", e, err)
 		}
 		p, err := parsePlacement(m, ad.Subject, false)
 		if err != nil {
-			return nil, fmt.Errorf("placement %s: %w", e.Name(), err)
+			return nil, fmt.Errorf("placement %s: %w", e, err)
 		}
 		ps.m[p.name] = p
 	}
 	return ps, nil
+}
+
+// writeFileOn writes data to path atomically and durably (a uniquely
+// named temporary file, fsync, rename, fsync of the directory).
+func (ps *placements) writeFileOn(path string, data []byte) error {
+	return vfsutil.WriteFile(ps.fs, fmt.Sprintf("%s.tmp-%d", path, ps.tmp.Add(1)), path, data)
 }
 
 func (ps *placements) get(n pdu.Name) *placement {
@@ -181,7 +200,7 @@ func (ps *placements) put(p *placement) error {
 		return err
 	}
 	path := filepath.Join(ps.dir, p.name.String()+".place")
-	if err := fsutil.WriteFile(path, b, 0o600, true); err != nil {
+	if err := ps.writeFileOn(path, b); err != nil {
 		return fmt.Errorf("placement: %w", err)
 	}
 	ps.mu.Lock()

@@ -19,6 +19,17 @@
 //   - A crash at any point loses no acknowledged append and leaves nothing
 //     half-written (TestCrashRecovery SIGKILLs a child process mid-append on
 //     both engines, reopens and checks).
+//   - A power loss loses no acknowledged append or create either: the
+//     store's directory is fsynced into its parent when created, and
+//     TestPowerLoss runs pebble on a strict in-memory file system
+//     (vfs.NewStrictMem) that drops everything not fsynced at a cut
+//     (ResetToSyncedState), three cuts in a row mid-append. SIGKILL alone
+//     cannot show this: the page cache survives a killed process, so an
+//     engine that never fsyncs passes the crash test. bbolt writes to the
+//     operating system's files directly, with no file-system layer to
+//     substitute, so for bbolt only the SIGKILL test runs: its fsync
+//     discipline is bbolt's own (NoSync false, the default), which this
+//     package does not change.
 //   - Retries are acknowledged again, replays refused (capsule.ErrStale),
 //     abandoned branches kept aside (Abandoned), equivocation refused with
 //     its evidence stored (Evidence), per docs/PROTOCOL.md §7.6.

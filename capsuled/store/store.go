@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/internal/detcbor"
+	"github.com/gdpnet/gdpnet/internal/vfsutil"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -64,11 +64,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	mkdir := os.MkdirAll
-	if opts.fs != nil {
-		mkdir = opts.fs.MkdirAll
-	}
-	if err := mkdir(dir, 0o700); err != nil {
+	if err := vfsutil.MkdirAll(opts.fs, dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	var eng engine
