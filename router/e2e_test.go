@@ -221,10 +221,19 @@ func TestOnDemandTunnel(t *testing.T) {
 	if rep := pingEventually(t, cl, b.Router.Name()); rep.From != b.Router.Name() {
 		t.Fatalf("ping router b: %+v", rep)
 	}
-	// A name nobody holds: NO_ROUTE, then served from the negative cache.
-	var nak *client.NAKError
-	if _, err := cl.Ping(context.Background(), pdu.Name{42}, 8, time.Second); !errors.As(err, &nak) || nak.Code != pdu.CodeNoRoute {
-		t.Fatalf("ping unknown: %v", err)
+	// A name nobody holds: NO_ROUTE after one resolver lookup, then NO_ROUTE
+	// again from the negative cache, without asking the resolver again.
+	notFound := func() float64 {
+		return metric(t, &testRouter{Router: a.Router}, "gdp_router_resolver_lookups_total", "result", "not_found")
+	}
+	for i := 1; i <= 2; i++ {
+		var nak *client.NAKError
+		if _, err := cl.Ping(context.Background(), pdu.Name{42}, 8, time.Second); !errors.As(err, &nak) || nak.Code != pdu.CodeNoRoute {
+			t.Fatalf("ping unknown (%d): %v", i, err)
+		}
+		if got := notFound(); got != 1 {
+			t.Fatalf("after ping %d of an unknown name the resolver was asked %v times, want 1 (the second is the negative cache's)", i, got)
+		}
 	}
 }
 
