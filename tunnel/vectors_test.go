@@ -158,9 +158,14 @@ func TestControlVectors(t *testing.T) {
 		if hex.EncodeToString(b[:]) != v.Hex {
 			t.Errorf("%s: encoded %x, want %s", v.Name, b, v.Hex)
 		}
-		got, err := decodeCtrl(b)
+		// Decode the golden bytes themselves, not a fresh encoding.
+		raw, err := hex.DecodeString(v.Hex)
+		if err != nil || len(raw) != ctrlLen {
+			t.Fatalf("%s: bad vector hex %q", v.Name, v.Hex)
+		}
+		got, err := decodeCtrl([ctrlLen]byte(raw))
 		if err != nil || got != m {
-			t.Errorf("%s: decoded %+v, %v", v.Name, got, err)
+			t.Errorf("%s: the vector decodes to %+v, %v; want %+v", v.Name, got, err, m)
 		}
 	}
 	bad := [ctrlLen]byte{0x09}
