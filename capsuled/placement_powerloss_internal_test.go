@@ -16,7 +16,8 @@ import (
 // keeps only what was fsynced; the test cuts the power (syncs ignored from
 // then on) while placements are being written, drops everything not
 // synced, reopens and finds every acknowledged placement, whole. A
-// placement renewed (replaced) before the cut is found in its new form.
+// placement whose renewal (replacement) was acknowledged before the cut is
+// found in its new form.
 func TestPlacementsPowerLoss(t *testing.T) {
 	fs := vfs.NewStrictMem()
 	const dir = "/srv/gdp/placements"
@@ -92,7 +93,10 @@ func TestPlacementsPowerLoss(t *testing.T) {
 		if p == nil {
 			t.Fatalf("acknowledged placement %s lost in the power cut (%d acknowledged)", n, len(acked))
 		}
-		if p.w != w {
+		// The renewal (w=2) may be on disk unacknowledged (its fsync
+		// ran, the cut came before the ack was counted), never the
+		// reverse: an acknowledged renewal is not rolled back.
+		if p.w < w {
 			t.Fatalf("placement %s has w=%d after the power cut; the acknowledged renewal set %d", n, p.w, w)
 		}
 	}
