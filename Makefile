@@ -4,13 +4,18 @@ PKGS     ?= ./...
 FUZZTIME ?= 20s
 BENCHTIME ?= 1s
 BIN      := bin/gdp
+# Stamped into the binary (gdp version, gdp_build_info) even where the Go
+# toolchain's own VCS stamping is off (GOFLAGS=-buildvcs=false).
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+BUILDTIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS  ?= -X main.buildRevision=$(REVISION) -X main.buildTime=$(BUILDTIME)
 
 .PHONY: all build demo test test-race bench fuzz lint clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/gdp
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gdp
 
 # A multi-router overlay on loopback doing real work, narrated.
 demo: build

@@ -35,6 +35,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		subQuota: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 			Name: "subscription_quota_total", Help: "Subscriptions refused or evicted to share them fairly among subscribers, by reason."}, []string{"reason"}),
 	}
+	// Labelled series exist from the start at zero.
+	for _, r := range []string{"unreachable", "refused", "verify"} {
+		m.syncErrors.WithLabelValues(r)
+	}
+	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error"} {
+		m.dropped.WithLabelValues(r)
+	}
+	for _, r := range []string{"subscription_evicted", "subscriptions_full", "subscriber_quota"} {
+		m.subQuota.WithLabelValues(r)
+	}
 	reg.MustRegister(m.requests, m.appended, m.synced, m.syncErrors, m.equivocations, m.dropped, m.subscriptions, m.pushes, m.subQuota)
 	return m
 }

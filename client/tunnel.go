@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/certs"
@@ -111,4 +112,14 @@ type unregister struct {
 func (u *unregister) Close() error {
 	u.e.clients.Delete(u.Link)
 	return u.Link.Close()
+}
+
+// Collector exposes the endpoint's tunnel counters (gdp_tunnel_*) to
+// Prometheus.
+func (e *Endpoint) Collector() prometheus.Collector { return e.ep.Collector() }
+
+// Reload replaces the membership the endpoint shows routers (a renewal,
+// on SIGHUP): new tunnels present it; the identity must stay the same.
+func (e *Endpoint) Reload(member *certs.Cert, domain *certs.Metadata) error {
+	return e.ep.SetIdentity(tunnel.CertIdentity(e.cfg.Identity, member, domain))
 }

@@ -51,7 +51,7 @@ type DHT struct {
 	val      *validator
 	gate     *gate
 	verifier *Verifier
-	proof    []byte
+	own      atomic.Pointer[ownProof] // replaced by Reload
 	prefix   protocol.ID
 	metrics  *dhtMetrics
 
@@ -98,9 +98,11 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	if _, err := d.gate.check(cfg.Identity.Meta.Key, own); err != nil && !cfg.trustOwnProof {
 		return nil, fmt.Errorf("dht: own membership: %w", err)
 	}
-	if d.proof, err = own.marshal(); err != nil {
+	proof, err := own.marshal()
+	if err != nil {
 		return nil, err
 	}
+	d.own.Store(&ownProof{member: cfg.Member, wire: proof})
 
 	priv, err := crypto.UnmarshalEd25519PrivateKey(cfg.Identity.Key)
 	if err != nil {

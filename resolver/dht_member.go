@@ -86,7 +86,7 @@ func (d *DHT) sendProof(ctx context.Context, p peer.ID) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(dl)
 	}
-	if _, err := s.Write(d.proof); err != nil {
+	if _, err := s.Write(d.own.Load().wire); err != nil {
 		s.Reset()
 		return err
 	}
@@ -117,7 +117,7 @@ func (d *DHT) handleProof(s network.Stream) {
 		s.Reset()
 		return
 	}
-	if _, err := s.Write(d.proof); err != nil {
+	if _, err := s.Write(d.own.Load().wire); err != nil {
 		s.Reset()
 	}
 }

@@ -106,7 +106,7 @@ func (f *Federated) Publish(ctx context.Context, rec *Record) error {
 // announce publishes the border record for rec on the global tier.
 func (f *Federated) announce(ctx context.Context, rec *Record) error {
 	g := f.cfg.Global
-	br, err := NewBorder(g.cfg.Identity.Key, g.cfg.Identity.Meta, g.cfg.Member, rec.Name, rec.Chain,
+	br, err := NewBorder(g.cfg.Identity.Key, g.cfg.Identity.Meta, g.own.Load().member, rec.Name, rec.Chain,
 		f.cfg.BorderAddrs, rec.Sequence, rec.Expiry)
 	if err != nil {
 		return fmt.Errorf("announce %s: %w", rec.Name, err)

@@ -36,6 +36,20 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 		swept: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
 			Name: "dht_swept_total", Help: "Stored records removed by the sweep: age (whole set older than record_age), expired (entries).", ConstLabels: cl}, []string{"reason"}),
 	}
+	// Every series exists from the start at zero, so a rate() or an alert
+	// on a reason that has not happened yet finds it.
+	for _, r := range []string{"ok", "failed"} {
+		m.puts.WithLabelValues(r)
+	}
+	for _, r := range []string{"wrong_key", "too_large", "malformed", "bad_signature", "wrong_kind", "not_member", "expired", "bad_chain", "other"} {
+		m.refused.WithLabelValues(r)
+	}
+	for _, r := range []string{"admitted", "refused", "timeout"} {
+		m.admissions.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "renewed", "expired", "failed"} {
+		m.republish.WithLabelValues(r)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.puts, m.refused, m.admissions, m.rejectedRq, m.republish, m.stored, m.swept} {
 			if err := reg.Register(c); err != nil {

@@ -207,7 +207,7 @@ func TestDisconnectWithdraws(t *testing.T) {
 		_, err := w.res.Lookup(ctx, id.Name)
 		return err != nil
 	})
-	if got := metric(t, r, "gdp_router_routes_removed_total", "cause", "disconnect"); got != 1 {
+	if got := metric(t, r, "gdp_router_routes_removed_total", "reason", "disconnect"); got != 1 {
 		t.Fatalf("removed{disconnect} = %v", got)
 	}
 }
@@ -243,7 +243,7 @@ func TestRouteExpiresWithChain(t *testing.T) {
 		t.Fatal("route not installed")
 	}
 	eventually(t, "route expiry", func() bool { return r.FIB().Lookup(cap.Meta.Name()) == nil })
-	if got := metric(t, r, "gdp_router_routes_removed_total", "cause", "expiry"); got != 1 {
+	if got := metric(t, r, "gdp_router_routes_removed_total", "reason", "expiry"); got != 1 {
 		t.Fatalf("removed{expiry} = %v", got)
 	}
 	eventually(t, "location record gone", func() bool {

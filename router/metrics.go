@@ -1,8 +1,11 @@
 package router
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -90,8 +93,8 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 			Help: "Advertised names by result: accepted, or the reason they were refused.",
 		}, []string{"result"}),
 		withdrawn: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gdp_router_routes_removed_total", Help: "Local routes removed, by cause.",
-		}, []string{"cause"}),
+			Name: "gdp_router_routes_removed_total", Help: "Local routes removed, by reason (withdraw, disconnect, expiry).",
+		}, []string{"reason"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gdp_router_resolver_lookups_total", Help: "Resolver lookups after a FIB miss, by result.",
 		}, []string{"result"}),
@@ -112,6 +115,16 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	pubPending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "gdp_router_publish_pending", Help: "Location record jobs accepted and not yet done (waiting, backing off or in flight).",
 	}, func() float64 { return float64(r.pubq.waiting()) })
+	// Labelled series exist from the start at zero.
+	for s := advert.Status(0); !strings.HasPrefix(s.String(), "status("); s++ {
+		m.adverts.WithLabelValues(s.String())
+	}
+	for _, r := range []string{"withdraw", "disconnect", "expiry", "replaced"} {
+		m.withdrawn.WithLabelValues(r)
+	}
+	for _, r := range []string{"found", "not_found", "error", "forbidden", "stale"} {
+		m.lookups.WithLabelValues(r)
+	}
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gdp_router_pdus_dropped_total", Help: "PDUs dropped, by reason.",
 	}, []string{"reason"})

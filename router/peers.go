@@ -105,7 +105,8 @@ const (
 )
 
 // keepPeer keeps a tunnel to a configured peer up, redialling with
-// exponential backoff while it is down.
+// exponential backoff while it is down. A Reload ends the wait and starts
+// the backoff over.
 func (r *Router) keepPeer(ctx context.Context, p PeerConfig) {
 	if r.dial == nil {
 		r.log.Warn("configured peer ignored: no dialer", logging.Peer(p.Name))
@@ -115,6 +116,7 @@ func (r *Router) keepPeer(ctx context.Context, p PeerConfig) {
 	for ctx.Err() == nil {
 		f := r.peerFace(p.Name)
 		if f == nil {
+			reloaded := r.reloadSignal()
 			dctx, cancel := context.WithTimeout(ctx, r.cfg.Resolver.Timeout.Std())
 			var err error
 			f, err = r.dialOnce(dctx, p.Name, r.own.Load().domain.Name(), []string{p.Addr}, p.Raw)
@@ -126,8 +128,12 @@ func (r *Router) keepPeer(ctx context.Context, p PeerConfig) {
 				case <-ctx.Done():
 					return
 				case <-time.After(backoff*3/4 + rand.N(backoff/2+1)):
+					backoff = min(2*backoff, peerBackoffMax)
+				case <-reloaded:
+					// new credentials (a renewed membership, new trust):
+					// the failure may be gone, so the backoff starts over
+					backoff = peerBackoffMin
 				}
-				backoff = min(2*backoff, peerBackoffMax)
 				continue
 			}
 			backoff = peerBackoffMin

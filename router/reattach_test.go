@@ -53,7 +53,7 @@ func TestReadvertiseReplacesOlderHop(t *testing.T) {
 			t.Fatalf("new process got %q, want append %d", m.Payload, i)
 		}
 	}
-	if got := metric(t, r, "gdp_router_routes_removed_total", "cause", "replaced"); got != 1 {
-		t.Fatalf("routes_removed{cause=replaced} = %g, want 1", got)
+	if got := metric(t, r, "gdp_router_routes_removed_total", "reason", "replaced"); got != 1 {
+		t.Fatalf("routes_removed{reason=replaced} = %g, want 1", got)
 	}
 }

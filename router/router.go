@@ -113,6 +113,9 @@ type Router struct {
 	nowNanos  atomic.Int64  // coarse wall clock for route expiry checks
 	draining  atomic.Bool
 	selfDirty atomic.Bool // credentials reloaded: republish the own record
+	// reloaded is closed (and replaced) by every Reload: peer redials
+	// waiting out a backoff try again at once with the new credentials.
+	reloaded atomic.Pointer[chan struct{}]
 
 	faces    sync.Map // Link -> *Face
 	faceN    atomic.Int64
@@ -166,6 +169,9 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
+	r.started = r.now()
+	reloaded := make(chan struct{})
+	r.reloaded.Store(&reloaded)
 	if !cfg.Dedup.Disabled {
 		r.dedup = newDedup(cfg.Dedup.Slots, uint64(cfg.Dedup.Window.Std()/tickEvery)+1)
 	}
@@ -249,8 +255,13 @@ func (r *Router) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Me
 	r.pol.Store(p)
 	r.selfDirty.Store(true)
 	r.enforcePolicy(p)
+	next := make(chan struct{})
+	close(*r.reloaded.Swap(&next))
 	return nil
 }
+
+// reloadSignal is closed by the next Reload.
+func (r *Router) reloadSignal() <-chan struct{} { return *r.reloaded.Load() }
 
 // enforcePolicy closes every face whose peer's domain p no longer allows
 // (a reload narrowed allow_domains): its routes go, and a new tunnel from

@@ -133,10 +133,21 @@ func (e *Endpoint) verifyChain(want pdu.Name) func([][]byte, [][]*x509.Certifica
 		_, _, err := e.verifyPeer(raw, want)
 		if err != nil {
 			e.stats.handshakeRefused.Add(1)
-			e.log.Info("peer refused at handshake", zap.Error(err))
+			e.log.Info("peer refused at handshake", claimedPeer(raw), logging.Reason(err.Error()))
 		}
 		return err
 	}
+}
+
+// claimedPeer is the name a refused peer's credentials claim, for the log
+// line that says who was refused ("unknown" when they do not decode).
+func claimedPeer(raw [][]byte) zap.Field {
+	if _, creds, err := peerFromCert(raw); err == nil {
+		if meta, _, _, err := DecodeCredentials(creds); err == nil {
+			return logging.Peer(meta.Name())
+		}
+	}
+	return zap.String("peer", "unknown")
 }
 
 func (e *Endpoint) verifyPeer(raw [][]byte, want pdu.Name) (pdu.Name, time.Time, error) {

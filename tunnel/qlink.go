@@ -111,7 +111,7 @@ func (l *link) closeWith(err error) {
 			l.raw.stop()
 		}
 		l.qc.CloseWithError(closeNormal, "")
-		l.ep.log.Info("link down", logging.Peer(l.peer), zap.Stringer("kind", l.kind), zap.NamedError("cause", err))
+		l.ep.log.Info("link down", logging.Peer(l.peer), zap.Stringer("kind", l.kind), logging.Reason(closeReason(err)))
 	})
 }
 
@@ -412,4 +412,27 @@ func (l *link) controlLoop() {
 			return
 		}
 	}
+}
+
+// closeReason is why a link went down, as the "link down" line says it: a
+// normal close by either side reads "closed by peer" or "closed", not
+// quic-go's "Application error 0x0 (remote)".
+func closeReason(err error) string {
+	var ae *quic.ApplicationError
+	switch {
+	case err == nil, errors.Is(err, ErrClosed), errors.Is(err, context.Canceled):
+		return "closed"
+	case errors.As(err, &ae) && ae.ErrorCode == closeNormal:
+		if ae.Remote {
+			return "closed by peer"
+		}
+		return "closed"
+	case errors.As(err, &ae) && ae.ErrorCode == closeRefused:
+		return "refused by peer"
+	}
+	var idle *quic.IdleTimeoutError
+	if errors.As(err, &idle) {
+		return "peer silent (idle timeout)"
+	}
+	return err.Error()
 }

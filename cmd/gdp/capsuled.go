@@ -2,18 +2,19 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/internal/logging"
 )
@@ -30,7 +31,11 @@ other by anti-entropy.
 
 The configuration file is documented in deploy/capsuled.yaml. SIGTERM
 drains: capsule names are withdrawn, requests in progress finish, the store
-is closed after its last fsync.`,
+is closed after its last fsync. SIGHUP reloads the server's membership
+certificate and trusted domain (a renewed membership is shown to the
+router from then on).`,
+		Example: `  gdp capsuled --config /etc/gdp/capsuled.yaml
+  systemctl reload gdp-capsuled    # SIGHUP: renewed membership`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCapsuled(cmd.Context(), cfgPath)
@@ -40,16 +45,21 @@ is closed after its last fsync.`,
 	addCommand(cmd)
 }
 
-func runCapsuled(ctx context.Context, cfgPath string) error {
+func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 	cfg, err := loadCapsuledConfig(cfgPath)
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(cfg.Log)
+	log, stopped, err := daemonLogger(cfg.Log, "capsuled")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = log.Sync() }()
+	defer stopped(&err)
+	// Signals are caught from the start: SIGHUP's default action would end
+	// the process.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sig)
 	actx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	at, err := cfg.attach(actx, client.Options{Logger: log, InboxSize: 16384})
@@ -57,8 +67,13 @@ func runCapsuled(ctx context.Context, cfgPath string) error {
 		return err
 	}
 	defer at.ep.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg := newDaemonRegistry()
+	reg.MustRegister(at.ep.Collector())
+	watch := newCertWatch(log, reg)
+	watch.set("member", at.member, cfg.MemberCert)
+	wctx, wstop := context.WithCancel(ctx)
+	defer wstop()
+	go watch.run(wctx, certCheckEvery)
 	srv, err := capsuled.New(actx, capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, Workers: cfg.Workers,
 		SyncInterval: cfg.SyncInterval.Std(), MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber}, capsuled.Deps{Identity: at.id, Client: at.client, Logger: log, Registry: reg})
@@ -76,15 +91,26 @@ func runCapsuled(ctx context.Context, cfgPath string) error {
 		}
 	}
 	_ = sdNotify("READY=1\nSTATUS=serving")
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(sig)
 	// A lost tunnel is not the end: the attachment redials (the routers
 	// of router: and routers:, in turn) and advertises every capsule
 	// again; the replicas' anti-entropy covers the gap.
-	select {
-	case <-ctx.Done():
-	case <-sig:
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case s := <-sig:
+			if s != syscall.SIGHUP {
+				done = true
+				break
+			}
+			_ = sdNotify("RELOADING=1")
+			if err := reloadCapsuled(cfgPath, at, watch); err != nil {
+				log.Error("reload failed; keeping the running membership", zap.Error(err))
+			} else {
+				log.Info("reloaded the membership certificate and domain; the router, store and limits change on restart only")
+			}
+			_ = sdNotify("READY=1")
+		}
 	}
 	_ = sdNotify("STOPPING=1\nSTATUS=draining")
 	dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.Std())
@@ -93,4 +119,30 @@ func runCapsuled(ctx context.Context, cfgPath string) error {
 	srv.Drain(dctx)
 	hs.Shutdown(dctx)
 	return srv.Close()
+}
+
+// reloadCapsuled re-reads the membership certificate and the domain the
+// config names and shows them to the router from the next tunnel on
+// (SIGHUP).
+func reloadCapsuled(cfgPath string, at *attached, watch *certWatch) error {
+	cfg, err := loadCapsuledConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	member, err := certs.ReadCertFile(cfg.MemberCert)
+	if err != nil {
+		return fmt.Errorf("membership: %w", err)
+	}
+	domain, v, err := trustedVerifier(cfg.Domain, nil)
+	if err != nil {
+		return err
+	}
+	if _, _, err := v.VerifyMember(at.id.Meta, member, domain); err != nil {
+		return fmt.Errorf("membership %s: %w", cfg.MemberCert, err)
+	}
+	if err := at.ep.Reload(member, domain); err != nil {
+		return err
+	}
+	watch.set("member", member, cfg.MemberCert)
+	return nil
 }

@@ -30,7 +30,8 @@ type attachConfig struct {
 	// Listen is the local UDP address of the tunnel socket. Default
 	// 127.0.0.1:0 when Router is on loopback, else [::]:0.
 	Listen string `yaml:"listen"`
-	// Keystore holds the endpoint's key. Default /var/lib/gdp/keys.
+	// Keystore holds the endpoint's key. Default $GDP_KEYSTORE, else
+	// /var/lib/gdp/keys.
 	Keystore string `yaml:"keystore"`
 	// Identity is the keystore alias of the endpoint. Default "capsuled"
 	// for the server, "client" for the commands.
@@ -50,6 +51,8 @@ type attachConfig struct {
 	// Tunnel is the liveness of the tunnel: keepalive (default 1s) and
 	// idle_timeout (default 5s), as in the router's tunnel: block.
 	Tunnel router.TunnelConfig `yaml:"tunnel"`
+
+	role string // "capsuled" or "client": the identity's default alias and kind
 }
 
 // routerAddr is one entry of routers:.
@@ -61,6 +64,7 @@ type routerAddr struct {
 }
 
 func (a *attachConfig) withDefaults(identity string) {
+	a.role = identity
 	if a.Router == "" {
 		a.Router = "127.0.0.1:8009"
 	}
@@ -68,7 +72,7 @@ func (a *attachConfig) withDefaults(identity string) {
 		a.Admin = "127.0.0.1:8019"
 	}
 	if a.Keystore == "" {
-		a.Keystore = "/var/lib/gdp/keys"
+		a.Keystore = defaultKeystoreDir()
 	}
 	if a.Identity == "" {
 		a.Identity = identity
@@ -97,7 +101,7 @@ func (a *attachConfig) flags(c *cobra.Command) {
 	c.Flags().StringVar(&a.Router, "router", "", "router tunnel address (default 127.0.0.1:8009)")
 	c.Flags().StringVar(&a.RouterName, "router-name", "", "router name (default: asked from --admin)")
 	c.Flags().StringVar(&a.Admin, "admin", "", "router admin address, to learn its name (default 127.0.0.1:8019)")
-	c.Flags().StringVar(&a.Keystore, "keystore", "", "keystore directory (default /var/lib/gdp/keys)")
+	c.Flags().StringVar(&a.Keystore, "keystore", "", "keystore directory (default $GDP_KEYSTORE, else /var/lib/gdp/keys)")
 	c.Flags().StringVar(&a.Identity, "identity", "", "keystore alias of this endpoint")
 	c.Flags().StringVar(&a.MemberCert, "member", "", "membership certificate of the identity (default /etc/gdp/<identity>.member)")
 	c.Flags().StringVar(&a.Domain, "domain", "", "domain metadata file (default /etc/gdp/domain.meta)")
@@ -142,6 +146,7 @@ func (a *attachConfig) validate() error {
 // attached is an endpoint attached to its router.
 type attached struct {
 	id     *certs.Identity
+	member *certs.Cert
 	ks     *certs.Keystore
 	ep     *client.Endpoint
 	client *client.Client
@@ -157,7 +162,7 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 	if err := a.validate(); err != nil {
 		return nil, err
 	}
-	creds, err := loadCreds("endpoint", credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain})
+	creds, err := loadCreds(cmpOr(a.role, "endpoint"), credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain})
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +198,7 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 		_ = ep.Close()
 		return nil, err
 	}
-	return &attached{id: creds.id, ks: creds.ks, ep: ep, client: c}, nil
+	return &attached{id: creds.id, member: creds.member, ks: creds.ks, ep: ep, client: c}, nil
 }
 
 // capsuledConfig is deploy/capsuled.yaml.
@@ -245,5 +250,5 @@ func loadCapsuledConfig(path string) (capsuledConfig, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = config.Duration(5 * time.Second)
 	}
-	return cfg, nil
+	return cfg, validateCapsuledConfig(cfg)
 }

@@ -61,11 +61,20 @@ func loadIdentity(alias string) (*certs.Identity, error) {
 	if alias == "" {
 		return nil, errors.New("no keystore alias given")
 	}
+	if _, err := os.Stat(certKeystoreDir); err != nil {
+		// not OpenKeystore, which would create the directory
+		return nil, fmt.Errorf("keystore %s: %w; create the key with: gdp cert --keystore %s keygen --kind KIND --alias %s",
+			certKeystoreDir, err, certKeystoreDir, alias)
+	}
 	ks, err := openKeystore()
 	if err != nil {
 		return nil, err
 	}
-	return ks.Load(alias)
+	id, err := ks.Load(alias)
+	if errors.Is(err, certs.ErrNotFound) {
+		return nil, fmt.Errorf("%w; create it with: gdp cert --keystore %s keygen --kind KIND --alias %s", err, certKeystoreDir, alias)
+	}
+	return id, err
 }
 
 // writeOut writes data to path atomically and durably. It refuses to

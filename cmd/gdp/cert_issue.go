@@ -24,7 +24,7 @@ func (w *issueWindow) flags(cmd *cobra.Command, defDuration time.Duration) {
 	cmd.Flags().DurationVar(&w.duration, "duration", defDuration, "validity from --not-before; keep it short and renew at half-life")
 	cmd.Flags().DurationVar(&w.backdate, "backdate", time.Minute, "start this much before --not-before, to tolerate clock skew")
 	cmd.Flags().StringVar(&w.out, "out", "", "file to write the certificate to (required)")
-	cmd.Flags().BoolVar(&w.force, "force", false, "replace --out if it exists (renewal)")
+	cmd.Flags().BoolVar(&w.force, "force", false, "replace --out if it exists (renewal); also issue a certificate that would already be expired")
 	cmd.MarkFlagRequired("out")
 }
 
@@ -37,7 +37,12 @@ func (w *issueWindow) window() (time.Time, time.Time, error) {
 	if w.duration <= 0 {
 		return time.Time{}, time.Time{}, fmt.Errorf("--duration must be positive")
 	}
-	return nb.Add(-w.backdate), nb.Add(w.duration), nil
+	na := nb.Add(w.duration)
+	if now := time.Now(); !na.After(now) && !w.force {
+		return time.Time{}, time.Time{}, fmt.Errorf("the certificate would be expired already (not after %s, now %s): check --not-before and --duration (--force issues it anyway)",
+			na.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nb.Add(-w.backdate), na, nil
 }
 
 func (w *issueWindow) write(cmd *cobra.Command, c *certs.Cert) error {

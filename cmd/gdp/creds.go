@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/resolver"
@@ -30,12 +33,30 @@ type nodeCreds struct {
 // loadCreds loads the identity from the keystore, its membership
 // certificate, the domain metadata and the trusted domains. role ("router",
 // "probe", …) names the identity in errors.
+//
+// It creates nothing: a keystore directory that does not exist is an error
+// (certs.OpenKeystore would make it), and both that and a missing alias
+// say which command creates the identity.
 func loadCreds(role string, f credFiles) (*nodeCreds, error) {
+	create := fmt.Sprintf("create it with: gdp cert --keystore %s keygen --kind %s --alias %s", f.keystore, roleKeyKind(role), f.identity)
+	st, err := os.Stat(f.keystore)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s identity %q: keystore %s does not exist (set --keystore, the config's keystore or $GDP_KEYSTORE); %s", role, f.identity, f.keystore, create)
+		}
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("keystore %s: not a directory", f.keystore)
+	}
 	ks, err := certs.OpenKeystore(f.keystore)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
 	id, err := ks.Load(f.identity)
+	if errors.Is(err, certs.ErrNotFound) {
+		return nil, fmt.Errorf("%s identity %q: %w; %s", role, f.identity, err, create)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s identity %q: %w", role, f.identity, err)
 	}
@@ -70,4 +91,15 @@ func trustedVerifier(domainPath string, others []string) (*certs.Metadata, *cert
 		trusted = append(trusted, m)
 	}
 	return domain, certs.NewVerifier(trusted...), nil
+}
+
+// roleKeyKind is the key kind (gdp cert keygen --kind) of a role's identity.
+func roleKeyKind(role string) string {
+	switch role {
+	case "router", "resolver":
+		return role
+	case "capsuled", "server":
+		return "server"
+	}
+	return "client"
 }

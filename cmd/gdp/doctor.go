@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 
 	"github.com/gdpnet/gdpnet/certs"
@@ -57,14 +59,15 @@ type doctorOptions struct {
 	role     string
 	procSys  string // normally /proc/sys
 	now      func() time.Time
+	synced   func() (bool, error) // normally clockSynced
 }
 
 func init() {
-	o := doctorOptions{procSys: "/proc/sys", now: time.Now}
+	o := doctorOptions{procSys: "/proc/sys", now: time.Now, synced: clockSynced}
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "doctor [--keystore DIR] [--config FILE --role router|resolver|capsuled] [--json]",
-		Short: "Check this node before starting a daemon: socket buffers, UDP offload, keys, config, membership",
+		Short: "Check this node before starting a daemon: socket buffers, UDP offload, clock, keys, config, ports, membership",
 		Long: `doctor runs the checks an operator wants before starting gdp router,
 gdp resolver or gdp capsuled, and prints one line per check: ok, warn or
 fail, what it found, and the command that fixes it.
@@ -81,9 +84,15 @@ fail, what it found, and the command that fixes it.
         else $GDP_KEYSTORE, else /var/lib/gdp/keys) and every key in it,
         loaded as the daemons load them: a key file readable by group or
         others is refused.
-  config, identity, membership, domain, trusted domain
+  clock
+        whether the kernel says NTP keeps the clock synchronised:
+        certificate lifetimes are checked against it.
+  config, port KEY, identity, membership, domain, trusted domain
         with --config FILE --role ROLE: the file loaded by the daemon's own
-        loader (unknown keys and bad values are errors), then the files it
+        loader and validation (unknown keys, bad values, a log level or
+        port the daemon refuses, a bootstrap address without /p2p/ are
+        errors), each address it listens on bound once (in use: fail),
+        then the files it
         names: the identity in the keystore, the membership certificate
         verified against the domain, and how long it stays valid (a
         warning when less than 24h is left).
@@ -129,11 +138,18 @@ func runDoctor(o doctorOptions) []checkResult {
 	var out []checkResult
 	out = append(out, checkSocketBuffer(o.procSys, "rmem_max"), checkSocketBuffer(o.procSys, "wmem_max"))
 	out = append(out, checkOffload())
+	if o.synced != nil {
+		out = append(out, checkClock(o.synced))
+	}
 	var files *credFiles
 	if o.config != "" {
 		var r checkResult
-		r, files = checkConfig(o.config, o.role)
+		var ports []listenAddr
+		r, files, ports = checkConfig(o.config, o.role)
 		out = append(out, r)
+		for _, p := range ports {
+			out = append(out, checkPortFree(p))
+		}
 	}
 	ks := o.keystore
 	if ks == "" && files != nil {
@@ -282,35 +298,129 @@ func checkKey(ks *certs.Keystore, alias string) checkResult {
 // checkConfig loads path through the role's own loader and returns the
 // credential files it names, with the daemon's defaults (nil if the file
 // does not load).
-func checkConfig(path, role string) (checkResult, *credFiles) {
+func checkConfig(path, role string) (checkResult, *credFiles, []listenAddr) {
 	r := checkResult{Check: "config"}
 	var f credFiles
+	var ports []listenAddr
 	var err error
 	switch role {
 	case "router":
 		cfg, e := loadRouterConfig(path)
 		err = e
 		f = credFiles{keystore: cfg.Keystore, identity: cfg.Identity, member: cfg.MemberCert, domain: cfg.Domain, trusted: cfg.TrustedDomains}
+		ports = []listenAddr{{"listen", "udp", cfg.Listen}, {"raw_listen", "udp", cfg.RawListen}, {"admin", "tcp", cfg.Admin}}
+		ports = append(ports, multiaddrPorts("resolver.listen", cfg.Resolver.Listen)...)
 	case "resolver":
 		cfg, e := loadResolverConfig(path)
 		err = e
+		ports = []listenAddr{{"api", "tcp", cmpOr(cfg.API, "127.0.0.1:8021")}}
+		listen := cfg.Resolver.Listen
+		if len(listen) == 0 {
+			listen = []string{"/ip4/127.0.0.1/udp/8011/quic-v1"}
+		}
+		ports = append(ports, multiaddrPorts("resolver.listen", listen)...)
 		// the defaults resolverCreds applies
-		f = credFiles{keystore: cmpOr(cfg.Keystore, "/var/lib/gdp/keys"), identity: cmpOr(cfg.Identity, "resolver"),
+		f = credFiles{keystore: cmpOr(cfg.Keystore, defaultKeystoreDir()), identity: cmpOr(cfg.Identity, "resolver"),
 			member: cmpOr(cfg.MemberCert, "/etc/gdp/resolver.member"), domain: cmpOr(cfg.Domain, "/etc/gdp/domain.meta"), trusted: cfg.TrustedDomains}
 	case "capsuled":
 		cfg, e := loadCapsuledConfig(path)
 		err = e
 		f = credFiles{keystore: cfg.Keystore, identity: cfg.Identity, member: cfg.MemberCert, domain: cfg.Domain}
+		ports = []listenAddr{{"metrics", "tcp", cfg.Metrics}}
 	default:
 		r.Status, r.Detail = checkFail, fmt.Sprintf("--role %q: want router, resolver or capsuled", role)
-		return r, nil
+		return r, nil, nil
 	}
 	if err != nil {
 		r.Status, r.Detail, r.Fix = checkFail, err.Error(), "correct the file; gdp "+role+" refuses to start with it"
-		return r, nil
+		return r, nil, nil
 	}
-	r.Status, r.Detail = checkOK, fmt.Sprintf("%s loads as a %s config", path, role)
-	return r, &f
+	r.Status, r.Detail = checkOK, fmt.Sprintf("%s loads as a %s config (the daemon's own validation)", path, role)
+	return r, &f, ports
+}
+
+// listenAddr is an address a daemon will listen on.
+type listenAddr struct{ key, network, addr string }
+
+// multiaddrPorts turns libp2p listen multiaddrs into the sockets they bind
+// (/ip4/A/udp/P/quic-v1 is UDP A:P, /ip4/A/tcp/P is TCP).
+func multiaddrPorts(key string, addrs []string) []listenAddr {
+	var out []listenAddr
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			continue
+		}
+		host := ""
+		for _, p := range []int{ma.P_IP4, ma.P_IP6} {
+			if v, err := m.ValueForProtocol(p); err == nil {
+				host = v
+			}
+		}
+		for _, nw := range []struct {
+			code int
+			name string
+		}{{ma.P_UDP, "udp"}, {ma.P_TCP, "tcp"}} {
+			if port, err := m.ValueForProtocol(nw.code); err == nil && host != "" {
+				out = append(out, listenAddr{key, nw.name, net.JoinHostPort(host, port)})
+			}
+		}
+	}
+	return out
+}
+
+// checkPortFree binds a daemon's listen address and lets it go again: an
+// address in use (the daemon already running, or another program) fails.
+func checkPortFree(l listenAddr) checkResult {
+	r := checkResult{Check: "port " + l.key}
+	if l.addr == "" || l.addr == "off" {
+		r.Status, r.Detail = checkOK, "off"
+		return r
+	}
+	var err error
+	if l.network == "udp" {
+		var c net.PacketConn
+		if c, err = net.ListenPacket("udp", l.addr); err == nil {
+			_ = c.Close()
+		}
+	} else {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", l.addr); err == nil {
+			_ = ln.Close()
+		}
+	}
+	if err != nil {
+		r.Status, r.Detail = checkFail, fmt.Sprintf("%s %s: %v", l.network, l.addr, err)
+		r.Fix = fmt.Sprintf("stop what holds it (ss -lpn | grep %s) or choose another %s", portOf(l.addr), l.key)
+		return r
+	}
+	r.Status, r.Detail = checkOK, fmt.Sprintf("%s %s is free", l.network, l.addr)
+	return r
+}
+
+func portOf(addr string) string {
+	if _, p, err := net.SplitHostPort(addr); err == nil {
+		return ":" + p
+	}
+	return addr
+}
+
+// checkClock: certificates are checked against the clock, so a clock no
+// time daemon keeps in sync drifts into refusing (or accepting) the wrong
+// certificates.
+func checkClock(synced func() (bool, error)) checkResult {
+	r := checkResult{Check: "clock"}
+	ok, err := synced()
+	switch {
+	case err != nil:
+		r.Status, r.Detail = checkWarn, fmt.Sprintf("cannot tell whether the clock is synchronised: %v", err)
+	case !ok:
+		r.Status, r.Detail = checkWarn, "the kernel says the clock is not synchronised (STA_UNSYNC): certificate lifetimes and advertisement timestamps are checked against it"
+		r.Fix = "run a time daemon: systemctl enable --now systemd-timesyncd (or chrony)"
+	default:
+		r.Status, r.Detail = checkOK, "synchronised (NTP)"
+	}
+	return r
 }
 
 // roleKind is the key kind a daemon's identity has.

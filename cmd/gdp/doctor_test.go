@@ -159,7 +159,7 @@ func TestDoctorCLI(t *testing.T) {
 	if l := findLine(t, out, "key loose"); l != want {
 		t.Errorf("0644 key:\n got %q\nwant %q", l, want)
 	}
-	if !strings.HasPrefix(findLine(t, out, "key edge1"), "ok") || !strings.Contains(out, "1 fail\n") || !strings.Contains(out, "gdp: 1 of 6 checks failed") {
+	if !strings.HasPrefix(findLine(t, out, "key edge1"), "ok") || !strings.Contains(out, "1 fail\n") || !strings.Contains(out, "gdp: 1 of 7 checks failed") {
 		t.Errorf("0644 key report:\n%s", out)
 	}
 

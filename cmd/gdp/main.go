@@ -28,6 +28,7 @@ from this one binary. Run "gdp demo" to watch a small overlay work on loopback.`
 func addCommand(c *cobra.Command) { rootCmd.AddCommand(c) }
 
 func main() {
+	fillExamples(rootCmd)
 	rootCmd.SetArgs(dashNames(rootCmd, os.Args[1:]))
 	if err := rootCmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gdp:", err)

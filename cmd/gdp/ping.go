@@ -32,7 +32,7 @@ func (f *probeFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.routerAddr, "router", "127.0.0.1:8009", "tunnel address of the router to attach to")
 	c.Flags().StringVar(&f.routerName, "router-name", "", "the router's name (default: asked from its admin API)")
 	c.Flags().StringVar(&f.admin, "admin", "127.0.0.1:8019", "the router's admin address, to learn its name")
-	c.Flags().StringVar(&f.keystore, "keystore", "/var/lib/gdp/keys", "keystore holding the probe's key")
+	c.Flags().StringVar(&f.keystore, "keystore", defaultKeystoreDir(), "keystore holding the probe's key ($GDP_KEYSTORE overrides the default)")
 	c.Flags().StringVar(&f.identity, "identity", "ping", "keystore alias of the probe's identity (a client)")
 	c.Flags().StringVar(&f.member, "member", "/etc/gdp/ping.member", "the probe identity's membership certificate")
 	c.Flags().StringVar(&f.domain, "domain", "/etc/gdp/domain.meta", "the domain's metadata")

@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -37,7 +35,13 @@ via border B"), and answers other domains' names for its domain's nodes.
 The configuration file is documented in deploy/resolver.yaml. The HTTP API
 (default 127.0.0.1:8021) serves /lookup/NAME, /status and /metrics; use
 "gdp lookup NAME" to query it and verify the answer's chain. Routers embed
-the same resolver through their own "resolver:" block.`,
+the same resolver through their own "resolver:" block.
+
+SIGHUP reloads the node's membership certificate (a renewed one is shown
+to peers from then on); SIGTERM stops it.`,
+		Example: `  gdp resolver --config /etc/gdp/resolver.yaml
+  gdp resolver --config /etc/gdp/resolver.yaml --print-addrs
+  gdp lookup NAME --api http://127.0.0.1:8021`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runResolver(cmd.Context(), cfgPath, printAddrs)
@@ -48,24 +52,31 @@ the same resolver through their own "resolver:" block.`,
 	addCommand(cmd)
 }
 
-func runResolver(ctx context.Context, cfgPath string, printAddrs bool) error {
+func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err error) {
 	cfg, err := loadResolverConfig(cfgPath)
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(cfg.Log)
+	log, stopped, err := daemonLogger(cfg.Log, "resolver")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = log.Sync() }()
+	defer stopped(&err)
 	creds, err := resolverCreds(cfg)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newDaemonRegistry()
+	watch := newCertWatch(log, reg)
+	watch.set("member", creds.Member, resolverMemberPath(cfg))
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go watch.run(ctx, certCheckEvery)
+	// SIGHUP is caught before the node starts: its default action would
+	// end the process.
+	hup := make(chan os.Signal, 2)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	svc, err := resolver.Open(ctx, cfg.Resolver, creds, log, reg)
 	if err != nil {
 		return err
@@ -93,11 +104,42 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) error {
 		}
 	}
 	_ = sdNotify("READY=1\nSTATUS=resolving")
-	<-ctx.Done()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			_ = sdNotify("RELOADING=1")
+			if err := reloadResolver(cfgPath, svc, watch); err != nil {
+				log.Error("reload failed; keeping the running membership", zap.Error(err))
+			} else {
+				log.Info("reloaded the membership certificate; trusted domains, addresses and the resolver block change on restart only")
+			}
+			_ = sdNotify("READY=1")
+		}
+	}
 	_ = sdNotify("STOPPING=1")
 	log.Info("stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
+	return nil
+}
+
+// reloadResolver re-reads the config and the membership certificate it
+// names and gives the DHT nodes the new one (SIGHUP).
+func reloadResolver(cfgPath string, svc *resolver.Service, watch *certWatch) error {
+	cfg, err := loadResolverConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	creds, err := resolverCreds(cfg)
+	if err != nil {
+		return err
+	}
+	if err := svc.Reload(creds.Member); err != nil {
+		return err
+	}
+	watch.set("member", creds.Member, resolverMemberPath(cfg))
 	return nil
 }

@@ -9,7 +9,8 @@ import (
 // resolverFileConfig is deploy/resolver.yaml: where the node's identity and
 // trust come from, the API address, and the resolver block.
 type resolverFileConfig struct {
-	// Keystore holds the node's private key. Default /var/lib/gdp/keys.
+	// Keystore holds the node's private key. Default $GDP_KEYSTORE, else
+	// /var/lib/gdp/keys.
 	Keystore string `yaml:"keystore"`
 	// Identity is the key's alias in the keystore. Default "resolver".
 	Identity string `yaml:"identity"`
@@ -40,22 +41,22 @@ func loadResolverConfig(path string) (resolverFileConfig, error) {
 	if cfg.Resolver.Mode == "" {
 		cfg.Resolver.Mode = "dht"
 	}
-	return cfg, cfg.Resolver.Validate()
+	if err := cfg.Resolver.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, validateResolverFile(cfg)
 }
 
 // resolverCreds loads the node's credentials from the files cfg names.
 func resolverCreds(cfg resolverFileConfig) (resolver.NodeCredentials, error) {
 	ksDir, alias := cfg.Keystore, cfg.Identity
 	if ksDir == "" {
-		ksDir = "/var/lib/gdp/keys"
+		ksDir = defaultKeystoreDir()
 	}
 	if alias == "" {
 		alias = "resolver"
 	}
-	memberPath, domainPath := cfg.MemberCert, cfg.Domain
-	if memberPath == "" {
-		memberPath = "/etc/gdp/resolver.member"
-	}
+	memberPath, domainPath := resolverMemberPath(cfg), cfg.Domain
 	if domainPath == "" {
 		domainPath = "/etc/gdp/domain.meta"
 	}
@@ -65,4 +66,13 @@ func resolverCreds(cfg resolverFileConfig) (resolver.NodeCredentials, error) {
 		return resolver.NodeCredentials{}, err
 	}
 	return c.nodeCredentials(), nil
+}
+
+// resolverMemberPath is the membership certificate file cfg names, with
+// the default.
+func resolverMemberPath(cfg resolverFileConfig) string {
+	if cfg.MemberCert == "" {
+		return "/etc/gdp/resolver.member"
+	}
+	return cfg.MemberCert
 }

@@ -36,6 +36,9 @@ configured; the admin API serves it under /v1/resolver/ (status,
 lookup). SIGHUP reloads certificates, trusted domains and the domain
 policy; SIGTERM drains (withdraws routes) and stops. Under systemd use
 Type=notify (deploy/gdp-router.service).`,
+		Example: `  gdp router --config /etc/gdp/router.yaml
+  gdp router status --admin 127.0.0.1:8019
+  systemctl reload gdp-router    # SIGHUP: renewed certificates, trust, policy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRouter(cmd.Context(), cfgPath)
@@ -57,7 +60,11 @@ func loadRouterConfig(path string) (router.Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
 	}
-	return cfg.WithDefaults(), nil
+	if cfg.Keystore == "" {
+		cfg.Keystore = defaultKeystoreDir()
+	}
+	cfg = cfg.WithDefaults()
+	return cfg, validateRouterConfig(cfg)
 }
 
 // loadRouterCreds loads the router's identity and trust from the files cfg
@@ -67,16 +74,16 @@ func loadRouterCreds(cfg router.Config) (*nodeCreds, error) {
 		domain: cfg.Domain, trusted: cfg.TrustedDomains})
 }
 
-func runRouter(ctx context.Context, cfgPath string) error {
+func runRouter(ctx context.Context, cfgPath string) (err error) {
 	cfg, err := loadRouterConfig(cfgPath)
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(cfg.Log)
+	log, stopped, err := daemonLogger(cfg.Log, "router")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = log.Sync() }()
+	defer stopped(&err)
 	creds, err := loadRouterCreds(cfg)
 	if err != nil {
 		return err
@@ -92,8 +99,12 @@ func runRouter(ctx context.Context, cfgPath string) error {
 			return fmt.Errorf("raw listen %s: %w", cfg.RawListen, err)
 		}
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg := newDaemonRegistry()
+	watch := newCertWatch(log, reg)
+	watch.set("member", creds.member, cfg.MemberCert)
+	wctx, wstop := context.WithCancel(ctx)
+	defer wstop()
+	go watch.run(wctx, certCheckEvery)
 	res, err := openResolver(ctx, cfg, creds, log, reg)
 	if err != nil {
 		_ = conn.Close()
@@ -117,6 +128,7 @@ func runRouter(ctx context.Context, cfgPath string) error {
 		return err
 	}
 	defer node.Close()
+	reg.MustRegister(node.Tunnel.Collector())
 	log.Info("router up", logging.Name(creds.id.Name), logging.Addr(node.Addr()))
 
 	admin := cfg.Admin
@@ -137,7 +149,7 @@ func runRouter(ctx context.Context, cfgPath string) error {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
 				_ = sdNotify("RELOADING=1")
-				if err := reloadRouter(cfgPath, node, log); err != nil {
+				if err := reloadRouter(cfgPath, node, watch, log); err != nil {
 					log.Error("reload failed; keeping the running configuration", zap.Error(err))
 				} else {
 					log.Info("reloaded certificates, trusted domains and policy")
@@ -160,7 +172,7 @@ func runRouter(ctx context.Context, cfgPath string) error {
 
 // reloadRouter re-reads the config file and the certificate files and
 // swaps them in (SIGHUP). Fields that need a restart are reported.
-func reloadRouter(cfgPath string, node *router.Node, log *zap.Logger) error {
+func reloadRouter(cfgPath string, node *router.Node, watch *certWatch, log *zap.Logger) error {
 	cfg, err := loadRouterConfig(cfgPath)
 	if err != nil {
 		return err
@@ -175,6 +187,7 @@ func reloadRouter(cfgPath string, node *router.Node, log *zap.Logger) error {
 	if err := node.Tunnel.SetIdentity(tunnel.CertIdentity(creds.id, creds.member, creds.domain)); err != nil {
 		return err
 	}
+	watch.set("member", creds.member, cfg.MemberCert)
 	log.Info("listen addresses, limits, peers and the resolver block change on restart only")
 	return nil
 }

@@ -60,7 +60,9 @@ func addRouterQueries(parent *cobra.Command) {
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show a running router's name, domain, FIB size, faces and peers",
-		Args:  cobra.NoArgs,
+		Example: `  gdp router status
+  gdp router status --admin 10.0.0.1:8019 --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var s router.Summary
 			raw, err := get(cmd.Context(), "/v1/status", nil, &s)
@@ -72,17 +74,7 @@ func addRouterQueries(parent *cobra.Command) {
 				_, err = out.Write(raw)
 				return err
 			}
-			fmt.Fprintf(out, "router    %s\n", s.Name)
-			fmt.Fprintf(out, "domain    %s\n", s.Domain)
-			fmt.Fprintf(out, "up since  %s (%s)\n", s.Started.Format(time.RFC3339), time.Since(s.Started).Round(time.Second))
-			fmt.Fprintf(out, "addresses %s\n", strings.Join(s.Addrs, ", "))
-			fmt.Fprintf(out, "member    until %s (in %s)\n", s.MemberExpiry.Format(time.RFC3339), time.Until(s.MemberExpiry).Round(time.Minute))
-			fmt.Fprintf(out, "fib       %d names\n", s.FIBNames)
-			fmt.Fprintf(out, "faces     %d (%d peer routers)\n", s.Faces, s.Peers)
-			fmt.Fprintf(out, "waiting   %d PDUs for the resolver\n", s.Waiting)
-			if s.Draining {
-				fmt.Fprintln(out, "state     draining")
-			}
+			printRouterStatus(out, s, time.Now())
 			return nil
 		},
 	}
@@ -91,7 +83,9 @@ func addRouterQueries(parent *cobra.Command) {
 	routes := &cobra.Command{
 		Use:   "routes",
 		Short: "List a running router's FIB: name, next hops, origin, expiry",
-		Args:  cobra.NoArgs,
+		Example: `  gdp router routes --limit 50
+  gdp router routes --name NAME --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := url.Values{"limit": {fmt.Sprint(limit)}}
 			if name != "" {
@@ -127,7 +121,9 @@ func addRouterQueries(parent *cobra.Command) {
 	peers := &cobra.Command{
 		Use:   "peers",
 		Short: "List the routers a running router has tunnels to",
-		Args:  cobra.NoArgs,
+		Example: `  gdp router peers
+  gdp router peers --admin 10.0.0.1:8019`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ps []router.PeerInfo
 			raw, err := get(cmd.Context(), "/v1/peers", nil, &ps)
@@ -148,4 +144,28 @@ func addRouterQueries(parent *cobra.Command) {
 	}
 	flags(peers)
 	parent.AddCommand(status, routes, peers)
+}
+
+// printRouterStatus is `gdp router status` without --json, at now.
+func printRouterStatus(out io.Writer, s router.Summary, now time.Time) {
+	fmt.Fprintf(out, "router    %s\n", s.Name)
+	fmt.Fprintf(out, "domain    %s\n", s.Domain)
+	if s.Started.IsZero() {
+		fmt.Fprintln(out, "up since  unknown")
+	} else {
+		fmt.Fprintf(out, "up since  %s (%s)\n", s.Started.UTC().Format(time.RFC3339), now.Sub(s.Started).Round(time.Second))
+	}
+	fmt.Fprintf(out, "addresses %s\n", strings.Join(s.Addrs, ", "))
+	if left := s.MemberExpiry.Sub(now); left > 0 {
+		fmt.Fprintf(out, "member    until %s (in %s)\n", s.MemberExpiry.UTC().Format(time.RFC3339), left.Round(time.Minute))
+	} else {
+		fmt.Fprintf(out, "member    EXPIRED at %s (%s ago): peers refuse this router; renew the membership (docs/OPERATIONS.md §1.2) and send SIGHUP\n",
+			s.MemberExpiry.UTC().Format(time.RFC3339), (-left).Round(time.Second))
+	}
+	fmt.Fprintf(out, "fib       %d names\n", s.FIBNames)
+	fmt.Fprintf(out, "faces     %d (%d peer routers)\n", s.Faces, s.Peers)
+	fmt.Fprintf(out, "waiting   %d PDUs for the resolver\n", s.Waiting)
+	if s.Draining {
+		fmt.Fprintln(out, "state     draining")
+	}
 }

@@ -4,9 +4,15 @@
 package logging
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"syscall"
 	"time"
 
+	golog "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p/gologshim"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -22,28 +28,64 @@ type Config struct {
 	Format string `yaml:"format"`
 }
 
-// New builds a logger from c.
-func New(c Config) (*zap.Logger, error) {
+// Validate checks c as New would, without building anything: the daemons'
+// config loaders (and so gdp doctor) call it.
+func (c Config) Validate() error {
+	_, err := c.level()
+	if err != nil {
+		return err
+	}
+	switch c.Format {
+	case "", "json", "console":
+		return nil
+	}
+	return fmt.Errorf("log format %q: want json or console", c.Format)
+}
+
+func (c Config) level() (zapcore.Level, error) {
 	lvl := zapcore.InfoLevel
 	if c.Level != "" {
-		if err := lvl.Set(c.Level); err != nil {
-			return nil, fmt.Errorf("log level %q: %w", c.Level, err)
+		if err := lvl.Set(c.Level); err != nil || lvl > zapcore.ErrorLevel {
+			return lvl, fmt.Errorf("log level %q: want debug, info, warn or error", c.Level)
 		}
 	}
-	zc := zap.NewProductionConfig()
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	zc.EncoderConfig.TimeKey = "ts"
-	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	switch c.Format {
-	case "", "json":
-	case "console":
-		zc.Encoding = "console"
-		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
-	default:
-		return nil, fmt.Errorf("log format %q: want json or console", c.Format)
+	return lvl, nil
+}
+
+// New builds a logger from c. Lines carry no stack trace (an expected
+// error, however loud, is reported by its message and fields; only a
+// DPanic or worse, a bug, gets one) and durations are strings with units
+// ("1.5s").
+func New(c Config) (*zap.Logger, error) { return newLogger(c, os.Stderr) }
+
+// newLogger is New writing to w.
+func newLogger(c Config, w zapcore.WriteSyncer) (*zap.Logger, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
 	}
-	zc.Sampling = nil
-	return zc.Build()
+	lvl, _ := c.level()
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec.EncodeDuration = zapcore.StringDurationEncoder
+	enc := zapcore.NewJSONEncoder(ec)
+	if c.Format == "console" {
+		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(w), zap.NewAtomicLevelAt(lvl))
+	return zap.New(core, zap.AddCaller(), zap.AddStacktrace(zapcore.DPanicLevel), zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
+}
+
+// Sync flushes l at a daemon's exit and reports a failure on stderr (the
+// log itself may be what failed). The errors syncing a terminal or a pipe
+// gives on Linux (EINVAL, ENOTTY) mean there was nothing to flush.
+func Sync(l *zap.Logger) {
+	err := l.Sync()
+	if err == nil || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTTY) {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "gdp: flushing the log: %v\n", err)
 }
 
 // Fixed field names. Use these helpers rather than ad-hoc keys.
@@ -75,3 +117,16 @@ func Reason(r string) zap.Field { return zap.String("reason", r) }
 
 // Expiry is when a certificate or route stops being valid.
 func Expiry(t time.Time) zap.Field { return zap.Time("expiry", t) }
+
+// RouteLibraries sends what the libraries log through their own loggers
+// (go-libp2p and kad-dht through go-log and slog, fx through go-log) into
+// l's core, so a daemon writes one stream in one format. go-log keeps its
+// per-subsystem levels (GOLOG_LOG_LEVEL, default error), so only the
+// libraries' errors appear unless an operator asks for more. Call it once,
+// before the libraries start.
+func RouteLibraries(l *zap.Logger) {
+	golog.SetPrimaryCore(l.Core())
+	h := golog.SlogHandler()
+	gologshim.SetDefaultHandler(h)
+	slog.SetDefault(slog.New(h))
+}

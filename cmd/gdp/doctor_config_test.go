@@ -1,0 +1,95 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// doctor runs each daemon's own validation: the values the daemons used to
+// refuse only once running (a log level, a port out of range, a bootstrap
+// address without /p2p/) fail the config check, naming the key.
+func TestDoctorRefusesWhatTheDaemonRefuses(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		role, yaml, want string
+	}{
+		{"router", "log:\n  level: verbose\n", `log level "verbose"`},
+		{"router", "listen: 127.0.0.1:84090\n", `listen "127.0.0.1:84090"`},
+		{"router", "admin: localhost\n", `admin "localhost"`},
+		{"router", "resolver:\n  mode: dht\n  bootstrap: [/ip4/127.0.0.1/udp/8011/quic-v1]\n", "resolver.bootstrap"},
+		{"resolver", "resolver:\n  bootstrap: [/ip4/127.0.0.1/udp/8011/quic-v1]\n", "/p2p/"},
+		{"resolver", "api: 127.0.0.1:99999\n", `api "127.0.0.1:99999"`},
+		{"resolver", "log:\n  format: xml\n", `log format "xml"`},
+		{"capsuled", "router: 127.0.0.1:84090\n", `router "127.0.0.1:84090"`},
+		{"capsuled", "log:\n  level: loud\n", `log level "loud"`},
+		{"capsuled", "engine: rocks\n", `engine "rocks"`},
+	} {
+		p := filepath.Join(dir, c.role+".yaml")
+		if err := os.WriteFile(p, []byte(c.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rs := runDoctor(doctorOptions{config: p, role: c.role, keystore: dir, procSys: dir})
+		var cfg *checkResult
+		for i := range rs {
+			if rs[i].Check == "config" {
+				cfg = &rs[i]
+			}
+		}
+		if cfg == nil || cfg.Status != checkFail || !strings.Contains(cfg.Detail, c.want) {
+			t.Errorf("%s %q: config check %+v, want a failure naming %q", c.role, c.yaml, cfg, c.want)
+		}
+	}
+}
+
+// A listen address already taken fails its port check; the clock check
+// warns when the kernel says the clock is not synchronised.
+func TestDoctorPortsAndClock(t *testing.T) {
+	dir := t.TempDir()
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	p := filepath.Join(dir, "router.yaml")
+	yaml := "listen: " + udp.LocalAddr().String() + "\nadmin: " + held.Addr().String() + "\n"
+	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rs := runDoctor(doctorOptions{config: p, role: "router", keystore: dir, procSys: dir,
+		synced: func() (bool, error) { return false, nil }})
+	got := map[string]checkResult{}
+	for _, r := range rs {
+		got[r.Check] = r
+	}
+	if r := got["port admin"]; r.Status != checkFail || !strings.Contains(r.Detail, held.Addr().String()) {
+		t.Errorf("admin port in use: %+v", r)
+	}
+	if r := got["port listen"]; r.Status != checkFail {
+		t.Errorf("udp listen port in use: %+v", r)
+	}
+	if r := got["clock"]; r.Status != checkWarn || r.Fix == "" {
+		t.Errorf("unsynchronised clock: %+v", r)
+	}
+	// Freed, the ports pass; a clock that cannot be read is a warning.
+	held.Close()
+	udp.Close()
+	rs = runDoctor(doctorOptions{config: p, role: "router", keystore: dir, procSys: dir,
+		synced: func() (bool, error) { return false, errors.New("no adjtimex") }})
+	for _, r := range rs {
+		if strings.HasPrefix(r.Check, "port ") && r.Check != "port raw_listen" && r.Status != checkOK {
+			t.Errorf("free port: %+v", r)
+		}
+		if r.Check == "clock" && r.Status != checkWarn {
+			t.Errorf("unknown clock: %+v", r)
+		}
+	}
+}
