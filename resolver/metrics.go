@@ -41,8 +41,11 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 	for _, r := range []string{"ok", "failed"} {
 		m.puts.WithLabelValues(r)
 	}
-	for _, r := range []string{"wrong_key", "too_large", "malformed", "bad_signature", "wrong_kind", "not_member", "expired", "bad_chain", "other"} {
+	for _, r := range []string{"wrong_key", "too_large", "malformed", "bad_signature", "wrong_kind", "not_member", "expired", "bad_chain", "router_quota", "other"} {
 		m.refused.WithLabelValues(r)
+	}
+	for _, r := range []string{"age", "expired"} {
+		m.swept.WithLabelValues(r)
 	}
 	for _, r := range []string{"admitted", "refused", "timeout"} {
 		m.admissions.WithLabelValues(r)

@@ -128,7 +128,6 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 		return err
 	}
 	defer node.Close()
-	reg.MustRegister(node.Tunnel.Collector())
 	log.Info("router up", logging.Name(creds.id.Name), logging.Addr(node.Addr()))
 
 	admin := cfg.Admin
