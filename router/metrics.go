@@ -108,6 +108,9 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 		Name: "gdp_router_faces_refused_total",
 		Help: "Tunnels refused a face, or closed when the policy changed, by reason (forbidden_domain, unclassified).",
 	}, []string{"reason"})
+	for _, r := range []string{"forbidden_domain", "unclassified"} {
+		m.facesRefused.WithLabelValues(r)
+	}
 	m.pubRetries = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "gdp_router_publish_retries_total",
 		Help: "Location record publications and withdrawals that failed and were scheduled again.",
