@@ -143,7 +143,17 @@ func TestBadInput(t *testing.T) {
 		recs, hb := w.Flush()
 		return appendMsg(other.meta.Name(), recs, hb)
 	}
+	// The older batch re-sent after a later one landed (its ack lost or
+	// late), and its heartbeat alone: held as sent, so acknowledged again.
+	resend := func() *wire.Message { return appendMsg(c, recs, hb1) }
 	replay := func() *wire.Message { return appendMsg(c, nil, hb1) }
+	// The older batch re-sent with a different record: refused.
+	changed := func() *wire.Message {
+		m := appendMsg(c, recs, hb1)
+		r := recs[len(recs)-1]
+		m.Records[len(m.Records)-1] = capsule.NewRecord(c, r.Seqno, r.Time, r.Prev, []byte("other")).Marshal()
+		return m
+	}
 
 	tests := []struct {
 		name string
@@ -157,7 +167,9 @@ func TestBadInput(t *testing.T) {
 		{"batch beyond the head of a lone replica", gapAtStart, wire.StatusBadRequest, "gap without a declared hole"},
 		{"oversized record", oversized, wire.StatusTooLarge, "too large"},
 		{"unknown capsule", unknown, wire.StatusNotFound, "unknown capsule"},
-		{"replayed heartbeat", replay, wire.StatusConflict, "stale heartbeat"},
+		{"re-sent older batch", resend, wire.StatusOK, ""},
+		{"re-sent older heartbeat", replay, wire.StatusOK, ""},
+		{"older batch with a different record", changed, wire.StatusBadRequest, "root"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

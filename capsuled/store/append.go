@@ -22,8 +22,9 @@ import (
 // verify in parallel; the chain and root checks run under the capsule's
 // lock, in call order.
 //
-// A retry of a batch already held is acknowledged again. A heartbeat older
-// than the one held fails with capsule.ErrStale. A batch that rewrites held
+// A retry of a batch already held, also of an older one after later batches
+// landed, is acknowledged again. A heartbeat of an older epoch, or older than
+// the head's at the same seqno, fails with capsule.ErrStale. A batch that rewrites held
 // entries is either an abandoned branch the writer declared with a new epoch
 // (the old entries are kept aside, see Abandoned) or equivocation, which
 // fails with a *capsule.EquivocationError whose evidence is stored.

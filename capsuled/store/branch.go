@@ -12,7 +12,8 @@ import (
 )
 
 // resolveOverlap handles a batch or heartbeat that reaches at or below the
-// head: a retry (acknowledged), a replay (capsule.ErrStale), an abandoned
+// head: a retry, also of an older batch whose entries are held as it says
+// (acknowledged), a heartbeat of an older epoch (capsule.ErrStale), an abandoned
 // branch the writer declared with a new epoch (rewritten, old entries kept
 // aside), or equivocation (refused, evidence stored).
 func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule.Batch) (*pendingWrite, error) {
@@ -80,7 +81,12 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 			// A fresher heartbeat over the same log.
 			return s.extend(cs, head, &capsule.Batch{Heartbeat: hb, Resumed: true}, nil)
 		case root == hb.Root:
-			return nil, fmt.Errorf("append to %s: heartbeat %d: %w: log already at %d", c, hb.Seqno, capsule.ErrStale, head.Seqno)
+			// An older batch re-sent (its acknowledgement was lost or
+			// late, and later batches landed meanwhile): every entry it
+			// names is held as it says, and the tree at its seqno has its
+			// root. Held durably (the queued writes landed above), so
+			// acknowledged again; nothing changes.
+			return nil, nil
 		case capsule.IsBranch(head.Heartbeat, hb, hb.Seqno):
 			return nil, fmt.Errorf("append to %s: branch heartbeat %d (epoch %d): %w: send its entries from the fork point", c, hb.Seqno, hb.Epoch, capsule.ErrGap)
 		}

@@ -30,7 +30,8 @@
 //     substitute, so for bbolt only the SIGKILL test runs: its fsync
 //     discipline is bbolt's own (NoSync false, the default), which this
 //     package does not change.
-//   - Retries are acknowledged again, replays refused (capsule.ErrStale),
+//   - Retries, also of older batches held as sent, are acknowledged again,
+//     replays (an older epoch, an earlier time at the head) refused (capsule.ErrStale),
 //     abandoned branches kept aside (Abandoned), equivocation refused with
 //     its evidence stored (Evidence), per docs/PROTOCOL.md §7.6.
 //

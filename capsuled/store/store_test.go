@@ -150,8 +150,8 @@ func TestAppendRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := tc.writer()
-	recs, hb0 := writeRecs(w, 5, 64)
-	mustAppend(t, s, tc.name, recs, hb0)
+	recs0, hb0 := writeRecs(w, 5, 64)
+	mustAppend(t, s, tc.name, recs0, hb0)
 	recs, hb1 := writeRecs(w, 5, 64)
 	mustAppend(t, s, tc.name, recs, hb1)
 	before := verifyAll(t, s, tc)
@@ -184,9 +184,12 @@ func TestAppendRejects(t *testing.T) {
 			hb.Sign(other.key)
 			return r, hb
 		}, capsule.ErrBadSignature},
-		{"replayed older heartbeat", tc.name, func() ([]capsule.Record, *capsule.Heartbeat) {
-			return nil, hb0
-		}, capsule.ErrStale},
+		{"older batch re-sent with a different record", tc.name, func() ([]capsule.Record, *capsule.Heartbeat) {
+			r := append([]capsule.Record(nil), recs0...)
+			last := r[len(r)-1]
+			r[len(r)-1] = capsule.NewRecord(tc.name, last.Seqno, last.Time, last.Prev, []byte("not what was written"))
+			return r, hb0
+		}, capsule.ErrRootMismatch},
 		{"same seqno, different root", tc.name, func() ([]capsule.Record, *capsule.Heartbeat) {
 			hb := *hb1
 			hb.Root[0] ^= 1
@@ -229,6 +232,18 @@ func TestAppendRejects(t *testing.T) {
 	}
 	if err := evs[0].Verify(tc.info); err != nil {
 		t.Fatalf("evidence does not verify: %v", err)
+	}
+	// An older batch re-sent after later ones landed (its ack was lost or
+	// late), and its heartbeat alone: held as sent, so acknowledged again,
+	// changing nothing.
+	if err := s.Append(ctx, tc.name, recs0, hb0); err != nil {
+		t.Fatalf("re-sent older batch: %v", err)
+	}
+	if err := s.Append(ctx, tc.name, nil, hb0); err != nil {
+		t.Fatalf("re-sent older heartbeat: %v", err)
+	}
+	if after := verifyAll(t, s, tc); after.Seqno != before.Seqno || !after.Heartbeat.Equal(before.Heartbeat) {
+		t.Fatal("a re-sent older batch changed the store")
 	}
 	// A retry of an acknowledged batch is acknowledged again, changing nothing.
 	if err := s.Append(ctx, tc.name, nil, hb1); err != nil {
