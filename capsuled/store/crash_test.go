@@ -104,6 +104,7 @@ func TestCrashRecovery(t *testing.T) {
 			dir := t.TempDir()
 			total := 0
 			for round := 0; round < 5; round++ {
+				ackSize := fileSize(filepath.Join(dir, "acks"))
 				cmd := exec.Command(os.Args[0], "-test.run=^$")
 				cmd.Env = append(os.Environ(), crashEnvDir+"="+dir, crashEnvEngine+"="+eng)
 				var stderr bytes.Buffer
@@ -111,7 +112,12 @@ func TestCrashRecovery(t *testing.T) {
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
+				// Kill at a random moment once the child is appending: after
+				// its first acknowledgement of this round (however long a
+				// loaded machine takes to start it and open the store),
+				// then 0-400 ms on.
+				waitForAck(t, filepath.Join(dir, "acks"), ackSize, 60*time.Second)
+				time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
 				cmd.Process.Signal(syscall.SIGKILL)
 				err := cmd.Wait()
 				if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
@@ -145,6 +151,26 @@ func TestCrashRecovery(t *testing.T) {
 			}
 			t.Logf("%s: 5 kills, every acknowledged record present and verified (ack high-water marks summed over rounds: %d)", eng, total)
 		})
+	}
+}
+
+// fileSize is path's size, 0 when it does not exist.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// waitForAck waits until the acks file at path grows beyond size.
+func waitForAck(t *testing.T, path string, size int64, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for fileSize(path) <= size {
+		if time.Now().After(deadline) {
+			t.Fatalf("the child acknowledged no append within %v", limit)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
