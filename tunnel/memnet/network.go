@@ -23,6 +23,9 @@ type Network struct {
 
 	sched scheduler
 	stats Stats
+	// now is the clock sends are shaped by (time.Now; tests fix it to
+	// send a burst in one instant).
+	now func() time.Time
 }
 
 // Stats counts what the network did with packets.
@@ -44,6 +47,7 @@ func New(def LinkConfig) *Network {
 		conns:    map[netip.AddrPort]*Conn{},
 		paths:    map[[2]netip.Addr]*path{},
 		nextPort: map[netip.Addr]uint16{},
+		now:      time.Now,
 	}
 	n.sched.init()
 	return n
@@ -164,7 +168,7 @@ func (n *Network) unlisten(addr netip.AddrPort, c *Conn) {
 // send moves one datagram from src to dst through the path between them.
 func (n *Network) send(src, dst netip.AddrPort, b []byte) {
 	p := n.path(src.Addr(), dst.Addr())
-	now := time.Now()
+	now := n.now()
 	p.mu.Lock()
 	cfg := p.cfg
 	if cfg.Down {
