@@ -52,6 +52,10 @@ func (r *Router) receive(in *Face, p []byte) {
 	case pdu.TypeKeepalive:
 		return
 	case pdu.TypeAdvertise, pdu.TypeWithdraw:
+		if in.kind == FaceRouter && h.Type == pdu.TypeAdvertise {
+			r.downstreamRecord(in, &h)
+			return
+		}
 		if in.kind != FaceEndpoint {
 			r.drop(in, dropForbidden)
 			return

@@ -66,8 +66,10 @@ type metrics struct {
 	adverts   *prometheus.CounterVec // result: accepted or a refusal reason
 	withdrawn *prometheus.CounterVec // why: withdraw, disconnect, expiry
 	lookups   *prometheus.CounterVec // result: found, not_found, forbidden, error
-	latency   prometheus.Histogram
-	quotas    [numQuotaReasons]prometheus.Counter
+	// downstream counts location records downstream routers announced.
+	downstream *prometheus.CounterVec
+	latency    prometheus.Histogram
+	quotas     [numQuotaReasons]prometheus.Counter
 	// pubRetries counts resolver publish and withdraw jobs that failed
 	// and were scheduled again.
 	pubRetries prometheus.Counter
@@ -110,6 +112,13 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	}, []string{"reason"})
 	for _, r := range []string{"forbidden_domain", "unclassified"} {
 		m.facesRefused.WithLabelValues(r)
+	}
+	m.downstream = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gdp_router_downstream_records_total",
+		Help: "Location records announced by downstream routers (their upstream is this router), by result.",
+	}, []string{"result"})
+	for _, l := range []string{"stored", "refused", "not_holder", "malformed", "rate_limited", "busy", "no_resolver"} {
+		m.downstream.WithLabelValues(l)
 	}
 	m.pubRetries = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "gdp_router_publish_retries_total",
@@ -158,7 +167,7 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	}, func() float64 { return float64(r.resolve.waiting()) })
 	if reg != nil {
 		reg.MustRegister(m.pdusIn, m.pdusOut, dropped, quotas, naks, m.adverts, m.withdrawn, m.lookups, m.latency,
-			fibSize, faces, pending, m.pubRetries, pubPending, m.facesRefused)
+			fibSize, faces, pending, m.pubRetries, pubPending, m.facesRefused, m.downstream)
 	}
 	return m
 }

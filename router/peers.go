@@ -137,6 +137,9 @@ func (r *Router) keepPeer(ctx context.Context, p PeerConfig) {
 				continue
 			}
 			backoff = peerBackoffMin
+			if p.Name == r.upstream {
+				r.pushAllUpstream(f)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -275,6 +275,7 @@ func (r *Router) doPub(ctx context.Context, j pubJob) (retry bool) {
 		err := r.res.WithdrawIf(ctx, j.name, r.name)
 		switch {
 		case err == nil:
+			r.withdrawUpstream(j.name)
 		case errors.Is(err, resolver.ErrSuperseded), errors.Is(err, resolver.ErrNotPublished):
 			r.log.Debug("resolver record left in place", logging.Name(j.name), zap.Error(err))
 		default:
@@ -293,6 +294,7 @@ func (r *Router) doPub(ctx context.Context, j pubJob) (retry bool) {
 		r.log.Warn("resolver publish failed; will retry", logging.Name(j.name), zap.Error(err))
 		return true
 	}
+	r.pushUpstream(rec)
 	return false
 }
 

@@ -126,6 +126,8 @@ type Router struct {
 	peers    map[pdu.Name]*Face
 	dialing  map[pdu.Name]chan struct{}
 	upstream pdu.Name
+	upRecs   upstreamRecords // records announced to the upstream
+	downSem  chan struct{}   // downstream records being stored
 
 	pubq *pubQueue
 
@@ -159,6 +161,8 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		fib:      NewFIB(cfg.FIBSize),
 		replay:   &replayGuard{last: make(map[pdu.Name]uint64), window: cfg.Advertise.ClockWindow.Std()},
 		peers:    make(map[pdu.Name]*Face),
+		upRecs:   upstreamRecords{recs: make(map[pdu.Name]*resolver.Record)},
+		downSem:  make(chan struct{}, maxDownstreamInFlight),
 		dialing:  make(map[pdu.Name]chan struct{}),
 		ids:      identities{m: make(map[pdu.Name]*idShare)},
 		pubq:     newPubQueue(cfg.Resolver.PublishQueuePerIdentity),

@@ -1,0 +1,160 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+)
+
+// Hub and spoke (OPERATIONS §3.1): a router with an upstream sends that
+// upstream every location record it publishes for its local names, and a
+// signed tombstone when it withdraws one, as ADVERTISE PDUs on the
+// router-to-router tunnel (PROTOCOL.md §5.9). The upstream verifies each
+// record like any other (the chain, the holder's signature; the holder
+// must be the router on the other end of the tunnel) and stores it in its
+// own resolver, so a name attached at one spoke is found at the hub — with
+// the default static resolver too — and reached over the spoke's tunnel.
+
+// upstreamRecords remembers the newest record pushed upstream for each
+// local name, to send them all again when the upstream tunnel comes back
+// (the upstream may have restarted) and to build the tombstone.
+type upstreamRecords struct {
+	mu   sync.Mutex
+	recs map[pdu.Name]*resolver.Record
+}
+
+// maxDownstreamInFlight bounds the downstream records being verified and
+// stored at once; more are dropped (counted) and arrive again with the
+// next renewal or reconnection.
+const maxDownstreamInFlight = 16
+
+// pushUpstream sends rec to the upstream when one is configured and up,
+// remembering it (or, for a tombstone, forgetting the name).
+func (r *Router) pushUpstream(rec *resolver.Record) {
+	if r.upstream.IsZero() {
+		return
+	}
+	r.upRecs.mu.Lock()
+	if rec.Withdrawn {
+		delete(r.upRecs.recs, rec.Name)
+	} else {
+		r.upRecs.recs[rec.Name] = rec
+	}
+	r.upRecs.mu.Unlock()
+	if f := r.upstreamFace(); f != nil {
+		r.sendRecord(f, rec)
+	}
+}
+
+// withdrawUpstream sends the upstream a tombstone for name's record.
+func (r *Router) withdrawUpstream(name pdu.Name) {
+	if r.upstream.IsZero() {
+		return
+	}
+	r.upRecs.mu.Lock()
+	rec := r.upRecs.recs[name]
+	r.upRecs.mu.Unlock()
+	if rec == nil {
+		return
+	}
+	t, err := rec.Tombstone(r.own.Load().id.Key, resolver.NextSequence())
+	if err != nil {
+		r.log.Warn("upstream tombstone", logging.Name(name), zap.Error(err))
+		return
+	}
+	r.pushUpstream(t)
+}
+
+// pushAllUpstream sends every remembered record over f, the upstream's new
+// tunnel.
+func (r *Router) pushAllUpstream(f *Face) {
+	r.upRecs.mu.Lock()
+	recs := make([]*resolver.Record, 0, len(r.upRecs.recs))
+	for _, rec := range r.upRecs.recs {
+		recs = append(recs, rec)
+	}
+	r.upRecs.mu.Unlock()
+	for _, rec := range recs {
+		r.sendRecord(f, rec)
+	}
+	if len(recs) > 0 {
+		r.log.Info("local names announced to the upstream", logging.Peer(f.peer), zap.Int("names", len(recs)))
+	}
+}
+
+func (r *Router) sendRecord(f *Face, rec *resolver.Record) {
+	b, err := rec.Marshal()
+	if err != nil {
+		return
+	}
+	p, err := (&pdu.Header{Type: pdu.TypeAdvertise, TTL: 1, Dst: f.peer, Src: r.name, Payload: b}).Marshal()
+	if err != nil {
+		r.log.Warn("upstream record too large", logging.Name(rec.Name), zap.Error(err))
+		return
+	}
+	if err := f.send(p); err != nil {
+		r.drop(nil, dropQueueFull)
+	}
+}
+
+// downstreamRecord takes a location record a downstream router sent on
+// its tunnel (an ADVERTISE on a router face): verified, it goes into this
+// router's resolver, where lookups find it.
+func (r *Router) downstreamRecord(in *Face, h *pdu.Header) {
+	if r.res == nil {
+		r.met.downstream.WithLabelValues("no_resolver").Inc()
+		return
+	}
+	if in.share == nil || !in.share.adverts.allow() {
+		r.met.downstream.WithLabelValues("rate_limited").Inc()
+		return
+	}
+	rec, err := resolver.ParseRecord(h.Payload)
+	if err != nil {
+		r.met.downstream.WithLabelValues("malformed").Inc()
+		r.log.Info("malformed downstream record", logging.Face(in.id), logging.Peer(in.peer), zap.Error(err))
+		return
+	}
+	if rec.Kind != resolver.KindLocation || rec.Router() != in.peer {
+		// Only the holder itself announces its names, over its own tunnel.
+		r.met.downstream.WithLabelValues("not_holder").Inc()
+		r.log.Info("downstream record refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(rec.Name),
+			logging.Reason("not_holder"), zap.String("detail", fmt.Sprintf("record of router %s", rec.Router())))
+		return
+	}
+	select {
+	case r.downSem <- struct{}{}:
+	default:
+		r.met.downstream.WithLabelValues("busy").Inc()
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() { <-r.downSem }()
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Resolver.Timeout.Std())
+		defer cancel()
+		if err := r.res.Publish(ctx, rec); err != nil {
+			r.met.downstream.WithLabelValues("refused").Inc()
+			r.log.Info("downstream record refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(rec.Name),
+				logging.Reason("refused"), zap.Error(err))
+			return
+		}
+		r.met.downstream.WithLabelValues("stored").Inc()
+		if rec.Withdrawn {
+			// Forget a hop learnt from the old record.
+			r.forgetLearned(rec.Name, in)
+		} else {
+			r.resolve.forget(rec.Name)
+			if inv, ok := r.res.(invalidator); ok {
+				inv.Invalidate(rec.Name)
+			}
+		}
+	}()
+}
