@@ -21,16 +21,33 @@ func (quietLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
 
+// Pebble sizing (docs/OPERATIONS.md §5.7). Every WAL file is preallocated
+// to 110 % of the memtable size and up to MemTableStopWritesThreshold+1
+// obsolete ones are kept for recycling, so the memtable size sets a floor
+// on the disk a store takes whatever it holds: with 64 MiB memtables an
+// almost empty store took ~450 MB (six 72 MB WAL files) for 30 MB of
+// records. 4 MiB memtables keep that overhead near 20 MB; writes are group
+// commits fsynced per batch, so larger memtables buy little.
+const (
+	pebbleMemTable      = 4 << 20
+	pebbleMemTables     = 4 // memtables (flushing or not) before writes stall
+	pebbleL0Compaction  = 2 // L0 files that start a compaction into Lbase
+	pebbleL0StopWrites  = 16
+	pebbleBlockCache    = 32 << 20
+	pebbleLBaseMaxBytes = 16 << 20
+)
+
 func openPebble(dir string, fs vfs.FS) (engine, error) {
 	opts := &pebble.Options{
 		FS:                          fs,
 		Logger:                      quietLogger{},
-		MemTableSize:                64 << 20,
-		MemTableStopWritesThreshold: 4,
-		L0CompactionThreshold:       4,
-		L0StopWritesThreshold:       24,
+		MemTableSize:                pebbleMemTable,
+		MemTableStopWritesThreshold: pebbleMemTables,
+		L0CompactionThreshold:       pebbleL0Compaction,
+		L0StopWritesThreshold:       pebbleL0StopWrites,
+		LBaseMaxBytes:               pebbleLBaseMaxBytes,
 		MaxConcurrentCompactions:    func() int { return 1 },
-		Cache:                       pebble.NewCache(64 << 20),
+		Cache:                       pebble.NewCache(pebbleBlockCache),
 	}
 	// Bloom filters on every level: proofs and hash lookups are point reads.
 	opts.Levels = make([]pebble.LevelOptions, 7)
