@@ -229,3 +229,19 @@ func TestFramesIndependentImplementation(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 }
+
+// TestControlIndependentDecoder runs testdata/check_control.py, a decoder
+// written in Python (standard library only) from docs/PROTOCOL.md §4.3,
+// over testdata/control.json: -update writes the fields and the bytes from
+// the same ctrlMsg, so only an independent reading of the layout shows an
+// encoder that puts a field in the wrong place.
+func TestControlIndependentDecoder(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3: the independent check of the control vectors did not run")
+	}
+	out, err := exec.Command(py, "testdata/check_control.py").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
