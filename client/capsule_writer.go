@@ -61,6 +61,41 @@ type WriterOptions struct {
 	MaxInFlight int
 }
 
+// withBatchDefaults applies the defaults and bounds of MaxBatchBytes and
+// MaxBatchRecords.
+func (o WriterOptions) withBatchDefaults() WriterOptions {
+	if o.MaxBatchBytes <= 0 || o.MaxBatchBytes > wire.Budget-capsule.MaxHoles {
+		o.MaxBatchBytes = wire.Budget - 2048
+	}
+	if o.MaxBatchRecords <= 0 || o.MaxBatchRecords > wire.MaxRecords {
+		o.MaxBatchRecords = 1024
+	}
+	return o
+}
+
+// recordCost is what one record of dataLen bytes counts against
+// MaxBatchBytes: its data and about 160 bytes of record header and framing.
+func recordCost(dataLen int) int { return dataLen + 160 }
+
+// batchFull is the Writer's rule: a batch of count records costing pending
+// bytes is sent before a record costing size joins it.
+func (o WriterOptions) batchFull(count, pending, size int) bool {
+	return count > 0 && (pending+size > o.MaxBatchBytes || count >= o.MaxBatchRecords)
+}
+
+// BatchRecords is how many records of dataLen bytes a Writer with opts
+// (zero values: the defaults) puts under one heartbeat: the Writer's own
+// batching rule, for benchmarks and capacity planning.
+func BatchRecords(opts WriterOptions, dataLen int) int {
+	opts = opts.withBatchDefaults()
+	n, pending, size := 0, 0, recordCost(dataLen)
+	for !opts.batchFull(n, pending, size) {
+		n++
+		pending += size
+	}
+	return n
+}
+
 // Durability is what an append got: how many replicas hold it durably.
 type Durability struct {
 	Seqno   uint64     // the last seqno of the batch
@@ -152,12 +187,7 @@ func (cc *CapsuleClient) NewWriter(ctx context.Context, c pdu.Name, key ed25519.
 	if opts.W <= 0 || opts.W > len(opts.Replicas) {
 		opts.W = len(opts.Replicas)/2 + 1
 	}
-	if opts.MaxBatchBytes <= 0 || opts.MaxBatchBytes > wire.Budget-capsule.MaxHoles {
-		opts.MaxBatchBytes = wire.Budget - 2048
-	}
-	if opts.MaxBatchRecords <= 0 || opts.MaxBatchRecords > wire.MaxRecords {
-		opts.MaxBatchRecords = 1024
-	}
+	opts = opts.withBatchDefaults()
 	if opts.Cadence == 0 {
 		opts.Cadence = 50 * time.Millisecond
 	}
@@ -226,8 +256,8 @@ func (wr *Writer) Append(ctx context.Context, data []byte) (uint64, error) {
 	if wr.err != nil {
 		return 0, wr.err
 	}
-	size := len(data) + 160
-	if wr.count > 0 && (wr.pending+size > wr.opts.MaxBatchBytes || wr.count >= wr.opts.MaxBatchRecords) {
+	size := recordCost(len(data))
+	if wr.opts.batchFull(wr.count, wr.pending, size) {
 		if _, err := wr.sendLocked(ctx, wr.opts.MaxInFlight-1); err != nil {
 			return 0, err
 		}

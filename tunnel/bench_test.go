@@ -40,16 +40,23 @@ func (m *rateMeter) settle(want int64, idle time.Duration) {
 	}
 }
 
-// report sets pdus/s (delivered, start to last delivery) and loss.
+// report sets pdus/s (delivered, start to last delivery) and loss%, always
+// both: a run that delivered nothing reports 100% loss and fails, rather
+// than a 0 pdus/s that reads like a slow run with no loss.
 func (m *rateMeter) report(b *testing.B, start time.Time, sent int) {
 	got := m.n.Load()
+	loss := 0.0
+	if sent > 0 {
+		loss = 100 * float64(int64(sent)-got) / float64(sent)
+	}
+	b.ReportMetric(loss, "loss%")
 	el := time.Unix(0, m.last.Load()).Sub(start)
 	if got == 0 || el <= 0 {
 		b.ReportMetric(0, "pdus/s")
+		b.Errorf("no PDU delivered of %d sent", sent)
 		return
 	}
 	b.ReportMetric(float64(got)/el.Seconds(), "pdus/s")
-	b.ReportMetric(100*float64(int64(sent)-got)/float64(sent), "loss%")
 }
 
 // BenchmarkRawVsBareUDP: the raw tunnel against plain Go UDP between two
