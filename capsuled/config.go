@@ -1,6 +1,7 @@
 package capsuled
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"time"
 
@@ -46,12 +47,39 @@ type Config struct {
 	MaxSubscriptionsPerSubscriber int
 	// ReadLimit caps the entries one READ answer carries. Default 4096.
 	ReadLimit int
+	// SyncParallel is how many capsules anti-entropy works on at once;
+	// within a capsule, its peers are asked in parallel. Default 16.
+	SyncParallel int
+	// PeerBackoff is the longest a peer that did not answer (timeout or a
+	// NAK such as NO_ROUTE) is left alone before it is asked again; the
+	// wait starts at SyncInterval and doubles. Default 30s.
+	PeerBackoff time.Duration
+	// Placement says who may place capsules on this server.
+	Placement PlacementPolicy
 	// ReorderWait is how long, after the store's own reorder window (250
 	// ms, for batches of a pipelining writer that arrive out of order) has
 	// refused an APPEND as starting beyond the head, the server waits for
 	// the durable head to catch up before calling the replica behind.
 	// Default 50ms.
 	ReorderWait time.Duration
+}
+
+// PlacementPolicy limits who may place capsules on a server, and how
+// much. A CREATE it refuses is answered 403 and counted
+// (gdp_capsuled_placements_refused_total{reason}). Renewing a capsule
+// already held does not count again.
+type PlacementPolicy struct {
+	// Owners, when not empty, are the only owner keys (the Key of the
+	// capsule's metadata) whose capsules may be placed here. Default
+	// empty: any owner.
+	Owners []ed25519.PublicKey
+	// MaxPerOwner bounds the capsules one owner key has placed here.
+	// Default 1024; negative: no bound.
+	MaxPerOwner int
+	// MaxReplicas bounds a capsule's replica set. Default 7; at most 16.
+	MaxReplicas int
+	// MaxPlacements bounds the capsules placed here in all. Default 65536.
+	MaxPlacements int
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -87,6 +115,30 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReorderWait <= 0 {
 		c.ReorderWait = 50 * time.Millisecond
+	}
+	if c.SyncParallel <= 0 {
+		c.SyncParallel = 16
+	}
+	if c.PeerBackoff <= 0 {
+		c.PeerBackoff = 30 * time.Second
+	}
+	pp := &c.Placement
+	if pp.MaxPerOwner == 0 {
+		pp.MaxPerOwner = 1024
+	}
+	if pp.MaxReplicas <= 0 {
+		pp.MaxReplicas = 7
+	}
+	if pp.MaxReplicas > wire.MaxReplicas {
+		return c, fmt.Errorf("capsuled config: placement max_replicas %d above %d", pp.MaxReplicas, wire.MaxReplicas)
+	}
+	if pp.MaxPlacements <= 0 {
+		pp.MaxPlacements = 65536
+	}
+	for i, k := range pp.Owners {
+		if len(k) != ed25519.PublicKeySize {
+			return c, fmt.Errorf("capsuled config: placement owner %d has %d bytes, want %d", i, len(k), ed25519.PublicKeySize)
+		}
 	}
 	if c.ReadLimit <= 0 || c.ReadLimit > wire.MaxRecords {
 		c.ReadLimit = wire.MaxRecords

@@ -141,20 +141,27 @@ func (w *world) attach(n *router.Node, id *certs.Identity, inbox int) (*client.C
 type replica struct {
 	id   *certs.Identity
 	dir  string
+	conf capsuled.Config      // starting point of the server's config (Dir and the sync timings are set)
 	srv  *capsuled.Server
 	ep   *client.Endpoint
 	gate *gateConn
 	mod  func(*capsuled.Config) // test-specific settings, applied at every start
-	reg  *prometheus.Registry   // the server's metrics, when mod is set
+	reg  *prometheus.Registry   // the server's metrics
 }
 
 func (w *world) newReplica(n *router.Node, desc string) *replica {
+	w.t.Helper()
+	return w.newReplicaConf(n, desc, capsuled.Config{})
+}
+
+// newReplicaConf is newReplica with a config (policy, limits) of its own.
+func (w *world) newReplicaConf(n *router.Node, desc string, conf capsuled.Config) *replica {
 	w.t.Helper()
 	id, err := certs.NewIdentity(certs.KindServer, desc)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	r := &replica{id: id, dir: w.t.TempDir()}
+	r := &replica{id: id, dir: w.t.TempDir(), conf: conf}
 	w.start(n, r)
 	w.t.Cleanup(func() { r.stop() })
 	return r
@@ -166,16 +173,19 @@ func (w *world) start(n *router.Node, r *replica) {
 	c, ep, gate := w.attach(n, r.id, 8192)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cfg := capsuled.Config{Dir: r.dir, SyncInterval: 300 * time.Millisecond, PeerTimeout: time.Second}
-	if r.mod != nil {
-		r.mod(&cfg)
+	conf := r.conf
+	conf.Dir = r.dir
+	if conf.SyncInterval == 0 {
+		conf.SyncInterval = 300 * time.Millisecond
 	}
-	deps := capsuled.Deps{Identity: r.id, Client: c, Logger: w.log.Named(r.id.Meta.Description)}
-	if r.mod != nil {
-		r.reg = prometheus.NewRegistry()
-		deps.Registry = r.reg
+	if conf.PeerTimeout == 0 {
+		conf.PeerTimeout = time.Second
 	}
-	srv, err := capsuled.New(ctx, cfg, deps)
+	if r.mod != nil {
+		r.mod(&conf)
+	}
+	r.reg = prometheus.NewRegistry()
+	srv, err := capsuled.New(ctx, conf, capsuled.Deps{Identity: r.id, Client: c, Logger: w.log.Named(r.id.Meta.Description), Registry: r.reg})
 	if err != nil {
 		_ = ep.Close()
 		w.t.Fatal(err)
@@ -264,4 +274,28 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// metric returns the value of counter or gauge name with the given label
+// value (empty: the unlabelled one) in r's registry; 0 when absent.
+func (r *replica) metric(name, label string) float64 {
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if label != "" && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != label) {
+				continue
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }

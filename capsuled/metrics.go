@@ -12,6 +12,10 @@ type metrics struct {
 	subscriptions prometheus.Gauge
 	pushes        prometheus.Counter
 	subQuota      *prometheus.CounterVec // reason
+
+	placementsRefused *prometheus.CounterVec // reason
+	syncSkipped       prometheus.Counter
+	syncInflight      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,12 +39,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		subQuota: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 			Name: "subscription_quota_total", Help: "Subscriptions refused or evicted to share them fairly among subscribers, by reason."}, []string{"reason"}),
 	}
+	m.placementsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "placements_refused_total", Help: "CREATEs the placement policy refused, by reason (owner_not_allowed, owner_quota, too_many_replicas, server_full)."}, []string{"reason"})
+	m.syncSkipped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "sync_skipped_total", Help: "Anti-entropy requests not sent because the peer is backing off after a timeout or a NAK."})
+	m.syncInflight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "sync_inflight", Help: "Capsules being compared with their peers now (at most sync_parallel)."})
+	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncInflight)
 	// Labelled series exist from the start at zero.
-	for _, r := range []string{"unreachable", "refused", "verify"} {
+	for _, r := range []string{"unreachable", "nak", "refused", "verify"} {
 		m.syncErrors.WithLabelValues(r)
 	}
-	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error"} {
+	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak"} {
 		m.dropped.WithLabelValues(r)
+	}
+	for _, r := range []string{refuseOwner, refuseQuota, refuseReplicas, refuseFull} {
+		m.placementsRefused.WithLabelValues(r)
 	}
 	for _, r := range []string{"subscription_evicted", "subscriptions_full", "subscriber_quota"} {
 		m.subQuota.WithLabelValues(r)

@@ -1,6 +1,7 @@
 package capsuled
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -207,4 +208,44 @@ func (ps *placements) put(p *placement) error {
 	ps.m[p.name] = p
 	ps.mu.Unlock()
 	return nil
+}
+
+// Reasons a placement is refused (the placements_refused_total label).
+const (
+	refuseOwner    = "owner_not_allowed"
+	refuseQuota    = "owner_quota"
+	refuseReplicas = "too_many_replicas"
+	refuseFull     = "server_full"
+)
+
+// admit applies the placement policy to a new placement p (renewal: the
+// capsule is held already). It returns the refusal reason and error, or
+// "" and nil.
+func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (string, error) {
+	if len(p.replicas) > pol.MaxReplicas {
+		return refuseReplicas, fmt.Errorf("%w: %d replicas, this server accepts at most %d", errForbidden, len(p.replicas), pol.MaxReplicas)
+	}
+	if len(pol.Owners) > 0 && !slices.ContainsFunc(pol.Owners, func(k ed25519.PublicKey) bool { return k.Equal(p.meta.Key) }) {
+		return refuseOwner, fmt.Errorf("%w: the capsule's owner may not place capsules on this server", errForbidden)
+	}
+	if renewal {
+		return "", nil
+	}
+	ps.mu.RLock()
+	defer ps.mu.RUnlock()
+	if len(ps.m) >= pol.MaxPlacements {
+		return refuseFull, fmt.Errorf("%w: this server holds %d capsules, its most", errForbidden, len(ps.m))
+	}
+	if pol.MaxPerOwner >= 0 {
+		n := 0
+		for _, q := range ps.m {
+			if q.meta.Key.Equal(p.meta.Key) {
+				n++
+			}
+		}
+		if n >= pol.MaxPerOwner {
+			return refuseQuota, fmt.Errorf("%w: the capsule's owner has placed %d capsules here, its most", errForbidden, n)
+		}
+	}
+	return "", nil
 }

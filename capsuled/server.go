@@ -51,6 +51,7 @@ type Server struct {
 
 	queue    chan request
 	kick     chan pdu.Name
+	sync     *syncState
 	draining atomic.Bool
 	inflight sync.WaitGroup
 
@@ -100,6 +101,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		queue: make(chan request, cfg.Queue), kick: make(chan pdu.Name, 64),
 	}
 	s.subs = newSubscriptions(s)
+	s.sync = newSyncState(cfg.SyncParallel)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if routes := s.routes(); len(routes) > 0 {
 		if _, err := s.cli.Advertise(ctx, routes...); err != nil {
@@ -195,6 +197,12 @@ func (s *Server) receive(ctx context.Context) {
 		m, err := s.cli.Receive(ctx)
 		if err != nil {
 			return
+		}
+		if m.Type == pdu.TypeNAK {
+			if !s.sync.nak(s.name, m) {
+				s.met.dropped.WithLabelValues("nak").Inc()
+			}
+			continue
 		}
 		if m.Type != pdu.TypeData {
 			s.met.dropped.WithLabelValues("not_data").Inc()
@@ -319,9 +327,11 @@ func dropReason(err error) string {
 	return "late_response"
 }
 
-// ask sends a request to dst and waits for its answer (anti-entropy). Only
-// an answer from dst itself with the request's (random) id counts: no
-// other replica can answer on dst's behalf.
+// ask sends a request to dst and waits for its answer (anti-entropy),
+// at most PeerTimeout, cut short by a NAK for the request (NO_ROUTE and
+// the like: the peer cannot be reached now). Only an answer from dst
+// itself with the request's (random) id counts: no other replica can
+// answer on dst's behalf.
 func (s *Server) ask(ctx context.Context, dst pdu.Name, m *wire.Message) (*wire.Message, error) {
 	id, ch, err := s.pend.Add(m.Op, 1, dst)
 	if err != nil {
@@ -333,14 +343,19 @@ func (s *Server) ask(ctx context.Context, dst pdu.Name, m *wire.Message) (*wire.
 	if err != nil {
 		return nil, err
 	}
+	naks := s.sync.expectNAK(id, dst, b)
+	defer s.sync.forgetNAK(id)
 	if _, err := s.cli.SendFrom(s.name, dst, 0, b); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PeerTimeout)
 	defer cancel()
-	rep, err := wire.Wait(ctx, ch)
-	if err != nil {
-		return nil, fmt.Errorf("%s to %s: %w", m.Op, dst, err)
+	select {
+	case rep := <-ch:
+		return rep.Msg, nil
+	case code := <-naks:
+		return nil, fmt.Errorf("%s to %s: %w: %s", m.Op, dst, errNAK, code)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s to %s: %w", m.Op, dst, ctx.Err())
 	}
-	return rep.Msg, nil
 }

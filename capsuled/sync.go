@@ -1,16 +1,20 @@
 package capsuled
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -72,7 +76,11 @@ func (s *Server) handleSync(r request) *wire.Message {
 
 // antiEntropy compares every capsule with its peers on start-up, every
 // SyncInterval (with jitter), and whenever an APPEND showed this replica
-// behind.
+// behind. Capsules are compared in parallel (at most SyncParallel at
+// once, one comparison per capsule at a time), their peers in parallel,
+// each request bounded by PeerTimeout and cut short by a NAK; a peer that
+// did not answer is left alone for a while (PeerBackoff), so capsules
+// whose replicas are unreachable do not hold up the others.
 func (s *Server) antiEntropy(ctx context.Context) {
 	s.syncAll(ctx)
 	t := time.NewTimer(s.jitter())
@@ -82,7 +90,7 @@ func (s *Server) antiEntropy(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case c := <-s.kick:
-			s.syncCapsule(ctx, c)
+			s.startSync(ctx, c)
 		case <-t.C:
 			s.syncAll(ctx)
 			t.Reset(s.jitter())
@@ -100,25 +108,74 @@ func (s *Server) syncAll(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.syncCapsule(ctx, p.name)
+		s.startSync(ctx, p.name)
 	}
 }
 
-// syncCapsule asks each peer replica for its head and pulls what it has
-// beyond ours.
-func (s *Server) syncCapsule(ctx context.Context, c pdu.Name) {
-	p := s.places.get(c)
-	if p == nil {
+// startSync starts comparing capsule c with its peers unless that is
+// under way already. It does not wait: the comparison waits for one of
+// the SyncParallel slots in a goroutine of its own.
+func (s *Server) startSync(ctx context.Context, c pdu.Name) {
+	if !s.sync.begin(c) {
 		return
 	}
-	for _, peer := range p.peers(s.name) {
-		if ctx.Err() != nil {
+	s.wg.Add(1) // the anti-entropy goroutine, itself counted, is running
+	go func() {
+		defer s.wg.Done()
+		defer s.sync.end(c)
+		// A capsule that had an unreachable peer last time waits for the
+		// few slots of its own pool: it cannot take the slots of the
+		// capsules whose replicas answer.
+		slots := s.sync.pool(c)
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
 			return
 		}
-		if err := s.pullFrom(ctx, c, peer); err != nil && ctx.Err() == nil {
-			s.log.Debug("anti-entropy", logging.Capsule(c), logging.Peer(peer), zap.Error(err))
-		}
+		s.met.syncInflight.Inc()
+		defer func() { <-slots; s.met.syncInflight.Dec() }()
+		s.sync.setSuspect(c, !s.syncCapsule(ctx, c))
+	}()
+}
+
+// syncCapsule asks each peer replica, in parallel, for what it has beyond
+// our head and stores it. Peers backing off are skipped. It reports
+// whether every peer answered.
+func (s *Server) syncCapsule(ctx context.Context, c pdu.Name) bool {
+	p := s.places.get(c)
+	if p == nil {
+		return true
 	}
+	var wg sync.WaitGroup
+	var silent atomic.Bool
+	for _, peer := range p.peers(s.name) {
+		if ctx.Err() != nil {
+			break
+		}
+		if !s.sync.due(peer, time.Now()) {
+			s.met.syncSkipped.Inc()
+			silent.Store(true)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.pullFrom(ctx, c, peer)
+			if ctx.Err() != nil {
+				return
+			}
+			ok := err == nil || !unreachable(err)
+			s.sync.answered(peer, ok, time.Now(), s.cfg.SyncInterval, s.cfg.PeerBackoff)
+			if !ok {
+				silent.Store(true)
+			}
+			if err != nil {
+				s.log.Debug("anti-entropy", logging.Capsule(c), logging.Peer(peer), zap.Error(err))
+			}
+		}()
+	}
+	wg.Wait()
+	return !silent.Load()
 }
 
 // pullFrom copies peer's entries beyond our head, segment by segment.
@@ -133,7 +190,11 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name) error {
 		}
 		resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: head.Seqno + 1})
 		if err != nil {
-			s.met.syncErrors.WithLabelValues("unreachable").Inc()
+			reason := "unreachable"
+			if errors.Is(err, errNAK) {
+				reason = "nak"
+			}
+			s.met.syncErrors.WithLabelValues(reason).Inc()
 			return err
 		}
 		if err := resp.Err(); err != nil {
@@ -164,4 +225,144 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name) error {
 			return nil
 		}
 	}
+}
+
+// errNAK: a router answered an anti-entropy request with a NAK.
+var errNAK = errors.New("refused by a router")
+
+// unreachable reports whether err means the peer did not answer at all.
+func unreachable(err error) bool {
+	return errors.Is(err, errNAK) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// syncState is anti-entropy's bookkeeping: the parallel slots, the
+// capsules being compared, each peer's back-off, and the requests whose
+// NAKs end them early.
+type syncState struct {
+	slots   chan struct{} // capsules whose peers answered last time
+	suspect chan struct{} // capsules with a peer that did not
+
+	mu       sync.Mutex
+	running  map[pdu.Name]bool
+	suspects map[pdu.Name]bool
+	waits    map[pdu.Name]peerWait
+	asks     map[uint64]*askWait
+}
+
+type peerWait struct {
+	until time.Time
+	wait  time.Duration
+}
+
+type askWait struct {
+	dst  pdu.Name
+	sent []byte // the request message: a NAK echoes its first bytes
+	nak  chan pdu.Code
+}
+
+func newSyncState(parallel int) *syncState {
+	return &syncState{slots: make(chan struct{}, parallel), suspect: make(chan struct{}, max(1, parallel/4)),
+		running: map[pdu.Name]bool{}, suspects: map[pdu.Name]bool{},
+		waits: map[pdu.Name]peerWait{}, asks: map[uint64]*askWait{}}
+}
+
+// pool is the slots capsule c waits for.
+func (st *syncState) pool(c pdu.Name) chan struct{} {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.suspects[c] {
+		return st.suspect
+	}
+	return st.slots
+}
+
+func (st *syncState) setSuspect(c pdu.Name, v bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if v {
+		st.suspects[c] = true
+	} else {
+		delete(st.suspects, c)
+	}
+}
+
+func (st *syncState) begin(c pdu.Name) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.running[c] {
+		return false
+	}
+	st.running[c] = true
+	return true
+}
+
+func (st *syncState) end(c pdu.Name) {
+	st.mu.Lock()
+	delete(st.running, c)
+	st.mu.Unlock()
+}
+
+// due reports whether peer may be asked now.
+func (st *syncState) due(peer pdu.Name, now time.Time) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return !now.Before(st.waits[peer].until)
+}
+
+// answered records the outcome of asking peer: an answer (of any status)
+// clears its back-off; none doubles it, from interval up to most.
+func (st *syncState) answered(peer pdu.Name, ok bool, now time.Time, interval, most time.Duration) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if ok {
+		delete(st.waits, peer)
+		return
+	}
+	w := st.waits[peer]
+	w.wait = min(max(2*w.wait, interval), most)
+	w.until = now.Add(w.wait)
+	st.waits[peer] = w
+}
+
+func (st *syncState) expectNAK(id uint64, dst pdu.Name, sent []byte) <-chan pdu.Code {
+	a := &askWait{dst: dst, sent: sent, nak: make(chan pdu.Code, 1)}
+	st.mu.Lock()
+	st.asks[id] = a
+	st.mu.Unlock()
+	return a.nak
+}
+
+func (st *syncState) forgetNAK(id uint64) {
+	st.mu.Lock()
+	delete(st.asks, id)
+	st.mu.Unlock()
+}
+
+// nak hands a NAK to the request it refuses. The NAK echoes the start of
+// the refused PDU: its header must name self as source and the request's
+// peer as destination, and the echoed payload must be the start of the
+// request (which holds its random id), so no one who did not see the
+// request can cut it short. It reports whether a request took it.
+func (st *syncState) nak(self pdu.Name, m client.Message) bool {
+	echo := m.Payload
+	if len(echo) < pdu.HeaderLen || echo[0] != pdu.Version {
+		return false
+	}
+	hl := int(echo[1]) * 4
+	if hl < pdu.HeaderLen || len(echo) < hl+16 || pdu.Name(echo[44:76]) != self {
+		return false
+	}
+	dst, body := pdu.Name(echo[12:44]), echo[hl:]
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, a := range st.asks {
+		if a.dst == dst && bytes.HasPrefix(a.sent, body) {
+			select {
+			case a.nak <- m.Code:
+			default:
+			}
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package capsuled
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -27,8 +28,12 @@ type peerNet struct {
 	self  pdu.Name
 	c     *client.Client
 	serve func(h pdu.Header, m *wire.Message) []peerAnswer
-	done  chan struct{}
-	once  sync.Once
+	// nak, when set, may have the router refuse the PDU: it returns the
+	// NAK code, and whether the NAK echoes the PDU as sent (else a forged
+	// one with another payload).
+	nak  func(h pdu.Header) (code pdu.Code, genuine, ok bool)
+	done chan struct{}
+	once sync.Once
 }
 
 type peerAnswer struct {
@@ -49,6 +54,23 @@ func (f *peerNet) Send(p []byte) error {
 	m, err := wire.Unmarshal(h.Payload)
 	if err != nil {
 		return nil
+	}
+	if f.nak != nil {
+		if code, genuine, ok := f.nak(h); ok {
+			orig := p
+			if !genuine {
+				orig = append([]byte(nil), p...)
+				for i := pdu.HeaderLen; i < len(orig); i++ {
+					orig[i] ^= 0x55
+				}
+			}
+			if nh, ok := pdu.NAK(orig, code, pdu.Name{0xee}); ok {
+				if nb, err := nh.Marshal(); err == nil {
+					go f.c.HandlePDU(nb)
+				}
+			}
+			return nil
+		}
 	}
 	for _, a := range f.serve(h, m) {
 		go func(a peerAnswer) {
@@ -205,4 +227,44 @@ func counterValue(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestSyncCutShortByNAK: a NAK (NO_ROUTE) that echoes the SYNC request
+// ends the wait for that peer at once, and the peer is left alone for a
+// while; a NAK whose echo is not the request (forged by someone who did
+// not see it) does not.
+func TestSyncCutShortByNAK(t *testing.T) {
+	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: 3 * time.Second})
+	var genuine atomic.Bool
+	sw.net.serve = func(pdu.Header, *wire.Message) []peerAnswer { return nil }
+	sw.net.nak = func(h pdu.Header) (pdu.Code, bool, bool) {
+		return pdu.CodeNoRoute, genuine.Load(), h.Dst == sw.p.Name
+	}
+	ctx := context.Background()
+	ask := func() (time.Duration, error) {
+		start := time.Now()
+		_, err := sw.s.ask(ctx, sw.p.Name, &wire.Message{Op: wire.OpSync, Capsule: sw.c[:], From: 1})
+		return time.Since(start), err
+	}
+	genuine.Store(true)
+	took, err := ask()
+	if !errors.Is(err, errNAK) || took > time.Second {
+		t.Fatalf("genuine NAK: %v after %s (peer timeout 3s)", err, took)
+	}
+	genuine.Store(false)
+	took, err = ask()
+	if errors.Is(err, errNAK) || took < 3*time.Second {
+		t.Fatalf("forged NAK: %v after %s, want the full peer timeout", err, took)
+	}
+	// The anti-entropy path backs off from the peer after the NAK.
+	genuine.Store(true)
+	before := counterValue(sw.s.met.syncSkipped)
+	sw.s.syncCapsule(ctx, sw.c)
+	if sw.s.sync.due(sw.p.Name, time.Now()) {
+		t.Fatal("a peer that NAKed is asked again at once")
+	}
+	sw.s.syncCapsule(ctx, sw.c)
+	if counterValue(sw.s.met.syncSkipped) <= before {
+		t.Fatal("the peer backing off was asked")
+	}
 }

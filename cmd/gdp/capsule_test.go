@@ -35,6 +35,15 @@ func TestDeployCapsuledYAML(t *testing.T) {
 	if cfg.Engine != "pebble" || cfg.MaxData != 56000 || cfg.SyncInterval.Std() != time.Second || cfg.Identity != "capsuled" {
 		t.Fatalf("unexpected values: %+v", cfg)
 	}
+	sc, err := cfg.server()
+	if err != nil || sc.PeerTimeout != 2*time.Second || sc.SyncParallel != 16 || sc.PeerBackoff != 30*time.Second ||
+		sc.Placement.MaxPerOwner != 1024 || sc.Placement.MaxReplicas != 7 || sc.Placement.MaxPlacements != 65536 || len(sc.Placement.Owners) != 0 {
+		t.Fatalf("unexpected server values: %+v %v", sc, err)
+	}
+	cfg.Placement.Owners = []string{"not a key"}
+	if _, err := cfg.server(); err == nil {
+		t.Fatal("a malformed owner key was accepted")
+	}
 }
 
 // TestCapsuleCLI runs what an operator and a user would: a router, one

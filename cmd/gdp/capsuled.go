@@ -74,9 +74,11 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 	wctx, wstop := context.WithCancel(ctx)
 	defer wstop()
 	go watch.run(wctx, certCheckEvery)
-	srv, err := capsuled.New(actx, capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, Workers: cfg.Workers,
-		SyncInterval: cfg.SyncInterval.Std(), MaxSubscriptions: cfg.MaxSubscriptions,
-		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber}, capsuled.Deps{Identity: at.id, Client: at.client, Logger: log, Registry: reg})
+	scfg, err := cfg.server()
+	if err != nil {
+		return err
+	}
+	srv, err := capsuled.New(actx, scfg, capsuled.Deps{Identity: at.id, Client: at.client, Logger: log, Registry: reg})
 	if err != nil {
 		return err
 	}

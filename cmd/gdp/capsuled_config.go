@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/internal/config"
@@ -221,6 +225,15 @@ type capsuledConfig struct {
 	// MaxSubscriptionsPerSubscriber bounds one subscriber's live
 	// subscriptions (503 beyond). Default 64.
 	MaxSubscriptionsPerSubscriber int `yaml:"max_subscriptions_per_subscriber"`
+	// PeerTimeout bounds one anti-entropy request to a peer. Default 2s.
+	PeerTimeout config.Duration `yaml:"peer_timeout"`
+	// SyncParallel capsules compared with their peers at once. Default 16.
+	SyncParallel int `yaml:"sync_parallel"`
+	// PeerBackoff is the longest an unreachable peer is left alone.
+	// Default 30s.
+	PeerBackoff config.Duration `yaml:"peer_backoff"`
+	// Placement is the policy for who may place capsules here.
+	Placement placementYAML `yaml:"placement"`
 	// Metrics is the address of /metrics. Default 127.0.0.1:8029; "off"
 	// disables it.
 	Metrics string `yaml:"metrics"`
@@ -228,6 +241,48 @@ type capsuledConfig struct {
 	DrainTimeout config.Duration `yaml:"drain_timeout"`
 	// Log selects level and format. Default info, json.
 	Log logging.Config `yaml:"log"`
+}
+
+// placementYAML is the placement: block (capsuled.PlacementPolicy).
+type placementYAML struct {
+	// Owners allowed to place capsules: owner public keys (the Key of the
+	// capsule's metadata), base64url without padding or hex. Default
+	// empty: any owner.
+	Owners []string `yaml:"owners"`
+	// MaxPerOwner capsules one owner key may place. Default 1024; -1: no bound.
+	MaxPerOwner int `yaml:"max_per_owner"`
+	// MaxReplicas of one capsule. Default 7; at most 16.
+	MaxReplicas int `yaml:"max_replicas"`
+	// MaxPlacements capsules in all. Default 65536.
+	MaxPlacements int `yaml:"max_placements"`
+}
+
+// policy converts the block, decoding the owner keys.
+func (p placementYAML) policy() (capsuled.PlacementPolicy, error) {
+	pol := capsuled.PlacementPolicy{MaxPerOwner: p.MaxPerOwner, MaxReplicas: p.MaxReplicas, MaxPlacements: p.MaxPlacements}
+	for _, o := range p.Owners {
+		k, err := hex.DecodeString(o)
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			k, err = base64.RawURLEncoding.DecodeString(o)
+		}
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return pol, fmt.Errorf("capsuled config: placement owner %q is not a 32-byte key in base64url or hex", o)
+		}
+		pol.Owners = append(pol.Owners, ed25519.PublicKey(k))
+	}
+	return pol, nil
+}
+
+// server is the capsuled.Config the file describes.
+func (cfg capsuledConfig) server() (capsuled.Config, error) {
+	pol, err := cfg.Placement.policy()
+	if err != nil {
+		return capsuled.Config{}, err
+	}
+	return capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, Workers: cfg.Workers,
+		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel,
+		PeerBackoff: cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
+		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber}, nil
 }
 
 func loadCapsuledConfig(path string) (capsuledConfig, error) {
@@ -249,6 +304,9 @@ func loadCapsuledConfig(path string) (capsuledConfig, error) {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = config.Duration(5 * time.Second)
+	}
+	if _, err := cfg.Placement.policy(); err != nil {
+		return cfg, err
 	}
 	return cfg, validateCapsuledConfig(cfg)
 }
