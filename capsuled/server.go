@@ -208,6 +208,7 @@ func (s *Server) receive(ctx context.Context) {
 			s.met.dropped.WithLabelValues("not_data").Inc()
 			continue
 		}
+		s.sync.heard(m.Src)
 		msg, err := wire.Unmarshal(m.Payload)
 		if err != nil {
 			s.met.dropped.WithLabelValues("malformed").Inc()

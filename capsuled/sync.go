@@ -90,7 +90,7 @@ func (s *Server) antiEntropy(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case c := <-s.kick:
-			s.startSync(ctx, c)
+			s.startSync(ctx, c, true)
 		case <-t.C:
 			s.syncAll(ctx)
 			t.Reset(s.jitter())
@@ -108,14 +108,16 @@ func (s *Server) syncAll(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.startSync(ctx, p.name)
+		s.startSync(ctx, p.name, false)
 	}
 }
 
 // startSync starts comparing capsule c with its peers unless that is
 // under way already. It does not wait: the comparison waits for one of
-// the SyncParallel slots in a goroutine of its own.
-func (s *Server) startSync(ctx context.Context, c pdu.Name) {
+// the SyncParallel slots in a goroutine of its own. With force (an APPEND
+// showed this replica behind, or a CREATE) peers backing off are asked
+// too.
+func (s *Server) startSync(ctx context.Context, c pdu.Name, force bool) {
 	if !s.sync.begin(c) {
 		return
 	}
@@ -134,14 +136,14 @@ func (s *Server) startSync(ctx context.Context, c pdu.Name) {
 		}
 		s.met.syncInflight.Inc()
 		defer func() { <-slots; s.met.syncInflight.Dec() }()
-		s.sync.setSuspect(c, !s.syncCapsule(ctx, c))
+		s.sync.setSuspect(c, !s.syncCapsule(ctx, c, force))
 	}()
 }
 
 // syncCapsule asks each peer replica, in parallel, for what it has beyond
-// our head and stores it. Peers backing off are skipped. It reports
-// whether every peer answered.
-func (s *Server) syncCapsule(ctx context.Context, c pdu.Name) bool {
+// our head and stores it. Peers backing off are skipped unless force. It
+// reports whether every peer answered.
+func (s *Server) syncCapsule(ctx context.Context, c pdu.Name, force bool) bool {
 	p := s.places.get(c)
 	if p == nil {
 		return true
@@ -152,7 +154,7 @@ func (s *Server) syncCapsule(ctx context.Context, c pdu.Name) bool {
 		if ctx.Err() != nil {
 			break
 		}
-		if !s.sync.due(peer, time.Now()) {
+		if !force && !s.sync.due(peer, time.Now()) {
 			s.met.syncSkipped.Inc()
 			silent.Store(true)
 			continue
@@ -307,6 +309,16 @@ func (st *syncState) due(peer pdu.Name, now time.Time) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return !now.Before(st.waits[peer].until)
+}
+
+// heard clears the back-off of a node that just sent us something: it is
+// reachable again.
+func (st *syncState) heard(n pdu.Name) {
+	st.mu.Lock()
+	if _, ok := st.waits[n]; ok {
+		delete(st.waits, n)
+	}
+	st.mu.Unlock()
 }
 
 // answered records the outcome of asking peer: an answer (of any status)

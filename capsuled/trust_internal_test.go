@@ -259,11 +259,11 @@ func TestSyncCutShortByNAK(t *testing.T) {
 	// The anti-entropy path backs off from the peer after the NAK.
 	genuine.Store(true)
 	before := counterValue(sw.s.met.syncSkipped)
-	sw.s.syncCapsule(ctx, sw.c)
+	sw.s.syncCapsule(ctx, sw.c, false)
 	if sw.s.sync.due(sw.p.Name, time.Now()) {
 		t.Fatal("a peer that NAKed is asked again at once")
 	}
-	sw.s.syncCapsule(ctx, sw.c)
+	sw.s.syncCapsule(ctx, sw.c, false)
 	if counterValue(sw.s.met.syncSkipped) <= before {
 		t.Fatal("the peer backing off was asked")
 	}
