@@ -141,7 +141,7 @@ func (w *world) attach(n *router.Node, id *certs.Identity, inbox int) (*client.C
 type replica struct {
 	id   *certs.Identity
 	dir  string
-	conf capsuled.Config      // starting point of the server's config (Dir and the sync timings are set)
+	conf capsuled.Config // starting point of the server's config (Dir and the sync timings are set)
 	srv  *capsuled.Server
 	ep   *client.Endpoint
 	gate *gateConn
