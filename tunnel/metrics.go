@@ -17,13 +17,14 @@ var (
 	descRekeys   = prometheus.NewDesc("gdp_tunnel_rekeys_total", "Raw key epochs completed.", nil, nil)
 	descLinks    = prometheus.NewDesc("gdp_tunnel_links", "Links currently up.", nil, nil)
 	descPending  = prometheus.NewDesc("gdp_tunnel_handshakes_in_flight", "Incoming QUIC handshakes started and not finished.", nil, nil)
+	descKeep     = prometheus.NewDesc("gdp_tunnel_keepalives_total", "KEEPALIVE datagrams sent on idle links or received (consumed, not counted as PDUs).", []string{"direction"}, nil)
 	descRetries  = prometheus.NewDesc("gdp_tunnel_retries_total", "New clients sent a QUIC Retry (source address validation) because handshakes piled up.", nil, nil)
 )
 
 type collector struct{ e *Endpoint }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descDrops, descRefused, descDialFail, descAccFail, descRekeys, descLinks, descPending, descRetries} {
+	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descDrops, descRefused, descDialFail, descAccFail, descRekeys, descLinks, descPending, descRetries, descKeep} {
 		ch <- d
 	}
 }
@@ -35,6 +36,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descPDUs, s.PDUsSent, "out")
 	counter(descPDUs, s.PDUsReceived, "in")
+	counter(descKeep, s.KeepalivesSent, "out")
+	counter(descKeep, s.KeepalivesReceived, "in")
 	counter(descFrames, s.FramesSent, "out")
 	counter(descFrames, s.FramesReceived, "in")
 	for r := DropReason(0); r < numDropReasons; r++ {
