@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -41,6 +42,22 @@ func TestReadvertiseReplacesOlderHop(t *testing.T) {
 	if n := len(r.Faces()); n != 2 {
 		t.Fatalf("%d faces, want both attachments kept", n)
 	}
+	// Another server with its own AdCert for the capsule shares the name
+	// but demotes nobody: only the same identity's newer face does.
+	otherID, _ := certs.NewIdentity(certs.KindServer, "another replica")
+	adOther, _ := cap.AdCert(otherID.Name, time.Hour)
+	replica := w.attach(r, otherID)
+	advertise(t, replica, client.CapsuleRoute(cap.Meta, adOther))
+	costs := map[uint32]int{}
+	for _, h := range r.FIB().Lookup(cap.Meta.Name()) {
+		costs[h.Cost]++
+	}
+	if costs[0] != 2 || len(costs) != 2 {
+		t.Fatalf("hop costs after another identity advertised: %v, want the new face and the other replica at 0", costs)
+	}
+	advertise(t, fresh, client.CapsuleRoute(cap.Meta, ad)) // back to one live holder for the checks below
+	_, _ = replica.Withdraw(context.Background(), cap.Meta.Name())
+
 	cl := w.endpoint(r, certs.KindClient, "client")
 	advertise(t, cl)
 	for i := range 20 {
