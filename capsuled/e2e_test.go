@@ -13,6 +13,7 @@ import (
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 // fullSize is how many records the end-to-end tests write: the issue's
@@ -257,6 +258,10 @@ func TestWriteWithOneReplicaLeft(t *testing.T) {
 	if _, err := writer.NewReader(ctx, name, client.ReaderOptions{Quorum: 2}); !errors.Is(err, client.ErrNoAnswer) {
 		t.Fatalf("quorum read with one replica: %v", err)
 	}
+	// Keep b and c cut off past the tunnels' idle timeout, as a loaded
+	// machine did: their tunnels close, and they must redial and advertise
+	// again (AttachAny, as gdp capsuled does) to catch up.
+	time.Sleep(tunnel.DefaultIdleTimeout + time.Second - time.Since(start))
 	b.gate.down.Store(false)
 	c.gate.down.Store(false)
 	eventually(t, 60*time.Second, "b and c caught up", converged(200, a, b, c))
