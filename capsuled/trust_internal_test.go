@@ -27,6 +27,7 @@ import (
 type peerNet struct {
 	self  pdu.Name
 	c     *client.Client
+	mu    sync.Mutex
 	serve func(h pdu.Header, m *wire.Message) []peerAnswer
 	// nak, when set, may have the router refuse the PDU: it returns the
 	// NAK code, and whether the NAK echoes the PDU as sent (else a forged
@@ -46,17 +47,27 @@ func (f *peerNet) Peer() pdu.Name        { return pdu.Name{0xee} }
 func (f *peerNet) Done() <-chan struct{} { return f.done }
 func (f *peerNet) Close() error          { f.once.Do(func() { close(f.done) }); return nil }
 
+// set installs the peers' behaviour (the server is running already).
+func (f *peerNet) set(serve func(pdu.Header, *wire.Message) []peerAnswer, nak func(pdu.Header) (pdu.Code, bool, bool)) {
+	f.mu.Lock()
+	f.serve, f.nak = serve, nak
+	f.mu.Unlock()
+}
+
 func (f *peerNet) Send(p []byte) error {
+	f.mu.Lock()
+	serve, nak := f.serve, f.nak
+	f.mu.Unlock()
 	var h pdu.Header
-	if err := pdu.Decode(p, &h); err != nil || h.Type != pdu.TypeData || f.serve == nil {
+	if err := pdu.Decode(p, &h); err != nil || h.Type != pdu.TypeData || serve == nil {
 		return nil
 	}
 	m, err := wire.Unmarshal(h.Payload)
 	if err != nil {
 		return nil
 	}
-	if f.nak != nil {
-		if code, genuine, ok := f.nak(h); ok {
+	if nak != nil {
+		if code, genuine, ok := nak(h); ok {
 			orig := p
 			if !genuine {
 				orig = append([]byte(nil), p...)
@@ -72,7 +83,7 @@ func (f *peerNet) Send(p []byte) error {
 			return nil
 		}
 	}
-	for _, a := range f.serve(h, m) {
+	for _, a := range serve(h, m) {
 		go func(a peerAnswer) {
 			time.Sleep(a.delay)
 			b, err := a.msg.Marshal()
@@ -202,7 +213,7 @@ func TestSyncAnswersOnlyFromThePeerAsked(t *testing.T) {
 		return nil
 	}
 	sw = newSyncWorld(t, Config{SyncInterval: 100 * time.Millisecond, PeerTimeout: time.Second})
-	sw.net.serve = serve
+	sw.net.set(serve, nil)
 	ready.Store(true)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -236,10 +247,9 @@ func counterValue(c prometheus.Counter) float64 {
 func TestSyncCutShortByNAK(t *testing.T) {
 	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: 3 * time.Second})
 	var genuine atomic.Bool
-	sw.net.serve = func(pdu.Header, *wire.Message) []peerAnswer { return nil }
-	sw.net.nak = func(h pdu.Header) (pdu.Code, bool, bool) {
+	sw.net.set(func(pdu.Header, *wire.Message) []peerAnswer { return nil }, func(h pdu.Header) (pdu.Code, bool, bool) {
 		return pdu.CodeNoRoute, genuine.Load(), h.Dst == sw.p.Name
-	}
+	})
 	ctx := context.Background()
 	ask := func() (time.Duration, error) {
 		start := time.Now()
