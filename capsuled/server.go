@@ -36,6 +36,8 @@ type Deps struct {
 
 // Server is one capsule server.
 type Server struct {
+	syncLog syncFailures
+
 	cfg  Config
 	id   *certs.Identity
 	name pdu.Name

@@ -171,9 +171,7 @@ func (s *Server) syncCapsule(ctx context.Context, c pdu.Name, force bool) bool {
 			if !ok {
 				silent.Store(true)
 			}
-			if err != nil {
-				s.log.Debug("anti-entropy", logging.Capsule(c), logging.Peer(peer), zap.Error(err))
-			}
+			s.syncLog.report(s.log, c, peer, err)
 		}()
 	}
 	wg.Wait()
@@ -377,4 +375,37 @@ func (st *syncState) nak(self pdu.Name, m client.Message) bool {
 		}
 	}
 	return false
+}
+
+// syncFailures remembers which (capsule, peer) pairs anti-entropy cannot
+// sync, so a failure is logged at WARN once when it starts, the recovery
+// at INFO once, and the rounds in between only at DEBUG (a replica down
+// for an hour is two lines, not thousands; gdp_capsuled_sync_errors_total
+// counts every round).
+type syncFailures struct {
+	mu     sync.Mutex
+	failed map[[2]pdu.Name]bool
+}
+
+func (f *syncFailures) report(log *zap.Logger, c, peer pdu.Name, err error) {
+	f.mu.Lock()
+	if f.failed == nil {
+		f.failed = map[[2]pdu.Name]bool{}
+	}
+	k := [2]pdu.Name{c, peer}
+	was := f.failed[k]
+	if err != nil {
+		f.failed[k] = true
+	} else {
+		delete(f.failed, k)
+	}
+	f.mu.Unlock()
+	switch {
+	case err != nil && !was:
+		log.Warn("anti-entropy with a replica failing; retrying", logging.Capsule(c), logging.Peer(peer), zap.Error(err))
+	case err != nil:
+		log.Debug("anti-entropy", logging.Capsule(c), logging.Peer(peer), zap.Error(err))
+	case was:
+		log.Info("anti-entropy with the replica works again", logging.Capsule(c), logging.Peer(peer))
+	}
 }

@@ -148,7 +148,9 @@ func runDoctor(o doctorOptions) []checkResult {
 		r, files, ports = checkConfig(o.config, o.role)
 		out = append(out, r)
 		for _, p := range ports {
-			out = append(out, checkPortFree(p))
+			if p.addr != "" && p.addr != "off" {
+				out = append(out, checkPortFree(p))
+			}
 		}
 	}
 	ks := o.keystore
