@@ -101,3 +101,50 @@ func TestPlacementPolicy(t *testing.T) {
 		t.Fatalf("append to a placed capsule: %v %v", d, err)
 	}
 }
+
+// TestOlderPlacementRecordRefused: a CREATE whose placement record is
+// older than the one the server holds (a replayed CREATE) is refused
+// (409) and leaves the placement as it was; one without a record, or with
+// a record the owner did not sign, is refused too (403).
+func TestOlderPlacementRecordRefused(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	s := w.newReplica(r1, "s")
+	cc := w.user(r1, "owner")
+	tc := newTestCapsule(t, "moved")
+	tc.create(t, cc, 1, s)
+	c := tc.meta.Name()
+	places, err := client.PlaceCapsule(tc.owner, tc.meta, []pdu.Name{s.id.Name}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := w.rawUser(r1)
+	create := func(rec *capsule.Placement) *wire.Message {
+		m := &wire.Message{Op: wire.OpCreate, Capsule: c[:], Metadata: tc.meta.Marshal(), AdCert: places[0].AdCert.Marshal()}
+		if rec != nil {
+			m.Placement = rec.Marshal()
+		}
+		return u.do(s.id.Name, m)
+	}
+	old, err := capsule.SignPlacement(tc.owner.Key, tc.meta, []pdu.Name{s.id.Name, {9}}, 2, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := create(old); resp.Status != wire.StatusConflict {
+		t.Fatalf("older record: %s %s", resp.Status, resp.Error)
+	}
+	if resp := create(nil); resp.Status != wire.StatusForbidden {
+		t.Fatalf("no record: %s %s", resp.Status, resp.Error)
+	}
+	forged, _ := capsule.SignPlacement(tc.writer.Key, &certs.Metadata{Kind: certs.KindCapsule, Key: tc.writer.Public(), WriterKey: tc.writer.Public()},
+		[]pdu.Name{s.id.Name}, 1, time.Now().Add(time.Hour))
+	forged.Capsule = c
+	if resp := create(forged); resp.Status != wire.StatusForbidden {
+		t.Fatalf("record not signed by the owner: %s %s", resp.Status, resp.Error)
+	}
+	resp := u.do(s.id.Name, &wire.Message{Op: wire.OpMetadata, Capsule: c[:]})
+	rec, err := capsule.UnmarshalPlacement(resp.Placement)
+	if err != nil || len(rec.Replicas) != 1 || rec.W != 1 {
+		t.Fatalf("placement after the refusals: %+v %v", rec, err)
+	}
+}
