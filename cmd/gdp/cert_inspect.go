@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -95,6 +96,9 @@ func chainView(c *certs.Chain, now time.Time) chainJSON {
 // aliases maps names to keystore aliases, to annotate output.
 func aliases() map[certs.Name]string {
 	out := map[certs.Name]string{}
+	if _, err := os.Stat(certKeystoreDir); err != nil {
+		return out // no keystore: nothing to annotate (and nothing created)
+	}
 	ks, err := certs.OpenKeystore(certKeystoreDir)
 	if err != nil {
 		return out

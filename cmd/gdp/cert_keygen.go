@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -71,6 +72,10 @@ keep its keystore on a well-guarded machine. Hand the public metadata
 		Example: `  gdp cert list --keystore /etc/gdp/keys`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := os.Stat(certKeystoreDir); err != nil {
+				return fmt.Errorf("keystore %s: %w; create a key with: gdp cert --keystore %s keygen --kind KIND --alias ALIAS",
+					certKeystoreDir, err, certKeystoreDir)
+			}
 			ks, err := openKeystore()
 			if err != nil {
 				return err

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gdpnet/gdpnet/client"
 )
 
@@ -73,5 +75,32 @@ func TestCertIssueRefusesExpired(t *testing.T) {
 	w = issueWindow{notBefore: "now", duration: time.Hour}
 	if _, _, err := w.window(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// gdp cert inspect and gdp cert list with no keystore create none.
+func TestCertCommandsCreateNoKeystore(t *testing.T) {
+	dir := t.TempDir()
+	ks := filepath.Join(dir, "keys")
+	old := certKeystoreDir
+	defer func() { certKeystoreDir = old }()
+	certKeystoreDir = ks
+	if m := aliases(); len(m) != 0 {
+		t.Fatalf("aliases from a missing keystore: %v", m)
+	}
+	var list *cobra.Command
+	for _, c := range certCmd.Commands() {
+		if c.Name() == "list" {
+			list = c
+		}
+	}
+	if err := list.RunE(list, nil); err == nil || !strings.Contains(err.Error(), "keygen") {
+		t.Fatalf("list of a missing keystore: %v", err)
+	}
+	if _, err := loadIdentity("alice"); err == nil || !strings.Contains(err.Error(), "keygen") {
+		t.Fatalf("loading from a missing keystore: %v", err)
+	}
+	if _, err := os.Stat(ks); !os.IsNotExist(err) {
+		t.Fatalf("a cert command created the keystore (%v)", err)
 	}
 }
