@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -66,10 +67,10 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 	// flight) or were lost: wait for them a little, then call this replica
 	// behind and catch up from the peers.
 	f := first(recs, hb)
-	err = s.st.Append(ctx, c, recs, hb)
+	err = s.st.AppendExtending(ctx, c, recs, hb)
 	if errors.Is(err, capsule.ErrGap) && f > head.Seqno+1 && hb.Capsule == c {
 		if head = s.awaitHead(ctx, c, f-1, head); head.Seqno+1 >= f {
-			err = s.st.Append(ctx, c, recs, hb)
+			err = s.st.AppendExtending(ctx, c, recs, hb)
 		} else if p := s.places.get(c); p != nil && len(p.peers(s.name)) > 0 {
 			s.kickSync(c)
 			resp := m.Reply(wire.StatusGap)
@@ -85,6 +86,14 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 			s.met.equivocations.Inc()
 			resp.Evidence = eq.Evidence.Marshal()
 			s.log.Warn("forked writer detected", logging.Capsule(c), logging.Src(r.from), logging.Seqno(eq.Evidence.Size))
+		} else if errors.Is(err, store.ErrWriterConflict) {
+			s.met.writerConflicts.Inc()
+			resp.Head = head.Seqno
+			if h, herr := s.st.Head(c); herr == nil {
+				resp.Head = h.Seqno
+			}
+			s.log.Info("append refused: another writer is active", logging.Capsule(c), logging.Src(r.from),
+				logging.Seqno(f), logging.Reason(err.Error()))
 		} else {
 			s.log.Debug("append refused", logging.Capsule(c), logging.Src(r.from), zap.Error(err))
 		}

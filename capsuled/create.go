@@ -11,6 +11,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // handleCreate places a capsule on this server. The router verifies the
@@ -51,6 +52,7 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 	if err := s.st.Create(ctx, p.name, p.meta.Marshal()); err != nil {
 		return fail(m, fmt.Errorf("create %s: %w", p.name, err))
 	}
+	s.checkExpiry(p, time.Now())
 	s.log.Info("capsule placed", logging.Capsule(p.name), zap.Int("replicas", len(p.replicas)), zap.Int("w", p.w),
 		logging.Expiry(p.adcert.NotAfter), zap.Bool("renewed", existed))
 	s.kickSync(p.name)
@@ -61,4 +63,38 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 	resp := m.Reply(st)
 	resp.Replicas, resp.W = wire.NameBytes(p.replicas), uint64(p.w)
 	return resp
+}
+
+// renewWarning is the share of an AdCert's lifetime left below which the
+// server logs a WARN (once per AdCert): renew at half-life, worry at 20 %.
+const renewWarning = 0.2
+
+// checkExpiry exports p's AdCert expiry and warns once per AdCert when it
+// has less than renewWarning of its lifetime left or has expired.
+func (s *Server) checkExpiry(p *placement, now time.Time) {
+	na := p.adcert.NotAfter
+	s.met.adcertExpiry.WithLabelValues(p.name.String()).Set(float64(na.Unix()))
+	total, left := na.Sub(p.adcert.NotBefore), na.Sub(now)
+	if total <= 0 || float64(left) >= renewWarning*float64(total) {
+		return
+	}
+	state := "expiring"
+	if left <= 0 {
+		state = "expired"
+	}
+	key := struct {
+		c pdu.Name
+		s string
+	}{p.name, state}
+	if prev, ok := s.warned.Load(key); ok && prev.(time.Time).Equal(na) {
+		return
+	}
+	s.warned.Store(key, na)
+	if left <= 0 {
+		s.log.Warn("adcert expired: the capsule is no longer advertised here; its owner must renew it (gdp capsule renew)",
+			logging.Capsule(p.name), logging.Expiry(na))
+		return
+	}
+	s.log.Warn("adcert expires soon: its owner should renew it (gdp capsule renew)", logging.Capsule(p.name),
+		logging.Expiry(na), zap.String("left", left.Round(time.Second).String()))
 }

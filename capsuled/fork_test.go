@@ -68,26 +68,45 @@ func TestForkedWriterDetected(t *testing.T) {
 		t.Fatalf("observing a conflicting heartbeat: %v", err)
 	}
 
-	// x is offered log b: refused, with evidence.
+	// x is offered log b as a writer's APPEND: it does not extend x's
+	// log, so it is refused as another writer's (412), and nothing is
+	// stored, not even evidence (this used to be stored as a fork, and
+	// then nothing could be read).
 	resp := u.do(x.id.Name, appendMsg(c, rb, hbB))
-	if resp.Status != wire.StatusConflict || len(resp.Evidence) == 0 {
-		t.Fatalf("forked append: %v %q, evidence %d bytes", resp.Status, resp.Error, len(resp.Evidence))
-	}
-	ev, err := capsule.UnmarshalEvidence(resp.Evidence)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ev.Verify(info); err != nil {
-		t.Fatalf("evidence does not verify: %v", err)
+	if resp.Status != wire.StatusWriterConflict || len(resp.Evidence) != 0 || resp.Head != 3 {
+		t.Fatalf("forked append: %v %q, head %d, evidence %d bytes", resp.Status, resp.Error, resp.Head, len(resp.Evidence))
 	}
 	if h, _ := x.srv.Store().Head(c); h.Seqno != 3 || !h.Heartbeat.Equal(hbA) {
 		t.Fatalf("x's log changed: %d", h.Seqno)
+	}
+	if evs, _ := x.srv.Store().Evidence(c); len(evs) != 0 {
+		t.Fatalf("a refused append stored evidence")
+	}
+	// Replicas that exchange the two logs (anti-entropy) do find the fork:
+	// place the capsule on x and y together (a renewal) and wait for it.
+	tc.create(t, admin, 1, x, y)
+	eventually(t, 20*time.Second, "the fork found by anti-entropy", func() bool {
+		evs, _ := x.srv.Store().Evidence(c)
+		return len(evs) > 0
+	})
+	evs, _ := x.srv.Store().Evidence(c)
+	if err := evs[0].Verify(info); err != nil {
+		t.Fatalf("evidence does not verify: %v", err)
 	}
 	in, err := admin.Info(ctx, c, x.id.Name)
 	if err != nil || in.Evidence == nil {
 		t.Fatalf("metadata does not report the fork: %v", err)
 	}
-	if _, err := admin.NewReader(ctx, c, client.ReaderOptions{Server: x.id.Name}); !errors.Is(err, capsule.ErrEquivocation) {
-		t.Fatalf("new reader on a forked capsule: %v", err)
+	// A reader opens the forked capsule and learns the fork point; the logs
+	// differ from seqno 1, so nothing is readable.
+	rd2, err := admin.NewReader(ctx, c, client.ReaderOptions{Server: x.id.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := rd2.Fork(); ev == nil || ev.Size != 1 {
+		t.Fatalf("reader's fork: %+v", ev)
+	}
+	if _, err := rd2.Read(ctx, 1, 3); !errors.Is(err, capsule.ErrEquivocation) {
+		t.Fatalf("reading a forked capsule at its fork point: %v", err)
 	}
 }

@@ -16,6 +16,11 @@ type metrics struct {
 	placementsRefused *prometheus.CounterVec // reason
 	syncSkipped       prometheus.Counter
 	syncInflight      prometheus.Gauge
+	// adcertExpiry is each placed capsule's AdCert NotAfter (unix seconds).
+	adcertExpiry *prometheus.GaugeVec // capsule
+	// writerConflicts counts APPENDs refused because they did not extend
+	// the head (another writer with the same key).
+	writerConflicts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushes_total", Help: "EVENT messages pushed to subscribers."}),
 		subQuota: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 			Name: "subscription_quota_total", Help: "Subscriptions refused or evicted to share them fairly among subscribers, by reason."}, []string{"reason"}),
+		adcertExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "adcert_expiry_timestamp_seconds", Help: "When each placed capsule's AdCert for this server expires (unix seconds)."}, []string{"capsule"}),
+		writerConflicts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+			Name: "writer_conflicts_total", Help: "APPENDs refused because they did not extend the head (another writer is active)."}),
 	}
 	m.placementsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "placements_refused_total", Help: "CREATEs the placement policy refused, by reason (owner_not_allowed, owner_quota, too_many_replicas, server_full)."}, []string{"reason"})
@@ -47,10 +56,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "sync_inflight", Help: "Capsules being compared with their peers now (at most sync_parallel)."})
 	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncInflight)
 	// Labelled series exist from the start at zero.
-	for _, r := range []string{"unreachable", "nak", "refused", "verify"} {
+	for _, r := range []string{"unreachable", "nak", "refused", "verify", "adopted"} {
 		m.syncErrors.WithLabelValues(r)
 	}
-	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak"} {
+	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak", "delete_unsigned"} {
 		m.dropped.WithLabelValues(r)
 	}
 	for _, r := range []string{refuseOwner, refuseQuota, refuseReplicas, refuseFull} {
@@ -59,6 +68,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"subscription_evicted", "subscriptions_full", "subscriber_quota"} {
 		m.subQuota.WithLabelValues(r)
 	}
-	reg.MustRegister(m.requests, m.appended, m.synced, m.syncErrors, m.equivocations, m.dropped, m.subscriptions, m.pushes, m.subQuota)
+	reg.MustRegister(m.requests, m.appended, m.synced, m.syncErrors, m.equivocations, m.dropped, m.subscriptions, m.pushes, m.subQuota,
+		m.adcertExpiry, m.writerConflicts)
 	return m
 }

@@ -47,6 +47,8 @@ type Server struct {
 	met  *metrics
 
 	places *placements
+	dels   deletes
+	warned sync.Map // pdu.Name -> time.Time: the AdCert NotAfter already warned about
 	pend   *wire.Pending
 	subs   *subscriptions
 	watch  *watchers
@@ -140,6 +142,7 @@ func (s *Server) routes() []client.Route {
 	out := []client.Route{s.cli.Self()}
 	now := time.Now()
 	for _, p := range s.places.all() {
+		s.checkExpiry(p, now)
 		if p.adcert.ValidAt(now) {
 			out = append(out, client.CapsuleRoute(p.meta, p.adcert))
 		}
@@ -277,6 +280,8 @@ func (s *Server) serve(ctx context.Context, r request) {
 		resp = s.handleProof(r)
 	case wire.OpSync:
 		resp = s.handleSync(r)
+	case wire.OpDelete:
+		resp = s.handleDelete(ctx, r)
 	default:
 		resp = r.msg.Reply(wire.StatusBadRequest)
 		resp.Error = "unsupported operation"

@@ -17,6 +17,8 @@ func statusOf(err error) wire.Status {
 		return wire.StatusOK
 	case errors.Is(err, errForbidden), errors.Is(err, client.ErrRefused):
 		return wire.StatusForbidden
+	case errors.Is(err, store.ErrWriterConflict):
+		return wire.StatusWriterConflict
 	case errors.Is(err, store.ErrUnknownCapsule), errors.Is(err, store.ErrNotFound):
 		return wire.StatusNotFound
 	case errors.Is(err, store.ErrOutOfRange):

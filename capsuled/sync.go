@@ -204,10 +204,27 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name) error {
 		if len(resp.Segments) == 0 {
 			return nil
 		}
+		reconciled := false
 		for i, seg := range resp.Segments {
 			recs, hb, err := decodeBatch(seg.Records, seg.Heartbeat)
 			if err == nil {
 				err = s.st.Append(ctx, c, recs, hb)
+			}
+			if err != nil && diverged(err) {
+				adopted, rerr := s.reconcile(ctx, c, peer, resp.Head)
+				if adopted {
+					reconciled = true
+					break // re-read the head and pull on
+				}
+				if rerr == nil {
+					return nil // ours is the majority's line: the peer adopts it
+				}
+				var eq *capsule.EquivocationError
+				if errors.As(rerr, &eq) {
+					err = rerr
+				} else if !errors.Is(rerr, errAgreed) {
+					err = fmt.Errorf("%w (reconciling: %w)", err, rerr)
+				}
 			}
 			if err != nil {
 				var eq *capsule.EquivocationError
@@ -221,7 +238,7 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name) error {
 			s.met.synced.Add(float64(len(recs)))
 			s.watch.changed(c)
 		}
-		if !resp.More {
+		if !resp.More && !reconciled {
 			return nil
 		}
 	}

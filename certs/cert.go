@@ -180,6 +180,10 @@ func ParseCert(b []byte) (*Cert, error) {
 	return c, nil
 }
 
+// VerifySignature reports whether c is signed by pub (the issuer's key).
+// It checks nothing else: kind, names and validity are the caller's.
+func (c *Cert) VerifySignature(pub ed25519.PublicKey) bool { return c.checkSignature(pub) }
+
 // checkSignature verifies c's signature with the issuer's public key.
 func (c *Cert) checkSignature(pub ed25519.PublicKey) bool {
 	if len(pub) != ed25519.PublicKeySize || len(c.sig) != ed25519.SignatureSize {

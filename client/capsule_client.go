@@ -57,6 +57,14 @@ type CapsuleClient struct {
 	mu   sync.Mutex
 	subs map[uint64]*subWaiter
 
+	// sent remembers the PDU sequence of the last requests sent (request
+	// id and destination), so a router's NAK about one reaches its waiter
+	// at once instead of the request timing out.
+	sentMu   sync.Mutex
+	sent     map[uint32]sentPDU
+	sentRing []uint32
+	sentNext int
+
 	// Dropped counts PDUs that were not capsule messages, late answers and
 	// pushes for unknown or full subscriptions.
 	Dropped atomic.Uint64
@@ -75,7 +83,8 @@ type CapsuleClient struct {
 
 // NewCapsuleClient starts a capsule client on c.
 func NewCapsuleClient(c *Client, opts CapsuleOptions) *CapsuleClient {
-	cc := &CapsuleClient{c: c, opts: opts.withDefaults(), pend: wire.NewPending(), subs: map[uint64]*subWaiter{}}
+	cc := &CapsuleClient{c: c, opts: opts.withDefaults(), pend: wire.NewPending(), subs: map[uint64]*subWaiter{},
+		sent: map[uint32]sentPDU{}, sentRing: make([]uint32, maxSentPDUs)}
 	ctx, cancel := context.WithCancel(context.Background())
 	cc.cancel = cancel
 	cc.wg.Add(1)
@@ -102,6 +111,12 @@ func (cc *CapsuleClient) loop(ctx context.Context) {
 		m, err := cc.c.Receive(ctx)
 		if err != nil {
 			return
+		}
+		if m.Type == pdu.TypeNAK {
+			if !cc.nak(m) {
+				cc.Dropped.Add(1)
+			}
+			continue
 		}
 		if m.Type != pdu.TypeData {
 			cc.Dropped.Add(1)
@@ -181,14 +196,65 @@ func answerers(dst, c pdu.Name) []pdu.Name {
 	return []pdu.Name{dst}
 }
 
+// maxSentPDUs bounds the sequence numbers remembered for matching NAKs.
+const maxSentPDUs = 4096
+
+// sentPDU is a request PDU a NAK may be about.
+type sentPDU struct {
+	id  uint64
+	dst pdu.Name
+}
+
+// sendPDU sends payload b of request id to dst and remembers its PDU
+// sequence for NAK matching.
+func (cc *CapsuleClient) sendPDU(id uint64, dst pdu.Name, flags pdu.Flags, b []byte) error {
+	seq, err := cc.c.SendFrom(cc.c.ReplyName(), dst, flags, b)
+	if err != nil {
+		return err
+	}
+	cc.sentMu.Lock()
+	delete(cc.sent, cc.sentRing[cc.sentNext])
+	cc.sentRing[cc.sentNext] = seq
+	cc.sentNext = (cc.sentNext + 1) % maxSentPDUs
+	cc.sent[seq] = sentPDU{id: id, dst: dst}
+	cc.sentMu.Unlock()
+	return nil
+}
+
+// nak hands a router's NAK to the request it is about: its sequence must
+// be one we sent and the echoed header must name the destination we sent
+// that PDU to.
+func (cc *CapsuleClient) nak(m Message) bool {
+	cc.sentMu.Lock()
+	s, ok := cc.sent[m.Sequence]
+	cc.sentMu.Unlock()
+	if !ok || len(m.Payload) < pdu.HeaderLen || pdu.Type(m.Payload[2]) != pdu.TypeData ||
+		pdu.Name(m.Payload[12:44]) != s.dst {
+		return false
+	}
+	return cc.pend.DeliverNAK(s.id, s.dst, m.Code, m.Src)
+}
+
+// nakError turns a NAK reply into the error a request fails with.
+func nakError(op wire.Op, dst pdu.Name, rep wire.Reply) error {
+	e := &NAKError{Code: rep.NAK, Reporter: rep.Reporter}
+	switch rep.NAK {
+	case pdu.CodeNoRoute:
+		return fmt.Errorf("%s %s: %w: no capsule server is reachable under that name "+
+			"(a mistyped name, a capsule not placed, or AdCerts that expired)", op, dst, e)
+	case pdu.CodeForbidden:
+		return fmt.Errorf("%s %s: %w: the router refused the request", op, dst, e)
+	}
+	return fmt.Errorf("%s %s: %w", op, dst, e)
+}
+
 // send encodes m and sends it to dst with flags.
 func (cc *CapsuleClient) send(dst pdu.Name, flags pdu.Flags, m *wire.Message) error {
 	b, err := m.Marshal()
 	if err != nil {
 		return err
 	}
-	_, err = cc.c.SendFrom(cc.c.ReplyName(), dst, flags, b)
-	return err
+	return cc.sendPDU(m.ID, dst, flags, b)
 }
 
 // call sends m to dst and returns the first answer, resending after each
@@ -207,6 +273,11 @@ func (cc *CapsuleClient) call(ctx context.Context, dst pdu.Name, m *wire.Message
 		actx, cancel := context.WithTimeout(ctx, cc.opts.Timeout)
 		rep, err := wire.Wait(actx, ch)
 		cancel()
+		if err == nil && rep.NAK != pdu.CodeNone {
+			// A router says the destination cannot be reached: that is
+			// the answer, and re-sending would only get it again.
+			return rep, nakError(m.Op, dst, rep)
+		}
 		if err == nil {
 			return rep, nil
 		}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,7 +38,10 @@ func PlaceCapsule(owner *certs.Identity, meta *certs.Metadata, servers []pdu.Nam
 // Create places capsule meta on every server of places, telling each the
 // whole replica set and w (0: a majority) in a placement record signed
 // with the owner key: writers take the replica set and w from that record
-// only. It fails if any server refuses.
+// only. It fails if any server refuses (or does not answer); then the
+// placements this call made on the servers before it are deleted again (a
+// DELETE signed with the owner key), so a failed create leaves nothing
+// behind. Placements that existed before (a renewal) stay.
 func (cc *CapsuleClient) Create(ctx context.Context, owner *certs.Identity, meta *certs.Metadata, w int, places []Placement) error {
 	if len(places) == 0 || len(places) > wire.MaxReplicas {
 		return fmt.Errorf("create: %d replicas (want 1 to %d)", len(places), wire.MaxReplicas)
@@ -54,14 +58,55 @@ func (cc *CapsuleClient) Create(ctx context.Context, owner *certs.Identity, meta
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
+	var made []pdu.Name // servers where this call created the placement
 	for _, p := range places {
 		m := &wire.Message{Op: wire.OpCreate, Capsule: name[:], Metadata: meta.Marshal(), AdCert: p.AdCert.Marshal(),
 			Replicas: wire.NameBytes(replicas), W: uint64(rec.W), Placement: rec.Marshal()}
-		if _, err := cc.callOK(ctx, p.Server, m); err != nil {
-			return fmt.Errorf("create %s on %s: %w", name, p.Server, err)
+		rep, err := cc.callOK(ctx, p.Server, m)
+		if err != nil {
+			if errors.Is(err, ErrNoAnswer) {
+				// It may have placed it and the answer was lost.
+				made = append(made, p.Server)
+			}
+			err = fmt.Errorf("create %s on %s: %w", name, p.Server, err)
+			if len(made) == 0 {
+				return err
+			}
+			// Take back what this call placed; a bounded effort, since
+			// ctx may be what ended the create.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*cc.opts.Timeout*time.Duration(cc.opts.Attempts))
+			defer cancel()
+			if derr := cc.Delete(rctx, owner, name, made); derr != nil {
+				return fmt.Errorf("%w; taking back the placements made: %w", err, derr)
+			}
+			return fmt.Errorf("%w; the placements this create made were deleted again (%d servers)", err, len(made))
+		}
+		if rep.Msg.Status == wire.StatusCreated {
+			made = append(made, p.Server)
 		}
 	}
 	return nil
+}
+
+// Delete removes capsule c's placement and data from each server, with a
+// DELETE the owner signs for that server now. A server that does not hold
+// the capsule (404) counts as done. It tries every server and reports the
+// ones that failed.
+func (cc *CapsuleClient) Delete(ctx context.Context, owner *certs.Identity, c pdu.Name, servers []pdu.Name) error {
+	var errs []error
+	for _, s := range servers {
+		t := uint64(time.Now().UnixNano())
+		m := &wire.Message{Op: wire.OpDelete, Capsule: c[:], Time: t, Signature: ed25519.Sign(owner.Key, wire.DeleteSigned(c, s, t))}
+		_, err := cc.callOK(ctx, s, m)
+		var se *wire.StatusError
+		if errors.As(err, &se) && se.Status == wire.StatusNotFound {
+			err = nil
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("delete %s on %s: %w", c, s, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // CapsuleInfo is what METADATA returns, verified: the metadata hashes to
@@ -86,6 +131,23 @@ type CapsuleInfo struct {
 	Heartbeat *capsule.Heartbeat
 	// Evidence, when set, proves the writer forked the capsule.
 	Evidence *capsule.Evidence
+	// AdCert is the owner's AdCert for the replica that answered, when it
+	// sent one signed by the capsule's owner key (nil otherwise).
+	AdCert *certs.Cert
+}
+
+// AdCertLifeLeft is the fraction of the answering replica's AdCert
+// lifetime still ahead at now (0 when expired; 1 when unknown).
+func (in *CapsuleInfo) AdCertLifeLeft(now time.Time) float64 {
+	if in.AdCert == nil {
+		return 1
+	}
+	total := in.AdCert.NotAfter.Sub(in.AdCert.NotBefore)
+	left := in.AdCert.NotAfter.Sub(now)
+	if left <= 0 || total <= 0 {
+		return 0
+	}
+	return float64(left) / float64(total)
 }
 
 // Info returns a capsule's metadata and the head of one replica: dst is a
@@ -120,6 +182,12 @@ func parseInfo(c pdu.Name, rep wire.Reply) (*CapsuleInfo, error) {
 	}
 	if key, ad, err := serverKey(meta, rep.From, m.AdCert, m.Server, time.Now()); err == nil {
 		in.ServerKey, in.ServerAdCert = key, ad
+	}
+	if len(m.AdCert) > 0 {
+		if ad, err := certs.ParseCert(m.AdCert); err == nil && ad.Kind == certs.KindAdCert && ad.Issuer == c &&
+			ad.Subject == rep.From && ad.VerifySignature(meta.Key) {
+			in.AdCert = ad
+		}
 	}
 	ci := capsule.Info{Name: c, Writer: meta.WriterKey}
 	in.Head = capsule.Head{Tree: &capsule.Tree{}}

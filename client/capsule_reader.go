@@ -34,9 +34,15 @@ type Reader struct {
 	info capsule.Info
 	dst  pdu.Name
 
+	opened *CapsuleInfo // what the replica opened from answered
+
 	mu     sync.Mutex
 	newest *capsule.Heartbeat
 	stale  bool
+	// fork is the evidence that the writer forked the capsule (nil when
+	// none is known): entries before fork.Size stay readable, the ones
+	// from there on are disputed.
+	fork *capsule.Evidence
 }
 
 // NewReader opens capsule c: it fetches and checks the metadata (it must
@@ -50,10 +56,8 @@ func (cc *CapsuleClient) NewReader(ctx context.Context, c pdu.Name, opts ReaderO
 	if err != nil {
 		return nil, fmt.Errorf("reader: %w", err)
 	}
-	if in.Evidence != nil {
-		return nil, fmt.Errorf("reader for %s: %w", c, &capsule.EquivocationError{Evidence: in.Evidence})
-	}
-	r := &Reader{cc: cc, info: capsule.Info{Name: c, Writer: in.Meta.WriterKey}, dst: dst, newest: in.Heartbeat}
+	r := &Reader{cc: cc, info: capsule.Info{Name: c, Writer: in.Meta.WriterKey}, dst: dst, newest: in.Heartbeat, opened: in}
+	r.noteFork(in.Evidence)
 	if opts.Quorum > 0 {
 		if err := r.quorum(ctx, in, opts.Quorum, opts.Server.IsZero()); err != nil {
 			return nil, err
@@ -79,9 +83,7 @@ func (r *Reader) quorum(ctx context.Context, first *CapsuleInfo, n int, move boo
 			continue
 		}
 		answered++
-		if in.Evidence != nil {
-			return fmt.Errorf("reader for %s: %w", c, &capsule.EquivocationError{Evidence: in.Evidence})
-		}
+		r.noteFork(in.Evidence)
 		if in.Heartbeat != nil && (best.Heartbeat == nil || in.Heartbeat.Seqno > best.Heartbeat.Seqno) {
 			best = in
 		}
@@ -100,6 +102,37 @@ func (r *Reader) quorum(ctx context.Context, first *CapsuleInfo, n int, move boo
 
 // Info is the capsule's name and writer key.
 func (r *Reader) Info() capsule.Info { return r.info }
+
+// Opened is the verified METADATA answer the reader was opened with.
+func (r *Reader) Opened() *CapsuleInfo { return r.opened }
+
+// noteFork keeps verified evidence of a writer fork; the earliest fork
+// point wins.
+func (r *Reader) noteFork(ev *capsule.Evidence) {
+	if ev == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fork == nil || ev.Size < r.fork.Size {
+		r.fork = ev
+	}
+}
+
+// Fork returns the evidence that the writer forked the capsule, or nil.
+// Entries before Fork().Size are readable and verified as usual; reading
+// from Fork().Size on fails with a *capsule.EquivocationError.
+func (r *Reader) Fork() *capsule.Evidence {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fork
+}
+
+// forkError is the error for reading at or beyond the fork point.
+func (r *Reader) forkError(ev *capsule.Evidence) error {
+	return fmt.Errorf("read %s: the writer forked the capsule at seqno %d; entries from %d on are disputed (%d to %d stay readable): %w",
+		r.info.Name, ev.Size, ev.Size, 1, ev.Size-1, &capsule.EquivocationError{Evidence: ev})
+}
 
 // Heartbeat is the newest verified heartbeat seen (nil before any).
 func (r *Reader) Heartbeat() *capsule.Heartbeat {
@@ -160,10 +193,29 @@ func (r *Reader) Read(ctx context.Context, from, to uint64) ([]capsule.Record, e
 
 // Scan calls fn for each verified entry in [from, to] (to 0: the head at
 // the first answer).
+//
+// On a capsule whose writer forked (Fork), entries before the fork point
+// are returned as usual and the scan then fails with the fork: nothing
+// from the fork point on is returned.
 func (r *Reader) Scan(ctx context.Context, from, to uint64, fn func(capsule.Record) error) error {
 	if from == 0 {
 		from = 1
 	}
+	ev := r.Fork()
+	if ev != nil {
+		if from >= ev.Size {
+			return r.forkError(ev)
+		}
+		err := r.scan(ctx, from, ev.Size-1, fn)
+		if err == nil && (to == 0 || to >= ev.Size) {
+			err = r.forkError(ev)
+		}
+		return err
+	}
+	return r.scan(ctx, from, to, fn)
+}
+
+func (r *Reader) scan(ctx context.Context, from, to uint64, fn func(capsule.Record) error) error {
 	for {
 		resp, err := r.request(ctx, &wire.Message{Op: wire.OpRead, Capsule: r.info.Name[:], From: from, To: to})
 		if err != nil {
@@ -277,6 +329,9 @@ func (r *Reader) one(ctx context.Context, m *wire.Message) (capsule.Record, erro
 	}
 	if len(entries) == 0 {
 		return capsule.Record{}, fmt.Errorf("read %s: %w", r.info.Name, &wire.StatusError{Op: wire.OpRead, Status: wire.StatusNotFound})
+	}
+	if ev := r.Fork(); ev != nil && entries[0].Seqno >= ev.Size {
+		return capsule.Record{}, r.forkError(ev)
 	}
 	return entries[0], nil
 }

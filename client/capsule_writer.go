@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -136,6 +138,11 @@ type Writer struct {
 	sentAt time.Time // when the last batch was sealed
 	rtt    rttEstimator
 
+	start   uint64 // the head resumed from
+	stored  uint64 // every record up to here was acknowledged by a replica
+	durable uint64 // every record up to here was acknowledged by W replicas
+	allMet  bool   // no settled batch fell short of W so far
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -207,13 +214,14 @@ func (cc *CapsuleClient) NewWriter(ctx context.Context, c pdu.Name, key ed25519.
 		}
 	}
 	trust.setReplicas(opts.Replicas)
-	wr := &Writer{cc: cc, name: c, opts: opts, trust: trust, stop: make(chan struct{})}
+	wr := &Writer{cc: cc, name: c, opts: opts, trust: trust, stop: make(chan struct{}), stored: head.Seqno, durable: head.Seqno, allMet: true}
 	if head.Heartbeat == nil {
 		wr.w = capsule.NewWriter(c, key)
 	} else {
 		wr.w = capsule.RestartWriter(c, key, head)
 	}
 	wr.sentAt = time.Now()
+	wr.start = head.Seqno
 	if opts.Cadence > 0 || opts.HeartbeatEvery > 0 {
 		wr.wg.Add(1)
 		go wr.cadence()
@@ -243,6 +251,56 @@ func (wr *Writer) Durability() Durability {
 	defer wr.mu.Unlock()
 	return wr.last
 }
+
+// Progress is what a writer knows the replicas hold: every entry up to
+// Stored was acknowledged by at least one replica, every entry up to
+// Durable by W of them (both start at the head the writer resumed from).
+type Progress struct {
+	Start   uint64 // the head the writer resumed from
+	Stored  uint64
+	Durable uint64
+}
+
+// Progress reports how far the writer's batches were acknowledged, so a
+// caller that stops early can say which records are stored and where to
+// resume.
+func (wr *Writer) Progress() Progress {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	return Progress{Start: wr.start, Stored: wr.stored, Durable: wr.durable}
+}
+
+// Drain waits (bounded by ctx) for the answers to the batches already
+// sent, without sending the records still pending, and reports the
+// progress then: what an interrupted writer can still learn.
+func (wr *Writer) Drain(ctx context.Context) Progress {
+	wr.mu.Lock()
+	_, _ = wr.settleLocked(ctx, 0)
+	wr.mu.Unlock()
+	return wr.Progress()
+}
+
+// Abort stops the writer without sending what is pending: the records not
+// yet sent are dropped. Use Drain first to learn what was stored.
+func (wr *Writer) Abort() {
+	select {
+	case <-wr.stop:
+	default:
+		close(wr.stop)
+	}
+	wr.wg.Wait()
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	for _, bs := range wr.queue {
+		wr.cc.pend.Done(bs.id)
+	}
+	wr.queue, wr.pending, wr.count = nil, 0, 0
+	if wr.err == nil {
+		wr.err = errAborted
+	}
+}
+
+var errAborted = errors.New("client: writer aborted")
 
 // Append adds one record and returns its seqno. It is sent with the next
 // batch: when the batch is full (then Append waits for it), on the cadence,
@@ -357,6 +415,12 @@ func (wr *Writer) sendLocked(ctx context.Context, keep int) (Durability, error) 
 		bs.rtt = &wr.rtt
 		wr.queue = append(wr.queue, bs)
 	}
+	return wr.settleLocked(ctx, keep)
+}
+
+// settleLocked settles the oldest batches in flight until at most keep
+// remain, and advances the progress.
+func (wr *Writer) settleLocked(ctx context.Context, keep int) (Durability, error) {
 	d := wr.last
 	for len(wr.queue) > keep {
 		bs := wr.queue[0]
@@ -368,6 +432,10 @@ func (wr *Writer) sendLocked(ctx context.Context, keep int) (Durability, error) 
 				wr.err = err
 			}
 			return d, err
+		}
+		wr.stored = bs.seqno
+		if wr.allMet = wr.allMet && d.Met; wr.allMet {
+			wr.durable = bs.seqno
 		}
 		wr.cc.pend.Done(bs.id)
 		wr.queue = wr.queue[1:]
@@ -393,6 +461,9 @@ type batchSend struct {
 
 	lastSend time.Time     // when it was last sent
 	rtt      *rttEstimator // the writer's, fed by answers to batches sent once
+	// conflict: replicas that refused the batch because their log holds
+	// another writer's entries (the head they hold).
+	conflict map[pdu.Name]uint64
 }
 
 // startBatch registers m's id and sends it to the replicas.
@@ -407,7 +478,8 @@ func (cc *CapsuleClient) startBatch(c pdu.Name, m *wire.Message, seqno uint64, o
 		cc.pend.Done(id)
 		return nil, fmt.Errorf("append to %s: %w", c, err)
 	}
-	bs := &batchSend{b: b, id: id, ch: ch, seqno: seqno, acked: map[pdu.Name]bool{}, lagging: map[pdu.Name]bool{}}
+	bs := &batchSend{b: b, id: id, ch: ch, seqno: seqno, acked: map[pdu.Name]bool{}, lagging: map[pdu.Name]bool{},
+		conflict: map[pdu.Name]uint64{}}
 	if err := cc.sendBatch(c, bs, opts); err != nil {
 		cc.pend.Done(id)
 		return nil, err
@@ -421,14 +493,14 @@ func (cc *CapsuleClient) sendBatch(c pdu.Name, bs *batchSend, opts WriterOptions
 	bs.sends++
 	bs.lastSend = time.Now()
 	if opts.Multicast {
-		if _, err := cc.c.SendFrom(cc.c.ReplyName(), c, pdu.FlagMulticast, bs.b); err != nil {
+		if err := cc.sendPDU(bs.id, c, pdu.FlagMulticast, bs.b); err != nil {
 			return fmt.Errorf("append to %s: %w", c, err)
 		}
 		return nil
 	}
 	for _, r := range opts.Replicas {
-		if !bs.acked[r] {
-			if _, err := cc.c.SendFrom(cc.c.ReplyName(), r, 0, bs.b); err != nil {
+		if _, lost := bs.conflict[r]; !bs.acked[r] && !lost {
+			if err := cc.sendPDU(bs.id, r, 0, bs.b); err != nil {
 				return fmt.Errorf("append to %s: %w", c, err)
 			}
 		}
@@ -458,10 +530,21 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 		clear(bs.lagging)
 		before, waitStart := len(bs.acked), time.Now()
 		actx, cancel := context.WithTimeout(ctx, rto)
-		for len(bs.acked) < opts.W && len(bs.acked)+len(bs.lagging) < len(opts.Replicas) {
+		for len(bs.acked) < opts.W && len(bs.acked)+len(bs.lagging)+len(bs.conflict) < len(opts.Replicas) {
 			rep, err := wire.Wait(actx, bs.ch)
 			if err != nil {
 				break
+			}
+			if rep.NAK != pdu.CodeNone {
+				if !slices.Contains(opts.Replicas, rep.From) {
+					// A multicast to the capsule's name reached no replica.
+					cancel()
+					return durability(d, bs.acked, bs.lagging), fmt.Errorf("append to %s: %w (%w)", c, ErrNoReplica, nakError(wire.OpAppend, rep.From, rep))
+				}
+				if !bs.acked[rep.From] {
+					bs.lagging[rep.From] = true // unreachable now: no need to wait for it
+				}
+				continue
 			}
 			switch st := rep.Msg.Status; {
 			case st.Success():
@@ -474,6 +557,15 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 				}
 				bs.acked[rep.From] = true
 				delete(bs.lagging, rep.From)
+			case st == wire.StatusWriterConflict:
+				if !bs.acked[rep.From] {
+					delete(bs.lagging, rep.From)
+					bs.conflict[rep.From] = rep.Msg.Head
+				}
+				if len(opts.Replicas)-len(bs.conflict) < opts.W {
+					cancel()
+					return durability(d, bs.acked, bs.lagging), writerConflict(c, bs)
+				}
 			case st == wire.StatusGap || st == wire.StatusUnavailable || st == wire.StatusNotFound || st == wire.StatusInternal:
 				if !bs.acked[rep.From] {
 					bs.lagging[rep.From] = true
@@ -524,14 +616,35 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 	for _, h := range d.Holders {
 		d.Receipts = append(d.Receipts, bs.receipts[h])
 	}
+	if len(bs.conflict) > 0 && d.Acks < opts.W {
+		return d, writerConflict(c, bs)
+	}
 	if d.Acks == 0 {
 		bs.silent = 0
 		if err := ctx.Err(); err != nil {
-			return d, fmt.Errorf("append to %s: %w (%d replicas): %w", c, ErrNoReplica, d.N, err)
+			// Stopped (Ctrl-C, a deadline) before any answer came: say so
+			// first, not that the replicas refused.
+			return d, fmt.Errorf("append to %s: batch ending at seqno %d not acknowledged yet: %w (%w)", c, bs.seqno, err, ErrNoReplica)
 		}
 		return d, fmt.Errorf("append to %s: %w (%d replicas)", c, ErrNoReplica, d.N)
 	}
 	return d, nil
+}
+
+// ErrWriterConflict: replicas refused a batch because their log holds
+// another writer's entries: a second writer with the same key is active
+// (or was, since this writer started). This writer stops; nothing it sent
+// from this batch on counts.
+var ErrWriterConflict = errors.New("another writer is active")
+
+func writerConflict(c pdu.Name, bs *batchSend) error {
+	var who []string
+	for r, head := range bs.conflict {
+		who = append(who, fmt.Sprintf("%s (head %d)", r, head))
+	}
+	slices.Sort(who)
+	return fmt.Errorf("append to %s: %w: the batch ending at seqno %d was refused by %s, whose log holds another writer's entries (two writers with one key?); stop the other writer, then append again",
+		c, ErrWriterConflict, bs.seqno, strings.Join(who, ", "))
 }
 
 func durability(d Durability, acked, lagging map[pdu.Name]bool) Durability {

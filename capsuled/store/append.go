@@ -29,6 +29,22 @@ import (
 // (the old entries are kept aside, see Abandoned) or equivocation, which
 // fails with a *capsule.EquivocationError whose evidence is stored.
 func (s *Store) Append(ctx context.Context, c pdu.Name, recs []capsule.Record, hb *capsule.Heartbeat) error {
+	return s.append(ctx, c, recs, hb, false)
+}
+
+// AppendExtending is Append for a writer's own batches: a batch must extend
+// the held log (or repeat what is held). One that would rewrite held
+// entries, whether as equivocation or as a new-epoch branch, or that comes
+// from an older epoch than the head's, fails with ErrWriterConflict and
+// changes nothing (no evidence is stored): it is a second writer with the
+// same key, and the first one to extend the log keeps it. Replicas
+// exchanging a writer's batches (anti-entropy) use Append, which judges
+// forks and branches.
+func (s *Store) AppendExtending(ctx context.Context, c pdu.Name, recs []capsule.Record, hb *capsule.Heartbeat) error {
+	return s.append(ctx, c, recs, hb, true)
+}
+
+func (s *Store) append(ctx context.Context, c pdu.Name, recs []capsule.Record, hb *capsule.Heartbeat, strict bool) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -53,7 +69,7 @@ func (s *Store) Append(ctx context.Context, c pdu.Name, recs []capsule.Record, h
 		if startsBeyond(b, cs.head.Seqno) {
 			s.waitForPredecessor(ctx, cs, b)
 		}
-		w, err = s.applyLocked(ctx, cs, b)
+		w, err = s.applyLocked(ctx, cs, b, strict)
 	}
 	cs.moved.Broadcast()
 	cs.mu.Unlock()
@@ -71,7 +87,7 @@ func (s *Store) Append(ctx context.Context, c pdu.Name, recs []capsule.Record, h
 
 // applyLocked decides what b means against the capsule's head and queues
 // its writes. It returns the write to wait for (nil when nothing new).
-func (s *Store) applyLocked(ctx context.Context, cs *capsuleState, b *capsule.Batch) (*pendingWrite, error) {
+func (s *Store) applyLocked(ctx context.Context, cs *capsuleState, b *capsule.Batch, strict bool) (*pendingWrite, error) {
 	head, hb := &cs.head, b.Heartbeat
 	if head.Heartbeat != nil && hb.Seqno == head.Seqno && len(b.Records) == 0 && hb.Equal(head.Heartbeat) {
 		return cs.last, nil // a retry of the newest heartbeat: ack once it is durable
@@ -80,7 +96,19 @@ func (s *Store) applyLocked(ctx context.Context, cs *capsuleState, b *capsule.Ba
 		hb.Seqno < head.Seqno || (hb.Seqno == head.Seqno && hb.Root != head.Tree.Root()) ||
 		(len(hb.Holes) > 0 && hb.Holes[0] <= head.Seqno)
 	if overlap {
-		return s.resolveOverlap(ctx, cs, b)
+		return s.resolveOverlap(ctx, cs, b, strict)
+	}
+	if strict && head.Heartbeat != nil {
+		// A writer's batch that starts right after the head but does not
+		// chain to it, or comes from an older epoch, is another writer's.
+		if hb.Epoch < head.Heartbeat.Epoch {
+			return nil, fmt.Errorf("append to %s: %w: heartbeat of epoch %d, the head is epoch %d (a writer restarted since)",
+				cs.info.Name, ErrWriterConflict, hb.Epoch, head.Heartbeat.Epoch)
+		}
+		if len(b.Records) > 0 && b.Records[0].Seqno == head.Seqno+1 && b.Records[0].Prev != head.Hash {
+			return nil, fmt.Errorf("append to %s: %w: record %d does not chain to the held entry %d",
+				cs.info.Name, ErrWriterConflict, b.Records[0].Seqno, head.Seqno)
+		}
 	}
 	return s.extend(cs, head, b, nil)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // resolveOverlap handles a batch or heartbeat that reaches at or below the
@@ -16,7 +17,10 @@ import (
 // (acknowledged), a heartbeat of an older epoch (capsule.ErrStale), an abandoned
 // branch the writer declared with a new epoch (rewritten, old entries kept
 // aside), or equivocation (refused, evidence stored).
-func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule.Batch) (*pendingWrite, error) {
+//
+// With strict set (a writer's APPEND), anything but a retry, a replay or an
+// extension fails with ErrWriterConflict instead, and nothing is stored.
+func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule.Batch, strict bool) (*pendingWrite, error) {
 	c, hb := cs.info.Name, b.Heartbeat
 	// Compare against the disk: let queued writes land first.
 	if cs.last != nil {
@@ -25,6 +29,14 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 		}
 	}
 	head := &cs.head
+	conflict := func(at uint64) error {
+		return fmt.Errorf("append to %s: %w: the batch (epoch %d) rewrites seqno %d of the held log (head %d, epoch %d)",
+			c, ErrWriterConflict, hb.Epoch, at, head.Seqno, head.Heartbeat.Epoch)
+	}
+	if strict && head.Heartbeat != nil && hb.Epoch < head.Heartbeat.Epoch {
+		return nil, fmt.Errorf("append to %s: %w: heartbeat of epoch %d, the head is epoch %d (a writer restarted since)",
+			c, ErrWriterConflict, hb.Epoch, head.Heartbeat.Epoch)
+	}
 	if head.Heartbeat != nil && hb.Epoch < head.Heartbeat.Epoch {
 		return nil, fmt.Errorf("append to %s: heartbeat %d: %w: epoch %d < held epoch %d", c, hb.Seqno, capsule.ErrStale, hb.Epoch, head.Heartbeat.Epoch)
 	}
@@ -87,6 +99,8 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 			// root. Held durably (the queued writes landed above), so
 			// acknowledged again; nothing changes.
 			return nil, nil
+		case strict:
+			return nil, conflict(hb.Seqno)
 		case capsule.IsBranch(head.Heartbeat, hb, hb.Seqno):
 			return nil, fmt.Errorf("append to %s: branch heartbeat %d (epoch %d): %w: send its entries from the fork point", c, hb.Seqno, hb.Epoch, capsule.ErrGap)
 		}
@@ -98,8 +112,12 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 		return nil, s.equivocation(ctx, cs, ev)
 	}
 
-	// The logs differ from seqno diff on. Check the batch as a log of its
-	// own from the common prefix, then judge.
+	// The logs differ from seqno diff on. A writer's batch stops here;
+	// otherwise check the batch as a log of its own from the common
+	// prefix, then judge.
+	if strict {
+		return nil, conflict(diff)
+	}
 	fork, err := s.headAt(cs, diff-1)
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: %w", c, err)
@@ -186,4 +204,76 @@ func (s *Store) abandon(cs *capsuleState, from uint64) (*writeBatch, error) {
 		}
 	}
 	return wb, nil
+}
+
+// EntryHash is the hash of capsule c's stored entry seqno.
+func (s *Store) EntryHash(c pdu.Name, seqno uint64) (capsule.Hash, error) {
+	if err := s.enter(); err != nil {
+		return capsule.Hash{}, err
+	}
+	defer s.leave()
+	return s.entryHash(c, seqno)
+}
+
+// Adopt replaces capsule c's entries from seqno from on with a batch from
+// another line of the log that agrees with the held one up to from-1: the
+// held entries from there on are moved aside as an abandoned branch (see
+// Abandoned), then the batch is applied, atomically and durably. The batch
+// is verified like any append (writer signature, chain from entry from-1,
+// Merkle root). Anti-entropy uses it when most replicas hold the other
+// line: the line a writer got acknowledged by W replicas wins over the one
+// a second writer left on a minority.
+func (s *Store) Adopt(ctx context.Context, c pdu.Name, from uint64, recs []capsule.Record, hb *capsule.Heartbeat) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	cs, err := s.state(c)
+	if err != nil {
+		return fmt.Errorf("adopt: %w", err)
+	}
+	b, err := capsule.CheckBatch(cs.info, recs, hb, s.opts.MaxData)
+	if err != nil {
+		return err
+	}
+	cs.mu.Lock()
+	defer func() {
+		cs.moved.Broadcast()
+		cs.mu.Unlock()
+	}()
+	if cs.last != nil {
+		if err := cs.last.wait(ctx); err != nil {
+			return fmt.Errorf("adopt in %s: %w", c, err)
+		}
+	}
+	head := &cs.head
+	if from == 0 || from > head.Seqno || head.Heartbeat == nil {
+		return fmt.Errorf("adopt in %s: %w: from %d, head %d", c, ErrOutOfRange, from, head.Seqno)
+	}
+	k := slices.IndexFunc(b.Records, func(r capsule.Record) bool { return r.Seqno >= from })
+	if k < 0 {
+		k = len(b.Records)
+	}
+	fork, err := s.headAt(cs, from-1)
+	if err != nil {
+		return fmt.Errorf("adopt in %s: %w", c, err)
+	}
+	tail := &capsule.Batch{Records: b.Records[k:], Hashes: b.Hashes[k:], Heartbeat: hb, Resumed: true}
+	if _, err := fork.Apply(tail, nil); err != nil {
+		return fmt.Errorf("adopt in %s: %w", c, err)
+	}
+	pre, err := s.abandon(cs, from)
+	if err != nil {
+		return fmt.Errorf("adopt in %s: %w", c, err)
+	}
+	s.log.Info("adopted the majority's line", logging.Capsule(c), logging.Seqno(from),
+		logging.Reason(fmt.Sprintf("entries %d..%d of epoch %d moved aside", from, head.Seqno, head.Heartbeat.Epoch)))
+	w, err := s.extend(cs, fork, tail, pre)
+	if err != nil {
+		return err
+	}
+	if err := w.wait(ctx); err != nil {
+		return fmt.Errorf("adopt in %s: %w", c, err)
+	}
+	return nil
 }

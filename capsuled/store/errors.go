@@ -15,6 +15,9 @@ var (
 	ErrOutOfRange = errors.New("seqno out of range")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store closed")
+	// ErrWriterConflict: a writer's batch does not extend the held log:
+	// another writer with the same key got there first.
+	ErrWriterConflict = errors.New("another writer is active")
 	// ErrFailed: a durable write failed; the store refuses writes until reopened.
 	ErrFailed = errors.New("store failed")
 )

@@ -301,3 +301,44 @@ func (s *Store) state(c pdu.Name) (*capsuleState, error) {
 	}
 	return cs, nil
 }
+
+// Delete removes capsule c and everything held for it (entries, heartbeats,
+// nodes, abandoned branches, evidence), durably. Appends that race with it
+// either land before it (and are deleted too) or fail with
+// ErrUnknownCapsule.
+func (s *Store) Delete(ctx context.Context, c pdu.Name) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.mu.Lock()
+	cs := s.capsules[c]
+	if cs == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("delete capsule %s: %w", c, ErrUnknownCapsule)
+	}
+	delete(s.capsules, c)
+	s.mu.Unlock()
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var b writeBatch
+	for _, t := range []byte{tMeta, tEntry, tHash, tNode, tHeartbeat, tAbandoned, tAbandonHB, tEvidence} {
+		p := key(t, c)
+		b.delRange(p, prefixEnd(p))
+	}
+	w, err := s.commit.enqueue(&b, nil)
+	if err != nil {
+		return fmt.Errorf("delete capsule %s: %w", c, err)
+	}
+	if err := w.wait(ctx); err != nil {
+		return fmt.Errorf("delete capsule %s: %w", c, err)
+	}
+	// A capsule created again under this name starts its node-cache
+	// generations from zero: no node of the deleted one may be served.
+	for _, k := range s.nodes.Keys() {
+		if k.c == c {
+			s.nodes.Remove(k)
+		}
+	}
+	return nil
+}

@@ -98,6 +98,8 @@ func (m *Message) Validate() error {
 		return bad("time out of range")
 	case len(m.Error) > 1024:
 		return bad("error text of %d bytes", len(m.Error))
+	case m.Signature != nil && len(m.Signature) != 64:
+		return bad("signature of %d bytes", len(m.Signature))
 	}
 	for i, r := range m.Replicas {
 		if len(r) != 32 {

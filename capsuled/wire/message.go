@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/gdpnet/gdpnet/pdu"
@@ -11,18 +12,19 @@ type Op uint8
 
 // Operations (docs/PROTOCOL.md §8.2).
 const (
-	OpCreate      Op = 1 // place a capsule on a server
-	OpAppend      Op = 2 // store a batch of records and one heartbeat
-	OpRead        Op = 3 // entries by seqno range, time or hash, with a proof
-	OpSubscribe   Op = 4 // push new entries and heartbeats from a seqno on
-	OpUnsubscribe Op = 5 // end a subscription
-	OpMetadata    Op = 6 // capsule metadata, placement and head heartbeat
-	OpProof       Op = 7 // an inclusion or consistency proof
-	OpEvent       Op = 8 // a subscription push (server to subscriber)
-	OpSync        Op = 9 // replica catch-up: whole writer batches with their heartbeats
+	OpCreate      Op = 1  // place a capsule on a server
+	OpAppend      Op = 2  // store a batch of records and one heartbeat
+	OpRead        Op = 3  // entries by seqno range, time or hash, with a proof
+	OpSubscribe   Op = 4  // push new entries and heartbeats from a seqno on
+	OpUnsubscribe Op = 5  // end a subscription
+	OpMetadata    Op = 6  // capsule metadata, placement and head heartbeat
+	OpProof       Op = 7  // an inclusion or consistency proof
+	OpEvent       Op = 8  // a subscription push (server to subscriber)
+	OpSync        Op = 9  // replica catch-up: whole writer batches with their heartbeats
+	OpDelete      Op = 10 // remove a placement and its data (owner-signed)
 )
 
-var opNames = [...]string{"", "CREATE", "APPEND", "READ", "SUBSCRIBE", "UNSUBSCRIBE", "METADATA", "PROOF", "EVENT", "SYNC"}
+var opNames = [...]string{"", "CREATE", "APPEND", "READ", "SUBSCRIBE", "UNSUBSCRIBE", "METADATA", "PROOF", "EVENT", "SYNC", "DELETE"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -32,7 +34,7 @@ func (o Op) String() string {
 }
 
 // Valid reports whether o is a known operation.
-func (o Op) Valid() bool { return o >= OpCreate && o <= OpSync }
+func (o Op) Valid() bool { return o >= OpCreate && o <= OpDelete }
 
 // Message is every capsule command, response and push. Which fields an
 // operation uses is listed in docs/PROTOCOL.md §8.3; unused ones stay zero
@@ -98,6 +100,24 @@ type Message struct {
 	// (certs.Metadata.Marshal): with AdCert, how a writer learns the key
 	// its receipts are signed with.
 	Server []byte `cbor:"28,keyasint,omitempty"`
+	// Signature is the owner's ed25519 signature of a DELETE
+	// (DeleteSigned).
+	Signature []byte `cbor:"29,keyasint,omitempty"`
+}
+
+// deleteContext separates DELETE signatures from every other use of an
+// owner key.
+const deleteContext = "gdp capsule delete v1\x00"
+
+// DeleteSigned is what a capsule's owner signs to delete its placement on
+// server at time t (unix nanoseconds, the message's Time): the context
+// string, the capsule's name, the server's name, t as 8 bytes big-endian.
+func DeleteSigned(c, server pdu.Name, t uint64) []byte {
+	b := make([]byte, 0, len(deleteContext)+2*pdu.NameLen+8)
+	b = append(b, deleteContext...)
+	b = append(b, c[:]...)
+	b = append(b, server[:]...)
+	return binary.BigEndian.AppendUint64(b, t)
 }
 
 // Segment is one writer batch as a replica stored it: its data records

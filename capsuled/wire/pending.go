@@ -26,10 +26,14 @@ var (
 	ErrFull = errors.New("waiter full")
 )
 
-// Reply is a response with the name of the node that sent it.
+// Reply is a response with the name of the node that sent it. A router's
+// NAK about the request (the destination From is unreachable, …) is a
+// Reply with NAK set, Reporter naming the router, and no Msg.
 type Reply struct {
-	From pdu.Name
-	Msg  *Message
+	From     pdu.Name
+	Msg      *Message
+	NAK      pdu.Code
+	Reporter pdu.Name
 }
 
 // waiter is one request waiting for answers: the operation and the nodes
@@ -106,6 +110,24 @@ func (p *Pending) Deliver(from pdu.Name, m *Message) error {
 		return nil
 	default:
 		return ErrFull
+	}
+}
+
+// DeliverNAK hands the waiter of request id a router's NAK about the copy
+// sent to dst; false when nobody waits, the request was not sent to dst,
+// or the buffer is full.
+func (p *Pending) DeliverNAK(id uint64, dst pdu.Name, code pdu.Code, reporter pdu.Name) bool {
+	p.mu.Lock()
+	w := p.m[id]
+	p.mu.Unlock()
+	if w == nil || (len(w.from) > 0 && !slices.Contains(w.from, dst)) {
+		return false
+	}
+	select {
+	case w.ch <- Reply{From: dst, NAK: code, Reporter: reporter}:
+		return true
+	default:
+		return false
 	}
 }
 

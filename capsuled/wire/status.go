@@ -8,23 +8,24 @@ type Status uint16
 
 // Status codes (docs/PROTOCOL.md §8.4).
 const (
-	StatusOK           Status = 200 // done
-	StatusCreated      Status = 201 // capsule created (CREATE)
-	StatusBadRequest   Status = 400 // malformed, fails verification, gap without a hole
-	StatusUnauthorized Status = 401 // heartbeat not signed by the writer key
-	StatusForbidden    Status = 403 // no valid AdCert for this server, route refused
-	StatusNotFound     Status = 404 // unknown capsule, no such entry
-	StatusConflict     Status = 409 // stale/replayed heartbeat, or writer equivocation (with evidence)
-	StatusTooLarge     Status = 413 // record or message beyond the limits
-	StatusGap          Status = 416 // the server lacks entries before the batch: it is catching up
-	StatusInternal     Status = 500 // store failure
-	StatusUnavailable  Status = 503 // server draining or overloaded
+	StatusOK             Status = 200 // done
+	StatusCreated        Status = 201 // capsule created (CREATE)
+	StatusBadRequest     Status = 400 // malformed, fails verification, gap without a hole
+	StatusUnauthorized   Status = 401 // heartbeat not signed by the writer key
+	StatusForbidden      Status = 403 // no valid AdCert for this server, route refused
+	StatusNotFound       Status = 404 // unknown capsule, no such entry
+	StatusConflict       Status = 409 // stale/replayed heartbeat, or writer equivocation (with evidence)
+	StatusWriterConflict Status = 412 // APPEND does not extend the head: another writer is active; nothing stored
+	StatusTooLarge       Status = 413 // record or message beyond the limits
+	StatusGap            Status = 416 // the server lacks entries before the batch: it is catching up
+	StatusInternal       Status = 500 // store failure
+	StatusUnavailable    Status = 503 // server draining or overloaded
 )
 
 var statusNames = map[Status]string{
 	StatusOK: "ok", StatusCreated: "created", StatusBadRequest: "bad request",
 	StatusUnauthorized: "unauthorized", StatusForbidden: "forbidden", StatusNotFound: "not found",
-	StatusConflict: "conflict", StatusTooLarge: "too large", StatusGap: "behind (gap)",
+	StatusConflict: "conflict", StatusWriterConflict: "another writer is active", StatusTooLarge: "too large", StatusGap: "behind (gap)",
 	StatusInternal: "internal error", StatusUnavailable: "unavailable",
 }
 

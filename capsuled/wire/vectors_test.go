@@ -57,6 +57,11 @@ func vectorMessages(t testing.TB) map[string]*Message {
 		"sync":            {Op: OpSync, ID: 8, Capsule: c[:], From: 1},
 		"sync-response":   {Op: OpSync, ID: 8, Status: StatusOK, Capsule: c[:], From: 1, To: 1, Head: 1, Segments: []Segment{{Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal()}}},
 		"unknown-capsule": {Op: OpRead, ID: 9, Status: StatusNotFound, Capsule: c[:], Error: "unknown capsule"},
+		"append-writer-conflict": {Op: OpAppend, ID: 10, Status: StatusWriterConflict, Capsule: c[:], Head: 1,
+			Error: "another writer is active"},
+		"delete": {Op: OpDelete, ID: 11, Capsule: c[:], Time: uint64(ts),
+			Signature: ed25519.Sign(key, DeleteSigned(c, server, uint64(ts)))},
+		"delete-response": {Op: OpDelete, ID: 11, Status: StatusOK, Capsule: c[:]},
 	}
 }
 

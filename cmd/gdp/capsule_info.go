@@ -22,7 +22,12 @@ type replicaJSON struct {
 	Epoch    uint64 `json:"epoch,omitempty"`
 	Verified uint64 `json:"verified,omitempty"`
 	Forked   bool   `json:"forked,omitempty"`
-	Error    string `json:"error,omitempty"`
+	// ForkAt is the first seqno the writer forked at (evidence); the
+	// entries before it stay readable.
+	ForkAt uint64 `json:"fork_at,omitempty"`
+	// AdCertExpires is when this server's AdCert expires.
+	AdCertExpires string `json:"adcert_not_after,omitempty"`
+	Error         string `json:"error,omitempty"`
 }
 
 type capsuleJSON struct {
@@ -45,12 +50,18 @@ func replicaState(server pdu.Name, in *client.CapsuleInfo, err error) replicaJSO
 		r.Root, r.Time, r.Epoch = hb.Root.String(), time.Unix(0, hb.Time).UTC().Format(time.RFC3339Nano), hb.Epoch
 	}
 	r.Forked = in.Evidence != nil
+	if in.Evidence != nil {
+		r.ForkAt = in.Evidence.Size
+	}
+	if in.AdCert != nil {
+		r.AdCertExpires = in.AdCert.NotAfter.UTC().Format(time.RFC3339)
+	}
 	return r
 }
 
 // survey asks the nearest replica for the placement, then every replica
 // for its head.
-func survey(ctx context.Context, caps *client.CapsuleClient, name pdu.Name) (*client.CapsuleInfo, capsuleJSON, error) {
+func survey(cmd *cobra.Command, ctx context.Context, caps *client.CapsuleClient, name pdu.Name) (*client.CapsuleInfo, capsuleJSON, error) {
 	in, err := caps.Info(ctx, name, name)
 	if err != nil {
 		return nil, capsuleJSON{}, err
@@ -63,6 +74,9 @@ func survey(ctx context.Context, caps *client.CapsuleClient, name pdu.Name) (*cl
 	}
 	for _, s := range replicas {
 		ri, err := caps.Info(ctx, name, s)
+		if err == nil {
+			warnExpiry(cmd, ri)
+		}
 		st := replicaState(s, ri, err)
 		if st.Error != "" || st.Forked {
 			out.OK = false
@@ -87,7 +101,7 @@ func (cc *capsuleCmd) infoCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			_, out, err := survey(ctx, caps, name)
+			_, out, err := survey(cmd, ctx, caps, name)
 			if err != nil {
 				return err
 			}
@@ -99,7 +113,7 @@ func (cc *capsuleCmd) infoCmd() *cobra.Command {
 					case r.Error != "":
 						fmt.Fprintf(w, "  %s  unreachable: %s\n", r.Server, r.Error)
 					default:
-						fmt.Fprintf(w, "  %s  head %d  heartbeat %s  forked=%t\n", r.Server, r.Head, r.Time, r.Forked)
+						fmt.Fprintf(w, "  %s  head %d  heartbeat %s  adcert until %s  forked=%t\n", r.Server, r.Head, r.Time, r.AdCertExpires, r.Forked)
 					}
 				}
 			})
@@ -126,7 +140,7 @@ every replica's heartbeats must be consistent with those seen before
 				return err
 			}
 			defer done()
-			_, out, err := survey(ctx, caps, name)
+			_, out, err := survey(cmd, ctx, caps, name)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,108 @@
+package capsuled
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/capsuled/store"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// DeleteWindow is how far a DELETE's signed time may be from this server's
+// clock (docs/PROTOCOL.md §8.3): a captured DELETE cannot be replayed
+// later, and within the window each capsule accepts a given time once.
+const DeleteWindow = 5 * time.Minute
+
+// deletes remembers, per capsule, the newest DELETE time accepted within
+// the window, so the same signed DELETE is not accepted twice.
+type deletes struct {
+	mu   sync.Mutex
+	last map[pdu.Name]uint64
+}
+
+// admit reports whether a DELETE signed at t for c is new, and records it.
+func (d *deletes) admit(c pdu.Name, t uint64, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.last == nil {
+		d.last = map[pdu.Name]uint64{}
+	}
+	for n, at := range d.last {
+		if now.Sub(time.Unix(0, int64(at))) > 2*DeleteWindow {
+			delete(d.last, n)
+		}
+	}
+	if t <= d.last[c] {
+		return false
+	}
+	d.last[c] = t
+	return true
+}
+
+// handleDelete removes a placement and the capsule's data from this
+// server when the capsule's owner signed the request for this server
+// within DeleteWindow: the route is withdrawn, the placement file and every
+// entry are deleted. A writer or reader then gets NO_ROUTE here.
+func (s *Server) handleDelete(ctx context.Context, r request) *wire.Message {
+	m := r.msg
+	c := m.CapsuleName()
+	var meta *certs.Metadata
+	if p := s.places.get(c); p != nil {
+		meta = p.meta
+	} else if _, mb, err := s.st.Info(c); err == nil {
+		meta, _ = certs.ParseMetadata(mb)
+	}
+	if meta == nil {
+		resp := m.Reply(wire.StatusNotFound)
+		resp.Error = fmt.Sprintf("unknown capsule %s", c)
+		return resp
+	}
+	if len(m.Signature) == 0 || !ed25519.Verify(meta.Key, wire.DeleteSigned(c, s.name, m.Time), m.Signature) {
+		s.met.dropped.WithLabelValues("delete_unsigned").Inc()
+		return fail(m, fmt.Errorf("delete %s: %w: not signed by the capsule's owner key for this server", c, errForbidden))
+	}
+	now := time.Now()
+	at := time.Unix(0, int64(m.Time))
+	if d := now.Sub(at); d > DeleteWindow || d < -DeleteWindow {
+		return fail(m, fmt.Errorf("delete %s: %w: signed at %s, more than %s from this server's clock (a replay, or clock skew)",
+			c, errForbidden, at.UTC().Format(time.RFC3339), DeleteWindow))
+	}
+	if !s.dels.admit(c, m.Time, now) {
+		return fail(m, fmt.Errorf("delete %s: %w: this signed delete was already used", c, errForbidden))
+	}
+	if _, err := s.cli.Withdraw(ctx, c); err != nil {
+		s.log.Warn("withdrawing a deleted capsule", logging.Capsule(c), zap.Error(err))
+	}
+	if err := s.places.remove(c); err != nil {
+		return fail(m, fmt.Errorf("delete %s: %w", c, err))
+	}
+	if err := s.st.Delete(ctx, c); err != nil && !errors.Is(err, store.ErrUnknownCapsule) {
+		return fail(m, fmt.Errorf("delete %s: %w", c, err))
+	}
+	s.met.adcertExpiry.DeleteLabelValues(c.String())
+	s.log.Info("capsule deleted", logging.Capsule(c), logging.Src(r.from))
+	return m.Reply(wire.StatusOK)
+}
+
+// remove forgets c's placement, durably.
+func (ps *placements) remove(c pdu.Name) error {
+	path := filepath.Join(ps.dir, c.String()+".place")
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("placement: %w", err)
+	}
+	ps.mu.Lock()
+	delete(ps.m, c)
+	ps.mu.Unlock()
+	return nil
+}

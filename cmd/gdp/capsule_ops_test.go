@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+// TestCapsuleOpsCLI walks what keeps a capsule running and what goes wrong
+// with the built `gdp` binary against a router and two capsule servers:
+// a create that fails on its second server leaves nothing on the first; a
+// mistyped name fails with the router's NAK at once; a line over the
+// record limit is named; an interrupted append reports what is stored and
+// resumes with --skip; a second append of the same capsule on this machine
+// is refused by the writer lock; AdCerts with little life left are warned
+// about, renewed, and the capsule stays readable and appendable after the
+// old ones expired; delete removes it from every server.
+func TestCapsuleOpsCLI(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gdp")
+	if out, err := exec.Command(goTool(t), "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ksDir := filepath.Join(dir, "keys")
+	ks, err := certs.OpenKeystore(ksDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, _ := certs.NewIdentity(certs.KindDomain, "ops domain")
+	now := time.Now()
+	member := func(id *certs.Identity) *certs.Cert {
+		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ids := map[string]*certs.Identity{}
+	for alias, kind := range map[string]certs.Kind{"router": certs.KindRouter, "s1": certs.KindServer, "s2": certs.KindServer,
+		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient} {
+		id, err := certs.NewIdentity(kind, alias)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ks.Save(alias, id); err != nil {
+			t.Fatal(err)
+		}
+		ids[alias] = id
+		writePEM(t, filepath.Join(dir, alias+".member"), certs.PEMCert, member(id).Marshal())
+	}
+	writePEM(t, filepath.Join(dir, "domain.meta"), certs.PEMMetadata, dom.Meta.Marshal())
+	v := certs.NewVerifier(dom.Meta)
+	res := resolver.NewStatic(&resolver.Verifier{Certs: v})
+	defer res.Close()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{Identity: ids["router"], Member: member(ids["router"]),
+		Domain: dom.Meta, Verifier: v, Resolver: res, Logger: zap.NewNop()}, conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	servers := map[string]*capsuled.Server{}
+	for _, alias := range []string{"s1", "s2"} {
+		pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+		ep, err := client.NewEndpoint(client.EndpointConfig{Identity: ids[alias], Member: member(ids[alias]), Domain: dom.Meta, Conn: pc,
+			Options: client.Options{InboxSize: 8192}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ep.Close()
+		c, err := ep.Attach(ctx, node.Addr(), node.Router.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := capsuled.New(ctx, capsuled.Config{Dir: filepath.Join(dir, alias), SyncInterval: 300 * time.Millisecond},
+			capsuled.Deps{Identity: ids[alias], Client: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		servers[alias] = srv
+	}
+	common := []string{"--router", node.Addr(), "--router-name", node.Router.Name().String(), "--keystore", ksDir,
+		"--identity", "client", "--member", filepath.Join(dir, "client.member"), "--domain", filepath.Join(dir, "domain.meta")}
+	run := func(stdin io.Reader, args ...string) (string, string, error) {
+		cmd := exec.Command(bin, append(args, common...)...)
+		cmd.Stdin = stdin
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		return out.String(), errOut.String(), err
+	}
+	must := func(stdin string, args ...string) (string, string) {
+		t.Helper()
+		out, errOut, err := run(strings.NewReader(stdin), args...)
+		if err != nil {
+			t.Fatalf("gdp %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
+		}
+		return out, errOut
+	}
+	s1, s2 := ids["s1"].Name.String(), ids["s2"].Name.String()
+
+	// A create whose second server does not exist (NO_ROUTE) takes back
+	// the placement it made on the first.
+	ghost := pdu.Name{0x42}
+	_, errOut, err := run(nil, "capsule", "create", "--owner", "alice", "--writer", "alice-writer", "--servers", s1+","+ghost.String())
+	if err == nil || !strings.Contains(errOut, "NO_ROUTE") || !strings.Contains(errOut, "deleted again") {
+		t.Fatalf("create on a missing server: %v\n%s", err, errOut)
+	}
+	if n := len(servers["s1"].Store().Capsules()); n != 0 {
+		t.Fatalf("a failed create left %d capsules on s1", n)
+	}
+
+	// A capsule whose AdCerts have less than 20 % of their life left.
+	metaPath := filepath.Join(dir, "ops.meta")
+	out, _ := must("", "capsule", "create", "--owner", "alice", "--writer", "alice-writer", "--servers", s1+","+s2,
+		"--adcert-lifetime", "12s", "--meta-out", metaPath, "--json")
+	var created struct{ Capsule string }
+	if err := json.Unmarshal([]byte(out), &created); err != nil {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	name := created.Capsule
+	created1 := time.Now()
+
+	// A mistyped name: the router's NAK, at once.
+	typo := []byte(name)
+	typo[3] ^= 1 // base64url letters stay letters
+	_, errOut, err = run(nil, "capsule", "read", string(typo))
+	if err == nil || !strings.Contains(errOut, "NO_ROUTE") || strings.Contains(errOut, "attempts") {
+		t.Fatalf("read of a mistyped name: %v\n%s", err, errOut)
+	}
+
+	// A line over the record limit is named, with the limit.
+	long := "short line\n" + strings.Repeat("x", 70000) + "\n"
+	_, errOut, err = run(strings.NewReader(long), "capsule", "append", name, "--writer", "alice-writer")
+	if err == nil || !strings.Contains(errOut, "line 2 of the input") || !strings.Contains(errOut, "56000") || strings.Contains(errOut, "token too long") {
+		t.Fatalf("append of a long line: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(errOut, "warning: capsule "+name) || !strings.Contains(errOut, "gdp capsule renew") {
+		t.Fatalf("no expiry warning:\n%s", errOut)
+	}
+
+	// Ctrl-C after some batches: it says what is stored and where to resume.
+	const total = 5000
+	var input strings.Builder
+	for i := 1; i <= total; i++ {
+		fmt.Fprintf(&input, "line %d\n", i)
+	}
+	cmd := exec.Command(bin, append([]string{"capsule", "append", name, "--writer", "alice-writer"}, common...)...)
+	stdin, _ := cmd.StdinPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(input.String(), "\n")
+	if _, err := io.WriteString(stdin, strings.Join(lines[:4500], "")); err != nil {
+		t.Fatal(err)
+	}
+	// The writer lock: a second append of the capsule is refused while
+	// this one runs.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, errOut, err = run(strings.NewReader("x\n"), "capsule", "append", name, "--writer", "alice-writer")
+		if err != nil && strings.Contains(errOut, "another writer is active on this machine") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("second append while one runs: %v\n%s", err, errOut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	eventually(t, 30*time.Second, "the first batches stored", func() bool {
+		h, err := servers["s1"].Store().Head(mustName(t, name))
+		return err == nil && h.Seqno >= 3*1024
+	})
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = cmd.Wait()
+	_ = stdin.Close()
+	msg := stderr.String()
+	i := strings.Index(msg, "resume with --skip ")
+	if !strings.Contains(msg, "interrupted: stored records 1–") || i < 0 {
+		t.Fatalf("interrupted append said:\n%s", msg)
+	}
+	skip, err := strconv.Atoi(strings.Fields(msg[i+len("resume with --skip "):])[0])
+	if err != nil || skip < 3*1024 {
+		t.Fatalf("resume point %d (%v):\n%s", skip, err, msg)
+	}
+	// Resume: the same input with --skip stores the rest, nothing twice.
+	must(input.String(), "capsule", "append", name, "--writer", "alice-writer", "--skip", strconv.Itoa(skip))
+	out, _ = must("", "capsule", "read", name, "--json")
+	got := strings.Split(strings.TrimSpace(out), "\n")
+	if len(got) != total {
+		t.Fatalf("read %d records after the resume, want %d", len(got), total)
+	}
+	for i, l := range got {
+		var r recordJSON
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Data != fmt.Sprintf("line %d", i+1) {
+			t.Fatalf("record %d: %v %q", i+1, err, l)
+		}
+	}
+
+	// Renew before the 12 s AdCerts expire, then use the capsule after
+	// they did: same name, same records, readable and appendable.
+	out, _ = must("", "capsule", "renew", name, "--owner", "alice")
+	if !strings.Contains(out, "renewed "+name+" on 2 servers") {
+		t.Fatalf("renew:\n%s", out)
+	}
+	time.Sleep(time.Until(created1.Add(13 * time.Second)))
+	must("", "capsule", "append", name, "--writer", "alice-writer", "--data", "after renewal")
+	out, errOut = must("", "capsule", "tail", name, "-n", "1")
+	if !strings.Contains(out, strconv.Itoa(total+1)+"\t") || !strings.Contains(out, "after renewal") || strings.Contains(errOut, "warning") {
+		t.Fatalf("tail after the old AdCerts expired:\nstdout %s\nstderr %s", out, errOut)
+	}
+	if out, _ = must("", "capsule", "verify", name); strings.Count(out, fmt.Sprintf("%d entries verified", total+1)) != 2 {
+		t.Fatalf("verify:\n%s", out)
+	}
+
+	// Delete: gone from both servers, and a read says NO_ROUTE.
+	must("", "capsule", "delete", name, "--owner", "alice")
+	for alias, srv := range servers {
+		if n := len(srv.Store().Capsules()); n != 0 {
+			t.Fatalf("%s still holds %d capsules", alias, n)
+		}
+	}
+	eventually(t, 20*time.Second, "the deleted capsule unreachable", func() bool {
+		_, errOut, err := run(nil, "capsule", "read", name, "--timeout", "5s")
+		return err != nil && strings.Contains(errOut, "NO_ROUTE")
+	})
+}
+
+func mustName(t *testing.T, s string) pdu.Name {
+	t.Helper()
+	n, err := pdu.ParseName(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

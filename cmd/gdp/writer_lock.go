@@ -1,0 +1,56 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// errWriterLocked: another process on this machine writes the capsule.
+var errWriterLocked = errors.New("another writer is active")
+
+// writerLockPath is the lock file of capsule c: in a directory beside the
+// keystore (<keystore>.locks/), one file per capsule.
+func writerLockPath(keystore string, c pdu.Name) string {
+	ks := filepath.Clean(keystore)
+	return filepath.Join(filepath.Dir(ks), filepath.Base(ks)+".locks", c.String()+".lock")
+}
+
+// lockWriter takes the local writer lock of capsule c (flock, released
+// when the process ends however it ends), so two `gdp capsule append` of
+// one capsule on one machine cannot fork it. The lock file records who
+// holds it.
+func lockWriter(keystore string, c pdu.Name) (unlock func(), err error) {
+	path := writerLockPath(keystore, c)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("writer lock: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("writer lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder := ""
+		if b, rerr := os.ReadFile(path); rerr == nil {
+			holder = strings.TrimSpace(string(b))
+		}
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("capsule %s: %w on this machine (%s holds %s); wait for it to finish: two writers with one key fork the capsule",
+				c, errWriterLocked, holder, path)
+		}
+		return nil, fmt.Errorf("writer lock %s: %w", path, err)
+	}
+	_ = f.Truncate(0)
+	_, _ = fmt.Fprintf(f, "pid %d since %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	}, nil
+}
