@@ -112,12 +112,9 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 		return nil, s.equivocation(ctx, cs, ev)
 	}
 
-	// The logs differ from seqno diff on. A writer's batch stops here;
-	// otherwise check the batch as a log of its own from the common
-	// prefix, then judge.
-	if strict {
-		return nil, conflict(diff)
-	}
+	// The logs differ from seqno diff on. Check the batch as a log of its
+	// own from the common prefix (a batch that is not one is malformed),
+	// then judge; a writer's batch stops there.
 	fork, err := s.headAt(cs, diff-1)
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: %w", c, err)
@@ -130,6 +127,10 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 	probe, err := fork.Apply(tail, nil)
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: %w", c, err)
+	}
+	if strict {
+		// A valid log of its own that is not ours: another writer's.
+		return nil, conflict(diff)
 	}
 	if !capsule.IsBranch(head.Heartbeat, hb, diff) {
 		ev, err := capsule.NewEvidence(head.Heartbeat, hb, diff, s.nodeSource(cs),

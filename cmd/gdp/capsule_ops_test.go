@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -177,26 +178,30 @@ func TestCapsuleOpsCLI(t *testing.T) {
 	if _, err := io.WriteString(stdin, strings.Join(lines[:4500], "")); err != nil {
 		t.Fatal(err)
 	}
-	// The writer lock: a second append of the capsule is refused while
-	// this one runs.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// Another client identity (one identity in two processes shares
-		// its answers): the lock is keyed by the capsule, not the identity.
-		second := exec.Command(bin, append(append([]string{"capsule", "append", name, "--writer", "alice-writer"}, common...),
-			"--identity", "alice", "--member", filepath.Join(dir, "alice.member"))...)
-		second.Stdin = strings.NewReader("x\n")
-		var secondErr bytes.Buffer
-		second.Stderr = &secondErr
-		err = second.Run()
-		errOut = secondErr.String()
-		if err != nil && strings.Contains(errOut, "another writer is active on this machine") {
-			break
+	// The writer lock: once the first append holds it, a second append of
+	// the capsule is refused.
+	lockPath := writerLockPath(ksDir, mustName(t, name))
+	eventually(t, 30*time.Second, "the first append holding the writer lock", func() bool {
+		f, err := os.OpenFile(lockPath, os.O_RDWR, 0)
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("second append while one runs: %v\n%s", err, errOut)
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			return true
 		}
-		time.Sleep(100 * time.Millisecond)
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return false
+	})
+	// Another client identity (one identity in two processes shares its
+	// answers): the lock is keyed by the capsule, not the identity.
+	second := exec.Command(bin, append(append([]string{"capsule", "append", name, "--writer", "alice-writer"}, common...),
+		"--identity", "alice", "--member", filepath.Join(dir, "alice.member"))...)
+	second.Stdin = strings.NewReader("x\n")
+	var secondErr bytes.Buffer
+	second.Stderr = &secondErr
+	if err := second.Run(); err == nil || !strings.Contains(secondErr.String(), "another writer is active on this machine") {
+		t.Fatalf("second append while one runs: %v\n%s\nthe first said:\n%s", err, secondErr.String(), stderr.String())
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		h1, err1 := servers["s1"].Store().Head(mustName(t, name))
