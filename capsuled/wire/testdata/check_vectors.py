@@ -240,6 +240,12 @@ def main():
         "sync-response": {"op": op("SYNC"), "id": 8, "status": 200, "capsule": C, "from": 1, "to": 1, "head": 1,
                           "segments": [{1: ["record"], 2: "heartbeat"}]},
         "unknown-capsule": {"op": op("READ"), "id": 9, "status": status["not found"], "capsule": C, "error": "unknown capsule"},
+        "append-writer-conflict": {"op": op("APPEND"), "id": 10, "status": status["another writer is active"], "capsule": C,
+                                   "head": 1, "error": "another writer is active"},
+        # the signature (64 bytes, Ed25519 over §8.3's DeleteSigned bytes) is
+        # checked by the Go tests; here its place and size
+        "delete": {"op": op("DELETE"), "id": 11, "capsule": C, "time": T, "signature": "signature"},
+        "delete-response": {"op": op("DELETE"), "id": 11, "status": status["ok"], "capsule": C},
     }
     # The signed vectors of §8.7 are checked field by field and signature by
     # signature in capsule/testdata/check_trust.py; here only their shape.
@@ -286,6 +292,10 @@ def main():
                     if f == "records":
                         v = ["record"] * len(v)
                     elif f in ("heartbeat", "proof"):
+                        v = f
+                    elif f == "signature":
+                        if len(v) != 64:
+                            raise Bad("signature of %d bytes" % len(v))
                         v = f
                     elif f == "segments":
                         v = [{1: ["record"] * len(s.get(1, [])), 2: "heartbeat"} for s in v]
