@@ -43,9 +43,17 @@ func BenchmarkDHTWithdrawIf(b *testing.B) {
 	})
 }
 
-// BenchmarkDHTWithdraw is the baseline: the unconditional tombstone put.
+// BenchmarkDHTWithdraw is the baseline: a plain tombstone put — the
+// record forgotten, its tombstone (sequence one higher) put as a set of
+// one on the closest peers — with no lookup, no gather and no merge.
 func BenchmarkDHTWithdraw(b *testing.B) {
 	benchWithdraw(b, func(ctx context.Context, d *DHT, rec *Record) error {
-		return d.Withdraw(ctx, rec.Name)
+		d.forget(rec)
+		t, err := rec.Tombstone(d.cfg.Identity.Key, max(NextSequence(), rec.Sequence+1))
+		if err != nil {
+			return err
+		}
+		_, err = d.put(ctx, rec.Name, []*Record{t})
+		return err
 	})
 }
