@@ -10,6 +10,11 @@ import (
 // The caller decides whether to follow the new line (Follower.Reset).
 var ErrBranch = errors.New("writer restarted on another branch")
 
+// ErrNoConsistency: a heartbeat beyond the held one came without a
+// consistency proof from the held one (none, or one between other sizes).
+// It is a bad proof; a subscriber re-synchronises on it.
+var ErrNoConsistency = fmt.Errorf("%w: no consistency proof from the held heartbeat", ErrBadProof)
+
 // Follower is a reader's view of one capsule: the newest heartbeat it has
 // verified. It moves forward only to heartbeats signed by the writer that
 // extend what it holds (checked with a consistency proof), so a server
@@ -43,17 +48,13 @@ func (f *Follower) Advance(hb *Heartbeat, p *ConsistencyProof) error {
 	case hb.Epoch < old.Epoch || hb.Seqno < old.Seqno || (hb.Seqno == old.Seqno && hb.Time < old.Time):
 		return fmt.Errorf("heartbeat %d (epoch %d): %w: holding %d (epoch %d)", hb.Seqno, hb.Epoch, ErrStale, old.Seqno, old.Epoch)
 	case hb.Seqno == old.Seqno && hb.Root != old.Root:
-		if IsBranch(old, hb, hb.Seqno) {
-			return fmt.Errorf("heartbeat %d: %w (epoch %d based at %d)", hb.Seqno, ErrBranch, hb.Epoch, hb.Base)
-		}
-		return &EquivocationError{Evidence: &Evidence{A: old, B: hb, Size: hb.Seqno,
-			RootA: old.Root, RootB: hb.Root, PathA: []Hash{}, PathB: []Hash{}}}
+		return sameSize(old, hb)
 	case hb.Seqno == old.Seqno:
 		f.hb = hb // fresher, same log
 		return nil
 	}
 	if p == nil || p.Old != old.Seqno || p.New != hb.Seqno {
-		return fmt.Errorf("heartbeat %d: %w: want a consistency proof from %d", hb.Seqno, ErrBadProof, old.Seqno)
+		return fmt.Errorf("heartbeat %d: %w: want one from %d", hb.Seqno, ErrNoConsistency, old.Seqno)
 	}
 	if err := p.Verify(old.Root, hb.Root); err != nil {
 		if hb.Epoch > old.Epoch && hb.Base < old.Seqno {
@@ -62,6 +63,40 @@ func (f *Follower) Advance(hb *Heartbeat, p *ConsistencyProof) error {
 		return fmt.Errorf("heartbeat %d: %w", hb.Seqno, err)
 	}
 	f.hb = hb
+	return nil
+}
+
+// sameSize judges two heartbeats for the same number of entries: with
+// different roots they are equivocation (the writer signed two logs of that
+// size), unless the newer declares a restart (ErrBranch).
+func sameSize(old, hb *Heartbeat) error {
+	if old == nil || hb.Seqno != old.Seqno || hb.Root == old.Root {
+		return nil
+	}
+	if IsBranch(old, hb, hb.Seqno) {
+		return fmt.Errorf("heartbeat %d: %w (epoch %d based at %d)", hb.Seqno, ErrBranch, hb.Epoch, hb.Base)
+	}
+	return &EquivocationError{Evidence: &Evidence{A: old, B: hb, Size: hb.Seqno,
+		RootA: old.Root, RootB: hb.Root, PathA: []Hash{}, PathB: []Hash{}}}
+}
+
+// Adopt takes hb, learned elsewhere (another reader, another replica), as
+// the newest heartbeat when it is newer than the one held, without a
+// consistency proof: later heartbeats must then extend it. It verifies the
+// signature and, like Advance, reports an *EquivocationError (or ErrBranch)
+// when hb and the held heartbeat are two logs of the same size; an older hb
+// changes nothing.
+func (f *Follower) Adopt(hb *Heartbeat) error {
+	if err := hb.Verify(f.info.Name, f.info.Writer); err != nil {
+		return err
+	}
+	old := f.hb
+	if err := sameSize(old, hb); err != nil {
+		return err
+	}
+	if old == nil || hb.Seqno > old.Seqno || (hb.Seqno == old.Seqno && hb.Time > old.Time) {
+		f.hb = hb
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -36,9 +37,11 @@ type Reader struct {
 
 	opened *CapsuleInfo // what the replica opened from answered
 
-	mu     sync.Mutex
-	newest *capsule.Heartbeat
-	stale  bool
+	mu sync.Mutex
+	// f holds the newest verified heartbeat and decides every move: the
+	// checks of heartbeat progression live in capsule.Follower only.
+	f     *capsule.Follower
+	stale bool
 	// fork is the evidence that the writer forked the capsule (nil when
 	// none is known): entries before fork.Size stay readable, the ones
 	// from there on are disputed.
@@ -56,7 +59,13 @@ func (cc *CapsuleClient) NewReader(ctx context.Context, c pdu.Name, opts ReaderO
 	if err != nil {
 		return nil, fmt.Errorf("reader: %w", err)
 	}
-	r := &Reader{cc: cc, info: capsule.Info{Name: c, Writer: in.Meta.WriterKey}, dst: dst, newest: in.Heartbeat, opened: in}
+	r := &Reader{cc: cc, info: capsule.Info{Name: c, Writer: in.Meta.WriterKey}, dst: dst, opened: in}
+	r.f = capsule.NewFollower(r.info)
+	if in.Heartbeat != nil {
+		if err := r.f.Reset(in.Heartbeat); err != nil {
+			return nil, fmt.Errorf("reader: %w", err)
+		}
+	}
 	r.noteFork(in.Evidence)
 	if opts.Quorum > 0 {
 		if err := r.quorum(ctx, in, opts.Quorum, opts.Server.IsZero()); err != nil {
@@ -138,7 +147,7 @@ func (r *Reader) forkError(ev *capsule.Evidence) error {
 func (r *Reader) Heartbeat() *capsule.Heartbeat {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.newest
+	return r.f.Heartbeat()
 }
 
 // Observe adopts a heartbeat seen elsewhere (another reader, another
@@ -148,19 +157,18 @@ func (r *Reader) Observe(hb *capsule.Heartbeat) error {
 	if hb == nil {
 		return nil
 	}
-	if err := hb.Verify(r.info.Name, r.info.Writer); err != nil {
-		return err
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := r.newest
-	if old != nil && hb.Seqno == old.Seqno && hb.Epoch == old.Epoch && hb.Root != old.Root {
-		return fmt.Errorf("read %s: %w: two heartbeats for %d entries with different roots", r.info.Name, capsule.ErrEquivocation, hb.Seqno)
+	err := r.f.Adopt(hb)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, capsule.ErrBranch):
+		return r.f.Reset(hb) // the writer restarted: follow it
+	case errors.Is(err, capsule.ErrEquivocation):
+		return fmt.Errorf("read %s: %w", r.info.Name, err)
 	}
-	if old == nil || hb.Seqno > old.Seqno || (hb.Seqno == old.Seqno && hb.Time > old.Time) {
-		r.newest = hb
-	}
-	return nil
+	return err
 }
 
 // SetServer sends later requests to server (a replica's name, or the
@@ -398,38 +406,41 @@ func (r *Reader) verifyPage(m *wire.Message) ([]capsule.Record, error) {
 // dropped). It is a bad proof; a subscription re-synchronises on it.
 var errProofBase = fmt.Errorf("%w: from another heartbeat than the one held", capsule.ErrBadProof)
 
-// observe checks hb against the newest heartbeat held and keeps the newer.
+// observe checks hb (with the consistency proof the answer carried)
+// against the newest heartbeat held, through the Follower, and keeps the
+// newer: an older one marks the replica stale, a declared restart is
+// followed, a proof between other sizes is errProofBase (a subscription
+// re-synchronises), and a proof of the right sizes that fails means the two
+// heartbeats are two logs: writer equivocation.
 func (r *Reader) observe(hb *capsule.Heartbeat, consistency []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := r.newest
-	switch {
-	case old == nil:
-	case hb.Seqno < old.Seqno:
-		r.stale = true
-		return nil
-	case hb.Seqno == old.Seqno:
-		if hb.Root != old.Root && hb.Epoch == old.Epoch {
-			return fmt.Errorf("read %s: %w: two heartbeats for %d entries with different roots", r.info.Name, capsule.ErrEquivocation, hb.Seqno)
-		}
-		if hb.Time <= old.Time {
-			return nil
-		}
-	case hb.Epoch == old.Epoch || old.Seqno <= hb.Base:
-		if len(consistency) == 0 {
-			return fmt.Errorf("read %s: heartbeat %d after %d without a consistency proof: %w", r.info.Name, hb.Seqno, old.Seqno, errProofBase)
-		}
-		p, err := capsule.UnmarshalConsistencyProof(consistency)
+	old := r.f.Heartbeat()
+	var p *capsule.ConsistencyProof
+	if len(consistency) > 0 {
+		cp, err := capsule.UnmarshalConsistencyProof(consistency)
 		if err != nil {
-			return fmt.Errorf("read %s: heartbeat %d after %d: %w", r.info.Name, hb.Seqno, old.Seqno, capsule.ErrBadProof)
+			return fmt.Errorf("read %s: heartbeat %d: %w", r.info.Name, hb.Seqno, capsule.ErrBadProof)
 		}
-		if p.Old != old.Seqno || p.New != hb.Seqno {
-			return fmt.Errorf("read %s: %w: consistency proof %d->%d, want %d->%d", r.info.Name, errProofBase, p.Old, p.New, old.Seqno, hb.Seqno)
-		}
-		if err := p.Verify(old.Root, hb.Root); err != nil {
-			return fmt.Errorf("read %s: %w: heartbeat %d does not extend %d (%v)", r.info.Name, capsule.ErrEquivocation, hb.Seqno, old.Seqno, err)
-		}
+		p = cp
 	}
-	r.newest = hb
-	return nil
+	err := r.f.Advance(hb, p)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, capsule.ErrStale):
+		if hb.Seqno < old.Seqno {
+			r.stale = true
+		}
+		return nil
+	case errors.Is(err, capsule.ErrBranch):
+		return r.f.Reset(hb)
+	case errors.Is(err, capsule.ErrEquivocation):
+		return fmt.Errorf("read %s: %w", r.info.Name, err)
+	case errors.Is(err, capsule.ErrNoConsistency):
+		return fmt.Errorf("read %s: heartbeat %d after %d: %w (%v)", r.info.Name, hb.Seqno, old.Seqno, errProofBase, err)
+	case p != nil && errors.Is(err, capsule.ErrBadProof):
+		return fmt.Errorf("read %s: %w: heartbeat %d does not extend %d (%v)", r.info.Name, capsule.ErrEquivocation, hb.Seqno, old.Seqno, err)
+	}
+	return fmt.Errorf("read %s: %w", r.info.Name, err)
 }
