@@ -2,6 +2,7 @@ package capsuled_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -167,5 +175,100 @@ func TestTwoWritersOneKey(t *testing.T) {
 		if evs, _ := r.srv.Store().Evidence(c); len(evs) != 0 {
 			t.Fatalf("%s stored evidence of a fork", r.id.Meta.Description)
 		}
+	}
+}
+
+// TestAdCertExpiryWarned: a capsule placed with an AdCert that has less
+// than 20 % of its lifetime left is logged at WARN once and its expiry is
+// exported per capsule (gdp_capsuled_adcert_expiry_timestamp_seconds).
+func TestAdCertExpiryWarned(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	id, err := certs.NewIdentity(certs.KindServer, "watched server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ep, _ := w.attach(r1, id, 8192)
+	defer ep.Close()
+	core, logs := observer.New(zap.WarnLevel)
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := capsuled.New(ctx, capsuled.Config{Dir: t.TempDir()}, capsuled.Deps{Identity: id, Client: c, Logger: zap.New(core), Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	admin := w.user(r1, "admin")
+	tc := newTestCapsule(t, "short-lived")
+	// 10 s ahead, issued a minute back: 14 % of its life is left.
+	places, err := client.PlaceCapsule(tc.owner, tc.meta, []pdu.Name{id.Name}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Create(ctx, tc.owner, tc.meta, 1, places); err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.FilterMessageSnippet("adcert expires soon").Len(); n != 1 {
+		t.Fatalf("%d WARNs about the expiring AdCert, want 1", n)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got float64
+	for _, mf := range mfs {
+		if mf.GetName() == "gdp_capsuled_adcert_expiry_timestamp_seconds" {
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == tc.meta.Name().String() {
+					got = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	if want := float64(places[0].AdCert.NotAfter.Unix()); got != want {
+		t.Fatalf("expiry gauge %v, want %v", got, want)
+	}
+}
+
+// TestDeleteOwnerSigned: a DELETE not signed by the capsule's owner for
+// this server, or signed too long ago, is refused (403) and deletes
+// nothing; the owner's own is accepted once.
+func TestDeleteOwnerSigned(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	x := w.newReplica(r1, "server x")
+	admin := w.user(r1, "admin")
+	tc := newTestCapsule(t, "deleted")
+	tc.create(t, admin, 1, x)
+	c := tc.meta.Name()
+	u := w.rawUser(r1)
+	del := func(key ed25519.PrivateKey, server pdu.Name, at time.Time) *wire.Message {
+		ts := uint64(at.UnixNano())
+		return &wire.Message{Op: wire.OpDelete, Capsule: c[:], Time: ts, Signature: ed25519.Sign(key, wire.DeleteSigned(c, server, ts))}
+	}
+	now := time.Now()
+	for name, m := range map[string]*wire.Message{
+		"writer key":   del(tc.writer.Key, x.id.Name, now),
+		"other server": del(tc.owner.Key, pdu.Name{9}, now),
+		"too old":      del(tc.owner.Key, x.id.Name, now.Add(-10*time.Minute)),
+	} {
+		if resp := u.do(x.id.Name, m); resp.Status != wire.StatusForbidden {
+			t.Fatalf("%s: %v %q", name, resp.Status, resp.Error)
+		}
+		if len(x.srv.Store().Capsules()) != 1 {
+			t.Fatalf("%s deleted the capsule", name)
+		}
+	}
+	ok := del(tc.owner.Key, x.id.Name, now)
+	if resp := u.do(x.id.Name, ok); resp.Status != wire.StatusOK {
+		t.Fatalf("owner's delete: %v %q", resp.Status, resp.Error)
+	}
+	if len(x.srv.Store().Capsules()) != 0 {
+		t.Fatal("the owner's delete left the capsule")
+	}
+	tc.create(t, admin, 1, x) // placed again: a replay of the same DELETE is refused
+	if resp := u.do(x.id.Name, ok); resp.Status != wire.StatusForbidden || len(x.srv.Store().Capsules()) != 1 {
+		t.Fatalf("replayed delete: %v %q", resp.Status, resp.Error)
 	}
 }
