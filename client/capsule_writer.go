@@ -283,12 +283,7 @@ func (wr *Writer) Drain(ctx context.Context) Progress {
 // Abort stops the writer without sending what is pending: the records not
 // yet sent are dropped. Use Drain first to learn what was stored.
 func (wr *Writer) Abort() {
-	select {
-	case <-wr.stop:
-	default:
-		close(wr.stop)
-	}
-	wr.wg.Wait()
+	wr.stopCadence()
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
 	for _, bs := range wr.queue {
@@ -301,6 +296,17 @@ func (wr *Writer) Abort() {
 }
 
 var errAborted = errors.New("client: writer aborted")
+
+// stopCadence closes wr.stop once (Abort and Close may both run) and waits
+// for the cadence goroutine to end.
+func (wr *Writer) stopCadence() {
+	select {
+	case <-wr.stop:
+	default:
+		close(wr.stop)
+	}
+	wr.wg.Wait()
+}
 
 // Append adds one record and returns its seqno. It is sent with the next
 // batch: when the batch is full (then Append waits for it), on the cadence,
@@ -339,12 +345,7 @@ func (wr *Writer) Flush(ctx context.Context) (Durability, error) {
 
 // Close flushes what is pending (bounded by ctx) and stops the cadence.
 func (wr *Writer) Close(ctx context.Context) error {
-	select {
-	case <-wr.stop:
-	default:
-		close(wr.stop)
-	}
-	wr.wg.Wait()
+	wr.stopCadence()
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
 	defer func() {
