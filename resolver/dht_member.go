@@ -221,19 +221,11 @@ func (s *memberStream) Read(b []byte) (int, error) {
 // already stop being served at expiry (isVerified); this also stops the
 // node from routing queries through them and frees the connection.
 func (d *DHT) memberSweepLoop() {
-	defer d.wg.Done()
-	t := time.NewTicker(d.cfg.MemberSweep)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-t.C:
-			for _, p := range d.gate.expire() {
-				d.kad.RoutingTable().RemovePeer(p)
-				_ = d.host.Network().ClosePeer(p)
-				d.log.Info("peer membership expired: disconnected", zap.Stringer("peer_id", p))
-			}
+	d.every(d.cfg.MemberSweep, func() {
+		for _, p := range d.gate.expire() {
+			d.kad.RoutingTable().RemovePeer(p)
+			_ = d.host.Network().ClosePeer(p)
+			d.log.Info("peer membership expired: disconnected", zap.Stringer("peer_id", p))
 		}
-	}
+	})
 }

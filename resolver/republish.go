@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"context"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -13,17 +12,7 @@ import (
 // (well before kad-dht's MaxRecordAge drops it), renews records close to
 // their certificates' expiry through cfg.Renew, and forgets expired ones.
 func (d *DHT) republishLoop() {
-	defer d.wg.Done()
-	t := time.NewTicker(d.cfg.Republish)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-t.C:
-			d.republishOnce(d.ctx)
-		}
-	}
+	d.every(d.cfg.Republish, func() { d.republishOnce(d.ctx) })
 }
 
 // republishOnce does one republish round.

@@ -244,15 +244,21 @@ func (s *recordStore) replace(ctx context.Context, k ds.Key, seen, next []byte) 
 
 // sweepLoop runs sweep every StoreSweep.
 func (d *DHT) sweepLoop() {
+	d.every(d.cfg.StoreSweep, func() { d.store.sweep(d.ctx) })
+}
+
+// every runs fn each interval until the node closes; it is the body of the
+// node's background loops and marks d.wg done when it returns.
+func (d *DHT) every(interval time.Duration, fn func()) {
 	defer d.wg.Done()
-	t := time.NewTicker(d.cfg.StoreSweep)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-d.ctx.Done():
 			return
 		case <-t.C:
-			d.store.sweep(d.ctx)
+			fn()
 		}
 	}
 }
