@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks control_vectors.txt against docs/PROTOCOL.md §5, independently of
 the Go code (standard library only): each payload is decoded with the
-strict deterministic-CBOR decoder below, checked against the key tables of
+strict deterministic-CBOR decoder of
+../../internal/pyvectors/gdpvec.py, checked against the key tables of
 §5.2–5.4 as written here from the document (types, required keys, keys 2
 and 3 of an advertised name together or not at all), the status names are
 read from the §5.4 table, and the decoded fields are compared with the
@@ -13,105 +14,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parents[1] / "docs" / "PROTOCOL.md"
 
-
-class Bad(Exception):
-    pass
-
-
-def decode(b, tags=False):
-    """Decodes one deterministic CBOR item that fills b."""
-    v, i = _item(b, 0, tags, 0)
-    if i != len(b):
-        raise Bad("%d trailing bytes" % (len(b) - i))
-    return v
-
-
-def _arg(b, i):
-    if i >= len(b):
-        raise Bad("truncated")
-    ib = b[i]
-    major, info = ib >> 5, ib & 31
-    i += 1
-    if info < 24:
-        return major, info, i
-    n = {24: 1, 25: 2, 26: 4, 27: 8}.get(info)
-    if n is None:
-        raise Bad("indefinite length or reserved info %d" % info)
-    if i + n > len(b):
-        raise Bad("truncated")
-    v = int.from_bytes(b[i:i + n], "big")
-    if v < (24 if n == 1 else 1 << (8 * n // 2)):
-        raise Bad("integer not in its shortest form")
-    return major, v, i + n
-
-
-def _item(b, i, tags, depth):
-    if depth > 16:
-        raise Bad("too deep")
-    start = i
-    major, v, i = _arg(b, i)
-    if major == 0:
-        return v, i
-    if major == 1:
-        return -1 - v, i
-    if major in (2, 3):
-        if i + v > len(b):
-            raise Bad("truncated string")
-        s = b[i:i + v]
-        return (s if major == 2 else s.decode("utf-8")), i + v
-    if major == 4:
-        out = []
-        for _ in range(v):
-            x, i = _item(b, i, tags, depth + 1)
-            out.append(x)
-        return out, i
-    if major == 5:
-        out, prev = {}, None
-        for _ in range(v):
-            ks = i
-            k, i = _item(b, i, tags, depth + 1)
-            kb = b[ks:i]
-            if prev is not None and kb <= prev:
-                raise Bad("map keys not in deterministic order or duplicated")
-            prev = kb
-            out[k], i = _item(b, i, tags, depth + 1)
-        return out, i
-    if major == 6:
-        if not tags:
-            raise Bad("tag %d at offset %d" % (v, start))
-        x, i = _item(b, i, tags, depth + 1)
-        return ("tag", v, x), i
-    if v == 20:
-        return False, i
-    if v == 21:
-        return True, i
-    raise Bad("simple value or float %d" % v)
-
-
-def encode(v):
-    """Deterministic CBOR encoder for the few types used here."""
-    def head(major, n):
-        if n < 24:
-            return bytes([major << 5 | n])
-        for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
-            if n < 1 << (8 * size):
-                return bytes([major << 5 | info]) + n.to_bytes(size, "big")
-        raise Bad("integer too large")
-    if isinstance(v, bool):
-        return b"\xf5" if v else b"\xf4"
-    if isinstance(v, int):
-        return head(0, v) if v >= 0 else head(1, -1 - v)
-    if isinstance(v, bytes):
-        return head(2, len(v)) + v
-    if isinstance(v, str):
-        return head(3, len(v.encode())) + v.encode()
-    if isinstance(v, list):
-        return head(4, len(v)) + b"".join(encode(x) for x in v)
-    if isinstance(v, dict):
-        items = sorted((encode(k), encode(x)) for k, x in v.items())
-        return head(5, len(items)) + b"".join(k + x for k, x in items)
-    raise Bad("cannot encode %r" % (v,))
-
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, str(HERE.parents[1] / "internal" / "pyvectors"))
+from gdpvec import Bad, decode, encode  # noqa: E402
 
 
 def uint(v):
