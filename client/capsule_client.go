@@ -151,17 +151,48 @@ func (cc *CapsuleClient) loop(ctx context.Context) {
 			cc.Dropped.Add(1)
 			continue
 		}
-		if sw.server.Load() == nil || *sw.server.Load() != m.Src {
+		srv := sw.server.Load()
+		if srv == nil {
+			// The server's first push can overtake its answer to the
+			// SUBSCRIBE (its push goroutine starts before the answer is
+			// sent). Dropping it would lose the records it carries until
+			// the next renewal, so it waits for the answer that names the
+			// server whose pushes count.
+			if len(sw.early) < maxEarlyPushes {
+				sw.early = append(sw.early, earlyPush{src: m.Src, msg: msg})
+			} else {
+				cc.Dropped.Add(1) // the subscriber sees the gap and resumes
+			}
+			continue
+		}
+		if *srv != m.Src {
 			// Pushes come only from the server that took the subscription.
 			cc.Forged.Add(1)
 			continue
 		}
-		select {
-		case sw.ch <- msg:
-		default:
-			cc.Dropped.Add(1) // the subscriber sees the gap and resumes
-		}
+		cc.queuePush(sw, msg)
 	}
+}
+
+// queuePush hands a push to its subscription.
+func (cc *CapsuleClient) queuePush(sw *subWaiter, msg *wire.Message) {
+	select {
+	case sw.ch <- msg:
+	default:
+		cc.Dropped.Add(1) // the subscriber sees the gap and resumes
+	}
+}
+
+// maxEarlyPushes bounds the pushes a subscription holds while it waits for
+// the answer to its SUBSCRIBE; beyond it they are dropped (counted) and the
+// subscriber resumes from the gap.
+const maxEarlyPushes = 16
+
+// earlyPush is a push that arrived before the subscription's server was
+// known.
+type earlyPush struct {
+	src pdu.Name
+	msg *wire.Message
 }
 
 // subWaiter is a subscription's push queue and the server whose
@@ -171,6 +202,9 @@ type subWaiter struct {
 	ch     chan *wire.Message
 	asked  pdu.Name // the server asked; zero when the capsule's name was
 	server atomic.Pointer[pdu.Name]
+	// early holds pushes that arrived before the answer to the SUBSCRIBE
+	// (the receive goroutine alone touches it).
+	early []earlyPush
 }
 
 // noteSubscribed records the server that acknowledged subscription id, in
@@ -182,6 +216,16 @@ func (cc *CapsuleClient) noteSubscribed(from pdu.Name, id uint64) {
 	cc.mu.Unlock()
 	if sw != nil && (sw.asked.IsZero() || sw.asked == from) {
 		sw.server.Store(&from)
+		// Pushes that overtook this answer: the acknowledging server's
+		// are delivered in the order they came, anyone else's refused.
+		for _, e := range sw.early {
+			if e.src == from {
+				cc.queuePush(sw, e.msg)
+			} else {
+				cc.Forged.Add(1)
+			}
+		}
+		sw.early = nil
 	}
 }
 

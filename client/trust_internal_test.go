@@ -510,3 +510,42 @@ func TestPushesOnlyFromTheSubscribedServer(t *testing.T) {
 		t.Fatalf("%d pushes queued (want h1's only), %d forged counted", n, tw.cc.Forged.Load())
 	}
 }
+
+// TestPushBeforeSubscribeAnswer: the server's first push can overtake its
+// answer to the SUBSCRIBE (its push goroutine starts before the answer is
+// sent). The push, possibly carrying the records written since, is held
+// until the answer names the server and then delivered, not lost until the
+// next renewal; a push from another node held meanwhile is still refused.
+func TestPushBeforeSubscribeAnswer(t *testing.T) {
+	tw := newTrustWorld(t)
+	h1, h2 := tw.servers[0].Name, tw.servers[1].Name
+	tw.net.serve = func(h pdu.Header, m *wire.Message) []answer {
+		if m.Op != wire.OpSubscribe {
+			return tw.honest(h, m)
+		}
+		ok := m.Reply(wire.StatusOK)
+		ok.From = 1
+		ev := &wire.Message{Op: wire.OpEvent, ID: m.ID, Capsule: tw.name[:], From: 1}
+		return []answer{{from: h1, msg: ev}, {from: h2, msg: ev, delay: 20 * time.Millisecond},
+			{from: h1, msg: ok, delay: 80 * time.Millisecond}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rd, err := tw.cc.NewReader(ctx, tw.name, ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := rd.Subscribe(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sub.ch) < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(sub.ch); n != 1 || tw.cc.Forged.Load() != 1 {
+		t.Fatalf("%d pushes queued (want h1's early push), %d forged counted (want h2's)", n, tw.cc.Forged.Load())
+	}
+}

@@ -268,7 +268,7 @@ func TestCapsuleCLI(t *testing.T) {
 			t.Fatalf("tail -n 1 -f printed %q first", l)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("tail -f printed nothing")
+		t.Fatal("tail -f printed nothing: not even the last record")
 	}
 	gdp("", "capsule", "append", name, "--writer", "alice-writer", "--data", "six")
 	select {
@@ -277,7 +277,7 @@ func TestCapsuleCLI(t *testing.T) {
 			t.Fatalf("tail -f printed %q", l)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("tail -f printed nothing")
+		t.Fatal("tail -f printed nothing: record 6 did not come through the subscription")
 	}
 
 	// SIGTERM drains gdp capsuled.
