@@ -105,9 +105,9 @@ func (s *Store) applyLocked(ctx context.Context, cs *capsuleState, b *capsule.Ba
 			return nil, fmt.Errorf("append to %s: %w: heartbeat of epoch %d, the head is epoch %d (a writer restarted since)",
 				cs.info.Name, ErrWriterConflict, hb.Epoch, head.Heartbeat.Epoch)
 		}
-		if len(b.Records) > 0 && b.Records[0].Seqno == head.Seqno+1 && b.Records[0].Prev != head.Hash {
-			return nil, fmt.Errorf("append to %s: %w: record %d does not chain to the held entry %d",
-				cs.info.Name, ErrWriterConflict, b.Records[0].Seqno, head.Seqno)
+		if !startsBeyond(b, head.Seqno) && foreignBase(cs.info.Name, b, head.Seqno+1, head.Hash) {
+			return nil, fmt.Errorf("append to %s: %w: the batch at %d does not chain to the held entry %d",
+				cs.info.Name, ErrWriterConflict, head.Seqno+1, head.Seqno)
 		}
 	}
 	return s.extend(cs, head, b, nil)
@@ -205,4 +205,44 @@ type nodeRec struct {
 	level uint8
 	index uint64
 	h     capsule.Hash
+}
+
+// foreignBase reports whether b, a writer's batch whose first entry is
+// start, is a log of its own that extends a predecessor other than prev
+// (the held entry start-1): its first record does not chain to prev through
+// the batch's leading holes, while every later record chains to the entry
+// before it in the batch. Such a batch is another writer's (same key, other
+// line), not a malformed one. A batch whose chain breaks inside itself, or
+// that chains to prev, or has no record, is not: whatever fails in it is
+// its own fault. Its root cannot be checked here, since it covers the other
+// line's entries before start.
+func foreignBase(c pdu.Name, b *capsule.Batch, start uint64, prev capsule.Hash) bool {
+	hb := b.Heartbeat
+	if len(b.Records) == 0 || b.Records[0].Seqno < start {
+		return false
+	}
+	holes := hb.Holes
+	for len(holes) > 0 && holes[0] < start {
+		holes = holes[1:]
+	}
+	ri, hi := 0, 0
+	p := prev // the held chain until the first record, then the batch's own
+	for s := start; s <= hb.Seqno; s++ {
+		switch {
+		case ri < len(b.Records) && b.Records[ri].Seqno == s:
+			if r := &b.Records[ri]; ri == 0 && r.Prev == p {
+				return false // chains to what is held
+			} else if ri > 0 && r.Prev != p {
+				return false // broken inside the batch
+			}
+			p = b.Hashes[ri]
+			ri++
+		case hi < len(holes) && holes[hi] == s:
+			p = capsule.NewHole(c, s, p).Hash()
+			hi++
+		default:
+			return false // a gap: the batch's own fault
+		}
+	}
+	return true
 }

@@ -53,6 +53,7 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 	if err != nil && start-1 <= head.Seqno {
 		return nil, fmt.Errorf("append to %s: %w", c, err)
 	}
+	prev0 := prev // the held entry before the batch's first
 	var diff uint64
 	ri, hi := 0, 0
 	for seq := start; seq <= min(head.Seqno, hb.Seqno); seq++ {
@@ -126,6 +127,12 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 	tail := &capsule.Batch{Records: b.Records[k:], Hashes: b.Hashes[k:], Heartbeat: hb, Resumed: true}
 	probe, err := fork.Apply(tail, nil)
 	if err != nil {
+		if strict && diff == start && foreignBase(c, b, start, prev0) {
+			// The batch differs from its first entry on because it extends
+			// another line's entry start-1 (it holds together on its own):
+			// another writer's, like one that chains to the held log.
+			return nil, conflict(diff)
+		}
 		return nil, fmt.Errorf("append to %s: %w", c, err)
 	}
 	if strict {
