@@ -179,6 +179,13 @@ func (c *Cache) Invalidate(name pdu.Name) {
 	c.neg.Remove(name)
 }
 
+// Purge forgets everything the cache holds (a reload changed the trust
+// the entries were believed under).
+func (c *Cache) Purge() {
+	c.pos.Purge()
+	c.neg.Purge()
+}
+
 // Entries lists the positive entries (for the admin API).
 func (c *Cache) Entries() []*Record {
 	now := c.now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -191,6 +192,8 @@ type Service struct {
 	Local, Global *DHT
 	// Static is the in-memory resolver (static mode only).
 	Static *Static
+	// trust is the static resolver's trust once a reload replaced it.
+	trust atomic.Pointer[certs.Verifier]
 }
 
 // Open builds the resolver c describes for the node with credentials n:
@@ -209,7 +212,7 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 	s := &Service{}
 	var inner Resolver
 	if c.Mode == "" || c.Mode == "static" {
-		s.Static = NewStatic(&Verifier{Certs: n.Certs})
+		s.Static = NewStatic(&Verifier{Certs: n.Certs, trust: &s.trust})
 		inner = s.Static
 	} else {
 		dc := DHTConfig{

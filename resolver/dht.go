@@ -76,15 +76,14 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	}
 	d := &DHT{cfg: cfg, log: cfg.Logger, published: map[pubKey]*Record{}}
 	tier := "domain"
-	var admitDomain pdu.Name
-	d.verifier = &Verifier{Certs: cfg.Certs, Kind: KindLocation, Domain: cfg.Domain.Name()}
+	d.gate = newGate(cfg.Certs, cfg.Domain.Name(), cfg.DenyFor)
+	d.verifier = &Verifier{Certs: cfg.Certs, Kind: KindLocation, Domain: cfg.Domain.Name(), trust: &d.gate.trust}
 	d.prefix = DomainPrefix(cfg.Domain.Name())
-	admitDomain = cfg.Domain.Name()
 	if cfg.Global {
 		tier = "global"
-		d.verifier = &Verifier{Certs: cfg.Certs, Kind: KindBorder}
+		d.gate = newGate(cfg.Certs, pdu.Name{}, cfg.DenyFor)
+		d.verifier = &Verifier{Certs: cfg.Certs, Kind: KindBorder, trust: &d.gate.trust}
 		d.prefix = GlobalPrefix
-		admitDomain = pdu.Name{}
 	}
 	// "node", not "name": record logs carry the record's name under "name".
 	d.log = d.log.With(zap.Stringer("node", cfg.Identity.Name), zap.String("tier", tier))
@@ -92,7 +91,6 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	if d.metrics, err = newDHTMetrics(cfg.Registerer, tier); err != nil {
 		return nil, fmt.Errorf("dht metrics: %w", err)
 	}
-	d.gate = newGate(cfg.Certs, admitDomain, cfg.DenyFor)
 	// Our own proof must pass our own gate, or peers will refuse us too.
 	own := &MembershipProof{Meta: cfg.Identity.Meta, Member: cfg.Member, Domain: cfg.Domain}
 	if _, err := d.gate.check(cfg.Identity.Meta.Key, own); err != nil && !cfg.trustOwnProof {

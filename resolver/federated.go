@@ -60,7 +60,7 @@ func NewFederated(cfg FederatedConfig) (*Federated, error) {
 	}
 	f := &Federated{cfg: cfg, log: cfg.Logger, gv: cfg.GlobalVerifier}
 	if f.gv == nil {
-		f.gv = &Verifier{Certs: cfg.Local.cfg.Certs, Kind: KindBorder}
+		f.gv = &Verifier{Certs: cfg.Local.cfg.Certs, Kind: KindBorder, trust: &cfg.Local.gate.trust}
 	}
 	for _, a := range cfg.Borders {
 		m, err := ma.NewMultiaddr(a)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/control"
@@ -73,8 +74,8 @@ func parseProof(b []byte) (*MembershipProof, error) {
 // and its DHT streams wait (briefly) and are then reset unread; a peer that does
 // not prove membership in time is disconnected and refused for DenyFor.
 type gate struct {
-	certs   *certs.Verifier
-	domain  pdu.Name // admitted domain; zero = any trusted domain
+	trust   atomic.Pointer[certs.Verifier] // the trusted domains; swapped by retrust
+	domain  pdu.Name                       // admitted domain; zero = any trusted domain
 	denyFor time.Duration
 	now     func() time.Time
 
@@ -95,8 +96,10 @@ func newGate(v *certs.Verifier, domain pdu.Name, denyFor time.Duration) *gate {
 	if v.Now != nil {
 		now = v.Now
 	}
-	return &gate{certs: v, domain: domain, denyFor: denyFor, now: now,
+	g := &gate{domain: domain, denyFor: denyFor, now: now,
 		verified: map[peer.ID]admitted{}, denied: map[peer.ID]time.Time{}, changed: make(chan struct{})}
+	g.trust.Store(v)
+	return g
 }
 
 // errNotAdmitted is why a proof was refused (wrapped with the detail).
@@ -104,13 +107,19 @@ var errNotAdmitted = errors.New("not admitted")
 
 // check verifies proof for the peer whose libp2p key is pub.
 func (g *gate) check(pub []byte, p *MembershipProof) (admitted, error) {
+	return g.checkWith(g.trust.Load(), pub, p)
+}
+
+// checkWith is check against the trusted domains of v (a reload's
+// candidate, before it is swapped in).
+func (g *gate) checkWith(v *certs.Verifier, pub []byte, p *MembershipProof) (admitted, error) {
 	if p.Meta.Kind != certs.KindRouter && p.Meta.Kind != certs.KindResolver {
 		return admitted{}, fmt.Errorf("%w: node kind %v", errNotAdmitted, p.Meta.Kind)
 	}
 	if !ed25519.PublicKey(pub).Equal(p.Meta.Key) {
 		return admitted{}, fmt.Errorf("%w: metadata key is not the connection's key", errNotAdmitted)
 	}
-	dom, until, err := g.certs.VerifyMember(p.Meta, p.Member, p.Domain)
+	dom, until, err := v.VerifyMember(p.Meta, p.Member, p.Domain)
 	if err != nil {
 		return admitted{}, fmt.Errorf("%w: %w", errNotAdmitted, err)
 	}
@@ -118,6 +127,27 @@ func (g *gate) check(pub []byte, p *MembershipProof) (admitted, error) {
 		return admitted{}, fmt.Errorf("%w: member of domain %s, not %s", errNotAdmitted, dom, g.domain)
 	}
 	return admitted{name: p.Meta.Name(), domain: dom, until: until}, nil
+}
+
+// retrust swaps in the trusted domains of v (a reload): the peers refused
+// under the old trust may try again at once, and the admitted peers of a
+// domain v no longer trusts are forgotten and returned, so that their
+// owner disconnects them.
+func (g *gate) retrust(v *certs.Verifier) []peer.ID {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.trust.Store(v)
+	var out []peer.ID
+	for p, a := range g.verified {
+		if v.Trusted[a.domain] == nil {
+			delete(g.verified, p)
+			out = append(out, p)
+		}
+	}
+	clear(g.denied)
+	close(g.changed)
+	g.changed = make(chan struct{})
+	return out
 }
 
 func (g *gate) admit(p peer.ID, a admitted) {

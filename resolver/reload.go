@@ -3,6 +3,8 @@ package resolver
 import (
 	"fmt"
 
+	"go.uber.org/zap"
+
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/internal/logging"
 )
@@ -14,34 +16,97 @@ type ownProof struct {
 	wire   []byte
 }
 
-// Reload replaces the node's membership certificate (a renewal, on
-// SIGHUP): peers get the new proof from the next handshake on, and border
-// records are signed with it. The certificate must pass the node's own
-// gate. Trusted domains and listen addresses change on restart only.
-func (d *DHT) Reload(member *certs.Cert) error {
+// reloadPlan is a checked reload of one DHT node, not yet in force.
+type reloadPlan struct {
+	d     *DHT
+	own   *ownProof
+	trust *certs.Verifier
+}
+
+// withClock gives v the clock of old when it has none of its own (a
+// verifier read from files on SIGHUP keeps the node's clock).
+func withClock(v, old *certs.Verifier) *certs.Verifier {
+	if v.Now != nil || old == nil || old.Now == nil {
+		return v
+	}
+	return &certs.Verifier{Trusted: v.Trusted, Now: old.Now}
+}
+
+// prepareReload checks member and the trusted domains of v (nil: keep
+// the ones in force): the node's own membership must pass its gate under
+// the new trust, or peers would refuse it.
+func (d *DHT) prepareReload(member *certs.Cert, v *certs.Verifier) (*reloadPlan, error) {
+	if v == nil {
+		v = d.gate.trust.Load()
+	}
+	v = withClock(v, d.gate.trust.Load())
 	own := &MembershipProof{Meta: d.cfg.Identity.Meta, Member: member, Domain: d.cfg.Domain}
-	if _, err := d.gate.check(d.cfg.Identity.Meta.Key, own); err != nil {
-		return fmt.Errorf("dht: own membership: %w", err)
+	if _, err := d.gate.checkWith(v, d.cfg.Identity.Meta.Key, own); err != nil {
+		return nil, fmt.Errorf("dht: own membership: %w", err)
 	}
 	wire, err := own.marshal()
 	if err != nil {
+		return nil, err
+	}
+	return &reloadPlan{d: d, own: &ownProof{member: member, wire: wire}, trust: v}, nil
+}
+
+// commit puts a checked reload in force: the new proof from the next
+// handshake on, the new trust for every later check (gate, records), the
+// peers refused under the old trust free to try again, and the admitted
+// peers of a domain no longer trusted disconnected.
+func (p *reloadPlan) commit() {
+	d := p.d
+	d.own.Store(p.own)
+	for _, peerID := range d.gate.retrust(p.trust) {
+		d.kad.RoutingTable().RemovePeer(peerID)
+		_ = d.host.Network().ClosePeer(peerID)
+		d.log.Info("peer's domain no longer trusted: disconnected", zap.Stringer("peer_id", peerID))
+	}
+	d.log.Info("membership and trusted domains reloaded", logging.Expiry(p.own.member.NotAfter),
+		zap.Int("trusted_domains", len(p.trust.Trusted)))
+}
+
+// Reload replaces the node's membership certificate (a renewal, on
+// SIGHUP) and, when v is not nil, its trusted domains: peers get the new
+// proof from the next handshake on, border records are signed with it,
+// and the gate and the record checks use the new trust. The certificate
+// must pass the node's own gate under the new trust; if it does not,
+// nothing changes. Listen addresses change on restart only.
+func (d *DHT) Reload(member *certs.Cert, v *certs.Verifier) error {
+	p, err := d.prepareReload(member, v)
+	if err != nil {
 		return err
 	}
-	d.own.Store(&ownProof{member: member, wire: wire})
-	d.log.Info("membership reloaded", logging.Expiry(member.NotAfter))
+	p.commit()
 	return nil
 }
 
 // Reload gives every DHT node of s (the domain's, and the global one on a
-// border) the renewed membership.
-func (s *Service) Reload(member *certs.Cert) error {
+// border) the renewed membership and the trusted domains of v (nil: keep
+// them), and a static resolver the new trust. It is all or nothing: every
+// node is checked before any changes. Cached answers are dropped, since
+// they were believed under the old trust.
+func (s *Service) Reload(member *certs.Cert, v *certs.Verifier) error {
+	var plans []*reloadPlan
 	for _, d := range []*DHT{s.Local, s.Global} {
 		if d == nil {
 			continue
 		}
-		if err := d.Reload(member); err != nil {
+		p, err := d.prepareReload(member, v)
+		if err != nil {
 			return err
 		}
+		plans = append(plans, p)
+	}
+	for _, p := range plans {
+		p.commit()
+	}
+	if v != nil && s.Static != nil && s.Static.v != nil {
+		s.trust.Store(withClock(v, s.Static.v.certs()))
+	}
+	if v != nil && s.Cache != nil {
+		s.Cache.Purge()
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package resolver
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/gdpnet/gdpnet/certs"
@@ -19,11 +20,24 @@ type Verifier struct {
 	// Domain, when set, is the only domain whose routers may publish
 	// (a domain DHT refuses routers of other domains, even trusted ones).
 	Domain pdu.Name
+	// trust, when set, replaces Certs: the trusted domains a reload
+	// (DHT.Reload, Service.Reload) swaps in.
+	trust *atomic.Pointer[certs.Verifier]
+}
+
+// certs is the trust in force: the reloaded one, else Certs.
+func (v *Verifier) certs() *certs.Verifier {
+	if v.trust != nil {
+		if c := v.trust.Load(); c != nil {
+			return c
+		}
+	}
+	return v.Certs
 }
 
 func (v *Verifier) now() time.Time {
-	if v.Certs != nil && v.Certs.Now != nil {
-		return v.Certs.Now()
+	if c := v.certs(); c != nil && c.Now != nil {
+		return c.Now()
 	}
 	return time.Now()
 }
@@ -52,10 +66,11 @@ func (v *Verifier) verifyParsed(r *Record) (time.Time, error) {
 	if r.Kind != want {
 		return time.Time{}, fmt.Errorf("verify record for %s: %w: %s, want %s", r.Name, ErrWrongKind, r.Kind, want)
 	}
-	if v.Certs == nil {
+	cv := v.certs()
+	if cv == nil {
 		return time.Time{}, fmt.Errorf("verify record for %s: %w: no trusted domains configured", r.Name, ErrBadChain)
 	}
-	exp, err := v.Certs.VerifyRoute(r.Chain, r.Name, r.Router())
+	exp, err := cv.VerifyRoute(r.Chain, r.Name, r.Router())
 	if err != nil {
 		if errors.Is(err, certs.ErrUntrustedDomain) {
 			return time.Time{}, fmt.Errorf("verify record for %s: %w: %w", r.Name, ErrNotMember, err)
@@ -71,7 +86,7 @@ func (v *Verifier) verifyParsed(r *Record) (time.Time, error) {
 			r.Name, ErrNotMember, r.Router(), dom, v.Domain)
 	}
 	if r.Kind == KindBorder {
-		bdom, bexp, err := v.Certs.VerifyMember(r.Border, r.BorderMember, r.Chain.Domain)
+		bdom, bexp, err := cv.VerifyMember(r.Border, r.BorderMember, r.Chain.Domain)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("verify record for %s: border router: %w: %w", r.Name, ErrNotMember, err)
 		}

@@ -37,8 +37,13 @@ The configuration file is documented in deploy/resolver.yaml. The HTTP API
 "gdp lookup NAME" to query it and verify the answer's chain. Routers embed
 the same resolver through their own "resolver:" block.
 
-SIGHUP reloads the node's membership certificate (a renewed one is shown
-to peers from then on); SIGTERM stops it.`,
+SIGHUP re-reads the configuration file and reloads the node's membership
+certificate (a renewed one is shown to peers from then on) and its
+trusted domains (domain and trusted_domains: the membership gate and the
+record checks use them at once; peers of a domain no longer trusted are
+disconnected). A configuration that does not load is refused and the
+running one stays. Listen addresses, bootstrap, the API address and the
+rest of the resolver block change on restart only. SIGTERM stops it.`,
 		Example: `  gdp resolver --config /etc/gdp/resolver.yaml
   gdp resolver --config /etc/gdp/resolver.yaml --print-addrs
   gdp lookup NAME --api http://127.0.0.1:8021`,
@@ -111,9 +116,9 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 		case <-hup:
 			_ = sdNotify("RELOADING=1")
 			if err := reloadResolver(cfgPath, svc, watch); err != nil {
-				log.Error("reload failed; keeping the running membership", zap.Error(err))
+				log.Error("reload failed; keeping the running membership and trusted domains", zap.Error(err))
 			} else {
-				log.Info("reloaded the membership certificate; trusted domains, addresses and the resolver block change on restart only")
+				log.Info("reloaded the membership certificate and trusted domains; addresses, bootstrap and the rest of the resolver block change on restart only")
 			}
 			_ = sdNotify("READY=1")
 		}
@@ -126,8 +131,9 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 	return nil
 }
 
-// reloadResolver re-reads the config and the membership certificate it
-// names and gives the DHT nodes the new one (SIGHUP).
+// reloadResolver re-reads the config, the membership certificate and the
+// trusted domains it names and gives them to the DHT nodes (SIGHUP), all
+// or nothing.
 func reloadResolver(cfgPath string, svc *resolver.Service, watch *certWatch) error {
 	cfg, err := loadResolverConfig(cfgPath)
 	if err != nil {
@@ -137,7 +143,7 @@ func reloadResolver(cfgPath string, svc *resolver.Service, watch *certWatch) err
 	if err != nil {
 		return err
 	}
-	if err := svc.Reload(creds.Member); err != nil {
+	if err := svc.Reload(creds.Member, creds.Certs); err != nil {
 		return err
 	}
 	watch.set("member", creds.Member, resolverMemberPath(cfg))

@@ -148,7 +148,7 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
 				_ = sdNotify("RELOADING=1")
-				if err := reloadRouter(cfgPath, node, watch, log); err != nil {
+				if err := reloadRouter(cfgPath, node, res, watch, log); err != nil {
 					log.Error("reload failed; keeping the running configuration", zap.Error(err))
 				} else {
 					log.Info("reloaded certificates, trusted domains and policy")
@@ -171,7 +171,7 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 
 // reloadRouter re-reads the config file and the certificate files and
 // swaps them in (SIGHUP). Fields that need a restart are reported.
-func reloadRouter(cfgPath string, node *router.Node, watch *certWatch, log *zap.Logger) error {
+func reloadRouter(cfgPath string, node *router.Node, res *resolver.Service, watch *certWatch, log *zap.Logger) error {
 	cfg, err := loadRouterConfig(cfgPath)
 	if err != nil {
 		return err
@@ -185,6 +185,11 @@ func reloadRouter(cfgPath string, node *router.Node, watch *certWatch, log *zap.
 	}
 	if err := node.Tunnel.SetIdentity(tunnel.CertIdentity(creds.id, creds.member, creds.domain)); err != nil {
 		return err
+	}
+	// The embedded resolver: the renewed membership for its DHT nodes and
+	// the same trusted domains (the router's checks passed with both).
+	if err := res.Reload(creds.member, creds.verifier); err != nil {
+		return fmt.Errorf("resolver: %w", err)
 	}
 	watch.set("member", creds.member, cfg.MemberCert)
 	log.Info("listen addresses, limits, peers and the resolver block change on restart only")
