@@ -30,7 +30,7 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 		return fail(m, fmt.Errorf("create %s: %w: placement record of %s is older than the one held (%s)", p.name, capsule.ErrStale,
 			p.record.Issued.Format(time.RFC3339), held.record.Issued.Format(time.RFC3339)))
 	}
-	if reason, err := s.places.admit(s.cfg.Placement, p, s.places.get(p.name) != nil); err != nil {
+	if reason, err := s.places.admit(s.pol.Load().placement, p, s.places.get(p.name) != nil); err != nil {
 		s.met.placementsRefused.WithLabelValues(reason).Inc()
 		s.log.Info("placement refused", logging.Capsule(p.name), logging.Src(r.from), zap.String("reason", reason))
 		return fail(m, fmt.Errorf("create %s: %w", p.name, err))

@@ -47,6 +47,7 @@ type Server struct {
 	met  *metrics
 
 	places *placements
+	pol    atomic.Pointer[policy] // placement policy and subscription limits; Reload swaps them
 	dels   deletes
 	warned sync.Map // pdu.Name -> time.Time: the AdCert NotAfter already warned about
 	pend   *wire.Pending
@@ -104,6 +105,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		places: places, pend: wire.NewPending(), watch: newWatchers(),
 		queue: make(chan request, cfg.Queue), kick: make(chan pdu.Name, 64),
 	}
+	s.pol.Store(policyOf(cfg))
 	s.subs = newSubscriptions(s)
 	s.sync = newSyncState(cfg.SyncParallel)
 	s.ctx, s.cancel = context.WithCancel(context.Background())

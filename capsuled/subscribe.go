@@ -84,12 +84,12 @@ func newSubscriptions(s *Server) *subscriptions {
 // of the largest holder's when the server is full (ss.mu held). It returns
 // the refusal's reason, or "".
 func (ss *subscriptions) admit(who pdu.Name) string {
-	cfg := &ss.s.cfg
+	pol := ss.s.pol.Load()
 	mine := len(ss.byWho[who])
-	if mine >= cfg.MaxSubscriptionsPerSubscriber {
+	if mine >= pol.maxSubsPer {
 		return "subscriber_quota"
 	}
-	if len(ss.m) < cfg.MaxSubscriptions {
+	if len(ss.m) < pol.maxSubs {
 		return ""
 	}
 	var top pdu.Name

@@ -31,11 +31,15 @@ other by anti-entropy.
 
 The configuration file is documented in deploy/capsuled.yaml. SIGTERM
 drains: capsule names are withdrawn, requests in progress finish, the store
-is closed after its last fsync. SIGHUP reloads the server's membership
-certificate and trusted domain (a renewed membership is shown to the
-router from then on).`,
+is closed after its last fsync. SIGHUP re-reads the configuration file
+and reloads the server's membership certificate and domain (a renewed
+membership is shown to the router from then on), the placement: policy
+(owners, max_per_owner, max_replicas, max_placements) and the
+subscription limits, all or nothing: a configuration that does not load
+is refused and the running one stays. The router, the store and the
+other limits change on restart only.`,
 		Example: `  gdp capsuled --config /etc/gdp/capsuled.yaml
-  systemctl reload gdp-capsuled    # SIGHUP: renewed membership`,
+  systemctl reload gdp-capsuled    # SIGHUP: renewed membership, placement policy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCapsuled(cmd.Context(), cfgPath)
@@ -106,10 +110,10 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 				break
 			}
 			_ = sdNotify("RELOADING=1")
-			if err := reloadCapsuled(cfgPath, at, watch); err != nil {
-				log.Error("reload failed; keeping the running membership", zap.Error(err))
+			if err := inConfig(cfgPath, reloadCapsuled(cfgPath, at, srv, watch)); err != nil {
+				log.Error("reload failed; keeping the running membership and policy", zap.Error(err))
 			} else {
-				log.Info("reloaded the membership certificate and domain; the router, store and limits change on restart only")
+				log.Info("reloaded the membership certificate, domain, placement policy and subscription limits; the router, store and other limits change on restart only")
 			}
 			_ = sdNotify("READY=1")
 		}
@@ -123,12 +127,20 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 	return srv.Close()
 }
 
-// reloadCapsuled re-reads the membership certificate and the domain the
-// config names and shows them to the router from the next tunnel on
-// (SIGHUP).
-func reloadCapsuled(cfgPath string, at *attached, watch *certWatch) error {
+// reloadCapsuled re-reads the config, the membership certificate and the
+// domain it names (shown to the router from the next tunnel on) and puts
+// the placement policy and subscription limits in force (SIGHUP), all or
+// nothing: everything is checked before anything changes.
+func reloadCapsuled(cfgPath string, at *attached, srv *capsuled.Server, watch *certWatch) error {
 	cfg, err := loadCapsuledConfig(cfgPath)
 	if err != nil {
+		return err
+	}
+	scfg, err := cfg.server()
+	if err != nil {
+		return err
+	}
+	if err := scfg.Check(); err != nil {
 		return err
 	}
 	member, err := certs.ReadCertFile(cfg.MemberCert)
@@ -143,6 +155,9 @@ func reloadCapsuled(cfgPath string, at *attached, watch *certWatch) error {
 		return fmt.Errorf("membership %s: %w", cfg.MemberCert, err)
 	}
 	if err := at.ep.Reload(member, domain); err != nil {
+		return err
+	}
+	if err := srv.Reload(scfg); err != nil {
 		return err
 	}
 	watch.set("member", member, cfg.MemberCert)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -39,4 +41,14 @@ func daemonLogger(c logging.Config, component string) (*zap.Logger, func(err *er
 		logging.Sync(log)
 	}
 	return log, stop, nil
+}
+
+// inConfig names the config file in a reload's error, unless the error
+// already does (config.Load's errors name the file and the line): the
+// one ERROR line a refused SIGHUP logs says which file to fix.
+func inConfig(path string, err error) error {
+	if err == nil || path == "" || strings.Contains(err.Error(), path) {
+		return err
+	}
+	return fmt.Errorf("config %s: %w", path, err)
 }

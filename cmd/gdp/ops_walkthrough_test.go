@@ -323,8 +323,9 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 	// §4.1: a resolver node.
 	dhtPort, api := udpPort(t), freePort(t)
 	_, p, _ := net.SplitHostPort(dhtPort)
-	resolverCfg := e.deployConfig("resolver", map[string]any{"api": api, "member_cert": "resolver.member", "domain": "acme.meta",
-		"resolver.listen": []string{"/ip4/127.0.0.1/udp/" + p + "/quic-v1"}})
+	resolverSet := map[string]any{"api": api, "member_cert": "resolver.member", "domain": "acme.meta",
+		"resolver.listen": []string{"/ip4/127.0.0.1/udp/" + p + "/quic-v1"}}
+	resolverCfg := e.deployConfig("resolver", resolverSet)
 	e.mustGDP("doctor", "--config", resolverCfg, "--role", "resolver")
 	rs := e.start("resolver", "resolver", "--config", resolverCfg)
 	rs.waitLog(`"resolver up"`)
@@ -332,8 +333,9 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 
 	// §5.1: a capsule server attached to the router.
 	metrics := freePort(t)
-	capsuledCfg := e.deployConfig("capsuled", map[string]any{"router": listen, "admin": admin, "router_name": "",
-		"member_cert": "capsuled.member", "domain": "acme.meta", "dir": filepath.Join(e.work, "store"), "metrics": metrics})
+	capsuledSet := map[string]any{"router": listen, "admin": admin, "router_name": "",
+		"member_cert": "capsuled.member", "domain": "acme.meta", "dir": filepath.Join(e.work, "store"), "metrics": metrics}
+	capsuledCfg := e.deployConfig("capsuled", capsuledSet)
 	e.mustGDP("doctor", "--config", capsuledCfg, "--role", "capsuled")
 	cs := e.start("capsuled", "capsuled", "--config", capsuledCfg)
 	cs.waitLog(`"capsuled attached"`)
@@ -426,6 +428,42 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 	out = e.mustGDP(append([]string{"capsule", "read", capsule, "-q"}, conn...)...)
 	if !strings.Contains(out, "two") {
 		t.Errorf("read after the reloads:\n%s", out)
+	}
+
+	// §4 / §5 signals: SIGHUP also reloads the resolver's trusted domains
+	// and the server's placement policy; a config that does not load is
+	// refused with one line naming the file and the line, and the running
+	// configuration stays.
+	e.mustGDP("cert", "new-domain", "--alias", "beta", "--description", "a federated domain")
+	with := func(base map[string]any, k string, v any) map[string]any {
+		m := map[string]any{k: v}
+		for bk, bv := range base {
+			m[bk] = bv
+		}
+		return m
+	}
+	reload := func(d *opsDaemon, set map[string]any, want ...string) {
+		t.Helper()
+		e.deployConfig(d.name, set)
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		d.waitLog(want...)
+		if !d.running() {
+			t.Fatalf("%s exited on SIGHUP", d.name)
+		}
+	}
+	reload(rs, with(resolverSet, "trusted_domains", []string{"beta.meta"}), `"membership and trusted domains reloaded"`, `"trusted_domains":2`)
+	reload(rs, with(resolverSet, "bogus_key", 1), `"reload failed`, resolverCfg+": line ", "bogus_key")
+	reload(cs, with(capsuledSet, "placement.max_per_owner", 1), `"placement policy and subscription limits reloaded"`, `"max_per_owner":1`)
+	create := append([]string{"capsule", "create", "--owner", "alice", "--writer", "alice", "--servers", serverName, "--w", "1", "--desc", "second"}, conn...)
+	if out, err := e.gdp(create...); err == nil || !strings.Contains(out, "forbidden") {
+		t.Errorf("alice's second capsule after max_per_owner: 1 was reloaded: %v\n%s", err, out)
+	}
+	reload(cs, with(with(capsuledSet, "placement.max_per_owner", 5), "placement.max_replicas", 99),
+		`"reload failed`, capsuledCfg, "max_replicas 99")
+	if out, err := e.gdp(create...); err == nil || !strings.Contains(out, "forbidden") {
+		t.Errorf("alice's second capsule after a refused reload: %v\n%s", err, out)
 	}
 	cs.stop()
 	rs.stop()

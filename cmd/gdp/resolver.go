@@ -115,7 +115,7 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 			done = true
 		case <-hup:
 			_ = sdNotify("RELOADING=1")
-			if err := reloadResolver(cfgPath, svc, watch); err != nil {
+			if err := inConfig(cfgPath, reloadResolver(cfgPath, svc, watch)); err != nil {
 				log.Error("reload failed; keeping the running membership and trusted domains", zap.Error(err))
 			} else {
 				log.Info("reloaded the membership certificate and trusted domains; addresses, bootstrap and the rest of the resolver block change on restart only")

@@ -148,7 +148,7 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
 				_ = sdNotify("RELOADING=1")
-				if err := reloadRouter(cfgPath, node, res, watch, log); err != nil {
+				if err := inConfig(cfgPath, reloadRouter(cfgPath, node, res, watch, log)); err != nil {
 					log.Error("reload failed; keeping the running configuration", zap.Error(err))
 				} else {
 					log.Info("reloaded certificates, trusted domains and policy")
@@ -192,7 +192,7 @@ func reloadRouter(cfgPath string, node *router.Node, res *resolver.Service, watc
 		return fmt.Errorf("resolver: %w", err)
 	}
 	watch.set("member", creds.member, cfg.MemberCert)
-	log.Info("listen addresses, limits, peers and the resolver block change on restart only")
+	log.Info("listen addresses, limits, peers and the rest of the resolver block change on restart only")
 	return nil
 }
 

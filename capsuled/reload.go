@@ -1,0 +1,46 @@
+package capsuled
+
+import (
+	"go.uber.org/zap"
+)
+
+// policy is the part of a Config that a reload (SIGHUP) changes in a
+// running server: who may place capsules here and how many, and the
+// subscription limits. Everything else needs a restart.
+type policy struct {
+	placement  PlacementPolicy
+	maxSubs    int // MaxSubscriptions
+	maxSubsPer int // MaxSubscriptionsPerSubscriber
+}
+
+func policyOf(c Config) *policy {
+	return &policy{placement: c.Placement, maxSubs: c.MaxSubscriptions, maxSubsPer: c.MaxSubscriptionsPerSubscriber}
+}
+
+// Check reports whether New (or Reload) would refuse c.
+func (c Config) Check() error {
+	_, err := c.withDefaults()
+	return err
+}
+
+// Reload puts the placement policy and the subscription limits of cfg in
+// force for every later CREATE and SUBSCRIBE (capsules already placed and
+// subscriptions already running stay). cfg is checked as New checks it
+// (an empty Dir means the running one); if it is refused nothing changes.
+// The other fields of cfg are ignored: they change on restart only.
+func (s *Server) Reload(cfg Config) error {
+	if cfg.Dir == "" {
+		cfg.Dir = s.cfg.Dir
+	}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	p := policyOf(c)
+	s.pol.Store(p)
+	s.log.Info("placement policy and subscription limits reloaded", zap.Int("owners", len(p.placement.Owners)),
+		zap.Int("max_per_owner", p.placement.MaxPerOwner), zap.Int("max_replicas", p.placement.MaxReplicas),
+		zap.Int("max_placements", p.placement.MaxPlacements), zap.Int("max_subscriptions", p.maxSubs),
+		zap.Int("max_subscriptions_per_subscriber", p.maxSubsPer))
+	return nil
+}
