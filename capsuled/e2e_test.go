@@ -17,12 +17,13 @@ import (
 )
 
 // fullSize is how many records the end-to-end tests write: the issue's
-// 100k by default (about 5 s each here), fewer under -short.
+// 100k by default (about 5 s each here), 20k under -race (fullRecords),
+// fewer under -short.
 func fullSize(short uint64) uint64 {
 	if testing.Short() {
 		return short
 	}
-	return 100000
+	return fullRecords
 }
 
 // payload is record i's data: recognisable and checkable.
@@ -55,7 +56,7 @@ func (a *acked) note(d client.Durability) {
 // writeN appends records [from, to] and flushes, recording durability.
 func writeN(t testing.TB, wr *client.Writer, from, to uint64, a *acked) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), slow*60*time.Second)
 	defer cancel()
 	for i := from; i <= to; i++ {
 		s, err := wr.Append(ctx, payload(i))
@@ -78,7 +79,7 @@ func writeN(t testing.TB, wr *client.Writer, from, to uint64, a *acked) {
 // reader cc and checks every record, one by one.
 func checkAll(t testing.TB, cc *client.CapsuleClient, c, dst pdu.Name, n uint64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), slow*60*time.Second)
 	defer cancel()
 	rd, err := cc.NewReader(ctx, c, client.ReaderOptions{Server: dst})
 	if err != nil {
@@ -106,7 +107,7 @@ func checkAll(t testing.TB, cc *client.CapsuleClient, c, dst pdu.Name, n uint64)
 // reachable waits until server answers METADATA for c with head n.
 func reachable(t testing.TB, cc *client.CapsuleClient, c, server pdu.Name, n uint64) {
 	t.Helper()
-	eventually(t, 60*time.Second, "replica "+server.String()+" reachable at head "+fmt.Sprint(n), func() bool {
+	eventually(t, slow*60*time.Second, "replica "+server.String()+" reachable at head "+fmt.Sprint(n), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		in, err := cc.Info(ctx, c, server)
@@ -194,7 +195,7 @@ func TestReplicatedCapsuleEndToEnd(t *testing.T) {
 	})
 	w.start(r1, b)
 	writeN(t, wr, n/2+1, 3*n/4, &ack)
-	eventually(t, 30*time.Second, "b converged", converged(3*n/4, a, b, c))
+	eventually(t, slow*30*time.Second, "b converged", converged(3*n/4, a, b, c))
 	t.Logf("b converged: %s", time.Since(start))
 
 	// Phase 4: c is partitioned (its packets are lost), writes go on with
@@ -206,7 +207,7 @@ func TestReplicatedCapsuleEndToEnd(t *testing.T) {
 	}
 	t.Logf("writes with c partitioned done: %s", time.Since(start))
 	c.gate.down.Store(false)
-	eventually(t, 60*time.Second, "every replica converged", converged(n, a, b, c))
+	eventually(t, slow*60*time.Second, "every replica converged", converged(n, a, b, c))
 	t.Logf("%d records written and replicated in %s", n, time.Since(start))
 	if ack.upTo != n {
 		t.Fatalf("acknowledged up to %d, wrote %d", ack.upTo, n)

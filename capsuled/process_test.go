@@ -202,7 +202,7 @@ func (p *procReplica) kill() {
 // is killed with SIGKILL in the middle of the stream (with appends in
 // flight), writing goes on with W=2, the replica restarts over its store,
 // converges, and every acknowledged record is read back verified from each
-// replica. 100k records (8,000 under -short).
+// replica. 100k records (20k under -race, 8,000 under -short).
 func TestKillNineReplica(t *testing.T) {
 	n := fullSize(8000)
 	w := newWorld(t)
@@ -223,7 +223,7 @@ func TestKillNineReplica(t *testing.T) {
 	// Generous: the second quarter's appends run under this deadline, and
 	// under -race on a loaded machine they take many seconds. The writer
 	// waits for slow replicas within it (it gives up only on its expiry).
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), slow*5*time.Minute)
 	defer cancel()
 	if err := writer.Create(ctx, tc.owner, tc.meta, 2, places); err != nil {
 		t.Fatal(err)

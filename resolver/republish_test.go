@@ -81,14 +81,28 @@ func TestRepublish(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Renew was not called")
 	}
-	time.Sleep(100 * time.Millisecond) // let the renewed record's put finish
+	// Renew hands the fresh record back before its put starts, and with
+	// MinPuts 1 a put may return having reached one node: the others get
+	// it from later rounds. Wait for every node to serve it (generously:
+	// -race on a loaded machine is slow), no fixed sleep.
 	for i, n := range c.nodes {
-		got, err := n.Lookup(ctx, kept)
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-		if got.Sequence < fresh.Sequence || !got.EffectiveExpiry().After(rec.EffectiveExpiry()) {
-			t.Fatalf("node %d: got seq %d expiring %s, want the renewed record", i, got.Sequence, got.EffectiveExpiry())
+		var got *Record
+		var err error
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+			got, err = n.Lookup(lctx, kept)
+			lcancel()
+			if err == nil && got.Sequence >= fresh.Sequence && got.EffectiveExpiry().After(rec.EffectiveExpiry()) {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				if err != nil {
+					t.Fatalf("node %d: %v", i, err)
+				}
+				t.Fatalf("node %d: got seq %d expiring %s, want the renewed record", i, got.Sequence, got.EffectiveExpiry())
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }
