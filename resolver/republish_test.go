@@ -37,7 +37,10 @@ func TestRepublish(t *testing.T) {
 			_, chain := w.capsuleAt(rp, "kept", 3*time.Hour)
 			fresh, err := NewLocation(rp.id.Key, old.Name, chain, old.Addrs, NextSequence(), time.Time{})
 			if err == nil {
-				renewed <- fresh
+				select { // never block the republish loop (and Close)
+				case renewed <- fresh:
+				default:
+				}
 			}
 			return fresh, err
 		}}
