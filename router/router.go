@@ -390,7 +390,17 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		r.detach(f)
 		return nil, fmt.Errorf("%w: %s in domain %s", ErrForbidden, l.Peer(), domain)
 	}
+	// Close may have begun between the check at the top and here: the
+	// goroutines are added to r.wg only under r.mu, which Close takes to
+	// mark the router closed, so a wg.Add never races Close's wg.Wait.
+	r.mu.Lock()
+	if r.closed.Load() {
+		r.mu.Unlock()
+		r.detach(f)
+		return nil, ErrClosed
+	}
 	r.wg.Add(2)
+	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
 		f.writer()
@@ -478,7 +488,10 @@ func (r *Router) Drain(ctx context.Context) {
 
 // Close stops the router: background work ends, every face is detached.
 func (r *Router) Close() error {
-	if r.closed.Swap(true) {
+	r.mu.Lock()
+	was := r.closed.Swap(true)
+	r.mu.Unlock()
+	if was {
 		return nil
 	}
 	r.draining.Store(true)
