@@ -1,0 +1,269 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+)
+
+// File is one version of a file, open for reading. Reads fetch chunks in
+// parallel: a reader moving forward gets the next ReadAhead chunks fetched
+// ahead of it. It is safe for concurrent use.
+type File struct {
+	fs     *FS
+	v      *Version
+	starts []uint64 // starts[k]: index of the first chunk of extent k
+	hashes [][32]byte
+
+	ctx    context.Context // prefetches run under it; Close cancels it
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	chunks map[uint64]*chunk
+	next   uint64 // the chunk after the last one read: where a sequential reader goes on
+	off    int64  // Read's offset
+}
+
+type chunk struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// Open opens the newest version of file p.
+func (f *FS) Open(ctx context.Context, p string) (*File, error) {
+	e, err := f.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if e.Type != TypeFile {
+		return nil, fmt.Errorf("%s: %w", e.Path, ErrIsDir)
+	}
+	return f.OpenVersion(ctx, e.Version)
+}
+
+// OpenAt opens version seqno of file p (any version in its log).
+func (f *FS) OpenAt(ctx context.Context, p string, seqno uint64) (*File, error) {
+	f.mu.Lock()
+	v, err := f.ix.version(p, seqno)
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return f.OpenVersion(ctx, v)
+}
+
+// OpenVersion opens version v (from Stat, ReadDir or Log): it reads and
+// checks the version's chunk hash lists.
+func (f *FS) OpenVersion(ctx context.Context, v *Version) (*File, error) {
+	if v == nil || v.Type != TypeFile {
+		return nil, fmt.Errorf("open: %w: not a file version", ErrNotExist)
+	}
+	n := v.chunks()
+	fl := &File{fs: f, v: v, chunks: map[uint64]*chunk{}}
+	var at uint64
+	for _, e := range v.Extents {
+		fl.starts = append(fl.starts, at)
+		at += e.Count
+	}
+	fl.hashes = make([][32]byte, 0, n)
+	for _, s := range v.Lists {
+		rec, err := f.fetch(ctx, s, nil)
+		if err != nil {
+			return nil, fmt.Errorf("open %s version %d: %w", v.Path, v.Seqno, err)
+		}
+		kind, _, body, err := parseHeader(rec.Data)
+		if err != nil || kind != kindList || len(body)%32 != 0 || len(body) == 0 {
+			return nil, fmt.Errorf("open %s version %d: record %d: %w: not a hash list", v.Path, v.Seqno, s, ErrCorrupt)
+		}
+		for i := 0; i < len(body); i += 32 {
+			fl.hashes = append(fl.hashes, [32]byte(body[i:i+32]))
+		}
+	}
+	if uint64(len(fl.hashes)) != n {
+		return nil, fmt.Errorf("open %s version %d: %w: %d hashes for %d chunks", v.Path, v.Seqno, ErrCorrupt, len(fl.hashes), n)
+	}
+	fl.ctx, fl.cancel = context.WithCancel(context.Background())
+	return fl, nil
+}
+
+// Version is the version open.
+func (fl *File) Version() *Version { return fl.v }
+
+// Size is the file's size in bytes.
+func (fl *File) Size() int64 { return int64(fl.v.Size) }
+
+// Close stops the fetches ahead.
+func (fl *File) Close() error {
+	fl.cancel()
+	return nil
+}
+
+// seqno is the record of chunk i.
+func (fl *File) seqno(i uint64) uint64 {
+	k := sort.Search(len(fl.starts), func(k int) bool { return fl.starts[k] > i }) - 1
+	e := fl.v.Extents[k]
+	return e.First + (i - fl.starts[k])
+}
+
+// chunkLen is the content length of chunk i.
+func (fl *File) chunkLen(i uint64) int {
+	return int(min(uint64(ChunkSize), fl.v.Size-i*ChunkSize))
+}
+
+// getLocked returns chunk i, starting its fetch if needed.
+func (fl *File) getLocked(i uint64) *chunk {
+	if c := fl.chunks[i]; c != nil {
+		return c
+	}
+	c := &chunk{done: make(chan struct{})}
+	fl.chunks[i] = c
+	go func() {
+		defer close(c.done)
+		rec, err := fl.fs.fetch(fl.ctx, fl.seqno(i), &fl.hashes[i])
+		if err != nil {
+			c.err = fmt.Errorf("%s version %d chunk %d: %w", fl.v.Path, fl.v.Seqno, i, err)
+			return
+		}
+		kind, _, body, err := parseHeader(rec.Data)
+		if err != nil || kind != kindChunk || len(body) != fl.chunkLen(i) {
+			c.err = fmt.Errorf("%s version %d chunk %d: %w", fl.v.Path, fl.v.Seqno, i, ErrCorrupt)
+			return
+		}
+		fl.fs.Stats.Chunks.Add(1)
+		fl.fs.Stats.Bytes.Add(uint64(len(body)))
+		c.data = body
+	}()
+	return c
+}
+
+// want returns chunk i and schedules the ones a reader at i needs next:
+// the ReadAhead chunks after it when the reader goes forward, and drops
+// the chunks it left behind.
+func (fl *File) want(i uint64) *chunk {
+	n := fl.v.chunks()
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	c := fl.getLocked(i)
+	seq := i == fl.next || i+1 == fl.next || i == 0
+	if seq {
+		for j := i + 1; j <= i+uint64(fl.fs.opts.ReadAhead) && j < n; j++ {
+			fl.getLocked(j)
+		}
+	}
+	fl.next = i + 1
+	// Bound what is held: chunks behind the reader go, and beyond a
+	// budget the ones farthest from it.
+	limit := 2*fl.fs.opts.ReadAhead + 4
+	if len(fl.chunks) > limit {
+		for j, cj := range fl.chunks {
+			if j+2 < i || j > i+uint64(fl.fs.opts.ReadAhead) {
+				select {
+				case <-cj.done:
+					delete(fl.chunks, j)
+				default:
+				}
+			}
+		}
+	}
+	return c
+}
+
+// ReadAt reads len(p) bytes at off (io.ReaderAt).
+func (fl *File) ReadAt(p []byte, off int64) (int, error) {
+	return fl.ReadAtContext(context.Background(), p, off)
+}
+
+// ReadAtContext is ReadAt bounded by ctx.
+func (fl *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read %s: negative offset", fl.v.Path)
+	}
+	total := 0
+	for len(p) > 0 {
+		if off >= fl.Size() {
+			return total, io.EOF
+		}
+		i := uint64(off) / ChunkSize
+		c := fl.want(i)
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return total, ctx.Err()
+		}
+		if c.err != nil {
+			fl.mu.Lock()
+			if fl.chunks[i] == c {
+				delete(fl.chunks, i) // a later read tries again
+			}
+			fl.mu.Unlock()
+			return total, c.err
+		}
+		k := copy(p, c.data[uint64(off)-i*ChunkSize:])
+		p, off, total = p[k:], off+int64(k), total+k
+	}
+	return total, nil
+}
+
+// Read reads from the file's offset (io.Reader).
+func (fl *File) Read(p []byte) (int, error) {
+	fl.mu.Lock()
+	off := fl.off
+	fl.mu.Unlock()
+	n, err := fl.ReadAt(p, off)
+	fl.mu.Lock()
+	fl.off += int64(n)
+	fl.mu.Unlock()
+	if n > 0 && err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+// WriteTo writes the rest of the file to w (io.WriterTo) and, when it
+// wrote the whole file, checks the content hash of the manifest too.
+func (fl *File) WriteTo(w io.Writer) (int64, error) {
+	return fl.WriteToContext(context.Background(), w)
+}
+
+// WriteToContext is WriteTo bounded by ctx.
+func (fl *File) WriteToContext(ctx context.Context, w io.Writer) (int64, error) {
+	fl.mu.Lock()
+	start := fl.off
+	fl.mu.Unlock()
+	h := sha256.New()
+	var written int64
+	for off := start; off < fl.Size(); {
+		i := uint64(off) / ChunkSize
+		c := fl.want(i)
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return written, ctx.Err()
+		}
+		if c.err != nil {
+			return written, c.err
+		}
+		b := c.data[uint64(off)-i*ChunkSize:]
+		if start == 0 {
+			h.Write(b)
+		}
+		k, err := w.Write(b)
+		written += int64(k)
+		off += int64(k)
+		fl.mu.Lock()
+		fl.off = off
+		fl.mu.Unlock()
+		if err != nil {
+			return written, err
+		}
+	}
+	if start == 0 && !bytes.Equal(h.Sum(nil), fl.v.SHA256) {
+		return written, fmt.Errorf("%s version %d: %w: content hash", fl.v.Path, fl.v.Seqno, ErrCorrupt)
+	}
+	return written, nil
+}

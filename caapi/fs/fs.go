@@ -1,0 +1,257 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Options tunes an FS.
+type Options struct {
+	// At shows the tree as of capsule seqno At (every manifest up to it).
+	// Default 0: the newest the replica's heartbeat shows.
+	At uint64
+	// Server is the replica read first. Default: the nearest (the
+	// capsule's name), then pinned to the one that answered.
+	Server pdu.Name
+	// Quorum is passed to the first reader (client.ReaderOptions); -1
+	// or 0: the nearest replica.
+	Quorum int
+	// Parallel bounds the chunk reads in flight across all open files.
+	// Default 16 (the tunnel's stream limit).
+	Parallel int
+	// ReadAhead is how many chunks a sequential reader fetches ahead of
+	// the one it reads. Default 32 (about 1.8 MB).
+	ReadAhead int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Parallel <= 0 {
+		o.Parallel = 16
+	}
+	if o.ReadAhead <= 0 {
+		o.ReadAhead = 32
+	}
+	if o.Quorum < 0 {
+		o.Quorum = 0
+	}
+	return o
+}
+
+// Stats count what an FS did.
+type Stats struct {
+	Chunks    atomic.Uint64 // chunk records fetched and verified
+	Bytes     atomic.Uint64 // content bytes they carried
+	BadReads  atomic.Uint64 // reads that failed verification (or got no answer) at a replica
+	Failovers atomic.Uint64 // times reads moved to another replica
+}
+
+// FS reads a files capsule. Every record it returns was verified by the
+// capsule reader (hash chain and inclusion proof against a writer-signed
+// heartbeat), and every chunk also against the hash its file's manifest
+// lists. When a replica serves a record that fails, reads move to the next
+// replica of the capsule's placement; only when every replica fails does
+// the read fail (never with unverified bytes).
+type FS struct {
+	cc   *client.CapsuleClient
+	name pdu.Name
+	opts Options
+
+	sem chan struct{} // Parallel slots
+
+	rmu     sync.Mutex
+	servers []pdu.Name
+	readers []*client.Reader // per server, opened on first use
+	cur     int              // the server reads go to
+
+	mu sync.Mutex
+	ix *index
+
+	Stats Stats
+}
+
+// Open reads the tree of files capsule c.
+func Open(ctx context.Context, cc *client.CapsuleClient, c pdu.Name, opts Options) (*FS, error) {
+	opts = opts.withDefaults()
+	rd, err := cc.NewReader(ctx, c, client.ReaderOptions{Server: opts.Server, Quorum: opts.Quorum})
+	if err != nil {
+		return nil, fmt.Errorf("fs open %s: %w", c, err)
+	}
+	in := rd.Opened()
+	first := in.Server
+	if !opts.Server.IsZero() {
+		first = opts.Server
+	}
+	rd.SetServer(first)
+	f := &FS{cc: cc, name: c, opts: opts, sem: make(chan struct{}, opts.Parallel), ix: newIndex()}
+	f.servers = []pdu.Name{first}
+	for _, s := range in.Replicas {
+		if s != first {
+			f.servers = append(f.servers, s)
+		}
+	}
+	f.readers = make([]*client.Reader, len(f.servers))
+	f.readers[0] = rd
+	head := opts.At
+	if hb := rd.Heartbeat(); head == 0 && hb != nil {
+		head = hb.Seqno
+	}
+	if err := f.ix.build(ctx, head, f.fetchRecord); err != nil {
+		return nil, fmt.Errorf("fs open %s: %w", c, err)
+	}
+	return f, nil
+}
+
+// Close releases nothing today (readers share the CapsuleClient); kept
+// so callers need not change when it does.
+func (f *FS) Close() {}
+
+// Name is the capsule read.
+func (f *FS) Name() pdu.Name { return f.name }
+
+// Head is the seqno of the newest manifest in the tree (0: empty).
+func (f *FS) Head() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ix.head
+}
+
+// Server is the replica reads go to now.
+func (f *FS) Server() pdu.Name {
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	return f.servers[f.cur]
+}
+
+// Stat says what path p is.
+func (f *FS) Stat(p string) (Entry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ix.stat(p)
+}
+
+// ReadDir lists directory p.
+func (f *FS) ReadDir(p string) ([]Entry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ix.readDir(p)
+}
+
+// Log is p's versions, newest first (a removal is a version of type
+// TypeRemoved).
+func (f *FS) Log(p string) ([]*Version, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ix.log(p)
+}
+
+// reader returns the reader of server i, opening it (and tying it to the
+// newest heartbeat the first one verified) on first use.
+func (f *FS) reader(ctx context.Context, i int) (*client.Reader, error) {
+	f.rmu.Lock()
+	rd := f.readers[i]
+	f.rmu.Unlock()
+	if rd != nil {
+		return rd, nil
+	}
+	rd, err := f.cc.NewReader(ctx, f.name, client.ReaderOptions{Server: f.servers[i]})
+	if err != nil {
+		return nil, err
+	}
+	// The new replica must show a log consistent with what was verified.
+	if hb := f.readers[0].Heartbeat(); hb != nil {
+		if err := rd.Observe(hb); err != nil {
+			return nil, err
+		}
+	}
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	if f.readers[i] == nil {
+		f.readers[i] = rd
+	}
+	return f.readers[i], nil
+}
+
+// fetchRecord reads record seqno, verified, from the current replica and
+// moves on to the next replica when that one fails: a verification
+// failure, no answer, or a record other than the one asked.
+func (f *FS) fetchRecord(ctx context.Context, seqno uint64) ([]byte, time.Time, error) {
+	rec, err := f.fetch(ctx, seqno, nil)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return rec.Data, time.Unix(0, rec.Time), nil
+}
+
+// fetch reads record seqno; want, when set, is the hash of its data the
+// manifest lists.
+func (f *FS) fetch(ctx context.Context, seqno uint64, want *[32]byte) (capsule.Record, error) {
+	select {
+	case f.sem <- struct{}{}:
+	case <-ctx.Done():
+		return capsule.Record{}, ctx.Err()
+	}
+	defer func() { <-f.sem }()
+	var first error
+	f.rmu.Lock()
+	i, n := f.cur, len(f.servers)
+	f.rmu.Unlock()
+	for tries := 0; tries < n; tries++ {
+		rec, err := f.fetchFrom(ctx, i, seqno, want)
+		if err == nil {
+			return rec, nil
+		}
+		if ctx.Err() != nil {
+			return capsule.Record{}, ctx.Err()
+		}
+		f.Stats.BadReads.Add(1)
+		if first == nil {
+			first = err
+		}
+		f.rmu.Lock()
+		if f.cur == i {
+			f.cur = (i + 1) % n
+			if n > 1 {
+				f.Stats.Failovers.Add(1)
+			}
+		}
+		i = f.cur
+		f.rmu.Unlock()
+	}
+	if n > 1 {
+		return capsule.Record{}, fmt.Errorf("read %s record %d: every replica failed; first: %w", f.name, seqno, first)
+	}
+	return capsule.Record{}, first
+}
+
+func (f *FS) fetchFrom(ctx context.Context, i int, seqno uint64, want *[32]byte) (capsule.Record, error) {
+	rd, err := f.reader(ctx, i)
+	if err != nil {
+		return capsule.Record{}, err
+	}
+	recs, err := rd.Read(ctx, seqno, seqno)
+	if err != nil {
+		return capsule.Record{}, err
+	}
+	if len(recs) != 1 || recs[0].Seqno != seqno {
+		return capsule.Record{}, fmt.Errorf("read %s record %d: %w: the replica does not have it", f.name, seqno, ErrNotExist)
+	}
+	rec := recs[0]
+	if rec.Hole {
+		return capsule.Record{}, fmt.Errorf("read %s record %d: %w: a hole", f.name, seqno, ErrNotFS)
+	}
+	if want != nil && [32]byte(rec.DataHash) != *want {
+		return capsule.Record{}, fmt.Errorf("read %s record %d: %w", f.name, seqno, ErrCorrupt)
+	}
+	return rec, nil
+}
+
+// errClosed: the file was closed.
+var errClosed = errors.New("fs: file closed")

@@ -1,0 +1,300 @@
+package fs_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/caapi/fs"
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+func content(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// setup: two routers; replicas on the first, the user on the second.
+type setup struct {
+	w    *world
+	a, b *router.Node
+	rs   []*replica
+	cc   *client.CapsuleClient
+	name pdu.Name
+	fw   *fs.Writer
+}
+
+func newSetup(t *testing.T, replicas, wq int) *setup {
+	t.Helper()
+	w := newWorld(t)
+	a := w.router("router a")
+	b := w.router("router b", a)
+	s := &setup{w: w, a: a, b: b}
+	for i := range replicas {
+		s.rs = append(s.rs, w.replica(a, "replica "+string(rune('1'+i))))
+	}
+	s.cc = w.user(b, "fs user")
+	name, wid := newCapsule(t, s.cc, wq, s.rs...)
+	s.name = name
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	fw, err := fs.NewWriter(ctx, s.cc, name, wid.Key, fs.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fw.Close(context.Background()) })
+	s.fw = fw
+	return s
+}
+
+func (s *setup) put(t *testing.T, p string, b []byte) *fs.Version {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := s.fw.Put(ctx, p, bytes.NewReader(b), fs.PutOptions{})
+	if err != nil {
+		t.Fatalf("put %s: %v", p, err)
+	}
+	return v
+}
+
+func (s *setup) open(t *testing.T, opts fs.Options) *fs.FS {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f, err := fs.Open(ctx, s.cc, s.name, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func readAll(t *testing.T, f *fs.FS, p string, version uint64) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var fl *fs.File
+	var err error
+	if version == 0 {
+		fl, err = f.Open(ctx, p)
+	} else {
+		fl, err = f.OpenAt(ctx, p, version)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer fl.Close()
+	var buf bytes.Buffer
+	_, err = fl.WriteToContext(ctx, &buf)
+	return buf.Bytes(), err
+}
+
+// TestPutGetRoundTrip: multi-chunk, small and empty files put through one
+// router and read back through a fresh FS: directories list what was put,
+// whole reads and reads at offsets across chunk boundaries equal the
+// source.
+func TestPutGetRoundTrip(t *testing.T) {
+	s := newSetup(t, 2, 2)
+	big := content(1, 3*fs.ChunkSize+12345)
+	small := []byte("hello, files\n")
+	s.put(t, "models/a.bin", big)
+	s.put(t, "/models/small.txt", small)
+	s.put(t, "empty", nil)
+	ctx := context.Background()
+	if _, err := s.fw.Mkdir(ctx, "data/empty-dir"); err != nil {
+		t.Fatal(err)
+	}
+
+	f := s.open(t, fs.Options{})
+	names := func(dir string) []string {
+		es, err := f.ReadDir(dir)
+		if err != nil {
+			t.Fatalf("readdir %q: %v", dir, err)
+		}
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Name)
+		}
+		return out
+	}
+	if got := names(""); len(got) != 3 || got[0] != "data" || got[1] != "empty" || got[2] != "models" {
+		t.Fatalf("root lists %v", got)
+	}
+	if got := names("models"); len(got) != 2 || got[0] != "a.bin" || got[1] != "small.txt" {
+		t.Fatalf("models lists %v", got)
+	}
+	if got := names("data/empty-dir"); len(got) != 0 {
+		t.Fatalf("empty dir lists %v", got)
+	}
+	if _, err := f.Stat("nope/x"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stat of an unknown path: %v", err)
+	}
+	for p, want := range map[string][]byte{"models/a.bin": big, "models/small.txt": small, "empty": {}} {
+		got, err := readAll(t, f, p, 0)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: %d bytes, err %v; want %d bytes", p, len(got), err, len(want))
+		}
+	}
+	fl, err := f.Open(ctx, "models/a.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	r := rand.New(rand.NewPCG(2, 2))
+	for range 40 {
+		off := r.IntN(len(big))
+		n := r.IntN(3 * fs.ChunkSize / 2)
+		buf := make([]byte, n)
+		k, err := fl.ReadAt(buf, int64(off))
+		want := big[off:min(off+n, len(big))]
+		if k != len(want) || !bytes.Equal(buf[:k], want) || (k < n && err == nil) {
+			t.Fatalf("ReadAt(%d, %d): %d bytes, err %v", n, off, k, err)
+		}
+	}
+	if st := f.Stats.BadReads.Load(); st != 0 {
+		t.Fatalf("%d bad reads on honest replicas", st)
+	}
+}
+
+// TestOldVersionReadable: a path put twice and removed keeps every version
+// readable; a tree as of an older seqno shows the older file.
+func TestOldVersionReadable(t *testing.T) {
+	s := newSetup(t, 1, 1)
+	v1b := content(3, fs.ChunkSize+10)
+	v2b := content(4, 2*fs.ChunkSize+99)
+	v1 := s.put(t, "m.bin", v1b)
+	v2 := s.put(t, "m.bin", v2b)
+	if v2.PrevVersion != v1.Seqno {
+		t.Fatalf("version 2 names %d as previous, want %d", v2.PrevVersion, v1.Seqno)
+	}
+	if _, err := s.fw.Remove(context.Background(), "m.bin"); err != nil {
+		t.Fatal(err)
+	}
+	f := s.open(t, fs.Options{})
+	if _, err := f.Stat("m.bin"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("removed file: %v", err)
+	}
+	log, err := f.Log("m.bin")
+	if err != nil || len(log) != 3 || log[0].Type != fs.TypeRemoved || log[1].Seqno != v2.Seqno || log[2].Seqno != v1.Seqno {
+		t.Fatalf("log: %v %v", log, err)
+	}
+	for _, c := range []struct {
+		v    uint64
+		want []byte
+	}{{v1.Seqno, v1b}, {v2.Seqno, v2b}} {
+		got, err := readAll(t, f, "m.bin", c.v)
+		if err != nil || !bytes.Equal(got, c.want) {
+			t.Fatalf("version %d: %d bytes, %v", c.v, len(got), err)
+		}
+	}
+	old := s.open(t, fs.Options{At: v1.Seqno})
+	e, err := old.Stat("m.bin")
+	if err != nil || e.Size() != int64(len(v1b)) {
+		t.Fatalf("tree at %d: %+v %v", v1.Seqno, e, err)
+	}
+	got, err := readAll(t, old, "m.bin", 0)
+	if err != nil || !bytes.Equal(got, v1b) {
+		t.Fatalf("tree at %d: %d bytes %v", v1.Seqno, len(got), err)
+	}
+}
+
+// TestTamperedChunk: a replica whose stored chunk was altered fails
+// verification; the read goes on from the other replica and returns the
+// right bytes. With the honest replica gone the read fails loudly and
+// returns nothing of the tampered chunk.
+func TestTamperedChunk(t *testing.T) {
+	s := newSetup(t, 2, 2)
+	src := content(5, 4*fs.ChunkSize+7)
+	v := s.put(t, "t.bin", src)
+	bad := s.rs[0]
+	bad.stop()
+	seq := v.Extents[0].First + 2 // chunk 2
+	bad.tamper(t, s.name, seq)
+	s.w.start(bad)
+
+	f := s.open(t, fs.Options{Server: bad.id.Name})
+	got, err := readAll(t, f, "t.bin", 0)
+	if err != nil || !bytes.Equal(got, src) {
+		t.Fatalf("read past a tampered replica: %d bytes, %v", len(got), err)
+	}
+	if f.Stats.BadReads.Load() == 0 || f.Stats.Failovers.Load() == 0 {
+		t.Fatalf("bad reads %d, failovers %d: the tampered chunk was not noticed", f.Stats.BadReads.Load(), f.Stats.Failovers.Load())
+	}
+
+	// Only the tampered replica left.
+	s.rs[1].stop()
+	f = s.open(t, fs.Options{Server: bad.id.Name})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fl, err := f.Open(ctx, "t.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	buf := make([]byte, fs.ChunkSize)
+	n, err := fl.ReadAtContext(ctx, buf, 2*fs.ChunkSize)
+	if err == nil || n != 0 || !errors.Is(err, capsule.ErrBadDataHash) {
+		t.Fatalf("tampered chunk with no honest replica: %d bytes, err %v", n, err)
+	}
+	t.Logf("tampered read: %v", err)
+}
+
+// TestManifestMismatch: records the capsule verifies but whose content
+// is not what the writer-signed manifest lists (a chunk hash that does not
+// match, a hash list of the wrong length) are refused with ErrCorrupt.
+func TestManifestMismatch(t *testing.T) {
+	w := newWorld(t)
+	a := w.router("router a")
+	r := w.replica(a, "replica")
+	cc := w.user(a, "user")
+	name, wid := newCapsule(t, cc, 1, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	wr, err := cc.NewWriter(ctx, name, wid.Key, client.WriterOptions{Cadence: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wr.Close(ctx)
+	body := []byte("the real chunk")
+	chunk := append(fs.Header(fs.KindChunk, 0), body...)
+	if _, err := wr.Append(ctx, chunk); err != nil { // seqno 1
+		t.Fatal(err)
+	}
+	wrong := sha256.Sum256([]byte("another chunk"))
+	list := append(fs.Header(fs.KindList, 0), wrong[:]...)
+	if _, err := wr.Append(ctx, list); err != nil { // seqno 2
+		t.Fatal(err)
+	}
+	whole := sha256.Sum256(body)
+	m := &fs.Manifest{Path: "x", Type: fs.TypeFile, Size: uint64(len(body)), Extents: []fs.Extent{{First: 1, Count: 1}},
+		Lists: []uint64{2}, SHA256: whole[:]}
+	mb, err := fs.EncodeManifest(m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wr.Append(ctx, mb); err != nil { // seqno 3
+		t.Fatal(err)
+	}
+	if _, err := wr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fs.Open(ctx, cc, name, fs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(t, f, "x", 0)
+	if !errors.Is(err, fs.ErrCorrupt) || len(got) != 0 {
+		t.Fatalf("chunk not matching its manifest: %d bytes, err %v", len(got), err)
+	}
+}
