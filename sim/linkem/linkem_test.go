@@ -1,0 +1,272 @@
+package linkem
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+// line builds n nodes joined in a line with cfg on every link.
+func line(t *testing.T, n int, cfg Config) (*Network, []*Node) {
+	t.Helper()
+	net := NewNetwork(1)
+	t.Cleanup(func() { net.Close() })
+	var nodes []*Node
+	for i := range n {
+		nd, err := net.AddNode(fmt.Sprintf("n%d", i), netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i + 1)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, nd)
+		if i > 0 {
+			if _, err := net.AddLink(nodes[i-1].Name, nd.Name, cfg, cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return net, nodes
+}
+
+func listen(t *testing.T, n *Network, nd *Node, port uint16) *Conn {
+	t.Helper()
+	c, err := n.Listen(netip.AddrPortFrom(nd.Addr, port), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// echo answers every datagram on c until it closes.
+func echo(c *Conn) {
+	go func() {
+		b := make([]byte, 2048)
+		for {
+			n, from, err := c.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			c.WriteTo(b[:n], from)
+		}
+	}()
+}
+
+// TestRTTFourHops: a 4-hop path with 10 ms per link has an 80 ms round
+// trip; the median of 20 within 10 %, none below it.
+func TestRTTFourHops(t *testing.T) {
+	n, nodes := line(t, 5, Config{Delay: 10 * time.Millisecond})
+	srv := listen(t, n, nodes[4], 7)
+	echo(srv)
+	cl := listen(t, n, nodes[0], 0)
+	if p := n.Path(nodes[0], nodes[4]); len(p) != 4 {
+		t.Fatalf("path has %d hops, want 4", len(p))
+	}
+	var rtts []time.Duration
+	b := make([]byte, 64)
+	for i := range 20 {
+		start := time.Now()
+		if _, err := cl.WriteTo([]byte{byte(i)}, srv.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		cl.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, _, err := cl.ReadFrom(b); err != nil {
+			t.Fatal(err)
+		}
+		rtts = append(rtts, time.Since(start))
+	}
+	slices.Sort(rtts)
+	want := 80 * time.Millisecond
+	med := rtts[len(rtts)/2]
+	t.Logf("RTT min %v median %v max %v (configured %v)", rtts[0], med, rtts[len(rtts)-1], want)
+	if rtts[0] < want {
+		t.Fatalf("RTT %v is below the configured %v", rtts[0], want)
+	}
+	if med > want*11/10 {
+		t.Fatalf("median RTT %v is more than 10%% above %v", med, want)
+	}
+}
+
+// TestThroughput: a sender offering ~50 % more than a 10 Mbit/s link
+// carries is received at the link's rate, within 10 %.
+func TestThroughput(t *testing.T) {
+	const rate = 10_000_000
+	n, nodes := line(t, 2, Config{Bandwidth: rate, Delay: 5 * time.Millisecond, QueueLimit: 200 * time.Millisecond})
+	rx := listen(t, n, nodes[1], 9)
+	tx := listen(t, n, nodes[0], 0)
+	const size = 1200
+	got := make(chan [3]float64, 1)
+	go func() {
+		b := make([]byte, 2048)
+		var first, last time.Time
+		var bytes, pkts float64
+		for {
+			rx.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			k, _, err := rx.ReadFrom(b)
+			if err != nil {
+				break
+			}
+			now := time.Now()
+			if first.IsZero() {
+				first = now
+			} else {
+				bytes += float64(k + 28)
+				pkts++
+			}
+			last = now
+		}
+		got <- [3]float64{bytes, last.Sub(first).Seconds(), pkts}
+	}()
+	payload := make([]byte, size)
+	per := rate * 3 / 2 / 8 / (size + 28) / 100 // packets per 10 ms
+	end := time.Now().Add(1500 * time.Millisecond)
+	for tick := time.NewTicker(10 * time.Millisecond); time.Now().Before(end); <-tick.C {
+		for range per {
+			tx.WriteTo(payload, rx.LocalAddr())
+		}
+	}
+	r := <-got
+	bps := r[0] * 8 / r[1]
+	c := n.Links()[0].Dirs[0].Counts()
+	t.Logf("received %.0f packets, %.2f Mbit/s over %.2fs (link %g Mbit/s); link counts %v", r[2], bps/1e6, r[1], rate/1e6, c.Packets)
+	if math.Abs(bps-rate)/rate > 0.10 {
+		t.Fatalf("throughput %.2f Mbit/s is not within 10%% of %g Mbit/s", bps/1e6, rate/1e6)
+	}
+	if c.Packets["queue_full"] == 0 {
+		t.Fatalf("the sender never filled the queue: the test did not saturate the link")
+	}
+}
+
+// blast sends count datagrams over a one-link network shaped by cfg and
+// returns which arrived (by sequence number).
+func blast(t *testing.T, cfg Config, count int, seed uint64) []bool {
+	t.Helper()
+	n := NewNetwork(seed)
+	t.Cleanup(func() { n.Close() })
+	a, _ := n.AddNode("a", netip.MustParseAddr("10.0.0.1"))
+	b, _ := n.AddNode("b", netip.MustParseAddr("10.0.0.2"))
+	if _, err := n.AddLink("a", "b", cfg, cfg); err != nil {
+		t.Fatal(err)
+	}
+	rx := listen(t, n, b, 9)
+	tx := listen(t, n, a, 0)
+	got := make([]bool, count)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64)
+		for {
+			rx.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			k, _, err := rx.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if k >= 4 {
+				got[int(buf[0])<<24|int(buf[1])<<16|int(buf[2])<<8|int(buf[3])] = true
+			}
+		}
+	}()
+	for i := range count {
+		tx.WriteTo([]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}, net.UDPAddrFromAddrPort(rx.addr))
+		if i%256 == 255 {
+			time.Sleep(time.Millisecond) // let the receiver drain its queue
+		}
+	}
+	<-done
+	return got
+}
+
+// TestBernoulliLoss: with loss p over N packets the observed loss lies
+// within the binomial 99.99 % interval p ± 3.9·sqrt(p(1-p)/N), for
+// several seeds.
+func TestBernoulliLoss(t *testing.T) {
+	const N, p = 5000, 0.1
+	bound := 3.9 * math.Sqrt(p*(1-p)/N)
+	for seed := uint64(1); seed <= 3; seed++ {
+		got := blast(t, Config{Loss: p}, N, seed)
+		lost := 0
+		for _, ok := range got {
+			if !ok {
+				lost++
+			}
+		}
+		obs := float64(lost) / N
+		t.Logf("seed %d: lost %d of %d = %.4f (configured %.2f, bound ±%.4f)", seed, lost, N, obs, p, bound)
+		if math.Abs(obs-p) > bound {
+			t.Fatalf("observed loss %.4f outside %.2f ± %.4f", obs, p, bound)
+		}
+	}
+}
+
+// TestGilbertElliottLoss: the stationary loss rate and the mean length of
+// loss bursts match the chain's (bursts of mean 1/R packets), where
+// Bernoulli loss of the same rate would give bursts of ~1.2.
+func TestGilbertElliottLoss(t *testing.T) {
+	ge := &GilbertElliott{P: 0.05, R: 0.25, LossGood: 0, LossBad: 1}
+	const N = 20000
+	got := blast(t, Config{GE: ge}, N, 7)
+	lost, bursts := 0, 0
+	for i, ok := range got {
+		if !ok {
+			lost++
+			if i == 0 || got[i-1] {
+				bursts++
+			}
+		}
+	}
+	rate := float64(lost) / N
+	want := ge.Rate()
+	// Loss is correlated: the variance of the mean is inflated by
+	// (1+λ)/(1-λ), λ = 1-P-R.
+	lambda := 1 - ge.P - ge.R
+	bound := 3.9 * math.Sqrt(want*(1-want)/N*(1+lambda)/(1-lambda))
+	meanBurst := float64(lost) / float64(bursts)
+	t.Logf("lost %d of %d = %.4f (stationary %.4f ± %.4f), %d bursts of mean %.2f (want %.2f)", lost, N, rate, want, bound, bursts, meanBurst, 1/ge.R)
+	if math.Abs(rate-want) > bound {
+		t.Fatalf("loss rate %.4f outside %.4f ± %.4f", rate, want, bound)
+	}
+	if math.Abs(meanBurst-1/ge.R)/(1/ge.R) > 0.15 {
+		t.Fatalf("mean burst %.2f, want %.2f ± 15%%", meanBurst, 1/ge.R)
+	}
+}
+
+// TestMTUAndDown: a packet over the MTU and packets on a down link are
+// dropped and counted; on a ring, traffic takes the other way round.
+func TestMTUAndDown(t *testing.T) {
+	n, nodes := line(t, 4, Config{MTU: 1000, Delay: time.Millisecond})
+	ring, err := n.AddLink(nodes[3].Name, nodes[0].Name, Config{Delay: 2 * time.Millisecond}, Config{Delay: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := n.Path(nodes[0], nodes[3]); len(p) != 1 || p[0].Link != ring {
+		t.Fatalf("shortest path to n3 should be the direct 2 ms link, got %d hops", len(p))
+	}
+	rx := listen(t, n, nodes[2], 9)
+	tx := listen(t, n, nodes[0], 0)
+	tx.WriteTo(make([]byte, 1001), rx.LocalAddr())
+	first := n.Links()[0].Dirs[0]
+	if c := first.Counts(); c.Packets["too_big"] != 1 {
+		t.Fatalf("too-big not counted: %v", c.Packets)
+	}
+	n.SetLinkDown(n.Links()[1], true) // n1-n2: the way round goes n0-n3-n2
+	if p := n.Path(nodes[0], nodes[2]); len(p) != 2 || p[0].Link != ring {
+		t.Fatalf("with n1-n2 down the path should go round via n3")
+	}
+	tx.WriteTo([]byte("x"), rx.LocalAddr())
+	rx.SetReadDeadline(time.Now().Add(time.Second))
+	b := make([]byte, 16)
+	if _, _, err := rx.ReadFrom(b); err != nil {
+		t.Fatalf("rerouted packet not delivered: %v", err)
+	}
+	n.SetLinkDown(ring, true)
+	if p := n.Path(nodes[0], nodes[2]); p != nil {
+		t.Fatalf("partitioned, yet a path of %d hops", len(p))
+	}
+	tx.WriteTo([]byte("x"), rx.LocalAddr())
+	if n.Stats().NoRoute.Load() != 1 {
+		t.Fatalf("no-route drop not counted")
+	}
+}
