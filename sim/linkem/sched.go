@@ -20,11 +20,11 @@ type scheduler struct {
 }
 
 type event struct {
-	at       time.Time
-	seq      uint64
+	at        time.Time
+	seq       uint64
 	node, dst *Node
-	pkt      *packet
-	n        *Network
+	pkt       *packet
+	n         *Network
 }
 
 // evHeap is a binary min-heap by (at, seq), written out so that pushing
