@@ -80,6 +80,7 @@ func (e *Endpoint) AttachAny(ctx context.Context, routers []RouterAddr, opts Att
 		return nil, fmt.Errorf("attach: %w", errors.Join(errs...))
 	}
 	c := New(e.cfg.Identity, s, e.cfg.Options)
+	e.quicCredentials(c)
 	s.c = c
 	c.wg.Add(1)
 	go c.readvertiser()

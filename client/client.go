@@ -124,6 +124,8 @@ type Client struct {
 	// forged or misdirected, never delivered.
 	Rejected atomic.Uint64
 
+	quic quicState // QUIC over names (quic.go)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -162,6 +164,7 @@ func (c *Client) Done() <-chan struct{} { return c.link.Done() }
 func (c *Client) Close() error {
 	c.cancel()
 	c.wg.Wait()
+	c.closeQUIC()
 	return c.link.Close()
 }
 
@@ -197,6 +200,17 @@ func (c *Client) HandlePDU(p []byte) {
 	var h pdu.Header
 	if err := pdu.Decode(p, &h); err != nil {
 		return
+	}
+	if h.Options != nil {
+		// QUIC over names (PROTOCOL.md §9): its packets, and NAKs about
+		// them, never reach Receive.
+		if h.Type == pdu.TypeData && h.Content() == pdu.ContentQUIC {
+			c.quicPacket(&h)
+			return
+		}
+		if h.Type == pdu.TypeNAK && c.quicNAK(&h) {
+			return
+		}
 	}
 	m := Message{Type: h.Type, Code: h.Code, Flags: h.Flags, Sequence: h.Sequence, Src: h.Src, Dst: h.Dst}
 	switch h.Type {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -45,7 +46,8 @@ type EndpointConfig struct {
 type Endpoint struct {
 	cfg     EndpointConfig
 	ep      *tunnel.Endpoint
-	clients sync.Map // tunnel.Link -> *Client
+	clients sync.Map   // tunnel.Link -> *Client
+	mu      sync.Mutex // cfg.Member and cfg.Domain (Reload)
 }
 
 // NewEndpoint starts the tunnel endpoint.
@@ -55,6 +57,9 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	}
 	if cfg.Verifier == nil {
 		cfg.Verifier = certs.NewVerifier(cfg.Domain)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
 	}
 	if cfg.Options.Logger == nil {
 		cfg.Options.Logger = cfg.Logger
@@ -96,6 +101,7 @@ func (e *Endpoint) Attach(ctx context.Context, addr string, router pdu.Name) (*C
 		return nil, fmt.Errorf("attach %s: %w", addr, err)
 	}
 	c := New(e.cfg.Identity, &unregister{Link: l, e: e}, e.cfg.Options)
+	e.quicCredentials(c)
 	e.clients.Store(l, c)
 	return c, nil
 }
@@ -121,5 +127,26 @@ func (e *Endpoint) Collector() prometheus.Collector { return e.ep.Collector() }
 // Reload replaces the membership the endpoint shows routers (a renewal,
 // on SIGHUP): new tunnels present it; the identity must stay the same.
 func (e *Endpoint) Reload(member *certs.Cert, domain *certs.Metadata) error {
-	return e.ep.SetIdentity(tunnel.CertIdentity(e.cfg.Identity, member, domain))
+	if err := e.ep.SetIdentity(tunnel.CertIdentity(e.cfg.Identity, member, domain)); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.cfg.Member, e.cfg.Domain = member, domain
+	e.mu.Unlock()
+	var err error
+	e.clients.Range(func(_, c any) bool {
+		err = errors.Join(err, c.(*Client).SetQUICCredentials(member, domain, e.cfg.Verifier))
+		return true
+	})
+	return err
+}
+
+// quicCredentials gives c the endpoint's credentials for QUIC over names.
+func (e *Endpoint) quicCredentials(c *Client) {
+	e.mu.Lock()
+	member, domain := e.cfg.Member, e.cfg.Domain
+	e.mu.Unlock()
+	if err := c.SetQUICCredentials(member, domain, e.cfg.Verifier); err != nil {
+		e.cfg.Logger.Warn("no credentials for quic over names", zap.Error(err))
+	}
 }

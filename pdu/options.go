@@ -10,7 +10,29 @@ const (
 	// OptReporter carries the 32-byte name of the router that produced a NAK
 	// (TTL_EXPIRED uses it for traceroute).
 	OptReporter uint8 = 1
+	// OptContent says what a DATA PDU's payload is, so that an endpoint
+	// can hand it to the right consumer without looking inside (one byte,
+	// a Content value). A DATA PDU without it carries application messages
+	// (capsule commands, client payloads).
+	OptContent uint8 = 2
 )
+
+// Content values of the OptContent option.
+const (
+	// ContentQUIC: the payload is one QUIC packet of a connection over
+	// names (docs/PROTOCOL.md §9).
+	ContentQUIC uint8 = 1
+)
+
+// Content returns the value of a one-byte OptContent option, or 0 when it is
+// absent or not one byte long.
+func (h *Header) Content() uint8 {
+	v, ok := h.Option(OptContent)
+	if !ok || len(v) != 1 {
+		return 0
+	}
+	return v[0]
+}
 
 // checkOptions reports whether o is a sequence of Pad1 bytes and whole TLVs.
 func checkOptions(o []byte) error {

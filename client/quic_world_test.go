@@ -1,0 +1,110 @@
+package client
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/router/routertest"
+)
+
+// quicWorld is two routers on loopback UDP with real QUIC tunnels and a
+// static resolver: a and b are not configured as peers, so a tunnel
+// between them opens on demand when a PDU for a name behind b reaches a.
+type quicWorld struct {
+	tb   testing.TB
+	dom  *routertest.Domain
+	res  *resolver.Static
+	a, b *router.Node
+}
+
+func newQUICWorld(tb testing.TB) *quicWorld {
+	tb.Helper()
+	dom, err := routertest.NewDomain("quic test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res := resolver.NewStatic(&resolver.Verifier{Certs: dom.Verifier})
+	tb.Cleanup(func() { _ = res.Close() })
+	w := &quicWorld{tb: tb, dom: dom, res: res}
+	w.a = w.router("a")
+	w.b = w.router("b")
+	return w
+}
+
+func (w *quicWorld) router(desc string) *router.Node {
+	w.tb.Helper()
+	rc, err := w.dom.NewRouter(desc)
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	n, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{
+		Identity: rc.ID, Member: rc.Member, Domain: rc.Domain, Verifier: w.dom.Verifier, Resolver: w.res,
+	}, conn, nil)
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	w.tb.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// endpoint attaches a new endpoint identity to n over a real tunnel and
+// advertises its name.
+func (w *quicWorld) endpoint(n *router.Node, desc string) (*Client, *Endpoint) {
+	w.tb.Helper()
+	id, err := certs.NewIdentity(certs.KindClient, desc)
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	member, err := w.dom.Member(id)
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	ep, err := NewEndpoint(EndpointConfig{Identity: id, Member: member, Domain: w.dom.ID.Meta, Verifier: w.dom.Verifier,
+		Conn: conn, Options: Options{RequestTimeout: time.Second}})
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	w.tb.Cleanup(func() { _ = ep.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ep.Attach(ctx, n.Addr(), n.Router.Name())
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	w.tb.Cleanup(func() { _ = c.Close() })
+	if _, err := c.Advertise(ctx, c.Self()); err != nil {
+		w.tb.Fatal(err)
+	}
+	return c, ep
+}
+
+// reach waits until from's pings reach to by name (published, tunnel
+// between the routers up).
+func (w *quicWorld) reach(from *Client, to pdu.Name) {
+	w.tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rep, err := from.Ping(context.Background(), to, 32, 500*time.Millisecond)
+		if err == nil && rep.Reached && rep.From == to {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.tb.Fatalf("%s never reached %s: %v", from.Name(), to, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
