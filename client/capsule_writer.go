@@ -312,24 +312,32 @@ func (wr *Writer) stopCadence() {
 // batch: when the batch is full (then Append waits for it), on the cadence,
 // or on Flush.
 func (wr *Writer) Append(ctx context.Context, data []byte) (uint64, error) {
+	r, err := wr.AppendRecord(ctx, data)
+	return r.Seqno, err
+}
+
+// AppendRecord is Append returning the whole record built (seqno, time,
+// hash chain link), for layers that index their own writes (caapi/kv).
+// The record's Data is the writer's copy: do not modify it.
+func (wr *Writer) AppendRecord(ctx context.Context, data []byte) (capsule.Record, error) {
 	if len(data) > wire.MaxRecordData {
-		return 0, fmt.Errorf("append to %s: %w: %d bytes of data (max %d)", wr.name, capsule.ErrTooLarge, len(data), wire.MaxRecordData)
+		return capsule.Record{}, fmt.Errorf("append to %s: %w: %d bytes of data (max %d)", wr.name, capsule.ErrTooLarge, len(data), wire.MaxRecordData)
 	}
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
 	if wr.err != nil {
-		return 0, wr.err
+		return capsule.Record{}, wr.err
 	}
 	size := recordCost(len(data))
 	if wr.opts.batchFull(wr.count, wr.pending, size) {
 		if _, err := wr.sendLocked(ctx, wr.opts.MaxInFlight-1); err != nil {
-			return 0, err
+			return capsule.Record{}, err
 		}
 	}
 	r := wr.w.Append(append([]byte(nil), data...))
 	wr.pending += size
 	wr.count++
-	return r.Seqno, nil
+	return r, nil
 }
 
 // Flush sends everything pending under one heartbeat and reports the
