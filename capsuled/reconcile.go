@@ -17,7 +17,8 @@ import (
 // lost message).
 func diverged(err error) bool {
 	return errors.Is(err, capsule.ErrBrokenChain) || errors.Is(err, capsule.ErrRootMismatch) ||
-		errors.Is(err, capsule.ErrEquivocation) || errors.Is(err, store.ErrWriterConflict) || errors.Is(err, capsule.ErrStale)
+		errors.Is(err, capsule.ErrEquivocation) || errors.Is(err, store.ErrWriterConflict) || errors.Is(err, capsule.ErrStale) ||
+		errors.Is(err, store.ErrDiverged)
 }
 
 // errAgreed: the peer's line and ours agree up to the shorter head.
@@ -121,6 +122,9 @@ func (s *Server) reconcile(ctx context.Context, c, peer pdu.Name, peerHead uint6
 		return false, err
 	}
 	if forTheirs*2 > n {
+		// The peer compares with its own peers meanwhile and may have
+		// moved onto our line since it answered: then Adopt finds nothing
+		// to adopt (store.ErrNothingToAdopt) and the next round sees.
 		if err := s.st.Adopt(ctx, c, d, recs, hb); err != nil {
 			return false, fmt.Errorf("adopting %s's line from seqno %d: %w", peer, d, err)
 		}

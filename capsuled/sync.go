@@ -181,7 +181,12 @@ func (s *Server) syncCapsule(ctx context.Context, c pdu.Name, force bool) bool {
 // pullFrom copies peer's entries beyond our head, segment by segment.
 // Every segment goes through the store's append path, which verifies the
 // heartbeat signature, the hash chain and the Merkle root before storing:
-// a lying peer gets nothing stored.
+// a lying peer gets nothing stored. A segment on another line of the log
+// than ours stores nothing either (AppendFromPeer): reconcile asks every
+// replica which line stands, and only a fork it finds genuine is judged
+// (evidence stored). Our head can move between the SYNC and its answer (a
+// writer's batches land meanwhile), so a segment from another writer may
+// overlap entries we took since: that is no evidence of a fork by itself.
 func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name) error {
 	for {
 		head, err := s.st.Head(c)
@@ -208,7 +213,7 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name) error {
 		for i, seg := range resp.Segments {
 			recs, hb, err := decodeBatch(seg.Records, seg.Heartbeat)
 			if err == nil {
-				err = s.st.Append(ctx, c, recs, hb)
+				err = s.st.AppendFromPeer(ctx, c, recs, hb)
 			}
 			if err != nil && diverged(err) {
 				adopted, rerr := s.reconcile(ctx, c, peer, resp.Head)

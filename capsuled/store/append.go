@@ -29,7 +29,7 @@ import (
 // (the old entries are kept aside, see Abandoned) or equivocation, which
 // fails with a *capsule.EquivocationError whose evidence is stored.
 func (s *Store) Append(ctx context.Context, c pdu.Name, recs []capsule.Record, hb *capsule.Heartbeat) error {
-	return s.append(ctx, c, recs, hb, false)
+	return s.append(ctx, c, recs, hb, judging)
 }
 
 // AppendExtending is Append for a writer's own batches: a batch must extend
@@ -38,13 +38,36 @@ func (s *Store) Append(ctx context.Context, c pdu.Name, recs []capsule.Record, h
 // from an older epoch than the head's, fails with ErrWriterConflict and
 // changes nothing (no evidence is stored): it is a second writer with the
 // same key, and the first one to extend the log keeps it. Replicas
-// exchanging a writer's batches (anti-entropy) use Append, which judges
-// forks and branches.
+// exchanging a writer's batches (anti-entropy) use AppendFromPeer, and
+// Append once the replicas have found a fork genuine.
 func (s *Store) AppendExtending(ctx context.Context, c pdu.Name, recs []capsule.Record, hb *capsule.Heartbeat) error {
-	return s.append(ctx, c, recs, hb, true)
+	return s.append(ctx, c, recs, hb, fromWriter)
 }
 
-func (s *Store) append(ctx context.Context, c pdu.Name, recs []capsule.Record, hb *capsule.Heartbeat, strict bool) error {
+// AppendFromPeer is Append for a segment another replica sent
+// (anti-entropy): retries are acknowledged and a branch the writer
+// declared with a newer epoch is applied as by Append, but a segment of the
+// same epoch that rewrites held entries fails with ErrDiverged and changes
+// nothing, no evidence stored. Which line stands is not this replica's to
+// judge from one peer's segment: two writers with one key leave the
+// loser's batches on a minority, which adopts the majority's line, and
+// only when no line has a majority is the fork genuine (then Append
+// stores the evidence).
+func (s *Store) AppendFromPeer(ctx context.Context, c pdu.Name, recs []capsule.Record, hb *capsule.Heartbeat) error {
+	return s.append(ctx, c, recs, hb, fromPeer)
+}
+
+// appendMode is who offers a batch, which decides what a batch that
+// rewrites held entries means.
+type appendMode uint8
+
+const (
+	judging    appendMode = iota // Append: a declared branch, or equivocation (evidence stored)
+	fromWriter                   // AppendExtending: another writer's batch (ErrWriterConflict)
+	fromPeer                     // AppendFromPeer: a declared branch, or another line (ErrDiverged)
+)
+
+func (s *Store) append(ctx context.Context, c pdu.Name, recs []capsule.Record, hb *capsule.Heartbeat, mode appendMode) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -69,7 +92,7 @@ func (s *Store) append(ctx context.Context, c pdu.Name, recs []capsule.Record, h
 		if startsBeyond(b, cs.head.Seqno) {
 			s.waitForPredecessor(ctx, cs, b)
 		}
-		w, err = s.applyLocked(ctx, cs, b, strict)
+		w, err = s.applyLocked(ctx, cs, b, mode)
 	}
 	cs.moved.Broadcast()
 	cs.mu.Unlock()
@@ -87,7 +110,7 @@ func (s *Store) append(ctx context.Context, c pdu.Name, recs []capsule.Record, h
 
 // applyLocked decides what b means against the capsule's head and queues
 // its writes. It returns the write to wait for (nil when nothing new).
-func (s *Store) applyLocked(ctx context.Context, cs *capsuleState, b *capsule.Batch, strict bool) (*pendingWrite, error) {
+func (s *Store) applyLocked(ctx context.Context, cs *capsuleState, b *capsule.Batch, mode appendMode) (*pendingWrite, error) {
 	head, hb := &cs.head, b.Heartbeat
 	if head.Heartbeat != nil && hb.Seqno == head.Seqno && len(b.Records) == 0 && hb.Equal(head.Heartbeat) {
 		return cs.last, nil // a retry of the newest heartbeat: ack once it is durable
@@ -96,9 +119,9 @@ func (s *Store) applyLocked(ctx context.Context, cs *capsuleState, b *capsule.Ba
 		hb.Seqno < head.Seqno || (hb.Seqno == head.Seqno && hb.Root != head.Tree.Root()) ||
 		(len(hb.Holes) > 0 && hb.Holes[0] <= head.Seqno)
 	if overlap {
-		return s.resolveOverlap(ctx, cs, b, strict)
+		return s.resolveOverlap(ctx, cs, b, mode)
 	}
-	if strict && head.Heartbeat != nil {
+	if mode == fromWriter && head.Heartbeat != nil {
 		// A writer's batch that starts right after the head but does not
 		// chain to it, or comes from an older epoch, is another writer's.
 		if hb.Epoch < head.Heartbeat.Epoch {

@@ -18,9 +18,11 @@ import (
 // branch the writer declared with a new epoch (rewritten, old entries kept
 // aside), or equivocation (refused, evidence stored).
 //
-// With strict set (a writer's APPEND), anything but a retry, a replay or an
-// extension fails with ErrWriterConflict instead, and nothing is stored.
-func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule.Batch, strict bool) (*pendingWrite, error) {
+// From a writer's APPEND (fromWriter), anything but a retry, a replay or an
+// extension fails with ErrWriterConflict instead, and nothing is stored;
+// from a peer's segment (fromPeer), what would be equivocation fails with
+// ErrDiverged, and nothing is stored.
+func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule.Batch, mode appendMode) (*pendingWrite, error) {
 	c, hb := cs.info.Name, b.Heartbeat
 	// Compare against the disk: let queued writes land first.
 	if cs.last != nil {
@@ -29,9 +31,14 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 		}
 	}
 	head := &cs.head
+	strict := mode == fromWriter
 	conflict := func(at uint64) error {
 		return fmt.Errorf("append to %s: %w: the batch (epoch %d) rewrites seqno %d of the held log (head %d, epoch %d)",
 			c, ErrWriterConflict, hb.Epoch, at, head.Seqno, head.Heartbeat.Epoch)
+	}
+	diverged := func(at uint64) error {
+		return fmt.Errorf("append to %s: %w: the segment (epoch %d) rewrites seqno %d of the held log (head %d, epoch %d)",
+			c, ErrDiverged, hb.Epoch, at, head.Seqno, head.Heartbeat.Epoch)
 	}
 	if strict && head.Heartbeat != nil && hb.Epoch < head.Heartbeat.Epoch {
 		return nil, fmt.Errorf("append to %s: %w: heartbeat of epoch %d, the head is epoch %d (a writer restarted since)",
@@ -106,6 +113,9 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 			return nil, fmt.Errorf("append to %s: branch heartbeat %d (epoch %d): %w: send its entries from the fork point", c, hb.Seqno, hb.Epoch, capsule.ErrGap)
 		}
 		// A signed heartbeat for a different log of hb.Seqno entries.
+		if mode == fromPeer {
+			return nil, diverged(hb.Seqno)
+		}
 		ev, err := capsule.NewEvidence(head.Heartbeat, hb, hb.Seqno, s.nodeSource(cs), nil)
 		if err != nil {
 			return nil, fmt.Errorf("append to %s: %w", c, err)
@@ -140,6 +150,9 @@ func (s *Store) resolveOverlap(ctx context.Context, cs *capsuleState, b *capsule
 		return nil, conflict(diff)
 	}
 	if !capsule.IsBranch(head.Heartbeat, hb, diff) {
+		if mode == fromPeer {
+			return nil, diverged(diff)
+		}
 		ev, err := capsule.NewEvidence(head.Heartbeat, hb, diff, s.nodeSource(cs),
 			&capsule.Overlay{Base: s.nodeSource(cs), Prefix: diff - 1, Leaves: probe.Hashes})
 		if err != nil {
@@ -230,7 +243,9 @@ func (s *Store) EntryHash(c pdu.Name, seqno uint64) (capsule.Hash, error) {
 // is verified like any append (writer signature, chain from entry from-1,
 // Merkle root). Anti-entropy uses it when most replicas hold the other
 // line: the line a writer got acknowledged by W replicas wins over the one
-// a second writer left on a minority.
+// a second writer left on a minority. A batch that holds the same entry
+// at from as this store (nothing diverges there) fails with
+// ErrNothingToAdopt and changes nothing.
 func (s *Store) Adopt(ctx context.Context, c pdu.Name, from uint64, recs []capsule.Record, hb *capsule.Heartbeat) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -267,8 +282,18 @@ func (s *Store) Adopt(ctx context.Context, c pdu.Name, from uint64, recs []capsu
 		return fmt.Errorf("adopt in %s: %w", c, err)
 	}
 	tail := &capsule.Batch{Records: b.Records[k:], Hashes: b.Hashes[k:], Heartbeat: hb, Resumed: true}
-	if _, err := fork.Apply(tail, nil); err != nil {
+	probe, err := fork.Apply(tail, nil)
+	if err != nil {
 		return fmt.Errorf("adopt in %s: %w", c, err)
+	}
+	// The batch must be another line from seqno from on: one that holds
+	// the held entry there (the peer moved onto this replica's line while
+	// it was compared) has nothing to adopt, and taking it would only cut
+	// the held log back to the batch's end.
+	if held, err := s.entryHash(c, from); err != nil {
+		return fmt.Errorf("adopt in %s: %w", c, err)
+	} else if len(probe.Hashes) == 0 || probe.Hashes[0] == held {
+		return fmt.Errorf("adopt in %s: %w: the batch holds entry %d as this replica does", c, ErrNothingToAdopt, from)
 	}
 	pre, err := s.abandon(cs, from)
 	if err != nil {

@@ -18,6 +18,12 @@ var (
 	// ErrWriterConflict: a writer's batch does not extend the held log:
 	// another writer with the same key got there first.
 	ErrWriterConflict = errors.New("another writer is active")
+	// ErrDiverged: a peer's segment (AppendFromPeer) rewrites held entries
+	// of the same epoch: the two replicas hold different lines of the log.
+	ErrDiverged = errors.New("the peer holds another line of the log")
+	// ErrNothingToAdopt: Adopt was given a batch that agrees with the held
+	// log at the seqno it should replace from.
+	ErrNothingToAdopt = errors.New("nothing to adopt")
 	// ErrFailed: a durable write failed; the store refuses writes until reopened.
 	ErrFailed = errors.New("store failed")
 )
