@@ -1,0 +1,464 @@
+package handoffd
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ReceiveConfig tunes the receiver. Cache and Dir are required.
+type ReceiveConfig struct {
+	Cache *BaseCache
+	// Dir holds the results, one directory per committed handoff: DIR/ID/
+	// with one file per image, "state" and "hello.json".
+	Dir string
+	// IdleTimeout bounds the silence between two frames (default 30 s).
+	IdleTimeout time.Duration
+	Logger      *zap.Logger
+	Metrics     *Metrics // may be nil
+}
+
+// Received is a committed handoff.
+type Received struct {
+	ID     string
+	Dir    string
+	Images map[string]string // name -> path
+	State  string            // path of the device state ("" for a pair)
+	VM     bool
+	Meta   VMMeta
+	Bytes  int64
+}
+
+// deadliner is implemented by net.Conn.
+type deadliner interface{ SetReadDeadline(time.Time) error }
+
+type rimg struct {
+	helloImage
+	f      *os.File
+	base   *Base
+	baseF  *os.File
+	blocks int64
+}
+
+type baseLoc struct {
+	f   *os.File
+	blk int64
+}
+
+type receiver struct {
+	cfg     ReceiveConfig
+	log     *zap.Logger
+	work    string
+	imgs    []*rimg
+	index   map[Hash]baseLoc
+	spill   *os.File
+	stored  map[Hash]int64 // hash -> offset in spill
+	pending []record       // dups whose data has not arrived yet
+	state   *os.File
+	stateN  int64
+	bytes   int64
+	blobs   int
+	bw      *bufio.Writer
+	ackBuf  [16]byte
+	files   []*os.File
+}
+
+// Receive runs one handoff's destination side on conn. Nothing is left
+// under cfg.Dir unless every block and every image digest checked out.
+func Receive(ctx context.Context, conn io.ReadWriter, cfg ReceiveConfig) (*Received, error) {
+	if cfg.Cache == nil || cfg.Dir == "" {
+		return nil, errors.New("receive: cache and dir are required")
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	r := &receiver{cfg: cfg, log: cfg.Logger, index: map[Hash]baseLoc{}, stored: map[Hash]int64{}}
+	r.bw = bufio.NewWriter(conn)
+	rec, err := r.run(ctx, conn)
+	for _, f := range r.files {
+		f.Close()
+	}
+	if err != nil {
+		if r.work != "" {
+			os.RemoveAll(r.work)
+		}
+		// Best effort: tell the sender why.
+		writeJSON(r.bw, frameResult, result{Error: err.Error()})
+		r.bw.Flush()
+		cfg.Metrics.failed(err)
+		return nil, err
+	}
+	cfg.Metrics.committed(r.bytes)
+	return rec, nil
+}
+
+func (r *receiver) open(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, flag, 0o644)
+	if err == nil {
+		r.files = append(r.files, f)
+	}
+	return f, err
+}
+
+func (r *receiver) run(ctx context.Context, conn io.ReadWriter) (*Received, error) {
+	dl, _ := conn.(deadliner)
+	br := bufio.NewReaderSize(conn, 256<<10)
+	var buf []byte
+	next := func() (byte, []byte, error) {
+		if err := ctx.Err(); err != nil {
+			return 0, nil, err
+		}
+		if dl != nil {
+			dl.SetReadDeadline(time.Now().Add(r.cfg.IdleTimeout))
+		}
+		typ, p, err := readFrame(br, buf)
+		if err == nil {
+			buf = p
+			r.bytes += int64(len(p)) + 5
+		}
+		return typ, p, err
+	}
+	typ, p, err := next()
+	if err != nil {
+		return nil, fmt.Errorf("read hello: %w", err)
+	}
+	if typ != frameHello {
+		return nil, fmt.Errorf("first frame is type %d, want hello", typ)
+	}
+	var h hello
+	if err := json.Unmarshal(p, &h); err != nil {
+		return nil, fmt.Errorf("hello: %w", err)
+	}
+	if err := r.setup(&h); err != nil {
+		writeJSON(r.bw, frameReady, result{Error: err.Error()})
+		r.bw.Flush()
+		return nil, err
+	}
+	if err := writeJSON(r.bw, frameReady, result{OK: true}); err != nil {
+		return nil, fmt.Errorf("send ready: %w", err)
+	}
+	if err := r.bw.Flush(); err != nil {
+		return nil, fmt.Errorf("send ready: %w", err)
+	}
+	r.log.Info("handoff receiving", zap.String("name", h.ID), zap.Int("images", len(h.Images)), zap.Bool("vm", h.VM))
+	for {
+		typ, p, err := next()
+		if err != nil {
+			return nil, fmt.Errorf("handoff %s: read: %w", h.ID, err)
+		}
+		switch typ {
+		case frameBlob:
+			recs, err := decodeBlob(p)
+			if err != nil {
+				r.cfg.Metrics.badInput("blob")
+				return nil, fmt.Errorf("handoff %s: %w", h.ID, err)
+			}
+			for i := range recs {
+				if err := r.apply(&recs[i]); err != nil {
+					r.cfg.Metrics.badInput("record")
+					return nil, fmt.Errorf("handoff %s: %w", h.ID, err)
+				}
+			}
+			r.blobs++
+			r.cfg.Metrics.blob(len(p)+5, recs)
+			binary.BigEndian.PutUint64(r.ackBuf[:8], uint64(r.bytes))
+			binary.BigEndian.PutUint64(r.ackBuf[8:], uint64(r.blobs))
+			if err := writeFrame(r.bw, frameAck, r.ackBuf[:]); err != nil {
+				return nil, fmt.Errorf("send ack: %w", err)
+			}
+			if err := r.bw.Flush(); err != nil {
+				return nil, fmt.Errorf("send ack: %w", err)
+			}
+		case frameRound:
+			var re roundEnd
+			if err := json.Unmarshal(p, &re); err != nil {
+				return nil, fmt.Errorf("handoff %s: round end: %w", h.ID, err)
+			}
+			if err := r.resolve(); err != nil {
+				return nil, fmt.Errorf("handoff %s: round %d: %w", h.ID, re.Round, err)
+			}
+		case frameState:
+			if !h.VM {
+				return nil, fmt.Errorf("handoff %s: device state in an image-pair handoff", h.ID)
+			}
+			if r.stateN+int64(len(p)) > maxStateSize {
+				return nil, fmt.Errorf("handoff %s: device state exceeds %d bytes", h.ID, maxStateSize)
+			}
+			if _, err := r.state.Write(p); err != nil {
+				return nil, fmt.Errorf("handoff %s: write state: %w", h.ID, err)
+			}
+			r.stateN += int64(len(p))
+		case frameEnd:
+			var e endMsg
+			if err := json.Unmarshal(p, &e); err != nil {
+				return nil, fmt.Errorf("handoff %s: end: %w", h.ID, err)
+			}
+			return r.commit(&h, &e)
+		default:
+			return nil, fmt.Errorf("handoff %s: unexpected frame type %d", h.ID, typ)
+		}
+	}
+}
+
+func (r *receiver) setup(h *hello) error {
+	if h.Version != 1 {
+		return fmt.Errorf("hello: version %d, want 1", h.Version)
+	}
+	if !nameRE.MatchString(h.ID) {
+		return fmt.Errorf("hello: handoff id %q: want [a-z0-9-], at most 32", h.ID)
+	}
+	if len(h.Images) == 0 || len(h.Images) > maxImages {
+		return fmt.Errorf("hello: %d images, want 1..%d", len(h.Images), maxImages)
+	}
+	if _, err := os.Stat(filepath.Join(r.cfg.Dir, h.ID)); err == nil {
+		return fmt.Errorf("hello: handoff %s already committed here", h.ID)
+	}
+	if err := os.MkdirAll(r.cfg.Dir, 0o755); err != nil {
+		return fmt.Errorf("result dir: %w", err)
+	}
+	work, err := os.MkdirTemp(r.cfg.Dir, ".partial-"+h.ID+"-")
+	if err != nil {
+		return fmt.Errorf("result dir: %w", err)
+	}
+	r.work = work
+	names := map[string]bool{}
+	baseFiles := map[string]*os.File{}
+	baseOf := func(id string) (*Base, *os.File, error) {
+		b, err := r.cfg.Cache.Get(id)
+		if err != nil {
+			return nil, nil, err
+		}
+		if f := baseFiles[id]; f != nil {
+			return b, f, nil
+		}
+		f, err := r.open(b.Path, os.O_RDONLY)
+		if err != nil {
+			return nil, nil, fmt.Errorf("base %s: %w", id, err)
+		}
+		baseFiles[id] = f
+		return b, f, nil
+	}
+	for _, id := range h.Bases {
+		b, f, err := baseOf(id)
+		if err != nil {
+			return fmt.Errorf("hello: %w", err)
+		}
+		for i, x := range b.Hashes {
+			if _, ok := r.index[x]; !ok {
+				r.index[x] = baseLoc{f, int64(i)}
+			}
+		}
+	}
+	for _, im := range h.Images {
+		if !nameRE.MatchString(im.Name) || names[im.Name] || im.Name == "state" || im.Name == "blocks" {
+			return fmt.Errorf("hello: image name %q: want unique [a-z0-9-]", im.Name)
+		}
+		names[im.Name] = true
+		if im.Size <= 0 || im.Size > maxImageSize {
+			return fmt.Errorf("hello: image %s: size %d out of range", im.Name, im.Size)
+		}
+		b, bf, err := baseOf(im.Base)
+		if err != nil {
+			return fmt.Errorf("hello: image %s: %w", im.Name, err)
+		}
+		listed := false
+		for _, id := range h.Bases {
+			listed = listed || id == im.Base
+		}
+		if !listed {
+			return fmt.Errorf("hello: image %s: base %s not among the listed bases", im.Name, im.Base)
+		}
+		path := filepath.Join(work, im.Name)
+		if err := copyFile(b.Path, path); err != nil {
+			return fmt.Errorf("image %s: copy base: %w", im.Name, err)
+		}
+		f, err := r.open(path, os.O_RDWR)
+		if err != nil {
+			return fmt.Errorf("image %s: %w", im.Name, err)
+		}
+		if err := f.Truncate(im.Size); err != nil {
+			return fmt.Errorf("image %s: resize: %w", im.Name, err)
+		}
+		r.imgs = append(r.imgs, &rimg{helloImage: im, f: f, base: b, baseF: bf, blocks: blocksOf(im.Size)})
+	}
+	if r.spill, err = r.open(filepath.Join(work, "blocks"), os.O_CREATE|os.O_RDWR|os.O_TRUNC); err != nil {
+		return fmt.Errorf("spill: %w", err)
+	}
+	if r.state, err = r.open(filepath.Join(work, "state"), os.O_CREATE|os.O_RDWR|os.O_TRUNC); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	hb, _ := json.MarshalIndent(h, "", "  ")
+	if err := os.WriteFile(filepath.Join(work, "hello.json"), hb, 0o644); err != nil {
+		return fmt.Errorf("hello.json: %w", err)
+	}
+	return nil
+}
+
+// write puts a block whose hash is already checked in its place; the last
+// block of an image is cut at the image's size.
+func (r *receiver) write(im *rimg, blk int64, data []byte) error {
+	off := blk * BlockSize
+	n := min(int64(BlockSize), im.Size-off)
+	if _, err := im.f.WriteAt(data[:n], off); err != nil {
+		return fmt.Errorf("image %s: write block %d: %w", im.Name, blk, err)
+	}
+	return nil
+}
+
+func (r *receiver) store(h Hash, data []byte) error {
+	if _, ok := r.stored[h]; ok {
+		return nil
+	}
+	off := int64(len(r.stored)) * BlockSize
+	if _, err := r.spill.WriteAt(data, off); err != nil {
+		return fmt.Errorf("spill: %w", err)
+	}
+	r.stored[h] = off
+	return nil
+}
+
+func (r *receiver) apply(rc *record) error {
+	if int(rc.Image) >= len(r.imgs) {
+		return fmt.Errorf("record for image %d of %d", rc.Image, len(r.imgs))
+	}
+	im := r.imgs[rc.Image]
+	blk := int64(rc.Block)
+	if rc.Block >= uint64(im.blocks) {
+		return fmt.Errorf("image %s: block %d beyond its %d blocks", im.Name, rc.Block, im.blocks)
+	}
+	var data [BlockSize]byte
+	switch rc.Kind {
+	case recZero:
+		if rc.Hash != zeroHash {
+			return fmt.Errorf("image %s block %d: zero record with another hash", im.Name, blk)
+		}
+	case recBase:
+		loc, ok := r.index[rc.Hash]
+		if !ok {
+			return fmt.Errorf("image %s block %d: no base block with hash %x", im.Name, blk, rc.Hash[:8])
+		}
+		if _, err := loc.f.ReadAt(data[:], loc.blk*BlockSize); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read base block: %w", err)
+		}
+	case recData:
+		copy(data[:], rc.Data)
+	case recXOR:
+		if blk >= int64(len(im.base.Hashes)) {
+			return fmt.Errorf("image %s block %d: xor beyond the base", im.Name, blk)
+		}
+		if _, err := im.baseF.ReadAt(data[:], blk*BlockSize); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read base block: %w", err)
+		}
+		for i := range data {
+			data[i] ^= rc.Data[i]
+		}
+	case recDup:
+		off, ok := r.stored[rc.Hash]
+		if !ok {
+			if len(r.pending) > 1<<22 {
+				return errors.New("too many pending duplicate blocks")
+			}
+			r.pending = append(r.pending, record{Kind: recDup, Image: rc.Image, Block: rc.Block, Hash: rc.Hash})
+			return nil
+		}
+		if _, err := r.spill.ReadAt(data[:], off); err != nil {
+			return fmt.Errorf("spill: %w", err)
+		}
+	}
+	if got := hashBlock(data[:]); got != rc.Hash {
+		return fmt.Errorf("image %s block %d: rebuilt block hash %x, want %x", im.Name, blk, got[:8], rc.Hash[:8])
+	}
+	if rc.Kind == recData || rc.Kind == recXOR {
+		if err := r.store(rc.Hash, data[:]); err != nil {
+			return err
+		}
+	}
+	return r.write(im, blk, data[:])
+}
+
+// resolve applies the duplicates whose data came in a later blob.
+func (r *receiver) resolve() error {
+	p := r.pending
+	r.pending = nil
+	for i := range p {
+		if _, ok := r.stored[p[i].Hash]; !ok {
+			return fmt.Errorf("image %s block %d: duplicate of a block never sent", r.imgs[p[i].Image].Name, p[i].Block)
+		}
+		if err := r.apply(&p[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
+	if err := r.resolve(); err != nil {
+		return nil, err
+	}
+	if len(e.Digests) != len(r.imgs) {
+		return nil, fmt.Errorf("end: %d digests for %d images", len(e.Digests), len(r.imgs))
+	}
+	rec := &Received{ID: h.ID, Dir: filepath.Join(r.cfg.Dir, h.ID), Images: map[string]string{}, VM: h.VM, Meta: h.Meta, Bytes: r.bytes}
+	for i, im := range r.imgs {
+		if err := im.f.Sync(); err != nil {
+			return nil, fmt.Errorf("image %s: sync: %w", im.Name, err)
+		}
+		hs, err := hashFile(im.f, im.Size)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: verify: %w", im.Name, err)
+		}
+		d := digestOf(im.Size, hs)
+		if hex.EncodeToString(d[:]) != e.Digests[i] {
+			r.cfg.Metrics.badInput("digest")
+			return nil, fmt.Errorf("image %s: digest of the rebuilt image does not match the source", im.Name)
+		}
+		rec.Images[im.Name] = filepath.Join(rec.Dir, im.Name)
+	}
+	if e.StateSize != r.stateN {
+		return nil, fmt.Errorf("device state: %d bytes, the source sent %d", r.stateN, e.StateSize)
+	}
+	if _, err := r.state.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	sh := sha256.New()
+	if _, err := io.Copy(sh, r.state); err != nil {
+		return nil, fmt.Errorf("device state: %w", err)
+	}
+	if hex.EncodeToString(sh.Sum(nil)) != e.StateHash {
+		return nil, errors.New("device state: hash does not match the source")
+	}
+	if err := r.state.Sync(); err != nil {
+		return nil, fmt.Errorf("device state: %w", err)
+	}
+	if h.VM {
+		rec.State = filepath.Join(rec.Dir, "state")
+	}
+	r.spill.Close()
+	os.Remove(filepath.Join(r.work, "blocks"))
+	if err := os.Rename(r.work, rec.Dir); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	r.work = ""
+	if err := writeJSON(r.bw, frameResult, result{OK: true, Dir: rec.Dir}); err != nil {
+		return rec, fmt.Errorf("send result: %w", err)
+	}
+	if err := r.bw.Flush(); err != nil {
+		return rec, fmt.Errorf("send result: %w", err)
+	}
+	r.log.Info("handoff committed", zap.String("name", h.ID), zap.String("dir", rec.Dir), zap.Int64("bytes", r.bytes))
+	return rec, nil
+}

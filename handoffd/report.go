@@ -1,0 +1,145 @@
+package handoffd
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Report is what one handoff did, for the operator and the benchmark.
+type Report struct {
+	ID          string    `json:"id"`
+	Dest        string    `json:"dest,omitempty"` // the receiver's result directory
+	Start       time.Time `json:"start"`
+	TotalSec    float64   `json:"total_sec"`
+	DowntimeSec float64   `json:"downtime_sec"` // VM stop to the destination's verdict (0: no VM)
+	StateBytes  int64     `json:"state_bytes"`
+	Images      []ImageReport
+	Rounds      []RoundReport `json:"rounds"`
+	// Bytes at each stage boundary.
+	ScannedBytes int64 `json:"scanned_bytes"` // bytes of candidate blocks read
+	ChangedBytes int64 `json:"changed_bytes"` // blocks that differ from what the destination holds
+	UniqueBytes  int64 `json:"unique_bytes"`  // after dedup: data the destination cannot rebuild
+	RawBytes     int64 `json:"raw_bytes"`     // blob payloads before compression (records + data)
+	WireBytes    int64 `json:"wire_bytes"`    // bytes written to the stream
+	Blocks       struct {
+		Zero, Base, Dup, Data int64
+	} `json:"blocks"`
+	Stages  []StageReport `json:"stages"`
+	Ratio   float64       `json:"ratio"` // wire / changed
+	Modes   []ModeSwitch  `json:"modes"`
+	Samples []Sample      `json:"samples"`
+}
+
+// ImageReport is one image's size.
+type ImageReport struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+}
+
+// RoundReport is one pre-copy (or the final) round.
+type RoundReport struct {
+	Round   int     `json:"round"`
+	Final   bool    `json:"final"`
+	Start   float64 `json:"start_sec"`
+	End     float64 `json:"end_sec"`
+	Changed int64   `json:"changed_bytes"`
+	Blobs   int     `json:"blobs"`
+	Records int64   `json:"records"`
+}
+
+// StageReport is one stage's work: bytes in and out and busy time summed
+// over its workers.
+type StageReport struct {
+	Name    string  `json:"name"`
+	In      int64   `json:"in_bytes"`
+	Out     int64   `json:"out_bytes"`
+	Ratio   float64 `json:"ratio"`
+	BusySec float64 `json:"busy_sec"`
+	MBps    float64 `json:"mb_per_busy_sec"` // input per busy second of one worker
+}
+
+// Sample is one point of the throughput timeline.
+type Sample struct {
+	AtSec    float64 `json:"at_sec"`
+	WireBps  float64 `json:"wire_bytes_per_sec"`
+	InputBps float64 `json:"changed_bytes_per_sec"`
+	BwEst    float64 `json:"bandwidth_estimate"`
+	Mode     string  `json:"mode"`
+}
+
+var stageNames = [4]string{"scan", "dedup", "compress", "send"}
+
+func (s *sender) fillReport(r *Report) {
+	for _, im := range s.imgs {
+		r.Images = append(r.Images, ImageReport{Name: im.Name, Size: im.size})
+	}
+	r.ChangedBytes = s.changed.Load()
+	r.UniqueBytes = s.unique.Load()
+	r.WireBytes = s.wire.Load()
+	r.ScannedBytes = s.stageIn[0].Load()
+	r.RawBytes = s.stageIn[2].Load()
+	r.Blocks.Zero = s.kinds[recZero].Load()
+	r.Blocks.Base = s.kinds[recBase].Load()
+	r.Blocks.Dup = s.kinds[recDup].Load()
+	r.Blocks.Data = s.kinds[recData].Load()
+	for i, n := range stageNames {
+		st := StageReport{Name: n, In: s.stageIn[i].Load(), Out: s.stageOut[i].Load(), BusySec: float64(s.stageBusy[i].Load()) / 1e9}
+		if st.In > 0 {
+			st.Ratio = float64(st.Out) / float64(st.In)
+		}
+		if st.BusySec > 0 {
+			st.MBps = float64(st.In) / st.BusySec / 1e6
+		}
+		r.Stages = append(r.Stages, st)
+	}
+	if r.ChangedBytes > 0 {
+		r.Ratio = float64(r.WireBytes) / float64(r.ChangedBytes)
+	}
+}
+
+// sampler records the throughput timeline and drives the progress callback.
+type sampler struct {
+	s    *sender
+	mu   sync.Mutex
+	out  []Sample
+	done chan struct{}
+	once sync.Once
+}
+
+func newSampler(s *sender) *sampler { return &sampler{s: s, done: make(chan struct{})} }
+
+func (p *sampler) stop() { p.once.Do(func() { close(p.done) }) }
+
+func (p *sampler) samples() []Sample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Sample(nil), p.out...)
+}
+
+func (p *sampler) loop(ctx context.Context) {
+	const every = 250 * time.Millisecond
+	t := time.NewTicker(every)
+	defer t.Stop()
+	lastT := time.Now()
+	var lastW, lastC int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.done:
+			return
+		case now := <-t.C:
+			w, c := p.s.wire.Load(), p.s.changed.Load()
+			dt := now.Sub(lastT).Seconds()
+			p.mu.Lock()
+			p.out = append(p.out, Sample{AtSec: now.Sub(p.s.start).Seconds(), WireBps: float64(w-lastW) / dt,
+				InputBps: float64(c-lastC) / dt, BwEst: p.s.ad.bandwidth(), Mode: p.s.ad.current().String()})
+			p.mu.Unlock()
+			lastT, lastW, lastC = now, w, c
+			if p.s.cfg.Progress != nil {
+				p.s.cfg.Progress(p.s.progress())
+			}
+		}
+	}
+}

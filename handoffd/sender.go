@@ -1,0 +1,864 @@
+package handoffd
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"os"
+	"regexp"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Image is one image to hand off: its current content as a raw file and the
+// cached base it was derived from.
+type Image struct {
+	Name string // "disk", "memory": [a-z0-9-]{1,32}
+	Base string // base cache id
+	Path string // current content, raw
+	// Dirty, when set, returns the only byte ranges that may differ from the
+	// base (a qcow2 overlay's extents); nil scans every block.
+	Dirty func() ([]Extent, error)
+}
+
+// Extent is a byte range.
+type Extent struct{ Start, Length int64 }
+
+// Handoff is one transfer.
+type Handoff struct {
+	ID     string // names the result at the destination; random when empty
+	Images []Image
+	VM     VM // nil: a static image pair, one round
+	Meta   VMMeta
+}
+
+// SendConfig tunes the sender. The zero value works.
+type SendConfig struct {
+	Cache *BaseCache // required
+	// Workers is the number of scan and of compress workers (default GOMAXPROCS).
+	Workers int
+	// BlobSize is the unique data per blob before compression (default 1 MiB).
+	BlobSize int
+	// QueueBlobs bounds each inter-stage queue, in blobs (default 4).
+	QueueBlobs int
+	// Mode, when set ("zstd-2", "lz4+xor"), fixes the mode: no adaptation.
+	Mode string
+	// Modes is the adapter's choice space (default DefaultModes).
+	Modes []Mode
+	// AdaptInterval is how often the adapter decides (default 3 s); a
+	// bandwidth change of more than a third triggers a decision at once.
+	AdaptInterval time.Duration
+	// Seed fixes the randomised block order (0: random).
+	Seed uint64
+	// PreCopyRounds bounds the rounds while the VM runs (default 4).
+	PreCopyRounds int
+	// PreCopyLimit bounds the time spent in pre-copy (default 30 s).
+	PreCopyLimit time.Duration
+	// PreCopyConverged ends pre-copy once a round changes fewer bytes (default 4 MiB).
+	PreCopyConverged int64
+	// ResultTimeout bounds the wait for the receiver's verdict after the
+	// last byte (default 2 min: it re-reads every image).
+	ResultTimeout time.Duration
+	Logger        *zap.Logger
+	// Progress, when set, is called about every 250 ms and at the end.
+	Progress func(Progress)
+}
+
+func (c *SendConfig) fill() error {
+	if c.Cache == nil {
+		return errors.New("send: no base cache")
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.BlobSize <= 0 {
+		c.BlobSize = 1 << 20
+	}
+	if c.BlobSize > MaxFrame/2 {
+		return fmt.Errorf("send: blob size %d exceeds %d", c.BlobSize, MaxFrame/2)
+	}
+	if c.QueueBlobs <= 0 {
+		c.QueueBlobs = 4
+	}
+	if len(c.Modes) == 0 {
+		c.Modes = DefaultModes()
+	}
+	if c.AdaptInterval <= 0 {
+		c.AdaptInterval = 3 * time.Second
+	}
+	if c.PreCopyRounds <= 0 {
+		c.PreCopyRounds = 4
+	}
+	if c.PreCopyLimit <= 0 {
+		c.PreCopyLimit = 30 * time.Second
+	}
+	if c.PreCopyConverged <= 0 {
+		c.PreCopyConverged = 4 << 20
+	}
+	if c.ResultTimeout <= 0 {
+		c.ResultTimeout = 2 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return nil
+}
+
+// Progress is a snapshot for the operator's view.
+type Progress struct {
+	Round      int
+	Final      bool    // the VM is stopped (or there is no VM)
+	Scanned    int64   // bytes of changed blocks found so far
+	Planned    int64   // bytes to scan this round
+	ScanDone   int64   // bytes scanned this round
+	Wire       int64   // bytes written to the stream
+	Acked      int64   // bytes the receiver has acknowledged
+	Ratio      float64 // wire / changed so far
+	Mode       string
+	Bandwidth  float64 // estimated network rate, bytes/s
+	ElapsedSec float64
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// imgState is the sender's per-image view.
+type imgState struct {
+	Image
+	idx    uint8
+	size   int64
+	base   *Base
+	baseF  *os.File
+	cur    *os.File
+	have   []Hash // what the receiver holds at each block
+	nbBase int64  // blocks in the base
+}
+
+type item struct {
+	img  uint8
+	blk  uint64
+	hash Hash
+	data []byte
+	end  int // > 0: end of round marker
+}
+
+type blob struct {
+	round int
+	recs  []record
+	data  int // data/xor records
+	input int64
+}
+
+type outFrame struct {
+	round   int
+	payload []byte
+	raw     int
+	input   int64
+	mode    Mode
+}
+
+type sender struct {
+	cfg   SendConfig
+	log   *zap.Logger
+	imgs  []*imgState
+	index map[Hash]struct{}
+	sent  map[Hash]struct{}
+	ad    *adapter
+	start time.Time
+
+	conn io.ReadWriter
+	bw   *bufio.Writer
+
+	// counters (atomic)
+	scanned, planned, scanDone, wire, acked, unique, changed atomic.Int64
+	kinds                                                    [6]atomic.Int64
+	round                                                    atomic.Int64
+	final                                                    atomic.Bool
+	stageBusy                                                [4]atomic.Int64 // scan, dedup, compress, send (ns)
+	stageIn, stageOut                                        [4]atomic.Int64
+
+	results chan result
+	ackErr  chan error
+}
+
+// Send hands h over conn to a receiver and returns the report. On any
+// failure after the VM was stopped, the VM is resumed before Send returns.
+func Send(ctx context.Context, conn io.ReadWriter, h *Handoff, cfg SendConfig) (*Report, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	s := &sender{cfg: cfg, log: cfg.Logger, start: time.Now(), conn: conn,
+		index: map[Hash]struct{}{}, sent: map[Hash]struct{}{},
+		results: make(chan result, 2), ackErr: make(chan error, 1)}
+	if h.ID == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		h.ID = hex.EncodeToString(b[:])
+	}
+	if !nameRE.MatchString(h.ID) {
+		return nil, fmt.Errorf("send: handoff id %q: want [a-z0-9-], at most 32", h.ID)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rep, err := s.run(ctx, h)
+	for _, im := range s.imgs {
+		if im.cur != nil {
+			im.cur.Close()
+		}
+		if im.baseF != nil {
+			im.baseF.Close()
+		}
+	}
+	if err != nil && h.VM != nil && s.final.Load() {
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if rerr := h.VM.Resume(rctx); rerr != nil {
+			err = fmt.Errorf("%w (and resuming the source VM failed: %v)", err, rerr)
+		} else {
+			s.log.Warn("handoff failed after the stop; source VM resumed", zap.String("name", h.ID), zap.Error(err))
+		}
+		rcancel()
+	}
+	return rep, err
+}
+
+func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
+	if len(h.Images) == 0 || len(h.Images) > maxImages {
+		return nil, fmt.Errorf("send: %d images, want 1..%d", len(h.Images), maxImages)
+	}
+	hl := hello{Version: 1, ID: h.ID, VM: h.VM != nil, Meta: h.Meta}
+	bases := map[string]bool{}
+	seen := map[string]bool{}
+	for i, im := range h.Images {
+		if !nameRE.MatchString(im.Name) || seen[im.Name] {
+			return nil, fmt.Errorf("send: image name %q: want unique [a-z0-9-]", im.Name)
+		}
+		seen[im.Name] = true
+		b, err := s.cfg.Cache.Get(im.Base)
+		if err != nil {
+			return nil, fmt.Errorf("send image %s: %w", im.Name, err)
+		}
+		st := &imgState{Image: im, idx: uint8(i), base: b, nbBase: int64(len(b.Hashes))}
+		s.imgs = append(s.imgs, st)
+		if st.cur, err = os.Open(im.Path); err != nil {
+			return nil, fmt.Errorf("send image %s: %w", im.Name, err)
+		}
+		if st.baseF, err = os.Open(b.Path); err != nil {
+			return nil, fmt.Errorf("send image %s base: %w", im.Name, err)
+		}
+		fi, err := st.cur.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("send image %s: %w", im.Name, err)
+		}
+		st.size = fi.Size()
+		if st.size > maxImageSize {
+			return nil, fmt.Errorf("send image %s: %d bytes exceeds %d", im.Name, st.size, int64(maxImageSize))
+		}
+		n := blocksOf(st.size)
+		st.have = make([]Hash, n)
+		for j := int64(0); j < n; j++ {
+			if j < st.nbBase {
+				st.have[j] = b.Hashes[j]
+			} else {
+				st.have[j] = zeroHash
+			}
+		}
+		hl.Images = append(hl.Images, helloImage{Name: im.Name, Base: im.Base, Size: st.size})
+		if !bases[im.Base] {
+			bases[im.Base] = true
+			hl.Bases = append(hl.Bases, im.Base)
+			for _, x := range b.Hashes {
+				s.index[x] = struct{}{}
+			}
+		}
+	}
+	delete(s.index, zeroHash)
+
+	fixed := Mode{}
+	if s.cfg.Mode != "" {
+		m, err := ParseMode(s.cfg.Mode)
+		if err != nil {
+			return nil, fmt.Errorf("send: %w", err)
+		}
+		fixed = m
+	}
+	s.ad = newAdapter(s.cfg.Modes, s.cfg.Workers, s.cfg.AdaptInterval, s.log, s.start)
+	if s.cfg.Mode != "" {
+		s.ad.fix(fixed)
+	}
+
+	s.bw = bufio.NewWriterSize(s.conn, 64<<10)
+	if err := writeJSON(s.bw, frameHello, hl); err != nil {
+		return nil, fmt.Errorf("send hello: %w", err)
+	}
+	if err := s.bw.Flush(); err != nil {
+		return nil, fmt.Errorf("send hello: %w", err)
+	}
+	br := bufio.NewReaderSize(s.conn, 64<<10)
+	typ, p, err := readFrame(br, nil)
+	if err != nil {
+		return nil, fmt.Errorf("wait for ready: %w", err)
+	}
+	var rd result
+	if typ != frameReady || json.Unmarshal(p, &rd) != nil {
+		return nil, fmt.Errorf("wait for ready: unexpected frame %d", typ)
+	}
+	if !rd.OK {
+		return nil, fmt.Errorf("destination refused: %s", rd.Error)
+	}
+	go s.readAcks(br)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(2)
+	sampler := newSampler(s)
+	go func() { defer wg.Done(); s.ad.loop(ctx) }()
+	go func() { defer wg.Done(); sampler.loop(ctx) }()
+
+	rep, err := s.pipeline(ctx, h)
+	sampler.stop()
+	if err != nil {
+		return nil, err
+	}
+	rep.Samples = sampler.samples()
+	rep.Modes = s.ad.timeline()
+	if s.cfg.Progress != nil {
+		s.cfg.Progress(s.progress())
+	}
+	return rep, nil
+}
+
+func (s *sender) progress() Progress {
+	ch := s.changed.Load()
+	p := Progress{Round: int(s.round.Load()), Final: s.final.Load(), Scanned: ch,
+		Planned: s.planned.Load(), ScanDone: s.scanDone.Load(), Wire: s.wire.Load(), Acked: s.acked.Load(),
+		Mode: s.ad.current().String(), Bandwidth: s.ad.bandwidth(), ElapsedSec: time.Since(s.start).Seconds()}
+	if ch > 0 {
+		p.Ratio = float64(p.Wire) / float64(ch)
+	}
+	return p
+}
+
+func (s *sender) readAcks(br *bufio.Reader) {
+	var buf []byte
+	for {
+		typ, p, err := readFrame(br, buf)
+		if err != nil {
+			s.ackErr <- fmt.Errorf("receiver stream: %w", err)
+			return
+		}
+		buf = p
+		switch typ {
+		case frameAck:
+			if len(p) != 16 {
+				s.ackErr <- fmt.Errorf("ack of %d bytes", len(p))
+				return
+			}
+			n := int64(binary.BigEndian.Uint64(p))
+			s.acked.Store(n)
+			s.ad.ack(time.Now(), n)
+		case frameResult:
+			var r result
+			if err := json.Unmarshal(p, &r); err != nil {
+				r = result{Error: "unreadable result: " + err.Error()}
+			}
+			s.results <- r
+			if !r.OK || r.Dir != "" {
+				return
+			}
+		default:
+			s.ackErr <- fmt.Errorf("unexpected frame %d from the receiver", typ)
+			return
+		}
+	}
+}
+
+// pipeline runs the rounds: scan -> dedup -> compress -> send, joined by
+// bounded channels.
+func (s *sender) pipeline(ctx context.Context, h *Handoff) (*Report, error) {
+	items := make(chan item, 1024)
+	blobs := make(chan blob, s.cfg.QueueBlobs)
+	frames := make(chan outFrame, s.cfg.QueueBlobs)
+	marks := make(chan roundEnd, 4)
+	roundSent := make(chan roundEnd, 4)
+	errc := make(chan error, 8)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fail := func(err error) {
+		select {
+		case errc <- err:
+		default:
+		}
+		cancel()
+	}
+
+	var stages sync.WaitGroup
+	stages.Add(1)
+	go func() { defer stages.Done(); defer close(blobs); s.dedup(ctx, items, blobs, marks) }()
+	var comp sync.WaitGroup
+	for w := 0; w < s.cfg.Workers; w++ {
+		comp.Add(1)
+		go func() {
+			defer comp.Done()
+			if err := s.compressor(ctx, blobs, frames); err != nil {
+				fail(err)
+			}
+		}()
+	}
+	go func() { comp.Wait(); close(frames) }()
+	stages.Add(1)
+	go func() {
+		defer stages.Done()
+		if err := s.writer(ctx, frames, marks, roundSent); err != nil {
+			fail(err)
+		}
+	}()
+
+	rep := &Report{ID: h.ID, Start: s.start.UTC()}
+	var stopAt time.Time
+	var state []byte
+	var runErr error
+	round := 0
+rounds:
+	for {
+		round++
+		s.round.Store(int64(round))
+		last := h.VM == nil
+		if h.VM != nil && round > 1 {
+			prev := rep.Rounds[len(rep.Rounds)-1]
+			if prev.Changed < s.cfg.PreCopyConverged || round > s.cfg.PreCopyRounds || time.Since(s.start) > s.cfg.PreCopyLimit {
+				last = true
+			}
+		}
+		if last && h.VM != nil {
+			stopAt = time.Now()
+			s.final.Store(true)
+			st, err := h.VM.Stop(ctx)
+			if err != nil {
+				runErr = fmt.Errorf("stop vm: %w", err)
+				break
+			}
+			state = st
+			s.log.Info("vm stopped for the final round", zap.String("name", h.ID), zap.Int("round", round), zap.Int("state_bytes", len(state)))
+		}
+		if last {
+			s.final.Store(true)
+		}
+		rs := RoundReport{Round: round, Final: last, Start: time.Since(s.start).Seconds()}
+		before := s.changed.Load()
+		if err := s.scan(ctx, round, items); err != nil {
+			runErr = err
+			break
+		}
+		select {
+		case items <- item{end: round}:
+		case <-ctx.Done():
+			runErr = ctx.Err()
+			break rounds
+		}
+		select {
+		case re := <-roundSent:
+			rs.Blobs, rs.Records = re.Blobs, re.Records
+		case err := <-errc:
+			runErr = err
+			break rounds
+		case err := <-s.ackErr:
+			runErr = err
+			break rounds
+		case <-ctx.Done():
+			runErr = ctx.Err()
+			break rounds
+		}
+		rs.Changed = s.changed.Load() - before
+		rs.End = time.Since(s.start).Seconds()
+		rep.Rounds = append(rep.Rounds, rs)
+		s.log.Info("round sent", zap.String("name", h.ID), zap.Int("round", round), zap.Int64("changed", rs.Changed), zap.Int("blobs", rs.Blobs), zap.Bool("final", last))
+		if last {
+			break
+		}
+	}
+	close(items)
+	if runErr == nil {
+		stages.Wait()
+		select {
+		case err := <-errc:
+			runErr = err
+		default:
+		}
+	}
+	if runErr != nil {
+		cancel()
+		stages.Wait()
+		return nil, runErr
+	}
+
+	// The stream is ours alone now: device state, then the end.
+	end := endMsg{StateSize: int64(len(state))}
+	sh := sha256.Sum256(state)
+	end.StateHash = hex.EncodeToString(sh[:])
+	for off := 0; off < len(state); off += 1 << 20 {
+		chunk := state[off:min(off+1<<20, len(state))]
+		if err := writeFrame(s.bw, frameState, chunk); err != nil {
+			return nil, fmt.Errorf("send state: %w", err)
+		}
+		s.wire.Add(int64(len(chunk)) + 5)
+	}
+	for _, im := range s.imgs {
+		d := digestOf(im.size, im.have)
+		end.Digests = append(end.Digests, hex.EncodeToString(d[:]))
+	}
+	if err := writeJSON(s.bw, frameEnd, end); err != nil {
+		return nil, fmt.Errorf("send end: %w", err)
+	}
+	if err := s.bw.Flush(); err != nil {
+		return nil, fmt.Errorf("send end: %w", err)
+	}
+	timer := time.NewTimer(s.cfg.ResultTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-s.results:
+		if !r.OK {
+			return nil, fmt.Errorf("destination refused the handoff: %s", r.Error)
+		}
+		rep.Dest = r.Dir
+	case err := <-s.ackErr:
+		return nil, fmt.Errorf("waiting for the destination's verdict: %w", err)
+	case <-timer.C:
+		return nil, fmt.Errorf("no verdict from the destination within %s", s.cfg.ResultTimeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	now := time.Now()
+	rep.TotalSec = now.Sub(s.start).Seconds()
+	if !stopAt.IsZero() {
+		rep.DowntimeSec = now.Sub(stopAt).Seconds()
+	}
+	rep.StateBytes = int64(len(state))
+	s.fillReport(rep)
+	return rep, nil
+}
+
+// scan hashes every candidate block of every image in randomised chunk
+// order and feeds the changed ones (hash differs from what the receiver
+// holds) to the dedup stage.
+func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
+	type chunk struct {
+		img   *imgState
+		start int64 // block
+		n     int64
+	}
+	const chunkBlocks = 256
+	var chunks []chunk
+	var planned int64
+	for _, im := range s.imgs {
+		nb := blocksOf(im.size)
+		add := func(first, last int64) { // blocks [first, last)
+			for b := first; b < last; b += chunkBlocks {
+				chunks = append(chunks, chunk{im, b, min(chunkBlocks, last-b)})
+				planned += min(chunkBlocks, last-b) * BlockSize
+			}
+		}
+		if im.Dirty == nil {
+			add(0, nb)
+			continue
+		}
+		exts, err := im.Dirty()
+		if err != nil {
+			return fmt.Errorf("image %s: dirty extents: %w", im.Name, err)
+		}
+		next := int64(0) // extents may overlap or touch: never scan a block twice
+		for _, e := range exts {
+			first := max(e.Start/BlockSize, next)
+			last := min(blocksOf(e.Start+e.Length), nb)
+			if first < last {
+				add(first, last)
+				next = last
+			}
+		}
+		// Blocks beyond the base's end exist on the destination only as
+		// zeros after its resize: scan them even when no extent names them.
+		if nb > im.nbBase && next < nb {
+			add(max(next, im.nbBase), nb)
+		}
+	}
+	seed := s.cfg.Seed
+	if seed == 0 {
+		seed = mrand.Uint64()
+	}
+	rng := mrand.New(mrand.NewPCG(seed, uint64(round)))
+	rng.Shuffle(len(chunks), func(i, j int) { chunks[i], chunks[j] = chunks[j], chunks[i] })
+	s.planned.Store(planned)
+	s.scanDone.Store(0)
+
+	jobs := make(chan chunk)
+	var wg sync.WaitGroup
+	errc := make(chan error, s.cfg.Workers)
+	for w := 0; w < s.cfg.Workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			lr := mrand.New(mrand.NewPCG(seed, uint64(round)<<16|uint64(w)))
+			for c := range jobs {
+				t0 := time.Now()
+				buf := make([]byte, c.n*BlockSize)
+				want := min(int64(len(buf)), c.img.size-c.start*BlockSize)
+				if got, err := c.img.cur.ReadAt(buf[:want], c.start*BlockSize); int64(got) != want {
+					errc <- fmt.Errorf("image %s: read block %d: %w", c.img.Name, c.start, err)
+					return
+				}
+				var out []item
+				for i := int64(0); i < c.n; i++ {
+					o := i * BlockSize
+					b := buf[o : o+BlockSize]
+					hh := hashBlock(buf[o:min(o+BlockSize, want)])
+					blk := c.start + i
+					if hh != c.img.have[blk] {
+						out = append(out, item{img: c.img.idx, blk: uint64(blk), hash: hh, data: b})
+					}
+				}
+				lr.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+				s.stageBusy[0].Add(int64(time.Since(t0)))
+				s.stageIn[0].Add(want)
+				s.stageOut[0].Add(int64(len(out)) * BlockSize)
+				s.scanDone.Add(want)
+				for _, it := range out {
+					select {
+					case items <- it:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}(w)
+	}
+	go func() {
+		defer close(jobs)
+		for _, c := range chunks {
+			select {
+			case jobs <- c:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	return ctx.Err()
+}
+
+// dedup is the one stage that sees every changed block in order: it owns the
+// table of zero, base and already-sent hashes and cuts blobs.
+func (s *sender) dedup(ctx context.Context, items <-chan item, blobs chan<- blob, marks chan<- roundEnd) {
+	cur := blob{round: 1}
+	nblobs := 0
+	var nrec int64
+	const maxRecs = 16384
+	flush := func() bool {
+		if len(cur.recs) == 0 {
+			return true
+		}
+		select {
+		case blobs <- cur:
+		case <-ctx.Done():
+			return false
+		}
+		nblobs++
+		cur = blob{round: cur.round}
+		return true
+	}
+	for it := range items {
+		if it.end > 0 {
+			if !flush() {
+				return
+			}
+			cur.round = it.end + 1
+			select {
+			case marks <- roundEnd{Round: it.end, Blobs: nblobs, Records: nrec}:
+			case <-ctx.Done():
+				return
+			}
+			nblobs, nrec = 0, 0
+			continue
+		}
+		t0 := time.Now()
+		r := record{Image: it.img, Block: it.blk, Hash: it.hash}
+		switch _, inBase := s.index[it.hash]; {
+		case it.hash == zeroHash:
+			r.Kind = recZero
+		case inBase:
+			r.Kind = recBase
+		default:
+			if _, ok := s.sent[it.hash]; ok {
+				r.Kind = recDup
+			} else {
+				s.sent[it.hash] = struct{}{}
+				r.Kind = recData
+				r.Data = it.data
+				cur.data++
+				s.unique.Add(BlockSize)
+			}
+		}
+		s.kinds[r.Kind].Add(1)
+		s.changed.Add(BlockSize)
+		s.imgs[it.img].have[it.blk] = it.hash
+		cur.recs = append(cur.recs, r)
+		cur.input += BlockSize
+		nrec++
+		s.stageBusy[1].Add(int64(time.Since(t0)))
+		s.stageIn[1].Add(BlockSize)
+		if r.Kind == recData {
+			s.stageOut[1].Add(BlockSize)
+		}
+		if cur.data*BlockSize >= s.cfg.BlobSize || len(cur.recs) >= maxRecs {
+			if !flush() {
+				return
+			}
+		}
+	}
+}
+
+// compressor turns blobs into frames in the adapter's current mode.
+func (s *sender) compressor(ctx context.Context, blobs <-chan blob, frames chan<- outFrame) error {
+	var xbuf []byte
+	for b := range blobs {
+		t0 := time.Now()
+		m := s.ad.current()
+		recs := b.recs
+		if m.Delta {
+			recs = make([]record, len(b.recs))
+			copy(recs, b.recs)
+			for i := range recs {
+				r := &recs[i]
+				im := s.imgs[r.Image]
+				if r.Kind != recData || int64(r.Block) >= im.nbBase {
+					continue
+				}
+				if cap(xbuf) < BlockSize {
+					xbuf = make([]byte, BlockSize)
+				}
+				xbuf = xbuf[:BlockSize]
+				clear(xbuf)
+				if _, err := im.baseF.ReadAt(xbuf, int64(r.Block)*BlockSize); err != nil && !errors.Is(err, io.EOF) {
+					return fmt.Errorf("image %s: read base block %d: %w", im.Name, r.Block, err)
+				}
+				x := make([]byte, BlockSize)
+				for j := range x {
+					x[j] = r.Data[j] ^ xbuf[j]
+				}
+				r.Kind, r.Data = recXOR, x
+			}
+		}
+		raw := rawBlob(recs)
+		s.ad.maybeProfile(raw, b.recs, s)
+		t1 := time.Now()
+		payload, used, err := encodeBlob(m, len(recs), raw)
+		if err != nil {
+			return fmt.Errorf("compress blob: %w", err)
+		}
+		el := time.Since(t1)
+		s.ad.observe(m, len(raw), len(payload), el)
+		s.stageBusy[2].Add(int64(time.Since(t0)))
+		s.stageIn[2].Add(int64(len(raw)))
+		s.stageOut[2].Add(int64(len(payload)))
+		select {
+		case frames <- outFrame{round: b.round, payload: payload, raw: len(raw), input: b.input, mode: used}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// writer is the only goroutine writing to the stream until the last round
+// is out; it writes a round's end once all of that round's blobs are sent.
+func (s *sender) writer(ctx context.Context, frames <-chan outFrame, marks <-chan roundEnd, roundSent chan<- roundEnd) error {
+	sentIn := map[int]int{}
+	var pending []roundEnd
+	check := func() error {
+		for len(pending) > 0 && sentIn[pending[0].Round] == pending[0].Blobs {
+			re := pending[0]
+			pending = pending[1:]
+			if err := writeJSON(s.bw, frameRound, re); err != nil {
+				return fmt.Errorf("send round end: %w", err)
+			}
+			if err := s.bw.Flush(); err != nil {
+				return fmt.Errorf("send round end: %w", err)
+			}
+			s.wire.Add(5 + 40)
+			select {
+			case roundSent <- re:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	for frames != nil || marks != nil {
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				// Every round's end is queued before the last blob: take them all.
+				frames = nil
+				for drained := false; !drained; {
+					select {
+					case m := <-marks:
+						pending = append(pending, m)
+					default:
+						drained = true
+					}
+				}
+				if err := check(); err != nil {
+					return err
+				}
+				if len(pending) > 0 {
+					return fmt.Errorf("round %d ended with %d of %d blobs sent", pending[0].Round, sentIn[pending[0].Round], pending[0].Blobs)
+				}
+				return nil
+			}
+			t0 := time.Now()
+			if err := writeFrame(s.bw, frameBlob, f.payload); err != nil {
+				return fmt.Errorf("send blob: %w", err)
+			}
+			if err := s.bw.Flush(); err != nil {
+				return fmt.Errorf("send blob: %w", err)
+			}
+			s.ad.sent(time.Since(t0), len(f.payload)+5)
+			s.stageBusy[3].Add(int64(time.Since(t0)))
+			s.stageIn[3].Add(int64(len(f.payload)))
+			s.stageOut[3].Add(int64(len(f.payload) + 5))
+			s.wire.Add(int64(len(f.payload) + 5))
+			sentIn[f.round]++
+		case m, ok := <-marks:
+			if !ok {
+				marks = nil
+				continue
+			}
+			pending = append(pending, m)
+		case <-ctx.Done():
+			return nil
+		}
+		if err := check(); err != nil {
+			return err
+		}
+		if frames == nil && len(pending) == 0 {
+			return nil
+		}
+	}
+	return nil
+}

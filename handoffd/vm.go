@@ -1,0 +1,24 @@
+package handoffd
+
+import "context"
+
+// VMMeta is what the destination needs, beside the images and the device
+// state, to start the same VM: the machine shape and the boot files, the
+// latter as base cache ids so both cloudlets hold them already.
+type VMMeta struct {
+	MemoryMiB int    `json:"memory_mib,omitempty"`
+	CPUs      int    `json:"cpus,omitempty"`
+	Machine   string `json:"machine,omitempty"`
+	Kernel    string `json:"kernel,omitempty"` // base id
+	Initrd    string `json:"initrd,omitempty"` // base id
+	Append    string `json:"append,omitempty"`
+	Disk      bool   `json:"disk,omitempty"` // image "disk" is attached as virtio disk
+}
+
+// VM is what the sender needs from a running VM: stop it and hand over its
+// device state for the final round, and let it run again when a handoff
+// fails after the stop.
+type VM interface {
+	Stop(ctx context.Context) (state []byte, err error)
+	Resume(ctx context.Context) error
+}
