@@ -72,6 +72,7 @@ const (
 	WorkPing    = "ping"    // ECHO_REQUEST by name, one at a time
 	WorkStream  = "stream"  // DATA PDUs at a fixed rate
 	WorkCapsule = "capsule" // a capsule appended by a writer, read back by readers
+	WorkUDP     = "udp"     // raw UDP datagrams between two nodes' addresses (iperf-style; no gdpnet)
 )
 
 // Workload is traffic to generate.
@@ -489,6 +490,18 @@ func (c *checker) workload(i int, w *Workload, byName map[string]*Node) {
 		if w.Duration == 0 && w.Kind == WorkStream {
 			w.Duration = time.Second
 		}
+	case WorkUDP:
+		c.node(w, "from", p, w.From, byName)
+		c.node(w, "to", p, w.To, byName)
+		if w.Rate == 0 {
+			w.Rate = 100
+		}
+		if w.Duration == 0 {
+			w.Duration = time.Second
+		}
+		if w.Size == 0 {
+			w.Size = 1200
+		}
 	case WorkCapsule:
 		c.node(w, "from", p, w.From, byName, KindClient)
 		if len(w.Servers) == 0 {
@@ -510,7 +523,7 @@ func (c *checker) workload(i int, w *Workload, byName map[string]*Node) {
 			w.Count = 100
 		}
 	default:
-		c.bad(w, "kind", p, "unknown workload %q (ping, stream or capsule)", w.Kind)
+		c.bad(w, "kind", p, "unknown workload %q (ping, stream, udp or capsule)", w.Kind)
 	}
 	if w.Size == 0 {
 		w.Size = 64

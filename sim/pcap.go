@@ -1,0 +1,3 @@
+package sim
+
+func (s *Sim) capture(link string) error { return nil }

@@ -1,0 +1,516 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/sim/linkem"
+)
+
+// Options says how to run an experiment.
+type Options struct {
+	// Out is the results directory (JSON, CSV, plots, pcaps); "" writes
+	// nothing.
+	Out string
+	// Logger receives the nodes' logs (each named after its node); nil
+	// logs nothing.
+	Logger *zap.Logger
+	// Progress gets one line per phase and event; nil: silent.
+	Progress io.Writer
+	// Parallel bounds how many endpoints attach at once (default 32).
+	Parallel int
+}
+
+// RouterPort is the port every emulated router's tunnel listens on.
+const RouterPort = 8009
+
+// Sim is a topology running in this process: every router, capsule server
+// and client is the real code, each on its own address of an emulated
+// underlay (sim/linkem).
+type Sim struct {
+	top   *Topology
+	opts  Options
+	log   *zap.Logger
+	net   *linkem.Network
+	doms  map[string]*certs.Identity
+	trust *certs.Verifier
+	res   *resolver.Static
+	nodes map[string]*simNode
+	order []*simNode
+	dir   string // scratch directory (capsule stores)
+	own   bool   // dir is ours to remove
+
+	t0    time.Time
+	mu    sync.Mutex
+	evs   []Event
+	parts []*linkem.Link // links a partition took down
+	pcaps []io.Closer
+
+	recv sync.Map // stream workload index -> *streamRecv
+}
+
+// simNode is one node at run time.
+type simNode struct {
+	spec   *Node
+	addr   netip.Addr
+	id     *certs.Identity
+	member *certs.Cert
+	dom    *certs.Identity
+
+	mu  sync.Mutex
+	rn  *router.Node     // a router
+	ep  *client.Endpoint // a server or client
+	c   *client.Client
+	cc  *client.CapsuleClient
+	srv *capsuled.Server
+	up  bool
+
+	recvCancel context.CancelFunc
+	recvDone   chan struct{}
+}
+
+// Event is something the experiment did, at a time from its start.
+type Event struct {
+	At     float64 `json:"at_s"`
+	Kind   string  `json:"kind"`
+	Target string  `json:"target,omitempty"`
+	Err    string  `json:"error,omitempty"`
+}
+
+// Start builds the topology: the underlay, then every router, then every
+// server and client attached and advertised. Close stops it.
+func Start(ctx context.Context, top *Topology, opts Options) (*Sim, error) {
+	if err := top.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 32
+	}
+	s := &Sim{top: top, opts: opts, log: opts.Logger, doms: map[string]*certs.Identity{}, nodes: map[string]*simNode{}}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	var err error
+	if s.net, err = top.underlay(); err != nil {
+		return nil, err
+	}
+	if opts.Out != "" {
+		if err := os.MkdirAll(opts.Out, 0o755); err != nil {
+			s.net.Close()
+			return nil, err
+		}
+	}
+	if s.dir, err = os.MkdirTemp("", "gdp-sim-*"); err != nil {
+		s.net.Close()
+		return nil, err
+	}
+	s.own = true
+	if err := s.build(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Sim) say(format string, a ...any) {
+	if s.opts.Progress != nil {
+		fmt.Fprintf(s.opts.Progress, format+"\n", a...)
+	}
+}
+
+func (s *Sim) build(ctx context.Context) error {
+	t0 := time.Now()
+	var metas []*certs.Metadata
+	for _, d := range s.top.Domains {
+		id, err := certs.NewIdentity(certs.KindDomain, "sim domain "+d)
+		if err != nil {
+			return err
+		}
+		s.doms[d] = id
+		metas = append(metas, id.Meta)
+	}
+	s.trust = certs.NewVerifier(metas...)
+	s.res = resolver.NewStatic(&resolver.Verifier{Certs: s.trust})
+	now := time.Now()
+	for i, n := range s.top.Nodes {
+		kind := map[string]certs.Kind{KindRouter: certs.KindRouter, KindServer: certs.KindServer, KindClient: certs.KindClient}[n.Kind]
+		id, err := certs.NewIdentity(kind, "sim "+n.Name)
+		if err != nil {
+			return err
+		}
+		dom := s.doms[n.Domain]
+		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(7*24*time.Hour))
+		if err != nil {
+			return err
+		}
+		sn := &simNode{spec: n, addr: nodeAddr(i), id: id, member: m, dom: dom}
+		s.nodes[n.Name] = sn
+		s.order = append(s.order, sn)
+	}
+	for _, l := range s.top.Measure.Pcap {
+		if err := s.capture(l); err != nil {
+			return err
+		}
+	}
+	for _, n := range s.order {
+		if n.spec.Kind == KindRouter {
+			if err := s.startRouter(n); err != nil {
+				return err
+			}
+		}
+	}
+	s.say("%d routers up (%s)", len(s.order)-s.endpoints(), time.Since(t0).Round(time.Millisecond))
+	sem := make(chan struct{}, s.opts.Parallel)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.order))
+	for _, n := range s.order {
+		if n.spec.Kind == KindRouter {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := s.startEndpoint(ctx, n); err != nil {
+				errs <- fmt.Errorf("%s: %w", n.spec.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := errors.Join(collect(errs)...); err != nil {
+		return err
+	}
+	// Every advertised name is in the resolver before the clock starts.
+	for _, n := range s.order {
+		if n.spec.Kind == KindRouter {
+			continue
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if _, err := s.res.Lookup(ctx, n.id.Name); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: its name never reached the resolver", n.spec.Name)
+			}
+		}
+	}
+	s.say("%d endpoints attached and advertised; built in %s", s.endpoints(), time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+func collect(ch <-chan error) []error {
+	var out []error
+	for e := range ch {
+		out = append(out, e)
+	}
+	return out
+}
+
+func (s *Sim) endpoints() int {
+	k := 0
+	for _, n := range s.order {
+		if n.spec.Kind != KindRouter {
+			k++
+		}
+	}
+	return k
+}
+
+func (s *Sim) startRouter(n *simNode) error {
+	conn, err := s.net.Listen(netip.AddrPortFrom(n.addr, RouterPort), 8192)
+	if err != nil {
+		return err
+	}
+	rn, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{
+		Identity: n.id, Member: n.member, Domain: n.dom.Meta, Verifier: s.trust,
+		Resolver: s.res, Logger: s.log.Named(n.spec.Name),
+	}, conn, nil)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("router %s: %w", n.spec.Name, err)
+	}
+	n.mu.Lock()
+	n.rn, n.up = rn, true
+	n.mu.Unlock()
+	return nil
+}
+
+func (s *Sim) startEndpoint(ctx context.Context, n *simNode) error {
+	conn, err := s.net.Listen(netip.AddrPortFrom(n.addr, 0), 8192)
+	if err != nil {
+		return err
+	}
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: n.id, Member: n.member, Domain: n.dom.Meta, Verifier: s.trust,
+		Conn: conn, Logger: s.log.Named(n.spec.Name), Options: client.Options{InboxSize: 8192, RequestTimeout: time.Second}})
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	r := s.nodes[n.spec.Attach]
+	actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, err := ep.AttachAny(actx, []client.RouterAddr{{Addr: netip.AddrPortFrom(r.addr, RouterPort).String(), Name: r.id.Name}},
+		client.AttachOptions{BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second})
+	if err != nil {
+		ep.Close()
+		return err
+	}
+	var srv *capsuled.Server
+	var cc *client.CapsuleClient
+	if n.spec.Kind == KindServer {
+		srv, err = capsuled.New(actx, capsuled.Config{Dir: filepath.Join(s.dir, n.spec.Name), SyncInterval: 300 * time.Millisecond},
+			capsuled.Deps{Identity: n.id, Client: c, Logger: s.log.Named(n.spec.Name)})
+		if err != nil {
+			c.Close()
+			ep.Close()
+			return err
+		}
+	} else {
+		if _, err := c.Advertise(actx, c.Self()); err != nil {
+			c.Close()
+			ep.Close()
+			return err
+		}
+		if s.capsuleClient(n.spec.Name) {
+			cc = client.NewCapsuleClient(c, client.CapsuleOptions{Timeout: time.Second})
+		}
+	}
+	n.mu.Lock()
+	n.ep, n.c, n.srv, n.cc, n.up = ep, c, srv, cc, true
+	n.mu.Unlock()
+	if cc == nil && srv == nil {
+		s.startReceiver(n)
+	}
+	return nil
+}
+
+// capsuleClient says whether a client takes part in a capsule workload
+// (its inbox then belongs to the capsule client).
+func (s *Sim) capsuleClient(name string) bool {
+	for _, w := range s.top.Workloads {
+		if w.Kind != WorkCapsule {
+			continue
+		}
+		if w.From == name {
+			return true
+		}
+		for _, r := range w.Readers {
+			if r == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// stop crashes a node: its sockets close at once, nothing is said to peers.
+func (s *Sim) stop(n *simNode) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.up {
+		return
+	}
+	n.up = false
+	if n.recvCancel != nil {
+		n.recvCancel()
+		<-n.recvDone
+		n.recvCancel = nil
+	}
+	if n.rn != nil {
+		_ = n.rn.Close()
+		n.rn = nil
+	}
+	if n.cc != nil {
+		_ = n.cc.Close()
+		n.cc = nil
+	}
+	if n.srv != nil {
+		_ = n.srv.Close()
+		n.srv = nil
+	}
+	if n.c != nil {
+		_ = n.c.Close()
+		n.c = nil
+	}
+	if n.ep != nil {
+		_ = n.ep.Close()
+		n.ep = nil
+	}
+}
+
+// restart starts a crashed node again with the same identity, address and
+// (for a server) store.
+func (s *Sim) restart(ctx context.Context, n *simNode) error {
+	n.mu.Lock()
+	up := n.up
+	n.mu.Unlock()
+	if up {
+		return nil
+	}
+	if n.spec.Kind == KindRouter {
+		return s.startRouter(n)
+	}
+	return s.startEndpoint(ctx, n)
+}
+
+// Close stops every node and the underlay, and removes scratch files.
+func (s *Sim) Close() error {
+	for i := len(s.order) - 1; i >= 0; i-- {
+		if s.order[i].spec.Kind != KindRouter {
+			s.stop(s.order[i])
+		}
+	}
+	for _, n := range s.order {
+		s.stop(n)
+	}
+	if s.res != nil {
+		_ = s.res.Close()
+	}
+	if s.net != nil {
+		_ = s.net.Close()
+	}
+	for _, c := range s.pcaps {
+		_ = c.Close()
+	}
+	if s.own && s.dir != "" {
+		_ = os.RemoveAll(s.dir)
+	}
+	return nil
+}
+
+// Network is the emulated underlay (links, counters, taps).
+func (s *Sim) Network() *linkem.Network { return s.net }
+
+// Name is a node's gdpnet name.
+func (s *Sim) Name(node string) (pdu.Name, bool) {
+	n := s.nodes[node]
+	if n == nil {
+		return pdu.Name{}, false
+	}
+	return n.id.Name, true
+}
+
+// Client is a client or server node's attachment (nil while it is down).
+func (s *Sim) Client(node string) *client.Client {
+	n := s.nodes[node]
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.c
+}
+
+// Router is a router node (nil while it is down).
+func (s *Sim) Router(node string) *router.Node {
+	n := s.nodes[node]
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.rn
+}
+
+// Ping sends one echo request from a client node to another node by name.
+func (s *Sim) Ping(ctx context.Context, from, to string, size int, timeout time.Duration) (client.Reply, error) {
+	c := s.Client(from)
+	dst, ok := s.Name(to)
+	if c == nil || !ok {
+		return client.Reply{}, fmt.Errorf("ping %s→%s: no such client or node, or it is down", from, to)
+	}
+	return c.Ping(ctx, dst, size, timeout)
+}
+
+func (s *Sim) event(kind, target string, err error) {
+	e := Event{At: time.Since(s.t0).Seconds(), Kind: kind, Target: target}
+	if err != nil {
+		e.Err = err.Error()
+	}
+	s.mu.Lock()
+	s.evs = append(s.evs, e)
+	s.mu.Unlock()
+	if err != nil {
+		s.say("%7.3fs %s %s: %v", e.At, kind, target, err)
+	} else {
+		s.say("%7.3fs %s %s", e.At, kind, target)
+	}
+}
+
+// Fail applies one failure now.
+func (s *Sim) Fail(ctx context.Context, f *Failure) error {
+	var err error
+	target := f.Node + f.Link
+	switch f.Kind {
+	case FailLinkDown, FailLinkUp:
+		l := s.linkFor(f.Link)
+		if l == nil {
+			err = fmt.Errorf("no link %q", f.Link)
+			break
+		}
+		s.net.SetLinkDown(l, f.Kind == FailLinkDown)
+	case FailCrash:
+		s.stop(s.nodes[f.Node])
+	case FailRestart:
+		err = s.restart(ctx, s.nodes[f.Node])
+	case FailPartition:
+		group := map[string]int{}
+		for i, g := range f.Groups {
+			for _, n := range g {
+				group[n] = i + 1
+			}
+		}
+		for _, l := range s.net.Links() {
+			ga, gb := group[l.A.Name], group[l.B.Name]
+			if ga != 0 && gb != 0 && ga != gb && !l.Dirs[0].Config().Down {
+				s.net.SetLinkDown(l, true)
+				s.mu.Lock()
+				s.parts = append(s.parts, l)
+				s.mu.Unlock()
+			}
+		}
+		target = fmt.Sprint(f.Groups)
+	case FailHeal:
+		s.mu.Lock()
+		parts := s.parts
+		s.parts = nil
+		s.mu.Unlock()
+		for _, l := range parts {
+			s.net.SetLinkDown(l, false)
+		}
+	default:
+		err = fmt.Errorf("unknown failure %q", f.Kind)
+	}
+	s.event(f.Kind, target, err)
+	return err
+}
+
+func (s *Sim) linkFor(id string) *linkem.Link {
+	tl := s.top.linkByID(id)
+	if tl == nil {
+		return nil
+	}
+	for _, l := range s.net.Links() {
+		if (l.A.Name == tl.A && l.B.Name == tl.B) || (l.A.Name == tl.B && l.B.Name == tl.A) {
+			return l
+		}
+	}
+	return nil
+}
