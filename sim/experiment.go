@@ -51,7 +51,9 @@ type Sample struct {
 }
 
 // Outage is a run of failed pings: from the first failed send to the
-// first later send that was answered (End 0: never answered again).
+// arrival of the first later answer (End 0: none came). A ping sent
+// during the outage may be held in a queue and answered once the path is
+// back, so the end is when an answer came, not when it was sent.
 type Outage struct {
 	Start float64 `json:"start_s"`
 	End   float64 `json:"end_s"`
@@ -281,7 +283,7 @@ func (s *Sim) runPing(ctx context.Context, w *Workload, r *WorkloadResult) {
 			}
 			rtts = append(rtts, sm.Value)
 			if out != nil {
-				out.End = sm.T
+				out.End = sm.T + sm.Value/1000 // when the first answer came
 				r.Outages = append(r.Outages, *out)
 				out = nil
 			}
