@@ -258,6 +258,13 @@ func (ix *Index) applyOne(e *capsule.Record, u *undo) error {
 		ix.head = e.Seqno
 		return nil
 	}
+	if len(e.Data) == 0 {
+		// Nothing for the index (an encrypted capsule's key record, which
+		// Store.Transform empties).
+		ix.addTime(e.Seqno, e.Time)
+		ix.head = e.Seqno
+		return nil
+	}
 	o, err := UnmarshalOp(e.Data)
 	if err != nil {
 		ix.dropped++

@@ -11,10 +11,20 @@ import (
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
+// testOwner owns every test capsule, so one writer key names one capsule.
+var testOwner = func() ed25519.PrivateKey {
+	_, k, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 // memLog is a capsule in memory: the writer side (capsule.Writer, so
 // records and heartbeats are the real ones) and what a server would serve
 // (every entry, a Merkle tree for inclusion proofs, the newest heartbeat).
 type memLog struct {
+	key     ed25519.PrivateKey
 	info    capsule.Info
 	w       *capsule.Writer
 	tree    capsule.MemTree
@@ -25,15 +35,19 @@ type memLog struct {
 
 func newMemLog(t testing.TB) *memLog {
 	t.Helper()
-	pub, key, err := ed25519.GenerateKey(nil)
+	_, key, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner, err := certs.NewIdentity(certs.KindClient, "kv test owner")
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta, err := certs.NewCapsule(owner.Key, pub, "kv test")
+	return newMemLogKey(t, key)
+}
+
+// newMemLogKey is newMemLog with the writer key given: two logs with one
+// key are two branches of one capsule (a forked writer).
+func newMemLogKey(t testing.TB, key ed25519.PrivateKey) *memLog {
+	t.Helper()
+	pub := key.Public().(ed25519.PublicKey)
+	meta, err := certs.NewCapsule(testOwner, pub, "kv test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,9 +55,17 @@ func newMemLog(t testing.TB) *memLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &memLog{info: info, w: capsule.NewWriter(info.Name, key), clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
+	m := &memLog{key: key, info: info, w: capsule.NewWriter(info.Name, key), clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
 	m.w.Now = func() time.Time { return time.Unix(0, m.clock) }
 	return m
+}
+
+// fork is an empty log of the same capsule and writer key: what a writer
+// that signs two logs writes.
+func (m *memLog) fork() *memLog {
+	f := &memLog{key: m.key, info: m.info, w: capsule.NewWriter(m.info.Name, m.key), clock: m.clock}
+	f.w.Now = func() time.Time { return time.Unix(0, f.clock) }
+	return f
 }
 
 // AppendRecord implements appender.

@@ -27,8 +27,9 @@ type Options struct {
 	// index stays at the head it found (Refresh reads what came since).
 	NoFollow bool
 	// Transform, when set, turns each verified record's data into the KV
-	// record it carries (an encrypted capsule decrypts here, caapi/seal).
-	// An error stops the store.
+	// record it carries (an encrypted capsule decrypts here:
+	// seal.Opener.Transform). Empty data: nothing to index (a key record).
+	// An error fails the read, or stops a following store.
 	Transform func(ctx context.Context, r capsule.Record) ([]byte, error)
 	// Logger; default none.
 	Logger *zap.Logger
@@ -169,11 +170,14 @@ func (s *Store) loadCheckpoint(ctx context.Context) error {
 			if e.Hole {
 				continue
 			}
-			found = true
 			data, err := s.data(ctx, e)
 			if err != nil {
 				return err
 			}
+			if len(data) == 0 {
+				continue // a record with nothing for the index (a key record)
+			}
+			found = true
 			o, err := UnmarshalOp(data)
 			if err != nil {
 				break // not a KV record: read the whole log

@@ -1,0 +1,196 @@
+package seal
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Appender is what a Sealer writes through: a *client.Writer.
+type Appender interface {
+	Name() pdu.Name
+	Seqno() uint64
+	AppendRecord(ctx context.Context, data []byte) (capsule.Record, error)
+}
+
+// Sealer is the writer side of an encrypted capsule: it seals every payload
+// under the current epoch's content key and writes the key records. Every
+// change of the reader set (AddReader, RemoveReader) starts a new epoch
+// with a fresh content key, wrapped for the readers of the new set only:
+// a removed reader cannot read what is written after its removal, and an
+// added reader reads from its addition on. The writer is always a reader
+// of its own capsule (so a restarted writer recovers the key). Safe for
+// concurrent use.
+type Sealer struct {
+	app Appender
+	c   pdu.Name
+	key ed25519.PrivateKey
+
+	mu      sync.Mutex
+	epoch   uint64
+	keySeq  uint64 // the current epoch's key record
+	ck      []byte
+	readers []ed25519.PublicKey // sorted, the writer's own key included
+}
+
+// NewSealer starts sealing capsule app.Name() for readers: it writes the
+// first key record (epoch 1). key is the capsule's writer key.
+func NewSealer(ctx context.Context, app Appender, key ed25519.PrivateKey, readers ...ed25519.PublicKey) (*Sealer, error) {
+	s := &Sealer{app: app, c: app.Name(), key: key}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.rotateLocked(ctx, readers); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ResumeSealer continues a sealed capsule after the writer restarted: it
+// reads back from the head (through rd, verified) to the newest key record
+// and recovers its content key with the writer key. With no key record it
+// starts epoch 1 for readers, as NewSealer does.
+func ResumeSealer(ctx context.Context, app Appender, rd RecordReader, key ed25519.PrivateKey, readers ...ed25519.PublicKey) (*Sealer, error) {
+	s := &Sealer{app: app, c: app.Name(), key: key}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	op := &Opener{c: s.c, writer: key.Public().(ed25519.PublicKey), key: key, rd: rd, keys: map[uint64]epochKey{}}
+	for to := app.Seqno(); to > 0; {
+		from := max(1, to-min(to, 63))
+		entries, err := rd.Read(ctx, from, to)
+		if err != nil {
+			return nil, fmt.Errorf("seal resume %s: %w", s.c, err)
+		}
+		for i := len(entries) - 1; i >= 0; i-- {
+			e := entries[i]
+			if e.Hole {
+				continue
+			}
+			env, err := decodeEnvelope(e.Data)
+			if err != nil {
+				return nil, fmt.Errorf("seal resume %s entry %d: %w", s.c, e.Seqno, err)
+			}
+			keySeq := env.KeySeq
+			if env.Kind == KindKeys {
+				keySeq = e.Seqno
+			}
+			ek, err := op.epochKey(ctx, env.Epoch, keySeq)
+			if err != nil {
+				return nil, fmt.Errorf("seal resume %s: %w", s.c, err)
+			}
+			s.epoch, s.keySeq, s.ck, s.readers = env.Epoch, keySeq, ek.ck, ek.readers
+			return s, nil
+		}
+		to = from - 1
+	}
+	if err := s.rotateLocked(ctx, readers); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Name is the capsule written.
+func (s *Sealer) Name() pdu.Name { return s.c }
+
+// Seqno is the newest seqno written.
+func (s *Sealer) Seqno() uint64 { return s.app.Seqno() }
+
+// Epoch is the current epoch and the seqno of its key record.
+func (s *Sealer) Epoch() (epoch, keySeq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch, s.keySeq
+}
+
+// Readers are the current epoch's readers (the writer included).
+func (s *Sealer) Readers() []ed25519.PublicKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.readers)
+}
+
+// AppendRecord seals plaintext under the current epoch and appends it; the
+// record returned carries the sealed data. (A kv.Writer writes through
+// it: kv.WriterOptions.Appender.)
+func (s *Sealer) AppendRecord(ctx context.Context, plaintext []byte) (capsule.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, err := sealData(s.c, s.ck, s.epoch, s.keySeq, plaintext)
+	if err != nil {
+		return capsule.Record{}, err
+	}
+	return s.app.AppendRecord(ctx, b)
+}
+
+// Append seals plaintext and appends it, returning its seqno.
+func (s *Sealer) Append(ctx context.Context, plaintext []byte) (uint64, error) {
+	r, err := s.AppendRecord(ctx, plaintext)
+	return r.Seqno, err
+}
+
+// AddReader authorises reader from the next record on (a new epoch).
+func (s *Sealer) AddReader(ctx context.Context, reader ed25519.PublicKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rotateLocked(ctx, append(slices.Clone(s.readers), reader))
+}
+
+// RemoveReader stops reader from reading anything written from now on: a
+// new epoch whose content key is wrapped for the remaining readers only.
+// What it could read before stays readable to it (it may have kept it).
+func (s *Sealer) RemoveReader(ctx context.Context, reader ed25519.PublicKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if bytes.Equal(reader, s.key.Public().(ed25519.PublicKey)) {
+		return errors.New("seal: the writer cannot remove itself")
+	}
+	rest := slices.DeleteFunc(slices.Clone(s.readers), func(r ed25519.PublicKey) bool { return bytes.Equal(r, reader) })
+	return s.rotateLocked(ctx, rest)
+}
+
+// Rotate starts a new epoch for the same readers (a fresh content key).
+func (s *Sealer) Rotate(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rotateLocked(ctx, slices.Clone(s.readers))
+}
+
+// rotateLocked writes the key record of a new epoch for readers (and the
+// writer) and switches to it once it is appended.
+func (s *Sealer) rotateLocked(ctx context.Context, readers []ed25519.PublicKey) error {
+	set := []ed25519.PublicKey{s.key.Public().(ed25519.PublicKey)}
+	for _, r := range readers {
+		if _, err := X25519Public(r); err != nil {
+			return fmt.Errorf("seal %s: reader %x: %w", s.c, []byte(r), err)
+		}
+		set = append(set, slices.Clone(r))
+	}
+	slices.SortFunc(set, func(a, b ed25519.PublicKey) int { return bytes.Compare(a, b) })
+	set = slices.CompactFunc(set, func(a, b ed25519.PublicKey) bool { return bytes.Equal(a, b) })
+	if len(set) > MaxReaders {
+		return fmt.Errorf("seal %s: %d readers (max %d)", s.c, len(set), MaxReaders)
+	}
+	ck := make([]byte, 32)
+	if _, err := rand.Read(ck); err != nil {
+		return fmt.Errorf("seal: content key: %w", err)
+	}
+	epoch := s.epoch + 1
+	b, err := newKeyRecord(s.c, s.key, epoch, ck, set)
+	if err != nil {
+		return fmt.Errorf("seal %s epoch %d: %w", s.c, epoch, err)
+	}
+	r, err := s.app.AppendRecord(ctx, b)
+	if err != nil {
+		return fmt.Errorf("seal %s epoch %d: key record: %w", s.c, epoch, err)
+	}
+	clear(s.ck)
+	s.epoch, s.keySeq, s.ck, s.readers = epoch, r.Seqno, ck, set
+	return nil
+}
