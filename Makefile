@@ -32,6 +32,7 @@ test-race:
 # Benchmarks that report the figures the issues name, beside their baselines.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
+	GDP_QUIC_BYTES=104857600 $(GO) test -count=1 -v -run TestQUICOverNamesIntact ./client
 
 # Every Fuzz target, each for FUZZTIME.
 fuzz:

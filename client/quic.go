@@ -156,6 +156,50 @@ type quicState struct {
 	table atomic.Pointer[map[pdu.Name]*nameConn] // read by HandlePDU without a lock
 	creds atomic.Pointer[quicCreds]
 	stats quicStats
+
+	dialMu sync.Mutex
+	dials  map[pdu.Name][]*dialWatch // dials in their handshake, by name dialled
+}
+
+// dialWatch lets a NAK about a dial's packets end its handshake at once.
+type dialWatch struct{ fail context.CancelCauseFunc }
+
+// watchDial registers a dial to name in its handshake; the returned
+// function unregisters it.
+func (q *quicState) watchDial(name pdu.Name, fail context.CancelCauseFunc) func() {
+	w := &dialWatch{fail: fail}
+	q.dialMu.Lock()
+	if q.dials == nil {
+		q.dials = map[pdu.Name][]*dialWatch{}
+	}
+	q.dials[name] = append(q.dials[name], w)
+	q.dialMu.Unlock()
+	return func() {
+		q.dialMu.Lock()
+		defer q.dialMu.Unlock()
+		ws := q.dials[name]
+		for i, x := range ws {
+			if x == w {
+				ws = append(ws[:i], ws[i+1:]...)
+				break
+			}
+		}
+		if len(ws) == 0 {
+			delete(q.dials, name)
+		} else {
+			q.dials[name] = ws
+		}
+	}
+}
+
+// nakDial ends the handshakes of dials to dst with err.
+func (q *quicState) nakDial(dst pdu.Name, err error) {
+	q.dialMu.Lock()
+	ws := q.dials[dst]
+	q.dialMu.Unlock()
+	for _, w := range ws {
+		w.fail(err)
+	}
 }
 
 type quicEnd struct {
@@ -259,6 +303,16 @@ func (c *Client) quicNAK(h *pdu.Header) bool {
 		return false
 	}
 	c.quic.stats.drop(dropQUICNAK)
+	switch h.Code {
+	case pdu.CodeNoRoute, pdu.CodeForbidden, pdu.CodeTTLExpired:
+		// The name cannot be reached: a dial still in its handshake
+		// fails now rather than at its timeout. (Only routers can send
+		// NAKs, PROTOCOL.md §1.9; one on the path could also drop the
+		// packets.)
+		if pdu.Name(echo[44:76]) == c.ReplyName() || pdu.Name(echo[44:76]) == c.id.Name {
+			c.quic.nakDial(pdu.Name(echo[12:44]), &NAKError{Code: h.Code, Reporter: h.Src})
+		}
+	}
 	return true
 }
 
@@ -317,8 +371,15 @@ func DialName(ctx context.Context, c *Client, name pdu.Name, cfg *QUICConfig) (*
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.HandshakeTimeout)
 	defer cancel()
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	defer c.quic.watchDial(name, fail)()
 	qc, err := e.tr.Dial(ctx, NameAddr{name}, tc, o.quic())
 	if err != nil {
+		var nak *NAKError
+		if cause := context.Cause(ctx); errors.As(cause, &nak) {
+			return nil, fmt.Errorf("dial %s: %w", name, nak)
+		}
 		return nil, fmt.Errorf("dial %s: %w", name, quicHandshakeErr(err))
 	}
 	c.quic.stats.dialed.Add(1)

@@ -23,7 +23,11 @@ type quicWorld struct {
 	a, b *router.Node
 }
 
-func newQUICWorld(tb testing.TB) *quicWorld {
+func newQUICWorld(tb testing.TB) *quicWorld { return newQUICWorldRaw(tb, false) }
+
+// newQUICWorldRaw: with raw set, a keeps a raw GDP-in-UDP link to b
+// (PROTOCOL.md §4.4) instead of an on-demand QUIC tunnel.
+func newQUICWorldRaw(tb testing.TB, raw bool) *quicWorld {
 	tb.Helper()
 	dom, err := routertest.NewDomain("quic test")
 	if err != nil {
@@ -32,12 +36,24 @@ func newQUICWorld(tb testing.TB) *quicWorld {
 	res := resolver.NewStatic(&resolver.Verifier{Certs: dom.Verifier})
 	tb.Cleanup(func() { _ = res.Close() })
 	w := &quicWorld{tb: tb, dom: dom, res: res}
-	w.a = w.router("a")
-	w.b = w.router("b")
+	if !raw {
+		w.a = w.router("a", router.Config{}, false)
+		w.b = w.router("b", router.Config{}, false)
+		return w
+	}
+	w.b = w.router("b", router.Config{}, true)
+	w.a = w.router("a", router.Config{Peers: []router.PeerConfig{{Name: w.b.Router.Name(), Addr: w.b.Addr(), Raw: true}}}, true)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(w.a.Router.Peers()) == 0 {
+		if time.Now().After(deadline) {
+			tb.Fatal("a never linked to b")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return w
 }
 
-func (w *quicWorld) router(desc string) *router.Node {
+func (w *quicWorld) router(desc string, cfg router.Config, raw bool) *router.Node {
 	w.tb.Helper()
 	rc, err := w.dom.NewRouter(desc)
 	if err != nil {
@@ -47,9 +63,16 @@ func (w *quicWorld) router(desc string) *router.Node {
 	if err != nil {
 		w.tb.Fatal(err)
 	}
-	n, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{
+	var rawConn net.PacketConn
+	if raw {
+		if rawConn, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			w.tb.Fatal(err)
+		}
+	}
+	cfg.Admin = "off"
+	n, err := router.StartNode(cfg, router.Deps{
 		Identity: rc.ID, Member: rc.Member, Domain: rc.Domain, Verifier: w.dom.Verifier, Resolver: w.res,
-	}, conn, nil)
+	}, conn, rawConn)
 	if err != nil {
 		w.tb.Fatal(err)
 	}
