@@ -147,38 +147,77 @@ func (c *Client) Withdraw(ctx context.Context, names ...pdu.Name) ([]advert.Name
 	return all, nil
 }
 
-// control sends an ADVERTISE or WITHDRAW built by build (given a fresh
-// advertisement sequence each attempt) and returns the router's result.
+// control sends an ADVERTISE or WITHDRAW built for a fresh advert sequence
+// and waits for its ADVERTISE_RESULT, re-sending (with a new sequence)
+// after each RequestTimeout, Attempts times in all. Every attempt stays
+// answerable until the call returns: a router slow to verify a large
+// ADVERTISE (a loaded machine) answers an earlier attempt after a later one
+// was sent, and that answer, for the same names, is as good as any.
+// Forgetting it would make each re-send queue behind the last and every
+// attempt time out.
 func (c *Client) control(ctx context.Context, typ pdu.Type, build func(seq uint64) ([]byte, error)) (*advert.Result, error) {
-	var last error
+	ch := make(chan Message, c.opts.Attempts)
+	sent := map[uint64]bool{}
+	var last error = ErrTimeout
 	for range c.opts.Attempts {
 		seq := c.nextAdvSeq()
 		payload, err := build(seq)
 		if err != nil {
 			return nil, err
 		}
-		m, err := c.exchange(ctx, pdu.Header{Type: typ, TTL: 1, Dst: c.Router(), Src: c.id.Name, Payload: payload}, c.opts.RequestTimeout)
-		if errors.Is(err, ErrTimeout) {
+		done, err := c.post(pdu.Header{Type: typ, TTL: 1, Dst: c.Router(), Src: c.id.Name, Payload: payload}, ch)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		sent[seq] = true
+		res, err := c.controlAnswer(ctx, ch, sent)
+		if errors.Is(err, ErrTimeout) || errors.Is(err, errStrayResult) {
 			last = err
 			continue
 		}
-		if err != nil {
-			return nil, err
-		}
-		if m.Type == pdu.TypeNAK {
-			return nil, &NAKError{Code: m.Code, Reporter: m.Src}
-		}
-		res, err := advert.ParseResult(m.Payload)
-		if err != nil {
-			return nil, err
-		}
-		if res.Seq != seq {
-			last = fmt.Errorf("result for sequence %d, sent %d", res.Seq, seq)
-			continue
-		}
-		return res, nil
+		return res, err
 	}
 	return nil, last
+}
+
+// errStrayResult: an ADVERTISE_RESULT for a sequence this call did not send.
+var errStrayResult = errors.New("result for a sequence not sent")
+
+// controlAnswer waits up to RequestTimeout for the answer to any attempt
+// of one control call (sent: the advert sequences the attempts carried).
+func (c *Client) controlAnswer(ctx context.Context, ch chan Message, sent map[uint64]bool) (*advert.Result, error) {
+	t := time.NewTimer(c.opts.RequestTimeout)
+	defer t.Stop()
+	var stray error
+	for {
+		select {
+		case m := <-ch:
+			if m.Type == pdu.TypeNAK {
+				return nil, &NAKError{Code: m.Code, Reporter: m.Src}
+			}
+			res, err := advert.ParseResult(m.Payload)
+			if err != nil {
+				return nil, err
+			}
+			if !sent[res.Seq] {
+				stray = fmt.Errorf("%w: result for sequence %d", errStrayResult, res.Seq)
+				continue
+			}
+			return res, nil
+		case <-t.C:
+			if stray != nil {
+				return nil, stray
+			}
+			return nil, ErrTimeout
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.link.Done():
+			return nil, ErrClosed
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
 }
 
 // Maintain keeps routes advertised: it advertises them now and again

@@ -297,8 +297,34 @@ func (c *Client) SendFrom(src, dst pdu.Name, flags pdu.Flags, payload []byte) (u
 // next value of the DATA counter) and waits, for at most timeout, for the
 // reply or NAK with that id whose source and echo fit h.
 func (c *Client) exchange(ctx context.Context, h pdu.Header, timeout time.Duration) (Message, error) {
+	ch := make(chan Message, 1)
+	done, err := c.post(h, ch)
+	if err != nil {
+		return Message{}, err
+	}
+	defer done()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case m := <-ch:
+		return m, nil
+	case <-t.C:
+		return Message{}, ErrTimeout
+	case <-ctx.Done():
+		return Message{}, ctx.Err()
+	case <-c.link.Done():
+		return Message{}, ErrClosed
+	case <-c.ctx.Done():
+		return Message{}, ErrClosed
+	}
+}
+
+// post sends h with a fresh random id as its Sequence; the reply or NAK
+// with that id whose source and echo fit h goes to ch (dropped when ch is
+// full) until done is called.
+func (c *Client) post(h pdu.Header, ch chan Message) (done func(), err error) {
 	w := &waiter{
-		ch: make(chan Message, 1), typ: h.Type, dst: h.Dst, ttl: h.TTL,
+		ch: ch, typ: h.Type, dst: h.Dst, ttl: h.TTL,
 		payload: h.Payload, router: c.link.Peer(),
 	}
 	c.mu.Lock()
@@ -311,32 +337,20 @@ func (c *Client) exchange(ctx context.Context, h pdu.Header, timeout time.Durati
 	w.id = h.Sequence
 	c.waiters[h.Sequence] = w
 	c.mu.Unlock()
-	defer func() {
+	done = func() {
 		c.mu.Lock()
-		delete(c.waiters, h.Sequence)
+		delete(c.waiters, w.id)
 		c.mu.Unlock()
-	}()
+	}
 	b, err := h.Marshal()
+	if err == nil {
+		err = c.link.Send(b)
+	}
 	if err != nil {
-		return Message{}, err
+		done()
+		return nil, err
 	}
-	if err := c.link.Send(b); err != nil {
-		return Message{}, err
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case m := <-w.ch:
-		return m, nil
-	case <-t.C:
-		return Message{}, ErrTimeout
-	case <-ctx.Done():
-		return Message{}, ctx.Err()
-	case <-c.link.Done():
-		return Message{}, ErrClosed
-	case <-c.ctx.Done():
-		return Message{}, ErrClosed
-	}
+	return done, nil
 }
 
 // waiter is one request waiting for its answer, with what an answer must

@@ -96,15 +96,18 @@ func startFederation(t *testing.T) *federation {
 	return f
 }
 
-// publishAll has every node of both domains publish one capsule name.
+// publishAll has every node of both domains publish one capsule name,
+// each publish with a deadline of its own (one 30 s deadline for all 20
+// ran out under -race on a loaded machine).
 func (f *federation) publishAll(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	for d := range 2 {
 		for i, r := range f.local[d].routers {
 			name, chain := f.w.capsuleAt(r, fmt.Sprintf("dom%d cap%d", d, i), 24*time.Hour)
 			rec := f.w.location(r, name, chain, NextSequence(), fmt.Sprintf("127.0.0.1:%d", 6000+100*d+i))
-			if err := f.res[d][i].Publish(ctx, rec); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := f.res[d][i].Publish(ctx, rec)
+			cancel()
+			if err != nil {
 				t.Fatalf("domain %d node %d publish: %v", d, i, err)
 			}
 			f.names[d] = append(f.names[d], name)

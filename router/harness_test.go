@@ -88,7 +88,12 @@ func (w *world) attachLink(r *testRouter, id *certs.Identity) (*client.Client, *
 		w.t.Fatal(err)
 	}
 	theirs.Start(func(l *routertest.Link, p []byte) { r.HandlePDU(l, p) })
-	c := client.New(id, mine, client.Options{RequestTimeout: time.Second})
+	// An in-memory link loses nothing: a re-sent ADVERTISE would only mean
+	// a router slowed by a loaded machine (-race beside other tests), and
+	// it would be verified and counted twice in the tests that count
+	// refusals (TestIdentityNameQuota). So the client waits long before a
+	// re-send.
+	c := client.New(id, mine, client.Options{RequestTimeout: 10 * time.Second})
 	mine.Start(func(_ *routertest.Link, p []byte) { c.HandlePDU(p) })
 	w.t.Cleanup(func() { _ = c.Close(); mine.Wait() })
 	return c, mine
@@ -171,10 +176,10 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 	return false
 }
 
-// eventually polls cond for up to 3 s.
+// eventually polls cond for up to 15 s (generous: the machine may be loaded).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -44,6 +44,12 @@ func TestOverMemnet(t *testing.T) {
 			for i := 0; i < 200; i++ {
 				la.Send(pattern(3000, i))
 			}
+			// Wait for the expected share (~94 %: three fragments each),
+			// however slow the machine, then a little for any excess.
+			deadline := time.Now().Add(20 * time.Second)
+			for b.sink.count()-len(sizes) < 150 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
 			time.Sleep(300 * time.Millisecond)
 			got := b.sink.count() - len(sizes)
 			if got < 150 || got > 200 {

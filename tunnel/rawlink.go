@@ -200,15 +200,22 @@ func (rl *rawLink) handleControl(m ctrlMsg) error {
 		}
 		return rl.l.writeControl(ctrlMsg{Type: msgRekeyAck, Index: idx, Epoch: m.Epoch})
 	case rl.dialer && m.Type == msgRekeyAck && pending != nil && m.Epoch == pending.epoch:
-		rl.mu.Lock()
-		rl.pending = nil
-		rl.mu.Unlock()
+		// The epoch stays pending until END is on the control stream:
+		// the next REKEY (rekeyLoop) must name the epoch after this one
+		// and reach the listener after this END. Clearing it first let a
+		// tick in between send REKEY for this epoch again, or the next
+		// REKEY before END, and the listener closed the link as a
+		// protocol error.
 		if err := rl.install(pending.localIdx, m.Index, m.Epoch, true); err != nil {
 			return err
 		}
 		rl.re.e.stats.rekeys.Add(1)
 		rl.re.e.log.Debug("raw rekeyed", logging.Peer(rl.l.peer), zap.Uint32("epoch", m.Epoch))
-		return rl.l.writeControl(ctrlMsg{Type: msgRekeyEnd, Epoch: m.Epoch})
+		err := rl.l.writeControl(ctrlMsg{Type: msgRekeyEnd, Epoch: m.Epoch})
+		rl.mu.Lock()
+		rl.pending = nil
+		rl.mu.Unlock()
+		return err
 	case !rl.dialer && m.Type == msgRekeyEnd && pending != nil && m.Epoch == pending.epoch:
 		rl.mu.Lock()
 		rl.pending = nil
