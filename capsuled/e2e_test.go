@@ -154,7 +154,7 @@ func TestReplicatedCapsuleEndToEnd(t *testing.T) {
 	r2 := w.router("r2", r1)
 	a, b, c := w.newReplica(r1, "replica a"), w.newReplica(r1, "replica b"), w.newReplica(r2, "replica c")
 	writer := w.user(r1, "writer")
-	reader := w.user(r2, "reader")
+	reader := w.reader(r2, "reader")
 	tc := newTestCapsule(t, "e2e log")
 	tc.create(t, writer, 2, a, b, c)
 	name := tc.meta.Name()

@@ -204,6 +204,20 @@ func (r *replica) stop() {
 // user is a capsule client attached to a router.
 func (w *world) user(n *router.Node, desc string) *client.CapsuleClient {
 	w.t.Helper()
+	return w.userWith(n, desc, client.CapsuleOptions{Timeout: time.Second})
+}
+
+// reader is a user that reads the end-to-end tests' tens of thousands of
+// records back: under -race on a loaded machine a server (a child process,
+// itself under -race) can take longer than three 1 s attempts for one page,
+// so it tries slow times as often. Every record is still read and checked.
+func (w *world) reader(n *router.Node, desc string) *client.CapsuleClient {
+	w.t.Helper()
+	return w.userWith(n, desc, client.CapsuleOptions{Timeout: time.Second, Attempts: 3 * slow})
+}
+
+func (w *world) userWith(n *router.Node, desc string, opts client.CapsuleOptions) *client.CapsuleClient {
+	w.t.Helper()
 	id, err := certs.NewIdentity(certs.KindClient, desc)
 	if err != nil {
 		w.t.Fatal(err)
@@ -214,7 +228,7 @@ func (w *world) user(n *router.Node, desc string) *client.CapsuleClient {
 	if _, err := c.Advertise(ctx, c.Self()); err != nil {
 		w.t.Fatal(err)
 	}
-	cc := client.NewCapsuleClient(c, client.CapsuleOptions{Timeout: time.Second})
+	cc := client.NewCapsuleClient(c, opts)
 	w.t.Cleanup(func() {
 		_ = cc.Close()
 		_ = c.Close()

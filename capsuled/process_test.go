@@ -210,7 +210,7 @@ func TestKillNineReplica(t *testing.T) {
 	r2 := w.router("r2", r1)
 	ps := []*procReplica{w.procReplica(r1, "proc a"), w.procReplica(r1, "proc b"), w.procReplica(r1, "proc c")}
 	writer := w.user(r1, "writer")
-	reader := w.user(r2, "reader")
+	reader := w.reader(r2, "reader")
 	tc := newTestCapsule(t, "kill -9 log")
 	var servers []certs.Name
 	for _, p := range ps {
