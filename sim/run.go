@@ -72,8 +72,11 @@ type simNode struct {
 	member *certs.Cert
 	dom    *certs.Identity
 
+	tap *pduTap // captures at this router (measure.pcap)
+
 	mu  sync.Mutex
 	rn  *router.Node     // a router
+	tr  *tappedRouter    // a router whose PDUs are captured
 	ep  *client.Endpoint // a server or client
 	c   *client.Client
 	cc  *client.CapsuleClient
@@ -238,10 +241,23 @@ func (s *Sim) startRouter(n *simNode) error {
 	if err != nil {
 		return err
 	}
-	rn, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{
+	cfg := router.Config{Admin: "off"}
+	deps := router.Deps{
 		Identity: n.id, Member: n.member, Domain: n.dom.Meta, Verifier: s.trust,
 		Resolver: s.res, Logger: s.log.Named(n.spec.Name),
-	}, conn, nil)
+	}
+	if n.tap != nil {
+		tr, err := s.startTappedRouter(n, cfg, deps, conn)
+		if err != nil {
+			conn.Close()
+			return fmt.Errorf("router %s: %w", n.spec.Name, err)
+		}
+		n.mu.Lock()
+		n.tr, n.up = tr, true
+		n.mu.Unlock()
+		return nil
+	}
+	rn, err := router.StartNode(cfg, deps, conn, nil)
 	if err != nil {
 		conn.Close()
 		return fmt.Errorf("router %s: %w", n.spec.Name, err)
@@ -337,6 +353,10 @@ func (s *Sim) stop(n *simNode) {
 		_ = n.rn.Close()
 		n.rn = nil
 	}
+	if n.tr != nil {
+		_ = n.tr.Close()
+		n.tr = nil
+	}
 	if n.cc != nil {
 		_ = n.cc.Close()
 		n.cc = nil
@@ -418,15 +438,21 @@ func (s *Sim) Client(node string) *client.Client {
 	return n.c
 }
 
-// Router is a router node (nil while it is down).
-func (s *Sim) Router(node string) *router.Node {
+// Router is a router node's router (nil while it is down).
+func (s *Sim) Router(node string) *router.Router {
 	n := s.nodes[node]
 	if n == nil {
 		return nil
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.rn
+	switch {
+	case n.rn != nil:
+		return n.rn.Router
+	case n.tr != nil:
+		return n.tr.r
+	}
+	return nil
 }
 
 // Ping sends one echo request from a client node to another node by name.

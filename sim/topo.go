@@ -127,7 +127,8 @@ type Measure struct {
 	// Duration bounds the experiment; default: until the workloads end
 	// and the last failure is two seconds past.
 	Duration time.Duration
-	// Pcap lists links ("a-b") whose packets are written to pcap files.
+	// Pcap lists node pairs ("a-b", one a router) whose PDUs — and, for
+	// a link, whose datagrams — are written to pcap files.
 	Pcap []string
 	// Plots asks for PNG and SVG plots in the results directory.
 	Plots bool
@@ -415,8 +416,10 @@ func (t *Topology) Validate() error {
 		c.bad(&t.Measure, "duration", "measure", "negative duration")
 	}
 	for i, id := range t.Measure.Pcap {
-		if t.linkByID(id) == nil {
-			c.bad(&t.Measure, "pcap", fmt.Sprintf("measure.pcap[%d]", i), "no link %q (links are named a-b)", id)
+		a, b, _ := strings.Cut(id, "-")
+		na, nb := byName[a], byName[b]
+		if na == nil || nb == nil || na == nb || (na.Kind != KindRouter && nb.Kind != KindRouter) {
+			c.bad(&t.Measure, "pcap", fmt.Sprintf("measure.pcap[%d]", i), "%q is not a pair a-b of two nodes, one a router", id)
 		}
 	}
 	if len(c.probs) == 0 {

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gdpnet/gdpnet/sim"
+	"github.com/gdpnet/gdpnet/sim/gdplayer"
 )
 
 func init() {
@@ -24,7 +26,7 @@ start from.`,
   gdp sim validate linear.yaml
   gdp sim run linear.yaml --out results/`,
 	}
-	c.AddCommand(simTopoCmd(), simValidateCmd(), simRunCmd())
+	c.AddCommand(simTopoCmd(), simValidateCmd(), simRunCmd(), simDecodeCmd())
 	addCommand(c)
 }
 
@@ -139,4 +141,38 @@ No root is needed; nothing leaves the process.`,
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the results")
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	return c
+}
+
+func simDecodeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "decode FILE.pcap",
+		Short: "Print the gdpnet PDUs of a simulator capture, one line each",
+		Long: `decode reads a pcap written by "gdp sim run" (measure.pcap) and prints each
+PDU with the gopacket layer of package sim/gdplayer: time, addresses, type,
+TTL, sequence, source and destination names, payload length.`,
+		Example: `  gdp sim decode results/c1-r1.pdu.pcap`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			n := 0
+			var first time.Time
+			err = gdplayer.Scan(f, func(p gdplayer.Packet) error {
+				if n == 0 {
+					first = p.Time
+				}
+				n++
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%10.6f %s > %s %s\n", p.Time.Sub(first).Seconds(), p.Src.Addr(), p.Dst.Addr(), p.GDP)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%d PDUs\n", n)
+			return nil
+		},
+	}
 }
