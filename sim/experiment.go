@@ -133,6 +133,11 @@ func Run(ctx context.Context, top *Topology, opts Options) (*Results, error) {
 			if werr := res.Write(opts.Out); werr != nil && err == nil {
 				err = werr
 			}
+			if top.Measure.Plots || opts.Plots {
+				if _, perr := res.Plots(opts.Out); perr != nil && err == nil {
+					err = perr
+				}
+			}
 		}
 	}
 	return res, err

@@ -32,6 +32,9 @@ type Options struct {
 	Logger *zap.Logger
 	// Progress gets one line per phase and event; nil: silent.
 	Progress io.Writer
+	// Plots writes PNG and SVG plots to Out (also when the topology's
+	// measure.plots is set).
+	Plots bool
 	// Parallel bounds how many endpoints attach at once (default 32).
 	Parallel int
 }

@@ -19,7 +19,7 @@ func TestRunLinear(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out := t.TempDir()
-	res, err := Run(ctx, top, Options{Out: out, Progress: os.Stderr})
+	res, err := Run(ctx, top, Options{Out: out, Progress: os.Stderr, Plots: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,10 +27,13 @@ func TestRunLinear(t *testing.T) {
 	if want := "Results: 0% dropped (20/20 received)"; res.Summary != want {
 		t.Fatalf("summary %q, want %q", res.Summary, want)
 	}
-	for _, f := range []string{"results.json", "samples.csv", "links.csv", "events.csv", "summary.txt"} {
+	for _, f := range []string{"results.json", "samples.csv", "links.csv", "events.csv", "summary.txt", "latency-cdf.png", "latency-cdf.svg"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Fatalf("%s missing or empty: %v", f, err)
 		}
+	}
+	if png, _ := os.ReadFile(filepath.Join(out, "latency-cdf.png")); !strings.HasPrefix(string(png), "\x89PNG") {
+		t.Fatalf("latency-cdf.png is no PNG")
 	}
 	b, _ := os.ReadFile(filepath.Join(out, "samples.csv"))
 	if n := strings.Count(string(b), "\n"); n != 21 {

@@ -100,7 +100,7 @@ func simValidateCmd() *cobra.Command {
 
 func simRunCmd() *cobra.Command {
 	var out string
-	var quiet bool
+	var quiet, plots bool
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "run FILE",
@@ -122,7 +122,7 @@ No root is needed; nothing leaves the process.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			opts := sim.Options{Out: out}
+			opts := sim.Options{Out: out, Plots: plots}
 			if !quiet {
 				opts.Progress = cmd.ErrOrStderr()
 			}
@@ -138,6 +138,7 @@ No root is needed; nothing leaves the process.`,
 		},
 	}
 	c.Flags().StringVar(&out, "out", "", "results directory (JSON, CSV, plots, pcaps)")
+	c.Flags().BoolVar(&plots, "plots", true, "with --out: latency CDF, throughput and outage plots (PNG, SVG)")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the results")
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	return c
