@@ -1,0 +1,138 @@
+package handoffd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// AgentConfig is the destination agent's behaviour. The zero value works
+// except for the directories.
+type AgentConfig struct {
+	// MaxConcurrent bounds handoffs received at once; more are refused at
+	// once (gdp_handoff_refused_total{reason="busy"}). Default 1.
+	MaxConcurrent int
+	// IdleTimeout bounds the silence inside one handoff. Default 30 s.
+	IdleTimeout time.Duration
+	// MaxPerPeer bounds handoffs from one peer at once (its share of
+	// MaxConcurrent). Default 1.
+	MaxPerPeer int
+}
+
+// Agent receives handoffs on a Listener and, for VMs, resumes them.
+type Agent struct {
+	Cache   *BaseCache
+	Dir     string
+	Config  AgentConfig
+	Logger  *zap.Logger
+	Metrics *Metrics
+	// OnReceived runs after a handoff committed (resume the VM); its error
+	// is logged.
+	OnReceived func(ctx context.Context, r *Received) error
+
+	mu      sync.Mutex
+	active  int
+	perPeer map[string]int
+	wg      sync.WaitGroup
+}
+
+// Serve accepts handoffs until ctx ends, then waits for those in progress.
+func (a *Agent) Serve(ctx context.Context, ln Listener) error {
+	if a.Logger == nil {
+		a.Logger = zap.NewNop()
+	}
+	if a.Config.MaxConcurrent <= 0 {
+		a.Config.MaxConcurrent = 1
+	}
+	if a.Config.MaxPerPeer <= 0 {
+		a.Config.MaxPerPeer = 1
+	}
+	a.mu.Lock()
+	a.perPeer = map[string]int{}
+	a.mu.Unlock()
+	defer a.wg.Wait()
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		st, peer, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("handoff agent: accept: %w", err)
+		}
+		if reason, ok := a.admit(peer); !ok {
+			a.Logger.Info("handoff refused", zap.String("peer", peer), zap.String("reason", reason))
+			if a.Metrics != nil {
+				a.Metrics.Refused.WithLabelValues(reason).Inc()
+			}
+			go func() {
+				// Read the hello so the sender hears why (bounded).
+				refuse(st, reason)
+			}()
+			continue
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer a.release(peer)
+			a.handle(ctx, st, peer)
+		}()
+	}
+}
+
+func (a *Agent) admit(peer string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.active >= a.Config.MaxConcurrent {
+		return "busy", false
+	}
+	if a.perPeer[peer] >= a.Config.MaxPerPeer {
+		return "peer_busy", false
+	}
+	a.active++
+	a.perPeer[peer]++
+	if a.Metrics != nil {
+		a.Metrics.Active.Inc()
+	}
+	return "", true
+}
+
+func (a *Agent) release(peer string) {
+	a.mu.Lock()
+	a.active--
+	a.perPeer[peer]--
+	if a.perPeer[peer] == 0 {
+		delete(a.perPeer, peer)
+	}
+	a.mu.Unlock()
+	if a.Metrics != nil {
+		a.Metrics.Active.Dec()
+	}
+}
+
+func refuse(st Stream, reason string) {
+	if d, ok := st.(deadliner); ok {
+		d.SetReadDeadline(time.Now().Add(5 * time.Second))
+	}
+	writeJSON(st, frameReady, result{Error: "agent " + reason})
+	st.Close()
+}
+
+func (a *Agent) handle(ctx context.Context, st Stream, peer string) {
+	defer st.Close()
+	log := a.Logger.With(zap.String("peer", peer))
+	rec, err := Receive(ctx, st, ReceiveConfig{Cache: a.Cache, Dir: a.Dir, IdleTimeout: a.Config.IdleTimeout, Logger: log, Metrics: a.Metrics})
+	if err != nil {
+		log.Warn("handoff failed; nothing kept", zap.Error(err))
+		return
+	}
+	if a.OnReceived != nil {
+		if err := a.OnReceived(ctx, rec); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("handoff committed but the follow-up failed", zap.String("name", rec.ID), zap.Error(err))
+		}
+	}
+}

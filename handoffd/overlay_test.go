@@ -1,0 +1,175 @@
+package handoffd
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/router/routertest"
+)
+
+// world is two routers on loopback with real QUIC tunnels between them and
+// a static resolver; cloudlet agents attach one to each.
+type world struct {
+	tb   testing.TB
+	dom  *routertest.Domain
+	res  *resolver.Static
+	a, b *router.Node
+}
+
+func newWorld(tb testing.TB) *world {
+	tb.Helper()
+	dom, err := routertest.NewDomain("handoff test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res := resolver.NewStatic(&resolver.Verifier{Certs: dom.Verifier})
+	tb.Cleanup(func() { _ = res.Close() })
+	w := &world{tb: tb, dom: dom, res: res}
+	w.a, w.b = w.router("a"), w.router("b")
+	return w
+}
+
+func (w *world) router(desc string) *router.Node {
+	w.tb.Helper()
+	rc, err := w.dom.NewRouter(desc)
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	n, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{
+		Identity: rc.ID, Member: rc.Member, Domain: rc.Domain, Verifier: w.dom.Verifier, Resolver: w.res,
+	}, conn, nil)
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	w.tb.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// endpoint attaches a new agent identity to n and advertises its name.
+func (w *world) endpoint(n *router.Node, desc string) *client.Client {
+	w.tb.Helper()
+	id, err := certs.NewIdentity(certs.KindClient, desc)
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	member, err := w.dom.Member(id)
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: w.dom.ID.Meta, Verifier: w.dom.Verifier,
+		Conn: conn, Options: client.Options{RequestTimeout: time.Second}})
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	w.tb.Cleanup(func() { _ = ep.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ep.Attach(ctx, n.Addr(), n.Router.Name())
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	w.tb.Cleanup(func() { _ = c.Close() })
+	if _, err := c.Advertise(ctx, c.Self()); err != nil {
+		w.tb.Fatal(err)
+	}
+	return c
+}
+
+// reach waits until from's pings reach to by name.
+func (w *world) reach(from *client.Client, to pdu.Name) {
+	w.tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rep, err := from.Ping(context.Background(), to, 32, 500*time.Millisecond)
+		if err == nil && rep.Reached && rep.From == to {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.tb.Fatalf("%s never reached %s: %v", from.Name(), to, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cloudlets: a source client behind router a, a destination agent behind
+// router b serving handoffs over QUIC over names into dstDir.
+type cloudlets struct {
+	src    *client.Client
+	dst    *client.Client
+	agent  *Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startCloudlets(t testing.TB, w *world, dstCache *BaseCache, dstDir string, onRecv func(context.Context, *Received) error) *cloudlets {
+	t.Helper()
+	cl := &cloudlets{src: w.endpoint(w.a, "cloudlet A agent"), dst: w.endpoint(w.b, "cloudlet B agent")}
+	w.reach(cl.src, cl.dst.Name())
+	w.reach(cl.dst, cl.src.Name())
+	cl.startAgent(t, dstCache, dstDir, onRecv)
+	return cl
+}
+
+func (cl *cloudlets) startAgent(t testing.TB, dstCache *BaseCache, dstDir string, onRecv func(context.Context, *Received) error) {
+	t.Helper()
+	ln, err := client.ListenName(cl.dst, cl.dst.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cl.agent = &Agent{Cache: dstCache, Dir: dstDir, Logger: zaptest.NewLogger(t).Named("agent-b"), OnReceived: onRecv}
+	cl.cancel, cl.done = cancel, make(chan error, 1)
+	go func() { cl.done <- cl.agent.Serve(ctx, OverlayListener(ln)) }()
+	t.Cleanup(cl.stopAgent)
+}
+
+func (cl *cloudlets) stopAgent() {
+	if cl.cancel != nil {
+		cl.cancel()
+		<-cl.done
+		cl.cancel = nil
+	}
+}
+
+// TestPairHandoffOverOverlay: an image pair handed from cloudlet A to the
+// agent on cloudlet B through two routers, QUIC over names; the image at B is
+// the current image byte for byte.
+func TestPairHandoffOverOverlay(t *testing.T) {
+	e := newPairEnv(t, 1200, 100)
+	w := newWorld(t)
+	out := filepath.Join(e.dir, "out")
+	cl := startCloudlets(t, w, e.dst, out, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := DialOverlay(ctx, cl.src, cl.dst.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Send(ctx, st, &Handoff{Images: []Image{{Name: "disk", Base: e.baseID, Path: e.curPath}}},
+		SendConfig{Cache: e.src, Logger: zap.NewNop()})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFile(t, e.curPath, filepath.Join(rep.Dest, "disk"))
+	t.Logf("over the overlay: %d changed bytes, %d on the wire (ratio %.3f) in %.2fs", rep.ChangedBytes, rep.WireBytes, rep.Ratio, rep.TotalSec)
+}

@@ -1,0 +1,116 @@
+package handoffd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Stream carries one handoff: the sender writes frames, the receiver
+// answers on the same stream. Close ends it in an orderly way (the peer
+// reads every byte written before).
+type Stream interface {
+	io.ReadWriteCloser
+}
+
+// Listener hands the agent one stream per incoming handoff. The agent is
+// given it (transports are injected): over the overlay (OverlayListener)
+// in deployment, plain TCP in tests of the pipeline alone.
+type Listener interface {
+	Accept(ctx context.Context) (Stream, string, error) // stream, peer
+	Close() error
+}
+
+// overlayStream is a QUIC stream of a connection over names.
+type overlayStream struct {
+	*quic.Stream
+	conn *client.NameConn
+}
+
+// Close sends FIN, waits (bounded) until the peer has read everything and
+// closed its side, then closes the connection: closing it at once could
+// drop the last frames still in flight.
+func (s *overlayStream) Close() error {
+	err := s.Stream.Close()
+	s.Stream.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, s.Stream)
+	s.conn.CloseWithError(0, "")
+	return err
+}
+
+// OverlayListener accepts handoffs over QUIC over names (client.ListenName):
+// one connection per handoff, its first stream.
+func OverlayListener(ln *client.NameListener) Listener { return &overlayListener{ln} }
+
+type overlayListener struct{ ln *client.NameListener }
+
+func (l *overlayListener) Accept(ctx context.Context) (Stream, string, error) {
+	for {
+		nc, err := l.ln.Accept(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		st, err := nc.AcceptStream(actx)
+		cancel()
+		if err != nil {
+			nc.CloseWithError(0, "no stream")
+			if ctx.Err() != nil {
+				return nil, "", ctx.Err()
+			}
+			continue
+		}
+		return &overlayStream{Stream: st, conn: nc}, nc.Peer().String(), nil
+	}
+}
+
+func (l *overlayListener) Close() error { return l.ln.Close() }
+
+// DialOverlay opens a handoff stream to the agent named name over the
+// overlay (client.DialName).
+func DialOverlay(ctx context.Context, c *client.Client, name pdu.Name, cfg *client.QUICConfig) (Stream, error) {
+	nc, err := client.DialName(ctx, c, name, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dial agent %s: %w", name, err)
+	}
+	st, err := nc.OpenStreamSync(ctx)
+	if err != nil {
+		nc.CloseWithError(0, "")
+		return nil, fmt.Errorf("dial agent %s: open stream: %w", name, err)
+	}
+	return &overlayStream{Stream: st, conn: nc}, nil
+}
+
+// TCPListener accepts handoffs over plain TCP (tests, and two cloudlets on
+// one trusted LAN without the overlay).
+func TCPListener(ln net.Listener) Listener { return &tcpListener{ln} }
+
+type tcpListener struct{ ln net.Listener }
+
+func (l *tcpListener) Accept(ctx context.Context) (Stream, string, error) {
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { c, err := l.ln.Accept(); ch <- res{c, err} }()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, "", r.err
+		}
+		return r.c, r.c.RemoteAddr().String(), nil
+	case <-ctx.Done():
+		l.ln.Close()
+		return nil, "", ctx.Err()
+	}
+}
+
+func (l *tcpListener) Close() error { return l.ln.Close() }
