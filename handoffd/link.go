@@ -77,12 +77,26 @@ type linkConn struct {
 	l *Link
 }
 
-func (c *linkConn) Write(p []byte) (int, error) {
+func (c *linkConn) Write(p []byte) (int, error) { return c.writeTo(c.Conn, p) }
+
+// Stream wraps a handoff stream so that every Write passes the link first.
+func (l *Link) Stream(s Stream) Stream { return &linkStream{Stream: s, l: l} }
+
+type linkStream struct {
+	Stream
+	l *Link
+}
+
+func (c *linkStream) Write(p []byte) (int, error) {
+	return (&linkConn{Conn: nil, l: c.l}).writeTo(c.Stream, p)
+}
+
+func (c *linkConn) writeTo(w interface{ Write([]byte) (int, error) }, p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		n := min(len(p), 16<<10)
 		c.l.wait(n)
-		m, err := c.Conn.Write(p[:n])
+		m, err := w.Write(p[:n])
 		written += m
 		if err != nil {
 			return written, err

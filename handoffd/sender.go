@@ -31,6 +31,9 @@ type Image struct {
 	// Dirty, when set, returns the only byte ranges that may differ from the
 	// base (a qcow2 overlay's extents); nil scans every block.
 	Dirty func() ([]Extent, error)
+	// Refresh, when set, is called before every round to bring Path up to
+	// date (a qcow2 overlay's content written out raw); Path is reopened.
+	Refresh func() error
 }
 
 // Extent is a byte range.
@@ -62,7 +65,8 @@ type SendConfig struct {
 	AdaptInterval time.Duration
 	// Seed fixes the randomised block order (0: random).
 	Seed uint64
-	// PreCopyRounds bounds the rounds while the VM runs (default 4).
+	// PreCopyRounds bounds the rounds while the VM runs (default 4;
+	// negative: none, the VM stops at once).
 	PreCopyRounds int
 	// PreCopyLimit bounds the time spent in pre-copy (default 30 s).
 	PreCopyLimit time.Duration
@@ -98,7 +102,7 @@ func (c *SendConfig) fill() error {
 	if c.AdaptInterval <= 0 {
 		c.AdaptInterval = 3 * time.Second
 	}
-	if c.PreCopyRounds <= 0 {
+	if c.PreCopyRounds == 0 {
 		c.PreCopyRounds = 4
 	}
 	if c.PreCopyLimit <= 0 {
@@ -250,6 +254,11 @@ func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
 		}
 		st := &imgState{Image: im, idx: uint8(i), base: b, nbBase: int64(len(b.Hashes))}
 		s.imgs = append(s.imgs, st)
+		if im.Refresh != nil {
+			if err := im.Refresh(); err != nil {
+				return nil, fmt.Errorf("send image %s: refresh: %w", im.Name, err)
+			}
+		}
 		if st.cur, err = os.Open(im.Path); err != nil {
 			return nil, fmt.Errorf("send image %s: %w", im.Name, err)
 		}
@@ -442,6 +451,9 @@ rounds:
 				last = true
 			}
 		}
+		if h.VM != nil && s.cfg.PreCopyRounds < 0 {
+			last = true
+		}
 		if last && h.VM != nil {
 			stopAt = time.Now()
 			s.final.Store(true)
@@ -563,6 +575,21 @@ func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
 	var chunks []chunk
 	var planned int64
 	for _, im := range s.imgs {
+		if im.Refresh != nil && round > 1 { // run() refreshed it for round 1
+			if err := im.Refresh(); err != nil {
+				return fmt.Errorf("image %s: refresh: %w", im.Name, err)
+			}
+			f, err := os.Open(im.Path)
+			if err != nil {
+				return fmt.Errorf("image %s: %w", im.Name, err)
+			}
+			if fi, err := f.Stat(); err != nil || fi.Size() != im.size {
+				f.Close()
+				return fmt.Errorf("image %s: size changed during the handoff", im.Name)
+			}
+			im.cur.Close()
+			im.cur = f
+		}
 		nb := blocksOf(im.size)
 		add := func(first, last int64) { // blocks [first, last)
 			for b := first; b < last; b += chunkBlocks {

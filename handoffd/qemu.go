@@ -1,0 +1,388 @@
+package handoffd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
+	"go.uber.org/zap"
+)
+
+// QEMUConfig describes one QEMU process: the machine, its RAM in a shared
+// file (so a handoff reads guest memory straight from the file, and
+// migration skips it with x-ignore-shared), one virtio disk, the serial
+// console on a unix socket with a log file.
+type QEMUConfig struct {
+	Binary    string // default qemu-system-x86_64
+	Dir       string // sockets, device state; required
+	MemoryMiB int    // default 128
+	CPUs      int    // default 1
+	Machine   string // default "pc"
+	Kernel    string
+	Initrd    string
+	Append    string
+	MemPath   string // guest RAM file; required
+	Disk      string // optional
+	DiskFmt   string // "qcow2" or "raw" (default raw)
+	// Incoming starts the VM waiting for a migration stream (-incoming defer, -S).
+	Incoming bool
+	// ExtraArgs are appended to the command line (e.g. -accel kvm).
+	ExtraArgs []string
+	Logger    *zap.Logger
+}
+
+// QEMU is a running QEMU process and its QMP monitor.
+type QEMU struct {
+	cfg    QEMUConfig
+	cmd    *exec.Cmd
+	mon    *qmp.SocketMonitor
+	mu     sync.Mutex
+	exited chan struct{}
+	err    error
+	// Serial is the console socket, SerialLog the file QEMU logs it to.
+	Serial, SerialLog string
+}
+
+// StartQEMU starts QEMU and connects its monitor.
+func StartQEMU(ctx context.Context, cfg QEMUConfig) (*QEMU, error) {
+	if cfg.Binary == "" {
+		cfg.Binary = "qemu-system-x86_64"
+	}
+	if cfg.MemoryMiB <= 0 {
+		cfg.MemoryMiB = 128
+	}
+	if cfg.CPUs <= 0 {
+		cfg.CPUs = 1
+	}
+	if cfg.Machine == "" {
+		cfg.Machine = "pc"
+	}
+	if cfg.DiskFmt == "" {
+		cfg.DiskFmt = "raw"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Dir == "" || cfg.MemPath == "" {
+		return nil, errors.New("qemu: dir and mem path are required")
+	}
+	q := &QEMU{cfg: cfg, exited: make(chan struct{}),
+		Serial: filepath.Join(cfg.Dir, "serial.sock"), SerialLog: filepath.Join(cfg.Dir, "serial.log")}
+	qmpSock := filepath.Join(cfg.Dir, "qmp.sock")
+	os.Remove(qmpSock)
+	os.Remove(q.Serial)
+	args := []string{
+		"-nodefaults", "-no-user-config", "-display", "none",
+		"-machine", cfg.Machine + ",memory-backend=mem",
+		"-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=on", cfg.MemoryMiB, cfg.MemPath),
+		"-m", strconv.Itoa(cfg.MemoryMiB) + "M", "-smp", strconv.Itoa(cfg.CPUs),
+		"-chardev", fmt.Sprintf("socket,id=s0,path=%s,server=on,wait=off,logfile=%s,logappend=on", q.Serial, q.SerialLog),
+		"-serial", "chardev:s0",
+		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
+	}
+	if cfg.Kernel != "" {
+		args = append(args, "-kernel", cfg.Kernel)
+	}
+	if cfg.Initrd != "" {
+		args = append(args, "-initrd", cfg.Initrd)
+	}
+	if cfg.Append != "" {
+		args = append(args, "-append", cfg.Append)
+	}
+	if cfg.Disk != "" {
+		args = append(args, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,cache=writeback", cfg.Disk, cfg.DiskFmt))
+	}
+	if cfg.Incoming {
+		args = append(args, "-incoming", "defer", "-S")
+	}
+	args = append(args, cfg.ExtraArgs...)
+	q.cmd = exec.Command(cfg.Binary, args...)
+	var stderr bytes.Buffer
+	q.cmd.Stderr = &stderr
+	if err := q.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	go func() {
+		err := q.cmd.Wait()
+		q.mu.Lock()
+		q.err = fmt.Errorf("qemu exited: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		q.mu.Unlock()
+		close(q.exited)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mon, err := qmp.NewSocketMonitor("unix", qmpSock, 5*time.Second)
+		if err == nil {
+			if err = mon.Connect(); err == nil {
+				q.mon = mon
+				break
+			}
+		}
+		select {
+		case <-q.exited:
+			return nil, q.exitErr()
+		case <-ctx.Done():
+			q.Kill()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			q.Kill()
+			return nil, fmt.Errorf("qemu monitor: %w", err)
+		}
+	}
+	cfg.Logger.Info("qemu started", zap.Int("pid", q.cmd.Process.Pid), zap.Bool("incoming", cfg.Incoming))
+	return q, nil
+}
+
+func (q *QEMU) exitErr() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.err
+}
+
+// Exited is closed when the process has ended.
+func (q *QEMU) Exited() <-chan struct{} { return q.exited }
+
+// Kill ends the process and waits for it.
+func (q *QEMU) Kill() {
+	if q.mon != nil {
+		q.mon.Disconnect()
+	}
+	q.cmd.Process.Kill()
+	<-q.exited
+}
+
+// Run sends one QMP command and returns its "return" value.
+func (q *QEMU) Run(cmd string, args any) (json.RawMessage, error) {
+	req := map[string]any{"execute": cmd}
+	if args != nil {
+		req["arguments"] = args
+	}
+	b, _ := json.Marshal(req)
+	out, err := q.mon.Run(b)
+	if err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", cmd, err)
+	}
+	var resp struct {
+		Return json.RawMessage `json:"return"`
+	}
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", cmd, err)
+	}
+	return resp.Return, nil
+}
+
+// Status is the VM's run state ("running", "paused", "postmigrate", ...).
+func (q *QEMU) Status() (string, error) {
+	r, err := q.Run("query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var s struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(r, &s); err != nil {
+		return "", fmt.Errorf("query-status: %w", err)
+	}
+	return s.Status, nil
+}
+
+func (q *QEMU) ignoreShared() error {
+	_, err := q.Run("migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}}})
+	return err
+}
+
+// waitMigration polls query-migrate until it completes or fails.
+func (q *QEMU) waitMigration(ctx context.Context) error {
+	for {
+		r, err := q.Run("query-migrate", nil)
+		if err != nil {
+			return err
+		}
+		var s struct {
+			Status    string `json:"status"`
+			ErrorDesc string `json:"error-desc"`
+		}
+		json.Unmarshal(r, &s)
+		switch s.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			return fmt.Errorf("migration %s: %s", s.Status, s.ErrorDesc)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-q.exited:
+			return q.exitErr()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Stop pauses the VM and returns its device state: QEMU's migration stream
+// with the shared RAM left out (x-ignore-shared). The RAM file and the disk
+// are stable from here on.
+func (q *QEMU) Stop(ctx context.Context) ([]byte, error) {
+	if _, err := q.Run("stop", nil); err != nil {
+		return nil, err
+	}
+	if err := q.ignoreShared(); err != nil {
+		return nil, err
+	}
+	state := filepath.Join(q.cfg.Dir, "state.out")
+	os.Remove(state)
+	if _, err := q.Run("migrate", map[string]any{"uri": "exec:cat > " + state}); err != nil {
+		return nil, err
+	}
+	if err := q.waitMigration(ctx); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(state)
+}
+
+// Resume lets a stopped source VM run again (a handoff that failed).
+func (q *QEMU) Resume(ctx context.Context) error {
+	_, err := q.Run("cont", nil)
+	return err
+}
+
+// Incoming loads the device state into a VM started with Incoming and
+// lets it run: its RAM is already in the shared file.
+func (q *QEMU) Incoming(ctx context.Context, statePath string) error {
+	if err := q.ignoreShared(); err != nil {
+		return err
+	}
+	if _, err := q.Run("migrate-incoming", map[string]any{"uri": "exec:cat " + statePath}); err != nil {
+		return err
+	}
+	if err := q.waitMigration(ctx); err != nil {
+		return err
+	}
+	_, err := q.Run("cont", nil)
+	return err
+}
+
+// Quit ends the VM through the monitor (the process exits), bounded.
+func (q *QEMU) Quit() {
+	q.Run("quit", nil)
+	select {
+	case <-q.exited:
+	case <-time.After(5 * time.Second):
+		q.Kill()
+	}
+}
+
+// QCOW2Top is the disk of a VM running on a qcow2 overlay over a base: the
+// blocks it may have changed are the overlay's own extents (qemu-img map,
+// depth 0), and their content is the overlay read without its backing file.
+type QCOW2Top struct {
+	QemuImg string // default qemu-img
+	Top     string // the overlay
+	Raw     string // where Refresh writes the overlay's content, raw and sparse
+}
+
+func (d *QCOW2Top) img() string {
+	if d.QemuImg == "" {
+		return "qemu-img"
+	}
+	return d.QemuImg
+}
+
+// Refresh rewrites Raw from the overlay (-U: the VM may hold the image).
+func (d *QCOW2Top) Refresh() error {
+	spec := fmt.Sprintf(`json:{"driver":"qcow2","file":{"driver":"file","filename":%q},"backing":null}`, d.Top)
+	tmp := d.Raw + ".tmp"
+	out, err := exec.Command(d.img(), "convert", "-U", "-O", "raw", "-S", "4k", spec, tmp).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("qemu-img convert %s: %v: %s", d.Top, err, bytes.TrimSpace(out))
+	}
+	return os.Rename(tmp, d.Raw)
+}
+
+// Extents lists the overlay's own extents.
+func (d *QCOW2Top) Extents() ([]Extent, error) {
+	out, err := exec.Command(d.img(), "map", "-U", "--output=json", "-f", "qcow2", d.Top).Output()
+	if err != nil {
+		return nil, fmt.Errorf("qemu-img map %s: %w", d.Top, err)
+	}
+	var m []struct {
+		Start  int64 `json:"start"`
+		Length int64 `json:"length"`
+		Depth  int   `json:"depth"`
+		Data   bool  `json:"data"`
+		Zero   bool  `json:"zero"`
+	}
+	if err := json.Unmarshal(out, &m); err != nil {
+		return nil, fmt.Errorf("qemu-img map %s: %w", d.Top, err)
+	}
+	var ext []Extent
+	for _, e := range m {
+		if e.Depth == 0 && (e.Data || e.Zero) {
+			ext = append(ext, Extent{e.Start, e.Length})
+		}
+	}
+	return ext, nil
+}
+
+// ResumeVM starts the VM a committed handoff describes on its rebuilt
+// images: QEMU with the same machine, the RAM file and disk from rec, the
+// boot files from the base cache, waiting for the device state, which it
+// then loads; the VM runs when ResumeVM returns. base supplies the binary,
+// the working directory and extra arguments.
+func ResumeVM(ctx context.Context, cache *BaseCache, rec *Received, base QEMUConfig) (*QEMU, error) {
+	if !rec.VM {
+		return nil, errors.New("resume: the handoff carried no VM")
+	}
+	mem := rec.Images["memory"]
+	if mem == "" {
+		return nil, errors.New("resume: no memory image")
+	}
+	cfg := base
+	m := rec.Meta
+	cfg.MemoryMiB, cfg.CPUs, cfg.Machine, cfg.Append = m.MemoryMiB, m.CPUs, m.Machine, m.Append
+	cfg.MemPath = mem
+	cfg.Incoming = true
+	if cfg.Dir == "" {
+		cfg.Dir = rec.Dir
+	}
+	for _, f := range []struct {
+		id  string
+		dst *string
+	}{{m.Kernel, &cfg.Kernel}, {m.Initrd, &cfg.Initrd}} {
+		if f.id == "" {
+			continue
+		}
+		b, err := cache.Get(f.id)
+		if err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+		*f.dst = b.Path
+	}
+	if m.Disk {
+		cfg.Disk, cfg.DiskFmt = rec.Images["disk"], "raw"
+		if cfg.Disk == "" {
+			return nil, errors.New("resume: no disk image")
+		}
+	}
+	q, err := StartQEMU(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	if err := q.Incoming(ctx, rec.State); err != nil {
+		q.Kill()
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	return q, nil
+}

@@ -1,0 +1,412 @@
+package handoffd
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+// guestFiles finds what a real guest needs: QEMU, qemu-img, a static
+// busybox and Debian's kernel with its virtio modules (make handoff-kernel,
+// scripts/handoff-kernel.sh). Missing pieces skip the test, saying which.
+func guestFiles(t *testing.T) (kernel string, mods map[string]string, busybox string) {
+	t.Helper()
+	for _, b := range []string{"qemu-system-x86_64", "qemu-img"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not installed (apt-get install qemu-system-x86 qemu-utils): the QEMU handoff test cannot run", b)
+		}
+	}
+	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if out, err := exec.Command("file", p).Output(); err == nil && bytes.Contains(out, []byte("statically linked")) {
+			busybox = p
+		}
+	}
+	if busybox == "" {
+		t.Skip("no static busybox (apt-get install busybox-static): the QEMU handoff test cannot build its guest")
+	}
+	dir := os.Getenv("GDP_HANDOFF_KERNEL_DIR")
+	if dir == "" {
+		dir = "/var/cache/gdp/handoff-kernel"
+	}
+	ks, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
+	if len(ks) == 0 {
+		t.Skipf("no guest kernel in %s (run scripts/handoff-kernel.sh): the QEMU handoff test cannot run", dir)
+	}
+	kernel = ks[len(ks)-1]
+	mods = map[string]string{}
+	for _, m := range guestModules {
+		hits, _ := filepath.Glob(filepath.Join(dir, "lib", "modules", "*", "kernel", "drivers", "*", m+".ko"))
+		if len(hits) == 0 {
+			t.Skipf("kernel module %s.ko missing under %s", m, dir)
+		}
+		mods[m] = hits[0]
+	}
+	return kernel, mods, busybox
+}
+
+// guestModules in load order: virtio-blk for the disk.
+var guestModules = []string{"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk"}
+
+// guestInit: boot, say GUEST-READY, wait for "go", then the workload: 5 MB
+// of known data in a RAM file system (guest memory) and written to the disk
+// at 1 MiB, then a counter on the console every 300 ms; "sum" prints the
+// data's MD5 from guest memory.
+const guestInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in ` + "virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk" + `; do insmod /lib/modules/$m.ko; done
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do usleep 50000; i=$((i+1)); done
+echo GUEST-READY
+read line
+seq 1 200000 | sed 's/^/handoff-known-data-/' > /tmp/mem.dat
+dd if=/tmp/mem.dat of=/dev/vda bs=4096 seek=256 conv=notrunc 2>/dev/null
+sync
+echo WORKLOAD-DONE
+( i=0; while :; do i=$((i+1)); echo "tick $i"; usleep 300000; done ) &
+while read cmd; do
+  case "$cmd" in
+  sum) echo "SUM $(md5sum /tmp/mem.dat | cut -d' ' -f1)" ;;
+  esac
+done
+`
+
+// cpioNewc writes a gzip'd newc cpio archive (what the kernel unpacks as
+// its initramfs).
+type cpioNewc struct {
+	w   *bytes.Buffer
+	ino int
+}
+
+func (c *cpioNewc) entry(name string, mode, rdevMaj, rdevMin int, data []byte) {
+	c.ino++
+	fmt.Fprintf(c.w, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+		c.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdevMaj, rdevMin, len(name)+1, 0)
+	c.w.WriteString(name)
+	c.w.WriteByte(0)
+	for c.w.Len()%4 != 0 {
+		c.w.WriteByte(0)
+	}
+	c.w.Write(data)
+	for c.w.Len()%4 != 0 {
+		c.w.WriteByte(0)
+	}
+}
+
+func buildInitramfs(t *testing.T, path, busybox string, mods map[string]string) {
+	t.Helper()
+	c := &cpioNewc{w: &bytes.Buffer{}}
+	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"} {
+		c.entry(d, 0o040755, 0, 0, nil)
+	}
+	c.entry("dev/console", 0o020600, 5, 1, nil)
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.entry("bin/busybox", 0o100755, 0, 0, bb)
+	for _, m := range guestModules {
+		b, err := os.ReadFile(mods[m])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.entry("lib/modules/"+m+".ko", 0o100644, 0, 0, b)
+	}
+	c.entry("init", 0o100755, 0, 0, []byte(guestInit))
+	c.entry("TRAILER!!!", 0, 0, 0, nil)
+	var out bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&out, gzip.BestSpeed)
+	zw.Write(c.w.Bytes())
+	zw.Close()
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// console is a guest's serial console: lines in, commands out.
+type console struct {
+	conn  net.Conn
+	mu    sync.Mutex
+	lines []string
+	cond  *sync.Cond
+}
+
+func openConsole(t *testing.T, sock string) *console {
+	t.Helper()
+	var conn net.Conn
+	var err error
+	for i := 0; i < 100; i++ {
+		if conn, err = net.Dial("unix", sock); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("console %s: %v", sock, err)
+	}
+	c := &console{conn: conn}
+	c.cond = sync.NewCond(&c.mu)
+	go func() {
+		sc := bufio.NewScanner(conn)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.lines = append(c.lines, strings.TrimRight(sc.Text(), "\r"))
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		}
+		c.mu.Lock()
+		c.lines = append(c.lines, "<closed>")
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	}()
+	t.Cleanup(func() { conn.Close() })
+	return c
+}
+
+func (c *console) send(s string) { c.conn.Write([]byte(s + "\n")) }
+
+// wait returns the first line (from index from) matching re, or fails after d.
+func (c *console) wait(t *testing.T, re *regexp.Regexp, d time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	timer := time.AfterFunc(d, func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() })
+	defer timer.Stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := 0
+	for {
+		for ; seen < len(c.lines); seen++ {
+			if m := re.FindStringSubmatch(c.lines[seen]); m != nil {
+				c.lines = c.lines[seen+1:]
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			tail := c.lines[max(0, len(c.lines)-15):]
+			t.Fatalf("console: no line matching %q within %s; last lines:\n%s", re, d, strings.Join(tail, "\n"))
+		}
+		c.cond.Wait()
+	}
+}
+
+var tickRE = regexp.MustCompile(`^tick (\d+)$`)
+
+// lastTick drains the lines seen so far and returns the highest tick.
+func (c *console) lastTick() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, l := range c.lines {
+		if m := tickRE.FindStringSubmatch(l); m != nil {
+			n, _ = strconv.Atoi(m[1])
+		}
+	}
+	c.lines = nil
+	return n
+}
+
+// vmEnv is a VM on cloudlet A booted on a base disk, with its base memory
+// (the RAM file just after boot) in both cloudlets' caches, then dirtied by
+// its workload.
+type vmEnv struct {
+	dir                string
+	src, dst           *BaseCache
+	q                  *QEMU
+	con                *console
+	top                *QCOW2Top
+	memPath            string
+	memBase, diskBase  string
+	kernelID, initrdID string
+	sumA               string
+	appendLine         string
+}
+
+const guestMiB = 128
+
+func startVM(t *testing.T) *vmEnv {
+	t.Helper()
+	kernel, mods, busybox := guestFiles(t)
+	e := &vmEnv{dir: t.TempDir(), appendLine: "console=ttyS0 panic=-1"}
+	initrd := filepath.Join(e.dir, "initrd.gz")
+	buildInitramfs(t, initrd, busybox, mods)
+	var err error
+	if e.src, err = OpenBaseCache(filepath.Join(e.dir, "cache-a")); err != nil {
+		t.Fatal(err)
+	}
+	if e.dst, err = OpenBaseCache(filepath.Join(e.dir, "cache-b")); err != nil {
+		t.Fatal(err)
+	}
+	add := func(path, label string) string {
+		m, err := e.src.Add(path, label)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.dst.Add(path, label); err != nil {
+			t.Fatal(err)
+		}
+		return m.ID
+	}
+	e.kernelID, e.initrdID = add(kernel, "kernel"), add(initrd, "initrd")
+	// Base disk: 32 MiB of text-like content and zeros.
+	baseDisk := filepath.Join(e.dir, "base-disk.img")
+	disk := make([]byte, 32<<20)
+	rng := rngFor(5)
+	for b := 0; b < len(disk)/BlockSize; b += 3 {
+		copy(disk[b*BlockSize:], textBlock(rng))
+	}
+	os.WriteFile(baseDisk, disk, 0o644)
+	e.diskBase = add(baseDisk, "disk")
+	db, _ := e.src.Get(e.diskBase)
+	e.top = &QCOW2Top{Top: filepath.Join(e.dir, "top.qcow2"), Raw: filepath.Join(e.dir, "top.raw")}
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-b", db.Path, "-F", "raw", "-o", "cluster_size=4096", e.top.Top).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v: %s", err, out)
+	}
+	e.memPath = filepath.Join(e.dir, "ram-a")
+	vmDir := filepath.Join(e.dir, "vm-a")
+	os.MkdirAll(vmDir, 0o755)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e.q, err = StartQEMU(ctx, QEMUConfig{Dir: vmDir, MemoryMiB: guestMiB, Kernel: kernel, Initrd: initrd, Append: e.appendLine,
+		MemPath: e.memPath, Disk: e.top.Top, DiskFmt: "qcow2", Logger: zaptest.NewLogger(t).Named("qemu-a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.q.Kill)
+	t.Cleanup(func() { dumpLog(t, e.q.SerialLog) })
+	e.con = openConsole(t, e.q.Serial)
+	e.con.wait(t, regexp.MustCompile(`^GUEST-READY`), 45*time.Second)
+	// The base memory: the RAM file of the booted, idle guest.
+	if _, err := e.q.Run("stop", nil); err != nil {
+		t.Fatal(err)
+	}
+	baseMem := filepath.Join(e.dir, "base-mem.img")
+	if err := copyFile(e.memPath, baseMem); err != nil {
+		t.Fatal(err)
+	}
+	e.memBase = add(baseMem, "memory")
+	if _, err := e.q.Run("cont", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.con.send("go")
+	e.con.wait(t, regexp.MustCompile(`^WORKLOAD-DONE`), 30*time.Second)
+	e.con.wait(t, regexp.MustCompile(`^tick 3$`), 20*time.Second)
+	e.con.send("sum")
+	e.sumA = e.con.wait(t, regexp.MustCompile(`^SUM ([0-9a-f]{32})$`), 20*time.Second)[1]
+	return e
+}
+
+func (e *vmEnv) handoff() *Handoff {
+	return &Handoff{
+		Images: []Image{
+			{Name: "memory", Base: e.memBase, Path: e.memPath},
+			{Name: "disk", Base: e.diskBase, Path: e.top.Raw, Dirty: e.top.Extents, Refresh: e.top.Refresh},
+		},
+		VM:   e.q,
+		Meta: VMMeta{MemoryMiB: guestMiB, CPUs: 1, Machine: "pc", Kernel: e.kernelID, Initrd: e.initrdID, Append: e.appendLine, Disk: true},
+	}
+}
+
+// TestQEMUHandoff: a real VM on cloudlet A, disk and RAM dirtied by a guest
+// process, handed to cloudlet B through two routers (QUIC over names); at B
+// the memory and disk are byte-identical to A's at stop time, and the guest
+// carries on: its counter keeps rising, its data in RAM has the same MD5.
+func TestQEMUHandoff(t *testing.T) {
+	e := startVM(t)
+	w := newWorld(t)
+	out := filepath.Join(e.dir, "out")
+	var qb *QEMU
+	checked := make(chan error, 1)
+	started := make(chan error, 1)
+	resume := func(ctx context.Context, rec *Received) error {
+		// Before B runs anything: its images against A's, stopped.
+		err := func() error {
+			if st, _ := e.q.Status(); st == "running" {
+				return fmt.Errorf("source VM is %s at commit", st)
+			}
+			a, _ := os.ReadFile(e.memPath)
+			b, _ := os.ReadFile(rec.Images["memory"])
+			if !bytes.Equal(a, b) {
+				return fmt.Errorf("memory at B differs from A's (%d vs %d bytes)", len(b), len(a))
+			}
+			if out, err := exec.Command("qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw", e.top.Top, rec.Images["disk"]).CombinedOutput(); err != nil {
+				return fmt.Errorf("disk at B differs from A's: %v: %s", err, out)
+			}
+			return nil
+		}()
+		checked <- err
+		if err != nil {
+			return err
+		}
+		vmDir := filepath.Join(e.dir, "vm-b")
+		os.MkdirAll(vmDir, 0o755)
+		q, err := ResumeVM(ctx, e.dst, rec, QEMUConfig{Dir: vmDir, Logger: zaptest.NewLogger(t).Named("qemu-b")})
+		qb = q
+		started <- err
+		return err
+	}
+	cl := startCloudlets(t, w, e.dst, out, resume)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	st, err := DialOverlay(ctx, cl.src, cl.dst.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Send(ctx, st, e.handoff(), SendConfig{Cache: e.src, Logger: zaptest.NewLogger(t).Named("sender")})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-checked; err != nil {
+		t.Fatal(err)
+	}
+	tickA := e.con.lastTick()
+	if err := <-started; err != nil {
+		t.Fatalf("the VM at B did not start: %v", err)
+	}
+	defer qb.Kill()
+	e.q.Quit()
+	conB := openConsole(t, qb.Serial)
+	m := conB.wait(t, tickRE, 30*time.Second)
+	n, _ := strconv.Atoi(m[1])
+	m = conB.wait(t, tickRE, 30*time.Second)
+	n2, _ := strconv.Atoi(m[1])
+	if n <= tickA || n2 <= n {
+		t.Fatalf("counter at B: %d then %d; A's last was %d: want it to carry on", n, n2, tickA)
+	}
+	conB.send("sum")
+	if sum := conB.wait(t, regexp.MustCompile(`^SUM ([0-9a-f]{32})$`), 30*time.Second)[1]; sum != e.sumA {
+		t.Fatalf("guest data MD5 at B %s, at A %s", sum, e.sumA)
+	}
+	modified := rep.ChangedBytes
+	t.Logf("handoff: %d rounds, %d changed bytes, %d on the wire (ratio %.3f), state %d bytes, total %.2fs, downtime %.2fs; counter A %d -> B %d",
+		len(rep.Rounds), modified, rep.WireBytes, rep.Ratio, rep.StateBytes, rep.TotalSec, rep.DowntimeSec, tickA, n2)
+}
+
+var _ = zap.NewNop
+
+// dumpLog shows the end of a guest's console log when the test failed.
+func dumpLog(t *testing.T, path string) {
+	if !t.Failed() {
+		return
+	}
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(string(b), "\n")
+	t.Logf("%s (last lines):\n%s", path, strings.Join(lines[max(0, len(lines)-60):], "\n"))
+}
