@@ -243,7 +243,7 @@ const guestMiB = 128
 func startVM(t *testing.T) *vmEnv {
 	t.Helper()
 	kernel, mods, busybox := guestFiles(t)
-	e := &vmEnv{dir: t.TempDir(), appendLine: "console=ttyS0 panic=-1"}
+	e := &vmEnv{dir: t.TempDir(), appendLine: "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off"}
 	initrd := filepath.Join(e.dir, "initrd.gz")
 	buildInitramfs(t, initrd, busybox, mods)
 	var err error
