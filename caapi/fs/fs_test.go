@@ -35,7 +35,7 @@ type setup struct {
 	fw   *fs.Writer
 }
 
-func newSetup(t *testing.T, replicas, wq int) *setup {
+func newSetup(t testing.TB, replicas, wq int) *setup {
 	t.Helper()
 	w := newWorld(t)
 	a := w.router("router a")

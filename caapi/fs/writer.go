@@ -17,7 +17,7 @@ import (
 // WriterOptions tunes a Writer.
 type WriterOptions struct {
 	// Writer is passed to the capsule writer. Default: Cadence -1 (batches
-	// go when full or on Flush) and MaxInFlight 16.
+	// go when full or on Flush), the rest the capsule writer's defaults.
 	Writer client.WriterOptions
 }
 
@@ -37,9 +37,6 @@ func NewWriter(ctx context.Context, cc *client.CapsuleClient, c pdu.Name, key ed
 	wo := opts.Writer
 	if wo.Cadence == 0 {
 		wo.Cadence = -1
-	}
-	if wo.MaxInFlight == 0 {
-		wo.MaxInFlight = 16
 	}
 	wr, err := cc.NewWriter(ctx, c, key, wo)
 	if err != nil {

@@ -140,3 +140,38 @@ func readTotal(from, to uint64, hb *capsule.Heartbeat) int64 {
 	}
 	return int64(to - from + 1)
 }
+
+// startBytes is start for a bar counting bytes (a file put or got):
+// total <= 0 means unknown.
+func (pf *progressFlags) startBytes(cmd *cobra.Command, jsonOut, streamsStdout bool, label string, total int64) (*progress, error) {
+	stderr := cmd.ErrOrStderr()
+	on, err := showProgress(pf.mode, progressEnv{
+		stderrTTY: isTerminal(stderr),
+		stdoutTTY: streamsStdout && isTerminal(cmd.OutOrStdout()),
+		json:      jsonOut,
+		quiet:     pf.quiet,
+	})
+	if err != nil || !on {
+		return nil, err
+	}
+	p := mpb.New(mpb.WithOutput(stderr), mpb.WithWidth(72), mpb.WithAutoRefresh())
+	name := decor.Name(label, decor.WC{C: decor.DindentRight | decor.DextraSpace})
+	var bar *mpb.Bar
+	if total > 0 {
+		bar = p.AddBar(total,
+			mpb.PrependDecorators(name, decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncWidth)),
+			mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5}), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
+	} else {
+		bar = p.AddSpinner(0,
+			mpb.PrependDecorators(name, decor.Current(decor.SizeB1024(0), "% .1f")),
+			mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
+	}
+	return &progress{p: p, bar: bar}, nil
+}
+
+// set moves the bar to n (bytes or records done).
+func (pr *progress) set(n int64) {
+	if pr != nil {
+		pr.bar.SetCurrent(n)
+	}
+}

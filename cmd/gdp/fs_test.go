@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/caapi/fs"
+	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+// TestFSCLI runs `gdp fs put|ls|log|get|cat|rm` with the built binary
+// against a router and a capsule server, and `gdp fs mount` as its own
+// process (where FUSE is available): a file read through the mount by an
+// unmodified program equals the source, and SIGTERM unmounts.
+func TestFSCLI(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gdp")
+	if out, err := exec.Command(goTool(t), "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, _ := certs.NewIdentity(certs.KindDomain, "fs cli domain")
+	now := time.Now()
+	member := func(id *certs.Identity) *certs.Cert {
+		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ids := map[string]*certs.Identity{}
+	for alias, kind := range map[string]certs.Kind{"router": certs.KindRouter, "store1": certs.KindServer,
+		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient} {
+		id, err := certs.NewIdentity(kind, alias)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ks.Save(alias, id); err != nil {
+			t.Fatal(err)
+		}
+		ids[alias] = id
+		writePEM(t, filepath.Join(dir, alias+".member"), certs.PEMCert, member(id).Marshal())
+	}
+	writePEM(t, filepath.Join(dir, "domain.meta"), certs.PEMMetadata, dom.Meta.Marshal())
+	v := certs.NewVerifier(dom.Meta)
+	res := resolver.NewStatic(&resolver.Verifier{Certs: v})
+	defer res.Close()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{Identity: ids["router"], Member: member(ids["router"]),
+		Domain: dom.Meta, Verifier: v, Resolver: res, Logger: zap.NewNop()}, conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: ids["store1"], Member: member(ids["store1"]), Domain: dom.Meta, Conn: pc,
+		Options: client.Options{InboxSize: 8192}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c1, err := ep.Attach(ctx, node.Addr(), node.Router.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, err := capsuled.New(ctx, capsuled.Config{Dir: filepath.Join(dir, "store1")}, capsuled.Deps{Identity: ids["store1"], Client: c1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+
+	common := []string{"--router", node.Addr(), "--router-name", node.Router.Name().String(), "--keystore", filepath.Join(dir, "keys"),
+		"--identity", "client", "--member", filepath.Join(dir, "client.member"), "--domain", filepath.Join(dir, "domain.meta")}
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, append(args, common...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err != nil {
+			return stdout.String() + stderr.String(), err
+		}
+		return stdout.String(), nil
+	}
+	gdp := func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Fatalf("gdp %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	capsuleName := strings.TrimSpace(gdp("capsule", "create", "--owner", "alice", "--writer", "alice-writer",
+		"--servers", ids["store1"].Name.String(), "--w", "1"))
+
+	src := make([]byte, 2*fs.ChunkSize+777)
+	for i := range src {
+		src[i] = byte(i*7 + i/1000)
+	}
+	local := filepath.Join(dir, "model.bin")
+	if err := os.WriteFile(local, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(dir, "tree")
+	_ = os.MkdirAll(filepath.Join(tree, "sub"), 0o755)
+	_ = os.WriteFile(filepath.Join(tree, "a.txt"), []byte("first\n"), 0o644)
+	_ = os.WriteFile(filepath.Join(tree, "sub", "b.txt"), []byte("bee\n"), 0o644)
+
+	var put []struct {
+		Path    string `json:"path"`
+		Version uint64 `json:"version"`
+		Size    uint64 `json:"size"`
+		SHA256  string `json:"sha256"`
+	}
+	out := gdp("fs", "put", capsuleName, local, "models/model.bin", "--writer", "alice-writer", "--json")
+	if err := json.Unmarshal([]byte(out), &put); err != nil || len(put) != 1 || put[0].Size != uint64(len(src)) {
+		t.Fatalf("put: %v\n%s", err, out)
+	}
+	sum := sha256.Sum256(src)
+	if put[0].SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("put reports sha256 %s", put[0].SHA256)
+	}
+	first := put[0].Version
+	gdp("fs", "put", capsuleName, tree, "docs", "--writer", "alice-writer")
+	// A second version of the model, then its log.
+	if err := os.WriteFile(local, src[:1000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gdp("fs", "put", capsuleName, local, "models/model.bin", "--writer", "alice-writer")
+
+	if out := gdp("fs", "ls", capsuleName); out != "d\t-\t-\t-\tdocs/\nd\t-\t-\t-\tmodels/\n" {
+		t.Fatalf("ls /:\n%s", out)
+	}
+	if out := gdp("fs", "ls", capsuleName, "docs"); !strings.Contains(out, "\ta.txt\n") || !strings.HasSuffix(out, "sub/\n") {
+		t.Fatalf("ls docs:\n%s", out)
+	}
+	if out := gdp("fs", "log", capsuleName, "models/model.bin"); strings.Count(out, "\n") != 2 || !strings.Contains(out, "\t1000\t") {
+		t.Fatalf("log:\n%s", out)
+	}
+	if out := gdp("fs", "cat", capsuleName, "docs/sub/b.txt"); out != "bee\n" {
+		t.Fatalf("cat: %q", out)
+	}
+	got := filepath.Join(dir, "got.bin")
+	gdp("fs", "get", capsuleName, "models/model.bin", got, "--version", itoa(first))
+	if b, err := os.ReadFile(got); err != nil || !bytes.Equal(b, src) {
+		t.Fatalf("get --version %d: %d bytes, %v", first, len(b), err)
+	}
+	gdp("fs", "rm", capsuleName, "docs/a.txt", "--writer", "alice-writer")
+	if out, err := run("fs", "cat", capsuleName, "docs/a.txt"); err == nil || !strings.Contains(out, "no such file") {
+		t.Fatalf("cat of a removed file: %v\n%s", err, out)
+	}
+	if out, err := run("fs", "put", capsuleName, local, "../escape", "--writer", "alice-writer"); err == nil || !strings.Contains(out, "bad path") {
+		t.Fatalf("put to ../escape: %v\n%s", err, out)
+	}
+
+	// gdp fs mount, as its own process.
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("FUSE unavailable (/dev/fuse: %v): mount not tested", err)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	_ = os.Mkdir(mnt, 0o755)
+	mcmd := exec.Command(bin, append([]string{"fs", "mount", capsuleName, mnt, "--at", itoa(first)}, common...)...)
+	var merr bytes.Buffer
+	mcmd.Stderr = &merr
+	if err := mcmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- mcmd.Wait() }()
+	defer func() {
+		_ = mcmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = mcmd.Process.Kill()
+		}
+	}()
+	target := filepath.Join(mnt, "models", "model.bin")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(target); err == nil {
+			break
+		}
+		select {
+		case err := <-exited:
+			if strings.Contains(merr.String(), "fusermount") || strings.Contains(merr.String(), "permission") {
+				t.Skipf("FUSE unavailable: %v\n%s", err, merr.String())
+			}
+			t.Fatalf("gdp fs mount exited: %v\n%s", err, merr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mount did not show %s\n%s", target, merr.String())
+		}
+	}
+	// The tree as of the first version: the first model, no docs yet.
+	out2, err := exec.Command("sha256sum", target).Output()
+	if err != nil || !strings.HasPrefix(string(out2), hex.EncodeToString(sum[:])) {
+		t.Fatalf("sha256sum through gdp fs mount: %q %v", out2, err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "docs")); !os.IsNotExist(err) {
+		t.Fatalf("docs in the tree as of %d: %v", first, err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "x"), []byte("x"), 0o644); err == nil {
+		t.Fatal("a write through the mount succeeded")
+	}
+	_ = mcmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("gdp fs mount after SIGTERM: %v\n%s", err, merr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("gdp fs mount did not exit on SIGTERM")
+	}
+	if !strings.Contains(merr.String(), "unmounted") {
+		t.Fatalf("no unmount report:\n%s", merr.String())
+	}
+	if es, err := os.ReadDir(mnt); err != nil || len(es) != 0 {
+		t.Fatalf("still mounted after SIGTERM: %v %v", es, err)
+	}
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
