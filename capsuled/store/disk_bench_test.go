@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkDiskPerRecord reports what a capsule costs on disk: b.N records
@@ -101,4 +102,47 @@ func TestPebbleDiskFootprint(t *testing.T) {
 	if n := diskUsage(t, dir); n > 64<<20 {
 		t.Fatalf("20,000 records of %d bytes take %d MB on disk", benchRecord, n>>20)
 	}
+}
+
+// Obsolete WAL files are deleted, not kept for reuse: with recycling,
+// pebble keeps up to five of them (each as large as a memtable's writes)
+// whatever the store holds. Small memtables here make the WAL rotate some
+// thirty times; once everything is flushed only the live WAL may remain.
+func TestPebbleWALNotRecycled(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{memTable: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tc := newTestCapsule(t, 10)
+	if err := s.Create(ctx, tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	w := tc.writer()
+	for done := 0; done < 10000; done += 64 {
+		recs, hb := writeRecs(w, 64, benchRecord)
+		if err := s.Append(ctx, tc.name, recs, hb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.eng.(*pebbleEngine).db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Obsolete files are deleted in the background.
+	var logs []string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		logs, err = filepath.Glob(filepath.Join(dir, "*.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(logs) <= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(logs) > 1 {
+		t.Fatalf("%d WAL files left after a flush (want the live one only): %v", len(logs), logs)
+	}
+	verifyAll(t, s, tc)
 }

@@ -21,18 +21,18 @@ func (quietLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
 
-// Pebble sizing (docs/OPERATIONS.md §5.7). Every WAL file is preallocated
-// to 110 % of the memtable size and up to MemTableStopWritesThreshold+1
-// obsolete ones are kept for recycling, so the memtable size sets a floor
-// on the disk a store takes whatever it holds: with 64 MiB memtables an
-// almost empty store took ~450 MB (six 72 MB WAL files) for 30 MB of
-// records. 8 MiB memtables keep that overhead near 45 MB. Smaller ones (4
-// MiB, L0 compaction at 2 files) halved it again but made three replicas
-// on one machine compact continuously (43 % of CPU, replicated appends at
-// 0.54× of the 64 MiB configuration); 8 MiB with compaction at 4 L0 files
-// is 0.76× with 2.6× the raw record bytes on disk (OPERATIONS §5.7).
+// Pebble sizing (docs/OPERATIONS.md §5.7, Sizing the disk). pebble preallocates every WAL
+// file to 110 % of the memtable size and keeps up to
+// MemTableStopWritesThreshold+1 obsolete WAL files for reuse, so with the
+// stock file handling the memtable size sets a floor on the disk a store
+// takes whatever it holds (64 MiB memtables: ~450 MB, six 72 MB WAL files,
+// for 30 MB of records), and small memtables (8 MiB) made three replicas
+// on one machine flush and compact most of the time. Here neither happens:
+// WAL files are written without preallocation (walFS) and deleted once
+// obsolete instead of recycled (deleteCleaner), so a WAL takes only the
+// bytes written to it and large memtables cost memory, not disk.
 const (
-	pebbleMemTable      = 8 << 20
+	pebbleMemTable      = 64 << 20
 	pebbleMemTables     = 4 // memtables (flushing or not) before writes stall
 	pebbleL0Compaction  = 4 // L0 files that start a compaction into Lbase
 	pebbleL0StopWrites  = 16
@@ -40,11 +40,52 @@ const (
 	pebbleLBaseMaxBytes = 64 << 20
 )
 
-func openPebble(dir string, fs vfs.FS) (engine, error) {
+// deleteCleaner deletes obsolete files, as pebble's default cleaner does,
+// and turns off WAL recycling: pebble recycles obsolete WAL files unless
+// the cleaner needs their contents, which it tells by implementing an
+// unexported marker interface that only ArchiveCleaner carries. The
+// embedded archive marker brings that method (depth 2); Clean resolves to
+// DeleteCleaner's (depth 1), so obsolete files are removed, never archived.
+// TestPebbleWALNotRecycled checks that no obsolete WAL stays on disk.
+type deleteCleaner struct {
+	pebble.DeleteCleaner
+	archiveMarker
+}
+
+type archiveMarker struct{ pebble.ArchiveCleaner }
+
+func (deleteCleaner) String() string { return "delete-no-recycle" }
+
+// walFS passes everything through to fs except preallocation, which it
+// skips: pebble calls Preallocate only for WAL files (110 % of the memtable
+// size up front), and on ext4 or xfs writing into fallocated space costs
+// the same metadata update at fdatasync as extending the file.
+type walFS struct{ vfs.FS }
+
+func (f walFS) Create(name string) (vfs.File, error) {
+	file, err := f.FS.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	return noPrealloc{file}, nil
+}
+
+type noPrealloc struct{ vfs.File }
+
+func (noPrealloc) Preallocate(int64, int64) error { return nil }
+
+func openPebble(dir string, fs vfs.FS, memTable int) (engine, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if memTable <= 0 {
+		memTable = pebbleMemTable
+	}
 	opts := &pebble.Options{
-		FS:                          fs,
+		FS:                          walFS{fs},
+		Cleaner:                     deleteCleaner{},
 		Logger:                      quietLogger{},
-		MemTableSize:                pebbleMemTable,
+		MemTableSize:                uint64(memTable),
 		MemTableStopWritesThreshold: pebbleMemTables,
 		L0CompactionThreshold:       pebbleL0Compaction,
 		L0StopWritesThreshold:       pebbleL0StopWrites,

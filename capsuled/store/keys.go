@@ -46,8 +46,10 @@ func key(t byte, c pdu.Name, tail ...uint64) []byte {
 // one per level. Positions of interior nodes are odd (leaves, not stored
 // here, would take the even ones).
 func nodeKey(c pdu.Name, level uint8, index uint64) []byte {
-	return nodePosKey(c, index<<(level+1)+(1<<level)-1)
+	return nodePosKey(c, nodePos(level, index))
 }
+
+func nodePos(level uint8, index uint64) uint64 { return index<<(level+1) + (1 << level) - 1 }
 
 func nodePosKey(c pdu.Name, pos uint64) []byte {
 	k := make([]byte, 0, 41)

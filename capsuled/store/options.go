@@ -31,6 +31,9 @@ type Options struct {
 	// fs replaces the file system under the pebble engine (tests: a strict
 	// in-memory file system that can drop everything not fsynced).
 	fs vfs.FS
+	// memTable overrides pebble's memtable size (tests: many WAL rotations
+	// with little data). Default pebbleMemTable.
+	memTable int
 	// wrapEngine, when set, wraps the engine (tests: a slow commit).
 	wrapEngine func(engine) engine
 }

@@ -57,6 +57,32 @@ func (s *Store) HeartbeatAt(c pdu.Name, seqno uint64) (*capsule.Heartbeat, error
 	return capsule.UnmarshalHeartbeat(v)
 }
 
+// HeartbeatsRaw calls fn, in seqno order, for each heartbeat held at a
+// seqno in [from, to] (to capped at the durable head), with its wire form,
+// valid only during the call, until fn returns false. One scan, where
+// HeartbeatAt is one lookup per seqno.
+func (s *Store) HeartbeatsRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, raw []byte) bool) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	cs, err := s.state(c)
+	if err != nil {
+		return err
+	}
+	to = min(to, cs.durable.Load().Seqno)
+	if from == 0 || from > to {
+		return nil
+	}
+	err = s.eng.scan(key(tHeartbeat, c, from), key(tHeartbeat, c, to+1), func(k, v []byte) bool {
+		return fn(u64(k[33:]), v)
+	})
+	if err != nil {
+		return fmt.Errorf("heartbeats of %s [%d, %d]: %w", c, from, to, err)
+	}
+	return nil
+}
+
 // checkRange checks 1 <= from <= to <= durable head.
 func (s *Store) checkRange(c pdu.Name, from, to uint64) error {
 	cs, err := s.state(c)

@@ -71,7 +71,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Engine == "bbolt" {
 		eng, err = openBolt(dir)
 	} else {
-		eng, err = openPebble(dir, opts.fs)
+		eng, err = openPebble(dir, opts.fs, opts.memTable)
 	}
 	if err != nil {
 		return nil, err

@@ -634,3 +634,55 @@ func TestBranchDropsStraddlingNodes(t *testing.T) {
 	}
 	checkNodes(t, s, tc)
 }
+
+// AppendSegments stores a peer's segments as Append would, one after the
+// other, but with one wait for durability: with a commit that takes 20 ms,
+// eight segments take two group commits (the first alone, the other seven
+// queued behind it), not eight. A segment that does not verify stops it:
+// the ones before it are durable, nothing of it or after it is stored.
+func TestAppendSegmentsShareFsyncs(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir(), Options{wrapEngine: func(e engine) engine {
+		return slowEngine{engine: e, delay: 20 * time.Millisecond}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tc := newTestCapsule(t, 40)
+	if err := s.Create(ctx, tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	w := tc.writer()
+	var segs []Segment
+	for range 8 {
+		recs, hb := writeRecs(w, 16, 64)
+		segs = append(segs, Segment{Records: recs, Heartbeat: hb})
+	}
+	before := s.Stats().Fsyncs
+	n, err := s.AppendSegments(ctx, tc.name, segs)
+	if err != nil || n != len(segs) {
+		t.Fatalf("AppendSegments: %d stored, %v", n, err)
+	}
+	if got := s.Stats().Fsyncs - before; got > 2 {
+		t.Fatalf("8 segments took %d group commits, want at most 2", got)
+	}
+	if h := verifyAll(t, s, tc); h.Seqno != 8*16 {
+		t.Fatalf("head %d after 8 segments of 16", h.Seqno)
+	}
+
+	// Three more, the second with a record whose data was changed.
+	segs = segs[:0]
+	for range 3 {
+		recs, hb := writeRecs(w, 16, 64)
+		segs = append(segs, Segment{Records: recs, Heartbeat: hb})
+	}
+	segs[1].Records[3].Data = append([]byte{0xff}, segs[1].Records[3].Data[1:]...)
+	n, err = s.AppendSegments(ctx, tc.name, segs)
+	if err == nil || n != 1 {
+		t.Fatalf("a tampered second segment: %d stored, err %v; want 1 and an error", n, err)
+	}
+	if h := verifyAll(t, s, tc); h.Seqno != 9*16 {
+		t.Fatalf("head %d, want %d (the segment before the tampered one)", h.Seqno, 9*16)
+	}
+}
