@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/internal/logging"
@@ -36,36 +37,59 @@ func (s *Server) handleSync(r request) *wire.Message {
 		return resp
 	}
 	budget := wire.MaxMessage - 512 // no proofs in a SYNC answer
+	// The heartbeats that end segments, from one scan of their table: at
+	// most MaxSegments, and past the first only within MaxRecords seqnos
+	// of From (an answer holds no more records than that).
+	type heldHB struct {
+		seqno uint64
+		raw   []byte
+	}
+	var hbs []heldHB
+	err = s.st.HeartbeatsRaw(c, m.From, head.Seqno, func(seq uint64, raw []byte) bool {
+		if len(hbs) > 0 && (len(hbs) >= wire.MaxSegments || seq >= m.From+wire.MaxRecords) {
+			return false
+		}
+		hbs = append(hbs, heldHB{seq, append([]byte(nil), raw...)})
+		return true
+	})
+	if err != nil {
+		return fail(m, err)
+	}
 	var seg wire.Segment
 	segBytes := 0
 	next := m.From
-	err = s.st.ReadRaw(c, m.From, head.Seqno, func(seq uint64, raw []byte) error {
-		e, err := capsule.UnmarshalRecord(raw)
-		if err != nil {
-			return err
-		}
-		if !e.Hole {
-			seg.Records = append(seg.Records, append([]byte(nil), raw...))
-			segBytes += len(raw) + 5
-		}
-		hb, err := s.st.HeartbeatAt(c, seq)
-		if err != nil {
-			if len(seg.Records) > wire.MaxRecords || segBytes > budget {
-				return errStop // a batch larger than one message: cannot happen for appended batches
+	if len(hbs) > 0 {
+		err = s.st.ReadRaw(c, m.From, hbs[len(hbs)-1].seqno, func(seq uint64, raw []byte) error {
+			e, err := capsule.UnmarshalRecord(raw)
+			if err != nil {
+				return err
+			}
+			if !e.Hole {
+				seg.Records = append(seg.Records, append([]byte(nil), raw...))
+				segBytes += len(raw) + 5
+			}
+			if seq != hbs[0].seqno {
+				if len(seg.Records) > wire.MaxRecords || segBytes > budget {
+					return errStop // a batch larger than one message: cannot happen for appended batches
+				}
+				return nil
+			}
+			seg.Heartbeat = hbs[0].raw
+			hbs = hbs[1:]
+			segBytes += len(seg.Heartbeat) + 16
+			if (segBytes > budget && len(resp.Segments) > 0) || len(resp.Segments) >= wire.MaxSegments {
+				return errStop
+			}
+			budget -= segBytes
+			resp.Segments = append(resp.Segments, seg)
+			next = seq + 1
+			seg, segBytes = wire.Segment{}, 0
+			if len(hbs) == 0 {
+				return errStop
 			}
 			return nil
-		}
-		seg.Heartbeat = hb.Marshal()
-		segBytes += len(seg.Heartbeat) + 16
-		if (segBytes > budget && len(resp.Segments) > 0) || len(resp.Segments) >= wire.MaxSegments {
-			return errStop
-		}
-		budget -= segBytes
-		resp.Segments = append(resp.Segments, seg)
-		next = seq + 1
-		seg, segBytes = wire.Segment{}, 0
-		return nil
-	})
+		})
+	}
 	if err != nil && !errors.Is(err, errStop) {
 		return fail(m, err)
 	}
@@ -150,6 +174,7 @@ func (s *Server) syncCapsule(ctx context.Context, c pdu.Name, force bool) bool {
 	}
 	var wg sync.WaitGroup
 	var silent atomic.Bool
+	bulk := &bulkPull{}
 	for _, peer := range p.peers(s.name) {
 		if ctx.Err() != nil {
 			break
@@ -162,7 +187,7 @@ func (s *Server) syncCapsule(ctx context.Context, c pdu.Name, force bool) bool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := s.pullFrom(ctx, c, peer)
+			err := s.pullFrom(ctx, c, peer, bulk)
 			if ctx.Err() != nil {
 				return
 			}
@@ -178,74 +203,239 @@ func (s *Server) syncCapsule(ctx context.Context, c pdu.Name, force bool) bool {
 	return !silent.Load()
 }
 
-// pullFrom copies peer's entries beyond our head, segment by segment.
-// Every segment goes through the store's append path, which verifies the
-// heartbeat signature, the hash chain and the Merkle root before storing:
-// a lying peer gets nothing stored. A segment on another line of the log
-// than ours stores nothing either (AppendFromPeer): reconcile asks every
-// replica which line stands, and only a fork it finds genuine is judged
-// (evidence stored). Our head can move between the SYNC and its answer (a
-// writer's batches land meanwhile), so a segment from another writer may
-// overlap entries we took since: that is no evidence of a fork by itself.
-func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name) error {
+// pullFrom copies peer's entries beyond our head. Every segment goes
+// through the store's append path, which verifies the heartbeat
+// signature, the hash chain and the Merkle root before storing: a lying
+// peer gets nothing stored. A segment on another line of the log than ours
+// stores nothing either (AppendFromPeer, AppendSegments): reconcile asks
+// every replica which line stands, and only a fork it finds genuine is
+// judged (evidence stored). Our head can move between the SYNC and its
+// answer (a writer's batches land meanwhile), so a segment from another
+// writer may overlap entries we took since: that is no evidence of a fork
+// by itself.
+//
+// A replica catching up waits for the network and for its disk at the same
+// time, not in turn: the segments of one answer are stored together
+// (verified one by one, one fsync for all), and the next request goes out
+// while they are being stored. bulk lets one peer at a time stream a long
+// catch-up; the others wait (while it makes progress) and then ask from
+// the new head, so each record crosses the network and is verified once,
+// and every peer is still asked until it has nothing more.
+func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name, bulk *bulkPull) error {
+	defer bulk.release(peer)
+	var storing <-chan pullResult // the previous answer's segments, being stored
+	next := uint64(0)             // the next seqno to ask for; 0: from the head
 	for {
-		head, err := s.st.Head(c)
-		if err != nil {
-			return err
-		}
-		resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: head.Seqno + 1})
-		if err != nil {
-			reason := "unreachable"
-			if errors.Is(err, errNAK) {
-				reason = "nak"
+		if next == 0 {
+			head, err := s.st.Head(c)
+			if err != nil {
+				return err
 			}
-			s.met.syncErrors.WithLabelValues(reason).Inc()
-			return err
+			next = head.Seqno + 1
 		}
-		if err := resp.Err(); err != nil {
-			s.met.syncErrors.WithLabelValues("refused").Inc()
+		resp, err := s.askSync(ctx, c, peer, next)
+		if storing != nil {
+			r := <-storing
+			storing = nil
+			if r.done || r.err != nil {
+				return r.err
+			}
+			if r.reconciled {
+				next = 0 // the head moved to the peer's line: ask again from it
+				continue
+			}
+		}
+		if err != nil {
 			return err
 		}
 		if len(resp.Segments) == 0 {
 			return nil
 		}
-		reconciled := false
-		for i, seg := range resp.Segments {
-			recs, hb, err := decodeBatch(seg.Records, seg.Heartbeat)
-			if err == nil {
-				err = s.st.AppendFromPeer(ctx, c, recs, hb)
+		segs, derr := decodeSegments(resp.Segments)
+		last := uint64(0)
+		if len(segs) > 0 {
+			last = segs[len(segs)-1].Heartbeat.Seqno
+		}
+		storing = s.storeAnswer(ctx, c, peer, resp.Head, segs, derr)
+		more := resp.More && derr == nil
+		switch {
+		case !more:
+		case last < next:
+			next = 0 // nothing beyond what was asked for: ask again from the head
+		default:
+			next = last + 1
+		}
+		if more {
+			if wait := bulk.claim(peer); wait != nil {
+				// Another peer is streaming this capsule: store what came,
+				// then wait while it makes progress, and go on from the head.
+				r := <-storing
+				storing = nil
+				if r.done || r.err != nil {
+					return r.err
+				}
+				s.awaitBulk(ctx, c, wait)
+				next = 0
+				continue
 			}
-			if err != nil && diverged(err) {
-				adopted, rerr := s.reconcile(ctx, c, peer, resp.Head)
-				if adopted {
-					reconciled = true
-					break // re-read the head and pull on
-				}
-				if rerr == nil {
-					return nil // ours is the majority's line: the peer adopts it
-				}
-				var eq *capsule.EquivocationError
-				if errors.As(rerr, &eq) {
-					err = rerr
-				} else if !errors.Is(rerr, errAgreed) {
-					err = fmt.Errorf("%w (reconciling: %w)", err, rerr)
-				}
+		}
+		if !more {
+			r := <-storing
+			if r.done || r.err != nil || !r.reconciled {
+				return r.err
 			}
-			if err != nil {
-				var eq *capsule.EquivocationError
-				if errors.As(err, &eq) {
-					s.met.equivocations.Inc()
-					s.log.Warn("forked writer detected during anti-entropy", logging.Capsule(c), logging.Peer(peer), logging.Seqno(eq.Evidence.Size))
-				}
-				s.met.syncErrors.WithLabelValues("verify").Inc()
-				return fmt.Errorf("segment %d from %s: %w", i, peer, err)
-			}
-			s.met.synced.Add(float64(len(recs)))
+			storing, next = nil, 0
+		}
+	}
+}
+
+// askSync sends peer a SYNC for capsule c from seqno from and returns its
+// successful answer.
+func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from uint64) (*wire.Message, error) {
+	resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: from})
+	if err != nil {
+		reason := "unreachable"
+		if errors.Is(err, errNAK) {
+			reason = "nak"
+		}
+		s.met.syncErrors.WithLabelValues(reason).Inc()
+		return nil, err
+	}
+	if err := resp.Err(); err != nil {
+		s.met.syncErrors.WithLabelValues("refused").Inc()
+		return nil, err
+	}
+	return resp, nil
+}
+
+// decodeSegments decodes a SYNC answer's segments up to the first that
+// does not decode, whose error it returns beside the ones before it.
+func decodeSegments(in []wire.Segment) ([]store.Segment, error) {
+	out := make([]store.Segment, 0, len(in))
+	for _, seg := range in {
+		recs, hb, err := decodeBatch(seg.Records, seg.Heartbeat)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, store.Segment{Records: recs, Heartbeat: hb})
+	}
+	return out, nil
+}
+
+// pullResult is what storing one SYNC answer came to: reconciled (this
+// replica adopted the peer's line: pull on from the new head), done (ours
+// is the majority's line: the peer adopts it), or an error that ends the
+// pull.
+type pullResult struct {
+	reconciled, done bool
+	err              error
+}
+
+// storeAnswer stores segs, a SYNC answer from peer whose head is
+// peerHead, in the background; derr is the error of the segment after
+// segs that did not decode (nil: none). A segment that does not extend our
+// line is settled with the other replicas (reconcile).
+func (s *Server) storeAnswer(ctx context.Context, c, peer pdu.Name, peerHead uint64, segs []store.Segment, derr error) <-chan pullResult {
+	out := make(chan pullResult, 1)
+	go func() {
+		n, err := s.st.AppendSegments(ctx, c, segs)
+		for _, seg := range segs[:n] {
+			s.met.synced.Add(float64(len(seg.Records)))
+		}
+		if n > 0 {
 			s.watch.changed(c)
 		}
-		if !resp.More && !reconciled {
-			return nil
+		if err == nil {
+			err = derr
 		}
+		if err == nil {
+			out <- pullResult{}
+			return
+		}
+		if diverged(err) {
+			adopted, rerr := s.reconcile(ctx, c, peer, peerHead)
+			if adopted {
+				out <- pullResult{reconciled: true}
+				return
+			}
+			if rerr == nil {
+				out <- pullResult{done: true} // ours is the majority's line: the peer adopts it
+				return
+			}
+			var eq *capsule.EquivocationError
+			if errors.As(rerr, &eq) {
+				err = rerr
+			} else if !errors.Is(rerr, errAgreed) {
+				err = fmt.Errorf("%w (reconciling: %w)", err, rerr)
+			}
+		}
+		var eq *capsule.EquivocationError
+		if errors.As(err, &eq) {
+			s.met.equivocations.Inc()
+			s.log.Warn("forked writer detected during anti-entropy", logging.Capsule(c), logging.Peer(peer), logging.Seqno(eq.Evidence.Size))
+		}
+		s.met.syncErrors.WithLabelValues("verify").Inc()
+		out <- pullResult{err: fmt.Errorf("segment %d from %s: %w", n, peer, err)}
+	}()
+	return out
+}
+
+// awaitBulk waits until the peer streaming capsule c is done (wait is
+// closed), as long as our head moves: a peer that stops making progress
+// (slow, gone, or lying) holds up the others for one PeerTimeout at most.
+func (s *Server) awaitBulk(ctx context.Context, c pdu.Name, wait <-chan struct{}) {
+	t := time.NewTicker(s.cfg.PeerTimeout)
+	defer t.Stop()
+	var was uint64
+	if h, err := s.st.Head(c); err == nil {
+		was = h.Seqno
+	}
+	for {
+		select {
+		case <-wait:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h, err := s.st.Head(c)
+		if err != nil || h.Seqno == was {
+			return
+		}
+		was = h.Seqno
+	}
+}
+
+// bulkPull lets one peer at a time stream a capsule's catch-up (pullFrom).
+type bulkPull struct {
+	mu    sync.Mutex
+	owner pdu.Name
+	held  bool
+	done  chan struct{}
+}
+
+// claim makes peer the one streaming unless another one is; then it
+// returns a channel closed when that one is done.
+func (b *bulkPull) claim(peer pdu.Name) <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.held {
+		b.held, b.owner, b.done = true, peer, make(chan struct{})
+		return nil
+	}
+	if b.owner == peer {
+		return nil
+	}
+	return b.done
+}
+
+// release ends peer's turn if it is streaming.
+func (b *bulkPull) release(peer pdu.Name) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held && b.owner == peer {
+		b.held = false
+		close(b.done)
 	}
 }
 
