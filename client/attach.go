@@ -33,6 +33,15 @@ type AttachOptions struct {
 	// router failed once: it starts at BackoffMin and doubles up to
 	// BackoffMax (±25 % jitter). Defaults 100ms and 5s.
 	BackoffMin, BackoffMax time.Duration
+	// OthersFirst redials the other routers before the one just lost (a
+	// gateway moving between edge routers: the lost one is likely dead,
+	// and each dial of a dead router costs DialTimeout). It is still
+	// tried, last in each round.
+	OthersFirst bool
+	// Reattached, when set, is called after every re-attachment (not the
+	// first attachment) with the router now attached and how long the
+	// endpoint was without a tunnel. It must not block.
+	Reattached func(router pdu.Name, after time.Duration)
 }
 
 func (o AttachOptions) withDefaults() AttachOptions {
@@ -215,6 +224,9 @@ func (s *stickyLink) keep() {
 		s.log.Info("re-attached", logging.Peer(nl.Peer()), logging.Addr(s.routers[idx].Addr),
 			zap.Duration("after", time.Since(lost)))
 		s.c.relinked()
+		if s.opts.Reattached != nil {
+			s.opts.Reattached(nl.Peer(), time.Since(lost))
+		}
 	}
 }
 
@@ -222,9 +234,13 @@ func (s *stickyLink) keep() {
 // backoff between rounds, until one answers or the link is closed.
 func (s *stickyLink) redial() (tunnel.Link, int, bool) {
 	wait := s.opts.BackoffMin
+	start := s.idx
+	if s.opts.OthersFirst {
+		start++
+	}
 	for {
 		for k := range s.routers {
-			i := (s.idx + k) % len(s.routers)
+			i := (start + k) % len(s.routers)
 			l, err := s.dial(s.ctx, i)
 			if err == nil {
 				return l, i, true

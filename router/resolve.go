@@ -361,33 +361,54 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name) error {
 	installed, self, forbidden := 0, 0, 0
 	var lastErr error
 	seen := make(map[pdu.Name]bool, len(recs))
-	for _, rec := range recs {
-		holder := rec.Router()
-		if rec.Kind == resolver.KindBorder && rec.Border != nil {
-			// A global-tier answer: the name is in another domain, reached
-			// through that domain's border router, whose addresses these are.
-			holder = rec.Border.Name()
+	try := func(recs []*resolver.Record) {
+		for _, rec := range recs {
+			holder := rec.Router()
+			if rec.Kind == resolver.KindBorder && rec.Border != nil {
+				// A global-tier answer: the name is in another domain, reached
+				// through that domain's border router, whose addresses these are.
+				holder = rec.Border.Name()
+			}
+			switch {
+			case holder == r.name:
+				self++
+				continue
+			case seen[holder]:
+				continue
+			case !r.policy().allows(rec.Domain()):
+				forbidden++
+				continue
+			}
+			seen[holder] = true
+			exp := expiry
+			if e := rec.EffectiveExpiry(); e.Before(exp) {
+				exp = e
+			}
+			if err := r.learnHolder(ctx, dst, holder, rec, exp); err != nil {
+				lastErr = err
+				continue
+			}
+			installed++
 		}
-		switch {
-		case holder == r.name:
-			self++
-			continue
-		case seen[holder]:
-			continue
-		case !r.policy().allows(rec.Domain()):
-			forbidden++
-			continue
+	}
+	try(recs)
+	if installed == 0 && lastErr != nil && r.ctx.Err() == nil {
+		// Every holder named was unreachable — a router that died with
+		// the name's record still published — and its dial may have used
+		// up ctx. Meanwhile the name may have moved (an endpoint
+		// re-attached elsewhere and was published there): ask once more,
+		// past any cache and with a fresh deadline, and try the holders
+		// not tried yet, instead of failing (and caching the failure for
+		// NegativeTTL) on a stale record set.
+		if inv, ok := r.res.(invalidator); ok {
+			inv.Invalidate(dst)
 		}
-		seen[holder] = true
-		exp := expiry
-		if e := rec.EffectiveExpiry(); e.Before(exp) {
-			exp = e
+		actx, cancel := context.WithTimeout(r.ctx, r.cfg.Resolver.Timeout.Std())
+		if again, err := r.res.LookupAll(actx, dst); err == nil {
+			ctx = actx
+			try(again)
 		}
-		if err := r.learnHolder(ctx, dst, holder, rec, exp); err != nil {
-			lastErr = err
-			continue
-		}
-		installed++
+		cancel()
 	}
 	switch {
 	case installed > 0:

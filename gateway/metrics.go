@@ -1,0 +1,50 @@
+package gateway
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests   *prometheus.CounterVec
+	rejected   *prometheus.CounterVec
+	appended   prometheus.Counter
+	sent       prometheus.Counter
+	subs       prometheus.Gauge
+	reattached prometheus.Counter
+	outage     prometheus.Gauge
+}
+
+// rejectReasons are the reasons of gdp_gateway_rejected_total, present at
+// zero from the start (docs/GATEWAY.md lists them).
+var rejectReasons = []string{"unauthorized", "malformed_json", "too_large", "unknown_capsule", "bad_request",
+	"no_such_endpoint", "no_such_record", "no_key", "too_many_subscriptions", "writer_conflict"}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_gateway_requests_total",
+			Help: "HTTP requests served, by endpoint and status code."}, []string{"endpoint", "code"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_gateway_rejected_total",
+			Help: "Requests refused with a 4xx before anything was written, by reason."}, []string{"reason"}),
+		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdp_gateway_records_appended_total",
+			Help: "Records appended through the gateway and acknowledged by a replica."}),
+		sent: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdp_gateway_subscription_records_total",
+			Help: "Records sent to WebSocket subscribers."}),
+		subs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdp_gateway_subscriptions",
+			Help: "WebSocket subscriptions open."}),
+		reattached: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdp_gateway_uplink_reattachments_total",
+			Help: "Times the uplink re-attached after its router was lost."}),
+		outage: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdp_gateway_uplink_last_outage_seconds",
+			Help: "How long the uplink was down before its last re-attachment."}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.appended, m.sent, m.subs, m.reattached, m.outage} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("gateway metrics: %w", err)
+		}
+	}
+	for _, r := range rejectReasons {
+		m.rejected.WithLabelValues(r)
+	}
+	return m, nil
+}
