@@ -433,7 +433,7 @@ func ListenName(c *Client, name pdu.Name, cfg *QUICConfig) (*NameListener, error
 	l := &NameListener{c: c, name: name, cfg: o, log: c.log.With(logging.Name(name)), perPeer: map[pdu.Name]int{}}
 	tc.ClientAuth = tls.RequireAnyClientCert
 	tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		peer, _, err := tunnel.VerifyCertificate(raw, cr.verify)
+		peer, err := dialerName(raw, cr)
 		if err != nil {
 			return err
 		}
@@ -478,6 +478,13 @@ func ListenName(c *Client, name pdu.Name, cfg *QUICConfig) (*NameListener, error
 
 var errPeerLimit = errors.New("too many connections from this peer")
 
+// dialerName is the name a dialer's certificate proves to a listener: a
+// member of a domain the listener trusts (PROTOCOL.md §9.2).
+func dialerName(raw [][]byte, cr *quicCreds) (pdu.Name, error) {
+	peer, _, err := tunnel.VerifyCertificate(raw, cr.verify)
+	return peer, err
+}
+
 // Addr is the name listened on.
 func (l *NameListener) Addr() net.Addr { return NameAddr{l.name} }
 
@@ -505,8 +512,7 @@ func (l *NameListener) Accept(ctx context.Context) (*NameConn, error) {
 			}
 			return nil, fmt.Errorf("accept %s: %w", l.name, err)
 		}
-		cr := l.c.quic.creds.Load()
-		peer, _, err := tunnel.VerifyCertificate(rawCerts(qc), cr.verify)
+		peer, err := dialerName(rawCerts(qc), l.c.quic.creds.Load())
 		if err != nil { // verified in the handshake; only a credentials change gets here
 			qc.CloseWithError(QUICCodeRefused, "credentials refused")
 			continue

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/router/routertest"
 )
@@ -291,7 +292,7 @@ func TestQUICGarbageDropped(t *testing.T) {
 			continue // about an earlier ping's reply, sent before the route was learned
 		}
 		if m.Type != pdu.TypeData || string(m.Payload) != "plain" {
-			t.Fatalf("receive: %+v", m)
+			t.Fatalf("receive: %s from %s, %d bytes, not the plain DATA PDU", m.Type, m.Src, len(m.Payload))
 		}
 		break
 	}
@@ -417,4 +418,81 @@ func TestQUICDialUnreachable(t *testing.T) {
 	if y.QUICStats().Dropped["nak"] == 0 {
 		t.Fatal("NAK not counted")
 	}
+}
+
+// TestQUICUntrustedDialerRefused: a dialer whose QUIC certificate carries a
+// membership of a domain the listener does not trust gets no connection:
+// the listener refuses it in the handshake and never hands it out.
+func TestQUICUntrustedDialerRefused(t *testing.T) {
+	w := newQUICWorld(t)
+	x, _ := w.endpoint(w.a, "listener")
+	y, _ := w.endpoint(w.b, "stranger")
+	w.reach(y, x.Name())
+	w.reach(x, y.Name())
+	other, err := routertest.NewDomain("another domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := other.Member(y.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// y shows the other domain's membership but still believes x's.
+	if err := y.SetQUICCredentials(m, other.ID.Meta, w.dom.Verifier); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := ListenName(x, x.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	accepted := make(chan *NameConn, 1)
+	go func() {
+		if c, err := ln.Accept(ctx); err == nil {
+			accepted <- c
+		}
+	}()
+	nc, err := DialName(ctx, y, x.Name(), nil)
+	if err == nil {
+		// TLS 1.3: the client may finish before the server has checked its
+		// certificate; then the refusal closes the connection.
+		select {
+		case <-nc.Context().Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("an untrusted dialer's connection stayed open")
+		}
+	}
+	select {
+	case c := <-accepted:
+		t.Fatalf("listener accepted an untrusted dialer %s", c.Peer())
+	case <-time.After(time.Second):
+	}
+	// With its own domain's membership again it gets in.
+	if err := y.SetQUICCredentials(mustMember(t, w, y), w.dom.ID.Meta, w.dom.Verifier); err != nil {
+		t.Fatal(err)
+	}
+	nc, err = DialName(ctx, y, x.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.CloseWithError(0, "")
+	select {
+	case c := <-accepted:
+		if c.Peer() != y.Name() {
+			t.Fatalf("accepted peer %s, want %s", c.Peer(), y.Name())
+		}
+	case <-ctx.Done():
+		t.Fatal("trusted dialer not accepted")
+	}
+}
+
+func mustMember(t *testing.T, w *quicWorld, c *Client) *certs.Cert {
+	t.Helper()
+	m, err := w.dom.Member(c.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
