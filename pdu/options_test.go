@@ -117,3 +117,36 @@ func TestAddOptionAfterDecode(t *testing.T) {
 		t.Fatal("AddOption wrote into the decoded buffer")
 	}
 }
+
+// TestContentOption: the CONTENT option of a QUIC packet (vector
+// data-quic) reads back as ContentQUIC; absent or of the wrong length it is
+// 0 (an application message).
+func TestContentOption(t *testing.T) {
+	for _, v := range loadVectors(t) {
+		if v.get(t, "name") != "data-quic" {
+			continue
+		}
+		var h Header
+		if err := Decode(v.hex(t, "hex"), &h); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Content(); got != ContentQUIC {
+			t.Fatalf("data-quic: content %d, want %d", got, ContentQUIC)
+		}
+		return
+	}
+	t.Fatal("no data-quic vector")
+}
+
+func TestContentOptionAbsentOrMalformed(t *testing.T) {
+	var h Header
+	if h.Content() != 0 {
+		t.Fatal("no options: content not 0")
+	}
+	if err := h.AddOption(OptContent, []byte{ContentQUIC, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if h.Content() != 0 {
+		t.Fatal("two-byte CONTENT taken as a content type")
+	}
+}

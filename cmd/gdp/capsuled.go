@@ -73,6 +73,9 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 	defer at.ep.Close()
 	reg := newDaemonRegistry()
 	reg.MustRegister(at.ep.Collector())
+	// QUIC over names (OPERATIONS.md §7): packets for it that reach the
+	// server are counted even while it serves none.
+	reg.MustRegister(at.client.QUICCollector())
 	watch := newCertWatch(log, reg)
 	watch.set("member", at.member, cfg.MemberCert)
 	wctx, wstop := context.WithCancel(ctx)

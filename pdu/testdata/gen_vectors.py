@@ -79,6 +79,12 @@ p = bytes([0xAA, 0xBB, 0xCC])
 valid("data-multicast-nonak", "DATA with MULTICAST and NO_NAK, TTL 7, sequence 0xdeadbeef",
       pdu(0, ttl=7, flags=3, seq=0xDEADBEEF, payload=p), 0, 7, 3, 0, 0xDEADBEEF, DST, SRC, b"", p)
 
+opt = bytes([2, 1, 1])
+p = bytes([0x40]) + bytes(range(1, 16))
+valid("data-quic", "DATA carrying a QUIC packet (section 9): CONTENT option (type 2, length 1, value 1, "
+      "1 Pad1), header length 20 words, sequence 9, a 16-byte payload starting with QUIC's fixed bit 0x40",
+      pdu(0, seq=9, options=opt, payload=p), 0, 32, 0, 0, 9, DST, SRC, opt + b"\x00", p)
+
 orig_payload = bytes(range(100))
 orig = pdu(0, ttl=0, seq=7, payload=orig_payload)
 valid("data-ttl0", "DATA that arrives with TTL 0 (a router NAKs it with TTL_EXPIRED); 100-byte payload 00..63",
