@@ -64,8 +64,8 @@ The connection flags and --config are those of ` + "`gdp capsule`" + `.`,
 func (fc *fsCmd) readFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&fc.server, "server", "", "read from this replica first (default: the nearest)")
 	cmd.Flags().Uint64Var(&fc.at, "at", 0, "show the tree as of this capsule seqno (default: the newest)")
-	cmd.Flags().IntVar(&fc.parallel, "parallel", 16, "chunk reads in flight")
-	cmd.Flags().IntVar(&fc.readAhead, "read-ahead", 32, "chunks fetched ahead of a sequential reader")
+	cmd.Flags().IntVar(&fc.parallel, "parallel", 8, "chunk reads in flight")
+	cmd.Flags().IntVar(&fc.readAhead, "read-ahead", 16, "chunks fetched ahead of a sequential reader")
 }
 
 // openFS connects and reads the tree of capsule arg.
