@@ -83,9 +83,19 @@ func (w *World) attach(n *router.Node, id *certs.Identity) (*client.Client, *cli
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// A tunnel handshake is bounded by tunnel.Config.HandshakeTimeout
+	// (5 s); a router slowed by a loaded machine (-race beside other
+	// tests) can take longer, so the dial is tried again, within 30 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := ep.AttachAny(ctx, []client.RouterAddr{{Addr: n.Addr(), Name: n.Router.Name()}}, client.AttachOptions{})
+	var c *client.Client
+	for {
+		c, err = ep.AttachAny(ctx, []client.RouterAddr{{Addr: n.Addr(), Name: n.Router.Name()}}, client.AttachOptions{})
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		_ = ep.Close()
 		w.t.Fatal(err)
