@@ -1,6 +1,7 @@
 package seal
 
 import (
+	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hkdf"
@@ -49,7 +50,8 @@ var codec = detcbor.Must(detcbor.Limits{MaxArrayElements: MaxReaders, MaxMapPair
 type envelope struct {
 	Kind  uint64 `cbor:"1,keyasint"`
 	Epoch uint64 `cbor:"2,keyasint"`
-	// Data: the seqno of the epoch's key record, the nonce, the ciphertext.
+	// Data: the seqno of the epoch's key record, the nonce (unique per
+	// content key), the ciphertext.
 	KeySeq uint64 `cbor:"3,keyasint,omitempty"`
 	Nonce  []byte `cbor:"4,keyasint,omitempty"`
 	Sealed []byte `cbor:"5,keyasint,omitempty"`
@@ -116,19 +118,25 @@ func dataAD(c pdu.Name, epoch uint64) []byte {
 	return binary.BigEndian.AppendUint64(b, epoch)
 }
 
-// sealData seals plaintext under content key ck for epoch (key record at
-// keySeq) of capsule c.
-func sealData(c pdu.Name, ck []byte, epoch, keySeq uint64, plaintext []byte) ([]byte, error) {
-	aead, err := chacha20poly1305.NewX(ck)
-	if err != nil {
-		return nil, fmt.Errorf("seal: %w", err)
-	}
-	nonce := make([]byte, chacha20poly1305.NonceSizeX)
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("seal: nonce: %w", err)
-	}
-	e := &envelope{Kind: KindData, Epoch: epoch, KeySeq: keySeq, Nonce: nonce, Sealed: aead.Seal(nil, nonce, plaintext, dataAD(c, epoch))}
-	return codec.Marshal(e)
+// sealData seals plaintext with aead (the epoch's content key) under nonce
+// for epoch (key record at keySeq) of capsule c. It encodes the envelope by
+// hand, the ciphertext sealed in place (it is on every append's path);
+// TestSealDataEncoding checks it against the library's encoding.
+func sealData(c pdu.Name, aead cipher.AEAD, epoch, keySeq uint64, nonce, plaintext []byte) []byte {
+	n := len(plaintext) + chacha20poly1305.Overhead
+	b := make([]byte, 0, 48+chacha20poly1305.NonceSizeX+n)
+	b = detcbor.AppendHead(b, 5, 5) // map of 5
+	b = append(b, 0x01, KindData)   // 1: kind
+	b = append(b, 0x02)
+	b = detcbor.AppendHead(b, 0, epoch) // 2: epoch
+	b = append(b, 0x03)
+	b = detcbor.AppendHead(b, 0, keySeq) // 3: key seqno
+	b = append(b, 0x04)
+	b = detcbor.AppendHead(b, 2, uint64(len(nonce))) // 4: nonce
+	b = append(b, nonce...)
+	b = append(b, 0x05)
+	b = detcbor.AppendHead(b, 2, uint64(n)) // 5: sealed
+	return aead.Seal(b, nonce, plaintext, dataAD(c, epoch))
 }
 
 // openData opens a data envelope with content key ck.

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"testing"
 
+	"golang.org/x/crypto/chacha20poly1305"
+
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -181,18 +183,55 @@ func TestForgedKeyRecordRefused(t *testing.T) {
 	if _, err := NewOpener(m, aliceKey).Open(ctx, bad); !errors.Is(err, ErrDecrypt) {
 		t.Fatalf("tampered payload: %v", err)
 	}
-	// The same ciphertext under another epoch number does not open: the
-	// epoch is bound as associated data.
-	env, _ := decodeEnvelope(m.entries[n-1].Data)
-	if err := s.Rotate(ctx); err != nil {
+	// The capsule name and epoch are bound as associated data: the same
+	// ciphertext and content key, named as another epoch or opened for
+	// another capsule, do not open.
+	ck := s.ck
+	env, err := decodeEnvelope(m.entries[n-1].Data)
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, ks := s.Epoch()
-	env.Epoch, env.KeySeq = 2, ks
-	moved, _ := codec.Marshal(env)
-	mv := m.entries[n-1]
-	mv.Seqno, mv.Data = ks+1, moved
-	if _, err := NewOpener(m, aliceKey).Open(ctx, mv); !errors.Is(err, ErrDecrypt) {
-		t.Fatalf("payload moved to epoch 2: %v", err)
+	if pt, err := openData(m.info.Name, ck, env); err != nil || string(pt) != "secret" {
+		t.Fatalf("the genuine payload: %q, %v", pt, err)
+	}
+	env.Epoch = 2
+	if _, err := openData(m.info.Name, ck, env); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("payload renamed to epoch 2: %v", err)
+	}
+	env.Epoch = 1
+	if _, err := openData(pdu.Name{1}, ck, env); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("payload opened for another capsule: %v", err)
+	}
+}
+
+// TestSealDataEncoding: the hand-written envelope encoder gives the
+// library's canonical encoding of the same envelope, which decodes and
+// opens.
+func TestSealDataEncoding(t *testing.T) {
+	ck := make([]byte, 32)
+	ck[0] = 7
+	aead, err := chacha20poly1305.NewX(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := pdu.Name{3}
+	for _, v := range []struct{ epoch, keySeq uint64 }{{1, 1}, {23, 24}, {1 << 20, 1 << 40}} {
+		for _, n := range []int{0, 1, 23, 24, 255, 256, 70000} {
+			pt := bytes.Repeat([]byte{0xab}, n)
+			nonce := bytes.Repeat([]byte{byte(n)}, chacha20poly1305.NonceSizeX)
+			got := sealData(c, aead, v.epoch, v.keySeq, nonce, pt)
+			want, err := codec.Marshal(&envelope{Kind: KindData, Epoch: v.epoch, KeySeq: v.keySeq, Nonce: nonce,
+				Sealed: aead.Seal(nil, nonce, pt, dataAD(c, v.epoch))})
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("epoch %d, %d bytes: hand encoding differs from the library's (%v)", v.epoch, n, err)
+			}
+			env, err := decodeEnvelope(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if back, err := openData(c, ck, env); err != nil || !bytes.Equal(back, pt) {
+				t.Fatalf("open: %v", err)
+			}
+		}
 	}
 }

@@ -3,12 +3,16 @@ package seal
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
+
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -38,6 +42,9 @@ type Sealer struct {
 	epoch   uint64
 	keySeq  uint64 // the current epoch's key record
 	ck      []byte
+	aead    cipher.AEAD                       // XChaCha20-Poly1305 under ck
+	nonce   [chacha20poly1305.NonceSizeX]byte // 16 random bytes per epoch (and per resume), then a counter
+	count   uint64
 	readers []ed25519.PublicKey // sorted, the writer's own key included
 }
 
@@ -85,6 +92,12 @@ func ResumeSealer(ctx context.Context, app Appender, rd RecordReader, key ed2551
 			if err != nil {
 				return nil, fmt.Errorf("seal resume %s: %w", s.c, err)
 			}
+			if s.aead, err = chacha20poly1305.NewX(ek.ck); err != nil {
+				return nil, fmt.Errorf("seal resume %s: %w", s.c, err)
+			}
+			if err := s.newNoncePrefix(); err != nil {
+				return nil, err
+			}
 			s.epoch, s.keySeq, s.ck, s.readers = env.Epoch, keySeq, ek.ck, ek.readers
 			return s, nil
 		}
@@ -122,11 +135,9 @@ func (s *Sealer) Readers() []ed25519.PublicKey {
 func (s *Sealer) AppendRecord(ctx context.Context, plaintext []byte) (capsule.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, err := sealData(s.c, s.ck, s.epoch, s.keySeq, plaintext)
-	if err != nil {
-		return capsule.Record{}, err
-	}
-	return s.app.AppendRecord(ctx, b)
+	s.count++
+	binary.BigEndian.PutUint64(s.nonce[16:], s.count)
+	return s.app.AppendRecord(ctx, sealData(s.c, s.aead, s.epoch, s.keySeq, s.nonce[:], plaintext))
 }
 
 // Append seals plaintext and appends it, returning its seqno.
@@ -186,11 +197,26 @@ func (s *Sealer) rotateLocked(ctx context.Context, readers []ed25519.PublicKey) 
 	if err != nil {
 		return fmt.Errorf("seal %s epoch %d: %w", s.c, epoch, err)
 	}
+	aead, err := chacha20poly1305.NewX(ck)
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
 	r, err := s.app.AppendRecord(ctx, b)
 	if err != nil {
 		return fmt.Errorf("seal %s epoch %d: key record: %w", s.c, epoch, err)
 	}
 	clear(s.ck)
-	s.epoch, s.keySeq, s.ck, s.readers = epoch, r.Seqno, ck, set
+	s.epoch, s.keySeq, s.ck, s.aead, s.readers = epoch, r.Seqno, ck, aead, set
+	return s.newNoncePrefix()
+}
+
+// newNoncePrefix draws the random half of the nonces: XChaCha20's 24-byte
+// nonce is 16 random bytes (fresh for each epoch and each resume) and a
+// 64-bit counter, so no two payloads under one content key share a nonce.
+func (s *Sealer) newNoncePrefix() error {
+	if _, err := rand.Read(s.nonce[:16]); err != nil {
+		return fmt.Errorf("seal: nonce: %w", err)
+	}
+	s.count = 0
 	return nil
 }
