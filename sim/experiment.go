@@ -87,7 +87,12 @@ type WorkloadResult struct {
 
 // CapsuleResult is a capsule workload's outcome.
 type CapsuleResult struct {
-	Records       int     `json:"records"`
+	// Name is the capsule's name.
+	Name    string  `json:"name"`
+	Records int `json:"records"`
+	// CreatedS is when the capsule was placed on every server (from the
+	// experiment's start): CREATE waits for all of them.
+	CreatedS      float64 `json:"created_s"`
 	WriteS        float64 `json:"write_s"`
 	RecordsPerSec float64 `json:"records_per_s"`
 	Acks          int     `json:"acks"`
@@ -457,7 +462,9 @@ func (s *Sim) runCapsule(ctx context.Context, w *Workload, r *WorkloadResult) {
 		fail(fmt.Errorf("create: %w", err))
 		return
 	}
+	cr.CreatedS = time.Since(s.t0).Seconds()
 	name := meta.Name()
+	cr.Name = name.String()
 	wr, err := cc.NewWriter(ctx, name, writer.Key, client.WriterOptions{Cadence: -1})
 	if err != nil {
 		fail(fmt.Errorf("writer: %w", err))

@@ -113,7 +113,7 @@ func (w WorkloadResult) Line() string {
 		}
 	case WorkCapsule:
 		if c := w.Capsule; c != nil {
-			s += fmt.Sprintf(": %d records in %.3fs (%.0f/s), %d acks (W=%d)", c.Records, c.WriteS, c.RecordsPerSec, c.Acks, c.W)
+			s += fmt.Sprintf(": placed at %.2fs, %d records in %.3fs (%.0f/s), %d acks (W=%d)", c.CreatedS, c.Records, c.WriteS, c.RecordsPerSec, c.Acks, c.W)
 			for _, k := range sortedKeys(c.ReplicationLagMS) {
 				s += fmt.Sprintf("; %s lag %.1f ms", k, c.ReplicationLagMS[k])
 			}
