@@ -88,8 +88,8 @@ type WorkloadResult struct {
 // CapsuleResult is a capsule workload's outcome.
 type CapsuleResult struct {
 	// Name is the capsule's name.
-	Name    string  `json:"name"`
-	Records int `json:"records"`
+	Name    string `json:"name"`
+	Records int    `json:"records"`
 	// CreatedS is when the capsule was placed on every server (from the
 	// experiment's start): CREATE waits for all of them.
 	CreatedS      float64 `json:"created_s"`
