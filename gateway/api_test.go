@@ -152,6 +152,7 @@ func setup(t *testing.T, cfg gateway.Config) (*world, *gw, string) {
 	if created.W != 2 {
 		t.Fatalf("created %+v", created)
 	}
+	g.servers = []string{s1.Name.String(), s2.Name.String()}
 	return w, g, created.Capsule
 }
 

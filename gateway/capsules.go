@@ -16,6 +16,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/caapi/fs"
+	"github.com/gdpnet/gdpnet/caapi/kv"
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
@@ -277,31 +281,63 @@ func (s *Server) writerKey(pub ed25519.PublicKey) (*certs.Identity, error) {
 	return nil, errors.New("the gateway's keystore holds no key for this capsule's writer")
 }
 
-// capWriter is the open writer of one capsule; mu serializes appends so
+// writerKind is what a capsule's open writer writes: plain records, KV
+// operations or files. One capsule has one writer at a time: a request of
+// another kind closes the open one (flushing it) and opens its own, which
+// continues from the replicas' head.
+type writerKind int
+
+const (
+	plainWriter writerKind = iota
+	kvWriter
+	fsWriter
+)
+
+// capWriter is the open writer of one capsule; mu serializes its use so
 // one request's records get consecutive seqnos.
 type capWriter struct {
 	mu     sync.Mutex
+	kind   writerKind
 	w      *client.Writer
+	kv     *kv.Writer
+	fs     *fs.Writer
 	unlock func()
 }
+
+func (cw *capWriter) open() bool { return cw.w != nil || cw.kv != nil || cw.fs != nil }
 
 func (cw *capWriter) close(ctx context.Context) error {
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
-	if cw.w == nil {
-		return nil
+	return cw.closeLocked(ctx)
+}
+
+func (cw *capWriter) closeLocked(ctx context.Context) error {
+	var err error
+	switch {
+	case cw.w != nil:
+		err = cw.w.Close(ctx)
+	case cw.kv != nil:
+		err = cw.kv.Close(ctx)
+	case cw.fs != nil:
+		err = cw.fs.Close(ctx)
 	}
-	err := cw.w.Close(ctx)
-	cw.w = nil
+	cw.w, cw.kv, cw.fs = nil, nil, nil
 	if cw.unlock != nil {
 		cw.unlock()
+		cw.unlock = nil
 	}
 	return err
 }
 
-// writer returns the capsule's writer, opened on first use, with its mu
-// held; on failure the answer was sent.
+// writer returns the capsule's plain writer, opened on first use, with its
+// mu held; on failure the answer was sent.
 func (s *Server) writer(ctx context.Context, w http.ResponseWriter, name pdu.Name) (*capWriter, bool) {
+	return s.writerOf(ctx, w, name, plainWriter)
+}
+
+// writerOf returns the capsule's writer of kind, with its mu held.
+func (s *Server) writerOf(ctx context.Context, w http.ResponseWriter, name pdu.Name, kind writerKind) (*capWriter, bool) {
 	s.mu.Lock()
 	cw := s.writers[name]
 	if cw == nil {
@@ -310,8 +346,13 @@ func (s *Server) writer(ctx context.Context, w http.ResponseWriter, name pdu.Nam
 	}
 	s.mu.Unlock()
 	cw.mu.Lock()
-	if cw.w != nil {
+	if cw.open() && cw.kind == kind {
 		return cw, true
+	}
+	if cw.open() {
+		if err := cw.closeLocked(ctx); err != nil {
+			s.log.Warn("closing a writer of another kind", logging.Capsule(name), zap.Error(err))
+		}
 	}
 	fail := func() {
 		cw.mu.Unlock()
@@ -341,7 +382,15 @@ func (s *Server) writer(ctx context.Context, w http.ResponseWriter, name pdu.Nam
 			return nil, false
 		}
 	}
-	wr, err := s.up.Caps().NewWriter(ctx, name, id.Key, client.WriterOptions{Cadence: -1})
+	caps := s.up.Caps()
+	switch kind {
+	case plainWriter:
+		cw.w, err = caps.NewWriter(ctx, name, id.Key, client.WriterOptions{Cadence: -1})
+	case kvWriter:
+		cw.kv, err = kv.OpenWriter(ctx, caps, name, id.Key, kv.WriterOptions{Writer: client.WriterOptions{Cadence: -1}})
+	case fsWriter:
+		cw.fs, err = fs.NewWriter(ctx, caps, name, id.Key, fs.WriterOptions{})
+	}
 	if err != nil {
 		if unlock != nil {
 			unlock()
@@ -350,12 +399,12 @@ func (s *Server) writer(ctx context.Context, w http.ResponseWriter, name pdu.Nam
 		s.overlayError(w, "open writer", err)
 		return nil, false
 	}
-	cw.w, cw.unlock = wr, unlock
+	cw.kind, cw.unlock = kind, unlock
 	return cw, true
 }
 
-// dropWriter forgets a writer that failed: the next append opens a new one
-// (continuing from the replicas' head).
+// dropWriter forgets a writer that failed: the next request opens a new
+// one (continuing from the replicas' head).
 func (s *Server) dropWriter(name pdu.Name, cw *capWriter) {
 	s.mu.Lock()
 	if s.writers[name] == cw {
@@ -366,6 +415,7 @@ func (s *Server) dropWriter(name pdu.Name, cw *capWriter) {
 		cw.w.Abort()
 		cw.w = nil
 	}
+	cw.kv, cw.fs = nil, nil
 	if cw.unlock != nil {
 		cw.unlock()
 		cw.unlock = nil

@@ -180,6 +180,8 @@ type gw struct {
 	http   *httptest.Server
 	token  string
 	client *http.Client
+	// servers are the capsule servers' names (setup's two replicas).
+	servers []string
 }
 
 // gateway starts a gateway attached to the first of routers that

@@ -19,7 +19,7 @@ type metrics struct {
 // rejectReasons are the reasons of gdp_gateway_rejected_total, present at
 // zero from the start (docs/GATEWAY.md lists them).
 var rejectReasons = []string{"unauthorized", "malformed_json", "too_large", "unknown_capsule", "bad_request",
-	"no_such_endpoint", "no_such_record", "no_key", "too_many_subscriptions", "writer_conflict"}
+	"no_such_endpoint", "no_such_record", "no_such_key", "no_such_file", "no_key", "too_many_subscriptions", "writer_conflict"}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/caapi/kv"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -112,6 +113,8 @@ type Server struct {
 	mu      sync.Mutex
 	writers map[pdu.Name]*capWriter
 	readers map[pdu.Name]*client.Reader
+	kvs     map[pdu.Name]*kv.Store
+	kvLast  map[pdu.Name]uint64
 	subs    atomic.Int64
 
 	ctx    context.Context
@@ -137,7 +140,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{up: d.Uplink, keys: d.Keys, log: log, lock: d.LockWriter, m: m,
-		writers: map[pdu.Name]*capWriter{}, readers: map[pdu.Name]*client.Reader{}}
+		writers: map[pdu.Name]*capWriter{}, readers: map[pdu.Name]*client.Reader{},
+		kvs: map[pdu.Name]*kv.Store{}, kvLast: map[pdu.Name]uint64{}}
 	c := cfg.withDefaults()
 	s.cfg.Store(&c)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -172,7 +176,12 @@ func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	ws := s.writers
 	s.writers = map[pdu.Name]*capWriter{}
+	kvs := s.kvs
+	s.kvs = map[pdu.Name]*kv.Store{}
 	s.mu.Unlock()
+	for _, st := range kvs {
+		_ = st.Close()
+	}
 	var errs []error
 	for _, w := range ws {
 		errs = append(errs, w.close(ctx))
@@ -196,6 +205,14 @@ func (s *Server) Handler(token bool) http.Handler {
 	route("GET /v1/capsules/{capsule}/records", "read", s.readRange)
 	route("GET /v1/capsules/{capsule}/records/{seqno}", "read_one", s.readOne)
 	route("GET /v1/capsules/{capsule}/subscribe", "subscribe", s.subscribe)
+	route("PUT /v1/kv/{capsule}/keys/{key...}", "kv_put", s.kvPut)
+	route("DELETE /v1/kv/{capsule}/keys/{key...}", "kv_delete", s.kvDelete)
+	route("GET /v1/kv/{capsule}/keys/{key...}", "kv_get", s.kvGet)
+	route("GET /v1/kv/{capsule}/keys", "kv_list", s.kvList)
+	route("GET /v1/kv/{capsule}/history/{key...}", "kv_history", s.kvHistory)
+	route("PUT /v1/files/{capsule}/content/{path...}", "file_put", s.filePut)
+	route("GET /v1/files/{capsule}/content/{path...}", "file_get", s.fileGet)
+	route("GET /v1/files/{capsule}/versions/{path...}", "file_versions", s.fileLog)
 	route("/", "unknown", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusNotFound, "no_such_endpoint", fmt.Errorf("no endpoint %s %s (see /openapi.json)", r.Method, r.URL.Path))
 	})

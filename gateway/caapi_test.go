@@ -1,0 +1,123 @@
+package gateway_test
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/gateway"
+)
+
+type kvJSON struct {
+	Key     string  `json:"key"`
+	Value   *string `json:"value"`
+	Seqno   uint64  `json:"seqno"`
+	Deleted bool    `json:"deleted"`
+}
+
+// TestCAAPIRoundTrip: the KV store with time travel and files with
+// versions over HTTP, every exchange validated against the OpenAPI
+// document.
+func TestCAAPIRoundTrip(t *testing.T) {
+	_, g, _ := setup(t, gateway.Config{})
+	vt := g.validate(t, true)
+	create := func(desc string) string {
+		var out struct{ Capsule string }
+		body := fmt.Sprintf(`{"owner":"alice","servers":[%q,%q],"w":2,"description":%q}`, g.servers[0], g.servers[1], desc)
+		if code, b := g.do("POST", "/v1/capsules", "application/json", []byte(body), &out); code != http.StatusCreated {
+			t.Fatalf("create: %d %s", code, b)
+		}
+		return out.Capsule
+	}
+	kvc := create("kv")
+	put := func(k, v string) uint64 {
+		t.Helper()
+		var out struct {
+			Seqno   uint64
+			Durable bool
+		}
+		if code, b := g.do("PUT", "/v1/kv/"+kvc+"/keys/"+k, "application/json", []byte(fmt.Sprintf(`{"value":%q}`, v)), &out); code != 200 || !out.Durable {
+			t.Fatalf("put %s: %d %s", k, code, b)
+		}
+		return out.Seqno
+	}
+	get := func(q string) (int, kvJSON) {
+		t.Helper()
+		var v kvJSON
+		code, _ := g.do("GET", "/v1/kv/"+kvc+"/keys/"+q, "", nil, &v)
+		return code, v
+	}
+	s1 := put("colour", "red")
+	time.Sleep(20 * time.Millisecond)
+	between := time.Now().UTC()
+	time.Sleep(20 * time.Millisecond)
+	s2 := put("colour", "green")
+	put("shape", "round")
+	var del struct{ Seqno uint64 }
+	if code, b := g.do("DELETE", "/v1/kv/"+kvc+"/keys/colour", "", nil, &del); code != 200 || del.Seqno <= s2 {
+		t.Fatalf("delete: %d %s", code, b)
+	}
+	if code, _ := get("colour"); code != 404 {
+		t.Fatalf("deleted key: %d, want 404", code)
+	}
+	for q, want := range map[string]string{
+		"colour?seqno=" + strconv.FormatUint(s1, 10):          "red",
+		"colour?seqno=" + strconv.FormatUint(s2, 10):          "green",
+		"colour?at=" + between.Format(time.RFC3339Nano):       "red",
+		"colour?seqno=" + strconv.FormatUint(del.Seqno-1, 10): "green",
+		"shape": "round",
+	} {
+		if code, v := get(q); code != 200 || v.Value == nil || *v.Value != want {
+			t.Fatalf("get %s: %d %+v, want %q", q, code, v, want)
+		}
+	}
+	var list struct{ Values []kvJSON }
+	if code, b := g.do("GET", "/v1/kv/"+kvc+"/keys?seqno="+strconv.FormatUint(s2, 10), "", nil, &list); code != 200 || len(list.Values) != 1 || *list.Values[0].Value != "green" {
+		t.Fatalf("list at s2: %d %s", code, b)
+	}
+	if code, b := g.do("GET", "/v1/kv/"+kvc+"/keys?prefix=sh", "", nil, &list); code != 200 || len(list.Values) != 1 || list.Values[0].Key != "shape" {
+		t.Fatalf("list prefix: %d %s", code, b)
+	}
+	var hist struct{ Versions []kvJSON }
+	if code, b := g.do("GET", "/v1/kv/"+kvc+"/history/colour", "", nil, &hist); code != 200 || len(hist.Versions) != 3 || !hist.Versions[2].Deleted || *hist.Versions[0].Value != "red" {
+		t.Fatalf("history: %d %s", code, b)
+	}
+	vt.checkRq = false // bad on purpose
+	if code, b := g.do("PUT", "/v1/kv/"+kvc+"/keys/x", "application/json", []byte(`{"value":1}`), nil); code != 400 {
+		t.Fatalf("malformed value: %d %s", code, b)
+	}
+	vt.checkRq = true
+	if code, _ := get("never-set"); code != 404 {
+		t.Fatalf("unknown key: %d", code)
+	}
+
+	fc := create("files")
+	var v1, v2 struct {
+		Seqno uint64
+		Size  uint64
+	}
+	if code, b := g.do("PUT", "/v1/files/"+fc+"/content/report.txt", "application/octet-stream", []byte("first draft\n"), &v1); code != 200 || v1.Size != 12 {
+		t.Fatalf("put v1: %d %s", code, b)
+	}
+	if code, b := g.do("PUT", "/v1/files/"+fc+"/content/report.txt", "application/octet-stream", []byte("second draft, longer\n"), &v2); code != 200 || v2.Seqno <= v1.Seqno {
+		t.Fatalf("put v2: %d %s", code, b)
+	}
+	if code, b := g.do("GET", "/v1/files/"+fc+"/content/report.txt", "", nil, nil); code != 200 || string(b) != "second draft, longer\n" {
+		t.Fatalf("get: %d %q", code, b)
+	}
+	if code, b := g.do("GET", "/v1/files/"+fc+"/content/report.txt?seqno="+strconv.FormatUint(v1.Seqno, 10), "", nil, nil); code != 200 || string(b) != "first draft\n" {
+		t.Fatalf("get old version: %d %q", code, b)
+	}
+	var log struct{ Versions []struct{ Seqno uint64 } }
+	if code, b := g.do("GET", "/v1/files/"+fc+"/versions/report.txt", "", nil, &log); code != 200 || len(log.Versions) != 2 || log.Versions[0].Seqno != v2.Seqno {
+		t.Fatalf("versions: %d %s", code, b)
+	}
+	if code, _ := g.do("GET", "/v1/files/"+fc+"/content/missing.txt", "", nil, nil); code != 404 {
+		t.Fatalf("missing file: %d", code)
+	}
+	if vt.checked < 15 {
+		t.Fatalf("only %d exchanges validated", vt.checked)
+	}
+}
