@@ -128,7 +128,7 @@ func (s *stickyLink) dial(ctx context.Context, i int) (tunnel.Link, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
 	defer cancel()
-	l, err := s.e.ep.Dial(dctx, ua, ra.Name, tunnel.KindQUIC)
+	l, err := s.e.ep.Dial(dctx, ua, ra.Name, s.e.kind())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ra.Addr, err)
 	}

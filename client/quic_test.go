@@ -77,10 +77,16 @@ func serveOne(t testing.TB, ln *NameListener) <-chan received {
 // endpoint behind router b to one behind router a (two routers, real QUIC
 // tunnels on loopback), moves 100 MB on one stream; the receiver's SHA-256
 // equals the sender's. The listener sees the dialer's proven name.
+//
+// The same runs with every tunnel raw GDP-in-UDP (8 MiB).
 func TestQUICOverNamesIntact(t *testing.T) {
-	w := newQUICWorld(t)
+	t.Run("quic-tunnels", func(t *testing.T) { quicIntact(t, newQUICWorld(t), quicTestBytes(t)) })
+	t.Run("raw-tunnels", func(t *testing.T) { quicIntact(t, newQUICWorldRaw(t, true), 8<<20) })
+}
+
+func quicIntact(t *testing.T, w *quicWorld, size int64) {
 	x, _ := w.endpoint(w.a, "listener")
-	y, _ := w.endpoint(w.b, "dialer")
+	y, ye := w.endpoint(w.b, "dialer")
 	w.reach(y, x.Name())
 	w.reach(x, y.Name())
 
@@ -105,7 +111,6 @@ func TestQUICOverNamesIntact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	size := quicTestBytes(t)
 	h := sha256.New()
 	start := time.Now()
 	if _, err := io.Copy(io.MultiWriter(s, h), patternReader(size)); err != nil {
@@ -128,6 +133,9 @@ func TestQUICOverNamesIntact(t *testing.T) {
 	ack, _ := io.ReadAll(s)
 	if string(ack) != "ok" {
 		t.Fatalf("answer %q", ack)
+	}
+	if frames := ye.ep.Stats().FramesSent; w.raw && frames < uint64(size/quicPacketMax) {
+		t.Fatalf("raw tunnels: the dialer sent %d raw frames for %d bytes", frames, size)
 	}
 	t.Logf("%d bytes intact in %v (%.1f MB/s); dialer %+v; listener %+v", size, elapsed.Round(time.Millisecond),
 		float64(size)/1e6/elapsed.Seconds(), y.QUICStats(), x.QUICStats())

@@ -21,12 +21,14 @@ type quicWorld struct {
 	dom  *routertest.Domain
 	res  *resolver.Static
 	a, b *router.Node
+	raw  bool // every tunnel raw GDP-in-UDP
 }
 
 func newQUICWorld(tb testing.TB) *quicWorld { return newQUICWorldRaw(tb, false) }
 
-// newQUICWorldRaw: with raw set, a keeps a raw GDP-in-UDP link to b
-// (PROTOCOL.md §4.4) instead of an on-demand QUIC tunnel.
+// newQUICWorldRaw: with raw set, every tunnel is a raw GDP-in-UDP link
+// (PROTOCOL.md §4.4): a keeps one to b, and endpoints attach with a raw
+// socket.
 func newQUICWorldRaw(tb testing.TB, raw bool) *quicWorld {
 	tb.Helper()
 	dom, err := routertest.NewDomain("quic test")
@@ -35,7 +37,7 @@ func newQUICWorldRaw(tb testing.TB, raw bool) *quicWorld {
 	}
 	res := resolver.NewStatic(&resolver.Verifier{Certs: dom.Verifier})
 	tb.Cleanup(func() { _ = res.Close() })
-	w := &quicWorld{tb: tb, dom: dom, res: res}
+	w := &quicWorld{tb: tb, dom: dom, res: res, raw: raw}
 	if !raw {
 		w.a = w.router("a", router.Config{}, false)
 		w.b = w.router("b", router.Config{}, false)
@@ -84,6 +86,13 @@ func (w *quicWorld) router(desc string, cfg router.Config, raw bool) *router.Nod
 // advertises its name.
 func (w *quicWorld) endpoint(n *router.Node, desc string) (*Client, *Endpoint) {
 	w.tb.Helper()
+	var raw net.PacketConn
+	if w.raw {
+		var err error
+		if raw, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			w.tb.Fatal(err)
+		}
+	}
 	id, err := certs.NewIdentity(certs.KindClient, desc)
 	if err != nil {
 		w.tb.Fatal(err)
@@ -97,7 +106,7 @@ func (w *quicWorld) endpoint(n *router.Node, desc string) (*Client, *Endpoint) {
 		w.tb.Fatal(err)
 	}
 	ep, err := NewEndpoint(EndpointConfig{Identity: id, Member: member, Domain: w.dom.ID.Meta, Verifier: w.dom.Verifier,
-		Conn: conn, Options: Options{RequestTimeout: time.Second}})
+		Conn: conn, Raw: raw, Options: Options{RequestTimeout: time.Second}})
 	if err != nil {
 		w.tb.Fatal(err)
 	}
