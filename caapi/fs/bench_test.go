@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -90,6 +91,17 @@ func runLoader(tb testing.TB, loader, path string) (time.Duration, string) {
 	}
 	s, _ := strconv.ParseFloat(m[2], 64)
 	return time.Duration(s * float64(time.Second)), m[1]
+}
+
+// cpuTime is the CPU time (user + system) this process and its waited-for
+// children used so far: the routers, the capsule server and the mount run
+// in this process, the loader as a child.
+func cpuTime() time.Duration {
+	var self, kids syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
 }
 
 // rawRead reads path sequentially (1 MiB reads) and returns the time.
@@ -176,14 +188,18 @@ func BenchmarkModelLoad(b *testing.B) {
 		}
 		return filepath.Join(mdir, "models", "model.gdpt"), func() { _ = m.Close() }
 	}
-	var local, viaMount, rawLocal, rawMount, rawGet time.Duration
+	var local, viaMount, rawLocal, rawMount, rawGet, cpuLocal, cpuMount time.Duration
 	b.ResetTimer()
 	for range b.N {
 		cold()
+		c0 := cpuTime()
 		l, sumL := runLoader(b, loader, model)
+		cpuLocal += cpuTime() - c0
 		cold()
 		p, done := mounted()
+		c0 = cpuTime()
 		mt, sumM := runLoader(b, loader, p)
+		cpuMount += cpuTime() - c0
 		done()
 		if sumL != sumM {
 			b.Fatalf("the loader read other floats through the mount: sum %s, local %s", sumM, sumL)
@@ -222,7 +238,11 @@ func BenchmarkModelLoad(b *testing.B) {
 	b.ReportMetric(mbps(rawMount), "mount-MB/s")
 	b.ReportMetric(mbps(rawGet), "get-MB/s")
 	b.ReportMetric(rawMount.Seconds()/rawLocal.Seconds(), "mount-raw-ratio")
+	b.ReportMetric(cpuLocal.Seconds()/n, "local-load-cpu-s")
+	b.ReportMetric(cpuMount.Seconds()/n, "mount-load-cpu-s")
 	b.ReportMetric(rawGet.Seconds()/rawLocal.Seconds(), "get-raw-ratio")
+	b.Logf("load CPU (loader + routers, server and mount in this process): local %.2fs, mount %.2fs (%.1f ms per MB through the mount); load average %s",
+		cpuLocal.Seconds()/n, cpuMount.Seconds()/n, cpuMount.Seconds()/n*1000/(float64(size)/1e6), loadAvg())
 	b.Logf("model %d bytes, %d round(s): load local %.2fs, mount %.2fs (%.2fx); raw read local %.0f MB/s, mount %.0f MB/s (%.2fx time), fs get %.0f MB/s (%.2fx time)",
 		size, b.N, local.Seconds()/n, viaMount.Seconds()/n, viaMount.Seconds()/local.Seconds(),
 		mbps(rawLocal), mbps(rawMount), rawMount.Seconds()/rawLocal.Seconds(), mbps(rawGet), rawGet.Seconds()/rawLocal.Seconds())
@@ -236,3 +256,15 @@ func goBin() string {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
