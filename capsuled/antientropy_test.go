@@ -115,3 +115,70 @@ func TestJunkCapsulesDoNotSlowSync(t *testing.T) {
 		t.Fatalf("honest lag with junk capsules %s, above %s (5x the %s without)", junk, bound, base)
 	}
 }
+
+// TestFedCapsuleNotPulled: while a writer's batches keep extending a
+// capsule on its replicas, periodic anti-entropy leaves it alone (it would
+// only fetch and verify a second time the batches in flight; a replica
+// that misses one learns it from the next batch's gap); once the writer is
+// quiet for a sync interval, the replicas compare again.
+func TestFedCapsuleNotPulled(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	a, b := w.newReplica(r1, "a"), w.newReplica(r1, "b")
+	cc := w.user(r1, "writer")
+	tc := newTestCapsule(t, "fed")
+	tc.create(t, cc, 2, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wr, err := cc.NewWriter(ctx, tc.meta.Name(), tc.writer.Key, client.WriterOptions{Cadence: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wr.Close(context.Background())
+	syncs := func() float64 { return a.opCount("SYNC") + b.opCount("SYNC") }
+	// One record at a time, each acknowledged before the next: the
+	// replicas never see a gap, so nothing forces a sync.
+	write := func(d time.Duration) {
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			if _, err := wr.Append(ctx, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if d, err := wr.Flush(ctx); err != nil || !d.Met {
+				t.Fatalf("write: %v %v", d, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	write(500 * time.Millisecond) // past the start-up comparisons
+	before := syncs()
+	write(3 * time.Second) // ~10 periodic rounds per replica (300 ms)
+	fed := a.metric("gdp_capsuled_sync_fed_total", "") + b.metric("gdp_capsuled_sync_fed_total", "")
+	if got := syncs() - before; got > 4 || fed < 6 {
+		t.Fatalf("while being written: %v SYNC requests answered, %v periodic comparisons skipped; want at most 4 and at least 6", got, fed)
+	}
+	quiet := syncs()
+	eventually(t, 10*time.Second, "the replicas compare again once the writer is quiet", func() bool { return syncs() >= quiet+2 })
+}
+
+// opCount sums r's gdp_capsuled_requests_total for operation op over every
+// status.
+func (r *replica) opCount(op string) float64 {
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "gdp_capsuled_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" && l.GetValue() == op {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}

@@ -103,6 +103,7 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 		return resp
 	}
 	s.met.appended.Add(float64(len(recs)))
+	s.sync.fed(c, time.Now())
 	s.watch.changed(c)
 	resp := m.Reply(wire.StatusOK)
 	if h, err := s.st.Head(c); err == nil {

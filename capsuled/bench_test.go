@@ -48,6 +48,12 @@ func BenchmarkAppendReplicatedW2of3(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el, "records/s")
 	b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N), "cpu-µs/record")
 	b.ReportMetric(float64(b.N*benchRecord)/el/1e6, "MB/s")
+	pulled := 0.0
+	for _, r := range []*replica{ra, rb, rc} {
+		pulled += r.metric("gdp_capsuled_synced_records_total", "")
+	}
+	b.ReportMetric(pulled/float64(b.N), "pulled/record")
+	b.ReportMetric(float64(writer.Resends.Load())/(float64(b.N)/float64(client.BatchRecords(client.WriterOptions{}, benchRecord))), "resends/batch")
 }
 
 // BenchmarkAppendStoreDirect is the baseline: batches as the Writer makes

@@ -15,6 +15,7 @@ type metrics struct {
 
 	placementsRefused *prometheus.CounterVec // reason
 	syncSkipped       prometheus.Counter
+	syncFed           prometheus.Counter
 	syncInflight      prometheus.Gauge
 	// adcertExpiry is each placed capsule's AdCert NotAfter (unix seconds).
 	adcertExpiry *prometheus.GaugeVec // capsule
@@ -52,9 +53,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "placements_refused_total", Help: "CREATEs the placement policy refused, by reason (owner_not_allowed, owner_quota, too_many_replicas, server_full)."}, []string{"reason"})
 	m.syncSkipped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "sync_skipped_total", Help: "Anti-entropy requests not sent because the peer is backing off after a timeout or a NAK."})
+	m.syncFed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "sync_fed_total", Help: "Periodic anti-entropy comparisons not started because a writer's batch extended the capsule within the last sync_interval."})
 	m.syncInflight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "sync_inflight", Help: "Capsules being compared with their peers now (at most sync_parallel)."})
-	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncInflight)
+	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight)
 	// Labelled series exist from the start at zero.
 	for _, r := range []string{"unreachable", "nak", "refused", "verify", "adopted"} {
 		m.syncErrors.WithLabelValues(r)

@@ -127,10 +127,23 @@ func (s *Server) jitter() time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d)))
 }
 
+// syncAll starts comparing every capsule with its peers, except those a
+// writer is feeding: a capsule that took a writer's batch in the last
+// SyncInterval has its missing entries reported by the writer's next batch
+// (it starts beyond the head: StatusGap, and a forced sync), while pulling
+// from a peer now would only fetch, verify and store a second time the
+// batches the writer has in flight (with a busy writer, the replicas
+// pulled half its records from each other). It is compared again once the
+// writer has been quiet for a SyncInterval.
 func (s *Server) syncAll(ctx context.Context) {
+	now := time.Now()
 	for _, p := range s.places.all() {
 		if ctx.Err() != nil {
 			return
+		}
+		if s.sync.beingFed(p.name, now, s.cfg.SyncInterval) {
+			s.met.syncFed.Inc()
+			continue
 		}
 		s.startSync(ctx, p.name, false)
 	}
@@ -225,6 +238,12 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name, bulk *bulkPull)
 	defer bulk.release(peer)
 	var storing <-chan pullResult // the previous answer's segments, being stored
 	next := uint64(0)             // the next seqno to ask for; 0: from the head
+	// target is the peer's head in its first answer: the pull stops there
+	// rather than chase a head that moves while a writer appends. The
+	// writer's batches reach this replica too; a pull that went on would
+	// fetch, verify and store them a second time (a batch that finds a gap
+	// here forces a sync again).
+	target := uint64(0)
 	for {
 		if next == 0 {
 			head, err := s.st.Head(c)
@@ -251,13 +270,16 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name, bulk *bulkPull)
 		if len(resp.Segments) == 0 {
 			return nil
 		}
+		if target == 0 {
+			target = resp.Head
+		}
 		segs, derr := decodeSegments(resp.Segments)
 		last := uint64(0)
 		if len(segs) > 0 {
 			last = segs[len(segs)-1].Heartbeat.Seqno
 		}
 		storing = s.storeAnswer(ctx, c, peer, resp.Head, segs, derr)
-		more := resp.More && derr == nil
+		more := resp.More && derr == nil && last < target
 		switch {
 		case !more:
 		case last < next:
@@ -459,6 +481,7 @@ type syncState struct {
 	suspects map[pdu.Name]bool
 	waits    map[pdu.Name]peerWait
 	asks     map[uint64]*askWait
+	fedAt    map[pdu.Name]time.Time // when a writer's batch last extended the capsule here
 }
 
 type peerWait struct {
@@ -475,7 +498,27 @@ type askWait struct {
 func newSyncState(parallel int) *syncState {
 	return &syncState{slots: make(chan struct{}, parallel), suspect: make(chan struct{}, max(1, parallel/4)),
 		running: map[pdu.Name]bool{}, suspects: map[pdu.Name]bool{},
-		waits: map[pdu.Name]peerWait{}, asks: map[uint64]*askWait{}}
+		waits: map[pdu.Name]peerWait{}, asks: map[uint64]*askWait{}, fedAt: map[pdu.Name]time.Time{}}
+}
+
+// fed records that a writer's batch extended capsule c now.
+func (st *syncState) fed(c pdu.Name, now time.Time) {
+	st.mu.Lock()
+	st.fedAt[c] = now
+	st.mu.Unlock()
+}
+
+// beingFed reports whether a writer's batch extended capsule c within the
+// last interval; an older mark is forgotten.
+func (st *syncState) beingFed(c pdu.Name, now time.Time, interval time.Duration) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	t, ok := st.fedAt[c]
+	if ok && now.Sub(t) >= interval {
+		delete(st.fedAt, c)
+		return false
+	}
+	return ok
 }
 
 // pool is the slots capsule c waits for.

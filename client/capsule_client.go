@@ -76,6 +76,9 @@ type CapsuleClient struct {
 	// no receipt, or one that does not verify under a server the owner
 	// placed the capsule on.
 	BadReceipts atomic.Uint64
+	// Resends counts APPEND batches a writer sent again to a replica that
+	// had not acknowledged them within the measured RTO.
+	Resends atomic.Uint64
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

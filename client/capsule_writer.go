@@ -512,6 +512,9 @@ func (cc *CapsuleClient) sendBatch(c pdu.Name, bs *batchSend, opts WriterOptions
 			if err := cc.sendPDU(bs.id, r, 0, bs.b); err != nil {
 				return fmt.Errorf("append to %s: %w", c, err)
 			}
+			if bs.sends > 1 {
+				cc.Resends.Add(1)
+			}
 		}
 	}
 	return nil
