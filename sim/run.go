@@ -39,6 +39,9 @@ type Options struct {
 	Parallel int
 }
 
+// simDedupSlots is each emulated router's duplicate-suppression table.
+const simDedupSlots = 1 << 16
+
 // RouterPort is the port every emulated router's tunnel listens on.
 const RouterPort = 8009
 
@@ -244,7 +247,9 @@ func (s *Sim) startRouter(n *simNode) error {
 	if err != nil {
 		return err
 	}
-	cfg := router.Config{Admin: "off"}
+	// The duplicate table is sized for a simulation (64 Ki slots,
+	// 512 KiB) rather than a deployment (1 Mi slots, 8 MiB a router).
+	cfg := router.Config{Admin: "off", Dedup: router.DedupConfig{Slots: simDedupSlots}}
 	deps := router.Deps{
 		Identity: n.id, Member: n.member, Domain: n.dom.Meta, Verifier: s.trust,
 		Resolver: s.res, Logger: s.log.Named(n.spec.Name),

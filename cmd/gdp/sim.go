@@ -100,7 +100,7 @@ func simValidateCmd() *cobra.Command {
 
 func simRunCmd() *cobra.Command {
 	var out string
-	var quiet, plots bool
+	var quiet, plots, cli bool
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "run FILE",
@@ -113,6 +113,7 @@ failures on schedule, and prints a line per workload and a summary:
 gets results.json, samples.csv, links.csv, events.csv and summary.txt.
 No root is needed; nothing leaves the process.`,
 		Example: `  gdp sim run sim/examples/partition.yaml
+  gdp sim run sim/examples/convergence.yaml --cli
   gdp sim topo linear --n 6 > l.yaml && gdp sim run l.yaml --out results/`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -125,6 +126,15 @@ No root is needed; nothing leaves the process.`,
 			opts := sim.Options{Out: out, Plots: plots}
 			if !quiet {
 				opts.Progress = cmd.ErrOrStderr()
+			}
+			if cli {
+				s, err := sim.Start(cmd.Context(), t, opts)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				fmt.Fprintln(cmd.OutOrStdout(), "type help for the commands; run starts the file's workloads and failures")
+				return s.CLI(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout())
 			}
 			res, err := sim.Run(ctx, t, opts)
 			if err != nil {
@@ -139,6 +149,7 @@ No root is needed; nothing leaves the process.`,
 	}
 	c.Flags().StringVar(&out, "out", "", "results directory (JSON, CSV, plots, pcaps)")
 	c.Flags().BoolVar(&plots, "plots", true, "with --out: latency CDF, throughput and outage plots (PNG, SVG)")
+	c.Flags().BoolVar(&cli, "cli", false, "build the topology and take commands (nodes, ping, trace, cut, restore, kill, restart, routes, run)")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the results")
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	return c
