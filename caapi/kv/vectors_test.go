@@ -43,7 +43,7 @@ func goldenVectors(t *testing.T) [][2]string {
 	return append(out, [2]string{"state.digest", hex.EncodeToString(ck.Digest)})
 }
 
-func readVectors(t *testing.T) map[string][]byte {
+func readVectors(t testing.TB) map[string][]byte {
 	t.Helper()
 	f, err := os.Open(vectorsFile)
 	if err != nil {
