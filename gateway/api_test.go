@@ -281,6 +281,11 @@ func TestAPIRoundTrip(t *testing.T) {
 			t.Fatalf("want record %d, got %+v", s, m)
 		}
 	}
+	// A browser page (an Origin header) may not subscribe.
+	u := strings.Replace(g.http.URL, "http://", "ws://", 1) + "/v1/capsules/" + c + "/subscribe"
+	if _, resp, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + g.token}, "Origin": {"http://evil.example"}}); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a subscribe with an Origin: %v %v, want 403", err, resp)
+	}
 	if vt.checked < 10 {
 		t.Fatalf("only %d exchanges validated", vt.checked)
 	}

@@ -43,3 +43,37 @@ func TestPythonExample(t *testing.T) {
 		}
 	}
 }
+
+// TestCurlWalkthrough runs examples/curl.sh against a gateway on its unix
+// socket. Skipped without curl or python3 (the script reads fields with it).
+func TestCurlWalkthrough(t *testing.T) {
+	for _, tool := range []string{"curl", "python3", "sh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip("no " + tool)
+		}
+	}
+	_, g, _ := setup(t, gateway.Config{})
+	sock := filepath.Join(t.TempDir(), "gateway.sock")
+	ln, err := gateway.ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: g.srv.Handler(false)}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "../examples/curl.sh")
+	cmd.Env = append(cmd.Environ(), "SOCK="+sock, "OWNER=alice", `SERVERS="`+g.servers[0]+`","`+g.servers[1]+`"`)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("examples/curl.sh: %v", err)
+	}
+	s := string(out)
+	for _, want := range []string{`"value":"green"`, `"value":"red"`, "first\n", `"reason":"malformed_json"`, `"data":"three"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}
