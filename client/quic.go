@@ -316,19 +316,22 @@ func (c *Client) quicNAK(h *pdu.Header) bool {
 	return true
 }
 
-func (c *Client) quicTLS(cfg *QUICConfig) (*tls.Config, *quicCreds, error) {
-	cr := c.quic.creds.Load()
-	if cr == nil {
-		return nil, nil, ErrNoQUICCredentials
+func (c *Client) quicTLS(cfg *QUICConfig) (*tls.Config, error) {
+	if c.quic.creds.Load() == nil {
+		return nil, ErrNoQUICCredentials
 	}
+	// The certificate shown and the verifier are the client's current
+	// ones at each handshake (SetQUICCredentials renews them).
+	cert := func() (*tls.Certificate, error) { return c.quic.creds.Load().cert, nil }
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		NextProtos:   []string{cfg.ALPN},
-		Certificates: []tls.Certificate{*cr.cert},
+		MinVersion:           tls.VersionTLS13,
+		NextProtos:           []string{cfg.ALPN},
+		GetCertificate:       func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert() },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert() },
 		// The certificate is self-signed: trust comes from the
 		// credentials, which VerifyPeerCertificate checks instead.
 		InsecureSkipVerify: true,
-	}, cr, nil
+	}, nil
 }
 
 // NameConn is a QUIC connection over names: every quic.Conn method, and
@@ -349,14 +352,13 @@ func (c *NameConn) Peer() pdu.Name { return c.peer }
 // error wrapping ErrWrongName or tunnel.ErrPeerRefused. cfg may be nil.
 func DialName(ctx context.Context, c *Client, name pdu.Name, cfg *QUICConfig) (*NameConn, error) {
 	o := cfg.withDefaults()
-	tc, _, err := c.quicTLS(&o)
+	tc, err := c.quicTLS(&o)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", name, err)
 	}
 	tc.ServerName = "gdp"
-	cr := c.quic.creds.Load()
 	tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		got, _, err := tunnel.VerifyCertificate(raw, cr.verify)
+		got, _, err := tunnel.VerifyCertificate(raw, c.quic.creds.Load().verify)
 		if err != nil {
 			return err
 		}
@@ -426,14 +428,14 @@ func ListenName(c *Client, name pdu.Name, cfg *QUICConfig) (*NameListener, error
 	if name != c.Name() {
 		return nil, fmt.Errorf("listen %s: only the client's own name %s can be proven", name, c.Name())
 	}
-	tc, cr, err := c.quicTLS(&o)
+	tc, err := c.quicTLS(&o)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", name, err)
 	}
 	l := &NameListener{c: c, name: name, cfg: o, log: c.log.With(logging.Name(name)), perPeer: map[pdu.Name]int{}}
 	tc.ClientAuth = tls.RequireAnyClientCert
 	tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		peer, err := dialerName(raw, cr)
+		peer, err := dialerName(raw, c.quic.creds.Load())
 		if err != nil {
 			return err
 		}
@@ -447,12 +449,6 @@ func ListenName(c *Client, name pdu.Name, cfg *QUICConfig) (*NameListener, error
 			return fmt.Errorf("%w: %s has %d connections open", errPeerLimit, peer, l.cfg.MaxConnsPerPeer)
 		}
 		return nil
-	}
-	c.quic.mu.Lock()
-	busy := c.quic.ends[name] != nil && c.quic.ends[name].listening
-	c.quic.mu.Unlock()
-	if busy {
-		return nil, fmt.Errorf("listen %s: %w", name, ErrNameInUse)
 	}
 	e, err := c.quicEnd(name, &o)
 	if err != nil {

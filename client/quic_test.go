@@ -157,7 +157,7 @@ func TestQUICWrongNameRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc, _, err := x.quicTLS(&o)
+	tc, err := x.quicTLS(&o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,6 +343,9 @@ func TestQUICPeerLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	if _, err := ListenName(x, x.Name(), nil); !errors.Is(err, ErrNameInUse) {
+		t.Fatalf("second listener on one name: %v, want ErrNameInUse", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	accepted := make(chan *NameConn, 8)
