@@ -24,7 +24,7 @@ type Network struct {
 	conns   map[netip.AddrPort]*Conn
 	ports   map[netip.Addr]uint16
 	version atomic.Uint64 // bumped when a link or node goes up or down
-	routes  sync.Map      // *Node -> *routeTable
+	routes  sync.Map      // destination *Node -> *routeTable
 	seed    uint64
 	closed  bool
 
@@ -197,26 +197,39 @@ func (n *Network) Path(a, b *Node) []*Dir {
 	return p
 }
 
-// routeTable is one source's next hops, valid for one version.
+// routeTable is the shortest-path tree towards one destination, valid
+// for one version: by node index, the link direction that node sends on.
+// Trees are kept per destination, not per source, because a packet asks at
+// every hop and a path of h hops would otherwise compute h trees; the
+// destinations in use are few (the nodes that talk), the hops many.
 type routeTable struct {
 	version uint64
-	first   []*Dir // by destination index: the first hop from the source
+	first   []*Dir
 }
 
 // next is the first link direction from cur towards dst.
 func (n *Network) next(cur, dst *Node) *Dir {
 	v := n.version.Load()
-	if rt, ok := n.routes.Load(cur); ok && rt.(*routeTable).version == v {
-		return rt.(*routeTable).first[dst.idx]
+	if rt, ok := n.routes.Load(dst); ok && rt.(*routeTable).version == v {
+		return rt.(*routeTable).first[cur.idx]
 	}
-	rt := n.dijkstra(cur, v)
-	n.routes.Store(cur, rt)
-	return rt.first[dst.idx]
+	rt := n.dijkstra(dst, v)
+	n.routes.Store(dst, rt)
+	return rt.first[cur.idx]
 }
 
-// dijkstra computes src's first hops over up links and up nodes, by delay
-// plus a microsecond per hop (so that among equal delays fewer hops win).
-func (n *Network) dijkstra(src *Node, version uint64) *routeTable {
+// reverse is the other direction of d's link.
+func reverse(d *Dir) *Dir {
+	if d.Link.Dirs[0] == d {
+		return d.Link.Dirs[1]
+	}
+	return d.Link.Dirs[0]
+}
+
+// dijkstra computes every node's next hop towards dst over up links and
+// up nodes, by delay plus a microsecond per hop (so that among equal
+// delays fewer hops win).
+func (n *Network) dijkstra(dst *Node, version uint64) *routeTable {
 	n.mu.RLock()
 	size := len(n.nodes)
 	n.mu.RUnlock()
@@ -225,29 +238,27 @@ func (n *Network) dijkstra(src *Node, version uint64) *routeTable {
 	for i := range dist {
 		dist[i] = math.Inf(1)
 	}
-	dist[src.idx] = 0
-	q := &distHeap{{src, 0}}
+	dist[dst.idx] = 0
+	q := &distHeap{{dst, 0}}
 	for q.Len() > 0 {
 		it := heap.Pop(q).(distItem)
 		if it.d > dist[it.n.idx] {
 			continue
 		}
-		if it.n != src && it.n.down.Load() {
+		if it.n != dst && it.n.down.Load() {
 			continue // a down node neither forwards nor receives
 		}
-		for _, d := range it.n.adj {
-			if d.Config().Down || d.To.idx >= size {
+		for _, out := range it.n.adj {
+			in := reverse(out) // the direction from the neighbour to it.n
+			cfg := in.Config()
+			if cfg.Down || in.From.idx >= size {
 				continue
 			}
-			nd := it.d + float64(d.Config().Delay) + float64(time.Microsecond)
-			if nd < dist[d.To.idx] {
-				dist[d.To.idx] = nd
-				if it.n == src {
-					first[d.To.idx] = d
-				} else {
-					first[d.To.idx] = first[it.n.idx]
-				}
-				heap.Push(q, distItem{d.To, nd})
+			nd := it.d + float64(cfg.Delay) + float64(time.Microsecond)
+			if nd < dist[in.From.idx] {
+				dist[in.From.idx] = nd
+				first[in.From.idx] = in
+				heap.Push(q, distItem{in.From, nd})
 			}
 		}
 	}
