@@ -145,7 +145,13 @@ func TestCapsuleOpsCLI(t *testing.T) {
 
 	// A mistyped name: the router's NAK, at once.
 	typo := []byte(name)
-	typo[3] ^= 1 // base64url letters stay letters
+	// Another base64url letter (flipping a bit turned 'A' into '@' and 'a'
+	// into '`', one name in sixteen: "not canonical", not NO_ROUTE).
+	if typo[3] == 'A' {
+		typo[3] = 'B'
+	} else {
+		typo[3] = 'A'
+	}
 	_, errOut, err = run(nil, "capsule", "read", string(typo))
 	if err == nil || !strings.Contains(errOut, "NO_ROUTE") || strings.Contains(errOut, "attempts") {
 		t.Fatalf("read of a mistyped name: %v\n%s", err, errOut)

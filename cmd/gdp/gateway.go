@@ -130,17 +130,21 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 		}
 		_ = os.Remove(cfg.Socket)
 	}()
-	uln, err := gateway.ListenUnix(cfg.Socket)
-	if err != nil {
-		return err
-	}
-	services = append(services, serveListener(uln, "unix socket", srv.Handler(false), log))
+	// The token file exists before anything is served: a script that
+	// waits for the socket to answer and then reads the token finds it.
 	if cfg.TCPListen != "" {
 		tok, err := gateway.LoadOrCreateToken(cfg.TokenFile)
 		if err != nil {
 			return err
 		}
 		srv.SetToken(tok)
+	}
+	uln, err := gateway.ListenUnix(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	services = append(services, serveListener(uln, "unix socket", srv.Handler(false), log))
+	if cfg.TCPListen != "" {
 		tln, err := gateway.ListenTCP(cfg.TCPListen, cfg.AllowNonLoopback)
 		if err != nil {
 			return err
