@@ -91,6 +91,7 @@ func (s *Server) handleDelete(ctx context.Context, r request) *wire.Message {
 		return fail(m, fmt.Errorf("delete %s: %w", c, err))
 	}
 	s.met.adcertExpiry.DeleteLabelValues(c.String())
+	s.sync.unfed(c)
 	s.log.Info("capsule deleted", logging.Capsule(c), logging.Src(r.from))
 	return m.Reply(wire.StatusOK)
 }

@@ -508,6 +508,13 @@ func (st *syncState) fed(c pdu.Name, now time.Time) {
 	st.mu.Unlock()
 }
 
+// unfed forgets capsule c's mark (c was deleted).
+func (st *syncState) unfed(c pdu.Name) {
+	st.mu.Lock()
+	delete(st.fedAt, c)
+	st.mu.Unlock()
+}
+
 // beingFed reports whether a writer's batch extended capsule c within the
 // last interval; an older mark is forgotten.
 func (st *syncState) beingFed(c pdu.Name, now time.Time, interval time.Duration) bool {
