@@ -1,6 +1,10 @@
 package capsuled
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+)
 
 type metrics struct {
 	requests      *prometheus.CounterVec // op, status
@@ -67,6 +71,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for _, r := range []string{refuseOwner, refuseQuota, refuseReplicas, refuseFull} {
 		m.placementsRefused.WithLabelValues(r)
+	}
+	// Requests by operation with status ok exist from the start, so a
+	// dashboard's append or read rate is 0, not "no data", before the first.
+	for o := wire.OpCreate; o.Valid(); o++ {
+		if o != wire.OpEvent {
+			m.requests.WithLabelValues(o.String(), wire.StatusOK.String())
+		}
 	}
 	for _, r := range []string{"subscription_evicted", "subscriptions_full", "subscriber_quota"} {
 		m.subQuota.WithLabelValues(r)

@@ -397,6 +397,8 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 		page, _ := httpGet(u)
 		all += page
 	}
+	// So does every metric the Grafana dashboard queries.
+	checkDashboardMetrics(t, all)
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "OPERATIONS.md"))
 	if err != nil {
 		t.Fatal(err)
