@@ -195,7 +195,9 @@ func demoGateway(ctx context.Context, d *demoEnv) error {
 	d.Defer(func() { _ = hs.Close() })
 	st, _ := os.Stat(sock)
 	d.Say("gdp gateway attached to %s as the user; apps connect to %s (mode %04o)", "gw-edge1", filepath.Base(sock), st.Mode().Perm())
-	dial := func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", sock) }
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}
 	hc := &http.Client{Transport: &http.Transport{DialContext: dial}}
 	call := func(method, path, ctype string, body []byte, out any) error {
 		req, err := http.NewRequestWithContext(ctx, method, "http://gdp"+path, bytes.NewReader(body))
