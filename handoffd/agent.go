@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -54,6 +56,17 @@ func (a *Agent) Serve(ctx context.Context, ln Listener) error {
 	a.mu.Lock()
 	a.perPeer = map[string]int{}
 	a.mu.Unlock()
+	// A previous run that died mid-handoff left its partial directory:
+	// never resumed from, removed before anything else.
+	stale, _ := filepath.Glob(filepath.Join(a.Dir, ".partial-*"))
+	for _, d := range stale {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("handoff agent: remove stale %s: %w", d, err)
+		}
+	}
+	if len(stale) > 0 {
+		a.Logger.Warn("removed partial handoffs left by an earlier run", zap.Int("count", len(stale)))
+	}
 	defer a.wg.Wait()
 	go func() { <-ctx.Done(); ln.Close() }()
 	for {

@@ -67,6 +67,14 @@ func (w *world) endpoint(n *router.Node, desc string) *client.Client {
 	if err != nil {
 		w.tb.Fatal(err)
 	}
+	c, _ := w.endpointAs(n, id)
+	return c
+}
+
+// endpointAs attaches identity id to n (again, after a crash) and
+// advertises its name.
+func (w *world) endpointAs(n *router.Node, id *certs.Identity) (*client.Client, *client.Endpoint) {
+	w.tb.Helper()
 	member, err := w.dom.Member(id)
 	if err != nil {
 		w.tb.Fatal(err)
@@ -91,7 +99,7 @@ func (w *world) endpoint(n *router.Node, desc string) *client.Client {
 	if _, err := c.Advertise(ctx, c.Self()); err != nil {
 		w.tb.Fatal(err)
 	}
-	return c
+	return c, ep
 }
 
 // reach waits until from's pings reach to by name.
@@ -113,8 +121,11 @@ func (w *world) reach(from *client.Client, to pdu.Name) {
 // cloudlets: a source client behind router a, a destination agent behind
 // router b serving handoffs over QUIC over names into dstDir.
 type cloudlets struct {
+	w      *world
 	src    *client.Client
 	dst    *client.Client
+	dstID  *certs.Identity
+	dstEP  *client.Endpoint
 	agent  *Agent
 	cancel context.CancelFunc
 	done   chan error
@@ -122,11 +133,32 @@ type cloudlets struct {
 
 func startCloudlets(t testing.TB, w *world, dstCache *BaseCache, dstDir string, onRecv func(context.Context, *Received) error) *cloudlets {
 	t.Helper()
-	cl := &cloudlets{src: w.endpoint(w.a, "cloudlet A agent"), dst: w.endpoint(w.b, "cloudlet B agent")}
+	id, err := certs.NewIdentity(certs.KindClient, "cloudlet B agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &cloudlets{w: w, src: w.endpoint(w.a, "cloudlet A agent"), dstID: id}
+	cl.dst, cl.dstEP = w.endpointAs(w.b, id)
 	w.reach(cl.src, cl.dst.Name())
 	w.reach(cl.dst, cl.src.Name())
 	cl.startAgent(t, dstCache, dstDir, onRecv)
 	return cl
+}
+
+// crash takes the destination agent off the overlay at once, as a killed
+// process would: its endpoint and tunnel close without a word to the peer.
+func (cl *cloudlets) crash() {
+	cl.dstEP.Close()
+	cl.dst.Close()
+	cl.stopAgent()
+}
+
+// restart brings the destination agent back under the same name.
+func (cl *cloudlets) restart(t testing.TB, dstCache *BaseCache, dstDir string, onRecv func(context.Context, *Received) error) {
+	t.Helper()
+	cl.dst, cl.dstEP = cl.w.endpointAs(cl.w.b, cl.dstID)
+	cl.w.reach(cl.src, cl.dst.Name())
+	cl.startAgent(t, dstCache, dstDir, onRecv)
 }
 
 func (cl *cloudlets) startAgent(t testing.TB, dstCache *BaseCache, dstDir string, onRecv func(context.Context, *Received) error) {

@@ -19,6 +19,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/gdpnet/gdpnet/client"
 )
 
 // guestFiles finds what a real guest needs: QEMU, qemu-img, a static
@@ -76,7 +78,7 @@ for m in ` + "virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev vir
 i=0; while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do usleep 50000; i=$((i+1)); done
 echo GUEST-READY
 read line
-seq 1 200000 | sed 's/^/handoff-known-data-/' > /tmp/mem.dat
+seq 1 60000 | sed 's/^/handoff-known-data-/' > /tmp/mem.dat
 dd if=/tmp/mem.dat of=/dev/vda bs=4096 seek=256 conv=notrunc 2>/dev/null
 sync
 echo WORKLOAD-DONE
@@ -291,7 +293,9 @@ func startVM(t *testing.T) *vmEnv {
 	t.Cleanup(e.q.Kill)
 	t.Cleanup(func() { dumpLog(t, e.q.SerialLog) })
 	e.con = openConsole(t, e.q.Serial)
+	t0 := time.Now()
 	e.con.wait(t, regexp.MustCompile(`^GUEST-READY`), 45*time.Second)
+	t.Logf("guest booted in %s", time.Since(t0).Round(time.Millisecond))
 	// The base memory: the RAM file of the booted, idle guest.
 	if _, err := e.q.Run("stop", nil); err != nil {
 		t.Fatal(err)
@@ -309,6 +313,7 @@ func startVM(t *testing.T) *vmEnv {
 	e.con.wait(t, regexp.MustCompile(`^tick 3$`), 20*time.Second)
 	e.con.send("sum")
 	e.sumA = e.con.wait(t, regexp.MustCompile(`^SUM ([0-9a-f]{32})$`), 20*time.Second)[1]
+	t.Logf("workload done after %s", time.Since(t0).Round(time.Millisecond))
 	return e
 }
 
@@ -336,6 +341,8 @@ func TestQEMUHandoff(t *testing.T) {
 	started := make(chan error, 1)
 	resume := func(ctx context.Context, rec *Received) error {
 		// Before B runs anything: its images against A's, stopped.
+		tc := time.Now()
+		defer func() { t.Logf("B: compared and resumed in %s", time.Since(tc).Round(time.Millisecond)) }()
 		err := func() error {
 			if st, _ := e.q.Status(); st == "running" {
 				return fmt.Errorf("source VM is %s at commit", st)
@@ -350,6 +357,7 @@ func TestQEMUHandoff(t *testing.T) {
 			}
 			return nil
 		}()
+		t.Logf("B: images compared with A's in %s", time.Since(tc).Round(time.Millisecond))
 		checked <- err
 		if err != nil {
 			return err
@@ -362,9 +370,44 @@ func TestQEMUHandoff(t *testing.T) {
 		return err
 	}
 	cl := startCloudlets(t, w, e.dst, out, resume)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	quic := &client.QUICConfig{IdleTimeout: 3 * time.Second, KeepAlive: time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	st, err := DialOverlay(ctx, cl.src, cl.dst.Name(), nil)
+
+	// 1. The destination agent dies mid-transfer, after the source VM
+	// stopped: the handoff fails, the source VM runs on, nothing is kept.
+	st, err := DialOverlay(ctx, cl.src, cl.dst.Name(), quic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	crashed := false
+	_, err = Send(ctx, NewLink(8e6).Stream(st), e.handoff(), SendConfig{Cache: e.src, PreCopyRounds: -1, Logger: zaptest.NewLogger(t).Named("sender-1"),
+		Progress: func(p Progress) {
+			if p.Final && p.Wire > 256<<10 {
+				once.Do(func() { crashed = true; cl.crash() })
+			}
+		}})
+	st.Close()
+	if err == nil || !crashed {
+		t.Fatalf("handoff with the destination killed mid-transfer: err %v, crashed %v", err, crashed)
+	}
+	t.Logf("first attempt failed as it should: %v", err)
+	if s, err := e.q.Status(); err != nil || s != "running" {
+		t.Fatalf("source VM after the failed handoff: %q, %v; want running", s, err)
+	}
+	tick0 := e.con.lastTick()
+	e.con.wait(t, regexp.MustCompile(fmt.Sprintf(`^tick %d$`, tick0+2)), 20*time.Second)
+
+	// 2. The agent restarts under the same name; the retry succeeds.
+	cl.restart(t, e.dst, out, resume)
+	if left, _ := filepath.Glob(filepath.Join(out, "*")); len(left) != 0 {
+		t.Fatalf("after the crash and restart the destination holds %v", left)
+	}
+	if left, _ := filepath.Glob(filepath.Join(out, ".partial-*")); len(left) != 0 {
+		t.Fatalf("after the restart the destination still holds %v", left)
+	}
+	st, err = DialOverlay(ctx, cl.src, cl.dst.Name(), quic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -383,8 +383,12 @@ func (s *sender) readAcks(br *bufio.Reader) {
 			if err := json.Unmarshal(p, &r); err != nil {
 				r = result{Error: "unreadable result: " + err.Error()}
 			}
+			if !r.OK {
+				s.ackErr <- fmt.Errorf("destination refused the handoff: %s", r.Error)
+				return
+			}
 			s.results <- r
-			if !r.OK || r.Dir != "" {
+			if r.Dir != "" {
 				return
 			}
 		default:
