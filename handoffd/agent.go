@@ -36,6 +36,8 @@ type Agent struct {
 	// is logged.
 	OnReceived func(ctx context.Context, r *Received) error
 
+	once    sync.Once
+	initErr error
 	mu      sync.Mutex
 	active  int
 	perPeer map[string]int
@@ -44,28 +46,9 @@ type Agent struct {
 
 // Serve accepts handoffs until ctx ends, then waits for those in progress.
 func (a *Agent) Serve(ctx context.Context, ln Listener) error {
-	if a.Logger == nil {
-		a.Logger = zap.NewNop()
-	}
-	if a.Config.MaxConcurrent <= 0 {
-		a.Config.MaxConcurrent = 1
-	}
-	if a.Config.MaxPerPeer <= 0 {
-		a.Config.MaxPerPeer = 1
-	}
-	a.mu.Lock()
-	a.perPeer = map[string]int{}
-	a.mu.Unlock()
-	// A previous run that died mid-handoff left its partial directory:
-	// never resumed from, removed before anything else.
-	stale, _ := filepath.Glob(filepath.Join(a.Dir, ".partial-*"))
-	for _, d := range stale {
-		if err := os.RemoveAll(d); err != nil {
-			return fmt.Errorf("handoff agent: remove stale %s: %w", d, err)
-		}
-	}
-	if len(stale) > 0 {
-		a.Logger.Warn("removed partial handoffs left by an earlier run", zap.Int("count", len(stale)))
+	a.once.Do(func() { a.initErr = a.init() })
+	if a.initErr != nil {
+		return a.initErr
 	}
 	defer a.wg.Wait()
 	go func() { <-ctx.Done(); ln.Close() }()
@@ -95,6 +78,35 @@ func (a *Agent) Serve(ctx context.Context, ln Listener) error {
 			a.handle(ctx, st, peer)
 		}()
 	}
+}
+
+// init sets the defaults and clears what a crashed run left, once however
+// many listeners Serve is called with.
+func (a *Agent) init() error {
+	if a.Logger == nil {
+		a.Logger = zap.NewNop()
+	}
+	if a.Config.MaxConcurrent <= 0 {
+		a.Config.MaxConcurrent = 1
+	}
+	if a.Config.MaxPerPeer <= 0 {
+		a.Config.MaxPerPeer = 1
+	}
+	a.mu.Lock()
+	a.perPeer = map[string]int{}
+	a.mu.Unlock()
+	// A previous run that died mid-handoff left its partial directory:
+	// never resumed from, removed before anything else.
+	stale, _ := filepath.Glob(filepath.Join(a.Dir, ".partial-*"))
+	for _, d := range stale {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("handoff agent: remove stale %s: %w", d, err)
+		}
+	}
+	if len(stale) > 0 {
+		a.Logger.Warn("removed partial handoffs left by an earlier run", zap.Int("count", len(stale)))
+	}
+	return nil
 }
 
 func (a *Agent) admit(peer string) (string, bool) {

@@ -294,7 +294,7 @@ func startVM(t *testing.T) *vmEnv {
 	t.Cleanup(func() { dumpLog(t, e.q.SerialLog) })
 	e.con = openConsole(t, e.q.Serial)
 	t0 := time.Now()
-	e.con.wait(t, regexp.MustCompile(`^GUEST-READY`), 45*time.Second)
+	e.con.wait(t, regexp.MustCompile(`^GUEST-READY`), 150*time.Second)
 	t.Logf("guest booted in %s", time.Since(t0).Round(time.Millisecond))
 	// The base memory: the RAM file of the booted, idle guest.
 	if _, err := e.q.Run("stop", nil); err != nil {
@@ -309,7 +309,7 @@ func startVM(t *testing.T) *vmEnv {
 		t.Fatal(err)
 	}
 	e.con.send("go")
-	e.con.wait(t, regexp.MustCompile(`^WORKLOAD-DONE`), 30*time.Second)
+	e.con.wait(t, regexp.MustCompile(`^WORKLOAD-DONE`), 90*time.Second)
 	e.con.wait(t, regexp.MustCompile(`^tick 3$`), 20*time.Second)
 	e.con.send("sum")
 	e.sumA = e.con.wait(t, regexp.MustCompile(`^SUM ([0-9a-f]{32})$`), 20*time.Second)[1]

@@ -106,7 +106,12 @@ func (l *tcpListener) Accept(ctx context.Context) (Stream, string, error) {
 		if r.err != nil {
 			return nil, "", r.err
 		}
-		return r.c, r.c.RemoteAddr().String(), nil
+		// One peer per host: a sender's every connection comes from a new port.
+		peer := r.c.RemoteAddr().String()
+		if h, _, err := net.SplitHostPort(peer); err == nil {
+			peer = h
+		}
+		return r.c, peer, nil
 	case <-ctx.Done():
 		l.ln.Close()
 		return nil, "", ctx.Err()

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/handoffd"
+	"github.com/gdpnet/gdpnet/internal/config"
+	"github.com/gdpnet/gdpnet/internal/logging"
+)
+
+// handoffdConfig is deploy/handoffd.yaml.
+type handoffdConfig struct {
+	attachConfig `yaml:",inline"`
+	// Cache is the base image cache. Default /var/lib/gdp/handoff/bases.
+	Cache string `yaml:"cache"`
+	// Dir receives committed handoffs, one directory each. Default
+	// /var/lib/gdp/handoff/received.
+	Dir string `yaml:"dir"`
+	// Overlay: accept handoffs over QUIC over names under the agent's own
+	// name. Default true.
+	Overlay *bool `yaml:"overlay"`
+	// ListenTCP also accepts handoffs over plain TCP on this address (a
+	// trusted network, tests). Default off.
+	ListenTCP string `yaml:"listen_tcp"`
+	// MaxConcurrent bounds handoffs received at once. Default 1.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// MaxPerPeer bounds one sender's handoffs at once (its share). Default 1.
+	MaxPerPeer int `yaml:"max_per_peer"`
+	// IdleTimeout bounds the silence inside a handoff. Default 30s.
+	IdleTimeout config.Duration `yaml:"idle_timeout"`
+	// Resume starts a received VM with QEMU (its kernel and initrd from the
+	// cache). Default false: the images and device state are only kept.
+	Resume bool `yaml:"resume"`
+	// QEMU is the emulator binary. Default qemu-system-x86_64.
+	QEMU string `yaml:"qemu"`
+	// Metrics is the address of /metrics. Default 127.0.0.1:8039; "off".
+	Metrics string `yaml:"metrics"`
+	// Log selects level and format. Default info, json.
+	Log logging.Config `yaml:"log"`
+}
+
+func loadHandoffdConfig(path string) (handoffdConfig, error) {
+	var cfg handoffdConfig
+	if path != "" {
+		if err := config.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	cfg.withDefaults("handoffd")
+	if err := cfg.attachConfig.validate(); err != nil {
+		return cfg, err
+	}
+	if cfg.Cache == "" {
+		cfg.Cache = defaultHandoffCache
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = "/var/lib/gdp/handoff/received"
+	}
+	if cfg.Overlay == nil {
+		t := true
+		cfg.Overlay = &t
+	}
+	if cfg.Metrics == "" {
+		cfg.Metrics = "127.0.0.1:8039"
+	}
+	if cfg.MaxConcurrent < 0 || cfg.MaxPerPeer < 0 || cfg.IdleTimeout < 0 {
+		return cfg, fmt.Errorf("max_concurrent, max_per_peer and idle_timeout must not be negative")
+	}
+	if !*cfg.Overlay && cfg.ListenTCP == "" {
+		return cfg, fmt.Errorf("overlay is off and listen_tcp is empty: the agent would accept nothing")
+	}
+	return cfg, nil
+}
+
+func init() {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "handoffd",
+		Short: "Run a cloudlet's VM handoff agent: receive handoffs, verify them, resume VMs",
+		Long: `handoffd attaches to its router, advertises its own name and accepts handoffs
+over QUIC over names (and plain TCP if listen_tcp is set). Each handoff is
+rebuilt on a copy of its base images from the cache, every block's hash and
+each image's digest checked, and only then committed under dir; a handoff
+interrupted at any point leaves nothing (partial directories of a crashed run
+are removed at start). With resume: true a VM handoff is started with QEMU
+(-incoming defer) on its rebuilt memory and disk.
+
+The configuration file is documented in deploy/handoffd.yaml and
+docs/HANDOFF.md.`,
+		Example: `  gdp handoffd --config /etc/gdp/handoffd.yaml`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runHandoffd(cmd.Context(), cfgPath)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML); none: all defaults")
+	addCommand(cmd)
+}
+
+func runHandoffd(ctx context.Context, cfgPath string) (err error) {
+	cfg, err := loadHandoffdConfig(cfgPath)
+	if err != nil {
+		return inConfig(cfgPath, err)
+	}
+	log, stopped, err := daemonLogger(cfg.Log, "handoffd")
+	if err != nil {
+		return err
+	}
+	defer stopped(&err)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	cache, err := handoffd.OpenBaseCache(cfg.Cache)
+	if err != nil {
+		return err
+	}
+	reg := newDaemonRegistry()
+	metrics := handoffd.NewMetrics(reg)
+	agent := &handoffd.Agent{Cache: cache, Dir: cfg.Dir, Logger: log, Metrics: metrics,
+		Config: handoffd.AgentConfig{MaxConcurrent: cfg.MaxConcurrent, MaxPerPeer: cfg.MaxPerPeer, IdleTimeout: cfg.IdleTimeout.Std()}}
+	if cfg.Resume {
+		agent.OnReceived = func(ctx context.Context, rec *handoffd.Received) error {
+			if !rec.VM {
+				return nil
+			}
+			vmDir := filepath.Join(rec.Dir, "vm")
+			if err := os.MkdirAll(vmDir, 0o755); err != nil {
+				return err
+			}
+			// The VM outlives this handoff: it is not tied to ctx.
+			q, err := handoffd.ResumeVM(context.WithoutCancel(ctx), cache, rec, handoffd.QEMUConfig{Binary: cfg.QEMU, Dir: vmDir, Logger: log})
+			if err != nil {
+				return err
+			}
+			log.Info("vm resumed", zap.String("name", rec.ID), zap.String("serial", q.Serial))
+			return nil
+		}
+	}
+	var listeners []handoffd.Listener
+	if *cfg.Overlay {
+		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		at, err := cfg.attach(actx, client.Options{Logger: log, InboxSize: 16384})
+		if err != nil {
+			return err
+		}
+		defer at.Close()
+		reg.MustRegister(at.ep.Collector())
+		if _, err := at.client.Advertise(actx, at.client.Self()); err != nil {
+			return fmt.Errorf("advertise %s: %w", at.id.Name, err)
+		}
+		ln, err := client.ListenName(at.client, at.client.Name(), nil)
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, handoffd.OverlayListener(ln))
+		log.Info("handoff agent on the overlay", logging.Name(at.id.Name), logging.Addr(cfg.Router))
+	}
+	if cfg.ListenTCP != "" {
+		l, err := net.Listen("tcp", cfg.ListenTCP)
+		if err != nil {
+			return fmt.Errorf("listen_tcp: %w", err)
+		}
+		listeners = append(listeners, handoffd.TCPListener(l))
+		log.Info("handoff agent on tcp", zap.String("addr", l.Addr().String()))
+	}
+	var hs *httpService
+	if cfg.Metrics != "off" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if hs, err = serveHTTP(cfg.Metrics, "metrics", mux, log); err != nil {
+			return err
+		}
+	}
+	_ = sdNotify("READY=1\nSTATUS=serving")
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { errc <- agent.Serve(ctx, l) }()
+	}
+	for range listeners {
+		if e := <-errc; e != nil && err == nil {
+			err = e
+			stop()
+		}
+	}
+	_ = sdNotify("STOPPING=1")
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	hs.Shutdown(sctx)
+	return err
+}
