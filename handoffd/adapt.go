@@ -37,6 +37,7 @@ type adapter struct {
 	interval time.Duration
 	start    time.Time
 
+	wg       sync.WaitGroup // the profile run
 	mu       sync.Mutex
 	cur      Mode
 	fixed    bool
@@ -103,9 +104,10 @@ func (a *adapter) maybeProfile(raw []byte, recs []record, s *sender) {
 	}
 	a.profiled = true
 	a.mu.Unlock()
+	const sample = 256 << 10
 	plain := raw
-	if len(plain) > 512<<10 {
-		plain = plain[len(plain)-512<<10:] // the data section: what dominates
+	if len(plain) > sample {
+		plain = plain[len(plain)-sample:] // the data section: what dominates
 	}
 	// The XOR variant of the same sample.
 	xr := make([]record, 0, len(recs))
@@ -123,9 +125,15 @@ func (a *adapter) maybeProfile(raw []byte, recs []record, s *sender) {
 		xr = append(xr, r)
 	}
 	xraw := rawBlob(xr)
-	if len(xraw) > 512<<10 {
-		xraw = xraw[len(xraw)-512<<10:]
+	if len(xraw) > sample {
+		xraw = xraw[len(xraw)-sample:]
 	}
+	// Off the critical path: the blob goes on in the current mode meanwhile.
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.runProfile(plain, xraw) }()
+}
+
+func (a *adapter) runProfile(plain, xraw []byte) {
 	prof := map[Mode]modeStats{}
 	for _, m := range a.modes {
 		src := plain
@@ -204,8 +212,12 @@ func (a *adapter) ack(t time.Time, n int64) {
 			busy += float64(p.n)
 		}
 		frac := busy / float64(dt.Nanoseconds())
-		if frac > 0.05 && frac < 0.8 {
-			rate /= math.Max(frac/0.8, 0.25)
+		if frac > 0 && frac < 0.8 {
+			// The link sat idle part of the window: what it delivered is a
+			// lower bound. Extrapolate (at most 10x) and never lower the
+			// estimate on such a window — a slower link shows as a busy
+			// writer.
+			rate = math.Max(rate/math.Max(frac/0.8, 0.1), a.bw)
 		}
 		a.bw = rate
 		if a.bwDecided > 0 && (rate > a.bwDecided*1.5 || rate < a.bwDecided/1.5) {
@@ -293,6 +305,8 @@ func (a *adapter) decide(why string) {
 	a.winBusy, a.winIn, a.winOut = map[Mode]float64{}, map[Mode]float64{}, map[Mode]float64{}
 	// Hysteresis: a switch must promise 10 % more.
 	if best == a.cur || bestScore < curScore*1.1 {
+		a.log.Debug("handoff mode kept", zap.String("mode", a.cur.String()), zap.String("reason", why),
+			zap.String("best", best.String()), zap.Float64("best_mbps", bestScore/1e6), zap.Float64("cur_mbps", curScore/1e6), zap.Float64("bw_mbit", a.bw*8/1e6))
 		return
 	}
 	reason := fmt.Sprintf("%s: %s predicts %.1f MB/s (compute %.1f, network %.1f at %.2f Mbit/s) vs %s %.1f MB/s",

@@ -302,6 +302,7 @@ func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
 		fixed = m
 	}
 	s.ad = newAdapter(s.cfg.Modes, s.cfg.Workers, s.cfg.AdaptInterval, s.log, s.start)
+	defer s.ad.wg.Wait()
 	if s.cfg.Mode != "" {
 		s.ad.fix(fixed)
 	}

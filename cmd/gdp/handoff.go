@@ -296,7 +296,7 @@ func printHandoffSummary(w interface{ Write([]byte) (int, error) }, rep *handoff
 		float64(rep.ChangedBytes)/1e6, float64(rep.UniqueBytes)/1e6, float64(rep.WireBytes)/1e6, rep.Ratio)
 	fmt.Fprintf(w, "  blocks: %d zero, %d base, %d duplicate, %d sent\n", rep.Blocks.Zero, rep.Blocks.Base, rep.Blocks.Dup, rep.Blocks.Data)
 	for _, s := range rep.Stages {
-		fmt.Fprintf(w, "  stage %-8s in %9.2f MB  out/in %.3f  %.0f MB/s per busy worker\n", s.Name, float64(s.In)/1e6, s.Ratio, s.MBps)
+		fmt.Fprintf(w, "  stage %-8s in %9.2f MB  out/in %.3f  %.1f MB/s per busy worker\n", s.Name, float64(s.In)/1e6, s.Ratio, s.MBps)
 	}
 	for _, m := range rep.Modes {
 		fmt.Fprintf(w, "  mode at %6.2fs: %-10s %s\n", m.AtSec, m.Mode, m.Reason)

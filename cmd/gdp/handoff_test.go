@@ -109,3 +109,31 @@ func TestHandoffCLI(t *testing.T) {
 		t.Fatalf("ls after rm:\n%s", out)
 	}
 }
+
+// TestDeployHandoffdYAML: the shipped deploy/handoffd.yaml loads, and its
+// values are the defaults the code applies.
+func TestDeployHandoffdYAML(t *testing.T) {
+	cfg, err := loadHandoffdConfig("../../deploy/handoffd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := loadHandoffdConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cache != def.Cache || cfg.Dir != def.Dir || cfg.Metrics != def.Metrics || *cfg.Overlay != *def.Overlay || cfg.Identity != def.Identity {
+		t.Fatalf("deploy/handoffd.yaml %+v differs from the defaults %+v", cfg, def)
+	}
+	if _, err := loadHandoffdConfigFrom(t, "overlay: false\n"); err == nil {
+		t.Fatal("an agent accepting nothing was accepted")
+	}
+	if _, err := loadHandoffdConfigFrom(t, "max_concurrent: -1\nlisten_tcp: 127.0.0.1:0\n"); err == nil {
+		t.Fatal("a negative limit was accepted")
+	}
+}
+
+func loadHandoffdConfigFrom(t *testing.T, yaml string) (handoffdConfig, error) {
+	p := filepath.Join(t.TempDir(), "h.yaml")
+	os.WriteFile(p, []byte(yaml), 0o644)
+	return loadHandoffdConfig(p)
+}
