@@ -39,6 +39,8 @@ zero, equal to any base block or already sent are not sent; the rest are
 optionally XORed against the base block at the same offset and compressed in
 independent blobs whose mode adapts to the measured CPU cost and network
 rate. See docs/HANDOFF.md.`,
+		Example: `  gdp handoff base add --label "debian-12 disk" base.img
+  gdp handoff send --to AGENT_NAME --disk cur.img --disk-base 3f2a9c1e`,
 	}
 	cmd.PersistentFlags().StringVar(&cache, "cache", defaultHandoffCache, "base image cache directory")
 	cmd.AddCommand(handoffBaseCmd(&cache), handoffSendCmd(&cache))
@@ -46,11 +48,13 @@ rate. See docs/HANDOFF.md.`,
 }
 
 func handoffBaseCmd(cache *string) *cobra.Command {
-	base := &cobra.Command{Use: "base", Short: "Manage the base image cache (add, ls, rm, verify)"}
+	base := &cobra.Command{Use: "base", Short: "Manage the base image cache (add, ls, rm, verify)",
+		Example: "  gdp handoff base add base.img\n  gdp handoff base ls\n  gdp handoff base verify"}
 	var label string
 	add := &cobra.Command{
 		Use: "add FILE", Short: "Copy an image into the cache, indexed by content hash (a 4 KiB block hash index beside it)",
-		Args: cobra.ExactArgs(1),
+		Example: `  gdp handoff base add --label "debian-12 disk" /srv/images/debian-12.img`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := handoffd.OpenBaseCache(*cache)
 			if err != nil {
@@ -66,7 +70,7 @@ func handoffBaseCmd(cache *string) *cobra.Command {
 	}
 	add.Flags().StringVar(&label, "label", "", "free text shown by ls")
 	ls := &cobra.Command{
-		Use: "ls", Short: "List cached bases", Args: cobra.NoArgs,
+		Use: "ls", Short: "List cached bases", Args: cobra.NoArgs, Example: "  gdp handoff base ls --cache /var/lib/gdp/handoff/bases",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := handoffd.OpenBaseCache(*cache)
 			if err != nil {
@@ -86,6 +90,7 @@ func handoffBaseCmd(cache *string) *cobra.Command {
 	}
 	rm := &cobra.Command{
 		Use: "rm ID...", Short: "Remove cached bases (an ID prefix of 8+ hex digits will do)", Args: cobra.MinimumNArgs(1),
+		Example: "  gdp handoff base rm 3f2a9c1e",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := handoffd.OpenBaseCache(*cache)
 			if err != nil {
@@ -101,6 +106,7 @@ func handoffBaseCmd(cache *string) *cobra.Command {
 	}
 	verify := &cobra.Command{
 		Use: "verify [ID...]", Short: "Re-read cached bases and check image, index and ID agree (all when none named)",
+		Example: "  gdp handoff base verify\n  gdp handoff base verify 3f2a9c1e",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := handoffd.OpenBaseCache(*cache)
 			if err != nil {
