@@ -155,6 +155,10 @@ func (a *Agent) handle(ctx context.Context, st Stream, peer string) {
 		log.Warn("handoff failed; nothing kept", zap.Error(err))
 		return
 	}
+	if rec.VM && !rec.Go {
+		log.Warn("vm handoff committed without the sender's go: not resumed", zap.String("name", rec.ID))
+		return
+	}
 	if a.OnReceived != nil {
 		if err := a.OnReceived(ctx, rec); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("handoff committed but the follow-up failed", zap.String("name", rec.ID), zap.Error(err))

@@ -38,6 +38,9 @@ type Received struct {
 	VM     bool
 	Meta   VMMeta
 	Bytes  int64
+	// Go: the sender confirmed it heard the commit (its VM stays stopped);
+	// only then may the VM be resumed here.
+	Go bool
 }
 
 // deadliner is implemented by net.Conn.
@@ -72,6 +75,7 @@ type receiver struct {
 	bw      *bufio.Writer
 	ackBuf  [16]byte
 	files   []*os.File
+	next    func() (byte, []byte, error)
 }
 
 // Receive runs one handoff's destination side on conn. Nothing is left
@@ -118,7 +122,7 @@ func (r *receiver) run(ctx context.Context, conn io.ReadWriter) (*Received, erro
 	dl, _ := conn.(deadliner)
 	br := bufio.NewReaderSize(conn, 256<<10)
 	var buf []byte
-	next := func() (byte, []byte, error) {
+	r.next = func() (byte, []byte, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, nil, err
 		}
@@ -132,6 +136,7 @@ func (r *receiver) run(ctx context.Context, conn io.ReadWriter) (*Received, erro
 		}
 		return typ, p, err
 	}
+	next := r.next
 	typ, p, err := next()
 	if err != nil {
 		return nil, fmt.Errorf("read hello: %w", err)
@@ -460,5 +465,12 @@ func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
 		return rec, fmt.Errorf("send result: %w", err)
 	}
 	r.log.Info("handoff committed", zap.String("name", h.ID), zap.String("dir", rec.Dir), zap.Int64("bytes", r.bytes))
+	// The sender's go: it heard the commit and keeps its VM stopped. Without
+	// it a VM is not resumed here (the source may have resumed its own).
+	if typ, _, err := r.next(); err == nil && typ == frameGo {
+		rec.Go = true
+	} else {
+		r.log.Warn("handoff committed but the sender never confirmed; a VM is not resumed", zap.String("name", h.ID))
+	}
 	return rec, nil
 }

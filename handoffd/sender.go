@@ -550,6 +550,11 @@ rounds:
 			return nil, fmt.Errorf("destination refused the handoff: %s", r.Error)
 		}
 		rep.Dest = r.Dir
+		// The source VM stays stopped from here on; only now may the
+		// destination run its copy (never two running copies).
+		if err := writeFrame(s.bw, frameGo, nil); err == nil {
+			s.bw.Flush()
+		}
 	case err := <-s.ackErr:
 		return nil, fmt.Errorf("waiting for the destination's verdict: %w", err)
 	case <-timer.C:

@@ -17,6 +17,7 @@ const (
 	frameRound  byte = 3  // JSON roundEnd: all blobs of a pre-copy round are sent
 	frameState  byte = 4  // a chunk of the VM device state, raw
 	frameEnd    byte = 5  // JSON end: digests; the receiver commits or refuses
+	frameGo     byte = 6  // empty: the sender heard the commit; the destination may resume the VM
 	frameReady  byte = 16 // JSON result: the receiver accepts the hello (or says why not)
 	frameAck    byte = 17 // 16 bytes: bytes received so far, blobs applied so far
 	frameResult byte = 18 // JSON result: committed, or the reason it was not
