@@ -92,6 +92,11 @@ func TestPublishQueueFair(t *testing.T) {
 	if err != nil && !errors.Is(err, client.ErrRefused) {
 		t.Fatal(err)
 	}
+	// Names the one publisher took off the queue while the ADVERTISE was
+	// verified made room: the bound is the share plus those (plus the one
+	// being published). A slow (loaded, -race) router verifies longer and
+	// so accepts more; a router that ignored the share would take all 100.
+	drained := tr.stored()
 	var accepted []pdu.Name
 	for _, nr := range res {
 		switch nr.Status {
@@ -102,8 +107,8 @@ func TestPublishQueueFair(t *testing.T) {
 			t.Fatalf("attacker's name refused %s (%s)", nr.Status, nr.Detail)
 		}
 	}
-	if len(accepted) < 30 || len(accepted) > 60 {
-		t.Fatalf("%d of 100 names accepted with a publish share of 30", len(accepted))
+	if len(accepted) < 30 || len(accepted) > 30+1+drained {
+		t.Fatalf("%d of 100 names accepted with a publish share of 30 (%d published meanwhile)", len(accepted), drained)
 	}
 	if got := metric(t, r, "gdp_router_quota_refusals_total", "reason", "publish_queue"); got != float64(100-len(accepted)) {
 		t.Fatalf("publish_queue refusals %v, want %d", got, 100-len(accepted))
