@@ -269,3 +269,40 @@ func TestParseMode(t *testing.T) {
 
 var _ = context.Background
 var _ = time.Second
+
+// TestAgentRemovesStalePartials: a partial directory left by an agent that
+// died (kill -9 leaves it) is removed when the agent starts, before any
+// handoff is accepted; committed results stay.
+func TestAgentRemovesStalePartials(t *testing.T) {
+	dir := t.TempDir()
+	cache, _ := OpenBaseCache(filepath.Join(dir, "cache"))
+	out := filepath.Join(dir, "out")
+	os.MkdirAll(filepath.Join(out, ".partial-abc-123"), 0o755)
+	os.WriteFile(filepath.Join(out, ".partial-abc-123", "disk"), []byte("half"), 0o644)
+	os.MkdirAll(filepath.Join(out, "done"), 0o755)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{Cache: cache, Dir: out}
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, TCPListener(ln)) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(out, ".partial-abc-123")); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("stale partial directory still there")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "done")); err != nil {
+		t.Fatalf("a committed result was removed: %v", err)
+	}
+}
