@@ -81,6 +81,7 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 	wctx, wstop := context.WithCancel(ctx)
 	defer wstop()
 	go watch.run(wctx, certCheckEvery)
+	go watchCertFiles(wctx, log, []string{cfg.MemberCert, cfg.Domain}, sig)
 	scfg, err := cfg.server()
 	if err != nil {
 		return err

@@ -113,6 +113,7 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 	wctx, wstop := context.WithCancel(ctx)
 	defer wstop()
 	go watch.run(wctx, certCheckEvery)
+	go watchCertFiles(wctx, log, []string{cfg.MemberCert}, sig)
 	srv, err := gateway.New(cfg.server(), gateway.Deps{Uplink: up, Keys: creds.ks, Logger: log, Registry: reg,
 		LockWriter: func(c pdu.Name) (func(), error) { return lockWriter(creds.ks.Dir(), c) }})
 	if err != nil {

@@ -82,6 +82,7 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 	hup := make(chan os.Signal, 2)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	go watchCertFiles(ctx, log, append([]string{resolverMemberPath(cfg), cfg.Domain}, cfg.TrustedDomains...), hup)
 	svc, err := resolver.Open(ctx, cfg.Resolver, creds, log, reg)
 	if err != nil {
 		return err

@@ -142,6 +142,8 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sig)
+	// A replaced certificate file reloads like SIGHUP (OPERATIONS.md, rotating certificates).
+	go watchCertFiles(wctx, log, append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...), sig)
 	for {
 		select {
 		case <-ctx.Done():

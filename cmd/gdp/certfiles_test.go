@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+// TestRouterReloadsReplacedCert runs `gdp router --config` and replaces its
+// membership certificate file the way an installer does (a temporary file
+// renamed over the old one), with no SIGHUP: the router serves with the
+// new membership within a few seconds. A garbage file in its place is
+// refused and the renewed membership stays in force.
+func TestRouterReloadsReplacedCert(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, _ := certs.NewIdentity(certs.KindDomain, "test domain")
+	rid, _ := certs.NewIdentity(certs.KindRouter, "test router")
+	if err := ks.Save("router", rid); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	issue := func(d time.Duration) []byte {
+		m, err := certs.IssueMember(dom, rid.Name, now.Add(-time.Minute), now.Add(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return certs.Armor(certs.PEMCert, m.Marshal())
+	}
+	memberPath := filepath.Join(dir, "certs", "router.member")
+	if err := os.MkdirAll(filepath.Dir(memberPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(dir, "domain.meta"), certs.PEMMetadata, dom.Meta.Marshal())
+	if err := os.WriteFile(memberPath, issue(time.Hour), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	install := func(b []byte) {
+		t.Helper()
+		tmp := memberPath + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, memberPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := adminPort(t)
+	cfg := fmt.Sprintf(`listen: "127.0.0.1:0"
+keystore: %s
+member_cert: %s
+domain: %s
+admin: %q
+drain_timeout: 1s
+log: {level: warn}
+`, filepath.Join(dir, "keys"), memberPath, filepath.Join(dir, "domain.meta"), admin)
+	cfgPath := filepath.Join(dir, "router.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runRouter(ctx, cfgPath) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("router exited: %v", err)
+		}
+	}()
+	status := func() router.Summary {
+		var s router.Summary
+		resp, err := http.Get("http://" + admin + "/v1/status")
+		if err != nil {
+			return s
+		}
+		defer resp.Body.Close()
+		_ = json.NewDecoder(resp.Body).Decode(&s)
+		return s
+	}
+	for deadline := time.Now().Add(10 * time.Second); status().Name != rid.Name; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("router never came up")
+		}
+	}
+	first := status().MemberExpiry
+	// Let the watch settle (it starts after the router is up).
+	time.Sleep(200 * time.Millisecond)
+
+	install(issue(48 * time.Hour))
+	for deadline := time.Now().Add(15 * time.Second); !status().MemberExpiry.After(first.Add(time.Hour)); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replaced membership file was not reloaded (still %s)", status().MemberExpiry)
+		}
+	}
+	renewed := status().MemberExpiry
+
+	// A broken file is refused: the renewed membership stays.
+	install([]byte("not a certificate\n"))
+	time.Sleep(3 * certFileDebounce)
+	if s := status(); s.Name != rid.Name || !s.MemberExpiry.Equal(renewed) {
+		t.Fatalf("after a bad file: name %s expiry %s, want %s", s.Name, s.MemberExpiry, renewed)
+	}
+	// And a good one after it is taken again.
+	install(issue(72 * time.Hour))
+	for deadline := time.Now().Add(15 * time.Second); !status().MemberExpiry.After(renewed.Add(time.Hour)); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a good file after a bad one was not reloaded (still %s)", status().MemberExpiry)
+		}
+	}
+}
