@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +21,18 @@ import (
 // renamed over the old one), with no SIGHUP: the router serves with the
 // new membership within a few seconds. A garbage file in its place is
 // refused and the renewed membership stays in force.
-func TestRouterReloadsReplacedCert(t *testing.T) {
+// rotRouter is a `gdp router --config` run in-process for rotation tests.
+type rotRouter struct {
+	dir, admin string
+	status     func() router.Summary
+	install    func(b []byte)               // atomically replace the membership file
+	issue      func(d time.Duration) []byte // a membership of the router valid for d
+	pingArgs   []string                     // gdp ping flags as the probe, to the router's address
+	name       string
+}
+
+func startRotRouter(t *testing.T) *rotRouter {
+	t.Helper()
 	dir := t.TempDir()
 	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
 	if err != nil {
@@ -72,12 +85,12 @@ log: {level: warn}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runRouter(ctx, cfgPath) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("router exited: %v", err)
 		}
-	}()
+	})
 	status := func() router.Summary {
 		var s router.Summary
 		resp, err := http.Get("http://" + admin + "/v1/status")
@@ -93,6 +106,23 @@ log: {level: warn}
 			t.Fatal("router never came up")
 		}
 	}
+	pid, _ := certs.NewIdentity(certs.KindClient, "probe")
+	if err := ks.Save("ping", pid); err != nil {
+		t.Fatal(err)
+	}
+	pm, err := certs.IssueMember(dom, pid.Name, now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(dir, "ping.member"), certs.PEMCert, pm.Marshal())
+	return &rotRouter{dir: dir, admin: admin, status: status, install: install, issue: issue, name: rid.Name.String(),
+		pingArgs: []string{"ping", "--router", status().Addrs[0], "--admin", admin, "--keystore", filepath.Join(dir, "keys"),
+			"--member", filepath.Join(dir, "ping.member"), "--domain", filepath.Join(dir, "domain.meta")}}
+}
+
+func TestRouterReloadsReplacedCert(t *testing.T) {
+	rr := startRotRouter(t)
+	status, install, issue := rr.status, rr.install, rr.issue
 	first := status().MemberExpiry
 	// Let the watch settle (it starts after the router is up).
 	time.Sleep(200 * time.Millisecond)
@@ -108,7 +138,7 @@ log: {level: warn}
 	// A broken file is refused: the renewed membership stays.
 	install([]byte("not a certificate\n"))
 	time.Sleep(3 * certFileDebounce)
-	if s := status(); s.Name != rid.Name || !s.MemberExpiry.Equal(renewed) {
+	if s := status(); s.Name.String() != rr.name || !s.MemberExpiry.Equal(renewed) {
 		t.Fatalf("after a bad file: name %s expiry %s, want %s", s.Name, s.MemberExpiry, renewed)
 	}
 	// And a good one after it is taken again.
@@ -117,5 +147,49 @@ log: {level: warn}
 		if time.Now().After(deadline) {
 			t.Fatalf("a good file after a bad one was not reloaded (still %s)", status().MemberExpiry)
 		}
+	}
+}
+
+// TestRotationUnderTraffic pings the router (a tunnel to it, echo requests
+// through its forwarding plane) while its membership file is replaced
+// twice: the router reloads each time, and not one echo is lost.
+func TestRotationUnderTraffic(t *testing.T) {
+	rr := startRotRouter(t)
+	first := rr.status().MemberExpiry
+	type result struct {
+		out string
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		var out bytes.Buffer
+		rootCmd.SetOut(&out)
+		rootCmd.SetErr(&out)
+		rootCmd.SetArgs(dashNames(rootCmd, append(append([]string{}, rr.pingArgs...), "-c", "400", "-i", "10ms", rr.name)))
+		err := rootCmd.ExecuteContext(context.Background())
+		rootCmd.SetArgs(nil)
+		res <- result{out.String(), err}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	// reloaded waits until the router shows a membership expiring after t.
+	reloaded := func(t0 time.Time) bool {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if rr.status().MemberExpiry.After(t0.Add(time.Hour)) {
+				return true
+			}
+		}
+		return false
+	}
+	rr.install(rr.issue(48 * time.Hour))
+	ok1 := reloaded(first)
+	second := rr.status().MemberExpiry
+	rr.install(rr.issue(72 * time.Hour))
+	ok2 := reloaded(second)
+	r := <-res
+	if r.err != nil || !strings.Contains(r.out, "400 sent, 400 received, 0% loss") {
+		t.Fatalf("ping across two rotations: %v\n%s", r.err, r.out)
+	}
+	if !ok1 || !ok2 {
+		t.Fatalf("rotations reloaded: first %v, second %v", ok1, ok2)
 	}
 }
