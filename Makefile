@@ -10,12 +10,19 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 BUILDTIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  ?= -X main.buildRevision=$(REVISION) -X main.buildTime=$(BUILDTIME)
 
-.PHONY: all build demo test test-race bench fuzz lint clean
+.PHONY: all build deb demo test test-race bench fuzz lint clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gdp
+
+# dist/gdpnet_VERSION_ARCH.deb: the static binary, units, sysusers, configs
+# (conffiles under /etc/gdp), completions and man pages (deploy/pkg, nfpm).
+DEB_VERSION ?= 0.0.0+$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+deb:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/gdp-static ./cmd/gdp
+	$(GO) run ./deploy/pkg -bin bin/gdp-static -version $(DEB_VERSION) -out dist
 
 # A multi-router overlay on loopback doing real work, narrated.
 demo: build
