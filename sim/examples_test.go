@@ -32,15 +32,27 @@ func TestExamples(t *testing.T) {
 		if res.Workloads[0].Err != "" || c.Acks < 2 || res.Workloads[0].Received != 4000 {
 			t.Fatalf("capsule not durable under partition: %+v %s", c, res.Workloads[0].Err)
 		}
-		// s3 was cut off from 0.8 s to 3 s: if the writer was still
-		// writing then, s3 catches up only after the heal.
-		end := c.CreatedS + c.WriteS
+		// s3 was cut off from 0.8 s to 3 s (the events record when the
+		// partition and the heal really happened): if the writer's last batch
+		// was durable while s3 was cut off, s3 holds it only after the heal.
+		pAt, hAt := -1.0, -1.0
+		for _, e := range res.Events {
+			switch e.Kind {
+			case "partition":
+				pAt = e.At
+			case "heal":
+				hAt = e.At
+			}
+		}
+		end := c.FlushedS
 		switch {
-		case c.CreatedS > 0.8:
+		case pAt < 0 || hAt < 0:
+			t.Fatalf("events %+v: want a partition and a heal", res.Events)
+		case c.CreatedS > pAt:
 			t.Logf("CREATE finished at %.2fs, after the partition began (loaded machine): lag not checked", c.CreatedS)
-		case end > 0.8 && end < 3:
-			if lag := c.ReplicationLagMS["s3"]; lag < (3-end)*1000-50 {
-				t.Fatalf("s3 lag %.1f ms, but it was cut off until %.0f ms after the flush", lag, (3-end)*1000)
+		case end > pAt+0.1 && end < hAt:
+			if lag := c.ReplicationLagMS["s3"]; end+lag/1000 < hAt-0.05 {
+				t.Fatalf("s3 caught up %.0f ms after the flush, but it was cut off until %.0f ms after it", lag, (hAt-end)*1000)
 			}
 		}
 		if lag := c.ReplicationLagMS["s3"]; lag < 0 {

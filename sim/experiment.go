@@ -92,8 +92,11 @@ type CapsuleResult struct {
 	Records int    `json:"records"`
 	// CreatedS is when the capsule was placed on every server (from the
 	// experiment's start): CREATE waits for all of them.
-	CreatedS      float64 `json:"created_s"`
-	WriteS        float64 `json:"write_s"`
+	CreatedS float64 `json:"created_s"`
+	WriteS   float64 `json:"write_s"`
+	// FlushedS is when the writer's last batch was durable (from the
+	// experiment's start); replication lag counts from here.
+	FlushedS      float64 `json:"flushed_s"`
 	RecordsPerSec float64 `json:"records_per_s"`
 	Acks          int     `json:"acks"`
 	W             int     `json:"w"`
@@ -491,6 +494,7 @@ func (s *Sim) runCapsule(ctx context.Context, w *Workload, r *WorkloadResult) {
 		return
 	}
 	flushed := time.Now()
+	cr.FlushedS = flushed.Sub(s.t0).Seconds()
 	cr.WriteS, cr.Acks = took.Seconds(), dur.Acks
 	cr.RecordsPerSec = float64(w.Count) / took.Seconds()
 	if dur.Met {
