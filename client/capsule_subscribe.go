@@ -30,6 +30,18 @@ type Subscription struct {
 	next  uint64
 	lease time.Duration
 	renew time.Time
+	kick  chan struct{}
+}
+
+// Renew makes Next subscribe again from the next seqno at once instead of at
+// the lease renewal: for a caller that knows its path to the server changed
+// (re-attached to another router), so pushes resume without waiting.
+// Safe from any goroutine.
+func (s *Subscription) Renew() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Lease is how long a subscription lives on the server without renewal.
@@ -43,7 +55,7 @@ func (r *Reader) Subscribe(ctx context.Context, from uint64) (*Subscription, err
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscription{r: r, id: id, ch: make(chan *wire.Message, 256), resp: resp, next: from, lease: Lease}
+	s := &Subscription{r: r, id: id, ch: make(chan *wire.Message, 256), resp: resp, next: from, lease: Lease, kick: make(chan struct{}, 1)}
 	sw := &subWaiter{ch: s.ch}
 	if r.dst != r.info.Name {
 		sw.asked = r.dst
@@ -106,6 +118,12 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			t.Stop()
 			return Event{}, ctx.Err()
 		case <-t.C:
+			if err := s.subscribe(ctx, false); err != nil {
+				return Event{}, err
+			}
+			continue
+		case <-s.kick:
+			t.Stop()
 			if err := s.subscribe(ctx, false); err != nil {
 				return Event{}, err
 			}

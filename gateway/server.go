@@ -101,12 +101,14 @@ type Deps struct {
 
 // Server serves the HTTP API over an uplink.
 type Server struct {
-	cfg  atomic.Pointer[Config]
-	up   *Uplink
-	keys Keys
-	log  *zap.Logger
-	lock func(pdu.Name) (func(), error)
-	m    *metrics
+	liveMu sync.Mutex
+	live   map[*client.Subscription]struct{} // for Renew on re-attachment
+	cfg    atomic.Pointer[Config]
+	up     *Uplink
+	keys   Keys
+	log    *zap.Logger
+	lock   func(pdu.Name) (func(), error)
+	m      *metrics
 
 	token atomic.Pointer[[]byte]
 
@@ -141,13 +143,21 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{up: d.Uplink, keys: d.Keys, log: log, lock: d.LockWriter, m: m,
 		writers: map[pdu.Name]*capWriter{}, readers: map[pdu.Name]*client.Reader{},
-		kvs: map[pdu.Name]*kv.Store{}, kvLast: map[pdu.Name]uint64{}}
+		kvs: map[pdu.Name]*kv.Store{}, kvLast: map[pdu.Name]uint64{},
+		live: map[*client.Subscription]struct{}{}}
 	c := cfg.withDefaults()
 	s.cfg.Store(&c)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	d.Uplink.OnReattach(func(router pdu.Name, after time.Duration) {
 		m.reattached.Inc()
 		m.outage.Set(after.Seconds())
+		// Subscriptions resume through the new router at once, not at
+		// their next lease renewal (up to Lease/3 later).
+		s.liveMu.Lock()
+		for sub := range s.live {
+			sub.Renew()
+		}
+		s.liveMu.Unlock()
 	})
 	return s, nil
 }

@@ -178,7 +178,13 @@ func (f *follower) run(ctx context.Context) error {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		f.s.liveMu.Lock()
+		f.s.live[sub] = struct{}{}
+		f.s.liveMu.Unlock()
 		err = f.follow(ctx, sub)
+		f.s.liveMu.Lock()
+		delete(f.s.live, sub)
+		f.s.liveMu.Unlock()
 		_ = sub.Close()
 		if errors.Is(err, errAgain) {
 			select {

@@ -110,6 +110,13 @@ func TestAdaptBandwidthChange(t *testing.T) {
 		t.Fatalf("send %v, receive %v", err, rerr)
 	}
 	sameFile(t, e.curPath, rec.Images["disk"])
+	if len(rep.Modes) > 1 && rep.Modes[1].Mode == "xz" && rep.Modes[1].AtSec < 0.7 {
+		// A machine whose single xz worker outruns lz4 over 20 Mbit/s picks xz
+		// from its first profile, before the drop: right, but the drop then
+		// has nothing to change. TestAdapterDecision drives that path
+		// deterministically.
+		t.Skipf("xz chosen by the first profile before the drop (%s): this machine is too fast for the 20 Mbit/s setting", rep.Modes[1].Reason)
+	}
 	found := false
 	for _, m := range rep.Modes {
 		if strings.Contains(m.Reason, "bandwidth changed") && m.Mode == "xz" && m.AtSec > 0.7 {
