@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +24,11 @@ type AgentConfig struct {
 	// MaxPerPeer bounds handoffs from one peer at once (its share of
 	// MaxConcurrent). Default 1.
 	MaxPerPeer int
+	// Senders, when not empty, are the only peers (names over the overlay,
+	// hosts over TCP) whose handoffs are accepted; others are refused
+	// (reason not_allowed). A valid membership proves who a sender is, not
+	// that this cloudlet should run its VM.
+	Senders []string
 }
 
 // Agent receives handoffs on a Listener and, for VMs, resumes them.
@@ -110,6 +116,9 @@ func (a *Agent) init() error {
 }
 
 func (a *Agent) admit(peer string) (string, bool) {
+	if len(a.Config.Senders) > 0 && !slices.Contains(a.Config.Senders, peer) {
+		return "not_allowed", false
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.active >= a.Config.MaxConcurrent {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 )
 
@@ -317,5 +319,52 @@ func TestAgentRemovesStalePartials(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "done")); err != nil {
 		t.Fatalf("a committed result was removed: %v", err)
+	}
+}
+
+// TestAgentRefusesUnlistedSender: with Senders set, a handoff from any other
+// peer is refused before a byte of it is stored, and counted; a listed
+// sender's handoff commits.
+func TestAgentRefusesUnlistedSender(t *testing.T) {
+	e := newPairEnv(t, 64, 8)
+	out := filepath.Join(e.dir, "agent-out")
+	for _, tc := range []struct {
+		senders []string
+		ok      bool
+	}{{[]string{"192.0.2.1"}, false}, {[]string{"192.0.2.1", "127.0.0.1"}, true}} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := NewMetrics(prometheus.NewRegistry())
+		a := &Agent{Cache: e.dst, Dir: out, Metrics: m, Config: AgentConfig{Senders: tc.senders}}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		done := make(chan error, 1)
+		go func() { done <- a.Serve(ctx, TCPListener(ln)) }()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Send(ctx, c, &Handoff{Images: []Image{{Name: "disk", Base: e.baseID, Path: e.curPath}}},
+			SendConfig{Cache: e.src, Mode: "lz4", Logger: zap.NewNop()})
+		c.Close()
+		if tc.ok != (err == nil) {
+			t.Fatalf("senders %v: send err %v, want ok=%v", tc.senders, err, tc.ok)
+		}
+		var d dto.Metric
+		if err := m.Refused.WithLabelValues("not_allowed").Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		got := d.GetCounter().GetValue()
+		if !tc.ok && (got != 1 || len(committed(t, out)) != 0) {
+			t.Fatalf("senders %v: refusals %v, result dir %v", tc.senders, got, committed(t, out))
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(committed(t, out)) != 1 {
+		t.Fatalf("result dir %v, want the listed sender's handoff", committed(t, out))
 	}
 }

@@ -130,6 +130,15 @@ func TestDeployHandoffdYAML(t *testing.T) {
 	if _, err := loadHandoffdConfigFrom(t, "max_concurrent: -1\nlisten_tcp: 127.0.0.1:0\n"); err == nil {
 		t.Fatal("a negative limit was accepted")
 	}
+	if _, err := loadHandoffdConfigFrom(t, "resume: true\n"); err == nil || !strings.Contains(err.Error(), "senders") {
+		t.Fatalf("resume without senders: %v, want refused naming senders", err)
+	}
+	if _, err := loadHandoffdConfigFrom(t, "senders: [not-a-name]\n"); err == nil {
+		t.Fatal("a malformed sender was accepted")
+	}
+	if _, err := loadHandoffdConfigFrom(t, "resume: true\nsenders: [127.0.0.1]\n"); err != nil {
+		t.Fatalf("resume with a sender: %v", err)
+	}
 }
 
 func loadHandoffdConfigFrom(t *testing.T, yaml string) (handoffdConfig, error) {

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/gdpnet/gdpnet/pdu"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -44,6 +46,10 @@ type handoffdConfig struct {
 	// Resume starts a received VM with QEMU (its kernel and initrd from the
 	// cache). Default false: the images and device state are only kept.
 	Resume bool `yaml:"resume"`
+	// Senders are the names (base64url; IP addresses for listen_tcp) whose
+	// handoffs are accepted; empty: any member of a trusted domain.
+	// Required with resume: true.
+	Senders []string `yaml:"senders"`
 	// QEMU is the emulator binary. Default qemu-system-x86_64.
 	QEMU string `yaml:"qemu"`
 	// Metrics is the address of /metrics. Default 127.0.0.1:8039; "off".
@@ -78,6 +84,17 @@ func loadHandoffdConfig(path string) (handoffdConfig, error) {
 	}
 	if cfg.MaxConcurrent < 0 || cfg.MaxPerPeer < 0 || cfg.IdleTimeout < 0 {
 		return cfg, fmt.Errorf("max_concurrent, max_per_peer and idle_timeout must not be negative")
+	}
+	if cfg.Resume && len(cfg.Senders) == 0 {
+		return cfg, fmt.Errorf("resume: true would run a VM from any member of a trusted domain: list the sender names allowed in senders")
+	}
+	for _, n := range cfg.Senders {
+		if _, err := netip.ParseAddr(n); err == nil {
+			continue // a host, for listen_tcp
+		}
+		if _, err := pdu.ParseName(n); err != nil {
+			return cfg, fmt.Errorf("senders: %q is neither a name nor an IP address: %w", n, err)
+		}
 	}
 	if !*cfg.Overlay && cfg.ListenTCP == "" {
 		return cfg, fmt.Errorf("overlay is off and listen_tcp is empty: the agent would accept nothing")
@@ -129,7 +146,8 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 	reg := newDaemonRegistry()
 	metrics := handoffd.NewMetrics(reg)
 	agent := &handoffd.Agent{Cache: cache, Dir: cfg.Dir, Logger: log, Metrics: metrics,
-		Config: handoffd.AgentConfig{MaxConcurrent: cfg.MaxConcurrent, MaxPerPeer: cfg.MaxPerPeer, IdleTimeout: cfg.IdleTimeout.Std()}}
+		Config: handoffd.AgentConfig{MaxConcurrent: cfg.MaxConcurrent, MaxPerPeer: cfg.MaxPerPeer, IdleTimeout: cfg.IdleTimeout.Std(),
+			Senders: cfg.Senders}}
 	if cfg.Resume {
 		agent.OnReceived = func(ctx context.Context, rec *handoffd.Received) error {
 			if !rec.VM {
