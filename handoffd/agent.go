@@ -115,12 +115,21 @@ func (a *Agent) init() error {
 	return nil
 }
 
+// Reload puts new limits and senders in force (SIGHUP) for handoffs that
+// arrive from now on; IdleTimeout keeps its value until a restart.
+func (a *Agent) Reload(c AgentConfig) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Config.MaxConcurrent, a.Config.MaxPerPeer = max(c.MaxConcurrent, 1), max(c.MaxPerPeer, 1)
+	a.Config.Senders = slices.Clone(c.Senders)
+}
+
 func (a *Agent) admit(peer string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if len(a.Config.Senders) > 0 && !slices.Contains(a.Config.Senders, peer) {
 		return "not_allowed", false
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.active >= a.Config.MaxConcurrent {
 		return "busy", false
 	}

@@ -368,3 +368,26 @@ func TestAgentRefusesUnlistedSender(t *testing.T) {
 		t.Fatalf("result dir %v, want the listed sender's handoff", committed(t, out))
 	}
 }
+
+// TestAgentReload: new senders and limits (SIGHUP) govern the next handoffs.
+func TestAgentReload(t *testing.T) {
+	a := &Agent{Dir: t.TempDir(), Config: AgentConfig{Senders: []string{"x"}}}
+	if err := a.init(); err != nil {
+		t.Fatal(err)
+	}
+	if reason, ok := a.admit("y"); ok || reason != "not_allowed" {
+		t.Fatalf("unlisted y admitted (%q)", reason)
+	}
+	a.Reload(AgentConfig{Senders: []string{"y"}, MaxConcurrent: 2, MaxPerPeer: 2})
+	for range 2 {
+		if reason, ok := a.admit("y"); !ok {
+			t.Fatalf("y refused after the reload listed it: %s", reason)
+		}
+	}
+	if reason, ok := a.admit("x"); ok || reason != "not_allowed" {
+		t.Fatalf("x admitted after the reload removed it (%q)", reason)
+	}
+	if reason, ok := a.admit("y"); ok || reason != "busy" {
+		t.Fatalf("third handoff with max_concurrent 2: %q %v", reason, ok)
+	}
+}

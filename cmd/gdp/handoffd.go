@@ -202,6 +202,27 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 			return err
 		}
 	}
+	// SIGHUP: re-read the file; limits and senders take effect for the next
+	// handoffs (listeners, directories and the identity need a restart).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				nc, err := loadHandoffdConfig(cfgPath)
+				if err != nil {
+					log.Error("reload failed; keeping the running configuration", zap.Error(inConfig(cfgPath, err)))
+					continue
+				}
+				agent.Reload(handoffd.AgentConfig{MaxConcurrent: nc.MaxConcurrent, MaxPerPeer: nc.MaxPerPeer, Senders: nc.Senders})
+				log.Info("configuration reloaded", zap.Int("max_concurrent", nc.MaxConcurrent), zap.Int("senders", len(nc.Senders)))
+			}
+		}
+	}()
 	_ = sdNotify("READY=1\nSTATUS=serving")
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
