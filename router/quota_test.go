@@ -316,30 +316,39 @@ func TestTunnelQuotaOverQUIC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c1 := w.dialEndpoint(n, id)
-	c2 := w.dialEndpoint(n, id)
-	c3 := w.dialEndpoint(n, id)
+	cs := []*client.Client{w.dialEndpoint(n, id), w.dialEndpoint(n, id), w.dialEndpoint(n, id)}
 	tr := &testRouter{Router: n.Router}
-	// The router's side: the third tunnel never becomes a face.
-	eventually(t, "the refusal counted", func() bool {
-		return metric(t, tr, "gdp_router_quota_refusals_total", "reason", "tunnels_per_identity") >= 1
-	})
-	if got := metric(t, tr, "gdp_router_faces", "", ""); got != 2 {
-		t.Fatalf("gdp_router_faces %v, want 2: the third tunnel of one identity was attached", got)
-	}
-	// The client's side normally sees the close at once. Known issue (issue
-	// 16 note): on a loaded machine about 1 run in 10 the refused client's
-	// link stays up past its idle timeout although the router logged the
-	// close; logged here, not failed, until it is understood.
-	select {
-	case <-c3.Done():
-	case <-time.After(5 * time.Second):
-		t.Log("KNOWN ISSUE: the refused client has not noticed the router's close after 5 s")
+	// The router refuses whichever of the three reaches it third: the
+	// tunnels' control exchanges run concurrently, so that need not be the
+	// last one dialled. Exactly one is closed, at once; the other two work.
+	var open []*client.Client
+	deadline := time.After(5 * time.Second)
+	for closed := -1; closed < 0; {
+		for i, c := range cs {
+			select {
+			case <-c.Done():
+				closed = i
+			default:
+			}
+		}
+		if closed >= 0 {
+			for i, c := range cs {
+				if i != closed {
+					open = append(open, c)
+				}
+			}
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatal("all three tunnels of one identity stayed up")
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	if got := metric(t, tr, "gdp_router_quota_refusals_total", "reason", "tunnels_per_identity"); got != 1 {
 		t.Fatalf("tunnel refusals %v, want 1", got)
 	}
-	for _, c := range []*client.Client{c1, c2} {
+	for _, c := range open {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		if _, err := c.Ping(ctx, n.Router.Name(), 16, 2*time.Second); err != nil {
 			t.Fatalf("ping over an allowed tunnel: %v", err)
