@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
+	"go.uber.org/zap"
 )
 
 // Results are what an experiment measured.
@@ -461,7 +463,17 @@ func (s *Sim) runCapsule(ctx context.Context, w *Workload, r *WorkloadResult) {
 		fail(err)
 		return
 	}
-	if err := cc.Create(ctx, owner, meta, w.W, places); err != nil {
+	// A create that got no answer (a starved machine: three servers each
+	// open a store and fsync) is tried again, as an operator would, for
+	// up to 20 s; the client takes back what a failed create placed.
+	for start := time.Now(); ; {
+		err = cc.Create(ctx, owner, meta, w.W, places)
+		if err == nil || !errors.Is(err, client.ErrNoAnswer) || time.Since(start) > 20*time.Second || ctx.Err() != nil {
+			break
+		}
+		s.log.Info("capsule create got no answer; trying again", zap.String("capsule", meta.Name().String()), zap.Error(err))
+	}
+	if err != nil {
 		fail(fmt.Errorf("create: %w", err))
 		return
 	}
