@@ -101,9 +101,9 @@ func BenchmarkAppendStoreDirect(b *testing.B) {
 // restarts over its store. records/s is b.N over the time from the restart
 // (re-attaching its tunnel included) until c holds every record, which
 // anti-entropy pulls from a and b; streamed-records/s counts from the first
-// record c stored (first-ms after the restart: until then the answers to c
-// can be lost at r1, which remembers for its negative-cache TTL that c had
-// no route while it was down); cpu-µs/record is the whole process's CPU
+// record c stored (first-ms after the restart; r1, which remembered that c
+// had no route while it was down, forgets it at c's first catch-up request,
+// so first-ms is no longer up to the negative-cache TTL); cpu-µs/record is the whole process's CPU
 // time (routers, a, b, c) over the catch-up. Run with a fixed count, e.g.
 //
 //	go test -run '^$' -bench CatchUpAfterRestart -benchtime 100000x ./capsuled

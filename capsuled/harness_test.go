@@ -46,6 +46,12 @@ func newWorld(t testing.TB) *world {
 // router starts a router node on a loopback UDP socket, peered with peers.
 func (w *world) router(desc string, peers ...*router.Node) *router.Node {
 	w.t.Helper()
+	return w.routerConf(desc, router.Config{}, peers...)
+}
+
+// routerConf is router with a config of its own (peers are added to it).
+func (w *world) routerConf(desc string, cfg router.Config, peers ...*router.Node) *router.Node {
+	w.t.Helper()
 	rc, err := w.dom.NewRouter(desc)
 	if err != nil {
 		w.t.Fatal(err)
@@ -54,7 +60,6 @@ func (w *world) router(desc string, peers ...*router.Node) *router.Node {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	var cfg router.Config
 	for _, p := range peers {
 		cfg.Peers = append(cfg.Peers, router.PeerConfig{Name: p.Router.Name(), Addr: p.Addr()})
 	}
@@ -303,7 +308,13 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 // metric returns the value of counter or gauge name with the given label
 // value (empty: the unlabelled one) in r's registry; 0 when absent.
 func (r *replica) metric(name, label string) float64 {
-	mfs, err := r.reg.Gather()
+	return gathered(r.reg, name, label)
+}
+
+// gathered is the counter or gauge name (with its first label equal to
+// label, unless label is empty) in g; -1 when g cannot be gathered.
+func gathered(g prometheus.Gatherer, name, label string) float64 {
+	mfs, err := g.Gather()
 	if err != nil {
 		return -1
 	}

@@ -78,6 +78,8 @@ func (r *Router) receive(in *Face, p []byte) {
 		r.drop(in, dropSpoofed)
 		return
 	}
+	// A name that sends is reachable again: forget a remembered miss.
+	r.resolve.sawSource(h.Src)
 	if h.Dst == r.name {
 		r.local(in, &h)
 		return

@@ -77,6 +77,9 @@ type metrics struct {
 	// the domain policy, and tunnels whose peer the tunnel never
 	// classified.
 	facesRefused *prometheus.CounterVec // reason: forbidden_domain, unclassified
+	// negForgotten counts negative-cache entries dropped because a PDU
+	// from the name arrived (it is back; ask the resolver again).
+	negForgotten prometheus.Counter
 }
 
 // quota counts one refusal at a per-identity or per-face limit.
@@ -124,6 +127,10 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 		Name: "gdp_router_publish_retries_total",
 		Help: "Location record publications and withdrawals that failed and were scheduled again.",
 	})
+	m.negForgotten = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gdp_router_negative_forgotten_total",
+		Help: "Negative resolver-cache entries forgotten because a PDU from that name arrived.",
+	})
 	pubPending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "gdp_router_publish_pending", Help: "Location record jobs accepted and not yet done (waiting, backing off or in flight).",
 	}, func() float64 { return float64(r.pubq.waiting()) })
@@ -167,7 +174,7 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	}, func() float64 { return float64(r.resolve.waiting()) })
 	if reg != nil {
 		reg.MustRegister(m.pdusIn, m.pdusOut, dropped, quotas, naks, m.adverts, m.withdrawn, m.lookups, m.latency,
-			fibSize, faces, pending, m.pubRetries, pubPending, m.facesRefused, m.downstream)
+			fibSize, faces, pending, m.pubRetries, pubPending, m.facesRefused, m.downstream, m.negForgotten)
 	}
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,10 +33,18 @@ var errForbidden = errors.New("router: destination domain not allowed by policy"
 type resolveQueue struct {
 	r *Router
 
-	mu      sync.Mutex
-	wait    map[pdu.Name]*waitList
-	total   int
-	neg     map[pdu.Name]negEntry
+	mu    sync.Mutex
+	wait  map[pdu.Name]*waitList
+	total int
+	neg   map[pdu.Name]negEntry
+	// looking holds the names being looked up right now, revived the
+	// names that sent a PDU while remembered as missing or looked up
+	// (sawSource), and when.
+	looking map[pdu.Name]struct{}
+	revived map[pdu.Name]time.Time
+	// watched is len(neg)+len(looking), read without the lock on the
+	// forwarding path: while it is 0 a PDU's source costs nothing.
+	watched atomic.Int64
 	owners  map[*idShare]*resOwner
 	ring    []*resOwner // owners with names to look up, served in turn
 	next    int
@@ -71,11 +80,13 @@ type negEntry struct {
 
 func newResolveQueue(r *Router) *resolveQueue {
 	return &resolveQueue{
-		r:      r,
-		wait:   make(map[pdu.Name]*waitList),
-		neg:    make(map[pdu.Name]negEntry),
-		owners: make(map[*idShare]*resOwner),
-		wake:   make(chan struct{}, max(r.cfg.Resolver.Workers, 1)),
+		r:       r,
+		wait:    make(map[pdu.Name]*waitList),
+		neg:     make(map[pdu.Name]negEntry),
+		looking: make(map[pdu.Name]struct{}),
+		revived: make(map[pdu.Name]time.Time),
+		owners:  make(map[*idShare]*resOwner),
+		wake:    make(chan struct{}, max(r.cfg.Resolver.Workers, 1)),
 	}
 }
 
@@ -154,7 +165,7 @@ func (q *resolveQueue) parkPDU(in *Face, dst pdu.Name, p []byte, remoteOnly bool
 			}
 			return false
 		}
-		delete(q.neg, dst)
+		q.dropNeg(dst)
 	}
 	if q.total >= cfg.MaxWaiting {
 		q.mu.Unlock()
@@ -233,11 +244,24 @@ func (q *resolveQueue) remember(dst pdu.Name, code pdu.Code) {
 		now := time.Now()
 		for n, e := range q.neg {
 			if now.After(e.until) || len(q.neg) >= q.r.cfg.Resolver.NegativeCacheSize {
-				delete(q.neg, n)
+				q.dropNeg(n)
 			}
 		}
 	}
+	if _, ok := q.neg[dst]; !ok {
+		q.watched.Add(1)
+	}
 	q.neg[dst] = negEntry{until: time.Now().Add(q.r.cfg.Resolver.NegativeTTL.Std()), code: code}
+}
+
+// dropNeg deletes dst's negative entry (q.mu held).
+func (q *resolveQueue) dropNeg(dst pdu.Name) bool {
+	if _, ok := q.neg[dst]; !ok {
+		return false
+	}
+	delete(q.neg, dst)
+	q.watched.Add(-1)
+	return true
 }
 
 // forget drops dst from the negative cache (a local advertisement arrived).
@@ -246,8 +270,82 @@ func (q *resolveQueue) forget(dst pdu.Name) {
 		return
 	}
 	q.mu.Lock()
-	delete(q.neg, dst)
+	q.dropNeg(dst)
 	q.mu.Unlock()
+}
+
+// revivalWindow is how long after a PDU from a remembered-missing name
+// arrived a failed lookup of it is tried again (at revivalBackoff, doubling)
+// instead of being remembered: the name is back, and its location record
+// may not be published yet (a router answers an advertisement before it
+// publishes; through a DHT that takes milliseconds).
+const (
+	revivalWindow  = 2 * time.Second
+	revivalBackoff = 25 * time.Millisecond
+)
+
+// sawSource is told the source of every PDU a face delivers (an endpoint's
+// source is one it holds; a peer router's is what that authenticated
+// router forwarded). A name that sends is back: a negative entry for it
+// is forgotten, so the next PDU toward it asks the resolver again instead
+// of being refused for the rest of NegativeTTL (a restarted replica's
+// first catch-up answers were lost that way), and for revivalWindow a
+// miss for it is asked again rather than remembered. Cheap when nothing
+// is remembered: one atomic load.
+func (q *resolveQueue) sawSource(src pdu.Name) {
+	if q == nil || q.watched.Load() == 0 {
+		return
+	}
+	q.mu.Lock()
+	forgot := q.dropNeg(src)
+	_, inflight := q.looking[src]
+	if forgot || inflight {
+		if len(q.revived) >= q.r.cfg.Resolver.NegativeCacheSize {
+			now := time.Now()
+			for n, at := range q.revived {
+				if now.Sub(at) > revivalWindow {
+					delete(q.revived, n)
+				}
+			}
+		}
+		if len(q.revived) < q.r.cfg.Resolver.NegativeCacheSize {
+			q.revived[src] = time.Now()
+		}
+	}
+	q.mu.Unlock()
+	if forgot {
+		q.r.met.negForgotten.Inc()
+	}
+}
+
+// lookupStarted notes that dst is being looked up.
+func (q *resolveQueue) lookupStarted(dst pdu.Name) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.looking[dst]; !ok {
+		q.looking[dst] = struct{}{}
+		q.watched.Add(1)
+	}
+}
+
+// lookupDone ends what lookupStarted began. It reports whether a failed
+// lookup should be asked again: dst sent a PDU within revivalWindow.
+func (q *resolveQueue) lookupDone(dst pdu.Name, failed bool) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.looking[dst]; ok {
+		delete(q.looking, dst)
+		q.watched.Add(-1)
+	}
+	at, ok := q.revived[dst]
+	if !ok {
+		return false
+	}
+	if failed && time.Since(at) <= revivalWindow {
+		return true
+	}
+	delete(q.revived, dst)
+	return false
 }
 
 // NegativeEntry is a negative-cache entry as the admin API shows it.
@@ -294,9 +392,22 @@ func (q *resolveQueue) worker(ctx context.Context) {
 
 func (q *resolveQueue) resolveOne(ctx context.Context, dst pdu.Name) {
 	r := q.r
-	lctx, cancel := context.WithTimeout(ctx, r.cfg.Resolver.Timeout.Std())
-	err := r.learnRoute(lctx, dst)
-	cancel()
+	var err error
+	for backoff := revivalBackoff; ; backoff *= 2 {
+		q.lookupStarted(dst)
+		lctx, cancel := context.WithTimeout(ctx, r.cfg.Resolver.Timeout.Std())
+		err = r.learnRoute(lctx, dst)
+		cancel()
+		if !q.lookupDone(dst, err != nil) || ctx.Err() != nil {
+			break
+		}
+		// dst sent a PDU lately: it is back, and its record is on its
+		// way to the resolver. Keep its PDUs parked and ask again.
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+	}
 	pdus := q.take(dst)
 	if err != nil {
 		code := pdu.CodeNoRoute
