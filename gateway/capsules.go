@@ -20,6 +20,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/caapi/fs"
 	"github.com/gdpnet/gdpnet/caapi/kv"
+	"github.com/gdpnet/gdpnet/caapi/seal"
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
@@ -132,6 +133,11 @@ type createIn struct {
 	Servers     []string `json:"servers"`
 	W           int      `json:"w"`
 	Description string   `json:"description"`
+	// Sealed makes an encrypted capsule (sealed.go): its first record is
+	// the key record of epoch 1, for Readers (keystore aliases or base64url
+	// Ed25519 public keys) and the writer.
+	Sealed  bool     `json:"sealed"`
+	Readers []string `json:"readers"`
 }
 
 type createOut struct {
@@ -139,6 +145,8 @@ type createOut struct {
 	Replicas []string `json:"replicas"`
 	W        int      `json:"w"`
 	Expires  string   `json:"adcert_not_after"`
+	Sealed   bool     `json:"sealed,omitempty"`
+	Epoch    uint64   `json:"epoch,omitempty"`
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
@@ -185,6 +193,15 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, "bad_request", fmt.Errorf("w %d: want 0 (a majority) to %d", wq, len(servers)))
 		return
 	}
+	if len(in.Readers) > 0 && !in.Sealed {
+		s.fail(w, http.StatusBadRequest, "bad_request", errors.New(`"readers" is for an encrypted capsule ("sealed": true)`))
+		return
+	}
+	readers, err := s.resolveReaders(in.Readers)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, "bad_request", err)
+		return
+	}
 	own, err := s.keys.Load(in.Owner)
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, "no_key", fmt.Errorf("owner %q: %w", in.Owner, err))
@@ -215,6 +232,29 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		wq = len(servers)/2 + 1
 	}
 	out := createOut{Capsule: meta.Name().String(), W: wq, Expires: places[0].AdCert.NotAfter.UTC().Format(time.RFC3339)}
+	if in.Sealed {
+		// Epoch 1's key record, written and acknowledged before the answer:
+		// from its first record on the capsule is an encrypted one.
+		cw, ok := s.writerOfReaders(ctx, w, meta.Name(), sealedWriter, readers)
+		if !ok {
+			return
+		}
+		_, err := cw.w.Flush(ctx)
+		if err != nil {
+			s.dropWriter(meta.Name(), cw)
+		} else {
+			out.Epoch, _ = cw.sl.Epoch()
+		}
+		cw.mu.Unlock()
+		if err != nil {
+			s.overlayError(w, "create (the key record)", err)
+			return
+		}
+		out.Sealed = true
+		s.mu.Lock()
+		s.sealed[meta.Name()] = true
+		s.mu.Unlock()
+	}
 	for _, n := range servers {
 		out.Replicas = append(out.Replicas, n.String())
 	}
@@ -291,6 +331,7 @@ const (
 	plainWriter writerKind = iota
 	kvWriter
 	fsWriter
+	sealedWriter // w, sealing through sl
 )
 
 // capWriter is the open writer of one capsule; mu serializes its use so
@@ -301,6 +342,7 @@ type capWriter struct {
 	w      *client.Writer
 	kv     *kv.Writer
 	fs     *fs.Writer
+	sl     *seal.Sealer // with w, for a sealedWriter
 	unlock func()
 }
 
@@ -322,7 +364,7 @@ func (cw *capWriter) closeLocked(ctx context.Context) error {
 	case cw.fs != nil:
 		err = cw.fs.Close(ctx)
 	}
-	cw.w, cw.kv, cw.fs = nil, nil, nil
+	cw.w, cw.kv, cw.fs, cw.sl = nil, nil, nil, nil
 	if cw.unlock != nil {
 		cw.unlock()
 		cw.unlock = nil
@@ -338,6 +380,25 @@ func (s *Server) writer(ctx context.Context, w http.ResponseWriter, name pdu.Nam
 
 // writerOf returns the capsule's writer of kind, with its mu held.
 func (s *Server) writerOf(ctx context.Context, w http.ResponseWriter, name pdu.Name, kind writerKind) (*capWriter, bool) {
+	return s.writerOfReaders(ctx, w, name, kind, nil)
+}
+
+// writerOfReaders is writerOf; a sealedWriter opened on a capsule with
+// nothing written yet starts epoch 1 for readers.
+func (s *Server) writerOfReaders(ctx context.Context, w http.ResponseWriter, name pdu.Name, kind writerKind, readers []ed25519.PublicKey) (*capWriter, bool) {
+	if kind != sealedWriter {
+		// Plain records, KV operations or files in an encrypted capsule
+		// would be in the clear and break its readers.
+		sealed, _, err := s.sealedState(ctx, name)
+		if err != nil {
+			s.overlayError(w, "open writer", err)
+			return nil, false
+		}
+		if sealed {
+			s.fail(w, http.StatusConflict, "sealed_capsule", fmt.Errorf("capsule %s is an encrypted capsule: append through /v1/sealed/%s/records", name, name))
+			return nil, false
+		}
+	}
 	s.mu.Lock()
 	cw := s.writers[name]
 	if cw == nil {
@@ -390,6 +451,14 @@ func (s *Server) writerOf(ctx context.Context, w http.ResponseWriter, name pdu.N
 		cw.kv, err = kv.OpenWriter(ctx, caps, name, id.Key, kv.WriterOptions{Writer: client.WriterOptions{Cadence: -1}})
 	case fsWriter:
 		cw.fs, err = fs.NewWriter(ctx, caps, name, id.Key, fs.WriterOptions{})
+	case sealedWriter:
+		cw.w, err = caps.NewWriter(ctx, name, id.Key, client.WriterOptions{Cadence: -1})
+		if err == nil {
+			if cw.sl, err = s.openSealer(ctx, name, cw.w, id.Key, readers); err != nil {
+				cw.w.Abort()
+				cw.w = nil
+			}
+		}
 	}
 	if err != nil {
 		if unlock != nil {
@@ -415,7 +484,7 @@ func (s *Server) dropWriter(name pdu.Name, cw *capWriter) {
 		cw.w.Abort()
 		cw.w = nil
 	}
-	cw.kv, cw.fs = nil, nil
+	cw.kv, cw.fs, cw.sl = nil, nil, nil
 	if cw.unlock != nil {
 		cw.unlock()
 		cw.unlock = nil

@@ -34,6 +34,8 @@ type world struct {
 	dom *routertest.Domain
 	res *resolver.Static
 	log *zap.Logger
+	// routers are the routers started, in order.
+	routers []*node
 }
 
 func newWorld(t testing.TB) *world {
@@ -128,7 +130,9 @@ func (w *world) router(desc string, peers ...*node) *node {
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() { _ = n.Close() })
-	return &node{Node: n, gate: gate}
+	nd := &node{Node: n, gate: gate}
+	w.routers = append(w.routers, nd)
+	return nd
 }
 
 // replica starts a capsule server attached to n.

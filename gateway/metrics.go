@@ -14,12 +14,14 @@ type metrics struct {
 	subs       prometheus.Gauge
 	reattached prometheus.Counter
 	outage     prometheus.Gauge
+	sealed     *prometheus.CounterVec
 }
 
 // rejectReasons are the reasons of gdp_gateway_rejected_total, present at
 // zero from the start (docs/GATEWAY.md lists them).
 var rejectReasons = []string{"unauthorized", "malformed_json", "too_large", "unknown_capsule", "bad_request",
-	"no_such_endpoint", "no_such_record", "no_such_key", "no_such_file", "no_key", "too_many_subscriptions", "writer_conflict"}
+	"no_such_endpoint", "no_such_record", "no_such_key", "no_such_file", "no_key", "too_many_subscriptions", "writer_conflict",
+	"not_a_reader", "not_sealed", "sealed_capsule"}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -37,8 +39,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Times the uplink re-attached after its router was lost."}),
 		outage: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdp_gateway_uplink_last_outage_seconds",
 			Help: "How long the uplink was down before its last re-attachment."}),
+		sealed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_gateway_sealed_records_total",
+			Help: "Encrypted-capsule work: records sealed and appended (sealed), records opened for a read (opened), reader-set changes (rotated)."}, []string{"op"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.appended, m.sent, m.subs, m.reattached, m.outage} {
+	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.appended, m.sent, m.subs, m.reattached, m.outage, m.sealed} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway metrics: %w", err)
 		}

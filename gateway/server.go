@@ -117,6 +117,7 @@ type Server struct {
 	readers map[pdu.Name]*client.Reader
 	kvs     map[pdu.Name]*kv.Store
 	kvLast  map[pdu.Name]uint64
+	sealed  map[pdu.Name]bool // whether a capsule is encrypted (sealed.go), once known
 	subs    atomic.Int64
 
 	ctx    context.Context
@@ -143,7 +144,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{up: d.Uplink, keys: d.Keys, log: log, lock: d.LockWriter, m: m,
 		writers: map[pdu.Name]*capWriter{}, readers: map[pdu.Name]*client.Reader{},
-		kvs: map[pdu.Name]*kv.Store{}, kvLast: map[pdu.Name]uint64{},
+		kvs: map[pdu.Name]*kv.Store{}, kvLast: map[pdu.Name]uint64{}, sealed: map[pdu.Name]bool{},
 		live: map[*client.Subscription]struct{}{}}
 	c := cfg.withDefaults()
 	s.cfg.Store(&c)
@@ -215,6 +216,12 @@ func (s *Server) Handler(token bool) http.Handler {
 	route("GET /v1/capsules/{capsule}/records", "read", s.readRange)
 	route("GET /v1/capsules/{capsule}/records/{seqno}", "read_one", s.readOne)
 	route("GET /v1/capsules/{capsule}/subscribe", "subscribe", s.subscribe)
+	route("POST /v1/sealed/{capsule}/records", "sealed_append", s.sealedAppend)
+	route("GET /v1/sealed/{capsule}/records", "sealed_read", s.sealedRead)
+	route("GET /v1/sealed/{capsule}/records/{seqno}", "sealed_read_one", s.sealedReadOne)
+	route("GET /v1/sealed/{capsule}/readers", "sealed_readers", s.sealedReaders)
+	route("PUT /v1/sealed/{capsule}/readers/{reader}", "sealed_add_reader", s.sealedChangeReader(true))
+	route("DELETE /v1/sealed/{capsule}/readers/{reader}", "sealed_remove_reader", s.sealedChangeReader(false))
 	route("PUT /v1/kv/{capsule}/keys/{key...}", "kv_put", s.kvPut)
 	route("DELETE /v1/kv/{capsule}/keys/{key...}", "kv_delete", s.kvDelete)
 	route("GET /v1/kv/{capsule}/keys/{key...}", "kv_get", s.kvGet)

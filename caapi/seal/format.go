@@ -145,6 +145,11 @@ func openData(c pdu.Name, ck []byte, e *envelope) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
+	return openWith(aead, c, e)
+}
+
+// openWith opens a data envelope with the epoch's AEAD.
+func openWith(aead cipher.AEAD, c pdu.Name, e *envelope) ([]byte, error) {
 	pt, err := aead.Open(nil, e.Nonce, e.Sealed, dataAD(c, e.Epoch))
 	if err != nil {
 		return nil, fmt.Errorf("%w (epoch %d)", ErrDecrypt, e.Epoch)

@@ -3,10 +3,13 @@ package seal
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"sync"
+
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -28,24 +31,114 @@ var ErrNotData = errors.New("seal: a key record, not a payload")
 type Opener struct {
 	c      pdu.Name
 	writer ed25519.PublicKey
-	key    ed25519.PrivateKey
+	keys   []ed25519.PrivateKey // the reader's keys: the first with a wrap opens
 	rd     RecordReader
 
-	mu   sync.Mutex
-	keys map[uint64]epochKey // by key record seqno
+	mu     sync.Mutex
+	epochs map[uint64]epochKey // by key record seqno
 }
 
 type epochKey struct {
 	epoch   uint64
-	ck      []byte // nil: no wrap for this reader
+	ck      []byte      // nil: no wrap for this reader
+	aead    cipher.AEAD // XChaCha20-Poly1305 under ck, made once per epoch
 	readers []ed25519.PublicKey
 }
 
 // NewOpener opens records of rd's capsule with the reader's identity key.
 func NewOpener(rd RecordReader, key ed25519.PrivateKey) *Opener {
-	info := rd.Info()
-	return &Opener{c: info.Name, writer: info.Writer, key: key, rd: rd, keys: map[uint64]epochKey{}}
+	return NewOpenerKeys(rd, key)
 }
+
+// NewOpenerKeys opens records with whichever of keys an epoch's key record
+// wraps the content key for (a gateway holding several of its user's
+// keys). With no key it opens nothing (every payload: ErrNoKey).
+func NewOpenerKeys(rd RecordReader, keys ...ed25519.PrivateKey) *Opener {
+	info := rd.Info()
+	return &Opener{c: info.Name, writer: info.Writer, keys: keys, rd: rd, epochs: map[uint64]epochKey{}}
+}
+
+// Epoch returns the epoch of a sealed record and the seqno of its key
+// record (its own seqno for a key record), without opening it.
+func Epoch(r capsule.Record) (epoch, keySeq uint64, isKeys bool, err error) {
+	if r.Hole {
+		return 0, 0, false, fmt.Errorf("%w: a hole", ErrMalformed)
+	}
+	env, err := decodeEnvelope(r.Data)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if env.Kind == KindKeys {
+		return env.Epoch, r.Seqno, true, nil
+	}
+	return env.Epoch, env.KeySeq, false, nil
+}
+
+// KeyInfo is what a key record says in the clear: its epoch, where it is
+// and the Ed25519 keys of the epoch's readers (the writer's included).
+type KeyInfo struct {
+	Epoch   uint64
+	KeySeq  uint64
+	Readers []ed25519.PublicKey
+}
+
+// ReadKeyRecord reads and checks (the writer's signature) the key record
+// at keySeq of rd's capsule.
+func ReadKeyRecord(ctx context.Context, rd RecordReader, keySeq uint64) (KeyInfo, error) {
+	info := rd.Info()
+	recs, err := rd.Read(ctx, keySeq, keySeq)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("key record %d: %w", keySeq, err)
+	}
+	if len(recs) != 1 || recs[0].Seqno != keySeq || recs[0].Hole {
+		return KeyInfo{}, fmt.Errorf("%w: no key record at %d", ErrMalformed, keySeq)
+	}
+	env, err := decodeEnvelope(recs[0].Data)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("key record %d: %w", keySeq, err)
+	}
+	if env.Kind != KindKeys {
+		return KeyInfo{}, fmt.Errorf("%w: entry %d is not a key record", ErrMalformed, keySeq)
+	}
+	if err := verifyKeyRecord(info.Name, info.Writer, env); err != nil {
+		return KeyInfo{}, fmt.Errorf("key record %d: %w", keySeq, err)
+	}
+	ki := KeyInfo{Epoch: env.Epoch, KeySeq: keySeq}
+	for _, w := range env.Wraps {
+		ki.Readers = append(ki.Readers, ed25519.PublicKey(w.Reader))
+	}
+	return ki, nil
+}
+
+// Current finds the newest epoch of rd's capsule up to seqno head: the
+// newest record names its key record, which is read and checked. A
+// capsule with nothing written yet has none (ErrNotSealed); one whose
+// newest record is no sealed envelope is not an encrypted capsule
+// (ErrMalformed).
+func Current(ctx context.Context, rd RecordReader, head uint64) (KeyInfo, error) {
+	for to := head; to > 0; {
+		from := max(1, to-min(to, 63))
+		entries, err := rd.Read(ctx, from, to)
+		if err != nil {
+			return KeyInfo{}, err
+		}
+		for i := len(entries) - 1; i >= 0; i-- {
+			if entries[i].Hole {
+				continue
+			}
+			_, keySeq, _, err := Epoch(entries[i])
+			if err != nil {
+				return KeyInfo{}, fmt.Errorf("entry %d: %w", entries[i].Seqno, err)
+			}
+			return ReadKeyRecord(ctx, rd, keySeq)
+		}
+		to = from - 1
+	}
+	return KeyInfo{}, ErrNotSealed
+}
+
+// ErrNotSealed: the capsule holds no sealed record yet.
+var ErrNotSealed = errors.New("seal: no key record yet")
 
 // Open returns the plaintext of a verified sealed record. It fails with
 // ErrNoKey when this reader is not a reader of the record's epoch,
@@ -68,7 +161,7 @@ func (o *Opener) Open(ctx context.Context, r capsule.Record) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s entry %d: %w", o.c, r.Seqno, err)
 	}
-	pt, err := openData(o.c, ek.ck, env)
+	pt, err := openWith(ek.aead, o.c, env)
 	if err != nil {
 		return nil, fmt.Errorf("open %s entry %d: %w", o.c, r.Seqno, err)
 	}
@@ -89,7 +182,7 @@ func (o *Opener) Transform(ctx context.Context, r capsule.Record) ([]byte, error
 // keySeq, read and checked once.
 func (o *Opener) epochKey(ctx context.Context, epoch, keySeq uint64) (epochKey, error) {
 	o.mu.Lock()
-	ek, ok := o.keys[keySeq]
+	ek, ok := o.epochs[keySeq]
 	o.mu.Unlock()
 	if !ok {
 		recs, err := o.rd.Read(ctx, keySeq, keySeq)
@@ -110,17 +203,23 @@ func (o *Opener) epochKey(ctx context.Context, epoch, keySeq uint64) (epochKey, 
 			return epochKey{}, fmt.Errorf("key record %d: %w", keySeq, err)
 		}
 		ek = epochKey{epoch: env.Epoch}
-		me := o.key.Public().(ed25519.PublicKey)
 		for _, w := range env.Wraps {
 			ek.readers = append(ek.readers, ed25519.PublicKey(w.Reader))
-			if bytes.Equal(w.Reader, me) {
-				if ek.ck, err = unwrap(w, o.key, o.c, env.Epoch); err != nil {
-					return epochKey{}, fmt.Errorf("key record %d: %w", keySeq, err)
+			for _, k := range o.keys {
+				if ek.ck == nil && bytes.Equal(w.Reader, k.Public().(ed25519.PublicKey)) {
+					if ek.ck, err = unwrap(w, k, o.c, env.Epoch); err != nil {
+						return epochKey{}, fmt.Errorf("key record %d: %w", keySeq, err)
+					}
 				}
 			}
 		}
+		if ek.ck != nil {
+			if ek.aead, err = chacha20poly1305.NewX(ek.ck); err != nil {
+				return epochKey{}, fmt.Errorf("key record %d: %w", keySeq, err)
+			}
+		}
 		o.mu.Lock()
-		o.keys[keySeq] = ek
+		o.epochs[keySeq] = ek
 		o.mu.Unlock()
 	}
 	if ek.epoch != epoch {

@@ -25,6 +25,11 @@ type Appender interface {
 	AppendRecord(ctx context.Context, data []byte) (capsule.Record, error)
 }
 
+// ErrReaders: a change of the reader set refused before anything was
+// written (the writer removing itself, too many readers, a key that is
+// no usable reader key).
+var ErrReaders = errors.New("seal: reader set refused")
+
 // Sealer is the writer side of an encrypted capsule: it seals every payload
 // under the current epoch's content key and writes the key records. Every
 // change of the reader set (AddReader, RemoveReader) starts a new epoch
@@ -68,7 +73,7 @@ func ResumeSealer(ctx context.Context, app Appender, rd RecordReader, key ed2551
 	s := &Sealer{app: app, c: app.Name(), key: key}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	op := &Opener{c: s.c, writer: key.Public().(ed25519.PublicKey), key: key, rd: rd, keys: map[uint64]epochKey{}}
+	op := &Opener{c: s.c, writer: key.Public().(ed25519.PublicKey), keys: []ed25519.PrivateKey{key}, rd: rd, epochs: map[uint64]epochKey{}}
 	for to := app.Seqno(); to > 0; {
 		from := max(1, to-min(to, 63))
 		entries, err := rd.Read(ctx, from, to)
@@ -160,7 +165,7 @@ func (s *Sealer) RemoveReader(ctx context.Context, reader ed25519.PublicKey) err
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if bytes.Equal(reader, s.key.Public().(ed25519.PublicKey)) {
-		return errors.New("seal: the writer cannot remove itself")
+		return fmt.Errorf("%w: the writer cannot remove itself", ErrReaders)
 	}
 	rest := slices.DeleteFunc(slices.Clone(s.readers), func(r ed25519.PublicKey) bool { return bytes.Equal(r, reader) })
 	return s.rotateLocked(ctx, rest)
@@ -179,14 +184,14 @@ func (s *Sealer) rotateLocked(ctx context.Context, readers []ed25519.PublicKey) 
 	set := []ed25519.PublicKey{s.key.Public().(ed25519.PublicKey)}
 	for _, r := range readers {
 		if _, err := X25519Public(r); err != nil {
-			return fmt.Errorf("seal %s: reader %x: %w", s.c, []byte(r), err)
+			return fmt.Errorf("seal %s: %w: reader %x: %w", s.c, ErrReaders, []byte(r), err)
 		}
 		set = append(set, slices.Clone(r))
 	}
 	slices.SortFunc(set, func(a, b ed25519.PublicKey) int { return bytes.Compare(a, b) })
 	set = slices.CompactFunc(set, func(a, b ed25519.PublicKey) bool { return bytes.Equal(a, b) })
 	if len(set) > MaxReaders {
-		return fmt.Errorf("seal %s: %d readers (max %d)", s.c, len(set), MaxReaders)
+		return fmt.Errorf("seal %s: %w: %d readers (max %d)", s.c, ErrReaders, len(set), MaxReaders)
 	}
 	ck := make([]byte, 32)
 	if _, err := rand.Read(ck); err != nil {
