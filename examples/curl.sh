@@ -43,6 +43,14 @@ gw "http://gdp/v1/files/$F/content/notes.txt"            # second
 gw "http://gdp/v1/files/$F/content/notes.txt?seqno=$V"   # first
 gw "http://gdp/v1/files/$F/versions/notes.txt"
 
+echo "# an encrypted capsule: this gateway seals, the servers hold ciphertext only"
+E=$(gw -X POST http://gdp/v1/capsules -H 'Content-Type: application/json' \
+      -d "{\"owner\":\"$OWNER\",\"servers\":[$SERVERS],\"description\":\"diary\",\"sealed\":true}" | field capsule)
+gw -X POST "http://gdp/v1/sealed/$E/records" -H 'Content-Type: application/json' -d '{"data":"dear diary"}'
+gw "http://gdp/v1/sealed/$E/records/2"      # opened: "dear diary" (record 1 is the key record)
+gw "http://gdp/v1/capsules/$E/records/2"    # what the servers hold: the sealed envelope
+gw "http://gdp/v1/sealed/$E/readers"        # the epoch and its readers' public keys
+
 echo "# bad input: a clear 4xx, nothing written"
 curl -sS --unix-socket "$SOCK" -X POST "http://gdp/v1/capsules/$C/records" -H 'Content-Type: application/json' -d '{"data": '; echo
 

@@ -71,7 +71,8 @@ func TestCurlWalkthrough(t *testing.T) {
 		t.Fatalf("examples/curl.sh: %v", err)
 	}
 	s := string(out)
-	for _, want := range []string{`"value":"green"`, `"value":"red"`, "first\n", `"reason":"malformed_json"`, `"data":"three"`} {
+	for _, want := range []string{`"value":"green"`, `"value":"red"`, "first\n", `"reason":"malformed_json"`, `"data":"three"`,
+		`"data":"dear diary","data_base64":"ZGVhciBkaWFyeQ==","epoch":1`, `"key_seqno":1`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q", want)
 		}

@@ -18,7 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/caapi/seal"
+	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/gateway"
@@ -29,7 +32,7 @@ import (
 )
 
 func init() {
-	addDemoStage(70, "Gateway: a local app on HTTP/JSON — KV read as of an earlier point, an old file version, a subscription that survives the uplink router being killed", demoGateway)
+	addDemoStage(70, "Gateway: a local app on HTTP/JSON — KV read as of an earlier point, an old file version, an encrypted capsule a replica cannot read, a subscription that survives the uplink router being killed", demoGateway)
 }
 
 // darkConn is a UDP socket that can go dark: every packet either way is
@@ -137,6 +140,8 @@ func demoGateway(ctx context.Context, d *demoEnv) error {
 		return id, c, nil
 	}
 	var servers []string
+	var replica *capsuled.Server // gw-cap1, whose store the encrypted capsule is read from
+	var replicaID *certs.Identity
 	for _, alias := range []string{"gw-cap1", "gw-cap2"} {
 		id, c, err := attach(alias, certs.KindServer, core)
 		if err != nil {
@@ -149,6 +154,9 @@ func demoGateway(ctx context.Context, d *demoEnv) error {
 		}
 		d.Defer(func() { _ = srv.Close() })
 		servers = append(servers, id.Name.String())
+		if replica == nil {
+			replica, replicaID = srv, id
+		}
 	}
 	d.Say("routers gw-edge1 and gw-edge2, both peered with gw-core; capsule servers gw-cap1 and gw-cap2 at gw-core")
 
@@ -274,6 +282,12 @@ func demoGateway(ctx context.Context, d *demoEnv) error {
 	}
 	d.Say("PUT /v1/files/…/content/plan.txt twice; GET …?seqno=%d returns the first version %q, verified chunk by chunk", v1.Seqno, old)
 
+	// An encrypted capsule: the gateway seals, the replica stores
+	// ciphertext it cannot open.
+	if err := demoSealed(ctx, d, call, servers, replica, replicaID); err != nil {
+		return err
+	}
+
 	// A subscription across the uplink router's death.
 	rc, err := create("sensor")
 	if err != nil {
@@ -361,4 +375,73 @@ func demoGateway(ctx context.Context, d *demoEnv) error {
 	}
 	d.Say("the subscription carried on: records 1–%d, every seqno exactly once, %s after the kill", next-1, time.Since(killed).Round(10*time.Millisecond))
 	return nil
+}
+
+// demoSealed creates an encrypted capsule through the gateway, appends and
+// reads back a secret, and shows that the replica holding it has
+// ciphertext only: the plaintext is nowhere in its stored record and the
+// replica's own key opens nothing.
+func demoSealed(ctx context.Context, d *demoEnv, call func(method, path, ctype string, body []byte, out any) error,
+	servers []string, replica *capsuled.Server, replicaID *certs.Identity) error {
+	var created struct{ Capsule string }
+	body, _ := json.Marshal(map[string]any{"servers": servers, "description": "diary", "sealed": true})
+	if err := call("POST", "/v1/capsules", "application/json", body, &created); err != nil {
+		return err
+	}
+	const secret = "meet at the old mill at noon"
+	var app struct{ First uint64 }
+	if err := call("POST", "/v1/sealed/"+created.Capsule+"/records", "application/json", []byte(`{"data":"`+secret+`"}`), &app); err != nil {
+		return err
+	}
+	var back struct {
+		Data  string
+		Epoch uint64
+	}
+	if err := call("GET", fmt.Sprintf("/v1/sealed/%s/records/%d", created.Capsule, app.First), "", nil, &back); err != nil {
+		return err
+	}
+	if back.Data != secret {
+		return fmt.Errorf("sealed: read back %q", back.Data)
+	}
+	d.Say("POST /v1/capsules {\"sealed\": true}, POST /v1/sealed/…/records %q; GET /v1/sealed/…/records/%d opens it again (epoch %d)", secret, app.First, back.Epoch)
+	name, err := pdu.ParseName(created.Capsule)
+	if err != nil {
+		return err
+	}
+	st := replica.Store()
+	var recs []capsule.Record
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if recs, err = st.Read(name, app.First, app.First); err == nil && len(recs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sealed: gw-cap1 does not hold record %d: %v", app.First, err)
+		}
+	}
+	if bytes.Contains(recs[0].Data, []byte(secret)) || bytes.Contains(recs[0].Data, []byte("old mill")) {
+		return errors.New("sealed: the replica's stored record holds the plaintext")
+	}
+	_, err = seal.NewOpener(storeReader{st, name}, replicaID.Key).Open(ctx, recs[0])
+	if !errors.Is(err, seal.ErrNoKey) {
+		return fmt.Errorf("sealed: the replica's key on its own copy: %v, want no content key", err)
+	}
+	d.Say("gw-cap1's store holds record %d as %d bytes of ciphertext (%x…), the plaintext nowhere in it; opened with gw-cap1's own key: %v",
+		app.First, len(recs[0].Data), recs[0].Data[len(recs[0].Data)-8:], seal.ErrNoKey)
+	return nil
+}
+
+// storeReader reads a capsule from a server's own store: the replica's
+// view, as a seal.RecordReader.
+type storeReader struct {
+	st   *store.Store
+	name pdu.Name
+}
+
+func (r storeReader) Info() capsule.Info {
+	in, _, _ := r.st.Info(r.name)
+	return in
+}
+
+func (r storeReader) Read(_ context.Context, from, to uint64) ([]capsule.Record, error) {
+	return r.st.Read(r.name, from, to)
 }

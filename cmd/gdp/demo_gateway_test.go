@@ -22,7 +22,8 @@ func TestDemoGatewayStage(t *testing.T) {
 		t.Fatalf("gateway stage: %v\n%s", err, out.String())
 	}
 	s := out.String()
-	for _, want := range []string{"(mode 0600)", `now "dark"`, `"light"`, `the first version "draft 1\n"`, "re-attached to gw-edge2", "every seqno exactly once"} {
+	for _, want := range []string{"(mode 0600)", `now "dark"`, `"light"`, `the first version "draft 1\n"`, "re-attached to gw-edge2", "every seqno exactly once",
+		"bytes of ciphertext", "the plaintext nowhere in it", "opened with gw-cap1's own key: seal: no content key"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("narration lacks %q:\n%s", want, s)
 		}
