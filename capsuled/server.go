@@ -57,6 +57,7 @@ type Server struct {
 	queue    chan request
 	kick     chan pdu.Name
 	sync     *syncState
+	repl     replState // peers' heads as last learnt (Status)
 	draining atomic.Bool
 	inflight sync.WaitGroup
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,12 @@ func (s *Server) handleSync(r request) *wire.Message {
 	}
 	resp := m.Reply(wire.StatusOK)
 	resp.Head = head.Seqno
+	if m.From > 0 {
+		// A replica asks from its head + 1: what Status shows of it.
+		if p := s.places.get(c); p != nil && slices.Contains(p.replicas, r.from) && r.from != s.name {
+			s.repl.saw(c, r.from, m.From-1, time.Now())
+		}
+	}
 	if m.From == 0 || m.From > head.Seqno {
 		return resp
 	}
@@ -204,6 +211,7 @@ func (s *Server) syncCapsule(ctx context.Context, c pdu.Name, force bool) bool {
 			if ctx.Err() != nil {
 				return
 			}
+			s.repl.failed(c, peer, err)
 			ok := err == nil || !unreachable(err)
 			s.sync.answered(peer, ok, time.Now(), s.cfg.SyncInterval, s.cfg.PeerBackoff)
 			if !ok {
@@ -327,6 +335,7 @@ func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from uint64) (*w
 		s.met.syncErrors.WithLabelValues("refused").Inc()
 		return nil, err
 	}
+	s.repl.saw(c, peer, resp.Head, time.Now())
 	return resp, nil
 }
 

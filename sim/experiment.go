@@ -148,6 +148,10 @@ func Run(ctx context.Context, top *Topology, opts Options) (*Results, error) {
 					err = perr
 				}
 			}
+			// After the plots: the report embeds them.
+			if _, rerr := res.Report(top, opts.Out); rerr != nil && err == nil {
+				err = rerr
+			}
 		}
 	}
 	return res, err

@@ -16,6 +16,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/dashboard"
 	"github.com/gdpnet/gdpnet/internal/logging"
 )
 
@@ -95,6 +96,7 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 	if cfg.Metrics != "off" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		dashboard.Mount(mux, capsuledDashboard(srv, reg))
 		if hs, err = serveHTTP(cfg.Metrics, "metrics", mux, log); err != nil {
 			_ = srv.Close()
 			return err

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/internal/dashboard"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/resolver"
 )
@@ -105,6 +106,7 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.Handle("/", svc.Handler())
+		dashboard.Mount(mux, resolverDashboard(svc, creds.Identity.Name, creds.Domain.Name(), reg))
 		if srv, err = serveHTTP(api, "resolver API", mux, log); err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/internal/config"
+	"github.com/gdpnet/gdpnet/internal/dashboard"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
@@ -133,7 +134,7 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 	admin := cfg.Admin
 	var srv *httpService
 	if admin != "off" {
-		if srv, err = serveHTTP(admin, "admin API", routerAdminHandler(node.Router, res), log); err != nil {
+		if srv, err = serveHTTP(admin, "admin API", routerAdminHandler(node.Router, res, reg), log); err != nil {
 			return err
 		}
 	}
@@ -201,9 +202,11 @@ func reloadRouter(cfgPath string, node *router.Node, res *resolver.Service, watc
 // routerAdminHandler is the router's admin API with the embedded
 // resolver's read-only API beside it: GET /v1/resolver/status and
 // /v1/resolver/lookup/NAME (so `gdp lookup --api http://ADMIN/v1/resolver`
-// asks the router's own resolver).
-func routerAdminHandler(r *router.Router, res *resolver.Service) http.Handler {
+// asks the router's own resolver), and the web dashboard (GET /,
+// /dashboard/, /api/status) over the admin API and the metrics in g.
+func routerAdminHandler(r *router.Router, res *resolver.Service, g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
+	dashboard.Mount(mux, routerDashboard(r, res, g))
 	api := http.StripPrefix("/v1/resolver", res.Handler())
 	mux.Handle("GET /v1/resolver/status", api)
 	mux.Handle("GET /v1/resolver/lookup/{name}", api)

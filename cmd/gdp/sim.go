@@ -110,7 +110,9 @@ client on its own address of an emulated underlay whose links have the
 configured bandwidth, delay, jitter, loss and MTU — runs its workloads and
 failures on schedule, and prints a line per workload and a summary:
 "Results: 0% dropped (90/90 received)". With --out the results directory
-gets results.json, samples.csv, links.csv, events.csv and summary.txt.
+gets results.json, samples.csv, links.csv, events.csv, summary.txt, the
+plots and report.html (one self-contained page: topology drawing, plots,
+tables).
 No root is needed; nothing leaves the process.`,
 		Example: `  gdp sim run sim/examples/partition.yaml
   gdp sim run sim/examples/convergence.yaml --cli

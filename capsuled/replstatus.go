@@ -1,0 +1,160 @@
+package capsuled
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// CapsuleStatus is one placed capsule as the dashboard and Status show it:
+// its head here and what this server last learnt of each peer replica's.
+type CapsuleStatus struct {
+	Name        pdu.Name `json:"name"`
+	Description string   `json:"description,omitempty"`
+	// Head is this replica's durable head seqno.
+	Head uint64 `json:"head"`
+	// Newest is the highest head known among the replicas (this one's and
+	// the peers' last seen).
+	Newest   uint64 `json:"newest"`
+	Replicas int    `json:"replicas"`
+	W        int    `json:"w"`
+	// Syncing: an anti-entropy comparison is under way. Suspect: a peer
+	// did not answer last time.
+	Syncing bool         `json:"syncing,omitempty"`
+	Suspect bool         `json:"suspect,omitempty"`
+	Peers   []PeerStatus `json:"peers"`
+}
+
+// settle sets Newest from this replica's head and the peers' heard, and
+// each heard peer's Lag behind it.
+func (c *CapsuleStatus) settle() {
+	c.Newest = c.Head
+	for _, p := range c.Peers {
+		if !p.Seen.IsZero() {
+			c.Newest = max(c.Newest, p.Head)
+		}
+	}
+	for i := range c.Peers {
+		if !c.Peers[i].Seen.IsZero() {
+			c.Peers[i].Lag = c.Newest - c.Peers[i].Head
+		}
+	}
+}
+
+// Lag is how many records this replica is behind the newest head known.
+func (c CapsuleStatus) Lag() uint64 { return c.Newest - c.Head }
+
+// PeerStatus is what this server last learnt of a peer replica's head:
+// from the peer's answer to our SYNC, or from the peer's own SYNC (it
+// asks from its head + 1).
+type PeerStatus struct {
+	Name pdu.Name `json:"name"`
+	// Head is the peer's head when last heard (0 with Seen zero: never).
+	Head uint64    `json:"head"`
+	Seen time.Time `json:"seen,omitempty"`
+	// Lag is how many records the peer was behind the newest head known.
+	Lag uint64 `json:"lag"`
+	// BackingOff: the peer did not answer and is not asked until the
+	// back-off ends (sync.peer_backoff).
+	BackingOff bool `json:"backing_off,omitempty"`
+	// Error is the last anti-entropy failure with the peer ("" after a
+	// success).
+	Error string `json:"error,omitempty"`
+}
+
+// replState is what anti-entropy learnt of the peers' heads, per capsule
+// and peer. Entries of deleted capsules or dropped peers are ignored (and
+// pruned) by Status.
+type replState struct {
+	mu sync.Mutex
+	m  map[[2]pdu.Name]peerSeen
+}
+
+type peerSeen struct {
+	head uint64
+	seen time.Time
+	err  string
+}
+
+// saw records that peer's head for capsule c was head at now.
+func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[[2]pdu.Name]peerSeen{}
+	}
+	k := [2]pdu.Name{c, peer}
+	e := r.m[k]
+	e.head, e.seen, e.err = head, now, ""
+	r.m[k] = e
+}
+
+// failed records the outcome of a pull from peer (nil: success).
+func (r *replState) failed(c, peer pdu.Name, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[[2]pdu.Name]peerSeen{}
+	}
+	k := [2]pdu.Name{c, peer}
+	e := r.m[k]
+	e.err = ""
+	if err != nil {
+		e.err = err.Error()
+	}
+	r.m[k] = e
+}
+
+func (r *replState) get(c, peer pdu.Name) (peerSeen, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.m[[2]pdu.Name{c, peer}]
+	return e, ok
+}
+
+// prune forgets capsules not in keep.
+func (r *replState) prune(keep map[pdu.Name]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.m {
+		if !keep[k[0]] {
+			delete(r.m, k)
+		}
+	}
+}
+
+// Status lists the capsules placed on this server, sorted by name, each
+// with its head and its peers' as last learnt (replication state and lag).
+func (s *Server) Status() []CapsuleStatus {
+	now := time.Now()
+	places := s.places.all()
+	keep := make(map[pdu.Name]bool, len(places))
+	out := make([]CapsuleStatus, 0, len(places))
+	for _, p := range places {
+		keep[p.name] = true
+		cs := CapsuleStatus{Name: p.name, Replicas: len(p.replicas), W: p.w, Peers: []PeerStatus{}}
+		if p.meta != nil {
+			cs.Description = p.meta.Description
+		}
+		if h, err := s.st.Head(p.name); err == nil {
+			cs.Head = h.Seqno
+		}
+		s.sync.mu.Lock()
+		cs.Syncing, cs.Suspect = s.sync.running[p.name], s.sync.suspects[p.name]
+		s.sync.mu.Unlock()
+		for _, peer := range p.peers(s.name) {
+			ps := PeerStatus{Name: peer, BackingOff: !s.sync.due(peer, now)}
+			if e, ok := s.repl.get(p.name, peer); ok {
+				ps.Head, ps.Seen, ps.Error = e.head, e.seen, e.err
+			}
+			cs.Peers = append(cs.Peers, ps)
+		}
+		cs.settle()
+		out = append(out, cs)
+	}
+	s.repl.prune(keep)
+	sort.Slice(out, func(i, j int) bool { return string(out[i].Name[:]) < string(out[j].Name[:]) })
+	return out
+}

@@ -1,0 +1,74 @@
+package capsuled_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// TestStatusReplication: Status shows each capsule's head and what the
+// server learnt of its peer's: a (which does not compare on its own for an
+// hour) learns b's head from b's SYNC requests; b learns a's from a's
+// answers. When b stops, a's view of it stays at the head last heard and
+// the lag grows with a's writes.
+func TestStatusReplication(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	a := w.newReplicaConf(r1, "a", capsuled.Config{SyncInterval: time.Hour})
+	b := w.newReplica(r1, "b")
+	cc := w.user(r1, "writer")
+	tc := newTestCapsule(t, "status")
+	tc.create(t, cc, 1, a, b)
+	name := tc.meta.Name()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wr, err := cc.NewWriter(ctx, name, tc.writer.Key, client.WriterOptions{Cadence: -1, Replicas: []pdu.Name{a.id.Name}, W: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wr.Close(context.Background())
+	write := func(n int) {
+		t.Helper()
+		for i := range n {
+			if _, err := wr.Append(ctx, fmt.Appendf(nil, "r%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d, err := wr.Flush(ctx); err != nil || !d.Met {
+			t.Fatalf("write: %v %v", d, err)
+		}
+	}
+	write(5)
+	peerOf := func(r *replica) (capsuled.CapsuleStatus, capsuled.PeerStatus) {
+		st := r.srv.Status()
+		if len(st) != 1 || st[0].Name != name || len(st[0].Peers) != 1 {
+			t.Fatalf("status %+v", st)
+		}
+		return st[0], st[0].Peers[0]
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ca, pa := peerOf(a)
+		cb, pb := peerOf(b)
+		if ca.Head == 5 && pa.Name == b.id.Name && pa.Head == 5 && pa.Lag == 0 && !pa.Seen.IsZero() &&
+			cb.Head == 5 && pb.Name == a.id.Name && pb.Head == 5 && !pb.Seen.IsZero() && cb.Lag() == 0 &&
+			ca.Replicas == 2 && ca.W == 1 && ca.Description == "status" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a: %+v %+v\nb: %+v %+v", ca, pa, cb, pb)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.stop()
+	write(3)
+	c, p := peerOf(a)
+	if c.Head != 8 || c.Newest != 8 || p.Head != 5 || p.Lag != 3 {
+		t.Fatalf("after b stopped and 3 more records: %+v %+v", c, p)
+	}
+}
