@@ -10,7 +10,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 BUILDTIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  ?= -X main.buildRevision=$(REVISION) -X main.buildTime=$(BUILDTIME)
 
-.PHONY: all build deb demo test test-race bench fuzz lint clean
+.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds lint clean
 
 all: build
 
@@ -41,9 +41,17 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
 	GDP_QUIC_BYTES=104857600 $(GO) test -count=1 -v -run TestQUICOverNamesIntact ./client
 
-# Every Fuzz target, each for FUZZTIME.
+# Every Fuzz target, each for FUZZTIME (scripts/fuzz.sh: FUZZ_KEEP=1 keeps
+# the inputs found, FUZZ_ONLY=regexp picks targets). Crashers land in
+# <pkg>/testdata/fuzz/<target>/ and `make test` reruns them once committed.
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+# Rewrites the seed corpora (<pkg>/testdata/fuzz/<target>/seed-*) from the
+# seeds each target adds (internal/fuzzseed): golden vectors and fixtures.
+fuzz-seeds:
+	find . -path '*/testdata/fuzz/Fuzz*/seed-*' -delete
+	GDP_FUZZ_WRITE_SEEDS=1 $(GO) test -count=1 -run '^Fuzz' $$(git ls-files '*_test.go' | xargs grep -l '^func Fuzz' | xargs -n1 dirname | sort -u | sed 's|^|./|')
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,7 +138,7 @@ func TestControlRefusesNonCanonical(t *testing.T) {
 // to the same bytes.
 func FuzzControl(f *testing.F) {
 	for _, line := range mustVectors(f) {
-		f.Add(line)
+		fuzzseed.Add(f, line)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, kind := range []string{"advertise", "withdraw", "result"} {

@@ -2,6 +2,7 @@ package capsuled
 
 import (
 	"encoding/hex"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ func seedMessages(f *testing.F) {
 	for _, line := range strings.Split(string(b), "\n") {
 		if _, hx, ok := strings.Cut(line, " "); ok && !strings.HasPrefix(line, "#") {
 			if v, err := hex.DecodeString(hx); err == nil {
-				f.Add(v)
+				fuzzseed.Add(f, v)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package certs
 
 import (
 	"bytes"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,7 +18,7 @@ func seedFuzz(f *testing.F, pattern string) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(b)
+		fuzzseed.Add(f, b)
 	}
 }
 

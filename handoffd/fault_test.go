@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"net"
 	"os"
 	"path/filepath"
@@ -240,7 +241,7 @@ func FuzzDecodeBlob(f *testing.F) {
 		recs := []record{{Kind: recZero, Hash: zeroHash}, {Kind: recData, Block: 3, Data: bytes.Repeat([]byte{7}, BlockSize)}}
 		raw := rawBlob(recs)
 		p, _, _ := encodeBlob(mode, len(recs), raw)
-		f.Add(p)
+		fuzzseed.Add(f, p)
 	}
 	f.Fuzz(func(t *testing.T, p []byte) {
 		recs, err := decodeBlob(p)

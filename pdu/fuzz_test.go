@@ -2,6 +2,7 @@ package pdu
 
 import (
 	"bytes"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"testing"
 )
 
@@ -9,9 +10,9 @@ import (
 func seedVectors(f *testing.F) []vector {
 	vs := loadVectors(f)
 	for _, v := range vs {
-		f.Add(v.hex(f, "hex"))
+		fuzzseed.Add(f, v.hex(f, "hex"))
 		if _, ok := v.fields["canonical"]; ok {
-			f.Add(v.hex(f, "canonical"))
+			fuzzseed.Add(f, v.hex(f, "canonical"))
 		}
 	}
 	return vs
@@ -100,9 +101,9 @@ func FuzzHeader(f *testing.F) {
 			continue
 		}
 		h := v.header(f)
-		f.Add(uint8(h.Type), h.TTL, uint8(h.Flags), uint8(h.Code), h.Sequence, h.Dst[:], h.Src[:], h.Options, h.Payload)
+		fuzzseed.Add(f, uint8(h.Type), h.TTL, uint8(h.Flags), uint8(h.Code), h.Sequence, h.Dst[:], h.Src[:], h.Options, h.Payload)
 	}
-	f.Add(uint8(9), uint8(0), uint8(0xff), uint8(0), uint32(0), []byte{}, []byte{1}, []byte{5, 9}, []byte{})
+	fuzzseed.Add(f, uint8(9), uint8(0), uint8(0xff), uint8(0), uint32(0), []byte{}, []byte{1}, []byte{5, 9}, []byte{})
 	f.Fuzz(func(t *testing.T, typ, ttl, flags, code uint8, seq uint32, dst, src, opts, payload []byte) {
 		h := Header{Type: Type(typ), TTL: ttl, Flags: Flags(flags), Code: Code(code), Sequence: seq, Options: opts, Payload: payload}
 		copy(h.Dst[:], dst)
@@ -133,12 +134,12 @@ func FuzzHeader(f *testing.F) {
 func FuzzParseName(f *testing.F) {
 	for _, v := range loadVectors(f) {
 		if s, ok := v.fields["dst"]; ok {
-			f.Add(s)
-			f.Add(s[:42] + "B")
-			f.Add(s + "=")
+			fuzzseed.Add(f, s)
+			fuzzseed.Add(f, s[:42]+"B")
+			fuzzseed.Add(f, s+"=")
 		}
 	}
-	f.Add("")
+	fuzzseed.Add(f, "")
 	f.Fuzz(func(t *testing.T, s string) {
 		n, err := ParseName(s)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,7 +89,7 @@ func FuzzParseProof(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(seed)
+	fuzzseed.Add(f, seed)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := parseProof(b)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,7 +171,7 @@ func FuzzParseRecord(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(raw)
+		fuzzseed.Add(f, raw)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseRecord(b)

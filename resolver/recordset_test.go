@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"strings"
 	"sync"
@@ -65,7 +66,7 @@ func TestStaticLookupAll(t *testing.T) {
 
 // setFixture is three routers' records for one name, in a trusted
 // domain, and a newer record of the first router.
-func setFixture(t *testing.T) (*world, *certs.Verifier, []*Record, *Record) {
+func setFixture(t testing.TB) (*world, *certs.Verifier, []*Record, *Record) {
 	w := newWorld(t, goldenBase)
 	d := w.domain("set")
 	cv := trust(goldenBase.Add(time.Minute), d)
@@ -327,7 +328,7 @@ func FuzzParseSet(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(raw)
+		fuzzseed.Add(f, raw)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		set, err := ParseSet(b)

@@ -2,6 +2,7 @@ package router
 
 import (
 	"encoding/hex"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -46,7 +47,7 @@ func FuzzReceive(f *testing.F) {
 	seed := func(h pdu.Header) {
 		b, err := h.Marshal()
 		if err == nil {
-			f.Add(b)
+			fuzzseed.Add(f, b)
 		}
 	}
 	seed(pdu.Header{Type: pdu.TypeData, TTL: 5, Dst: pdu.Name{3}, Src: pdu.Name{1}, Payload: []byte("x")})
@@ -56,7 +57,7 @@ func FuzzReceive(f *testing.F) {
 		seed(pdu.Header{Type: pdu.TypeAdvertise, TTL: 1, Dst: rc.ID.Name, Src: pdu.Name{1}, Payload: v})
 		seed(pdu.Header{Type: pdu.TypeWithdraw, TTL: 1, Dst: rc.ID.Name, Src: pdu.Name{1}, Payload: v})
 	}
-	f.Add([]byte{})
+	fuzzseed.Add(f, []byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, face := range []*Face{ep, rt} {
 			p := append([]byte(nil), b...)

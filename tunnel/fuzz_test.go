@@ -3,6 +3,11 @@ package tunnel
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,7 +19,7 @@ func seedFrames(f *testing.F) {
 	loadJSON(f, "testdata/frames.json", &vs)
 	for _, v := range vs {
 		b, _ := hex.DecodeString(v.Frame)
-		f.Add(b)
+		fuzzseed.Add(f, b)
 	}
 }
 
@@ -22,8 +27,8 @@ func seedFrames(f *testing.F) {
 // accepts re-seals to the same bytes.
 func FuzzFrameDecode(f *testing.F) {
 	seedFrames(f)
-	f.Add([]byte{})
-	f.Add(make([]byte, frameOverhead))
+	fuzzseed.Add(f, []byte{})
+	fuzzseed.Add(f, make([]byte, frameOverhead))
 	aead, _ := chacha20poly1305.New(vectorKey())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, why, ok := parseFrameHeader(b)
@@ -55,7 +60,7 @@ func FuzzFrameDecode(f *testing.F) {
 // intact.
 func FuzzReassembler(f *testing.F) {
 	seedFrames(f) // frame bytes make as good a fragment script as any
-	f.Add([]byte("\x01\x80\x40\x01\x01\x10"))
+	fuzzseed.Add(f, []byte("\x01\x80\x40\x01\x01\x10"))
 	f.Fuzz(func(t *testing.T, script []byte) {
 		const chunk, slots = 32, 4
 		var c counters
@@ -98,6 +103,79 @@ func FuzzReassembler(f *testing.F) {
 		}
 		if !bytes.Equal(got, script) {
 			t.Fatalf("reassembled %x, want %x", got, script)
+		}
+	})
+}
+
+// FuzzControlMessage: the 16-byte control messages of PROTOCOL.md §4.3 (the
+// vectors of testdata/control.json): any bytes decode to a message or an
+// ErrProtocol, never a panic, and what decodes re-encodes to the same
+// bytes.
+func FuzzControlMessage(f *testing.F) {
+	var vs []struct {
+		Hex string `json:"hex"`
+	}
+	loadJSON(f, "testdata/control.json", &vs)
+	for _, v := range vs {
+		b, _ := hex.DecodeString(v.Hex)
+		fuzzseed.Add(f, b)
+	}
+	fuzzseed.Add(f, make([]byte, ctrlLen))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var b [ctrlLen]byte
+		copy(b[:], in)
+		m, err := decodeCtrl(b)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("error %v is not ErrProtocol", err)
+			}
+			return
+		}
+		if m.encode() != b {
+			t.Fatalf("decoded %+v re-encodes to %x, not %x", m, m.encode(), b)
+		}
+		// readCtrl over a stream of the same bytes agrees, and a short
+		// stream is an error
+		if _, err := readCtrl(bytes.NewReader(in)); (err != nil) != (len(in) < ctrlLen) {
+			t.Fatalf("readCtrl of %d bytes: %v", len(in), err)
+		}
+	})
+}
+
+// FuzzCredentials: the credentials a peer presents in its certificate's
+// extension (metadata, membership, domain metadata; seeds from
+// certs/testdata) decode strictly or fail with an error, and what decodes
+// re-encodes to the same bytes.
+func FuzzCredentials(f *testing.F) {
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("..", "certs", "testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	meta, err := certs.ParseMetadata(read("client.meta"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	member, err := certs.ParseCert(read("member.cose"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	domain, err := certs.ParseMetadata(read("domain.meta"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	fuzzseed.Add(f, EncodeCredentials(meta, member, domain))
+	fuzzseed.Add(f, EncodeCredentials(meta, member, nil))
+	fuzzseed.Add(f, []byte{credentialsVersion})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		meta, member, domain, err := DecodeCredentials(b)
+		if err != nil {
+			return
+		}
+		if again := EncodeCredentials(meta, member, domain); !bytes.Equal(again, b) {
+			t.Fatalf("re-encodes to %x, not %x", again, b)
 		}
 	})
 }

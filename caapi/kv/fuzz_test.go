@@ -3,17 +3,18 @@ package kv
 import (
 	"bytes"
 	"errors"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"testing"
 )
 
 // FuzzUnmarshalOp: no input panics the decoder, and what it accepts
 // re-encodes to the same bytes (one byte form per record).
 func FuzzUnmarshalOp(f *testing.F) {
-	f.Add([]byte{0xa2, 0x01, 0x02, 0x02, 0x41, 'k'})
-	f.Add([]byte{0xa1, 0x01, 0x03})
+	fuzzseed.Add(f, []byte{0xa2, 0x01, 0x02, 0x02, 0x41, 'k'})
+	fuzzseed.Add(f, []byte{0xa1, 0x01, 0x03})
 	// The PROTOCOL §10 vectors.
 	for _, b := range readVectors(f) {
-		f.Add(b)
+		fuzzseed.Add(f, b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := UnmarshalOp(b)

@@ -3,6 +3,7 @@ package seal
 import (
 	"bytes"
 	"errors"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"testing"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -14,14 +15,14 @@ import (
 // accepts re-encodes to the same bytes.
 func FuzzDecodeEnvelope(f *testing.F) {
 	aead, _ := chacha20poly1305.NewX(make([]byte, 32))
-	f.Add(sealData(pdu.Name{1}, aead, 1, 1, make([]byte, 24), []byte("payload")))
+	fuzzseed.Add(f, sealData(pdu.Name{1}, aead, 1, 1, make([]byte, 24), []byte("payload")))
 	pub := bytes.Repeat([]byte{9}, 32)
 	kr, err := codec.Marshal(&envelope{Kind: KindKeys, Epoch: 2, Wraps: []wrap{{Reader: pub, Eph: pub, Wrapped: make([]byte, 48)}},
 		Sig: make([]byte, 64)})
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(kr)
+	fuzzseed.Add(f, kr)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEnvelope(b)
 		if err != nil {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"testing"
 )
 
@@ -9,10 +10,10 @@ import (
 // re-encodes to exactly the same bytes.
 func FuzzUnmarshal(f *testing.F) {
 	for _, v := range readVectors(f) {
-		f.Add(v)
+		fuzzseed.Add(f, v)
 	}
-	f.Add([]byte{0xa0})
-	f.Add([]byte{0xa2, 0x01, 0x02, 0x02, 0x00})
+	fuzzseed.Add(f, []byte{0xa0})
+	fuzzseed.Add(f, []byte{0xa2, 0x01, 0x02, 0x02, 0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Unmarshal(b)
 		if err != nil {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,7 +22,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(b)
+		fuzzseed.Add(f, b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c testConfig
