@@ -210,7 +210,13 @@ func TestAttackSuite(t *testing.T) {
 	t.Run("replayed advertisements", func(t *testing.T) {
 		// mallory replays the legitimate server's valid chain (someone
 		// else's endpoint: not_endpoint) with fresh sequences.
-		legitAd := &advert.Advertise{Endpoint: serverID.Meta.Marshal(), RtCert: mRt.Marshal(),
+		// RtCerts are public (they ride in location records): mallory
+		// presents the server's own.
+		srvRt, err := certs.IssueRtCert(serverID, r.Name(), now.Add(-time.Minute), now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		legitAd := &advert.Advertise{Endpoint: serverID.Meta.Marshal(), RtCert: srvRt.Marshal(),
 			Names: []advert.AdvertName{{Name: cname, Target: capsule.Meta.Marshal(), AdCert: ad.Marshal()}}}
 		before, beforeAll := advResult(advert.StatusNotEndpoint), refusedAdverts()
 		run(t, func(stop <-chan struct{}, started func()) {
@@ -291,7 +297,7 @@ func TestAttackSuite(t *testing.T) {
 				if i%2 == 1 {
 					src = server.Name()
 				}
-				h := pdu.Header{Type: pdu.TypeData, TTL: 16, Sequence: uint32(i), Src: src, Dst: cname, Payload: []byte("legit spoofed")}
+				h := pdu.Header{Type: pdu.TypeData, TTL: 16, Sequence: uint32(i), Src: src, Dst: cname, Payload: []byte("spoof")}
 				if p, err := h.Marshal(); err == nil {
 					_ = mallory.link.Send(p)
 				}
