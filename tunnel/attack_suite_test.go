@@ -275,3 +275,62 @@ func TestRandomFramesFromRandomSources(t *testing.T) {
 		t.Fatalf("junk counted as dropped: %v", st.Drops)
 	}
 }
+
+// TestReassemblyFloodWithTraffic: the authenticated peer floods first
+// fragments of PDUs it never finishes (3,000 of them, 8 reassembly slots)
+// and, interleaved, sends 100 genuine PDUs of 3 fragments each: ≥ 90 % of
+// the genuine PDUs arrive whole, the flood is evicted and counted, and the
+// reassembler never holds more than its slots.
+func TestReassemblyFloodWithTraffic(t *testing.T) {
+	const slots = 8
+	a := newTestNode(t, true, func(c *Config) { c.RawMTU = 1200 })
+	b := newTestNode(t, true, func(c *Config) { c.RawMTU = 1200; c.ReassemblySlots = slots })
+	la, _ := pair(t, a, b, KindRaw)
+	rl := la.(*link).raw
+	s := rl.out.Load()
+	frag := make([]byte, rl.frame-frameOverhead)
+	const flood, n = 3000, 100
+	sent := 0
+	for i := 0; i < flood; i++ {
+		fb := rl.re.q.get(rl.frame)
+		h := frameHeader{Frag: fragMore, PacketID: uint16(60000 + i%5000), Index: s.remote, Counter: s.counter.Add(1) - 1}
+		fb.n = sealFrame(fb.b, h, s.aead, &fb.nonce, frag)
+		fb.addr = rl.addr.Load()
+		rl.re.q.put(fb)
+		if i%30 == 29 && sent < n {
+			if err := la.Send(pattern(3000, sent)); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+		if i%256 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.sink.count() < sent && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := 0
+	b.sink.mu.Lock()
+	for _, p := range b.sink.got {
+		if len(p) == 3000 {
+			got++
+		}
+	}
+	b.sink.mu.Unlock()
+	st := b.ep.Stats()
+	t.Logf("genuine PDUs delivered whole: %d/%d during a flood of %d unfinished first fragments; evicted %d",
+		got, sent, flood, st.Dropped(DropReassemblyEvicted))
+	if got < sent*9/10 {
+		t.Fatalf("genuine PDUs %d/%d < 90%%", got, sent)
+	}
+	if st.Dropped(DropReassemblyEvicted) < flood/2 {
+		t.Fatalf("evictions %d for a flood of %d", st.Dropped(DropReassemblyEvicted), flood)
+	}
+	sess := b.ep.raw.session(rl.recvIndexAtPeer())
+	b.ep.Close()
+	if held := sess.reasm.pending(); held > slots {
+		t.Fatalf("reassembler holds %d incomplete PDUs, limit %d", held, slots)
+	}
+}
