@@ -75,7 +75,7 @@ func clientRecv(c *client.Client) func(context.Context) ([]byte, error) {
 	}
 }
 
-// TestAttackSuite runs the router-level attacks of docs/SECURITY.md §2.11
+// TestAttackSuite runs the router-level attacks of docs/SECURITY.md §2.12
 // one by one while a legitimate client sends 300 PDUs to a capsule name a
 // legitimate server holds: each attack must fail (its refusals or drops
 // counted, the capsule's route unchanged) and at least 90 % of the
