@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gdpnet/gdpnet/internal/timesched"
 )
 
 // Network is an emulated underlay: nodes with addresses, links between
@@ -28,8 +30,16 @@ type Network struct {
 	seed    uint64
 	closed  bool
 
-	sched scheduler
+	sched *timesched.Scheduler[moving]
 	stats Stats
+}
+
+// moving is a packet reaching node on its way to dst at its scheduled
+// time. A packet's next hop is shaped from that time, not from when the
+// scheduler woke, so scheduling lateness does not add up along a path.
+type moving struct {
+	node, dst *Node
+	pkt       *packet
 }
 
 // Stats counts what happened to packets outside any one link.
@@ -106,7 +116,7 @@ func NewNetwork(seed uint64) *Network {
 		ports:  map[netip.Addr]uint16{},
 		seed:   seed,
 	}
-	n.sched.init()
+	n.sched = timesched.New(func(at time.Time, m moving) { n.arrive(m.node, m.dst, m.pkt, at) }, func(m moving) { m.pkt.free() })
 	return n
 }
 
@@ -344,7 +354,7 @@ func (n *Network) Close() error {
 	for _, c := range conns {
 		c.Close()
 	}
-	n.sched.stop()
+	n.sched.Stop()
 	return nil
 }
 
@@ -395,7 +405,7 @@ func (n *Network) arrive(cur, dst *Node, pkt *packet, now time.Time) {
 		n.arrive(d.To, dst, pkt, now)
 		return
 	}
-	n.sched.push(at, d.To, dst, pkt, n)
+	n.sched.Push(at, moving{d.To, dst, pkt})
 }
 
 // deliver puts a packet into its socket's queue.

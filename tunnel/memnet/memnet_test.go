@@ -266,20 +266,3 @@ func BenchmarkDelayedDelivery(b *testing.B) {
 	}
 	b.ReportMetric(float64(d)/el.Seconds(), "pkts/s")
 }
-
-func TestPktHeapOrder(t *testing.T) {
-	var h pktHeap
-	base := time.Now()
-	for i := 0; i < 1000; i++ {
-		h.seq++
-		h.push(timed{at: base.Add(time.Duration((i*7919)%1000) * time.Microsecond), seq: h.seq})
-	}
-	prev := timed{at: base.Add(-time.Hour)}
-	for h.Len() > 0 {
-		it := h.pop()
-		if it.at.Before(prev.at) || (it.at.Equal(prev.at) && it.seq < prev.seq) {
-			t.Fatalf("popped %v after %v", it.at, prev.at)
-		}
-		prev = it
-	}
-}

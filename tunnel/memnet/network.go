@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gdpnet/gdpnet/internal/timesched"
 )
 
 // Network is a set of emulated hosts and the paths between them.
@@ -21,11 +23,17 @@ type Network struct {
 	nextPort map[netip.Addr]uint16
 	closed   bool
 
-	sched scheduler
+	sched *timesched.Scheduler[delayed]
 	stats Stats
 	// now is the clock sends are shaped by (time.Now; tests fix it to
 	// send a burst in one instant).
 	now func() time.Time
+}
+
+// delayed is a packet on its way to dst, waiting out its link's delay.
+type delayed struct {
+	dst netip.AddrPort
+	pkt *packet
 }
 
 // Stats counts what the network did with packets.
@@ -49,7 +57,7 @@ func New(def LinkConfig) *Network {
 		nextPort: map[netip.Addr]uint16{},
 		now:      time.Now,
 	}
-	n.sched.init()
+	n.sched = timesched.New(func(_ time.Time, d delayed) { n.deliver(d.dst, d.pkt) }, func(d delayed) { d.pkt.free() })
 	return n
 }
 
@@ -153,7 +161,7 @@ func (n *Network) Close() error {
 	for _, c := range conns {
 		c.Close()
 	}
-	n.sched.stop()
+	n.sched.Stop()
 	return nil
 }
 
@@ -210,7 +218,7 @@ func (n *Network) send(src, dst netip.AddrPort, b []byte) {
 		n.deliver(dst, pkt)
 		return
 	}
-	n.sched.push(at, dst, pkt, n)
+	n.sched.Push(at, delayed{dst, pkt})
 }
 
 // deliver puts a packet into the destination's receive queue.
