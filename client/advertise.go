@@ -64,6 +64,9 @@ func (c *Client) rtCertFor(router pdu.Name) (*certs.Cert, error) {
 		return nil, err
 	}
 	c.rtCert = rc
+	if c.opts.OnRtCert != nil {
+		c.opts.OnRtCert(rc)
+	}
 	return rc, nil
 }
 

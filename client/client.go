@@ -59,6 +59,10 @@ type Options struct {
 	// RtCertLifetime is the validity of the RtCerts the client issues.
 	// Default 1h.
 	RtCertLifetime time.Duration
+	// OnRtCert, when set, is called with every RtCert the client issues
+	// itself (before the advertisement that carries it), e.g. to export
+	// its expiry. It must not block.
+	OnRtCert func(*certs.Cert)
 	// TTL is the initial TTL of PDUs the client sends. Default 32.
 	TTL uint8
 }

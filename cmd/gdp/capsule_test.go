@@ -22,6 +22,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
 )
@@ -43,6 +44,14 @@ func TestDeployCapsuledYAML(t *testing.T) {
 	cfg.Placement.Owners = []string{"not a key"}
 	if _, err := cfg.server(); err == nil {
 		t.Fatal("a malformed owner key was accepted")
+	}
+	cfg.Placement.Owners = nil
+	if cfg.RtCertLifetime.Std() != time.Hour {
+		t.Fatalf("rtcert_lifetime %s, want the documented 1h", cfg.RtCertLifetime.Std())
+	}
+	cfg.RtCertLifetime = config.Duration(2 * time.Second)
+	if err := validateCapsuledConfig(cfg); err == nil || !strings.Contains(err.Error(), "rtcert_lifetime 2s: at least 5s") {
+		t.Fatalf("rtcert_lifetime 2s: %v", err)
 	}
 }
 

@@ -67,17 +67,24 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 	defer signal.Stop(sig)
 	actx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	at, err := cfg.attach(actx, client.Options{Logger: log, InboxSize: 16384})
+	// The RtCerts the server issues itself are watched like its
+	// membership: gdp_cert_expiry_seconds{kind="rtcert"}, a WARN when a
+	// renewal is overdue. The watch exists before the first advertisement.
+	reg := newDaemonRegistry()
+	watch := newCertWatch(log, reg)
+	onRt := func(c *certs.Cert) {
+		log.Debug("issued an rtcert", logging.Name(c.Subject), logging.Expiry(c.NotAfter))
+		watch.set("rtcert", c, "")
+	}
+	at, err := cfg.attach(actx, client.Options{Logger: log, InboxSize: 16384, RtCertLifetime: cfg.RtCertLifetime.Std(), OnRtCert: onRt})
 	if err != nil {
 		return err
 	}
 	defer at.ep.Close()
-	reg := newDaemonRegistry()
 	reg.MustRegister(at.ep.Collector())
 	// QUIC over names (OPERATIONS.md §7): packets for it that reach the
 	// server are counted even while it serves none.
 	reg.MustRegister(at.client.QUICCollector())
-	watch := newCertWatch(log, reg)
 	watch.set("member", at.member, cfg.MemberCert)
 	wctx, wstop := context.WithCancel(ctx)
 	defer wstop()

@@ -239,6 +239,11 @@ type capsuledConfig struct {
 	Metrics string `yaml:"metrics"`
 	// DrainTimeout bounds the drain on SIGTERM. Default 5s.
 	DrainTimeout config.Duration `yaml:"drain_timeout"`
+	// RtCertLifetime is the validity of the RtCerts the server issues
+	// itself for its router (docs/OPERATIONS.md §1.2): it re-issues one at
+	// half its life and advertises again at two thirds of the route's
+	// remaining life, so the route never lapses. Default 1h; at least 5s.
+	RtCertLifetime config.Duration `yaml:"rtcert_lifetime"`
 	// Log selects level and format. Default info, json.
 	Log logging.Config `yaml:"log"`
 }
@@ -304,6 +309,9 @@ func loadCapsuledConfig(path string) (capsuledConfig, error) {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = config.Duration(5 * time.Second)
+	}
+	if cfg.RtCertLifetime == 0 {
+		cfg.RtCertLifetime = config.Duration(time.Hour)
 	}
 	if _, err := cfg.Placement.policy(); err != nil {
 		return cfg, err

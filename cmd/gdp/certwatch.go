@@ -41,7 +41,7 @@ type watchedCert struct {
 }
 
 var descCertExpiry = prometheus.NewDesc("gdp_cert_expiry_seconds",
-	"Seconds until a certificate this daemon runs with expires (negative: expired), by kind (member) and subject name.",
+	"Seconds until a certificate this daemon runs with expires (negative: expired), by kind (member; rtcert: the RtCert a capsule server issues itself for its router) and subject name.",
 	[]string{"kind", "name"}, nil)
 
 func newCertWatch(log *zap.Logger, reg prometheus.Registerer) *certWatch {
@@ -78,14 +78,30 @@ func (w *certWatch) check() {
 				msg = "my membership expired: peers and routers refuse this node until it is renewed"
 			}
 			w.log.Error(msg, append(fields, zap.Duration("ago", (-left).Round(time.Second)),
-				zap.String("fix", "have the domain operator issue a new one (gdp cert issue member), install it at "+c.file+", then send SIGHUP"))...)
+				zap.String("fix", certFix(c, true)))...)
 		case left > 0 && float64(left) <= certWarnFraction*float64(life) && c.state < 1:
 			c.state = 1
 			w.log.Warn("certificate expires soon: less than 20% of its lifetime left",
 				append(fields, zap.Duration("left", left.Round(time.Second)),
-					zap.String("fix", "renew it (gdp cert issue member), install it at "+c.file+", then send SIGHUP"))...)
+					zap.String("fix", certFix(c, false)))...)
 		}
 	}
+}
+
+// certFix says what to do about a certificate running out (expired: it
+// has already). A membership comes from the domain operator as a file the
+// daemon reloads on its own when it is replaced; an RtCert the daemon
+// issues itself, so one running out means its re-advertisements fail.
+func certFix(c *watchedCert, expired bool) string {
+	if c.kind == "rtcert" {
+		return "the daemon re-issues its RtCert and advertises again before it expires: look for 'advertisement failed' lines and check the router (gdp doctor --remote)"
+	}
+	if expired {
+		return "have the domain operator issue a new one (gdp cert issue member) and install it at " + c.file +
+			": the daemon reloads it on its own within seconds (send SIGHUP only where the file system has no inotify)"
+	}
+	return "renew it (gdp cert issue member, or gdp cert renew where the domain key is) and install it at " + c.file +
+		": the daemon reloads it on its own within seconds (send SIGHUP only where the file system has no inotify)"
 }
 
 // run checks every interval until ctx ends.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -116,6 +117,10 @@ func validateResolverFile(c resolverFileConfig) error {
 }
 
 // validateCapsuledConfig is loadCapsuledConfig's check.
+// minRtCertLifetime: a shorter RtCert could lapse before its renewal's
+// advertisement is answered.
+const minRtCertLifetime = 5 * time.Second
+
 func validateCapsuledConfig(c capsuledConfig) error {
 	errs := []error{c.Log.Validate(), checkHostPort("router", c.Router, false), checkHostPort("listen", c.Listen, true),
 		checkAPIAddr("metrics", c.Metrics), c.attachConfig.validate()}
@@ -132,6 +137,9 @@ func validateCapsuledConfig(c capsuledConfig) error {
 	}
 	if c.MaxData < 0 || c.Workers < 0 {
 		errs = append(errs, errors.New("max_data and workers must not be negative"))
+	}
+	if c.RtCertLifetime != 0 && c.RtCertLifetime.Std() < minRtCertLifetime {
+		errs = append(errs, fmt.Errorf("rtcert_lifetime %s: at least %s (the server renews at half of it)", c.RtCertLifetime.Std(), minRtCertLifetime))
 	}
 	return errors.Join(errs...)
 }

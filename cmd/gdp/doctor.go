@@ -488,7 +488,7 @@ func checkCredFiles(f credFiles, role string, now time.Time) []checkResult {
 		case err != nil:
 			mr.Status, mr.Detail, mr.Fix = checkFail, fmt.Sprintf("%s: %v", f.member, err), renew
 		case left < membershipWarnWithin:
-			mr.Status, mr.Detail, mr.Fix = checkWarn, fmt.Sprintf("%s valid, but expires in %s (%s)", f.member, hoursMinutes(left), notAfter.UTC().Format(time.RFC3339)), renew+"; then SIGHUP the daemon"
+			mr.Status, mr.Detail, mr.Fix = checkWarn, fmt.Sprintf("%s valid, but expires in %s (%s)", f.member, hoursMinutes(left), notAfter.UTC().Format(time.RFC3339)), renew+" (a running daemon reloads the replaced file on its own)"
 		default:
 			mr.Status, mr.Detail = checkOK, fmt.Sprintf("%s valid for %s more (until %s)", f.member, hoursMinutes(left), notAfter.UTC().Format(time.RFC3339))
 		}

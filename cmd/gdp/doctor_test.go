@@ -206,7 +206,7 @@ func TestDoctorCLI(t *testing.T) {
 		{"good", base + edge1 + "member_cert: " + filepath.Join(dir, "long.member") + "\n",
 			0, "membership", "ok    membership: " + filepath.Join(dir, "long.member") + " valid for 71h59m more (until ", ""},
 		{"expiring", base + edge1 + "member_cert: " + filepath.Join(dir, "short.member") + "\n",
-			0, "membership", "warn  membership: " + filepath.Join(dir, "short.member") + " valid, but expires in 1h59m", "SIGHUP"},
+			0, "membership", "warn  membership: " + filepath.Join(dir, "short.member") + " valid, but expires in 1h59m", "reloads the replaced file on its own"},
 		{"missing membership", base + edge1 + "member_cert: " + filepath.Join(dir, "none.member") + "\n",
 			1, "membership", "fail  membership: " + filepath.Join(dir, "none.member"), "gdp cert issue member"},
 		{"missing identity", base + "member_cert: " + filepath.Join(dir, "long.member") + "\nidentity: core9\n",

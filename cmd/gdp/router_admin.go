@@ -159,7 +159,7 @@ func printRouterStatus(out io.Writer, s router.Summary, now time.Time) {
 	if left := s.MemberExpiry.Sub(now); left > 0 {
 		fmt.Fprintf(out, "member    until %s (in %s)\n", s.MemberExpiry.UTC().Format(time.RFC3339), left.Round(time.Minute))
 	} else {
-		fmt.Fprintf(out, "member    EXPIRED at %s (%s ago): peers refuse this router; renew the membership (docs/OPERATIONS.md §1.2) and send SIGHUP\n",
+		fmt.Fprintf(out, "member    EXPIRED at %s (%s ago): peers refuse this router; install a renewed membership at the router's member_cert (docs/OPERATIONS.md §1.2): it is reloaded on its own\n",
 			s.MemberExpiry.UTC().Format(time.RFC3339), (-left).Round(time.Second))
 	}
 	fmt.Fprintf(out, "fib       %d names\n", s.FIBNames)
