@@ -10,7 +10,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 BUILDTIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  ?= -X main.buildRevision=$(REVISION) -X main.buildTime=$(BUILDTIME)
 
-.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds lint clean
+.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds lint clean handoff-data handoff-bench
 
 all: build
 
@@ -40,6 +40,18 @@ test-race:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
 	GDP_QUIC_BYTES=104857600 $(GO) test -count=1 -v -run TestQUICOverNamesIntact ./client
+
+# The VM handoff dataset (docs/HANDOFF.md §7): a debootstrap'd Debian ext4
+# image before/after apt-get install, a booted guest's RAM before/after a
+# workload, in $(HANDOFF_DATA). Needs root and a Debian mirror; idempotent.
+HANDOFF_DATA ?= /var/tmp/gdpnet-handoff-data
+handoff-data:
+	GDP_HANDOFF_DATA=$(HANDOFF_DATA) ./scripts/handoff-data.sh
+
+# The handoff benchmark on that dataset: emulated 5/10/25 Mbit/s links and a
+# 25 -> 5 drop, beside zstd, xz -9 and QEMU's own live migration (~20 min).
+handoff-bench: handoff-data
+	GDP_HANDOFF_DATA=$(HANDOFF_DATA) $(GO) test -run '^$$' -bench HandoffDataset -benchtime 1x -timeout 90m ./handoffd
 
 # Every Fuzz target, each for FUZZTIME (scripts/fuzz.sh: FUZZ_KEEP=1 keeps
 # the inputs found, FUZZ_ONLY=regexp picks targets). Crashers land in

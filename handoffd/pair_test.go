@@ -246,3 +246,49 @@ func TestDedupTable(t *testing.T) {
 		t.Fatalf("blocks %+v, want %+v", rep.Blocks, want)
 	}
 }
+
+// TestSequentialStages: with Sequential the send stage starts only after
+// the scan has ended (the benchmark's baseline for pipelining); pipelined,
+// 16 MiB of new random blocks cannot all sit in the bounded queues, so the
+// writer must be sending before the scan ends. Both rebuild the same image.
+func TestSequentialStages(t *testing.T) {
+	e := &pairEnv{dir: t.TempDir()}
+	rng := rngFor(17)
+	cur := make([]byte, 4096*BlockSize)
+	for i := range cur {
+		cur[i] = byte(rng.Uint32())
+	}
+	e.basePath, e.curPath = filepath.Join(e.dir, "base.img"), filepath.Join(e.dir, "cur.img")
+	os.WriteFile(e.basePath, make([]byte, 64*BlockSize), 0o644)
+	os.WriteFile(e.curPath, cur, 0o644)
+	var err error
+	if e.src, err = OpenBaseCache(filepath.Join(e.dir, "src")); err != nil {
+		t.Fatal(err)
+	}
+	if e.dst, err = OpenBaseCache(filepath.Join(e.dir, "dst")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.src.Add(e.basePath, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dst.Add(e.basePath, "")
+	e.baseID = m.ID
+	for _, seq := range []bool{false, true} {
+		os.RemoveAll(filepath.Join(e.dir, "out"))
+		rep, rec, err, rerr := e.run(t, SendConfig{Mode: "none", Sequential: seq, BlobSize: 256 << 10}, nil)
+		if err != nil || rerr != nil {
+			t.Fatalf("sequential %v: send %v, receive %v", seq, err, rerr)
+		}
+		sameFile(t, e.curPath, rec.Images["disk"])
+		scan, dedup, comp, send := rep.Stages[0], rep.Stages[1], rep.Stages[2], rep.Stages[3]
+		t.Logf("sequential %v: scan %.3f-%.3f dedup %.3f-%.3f compress %.3f-%.3f send %.3f-%.3f", seq,
+			scan.FirstSec, scan.LastSec, dedup.FirstSec, dedup.LastSec, comp.FirstSec, comp.LastSec, send.FirstSec, send.LastSec)
+		if seq && (dedup.FirstSec < scan.LastSec || comp.FirstSec < dedup.LastSec || send.FirstSec < comp.LastSec) {
+			t.Fatalf("sequential stages overlap: %+v", rep.Stages)
+		}
+		if !seq && send.FirstSec >= scan.LastSec {
+			t.Fatalf("pipelined: the first send (%.3fs) came after the scan ended (%.3fs)", send.FirstSec, scan.LastSec)
+		}
+	}
+}

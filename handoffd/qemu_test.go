@@ -3,7 +3,6 @@ package handoffd
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"net"
@@ -62,7 +61,7 @@ func guestFiles(t *testing.T) (kernel string, mods map[string]string, busybox st
 }
 
 // guestModules in load order: virtio-blk for the disk.
-var guestModules = []string{"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk"}
+var guestModules = GuestModules
 
 // guestInit: boot, say GUEST-READY, wait for "go", then the workload: 5 MB
 // of known data in a RAM file system (guest memory) and written to the disk
@@ -90,54 +89,9 @@ while read cmd; do
 done
 `
 
-// cpioNewc writes a gzip'd newc cpio archive (what the kernel unpacks as
-// its initramfs).
-type cpioNewc struct {
-	w   *bytes.Buffer
-	ino int
-}
-
-func (c *cpioNewc) entry(name string, mode, rdevMaj, rdevMin int, data []byte) {
-	c.ino++
-	fmt.Fprintf(c.w, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		c.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdevMaj, rdevMin, len(name)+1, 0)
-	c.w.WriteString(name)
-	c.w.WriteByte(0)
-	for c.w.Len()%4 != 0 {
-		c.w.WriteByte(0)
-	}
-	c.w.Write(data)
-	for c.w.Len()%4 != 0 {
-		c.w.WriteByte(0)
-	}
-}
-
 func buildInitramfs(t *testing.T, path, busybox string, mods map[string]string) {
 	t.Helper()
-	c := &cpioNewc{w: &bytes.Buffer{}}
-	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"} {
-		c.entry(d, 0o040755, 0, 0, nil)
-	}
-	c.entry("dev/console", 0o020600, 5, 1, nil)
-	bb, err := os.ReadFile(busybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.entry("bin/busybox", 0o100755, 0, 0, bb)
-	for _, m := range guestModules {
-		b, err := os.ReadFile(mods[m])
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.entry("lib/modules/"+m+".ko", 0o100644, 0, 0, b)
-	}
-	c.entry("init", 0o100755, 0, 0, []byte(guestInit))
-	c.entry("TRAILER!!!", 0, 0, 0, nil)
-	var out bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&out, gzip.BestSpeed)
-	zw.Write(c.w.Bytes())
-	zw.Close()
-	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+	if err := BuildInitramfs(path, busybox, mods, guestInit); err != nil {
 		t.Fatal(err)
 	}
 }

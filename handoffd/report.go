@@ -57,6 +57,10 @@ type StageReport struct {
 	Ratio   float64 `json:"ratio"`
 	BusySec float64 `json:"busy_sec"`
 	MBps    float64 `json:"mb_per_busy_sec"` // input per busy second of one worker
+	// FirstSec and LastSec bound the stage's activity (seconds from the
+	// start): overlapping spans are the pipelining at work.
+	FirstSec float64 `json:"first_sec"`
+	LastSec  float64 `json:"last_sec"`
 }
 
 // Sample is one point of the throughput timeline.
@@ -87,6 +91,9 @@ func (s *sender) fillReport(r *Report) {
 		st := StageReport{Name: n, In: s.stageIn[i].Load(), Out: s.stageOut[i].Load(), BusySec: float64(s.stageBusy[i].Load()) / 1e9}
 		if st.In > 0 {
 			st.Ratio = float64(st.Out) / float64(st.In)
+		}
+		if f := s.stageFirst[i].Load(); f > 0 {
+			st.FirstSec, st.LastSec = float64(f-1)/1e9, float64(s.stageLast[i].Load())/1e9
 		}
 		if st.BusySec > 0 {
 			st.MBps = float64(st.In) / st.BusySec / 1e6

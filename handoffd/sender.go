@@ -72,6 +72,11 @@ type SendConfig struct {
 	PreCopyLimit time.Duration
 	// PreCopyConverged ends pre-copy once a round changes fewer bytes (default 4 MiB).
 	PreCopyConverged int64
+	// Sequential runs the stages one after another instead of overlapping
+	// them (scan everything, then dedup, then compress, then send): the
+	// benchmark's baseline for the saving of pipelining. It holds every
+	// changed block in memory; image pairs only (refused with a VM).
+	Sequential bool
 	// ResultTimeout bounds the wait for the receiver's verdict after the
 	// last byte (default 2 min: it re-reads every image).
 	ResultTimeout time.Duration
@@ -191,6 +196,7 @@ type sender struct {
 	final                                                    atomic.Bool
 	stageBusy                                                [4]atomic.Int64 // scan, dedup, compress, send (ns)
 	stageIn, stageOut                                        [4]atomic.Int64
+	stageFirst, stageLast                                    [4]atomic.Int64 // ns since start (+1 in first: 0 = never)
 
 	results chan result
 	ackErr  chan error
@@ -237,6 +243,9 @@ func Send(ctx context.Context, conn io.ReadWriter, h *Handoff, cfg SendConfig) (
 }
 
 func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
+	if s.cfg.Sequential && h.VM != nil {
+		return nil, errors.New("send: sequential stages are for image pairs, not a VM")
+	}
 	if len(h.Images) == 0 || len(h.Images) > maxImages {
 		return nil, fmt.Errorf("send: %d images, want 1..%d", len(h.Images), maxImages)
 	}
@@ -432,10 +441,14 @@ func (s *sender) pipeline(ctx context.Context, h *Handoff) (*Report, error) {
 		}()
 	}
 	go func() { comp.Wait(); close(frames) }()
+	wframes, wmarks := (<-chan outFrame)(frames), (<-chan roundEnd)(marks)
+	if s.cfg.Sequential {
+		wframes, wmarks = s.barrier(ctx, frames, marks)
+	}
 	stages.Add(1)
 	go func() {
 		defer stages.Done()
-		if err := s.writer(ctx, frames, marks, roundSent); err != nil {
+		if err := s.writer(ctx, wframes, wmarks, roundSent); err != nil {
 			fail(err)
 		}
 	}()
@@ -640,6 +653,10 @@ func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
 	s.scanDone.Store(0)
 
 	jobs := make(chan chunk)
+	var held struct { // Sequential: the stage's whole output
+		sync.Mutex
+		items []item
+	}
 	var wg sync.WaitGroup
 	errc := make(chan error, s.cfg.Workers)
 	for w := 0; w < s.cfg.Workers; w++ {
@@ -667,9 +684,16 @@ func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
 				}
 				lr.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 				s.stageBusy[0].Add(int64(time.Since(t0)))
+				s.active(0, t0)
 				s.stageIn[0].Add(want)
 				s.stageOut[0].Add(int64(len(out)) * BlockSize)
 				s.scanDone.Add(want)
+				if s.cfg.Sequential {
+					held.Lock()
+					held.items = append(held.items, out...)
+					held.Unlock()
+					continue
+				}
 				for _, it := range out {
 					select {
 					case items <- it:
@@ -696,6 +720,13 @@ func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
 		return err
 	default:
 	}
+	for _, it := range held.items {
+		select {
+		case items <- it:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return ctx.Err()
 }
 
@@ -706,8 +737,15 @@ func (s *sender) dedup(ctx context.Context, items <-chan item, blobs chan<- blob
 	nblobs := 0
 	var nrec int64
 	const maxRecs = 16384
+	var held []blob // Sequential: the round's blobs, released at its end
 	flush := func() bool {
 		if len(cur.recs) == 0 {
+			return true
+		}
+		if s.cfg.Sequential {
+			held = append(held, cur)
+			nblobs++
+			cur = blob{round: cur.round}
 			return true
 		}
 		select {
@@ -724,6 +762,14 @@ func (s *sender) dedup(ctx context.Context, items <-chan item, blobs chan<- blob
 			if !flush() {
 				return
 			}
+			for _, b := range held {
+				select {
+				case blobs <- b:
+				case <-ctx.Done():
+					return
+				}
+			}
+			held = nil
 			cur.round = it.end + 1
 			select {
 			case marks <- roundEnd{Round: it.end, Blobs: nblobs, Records: nrec}:
@@ -758,6 +804,7 @@ func (s *sender) dedup(ctx context.Context, items <-chan item, blobs chan<- blob
 		cur.input += BlockSize
 		nrec++
 		s.stageBusy[1].Add(int64(time.Since(t0)))
+		s.active(1, t0)
 		s.stageIn[1].Add(BlockSize)
 		if r.Kind == recData {
 			s.stageOut[1].Add(BlockSize)
@@ -811,6 +858,7 @@ func (s *sender) compressor(ctx context.Context, blobs <-chan blob, frames chan<
 		el := time.Since(t1)
 		s.ad.observe(m, len(raw), len(payload), el)
 		s.stageBusy[2].Add(int64(time.Since(t0)))
+		s.active(2, t0)
 		s.stageIn[2].Add(int64(len(raw)))
 		s.stageOut[2].Add(int64(len(payload)))
 		select {
@@ -820,6 +868,85 @@ func (s *sender) compressor(ctx context.Context, blobs <-chan blob, frames chan<
 		}
 	}
 	return nil
+}
+
+// active records that stage i worked from t0 to now.
+func (s *sender) active(i int, t0 time.Time) {
+	first := int64(t0.Sub(s.start)) + 1
+	for {
+		f := s.stageFirst[i].Load()
+		if (f != 0 && f <= first) || s.stageFirst[i].CompareAndSwap(f, first) {
+			break
+		}
+	}
+	last := int64(time.Since(s.start))
+	for {
+		l := s.stageLast[i].Load()
+		if l >= last || s.stageLast[i].CompareAndSwap(l, last) {
+			break
+		}
+	}
+}
+
+// barrier (Sequential) holds each round's frames until all of them are
+// compressed, so the send stage starts only when compression has ended.
+func (s *sender) barrier(ctx context.Context, frames <-chan outFrame, marks <-chan roundEnd) (<-chan outFrame, <-chan roundEnd) {
+	fo := make(chan outFrame, s.cfg.QueueBlobs)
+	mo := make(chan roundEnd, 4)
+	go func() {
+		defer close(fo) // never mo: the writer drains marks once frames end
+		held := map[int][]outFrame{}
+		var pend []roundEnd
+		release := func(all bool) bool {
+			for len(pend) > 0 && (all || len(held[pend[0].Round]) >= pend[0].Blobs) {
+				m := pend[0]
+				pend = pend[1:]
+				for _, f := range held[m.Round] {
+					select {
+					case fo <- f:
+					case <-ctx.Done():
+						return false
+					}
+				}
+				delete(held, m.Round)
+				select {
+				case mo <- m:
+				case <-ctx.Done():
+					return false
+				}
+			}
+			return true
+		}
+		for frames != nil {
+			select {
+			case f, ok := <-frames:
+				if !ok {
+					frames = nil
+					for drained := false; !drained; {
+						select {
+						case m := <-marks:
+							pend = append(pend, m)
+						default:
+							drained = true
+						}
+					}
+					continue
+				}
+				held[f.round] = append(held[f.round], f)
+			case m := <-marks:
+				pend = append(pend, m)
+			case <-ctx.Done():
+				return
+			}
+			if !release(false) {
+				return
+			}
+		}
+		// Frames have ended: pass on whatever is left (a short round is
+		// the writer's to report).
+		release(true)
+	}()
+	return fo, mo
 }
 
 // writer is the only goroutine writing to the stream until the last round
@@ -877,6 +1004,7 @@ func (s *sender) writer(ctx context.Context, frames <-chan outFrame, marks <-cha
 			}
 			s.ad.sent(time.Since(t0), len(f.payload)+5)
 			s.stageBusy[3].Add(int64(time.Since(t0)))
+			s.active(3, t0)
 			s.stageIn[3].Add(int64(len(f.payload)))
 			s.stageOut[3].Add(int64(len(f.payload) + 5))
 			s.wire.Add(int64(len(f.payload) + 5))
