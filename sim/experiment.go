@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/netip"
 	"slices"
 	"sort"
 	"sync"
@@ -627,13 +626,13 @@ func pace(ctx context.Context, rate float64, total int, send func(k int)) {
 // underlay, as iperf does between Mininet hosts: the links' own fidelity,
 // without gdpnet on the path. Throughput counts wire bytes (payload + 28).
 func (s *Sim) runUDP(ctx context.Context, i int, w *Workload, r *WorkloadResult) {
-	rx, err := s.net.Listen(netip.AddrPortFrom(s.nodes[w.To].addr, uint16(9000+i)), 1<<16)
+	rx, err := s.listenUDP(s.nodes[w.To], uint16(9000+i), 1<<16)
 	if err != nil {
 		r.Err = err.Error()
 		return
 	}
 	defer rx.Close()
-	tx, err := s.net.Listen(netip.AddrPortFrom(s.nodes[w.From].addr, 0), 16)
+	tx, err := s.listenUDP(s.nodes[w.From], 0, 16)
 	if err != nil {
 		r.Err = err.Error()
 		return

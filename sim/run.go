@@ -37,6 +37,12 @@ type Options struct {
 	Plots bool
 	// Parallel bounds how many endpoints attach at once (default 32).
 	Parallel int
+	// Mode is ModeInProcess (default) or ModeNetns; the topology's
+	// mode: applies when this is empty (sim/netns.go).
+	Mode string
+	// Binary is the gdp executable the netns mode runs routers with
+	// (default: this executable).
+	Binary string
 }
 
 // simDedupSlots is each emulated router's duplicate-suppression table.
@@ -68,6 +74,8 @@ type Sim struct {
 	pcaps []io.Closer
 
 	recv sync.Map // stream workload index -> *streamRecv
+
+	ns *nsRun // netns mode (sim/netns_linux.go); nil in-process
 }
 
 // simNode is one node at run time.
@@ -91,6 +99,8 @@ type simNode struct {
 
 	recvCancel context.CancelFunc
 	recvDone   chan struct{}
+
+	ns *nsNode // netns mode: the node's namespace and, for a router, its process
 }
 
 // Event is something the experiment did, at a time from its start.
@@ -129,7 +139,7 @@ func Start(ctx context.Context, top *Topology, opts Options) (*Sim, error) {
 		return nil, err
 	}
 	s.own = true
-	if err := s.build(ctx); err != nil {
+	if err := s.buildFor(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -243,6 +253,9 @@ func (s *Sim) endpoints() int {
 }
 
 func (s *Sim) startRouter(n *simNode) error {
+	if s.ns != nil {
+		return s.ns.startRouter(n)
+	}
 	conn, err := s.net.Listen(netip.AddrPortFrom(n.addr, RouterPort), 8192)
 	if err != nil {
 		return err
@@ -277,7 +290,7 @@ func (s *Sim) startRouter(n *simNode) error {
 }
 
 func (s *Sim) startEndpoint(ctx context.Context, n *simNode) error {
-	conn, err := s.net.Listen(netip.AddrPortFrom(n.addr, 0), 8192)
+	conn, err := s.listenUDP(n, 0, 8192)
 	if err != nil {
 		return err
 	}
@@ -361,6 +374,9 @@ func (s *Sim) stop(n *simNode) {
 		_ = n.rn.Close()
 		n.rn = nil
 	}
+	if s.ns != nil && n.spec.Kind == KindRouter {
+		s.ns.stopRouter(n)
+	}
 	if n.tr != nil {
 		_ = n.tr.Close()
 		n.tr = nil
@@ -407,6 +423,9 @@ func (s *Sim) Close() error {
 	}
 	for _, n := range s.order {
 		s.stop(n)
+	}
+	if s.ns != nil {
+		s.ns.close()
 	}
 	if s.res != nil {
 		_ = s.res.Close()

@@ -32,6 +32,9 @@ type Topology struct {
 	Seed uint64
 	// Resolver is how routers find names: "static" (default).
 	Resolver string
+	// Mode is how to run it: "inprocess" (default) or "netns" (real
+	// router processes in network namespaces; root). Options.Mode wins.
+	Mode string
 	// Defaults are the link settings a link does not set itself.
 	Defaults linkem.Config
 	// Domains are the trust domains; default one, "default".
@@ -327,6 +330,9 @@ func (t *Topology) Validate() error {
 	}
 	if t.Resolver != ResolverStatic {
 		c.bad(t, "resolver", "topology", "unknown resolver %q (known: %s)", t.Resolver, ResolverStatic)
+	}
+	if t.Mode != "" && t.Mode != ModeInProcess && t.Mode != ModeNetns {
+		c.bad(t, "mode", "topology", "unknown mode %q (known: %s, %s)", t.Mode, ModeInProcess, ModeNetns)
 	}
 	if err := t.Defaults.Validate(); err != nil {
 		c.bad(t, "defaults", "topology", "%v", err)

@@ -349,13 +349,14 @@ func (m *ymap) linkConfig(c *linkem.Config, set map[string]bool) {
 
 func (p *parser) topology(n *yaml.Node) {
 	t := p.t
-	m := p.mapping(n, "topology", t, "name", "seed", "resolver", "defaults", "domains", "nodes", "links", "workloads", "failures", "measure")
+	m := p.mapping(n, "topology", t, "name", "seed", "resolver", "mode", "defaults", "domains", "nodes", "links", "workloads", "failures", "measure")
 	m.str("name", &t.Name)
 	var seed int
 	if m.integer("seed", &seed) {
 		t.Seed = uint64(seed)
 	}
 	m.str("resolver", &t.Resolver)
+	m.str("mode", &t.Mode)
 	if d, ok := m.keys["defaults"]; ok {
 		dm := p.mapping(d, "defaults", &t.Defaults, linkKeys...)
 		dm.linkConfig(&t.Defaults, map[string]bool{})
@@ -429,6 +430,9 @@ func (t *Topology) Marshal() []byte {
 	}
 	if t.Resolver != "" && t.Resolver != ResolverStatic {
 		fmt.Fprintf(&b, "resolver: %s\n", t.Resolver)
+	}
+	if t.Mode != "" {
+		fmt.Fprintf(&b, "mode: %s\n", t.Mode)
 	}
 	if d := linkFields(t.Defaults, nil); d != "" {
 		fmt.Fprintf(&b, "defaults: {%s}\n", d)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -99,7 +101,7 @@ func simValidateCmd() *cobra.Command {
 }
 
 func simRunCmd() *cobra.Command {
-	var out string
+	var out, mode, bin string
 	var quiet, plots, cli bool
 	var timeout time.Duration
 	c := &cobra.Command{
@@ -113,7 +115,17 @@ failures on schedule, and prints a line per workload and a summary:
 gets results.json, samples.csv, links.csv, events.csv, summary.txt, the
 plots and report.html (one self-contained page: topology drawing, plots,
 tables).
-No root is needed; nothing leaves the process.`,
+In-process (the default) no root is needed and nothing leaves the process.
+
+--mode netns (or "mode: netns" in the file) runs every router as a real
+"gdp router" process in its own network namespace instead, joined through
+veth pairs to a hub namespace where this process applies the same link
+emulation to every datagram (delay, jitter, loss, bandwidth, MTU — the
+kernel's netem is not used). The routers find names through a kad-dht of
+their own; servers and clients run here, each on a socket inside its own
+namespace. It needs root and one trust domain. Ctrl-C tears everything
+down; after a crash of the simulator "gdp sim clean" removes what is left
+(namespaces gdpsim-*, processes, the state file in /run/gdpnet-sim).`,
 		Example: `  gdp sim run sim/examples/partition.yaml
   gdp sim run sim/examples/convergence.yaml --cli
   gdp sim topo linear --n 6 > l.yaml && gdp sim run l.yaml --out results/`,
@@ -123,20 +135,25 @@ No root is needed; nothing leaves the process.`,
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			// Ctrl-C or SIGTERM stops the experiment and tears it down (a
+			// second one kills at once: then gdp sim clean).
+			sctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			go func() { <-sctx.Done(); stop() }()
+			ctx, cancel := context.WithTimeout(sctx, timeout)
 			defer cancel()
-			opts := sim.Options{Out: out, Plots: plots}
+			opts := sim.Options{Out: out, Plots: plots, Mode: mode, Binary: bin}
 			if !quiet {
 				opts.Progress = cmd.ErrOrStderr()
 			}
 			if cli {
-				s, err := sim.Start(cmd.Context(), t, opts)
+				s, err := sim.Start(sctx, t, opts)
 				if err != nil {
 					return err
 				}
 				defer s.Close()
 				fmt.Fprintln(cmd.OutOrStdout(), "type help for the commands; run starts the file's workloads and failures")
-				return s.CLI(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout())
+				return s.CLI(sctx, cmd.InOrStdin(), cmd.OutOrStdout())
 			}
 			res, err := sim.Run(ctx, t, opts)
 			if err != nil {
@@ -154,6 +171,8 @@ No root is needed; nothing leaves the process.`,
 	c.Flags().BoolVar(&cli, "cli", false, "build the topology and take commands (nodes, ping, trace, cut, restore, kill, restart, routes, run)")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the results")
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
+	c.Flags().StringVar(&mode, "mode", "", `inprocess (default) or netns: real "gdp router" processes in network namespaces (root)`)
+	c.Flags().StringVar(&bin, "gdp", "", "netns mode: the gdp binary the routers run (default: this one)")
 	return c
 }
 

@@ -29,6 +29,7 @@ type Network struct {
 	routes  sync.Map      // destination *Node -> *routeTable
 	seed    uint64
 	closed  bool
+	ext     atomic.Pointer[DeliverFunc] // datagrams for addresses with no socket (netns mode)
 
 	sched *timesched.Scheduler[moving]
 	stats Stats
@@ -414,6 +415,12 @@ func (n *Network) deliver(pkt *packet) {
 	c := n.conns[pkt.dst]
 	n.mu.RUnlock()
 	if c == nil {
+		if f := n.ext.Load(); f != nil {
+			(*f)(pkt.src, pkt.dst, pkt.buf[:pkt.n])
+			n.stats.Delivered.Add(1)
+			pkt.free()
+			return
+		}
 		n.stats.NoListener.Add(1)
 		pkt.free()
 		return
