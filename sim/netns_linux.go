@@ -749,7 +749,9 @@ func (r *nsRun) startRouter(n *simNode) error {
 	defer logf.Close()
 	cmd := exec.Command(r.bin, "router", "--config", nd.cfg)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "QUIC_GO_DISABLE_GSO=true", "GDP_SIM_RUN="+r.id)
+	// One P each: a hundred mostly idle routers on a few cores do not
+	// need more, and idle Ps spinning for work cost CPU the others need.
+	cmd.Env = append(os.Environ(), "QUIC_GO_DISABLE_GSO=true", "GOMAXPROCS=1", "GDP_SIM_RUN="+r.id)
 	// Dies with the simulator's thread; gdp sim clean covers the rest.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := lockedNS(nd.h, cmd.Start); err != nil {
@@ -932,6 +934,9 @@ func (r *nsRun) close() {
 		_ = r.hub.Close()
 	}
 	_ = deleteNS(r.hubName)
+	if r.s.opts.Out != "" {
+		r.keepLogs(filepath.Join(r.s.opts.Out, "router-logs"))
+	}
 	_ = os.RemoveAll(r.dir)
 	_ = os.Remove(filepath.Join(StateDir, r.id+".json"))
 }
@@ -1015,4 +1020,25 @@ func (s *Sim) RunID() string {
 		return ""
 	}
 	return s.ns.id
+}
+
+// keepLogs copies the routers' logs and configs to dir (the results
+// directory's router-logs/), with the hub's drop counters.
+func (r *nsRun) keepLogs(dir string) {
+	if os.MkdirAll(dir, 0o755) != nil {
+		return
+	}
+	for _, nd := range r.routers() {
+		for _, f := range []struct{ from, to string }{{nd.log, nd.n.spec.Name + ".log"}, {nd.cfg, nd.n.spec.Name + ".yaml"}} {
+			if b, err := os.ReadFile(f.from); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, f.to), b, 0o644)
+			}
+		}
+	}
+	d := &r.Drops
+	st := r.s.net.Stats()
+	_ = os.WriteFile(filepath.Join(dir, "hub.txt"), []byte(fmt.Sprintf(
+		"hub frames dropped: malformed %d, not UDP %d, fragments %d, spoofed %d, no destination %d, send failed %d\nnetwork: delivered %d, no route %d\n",
+		d.Malformed.Load(), d.NotUDP.Load(), d.Fragment.Load(), d.Spoofed.Load(), d.NoDest.Load(), d.SendFailed.Load(),
+		st.Delivered.Load(), st.NoRoute.Load())), 0o644)
 }

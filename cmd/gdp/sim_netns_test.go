@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,8 +52,7 @@ func gdpExec(args ...string) *exec.Cmd {
 
 // leftovers lists what a netns run left: namespaces, state file, live
 // processes among pids, veths of this namespace.
-func leftovers(t *testing.T, run string, pids []int) []string {
-	t.Helper()
+func leftovers(run string, pids []int) []string {
 	var out []string
 	ents, _ := os.ReadDir("/run/netns")
 	for _, e := range ents {
@@ -134,7 +134,7 @@ func TestNetnsFidelity(t *testing.T) {
 	run := s.RunID()
 	s.Close()
 	closed = true
-	if left := leftovers(t, run, all); len(left) > 0 {
+	if left := leftovers(run, all); len(left) > 0 {
 		t.Errorf("after Close: %v", left)
 	}
 	if !strings.HasPrefix(res.Summary, "Results: ") {
@@ -324,7 +324,7 @@ func TestNetnsCleanAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	left := leftovers(t, run, pids)
+	left := leftovers(run, pids)
 	if len(left) < 3 {
 		t.Fatalf("after SIGKILL only %v is left: the test needs a crashed run's leftovers", left)
 	}
@@ -339,7 +339,7 @@ func TestNetnsCleanAfterKill(t *testing.T) {
 			t.Errorf("gdp sim clean did not say %q", want)
 		}
 	}
-	if left := leftovers(t, run, pids); len(left) > 0 {
+	if left := leftovers(run, pids); len(left) > 0 {
 		t.Errorf("after gdp sim clean: %v", left)
 	}
 	if d, _ := st["dir"].(string); d != "" {
@@ -369,7 +369,100 @@ func TestNetnsInterrupt(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the run did not stop within 30 s of SIGINT")
 	}
-	if left := leftovers(t, run, pids); len(left) > 0 {
+	if left := leftovers(run, pids); len(left) > 0 {
 		t.Errorf("after SIGINT: %v", left)
 	}
+}
+
+// BenchmarkNetnsScale builds GDP_SIM_NETNS_SCALE (default 100) routers,
+// each a real `gdp router` process in its own namespace, as a grid with
+// 1 ms links and two clients at opposite corners; pings across once the
+// DHT has every name; tears down. Reported: build time, router processes'
+// resident memory and CPU time, teardown time, pings answered; it fails if
+// a namespace, process, veth or state file is left. (make bench; root.)
+func BenchmarkNetnsScale(b *testing.B) {
+	if err := sim.NetnsAvailable(); err != nil {
+		b.Skipf("netns mode unavailable here: %v", err)
+	}
+	n := 100
+	if v, err := strconv.Atoi(os.Getenv("GDP_SIM_NETNS_SCALE")); err == nil && v > 1 {
+		n = v
+	}
+	rows := int(math.Sqrt(float64(n)))
+	cols := (n + rows - 1) / rows
+	b.Setenv("GDP_TEST_RUN_MAIN", "1")
+	for range b.N {
+		top, err := sim.Builtin("grid", sim.Params{Rows: rows, Cols: cols, Delay: time.Millisecond})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, w := range top.Workloads {
+			w.Count = 10
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		var prog strings.Builder
+		t0 := time.Now()
+		s, err := sim.Start(ctx, top, sim.Options{Binary: os.Args[0], Progress: &prog})
+		build := time.Since(t0)
+		if err != nil {
+			cancel()
+			b.Fatalf("%v\n%s", err, prog.String())
+		}
+		pids := s.RouterPIDs()
+		var rss, cpu float64
+		var all []int
+		for _, pid := range pids {
+			all = append(all, pid)
+			rss += procRSS(pid)
+			cpu += procCPU(pid)
+		}
+		res, err := s.Run(ctx)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		run := s.RunID()
+		t1 := time.Now()
+		s.Close()
+		teardown := time.Since(t1)
+		b.Logf("%s%s", prog.String(), res.Text())
+		if left := leftovers(run, all); len(left) > 0 {
+			b.Fatalf("left behind: %v", left)
+		}
+		b.ReportMetric(float64(len(pids)), "routers")
+		b.ReportMetric(build.Seconds(), "build-s")
+		b.ReportMetric(rss/(1<<20), "routers-rss-MiB")
+		b.ReportMetric(rss/float64(len(pids))/(1<<20), "rss-MiB/router")
+		b.ReportMetric(cpu/float64(len(pids)), "cpu-s/router")
+		b.ReportMetric(teardown.Seconds(), "teardown-s")
+		b.ReportMetric(float64(res.Workloads[0].Received)/float64(res.Workloads[0].Sent), "pings-answered")
+	}
+}
+
+// procRSS is a process's resident memory in bytes.
+func procRSS(pid int) float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return float64(kb) * 1024
+		}
+	}
+	return 0
+}
+
+// procCPU is a process's user + system CPU time in seconds.
+func procCPU(pid int) float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return float64(u+s) / 100 // USER_HZ
 }
