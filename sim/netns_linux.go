@@ -525,14 +525,29 @@ func (r *nsRun) deliver(src, dst netip.AddrPort, payload []byte) {
 		r.Drops.NoDest.Add(1)
 		return
 	}
+	f := frame(nd.nodeMAC, nd.hubMAC, src, dst, uint16(r.ipID.Add(1)), payload)
+	to := &unix.SockaddrLinklayer{Ifindex: nd.ifindex, Protocol: htons(ethPIP), Halen: 6}
+	copy(to.Addr[:], nd.nodeMAC)
+	var serr error
+	err := r.rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), f, 0, to)
+		return true // never wait: a full buffer is a drop, the scheduler goes on
+	})
+	if err != nil || serr != nil {
+		r.Drops.SendFailed.Add(1)
+	}
+}
+
+// frame is an Ethernet/IPv4/UDP frame carrying payload from src to dst.
+func frame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.AddrPort, id uint16, payload []byte) []byte {
 	f := make([]byte, frameHeader+len(payload))
-	copy(f[0:6], nd.nodeMAC)
-	copy(f[6:12], nd.hubMAC)
+	copy(f[0:6], dstMAC)
+	copy(f[6:12], srcMAC)
 	binary.BigEndian.PutUint16(f[12:14], ethPIP)
 	ip := f[14:34]
 	ip[0] = 0x45
 	binary.BigEndian.PutUint16(ip[2:4], uint16(20+8+len(payload)))
-	binary.BigEndian.PutUint16(ip[4:6], uint16(r.ipID.Add(1)))
+	binary.BigEndian.PutUint16(ip[4:6], id)
 	binary.BigEndian.PutUint16(ip[6:8], 0x4000) // DF
 	ip[8] = 64
 	ip[9] = unix.IPPROTO_UDP
@@ -545,16 +560,7 @@ func (r *nsRun) deliver(src, dst netip.AddrPort, payload []byte) {
 	binary.BigEndian.PutUint16(udp[2:4], dst.Port())
 	binary.BigEndian.PutUint16(udp[4:6], uint16(8+len(payload)))
 	copy(f[frameHeader:], payload)
-	to := &unix.SockaddrLinklayer{Ifindex: nd.ifindex, Protocol: htons(ethPIP), Halen: 6}
-	copy(to.Addr[:], nd.nodeMAC)
-	var serr error
-	err := r.rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendto(int(fd), f, 0, to)
-		return true // never wait: a full buffer is a drop, the scheduler goes on
-	})
-	if err != nil || serr != nil {
-		r.Drops.SendFailed.Add(1)
-	}
+	return f
 }
 
 func ipChecksum(h []byte) uint16 {

@@ -320,6 +320,15 @@ func TestNetnsCleanAfterKill(t *testing.T) {
 	go func() { _ = sleeper.Wait() }()
 	pids = append(pids, sleeper.Process.Pid)
 
+	// While the simulator runs, clean leaves its run alone.
+	out, err := gdpExec("sim", "clean").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "left alone: run "+run) || strings.Contains(string(out), "removed namespace "+sim.NetnsPrefix+run) {
+		t.Fatalf("gdp sim clean during the run (%v):\n%s", err, out)
+	}
+	if _, err := os.Stat("/run/netns/" + sim.NetnsPrefix + run + "-hub"); err != nil {
+		t.Fatalf("the live run's hub namespace: %v", err)
+	}
+
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +337,7 @@ func TestNetnsCleanAfterKill(t *testing.T) {
 	if len(left) < 3 {
 		t.Fatalf("after SIGKILL only %v is left: the test needs a crashed run's leftovers", left)
 	}
-	out, err := gdpExec("sim", "clean").CombinedOutput()
+	out, err = gdpExec("sim", "clean").CombinedOutput()
 	t.Logf("gdp sim clean:\n%s", out)
 	if err != nil {
 		t.Fatalf("gdp sim clean: %v", err)
