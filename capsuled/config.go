@@ -62,6 +62,11 @@ type Config struct {
 	// the durable head to catch up before calling the replica behind.
 	// Default 50ms.
 	ReorderWait time.Duration
+	// BulkStreamsPerPeer bounds the bulk read streams (QUIC over names,
+	// PROTOCOL.md §8.8) one reader identity has open at once; more are
+	// answered 503 and counted (gdp_capsuled_bulk_refused_total). Default
+	// 4; negative: bulk reads off (readers use READ PDUs).
+	BulkStreamsPerPeer int
 }
 
 // PlacementPolicy limits who may place capsules on a server, and how
@@ -94,6 +99,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Workers <= 0 {
 		c.Workers = 8
+	}
+	if c.BulkStreamsPerPeer == 0 {
+		c.BulkStreamsPerPeer = 4
 	}
 	if c.Queue <= 0 {
 		c.Queue = 4096

@@ -54,6 +54,7 @@ type Server struct {
 	subs   *subscriptions
 	watch  *watchers
 
+	bulk     *bulkState // nil: bulk reads off (bulk.go)
 	queue    chan request
 	kick     chan pdu.Name
 	sync     *syncState
@@ -121,6 +122,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		s.goRun(s.worker)
 	}
 	s.goRun(s.antiEntropy)
+	if err := s.startBulk(reg); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	s.log.Info("capsule server up", zap.Int("capsules", len(st.Capsules())))
 	return s, nil
 }

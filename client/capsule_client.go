@@ -80,6 +80,8 @@ type CapsuleClient struct {
 	// had not acknowledged them within the measured RTO.
 	Resends atomic.Uint64
 
+	bulk bulkConns // QUIC connections for bulk reads (capsule_bulk.go)
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -103,6 +105,7 @@ func (cc *CapsuleClient) Client() *Client { return cc.c }
 
 // Close stops the receive goroutine. Subscriptions end.
 func (cc *CapsuleClient) Close() error {
+	cc.bulk.close()
 	cc.pend.Close()
 	cc.cancel()
 	cc.wg.Wait()

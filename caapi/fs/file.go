@@ -8,6 +8,8 @@ import (
 	"io"
 	"sort"
 	"sync"
+
+	"github.com/gdpnet/gdpnet/capsule"
 )
 
 // File is one version of a file, open for reading. Reads fetch chunks in
@@ -115,30 +117,98 @@ func (fl *File) chunkLen(i uint64) int {
 	return int(min(uint64(ChunkSize), fl.v.Size-i*ChunkSize))
 }
 
-// getLocked returns chunk i, starting its fetch if needed.
+// getLocked returns chunk i, starting its fetch if needed: with bulk
+// reads, of a run of the chunks from i on (one bulk stream); else of chunk
+// i alone (one READ).
 func (fl *File) getLocked(i uint64) *chunk {
 	if c := fl.chunks[i]; c != nil {
 		return c
 	}
+	if fl.fs.bulkOn() {
+		return fl.startRunLocked(i)
+	}
 	c := &chunk{done: make(chan struct{})}
 	fl.chunks[i] = c
-	go func() {
-		defer close(c.done)
-		rec, err := fl.fs.fetch(fl.ctx, fl.seqno(i), &fl.hashes[i])
-		if err != nil {
-			c.err = fmt.Errorf("%s version %d chunk %d: %w", fl.v.Path, fl.v.Seqno, i, err)
-			return
-		}
-		kind, _, body, err := parseHeader(rec.Data)
-		if err != nil || kind != kindChunk || len(body) != fl.chunkLen(i) {
-			c.err = fmt.Errorf("%s version %d chunk %d: %w", fl.v.Path, fl.v.Seqno, i, ErrCorrupt)
-			return
-		}
-		fl.fs.Stats.Chunks.Add(1)
-		fl.fs.Stats.Bytes.Add(uint64(len(body)))
-		c.data = body
-	}()
+	go fl.fetchOne(i, c)
 	return c
+}
+
+// fetchOne reads chunk i with one READ (any replica) into c.
+func (fl *File) fetchOne(i uint64, c *chunk) {
+	defer close(c.done)
+	rec, err := fl.fs.fetch(fl.ctx, fl.seqno(i), &fl.hashes[i])
+	if err != nil {
+		c.err = fmt.Errorf("%s version %d chunk %d: %w", fl.v.Path, fl.v.Seqno, i, err)
+		return
+	}
+	c.data, c.err = fl.body(i, rec)
+}
+
+// body checks record rec as chunk i (the hash the manifest lists, the
+// kind and the length) and returns its content.
+func (fl *File) body(i uint64, rec capsule.Record) ([]byte, error) {
+	if rec.Hole || rec.Seqno != fl.seqno(i) || [32]byte(rec.DataHash) != fl.hashes[i] {
+		return nil, fmt.Errorf("%s version %d chunk %d: %w", fl.v.Path, fl.v.Seqno, i, ErrCorrupt)
+	}
+	kind, _, body, err := parseHeader(rec.Data)
+	if err != nil || kind != kindChunk || len(body) != fl.chunkLen(i) {
+		return nil, fmt.Errorf("%s version %d chunk %d: %w", fl.v.Path, fl.v.Seqno, i, ErrCorrupt)
+	}
+	fl.fs.Stats.Chunks.Add(1)
+	fl.fs.Stats.Bytes.Add(uint64(len(body)))
+	return body, nil
+}
+
+// startRunLocked starts a bulk read of chunk i and the ones after it in
+// the same extent (consecutive records), up to Options.Bulk chunks and
+// the first one already held or under way.
+func (fl *File) startRunLocked(i uint64) *chunk {
+	n := fl.v.chunks()
+	j := i
+	for j+1 < n && j+1 < i+uint64(fl.fs.opts.Bulk) && fl.chunks[j+1] == nil && fl.seqno(j+1) == fl.seqno(j)+1 {
+		j++
+	}
+	run := make([]*chunk, j-i+1)
+	for k := range run {
+		run[k] = &chunk{done: make(chan struct{})}
+		fl.chunks[i+uint64(k)] = run[k]
+	}
+	go fl.fetchRun(i, run)
+	return run[0]
+}
+
+// fetchRun reads the chunks of run (from chunk i on) over one bulk stream,
+// each verified (the page against the writer's heartbeat, the chunk
+// against the manifest) before its waiters see it. What the stream did not
+// deliver — an error, a page or chunk that failed a check — is read with
+// READs, from any replica.
+func (fl *File) fetchRun(i uint64, run []*chunk) {
+	first := fl.seqno(i)
+	got := 0
+	err := fl.fs.scanBulk(fl.ctx, first, first+uint64(len(run))-1, func(rec capsule.Record) error {
+		if got >= len(run) {
+			return fmt.Errorf("%w: more records than asked", ErrCorrupt)
+		}
+		body, err := fl.body(i+uint64(got), rec)
+		if err != nil {
+			return err
+		}
+		c := run[got]
+		c.data = body
+		close(c.done)
+		got++
+		fl.fs.Stats.BulkChunks.Add(1)
+		return nil
+	})
+	if err == nil && got == len(run) {
+		return
+	}
+	if fl.ctx.Err() == nil {
+		fl.fs.bulkFailed(err)
+	}
+	for k := got; k < len(run); k++ {
+		fl.fetchOne(i+uint64(k), run[k])
+	}
 }
 
 // want returns chunk i and schedules the ones a reader at i needs next:

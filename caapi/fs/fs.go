@@ -31,6 +31,12 @@ type Options struct {
 	// ReadAhead is how many chunks a sequential reader fetches ahead of
 	// the one it reads. Default 16 (about 0.9 MB).
 	ReadAhead int
+	// Bulk is how many consecutive chunks one bulk read stream fetches
+	// (QUIC over names to the replica, PROTOCOL.md §8.8), pages sent
+	// back to back instead of one READ round trip per chunk. Default 16;
+	// negative: READ PDUs only. A replica that serves no bulk reads, or a
+	// stream that fails, falls back to READs (Stats.BulkFallbacks).
+	Bulk int
 }
 
 func (o Options) withDefaults() Options {
@@ -39,6 +45,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ReadAhead <= 0 {
 		o.ReadAhead = 16
+	}
+	if o.Bulk == 0 {
+		o.Bulk = 16
 	}
 	if o.Quorum < 0 {
 		o.Quorum = 0
@@ -52,6 +61,12 @@ type Stats struct {
 	Bytes     atomic.Uint64 // content bytes they carried
 	BadReads  atomic.Uint64 // reads that failed verification (or got no answer) at a replica
 	Failovers atomic.Uint64 // times reads moved to another replica
+	// BulkChunks are the chunks that came over bulk read streams;
+	// BulkFallbacks the bulk reads that failed (their chunks then read
+	// with READs). After a replica refused bulk reads (client.ErrNoBulk),
+	// this FS reads with READs only.
+	BulkChunks    atomic.Uint64
+	BulkFallbacks atomic.Uint64
 }
 
 // FS reads a files capsule. Every record it returns was verified by the
@@ -74,6 +89,8 @@ type FS struct {
 
 	mu sync.Mutex
 	ix *index
+
+	bulkOff atomic.Bool
 
 	Stats Stats
 }
@@ -252,6 +269,35 @@ func (f *FS) fetchFrom(ctx context.Context, i int, seqno uint64, want *[32]byte)
 		return capsule.Record{}, fmt.Errorf("read %s record %d: %w", f.name, seqno, ErrCorrupt)
 	}
 	return rec, nil
+}
+
+func (f *FS) bulkOn() bool { return f.opts.Bulk > 0 && !f.bulkOff.Load() }
+
+// bulkFailed counts a failed bulk read; a replica without bulk reads
+// turns them off for this FS.
+func (f *FS) bulkFailed(err error) {
+	f.Stats.BulkFallbacks.Add(1)
+	if errors.Is(err, client.ErrNoBulk) {
+		f.bulkOff.Store(true)
+	}
+}
+
+// scanBulk reads [from, to] over a bulk stream from the current replica.
+func (f *FS) scanBulk(ctx context.Context, from, to uint64, fn func(capsule.Record) error) error {
+	select {
+	case f.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-f.sem }()
+	f.rmu.Lock()
+	i := f.cur
+	f.rmu.Unlock()
+	rd, err := f.reader(ctx, i)
+	if err != nil {
+		return err
+	}
+	return rd.ScanBulk(ctx, from, to, fn)
 }
 
 // errClosed: the file was closed.

@@ -96,6 +96,8 @@ type replica struct {
 	n   *router.Node
 	srv *capsuled.Server
 	ep  *client.Endpoint
+	// bulk is capsuled.Config.BulkStreamsPerPeer (0: the default, -1: off).
+	bulk int
 }
 
 func (w *world) replica(n *router.Node, desc string) *replica {
@@ -115,7 +117,7 @@ func (w *world) start(r *replica) {
 	c, ep := w.attach(r.n, r.id)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	srv, err := capsuled.New(ctx, capsuled.Config{Dir: r.dir, SyncInterval: 300 * time.Millisecond, PeerTimeout: time.Second},
+	srv, err := capsuled.New(ctx, capsuled.Config{Dir: r.dir, SyncInterval: 300 * time.Millisecond, PeerTimeout: time.Second, BulkStreamsPerPeer: r.bulk},
 		capsuled.Deps{Identity: r.id, Client: c, Logger: w.log})
 	if err != nil {
 		_ = ep.Close()

@@ -225,6 +225,10 @@ type capsuledConfig struct {
 	// MaxSubscriptionsPerSubscriber bounds one subscriber's live
 	// subscriptions (503 beyond). Default 64.
 	MaxSubscriptionsPerSubscriber int `yaml:"max_subscriptions_per_subscriber"`
+	// BulkStreamsPerPeer bounds the bulk read streams (QUIC over names)
+	// one reader identity has open at once (503 beyond, counted in
+	// gdp_capsuled_bulk_refused_total). Default 4; -1: bulk reads off.
+	BulkStreamsPerPeer int `yaml:"bulk_streams_per_peer"`
 	// PeerTimeout bounds one anti-entropy request to a peer. Default 2s.
 	PeerTimeout config.Duration `yaml:"peer_timeout"`
 	// SyncParallel capsules compared with their peers at once. Default 16.
@@ -287,7 +291,7 @@ func (cfg capsuledConfig) server() (capsuled.Config, error) {
 	return capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, Workers: cfg.Workers,
 		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel,
 		PeerBackoff: cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
-		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber}, nil
+		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer}, nil
 }
 
 func loadCapsuledConfig(path string) (capsuledConfig, error) {
