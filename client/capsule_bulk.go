@@ -67,6 +67,19 @@ func (b *bulkConns) get(ctx context.Context, c *Client, server pdu.Name) (*NameC
 	return nc, nil
 }
 
+// bulkFirstPage bounds the wait for a bulk stream's first page.
+const bulkFirstPage = 5 * time.Second
+
+// drop forgets nc (a connection that did not answer) and closes it.
+func (b *bulkConns) drop(server pdu.Name, nc *NameConn) {
+	b.mu.Lock()
+	if b.conns[server] == nc {
+		delete(b.conns, server)
+	}
+	b.mu.Unlock()
+	_ = nc.CloseWithError(0, "no answer")
+}
+
 func (b *bulkConns) close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -117,9 +130,18 @@ func (r *Reader) ScanBulk(ctx context.Context, from, to uint64, fn func(capsule.
 		return fmt.Errorf("read %s: %w: %w", c, ErrNoBulk, err)
 	}
 	_ = st.Close() // the request is all we send
+	// A connection to a replica that restarted is dead without a word
+	// until its idle timeout: no first page within bulkFirstPage, and it
+	// is dropped (the next read dials afresh) and this range read with
+	// READs.
+	firstTimer := time.AfterFunc(bulkFirstPage, func() { st.CancelRead(1) })
 	next := from
 	for {
 		resp, err := wire.ReadFrame(st)
+		if next == from && !firstTimer.Stop() && err != nil {
+			r.cc.bulk.drop(dst, nc)
+			return fmt.Errorf("read %s: %w: no answer on the bulk stream within %s", c, ErrNoBulk, bulkFirstPage)
+		}
 		if errors.Is(err, io.EOF) && next > from {
 			return fmt.Errorf("read %s: bulk stream ended at %d before the range did", c, next)
 		}

@@ -2,6 +2,7 @@ package fs_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -267,4 +268,65 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// BenchmarkBulkVsRead: `gdp fs get` of a 24 MB file from a replica behind
+// another router, over bulk read streams (Options.Bulk 16) and over READ
+// PDUs only (Bulk -1), alternating rounds in one run (the machine's load
+// changes). Reports both rates, their ratio and the CPU per MB of each
+// (routers, server and reader all run in this process).
+func BenchmarkBulkVsRead(b *testing.B) {
+	s := newSetup(b, 1, 1)
+	src := make([]byte, 24<<20)
+	for i := range src {
+		src[i] = byte(i * 31)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	if _, err := s.fw.Put(ctx, "f.bin", bytes.NewReader(src), fs.PutOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	reader := s.w.user(s.b, "bulk reader")
+	get := func(bulk int) (time.Duration, time.Duration) {
+		c0, t0 := cpuTime(), time.Now()
+		f, err := fs.Open(ctx, reader, s.name, fs.Options{Bulk: bulk})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fl, err := f.Open(ctx, "f.bin")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := fl.WriteToContext(ctx, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		_ = fl.Close()
+		if bulk > 0 && f.Stats.BulkFallbacks.Load() != 0 {
+			b.Logf("bulk round: %d fallbacks", f.Stats.BulkFallbacks.Load())
+		}
+		return time.Since(t0), cpuTime() - c0
+	}
+	var bw, bc, rw, rc time.Duration
+	rounds := max(b.N, 4)
+	b.ResetTimer()
+	for i := 0; i < rounds; i++ {
+		if i%2 == 0 {
+			w, c := get(16)
+			bw, bc = bw+w, bc+c
+			w, c = get(-1)
+			rw, rc = rw+w, rc+c
+		} else {
+			w, c := get(-1)
+			rw, rc = rw+w, rc+c
+			w, c = get(16)
+			bw, bc = bw+w, bc+c
+		}
+	}
+	mb := float64(len(src)) / 1e6 * float64(rounds)
+	b.ReportMetric(mb/bw.Seconds(), "bulk-MB/s")
+	b.ReportMetric(mb/rw.Seconds(), "read-MB/s")
+	b.ReportMetric(rw.Seconds()/bw.Seconds(), "bulk-speedup")
+	b.ReportMetric(bc.Seconds()*1000/mb, "bulk-cpu-ms/MB")
+	b.ReportMetric(rc.Seconds()*1000/mb, "read-cpu-ms/MB")
+	b.Logf("load average %s", loadAvg())
 }

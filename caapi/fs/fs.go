@@ -31,11 +31,17 @@ type Options struct {
 	// ReadAhead is how many chunks a sequential reader fetches ahead of
 	// the one it reads. Default 16 (about 0.9 MB).
 	ReadAhead int
-	// Bulk is how many consecutive chunks one bulk read stream fetches
-	// (QUIC over names to the replica, PROTOCOL.md §8.8), pages sent
-	// back to back instead of one READ round trip per chunk. Default 16;
-	// negative: READ PDUs only. A replica that serves no bulk reads, or a
-	// stream that fails, falls back to READs (Stats.BulkFallbacks).
+	// Bulk, when > 0, reads runs of up to Bulk consecutive chunks over
+	// one bulk read stream each (QUIC over names to the replica,
+	// PROTOCOL.md §8.8): pages back to back instead of one READ round
+	// trip per chunk. A replica that serves no bulk reads, or a stream
+	// that fails, falls back to READs (Stats.BulkFallbacks). Default 0:
+	// READs only — on the loaded 2-core test machine (loopback, CPU-bound)
+	// bulk streams read at 0.68x the speed of READs for 1.85x the CPU per
+	// MB (BenchmarkBulkVsRead, docs/FILES.md §5): each 1,300-byte QUIC
+	// packet is a PDU every router forwards, where a READ answer is one
+	// 56 KB PDU on a tunnel stream. They pay where round trips dominate
+	// (a long path, an idle CPU).
 	Bulk int
 }
 
@@ -45,9 +51,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ReadAhead <= 0 {
 		o.ReadAhead = 16
-	}
-	if o.Bulk == 0 {
-		o.Bulk = 16
 	}
 	if o.Quorum < 0 {
 		o.Quorum = 0

@@ -223,7 +223,7 @@ func TestTamperedChunk(t *testing.T) {
 	bad.tamper(t, s.name, seq)
 	s.w.start(bad)
 
-	f := s.open(t, fs.Options{Server: bad.id.Name})
+	f := s.open(t, fs.Options{Server: bad.id.Name, Bulk: 16})
 	got, err := readAll(t, f, "t.bin", 0)
 	if err != nil || !bytes.Equal(got, src) {
 		t.Fatalf("read past a tampered replica: %d bytes, %v", len(got), err)
@@ -312,7 +312,7 @@ func TestBulkReads(t *testing.T) {
 	s := newSetup(t, 2, 2)
 	src := content(9, 40*fs.ChunkSize+321)
 	s.put(t, "big.bin", src)
-	f := s.open(t, fs.Options{Server: s.rs[0].id.Name})
+	f := s.open(t, fs.Options{Server: s.rs[0].id.Name, Bulk: 16})
 	got, err := readAll(t, f, "big.bin", 0)
 	if err != nil || !bytes.Equal(got, src) {
 		t.Fatalf("bulk read: %d bytes, %v", len(got), err)
@@ -329,7 +329,7 @@ func TestBulkReads(t *testing.T) {
 	r.stop()
 	r.bulk = -1
 	s.w.start(r)
-	f = s.open(t, fs.Options{Server: r.id.Name})
+	f = s.open(t, fs.Options{Server: r.id.Name, Bulk: 16})
 	got, err = readAll(t, f, "big.bin", 0)
 	if err != nil || !bytes.Equal(got, src) {
 		t.Fatalf("read without bulk: %d bytes, %v", len(got), err)

@@ -28,6 +28,7 @@ type fsCmd struct {
 	at        uint64
 	parallel  int
 	readAhead int
+	bulk      int
 }
 
 func init() {
@@ -66,6 +67,7 @@ func (fc *fsCmd) readFlags(cmd *cobra.Command) {
 	cmd.Flags().Uint64Var(&fc.at, "at", 0, "show the tree as of this capsule seqno (default: the newest)")
 	cmd.Flags().IntVar(&fc.parallel, "parallel", 8, "chunk reads in flight")
 	cmd.Flags().IntVar(&fc.readAhead, "read-ahead", 16, "chunks fetched ahead of a sequential reader")
+	cmd.Flags().IntVar(&fc.bulk, "bulk", 0, "read runs of up to this many chunks over one bulk stream to the replica (QUIC over names; 0: one READ per chunk; see docs/FILES.md §5)")
 }
 
 // openFS connects and reads the tree of capsule arg.
@@ -74,7 +76,7 @@ func (fc *fsCmd) openFS(cmd *cobra.Command, arg string, follow bool) (context.Co
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	opts := capfs.Options{At: fc.at, Parallel: fc.parallel, ReadAhead: fc.readAhead}
+	opts := capfs.Options{At: fc.at, Parallel: fc.parallel, ReadAhead: fc.readAhead, Bulk: fc.bulk}
 	if fc.server != "" {
 		if opts.Server, err = pdu.ParseName(fc.server); err != nil {
 			return nil, nil, nil, fmt.Errorf("--server: %w", err)
