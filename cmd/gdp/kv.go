@@ -243,7 +243,9 @@ func (kc *kvCmd) delCmd() *cobra.Command {
 		Use:     "del CAPSULE KEY --writer ALIAS",
 		Aliases: []string{"rm", "delete"},
 		Short:   "Delete a key (its past values stay readable with --as-of)",
-		Args:    cobra.ExactArgs(2),
+		Example: `  gdp kv del $CAPSULE colour --writer alice-writer
+  gdp kv get $CAPSULE colour --as-of 41     # the value before the delete`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			seq, durable, err := kc.write(cmd, args[0], writer, func(ctx context.Context, w *kv.Writer) (uint64, error) {
 				seq, err := w.Delete(ctx, args[1])
@@ -307,6 +309,8 @@ func (kc *kvCmd) lsCmd() *cobra.Command {
 		Long: `ls prints one line per key under PREFIX (default: every key) in byte
 order: the key, the seqno that set its value, and the value (quoted when it
 is not one line of printable text).`,
+		Example: `  gdp kv ls $CAPSULE
+  gdp kv ls $CAPSULE col --as-of 2026-12-05T10:00:00Z --json`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			at, err := parseAsOf(kc.asOf)
@@ -345,7 +349,9 @@ func (kc *kvCmd) historyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history CAPSULE KEY",
 		Short: "Every version of a key, oldest first (puts and deletes)",
-		Args:  cobra.ExactArgs(2),
+		Example: `  gdp kv history $CAPSULE colour
+  gdp kv history $CAPSULE colour --json`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, st, done, err := kc.open(cmd, args[0])
 			if err != nil {
