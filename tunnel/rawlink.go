@@ -53,7 +53,12 @@ func (r *rawEndpoint) startSession(l *link, dialer bool, dialerIdx, listenerIdx,
 	}
 	rl := &rawLink{l: l, re: r, dialer: dialer, frame: frame, epoch: epoch}
 	rl.addr.Store(addr)
+	// l.raw is set before the receive session is installed: from then on
+	// the read loop can deliver a frame to l, whose RemoteAddr reads
+	// l.raw (installing publishes it to the read loop).
+	l.raw = rl
 	if err := rl.install(dialerIdx, listenerIdx, epoch, true); err != nil {
+		l.raw = nil // nothing was installed: no reader saw it
 		return nil, err
 	}
 	return rl, nil

@@ -72,7 +72,7 @@ func (e *Endpoint) setupDialed(ctx context.Context, qc *quic.Conn, want [32]byte
 			e.releaseIndex(idx)
 			return nil, err
 		}
-		l.raw, err = e.raw.startSession(l, true, idx, acc.Index, 0, int(acc.MTU), addr)
+		_, err = e.raw.startSession(l, true, idx, acc.Index, 0, int(acc.MTU), addr)
 		if err != nil {
 			e.releaseIndex(idx)
 			return nil, err
@@ -128,7 +128,7 @@ func (e *Endpoint) setupAccepted(ctx context.Context, qc *quic.Conn) (*link, err
 			return nil, err
 		}
 		idx := e.raw.reserveIndex()
-		l.raw, err = e.raw.startSession(l, false, hello.Index, idx, 0, int(hello.MTU), addr)
+		_, err = e.raw.startSession(l, false, hello.Index, idx, 0, int(hello.MTU), addr)
 		if err != nil {
 			e.releaseIndex(idx)
 			return nil, err
