@@ -106,7 +106,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dht: node key: %w", err)
 	}
-	d.host, err = libp2p.New(
+	opts := append([]libp2p.Option{
 		libp2p.Identity(priv),
 		libp2p.ListenAddrStrings(cfg.Listen...),
 		libp2p.Transport(libp2pquic.NewTransport),
@@ -116,11 +116,12 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		// the query is still running, so kad-dht drops it from the routing
 		// table (a dial cut short by the query's own deadline does not),
 		// instead of every later publish waiting on it until PutTimeout.
-		libp2p.WithDialTimeout(cfg.PutTimeout/2),
+		libp2p.WithDialTimeout(cfg.PutTimeout / 2),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("gdpnet-resolver"),
-	)
+	}, cfg.HostOptions...)
+	d.host, err = libp2p.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dht: libp2p host: %w", err)
 	}
@@ -143,7 +144,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	d.store = newRecordStore(dssync.MutexWrap(ds.NewMapDatastore()), cfg.Identity.Name, cfg.MaxRecordsPerRouter,
 		cfg.RecordAge, val.set, d.verifier.now, d.metrics, d.log)
 	d.local = records.NewValueStore(d.store, nsval, cfg.RecordAge)
-	d.kad, err = kad.New(gatedHost{Host: d.host, d: d},
+	d.kad, err = kad.New(gatedHost{Host: d.host, d: d}, append([]kad.Option{
 		kad.ValueDatastore(d.store),
 		kad.ValueGCInterval(0), // the record store's own sweep (StoreSweep) replaces it
 		kad.Mode(kad.ModeServer),
@@ -157,7 +158,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return !d.gate.isDenied(ai.ID) }),
 		// Used again whenever the routing table runs empty.
 		kad.BootstrapPeers(boot...),
-	)
+	}, cfg.KadOptions...)...)
 	if err != nil {
 		d.cancel()
 		d.host.Close()
@@ -200,6 +201,22 @@ func (d *DHT) PeerID() peer.ID { return d.host.ID() }
 // Connect dials the given peers (multiaddrs with /p2p/) and waits for their
 // membership handshakes. It fails only if none of them could be admitted.
 func (d *DHT) Connect(ctx context.Context, addrs ...string) error {
+	if err := d.Dial(ctx, addrs...); err != nil || len(addrs) == 0 {
+		return err
+	}
+	// Fill the routing table now rather than at the next refresh.
+	select {
+	case <-d.kad.ForceRefresh():
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// Dial is Connect without the routing table refresh that follows: the
+// admitted peers enter the routing table, nothing else is looked up. The
+// simulator joins thousands of nodes this way, each to peers chosen from
+// a sorted list of every node (its closest and one per distance).
+func (d *DHT) Dial(ctx context.Context, addrs ...string) error {
 	if len(addrs) == 0 {
 		return nil
 	}
@@ -236,11 +253,6 @@ func (d *DHT) Connect(ctx context.Context, addrs ...string) error {
 	}
 	for _, e := range errs {
 		d.log.Warn("bootstrap peer unreachable", zap.Error(e))
-	}
-	// Fill the routing table now rather than at the next refresh.
-	select {
-	case <-d.kad.ForceRefresh():
-	case <-ctx.Done():
 	}
 	return nil
 }

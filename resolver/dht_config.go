@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	kad "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -91,6 +93,19 @@ type DHTConfig struct {
 	// answer carrying a record costs a chain verification, so a small α
 	// keeps lookups cheap on a loaded node. Default 3.
 	Concurrency int
+
+	// HostOptions are extra libp2p options appended to the node's own
+	// (identity, QUIC and TCP transports, gate, dial timeout). The
+	// simulator uses them to run the QUIC transport over its emulated
+	// network (quicreuse.OverrideListenUDP) and to turn the resource
+	// manager off; a deployment leaves them empty. An option the node
+	// sets itself (a second transport, gater or identity) is an error
+	// from libp2p.
+	HostOptions []libp2p.Option
+	// KadOptions are extra kad-dht options appended to the node's own
+	// (the simulator turns kad-dht's automatic routing table refresh off:
+	// it builds the tables itself). A deployment leaves them empty.
+	KadOptions []kad.Option
 
 	// Logger receives the node's logs. Default zap.NewNop().
 	Logger *zap.Logger

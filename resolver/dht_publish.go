@@ -89,7 +89,10 @@ func (d *DHT) put(ctx context.Context, name pdu.Name, set []*Record) (int, error
 	}
 	var ok atomic.Int32
 	var wg sync.WaitGroup
-	var lastErr atomic.Value
+	// A pointer, not an atomic.Value: the puts fail with errors of
+	// different types (a reset stream, a deadline), and a Value panics on
+	// a store of another type than the first (found by the simulator).
+	var lastErr atomic.Pointer[error]
 	for _, p := range peers {
 		wg.Add(1)
 		go func(p peer.ID) {
@@ -98,7 +101,7 @@ func (d *DHT) put(ctx context.Context, name pdu.Name, set []*Record) (int, error
 			defer cancel()
 			if err := d.msgr.PutValue(pctx, p, pr); err != nil {
 				d.metrics.puts.WithLabelValues("failed").Inc()
-				lastErr.Store(err)
+				lastErr.Store(&err)
 				d.log.Debug("put refused or failed", logging.Name(name), zap.Stringer("peer_id", p), zap.Error(err))
 				return
 			}
@@ -111,8 +114,8 @@ func (d *DHT) put(ctx context.Context, name pdu.Name, set []*Record) (int, error
 	need := min(d.cfg.MinPuts, len(peers))
 	if need == 0 || n < need {
 		detail := ""
-		if e, _ := lastErr.Load().(error); e != nil {
-			detail = ": last error: " + e.Error()
+		if e := lastErr.Load(); e != nil {
+			detail = ": last error: " + (*e).Error()
 		}
 		return n, fmt.Errorf("publish %s: %w: %d of %d closest peers stored it, need %d%s",
 			name, ErrFewPeers, n, len(peers), max(need, 1), detail)

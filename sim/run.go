@@ -13,6 +13,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
@@ -61,7 +63,8 @@ type Sim struct {
 	net   *linkem.Network
 	doms  map[string]*certs.Identity
 	trust *certs.Verifier
-	res   *resolver.Static
+	res   *resolver.Static // static mode
+	dhts  *dhtState        // dht mode
 	nodes map[string]*simNode
 	order []*simNode
 	dir   string // scratch directory (capsule stores)
@@ -88,8 +91,11 @@ type simNode struct {
 
 	tap *pduTap // captures at this router (measure.pcap)
 
+	peer peer.ID // the DHT node's libp2p identity (dht mode)
+
 	mu  sync.Mutex
 	rn  *router.Node     // a router
+	dht *resolver.DHT    // a router's DHT node (dht mode)
 	tr  *tappedRouter    // a router whose PDUs are captured
 	ep  *client.Endpoint // a server or client
 	c   *client.Client
@@ -164,7 +170,9 @@ func (s *Sim) build(ctx context.Context) error {
 		metas = append(metas, id.Meta)
 	}
 	s.trust = certs.NewVerifier(metas...)
-	s.res = resolver.NewStatic(&resolver.Verifier{Certs: s.trust})
+	if s.top.Resolver != ResolverDHT {
+		s.res = resolver.NewStatic(&resolver.Verifier{Certs: s.trust})
+	}
 	now := time.Now()
 	for i, n := range s.top.Nodes {
 		kind := map[string]certs.Kind{KindRouter: certs.KindRouter, KindServer: certs.KindServer, KindClient: certs.KindClient}[n.Kind]
@@ -185,6 +193,12 @@ func (s *Sim) build(ctx context.Context) error {
 		if err := s.capture(l); err != nil {
 			return err
 		}
+	}
+	if s.top.Resolver == ResolverDHT {
+		if err := s.startDHTs(ctx); err != nil {
+			return err
+		}
+		s.say("%d dht nodes joined (%s, process CPU %s)", len(s.order)-s.endpoints(), time.Since(t0).Round(time.Millisecond), processCPU().Round(time.Millisecond))
 	}
 	for _, n := range s.order {
 		if n.spec.Kind == KindRouter {
@@ -222,7 +236,7 @@ func (s *Sim) build(ctx context.Context) error {
 			continue
 		}
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if _, err := s.res.Lookup(ctx, n.id.Name); err == nil {
+			if _, err := s.lookup(ctx, "", n.id.Name); err == nil {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -263,9 +277,10 @@ func (s *Sim) startRouter(n *simNode) error {
 	// The duplicate table is sized for a simulation (64 Ki slots,
 	// 512 KiB) rather than a deployment (1 Mi slots, 8 MiB a router).
 	cfg := router.Config{Admin: "off", Dedup: router.DedupConfig{Slots: simDedupSlots}}
+	s.dhtRouterConfig(&cfg)
 	deps := router.Deps{
 		Identity: n.id, Member: n.member, Domain: n.dom.Meta, Verifier: s.trust,
-		Resolver: s.res, Logger: s.log.Named(n.spec.Name),
+		Resolver: s.resolverFor(n), Logger: s.log.Named(n.spec.Name),
 	}
 	if n.tap != nil {
 		tr, err := s.startTappedRouter(n, cfg, deps, conn)
@@ -381,6 +396,7 @@ func (s *Sim) stop(n *simNode) {
 		_ = n.tr.Close()
 		n.tr = nil
 	}
+	s.stopDHTLocked(n)
 	if n.cc != nil {
 		_ = n.cc.Close()
 		n.cc = nil
@@ -409,6 +425,11 @@ func (s *Sim) restart(ctx context.Context, n *simNode) error {
 		return nil
 	}
 	if n.spec.Kind == KindRouter {
+		if s.top.Resolver == ResolverDHT {
+			if err := s.startDHT(ctx, n, true); err != nil {
+				return err
+			}
+		}
 		return s.startRouter(n)
 	}
 	return s.startEndpoint(ctx, n)

@@ -21,6 +21,7 @@ const (
 // Resolvers a topology may use.
 const (
 	ResolverStatic = "static" // one shared in-process static resolver
+	// ResolverDHT ("dht", sim/dht.go): a kad-dht node per router.
 )
 
 // Topology is one experiment: the network and what happens on it. Build it
@@ -30,7 +31,8 @@ type Topology struct {
 	Name string
 	// Seed fixes every random choice (loss, jitter, Waxman placement).
 	Seed uint64
-	// Resolver is how routers find names: "static" (default).
+	// Resolver is how routers find names: "static" (default) or "dht"
+	// (a real kad-dht node per router, over the emulated links).
 	Resolver string
 	// Mode is how to run it: "inprocess" (default) or "netns" (real
 	// router processes in network namespaces; root). Options.Mode wins.
@@ -328,8 +330,8 @@ func (t *Topology) Validate() error {
 	if t.Resolver == "" {
 		t.Resolver = ResolverStatic
 	}
-	if t.Resolver != ResolverStatic {
-		c.bad(t, "resolver", "topology", "unknown resolver %q (known: %s)", t.Resolver, ResolverStatic)
+	if t.Resolver != ResolverStatic && t.Resolver != ResolverDHT {
+		c.bad(t, "resolver", "topology", "unknown resolver %q (known: %s, %s)", t.Resolver, ResolverStatic, ResolverDHT)
 	}
 	if t.Mode != "" && t.Mode != ModeInProcess && t.Mode != ModeNetns {
 		c.bad(t, "mode", "topology", "unknown mode %q (known: %s, %s)", t.Mode, ModeInProcess, ModeNetns)
@@ -339,6 +341,12 @@ func (t *Topology) Validate() error {
 	}
 	if len(t.Domains) == 0 {
 		t.Domains = []string{"default"}
+	}
+	if t.Resolver == ResolverDHT && len(t.Domains) > 1 {
+		// Each domain's routers would form their own DHT, and a name of
+		// one domain would not resolve in another: the federation's
+		// global tier (border routers) is not built in the simulator.
+		c.bad(t, "resolver", "topology", "resolver dht runs one domain (got %d: %v); use resolver static across domains", len(t.Domains), t.Domains)
 	}
 	doms := map[string]bool{}
 	for i, d := range t.Domains {

@@ -1,0 +1,489 @@
+package sim
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	kad "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
+
+	"github.com/gdpnet/gdpnet/internal/config"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
+)
+
+// ResolverDHT gives every router its own real kad-dht node
+// (resolver.DHT: go-libp2p-kad-dht, the membership gate, the per-router
+// record quotas), whose libp2p QUIC traffic crosses the emulated links.
+const ResolverDHT = "dht"
+
+// DHTPort is the emulated UDP port of every router's DHT node.
+const DHTPort = 4001
+
+// dhtSeeds is how many already running DHT nodes a joining node
+// bootstraps from (chosen at random among them).
+const dhtSeeds = 3
+
+// dhtRecvQueue is the receive queue of a DHT node's emulated socket.
+const dhtRecvQueue = 2048
+
+// dhtState is the simulation's view of its DHT nodes: which are running
+// (bootstrap candidates), per domain.
+type dhtState struct {
+	mu  sync.Mutex
+	rng *rand.Rand
+	up  map[string][]*simNode // domain -> running DHT nodes
+}
+
+// DHT is a router node's DHT node (nil in static mode or while the router
+// is down).
+func (s *Sim) DHT(node string) *resolver.DHT {
+	n := s.nodes[node]
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.dht
+}
+
+// resolverFor is the resolver a router embeds: the shared static one, or
+// its own DHT node.
+func (s *Sim) resolverFor(n *simNode) resolver.Resolver {
+	if s.top.Resolver == ResolverDHT {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.dht
+	}
+	return s.res
+}
+
+// dialSeeds picks up to dhtSeeds running DHT nodes of n's domain as n's
+// bootstrap peers.
+func (s *Sim) dialSeeds(n *simNode) []string {
+	s.dhts.mu.Lock()
+	defer s.dhts.mu.Unlock()
+	up := s.dhts.up[n.spec.Domain]
+	var out []string
+	if len(up) == 0 {
+		return nil
+	}
+	for _, i := range s.dhts.rng.Perm(len(up)) {
+		if up[i] == n {
+			continue
+		}
+		out = append(out, dhtAddr(up[i]))
+		if len(out) == dhtSeeds {
+			break
+		}
+	}
+	return out
+}
+
+// dhtAddr is a node's DHT multiaddr with its peer id.
+func dhtAddr(n *simNode) string {
+	return fmt.Sprintf("/ip4/%s/udp/%d/quic-v1/p2p/%s", n.addr, DHTPort, n.peer)
+}
+
+// fixedSource makes quicreuse dial from the node's own listening socket
+// (the one address the node has) instead of asking the host's routing
+// table, which knows nothing of the emulated network.
+type fixedSource net.IP
+
+func (f fixedSource) PreferredSourceIPForDestination(*net.UDPAddr) (net.IP, error) {
+	return net.IP(f), nil
+}
+
+// startDHT starts n's DHT node on the emulated network; with join, it
+// bootstraps from running nodes of its domain (a restarted router).
+func (s *Sim) startDHT(ctx context.Context, n *simNode, join bool) error {
+	addr := n.addr
+	listen := func(_ string, laddr *net.UDPAddr) (net.PacketConn, error) {
+		port := 0
+		if laddr != nil {
+			port = laddr.Port
+		}
+		return s.net.Listen(netip.AddrPortFrom(addr, uint16(port)), dhtRecvQueue)
+	}
+	src := func() (quicreuse.SourceIPSelector, error) { return fixedSource(addr.AsSlice()), nil }
+	var boot []string
+	if join {
+		boot = s.dialSeeds(n)
+	}
+	cfg := resolver.DHTConfig{
+		Identity: n.id, Member: n.member, Domain: n.dom.Meta, Certs: s.trust,
+		Listen:    []string{fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", addr, DHTPort)},
+		Bootstrap: boot,
+		// Every router announces its own name and its endpoints' (see
+		// DHTConfig.MaxRecordsPerRouter): the default quota holds.
+		HostOptions: []libp2p.Option{
+			// QUIC over the emulated network: every socket the
+			// transport opens is a linkem socket on the node's address.
+			libp2p.QUICReuse(quicreuse.NewConnManager, quicreuse.OverrideListenUDP(listen),
+				quicreuse.OverrideSourceIPSelector(src)),
+			// The per-host resource manager (connection, stream and
+			// memory accounting sized for a whole machine) costs memory
+			// and CPU per host and bounds nothing a simulation needs.
+			libp2p.ResourceManager(&network.NullResourceManager{}),
+		},
+		// startDHTs builds the routing tables; kad-dht's refresh at start
+		// and every 10 min would look up a dozen keys per node on top.
+		KadOptions: []kad.Option{kad.DisableAutoRefresh()},
+		// A deployment's 5 s handshake and 5 s put are minutes of work
+		// for a thousand nodes on a shared machine: the simulator gives
+		// them 30 s and 20 s (a slow node is slow, not an intruder).
+		HandshakeTimeout: 30 * time.Second,
+		PutTimeout:       20 * time.Second,
+		Logger:           s.log.Named(n.spec.Name).Named("dht"),
+	}
+	// A joining node's bootstrap dials and first refresh get a minute on a
+	// loaded machine; a node none of whose seeds answered is an error.
+	jctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	d, err := resolver.NewDHT(jctx, cfg)
+	if err != nil {
+		return fmt.Errorf("dht %s: %w", n.spec.Name, err)
+	}
+	n.mu.Lock()
+	n.dht, n.peer = d, d.PeerID()
+	n.mu.Unlock()
+	s.dhts.mu.Lock()
+	s.dhts.up[n.spec.Domain] = append(s.dhts.up[n.spec.Domain], n)
+	s.dhts.mu.Unlock()
+	return nil
+}
+
+// stopDHT closes n's DHT node and forgets it as a bootstrap candidate.
+// The caller holds n.mu.
+func (s *Sim) stopDHTLocked(n *simNode) {
+	if n.dht == nil {
+		return
+	}
+	_ = n.dht.Close()
+	n.dht = nil
+	s.dhts.mu.Lock()
+	up := s.dhts.up[n.spec.Domain]
+	for i, m := range up {
+		if m == n {
+			s.dhts.up[n.spec.Domain] = append(up[:i:i], up[i+1:]...)
+			break
+		}
+	}
+	s.dhts.mu.Unlock()
+}
+
+// The seeded join (startDHTs): each node is dialled to its dhtClose
+// nearest nodes in the Kademlia key space and to dhtPerBucket nodes at
+// each larger distance (common prefix length), chosen from the sorted list
+// of every node, instead of finding them through lookups.
+const (
+	dhtClose     = 8
+	dhtPerBucket = 1
+)
+
+// startDHTs starts the DHT node of every router and joins them. A node
+// joining a running DHT looks itself up (a routing table refresh: a dozen
+// lookups, a dial to each peer they meet); a thousand at once cost more
+// than the rest of the simulation. The simulator knows every node in
+// advance, so it builds the routing tables Kademlia would converge to:
+// every host first (no bootstrap), then each node dialled to its nearest
+// nodes and one per bucket (seedPairs). kad-dht then runs unchanged:
+// lookups, puts, the refreshes of its own schedule.
+func (s *Sim) startDHTs(ctx context.Context) error {
+	s.dhts = &dhtState{rng: rand.New(rand.NewPCG(s.top.Seed, 0x64687473)), up: map[string][]*simNode{}}
+	var routers []*simNode
+	for _, n := range s.order {
+		if n.spec.Kind == KindRouter {
+			routers = append(routers, n)
+		}
+	}
+	if err := s.parallel(ctx, routers, func(n *simNode) error { return s.startDHT(ctx, n, false) }); err != nil {
+		return err
+	}
+	byDom := map[string][]*simNode{}
+	for _, n := range routers {
+		byDom[n.spec.Domain] = append(byDom[n.spec.Domain], n)
+	}
+	dials := map[*simNode][]string{}
+	for _, nodes := range byDom {
+		for _, p := range seedPairs(nodes, s.dhts.rng) {
+			dials[p[0]] = append(dials[p[0]], dhtAddr(p[1]))
+		}
+	}
+	return s.parallel(ctx, routers, func(n *simNode) error {
+		if len(dials[n]) == 0 {
+			return nil
+		}
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := n.dht.Dial(dctx, dials[n]...); err != nil {
+			return fmt.Errorf("dht %s: %w", n.spec.Name, err)
+		}
+		return nil
+	})
+}
+
+// parallel runs f for every node, opts.Parallel at a time, and joins the
+// errors.
+func (s *Sim) parallel(ctx context.Context, nodes []*simNode, f func(*simNode) error) error {
+	sem := make(chan struct{}, s.opts.Parallel)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(nodes))
+	for _, n := range nodes {
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := f(n); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := errors.Join(collect(errs)...); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// kadKey is a node's position in the Kademlia key space (kad-dht's: the
+// SHA-256 of the peer id).
+func kadKey(n *simNode) [32]byte { return sha256.Sum256([]byte(n.peer)) }
+
+// cpl is the common prefix length of two keys in bits.
+func cpl(a, b *[32]byte) int {
+	for i := range a {
+		if x := a[i] ^ b[i]; x != 0 {
+			return i*8 + bits.LeadingZeros8(x)
+		}
+	}
+	return 256
+}
+
+// seedPairs says which node dials which: each node to its dhtClose
+// nearest (XOR distance) and to dhtPerBucket random nodes of every
+// common prefix length it has nodes at. Each pair appears once.
+func seedPairs(nodes []*simNode, rng *rand.Rand) [][2]*simNode {
+	keys := make([][32]byte, len(nodes))
+	for i, n := range nodes {
+		keys[i] = kadKey(n)
+	}
+	type pk struct{ a, b int }
+	seen := map[pk]bool{}
+	var out [][2]*simNode
+	add := func(i, j int) {
+		if i == j || seen[pk{i, j}] || seen[pk{j, i}] {
+			return
+		}
+		seen[pk{i, j}] = true
+		out = append(out, [2]*simNode{nodes[i], nodes[j]})
+	}
+	idx := make([]int, len(nodes))
+	for i := range nodes {
+		// Nearest first: sort the others by XOR distance to i.
+		for j := range idx {
+			idx[j] = j
+		}
+		slices.SortFunc(idx, func(x, y int) int {
+			for b := range 32 {
+				dx, dy := keys[x][b]^keys[i][b], keys[y][b]^keys[i][b]
+				if dx != dy {
+					return int(dx) - int(dy)
+				}
+			}
+			return 0
+		})
+		// idx[0] is i itself.
+		for _, j := range idx[1:min(len(idx), dhtClose+1)] {
+			add(i, j)
+		}
+		// One (dhtPerBucket) at each farther distance, at random.
+		perCpl := map[int]int{}
+		for _, j := range rng.Perm(len(nodes)) {
+			if j == i {
+				continue
+			}
+			c := cpl(&keys[i], &keys[j])
+			if perCpl[c] < dhtPerBucket {
+				perCpl[c]++
+				add(i, j)
+			}
+		}
+	}
+	return out
+}
+
+// lookup resolves name as the simulation's routers see it: the static
+// resolver, or (dht) the DHT node of router via (any running router when
+// via is "").
+func (s *Sim) lookup(ctx context.Context, via string, name pdu.Name) (*resolver.Record, error) {
+	if s.top.Resolver != ResolverDHT {
+		return s.res.Lookup(ctx, name)
+	}
+	var d *resolver.DHT
+	if via != "" {
+		d = s.DHT(via)
+	} else {
+		for _, n := range s.order {
+			if d = s.DHT(n.spec.Name); d != nil {
+				break
+			}
+		}
+	}
+	if d == nil {
+		return nil, fmt.Errorf("lookup %s: no running DHT node", name)
+	}
+	return d.Lookup(ctx, name)
+}
+
+// Reachability is what CheckNames found.
+type Reachability struct {
+	// Lookups asked, and how many found a record pointing at the router
+	// that announced the name.
+	Lookups, Found int
+	// Failed lists up to 10 failures as "from → name: error".
+	Failed []string
+	// Routers and Names are how many of each the check covered.
+	Routers, Names int
+}
+
+// NameCheck says which (router, name) pairs CheckNames looks up: every
+// advertised name from each of FromRouters random routers, and each of
+// ForNames random names from every router. Zero for both checks every
+// pair. Attempts retries a pair that failed (a name still being
+// published) until the deadline of the context.
+type NameCheck struct {
+	FromRouters, ForNames int
+	Seed                  uint64
+}
+
+// CheckNames looks names up through the routers' resolvers and reports
+// how many resolved to the router that announced them. The names are
+// the advertised ones: every router's own name (routers announce
+// themselves) and every endpoint's. A pair that fails is retried until ctx
+// ends, so CheckNames also waits for convergence.
+func (s *Sim) CheckNames(ctx context.Context, c NameCheck) Reachability {
+	type target struct {
+		name   pdu.Name
+		label  string
+		router pdu.Name
+	}
+	var names []target
+	var routers []string
+	for _, n := range s.order {
+		if n.spec.Kind == KindRouter {
+			routers = append(routers, n.spec.Name)
+			names = append(names, target{n.id.Name, n.spec.Name, n.id.Name})
+		} else if n.spec.Kind == KindClient {
+			names = append(names, target{n.id.Name, n.spec.Name, s.nodes[n.spec.Attach].id.Name})
+		}
+	}
+	type pair struct {
+		from string
+		t    target
+	}
+	var pairs []pair
+	rng := rand.New(rand.NewPCG(c.Seed, 0x636b))
+	seen := map[[2]string]bool{}
+	add := func(from string, t target) {
+		if k := [2]string{from, t.label}; !seen[k] {
+			seen[k] = true
+			pairs = append(pairs, pair{from, t})
+		}
+	}
+	covR, covN := map[string]bool{}, map[string]bool{}
+	if c.FromRouters <= 0 && c.ForNames <= 0 {
+		for _, r := range routers {
+			for _, t := range names {
+				add(r, t)
+			}
+		}
+	} else {
+		for _, i := range rng.Perm(len(routers))[:min(c.FromRouters, len(routers))] {
+			for _, t := range names {
+				add(routers[i], t)
+			}
+		}
+		for _, i := range rng.Perm(len(names))[:min(c.ForNames, len(names))] {
+			for _, r := range routers {
+				add(r, names[i])
+			}
+		}
+	}
+	for _, p := range pairs {
+		covR[p.from], covN[p.t.label] = true, true
+	}
+	res := Reachability{Lookups: len(pairs), Routers: len(covR), Names: len(covN)}
+	var mu sync.Mutex
+	sem := make(chan struct{}, max(s.opts.Parallel, 1))
+	var wg sync.WaitGroup
+	for _, p := range pairs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var err error
+			for {
+				lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				var rec *resolver.Record
+				rec, err = s.lookup(lctx, p.from, p.t.name)
+				cancel()
+				if err == nil && rec.Router() != p.t.router {
+					err = fmt.Errorf("record points at %s, want %s", rec.Router(), p.t.router)
+				}
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				res.Found++
+			} else if len(res.Failed) < 10 {
+				res.Failed = append(res.Failed, fmt.Sprintf("%s → %s: %v", p.from, p.t.label, err))
+			}
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// processCPU is the process's user + system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// dhtRouterConfig gives a router's resolver calls (a publish: gather, find
+// the closest peers, put to each; a lookup) the time kad-dht needs on a
+// loaded machine: 30 s instead of a deployment's 3 s, which a thousand
+// nodes on two cores overrun, and every retry with them.
+func (s *Sim) dhtRouterConfig(cfg *router.Config) {
+	if s.top.Resolver == ResolverDHT {
+		cfg.Resolver.Timeout = config.Duration(30 * time.Second)
+	}
+}

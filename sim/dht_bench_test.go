@@ -1,0 +1,121 @@
+package sim
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkScaleDHT builds a grid of routers in-process with the real
+// kad-dht resolver (resolver: dht: one kad-dht node per router, its QUIC
+// over the emulated links), waits until every router's own name is
+// published, and checks resolution: every name from GDP_SIM_FROM random
+// routers (default 4) and GDP_SIM_NAMES random names (default 4) from
+// every router. The figures: build (Start: DHT joins, routers up),
+// converge (until every checked lookup found its router), CPU seconds,
+// peak RSS (VmHWM).
+//
+//	GDP_SIM_ROUTERS=1000 go test -run '^$' -bench ScaleDHT -benchtime 1x -timeout 30m ./sim
+//
+// GDP_SIM_ROUTERS (default 1,000) is laid out as a grid of 25 columns.
+func BenchmarkScaleDHT(b *testing.B) {
+	scaleBench(b, ResolverDHT, envInt("GDP_SIM_ROUTERS", 1000))
+}
+
+// BenchmarkScale10k is the 10,000-router figure with the static resolver
+// (GDP_SIM_RESOLVER=dht for kad-dht), checked the same way.
+//
+//	go test -run '^$' -bench Scale10k -benchtime 1x -timeout 30m ./sim
+func BenchmarkScale10k(b *testing.B) {
+	res := os.Getenv("GDP_SIM_RESOLVER")
+	if res == "" {
+		res = ResolverStatic
+	}
+	scaleBench(b, res, envInt("GDP_SIM_ROUTERS", 10000))
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func scaleBench(b *testing.B, res string, routers int) {
+	cols := 25
+	if routers < cols*2 {
+		cols = max(1, int(math.Sqrt(float64(routers))))
+	}
+	rows := (routers + cols - 1) / cols
+	// Memory is plentiful and the collector's marking is a fifth of the
+	// CPU at GOGC 100: collect a quarter as often (GOGC overrides).
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
+	}
+	for range b.N {
+		top, err := Builtin("grid", Params{Rows: rows, Cols: cols, Delay: time.Millisecond})
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Routers only: the advertised names are the routers' own (every
+		// router publishes a record for itself).
+		top.Workloads = nil
+		top.Nodes = slices.DeleteFunc(top.Nodes, func(n *Node) bool { return n.Kind != KindRouter })
+		top.Links = slices.DeleteFunc(top.Links, func(l *Link) bool { return l.A[0] == 'c' || l.B[0] == 'c' })
+		top.Resolver = res
+		ctx := context.Background()
+		cpu0 := processCPU()
+		t0 := time.Now()
+		s, err := Start(ctx, top, Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr})
+		if err != nil {
+			b.Fatal(err)
+		}
+		build := time.Since(t0)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		rep := s.CheckNames(cctx, NameCheck{FromRouters: envInt("GDP_SIM_FROM", 4), ForNames: envInt("GDP_SIM_NAMES", 4), Seed: 7})
+		cancel()
+		conv := time.Since(t0)
+		cpu := processCPU() - cpu0
+		hwm := vmHWM()
+		gor := runtime.NumGoroutine()
+		s.Close()
+		b.ReportMetric(float64(rows*cols), "routers")
+		b.ReportMetric(build.Seconds(), "build-s")
+		b.ReportMetric(conv.Seconds(), "converged-s")
+		b.ReportMetric(cpu.Seconds(), "cpu-s")
+		b.ReportMetric(float64(hwm)/(1<<30), "peak-GiB")
+		b.ReportMetric(float64(rep.Found)/float64(rep.Lookups), "found")
+		b.Logf("%d routers (%s resolver): built in %s, converged in %s (%d/%d lookups found: every name from %d routers, %d names from every router; %d routers, %d names covered), CPU %s, peak RSS %.2f GiB, %d goroutines",
+			rows*cols, res, build.Round(time.Millisecond), conv.Round(time.Millisecond), rep.Found, rep.Lookups,
+			envInt("GDP_SIM_FROM", 4), envInt("GDP_SIM_NAMES", 4), rep.Routers, rep.Names, cpu.Round(time.Millisecond), float64(hwm)/(1<<30), gor)
+		if rep.Found != rep.Lookups {
+			b.Fatalf("%d of %d lookups failed: %s", rep.Lookups-rep.Found, rep.Lookups, strings.Join(rep.Failed, "; "))
+		}
+	}
+}
+
+// vmHWM is the process's peak resident set (VmHWM), in bytes.
+func vmHWM() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var kb int64
+		if _, err := fmt.Sscanf(sc.Text(), "VmHWM: %d kB", &kb); err == nil {
+			return kb << 10
+		}
+	}
+	return 0
+}

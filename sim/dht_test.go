@@ -1,0 +1,85 @@
+package sim
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/sim/linkem"
+)
+
+// TestDHTResolver: with resolver: dht every router runs its own kad-dht
+// node whose QUIC traffic crosses the emulated links; every advertised
+// name (routers' own, clients') resolves from every router to the router
+// that announced it, and the pings between the clients — which need a
+// lookup at the sender's router — are answered.
+func TestDHTResolver(t *testing.T) {
+	top, err := Builtin("linear", Params{N: 5, Delay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.Resolver = ResolverDHT
+	top.Workloads[0].Count = 5
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	s, err := Start(ctx, top, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The DHT's datagrams (port 4001) on the emulated links, from here on.
+	var dhtPkts atomic.Int64
+	for _, l := range s.Network().Links() {
+		for _, d := range l.Dirs {
+			d.Tap(func(_ *linkem.Dir, _ time.Time, src, dst netip.AddrPort, _ []byte, _ linkem.Verdict) {
+				if src.Port() == DHTPort || dst.Port() == DHTPort {
+					dhtPkts.Add(1)
+				}
+			})
+		}
+	}
+	for _, r := range []string{"r1", "r3", "r5"} {
+		d := s.DHT(r)
+		if d == nil {
+			t.Fatalf("%s has no DHT node", r)
+		}
+		if a := d.Addrs(); len(a) == 0 || !strings.Contains(a[0], "/udp/4001/quic-v1/p2p/") || !strings.HasPrefix(a[0], "/ip4/10.") {
+			t.Fatalf("%s's DHT node listens on %v, want its emulated address, udp/4001", r, a)
+		}
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+	rep := s.CheckNames(cctx, NameCheck{})
+	ccancel()
+	if rep.Lookups != 5*7 || rep.Found != rep.Lookups || rep.Routers != 5 || rep.Names != 7 {
+		t.Fatalf("names: %+v, want all 35 lookups (5 routers × 7 names) found", rep)
+	}
+	if dhtPkts.Load() == 0 {
+		t.Fatal("the lookups sent no DHT datagram over the emulated links")
+	}
+	res, err := s.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res.Text())
+	if want := "Results: 0% dropped (5/5 received)"; res.Summary != want {
+		t.Fatalf("summary %q, want %q", res.Summary, want)
+	}
+}
+
+// TestDHTOneDomain: resolver dht with two domains is refused with the
+// reason (no global tier in the simulator), not half-built.
+func TestDHTOneDomain(t *testing.T) {
+	top := New("two")
+	top.Resolver = ResolverDHT
+	top.Domains = []string{"a", "b"}
+	top.AddRouter("r1", "a")
+	top.AddRouter("r2", "b")
+	top.Link("r1", "r2")
+	err := top.Validate()
+	if err == nil || !strings.Contains(err.Error(), "resolver dht runs one domain") {
+		t.Fatalf("validate: %v", err)
+	}
+}
