@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 // Link is what a face needs from a tunnel: the peer's verified name, a way
@@ -59,6 +60,14 @@ type Face struct {
 	share   *idShare     // the peer identity's share of the shared limits
 	closed  atomic.Bool
 
+	// direct is set for a raw GDP-in-UDP tunnel link: its PDUs are
+	// sealed into the tunnel endpoint's frame buffers right where they
+	// are routed (the receive loop), with no copy, no queue hop and no
+	// goroutine wake-up per PDU; the frames go out in one sendmmsg at
+	// the end of the receive batch. When the endpoint's frame queue is
+	// full, PDUs wait in out as on other links (and later ones follow
+	// them there until it is empty, keeping the order).
+	direct trySender
 	// out is the face's bounded egress queue, drained by one writer
 	// goroutine: forwarding never waits for a slow link, and a face whose
 	// link cannot keep up loses only its own traffic.
@@ -95,9 +104,26 @@ func (f *Face) Closed() bool { return f.closed.Load() }
 // errQueueFull: the face's egress queue is full; the PDU was dropped.
 var errQueueFull = errors.New("router: face egress queue full")
 
+// errSendFailed: the link refused the PDU (closed, or too big for it).
+var errSendFailed = errors.New("router: link refused the pdu")
+
 // errQueueBytes: the face's egress queue holds its bound in bytes; the PDU
 // was dropped.
 var errQueueBytes = errors.New("router: face egress queue holds its maximum bytes")
+
+// trySender is a link that can send without waiting (a raw tunnel link).
+type trySender interface {
+	TrySend(p []byte) error
+	Kind() tunnel.Kind
+}
+
+// directSender returns l as a trySender when it is a raw tunnel link.
+func directSender(l Link) trySender {
+	if ts, ok := l.(trySender); ok && ts.Kind() == tunnel.KindRaw {
+		return ts
+	}
+	return nil
+}
 
 // bufPool recycles egress buffers.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
@@ -105,6 +131,20 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b 
 // send queues a copy of p for the face's link; p may be reused when it
 // returns.
 func (f *Face) send(p []byte) error {
+	if f.direct != nil && f.queued.Load() == 0 {
+		// Nothing of this face waits in out (which would be overtaken).
+		switch err := f.direct.TrySend(p); err {
+		case nil:
+			f.txPDUs.Add(1)
+			return nil
+		case tunnel.ErrBusy:
+			// The endpoint's frame queue is full: wait in this face's
+			// queue instead, as on any other link.
+		default:
+			f.sendErrors.Add(1)
+			return errSendFailed
+		}
+	}
 	n := int64(len(p))
 	if q := f.queued.Add(n); q > f.maxQueued && f.maxQueued > 0 && q > n {
 		// Over the byte bound (a lone PDU always fits an empty queue).
@@ -130,8 +170,11 @@ func (f *Face) writer() {
 		case <-f.stop:
 			return
 		case bp := <-f.out:
+			err := f.link.Send(*bp)
+			// Counted out only once sent: a direct send (send) must not
+			// overtake it.
 			f.queued.Add(-int64(len(*bp)))
-			if err := f.link.Send(*bp); err != nil {
+			if err != nil {
 				f.sendErrors.Add(1)
 			} else {
 				f.txPDUs.Add(1)

@@ -240,8 +240,12 @@ func (h *Hop) usable(in *Face, now int64) bool {
 
 func (r *Router) sendOn(in, out *Face, p []byte) {
 	if err := out.send(p); err != nil {
-		if err == errQueueBytes {
+		switch err {
+		case errQueueBytes:
 			r.met.quota(quotaQueueBytes)
+		case errSendFailed:
+			r.drop(in, dropSendError)
+			return
 		}
 		r.drop(in, dropQueueFull)
 		return

@@ -368,6 +368,7 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		ingress:   newTokenBucket(r.cfg.Face.RatePPS, r.cfg.Face.Burst),
 		naks:      newTokenBucket(r.cfg.Face.NAKRate, r.cfg.Face.NAKBurst),
 		share:     share,
+		direct:    directSender(l),
 		out:       make(chan *[]byte, r.cfg.Face.Queue),
 		maxQueued: int64(max(r.cfg.Face.QueueBytes, 0)),
 		stop:      make(chan struct{}),

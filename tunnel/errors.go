@@ -16,6 +16,9 @@ var (
 	ErrWrongPeer = errors.New("tunnel: peer is not the expected name")
 	// ErrNoRaw: a raw link was asked for but an endpoint has no raw socket.
 	ErrNoRaw = errors.New("tunnel: raw transport not available")
+	// ErrBusy: TrySend found the raw send queue full; the PDU was not
+	// sent (Send would have waited).
+	ErrBusy = errors.New("tunnel: raw send queue full")
 	// ErrProtocol: the peer broke the control protocol.
 	ErrProtocol = errors.New("tunnel: control protocol violation")
 )

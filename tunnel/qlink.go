@@ -174,6 +174,23 @@ func (l *link) Send(p []byte) error {
 	}
 }
 
+// TrySend is Send for a caller that must not wait (a router forwarding on
+// its receive loop). On a raw link it seals p into a free frame buffer and
+// queues it, or returns ErrBusy at once when the endpoint's send queue is
+// full (nothing is sent). On a QUIC link it is Send.
+func (l *link) TrySend(p []byte) error {
+	if l.raw == nil {
+		return l.Send(p)
+	}
+	if len(p) == 0 || len(p) > MaxPDU {
+		return ErrTooBig
+	}
+	if l.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return l.raw.sendOr(p, false)
+}
+
 // sendStream sends one PDU on its own unidirectional stream; FIN ends it.
 func (l *link) sendStream(p []byte) error {
 	ctx, cancel := context.WithTimeout(l.ctx, l.ep.cfg.StreamTimeout)

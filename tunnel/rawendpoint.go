@@ -175,6 +175,10 @@ func (r *rawEndpoint) readLoop() {
 			}
 			continue
 		}
+		// What the handler sends back out of this socket while the batch
+		// is delivered (a router forwarding) goes out in one sendmmsg
+		// after it.
+		r.q.hold()
 		for i := range msgs[:n] {
 			m := &msgs[i]
 			b := m.Buffers[0][:m.N]
@@ -192,6 +196,7 @@ func (r *rawEndpoint) readLoop() {
 				b = b[k:]
 			}
 		}
+		r.q.release()
 	}
 }
 

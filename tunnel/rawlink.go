@@ -140,8 +140,14 @@ func (rl *rawLink) roam(from net.Addr) {
 	rl.re.e.log.Info("raw peer moved", logging.Peer(rl.l.peer), logging.Addr(ua.String()))
 }
 
-// send fragments p to the frame size, seals each fragment and queues it.
-func (rl *rawLink) send(p []byte) error {
+// send fragments p to the frame size, seals each fragment and queues it,
+// waiting for free buffers.
+func (rl *rawLink) send(p []byte) error { return rl.sendOr(p, true) }
+
+// sendOr is send; without wait it returns ErrBusy instead of waiting when
+// the queue has no buffer for the whole PDU (fragments already sealed are
+// given back, nothing is queued).
+func (rl *rawLink) sendOr(p []byte, wait bool) error {
 	s := rl.out.Load()
 	addr := rl.addr.Load()
 	chunk := rl.frame - frameOverhead
@@ -151,6 +157,51 @@ func (rl *rawLink) send(p []byte) error {
 	}
 	id := uint16(s.packet.Add(1))
 	q := &rl.re.q
+	if n == 1 {
+		// The common case: seal p straight into the frame buffer.
+		fb := q.getOr(len(p)+frameOverhead, wait)
+		if fb == nil {
+			if !wait && !q.isClosed() {
+				return ErrBusy
+			}
+			return ErrClosed
+		}
+		h := frameHeader{PacketID: id, Index: s.remote, Counter: s.counter.Add(1) - 1}
+		fb.n = sealFrame(fb.b, h, s.aead, &fb.nonce, p)
+		fb.addr = addr
+		q.put(fb)
+		rl.re.e.stats.pdusSent.Add(1)
+		return nil
+	}
+	if !wait {
+		// Fragments: all or nothing, so take the buffers first.
+		var fbs [maxFragments]*frameBuf
+		for i := 0; i < n; i++ {
+			if fbs[i] = q.tryGet(rl.frame); fbs[i] == nil {
+				for _, fb := range fbs[:i] {
+					q.unget(fb)
+				}
+				if q.isClosed() {
+					return ErrClosed
+				}
+				return ErrBusy
+			}
+		}
+		for i := 0; i < n; i++ {
+			part := p[i*chunk : min((i+1)*chunk, len(p))]
+			frag := byte(i)
+			if i < n-1 {
+				frag |= fragMore
+			}
+			fb := fbs[i]
+			h := frameHeader{Frag: frag, PacketID: id, Index: s.remote, Counter: s.counter.Add(1) - 1}
+			fb.n = sealFrame(fb.b, h, s.aead, &fb.nonce, part)
+			fb.addr = addr
+			q.put(fb)
+		}
+		rl.re.e.stats.pdusSent.Add(1)
+		return nil
+	}
 	for i := 0; i < n; i++ {
 		part := p[i*chunk : min((i+1)*chunk, len(p))]
 		var frag byte

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // frameBuf is one sealed frame waiting for the socket.
@@ -26,6 +27,11 @@ type sendQueue struct {
 	limit   int
 	closed  bool
 	wake    chan struct{}
+	// held is non-zero while the receive loop delivers a batch: frames
+	// queued meanwhile (the router forwarding what it received) wait
+	// for the batch's end, so the writer sends them in one sendmmsg
+	// instead of waking for the first.
+	held atomic.Int32
 }
 
 func (q *sendQueue) init(limit int) {
@@ -40,11 +46,24 @@ func (q *sendQueue) init(limit int) {
 // once closed. Buffers are made on first need and then reused, so an idle
 // endpoint costs little and a busy one allocates nothing.
 func (q *sendQueue) get(size int) *frameBuf {
+	return q.getOr(size, true)
+}
+
+// tryGet is get without waiting: nil when every buffer is queued (or the
+// queue is closed).
+func (q *sendQueue) tryGet(size int) *frameBuf {
+	return q.getOr(size, false)
+}
+
+func (q *sendQueue) getOr(size int, wait bool) *frameBuf {
 	q.mu.Lock()
-	for len(q.free) == 0 && q.made >= q.limit && !q.closed {
+	for wait && len(q.free) == 0 && q.made >= q.limit && !q.closed {
+		// Full: make sure the writer is draining (a put during a held
+		// receive batch did not wake it).
+		q.signal()
 		q.notFull.Wait()
 	}
-	if q.closed {
+	if q.closed || (len(q.free) == 0 && q.made >= q.limit) {
 		q.mu.Unlock()
 		return nil
 	}
@@ -70,10 +89,29 @@ func (q *sendQueue) put(fb *frameBuf) {
 	q.pending = append(q.pending, fb)
 	first := len(q.pending) == 1
 	q.mu.Unlock()
-	if first {
-		select {
-		case q.wake <- struct{}{}:
-		default:
+	if first && q.held.Load() == 0 {
+		q.signal()
+	}
+}
+
+func (q *sendQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// hold starts a receive batch: frames put until release wait for it.
+func (q *sendQueue) hold() { q.held.Add(1) }
+
+// release ends a receive batch and wakes the writer for what it queued.
+func (q *sendQueue) release() {
+	if q.held.Add(-1) == 0 {
+		q.mu.Lock()
+		pending := len(q.pending) > 0
+		q.mu.Unlock()
+		if pending {
+			q.signal()
 		}
 	}
 }
@@ -101,6 +139,12 @@ func (q *sendQueue) recycle(bufs []*frameBuf) {
 	q.free = append(q.free, bufs...)
 	q.notFull.Broadcast()
 	q.mu.Unlock()
+}
+
+func (q *sendQueue) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
 }
 
 func (q *sendQueue) close() {

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package router_test
+
+func cpuNow() int64 { return 0 }
