@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -157,4 +159,34 @@ func (s *Server) Status() []CapsuleStatus {
 	s.repl.prune(keep)
 	sort.Slice(out, func(i, j int) bool { return string(out[i].Name[:]) < string(out[j].Name[:]) })
 	return out
+}
+
+// LagFigures are the largest lag of any replica of any capsule placed here
+// (this one, or a peer as last heard), in records, and how many capsules
+// have a replica behind.
+func LagFigures(caps []CapsuleStatus) (most uint64, lagging int) {
+	for _, c := range caps {
+		l := c.Lag()
+		for _, p := range c.Peers {
+			l = max(l, p.Lag)
+		}
+		if l > 0 {
+			lagging++
+		}
+		most = max(most, l)
+	}
+	return most, lagging
+}
+
+// registerLag adds the replication-lag gauges, computed from Status at
+// each scrape.
+func (s *Server) registerLag(reg prometheus.Registerer) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "replication_lag_records",
+			Help: "The most records any replica of a capsule placed here (this one, or a peer as last heard by anti-entropy) is behind the newest head this server knows."},
+			func() float64 { most, _ := LagFigures(s.Status()); return float64(most) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "capsules_lagging",
+			Help: "Capsules placed here with a replica behind the newest head this server knows."},
+			func() float64 { _, n := LagFigures(s.Status()); return float64(n) }),
+	)
 }

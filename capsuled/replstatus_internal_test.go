@@ -45,9 +45,14 @@ func TestReplStatePrune(t *testing.T) {
 	if e, _ := r.get(c1, p); e.head != 4 || e.err == "" {
 		t.Errorf("after a failure: %+v", e)
 	}
+	r.failed(c1, p, nil)
+	if e, _ := r.get(c1, p); e.head != 4 || e.err != "" {
+		t.Errorf("after a pull that succeeded: %+v", e)
+	}
+	r.failed(c1, p, errNAK)
 	r.saw(c1, p, 6, time.Now())
 	if e, _ := r.get(c1, p); e.head != 6 || e.err != "" {
-		t.Errorf("after a success: %+v", e)
+		t.Errorf("after an answer: %+v", e)
 	}
 	r.prune(map[pdu.Name]bool{c1: true})
 	if _, ok := r.get(c2, p); ok {

@@ -71,4 +71,26 @@ func TestStatusReplication(t *testing.T) {
 	if c.Head != 8 || c.Newest != 8 || p.Head != 5 || p.Lag != 3 {
 		t.Fatalf("after b stopped and 3 more records: %+v %+v", c, p)
 	}
+	// The same figures as gauges, for Prometheus.
+	if v := gaugeValue(t, a, "gdp_capsuled_replication_lag_records"); v != 3 {
+		t.Errorf("gdp_capsuled_replication_lag_records = %v, want 3", v)
+	}
+	if v := gaugeValue(t, a, "gdp_capsuled_capsules_lagging"); v != 1 {
+		t.Errorf("gdp_capsuled_capsules_lagging = %v, want 1", v)
+	}
+}
+
+func gaugeValue(t *testing.T, r *replica, name string) float64 {
+	t.Helper()
+	fams, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
 }

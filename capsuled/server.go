@@ -108,6 +108,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		queue: make(chan request, cfg.Queue), kick: make(chan pdu.Name, 64),
 	}
 	s.pol.Store(policyOf(cfg))
+	s.registerLag(reg)
 	s.subs = newSubscriptions(s)
 	s.sync = newSyncState(cfg.SyncParallel)
 	s.ctx, s.cancel = context.WithCancel(context.Background())

@@ -83,7 +83,12 @@ func reportInChromium(t *testing.T, dir string, top *Topology, res *Results) {
 	b.Navigate(url)
 	b.WaitFor("the plots to load", `[...document.images].length > 0 && [...document.images].every(i => i.complete)`, 10*time.Second)
 	// Every node of the topology, drawn with a visible size.
-	names := browsertest.MustEval[[]string](b, `[...document.querySelectorAll("#topology .node")].filter(g => { const r = g.getBoundingClientRect(); return r.width > 0 && r.height > 0 }).map(g => g.dataset.name)`)
+	names := browsertest.MustEval[[]string](b, `[...document.querySelectorAll("#topology .node")].filter(g => {
+		const shape = g.querySelector("circle, rect, path");
+		if (!shape) return false;
+		const r = shape.getBoundingClientRect();
+		return r.width > 0 && r.height > 0 && getComputedStyle(shape).fill !== "none";
+	}).map(g => g.dataset.name)`)
 	if len(names) != len(top.Nodes) {
 		t.Errorf("%d nodes drawn visibly, want %d: %v", len(names), len(top.Nodes), names)
 	}
@@ -143,6 +148,32 @@ func reportInChromium(t *testing.T, dir string, top *Topology, res *Results) {
 	b.Screenshot(filepath.Join(art, "report.png"))
 	if data, err := os.ReadFile(filepath.Join(dir, ReportFile)); err == nil {
 		_ = os.WriteFile(filepath.Join(art, ReportFile), data, 0o644)
+	}
+}
+
+// TestDrawTopologyFailures: links a partition cuts and links cut by
+// link_down are dashed, crashed nodes ringed; the others are not.
+func TestDrawTopologyFailures(t *testing.T) {
+	top, err := Builtin("linear", Params{N: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.At(time.Second, Failure{Kind: FailPartition, Groups: [][]string{{"r1", "c1"}, {"r2", "r3", "c2"}}})
+	top.At(2*time.Second, Failure{Kind: FailLinkDown, Link: "r3-c2"})
+	top.At(3*time.Second, Failure{Kind: FailCrash, Node: "r2"})
+	svg := drawTopology(top, &Results{})
+	for link, cut := range map[string]bool{"r1-r2": true, "r3-c2": true, "r2-r3": false, "r1-c1": false} {
+		marked := strings.Contains(svg, fmt.Sprintf(`class="link cut" data-link="%s"`, link))
+		if marked != cut {
+			t.Errorf("link %s marked cut: %v, want %v", link, marked, cut)
+		}
+	}
+	for node, crashed := range map[string]bool{"r2": true, "r1": false, "c2": false} {
+		marked := strings.Contains(svg, fmt.Sprintf(`class="node router crashed" data-name="%s"`, node)) ||
+			strings.Contains(svg, fmt.Sprintf(`class="node client crashed" data-name="%s"`, node))
+		if marked != crashed {
+			t.Errorf("node %s marked crashed: %v, want %v", node, marked, crashed)
+		}
 	}
 }
 

@@ -134,17 +134,7 @@ func capsuledDashboard(srv *capsuled.Server, g prometheus.Gatherer) func() dashb
 		now := time.Now()
 		m := dashboard.Gather(g)
 		caps := srv.Status()
-		lagging, maxLag := 0, uint64(0)
-		for _, c := range caps {
-			l := c.Lag()
-			for _, p := range c.Peers {
-				l = max(l, p.Lag)
-			}
-			if l > 0 {
-				lagging++
-			}
-			maxLag = max(maxLag, l)
-		}
+		maxLag, lagging := capsuled.LagFigures(caps)
 		v := dashboard.View{Kind: "capsuled", Title: "gdpnet capsule server " + srv.Name().String(), Time: now,
 			Cards: []dashboard.Card{
 				{ID: "name", Label: "server", Value: srv.Name().String()},
