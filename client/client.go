@@ -164,6 +164,16 @@ func (c *Client) Router() pdu.Name { return c.link.Peer() }
 // Done is closed when the link to the router goes down.
 func (c *Client) Done() <-chan struct{} { return c.link.Done() }
 
+// RouterExpiry is when the router's membership, as the router presented
+// and the tunnel verified it at the handshake, stops being valid; the zero
+// time when the link does not say.
+func (c *Client) RouterExpiry() time.Time {
+	if l, ok := c.link.(interface{ Expiry() time.Time }); ok {
+		return l.Expiry()
+	}
+	return time.Time{}
+}
+
 // Close stops the client's background work (renewals) and closes the link.
 func (c *Client) Close() error {
 	c.cancel()

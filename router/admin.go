@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,6 +29,31 @@ type Summary struct {
 	// MemberExpiry is when the router's domain membership ends (and with
 	// it every route through the router): renew and reload before.
 	MemberExpiry time.Time `json:"member_expiry"`
+	// Now is the router's clock when it answered: `gdp doctor --remote`
+	// compares it with its own (certificates are checked against clocks).
+	Now time.Time `json:"now"`
+	// UDPBuffers are the host's net.core.rmem_max and net.core.wmem_max in
+	// bytes (absent where unreadable): the kernel caps the tunnel's socket
+	// buffers at these (docs/OPERATIONS.md §2).
+	UDPBuffers map[string]int64 `json:"udp_buffers,omitempty"`
+}
+
+// hostUDPBuffers reads net.core.rmem_max and wmem_max (Linux).
+func hostUDPBuffers() map[string]int64 {
+	out := map[string]int64{}
+	for _, k := range []string{"rmem_max", "wmem_max"} {
+		b, err := os.ReadFile("/proc/sys/net/core/" + k)
+		if err != nil {
+			continue
+		}
+		if v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // RouteInfo is one FIB entry as the admin API shows it.
@@ -60,6 +87,7 @@ func (r *Router) Summary() Summary {
 		Name: r.name, Domain: own.domain.Name(), Started: r.started, FIBNames: r.fib.Len(),
 		Faces: r.faceCount(), Peers: len(r.Peers()), Waiting: r.resolve.waiting(),
 		Draining: r.draining.Load(), Addrs: r.addrs, MemberExpiry: own.member.NotAfter,
+		Now: time.Now(), UDPBuffers: hostUDPBuffers(),
 	}
 }
 

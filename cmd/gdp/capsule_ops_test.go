@@ -38,9 +38,7 @@ import (
 func TestCapsuleOpsCLI(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "gdp")
-	if out, err := exec.Command(goTool(t), "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	linkGdp(t, bin)
 	ksDir := filepath.Join(dir, "keys")
 	ks, err := certs.OpenKeystore(ksDir)
 	if err != nil {

@@ -62,9 +62,7 @@ func TestDeployCapsuledYAML(t *testing.T) {
 func TestCapsuleCLI(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "gdp")
-	if out, err := exec.Command(goTool(t), "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	linkGdp(t, bin)
 	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
 	"github.com/gdpnet/gdpnet/certs"
@@ -29,7 +31,11 @@ type metaJSON struct {
 	Nonce       string            `json:"nonce"`
 	Description string            `json:"description"`
 	Extra       map[string]string `json:"extra,omitempty"`
-	Bytes       int               `json:"bytes"`
+	// PeerID is the libp2p peer ID of a router's or resolver's DHT node
+	// (its key is its libp2p identity): the /p2p/ part of the bootstrap
+	// multiaddrs other nodes list.
+	PeerID string `json:"peer_id,omitempty"`
+	Bytes  int    `json:"bytes"`
 }
 
 type certJSON struct {
@@ -62,6 +68,13 @@ func metaView(m *certs.Metadata) metaJSON {
 		Extra: m.Extra, Bytes: len(m.Marshal())}
 	if len(m.WriterKey) > 0 {
 		v.WriterKey = shortKey(m.WriterKey)
+	}
+	if m.Kind == certs.KindRouter || m.Kind == certs.KindResolver {
+		if pk, err := crypto.UnmarshalEd25519PublicKey(m.Key); err == nil {
+			if id, err := peer.IDFromPublicKey(pk); err == nil {
+				v.PeerID = id.String()
+			}
+		}
 	}
 	return v
 }
@@ -131,6 +144,9 @@ func printMeta(w io.Writer, indent string, v metaJSON, al map[certs.Name]string)
 	fmt.Fprintf(w, "%screated:     %s\n", indent, v.Created.Format(time.RFC3339))
 	fmt.Fprintf(w, "%snonce:       %s\n", indent, v.Nonce)
 	fmt.Fprintf(w, "%sdescription: %q\n", indent, v.Description)
+	if v.PeerID != "" {
+		fmt.Fprintf(w, "%sdht peer id: %s\n", indent, v.PeerID)
+	}
 	for k, x := range v.Extra {
 		fmt.Fprintf(w, "%sextra:       %s = %q\n", indent, k, x)
 	}

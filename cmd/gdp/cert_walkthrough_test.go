@@ -101,10 +101,7 @@ func TestCertWalkthrough(t *testing.T) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	build := exec.Command(goTool(t), "build", "-o", filepath.Join(bin, "gdp"), ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	linkGdp(t, filepath.Join(bin, "gdp"))
 	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"), "HOME=" + dir, "LC_ALL=C"}
 	for i, st := range steps {
 		cmd := exec.Command("sh", "-c", st.line)

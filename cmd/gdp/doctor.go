@@ -57,6 +57,7 @@ type doctorOptions struct {
 	keystore string // "" : the config's, else $GDP_KEYSTORE, else the daemons' default
 	config   string
 	role     string
+	remote   string // --remote: an inventory of sites to check over the network
 	procSys  string // normally /proc/sys
 	now      func() time.Time
 	synced   func() (bool, error) // normally clockSynced
@@ -66,7 +67,7 @@ func init() {
 	o := doctorOptions{procSys: "/proc/sys", now: time.Now, synced: clockSynced}
 	var jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "doctor [--keystore DIR] [--config FILE --role router|resolver|capsuled] [--json]",
+		Use:   "doctor [--keystore DIR] [--config FILE --role router|resolver|capsuled | --remote FILE] [--json]",
 		Short: "Check this node before starting a daemon: socket buffers, UDP offload, clock, keys, config, ports, membership",
 		Long: `doctor runs the checks an operator wants before starting gdp router,
 gdp resolver or gdp capsuled, and prints one line per check: ok, warn or
@@ -97,13 +98,51 @@ fail, what it found, and the command that fixes it.
         verified against the domain, and how long it stays valid (a
         warning when less than 24h is left).
 
+With --remote FILE it checks a live deployment from this machine instead:
+FILE lists each site's router (tunnel address, admin API), resolver API,
+other daemons' metrics addresses and the peers each router should have,
+and a probe identity (a client of the domain). Per site:
+
+  SITE admin, SITE clock, SITE udp buffers
+        the router's admin API answers (TCP port open); its clock against
+        this machine's, within the round trip; its host's
+        net.core.rmem_max/wmem_max.
+  SITE tunnel, SITE router membership
+        a real QUIC tunnel to the router with the probe identity (both
+        memberships verified, UDP port open) and an echo to the router;
+        the membership it presented and how long it has left.
+  SITE peer OTHER
+        the router holds a tunnel to OTHER's router.
+  SITE resolver, SITE metrics ADDR
+        a resolver's API (mode, DHT neighbours) and a daemon's /metrics
+        (its membership's remaining life), with their clocks from the
+        HTTP Date.
+
 Exit status: 0 when nothing failed (warnings allowed), 1 otherwise.`,
 		Example: `  gdp doctor
   gdp doctor --keystore /var/lib/gdp/keys
   gdp doctor --config /etc/gdp/router.yaml --role router
-  gdp doctor --config /etc/gdp/capsuled.yaml --role capsuled --json`,
+  gdp doctor --config /etc/gdp/capsuled.yaml --role capsuled --json
+  gdp doctor --remote sites.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.remote != "" {
+				if o.config != "" || o.role != "" {
+					return fmt.Errorf("--remote checks other machines; run --config on the machine the config is for")
+				}
+				inv, err := loadInventory(o.remote)
+				if err != nil {
+					return err
+				}
+				results := runRemoteDoctor(cmd.Context(), inv, o.procSys, o.synced)
+				if err := printChecks(cmd.OutOrStdout(), results, jsonOut); err != nil {
+					return err
+				}
+				if n := countStatus(results, checkFail); n > 0 {
+					return fmt.Errorf("%d of %d %w", n, len(results), errChecksFailed)
+				}
+				return nil
+			}
 			if o.config != "" && o.role == "" {
 				return fmt.Errorf("--config needs --role router, resolver or capsuled")
 			}
@@ -126,6 +165,7 @@ Exit status: 0 when nothing failed (warnings allowed), 1 otherwise.`,
 	cmd.Flags().StringVar(&o.keystore, "keystore", "", "keystore directory to check (default: the config's keystore, else $GDP_KEYSTORE, else /var/lib/gdp/keys)")
 	cmd.Flags().StringVarP(&o.config, "config", "c", "", "a daemon's configuration file (YAML) to check, with --role")
 	cmd.Flags().StringVar(&o.role, "role", "", "which daemon --config is for: router, resolver or capsuled")
+	cmd.Flags().StringVar(&o.remote, "remote", "", "check a live deployment from here: the sites and addresses in this inventory file (YAML; deploy/examples/three-sites/sites.yaml)")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print a JSON array of {check, status, detail, fix}")
 	addCommand(cmd)
 }

@@ -34,10 +34,7 @@ func newOpsEnv(t *testing.T) *opsEnv {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin", "gdp")
-	build := exec.Command(goTool(t), "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	linkGdp(t, bin)
 	work := filepath.Join(dir, "work")
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		t.Fatal(err)

@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeSharedGdp() // testmain_test.go
+	os.Exit(code)
 }
 
 func netnsOrSkip(t *testing.T) {
