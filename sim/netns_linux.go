@@ -413,8 +413,8 @@ func (r *nsRun) setupNode(hh *netlink.Handle, nd *nsNode) error {
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: idx, Dst: dst, Gw: nsGateway, Src: ip, Flags: int(netlink.FLAG_ONLINK)}); err != nil {
 		return fmt.Errorf("route: %w", err)
 	}
-	nd.admin = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
+	nd.admin = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: 1,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
 			err := lockedNS(nd.h, func() error {
@@ -692,14 +692,13 @@ func (r *nsRun) routers() []*nsNode {
 	return out
 }
 
-// Routers start in waves of 1, 4, 16, 64, … (wave i has 4^i): a wave
-// joins the DHT through up to three routers of the earlier waves, spread
-// over them, so that no router admits more than a few newcomers at once
-// (a hundred routers bootstrapping from one at once time out on a loaded
-// machine).
+// Routers start in waves of 1, 4, 16, then 32 at a time: a wave joins the
+// DHT through up to three routers of the earlier waves, spread over them,
+// so that no router admits more than a few newcomers at once (a hundred
+// routers bootstrapping from one at once time out on a loaded machine).
 func waves(n int) [][2]int {
 	var out [][2]int
-	for lo, size := 0, 1; lo < n; lo, size = lo+size, size*4 {
+	for lo, size := 0, 1; lo < n; lo, size = lo+size, min(size*4, 32) {
 		out = append(out, [2]int{lo, min(n, lo+size)})
 	}
 	return out
@@ -726,6 +725,7 @@ func bootstrapOf(k int, addrs []string) []string {
 // startRouters starts the routers wave by wave, each wave once the last
 // serves its admin API and (beyond the first) has admitted a DHT peer.
 func (r *nsRun) startRouters(ctx context.Context) error {
+	t0 := time.Now()
 	routers := r.routers()
 	for _, w := range waves(len(routers)) {
 		for _, nd := range routers[w[0]:w[1]] {
@@ -736,6 +736,7 @@ func (r *nsRun) startRouters(ctx context.Context) error {
 		if err := r.waitUp(ctx, routers[w[0]:w[1]], w[0] > 0); err != nil {
 			return err
 		}
+		r.s.say("  routers %d–%d up (%s)", w[0]+1, w[1], time.Since(t0).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -832,7 +833,7 @@ func (nd *nsNode) exited() error {
 // waitUp waits until every router in rs answers on its admin API and,
 // with dht, has admitted a DHT peer.
 func (r *nsRun) waitUp(ctx context.Context, rs []*nsNode, dht bool) error {
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(180 * time.Second)
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(rs))
@@ -842,10 +843,25 @@ func (r *nsRun) waitUp(ctx context.Context, rs []*nsNode, dht bool) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			retries := 0
 			for {
 				if err := nd.exited(); err != nil {
-					errs <- err
-					return
+					// A router whose DHT bootstrap timed out on a loaded
+					// machine exits; start it again, twice at most.
+					if retries >= 2 || ctx.Err() != nil {
+						errs <- err
+						return
+					}
+					retries++
+					nd.mu.Lock()
+					nd.cmd, nd.done = nil, nil
+					nd.mu.Unlock()
+					if err := r.startRouter(nd.n); err != nil {
+						errs <- err
+						return
+					}
+					r.s.say("  router %s exited while joining; started again", nd.n.spec.Name)
+					continue
 				}
 				var sum router.Summary
 				var st resolver.Status
@@ -854,10 +870,12 @@ func (r *nsRun) waitUp(ctx context.Context, rs []*nsNode, dht bool) error {
 					return
 				}
 				if time.Now().After(deadline) || ctx.Err() != nil {
-					errs <- fmt.Errorf("router %s: not up (admin API, DHT) after 90 s; its log: %s", nd.n.spec.Name, nd.log)
+					errs <- fmt.Errorf("router %s: not up (admin API, DHT) after 180 s; its log: %s", nd.n.spec.Name, nd.log)
 					return
 				}
-				time.Sleep(50 * time.Millisecond)
+				// Polled gently: a hundred routers starting on a loaded
+				// machine need the CPU more than the answer.
+				time.Sleep(250 * time.Millisecond)
 			}
 		}()
 	}
@@ -892,7 +910,7 @@ func (r *nsRun) waitNames(ctx context.Context) error {
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return fmt.Errorf("%s: its name never reached the DHT (asked router %s)", nd.n.spec.Name, ask.n.spec.Name)
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	return nil

@@ -413,13 +413,16 @@ func BenchmarkNetnsScale(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		var prog strings.Builder
 		t0 := time.Now()
-		s, err := sim.Start(ctx, top, sim.Options{Binary: os.Args[0], Progress: &prog})
+		s, err := sim.Start(ctx, top, sim.Options{Mode: sim.ModeNetns, Binary: os.Args[0], Progress: &prog})
 		build := time.Since(t0)
 		if err != nil {
 			cancel()
 			b.Fatalf("%v\n%s", err, prog.String())
 		}
 		pids := s.RouterPIDs()
+		if len(pids) != rows*cols {
+			b.Fatalf("%d router processes, want %d", len(pids), rows*cols)
+		}
 		var rss, cpu float64
 		var all []int
 		for _, pid := range pids {
