@@ -25,29 +25,62 @@ import (
 const DeleteWindow = 5 * time.Minute
 
 // deletes remembers, per capsule, the newest DELETE time accepted within
-// the window, so the same signed DELETE is not accepted twice.
+// the window, so the same signed DELETE is not accepted twice — except as
+// what it is when it comes again with the same time: the client's re-send
+// of a request whose answer is late because the first copy is still being
+// carried out (a withdrawal and a store delete on a slow machine). Such a
+// copy waits for the first one's outcome and gets the same answer; a copy
+// after it finished, or an older time, is a replay and is refused.
 type deletes struct {
 	mu   sync.Mutex
-	last map[pdu.Name]uint64
+	last map[pdu.Name]*deleteRun
 }
 
-// admit reports whether a DELETE signed at t for c is new, and records it.
-func (d *deletes) admit(c pdu.Name, t uint64, now time.Time) bool {
+// deleteRun is one accepted DELETE: its signed time and, once done, its
+// outcome.
+type deleteRun struct {
+	t    uint64
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// admit decides on a DELETE signed at t for c: first is true for a new
+// one (the caller runs it and calls finish); for a copy of the accepted
+// one it returns that run; for a replay, nil.
+func (d *deletes) admit(c pdu.Name, t uint64, now time.Time) (run *deleteRun, first bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.last == nil {
-		d.last = map[pdu.Name]uint64{}
+		d.last = map[pdu.Name]*deleteRun{}
 	}
-	for n, at := range d.last {
-		if now.Sub(time.Unix(0, int64(at))) > 2*DeleteWindow {
+	for n, r := range d.last {
+		if now.Sub(time.Unix(0, int64(r.t))) > 2*DeleteWindow {
 			delete(d.last, n)
 		}
 	}
-	if t <= d.last[c] {
-		return false
+	if r := d.last[c]; r != nil && t <= r.t {
+		select {
+		case <-r.done:
+			// Carried out: a later copy finds the capsule gone (and gets
+			// NOT_FOUND, which a deleting client takes as done) unless it
+			// was placed again — then this is a replay.
+			return nil, false
+		default:
+		}
+		if t == r.t {
+			return r, false
+		}
+		return nil, false
 	}
-	d.last[c] = t
-	return true
+	r := &deleteRun{t: t, done: make(chan struct{})}
+	d.last[c] = r
+	return r, true
+}
+
+// finish records a run's outcome for its copies.
+func (r *deleteRun) finish(err error) {
+	r.err = err
+	close(r.done)
 }
 
 // handleDelete removes a placement and the capsule's data from this
@@ -78,22 +111,45 @@ func (s *Server) handleDelete(ctx context.Context, r request) *wire.Message {
 		return fail(m, fmt.Errorf("delete %s: %w: signed at %s, more than %s from this server's clock (a replay, or clock skew)",
 			c, errForbidden, at.UTC().Format(time.RFC3339), DeleteWindow))
 	}
-	if !s.dels.admit(c, m.Time, now) {
-		return fail(m, fmt.Errorf("delete %s: %w: this signed delete was already used", c, errForbidden))
+	run, first := s.dels.admit(c, m.Time, now)
+	switch {
+	case run == nil:
+		return fail(m, fmt.Errorf("delete %s: %w: this signed delete was already used (a replay)", c, errForbidden))
+	case !first:
+		// A re-send of the DELETE being (or just) carried out.
+		select {
+		case <-run.done:
+		case <-ctx.Done():
+			return fail(m, fmt.Errorf("delete %s: %w", c, ctx.Err()))
+		}
+		if run.err != nil {
+			return fail(m, run.err)
+		}
+		return m.Reply(wire.StatusOK)
 	}
+	err := s.deleteCapsule(ctx, c)
+	run.finish(err)
+	if err != nil {
+		return fail(m, err)
+	}
+	s.log.Info("capsule deleted", logging.Capsule(c), logging.Src(r.from))
+	return m.Reply(wire.StatusOK)
+}
+
+// deleteCapsule withdraws c's route and removes its placement and data.
+func (s *Server) deleteCapsule(ctx context.Context, c pdu.Name) error {
 	if _, err := s.cli.Withdraw(ctx, c); err != nil {
 		s.log.Warn("withdrawing a deleted capsule", logging.Capsule(c), zap.Error(err))
 	}
 	if err := s.places.remove(c); err != nil {
-		return fail(m, fmt.Errorf("delete %s: %w", c, err))
+		return fmt.Errorf("delete %s: %w", c, err)
 	}
 	if err := s.st.Delete(ctx, c); err != nil && !errors.Is(err, store.ErrUnknownCapsule) {
-		return fail(m, fmt.Errorf("delete %s: %w", c, err))
+		return fmt.Errorf("delete %s: %w", c, err)
 	}
 	s.met.adcertExpiry.DeleteLabelValues(c.String())
 	s.sync.unfed(c)
-	s.log.Info("capsule deleted", logging.Capsule(c), logging.Src(r.from))
-	return m.Reply(wire.StatusOK)
+	return nil
 }
 
 // remove forgets c's placement, durably.
