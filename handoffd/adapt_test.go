@@ -112,7 +112,7 @@ func textEnvOf(t *testing.T, n float64, minBlocks, maxBlocks int) *pairEnv {
 // initial zstd-1 for a mode that compresses better, and says why. "Slow"
 // is measured, not assumed: zstd-1's compression rate here sets the image
 // size (about a second of one worker's work) and the link (zstd-1's output
-// would need three times its rate), so zstd-1 is network bound on any
+// would need five times its rate), so zstd-1 is network bound on any
 // machine and a denser mode is the better choice.
 func TestAdaptSlowLinkPicksDenserMode(t *testing.T) {
 	const blob = 256 << 10
@@ -125,7 +125,7 @@ func TestAdaptSlowLinkPicksDenserMode(t *testing.T) {
 	e := textEnvOf(t, c, 512, 3000)
 	cur, _ := os.ReadFile(e.curPath)
 	n := float64(len(cur))
-	wire := n * r / (3 * raceSlow) // bytes/s: zstd-1 would take 3 s on the network
+	wire := n * r / (5 * raceSlow) // bytes/s: zstd-1 would take 5 s on the network
 	t.Logf("zstd-1 compresses %.1f MB/s at ratio %.3f here; image %.1f MB, link %.2f Mbit/s", c/1e6, r, n/1e6, wire*8/1e6)
 	link := NewLink(wire * 8)
 	rep, rec, err, rerr := e.run(t, SendConfig{AdaptInterval: 500 * time.Millisecond, BlobSize: blob, Workers: 2, Logger: zaptest.NewLogger(t)},
