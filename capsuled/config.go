@@ -20,6 +20,12 @@ type Config struct {
 	Dir string
 	// Engine is the store engine, "pebble" or "bbolt". Default pebble.
 	Engine string
+	// MinFreeBytes: while the store's file system has less free space
+	// than this, writes are refused 503 (nothing stored, counted in
+	// gdp_capsuled_disk_full_total) instead of running the disk full, which
+	// would stop the process. Default 64 MiB (store.Options); negative: no
+	// check.
+	MinFreeBytes int64
 	// MaxData bounds one record's data. Default DefaultMaxData (56,000);
 	// at most that, so that one record always fits an APPEND.
 	MaxData int

@@ -98,9 +98,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(cfg.Dir, "store"), store.Options{Engine: cfg.Engine, MaxData: cfg.MaxData, Logger: log})
+	st, err := store.Open(filepath.Join(cfg.Dir, "store"), store.Options{Engine: cfg.Engine, MaxData: cfg.MaxData, MinFreeBytes: cfg.MinFreeBytes, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("capsuled: %w", err)
+	}
+	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "disk_full_total",
+		Help: "Appends (from writers and from peers catching up) refused because the store's file system has less than min_free_bytes free."},
+		func() float64 { return float64(st.Stats().DiskFull) })); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("capsuled: metrics: %w", err)
 	}
 	s := &Server{
 		cfg: cfg, id: deps.Identity, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),

@@ -141,6 +141,9 @@ func (s *Store) settle(ctx context.Context, c pdu.Name, w *pendingWrite) error {
 // queue checks a batch, applies it to the capsule's head and queues its
 // writes, returning the write to wait for (nil when nothing new).
 func (s *Store) queue(ctx context.Context, cs *capsuleState, recs []capsule.Record, hb *capsule.Heartbeat, mode appendMode) (*pendingWrite, error) {
+	if err := s.commit.room(); err != nil {
+		return nil, err // refused before it changes anything
+	}
 	cs.mu.Lock()
 	cs.checking++
 	cs.mu.Unlock()

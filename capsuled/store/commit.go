@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 )
 
 // committer is the group commit: appenders queue verified write batches,
@@ -15,6 +17,10 @@ import (
 type committer struct {
 	eng      engine
 	maxBytes int
+	// dir, minFree, free: the free-space guard (Options.MinFreeBytes).
+	dir     string
+	minFree int64
+	free    func(dir string) (uint64, error)
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -24,6 +30,44 @@ type committer struct {
 	done   chan struct{}
 
 	groups, writes atomic.Uint64 // for metrics and tests
+	diskFull       atomic.Uint64 // writes refused by the free-space guard
+
+	// the last free-space probe: when (unix nanoseconds) and its answer
+	probedAt atomic.Int64
+	roomy    atomic.Bool
+}
+
+// probeEvery bounds how often the free-space guard asks the file system.
+const probeEvery = 50 * time.Millisecond
+
+// room is the free-space guard, checked before a write touches the
+// capsule's state: ErrDiskFull while the store's file system has less than
+// minFree bytes free (probed at most every probeEvery; a probe that fails
+// does not block writes).
+func (c *committer) room() error {
+	if c.minFree <= 0 || c.free == nil {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	if last := c.probedAt.Load(); now-last >= int64(probeEvery) && c.probedAt.CompareAndSwap(last, now) {
+		free, err := c.free(c.dir)
+		c.roomy.Store(err != nil || free >= uint64(c.minFree))
+	}
+	if !c.roomy.Load() {
+		c.diskFull.Add(1)
+		return fmt.Errorf("%w: less than %d bytes free in %s", ErrDiskFull, c.minFree, c.dir)
+	}
+	return nil
+}
+
+// statfsFree is the bytes available to unprivileged users on dir's file
+// system.
+func statfsFree(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
 }
 
 // pendingWrite is one caller's batch waiting for its fsync.

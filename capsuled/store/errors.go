@@ -24,6 +24,11 @@ var (
 	// ErrNothingToAdopt: Adopt was given a batch that agrees with the held
 	// log at the seqno it should replace from.
 	ErrNothingToAdopt = errors.New("nothing to adopt")
+	// ErrDiskFull: the file system holding the store has less free space
+	// than Options.MinFreeBytes; writes are refused (nothing stored) until
+	// space is freed, so the engine never meets ENOSPC in its log (pebble
+	// stops the process when a log write fails).
+	ErrDiskFull = errors.New("disk nearly full: writes refused")
 	// ErrFailed: a durable write failed; the store refuses writes until reopened.
 	ErrFailed = errors.New("store failed")
 )

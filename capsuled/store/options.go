@@ -27,6 +27,13 @@ type Options struct {
 	ReorderWindow time.Duration
 	// Logger receives equivocation and branch reports. Default: no logging.
 	Logger *zap.Logger
+	// MinFreeBytes refuses writes (ErrDiskFull) while the file system
+	// holding the store has less than this many bytes free, plus twice the
+	// group being committed. Default 64 MiB; negative: no check.
+	MinFreeBytes int64
+
+	// freeBytes replaces the free-space probe (tests).
+	freeBytes func(dir string) (uint64, error)
 
 	// fs replaces the file system under the pebble engine (tests: a strict
 	// in-memory file system that can drop everything not fsynced).
@@ -51,6 +58,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxData > capsule.MaxDataLimit {
 		return o, fmt.Errorf("store max data %d above the limit %d", o.MaxData, capsule.MaxDataLimit)
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = 64 << 20
+	}
+	if o.freeBytes == nil {
+		o.freeBytes = statfsFree
 	}
 	if o.MaxGroupBytes <= 0 {
 		o.MaxGroupBytes = 32 << 20

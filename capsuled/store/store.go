@@ -89,6 +89,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		eng.close()
 		return nil, err
 	}
+	s.commit.dir, s.commit.minFree, s.commit.free = dir, opts.MinFreeBytes, opts.freeBytes
+	s.commit.roomy.Store(true)
 	s.commit.start(eng, opts.MaxGroupBytes)
 	return s, nil
 }

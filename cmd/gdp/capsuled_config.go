@@ -214,6 +214,11 @@ type capsuledConfig struct {
 	Engine string `yaml:"engine"`
 	// MaxData bounds one record's data. Default 56,000 (the most).
 	MaxData int `yaml:"max_data"`
+	// MinFreeBytes: below this much free space on the store's file
+	// system, writes are refused 503 (gdp_capsuled_disk_full_total) rather
+	// than filling the disk, which stops the process. Default 67108864
+	// (64 MiB); -1: no check.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 	// Workers serving requests. Default 8.
 	Workers int `yaml:"workers"`
 	// SyncInterval between anti-entropy rounds. Default 1s.
@@ -288,7 +293,7 @@ func (cfg capsuledConfig) server() (capsuled.Config, error) {
 	if err != nil {
 		return capsuled.Config{}, err
 	}
-	return capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, Workers: cfg.Workers,
+	return capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, MinFreeBytes: cfg.MinFreeBytes, Workers: cfg.Workers,
 		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel,
 		PeerBackoff: cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer}, nil

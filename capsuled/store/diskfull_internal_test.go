@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestDiskFullRefusesWrites: while the store's file system has less free
+// space than MinFreeBytes (a probe answering 1 MiB for a 4 MiB reserve),
+// appends are refused with ErrDiskFull, nothing is stored, the refusal is
+// counted and the store does not fail; once space is back the same batch
+// is stored.
+func TestDiskFullRefusesWrites(t *testing.T) {
+	ctx := context.Background()
+	var free atomic.Uint64
+	free.Store(1 << 30)
+	s, err := Open(t.TempDir(), Options{MinFreeBytes: 4 << 20, freeBytes: func(string) (uint64, error) { return free.Load(), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tc := newTestCapsule(t, 7)
+	if err := s.Create(ctx, tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 3, 64)
+	free.Store(1 << 20)
+	time.Sleep(2 * probeEvery)
+	if err := s.Append(ctx, tc.name, recs, hb); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("append on a full disk: %v, want ErrDiskFull", err)
+	}
+	if h, err := s.Head(tc.name); err != nil || h.Seqno != 0 {
+		t.Fatalf("head after the refused append: %d, %v", h.Seqno, err)
+	}
+	if st := s.Stats(); st.DiskFull == 0 {
+		t.Fatalf("refusal not counted: %+v", st)
+	}
+	free.Store(1 << 30)
+	time.Sleep(2 * probeEvery)
+	if err := s.Append(ctx, tc.name, recs, hb); err != nil {
+		t.Fatalf("append once space is back: %v", err)
+	}
+	if h, err := s.Head(tc.name); err != nil || h.Seqno != 3 {
+		t.Fatalf("head %d, %v; want 3", h.Seqno, err)
+	}
+}
