@@ -10,7 +10,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 BUILDTIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  ?= -X main.buildRevision=$(REVISION) -X main.buildTime=$(BUILDTIME)
 
-.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds lint clean handoff-data handoff-bench
+.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds soak lint clean handoff-data handoff-bench
 
 all: build
 
@@ -52,6 +52,17 @@ handoff-data:
 # 25 -> 5 drop, beside zstd, xz -9 and QEMU's own live migration (~20 min).
 handoff-bench: handoff-data
 	GDP_HANDOFF_DATA=$(HANDOFF_DATA) $(GO) test -run '^$$' -bench HandoffDataset -benchtime 1x -timeout 90m ./handoffd
+
+# The fault suite (test/e2e TestSoak): real daemons under kill -9, SIGSTOP
+# partitions and a full disk, each round's client history checked for
+# linearizability with porcupine. SOAK_ROUNDS rounds, or SOAK_DURATION (e.g.
+# 30m) of them; SOAK_OUT keeps histories and visualizations.
+SOAK_ROUNDS ?= 10
+SOAK_DURATION ?=
+SOAK_OUT ?= soak-out
+soak:
+	GDP_SOAK=1 GDP_SOAK_ROUNDS=$(SOAK_ROUNDS) GDP_SOAK_DURATION=$(SOAK_DURATION) GDP_SOAK_OUT=$(abspath $(SOAK_OUT)) \
+		$(GO) test -count=1 -v -run 'TestSoak$$' -timeout 3h ./test/e2e
 
 # Every Fuzz target, each for FUZZTIME (scripts/fuzz.sh: FUZZ_KEEP=1 keeps
 # the inputs found, FUZZ_ONLY=regexp picks targets). Crashers land in

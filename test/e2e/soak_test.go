@@ -847,3 +847,39 @@ func (c *soakCluster) checkLeaks(t *testing.T, round int, u map[string]usage) {
 		t.Fatalf("round %d: a daemon grows: %v", round, err)
 	}
 }
+
+// TestSoakModel checks the checker: the soak's model accepts a history
+// where reads follow the acknowledged appends, and porcupine refuses a
+// quorum read that misses an acknowledged append (what R + W ≤ N, or a
+// reader taking the first answer instead of the newest, would give) and a
+// read of a record never written.
+func TestSoakModel(t *testing.T) {
+	ap := func(seq uint64, val string, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: 0, Input: appendIn{Seq: seq, Val: val}, Call: call, Output: true, Return: ret}
+	}
+	rd := func(h uint64, val string, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: 1, Input: "read", Call: call, Output: readOut{H: h, Val: val}, Return: ret}
+	}
+	init := soakState{N: 4, Last: "d"}
+	good := []porcupine.Operation{ap(5, "e", 0, 10), rd(4, "d", 1, 3), rd(5, "e", 5, 12), ap(6, "f", 11, 20), rd(6, "f", 21, 22)}
+	if res := porcupine.CheckOperations(soakModel(init), good); !res {
+		t.Fatal("a linearizable history refused")
+	}
+	for name, h := range map[string][]porcupine.Operation{
+		"stale read after the ack": {ap(5, "e", 0, 10), rd(4, "d", 11, 12)},
+		"a record never written":   {ap(5, "e", 0, 10), rd(5, "x", 11, 12)},
+		"reads going back in time": {ap(5, "e", 0, 10), rd(5, "e", 2, 4), rd(4, "d", 5, 6)},
+	} {
+		if porcupine.CheckOperations(soakModel(init), h) {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	res, info := porcupine.CheckOperationsVerbose(soakModel(init), []porcupine.Operation{ap(5, "e", 0, 10), rd(4, "d", 11, 12)}, time.Second)
+	if res != porcupine.Illegal {
+		t.Fatalf("verbose check: %s", res)
+	}
+	path := filepath.Join(t.TempDir(), "v.html")
+	if err := porcupine.VisualizePath(soakModel(init), info, path); err != nil {
+		t.Fatalf("visualization: %v", err)
+	}
+}
