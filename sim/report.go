@@ -53,7 +53,14 @@ func (r *Results) Report(top *Topology, dir string) (string, error) {
 		}
 	}
 	for _, l := range top.Links {
+		if len(data.LinkConf) == reportMaxRows {
+			break
+		}
 		data.LinkConf = append(data.LinkConf, linkConf{ID: l.ID(), Text: linkText(l)})
+	}
+	data.LinkStats = r.LinkStats
+	if len(data.LinkStats) > reportMaxRows {
+		data.LinkStats = data.LinkStats[:reportMaxRows]
 	}
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms":      func(v float64) string { return fmt.Sprintf("%.2f", v) },
@@ -86,8 +93,19 @@ type reportData struct {
 	Drawing   template.HTML
 	Plots     []reportPlot
 	Capsules  []WorkloadResult
+	// LinkConf and LinkStats are the first reportMaxRows of each (the
+	// CSV files beside the report have them all).
 	LinkConf  []linkConf
+	LinkStats []LinkResult
 }
+
+// Bounds that keep the report of a large topology a file a browser opens:
+// table rows, links drawn, and links drawn with a tooltip.
+const (
+	reportMaxRows       = 1000
+	reportMaxLinks      = 20000
+	reportMaxLinkTitles = 2000
+)
 
 type reportPlot struct {
 	Name, Caption string
@@ -321,6 +339,9 @@ func drawTopology(top *Topology, r *Results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg id="topology" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %.0f %.0f" role="img" aria-label="topology: %d nodes, %d links">`, w, h, n, len(edges))
 	b.WriteString(`<g class="links">`)
+	if len(edges) > reportMaxLinks {
+		edges = nil // too many to draw: the nodes alone (the links table and links.csv list them)
+	}
 	for _, e := range edges {
 		x1, y1 := xy(e.a)
 		x2, y2 := xy(e.b)
@@ -332,8 +353,12 @@ func drawTopology(top *Topology, r *Results) string {
 		if cut[e.id] {
 			cls += " cut"
 		}
-		fmt.Fprintf(&b, `<line class="%s" data-link="%s" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke-width="%.2f"><title>%s: %s; %d bytes delivered</title></line>`,
-			cls, esc(e.id), x1, y1, x2, y2, width, esc(e.id), esc(e.cfg), bytesOf[e.id])
+		fmt.Fprintf(&b, `<line class="%s" data-link="%s" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke-width="%.2f">`,
+			cls, esc(e.id), x1, y1, x2, y2, width)
+		if len(edges) <= reportMaxLinkTitles {
+			fmt.Fprintf(&b, `<title>%s: %s; %d bytes delivered</title>`, esc(e.id), esc(e.cfg), bytesOf[e.id])
+		}
+		b.WriteString(`</line>`)
 	}
 	b.WriteString(`</g><g class="nodes">`)
 	order := make([]int, n)

@@ -222,3 +222,47 @@ func TestLayoutFR(t *testing.T) {
 		t.Errorf("no nodes: %v", got)
 	}
 }
+
+// TestReportLargeTopology: a dense 1,000-router topology still gives a
+// report a browser opens — every node drawn, links beyond the drawing
+// bound left out of the drawing, tables cut at their bound with a note.
+func TestReportLargeTopology(t *testing.T) {
+	top, err := Builtin("waxman", Params{N: 1000, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Links) <= reportMaxLinks {
+		t.Fatalf("only %d links: the test wants more than %d", len(top.Links), reportMaxLinks)
+	}
+	res := &Results{Name: "large", Nodes: len(top.Nodes), Links: len(top.Links)}
+	for i := range 3000 {
+		res.LinkStats = append(res.LinkStats, LinkResult{Link: fmt.Sprintf("l%d", i), Packets: map[string]uint64{"delivered": 1}})
+	}
+	dir := t.TempDir()
+	path, err := res.Report(top, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(b)
+	if len(b) > 2<<20 {
+		t.Errorf("report of %d bytes", len(b))
+	}
+	for _, n := range top.Nodes {
+		if !strings.Contains(html, fmt.Sprintf(`data-name="%s"`, n.Name)) {
+			t.Fatalf("node %s not drawn", n.Name)
+		}
+	}
+	if strings.Contains(html, "<line") || !strings.Contains(html, "too many to draw") {
+		t.Error("links drawn beyond the bound, or no note")
+	}
+	if n := len(regexp.MustCompile(`<td>l[0-9]+</td>`).FindAllString(html, -1)); n != reportMaxRows {
+		t.Errorf("%d link rows, want %d", n, reportMaxRows)
+	}
+	if !strings.Contains(html, "links.csv has them all") {
+		t.Error("no note that the table is cut")
+	}
+}
