@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gdpnet/gdpnet/caapi/fs"
 	"github.com/gdpnet/gdpnet/caapi/kv"
@@ -31,29 +29,9 @@ type kvValueIn struct {
 }
 
 // kvValueOut is one value, as of a point of the log.
-type kvValueOut struct {
-	Key         string  `json:"key"`
-	Value       *string `json:"value,omitempty"`
-	ValueBase64 *string `json:"value_base64,omitempty"`
-	Deleted     bool    `json:"deleted,omitempty"`
-	Seqno       uint64  `json:"seqno"`
-	Time        string  `json:"time"`
-	At          uint64  `json:"at,omitempty"`
-}
+type kvValueOut = kv.JSONValue
 
-func toKV(v kv.Value) kvValueOut {
-	o := kvValueOut{Key: v.Key, Deleted: v.Deleted, Seqno: v.Seqno, At: v.At, Time: v.Time.UTC().Format(time.RFC3339Nano)}
-	if v.Deleted {
-		return o
-	}
-	b := base64.StdEncoding.EncodeToString(v.Value)
-	o.ValueBase64 = &b
-	if utf8.Valid(v.Value) {
-		s := string(v.Value)
-		o.Value = &s
-	}
-	return o
-}
+func toKV(v kv.Value) kvValueOut { return v.JSON() }
 
 type kvWriteOut struct {
 	Key     string `json:"key"`

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"strconv"
@@ -155,30 +154,11 @@ func (kc *kvCmd) write(cmd *cobra.Command, arg, writer string, fn func(ctx conte
 	return seq, d.Met, nil
 }
 
-// kvValueJSON is a value as the commands print it.
-type kvValueJSON struct {
-	Key         string  `json:"key"`
-	Value       *string `json:"value,omitempty"`
-	ValueBase64 *string `json:"value_base64,omitempty"`
-	Deleted     bool    `json:"deleted,omitempty"`
-	Seqno       uint64  `json:"seqno"`
-	Written     string  `json:"written"`
-	At          uint64  `json:"at,omitempty"`
-}
+// kvValueJSON is a value as the commands print it: as the gateway's API
+// shows it.
+type kvValueJSON = kv.JSONValue
 
-func toKVJSON(v kv.Value) kvValueJSON {
-	o := kvValueJSON{Key: v.Key, Deleted: v.Deleted, Seqno: v.Seqno, At: v.At, Written: v.Time.UTC().Format(time.RFC3339Nano)}
-	if v.Deleted {
-		return o
-	}
-	b := base64.StdEncoding.EncodeToString(v.Value)
-	o.ValueBase64 = &b
-	if utf8.Valid(v.Value) {
-		s := string(v.Value)
-		o.Value = &s
-	}
-	return o
-}
+func toKVJSON(v kv.Value) kvValueJSON { return v.JSON() }
 
 // shown is a value on one line: as it is when it is printable text
 // without tabs or newlines, else Go-quoted.
