@@ -587,14 +587,26 @@ func (s *Server) appendRecords(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cw.mu.Unlock()
+	s.appendBatch(ctx, w, name, cw, recs, cw.w.Append)
+}
+
+// appendBatch appends recs through add (the capsule's writer, or its
+// sealer), flushes, and answers with the seqnos and the durability. On an
+// error the writer is dropped (the next request starts a fresh one) and
+// the answer says how far the capsule is stored. It reports success.
+func (s *Server) appendBatch(ctx context.Context, w http.ResponseWriter, name pdu.Name, cw *capWriter, recs [][]byte,
+	add func(context.Context, []byte) (uint64, error)) bool {
+	failed := func(err error) bool {
+		p := cw.w.Progress()
+		s.dropWriter(name, cw)
+		s.overlayError(w, fmt.Sprintf("append (records up to seqno %d are stored)", p.Stored), err)
+		return false
+	}
 	var first, last uint64
 	for _, d := range recs {
-		sq, err := cw.w.Append(ctx, d)
+		sq, err := add(ctx, d)
 		if err != nil {
-			p := cw.w.Progress()
-			s.dropWriter(name, cw)
-			s.overlayError(w, fmt.Sprintf("append (records up to seqno %d are stored)", p.Stored), err)
-			return
+			return failed(err)
 		}
 		if first == 0 {
 			first = sq
@@ -603,14 +615,12 @@ func (s *Server) appendRecords(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := cw.w.Flush(ctx)
 	if err != nil {
-		p := cw.w.Progress()
-		s.dropWriter(name, cw)
-		s.overlayError(w, fmt.Sprintf("append (records up to seqno %d are stored)", p.Stored), err)
-		return
+		return failed(err)
 	}
 	s.m.appended.Add(float64(len(recs)))
 	writeJSON(w, http.StatusOK, appendOut{Capsule: name.String(), First: first, Last: last, Count: len(recs),
 		Durable: d.Met, Acks: d.Acks, Replicas: d.N, W: d.W})
+	return true
 }
 
 // reader returns the capsule's cached reader, opening it on first use.

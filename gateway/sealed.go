@@ -201,31 +201,9 @@ func (s *Server) sealedAppend(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var first, last uint64
-	for _, d := range recs {
-		sq, err := cw.sl.Append(ctx, d)
-		if err != nil {
-			p := cw.w.Progress()
-			s.dropWriter(name, cw)
-			s.overlayError(w, fmt.Sprintf("append (records up to seqno %d are stored)", p.Stored), err)
-			return
-		}
-		if first == 0 {
-			first = sq
-		}
-		last = sq
+	if s.appendBatch(ctx, w, name, cw, recs, cw.sl.Append) {
+		s.m.sealed.WithLabelValues("sealed").Add(float64(len(recs)))
 	}
-	d, err := cw.w.Flush(ctx)
-	if err != nil {
-		p := cw.w.Progress()
-		s.dropWriter(name, cw)
-		s.overlayError(w, fmt.Sprintf("append (records up to seqno %d are stored)", p.Stored), err)
-		return
-	}
-	s.m.appended.Add(float64(len(recs)))
-	s.m.sealed.WithLabelValues("sealed").Add(float64(len(recs)))
-	writeJSON(w, http.StatusOK, appendOut{Capsule: name.String(), First: first, Last: last, Count: len(recs),
-		Durable: d.Met, Acks: d.Acks, Replicas: d.N, W: d.W})
 }
 
 func (s *Server) sealedRead(w http.ResponseWriter, r *http.Request) {
