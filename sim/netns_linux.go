@@ -286,30 +286,6 @@ func (s *Sim) identities() error {
 	return nil
 }
 
-// startEndpoints attaches every server and client, Parallel at a time.
-func (s *Sim) startEndpoints(ctx context.Context) error {
-	sem := make(chan struct{}, s.opts.Parallel)
-	var wg sync.WaitGroup
-	errs := make(chan error, len(s.order))
-	for _, n := range s.order {
-		if n.spec.Kind == KindRouter {
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := s.startEndpoint(ctx, n); err != nil {
-				errs <- fmt.Errorf("%s: %w", n.spec.Name, err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return errors.Join(collect(errs)...)
-}
-
 func mac(kind byte, i int) net.HardwareAddr {
 	return net.HardwareAddr{0x02, kind, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
 }

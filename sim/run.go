@@ -208,26 +208,7 @@ func (s *Sim) build(ctx context.Context) error {
 		}
 	}
 	s.say("%d routers up (%s)", len(s.order)-s.endpoints(), time.Since(t0).Round(time.Millisecond))
-	sem := make(chan struct{}, s.opts.Parallel)
-	var wg sync.WaitGroup
-	errs := make(chan error, len(s.order))
-	for _, n := range s.order {
-		if n.spec.Kind == KindRouter {
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := s.startEndpoint(ctx, n); err != nil {
-				errs <- fmt.Errorf("%s: %w", n.spec.Name, err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := errors.Join(collect(errs)...); err != nil {
+	if err := s.startEndpoints(ctx); err != nil {
 		return err
 	}
 	// Every advertised name is in the resolver before the clock starts.
@@ -587,4 +568,28 @@ func (s *Sim) linkFor(id string) *linkem.Link {
 		}
 	}
 	return nil
+}
+
+// startEndpoints attaches every server and client, Parallel at a time.
+func (s *Sim) startEndpoints(ctx context.Context) error {
+	sem := make(chan struct{}, s.opts.Parallel)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.order))
+	for _, n := range s.order {
+		if n.spec.Kind == KindRouter {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := s.startEndpoint(ctx, n); err != nil {
+				errs <- fmt.Errorf("%s: %w", n.spec.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(collect(errs)...)
 }
