@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 )
 
@@ -108,5 +109,83 @@ func TestWriterResendsAfterMeasuredRTT(t *testing.T) {
 	t.Logf("a batch lost on one replica settled in %s (Timeout %s)", el, timeout)
 	if el >= timeout/2 {
 		t.Fatalf("the lost batch was re-sent only after %s: the writer waited for the Timeout, not the measured RTT", el)
+	}
+}
+
+// TestRequestsWaitWithinDeadline: a CREATE and a READ to a server that is
+// slow, not dead (cut off for longer than Attempts × Timeout, then back),
+// are re-sent until the caller's deadline and succeed; a METADATA asked of
+// one replica among several (a quorum read, Info) still gives up after its
+// attempts, so the caller can move on to the next replica.
+func TestRequestsWaitWithinDeadline(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	a := w.newReplica(r1, "replica a")
+	// 2 attempts of 150 ms: a fixed budget of 300 ms.
+	user := w.userWith(r1, "impatient user", client.CapsuleOptions{Timeout: 150 * time.Millisecond, Attempts: 2})
+	tc := newTestCapsule(t, "slow server")
+	name := tc.meta.Name()
+	places, err := client.PlaceCapsule(tc.owner, tc.meta, []certs.Name{a.id.Name}, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const outage = 1500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Info gives up after its own attempts even with a long deadline.
+	a.gate.down.Store(true)
+	ictx, icancel := context.WithTimeout(ctx, 10*time.Second)
+	start := time.Now()
+	_, err = user.Info(ictx, name, a.id.Name)
+	icancel()
+	if el := time.Since(start); !errors.Is(err, client.ErrNoAnswer) || el > 5*time.Second {
+		t.Fatalf("METADATA of a silent replica: %v after %s (want no answer after its 2 attempts)", err, el)
+	}
+
+	healed := time.AfterFunc(outage, func() { a.gate.down.Store(false) })
+	defer healed.Stop()
+	start = time.Now()
+	if err := user.Create(ctx, tc.owner, tc.meta, 1, places); err != nil {
+		t.Fatalf("create across a %s outage with a 60 s deadline: %v", outage, err)
+	}
+	if el := time.Since(start); el < outage {
+		t.Fatalf("created after %s, during the outage", el)
+	}
+
+	wr, err := user.NewWriter(ctx, name, tc.writer.Key, client.WriterOptions{Cadence: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wr.Close(context.Background())
+	var ack acked
+	writeN(t, wr, 1, 10, &ack)
+	rd, err := user.NewReader(ctx, name, client.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.gate.down.Store(true)
+	healed2 := time.AfterFunc(outage, func() { a.gate.down.Store(false) })
+	defer healed2.Stop()
+	start = time.Now()
+	recs, err := rd.Read(ctx, 1, 10)
+	if err != nil {
+		t.Fatalf("read across a %s outage with a 60 s deadline: %v", outage, err)
+	}
+	if len(recs) != 10 || time.Since(start) < outage {
+		t.Fatalf("read %d records after %s", len(recs), time.Since(start))
+	}
+	// SUBSCRIBE as well.
+	a.gate.down.Store(true)
+	healed3 := time.AfterFunc(outage, func() { a.gate.down.Store(false) })
+	defer healed3.Stop()
+	start = time.Now()
+	sub, err := rd.Subscribe(ctx, 1)
+	if err != nil {
+		t.Fatalf("subscribe across a %s outage with a 60 s deadline: %v", outage, err)
+	}
+	defer sub.Close()
+	if el := time.Since(start); el < outage {
+		t.Fatalf("subscribed after %s, during the outage", el)
 	}
 }

@@ -17,8 +17,9 @@ import (
 type CapsuleOptions struct {
 	// Timeout bounds one attempt of a request. Default 2s.
 	Timeout time.Duration
-	// Attempts is how many times a request is sent before giving up
-	// (requests are idempotent). Default 3.
+	// Attempts is how many times at least a request is sent before giving
+	// up (requests are idempotent); a caller's context with a deadline
+	// keeps it re-sending until that deadline. Default 3.
 	Attempts int
 }
 
@@ -309,14 +310,23 @@ func (cc *CapsuleClient) send(dst pdu.Name, flags pdu.Flags, m *wire.Message) er
 
 // call sends m to dst and returns the first answer, resending after each
 // timeout (the same request id, so a server's answer to any copy counts).
-func (cc *CapsuleClient) call(ctx context.Context, dst pdu.Name, m *wire.Message) (wire.Reply, error) {
+// It sends Attempts times; with untilDeadline set and a deadline on ctx it
+// goes on re-sending until that deadline, so a slow server, not a dead
+// one, is waited for as long as the caller allows (the writer's rule):
+// for requests only this server can answer (a CREATE on it, a reader's
+// READ). Calls that move on to another server when one is silent (a
+// quorum's METADATA, each server of a DELETE) keep the fixed attempts.
+func (cc *CapsuleClient) call(ctx context.Context, dst pdu.Name, m *wire.Message, untilDeadline bool) (wire.Reply, error) {
 	id, ch, err := cc.pend.Add(m.Op, 4, answerers(dst, m.CapsuleName())...)
 	if err != nil {
 		return wire.Reply{}, err
 	}
 	defer cc.pend.Done(id)
 	m.ID = id
-	for range cc.opts.Attempts {
+	deadline, hasDeadline := ctx.Deadline()
+	hasDeadline = hasDeadline && untilDeadline
+	sends := 0
+	for ; sends < cc.opts.Attempts || (hasDeadline && time.Until(deadline) > 0); sends++ {
 		if err := cc.send(dst, 0, m); err != nil {
 			return wire.Reply{}, fmt.Errorf("%s %s: %w", m.Op, dst, err)
 		}
@@ -332,15 +342,16 @@ func (cc *CapsuleClient) call(ctx context.Context, dst pdu.Name, m *wire.Message
 			return rep, nil
 		}
 		if ctx.Err() != nil {
-			return wire.Reply{}, ctx.Err()
+			// Sent but unanswered: the server may have acted on it.
+			return wire.Reply{}, fmt.Errorf("%s %s: %w after %d attempts (%w)", m.Op, dst, ErrNoAnswer, sends+1, ctx.Err())
 		}
 	}
-	return wire.Reply{}, fmt.Errorf("%s %s: %w after %d attempts", m.Op, dst, ErrNoAnswer, cc.opts.Attempts)
+	return wire.Reply{}, fmt.Errorf("%s %s: %w after %d attempts", m.Op, dst, ErrNoAnswer, sends)
 }
 
 // callOK is call that turns a failure status into an error.
-func (cc *CapsuleClient) callOK(ctx context.Context, dst pdu.Name, m *wire.Message) (wire.Reply, error) {
-	rep, err := cc.call(ctx, dst, m)
+func (cc *CapsuleClient) callOK(ctx context.Context, dst pdu.Name, m *wire.Message, untilDeadline bool) (wire.Reply, error) {
+	rep, err := cc.call(ctx, dst, m, untilDeadline)
 	if err != nil {
 		return rep, err
 	}

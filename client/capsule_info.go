@@ -62,7 +62,7 @@ func (cc *CapsuleClient) Create(ctx context.Context, owner *certs.Identity, meta
 	for _, p := range places {
 		m := &wire.Message{Op: wire.OpCreate, Capsule: name[:], Metadata: meta.Marshal(), AdCert: p.AdCert.Marshal(),
 			Replicas: wire.NameBytes(replicas), W: uint64(rec.W), Placement: rec.Marshal()}
-		rep, err := cc.callOK(ctx, p.Server, m)
+		rep, err := cc.callOK(ctx, p.Server, m, true)
 		if err != nil {
 			if errors.Is(err, ErrNoAnswer) {
 				// It may have placed it and the answer was lost.
@@ -97,7 +97,7 @@ func (cc *CapsuleClient) Delete(ctx context.Context, owner *certs.Identity, c pd
 	for _, s := range servers {
 		t := uint64(time.Now().UnixNano())
 		m := &wire.Message{Op: wire.OpDelete, Capsule: c[:], Time: t, Signature: ed25519.Sign(owner.Key, wire.DeleteSigned(c, s, t))}
-		_, err := cc.callOK(ctx, s, m)
+		_, err := cc.callOK(ctx, s, m, false)
 		var se *wire.StatusError
 		if errors.As(err, &se) && se.Status == wire.StatusNotFound {
 			err = nil
@@ -153,7 +153,7 @@ func (in *CapsuleInfo) AdCertLifeLeft(now time.Time) float64 {
 // Info returns a capsule's metadata and the head of one replica: dst is a
 // server's name, or the capsule's name for the nearest replica.
 func (cc *CapsuleClient) Info(ctx context.Context, c, dst pdu.Name) (*CapsuleInfo, error) {
-	rep, err := cc.callOK(ctx, dst, &wire.Message{Op: wire.OpMetadata, Capsule: c[:]})
+	rep, err := cc.callOK(ctx, dst, &wire.Message{Op: wire.OpMetadata, Capsule: c[:]}, false)
 	if err != nil {
 		return nil, fmt.Errorf("info %s: %w", c, err)
 	}

@@ -277,7 +277,7 @@ func (r *Reader) Prove(ctx context.Context, e capsule.Record) error {
 	r.mu.Lock()
 	dst := r.dst
 	r.mu.Unlock()
-	rep, err := r.cc.callOK(ctx, dst, m)
+	rep, err := r.cc.callOK(ctx, dst, m, true)
 	if err != nil {
 		return fmt.Errorf("prove %s entry %d: %w", c, e.Seqno, err)
 	}
@@ -360,7 +360,7 @@ func (r *Reader) request(ctx context.Context, m *wire.Message) (*wire.Message, e
 	r.mu.Lock()
 	dst := r.dst
 	r.mu.Unlock()
-	rep, err := r.cc.callOK(ctx, dst, m)
+	rep, err := r.cc.callOK(ctx, dst, m, true)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", r.info.Name, err)
 	}

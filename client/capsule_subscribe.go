@@ -97,8 +97,11 @@ func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
 			}
 			return nil
 		}
-		if ctx.Err() != nil || attempt+1 >= s.r.cc.opts.Attempts {
-			return fmt.Errorf("subscribe %s: %w", s.r.info.Name, ErrNoAnswer)
+		// At least Attempts sends, then on until ctx's deadline if it has
+		// one (a slow server is waited for, as in CapsuleClient.call).
+		deadline, ok := ctx.Deadline()
+		if ctx.Err() != nil || (attempt+1 >= s.r.cc.opts.Attempts && (!ok || time.Until(deadline) <= 0)) {
+			return fmt.Errorf("subscribe %s: %w after %d attempts", s.r.info.Name, ErrNoAnswer, attempt+1)
 		}
 	}
 }

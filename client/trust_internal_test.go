@@ -416,7 +416,7 @@ func TestAnswersMatchedBySource(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rep, err := tw.cc.callOK(ctx, h1.Name, &wire.Message{Op: wire.OpRead, Capsule: tw.name[:], From: 1})
+	rep, err := tw.cc.callOK(ctx, h1.Name, &wire.Message{Op: wire.OpRead, Capsule: tw.name[:], From: 1}, false)
 	if err != nil || rep.From != h1.Name {
 		t.Fatalf("read from h1: %v from %s", err, rep.From)
 	}
