@@ -120,7 +120,7 @@ func TestHandshakeFlood(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var tries, accepted atomic.Int64
-	const flooders = 24
+	const flooders = 24 / raceSlow
 	for range flooders {
 		wg.Add(1)
 		go func() {
@@ -208,7 +208,7 @@ func TestRandomFramesFromRandomSources(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var sprayed atomic.Int64
-	for i := range 16 {
+	for i := range 16 / raceSlow {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -252,7 +252,7 @@ func TestRandomFramesFromRandomSources(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(raceSlow * 5 * time.Second)
 	for b.sink.count() < n && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}

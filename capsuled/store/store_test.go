@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -418,6 +419,17 @@ func (e slowEngine) commit(b *writeBatch) error {
 	return e.engine.commit(b)
 }
 
+// hookEngine runs before ahead of every commit.
+type hookEngine struct {
+	engine
+	before func()
+}
+
+func (e hookEngine) commit(b *writeBatch) error {
+	e.before()
+	return e.engine.commit(b)
+}
+
 func TestConcurrentAppends(t *testing.T) {
 	ctx := context.Background()
 	// A commit that takes 2 ms however fast the disk is: with 8 writers
@@ -642,8 +654,30 @@ func TestBranchDropsStraddlingNodes(t *testing.T) {
 // the ones before it are durable, nothing of it or after it is stored.
 func TestAppendSegmentsShareFsyncs(t *testing.T) {
 	ctx := context.Background()
+	// The first commit of the call (of the segments queued by the time
+	// the committer woke) is held until every segment is applied to the
+	// head and queued, or 10 s: then however slowly the machine checks
+	// segments (-race on a busy machine took longer per segment than a
+	// fixed 20 ms commit), the segments queued during that commit must
+	// share the next one.
+	var s *Store
+	var cs *capsuleState
+	var held atomic.Bool
+	held.Store(true) // nothing held until the segments go in
 	s, err := Open(t.TempDir(), Options{wrapEngine: func(e engine) engine {
-		return slowEngine{engine: e, delay: 20 * time.Millisecond}
+		return hookEngine{engine: e, before: func() {
+			if !held.CompareAndSwap(false, true) {
+				return
+			}
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				cs.mu.Lock()
+				queued := cs.head.Seqno
+				cs.mu.Unlock()
+				if queued == 8*16 {
+					return
+				}
+			}
+		}}
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -659,6 +693,10 @@ func TestAppendSegmentsShareFsyncs(t *testing.T) {
 		recs, hb := writeRecs(w, 16, 64)
 		segs = append(segs, Segment{Records: recs, Heartbeat: hb})
 	}
+	if cs, err = s.state(tc.name); err != nil {
+		t.Fatal(err)
+	}
+	held.Store(false) // Create committed: hold the next commit
 	before := s.Stats().Fsyncs
 	n, err := s.AppendSegments(ctx, tc.name, segs)
 	if err != nil || n != len(segs) {
