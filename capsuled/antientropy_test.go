@@ -157,7 +157,7 @@ func TestFedCapsuleNotPulled(t *testing.T) {
 		t.Fatalf("while being written: %v SYNC requests answered, %v periodic comparisons skipped; want at most 4 and at least 6", got, fed)
 	}
 	quiet := syncs()
-	eventually(t, 10*time.Second, "the replicas compare again once the writer is quiet", func() bool { return syncs() >= quiet+2 })
+	eventually(t, slow*10*time.Second, "the replicas compare again once the writer is quiet", func() bool { return syncs() >= quiet+2 })
 }
 
 // opCount sums r's gdp_capsuled_requests_total for operation op over every

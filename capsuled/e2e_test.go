@@ -185,7 +185,7 @@ func TestReplicatedCapsuleEndToEnd(t *testing.T) {
 	// Phase 3: b restarts over its store and catches up while writes go on.
 	// (It comes back once r1 has dropped its old tunnel: a router that
 	// still held the old face would withdraw b's names when it noticed.)
-	eventually(t, 10*time.Second, "r1 dropped b's old tunnel", func() bool {
+	eventually(t, slow*10*time.Second, "r1 dropped b's old tunnel", func() bool {
 		for _, h := range r1.Router.FIB().Lookup(b.id.Name) {
 			if h.Origin == router.OriginLocal {
 				return false
@@ -265,7 +265,7 @@ func TestWriteWithOneReplicaLeft(t *testing.T) {
 	time.Sleep(tunnel.DefaultIdleTimeout + time.Second - time.Since(start))
 	b.gate.down.Store(false)
 	c.gate.down.Store(false)
-	eventually(t, 60*time.Second, "b and c caught up", converged(200, a, b, c))
+	eventually(t, slow*60*time.Second, "b and c caught up", converged(200, a, b, c))
 	writeN(t, wr, 201, 300, &ack)
 	if d := wr.Durability(); !d.Met {
 		t.Fatalf("durability after healing: %v", d)

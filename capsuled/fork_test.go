@@ -85,7 +85,7 @@ func TestForkedWriterDetected(t *testing.T) {
 	// Replicas that exchange the two logs (anti-entropy) do find the fork:
 	// place the capsule on x and y together (a renewal) and wait for it.
 	tc.create(t, admin, 1, x, y)
-	eventually(t, 20*time.Second, "the fork found by anti-entropy", func() bool {
+	eventually(t, slow*20*time.Second, "the fork found by anti-entropy", func() bool {
 		evs, _ := x.srv.Store().Evidence(c)
 		return len(evs) > 0
 	})

@@ -21,7 +21,7 @@ func TestMulticastWriterAcrossRouters(t *testing.T) {
 	tc := newTestCapsule(t, "three routers")
 	tc.create(t, writer, 3, a, b, c)
 	name := tc.meta.Name()
-	eventually(t, 5*time.Second, "three location records", func() bool {
+	eventually(t, slow*5*time.Second, "three location records", func() bool {
 		all, err := w.res.LookupAll(context.Background(), name)
 		return err == nil && len(all) == 3
 	})

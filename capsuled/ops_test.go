@@ -145,7 +145,7 @@ func TestTwoWritersOneKey(t *testing.T) {
 	if p.Durable != before+230 {
 		t.Fatalf("winner's durable progress %+v", p)
 	}
-	eventually(t, 30*time.Second, "the replicas converge on the winner's line", converged(p.Durable, rs...))
+	eventually(t, slow*30*time.Second, "the replicas converge on the winner's line", converged(p.Durable, rs...))
 	for _, r := range rs {
 		rd, err := admin.NewReader(ctx, c, client.ReaderOptions{Server: r.id.Name})
 		if err != nil {

@@ -252,7 +252,7 @@ func TestKillNineReplica(t *testing.T) {
 			// With W=2 the writer may never wait for c's own acks, so
 			// also ask c what it durably holds right before the kill:
 			// everything it reports must survive SIGKILL.
-			eventually(t, 60*time.Second, "c reports a head", func() bool {
+			eventually(t, slow*60*time.Second, "c reports a head", func() bool {
 				ictx, icancel := context.WithTimeout(ctx, 2*time.Second)
 				defer icancel()
 				in, err := writer.Info(ictx, name, ps[2].id.Name)

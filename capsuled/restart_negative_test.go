@@ -36,7 +36,7 @@ func TestRestartedReplicaNotHeldByNegativeCache(t *testing.T) {
 	}
 	defer wr.Close(context.Background())
 	rc.stop()
-	eventually(t, 10*time.Second, "r2 dropped c's tunnel", func() bool {
+	eventually(t, slow*10*time.Second, "r2 dropped c's tunnel", func() bool {
 		for _, h := range r2.Router.FIB().Lookup(rc.id.Name) {
 			if h.Origin == router.OriginLocal {
 				return false
@@ -61,7 +61,7 @@ func TestRestartedReplicaNotHeldByNegativeCache(t *testing.T) {
 	total := d.Seqno
 	start := time.Now()
 	w.start(r2, rc)
-	eventually(t, slow*20*time.Second, "c caught up", converged(total, ra, rb, rc))
+	eventually(t, min(slow*20, 50)*time.Second, "c caught up", converged(total, ra, rb, rc))
 	t.Logf("c caught up %d records %s after its restart", total, time.Since(start))
 	if got := gathered(r1.Router.Gatherer(), "gdp_router_negative_forgotten_total", ""); got < 1 {
 		t.Fatalf("r1 forgot %v negative entries, want ≥ 1", got)

@@ -78,7 +78,7 @@ func TestSubscribeReadByTimeHashAndMulticast(t *testing.T) {
 	if _, err := wr.Flush(ctx); err != nil {
 		t.Fatalf("flush: %v", err)
 	}
-	eventually(t, 5*time.Second, "both replicas acknowledge seqno 1000", func() bool {
+	eventually(t, slow*5*time.Second, "both replicas acknowledge seqno 1000", func() bool {
 		d := wr.Durability()
 		return d.Seqno == 1000 && d.Acks == 2
 	})
@@ -112,7 +112,7 @@ func TestSubscribeReadByTimeHashAndMulticast(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idle.Close(context.Background())
-	eventually(t, 5*time.Second, "a heartbeat-only push", func() bool {
+	eventually(t, slow*5*time.Second, "a heartbeat-only push", func() bool {
 		nctx, ncancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer ncancel()
 		ev, err := sub.Next(nctx)
