@@ -218,6 +218,24 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	return r, nil
 }
 
+// tryGo runs f on a goroutine of r.wg unless r is closed (false then).
+// The wg.Add happens under r.mu, which Close takes to mark the router
+// closed, so it never races Close's wg.Wait.
+func (r *Router) tryGo(f func()) bool {
+	r.mu.Lock()
+	if r.closed.Load() {
+		r.mu.Unlock()
+		return false
+	}
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		f()
+	}()
+	return true
+}
+
 func (r *Router) goRun(f func(ctx context.Context)) {
 	r.wg.Add(1)
 	go func() {

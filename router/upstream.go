@@ -134,9 +134,7 @@ func (r *Router) downstreamRecord(in *Face, h *pdu.Header) {
 		r.met.downstream.WithLabelValues("busy").Inc()
 		return
 	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
+	started := r.tryGo(func() {
 		defer func() { <-r.downSem }()
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Resolver.Timeout.Std())
 		defer cancel()
@@ -156,5 +154,8 @@ func (r *Router) downstreamRecord(in *Face, h *pdu.Header) {
 				inv.Invalidate(rec.Name)
 			}
 		}
-	}()
+	})
+	if !started {
+		<-r.downSem // closed: nothing published
+	}
 }
