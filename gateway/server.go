@@ -120,9 +120,10 @@ type Server struct {
 	sealed  map[pdu.Name]bool // whether a capsule is encrypted (sealed.go), once known
 	subs    atomic.Int64
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // subscriptions; joined only under mu while !closing
+	closing bool           // under mu: Close has begun
 }
 
 // New makes a server; serve its Handler on the listeners of listen.go.
@@ -182,6 +183,9 @@ func (s *Server) conf() *Config { return s.cfg.Load() }
 // Close ends the subscriptions and closes every open writer (flushing
 // what it holds) within ctx.
 func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 	s.mu.Lock()

@@ -76,6 +76,17 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 			from = hb.Seqno + 1
 		}
 	}
+	// Join s.wg under s.mu unless Close has begun (an Add racing Close's
+	// Wait is a data race).
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.fail(w, http.StatusServiceUnavailable, "closing", errors.New("the gateway is shutting down"))
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
 	conn, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader answered
@@ -83,8 +94,6 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	s.m.subs.Inc()
 	defer s.m.subs.Dec()
-	s.wg.Add(1)
-	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	// The client's side: control frames, and the close that ends it.
