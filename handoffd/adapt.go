@@ -50,8 +50,11 @@ type adapter struct {
 	sendBusy  []ackPoint // (time, ns spent writing), to tell a busy link from an idle one
 	bw        float64    // bytes/s, last estimate
 	bwDecided float64    // bandwidth at the last decision
-	tl        []ModeSwitch
-	kick      chan struct{}
+	// pendN counts consecutive periodic evaluations in which some mode
+	// promised switchMargin more than the current one (the hysteresis).
+	pendN int
+	tl    []ModeSwitch
+	kick  chan struct{}
 }
 
 func newAdapter(modes []Mode, workers int, interval time.Duration, log *zap.Logger, start time.Time) *adapter {
@@ -270,17 +273,37 @@ func (a *adapter) predict(m Mode) (modeStats, bool) {
 
 func clamp(x, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, x)) }
 
+// switchMargin is how much more a mode must promise than the current one
+// (input bytes/s, so equally a completion time that much shorter) before
+// the adapter switches to it.
+const switchMargin = 1.1
+
+// confirmEvals is how many consecutive periodic evaluations must promise
+// the margin before a switch. Near-equal modes whose predictions swap with
+// every window's noise (zstd-3 <-> zstd-3+xor every ~3 s on the dataset)
+// then stay put; the first decision and a bandwidth change (> 1.5x since the
+// last decision) switch at once.
+const confirmEvals = 2
+
 func (a *adapter) decide(why string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.fixed || len(a.profile) == 0 || a.bw <= 0 {
 		return
 	}
-	if why == "" {
-		if a.bwDecided > 0 && (a.bw > a.bwDecided*1.5 || a.bw < a.bwDecided/1.5) {
-			why = fmt.Sprintf("bandwidth changed %.2f -> %.2f Mbit/s", a.bwDecided*8/1e6, a.bw*8/1e6)
-		} else {
+	immediate := true
+	switch {
+	case a.bwDecided == 0:
+		if why == "" {
 			why = "first profile"
+		}
+	case a.bw > a.bwDecided*1.5 || a.bw < a.bwDecided/1.5:
+		// Whether the kick or the tick sees it first.
+		why = fmt.Sprintf("bandwidth changed %.2f -> %.2f Mbit/s", a.bwDecided*8/1e6, a.bw*8/1e6)
+	default:
+		immediate = false
+		if why == "" {
+			why = "re-check" // a kick whose change had gone by the time it ran
 		}
 	}
 	best, bestScore := a.cur, -1.0
@@ -303,15 +326,37 @@ func (a *adapter) decide(why string) {
 	}
 	a.bwDecided = a.bw
 	a.winBusy, a.winIn, a.winOut = map[Mode]float64{}, map[Mode]float64{}, map[Mode]float64{}
-	// Hysteresis: a switch must promise 10 % more.
-	if best == a.cur || bestScore < curScore*1.1 {
+	// Hysteresis: a switch must promise switchMargin more, and, unless this
+	// is the first decision or a bandwidth change, in confirmEvals
+	// evaluations in a row.
+	if best == a.cur || bestScore < curScore*switchMargin {
+		a.pendN = 0
 		a.log.Debug("handoff mode kept", zap.String("mode", a.cur.String()), zap.String("reason", why),
 			zap.String("best", best.String()), zap.Float64("best_mbps", bestScore/1e6), zap.Float64("cur_mbps", curScore/1e6), zap.Float64("bw_mbit", a.bw*8/1e6))
 		return
 	}
+	a.pendN++
+	if !immediate && a.pendN < confirmEvals {
+		a.log.Debug("handoff mode switch pending", zap.String("mode", a.cur.String()), zap.String("reason", why),
+			zap.String("best", best.String()), zap.Float64("best_mbps", bestScore/1e6), zap.Float64("cur_mbps", curScore/1e6),
+			zap.Int("evaluations", a.pendN))
+		return
+	}
+	if !immediate {
+		why = fmt.Sprintf("%s (%d evaluations in a row)", why, a.pendN)
+	}
+	a.pendN = 0
 	reason := fmt.Sprintf("%s: %s predicts %.1f MB/s (compute %.1f, network %.1f at %.2f Mbit/s) vs %s %.1f MB/s",
 		why, best, bestScore/1e6, bestComp/1e6, bestNet/1e6, a.bw*8/1e6, a.cur, curScore/1e6)
 	a.log.Info("handoff mode switch", zap.String("mode", best.String()), zap.String("reason", reason))
 	a.cur = best
 	a.tl = append(a.tl, ModeSwitch{AtSec: time.Since(a.start).Seconds(), Mode: best.String(), Reason: reason})
+}
+
+// switches is the number of mode switches so far (the timeline less its
+// initial entry).
+func (a *adapter) switches() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return max(len(a.tl)-1, 0)
 }

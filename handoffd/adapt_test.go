@@ -137,6 +137,9 @@ func TestAdaptSlowLinkPicksDenserMode(t *testing.T) {
 	if len(rep.Modes) < 2 {
 		t.Fatalf("mode timeline %+v: want a switch away from the initial mode on a link zstd-1 cannot fill", rep.Modes)
 	}
+	if rep.ModeSwitches != len(rep.Modes)-1 {
+		t.Fatalf("report counts %d mode switches, its timeline has %d", rep.ModeSwitches, len(rep.Modes)-1)
+	}
 	last := rep.Modes[len(rep.Modes)-1]
 	if ratioOf(t, last.Mode) >= ratioOf(t, "zstd-1") {
 		t.Fatalf("switched to %s (%s): not denser than zstd-1", last.Mode, last.Reason)
@@ -233,5 +236,76 @@ func TestAdapterDecision(t *testing.T) {
 	last := tl[len(tl)-1]
 	if a.current() != xzm || !strings.Contains(last.Reason, "bandwidth changed") {
 		t.Fatalf("after the drop: %s (%q), want xz for a bandwidth change", a.current(), last.Reason)
+	}
+}
+
+// TestAdapterHysteresis drives the decision function with fed profiles and
+// bandwidths (no live windows, so predictions are the profile's):
+//   - A is cheap (200 MB/s of compute on 2 workers) and light (ratio 0.4),
+//     B dense (0.3) but compute-bound at 10 MB/s;
+//   - at 3.3 MB/s B wins by 21 %, at 4.5 MB/s A wins by 12.5 %; the two
+//     differ by 1.36×, under the 1.5× bandwidth kick.
+//
+// Flapping inputs (3.3, 4.5, 3.3, … per evaluation) switched every
+// evaluation before the hysteresis; now at most once. A win held for two
+// evaluations switches on the second; a bandwidth change switches at once.
+func TestAdapterHysteresis(t *testing.T) {
+	A, B := Mode{Codec: CodecZstd, Level: 3}, Mode{Codec: CodecZstd, Level: 3, Delta: true}
+	a := newAdapter([]Mode{A, B}, 2, time.Hour, zap.NewNop(), time.Now())
+	a.cur = A
+	a.profile = map[Mode]modeStats{A: {costNs: 10, ratio: 0.4}, B: {costNs: 200, ratio: 0.3}}
+	eval := func(bw float64, why string) Mode {
+		a.bw = bw
+		a.decide(why)
+		return a.current()
+	}
+	if m := eval(4.5e6, ""); m != A {
+		t.Fatalf("first decision at 4.5 MB/s: %s, want %s", m, A)
+	}
+	for i := range 10 {
+		bw := 3.3e6
+		if i%2 == 1 {
+			bw = 4.5e6
+		}
+		eval(bw, "periodic")
+	}
+	if n := a.switches(); n > 1 {
+		t.Fatalf("flapping inputs: %d switches %+v, want at most one", n, a.timeline())
+	}
+	a.cur, a.pendN = A, 0
+	a.tl = a.tl[:1]
+	// A clear win, held: pending on the first evaluation, switch on the second.
+	if m := eval(3.3e6, "periodic"); m != A {
+		t.Fatalf("first evaluation of B's win: switched to %s already", m)
+	}
+	if m := eval(3.3e6, "periodic"); m != B {
+		t.Fatalf("second evaluation of B's win: %s, want %s", m, B)
+	}
+	tl := a.timeline()
+	if n := a.switches(); n != 1 || !strings.Contains(tl[1].Reason, "2 evaluations in a row") {
+		t.Fatalf("timeline %+v: want one switch saying it was confirmed", tl)
+	}
+	// A bandwidth change (3.3 -> 10 MB/s, 3×): A at once, on the kick or the tick.
+	if m := eval(10e6, "periodic"); m != A {
+		t.Fatalf("after a 3x bandwidth rise: %s, want %s at once", m, A)
+	}
+	tl = a.timeline()
+	if !strings.Contains(tl[len(tl)-1].Reason, "bandwidth changed") {
+		t.Fatalf("timeline %+v: want the bandwidth change as the reason", tl)
+	}
+	// And back down on a kick (10 -> 3.3 MB/s), again at once.
+	if m := eval(3.3e6, ""); m != B {
+		t.Fatalf("after a 3x bandwidth drop: %s, want %s at once", m, B)
+	}
+	// A win below the margin never switches, however long it lasts:
+	// at 3.9 MB/s A scores 9.75 MB/s against B's 10 (2.6 % more).
+	a.cur, a.pendN = A, 0
+	a.bwDecided = 3.9e6
+	n0 := a.switches()
+	for range 5 {
+		eval(3.9e6, "periodic")
+	}
+	if a.current() != A || a.switches() != n0 {
+		t.Fatalf("a 2.6%% gain switched to %s: %+v", a.current(), a.timeline())
 	}
 }

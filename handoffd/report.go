@@ -25,10 +25,13 @@ type Report struct {
 	Blocks       struct {
 		Zero, Base, Dup, Data int64
 	} `json:"blocks"`
-	Stages  []StageReport `json:"stages"`
-	Ratio   float64       `json:"ratio"` // wire / changed
-	Modes   []ModeSwitch  `json:"modes"`
-	Samples []Sample      `json:"samples"`
+	Stages []StageReport `json:"stages"`
+	Ratio  float64       `json:"ratio"` // wire / changed
+	Modes  []ModeSwitch  `json:"modes"`
+	// ModeSwitches counts the adapter's switches (the timeline less its
+	// initial entry).
+	ModeSwitches int      `json:"mode_switches"`
+	Samples      []Sample `json:"samples"`
 }
 
 // ImageReport is one image's size.

@@ -353,6 +353,7 @@ func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
 	}
 	rep.Samples = sampler.samples()
 	rep.Modes = s.ad.timeline()
+	rep.ModeSwitches = s.ad.switches()
 	if s.cfg.Progress != nil {
 		s.cfg.Progress(s.progress())
 	}

@@ -304,6 +304,7 @@ func printHandoffSummary(w interface{ Write([]byte) (int, error) }, rep *handoff
 	for _, s := range rep.Stages {
 		fmt.Fprintf(w, "  stage %-8s in %9.2f MB  out/in %.3f  %.1f MB/s per busy worker\n", s.Name, float64(s.In)/1e6, s.Ratio, s.MBps)
 	}
+	fmt.Fprintf(w, "  %d mode switch(es)\n", rep.ModeSwitches)
 	for _, m := range rep.Modes {
 		fmt.Fprintf(w, "  mode at %6.2fs: %-10s %s\n", m.AtSec, m.Mode, m.Reason)
 	}
