@@ -417,6 +417,10 @@ func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
 	if len(e.Digests) != len(r.imgs) {
 		return nil, fmt.Errorf("end: %d digests for %d images", len(e.Digests), len(r.imgs))
 	}
+	if e.Blobs != r.blobs {
+		r.cfg.Metrics.badInput("blob")
+		return nil, fmt.Errorf("end: the source sent %d blobs, %d arrived", e.Blobs, r.blobs)
+	}
 	rec := &Received{ID: h.ID, Dir: filepath.Join(r.cfg.Dir, h.ID), Images: map[string]string{}, VM: h.VM, Meta: h.Meta, Bytes: r.bytes}
 	for i, im := range r.imgs {
 		if err := im.f.Sync(); err != nil {

@@ -537,6 +537,9 @@ rounds:
 
 	// The stream is ours alone now: device state, then the end.
 	end := endMsg{StateSize: int64(len(state))}
+	for _, rr := range rep.Rounds {
+		end.Blobs += rr.Blobs
+	}
 	sh := sha256.Sum256(state)
 	end.StateHash = hex.EncodeToString(sh[:])
 	for off := 0; off < len(state); off += 1 << 20 {
