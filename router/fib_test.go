@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -190,4 +191,42 @@ func BenchmarkFIBLookup1M(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/lookup")
 	})
+}
+
+// An empty FIB allocates its shards' slots only as names arrive: a
+// simulation runs ten thousand routers whose names fill few shards (it
+// held 256 KiB of empty slots a router), and the table still works from
+// empty through growth and back.
+func TestFIBEmptyIsSmall(t *testing.T) {
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	fibs := make([]*FIB, 16)
+	for i := range fibs {
+		fibs[i] = NewFIB(0)
+	}
+	runtime.ReadMemStats(&m1)
+	if per := (m1.TotalAlloc - m0.TotalAlloc) / uint64(len(fibs)); per > 32<<10 {
+		t.Fatalf("an empty FIB allocates %d bytes, want ≤ 32 KiB", per)
+	}
+	f, a := fibs[0], testFace(1)
+	if f.Lookup(testName(1)) != nil || f.Remove(testName(1), a) {
+		t.Fatal("empty FIB found a name")
+	}
+	for i := range 2000 {
+		if err := f.Install(testName(i), Hop{Face: a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2000 {
+		if f.Lookup(testName(i)) == nil {
+			t.Fatalf("name %d lost", i)
+		}
+		if i%2 == 0 && !f.Remove(testName(i), a) {
+			t.Fatalf("name %d not removed", i)
+		}
+	}
+	if f.Len() != 1000 || f.Lookup(testName(0)) != nil || f.Lookup(testName(1)) == nil {
+		t.Fatalf("after removing half: Len %d", f.Len())
+	}
 }

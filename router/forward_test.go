@@ -261,6 +261,29 @@ func TestRouteExpiresWithChain(t *testing.T) {
 	}
 }
 
+// TestTickSetsHousekeeping: Deps.Tick is the housekeeping period — a
+// router ticking hourly has not yet swept a route that expired
+// seconds ago (one on the default 50 ms tick has: TestRouteExpiresWithChain).
+func TestTickSetsHousekeeping(t *testing.T) {
+	w := newWorld(t)
+	w.tick = time.Hour
+	r := w.router("r1", router.Config{}, nil)
+	s := w.endpoint(r, certs.KindServer, "s")
+	cap, _ := newCapsule("short-lived")
+	ad, err := cap.AdCert(s.Name(), 1500*time.Millisecond) // whole seconds: expires within 2.5 s
+	if err != nil {
+		t.Fatal(err)
+	}
+	advertise(t, s, client.CapsuleRoute(cap.Meta, ad))
+	time.Sleep(3 * time.Second)
+	if r.FIB().Lookup(cap.Meta.Name()) == nil {
+		t.Fatal("route swept before the first tick of an hourly housekeeping")
+	}
+	if got := metric(t, r, "gdp_router_routes_removed_total", "reason", "expiry"); got != 0 {
+		t.Fatalf("removed{expiry} = %v before the first tick of an hourly housekeeping", got)
+	}
+}
+
 // TestSameIdentityTwice: one identity attached over two tunnels (two
 // processes) — PDUs for its name go to the newest attachment, and to the
 // older one again once the newer leaves.

@@ -22,6 +22,9 @@ type world struct {
 	t   *testing.T
 	dom *routertest.Domain
 	res *resolver.Static
+	// tick is the next routers' housekeeping period (Deps.Tick); zero:
+	// the default.
+	tick time.Duration
 }
 
 func newWorld(t *testing.T) *world {
@@ -55,7 +58,7 @@ func (w *world) router(desc string, cfg router.Config, res resolver.Resolver) *t
 	}
 	r, err := router.New(cfg, router.Deps{
 		Identity: rc.ID, Member: rc.Member, Domain: rc.Domain, Verifier: w.dom.Verifier,
-		Resolver: res, Logger: zaptest.NewLogger(w.t).Named(desc),
+		Resolver: res, Logger: zaptest.NewLogger(w.t).Named(desc), Tick: w.tick,
 	})
 	if err != nil {
 		w.t.Fatal(err)

@@ -54,6 +54,11 @@ type Deps struct {
 	// Classify says what a tunnel peer is (PeerBook.Classify). Nil: every
 	// peer is an endpoint except configured peer routers.
 	Classify func(peer pdu.Name) (FaceKind, pdu.Name, bool)
+	// Tick is the housekeeping period: the coarse clocks (duplicate
+	// window, route expiry checks) advance and expired routes go this
+	// often. Zero: 50 ms. A simulator running thousands of routers in one
+	// process sets it coarser, since every router's ticker wakes on it.
+	Tick time.Duration
 }
 
 // DialFunc opens a tunnel to the router named peer at addr ("ip:port"),
@@ -110,6 +115,7 @@ type Router struct {
 	pol       atomic.Pointer[policy]
 	addrs     []string
 	ticks     atomic.Uint64 // coarse clock for dedup, in ticks of tickEvery
+	tickEvery time.Duration // housekeeping period (Deps.Tick)
 	nowNanos  atomic.Int64  // coarse wall clock for route expiry checks
 	draining  atomic.Bool
 	selfDirty atomic.Bool // credentials reloaded: republish the own record
@@ -138,7 +144,8 @@ type Router struct {
 	closed  atomic.Bool
 }
 
-const tickEvery = 50 * time.Millisecond
+// defaultTick is the housekeeping period unless Deps.Tick says otherwise.
+const defaultTick = 50 * time.Millisecond
 
 // New builds a router and starts its background work (expiry, resolver
 // workers, publishing, configured peers). Close stops all of it.
@@ -151,21 +158,25 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		return nil, errors.New("router: identity, membership and domain are required")
 	}
 	r := &Router{
-		cfg:      cfg,
-		name:     deps.Identity.Name,
-		log:      deps.Logger,
-		now:      deps.Now,
-		res:      deps.Resolver,
-		dial:     deps.Dial,
-		classify: deps.Classify,
-		fib:      NewFIB(cfg.FIBSize),
-		replay:   &replayGuard{last: make(map[pdu.Name]uint64), window: cfg.Advertise.ClockWindow.Std()},
-		peers:    make(map[pdu.Name]*Face),
-		upRecs:   upstreamRecords{recs: make(map[pdu.Name]*resolver.Record)},
-		downSem:  make(chan struct{}, maxDownstreamInFlight),
-		dialing:  make(map[pdu.Name]chan struct{}),
-		ids:      identities{m: make(map[pdu.Name]*idShare)},
-		pubq:     newPubQueue(cfg.Resolver.PublishQueuePerIdentity),
+		cfg:       cfg,
+		name:      deps.Identity.Name,
+		log:       deps.Logger,
+		now:       deps.Now,
+		res:       deps.Resolver,
+		dial:      deps.Dial,
+		classify:  deps.Classify,
+		fib:       NewFIB(cfg.FIBSize),
+		replay:    &replayGuard{last: make(map[pdu.Name]uint64), window: cfg.Advertise.ClockWindow.Std()},
+		peers:     make(map[pdu.Name]*Face),
+		upRecs:    upstreamRecords{recs: make(map[pdu.Name]*resolver.Record)},
+		downSem:   make(chan struct{}, maxDownstreamInFlight),
+		dialing:   make(map[pdu.Name]chan struct{}),
+		ids:       identities{m: make(map[pdu.Name]*idShare)},
+		pubq:      newPubQueue(cfg.Resolver.PublishQueuePerIdentity),
+		tickEvery: deps.Tick,
+	}
+	if r.tickEvery <= 0 {
+		r.tickEvery = defaultTick
 	}
 	if r.log == nil {
 		r.log = zap.NewNop()
@@ -177,7 +188,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	reloaded := make(chan struct{})
 	r.reloaded.Store(&reloaded)
 	if !cfg.Dedup.Disabled {
-		r.dedup = newDedup(cfg.Dedup.Slots, uint64(cfg.Dedup.Window.Std()/tickEvery)+1)
+		r.dedup = newDedup(cfg.Dedup.Slots, uint64(cfg.Dedup.Window.Std()/r.tickEvery)+1)
 	}
 	if cfg.Upstream != nil {
 		r.upstream = *cfg.Upstream
@@ -306,12 +317,12 @@ func (r *Router) policy() *policy           { return r.pol.Load() }
 func (r *Router) tick() {
 	now := time.Now()
 	r.nowNanos.Store(now.UnixNano())
-	r.ticks.Store(uint64(now.UnixNano() / int64(tickEvery)))
+	r.ticks.Store(uint64(now.UnixNano() / int64(r.tickEvery)))
 }
 
 // housekeeping advances the coarse clocks and expires routes.
 func (r *Router) housekeeping(ctx context.Context) {
-	t := time.NewTicker(tickEvery)
+	t := time.NewTicker(r.tickEvery)
 	defer t.Stop()
 	lastSweep := time.Now()
 	r.publishSelf()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,7 +29,7 @@ import (
 //
 // GDP_SIM_ROUTERS (default 1,000) is laid out as a grid of 25 columns.
 func BenchmarkScaleDHT(b *testing.B) {
-	scaleBench(b, ResolverDHT, envInt("GDP_SIM_ROUTERS", 1000))
+	scaleBench(b, ResolverDHT, envInt("GDP_SIM_ROUTERS", 1000), scaleTarget{60 * time.Second, 0})
 }
 
 // BenchmarkScale10k is the 10,000-router figure with the static resolver
@@ -40,7 +41,7 @@ func BenchmarkScale10k(b *testing.B) {
 	if res == "" {
 		res = ResolverStatic
 	}
-	scaleBench(b, res, envInt("GDP_SIM_ROUTERS", 10000))
+	scaleBench(b, res, envInt("GDP_SIM_ROUTERS", 10000), scaleTarget{180 * time.Second, 16 << 30})
 }
 
 func envInt(k string, def int) int {
@@ -50,7 +51,27 @@ func envInt(k string, def int) int {
 	return def
 }
 
-func scaleBench(b *testing.B, res string, routers int) {
+// scaleTarget is issue 14's figure for a scale run: built and converged
+// within Converged, peak RSS within Memory (0: no memory target).
+type scaleTarget struct {
+	Converged time.Duration
+	Memory    int64
+}
+
+func (t scaleTarget) verdict(conv time.Duration, hwm int64) string {
+	ok := conv <= t.Converged && (t.Memory == 0 || hwm <= t.Memory)
+	mem := ""
+	if t.Memory > 0 {
+		mem = fmt.Sprintf(", ≤ %d GiB", t.Memory>>30)
+	}
+	v := "met"
+	if !ok {
+		v = "NOT met"
+	}
+	return fmt.Sprintf("target built+converged ≤ %s%s: %s", t.Converged, mem, v)
+}
+
+func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 	cols := 25
 	if routers < cols*2 {
 		cols = max(1, int(math.Sqrt(float64(routers))))
@@ -73,6 +94,7 @@ func scaleBench(b *testing.B, res string, routers int) {
 		top.Links = slices.DeleteFunc(top.Links, func(l *Link) bool { return l.A[0] == 'c' || l.B[0] == 'c' })
 		top.Resolver = res
 		ctx := context.Background()
+		load0 := loadAvg()
 		cpu0 := processCPU()
 		t0 := time.Now()
 		s, err := Start(ctx, top, Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr})
@@ -80,6 +102,9 @@ func scaleBench(b *testing.B, res string, routers int) {
 			b.Fatal(err)
 		}
 		build := time.Since(t0)
+		if f := os.Getenv("GDP_SIM_HEAPPROF"); f != "" {
+			writeHeapProfile(b, f)
+		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		rep := s.CheckNames(cctx, NameCheck{FromRouters: envInt("GDP_SIM_FROM", 4), ForNames: envInt("GDP_SIM_NAMES", 4), Seed: 7})
 		cancel()
@@ -94,13 +119,38 @@ func scaleBench(b *testing.B, res string, routers int) {
 		b.ReportMetric(cpu.Seconds(), "cpu-s")
 		b.ReportMetric(float64(hwm)/(1<<30), "peak-GiB")
 		b.ReportMetric(float64(rep.Found)/float64(rep.Lookups), "found")
-		b.Logf("%d routers (%s resolver): built in %s, converged in %s (%d/%d lookups found: every name from %d routers, %d names from every router; %d routers, %d names covered), CPU %s, peak RSS %.2f GiB, %d goroutines",
+		b.ReportMetric(float64(rep.Lookups), "lookups")
+		b.Logf("%d routers (%s resolver): built in %s, converged in %s (%d/%d lookups found: every name from %d routers, %d names from every router; %d routers, %d names covered), CPU %s, peak RSS %.2f GiB, %d goroutines, load %s → %s; %s",
 			rows*cols, res, build.Round(time.Millisecond), conv.Round(time.Millisecond), rep.Found, rep.Lookups,
-			envInt("GDP_SIM_FROM", 4), envInt("GDP_SIM_NAMES", 4), rep.Routers, rep.Names, cpu.Round(time.Millisecond), float64(hwm)/(1<<30), gor)
+			envInt("GDP_SIM_FROM", 4), envInt("GDP_SIM_NAMES", 4), rep.Routers, rep.Names, cpu.Round(time.Millisecond), float64(hwm)/(1<<30), gor,
+			load0, loadAvg(), target.verdict(conv, hwm))
 		if rep.Found != rep.Lookups {
 			b.Fatalf("%d of %d lookups failed: %s", rep.Lookups-rep.Found, rep.Lookups, strings.Join(rep.Failed, "; "))
 		}
 	}
+}
+
+// writeHeapProfile writes the live heap to file (GDP_SIM_HEAPPROF: what
+// the built simulation holds, router by router).
+func writeHeapProfile(b *testing.B, file string) {
+	runtime.GC()
+	f, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// loadAvg is the machine's 1-minute load average, as /proc/loadavg says.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // vmHWM is the process's peak resident set (VmHWM), in bytes.

@@ -50,6 +50,45 @@ type Options struct {
 // simDedupSlots is each emulated router's duplicate-suppression table.
 const simDedupSlots = 1 << 16
 
+// Above bigSim routers an in-process simulation sizes each router for a
+// crowd (routerSizing): the per-router memory and goroutines sized for a
+// deployment are what limits how many fit on one machine.
+const bigSim = 1024
+
+// routerSizing is what an emulated router is given in a simulation of
+// routers routers: its duplicate table, its socket's receive queue and
+// (static resolver, whose lookups return at once) its resolver workers.
+// Up to bigSim routers: 64 Ki dedup slots (512 KiB), an 8,192-packet
+// queue and the default 8 workers. Beyond: 8 Ki slots (64 KiB; the
+// table is best-effort, a smaller one lets more duplicates through to the
+// TTL, never drops a new PDU), 1,024 packets and 2 workers (with kad-dht
+// lookups take seconds: the default stays). Above coarseTickRouters the
+// routers' housekeeping ticks every 500 ms instead of 50 ms: ten thousand
+// tickers at 20 Hz were 200,000 wakeups a second, more CPU than the
+// process got on a loaded machine before a single PDU moved (route expiry
+// and the duplicate window are then checked to the half second).
+type routerSizing struct {
+	dedupSlots, recvQueue, workers int
+	tick                           time.Duration
+}
+
+const coarseTickRouters = 64
+
+func (s *Sim) routerSizing() routerSizing {
+	var tick time.Duration // the router's default
+	if s.routers > coarseTickRouters {
+		tick = 500 * time.Millisecond
+	}
+	if s.routers <= bigSim {
+		return routerSizing{dedupSlots: simDedupSlots, recvQueue: 8192, tick: tick}
+	}
+	z := routerSizing{dedupSlots: 1 << 13, recvQueue: 1024, tick: tick}
+	if s.top.Resolver != ResolverDHT {
+		z.workers = 2
+	}
+	return z
+}
+
 // RouterPort is the port every emulated router's tunnel listens on.
 const RouterPort = 8009
 
@@ -67,8 +106,10 @@ type Sim struct {
 	dhts  *dhtState        // dht mode
 	nodes map[string]*simNode
 	order []*simNode
-	dir   string // scratch directory (capsule stores)
-	own   bool   // dir is ours to remove
+	// routers is how many of the nodes are routers.
+	routers int
+	dir     string // scratch directory (capsule stores)
+	own     bool   // dir is ours to remove
 
 	t0    time.Time
 	mu    sync.Mutex
@@ -188,6 +229,9 @@ func (s *Sim) build(ctx context.Context) error {
 		sn := &simNode{spec: n, addr: nodeAddr(i), id: id, member: m, dom: dom}
 		s.nodes[n.Name] = sn
 		s.order = append(s.order, sn)
+		if n.Kind == KindRouter {
+			s.routers++
+		}
 	}
 	for _, l := range s.top.Measure.Pcap {
 		if err := s.capture(l); err != nil {
@@ -251,17 +295,20 @@ func (s *Sim) startRouter(n *simNode) error {
 	if s.ns != nil {
 		return s.ns.startRouter(n)
 	}
-	conn, err := s.net.Listen(netip.AddrPortFrom(n.addr, RouterPort), 8192)
+	z := s.routerSizing()
+	conn, err := s.net.Listen(netip.AddrPortFrom(n.addr, RouterPort), z.recvQueue)
 	if err != nil {
 		return err
 	}
 	// The duplicate table is sized for a simulation (64 Ki slots,
-	// 512 KiB) rather than a deployment (1 Mi slots, 8 MiB a router).
-	cfg := router.Config{Admin: "off", Dedup: router.DedupConfig{Slots: simDedupSlots}}
+	// 512 KiB, or 8 Ki beyond bigSim routers) rather than a deployment
+	// (1 Mi slots, 8 MiB a router).
+	cfg := router.Config{Admin: "off", Dedup: router.DedupConfig{Slots: z.dedupSlots}}
+	cfg.Resolver.Workers = z.workers
 	s.dhtRouterConfig(&cfg)
 	deps := router.Deps{
 		Identity: n.id, Member: n.member, Domain: n.dom.Meta, Verifier: s.trust,
-		Resolver: s.resolverFor(n), Logger: s.log.Named(n.spec.Name),
+		Resolver: s.resolverFor(n), Logger: s.log.Named(n.spec.Name), Tick: z.tick,
 	}
 	if n.tap != nil {
 		tr, err := s.startTappedRouter(n, cfg, deps, conn)
