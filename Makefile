@@ -36,10 +36,29 @@ test:
 test-race:
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
-# Benchmarks that report the figures the issues name, beside their baselines.
+# Benchmarks that report the figures the issues name, beside their baselines,
+# then bench/REPORT.md and its plots (internal/benchreport; targets in
+# internal/benchreport/targets.yaml). BENCH picks a subset (a -bench regexp,
+# e.g. make bench BENCH=Forward); the full run also runs the 100 MB
+# QUIC-over-names integrity test. The raw output and the load samples
+# (every 5 s) stay in $(BENCHDIR)/out. A failed benchmark still gets its
+# report (FAILED rows) and then fails the target.
+BENCH    ?= .
+BENCHDIR ?= bench
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
-	GDP_QUIC_BYTES=104857600 $(GO) test -count=1 -v -run TestQUICOverNamesIntact ./client
+	@mkdir -p $(BENCHDIR)/out
+	@rm -f $(BENCHDIR)/out/bench.json $(BENCHDIR)/out/loadavg.log
+	@( while :; do echo "$$(date +%s) $$(cat /proc/loadavg)"; sleep 5; done ) >> $(BENCHDIR)/out/loadavg.log & sampler=$$!; \
+	rc=0; \
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 60m -json $(PKGS) > $(BENCHDIR)/out/bench.json 2>&1 || rc=$$?; \
+	if [ '$(BENCH)' = . ]; then \
+		GDP_QUIC_BYTES=104857600 $(GO) test -count=1 -json -run TestQUICOverNamesIntact ./client >> $(BENCHDIR)/out/bench.json 2>&1 || rc=$$?; \
+	fi; \
+	kill $$sampler; \
+	$(GO) run ./internal/benchreport -in $(BENCHDIR)/out/bench.json -out $(BENCHDIR) -load-log $(BENCHDIR)/out/loadavg.log \
+		-commit '$(REVISION)' -filter '$(BENCH)' -benchtime '$(BENCHTIME)' \
+		-command "make bench BENCH='$(BENCH)' BENCHTIME=$(BENCHTIME)$(if $(filter-out ./...,$(PKGS)), PKGS='$(PKGS)')" || rc=$$((rc ? rc : $$?)); \
+	exit $$rc
 
 # The VM handoff dataset (docs/HANDOFF.md §7): a debootstrap'd Debian ext4
 # image before/after apt-get install, a booted guest's RAM before/after a
