@@ -36,6 +36,7 @@ type demoReplica struct {
 // Shared keys read: "certs.pki", "router.edge1", "router.core", "router.edge2".
 // Shared keys set: "capsule.name" pdu.Name, the replicated demo capsule.
 func demoCapsule(ctx context.Context, d *demoEnv) error {
+	d.Showed("3000 records written at one site (a replica killed midway), read and verified at another")
 	p, ok := d.Shared["certs.pki"].(*demoPKI)
 	if !ok {
 		return errors.New("needs the certificates stage (certs.pki)")
@@ -175,6 +176,7 @@ func demoCapsule(ctx context.Context, d *demoEnv) error {
 		return fmt.Errorf("durability with all replicas up: %s", dur)
 	}
 	d.Say("the writer at site A (edge1) appended 2000 records in %s, batched under signed heartbeats: %s", took.Round(time.Millisecond), dur)
+	d.Figure("records written, all replicas up", "%d in %s (%d of %d replicas acked)", dur.Seqno, took.Round(time.Millisecond), dur.Acks, dur.N)
 
 	victim := replicas[2]
 	stop(victim)
@@ -187,6 +189,7 @@ func demoCapsule(ctx context.Context, d *demoEnv) error {
 		return fmt.Errorf("durability with cap3 down: %s", dur)
 	}
 	d.Say("1000 more records while cap3 is down: %s — still durable", dur)
+	d.Figure("records written, cap3 down", "up to seqno %d (%d of %d replicas acked)", dur.Seqno, dur.Acks, dur.N)
 
 	for deadline := time.Now().Add(10 * time.Second); holdsLocal(edge2, victim.id.Name); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -205,10 +208,14 @@ func demoCapsule(ctx context.Context, d *demoEnv) error {
 		if time.Since(t0) > 30*time.Second {
 			return fmt.Errorf("cap3 did not catch up (head %d)", h.Seqno)
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	d.Say("cap3 restarted over its store and caught up from its peers in %s (anti-entropy, every record verified before storing)",
-		time.Since(t0).Round(time.Millisecond))
+	caught := time.Since(t0).Round(time.Millisecond)
+	d.Say("cap3 restarted over its store and caught up from its peers in %s (anti-entropy, every record verified before storing)", caught)
+	d.Figure("cap3 catch-up", "%s", caught)
 
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -234,6 +241,12 @@ func demoCapsule(ctx context.Context, d *demoEnv) error {
 	d.Say("the reader at site B (edge2) read all %d records from the nearest replica and verified each page:", n)
 	d.Say("  hash chain, inclusion proof of the page's last record, heartbeat %d signed by the writer key (root %.16s…)", hb.Seqno, hb.Root)
 	d.Say("  (on a deployment the same read is: gdp capsule read CAPSULE --json, docs/OPERATIONS.md §5.3)")
+	d.Figure("records read and verified at site B", "%d of 3000", n)
+	if conf, ok := d.Shared["router.explorer"].(string); ok {
+		gdp := demoSelf()
+		d.Explore("the replicated capsule's placement and head, from its replicas", fmt.Sprintf("%s capsule info %s --config %s", gdp, name, conf))
+		d.Explore("read and verify its first 5 records", fmt.Sprintf("%s capsule read %s --to 5 --config %s", gdp, name, conf))
+	}
 	return nil
 }
 

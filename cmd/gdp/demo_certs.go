@@ -83,6 +83,7 @@ func demoCerts(_ context.Context, d *demoEnv) error {
 		return err
 	}
 	p := &demoPKI{KS: ks}
+	d.Showed("a certificate chain verifies; tampered, forged and expired ones are refused")
 	now := time.Now()
 	mk := func(kind certs.Kind, alias string) (*certs.Identity, error) {
 		id, err := certs.NewIdentity(kind, "demo "+alias)
@@ -143,6 +144,8 @@ func demoCerts(_ context.Context, d *demoEnv) error {
 	}
 	d.Say("route chain (%d bytes: capsule -> adcert -> store1 -> rtcert -> edge1 -> member -> domain) verifies;", len(enc))
 	d.Say("  the route expires %s, with the RtCert, the earliest certificate in the chain", exp.Format(time.RFC3339))
+	d.Figure("route chain", "%d bytes, verified", len(enc))
+	refused := 0
 
 	// A tampered chain: one byte of the RtCert's signature changed.
 	rt := p.RtCert.Marshal()
@@ -155,6 +158,7 @@ func demoCerts(_ context.Context, d *demoEnv) error {
 	if err := expectRefused(p.Verifier, bad, capName, p.Router.Name, certs.LinkRtCert, certs.ErrBadSignature); err != nil {
 		return err
 	}
+	refused++
 	d.Say("one byte of the RtCert flipped: refused at link %q (%v)", certs.LinkRtCert, certs.ErrBadSignature)
 
 	// A server the owner never authorised signs its own AdCert.
@@ -175,6 +179,7 @@ func demoCerts(_ context.Context, d *demoEnv) error {
 	if err := expectRefused(p.Verifier, black.Marshal(), capName, p.Router.Name, certs.LinkAdCert, certs.ErrBadSignature); err != nil {
 		return err
 	}
+	refused++
 	d.Say("a rogue server forging an AdCert to attract the capsule's traffic: refused at link %q (%v)", certs.LinkAdCert, certs.ErrBadSignature)
 
 	// Time passes: the short-lived RtCert runs out first.
@@ -183,7 +188,10 @@ func demoCerts(_ context.Context, d *demoEnv) error {
 	if _, err := later.VerifyRoute(parsed, capName, p.Router.Name); !isLink(err, certs.LinkRtCert, certs.ErrExpired) {
 		return fmt.Errorf("2h later: got %v, want rtcert expired", err)
 	}
+	refused++
 	d.Say("two hours later the same chain is refused at link %q (%v): renew before expiry", certs.LinkRtCert, certs.ErrExpired)
+	d.Say("%d of 3 bad chains refused, each at the link that is wrong", refused)
+	d.Figure("bad chains refused", "%d of 3", refused)
 
 	d.Shared["certs.pki"] = p
 	d.Shared["certs.keystore"] = ks

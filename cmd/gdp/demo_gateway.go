@@ -76,6 +76,7 @@ func (c *darkConn) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // Shared keys read: "certs.pki".
 func demoGateway(ctx context.Context, d *demoEnv) error {
+	d.Showed("an app on HTTP/JSON: KV and file history, sealed records, a subscription surviving its router's death")
 	p, ok := d.Shared["certs.pki"].(*demoPKI)
 	if !ok {
 		return errors.New("needs the certificates stage (certs.pki)")
@@ -330,6 +331,9 @@ func demoGateway(ctx context.Context, d *demoEnv) error {
 		return err
 	}
 	defer conn.Close()
+	// ReadJSON does not watch ctx: Ctrl-C closes the connection under it.
+	unwatch := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer unwatch()
 	var next uint64 = 1
 	readTo := func(until uint64, within time.Duration) error {
 		_ = conn.SetReadDeadline(time.Now().Add(within))
@@ -359,6 +363,9 @@ func demoGateway(ctx context.Context, d *demoEnv) error {
 	dark1.dark.Store(true)
 	d.Say("gw-edge1 goes dark (every packet to and from it lost, as a machine that died)")
 	for up.Status().Reattached == 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if time.Since(killed) > 10*time.Second {
 			return errors.New("the gateway did not re-attach")
 		}
@@ -369,11 +376,13 @@ func demoGateway(ctx context.Context, d *demoEnv) error {
 		return errors.New("the gateway re-attached elsewhere than gw-edge2")
 	}
 	d.Say("the gateway noticed and re-attached to gw-edge2 %s after the kill; its names followed it", took.Round(10*time.Millisecond))
+	d.Figure("re-attached after the router died", "in %s", took.Round(10*time.Millisecond))
 	target := written.Load() + 50
 	if err := readTo(target, 20*time.Second); err != nil {
 		return err
 	}
 	d.Say("the subscription carried on: records 1–%d, every seqno exactly once, %s after the kill", next-1, time.Since(killed).Round(10*time.Millisecond))
+	d.Figure("subscription records, each once", "1–%d", next-1)
 	return nil
 }
 
@@ -413,6 +422,9 @@ func demoSealed(ctx context.Context, d *demoEnv, call func(method, path, ctype s
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if recs, err = st.Read(name, app.First, app.First); err == nil && len(recs) == 1 {
 			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("sealed: gw-cap1 does not hold record %d: %v", app.First, err)

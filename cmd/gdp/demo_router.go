@@ -7,6 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,6 +18,7 @@ import (
 	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/dashboard"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
@@ -36,10 +41,12 @@ func demoRouter(ctx context.Context, d *demoEnv) error {
 	if !ok {
 		return errors.New("needs the certificates stage (certs.pki)")
 	}
+	d.Showed("a capsule reached by name across three routers; a forged advertisement refused")
 	res := resolver.NewStatic(&resolver.Verifier{Certs: p.Verifier})
 	d.Defer(func() { _ = res.Close() })
 	d.Shared["router.resolver"] = res
 
+	admins := map[*router.Node]string{} // admin API addresses, with --keep
 	start := func(id *certs.Identity, member *certs.Cert, cfg router.Config) (*router.Node, error) {
 		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
@@ -53,6 +60,13 @@ func demoRouter(ctx context.Context, d *demoEnv) error {
 			return nil, err
 		}
 		d.Defer(func() { _ = n.Close() })
+		if d.Keep {
+			addr, err := demoServeAdmin(d, n)
+			if err != nil {
+				return nil, err
+			}
+			admins[n] = addr
+		}
 		return n, nil
 	}
 	coreID, coreMember, err := p.NewNode(certs.KindRouter, "core", 24*time.Hour)
@@ -160,6 +174,8 @@ func demoRouter(ctx context.Context, d *demoEnv) error {
 	if st.received != 3 {
 		return fmt.Errorf("ping: %d of 3 answered", st.received)
 	}
+	d.Figure("ping by name: answered/sent", "%d of %d", st.received, st.sent)
+	d.Figure("ping round trip, average", "%s", ms(st.sum/time.Duration(st.received)))
 	d.Say("and traces the path (gdp traceroute): each router where the TTL runs out names itself")
 	if err := traceroute(ctx, reader, capName, 8, 2*time.Second, out); err != nil {
 		return err
@@ -195,11 +211,123 @@ func demoRouter(ctx context.Context, d *demoEnv) error {
 		return fmt.Errorf("forged advertisement: got %v, want refused (bad_signature)", err)
 	}
 	d.Say("a rogue server advertised the capsule with an AdCert it signed itself: edge1 refused it (%s)", refused.Refused[0].Status)
+	d.Figure("forged advertisement", "refused (%s)", refused.Refused[0].Status)
 	if _, err := reader.Ping(ctx, capName, 8, 2*time.Second); err != nil {
 		return fmt.Errorf("after the forged advertisement: %w", err)
 	}
 	d.Say("no black hole: the capsule still answers from store1")
+	if d.Keep {
+		if err := demoKeepRouters(d, p, admins, edge1, core, edge2, capName); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// demoServeAdmin serves n's admin API, /metrics and web dashboard on an
+// ephemeral loopback port until the demo ends, as gdp router does on its
+// admin address, and returns the address.
+func demoServeAdmin(d *demoEnv, n *router.Node) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("admin API: %w", err)
+	}
+	mux := http.NewServeMux()
+	dashboard.Mount(mux, routerDashboard(n.Router, nil, n.Router.Gatherer()))
+	mux.Handle("/", n.Router.AdminHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	d.Defer(func() { _ = srv.Close(); <-done })
+	return ln.Addr().String(), nil
+}
+
+// demoKeepRouters prepares the kept overlay for the operator's gdp
+// commands: a client identity "explorer" in the demo keystore with its
+// membership and the domain's metadata as files, a connection config for
+// gdp capsule, an inventory for gdp doctor --remote, and the commands.
+func demoKeepRouters(d *demoEnv, p *demoPKI, admins map[*router.Node]string, edge1, core, edge2 *router.Node, capName pdu.Name) error {
+	_, member, err := p.NewNode(certs.KindClient, "explorer", 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	memberPath, domainPath := filepath.Join(d.Dir, "explorer.member"), filepath.Join(d.Dir, "domain.meta")
+	if err := os.WriteFile(memberPath, certs.Armor(certs.PEMCert, member.Marshal()), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(domainPath, certs.Armor(certs.PEMMetadata, p.Domain.Meta.Marshal()), 0o644); err != nil {
+		return err
+	}
+	conf := filepath.Join(d.Dir, "explorer.yaml")
+	yaml := fmt.Sprintf(`# gdp capsule --config %[1]s: the demo's client "explorer", attached to edge1
+router: %[2]s
+admin: %[3]s
+keystore: %[4]s
+identity: explorer
+member_cert: %[5]s
+domain: %[6]s
+`, conf, edge1.Addr(), admins[edge1], p.KS.Dir(), memberPath, domainPath)
+	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
+		return err
+	}
+	sites := filepath.Join(d.Dir, "sites.yaml")
+	inv := fmt.Sprintf(`# gdp doctor --remote %[1]s: the demo's three routers as three sites
+probe:
+  keystore: %[2]s
+  identity: explorer
+  member_cert: %[3]s
+  domain: %[4]s
+sites:
+  - name: edge1
+    router: %[5]s
+    admin: %[6]s
+    peers: [core]
+  - name: core
+    router: %[7]s
+    admin: %[8]s
+    peers: [edge1, edge2]
+  - name: edge2
+    router: %[9]s
+    admin: %[10]s
+    peers: [core]
+`, sites, p.KS.Dir(), memberPath, domainPath, edge1.Addr(), admins[edge1], core.Addr(), admins[core], edge2.Addr(), admins[edge2])
+	if err := os.WriteFile(sites, []byte(inv), 0o644); err != nil {
+		return err
+	}
+	gdp := demoSelf()
+	d.Explore("edge1's name, domain, faces and peers (admin API)", fmt.Sprintf("%s router status --admin %s", gdp, admins[edge1]))
+	d.Explore("edge2's FIB: the capsule advertised by store1, the names learned", fmt.Sprintf("%s router routes --admin %s", gdp, admins[edge2]))
+	d.Explore("ping the router stage's capsule by name, as the client explorer attached to edge1",
+		fmt.Sprintf("%s ping --router %s --admin %s --keystore %s --identity explorer --member %s --domain %s -c 3 %s",
+			gdp, edge1.Addr(), admins[edge1], p.KS.Dir(), memberPath, domainPath, capName))
+	d.Explore("check the three routers as a live deployment: admin APIs, clocks, tunnels, peers",
+		fmt.Sprintf("%s doctor --remote %s", gdp, sites))
+	d.Explore("edge1's web dashboard (open in a browser)", fmt.Sprintf("http://%s/", admins[edge1]))
+	d.Explore("edge1's Prometheus metrics", fmt.Sprintf("curl -s http://%s/metrics | grep ^gdp_", admins[edge1]))
+	d.Shared["router.explorer"] = conf
+	return nil
+}
+
+// demoSelf is how the operator runs this gdp binary: "gdp" when that is
+// what $PATH finds, else its path.
+func demoSelf() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "gdp"
+	}
+	if found, err := exec.LookPath("gdp"); err == nil {
+		if a, b := demoRealpath(found), demoRealpath(exe); a == b {
+			return "gdp"
+		}
+	}
+	return exe
+}
+
+func demoRealpath(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
 }
 
 // indent prefixes every line written through it.

@@ -14,6 +14,7 @@ func init() {
 // demoSim runs the ring-convergence example in-process and narrates its
 // results; it needs nothing from earlier stages.
 func demoSim(ctx context.Context, d *demoEnv) error {
+	d.Showed("pings keep flowing while a ring of routers loses a link and heals from a partition")
 	top, err := sim.Example("convergence")
 	if err != nil {
 		return err
@@ -32,6 +33,15 @@ func demoSim(ctx context.Context, d *demoEnv) error {
 		return fmt.Errorf("no ping answered: %s", res.Summary)
 	}
 	d.Say("%s", res.Summary)
+	for _, o := range w.Outages {
+		d.Say("  outage from %.2fs to %.2fs: %d pings lost (%.0f ms without a path)", o.Start, o.End, o.Lost, 1000*(o.End-o.Start))
+	}
+	d.Say("why pings were lost: the first cut only sent them the long way round (a higher RTT, nothing lost but what was on the cut link);")
+	d.Say("  the second cut left no path at all until the link came back — the pings of that partition are the ones lost")
+	d.Figure("pings c1 → c2: answered/sent", "%d of %d", w.Received, w.Sent)
+	for _, o := range w.Outages {
+		d.Figure("outage", "%.0f ms, %d pings lost", 1000*(o.End-o.Start), o.Lost)
+	}
 	d.Say("(the same experiment: gdp sim run sim/examples/convergence.yaml --out results/; docs/SIMULATOR.md)")
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +28,7 @@ type demoTunnelNode struct {
 }
 
 func demoTunnel(ctx context.Context, d *demoEnv) error {
+	d.Showed("PDUs of 1 B to the maximum size over QUIC and raw GDP-in-UDP; impostors refused in the handshake")
 	// Identities: from the certs stage when it ran, else a domain of our own.
 	var verifier *certs.Verifier
 	var enrol func(alias string, ttl time.Duration) (*certs.Identity, *tunnel.Identity, error)
@@ -133,9 +136,12 @@ func demoTunnel(ctx context.Context, d *demoEnv) error {
 		switch kind {
 		case tunnel.KindQUIC:
 			d.Say("quic: %d of %d PDUs (%d bytes) arrived: small ones as DATAGRAM frames, larger ones on a stream each", got, n, bytes)
+			d.Figure("quic: PDUs delivered/sent", "%d of %d (%d bytes)", got, n, bytes)
 		case tunnel.KindRaw:
 			d.Say("raw: %d of %d PDUs (%d bytes) arrived in %d ChaCha20-Poly1305 frames (PDUs over the %d-byte MTU fragmented hop by hop)",
 				got, n, bytes, st.FramesSent-statsBefore.FramesSent, 1452)
+			d.Figure("raw: PDUs delivered/sent", "%d of %d (%d bytes)", got, n, bytes)
+			d.Figure("raw: encrypted frames sent", "%d", st.FramesSent-statsBefore.FramesSent)
 		}
 		if got < n*9/10 || (kind == tunnel.KindRaw && got != n) {
 			return fmt.Errorf("%s: only %d of %d PDUs arrived", kind, got, n)
@@ -182,7 +188,8 @@ func demoTunnel(ctx context.Context, d *demoEnv) error {
 	}
 	d.Say("a router whose membership expired: refused in the handshake")
 	st := b.ep.Stats()
-	d.Say("tun-b counted %d PDUs received, %d handshakes refused, drops %v", st.PDUsReceived, st.HandshakesRefused, st.Drops)
+	d.Say("tun-b counted %d PDUs received, %d handshakes refused, %s", st.PDUsReceived, st.HandshakesRefused, demoDrops(st.Drops))
+	d.Figure("handshakes refused", "%d of 2 bad peers", st.HandshakesRefused)
 	return nil
 }
 
@@ -210,3 +217,21 @@ func demoEndpoint(id *tunnel.Identity, v *certs.Verifier, h tunnel.Handler) (*tu
 }
 
 func tunShort(n pdu.Name) string { return n.String()[:8] + "…" }
+
+// demoDrops says what an endpoint dropped, by reason: "no drops" or
+// "drops: reason n, …".
+func demoDrops(drops map[string]uint64) string {
+	if len(drops) == 0 {
+		return "no drops"
+	}
+	keys := make([]string, 0, len(drops))
+	for k := range drops {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, drops[k])
+	}
+	return "drops: " + strings.Join(parts, ", ")
+}
