@@ -211,7 +211,7 @@ func demoRouter(ctx context.Context, d *demoEnv) error {
 		return fmt.Errorf("forged advertisement: got %v, want refused (bad_signature)", err)
 	}
 	d.Say("a rogue server advertised the capsule with an AdCert it signed itself: edge1 refused it (%s)", refused.Refused[0].Status)
-	d.Figure("forged advertisement", "refused (%s)", refused.Refused[0].Status)
+	d.Figure("forged advertisement refused", "%s", refused.Refused[0].Status)
 	if _, err := reader.Ping(ctx, capName, 8, 2*time.Second); err != nil {
 		return fmt.Errorf("after the forged advertisement: %w", err)
 	}
