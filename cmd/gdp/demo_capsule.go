@@ -176,7 +176,7 @@ func demoCapsule(ctx context.Context, d *demoEnv) error {
 		return fmt.Errorf("durability with all replicas up: %s", dur)
 	}
 	d.Say("the writer at site A (edge1) appended 2000 records in %s, batched under signed heartbeats: %s", took.Round(time.Millisecond), dur)
-	d.Figure("records written, all replicas up", "%d in %s (%d of %d replicas acked)", dur.Seqno, took.Round(time.Millisecond), dur.Acks, dur.N)
+	d.Figure("written, all replicas up", "%d records in %s, durable on %d of %d (w=%d)", dur.Seqno, took.Round(time.Millisecond), dur.Acks, dur.N, dur.W)
 
 	victim := replicas[2]
 	stop(victim)
@@ -189,7 +189,7 @@ func demoCapsule(ctx context.Context, d *demoEnv) error {
 		return fmt.Errorf("durability with cap3 down: %s", dur)
 	}
 	d.Say("1000 more records while cap3 is down: %s — still durable", dur)
-	d.Figure("records written, cap3 down", "up to seqno %d (%d of %d replicas acked)", dur.Seqno, dur.Acks, dur.N)
+	d.Figure("written while cap3 was down", "up to seqno %d, durable on %d of %d (w=%d)", dur.Seqno, dur.Acks, dur.N, dur.W)
 
 	for deadline := time.Now().Add(10 * time.Second); holdsLocal(edge2, victim.id.Name); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

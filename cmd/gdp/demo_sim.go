@@ -14,7 +14,7 @@ func init() {
 // demoSim runs the ring-convergence example in-process and narrates its
 // results; it needs nothing from earlier stages.
 func demoSim(ctx context.Context, d *demoEnv) error {
-	d.Showed("pings keep flowing while a ring of routers loses a link and heals from a partition")
+	d.Showed("a ring of routers reroutes around a cut link; pings are lost only while it is partitioned")
 	top, err := sim.Example("convergence")
 	if err != nil {
 		return err
