@@ -50,14 +50,14 @@ bench:
 	@rm -f $(BENCHDIR)/out/bench.json $(BENCHDIR)/out/loadavg.log
 	@( while :; do echo "$$(date +%s) $$(cat /proc/loadavg)"; sleep 5; done ) >> $(BENCHDIR)/out/loadavg.log & sampler=$$!; \
 	rc=0; \
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 60m -json $(PKGS) > $(BENCHDIR)/out/bench.json 2>&1 || rc=$$?; \
-	if [ '$(BENCH)' = . ]; then \
+	$(GO) test -run '^$$' -bench '$(value BENCH)' -benchtime $(BENCHTIME) -timeout 60m -json $(PKGS) > $(BENCHDIR)/out/bench.json 2>&1 || rc=$$?; \
+	if [ '$(value BENCH)' = . ]; then \
 		GDP_QUIC_BYTES=104857600 $(GO) test -count=1 -json -run TestQUICOverNamesIntact ./client >> $(BENCHDIR)/out/bench.json 2>&1 || rc=$$?; \
 	fi; \
 	kill $$sampler; \
 	$(GO) run ./internal/benchreport -in $(BENCHDIR)/out/bench.json -out $(BENCHDIR) -load-log $(BENCHDIR)/out/loadavg.log \
-		-commit '$(REVISION)' -filter '$(BENCH)' -benchtime '$(BENCHTIME)' \
-		-command "make bench BENCH='$(BENCH)' BENCHTIME=$(BENCHTIME)$(if $(filter-out ./...,$(PKGS)), PKGS='$(PKGS)')" || rc=$$((rc ? rc : $$?)); \
+		-commit '$(REVISION)' -filter '$(value BENCH)' -benchtime '$(BENCHTIME)' \
+		-command "make bench BENCH='$(value BENCH)' BENCHTIME=$(BENCHTIME)$(if $(filter-out ./...,$(PKGS)), PKGS='$(PKGS)')" || rc=$$((rc ? rc : $$?)); \
 	exit $$rc
 
 # The VM handoff dataset (docs/HANDOFF.md §7): a debootstrap'd Debian ext4

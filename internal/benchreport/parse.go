@@ -126,7 +126,7 @@ func Parse(in io.Reader) (*Run, error) {
 		Tests:     map[string]string{},
 		PkgFailed: map[string]string{},
 	}
-	p := parser{run: run, partial: map[string]string{}, logs: map[string][]string{}, header: map[string]string{}}
+	p := parser{run: run, partial: map[string]string{}, logs: map[string][]string{}, header: map[string]string{}, known: map[string]bool{}}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
@@ -156,6 +156,8 @@ type parser struct {
 	logs     map[string][]string
 	header   map[string]string // package -> the last bare benchmark name line
 	last     *Outcome          // plain text: the outcome whose log lines follow its "--- FAIL:" line
+	known    map[string]bool   // "pkg/Name" of benchmarks and tests seen starting or reporting
+	suffix   string            // the -GOMAXPROCS suffix result lines carry ("-2")
 }
 
 func short(pkg string) string { return strings.TrimPrefix(pkg, Module) }
@@ -194,6 +196,8 @@ func (p *parser) event(ev event) {
 		} else {
 			p.partial[k] = buf
 		}
+	case "run":
+		p.known[pkg+"/"+ev.Test] = true
 	case "fail", "skip", "pass":
 		if ev.Test == "" {
 			if ev.Action == "fail" && p.run.PkgFailed[pkg] == "" {
@@ -206,6 +210,13 @@ func (p *parser) event(ev event) {
 }
 
 func (p *parser) outcome(pkg, test, action string) *Outcome {
+	// A benchmark that fails after its first run is reported with the
+	// -GOMAXPROCS suffix ("--- FAIL: BenchmarkAdvertise-2", and so is the
+	// JSON event's Test): key it by its name.
+	if s := procSuffix.FindString(test); s != "" && !p.known[pkg+"/"+test] &&
+		(p.known[pkg+"/"+strings.TrimSuffix(test, s)] || s == p.suffix) {
+		test = strings.TrimSuffix(test, s)
+	}
 	key := pkg + "/" + test
 	if !strings.HasPrefix(test, "Benchmark") {
 		p.run.Tests[key] = action
@@ -216,7 +227,7 @@ func (p *parser) outcome(pkg, test, action string) *Outcome {
 	if o := p.run.Outcomes[key]; o != nil && o.Status == "fail" {
 		return o // a fail stays a fail
 	}
-	o := &Outcome{Key: key, Status: action, Reason: p.logs[key]}
+	o := &Outcome{Key: key, Status: action, Reason: clip(p.logs[key])}
 	p.run.Outcomes[key] = o
 	return o
 }
@@ -246,7 +257,7 @@ func (p *parser) text(pkg, test, line string, at time.Time) {
 		// after its "--- FAIL:" line.
 		if trimmed != "" && (line[0] == ' ' || line[0] == '\t') && !strings.HasPrefix(trimmed, "--- ") {
 			if len(p.last.Reason) < 3 {
-				p.last.Reason = append(p.last.Reason, trimmed)
+				p.last.Reason = append(p.last.Reason, clip([]string{trimmed})...)
 			}
 			return
 		}
@@ -296,6 +307,12 @@ func (p *parser) text(pkg, test, line string, at time.Time) {
 		return
 	}
 	if strings.HasPrefix(line, "Benchmark") {
+		if i := strings.Index(line, "\t--- "); i > 0 {
+			// Plain text: "BenchmarkX-2   \t--- FAIL: BenchmarkX-2", the
+			// name printed, then the failure instead of a result.
+			p.text(pkg, test, line[i+1:], at)
+			return
+		}
 		p.result(pkg, test, line, at)
 		return
 	}
@@ -317,6 +334,7 @@ func (p *parser) result(pkg, test, line string, at time.Time) {
 	if len(f) == 1 {
 		// The name printed before the benchmark runs (-v / -json).
 		p.header[pkg] = f[0]
+		p.known[pkg+"/"+f[0]] = true
 		return
 	}
 	iters, err := strconv.ParseInt(f[1], 10, 64)
@@ -344,7 +362,11 @@ func (p *parser) result(pkg, test, line string, at time.Time) {
 	default:
 		name = procSuffix.ReplaceAllString(name, "")
 	}
+	if s := f[0][len(name):]; s != "" {
+		p.suffix = s
+	}
 	key := pkg + "/" + name
+	p.known[key] = true
 	r := p.run.byKey[key]
 	if r == nil {
 		r = &Result{Pkg: pkg, Name: name}
@@ -356,4 +378,17 @@ func (p *parser) result(pkg, test, line string, at time.Time) {
 	if !at.IsZero() {
 		r.At = at
 	}
+}
+
+// clip shortens log lines kept as a reason (a benchmark may log one line
+// of kilobytes).
+func clip(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		if r := []rune(l); len(r) > 240 {
+			l = string(r[:240]) + " …"
+		}
+		out[i] = l
+	}
+	return out
 }

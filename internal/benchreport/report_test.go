@@ -150,6 +150,7 @@ const failTargets = `
 - {figure: bad sub, bench: benchfail/BenchmarkParent/bad, metric: pdus/s}
 - {figure: never written, bench: benchfail/BenchmarkNothing, metric: pdus/s, op: ">=", target: 1}
 - {figure: unit not reported, bench: benchfail/BenchmarkParent/ok-200, metric: loss%}
+- {figure: later, bench: benchfail/BenchmarkLater, metric: ns/op}
 - {figure: baseline failed, bench: benchfail/BenchmarkParent/ok-200, metric: pdus/s, baseline: benchfail/BenchmarkBroken, op: ">=", target: 0.5}
 `
 
@@ -164,7 +165,7 @@ func TestFailedSkippedAndMissingRows(t *testing.T) {
 			want := map[string]string{
 				"broken": Failed, "fine": Met, "too slow": NotMet, "latency bound": Met, "bad sub": Failed,
 				"never written": NotRun, "unit not reported": NoMetric, "baseline failed": NoBaseline,
-				"needs root": Skipped,
+				"needs root": Skipped, "later": Failed,
 			}
 			if file == "fail.txt" {
 				want["needs root"] = NotRun // plain text without -v does not print skips
@@ -180,6 +181,13 @@ func TestFailedSkippedAndMissingRows(t *testing.T) {
 			}
 			if r := rowFor(t, rows, "broken"); !strings.Contains(r.Why, "the sink never answered") {
 				t.Errorf("broken's reason %q lacks the benchmark's last log line", r.Why)
+			}
+			// Failed after its first run: reported as BenchmarkLater-2.
+			if r := rowFor(t, rows, "later"); !strings.Contains(r.Why, "refused at b.N > 1") {
+				t.Errorf("later's reason %q", r.Why)
+			}
+			if len(run.Malformed) != 0 {
+				t.Errorf("malformed %q", run.Malformed)
 			}
 			if run.PkgFailed["benchfail"] == "" {
 				t.Errorf("the package's failure is not recorded: %v", run.PkgFailed)
@@ -373,5 +381,13 @@ func TestCommand(t *testing.T) {
 	}
 	if rc := run([]string{"-in", "testdata/none.json", "-out", t.TempDir()}, &stderr); rc != 2 {
 		t.Errorf("missing input: exit %d, want 2", rc)
+	}
+}
+
+func TestClipLongReason(t *testing.T) {
+	long := strings.Repeat("rate_limited; ", 200)
+	got := clip([]string{long, "short"})
+	if n := len([]rune(got[0])); n > 242 || !strings.HasSuffix(got[0], " …") || got[1] != "short" {
+		t.Errorf("clip: %d runes %q", n, got)
 	}
 }
