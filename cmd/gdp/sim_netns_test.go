@@ -86,8 +86,9 @@ func leftovers(run string, pids []int) []string {
 // with clients on sockets in theirs. It checks the processes (distinct
 // namespaces), and the fidelity figures, as the in-process tests
 // check them: RTT over a 4-hop path of 10 ms links (none below 80 ms; the
-// paired difference to a 1 ms-link path pinged at the same instants is
-// the configured 72 ms ± 10 % of 80), UDP over a 10 Mbit/s link (± 10 %),
+// difference to a 1 ms-link path pinged at the same instants is the
+// configured 72 ms ± 10 % of 80, between the two paths' minimum RTTs),
+// UDP over a 10 Mbit/s link (± 10 %),
 // 5 % loss (binomial 99.99 % interval); then that Close leaves nothing.
 func TestNetnsFidelity(t *testing.T) {
 	netnsOrSkip(t)
@@ -157,7 +158,7 @@ func TestNetnsFidelity(t *testing.T) {
 	if a.Received < 36 || b.Received < 36 {
 		t.Fatalf("only %d and %d of 40 pings answered", a.Received, b.Received)
 	}
-	var rtts, diffs []float64
+	var rtts, brtts, diffs []float64
 	for k := 5; k < len(a.Samples); k++ {
 		if a.Samples[k].OK {
 			rtts = append(rtts, a.Samples[k].Value)
@@ -165,16 +166,24 @@ func TestNetnsFidelity(t *testing.T) {
 				diffs = append(diffs, a.Samples[k].Value-b.Samples[k].Value)
 			}
 		}
+		if b.Samples[k].OK {
+			brtts = append(brtts, b.Samples[k].Value)
+		}
 	}
+	// The link delay is judged from the minimum RTTs of the two paths (as
+	// ping's min): twelve router processes and the hub share two cores,
+	// and on a loaded machine their scheduling adds a delay to most
+	// samples (the paired median rose to 85 ms at load 17) but not to the
+	// fastest ones.
 	const want, diff = 80.0, 72.0
-	minRTT, medRTT, medDiff := minOf(rtts), median(rtts), median(diffs)
-	t.Logf("RTT min %.2f median %.2f ms (configured %.0f); 1 ms path median %.2f ms; paired difference median %.2f ms (configured %.0f)",
-		minRTT, medRTT, want, b.RTT.P50, medDiff, diff)
+	minRTT, medRTT, minDiff, medDiff := minOf(rtts), median(rtts), minOf(rtts)-minOf(brtts), median(diffs)
+	t.Logf("RTT min %.2f median %.2f ms (configured %.0f); 1 ms path min %.2f median %.2f ms; difference of the minimums %.2f ms (configured %.0f), paired median %.2f ms",
+		minRTT, medRTT, want, minOf(brtts), b.RTT.P50, minDiff, diff, medDiff)
 	if minRTT < want {
 		t.Errorf("RTT %.2f ms is below the configured %.0f ms", minRTT, want)
 	}
-	if math.Abs(medDiff-diff) > want*0.10 {
-		t.Errorf("9 ms more per link adds %.2f ms to the RTT, not %.0f ms ± 10%% of %.0f", medDiff, diff, want)
+	if math.Abs(minDiff-diff) > want*0.10 {
+		t.Errorf("9 ms more per link adds %.2f ms to the minimum RTT, not %.0f ms ± 10%% of %.0f", minDiff, diff, want)
 	}
 
 	// Throughput.
