@@ -2,6 +2,8 @@ package capsuled_test
 
 import (
 	"context"
+	"os"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -107,6 +109,10 @@ func BenchmarkAppendStoreDirect(b *testing.B) {
 // time (routers, a, b, c) over the catch-up. Run with a fixed count, e.g.
 //
 //	go test -run '^$' -bench CatchUpAfterRestart -benchtime 100000x ./capsuled
+//
+// GDP_CATCHUP_CPUPROFILE=file writes a CPU profile of the catch-up alone
+// (from the restart until c holds every record; not the appends before;
+// with -benchtime Nx, N > 1).
 func BenchmarkCatchUpAfterRestart(b *testing.B) {
 	w := newWorld(b)
 	r1 := w.router("r1")
@@ -141,6 +147,16 @@ func BenchmarkCatchUpAfterRestart(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	if f := os.Getenv("GDP_CATCHUP_CPUPROFILE"); f != "" && b.N > 1 {
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); out.Close() }()
+	}
 	start, cpu := time.Now(), cpuTime()
 	w.start(r2, rc)
 	attached := time.Since(start)

@@ -66,6 +66,14 @@ func forwardFigures(run *Run, unit string, only func(variant string) bool) (vari
 
 func groupedBars(p *plot.Plot, series []string, sizes []int, v map[string]map[int]float64) error {
 	w := vg.Points(min(40, 220/float64(max(1, len(series)))))
+	top := 0.0
+	for _, s := range series {
+		for _, x := range v[s] {
+			top = max(top, x)
+		}
+	}
+	// Headroom for the legend, top right, above the tallest bar.
+	p.Y.Max = top * (1.1 + 0.08*float64(len(series)))
 	for i, s := range series {
 		vals := make(plotter.Values, len(sizes))
 		for j, size := range sizes {
@@ -140,27 +148,8 @@ func latencyPlot(run *Run, _ []Row) (*plot.Plot, Plot, vg.Length, vg.Length, err
 // targetsPlot: every row with a target and a figure, as its score (1 =
 // the target exactly, more is better whichever the direction), capped.
 func targetsPlot(_ *Run, rows []Row) (*plot.Plot, Plot, vg.Length, vg.Length, error) {
-	const capAt = 3.0
 	meta := Plot{File: "targets.png", Title: "Each figure against its target (1 = on target, longer is better)"}
-	var names []string
-	var met, notMet plotter.Values
-	for _, r := range rows {
-		s, ok := r.Score()
-		if !ok {
-			continue
-		}
-		label := r.Figure
-		if s > capAt {
-			label += fmt.Sprintf(" (%.1f, capped)", s)
-			s = capAt
-		}
-		names = append(names, label)
-		if r.Status == Met {
-			met, notMet = append(met, s), append(notMet, 0)
-		} else {
-			met, notMet = append(met, 0), append(notMet, s)
-		}
-	}
+	names, met, notMet := targetBars(rows)
 	if len(names) == 0 {
 		return nil, meta, 0, 0, nil
 	}
@@ -180,6 +169,7 @@ func targetsPlot(_ *Run, rows []Row) (*plot.Plot, Plot, vg.Length, vg.Length, er
 		p.Add(bc)
 		p.Legend.Add([]string{"met", "not met"}[i], bc)
 	}
+	const capAt = barCap
 	one, err := plotter.NewLine(plotter.XYs{{X: 1, Y: -0.5}, {X: 1, Y: float64(len(names)) - 0.5}})
 	if err != nil {
 		return nil, meta, 0, 0, err
@@ -213,4 +203,35 @@ func human(v float64) string {
 		return strconv.FormatFloat(v/1e3, 'g', 3, 64) + "k"
 	}
 	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+// barCap caps a score's bar in targets.png (its label gives the value).
+const barCap = 3.0
+
+// targetBars gives targets.png's rows, bottom first (NominalY counts from
+// the bottom; the chart reads top to bottom in the targets' order): each
+// row with a target and a figure, its score under met or notMet (0 under
+// the other).
+func targetBars(rows []Row) (names []string, met, notMet plotter.Values) {
+	for _, r := range rows {
+		s, ok := r.Score()
+		if !ok {
+			continue
+		}
+		label := r.Figure
+		if s > barCap {
+			label += fmt.Sprintf(" (%.1f, capped)", s)
+			s = barCap
+		}
+		names = append(names, label)
+		if r.Status == Met {
+			met, notMet = append(met, s), append(notMet, 0)
+		} else {
+			met, notMet = append(met, 0), append(notMet, s)
+		}
+	}
+	slices.Reverse(names)
+	slices.Reverse(met)
+	slices.Reverse(notMet)
+	return names, met, notMet
 }

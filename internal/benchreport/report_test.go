@@ -391,3 +391,30 @@ func TestClipLongReason(t *testing.T) {
 		t.Errorf("clip: %d runes %q", n, got)
 	}
 }
+
+// TestTargetBars: each bar of targets.png carries its own row's score,
+// under met or not met, top to bottom in the targets' order.
+func TestTargetBars(t *testing.T) {
+	targets, _ := ParseTargets(targetsYAML)
+	rows := Evaluate(parseFile(t, "forward.json"), targets)
+	names, met, notMet := targetBars(rows)
+	if len(names) != 4 || len(met) != 4 || len(notMet) != 4 {
+		t.Fatalf("%d bars (%v), want the 4 forwarding rows with a target", len(names), names)
+	}
+	// Bottom first: the last row with a target is names[0].
+	want := []struct {
+		name        string
+		met, notMet float64
+		tolerance   float64
+	}{
+		{"forwarding 1,300 B vs unbatched relay", 1.816, 0, 1e-3},
+		{"forwarding 200 B vs unbatched relay", 0, 0.857, 1e-3},
+		{"forwarding 1,300 B vs GSO/GRO relay", 0, 0.025 / 0.2, 1e-3},
+		{"forwarding 200 B vs GSO/GRO relay", 0, 0.07284 / 0.2, 1e-3},
+	}
+	for i, w := range want {
+		if names[i] != w.name || math.Abs(met[i]-w.met) > w.tolerance || math.Abs(notMet[i]-w.notMet) > w.tolerance {
+			t.Errorf("bar %d: %q met %.3f not met %.3f, want %q %.3f %.3f", i, names[i], met[i], notMet[i], w.name, w.met, w.notMet)
+		}
+	}
+}
