@@ -109,6 +109,9 @@ type event struct {
 	Package string
 	Test    string
 	Output  string
+	// ImportPath names the package of a build-output event ("pkg
+	// [pkg.test]"; go 1.24 and later print build errors that way).
+	ImportPath string
 }
 
 // resultLine matches a benchmark result: name, iterations, then pairs of
@@ -126,7 +129,7 @@ func Parse(in io.Reader) (*Run, error) {
 		Tests:     map[string]string{},
 		PkgFailed: map[string]string{},
 	}
-	p := parser{run: run, partial: map[string]string{}, logs: map[string][]string{}, header: map[string]string{}, known: map[string]bool{}}
+	p := parser{run: run, partial: map[string]string{}, logs: map[string][]string{}, header: map[string]string{}, known: map[string]bool{}, build: map[string][]string{}}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
@@ -154,10 +157,11 @@ type parser struct {
 	plainPkg string            // the last "pkg:" header in plain text
 	partial  map[string]string // JSON output chunks awaiting their newline, per package+test
 	logs     map[string][]string
-	header   map[string]string // package -> the last bare benchmark name line
-	last     *Outcome          // plain text: the outcome whose log lines follow its "--- FAIL:" line
-	known    map[string]bool   // "pkg/Name" of benchmarks and tests seen starting or reporting
-	suffix   string            // the -GOMAXPROCS suffix result lines carry ("-2")
+	header   map[string]string   // package -> the last bare benchmark name line
+	last     *Outcome            // plain text: the outcome whose log lines follow its "--- FAIL:" line
+	known    map[string]bool     // "pkg/Name" of benchmarks and tests seen starting or reporting
+	build    map[string][]string // package -> its build errors (the first three)
+	suffix   string              // the -GOMAXPROCS suffix result lines carry ("-2")
 }
 
 func short(pkg string) string { return strings.TrimPrefix(pkg, Module) }
@@ -176,6 +180,15 @@ func (p *parser) event(ev event) {
 		if ev.Time.After(p.run.End) {
 			p.run.End = ev.Time
 		}
+	}
+	if ev.Action == "build-output" {
+		if f := strings.Fields(ev.ImportPath); len(f) > 0 {
+			pkg := short(f[0])
+			if l := strings.TrimSpace(ev.Output); l != "" && !strings.HasPrefix(l, "#") && len(p.build[pkg]) < 3 {
+				p.build[pkg] = append(p.build[pkg], clip([]string{l})...)
+			}
+		}
+		return
 	}
 	pkg := short(ev.Package)
 	p.seePkg(pkg)
@@ -288,6 +301,9 @@ func (p *parser) text(pkg, test, line string, at time.Time) {
 			why := "fail"
 			if strings.Contains(line, "[build failed]") || strings.Contains(line, "[setup failed]") {
 				why = "build failed"
+				if b := p.build[name]; len(b) > 0 {
+					why += ": " + strings.Join(b, " / ")
+				}
 			}
 			if p.run.PkgFailed[name] == "" || why != "fail" {
 				p.run.PkgFailed[name] = why

@@ -418,3 +418,17 @@ func TestTargetBars(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildFailed: a package whose tests do not build (real go test -json
+// output) fails every target in it, with the compiler's error.
+func TestBuildFailed(t *testing.T) {
+	run := parseFile(t, "buildfail.json")
+	targets, err := ParseTargets([]byte(`- {figure: never built, bench: broken/BenchmarkNeverBuilt, metric: ns/op, op: "<=", target: 1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Evaluate(run, targets)[0]
+	if r.Status != Failed || !strings.Contains(r.Why, "build failed: ./x_test.go:5:42: undefined: undefinedCall") {
+		t.Errorf("status %s, why %q", r.Status, r.Why)
+	}
+}
