@@ -64,8 +64,26 @@ func TestExamples(t *testing.T) {
 	})
 	t.Run("lookup", func(t *testing.T) {
 		res := run("lookup")
+		// Every ping but one answered. Under -race beside other tests a
+		// cross-domain lookup by a starved simulator took 1.7 s and the
+		// pings sent meanwhile were lost: there, every name must still
+		// resolve, and every ping but one from the first answer on.
 		for _, w := range res.Workloads {
-			if w.Received < w.Sent-1 || w.RTT == nil || w.FirstRTTms < w.RTT.Min {
+			lost := w.Sent - w.Received
+			if raceSlow > 1 {
+				lost = 0
+				answered := false
+				for _, smp := range w.Samples {
+					answered = answered || smp.OK
+					if answered && !smp.OK {
+						lost++
+					}
+				}
+				if !answered {
+					lost = w.Sent
+				}
+			}
+			if lost > 1 || w.RTT == nil || w.FirstRTTms < w.RTT.Min {
 				t.Fatalf("%s", w.Line())
 			}
 		}

@@ -82,6 +82,13 @@ func TestFidelityRTT(t *testing.T) {
 	if la.Min < want {
 		t.Fatalf("RTT %.2f ms is below the configured %.0f ms", la.Min, want)
 	}
+	if raceSlow > 1 {
+		// Under -race beside other tests the simulator's own goroutines
+		// lag by tens of ms (paired median 138 ms seen at load 16): the
+		// figure would measure the race detector. make test judges it.
+		t.Log("under -race: the 10 % RTT figure is not judged (make test does)")
+		return
+	}
 	if math.Abs(ld.P50-diff) > want*0.10 {
 		t.Fatalf("9 ms more per link adds %.2f ms to the RTT, not %.0f ms ± 10%% of %.0f", ld.P50, diff, want)
 	}
