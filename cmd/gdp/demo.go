@@ -269,8 +269,15 @@ func selectDemoStages(only []string) ([]demoStage, error) {
 // It returns one result per stage, stages not reached as "not run".
 func runDemo(ctx context.Context, timeout time.Duration, d *demoEnv, stages []demoStage, hold func() error) ([]demoResult, error) {
 	defer d.Close()
-	sctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	// The stages' context ends with ctx (Ctrl-C) or when the stages have
+	// not finished within timeout — not when they have and --keep holds
+	// the overlay: servers started under it must outlive the timeout.
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(timeout, func() {
+		cancel(fmt.Errorf("the stages did not finish within --timeout %s: %w", timeout, context.DeadlineExceeded))
+	})
+	defer timer.Stop()
 	results := make([]demoResult, len(stages))
 	for i, s := range stages {
 		results[i] = demoResult{Stage: s.name(), Key: s.key(), Result: "not run", Figures: []demoFigure{}}
@@ -298,13 +305,14 @@ func runDemo(ctx context.Context, timeout time.Duration, d *demoEnv, stages []de
 				// Interrupted: the caller says so in one line.
 				return results, err
 			}
-			failed = fmt.Errorf("demo stage %q: %w", s.title, err)
+			failed = fmt.Errorf("demo stage %q: %w", s.name(), err)
 			fmt.Fprintf(d.Out, "  FAILED (%s): %v\n", time.Since(start).Round(time.Millisecond), err)
 			break
 		}
 		r.Result = "ok"
 		fmt.Fprintf(d.Out, "  ok (%s)\n", time.Since(start).Round(time.Millisecond))
 	}
+	timer.Stop()
 	printDemoSummary(d.Out, results)
 	if failed != nil {
 		return results, failed

@@ -171,6 +171,7 @@ func demoResolver(ctx context.Context, d *demoEnv) error {
 	d.Say("from %s (domain B): not in B's DHT, so asked border-b, which found it on the global DHT (%s):", b[2].alias, took.Round(time.Microsecond))
 	d.Figure("cross-domain lookup", "%s", took.Round(time.Microsecond))
 	d.Say("  %s is in domain A via border-a at %v, until %s", capName, got.Addrs, got.EffectiveExpiry().Format(time.RFC3339))
+	d.Say("  (%v is the border router address border-a announces; in a deployment domain B's routers send the capsule's PDUs there)", got.Addrs)
 	d.Say("%s verified the border record itself: border-a's signature and membership in A, and edge1's whole chain", b[2].alias)
 	start = time.Now()
 	if _, err := b[2].svc.Lookup(wctx, capName); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/gdpnet/gdpnet/sim"
 )
@@ -25,14 +26,19 @@ func demoSim(ctx context.Context, d *demoEnv) error {
 		return err
 	}
 	w := res.Workloads[0]
-	d.Say("pings c1 → c2 by name: %s", w.Line())
+	// Line starts "[0] ping c1 → c2: " — said already.
+	line := w.Line()
+	if _, rest, ok := strings.Cut(line, ": "); ok {
+		line = rest
+	}
+	d.Say("%d pings c1 → c2 by name while links fail on a schedule:", w.Sent)
+	d.Say("  %s", line)
 	for _, e := range res.Events {
 		d.Say("  at %.1fs %s %s", e.At, e.Kind, e.Target)
 	}
 	if w.Received == 0 {
 		return fmt.Errorf("no ping answered: %s", res.Summary)
 	}
-	d.Say("%s", res.Summary)
 	for _, o := range w.Outages {
 		d.Say("  outage from %.2fs to %.2fs: %d pings lost (%.0f ms without a path)", o.Start, o.End, o.Lost, 1000*(o.End-o.Start))
 	}

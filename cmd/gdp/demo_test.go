@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -377,4 +378,63 @@ func TestDemoKeep(t *testing.T) {
 		t.Logf("dial after stop: %v", err)
 	}
 	p.checkNothingLeft(t)
+}
+
+// TestDemoRunInProcess drives runDemo with stand-in stages: --timeout
+// bounds the stages only, not the overlay --keep holds (a server started
+// under the stages' context keeps running past it); a failed stage is
+// FAILED in the table, the ones after it "not run", and hold is not called.
+func TestDemoRunInProcess(t *testing.T) {
+	var out bytes.Buffer
+	var stageCtx context.Context
+	keeper := demoStage{order: 1, title: "Keeper: leaves a server", run: func(ctx context.Context, d *demoEnv) error {
+		stageCtx = ctx
+		d.Showed("a server started")
+		d.Figure("servers", "%d", 1)
+		return nil
+	}}
+	d := &demoEnv{Dir: t.TempDir(), Out: &out, Shared: map[string]any{}, Keep: true}
+	held := false
+	results, err := runDemo(context.Background(), 100*time.Millisecond, d, []demoStage{keeper}, func() error {
+		held = true
+		time.Sleep(300 * time.Millisecond) // past --timeout
+		if stageCtx.Err() != nil {
+			t.Errorf("the stages' context ended while --keep held the overlay: %v", context.Cause(stageCtx))
+		}
+		return nil
+	})
+	if err != nil || !held || len(results) != 1 || results[0].Result != "ok" {
+		t.Fatalf("keep: err %v, held %v, results %+v\n%s", err, held, results, out.String())
+	}
+	if stageCtx.Err() == nil {
+		t.Error("the stages' context outlived the demo")
+	}
+
+	out.Reset()
+	failing := demoStage{order: 2, title: "Failing: breaks", run: func(ctx context.Context, d *demoEnv) error {
+		d.Showed("nothing")
+		return errors.New("broken on purpose")
+	}}
+	after := demoStage{order: 3, title: "After: never runs", run: func(ctx context.Context, d *demoEnv) error {
+		t.Error("a stage ran after a failed one")
+		return nil
+	}}
+	d = &demoEnv{Dir: t.TempDir(), Out: &out, Shared: map[string]any{}, Keep: true}
+	results, err = runDemo(context.Background(), time.Minute, d, []demoStage{keeper, failing, after}, func() error {
+		t.Error("hold called after a failed stage")
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), `demo stage "Failing": broken on purpose`) {
+		t.Errorf("err %v", err)
+	}
+	table := out.String()[strings.Index(out.String(), "summary:"):]
+	for _, re := range []string{`(?m)^  Keeper +ok \d+\.\ds +a server started$`, `(?m)^ +servers +1$`,
+		`(?m)^  Failing +FAILED \d+\.\ds +nothing$`, `(?m)^  After +not run +$`} {
+		if !regexp.MustCompile(re).MatchString(table) {
+			t.Errorf("table lacks %s:\n%s", re, table)
+		}
+	}
+	if results[2].Result != "not run" {
+		t.Errorf("results: %+v", results)
+	}
 }

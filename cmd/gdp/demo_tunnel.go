@@ -102,6 +102,9 @@ func demoTunnel(ctx context.Context, d *demoEnv) error {
 		}
 		pdus = append(pdus, raw)
 	}
+	const rounds = 50
+	d.Say("over each kind of link tun-a sends %d rounds of %d DATA PDUs, payloads of %d B to %d B, and tun-b counts what arrives",
+		rounds, len(sizes), sizes[0], sizes[len(sizes)-1])
 	for _, kind := range []tunnel.Kind{tunnel.KindQUIC, tunnel.KindRaw} {
 		l, err := a.ep.Dial(ctx, b.ep.Addr(), b.id.Name, kind)
 		if err != nil {
@@ -115,7 +118,6 @@ func demoTunnel(ctx context.Context, d *demoEnv) error {
 			kind, tunShort(acc.Peer()), acc.Expiry().UTC().Format(time.RFC3339))
 		before, beforeBytes := b.got.Load(), b.size.Load()
 		statsBefore := a.ep.Stats()
-		const rounds = 50
 		var want int64
 		for r := 0; r < rounds; r++ {
 			for _, p := range pdus {
