@@ -9,7 +9,7 @@ import (
 )
 
 // TestDemoSimStage: the simulator stage runs its example and narrates the
-// outage and the summary.
+// outage and the result (loss, pings lost in the partition).
 func TestDemoSimStage(t *testing.T) {
 	var out bytes.Buffer
 	d := &demoEnv{Dir: t.TempDir(), Out: &out, Shared: map[string]any{}}
@@ -19,7 +19,7 @@ func TestDemoSimStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(out.String())
-	for _, want := range []string{"outage", "link_down r2-r3", "Results: "} {
+	for _, want := range []string{"outage", "link_down r2-r3", "% dropped (", "pings lost"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("narration lacks %q", want)
 		}
