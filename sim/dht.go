@@ -217,23 +217,73 @@ func (s *Sim) startDHTs(ctx context.Context) error {
 	for _, n := range routers {
 		byDom[n.spec.Domain] = append(byDom[n.spec.Domain], n)
 	}
-	dials := map[*simNode][]string{}
+	var pairs [][2]*simNode
 	for _, nodes := range byDom {
-		for _, p := range seedPairs(nodes, s.dhts.rng) {
-			dials[p[0]] = append(dials[p[0]], dhtAddr(p[1]))
+		pairs = append(pairs, seedPairs(nodes, s.dhts.rng)...)
+	}
+	return s.dialPairs(ctx, pairs)
+}
+
+// dhtHandshakes bounds the seed dials (QUIC and TLS handshake, then the
+// membership proof both ways) in flight across the whole simulation.
+// Each node used to dial its seeds one after another under a one-minute
+// budget, Parallel nodes at a time: on a loaded machine a node's dozen
+// and a half sequential dials overran the budget and a quarter of 1,000
+// nodes failed to join. Now every seed dial is its own task, at most
+// dhtHandshakes at once (enough to keep the cores busy, few enough that
+// none waits out its handshake timeout in a queue of hundreds), and a
+// pair whose dial failed is dialled once more after the rest.
+const dhtHandshakes = 48
+
+// dialPairs dials every pair (p[0] dials p[1]), dhtHandshakes at a time,
+// retries the failures once, and fails only for a node that joined no
+// peer at all (as the dialling side or the dialled one).
+func (s *Sim) dialPairs(ctx context.Context, pairs [][2]*simNode) error {
+	joined := map[*simNode]bool{}
+	var mu sync.Mutex
+	try := func(pairs [][2]*simNode) (failed [][2]*simNode) {
+		sem := make(chan struct{}, dhtHandshakes)
+		var wg sync.WaitGroup
+		for _, p := range pairs {
+			if ctx.Err() != nil {
+				break
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				err := p[0].dht.Dial(ctx, dhtAddr(p[1]))
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed = append(failed, p)
+					return
+				}
+				joined[p[0]], joined[p[1]] = true, true
+			}()
+		}
+		wg.Wait()
+		return failed
+	}
+	t0 := time.Now()
+	failed := try(pairs)
+	s.say("%d seed dials, %d failed (%s, process CPU %s)", len(pairs), len(failed), time.Since(t0).Round(time.Millisecond), processCPU().Round(time.Millisecond))
+	if k := len(failed); k > 0 {
+		failed = try(failed)
+		s.say("%d seed dials retried, %d failed again", k, len(failed))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range failed {
+		if !joined[p[0]] {
+			joined[p[0]] = true // one error per node
+			errs = append(errs, fmt.Errorf("dht %s: no seed admitted", p[0].spec.Name))
 		}
 	}
-	return s.parallel(ctx, routers, func(n *simNode) error {
-		if len(dials[n]) == 0 {
-			return nil
-		}
-		dctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		if err := n.dht.Dial(dctx, dials[n]...); err != nil {
-			return fmt.Errorf("dht %s: %w", n.spec.Name, err)
-		}
-		return nil
-	})
+	return errors.Join(errs...)
 }
 
 // parallel runs f for every node, opts.Parallel at a time, and joins the
@@ -435,6 +485,24 @@ func (s *Sim) CheckNames(ctx context.Context, c NameCheck) Reachability {
 	var mu sync.Mutex
 	sem := make(chan struct{}, max(s.opts.Parallel, 1))
 	var wg sync.WaitGroup
+	done := 0
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t0 := time.Now()
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			s.say("check names: %d of %d lookups done, %d found (%s, process CPU %s)", done, len(pairs), res.Found, time.Since(t0).Round(time.Second), processCPU().Round(time.Second))
+			mu.Unlock()
+		}
+	}()
 	for _, p := range pairs {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -460,6 +528,7 @@ func (s *Sim) CheckNames(ctx context.Context, c NameCheck) Reachability {
 			}
 			mu.Lock()
 			defer mu.Unlock()
+			done++
 			if err == nil {
 				res.Found++
 			} else if len(res.Failed) < 10 {

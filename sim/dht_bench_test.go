@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // BenchmarkScaleDHT builds a grid of routers in-process with the real
@@ -97,7 +99,17 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		load0 := loadAvg()
 		cpu0 := processCPU()
 		t0 := time.Now()
-		s, err := Start(ctx, top, Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr})
+		opts := Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr}
+		if f := os.Getenv("GDP_SIM_LOG"); f != "" {
+			// GDP_SIM_LOG=FILE: every node's log (debug level) as JSON.
+			zc := zap.NewProductionConfig()
+			zc.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+			zc.OutputPaths = []string{f}
+			if opts.Logger, err = zc.Build(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s, err := Start(ctx, top, opts)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -105,7 +117,7 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		if f := os.Getenv("GDP_SIM_HEAPPROF"); f != "" {
 			writeHeapProfile(b, f)
 		}
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		cctx, cancel := context.WithTimeout(ctx, time.Duration(envInt("GDP_SIM_CHECK_S", 600))*time.Second)
 		rep := s.CheckNames(cctx, NameCheck{FromRouters: envInt("GDP_SIM_FROM", 4), ForNames: envInt("GDP_SIM_NAMES", 4), Seed: 7})
 		cancel()
 		conv := time.Since(t0)
