@@ -418,8 +418,8 @@ type Reachability struct {
 // NameCheck says which (router, name) pairs CheckNames looks up: every
 // advertised name from each of FromRouters random routers, and each of
 // ForNames random names from every router. Zero for both checks every
-// pair. Attempts retries a pair that failed (a name still being
-// published) until the deadline of the context.
+// pair. A pair that failed (a name still being published) is retried, a
+// round at a time, until the deadline of the context.
 type NameCheck struct {
 	FromRouters, ForNames int
 	Seed                  uint64
@@ -482,10 +482,18 @@ func (s *Sim) CheckNames(ctx context.Context, c NameCheck) Reachability {
 		covR[p.from], covN[p.t.label] = true, true
 	}
 	res := Reachability{Lookups: len(pairs), Routers: len(covR), Names: len(covN)}
+	// Pairs are tried in rounds, in random order: each round looks every
+	// pending pair up once, Parallel at a time, and the next round retries
+	// the ones that failed. A pair that keeps failing (a name not yet
+	// published, a router whose lookups time out) takes one attempt a
+	// round; when each retried until found, a few such pairs held every
+	// worker and the check never reached the other routers.
+	pending := make([]pair, len(pairs))
+	for i, k := range rng.Perm(len(pairs)) {
+		pending[i] = pairs[k]
+	}
 	var mu sync.Mutex
-	sem := make(chan struct{}, max(s.opts.Parallel, 1))
-	var wg sync.WaitGroup
-	done := 0
+	errs := map[[2]string]error{}
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -499,46 +507,68 @@ func (s *Sim) CheckNames(ctx context.Context, c NameCheck) Reachability {
 			case <-t.C:
 			}
 			mu.Lock()
-			s.say("check names: %d of %d lookups done, %d found (%s, process CPU %s)", done, len(pairs), res.Found, time.Since(t0).Round(time.Second), processCPU().Round(time.Second))
+			s.say("check names: %d of %d lookups found (%s, process CPU %s)", res.Found, len(pairs), time.Since(t0).Round(time.Second), processCPU().Round(time.Second))
 			mu.Unlock()
 		}
 	}()
-	for _, p := range pairs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			var err error
-			for {
-				lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				var rec *resolver.Record
-				rec, err = s.lookup(lctx, p.from, p.t.name)
+	for round := 0; len(pending) > 0; round++ {
+		if round > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		var failed []pair
+		sem := make(chan struct{}, max(s.opts.Parallel, 1))
+		var wg sync.WaitGroup
+		for _, p := range pending {
+			if ctx.Err() != nil {
+				mu.Lock()
+				failed = append(failed, p)
+				mu.Unlock()
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				lctx, cancel := context.WithTimeout(ctx, checkLookupTimeout)
+				rec, err := s.lookup(lctx, p.from, p.t.name)
 				cancel()
 				if err == nil && rec.Router() != p.t.router {
 					err = fmt.Errorf("record points at %s, want %s", rec.Router(), p.t.router)
 				}
-				if err == nil || ctx.Err() != nil {
-					break
+				mu.Lock()
+				defer mu.Unlock()
+				if err == nil {
+					res.Found++
+					return
 				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(200 * time.Millisecond):
-				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			done++
-			if err == nil {
-				res.Found++
-			} else if len(res.Failed) < 10 {
-				res.Failed = append(res.Failed, fmt.Sprintf("%s → %s: %v", p.from, p.t.label, err))
-			}
-		}()
+				errs[[2]string{p.from, p.t.label}] = err
+				failed = append(failed, p)
+			}()
+		}
+		wg.Wait()
+		pending = failed
 	}
-	wg.Wait()
+	for _, p := range pending[:min(10, len(pending))] {
+		err := errs[[2]string{p.from, p.t.label}]
+		if err == nil {
+			err = ctx.Err() // never tried: the check ran out of time first
+		}
+		res.Failed = append(res.Failed, fmt.Sprintf("%s → %s: %v", p.from, p.t.label, err))
+	}
 	return res
 }
+
+// checkLookupTimeout bounds one lookup attempt of CheckNames (a kad-dht
+// lookup on a loaded machine: the routers' own resolver timeout in DHT
+// mode is 30 s).
+const checkLookupTimeout = 30 * time.Second
 
 // processCPU is the process's user + system CPU time so far.
 func processCPU() time.Duration {
