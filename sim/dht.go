@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	kad "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -423,6 +425,8 @@ type Reachability struct {
 type NameCheck struct {
 	FromRouters, ForNames int
 	Seed                  uint64
+	// Parallel is how many lookups run at once (0: Options.Parallel).
+	Parallel int
 }
 
 // CheckNames looks names up through the routers' resolvers and reports
@@ -522,7 +526,7 @@ func (s *Sim) CheckNames(ctx context.Context, c NameCheck) Reachability {
 			break
 		}
 		var failed []pair
-		sem := make(chan struct{}, max(s.opts.Parallel, 1))
+		sem := make(chan struct{}, max(cmp.Or(c.Parallel, s.opts.Parallel), 1))
 		var wg sync.WaitGroup
 		for _, p := range pending {
 			if ctx.Err() != nil {
@@ -585,4 +589,56 @@ func (s *Sim) dhtRouterConfig(cfg *router.Config) {
 	if s.top.Resolver == ResolverDHT {
 		cfg.Resolver.Timeout = config.Duration(30 * time.Second)
 	}
+}
+
+// WaitPublished waits until no router has a location record job pending
+// (gdp_router_publish_pending is 0 at every running router: every record
+// it was asked to publish, its own included, is stored, none backing off)
+// and returns how many routers still had jobs pending when ctx ended. A
+// convergence check that looks names up while the publishes still run
+// only adds lookups to the load the publishes are waiting on.
+func (s *Sim) WaitPublished(ctx context.Context) int {
+	t0 := time.Now()
+	last := time.Now()
+	for {
+		busy := 0
+		for _, n := range s.order {
+			if n.spec.Kind != KindRouter {
+				continue
+			}
+			if r := s.Router(n.spec.Name); r != nil && publishPending(r.Gatherer()) > 0 {
+				busy++
+			}
+		}
+		if busy == 0 || ctx.Err() != nil {
+			s.say("publishes: %d routers with jobs pending (%s, process CPU %s)", busy, time.Since(t0).Round(time.Millisecond), processCPU().Round(time.Second))
+			return busy
+		}
+		if time.Since(last) > 15*time.Second {
+			last = time.Now()
+			s.say("publishes: %d routers with jobs pending (%s, process CPU %s)", busy, time.Since(t0).Round(time.Second), processCPU().Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(3 * time.Second):
+		}
+	}
+}
+
+// publishPending is a router's gdp_router_publish_pending.
+func publishPending(g prometheus.Gatherer) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "gdp_router_publish_pending" {
+			v := 0.0
+			for _, m := range mf.GetMetric() {
+				v += m.GetGauge().GetValue()
+			}
+			return v
+		}
+	}
+	return 0
 }

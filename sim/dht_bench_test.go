@@ -118,7 +118,12 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 			writeHeapProfile(b, f)
 		}
 		cctx, cancel := context.WithTimeout(ctx, time.Duration(envInt("GDP_SIM_CHECK_S", 600))*time.Second)
-		rep := s.CheckNames(cctx, NameCheck{FromRouters: envInt("GDP_SIM_FROM", 4), ForNames: envInt("GDP_SIM_NAMES", 4), Seed: 7})
+		// Converged: every router's publishes done, then the sampled
+		// lookups (GDP_SIM_CHECK_PARALLEL at once, default 8) all found.
+		busy := s.WaitPublished(cctx)
+		published := time.Since(t0)
+		rep := s.CheckNames(cctx, NameCheck{FromRouters: envInt("GDP_SIM_FROM", 4), ForNames: envInt("GDP_SIM_NAMES", 4), Seed: 7,
+			Parallel: envInt("GDP_SIM_CHECK_PARALLEL", 8)})
 		cancel()
 		conv := time.Since(t0)
 		cpu := processCPU() - cpu0
@@ -132,6 +137,8 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		b.ReportMetric(float64(hwm)/(1<<30), "peak-GiB")
 		b.ReportMetric(float64(rep.Found)/float64(rep.Lookups), "found")
 		b.ReportMetric(float64(rep.Lookups), "lookups")
+		b.ReportMetric(published.Seconds(), "published-s")
+		b.Logf("publishes done at %s (%d routers still had jobs pending)", published.Round(time.Millisecond), busy)
 		b.Logf("%d routers (%s resolver): built in %s, converged in %s (%d/%d lookups found: every name from %d routers, %d names from every router; %d routers, %d names covered), CPU %s, peak RSS %.2f GiB, %d goroutines, load %s → %s; %s",
 			rows*cols, res, build.Round(time.Millisecond), conv.Round(time.Millisecond), rep.Found, rep.Lookups,
 			envInt("GDP_SIM_FROM", 4), envInt("GDP_SIM_NAMES", 4), rep.Routers, rep.Names, cpu.Round(time.Millisecond), float64(hwm)/(1<<30), gor,

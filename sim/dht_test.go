@@ -101,6 +101,12 @@ func TestCheckNamesDoesNotStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	busy := s.WaitPublished(wctx)
+	wcancel()
+	if busy != 0 {
+		t.Fatalf("WaitPublished: %d routers with publishes pending after 20 s", busy)
+	}
 	// A name nobody announces, checked from every router.
 	ghost, err := certs.NewIdentity(certs.KindClient, "ghost")
 	if err != nil {
