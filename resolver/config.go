@@ -47,6 +47,11 @@ type Config struct {
 	Republish config.Duration `yaml:"republish"`
 	// HandshakeTimeout bounds the membership handshake. Default 5s.
 	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
+	// BootstrapTimeout is how long a node keeps trying its bootstrap
+	// peers at start when none was admitted (rounds 1 s apart, doubling
+	// to 8 s; every peer dialled at once each round). Default 0: one
+	// round, then the node fails to start.
+	BootstrapTimeout config.Duration `yaml:"bootstrap_timeout"`
 	// MaxRecordsPerRouter bounds the names holding an entry of any one
 	// router in this node's DHT store; beyond it that router's entries
 	// for new names are dropped (records_refused_total{reason=
@@ -171,6 +176,9 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("resolver: mode %q: want static or dht", c.Mode)
 	}
+	if c.BootstrapTimeout < 0 {
+		return errors.New("resolver: bootstrap_timeout must not be negative")
+	}
 	if c.StoreSweep < 0 {
 		return errors.New("resolver: store_sweep must not be negative")
 	}
@@ -219,6 +227,7 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 			Identity: n.Identity, Member: n.Member, Domain: n.Domain, Certs: n.Certs,
 			Listen: c.Listen, Bootstrap: c.Bootstrap, Quorum: c.Quorum, MinPuts: c.MinPuts,
 			RecordAge: c.RecordAge.Std(), Republish: c.Republish.Std(), HandshakeTimeout: c.HandshakeTimeout.Std(),
+			BootstrapTimeout:    c.BootstrapTimeout.Std(),
 			MaxRecordsPerRouter: c.MaxRecordsPerRouter, StoreSweep: c.StoreSweep.Std(),
 			Logger: log.Named("dht"), Registerer: reg,
 		}

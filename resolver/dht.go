@@ -168,7 +168,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		d.Close()
 		return nil, fmt.Errorf("dht: messenger: %w", err)
 	}
-	if err := d.Connect(ctx, cfg.Bootstrap...); err != nil && len(cfg.Bootstrap) > 0 {
+	if err := d.join(ctx, cfg.Bootstrap); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -212,42 +212,95 @@ func (d *DHT) Connect(ctx context.Context, addrs ...string) error {
 	return nil
 }
 
+// join connects to the bootstrap peers at start. A round in which none
+// was admitted is tried again, after 1 s, then twice as long each time up
+// to 8 s, until BootstrapTimeout has passed since the start (default 0:
+// one round, the error at once); every failed round is logged.
+func (d *DHT) join(ctx context.Context, boot []string) error {
+	if len(boot) == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(d.cfg.BootstrapTimeout)
+	backoff := time.Second
+	for round := 1; ; round++ {
+		err := d.Dial(ctx, boot...)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		d.log.Warn("no bootstrap peer admitted; trying again", zap.Int("round", round),
+			zap.Duration("backoff", backoff), zap.Error(err))
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		backoff = min(2*backoff, 8*time.Second)
+	}
+	// Fill the routing table now rather than at the next refresh.
+	select {
+	case <-d.kad.ForceRefresh():
+	case <-ctx.Done():
+	}
+	return nil
+}
+
 // Dial is Connect without the routing table refresh that follows: the
 // admitted peers enter the routing table, nothing else is looked up. The
-// simulator joins thousands of nodes this way, each to peers chosen from
-// a sorted list of every node (its closest and one per distance).
+// peers are dialled at once, each bounded by HandshakeTimeout, so one
+// that does not answer delays the others by nothing. The simulator joins
+// thousands of nodes this way, each to peers chosen from a sorted list of
+// every node (its closest and one per distance).
 func (d *DHT) Dial(ctx context.Context, addrs ...string) error {
 	if len(addrs) == 0 {
 		return nil
 	}
-	var errs []error
-	ok := 0
+	var (
+		mu   sync.Mutex
+		errs []error
+		ok   int
+		wg   sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
 	for _, a := range addrs {
 		m, err := ma.NewMultiaddr(a)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("bootstrap %q: %w", a, err))
+			fail(fmt.Errorf("bootstrap %q: %w", a, err))
 			continue
 		}
 		info, err := peer.AddrInfoFromP2pAddr(m)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("bootstrap %q: %w", a, err))
+			fail(fmt.Errorf("bootstrap %q: %w", a, err))
 			continue
 		}
 		if info.ID == d.host.ID() {
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
-		err = d.host.Connect(cctx, *info)
-		if err == nil && !d.gate.wait(cctx, info.ID) {
-			err = fmt.Errorf("peer did not prove membership")
-		}
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("bootstrap %s: %w", info.ID, err))
-			continue
-		}
-		ok++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
+			defer cancel()
+			err := d.host.Connect(cctx, *info)
+			if err == nil && !d.gate.wait(cctx, info.ID) {
+				err = fmt.Errorf("peer did not prove membership")
+			}
+			if err != nil {
+				fail(fmt.Errorf("bootstrap %s: %w", info.ID, err))
+				return
+			}
+			mu.Lock()
+			ok++
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	if ok == 0 && len(errs) > 0 {
 		return fmt.Errorf("dht: no bootstrap peer admitted: %w", errors.Join(errs...))
 	}

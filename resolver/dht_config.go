@@ -79,6 +79,12 @@ type DHTConfig struct {
 	// a peer that has not proved membership by then is disconnected.
 	// Default 5 s.
 	HandshakeTimeout time.Duration
+	// BootstrapTimeout is how long NewDHT keeps trying its bootstrap peers
+	// when a round admitted none of them (all are dialled at once each
+	// round; rounds 1 s apart, doubling to 8 s). Default 0: one round,
+	// failing at once. Peers that start together (the simulator's netns
+	// mode) set it so that a slow or busy seed is waited for.
+	BootstrapTimeout time.Duration
 	// DenyFor is how long a peer that failed the handshake is refused.
 	// Default 1 min.
 	DenyFor time.Duration

@@ -4,6 +4,8 @@ package sim
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"net/netip"
 	"testing"
 	"time"
@@ -83,5 +85,36 @@ func TestNetnsIngress(t *testing.T) {
 	_ = rx.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	if n, _, err := rx.ReadFrom(buf); err == nil {
 		t.Fatalf("a dropped frame reached the socket: %q", buf[:n])
+	}
+}
+
+// TestPickBoot: a joining router's bootstrap peers are distinct routers
+// already up, nsBootPeers of them when that many are up, and spread: over
+// many joins every router up is picked, not only the first.
+func TestPickBoot(t *testing.T) {
+	var up []*nsNode
+	for i := range 10 {
+		up = append(up, &nsNode{alias: fmt.Sprintf("n%d", i)})
+	}
+	if got := pickBoot(up[:1], nsBootPeers); len(got) != 1 || got[0] != up[0] {
+		t.Fatalf("one router up: picked %v", got)
+	}
+	seen := map[*nsNode]int{}
+	for range 200 {
+		got := pickBoot(up, nsBootPeers)
+		if len(got) != nsBootPeers {
+			t.Fatalf("picked %d, want %d", len(got), nsBootPeers)
+		}
+		dup := map[*nsNode]bool{}
+		for _, nd := range got {
+			if dup[nd] || !slices.Contains(up, nd) {
+				t.Fatalf("picked %v: a repeat or a router not up", got)
+			}
+			dup[nd] = true
+			seen[nd]++
+		}
+	}
+	if len(seen) != len(up) {
+		t.Errorf("over 200 joins only %d of %d routers were picked", len(seen), len(up))
 	}
 }

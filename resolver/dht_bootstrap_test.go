@@ -1,0 +1,135 @@
+package resolver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gdpnet/gdpnet/certs"
+)
+
+// freeUDPPort is a loopback UDP port nothing listens on (now).
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+func p2pAddr(t *testing.T, id *certs.Identity, port int) string {
+	t.Helper()
+	priv, err := crypto.UnmarshalEd25519PrivateKey(id.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1/p2p/%s", port, pid)
+}
+
+// TestBootstrapPeersDialledAtOnce: a node whose first four bootstrap
+// peers never answer (UDP sockets that read and say nothing; libp2p gives
+// up on each after its handshake timeout, ~5 s) joins through the fifth
+// after one such wait, not four in a row.
+func TestBootstrapPeersDialledAtOnce(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("boot")
+	cv := certs.NewVerifier(d.Meta)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	seed := w.router(d, "boot seed")
+	a, err := NewDHT(ctx, DHTConfig{Identity: seed.id, Member: seed.member, Domain: d.Meta, Certs: cv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var boot []string
+	for i := range 4 {
+		silent, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer silent.Close()
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				if _, _, err := silent.ReadFrom(buf); err != nil {
+					return
+				}
+			}
+		}()
+		ghost := w.router(d, fmt.Sprintf("boot ghost %d", i))
+		boot = append(boot, p2pAddr(t, ghost.id, silent.LocalAddr().(*net.UDPAddr).Port))
+	}
+	boot = append(boot, a.Addrs()...)
+	r := w.router(d, "boot joiner")
+	start := time.Now()
+	b, err := NewDHT(ctx, DHTConfig{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: cv, Bootstrap: boot,
+		HandshakeTimeout: 30 * time.Second, PutTimeout: 60 * time.Second})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	t.Logf("joined in %s past four silent bootstrap peers", took.Round(time.Millisecond))
+	if took >= 14*time.Second {
+		t.Errorf("join took %s: the silent peers were waited for one after the other", took)
+	}
+	if b.AdmittedCount() < 1 {
+		t.Errorf("admitted %d peers, want the seed", b.AdmittedCount())
+	}
+}
+
+// TestBootstrapRetried: a node whose only bootstrap peer is not up yet
+// keeps trying for BootstrapTimeout and joins once the peer starts; with
+// the default (0) it fails at once, as before.
+func TestBootstrapRetried(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("retry")
+	cv := certs.NewVerifier(d.Meta)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	seed := w.router(d, "retry seed")
+	port := freeUDPPort(t)
+	boot := []string{p2pAddr(t, seed.id, port)}
+
+	r0 := w.router(d, "retry impatient")
+	if n, err := NewDHT(ctx, DHTConfig{Identity: r0.id, Member: r0.member, Domain: d.Meta, Certs: cv, Bootstrap: boot}); err == nil {
+		n.Close()
+		t.Fatal("joined through a bootstrap peer that is not up")
+	}
+
+	seedUp := make(chan *DHT, 1)
+	go func() {
+		time.Sleep(3 * time.Second)
+		a, err := NewDHT(ctx, DHTConfig{Identity: seed.id, Member: seed.member, Domain: d.Meta, Certs: cv,
+			Listen: []string{fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", port)}})
+		if err != nil {
+			t.Errorf("seed: %v", err)
+		}
+		seedUp <- a
+	}()
+	r := w.router(d, "retry patient")
+	b, err := NewDHT(ctx, DHTConfig{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: cv, Bootstrap: boot,
+		BootstrapTimeout: 60 * time.Second})
+	if a := <-seedUp; a != nil {
+		defer a.Close()
+	}
+	if err != nil {
+		t.Fatalf("with bootstrap_timeout 60s: %v", err)
+	}
+	defer b.Close()
+	if b.AdmittedCount() < 1 {
+		t.Errorf("admitted %d peers, want the seed", b.AdmittedCount())
+	}
+}
