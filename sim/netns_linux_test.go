@@ -5,8 +5,8 @@ package sim
 import (
 	"bytes"
 	"fmt"
-	"slices"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
