@@ -28,7 +28,10 @@ func startDHTs(t testing.TB, w *world, d *certs.Identity, cv *certs.Verifier, gl
 	start := func(i int, boot []string) error {
 		r := w.router(d, fmt.Sprintf("%s node %d", label, i))
 		cfg := DHTConfig{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: cv, Global: global,
-			Bootstrap: boot, HandshakeTimeout: 10 * time.Second, MinPuts: 3}
+			Bootstrap: boot, HandshakeTimeout: 10 * time.Second, MinPuts: 3,
+			// As a daemon would be configured: a bootstrap round that timed
+			// out on a starved machine (-race at load 34) is tried again.
+			BootstrapTimeout: 60 * time.Second}
 		if mod != nil {
 			mod(&cfg)
 		}

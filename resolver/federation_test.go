@@ -56,7 +56,7 @@ func startFederation(t *testing.T) *federation {
 		for i := range borderNodes {
 			r := f.local[d].routers[i]
 			g, err := NewDHT(ctx, DHTConfig{Identity: r.id, Member: r.member, Domain: r.domain.Meta, Certs: f.cv,
-				Global: true, Bootstrap: boot, HandshakeTimeout: 10 * time.Second})
+				Global: true, Bootstrap: boot, HandshakeTimeout: 10 * time.Second, BootstrapTimeout: 60 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
