@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/handoffd"
 	"github.com/gdpnet/gdpnet/internal/config"
@@ -139,12 +140,31 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 	defer stopped(&err)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// SIGHUP is caught from the start: its default action would end the
+	// process.
+	hup := make(chan os.Signal, 4)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cache, err := handoffd.OpenBaseCache(cfg.Cache)
 	if err != nil {
 		return err
 	}
 	reg := newDaemonRegistry()
 	metrics := handoffd.NewMetrics(reg)
+	// The membership it runs with is watched like the other daemons':
+	// gdp_cert_expiry_seconds{kind="member"}, a WARN when a renewal is due.
+	watch := newCertWatch(log, reg)
+	wctx, wstop := context.WithCancel(ctx)
+	defer wstop()
+	// watchFiles (re)starts the watch of the certificate files cfg names:
+	// a reload that names other files moves the watch to them.
+	var fileWatchStop context.CancelFunc = func() {}
+	watchFiles := func(c handoffdConfig) {
+		fileWatchStop()
+		var fctx context.Context
+		fctx, fileWatchStop = context.WithCancel(wctx)
+		go watchCertFiles(fctx, log, []string{c.MemberCert, c.Domain}, hup)
+	}
 	agent := &handoffd.Agent{Cache: cache, Dir: cfg.Dir, Logger: log, Metrics: metrics,
 		Config: handoffd.AgentConfig{MaxConcurrent: cfg.MaxConcurrent, MaxPerPeer: cfg.MaxPerPeer, IdleTimeout: cfg.IdleTimeout.Std(),
 			Senders: cfg.Senders}}
@@ -167,15 +187,20 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 		}
 	}
 	var listeners []handoffd.Listener
+	var at *attached
 	if *cfg.Overlay {
 		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
-		at, err := cfg.attach(actx, client.Options{Logger: log, InboxSize: 16384})
-		if err != nil {
+		if at, err = cfg.attach(actx, client.Options{Logger: log, InboxSize: 16384}); err != nil {
 			return err
 		}
 		defer at.Close()
 		reg.MustRegister(at.ep.Collector())
+		watch.set("member", at.member, cfg.MemberCert)
+		go watch.run(wctx, certCheckEvery)
+		// A renewed membership or domain file is put in force without a
+		// restart: the watch raises a SIGHUP.
+		watchFiles(cfg)
 		if _, err := at.client.Advertise(actx, at.client.Self()); err != nil {
 			return fmt.Errorf("advertise %s: %w", at.id.Name, err)
 		}
@@ -202,24 +227,27 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 			return err
 		}
 	}
-	// SIGHUP: re-read the file; limits and senders take effect for the next
-	// handoffs (listeners, directories and the identity need a restart).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// SIGHUP (or a changed certificate file): re-read the file, the
+	// membership and the domain; all or nothing. Limits and senders take
+	// effect for the next handoffs; listeners, directories and the identity
+	// need a restart.
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				nc, err := loadHandoffdConfig(cfgPath)
-				if err != nil {
-					log.Error("reload failed; keeping the running configuration", zap.Error(inConfig(cfgPath, err)))
-					continue
+				_ = sdNotify("RELOADING=1")
+				if nc, err := reloadHandoffd(cfgPath, at, agent, watch); err != nil {
+					log.Error("reload failed; keeping the running membership and configuration", zap.Error(inConfig(cfgPath, err)))
+				} else {
+					if at != nil {
+						watchFiles(nc)
+					}
+					log.Info("reloaded the membership certificate, domain, limits and senders; listeners, directories and the identity change on restart only",
+						zap.Int("max_concurrent", nc.MaxConcurrent), zap.Int("senders", len(nc.Senders)))
 				}
-				agent.Reload(handoffd.AgentConfig{MaxConcurrent: nc.MaxConcurrent, MaxPerPeer: nc.MaxPerPeer, Senders: nc.Senders})
-				log.Info("configuration reloaded", zap.Int("max_concurrent", nc.MaxConcurrent), zap.Int("senders", len(nc.Senders)))
+				_ = sdNotify("READY=1")
 			}
 		}
 	}()
@@ -239,4 +267,33 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 	defer scancel()
 	hs.Shutdown(sctx)
 	return err
+}
+
+// reloadHandoffd re-reads the configuration and, when the agent is on the
+// overlay, its membership certificate and domain, and puts them in force:
+// all or nothing (a file that does not load or verify changes nothing).
+func reloadHandoffd(cfgPath string, at *attached, agent *handoffd.Agent, watch *certWatch) (handoffdConfig, error) {
+	nc, err := loadHandoffdConfig(cfgPath)
+	if err != nil {
+		return nc, err
+	}
+	if at != nil {
+		member, err := certs.ReadCertFile(nc.MemberCert)
+		if err != nil {
+			return nc, fmt.Errorf("membership: %w", err)
+		}
+		domain, v, err := trustedVerifier(nc.Domain, nil)
+		if err != nil {
+			return nc, err
+		}
+		if _, _, err := v.VerifyMember(at.id.Meta, member, domain); err != nil {
+			return nc, fmt.Errorf("membership %s: %w", nc.MemberCert, err)
+		}
+		if err := at.ep.Reload(member, domain); err != nil {
+			return nc, err
+		}
+		watch.set("member", member, nc.MemberCert)
+	}
+	agent.Reload(handoffd.AgentConfig{MaxConcurrent: nc.MaxConcurrent, MaxPerPeer: nc.MaxPerPeer, Senders: nc.Senders})
+	return nc, nil
 }
