@@ -268,3 +268,14 @@ func (c *BaseCache) Verify(id string) error {
 	}
 	return nil
 }
+
+// ImageID is the cache id an image would have: the hex digest of its size
+// and block hashes (docs/PROTOCOL.md §12.2).
+func ImageID(path string) (string, error) {
+	size, hashes, err := hashPath(path)
+	if err != nil {
+		return "", err
+	}
+	d := digestOf(size, hashes)
+	return hex.EncodeToString(d[:]), nil
+}

@@ -50,6 +50,8 @@ type QEMU struct {
 	err    error
 	// Serial is the console socket, SerialLog the file QEMU logs it to.
 	Serial, SerialLog string
+	// attached: the operator's process (AttachQEMU); Kill only disconnects.
+	attached bool
 }
 
 // StartQEMU starts QEMU and connects its monitor.
@@ -157,6 +159,9 @@ func (q *QEMU) Exited() <-chan struct{} { return q.exited }
 func (q *QEMU) Kill() {
 	if q.mon != nil {
 		q.mon.Disconnect()
+	}
+	if q.attached {
+		return
 	}
 	q.cmd.Process.Kill()
 	<-q.exited
@@ -277,6 +282,10 @@ func (q *QEMU) Incoming(ctx context.Context, statePath string) error {
 // Quit ends the VM through the monitor (the process exits), bounded.
 func (q *QEMU) Quit() {
 	q.Run("quit", nil)
+	if q.attached {
+		q.mon.Disconnect()
+		return
+	}
 	select {
 	case <-q.exited:
 	case <-time.After(5 * time.Second):
@@ -385,4 +394,100 @@ func ResumeVM(ctx context.Context, cache *BaseCache, rec *Received, base QEMUCon
 		return nil, fmt.Errorf("resume: %w", err)
 	}
 	return q, nil
+}
+
+// AttachQEMU connects to the QMP monitor (a unix socket) of a QEMU the
+// operator started, to hand its VM off: Stop and Resume work as for a VM
+// StartQEMU started, but Kill only disconnects — the process is not ours.
+// dir is where Stop has QEMU write the device state: QEMU must be able to
+// write there (it runs `cat > DIR/state.out`).
+func AttachQEMU(ctx context.Context, qmpSocket, dir string, log *zap.Logger) (*QEMU, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if dir == "" {
+		return nil, errors.New("qemu: a directory for the device state is required")
+	}
+	mon, err := qmp.NewSocketMonitor("unix", qmpSocket, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", qmpSocket, err)
+	}
+	// QEMU serves one client per QMP socket: a second one is accepted by
+	// the kernel but never greeted. Do not wait for that forever.
+	connected := make(chan error, 1)
+	go func() { connected <- mon.Connect() }()
+	select {
+	case err := <-connected:
+		if err != nil {
+			return nil, fmt.Errorf("qmp %s: %w", qmpSocket, err)
+		}
+	case <-time.After(10 * time.Second):
+		mon.Disconnect()
+		return nil, fmt.Errorf("qmp %s: no greeting in 10 s — another client holds the socket? Give QEMU a second -qmp socket for gdp", qmpSocket)
+	case <-ctx.Done():
+		mon.Disconnect()
+		return nil, ctx.Err()
+	}
+	q := &QEMU{cfg: QEMUConfig{Dir: dir, Logger: log}, mon: mon, exited: make(chan struct{}), attached: true}
+	if _, err := q.Status(); err != nil {
+		mon.Disconnect()
+		return nil, err
+	}
+	return q, nil
+}
+
+// GuestRAM is a VM's RAM as a handoff needs it: a memory backend file
+// shared with QEMU.
+type GuestRAM struct {
+	Backend string // the backend's QOM id
+	Path    string // its mem-path
+	Size    int64  // bytes
+}
+
+// RAM finds the VM's file-backed, shared memory backend (query-memdev,
+// then qom-get of its mem-path); a VM whose RAM is not in a shared file
+// cannot be handed off this way, and the error says how to start it.
+func (q *QEMU) RAM() (GuestRAM, error) {
+	r, err := q.Run("query-memdev", nil)
+	if err != nil {
+		return GuestRAM{}, err
+	}
+	var devs []struct {
+		ID    string `json:"id"`
+		Size  int64  `json:"size"`
+		Share bool   `json:"share"`
+	}
+	if err := json.Unmarshal(r, &devs); err != nil {
+		return GuestRAM{}, fmt.Errorf("query-memdev: %w", err)
+	}
+	const how = "start QEMU with -object memory-backend-file,id=mem,size=…,mem-path=FILE,share=on -machine …,memory-backend=mem"
+	if len(devs) != 1 {
+		return GuestRAM{}, fmt.Errorf("the VM has %d memory backends, want exactly one: %s", len(devs), how)
+	}
+	d := devs[0]
+	if !d.Share {
+		return GuestRAM{}, fmt.Errorf("memory backend %s is not shared (share=on): %s", d.ID, how)
+	}
+	r, err = q.Run("qom-get", map[string]any{"path": "/objects/" + d.ID, "property": "mem-path"})
+	if err != nil {
+		return GuestRAM{}, fmt.Errorf("memory backend %s has no file: %w (%s)", d.ID, err, how)
+	}
+	var path string
+	if err := json.Unmarshal(r, &path); err != nil || path == "" {
+		return GuestRAM{}, fmt.Errorf("memory backend %s has no file (%s)", d.ID, how)
+	}
+	return GuestRAM{Backend: d.ID, Path: path, Size: d.Size}, nil
+}
+
+// CPUs is the number of the VM's vCPUs (query-cpus-fast).
+func (q *QEMU) CPUs() (int, error) {
+	r, err := q.Run("query-cpus-fast", nil)
+	if err != nil {
+		return 0, err
+	}
+	var cpus []json.RawMessage
+	if err := json.Unmarshal(r, &cpus); err != nil {
+		return 0, fmt.Errorf("query-cpus-fast: %w", err)
+	}
+	return len(cpus), nil
 }

@@ -43,7 +43,7 @@ rate. See docs/HANDOFF.md.`,
   gdp handoff send --to AGENT_NAME --disk cur.img --disk-base 3f2a9c1e`,
 	}
 	cmd.PersistentFlags().StringVar(&cache, "cache", defaultHandoffCache, "base image cache directory")
-	cmd.AddCommand(handoffBaseCmd(&cache), handoffSendCmd(&cache))
+	cmd.AddCommand(handoffBaseCmd(&cache), handoffSendCmd(&cache), handoffVMCmd(&cache))
 	addCommand(cmd)
 }
 
@@ -174,12 +174,20 @@ on a trusted network.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, *cache) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.to, "to", "", "the destination agent's name")
-	f.StringVar(&o.tcp, "tcp", "", "the destination agent's TCP address (instead of --to)")
 	f.StringVar(&o.disk, "disk", "", "current disk image (raw)")
 	f.StringVar(&o.diskBase, "disk-base", "", "base of the disk image (cache ID or prefix)")
 	f.StringVar(&o.memory, "memory", "", "current memory image (raw)")
 	f.StringVar(&o.memoryBase, "memory-base", "", "base of the memory image (cache ID or prefix)")
+	o.transferFlags(cmd)
+	return cmd
+}
+
+// transferFlags are the flags of every command that sends a handoff: where
+// to, how, and what to report.
+func (o *handoffSendOpts) transferFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.to, "to", "", "the destination agent's name")
+	f.StringVar(&o.tcp, "tcp", "", "the destination agent's TCP address (instead of --to)")
 	f.StringVar(&o.mode, "mode", "", "fixed mode (none, lz4, zstd-1..4, gzip-1..9, xz, each optionally +xor); default adaptive")
 	f.Float64Var(&o.linkMbit, "link-mbit", 0, "emulate a bottleneck of this many Mbit/s on the stream (tests, demos)")
 	f.StringVar(&o.report, "report", "", "write the JSON report to this file")
@@ -189,7 +197,6 @@ on a trusted network.`,
 	f.StringVarP(&o.cfgPath, "config", "c", "", "connection settings (YAML, as for gdp capsule)")
 	o.attach.flags(cmd)
 	o.progress = addProgressFlags(cmd)
-	return cmd
 }
 
 func (o *handoffSendOpts) run(cmd *cobra.Command, cacheDir string) error {
@@ -219,43 +226,56 @@ func (o *handoffSendOpts) run(cmd *cobra.Command, cacheDir string) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 	defer stop()
+	rep, err := o.transfer(ctx, cmd, cache, h)
+	if err != nil {
+		return err
+	}
+	return writeHandoffReport(cmd, rep, o.report, o.plot, o.json)
+}
+
+// transfer connects to the destination (--tcp or --to), sends h with a
+// progress bar and returns the report.
+func (o *handoffSendOpts) transfer(ctx context.Context, cmd *cobra.Command, cache *handoffd.BaseCache, h *handoffd.Handoff) (*handoffd.Report, error) {
+	if (o.to == "") == (o.tcp == "") {
+		return nil, fmt.Errorf("give exactly one of --to and --tcp")
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	var st handoffd.Stream
 	if o.tcp != "" {
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", o.tcp)
 		if err != nil {
-			return fmt.Errorf("dial %s: %w", o.tcp, err)
+			return nil, fmt.Errorf("dial %s: %w", o.tcp, err)
 		}
 		st = c
 	} else {
 		name, err := pdu.ParseName(o.to)
 		if err != nil {
-			return fmt.Errorf("--to: %w", err)
+			return nil, fmt.Errorf("--to: %w", err)
 		}
 		a := o.attach
 		if o.cfgPath != "" {
 			var file attachConfig
 			if err := config.Load(o.cfgPath, &file); err != nil {
-				return err
+				return nil, err
 			}
 			a.merge(file)
 		}
 		a.withDefaults("client")
 		at, err := a.attach(ctx, client.Options{InboxSize: 8192})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer at.Close()
 		session, err := at.client.Session()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := at.client.Advertise(ctx, at.client.Self(), session); err != nil {
-			return fmt.Errorf("advertise %s: %w", at.id.Name, err)
+			return nil, fmt.Errorf("advertise %s: %w", at.id.Name, err)
 		}
 		if st, err = handoffd.DialOverlay(ctx, at.client, name, nil); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	defer st.Close()
@@ -264,15 +284,12 @@ func (o *handoffSendOpts) run(cmd *cobra.Command, cacheDir string) error {
 	}
 	bar, err := o.startBar(cmd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg := handoffd.SendConfig{Cache: cache, Mode: o.mode, Logger: zap.NewNop(), Progress: bar.update}
 	rep, err := handoffd.Send(ctx, st, h, cfg)
 	bar.finish(err)
-	if err != nil {
-		return err
-	}
-	return writeHandoffReport(cmd, rep, o.report, o.plot, o.json)
+	return rep, err
 }
 
 func writeHandoffReport(cmd *cobra.Command, rep *handoffd.Report, reportPath, plotPath string, asJSON bool) error {

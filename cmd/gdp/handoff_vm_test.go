@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/handoffd"
+)
+
+// vmSendInit boots, says GUEST-READY, writes known data to RAM and its disk,
+// then counts on the console every 300 ms. It reads nothing from the
+// console: the test follows it in QEMU's serial log file.
+const vmSendInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in ` + "virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk" + `; do insmod /lib/modules/$m.ko; done
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do usleep 50000; i=$((i+1)); done
+echo GUEST-READY
+sleep 2
+seq 1 20000 | sed 's/^/vm-send-known-data-/' > /tmp/mem.dat
+dd if=/tmp/mem.dat of=/dev/vda bs=4096 seek=64 conv=notrunc 2>/dev/null
+sync
+echo WORKLOAD-DONE
+i=0; while :; do i=$((i+1)); echo "tick $i"; usleep 300000; done
+`
+
+// vmGuestFiles finds QEMU, qemu-img, a static busybox and the guest kernel
+// with its virtio modules (scripts/handoff-kernel.sh); it skips, saying
+// which, when one is missing.
+func vmGuestFiles(t *testing.T) (kernel string, mods map[string]string, busybox string) {
+	t.Helper()
+	for _, b := range []string{"qemu-system-x86_64", "qemu-img"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not installed (apt-get install qemu-system-x86 qemu-utils): the VM handoff CLI test cannot run", b)
+		}
+	}
+	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if out, err := exec.Command("file", p).Output(); err == nil && bytes.Contains(out, []byte("statically linked")) {
+			busybox = p
+		}
+	}
+	if busybox == "" {
+		t.Skip("no static busybox (apt-get install busybox-static): the VM handoff CLI test cannot build its guest")
+	}
+	dir := os.Getenv("GDP_HANDOFF_KERNEL_DIR")
+	if dir == "" {
+		dir = "/var/cache/gdp/handoff-kernel"
+	}
+	ks, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
+	if len(ks) == 0 {
+		t.Skipf("no guest kernel in %s (run scripts/handoff-kernel.sh): the VM handoff CLI test cannot run", dir)
+	}
+	mods = map[string]string{}
+	for _, m := range handoffd.GuestModules {
+		hits, _ := filepath.Glob(filepath.Join(dir, "lib", "modules", "*", "kernel", "drivers", "*", m+".ko"))
+		if len(hits) == 0 {
+			t.Skipf("kernel module %s.ko missing under %s", m, dir)
+		}
+		mods[m] = hits[0]
+	}
+	return ks[len(ks)-1], mods, busybox
+}
+
+var tickLine = regexp.MustCompile(`(?m)^tick ([0-9]+)\r?$`)
+
+// lastTickIn is the last "tick N" in a serial log (0: none yet).
+func lastTickIn(path string) int {
+	b, _ := os.ReadFile(path)
+	m := tickLine.FindAllSubmatch(b, -1)
+	if len(m) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[len(m)-1][1]))
+	return n
+}
+
+// TestHandoffVMSendCLI: an operator's own QEMU VM (RAM in a shared file, a
+// qcow2 overlay disk, a second QMP socket for gdp) handed off with
+// `gdp handoff vm send --qmp` to a real `gdp handoffd` (resume: true) by its
+// name through a real router; the agent resumes the VM and its counter
+// carries on there, the source stays paused, the JSON report is printed.
+func TestHandoffVMSendCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds gdp, boots a VM and runs daemons")
+	}
+	kernel, mods, busybox := vmGuestFiles(t)
+	e := newOpsEnv(t)
+	e.mustGDP("cert", "new-domain", "--alias", "acme", "--description", "vm send")
+	names := map[string]string{}
+	for _, a := range []struct{ kind, alias string }{{"router", "router"}, {"client", "handoffd"}, {"client", "operator"}} {
+		e.mustGDP("cert", "keygen", "--kind", a.kind, "--alias", a.alias)
+		out := e.mustGDP("cert", "issue", "member", "--domain", "acme", "--member", a.alias+".meta", "--duration", "48h", "--out", a.alias+".member")
+		_, after, _ := strings.Cut(out, "-> ")
+		names[a.alias] = nameRe.FindString(after)
+	}
+	listen, admin := udpPort(t), freePort(t)
+	rt := e.start("router", "router", "--config", e.deployConfig("router", map[string]any{"listen": listen, "admin": admin,
+		"member_cert": "router.member", "domain": "acme.meta"}))
+	rt.waitLog(`"router up"`)
+
+	// The guest and the bases both cloudlets hold.
+	dir := e.work
+	initrd := filepath.Join(dir, "initrd.gz")
+	if err := handoffd.BuildInitramfs(initrd, busybox, mods, vmSendInit); err != nil {
+		t.Fatal(err)
+	}
+	baseDisk := filepath.Join(dir, "base-disk.img")
+	disk := make([]byte, 8<<20)
+	for i := 0; i < len(disk); i += 7 {
+		disk[i] = byte('a' + i%23)
+	}
+	os.WriteFile(baseDisk, disk, 0o644)
+	cacheA, cacheB := filepath.Join(dir, "cache-a"), filepath.Join(dir, "cache-b")
+	add := func(path string) string {
+		id := strings.TrimSpace(e.mustGDP("handoff", "base", "add", "--cache", cacheA, path))
+		e.mustGDP("handoff", "base", "add", "--cache", cacheB, path)
+		return id
+	}
+	kernelID, initrdID, diskID := add(kernel), add(initrd), add(baseDisk)
+	overlay := filepath.Join(dir, "vm.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-b", baseDisk, "-F", "raw", "-o", "cluster_size=4096", overlay).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v: %s", err, out)
+	}
+
+	// The operator's VM: QEMU with its RAM in a shared file and a second
+	// QMP socket for gdp.
+	appendLine := "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off"
+	vmDir := filepath.Join(dir, "vm-a")
+	os.MkdirAll(vmDir, 0o755)
+	opSock := filepath.Join(vmDir, "gdp-qmp.sock")
+	ram := filepath.Join(dir, "ram-a")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	qa, err := handoffd.StartQEMU(ctx, handoffd.QEMUConfig{Dir: vmDir, MemoryMiB: 128, Kernel: kernel, Initrd: initrd, Append: appendLine,
+		MemPath: ram, Disk: overlay, DiskFmt: "qcow2", ExtraArgs: []string{"-qmp", "unix:" + opSock + ",server=on,wait=off"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(qa.Kill)
+	waitUntil(t, "the guest to boot", 150*time.Second, func() bool { b, _ := os.ReadFile(qa.SerialLog); return bytes.Contains(b, []byte("GUEST-READY")) })
+	// The base memory: the booted guest's RAM before its workload.
+	if _, err := qa.Run("stop", nil); err != nil {
+		t.Fatal(err)
+	}
+	baseMem := filepath.Join(dir, "base-mem.img")
+	if b, err := os.ReadFile(ram); err != nil || os.WriteFile(baseMem, b, 0o644) != nil {
+		t.Fatalf("copy the RAM file: %v", err)
+	}
+	memID := add(baseMem)
+	if _, err := qa.Run("cont", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the guest's workload", 90*time.Second, func() bool { return lastTickIn(qa.SerialLog) >= 3 })
+
+	// The destination agent, resuming VMs from the operator only.
+	recv := filepath.Join(dir, "received")
+	d := e.start("handoffd", "handoffd", "--config", e.deployConfig("handoffd", map[string]any{"router": listen, "admin": admin,
+		"router_name": "", "identity": "handoffd", "member_cert": "handoffd.member", "domain": "acme.meta", "cache": cacheB,
+		"dir": recv, "resume": true, "senders": []string{names["operator"]}, "metrics": "off"}))
+	d.waitLog(`"handoff agent on the overlay"`)
+	t.Cleanup(func() {
+		// The resumed VM is the agent's child and outlives it: end the
+		// agent's children by their ids before the agent is killed.
+		// Each thread lists the children it started.
+		var b []byte
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", d.cmd.Process.Pid))
+		for _, f := range tasks {
+			c, _ := os.ReadFile(f)
+			b = append(append(b, c...), ' ')
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				if p, err := os.FindProcess(c); err == nil {
+					p.Kill()
+				}
+			}
+		}
+	})
+
+	// A disk base that is not the overlay's backing file is refused before
+	// the VM is touched.
+	if out, err := e.gdp("handoff", "vm", "send", "--cache", cacheA, "--qmp", opSock, "--memory-base", memID, "--disk-overlay", overlay,
+		"--disk-base", initrdID, "--tcp", "127.0.0.1:9", "--progress", "never"); err == nil || !strings.Contains(out, "is not the cached base") {
+		t.Fatalf("vm send with the wrong disk base: %v\n%s", err, out)
+	}
+	if st, err := qa.Status(); err != nil || st != "running" {
+		t.Fatalf("source VM after a refused send: %q, %v; want running", st, err)
+	}
+	out := e.mustGDP("handoff", "vm", "send", "--cache", cacheA, "--qmp", opSock, "--memory-base", memID[:12],
+		"--disk-overlay", overlay, "--disk-base", diskID, "--kernel-base", kernelID, "--initrd-base", initrdID, "--append", appendLine,
+		"--to", names["handoffd"], "--router", listen, "--admin", admin, "--identity", "operator", "--member", "operator.member",
+		"--domain", "acme.meta", "--json", "--progress", "never")
+	var rep handoffd.Report
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, out)
+	}
+	if rep.StateBytes == 0 || len(rep.Rounds) == 0 || rep.DowntimeSec <= 0 || len(rep.Images) != 2 {
+		t.Fatalf("report: state %d bytes, %d rounds, downtime %.2fs, %d images", rep.StateBytes, len(rep.Rounds), rep.DowntimeSec, len(rep.Images))
+	}
+	if st, err := qa.Status(); err != nil || st == "running" {
+		t.Fatalf("source VM after the handoff: %q, %v; want it stopped", st, err)
+	}
+	tickA := lastTickIn(qa.SerialLog)
+	serialB := filepath.Join(recv, rep.ID, "vm", "serial.log")
+	waitUntil(t, "the counter to carry on at the destination", 90*time.Second, func() bool { return lastTickIn(serialB) > tickA+2 })
+	t.Logf("handoff: %d rounds, %d changed, %d on the wire, state %d, total %.2fs, downtime %.2fs; counter A %d -> B %d",
+		len(rep.Rounds), rep.ChangedBytes, rep.WireBytes, rep.StateBytes, rep.TotalSec, rep.DowntimeSec, tickA, lastTickIn(serialB))
+}
+
+// waitUntil polls cond for up to d (a guest under TCG on a loaded machine
+// takes its time).
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
