@@ -24,9 +24,13 @@ deb:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/gdp-static ./cmd/gdp
 	$(GO) run ./deploy/pkg -bin bin/gdp-static -version $(DEB_VERSION) -out dist
 
-# A multi-router overlay on loopback doing real work, narrated.
-demo: build
-	./$(BIN) demo
+# A multi-router overlay on loopback doing real work, narrated, with a
+# summary table at the end. DEMO_FLAGS=--keep leaves it running to explore.
+DEMO_FLAGS ?=
+demo:
+	@echo "building $(BIN) (the first build downloads modules and compiles: a few minutes)"
+	@$(MAKE) --no-print-directory build
+	./$(BIN) demo $(DEMO_FLAGS)
 
 # Unit, integration and end-to-end tests (loopback only). Under ~15 min on 2 cores.
 test:

@@ -283,6 +283,9 @@ func runDemo(ctx context.Context, timeout time.Duration, d *demoEnv, stages []de
 		results[i] = demoResult{Stage: s.name(), Key: s.key(), Result: "not run", Figures: []demoFigure{}}
 	}
 	var failed error
+	fmt.Fprintf(d.Out, "gdp demo: %d stages of a gdpnet overlay, all on 127.0.0.1 inside this process (files in %s, removed at the end).\n", len(stages), d.Dir)
+	fmt.Fprintln(d.Out, "Each stage says what it does and checks that it happened; \"ok\" means it behaved as narrated. Names such as")
+	fmt.Fprintln(d.Out, "Fc1EyVXE… are 256-bit gdpnet names (base64url): a hash of a key's signed metadata, the address PDUs are routed by.")
 	for i, s := range stages {
 		if ctx.Err() != nil {
 			return results, ctx.Err() // interrupted between stages
@@ -318,6 +321,10 @@ func runDemo(ctx context.Context, timeout time.Duration, d *demoEnv, stages []de
 		return results, failed
 	}
 	fmt.Fprintln(d.Out, "\ndemo finished: every step behaved as narrated")
+	if !d.Keep {
+		fmt.Fprintln(d.Out, "next: gdp demo --keep (make demo DEMO_FLAGS=--keep) leaves this overlay running and prints the gdp commands")
+		fmt.Fprintln(d.Out, "to explore it; docs/OPERATIONS.md runs the daemons for real (§1 certificates, §3 a router, §6.5.1 the .deb).")
+	}
 	if d.Keep && hold != nil {
 		if err := hold(); err != nil {
 			return results, err
