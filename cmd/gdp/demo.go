@@ -182,7 +182,10 @@ removes everything.`,
 			// overlay and remove dir. If that has not happened within
 			// demoForceAfter, or on a second Ctrl-C, remove dir and exit.
 			sigs := make(chan os.Signal, 2)
-			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			// SIGHUP (the terminal went away) and SIGPIPE (gdp demo | head
+			// ended) stop it as Ctrl-C does: otherwise they would kill it
+			// before its cleanups.
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 			defer signal.Stop(sigs)
 			sigCtx, interrupt := context.WithCancel(cmd.Context())
 			defer interrupt()
