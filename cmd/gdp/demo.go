@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -182,10 +184,19 @@ removes everything.`,
 			// overlay and remove dir. If that has not happened within
 			// demoForceAfter, or on a second Ctrl-C, remove dir and exit.
 			sigs := make(chan os.Signal, 2)
-			// SIGHUP (the terminal went away) and SIGPIPE (gdp demo | head
-			// ended) stop it as Ctrl-C does: otherwise they would kill it
-			// before its cleanups.
-			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+			// SIGHUP (the terminal went away) stops it as Ctrl-C does.
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			// SIGPIPE: caught, so that a write to a closed stdout (gdp demo
+			// | head ended) returns EPIPE instead of killing the demo
+			// before its cleanups; demoOut turns that error into a stop. A
+			// closed socket inside a stage raises it too, harmlessly.
+			pipes := make(chan os.Signal, 16)
+			signal.Notify(pipes, syscall.SIGPIPE)
+			defer signal.Stop(pipes)
+			go func() {
+				for range pipes {
+				}
+			}()
 			defer signal.Stop(sigs)
 			sigCtx, interrupt := context.WithCancel(cmd.Context())
 			defer interrupt()
@@ -209,6 +220,12 @@ removes everything.`,
 				os.Exit(130)
 			}()
 
+			out = &demoOut{w: out, broken: func() {
+				select {
+				case sigs <- syscall.SIGPIPE:
+				default:
+				}
+			}}
 			d := &demoEnv{Dir: dir, Out: out, Shared: map[string]any{}, Keep: keep}
 			results, err := runDemo(sigCtx, timeout, d, stages, func() error {
 				printDemoExplore(out, d, os.Getpid())
@@ -390,4 +407,27 @@ func printDemoExplore(w io.Writer, d *demoEnv, pid int) {
 		fmt.Fprintf(w, "  # %s\n  %s\n", c.What, c.Cmd)
 	}
 	fmt.Fprintf(w, "stop it: press Ctrl-C here, or from another terminal:\n  kill -INT %d\n", pid)
+}
+
+// demoOut is the narration's writer: when the reader of the demo's output
+// has gone (gdp demo | head ended), it stops the demo as Ctrl-C does, once,
+// and swallows further writes.
+type demoOut struct {
+	w      io.Writer
+	broken func()
+	once   sync.Once
+	dead   atomic.Bool
+}
+
+func (o *demoOut) Write(p []byte) (int, error) {
+	if o.dead.Load() {
+		return len(p), nil
+	}
+	n, err := o.w.Write(p)
+	if err != nil && errors.Is(err, syscall.EPIPE) {
+		o.dead.Store(true)
+		o.once.Do(o.broken)
+		return len(p), nil
+	}
+	return n, err
 }

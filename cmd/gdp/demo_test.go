@@ -465,7 +465,10 @@ func TestDemoOutputClosed(t *testing.T) {
 	r.Close() // as head does when it has its lines
 	go func() { done <- cmd.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		if err == nil || !strings.Contains(p.stderr.String(), "demo interrupted during stage") {
+			t.Errorf("exit %v, stderr %q: want it stopped as on Ctrl-C", err, p.stderr.String())
+		}
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatalf("the demo kept running after its output was closed:\n%s", p.stderr.String())
