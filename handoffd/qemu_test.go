@@ -23,39 +23,13 @@ import (
 )
 
 // guestFiles finds what a real guest needs: QEMU, qemu-img, a static
-// busybox and Debian's kernel with its virtio modules (make handoff-kernel,
-// scripts/handoff-kernel.sh). Missing pieces skip the test, saying which.
+// busybox and Debian's kernel with its virtio modules (FindGuestFiles).
+// Missing pieces skip the test, saying which.
 func guestFiles(t *testing.T) (kernel string, mods map[string]string, busybox string) {
 	t.Helper()
-	for _, b := range []string{"qemu-system-x86_64", "qemu-img"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed (apt-get install qemu-system-x86 qemu-utils): the QEMU handoff test cannot run", b)
-		}
-	}
-	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
-		if out, err := exec.Command("file", p).Output(); err == nil && bytes.Contains(out, []byte("statically linked")) {
-			busybox = p
-		}
-	}
-	if busybox == "" {
-		t.Skip("no static busybox (apt-get install busybox-static): the QEMU handoff test cannot build its guest")
-	}
-	dir := os.Getenv("GDP_HANDOFF_KERNEL_DIR")
-	if dir == "" {
-		dir = "/var/cache/gdp/handoff-kernel"
-	}
-	ks, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
-	if len(ks) == 0 {
-		t.Skipf("no guest kernel in %s (run scripts/handoff-kernel.sh): the QEMU handoff test cannot run", dir)
-	}
-	kernel = ks[len(ks)-1]
-	mods = map[string]string{}
-	for _, m := range guestModules {
-		hits, _ := filepath.Glob(filepath.Join(dir, "lib", "modules", "*", "kernel", "drivers", "*", m+".ko"))
-		if len(hits) == 0 {
-			t.Skipf("kernel module %s.ko missing under %s", m, dir)
-		}
-		mods[m] = hits[0]
+	kernel, mods, busybox, err := FindGuestFiles(os.Getenv("GDP_HANDOFF_KERNEL_DIR"))
+	if err != nil {
+		t.Skipf("%v: the QEMU handoff test cannot run", err)
 	}
 	return kernel, mods, busybox
 }

@@ -38,40 +38,15 @@ i=0; while :; do i=$((i+1)); echo "tick $i"; usleep 300000; done
 `
 
 // vmGuestFiles finds QEMU, qemu-img, a static busybox and the guest kernel
-// with its virtio modules (scripts/handoff-kernel.sh); it skips, saying
+// with its virtio modules (handoffd.FindGuestFiles); it skips, saying
 // which, when one is missing.
 func vmGuestFiles(t *testing.T) (kernel string, mods map[string]string, busybox string) {
 	t.Helper()
-	for _, b := range []string{"qemu-system-x86_64", "qemu-img"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed (apt-get install qemu-system-x86 qemu-utils): the VM handoff CLI test cannot run", b)
-		}
+	kernel, mods, busybox, err := handoffd.FindGuestFiles(os.Getenv("GDP_HANDOFF_KERNEL_DIR"))
+	if err != nil {
+		t.Skipf("%v: the VM handoff CLI test cannot run", err)
 	}
-	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
-		if out, err := exec.Command("file", p).Output(); err == nil && bytes.Contains(out, []byte("statically linked")) {
-			busybox = p
-		}
-	}
-	if busybox == "" {
-		t.Skip("no static busybox (apt-get install busybox-static): the VM handoff CLI test cannot build its guest")
-	}
-	dir := os.Getenv("GDP_HANDOFF_KERNEL_DIR")
-	if dir == "" {
-		dir = "/var/cache/gdp/handoff-kernel"
-	}
-	ks, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
-	if len(ks) == 0 {
-		t.Skipf("no guest kernel in %s (run scripts/handoff-kernel.sh): the VM handoff CLI test cannot run", dir)
-	}
-	mods = map[string]string{}
-	for _, m := range handoffd.GuestModules {
-		hits, _ := filepath.Glob(filepath.Join(dir, "lib", "modules", "*", "kernel", "drivers", "*", m+".ko"))
-		if len(hits) == 0 {
-			t.Skipf("kernel module %s.ko missing under %s", m, dir)
-		}
-		mods[m] = hits[0]
-	}
-	return ks[len(ks)-1], mods, busybox
+	return kernel, mods, busybox
 }
 
 var tickLine = regexp.MustCompile(`(?m)^tick ([0-9]+)\r?$`)
