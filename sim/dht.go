@@ -244,28 +244,17 @@ func (s *Sim) dialPairs(ctx context.Context, pairs [][2]*simNode) error {
 	joined := map[*simNode]bool{}
 	var mu sync.Mutex
 	try := func(pairs [][2]*simNode) (failed [][2]*simNode) {
-		sem := make(chan struct{}, dhtHandshakes)
-		var wg sync.WaitGroup
-		for _, p := range pairs {
-			if ctx.Err() != nil {
-				break
+		_ = eachLimited(ctx, pairs, dhtHandshakes, func(p [2]*simNode) error {
+			err := p[0].dht.Dial(ctx, dhtAddr(p[1]))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, p)
+				return nil
 			}
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				err := p[0].dht.Dial(ctx, dhtAddr(p[1]))
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					failed = append(failed, p)
-					return
-				}
-				joined[p[0]], joined[p[1]] = true, true
-			}()
-		}
-		wg.Wait()
+			joined[p[0]], joined[p[1]] = true, true
+			return nil
+		})
 		return failed
 	}
 	t0 := time.Now()
@@ -291,10 +280,19 @@ func (s *Sim) dialPairs(ctx context.Context, pairs [][2]*simNode) error {
 // parallel runs f for every node, opts.Parallel at a time, and joins the
 // errors.
 func (s *Sim) parallel(ctx context.Context, nodes []*simNode, f func(*simNode) error) error {
-	sem := make(chan struct{}, s.opts.Parallel)
+	if err := eachLimited(ctx, nodes, s.opts.Parallel, f); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// eachLimited runs f for every item, at most limit at a time, stops
+// starting new ones once ctx ends, and joins f's errors.
+func eachLimited[T any](ctx context.Context, items []T, limit int, f func(T) error) error {
+	sem := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
-	errs := make(chan error, len(nodes))
-	for _, n := range nodes {
+	errs := make(chan error, len(items))
+	for _, it := range items {
 		if ctx.Err() != nil {
 			break
 		}
@@ -303,17 +301,14 @@ func (s *Sim) parallel(ctx context.Context, nodes []*simNode, f func(*simNode) e
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := f(n); err != nil {
+			if err := f(it); err != nil {
 				errs <- err
 			}
 		}()
 	}
 	wg.Wait()
 	close(errs)
-	if err := errors.Join(collect(errs)...); err != nil {
-		return err
-	}
-	return ctx.Err()
+	return errors.Join(collect(errs)...)
 }
 
 // kadKey is a node's position in the Kademlia key space (kad-dht's: the

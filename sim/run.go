@@ -2,7 +2,6 @@ package sim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -619,24 +618,16 @@ func (s *Sim) linkFor(id string) *linkem.Link {
 
 // startEndpoints attaches every server and client, Parallel at a time.
 func (s *Sim) startEndpoints(ctx context.Context) error {
-	sem := make(chan struct{}, s.opts.Parallel)
-	var wg sync.WaitGroup
-	errs := make(chan error, len(s.order))
+	var eps []*simNode
 	for _, n := range s.order {
-		if n.spec.Kind == KindRouter {
-			continue
+		if n.spec.Kind != KindRouter {
+			eps = append(eps, n)
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := s.startEndpoint(ctx, n); err != nil {
-				errs <- fmt.Errorf("%s: %w", n.spec.Name, err)
-			}
-		}()
 	}
-	wg.Wait()
-	close(errs)
-	return errors.Join(collect(errs)...)
+	return eachLimited(ctx, eps, s.opts.Parallel, func(n *simNode) error {
+		if err := s.startEndpoint(ctx, n); err != nil {
+			return fmt.Errorf("%s: %w", n.spec.Name, err)
+		}
+		return nil
+	})
 }
