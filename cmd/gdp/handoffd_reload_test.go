@@ -50,6 +50,7 @@ func TestHandoffdReloadsMembership(t *testing.T) {
 	cfg := e.deployConfig("handoffd", set)
 	d := e.start("handoffd", "handoffd", "--config", cfg)
 	d.waitLog(`"handoff agent on the overlay"`)
+	d.waitLog(`"metrics up"`) // its listener is open from this line on
 	memberLeft := func() float64 {
 		page, err := httpGet("http://" + metrics + "/metrics")
 		if err != nil {
