@@ -261,6 +261,11 @@ func (r *Router) Name() pdu.Name { return r.name }
 // FIB exposes the forwarding table (read-only use: admin, tests).
 func (r *Router) FIB() *FIB { return r.fib }
 
+// PublishPending is the number of location-record jobs accepted and not yet
+// published or withdrawn (gdp_router_publish_pending): until it is 0, a
+// name this router just accepted may not be resolvable from other routers.
+func (r *Router) PublishPending() int { return r.pubq.waiting() }
+
 // Gatherer is the registry holding the router's metrics.
 func (r *Router) Gatherer() prometheus.Gatherer { return r.reg }
 
