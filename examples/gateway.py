@@ -13,10 +13,10 @@ things an application does with it:
 
 Usage (the unix socket needs no token):
   python3 examples/gateway.py --socket $XDG_RUNTIME_DIR/gdp/gateway.sock \
-      --owner alice --servers S1,S2
+      --owner alice --servers=S1,S2
 or over the loopback TCP listener with its token:
   python3 examples/gateway.py --url http://127.0.0.1:8039 \
-      --token-file $XDG_RUNTIME_DIR/gdp/gateway.token --owner alice --servers S1,S2
+      --token-file $XDG_RUNTIME_DIR/gdp/gateway.token --owner alice --servers=S1,S2
 """
 
 import argparse
@@ -219,7 +219,8 @@ def main():
     ap.add_argument("--url", help="the gateway's loopback TCP listener, e.g. http://127.0.0.1:8039")
     ap.add_argument("--token-file", help="the token file (with --url)")
     ap.add_argument("--owner", required=True, help="keystore alias of the capsules' owner (and writer)")
-    ap.add_argument("--servers", required=True, help="replica server names, comma-separated")
+    ap.add_argument("--servers", required=True,
+                    help="replica server names, comma-separated; write --servers=NAMES (a name may begin with '-')")
     a = ap.parse_args()
     token = open(a.token_file).read().strip() if a.token_file else None
     gw = Gateway(sock_path=a.socket, url=a.url, token=token)

@@ -32,7 +32,7 @@ func TestPythonExample(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, py, "../examples/gateway.py", "--socket", sock, "--owner", "alice",
-		"--servers", strings.Join(g.servers, ",")).CombinedOutput()
+		"--servers="+strings.Join(g.servers, ",")).CombinedOutput() // "=": a name may begin with "-"
 	t.Logf("%s", out)
 	if err != nil {
 		t.Fatalf("examples/gateway.py: %v", err)
