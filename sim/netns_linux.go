@@ -272,21 +272,10 @@ func (s *Sim) identities() error {
 		metas = append(metas, s.doms[d].Meta)
 	}
 	s.trust = certs.NewVerifier(metas...)
-	now := time.Now()
 	for i, n := range s.top.Nodes {
-		kind := map[string]certs.Kind{KindRouter: certs.KindRouter, KindServer: certs.KindServer, KindClient: certs.KindClient}[n.Kind]
-		id, err := certs.NewIdentity(kind, "sim "+n.Name)
-		if err != nil {
+		if err := s.addNode(i, n); err != nil {
 			return err
 		}
-		dom := s.doms[n.Domain]
-		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(7*24*time.Hour))
-		if err != nil {
-			return err
-		}
-		sn := &simNode{spec: n, addr: nodeAddr(i), id: id, member: m, dom: dom}
-		s.nodes[n.Name] = sn
-		s.order = append(s.order, sn)
 	}
 	return nil
 }

@@ -213,21 +213,10 @@ func (s *Sim) build(ctx context.Context) error {
 	if s.top.Resolver != ResolverDHT {
 		s.res = resolver.NewStatic(&resolver.Verifier{Certs: s.trust})
 	}
-	now := time.Now()
 	for i, n := range s.top.Nodes {
-		kind := map[string]certs.Kind{KindRouter: certs.KindRouter, KindServer: certs.KindServer, KindClient: certs.KindClient}[n.Kind]
-		id, err := certs.NewIdentity(kind, "sim "+n.Name)
-		if err != nil {
+		if err := s.addNode(i, n); err != nil {
 			return err
 		}
-		dom := s.doms[n.Domain]
-		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(7*24*time.Hour))
-		if err != nil {
-			return err
-		}
-		sn := &simNode{spec: n, addr: nodeAddr(i), id: id, member: m, dom: dom}
-		s.nodes[n.Name] = sn
-		s.order = append(s.order, sn)
 		if n.Kind == KindRouter {
 			s.routers++
 		}
@@ -630,4 +619,24 @@ func (s *Sim) startEndpoints(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// addNode gives node n (the i-th of the topology) its identity and a week's
+// membership of its domain, and adds it to s.nodes and s.order.
+func (s *Sim) addNode(i int, n *Node) error {
+	kind := map[string]certs.Kind{KindRouter: certs.KindRouter, KindServer: certs.KindServer, KindClient: certs.KindClient}[n.Kind]
+	id, err := certs.NewIdentity(kind, "sim "+n.Name)
+	if err != nil {
+		return err
+	}
+	dom := s.doms[n.Domain]
+	now := time.Now()
+	m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(7*24*time.Hour))
+	if err != nil {
+		return err
+	}
+	sn := &simNode{spec: n, addr: nodeAddr(i), id: id, member: m, dom: dom}
+	s.nodes[n.Name] = sn
+	s.order = append(s.order, sn)
+	return nil
 }

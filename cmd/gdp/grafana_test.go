@@ -184,10 +184,10 @@ func checkDashboardMetrics(t *testing.T, pages string) {
 		t.Errorf("only %d metrics found in the dashboard", len(names))
 	}
 	for _, n := range names {
-		if _, ok := metricValue(pages, n); ok {
+		if _, ok := promValue(pages, n); ok {
 			continue
 		}
-		if _, ok := metricValue(pages, n+"_count"); ok { // a histogram
+		if _, ok := promValue(pages, n+"_count"); ok { // a histogram
 			continue
 		}
 		t.Errorf("%s queries %s; no daemon exports it", dashboardFile, n)

@@ -56,7 +56,7 @@ func TestHandoffdReloadsMembership(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, ok := metricValue(page, "gdp_cert_expiry_seconds", `kind="member"`)
+		v, ok := promValue(page, "gdp_cert_expiry_seconds", `kind="member"`)
 		if !ok {
 			t.Fatal(`no gdp_cert_expiry_seconds{kind="member"}`)
 		}

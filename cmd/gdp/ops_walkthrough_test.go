@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -248,27 +247,6 @@ func httpGet(url string) (string, error) {
 	return string(b), err
 }
 
-// metricValue finds "name{labels…} value" in a Prometheus text page: the
-// first series whose line contains every one of subs.
-func metricValue(page, name string, subs ...string) (float64, bool) {
-	for _, l := range strings.Split(page, "\n") {
-		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
-			continue
-		}
-		ok := true
-		for _, s := range subs {
-			ok = ok && strings.Contains(l, s)
-		}
-		if !ok {
-			continue
-		}
-		f := strings.Fields(l)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		return v, err == nil
-	}
-	return 0, false
-}
-
 func udpPort(t *testing.T) string {
 	t.Helper()
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -358,7 +336,7 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, ok := metricValue(page, "gdp_cert_expiry_seconds", `kind="member"`)
+		v, ok := promValue(page, "gdp_cert_expiry_seconds", `kind="member"`)
 		if !ok {
 			t.Fatalf("%s: no gdp_cert_expiry_seconds{kind=\"member\"}", d)
 		}
@@ -369,7 +347,7 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, ok := metricValue(page, "gdp_build_info", "goversion="); !ok || v != 1 {
+		if v, ok := promValue(page, "gdp_build_info", "goversion="); !ok || v != 1 {
 			t.Errorf("%s: gdp_build_info missing", d)
 		}
 		if left := memberLeft(d); left < 47*3600 || left > 48*3600 {
@@ -378,10 +356,10 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 		if d == "resolver" {
 			continue
 		}
-		if v, ok := metricValue(page, "gdp_tunnel_pdus_total", `direction="in"`); !ok || v == 0 {
+		if v, ok := promValue(page, "gdp_tunnel_pdus_total", `direction="in"`); !ok || v == 0 {
 			t.Errorf("%s: gdp_tunnel_pdus_total{direction=\"in\"} = %v (%v)", d, v, ok)
 		}
-		if _, ok := metricValue(page, "gdp_tunnel_drops_total", `reason="`); !ok {
+		if _, ok := promValue(page, "gdp_tunnel_drops_total", `reason="`); !ok {
 			t.Errorf("%s: gdp_tunnel_drops_total has no series at zero", d)
 		}
 	}
@@ -404,8 +382,8 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 		if strings.HasSuffix(m, "_") {
 			continue
 		}
-		if _, ok := metricValue(all, m); !ok {
-			if _, ok := metricValue(all, m+"_count"); !ok { // histograms
+		if _, ok := promValue(all, m); !ok {
+			if _, ok := promValue(all, m+"_count"); !ok { // histograms
 				t.Errorf("docs/OPERATIONS.md names %s; no daemon exports a series of it", m)
 			}
 		}

@@ -126,7 +126,7 @@ func TestRtCertRotationUnderTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := metricValue(page, "gdp_cert_expiry_seconds", `kind="rtcert"`); !ok || v <= 0 || v > 8 {
+	if v, ok := promValue(page, "gdp_cert_expiry_seconds", `kind="rtcert"`); !ok || v <= 0 || v > 8 {
 		t.Errorf(`capsuled gdp_cert_expiry_seconds{kind="rtcert"} = %v (%v), want in (0, 8]`, v, ok)
 	}
 	rt.waitLog(`"a certificate file changed; reloading"`)
