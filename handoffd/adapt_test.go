@@ -36,19 +36,7 @@ func newTextEnv(t *testing.T, blocks int) *pairEnv {
 	e.basePath, e.curPath = filepath.Join(e.dir, "base.img"), filepath.Join(e.dir, "cur.img")
 	os.WriteFile(e.basePath, base, 0o644)
 	os.WriteFile(e.curPath, cur, 0o644)
-	var err error
-	if e.src, err = OpenBaseCache(filepath.Join(e.dir, "src-cache")); err != nil {
-		t.Fatal(err)
-	}
-	if e.dst, err = OpenBaseCache(filepath.Join(e.dir, "dst-cache")); err != nil {
-		t.Fatal(err)
-	}
-	m, err := e.src.Add(e.basePath, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.dst.Add(e.basePath, "")
-	e.baseID = m.ID
+	e.openCaches(t)
 	return e
 }
 

@@ -120,6 +120,14 @@ func newPairEnv(t testing.TB, baseBlocks, extra int) *pairEnv {
 	t.Helper()
 	e := &pairEnv{dir: t.TempDir()}
 	e.basePath, e.curPath = makePair(t, e.dir, baseBlocks, extra, 7)
+	e.openCaches(t)
+	return e
+}
+
+// openCaches opens the source's and the destination's base caches under
+// e.dir and adds the base image to both.
+func (e *pairEnv) openCaches(t testing.TB) {
+	t.Helper()
 	var err error
 	if e.src, err = OpenBaseCache(filepath.Join(e.dir, "src-cache")); err != nil {
 		t.Fatal(err)
@@ -135,7 +143,6 @@ func newPairEnv(t testing.TB, baseBlocks, extra int) *pairEnv {
 		t.Fatal(err)
 	}
 	e.baseID = m.ID
-	return e
 }
 
 type sendResult struct {
@@ -261,19 +268,7 @@ func TestSequentialStages(t *testing.T) {
 	e.basePath, e.curPath = filepath.Join(e.dir, "base.img"), filepath.Join(e.dir, "cur.img")
 	os.WriteFile(e.basePath, make([]byte, 64*BlockSize), 0o644)
 	os.WriteFile(e.curPath, cur, 0o644)
-	var err error
-	if e.src, err = OpenBaseCache(filepath.Join(e.dir, "src")); err != nil {
-		t.Fatal(err)
-	}
-	if e.dst, err = OpenBaseCache(filepath.Join(e.dir, "dst")); err != nil {
-		t.Fatal(err)
-	}
-	m, err := e.src.Add(e.basePath, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.dst.Add(e.basePath, "")
-	e.baseID = m.ID
+	e.openCaches(t)
 	for _, seq := range []bool{false, true} {
 		os.RemoveAll(filepath.Join(e.dir, "out"))
 		rep, rec, err, rerr := e.run(t, SendConfig{Mode: "none", Sequential: seq, BlobSize: 256 << 10}, nil)
