@@ -25,15 +25,7 @@ import (
 // RAM file system (all through the page cache) and starts the disk's
 // Python, which builds ~100,000 records and stays resident; WORKLOAD-DONE
 // once all of it is in memory.
-const dataGuestInit = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do insmod /lib/modules/$m.ko; done
-i=0; while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do usleep 50000; i=$((i+1)); done
-mount -t ext4 -o ro,noload /dev/vda /mnt || echo MOUNT-FAILED
+const dataGuestInit = GuestBoot + `mount -t ext4 -o ro,noload /dev/vda /mnt || echo MOUNT-FAILED
 sleep 2
 echo GUEST-READY
 read line

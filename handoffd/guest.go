@@ -11,6 +11,19 @@ import (
 // in order, to see its virtio disk (ext4 is built in).
 var GuestModules = []string{"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk"}
 
+// GuestBoot is the start of every busybox guest's /init: mount proc, sys
+// and dev, load GuestModules, wait up to 10 s for the virtio disk. A guest
+// appends its own workload.
+const GuestBoot = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do insmod /lib/modules/$m.ko; done
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do usleep 50000; i=$((i+1)); done
+`
+
 // cpioNewc writes a newc cpio archive (what the kernel unpacks as its
 // initramfs).
 type cpioNewc struct {

@@ -41,15 +41,7 @@ var guestModules = GuestModules
 // of known data in a RAM file system (guest memory) and written to the disk
 // at 1 MiB, then a counter on the console every 300 ms; "sum" prints the
 // data's MD5 from guest memory.
-const guestInit = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-for m in ` + "virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk" + `; do insmod /lib/modules/$m.ko; done
-i=0; while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do usleep 50000; i=$((i+1)); done
-echo GUEST-READY
+const guestInit = GuestBoot + `echo GUEST-READY
 read line
 seq 1 60000 | sed 's/^/handoff-known-data-/' > /tmp/mem.dat
 dd if=/tmp/mem.dat of=/dev/vda bs=4096 seek=256 conv=notrunc 2>/dev/null

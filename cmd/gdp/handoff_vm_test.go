@@ -20,15 +20,7 @@ import (
 // vmSendInit boots, says GUEST-READY, writes known data to RAM and its disk,
 // then counts on the console every 300 ms. It reads nothing from the
 // console: the test follows it in QEMU's serial log file.
-const vmSendInit = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-for m in ` + "virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk" + `; do insmod /lib/modules/$m.ko; done
-i=0; while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do usleep 50000; i=$((i+1)); done
-echo GUEST-READY
+const vmSendInit = handoffd.GuestBoot + `echo GUEST-READY
 sleep 2
 seq 1 20000 | sed 's/^/vm-send-known-data-/' > /tmp/mem.dat
 dd if=/tmp/mem.dat of=/dev/vda bs=4096 seek=64 conv=notrunc 2>/dev/null
