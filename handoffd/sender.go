@@ -945,14 +945,7 @@ func (s *sender) barrier(ctx context.Context, frames <-chan outFrame, marks <-ch
 			case f, ok := <-frames:
 				if !ok {
 					frames = nil
-					for drained := false; !drained; {
-						select {
-						case m := <-marks:
-							pend = append(pend, m)
-						default:
-							drained = true
-						}
-					}
+					pend = drainMarks(marks, pend)
 					continue
 				}
 				held[f.round] = append(held[f.round], f)
@@ -970,6 +963,19 @@ func (s *sender) barrier(ctx context.Context, frames <-chan outFrame, marks <-ch
 		release(true)
 	}()
 	return fo, mo
+}
+
+// drainMarks appends to into every round end already queued on marks,
+// without waiting for more.
+func drainMarks(marks <-chan roundEnd, into []roundEnd) []roundEnd {
+	for {
+		select {
+		case m := <-marks:
+			into = append(into, m)
+		default:
+			return into
+		}
+	}
 }
 
 // writer is the only goroutine writing to the stream until the last round
@@ -1002,14 +1008,7 @@ func (s *sender) writer(ctx context.Context, frames <-chan outFrame, marks <-cha
 			if !ok {
 				// Every round's end is queued before the last blob: take them all.
 				frames = nil
-				for drained := false; !drained; {
-					select {
-					case m := <-marks:
-						pending = append(pending, m)
-					default:
-						drained = true
-					}
-				}
+				pending = drainMarks(marks, pending)
 				if err := check(); err != nil {
 					return err
 				}
