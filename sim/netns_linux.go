@@ -34,7 +34,6 @@ import (
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
-	"github.com/gdpnet/gdpnet/sim/linkem"
 )
 
 // The netns mode. Every node gets a network namespace with one veth; the
@@ -1044,16 +1043,7 @@ func (s *Sim) captureWire(id string) error {
 	if l == nil {
 		return fmt.Errorf("pcap %s: netns mode captures links only (a-b.wire.pcap); %s is no link", id, id)
 	}
-	ww, err := s.pcapFile(id + ".wire.pcap")
-	if err != nil {
-		return err
-	}
-	tap := func(_ *linkem.Dir, at time.Time, src, dst netip.AddrPort, payload []byte, _ linkem.Verdict) {
-		_ = ww.Write(at, src, dst, payload)
-	}
-	l.Dirs[0].Tap(tap)
-	l.Dirs[1].Tap(tap)
-	return nil
+	return s.tapWire(id, l)
 }
 
 // RouterPIDs are the running router processes by node (netns mode; nil

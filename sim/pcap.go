@@ -65,16 +65,23 @@ func (s *Sim) capture(id string) error {
 	}
 	r.tap.to[o.id.Name] = pduTarget{addr: o.addr, w: w}
 	if l := s.linkFor(id); l != nil {
-		ww, err := s.pcapFile(id + ".wire.pcap")
-		if err != nil {
-			return err
-		}
-		tap := func(_ *linkem.Dir, at time.Time, src, dst netip.AddrPort, payload []byte, _ linkem.Verdict) {
-			_ = ww.Write(at, src, dst, payload)
-		}
-		l.Dirs[0].Tap(tap)
-		l.Dirs[1].Tap(tap)
+		return s.tapWire(id, l)
 	}
+	return nil
+}
+
+// tapWire writes every datagram link l carries, both directions, to
+// ID.wire.pcap in the results directory.
+func (s *Sim) tapWire(id string, l *linkem.Link) error {
+	ww, err := s.pcapFile(id + ".wire.pcap")
+	if err != nil {
+		return err
+	}
+	tap := func(_ *linkem.Dir, at time.Time, src, dst netip.AddrPort, payload []byte, _ linkem.Verdict) {
+		_ = ww.Write(at, src, dst, payload)
+	}
+	l.Dirs[0].Tap(tap)
+	l.Dirs[1].Tap(tap)
 	return nil
 }
 
