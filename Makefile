@@ -10,7 +10,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 BUILDTIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  ?= -X main.buildRevision=$(REVISION) -X main.buildTime=$(BUILDTIME)
 
-.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds soak lint clean handoff-data handoff-bench
+.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds soak soak-steady lint clean handoff-data handoff-bench
 
 all: build
 
@@ -86,6 +86,15 @@ SOAK_OUT ?= soak-out
 soak:
 	GDP_SOAK=1 GDP_SOAK_ROUNDS=$(SOAK_ROUNDS) GDP_SOAK_DURATION=$(SOAK_DURATION) GDP_SOAK_OUT=$(abspath $(SOAK_OUT)) \
 		$(GO) test -count=1 -v -run 'TestSoak$$' -timeout 3h ./test/e2e
+
+# The steady soak (test/e2e TestSoakSteady): the same cluster without
+# faults, held at half its measured capacity for SOAK_STEADY; RSS,
+# goroutines, open files and errors sampled every 30 s into SOAK_OUT
+# (steady.csv, steady-rss.png, steady-goroutines.png).
+SOAK_STEADY ?= 30m
+soak-steady:
+	GDP_SOAK=1 GDP_SOAK_STEADY=$(SOAK_STEADY) GDP_SOAK_OUT=$(abspath $(SOAK_OUT)) \
+		$(GO) test -count=1 -v -run 'TestSoakSteady$$' -timeout 3h ./test/e2e
 
 # Every Fuzz target, each for FUZZTIME (scripts/fuzz.sh: FUZZ_KEEP=1 keeps
 # the inputs found, FUZZ_ONLY=regexp picks targets). Crashers land in

@@ -616,8 +616,11 @@ func (e *dsEnv) qemuMigrate(b *testing.B, rate float64) *qemuMigration {
 		n, _ := io.Copy(link.Conn(d), c)
 		relayed <- n
 	}()
+	// Our handoff above set x-ignore-shared on the source (its RAM file is
+	// shared with our agent); QEMU's own migration must carry the RAM, or
+	// the destination, whose RAM is its own, refuses the stream.
 	if _, err := src.Q.Run("migrate-set-capabilities", map[string]any{
-		"capabilities": []map[string]any{{"capability": "zero-blocks", "state": true}}}); err != nil {
+		"capabilities": []map[string]any{{"capability": "zero-blocks", "state": true}, {"capability": "x-ignore-shared", "state": false}}}); err != nil {
 		blog(b, "QEMU live migration: %v", err)
 		return nil
 	}
@@ -649,7 +652,13 @@ func (e *dsEnv) qemuMigrate(b *testing.B, rate float64) *qemuMigration {
 			break
 		}
 		if info.Status == "failed" || info.Status == "cancelled" {
-			blog(b, "QEMU live migration %s: %s", info.Status, info.ErrorDesc)
+			why := "the destination is still running"
+			select {
+			case <-dstG.Q.exited:
+				why = dstG.Q.exitErr().Error()
+			case <-time.After(2 * time.Second):
+			}
+			blog(b, "QEMU live migration %s: %s (destination: %s)", info.Status, info.ErrorDesc, why)
 			return nil
 		}
 		time.Sleep(200 * time.Millisecond)
