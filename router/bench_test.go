@@ -343,6 +343,7 @@ func benchRouter(b *testing.B, size int, load int) {
 		}
 		b.Logf("router tunnel stats %+v", node.Tunnel.Stats())
 		b.Logf("sink tunnel stats %+v", sinkEP.Stats())
+		b.Logf("sender tunnel stats %+v", senderEP.Stats())
 	}
 	if base, ok := relayRate.Load(size); ok && base.(float64) > 0 {
 		b.ReportMetric(rate/base.(float64), "x_relay")

@@ -39,6 +39,7 @@ func (w *batchWriter) write(batch []*frameBuf) {
 	st := &r.e.stats
 	if r.bc == nil {
 		for _, fb := range batch {
+			st.sendCalls.Add(1)
 			if _, err := r.pc.WriteTo(fb.b[:fb.n], fb.addr); err == nil {
 				st.framesSent.Add(1)
 			}
@@ -84,6 +85,7 @@ func (w *batchWriter) send(msgs []ipv4.Message) {
 	r := w.r
 	for len(msgs) > 0 {
 		n, err := r.bc.WriteBatch(msgs, 0)
+		r.e.stats.sendCalls.Add(1)
 		if err != nil {
 			if r.isClosing() {
 				return
@@ -125,6 +127,7 @@ func (w *batchWriter) tooBig(frames int) {
 
 func (w *batchWriter) sendSingly(m *ipv4.Message) {
 	for _, b := range m.Buffers {
+		w.r.e.stats.sendCalls.Add(1)
 		if _, err := w.r.pc.WriteTo(b, m.Addr.(*net.UDPAddr)); err == nil {
 			w.r.e.stats.framesSent.Add(1)
 		}

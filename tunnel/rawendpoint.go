@@ -37,7 +37,12 @@ type rawEndpoint struct {
 	mu       sync.RWMutex
 	sessions map[uint32]*recvSession // nil value: index reserved
 
-	q       sendQueue
+	q sendQueue
+	// wmu makes one flush at a time (the writer goroutine's or the
+	// receive loop's at the end of a batch): frames leave in queue order.
+	wmu     sync.Mutex
+	w       *batchWriter
+	wbatch  []*frameBuf
 	closing chan struct{}
 	wg      sync.WaitGroup
 }
@@ -83,6 +88,7 @@ func newRawEndpoint(e *Endpoint, pc net.PacketConn) (*rawEndpoint, error) {
 		}
 	}
 	r.q.init(max(e.cfg.SendQueue, maxFragments))
+	r.w = newBatchWriter(r)
 	r.wg.Add(2)
 	go r.readLoop()
 	go r.writeLoop()
@@ -146,6 +152,7 @@ func (r *rawEndpoint) readLoop() {
 		buf := make([]byte, r.mtu+1)
 		for {
 			n, from, err := r.pc.ReadFrom(buf)
+			r.e.stats.recvCalls.Add(1)
 			if err != nil {
 				if r.isClosing() || errors.Is(err, net.ErrClosed) {
 					return
@@ -169,6 +176,7 @@ func (r *rawEndpoint) readLoop() {
 	}
 	for {
 		n, err := r.bc.ReadBatch(msgs, 0)
+		r.e.stats.recvCalls.Add(1)
 		if err != nil {
 			if r.isClosing() || errors.Is(err, net.ErrClosed) {
 				return
@@ -177,7 +185,7 @@ func (r *rawEndpoint) readLoop() {
 		}
 		// What the handler sends back out of this socket while the batch
 		// is delivered (a router forwarding) goes out in one sendmmsg
-		// after it.
+		// after it, made by this loop.
 		r.q.hold()
 		for i := range msgs[:n] {
 			m := &msgs[i]
@@ -196,7 +204,15 @@ func (r *rawEndpoint) readLoop() {
 				b = b[k:]
 			}
 		}
-		r.q.release()
+		r.endBatch()
+	}
+}
+
+// endBatch ends a received batch: what the handler queued meanwhile is
+// sent now, by the receive loop itself.
+func (r *rawEndpoint) endBatch() {
+	if r.q.release() {
+		r.flush(false)
 	}
 }
 
@@ -249,25 +265,40 @@ func (r *rawEndpoint) handle(b []byte, from net.Addr, nonce *[12]byte) {
 	}
 }
 
-// writeLoop drains the send queue: everything queued at once, grouped into
-// GSO super-buffers when it can, in one sendmmsg.
+// writeLoop drains the send queue whenever a sender wakes it.
 func (r *rawEndpoint) writeLoop() {
 	defer r.wg.Done()
-	w := newBatchWriter(r)
-	var batch []*frameBuf
 	for {
 		select {
 		case <-r.q.wake:
 		case <-r.closing:
 			return
 		}
-		for {
-			batch = r.q.take(batch[:0])
-			if len(batch) == 0 {
-				break
+		r.flush(true)
+	}
+}
+
+// flush sends what is queued: everything queued at once, grouped into GSO
+// super-buffers when it can, in one sendmmsg. With drain it goes on until
+// the queue is empty (the writer); without, it sends what was queued when
+// it started and wakes the writer for anything queued since (the receive
+// loop, which must get back to receiving).
+func (r *rawEndpoint) flush(drain bool) {
+	r.wmu.Lock()
+	for {
+		r.wbatch = r.q.take(r.wbatch[:0])
+		if len(r.wbatch) == 0 {
+			break
+		}
+		r.w.write(r.wbatch)
+		r.q.recycle(r.wbatch)
+		if !drain {
+			if r.q.pendingCount() > 0 {
+				r.q.signal()
 			}
-			w.write(batch)
-			r.q.recycle(batch)
+			break
 		}
 	}
+	clear(r.wbatch) // no stale pointers to recycled buffers
+	r.wmu.Unlock()
 }

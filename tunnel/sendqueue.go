@@ -29,8 +29,8 @@ type sendQueue struct {
 	wake    chan struct{}
 	// held is non-zero while the receive loop delivers a batch: frames
 	// queued meanwhile (the router forwarding what it received) wait
-	// for the batch's end, so the writer sends them in one sendmmsg
-	// instead of waking for the first.
+	// for the batch's end, when the receive loop sends them in one
+	// sendmmsg instead of waking the writer for the first.
 	held atomic.Int32
 }
 
@@ -104,16 +104,19 @@ func (q *sendQueue) signal() {
 // hold starts a receive batch: frames put until release wait for it.
 func (q *sendQueue) hold() { q.held.Add(1) }
 
-// release ends a receive batch and wakes the writer for what it queued.
-func (q *sendQueue) release() {
-	if q.held.Add(-1) == 0 {
-		q.mu.Lock()
-		pending := len(q.pending) > 0
-		q.mu.Unlock()
-		if pending {
-			q.signal()
-		}
+// release ends a receive batch and reports whether frames wait to be
+// sent: the receive loop then sends them itself (rawEndpoint.flush), on
+// the CPU it already holds, rather than waking the writer goroutine —
+// which, readied by a loop that keeps running, can wait milliseconds for
+// a CPU on a busy machine while the loop holds the next batches' frames.
+func (q *sendQueue) release() bool {
+	if q.held.Add(-1) != 0 {
+		return false
 	}
+	q.mu.Lock()
+	pending := len(q.pending) > 0
+	q.mu.Unlock()
+	return pending
 }
 
 // unget returns a buffer that was not queued.
@@ -132,6 +135,13 @@ func (q *sendQueue) take(dst []*frameBuf) []*frameBuf {
 	q.pending = q.pending[:0]
 	q.mu.Unlock()
 	return dst
+}
+
+// pendingCount is how many frames are queued.
+func (q *sendQueue) pendingCount() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending)
 }
 
 func (q *sendQueue) recycle(bufs []*frameBuf) {

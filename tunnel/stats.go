@@ -42,6 +42,10 @@ type Stats struct {
 	KeepalivesSent             uint64 // KEEPALIVE datagrams sent on idle links (not in PDUsSent)
 	KeepalivesReceived         uint64 // and received (consumed, not delivered)
 	FramesSent, FramesReceived uint64 // raw frames (fragments count one each)
+	// SendCalls and RecvCalls are the raw socket's send and receive
+	// system calls (sendmmsg/recvmmsg or one-datagram calls): frames per
+	// call is how well the data path batches.
+	SendCalls, RecvCalls       uint64
 	HandshakesRefused          uint64 // peers that failed verification in TLS
 	HandshakesInFlight         int64  // incoming QUIC handshakes started and not finished
 	Retries                    uint64 // new clients asked to validate their address (QUIC Retry)
@@ -59,6 +63,7 @@ type counters struct {
 	keepalivesSent             atomic.Uint64
 	keepalivesReceived         atomic.Uint64
 	framesSent, framesReceived atomic.Uint64
+	sendCalls, recvCalls       atomic.Uint64
 	handshakeRefused           atomic.Uint64
 	handshakes                 atomic.Int64 // incoming handshakes in flight
 	retries                    atomic.Uint64
@@ -76,6 +81,7 @@ func (e *Endpoint) Stats() Stats {
 		PDUsSent: c.pdusSent.Load(), PDUsReceived: c.pdusReceived.Load(),
 		KeepalivesSent: c.keepalivesSent.Load(), KeepalivesReceived: c.keepalivesReceived.Load(),
 		FramesSent: c.framesSent.Load(), FramesReceived: c.framesReceived.Load(),
+		SendCalls: c.sendCalls.Load(), RecvCalls: c.recvCalls.Load(),
 		HandshakesRefused:  c.handshakeRefused.Load(),
 		HandshakesInFlight: c.handshakes.Load(), Retries: c.retries.Load(),
 		DialsFailed: c.dialFailed.Load(), AcceptsFailed: c.acceptFailed.Load(),

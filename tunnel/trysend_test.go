@@ -102,11 +102,16 @@ func TestRawTrySend(t *testing.T) {
 }
 
 // TestSendQueueHold: frames put while a receive batch holds the queue do
-// not wake the writer; the batch's end does, once; a sender that must wait
-// for a buffer wakes the writer itself (no deadlock while held).
+// not wake the writer; the batch's end reports them (the receive loop
+// sends them itself, TestRawBatchEndFlush); a sender that must wait for a
+// buffer wakes the writer itself (no deadlock while held).
 func TestSendQueueHold(t *testing.T) {
 	var q sendQueue
 	q.init(2)
+	q.hold()
+	if q.release() {
+		t.Fatal("release reported frames pending on an empty queue")
+	}
 	q.hold()
 	q.put(q.get(10))
 	select {
@@ -114,11 +119,8 @@ func TestSendQueueHold(t *testing.T) {
 		t.Fatal("put woke the writer during a held batch")
 	default:
 	}
-	q.release()
-	select {
-	case <-q.wake:
-	default:
-		t.Fatal("release did not wake the writer for the queued frame")
+	if !q.release() {
+		t.Fatal("release did not report the frame queued during the batch")
 	}
 	// Held, and every buffer queued: a waiting get must wake the writer.
 	q.hold()
