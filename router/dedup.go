@@ -33,12 +33,13 @@ func newDedup(size int, window uint64) *dedup {
 	for n < size {
 		n <<= 1
 	}
-	return &dedup{
-		slots:  make([]atomic.Uint64, n),
+	d := &dedup{
 		mask:   uint64(n - 1),
 		window: window,
 		seed:   [3]uint64{rand.Uint64(), rand.Uint64(), rand.Uint64()},
 	}
+	d.slots = newSlots(n, d)
+	return d
 }
 
 func mix64(x uint64) uint64 {
