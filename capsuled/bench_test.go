@@ -4,10 +4,12 @@ import (
 	"context"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/router"
@@ -112,12 +114,17 @@ func BenchmarkAppendStoreDirect(b *testing.B) {
 //
 // GDP_CATCHUP_CPUPROFILE=file writes a CPU profile of the catch-up alone
 // (from the restart until c holds every record; not the appends before;
-// with -benchtime Nx, N > 1).
+// with -benchtime Nx, N > 1). GDP_SYNC_WINDOW=n sets c's sync_window (1:
+// one SYNC at a time, as before range SYNCs).
 func BenchmarkCatchUpAfterRestart(b *testing.B) {
 	w := newWorld(b)
 	r1 := w.router("r1")
 	r2 := w.router("r2", r1)
-	ra, rb, rc := w.newReplica(r1, "a"), w.newReplica(r1, "b"), w.newReplica(r2, "c")
+	var conf capsuled.Config
+	if n, err := strconv.Atoi(os.Getenv("GDP_SYNC_WINDOW")); err == nil {
+		conf.SyncWindow = n
+	}
+	ra, rb, rc := w.newReplica(r1, "a"), w.newReplica(r1, "b"), w.newReplicaConf(r2, "c", conf)
 	writer := w.user(r1, "writer")
 	tc := newTestCapsule(b, "bench catch-up")
 	tc.create(b, writer, 2, ra, rb, rc)
@@ -180,4 +187,6 @@ func BenchmarkCatchUpAfterRestart(b *testing.B) {
 	b.ReportMetric(float64(attached.Milliseconds()), "attach-ms")
 	b.ReportMetric(float64(first.Milliseconds()), "first-ms")
 	b.ReportMetric(float64(el.Milliseconds()), "catchup-ms")
+	// Range SYNC answers c refused as out of line (none expected).
+	b.ReportMetric(rc.metric("gdp_capsuled_sync_errors_total", "misaligned"), "misaligned")
 }

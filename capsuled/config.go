@@ -56,6 +56,16 @@ type Config struct {
 	// SyncParallel is how many capsules anti-entropy works on at once;
 	// within a capsule, its peers are asked in parallel. Default 16.
 	SyncParallel int
+	// SyncWindow is how many range SYNCs one catch-up from one peer has
+	// outstanding at once (PROTOCOL.md §8.5): a replica far behind asks
+	// for the next ranges while the answers before them travel and are
+	// stored. Default 4; 1: one SYNC at a time.
+	SyncWindow int
+	// SyncAnswersPerPeer bounds the SYNCs of one peer (the requesting
+	// name) answered at once, its share of the Workers; more are answered
+	// 503 and counted (gdp_capsuled_sync_refused_total), and the peer asks
+	// again shortly. Default 4.
+	SyncAnswersPerPeer int
 	// PeerBackoff is the longest a peer that did not answer (timeout or a
 	// NAK such as NO_ROUTE) is left alone before it is asked again; the
 	// wait starts at SyncInterval and doubles. Default 30s.
@@ -132,6 +142,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SyncParallel <= 0 {
 		c.SyncParallel = 16
+	}
+	if c.SyncWindow <= 0 {
+		c.SyncWindow = 4
+	}
+	if c.SyncAnswersPerPeer <= 0 {
+		c.SyncAnswersPerPeer = 4
 	}
 	if c.PeerBackoff <= 0 {
 		c.PeerBackoff = 30 * time.Second

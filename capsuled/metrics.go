@@ -21,6 +21,9 @@ type metrics struct {
 	syncSkipped       prometheus.Counter
 	syncFed           prometheus.Counter
 	syncInflight      prometheus.Gauge
+	// syncRefused counts SYNCs answered 503 because their peer had
+	// sync_answers_per_peer being answered.
+	syncRefused prometheus.Counter
 	// adcertExpiry is each placed capsule's AdCert NotAfter (unix seconds).
 	adcertExpiry *prometheus.GaugeVec // capsule
 	// writerConflicts counts APPENDs refused because they did not extend
@@ -61,9 +64,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "sync_fed_total", Help: "Periodic anti-entropy comparisons not started because a writer's batch extended the capsule within the last sync_interval."})
 	m.syncInflight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "sync_inflight", Help: "Capsules being compared with their peers now (at most sync_parallel)."})
-	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight)
+	m.syncRefused = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "sync_refused_total", Help: "SYNCs answered 503 because their peer had sync_answers_per_peer SYNCs being answered."})
+	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused)
 	// Labelled series exist from the start at zero.
-	for _, r := range []string{"unreachable", "nak", "refused", "verify", "adopted"} {
+	for _, r := range []string{"unreachable", "nak", "refused", "busy", "misaligned", "verify", "adopted"} {
 		m.syncErrors.WithLabelValues(r)
 	}
 	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak", "delete_unsigned"} {

@@ -311,3 +311,73 @@ func TestKillNineReplica(t *testing.T) {
 		checkAll(t, reader, name, p.id.Name, ack.upTo)
 	}
 }
+
+// TestKillNineMidCatchUp: replica c, a separate process, restarts far
+// behind and catches up with range SYNCs in flight (sync_window, default
+// 4, answers stored in order as they arrive); it is SIGKILLed as soon as
+// it reports a head on the way. The store it leaves holds whole batches
+// only (every entry up to its head reads back), and after a restart it
+// converges and serves every acknowledged record, verified by the reader.
+func TestKillNineMidCatchUp(t *testing.T) {
+	n := fullSize(6000) / 10
+	w := newWorld(t)
+	r1 := w.router("r1")
+	ra, rb := w.newReplica(r1, "a"), w.newReplica(r1, "b")
+	pc := w.procReplica(r1, "proc c")
+	writer := w.user(r1, "writer")
+	reader := w.reader(r1, "reader")
+	tc := newTestCapsule(t, "kill -9 mid catch-up")
+	places, err := client.PlaceCapsule(tc.owner, tc.meta, []certs.Name{ra.id.Name, rb.id.Name, pc.id.Name}, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), slow*5*time.Minute)
+	defer cancel()
+	if err := writer.Create(ctx, tc.owner, tc.meta, 2, places); err != nil {
+		t.Fatal(err)
+	}
+	name := tc.meta.Name()
+	pc.kill()
+	wr, err := writer.NewWriter(ctx, name, tc.writer.Key, client.WriterOptions{Cadence: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wr.Close(context.Background())
+	var ack acked
+	writeN(t, wr, 1, n, &ack)
+	if ack.upTo != n {
+		t.Fatalf("acknowledged up to %d of %d", ack.upTo, n)
+	}
+	pc.start(t)
+	var seen uint64
+	eventually(t, slow*60*time.Second, "c reports a head", func() bool {
+		ictx, icancel := context.WithTimeout(ctx, time.Second)
+		defer icancel()
+		if in, err := writer.Info(ictx, name, pc.id.Name); err == nil {
+			seen = in.Head.Seqno
+		}
+		return seen > 0
+	})
+	pc.kill()
+	st, err := store.Open(pc.data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := st.Head(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Seqno < seen {
+		t.Fatalf("c reported head %d, its store after SIGKILL holds %d", seen, h.Seqno)
+	}
+	if _, err := st.Read(name, 1, h.Seqno); err != nil {
+		t.Fatalf("c's store after SIGKILL mid catch-up: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("c reported %d of %d records, SIGKILLed; its store holds %d, every entry readable", seen, n, h.Seqno)
+	pc.start(t)
+	reachable(t, reader, name, pc.id.Name, n)
+	checkAll(t, reader, name, pc.id.Name, n)
+}

@@ -54,13 +54,16 @@ type Server struct {
 	subs   *subscriptions
 	watch  *watchers
 
-	bulk     *bulkState // nil: bulk reads off (bulk.go)
-	queue    chan request
-	kick     chan pdu.Name
-	sync     *syncState
-	repl     replState // peers' heads as last learnt (Status)
-	draining atomic.Bool
-	inflight sync.WaitGroup
+	bulk  *bulkState // nil: bulk reads off (bulk.go)
+	queue chan request
+	kick  chan pdu.Name
+	sync  *syncState
+	// syncAnswers counts the SYNCs being answered per peer
+	// (SyncAnswersPerPeer).
+	syncAnswers peerCount
+	repl        replState // peers' heads as last learnt (Status)
+	draining    atomic.Bool
+	inflight    sync.WaitGroup
 
 	ctx    context.Context
 	cancel context.CancelFunc

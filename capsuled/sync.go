@@ -25,8 +25,23 @@ import (
 // at the heartbeat this server stored for it, as many as fit one message.
 // Hole entries are left out (their heartbeat declares them), so a peer can
 // store each segment with an ordinary append, verified as such.
+//
+// A SYNC with To is a range SYNC (PROTOCOL.md §8.5, a catch-up window):
+// its answer starts right after the first heartbeat held at or after
+// From-1 (at From when From-1 is one, or 0) and ends at the first heartbeat
+// held at or after To, so that the ranges [From, To] an asker cuts at any
+// seqnos it likes are answered back to back, without gaps or overlaps,
+// whatever this replica's batches are. One peer has at most
+// SyncAnswersPerPeer SYNCs answered at once; more are refused 503.
 func (s *Server) handleSync(r request) *wire.Message {
 	m := r.msg
+	if !s.syncAnswers.admit(r.from, s.cfg.SyncAnswersPerPeer) {
+		s.met.syncRefused.Inc()
+		resp := m.Reply(wire.StatusUnavailable)
+		resp.Error = fmt.Sprintf("sync_answers_per_peer: %d SYNCs of this peer being answered", s.cfg.SyncAnswersPerPeer)
+		return resp
+	}
+	defer s.syncAnswers.release(r.from)
 	c := m.CapsuleName()
 	head, err := s.st.Head(c)
 	if err != nil {
@@ -34,26 +49,43 @@ func (s *Server) handleSync(r request) *wire.Message {
 	}
 	resp := m.Reply(wire.StatusOK)
 	resp.Head = head.Seqno
-	if m.From > 0 {
+	if m.From > 0 && m.To == 0 {
 		// A replica asks from its head + 1: what Status shows of it.
 		if p := s.places.get(c); p != nil && slices.Contains(p.replicas, r.from) && r.from != s.name {
 			s.repl.saw(c, r.from, m.From-1, time.Now())
 		}
 	}
-	if m.From == 0 || m.From > head.Seqno {
+	ranged := m.To > 0
+	from, end := m.From, head.Seqno // the first entry and the last heartbeat of the answer
+	if ranged {
+		if m.From == 0 || m.To < m.From {
+			resp = m.Reply(wire.StatusBadRequest)
+			resp.Error = "range sync: from must be at least 1 and at most to"
+			return resp
+		}
+		if from, err = s.heartbeatCut(c, m.From-1, head.Seqno); err != nil {
+			return fail(m, err)
+		}
+		from++
+		if end, err = s.heartbeatCut(c, m.To, head.Seqno); err != nil {
+			return fail(m, err)
+		}
+		resp.From, resp.To = from, from-1 // an empty range until segments fill it
+	}
+	if from == 0 || from > head.Seqno || from > end {
 		return resp
 	}
 	budget := wire.MaxMessage - 512 // no proofs in a SYNC answer
 	// The heartbeats that end segments, from one scan of their table: at
 	// most MaxSegments, and past the first only within MaxRecords seqnos
-	// of From (an answer holds no more records than that).
+	// of from (an answer holds no more records than that).
 	type heldHB struct {
 		seqno uint64
 		raw   []byte
 	}
 	var hbs []heldHB
-	err = s.st.HeartbeatsRaw(c, m.From, head.Seqno, func(seq uint64, raw []byte) bool {
-		if len(hbs) > 0 && (len(hbs) >= wire.MaxSegments || seq >= m.From+wire.MaxRecords) {
+	err = s.st.HeartbeatsRaw(c, from, end, func(seq uint64, raw []byte) bool {
+		if len(hbs) > 0 && (len(hbs) >= wire.MaxSegments || seq >= from+wire.MaxRecords) {
 			return false
 		}
 		hbs = append(hbs, heldHB{seq, append([]byte(nil), raw...)})
@@ -64,9 +96,9 @@ func (s *Server) handleSync(r request) *wire.Message {
 	}
 	var seg wire.Segment
 	segBytes := 0
-	next := m.From
+	next := from
 	if len(hbs) > 0 {
-		err = s.st.ReadRaw(c, m.From, hbs[len(hbs)-1].seqno, func(seq uint64, raw []byte) error {
+		err = s.st.ReadRaw(c, from, hbs[len(hbs)-1].seqno, func(seq uint64, raw []byte) error {
 			e, err := capsule.UnmarshalRecord(raw)
 			if err != nil {
 				return err
@@ -100,9 +132,24 @@ func (s *Server) handleSync(r request) *wire.Message {
 	if err != nil && !errors.Is(err, errStop) {
 		return fail(m, err)
 	}
-	resp.From, resp.To = m.From, next-1
-	resp.More = next <= head.Seqno
+	resp.From, resp.To = from, next-1
+	resp.More = next <= end
 	return resp
+}
+
+// heartbeatCut is the seqno of the first heartbeat of capsule c held at or
+// after at (at itself when at is 0), or head when there is none: where a
+// range SYNC's answer is cut.
+func (s *Server) heartbeatCut(c pdu.Name, at, head uint64) (uint64, error) {
+	if at == 0 || at >= head {
+		return min(at, head), nil
+	}
+	cut := head
+	err := s.st.HeartbeatsRaw(c, at, head, func(seq uint64, _ []byte) bool {
+		cut = seq
+		return false
+	})
+	return cut, err
 }
 
 // antiEntropy compares every capsule with its peers on start-up, every
@@ -252,6 +299,10 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name, bulk *bulkPull)
 	// fetch, verify and store them a second time (a batch that finds a gap
 	// here forces a sync again).
 	target := uint64(0)
+	// windowed: the rest of a long catch-up is asked for in ranges, up to
+	// SyncWindow at once (pullWindow); off after a peer answered a range
+	// out of line (one that does not know range SYNCs answers from From).
+	windowed := s.cfg.SyncWindow > 1
 	for {
 		if next == 0 {
 			head, err := s.st.Head(c)
@@ -260,7 +311,7 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name, bulk *bulkPull)
 			}
 			next = head.Seqno + 1
 		}
-		resp, err := s.askSync(ctx, c, peer, next)
+		resp, err := s.askSync(ctx, c, peer, next, 0)
 		if storing != nil {
 			r := <-storing
 			storing = nil
@@ -308,6 +359,20 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name, bulk *bulkPull)
 				next = 0
 				continue
 			}
+			if windowed && next == last+1 && last == resp.To {
+				// next follows a heartbeat of the peer's: the rest is cut
+				// into ranges as long as this answer was.
+				r := s.pullWindow(ctx, c, peer, storing, next, last-resp.From+1, target)
+				storing = nil
+				switch {
+				case errors.Is(r.err, errMisaligned):
+					windowed = false
+				case r.done || r.err != nil:
+					return r.err
+				}
+				next = 0 // done (or reconciled): a plain SYNC from the head ends the pull
+				continue
+			}
 		}
 		if !more {
 			r := <-storing
@@ -319,11 +384,186 @@ func (s *Server) pullFrom(ctx context.Context, c, peer pdu.Name, bulk *bulkPull)
 	}
 }
 
-// askSync sends peer a SYNC for capsule c from seqno from and returns its
-// successful answer.
-func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from uint64) (*wire.Message, error) {
-	resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: from})
+// errMisaligned: a range SYNC's answer did not start where the answer
+// before it ended, or did not end where it said.
+var errMisaligned = errors.New("sync answer out of line")
+
+// rangeAnswers are the answers to one range of a window, in order; err
+// ends the range after them.
+type rangeAnswers struct {
+	i    int
+	msgs []*wire.Message
+	err  error
+}
+
+// pullWindow asks peer for capsule c's entries from next through target in
+// ranges of span seqnos, up to SyncWindow ranges at once (range SYNCs,
+// PROTOCOL.md §8.5), and stores the answers in range order as they
+// complete, every answer that arrived in order with one AppendSegments
+// (verified as any append, one group commit), while later ranges are on
+// their way. storing is the answer before next, being stored. An answer
+// that does not start where the one before it ended, or whose segments do
+// not end where it says, is refused (nothing of it stored) and counted
+// (sync_errors_total{reason="misaligned"}): the pull ends with
+// errMisaligned. The first failure ends the window; everything stored
+// before it is durable.
+func (s *Server) pullWindow(ctx context.Context, c, peer pdu.Name, storing <-chan pullResult, next, span, target uint64) pullResult {
+	askCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	window := s.cfg.SyncWindow
+	span = max(span, 1)
+	answers := make(chan rangeAnswers, window)
+	held := map[int]rangeAnswers{}
+	issued, inflight, stored := 0, 0, 0
+	expect := next // where the next answer to store must start
+	var out pullResult
+	stop := false
+	for {
+		for !stop && inflight < window && next <= target {
+			i, lo, hi := issued, next, min(next+span-1, target)
+			issued, inflight, next = issued+1, inflight+1, hi+1
+			go func() {
+				msgs, err := s.askRange(askCtx, c, peer, lo, hi)
+				answers <- rangeAnswers{i, msgs, err}
+			}()
+		}
+		if storing == nil && !stop {
+			var segs []store.Segment
+			var derr error
+			peerHead := uint64(0)
+		gather:
+			for a, ok := held[stored]; ok; a, ok = held[stored] {
+				delete(held, stored)
+				stored++
+				for _, m := range a.msgs {
+					ds, err := decodeSegments(m.Segments)
+					if err == nil {
+						err = checkRangeAnswer(m, ds, expect)
+						if err != nil {
+							s.met.syncErrors.WithLabelValues("misaligned").Inc()
+							out.err = fmt.Errorf("range sync from %s: %w", peer, err)
+							stop = true
+							break gather
+						}
+					}
+					segs = append(segs, ds...)
+					peerHead = max(peerHead, m.Head)
+					expect = m.To + 1
+					if err != nil {
+						derr, stop = err, true // stored up to it, then the pull fails
+						break gather
+					}
+				}
+				if a.err != nil {
+					out.err, stop = a.err, true
+					break
+				}
+			}
+			if len(segs) > 0 || derr != nil {
+				storing = s.storeAnswer(ctx, c, peer, peerHead, segs, derr)
+			}
+		}
+		if stop {
+			cancel()
+		}
+		if inflight == 0 && storing == nil && (stop || stored == issued) {
+			return out
+		}
+		select {
+		case a := <-answers:
+			inflight--
+			held[a.i] = a
+		case r := <-storing:
+			storing = nil
+			if r.err != nil || r.done || r.reconciled {
+				if out.err == nil {
+					out = r
+				}
+				stop = true
+			}
+		}
+	}
+}
+
+// checkRangeAnswer checks that m, a range SYNC's answer whose segments
+// decoded to segs, starts at expect, that each segment starts right after
+// the one before, and that the last ends at To: so the next answer's start
+// is checked against where this one really ended.
+func checkRangeAnswer(m *wire.Message, segs []store.Segment, expect uint64) error {
+	if m.From != expect {
+		return fmt.Errorf("%w: the answer starts at %d, the range before ended at %d", errMisaligned, m.From, expect-1)
+	}
+	if m.To+1 < m.From {
+		return fmt.Errorf("%w: the answer ends at %d before it starts at %d", errMisaligned, m.To, m.From)
+	}
+	prev := m.From - 1
+	for i, seg := range segs {
+		// Each segment starts right after the one before (with a record,
+		// or with a hole its heartbeat declares) and ends at its heartbeat.
+		hb := seg.Heartbeat.Seqno
+		first := hb + 1
+		if len(seg.Records) > 0 {
+			first = seg.Records[0].Seqno
+		}
+		for _, h := range seg.Heartbeat.Holes {
+			if h > prev {
+				first = min(first, h)
+				break
+			}
+		}
+		if first != prev+1 || (len(seg.Records) > 0 && seg.Records[len(seg.Records)-1].Seqno > hb) {
+			return fmt.Errorf("%w: segment %d (entries from %d, heartbeat %d) is not the next in [%d, %d]", errMisaligned, i, first, hb, prev+1, m.To)
+		}
+		prev = hb
+	}
+	if prev != m.To { // segments beyond To, or a To beyond them
+		return fmt.Errorf("%w: the answer says it ends at %d, its segments at %d", errMisaligned, m.To, prev)
+	}
+	return nil
+}
+
+// askRange asks peer for the range [lo, hi] of capsule c (range SYNCs),
+// again from where an answer stopped while it has more, and returns the
+// answers in order. A peer answering 503 (its sync_answers_per_peer share
+// of SYNCs being answered) is asked again after a short pause, for at most
+// PeerTimeout.
+func (s *Server) askRange(ctx context.Context, c, peer pdu.Name, lo, hi uint64) ([]*wire.Message, error) {
+	var out []*wire.Message
+	from := lo
+	busyUntil := time.Now().Add(s.cfg.PeerTimeout)
+	for {
+		resp, err := s.askSync(ctx, c, peer, from, hi)
+		var se *wire.StatusError
+		if errors.As(err, &se) && se.Status == wire.StatusUnavailable && time.Now().Before(busyUntil) {
+			select {
+			case <-time.After(time.Duration(5+rand.IntN(20)) * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return out, ctx.Err()
+			}
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, resp)
+		if !resp.More {
+			return out, nil
+		}
+		if resp.To < resp.From || resp.To >= hi {
+			return out, nil // no progress, or a lie: checkRangeAnswer judges what came
+		}
+		from = resp.To + 1
+	}
+}
+
+// askSync sends peer a SYNC for capsule c from seqno from (a range SYNC
+// through to when to > 0) and returns its successful answer.
+func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from, to uint64) (*wire.Message, error) {
+	resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: from, To: to})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err // ended by us (a window that stopped), not the peer
+		}
 		reason := "unreachable"
 		if errors.Is(err, errNAK) {
 			reason = "nak"
@@ -332,7 +572,11 @@ func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from uint64) (*w
 		return nil, err
 	}
 	if err := resp.Err(); err != nil {
-		s.met.syncErrors.WithLabelValues("refused").Inc()
+		reason := "refused"
+		if resp.Status == wire.StatusUnavailable {
+			reason = "busy"
+		}
+		s.met.syncErrors.WithLabelValues(reason).Inc()
 		return nil, err
 	}
 	s.repl.saw(c, peer, resp.Head, time.Now())
@@ -467,6 +711,35 @@ func (b *bulkPull) release(peer pdu.Name) {
 	if b.held && b.owner == peer {
 		b.held = false
 		close(b.done)
+	}
+}
+
+// peerCount counts what each peer has under way (SYNCs being answered),
+// so that no peer takes more than its share.
+type peerCount struct {
+	mu sync.Mutex
+	n  map[pdu.Name]int
+}
+
+// admit takes one of peer's limit slots; false: it holds them all.
+func (p *peerCount) admit(peer pdu.Name, limit int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n[peer] >= limit {
+		return false
+	}
+	if p.n == nil {
+		p.n = map[pdu.Name]int{}
+	}
+	p.n[peer]++
+	return true
+}
+
+func (p *peerCount) release(peer pdu.Name) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n[peer]--; p.n[peer] <= 0 {
+		delete(p.n, peer)
 	}
 }
 

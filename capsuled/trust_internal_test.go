@@ -109,6 +109,7 @@ type syncWorld struct {
 	c       pdu.Name
 	p, m    *certs.Identity
 	writer  *certs.Identity
+	meta    *certs.Metadata
 	segment wire.Segment
 }
 
@@ -160,7 +161,7 @@ func newSyncWorld(t *testing.T, cfg Config) *syncWorld {
 		seg.Records = append(seg.Records, r.Marshal())
 	}
 
-	sw := &syncWorld{reg: prometheus.NewRegistry(), c: c, p: ids["p"], m: ids["m"], writer: ids["writer"], segment: seg}
+	sw := &syncWorld{reg: prometheus.NewRegistry(), c: c, p: ids["p"], m: ids["m"], writer: ids["writer"], meta: meta, segment: seg}
 	sw.net = &peerNet{self: ids["s"].Name, done: make(chan struct{})}
 	sw.net.c = client.New(ids["s"], sw.net, client.Options{RequestTimeout: 20 * time.Millisecond, Attempts: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -238,6 +238,12 @@ type capsuledConfig struct {
 	PeerTimeout config.Duration `yaml:"peer_timeout"`
 	// SyncParallel capsules compared with their peers at once. Default 16.
 	SyncParallel int `yaml:"sync_parallel"`
+	// SyncWindow is how many range SYNCs one catch-up from one peer keeps
+	// outstanding at once (PROTOCOL.md §8.5). Default 4; 1: one at a time.
+	SyncWindow int `yaml:"sync_window"`
+	// SyncAnswersPerPeer bounds the SYNCs of one peer answered at once
+	// (503 beyond, counted in gdp_capsuled_sync_refused_total). Default 4.
+	SyncAnswersPerPeer int `yaml:"sync_answers_per_peer"`
 	// PeerBackoff is the longest an unreachable peer is left alone.
 	// Default 30s.
 	PeerBackoff config.Duration `yaml:"peer_backoff"`
@@ -294,7 +300,7 @@ func (cfg capsuledConfig) server() (capsuled.Config, error) {
 		return capsuled.Config{}, err
 	}
 	return capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, MinFreeBytes: cfg.MinFreeBytes, Workers: cfg.Workers,
-		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel,
+		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel, SyncWindow: cfg.SyncWindow, SyncAnswersPerPeer: cfg.SyncAnswersPerPeer,
 		PeerBackoff: cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer}, nil
 }
