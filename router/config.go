@@ -185,8 +185,9 @@ type DedupConfig struct {
 	// Disabled turns duplicate suppression off (TTL alone then bounds
 	// loops). Default false.
 	Disabled bool `yaml:"disabled"`
-	// Slots is the size of the table (memory: 8 bytes a slot). Default
-	// 1,048,576.
+	// Slots is the size of the table (memory: 8 bytes a slot; from 2 MiB
+	// on Linux a mapping on transparent huge pages, resident as traffic
+	// touches it). Default 1,048,576.
 	Slots int `yaml:"slots"`
 	// Window is how long a PDU is remembered. Default 2s.
 	Window config.Duration `yaml:"window"`

@@ -10,6 +10,7 @@ func (e *Endpoint) Collector() prometheus.Collector { return &collector{e: e} }
 var (
 	descPDUs     = prometheus.NewDesc("gdp_tunnel_pdus_total", "Whole PDUs sent or received over tunnels.", []string{"direction"}, nil)
 	descFrames   = prometheus.NewDesc("gdp_tunnel_raw_frames_total", "Raw GDP-in-UDP frames (fragments count one each).", []string{"direction"}, nil)
+	descSyscalls = prometheus.NewDesc("gdp_tunnel_raw_syscalls_total", "Send and receive system calls on the raw socket (sendmmsg/recvmmsg or one datagram each); raw frames over syscalls is how well the data path batches.", []string{"direction"}, nil)
 	descDrops    = prometheus.NewDesc("gdp_tunnel_drops_total", "Frames or PDUs dropped, by reason.", []string{"reason"}, nil)
 	descRefused  = prometheus.NewDesc("gdp_tunnel_handshakes_refused_total", "Peers refused in the TLS handshake (credentials, key or name).", nil, nil)
 	descDialFail = prometheus.NewDesc("gdp_tunnel_dials_failed_total", "Dials that did not produce a link.", nil, nil)
@@ -24,7 +25,7 @@ var (
 type collector struct{ e *Endpoint }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descDrops, descRefused, descDialFail, descAccFail, descRekeys, descLinks, descPending, descRetries, descKeep} {
+	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descSyscalls, descDrops, descRefused, descDialFail, descAccFail, descRekeys, descLinks, descPending, descRetries, descKeep} {
 		ch <- d
 	}
 }
@@ -40,6 +41,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descKeep, s.KeepalivesReceived, "in")
 	counter(descFrames, s.FramesSent, "out")
 	counter(descFrames, s.FramesReceived, "in")
+	counter(descSyscalls, s.SendCalls, "out")
+	counter(descSyscalls, s.RecvCalls, "in")
 	for r := DropReason(0); r < numDropReasons; r++ {
 		counter(descDrops, s.Drops[r.String()], r.String())
 	}

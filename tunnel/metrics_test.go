@@ -46,6 +46,11 @@ func TestCollector(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, got[k], want)
 		}
 	}
+	// b received the frame with at least one receive call (its loop may
+	// be in the next already).
+	if got["gdp_tunnel_raw_syscalls_total/in"] < 1 || series["gdp_tunnel_raw_syscalls_total"] != 2 {
+		t.Errorf("raw syscalls in %v (%d series), want ≥ 1 (2 series)", got["gdp_tunnel_raw_syscalls_total/in"], series["gdp_tunnel_raw_syscalls_total"])
+	}
 	if series["gdp_tunnel_drops_total"] != int(numDropReasons) {
 		t.Errorf("%d drop series", series["gdp_tunnel_drops_total"])
 	}
