@@ -22,7 +22,11 @@ type Report struct {
 	UniqueBytes  int64 `json:"unique_bytes"`  // after dedup: data the destination cannot rebuild
 	RawBytes     int64 `json:"raw_bytes"`     // blob payloads before compression (records + data)
 	WireBytes    int64 `json:"wire_bytes"`    // bytes written to the stream
-	Blocks       struct {
+	// FreeSkippedBytes: blocks that differ from what the destination holds
+	// but that the image's file system leaves unallocated (Image.FS): not
+	// sent, not in ChangedBytes.
+	FreeSkippedBytes int64 `json:"free_skipped_bytes,omitempty"`
+	Blocks           struct {
 		Zero, Base, Dup, Data int64
 	} `json:"blocks"`
 	Stages []StageReport `json:"stages"`
@@ -84,6 +88,7 @@ func (s *sender) fillReport(r *Report) {
 	r.ChangedBytes = s.changed.Load()
 	r.UniqueBytes = s.unique.Load()
 	r.WireBytes = s.wire.Load()
+	r.FreeSkippedBytes = s.freeSkipped.Load()
 	r.ScannedBytes = s.stageIn[0].Load()
 	r.RawBytes = s.stageIn[2].Load()
 	r.Blocks.Zero = s.kinds[recZero].Load()
