@@ -92,6 +92,16 @@ func TestHandoffCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// --disk-fs ext4 on an image that is no ext4 file system: refused, saying so.
+	var fout strings.Builder
+	rootCmd.SetOut(&fout)
+	rootCmd.SetErr(&fout)
+	rootCmd.SetArgs([]string{"handoff", "send", "--cache", cacheA, "--tcp", addr, "--disk", curPath, "--disk-base", id[:12], "--disk-fs", "ext4", "--progress", "never"})
+	if err := rootCmd.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "no ext2/3/4 superblock") {
+		t.Fatalf("--disk-fs ext4 on a plain image: %v\n%s", err, fout.String())
+	}
+	rootCmd.SetArgs(nil)
+
 	// A corrupted cached base: verify says which and fails.
 	f, _ := os.OpenFile(filepath.Join(cacheA, id, "image"), os.O_RDWR, 0)
 	f.WriteAt([]byte("X"), 12345)
