@@ -30,7 +30,11 @@ func BenchmarkAppendReplicatedW2of3(b *testing.B) {
 	tc := newTestCapsule(b, "bench")
 	tc.create(b, writer, 2, ra, rb, rc)
 	ctx := context.Background()
-	wr, err := writer.NewWriter(ctx, tc.meta.Name(), tc.writer.Key, client.WriterOptions{Cadence: -1})
+	wopts := client.WriterOptions{Cadence: -1}
+	if n, err := strconv.Atoi(os.Getenv("GDP_WRITER_INFLIGHT")); err == nil {
+		wopts.MaxInFlight = n
+	}
+	wr, err := writer.NewWriter(ctx, tc.meta.Name(), tc.writer.Key, wopts)
 	if err != nil {
 		b.Fatal(err)
 	}
