@@ -21,6 +21,9 @@ const benchRecord = 100 // bytes of data per record
 // loopback): replicas a, b at r1 and c at r2, the writer at r1, W=2 of 3.
 // Compare records/s with BenchmarkAppendStoreDirect, the same batches
 // straight into one local store (no network, no replication).
+// GDP_WRITER_INFLIGHT=n sets the writer's MaxInFlight (default 4; 16 was
+// no faster on 2026-12-06 at load ~12: the run is CPU-bound, not waiting
+// for round trips).
 func BenchmarkAppendReplicatedW2of3(b *testing.B) {
 	w := newWorld(b)
 	r1 := w.router("r1")
