@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,5 +192,23 @@ func TestConfigWithDefaults(t *testing.T) {
 	}
 	if err := d.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConfigJoin: join defaults to refresh, takes seeded, and refuses
+// anything else with the field named; refresh_interval defaults to 10m.
+func TestConfigJoin(t *testing.T) {
+	z := Config{Mode: "dht"}.WithDefaults()
+	if z.Join != JoinRefresh || z.RefreshInterval.Std() != 10*time.Minute {
+		t.Fatalf("defaults: join %q, refresh_interval %s", z.Join, z.RefreshInterval)
+	}
+	if err := (Config{Mode: "dht", Join: JoinSeeded}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Config{Mode: "dht", Join: "eager"}).Validate(); err == nil || !strings.Contains(err.Error(), `join "eager"`) {
+		t.Fatalf("join eager: %v", err)
+	}
+	if err := (Config{Mode: "dht", RefreshInterval: -1}).Validate(); err == nil {
+		t.Fatal("negative refresh_interval accepted")
 	}
 }

@@ -52,6 +52,17 @@ type Config struct {
 	// to 8 s; every peer dialled at once each round). Default 0: one
 	// round, then the node fails to start.
 	BootstrapTimeout config.Duration `yaml:"bootstrap_timeout"`
+	// Join is how the node joins the domain DHT at start: "refresh"
+	// (default: the bootstrap peers, then kad-dht's routing table
+	// refresh, a lookup per bucket that on a DHT of a hundred nodes dials
+	// most of them) or "seeded" (the bootstrap peers only, and they are
+	// the routing table: list the node's nearest nodes in the key space
+	// and a few farther ones; the simulator's netns mode does). The
+	// periodic refresh runs either way; the global tier always refreshes.
+	Join string `yaml:"join"`
+	// RefreshInterval is how often the routing table is refreshed.
+	// Default 10m (kad-dht's).
+	RefreshInterval config.Duration `yaml:"refresh_interval"`
 	// MaxRecordsPerRouter bounds the names holding an entry of any one
 	// router in this node's DHT store; beyond it that router's entries
 	// for new names are dropped (records_refused_total{reason=
@@ -111,6 +122,7 @@ const (
 	DefaultMaxRecordsPerRouter = 100_000
 	DefaultCacheSize           = 1 << 16
 	DefaultNegativeTTL         = 2 * time.Second
+	DefaultJoin                = JoinRefresh
 )
 
 // WithDefaults returns c with every unset field at its documented default,
@@ -143,6 +155,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = config.Duration(DefaultHandshakeTimeout)
+	}
+	if c.Join == "" {
+		c.Join = DefaultJoin
+	}
+	if c.RefreshInterval == 0 {
+		c.RefreshInterval = config.Duration(DefaultRefreshInterval)
 	}
 	if c.MaxRecordsPerRouter == 0 {
 		c.MaxRecordsPerRouter = DefaultMaxRecordsPerRouter
@@ -178,6 +196,14 @@ func (c Config) Validate() error {
 	}
 	if c.BootstrapTimeout < 0 {
 		return errors.New("resolver: bootstrap_timeout must not be negative")
+	}
+	switch c.Join {
+	case "", JoinRefresh, JoinSeeded:
+	default:
+		return fmt.Errorf("resolver: join %q: want %s or %s", c.Join, JoinRefresh, JoinSeeded)
+	}
+	if c.RefreshInterval < 0 {
+		return errors.New("resolver: refresh_interval must not be negative")
 	}
 	if c.StoreSweep < 0 {
 		return errors.New("resolver: store_sweep must not be negative")
@@ -227,7 +253,8 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 			Identity: n.Identity, Member: n.Member, Domain: n.Domain, Certs: n.Certs,
 			Listen: c.Listen, Bootstrap: c.Bootstrap, Quorum: c.Quorum, MinPuts: c.MinPuts,
 			RecordAge: c.RecordAge.Std(), Republish: c.Republish.Std(), HandshakeTimeout: c.HandshakeTimeout.Std(),
-			BootstrapTimeout:    c.BootstrapTimeout.Std(),
+			BootstrapTimeout: c.BootstrapTimeout.Std(),
+			Join:             c.Join, RefreshInterval: c.RefreshInterval.Std(),
 			MaxRecordsPerRouter: c.MaxRecordsPerRouter, StoreSweep: c.StoreSweep.Std(),
 			Logger: log.Named("dht"), Registerer: reg,
 		}
@@ -243,6 +270,7 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 			gc := dc
 			gc.Global = true
 			gc.Listen, gc.Bootstrap = c.Global.Listen, c.Global.Bootstrap
+			gc.Join = JoinRefresh // the global bootstrap lists are not seeded
 			if len(gc.Listen) == 0 {
 				gc.Listen = []string{DefaultGlobalListen}
 			}

@@ -144,7 +144,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	d.store = newRecordStore(dssync.MutexWrap(ds.NewMapDatastore()), cfg.Identity.Name, cfg.MaxRecordsPerRouter,
 		cfg.RecordAge, val.set, d.verifier.now, d.metrics, d.log)
 	d.local = records.NewValueStore(d.store, nsval, cfg.RecordAge)
-	d.kad, err = kad.New(gatedHost{Host: d.host, d: d}, append([]kad.Option{
+	kopts := []kad.Option{
 		kad.ValueDatastore(d.store),
 		kad.ValueGCInterval(0), // the record store's own sweep (StoreSweep) replaces it
 		kad.Mode(kad.ModeServer),
@@ -158,7 +158,14 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return !d.gate.isDenied(ai.ID) }),
 		// Used again whenever the routing table runs empty.
 		kad.BootstrapPeers(boot...),
-	}, cfg.KadOptions...)...)
+		kad.RoutingTableRefreshPeriod(cfg.RefreshInterval),
+	}
+	if cfg.Join == JoinSeeded {
+		// kad-dht's automatic refresh starts with a full one: the seeded
+		// join's refreshLoop runs the periodic ones only.
+		kopts = append(kopts, kad.DisableAutoRefresh())
+	}
+	d.kad, err = kad.New(gatedHost{Host: d.host, d: d}, append(kopts, cfg.KadOptions...)...)
 	if err != nil {
 		d.cancel()
 		d.host.Close()
@@ -172,11 +179,16 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		d.Close()
 		return nil, err
 	}
+	if cfg.Join == JoinSeeded {
+		d.wg.Add(1)
+		go d.refreshLoop()
+	}
 	d.wg.Add(3)
 	go d.republishLoop()
 	go d.memberSweepLoop()
 	go d.sweepLoop()
-	d.log.Info("dht node started", zap.Strings("addrs", d.Addrs()), zap.String("protocol", string(d.prefix)))
+	d.log.Info("dht node started", zap.Strings("addrs", d.Addrs()), zap.String("protocol", string(d.prefix)),
+		zap.String("join", cfg.Join), zap.Int("peers", d.PeerCount()))
 	return d, nil
 }
 
@@ -215,7 +227,8 @@ func (d *DHT) Connect(ctx context.Context, addrs ...string) error {
 // join connects to the bootstrap peers at start. A round in which none
 // was admitted is tried again, after 1 s, then twice as long each time up
 // to 8 s, until BootstrapTimeout has passed since the start (default 0:
-// one round, the error at once); every failed round is logged.
+// one round, the error at once); every failed round is logged. Then,
+// unless the join is seeded, the routing table is refreshed.
 func (d *DHT) join(ctx context.Context, boot []string) error {
 	if len(boot) == 0 {
 		return nil
@@ -238,6 +251,9 @@ func (d *DHT) join(ctx context.Context, boot []string) error {
 			return fmt.Errorf("%w (%w)", err, ctx.Err())
 		}
 		backoff = min(2*backoff, 8*time.Second)
+	}
+	if d.cfg.Join == JoinSeeded {
+		return nil // the bootstrap peers are the table
 	}
 	// Fill the routing table now rather than at the next refresh.
 	select {
@@ -308,6 +324,22 @@ func (d *DHT) Dial(ctx context.Context, addrs ...string) error {
 		d.log.Warn("bootstrap peer unreachable", zap.Error(e))
 	}
 	return nil
+}
+
+// refreshLoop refreshes the routing table every RefreshInterval, as
+// kad-dht's automatic refresh would after its first (seeded join only).
+func (d *DHT) refreshLoop() {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+			_ = d.kad.RefreshRoutingTable() // asynchronous; failures are kad-dht's to log
+		}
+	}
 }
 
 // PeerCount is the number of peers in the routing table.

@@ -133,3 +133,76 @@ func TestBootstrapRetried(t *testing.T) {
 		t.Errorf("admitted %d peers, want the seed", b.AdmittedCount())
 	}
 }
+
+// TestSeededJoin: a node that joins seeded connects to its bootstrap
+// peers and no one else (no routing table refresh at start), yet its
+// publishes and lookups reach the nodes it was not seeded with; a node
+// joining the default way (refresh) with the same two peers dials the
+// rest of the DHT; and a seeded node's periodic refresh still runs.
+func TestSeededJoin(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("seeded")
+	cv := certs.NewVerifier(d.Meta)
+	c := startDHTs(t, w, d, cv, false, "seeded", 6, 5, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	boot := append(c.nodes[0].Addrs(), c.nodes[1].Addrs()...)
+	join := func(label string, mod func(*DHTConfig)) (*DHT, *routerFx) {
+		t.Helper()
+		r := w.router(d, label)
+		cfg := DHTConfig{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: cv, Bootstrap: boot,
+			HandshakeTimeout: 10 * time.Second, MinPuts: 3}
+		mod(&cfg)
+		n, err := NewDHT(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n, r
+	}
+	peers := func(n *DHT) int { return len(n.host.Network().Peers()) }
+
+	s, sr := join("seeded joiner", func(c *DHTConfig) { c.Join = JoinSeeded })
+	time.Sleep(2 * time.Second) // a refresh, if one ran, dials within this
+	if got := peers(s); got != 2 {
+		t.Fatalf("seeded join: connected to %d peers, want its 2 bootstrap peers only", got)
+	}
+	if got := s.PeerCount(); got != 2 {
+		t.Errorf("seeded join: routing table holds %d peers, want 2", got)
+	}
+	// Its lookups and publishes reach beyond its seeds.
+	name, chain := w.capsuleAt(c.routers[5], "far", time.Hour)
+	if err := c.nodes[5].Publish(ctx, w.location(c.routers[5], name, chain, NextSequence())); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Lookup(ctx, name); err != nil || got.Router() != c.routers[5].id.Name {
+		t.Fatalf("seeded node's lookup of a name node 5 published: %v, %v", got, err)
+	}
+	own, ownChain := w.capsuleAt(sr, "own", time.Hour)
+	if err := s.Publish(ctx, w.location(sr, own, ownChain, NextSequence())); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range c.nodes {
+		if got, err := n.Lookup(ctx, own); err != nil || got.Router() != sr.id.Name {
+			t.Fatalf("node %d's lookup of the seeded node's name: %v, %v", i, got, err)
+		}
+	}
+
+	// The default join, through the same two peers, dials the others.
+	r, _ := join("refresh joiner", func(*DHTConfig) {})
+	for peers(r) <= 2 {
+		if ctx.Err() != nil {
+			t.Fatalf("refresh join: still %d peers after the refresh", peers(r))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A seeded node refreshes every RefreshInterval.
+	p, _ := join("seeded refresher", func(c *DHTConfig) { c.Join, c.RefreshInterval = JoinSeeded, time.Second })
+	for peers(p) <= 2 {
+		if ctx.Err() != nil {
+			t.Fatalf("seeded join with a 1 s refresh: still %d peers", peers(p))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

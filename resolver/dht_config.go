@@ -85,6 +85,20 @@ type DHTConfig struct {
 	// failing at once. Peers that start together (the simulator's netns
 	// mode) set it so that a slow or busy seed is waited for.
 	BootstrapTimeout time.Duration
+	// Join is how the node joins at start: JoinRefresh (default) dials
+	// the bootstrap peers, then runs kad-dht's routing table refresh (a
+	// lookup of its own key and one per bucket: on a DHT of a hundred
+	// nodes that dials most of them, each a QUIC and TLS handshake and a
+	// membership proof both ways); JoinSeeded dials the bootstrap peers
+	// only, and they are the table: list the node's nearest known nodes
+	// in the key space and a few farther ones (the simulator lists the 8
+	// nearest and one per bucket). Either way the refresh every
+	// RefreshInterval runs.
+	Join string
+	// RefreshInterval is how often the routing table is refreshed (a
+	// lookup per bucket last refreshed longer ago). Default 10 min,
+	// kad-dht's own.
+	RefreshInterval time.Duration
 	// DenyFor is how long a peer that failed the handshake is refused.
 	// Default 1 min.
 	DenyFor time.Duration
@@ -122,6 +136,17 @@ type DHTConfig struct {
 	// intruders with it).
 	trustOwnProof bool
 }
+
+// The joins (DHTConfig.Join, the resolver YAML's join).
+const (
+	// JoinRefresh: the bootstrap peers, then a full routing table refresh.
+	JoinRefresh = "refresh"
+	// JoinSeeded: the bootstrap peers only, no refresh at start.
+	JoinSeeded = "seeded"
+)
+
+// DefaultRefreshInterval is kad-dht's routing table refresh period.
+const DefaultRefreshInterval = 10 * time.Minute
 
 func (c *DHTConfig) populate() error {
 	if c.Identity == nil || c.Identity.Meta == nil || len(c.Identity.Key) == 0 {
@@ -165,6 +190,16 @@ func (c *DHTConfig) populate() error {
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 5 * time.Second
+	}
+	switch c.Join {
+	case "":
+		c.Join = JoinRefresh
+	case JoinRefresh, JoinSeeded:
+	default:
+		return fmt.Errorf("dht config: join %q: want %s or %s", c.Join, JoinRefresh, JoinSeeded)
+	}
+	if c.RefreshInterval <= 0 {
+		c.RefreshInterval = DefaultRefreshInterval
 	}
 	if c.DenyFor <= 0 {
 		c.DenyFor = time.Minute

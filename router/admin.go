@@ -36,6 +36,8 @@ type Summary struct {
 	// bytes (absent where unreadable): the kernel caps the tunnel's socket
 	// buffers at these (docs/OPERATIONS.md §2).
 	UDPBuffers map[string]int64 `json:"udp_buffers,omitempty"`
+	// Tick is the housekeeping period (the YAML's tick), e.g. "50ms".
+	Tick string `json:"tick"`
 }
 
 // hostUDPBuffers reads net.core.rmem_max and wmem_max (Linux).
@@ -87,7 +89,7 @@ func (r *Router) Summary() Summary {
 		Name: r.name, Domain: own.domain.Name(), Started: r.started, FIBNames: r.fib.Len(),
 		Faces: r.faceCount(), Peers: len(r.Peers()), Waiting: r.resolve.waiting(),
 		Draining: r.draining.Load(), Addrs: r.addrs, MemberExpiry: own.member.NotAfter,
-		Now: time.Now(), UDPBuffers: hostUDPBuffers(),
+		Now: time.Now(), UDPBuffers: hostUDPBuffers(), Tick: r.tickEvery.String(),
 	}
 }
 

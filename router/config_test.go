@@ -49,6 +49,8 @@ func TestConfigValidate(t *testing.T) {
 		{"resolver cache", "resolver: {cache: {size: 10, negative_ttl: 1s, max_age: 5s}}", false},
 		{"old dht_listen key", "resolver: {mode: dht, dht_listen: [x]}", true},
 		{"max_pdu too small", "max_pdu: 10", true},
+		{"tick", "tick: 500ms", false},
+		{"tick too fine", "tick: 100us", true},
 		{"unknown key", "listen_addr: x", true},
 		{"bad name", "upstream: not-a-name", true},
 	}

@@ -144,8 +144,9 @@ type Router struct {
 	closed  atomic.Bool
 }
 
-// defaultTick is the housekeeping period unless Deps.Tick says otherwise.
-const defaultTick = 50 * time.Millisecond
+// DefaultTick is the housekeeping period unless Deps.Tick (the YAML's
+// tick) says otherwise.
+const DefaultTick = 50 * time.Millisecond
 
 // New builds a router and starts its background work (expiry, resolver
 // workers, publishing, configured peers). Close stops all of it.
@@ -176,7 +177,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		tickEvery: deps.Tick,
 	}
 	if r.tickEvery <= 0 {
-		r.tickEvery = defaultTick
+		r.tickEvery = DefaultTick
 	}
 	if r.log == nil {
 		r.log = zap.NewNop()

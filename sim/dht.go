@@ -325,9 +325,8 @@ func cpl(a, b *[32]byte) int {
 	return 256
 }
 
-// seedPairs says which node dials which: each node to its dhtClose
-// nearest (XOR distance) and to dhtPerBucket random nodes of every
-// common prefix length it has nodes at. Each pair appears once.
+// seedPairs says which node dials which: each node to its seeds
+// (seedsOf). Each pair appears once.
 func seedPairs(nodes []*simNode, rng *rand.Rand) [][2]*simNode {
 	keys := make([][32]byte, len(nodes))
 	for i, n := range nodes {
@@ -336,42 +335,56 @@ func seedPairs(nodes []*simNode, rng *rand.Rand) [][2]*simNode {
 	type pk struct{ a, b int }
 	seen := map[pk]bool{}
 	var out [][2]*simNode
-	add := func(i, j int) {
-		if i == j || seen[pk{i, j}] || seen[pk{j, i}] {
-			return
-		}
-		seen[pk{i, j}] = true
-		out = append(out, [2]*simNode{nodes[i], nodes[j]})
-	}
-	idx := make([]int, len(nodes))
 	for i := range nodes {
-		// Nearest first: sort the others by XOR distance to i.
-		for j := range idx {
-			idx[j] = j
-		}
-		slices.SortFunc(idx, func(x, y int) int {
-			for b := range 32 {
-				dx, dy := keys[x][b]^keys[i][b], keys[y][b]^keys[i][b]
-				if dx != dy {
-					return int(dx) - int(dy)
-				}
-			}
-			return 0
-		})
-		// idx[0] is i itself.
-		for _, j := range idx[1:min(len(idx), dhtClose+1)] {
-			add(i, j)
-		}
-		// One (dhtPerBucket) at each farther distance, at random.
-		perCpl := map[int]int{}
-		for _, j := range rng.Perm(len(nodes)) {
-			if j == i {
+		for _, j := range seedsOf(i, keys, rng) {
+			if seen[pk{i, j}] || seen[pk{j, i}] {
 				continue
 			}
-			c := cpl(&keys[i], &keys[j])
-			if perCpl[c] < dhtPerBucket {
-				perCpl[c]++
-				add(i, j)
+			seen[pk{i, j}] = true
+			out = append(out, [2]*simNode{nodes[i], nodes[j]})
+		}
+	}
+	return out
+}
+
+// seedsOf is node i's seeds among keys (indexes, i excluded): its
+// dhtClose nearest by XOR distance, then dhtPerBucket at random at every
+// common prefix length it has nodes at — the routing table
+// Kademlia converges to, in miniature. The in-process simulator dials
+// them; netns mode lists them as a router's bootstrap peers (join:
+// seeded).
+func seedsOf(i int, keys [][32]byte, rng *rand.Rand) []int {
+	idx := make([]int, 0, len(keys))
+	for j := range keys {
+		if j != i {
+			idx = append(idx, j)
+		}
+	}
+	slices.SortFunc(idx, func(x, y int) int {
+		for b := range 32 {
+			dx, dy := keys[x][b]^keys[i][b], keys[y][b]^keys[i][b]
+			if dx != dy {
+				return int(dx) - int(dy)
+			}
+		}
+		return 0
+	})
+	out := slices.Clone(idx[:min(len(idx), dhtClose)])
+	chosen := map[int]bool{}
+	for _, j := range out {
+		chosen[j] = true
+	}
+	perCpl := map[int]int{}
+	for _, j := range rng.Perm(len(keys)) {
+		if j == i {
+			continue
+		}
+		// A near node drawn first fills its distance's share.
+		if c := cpl(&keys[i], &keys[j]); perCpl[c] < dhtPerBucket {
+			perCpl[c]++
+			if !chosen[j] {
+				chosen[j] = true
+				out = append(out, j)
 			}
 		}
 	}

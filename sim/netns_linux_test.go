@@ -5,11 +5,18 @@ package sim
 import (
 	"bytes"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gdpnet/gdpnet/internal/config"
+	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/router"
 	"github.com/gdpnet/gdpnet/sim/linkem"
 )
 
@@ -88,33 +95,109 @@ func TestNetnsIngress(t *testing.T) {
 	}
 }
 
-// TestPickBoot: a joining router's bootstrap peers are distinct routers
-// already up, nsBootPeers of them when that many are up, and spread: over
-// many joins every router up is picked, not only the first.
-func TestPickBoot(t *testing.T) {
+// TestSeedBoot: a joining router's bootstrap peers (join: seeded) are
+// distinct routers already up: the dhtClose nearest to it by XOR distance
+// of their Kademlia keys, and one at every distance (common prefix
+// length) the routers up cover; with one router up, that one.
+func TestSeedBoot(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	mk := func(i int) *nsNode {
+		return &nsNode{alias: fmt.Sprintf("n%d", i), n: &simNode{peer: peer.ID(fmt.Sprintf("peer %d", i))}}
+	}
 	var up []*nsNode
-	for i := range 10 {
-		up = append(up, &nsNode{alias: fmt.Sprintf("n%d", i)})
+	for i := range 60 {
+		up = append(up, mk(i))
 	}
-	if got := pickBoot(up[:1], nsBootPeers); len(got) != 1 || got[0] != up[0] {
-		t.Fatalf("one router up: picked %v", got)
+	nd := mk(1000)
+	if got := seedBoot(nd, up[:1], rng); len(got) != 1 || got[0] != up[0] {
+		t.Fatalf("one router up: %v", got)
 	}
-	seen := map[*nsNode]int{}
-	for range 200 {
-		got := pickBoot(up, nsBootPeers)
-		if len(got) != nsBootPeers {
-			t.Fatalf("picked %d, want %d", len(got), nsBootPeers)
+	got := seedBoot(nd, up, rng)
+	me := kadKey(nd.n)
+	dist := func(u *nsNode) []byte {
+		k := kadKey(u.n)
+		d := make([]byte, 32)
+		for b := range d {
+			d[b] = k[b] ^ me[b]
 		}
-		dup := map[*nsNode]bool{}
-		for _, nd := range got {
-			if dup[nd] || !slices.Contains(up, nd) {
-				t.Fatalf("picked %v: a repeat or a router not up", got)
-			}
-			dup[nd] = true
-			seen[nd]++
+		return d
+	}
+	byDist := slices.Clone(up)
+	slices.SortFunc(byDist, func(a, b *nsNode) int { return bytes.Compare(dist(a), dist(b)) })
+	for _, want := range byDist[:dhtClose] {
+		if !slices.Contains(got, want) {
+			t.Errorf("%s, one of the %d nearest, is not a seed", want.alias, dhtClose)
 		}
 	}
-	if len(seen) != len(up) {
-		t.Errorf("over 200 joins only %d of %d routers were picked", len(seen), len(up))
+	cpls := map[int]bool{}
+	for _, u := range up {
+		k := kadKey(u.n)
+		cpls[cpl(&me, &k)] = true
+	}
+	seen := map[*nsNode]bool{}
+	for _, u := range got {
+		if seen[u] || !slices.Contains(up, u) {
+			t.Fatalf("seeds %v: a repeat or a router not up", got)
+		}
+		seen[u] = true
+		k := kadKey(u.n)
+		delete(cpls, cpl(&me, &k))
+	}
+	if len(cpls) > 0 {
+		t.Errorf("no seed at distances (common prefix lengths) %v", cpls)
+	}
+	if len(got) >= len(up)/2 {
+		t.Errorf("%d seeds of %d routers up: not a seeded join", len(got), len(up))
+	}
+	t.Logf("%d seeds among %d routers up", len(got), len(up))
+}
+
+// TestWriteConfigSeeded: a joining router's generated config loads and
+// validates as a router's, joins seeded through exactly the routers it
+// was given, and keeps retrying them; the first router's has no
+// bootstrap and so no join to seed.
+func TestWriteConfigSeeded(t *testing.T) {
+	r := &nsRun{dir: t.TempDir(), domPath: "domain.meta"}
+	mk := func(i int) *nsNode {
+		return &nsNode{alias: fmt.Sprintf("n%d", i), member: "m", cfg: filepath.Join(r.dir, fmt.Sprintf("n%d.yaml", i)),
+			dhtAddr: fmt.Sprintf("/ip4/10.0.0.%d/udp/8011/quic-v1/p2p/12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsN%d", i, i),
+			n:       &simNode{spec: &Node{Name: fmt.Sprintf("r%d", i)}, addr: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})}}
+	}
+	r.s = &Sim{top: &Topology{}, routers: 3}
+	a, b, c := mk(1), mk(2), mk(3)
+	load := func(nd *nsNode) router.Config {
+		t.Helper()
+		var cfg router.Config
+		if err := config.Load(nd.cfg, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if err := r.writeConfig(a, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := load(a).Resolver; len(got.Bootstrap) != 0 || got.Mode != "dht" {
+		t.Fatalf("first router: %+v", got)
+	}
+	if err := r.writeConfig(c, []*nsNode{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	got := load(c).Resolver
+	if got.Join != resolver.JoinSeeded || !slices.Equal(got.Bootstrap, []string{a.dhtAddr, b.dhtAddr}) || got.BootstrapTimeout.Std() != 2*time.Minute ||
+		load(c).Resolver.Timeout.Std() != 30*time.Second {
+		t.Fatalf("joining router: join %q, bootstrap %v, bootstrap_timeout %s", got.Join, got.Bootstrap, got.BootstrapTimeout)
+	}
+	if tick := load(c).WithDefaults().Tick.Std(); tick != router.DefaultTick {
+		t.Errorf("3 routers: tick %s, want the default", tick)
+	}
+	r.s.routers = coarseTickRouters + 1
+	if err := r.writeConfig(c, []*nsNode{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if tick := load(c).WithDefaults().Tick.Std(); tick != 500*time.Millisecond {
+		t.Errorf("%d routers: tick %s, want 500ms", r.s.routers, tick)
 	}
 }

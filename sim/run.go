@@ -44,6 +44,11 @@ type Options struct {
 	// Binary is the gdp executable the netns mode runs routers with
 	// (default: this executable).
 	Binary string
+	// RouterEnv are extra environment variables ("K=V") for the netns
+	// mode's router processes, after the simulator's own (QUIC_GO_DISABLE_GSO,
+	// GOMAXPROCS=1, GOGC=200), which they override: a Go runtime setting
+	// to measure, a GODEBUG.
+	RouterEnv []string
 }
 
 // simDedupSlots is each emulated router's duplicate-suppression table.

@@ -123,7 +123,7 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 	}()
 	node, err := router.StartNode(cfg, router.Deps{
 		Identity: creds.id, Member: creds.member, Domain: creds.domain, Verifier: creds.verifier,
-		Resolver: res, Logger: log, Registry: reg,
+		Resolver: res, Logger: log, Registry: reg, Tick: cfg.Tick.Std(),
 	}, conn, raw)
 	if err != nil {
 		return err

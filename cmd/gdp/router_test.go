@@ -86,6 +86,7 @@ member_cert: %s
 domain: %s
 admin: %q
 drain_timeout: 1s
+tick: 20ms
 log: {level: warn}
 `, filepath.Join(dir, "keys"), filepath.Join(dir, "router.member"), filepath.Join(dir, "domain.meta"), admin)
 	cfgPath := filepath.Join(dir, "router.yaml")
@@ -118,6 +119,9 @@ log: {level: warn}
 			t.Fatal("router never came up")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if got := status().Tick; got != "20ms" {
+		t.Errorf("status tick %q, want the config's 20ms", got)
 	}
 	s := status()
 	if len(s.Addrs) != 1 || strings.HasSuffix(s.Addrs[0], ":0") {

@@ -409,6 +409,7 @@ func TestNetnsInterrupt(t *testing.T) {
 // DHT has every name; tears down. Reported: build time, router processes'
 // resident memory and CPU time, teardown time, pings answered; it fails if
 // a namespace, process, veth or state file is left. (make bench; root.)
+// GDP_SIM_ROUTER_ENV ("K=V K=V") adds to the routers' environment.
 func BenchmarkNetnsScale(b *testing.B) {
 	if err := sim.NetnsAvailable(); err != nil {
 		b.Skipf("netns mode unavailable here: %v", err)
@@ -431,7 +432,8 @@ func BenchmarkNetnsScale(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		var prog strings.Builder
 		t0 := time.Now()
-		s, err := sim.Start(ctx, top, sim.Options{Mode: sim.ModeNetns, Binary: os.Args[0], Progress: &prog})
+		s, err := sim.Start(ctx, top, sim.Options{Mode: sim.ModeNetns, Binary: os.Args[0], Progress: &prog,
+			RouterEnv: strings.Fields(os.Getenv("GDP_SIM_ROUTER_ENV"))})
 		build := time.Since(t0)
 		if err != nil {
 			cancel()
@@ -441,13 +443,22 @@ func BenchmarkNetnsScale(b *testing.B) {
 		if len(pids) != rows*cols {
 			b.Fatalf("%d router processes, want %d", len(pids), rows*cols)
 		}
-		var rss, cpu float64
+		var rss, anon, cpu float64
 		var all []int
 		for _, pid := range pids {
 			all = append(all, pid)
-			rss += procRSS(pid)
+			rss += procStatus(pid, "VmRSS:")
+			anon += procStatus(pid, "RssAnon:")
 			cpu += procCPU(pid)
 		}
+		// Idle: the routers' CPU over 5 s with nothing to do but their
+		// timers (housekeeping, keepalives, the Go runtime's sysmon).
+		time.Sleep(5 * time.Second)
+		var idle float64
+		for _, pid := range pids {
+			idle += procCPU(pid)
+		}
+		idle -= cpu
 		res, err := s.Run(ctx)
 		cancel()
 		if err != nil {
@@ -465,17 +476,21 @@ func BenchmarkNetnsScale(b *testing.B) {
 		b.ReportMetric(build.Seconds(), "build-s")
 		b.ReportMetric(rss/(1<<20), "routers-rss-MiB")
 		b.ReportMetric(rss/float64(len(pids))/(1<<20), "rss-MiB/router")
+		b.ReportMetric(anon/float64(len(pids))/(1<<20), "anon-MiB/router")
 		b.ReportMetric(cpu/float64(len(pids)), "cpu-s/router")
 		b.ReportMetric(teardown.Seconds(), "teardown-s")
+		b.ReportMetric(idle/5/float64(len(pids))*1000, "idle-cpu-ms/s/router")
 		b.ReportMetric(float64(res.Workloads[0].Received)/float64(res.Workloads[0].Sent), "pings-answered")
 	}
 }
 
-// procRSS is a process's resident memory in bytes.
-func procRSS(pid int) float64 {
+// procStatus is a memory figure of a process's /proc/PID/status (VmRSS:
+// resident, RssAnon: its private part, not the binary's shared pages) in
+// bytes.
+func procStatus(pid int, key string) float64 {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == key {
 			kb, _ := strconv.Atoi(f[1])
 			return float64(kb) * 1024
 		}
