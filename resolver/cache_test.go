@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -210,5 +212,25 @@ func TestConfigJoin(t *testing.T) {
 	}
 	if err := (Config{Mode: "dht", RefreshInterval: -1}).Validate(); err == nil {
 		t.Fatal("negative refresh_interval accepted")
+	}
+	if err := (Config{Mode: "dht", PutTimeout: -1}).Validate(); err == nil {
+		t.Fatal("negative put_timeout accepted")
+	}
+	if z.PutTimeout.Std() != 5*time.Second {
+		t.Errorf("put_timeout default %s", z.PutTimeout)
+	}
+	// Open hands them to the domain DHT node.
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("join config")
+	r := w.router(d, "join config node")
+	svc, err := Open(context.Background(), Config{Mode: "dht", Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1"},
+		Join: JoinSeeded, RefreshInterval: config.Duration(7 * time.Minute), PutTimeout: config.Duration(9 * time.Second)},
+		NodeCredentials{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: certs.NewVerifier(d.Meta)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if c := svc.Local.cfg; c.Join != JoinSeeded || c.RefreshInterval != 7*time.Minute || c.PutTimeout != 9*time.Second {
+		t.Errorf("the DHT node got join %q, refresh_interval %s, put_timeout %s", c.Join, c.RefreshInterval, c.PutTimeout)
 	}
 }

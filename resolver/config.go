@@ -47,6 +47,11 @@ type Config struct {
 	Republish config.Duration `yaml:"republish"`
 	// HandshakeTimeout bounds the membership handshake. Default 5s.
 	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
+	// PutTimeout bounds each remote put and a publish's search for the
+	// closest peers; a dial (QUIC and TLS handshake) gets half of it.
+	// Default 5s. A host starved of CPU (the simulator's netns mode: a
+	// hundred router processes on two cores) needs more.
+	PutTimeout config.Duration `yaml:"put_timeout"`
 	// BootstrapTimeout is how long a node keeps trying its bootstrap
 	// peers at start when none was admitted (rounds 1 s apart, doubling
 	// to 8 s; every peer dialled at once each round). Default 0: one
@@ -119,6 +124,7 @@ const (
 	DefaultMinPuts             = 3
 	DefaultRecordAge           = time.Hour
 	DefaultHandshakeTimeout    = 5 * time.Second
+	DefaultPutTimeout          = 5 * time.Second
 	DefaultMaxRecordsPerRouter = 100_000
 	DefaultCacheSize           = 1 << 16
 	DefaultNegativeTTL         = 2 * time.Second
@@ -155,6 +161,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = config.Duration(DefaultHandshakeTimeout)
+	}
+	if c.PutTimeout == 0 {
+		c.PutTimeout = config.Duration(DefaultPutTimeout)
 	}
 	if c.Join == "" {
 		c.Join = DefaultJoin
@@ -202,8 +211,8 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("resolver: join %q: want %s or %s", c.Join, JoinRefresh, JoinSeeded)
 	}
-	if c.RefreshInterval < 0 {
-		return errors.New("resolver: refresh_interval must not be negative")
+	if c.RefreshInterval < 0 || c.PutTimeout < 0 {
+		return errors.New("resolver: refresh_interval and put_timeout must not be negative")
 	}
 	if c.StoreSweep < 0 {
 		return errors.New("resolver: store_sweep must not be negative")
@@ -254,7 +263,7 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 			Listen: c.Listen, Bootstrap: c.Bootstrap, Quorum: c.Quorum, MinPuts: c.MinPuts,
 			RecordAge: c.RecordAge.Std(), Republish: c.Republish.Std(), HandshakeTimeout: c.HandshakeTimeout.Std(),
 			BootstrapTimeout: c.BootstrapTimeout.Std(),
-			Join:             c.Join, RefreshInterval: c.RefreshInterval.Std(),
+			Join:             c.Join, RefreshInterval: c.RefreshInterval.Std(), PutTimeout: c.PutTimeout.Std(),
 			MaxRecordsPerRouter: c.MaxRecordsPerRouter, StoreSweep: c.StoreSweep.Std(),
 			Logger: log.Named("dht"), Registerer: reg,
 		}

@@ -667,6 +667,7 @@ log: {level: warn}
   listen: [/ip4/%s/udp/%d/quic-v1]
   min_puts: 1
   handshake_timeout: 30s
+  put_timeout: 20s
   timeout: 30s
 %s`, n.spec.Name, n.addr, nsTunnelPort, filepath.Join(r.dir, "keys"), nd.alias, nd.member, r.domPath, nsAdmin, simDedupSlots,
 		tick, n.addr, nsDHTPort, bs)

@@ -187,7 +187,7 @@ func TestWriteConfigSeeded(t *testing.T) {
 	}
 	got := load(c).Resolver
 	if got.Join != resolver.JoinSeeded || !slices.Equal(got.Bootstrap, []string{a.dhtAddr, b.dhtAddr}) || got.BootstrapTimeout.Std() != 2*time.Minute ||
-		load(c).Resolver.Timeout.Std() != 30*time.Second {
+		load(c).Resolver.Timeout.Std() != 30*time.Second || got.PutTimeout.Std() != 20*time.Second {
 		t.Fatalf("joining router: join %q, bootstrap %v, bootstrap_timeout %s", got.Join, got.Bootstrap, got.BootstrapTimeout)
 	}
 	if tick := load(c).WithDefaults().Tick.Std(); tick != router.DefaultTick {
