@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -340,6 +341,33 @@ func (d *DHT) refreshLoop() {
 			_ = d.kad.RefreshRoutingTable() // asynchronous; failures are kad-dht's to log
 		}
 	}
+}
+
+// AddPeers puts peers (multiaddrs with /p2p/) in the routing table and
+// their addresses in the peerstore without dialling them, and returns
+// how many entered the table: a pre-warmed DHT, for a simulator that
+// knows every node. A peer is dialled, and proves its membership (both
+// ways, as any peer), when a lookup or put first uses it; one that fails
+// is dropped from the table by kad-dht as any unreachable peer is. A
+// deployment does not call it (its tables come from joins and lookups).
+func (d *DHT) AddPeers(addrs ...string) (int, error) {
+	infos, err := parseBootstrap(addrs)
+	if err != nil {
+		return 0, err
+	}
+	added := 0
+	for _, info := range infos {
+		if info.ID == d.host.ID() {
+			continue
+		}
+		d.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.PermanentAddrTTL)
+		// Replaceable: a peer the node actually talks to may take its
+		// place in a full bucket.
+		if ok, _ := d.kad.RoutingTable().TryAddPeer(info.ID, true, true); ok {
+			added++
+		}
+	}
+	return added, nil
 }
 
 // PeerCount is the number of peers in the routing table.

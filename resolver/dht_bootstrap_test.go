@@ -206,3 +206,52 @@ func TestSeededJoin(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestAddPeers: a pre-warmed node (AddPeers: the table filled, nothing
+// dialled) resolves a name another node published and publishes its own,
+// dialling its peers — each proving membership — only when used.
+func TestAddPeers(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("prewarm")
+	cv := certs.NewVerifier(d.Meta)
+	c := startDHTs(t, w, d, cv, false, "prewarm", 4, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r := w.router(d, "prewarmed")
+	p, err := NewDHT(ctx, DHTConfig{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: cv, HandshakeTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var addrs []string
+	for _, n := range c.nodes {
+		addrs = append(addrs, n.Addrs()...)
+	}
+	addrs = append(addrs, p.Addrs()...) // itself: skipped
+	if n, err := p.AddPeers(addrs...); err != nil || n != 4 {
+		t.Fatalf("AddPeers: %d added, %v; want 4", n, err)
+	}
+	if got := len(p.host.Network().Peers()); got != 0 || p.PeerCount() != 4 {
+		t.Fatalf("after AddPeers: %d connections (want 0), %d in the table (want 4)", got, p.PeerCount())
+	}
+	if _, err := p.AddPeers("/ip4/127.0.0.1/udp/1/quic-v1"); err == nil {
+		t.Error("an address without /p2p/ accepted")
+	}
+	name, chain := w.capsuleAt(c.routers[2], "warm", time.Hour)
+	if err := c.nodes[2].Publish(ctx, w.location(c.routers[2], name, chain, NextSequence())); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.Lookup(ctx, name); err != nil || got.Router() != c.routers[2].id.Name {
+		t.Fatalf("pre-warmed lookup: %v, %v", got, err)
+	}
+	own, ownChain := w.capsuleAt(r, "warm own", time.Hour)
+	if err := p.Publish(ctx, w.location(r, own, ownChain, NextSequence())); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.nodes[3].Lookup(ctx, own); err != nil || got.Router() != r.id.Name {
+		t.Fatalf("lookup of the pre-warmed node's name: %v, %v", got, err)
+	}
+	if p.AdmittedCount() == 0 {
+		t.Error("no peer proved membership to the pre-warmed node")
+	}
+}

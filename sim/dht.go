@@ -201,8 +201,9 @@ const (
 // lookups, a dial to each peer they meet); a thousand at once cost more
 // than the rest of the simulation. The simulator knows every node in
 // advance, so it builds the routing tables Kademlia would converge to:
-// every host first (no bootstrap), then each node dialled to its nearest
-// nodes and one per bucket (seedPairs). kad-dht then runs unchanged:
+// every host first (no bootstrap), then each node given its nearest
+// nodes and one per bucket (seedPairs): put in its table (pre-warmed,
+// the default) or dialled (Options.DHTJoin). kad-dht then runs unchanged:
 // lookups, puts, the refreshes of its own schedule.
 func (s *Sim) startDHTs(ctx context.Context) error {
 	s.dhts = &dhtState{rng: rand.New(rand.NewPCG(s.top.Seed, 0x64687473)), up: map[string][]*simNode{}}
@@ -223,7 +224,40 @@ func (s *Sim) startDHTs(ctx context.Context) error {
 	for _, nodes := range byDom {
 		pairs = append(pairs, seedPairs(nodes, s.dhts.rng)...)
 	}
-	return s.dialPairs(ctx, pairs)
+	if s.opts.DHTJoin == DHTJoinDial {
+		return s.dialPairs(ctx, pairs)
+	}
+	return s.prewarm(pairs)
+}
+
+// The in-process DHT's joins (Options.DHTJoin).
+const (
+	// DHTJoinPrewarm (default): every node's seeds are put in its routing
+	// table and peerstore, both ways, without a dial (resolver.DHT
+	// AddPeers): a pre-warmed DHT, as if the nodes had joined long ago.
+	// The handshakes (QUIC, TLS, membership proofs) happen when a
+	// lookup or put first uses a peer.
+	DHTJoinPrewarm = "prewarm"
+	// DHTJoinDial: every seed pair is dialled (handshakes and membership
+	// proofs at build time), dhtHandshakes at a time.
+	DHTJoinDial = "dial"
+)
+
+// prewarm fills the routing tables from the pairs, both ways.
+func (s *Sim) prewarm(pairs [][2]*simNode) error {
+	t0 := time.Now()
+	added := 0
+	for _, p := range pairs {
+		for _, ab := range [][2]*simNode{p, {p[1], p[0]}} {
+			n, err := ab[0].dht.AddPeers(dhtAddr(ab[1]))
+			if err != nil {
+				return fmt.Errorf("dht %s: %w", ab[0].spec.Name, err)
+			}
+			added += n
+		}
+	}
+	s.say("DHT pre-warmed: %d seed pairs, %d routing table entries, no dial (%s)", len(pairs), added, time.Since(t0).Round(time.Millisecond))
+	return nil
 }
 
 // dhtHandshakes bounds the seed dials (QUIC and TLS handshake, then the

@@ -99,7 +99,9 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		load0 := loadAvg()
 		cpu0 := processCPU()
 		t0 := time.Now()
-		opts := Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr}
+		// GDP_SIM_DHT_JOIN=dial: handshakes at build time instead of
+		// pre-warmed routing tables.
+		opts := Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr, DHTJoin: os.Getenv("GDP_SIM_DHT_JOIN")}
 		if f := os.Getenv("GDP_SIM_LOG"); f != "" {
 			// GDP_SIM_LOG=FILE: every node's log (debug level) as JSON.
 			zc := zap.NewProductionConfig()

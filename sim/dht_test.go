@@ -18,6 +18,12 @@ import (
 // that announced it, and the pings between the clients — which need a
 // lookup at the sender's router — are answered.
 func TestDHTResolver(t *testing.T) {
+	for _, join := range []string{DHTJoinPrewarm, DHTJoinDial} {
+		t.Run(join, func(t *testing.T) { testDHTResolver(t, join) })
+	}
+}
+
+func testDHTResolver(t *testing.T, join string) {
 	top, err := Builtin("linear", Params{N: 5, Delay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +32,7 @@ func TestDHTResolver(t *testing.T) {
 	top.Workloads[0].Count = 5
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	s, err := Start(ctx, top, Options{})
+	s, err := Start(ctx, top, Options{DHTJoin: join})
 	if err != nil {
 		t.Fatal(err)
 	}

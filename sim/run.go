@@ -49,6 +49,11 @@ type Options struct {
 	// GOMAXPROCS=1, GOGC=200), which they override: a Go runtime setting
 	// to measure, a GODEBUG.
 	RouterEnv []string
+	// DHTJoin is how the in-process kad-dht nodes (resolver: dht) get
+	// their routing tables: DHTJoinPrewarm (default: filled from the
+	// simulator's knowledge, no dial) or DHTJoinDial (every seed pair
+	// dialled at build time).
+	DHTJoin string
 }
 
 // simDedupSlots is each emulated router's duplicate-suppression table.
