@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"time"
 
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -24,7 +25,7 @@ type Writer struct {
 	pending []Record
 	holes   []uint64
 
-	// Now is the clock; nil means time.Now.
+	// Now is the clock; nil means clock.Now.
 	Now func() time.Time
 }
 
@@ -51,7 +52,7 @@ func RestartWriter(name pdu.Name, key ed25519.PrivateKey, h Head) *Writer {
 }
 
 func (w *Writer) now() int64 {
-	t := time.Now
+	t := clock.Now
 	if w.Now != nil {
 		t = w.Now
 	}

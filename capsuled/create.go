@@ -10,6 +10,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -52,7 +53,7 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 	if err := s.st.Create(ctx, p.name, p.meta.Marshal()); err != nil {
 		return fail(m, fmt.Errorf("create %s: %w", p.name, err))
 	}
-	s.checkExpiry(p, time.Now())
+	s.checkExpiry(p, clock.Now())
 	s.log.Info("capsule placed", logging.Capsule(p.name), zap.Int("replicas", len(p.replicas)), zap.Int("w", p.w),
 		logging.Expiry(p.adcert.NotAfter), zap.Bool("renewed", existed))
 	s.kickSync(p.name)

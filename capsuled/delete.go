@@ -15,6 +15,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -105,9 +106,10 @@ func (s *Server) handleDelete(ctx context.Context, r request) *wire.Message {
 		s.met.dropped.WithLabelValues("delete_unsigned").Inc()
 		return fail(m, fmt.Errorf("delete %s: %w: not signed by the capsule's owner key for this server", c, errForbidden))
 	}
-	now := time.Now()
+	now := clock.Now()
 	at := time.Unix(0, int64(m.Time))
 	if d := now.Sub(at); d > DeleteWindow || d < -DeleteWindow {
+		s.met.dropped.WithLabelValues("delete_clock").Inc()
 		return fail(m, fmt.Errorf("delete %s: %w: signed at %s, more than %s from this server's clock (a replay, or clock skew)",
 			c, errForbidden, at.UTC().Format(time.RFC3339), DeleteWindow))
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -270,5 +271,45 @@ func TestDeleteOwnerSigned(t *testing.T) {
 	tc.create(t, admin, 1, x) // placed again: a replay of the same DELETE is refused
 	if resp := u.do(x.id.Name, ok); resp.Status != wire.StatusForbidden || len(x.srv.Store().Capsules()) != 1 {
 		t.Fatalf("replayed delete: %v %q", resp.Status, resp.Error)
+	}
+}
+
+// TestDeleteClockSkew: a DELETE carries its signer's clock. The server
+// takes one signed within DeleteWindow (5 minutes) of its own clock, the
+// process clock (internal/clock): an owner 2 minutes behind deletes; a
+// server whose clock runs 10 minutes ahead refuses a DELETE signed now
+// (403, counted in gdp_capsuled_dropped_total{reason="delete_clock"}) and
+// keeps the capsule.
+func TestDeleteClockSkew(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	x := w.newReplica(r1, "server x")
+	admin := w.user(r1, "admin")
+	tc := newTestCapsule(t, "deleted")
+	tc.create(t, admin, 1, x)
+	c := tc.meta.Name()
+	u := w.rawUser(r1)
+	del := func(at time.Time) *wire.Message {
+		ts := uint64(at.UnixNano())
+		return &wire.Message{Op: wire.OpDelete, Capsule: c[:], Time: ts, Signature: ed25519.Sign(tc.owner.Key, wire.DeleteSigned(c, x.id.Name, ts))}
+	}
+	before := x.metric("gdp_capsuled_dropped_total", "delete_clock")
+	prev := clock.SetOffset(10 * time.Minute)
+	resp := u.do(x.id.Name, del(time.Now()))
+	clock.SetOffset(prev)
+	if resp.Status != wire.StatusForbidden || !strings.Contains(resp.Error, "clock") {
+		t.Fatalf("server 10 minutes ahead: %v %q, want forbidden naming the clock", resp.Status, resp.Error)
+	}
+	if got := x.metric("gdp_capsuled_dropped_total", "delete_clock"); got != before+1 {
+		t.Fatalf("delete_clock drops %v, want %v", got, before+1)
+	}
+	if len(x.srv.Store().Capsules()) != 1 {
+		t.Fatal("a refused delete removed the capsule")
+	}
+	if resp := u.do(x.id.Name, del(time.Now().Add(-2*time.Minute))); resp.Status != wire.StatusOK {
+		t.Fatalf("owner 2 minutes behind: %v %q", resp.Status, resp.Error)
+	}
+	if len(x.srv.Store().Capsules()) != 0 {
+		t.Fatal("the owner's delete left the capsule")
 	}
 }

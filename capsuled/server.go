@@ -16,6 +16,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -158,7 +159,7 @@ func (s *Server) Store() *store.Store { return s.st }
 // placed on it with an AdCert that has not expired.
 func (s *Server) routes() []client.Route {
 	out := []client.Route{s.cli.Self()}
-	now := time.Now()
+	now := clock.Now()
 	for _, p := range s.places.all() {
 		s.checkExpiry(p, now)
 		if p.adcert.ValidAt(now) {

@@ -1,18 +1,34 @@
 package certs
 
-import "time"
+import (
+	"time"
+
+	"github.com/gdpnet/gdpnet/internal/clock"
+)
 
 // Verifier checks chains against a set of trusted domains. It holds no
 // cache: every call checks every signature. Safe for concurrent use if
 // Trusted is not modified meanwhile.
 type Verifier struct {
 	Trusted map[Name]*Metadata // trust-domain metadata by domain name
-	Now     func() time.Time   // nil = time.Now
+	Now     func() time.Time   // nil = clock.Now (time.Now unless a fault test skews it)
+	// Skew is the clock skew tolerated between the issuer and this node: a
+	// certificate whose NotBefore is at most Skew ahead of now is taken
+	// (the issuer's clock runs ahead, or this one behind). NotAfter stays
+	// strict: nothing is believed after its issuer said it ends. 0: none.
+	// NewVerifier sets DefaultClockSkew; the daemons' clock_skew sets it.
+	Skew time.Duration
 }
+
+// DefaultClockSkew is the default Verifier.Skew, and the tolerance of
+// VerifyAdCert: 5 minutes, the same as the routers' advertisement clock
+// window and capsuled's DeleteWindow, so one bound says how far apart two
+// nodes' clocks may be (docs/OPERATIONS.md, "Clocks").
+const DefaultClockSkew = 5 * time.Minute
 
 // NewVerifier returns a Verifier trusting the given domains.
 func NewVerifier(domains ...*Metadata) *Verifier {
-	v := &Verifier{Trusted: make(map[Name]*Metadata, len(domains))}
+	v := &Verifier{Trusted: make(map[Name]*Metadata, len(domains)), Skew: DefaultClockSkew}
 	for _, d := range domains {
 		v.Trusted[d.Name()] = d
 	}
@@ -23,7 +39,7 @@ func (v *Verifier) now() time.Time {
 	if v.Now != nil {
 		return v.Now()
 	}
-	return time.Now()
+	return clock.Now()
 }
 
 // VerifyRoute checks the whole chain for name at router (DESIGN.md §3):
@@ -77,7 +93,7 @@ func (v *Verifier) VerifyRoute(c *Chain, name, router Name) (time.Time, error) {
 			return time.Time{}, linkErr(LinkEndpoint, ErrWrongKind, "a %s cannot host names", ep.Kind)
 		}
 		epName = ep.Name()
-		if err := checkCert(c.AdCert, LinkAdCert, KindAdCert, name, epName, now); err != nil {
+		if err := checkCert(c.AdCert, LinkAdCert, KindAdCert, name, epName, now, v.Skew); err != nil {
 			return time.Time{}, err
 		}
 	}
@@ -93,7 +109,7 @@ func (v *Verifier) VerifyRoute(c *Chain, name, router Name) (time.Time, error) {
 	if c.Router.Kind != KindRouter {
 		return time.Time{}, linkErr(LinkRouter, ErrWrongKind, "a %s, not a router", c.Router.Kind)
 	}
-	if err := checkCert(c.RtCert, LinkRtCert, KindRtCert, epName, router, now); err != nil {
+	if err := checkCert(c.RtCert, LinkRtCert, KindRtCert, epName, router, now, v.Skew); err != nil {
 		return time.Time{}, err
 	}
 	domain, err := v.checkMember(c.Member, c.Domain, router, now)
@@ -158,7 +174,7 @@ func (v *Verifier) checkMember(member *Cert, domain *Metadata, subject Name, now
 	if trusted == nil {
 		return nil, linkErr(LinkMember, ErrUntrustedDomain, "issued by %s, which this verifier does not trust", member.Issuer)
 	}
-	if err := checkCert(member, LinkMember, KindMember, member.Issuer, subject, now); err != nil {
+	if err := checkCert(member, LinkMember, KindMember, member.Issuer, subject, now, v.Skew); err != nil {
 		return nil, err
 	}
 	if err := trusted.Validate(); err != nil {
@@ -176,8 +192,9 @@ func (v *Verifier) checkMember(member *Cert, domain *Metadata, subject Name, now
 	return trusted, nil
 }
 
-// checkCert does the signature-free checks of one certificate.
-func checkCert(c *Cert, link string, kind CertKind, issuer, subject Name, now time.Time) error {
+// checkCert does the signature-free checks of one certificate; a NotBefore
+// up to skew ahead of now is tolerated.
+func checkCert(c *Cert, link string, kind CertKind, issuer, subject Name, now time.Time, skew time.Duration) error {
 	switch {
 	case c == nil:
 		return linkErr(link, ErrMalformed, "missing %s", kind)
@@ -189,8 +206,8 @@ func checkCert(c *Cert, link string, kind CertKind, issuer, subject Name, now ti
 		return linkErr(link, ErrWrongSubject, "for %s, want %s", c.Subject, subject)
 	case !c.NotBefore.Before(c.NotAfter):
 		return linkErr(link, ErrMalformed, "empty validity window")
-	case now.Before(c.NotBefore):
-		return linkErr(link, ErrNotYetValid, "not before %s, now %s", fmtTime(c.NotBefore), fmtTime(now))
+	case now.Add(max(skew, 0)).Before(c.NotBefore):
+		return linkErr(link, ErrNotYetValid, "not before %s, now %s (clock skew tolerated: %s)", fmtTime(c.NotBefore), fmtTime(now), max(skew, 0))
 	case !now.Before(c.NotAfter):
 		return linkErr(link, ErrExpired, "not after %s, now %s", fmtTime(c.NotAfter), fmtTime(now))
 	}
@@ -207,7 +224,7 @@ func VerifyAdCert(ad *Cert, capsule *Metadata, server Name, now time.Time) error
 		return linkErr(LinkTarget, ErrWrongKind, "adcerts are for capsules")
 	}
 	name := capsule.Name()
-	if err := checkCert(ad, LinkAdCert, KindAdCert, name, server, now); err != nil {
+	if err := checkCert(ad, LinkAdCert, KindAdCert, name, server, now, DefaultClockSkew); err != nil {
 		return err
 	}
 	if !ad.checkSignature(capsule.Key) {

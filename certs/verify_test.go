@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/gdpnet/gdpnet/internal/clock"
 )
 
 func TestVerifyRouteAccepts(t *testing.T) {
@@ -123,7 +125,7 @@ func TestVerifyRouteRejects(t *testing.T) {
 		}, wantLink: LinkRtCert, wantErr: ErrWrongSubject},
 		{name: "member cert in the rtcert slot", mut: func(c *Chain) { c.RtCert = f.mem }, wantLink: LinkRtCert, wantErr: ErrWrongKind},
 		{name: "rtcert expired at its NotAfter", now: t0.Add(12 * time.Hour), wantLink: LinkRtCert, wantErr: ErrExpired},
-		{name: "rtcert not yet valid", now: t0.Add(-time.Second), mut: func(c *Chain) {
+		{name: "rtcert not yet valid", now: t0.Add(-DefaultClockSkew - time.Second), mut: func(c *Chain) {
 			c.AdCert = cert(IssueAdCert(f.owner, f.capsule.Name(), f.server.Name, t0.Add(-time.Hour), t0.Add(day)))
 		}, wantLink: LinkRtCert, wantErr: ErrNotYetValid},
 		{name: "router metadata missing", mut: func(c *Chain) { c.Router = nil }, wantLink: LinkRouter, wantErr: ErrMalformed},
@@ -241,6 +243,7 @@ func TestValidityBoundaries(t *testing.T) {
 			t.Run(link+"/"+tt.name, func(t *testing.T) {
 				v := NewVerifier(f.domain.Meta)
 				v.Now = func() time.Time { return tt.now }
+				v.Skew = 0 // the exact boundaries; TestClockSkew has the tolerance
 				exp, err := v.VerifyRoute(&c, f.capsule.Name(), f.router.Name)
 				if tt.wantErr == nil {
 					if err != nil {
@@ -351,5 +354,69 @@ func TestDomainSeparation(t *testing.T) {
 	// Same payload fields, different kind byte: different signature input.
 	if string(sigStructure(KindRtCert, nil)) == string(sigStructure(KindMember, nil)) {
 		t.Fatal("signature inputs of two kinds are equal")
+	}
+}
+
+// TestClockSkew: a NotBefore up to Skew ahead of the verifier's clock is
+// taken (the issuer's clock runs ahead, or this one behind: by default 5
+// minutes, certs.DefaultClockSkew); beyond it the certificate is not yet
+// valid; NotAfter is never stretched. A verifier without Now reads the
+// process clock (internal/clock), so a node whose clock the fault suite
+// sets 10 minutes back refuses certificates issued a minute ago.
+func TestClockSkew(t *testing.T) {
+	f := newFixture(t)
+	nb := t0.Add(10 * time.Hour)
+	member, err := IssueMember(f.domain, f.router.Name, nb, nb.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+		skew time.Duration
+		want error
+	}{
+		{"2 minutes early, default skew", nb.Add(-2 * time.Minute), DefaultClockSkew, nil},
+		{"5 minutes early, default skew", nb.Add(-5 * time.Minute), DefaultClockSkew, nil},
+		{"10 minutes early, default skew", nb.Add(-10 * time.Minute), DefaultClockSkew, ErrNotYetValid},
+		{"2 minutes early, no skew", nb.Add(-2 * time.Minute), 0, ErrNotYetValid},
+		{"2 minutes early, negative skew", nb.Add(-2 * time.Minute), -time.Hour, ErrNotYetValid},
+		{"a second after NotAfter", nb.Add(time.Hour + time.Second), DefaultClockSkew, ErrExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := NewVerifier(f.domain.Meta)
+			v.Now = func() time.Time { return tc.now }
+			v.Skew = tc.skew
+			_, _, err := v.VerifyMember(f.router.Meta, member, nil)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if v := NewVerifier(f.domain.Meta); v.Skew != DefaultClockSkew {
+		t.Fatalf("NewVerifier's skew %s, want %s", v.Skew, DefaultClockSkew)
+	}
+
+	// no Now: the process clock, skewed as the fault suite skews a daemon
+	now := time.Now()
+	fresh, err := IssueMember(f.domain, f.router.Name, now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := NewVerifier(f.domain.Meta)
+	if _, _, err := v.VerifyMember(f.router.Meta, fresh, nil); err != nil {
+		t.Fatalf("unskewed: %v", err)
+	}
+	defer clock.SetOffset(clock.SetOffset(-3 * time.Minute))
+	if _, _, err := v.VerifyMember(f.router.Meta, fresh, nil); err != nil {
+		t.Fatalf("3 minutes behind (within the skew): %v", err)
+	}
+	clock.SetOffset(-10 * time.Minute)
+	if _, _, err := v.VerifyMember(f.router.Meta, fresh, nil); !errors.Is(err, ErrNotYetValid) {
+		t.Fatalf("10 minutes behind: %v, want not yet valid", err)
+	}
+	clock.SetOffset(2 * time.Hour)
+	if _, _, err := v.VerifyMember(f.router.Meta, fresh, nil); !errors.Is(err, ErrExpired) {
+		t.Fatalf("2 hours ahead: %v, want expired", err)
 	}
 }

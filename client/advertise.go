@@ -11,6 +11,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -55,7 +56,7 @@ func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 func (c *Client) rtCertFor(router pdu.Name) (*certs.Cert, error) {
 	c.advMu.Lock()
 	defer c.advMu.Unlock()
-	now := time.Now()
+	now := clock.Now()
 	if rc := c.rtCert; rc != nil && rc.Subject == router && now.Before(rc.NotAfter.Add(-c.opts.RtCertLifetime/2)) {
 		return rc, nil
 	}
@@ -242,7 +243,7 @@ func (c *Client) Maintain(ctx context.Context, routes func() []Route, retry time
 				c.log.Warn("advertisement failed", logging.Name(c.id.Name), zap.Error(err))
 			}
 			if earliest := earliestExpiry(res); !earliest.IsZero() {
-				if d := time.Until(earliest) * 2 / 3; d > 0 && err == nil {
+				if d := earliest.Sub(clock.Now()) * 2 / 3; d > 0 && err == nil { // the router's expiry, on this node's clock
 					wait = d
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -23,7 +24,7 @@ type Placement struct {
 // PlaceCapsule issues AdCerts with the owner key for each server, valid for
 // lifetime from now.
 func PlaceCapsule(owner *certs.Identity, meta *certs.Metadata, servers []pdu.Name, lifetime time.Duration) ([]Placement, error) {
-	now := time.Now()
+	now := clock.Now()
 	out := make([]Placement, len(servers))
 	for i, s := range servers {
 		ad, err := certs.IssueAdCert(owner.Key, meta.Name(), s, now.Add(-time.Minute), now.Add(lifetime))
@@ -54,7 +55,7 @@ func (cc *CapsuleClient) Create(ctx context.Context, owner *certs.Identity, meta
 	for i, p := range places {
 		replicas[i] = p.Server
 	}
-	rec, err := capsule.SignPlacement(owner.Key, meta, replicas, w, time.Now())
+	rec, err := capsule.SignPlacement(owner.Key, meta, replicas, w, clock.Now())
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
@@ -95,7 +96,7 @@ func (cc *CapsuleClient) Create(ctx context.Context, owner *certs.Identity, meta
 func (cc *CapsuleClient) Delete(ctx context.Context, owner *certs.Identity, c pdu.Name, servers []pdu.Name) error {
 	var errs []error
 	for _, s := range servers {
-		t := uint64(time.Now().UnixNano())
+		t := uint64(clock.Now().UnixNano())
 		m := &wire.Message{Op: wire.OpDelete, Capsule: c[:], Time: t, Signature: ed25519.Sign(owner.Key, wire.DeleteSigned(c, s, t))}
 		_, err := cc.callOK(ctx, s, m, false)
 		var se *wire.StatusError
@@ -180,7 +181,7 @@ func parseInfo(c pdu.Name, rep wire.Reply) (*CapsuleInfo, error) {
 		}
 		in.Placement, in.Replicas, in.W = rec, rec.Replicas, rec.W
 	}
-	if key, ad, err := serverKey(meta, rep.From, m.AdCert, m.Server, time.Now()); err == nil {
+	if key, ad, err := serverKey(meta, rep.From, m.AdCert, m.Server, clock.Now()); err == nil {
 		in.ServerKey, in.ServerAdCert = key, ad
 	}
 	if len(m.AdCert) > 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -316,7 +317,7 @@ func (r *Reader) Age() time.Duration {
 	if hb == nil {
 		return 0
 	}
-	return time.Since(time.Unix(0, hb.Time))
+	return clock.Now().Sub(time.Unix(0, hb.Time)) // the writer's clock, read on this node's
 }
 
 // ReadAt returns the first record written at or after t.

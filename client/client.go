@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -196,7 +197,7 @@ func randUint32() uint32 {
 func (c *Client) nextAdvSeq() uint64 {
 	c.advMu.Lock()
 	defer c.advMu.Unlock()
-	s := uint64(time.Now().UnixNano())
+	s := uint64(clock.Now().UnixNano())
 	if s <= c.advSeq {
 		s = c.advSeq + 1
 	}

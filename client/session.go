@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -27,7 +28,7 @@ const SessionExtra = "gdp.session-of"
 func (c *Client) Session() (Route, error) {
 	c.advMu.Lock()
 	defer c.advMu.Unlock()
-	now := time.Now()
+	now := clock.Now()
 	if c.session == nil {
 		meta, err := certs.NewCapsule(c.id.Key, c.id.Meta.Key, "attachment session of "+c.id.Name.String())
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	wallclock "github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -25,7 +26,7 @@ type CacheConfig struct {
 	// at most this stale (plus its own route cache). Default 0: until the
 	// record expires.
 	MaxAge time.Duration
-	// Now is the clock (the verifier's, so that expiry agrees). Default time.Now.
+	// Now is the clock (the verifier's, so that expiry agrees). Default wallclock.Now.
 	Now func() time.Time
 	// Registerer, when set, gets the hit-rate and latency collectors.
 	Registerer prometheus.Registerer
@@ -66,7 +67,7 @@ func NewCache(inner Resolver, cfg CacheConfig) (*Cache, error) {
 		cfg.NegativeTTL = 2 * time.Second
 	}
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = wallclock.Now
 	}
 	pos, err := lru.New[pdu.Name, cacheEntry](cfg.Size)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/gdpnet/gdpnet/certs"
+	wallclock "github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -92,7 +93,7 @@ type admitted struct {
 }
 
 func newGate(v *certs.Verifier, domain pdu.Name, denyFor time.Duration) *gate {
-	now := time.Now
+	now := wallclock.Now
 	if v.Now != nil {
 		now = v.Now
 	}

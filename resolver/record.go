@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gdpnet/gdpnet/certs"
+	wallclock "github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -276,7 +277,7 @@ var lastSeq struct {
 func NextSequence() uint64 {
 	lastSeq.mu.Lock()
 	defer lastSeq.mu.Unlock()
-	s := uint64(time.Now().UnixNano())
+	s := uint64(wallclock.Now().UnixNano())
 	if s <= lastSeq.seq {
 		s = lastSeq.seq + 1
 	}

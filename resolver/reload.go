@@ -29,7 +29,7 @@ func withClock(v, old *certs.Verifier) *certs.Verifier {
 	if v.Now != nil || old == nil || old.Now == nil {
 		return v
 	}
-	return &certs.Verifier{Trusted: v.Trusted, Now: old.Now}
+	return &certs.Verifier{Trusted: v.Trusted, Now: old.Now, Skew: v.Skew}
 }
 
 // prepareReload checks member and the trusted domains of v (nil: keep

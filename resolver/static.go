@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	wallclock "github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -36,7 +37,7 @@ func (s *Static) now() time.Time {
 	if s.v != nil {
 		return s.v.now()
 	}
-	return time.Now()
+	return wallclock.Now()
 }
 
 func (s *Static) verify(r *Record) (time.Time, error) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gdpnet/gdpnet/certs"
+	wallclock "github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -39,7 +40,7 @@ func (v *Verifier) now() time.Time {
 	if c := v.certs(); c != nil && c.Now != nil {
 		return c.Now()
 	}
-	return time.Now()
+	return wallclock.Now()
 }
 
 // Verify checks r completely: kind, signature, the chain for r.Name at

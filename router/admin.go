@@ -89,7 +89,7 @@ func (r *Router) Summary() Summary {
 		Name: r.name, Domain: own.domain.Name(), Started: r.started, FIBNames: r.fib.Len(),
 		Faces: r.faceCount(), Peers: len(r.Peers()), Waiting: r.resolve.waiting(),
 		Draining: r.draining.Load(), Addrs: r.addrs, MemberExpiry: own.member.NotAfter,
-		Now: time.Now(), UDPBuffers: hostUDPBuffers(), Tick: r.tickEvery.String(),
+		Now: r.now(), UDPBuffers: hostUDPBuffers(), Tick: r.tickEvery.String(),
 	}
 }
 

@@ -14,28 +14,43 @@ import (
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
-// replayGuard remembers, per endpoint, the highest advertisement sequence
-// accepted, and refuses any ADVERTISE or WITHDRAW that does not exceed it or
-// whose sequence (the sender's clock) is outside the configured window. An
-// entry older than the window can be forgotten: the window check alone then
-// refuses a replay of it, so memory stays bounded.
+// replayGuard remembers, per tunnel session (endpoint and face), the
+// highest advertisement sequence accepted, and refuses any ADVERTISE or
+// WITHDRAW that does not exceed it or whose sequence (the sender's clock)
+// is outside the configured window. An entry older than the window can be
+// forgotten: the window check alone then refuses a replay of it, so memory
+// stays bounded.
+//
+// The order is per face, not per endpoint: a sequence can only be replayed
+// inside the tunnel session it came through (the chain's endpoint must be
+// the tunnel-proven peer, and a new session needs the endpoint's key), and
+// an endpoint restarted with its clock set back (NTP stepped it, or a
+// fault test skewed it) must not be locked out until its clock passes the
+// last sequence of its previous run: its new session starts a new order.
 type replayGuard struct {
 	mu     sync.Mutex
-	last   map[pdu.Name]uint64
+	last   map[replayKey]uint64
 	window time.Duration
 }
 
-func (g *replayGuard) check(endpoint pdu.Name, seq uint64, now time.Time) error {
+type replayKey struct {
+	endpoint pdu.Name
+	face     uint64
+}
+
+func (g *replayGuard) check(endpoint pdu.Name, face uint64, seq uint64, now time.Time) error {
 	ts := time.Unix(0, int64(seq))
 	if seq > 1<<63-1 || ts.Before(now.Add(-g.window)) || ts.After(now.Add(g.window)) {
-		return fmt.Errorf("sequence %d (%s) is outside the %s clock window", seq, ts.UTC().Format(time.RFC3339), g.window)
+		return fmt.Errorf("sequence %d (%s) is outside the %s clock window around this router's %s (a replay, or clock skew)",
+			seq, ts.UTC().Format(time.RFC3339), g.window, now.UTC().Format(time.RFC3339))
 	}
+	k := replayKey{endpoint, face}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if last, ok := g.last[endpoint]; ok && seq <= last {
+	if last, ok := g.last[k]; ok && seq <= last {
 		return fmt.Errorf("sequence %d is not above %d, the last accepted", seq, last)
 	}
-	g.last[endpoint] = seq
+	g.last[k] = seq
 	return nil
 }
 
@@ -117,7 +132,7 @@ func (r *Router) advertise(in *Face, payload []byte) (*advert.Result, error) {
 		return refuseAll(advert.StatusNotEndpoint, fmt.Sprintf("chain is for endpoint %s, tunnel peer is %s", ep.Name(), in.peer))
 	}
 	now := r.now()
-	if err := r.replay.check(in.peer, a.Seq, now); err != nil {
+	if err := r.replay.check(in.peer, in.id, a.Seq, now); err != nil {
 		return refuseAll(advert.StatusReplay, err.Error())
 	}
 	own := r.own.Load()
@@ -252,7 +267,7 @@ func (r *Router) withdraw(in *Face, payload []byte) (*advert.Result, error) {
 		return nil, err
 	}
 	res := &advert.Result{Seq: w.Seq, Names: make([]advert.NameResult, len(w.Names))}
-	if err := r.replay.check(in.peer, w.Seq, r.now()); err != nil {
+	if err := r.replay.check(in.peer, in.id, w.Seq, r.now()); err != nil {
 		for i, n := range w.Names {
 			res.Names[i] = advert.NameResult{Name: n, Status: advert.StatusReplay, Detail: clip(err.Error())}
 		}

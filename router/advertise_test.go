@@ -31,6 +31,13 @@ func (w *world) raw(r *testRouter, kind certs.Kind, desc string) *rawEP {
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	return w.rawAs(r, id)
+}
+
+// rawAs attaches a new face of identity id to r (as a restarted endpoint
+// does: a new tunnel session).
+func (w *world) rawAs(r *testRouter, id *certs.Identity) *rawEP {
+	w.t.Helper()
 	mine, theirs := routertest.Pipe(id.Name, r.Name(), 1024)
 	if _, err := r.Attach(theirs, router.FaceEndpoint, pdu.Name{}, "mem"); err != nil {
 		w.t.Fatal(err)

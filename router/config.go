@@ -42,6 +42,11 @@ type Config struct {
 	// TrustedDomains are files of domain metadata whose members' routes and
 	// routers are believed. Default: only Domain.
 	TrustedDomains []string `yaml:"trusted_domains"`
+	// ClockSkew is how far ahead of this router's clock a certificate's
+	// NotBefore may lie and still be taken (the issuer's clock runs ahead,
+	// or this one behind); NotAfter is never stretched. Default 5m
+	// (certs.DefaultClockSkew, as advertise.clock_window); negative: none.
+	ClockSkew config.Duration `yaml:"clock_skew"`
 	// AllowDomains restricts which trusted domains traffic may cross
 	// (printable names): a peer router or an endpoint whose membership is
 	// in a trusted domain not listed gets no face (its tunnel is closed,
@@ -336,6 +341,7 @@ func (c Config) WithDefaults() Config {
 	defInt(&c.Advertise.MaxNamesPerFace, 100_000)
 	defInt(&c.Advertise.MaxNamesPerIdentity, 100_000)
 	defDur(&c.Advertise.ClockWindow, 5*time.Minute)
+	defDur(&c.ClockSkew, 5*time.Minute) // certs.DefaultClockSkew
 	if c.Advertise.Rate == 0 {
 		c.Advertise.Rate = 1000
 	}

@@ -456,7 +456,7 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name) error {
 	start := time.Now()
 	recs, err := r.res.LookupAll(ctx, dst)
 	r.met.latency.Observe(time.Since(start).Seconds())
-	expiry := time.Now().Add(r.cfg.Resolver.RouteCacheTTL.Std())
+	expiry := r.now().Add(r.cfg.Resolver.RouteCacheTTL.Std()) // the FIB expires hops on r.now (a skewed clock included)
 	if err != nil {
 		if errors.Is(err, resolver.ErrNotFound) {
 			r.met.lookups.WithLabelValues("not_found").Inc()

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/resolver"
@@ -49,7 +50,8 @@ type Deps struct {
 	// Registry receives the router's collectors. Nil: a private registry
 	// (see Router.Gatherer).
 	Registry *prometheus.Registry
-	// Now is the clock used for certificate checks. Nil: time.Now.
+	// Now is the clock used for certificate checks, the advertisement
+	// clock window and route expiry. Nil: clock.Now.
 	Now func() time.Time
 	// Classify says what a tunnel peer is (PeerBook.Classify). Nil: every
 	// peer is an endpoint except configured peer routers.
@@ -167,7 +169,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		dial:      deps.Dial,
 		classify:  deps.Classify,
 		fib:       NewFIB(cfg.FIBSize),
-		replay:    &replayGuard{last: make(map[pdu.Name]uint64), window: cfg.Advertise.ClockWindow.Std()},
+		replay:    &replayGuard{last: make(map[replayKey]uint64), window: cfg.Advertise.ClockWindow.Std()},
 		peers:     make(map[pdu.Name]*Face),
 		upRecs:    upstreamRecords{recs: make(map[pdu.Name]*resolver.Record)},
 		downSem:   make(chan struct{}, maxDownstreamInFlight),
@@ -183,7 +185,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		r.log = zap.NewNop()
 	}
 	if r.now == nil {
-		r.now = time.Now
+		r.now = clock.Now
 	}
 	r.started = r.now()
 	reloaded := make(chan struct{})
@@ -321,7 +323,7 @@ func (r *Router) verifier() *certs.Verifier { return r.verif.Load() }
 func (r *Router) policy() *policy           { return r.pol.Load() }
 
 func (r *Router) tick() {
-	now := time.Now()
+	now := r.now()
 	r.nowNanos.Store(now.UnixNano())
 	r.ticks.Store(uint64(now.UnixNano() / int64(r.tickEvery)))
 }

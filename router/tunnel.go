@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/tunnel"
@@ -58,7 +59,7 @@ func (b *PeerBook) Verifier(v *certs.Verifier) tunnel.PeerVerifier {
 		}
 		b.mu.Lock()
 		if len(b.m) >= maxPeerBook {
-			now := time.Now()
+			now := clock.Now() // exp is a certificate NotAfter
 			for n, old := range b.m {
 				if !old.exp.IsZero() && old.exp.Before(now) {
 					delete(b.m, n)

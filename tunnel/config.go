@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/clock"
 )
 
 // ALPN names the tunnel protocol and its version in the TLS handshake.
@@ -112,7 +114,7 @@ type Config struct {
 	// gdp_tunnel_retries_total. Default DefaultRetryAboveHandshakes (16);
 	// negative: every new client is asked to validate.
 	RetryAboveHandshakes int
-	// Now is the clock; nil means time.Now.
+	// Now is the clock; nil means clock.Now.
 	Now func() time.Time
 }
 
@@ -162,7 +164,7 @@ func (c *Config) withDefaults() (Config, error) {
 		d.RetryAboveHandshakes = DefaultRetryAboveHandshakes
 	}
 	if d.Now == nil {
-		d.Now = time.Now
+		d.Now = clock.Now
 	}
 	return d, nil
 }

@@ -45,6 +45,11 @@ type attachConfig struct {
 	MemberCert string `yaml:"member_cert"`
 	// Domain is the domain metadata file. Default /etc/gdp/domain.meta.
 	Domain string `yaml:"domain"`
+	// ClockSkew is how far ahead of this node's clock a certificate's
+	// NotBefore may lie and still be taken (routers' memberships, AdCerts
+	// are checked with certs.DefaultClockSkew); NotAfter is never
+	// stretched. Default 5m (certs.DefaultClockSkew); negative: none.
+	ClockSkew config.Duration `yaml:"clock_skew"`
 	// Timeout bounds one request attempt. Default 2s.
 	Timeout config.Duration `yaml:"timeout"`
 	// Routers are more routers to attach to, after Router: tried in order
@@ -129,6 +134,9 @@ func (a *attachConfig) merge(file attachConfig) {
 	if a.Timeout == 0 {
 		a.Timeout = file.Timeout
 	}
+	if a.ClockSkew == 0 {
+		a.ClockSkew = file.ClockSkew
+	}
 	if len(a.Routers) == 0 {
 		a.Routers = file.Routers
 	}
@@ -166,7 +174,7 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 	if err := a.validate(); err != nil {
 		return nil, err
 	}
-	creds, err := loadCreds(cmpOr(a.role, "endpoint"), credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain})
+	creds, err := loadCreds(cmpOr(a.role, "endpoint"), credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain, skew: a.ClockSkew.Std()})
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +194,7 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 	}
 	opts.RequestTimeout = a.Timeout.Std()
 	tc := a.Tunnel.WithDefaults()
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain, Conn: conn,
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain, Verifier: creds.verifier, Conn: conn,
 		Options: opts, Logger: opts.Logger, KeepAlive: tc.KeepAlive.Std(), IdleTimeout: tc.IdleTimeout.Std(),
 		RetryAboveHandshakes: tc.RetryAboveHandshakes})
 	if err != nil {

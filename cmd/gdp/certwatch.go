@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/internal/logging"
 )
 
@@ -45,7 +46,7 @@ var descCertExpiry = prometheus.NewDesc("gdp_cert_expiry_seconds",
 	[]string{"kind", "name"}, nil)
 
 func newCertWatch(log *zap.Logger, reg prometheus.Registerer) *certWatch {
-	w := &certWatch{log: log, now: time.Now, certs: map[string]*watchedCert{}}
+	w := &certWatch{log: log, now: clock.Now, certs: map[string]*watchedCert{}}
 	if reg != nil {
 		reg.MustRegister(w)
 	}

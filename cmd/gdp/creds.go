@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/resolver"
@@ -14,11 +15,12 @@ import (
 // daemon maps its own config keys (keystore, identity, member_cert, domain,
 // trusted_domains) onto it, with its own defaults already applied.
 type credFiles struct {
-	keystore string   // keystore directory
-	identity string   // alias of the node's key in the keystore
-	member   string   // membership certificate file
-	domain   string   // own domain metadata file
-	trusted  []string // metadata files of further trusted domains
+	keystore string        // keystore directory
+	identity string        // alias of the node's key in the keystore
+	member   string        // membership certificate file
+	domain   string        // own domain metadata file
+	trusted  []string      // metadata files of further trusted domains
+	skew     time.Duration // the config's clock_skew: 0 keeps certs.DefaultClockSkew, negative none
 }
 
 // nodeCreds is a node's identity and the trust it is configured with.
@@ -67,6 +69,9 @@ func loadCreds(role string, f credFiles) (*nodeCreds, error) {
 	domain, v, err := trustedVerifier(f.domain, f.trusted)
 	if err != nil {
 		return nil, err
+	}
+	if f.skew != 0 {
+		v.Skew = max(f.skew, 0)
 	}
 	return &nodeCreds{ks: ks, id: id, member: member, domain: domain, verifier: v}, nil
 }

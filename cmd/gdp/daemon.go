@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/internal/logging"
 )
 
@@ -32,6 +33,10 @@ func daemonLogger(c logging.Config, component string) (*zap.Logger, func(err *er
 	}
 	log := base.Named(component)
 	logging.RouteLibraries(base.Named("libp2p"))
+	// the fault suite's clock skew (a test knob, logged as a WARN line)
+	if err := clock.FromEnv(log); err != nil {
+		return nil, nil, err
+	}
 	stop := func(errp *error) {
 		if errp != nil && *errp != nil {
 			log.Error("stopped", zap.Error(*errp))

@@ -22,6 +22,10 @@ type resolverFileConfig struct {
 	// TrustedDomains are the metadata files of the federated domains whose
 	// records (via their borders) this node believes.
 	TrustedDomains []string `yaml:"trusted_domains"`
+	// ClockSkew is how far ahead of this node's clock a certificate's
+	// NotBefore may lie and still be taken; NotAfter is never stretched.
+	// Default 5m (certs.DefaultClockSkew); negative: none.
+	ClockSkew config.Duration `yaml:"clock_skew"`
 	// API is the HTTP listen address of /lookup, /status and /metrics.
 	// Default 127.0.0.1:8021; "off" disables it.
 	API string `yaml:"api"`
@@ -61,7 +65,7 @@ func resolverCreds(cfg resolverFileConfig) (resolver.NodeCredentials, error) {
 		domainPath = "/etc/gdp/domain.meta"
 	}
 	c, err := loadCreds("resolver", credFiles{keystore: ksDir, identity: alias, member: memberPath,
-		domain: domainPath, trusted: cfg.TrustedDomains})
+		domain: domainPath, trusted: cfg.TrustedDomains, skew: cfg.ClockSkew.Std()})
 	if err != nil {
 		return resolver.NodeCredentials{}, err
 	}

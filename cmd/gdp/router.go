@@ -72,7 +72,7 @@ func loadRouterConfig(path string) (router.Config, error) {
 // names.
 func loadRouterCreds(cfg router.Config) (*nodeCreds, error) {
 	return loadCreds("router", credFiles{keystore: cfg.Keystore, identity: cfg.Identity, member: cfg.MemberCert,
-		domain: cfg.Domain, trusted: cfg.TrustedDomains})
+		domain: cfg.Domain, trusted: cfg.TrustedDomains, skew: cfg.ClockSkew.Std()})
 }
 
 func runRouter(ctx context.Context, cfgPath string) (err error) {

@@ -36,7 +36,8 @@ const recordsPerFlush = 5
 type proc struct {
 	name string
 	args []string
-	log  string // stdout and stderr, appended across restarts
+	env  []string // added to the environment at each start (the soak's clock offset)
+	log  string   // stdout and stderr, appended across restarts
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -47,8 +48,11 @@ func (p *proc) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
+	fmt.Fprintf(f, "=== start %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(p.env, " "))
 	cmd := exec.Command(gdpBin, p.args...)
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
@@ -51,11 +53,23 @@ import (
 //	GDP_SOAK_DURATION=30m   instead: rounds until this much time passed
 //	GDP_SOAK_ROUND=8s       length of a round's faulty part
 //	GDP_SOAK_SEED=n         fault schedule seed (default: time)
+//	GDP_SOAK_FAULTS=a,b     only these fault kinds (default: all of
+//	                        kill-router kill-server partition skew
+//	                        skew-far disk-full)
+//	GDP_SOAK_LOG=info       the daemons' log level (default warn)
 //	GDP_SOAK_OUT=dir        where histories and porcupine's visualizations
 //	                        go (default: a temporary directory, kept on failure)
 //
-// Clock skew is not injected: the daemons take no clock offset, and Go
-// programs read the vDSO clock directly, so libfaketime cannot skew them.
+// Clock skew: Go reads the vDSO clock, which libfaketime cannot skew, so
+// the daemons take an offset from the fault-injection knob
+// GDP_FAULT_CLOCK_OFFSET (internal/clock). A "skew" fault restarts a
+// router, a server or the resolver with its clock 1–2.5 minutes ahead or
+// behind, kept until its next skew (any two nodes then stay within the 5
+// minutes tolerated: certs.DefaultClockSkew, the routers' clock_window,
+// capsuled's DeleteWindow); "skew-far" restarts a server 10 minutes off,
+// beyond the tolerance: its router must refuse its advertisements (counted
+// as replay) while the rest carries on and nothing it holds is lost, and it
+// is then restarted with its previous clock.
 func TestSoak(t *testing.T) {
 	if os.Getenv("GDP_SOAK") != "1" {
 		t.Skip("the fault suite runs with GDP_SOAK=1 (make soak)")
@@ -455,7 +469,10 @@ func newSoakCluster(t *testing.T) *soakCluster {
 		if err := ks.Save(alias, id); err != nil {
 			t.Fatal(err)
 		}
-		m, err := certs.IssueMember(c.dom, id.Name, now.Add(-time.Minute), now.Add(24*time.Hour))
+		// issued an hour back, as a deployment's are issued ahead: a node
+		// skewed 10 minutes behind then meets the clock windows, not
+		// certificates younger than its skew (certs TestClockSkew)
+		m, err := certs.IssueMember(c.dom, id.Name, now.Add(-time.Hour), now.Add(24*time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -485,6 +502,9 @@ func newSoakCluster(t *testing.T) *soakCluster {
 			for _, p := range c.procs {
 				b, _ := os.ReadFile(p.log)
 				t.Logf("--- log of %s (last 3000 bytes):\n%s", p.name, tail(b, 3000))
+				if out := os.Getenv("GDP_SOAK_OUT"); out != "" {
+					_ = os.WriteFile(filepath.Join(out, p.name+".log"), b, 0o644)
+				}
 			}
 		}
 	})
@@ -498,17 +518,18 @@ func newSoakCluster(t *testing.T) *soakCluster {
 		return fmt.Sprintf("keystore: %s\nidentity: %s\nmember_cert: %s\ndomain: %s\n", c.ksDir, alias,
 			filepath.Join(dir, alias+".member"), domainPath)
 	}
+	logLevel := cmpOr(os.Getenv("GDP_SOAK_LOG"), "warn")
 	resAPI := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	c.admin["resolver"] = resAPI
 	daemon("resolver", "resolver", "--config", writeConf("resolver", creds("resolver")+fmt.Sprintf(`api: %q
-log: {level: warn}
+log: {level: %s}
 resolver:
   mode: dht
   listen: [/ip4/127.0.0.1/udp/%d/quic-v1]
   min_puts: 1
   handshake_timeout: 5s
   cache: {negative_ttl: 300ms}
-`, resAPI, freePort(t, "udp"))))
+`, resAPI, logLevel, freePort(t, "udp"))))
 	var rst resolver.Status
 	waitFor(t, "the resolver's API", 30*time.Second, func() bool {
 		return getJSON("http://"+resAPI+"/status", &rst) && len(rst.Addrs) > 0
@@ -525,7 +546,7 @@ resolver:
 		conf := creds(n) + peers + fmt.Sprintf(`listen: %q
 admin: %q
 drain_timeout: 1s
-log: {level: warn}
+log: {level: %s}
 resolver:
   mode: dht
   listen: [/ip4/127.0.0.1/udp/%d/quic-v1]
@@ -534,7 +555,7 @@ resolver:
   handshake_timeout: 5s
   negative_ttl: 300ms
   cache: {negative_ttl: 300ms}
-`, c.routers[n], c.admin[n], freePort(t, "udp"), strings.Join(rst.Addrs, ", "))
+`, c.routers[n], c.admin[n], logLevel, freePort(t, "udp"), strings.Join(rst.Addrs, ", "))
 		daemon(n, "router", "--config", writeConf(n, conf))
 	}
 	for _, n := range []string{"r1", "r2", "r3"} {
@@ -563,8 +584,8 @@ dir: %s
 metrics: %q
 sync_interval: 300ms
 min_free_bytes: 4194304
-log: {level: warn}
-`, c.routers[rn], c.ids[rn].Name, data, c.admin[n])
+log: {level: %s}
+`, c.routers[rn], c.ids[rn].Name, data, c.admin[n], logLevel)
 		daemon(n, "capsuled", "--config", writeConf(n, conf))
 	}
 	for i, n := range []string{"s1", "s2", "s3"} {
@@ -662,9 +683,15 @@ func (c *soakCluster) injectFaults(t *testing.T, rng *rand.Rand, d time.Duration
 	for k := range c.restarts {
 		delete(c.restarts, k)
 	}
-	kinds := []string{"kill-router", "kill-server", "partition", "disk-full"}
+	kinds := []string{"kill-router", "kill-server", "partition", "skew", "skew-far", "disk-full"}
 	if !c.mounted {
-		kinds = kinds[:3]
+		kinds = kinds[:len(kinds)-1]
+	}
+	if only := os.Getenv("GDP_SOAK_FAULTS"); only != "" {
+		kinds = slices.DeleteFunc(kinds, func(k string) bool { return !slices.Contains(strings.Split(only, ","), k) })
+		if len(kinds) == 0 {
+			t.Fatalf("GDP_SOAK_FAULTS=%s: no such fault kinds", only)
+		}
 	}
 	start := time.Now()
 	var did []string
@@ -672,7 +699,11 @@ func (c *soakCluster) injectFaults(t *testing.T, rng *rand.Rand, d time.Duration
 		// a random point in this half of the round
 		at := start.Add(time.Duration(i)*d/2 + time.Duration(rng.Int64N(int64(d/4))))
 		time.Sleep(time.Until(at))
-		switch kind := kinds[rng.IntN(len(kinds))]; kind {
+		kind := kinds[rng.IntN(len(kinds))]
+		if testing.Verbose() {
+			t.Logf("fault %s at %s", kind, time.Now().UTC().Format("15:04:05.000"))
+		}
+		switch kind {
 		case "kill-router":
 			n := fmt.Sprintf("r%d", 1+rng.IntN(3))
 			c.kill9Restart(t, n, time.Duration(300+rng.IntN(1200))*time.Millisecond)
@@ -690,6 +721,45 @@ func (c *soakCluster) injectFaults(t *testing.T, rng *rand.Rand, d time.Duration
 			time.Sleep(cut)
 			_ = p.cmd.Process.Signal(syscall.SIGCONT)
 			did = append(did, fmt.Sprintf("partition %s %s", n, cut.Round(100*time.Millisecond)))
+		case "skew":
+			// minutes ahead or behind, within the tolerated skew
+			all := c.procNames()
+			n := all[rng.IntN(len(all))]
+			off := time.Duration(60+rng.IntN(91)) * time.Second
+			if rng.IntN(2) == 0 {
+				off = -off
+			}
+			c.procs[n].env = []string{clock.EnvOffset + "=" + off.String()}
+			c.kill9Restart(t, n, time.Duration(300+rng.IntN(700))*time.Millisecond)
+			if n[0] == 'r' {
+				waitFor(t, n+" up again", 30*time.Second, func() bool { return c.routerUp(n) })
+			}
+			did = append(did, fmt.Sprintf("skew %s %s", n, off))
+		case "skew-far":
+			// a server 10 minutes off: outside its router's clock window,
+			// its advertisements are refused (replay, counted) and it stays
+			// up; then back to its previous clock
+			i := 1 + rng.IntN(3)
+			n, rn := fmt.Sprintf("s%d", i), fmt.Sprintf("r%d", i)
+			off := 10 * time.Minute
+			if rng.IntN(2) == 0 {
+				off = -off
+			}
+			p := c.procs[n]
+			prev := p.env
+			before := promCounter(c.admin[rn], "gdp_router_advertisements_total", `result="replay"`)
+			p.env = []string{clock.EnvOffset + "=" + off.String()}
+			c.kill9Restart(t, n, 300*time.Millisecond)
+			waitFor(t, rn+" refusing "+n+"'s advertisements as replays", 30*time.Second, func() bool {
+				return promCounter(c.admin[rn], "gdp_router_advertisements_total", `result="replay"`) > before
+			})
+			time.Sleep(time.Second)
+			if p.exited() {
+				t.Fatalf("%s, its clock %s off, exited", n, off)
+			}
+			p.env = prev
+			c.kill9Restart(t, n, 300*time.Millisecond)
+			did = append(did, fmt.Sprintf("skew-far %s %s", n, off))
 		case "disk-full":
 			// another program fills s3's disk to 1 MiB free, below the
 			// server's min_free_bytes (4 MiB): s3 refuses writes (503)
@@ -795,6 +865,31 @@ func (c *soakCluster) usage(t *testing.T) map[string]usage {
 	return out
 }
 
+// promCounter sums the samples of a counter whose labels contain match on
+// a daemon's /metrics (-1 if unreachable).
+func promCounter(addr, name, match string) float64 {
+	hc := http.Client{Timeout: 2 * time.Second}
+	resp, err := hc.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, match) {
+			continue
+		}
+		if f := strings.Fields(line); len(f) >= 2 {
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
 // goroutinesOf reads go_goroutines from a daemon's /metrics (-1 if none).
 func goroutinesOf(addr string) int {
 	hc := http.Client{Timeout: 2 * time.Second}
@@ -882,4 +977,11 @@ func TestSoakModel(t *testing.T) {
 	if err := porcupine.VisualizePath(soakModel(init), info, path); err != nil {
 		t.Fatalf("visualization: %v", err)
 	}
+}
+
+func cmpOr(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
 }
