@@ -21,7 +21,8 @@ type Config struct {
 	// Engine is the store engine, "pebble" or "bbolt". Default pebble.
 	Engine string
 	// MinFreeBytes: while the store's file system has less free space
-	// than this, writes are refused 503 (nothing stored, counted in
+	// than this, writes (appends, and CREATE of a new capsule before it is
+	// advertised) are refused 503 (nothing stored, counted in
 	// gdp_capsuled_disk_full_total) instead of running the disk full, which
 	// would stop the process. Default 64 MiB (store.Options); negative: no
 	// check.

@@ -44,6 +44,15 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 		}
 		existed = true
 	}
+	if !existed {
+		// guarded as appends are: below min_free_bytes a new capsule is
+		// refused (503) before anything is advertised or stored
+		if err := s.st.Room(); err != nil {
+			s.met.placementsRefused.WithLabelValues(refuseDisk).Inc()
+			s.log.Warn("placement refused", logging.Capsule(p.name), logging.Src(r.from), logging.Reason(refuseDisk), zap.Error(err))
+			return fail(m, fmt.Errorf("create %s: %w", p.name, err))
+		}
+	}
 	if _, err := s.cli.Advertise(ctx, client.CapsuleRoute(p.meta, p.adcert)); err != nil {
 		return fail(m, fmt.Errorf("create %s: advertise: %w", p.name, err))
 	}

@@ -313,3 +313,35 @@ func TestDeleteClockSkew(t *testing.T) {
 		t.Fatal("the owner's delete left the capsule")
 	}
 }
+
+// TestCreateRefusedOnFullDisk: CREATE is guarded by min_free_bytes as an
+// append is: on a server whose file system has less free space than the
+// reserve (here a reserve no disk has), a new capsule is refused with 503
+// (disk nearly full) before anything is advertised or stored, and counted
+// in gdp_capsuled_placements_refused_total{reason="disk_full"}.
+func TestCreateRefusedOnFullDisk(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	x := w.newReplicaConf(r1, "full server", capsuled.Config{MinFreeBytes: 1 << 62})
+	admin := w.user(r1, "admin")
+	tc := newTestCapsule(t, "refused")
+	places, err := client.PlaceCapsule(tc.owner, tc.meta, []certs.Name{x.id.Name}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err = admin.Create(ctx, tc.owner, tc.meta, 1, places)
+	if err == nil || !strings.Contains(err.Error(), "disk nearly full") {
+		t.Fatalf("create on a full disk: %v, want refused (disk nearly full)", err)
+	}
+	if n := len(x.srv.Store().Capsules()); n != 0 {
+		t.Fatalf("the refused create stored %d capsules", n)
+	}
+	if hops := r1.Router.FIB().Lookup(tc.meta.Name()); len(hops) != 0 {
+		t.Fatalf("the refused create advertised the capsule: %+v", hops)
+	}
+	if got := x.metric("gdp_capsuled_placements_refused_total", "disk_full"); got < 1 {
+		t.Fatalf("disk_full refusals %v, want ≥ 1", got)
+	}
+}

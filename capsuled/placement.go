@@ -216,6 +216,7 @@ const (
 	refuseQuota    = "owner_quota"
 	refuseReplicas = "too_many_replicas"
 	refuseFull     = "server_full"
+	refuseDisk     = "disk_full" // below min_free_bytes
 )
 
 // admit applies the placement policy to a new placement p (renewal: the

@@ -47,3 +47,42 @@ func TestDiskFullRefusesWrites(t *testing.T) {
 		t.Fatalf("head %d, %v; want 3", h.Seqno, err)
 	}
 }
+
+// TestDiskFullRefusesCreate: a new capsule takes disk as an append does:
+// below MinFreeBytes Create is refused with ErrDiskFull, nothing is stored
+// and the refusal is counted; a capsule already held is still a no-op;
+// once space is back the same Create works.
+func TestDiskFullRefusesCreate(t *testing.T) {
+	ctx := context.Background()
+	var free atomic.Uint64
+	free.Store(1 << 20)
+	s, err := Open(t.TempDir(), Options{MinFreeBytes: 4 << 20, freeBytes: func(string) (uint64, error) { return free.Load(), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tc := newTestCapsule(t, 8)
+	time.Sleep(2 * probeEvery)
+	if err := s.Create(ctx, tc.name, tc.meta); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("create on a full disk: %v, want ErrDiskFull", err)
+	}
+	if !errors.Is(s.Room(), ErrDiskFull) {
+		t.Fatal("Room says there is room")
+	}
+	if n := len(s.Capsules()); n != 0 {
+		t.Fatalf("the refused create stored %d capsules", n)
+	}
+	if st := s.Stats(); st.DiskFull == 0 {
+		t.Fatalf("refusal not counted: %+v", st)
+	}
+	free.Store(1 << 30)
+	time.Sleep(2 * probeEvery)
+	if err := s.Create(ctx, tc.name, tc.meta); err != nil {
+		t.Fatalf("create once space is back: %v", err)
+	}
+	free.Store(1 << 20)
+	time.Sleep(2 * probeEvery)
+	if err := s.Create(ctx, tc.name, tc.meta); err != nil {
+		t.Fatalf("create of a held capsule on a full disk: %v, want the no-op", err)
+	}
+}

@@ -221,6 +221,11 @@ func (s *Store) lastTime(c pdu.Name, seqno uint64) (int64, error) {
 	return 0, nil
 }
 
+// Room is the free-space guard on its own: ErrDiskFull while the file
+// system holding the store has less than MinFreeBytes free (a CREATE is
+// refused before it advertises anything).
+func (s *Store) Room() error { return s.commit.room() }
+
 // Create registers capsule name with its canonical metadata (certs.Metadata
 // bytes), which must hash to name and be a capsule's: its writer key is the
 // one every heartbeat must verify with. The metadata is kept and served
@@ -248,6 +253,12 @@ func (s *Store) create(ctx context.Context, info capsule.Info, meta []byte) erro
 			return fmt.Errorf("create capsule %s: %w", info.Name, ErrCapsuleExists)
 		}
 		return nil
+	}
+	// a new capsule takes disk as an append does: refused below
+	// MinFreeBytes (a renewal above writes nothing)
+	if err := s.commit.room(); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("create capsule %s: %w", info.Name, err)
 	}
 	cs := newCapsuleState(capsule.Info{Name: info.Name, Writer: append(ed25519.PublicKey(nil), info.Writer...)},
 		append([]byte(nil), meta...))

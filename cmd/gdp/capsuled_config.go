@@ -223,7 +223,9 @@ type capsuledConfig struct {
 	// MaxData bounds one record's data. Default 56,000 (the most).
 	MaxData int `yaml:"max_data"`
 	// MinFreeBytes: below this much free space on the store's file
-	// system, writes are refused 503 (gdp_capsuled_disk_full_total) rather
+	// system, writes (appends and the CREATE of a new capsule) are refused
+	// 503 (gdp_capsuled_disk_full_total; a CREATE also in
+	// gdp_capsuled_placements_refused_total{reason="disk_full"}) rather
 	// than filling the disk, which stops the process. Default 67108864
 	// (64 MiB); -1: no check.
 	MinFreeBytes int64 `yaml:"min_free_bytes"`

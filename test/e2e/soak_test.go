@@ -731,7 +731,7 @@ func (c *soakCluster) injectFaults(t *testing.T, rng *rand.Rand, d time.Duration
 			}
 			c.procs[n].env = []string{clock.EnvOffset + "=" + off.String()}
 			c.kill9Restart(t, n, time.Duration(300+rng.IntN(700))*time.Millisecond)
-			if n[0] == 'r' {
+			if _, isRouter := c.routers[n]; isRouter {
 				waitFor(t, n+" up again", 30*time.Second, func() bool { return c.routerUp(n) })
 			}
 			did = append(did, fmt.Sprintf("skew %s %s", n, off))
