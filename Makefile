@@ -77,15 +77,22 @@ handoff-bench: handoff-data
 	GDP_HANDOFF_DATA=$(HANDOFF_DATA) $(GO) test -run '^$$' -bench HandoffDataset -benchtime 1x -timeout 90m ./handoffd
 
 # The fault suite (test/e2e TestSoak): real daemons under kill -9, SIGSTOP
-# partitions and a full disk, each round's client history checked for
-# linearizability with porcupine. SOAK_ROUNDS rounds, or SOAK_DURATION (e.g.
-# 30m) of them; SOAK_OUT keeps histories and visualizations.
+# partitions, clock skew (GDP_FAULT_CLOCK_OFFSET) and a full disk, each
+# round's client history checked for linearizability with porcupine.
+# SOAK_ROUNDS rounds, or SOAK_DURATION (e.g. 30m) of them; SOAK_OUT keeps
+# histories and visualizations. Then, as root, cmd/gdp TestSoakNetns:
+# SOAK_NETNS_ROUNDS rounds of link cuts, partitions and router SIGKILLs in
+# network namespaces (the simulator's netns mode).
 SOAK_ROUNDS ?= 10
 SOAK_DURATION ?=
 SOAK_OUT ?= soak-out
+SOAK_NETNS_ROUNDS ?= 3
 soak:
 	GDP_SOAK=1 GDP_SOAK_ROUNDS=$(SOAK_ROUNDS) GDP_SOAK_DURATION=$(SOAK_DURATION) GDP_SOAK_OUT=$(abspath $(SOAK_OUT)) \
 		$(GO) test -count=1 -v -run 'TestSoak$$' -timeout 3h ./test/e2e
+	@if [ "$$(id -u)" = 0 ]; then GDP_SOAK=1 GDP_SOAK_NETNS_ROUNDS=$(SOAK_NETNS_ROUNDS) \
+		$(GO) test -count=1 -v -run 'TestSoakNetns$$' -timeout 1h ./cmd/gdp; \
+	else echo "soak: TestSoakNetns needs root (network namespaces); skipped"; fi
 
 # The steady soak (test/e2e TestSoakSteady): the same cluster without
 # faults, held at half its measured capacity for SOAK_STEADY; RSS,

@@ -138,6 +138,13 @@ func soakNetnsRound(t *testing.T, round int, top *sim.Topology, did []string) (i
 	var prog strings.Builder
 	s, err := sim.Start(ctx, top, sim.Options{Binary: os.Args[0], Progress: &prog})
 	if err != nil {
+		// building is not the fault under test: on a loaded machine an
+		// endpoint's first attach can time out; build once more
+		t.Logf("round %d: build failed (%v); building again", round, err)
+		prog.Reset()
+		s, err = sim.Start(ctx, top, sim.Options{Binary: os.Args[0], Progress: &prog})
+	}
+	if err != nil {
 		t.Fatalf("round %d: %v\n%s", round, err, prog.String())
 	}
 	closed := false
