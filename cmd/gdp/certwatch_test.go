@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/clock"
 )
 
 // The membership's remaining life is a gauge; 20 % left is a WARN, expiry
@@ -93,4 +94,24 @@ func gaugeValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[s
 	}
 	t.Fatalf("no %s%v", name, labels)
 	return 0
+}
+
+// TestCertWatchClockSkew: the expiry warnings read the daemon's clock
+// (internal/clock): a node whose clock runs 90 hours ahead warns about a
+// 100-hour membership issued now, as it will refuse it soon.
+func TestCertWatchClockSkew(t *testing.T) {
+	dom, _ := certs.NewIdentity(certs.KindDomain, "d")
+	node, _ := certs.NewIdentity(certs.KindRouter, "r")
+	t0 := time.Now()
+	member, err := certs.IssueMember(dom, node.Name, t0.Add(-time.Minute), t0.Add(100*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clock.SetOffset(clock.SetOffset(90 * time.Hour))
+	core, logs := observer.New(zapcore.InfoLevel)
+	w := newCertWatch(zap.New(core), nil)
+	w.set("member", member, "/etc/gdp/r.member")
+	if n := logs.FilterLevelExact(zapcore.WarnLevel).Len(); n != 1 {
+		t.Fatalf("%d WARN lines on a clock 90 h ahead, want 1: %v", n, logs.All())
+	}
 }
