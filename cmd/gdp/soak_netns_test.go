@@ -65,6 +65,10 @@ func TestSoakNetns(t *testing.T) {
 		rounds, faults, records, worstLag, worstOutage)
 }
 
+// soakNetnsRecords is each round's capsule workload: enough records that
+// the writing spans the faults.
+const soakNetnsRecords = 15000
+
 // soakNetnsTopology is one round's topology and its faults: a ring link
 // cut, a server partitioned off, a router crash, each at a random point
 // after the capsule is placed, and undone 1–3 s later.
@@ -99,11 +103,13 @@ links:
   - {a: r4, b: prober}
   - {a: r2, b: target}
 workloads:
-  - {kind: capsule, from: writer, servers: [s1, s2, s3], w: 2, count: 3000, size: 200, readers: [reader]}
+  - {kind: capsule, from: writer, servers: [s1, s2, s3], w: 2, count: 15000, size: 200, readers: [reader]}
   - {kind: ping, from: prober, to: target, count: 200, interval: 100ms}
 failures:
 `, round, round)
-	at := func() time.Duration { return time.Duration(2000+rng.IntN(6000)) * time.Millisecond }
+	// faults while the writer writes (it places the capsule in the first
+	// half second, then writes for several seconds)
+	at := func() time.Duration { return time.Duration(1000+rng.IntN(3500)) * time.Millisecond }
 	back := func() time.Duration { return time.Duration(1000+rng.IntN(2000)) * time.Millisecond }
 	var did []string
 	ring := []string{"r1-r2", "r2-r3", "r3-r4", "r4-r1"}
@@ -125,7 +131,7 @@ failures:
 	t0, d = at(), back()
 	fmt.Fprintf(&b, "  - {at: %s, kind: crash, node: %s}\n  - {at: %s, kind: restart, node: %s}\n", t0, rt, t0+d, rt)
 	did = append(did, fmt.Sprintf("crash %s at %s for %s", rt, t0, d))
-	b.WriteString("measure: {duration: 25s}\n")
+	b.WriteString("measure: {duration: 45s}\n")
 	return b.String(), did
 }
 
@@ -180,8 +186,8 @@ func soakNetnsRound(t *testing.T, round int, top *sim.Topology, did []string) (i
 		switch w.Kind {
 		case "capsule":
 			c := w.Capsule
-			if c == nil || c.Records != 3000 || c.Acks < c.W {
-				t.Fatalf("round %d (%v): capsule %+v: want 3000 records acknowledged by W\n%s", round, did, c, res.Text())
+			if c == nil || c.Records != soakNetnsRecords || c.Acks < c.W {
+				t.Fatalf("round %d (%v): capsule %+v: want %d records acknowledged by W\n%s", round, did, c, soakNetnsRecords, res.Text())
 			}
 			for r, rd := range c.Reads {
 				if rd.Err != "" || rd.Records != c.Records {
@@ -195,6 +201,7 @@ func soakNetnsRound(t *testing.T, round int, top *sim.Topology, did []string) (i
 				lag = max(lag, l)
 			}
 			written = c.Records
+			t.Logf("round %d: capsule placed at %.2f s, %d records written %.2f–%.2f s (%.0f/s), durable at %.2f s", round, c.CreatedS, c.Records, c.CreatedS, c.CreatedS+c.WriteS, c.RecordsPerSec, c.FlushedS)
 		case "ping":
 			if w.Received == 0 {
 				t.Fatalf("round %d (%v): no ping answered\n%s", round, did, res.Text())
