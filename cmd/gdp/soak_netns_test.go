@@ -67,7 +67,7 @@ func TestSoakNetns(t *testing.T) {
 
 // soakNetnsRecords is each round's capsule workload: enough records that
 // the writing spans the faults.
-const soakNetnsRecords = 15000
+const soakNetnsRecords = 30000
 
 // soakNetnsTopology is one round's topology and its faults: a ring link
 // cut, a server partitioned off, a router crash, each at a random point
@@ -103,13 +103,13 @@ links:
   - {a: r4, b: prober}
   - {a: r2, b: target}
 workloads:
-  - {kind: capsule, from: writer, servers: [s1, s2, s3], w: 2, count: 15000, size: 200, readers: [reader]}
+  - {kind: capsule, from: writer, servers: [s1, s2, s3], w: 2, count: 30000, size: 200, readers: [reader]}
   - {kind: ping, from: prober, to: target, count: 200, interval: 100ms}
 failures:
 `, round, round)
 	// faults while the writer writes (it places the capsule in the first
-	// half second, then writes for several seconds)
-	at := func() time.Duration { return time.Duration(1000+rng.IntN(3500)) * time.Millisecond }
+	// half second, then writes for 3–10 s at 3,000–9,000 records/s)
+	at := func() time.Duration { return time.Duration(800+rng.IntN(2500)) * time.Millisecond }
 	back := func() time.Duration { return time.Duration(1000+rng.IntN(2000)) * time.Millisecond }
 	var did []string
 	ring := []string{"r1-r2", "r2-r3", "r3-r4", "r4-r1"}
