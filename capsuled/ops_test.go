@@ -232,6 +232,12 @@ func TestAdCertExpiryWarned(t *testing.T) {
 	}
 }
 
+// deleteMsg is a DELETE of capsule c at server, signed by key at time at.
+func deleteMsg(key ed25519.PrivateKey, c, server pdu.Name, at time.Time) *wire.Message {
+	ts := uint64(at.UnixNano())
+	return &wire.Message{Op: wire.OpDelete, Capsule: c[:], Time: ts, Signature: ed25519.Sign(key, wire.DeleteSigned(c, server, ts))}
+}
+
 // TestDeleteOwnerSigned: a DELETE not signed by the capsule's owner for
 // this server, or signed too long ago, is refused (403) and deletes
 // nothing; the owner's own is accepted once.
@@ -245,8 +251,7 @@ func TestDeleteOwnerSigned(t *testing.T) {
 	c := tc.meta.Name()
 	u := w.rawUser(r1)
 	del := func(key ed25519.PrivateKey, server pdu.Name, at time.Time) *wire.Message {
-		ts := uint64(at.UnixNano())
-		return &wire.Message{Op: wire.OpDelete, Capsule: c[:], Time: ts, Signature: ed25519.Sign(key, wire.DeleteSigned(c, server, ts))}
+		return deleteMsg(key, c, server, at)
 	}
 	now := time.Now()
 	for name, m := range map[string]*wire.Message{
@@ -289,10 +294,7 @@ func TestDeleteClockSkew(t *testing.T) {
 	tc.create(t, admin, 1, x)
 	c := tc.meta.Name()
 	u := w.rawUser(r1)
-	del := func(at time.Time) *wire.Message {
-		ts := uint64(at.UnixNano())
-		return &wire.Message{Op: wire.OpDelete, Capsule: c[:], Time: ts, Signature: ed25519.Sign(tc.owner.Key, wire.DeleteSigned(c, x.id.Name, ts))}
-	}
+	del := func(at time.Time) *wire.Message { return deleteMsg(tc.owner.Key, c, x.id.Name, at) }
 	before := x.metric("gdp_capsuled_dropped_total", "delete_clock")
 	prev := clock.SetOffset(10 * time.Minute)
 	resp := u.do(x.id.Name, del(time.Now()))

@@ -197,6 +197,24 @@ func (p *procReplica) kill() {
 	}
 }
 
+// createW2 places tc on servers with W = 2 through writer and returns the
+// context the test's appends run under. Generous: appends run under this
+// deadline, and under -race on a loaded machine they take many seconds; the
+// writer waits for slow replicas within it (it gives up only on its expiry).
+func (tc *testCapsule) createW2(t *testing.T, writer *client.CapsuleClient, servers ...certs.Name) (context.Context, context.CancelFunc) {
+	t.Helper()
+	places, err := client.PlaceCapsule(tc.owner, tc.meta, servers, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), slow*5*time.Minute)
+	if err := writer.Create(ctx, tc.owner, tc.meta, 2, places); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return ctx, cancel
+}
+
 // TestKillNineReplica: three replicas run as separate processes attached to
 // router r1 over QUIC; the writer is at r1, the reader at r2. One replica
 // is killed with SIGKILL in the middle of the stream (with appends in
@@ -216,18 +234,8 @@ func TestKillNineReplica(t *testing.T) {
 	for _, p := range ps {
 		servers = append(servers, p.id.Name)
 	}
-	places, err := client.PlaceCapsule(tc.owner, tc.meta, servers, 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Generous: the second quarter's appends run under this deadline, and
-	// under -race on a loaded machine they take many seconds. The writer
-	// waits for slow replicas within it (it gives up only on its expiry).
-	ctx, cancel := context.WithTimeout(context.Background(), slow*5*time.Minute)
+	ctx, cancel := tc.createW2(t, writer, servers...)
 	defer cancel()
-	if err := writer.Create(ctx, tc.owner, tc.meta, 2, places); err != nil {
-		t.Fatal(err)
-	}
 	name := tc.meta.Name()
 	wr, err := writer.NewWriter(ctx, name, tc.writer.Key, client.WriterOptions{Cadence: -1, MaxBatchRecords: 200})
 	if err != nil {
@@ -327,15 +335,8 @@ func TestKillNineMidCatchUp(t *testing.T) {
 	writer := w.user(r1, "writer")
 	reader := w.reader(r1, "reader")
 	tc := newTestCapsule(t, "kill -9 mid catch-up")
-	places, err := client.PlaceCapsule(tc.owner, tc.meta, []certs.Name{ra.id.Name, rb.id.Name, pc.id.Name}, 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), slow*5*time.Minute)
+	ctx, cancel := tc.createW2(t, writer, ra.id.Name, rb.id.Name, pc.id.Name)
 	defer cancel()
-	if err := writer.Create(ctx, tc.owner, tc.meta, 2, places); err != nil {
-		t.Fatal(err)
-	}
 	name := tc.meta.Name()
 	pc.kill()
 	wr, err := writer.NewWriter(ctx, name, tc.writer.Key, client.WriterOptions{Cadence: -1})
