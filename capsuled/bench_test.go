@@ -33,11 +33,7 @@ func BenchmarkAppendReplicatedW2of3(b *testing.B) {
 	tc := newTestCapsule(b, "bench")
 	tc.create(b, writer, 2, ra, rb, rc)
 	ctx := context.Background()
-	wopts := client.WriterOptions{Cadence: -1}
-	if n, err := strconv.Atoi(os.Getenv("GDP_WRITER_INFLIGHT")); err == nil {
-		wopts.MaxInFlight = n
-	}
-	wr, err := writer.NewWriter(ctx, tc.meta.Name(), tc.writer.Key, wopts)
+	wr, err := writer.NewWriter(ctx, tc.meta.Name(), tc.writer.Key, client.WriterOptions{Cadence: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -202,9 +202,7 @@ func (s *Store) extend(cs *capsuleState, base *capsule.Head, b *capsule.Batch, p
 	c := cs.info.Name
 	var nodes []nodeRec
 	a, err := base.Apply(b, func(level uint8, index uint64, h capsule.Hash) {
-		if level >= StoredNodeLevel || s.opts.everyNode {
-			nodes = append(nodes, nodeRec{level, index, h})
-		}
+		nodes = append(nodes, nodeRec{level, index, h})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: %w", c, err)

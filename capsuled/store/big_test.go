@@ -94,9 +94,7 @@ func getBigFixture(b *testing.B, n uint64) *bigFixture {
 		wb.set(key(tEntry, tc.name, seq), r.Marshal())
 		wb.set(hashKey(tc.name, prev), binary.BigEndian.AppendUint64(nil, seq))
 		tree.Append(prev, func(level uint8, index uint64, h capsule.Hash) {
-			if level >= StoredNodeLevel {
-				wb.set(nodeKey(tc.name, level, index), h[:])
-			}
+			wb.set(nodeKey(tc.name, level, index), h[:])
 		})
 		if seq%(1<<16) == 0 || seq == n {
 			if err := s.eng.commit(wb); err != nil {

@@ -80,12 +80,7 @@
 // # Layout
 //
 // Keys are laid out per capsule (see keys.go): entries by seqno, entry hash
-// to seqno, Merkle interior nodes by (level, index) from StoredNodeLevel (4)
-// up — a lower node covers at most 8 entries and is computed from them when
-// a proof needs it, so an append writes about 2.06 keys per record instead
-// of 3 (BenchmarkAppendStoreDirect, same run alternating, load 21–36:
-// 10.5–11.6 against 12.4–14.5 µs of CPU per record; a store written with
-// every node is read the same way, TestOldNodeLayoutReadable) —, heartbeats by seqno,
+// to seqno, Merkle interior nodes by (level, index), heartbeats by seqno,
 // abandoned entries by (epoch, seqno), evidence. Only each capsule's head
 // and tree frontier live in memory, plus a bounded cache of interior nodes
 // for proofs; a capsule of any length is reopened with O(log n) reads.

@@ -13,8 +13,7 @@ import (
 //	'm' c                      capsule metadata (writer key, metadata bytes)
 //	'r' c seqno                entry (record or hole), wire form
 //	'x' c hash                 entry hash -> seqno (ReadByHash)
-//	'n' c position             Merkle interior node (level >= StoredNodeLevel; stores written
-//	                           before it hold level >= 1, the lower ones unread), 32 bytes
+//	'n' c position             Merkle interior node (level >= 1), 32 bytes
 //	'H' c seqno                heartbeat held at that seqno, wire form
 //	'a' c epoch seqno          abandoned-branch entry
 //	'A' c epoch                heartbeat of an abandoned branch

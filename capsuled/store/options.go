@@ -43,9 +43,6 @@ type Options struct {
 	memTable int
 	// wrapEngine, when set, wraps the engine (tests: a slow commit).
 	wrapEngine func(engine) engine
-	// everyNode writes every interior Merkle node, as stores did before
-	// StoredNodeLevel (tests: an old store is read by this version).
-	everyNode bool
 }
 
 func (o Options) withDefaults() (Options, error) {
