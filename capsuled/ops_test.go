@@ -232,6 +232,18 @@ func TestAdCertExpiryWarned(t *testing.T) {
 	}
 }
 
+// deleteWorld is one router with one replica x holding one capsule tc
+// (created by admin), and u, a raw user at the router to send DELETEs.
+func deleteWorld(t *testing.T) (x *replica, admin *client.CapsuleClient, tc *testCapsule, u *rawUser) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	x = w.newReplica(r1, "server x")
+	admin = w.user(r1, "admin")
+	tc = newTestCapsule(t, "deleted")
+	tc.create(t, admin, 1, x)
+	return x, admin, tc, w.rawUser(r1)
+}
+
 // deleteMsg is a DELETE of capsule c at server, signed by key at time at.
 func deleteMsg(key ed25519.PrivateKey, c, server pdu.Name, at time.Time) *wire.Message {
 	ts := uint64(at.UnixNano())
@@ -242,14 +254,8 @@ func deleteMsg(key ed25519.PrivateKey, c, server pdu.Name, at time.Time) *wire.M
 // this server, or signed too long ago, is refused (403) and deletes
 // nothing; the owner's own is accepted once.
 func TestDeleteOwnerSigned(t *testing.T) {
-	w := newWorld(t)
-	r1 := w.router("r1")
-	x := w.newReplica(r1, "server x")
-	admin := w.user(r1, "admin")
-	tc := newTestCapsule(t, "deleted")
-	tc.create(t, admin, 1, x)
+	x, admin, tc, u := deleteWorld(t)
 	c := tc.meta.Name()
-	u := w.rawUser(r1)
 	del := func(key ed25519.PrivateKey, server pdu.Name, at time.Time) *wire.Message {
 		return deleteMsg(key, c, server, at)
 	}
@@ -286,14 +292,8 @@ func TestDeleteOwnerSigned(t *testing.T) {
 // (403, counted in gdp_capsuled_dropped_total{reason="delete_clock"}) and
 // keeps the capsule.
 func TestDeleteClockSkew(t *testing.T) {
-	w := newWorld(t)
-	r1 := w.router("r1")
-	x := w.newReplica(r1, "server x")
-	admin := w.user(r1, "admin")
-	tc := newTestCapsule(t, "deleted")
-	tc.create(t, admin, 1, x)
+	x, _, tc, u := deleteWorld(t)
 	c := tc.meta.Name()
-	u := w.rawUser(r1)
 	del := func(at time.Time) *wire.Message { return deleteMsg(tc.owner.Key, c, x.id.Name, at) }
 	before := x.metric("gdp_capsuled_dropped_total", "delete_clock")
 	prev := clock.SetOffset(10 * time.Minute)

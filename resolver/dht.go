@@ -163,7 +163,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	}
 	if cfg.Join == JoinSeeded {
 		// kad-dht's automatic refresh starts with a full one: the seeded
-		// join's refreshLoop runs the periodic ones only.
+		// join runs the periodic ones only (d.every below).
 		kopts = append(kopts, kad.DisableAutoRefresh())
 	}
 	d.kad, err = kad.New(gatedHost{Host: d.host, d: d}, append(kopts, cfg.KadOptions...)...)
@@ -182,7 +182,9 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	}
 	if cfg.Join == JoinSeeded {
 		d.wg.Add(1)
-		go d.refreshLoop()
+		// Periodic refreshes, as kad-dht's automatic refresh would do after
+		// its first (the seeded join skips only that first one).
+		go d.every(d.cfg.RefreshInterval, func() { _ = d.kad.RefreshRoutingTable() }) // asynchronous; kad-dht logs failures
 	}
 	d.wg.Add(3)
 	go d.republishLoop()
@@ -325,22 +327,6 @@ func (d *DHT) Dial(ctx context.Context, addrs ...string) error {
 		d.log.Warn("bootstrap peer unreachable", zap.Error(e))
 	}
 	return nil
-}
-
-// refreshLoop refreshes the routing table every RefreshInterval, as
-// kad-dht's automatic refresh would after its first (seeded join only).
-func (d *DHT) refreshLoop() {
-	defer d.wg.Done()
-	t := time.NewTicker(d.cfg.RefreshInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-t.C:
-			_ = d.kad.RefreshRoutingTable() // asynchronous; failures are kad-dht's to log
-		}
-	}
 }
 
 // AddPeers puts peers (multiaddrs with /p2p/) in the routing table and
