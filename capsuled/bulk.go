@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -27,8 +26,7 @@ import (
 
 // bulkState is the server's bulk listener and its per-peer stream counts.
 type bulkState struct {
-	mu      sync.Mutex
-	perPeer map[pdu.Name]int
+	perPeer peerCount
 
 	streams prometheus.Gauge
 	refused prometheus.Counter
@@ -39,7 +37,7 @@ func (s *Server) startBulk(reg prometheus.Registerer) error {
 	if s.cfg.BulkStreamsPerPeer < 0 {
 		return nil
 	}
-	b := &bulkState{perPeer: map[pdu.Name]int{},
+	b := &bulkState{
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled",
 			Name: "bulk_streams", Help: "Bulk read streams being served."}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
@@ -85,23 +83,16 @@ func (s *Server) serveBulkConn(ctx context.Context, nc *client.NameConn) {
 
 // admit takes one of peer's bulk streams; false: it has its share open.
 func (b *bulkState) admit(peer pdu.Name, limit int) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.perPeer[peer] >= limit {
+	if !b.perPeer.admit(peer, limit) {
 		b.refused.Inc()
 		return false
 	}
-	b.perPeer[peer]++
 	b.streams.Inc()
 	return true
 }
 
 func (b *bulkState) release(peer pdu.Name) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.perPeer[peer]--; b.perPeer[peer] <= 0 {
-		delete(b.perPeer, peer)
-	}
+	b.perPeer.release(peer)
 	b.streams.Dec()
 }
 

@@ -13,7 +13,7 @@ import (
 // bulk streams at once, counted when refused; another identity is not
 // affected; a stream ended frees its place.
 func TestBulkStreamsPerPeer(t *testing.T) {
-	b := &bulkState{perPeer: map[pdu.Name]int{},
+	b := &bulkState{
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "s"}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "r"})}
 	a, o := pdu.Name{1}, pdu.Name{2}
@@ -39,8 +39,8 @@ func TestBulkStreamsPerPeer(t *testing.T) {
 	b.release(a)
 	b.release(a)
 	b.release(o)
-	if len(b.perPeer) != 0 || value(b.streams) != 0 {
-		t.Fatalf("after every stream ended: %v, gauge %v", b.perPeer, value(b.streams))
+	if len(b.perPeer.n) != 0 || value(b.streams) != 0 {
+		t.Fatalf("after every stream ended: %v, gauge %v", b.perPeer.n, value(b.streams))
 	}
 }
 

@@ -714,8 +714,8 @@ func (b *bulkPull) release(peer pdu.Name) {
 	}
 }
 
-// peerCount counts what each peer has under way (SYNCs being answered),
-// so that no peer takes more than its share.
+// peerCount counts what each peer has under way (SYNCs being answered,
+// bulk read streams open), so that no peer takes more than its share.
 type peerCount struct {
 	mu sync.Mutex
 	n  map[pdu.Name]int
