@@ -227,3 +227,6 @@ func (c *Capsule) Create(t testing.TB, cc *client.CapsuleClient, w int, servers 
 		t.Fatal(err)
 	}
 }
+
+// Server is the running capsule server (nil while stopped).
+func (s *Server) Server() *capsuled.Server { return s.srv }

@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,14 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/gdpnet/gdpnet/capsuled"
-	"github.com/gdpnet/gdpnet/certs"
-	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
-	"github.com/gdpnet/gdpnet/resolver"
-	"github.com/gdpnet/gdpnet/router"
 )
 
 // TestCapsuleOpsCLI walks what keeps a capsule running and what goes wrong
@@ -36,77 +27,11 @@ import (
 // about, renewed, and the capsule stays readable and appendable after the
 // old ones expired; delete removes it from every server.
 func TestCapsuleOpsCLI(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "gdp")
-	linkGdp(t, bin)
+	w := newCLIWorld(t, []string{"s1", "s2"}, nil)
+	dir, bin, ids, servers := w.dir, w.bin, w.ids, w.servers
 	ksDir := filepath.Join(dir, "keys")
-	ks, err := certs.OpenKeystore(ksDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, _ := certs.NewIdentity(certs.KindDomain, "ops domain")
-	now := time.Now()
-	member := func(id *certs.Identity) *certs.Cert {
-		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	ids := map[string]*certs.Identity{}
-	for alias, kind := range map[string]certs.Kind{"router": certs.KindRouter, "s1": certs.KindServer, "s2": certs.KindServer,
-		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient} {
-		id, err := certs.NewIdentity(kind, alias)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ks.Save(alias, id); err != nil {
-			t.Fatal(err)
-		}
-		ids[alias] = id
-		writePEM(t, filepath.Join(dir, alias+".member"), certs.PEMCert, member(id).Marshal())
-	}
-	writePEM(t, filepath.Join(dir, "domain.meta"), certs.PEMMetadata, dom.Meta.Marshal())
-	v := certs.NewVerifier(dom.Meta)
-	res := resolver.NewStatic(&resolver.Verifier{Certs: v})
-	defer res.Close()
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{Identity: ids["router"], Member: member(ids["router"]),
-		Domain: dom.Meta, Verifier: v, Resolver: res, Logger: zap.NewNop()}, conn, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	servers := map[string]*capsuled.Server{}
-	for _, alias := range []string{"s1", "s2"} {
-		pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-		ep, err := client.NewEndpoint(client.EndpointConfig{Identity: ids[alias], Member: member(ids[alias]), Domain: dom.Meta, Conn: pc,
-			Options: client.Options{InboxSize: 8192}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ep.Close()
-		c, err := ep.Attach(ctx, node.Addr(), node.Router.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := capsuled.New(ctx, capsuled.Config{Dir: filepath.Join(dir, alias), SyncInterval: 300 * time.Millisecond},
-			capsuled.Deps{Identity: ids[alias], Client: c})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		servers[alias] = srv
-	}
-	common := []string{"--router", node.Addr(), "--router-name", node.Router.Name().String(), "--keystore", ksDir,
-		"--identity", "client", "--member", filepath.Join(dir, "client.member"), "--domain", filepath.Join(dir, "domain.meta")}
 	run := func(stdin io.Reader, args ...string) (string, string, error) {
-		cmd := exec.Command(bin, append(args, common...)...)
+		cmd := w.command(args...)
 		cmd.Stdin = stdin
 		var out, errOut bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -171,7 +96,7 @@ func TestCapsuleOpsCLI(t *testing.T) {
 	for i := 1; i <= total; i++ {
 		fmt.Fprintf(&input, "line %d\n", i)
 	}
-	cmd := exec.Command(bin, append([]string{"capsule", "append", name, "--writer", "alice-writer"}, common...)...)
+	cmd := w.command("capsule", "append", name, "--writer", "alice-writer")
 	stdin, _ := cmd.StdinPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -199,7 +124,7 @@ func TestCapsuleOpsCLI(t *testing.T) {
 	})
 	// Another client identity (one identity in two processes shares its
 	// answers): the lock is keyed by the capsule, not the identity.
-	second := exec.Command(bin, append(append([]string{"capsule", "append", name, "--writer", "alice-writer"}, common...),
+	second := exec.Command(bin, append(append([]string{"capsule", "append", name, "--writer", "alice-writer"}, w.common...),
 		"--identity", "alice", "--member", filepath.Join(dir, "alice.member"))...)
 	second.Stdin = strings.NewReader("x\n")
 	var secondErr bytes.Buffer

@@ -2,12 +2,10 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,15 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/gdpnet/gdpnet/capsule"
-	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/certs"
-	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/internal/config"
-	"github.com/gdpnet/gdpnet/resolver"
-	"github.com/gdpnet/gdpnet/router"
 )
 
 // TestDeployCapsuledYAML: the shipped example loads with the strict loader.
@@ -60,69 +52,9 @@ func TestDeployCapsuledYAML(t *testing.T) {
 // `gdp capsule create|append|read|tail|info|verify` with the built binary,
 // and `tail -f` following a subscription.
 func TestCapsuleCLI(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "gdp")
-	linkGdp(t, bin)
-	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, _ := certs.NewIdentity(certs.KindDomain, "cli domain")
-	now := time.Now()
-	member := func(id *certs.Identity) *certs.Cert {
-		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	ids := map[string]*certs.Identity{}
-	for alias, kind := range map[string]certs.Kind{"router": certs.KindRouter, "store1": certs.KindServer, "capsuled": certs.KindServer,
-		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient} {
-		id, err := certs.NewIdentity(kind, alias)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ks.Save(alias, id); err != nil {
-			t.Fatal(err)
-		}
-		ids[alias] = id
-		writePEM(t, filepath.Join(dir, alias+".member"), certs.PEMCert, member(id).Marshal())
-	}
-	writePEM(t, filepath.Join(dir, "domain.meta"), certs.PEMMetadata, dom.Meta.Marshal())
-
 	// The router, and store1 in-process.
-	v := certs.NewVerifier(dom.Meta)
-	res := resolver.NewStatic(&resolver.Verifier{Certs: v})
-	defer res.Close()
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{Identity: ids["router"], Member: member(ids["router"]),
-		Domain: dom.Meta, Verifier: v, Resolver: res, Logger: zap.NewNop()}, conn, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: ids["store1"], Member: member(ids["store1"]), Domain: dom.Meta, Conn: pc,
-		Options: client.Options{InboxSize: 8192}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ep.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c1, err := ep.Attach(ctx, node.Addr(), node.Router.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s1, err := capsuled.New(ctx, capsuled.Config{Dir: filepath.Join(dir, "store1")}, capsuled.Deps{Identity: ids["store1"], Client: c1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s1.Close()
+	w := newCLIWorld(t, []string{"store1"}, map[string]certs.Kind{"capsuled": certs.KindServer})
+	dir, bin, ids, node := w.dir, w.bin, w.ids, w.node
 
 	// The second server: gdp capsuled --config.
 	conf := fmt.Sprintf("router: %q\nrouter_name: %q\nkeystore: %q\nidentity: capsuled\nmember_cert: %q\ndomain: %q\ndir: %q\nmetrics: \"off\"\nsync_interval: 300ms\nlog:\n  level: warn\n",
@@ -144,11 +76,9 @@ func TestCapsuleCLI(t *testing.T) {
 		}
 	}
 
-	common := []string{"--router", node.Addr(), "--router-name", node.Router.Name().String(), "--keystore", filepath.Join(dir, "keys"),
-		"--identity", "client", "--member", filepath.Join(dir, "client.member"), "--domain", filepath.Join(dir, "domain.meta")}
 	gdp := func(stdin string, args ...string) string {
 		t.Helper()
-		cmd := exec.Command(bin, append(args, common...)...)
+		cmd := w.command(args...)
 		cmd.Stdin = strings.NewReader(stdin)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -234,7 +164,7 @@ func TestCapsuleCLI(t *testing.T) {
 	}
 	// --progress=always: the bar is drawn on stderr; stdout holds the same
 	// records, byte for byte.
-	pc2 := exec.Command(bin, append([]string{"capsule", "read", name, "--json", "--progress=always"}, common...)...)
+	pc2 := w.command("capsule", "read", name, "--json", "--progress=always")
 	var barOut strings.Builder
 	pc2.Stderr = &barOut
 	if stdout, err := pc2.Output(); err != nil || string(stdout) != out || !strings.Contains(barOut.String(), "5 / 5") {
@@ -253,7 +183,7 @@ func TestCapsuleCLI(t *testing.T) {
 	}
 
 	// tail -f follows a subscription.
-	follow := exec.Command(bin, append([]string{"capsule", "tail", name, "-n", "1", "-f"}, common...)...)
+	follow := w.command("capsule", "tail", name, "-n", "1", "-f")
 	pipe, _ := follow.StdoutPipe()
 	follow.Stderr = os.Stderr
 	if err := follow.Start(); err != nil {

@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,14 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/gdpnet/gdpnet/caapi/fs"
-	"github.com/gdpnet/gdpnet/capsuled"
-	"github.com/gdpnet/gdpnet/certs"
-	"github.com/gdpnet/gdpnet/client"
-	"github.com/gdpnet/gdpnet/resolver"
-	"github.com/gdpnet/gdpnet/router"
 )
 
 // TestFSCLI runs `gdp fs put|ls|log|get|cat|rm` with the built binary
@@ -31,72 +22,10 @@ import (
 // process (where FUSE is available): a file read through the mount by an
 // unmodified program equals the source, and SIGTERM unmounts.
 func TestFSCLI(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "gdp")
-	linkGdp(t, bin)
-	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, _ := certs.NewIdentity(certs.KindDomain, "fs cli domain")
-	now := time.Now()
-	member := func(id *certs.Identity) *certs.Cert {
-		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	ids := map[string]*certs.Identity{}
-	for alias, kind := range map[string]certs.Kind{"router": certs.KindRouter, "store1": certs.KindServer,
-		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient} {
-		id, err := certs.NewIdentity(kind, alias)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ks.Save(alias, id); err != nil {
-			t.Fatal(err)
-		}
-		ids[alias] = id
-		writePEM(t, filepath.Join(dir, alias+".member"), certs.PEMCert, member(id).Marshal())
-	}
-	writePEM(t, filepath.Join(dir, "domain.meta"), certs.PEMMetadata, dom.Meta.Marshal())
-	v := certs.NewVerifier(dom.Meta)
-	res := resolver.NewStatic(&resolver.Verifier{Certs: v})
-	defer res.Close()
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{Identity: ids["router"], Member: member(ids["router"]),
-		Domain: dom.Meta, Verifier: v, Resolver: res, Logger: zap.NewNop()}, conn, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: ids["store1"], Member: member(ids["store1"]), Domain: dom.Meta, Conn: pc,
-		Options: client.Options{InboxSize: 8192}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ep.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c1, err := ep.Attach(ctx, node.Addr(), node.Router.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s1, err := capsuled.New(ctx, capsuled.Config{Dir: filepath.Join(dir, "store1")}, capsuled.Deps{Identity: ids["store1"], Client: c1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s1.Close()
-
-	common := []string{"--router", node.Addr(), "--router-name", node.Router.Name().String(), "--keystore", filepath.Join(dir, "keys"),
-		"--identity", "client", "--member", filepath.Join(dir, "client.member"), "--domain", filepath.Join(dir, "domain.meta")}
+	w := newCLIWorld(t, []string{"store1"}, nil)
+	dir, ids := w.dir, w.ids
 	run := func(args ...string) (string, error) {
-		cmd := exec.Command(bin, append(args, common...)...)
+		cmd := w.command(args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
@@ -182,7 +111,7 @@ func TestFSCLI(t *testing.T) {
 	}
 	mnt := filepath.Join(dir, "mnt")
 	_ = os.Mkdir(mnt, 0o755)
-	mcmd := exec.Command(bin, append([]string{"fs", "mount", capsuleName, mnt, "--at", itoa(first)}, common...)...)
+	mcmd := w.command("fs", "mount", capsuleName, mnt, "--at", itoa(first))
 	var merr bytes.Buffer
 	mcmd.Stderr = &merr
 	if err := mcmd.Start(); err != nil {

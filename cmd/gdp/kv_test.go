@@ -2,22 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"net"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
-
-	"github.com/gdpnet/gdpnet/capsuled"
-	"github.com/gdpnet/gdpnet/certs"
-	"github.com/gdpnet/gdpnet/client"
-	"github.com/gdpnet/gdpnet/resolver"
-	"github.com/gdpnet/gdpnet/router"
 )
 
 // TestKVCLI runs `gdp kv put|get|del|ls|history` with the built binary
@@ -26,74 +15,9 @@ import (
 // readable before, and bad input (--as-of, a missing key) is a clear
 // error with exit status 1.
 func TestKVCLI(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "gdp")
-	if out, err := exec.Command(goTool(t), "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, _ := certs.NewIdentity(certs.KindDomain, "kv cli domain")
-	now := time.Now()
-	member := func(id *certs.Identity) *certs.Cert {
-		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	ids := map[string]*certs.Identity{}
-	for alias, kind := range map[string]certs.Kind{"router": certs.KindRouter, "store1": certs.KindServer,
-		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient} {
-		id, err := certs.NewIdentity(kind, alias)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ks.Save(alias, id); err != nil {
-			t.Fatal(err)
-		}
-		ids[alias] = id
-		writePEM(t, filepath.Join(dir, alias+".member"), certs.PEMCert, member(id).Marshal())
-	}
-	writePEM(t, filepath.Join(dir, "domain.meta"), certs.PEMMetadata, dom.Meta.Marshal())
-	v := certs.NewVerifier(dom.Meta)
-	res := resolver.NewStatic(&resolver.Verifier{Certs: v})
-	defer res.Close()
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := router.StartNode(router.Config{Admin: "off"}, router.Deps{Identity: ids["router"], Member: member(ids["router"]),
-		Domain: dom.Meta, Verifier: v, Resolver: res, Logger: zap.NewNop()}, conn, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: ids["store1"], Member: member(ids["store1"]), Domain: dom.Meta, Conn: pc,
-		Options: client.Options{InboxSize: 8192}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ep.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c1, err := ep.Attach(ctx, node.Addr(), node.Router.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s1, err := capsuled.New(ctx, capsuled.Config{Dir: filepath.Join(dir, "store1")}, capsuled.Deps{Identity: ids["store1"], Client: c1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s1.Close()
-
-	common := []string{"--router", node.Addr(), "--router-name", node.Router.Name().String(), "--keystore", filepath.Join(dir, "keys"),
-		"--identity", "client", "--member", filepath.Join(dir, "client.member"), "--domain", filepath.Join(dir, "domain.meta")}
+	w := newCLIWorld(t, []string{"store1"}, nil)
 	run := func(stdin string, args ...string) (string, error) {
-		cmd := exec.Command(bin, append(args, common...)...)
+		cmd := w.command(args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		cmd.Stdin = strings.NewReader(stdin)
@@ -119,7 +43,7 @@ func TestKVCLI(t *testing.T) {
 		}
 	}
 	c := strings.TrimSpace(gdp("capsule", "create", "--owner", "alice", "--writer", "alice-writer",
-		"--servers", ids["store1"].Name.String(), "--w", "1"))
+		"--servers", w.ids["store1"].Name.String(), "--w", "1"))
 	put := func(k, v string) uint64 {
 		t.Helper()
 		var out struct {
