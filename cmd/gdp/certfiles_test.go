@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,29 +80,11 @@ log: {level: warn}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runRouter(ctx, cfgPath) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("router exited: %v", err)
-		}
-	})
-	status := func() router.Summary {
-		var s router.Summary
-		resp, err := http.Get("http://" + admin + "/v1/status")
-		if err != nil {
-			return s
-		}
-		defer resp.Body.Close()
-		_ = json.NewDecoder(resp.Body).Decode(&s)
+	d := &routerDaemon{admin: admin, name: rid.Name}
+	d.run(t, cfgPath)
+	status := func() (s router.Summary) {
+		d.getJSON("/v1/status", &s)
 		return s
-	}
-	for deadline := time.Now().Add(10 * time.Second); status().Name != rid.Name; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("router never came up")
-		}
 	}
 	pid, _ := certs.NewIdentity(certs.KindClient, "probe")
 	if err := ks.Save("ping", pid); err != nil {

@@ -87,25 +87,7 @@ func TestHubAndSpokeFromDocs(t *testing.T) {
 		if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- runRouter(ctx, cfgPath) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("router %s exited: %v", alias, err)
-			}
-		})
-		var s router.Summary
-		waitFor(t, "router "+alias+" up", func() bool {
-			select {
-			case err := <-done:
-				done <- err
-				t.Fatalf("router %s stopped: %v", alias, err)
-			default:
-			}
-			return d.getJSON("/v1/status", &s) && s.Name == id.Name
-		})
+		d.run(t, cfgPath)
 		return d
 	}
 	hub := start("hub", nil)

@@ -47,6 +47,34 @@ func (d *routerDaemon) resolverStatus(t *testing.T) resolver.Status {
 	return st
 }
 
+// run runs `gdp router --config cfgPath` in this process until the test
+// ends (an error on the way out fails the test) and waits until its admin
+// API answers with d.name; a router that stops before is a fatal error.
+// It returns the router's status.
+func (d *routerDaemon) run(t *testing.T, cfgPath string) router.Summary {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runRouter(ctx, cfgPath) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("router %s exited: %v", cfgPath, err)
+		}
+	})
+	var s router.Summary
+	waitFor(t, "router "+cfgPath+" up", func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("router %s stopped: %v", cfgPath, err)
+		default:
+		}
+		return d.getJSON("/v1/status", &s) && s.Name == d.name
+	})
+	return s
+}
+
 // waitFor polls cond for up to 20 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -108,25 +136,7 @@ resolver:
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- runRouter(ctx, cfgPath) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("router %s exited: %v", alias, err)
-			}
-		})
-		var s router.Summary
-		waitFor(t, "router "+alias+" up", func() bool {
-			select {
-			case err := <-done:
-				done <- err
-				t.Fatalf("router %s stopped: %v", alias, err)
-			default:
-			}
-			return d.getJSON("/v1/status", &s) && s.Name == id.Name
-		})
+		s := d.run(t, cfgPath)
 		if len(s.Addrs) != 1 {
 			t.Fatalf("router %s publishes addresses %v", alias, s.Addrs)
 		}

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,31 +92,13 @@ log: {level: warn}
 		t.Fatal(err)
 	}
 
+	d := &routerDaemon{admin: admin, name: rid.Name}
+	d.run(t, cfgPath)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runRouter(ctx, cfgPath) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("router exited: %v", err)
-		}
-	}()
-	status := func() router.Summary {
-		var s router.Summary
-		resp, err := http.Get("http://" + admin + "/v1/status")
-		if err != nil {
-			return s
-		}
-		defer resp.Body.Close()
-		_ = json.NewDecoder(resp.Body).Decode(&s)
+	defer cancel()
+	status := func() (s router.Summary) {
+		d.getJSON("/v1/status", &s)
 		return s
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for status().Name != rid.Name {
-		if time.Now().After(deadline) {
-			t.Fatal("router never came up")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if got := status().Tick; got != "20ms" {
 		t.Errorf("status tick %q, want the config's 20ms", got)
