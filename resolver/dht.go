@@ -55,6 +55,9 @@ type DHT struct {
 	own      atomic.Pointer[ownProof] // replaced by Reload
 	prefix   protocol.ID
 	metrics  *dhtMetrics
+	// closestPeers is the peer search of a publish and a gather
+	// (kad-dht's GetClosestPeers; tests count or extend it).
+	closestPeers func(ctx context.Context, key string) ([]peer.ID, error)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -172,6 +175,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		d.host.Close()
 		return nil, fmt.Errorf("dht: kad-dht: %w", err)
 	}
+	d.closestPeers = d.kad.GetClosestPeers
 	if d.msgr, err = kadpb.NewProtocolMessenger(d.kad.MessageSender()); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("dht: messenger: %w", err)

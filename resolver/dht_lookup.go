@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	kad "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -112,6 +113,28 @@ func (d *DHT) LookupAll(ctx context.Context, name pdu.Name) ([]*Record, error) {
 // value kad-dht receives. The error reports a failed peer search; the
 // entries gathered until then are returned with it.
 func (d *DHT) gather(ctx context.Context, name pdu.Name) ([]*Record, error) {
+	g := d.gatherFrom(ctx, name, false)
+	return g.set, g.err
+}
+
+// gathered is what gatherFrom found: the merged entries, the closest
+// peers it asked (a publish puts to the same ones), the error of the peer
+// search, and how long the search and the gets took.
+type gathered struct {
+	set           []*Record
+	peers         []peer.ID
+	err           error
+	lookup, fetch time.Duration
+}
+
+// gatherFrom is gather. For a publish (leave), the gets end at half the
+// time ctx has left after the peer search, at the latest: the put that
+// follows needs the rest, and a get that has not answered by then is
+// merged as an unreachable peer would be (its entries come back at the
+// next republish's merge). Waiting for the slowest of twenty gets until
+// the caller's deadline made the put fail at once, and the retry redo the
+// search from the start.
+func (d *DHT) gatherFrom(ctx context.Context, name pdu.Name, leave bool) gathered {
 	key := dhtKey(name)
 	var mu sync.Mutex
 	var sets [][]*Record
@@ -127,13 +150,22 @@ func (d *DHT) gather(ctx context.Context, name pdu.Name) ([]*Record, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	peers, err := d.kad.GetClosestPeers(ctx, key)
+	var g gathered
+	t0 := time.Now()
+	g.peers, g.err = d.closestPeers(ctx, key)
+	g.lookup = time.Since(t0)
+	gctx := ctx
+	if dl, ok := ctx.Deadline(); ok && leave {
+		var gcancel context.CancelFunc
+		gctx, gcancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+		defer gcancel()
+	}
 	var wg sync.WaitGroup
-	for _, p := range peers {
+	for _, p := range g.peers {
 		wg.Add(1)
 		go func(p peer.ID) {
 			defer wg.Done()
-			pctx, cancel := context.WithTimeout(ctx, d.cfg.PutTimeout)
+			pctx, cancel := context.WithTimeout(gctx, d.cfg.PutTimeout)
 			defer cancel()
 			if rec, _, err := d.msgr.GetValue(pctx, p, key); err == nil && rec != nil {
 				add(rec.GetValue())
@@ -141,9 +173,10 @@ func (d *DHT) gather(ctx context.Context, name pdu.Name) ([]*Record, error) {
 		}(p)
 	}
 	wg.Wait()
-	merged := mergeSets(d.verifier.now(), sets...)
-	if err != nil {
-		return merged, fmt.Errorf("closest peers: %w", err)
+	g.fetch = time.Since(t0) - g.lookup
+	g.set = mergeSets(d.verifier.now(), sets...)
+	if g.err != nil {
+		g.err = fmt.Errorf("closest peers: %w", g.err)
 	}
-	return merged, nil
+	return g
 }

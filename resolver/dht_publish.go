@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p-kad-dht/records"
 	record "github.com/libp2p/go-libp2p-record"
@@ -46,20 +47,28 @@ func (d *DHT) Publish(ctx context.Context, rec *Record) error {
 
 // putMerged is get-merge-put: it gathers the name's current entries (this
 // node's copy and the closest peers'), puts rec in place of its router's
-// entry, drops expired entries, and puts the merged set. A peer refuses a
-// set that lacks entries it holds (a concurrent publish by another
-// router); then it gathers and puts once more, now with those entries.
+// entry, drops expired entries, and puts the merged set to the same
+// closest peers (one peer search per publish: the second search kad-dht's
+// PutValue would make finds the peers the first just asked). A peer
+// refuses a set that lacks entries it holds (a concurrent publish by
+// another router); then it gathers and puts once more, now with those
+// entries.
 func (d *DHT) putMerged(ctx context.Context, rec *Record) (int, error) {
 	for attempt := 0; ; attempt++ {
-		cur, _ := d.gather(ctx, rec.Name) // unreachable peers: merge what answered
-		for _, c := range cur {
+		t0 := time.Now()
+		g := d.gatherFrom(ctx, rec.Name, true) // unreachable peers: merge what answered
+		for _, c := range g.set {
 			if c.Router() == rec.Router() && newer(c, rec) {
 				return 0, fmt.Errorf("publish %s: %w: the DHT holds sequence %d for router %s",
 					rec.Name, ErrStale, c.Sequence, rec.Router())
 			}
 		}
-		set := mergeSets(d.verifier.now(), cur, []*Record{rec})
-		n, err := d.put(ctx, rec.Name, set)
+		set := mergeSets(d.verifier.now(), g.set, []*Record{rec})
+		tp := time.Now()
+		n, err := d.putTo(ctx, rec.Name, set, g.peers, g.err)
+		d.log.Debug("publish", logging.Name(rec.Name), zap.Int("attempt", attempt), zap.Duration("lookup", g.lookup),
+			zap.Duration("get", g.fetch), zap.Duration("put", time.Since(tp)), zap.Duration("took", time.Since(t0)),
+			zap.Int("peers", len(g.peers)), zap.Int("stored", n), zap.Error(err))
 		if err == nil || attempt > 0 || ctx.Err() != nil || !errors.Is(err, ErrFewPeers) {
 			return n, err
 		}
@@ -69,6 +78,14 @@ func (d *DHT) putMerged(ctx context.Context, rec *Record) (int, error) {
 // put sends the record set to the closest peers and returns how many
 // stored it.
 func (d *DHT) put(ctx context.Context, name pdu.Name, set []*Record) (int, error) {
+	peers, err := d.closestPeers(ctx, dhtKey(name))
+	return d.putTo(ctx, name, set, peers, err)
+}
+
+// putTo stores the record set locally and sends it to peers, the closest
+// peers a search found (searchErr: the search failed, nothing is sent),
+// and returns how many stored it.
+func (d *DHT) putTo(ctx context.Context, name pdu.Name, set []*Record, peers []peer.ID, searchErr error) (int, error) {
 	value, err := MarshalSet(set)
 	if err != nil {
 		return 0, fmt.Errorf("publish %s: %w", name, err)
@@ -83,9 +100,8 @@ func (d *DHT) put(ctx context.Context, name pdu.Name, set []*Record) (int, error
 		}
 		return 0, fmt.Errorf("publish %s: local store: %w", name, err)
 	}
-	peers, err := d.kad.GetClosestPeers(ctx, key)
-	if err != nil {
-		return 0, fmt.Errorf("publish %s: %w: closest peers: %w", name, ErrFewPeers, err)
+	if searchErr != nil {
+		return 0, fmt.Errorf("publish %s: %w: closest peers: %w", name, ErrFewPeers, searchErr)
 	}
 	var ok atomic.Int32
 	var wg sync.WaitGroup

@@ -181,3 +181,35 @@ func TestPublishRetried(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRouterPublishesItselfOnce: a router publishes its own location
+// record once when it starts, not once at start and again at its first
+// housekeeping tick (its constructor's Reload marks the record dirty: at
+// 300 simulated routers that second publish of each was half of the
+// publishing work), and again after a Reload of its credentials.
+func TestRouterPublishesItselfOnce(t *testing.T) {
+	w := newWorld(t)
+	w.tick = 10 * time.Millisecond
+	tr := &trackingResolver{Static: w.res, delay: 50 * time.Millisecond}
+	r := w.router("r", router.Config{}, tr)
+	own := func() int {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		n := 0
+		for _, name := range tr.order {
+			if name == r.Name() {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, "the own record published", func() bool { return own() >= 1 })
+	time.Sleep(time.Second) // a hundred ticks: a second publish would be done
+	if got := r.PublishPending(); got != 0 || own() != 1 {
+		t.Fatalf("own record published %d times at start (%d jobs pending), want once", own(), got)
+	}
+	if err := r.Reload(r.creds.ID, r.creds.Member, r.creds.Domain, w.dom.Verifier, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the own record published again after a reload", func() bool { return own() == 2 })
+}

@@ -333,6 +333,9 @@ func (r *Router) housekeeping(ctx context.Context) {
 	t := time.NewTicker(r.tickEvery)
 	defer t.Stop()
 	lastSweep := time.Now()
+	// The constructor's Reload marked the own record dirty; this first
+	// publish is the one it asks for (was: a second at the first tick).
+	r.selfDirty.Store(false)
 	r.publishSelf()
 	lastSelf := time.Now()
 	for {

@@ -63,12 +63,19 @@ func (s *Sim) DHT(node string) *resolver.DHT {
 }
 
 // resolverFor is the resolver a router embeds: the shared static one, or
-// its own DHT node.
+// its own DHT node with its publishes paced (pacedDHT).
 func (s *Sim) resolverFor(n *simNode) resolver.Resolver {
 	if s.top.Resolver == ResolverDHT {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		return n.dht
+		if n.dht == nil {
+			return nil
+		}
+		if n.pubQuit != nil {
+			close(n.pubQuit)
+		}
+		n.pubQuit = make(chan struct{})
+		return &pacedDHT{DHT: n.dht, slots: s.pubSlots, quit: n.pubQuit}
 	}
 	return s.res
 }

@@ -5,6 +5,10 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
+	httppprof "net/http/pprof"
+	"net/netip"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -96,12 +100,17 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		top.Links = slices.DeleteFunc(top.Links, func(l *Link) bool { return l.A[0] == 'c' || l.B[0] == 'c' })
 		top.Resolver = res
 		ctx := context.Background()
+		if a := os.Getenv("GDP_SIM_PPROF"); a != "" {
+			stop := servePprof(b, a)
+			defer stop()
+		}
 		load0 := loadAvg()
 		cpu0 := processCPU()
 		t0 := time.Now()
 		// GDP_SIM_DHT_JOIN=dial: handshakes at build time instead of
 		// pre-warmed routing tables.
-		opts := Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr, DHTJoin: os.Getenv("GDP_SIM_DHT_JOIN")}
+		opts := Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr, DHTJoin: os.Getenv("GDP_SIM_DHT_JOIN"),
+			PublishParallel: envInt("GDP_SIM_PUBLISH_PARALLEL", 0)}
 		if f := os.Getenv("GDP_SIM_LOG"); f != "" {
 			// GDP_SIM_LOG=FILE: every node's log (debug level) as JSON.
 			zc := zap.NewProductionConfig()
@@ -149,6 +158,28 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 			b.Fatalf("%d of %d lookups failed: %s", rep.Lookups-rep.Found, rep.Lookups, strings.Join(rep.Failed, "; "))
 		}
 	}
+}
+
+// servePprof serves net/http/pprof on addr (GDP_SIM_PPROF: a loopback
+// address, e.g. 127.0.0.1:6061) for goroutine dumps and CPU profiles
+// while a scale run is under way.
+func servePprof(b *testing.B, addr string) (stop func()) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().IsLoopback() {
+		b.Fatalf("GDP_SIM_PPROF=%q: want a loopback address and port", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	b.Logf("pprof on http://%s/debug/pprof/", ln.Addr())
+	return func() { _ = srv.Close() }
 }
 
 // writeHeapProfile writes the live heap to file (GDP_SIM_HEAPPROF: what

@@ -54,6 +54,10 @@ type Options struct {
 	// simulator's knowledge, no dial) or DHTJoinDial (every seed pair
 	// dialled at build time).
 	DHTJoin string
+	// PublishParallel bounds the routers' resolver publishes and
+	// withdrawals in flight across the simulation in DHT mode (default
+	// 16; see dhtPublishes).
+	PublishParallel int
 }
 
 // simDedupSlots is each emulated router's duplicate-suppression table.
@@ -113,8 +117,10 @@ type Sim struct {
 	trust *certs.Verifier
 	res   *resolver.Static // static mode
 	dhts  *dhtState        // dht mode
-	nodes map[string]*simNode
-	order []*simNode
+	// pubSlots are the publishes in flight (dht mode, pacedDHT).
+	pubSlots chan struct{}
+	nodes    map[string]*simNode
+	order    []*simNode
 	// routers is how many of the nodes are routers.
 	routers int
 	dir     string // scratch directory (capsule stores)
@@ -155,6 +161,7 @@ type simNode struct {
 
 	recvCancel context.CancelFunc
 	recvDone   chan struct{}
+	pubQuit    chan struct{} // closed when the router stops (pacedDHT)
 
 	ns *nsNode // netns mode: the node's namespace and, for a router, its process
 }
@@ -176,7 +183,11 @@ func Start(ctx context.Context, top *Topology, opts Options) (*Sim, error) {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 32
 	}
-	s := &Sim{top: top, opts: opts, log: opts.Logger, doms: map[string]*certs.Identity{}, nodes: map[string]*simNode{}}
+	if opts.PublishParallel <= 0 {
+		opts.PublishParallel = dhtPublishes
+	}
+	s := &Sim{top: top, opts: opts, log: opts.Logger, doms: map[string]*certs.Identity{}, nodes: map[string]*simNode{},
+		pubSlots: make(chan struct{}, opts.PublishParallel)}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -406,6 +417,10 @@ func (s *Sim) stop(n *simNode) {
 		return
 	}
 	n.up = false
+	if n.pubQuit != nil {
+		close(n.pubQuit) // a publish waiting for a slot gives up
+		n.pubQuit = nil
+	}
 	if n.recvCancel != nil {
 		n.recvCancel()
 		<-n.recvDone
