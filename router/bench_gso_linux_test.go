@@ -8,9 +8,10 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/net/ipv4"
+
+	"github.com/gdpnet/gdpnet/internal/udpoffload"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,59 +30,27 @@ const (
 )
 
 func setGRO(b *testing.B, c *net.UDPConn) {
-	sc, err := c.SyscallConn()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var serr error
-	if err := sc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
-	}); err != nil {
-		b.Fatal(err)
-	}
-	if serr != nil {
-		b.Skipf("no UDP_GRO: %v", serr)
+	if _, gro := udpoffload.Enable(c); !gro {
+		b.Skip("no UDP_GRO on this kernel")
 	}
 }
 
 func segmentCmsg(size int) []byte {
-	oob := make([]byte, unix.CmsgSpace(2))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-	h.Level = unix.IPPROTO_UDP
-	h.Type = unix.UDP_SEGMENT
-	h.SetLen(unix.CmsgLen(2))
-	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(size))
-	return oob
-}
-
-func groSize(oob []byte) int {
-	hl := unix.CmsgLen(0)
-	for len(oob) >= hl {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(h.Len)
-		if l < hl || l > len(oob) {
-			return 0
-		}
-		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && l >= hl+4 {
-			return int(binary.NativeEndian.Uint32(oob[hl:]))
-		}
-		oob = oob[min(unix.CmsgSpace(l-hl), len(oob)):]
-	}
-	return 0
+	return udpoffload.PutSegmentCmsg(make([]byte, udpoffload.SegmentCmsgLen), size)
 }
 
 func groMsgs() []ipv4.Message {
 	ms := make([]ipv4.Message, gsoBatch)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, 1<<16)}
-		ms[i].OOB = make([]byte, unix.CmsgSpace(4))
+		ms[i].OOB = make([]byte, udpoffload.GROCmsgLen)
 	}
 	return ms
 }
 
 // frames is how many datagrams of m (received with GRO) there were.
 func frames(m *ipv4.Message) int {
-	seg := groSize(m.OOB[:m.NN])
+	seg := udpoffload.GROSegmentSize(m.OOB[:m.NN])
 	if seg <= 0 || m.N <= seg {
 		return 1
 	}
@@ -131,7 +100,7 @@ func gsoRelay(b *testing.B, size int) (float64, int64) {
 				out[i].Buffers = [][]byte{r.Buffers[0][:r.N]}
 				out[i].Addr = to
 				out[i].OOB = nil
-				if seg := groSize(r.OOB[:r.NN]); seg > 0 && r.N > seg {
+				if seg := udpoffload.GROSegmentSize(r.OOB[:r.NN]); seg > 0 && r.N > seg {
 					if oobs[i] == nil || binary.NativeEndian.Uint16(oobs[i][unix.CmsgLen(0):]) != uint16(seg) {
 						oobs[i] = segmentCmsg(seg)
 					}

@@ -8,6 +8,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/net/ipv4"
+
+	"github.com/gdpnet/gdpnet/internal/udpoffload"
 )
 
 // GSO limits: segments per super-buffer and its total size.
@@ -29,7 +31,7 @@ func newBatchWriter(r *rawEndpoint) *batchWriter {
 	w := &batchWriter{r: r, msgs: make([]ipv4.Message, batchSize), oobs: make([][]byte, batchSize)}
 	for i := range w.msgs {
 		w.msgs[i].Buffers = make([][]byte, 0, gsoMaxSegments)
-		w.oobs[i] = make([]byte, segmentCmsgLen)
+		w.oobs[i] = make([]byte, udpoffload.SegmentCmsgLen)
 	}
 	return w
 }
@@ -71,7 +73,7 @@ func (w *batchWriter) write(batch []*frameBuf) {
 				}
 			}
 			if len(m.Buffers) > 1 {
-				m.OOB = putSegmentCmsg(w.oobs[nm], first.n)
+				m.OOB = udpoffload.PutSegmentCmsg(w.oobs[nm], first.n)
 			}
 			nm++
 		}

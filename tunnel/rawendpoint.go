@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/internal/udpoffload"
 )
 
 // batchSize is how many datagrams one recvmmsg/sendmmsg moves at most.
@@ -77,7 +78,7 @@ func newRawEndpoint(e *Endpoint, pc net.PacketConn) (*rawEndpoint, error) {
 			r.bc = ipv4.NewPacketConn(uc)
 		}
 		if !e.cfg.DisableOffload {
-			r.gso, r.gro = enableOffload(uc)
+			r.gso, r.gro = udpoffload.Enable(uc)
 		}
 		setDontFragment(uc)
 		want := e.cfg.SocketBuffer
@@ -175,7 +176,7 @@ func (r *rawEndpoint) readLoop() {
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, size)}
 		if r.gro {
-			msgs[i].OOB = make([]byte, groCmsgLen)
+			msgs[i].OOB = make([]byte, udpoffload.GROCmsgLen)
 		}
 	}
 	for {
@@ -200,7 +201,7 @@ func (r *rawEndpoint) readLoop() {
 			b := m.Buffers[0][:m.N]
 			seg := len(b)
 			if r.gro {
-				if s := groSegmentSize(m.OOB[:m.NN]); s > 0 {
+				if s := udpoffload.GROSegmentSize(m.OOB[:m.NN]); s > 0 {
 					seg = s
 				}
 			}
