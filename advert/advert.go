@@ -39,7 +39,17 @@ type Advertise struct {
 	RtCert []byte `cbor:"3,keyasint"`
 	// Names are the advertised names.
 	Names []AdvertName `cbor:"4,keyasint"`
+	// Wait (milliseconds, optional) asks the router to hold its answer
+	// until the location record of every accepted name is stored in the
+	// resolver, or this long has passed (the router caps it at its
+	// advertise.max_publish_wait); each accepted name's Published then
+	// says which. 0: answer at once, as before (PROTOCOL.md §5.2).
+	Wait uint32 `cbor:"5,keyasint,omitempty"`
 }
+
+// MaxWait is the longest Wait an endpoint may ask for (the router's own
+// cap is usually lower).
+const MaxWait = 120_000
 
 // AdvertName is one advertised name. Target and AdCert are both absent when
 // the name is the endpoint's own, both present for a capsule the endpoint
@@ -115,6 +125,32 @@ type NameResult struct {
 	Expiry int64 `cbor:"3,keyasint,omitempty"`
 	// Detail says which link of the chain failed and why (refusals only).
 	Detail string `cbor:"4,keyasint,omitempty"`
+	// Published answers an ADVERTISE with a Wait, for accepted names:
+	// whether the name's location record is in the resolver (resolvable
+	// from other routers). Absent (PublishNotAsked) otherwise.
+	Published Publish `cbor:"5,keyasint,omitempty"`
+}
+
+// Publish is an accepted name's location-record state in a result to an
+// ADVERTISE that asked to wait for it.
+type Publish uint8
+
+// Publish states (PROTOCOL.md §5.4).
+const (
+	PublishNotAsked   Publish = 0 // no Wait asked, or the name was refused
+	PublishDone       Publish = 1 // the resolver stored the name's location record
+	PublishPending    Publish = 2 // not confirmed within the wait: other routers may not resolve the name yet
+	PublishNoResolver Publish = 3 // the router has no resolver: the name is reachable only through this router's routing
+	maxPublish                = PublishNoResolver
+)
+
+var publishNames = [...]string{"not_asked", "published", "pending", "no_resolver"}
+
+func (p Publish) String() string {
+	if p <= maxPublish {
+		return publishNames[p]
+	}
+	return fmt.Sprintf("publish(%d)", uint8(p))
 }
 
 // ExpiryTime returns Expiry as a time (zero when unset).
@@ -163,6 +199,9 @@ func ParseAdvertise(b []byte) (*Advertise, error) {
 	if len(a.Names) == 0 {
 		return nil, fmt.Errorf("%w: no names", ErrMalformedControl)
 	}
+	if a.Wait > MaxWait {
+		return nil, fmt.Errorf("%w: wait %d ms over %d", ErrMalformedControl, a.Wait, MaxWait)
+	}
 	for i, n := range a.Names {
 		if (n.Target == nil) != (n.AdCert == nil) {
 			return nil, fmt.Errorf("%w: name %d: target and adcert must come together", ErrMalformedControl, i)
@@ -199,7 +238,7 @@ func ParseResult(b []byte) (*Result, error) {
 		return nil, err
 	}
 	for _, n := range r.Names {
-		if n.Status > maxStatus || len(n.Detail) > MaxDetail {
+		if n.Status > maxStatus || len(n.Detail) > MaxDetail || n.Published > maxPublish {
 			return nil, fmt.Errorf("%w: bad status or detail", ErrMalformedControl)
 		}
 	}

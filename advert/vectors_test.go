@@ -40,11 +40,21 @@ var vectorMessages = map[string]any{
 		{Name: fill(0x11), Status: StatusOK, Expiry: 1_800_003_600},
 		{Name: fill(0x22), Status: StatusBadSignature, Detail: "adcert"},
 	}},
+	"advertise_wait": &Advertise{
+		Seq:      1_800_000_000_000_000_002,
+		Endpoint: []byte{0xe0, 0xe1},
+		RtCert:   []byte{0xc0, 0xc1, 0xc2},
+		Names:    []AdvertName{{Name: fill(0x22), Target: []byte{0xa0}, AdCert: []byte{0xad}}},
+		Wait:     10_000,
+	},
+	"result_published": &Result{Seq: 1_800_000_000_000_000_002, Names: []NameResult{
+		{Name: fill(0x22), Status: StatusOK, Expiry: 1_800_003_600, Published: PublishDone},
+	}},
 }
 
 func parseVector(kind string, b []byte) (any, error) {
 	switch kind {
-	case "advertise":
+	case "advertise", "advertise_wait":
 		return ParseAdvertise(b)
 	case "withdraw":
 		return ParseWithdraw(b)
@@ -141,7 +151,7 @@ func FuzzControl(f *testing.F) {
 		fuzzseed.Add(f, line)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, kind := range []string{"advertise", "withdraw", "result"} {
+		for _, kind := range []string{"advertise", "withdraw", "result"} { // advertise_wait and result_published parse as these
 			m, err := parseVector(kind, b)
 			if err != nil {
 				continue

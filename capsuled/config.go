@@ -84,6 +84,14 @@ type Config struct {
 	// answered 503 and counted (gdp_capsuled_bulk_refused_total). Default
 	// 4; negative: bulk reads off (readers use READ PDUs).
 	BulkStreamsPerPeer int
+	// PublishWait bounds how long a CREATE waits, after the server's router
+	// accepted the capsule's name, for the router to confirm that the
+	// name's location record is in the resolver (PROTOCOL.md §5.4): a
+	// CREATE is answered only once other routers can resolve the capsule.
+	// When it expires the CREATE is answered 503, a new capsule's name is
+	// withdrawn and nothing is stored (gdp_capsuled_placements_refused_total
+	// {reason="not_published"}); the client retries. Default 5s.
+	PublishWait time.Duration
 }
 
 // PlacementPolicy limits who may place capsules on a server, and how
@@ -137,6 +145,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxSubscriptionsPerSubscriber <= 0 {
 		c.MaxSubscriptionsPerSubscriber = 64
+	}
+	if c.PublishWait <= 0 {
+		c.PublishWait = 5 * time.Second
 	}
 	if c.ReorderWait <= 0 {
 		c.ReorderWait = 50 * time.Millisecond

@@ -2,11 +2,13 @@ package capsuled
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/client"
@@ -20,8 +22,20 @@ import (
 // the capsule created, so a refused placement stores nothing. A CREATE for
 // a capsule already held with the same writer key renews its placement
 // (a fresh AdCert, a new replica set).
+//
+// The CREATE is answered only once the router confirms that the capsule's
+// location record is in the resolver, so that a client on another router
+// can reach the capsule as soon as CREATE returns (PROTOCOL.md §5.4); when
+// that does not happen within PublishWait the CREATE fails 503 and a new
+// capsule's name is withdrawn again, with nothing stored.
 func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 	m := r.msg
+	k := createKey{r.from, m.ID}
+	if _, busy := s.creating.LoadOrStore(k, struct{}{}); busy {
+		s.met.dropped.WithLabelValues("create_in_progress").Inc()
+		return nil
+	}
+	defer s.creating.Delete(k)
 	p, err := parsePlacement(m, s.name, true)
 	if err != nil {
 		return fail(m, fmt.Errorf("create: %w", err))
@@ -53,8 +67,27 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 			return fail(m, fmt.Errorf("create %s: %w", p.name, err))
 		}
 	}
-	if _, err := s.cli.Advertise(ctx, client.CapsuleRoute(p.meta, p.adcert)); err != nil {
+	res, err := s.cli.AdvertisePublished(ctx, s.cfg.PublishWait, client.CapsuleRoute(p.meta, p.adcert))
+	if err != nil {
 		return fail(m, fmt.Errorf("create %s: advertise: %w", p.name, err))
+	}
+	if len(res) == 1 && res[0].Published == advert.PublishPending {
+		s.met.placementsRefused.WithLabelValues(refuseUnpublished).Inc()
+		s.log.Warn("placement refused: the router did not confirm the capsule's location record within publish_wait; other routers cannot resolve it yet. Check the router's resolver (gdp_router_publish_retries_total); the client may retry",
+			logging.Capsule(p.name), logging.Src(r.from), logging.Reason(refuseUnpublished), zap.Duration("publish_wait", s.cfg.PublishWait))
+		if !existed {
+			// Nothing half-created: the router holds the name, the
+			// server nothing yet. Take the name back (a failure is only
+			// logged: the route expires with its AdCert, and a retried
+			// CREATE advertises it again).
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PeerTimeout)
+			if _, werr := s.cli.Withdraw(wctx, p.name); werr != nil {
+				s.log.Info("withdrawing an unpublished capsule's name", logging.Capsule(p.name), zap.Error(werr))
+			}
+			cancel()
+		}
+		return fail(m, fmt.Errorf("create %s: %w: its location record was not published within %s, so other routers cannot resolve it yet; retry later",
+			p.name, errUnpublished, s.cfg.PublishWait))
 	}
 	if err := s.places.put(p); err != nil {
 		return fail(m, err)
@@ -74,6 +107,15 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 	resp.Replicas, resp.W = wire.NameBytes(p.replicas), uint64(p.w)
 	return resp
 }
+
+// createKey identifies one CREATE request: its source and request id.
+type createKey struct {
+	from pdu.Name
+	id   uint64
+}
+
+// errUnpublished: the router did not confirm the location record in time.
+var errUnpublished = errors.New("location not published")
 
 // renewWarning is the share of an AdCert's lifetime left below which the
 // server logs a WARN (once per AdCert): renew at half-life, worry at 20 %.

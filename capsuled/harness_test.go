@@ -26,6 +26,9 @@ type world struct {
 	dom *routertest.Domain
 	res *resolver.Static
 	log *zap.Logger
+	// rres, when set, is the resolver routers started from now on use
+	// (a wrapper of res that a test slows or breaks).
+	rres resolver.Resolver
 }
 
 func newWorld(t testing.TB) *world {
@@ -63,8 +66,12 @@ func (w *world) routerConf(desc string, cfg router.Config, peers ...*router.Node
 	for _, p := range peers {
 		cfg.Peers = append(cfg.Peers, router.PeerConfig{Name: p.Router.Name(), Addr: p.Addr()})
 	}
+	var res resolver.Resolver = w.res
+	if w.rres != nil {
+		res = w.rres
+	}
 	n, err := router.StartNode(cfg, router.Deps{Identity: rc.ID, Member: rc.Member, Domain: rc.Domain,
-		Verifier: w.dom.Verifier, Resolver: w.res, Logger: w.log.Named(desc)}, conn, nil)
+		Verifier: w.dom.Verifier, Resolver: res, Logger: w.log.Named(desc)}, conn, nil)
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -217,6 +217,9 @@ const (
 	refuseReplicas = "too_many_replicas"
 	refuseFull     = "server_full"
 	refuseDisk     = "disk_full" // below min_free_bytes
+	// refuseUnpublished: the router did not confirm the location record
+	// within publish_wait.
+	refuseUnpublished = "not_published"
 )
 
 // admit applies the placement policy to a new placement p (renewal: the

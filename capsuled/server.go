@@ -62,9 +62,14 @@ type Server struct {
 	// syncAnswers counts the SYNCs being answered per peer
 	// (SyncAnswersPerPeer).
 	syncAnswers peerCount
-	repl        replState // peers' heads as last learnt (Status)
-	draining    atomic.Bool
-	inflight    sync.WaitGroup
+	// creating holds the CREATEs being served, by source and request id:
+	// a client's re-sent copy of one that waits for its location record
+	// is dropped instead of taking another worker (the answer to the
+	// first copy answers it).
+	creating sync.Map  // createKey -> struct{}
+	repl     replState // peers' heads as last learnt (Status)
+	draining atomic.Bool
+	inflight sync.WaitGroup
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -304,6 +309,9 @@ func (s *Server) serve(ctx context.Context, r request) {
 	default:
 		resp = r.msg.Reply(wire.StatusBadRequest)
 		resp.Error = "unsupported operation"
+	}
+	if resp == nil {
+		return // a duplicate left unanswered on purpose (counted where decided)
 	}
 	s.reply(r, resp, "")
 }

@@ -75,6 +75,22 @@ func (c *Client) rtCertFor(router pdu.Name) (*certs.Cert, error) {
 // returns one result per name; if any name was refused the error is a
 // *RefusedError (the accepted ones are installed all the same).
 func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]advert.NameResult, error) {
+	return c.advertise(ctx, 0, routes)
+}
+
+// AdvertisePublished is Advertise that also waits, at most wait (rounded
+// to milliseconds, at most advert.MaxWait), until the router has stored
+// the location record of every accepted name in the resolver, so that
+// other routers resolve them (PROTOCOL.md §5.4): each accepted result's
+// Published says whether that happened (PublishDone), the wait ended first
+// (PublishPending), or the router has no resolver (PublishNoResolver).
+// The router caps the wait at its advertise.max_publish_wait.
+func (c *Client) AdvertisePublished(ctx context.Context, wait time.Duration, routes ...Route) ([]advert.NameResult, error) {
+	ms := min(max(wait.Milliseconds(), 1), advert.MaxWait)
+	return c.advertise(ctx, time.Duration(ms)*time.Millisecond, routes)
+}
+
+func (c *Client) advertise(ctx context.Context, wait time.Duration, routes []Route) ([]advert.NameResult, error) {
 	if len(routes) == 0 {
 		return nil, nil
 	}
@@ -92,9 +108,10 @@ func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]advert.NameR
 				names[i].Target, names[i].AdCert = r.Target.Marshal(), r.AdCert.Marshal()
 			}
 		}
-		res, err := c.control(ctx, pdu.TypeAdvertise, func(seq uint64) ([]byte, error) {
+		res, err := c.control(ctx, pdu.TypeAdvertise, wait, func(seq uint64) ([]byte, error) {
 			return advert.MarshalAdvertise(&advert.Advertise{
 				Seq: seq, Endpoint: c.id.Meta.Marshal(), RtCert: rc.Marshal(), Names: names,
+				Wait: uint32(wait.Milliseconds()),
 			})
 		})
 		if err != nil {
@@ -132,7 +149,7 @@ func (c *Client) Withdraw(ctx context.Context, names ...pdu.Name) ([]advert.Name
 	var all []advert.NameResult
 	for start := 0; start < len(names); start += advert.MaxAdvertNames {
 		chunk := names[start:min(start+advert.MaxAdvertNames, len(names))]
-		res, err := c.control(ctx, pdu.TypeWithdraw, func(seq uint64) ([]byte, error) {
+		res, err := c.control(ctx, pdu.TypeWithdraw, 0, func(seq uint64) ([]byte, error) {
 			return advert.MarshalWithdraw(&advert.Withdraw{Seq: seq, Names: chunk})
 		})
 		if err != nil {
@@ -159,7 +176,7 @@ func (c *Client) Withdraw(ctx context.Context, names ...pdu.Name) ([]advert.Name
 // was sent, and that answer, for the same names, is as good as any.
 // Forgetting it would make each re-send queue behind the last and every
 // attempt time out.
-func (c *Client) control(ctx context.Context, typ pdu.Type, build func(seq uint64) ([]byte, error)) (*advert.Result, error) {
+func (c *Client) control(ctx context.Context, typ pdu.Type, wait time.Duration, build func(seq uint64) ([]byte, error)) (*advert.Result, error) {
 	ch := make(chan Message, c.opts.Attempts)
 	sent := map[uint64]bool{}
 	var last error = ErrTimeout
@@ -175,7 +192,7 @@ func (c *Client) control(ctx context.Context, typ pdu.Type, build func(seq uint6
 		}
 		defer done()
 		sent[seq] = true
-		res, err := c.controlAnswer(ctx, ch, sent)
+		res, err := c.controlAnswer(ctx, ch, sent, c.opts.RequestTimeout+wait)
 		if errors.Is(err, ErrTimeout) || errors.Is(err, errStrayResult) {
 			last = err
 			continue
@@ -188,10 +205,11 @@ func (c *Client) control(ctx context.Context, typ pdu.Type, build func(seq uint6
 // errStrayResult: an ADVERTISE_RESULT for a sequence this call did not send.
 var errStrayResult = errors.New("result for a sequence not sent")
 
-// controlAnswer waits up to RequestTimeout for the answer to any attempt
-// of one control call (sent: the advert sequences the attempts carried).
-func (c *Client) controlAnswer(ctx context.Context, ch chan Message, sent map[uint64]bool) (*advert.Result, error) {
-	t := time.NewTimer(c.opts.RequestTimeout)
+// controlAnswer waits up to timeout (RequestTimeout, plus the wait an
+// ADVERTISE asked the router for) for the answer to any attempt of one
+// control call (sent: the advert sequences the attempts carried).
+func (c *Client) controlAnswer(ctx context.Context, ch chan Message, sent map[uint64]bool, timeout time.Duration) (*advert.Result, error) {
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	var stray error
 	for {

@@ -70,8 +70,10 @@ func (g *replayGuard) sweep(now time.Time) {
 func (r *Router) control(in *Face, h *pdu.Header) {
 	var res *advert.Result
 	var err error
+	var w *pubWaiter
+	var wait time.Duration
 	if h.Type == pdu.TypeAdvertise {
-		res, err = r.advertise(in, h.Payload)
+		res, w, wait, err = r.advertise(in, h.Payload)
 	} else {
 		res, err = r.withdraw(in, h.Payload)
 	}
@@ -84,6 +86,17 @@ func (r *Router) control(in *Face, h *pdu.Header) {
 		}
 		return
 	}
+	if w != nil {
+		// The answer waits for the location records (PROTOCOL.md §5.4);
+		// the publisher or the timer sends it.
+		w.arm(wait, func(res *advert.Result) { r.sendResult(in, h, res) })
+		return
+	}
+	r.sendResult(in, h, res)
+}
+
+// sendResult sends res as the ADVERTISE_RESULT answering h on face in.
+func (r *Router) sendResult(in *Face, h *pdu.Header, res *advert.Result) {
 	payload, err := advert.MarshalResult(res)
 	if err != nil {
 		r.log.Error("encode advertise result", zap.Error(err))
@@ -102,21 +115,31 @@ func (r *Router) control(in *Face, h *pdu.Header) {
 }
 
 // advertise verifies and installs the names of one ADVERTISE. A malformed
-// envelope is an error; per-name refusals are results.
-func (r *Router) advertise(in *Face, payload []byte) (*advert.Result, error) {
+// envelope is an error; per-name refusals are results. When the ADVERTISE
+// asks to wait for the location records, the returned waiter (with how
+// long it may wait) holds the result until they are published.
+func (r *Router) advertise(in *Face, payload []byte) (*advert.Result, *pubWaiter, time.Duration, error) {
 	a, err := advert.ParseAdvertise(payload)
 	if err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
+	res, w, err := r.advertiseParsed(in, a)
+	if w == nil {
+		return res, nil, 0, err
+	}
+	return res, w, min(time.Duration(a.Wait)*time.Millisecond, r.cfg.Advertise.MaxPublishWait.Std()), err
+}
+
+func (r *Router) advertiseParsed(in *Face, a *advert.Advertise) (*advert.Result, *pubWaiter, error) {
 	res := &advert.Result{Seq: a.Seq, Names: make([]advert.NameResult, len(a.Names))}
-	refuseAll := func(s advert.Status, detail string) (*advert.Result, error) {
+	refuseAll := func(s advert.Status, detail string) (*advert.Result, *pubWaiter, error) {
 		for i, n := range a.Names {
 			res.Names[i] = advert.NameResult{Name: n.Name, Status: s, Detail: clip(detail)}
 			r.met.adverts.WithLabelValues(s.String()).Inc()
 		}
 		r.log.Info("advertisement refused", logging.Face(in.id), logging.Peer(in.peer),
 			logging.Reason(s.String()), zap.String("detail", detail), zap.Int("names", len(a.Names)))
-		return res, nil
+		return res, nil, nil
 	}
 	ep, err := certs.ParseMetadata(a.Endpoint)
 	if err != nil {
@@ -136,9 +159,23 @@ func (r *Router) advertise(in *Face, payload []byte) (*advert.Result, error) {
 		return refuseAll(advert.StatusReplay, err.Error())
 	}
 	own := r.own.Load()
+	var w *pubWaiter
+	waitFor := func(pdu.Name, int) advert.Publish { return advert.PublishNotAsked }
+	switch {
+	case a.Wait == 0:
+	case r.res == nil:
+		waitFor = func(pdu.Name, int) advert.Publish { return advert.PublishNoResolver }
+		r.met.publishWaits.WithLabelValues(advert.PublishNoResolver.String()).Inc()
+	default:
+		if w = r.newPubWaiter(in, res); w == nil {
+			waitFor = func(pdu.Name, int) advert.Publish { return advert.PublishPending }
+		} else {
+			waitFor = func(n pdu.Name, i int) advert.Publish { w.add(n, i); return advert.PublishPending }
+		}
+	}
 	refused, first := 0, -1
 	for i, n := range a.Names {
-		nr := r.advertiseOne(in, own, ep, rt, n, a.Seq)
+		nr := r.advertiseOne(in, own, ep, rt, n, a.Seq, func(n pdu.Name) advert.Publish { return waitFor(n, i) })
 		res.Names[i] = nr
 		r.met.adverts.WithLabelValues(nr.Status.String()).Inc()
 		if nr.Status == advert.StatusOK {
@@ -160,10 +197,14 @@ func (r *Router) advertise(in *Face, payload []byte) (*advert.Result, error) {
 			logging.Reason(f.Status.String()), zap.String("detail", f.Detail),
 			zap.Int("refused", refused), zap.Int("names", len(a.Names)))
 	}
-	return res, nil
+	return res, w, nil
 }
 
-func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *certs.Cert, n advert.AdvertName, seq uint64) advert.NameResult {
+// advertiseOne verifies and installs one name; waitFor, called just
+// before an accepted name's publish job is queued, returns its Published
+// state (and registers a waiter for it when the ADVERTISE asked to wait).
+func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *certs.Cert, n advert.AdvertName, seq uint64,
+	waitFor func(pdu.Name) advert.Publish) advert.NameResult {
 	nr := advert.NameResult{Name: n.Name}
 	if !in.share.adverts.allow() {
 		// Each name costs three signature checks: an identity may not
@@ -230,6 +271,7 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 	}
 	r.replaceOlder(in, n.Name)
 	r.resolve.forget(n.Name)
+	nr.Published = waitFor(n.Name)
 	r.publish(in.peer, n.Name, chain, exp)
 	nr.Status, nr.Expiry = advert.StatusOK, exp.Unix()
 	return nr

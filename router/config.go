@@ -271,6 +271,17 @@ type AdvertiseConfig struct {
 	// Burst is how many names above the rate may be verified at once, e.g.
 	// when a server attaches with many capsules. Default 5,000.
 	Burst int `yaml:"burst"`
+	// MaxPublishWait caps how long the router holds the answer to an
+	// ADVERTISE that asks to wait until its names' location records are in
+	// the resolver (a capsule server answering CREATE, PROTOCOL.md §5.4);
+	// names not published by then are answered pending
+	// (gdp_router_publish_waits_total{result="pending"}). Default 15s.
+	MaxPublishWait config.Duration `yaml:"max_publish_wait"`
+	// MaxPublishWaitsPerIdentity bounds the ADVERTISEs of one identity
+	// waiting for their records at once; beyond it the names are answered
+	// pending at once (gdp_router_quota_refusals_total
+	// {reason="publish_waits"}). Default 64. Negative: unlimited.
+	MaxPublishWaitsPerIdentity int `yaml:"max_publish_waits_per_identity"`
 }
 
 // DefaultDHTListen is where a router's DHT node listens in mode dht unless
@@ -341,6 +352,8 @@ func (c Config) WithDefaults() Config {
 	defInt(&c.Advertise.MaxNamesPerFace, 100_000)
 	defInt(&c.Advertise.MaxNamesPerIdentity, 100_000)
 	defDur(&c.Advertise.ClockWindow, 5*time.Minute)
+	defDur(&c.Advertise.MaxPublishWait, 15*time.Second)
+	defInt(&c.Advertise.MaxPublishWaitsPerIdentity, 64)
 	defDur(&c.ClockSkew, 5*time.Minute) // certs.DefaultClockSkew
 	if c.Advertise.Rate == 0 {
 		c.Advertise.Rate = 1000

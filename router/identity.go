@@ -23,6 +23,9 @@ type idShare struct {
 	// adverts is the identity's budget of names verified per second (three
 	// signature checks each), shared by all its faces.
 	adverts *tokenBucket
+	// waits counts the identity's ADVERTISEs whose results wait for their
+	// location records (advertise.max_publish_waits_per_identity).
+	waits atomic.Int64
 }
 
 // takeName reserves one name within max (0: unbounded). It reports false,

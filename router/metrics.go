@@ -42,16 +42,18 @@ func (d dropReason) String() string { return dropReasonNames[d] }
 type quotaReason uint8
 
 const (
-	quotaNames      quotaReason = iota // an identity's local names (advertise.max_names_per_identity)
-	quotaTunnels                       // an identity's faces (face.max_per_identity)
-	quotaQueueBytes                    // bytes waiting on one face (face.queue_bytes)
-	quotaPublish                       // an identity's pending publish jobs (resolver.publish_per_identity)
-	quotaResolve                       // an identity's parked PDUs (resolver.max_waiting_per_identity)
+	quotaNames        quotaReason = iota // an identity's local names (advertise.max_names_per_identity)
+	quotaTunnels                         // an identity's faces (face.max_per_identity)
+	quotaQueueBytes                      // bytes waiting on one face (face.queue_bytes)
+	quotaPublish                         // an identity's pending publish jobs (resolver.publish_per_identity)
+	quotaResolve                         // an identity's parked PDUs (resolver.max_waiting_per_identity)
+	quotaPublishWaits                    // an identity's ADVERTISEs waiting for their records (advertise.max_publish_waits_per_identity)
 	numQuotaReasons
 )
 
 var quotaReasonNames = [numQuotaReasons]string{
 	"identity_quota", "tunnels_per_identity", "queue_bytes", "publish_queue", "resolve_queue",
+	"publish_waits",
 }
 
 func (q quotaReason) String() string { return quotaReasonNames[q] }
@@ -73,6 +75,9 @@ type metrics struct {
 	// pubRetries counts resolver publish and withdraw jobs that failed
 	// and were scheduled again.
 	pubRetries prometheus.Counter
+	// publishWaits counts ADVERTISEs that asked to wait for their location
+	// records, by outcome (published, pending, no_resolver).
+	publishWaits *prometheus.CounterVec
 	// facesRefused counts tunnels refused a face (or closed on reload) by
 	// the domain policy, and tunnels whose peer the tunnel never
 	// classified.
@@ -127,6 +132,13 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 		Name: "gdp_router_publish_retries_total",
 		Help: "Location record publications and withdrawals that failed and were scheduled again.",
 	})
+	m.publishWaits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gdp_router_publish_waits_total",
+		Help: "ADVERTISEs that asked to wait for their location records (PROTOCOL.md 5.4), by outcome: published, pending (the wait ended first), no_resolver.",
+	}, []string{"result"})
+	for _, l := range []string{"published", "pending", "no_resolver"} {
+		m.publishWaits.WithLabelValues(l)
+	}
 	m.negForgotten = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "gdp_router_negative_forgotten_total",
 		Help: "Negative resolver-cache entries forgotten because a PDU from that name arrived.",
@@ -174,7 +186,7 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	}, func() float64 { return float64(r.resolve.waiting()) })
 	if reg != nil {
 		reg.MustRegister(m.pdusIn, m.pdusOut, dropped, quotas, naks, m.adverts, m.withdrawn, m.lookups, m.latency,
-			fibSize, faces, pending, m.pubRetries, pubPending, m.facesRefused, m.downstream, m.negForgotten)
+			fibSize, faces, pending, m.pubRetries, pubPending, m.facesRefused, m.downstream, m.negForgotten, m.publishWaits)
 	}
 	return m
 }

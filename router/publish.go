@@ -294,6 +294,7 @@ func (r *Router) doPub(ctx context.Context, j pubJob) (retry bool) {
 		r.log.Warn("resolver publish failed; will retry", logging.Name(j.name), zap.Error(err))
 		return true
 	}
+	r.published(j.name) // answers ADVERTISEs that wait for this record (PROTOCOL.md §5.4)
 	r.pushUpstream(rec)
 	return false
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
@@ -212,4 +213,63 @@ func TestRouterPublishesItselfOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the own record published again after a reload", func() bool { return own() == 2 })
+}
+
+// TestAdvertiseWaitPublished: an ADVERTISE that asks to wait is answered
+// only once its location record is stored (PROTOCOL.md §5.4), "pending"
+// when the router's max_publish_wait ends first, and an identity holding
+// max_publish_waits_per_identity waiting answers gets "pending" at once
+// (counted) instead of tying up more of the router.
+func TestAdvertiseWaitPublished(t *testing.T) {
+	w := newWorld(t)
+	tr := &trackingResolver{Static: w.res, delay: 300 * time.Millisecond}
+	r := w.router("r", router.Config{Advertise: router.AdvertiseConfig{
+		MaxPublishWait: config.Duration(1500 * time.Millisecond), MaxPublishWaitsPerIdentity: 1}}, tr)
+	c := w.endpoint(r, certs.KindServer, "server")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	res, err := c.AdvertisePublished(ctx, 10*time.Second, c.Self())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Published != advert.PublishDone || !published(w.res, c.Name()) {
+		t.Fatalf("answered %s; record stored: %v", res[0].Published, published(w.res, c.Name()))
+	}
+
+	tr.failPubs.Store(1 << 30) // the resolver refuses everything from now on
+	start := time.Now()
+	done := make(chan []advert.NameResult, 1)
+	go func() {
+		res, err := c.AdvertisePublished(ctx, 10*time.Second, c.Self())
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	// A second waiting ADVERTISE of the same identity is over its share.
+	deadline := time.Now().Add(5 * time.Second)
+	for metric(t, r, "gdp_router_publish_waits_total", "result", "pending") == 0 &&
+		metric(t, r, "gdp_router_quota_refusals_total", "reason", "publish_waits") == 0 {
+		res, err = c.AdvertisePublished(ctx, 10*time.Second, c.Self())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Published != advert.PublishPending {
+			t.Fatalf("second waiting ADVERTISE answered %s, want pending", res[0].Published)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no waiting answer was held or refused")
+		}
+	}
+	if got := metric(t, r, "gdp_router_quota_refusals_total", "reason", "publish_waits"); got < 1 {
+		t.Fatalf("quota_refusals_total{publish_waits} = %v, want >= 1", got)
+	}
+	first := <-done
+	if took := time.Since(start); first[0].Published != advert.PublishPending || took > 8*time.Second {
+		t.Fatalf("with the resolver down: %s after %s, want pending after about max_publish_wait (1.5 s)", first[0].Published, took)
+	}
+	if got := metric(t, r, "gdp_router_publish_waits_total", "result", "pending"); got != 1 {
+		t.Fatalf("publish_waits_total{pending} = %v, want 1", got)
+	}
 }

@@ -138,6 +138,7 @@ type Router struct {
 	downSem  chan struct{}   // downstream records being stored
 
 	pubq *pubQueue
+	pubw pubWaits // ADVERTISE results waiting for location records
 
 	started time.Time
 	ctx     context.Context

@@ -55,16 +55,18 @@ def array_of(pred, lo, hi):
 
 ADV_NAME = {1: ("name", name32, True), 2: ("target", bstr(4096), False), 3: ("adcert", bstr(4096), False)}
 ADVERTISE = {1: ("seq", uint, True), 2: ("endpoint", bstr(4096), True), 3: ("rtcert", bstr(4096), True),
-             4: ("names", array_of(lambda x: isinstance(x, dict), 1, 128), True)}
+             4: ("names", array_of(lambda x: isinstance(x, dict), 1, 128), True),
+             5: ("wait", lambda v: uint(v) and 0 < v <= 120_000, False)}
 WITHDRAW = {1: ("seq", uint, True), 2: ("names", array_of(name32, 1, 128), True)}
 RESULT_NAME = {1: ("name", name32, True), 2: ("status", uint, True), 3: ("expiry", uint, False),
-               4: ("detail", lambda v: isinstance(v, str) and len(v.encode()) <= 256, False)}
+               4: ("detail", lambda v: isinstance(v, str) and len(v.encode()) <= 256, False),
+               5: ("published", lambda v: uint(v) and 1 <= v <= 3, False)}
 RESULT = {1: ("seq", uint, True), 2: ("names", lambda v: isinstance(v, list), True)}
 
 
 def parse(kind, b):
     m = decode(b)
-    if kind == "advertise":
+    if kind in ("advertise", "advertise_wait"):
         out = check_map(m, ADVERTISE, kind)
         names = []
         for i, n in enumerate(out["names"]):
@@ -75,7 +77,7 @@ def parse(kind, b):
         out["names"] = names
     elif kind == "withdraw":
         out = check_map(m, WITHDRAW, kind)
-    elif kind == "result":
+    elif kind in ("result", "result_published"):
         out = check_map(m, RESULT, kind)
         out["names"] = [check_map(n, RESULT_NAME, "result %d" % i) for i, n in enumerate(out["names"])]
     else:
@@ -92,6 +94,10 @@ def main():
     if status.get("bad_signature") != 2 or status.get("accepted") != 0:
         print("could not read the status table of docs/PROTOCOL.md §5.4: %r" % status)
         return 1
+    pub = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\| +(\d+) \| `([a-z_]+)` \|", sec[sec.index("published |"):], re.M)}
+    if pub.get("published") != 1:
+        print("could not read the published table of docs/PROTOCOL.md §5.4: %r" % pub)
+        return 1
     n11, n22 = b"\x11" * 32, b"\x22" * 32
     seq = 1_800_000_000_000_000_000
     want = {
@@ -100,6 +106,10 @@ def main():
         "withdraw": {"seq": seq + 1, "names": [n22]},
         "result": {"seq": seq, "names": [{"name": n11, "status": status["accepted"], "expiry": 1_800_003_600},
                                          {"name": n22, "status": status["bad_signature"], "detail": "adcert"}]},
+        "advertise_wait": {"seq": seq + 2, "endpoint": bytes.fromhex("e0e1"), "rtcert": bytes.fromhex("c0c1c2"),
+                           "names": [{"name": n22, "target": b"\xa0", "adcert": b"\xad"}], "wait": 10_000},
+        "result_published": {"seq": seq + 2, "names": [{"name": n22, "status": status["accepted"],
+                                                        "expiry": 1_800_003_600, "published": pub["published"]}]},
     }
     bad, seen = 0, set()
     for line in (HERE / "control_vectors.txt").read_text().splitlines():

@@ -209,20 +209,11 @@ func newCapsule(t testing.TB, cc *client.CapsuleClient, wq int, rs ...*replica) 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// CREATE answers once the replicas' routers have the capsule's
+	// location record in the resolver (PROTOCOL.md §5.4): a client on
+	// another router reaches it at once.
 	if err := cc.Create(ctx, owner, meta, wq, places); err != nil {
 		t.Fatal(err)
-	}
-	// A router answers an advertisement first and publishes the location
-	// record right after (OPERATIONS §3.5): a client on another router
-	// that asks in between gets NO_ROUTE (seen under -race beside a make
-	// test). Wait until the replicas' routers have published.
-	for _, r := range rs {
-		for r.n.Router.PublishPending() > 0 {
-			if ctx.Err() != nil {
-				t.Fatalf("router of %s still publishing after 10 s", r.id.Meta.Description)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
 	}
 	return meta.Name(), writer
 }

@@ -257,6 +257,11 @@ type capsuledConfig struct {
 	// PeerBackoff is the longest an unreachable peer is left alone.
 	// Default 30s.
 	PeerBackoff config.Duration `yaml:"peer_backoff"`
+	// PublishWait bounds how long a CREATE waits for the router to confirm
+	// the capsule's location record is in the resolver; then 503, the
+	// name withdrawn, nothing stored (gdp_capsuled_placements_refused_total
+	// {reason="not_published"}). Default 5s.
+	PublishWait config.Duration `yaml:"publish_wait"`
 	// Placement is the policy for who may place capsules here.
 	Placement placementYAML `yaml:"placement"`
 	// Metrics is the address of /metrics. Default 127.0.0.1:8029; "off"
@@ -312,7 +317,8 @@ func (cfg capsuledConfig) server() (capsuled.Config, error) {
 	return capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, MinFreeBytes: cfg.MinFreeBytes, Workers: cfg.Workers,
 		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel, SyncWindow: cfg.SyncWindow, SyncAnswersPerPeer: cfg.SyncAnswersPerPeer,
 		PeerBackoff: cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
-		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer}, nil
+		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer,
+		PublishWait: cfg.PublishWait.Std()}, nil
 }
 
 func loadCapsuledConfig(path string) (capsuledConfig, error) {

@@ -1,0 +1,160 @@
+package capsuled_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/resolver"
+)
+
+// gatedResolver is a resolver whose publications of chosen names are
+// slowed (delay) or fail (broken): the resolver of a loaded or partly
+// unreachable DHT, for one capsule only, so the test's other names (the
+// server's, the users') resolve at once.
+type gatedResolver struct {
+	resolver.Resolver
+	mu     sync.Mutex
+	names  map[pdu.Name]bool
+	delay  time.Duration
+	broken atomic.Bool
+}
+
+func (g *gatedResolver) gate(n pdu.Name) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.names == nil {
+		g.names = map[pdu.Name]bool{}
+	}
+	g.names[n] = true
+}
+
+func (g *gatedResolver) Publish(ctx context.Context, rec *resolver.Record) error {
+	g.mu.Lock()
+	gated := g.names[rec.Name]
+	g.mu.Unlock()
+	if gated {
+		if g.broken.Load() {
+			return fmt.Errorf("gated resolver: %w", context.DeadlineExceeded)
+		}
+		select {
+		case <-time.After(g.delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Resolver.Publish(ctx, rec)
+}
+
+// resolvable waits until name's location record is in w's resolver.
+func resolvable(t *testing.T, w *world, name pdu.Name) {
+	t.Helper()
+	eventually(t, 10*time.Second, "the server's own name in the resolver", func() bool {
+		_, err := w.res.Lookup(context.Background(), name)
+		return err == nil
+	})
+}
+
+// TestCreateAnswersOncePublished: a CREATE is answered only once the
+// capsule's location record is in the resolver, so a client on another
+// router reaches the capsule the moment CREATE returns, even when the
+// resolver takes a second to store the record. Before, CREATE returned as
+// soon as the server's router had the name in its FIB and the client's
+// router answered NO_ROUTE until the record landed.
+func TestCreateAnswersOncePublished(t *testing.T) {
+	w := newWorld(t)
+	g := &gatedResolver{Resolver: w.res, delay: time.Second}
+	w.rres = g
+	ra := w.router("router A")
+	rb := w.router("router B", ra)
+	srv := w.newReplica(ra, "server")
+	resolvable(t, w, srv.id.Name)
+	owner := w.user(rb, "owner")
+	other := w.user(rb, "other")
+	tc := newTestCapsule(t, "published")
+	g.gate(tc.meta.Name())
+
+	start := time.Now()
+	tc.create(t, owner, 1, srv)
+	took := time.Since(start)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// No waiting here: the answer to CREATE is the promise.
+	if _, err := other.Info(ctx, tc.meta.Name(), tc.meta.Name()); err != nil {
+		t.Fatalf("capsule not reachable from another router right after CREATE returned (after %s): %v", took, err)
+	}
+	if took < g.delay {
+		t.Fatalf("CREATE returned after %s, before the resolver stored the record (%s)", took, g.delay)
+	}
+	if got := gathered(ra.Router.Gatherer(), "gdp_router_publish_waits_total", "published"); got != 1 {
+		t.Fatalf("gdp_router_publish_waits_total{result=published} = %v, want 1", got)
+	}
+	// A repeated CREATE of the same capsule (a renewal) is idempotent.
+	tc.create(t, owner, 1, srv)
+	if _, err := other.Info(ctx, tc.meta.Name(), tc.meta.Name()); err != nil {
+		t.Fatalf("capsule not reachable after a repeated CREATE: %v", err)
+	}
+}
+
+// TestCreateUnpublishedLeavesNothing: when the router cannot get the
+// record into the resolver within publish_wait, CREATE fails 503 with a
+// clear error and a counted refusal, the server stores nothing and its
+// router no longer holds the name; copies the client re-sends meanwhile
+// are dropped, not served again; once the resolver is back the same
+// CREATE succeeds.
+func TestCreateUnpublishedLeavesNothing(t *testing.T) {
+	w := newWorld(t)
+	g := &gatedResolver{Resolver: w.res}
+	g.broken.Store(true)
+	w.rres = g
+	ra := w.router("router A")
+	srv := w.newReplicaConf(ra, "server", capsuled.Config{PublishWait: 2500 * time.Millisecond})
+	resolvable(t, w, srv.id.Name)
+	owner := w.user(ra, "owner")
+	tc := newTestCapsule(t, "unpublished")
+	g.gate(tc.meta.Name())
+
+	places, err := client.PlaceCapsule(tc.owner, tc.meta, []pdu.Name{srv.id.Name}, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = owner.Create(ctx, tc.owner, tc.meta, 1, places)
+	var se *wire.StatusError
+	if !errors.As(err, &se) || se.Status != wire.StatusUnavailable || !strings.Contains(err.Error(), "not published") {
+		t.Fatalf("CREATE with the resolver down: %v, want 503 saying the location was not published", err)
+	}
+	// The client re-sent the CREATE every second (same id) while the
+	// first copy waited: the copies were dropped, not served again.
+	if got := srv.metric("gdp_capsuled_placements_refused_total", "not_published"); got != 1 {
+		t.Fatalf("placements_refused_total{not_published} = %v, want 1", got)
+	}
+	if got := srv.metric("gdp_capsuled_dropped_total", "create_in_progress"); got < 1 {
+		t.Fatalf("dropped_total{create_in_progress} = %v, want >= 1", got)
+	}
+	if _, _, err := srv.srv.Store().Info(tc.meta.Name()); err == nil {
+		t.Fatal("the server stored the capsule of a failed CREATE")
+	}
+	eventually(t, 5*time.Second, "the router to drop the unpublished name", func() bool {
+		return len(ra.Router.FIB().Lookup(tc.meta.Name())) == 0
+	})
+	if got := gathered(ra.Router.Gatherer(), "gdp_router_publish_waits_total", "pending"); got < 1 {
+		t.Fatalf("gdp_router_publish_waits_total{result=pending} = %v, want >= 1", got)
+	}
+
+	g.broken.Store(false)
+	tc.create(t, owner, 1, srv)
+	if _, _, err := srv.srv.Store().Info(tc.meta.Name()); err != nil {
+		t.Fatalf("capsule not stored after the retried CREATE: %v", err)
+	}
+}
