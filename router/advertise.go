@@ -273,9 +273,16 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 	r.resolve.forget(n.Name)
 	nr.Published = waitFor(n.Name)
 	r.publish(in.peer, n.Name, chain, exp)
+	if testHookQueued != nil {
+		testHookQueued(n.Name) // tests: the publisher may finish the job before nr is in place
+	}
 	nr.Status, nr.Expiry = advert.StatusOK, exp.Unix()
 	return nr
 }
+
+// testHookQueued, set only by tests, runs after an accepted name's publish
+// job is queued and before its result is in place.
+var testHookQueued func(pdu.Name)
 
 // supersededCost is the cost of a local hop whose endpoint advertised the
 // same name again from a newer face: used only when nothing else is left.

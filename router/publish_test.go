@@ -3,6 +3,7 @@ package router_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -271,5 +272,49 @@ func TestAdvertiseWaitPublished(t *testing.T) {
 	}
 	if got := metric(t, r, "gdp_router_publish_waits_total", "result", "pending"); got != 1 {
 		t.Fatalf("publish_waits_total{pending} = %v, want 1", got)
+	}
+}
+
+// TestAdvertiseWaitManyNames: one waiting ADVERTISE of 64 capsule names
+// with a resolver that stores at once, each name's job finished before the
+// router puts the name's result in place: every name is answered
+// published (a mark made before the result was in place was overwritten,
+// and the name answered pending: CREATEs failed 503 in make test runs).
+func TestAdvertiseWaitManyNames(t *testing.T) {
+	w := newWorld(t)
+	r := w.router("r", router.Config{}, nil)
+	c := w.endpoint(r, certs.KindServer, "server")
+	var routes []client.Route
+	for i := range 64 {
+		cp, err := newCapsule(fmt.Sprintf("c%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad, err := cp.AdCert(c.Name(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, client.CapsuleRoute(cp.Meta, ad))
+	}
+	// Each name's job is done before the router goes on (the worst case
+	// of a loaded machine, where the advertising goroutine lost its CPU
+	// right after queuing the job).
+	router.SetTestHookQueued(func(n pdu.Name) {
+		for end := time.Now().Add(5 * time.Second); !published(w.res, n) && time.Now().Before(end); {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(time.Millisecond) // and the publisher has marked it
+	})
+	defer router.SetTestHookQueued(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := c.AdvertisePublished(ctx, 10*time.Second, routes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, nr := range res {
+		if nr.Published != advert.PublishDone || !published(w.res, nr.Name) {
+			t.Fatalf("name %d answered %s (stored: %v)", i, nr.Published, published(w.res, nr.Name))
+		}
 	}
 }

@@ -22,6 +22,11 @@ type pubWaiter struct {
 	mu    sync.Mutex
 	res   *advert.Result
 	idx   map[pdu.Name][]int // names still waiting -> their places in res
+	// done are the places in res of names whose records were stored. They
+	// are marked in res only when it is sent: until arm, res is still
+	// being filled (a fast publisher may finish a name's job before its
+	// result is in place).
+	done  []int
 	send  func(*advert.Result)
 	timer *time.Timer
 	armed bool // send is set: the result may go out
@@ -97,9 +102,7 @@ func (r *Router) published(name pdu.Name) {
 
 func (w *pubWaiter) mark(name pdu.Name) {
 	w.mu.Lock()
-	for _, i := range w.idx[name] {
-		w.res.Names[i].Published = advert.PublishDone
-	}
+	w.done = append(w.done, w.idx[name]...)
 	delete(w.idx, name)
 	done := len(w.idx) == 0 && w.armed
 	w.mu.Unlock()
@@ -121,6 +124,9 @@ func (w *pubWaiter) finish(expired bool) {
 	}
 	left := w.idx
 	w.idx = nil
+	for _, i := range w.done {
+		w.res.Names[i].Published = advert.PublishDone
+	}
 	send := w.send
 	w.mu.Unlock()
 	w.share.waits.Add(-1)
