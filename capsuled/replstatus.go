@@ -49,8 +49,9 @@ func (c *CapsuleStatus) settle() {
 func (c CapsuleStatus) Lag() uint64 { return c.Newest - c.Head }
 
 // PeerStatus is what this server last learnt of a peer replica's head:
-// from the peer's answer to our SYNC, or from the peer's own SYNC (it
-// asks from its head + 1).
+// from the peer's answer to our SYNC, when it carries the writer's
+// heartbeat for that head (sawHead); a peer's own SYNC requests and
+// unproven answers do not count.
 type PeerStatus struct {
 	Name pdu.Name `json:"name"`
 	// Head is the peer's head when last heard (0 with Seen zero: never).

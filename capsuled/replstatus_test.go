@@ -12,14 +12,15 @@ import (
 )
 
 // TestStatusReplication: Status shows each capsule's head and what the
-// server learnt of its peer's: a (which does not compare on its own for an
-// hour) learns b's head from b's SYNC requests; b learns a's from a's
-// answers. When b stops, a's view of it stays at the head last heard and
-// the lag grows with a's writes.
+// server learnt of its peer's, each from the peer's answers to its own
+// SYNCs, proven by the writer's heartbeat of the head (a learnt b's head
+// from b's SYNC requests too, before heads had to be proven: a compared
+// once an hour then; now it compares as b does). When b stops, a's view of
+// it stays at the head last heard and the lag grows with a's writes.
 func TestStatusReplication(t *testing.T) {
 	w := newWorld(t)
 	r1 := w.router("r1")
-	a := w.newReplicaConf(r1, "a", capsuled.Config{SyncInterval: time.Hour})
+	a := w.newReplica(r1, "a")
 	b := w.newReplica(r1, "b")
 	cc := w.user(r1, "writer")
 	tc := newTestCapsule(t, "status")

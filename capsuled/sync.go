@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,11 +48,10 @@ func (s *Server) handleSync(r request) *wire.Message {
 	}
 	resp := m.Reply(wire.StatusOK)
 	resp.Head = head.Seqno
-	if m.From > 0 && m.To == 0 {
-		// A replica asks from its head + 1: what Status shows of it.
-		if p := s.places.get(c); p != nil && slices.Contains(p.replicas, r.from) && r.from != s.name {
-			s.repl.saw(c, r.from, m.From-1, time.Now())
-		}
+	if head.Heartbeat != nil {
+		// The writer-signed proof of the head: the asker believes the
+		// head (its replication-lag figures) only with it (§8.5).
+		resp.Heartbeat = head.Heartbeat.Marshal()
 	}
 	ranged := m.To > 0
 	from, end := m.From, head.Seqno // the first entry and the last heartbeat of the answer
@@ -75,7 +73,7 @@ func (s *Server) handleSync(r request) *wire.Message {
 	if from == 0 || from > head.Seqno || from > end {
 		return resp
 	}
-	budget := wire.MaxMessage - 512 // no proofs in a SYNC answer
+	budget := wire.MaxMessage - 512 - len(resp.Heartbeat) // no proofs in a SYNC answer
 	// The heartbeats that end segments, from one scan of their table: at
 	// most MaxSegments, and past the first only within MaxRecords seqnos
 	// of from (an answer holds no more records than that).
@@ -579,8 +577,48 @@ func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from, to uint64)
 		s.met.syncErrors.WithLabelValues(reason).Inc()
 		return nil, err
 	}
-	s.repl.saw(c, peer, resp.Head, time.Now())
+	s.sawHead(c, peer, resp)
 	return resp, nil
+}
+
+// sawHead records peer's head for the replication-lag figures from its
+// answer to our SYNC (matched to the request by s.ask: its random id, from
+// peer only), and only when the answer proves it: a heartbeat for exactly
+// that head, signed by the capsule's writer key. An unproven head is
+// counted (gdp_capsuled_dropped_total{reason="unproven_head"}) and
+// ignored: a peer cannot hide its lag, or make this replica look behind,
+// by claiming a head the writer never signed. Head 0 (an empty log) needs
+// no proof: claiming less than one holds only makes oneself look behind.
+func (s *Server) sawHead(c, peer pdu.Name, resp *wire.Message) {
+	if resp.Head > 0 {
+		err := s.proveHead(c, resp)
+		if err != nil {
+			s.met.dropped.WithLabelValues("unproven_head").Inc()
+			s.log.Debug("peer head not proven; not shown", logging.Capsule(c), logging.Peer(peer),
+				logging.Seqno(resp.Head), logging.Reason("unproven_head"), zap.Error(err))
+			return
+		}
+	}
+	s.repl.saw(c, peer, resp.Head, time.Now())
+}
+
+// proveHead checks that resp carries the writer's heartbeat for resp.Head.
+func (s *Server) proveHead(c pdu.Name, resp *wire.Message) error {
+	if len(resp.Heartbeat) == 0 {
+		return errors.New("no heartbeat for the head")
+	}
+	hb, err := capsule.UnmarshalHeartbeat(resp.Heartbeat)
+	if err != nil {
+		return fmt.Errorf("head heartbeat: %w", err)
+	}
+	if hb.Seqno != resp.Head {
+		return fmt.Errorf("head heartbeat is for seqno %d, the answer claims %d", hb.Seqno, resp.Head)
+	}
+	info, _, err := s.st.Info(c)
+	if err != nil {
+		return err
+	}
+	return hb.Verify(c, info.Writer)
 }
 
 // decodeSegments decodes a SYNC answer's segments up to the first that

@@ -144,11 +144,13 @@ def main():
         "proof": {"op": op("PROOF"), "id": 7, "capsule": C, "from": 1, "size": 1},
         "sync": {"op": op("SYNC"), "id": 8, "capsule": C, "from": 1},
         "sync-response": {"op": op("SYNC"), "id": 8, "status": 200, "capsule": C, "from": 1, "to": 1, "head": 1,
-                          "segments": [{1: ["record"], 2: "heartbeat"}]},
+                          "heartbeat": "heartbeat", "segments": [{1: ["record"], 2: "heartbeat"}]},
         # a range SYNC (§8.5) of entries 2..5, and the answer of a replica
-        # whose head is 1: nothing, starting at 2 (to = from - 1)
+        # whose head is 1: nothing, starting at 2 (to = from - 1), with the
+        # writer's heartbeat of that head (its proof, §8.5)
         "sync-range": {"op": op("SYNC"), "id": 12, "capsule": C, "from": 2, "to": 5},
-        "sync-range-response": {"op": op("SYNC"), "id": 12, "status": 200, "capsule": C, "from": 2, "to": 1, "head": 1},
+        "sync-range-response": {"op": op("SYNC"), "id": 12, "status": 200, "capsule": C, "from": 2, "to": 1, "head": 1,
+                                "heartbeat": "heartbeat"},
         "unknown-capsule": {"op": op("READ"), "id": 9, "status": status["not found"], "capsule": C, "error": "unknown capsule"},
         "append-writer-conflict": {"op": op("APPEND"), "id": 10, "status": status["another writer is active"], "capsule": C,
                                    "head": 1, "error": "another writer is active"},
