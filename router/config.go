@@ -28,6 +28,18 @@ type Config struct {
 	// relies on its upstream.
 	Addrs []string `yaml:"addrs"`
 
+	// StateDir holds what the router keeps across restarts: the floor of
+	// its location records' sequence numbers (file "sequence-NAME", NAME
+	// the router's name, written atomically before a sequence above it is
+	// used), so that a router restarted with its clock set back publishes
+	// records that supersede its previous run's instead of ones the
+	// resolver refuses as stale until the old ones expire. Created (0700)
+	// if missing. Default for `gdp router`: the directory "router" beside
+	// the keystore (/var/lib/gdp/router with the default keystore); a
+	// program that embeds a Router with this field empty keeps the floor
+	// in memory only.
+	StateDir string `yaml:"state_dir"`
+
 	// Keystore is the directory holding the router's key (certs.Keystore).
 	// Default "/var/lib/gdp/keys".
 	Keystore string `yaml:"keystore"`

@@ -285,7 +285,13 @@ func (r *Router) doPub(ctx context.Context, j pubJob) (retry bool) {
 		return false
 	}
 	own := r.own.Load()
-	rec, err := resolver.NewLocation(own.id.Key, j.name, j.chain, r.addrs, resolver.NextSequence(), j.expiry)
+	seq, err := r.seq.Next()
+	if err != nil {
+		r.log.Error("location record not published: its sequence number cannot be recorded in state_dir; will retry (check the disk and the directory's permissions)",
+			logging.Name(j.name), logging.Reason("state_dir"), zap.Error(err))
+		return true
+	}
+	rec, err := resolver.NewLocation(own.id.Key, j.name, j.chain, r.addrs, seq, j.expiry)
 	if err != nil {
 		r.log.Warn("location record", logging.Name(j.name), zap.Error(err))
 		return false // the same job would fail the same way

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,7 +140,8 @@ type Router struct {
 	downSem  chan struct{}   // downstream records being stored
 
 	pubq *pubQueue
-	pubw pubWaits // ADVERTISE results waiting for location records
+	seq  *resolver.Sequencer // sequence numbers of the records this router signs
+	pubw pubWaits            // ADVERTISE results waiting for location records
 
 	started time.Time
 	ctx     context.Context
@@ -182,6 +185,20 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if r.tickEvery <= 0 {
 		r.tickEvery = DefaultTick
 	}
+	seqPath := ""
+	if cfg.StateDir != "" {
+		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("router state_dir: %w", err)
+		}
+		// one file per router identity: routers sharing a directory
+		// keep their own floors
+		seqPath = filepath.Join(cfg.StateDir, resolver.SequenceFileName+"-"+deps.Identity.Name.String())
+	}
+	seq, err := resolver.OpenSequencer(seqPath)
+	if err != nil {
+		return nil, fmt.Errorf("router state_dir: %w", err)
+	}
+	r.seq = seq
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}

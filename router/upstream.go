@@ -63,7 +63,14 @@ func (r *Router) withdrawUpstream(name pdu.Name) {
 	if rec == nil {
 		return
 	}
-	t, err := rec.Tombstone(r.own.Load().id.Key, resolver.NextSequence())
+	seq, err := r.seq.Next()
+	if err == nil {
+		seq = max(seq, rec.Sequence+1)
+	}
+	var t *resolver.Record
+	if err == nil {
+		t, err = rec.Tombstone(r.own.Load().id.Key, seq)
+	}
 	if err != nil {
 		r.log.Warn("upstream tombstone", logging.Name(name), zap.Error(err))
 		return

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,11 @@ func loadRouterConfig(path string) (router.Config, error) {
 	}
 	if cfg.Keystore == "" {
 		cfg.Keystore = defaultKeystoreDir()
+	}
+	if cfg.StateDir == "" {
+		// beside the keystore: /var/lib/gdp/router by default, a test's
+		// own directory when its keystore is there
+		cfg.StateDir = filepath.Join(filepath.Dir(cfg.Keystore), "router")
 	}
 	cfg = cfg.WithDefaults()
 	return cfg, validateRouterConfig(cfg)
