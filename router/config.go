@@ -57,7 +57,8 @@ type Config struct {
 	// ClockSkew is how far ahead of this router's clock a certificate's
 	// NotBefore may lie and still be taken (the issuer's clock runs ahead,
 	// or this one behind); NotAfter is never stretched. Default 5m
-	// (certs.DefaultClockSkew, as advertise.clock_window); negative: none.
+	// (certs.DefaultClockSkew, as advertise.clock_window); a YAML duration
+	// cannot be negative (narrow it, e.g. 1s, rather than switch it off).
 	ClockSkew config.Duration `yaml:"clock_skew"`
 	// AllowDomains restricts which trusted domains traffic may cross
 	// (printable names): a peer router or an endpoint whose membership is

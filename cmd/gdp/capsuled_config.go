@@ -48,7 +48,9 @@ type attachConfig struct {
 	// ClockSkew is how far ahead of this node's clock a certificate's
 	// NotBefore may lie and still be taken (routers' memberships, AdCerts
 	// are checked with certs.DefaultClockSkew); NotAfter is never
-	// stretched. Default 5m (certs.DefaultClockSkew); negative: none.
+	// stretched. Default 5m (certs.DefaultClockSkew); the same field in
+	// capsuled, gateway and handoffd configs. (A YAML duration cannot be
+	// negative: the tolerance can be narrowed, e.g. 1s, not switched off.)
 	ClockSkew config.Duration `yaml:"clock_skew"`
 	// Timeout bounds one request attempt. Default 2s.
 	Timeout config.Duration `yaml:"timeout"`
@@ -155,6 +157,22 @@ func (a *attachConfig) validate() error {
 	return a.Tunnel.Validate()
 }
 
+// files are the credential files of the block, with its clock_skew.
+func (a *attachConfig) files() credFiles {
+	return credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain, skew: a.ClockSkew.Std()}
+}
+
+// verifier reads the block's domain and returns it with a verifier that
+// applies its clock_skew: what a reload checks a new membership with.
+func (a *attachConfig) verifier() (*certs.Metadata, *certs.Verifier, error) {
+	domain, v, err := trustedVerifier(a.Domain, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	withSkew(v, a.ClockSkew.Std())
+	return domain, v, nil
+}
+
 // attached is an endpoint attached to its router.
 type attached struct {
 	id     *certs.Identity
@@ -174,7 +192,7 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 	if err := a.validate(); err != nil {
 		return nil, err
 	}
-	creds, err := loadCreds(cmpOr(a.role, "endpoint"), credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain, skew: a.ClockSkew.Std()})
+	creds, err := loadCreds(cmpOr(a.role, "endpoint"), a.files())
 	if err != nil {
 		return nil, err
 	}

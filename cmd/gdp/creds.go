@@ -70,15 +70,22 @@ func loadCreds(role string, f credFiles) (*nodeCreds, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.skew != 0 {
-		v.Skew = max(f.skew, 0)
-	}
+	withSkew(v, f.skew)
 	return &nodeCreds{ks: ks, id: id, member: member, domain: domain, verifier: v}, nil
 }
 
 // nodeCredentials is what the resolver's DHT node runs with.
 func (c *nodeCreds) nodeCredentials() resolver.NodeCredentials {
 	return resolver.NodeCredentials{Identity: c.id, Member: c.member, Domain: c.domain, Certs: c.verifier}
+}
+
+// withSkew sets v's certificate NotBefore tolerance from a config's
+// clock_skew: 0 keeps certs.DefaultClockSkew, negative none. NotAfter is
+// never stretched (certs.Verifier).
+func withSkew(v *certs.Verifier, skew time.Duration) {
+	if skew != 0 {
+		v.Skew = max(skew, 0)
+	}
 }
 
 // trustedVerifier reads the own domain and the trusted domains.

@@ -78,7 +78,7 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sig)
 
-	creds, err := loadCreds("client", credFiles{keystore: cfg.Keystore, identity: cfg.Identity, member: cfg.MemberCert, domain: cfg.Domain})
+	creds, err := gatewayCreds(cfg)
 	if err != nil {
 		return err
 	}
@@ -187,6 +187,11 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 	}
 }
 
+// gatewayCreds loads the gateway's identity and trust, with its clock_skew.
+func gatewayCreds(cfg gatewayConfig) (*nodeCreds, error) {
+	return loadCreds("client", cfg.files())
+}
+
 // reloadGateway re-reads the config, the token file and the membership
 // certificate and puts them in force, all or nothing.
 func reloadGateway(cfgPath string, id *certs.Identity, up *gateway.Uplink, srv *gateway.Server, watch *certWatch) error {
@@ -204,7 +209,7 @@ func reloadGateway(cfgPath string, id *certs.Identity, up *gateway.Uplink, srv *
 	if err != nil {
 		return fmt.Errorf("membership: %w", err)
 	}
-	domain, v, err := trustedVerifier(cfg.Domain, nil)
+	domain, v, err := cfg.verifier()
 	if err != nil {
 		return err
 	}

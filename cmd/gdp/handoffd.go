@@ -282,7 +282,7 @@ func reloadHandoffd(cfgPath string, at *attached, agent *handoffd.Agent, watch *
 		if err != nil {
 			return nc, fmt.Errorf("membership: %w", err)
 		}
-		domain, v, err := trustedVerifier(nc.Domain, nil)
+		domain, v, err := nc.verifier()
 		if err != nil {
 			return nc, err
 		}

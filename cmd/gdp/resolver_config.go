@@ -24,7 +24,8 @@ type resolverFileConfig struct {
 	TrustedDomains []string `yaml:"trusted_domains"`
 	// ClockSkew is how far ahead of this node's clock a certificate's
 	// NotBefore may lie and still be taken; NotAfter is never stretched.
-	// Default 5m (certs.DefaultClockSkew); negative: none.
+	// Default 5m (certs.DefaultClockSkew); a YAML duration cannot be
+	// negative (narrow it, e.g. 1s, rather than switch it off).
 	ClockSkew config.Duration `yaml:"clock_skew"`
 	// API is the HTTP listen address of /lookup, /status and /metrics.
 	// Default 127.0.0.1:8021; "off" disables it.
