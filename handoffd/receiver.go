@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -52,6 +54,21 @@ type rimg struct {
 	base   *Base
 	baseF  *os.File
 	blocks int64
+	// The hash of every block of f as it will be at the commit: a block
+	// applied from the stream has the hash its bytes were checked against
+	// just before they were written (written set); every other block the
+	// hash verifyUnchanged read from f. The whole-image digest is computed
+	// from these, so the commit no longer re-reads the images.
+	mu      sync.Mutex
+	hashes  []Hash
+	written []bool
+}
+
+// mark records that block blk now holds bytes with hash h.
+func (im *rimg) mark(blk int64, h Hash) {
+	im.mu.Lock()
+	im.hashes[blk], im.written[blk] = h, true
+	im.mu.Unlock()
 }
 
 type baseLoc struct {
@@ -76,6 +93,9 @@ type receiver struct {
 	ackBuf  [16]byte
 	files   []*os.File
 	next    func() (byte, []byte, error)
+	// verifyUnchanged, running from the setup to the commit
+	verr  chan error
+	vstop atomic.Bool
 }
 
 // Receive runs one handoff's destination side on conn. Nothing is left
@@ -93,6 +113,10 @@ func Receive(ctx context.Context, conn io.ReadWriter, cfg ReceiveConfig) (*Recei
 	r := &receiver{cfg: cfg, log: cfg.Logger, index: map[Hash]baseLoc{}, stored: map[Hash]int64{}}
 	r.bw = bufio.NewWriter(conn)
 	rec, err := r.run(ctx, conn)
+	if r.verr != nil && err != nil {
+		r.vstop.Store(true)
+		<-r.verr
+	}
 	for _, f := range r.files {
 		f.Close()
 	}
@@ -287,18 +311,17 @@ func (r *receiver) setup(h *hello) error {
 		if !listed {
 			return fmt.Errorf("hello: image %s: base %s not among the listed bases", im.Name, im.Base)
 		}
-		path := filepath.Join(work, im.Name)
-		if err := copyFile(b.Path, path); err != nil {
+		t0 := time.Now()
+		f, how, err := prepareImage(b, filepath.Join(work, im.Name), im.Size)
+		if err != nil {
 			return fmt.Errorf("image %s: copy base: %w", im.Name, err)
 		}
-		f, err := r.open(path, os.O_RDWR)
-		if err != nil {
-			return fmt.Errorf("image %s: %w", im.Name, err)
-		}
-		if err := f.Truncate(im.Size); err != nil {
-			return fmt.Errorf("image %s: resize: %w", im.Name, err)
-		}
-		r.imgs = append(r.imgs, &rimg{helloImage: im, f: f, base: b, baseF: bf, blocks: blocksOf(im.Size)})
+		r.files = append(r.files, f)
+		r.log.Debug("handoff image prepared", zap.String("name", h.ID), zap.String("image", im.Name), zap.String("how", how),
+			zap.Duration("took", time.Since(t0)))
+		nb := blocksOf(im.Size)
+		r.imgs = append(r.imgs, &rimg{helloImage: im, f: f, base: b, baseF: bf, blocks: nb,
+			hashes: make([]Hash, nb), written: make([]bool, nb)})
 	}
 	if r.spill, err = r.open(filepath.Join(work, "blocks"), os.O_CREATE|os.O_RDWR|os.O_TRUNC); err != nil {
 		return fmt.Errorf("spill: %w", err)
@@ -309,6 +332,51 @@ func (r *receiver) setup(h *hello) error {
 	hb, _ := json.MarshalIndent(h, "", "  ")
 	if err := os.WriteFile(filepath.Join(work, "hello.json"), hb, 0o644); err != nil {
 		return fmt.Errorf("hello.json: %w", err)
+	}
+	r.verr = make(chan error, 1)
+	go func() { r.verr <- r.verifyUnchanged() }()
+	return nil
+}
+
+var errVerifyStopped = errors.New("verification stopped")
+
+// verifyHook, set by tests, runs as the background verification starts.
+var verifyHook func()
+
+// verifyUnchanged hashes every block of every working image while the
+// transfer runs (one goroutine, in the background), keeping the hash of
+// each block the stream has not written: what the base copy holds there.
+// A block written meanwhile keeps the hash apply checked it against (its
+// bytes are what was written), whichever of the two comes first.
+func (r *receiver) verifyUnchanged() error {
+	if verifyHook != nil {
+		verifyHook()
+	}
+	const chunk = 256
+	buf := make([]byte, chunk*BlockSize)
+	var hs [chunk]Hash
+	for _, im := range r.imgs {
+		for start := int64(0); start < im.blocks; start += chunk {
+			if r.vstop.Load() {
+				return errVerifyStopped
+			}
+			end := min(start+chunk, im.blocks)
+			want := min(im.Size-start*BlockSize, int64(len(buf)))
+			if got, err := im.f.ReadAt(buf[:want], start*BlockSize); int64(got) != want {
+				return fmt.Errorf("image %s: verify: read at block %d: %w", im.Name, start, orEOF(err))
+			}
+			for i := start; i < end; i++ {
+				o := (i - start) * BlockSize
+				hs[i-start] = hashBlock(buf[o:min(o+BlockSize, want)])
+			}
+			im.mu.Lock()
+			for i := start; i < end; i++ {
+				if !im.written[i] {
+					im.hashes[i] = hs[i-start]
+				}
+			}
+			im.mu.Unlock()
+		}
 	}
 	return nil
 }
@@ -392,6 +460,7 @@ func (r *receiver) apply(rc *record) error {
 			return err
 		}
 	}
+	im.mark(blk, rc.Hash)
 	return r.write(im, blk, data[:])
 }
 
@@ -422,15 +491,19 @@ func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
 		return nil, fmt.Errorf("end: the source sent %d blobs, %d arrived", e.Blobs, r.blobs)
 	}
 	rec := &Received{ID: h.ID, Dir: filepath.Join(r.cfg.Dir, h.ID), Images: map[string]string{}, VM: h.VM, Meta: h.Meta, Bytes: r.bytes}
+	// Every block not written from the stream was hashed from the image by
+	// verifyUnchanged (usually long done by now); every written one was
+	// checked against its record's hash as it was applied.
+	err := <-r.verr
+	r.verr = nil
+	if err != nil {
+		return nil, err
+	}
 	for i, im := range r.imgs {
 		if err := im.f.Sync(); err != nil {
 			return nil, fmt.Errorf("image %s: sync: %w", im.Name, err)
 		}
-		hs, err := hashFile(im.f, im.Size)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: verify: %w", im.Name, err)
-		}
-		d := digestOf(im.Size, hs)
+		d := digestOf(im.Size, im.hashes)
 		if hex.EncodeToString(d[:]) != e.Digests[i] {
 			r.cfg.Metrics.badInput("digest")
 			return nil, fmt.Errorf("image %s: digest of the rebuilt image does not match the source", im.Name)
