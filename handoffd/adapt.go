@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sort"
 	"sync"
 	"time"
 
@@ -17,10 +18,10 @@ type ModeSwitch struct {
 	Reason string  `json:"reason"`
 }
 
-// modeStats is a codec's cost and ratio: measured on a sample once
-// (profile), then rescaled by what the current mode really does.
+// modeStats is a codec's cost and ratio: measured on samples (the
+// profile), then rescaled by what the current mode really does.
 type modeStats struct {
-	costNs float64 // ns of one core per input byte
+	costNs float64 // CPU ns of one core per input byte
 	ratio  float64 // output / input
 }
 
@@ -29,6 +30,25 @@ type ackPoint struct {
 	n int64
 }
 
+// Adapter tuning. The profile is re-measured every reprofileEvery intervals
+// on a sample of a recent blob, only for the modes still in the running;
+// every fullProfileEvery-th profile measures every mode again, so one ruled
+// out on earlier data (the disk) can come back on later data (the memory).
+const (
+	firstSample      = 256 << 10 // bytes of block data the first profile measures
+	reprofileSample  = 256 << 10 // and each later one
+	reprofileEvery   = 2         // intervals between profiles
+	fullProfileEvery = 4         // every n-th profile measures every mode
+	profileWeight    = 0.3       // a new sample's weight in the profile
+	// domSlack: a mode is ruled out when another is at least as dense and
+	// costs at most domSlack times its CPU (it loses on both axes, within
+	// what the switch margin could not tell apart anyway).
+	domSlack = 1.1
+	// shareWeight is the weight of a window in the share of a core the
+	// compress workers get (CPU / wall time of their compress calls).
+	shareWeight = 0.3
+)
+
 // adapter picks the mode maximising min(compute rate, network rate).
 type adapter struct {
 	log      *zap.Logger
@@ -36,31 +56,46 @@ type adapter struct {
 	workers  int
 	interval time.Duration
 	start    time.Time
+	now      func() time.Time
+	// remaining, when set, estimates the compress input still to come
+	// (bytes; <= 0 when unknown): a switch must save more than switchCost
+	// over it.
+	remaining  func() float64
+	switchCost time.Duration
 
-	wg       sync.WaitGroup // the profile run
+	wg       sync.WaitGroup // the profile runs
 	mu       sync.Mutex
 	cur      Mode
 	fixed    bool
-	profiled bool
 	profile  map[Mode]modeStats
-	// live window for each mode since the last decision
-	winBusy, winIn, winOut map[Mode]float64
-	// live ratio/cost learned for the current mode (EWMA)
-	acks      []ackPoint
-	sendBusy  []ackPoint // (time, ns spent writing), to tell a busy link from an idle one
-	bw        float64    // bytes/s, last estimate
-	bwDecided float64    // bandwidth at the last decision
+	corr     map[Mode]modeStats // live / profile of each mode that has run (learn)
+	ruled    map[Mode]Mode      // a ruled-out mode -> the mode that beats it on both axes
+	profiles int                // profiles merged so far
+	running  bool               // a profile is being measured
+	lastProf time.Time
+	// live window for each mode since the last decision: CPU ns, input and
+	// output bytes; and the compress calls' CPU and wall ns over all modes.
+	winCPU, winIn, winOut map[Mode]float64
+	winCPUAll, winWallAll float64
+	share                 float64 // EWMA of winCPUAll / winWallAll; 0 until measured
+	acks                  []ackPoint
+	sendBusy              []ackPoint // (time, ns spent writing), to tell a busy link from an idle one
+	bw                    float64    // bytes/s, last estimate
+	bwDecided             float64    // bandwidth at the last decision
+	bwOut                 time.Time  // since when the estimate is 1.5x away from bwDecided
+	bwConfirmed           bool       // and has been for bwConfirm
 	// pendN counts consecutive periodic evaluations in which some mode
 	// promised switchMargin more than the current one (the hysteresis).
-	pendN int
-	tl    []ModeSwitch
-	kick  chan struct{}
+	pendN      int
+	lastSwitch time.Time
+	tl         []ModeSwitch
+	kick       chan struct{}
 }
 
 func newAdapter(modes []Mode, workers int, interval time.Duration, log *zap.Logger, start time.Time) *adapter {
-	a := &adapter{log: log, modes: modes, workers: workers, interval: interval, start: start,
-		cur: modes[0], profile: map[Mode]modeStats{},
-		winBusy: map[Mode]float64{}, winIn: map[Mode]float64{}, winOut: map[Mode]float64{},
+	a := &adapter{log: log, modes: modes, workers: workers, interval: interval, start: start, now: time.Now,
+		switchCost: defaultSwitchCost, cur: modes[0], profile: map[Mode]modeStats{}, corr: map[Mode]modeStats{}, ruled: map[Mode]Mode{},
+		winCPU: map[Mode]float64{}, winIn: map[Mode]float64{}, winOut: map[Mode]float64{},
 		kick: make(chan struct{}, 1)}
 	// Until the first profile, start from a light general-purpose mode.
 	for _, m := range modes {
@@ -97,70 +132,176 @@ func (a *adapter) timeline() []ModeSwitch {
 	return append([]ModeSwitch(nil), a.tl...)
 }
 
-// maybeProfile measures every mode once on a sample of the first blob:
-// the "offline profile" the live figures then rescale.
-func (a *adapter) maybeProfile(raw []byte, recs []record, s *sender) {
+// profileSet is what the next profile measures: every mode on the first
+// and every fullProfileEvery-th profile, otherwise the modes not ruled out
+// (and the current one, which the live figures are compared with).
+func (a *adapter) profileSet() []Mode {
+	full := a.profiles%fullProfileEvery == 0
+	var set []Mode
+	for _, m := range a.modes {
+		if _, out := a.ruled[m]; full || !out || m == a.cur {
+			set = append(set, m)
+		}
+	}
+	return set
+}
+
+// maybeProfile measures the modes on a sample of this blob's block data
+// when a profile is due: at the first blob with data, then every
+// reprofileEvery intervals (one at a time, off the critical path).
+func (a *adapter) maybeProfile(recs []record, s *sender) {
 	a.mu.Lock()
-	if a.profiled || a.fixed {
+	if a.fixed || a.running || (a.profiles > 0 && a.now().Sub(a.lastProf) < reprofileEvery*a.interval) {
 		a.mu.Unlock()
 		return
 	}
-	a.profiled = true
+	set := a.profileSet()
+	sample := reprofileSample
+	if a.profiles == 0 {
+		sample = firstSample
+	}
+	a.running = true
+	a.lastProf = a.now()
 	a.mu.Unlock()
-	const sample = 256 << 10
-	plain := raw
-	if len(plain) > sample {
-		plain = plain[len(plain)-sample:] // the data section: what dominates
+	delta := false
+	for _, m := range set {
+		delta = delta || m.Delta
 	}
-	// The XOR variant of the same sample.
-	xr := make([]record, 0, len(recs))
-	for _, r := range recs {
-		im := s.imgs[r.Image]
-		if r.Kind == recData && int64(r.Block) < im.nbBase {
-			base := make([]byte, BlockSize)
-			im.baseF.ReadAt(base, int64(r.Block)*BlockSize)
-			x := make([]byte, BlockSize)
-			for j := range x {
-				x[j] = r.Data[j] ^ base[j]
-			}
-			r.Kind, r.Data = recXOR, x
-		}
-		xr = append(xr, r)
+	plain, xored, xorCost := profileSamples(recs, s, sample, delta)
+	if len(plain) == 0 { // a blob of references only: try the next one
+		a.mu.Lock()
+		a.running, a.lastProf = false, time.Time{}
+		a.mu.Unlock()
+		return
 	}
-	xraw := rawBlob(xr)
-	if len(xraw) > sample {
-		xraw = xraw[len(xraw)-sample:]
-	}
-	// Off the critical path: the blob goes on in the current mode meanwhile.
 	a.wg.Add(1)
-	go func() { defer a.wg.Done(); a.runProfile(plain, xraw) }()
+	go func() { defer a.wg.Done(); a.runProfile(set, plain, xored, xorCost) }()
 }
 
-func (a *adapter) runProfile(plain, xraw []byte) {
+// profileSamples gathers the data of the blob's last data records, up to
+// sample bytes, and, when delta, the same blocks XORed with the base block
+// at their offset, with the CPU ns per byte that preparation took (a +xor
+// mode pays it on top of its codec).
+func profileSamples(recs []record, s *sender, sample int, delta bool) (plain, xored []byte, xorCost float64) {
+	var pick []record
+	for i := len(recs) - 1; i >= 0 && len(pick)*BlockSize < sample; i-- {
+		if recs[i].Kind == recData && len(recs[i].Data) == BlockSize {
+			pick = append(pick, recs[i])
+		}
+	}
+	for _, r := range pick {
+		plain = append(plain, r.Data...)
+	}
+	if !delta || len(pick) == 0 {
+		return plain, nil, 0
+	}
+	cpu, _ := timed(func() {
+		base := make([]byte, BlockSize)
+		for _, r := range pick {
+			im := s.imgs[r.Image]
+			if int64(r.Block) >= im.nbBase {
+				xored = append(xored, r.Data...)
+				continue
+			}
+			clear(base)
+			im.baseF.ReadAt(base, int64(r.Block)*BlockSize)
+			for j := range base {
+				xored = append(xored, r.Data[j]^base[j])
+			}
+		}
+	})
+	return plain, xored, float64(cpu.Nanoseconds()) / float64(len(xored))
+}
+
+func (a *adapter) runProfile(set []Mode, plain, xored []byte, xorCost float64) {
 	prof := map[Mode]modeStats{}
-	for _, m := range a.modes {
-		src := plain
+	for _, m := range set {
+		src, extra := plain, 0.0
 		if m.Delta {
-			src = xraw
+			src, extra = xored, xorCost
 		}
 		if len(src) == 0 {
 			continue
 		}
-		compress(m, nil, src[:min(len(src), 64<<10)]) // warm up: encoder set-up is not per-blob cost
-		t0 := time.Now()
-		out, err := compress(m, nil, src)
-		el := time.Since(t0)
+		a.mu.Lock()
+		_, known := a.profile[m]
+		a.mu.Unlock()
+		if !known {
+			compress(m, nil, src[:min(len(src), 64<<10)]) // warm up: encoder set-up is not per-blob cost
+		}
+		var out []byte
+		var err error
+		cpu, _ := timed(func() { out, err = compress(m, nil, src) })
 		ratio := 1.0
 		if err == nil && len(out) < len(src) {
 			ratio = float64(len(out)) / float64(len(src))
 		}
-		cost := float64(el.Nanoseconds()) / float64(len(src))
+		cost := float64(cpu.Nanoseconds())/float64(len(src)) + extra
 		prof[m] = modeStats{costNs: math.Max(cost, 0.05), ratio: ratio}
 	}
 	a.mu.Lock()
-	a.profile = prof
+	first := a.profiles == 0
+	a.mergeProfile(prof)
+	a.running = false
 	a.mu.Unlock()
-	a.trigger()
+	if first {
+		a.trigger()
+	}
+}
+
+// mergeProfile folds a profile's measurements into the profile (a new
+// sample weighs profileWeight) and rules out the modes that lose on both
+// axes. Callers hold a.mu.
+func (a *adapter) mergeProfile(prof map[Mode]modeStats) {
+	for m, p := range prof {
+		if old, ok := a.profile[m]; ok {
+			p = modeStats{costNs: old.costNs*(1-profileWeight) + p.costNs*profileWeight,
+				ratio: old.ratio*(1-profileWeight) + p.ratio*profileWeight}
+		}
+		a.profile[m] = p
+	}
+	a.profiles++
+	a.ruleOut()
+}
+
+// ruleOut marks every profiled mode that another mode beats on both axes:
+// at least as dense and at most domSlack times its CPU cost. Densest first,
+// and only a mode still in the running can rule another out, so a ruled-out
+// mode's dominator is always a candidate. Callers hold a.mu.
+func (a *adapter) ruleOut() {
+	var ms []Mode
+	for _, m := range a.modes {
+		if _, ok := a.profile[m]; ok {
+			ms = append(ms, m)
+		}
+	}
+	sort.SliceStable(ms, func(i, j int) bool {
+		pi, pj := a.profile[ms[i]], a.profile[ms[j]]
+		if pi.ratio != pj.ratio {
+			return pi.ratio < pj.ratio
+		}
+		return pi.costNs < pj.costNs
+	})
+	ruled := map[Mode]Mode{}
+	var kept []Mode
+	for _, m := range ms {
+		p := a.profile[m]
+		out := false
+		for _, k := range kept {
+			if pk := a.profile[k]; pk.ratio <= p.ratio && pk.costNs <= p.costNs*domSlack {
+				ruled[m], out = k, true
+				if prev, was := a.ruled[m]; !was || prev != k {
+					a.log.Info("handoff mode ruled out", zap.String("mode", m.String()), zap.String("reason",
+						fmt.Sprintf("%s is as dense (ratio %.3f vs %.3f) and no costlier (%.2f vs %.2f CPU ns/byte)", k, pk.ratio, p.ratio, pk.costNs, p.costNs)))
+				}
+				break
+			}
+		}
+		if !out {
+			kept = append(kept, m)
+		}
+	}
+	a.ruled = ruled
 }
 
 func (a *adapter) trigger() {
@@ -170,12 +311,15 @@ func (a *adapter) trigger() {
 	}
 }
 
-// observe records one blob compressed in mode m.
-func (a *adapter) observe(m Mode, in, out int, took time.Duration) {
+// observe records one blob compressed in mode m: in and out bytes, the CPU
+// time of the compress call and its wall time.
+func (a *adapter) observe(m Mode, in, out int, cpu, wall time.Duration) {
 	a.mu.Lock()
-	a.winBusy[m] += float64(took.Nanoseconds())
+	a.winCPU[m] += float64(cpu.Nanoseconds())
 	a.winIn[m] += float64(in)
 	a.winOut[m] += float64(out)
+	a.winCPUAll += float64(cpu.Nanoseconds())
+	a.winWallAll += float64(wall.Nanoseconds())
 	a.mu.Unlock()
 }
 
@@ -186,7 +330,38 @@ func (a *adapter) sent(took time.Duration, n int) {
 	a.mu.Unlock()
 }
 
-const bwWindow = time.Second
+// bwWindow is the span of acks the network rate is measured over, and
+// bwConfirm how long an estimate must stay more than 1.5x away from the
+// one the last decision saw before it counts as a bandwidth change (and
+// decides at once): one window of acks bunched behind a busy receiver is
+// not a slower link.
+const (
+	bwWindow  = 2 * time.Second
+	bwConfirm = time.Second
+)
+
+// bwMoved says whether rate is more than 1.5x away from the rate of the
+// last decision. Callers hold a.mu.
+func (a *adapter) bwMoved(rate float64) bool {
+	return a.bwDecided > 0 && (rate > a.bwDecided*1.5 || rate < a.bwDecided/1.5)
+}
+
+// bwChangeAt follows how long the estimate has been away from the last
+// decision's: it returns whether that has lasted bwConfirm at t. Callers
+// hold a.mu.
+func (a *adapter) bwChangeAt(t time.Time) bool {
+	if !a.bwMoved(a.bw) {
+		a.bwOut, a.bwConfirmed = time.Time{}, false
+		return false
+	}
+	if a.bwOut.IsZero() {
+		a.bwOut = t
+	}
+	if t.Sub(a.bwOut) >= bwConfirm {
+		a.bwConfirmed = true
+	}
+	return a.bwConfirmed
+}
 
 // ack records the receiver's cumulative byte count and re-estimates the
 // network rate over the last window.
@@ -223,7 +398,7 @@ func (a *adapter) ack(t time.Time, n int64) {
 			rate = math.Max(rate/math.Max(frac/0.8, 0.1), a.bw)
 		}
 		a.bw = rate
-		if a.bwDecided > 0 && (rate > a.bwDecided*1.5 || rate < a.bwDecided/1.5) {
+		if a.bwChangeAt(t) {
 			kick = true
 		}
 		if a.bwDecided == 0 && len(a.profile) > 0 && !a.fixed {
@@ -252,23 +427,48 @@ func (a *adapter) loop(ctx context.Context) {
 	}
 }
 
-// predict returns mode m's expected cost and ratio: its profile rescaled by
-// how the current mode's live figures compare with its own profile.
+// minWindow is the input a mode's live window needs before it counts.
+const minWindow = 256 << 10
+
+// learn folds each mode's live window (modes that compressed at least
+// minWindow since the last decision) into its correction: how its live
+// CPU cost and ratio compare with its profile (the profile is of a small
+// sample; the blobs are larger and not the same blocks). Callers hold a.mu.
+func (a *adapter) learn() {
+	for m, in := range a.winIn {
+		p, ok := a.profile[m]
+		if !ok || in < minWindow {
+			continue
+		}
+		f := modeStats{costNs: clamp(a.winCPU[m]/in/p.costNs, 0.25, 4), ratio: clamp(a.winOut[m]/in/p.ratio, 0.5, 2)}
+		if old, ok := a.corr[m]; ok {
+			f = modeStats{costNs: (old.costNs + f.costNs) / 2, ratio: (old.ratio + f.ratio) / 2}
+		}
+		a.corr[m] = f
+	}
+}
+
+// predict returns mode m's expected CPU cost and ratio: the current mode's
+// live figures; for another mode its profile times its own correction
+// when it has run, else times the current mode's (so a sample-sized bias
+// common to all modes does not favour the mode in use). A mode whose
+// profile promised more than it did live keeps that correction: it is not
+// chosen again on the same promise.
 func (a *adapter) predict(m Mode) (modeStats, bool) {
 	p, ok := a.profile[m]
 	if !ok {
 		return modeStats{}, false
 	}
-	kc, kr := 1.0, 1.0
-	if pc, ok := a.profile[a.cur]; ok && a.winIn[a.cur] > 256<<10 {
-		live := modeStats{costNs: a.winBusy[a.cur] / a.winIn[a.cur], ratio: a.winOut[a.cur] / a.winIn[a.cur]}
-		kc = clamp(live.costNs/pc.costNs, 0.25, 4)
-		kr = clamp(live.ratio/pc.ratio, 0.5, 2)
-		if m == a.cur {
-			return live, true
+	if in := a.winIn[m]; m == a.cur && in >= minWindow {
+		return modeStats{costNs: a.winCPU[m] / in, ratio: a.winOut[m] / in}, true
+	}
+	k, ok := a.corr[m]
+	if !ok {
+		if k, ok = a.corr[a.cur]; !ok {
+			k = modeStats{costNs: 1, ratio: 1}
 		}
 	}
-	return modeStats{costNs: p.costNs * kc, ratio: math.Min(p.ratio*kr, 1)}, true
+	return modeStats{costNs: p.costNs * k.costNs, ratio: math.Min(p.ratio*k.ratio, 1)}, true
 }
 
 func clamp(x, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, x)) }
@@ -285,19 +485,54 @@ const switchMargin = 1.1
 // last decision) switch at once.
 const confirmEvals = 2
 
+// minDwell is how many intervals a mode is kept after a switch before a
+// periodic decision may leave it (a bandwidth change may at once): its own
+// live window has to fill first.
+const minDwell = 2
+
+// computeHeadroom: a mode's compute rate counts for this much less, so that
+// the knee between compute- and network-bound is taken with room to spare
+// (on a shared machine the share of a core moves; a mode predicted to just
+// fill the link leaves it idle whenever it drops).
+const computeHeadroom = 1.25
+
+// defaultSwitchCost is what a switch must save over the remaining input at
+// least: the blobs already queued go out in the old mode, and the new
+// mode's prediction rests on a sample until its own window fills.
+const defaultSwitchCost = 500 * time.Millisecond
+
+// cores is the compute the compress workers get: workers times the share of
+// a core each got over the recent windows (1 until measured).
+func (a *adapter) cores() float64 {
+	if a.share <= 0 {
+		return float64(a.workers)
+	}
+	return float64(a.workers) * a.share
+}
+
 func (a *adapter) decide(why string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.fixed || len(a.profile) == 0 || a.bw <= 0 {
 		return
 	}
-	immediate := true
+	now := a.now()
+	if a.winWallAll > 0 { // the window's share of a core, smoothed
+		s := clamp(a.winCPUAll/a.winWallAll, 0.1, 1)
+		if a.share <= 0 {
+			a.share = s
+		} else {
+			a.share = a.share*(1-shareWeight) + s*shareWeight
+		}
+	}
+	a.learn()
+	immediate, first := true, a.bwDecided == 0
 	switch {
-	case a.bwDecided == 0:
+	case first:
 		if why == "" {
 			why = "first profile"
 		}
-	case a.bw > a.bwDecided*1.5 || a.bw < a.bwDecided/1.5:
+	case a.bwChangeAt(now):
 		// Whether the kick or the tick sees it first.
 		why = fmt.Sprintf("bandwidth changed %.2f -> %.2f Mbit/s", a.bwDecided*8/1e6, a.bw*8/1e6)
 	default:
@@ -310,11 +545,14 @@ func (a *adapter) decide(why string) {
 	var curScore float64
 	var bestComp, bestNet float64
 	for _, m := range a.modes {
+		if _, out := a.ruled[m]; out && m != a.cur {
+			continue // loses on both axes by measurement
+		}
 		p, ok := a.predict(m)
 		if !ok {
 			continue
 		}
-		comp := float64(a.workers) * 1e9 / p.costNs // compress-input bytes/s
+		comp := a.cores() * 1e9 / p.costNs / computeHeadroom // compress-input bytes/s
 		net := a.bw / p.ratio
 		score := math.Min(comp, net)
 		if m == a.cur {
@@ -324,15 +562,47 @@ func (a *adapter) decide(why string) {
 			best, bestScore, bestComp, bestNet = m, score, comp, net
 		}
 	}
-	a.bwDecided = a.bw
-	a.winBusy, a.winIn, a.winOut = map[Mode]float64{}, map[Mode]float64{}, map[Mode]float64{}
-	// Hysteresis: a switch must promise switchMargin more, and, unless this
-	// is the first decision or a bandwidth change, in confirmEvals
-	// evaluations in a row.
-	if best == a.cur || bestScore < curScore*switchMargin {
+	if immediate || !a.bwMoved(a.bw) {
+		// A change not yet confirmed stays measured against the rate of
+		// the decision before it.
+		a.bwDecided, a.bwOut, a.bwConfirmed = a.bw, time.Time{}, false
+	}
+	a.winCPU, a.winIn, a.winOut = map[Mode]float64{}, map[Mode]float64{}, map[Mode]float64{}
+	a.winCPUAll, a.winWallAll = 0, 0
+	keep := func(what string) {
 		a.pendN = 0
-		a.log.Debug("handoff mode kept", zap.String("mode", a.cur.String()), zap.String("reason", why),
-			zap.String("best", best.String()), zap.Float64("best_mbps", bestScore/1e6), zap.Float64("cur_mbps", curScore/1e6), zap.Float64("bw_mbit", a.bw*8/1e6))
+		a.log.Debug("handoff mode kept", zap.String("mode", a.cur.String()), zap.String("reason", why+": "+what),
+			zap.String("best", best.String()), zap.Float64("best_mbps", bestScore/1e6), zap.Float64("cur_mbps", curScore/1e6),
+			zap.Float64("bw_mbit", a.bw*8/1e6), zap.Float64("cores", a.cores()))
+	}
+	if best == a.cur || bestScore <= 0 {
+		keep("best")
+		return
+	}
+	// Hysteresis: a switch must promise switchMargin more (except from the
+	// initial mode, a placeholder chosen before any measurement), save more than
+	// a switch costs over what is left, and, unless this is the first
+	// decision or a bandwidth change, hold for confirmEvals evaluations in
+	// a row and come minDwell intervals after the last switch. A current
+	// mode that was ruled out is kept until another promises the margin:
+	// its dominator is within 10 % of it by definition.
+	if !first && bestScore < curScore*switchMargin {
+		keep("no mode promises the margin")
+		return
+	}
+	saved := ""
+	if a.remaining != nil && curScore > 0 {
+		if rem := a.remaining(); rem > 0 {
+			gain := rem/curScore - rem/bestScore // seconds
+			if gain < a.switchCost.Seconds() {
+				keep(fmt.Sprintf("a switch would save %.2fs of the remaining %.1f MB, less than its cost", gain, rem/1e6))
+				return
+			}
+			saved = fmt.Sprintf(", saves ~%.1fs of the remaining %.1f MB", gain, rem/1e6)
+		}
+	}
+	if !immediate && !a.lastSwitch.IsZero() && now.Sub(a.lastSwitch) < minDwell*a.interval {
+		keep("too soon after the last switch")
 		return
 	}
 	a.pendN++
@@ -346,11 +616,12 @@ func (a *adapter) decide(why string) {
 		why = fmt.Sprintf("%s (%d evaluations in a row)", why, a.pendN)
 	}
 	a.pendN = 0
-	reason := fmt.Sprintf("%s: %s predicts %.1f MB/s (compute %.1f, network %.1f at %.2f Mbit/s) vs %s %.1f MB/s",
-		why, best, bestScore/1e6, bestComp/1e6, bestNet/1e6, a.bw*8/1e6, a.cur, curScore/1e6)
+	reason := fmt.Sprintf("%s: %s predicts %.1f MB/s (compute %.1f on %.2f cores, network %.1f at %.2f Mbit/s) vs %s %.1f MB/s%s",
+		why, best, bestScore/1e6, bestComp/1e6, a.cores(), bestNet/1e6, a.bw*8/1e6, a.cur, curScore/1e6, saved)
 	a.log.Info("handoff mode switch", zap.String("mode", best.String()), zap.String("reason", reason))
 	a.cur = best
-	a.tl = append(a.tl, ModeSwitch{AtSec: time.Since(a.start).Seconds(), Mode: best.String(), Reason: reason})
+	a.lastSwitch = now
+	a.tl = append(a.tl, ModeSwitch{AtSec: now.Sub(a.start).Seconds(), Mode: best.String(), Reason: reason})
 }
 
 // switches is the number of mode switches so far (the timeline less its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,7 +152,10 @@ func zstdEncoder(level int) (*zstd.Encoder, error) {
 	if e := zenc[level]; e != nil {
 		return e, nil
 	}
-	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevel(level)), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+	// EncodeAll takes one encoder from a pool of the encoder's
+	// concurrency: with 1, the compress workers queued behind each other
+	// (zstd ran on one core whatever Workers said).
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevel(level)), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false))
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder level %d: %w", level, err)
 	}
@@ -222,16 +226,17 @@ func compress(m Mode, dst, src []byte) ([]byte, error) {
 var errIncompressible = errors.New("incompressible")
 
 // decompress returns src decompressed with codec c; the result must be
-// exactly rawLen bytes, and no more than rawLen is ever produced.
+// exactly rawLen bytes, and no more than rawLen is ever produced. For none
+// it is src itself.
 func decompress(c Codec, src []byte, rawLen int) ([]byte, error) {
-	out := make([]byte, rawLen)
-	switch c {
-	case CodecNone:
+	if c == CodecNone {
 		if len(src) != rawLen {
 			return nil, fmt.Errorf("none: %d bytes, want %d", len(src), rawLen)
 		}
-		copy(out, src)
-		return out, nil
+		return src, nil
+	}
+	out := make([]byte, rawLen)
+	switch c {
 	case CodecLZ4:
 		n, err := lz4.UncompressBlock(src, out)
 		if err != nil {

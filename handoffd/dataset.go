@@ -245,13 +245,17 @@ func CompareImages(base, mod string) (ImageDiff, error) {
 }
 
 func isZero(b []byte) bool {
-	for _, x := range b {
-		if x != 0 {
+	for len(b) > 0 { // memequal against zeros: vector compares, not a byte loop
+		n := min(len(b), BlockSize)
+		if !bytes.Equal(b[:n], zeroBlock[:n]) {
 			return false
 		}
+		b = b[n:]
 	}
 	return true
 }
+
+var zeroBlock [BlockSize]byte
 
 // ChangedBlocks calls fn with the index and content of every 4 KiB block
 // of mod that differs from the same block of base (a ragged last block is

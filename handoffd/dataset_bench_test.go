@@ -64,7 +64,10 @@ type dsRun struct {
 	Downtime float64 `json:"downtime_sec"`
 	// From the report: the phases the model uses.
 	SetupSec, PipeSec, VerifySec float64
-	Rep                          *Report `json:"-"`
+	// CPUSec is the CPU time of the whole process (sender and receiver)
+	// over the run.
+	CPUSec float64
+	Rep    *Report `json:"-"`
 }
 
 func openDataset(b *testing.B) *dsEnv {
@@ -246,16 +249,18 @@ func (e *dsEnv) run(b *testing.B, name string, cfg SendConfig, s schedule) dsRun
 		tm := time.AfterFunc(time.Duration(s.at*float64(time.Second)), func() { link.SetRate(s.to) })
 		defer tm.Stop()
 	}
+	cpu0 := cpuTime()
 	rep, err := Send(ctx, conn, &Handoff{Images: []Image{
 		{Name: "disk", Base: e.diskBase, Path: e.diskMod, FS: os.Getenv("GDP_HANDOFF_BENCH_FS")},
 		{Name: "memory", Base: e.memBase, Path: e.memMod},
 	}}, cfg)
 	res := <-rch
+	cpuSec := (cpuTime() - cpu0).Seconds()
 	if err != nil || res.err != nil {
 		b.Fatalf("%s: send %v, receive %v", name, err, res.err)
 	}
 	os.RemoveAll(res.rec.Dir)
-	r := dsRun{Name: name, Link: s.name, How: "real", Wire: rep.WireBytes, TotalSec: rep.TotalSec, Rep: rep}
+	r := dsRun{Name: name, Link: s.name, How: "real", Wire: rep.WireBytes, TotalSec: rep.TotalSec, CPUSec: cpuSec, Rep: rep}
 	if len(rep.Modes) > 0 {
 		r.Mode = rep.Modes[len(rep.Modes)-1].Mode
 	}
@@ -341,8 +346,9 @@ func BenchmarkHandoffDataset(b *testing.B) {
 			m, p.PipeSec, p.TotalSec, sq.PipeSec, sq.TotalSec, 100*(1-p.PipeSec/sq.PipeSec), 100*(1-p.TotalSec/sq.TotalSec))
 	}
 	if light, ok := fixed["none"]; ok {
-		blog(b, "lightest mode (none) input rate: %.0f MB/s of images scanned, %.0f MB/s of changed blocks, over the pipeline's %.2fs (GOMAXPROCS %d; the receiver shares the cores)",
-			float64(light.Rep.ScannedBytes)/light.PipeSec/1e6, float64(light.Rep.ChangedBytes)/light.PipeSec/1e6, light.PipeSec, runtimeProcs())
+		blog(b, "lightest mode (none) input rate: %.0f MB/s of images scanned, %.0f MB/s of changed blocks, over the pipeline's %.2fs (GOMAXPROCS %d; the receiver shares the cores); %.0f MB scanned per CPU second of the process (sender and receiver, %.2f CPU s over the whole run of %.2fs)",
+			float64(light.Rep.ScannedBytes)/light.PipeSec/1e6, float64(light.Rep.ChangedBytes)/light.PipeSec/1e6, light.PipeSec, runtimeProcs(),
+			float64(light.Rep.ScannedBytes)/light.CPUSec/1e6, light.CPUSec, light.TotalSec)
 	}
 
 	// 3. Per link: adaptive in real time, every fixed mode modelled, the
@@ -370,8 +376,10 @@ func BenchmarkHandoffDataset(b *testing.B) {
 		for _, m := range rw.adaptive.Rep.Modes {
 			tl = append(tl, fmt.Sprintf("%.1fs %s", m.AtSec, m.Mode))
 		}
-		blog(b, "%s: adaptive wire %.2f MB total %.2fs (modes: %s); best fixed by the model %s: real %.2fs (modelled %.2fs)",
-			s.name, mb(rw.adaptive.Wire), rw.adaptive.TotalSec, strings.Join(tl, ", "), best, rw.bestFixed.TotalSec, rw.modelled[best])
+		blog(b, "%s: adaptive wire %.2f MB total %.2fs (setup %.2f, pipeline %.2f, verify %.2f; modes: %s); best fixed by the model %s: real wire %.2f MB total %.2fs (setup %.2f, pipeline %.2f, verify %.2f; modelled %.2fs); adaptive / best %.2f (pipelines %.2f)",
+			s.name, mb(rw.adaptive.Wire), rw.adaptive.TotalSec, rw.adaptive.SetupSec, rw.adaptive.PipeSec, rw.adaptive.VerifySec, strings.Join(tl, ", "),
+			best, mb(rw.bestFixed.Wire), rw.bestFixed.TotalSec, rw.bestFixed.SetupSec, rw.bestFixed.PipeSec, rw.bestFixed.VerifySec, rw.modelled[best],
+			rw.adaptive.TotalSec/rw.bestFixed.TotalSec, rw.adaptive.PipeSec/rw.bestFixed.PipeSec)
 	}
 
 	// The table.
@@ -452,6 +460,9 @@ func BenchmarkHandoffDataset(b *testing.B) {
 	}
 	if qm != nil && qm.ours.TotalSec > 0 {
 		b.ReportMetric(qm.total/qm.ours.TotalSec, "qemu-vs-ours-time")
+	}
+	if len(rows) == 0 {
+		return
 	}
 	if js, err := json.MarshalIndent(rows[0].adaptive.Rep, "", "  "); err == nil {
 		os.WriteFile(filepath.Join(e.work, "report-adaptive.json"), js, 0o644)

@@ -199,6 +199,7 @@ type sender struct {
 	// counters (atomic)
 	scanned, planned, scanDone, wire, acked, unique, changed atomic.Int64
 	freeSkipped                                              atomic.Int64 // bytes of free blocks that differ, not sent
+	compIn                                                   atomic.Int64 // changed bytes of the blobs compressed so far
 	kinds                                                    [6]atomic.Int64
 	round                                                    atomic.Int64
 	final                                                    atomic.Bool
@@ -333,6 +334,7 @@ func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
 		fixed = m
 	}
 	s.ad = newAdapter(s.cfg.Modes, s.cfg.Workers, s.cfg.AdaptInterval, s.log, s.start)
+	s.ad.remaining = s.remainingInput
 	defer s.ad.wg.Wait()
 	if s.cfg.Mode != "" {
 		s.ad.fix(fixed)
@@ -907,19 +909,22 @@ func (s *sender) compressor(ctx context.Context, blobs <-chan blob, frames chan<
 				r.Kind, r.Data = recXOR, x
 			}
 		}
-		raw := rawBlob(recs)
-		s.ad.maybeProfile(raw, b.recs, s)
-		t1 := time.Now()
-		payload, used, err := encodeBlob(m, len(recs), raw)
+		framed := framedRawBlob(recs)
+		raw := framed[blobHeaderLen:]
+		s.ad.maybeProfile(b.recs, s)
+		var payload []byte
+		var used Mode
+		var err error
+		cpu, wall := timed(func() { payload, used, err = encodeFramed(m, len(recs), framed) })
 		if err != nil {
 			return fmt.Errorf("compress blob: %w", err)
 		}
-		el := time.Since(t1)
-		s.ad.observe(m, len(raw), len(payload), el)
+		s.ad.observe(m, len(raw), len(payload), cpu, wall)
 		s.stageBusy[2].Add(int64(time.Since(t0)))
 		s.active(2, t0)
 		s.stageIn[2].Add(int64(len(raw)))
 		s.stageOut[2].Add(int64(len(payload)))
+		s.compIn.Add(b.input)
 		select {
 		case frames <- outFrame{round: b.round, payload: payload, raw: len(raw), input: b.input, mode: used}:
 		case <-ctx.Done():
@@ -927,6 +932,22 @@ func (s *sender) compressor(ctx context.Context, blobs <-chan blob, frames chan<
 		}
 	}
 	return nil
+}
+
+// remainingInput estimates the compress input still to come this round:
+// the changed blocks found but not yet compressed (queued between the
+// stages), plus the images left to scan times the changed share of what
+// was scanned (blocks are scanned in a random order, so it is even), in
+// compress input bytes per changed byte so far. 0 before anything was
+// compressed.
+func (s *sender) remainingInput() float64 {
+	in0, out0, in2, done := s.stageIn[0].Load(), s.stageOut[0].Load(), s.stageIn[2].Load(), s.compIn.Load()
+	if in0 == 0 || in2 == 0 || done == 0 {
+		return 0
+	}
+	left := float64(max(s.planned.Load()-s.scanDone.Load(), 0)) * float64(out0) / float64(in0)
+	changed := max(float64(out0)+left-float64(done), 0)
+	return changed * float64(in2) / float64(done)
 }
 
 // active records that stage i worked from t0 to now.

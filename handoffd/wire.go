@@ -136,14 +136,21 @@ type record struct {
 // — data kept together compresses better than data interleaved with hashes.
 const blobHeaderLen = 10
 
-func rawBlob(recs []record) []byte {
+// rawBlob returns a blob's raw payload: every record's header, then the
+// data of each data and xor record.
+func rawBlob(recs []record) []byte { return framedRawBlob(recs)[blobHeaderLen:] }
+
+// framedRawBlob returns blobHeaderLen bytes of room for the blob header,
+// then the raw payload: mode none sends it as it is (encodeFramed), with
+// no copy.
+func framedRawBlob(recs []record) []byte {
 	nd := 0
 	for i := range recs {
 		if recs[i].Kind == recData || recs[i].Kind == recXOR {
 			nd++
 		}
 	}
-	raw := make([]byte, 0, len(recs)*recHeaderLen+nd*BlockSize)
+	raw := make([]byte, blobHeaderLen, blobHeaderLen+len(recs)*recHeaderLen+nd*BlockSize)
 	for i := range recs {
 		r := &recs[i]
 		raw = append(raw, r.Kind, r.Image)
@@ -158,16 +165,30 @@ func rawBlob(recs []record) []byte {
 	return raw
 }
 
+// encodeBlob returns the blob frame's payload for raw in mode m (or in
+// none when m would not shrink it) and the mode used.
 func encodeBlob(m Mode, nrec int, raw []byte) ([]byte, Mode, error) {
-	hdr := make([]byte, blobHeaderLen, blobHeaderLen+len(raw)/2)
-	out, err := compress(m, hdr, raw)
-	if err == errIncompressible || (err == nil && len(out)-blobHeaderLen >= len(raw)) {
-		// Never send more than the raw bytes: fall back to none for this blob.
-		m = Mode{Codec: CodecNone, Delta: m.Delta}
+	framed := make([]byte, blobHeaderLen+len(raw))
+	copy(framed[blobHeaderLen:], raw)
+	return encodeFramed(m, nrec, framed)
+}
+
+// encodeFramed is encodeBlob of framed[blobHeaderLen:]; in mode none the
+// payload is framed itself, its first bytes overwritten by the header.
+func encodeFramed(m Mode, nrec int, framed []byte) ([]byte, Mode, error) {
+	raw := framed[blobHeaderLen:]
+	out := framed
+	if m.Codec != CodecNone {
+		hdr := make([]byte, blobHeaderLen, blobHeaderLen+len(raw)/2)
+		var err error
 		out, err = compress(m, hdr, raw)
-	}
-	if err != nil {
-		return nil, m, err
+		if err == errIncompressible || (err == nil && len(out)-blobHeaderLen >= len(raw)) {
+			// Never send more than the raw bytes: fall back to none for this blob.
+			m, out, err = Mode{Codec: CodecNone, Delta: m.Delta}, framed, nil
+		}
+		if err != nil {
+			return nil, m, err
+		}
 	}
 	out[0] = byte(m.Codec)
 	out[1] = byte(m.Level)
