@@ -67,7 +67,15 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 			return fail(m, fmt.Errorf("create %s: %w", p.name, err))
 		}
 	}
-	res, err := s.cli.AdvertisePublished(ctx, s.cfg.PublishWait, client.CapsuleRoute(p.meta, p.adcert))
+	route := client.CapsuleRoute(p.meta, p.adcert)
+	res, err := s.cli.AdvertisePublished(ctx, s.cfg.PublishWait, route)
+	if nak := (*client.NAKError)(nil); errors.As(err, &nak) && nak.Code == pdu.CodeMalformed {
+		// A router older than the wait (PROTOCOL.md §5.2 key 5) refuses
+		// the ADVERTISE as malformed: advertise as before, and say so.
+		s.log.Warn("the router does not confirm location records (an older version): CREATE is answered before other routers can resolve the capsule; upgrade the router",
+			logging.Capsule(p.name), logging.Peer(nak.Reporter), logging.Reason("router_without_publish_wait"))
+		res, err = s.cli.Advertise(ctx, route)
+	}
 	if err != nil {
 		return fail(m, fmt.Errorf("create %s: advertise: %w", p.name, err))
 	}

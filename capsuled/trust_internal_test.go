@@ -32,9 +32,12 @@ type peerNet struct {
 	// nak, when set, may have the router refuse the PDU: it returns the
 	// NAK code, and whether the NAK echoes the PDU as sent (else a forged
 	// one with another payload).
-	nak  func(h pdu.Header) (code pdu.Code, genuine, ok bool)
-	done chan struct{}
-	once sync.Once
+	nak func(h pdu.Header) (code pdu.Code, genuine, ok bool)
+	// control, when set, answers the server's ADVERTISE and WITHDRAW (as
+	// its router): the PDU to hand back, or nil for none.
+	control func(p []byte, h pdu.Header) []byte
+	done    chan struct{}
+	once    sync.Once
 }
 
 type peerAnswer struct {
@@ -56,9 +59,15 @@ func (f *peerNet) set(serve func(pdu.Header, *wire.Message) []peerAnswer, nak fu
 
 func (f *peerNet) Send(p []byte) error {
 	f.mu.Lock()
-	serve, nak := f.serve, f.nak
+	serve, nak, control := f.serve, f.nak, f.control
 	f.mu.Unlock()
 	var h pdu.Header
+	if err := pdu.Decode(p, &h); err == nil && control != nil && (h.Type == pdu.TypeAdvertise || h.Type == pdu.TypeWithdraw) {
+		if out := control(append([]byte(nil), p...), h); out != nil {
+			go f.c.HandlePDU(out)
+		}
+		return nil
+	}
 	if err := pdu.Decode(p, &h); err != nil || h.Type != pdu.TypeData || serve == nil {
 		return nil
 	}
@@ -109,6 +118,8 @@ type syncWorld struct {
 	c       pdu.Name
 	p, m    *certs.Identity
 	writer  *certs.Identity
+	owner   *certs.Identity
+	self    *certs.Identity // s
 	meta    *certs.Metadata
 	segment wire.Segment
 }
@@ -161,7 +172,7 @@ func newSyncWorld(t *testing.T, cfg Config) *syncWorld {
 		seg.Records = append(seg.Records, r.Marshal())
 	}
 
-	sw := &syncWorld{reg: prometheus.NewRegistry(), c: c, p: ids["p"], m: ids["m"], writer: ids["writer"], meta: meta, segment: seg}
+	sw := &syncWorld{reg: prometheus.NewRegistry(), c: c, p: ids["p"], m: ids["m"], owner: ids["owner"], self: ids["s"], writer: ids["writer"], meta: meta, segment: seg}
 	sw.net = &peerNet{self: ids["s"].Name, done: make(chan struct{})}
 	sw.net.c = client.New(ids["s"], sw.net, client.Options{RequestTimeout: 20 * time.Millisecond, Attempts: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
