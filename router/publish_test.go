@@ -317,4 +317,24 @@ func TestAdvertiseWaitManyNames(t *testing.T) {
 			t.Fatalf("name %d answered %s (stored: %v)", i, nr.Published, published(w.res, nr.Name))
 		}
 	}
+	if got := metric(t, r, "gdp_router_publish_waits_total", "result", "published"); got != 1 {
+		t.Fatalf("publish_waits_total{published} = %v after one waiting ADVERTISE, want 1", got)
+	}
+	// A waiting ADVERTISE whose only name is refused (an AdCert for
+	// another server) waits for nothing and is not counted.
+	cp, err := newCapsule("refused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, err := cp.AdCert(pdu.Name{9}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = c.AdvertisePublished(ctx, 10*time.Second, client.CapsuleRoute(cp.Meta, ad))
+	if err == nil || len(res) != 1 || res[0].Status == advert.StatusOK || res[0].Published != advert.PublishNotAsked {
+		t.Fatalf("refused name: %+v, %v", res, err)
+	}
+	if got := metric(t, r, "gdp_router_publish_waits_total", "result", "published"); got != 1 {
+		t.Fatalf("publish_waits_total{published} = %v after a refused ADVERTISE, want still 1", got)
+	}
 }

@@ -124,6 +124,7 @@ func (w *pubWaiter) finish(expired bool) {
 	}
 	left := w.idx
 	w.idx = nil
+	asked := len(left) > 0 || len(w.done) > 0 // no name accepted: nothing to count
 	for _, i := range w.done {
 		w.res.Names[i].Published = advert.PublishDone
 	}
@@ -152,6 +153,8 @@ func (w *pubWaiter) finish(expired bool) {
 		w.r.log.Warn("location records not published within the advertiser's wait: other routers cannot resolve these names yet; check the resolver (gdp_router_publish_retries_total, resolver.timeout)",
 			logging.Name(first), zap.Int("names", len(left)), logging.Reason("publish_wait_expired"))
 	}
-	w.r.met.publishWaits.WithLabelValues(result).Inc()
+	if asked {
+		w.r.met.publishWaits.WithLabelValues(result).Inc()
+	}
 	send(w.res)
 }
