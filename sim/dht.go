@@ -19,7 +19,6 @@ import (
 	kad "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -655,7 +654,10 @@ func (s *Sim) WaitPublished(ctx context.Context) int {
 			if n.spec.Kind != KindRouter {
 				continue
 			}
-			if r := s.Router(n.spec.Name); r != nil && publishPending(r.Gatherer()) > 0 {
+			// PublishPending is the gauge's value without gathering the
+			// router's whole registry (a thousand gathers every 3 s were
+			// 7 % of the CPU of a 1,000-router run).
+			if r := s.Router(n.spec.Name); r != nil && r.PublishPending() > 0 {
 				busy++
 			}
 		}
@@ -672,22 +674,4 @@ func (s *Sim) WaitPublished(ctx context.Context) int {
 		case <-time.After(3 * time.Second):
 		}
 	}
-}
-
-// publishPending is a router's gdp_router_publish_pending.
-func publishPending(g prometheus.Gatherer) float64 {
-	mfs, err := g.Gather()
-	if err != nil {
-		return 0
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "gdp_router_publish_pending" {
-			v := 0.0
-			for _, m := range mf.GetMetric() {
-				v += m.GetGauge().GetValue()
-			}
-			return v
-		}
-	}
-	return 0
 }

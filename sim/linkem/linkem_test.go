@@ -360,3 +360,59 @@ func TestMTUAndDown(t *testing.T) {
 		t.Fatalf("no-route drop not counted")
 	}
 }
+
+// TestLongPathOneWait: a packet over 30 hops of 1 ms links (no bandwidth
+// limit, no tap) waits in the scheduler once, for its delivery, and
+// arrives no earlier than the 30 ms the path takes; a packet over a path
+// with one shaped (bandwidth-limited) link waits once more, for that
+// link. Before, every hop was a scheduler event: 30 per packet, which at
+// 1,000 simulated routers made the scheduler's goroutine the bottleneck.
+func TestLongPathOneWait(t *testing.T) {
+	n, nodes := line(t, 31, Config{Delay: time.Millisecond})
+	dst := listen(t, n, nodes[30], 7)
+	src := listen(t, n, nodes[0], 0)
+	const packets = 50
+	start := time.Now()
+	for i := range packets {
+		if _, err := src.WriteTo([]byte{byte(i)}, dst.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := make([]byte, 64)
+	dst.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range packets {
+		if _, _, err := dst.ReadFrom(b); err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if i == 0 {
+			if took := time.Since(start); took < 30*time.Millisecond {
+				t.Fatalf("first packet over 30 ms of links arrived after %v", took)
+			}
+		}
+	}
+	if got := n.Stats().Scheduled.Load(); got != packets {
+		t.Fatalf("%d scheduler waits for %d packets over 30 unshaped hops, want one each", got, packets)
+	}
+
+	// One link in the middle limited to 100 Mbit/s: that hop is taken
+	// at its time (the wire is a queue), so one more wait per packet.
+	mid := n.Links()[15]
+	for _, d := range mid.Dirs {
+		d.Set(Config{Delay: time.Millisecond, Bandwidth: 100_000_000})
+	}
+	before := n.Stats().Scheduled.Load()
+	for i := range packets {
+		if _, err := src.WriteTo([]byte{byte(i)}, dst.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range packets {
+		if _, _, err := dst.ReadFrom(b); err != nil {
+			t.Fatalf("shaped path, packet %d: %v", i, err)
+		}
+	}
+	if got := n.Stats().Scheduled.Load() - before; got != 2*packets {
+		t.Fatalf("%d scheduler waits for %d packets over a path with one shaped link, want two each", got, packets)
+	}
+}

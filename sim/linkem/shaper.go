@@ -174,6 +174,15 @@ func (s *Shaper) SetDown(down bool) {
 	s.mu.Unlock()
 }
 
+// stateless reports whether Admit's answer for a packet does not depend
+// on the packets admitted before it in time (no bandwidth limit, so no
+// wire to wait for): then a packet may be admitted ahead of its time.
+func (s *Shaper) stateless() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.Bandwidth == 0
+}
+
 // Admit offers a packet of size payload bytes at now: it returns when the
 // packet reaches the far end, or the reason it is dropped.
 func (s *Shaper) Admit(now time.Time, size int) (time.Time, Verdict) {
