@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"os/exec"
@@ -207,5 +208,56 @@ func TestControlVectorsIndependentDecoder(t *testing.T) {
 	out, err := exec.Command(py, filepath.Join("testdata", "check_control.py")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// TestControlWaitAndPublishedBounds: an ADVERTISE asking for a wait above
+// MaxWait and a result with a published state outside the table of
+// PROTOCOL.md §5.4 are malformed (ErrMalformedControl), as is the wait or
+// state 0 written out (absent is its one encoding); MaxWait itself and
+// the last state are taken.
+func TestControlWaitAndPublishedBounds(t *testing.T) {
+	adv := func(wait uint32) []byte {
+		a := *vectorMessages["advertise_wait"].(*Advertise)
+		a.Wait = wait
+		b, err := codec.Marshal(&a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	res := func(p Publish) []byte {
+		r := *vectorMessages["result_published"].(*Result)
+		r.Names = []NameResult{r.Names[0]}
+		r.Names[0].Published = p
+		b, err := codec.Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if a, err := ParseAdvertise(adv(MaxWait)); err != nil || a.Wait != MaxWait {
+		t.Fatalf("wait %d: %v", MaxWait, err)
+	}
+	if _, err := ParseAdvertise(adv(MaxWait + 1)); !errors.Is(err, ErrMalformedControl) {
+		t.Fatalf("wait %d accepted: %v", MaxWait+1, err)
+	}
+	if r, err := ParseResult(res(PublishNoResolver)); err != nil || r.Names[0].Published != PublishNoResolver {
+		t.Fatalf("published %d: %v", PublishNoResolver, err)
+	}
+	if _, err := ParseResult(res(PublishNoResolver + 1)); !errors.Is(err, ErrMalformedControl) {
+		t.Fatalf("published %d accepted: %v", PublishNoResolver+1, err)
+	}
+	// Key 5 written out with 0: the vectors end in "05 192710" / "05 01".
+	vecs := readVectors(t)
+	for kind, tail := range map[string][]byte{"advertise_wait": {0x05, 0x19, 0x27, 0x10}, "result_published": {0x05, 0x01}} {
+		b := vecs[kind]
+		if !bytes.HasSuffix(b, tail) {
+			t.Fatalf("%s vector does not end in %x", kind, tail)
+		}
+		zero := append(append([]byte(nil), b[:len(b)-len(tail)]...), 0x05, 0x00)
+		if _, err := parseVector(kind, zero); err == nil {
+			t.Fatalf("%s with key 5 = 0 written out accepted", kind)
+		}
 	}
 }
