@@ -160,12 +160,12 @@ func (r *Router) advertiseParsed(in *Face, a *advert.Advertise) (*advert.Result,
 	}
 	own := r.own.Load()
 	var w *pubWaiter
+	noResolver := false // a name accepted with a wait and no resolver to wait for
 	waitFor := func(pdu.Name, int) advert.Publish { return advert.PublishNotAsked }
 	switch {
 	case a.Wait == 0:
 	case r.res == nil:
-		waitFor = func(pdu.Name, int) advert.Publish { return advert.PublishNoResolver }
-		r.met.publishWaits.WithLabelValues(advert.PublishNoResolver.String()).Inc()
+		waitFor = func(pdu.Name, int) advert.Publish { noResolver = true; return advert.PublishNoResolver }
 	default:
 		if w = r.newPubWaiter(in, res); w == nil {
 			waitFor = func(pdu.Name, int) advert.Publish { return advert.PublishPending }
@@ -196,6 +196,11 @@ func (r *Router) advertiseParsed(in *Face, a *advert.Advertise) (*advert.Result,
 		r.log.Info("advertisement refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(f.Name),
 			logging.Reason(f.Status.String()), zap.String("detail", f.Detail),
 			zap.Int("refused", refused), zap.Int("names", len(a.Names)))
+	}
+	if noResolver {
+		// counted like a waiter's result: once per ADVERTISE with an
+		// accepted name
+		r.met.publishWaits.WithLabelValues(advert.PublishNoResolver.String()).Inc()
 	}
 	return res, w, nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zaptest"
+
 	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
@@ -336,5 +338,59 @@ func TestAdvertiseWaitManyNames(t *testing.T) {
 	}
 	if got := metric(t, r, "gdp_router_publish_waits_total", "result", "published"); got != 1 {
 		t.Fatalf("publish_waits_total{published} = %v after a refused ADVERTISE, want still 1", got)
+	}
+}
+
+// TestAdvertiseWaitNoResolver: a router without a resolver answers a
+// waiting ADVERTISE at once, each accepted name no_resolver (reachable
+// only through this router), counted once per ADVERTISE; a waiting
+// ADVERTISE whose only name is refused is answered without a published
+// state and not counted (as with a resolver).
+func TestAdvertiseWaitNoResolver(t *testing.T) {
+	w := newWorld(t)
+	rc, err := w.dom.NewRouter("r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := router.New(router.Config{Listen: "127.0.0.1:9"}, router.Deps{
+		Identity: rc.ID, Member: rc.Member, Domain: rc.Domain, Verifier: w.dom.Verifier, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rr.Close() })
+	r := &testRouter{Router: rr, creds: rc}
+	c := w.endpoint(r, certs.KindServer, "server")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	start := time.Now()
+	res, err := c.AdvertisePublished(ctx, 10*time.Second, c.Self())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Status != advert.StatusOK || res[0].Published != advert.PublishNoResolver {
+		t.Fatalf("answered %s / %s, want accepted, no_resolver", res[0].Status, res[0].Published)
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Fatalf("answered after %s: nothing to wait for", took)
+	}
+	if got := metric(t, r, "gdp_router_publish_waits_total", "result", "no_resolver"); got != 1 {
+		t.Fatalf("publish_waits_total{no_resolver} = %v, want 1", got)
+	}
+
+	cp, err := newCapsule("refused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, err := cp.AdCert(pdu.Name{9}, time.Hour) // for another server
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = c.AdvertisePublished(ctx, 10*time.Second, client.CapsuleRoute(cp.Meta, ad))
+	if err == nil || len(res) != 1 || res[0].Status == advert.StatusOK || res[0].Published != advert.PublishNotAsked {
+		t.Fatalf("refused name: %+v, %v", res, err)
+	}
+	if got := metric(t, r, "gdp_router_publish_waits_total", "result", "no_resolver"); got != 1 {
+		t.Fatalf("publish_waits_total{no_resolver} = %v after a refused ADVERTISE, want still 1", got)
 	}
 }
