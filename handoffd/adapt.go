@@ -44,6 +44,9 @@ const (
 	// costs at most domSlack times its CPU (it loses on both axes, within
 	// what the switch margin could not tell apart anyway).
 	domSlack = 1.1
+	// xorGain: a +xor mode stays in the running only when its plain twin's
+	// ratio is more than this times its own.
+	xorGain = 1.02
 	// shareWeight is the weight of a window in the share of a core the
 	// compress workers get (CPU / wall time of their compress calls).
 	shareWeight = 0.3
@@ -79,11 +82,12 @@ type adapter struct {
 	winCPUAll, winWallAll float64
 	share                 float64 // EWMA of winCPUAll / winWallAll; 0 until measured
 	acks                  []ackPoint
-	sendBusy              []ackPoint // (time, ns spent writing), to tell a busy link from an idle one
-	bw                    float64    // bytes/s, last estimate
-	bwDecided             float64    // bandwidth at the last decision
-	bwOut                 time.Time  // since when the estimate is 1.5x away from bwDecided
-	bwConfirmed           bool       // and has been for bwConfirm
+	sendBusy              []ackPoint    // (time, ns spent writing), to tell a busy link from an idle one
+	bw                    float64       // bytes/s, last estimate
+	bwDecided             float64       // bandwidth at the last decision
+	bwSpan                time.Duration // the span of acks behind bw
+	bwOut                 time.Time     // since when the estimate is 1.5x away from bwDecided
+	bwConfirmed           bool          // and has been for bwConfirm
 	// pendN counts consecutive periodic evaluations in which some mode
 	// promised switchMargin more than the current one (the hysteresis).
 	pendN      int
@@ -287,6 +291,20 @@ func (a *adapter) ruleOut() {
 	for _, m := range ms {
 		p := a.profile[m]
 		out := false
+		// A +xor mode must buy xorGain over its plain twin: on blocks
+		// whose base block is zero (new data over free space, most of the
+		// dataset) the XOR changes nothing, the two ratios tie and the
+		// CPU samples' noise picked either, then paid for base reads.
+		if twin := (Mode{Codec: m.Codec, Level: m.Level}); m.Delta {
+			if pt, ok := a.profile[twin]; ok && pt.ratio <= p.ratio*xorGain {
+				ruled[m], out = twin, true
+				if prev, was := a.ruled[m]; !was || prev != twin {
+					a.log.Info("handoff mode ruled out", zap.String("mode", m.String()), zap.String("reason",
+						fmt.Sprintf("the XOR buys less than %.0f %% over %s (ratio %.3f vs %.3f)", (1-1/xorGain)*100, twin, p.ratio, pt.ratio)))
+				}
+				continue
+			}
+		}
 		for _, k := range kept {
 			if pk := a.profile[k]; pk.ratio <= p.ratio && pk.costNs <= p.costNs*domSlack {
 				ruled[m], out = k, true
@@ -397,12 +415,12 @@ func (a *adapter) ack(t time.Time, n int64) {
 			// writer.
 			rate = math.Max(rate/math.Max(frac/0.8, 0.1), a.bw)
 		}
-		a.bw = rate
+		a.bw, a.bwSpan = rate, dt
 		if a.bwChangeAt(t) {
 			kick = true
 		}
-		if a.bwDecided == 0 && len(a.profile) > 0 && !a.fixed {
-			kick = true // the first estimate: decide now
+		if a.bwDecided == 0 && dt >= bwConfirm && len(a.profile) > 0 && !a.fixed {
+			kick = true // the first estimate over a steady window: decide now
 		}
 	}
 	a.mu.Unlock()
@@ -514,6 +532,14 @@ func (a *adapter) decide(why string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.fixed || len(a.profile) == 0 || a.bw <= 0 {
+		return
+	}
+	if a.bwDecided == 0 && a.bwSpan < bwConfirm {
+		// The first decision waits for a rate measured over bwConfirm: in
+		// the first acks the pipeline is still filling, the writer idles
+		// and the idle-share extrapolation can overshoot the link tenfold
+		// (the adapter then took the link for fast, chose zstd-1 for its
+		// compute and the margin kept it there).
 		return
 	}
 	now := a.now()

@@ -315,7 +315,7 @@ func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
 func newTestAdapter(modes ...Mode) (*adapter, *fakeClock) {
 	c := &fakeClock{t: time.Unix(1e9, 0)}
 	a := newAdapter(modes, 2, 3*time.Second, zap.NewNop(), c.t)
-	a.now = c.now
+	a.now, a.bwSpan = c.now, bwConfirm // a steady rate, as a.bw is set
 	return a, c
 }
 
@@ -576,5 +576,59 @@ func TestAdapterComputeHeadroom(t *testing.T) {
 	a.decide("")
 	if a.current() != A {
 		t.Fatalf("chose %s %+v, want %s: %s would only just keep up", a.current(), a.timeline(), A, X)
+	}
+}
+
+// TestAdapterFirstDecisionWaitsForSteadyRate: the first decision waits for
+// a network rate measured over bwConfirm of acks; on the first half second
+// (the pipeline filling, the writer idle) neither an ack nor the tick
+// decides.
+func TestAdapterFirstDecisionWaitsForSteadyRate(t *testing.T) {
+	L, X := Mode{Codec: CodecLZ4}, Mode{Codec: CodecXZ}
+	a := newAdapter([]Mode{L, X}, 2, time.Hour, zap.NewNop(), time.Now())
+	a.profile = map[Mode]modeStats{L: {costNs: 1, ratio: 0.6}, X: {costNs: 500, ratio: 0.2}}
+	t0 := time.Now()
+	for i := 0; i <= 5; i++ { // 0.5 s of acks at 0.5 MB/s
+		a.ack(t0.Add(time.Duration(i)*100*time.Millisecond), int64(i)*50e3)
+	}
+	select {
+	case <-a.kick:
+		t.Fatal("half a second of acks kicked the first decision")
+	default:
+	}
+	a.decide("periodic")
+	if a.bwDecided != 0 || a.current() != L {
+		t.Fatalf("decided on half a second of acks: %s at %.2f MB/s", a.current(), a.bwDecided/1e6)
+	}
+	for i := 6; i <= 10; i++ {
+		a.ack(t0.Add(time.Duration(i)*100*time.Millisecond), int64(i)*50e3)
+	}
+	select {
+	case <-a.kick:
+	default:
+		t.Fatal("a second of acks did not kick the first decision")
+	}
+	a.decide("")
+	if a.current() != X {
+		t.Fatalf("first decision at 0.5 MB/s: %s, want %s", a.current(), X)
+	}
+}
+
+// TestAdapterXORMustPay: a +xor mode whose ratio ties with its plain twin's
+// (blocks over a zero base: the XOR changes nothing) is ruled out even when
+// its CPU sample came out cheaper; one that is 5 % denser stays.
+func TestAdapterXORMustPay(t *testing.T) {
+	Z, ZX, Y, YX := Mode{Codec: CodecZstd, Level: 2}, Mode{Codec: CodecZstd, Level: 2, Delta: true}, Mode{Codec: CodecGzip, Level: 6}, Mode{Codec: CodecGzip, Level: 6, Delta: true}
+	a, _ := newTestAdapter(Z, ZX, Y, YX)
+	a.mergeProfile(map[Mode]modeStats{Z: {costNs: 24, ratio: 0.522}, ZX: {costNs: 20, ratio: 0.521},
+		Y: {costNs: 14, ratio: 0.60}, YX: {costNs: 16, ratio: 0.57}})
+	if by, out := a.ruled[ZX]; !out || by != Z {
+		t.Fatalf("ruled out %v: want %s ruled out by %s", a.ruled, ZX, Z)
+	}
+	if _, out := a.ruled[Z]; out {
+		t.Fatalf("ruled out %v: %s ruled out by its XOR twin", a.ruled, Z)
+	}
+	if _, out := a.ruled[YX]; out {
+		t.Fatalf("ruled out %v: %s is 5 %% denser than %s", a.ruled, YX, Y)
 	}
 }

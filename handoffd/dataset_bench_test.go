@@ -368,7 +368,17 @@ func BenchmarkHandoffDataset(b *testing.B) {
 				best = n
 			}
 		}
-		rw.adaptive = e.run(b, "adaptive", SendConfig{}, s)
+		// The adapter's decisions, kept ones included, in DATA/bench/adaptive-N.log.
+		logPath := filepath.Join(e.work, fmt.Sprintf("adaptive-%d.log", len(rows)+1))
+		os.Remove(logPath)
+		zc := zap.NewDevelopmentConfig()
+		zc.OutputPaths, zc.ErrorOutputPaths = []string{logPath}, []string{logPath}
+		alog, err := zc.Build()
+		if err != nil {
+			alog = zap.NewNop()
+		}
+		rw.adaptive = e.run(b, "adaptive", SendConfig{Logger: alog}, s)
+		alog.Sync()
 		rw.bestFixed = e.run(b, "fixed "+best, SendConfig{Mode: best}, s)
 		rw.bestFixed.Mode = best
 		rows = append(rows, rw)
@@ -538,6 +548,23 @@ func (e *dsEnv) vmHandoff(b *testing.B, g *DataGuest, top string, rate float64) 
 		return dsRun{Name: "VM handoff (failed)"}
 	}
 	r := dsRun{Name: "VM handoff", Link: fmt.Sprintf("%g Mbit/s", rate/1e6), How: "real", Wire: rep.WireBytes, TotalSec: rep.TotalSec, Downtime: rep.DowntimeSec, Rep: rep}
+	// What the downtime is made of: the stop (QEMU's stop and its device
+	// state written out), the final round (scan, compress, send of what
+	// changed since the last pre-copy round), the end (device state sent,
+	// the destination's last blobs applied, its verification finished,
+	// fsync, commit, the verdict back).
+	var tl []string
+	for _, rr := range rep.Rounds {
+		tl = append(tl, fmt.Sprintf("round %d %.2f-%.2fs %.1f MB%s", rr.Round, rr.Start, rr.End, mb(rr.Changed), map[bool]string{true: " (final)"}[rr.Final]))
+	}
+	if n := len(rep.Rounds); n > 0 && rep.DowntimeSec > 0 {
+		fin, stop := rep.Rounds[n-1], rep.TotalSec-rep.DowntimeSec
+		blog(b, "VM handoff timeline: %s; VM stopped at %.2fs; downtime %.2fs = stop and device state %.2fs + final round %.2fs + state, end and the destination's commit %.2fs",
+			strings.Join(tl, ", "), stop, rep.DowntimeSec, fin.Start-stop, fin.End-fin.Start, rep.TotalSec-fin.End)
+	}
+	if js, err := json.MarshalIndent(rep, "", "  "); err == nil {
+		os.WriteFile(filepath.Join(e.work, "report-vm.json"), js, 0o644)
+	}
 	blog(b, "our VM handoff of the running guest at %g Mbit/s: %d rounds, changed %.1f MB, wire %.2f MB, total %.1fs, downtime %.2fs (stop to the destination's verified commit; starting QEMU there not included)",
 		rate/1e6, len(rep.Rounds), mb(rep.ChangedBytes), mb(rep.WireBytes), rep.TotalSec, rep.DowntimeSec)
 	return r

@@ -77,14 +77,18 @@ type baseLoc struct {
 }
 
 type receiver struct {
-	cfg     ReceiveConfig
-	log     *zap.Logger
-	work    string
-	imgs    []*rimg
-	index   map[Hash]baseLoc
-	spill   *os.File
-	stored  map[Hash]int64 // hash -> offset in spill
-	pending []record       // dups whose data has not arrived yet
+	cfg   ReceiveConfig
+	log   *zap.Logger
+	work  string
+	imgs  []*rimg
+	index map[Hash]baseLoc
+	spill *os.File
+	// stored: where the data of every block sent as data (or xor) can be
+	// read again for a later duplicate: the image block it was written to,
+	// or the spill file once that block was overwritten with other content.
+	stored  map[Hash]storedLoc
+	nspill  int64    // blocks in the spill file
+	pending []record // dups whose data has not arrived yet
 	state   *os.File
 	stateN  int64
 	bytes   int64
@@ -110,7 +114,7 @@ func Receive(ctx context.Context, conn io.ReadWriter, cfg ReceiveConfig) (*Recei
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	r := &receiver{cfg: cfg, log: cfg.Logger, index: map[Hash]baseLoc{}, stored: map[Hash]int64{}}
+	r := &receiver{cfg: cfg, log: cfg.Logger, index: map[Hash]baseLoc{}, stored: map[Hash]storedLoc{}}
 	r.bw = bufio.NewWriter(conn)
 	rec, err := r.run(ctx, conn)
 	if r.verr != nil && err != nil {
@@ -392,15 +396,51 @@ func (r *receiver) write(im *rimg, blk int64, data []byte) error {
 	return nil
 }
 
-func (r *receiver) store(h Hash, data []byte) error {
-	if _, ok := r.stored[h]; ok {
+// storedLoc is image img's block blk, or (img < 0) the spill file's.
+type storedLoc struct {
+	img int
+	blk int64
+}
+
+// read reads a stored block into data (zero-padded at an image's end).
+func (r *receiver) read(loc storedLoc, data []byte) error {
+	if loc.img < 0 {
+		if _, err := r.spill.ReadAt(data, loc.blk*BlockSize); err != nil {
+			return fmt.Errorf("spill: %w", err)
+		}
 		return nil
 	}
-	off := int64(len(r.stored)) * BlockSize
-	if _, err := r.spill.WriteAt(data, off); err != nil {
+	im := r.imgs[loc.img]
+	if _, err := im.f.ReadAt(data, loc.blk*BlockSize); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("image %s: read block %d: %w", im.Name, loc.blk, err)
+	}
+	return nil
+}
+
+// preserve is called before block blk of image i is written with content
+// of hash h: when the block holds the only stored copy of other content,
+// that content moves to the spill file first (a later duplicate may need
+// it; this happens when a pre-copy round rewrites a block).
+func (r *receiver) preserve(i int, blk int64, h Hash) error {
+	im := r.imgs[i]
+	im.mu.Lock()
+	old, written := im.hashes[blk], im.written[blk]
+	im.mu.Unlock()
+	if !written || old == h {
+		return nil
+	}
+	if loc, ok := r.stored[old]; !ok || loc.img != i || loc.blk != blk {
+		return nil
+	}
+	var buf [BlockSize]byte
+	if err := r.read(storedLoc{i, blk}, buf[:]); err != nil {
+		return err
+	}
+	if _, err := r.spill.WriteAt(buf[:], r.nspill*BlockSize); err != nil {
 		return fmt.Errorf("spill: %w", err)
 	}
-	r.stored[h] = off
+	r.stored[old] = storedLoc{-1, r.nspill}
+	r.nspill++
 	return nil
 }
 
@@ -440,7 +480,7 @@ func (r *receiver) apply(rc *record) error {
 			data[i] ^= rc.Data[i]
 		}
 	case recDup:
-		off, ok := r.stored[rc.Hash]
+		loc, ok := r.stored[rc.Hash]
 		if !ok {
 			if len(r.pending) > 1<<22 {
 				return errors.New("too many pending duplicate blocks")
@@ -448,17 +488,19 @@ func (r *receiver) apply(rc *record) error {
 			r.pending = append(r.pending, record{Kind: recDup, Image: rc.Image, Block: rc.Block, Hash: rc.Hash})
 			return nil
 		}
-		if _, err := r.spill.ReadAt(data[:], off); err != nil {
-			return fmt.Errorf("spill: %w", err)
+		if err := r.read(loc, data[:]); err != nil {
+			return err
 		}
 	}
 	if got := hashBlock(data[:]); got != rc.Hash {
 		return fmt.Errorf("image %s block %d: rebuilt block hash %x, want %x", im.Name, blk, got[:8], rc.Hash[:8])
 	}
-	if rc.Kind == recData || rc.Kind == recXOR {
-		if err := r.store(rc.Hash, data[:]); err != nil {
-			return err
-		}
+	if err := r.preserve(int(rc.Image), blk, rc.Hash); err != nil {
+		return err
+	}
+	if _, ok := r.stored[rc.Hash]; !ok && (rc.Kind == recData || rc.Kind == recXOR) {
+		// Read back from where it is written, when a duplicate comes.
+		r.stored[rc.Hash] = storedLoc{int(rc.Image), blk}
 	}
 	im.mark(blk, rc.Hash)
 	return r.write(im, blk, data[:])

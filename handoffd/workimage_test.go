@@ -141,3 +141,49 @@ func TestCommitWaitsForVerification(t *testing.T) {
 	}
 	sameFile(t, e.curPath, rec.Images["disk"])
 }
+
+// TestDupAfterOverwrite: a duplicate is read back from the image block its
+// data was written to, with no spill copy; when a later record overwrites
+// that block (a pre-copy round rewriting it) its old content moves to the
+// spill file first, so a duplicate of it that comes after still rebuilds.
+func TestDupAfterOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	img, err := os.Create(filepath.Join(dir, "img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	img.Truncate(16 * BlockSize)
+	spill, err := os.Create(filepath.Join(dir, "blocks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spill.Close()
+	im := &rimg{helloImage: helloImage{Name: "disk", Size: 16 * BlockSize}, f: img, blocks: 16,
+		hashes: make([]Hash, 16), written: make([]bool, 16)}
+	r := &receiver{imgs: []*rimg{im}, stored: map[Hash]storedLoc{}, spill: spill}
+	a, b := textBlock(rngFor(1)), textBlock(rngFor(2))
+	ha, hb := hashBlock(a), hashBlock(b)
+	for _, rc := range []record{
+		{Kind: recData, Block: 5, Hash: ha, Data: a},
+		{Kind: recDup, Block: 6, Hash: ha}, // read back from block 5
+		{Kind: recData, Block: 5, Hash: hb, Data: b},
+		{Kind: recDup, Block: 7, Hash: ha}, // block 5 holds b now
+		{Kind: recDup, Block: 8, Hash: hb},
+		{Kind: recDup, Block: 5, Hash: hb}, // the same content again: nothing to move
+	} {
+		if err := r.apply(&rc); err != nil {
+			t.Fatalf("block %d: %v", rc.Block, err)
+		}
+	}
+	got := make([]byte, 16*BlockSize)
+	img.ReadAt(got, 0)
+	for blk, want := range map[int][]byte{5: b, 6: a, 7: a, 8: b} {
+		if !bytes.Equal(got[blk*BlockSize:(blk+1)*BlockSize], want) {
+			t.Fatalf("block %d differs", blk)
+		}
+	}
+	if r.nspill != 1 {
+		t.Fatalf("%d blocks spilled, want 1 (the overwritten one only)", r.nspill)
+	}
+}
