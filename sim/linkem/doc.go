@@ -15,8 +15,10 @@
 //   - Network is an underlay of named nodes joined by links: each node owns an
 //     address, sockets on it are net.PacketConns (so real QUIC and the raw
 //     tunnel run over them unchanged), and a packet travels hop by hop along
-//     the shortest up path, through each link's Shaper in turn. One scheduler
-//     goroutine and one heap carry every packet in flight; every link counts
+//     the shortest up path, through each link's Shaper in turn. Sixteen
+//     schedulers (a goroutine and a heap each, by destination node) carry
+//     the packets in flight, each waiting once for its delivery and once
+//     more per shaped or tapped hop; every link counts
 //     packets, bytes and drops per direction, and may be tapped (pcap).
 //
 // Nothing here reaches the kernel: addresses are the caller's choice.

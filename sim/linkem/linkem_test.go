@@ -416,3 +416,28 @@ func TestLongPathOneWait(t *testing.T) {
 		t.Fatalf("%d scheduler waits for %d packets over a path with one shaped link, want two each", got, packets)
 	}
 }
+
+// TestSchedulersShardedByDestination: delayed packets to different nodes
+// wait in different schedulers (one lock and one goroutine each), and
+// packets to one node in one, so that their order holds.
+func TestSchedulersShardedByDestination(t *testing.T) {
+	n, nodes := line(t, 3, Config{Delay: 200 * time.Millisecond})
+	src := listen(t, n, nodes[1], 0)
+	a, b := listen(t, n, nodes[0], 7), listen(t, n, nodes[2], 7)
+	for range 3 {
+		src.WriteTo([]byte{1}, a.LocalAddr())
+		src.WriteTo([]byte{2}, b.LocalAddr())
+	}
+	busy := 0
+	for _, sc := range n.scheds {
+		if l := sc.Len(); l > 0 {
+			busy++
+			if l != 3 {
+				t.Fatalf("a scheduler holds %d packets, want the 3 to one destination", l)
+			}
+		}
+	}
+	if busy != 2 {
+		t.Fatalf("packets to 2 destinations wait in %d schedulers, want 2", busy)
+	}
+}

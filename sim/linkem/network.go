@@ -31,8 +31,11 @@ type Network struct {
 	closed  bool
 	ext     atomic.Pointer[DeliverFunc] // datagrams for addresses with no socket (netns mode)
 
-	sched *timesched.Scheduler[moving]
-	stats Stats
+	// scheds carry the packets in flight, sharded by destination node
+	// (schedShards): packets to one node keep their order, and senders
+	// to different nodes do not queue on one lock.
+	scheds []*timesched.Scheduler[moving]
+	stats  Stats
 }
 
 // moving is a packet reaching node on its way to dst at its scheduled
@@ -121,7 +124,9 @@ func NewNetwork(seed uint64) *Network {
 		ports:  map[netip.Addr]uint16{},
 		seed:   seed,
 	}
-	n.sched = timesched.New(func(at time.Time, m moving) { n.arrive(m.node, m.dst, m.pkt, at) }, func(m moving) { m.pkt.free() })
+	for range schedShards {
+		n.scheds = append(n.scheds, timesched.New(func(at time.Time, m moving) { n.arrive(m.node, m.dst, m.pkt, at) }, func(m moving) { m.pkt.free() }))
+	}
 	return n
 }
 
@@ -359,7 +364,9 @@ func (n *Network) Close() error {
 	for _, c := range conns {
 		c.Close()
 	}
-	n.sched.Stop()
+	for _, sc := range n.scheds {
+		sc.Stop()
+	}
 	return nil
 }
 
@@ -401,8 +408,7 @@ func (n *Network) arrive(cur, dst *Node, pkt *packet, now time.Time) {
 		}
 		if cur == dst {
 			if ahead {
-				n.stats.Scheduled.Add(1)
-				n.sched.Push(now, moving{cur, dst, pkt})
+				n.push(now, moving{cur, dst, pkt})
 				return
 			}
 			n.deliver(pkt)
@@ -416,8 +422,7 @@ func (n *Network) arrive(cur, dst *Node, pkt *packet, now time.Time) {
 		}
 		t := d.tap.Load()
 		if ahead && (t != nil || !d.stateless()) {
-			n.stats.Scheduled.Add(1)
-			n.sched.Push(now, moving{cur, dst, pkt})
+			n.push(now, moving{cur, dst, pkt})
 			return
 		}
 		at, v := d.Admit(now, pkt.n)
@@ -432,6 +437,19 @@ func (n *Network) arrive(cur, dst *Node, pkt *packet, now time.Time) {
 		}
 		cur, now = d.To, at
 	}
+}
+
+// schedShards is how many schedulers carry the packets in flight. With
+// one, at 1,000 simulated routers 7,000 goroutines sending QUIC packets
+// queued on its lock, its own goroutine (which takes the lock to pop the
+// due packets) waited behind them, deliveries fell late, and QUIC's loss
+// timers sent more.
+const schedShards = 16
+
+// push schedules m at its time on its destination's scheduler.
+func (n *Network) push(at time.Time, m moving) {
+	n.stats.Scheduled.Add(1)
+	n.scheds[m.dst.idx%len(n.scheds)].Push(at, m)
 }
 
 // deliver puts a packet into its socket's queue.
