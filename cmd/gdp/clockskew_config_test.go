@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +105,56 @@ func TestGatewayAndHandoffdClockSkew(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestClockSkewAppliedAtReload: the reload paths themselves (not only the
+// helper they call) check a new membership with the config's clock_skew:
+// with clock_skew 1m a membership whose NotBefore lies 3 minutes ahead is
+// refused by reloadGateway and reloadHandoffd, before anything is put in
+// force (the uplink, endpoint and watch are nil here: a reload that took
+// the membership would go on to use them).
+func TestClockSkewAppliedAtReload(t *testing.T) {
+	dir := t.TempDir()
+	dom, err := certs.NewIdentity(certs.KindDomain, "skew domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	domainPath := filepath.Join(dir, "domain.meta")
+	writePEM(t, domainPath, certs.PEMMetadata, dom.Meta.Marshal())
+	id, err := certs.NewIdentity(certs.KindClient, "skew client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	ahead, err := certs.IssueMember(dom, id.Name, now.Add(3*time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	memberPath := filepath.Join(dir, "client.member")
+	writePEM(t, memberPath, certs.PEMCert, ahead.Marshal())
+	path := filepath.Join(dir, "node.yaml")
+	y := fmt.Sprintf("keystore: %s\nidentity: client\nmember_cert: %s\ndomain: %s\nclock_skew: 1m\n", filepath.Join(dir, "keys"), memberPath, domainPath)
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for kind, reload := range map[string]func() error{
+		"gateway":  func() error { return reloadGateway(path, id, nil, nil, nil) },
+		"handoffd": func() error { _, err := reloadHandoffd(path, &attached{id: id}, nil, nil); return err },
+	} {
+		t.Run(kind, func(t *testing.T) {
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						err = fmt.Errorf("the membership was taken and the reload went on (%v)", p)
+					}
+				}()
+				err = reload()
+			}()
+			if err == nil || !strings.Contains(err.Error(), "membership "+memberPath) {
+				t.Fatalf("reload with clock_skew 1m of a membership 3 minutes ahead: %v, want it refused", err)
+			}
+		})
 	}
 }
