@@ -180,7 +180,7 @@ func (c *Client) control(ctx context.Context, typ pdu.Type, wait time.Duration, 
 	ch := make(chan Message, c.opts.Attempts)
 	sent := map[uint64]bool{}
 	var last error = ErrTimeout
-	for range c.opts.Attempts {
+	for attempt := range c.opts.Attempts {
 		seq := c.nextAdvSeq()
 		payload, err := build(seq)
 		if err != nil {
@@ -197,9 +197,28 @@ func (c *Client) control(ctx context.Context, typ pdu.Type, wait time.Duration, 
 			last = err
 			continue
 		}
+		if err == nil && allReplay(res) && attempt < c.opts.Attempts-1 {
+			// Another call of this client took a higher sequence and
+			// reached the router first (concurrent calls, e.g. a capsule
+			// server's CREATEs): the router's replay guard refuses this
+			// lower one. Send it again at once with a fresh sequence.
+			continue
+		}
 		return res, err
 	}
 	return nil, last
+}
+
+// allReplay reports whether res refuses every name as a replay: the
+// sequence was not above the last the router accepted on this tunnel (or
+// outside its clock window).
+func allReplay(res *advert.Result) bool {
+	for _, n := range res.Names {
+		if n.Status != advert.StatusReplay {
+			return false
+		}
+	}
+	return len(res.Names) > 0
 }
 
 // errStrayResult: an ADVERTISE_RESULT for a sequence this call did not send.

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -42,5 +43,63 @@ func TestLateAdvertiseResultAccepted(t *testing.T) {
 	c.HandlePDU(marshal(t, pdu.Header{Type: pdu.TypeAdvertiseResult, TTL: 1, Sequence: first.Sequence, Dst: self.Name, Src: routerName, Payload: res}))
 	if err := <-done; err != nil {
 		t.Fatalf("advertise answered late, on the first attempt: %v", err)
+	}
+}
+
+// TestReplayRefusalResent: two calls of one client run at once and the
+// one with the higher advert sequence reaches the router first, so the
+// router's replay guard refuses the other (every name "replay"). The
+// client sends that one again at once with a fresh sequence instead of
+// failing it: concurrent CREATEs on one capsule server (each advertises
+// its capsule) failed "advertise: replay" in about one run of thirty.
+// With one attempt left nothing is re-sent and the refusal is returned.
+func TestReplayRefusalResent(t *testing.T) {
+	self, _ := certs.NewIdentity(certs.KindServer, "overtaken client")
+	routerName := pdu.Name{0xee, 8}
+	l := newCapLink(routerName)
+	c := client.New(self, l, client.Options{RequestTimeout: time.Minute, Attempts: 2})
+	defer c.Close()
+	answer := func(h pdu.Header, s advert.Status) uint64 {
+		t.Helper()
+		ad, err := advert.ParseAdvertise(h.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := advert.MarshalResult(&advert.Result{Seq: ad.Seq, Names: []advert.NameResult{{Name: self.Name, Status: s}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.HandlePDU(marshal(t, pdu.Header{Type: pdu.TypeAdvertiseResult, TTL: 1, Sequence: h.Sequence, Dst: self.Name, Src: routerName, Payload: res}))
+		return ad.Seq
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Advertise(context.Background(), c.Self())
+		done <- err
+	}()
+	_, first := l.next(t)
+	seq1 := answer(first, advert.StatusReplay)
+	_, second := l.next(t) // at once: RequestTimeout is a minute
+	if second.Type != pdu.TypeAdvertise {
+		t.Fatalf("after a replay refusal the client sent %v", second.Type)
+	}
+	if seq2 := answer(second, advert.StatusOK); seq2 <= seq1 {
+		t.Fatalf("re-sent with sequence %d, not above the refused %d", seq2, seq1)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("advertise refused once as a replay, then accepted: %v", err)
+	}
+
+	// The last attempt refused as a replay: the refusal is the answer.
+	go func() {
+		_, err := c.Advertise(context.Background(), c.Self())
+		done <- err
+	}()
+	_, h := l.next(t)
+	answer(h, advert.StatusReplay)
+	_, h = l.next(t)
+	answer(h, advert.StatusReplay)
+	if err := <-done; !errors.Is(err, client.ErrRefused) {
+		t.Fatalf("every attempt refused as a replay: %v, want a refusal", err)
 	}
 }
