@@ -38,6 +38,11 @@ type Summary struct {
 	UDPBuffers map[string]int64 `json:"udp_buffers,omitempty"`
 	// Tick is the housekeeping period (the YAML's tick), e.g. "50ms".
 	Tick string `json:"tick"`
+	// PublishPending is the location record jobs (publish or withdraw)
+	// accepted and not yet done: waiting, backing off or in flight (the
+	// gdp_router_publish_pending gauge). 0: every advertised name has
+	// reached the resolver.
+	PublishPending int `json:"publish_pending"`
 }
 
 // hostUDPBuffers reads net.core.rmem_max and wmem_max (Linux).
@@ -90,6 +95,7 @@ func (r *Router) Summary() Summary {
 		Faces: r.faceCount(), Peers: len(r.Peers()), Waiting: r.resolve.waiting(),
 		Draining: r.draining.Load(), Addrs: r.addrs, MemberExpiry: own.member.NotAfter,
 		Now: r.now(), UDPBuffers: hostUDPBuffers(), Tick: r.tickEvery.String(),
+		PublishPending: r.PublishPending(),
 	}
 }
 

@@ -77,11 +77,15 @@ type nsRun struct {
 	byIf    map[int]*nsNode
 	byAddr  map[netip.Addr]*nsNode
 	nodes   []*nsNode
-	state   nsState
-	stateMu sync.Mutex
-	ipID    atomic.Uint32
-	closed  atomic.Bool
-	readers sync.WaitGroup
+	// epGo is closed when enough routers are up for the endpoints to
+	// start (endpointsAt), epStop when the routers' start failed.
+	epGo, epStop chan struct{}
+	startEp      func(context.Context, *simNode) error // s.startEndpoint; tests replace it
+	state        nsState
+	stateMu      sync.Mutex
+	ipID         atomic.Uint32
+	closed       atomic.Bool
+	readers      sync.WaitGroup
 
 	// Frames the hub did not forward, by reason.
 	Drops nsDrops
@@ -107,6 +111,7 @@ type nsNode struct {
 	member  string // its membership file
 	dhtAddr string // its DHT multiaddr with /p2p/
 	admin   *http.Client
+	joined  chan struct{} // a router's: closed once it is up and in the DHT
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -224,6 +229,9 @@ func (s *Sim) buildNetns(ctx context.Context) error {
 			hubIf:  fmt.Sprintf("%s%sh%d", VethPrefix, r.id, i),
 			nodeIf: fmt.Sprintf("%s%sn%d", VethPrefix, r.id, i),
 			hubMAC: mac(0x68, i), nodeMAC: mac(0x6e, i), alias: fmt.Sprintf("n%d", i)}
+		if n.spec.Kind == KindRouter {
+			nd.joined = make(chan struct{})
+		}
 		n.ns = nd
 		r.nodes = append(r.nodes, nd)
 		r.byAddr[n.addr] = nd
@@ -243,11 +251,18 @@ func (s *Sim) buildNetns(ctx context.Context) error {
 	s.net.SetDeliver(r.deliver)
 	r.readers.Add(1)
 	go r.readLoop()
+	// The endpoints start while the last routers join (startEndpoints'
+	// comment): their attaching and publishing overlap the join.
+	r.epGo, r.epStop = make(chan struct{}), make(chan struct{})
+	epErr := make(chan error, 1)
+	go func() { epErr <- r.startEndpoints(ctx, t0) }()
 	if err := r.startRouters(ctx); err != nil {
+		close(r.epStop)
+		<-epErr
 		return err
 	}
 	s.say("%d gdp router processes up, DHT joined (%s)", len(s.order)-s.endpoints(), time.Since(t0).Round(time.Millisecond))
-	if err := s.startEndpoints(ctx); err != nil {
+	if err := <-epErr; err != nil {
 		return err
 	}
 	if err := r.waitNames(ctx); err != nil {
@@ -700,8 +715,10 @@ const (
 // admin API and (beyond the first) has admitted a DHT peer.
 func (r *nsRun) startRouters(ctx context.Context) error {
 	t0 := time.Now()
-	routers := r.routers()
+	routers := endpointRoutersFirst(r.routers(), r.s.top.Nodes)
+	epAt := endpointsAt(len(routers))
 	if len(routers) == 0 {
+		close(r.epGo)
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -726,6 +743,10 @@ func (r *nsRun) startRouters(ctx context.Context) error {
 		mu.Lock()
 		defer mu.Unlock()
 		up = append(up, nd)
+		close(nd.joined)
+		if len(up) == epAt {
+			close(r.epGo)
+		}
 		joins = append(joins, time.Since(t))
 		if k := len(up); k == len(routers) || k%25 == 0 {
 			r.s.say("  %d/%d routers up (%s)", k, len(routers), time.Since(t0).Round(time.Millisecond))
@@ -783,6 +804,94 @@ func (r *nsRun) startRouters(ctx context.Context) error {
 	r.s.say("  each router's start to joined: median %s, max %s", joins[len(joins)/2].Round(time.Millisecond),
 		joins[len(joins)-1].Round(time.Millisecond))
 	return nil
+}
+
+// endpointRoutersFirst orders the routers to start: the first stays
+// first, then the routers endpoints attach to, then the others (each group
+// in topology order), so that the endpoints can start as soon as
+// endpointsAt routers are up instead of waiting for their routers among
+// the last.
+func endpointRoutersFirst(routers []*nsNode, nodes []*Node) []*nsNode {
+	if len(routers) < 2 {
+		return routers
+	}
+	attached := map[string]bool{}
+	for _, n := range nodes {
+		if n.Kind != KindRouter {
+			attached[n.Attach] = true
+		}
+	}
+	out := append([]*nsNode{routers[0]}, routers[1:]...)
+	slices.SortStableFunc(out[1:], func(a, b *nsNode) int {
+		switch ea, eb := attached[a.n.spec.Name], attached[b.n.spec.Name]; {
+		case ea && !eb:
+			return -1
+		case eb && !ea:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// endpointsAt is how many of n routers are up when the endpoints start:
+// four fifths (all of up to four). An endpoint's router publishes its
+// name to the closest routers up at that moment; with four fifths of them
+// up, most of the name's closest routers in the whole DHT hold it, and a
+// lookup, which asks the closest routers it finds, meets one of them.
+// Earlier (among a handful of routers) the record would sit on routers
+// that end far from the name in the full DHT.
+func endpointsAt(n int) int { return max(1, n-n/5) }
+
+// startEndpoints starts the servers and clients once endpointsAt routers
+// are up, each once its own router is up; the last routers are still
+// joining meanwhile. It gives up when the routers' start failed (epStop).
+func (r *nsRun) startEndpoints(ctx context.Context, t0 time.Time) error {
+	select {
+	case <-r.epGo:
+	case <-r.epStop:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s := r.s
+	var eps []*simNode
+	for _, n := range s.order {
+		if n.spec.Kind != KindRouter {
+			eps = append(eps, n)
+		}
+	}
+	if len(eps) == 0 {
+		return nil
+	}
+	s.say("  starting the %d endpoints (%s)", len(eps), time.Since(t0).Round(time.Millisecond))
+	err := eachLimited(ctx, eps, s.opts.Parallel, func(n *simNode) error {
+		if at := s.nodes[n.spec.Attach]; at != nil && at.ns != nil && at.ns.joined != nil {
+			select {
+			case <-at.ns.joined:
+			case <-r.epStop:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		select {
+		case <-r.epStop:
+			return nil // the build failed: start nothing more
+		default:
+		}
+		start := r.startEp
+		if start == nil {
+			start = s.startEndpoint
+		}
+		if err := start(ctx, n); err != nil {
+			return fmt.Errorf("%s: %w", n.spec.Name, err)
+		}
+		return nil
+	})
+	if err == nil {
+		s.say("  %d endpoints attached, names advertised (%s)", len(eps), time.Since(t0).Round(time.Millisecond))
+	}
+	return err
 }
 
 // seedBoot is nd's bootstrap peers among the routers up: its seeds
@@ -934,18 +1043,40 @@ func (r *nsRun) waitUp(ctx context.Context, nd *nsNode, dht bool) error {
 }
 
 // waitNames waits until every endpoint's name is in the routers' DHT,
-// asked (uncached) of a router other than its own where there is one.
+// asked (uncached) of a router other than its own where there is one. It
+// first waits, on the admin API, until the endpoint's router has no
+// publication pending (its name was put, or the put is being retried),
+// then looks the name up every 250 ms: each lookup is a DHT walk, which
+// a name not yet put would make for nothing.
 func (r *nsRun) waitNames(ctx context.Context) error {
-	var routers []*nsNode
-	for _, nd := range r.nodes {
-		if nd.n.spec.Kind == KindRouter {
-			routers = append(routers, nd)
+	routers := r.routers()
+	t0 := time.Now()
+	deadline := t0.Add(60 * time.Second)
+	wait := func() error {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
 	for i, nd := range r.nodes {
 		if nd.n.spec.Kind == KindRouter {
 			continue
+		}
+		if at := r.s.nodes[nd.n.spec.Attach]; at != nil && at.ns != nil {
+			for {
+				var sum router.Summary
+				if at.ns.getJSON("/v1/status", &sum) == nil && sum.PublishPending == 0 {
+					break
+				}
+				if err := wait(); err != nil {
+					return fmt.Errorf("%s: its router %s never published its name: %w", nd.n.spec.Name, at.spec.Name, err)
+				}
+			}
 		}
 		ask := routers[i%len(routers)]
 		if ask.n.spec.Name == nd.n.spec.Attach && len(routers) > 1 {
@@ -956,11 +1087,13 @@ func (r *nsRun) waitNames(ctx context.Context) error {
 			if ask.getJSON("/v1/resolver/lookup/"+nd.n.id.Name.String()+"?format=json&cache=no", &views) == nil && len(views) > 0 {
 				break
 			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("%s: its name never reached the DHT (asked router %s)", nd.n.spec.Name, ask.n.spec.Name)
+			if err := wait(); err != nil {
+				return fmt.Errorf("%s: its name never reached the DHT (asked router %s): %w", nd.n.spec.Name, ask.n.spec.Name, err)
 			}
-			time.Sleep(100 * time.Millisecond)
 		}
+	}
+	if len(routers) > 0 {
+		r.s.say("  every endpoint's name found (%s)", time.Since(t0).Round(time.Millisecond))
 	}
 	return nil
 }

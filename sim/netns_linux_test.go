@@ -4,6 +4,7 @@ package sim
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	mrand "math/rand/v2"
 	"net/netip"
@@ -199,5 +200,84 @@ func TestWriteConfigSeeded(t *testing.T) {
 	}
 	if tick := load(c).WithDefaults().Tick.Std(); tick != 500*time.Millisecond {
 		t.Errorf("%d routers: tick %s, want 500ms", r.s.routers, tick)
+	}
+}
+
+// TestEndpointsStartEarly: the routers endpoints attach to start right
+// after the first router; the endpoints start once four fifths of the
+// routers are up (epGo), each once its own router is up, and not at all
+// when the routers' start failed (epStop).
+func TestEndpointsStartEarly(t *testing.T) {
+	for n, want := range map[int]int{1: 1, 4: 4, 12: 10, 56: 45, 100: 80} {
+		if got := endpointsAt(n); got != want {
+			t.Errorf("endpointsAt(%d) = %d, want %d", n, got, want)
+		}
+	}
+	top := &Topology{Nodes: []*Node{{Name: "r1", Kind: KindRouter}, {Name: "r2", Kind: KindRouter}, {Name: "r3", Kind: KindRouter},
+		{Name: "r4", Kind: KindRouter}, {Name: "c1", Kind: KindClient, Attach: "r4"}, {Name: "c2", Kind: KindClient, Attach: "r2"}}}
+	s := &Sim{top: top, nodes: map[string]*simNode{}, opts: Options{Parallel: 4}}
+	r := &nsRun{s: s}
+	for _, spec := range top.Nodes {
+		n := &simNode{spec: spec}
+		nd := &nsNode{n: n}
+		if spec.Kind == KindRouter {
+			nd.joined = make(chan struct{})
+		}
+		n.ns = nd
+		s.nodes[spec.Name], s.order = n, append(s.order, n)
+		r.nodes = append(r.nodes, nd)
+	}
+	var order []string
+	for _, nd := range endpointRoutersFirst(r.routers(), top.Nodes) {
+		order = append(order, nd.n.spec.Name)
+	}
+	if !slices.Equal(order, []string{"r1", "r2", "r4", "r3"}) {
+		t.Errorf("start order %v, want r1, then the endpoints' routers r2 and r4, then r3", order)
+	}
+
+	run := func(stop bool) []string {
+		r.epGo, r.epStop = make(chan struct{}), make(chan struct{})
+		for _, nd := range r.routers() {
+			nd.joined = make(chan struct{})
+		}
+		started := make(chan string, 2)
+		r.startEp = func(_ context.Context, n *simNode) error { started <- n.spec.Name; return nil }
+		done := make(chan error, 1)
+		go func() { done <- r.startEndpoints(context.Background(), time.Now()) }()
+		close(s.nodes["r2"].ns.joined)
+		select {
+		case name := <-started:
+			t.Fatalf("%s started before epGo", name)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if stop {
+			close(r.epStop)
+		} else {
+			close(r.epGo)
+			if name := <-started; name != "c2" {
+				t.Fatalf("%s started, want c2 (its router r2 is up)", name)
+			}
+			select {
+			case name := <-started:
+				t.Fatalf("%s started before its router r4 was up", name)
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(s.nodes["r4"].ns.joined)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		close(started)
+		var got []string
+		for name := range started {
+			got = append(got, name)
+		}
+		return got
+	}
+	if got := run(false); !slices.Equal(got, []string{"c1"}) {
+		t.Errorf("after r4 was up: started %v, want c1", got)
+	}
+	if got := run(true); len(got) != 0 {
+		t.Errorf("after epStop: started %v, want none", got)
 	}
 }
