@@ -146,58 +146,13 @@ func TestKillNineEveryDaemon(t *testing.T) {
 		t.Skip("real processes; skipped with -short")
 	}
 	dir := t.TempDir()
-	ksDir := filepath.Join(dir, "keys")
-	ks, err := certs.OpenKeystore(ksDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, _ := certs.NewIdentity(certs.KindDomain, "e2e domain")
-	domainPath := filepath.Join(dir, "domain.meta")
-	if err := os.WriteFile(domainPath, certs.Armor(certs.PEMMetadata, dom.Meta.Marshal()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ids := map[string]*certs.Identity{}
-	kinds := map[string]certs.Kind{"resolver": certs.KindResolver, "r1": certs.KindRouter, "r2": certs.KindRouter, "r3": certs.KindRouter,
+	d := newE2EDomain(t, dir, "e2e domain", time.Minute, map[string]certs.Kind{"resolver": certs.KindResolver,
+		"r1": certs.KindRouter, "r2": certs.KindRouter, "r3": certs.KindRouter,
 		"s1": certs.KindServer, "s2": certs.KindServer, "s3": certs.KindServer,
-		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient}
-	var members = map[string]*certs.Cert{}
-	for alias, kind := range kinds {
-		id, err := certs.NewIdentity(kind, alias)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ks.Save(alias, id); err != nil {
-			t.Fatal(err)
-		}
-		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, alias+".member"), certs.Armor(certs.PEMCert, m.Marshal()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		ids[alias], members[alias] = id, m
-	}
-	writeConf := func(name, body string) string {
-		p := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient})
+	ks, ksDir, domainPath, dom, ids, members := d.ks, d.ksDir, d.domainPath, d.dom, d.ids, d.members
 	var all []*proc
-	t.Cleanup(func() {
-		for _, p := range all {
-			p.kill9()
-		}
-		if t.Failed() {
-			for _, p := range all {
-				b, _ := os.ReadFile(p.log)
-				t.Logf("--- log of %s (last 3000 bytes):\n%s", p.name, tail(b, 3000))
-			}
-		}
-	})
+	killAtEnd(t, &all)
 	daemon := func(name string, args ...string) *proc {
 		p := &proc{name: name, args: args, log: filepath.Join(dir, name+".log")}
 		all = append(all, p)
@@ -211,7 +166,7 @@ func TestKillNineEveryDaemon(t *testing.T) {
 
 	// The resolver: the DHT's first node, the routers' bootstrap.
 	resAPI := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	daemon("resolver", "resolver", "--config", writeConf("resolver", creds("resolver")+fmt.Sprintf(`api: %q
+	daemon("resolver", "resolver", "--config", writeConf(t, dir, "resolver", creds("resolver")+fmt.Sprintf(`api: %q
 log: {level: warn}
 resolver:
   mode: dht
@@ -254,7 +209,7 @@ resolver:
   negative_ttl: 300ms
   cache: {negative_ttl: 300ms}
 `, ri.addr, ri.admin, freePort(t, "udp"), strings.Join(rst.Addrs, ", "))
-		ri.p = daemon(n, "router", "--config", writeConf(n, conf))
+		ri.p = daemon(n, "router", "--config", writeConf(t, dir, n, conf))
 	}
 	routerUp := func(n string) bool {
 		var s router.Summary
@@ -275,7 +230,7 @@ metrics: "off"
 sync_interval: 300ms
 log: {level: warn}
 `, routers[rn].addr, ids[rn].Name, filepath.Join(dir, n+"-data"))
-		servers[n] = daemon(n, "capsuled", "--config", writeConf(n, conf))
+		servers[n] = daemon(n, "capsuled", "--config", writeConf(t, dir, n, conf))
 	}
 	holds := func(rn, name string) bool {
 		var routes []router.RouteInfo

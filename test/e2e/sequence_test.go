@@ -26,66 +26,22 @@ func TestRouterRestartClockSetBack(t *testing.T) {
 		t.Skip("real processes; skipped with -short")
 	}
 	dir := t.TempDir()
-	ksDir := filepath.Join(dir, "keys")
-	ks, err := certs.OpenKeystore(ksDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, _ := certs.NewIdentity(certs.KindDomain, "e2e clock domain")
-	domainPath := filepath.Join(dir, "domain.meta")
-	if err := os.WriteFile(domainPath, certs.Armor(certs.PEMMetadata, dom.Meta.Marshal()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ids := map[string]*certs.Identity{}
-	for alias, kind := range map[string]certs.Kind{"resolver": certs.KindResolver, "r1": certs.KindRouter} {
-		id, err := certs.NewIdentity(kind, alias)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ks.Save(alias, id); err != nil {
-			t.Fatal(err)
-		}
-		m, err := certs.IssueMember(dom, id.Name, now.Add(-time.Minute), now.Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, alias+".member"), certs.Armor(certs.PEMCert, m.Marshal()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		ids[alias] = id
-	}
+	d := newE2EDomain(t, dir, "e2e clock domain", time.Minute, map[string]certs.Kind{"resolver": certs.KindResolver, "r1": certs.KindRouter})
+	ksDir, domainPath, ids := d.ksDir, d.domainPath, d.ids
 	creds := func(alias string) string {
 		return fmt.Sprintf("keystore: %s\nidentity: %s\nmember_cert: %s\ndomain: %s\n", ksDir, alias,
 			filepath.Join(dir, alias+".member"), domainPath)
 	}
 	var all []*proc
-	t.Cleanup(func() {
-		for _, p := range all {
-			p.kill9()
-		}
-		if t.Failed() {
-			for _, p := range all {
-				b, _ := os.ReadFile(p.log)
-				t.Logf("--- log of %s (last 3000 bytes):\n%s", p.name, tail(b, 3000))
-			}
-		}
-	})
+	killAtEnd(t, &all)
 	daemon := func(name string, env []string, args ...string) *proc {
 		p := &proc{name: name, args: args, env: env, log: filepath.Join(dir, name+".log")}
 		all = append(all, p)
 		p.start(t)
 		return p
 	}
-	writeConf := func(name, body string) string {
-		p := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	resAPI := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	daemon("resolver", nil, "resolver", "--config", writeConf("resolver", creds("resolver")+fmt.Sprintf(`api: %q
+	daemon("resolver", nil, "resolver", "--config", writeConf(t, dir, "resolver", creds("resolver")+fmt.Sprintf(`api: %q
 log: {level: warn}
 resolver:
   mode: dht
@@ -110,7 +66,7 @@ resolver:
   min_puts: 1
   handshake_timeout: 5s
 `, addr, freePort(t, "tcp"), freePort(t, "udp"), rst.Addrs[0])
-		return addr, daemon(run, env, "router", "--config", writeConf(run, conf))
+		return addr, daemon(run, env, "router", "--config", writeConf(t, dir, run, conf))
 	}
 	record := func(addr string, within time.Duration) resolver.View {
 		t.Helper()

@@ -448,46 +448,15 @@ func newSoakCluster(t *testing.T) *soakCluster {
 	dir := t.TempDir()
 	c := &soakCluster{dir: dir, ksDir: filepath.Join(dir, "keys"), ids: map[string]*certs.Identity{}, members: map[string]*certs.Cert{},
 		procs: map[string]*proc{}, admin: map[string]string{}, routers: map[string]string{}, restarts: map[string]int{}}
-	ks, err := certs.OpenKeystore(c.ksDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.dom, _ = certs.NewIdentity(certs.KindDomain, "soak domain")
-	domainPath := filepath.Join(dir, "domain.meta")
-	if err := os.WriteFile(domainPath, certs.Armor(certs.PEMMetadata, c.dom.Meta.Marshal()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	kinds := map[string]certs.Kind{"resolver": certs.KindResolver, "r1": certs.KindRouter, "r2": certs.KindRouter, "r3": certs.KindRouter,
+	// memberships issued an hour back: a node skewed 10 minutes behind
+	// then meets the clock windows, not certificates younger than its skew
+	// (certs TestClockSkew)
+	d := newE2EDomain(t, dir, "soak domain", time.Hour, map[string]certs.Kind{"resolver": certs.KindResolver,
+		"r1": certs.KindRouter, "r2": certs.KindRouter, "r3": certs.KindRouter,
 		"s1": certs.KindServer, "s2": certs.KindServer, "s3": certs.KindServer,
-		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient}
-	for alias, kind := range kinds {
-		id, err := certs.NewIdentity(kind, alias)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ks.Save(alias, id); err != nil {
-			t.Fatal(err)
-		}
-		// issued an hour back, as a deployment's are issued ahead: a node
-		// skewed 10 minutes behind then meets the clock windows, not
-		// certificates younger than its skew (certs TestClockSkew)
-		m, err := certs.IssueMember(c.dom, id.Name, now.Add(-time.Hour), now.Add(24*time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, alias+".member"), certs.Armor(certs.PEMCert, m.Marshal()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c.ids[alias], c.members[alias] = id, m
-	}
-	writeConf := func(name, body string) string {
-		p := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient})
+	c.dom, c.ids, c.members = d.dom, d.ids, d.members
+	domainPath := d.domainPath
 	t.Cleanup(func() {
 		for _, p := range c.procs {
 			if p.cmd != nil {
@@ -521,7 +490,7 @@ func newSoakCluster(t *testing.T) *soakCluster {
 	logLevel := cmpOr(os.Getenv("GDP_SOAK_LOG"), "warn")
 	resAPI := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	c.admin["resolver"] = resAPI
-	daemon("resolver", "resolver", "--config", writeConf("resolver", creds("resolver")+fmt.Sprintf(`api: %q
+	daemon("resolver", "resolver", "--config", writeConf(t, dir, "resolver", creds("resolver")+fmt.Sprintf(`api: %q
 log: {level: %s}
 resolver:
   mode: dht
@@ -556,7 +525,7 @@ resolver:
   negative_ttl: 300ms
   cache: {negative_ttl: 300ms}
 `, c.routers[n], c.admin[n], logLevel, freePort(t, "udp"), strings.Join(rst.Addrs, ", "))
-		daemon(n, "router", "--config", writeConf(n, conf))
+		daemon(n, "router", "--config", writeConf(t, dir, n, conf))
 	}
 	for _, n := range []string{"r1", "r2", "r3"} {
 		waitFor(t, n+" up", 30*time.Second, func() bool { return c.routerUp(n) })
@@ -586,7 +555,7 @@ sync_interval: 300ms
 min_free_bytes: 4194304
 log: {level: %s}
 `, c.routers[rn], c.ids[rn].Name, data, c.admin[n], logLevel)
-		daemon(n, "capsuled", "--config", writeConf(n, conf))
+		daemon(n, "capsuled", "--config", writeConf(t, dir, n, conf))
 	}
 	for i, n := range []string{"s1", "s2", "s3"} {
 		rn := fmt.Sprintf("r%d", i+1)

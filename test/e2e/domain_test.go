@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+)
+
+// e2eDomain is a trust domain written to a directory for real processes:
+// a keystore (dir/keys) holding an identity per alias, each one's
+// membership as dir/ALIAS.member, and the domain's metadata as
+// dir/domain.meta.
+type e2eDomain struct {
+	dom               *certs.Identity
+	ks                *certs.Keystore
+	ksDir, domainPath string
+	ids               map[string]*certs.Identity
+	members           map[string]*certs.Cert
+}
+
+// newE2EDomain mints the domain and the identities of kinds (alias →
+// kind). Memberships are valid from back ago for a day: issued ahead, as a
+// deployment's are, so a node whose clock is skewed by less than back
+// meets the clock windows rather than a certificate younger than its skew.
+func newE2EDomain(t *testing.T, dir, desc string, back time.Duration, kinds map[string]certs.Kind) *e2eDomain {
+	t.Helper()
+	d := &e2eDomain{ksDir: filepath.Join(dir, "keys"), domainPath: filepath.Join(dir, "domain.meta"),
+		ids: map[string]*certs.Identity{}, members: map[string]*certs.Cert{}}
+	var err error
+	if d.ks, err = certs.OpenKeystore(d.ksDir); err != nil {
+		t.Fatal(err)
+	}
+	if d.dom, err = certs.NewIdentity(certs.KindDomain, desc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.domainPath, certs.Armor(certs.PEMMetadata, d.dom.Meta.Marshal()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for alias, kind := range kinds {
+		id, err := certs.NewIdentity(kind, alias)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.ks.Save(alias, id); err != nil {
+			t.Fatal(err)
+		}
+		m, err := certs.IssueMember(d.dom, id.Name, now.Add(-back), now.Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, alias+".member"), certs.Armor(certs.PEMCert, m.Marshal()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d.ids[alias], d.members[alias] = id, m
+	}
+	return d
+}
+
+// writeConf writes a daemon's YAML as dir/NAME.yaml and returns its path.
+func writeConf(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// killAtEnd kills (-9) every process in *all when the test ends and, if
+// it failed, logs the tail of each one's log.
+func killAtEnd(t *testing.T, all *[]*proc) {
+	t.Cleanup(func() {
+		for _, p := range *all {
+			p.kill9()
+		}
+		if t.Failed() {
+			for _, p := range *all {
+				b, _ := os.ReadFile(p.log)
+				t.Logf("--- log of %s (last 3000 bytes):\n%s", p.name, tail(b, 3000))
+			}
+		}
+	})
+}
