@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/resolver"
 )
 
 // e2eDomain is a trust domain written to a directory for real processes:
@@ -84,4 +86,32 @@ func killAtEnd(t *testing.T, all *[]*proc) {
 			}
 		}
 	})
+}
+
+// resolverConf is a `gdp resolver` config after creds: its API on a free
+// loopback port (returned) and the DHT's first node on another, logging
+// at level.
+func resolverConf(t *testing.T, creds, level string) (conf, api string) {
+	t.Helper()
+	api = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	return creds + fmt.Sprintf(`api: %q
+log: {level: %s}
+resolver:
+  mode: dht
+  listen: [/ip4/127.0.0.1/udp/%d/quic-v1]
+  min_puts: 1
+  handshake_timeout: 5s
+  cache: {negative_ttl: 300ms}
+`, api, level, freePort(t, "udp")), api
+}
+
+// waitResolver waits until the resolver's API at api answers with its
+// DHT addresses, and returns its status.
+func waitResolver(t *testing.T, api string, within time.Duration) resolver.Status {
+	t.Helper()
+	var st resolver.Status
+	waitFor(t, "the resolver's API", within, func() bool {
+		return getJSON("http://"+api+"/status", &st) && len(st.Addrs) > 0
+	})
+	return st
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
-	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
 )
 
@@ -165,20 +164,9 @@ func TestKillNineEveryDaemon(t *testing.T) {
 	}
 
 	// The resolver: the DHT's first node, the routers' bootstrap.
-	resAPI := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	daemon("resolver", "resolver", "--config", writeConf(t, dir, "resolver", creds("resolver")+fmt.Sprintf(`api: %q
-log: {level: warn}
-resolver:
-  mode: dht
-  listen: [/ip4/127.0.0.1/udp/%d/quic-v1]
-  min_puts: 1
-  handshake_timeout: 5s
-  cache: {negative_ttl: 300ms}
-`, resAPI, freePort(t, "udp"))))
-	var rst resolver.Status
-	waitFor(t, "the resolver's API", 20*time.Second, func() bool {
-		return getJSON("http://"+resAPI+"/status", &rst) && len(rst.Addrs) > 0
-	})
+	resConf, resAPI := resolverConf(t, creds("resolver"), "warn")
+	daemon("resolver", "resolver", "--config", writeConf(t, dir, "resolver", resConf))
+	rst := waitResolver(t, resAPI, 20*time.Second)
 
 	// Three routers in a line; r1 and r3 keep a tunnel to r2.
 	type rinfo struct {

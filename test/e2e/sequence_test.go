@@ -40,20 +40,9 @@ func TestRouterRestartClockSetBack(t *testing.T) {
 		p.start(t)
 		return p
 	}
-	resAPI := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	daemon("resolver", nil, "resolver", "--config", writeConf(t, dir, "resolver", creds("resolver")+fmt.Sprintf(`api: %q
-log: {level: warn}
-resolver:
-  mode: dht
-  listen: [/ip4/127.0.0.1/udp/%d/quic-v1]
-  min_puts: 1
-  handshake_timeout: 5s
-  cache: {negative_ttl: 300ms}
-`, resAPI, freePort(t, "udp"))))
-	var rst resolver.Status
-	waitFor(t, "the resolver's API", 20*time.Second, func() bool {
-		return getJSON("http://"+resAPI+"/status", &rst) && len(rst.Addrs) > 0
-	})
+	resConf, resAPI := resolverConf(t, creds("resolver"), "warn")
+	daemon("resolver", nil, "resolver", "--config", writeConf(t, dir, "resolver", resConf))
+	rst := waitResolver(t, resAPI, 20*time.Second)
 	router := func(run string, env []string) (string, *proc) {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
 		conf := creds("r1") + fmt.Sprintf(`listen: %q

@@ -27,7 +27,6 @@ import (
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/pdu"
-	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
 )
 
@@ -488,21 +487,10 @@ func newSoakCluster(t *testing.T) *soakCluster {
 			filepath.Join(dir, alias+".member"), domainPath)
 	}
 	logLevel := cmpOr(os.Getenv("GDP_SOAK_LOG"), "warn")
-	resAPI := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	resConf, resAPI := resolverConf(t, creds("resolver"), logLevel)
 	c.admin["resolver"] = resAPI
-	daemon("resolver", "resolver", "--config", writeConf(t, dir, "resolver", creds("resolver")+fmt.Sprintf(`api: %q
-log: {level: %s}
-resolver:
-  mode: dht
-  listen: [/ip4/127.0.0.1/udp/%d/quic-v1]
-  min_puts: 1
-  handshake_timeout: 5s
-  cache: {negative_ttl: 300ms}
-`, resAPI, logLevel, freePort(t, "udp"))))
-	var rst resolver.Status
-	waitFor(t, "the resolver's API", 30*time.Second, func() bool {
-		return getJSON("http://"+resAPI+"/status", &rst) && len(rst.Addrs) > 0
-	})
+	daemon("resolver", "resolver", "--config", writeConf(t, dir, "resolver", resConf))
+	rst := waitResolver(t, resAPI, 30*time.Second)
 	for _, n := range []string{"r1", "r2", "r3"} {
 		c.routers[n] = fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
 		c.admin[n] = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
