@@ -92,6 +92,13 @@ type Config struct {
 	// withdrawn and nothing is stored (gdp_capsuled_placements_refused_total
 	// {reason="not_published"}); the client retries. Default 5s.
 	PublishWait time.Duration
+	// CreatesPerPeer bounds the CREATEs of one requester (its name)
+	// waiting at once for their location records (up to PublishWait each).
+	// They wait off the Workers, so a slow resolver never holds the
+	// workers that serve reads, appends and syncs; more are answered 503
+	// and counted (gdp_capsuled_placements_refused_total
+	// {reason="creates_per_peer"}). Default 16.
+	CreatesPerPeer int
 }
 
 // PlacementPolicy limits who may place capsules on a server, and how
@@ -145,6 +152,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxSubscriptionsPerSubscriber <= 0 {
 		c.MaxSubscriptionsPerSubscriber = 64
+	}
+	if c.CreatesPerPeer <= 0 {
+		c.CreatesPerPeer = 16
 	}
 	if c.PublishWait <= 0 {
 		c.PublishWait = 5 * time.Second

@@ -30,12 +30,6 @@ import (
 // capsule's name is withdrawn again, with nothing stored.
 func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 	m := r.msg
-	k := createKey{r.from, m.ID}
-	if _, busy := s.creating.LoadOrStore(k, struct{}{}); busy {
-		s.met.dropped.WithLabelValues("create_in_progress").Inc()
-		return nil
-	}
-	defer s.creating.Delete(k)
 	p, err := parsePlacement(m, s.name, true)
 	if err != nil {
 		return fail(m, fmt.Errorf("create: %w", err))
@@ -124,6 +118,9 @@ type createKey struct {
 
 // errUnpublished: the router did not confirm the location record in time.
 var errUnpublished = errors.New("location not published")
+
+// errBusy: the requester has its share of the work under way (503).
+var errBusy = errors.New("busy")
 
 // renewWarning is the share of an AdCert's lifetime left below which the
 // server logs a WARN (once per AdCert): renew at half-life, worry at 20 %.

@@ -74,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak", "delete_unsigned", "delete_clock", "create_in_progress", "unproven_head"} {
 		m.dropped.WithLabelValues(r)
 	}
-	for _, r := range []string{refuseOwner, refuseQuota, refuseReplicas, refuseFull, refuseDisk, refuseUnpublished} {
+	for _, r := range []string{refuseOwner, refuseQuota, refuseReplicas, refuseFull, refuseDisk, refuseUnpublished, refuseCreates} {
 		m.placementsRefused.WithLabelValues(r)
 	}
 	// Requests by operation with status ok exist from the start, so a

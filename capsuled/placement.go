@@ -217,6 +217,8 @@ const (
 	refuseReplicas = "too_many_replicas"
 	refuseFull     = "server_full"
 	refuseDisk     = "disk_full" // below min_free_bytes
+	// refuseCreates: the requester has creates_per_peer CREATEs waiting
+	refuseCreates = "creates_per_peer"
 	// refuseUnpublished: the router did not confirm the location record
 	// within publish_wait.
 	refuseUnpublished = "not_published"

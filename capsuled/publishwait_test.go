@@ -158,3 +158,72 @@ func TestCreateUnpublishedLeavesNothing(t *testing.T) {
 		t.Fatalf("capsule not stored after the retried CREATE: %v", err)
 	}
 }
+
+// TestCreateWaitsOffWorkers: CREATEs waiting for a slow resolver do not
+// hold the server's workers — with two workers and two CREATEs waiting,
+// another user's request on a capsule already held is answered while
+// they still wait (before, each waiting CREATE held a worker, and a
+// member sending Workers CREATEs every publish_wait stalled every read,
+// append and sync). One requester has creates_per_peer CREATEs waiting at
+// most: the next is answered 503 at once and counted.
+func TestCreateWaitsOffWorkers(t *testing.T) {
+	w := newWorld(t)
+	g := &gatedResolver{Resolver: w.res, delay: 2 * time.Second}
+	w.rres = g
+	ra := w.router("router A")
+	srv := w.newReplicaConf(ra, "server", capsuled.Config{Workers: 2, CreatesPerPeer: 2, PublishWait: 15 * time.Second})
+	resolvable(t, w, srv.id.Name)
+	owner := w.user(ra, "owner")
+	other := w.user(ra, "other")
+	held := newTestCapsule(t, "held")
+	held.create(t, owner, 1, srv)
+
+	type result struct {
+		err  error
+		done time.Time
+	}
+	results := make(chan result, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range 3 {
+		tc := newTestCapsule(t, fmt.Sprintf("slow %d", i))
+		g.gate(tc.meta.Name())
+		places, err := client.PlaceCapsule(tc.owner, tc.meta, []pdu.Name{srv.id.Name}, 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			err := owner.Create(ctx, tc.owner, tc.meta, 1, places)
+			results <- result{err, time.Now()}
+		}()
+		if i < 2 {
+			// the first two are admitted before the third is sent
+			eventually(t, 10*time.Second, "the router to hold the waiting CREATE's name", func() bool {
+				return len(ra.Router.FIB().Lookup(tc.meta.Name())) > 0
+			})
+		}
+	}
+	// The third: refused at once, the requester's share being taken.
+	first := <-results
+	var se *wire.StatusError
+	if !errors.As(first.err, &se) || se.Status != wire.StatusUnavailable || !strings.Contains(first.err.Error(), "creates_per_peer") {
+		t.Fatalf("third CREATE while two wait: %v, want 503 naming creates_per_peer", first.err)
+	}
+	if got := srv.metric("gdp_capsuled_placements_refused_total", "creates_per_peer"); got != 1 {
+		t.Fatalf("placements_refused_total{creates_per_peer} = %v, want 1", got)
+	}
+	// Another user's request is served while both CREATEs still wait.
+	if _, err := other.Info(ctx, held.meta.Name(), held.meta.Name()); err != nil {
+		t.Fatal(err)
+	}
+	answered := time.Now()
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("a waiting CREATE: %v", r.err)
+		}
+		if !r.done.After(answered) {
+			t.Fatal("a CREATE finished before the other user's request was answered: the request waited behind it")
+		}
+	}
+}

@@ -62,6 +62,9 @@ type Server struct {
 	// syncAnswers counts the SYNCs being answered per peer
 	// (SyncAnswersPerPeer).
 	syncAnswers peerCount
+	// createWaits counts each requester's CREATEs under way off the
+	// workers (Config.CreatesPerPeer).
+	createWaits peerCount
 	// creating holds the CREATEs being served, by source and request id:
 	// a client's re-sent copy of one that waits for its location record
 	// is dropped instead of taking another worker (the answer to the
@@ -289,7 +292,35 @@ func (s *Server) serve(ctx context.Context, r request) {
 	var resp *wire.Message
 	switch r.msg.Op {
 	case wire.OpCreate:
-		resp = s.handleCreate(ctx, r)
+		// A CREATE waits for the router to confirm the location record
+		// (up to PublishWait): it waits on its own goroutine, so a slow
+		// resolver never holds the workers that serve reads, appends and
+		// syncs; each requester has CreatesPerPeer of those at once.
+		// A copy the client re-sent while its CREATE waits is dropped.
+		k := createKey{r.from, r.msg.ID}
+		if _, busy := s.creating.LoadOrStore(k, struct{}{}); busy {
+			s.met.dropped.WithLabelValues("create_in_progress").Inc()
+			return
+		}
+		if !s.createWaits.admit(r.from, s.cfg.CreatesPerPeer) {
+			s.creating.Delete(k)
+			s.met.placementsRefused.WithLabelValues(refuseCreates).Inc()
+			resp = fail(r.msg, fmt.Errorf("create: %w: %d CREATEs of this requester are waiting for their location records (creates_per_peer); retry later",
+				errBusy, s.cfg.CreatesPerPeer))
+			break
+		}
+		s.wg.Add(1)
+		s.inflight.Add(1) // a drain waits for it as for any request
+		go func() {
+			defer s.wg.Done()
+			defer s.inflight.Done()
+			defer s.createWaits.release(r.from)
+			defer s.creating.Delete(k)
+			if resp := s.handleCreate(ctx, r); resp != nil {
+				s.reply(r, resp, "")
+			}
+		}()
+		return
 	case wire.OpAppend:
 		resp = s.handleAppend(ctx, r)
 	case wire.OpRead:

@@ -33,7 +33,7 @@ func statusOf(err error) wire.Status {
 		errors.Is(err, capsule.ErrBrokenChain), errors.Is(err, capsule.ErrGap), errors.Is(err, capsule.ErrRootMismatch),
 		errors.Is(err, capsule.ErrBadProof), errors.Is(err, capsule.ErrBadTime), errors.Is(err, wire.ErrMalformed):
 		return wire.StatusBadRequest
-	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrDiskFull), errors.Is(err, errUnpublished):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrDiskFull), errors.Is(err, errUnpublished), errors.Is(err, errBusy):
 		return wire.StatusUnavailable
 	}
 	return wire.StatusInternal

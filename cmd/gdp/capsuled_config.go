@@ -280,6 +280,11 @@ type capsuledConfig struct {
 	// name withdrawn, nothing stored (gdp_capsuled_placements_refused_total
 	// {reason="not_published"}). Default 5s.
 	PublishWait config.Duration `yaml:"publish_wait"`
+	// CreatesPerPeer bounds the CREATEs of one requester waiting at once
+	// for their location records (they wait off the workers); more are
+	// answered 503 (gdp_capsuled_placements_refused_total
+	// {reason="creates_per_peer"}). Default 16.
+	CreatesPerPeer int `yaml:"creates_per_peer"`
 	// Placement is the policy for who may place capsules here.
 	Placement placementYAML `yaml:"placement"`
 	// Metrics is the address of /metrics. Default 127.0.0.1:8029; "off"
@@ -336,7 +341,7 @@ func (cfg capsuledConfig) server() (capsuled.Config, error) {
 		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel, SyncWindow: cfg.SyncWindow, SyncAnswersPerPeer: cfg.SyncAnswersPerPeer,
 		PeerBackoff: cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer,
-		PublishWait: cfg.PublishWait.Std()}, nil
+		PublishWait: cfg.PublishWait.Std(), CreatesPerPeer: cfg.CreatesPerPeer}, nil
 }
 
 func loadCapsuledConfig(path string) (capsuledConfig, error) {
