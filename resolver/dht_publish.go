@@ -196,7 +196,7 @@ func (d *DHT) withdrawIf(ctx context.Context, name, router pdu.Name) (*Record, e
 		d.log.Info("withdrawn name left to expire: signed by another key", logging.Name(name))
 		return nil, nil
 	}
-	t, err := mine.Tombstone(d.cfg.Identity.Key, max(NextSequence(), mine.Sequence+1))
+	t, err := mine.Tombstone(d.cfg.Identity.Key, tombstoneSequence(mine.Sequence))
 	if err != nil {
 		return nil, fmt.Errorf("withdraw %s: %w", name, err)
 	}

@@ -284,3 +284,23 @@ func NextSequence() uint64 {
 	lastSeq.seq = s
 	return s
 }
+
+// raiseSequence makes every later NextSequence exceed seq: a sequence this
+// process signed that did not come from NextSequence (a Sequencer's, raised
+// above its floor; a tombstone's, one above the record it replaces).
+func raiseSequence(seq uint64) {
+	lastSeq.mu.Lock()
+	defer lastSeq.mu.Unlock()
+	lastSeq.seq = max(lastSeq.seq, seq)
+}
+
+// tombstoneSequence is the sequence of the tombstone replacing a record of
+// sequence prev: after it and after anything this process signed, so that
+// it supersedes the record, and so that the next record this process
+// signs (NextSequence, or a Sequencer's Next) supersedes the tombstone
+// rather than tie with it (a tie keeps whichever was merged first).
+func tombstoneSequence(prev uint64) uint64 {
+	seq := max(NextSequence(), prev+1)
+	raiseSequence(seq)
+	return seq
+}

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	wallclock "github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/internal/fsutil"
 )
 
@@ -75,7 +74,9 @@ func clip(s string, n int) string {
 func (q *Sequencer) Next() (uint64, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := max(uint64(wallclock.Now().UnixNano()), q.last+1)
+	// above the process's other sequences too (NextSequence: the
+	// tombstones this process put), so a record never ties with one
+	s := max(NextSequence(), q.last+1)
 	if q.path != "" && s > q.reserved {
 		floor := s + SequenceReserve
 		if err := fsutil.WriteFile(q.path, []byte(strconv.FormatUint(floor, 10)+"\n"), 0o600, true); err != nil {
@@ -84,6 +85,7 @@ func (q *Sequencer) Next() (uint64, error) {
 		q.reserved = floor
 	}
 	q.last = s
+	raiseSequence(s)
 	return s, nil
 }
 

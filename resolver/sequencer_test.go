@@ -68,3 +68,39 @@ func TestSequencerFloor(t *testing.T) {
 		t.Fatalf("a floor that cannot be written gave sequence %d", s)
 	}
 }
+
+// TestTombstoneThenRecordNoTie: a router whose sequences run ahead of its
+// clock (restarted with the clock set back: its Sequencer's floor is in
+// the future) publishes a record, withdraws it — the tombstone takes the
+// record's sequence plus one — and publishes the name again. The new
+// record's sequence must exceed the tombstone's: on a tie the record set
+// keeps the tombstone (merged first), and the name would not resolve until
+// the next republish although the router was told "published".
+func TestTombstoneThenRecordNoTie(t *testing.T) {
+	path := filepath.Join(t.TempDir(), SequenceFileName)
+	ahead := uint64(wallclock.Now().Add(time.Hour).UnixNano())
+	if err := os.WriteFile(path, []byte(strconv.FormatUint(ahead, 10)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q, err := OpenSequencer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		rec, err := q.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tomb := tombstoneSequence(rec)
+		if tomb <= rec {
+			t.Fatalf("tombstone %d does not supersede the record %d", tomb, rec)
+		}
+		again, err := q.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again <= tomb {
+			t.Fatalf("record after the tombstone: sequence %d, tombstone %d: the tombstone would win", again, tomb)
+		}
+	}
+}
