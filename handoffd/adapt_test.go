@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,12 +163,16 @@ func TestAdaptBandwidthChange(t *testing.T) {
 			cx/1e6, 1.5*lz4After/1e6, lz4Before/1.5/1e6)
 	}
 	link := NewLink(20e6)
-	go func() {
-		time.Sleep(700 * time.Millisecond)
-		link.SetRate(1e6)
-	}()
+	// The drop comes 700 ms after the first byte on the link, so at least
+	// 0.7 s into the adapter's timeline (it starts before the first send)
+	// however long the setup took on a loaded machine.
+	var drop sync.Once
 	rep, rec, err, rerr := e.run(t, SendConfig{AdaptInterval: time.Hour, Modes: []Mode{{Codec: CodecLZ4}, {Codec: CodecXZ}}, Workers: 1,
-		BlobSize: blob, Logger: zap.NewNop()}, func(c net.Conn) net.Conn { return link.Conn(c) })
+		BlobSize: blob, Logger: zap.NewNop()}, func(c net.Conn) net.Conn {
+		return &onFirstWrite{Conn: link.Conn(c), f: func() {
+			drop.Do(func() { time.AfterFunc(700*time.Millisecond, func() { link.SetRate(1e6) }) })
+		}}
+	})
 	if err != nil || rerr != nil {
 		t.Fatalf("send %v, receive %v", err, rerr)
 	}
@@ -631,4 +636,16 @@ func TestAdapterXORMustPay(t *testing.T) {
 	if _, out := a.ruled[YX]; out {
 		t.Fatalf("ruled out %v: %s is 5 %% denser than %s", a.ruled, YX, Y)
 	}
+}
+
+// onFirstWrite calls f before its first Write.
+type onFirstWrite struct {
+	net.Conn
+	once sync.Once
+	f    func()
+}
+
+func (c *onFirstWrite) Write(p []byte) (int, error) {
+	c.once.Do(c.f)
+	return c.Conn.Write(p)
 }
