@@ -21,16 +21,7 @@ import (
 // (NotAfter is never stretched).
 func TestGatewayAndHandoffdClockSkew(t *testing.T) {
 	dir := t.TempDir()
-	dom, err := certs.NewIdentity(certs.KindDomain, "skew domain")
-	if err != nil {
-		t.Fatal(err)
-	}
-	domainPath := filepath.Join(dir, "domain.meta")
-	writePEM(t, domainPath, certs.PEMMetadata, dom.Meta.Marshal())
-	id, err := certs.NewIdentity(certs.KindClient, "skew client")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dom, domainPath, id := skewDomain(t, dir)
 	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
 	if err != nil {
 		t.Fatal(err)
@@ -116,16 +107,7 @@ func TestGatewayAndHandoffdClockSkew(t *testing.T) {
 // the membership would go on to use them).
 func TestClockSkewAppliedAtReload(t *testing.T) {
 	dir := t.TempDir()
-	dom, err := certs.NewIdentity(certs.KindDomain, "skew domain")
-	if err != nil {
-		t.Fatal(err)
-	}
-	domainPath := filepath.Join(dir, "domain.meta")
-	writePEM(t, domainPath, certs.PEMMetadata, dom.Meta.Marshal())
-	id, err := certs.NewIdentity(certs.KindClient, "skew client")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dom, domainPath, id := skewDomain(t, dir)
 	now := time.Now()
 	ahead, err := certs.IssueMember(dom, id.Name, now.Add(3*time.Minute), now.Add(time.Hour))
 	if err != nil {
@@ -157,4 +139,20 @@ func TestClockSkewAppliedAtReload(t *testing.T) {
 			}
 		})
 	}
+}
+
+// skewDomain writes a domain's metadata to dir/domain.meta and mints a
+// client identity for the clock-skew tests.
+func skewDomain(t *testing.T, dir string) (dom *certs.Identity, domainPath string, id *certs.Identity) {
+	t.Helper()
+	dom, err := certs.NewIdentity(certs.KindDomain, "skew domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	domainPath = filepath.Join(dir, "domain.meta")
+	writePEM(t, domainPath, certs.PEMMetadata, dom.Meta.Marshal())
+	if id, err = certs.NewIdentity(certs.KindClient, "skew client"); err != nil {
+		t.Fatal(err)
+	}
+	return dom, domainPath, id
 }
