@@ -94,6 +94,13 @@ func TestLagIgnoresUnprovenHeads(t *testing.T) {
 			if p := peer(); p.Head != 5 {
 				t.Fatalf("a peer's SYNC request moved its head: %+v", p)
 			}
+			// A head once proven is not verified again when an answer
+			// repeats it; a different one is, however proven the last.
+			lying.Store(true)
+			round()
+			if p := peer(); p.Head != 5 {
+				t.Fatalf("the lie after a proven head shows: %+v", p)
+			}
 		})
 	}
 }

@@ -94,6 +94,14 @@ func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time) {
 	r.m[k] = e
 }
 
+// head is the head last recorded for peer's replica of c.
+func (r *replState) head(c, peer pdu.Name) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.m[[2]pdu.Name{c, peer}]
+	return e.head, ok && !e.seen.IsZero()
+}
+
 // failed records the outcome of a pull from peer (nil: success).
 func (r *replState) failed(c, peer pdu.Name, err error) {
 	r.mu.Lock()
