@@ -43,13 +43,11 @@ type pubWaits struct {
 // has advertise.max_publish_waits_per_identity waiting already (counted):
 // its names are then answered pending at once.
 func (r *Router) newPubWaiter(in *Face, res *advert.Result) *pubWaiter {
-	if max := r.cfg.Advertise.MaxPublishWaitsPerIdentity; max > 0 && in.share.waits.Add(1) > int64(max) {
+	n := in.share.waits.Add(1)
+	if max := r.cfg.Advertise.MaxPublishWaitsPerIdentity; max > 0 && n > int64(max) {
 		in.share.waits.Add(-1)
 		r.met.quota(quotaPublishWaits)
 		return nil
-	}
-	if r.cfg.Advertise.MaxPublishWaitsPerIdentity <= 0 {
-		in.share.waits.Add(1)
 	}
 	return &pubWaiter{r: r, share: in.share, res: res, idx: map[pdu.Name][]int{}}
 }
