@@ -124,6 +124,16 @@ func (w *world) start(r *replica) {
 		w.t.Fatal(err)
 	}
 	r.srv, r.ep = srv, ep
+	// The replica's names (its own, its capsules') are in r.n's FIB once
+	// New returns, their location records only once r.n's publisher has
+	// run: a reader behind another router that looked the name up before
+	// that would get NO_ROUTE (and cache it). A restarted replica is used
+	// at once by the tests, so wait here.
+	for deadline := time.Now().Add(10 * time.Second); r.n.Router.PublishPending() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			w.t.Fatalf("replica %s: %d location records still unpublished after 10 s", r.id.Name, r.n.Router.PublishPending())
+		}
+	}
 }
 
 func (r *replica) stop() {
