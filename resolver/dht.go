@@ -59,6 +59,10 @@ type DHT struct {
 	// (kad-dht's GetClosestPeers; tests count or extend it).
 	closestPeers func(ctx context.Context, key string) ([]peer.ID, error)
 
+	// connsIn and connsOut count the libp2p connections opened
+	// (Connections; the dht_connections_total metric).
+	connsIn, connsOut atomic.Int64
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -362,6 +366,11 @@ func (d *DHT) AddPeers(addrs ...string) (int, error) {
 
 // PeerCount is the number of peers in the routing table.
 func (d *DHT) PeerCount() int { return d.kad.RoutingTable().Size() }
+
+// Connections is how many libp2p connections this node has opened so
+// far: accepted (in) and dialled (out). Each is a QUIC and TLS handshake,
+// then identify and the membership proof both ways.
+func (d *DHT) Connections() (in, out int64) { return d.connsIn.Load(), d.connsOut.Load() }
 
 // AdmittedCount is the number of peers that proved membership.
 func (d *DHT) AdmittedCount() int { return d.gate.count() }

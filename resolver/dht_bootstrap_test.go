@@ -9,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gdpnet/gdpnet/certs"
 )
@@ -218,7 +219,9 @@ func TestAddPeers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	r := w.router(d, "prewarmed")
-	p, err := NewDHT(ctx, DHTConfig{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: cv, HandshakeTimeout: 10 * time.Second})
+	reg := prometheus.NewRegistry()
+	p, err := NewDHT(ctx, DHTConfig{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: cv, HandshakeTimeout: 10 * time.Second,
+		Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +237,17 @@ func TestAddPeers(t *testing.T) {
 	if got := len(p.host.Network().Peers()); got != 0 || p.PeerCount() != 4 {
 		t.Fatalf("after AddPeers: %d connections (want 0), %d in the table (want 4)", got, p.PeerCount())
 	}
+	if in, out := p.Connections(); in != 0 || out != 0 {
+		t.Fatalf("after AddPeers: %d connections accepted, %d dialled; want none", in, out)
+	}
+	accepted := func() (n int64) {
+		for _, o := range c.nodes {
+			in, _ := o.Connections()
+			n += in
+		}
+		return n
+	}
+	in0 := accepted()
 	if _, err := p.AddPeers("/ip4/127.0.0.1/udp/1/quic-v1"); err == nil {
 		t.Error("an address without /p2p/ accepted")
 	}
@@ -254,4 +268,34 @@ func TestAddPeers(t *testing.T) {
 	if p.AdmittedCount() == 0 {
 		t.Error("no peer proved membership to the pre-warmed node")
 	}
+	// Every connection it opened is counted, at both ends and in the
+	// metric; a lookup on a connected peer opens none.
+	in, out := p.Connections()
+	if out == 0 || out > 4 || accepted()-in0 != out {
+		t.Errorf("pre-warmed node dialled %d (accepted %d); its peers accepted %d; want 1 to 4 dialled, all accepted", out, in, accepted()-in0)
+	}
+	if got := counterValue(p.metrics.conns.WithLabelValues("out")); got != float64(out) || !registered(t, reg, "gdp_resolver_dht_connections_total") {
+		t.Errorf("gdp_resolver_dht_connections_total{direction=out} = %v, want %d", got, out)
+	}
+	if _, err := p.Lookup(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, again := p.Connections(); again != out {
+		t.Errorf("a lookup over open connections dialled %d more", again-out)
+	}
+}
+
+// registered says whether reg gathers a metric family called name.
+func registered(t *testing.T, reg *prometheus.Registry, name string) bool {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return true
+		}
+	}
+	return false
 }

@@ -24,11 +24,18 @@ import (
 // connected runs for every new connection (libp2p calls it synchronously,
 // so the work goes to an owned goroutine).
 func (d *DHT) connected(_ network.Network, c network.Conn) {
+	outbound := c.Stat().Direction == network.DirOutbound
+	if outbound {
+		d.connsOut.Add(1)
+		d.metrics.conns.WithLabelValues("out").Inc()
+	} else {
+		d.connsIn.Add(1)
+		d.metrics.conns.WithLabelValues("in").Inc()
+	}
 	if d.closed.Load() {
 		return
 	}
 	p := c.RemotePeer()
-	outbound := c.Stat().Direction == network.DirOutbound
 	if !outbound && d.gate.isVerified(p) {
 		return
 	}

@@ -16,6 +16,7 @@ type dhtMetrics struct {
 	republish  *prometheus.CounterVec // result: ok, renewed, expired, failed
 	stored     prometheus.Gauge       // record sets (names) in this node's store
 	swept      *prometheus.CounterVec // reason: age (set deleted), expired (entries dropped)
+	conns      *prometheus.CounterVec // direction: in, out (libp2p connections opened)
 }
 
 func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) {
@@ -35,6 +36,8 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 			Name: "dht_stored_names", Help: "Names (record sets) held in this node's DHT store.", ConstLabels: cl}),
 		swept: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
 			Name: "dht_swept_total", Help: "Stored records removed by the sweep: age (whole set older than record_age), expired (entries).", ConstLabels: cl}, []string{"reason"}),
+		conns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "dht_connections_total", Help: "libp2p connections opened (each a QUIC/TLS handshake, then identify and the membership proof), by direction: in, out.", ConstLabels: cl}, []string{"direction"}),
 	}
 	// Every series exists from the start at zero, so a rate() or an alert
 	// on a reason that has not happened yet finds it.
@@ -53,8 +56,11 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 	for _, r := range []string{"ok", "renewed", "expired", "failed"} {
 		m.republish.WithLabelValues(r)
 	}
+	for _, r := range []string{"in", "out"} {
+		m.conns.WithLabelValues(r)
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.puts, m.refused, m.admissions, m.rejectedRq, m.republish, m.stored, m.swept} {
+		for _, c := range []prometheus.Collector{m.puts, m.refused, m.admissions, m.rejectedRq, m.republish, m.stored, m.swept, m.conns} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {

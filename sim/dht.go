@@ -61,6 +61,19 @@ func (s *Sim) DHT(node string) *resolver.DHT {
 	return n.dht
 }
 
+// DHTConnections is how many libp2p connections the running DHT nodes
+// have dialled so far (each connection counted once, at its dialler:
+// a QUIC and TLS handshake, identify and the membership proof).
+func (s *Sim) DHTConnections() (conns int64) {
+	for _, n := range s.order {
+		if d := s.DHT(n.spec.Name); d != nil {
+			_, out := d.Connections()
+			conns += out
+		}
+	}
+	return conns
+}
+
 // resolverFor is the resolver a router embeds: the shared static one, or
 // its own DHT node with its publishes paced (pacedDHT).
 func (s *Sim) resolverFor(n *simNode) resolver.Resolver {

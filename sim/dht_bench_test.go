@@ -125,6 +125,7 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 			b.Fatal(err)
 		}
 		build := time.Since(t0)
+		connsBuild := s.DHTConnections()
 		if f := os.Getenv("GDP_SIM_HEAPPROF"); f != "" {
 			writeHeapProfile(b, f)
 		}
@@ -133,12 +134,14 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		// lookups (GDP_SIM_CHECK_PARALLEL at once, default 8) all found.
 		busy := s.WaitPublished(cctx)
 		published := time.Since(t0)
+		connsPub, cpuPub := s.DHTConnections(), processCPU()-cpu0
 		rep := s.CheckNames(cctx, NameCheck{FromRouters: envInt("GDP_SIM_FROM", 4), ForNames: envInt("GDP_SIM_NAMES", 4), Seed: 7,
 			Parallel: envInt("GDP_SIM_CHECK_PARALLEL", 8)})
 		cancel()
 		conv := time.Since(t0)
 		cpu := processCPU() - cpu0
 		hwm := vmHWM()
+		conns := s.DHTConnections()
 		gor := runtime.NumGoroutine()
 		s.Close()
 		b.ReportMetric(float64(rows*cols), "routers")
@@ -149,7 +152,11 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		b.ReportMetric(float64(rep.Found)/float64(rep.Lookups), "found")
 		b.ReportMetric(float64(rep.Lookups), "lookups")
 		b.ReportMetric(published.Seconds(), "published-s")
+		b.ReportMetric(float64(conns)/float64(rows*cols), "conns/router")
+		b.ReportMetric(cpu.Seconds()/float64(rows*cols), "cpu-s/router")
 		b.Logf("publishes done at %s (%d routers still had jobs pending)", published.Round(time.Millisecond), busy)
+		b.Logf("DHT connections opened (each counted once): %d at build, %d by the publishes' end, %d by the check's (%.1f a router); CPU %s by the publishes' end, %s a router in all",
+			connsBuild, connsPub, conns, float64(conns)/float64(rows*cols), cpuPub.Round(time.Millisecond), (cpu / time.Duration(rows*cols)).Round(time.Millisecond))
 		b.Logf("%d routers (%s resolver): built in %s, converged in %s (%d/%d lookups found: every name from %d routers, %d names from every router; %d routers, %d names covered), CPU %s, peak RSS %.2f GiB, %d goroutines, load %s → %s; %s",
 			rows*cols, res, build.Round(time.Millisecond), conv.Round(time.Millisecond), rep.Found, rep.Lookups,
 			envInt("GDP_SIM_FROM", 4), envInt("GDP_SIM_NAMES", 4), rep.Routers, rep.Names, cpu.Round(time.Millisecond), float64(hwm)/(1<<30), gor,
