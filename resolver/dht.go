@@ -372,6 +372,14 @@ func (d *DHT) PeerCount() int { return d.kad.RoutingTable().Size() }
 // then identify and the membership proof both ways.
 func (d *DHT) Connections() (in, out int64) { return d.connsIn.Load(), d.connsOut.Load() }
 
+// StoredNames is how many names (record sets) this node's store holds:
+// its own and those peers put to it as one of a name's closest.
+func (d *DHT) StoredNames() int {
+	d.store.mu.Lock()
+	defer d.store.mu.Unlock()
+	return len(d.store.routers)
+}
+
 // AdmittedCount is the number of peers that proved membership.
 func (d *DHT) AdmittedCount() int { return d.gate.count() }
 

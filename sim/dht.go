@@ -168,6 +168,7 @@ func (s *Sim) startDHT(ctx context.Context, n *simNode, join bool) error {
 		// them 30 s and 20 s (a slow node is slow, not an intruder).
 		HandshakeTimeout: 30 * time.Second,
 		PutTimeout:       20 * time.Second,
+		BucketSize:       s.opts.DHTBucketSize, // 0: kad-dht's 20, as deployed
 		Logger:           s.log.Named(n.spec.Name).Named("dht"),
 	}
 	// A joining node's bootstrap dials and first refresh get a minute on a

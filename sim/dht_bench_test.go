@@ -110,7 +110,7 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		// GDP_SIM_DHT_JOIN=dial: handshakes at build time instead of
 		// pre-warmed routing tables.
 		opts := Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr, DHTJoin: os.Getenv("GDP_SIM_DHT_JOIN"),
-			PublishParallel: envInt("GDP_SIM_PUBLISH_PARALLEL", 0)}
+			PublishParallel: envInt("GDP_SIM_PUBLISH_PARALLEL", 0), DHTBucketSize: envInt("GDP_SIM_DHT_K", 0)}
 		if f := os.Getenv("GDP_SIM_LOG"); f != "" {
 			// GDP_SIM_LOG=FILE: every node's log (debug level) as JSON.
 			zc := zap.NewProductionConfig()

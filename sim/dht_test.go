@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -138,4 +139,47 @@ func TestCheckNamesDoesNotStall(t *testing.T) {
 			t.Fatalf("failed: %q, want only the ghost", f)
 		}
 	}
+}
+
+// TestDHTBucketSize: Options.DHTBucketSize is the kad-dht nodes' k, so
+// each router's record is stored at its k closest peers and itself, not
+// at every node of a DHT smaller than kad-dht's 20; every name still
+// resolves from the routers checked.
+func TestDHTBucketSize(t *testing.T) {
+	const n, k = 12, 3
+	top, err := Builtin("grid", Params{Rows: 3, Cols: 4, Delay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.Workloads = nil
+	top.Nodes = slices.DeleteFunc(top.Nodes, func(n *Node) bool { return n.Kind != KindRouter })
+	top.Links = slices.DeleteFunc(top.Links, func(l *Link) bool { return l.A[0] == 'c' || l.B[0] == 'c' })
+	top.Resolver = ResolverDHT
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	s, err := Start(ctx, top, Options{DHTBucketSize: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if busy := s.WaitPublished(ctx); busy != 0 {
+		t.Fatalf("%d routers still publishing", busy)
+	}
+	rep := s.CheckNames(ctx, NameCheck{FromRouters: 3, Seed: 1})
+	if rep.Found != rep.Lookups || rep.Names != n {
+		t.Fatalf("names: %+v, want all %d names found from 3 routers", rep, n)
+	}
+	held := 0
+	for _, node := range top.Nodes {
+		held += s.DHT(node.Name).StoredNames()
+	}
+	// Each of the n names at its router and the k closest peers it found,
+	// and at most one more: a lookup's repair put (kad-dht's SearchValue
+	// pushes the value to the k closest the lookup found, which exclude
+	// the looking node: when that is one of the k, the next one gets a
+	// copy). With kad-dht's 20 every name is at all n nodes (n×n).
+	if held < n || held > n*(k+2) {
+		t.Fatalf("%d (name, node) copies stored, want %d names at ≤ %d nodes each (≤ %d)", held, n, k+2, n*(k+2))
+	}
+	t.Logf("%d copies of %d names (k %d); %d DHT connections", held, n, k, s.DHTConnections())
 }

@@ -58,6 +58,13 @@ type Options struct {
 	// withdrawals in flight across the simulation in DHT mode (default
 	// 16; see dhtPublishes).
 	PublishParallel int
+	// DHTBucketSize is the in-process kad-dht nodes' bucket size k,
+	// which is also the replication factor: a publish gets from and puts
+	// to the k closest peers, a first contact (a QUIC, TLS and membership
+	// handshake) with each. Default 20, as deployed; a smaller k is a
+	// fidelity difference (docs/SIMULATOR.md §6) to be stated with any
+	// figure measured with it.
+	DHTBucketSize int
 }
 
 // simDedupSlots is each emulated router's duplicate-suppression table.
