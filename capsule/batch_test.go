@@ -192,31 +192,40 @@ func TestVerifyRange(t *testing.T) {
 		}
 		return &InclusionProof{Index: last - 1, Size: hb.Seqno, Path: p}
 	}
-	for _, r := range [][2]int{{1, 40}, {5, 9}, {4, 4}, {39, 40}} {
-		got := all[r[0]-1 : r[1]]
-		if err := VerifyRange(testInfo, hb, got, proofFor(uint64(r[1])), 0); err != nil {
-			t.Fatalf("range %v: %v", r, err)
+	// VerifyRangeUnder (the heartbeat's signature checked by the caller)
+	// makes every other check VerifyRange makes.
+	for _, verify := range []func(Info, *Heartbeat, []Record, *InclusionProof, int) error{VerifyRange, VerifyRangeUnder} {
+		for _, r := range [][2]int{{1, 40}, {5, 9}, {4, 4}, {39, 40}} {
+			got := all[r[0]-1 : r[1]]
+			if err := verify(testInfo, hb, got, proofFor(uint64(r[1])), 0); err != nil {
+				t.Fatalf("range %v: %v", r, err)
+			}
+		}
+		tamper := func(f func(e []Record)) error {
+			e := append([]Record(nil), all[9:20]...)
+			f(e)
+			return verify(testInfo, hb, e, proofFor(20), 0)
+		}
+		if err := tamper(func(e []Record) { e[3].Data = []byte("x") }); !errors.Is(err, ErrBadDataHash) {
+			t.Fatalf("tampered data: %v", err)
+		}
+		if err := tamper(func(e []Record) { e[3] = NewRecord(testName, e[3].Seqno, e[3].Time, e[3].Prev, []byte("x")) }); !errors.Is(err, ErrBrokenChain) {
+			t.Fatalf("substituted record: %v", err)
+		}
+		if err := tamper(func(e []Record) { e[10] = NewRecord(testName, 20, e[10].Time, e[10].Prev, []byte("x")) }); !errors.Is(err, ErrBadProof) {
+			t.Fatalf("substituted last record: %v", err)
+		}
+		if err := verify(testInfo, hb, all[9:20], proofFor(21), 0); !errors.Is(err, ErrBadProof) {
+			t.Fatalf("proof for another leaf: %v", err)
+		}
+		if err := verify(testInfo, hb, append(append([]Record(nil), all[9:12]...), all[13:20]...), proofFor(20), 0); !errors.Is(err, ErrGap) {
+			t.Fatalf("missing entry: %v", err)
 		}
 	}
-	tamper := func(f func(e []Record)) error {
-		e := append([]Record(nil), all[9:20]...)
-		f(e)
-		return VerifyRange(testInfo, hb, e, proofFor(20), 0)
-	}
-	if err := tamper(func(e []Record) { e[3].Data = []byte("x") }); !errors.Is(err, ErrBadDataHash) {
-		t.Fatalf("tampered data: %v", err)
-	}
-	if err := tamper(func(e []Record) { e[3] = NewRecord(testName, e[3].Seqno, e[3].Time, e[3].Prev, []byte("x")) }); !errors.Is(err, ErrBrokenChain) {
-		t.Fatalf("substituted record: %v", err)
-	}
-	if err := tamper(func(e []Record) { e[10] = NewRecord(testName, 20, e[10].Time, e[10].Prev, []byte("x")) }); !errors.Is(err, ErrBadProof) {
-		t.Fatalf("substituted last record: %v", err)
-	}
-	if err := VerifyRange(testInfo, hb, all[9:20], proofFor(21), 0); !errors.Is(err, ErrBadProof) {
-		t.Fatalf("proof for another leaf: %v", err)
-	}
-	if err := VerifyRange(testInfo, hb, append(append([]Record(nil), all[9:12]...), all[13:20]...), proofFor(20), 0); !errors.Is(err, ErrGap) {
-		t.Fatalf("missing entry: %v", err)
+	other := *hb
+	other.Capsule[0] ^= 1
+	if err := VerifyRangeUnder(testInfo, &other, all[9:20], proofFor(20), 0); !errors.Is(err, ErrWrongCapsule) {
+		t.Fatalf("another capsule's heartbeat: %v", err)
 	}
 }
 

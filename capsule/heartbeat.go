@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -117,6 +118,13 @@ func (h *Heartbeat) check() error {
 	return nil
 }
 
+// sigChecks counts heartbeat signature verifications (HeartbeatSigChecks).
+var sigChecks atomic.Uint64
+
+// HeartbeatSigChecks is how many heartbeat signatures (ed25519) this
+// process has verified: what a reader's verification costs beyond hashing.
+func HeartbeatSigChecks() uint64 { return sigChecks.Load() }
+
 // Verify checks the heartbeat's fields and its signature by writer for
 // capsule c.
 func (h *Heartbeat) Verify(c pdu.Name, writer ed25519.PublicKey) error {
@@ -126,6 +134,7 @@ func (h *Heartbeat) Verify(c pdu.Name, writer ed25519.PublicKey) error {
 	if err := h.check(); err != nil {
 		return err
 	}
+	sigChecks.Add(1)
 	if len(writer) != ed25519.PublicKeySize || !ed25519.Verify(writer, sigInput(h.Body()), h.Sig) {
 		return fmt.Errorf("heartbeat %d: %w", h.Seqno, ErrBadSignature)
 	}

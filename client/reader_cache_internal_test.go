@@ -13,7 +13,7 @@ import (
 
 // TestPageUnderHeldHeartbeat: once a page's heartbeat is verified and
 // held, later pages carrying the same heartbeat bytes skip its signature
-// check, but their entries are still checked against it: a record altered
+// check (no ed25519 verification for them, counted), but their entries are still checked against it: a record altered
 // under the held heartbeat, or another heartbeat's bytes, is refused.
 func TestPageUnderHeldHeartbeat(t *testing.T) {
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
@@ -38,10 +38,18 @@ func TestPageUnderHeldHeartbeat(t *testing.T) {
 	}
 	r := &Reader{info: capsule.Info{Name: c, Writer: pub}}
 	r.f = capsule.NewFollower(r.info)
-	for i := range 2 {
+	var sigs uint64
+	for i := range 4 {
+		if i == 1 {
+			sigs = capsule.HeartbeatSigChecks() // the first page took the heartbeat
+		}
 		if _, err := r.verifyPage(page(i)); err != nil {
 			t.Fatalf("page %d: %v", i, err)
 		}
+	}
+	// The pages under the held heartbeat cost no signature check.
+	if n := capsule.HeartbeatSigChecks() - sigs; n != 0 {
+		t.Fatalf("%d heartbeat signature checks for 3 pages under the held heartbeat, want 0", n)
 	}
 	if r.hbOf == nil || r.hbOf != r.f.Heartbeat() {
 		t.Fatal("the verified heartbeat was not kept for the next page")

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -11,6 +12,9 @@ import (
 
 type pebbleEngine struct {
 	db *pebble.DB
+	// scanBlockBytes sums the sstable block bytes scans loaded (from the
+	// block cache or the disk): what a read cost the engine.
+	scanBlockBytes atomic.Uint64
 }
 
 type quietLogger struct{}
@@ -128,6 +132,7 @@ func (e *pebbleEngine) scan(lo, hi []byte, fn func(k, v []byte) bool) error {
 			break
 		}
 	}
+	e.scanBlockBytes.Add(it.Stats().InternalStats.BlockBytes)
 	return errors.Join(it.Error(), it.Close())
 }
 

@@ -119,7 +119,10 @@ func (s *Store) readRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire 
 		}
 		next++
 		ferr = fn(seq, v)
-		return ferr == nil
+		// Stop at to: going on would make the engine load the block
+		// after it (a whole record's worth from disk, for a one-record
+		// READ) only to find the range over.
+		return ferr == nil && seq < to
 	})
 	if err = errors.Join(err, ferr); err != nil {
 		return err
