@@ -90,7 +90,10 @@ type Config struct {
 	// CREATE is answered only once other routers can resolve the capsule.
 	// When it expires the CREATE is answered 503, a new capsule's name is
 	// withdrawn and nothing is stored (gdp_capsuled_placements_refused_total
-	// {reason="not_published"}); the client retries. Default 5s.
+	// {reason="not_published"}); the client retries. New waits, at most
+	// PublishWait in all, for the records of the server's own name and of
+	// every capsule it holds (not confirmed in time: served all the same,
+	// one WARN). Default 5s.
 	PublishWait time.Duration
 	// CreatesPerPeer bounds the CREATEs of one requester (its name)
 	// waiting at once for their location records (up to PublishWait each).

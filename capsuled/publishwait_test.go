@@ -12,6 +12,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/resolver"
@@ -40,14 +41,14 @@ func (g *gatedResolver) gate(n pdu.Name) {
 
 func (g *gatedResolver) Publish(ctx context.Context, rec *resolver.Record) error {
 	g.mu.Lock()
-	gated := g.names[rec.Name]
+	gated, delay := g.names[rec.Name], g.delay
 	g.mu.Unlock()
 	if gated {
 		if g.broken.Load() {
 			return fmt.Errorf("gated resolver: %w", context.DeadlineExceeded)
 		}
 		select {
-		case <-time.After(g.delay):
+		case <-time.After(delay):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -82,6 +83,8 @@ func TestCreateAnswersOncePublished(t *testing.T) {
 	other := w.user(rb, "other")
 	tc := newTestCapsule(t, "published")
 	g.gate(tc.meta.Name())
+	// The server's start waited for its own name's record already.
+	before := gathered(ra.Router.Gatherer(), "gdp_router_publish_waits_total", "published")
 
 	start := time.Now()
 	tc.create(t, owner, 1, srv)
@@ -95,8 +98,8 @@ func TestCreateAnswersOncePublished(t *testing.T) {
 	if took < g.delay {
 		t.Fatalf("CREATE returned after %s, before the resolver stored the record (%s)", took, g.delay)
 	}
-	if got := gathered(ra.Router.Gatherer(), "gdp_router_publish_waits_total", "published"); got != 1 {
-		t.Fatalf("gdp_router_publish_waits_total{result=published} = %v, want 1", got)
+	if got := gathered(ra.Router.Gatherer(), "gdp_router_publish_waits_total", "published") - before; got != 1 {
+		t.Fatalf("gdp_router_publish_waits_total{result=published} rose by %v in the CREATE, want 1", got)
 	}
 	// A repeated CREATE of the same capsule (a renewal) is idempotent.
 	tc.create(t, owner, 1, srv)
@@ -225,5 +228,68 @@ func TestCreateWaitsOffWorkers(t *testing.T) {
 		if !r.done.After(answered) {
 			t.Fatal("a CREATE finished before the other user's request was answered: the request waited behind it")
 		}
+	}
+}
+
+// TestStartWaitsForPublish: a capsule server is up only once its router
+// confirmed the location records of its own name and of the capsules it
+// holds, so a client behind another router that sends a CREATE the moment
+// the server is up, or reads a capsule the moment a restarted server is
+// up, reaches it — even when the resolver takes a second to store each
+// record (before, it got NO_ROUTE, and its router remembered the miss).
+// With publish_wait shorter than the resolver's delay the server starts
+// after publish_wait, not after the records.
+func TestStartWaitsForPublish(t *testing.T) {
+	w := newWorld(t)
+	g := &gatedResolver{Resolver: w.res, delay: time.Second}
+	w.rres = g
+	ra := w.router("router A")
+	rb := w.router("router B", ra)
+	id, err := certs.NewIdentity(certs.KindServer, "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.gate(id.Name)
+	srv := &replica{id: id, dir: t.TempDir()}
+	start := time.Now()
+	w.start(ra, srv)
+	t.Cleanup(srv.stop)
+	if took := time.Since(start); took < g.delay {
+		t.Fatalf("server up after %s, before the resolver stored its name's record (%s)", took, g.delay)
+	}
+	owner := w.user(rb, "owner")
+	tc := newTestCapsule(t, "at start")
+	tc.create(t, owner, 1, srv) // no waiting: the server being up is the promise
+
+	// Restarted, the server holds the capsule: its record is withdrawn
+	// when the server goes and published again, slowly, when it comes
+	// back. A reader on a third router that never looked it up asks at
+	// once.
+	srv.stop()
+	g.gate(tc.meta.Name())
+	w.start(ra, srv)
+	rc := w.router("router C", ra)
+	reader := w.user(rc, "reader")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := reader.Info(ctx, tc.meta.Name(), tc.meta.Name()); err != nil {
+		t.Fatalf("capsule not reachable from another router right after its server restarted: %v", err)
+	}
+
+	// publish_wait bounds the wait at start.
+	id2, err := certs.NewIdentity(certs.KindServer, "impatient server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.gate(id2.Name)
+	g.mu.Lock()
+	g.delay = 3 * time.Second
+	g.mu.Unlock()
+	srv2 := &replica{id: id2, dir: t.TempDir(), conf: capsuled.Config{PublishWait: 300 * time.Millisecond}}
+	start = time.Now()
+	w.start(ra, srv2)
+	t.Cleanup(srv2.stop)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("server with publish_wait 300ms up after %s: it waited for the resolver (3s)", took)
 	}
 }

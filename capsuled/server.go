@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
@@ -130,11 +131,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.subs = newSubscriptions(s)
 	s.sync = newSyncState(cfg.SyncParallel)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if routes := s.routes(); len(routes) > 0 {
-		if _, err := s.cli.Advertise(ctx, routes...); err != nil {
-			s.log.Warn("advertising held capsules", zap.Error(err))
-		}
-	}
+	s.advertiseAtStart(ctx, s.routes())
 	s.cli.Maintain(s.ctx, s.routes, 5*time.Second)
 	s.goRun(s.receive)
 	for range cfg.Workers {
@@ -175,6 +172,60 @@ func (s *Server) routes() []client.Route {
 		}
 	}
 	return out
+}
+
+// startChunk is how many names advertiseAtStart sends in one ADVERTISE
+// (the client splits larger ones the same way).
+const startChunk = 64
+
+// advertiseAtStart advertises the server's own name and its capsules'
+// and waits, at most PublishWait in all, until the router confirms their
+// location records are in the resolver (PROTOCOL.md §5.4): a client behind
+// another router that sends a CREATE or a read right after the server is
+// up then finds it, instead of NO_ROUTE — which that router would also
+// remember for its negative TTL. Names not confirmed in time are
+// advertised all the same (one WARN): they become resolvable when the
+// router's publisher gets to them.
+func (s *Server) advertiseAtStart(ctx context.Context, routes []client.Route) {
+	deadline := time.Now().Add(s.cfg.PublishWait)
+	waits := true
+	pending := 0
+	for start := 0; start < len(routes); start += startChunk {
+		part := routes[start:min(start+startChunk, len(routes))]
+		var res []advert.NameResult
+		var err error
+		if left := time.Until(deadline); waits && left >= time.Millisecond {
+			res, err = s.cli.AdvertisePublished(ctx, left, part...)
+			if nak := (*client.NAKError)(nil); errors.As(err, &nak) && nak.Code == pdu.CodeMalformed {
+				// A router older than the wait (PROTOCOL.md §5.2 key
+				// 5) refuses it as malformed: advertise as before.
+				s.log.Warn("the router does not confirm location records (an older version): the server is up before other routers can resolve its capsules; upgrade the router",
+					logging.Peer(nak.Reporter), logging.Reason("router_without_publish_wait"))
+				waits = false
+				res, err = s.cli.Advertise(ctx, part...)
+			}
+		} else {
+			res, err = s.cli.Advertise(ctx, part...)
+		}
+		if err != nil {
+			// Refused names are in err (a *client.RefusedError), the
+			// accepted ones are installed all the same.
+			s.log.Warn("advertising held capsules", zap.Error(err))
+		}
+		for _, r := range res {
+			if r.Status == advert.StatusOK && r.Published == advert.PublishPending {
+				pending++
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+	if pending > 0 {
+		s.log.Warn("names not yet resolvable from other routers: the router did not confirm their location records within publish_wait; they become resolvable when it does (check the router's resolver: gdp_router_publish_retries_total)",
+			zap.Int("names", pending), zap.Int("advertised", len(routes)), zap.Duration("publish_wait", s.cfg.PublishWait),
+			logging.Reason("unpublished_at_start"))
+	}
 }
 
 // Drain stops taking requests (they are answered "unavailable"), withdraws

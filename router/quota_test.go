@@ -173,6 +173,9 @@ func TestResolveQueueFair(t *testing.T) {
 	server := w.endpoint(b, certs.KindServer, "honest server")
 	targets := selfMinted(t, server.Name(), 20)
 	advertise(t, server, targets...)
+	// The targets' records are published by b's publisher after the
+	// ADVERTISE is answered: the honest pings below must find them.
+	eventually(t, "b published the targets' location records", func() bool { return b.PublishPending() == 0 })
 	honest := w.endpoint(a, certs.KindClient, "honest client")
 	advertise(t, honest)
 	flooder := w.endpoint(a, certs.KindClient, "flooder")
