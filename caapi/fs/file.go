@@ -28,6 +28,10 @@ type File struct {
 	chunks map[uint64]*chunk
 	next   uint64 // the chunk after the last one read: where a sequential reader goes on
 	off    int64  // Read's offset
+	// at counts the reads under way at each chunk: the kernel has a
+	// read and its readahead of the next window in flight at once, and
+	// the chunks one still needs are not dropped for the other.
+	at map[uint64]int
 }
 
 type chunk struct {
@@ -66,7 +70,7 @@ func (f *FS) OpenVersion(ctx context.Context, v *Version) (*File, error) {
 		return nil, fmt.Errorf("open: %w: not a file version", ErrNotExist)
 	}
 	n := v.chunks()
-	fl := &File{fs: f, v: v, chunks: map[uint64]*chunk{}}
+	fl := &File{fs: f, v: v, chunks: map[uint64]*chunk{}, at: map[uint64]int{}}
 	var at uint64
 	for _, e := range v.Extents {
 		fl.starts = append(fl.starts, at)
@@ -211,36 +215,67 @@ func (fl *File) fetchRun(i uint64, run []*chunk) {
 	}
 }
 
-// want returns chunk i and schedules the ones a reader at i needs next:
-// the ReadAhead chunks after it when the reader goes forward, and drops
-// the chunks it left behind.
-func (fl *File) want(i uint64) *chunk {
+// noChunk: a read not (yet) at any chunk.
+const noChunk = ^uint64(0)
+
+// want returns chunk i for a read that was at chunk *pos (noChunk: none
+// yet) and is now at i, and schedules the chunks a reader at i needs
+// next: the ReadAhead chunks after it when the read is sequential — at the
+// start, where the last read stopped, or at a chunk already held or
+// fetched ahead (the kernel's readahead request for the next window runs
+// beside the read before it). It drops the chunks every read under way
+// has left behind.
+func (fl *File) want(i uint64, pos *uint64) *chunk {
 	n := fl.v.chunks()
+	ra := uint64(fl.fs.opts.ReadAhead)
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
+	fl.moveLocked(pos, i)
+	held := fl.chunks[i] != nil || (i > 0 && fl.chunks[i-1] != nil)
 	c := fl.getLocked(i)
-	seq := i == fl.next || i+1 == fl.next || i == 0
-	if seq {
-		for j := i + 1; j <= i+uint64(fl.fs.opts.ReadAhead) && j < n; j++ {
+	if i == 0 || i == fl.next || i+1 == fl.next || held {
+		for j := i + 1; j <= i+ra && j < n; j++ {
 			fl.getLocked(j)
 		}
 	}
 	fl.next = i + 1
-	// Bound what is held: chunks behind the reader go, and beyond a
-	// budget the ones farthest from it.
-	limit := 2*fl.fs.opts.ReadAhead + 4
-	if len(fl.chunks) > limit {
-		for j, cj := range fl.chunks {
-			if j+2 < i || j > i+uint64(fl.fs.opts.ReadAhead) {
-				select {
-				case <-cj.done:
-					delete(fl.chunks, j)
-				default:
-				}
+	// Bound what is held: chunks behind every read under way go, and
+	// beyond a budget the ones farther ahead than any read's window.
+	lo, hi := i, i
+	for j := range fl.at {
+		lo, hi = min(lo, j), max(hi, j)
+	}
+	over := len(fl.chunks) > 2*fl.fs.opts.ReadAhead+4
+	for j, cj := range fl.chunks {
+		if j+2 < lo || (over && j > hi+ra) {
+			select {
+			case <-cj.done:
+				delete(fl.chunks, j)
+			default:
 			}
 		}
 	}
 	return c
+}
+
+// moveLocked moves a read from chunk *pos to chunk i (noChunk: out).
+func (fl *File) moveLocked(pos *uint64, i uint64) {
+	if *pos != noChunk {
+		if fl.at[*pos]--; fl.at[*pos] <= 0 {
+			delete(fl.at, *pos)
+		}
+	}
+	if i != noChunk {
+		fl.at[i]++
+	}
+	*pos = i
+}
+
+// done ends a read that was at chunk *pos.
+func (fl *File) done(pos *uint64) {
+	fl.mu.Lock()
+	fl.moveLocked(pos, noChunk)
+	fl.mu.Unlock()
 }
 
 // ReadAt reads len(p) bytes at off (io.ReaderAt).
@@ -254,12 +289,14 @@ func (fl *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, er
 		return 0, fmt.Errorf("read %s: negative offset", fl.v.Path)
 	}
 	total := 0
+	pos := noChunk
+	defer fl.done(&pos)
 	for len(p) > 0 {
 		if off >= fl.Size() {
 			return total, io.EOF
 		}
 		i := uint64(off) / ChunkSize
-		c := fl.want(i)
+		c := fl.want(i, &pos)
 		select {
 		case <-c.done:
 		case <-ctx.Done():
@@ -307,9 +344,11 @@ func (fl *File) WriteToContext(ctx context.Context, w io.Writer) (int64, error) 
 	fl.mu.Unlock()
 	h := sha256.New()
 	var written int64
+	pos := noChunk
+	defer fl.done(&pos)
 	for off := start; off < fl.Size(); {
 		i := uint64(off) / ChunkSize
-		c := fl.want(i)
+		c := fl.want(i, &pos)
 		select {
 		case <-c.done:
 		case <-ctx.Done():

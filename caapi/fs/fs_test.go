@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,9 +39,22 @@ type setup struct {
 
 func newSetup(t testing.TB, replicas, wq int) *setup {
 	t.Helper()
+	return newSetupTunnels(t, replicas, wq, false)
+}
+
+// newSetupTunnels is newSetup with the routers linked, and the endpoints
+// attached, over raw GDP-in-UDP tunnels when raw is set.
+func newSetupTunnels(t testing.TB, replicas, wq int, raw bool) *setup {
+	t.Helper()
 	w := newWorld(t)
+	w.raw = raw
 	a := w.router("router a")
 	b := w.router("router b", a)
+	for deadline := time.Now().Add(20 * time.Second); len(b.Router.Peers()) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("router b never linked to router a")
+		}
+	}
 	s := &setup{w: w, a: a, b: b}
 	for i := range replicas {
 		s.rs = append(s.rs, w.replica(a, "replica "+string(rune('1'+i))))
@@ -372,4 +387,93 @@ func TestScanBulkTampered(t *testing.T) {
 	if err := rd.ScanBulk(ctx, first, first+2, func(e capsule.Record) error { seen = append(seen, e.Seqno); return nil }); err != nil || len(seen) != 3 {
 		t.Fatalf("honest range: %v %v", seen, err)
 	}
+}
+
+// TestInterleavedReadsFetchOnce: the kernel reads a file through the
+// mount with a synchronous request and an asynchronous readahead request
+// for the next window in flight at once. Each chunk is fetched once: the
+// request ahead is taken as part of the sequential read (its chunks come
+// from the prefetch window), and neither request drops chunks the other
+// still needs.
+func TestInterleavedReadsFetchOnce(t *testing.T) {
+	s := newSetup(t, 1, 1)
+	const chunks = 120
+	src := content(11, chunks*fs.ChunkSize-100)
+	s.put(t, "big.bin", src)
+	f := s.open(t, fs.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	fl, err := f.Open(ctx, "big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	before := f.Stats.Chunks.Load()
+	const window = 1 << 20 // the mount's request size: 18.7 chunks
+	got := make([]byte, len(src))
+	for off := 0; off < len(src); off += 2 * window {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for k := range 2 {
+			lo := min(off+k*window, len(src))
+			hi := min(lo+window, len(src))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if k == 1 {
+					time.Sleep(time.Millisecond) // the readahead request comes second
+				}
+				if _, err := fl.ReadAtContext(ctx, got[lo:hi], int64(lo)); err != nil && !errors.Is(err, io.EOF) {
+					errs[k] = err
+				}
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got, src) {
+		t.Fatal("interleaved reads returned other bytes")
+	}
+	if n := f.Stats.Chunks.Load() - before; n != chunks {
+		t.Fatalf("%d chunk fetches for a file of %d chunks read once", n, chunks)
+	}
+}
+
+// TestPrefetchWindow: a read at the start fetches the ReadAhead chunks
+// after it; a read that lands inside that window (the kernel's readahead
+// request for the next window) is sequential too and moves the window on.
+func TestPrefetchWindow(t *testing.T) {
+	s := newSetup(t, 1, 1)
+	s.put(t, "big.bin", content(12, 40*fs.ChunkSize))
+	f := s.open(t, fs.Options{ReadAhead: 8})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fl, err := f.Open(ctx, "big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	before := f.Stats.Chunks.Load()
+	fetched := func(want uint64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for f.Stats.Chunks.Load()-before < want && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // nothing more comes
+		if n := f.Stats.Chunks.Load() - before; n != want {
+			t.Fatalf("%d chunks fetched, want %d", n, want)
+		}
+	}
+	b := make([]byte, 10)
+	if _, err := fl.ReadAtContext(ctx, b, 0); err != nil {
+		t.Fatal(err)
+	}
+	fetched(1 + 8) // chunk 0 and the 8 after it
+	if _, err := fl.ReadAtContext(ctx, b, 6*fs.ChunkSize); err != nil {
+		t.Fatal(err)
+	}
+	fetched(1 + 6 + 8) // up to chunk 6+8
 }

@@ -28,6 +28,9 @@ type world struct {
 	dom *routertest.Domain
 	res *resolver.Static
 	log *zap.Logger
+	// raw: routers link to each other, and endpoints attach, over raw
+	// GDP-in-UDP tunnels (PROTOCOL.md §4.4) instead of QUIC streams.
+	raw bool
 }
 
 func newWorld(t testing.TB) *world {
@@ -53,10 +56,16 @@ func (w *world) router(desc string, peers ...*router.Node) *router.Node {
 	}
 	var cfg router.Config
 	for _, p := range peers {
-		cfg.Peers = append(cfg.Peers, router.PeerConfig{Name: p.Router.Name(), Addr: p.Addr()})
+		cfg.Peers = append(cfg.Peers, router.PeerConfig{Name: p.Router.Name(), Addr: p.Addr(), Raw: w.raw})
+	}
+	var rawConn net.PacketConn
+	if w.raw {
+		if rawConn, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			w.t.Fatal(err)
+		}
 	}
 	n, err := router.StartNode(cfg, router.Deps{Identity: rc.ID, Member: rc.Member, Domain: rc.Domain,
-		Verifier: w.dom.Verifier, Resolver: w.res, Logger: w.log}, conn, nil)
+		Verifier: w.dom.Verifier, Resolver: w.res, Logger: w.log}, conn, rawConn)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -74,8 +83,14 @@ func (w *world) attach(n *router.Node, id *certs.Identity) (*client.Client, *cli
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	var raw net.PacketConn
+	if w.raw {
+		if raw, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			w.t.Fatal(err)
+		}
+	}
 	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: w.dom.ID.Meta,
-		Verifier: w.dom.Verifier, Conn: pc, Options: client.Options{RequestTimeout: time.Second, InboxSize: 8192}})
+		Verifier: w.dom.Verifier, Conn: pc, Raw: raw, Options: client.Options{RequestTimeout: time.Second, InboxSize: 8192}})
 	if err != nil {
 		w.t.Fatal(err)
 	}

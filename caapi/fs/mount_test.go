@@ -117,3 +117,67 @@ func openWrite(p string) error {
 	}
 	return err
 }
+
+// TestMountReadahead: the mount asks the kernel for 1 MiB of readahead
+// (its READ requests grow from 128 KiB to up to 1 MiB), a sequential read
+// through it returns the source bytes; and with a tampered chunk deep in
+// the file, inside the window fetched ahead, the sequential read gets the
+// verified bytes before it and then EIO — never the tampered bytes.
+func TestMountReadahead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("setting the mount's readahead (sysfs) needs root")
+	}
+	s := newSetup(t, 1, 1)
+	const chunks = 40
+	src := content(13, chunks*fs.ChunkSize-7)
+	v := s.put(t, "m.bin", src)
+	dir, m := mountOrSkip(t, s.open(t, fs.Options{}))
+	rap, err := mount.ReadAheadPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := os.ReadFile(rap)
+	if err != nil || strings.TrimSpace(string(ra)) != "1024" {
+		t.Fatalf("read_ahead_kb of the mount: %q %v, want 1024", ra, err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "m.bin"))
+	if err != nil || !bytes.Equal(got, src) {
+		t.Fatalf("read through the mount: %d bytes, %v", len(got), err)
+	}
+	if per := m.Stats.ReadBytes.Load() / max(1, m.Stats.Reads.Load()); per <= 128<<10 {
+		t.Fatalf("%d bytes per kernel READ request: the readahead was not raised", per)
+	}
+
+	const bad = 25 // chunk index
+	r := s.rs[0]
+	r.stop()
+	r.tamper(t, s.name, v.Extents[0].First+bad)
+	s.w.start(r)
+	dir2, m2 := mountOrSkip(t, s.open(t, fs.Options{}))
+	fh, err := os.Open(filepath.Join(dir2, "m.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var read []byte
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := fh.Read(buf)
+		read = append(read, buf[:n]...)
+		if err != nil {
+			if !errors.Is(err, syscall.EIO) {
+				t.Fatalf("sequential read over a tampered chunk: %v after %d bytes, want EIO", err, len(read))
+			}
+			break
+		}
+		if n == 0 {
+			t.Fatal("the whole file read: the tampered chunk was returned")
+		}
+	}
+	if len(read) > bad*fs.ChunkSize || !bytes.Equal(read, src[:len(read)]) {
+		t.Fatalf("%d bytes before EIO (the tampered chunk starts at %d), equal to the source: %v", len(read), bad*fs.ChunkSize, bytes.Equal(read, src[:min(len(read), len(src))]))
+	}
+	if m2.Stats.EIO.Load() == 0 {
+		t.Fatal("no EIO counted")
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	capfs "github.com/gdpnet/gdpnet/caapi/fs"
 	"github.com/gdpnet/gdpnet/caapi/fs/mount"
+	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -563,6 +564,7 @@ func (fc *fsCmd) rmCmd() *cobra.Command {
 
 func (fc *fsCmd) mountCmd() *cobra.Command {
 	var allowOther bool
+	var kernelRA int
 	cmd := &cobra.Command{
 		Use:   "mount CAPSULE DIR",
 		Short: "Mount the capsule's files read-only (FUSE) until Ctrl-C",
@@ -582,7 +584,11 @@ and root or fusermount3 (Debian: apt-get install fuse3).`,
 				return err
 			}
 			defer done()
-			m, err := mount.New(args[1], f, mount.Options{AllowOther: allowOther})
+			log, err := logging.New(logging.Config{}) // WARNs (a read refused, the readahead not set) to stderr
+			if err != nil {
+				return err
+			}
+			m, err := mount.New(args[1], f, mount.Options{AllowOther: allowOther, ReadAheadKB: kernelRA, Logger: log.Named("mount")})
 			if err != nil {
 				return err
 			}
@@ -605,6 +611,7 @@ and root or fusermount3 (Debian: apt-get install fuse3).`,
 		},
 	}
 	cmd.Flags().BoolVar(&allowOther, "allow-other", false, "let other users read the mount")
+	cmd.Flags().IntVar(&kernelRA, "kernel-read-ahead", 1024, "the kernel's readahead on the mount in KiB (its READ request size, up to 1 MiB; needs root); -1: the kernel's 128")
 	fc.readFlags(cmd)
 	return cmd
 }

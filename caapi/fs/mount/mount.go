@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,6 +19,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	capfs "github.com/gdpnet/gdpnet/caapi/fs"
 )
@@ -31,12 +34,29 @@ type Options struct {
 	AllowOther bool
 	// Debug logs every FUSE request to stderr.
 	Debug bool
+	// ReadAheadKB is the kernel's readahead on the mount, in KiB (the
+	// read_ahead_kb of the mount's backing device in sysfs): how far
+	// ahead of a sequential reader the kernel asks, and so the size of
+	// its READ requests (at most 1 MiB each). Default 1024; -1 leaves the
+	// kernel's own (128 KiB: eight times the requests). Setting it needs
+	// root; without, a WARN and the kernel's value. caapi/fs fetches
+	// fs.Options.ReadAhead chunks ahead of each request on its side.
+	ReadAheadKB int
 }
+
+// defaultReadAheadKB is Options.ReadAheadKB's default: one request of the
+// largest size the mount asks for (MaxWrite).
+const defaultReadAheadKB = 1024
 
 // Stats count what a mount refused.
 type Stats struct {
 	EIO     atomic.Uint64 // reads answered EIO (verification failed everywhere)
 	Refused atomic.Uint64 // write attempts answered EROFS
+	// Reads and ReadBytes count the kernel's READ requests and the bytes
+	// they returned: ReadBytes/Reads is the request size the kernel uses
+	// (its readahead and max_read, see New).
+	Reads     atomic.Uint64
+	ReadBytes atomic.Uint64
 }
 
 // Mount is a mounted files capsule.
@@ -69,13 +89,48 @@ func New(dir string, f *capfs.FS, opts Options) (*Mount, error) {
 			// Reads of up to 1 MiB per request (Linux 4.20+).
 			MaxWrite:     1 << 20,
 			MaxReadAhead: 1 << 20,
-			Debug:        opts.Debug,
+			// Answers are bytes in memory: one writev to /dev/fuse.
+			// Splicing them would copy them into a pipe first (and a
+			// 1 MiB answer does not fit the default pipe-max-size).
+			DisableSplice: true,
+			Debug:         opts.Debug,
 		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mount %s at %s: %w", f.Name(), dir, err)
 	}
-	return &Mount{srv: srv, Stats: st}, nil
+	m := &Mount{srv: srv, Stats: st}
+	if opts.ReadAheadKB == 0 {
+		opts.ReadAheadKB = defaultReadAheadKB
+	}
+	if opts.ReadAheadKB > 0 {
+		if err := setReadAhead(dir, opts.ReadAheadKB); err != nil {
+			opts.Logger.Warn("mount readahead left at the kernel's", zap.String("name", dir), zap.Int("read_ahead_kb", opts.ReadAheadKB), zap.Error(err))
+		}
+	}
+	return m, nil
+}
+
+// ReadAheadPath is the sysfs file of the readahead of the file system
+// mounted at dir (its backing device, a FUSE connection's "0:N").
+func ReadAheadPath(dir string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return "", fmt.Errorf("readahead of %s: %w", dir, err)
+	}
+	return fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)), nil
+}
+
+// setReadAhead sets the kernel's readahead on the mount at dir to kb KiB.
+func setReadAhead(dir string, kb int) error {
+	p, err := ReadAheadPath(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(p, []byte(strconv.Itoa(kb)+"\n"), 0); err != nil {
+		return fmt.Errorf("set readahead: %w", err)
+	}
+	return nil
 }
 
 // Wait blocks until the file system is unmounted.
@@ -268,6 +323,8 @@ var (
 // Read implements FileReader: verified bytes, or EIO.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	k, err := h.fl.ReadAtContext(ctx, dest, off)
+	h.n.st.Reads.Add(1)
+	h.n.st.ReadBytes.Add(uint64(k))
 	if err != nil && ctx.Err() != nil {
 		return nil, syscall.EINTR // the reader was interrupted
 	}
