@@ -32,6 +32,9 @@ type File struct {
 	// read and its readahead of the next window in flight at once, and
 	// the chunks one still needs are not dropped for the other.
 	at map[uint64]int
+	// top is the farthest chunk a read reached since the last jump: the
+	// window ahead of it stays, even after the read that was there ended.
+	top uint64
 }
 
 type chunk struct {
@@ -237,26 +240,37 @@ func (fl *File) want(i uint64, pos *uint64) *chunk {
 		for j := i + 1; j <= i+ra && j < n; j++ {
 			fl.getLocked(j)
 		}
+		fl.top = max(fl.top, i)
+	} else {
+		fl.top = i
 	}
 	fl.next = i + 1
-	// Bound what is held: chunks behind every read under way go, and
-	// beyond a budget the ones farther ahead than any read's window.
-	lo, hi := i, i
-	for j := range fl.at {
-		lo, hi = min(lo, j), max(hi, j)
-	}
-	over := len(fl.chunks) > 2*fl.fs.opts.ReadAhead+4
-	for j, cj := range fl.chunks {
-		if j+2 < lo || (over && j > hi+ra) {
-			select {
-			case <-cj.done:
-				delete(fl.chunks, j)
-			default:
+	// Bound what is held (heldChunks): beyond the budget, the chunks
+	// behind every read under way and those farther ahead than the
+	// window of the farthest read go.
+	if len(fl.chunks) > fl.heldChunks() {
+		lo := i
+		for j := range fl.at {
+			lo = min(lo, j)
+		}
+		for j, cj := range fl.chunks {
+			if j+2 < lo || j > fl.top+ra {
+				select {
+				case <-cj.done:
+					delete(fl.chunks, j)
+				default:
+				}
 			}
 		}
 	}
 	return c
 }
+
+// heldChunks is how many chunks an open file holds before it drops the
+// ones behind its reads: three windows (the one ahead of the farthest
+// read, and the kernel's read and readahead requests of up to 1 MiB, ~19
+// chunks, under way behind it), 52 chunks (2.9 MB) at ReadAhead 16.
+func (fl *File) heldChunks() int { return 3*fl.fs.opts.ReadAhead + 4 }
 
 // moveLocked moves a read from chunk *pos to chunk i (noChunk: out).
 func (fl *File) moveLocked(pos *uint64, i uint64) {

@@ -400,7 +400,8 @@ func TestInterleavedReadsFetchOnce(t *testing.T) {
 	const chunks = 120
 	src := content(11, chunks*fs.ChunkSize-100)
 	s.put(t, "big.bin", src)
-	f := s.open(t, fs.Options{})
+	const ra = 8 // a window smaller than the requests: the budget bites
+	f := s.open(t, fs.Options{ReadAhead: ra})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	fl, err := f.Open(ctx, "big.bin")
@@ -431,6 +432,11 @@ func TestInterleavedReadsFetchOnce(t *testing.T) {
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
 			t.Fatal(err)
+		}
+		// Bounded: the budget, or the span the reads cover (two
+		// requests and the window ahead) when that is more.
+		if n := fs.HeldChunks(fl); n > max(3*ra+4, 2*window/fs.ChunkSize+ra+4) {
+			t.Fatalf("%d chunks held after the reads at %d", n, off)
 		}
 	}
 	if !bytes.Equal(got, src) {
