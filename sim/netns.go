@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // Modes of running a topology.
@@ -26,6 +27,21 @@ const (
 	VethPrefix  = "gds"
 	StateDir    = "/run/gdpnet-sim"
 )
+
+// NetnsTimerSlack is the timer slack of the netns mode's router processes
+// (Options.RouterTimerSlack; the kernel's default is 50µs): a simulator
+// setting, not a router default. With it the kernel may wake a sleeping
+// router thread up to 5 ms late, batching wakeups. What it saves: the Go
+// runtime's monitor thread (sysmon) sleeps 20µs at a time while a process
+// is busy after an idle spell (each packet burst, each syscall after an
+// idle spell wakes it); with a hundred routers on two cores those wakeups,
+// a context switch each, were a fifth of the routers' CPU (SIMULATOR.md
+// §8). Measured at 56 routers: a router's CPU 0.37 s against 0.51 s, idle
+// context switches 64 against 119 a second (1 ms saved less, 20 ms no
+// more). A router's forwarding is driven by its sockets, not by timers,
+// so the link figures are unchanged (TestNetnsFidelity); its timers
+// (QUIC's, housekeeping) fire up to 5 ms late.
+const NetnsTimerSlack = 5 * time.Millisecond
 
 // mode is the run's mode: Options.Mode, else the topology's, else
 // in-process.

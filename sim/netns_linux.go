@@ -923,17 +923,8 @@ func (r *nsRun) startRouter(n *simNode) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(r.bin, "router", "--config", nd.cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// One P each: a hundred mostly idle routers on a few cores do not
-	// need more, and idle Ps spinning for work cost CPU the others need.
-	// GOGC 200: a router's heap is small, and at the default its joining
-	// (handshakes, proofs) collects garbage every few MiB.
-	cmd.Env = append(os.Environ(), "QUIC_GO_DISABLE_GSO=true", "GOMAXPROCS=1", "GOGC=200", "GDP_SIM_RUN="+r.id)
-	cmd.Env = append(cmd.Env, r.s.opts.RouterEnv...) // exec keeps a key's last value
-	// Dies with the simulator's thread; gdp sim clean covers the rest.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := lockedNS(nd.h, cmd.Start); err != nil {
+	cmd := r.routerCmd(nd, logf)
+	if err := r.spawn(nd.h, cmd); err != nil {
 		return fmt.Errorf("router %s: start %s: %w", n.spec.Name, r.bin, err)
 	}
 	nd.cmd = cmd
@@ -947,6 +938,53 @@ func (r *nsRun) startRouter(n *simNode) error {
 	n.up = true
 	n.mu.Unlock()
 	return r.writeState()
+}
+
+// routerCmd is nd's `gdp router` command, its output to logf.
+func (r *nsRun) routerCmd(nd *nsNode, logf *os.File) *exec.Cmd {
+	cmd := exec.Command(r.bin, "router", "--config", nd.cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// One P each: a hundred mostly idle routers on a few cores do not
+	// need more, and idle Ps spinning for work cost CPU the others need.
+	// GOGC 200: a router's heap is small, and at the default its joining
+	// (handshakes, proofs) collects garbage every few MiB.
+	cmd.Env = append(os.Environ(), "QUIC_GO_DISABLE_GSO=true", "GOMAXPROCS=1", "GOGC=200", "GDP_SIM_RUN="+r.id)
+	cmd.Env = append(cmd.Env, r.s.opts.RouterEnv...) // exec keeps a key's last value
+	// Dies with the simulator's thread; gdp sim clean covers the rest.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	return cmd
+}
+
+// spawn starts cmd inside namespace h with the routers' timer slack
+// (Options.RouterTimerSlack): the starting thread's slack is set for the
+// fork, which the child and every thread it makes inherit, and restored
+// after, so the simulator's own timers (the link emulator's) keep the
+// kernel's default.
+func (r *nsRun) spawn(h netns.NsHandle, cmd *exec.Cmd) error {
+	slack := r.s.opts.RouterTimerSlack
+	if slack == 0 {
+		slack = NetnsTimerSlack
+	}
+	return lockedNS(h, func() error {
+		if slack < 0 {
+			return cmd.Start()
+		}
+		old, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+		if err != nil {
+			return fmt.Errorf("timer slack: %w", err)
+		}
+		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(slack.Nanoseconds()), 0, 0, 0); err != nil {
+			return fmt.Errorf("timer slack %s: %w", slack, err)
+		}
+		serr := cmd.Start()
+		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(old), 0, 0, 0); err != nil {
+			// The thread keeps the routers' slack: end it with the
+			// goroutine rather than let it run the simulator's timers.
+			runtime.LockOSThread()
+			return errors.Join(serr, fmt.Errorf("restore timer slack: %w", err))
+		}
+		return serr
+	})
 }
 
 // stopRouter kills n's process (a crash: nothing is said to its peers).

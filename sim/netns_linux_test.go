@@ -8,12 +8,15 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vishvananda/netns"
 
 	"github.com/gdpnet/gdpnet/internal/config"
 	"github.com/gdpnet/gdpnet/resolver"
@@ -279,5 +282,70 @@ func TestEndpointsStartEarly(t *testing.T) {
 	}
 	if got := run(true); len(got) != 0 {
 		t.Errorf("after epStop: started %v, want none", got)
+	}
+}
+
+// TestRouterProcessSettings: a router process starts with the simulator's
+// runtime settings (one P, GOGC 200) and its timer slack
+// (NetnsTimerSlack, or Options.RouterTimerSlack), inherited by what it
+// starts; the simulator's own threads keep theirs. A shell script stands
+// in for gdp and prints what it got. Needs root (it enters a namespace:
+// this one).
+func TestRouterProcessSettings(t *testing.T) {
+	if err := NetnsAvailable(); err != nil {
+		t.Skipf("netns mode unavailable here: %v", err)
+	}
+	h, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gdp")
+	script := "#!/bin/sh\nsh -c 'cat /proc/self/timerslack_ns'\necho \"GOMAXPROCS=$GOMAXPROCS GOGC=$GOGC $1 $2\"\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	own := func() map[string]string {
+		out := map[string]string{}
+		tasks, _ := filepath.Glob("/proc/self/task/*/timerslack_ns")
+		for _, f := range tasks {
+			b, _ := os.ReadFile(f)
+			out[f] = strings.TrimSpace(string(b))
+		}
+		return out
+	}
+	base, err := os.ReadFile("/proc/self/timerslack_ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		opt  time.Duration
+		want string
+	}{{0, fmt.Sprint(NetnsTimerSlack.Nanoseconds())}, {5 * time.Millisecond, "5000000"}, {-1, "50000"}} {
+		r := &nsRun{s: &Sim{opts: Options{RouterTimerSlack: tc.opt, RouterEnv: []string{"GOGC=150"}}}, bin: bin, id: "t"}
+		nd := &nsNode{cfg: "r.yaml"}
+		logf, err := os.Create(filepath.Join(dir, "log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := r.routerCmd(nd, logf)
+		if err := r.spawn(h, cmd); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		logf.Close()
+		b, _ := os.ReadFile(filepath.Join(dir, "log"))
+		want := tc.want + "\nGOMAXPROCS=1 GOGC=150 router --config\n"
+		if string(b) != want {
+			t.Errorf("slack option %s: the router got %q, want %q", tc.opt, b, want)
+		}
+	}
+	for f, v := range own() {
+		if w := strings.TrimSpace(string(base)); v != w {
+			t.Errorf("the simulator's thread %s: timer slack %s after starting routers, %s before", f, v, w)
+		}
 	}
 }

@@ -49,6 +49,12 @@ type Options struct {
 	// GOMAXPROCS=1, GOGC=200), which they override: a Go runtime setting
 	// to measure, a GODEBUG.
 	RouterEnv []string
+	// RouterTimerSlack is the netns mode's router processes' timer slack
+	// (prctl PR_SET_TIMERSLACK, inherited by every thread of the
+	// process): how late the kernel may wake a sleeping thread to batch
+	// wakeups. 0: NetnsTimerSlack (the simulator's setting, not a router
+	// default); negative: the kernel's default (50µs).
+	RouterTimerSlack time.Duration
 	// DHTJoin is how the in-process kad-dht nodes (resolver: dht) get
 	// their routing tables: DHTJoinPrewarm (default: filled from the
 	// simulator's knowledge, no dial) or DHTJoinDial (every seed pair

@@ -432,8 +432,11 @@ func BenchmarkNetnsScale(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		var prog strings.Builder
 		t0 := time.Now()
+		// GDP_SIM_ROUTER_SLACK: the routers' timer slack (-1ns: the
+		// kernel's default), to measure against the simulator's.
+		slack, _ := time.ParseDuration(os.Getenv("GDP_SIM_ROUTER_SLACK"))
 		s, err := sim.Start(ctx, top, sim.Options{Mode: sim.ModeNetns, Binary: os.Args[0], Progress: &prog,
-			RouterEnv: strings.Fields(os.Getenv("GDP_SIM_ROUTER_ENV"))})
+			RouterEnv: strings.Fields(os.Getenv("GDP_SIM_ROUTER_ENV")), RouterTimerSlack: slack})
 		build := time.Since(t0)
 		if err != nil {
 			cancel()
@@ -453,10 +456,15 @@ func BenchmarkNetnsScale(b *testing.B) {
 		}
 		// Idle: the routers' CPU over 5 s with nothing to do but their
 		// timers (housekeeping, keepalives, the Go runtime's sysmon).
+		var switches float64
+		for _, pid := range pids {
+			switches -= procSwitches(pid)
+		}
 		time.Sleep(5 * time.Second)
 		var idle float64
 		for _, pid := range pids {
 			idle += procCPU(pid)
+			switches += procSwitches(pid)
 		}
 		idle -= cpu
 		res, err := s.Run(ctx)
@@ -480,6 +488,7 @@ func BenchmarkNetnsScale(b *testing.B) {
 		b.ReportMetric(cpu/float64(len(pids)), "cpu-s/router")
 		b.ReportMetric(teardown.Seconds(), "teardown-s")
 		b.ReportMetric(idle/5/float64(len(pids))*1000, "idle-cpu-ms/s/router")
+		b.ReportMetric(switches/5/float64(len(pids)), "idle-switches/s/router")
 		b.ReportMetric(float64(res.Workloads[0].Received)/float64(res.Workloads[0].Sent), "pings-answered")
 	}
 }
@@ -496,6 +505,23 @@ func procStatus(pid int, key string) float64 {
 		}
 	}
 	return 0
+}
+
+// procSwitches is the context switches (voluntary and not) of every
+// thread of a process so far.
+func procSwitches(pid int) float64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	var n float64
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && (f[0] == "voluntary_ctxt_switches:" || f[0] == "nonvoluntary_ctxt_switches:") {
+				v, _ := strconv.Atoi(f[1])
+				n += float64(v)
+			}
+		}
+	}
+	return n
 }
 
 // procCPU is a process's user + system CPU time in seconds.
