@@ -27,16 +27,16 @@ type storeNodes struct {
 }
 
 func (n storeNodes) Node(level uint8, index uint64) (capsule.Hash, error) {
+	k := nodeCacheKey{n.c, n.gen, level, index}
+	if h, ok := n.s.nodes.Get(k); ok {
+		return h, nil // a leaf only when a read of its entry kept it (ReadRaw)
+	}
 	if level == 0 {
 		h, err := n.s.entryHash(n.c, index+1)
 		if err != nil {
 			return capsule.Hash{}, err
 		}
 		return capsule.LeafHash(h), nil
-	}
-	k := nodeCacheKey{n.c, n.gen, level, index}
-	if h, ok := n.s.nodes.Get(k); ok {
-		return h, nil
 	}
 	v, err := n.s.eng.get(nodeKey(n.c, level, index))
 	if err != nil || len(v) != capsule.HashLen {

@@ -97,13 +97,35 @@ func (s *Store) checkRange(c pdu.Name, from, to uint64) error {
 
 // ReadRaw calls fn with the wire form of each entry in [from, to] in order
 // (what a server sends as is); wire is valid only during the call.
+//
+// A read of at most leafRun entries also keeps their leaf hashes in the
+// node cache: the inclusion proof of a one-record READ needs the hash of
+// the entry beside it, which the READ for that entry (a file reader asks
+// for each chunk record in turn) has just read — without the cache the
+// proof loads that whole record again, often from disk.
 func (s *Store) ReadRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire []byte) error) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
-	return s.readRaw(c, from, to, fn)
+	if to < from || to-from >= leafRun {
+		return s.readRaw(c, from, to, fn)
+	}
+	cs, err := s.state(c)
+	if err != nil {
+		return err
+	}
+	gen := cs.gen.Load() // before the read: a branch after it keys the entries read to the old tree
+	return s.readRaw(c, from, to, func(seq uint64, wire []byte) error {
+		if e, err := capsule.UnmarshalRecord(wire); err == nil {
+			s.nodes.Add(nodeCacheKey{c, gen, 0, seq - 1}, capsule.LeafHash(e.Hash()))
+		}
+		return fn(seq, wire)
+	})
 }
+
+// leafRun is the longest read whose entries' leaf hashes ReadRaw keeps.
+const leafRun = 4
 
 func (s *Store) readRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire []byte) error) error {
 	if err := s.checkRange(c, from, to); err != nil {

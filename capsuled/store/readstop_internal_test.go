@@ -2,6 +2,7 @@ package store
 
 import (
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 )
 
@@ -46,5 +47,61 @@ func TestReadStopsAtTo(t *testing.T) {
 		if got := pe.scanBlockBytes.Load() - before; got == 0 || got >= uint64((want+1)*size) {
 			t.Fatalf("read %v loaded %d block bytes: more than its %d entries of %d bytes", r, got, want, size)
 		}
+	}
+}
+
+// entryGets counts the point reads of entries an engine serves.
+type entryGets struct {
+	engine
+	n atomic.Int64
+}
+
+func (e *entryGets) get(k []byte) ([]byte, error) {
+	if len(k) > 0 && k[0] == tEntry {
+		e.n.Add(1)
+	}
+	return e.engine.get(k)
+}
+
+// TestProofUsesLeafOfEntryRead: the inclusion proof of a one-entry READ
+// needs the hash of the entry beside it; after a READ of that entry it
+// comes from the node cache, not from loading the entry (a whole record)
+// again. Without a read before, the proof still loads it.
+func TestProofUsesLeafOfEntryRead(t *testing.T) {
+	s := openTest(t, t.TempDir(), "pebble")
+	defer s.Close()
+	tc := newTestCapsule(t, 8)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 8, 1000)
+	mustAppend(t, s, tc.name, recs, hb)
+	eg := &entryGets{engine: s.eng}
+	s.eng = eg
+	read := func(seq uint64) {
+		if err := s.ReadRaw(tc.name, seq, seq, func(uint64, []byte) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proof := func(seq uint64) {
+		p, err := s.InclusionProof(tc.name, seq, hb.Seqno)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Verify(recs[seq-1].Hash(), hb.Root); err != nil {
+			t.Fatalf("proof of %d: %v", seq, err)
+		}
+	}
+	read(3) // a READ of entry 3, then of entry 4 (leaf 3 beside it)
+	read(4)
+	before := eg.n.Load()
+	proof(4)
+	proof(3)
+	if n := eg.n.Load() - before; n != 0 {
+		t.Fatalf("%d entries loaded for the proofs of entries just read", n)
+	}
+	proof(6) // entry 5 not read: loaded
+	if n := eg.n.Load() - before; n != 1 {
+		t.Fatalf("%d entries loaded for a proof beside an entry not read, want 1", n)
 	}
 }
