@@ -183,8 +183,21 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 			// GDP_SIM_IDLE_S=N: the CPU the converged simulation burns
 			// while nothing is asked of it (QUIC keep-alives of the open
 			// connections, timers, the routers' ticks), over N seconds.
+			// GDP_SIM_IDLE_PROF=FILE: a CPU profile of that time.
+			stop := func() {}
+			if f := os.Getenv("GDP_SIM_IDLE_PROF"); f != "" {
+				pf, err := os.Create(f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					b.Fatal(err)
+				}
+				stop = func() { pprof.StopCPUProfile(); pf.Close() }
+			}
 			c0, i0 := processCPU(), time.Now()
 			time.Sleep(time.Duration(idle) * time.Second)
+			stop()
 			b.Logf("idle: %.1f%% of a core over %s (%d DHT connections opened meanwhile)",
 				100*float64(processCPU()-c0)/float64(time.Since(i0)), time.Since(i0).Round(time.Second), s.DHTConnections()-conns)
 		}
