@@ -649,3 +649,105 @@ func (c *onFirstWrite) Write(p []byte) (int, error) {
 	c.once.Do(c.f)
 	return c.Conn.Write(p)
 }
+
+// TestAdapterRulesOutOnOneSample: ruling out compares only modes the
+// latest profile measured, on the same sample. On the dataset the ratio of
+// one blob is 0.11 and of the next 0.15 while the modes differ by a few
+// per cent: a zstd-2 figure left from the first blob (zstd-2 was ruled out,
+// so the partial profile skipped it) ruled out the xz just measured on the
+// second, and right after the bandwidth drop the adapter left xz for zstd-2.
+// Here zstd-2 keeps its verdict (ruled out by zstd-3 on the first sample),
+// rules nothing out, and xz, the densest on both samples, is chosen on a
+// slow link.
+func TestAdapterRulesOutOnOneSample(t *testing.T) {
+	Z2, Z3, X := Mode{Codec: CodecZstd, Level: 2}, Mode{Codec: CodecZstd, Level: 3}, Mode{Codec: CodecXZ}
+	a, _ := newTestAdapter(Z2, Z3, X)
+	a.cur = Z3
+	a.mergeProfile(map[Mode]modeStats{Z2: {costNs: 15, ratio: 0.115}, Z3: {costNs: 10, ratio: 0.110}, X: {costNs: 100, ratio: 0.105}})
+	if by, out := a.ruled[Z2]; !out || by != Z3 || len(a.ruled) != 1 {
+		t.Fatalf("first profile: ruled out %v, want only %s (by %s)", a.ruled, Z2, Z3)
+	}
+	for _, m := range a.profileSet() {
+		if m == Z2 {
+			t.Fatalf("partial profile set %v measures the ruled-out %s", a.profileSet(), Z2)
+		}
+	}
+	// The next blob compresses worse in every mode; xz is still the densest.
+	a.mergeProfile(map[Mode]modeStats{Z3: {costNs: 10, ratio: 0.160}, X: {costNs: 100, ratio: 0.150}})
+	if _, out := a.ruled[X]; out {
+		t.Fatalf("second profile: %s ruled out (%v) by a figure of another sample", X, a.ruled)
+	}
+	if by, out := a.ruled[Z2]; !out || by != Z3 {
+		t.Fatalf("second profile: ruled out %v, want %s still out (not measured since)", a.ruled, Z2)
+	}
+	a.bw = 5e6 / 8
+	a.decide("")
+	if a.current() != X {
+		t.Fatalf("at 5 Mbit/s: %s %+v, want %s", a.current(), a.timeline(), X)
+	}
+}
+
+// TestAdapterComputeBoundLive: a mode whose compress calls promise plenty
+// of compute but whose pipeline leaves the writer waiting is compute-bound
+// live, and the adapter leaves it for a lighter mode that fills the link.
+// xz (100 ns a byte on 2 cores: 16 MB/s after the headroom) against zstd-3
+// (10 ns) on a 5 Mbit/s link: by the samples xz fills the link (2.5 MB/s
+// of its input) and wins. Three cases of 3 s windows of xz with its calls
+// at their profiled CPU cost:
+//   - the pipeline gives 0.5 MB/s and the writer writes 20 % of the time:
+//     compute-bound, to zstd-3 (after the dwell and two evaluations);
+//   - the pipeline gives 2.5 MB/s and the writer writes 97 %: xz stays;
+//   - the same, the writer's time in writes blocked on the link, each
+//     from 1 s before a window's end to 2 s into the next: busy, xz stays
+//     (counted when a write returns, 2 s of each 3 s window looked idle).
+func TestAdapterComputeBoundLive(t *testing.T) {
+	Z3, X := Mode{Codec: CodecZstd, Level: 3}, Mode{Codec: CodecXZ}
+	for _, tc := range []struct {
+		name   string
+		in     float64       // input bytes a window
+		busy   time.Duration // the writer's time in each window
+		across bool          // in one write spanning the window
+		want   Mode
+	}{
+		{"writer idle", 1.5e6, 600 * time.Millisecond, false, Z3},
+		{"writer busy", 7.5e6, 2900 * time.Millisecond, false, X},
+		{"one write across windows", 7.5e6, 0, true, X},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, clk := newTestAdapter(Z3, X)
+			a.profile = map[Mode]modeStats{Z3: {costNs: 10, ratio: 0.27}, X: {costNs: 100, ratio: 0.25}}
+			a.bw = 5e6 / 8
+			a.decide("")
+			if a.current() != X {
+				t.Fatalf("first decision: %s %+v, want %s", a.current(), a.timeline(), X)
+			}
+			if tc.across {
+				a.writing() // returns 2 s into the next window
+			}
+			for range 5 {
+				if tc.across {
+					clk.add(2 * time.Second)
+					a.sent(3*time.Second, 1)
+					a.writing() // in progress when the window ends
+					clk.add(time.Second)
+				} else if tc.busy > 0 {
+					a.writing()
+					clk.add(tc.busy)
+					a.sent(tc.busy, 1)
+				}
+				if !tc.across {
+					clk.add(3*time.Second - tc.busy)
+				}
+				cpu := time.Duration(100 * tc.in)
+				a.observe(a.current(), int(tc.in), int(0.25*tc.in), cpu, cpu)
+				a.decide("periodic")
+			}
+			if a.current() != tc.want {
+				t.Fatalf("%s: ends in %s %+v, want %s", tc.name, a.current(), a.timeline(), tc.want)
+			}
+			if tl := a.timeline(); tc.want == Z3 && !strings.Contains(tl[len(tl)-1].Reason, "compute-bound live") {
+				t.Fatalf("switch reason %q does not say the mode was compute-bound", tl[len(tl)-1].Reason)
+			}
+		})
+	}
+}

@@ -1075,6 +1075,7 @@ func (s *sender) writer(ctx context.Context, frames <-chan outFrame, marks <-cha
 				return nil
 			}
 			t0 := time.Now()
+			s.ad.writing()
 			if err := writeFrame(s.bw, frameBlob, f.payload); err != nil {
 				return fmt.Errorf("send blob: %w", err)
 			}
