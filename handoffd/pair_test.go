@@ -1,6 +1,7 @@
 package handoffd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -285,5 +287,93 @@ func TestSequentialStages(t *testing.T) {
 		if !seq && send.FirstSec >= scan.LastSec {
 			t.Fatalf("pipelined: the first send (%.3fs) came after the scan ended (%.3fs)", send.FirstSec, scan.LastSec)
 		}
+	}
+}
+
+// TestScanKeepsChunksTogether: the scan randomises the order of its 1 MiB
+// chunks, but a chunk's changed blocks reach the dedup stage together and
+// in image order, whichever of the two scan workers read it: a file's
+// blocks stay neighbours in a blob (on the dataset, blocks shuffled within
+// their chunk and interleaved with the other worker's compressed 4 %
+// larger). Blobs are compressed in parallel and may leave out of order, so
+// the order is checked within each blob.
+func TestScanKeepsChunksTogether(t *testing.T) {
+	// 200 blocks of each of 16 chunks changed: more than the queues hold,
+	// behind a link slower than the scan, so that the queues between the
+	// stages fill and the two scan workers wait on the same full queue, as
+	// on a real link (with room in the queue a chunk went in whole anyway).
+	e := &pairEnv{dir: t.TempDir()}
+	e.basePath, e.curPath = filepath.Join(e.dir, "base.img"), filepath.Join(e.dir, "cur.img")
+	cur := make([]byte, 16*256*BlockSize)
+	rng := rngFor(3)
+	for i := range cur {
+		cur[i] = byte(rng.Uint32())
+	}
+	base := make([]byte, len(cur))
+	for c := 0; c < 16; c++ { // the last 56 blocks of each chunk unchanged: chunks end inside blobs
+		o := (c*256 + 200) * BlockSize
+		copy(base[o:o+56*BlockSize], cur[o:])
+	}
+	if err := os.WriteFile(e.basePath, base, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.curPath, cur, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.openCaches(t)
+	link := NewLink(80e6)
+	var rec *recordConn
+	_, got, err, rerr := e.run(t, SendConfig{Mode: "none", Workers: 2, BlobSize: 256 << 10, Logger: zap.NewNop()}, func(c net.Conn) net.Conn {
+		rec = &recordConn{Conn: link.Conn(c)}
+		return rec
+	})
+	if err != nil || rerr != nil {
+		t.Fatalf("send %v, receive %v", err, rerr)
+	}
+	sameFile(t, e.curPath, got.Images["disk"])
+	br := bufio.NewReader(bytes.NewReader(rec.buf.Bytes()))
+	var all []uint64
+	nblobs, boundaries := 0, 0
+	for {
+		typ, p, err := readFrame(br, nil)
+		if err != nil {
+			break
+		}
+		if typ != frameBlob {
+			continue
+		}
+		recs, err := decodeBlob(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nblobs++
+		seen := map[uint64]bool{}
+		for i, r := range recs {
+			b, c := r.Block, r.Block/256
+			all = append(all, b)
+			if i > 0 && recs[i-1].Block/256 == c {
+				if recs[i-1].Block >= b {
+					t.Fatalf("blob %d record %d: block %d after block %d of chunk %d: not in image order", nblobs, i, b, recs[i-1].Block, c)
+				}
+				continue
+			}
+			if seen[c] {
+				t.Fatalf("blob %d record %d: chunk %d comes back after another chunk's blocks", nblobs, i, c)
+			}
+			seen[c] = true
+			if i > 0 {
+				boundaries++
+			}
+		}
+	}
+	if nblobs < 4 || boundaries < 4 {
+		t.Fatalf("%d blobs with %d chunk boundaries inside them: too few to tell", nblobs, boundaries)
+	}
+	inOrder := true
+	for i := 1; i < len(all); i++ {
+		inOrder = inOrder && all[i-1] < all[i]
+	}
+	if inOrder {
+		t.Fatalf("chunks in image order: the chunk order is no longer randomised")
 	}
 }
