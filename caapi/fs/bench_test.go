@@ -128,6 +128,8 @@ func rawRead(tb testing.TB, path string) time.Duration {
 // so its block cache is cold too). Also the raw sequential read of the
 // file: local, through the mount, and through the `gdp fs get` path
 // (fs.File.WriteTo). Needs root (drop_caches) and FUSE; skips otherwise.
+// QUIC tunnels between the routers and to the endpoints; raw GDP-in-UDP
+// tunnels with GDP_FS_BENCH_RAW=1.
 func BenchmarkModelLoad(b *testing.B) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		b.Skipf("FUSE unavailable: %v", err)
@@ -143,7 +145,9 @@ func BenchmarkModelLoad(b *testing.B) {
 	st, _ := os.Stat(model)
 	size := st.Size()
 
-	s := newSetup(b, 1, 1)
+	raw := benchRawTunnels()
+	s := newSetupTunnels(b, 1, 1, raw)
+	b.Logf("router link and attachments: %s", map[bool]string{false: "QUIC tunnels", true: "raw GDP-in-UDP tunnels (GDP_FS_BENCH_RAW=1)"}[raw])
 	fh, err := os.Open(model)
 	if err != nil {
 		b.Fatal(err)
@@ -248,6 +252,12 @@ func BenchmarkModelLoad(b *testing.B) {
 		size, b.N, local.Seconds()/n, viaMount.Seconds()/n, viaMount.Seconds()/local.Seconds(),
 		mbps(rawLocal), mbps(rawMount), rawMount.Seconds()/rawLocal.Seconds(), mbps(rawGet), rawGet.Seconds()/rawLocal.Seconds())
 }
+
+// benchRawTunnels: GDP_FS_BENCH_RAW=1 links the benchmark's routers, and
+// attaches its endpoints, over raw GDP-in-UDP tunnels (router.Config
+// raw_listen, PROTOCOL.md §4.4: the fast path between routers) instead of
+// QUIC tunnels.
+func benchRawTunnels() bool { return os.Getenv("GDP_FS_BENCH_RAW") == "1" }
 
 func goBin() string {
 	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
