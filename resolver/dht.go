@@ -372,6 +372,9 @@ func (d *DHT) PeerCount() int { return d.kad.RoutingTable().Size() }
 // then identify and the membership proof both ways.
 func (d *DHT) Connections() (in, out int64) { return d.connsIn.Load(), d.connsOut.Load() }
 
+// OpenConnections is how many libp2p connections the node holds open.
+func (d *DHT) OpenConnections() int { return len(d.host.Network().Conns()) }
+
 // StoredNames is how many names (record sets) this node's store holds:
 // its own and those peers put to it as one of a name's closest.
 func (d *DHT) StoredNames() int {

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	kad "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 
 	"github.com/gdpnet/gdpnet/internal/config"
@@ -59,6 +60,17 @@ func (s *Sim) DHT(node string) *resolver.DHT {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.dht
+}
+
+// DHTOpenConnections is how many libp2p connections the running DHT
+// nodes hold open now (each connection counted at both ends).
+func (s *Sim) DHTOpenConnections() (conns int) {
+	for _, n := range s.order {
+		if d := s.DHT(n.spec.Name); d != nil {
+			conns += d.OpenConnections()
+		}
+	}
+	return conns
 }
 
 // DHTConnections is how many libp2p connections the running DHT nodes
@@ -171,6 +183,14 @@ func (s *Sim) startDHT(ctx context.Context, n *simNode, join bool) error {
 		BucketSize:       s.opts.DHTBucketSize, // 0: kad-dht's 20, as deployed
 		Logger:           s.log.Named(n.spec.Name).Named("dht"),
 	}
+	if c := s.opts.DHTConns; c > 0 {
+		cm, err := connmgr.NewConnManager(max(c/2, 1), c, connmgr.WithGracePeriod(dhtConnGrace),
+			connmgr.WithSilencePeriod(dhtConnSilence))
+		if err != nil {
+			return fmt.Errorf("dht %s: connection manager: %w", n.spec.Name, err)
+		}
+		cfg.HostOptions = append(cfg.HostOptions, libp2p.ConnectionManager(cm))
+	}
 	// A joining node's bootstrap dials and first refresh get a minute on a
 	// loaded machine; a node none of whose seeds answered is an error.
 	jctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -206,6 +226,12 @@ func (s *Sim) stopDHTLocked(n *simNode) {
 	}
 	s.dhts.mu.Unlock()
 }
+
+// dhtConnGrace is how long a new connection is safe from the connection
+// manager (Options.DHTConns): longer than a publish (its search, gets and
+// puts on the connections it opened) takes on a loaded machine. Trims are
+// at least dhtConnSilence apart (libp2p's default). Variables for tests.
+var dhtConnGrace, dhtConnSilence = 20 * time.Second, 10 * time.Second
 
 // The seeded join (startDHTs): each node is dialled to its dhtClose
 // nearest nodes in the Kademlia key space and to dhtPerBucket nodes at

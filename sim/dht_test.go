@@ -183,3 +183,48 @@ func TestDHTBucketSize(t *testing.T) {
 	}
 	t.Logf("%d copies of %d names (k %d); %d DHT connections", held, n, k, s.DHTConnections())
 }
+
+// TestDHTConnLimit: with Options.DHTConns every DHT host trims its idle
+// connections once it holds more than DHTConns (to DHTConns/2 and kad-dht's
+// protected table peers), and every name still resolves afterwards,
+// dialling again where a connection was trimmed.
+func TestDHTConnLimit(t *testing.T) {
+	defer func(g, s time.Duration) { dhtConnGrace, dhtConnSilence = g, s }(dhtConnGrace, dhtConnSilence)
+	dhtConnGrace, dhtConnSilence = 500*time.Millisecond, 500*time.Millisecond
+	const n, limit = 12, 4
+	top, err := Builtin("grid", Params{Rows: 3, Cols: 4, Delay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.Workloads = nil
+	top.Nodes = slices.DeleteFunc(top.Nodes, func(n *Node) bool { return n.Kind != KindRouter })
+	top.Links = slices.DeleteFunc(top.Links, func(l *Link) bool { return l.A[0] == 'c' || l.B[0] == 'c' })
+	top.Resolver = ResolverDHT
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Start(ctx, top, Options{DHTConns: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if busy := s.WaitPublished(ctx); busy != 0 {
+		t.Fatalf("%d routers still publishing", busy)
+	}
+	// Every publish met the k closest: all 11 other nodes (k 20), so a
+	// host holds ~15 connections, over the limit. Each trims to limit/2
+	// plus the peers kad-dht protects (its table's two farthest buckets:
+	// here three quarters of the others): at least one end a host closes.
+	// Without the manager every connection opened stays open (2 ends).
+	var open int
+	for open = s.DHTOpenConnections(); open > 2*int(s.DHTConnections())-n; open = s.DHTOpenConnections() {
+		if ctx.Err() != nil {
+			t.Fatalf("%d connection ends still open, %d connections opened: none trimmed", open, s.DHTConnections())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rep := s.CheckNames(ctx, NameCheck{FromRouters: 3, Seed: 2})
+	if rep.Found != rep.Lookups || rep.Names != n {
+		t.Fatalf("names after the trim: %+v, want all %d found from 3 routers", rep, n)
+	}
+	t.Logf("%d connection ends open after the trim, %d connections opened in all", open, s.DHTConnections())
+}

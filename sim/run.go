@@ -71,6 +71,16 @@ type Options struct {
 	// fidelity difference (docs/SIMULATOR.md §6) to be stated with any
 	// figure measured with it.
 	DHTBucketSize int
+	// DHTConns, when > 0, gives every in-process kad-dht host a libp2p
+	// connection manager that trims its connections to DHTConns/2 once
+	// it holds more than DHTConns (those older than dhtConnGrace; kad-dht's
+	// own protected table peers stay). Default 0: libp2p's 160/192, as
+	// deployed, which a 1,000-router simulation never reaches. A
+	// publish's connections to its k closest peers stay open after it,
+	// each with QUIC keep-alives and timers: in one process those cost
+	// the sum of every node's (docs/SIMULATOR.md §6, Session 9). A
+	// fidelity difference, to be stated with any figure.
+	DHTConns int
 }
 
 // simDedupSlots is each emulated router's duplicate-suppression table.
