@@ -144,6 +144,9 @@ func departures(res string, opts Options) []string {
 	if k := opts.DHTBucketSize; k > 0 && k != 20 {
 		d = append(d, fmt.Sprintf("kad-dht k = %d (GDP_SIM_DHT_K; deployed default 20)", k))
 	}
+	if opts.DHTConns > 0 {
+		d = append(d, fmt.Sprintf("connections trimmed above %d a DHT host (GDP_SIM_DHT_CONNS; deployed: libp2p's 160/192)", opts.DHTConns))
+	}
 	if opts.DHTJoin != DHTJoinDial {
 		d = append(d, "pre-warmed DHT routing tables (GDP_SIM_DHT_JOIN)")
 	}
@@ -373,14 +376,14 @@ func TestGodebugTLSKeyExchange(t *testing.T) {
 
 // TestScaleVerdictStatesDepartures: a scale run's verdict names every
 // setting in force that a deployment does not run (X25519-only TLS, a
-// smaller kad-dht k, pre-warmed tables), so a target met on the
-// simulator's terms never reads as met as deployed; a run as deployed
-// says nothing more.
+// smaller kad-dht k, a connection limit, pre-warmed tables), so a target
+// met on the simulator's terms never reads as met as deployed; a run as
+// deployed says nothing more.
 func TestScaleVerdictStatesDepartures(t *testing.T) {
 	tgt := scaleTarget{Converged: time.Minute}
 	t.Setenv("GODEBUG", "x=1,tlsmlkem=0")
-	v := tgt.verdict(30*time.Second, 0, departures(ResolverDHT, Options{DHTBucketSize: 8}))
-	for _, want := range []string{": met (not as deployed:", "tlsmlkem=0", "k = 8", "pre-warmed"} {
+	v := tgt.verdict(30*time.Second, 0, departures(ResolverDHT, Options{DHTBucketSize: 8, DHTConns: 40}))
+	for _, want := range []string{": met (not as deployed:", "tlsmlkem=0", "k = 8", "trimmed above 40", "pre-warmed"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("verdict %q does not say %q", v, want)
 		}
