@@ -14,3 +14,14 @@ func HeldChunks(fl *File) int {
 	defer fl.mu.Unlock()
 	return len(fl.chunks)
 }
+
+// ReadsUnderWay is how many reads of fl are at a chunk now.
+func ReadsUnderWay(fl *File) int {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	n := 0
+	for _, c := range fl.at {
+		n += c
+	}
+	return n
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -415,6 +416,7 @@ func TestInterleavedReadsFetchOnce(t *testing.T) {
 	for off := 0; off < len(src); off += 2 * window {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
+		var firstDone atomic.Bool
 		for k := range 2 {
 			lo := min(off+k*window, len(src))
 			hi := min(lo+window, len(src))
@@ -422,10 +424,18 @@ func TestInterleavedReadsFetchOnce(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				if k == 1 {
-					time.Sleep(time.Millisecond) // the readahead request comes second
+					// The readahead request comes second: it starts once
+					// the first is at its first chunk (or done), not after
+					// a sleep, which a loaded machine may outlast.
+					for fs.ReadsUnderWay(fl) == 0 && !firstDone.Load() {
+						time.Sleep(50 * time.Microsecond)
+					}
 				}
 				if _, err := fl.ReadAtContext(ctx, got[lo:hi], int64(lo)); err != nil && !errors.Is(err, io.EOF) {
 					errs[k] = err
+				}
+				if k == 0 {
+					firstDone.Store(true)
 				}
 			}()
 		}
