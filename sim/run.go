@@ -376,10 +376,19 @@ func (s *Sim) startEndpoint(ctx context.Context, n *simNode) error {
 		return err
 	}
 	r := s.nodes[n.spec.Attach]
-	actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	actx, cancel := context.WithTimeout(ctx, s.attachBudget())
 	defer cancel()
-	c, err := ep.AttachAny(actx, []client.RouterAddr{{Addr: netip.AddrPortFrom(r.addr, RouterPort).String(), Name: r.id.Name}},
-		client.AttachOptions{BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second})
+	// The first attach is retried: one tunnel handshake (5 s) can be
+	// overrun by a router starved of CPU, as the first of a hundred netns
+	// routers is while the last ones join through it (a 100-router build
+	// failed on one "control accept: deadline exceeded").
+	var c *client.Client
+	err = retryUntil(actx, 250*time.Millisecond, func() error {
+		var err error
+		c, err = ep.AttachAny(actx, []client.RouterAddr{{Addr: netip.AddrPortFrom(r.addr, RouterPort).String(), Name: r.id.Name}},
+			client.AttachOptions{BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second})
+		return err
+	})
 	if err != nil {
 		ep.Close()
 		return err
@@ -411,6 +420,36 @@ func (s *Sim) startEndpoint(ctx context.Context, n *simNode) error {
 		s.startReceiver(n)
 	}
 	return nil
+}
+
+// attachBudget is how long an endpoint has to attach to its router and
+// advertise its name: 15 s in-process, 60 s in netns mode, where its
+// router is a process sharing the cores with up to a hundred others (the
+// netns build waits as long for the names: waitNames).
+func (s *Sim) attachBudget() time.Duration {
+	if s.ns != nil {
+		return 60 * time.Second
+	}
+	return 15 * time.Second
+}
+
+// retryUntil calls f until it succeeds or ctx ends, pause apart; it
+// returns f's last error, with the attempts it took.
+func retryUntil(ctx context.Context, pause time.Duration, f func() error) error {
+	for try := 1; ; try++ {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if try > 1 {
+				return fmt.Errorf("%w (%d attempts)", err, try)
+			}
+			return err
+		case <-time.After(pause):
+		}
+	}
 }
 
 // capsuleClient says whether a client takes part in a capsule workload

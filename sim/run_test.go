@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +98,35 @@ func TestFailures(t *testing.T) {
 		if !s.OK && (s.T < part-inFlight || (s.T > heal+0.5 && s.T < crash-inFlight)) {
 			t.Fatalf("ping at %.2fs lost outside a failure", s.T)
 		}
+	}
+}
+
+// TestRetryUntil: an endpoint's first attach is tried again, a pause
+// apart, until it succeeds or its budget ends (then the last error, with
+// the attempts); the netns mode's budget is longer than in-process.
+func TestRetryUntil(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	calls := 0
+	err := retryUntil(ctx, time.Millisecond, func() error {
+		calls++
+		if calls < 3 {
+			return errors.New("control accept: deadline exceeded")
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("err %v after %d calls, want success at the third", err, calls)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	calls = 0
+	err = retryUntil(short, 5*time.Millisecond, func() error { calls++; return errors.New("refused") })
+	if err == nil || !strings.Contains(err.Error(), "refused") || calls < 2 {
+		t.Fatalf("budget over: err %v after %d calls, want the last error after several", err, calls)
+	}
+	in, ns := (&Sim{}).attachBudget(), (&Sim{ns: &nsRun{}}).attachBudget()
+	if in != 15*time.Second || ns != 60*time.Second {
+		t.Fatalf("attach budget in-process %s, netns %s; want 15s and 60s", in, ns)
 	}
 }
