@@ -8,17 +8,24 @@
 //		fmt.Println(g.Header.Type, g.Header.Src, g.Header.Dst)
 //	}
 //
-// Importing the package registers the layer for UDP port Port, the port
-// the simulator's PDU captures use. Tunnels encrypt PDUs on the wire (QUIC
-// or raw frames), so a capture of real traffic shows QUIC; the simulator
-// captures PDUs where a router sends and receives them.
+// with the layer registered for UDP port Port, the port the simulator's
+// PDU captures use, by importing package gdpudp:
+//
+//	import _ "github.com/gdpnet/gdpnet/sim/gdplayer/gdpudp"
+//
+// (The registration is a package of its own so that this one needs only
+// gopacket's core, not its layers, whose tables — 7 MB filled at start
+// — every `gdp` process would otherwise pay for, each of a hundred router
+// processes in the simulator's netns mode among them.) Tunnels encrypt
+// PDUs on the wire (QUIC or raw frames), so a capture of real traffic
+// shows QUIC; the simulator captures PDUs where a router sends and
+// receives them.
 package gdplayer
 
 import (
 	"fmt"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -30,16 +37,19 @@ const Port = 8079
 var LayerTypeGDP = gopacket.RegisterLayerType(8009, gopacket.LayerTypeMetadata{
 	Name: "GDP", Decoder: gopacket.DecodeFunc(decode)})
 
-func init() {
-	layers.RegisterUDPPortLayerType(layers.UDPPort(Port), LayerTypeGDP)
-}
-
 // GDP is one decoded PDU: its fixed header, options and payload.
 type GDP struct {
-	layers.BaseLayer
+	// Contents is the PDU's header (with options), Payload the rest.
+	Contents, Payload []byte
 	// Header is the decoded PDU; its Payload is the layer's Payload.
 	Header pdu.Header
 }
+
+// LayerContents implements gopacket.Layer: the PDU's header.
+func (g *GDP) LayerContents() []byte { return g.Contents }
+
+// LayerPayload implements gopacket.Layer: the PDU's payload.
+func (g *GDP) LayerPayload() []byte { return g.Payload }
 
 // LayerType implements gopacket.Layer.
 func (g *GDP) LayerType() gopacket.LayerType { return LayerTypeGDP }
@@ -59,7 +69,7 @@ func (g *GDP) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 		return fmt.Errorf("gdp: %w", err)
 	}
 	hl := g.Header.HeaderSize()
-	g.BaseLayer = layers.BaseLayer{Contents: data[:hl], Payload: data[hl:]}
+	g.Contents, g.Payload = data[:hl], data[hl:]
 	return nil
 }
 

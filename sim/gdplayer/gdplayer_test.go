@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -29,7 +28,7 @@ func TestWriteScan(t *testing.T) {
 	}
 	a := netip.MustParseAddrPort("10.0.0.1:8079")
 	z := netip.MustParseAddrPort("10.0.0.2:8079")
-	now := time.Unix(1700000000, 0)
+	now := time.Unix(1700000000, 123456000)
 	if err := w.Write(now, a, z, b); err != nil {
 		t.Fatal(err)
 	}
@@ -51,10 +50,10 @@ func TestWriteScan(t *testing.T) {
 	if s := got[0].GDP.String(); !strings.Contains(s, "DATA ttl 9 seq 77") {
 		t.Fatalf("String %q", s)
 	}
-	// The layer also works straight from gopacket.
-	raw := buf.Bytes()[24+16:] // past the file and first record headers
-	pkt := gopacket.NewPacket(raw, layers.LinkTypeRaw, gopacket.Default)
-	if l, ok := pkt.Layer(LayerTypeGDP).(*GDP); !ok || string(l.LayerPayload()) != "hello" {
+	// The layer decodes a PDU straight from gopacket (its UDP port is
+	// registered by package gdpudp: TestGopacketReads).
+	pkt := gopacket.NewPacket(b, LayerTypeGDP, gopacket.Default)
+	if l, ok := pkt.Layer(LayerTypeGDP).(*GDP); !ok || string(l.LayerPayload()) != "hello" || len(l.LayerContents()) != h.HeaderSize() {
 		t.Fatalf("gopacket did not decode the GDP layer: %v", pkt)
 	}
 
