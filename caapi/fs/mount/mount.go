@@ -22,6 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	capfs "github.com/gdpnet/gdpnet/caapi/fs"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // Options tunes a mount.
@@ -103,12 +105,21 @@ func New(dir string, f *capfs.FS, opts Options) (*Mount, error) {
 	if opts.ReadAheadKB == 0 {
 		opts.ReadAheadKB = defaultReadAheadKB
 	}
-	if opts.ReadAheadKB > 0 {
-		if err := setReadAhead(dir, opts.ReadAheadKB); err != nil {
-			opts.Logger.Warn("mount readahead left at the kernel's", zap.String("name", dir), zap.Int("read_ahead_kb", opts.ReadAheadKB), zap.Error(err))
-		}
-	}
+	applyReadAhead(dir, f.Name(), opts.ReadAheadKB, opts.Logger, setReadAhead)
 	return m, nil
+}
+
+// applyReadAhead sets the kernel's readahead on the mount of capsule c at
+// dir to kb KiB with set (kb ≤ 0: the kernel's is left alone), or says in
+// one WARN what went wrong and what to do.
+func applyReadAhead(dir string, c pdu.Name, kb int, log *zap.Logger, set func(string, int) error) {
+	if kb <= 0 {
+		return
+	}
+	if err := set(dir, kb); err != nil {
+		log.Warn("kernel readahead on the mount not set: the kernel reads the files in 128 KiB requests, slower for large ones; run as root to set it, or pass --kernel-read-ahead -1 to keep the kernel's",
+			logging.Capsule(c), zap.String("dir", dir), zap.Int("read_ahead_kb", kb), logging.Reason("read_ahead_not_set"), zap.Error(err))
+	}
 }
 
 // ReadAheadPath is the sysfs file of the readahead of the file system

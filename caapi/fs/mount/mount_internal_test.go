@@ -2,10 +2,16 @@ package mount
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // TestWritesRefused: the handlers themselves refuse every change with
@@ -40,5 +46,32 @@ func TestWritesRefused(t *testing.T) {
 	}
 	if got := n.st.Refused.Load(); got != 14 {
 		t.Fatalf("refused counter %d, want 14", got)
+	}
+}
+
+// TestReadAheadNotSetWarns: when the mount's readahead cannot be set (not
+// root), one WARN says so with the fixed fields (capsule, reason, err) and
+// what to do; nothing is tried for a readahead of -1 (the kernel's).
+func TestReadAheadNotSetWarns(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	c := pdu.Name{7}
+	calls := 0
+	denied := func(string, int) error { calls++; return fmt.Errorf("set readahead: %w", os.ErrPermission) }
+	applyReadAhead("/mnt/m", c, -1, zap.New(core), denied)
+	if calls != 0 || logs.Len() != 0 {
+		t.Fatalf("readahead -1: %d attempts, %d log lines; want none", calls, logs.Len())
+	}
+	applyReadAhead("/mnt/m", c, 1024, zap.New(core), denied)
+	if calls != 1 || logs.Len() != 1 {
+		t.Fatalf("denied: %d attempts, %d log lines; want 1 and 1", calls, logs.Len())
+	}
+	e := logs.All()[0]
+	f := e.ContextMap()
+	if f["capsule"] != c.String() || f["reason"] != "read_ahead_not_set" || f["dir"] != "/mnt/m" || f["read_ahead_kb"] != int64(1024) ||
+		!strings.Contains(fmt.Sprint(f["error"]), "permission denied") {
+		t.Fatalf("WARN fields %v", f)
+	}
+	if !strings.Contains(e.Message, "run as root") || !strings.Contains(e.Message, "--kernel-read-ahead -1") {
+		t.Fatalf("WARN %q does not say what to do", e.Message)
 	}
 }
