@@ -365,6 +365,7 @@ func TestGodebugTLSKeyExchange(t *testing.T) {
 		t.Fatalf("default key exchange %v, want X25519MLKEM768", got)
 	}
 	restore := setGodebug(t, "tlsmlkem=0")
+	defer restore() // also when a check below fails (restoring twice is harmless)
 	if got := curve(); got != tls.X25519 {
 		t.Fatalf("with tlsmlkem=0: key exchange %v, want X25519", got)
 	}

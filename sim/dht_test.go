@@ -147,24 +147,10 @@ func TestCheckNamesDoesNotStall(t *testing.T) {
 // resolves from the routers checked.
 func TestDHTBucketSize(t *testing.T) {
 	const n, k = 12, 3
-	top, err := Builtin("grid", Params{Rows: 3, Cols: 4, Delay: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	top.Workloads = nil
-	top.Nodes = slices.DeleteFunc(top.Nodes, func(n *Node) bool { return n.Kind != KindRouter })
-	top.Links = slices.DeleteFunc(top.Links, func(l *Link) bool { return l.A[0] == 'c' || l.B[0] == 'c' })
-	top.Resolver = ResolverDHT
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	s, err := Start(ctx, top, Options{DHTBucketSize: k})
-	if err != nil {
-		t.Fatal(err)
-	}
+	top, s := startDHTGrid(ctx, t, Options{DHTBucketSize: k})
 	defer s.Close()
-	if busy := s.WaitPublished(ctx); busy != 0 {
-		t.Fatalf("%d routers still publishing", busy)
-	}
 	rep := s.CheckNames(ctx, NameCheck{FromRouters: 3, Seed: 1})
 	if rep.Found != rep.Lookups || rep.Names != n {
 		t.Fatalf("names: %+v, want all %d names found from 3 routers", rep, n)
@@ -192,27 +178,13 @@ func TestDHTConnLimit(t *testing.T) {
 	defer func(g, s time.Duration) { dhtConnGrace, dhtConnSilence = g, s }(dhtConnGrace, dhtConnSilence)
 	dhtConnGrace, dhtConnSilence = 500*time.Millisecond, 500*time.Millisecond
 	const n, limit = 12, 4
-	top, err := Builtin("grid", Params{Rows: 3, Cols: 4, Delay: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	top.Workloads = nil
-	top.Nodes = slices.DeleteFunc(top.Nodes, func(n *Node) bool { return n.Kind != KindRouter })
-	top.Links = slices.DeleteFunc(top.Links, func(l *Link) bool { return l.A[0] == 'c' || l.B[0] == 'c' })
-	top.Resolver = ResolverDHT
 	// 90 s for the build, the publishes and the check, as
 	// TestDHTBucketSize (a dozen DHT nodes on a loaded machine); the trim
 	// itself gets 30 s once the publishes are done.
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	s, err := Start(ctx, top, Options{DHTConns: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := startDHTGrid(ctx, t, Options{DHTConns: limit})
 	defer s.Close()
-	if busy := s.WaitPublished(ctx); busy != 0 {
-		t.Fatalf("%d routers still publishing", busy)
-	}
 	// Every publish met the k closest: all 11 other nodes (k 20), so a
 	// host holds ~15 connections, over the limit. Each trims to limit/2
 	// plus the peers kad-dht protects (its table's two farthest buckets:
@@ -231,4 +203,28 @@ func TestDHTConnLimit(t *testing.T) {
 		t.Fatalf("names after the trim: %+v, want all %d found from 3 routers", rep, n)
 	}
 	t.Logf("%d connection ends open after the trim, %d connections opened in all", open, s.DHTConnections())
+}
+
+// startDHTGrid starts a 3×4 grid of routers only (no endpoints, no
+// workload) on the kad-dht resolver with opts and waits until every
+// router has published its record; the caller closes it.
+func startDHTGrid(ctx context.Context, t *testing.T, opts Options) (*Topology, *Sim) {
+	t.Helper()
+	top, err := Builtin("grid", Params{Rows: 3, Cols: 4, Delay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.Workloads = nil
+	top.Nodes = slices.DeleteFunc(top.Nodes, func(n *Node) bool { return n.Kind != KindRouter })
+	top.Links = slices.DeleteFunc(top.Links, func(l *Link) bool { return l.A[0] == 'c' || l.B[0] == 'c' })
+	top.Resolver = ResolverDHT
+	s, err := Start(ctx, top, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if busy := s.WaitPublished(ctx); busy != 0 {
+		_ = s.Close()
+		t.Fatalf("%d routers still publishing", busy)
+	}
+	return top, s
 }
