@@ -249,7 +249,7 @@ func (s *Store) extend(cs *capsuleState, base *capsule.Head, b *capsule.Batch, p
 			// A branch rewrote Merkle nodes: from now on readers key the
 			// node cache by a new generation, so no node of the abandoned
 			// line is served from it.
-			cs.gen.Add(1)
+			cs.gen.Store(nodeGens.Add(1))
 		}
 		d := newHead
 		cs.durable.Store(&d)

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
+
+	"github.com/gdpnet/gdpnet/capsule"
 )
 
 // TestReadStopsAtTo: a read of entries [from, to] stops at to. Going on to
@@ -103,5 +105,42 @@ func TestProofUsesLeafOfEntryRead(t *testing.T) {
 	proof(6) // entry 5 not read: loaded
 	if n := eg.n.Load() - before; n != 1 {
 		t.Fatalf("%d entries loaded for a proof beside an entry not read, want 1", n)
+	}
+}
+
+// TestRecreatedCapsuleIgnoresRacedLeaf: a READ that raced a Delete can add
+// a leaf hash of the deleted capsule to the node cache after Delete purged
+// it. A capsule created again under the same name must never be served
+// that hash: its proofs verify against its own records.
+func TestRecreatedCapsuleIgnoresRacedLeaf(t *testing.T) {
+	s := openTest(t, t.TempDir(), "pebble")
+	defer s.Close()
+	tc := newTestCapsule(t, 9)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 8, 100)
+	mustAppend(t, s, tc.name, recs, hb)
+	cs, err := s.state(tc.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := cs.gen.Load() // what a READ of entry 3 keyed its leaf by
+	if err := s.Delete(t.Context(), tc.name); err != nil {
+		t.Fatal(err)
+	}
+	// The racing READ's leaf lands after the purge.
+	s.nodes.Add(nodeCacheKey{tc.name, gen, 0, 2}, capsule.Hash{0xde, 0xad})
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb = writeRecs(tc.writer(), 8, 100)
+	mustAppend(t, s, tc.name, recs, hb)
+	p, err := s.InclusionProof(tc.name, 4, hb.Seqno) // leaf 3 (index 2) is entry 4's sibling
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Verify(recs[3].Hash(), hb.Root); err != nil {
+		t.Fatalf("the re-created capsule's proof of entry 4 used the deleted one's leaf: %v", err)
 	}
 }

@@ -49,14 +49,22 @@ type capsuleState struct {
 	head     capsule.Head
 	last     *pendingWrite // newest queued write, nil when none
 	durable  atomic.Pointer[capsule.Head]
-	gen      atomic.Uint64 // bumped when a branch rewrites nodes: keys the node cache
+	gen      atomic.Uint64 // keys the node cache; a new one (nodeGens) when a branch rewrites nodes
 }
 
 func newCapsuleState(info capsule.Info, meta []byte) *capsuleState {
 	cs := &capsuleState{info: info, meta: meta}
 	cs.moved = sync.NewCond(&cs.mu)
+	cs.gen.Store(nodeGens.Add(1))
 	return cs
 }
+
+// nodeGens hands out the node cache's generations: every capsule state
+// and every branch gets one no other has had in this process. A READ
+// that raced a Delete may add an entry of the deleted capsule to the
+// cache after Delete purged it; keyed by a generation the capsule created
+// again under that name never uses, it is never served.
+var nodeGens atomic.Uint64
 
 // Open opens (or creates) the store in dir.
 func Open(dir string, opts Options) (*Store, error) {
@@ -346,8 +354,8 @@ func (s *Store) Delete(ctx context.Context, c pdu.Name) error {
 	if err := w.wait(ctx); err != nil {
 		return fmt.Errorf("delete capsule %s: %w", c, err)
 	}
-	// A capsule created again under this name starts its node-cache
-	// generations from zero: no node of the deleted one may be served.
+	// The deleted capsule's nodes are of no further use (one created
+	// again under this name keys the cache by new generations).
 	for _, k := range s.nodes.Keys() {
 		if k.c == c {
 			s.nodes.Remove(k)
