@@ -62,13 +62,10 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 		}
 	}
 	route := client.CapsuleRoute(p.meta, p.adcert)
-	res, err := s.cli.AdvertisePublished(ctx, s.cfg.PublishWait, route)
-	if nak := (*client.NAKError)(nil); errors.As(err, &nak) && nak.Code == pdu.CodeMalformed {
-		// A router older than the wait (PROTOCOL.md §5.2 key 5) refuses
-		// the ADVERTISE as malformed: advertise as before, and say so.
+	res, old, err := s.advertiseConfirmed(ctx, route)
+	if old != nil {
 		s.log.Warn("the router does not confirm location records (an older version): CREATE is answered before other routers can resolve the capsule; upgrade the router",
-			logging.Capsule(p.name), logging.Peer(nak.Reporter), logging.Reason("router_without_publish_wait"))
-		res, err = s.cli.Advertise(ctx, route)
+			logging.Capsule(p.name), logging.Peer(old.Reporter), logging.Reason("router_without_publish_wait"))
 	}
 	if err != nil {
 		return fail(m, fmt.Errorf("create %s: advertise: %w", p.name, err))

@@ -174,51 +174,43 @@ func (s *Server) routes() []client.Route {
 	return out
 }
 
-// startChunk is how many names advertiseAtStart sends in one ADVERTISE
-// (the client splits larger ones the same way).
-const startChunk = 64
+// advertiseConfirmed advertises routes and waits, at most PublishWait in
+// all, until the router confirms their location records are in the
+// resolver (PROTOCOL.md §5.4). A router older than that wait (§5.2 key 5)
+// refuses the ADVERTISE as malformed: then they are advertised as before,
+// and old is that refusal (the caller says what it means for it).
+func (s *Server) advertiseConfirmed(ctx context.Context, routes ...client.Route) (res []advert.NameResult, old *client.NAKError, err error) {
+	res, err = s.cli.AdvertisePublished(ctx, s.cfg.PublishWait, routes...)
+	if errors.As(err, &old) && old.Code == pdu.CodeMalformed {
+		res, err = s.cli.Advertise(ctx, routes...)
+		return res, old, err
+	}
+	return res, nil, err
+}
 
 // advertiseAtStart advertises the server's own name and its capsules'
 // and waits, at most PublishWait in all, until the router confirms their
-// location records are in the resolver (PROTOCOL.md §5.4): a client behind
-// another router that sends a CREATE or a read right after the server is
-// up then finds it, instead of NO_ROUTE — which that router would also
-// remember for its negative TTL. Names not confirmed in time are
-// advertised all the same (one WARN): they become resolvable when the
-// router's publisher gets to them.
+// location records (advertiseConfirmed): a client behind another router
+// that sends a CREATE or a read right after the server is up then finds
+// it, instead of NO_ROUTE — which that router would also remember for its
+// negative TTL. Names not confirmed in time are advertised all the same
+// (one WARN): they become resolvable when the router's publisher gets to
+// them.
 func (s *Server) advertiseAtStart(ctx context.Context, routes []client.Route) {
-	deadline := time.Now().Add(s.cfg.PublishWait)
-	waits := true
+	res, old, err := s.advertiseConfirmed(ctx, routes...)
+	if old != nil {
+		s.log.Warn("the router does not confirm location records (an older version): the server is up before other routers can resolve its capsules; upgrade the router",
+			logging.Peer(old.Reporter), logging.Reason("router_without_publish_wait"))
+	}
+	if err != nil {
+		// Refused names are in err (a *client.RefusedError), the
+		// accepted ones are installed all the same.
+		s.log.Warn("advertising held capsules", zap.Error(err))
+	}
 	pending := 0
-	for start := 0; start < len(routes); start += startChunk {
-		part := routes[start:min(start+startChunk, len(routes))]
-		var res []advert.NameResult
-		var err error
-		if left := time.Until(deadline); waits && left >= time.Millisecond {
-			res, err = s.cli.AdvertisePublished(ctx, left, part...)
-			if nak := (*client.NAKError)(nil); errors.As(err, &nak) && nak.Code == pdu.CodeMalformed {
-				// A router older than the wait (PROTOCOL.md §5.2 key
-				// 5) refuses it as malformed: advertise as before.
-				s.log.Warn("the router does not confirm location records (an older version): the server is up before other routers can resolve its capsules; upgrade the router",
-					logging.Peer(nak.Reporter), logging.Reason("router_without_publish_wait"))
-				waits = false
-				res, err = s.cli.Advertise(ctx, part...)
-			}
-		} else {
-			res, err = s.cli.Advertise(ctx, part...)
-		}
-		if err != nil {
-			// Refused names are in err (a *client.RefusedError), the
-			// accepted ones are installed all the same.
-			s.log.Warn("advertising held capsules", zap.Error(err))
-		}
-		for _, r := range res {
-			if r.Status == advert.StatusOK && r.Published == advert.PublishPending {
-				pending++
-			}
-		}
-		if ctx.Err() != nil {
-			return
+	for _, r := range res {
+		if r.Status == advert.StatusOK && r.Published == advert.PublishPending {
+			pending++
 		}
 	}
 	if pending > 0 {

@@ -78,13 +78,15 @@ func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]advert.NameR
 	return c.advertise(ctx, 0, routes)
 }
 
-// AdvertisePublished is Advertise that also waits, at most wait (rounded
-// to milliseconds, at most advert.MaxWait), until the router has stored
-// the location record of every accepted name in the resolver, so that
-// other routers resolve them (PROTOCOL.md §5.4): each accepted result's
-// Published says whether that happened (PublishDone), the wait ended first
-// (PublishPending), or the router has no resolver (PublishNoResolver).
-// The router caps the wait at its advertise.max_publish_wait.
+// AdvertisePublished is Advertise that also waits, at most wait in all
+// (rounded to milliseconds, at most advert.MaxWait), until the router has
+// stored the location record of every accepted name in the resolver, so
+// that other routers resolve them (PROTOCOL.md §5.4): each accepted
+// result's Published says whether that happened (PublishDone), the wait
+// ended first (PublishPending), or the router has no resolver
+// (PublishNoResolver). Names sent after the wait is spent (more than one
+// ADVERTISE's worth) are advertised without it (PublishNotAsked). The
+// router caps the wait at its advertise.max_publish_wait.
 func (c *Client) AdvertisePublished(ctx context.Context, wait time.Duration, routes ...Route) ([]advert.NameResult, error) {
 	ms := min(max(wait.Milliseconds(), 1), advert.MaxWait)
 	return c.advertise(ctx, time.Duration(ms)*time.Millisecond, routes)
@@ -99,7 +101,12 @@ func (c *Client) advertise(ctx context.Context, wait time.Duration, routes []Rou
 		return nil, fmt.Errorf("advertise: rtcert: %w", err)
 	}
 	var all []advert.NameResult
+	deadline := time.Now().Add(wait) // the wait is for all the chunks together
 	for start := 0; start < len(routes); start += advertChunk {
+		wait := wait
+		if wait > 0 {
+			wait = max(time.Until(deadline).Truncate(time.Millisecond), 0)
+		}
 		chunk := routes[start:min(start+advertChunk, len(routes))]
 		names := make([]advert.AdvertName, len(chunk))
 		for i, r := range chunk {

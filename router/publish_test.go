@@ -394,3 +394,44 @@ func TestAdvertiseWaitNoResolver(t *testing.T) {
 		t.Fatalf("publish_waits_total{no_resolver} = %v after a refused ADVERTISE, want still 1", got)
 	}
 }
+
+// TestAdvertiseWaitInAll: a client's waiting advertisement of more names
+// than one ADVERTISE carries (64) waits at most its wait in all, not once
+// per ADVERTISE: with a resolver that takes 200 ms a record, 70 names and
+// a 1 s wait, the first ADVERTISE's names are answered published or
+// pending after ~1 s and the rest are sent without a wait (not asked).
+func TestAdvertiseWaitInAll(t *testing.T) {
+	w := newWorld(t)
+	tr := &trackingResolver{Static: w.res, delay: 200 * time.Millisecond}
+	r := w.router("r", router.Config{}, tr)
+	c := w.endpoint(r, certs.KindServer, "server")
+	var routes []client.Route
+	for i := range 70 {
+		cp, err := newCapsule(fmt.Sprintf("c%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad, err := cp.AdCert(c.Name(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, client.CapsuleRoute(cp.Meta, ad))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := c.AdvertisePublished(ctx, time.Second, routes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 70 {
+		t.Fatalf("%d results for 70 names", len(res))
+	}
+	if got := res[0].Published; got != advert.PublishDone && got != advert.PublishPending {
+		t.Fatalf("a name of the first ADVERTISE answered %s, want published or pending", got)
+	}
+	for _, nr := range res[64:] {
+		if nr.Status != advert.StatusOK || nr.Published != advert.PublishNotAsked {
+			t.Fatalf("a name sent after the wait was spent: %s, %s; want ok, not asked", nr.Status, nr.Published)
+		}
+	}
+}
