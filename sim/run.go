@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -21,6 +22,7 @@ import (
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
 	"github.com/gdpnet/gdpnet/sim/linkem"
+	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 // Options says how to run an experiment.
@@ -381,9 +383,11 @@ func (s *Sim) startEndpoint(ctx context.Context, n *simNode) error {
 	// The first attach is retried: one tunnel handshake (5 s) can be
 	// overrun by a router starved of CPU, as the first of a hundred netns
 	// routers is while the last ones join through it (a 100-router build
-	// failed on one "control accept: deadline exceeded").
+	// failed on one "control accept: deadline exceeded"). A refusal (the
+	// router does not accept the endpoint's credentials, or is not the
+	// name expected) is not: waiting would not change it.
 	var c *client.Client
-	err = retryUntil(actx, 250*time.Millisecond, func() error {
+	err = retryUntil(actx, 250*time.Millisecond, permanentAttachError, func() error {
 		var err error
 		c, err = ep.AttachAny(actx, []client.RouterAddr{{Addr: netip.AddrPortFrom(r.addr, RouterPort).String(), Name: r.id.Name}},
 			client.AttachOptions{BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second})
@@ -433,13 +437,20 @@ func (s *Sim) attachBudget() time.Duration {
 	return 15 * time.Second
 }
 
-// retryUntil calls f until it succeeds or ctx ends, pause apart; it
-// returns f's last error, with the attempts it took.
-func retryUntil(ctx context.Context, pause time.Duration, f func() error) error {
+// retryUntil calls f until it succeeds, fails permanently (permanent
+// says so of its error; nil: never) or ctx ends, pause apart; it returns
+// f's last error, with the attempts it took.
+func retryUntil(ctx context.Context, pause time.Duration, permanent func(error) bool, f func() error) error {
 	for try := 1; ; try++ {
 		err := f()
 		if err == nil {
 			return nil
+		}
+		if permanent != nil && permanent(err) {
+			if try > 1 {
+				return fmt.Errorf("%w (%d attempts)", err, try)
+			}
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -450,6 +461,13 @@ func retryUntil(ctx context.Context, pause time.Duration, f func() error) error 
 		case <-time.After(pause):
 		}
 	}
+}
+
+// permanentAttachError says whether an attach failed in a way a retry
+// cannot mend: the router refused the endpoint's credentials, proved
+// another name, or presented a key its metadata does not carry.
+func permanentAttachError(err error) bool {
+	return errors.Is(err, tunnel.ErrPeerRefused) || errors.Is(err, tunnel.ErrWrongPeer) || errors.Is(err, tunnel.ErrKeyMismatch)
 }
 
 // capsuleClient says whether a client takes part in a capsule workload

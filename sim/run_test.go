@@ -3,11 +3,14 @@ package sim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 // TestRunLinear: a built-in runs end to end in-process; every ping is
@@ -108,7 +111,7 @@ func TestRetryUntil(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	calls := 0
-	err := retryUntil(ctx, time.Millisecond, func() error {
+	err := retryUntil(ctx, time.Millisecond, permanentAttachError, func() error {
 		calls++
 		if calls < 3 {
 			return errors.New("control accept: deadline exceeded")
@@ -121,9 +124,24 @@ func TestRetryUntil(t *testing.T) {
 	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel2()
 	calls = 0
-	err = retryUntil(short, 5*time.Millisecond, func() error { calls++; return errors.New("refused") })
+	err = retryUntil(short, 5*time.Millisecond, permanentAttachError, func() error { calls++; return errors.New("refused") })
 	if err == nil || !strings.Contains(err.Error(), "refused") || calls < 2 {
 		t.Fatalf("budget over: err %v after %d calls, want the last error after several", err, calls)
+	}
+	// A refusal is final: the router refused the credentials (as the
+	// attach returns it: joined, wrapped), proved another name, or a key
+	// its metadata lacks — one attempt, that error, at once.
+	for _, perm := range []error{
+		fmt.Errorf("attach: %w", errors.Join(fmt.Errorf("%w: peer refused the link (code 3)", tunnel.ErrPeerRefused))),
+		fmt.Errorf("dial: %w: got x, want y", tunnel.ErrWrongPeer),
+		fmt.Errorf("dial: %w", tunnel.ErrKeyMismatch),
+	} {
+		calls = 0
+		start := time.Now()
+		err = retryUntil(ctx, 50*time.Millisecond, permanentAttachError, func() error { calls++; return perm })
+		if !errors.Is(err, perm) || calls != 1 || time.Since(start) > 2*time.Second {
+			t.Fatalf("permanent %v: err %v after %d calls in %s, want it back after one", perm, err, calls, time.Since(start))
+		}
 	}
 	in, ns := (&Sim{}).attachBudget(), (&Sim{ns: &nsRun{}}).attachBudget()
 	if in != 15*time.Second || ns != 60*time.Second {
