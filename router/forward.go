@@ -60,7 +60,12 @@ func (r *Router) receive(in *Face, p []byte) {
 			r.drop(in, dropForbidden)
 			return
 		}
-		r.control(in, &h)
+		// control keeps its header (an answer that waits for the
+		// location records): a copy of its own, so that h, on every
+		// PDU's path, stays on the stack and forwarding allocates
+		// nothing (TestForwardAllocs).
+		hc := h
+		r.control(in, &hc)
 		return
 	case pdu.TypeNAK, pdu.TypeAdvertiseResult:
 		if in.kind == FaceEndpoint {
