@@ -50,6 +50,16 @@ echo WORKLOAD-DONE
 while read cmd; do echo "ECHO $cmd"; done
 `
 
+// dataGuestInitRW is dataGuestInit with the disk mounted read-write and a
+// console command "trim": fstrim of the mounted file system (what Debian's
+// weekly fstrim.timer runs), its report printed as "TRIM …". On a drive
+// with discard=unmap the freed blocks (apt's deleted downloads) become zero
+// clusters in the qcow2 overlay.
+var dataGuestInitRW = strings.Replace(strings.Replace(dataGuestInit,
+	"mount -t ext4 -o ro,noload /dev/vda /mnt", "mount -t ext4 /dev/vda /mnt", 1),
+	`while read cmd; do echo "ECHO $cmd"; done`,
+	`while read cmd; do case "$cmd" in trim) sync; echo "TRIM $(fstrim -v /mnt 2>&1)"; sync ;; *) echo "ECHO $cmd" ;; esac; done`, 1)
+
 // FindGuestFiles locates the guest's pieces: Debian's cloud kernel and its
 // modules under kernelDir (scripts/handoff-kernel.sh; default
 // /var/cache/gdp/handoff-kernel) and a static busybox.
@@ -88,10 +98,13 @@ func FindGuestFiles(kernelDir string) (kernel string, mods map[string]string, bu
 
 // DataGuestConfig describes a dataset guest.
 type DataGuestConfig struct {
-	Dir       string // initramfs, sockets, logs; required
-	Disk      string // the ext4 image, raw or qcow2 (DiskFmt)
-	DiskFmt   string // default raw
-	ReadOnly  bool   // attach the disk read-only
+	Dir      string // initramfs, sockets, logs; required
+	Disk     string // the ext4 image, raw or qcow2 (DiskFmt)
+	DiskFmt  string // default raw
+	ReadOnly bool   // attach the disk read-only
+	// Trim mounts the disk read-write on a drive with discard=unmap and
+	// serves the console command "trim" (fstrim; dataGuestInitRW).
+	Trim      bool
 	MemoryMiB int    // default 256
 	MemPath   string // guest RAM file; default Dir/ram
 	KernelDir string
@@ -130,7 +143,11 @@ func StartDataGuest(ctx context.Context, cfg DataGuestConfig) (*DataGuest, error
 		return nil, fmt.Errorf("data guest: %w", err)
 	}
 	initrd := filepath.Join(cfg.Dir, "initrd.gz")
-	if err := BuildInitramfs(initrd, busybox, mods, dataGuestInit); err != nil {
+	init := dataGuestInit
+	if cfg.Trim {
+		init = dataGuestInitRW
+	}
+	if err := BuildInitramfs(initrd, busybox, mods, init); err != nil {
 		return nil, err
 	}
 	var extra []string
@@ -138,6 +155,9 @@ func StartDataGuest(ctx context.Context, cfg DataGuestConfig) (*DataGuest, error
 		ro := ""
 		if cfg.ReadOnly {
 			ro = ",readonly=on"
+		}
+		if cfg.Trim {
+			ro += ",discard=unmap"
 		}
 		extra = append(extra, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,cache=writeback,id=vd0%s", cfg.Disk, cfg.DiskFmt, ro))
 	}

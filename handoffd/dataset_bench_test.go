@@ -29,7 +29,12 @@ import (
 // default 25), GDP_HANDOFF_BENCH_MODES (fixed modes to measure, default
 // all), GDP_HANDOFF_BENCH_DROP (0: no bandwidth-drop run),
 // GDP_HANDOFF_BENCH_FS (ext4: the disk's free blocks are not sent, Image.FS;
-// the baselines still count them, as they are part of the modified state).
+// the baselines still count them, as they are part of the modified state),
+// GDP_HANDOFF_BENCH_TRIM (1: the QEMU guest runs read-write on an overlay
+// over the base disk with discard=unmap and trims before both handoffs),
+// GDP_HANDOFF_BENCH_VM_RATES (further rates, Mbit/s, for our VM handoff of
+// the same guest), GDP_HANDOFF_BENCH_ONLY (baselines | qemu: stop after
+// that part).
 
 func dataDir() string {
 	if d := os.Getenv("GDP_HANDOFF_DATA"); d != "" {
@@ -309,7 +314,32 @@ func BenchmarkHandoffDataset(b *testing.B) {
 	// 0. QEMU's own live migration over the same link (real processes).
 	var qm *qemuMigration
 	if os.Getenv("GDP_HANDOFF_BENCH_QEMU") != "0" {
-		qm = e.qemuMigrate(b, envFloat("GDP_HANDOFF_BENCH_QEMU_MBIT", 25)*1e6)
+		qm = e.qemuMigrate(b, envFloat("GDP_HANDOFF_BENCH_QEMU_MBIT", 25)*1e6, os.Getenv("GDP_HANDOFF_BENCH_TRIM") == "1")
+	}
+
+	if os.Getenv("GDP_HANDOFF_BENCH_ONLY") == "qemu" {
+		if qm == nil {
+			b.Fatal("GDP_HANDOFF_BENCH_ONLY=qemu: the QEMU part did not run")
+		}
+		rs := []float64{qm.rate}
+		for r := range qm.oursAt {
+			rs = append(rs, r)
+		}
+		for _, r := range rs {
+			ours, how := qm.ours, "real"
+			if r != qm.rate {
+				ours = qm.oursAt[r]
+			}
+			qt := qm.total
+			if r != qm.rate {
+				qt, how = qm.setup+float64(qm.bytes)*8/r, "model (its bytes at this rate)"
+			}
+			if ours.TotalSec > 0 {
+				blog(b, "at %g Mbit/s: QEMU %.1f MB %.1fs (%s), ours %.2f MB %.1fs (real), downtime %.3f vs %.2fs: QEMU / ours = %.2f",
+					r/1e6, mb(qm.bytes), qt, how, mb(ours.Wire), ours.TotalSec, qm.downtime, ours.Downtime, qt/ours.TotalSec)
+			}
+		}
+		return
 	}
 
 	// 1. Every fixed mode on an unlimited loopback link: the compute-bound
@@ -505,6 +535,10 @@ type qemuMigration struct {
 	bytes                  int64   // through the relay
 	total, downtime, setup float64 // seconds, from query-migrate
 	ours                   dsRun   // our handoff of the same running guest
+	// oursAt: our handoff of the same guest at the further rates of
+	// GDP_HANDOFF_BENCH_VM_RATES (Mbit/s), each real, the VM let run on
+	// between them.
+	oursAt map[float64]dsRun
 }
 
 // vmHandoff hands the running dataset guest off with the pipeline: its RAM
@@ -512,8 +546,12 @@ type qemuMigration struct {
 // under a qcow2 overlay) against the base disk — every block in the first
 // round, then only the overlay's own extents (the guest mounts the disk
 // read-only: none; any would fail the run, the raw image would be stale).
-func (e *dsEnv) vmHandoff(b *testing.B, g *DataGuest, top string, rate float64) dsRun {
-	qt := &QCOW2Top{Top: top}
+// With trim the overlay is over the base disk and the disk is captured as
+// gdp handoff --disk-overlay does (QCOW2Top: its extents, its content
+// written out raw before every round), and the destination's disk is
+// compared with the source's after the run.
+func (e *dsEnv) vmHandoff(b *testing.B, g *DataGuest, top string, rate float64, trim bool) dsRun {
+	qt := &QCOW2Top{Top: top, Raw: top + ".raw"}
 	first := true
 	dirty := func() ([]Extent, error) {
 		if first {
@@ -526,26 +564,54 @@ func (e *dsEnv) vmHandoff(b *testing.B, g *DataGuest, top string, rate float64) 
 		}
 		return ext, err
 	}
+	disk := Image{Name: "disk", Base: e.diskBase, Path: e.diskMod, Dirty: dirty}
+	if trim {
+		disk = Image{Name: "disk", Base: e.diskBase, Path: qt.Raw, Dirty: qt.Extents, Refresh: qt.Refresh}
+		defer os.Remove(qt.Raw)
+	}
 	a, c := tcpPair(b)
 	link := NewLink(rate)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	rch := make(chan error, 1)
+	var recDisk string
 	go func() {
 		rec, err := Receive(ctx, c, ReceiveConfig{Cache: e.cache, Dir: filepath.Join(e.work, "out"), IdleTimeout: 5 * time.Minute})
 		if err == nil {
-			os.RemoveAll(rec.Dir)
+			if trim {
+				recDisk = rec.Images["disk"]
+			} else {
+				os.RemoveAll(rec.Dir)
+			}
 		}
 		rch <- err
 	}()
 	rep, err := Send(ctx, link.Conn(a), &Handoff{Images: []Image{
 		{Name: "memory", Base: e.memBase, Path: g.Cfg.MemPath},
-		{Name: "disk", Base: e.diskBase, Path: e.diskMod, Dirty: dirty},
+		disk,
 	}, VM: g.Q, Meta: VMMeta{MemoryMiB: g.Cfg.MemoryMiB, CPUs: 1, Machine: "pc", Disk: true}}, SendConfig{Cache: e.cache, Logger: zap.NewNop()})
 	rerr := <-rch
+	if recDisk != "" {
+		defer os.RemoveAll(filepath.Dir(recDisk))
+	}
 	if err != nil || rerr != nil {
 		blog(b, "VM handoff failed: send %v, receive %v", err, rerr)
 		return dsRun{Name: "VM handoff (failed)"}
+	}
+	if trim {
+		// The destination's disk against the stopped source's (the
+		// receiver checked its whole-image digest; this is the
+		// benchmark's own check that the trimmed blocks are zeros there).
+		out, cerr := exec.Command("qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw", top, recDisk).CombinedOutput()
+		var zero, trimmed int64 // blocks zero at the destination, of them non-zero in disk-mod
+		if cerr == nil {
+			zero, trimmed = trimmedBlocks(e.diskMod, recDisk)
+		}
+		blog(b, "destination disk vs the source's: %s (%v); %d blocks zero there, %d of them (%.1f MB) non-zero in disk-mod.img (trimmed); zero records sent: %d",
+			strings.TrimSpace(string(out)), cerr, zero, trimmed, mb(trimmed*BlockSize), rep.Blocks.Zero)
+		if cerr != nil {
+			return dsRun{Name: "VM handoff (disk differs)"}
+		}
 	}
 	r := dsRun{Name: "VM handoff", Link: fmt.Sprintf("%g Mbit/s", rate/1e6), How: "real", Wire: rep.WireBytes, TotalSec: rep.TotalSec, Downtime: rep.DowntimeSec, Rep: rep}
 	// What the downtime is made of: the stop (QEMU's stop and its device
@@ -570,7 +636,70 @@ func (e *dsEnv) vmHandoff(b *testing.B, g *DataGuest, top string, rate float64) 
 	return r
 }
 
-func (e *dsEnv) qemuMigrate(b *testing.B, rate float64) *qemuMigration {
+// trimmedBlocks counts the blocks of got that are zero, and of those the
+// ones that are not zero in mod.
+func trimmedBlocks(mod, got string) (zero, trimmed int64) {
+	mf, err := os.Open(mod)
+	if err != nil {
+		return -1, -1
+	}
+	defer mf.Close()
+	gf, err := os.Open(got)
+	if err != nil {
+		return -1, -1
+	}
+	defer gf.Close()
+	mbuf, gbuf := make([]byte, 4<<20), make([]byte, 4<<20)
+	for off := int64(0); ; off += int64(len(gbuf)) {
+		n, _ := gf.ReadAt(gbuf, off)
+		if n == 0 {
+			return zero, trimmed
+		}
+		m, _ := mf.ReadAt(mbuf[:n], off)
+		clear(mbuf[m:n])
+		for o := 0; o+BlockSize <= n; o += BlockSize {
+			if isZero(gbuf[o : o+BlockSize]) {
+				zero++
+				if !isZero(mbuf[o : o+BlockSize]) {
+					trimmed++
+				}
+			}
+		}
+	}
+}
+
+// qcow2Alloc sums a qcow2 image's own extents (depth 0): allocated data
+// and zero clusters.
+func qcow2Alloc(img string) (data, zero int64) {
+	out, err := exec.Command("qemu-img", "map", "-U", "--output=json", "-f", "qcow2", img).Output()
+	if err != nil {
+		return -1, -1
+	}
+	var m []struct {
+		Length int64 `json:"length"`
+		Depth  int   `json:"depth"`
+		Data   bool  `json:"data"`
+		Zero   bool  `json:"zero"`
+	}
+	json.Unmarshal(out, &m)
+	for _, x := range m {
+		switch {
+		case x.Depth != 0:
+		case x.Data:
+			data += x.Length
+		case x.Zero:
+			zero += x.Length
+		}
+	}
+	return data, zero
+}
+
+// qemuMigrate boots the dataset guest, runs its workload, hands it off
+// with our pipeline (vmHandoff) and then with QEMU's own live migration,
+// both over the same emulated link. With trim (GDP_HANDOFF_BENCH_TRIM=1)
+// the guest runs read-write on an overlay over the base disk, on a drive
+// with discard=unmap, and trims its file system before both.
+func (e *dsEnv) qemuMigrate(b *testing.B, rate float64, trim bool) *qemuMigration {
 	dir := filepath.Join(e.work, "qemu")
 	os.RemoveAll(dir)
 	os.MkdirAll(dir, 0o755)
@@ -583,18 +712,35 @@ func (e *dsEnv) qemuMigrate(b *testing.B, rate float64) *qemuMigration {
 	memMiB := int(st.Size() >> 20)
 	top, dst := filepath.Join(dir, "src.qcow2"), filepath.Join(dir, "dst.qcow2")
 	ds, _ := os.Stat(e.diskMod)
-	for _, args := range [][]string{
+	cmds := [][]string{
 		{"create", "-q", "-f", "qcow2", "-b", e.diskMod, "-F", "raw", top},
 		{"create", "-q", "-f", "qcow2", dst, strconv.FormatInt(ds.Size(), 10)},
-	} {
+	}
+	if trim {
+		// The operator's layout (gdp handoff --disk-overlay): the VM runs
+		// on a qcow2 overlay over the base disk holding what changed —
+		// disk-mod's blocks that differ from disk-base, copied in by a
+		// safe rebase (default 64 KiB clusters).
+		base, err := e.cache.Get(e.diskBase)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmds = append(cmds, []string{"rebase", "-q", "-f", "qcow2", "-b", base.Path, "-F", "raw", top})
+	}
+	for _, args := range cmds {
+		t0 := time.Now()
 		if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
 			blog(b, "qemu-img %v: %v: %s", args, err, out)
 			return nil
 		}
+		if args[0] == "rebase" {
+			data, zero := qcow2Alloc(top)
+			blog(b, "the guest's disk: a qcow2 overlay over disk-base.img holding disk-mod's changes (qemu-img rebase, %.1fs): %.1f MB allocated, %.1f MB zero clusters", time.Since(t0).Seconds(), mb(data), mb(zero))
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	src, err := StartDataGuest(ctx, DataGuestConfig{Dir: filepath.Join(dir, "a"), Disk: top, DiskFmt: "qcow2", MemoryMiB: memMiB})
+	src, err := StartDataGuest(ctx, DataGuestConfig{Dir: filepath.Join(dir, "a"), Disk: top, DiskFmt: "qcow2", MemoryMiB: memMiB, Trim: trim})
 	if err != nil {
 		blog(b, "QEMU live migration: %v", err)
 		return nil
@@ -609,10 +755,37 @@ func (e *dsEnv) qemuMigrate(b *testing.B, rate float64) *qemuMigration {
 		blog(b, "QEMU live migration: %v", err)
 		return nil
 	}
+	if trim {
+		// The guest trims its file system before the handoff (fstrim, as
+		// Debian's weekly fstrim.timer does); both our handoff and QEMU's
+		// migration below see the same trimmed guest.
+		t0 := time.Now()
+		src.Send("trim")
+		line, err := src.Wait("TRIM ", 10*time.Minute)
+		if err != nil {
+			blog(b, "QEMU live migration: %v", err)
+			return nil
+		}
+		data, zero := qcow2Alloc(top)
+		blog(b, "guest fstrim (%.1fs): %q; the overlay now: %.1f MB allocated, %.1f MB zero clusters", time.Since(t0).Seconds(), line, mb(data), mb(zero))
+	}
 	qm := &qemuMigration{rate: rate}
 	// Our handoff of the same running guest first (pre-copy rounds, then
 	// stop-and-copy), for its downtime; then the guest runs on for QEMU's.
-	qm.ours = e.vmHandoff(b, src, top, rate)
+	qm.ours = e.vmHandoff(b, src, top, rate, trim)
+	qm.oursAt = map[float64]dsRun{}
+	for _, f := range strings.Split(os.Getenv("GDP_HANDOFF_BENCH_VM_RATES"), ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r <= 0 {
+			continue
+		}
+		if _, err := src.Q.Run("cont", nil); err != nil {
+			blog(b, "QEMU live migration: %v", err)
+			return nil
+		}
+		time.Sleep(2 * time.Second)
+		qm.oursAt[r*1e6] = e.vmHandoff(b, src, top, r*1e6, trim)
+	}
 	if _, err := src.Q.Run("cont", nil); err != nil {
 		blog(b, "QEMU live migration: %v", err)
 		return nil

@@ -3,6 +3,7 @@ package handoffd
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -54,5 +55,19 @@ func TestCompareImages(t *testing.T) {
 	d, err := CompareImages(bp, mp)
 	if err != nil || d.Changed != int64(len(want)) || d.ChangedZero != 1 {
 		t.Fatalf("CompareImages %+v, %v; want %d changed, 1 zero", d, err, len(want))
+	}
+}
+
+// TestDataGuestInitRW: the trimming dataset guest is the read-only one with
+// its disk mounted read-write and a "trim" command; the read-only guest (the
+// dataset's memory images were built with it) is unchanged.
+func TestDataGuestInitRW(t *testing.T) {
+	for _, w := range []string{"\nmount -t ext4 /dev/vda /mnt ||", "trim) sync; echo \"TRIM $(fstrim -v /mnt", "chroot /mnt /usr/bin/python3"} {
+		if !strings.Contains(dataGuestInitRW, w) {
+			t.Errorf("the read-write guest's init lacks %q", w)
+		}
+	}
+	if strings.Contains(dataGuestInitRW, "ro,noload") || !strings.Contains(dataGuestInit, "-o ro,noload /dev/vda") || strings.Contains(dataGuestInit, "fstrim") {
+		t.Error("the read-only guest's init changed, or the read-write one still mounts read-only")
 	}
 }

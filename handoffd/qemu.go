@@ -33,6 +33,11 @@ type QEMUConfig struct {
 	MemPath   string // guest RAM file; required
 	Disk      string // optional
 	DiskFmt   string // "qcow2" or "raw" (default raw)
+	// Discard passes the guest's discards (TRIM: fstrim, mount -o discard)
+	// to the disk image (discard=unmap): freed blocks become zero clusters
+	// in a qcow2 overlay, or holes in a raw file, so a handoff sends them as
+	// zero records instead of their stale content.
+	Discard bool
 	// Incoming starts the VM waiting for a migration stream (-incoming defer, -S).
 	Incoming bool
 	// ExtraArgs are appended to the command line (e.g. -accel kvm).
@@ -101,7 +106,11 @@ func StartQEMU(ctx context.Context, cfg QEMUConfig) (*QEMU, error) {
 		args = append(args, "-append", cfg.Append)
 	}
 	if cfg.Disk != "" {
-		args = append(args, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,cache=writeback", cfg.Disk, cfg.DiskFmt))
+		drive := fmt.Sprintf("file=%s,format=%s,if=virtio,cache=writeback", cfg.Disk, cfg.DiskFmt)
+		if cfg.Discard {
+			drive += ",discard=unmap"
+		}
+		args = append(args, "-drive", drive)
 	}
 	if cfg.Incoming {
 		args = append(args, "-incoming", "defer", "-S")

@@ -55,9 +55,9 @@ while read cmd; do
 done
 `
 
-func buildInitramfs(t *testing.T, path, busybox string, mods map[string]string) {
+func buildInitramfs(t *testing.T, path, busybox string, mods map[string]string, init string) {
 	t.Helper()
-	if err := BuildInitramfs(path, busybox, mods, guestInit); err != nil {
+	if err := BuildInitramfs(path, busybox, mods, init); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -164,12 +164,24 @@ type vmEnv struct {
 
 const guestMiB = 128
 
-func startVM(t *testing.T) *vmEnv {
+// vmOpts varies the VM startVMWith boots.
+type vmOpts struct {
+	init     string            // the guest's /init (its workload); default guestInit
+	baseDisk func(path string) // writes the base disk; default 32 MiB of text-like blocks and zeros
+	discard  bool              // the drive passes the guest's discards on (discard=unmap)
+}
+
+func startVM(t *testing.T) *vmEnv { return startVMWith(t, vmOpts{}) }
+
+func startVMWith(t *testing.T, o vmOpts) *vmEnv {
 	t.Helper()
+	if o.init == "" {
+		o.init = guestInit
+	}
 	kernel, mods, busybox := guestFiles(t)
 	e := &vmEnv{dir: t.TempDir(), appendLine: "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off"}
 	initrd := filepath.Join(e.dir, "initrd.gz")
-	buildInitramfs(t, initrd, busybox, mods)
+	buildInitramfs(t, initrd, busybox, mods, o.init)
 	var err error
 	if e.src, err = OpenBaseCache(filepath.Join(e.dir, "cache-a")); err != nil {
 		t.Fatal(err)
@@ -188,14 +200,17 @@ func startVM(t *testing.T) *vmEnv {
 		return m.ID
 	}
 	e.kernelID, e.initrdID = add(kernel, "kernel"), add(initrd, "initrd")
-	// Base disk: 32 MiB of text-like content and zeros.
 	baseDisk := filepath.Join(e.dir, "base-disk.img")
-	disk := make([]byte, 32<<20)
-	rng := rngFor(5)
-	for b := 0; b < len(disk)/BlockSize; b += 3 {
-		copy(disk[b*BlockSize:], textBlock(rng))
+	if o.baseDisk != nil {
+		o.baseDisk(baseDisk)
+	} else { // 32 MiB of text-like content and zeros
+		disk := make([]byte, 32<<20)
+		rng := rngFor(5)
+		for b := 0; b < len(disk)/BlockSize; b += 3 {
+			copy(disk[b*BlockSize:], textBlock(rng))
+		}
+		os.WriteFile(baseDisk, disk, 0o644)
 	}
-	os.WriteFile(baseDisk, disk, 0o644)
 	e.diskBase = add(baseDisk, "disk")
 	db, _ := e.src.Get(e.diskBase)
 	e.top = &QCOW2Top{Top: filepath.Join(e.dir, "top.qcow2"), Raw: filepath.Join(e.dir, "top.raw")}
@@ -208,7 +223,7 @@ func startVM(t *testing.T) *vmEnv {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	e.q, err = StartQEMU(ctx, QEMUConfig{Dir: vmDir, MemoryMiB: guestMiB, Kernel: kernel, Initrd: initrd, Append: e.appendLine,
-		MemPath: e.memPath, Disk: e.top.Top, DiskFmt: "qcow2", Logger: zaptest.NewLogger(t).Named("qemu-a")})
+		MemPath: e.memPath, Disk: e.top.Top, DiskFmt: "qcow2", Discard: o.discard, Logger: zaptest.NewLogger(t).Named("qemu-a")})
 	if err != nil {
 		t.Fatal(err)
 	}
