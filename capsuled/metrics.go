@@ -71,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"unreachable", "nak", "refused", "busy", "misaligned", "verify", "adopted"} {
 		m.syncErrors.WithLabelValues(r)
 	}
-	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak", "delete_unsigned", "delete_clock", "create_in_progress", "unproven_head"} {
+	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak", "delete_unsigned", "delete_clock", "create_in_progress", "unproven_head", "head_not_held"} {
 		m.dropped.WithLabelValues(r)
 	}
 	for _, r := range []string{refuseOwner, refuseQuota, refuseReplicas, refuseFull, refuseDisk, refuseUnpublished, refuseCreates} {

@@ -79,10 +79,15 @@ type peerSeen struct {
 	head uint64
 	seen time.Time
 	err  string
+	// held: the peer showed it holds head (a possession tag this server
+	// checked against its own entries); false: only the writer's
+	// heartbeat vouches for it (this server was behind it).
+	held bool
 }
 
-// saw records that peer's head for capsule c was head at now.
-func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time) {
+// saw records that peer's head for capsule c was head at now; held says
+// whether the peer proved it holds the entries (sawHead).
+func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time, held bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
@@ -90,8 +95,24 @@ func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time) {
 	}
 	k := [2]pdu.Name{c, peer}
 	e := r.m[k]
-	e.head, e.seen, e.err = head, now, ""
+	e.head, e.seen, e.err, e.held = head, now, "", held
 	r.m[k] = e
+}
+
+// withdraw forgets peer's head for capsule c when a claim of head failed
+// the check of possession and that puts the shown head in doubt: a head
+// shown on the heartbeat's word alone (while this server was behind: a
+// copied heartbeat's claim must not stay shown once it can be checked), or
+// one at least as high as the failed claim (the peer no longer shows it
+// holds it). A lower head the peer proved it holds stays.
+func (r *replState) withdraw(c, peer pdu.Name, claim uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := [2]pdu.Name{c, peer}
+	if e, ok := r.m[k]; ok && (!e.held || e.head >= claim) {
+		e.head, e.seen = 0, time.Time{}
+		r.m[k] = e
+	}
 }
 
 // head is the head last recorded for peer's replica of c.

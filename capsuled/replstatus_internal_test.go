@@ -39,8 +39,8 @@ func TestCapsuleStatusLag(t *testing.T) {
 func TestReplStatePrune(t *testing.T) {
 	var r replState
 	c1, c2, p := pdu.Name{1}, pdu.Name{2}, pdu.Name{9}
-	r.saw(c1, p, 4, time.Now())
-	r.saw(c2, p, 5, time.Now())
+	r.saw(c1, p, 4, time.Now(), true)
+	r.saw(c2, p, 5, time.Now(), true)
 	r.failed(c1, p, errNAK)
 	if e, _ := r.get(c1, p); e.head != 4 || e.err == "" {
 		t.Errorf("after a failure: %+v", e)
@@ -50,7 +50,7 @@ func TestReplStatePrune(t *testing.T) {
 		t.Errorf("after a pull that succeeded: %+v", e)
 	}
 	r.failed(c1, p, errNAK)
-	r.saw(c1, p, 6, time.Now())
+	r.saw(c1, p, 6, time.Now(), true)
 	if e, _ := r.get(c1, p); e.head != 6 || e.err != "" {
 		t.Errorf("after an answer: %+v", e)
 	}

@@ -3,6 +3,8 @@ package capsuled
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -52,6 +54,14 @@ func (s *Server) handleSync(r request) *wire.Message {
 		// The writer-signed proof of the head: the asker believes the
 		// head (its replication-lag figures) only with it (§8.5).
 		resp.Heartbeat = head.Heartbeat.Marshal()
+	}
+	if len(m.Hash) == wire.NonceLen && head.Seqno > 0 {
+		// The proof that this replica holds the head it claims (§8.3):
+		// two entries read, within this peer's SyncAnswersPerPeer share.
+		// A read that fails leaves the tag out; the asker counts that.
+		if tag, err := s.possessionTag(c, s.name, m.Hash, head.Seqno); err == nil {
+			resp.Possession = tag
+		}
 	}
 	ranged := m.To > 0
 	from, end := m.From, head.Seqno // the first entry and the last heartbeat of the answer
@@ -556,8 +566,14 @@ func (s *Server) askRange(ctx context.Context, c, peer pdu.Name, lo, hi uint64) 
 
 // askSync sends peer a SYNC for capsule c from seqno from (a range SYNC
 // through to when to > 0) and returns its successful answer.
+// Every SYNC carries a fresh random nonce (key 11) that the answer's
+// possession tag must cover (sawHead).
 func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from, to uint64) (*wire.Message, error) {
-	resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: from, To: to})
+	nonce := make([]byte, wire.NonceLen)
+	if _, err := crand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("sync nonce: %w", err)
+	}
+	resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: from, To: to, Hash: nonce})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err // ended by us (a window that stopped), not the peer
@@ -577,32 +593,114 @@ func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from, to uint64)
 		s.met.syncErrors.WithLabelValues(reason).Inc()
 		return nil, err
 	}
-	s.sawHead(c, peer, resp)
+	if err := s.sawHead(c, peer, nonce, resp); err != nil {
+		return nil, err
+	}
 	return resp, nil
 }
 
 // sawHead records peer's head for the replication-lag figures from its
 // answer to our SYNC (matched to the request by s.ask: its random id, from
-// peer only), and only when the answer proves it: a heartbeat for exactly
-// that head, signed by the capsule's writer key. An unproven head is
+// peer only), and only when the answer proves it. First, a heartbeat for
+// exactly that head, signed by the capsule's writer key; anything else is
 // counted (gdp_capsuled_dropped_total{reason="unproven_head"}) and
 // ignored: a peer cannot hide its lag, or make this replica look behind,
-// by claiming a head the writer never signed. Head 0 (an empty log) needs
-// no proof: claiming less than one holds only makes oneself look behind.
-func (s *Server) sawHead(c, peer pdu.Name, resp *wire.Message) {
-	// A head already proven for this peer is not verified again: in the
-	// steady state every anti-entropy answer repeats it, and an ed25519
-	// verification per answer per capsule would be most of the work.
-	if known, ok := s.repl.head(c, peer); resp.Head > 0 && (!ok || resp.Head != known) {
-		err := s.proveHead(c, resp)
-		if err != nil {
+// by claiming a head the writer never signed. But heartbeats are public:
+// a peer holding an old prefix could copy the newest one. So second, when
+// this replica holds the claimed head itself, the answer's possession tag
+// over nonce (the one this SYNC carried) must equal the one computed from
+// this replica's own entries (PROTOCOL.md §8.3). A missing or wrong tag is
+// counted (reason="head_not_held"), the head ignored, a head shown before
+// that this answer puts in doubt withdrawn (one shown on the heartbeat's
+// word alone, or one at least as high as this claim), and returned as an
+// error (errHeadNotHeld): the pull from that peer fails with it, so Status
+// shows it as the peer's error and anti-entropy logs it at WARN once
+// (syncFailures) — there is nothing to pull from a peer whose claimed head
+// this replica holds. While this replica is behind the claimed head it
+// cannot check the tag: the head shows on the heartbeat alone (the
+// catch-up from that peer pulls and verifies its records), and is checked
+// once this replica gets there. Head 0 (an empty log) needs no proof:
+// claiming less than one holds only makes oneself look behind.
+func (s *Server) sawHead(c, peer pdu.Name, nonce []byte, resp *wire.Message) error {
+	now := time.Now()
+	if resp.Head == 0 {
+		s.repl.saw(c, peer, 0, now, true)
+		return nil
+	}
+	// A heartbeat already verified for this peer's head is not verified
+	// again: in the steady state every anti-entropy answer repeats it,
+	// and an ed25519 verification per answer per capsule would be most of
+	// the work. (The possession tag is checked on every answer: two
+	// entry reads and a hash.)
+	if known, ok := s.repl.head(c, peer); !ok || resp.Head != known {
+		if err := s.proveHead(c, resp); err != nil {
 			s.met.dropped.WithLabelValues("unproven_head").Inc()
 			s.log.Debug("peer head not proven; not shown", logging.Capsule(c), logging.Peer(peer),
 				logging.Seqno(resp.Head), logging.Reason("unproven_head"), zap.Error(err))
-			return
+			return nil
 		}
 	}
-	s.repl.saw(c, peer, resp.Head, time.Now())
+	own, err := s.st.Head(c)
+	if err != nil {
+		return nil
+	}
+	if own.Seqno < resp.Head {
+		s.repl.saw(c, peer, resp.Head, now, false) // not checkable yet
+		return nil
+	}
+	if err := s.checkPossession(c, peer, nonce, resp); err != nil {
+		s.met.dropped.WithLabelValues("head_not_held").Inc()
+		s.repl.withdraw(c, peer, resp.Head)
+		return fmt.Errorf("%w: head %d: %w; its lag is not shown: check that replica (upgrade it if it predates "+
+			"proofs of possession; else it lost entries, holds another line of the log, or lies)", errHeadNotHeld, resp.Head, err)
+	}
+	s.repl.saw(c, peer, resp.Head, now, true)
+	return nil
+}
+
+// errHeadNotHeld: a peer claims a head this replica holds, and its answer
+// does not show it holds the entries (a missing or wrong possession tag).
+var errHeadNotHeld = errors.New("the peer does not show it holds the head it claims")
+
+// checkPossession checks resp's possession tag, from peer, against the one
+// computed for nonce from this replica's own entries (it holds resp.Head).
+func (s *Server) checkPossession(c, peer pdu.Name, nonce []byte, resp *wire.Message) error {
+	if len(resp.Possession) == 0 {
+		return errors.New("no possession tag (a replica before proofs of possession)")
+	}
+	want, err := s.possessionTag(c, peer, nonce, resp.Head)
+	if err != nil {
+		return fmt.Errorf("possession tag: reading our own entries: %w", err)
+	}
+	if !hmac.Equal(want, resp.Possession) {
+		return fmt.Errorf("the possession tag does not match this replica's entries %d and %d",
+			resp.Head, wire.PossessionSeqno(c, nonce, resp.Head))
+	}
+	return nil
+}
+
+// possessionTag is the possession tag (wire.PossessionTag) of the replica
+// of capsule c named server at head, for nonce, from this store's entries:
+// two entry reads, the head's and the one the nonce picks.
+func (s *Server) possessionTag(c, server pdu.Name, nonce []byte, head uint64) ([]byte, error) {
+	k := wire.PossessionSeqno(c, nonce, head)
+	read := func(seq uint64) ([]byte, error) {
+		var out []byte
+		err := s.st.ReadRaw(c, seq, seq, func(_ uint64, raw []byte) error {
+			out = append([]byte(nil), raw...)
+			return nil
+		})
+		return out, err
+	}
+	he, err := read(head)
+	if err != nil {
+		return nil, err
+	}
+	ke, err := read(k)
+	if err != nil {
+		return nil, err
+	}
+	return wire.PossessionTag(c, server, nonce, head, he, ke), nil
 }
 
 // proveHead checks that resp carries the writer's heartbeat for resp.Head.

@@ -50,7 +50,7 @@ func syncSource(t *testing.T, sw *syncWorld, sizes []int, dataLen int) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Server{st: st, places: places, met: newMetrics(prometheus.NewRegistry()), cfg: Config{SyncAnswersPerPeer: 64}}
+	return &Server{name: sw.p.Name, st: st, places: places, met: newMetrics(prometheus.NewRegistry()), cfg: Config{SyncAnswersPerPeer: 64}}
 }
 
 // irregular is batch sizes 1..23 in a scrambled order.
@@ -151,26 +151,27 @@ func TestRangeSyncAnswersBackToBack(t *testing.T) {
 
 // TestSyncAnswersPerPeer: one peer has at most sync_answers_per_peer SYNCs
 // answered at once; one more is refused 503 and counted, another peer's is
-// answered.
+// answered. The possession tag (two entry reads) is computed only for an
+// admitted SYNC: a refused one carries none.
 func TestSyncAnswersPerPeer(t *testing.T) {
 	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second})
 	src := syncSource(t, sw, []int{3}, 10)
 	src.cfg.SyncAnswersPerPeer = 2
 	busy, other := pdu.Name{1}, pdu.Name{2}
-	req := &wire.Message{Op: wire.OpSync, ID: 1, Capsule: sw.c[:], From: 1}
+	req := &wire.Message{Op: wire.OpSync, ID: 1, Capsule: sw.c[:], From: 1, Hash: bytes.Repeat([]byte{9}, wire.NonceLen)}
 	for range 2 {
 		if !src.syncAnswers.admit(busy, 2) {
 			t.Fatal("the first two SYNCs of a peer are refused")
 		}
 	}
-	if resp := src.handleSync(request{from: busy, msg: req}); resp.Status != wire.StatusUnavailable {
-		t.Fatalf("a third SYNC of a peer with two being answered: %v, want 503", resp.Status)
+	if resp := src.handleSync(request{from: busy, msg: req}); resp.Status != wire.StatusUnavailable || resp.Possession != nil {
+		t.Fatalf("a third SYNC of a peer with two being answered: %v (tag %x), want 503 without a tag", resp.Status, resp.Possession)
 	}
 	if n := counterValue(src.met.syncRefused); n != 1 {
 		t.Fatalf("sync_refused_total %v, want 1", n)
 	}
-	if resp := src.handleSync(request{from: other, msg: req}); resp.Status != wire.StatusOK || len(resp.Segments) != 1 {
-		t.Fatalf("another peer's SYNC: %v with %d segments", resp.Status, len(resp.Segments))
+	if resp := src.handleSync(request{from: other, msg: req}); resp.Status != wire.StatusOK || len(resp.Segments) != 1 || len(resp.Possession) != wire.PossessionLen {
+		t.Fatalf("another peer's SYNC: %v with %d segments, tag %x", resp.Status, len(resp.Segments), resp.Possession)
 	}
 	src.syncAnswers.release(busy)
 	if resp := src.handleSync(request{from: busy, msg: req}); resp.Status != wire.StatusOK {

@@ -100,6 +100,8 @@ func (m *Message) Validate() error {
 		return bad("error text of %d bytes", len(m.Error))
 	case m.Signature != nil && len(m.Signature) != 64:
 		return bad("signature of %d bytes", len(m.Signature))
+	case m.Possession != nil && len(m.Possession) != PossessionLen:
+		return bad("possession tag of %d bytes", len(m.Possession))
 	}
 	for i, r := range m.Replicas {
 		if len(r) != 32 {

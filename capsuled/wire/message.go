@@ -57,7 +57,10 @@ type Message struct {
 	To   uint64 `cbor:"9,keyasint,omitempty"`
 	// Time selects the first record at or after it (unix nanoseconds).
 	Time uint64 `cbor:"10,keyasint,omitempty"`
-	// Hash selects an entry by its 32-byte entry hash.
+	// Hash selects an entry by its 32-byte entry hash. In a SYNC request
+	// it is the asker's fresh random challenge (Nonce) for the answer's
+	// Possession tag: a key every replica's decoder knows, so an older one
+	// ignores it rather than refuse the request (§8.3).
 	Hash []byte `cbor:"11,keyasint,omitempty"`
 	// Size is a tree size: the newest heartbeat a reader holds, or the
 	// new size of a consistency proof.
@@ -103,6 +106,11 @@ type Message struct {
 	// Signature is the owner's ed25519 signature of a DELETE
 	// (DeleteSigned).
 	Signature []byte `cbor:"29,keyasint,omitempty"`
+	// Possession is a SYNC answer's proof that the answering replica
+	// holds the head it claims: PossessionTag over the request's nonce
+	// (key 11) and two of its entries. Only in answer to a SYNC that
+	// carried a nonce (an older asker never gets the key).
+	Possession []byte `cbor:"30,keyasint,omitempty"`
 }
 
 // deleteContext separates DELETE signatures from every other use of an

@@ -27,6 +27,10 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"request without capsule", encodeUnchecked(&Message{Op: OpRead, ID: 1}), ErrMalformed},
 		{"too large", make([]byte, MaxMessage+1), ErrTooLarge},
 		{"segment without heartbeat", encodeUnchecked(&Message{Op: OpSync, ID: 1, Capsule: name, Segments: []Segment{{Records: [][]byte{{1}}}}}), ErrMalformed},
+		{"short sync nonce", encodeUnchecked(&Message{Op: OpSync, ID: 1, Capsule: name, From: 1, Hash: name[:16]}), ErrMalformed},
+		{"long sync nonce", encodeUnchecked(&Message{Op: OpSync, ID: 1, Capsule: name, From: 1, Hash: append(name, 0)}), ErrMalformed},
+		{"short possession tag", encodeUnchecked(&Message{Op: OpSync, ID: 1, Status: StatusOK, Capsule: name, Head: 1, Possession: name[:31]}), ErrMalformed},
+		{"long possession tag", encodeUnchecked(&Message{Op: OpSync, ID: 1, Status: StatusOK, Capsule: name, Head: 1, Possession: make([]byte, 64)}), ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,13 +59,26 @@ func vectorMessages(t testing.TB) map[string]*Message {
 			Segments: []Segment{{Records: [][]byte{recs[0].Marshal()}, Heartbeat: hb.Marshal()}}},
 		"sync-range":          {Op: OpSync, ID: 12, Capsule: c[:], From: 2, To: 5},
 		"sync-range-response": {Op: OpSync, ID: 12, Status: StatusOK, Capsule: c[:], From: 2, To: 1, Head: 1, Heartbeat: hb.Marshal()},
-		"unknown-capsule":     {Op: OpRead, ID: 9, Status: StatusNotFound, Capsule: c[:], Error: "unknown capsule"},
+		"sync-possession":     {Op: OpSync, ID: 13, Capsule: c[:], From: 2, Hash: possessionNonce()},
+		"sync-possession-response": {Op: OpSync, ID: 13, Status: StatusOK, Capsule: c[:], From: 2, To: 1, Head: 1, Heartbeat: hb.Marshal(),
+			Possession: PossessionTag(c, server, possessionNonce(), 1, recs[0].Marshal(), recs[0].Marshal())},
+		"unknown-capsule": {Op: OpRead, ID: 9, Status: StatusNotFound, Capsule: c[:], Error: "unknown capsule"},
 		"append-writer-conflict": {Op: OpAppend, ID: 10, Status: StatusWriterConflict, Capsule: c[:], Head: 1,
 			Error: "another writer is active"},
 		"delete": {Op: OpDelete, ID: 11, Capsule: c[:], Time: uint64(ts),
 			Signature: ed25519.Sign(key, DeleteSigned(c, server, uint64(ts)))},
 		"delete-response": {Op: OpDelete, ID: 11, Status: StatusOK, Capsule: c[:]},
 	}
+}
+
+// possessionNonce is the nonce of the possession vectors (§8.6): bytes
+// 0x40, 0x41, … 0x5f.
+func possessionNonce() []byte {
+	n := make([]byte, NonceLen)
+	for i := range n {
+		n[i] = 0x40 + byte(i)
+	}
+	return n
 }
 
 // trustVector is the world of capsule/testdata/trust_vectors.txt, rebuilt

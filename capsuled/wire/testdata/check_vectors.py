@@ -9,7 +9,9 @@ deterministic order), every field is checked against its documented type,
 and the decoded fields are compared with the messages §8.6 describes. The
 records and heartbeats inside are decoded too (§7.1, §7.3): the record's
 data hash is SHA-256 of its data, the heartbeat's root is the RFC 9162
-Merkle tree hash over the record's entry hash. Signatures are not verified
+Merkle tree hash over the record's entry hash. The SYNC possession tag
+(§8.3) is recomputed from the record and the nonce, and the seqno a nonce
+picks from the worked figure of §8.6. Signatures are not verified
 here (capsule/testdata has the Python checks that do). Exit status 0 when
 every vector matches."""
 import hashlib
@@ -113,6 +115,18 @@ def check_proof(p, index, size, path):
         raise Bad("inclusion proof %r" % (got,))
 
 
+# ---- §8.3 proof of possession ----
+
+def possession_seqno(capsule, nonce, head):
+    """1 + (first 8 bytes of SHA-256(context, capsule, nonce, head)) mod head."""
+    h = sha(b"gdp sync possession seqno v1\x00" + capsule + nonce + head.to_bytes(8, "big"))
+    return 1 + int.from_bytes(h[:8], "big") % head
+
+
+def possession_tag(capsule, server, nonce, head, head_entry, entry):
+    return sha(b"gdp sync possession v1\x00" + capsule + server + nonce + head.to_bytes(8, "big") + head_entry + entry)
+
+
 def main():
     doc = DOC.read_text()
     fields = field_table(doc)
@@ -123,6 +137,7 @@ def main():
         return 1
 
     C = bytes(range(32))
+    NONCE = bytes(range(0x40, 0x60))
     S = b"\xaa" + bytes(31)
     T = 1_700_000_000_000_000_000
     op = lambda n: ops[n]
@@ -151,6 +166,13 @@ def main():
         "sync-range": {"op": op("SYNC"), "id": 12, "capsule": C, "from": 2, "to": 5},
         "sync-range-response": {"op": op("SYNC"), "id": 12, "status": 200, "capsule": C, "from": 2, "to": 1, "head": 1,
                                 "heartbeat": "heartbeat"},
+        # a SYNC with its possession nonce (key 11: bytes 0x40..0x5f), and
+        # the answer of server aa 00.. whose head is 1: the possession tag
+        # (key 30) over entry 1 twice (the head, and the entry the nonce
+        # picks: with head 1 always 1), filled in below from the record
+        "sync-possession": {"op": op("SYNC"), "id": 13, "capsule": C, "from": 2, "hash": NONCE},
+        "sync-possession-response": {"op": op("SYNC"), "id": 13, "status": 200, "capsule": C, "from": 2, "to": 1,
+                                     "head": 1, "heartbeat": "heartbeat", "possession": None},
         "unknown-capsule": {"op": op("READ"), "id": 9, "status": status["not found"], "capsule": C, "error": "unknown capsule"},
         "append-writer-conflict": {"op": op("APPEND"), "id": 10, "status": status["another writer is active"], "capsule": C,
                                    "head": 1, "error": "another writer is active"},
@@ -163,8 +185,26 @@ def main():
     # signature in capsule/testdata/check_trust.py; here only their shape.
     shape_only = {"create-signed", "append-receipt"}
 
+    # The possession derivation against the worked figure of §8.6: with
+    # this nonce a replica whose head is 1,000 covers entry 1,000 and the
+    # entry the document names.
+    m = re.search(r"head is 1,000 covers entries 1,000 and ([0-9,]+)", doc)
+    k = possession_seqno(C, NONCE, 1000)
+    if not m or int(m.group(1).replace(",", "")) != k:
+        print("BAD  possession seqno: §8.6 says %r, computed %d" % (m and m.group(1), k))
+        return 1
+    print("ok   possession seqno (head 1,000: entry %d)" % k)
+
     bad = 0
     seen = set()
+    raw_record = None  # the "hello" record's wire form, from the APPEND vector
+    for line in (HERE / "vectors.txt").read_text().splitlines():
+        if line.startswith("append "):
+            raw_record = decode(bytes.fromhex(line.split(" ", 1)[1]))[6][0]
+    if raw_record is None:
+        print("BAD  no append vector to take the record from")
+        return 1
+    want["sync-possession-response"]["possession"] = possession_tag(C, S, NONCE, 1, raw_record, raw_record)
     for line in (HERE / "vectors.txt").read_text().splitlines():
         if not line or line.startswith("#"):
             continue
