@@ -37,7 +37,7 @@ func TestLagIgnoresUnprovenHeads(t *testing.T) {
 	}
 	for name, lie := range lies {
 		t.Run(name, func(t *testing.T) {
-			sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second})
+			sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
 			src := syncSource(t, sw, []int{3, 2}, 10)
 			var lying atomic.Bool
 			lying.Store(true)
@@ -83,9 +83,12 @@ func TestLagIgnoresUnprovenHeads(t *testing.T) {
 			if n := counterValue(sw.s.met.dropped.WithLabelValues("unproven_head")); n < 1 {
 				t.Fatalf("dropped_total{unproven_head} = %v", n)
 			}
+			if n := UnprovenReplicas(sw.s.Status()); n != 1 {
+				t.Fatalf("%d replicas with an unproven head, want 1 (p)", n)
+			}
 			lying.Store(false)
 			round()
-			if p := peer(); p.Head != 5 || p.Seen.IsZero() {
+			if p := peer(); p.Head != 5 || p.Seen.IsZero() || p.Unproven {
 				t.Fatalf("an honest, proven head not shown: %+v", p)
 			}
 			// The peer's own SYNC request asks from 1,001: a claim
@@ -98,8 +101,8 @@ func TestLagIgnoresUnprovenHeads(t *testing.T) {
 			// repeats it; a different one is, however proven the last.
 			lying.Store(true)
 			round()
-			if p := peer(); p.Head != 5 {
-				t.Fatalf("the lie after a proven head shows: %+v", p)
+			if p := peer(); p.Head != 5 || !p.Unproven {
+				t.Fatalf("the lie after a proven head shows, or is not marked unproven: %+v", p)
 			}
 		})
 	}

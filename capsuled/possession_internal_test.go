@@ -107,6 +107,22 @@ func peerStatus(t *testing.T, sw *syncWorld, peer pdu.Name) PeerStatus {
 	return PeerStatus{}
 }
 
+// unprovenGauge reads gdp_capsuled_replicas_unproven from sw's registry.
+func unprovenGauge(t *testing.T, sw *syncWorld) float64 {
+	t.Helper()
+	fams, err := sw.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "gdp_capsuled_replicas_unproven" {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no gauge gdp_capsuled_replicas_unproven")
+	return 0
+}
+
 // TestLagNeedsPossession: this server holds 1,000 entries; peer p holds
 // the first 5 and claims head 1,000 in its SYNC answers with the writer's
 // genuine heartbeat of 1,000 (copied: heartbeats are public). Its claim
@@ -114,7 +130,8 @@ func peerStatus(t *testing.T, sw *syncWorld, peer pdu.Name) PeerStatus {
 // another nonce (an answer replayed), a tag over a tampered entry, or the
 // tag of another replica that holds everything (relayed); each is counted
 // (dropped_total{head_not_held}) and p stays shown at the head it proved,
-// 5, 995 behind in the lag gauge. Honest p holding all 1,000 is counted at
+// 5, 995 behind in the lag gauge, and is counted as a replica with an
+// unproven head (gdp_capsuled_replicas_unproven). Honest p holding all 1,000 is counted at
 // 1,000 and the gauge reads 0; so is an honest answer without the tag
 // refused (an older peer).
 func TestLagNeedsPossession(t *testing.T) {
@@ -228,8 +245,12 @@ func TestLagNeedsPossession(t *testing.T) {
 			if n := counterValue(unheld); n != was+1 {
 				t.Fatalf("dropped_total{head_not_held} went from %v to %v, want +1", was, n)
 			}
-			if p := peerStatus(t, sw, sw.p.Name); !strings.Contains(p.Error, "does not show it holds the head") {
-				t.Fatalf("the peer's error: %q", p.Error)
+			if p := peerStatus(t, sw, sw.p.Name); !strings.Contains(p.Error, "does not show it holds the head") || !p.Unproven {
+				t.Fatalf("the peer's error %q, unproven %v", p.Error, p.Unproven)
+			}
+			// Left out of the lag figures, but counted apart.
+			if v := unprovenGauge(t, sw); v != 1 {
+				t.Fatalf("gdp_capsuled_replicas_unproven = %v, want 1", v)
 			}
 		})
 	}
@@ -248,8 +269,11 @@ func TestLagNeedsPossession(t *testing.T) {
 		if n := counterValue(unheld); n != was {
 			t.Fatalf("honest answers counted head_not_held: %v → %v", was, n)
 		}
-		if p := peerStatus(t, sw, sw.p.Name); p.Error != "" {
-			t.Fatalf("an honest peer's error: %q", p.Error)
+		if p := peerStatus(t, sw, sw.p.Name); p.Error != "" || p.Unproven {
+			t.Fatalf("an honest peer's error %q, unproven %v", p.Error, p.Unproven)
+		}
+		if v := unprovenGauge(t, sw); v != 0 {
+			t.Fatalf("gdp_capsuled_replicas_unproven = %v, want 0", v)
 		}
 	})
 	t.Run("proven, then not", func(t *testing.T) {
@@ -257,7 +281,7 @@ func TestLagNeedsPossession(t *testing.T) {
 		// (a replica that lost entries, or holds only some): withdrawn.
 		setAnswer(lies["an honest answer without the tag (an older peer)"])
 		syncRound(t, sw)
-		if p := peerStatus(t, sw, sw.p.Name); !p.Seen.IsZero() || p.Error == "" {
+		if p := peerStatus(t, sw, sw.p.Name); !p.Seen.IsZero() || p.Error == "" || !p.Unproven {
 			t.Fatalf("a proven head no longer proven stays shown: %+v", p)
 		}
 	})

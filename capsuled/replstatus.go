@@ -65,6 +65,11 @@ type PeerStatus struct {
 	// Error is the last anti-entropy failure with the peer ("" after a
 	// success).
 	Error string `json:"error,omitempty"`
+	// Unproven: the peer's last SYNC answer claimed a head it did not
+	// prove (no writer's heartbeat of it, or no proof that it holds it):
+	// Head, if shown, is an older one it proved. Such a peer is not in
+	// the lag figures; UnprovenReplicas counts it.
+	Unproven bool `json:"unproven,omitempty"`
 }
 
 // replState is what anti-entropy learnt of the peers' heads, per capsule
@@ -83,6 +88,8 @@ type peerSeen struct {
 	// checked against its own entries); false: only the writer's
 	// heartbeat vouches for it (this server was behind it).
 	held bool
+	// unproven: the peer's last answer claimed a head it did not prove.
+	unproven bool
 }
 
 // saw records that peer's head for capsule c was head at now; held says
@@ -95,7 +102,21 @@ func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time, held bool)
 	}
 	k := [2]pdu.Name{c, peer}
 	e := r.m[k]
-	e.head, e.seen, e.err, e.held = head, now, "", held
+	e.head, e.seen, e.err, e.held, e.unproven = head, now, "", held, false
+	r.m[k] = e
+}
+
+// unproven records that peer's last answer for capsule c claimed a head it
+// did not prove; the head shown, if any, stays.
+func (r *replState) unproven(c, peer pdu.Name) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[[2]pdu.Name]peerSeen{}
+	}
+	k := [2]pdu.Name{c, peer}
+	e := r.m[k]
+	e.unproven = true
 	r.m[k] = e
 }
 
@@ -108,11 +129,16 @@ func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time, held bool)
 func (r *replState) withdraw(c, peer pdu.Name, claim uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	k := [2]pdu.Name{c, peer}
-	if e, ok := r.m[k]; ok && (!e.held || e.head >= claim) {
-		e.head, e.seen = 0, time.Time{}
-		r.m[k] = e
+	if r.m == nil {
+		r.m = map[[2]pdu.Name]peerSeen{}
 	}
+	k := [2]pdu.Name{c, peer}
+	e := r.m[k]
+	if !e.held || e.head >= claim {
+		e.head, e.seen = 0, time.Time{}
+	}
+	e.unproven = true
+	r.m[k] = e
 }
 
 // head is the head last recorded for peer's replica of c.
@@ -179,7 +205,7 @@ func (s *Server) Status() []CapsuleStatus {
 		for _, peer := range p.peers(s.name) {
 			ps := PeerStatus{Name: peer, BackingOff: !s.sync.due(peer, now)}
 			if e, ok := s.repl.get(p.name, peer); ok {
-				ps.Head, ps.Seen, ps.Error = e.head, e.seen, e.err
+				ps.Head, ps.Seen, ps.Error, ps.Unproven = e.head, e.seen, e.err, e.unproven
 			}
 			cs.Peers = append(cs.Peers, ps)
 		}
@@ -208,6 +234,21 @@ func LagFigures(caps []CapsuleStatus) (most uint64, lagging int) {
 	return most, lagging
 }
 
+// UnprovenReplicas is how many peer replicas of the capsules placed here
+// last claimed a head they did not prove (PeerStatus.Unproven): peers the
+// lag figures leave out, so a lag of 0 says nothing about them.
+func UnprovenReplicas(caps []CapsuleStatus) int {
+	n := 0
+	for _, c := range caps {
+		for _, p := range c.Peers {
+			if p.Unproven {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // registerLag adds the replication-lag gauges, computed from Status at
 // each scrape.
 func (s *Server) registerLag(reg prometheus.Registerer) {
@@ -218,5 +259,8 @@ func (s *Server) registerLag(reg prometheus.Registerer) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "capsules_lagging",
 			Help: "Capsules placed here with a replica behind the newest head this server knows."},
 			func() float64 { _, n := LagFigures(s.Status()); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "replicas_unproven",
+			Help: "Peer replicas of capsules placed here whose last SYNC answer claimed a head they did not prove (no writer's heartbeat of it, or no proof they hold it): left out of the lag figures."},
+			func() float64 { return float64(UnprovenReplicas(s.Status())) }),
 	)
 }

@@ -635,6 +635,7 @@ func (s *Server) sawHead(c, peer pdu.Name, nonce []byte, resp *wire.Message) err
 	if known, ok := s.repl.head(c, peer); !ok || resp.Head != known {
 		if err := s.proveHead(c, resp); err != nil {
 			s.met.dropped.WithLabelValues("unproven_head").Inc()
+			s.repl.unproven(c, peer)
 			s.log.Debug("peer head not proven; not shown", logging.Capsule(c), logging.Peer(peer),
 				logging.Seqno(resp.Head), logging.Reason("unproven_head"), zap.Error(err))
 			return nil

@@ -135,12 +135,14 @@ func capsuledDashboard(srv *capsuled.Server, g prometheus.Gatherer) func() dashb
 		m := dashboard.Gather(g)
 		caps := srv.Status()
 		maxLag, lagging := capsuled.LagFigures(caps)
+		unproven := capsuled.UnprovenReplicas(caps) // left out of the lag figures
 		v := dashboard.View{Kind: "capsuled", Title: "gdpnet capsule server " + srv.Name().String(), Time: now,
 			Cards: []dashboard.Card{
 				{ID: "name", Label: "server", Value: srv.Name().String()},
 				{ID: "capsules", Label: "capsules", Value: dashNum(len(caps))},
 				{ID: "lagging", Label: "capsules with a lagging replica", Value: dashNum(lagging), Warn: lagging > 0},
 				{ID: "maxlag", Label: "largest lag (records)", Value: dashNum(maxLag), Warn: maxLag > 0},
+				{ID: "unproven", Label: "replicas with an unproven head", Value: dashNum(unproven), Warn: unproven > 0},
 				{ID: "subscriptions", Label: "subscriptions", Value: strconv.FormatFloat(m.Total("gdp_capsuled_subscriptions"), 'f', -1, 64)},
 				{ID: "syncing", Label: "capsules syncing now", Value: strconv.FormatFloat(m.Total("gdp_capsuled_sync_inflight"), 'f', -1, 64)},
 			},
@@ -178,6 +180,8 @@ func capsuledDashboard(srv *capsuled.Server, g prometheus.Gatherer) func() dashb
 					ps = p.Error
 				case p.BackingOff:
 					ps = "backing off"
+				case p.Unproven:
+					ps = "head not proven"
 				case p.Seen.IsZero():
 					ps = "not heard yet"
 				}
