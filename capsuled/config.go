@@ -102,6 +102,22 @@ type Config struct {
 	// and counted (gdp_capsuled_placements_refused_total
 	// {reason="creates_per_peer"}). Default 16.
 	CreatesPerPeer int
+	// ReadAheadBytes bounds the records read ahead for one requester's
+	// sequential READs (a file reader asking for chunk after chunk), over
+	// all the capsules it reads (store.Options.ReadAheadBytes); a fill
+	// stops there (gdp_capsuled_readahead_limited_total
+	// {reason="requester_bytes"}). Default 4 MiB; negative: no read-ahead.
+	ReadAheadBytes int
+	// ReadAheadStreams bounds the capsules one requester is read ahead for
+	// at once; a new one drops its least recently used
+	// (reason="requester_streams"). Default 4.
+	ReadAheadStreams int
+	// ReadAheadTotal bounds the bytes read ahead for all requesters
+	// (reason="total_bytes"). Default 64 MiB.
+	ReadAheadTotal int
+	// ReadAheadIdle: a requester's read-ahead for a capsule it has not read
+	// for this long is dropped (reason="idle"). Default 10s.
+	ReadAheadIdle time.Duration
 }
 
 // PlacementPolicy limits who may place capsules on a server, and how

@@ -14,20 +14,31 @@ var errStop = errors.New("page full")
 
 // page reads entries [from, to] as stored (wire form), stopping at limit
 // entries or when budget bytes are used. It returns the entries and the
-// last seqno included (from-1 when none).
-func (s *Server) page(c pdu.Name, from, to uint64, limit, budget int) ([][]byte, uint64, error) {
+// last seqno included (from-1 when none). A READ's page is read for its
+// requester who (store.ReadRawFor: a sequential reader's records are read
+// ahead); the zero name reads without read-ahead.
+func (s *Server) page(who, c pdu.Name, from, to uint64, limit, budget int) ([][]byte, uint64, error) {
 	var out [][]byte
 	used := 0
 	last := from - 1
-	err := s.st.ReadRaw(c, from, to, func(seq uint64, wire []byte) error {
+	add := func(seq uint64, wire []byte, owned bool) error {
 		if len(out) >= limit || (used+len(wire)+8 > budget && len(out) > 0) {
 			return errStop
 		}
 		used += len(wire) + 8
-		out = append(out, append([]byte(nil), wire...))
+		if !owned {
+			wire = append([]byte(nil), wire...)
+		}
+		out = append(out, wire)
 		last = seq
 		return nil
-	})
+	}
+	var err error
+	if who != (pdu.Name{}) {
+		err = s.st.ReadRawFor(who, c, from, to, add)
+	} else {
+		err = s.st.ReadRaw(c, from, to, func(seq uint64, wire []byte) error { return add(seq, wire, false) })
+	}
 	if err != nil && !errors.Is(err, errStop) {
 		return nil, 0, err
 	}
@@ -87,7 +98,7 @@ func (s *Server) handleRead(r request) *wire.Message {
 	if m.Limit > 0 && m.Limit < uint64(limit) {
 		limit = int(m.Limit)
 	}
-	recs, last, err := s.page(c, from, to, limit, wire.Budget-len(resp.Heartbeat))
+	recs, last, err := s.page(r.from, c, from, to, limit, wire.Budget-len(resp.Heartbeat))
 	if err != nil {
 		return fail(m, err)
 	}

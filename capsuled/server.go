@@ -111,13 +111,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(cfg.Dir, "store"), store.Options{Engine: cfg.Engine, MaxData: cfg.MaxData, MinFreeBytes: cfg.MinFreeBytes, Logger: log})
+	st, err := store.Open(filepath.Join(cfg.Dir, "store"), store.Options{Engine: cfg.Engine, MaxData: cfg.MaxData, MinFreeBytes: cfg.MinFreeBytes, Logger: log,
+		ReadAheadBytes: cfg.ReadAheadBytes, ReadAheadStreams: cfg.ReadAheadStreams, ReadAheadTotal: cfg.ReadAheadTotal, ReadAheadIdle: cfg.ReadAheadIdle})
 	if err != nil {
 		return nil, fmt.Errorf("capsuled: %w", err)
 	}
-	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "disk_full_total",
-		Help: "Appends (from writers and from peers catching up) refused because the store's file system has less than min_free_bytes free."},
-		func() float64 { return float64(st.Stats().DiskFull) })); err != nil {
+	if err := registerStoreMetrics(reg, st); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("capsuled: metrics: %w", err)
 	}
@@ -467,4 +466,35 @@ func (s *Server) ask(ctx context.Context, dst pdu.Name, m *wire.Message) (*wire.
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%s to %s: %w", m.Op, dst, ctx.Err())
 	}
+}
+
+// registerStoreMetrics exports the store's counters: the disk-full guard
+// and the read-ahead of sequential READs (store.ReadRawFor).
+func registerStoreMetrics(reg prometheus.Registerer, st *store.Store) error {
+	counter := func(name, help string, labels prometheus.Labels, f func(store.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return float64(f(st.Stats())) })
+	}
+	const limited = "Read-ahead cut short or dropped by a bound: requester_bytes (read_ahead_bytes), total_bytes (read_ahead_total), requester_streams (read_ahead_streams, the least recently used stream dropped), idle (read_ahead_idle)."
+	cs := []prometheus.Collector{
+		counter("disk_full_total", "Appends (from writers and from peers catching up) refused because the store's file system has less than min_free_bytes free.",
+			nil, func(s store.Stats) uint64 { return s.DiskFull }),
+		counter("readahead_hits_total", "One-record READs of a sequential reader answered from the records read ahead for it.",
+			nil, func(s store.Stats) uint64 { return s.ReadAheadHits }),
+		counter("readahead_fills_total", "Scans reading records ahead of a sequential reader.",
+			nil, func(s store.Stats) uint64 { return s.ReadAheadFills }),
+		counter("readahead_limited_total", limited, prometheus.Labels{"reason": "requester_bytes"}, func(s store.Stats) uint64 { return s.ReadAheadLimitedRequester }),
+		counter("readahead_limited_total", limited, prometheus.Labels{"reason": "total_bytes"}, func(s store.Stats) uint64 { return s.ReadAheadLimitedTotal }),
+		counter("readahead_limited_total", limited, prometheus.Labels{"reason": "requester_streams"}, func(s store.Stats) uint64 { return s.ReadAheadEvicted }),
+		counter("readahead_limited_total", limited, prometheus.Labels{"reason": "idle"}, func(s store.Stats) uint64 { return s.ReadAheadIdled }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "readahead_bytes",
+			Help: "Bytes of records read ahead and not yet asked for (all requesters)."},
+			func() float64 { return float64(st.Stats().ReadAheadBytes) }),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -31,6 +31,21 @@ type Options struct {
 	// holding the store has less than this many bytes free, plus twice the
 	// group being committed. Default 64 MiB; negative: no check.
 	MinFreeBytes int64
+	// ReadAheadBytes bounds the bytes of records read ahead for one
+	// requester's sequential reads (ReadRawFor), over all its streams; a
+	// fill stops there (Stats.ReadAheadLimitedRequester). Default 4 MiB;
+	// negative: no read-ahead.
+	ReadAheadBytes int
+	// ReadAheadStreams bounds one requester's read-ahead streams (a
+	// capsule it reads sequentially); a new one drops its least recently
+	// used (Stats.ReadAheadEvicted). Default 4.
+	ReadAheadStreams int
+	// ReadAheadTotal bounds the bytes read ahead for all requesters
+	// (Stats.ReadAheadLimitedTotal). Default 64 MiB.
+	ReadAheadTotal int
+	// ReadAheadIdle: a stream not read for this long is dropped
+	// (Stats.ReadAheadIdled). Default 10 s.
+	ReadAheadIdle time.Duration
 
 	// freeBytes replaces the free-space probe (tests).
 	freeBytes func(dir string) (uint64, error)
@@ -73,6 +88,18 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ReorderWindow <= 0 {
 		o.ReorderWindow = 250 * time.Millisecond
+	}
+	if o.ReadAheadBytes == 0 {
+		o.ReadAheadBytes = 4 << 20
+	}
+	if o.ReadAheadStreams <= 0 {
+		o.ReadAheadStreams = 4
+	}
+	if o.ReadAheadTotal <= 0 {
+		o.ReadAheadTotal = 64 << 20
+	}
+	if o.ReadAheadIdle <= 0 {
+		o.ReadAheadIdle = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()

@@ -136,7 +136,7 @@ func (s *Store) readRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire 
 	err := s.eng.scan(key(tEntry, c, from), key(tEntry, c, to+1), func(k, v []byte) bool {
 		seq := u64(k[33:])
 		if seq != next {
-			ferr = fmt.Errorf("read %s: entry %d missing from the store", c, next)
+			ferr = errEntryMissing(c, next)
 			return false
 		}
 		next++
@@ -150,9 +150,13 @@ func (s *Store) readRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire 
 		return err
 	}
 	if next != to+1 {
-		return fmt.Errorf("read %s: entry %d missing from the store", c, next)
+		return errEntryMissing(c, next)
 	}
 	return nil
+}
+
+func errEntryMissing(c pdu.Name, seq uint64) error {
+	return fmt.Errorf("read %s: entry %d missing from the store", c, seq)
 }
 
 // Read returns the entries (records and holes) in [from, to].

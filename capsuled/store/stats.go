@@ -8,6 +8,15 @@ type Stats struct {
 	// DiskFull counts writes refused by the free-space guard
 	// (Options.MinFreeBytes).
 	DiskFull uint64
+	// Read-ahead (ReadRawFor): READs served from records read ahead,
+	// fills (scans reading ahead) and the entries they kept, the bytes
+	// kept now; fills cut short or refused by the bound per requester
+	// (ReadAheadBytes) and in all (ReadAheadTotal); streams dropped for a
+	// requester's new one (ReadAheadStreams) and for idleness.
+	ReadAheadHits, ReadAheadFills, ReadAheadEntries  uint64
+	ReadAheadBytes                                   int
+	ReadAheadLimitedRequester, ReadAheadLimitedTotal uint64
+	ReadAheadEvicted, ReadAheadIdled                 uint64
 }
 
 // Stats returns the store's counters.
@@ -15,5 +24,15 @@ func (s *Store) Stats() Stats {
 	s.commit.mu.Lock()
 	p := len(s.commit.queue)
 	s.commit.mu.Unlock()
-	return Stats{Fsyncs: s.commit.groups.Load(), Writes: s.commit.writes.Load(), Pending: p, DiskFull: s.commit.diskFull.Load()}
+	st := Stats{Fsyncs: s.commit.groups.Load(), Writes: s.commit.writes.Load(), Pending: p, DiskFull: s.commit.diskFull.Load()}
+	if ra := s.ahead; ra != nil {
+		ra.mu.Lock()
+		st.ReadAheadBytes = ra.bytes
+		ra.mu.Unlock()
+		c := &ra.counter
+		st.ReadAheadHits, st.ReadAheadFills, st.ReadAheadEntries = c.hits.Load(), c.fills.Load(), c.filled.Load()
+		st.ReadAheadLimitedRequester, st.ReadAheadLimitedTotal = c.byWho.Load(), c.byTotal.Load()
+		st.ReadAheadEvicted, st.ReadAheadIdled = c.evicted.Load(), c.idled.Load()
+	}
+	return st
 }

@@ -29,11 +29,15 @@ type Store struct {
 
 	commit committer
 	nodes  *lru.Cache[nodeCacheKey, capsule.Hash]
+	ahead  *readAhead // nil: off
 
 	// closeMu is held shared by every operation that touches the engine
 	// and exclusively by Close, so nothing reaches a closed engine.
 	closeMu sync.RWMutex
 	closed  bool
+	// bg: read-ahead fills running off a READ (started under enter);
+	// Close waits for them before closing the engine.
+	bg sync.WaitGroup
 }
 
 // capsuleState is one capsule's in-memory state. mu serialises appends;
@@ -92,7 +96,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		eng.close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{opts: opts, eng: eng, log: opts.Logger, capsules: map[pdu.Name]*capsuleState{}, nodes: cache}
+	s := &Store{opts: opts, eng: eng, log: opts.Logger, capsules: map[pdu.Name]*capsuleState{}, nodes: cache, ahead: newReadAhead(opts)}
 	if err := s.load(); err != nil {
 		eng.close()
 		return nil, err
@@ -113,6 +117,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.closeMu.Unlock()
+	s.bg.Wait()
 	s.commit.stop()
 	return s.eng.close()
 }

@@ -285,6 +285,21 @@ type capsuledConfig struct {
 	// answered 503 (gdp_capsuled_placements_refused_total
 	// {reason="creates_per_peer"}). Default 16.
 	CreatesPerPeer int `yaml:"creates_per_peer"`
+	// ReadAheadBytes bounds the records read ahead for one requester's
+	// sequential READs, over all the capsules it reads (a fill stops there:
+	// gdp_capsuled_readahead_limited_total{reason="requester_bytes"}).
+	// Default 4194304 (4 MiB); -1: no read-ahead.
+	ReadAheadBytes int `yaml:"read_ahead_bytes"`
+	// ReadAheadStreams bounds the capsules one requester is read ahead for
+	// at once; a new one drops its least recently used
+	// (reason="requester_streams"). Default 4.
+	ReadAheadStreams int `yaml:"read_ahead_streams"`
+	// ReadAheadTotal bounds the bytes read ahead for all requesters
+	// (reason="total_bytes"). Default 67108864 (64 MiB).
+	ReadAheadTotal int `yaml:"read_ahead_total"`
+	// ReadAheadIdle drops a requester's read-ahead for a capsule it has not
+	// read for this long (reason="idle"). Default 10s.
+	ReadAheadIdle config.Duration `yaml:"read_ahead_idle"`
 	// Placement is the policy for who may place capsules here.
 	Placement placementYAML `yaml:"placement"`
 	// Metrics is the address of /metrics. Default 127.0.0.1:8029; "off"
@@ -341,7 +356,8 @@ func (cfg capsuledConfig) server() (capsuled.Config, error) {
 		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel, SyncWindow: cfg.SyncWindow, SyncAnswersPerPeer: cfg.SyncAnswersPerPeer,
 		PeerBackoff: cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer,
-		PublishWait: cfg.PublishWait.Std(), CreatesPerPeer: cfg.CreatesPerPeer}, nil
+		PublishWait: cfg.PublishWait.Std(), CreatesPerPeer: cfg.CreatesPerPeer,
+		ReadAheadBytes: cfg.ReadAheadBytes, ReadAheadStreams: cfg.ReadAheadStreams, ReadAheadTotal: cfg.ReadAheadTotal, ReadAheadIdle: cfg.ReadAheadIdle.Std()}, nil
 }
 
 func loadCapsuledConfig(path string) (capsuledConfig, error) {

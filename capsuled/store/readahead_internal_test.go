@@ -1,0 +1,332 @@
+package store
+
+import (
+	"bytes"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// engineOps counts the scans (each one pebble iterator) and the point reads
+// of entries an engine serves.
+type engineOps struct {
+	engine
+	scans, gets atomic.Int64
+}
+
+func (e *engineOps) scan(lo, hi []byte, fn func(k, v []byte) bool) error {
+	e.scans.Add(1)
+	return e.engine.scan(lo, hi, fn)
+}
+
+func (e *engineOps) get(k []byte) ([]byte, error) {
+	if len(k) > 0 && k[0] == tEntry {
+		e.gets.Add(1)
+	}
+	return e.engine.get(k)
+}
+
+func openReadAhead(t *testing.T, o Options) (*Store, *engineOps) {
+	t.Helper()
+	ops := &engineOps{}
+	o.wrapEngine = func(e engine) engine { ops.engine = e; return ops }
+	s, err := Open(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s, ops
+}
+
+var readerA, readerB = pdu.Name{0xa}, pdu.Name{0xb}
+
+// readOne is a one-entry READ of who, its entry checked against want and
+// its inclusion proof against the heartbeat, as a server answers it.
+func readOne(t *testing.T, s *Store, who pdu.Name, c pdu.Name, seq uint64, want []capsule.Record, hb *capsule.Heartbeat) {
+	t.Helper()
+	n := 0
+	err := s.ReadRawFor(who, c, seq, seq, func(got uint64, wire []byte, _ bool) error {
+		n++
+		if got != seq || !bytes.Equal(wire, want[seq-1].Marshal()) {
+			t.Fatalf("read %d: entry %d is not the one stored", seq, got)
+		}
+		return nil
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("read %d: %d entries, %v", seq, n, err)
+	}
+	p, err := s.InclusionProof(c, seq, hb.Seqno)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Verify(want[seq-1].Hash(), hb.Root); err != nil {
+		t.Fatalf("proof of %d: %v", seq, err)
+	}
+}
+
+// TestReadAheadSequentialReader: a reader asking for 64 records one READ
+// at a time costs a few scans (one iterator each) in all, not one per
+// READ, and no proof loads an entry; every READ still returns the stored
+// entry with a proof that verifies.
+func TestReadAheadSequentialReader(t *testing.T) {
+	s, ops := openReadAhead(t, Options{ReadAheadBytes: 16 << 10})
+	tc := newTestCapsule(t, 21)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 64, 1000)
+	mustAppend(t, s, tc.name, recs, hb)
+	// A file reader reads the index at the head first, then the chunks
+	// from the start: the jump back starts the stream again.
+	readOne(t, s, readerA, tc.name, 64, recs, hb)
+	s0, g0 := ops.scans.Load(), ops.gets.Load()
+	for seq := uint64(1); seq <= 64; seq++ {
+		readOne(t, s, readerA, tc.name, seq, recs, hb)
+	}
+	scans, gets := ops.scans.Load()-s0, ops.gets.Load()-g0
+	// 16 KiB ahead of ~1 KB records: a fill of ~16, then one each time
+	// half is left (~8 READs): about 9 scans; one per READ would be 64.
+	if scans > 12 {
+		t.Fatalf("%d scans for 64 sequential one-record READs, want at most 12", scans)
+	}
+	// Without the leaf hashes of the entries read ahead every other proof
+	// loads its neighbour (32). With them only the first READ's (no stream
+	// yet) and a READ of the last entry read ahead before a refill running
+	// off a READ has hashed the next do.
+	if gets > 12 {
+		t.Fatalf("%d entries loaded for the proofs of 64 READs, want at most 12", gets)
+	}
+	st := s.Stats()
+	if st.ReadAheadHits < 50 || st.ReadAheadEntries < 50 {
+		t.Fatalf("read-ahead: %d hits, %d entries read ahead", st.ReadAheadHits, st.ReadAheadEntries)
+	}
+	if st.ReadAheadBytes < 0 || st.ReadAheadBytes > 16<<10 {
+		t.Fatalf("%d bytes kept, bound 16 KiB", st.ReadAheadBytes)
+	}
+}
+
+// TestReadAheadSeesAppend: an append between two READs of a stream is
+// read: the READ past what was read ahead reads the store again.
+func TestReadAheadSeesAppend(t *testing.T) {
+	s, _ := openReadAhead(t, Options{})
+	tc := newTestCapsule(t, 22)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	w := tc.writer()
+	recs, hb := writeRecs(w, 8, 500)
+	mustAppend(t, s, tc.name, recs, hb)
+	for seq := uint64(1); seq <= 4; seq++ { // the stream reads ahead to 8
+		readOne(t, s, readerA, tc.name, seq, recs, hb)
+	}
+	more, hb2 := writeRecs(w, 8, 500)
+	mustAppend(t, s, tc.name, more, hb2)
+	all := append(append([]capsule.Record(nil), recs...), more...)
+	for seq := uint64(5); seq <= 16; seq++ {
+		readOne(t, s, readerA, tc.name, seq, all, hb2)
+	}
+	if s.Stats().ReadAheadHits == 0 {
+		t.Fatal("no READ served from read-ahead")
+	}
+}
+
+// TestReadAheadRecreatedCapsule: a capsule deleted and created again under
+// its name never has the deleted one's records served from a stream
+// filled before the Delete.
+func TestReadAheadRecreatedCapsule(t *testing.T) {
+	s, _ := openReadAhead(t, Options{})
+	tc := newTestCapsule(t, 23)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	old, hb := writeRecs(tc.writer(), 16, 300)
+	mustAppend(t, s, tc.name, old, hb)
+	for seq := uint64(1); seq <= 3; seq++ { // read ahead to 16
+		readOne(t, s, readerA, tc.name, seq, old, hb)
+	}
+	if err := s.Delete(t.Context(), tc.name); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 16, 400) // other records, same seqnos
+	mustAppend(t, s, tc.name, recs, hb)
+	for seq := uint64(4); seq <= 16; seq++ {
+		readOne(t, s, readerA, tc.name, seq, recs, hb)
+	}
+}
+
+// TestReadAheadBranch: a branch rewriting entries a stream read ahead
+// (a new Merkle generation) empties the stream: the new line's entries
+// are served.
+func TestReadAheadBranch(t *testing.T) {
+	s, _ := openReadAhead(t, Options{})
+	tc := newTestCapsule(t, 24)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 16, 300)
+	mustAppend(t, s, tc.name, recs, hb)
+	for seq := uint64(1); seq <= 3; seq++ {
+		readOne(t, s, readerA, tc.name, seq, recs, hb)
+	}
+	// Simulate what a branch does to the stream's key: same capsule state,
+	// a new generation, other entries stored at the seqnos read ahead.
+	cs, err := s.state(tc.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.ahead.table[streamKey{readerA, tc.name}]
+	if st == nil || len(st.recs) == 0 {
+		t.Fatal("nothing read ahead")
+	}
+	for seq := range st.recs {
+		st.recs[seq] = []byte("stale")
+	}
+	cs.gen.Store(nodeGens.Add(1))
+	for seq := uint64(4); seq <= 16; seq++ {
+		readOne(t, s, readerA, tc.name, seq, recs, hb)
+	}
+}
+
+// TestReadAheadBounds: the bytes kept per requester and in all stay within
+// their bounds and each bite is counted; a requester opening more streams
+// than its share loses its least recently used one; an idle stream goes.
+func TestReadAheadBounds(t *testing.T) {
+	s, _ := openReadAhead(t, Options{ReadAheadBytes: 8 << 10, ReadAheadTotal: 12 << 10, ReadAheadStreams: 2, ReadAheadIdle: time.Hour})
+	ra := s.ahead
+	var names []pdu.Name
+	var logs [][]capsule.Record
+	var hbs []*capsule.Heartbeat
+	for i := range 3 {
+		tc := newTestCapsule(t, byte(30+i))
+		if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+			t.Fatal(err)
+		}
+		recs, hb := writeRecs(tc.writer(), 64, 1000)
+		mustAppend(t, s, tc.name, recs, hb)
+		names, logs, hbs = append(names, tc.name), append(logs, recs), append(hbs, hb)
+	}
+	check := func(when string) {
+		t.Helper()
+		ra.mu.Lock()
+		defer ra.mu.Unlock()
+		if ra.bytes > 12<<10 {
+			t.Fatalf("%s: %d bytes kept in all, bound 12 KiB", when, ra.bytes)
+		}
+		sum := map[pdu.Name]int{}
+		for k, st := range ra.table {
+			sum[k.who] += st.bytes
+		}
+		for who, u := range ra.who {
+			if u.bytes > 8<<10 || u.bytes != sum[who] {
+				t.Fatalf("%s: requester %x keeps %d bytes (streams: %d), bound 8 KiB", when, who[:1], u.bytes, sum[who])
+			}
+		}
+	}
+	// Reader A reads capsules 0 and 1 in turn: 8 KiB between them.
+	for seq := uint64(1); seq <= 10; seq++ {
+		readOne(t, s, readerA, names[0], seq, logs[0], hbs[0])
+		readOne(t, s, readerA, names[1], seq, logs[1], hbs[1])
+		check("reader A")
+	}
+	if s.Stats().ReadAheadLimitedRequester == 0 {
+		t.Fatalf("two streams of one requester never met its bound: %+v", s.Stats())
+	}
+	// Reader B: the 4 KiB left in all.
+	for seq := uint64(1); seq <= 10; seq++ {
+		readOne(t, s, readerB, names[2], seq, logs[2], hbs[2])
+		check("reader B")
+	}
+	if s.Stats().ReadAheadLimitedTotal == 0 {
+		t.Fatal("the bound in all never bit")
+	}
+	// A third stream of A drops its least recently used (capsule 0).
+	readOne(t, s, readerA, names[2], 1, logs[2], hbs[2])
+	check("reader A's third stream")
+	if ra.table[streamKey{readerA, names[0]}] != nil || s.Stats().ReadAheadEvicted != 1 {
+		t.Fatalf("the least recently used stream stays (%d evicted)", s.Stats().ReadAheadEvicted)
+	}
+	// Idle streams go at the next lookup after the idle time.
+	ra.mu.Lock()
+	ra.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	ra.mu.Unlock()
+	readOne(t, s, readerB, names[0], 1, logs[0], hbs[0])
+	if len(ra.table) != 1 || s.Stats().ReadAheadIdled != 3 {
+		t.Fatalf("%d streams left, %d dropped idle; want the new one only, 3 dropped", len(ra.table), s.Stats().ReadAheadIdled)
+	}
+	check("after the idle sweep")
+}
+
+// TestReadAheadOff: ReadAheadBytes negative reads as ReadRaw does.
+func TestReadAheadOff(t *testing.T) {
+	s, ops := openReadAhead(t, Options{ReadAheadBytes: -1})
+	tc := newTestCapsule(t, 25)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 16, 300)
+	mustAppend(t, s, tc.name, recs, hb)
+	s0 := ops.scans.Load()
+	for seq := uint64(1); seq <= 16; seq++ {
+		readOne(t, s, readerA, tc.name, seq, recs, hb)
+	}
+	if n := ops.scans.Load() - s0; n != 16 || s.Stats().ReadAheadFills != 0 {
+		t.Fatalf("%d scans, %d fills with read-ahead off", n, s.Stats().ReadAheadFills)
+	}
+}
+
+// TestReadAheadConcurrentREADs: a reader with 8 READs in flight, served by
+// as many workers in any order, and appends landing meanwhile: every READ
+// returns its stored entry with a proof that verifies (run under -race).
+func TestReadAheadConcurrentREADs(t *testing.T) {
+	s, _ := openReadAhead(t, Options{ReadAheadBytes: 32 << 10})
+	tc := newTestCapsule(t, 26)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	w := tc.writer()
+	recs, hb := writeRecs(w, 200, 700)
+	mustAppend(t, s, tc.name, recs, hb)
+	more, hb2 := writeRecs(w, 100, 700)
+	all := append(append([]capsule.Record(nil), recs...), more...)
+	appended := make(chan struct{})
+	go func() {
+		defer close(appended)
+		mustAppend(t, s, tc.name, more, hb2)
+	}()
+	errs := make(chan error, 8)
+	for k := range uint64(8) {
+		go func() {
+			for seq := 1 + k; seq <= 200; seq += 8 {
+				err := s.ReadRawFor(readerA, tc.name, seq, seq, func(got uint64, wire []byte, _ bool) error {
+					if got != seq || !bytes.Equal(wire, all[seq-1].Marshal()) {
+						t.Errorf("read %d: entry %d is not the one stored", seq, got)
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-appended
+	for seq := uint64(190); seq <= 300; seq++ {
+		readOne(t, s, readerA, tc.name, seq, all, hb2)
+	}
+	if s.Stats().ReadAheadHits == 0 {
+		t.Fatal("no READ answered from read-ahead")
+	}
+}
