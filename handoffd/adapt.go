@@ -23,6 +23,17 @@ type ModeSwitch struct {
 type modeStats struct {
 	costNs float64 // CPU ns of one core per input byte
 	ratio  float64 // output / input
+	// decNs is the receiver's CPU ns per input byte to decode the mode's
+	// output (and, for a +xor mode, to read and XOR the base block),
+	// measured in the profile on the same sample: the receiver decodes
+	// the blobs one after another, on one core (xz: ~50 ns a byte, 20
+	// MB/s, against zstd's 2–3 ns).
+	decNs float64
+}
+
+type bwPoint struct {
+	t    time.Time
+	rate float64
 }
 
 type ackPoint struct {
@@ -88,12 +99,16 @@ type adapter struct {
 	// waiting for blobs), is the CPU ns per compress-input byte the whole
 	// pipeline took in it: the cores the workers had, over the input it
 	// achieved. 0 otherwise.
-	winSys      float64
-	winIdle     float64 // the share of that window the writer waited
-	share       float64 // EWMA of winCPUAll / winWallAll; 0 until measured
-	acks        []ackPoint
-	sendBusy    []ackPoint    // (time, ns spent writing), to tell a busy link from an idle one
-	bw          float64       // bytes/s, last estimate
+	winSys   float64
+	winIdle  float64 // the share of that window the writer waited
+	share    float64 // EWMA of winCPUAll / winWallAll; 0 until measured
+	acks     []ackPoint
+	sendBusy []ackPoint // (time, ns spent writing), to tell a busy link from an idle one
+	bw       float64    // bytes/s, last estimate
+	// bwHist holds the estimates of the last bwHold measured while the
+	// writer was busy (never an idle window's extrapolation); their
+	// highest is the link's rate the decisions use (link).
+	bwHist      []bwPoint
 	bwDecided   float64       // bandwidth at the last decision
 	bwSpan      time.Duration // the span of acks behind bw
 	bwOut       time.Time     // since when the estimate is 1.5x away from bwDecided
@@ -251,7 +266,17 @@ func (a *adapter) runProfile(set []Mode, plain, xored []byte, xorCost float64) {
 			ratio = float64(len(out)) / float64(len(src))
 		}
 		cost := float64(cpu.Nanoseconds())/float64(len(src)) + extra
-		prof[m] = modeStats{costNs: math.Max(cost, 0.05), ratio: ratio}
+		// The receiver's side: decoding the same output (a blob that would
+		// grow is sent as it is: nothing to decode), and for a +xor mode
+		// the base block read and XORed again.
+		dec := extra
+		if err == nil && len(out) < len(src) {
+			dcpu, _ := timed(func() { _, err = decompress(m.Codec, out, len(src)) })
+			if err == nil {
+				dec += float64(dcpu.Nanoseconds()) / float64(len(src))
+			}
+		}
+		prof[m] = modeStats{costNs: math.Max(cost, 0.05), ratio: ratio, decNs: math.Max(dec, 0.05)}
 	}
 	a.mu.Lock()
 	first := a.profiles == 0
@@ -272,7 +297,8 @@ func (a *adapter) mergeProfile(prof map[Mode]modeStats) {
 		a.profAt[m] = a.profiles
 		if old, ok := a.profile[m]; ok {
 			p = modeStats{costNs: old.costNs*(1-profileWeight) + p.costNs*profileWeight,
-				ratio: old.ratio*(1-profileWeight) + p.ratio*profileWeight}
+				ratio: old.ratio*(1-profileWeight) + p.ratio*profileWeight,
+				decNs: old.decNs*(1-profileWeight) + p.decNs*profileWeight}
 		}
 		a.profile[m] = p
 	}
@@ -368,7 +394,7 @@ func (a *adapter) observe(m Mode, in, out int, cpu, wall time.Duration) {
 // sent records time spent writing n bytes to the stream.
 func (a *adapter) sent(took time.Duration, n int) {
 	a.mu.Lock()
-	a.sendBusy = append(a.sendBusy, ackPoint{time.Now(), took.Nanoseconds()})
+	a.sendBusy = append(a.sendBusy, ackPoint{a.now(), took.Nanoseconds()})
 	if !a.writeAt.IsZero() {
 		a.winSend += float64(a.now().Sub(later(a.writeAt, a.winStart)).Nanoseconds())
 		a.writeAt = time.Time{}
@@ -453,7 +479,10 @@ func (a *adapter) ack(t time.Time, n int64) {
 			busy += float64(p.n)
 		}
 		frac := busy / float64(dt.Nanoseconds())
-		if frac > 0 && frac < 0.8 {
+		if frac >= writerBusyAck {
+			a.holdBW(t, rate) // the writer was busy: a measured rate, not a bound
+		}
+		if frac > 0 && frac < writerBusyAck {
 			// The link sat idle part of the window: what it delivered is a
 			// lower bound. Extrapolate (at most 10x) and never lower the
 			// estimate on such a window — a slower link shows as a busy
@@ -472,6 +501,47 @@ func (a *adapter) ack(t time.Time, n int64) {
 	if kick {
 		a.trigger()
 	}
+}
+
+// writerBusyAck: an ack window in which the writer spent at least this
+// share of the time writing measured the link (or whatever else set the
+// pace: the receiver); below it the rate is a lower bound, extrapolated.
+const writerBusyAck = 0.8
+
+// bwHold is how long the link's rate keeps the highest estimate measured
+// while the writer was busy. The acks slow down when something other than
+// the link sets the pace — a mode whose decoding the receiver cannot keep
+// up with, the machine's other jobs — and the writer is then blocked as on
+// a slow link: xz's windows on the dataset showed 18–19 Mbit/s of a 25
+// Mbit/s link, and taken for the link that favours the densest mode, the
+// very one that slowed the acks. A change of more than 1.5x, confirmed
+// (bwConfirm), is a new link and starts the hold again. Only busy windows
+// count: an idle window's extrapolation over-estimates by design (held,
+// 7.4 Mbit/s stayed the estimate of a 5 Mbit/s link for 15 s).
+const bwHold = 15 * time.Second
+
+// holdBW records an estimate of a busy window. Callers hold a.mu.
+func (a *adapter) holdBW(t time.Time, rate float64) {
+	cut := 0
+	for cut < len(a.bwHist) && t.Sub(a.bwHist[cut].t) > bwHold {
+		cut++
+	}
+	a.bwHist = append(a.bwHist[cut:], bwPoint{t, rate})
+}
+
+// link is the link's rate the decisions use: the highest busy-window
+// estimate of the last bwHold, else the last estimate. Callers hold a.mu.
+func (a *adapter) link(now time.Time) float64 {
+	held := 0.0
+	for _, p := range a.bwHist {
+		if now.Sub(p.t) <= bwHold {
+			held = math.Max(held, p.rate)
+		}
+	}
+	if held > 0 {
+		return held
+	}
+	return a.bw
 }
 
 // loop decides every interval, and at once when kicked.
@@ -571,7 +641,7 @@ func (a *adapter) predict(m Mode) (modeStats, bool) {
 		return modeStats{}, false
 	}
 	if in := a.winIn[m]; m == a.cur && in >= minWindow {
-		return modeStats{costNs: a.liveCost(m), ratio: a.winOut[m] / in}, true
+		return modeStats{costNs: a.liveCost(m), ratio: a.winOut[m] / in, decNs: p.decNs}, true
 	}
 	k, ok := a.corr[m]
 	if !ok {
@@ -579,7 +649,7 @@ func (a *adapter) predict(m Mode) (modeStats, bool) {
 			k = modeStats{costNs: 1, ratio: 1}
 		}
 	}
-	return modeStats{costNs: p.costNs * k.costNs, ratio: math.Min(p.ratio*k.ratio, 1)}, true
+	return modeStats{costNs: p.costNs * k.costNs, ratio: math.Min(p.ratio*k.ratio, 1), decNs: p.decNs}, true
 }
 
 func clamp(x, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, x)) }
@@ -621,6 +691,16 @@ func (a *adapter) cores() float64 {
 	return float64(a.workers) * a.share
 }
 
+// coreShare is the share of a core a compress worker gets (1 until
+// measured); the receiver's decoder, one goroutine, is assumed to get the
+// same (on one machine, as in the benchmark, it does).
+func (a *adapter) coreShare() float64 {
+	if a.share <= 0 {
+		return 1
+	}
+	return a.share
+}
+
 func (a *adapter) decide(why string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -655,6 +735,7 @@ func (a *adapter) decide(why string) {
 	case a.bwChangeAt(now):
 		// Whether the kick or the tick sees it first.
 		why = fmt.Sprintf("bandwidth changed %.2f -> %.2f Mbit/s", a.bwDecided*8/1e6, a.bw*8/1e6)
+		a.bwHist = []bwPoint{{now, a.bw}} // a new link: the hold starts again from it
 	default:
 		immediate = false
 		if why == "" {
@@ -663,7 +744,8 @@ func (a *adapter) decide(why string) {
 	}
 	best, bestScore := a.cur, -1.0
 	var curScore float64
-	var bestComp, bestNet float64
+	var bestComp, bestNet, bestRecv float64
+	link := a.link(now)
 	for _, m := range a.modes {
 		if _, out := a.ruled[m]; out && m != a.cur {
 			continue // loses on both axes by measurement
@@ -673,13 +755,17 @@ func (a *adapter) decide(why string) {
 			continue
 		}
 		comp := a.cores() * 1e9 / p.costNs / computeHeadroom // compress-input bytes/s
-		net := a.bw / p.ratio
-		score := math.Min(comp, net)
+		net := link / p.ratio
+		recv := math.Inf(1) // the receiver's decoding, on one core
+		if p.decNs > 0 {
+			recv = a.coreShare() * 1e9 / p.decNs / computeHeadroom
+		}
+		score := math.Min(comp, math.Min(net, recv))
 		if m == a.cur {
 			curScore = score
 		}
 		if score > bestScore {
-			best, bestScore, bestComp, bestNet = m, score, comp, net
+			best, bestScore, bestComp, bestNet, bestRecv = m, score, comp, net, recv
 		}
 	}
 	if immediate || !a.bwMoved(a.bw) {
@@ -693,7 +779,7 @@ func (a *adapter) decide(why string) {
 		a.pendN = 0
 		a.log.Debug("handoff mode kept", zap.String("mode", a.cur.String()), zap.String("reason", why+": "+what),
 			zap.String("best", best.String()), zap.Float64("best_mbps", bestScore/1e6), zap.Float64("cur_mbps", curScore/1e6),
-			zap.Float64("bw_mbit", a.bw*8/1e6), zap.Float64("cores", a.cores()), zap.Float64("writer_idle", a.winIdle))
+			zap.Float64("bw_mbit", a.bw*8/1e6), zap.Float64("link_mbit", link*8/1e6), zap.Float64("cores", a.cores()), zap.Float64("writer_idle", a.winIdle))
 	}
 	if best == a.cur || bestScore <= 0 {
 		keep("best")
@@ -740,8 +826,8 @@ func (a *adapter) decide(why string) {
 	if a.winSys > 0 {
 		bound = fmt.Sprintf(" (compute-bound live: the writer waited %.0f %% of the window)", a.winIdle*100)
 	}
-	reason := fmt.Sprintf("%s: %s predicts %.1f MB/s (compute %.1f on %.2f cores, network %.1f at %.2f Mbit/s) vs %s %.1f MB/s%s%s",
-		why, best, bestScore/1e6, bestComp/1e6, a.cores(), bestNet/1e6, a.bw*8/1e6, a.cur, curScore/1e6, bound, saved)
+	reason := fmt.Sprintf("%s: %s predicts %.1f MB/s (compute %.1f on %.2f cores, network %.1f at %.2f Mbit/s, receiver %.1f) vs %s %.1f MB/s%s%s",
+		why, best, bestScore/1e6, bestComp/1e6, a.cores(), bestNet/1e6, link*8/1e6, bestRecv/1e6, a.cur, curScore/1e6, bound, saved)
 	a.log.Info("handoff mode switch", zap.String("mode", best.String()), zap.String("reason", reason))
 	a.cur = best
 	a.lastSwitch = now

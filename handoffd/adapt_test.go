@@ -751,3 +751,111 @@ func TestAdapterComputeBoundLive(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultModesPlain: the adapter's default modes are the plain codecs;
+// the +xor variants are in AllModes only, and still parse.
+func TestDefaultModesPlain(t *testing.T) {
+	def := DefaultModes()
+	for _, m := range def {
+		if m.Delta {
+			t.Fatalf("default modes %v include %s", def, m)
+		}
+	}
+	all := AllModes()
+	if len(all) != 2*len(def) || !all[len(def)].Delta {
+		t.Fatalf("all modes %v: want the defaults, then each with +xor", all)
+	}
+	if m, err := ParseMode("zstd-3+xor"); err != nil || !m.Delta {
+		t.Fatalf("ParseMode(zstd-3+xor) = %v, %v", m, err)
+	}
+}
+
+// TestAdapterProfilesDecoding: the profile measures what decoding each
+// mode's output costs the receiver, on the same sample: xz's decoder is
+// several times zstd's.
+func TestAdapterProfilesDecoding(t *testing.T) {
+	Z, X := Mode{Codec: CodecZstd, Level: 1}, Mode{Codec: CodecXZ}
+	a, _ := newTestAdapter(Z, X)
+	var rs []record
+	for i := range 64 {
+		rs = append(rs, record{Kind: recData, Data: textBlock(rngFor(uint64(i)))})
+	}
+	a.maybeProfile(rs, nil)
+	a.wg.Wait()
+	z, x := a.profile[Z], a.profile[X]
+	t.Logf("decode ns/byte: zstd-1 %.2f, xz %.2f", z.decNs, x.decNs)
+	if z.decNs <= 0 || x.decNs < 3*z.decNs {
+		t.Fatalf("decode cost zstd-1 %.2f, xz %.2f ns/byte: want both measured, xz's several times zstd's", z.decNs, x.decNs)
+	}
+}
+
+// TestAdapterReceiverBound: a mode the receiver cannot decode fast enough
+// is not chosen for its density. On a 25 Mbit/s link xz (ratio 0.25: 12.5
+// MB/s of input through the link, 16 MB/s of compute on 2 cores) beats
+// zstd-3 (0.27: 11.6 MB/s) — unless decoding it takes 80 ns a byte on the
+// receiver's one core (10 MB/s after the headroom). As on the dataset
+// under load, where xz's acks came at 18–19 Mbit/s of a 25 Mbit/s link.
+func TestAdapterReceiverBound(t *testing.T) {
+	A, X := Mode{Codec: CodecZstd, Level: 3}, Mode{Codec: CodecXZ}
+	for _, tc := range []struct {
+		xzDec float64
+		want  Mode
+	}{{80, A}, {20, X}} {
+		a, _ := newTestAdapter(A, X)
+		a.profile = map[Mode]modeStats{A: {costNs: 10, ratio: 0.27, decNs: 3}, X: {costNs: 100, ratio: 0.25, decNs: tc.xzDec}}
+		a.bw = 25e6 / 8
+		a.decide("")
+		if a.current() != tc.want {
+			t.Fatalf("xz decoding at %.0f ns/byte: chose %s %+v, want %s", tc.xzDec, a.current(), a.timeline(), tc.want)
+		}
+	}
+}
+
+// feedAcks feeds d of acks every 100 ms at rate (bytes/s), the writer busy
+// for the share busy of each step.
+func feedAcks(a *adapter, clk *fakeClock, n *int64, d time.Duration, rate, busy float64) {
+	for step := time.Duration(0); step < d; step += 100 * time.Millisecond {
+		clk.add(100 * time.Millisecond)
+		a.sent(time.Duration(busy*float64(100*time.Millisecond)), 1)
+		*n += int64(rate / 10)
+		a.ack(clk.now(), *n)
+	}
+}
+
+// TestAdapterHoldsBusyLinkRate: the link's rate is the highest estimate
+// of the last 15 s measured while the writer was busy. A dip of busy
+// windows (the receiver slowed the acks: 25 -> 19 Mbit/s) does not lower
+// it, so the adapter does not move to the dense mode that caused it; an
+// idle window's extrapolation (20 Mbit/s of acks with the writer busy half
+// the time: ~30) does not raise it; a confirmed change (25 -> 5) replaces
+// it at once.
+func TestAdapterHoldsBusyLinkRate(t *testing.T) {
+	L, X := Mode{Codec: CodecZstd, Level: 1}, Mode{Codec: CodecXZ}
+	a, clk := newTestAdapter(L, X)
+	// At 25 Mbit/s zstd-1 (network 10.4 MB/s) beats xz (compute 8.9); at
+	// 19 Mbit/s xz (8.9) beats zstd-1 (7.9) by 12 %.
+	a.profile = map[Mode]modeStats{L: {costNs: 10, ratio: 0.30, decNs: 1}, X: {costNs: 180, ratio: 0.25, decNs: 1}}
+	var n int64
+	mbit := func(r float64) float64 { return r * 1e6 / 8 }
+	feedAcks(a, clk, &n, 2*time.Second, mbit(25), 1)
+	a.decide("")
+	if a.current() != L {
+		t.Fatalf("first decision at 25 Mbit/s: %s %+v, want %s", a.current(), a.timeline(), L)
+	}
+	for range 4 { // 12 s of busy windows at 19 Mbit/s
+		feedAcks(a, clk, &n, 3*time.Second, mbit(19), 1)
+		a.decide("periodic")
+	}
+	if got := a.link(clk.now()) * 8 / 1e6; a.current() != L || got < 24 {
+		t.Fatalf("after a dip to 19 Mbit/s: link %.1f Mbit/s, mode %s %+v; want 25 held and %s", got, a.current(), a.timeline(), L)
+	}
+	feedAcks(a, clk, &n, 2*time.Second, mbit(20), 0.5)
+	if got := a.link(clk.now()) * 8 / 1e6; a.bw*8/1e6 < 27 || got > 26 {
+		t.Fatalf("an idle window: estimate %.1f, link %.1f Mbit/s; want the extrapolation (~30) not held (25)", a.bw*8/1e6, got)
+	}
+	feedAcks(a, clk, &n, 5*time.Second, mbit(5), 1)
+	a.decide("")
+	if got := a.link(clk.now()) * 8 / 1e6; got > 6 {
+		t.Fatalf("after a confirmed drop to 5 Mbit/s the link is %.1f Mbit/s %+v", got, a.timeline())
+	}
+}

@@ -270,7 +270,7 @@ func FuzzDecodeBlob(f *testing.F) {
 }
 
 func TestParseMode(t *testing.T) {
-	for _, m := range DefaultModes() {
+	for _, m := range AllModes() {
 		got, err := ParseMode(m.String())
 		if err != nil || got != m {
 			t.Errorf("ParseMode(%q) = %v, %v", m.String(), got, err)

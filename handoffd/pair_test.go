@@ -198,7 +198,7 @@ func sameFile(t testing.TB, a, b string) {
 // that each kind of block was recognised.
 func TestPairHandoffEveryMode(t *testing.T) {
 	e := newPairEnv(t, 700, 150)
-	for _, m := range DefaultModes() {
+	for _, m := range AllModes() {
 		t.Run(m.String(), func(t *testing.T) {
 			rep, rec, err, rerr := e.run(t, SendConfig{Mode: m.String(), BlobSize: 256 << 10}, nil)
 			if err != nil || rerr != nil {
