@@ -42,3 +42,38 @@ func copyRange(dst, src *os.File, off, n int64) error {
 	}
 	return copyRangeBuffered(dst, src, off, n)
 }
+
+// copyBetween copies n bytes from src at srcOff to dst at dstOff, in the
+// kernel where it can (copy_file_range), else through a buffer.
+func copyBetween(dst *os.File, dstOff int64, src *os.File, srcOff, n int64) error {
+	for n > 0 && !noCopyRange {
+		roff, woff := srcOff, dstOff
+		k, err := unix.CopyFileRange(int(src.Fd()), &roff, int(dst.Fd()), &woff, int(min(n, 1<<30)), 0)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
+				break
+			}
+			return err
+		}
+		if k == 0 {
+			break
+		}
+		srcOff, dstOff, n = srcOff+int64(k), dstOff+int64(k), n-int64(k)
+	}
+	return copyBetweenBuffered(dst, dstOff, src, srcOff, n)
+}
+
+// zeroRange makes n bytes at off of f zeros: a hole where the file system
+// can punch one, else written zeros.
+func zeroRange(f *os.File, off, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
+		return nil
+	}
+	return zeroRangeWritten(f, off, n)
+}

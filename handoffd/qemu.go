@@ -309,6 +309,7 @@ type QCOW2Top struct {
 	QemuImg string // default qemu-img
 	Top     string // the overlay
 	Raw     string // where Refresh writes the overlay's content, raw and sparse
+	made    bool   // Raw was created by this QCOW2Top's first Refresh
 }
 
 func (d *QCOW2Top) img() string {
@@ -318,32 +319,107 @@ func (d *QCOW2Top) img() string {
 	return d.QemuImg
 }
 
-// Refresh rewrites Raw from the overlay (-U: the VM may hold the image).
+// qcow2Extent is one entry of qemu-img map --output=json.
+type qcow2Extent struct {
+	Start  int64  `json:"start"`
+	Length int64  `json:"length"`
+	Depth  int    `json:"depth"`
+	Data   bool   `json:"data"`
+	Zero   bool   `json:"zero"`
+	Offset *int64 `json:"offset"` // where the data is in the image file (absent: compressed, external)
+}
+
+// mapTop runs qemu-img map on the overlay (-U: the VM may hold the image).
+func (d *QCOW2Top) mapTop() ([]qcow2Extent, error) {
+	out, err := exec.Command(d.img(), "map", "-U", "--output=json", "-f", "qcow2", d.Top).Output()
+	if err != nil {
+		return nil, fmt.Errorf("qemu-img map %s: %w", d.Top, err)
+	}
+	var m []qcow2Extent
+	if err := json.Unmarshal(out, &m); err != nil {
+		return nil, fmt.Errorf("qemu-img map %s: %w", d.Top, err)
+	}
+	return m, nil
+}
+
+// Refresh brings Raw up to date with the overlay: each of the overlay's
+// own data extents is copied from the overlay file at its host offset
+// (qemu-img map gives it; copy_file_range, no copy through user space),
+// each of its zero extents (a discarded or zero-written cluster) becomes a
+// hole; the rest of Raw stays a hole. Between refreshes this is an update
+// in place: a qcow2 overlay over a backing file never gives a cluster back
+// to the backing file (a discard makes it a zero cluster), so what the
+// overlay does not hold now it never held. The first Refresh creates Raw
+// afresh. It used to write the whole overlay out with qemu-img convert
+// every round, the final one included: 1.3–2.5 s of the downtime for the
+// dataset guest's 254 MB overlay. An overlay with data that has no host
+// offset (compressed clusters, an external data file) still goes through
+// qemu-img convert.
 func (d *QCOW2Top) Refresh() error {
+	m, err := d.mapTop()
+	if err != nil {
+		return err
+	}
+	var size int64
+	for _, e := range m {
+		size = max(size, e.Start+e.Length)
+		if e.Depth == 0 && e.Data && !e.Zero && e.Offset == nil {
+			return d.convert()
+		}
+	}
+	flags := os.O_RDWR | os.O_CREATE
+	if !d.made {
+		flags |= os.O_TRUNC
+	}
+	raw, err := os.OpenFile(d.Raw, flags, 0o644)
+	if err != nil {
+		return fmt.Errorf("refresh %s: %w", d.Raw, err)
+	}
+	defer raw.Close()
+	top, err := os.Open(d.Top)
+	if err != nil {
+		return fmt.Errorf("refresh %s: %w", d.Top, err)
+	}
+	defer top.Close()
+	if fi, err := raw.Stat(); err != nil || fi.Size() != size {
+		if err := raw.Truncate(size); err != nil {
+			return fmt.Errorf("refresh %s: %w", d.Raw, err)
+		}
+	}
+	d.made = true
+	for _, e := range m {
+		if e.Depth != 0 {
+			continue
+		}
+		if e.Zero {
+			err = zeroRange(raw, e.Start, e.Length)
+		} else if e.Data {
+			err = copyBetween(raw, e.Start, top, *e.Offset, e.Length)
+		}
+		if err != nil {
+			return fmt.Errorf("refresh %s at %d: %w", d.Raw, e.Start, err)
+		}
+	}
+	return nil
+}
+
+// convert rewrites Raw from the overlay with qemu-img convert.
+func (d *QCOW2Top) convert() error {
 	spec := fmt.Sprintf(`json:{"driver":"qcow2","file":{"driver":"file","filename":%q},"backing":null}`, d.Top)
 	tmp := d.Raw + ".tmp"
 	out, err := exec.Command(d.img(), "convert", "-U", "-O", "raw", "-S", "4k", spec, tmp).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("qemu-img convert %s: %v: %s", d.Top, err, bytes.TrimSpace(out))
 	}
+	d.made = true
 	return os.Rename(tmp, d.Raw)
 }
 
 // Extents lists the overlay's own extents.
 func (d *QCOW2Top) Extents() ([]Extent, error) {
-	out, err := exec.Command(d.img(), "map", "-U", "--output=json", "-f", "qcow2", d.Top).Output()
+	m, err := d.mapTop()
 	if err != nil {
-		return nil, fmt.Errorf("qemu-img map %s: %w", d.Top, err)
-	}
-	var m []struct {
-		Start  int64 `json:"start"`
-		Length int64 `json:"length"`
-		Depth  int   `json:"depth"`
-		Data   bool  `json:"data"`
-		Zero   bool  `json:"zero"`
-	}
-	if err := json.Unmarshal(out, &m); err != nil {
-		return nil, fmt.Errorf("qemu-img map %s: %w", d.Top, err)
+		return nil, err
 	}
 	var ext []Extent
 	for _, e := range m {

@@ -26,6 +26,37 @@ func copyRangeBuffered(dst, src *os.File, off, n int64) error {
 	return nil
 }
 
+// copyBetweenBuffered copies n bytes from src at srcOff to dst at dstOff
+// through a buffer.
+func copyBetweenBuffered(dst *os.File, dstOff int64, src *os.File, srcOff, n int64) error {
+	buf := make([]byte, min(max(n, 0), 1<<20))
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		got, err := src.ReadAt(buf[:k], srcOff)
+		if int64(got) != k {
+			return fmt.Errorf("read at %d: %w", srcOff, orEOF(err))
+		}
+		if _, err := dst.WriteAt(buf[:k], dstOff); err != nil {
+			return err
+		}
+		srcOff, dstOff, n = srcOff+k, dstOff+k, n-k
+	}
+	return nil
+}
+
+// zeroRangeWritten writes n zero bytes at off.
+func zeroRangeWritten(f *os.File, off, n int64) error {
+	buf := make([]byte, min(max(n, 0), 1<<20))
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if _, err := f.WriteAt(buf[:k], off); err != nil {
+			return err
+		}
+		off, n = off+k, n-k
+	}
+	return nil
+}
+
 func orEOF(err error) error {
 	if err == nil {
 		return io.ErrUnexpectedEOF
