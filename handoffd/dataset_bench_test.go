@@ -631,8 +631,12 @@ func (e *dsEnv) vmHandoff(b *testing.B, g *DataGuest, top string, rate float64, 
 	if js, err := json.MarshalIndent(rep, "", "  "); err == nil {
 		os.WriteFile(filepath.Join(e.work, "report-vm.json"), js, 0o644)
 	}
-	blog(b, "our VM handoff of the running guest at %g Mbit/s: %d rounds, changed %.1f MB, wire %.2f MB, total %.1fs, downtime %.2fs (stop to the destination's verified commit; starting QEMU there not included)",
-		rate/1e6, len(rep.Rounds), mb(rep.ChangedBytes), mb(rep.WireBytes), rep.TotalSec, rep.DowntimeSec)
+	var modes []string
+	for _, m := range rep.Modes {
+		modes = append(modes, fmt.Sprintf("%.1fs %s", m.AtSec, m.Mode))
+	}
+	blog(b, "our VM handoff of the running guest at %g Mbit/s: %d rounds, changed %.1f MB, wire %.2f MB, total %.1fs, downtime %.2fs (stop to the destination's verified commit; starting QEMU there not included); blocks %+v; modes: %s",
+		rate/1e6, len(rep.Rounds), mb(rep.ChangedBytes), mb(rep.WireBytes), rep.TotalSec, rep.DowntimeSec, rep.Blocks, strings.Join(modes, ", "))
 	return r
 }
 
