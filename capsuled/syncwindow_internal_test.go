@@ -152,9 +152,10 @@ func TestRangeSyncAnswersBackToBack(t *testing.T) {
 // TestSyncAnswersPerPeer: one peer has at most sync_answers_per_peer SYNCs
 // answered at once; one more is refused 503 and counted, another peer's is
 // answered. The possession tag (two entry reads) is computed only for an
-// admitted SYNC: a refused one carries none.
+// admitted SYNC with a nonce: a refused one, or one without a nonce (an
+// older asker), carries none.
 func TestSyncAnswersPerPeer(t *testing.T) {
-	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second})
+	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
 	src := syncSource(t, sw, []int{3}, 10)
 	src.cfg.SyncAnswersPerPeer = 2
 	busy, other := pdu.Name{1}, pdu.Name{2}
@@ -176,6 +177,13 @@ func TestSyncAnswersPerPeer(t *testing.T) {
 	src.syncAnswers.release(busy)
 	if resp := src.handleSync(request{from: busy, msg: req}); resp.Status != wire.StatusOK {
 		t.Fatalf("the peer's SYNC once one of its answers is done: %v", resp.Status)
+	}
+	// An older asker sends no nonce: its answer has no key 30 (which its
+	// decoder would refuse), and costs no entry reads.
+	old := *req
+	old.Hash = nil
+	if resp := src.handleSync(request{from: other, msg: &old}); resp.Status != wire.StatusOK || resp.Possession != nil {
+		t.Fatalf("a SYNC without a nonce: %v, tag %x", resp.Status, resp.Possession)
 	}
 }
 
