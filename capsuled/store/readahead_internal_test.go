@@ -330,3 +330,39 @@ func TestReadAheadConcurrentREADs(t *testing.T) {
 		t.Fatal("no READ answered from read-ahead")
 	}
 }
+
+// TestReadAheadAccountRechecks: a fill sizes itself by the room it saw
+// when it started; when another stream of the same requester (or another
+// requester, for the bound in all) filled meanwhile, the records it read
+// are not kept: the bound is checked again when they are added, counted.
+func TestReadAheadAccountRechecks(t *testing.T) {
+	ra := newReadAhead(Options{ReadAheadBytes: 8 << 10, ReadAheadStreams: 4, ReadAheadTotal: 12 << 10, ReadAheadIdle: time.Hour})
+	a1, a2 := ra.stream(streamKey{readerA, pdu.Name{1}}), ra.stream(streamKey{readerA, pdu.Name{2}})
+	b := ra.stream(streamKey{readerB, pdu.Name{1}})
+	// Both of A's fills saw 8 KiB of room; the first to finish keeps 6.
+	if room, _ := ra.room(a2); room != 8<<10 {
+		t.Fatalf("room %d, want 8 KiB", room)
+	}
+	if !ra.account(a1, 6<<10) {
+		t.Fatal("6 KiB of 8 refused")
+	}
+	if ra.account(a2, 4<<10) {
+		t.Fatal("a second stream kept 4 KiB beyond the requester's 8 KiB")
+	}
+	if n := ra.counter.byWho.Load(); n != 1 {
+		t.Fatalf("limited{requester_bytes} %d, want 1", n)
+	}
+	// B saw 8 KiB of room too, but only 6 KiB are left in all.
+	if ra.account(b, 7<<10) {
+		t.Fatal("a fill kept 7 KiB beyond the 12 KiB in all")
+	}
+	if n := ra.counter.byTotal.Load(); n != 1 {
+		t.Fatalf("limited{total_bytes} %d, want 1", n)
+	}
+	if !ra.account(b, 6<<10) {
+		t.Fatal("6 KiB within both bounds refused")
+	}
+	if ra.bytes != 12<<10 || ra.who[readerA].bytes != 6<<10 || a2.bytes != 0 {
+		t.Fatalf("%d bytes in all, A %d, A's second stream %d", ra.bytes, ra.who[readerA].bytes, a2.bytes)
+	}
+}
