@@ -376,7 +376,7 @@ func DialName(ctx context.Context, c *Client, name pdu.Name, cfg *QUICConfig) (*
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
 	defer c.quic.watchDial(name, fail)()
-	qc, err := e.tr.Dial(ctx, NameAddr{name}, tc, o.quic())
+	qc, err := e.tr.Dial(ctx, nameAddr(name), tc, o.quic())
 	if err != nil {
 		var nak *NAKError
 		if cause := context.Cause(ctx); errors.As(cause, &nak) {
@@ -482,7 +482,7 @@ func dialerName(raw [][]byte, cr *quicCreds) (pdu.Name, error) {
 }
 
 // Addr is the name listened on.
-func (l *NameListener) Addr() net.Addr { return NameAddr{l.name} }
+func (l *NameListener) Addr() net.Addr { return nameAddr(l.name) }
 
 // Close stops accepting; open connections stay up (until the client closes).
 func (l *NameListener) Close() error {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gdpnet/gdpnet/pdu"
@@ -13,13 +14,27 @@ import (
 
 // NameAddr is a gdpnet name as a net.Addr: the addresses of the packet
 // connection QUIC runs on over the overlay (DialName, ListenName).
-type NameAddr struct{ Name pdu.Name }
+type NameAddr struct {
+	Name pdu.Name
+	// str is Name printed, filled by the addresses this package makes:
+	// quic-go compares a non-UDP address by its String on every packet
+	// it receives (two base64 encodings, four allocations a packet).
+	str string
+}
+
+// nameAddr is the NameAddr of n with its printed form made once.
+func nameAddr(n pdu.Name) NameAddr { return NameAddr{Name: n, str: n.String()} }
 
 // Network is "gdp".
 func (NameAddr) Network() string { return "gdp" }
 
 // String is the name in its printed form (43 characters of base64url).
-func (a NameAddr) String() string { return a.Name.String() }
+func (a NameAddr) String() string {
+	if a.str != "" {
+		return a.str
+	}
+	return a.Name.String()
+}
 
 // quicPacketMax is the largest QUIC packet quic-go reads or writes
 // (its MaxPacketBufferSize): a larger payload cannot be a packet of ours.
@@ -48,6 +63,11 @@ type nameConn struct {
 	c     *Client
 	local pdu.Name
 	in    chan inPacket
+	// from is the address of the last packet read, kept as a net.Addr:
+	// a packet from the same name (every packet, on a connection's
+	// path) returns it without making one (a 32-byte allocation and
+	// the name printed, a packet).
+	from atomic.Pointer[fromAddr]
 
 	mu       sync.Mutex
 	deadline time.Time
@@ -119,10 +139,21 @@ func (n *nameConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
+// fromAddr is a source name and its address.
+type fromAddr struct {
+	name pdu.Name
+	addr net.Addr
+}
+
 func (n *nameConn) take(p []byte, pk inPacket) (int, net.Addr, error) {
 	k := copy(p, *pk.buf)
 	quicBufPool.Put(pk.buf)
-	return k, NameAddr{pk.from}, nil
+	if f := n.from.Load(); f != nil && f.name == pk.from {
+		return k, f.addr, nil
+	}
+	f := &fromAddr{name: pk.from, addr: nameAddr(pk.from)}
+	n.from.Store(f)
+	return k, f.addr, nil
 }
 
 // WriteTo sends p to the name addr as one DATA PDU from the local name.
@@ -187,7 +218,7 @@ func (n *nameConn) Close() error {
 }
 
 // LocalAddr is the local name.
-func (n *nameConn) LocalAddr() net.Addr { return NameAddr{n.local} }
+func (n *nameConn) LocalAddr() net.Addr { return nameAddr(n.local) }
 
 // SetDeadline sets the read deadline; writes never block long enough to
 // need one.
