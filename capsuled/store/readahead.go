@@ -286,13 +286,16 @@ func (s *Store) ReadRawFor(who, c pdu.Name, from, to uint64, fn func(seqno uint6
 			s.bg.Add(1) // under enter: Close waits for it before closing the engine
 		}
 		st.mu.Unlock()
+		if refill {
+			// Off this READ (its answer does not wait for the disk), and
+			// whatever fn says: a caller that stops early (its page full)
+			// must not leave the range reserved, nor Close waiting.
+			defer func() { go s.refill(st, cs, gen) }()
+		}
 		for i, w := range wires {
 			if err := fn(from+uint64(i), w, true); err != nil {
 				return err
 			}
-		}
-		if refill { // off this READ: its answer does not wait for the disk
-			go s.refill(st, cs, gen)
 		}
 		return nil
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -364,5 +365,69 @@ func TestReadAheadAccountRechecks(t *testing.T) {
 	}
 	if ra.bytes != 12<<10 || ra.who[readerA].bytes != 6<<10 || a2.bytes != 0 {
 		t.Fatalf("%d bytes in all, A %d, A's second stream %d", ra.bytes, ra.who[readerA].bytes, a2.bytes)
+	}
+}
+
+// TestReadAheadCallerStops: a READ answered from read-ahead whose caller
+// stops before its last entry (its page full: the READ's limit, or the
+// message budget with large records) still starts the refill it reserved.
+// Else the reservation stays: every later READ of the stream in that range
+// waits for a fill that never runs (a server worker each, the store's
+// close lock held), and Close waits for it forever.
+func TestReadAheadCallerStops(t *testing.T) {
+	s, _ := openReadAhead(t, Options{ReadAheadBytes: 16 << 10})
+	tc := newTestCapsule(t, 27)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 64, 1000)
+	mustAppend(t, s, tc.name, recs, hb)
+	errFull := errors.New("page full")
+	reserved := func() bool {
+		s.ahead.mu.Lock()
+		st := s.ahead.table[streamKey{readerA, tc.name}]
+		s.ahead.mu.Unlock()
+		if st == nil {
+			return false
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.fillHi != 0
+	}
+	// Two one-entry READs start the stream; then READs of two entries
+	// limited to one (a page full after the first), answered from it.
+	readOne(t, s, readerA, tc.name, 1, recs, hb)
+	readOne(t, s, readerA, tc.name, 2, recs, hb)
+	for seq := uint64(3); seq < 64; seq++ {
+		n := 0
+		err := s.ReadRawFor(readerA, tc.name, seq, seq+1, func(got uint64, wire []byte, _ bool) error {
+			if n == 1 {
+				return errFull
+			}
+			n++
+			if got != seq || !bytes.Equal(wire, recs[seq-1].Marshal()) {
+				t.Errorf("read %d: entry %d is not the one stored", seq, got)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errFull) {
+			t.Fatalf("read %d: %v", seq, err)
+		}
+		// What this READ reserved for a refill is released once it ran.
+		for deadline := time.Now().Add(20 * time.Second); reserved(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				// Start the refill the READ left out, so that Close
+				// returns and the failure is reported.
+				s.ahead.mu.Lock()
+				st := s.ahead.table[streamKey{readerA, tc.name}]
+				s.ahead.mu.Unlock()
+				cs, _ := s.state(tc.name)
+				go s.refill(st, cs, cs.gen.Load())
+				t.Fatalf("read %d: its refill never ran; the stream stays reserved and the READs after it wait forever", seq)
+			}
+		}
+	}
+	if s.Stats().ReadAheadHits == 0 {
+		t.Fatal("no READ answered from read-ahead")
 	}
 }
