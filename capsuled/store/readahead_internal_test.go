@@ -238,6 +238,37 @@ func TestReadAheadBounds(t *testing.T) {
 	if s.Stats().ReadAheadLimitedRequester == 0 {
 		t.Fatalf("two streams of one requester never met its bound: %+v", s.Stats())
 	}
+	// A's refills run off its READs: B reads once they ended, so that B's
+	// room is what A's streams leave in all (else, on a loaded machine, B
+	// read before A's refill kept its bytes, and only B's own bound bit).
+	settled := func() bool {
+		ra.mu.Lock()
+		var sts []*stream
+		for _, st := range ra.table {
+			sts = append(sts, st)
+		}
+		ra.mu.Unlock()
+		for _, st := range sts {
+			st.mu.Lock()
+			busy := st.fillHi != 0
+			st.mu.Unlock()
+			if busy {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(20 * time.Second); !settled(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("reader A's refills never ended")
+		}
+	}
+	ra.mu.Lock()
+	kept := ra.who[readerA].bytes
+	ra.mu.Unlock()
+	if kept <= 4<<10 {
+		t.Fatalf("reader A keeps %d bytes, want more than 4 KiB (B's room then set by the bound in all)", kept)
+	}
 	// Reader B: the 4 KiB left in all.
 	for seq := uint64(1); seq <= 10; seq++ {
 		readOne(t, s, readerB, names[2], seq, logs[2], hbs[2])
