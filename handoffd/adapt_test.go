@@ -771,8 +771,10 @@ func TestDefaultModesPlain(t *testing.T) {
 }
 
 // TestAdapterProfilesDecoding: the profile measures what decoding each
-// mode's output costs the receiver, on the same sample: xz's decoder is
-// several times zstd's.
+// mode's output costs the receiver, on the same sample: both measured
+// (above the 0.05 ns floor an unmeasured mode gets), xz's more than zstd's
+// (10-20x on a free core; one thread-CPU sample of 256 KiB on a loaded
+// machine once gave zstd 8.8 ns and xz 21.9, so no larger ratio is asked).
 func TestAdapterProfilesDecoding(t *testing.T) {
 	Z, X := Mode{Codec: CodecZstd, Level: 1}, Mode{Codec: CodecXZ}
 	a, _ := newTestAdapter(Z, X)
@@ -784,8 +786,8 @@ func TestAdapterProfilesDecoding(t *testing.T) {
 	a.wg.Wait()
 	z, x := a.profile[Z], a.profile[X]
 	t.Logf("decode ns/byte: zstd-1 %.2f, xz %.2f", z.decNs, x.decNs)
-	if z.decNs <= 0 || x.decNs < 3*z.decNs {
-		t.Fatalf("decode cost zstd-1 %.2f, xz %.2f ns/byte: want both measured, xz's several times zstd's", z.decNs, x.decNs)
+	if z.decNs <= 0.05 || x.decNs <= z.decNs {
+		t.Fatalf("decode cost zstd-1 %.2f, xz %.2f ns/byte: want both measured, xz's more than zstd's", z.decNs, x.decNs)
 	}
 }
 
