@@ -13,6 +13,9 @@ import (
 // one record with its heartbeat must fit one PDU payload.
 const DefaultMaxData = wire.MaxRecordData
 
+// DefaultPossessionInterval is Config.PossessionInterval's default.
+const DefaultPossessionInterval = time.Minute
+
 // Config tunes a Server. The zero value works (with Dir set).
 type Config struct {
 	// Dir holds the store (Dir/store) and the placements (Dir/placements).
@@ -38,6 +41,19 @@ type Config struct {
 	// SyncInterval is how often each capsule's replicas are compared
 	// (anti-entropy). Default 1s.
 	SyncInterval time.Duration
+	// PossessionInterval bounds how long a peer's head, once it proved it
+	// holds it (PROTOCOL.md §8.3), stays shown on answers that repeat it
+	// without a new proof. Anti-entropy asks a peer for a possession tag
+	// only when a check is due: no head of the peer proven yet, the last
+	// answer left one pending (a claim not proven, a check that failed, a
+	// claim of another head this server holds), this server's own head
+	// moved since the last check, or the last check is older than this,
+	// jittered to between half of it and all of it so checks of many
+	// capsules do not fall in one round. A peer that lost entries after
+	// its last check is caught at the next due one. Each check costs the
+	// peer two entry reads and a hash, and this server the same again.
+	// Default 1m.
+	PossessionInterval time.Duration
 	// PeerTimeout bounds one request to a peer replica. Default 2s.
 	PeerTimeout time.Duration
 	// MaxLease is the longest subscription lease granted. Default 60s.
@@ -159,6 +175,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SyncInterval <= 0 {
 		c.SyncInterval = time.Second
+	}
+	if c.PossessionInterval <= 0 {
+		c.PossessionInterval = DefaultPossessionInterval
 	}
 	if c.PeerTimeout <= 0 {
 		c.PeerTimeout = 2 * time.Second

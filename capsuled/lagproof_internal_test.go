@@ -19,6 +19,8 @@ import (
 // left out of Status and the lag gauges; once the peer answers honestly
 // (with the writer's heartbeat for its head) its head shows, and the
 // peer's own SYNC requests (from its head + 1, unproven) do not move it.
+// A lie after that leaves a possession check due: the next round asks for
+// a tag at once, and the honest answer clears the unproven mark.
 func TestLagIgnoresUnprovenHeads(t *testing.T) {
 	_, forger, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -103,6 +105,14 @@ func TestLagIgnoresUnprovenHeads(t *testing.T) {
 			round()
 			if p := peer(); p.Head != 5 || !p.Unproven {
 				t.Fatalf("the lie after a proven head shows, or is not marked unproven: %+v", p)
+			}
+			// It leaves a possession check due: the next round asks p
+			// for a tag at once, and the honest answer clears the mark.
+			lying.Store(false)
+			was := counterValue(sw.s.met.possessionChecks.WithLabelValues("ok"))
+			round()
+			if p := peer(); p.Head != 5 || p.Unproven || counterValue(sw.s.met.possessionChecks.WithLabelValues("ok")) != was+1 {
+				t.Fatalf("after an unproven claim, an honest answer: %+v, %v checks (want 1)", p, counterValue(sw.s.met.possessionChecks.WithLabelValues("ok"))-was)
 			}
 		})
 	}

@@ -29,6 +29,9 @@ type metrics struct {
 	// writerConflicts counts APPENDs refused because they did not extend
 	// the head (another writer with the same key).
 	writerConflicts prometheus.Counter
+	// possessionChecks counts the possession tags of peers' SYNC answers
+	// this server checked against its own entries, by result (ok, failed).
+	possessionChecks *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -66,7 +69,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "sync_inflight", Help: "Capsules being compared with their peers now (at most sync_parallel)."})
 	m.syncRefused = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "sync_refused_total", Help: "SYNCs answered 503 because their peer had sync_answers_per_peer SYNCs being answered."})
-	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused)
+	m.possessionChecks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "possession_checks_total", Help: "Peers' possession tags (proofs that a peer replica holds the head it claims) checked against this server's entries, by result (ok, failed); one is asked for only when a check is due (possession_interval)."}, []string{"result"})
+	m.possessionChecks.WithLabelValues("ok")
+	m.possessionChecks.WithLabelValues("failed")
+	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks)
 	// Labelled series exist from the start at zero.
 	for _, r := range []string{"unreachable", "nak", "refused", "busy", "misaligned", "verify", "adopted"} {
 		m.syncErrors.WithLabelValues(r)

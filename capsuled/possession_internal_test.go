@@ -132,8 +132,10 @@ func unprovenGauge(t *testing.T, sw *syncWorld) float64 {
 // (dropped_total{head_not_held}) and p stays shown at the head it proved,
 // 5, 995 behind in the lag gauge, and is counted as a replica with an
 // unproven head (gdp_capsuled_replicas_unproven). Honest p holding all 1,000 is counted at
-// 1,000 and the gauge reads 0; so is an honest answer without the tag
-// refused (an older peer).
+// 1,000 and the gauge reads 0, and the round after asks for no tag (no
+// check due); an honest answer without the tag (an older peer) is refused
+// when it claims a head other than the one proven, and a head proven
+// before is withdrawn at the next due check.
 func TestLagNeedsPossession(t *testing.T) {
 	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
 	l := newPossessionLog(sw)
@@ -264,10 +266,21 @@ func TestLagNeedsPossession(t *testing.T) {
 		if most, _ := LagFigures(sw.s.Status()); most != 0 {
 			t.Fatalf("lag gauge %d, want 0", most)
 		}
-		// Each answer is checked again (a fresh nonce each time).
+		// The next round asks for no tag (no check due: the head is the
+		// one proven, this server's has not moved) and p stays shown.
+		checksWas := counterValue(sw.s.met.possessionChecks.WithLabelValues("ok"))
 		syncRound(t, sw)
 		if n := counterValue(unheld); n != was {
 			t.Fatalf("honest answers counted head_not_held: %v → %v", was, n)
+		}
+		mu.Lock()
+		asked := lastNonce != nil
+		mu.Unlock()
+		if n := counterValue(sw.s.met.possessionChecks.WithLabelValues("ok")); asked || n != checksWas {
+			t.Fatalf("a round with no check due asked for a tag (%v) or checked one (%v → %v)", asked, checksWas, n)
+		}
+		if p := peerStatus(t, sw, sw.p.Name); p.Head != 1000 || p.Seen.IsZero() || p.Lag != 0 {
+			t.Fatalf("the honest peer between checks: %+v", p)
 		}
 		if p := peerStatus(t, sw, sw.p.Name); p.Error != "" || p.Unproven {
 			t.Fatalf("an honest peer's error %q, unproven %v", p.Error, p.Unproven)
@@ -278,11 +291,23 @@ func TestLagNeedsPossession(t *testing.T) {
 	})
 	t.Run("proven, then not", func(t *testing.T) {
 		// A head p proved it holds, that a later answer does not prove
-		// (a replica that lost entries, or holds only some): withdrawn.
+		// (a replica that lost entries, or holds only some): withdrawn at
+		// the next due check. Until then (within possession_interval, or
+		// until this server's head moves) an answer repeating the proven
+		// head keeps it shown: that is the window SECURITY documents.
 		setAnswer(lies["an honest answer without the tag (an older peer)"])
+		syncRound(t, sw)
+		if p := peerStatus(t, sw, sw.p.Name); p.Head != 1000 || p.Seen.IsZero() {
+			t.Fatalf("before a check is due: %+v", p)
+		}
+		checkDueNow(sw, sw.p.Name) // possession_interval passed
+		was := counterValue(sw.s.met.possessionChecks.WithLabelValues("failed"))
 		syncRound(t, sw)
 		if p := peerStatus(t, sw, sw.p.Name); !p.Seen.IsZero() || p.Error == "" || !p.Unproven {
 			t.Fatalf("a proven head no longer proven stays shown: %+v", p)
+		}
+		if n := counterValue(sw.s.met.possessionChecks.WithLabelValues("failed")); n != was+1 {
+			t.Fatalf("possession_checks_total{failed} %v → %v, want +1", was, n)
 		}
 	})
 }

@@ -90,6 +90,15 @@ type peerSeen struct {
 	held bool
 	// unproven: the peer's last answer claimed a head it did not prove.
 	unproven bool
+	// The schedule of possession checks (checkDue): this server's own
+	// head at the last check that succeeded, when the next one is due at
+	// the latest, and pending: an answer left one due (a head without the
+	// writer's heartbeat, another head claimed without a tag). A check
+	// that failed stays due anyway: what made it due holds until one
+	// succeeds.
+	checkedOwn uint64
+	nextCheck  time.Time
+	pending    bool
 }
 
 // saw records that peer's head for capsule c was head at now; held says
@@ -102,8 +111,65 @@ func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time, held bool)
 	}
 	k := [2]pdu.Name{c, peer}
 	e := r.m[k]
-	e.head, e.seen, e.err, e.held, e.unproven = head, now, "", held, false
+	e.head, e.seen, e.err, e.held, e.unproven, e.pending = head, now, "", held, false, false
 	r.m[k] = e
+}
+
+// checked records that peer proved it holds head of capsule c at now
+// (a possession tag checked, or head 0), this server's own head being
+// own: no check is due until own moves, a later answer claims another
+// head, or next.
+func (r *replState) checked(c, peer pdu.Name, head, own uint64, now, next time.Time) {
+	r.saw(c, peer, head, now, true)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := [2]pdu.Name{c, peer}
+	e := r.m[k]
+	e.checkedOwn, e.nextCheck = own, next
+	r.m[k] = e
+}
+
+// checkDue reports whether the next SYNC to peer for capsule c asks for a
+// possession tag (a nonce), own being this server's head: when no head of
+// the peer is proven yet (unless this server is behind the head shown,
+// which it cannot check), a check is pending, own moved since the last
+// check (the peer's head has likely moved too: an active capsule is
+// checked every round), or the last check is older than its interval.
+func (r *replState) checkDue(c, peer pdu.Name, own uint64, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.m[[2]pdu.Name{c, peer}]
+	switch {
+	case !ok || e.seen.IsZero() || e.pending:
+		return true
+	case !e.held:
+		return own >= e.head
+	case own != e.checkedOwn:
+		return true
+	}
+	return !now.Before(e.nextCheck)
+}
+
+// stillHeld takes an answer from peer that claims head of capsule c and
+// carries no possession tag (its SYNC asked for none): when head is the
+// one the peer proved last, it stays shown, heard now, and true; any
+// other head is not shown, a check is marked pending, and false.
+func (r *replState) stillHeld(c, peer pdu.Name, head uint64, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[[2]pdu.Name]peerSeen{}
+	}
+	k := [2]pdu.Name{c, peer}
+	e := r.m[k]
+	if e.held && !e.seen.IsZero() && e.head == head {
+		e.seen = now
+		r.m[k] = e
+		return true
+	}
+	e.pending = true
+	r.m[k] = e
+	return false
 }
 
 // unproven records that peer's last answer for capsule c claimed a head it
@@ -116,7 +182,7 @@ func (r *replState) unproven(c, peer pdu.Name) {
 	}
 	k := [2]pdu.Name{c, peer}
 	e := r.m[k]
-	e.unproven = true
+	e.unproven, e.pending = true, true
 	r.m[k] = e
 }
 
@@ -137,7 +203,7 @@ func (r *replState) withdraw(c, peer pdu.Name, claim uint64) {
 	if !e.held || e.head >= claim {
 		e.head, e.seen = 0, time.Time{}
 	}
-	e.unproven = true
+	e.unproven = true // the check stays due: what made it due holds until one succeeds
 	r.m[k] = e
 }
 

@@ -566,38 +566,82 @@ func (s *Server) askRange(ctx context.Context, c, peer pdu.Name, lo, hi uint64) 
 
 // askSync sends peer a SYNC for capsule c from seqno from (a range SYNC
 // through to when to > 0) and returns its successful answer.
-// Every SYNC carries a fresh random nonce (key 11) that the answer's
-// possession tag must cover (sawHead).
+// A plain SYNC carries a fresh random nonce (key 11), that the answer's
+// possession tag must cover (sawHead), when a check of the peer's head is
+// due (checkDue); a range SYNC, a page of a catch-up this server is
+// behind in, never does. An answer to a SYNC without a nonce that claims
+// another head than the one the peer proved, which this server holds, is
+// not shown: the SYNC is asked again at once with a nonce (a range page
+// leaves the check pending for the next plain SYNC).
 func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from, to uint64) (*wire.Message, error) {
-	nonce := make([]byte, wire.NonceLen)
-	if _, err := crand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("sync nonce: %w", err)
-	}
-	resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: from, To: to, Hash: nonce})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err // ended by us (a window that stopped), not the peer
+	check := to == 0 && s.checkDue(c, peer)
+	for {
+		var nonce []byte
+		if check {
+			nonce = make([]byte, wire.NonceLen)
+			if _, err := crand.Read(nonce); err != nil {
+				return nil, fmt.Errorf("sync nonce: %w", err)
+			}
 		}
-		reason := "unreachable"
-		if errors.Is(err, errNAK) {
-			reason = "nak"
+		resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: from, To: to, Hash: nonce})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err // ended by us (a window that stopped), not the peer
+			}
+			reason := "unreachable"
+			if errors.Is(err, errNAK) {
+				reason = "nak"
+			}
+			s.met.syncErrors.WithLabelValues(reason).Inc()
+			return nil, err
 		}
-		s.met.syncErrors.WithLabelValues(reason).Inc()
-		return nil, err
-	}
-	if err := resp.Err(); err != nil {
-		reason := "refused"
-		if resp.Status == wire.StatusUnavailable {
-			reason = "busy"
+		if err := resp.Err(); err != nil {
+			reason := "refused"
+			if resp.Status == wire.StatusUnavailable {
+				reason = "busy"
+			}
+			s.met.syncErrors.WithLabelValues(reason).Inc()
+			return nil, err
 		}
-		s.met.syncErrors.WithLabelValues(reason).Inc()
-		return nil, err
+		err = s.sawHead(c, peer, nonce, resp)
+		if errors.Is(err, errCheckDue) {
+			if to == 0 && !check {
+				check = true
+				continue
+			}
+			err = nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
 	}
-	if err := s.sawHead(c, peer, nonce, resp); err != nil {
-		return nil, err
-	}
-	return resp, nil
 }
+
+// checkDue reports whether a SYNC to peer for capsule c asks for a
+// possession tag now (replState.checkDue).
+func (s *Server) checkDue(c, peer pdu.Name) bool {
+	own, err := s.st.Head(c)
+	if err != nil {
+		return true
+	}
+	return s.repl.checkDue(c, peer, own.Seqno, time.Now())
+}
+
+// nextCheck is when a check that succeeded at now is due again at the
+// latest: between half the PossessionInterval and all of it, at random,
+// so the checks of capsules proven in one round spread out.
+func (s *Server) nextCheck(now time.Time) time.Time {
+	d := s.cfg.PossessionInterval
+	if d <= 0 {
+		d = DefaultPossessionInterval
+	}
+	return now.Add(d/2 + time.Duration(rand.Int64N(int64(d/2)+1)))
+}
+
+// errCheckDue: an answer to a SYNC without a nonce claims a head this
+// server holds that the peer has not proven; it is not shown.
+var errCheckDue = errors.New("a possession check is due")
 
 // sawHead records peer's head for the replication-lag figures from its
 // answer to our SYNC (matched to the request by s.ask: its random id, from
@@ -608,9 +652,16 @@ func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from, to uint64)
 // by claiming a head the writer never signed. But heartbeats are public:
 // a peer holding an old prefix could copy the newest one. So second, when
 // this replica holds the claimed head itself, the answer's possession tag
-// over nonce (the one this SYNC carried) must equal the one computed from
-// this replica's own entries (PROTOCOL.md §8.3). A missing or wrong tag is
-// counted (reason="head_not_held"), the head ignored, a head shown before
+// over nonce (the one this SYNC carried, when a check was due: askSync)
+// must equal the one computed from this replica's own entries (PROTOCOL.md
+// §8.3); a check that succeeds is counted
+// (possession_checks_total{result="ok"}) and schedules the next. An
+// answer to a SYNC without a nonce keeps the head the peer proved last
+// shown (heard now) when it repeats it; one claiming another head this
+// replica holds is not shown, a check is marked pending, and errCheckDue
+// returned (askSync asks again with a nonce). A missing or wrong tag is
+// counted (reason="head_not_held", possession_checks_total{result=
+// "failed"}), the head ignored, the check left due, a head shown before
 // that this answer puts in doubt withdrawn (one shown on the heartbeat's
 // word alone, or one at least as high as this claim), and returned as an
 // error (errHeadNotHeld): the pull from that peer fails with it, so Status
@@ -623,15 +674,19 @@ func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from, to uint64)
 // claiming less than one holds only makes oneself look behind.
 func (s *Server) sawHead(c, peer pdu.Name, nonce []byte, resp *wire.Message) error {
 	now := time.Now()
+	own, err := s.st.Head(c)
+	if err != nil {
+		return nil
+	}
 	if resp.Head == 0 {
-		s.repl.saw(c, peer, 0, now, true)
+		s.repl.checked(c, peer, 0, own.Seqno, now, s.nextCheck(now))
 		return nil
 	}
 	// A heartbeat already verified for this peer's head is not verified
 	// again: in the steady state every anti-entropy answer repeats it,
 	// and an ed25519 verification per answer per capsule would be most of
-	// the work. (The possession tag is checked on every answer: two
-	// entry reads and a hash.)
+	// the work. (Nor is the possession tag asked for on every answer:
+	// only when a check is due, askSync.)
 	if known, ok := s.repl.head(c, peer); !ok || resp.Head != known {
 		if err := s.proveHead(c, resp); err != nil {
 			s.met.dropped.WithLabelValues("unproven_head").Inc()
@@ -641,21 +696,27 @@ func (s *Server) sawHead(c, peer pdu.Name, nonce []byte, resp *wire.Message) err
 			return nil
 		}
 	}
-	own, err := s.st.Head(c)
-	if err != nil {
-		return nil
-	}
 	if own.Seqno < resp.Head {
 		s.repl.saw(c, peer, resp.Head, now, false) // not checkable yet
 		return nil
 	}
+	if nonce == nil {
+		// No check asked for: the head the peer proved last stays shown
+		// when the answer repeats it; another one waits for a check.
+		if s.repl.stillHeld(c, peer, resp.Head, now) {
+			return nil
+		}
+		return errCheckDue
+	}
 	if err := s.checkPossession(c, peer, nonce, resp); err != nil {
+		s.met.possessionChecks.WithLabelValues("failed").Inc()
 		s.met.dropped.WithLabelValues("head_not_held").Inc()
 		s.repl.withdraw(c, peer, resp.Head)
 		return fmt.Errorf("%w: head %d: %w; its lag is not shown: check that replica (upgrade it if it predates "+
 			"proofs of possession; else it lost entries, holds another line of the log, or lies)", errHeadNotHeld, resp.Head, err)
 	}
-	s.repl.saw(c, peer, resp.Head, now, true)
+	s.met.possessionChecks.WithLabelValues("ok").Inc()
+	s.repl.checked(c, peer, resp.Head, own.Seqno, now, s.nextCheck(now))
 	return nil
 }
 

@@ -204,6 +204,7 @@ type windowPeer struct {
 	refused  map[uint64]bool
 	ranges   atomic.Int64
 	answered atomic.Int64
+	nonced   atomic.Int64 // range SYNCs that asked for a possession tag
 }
 
 func (wp *windowPeer) serve(h pdu.Header, m *wire.Message) []peerAnswer {
@@ -219,6 +220,9 @@ func (wp *windowPeer) serve(h pdu.Header, m *wire.Message) []peerAnswer {
 	var delay time.Duration
 	if m.To > 0 {
 		wp.ranges.Add(1)
+		if len(m.Hash) > 0 {
+			wp.nonced.Add(1)
+		}
 		open := 0
 		for _, at := range wp.pending {
 			if at.After(now) {
@@ -268,7 +272,8 @@ func catchUp(t *testing.T, sw *syncWorld, src *Server) {
 // TestCatchUpWindow: a replica far behind asks for ranges, several at
 // once (sync_window), stores the answers in order although they arrive
 // out of order, asks a busy peer's refused range again, and ends holding
-// exactly the peer's log, every entry verified by its store.
+// exactly the peer's log, every entry verified by its store. Its range
+// SYNCs ask for no possession tag.
 func TestCatchUpWindow(t *testing.T) {
 	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, SyncWindow: 4})
 	src := syncSource(t, sw, irregular(80), 1500)
@@ -282,6 +287,15 @@ func TestCatchUpWindow(t *testing.T) {
 	if most < 2 {
 		t.Fatalf("at most %d answers on their way when a range SYNC came: no window", most)
 	}
+	// The pages of a catch-up ask for no possession tag (this server is
+	// behind: it could not check one); the plain SYNC that ends the pull
+	// does, and the peer's head is proven.
+	if n := wp.nonced.Load(); n != 0 {
+		t.Fatalf("%d of %d range SYNCs asked for a possession tag", n, wp.ranges.Load())
+	}
+	if p := peerStatus(t, sw, sw.p.Name); p.Unproven || p.Seen.IsZero() || counterValue(sw.s.met.possessionChecks.WithLabelValues("ok")) < 1 {
+		t.Fatalf("the peer after the catch-up: %+v, %v checks", p, counterValue(sw.s.met.possessionChecks.WithLabelValues("ok")))
+	}
 	if n := counterValue(sw.s.met.syncErrors.WithLabelValues("busy")); n < 1 {
 		t.Fatalf("busy refusals seen %v", n)
 	}
@@ -290,6 +304,33 @@ func TestCatchUpWindow(t *testing.T) {
 	}
 	if n := counterValue(sw.s.met.syncErrors.WithLabelValues("verify")); n != 0 {
 		t.Fatalf("%v answers failed verification", n)
+	}
+}
+
+// TestCatchUpPagesAskNoTag: the pages of a catch-up (range SYNCs) never
+// ask for a possession tag, even while a check is pending: here the
+// peer's plain answers carry no heartbeat of its head (an unproven claim,
+// which leaves a check pending) and this server, behind, could not check
+// a tag anyway. The catch-up still ends with the peer's log.
+func TestCatchUpPagesAskNoTag(t *testing.T) {
+	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, SyncWindow: 4, PublishWait: 200 * time.Millisecond})
+	src := syncSource(t, sw, irregular(40), 1500)
+	wp := &windowPeer{sw: sw, src: src, refused: map[uint64]bool{}}
+	sw.net.set(func(h pdu.Header, m *wire.Message) []peerAnswer {
+		out := wp.serve(h, m)
+		if m.Op == wire.OpSync && m.To == 0 && h.Dst == sw.p.Name {
+			for _, a := range out {
+				a.msg.Heartbeat = nil
+			}
+		}
+		return out
+	}, nil)
+	catchUp(t, sw, src)
+	if wp.ranges.Load() == 0 {
+		t.Fatal("no range SYNCs")
+	}
+	if n := wp.nonced.Load(); n != 0 {
+		t.Fatalf("%d of %d range SYNCs asked for a possession tag", n, wp.ranges.Load())
 	}
 }
 

@@ -264,6 +264,15 @@ type capsuledConfig struct {
 	BulkStreamsPerPeer int `yaml:"bulk_streams_per_peer"`
 	// PeerTimeout bounds one anti-entropy request to a peer. Default 2s.
 	PeerTimeout config.Duration `yaml:"peer_timeout"`
+	// PossessionInterval: a peer replica's head, once it proved it holds
+	// it (a possession tag, PROTOCOL.md §8.3), is checked again at the
+	// latest after this long (jittered between half of it and all of
+	// it), and sooner when this server's head moves or the peer claims
+	// another head; in between, anti-entropy asks for no tag
+	// (gdp_capsuled_possession_checks_total counts the checks). A peer
+	// that lost entries is caught within it. Restart to change. Default
+	// 1m.
+	PossessionInterval config.Duration `yaml:"possession_interval"`
 	// SyncParallel capsules compared with their peers at once. Default 16.
 	SyncParallel int `yaml:"sync_parallel"`
 	// SyncWindow is how many range SYNCs one catch-up from one peer keeps
@@ -354,7 +363,8 @@ func (cfg capsuledConfig) server() (capsuled.Config, error) {
 	}
 	return capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, MinFreeBytes: cfg.MinFreeBytes, Workers: cfg.Workers,
 		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel, SyncWindow: cfg.SyncWindow, SyncAnswersPerPeer: cfg.SyncAnswersPerPeer,
-		PeerBackoff: cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
+		PossessionInterval: cfg.PossessionInterval.Std(),
+		PeerBackoff:        cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer,
 		PublishWait: cfg.PublishWait.Std(), CreatesPerPeer: cfg.CreatesPerPeer,
 		ReadAheadBytes: cfg.ReadAheadBytes, ReadAheadStreams: cfg.ReadAheadStreams, ReadAheadTotal: cfg.ReadAheadTotal, ReadAheadIdle: cfg.ReadAheadIdle.Std()}, nil
