@@ -475,7 +475,7 @@ func registerStoreMetrics(reg prometheus.Registerer, st *store.Store) error {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: name, Help: help, ConstLabels: labels},
 			func() float64 { return float64(f(st.Stats())) })
 	}
-	const limited = "Read-ahead cut short or dropped by a bound: requester_bytes (read_ahead_bytes), total_bytes (read_ahead_total), requester_streams (read_ahead_streams, the least recently used stream dropped), idle (read_ahead_idle)."
+	const limited = "Read-ahead cut short or dropped by a bound: requester_bytes (read_ahead_bytes), total_bytes (read_ahead_total), requester_streams (read_ahead_streams, the least recently used stream dropped), idle (read_ahead_idle), streams_full (one stream in all per 4 KiB of read_ahead_total: a READ of a new stream read without read-ahead)."
 	cs := []prometheus.Collector{
 		counter("disk_full_total", "Appends (from writers and from peers catching up) refused because the store's file system has less than min_free_bytes free.",
 			nil, func(s store.Stats) uint64 { return s.DiskFull }),
@@ -487,6 +487,7 @@ func registerStoreMetrics(reg prometheus.Registerer, st *store.Store) error {
 		counter("readahead_limited_total", limited, prometheus.Labels{"reason": "total_bytes"}, func(s store.Stats) uint64 { return s.ReadAheadLimitedTotal }),
 		counter("readahead_limited_total", limited, prometheus.Labels{"reason": "requester_streams"}, func(s store.Stats) uint64 { return s.ReadAheadEvicted }),
 		counter("readahead_limited_total", limited, prometheus.Labels{"reason": "idle"}, func(s store.Stats) uint64 { return s.ReadAheadIdled }),
+		counter("readahead_limited_total", limited, prometheus.Labels{"reason": "streams_full"}, func(s store.Stats) uint64 { return s.ReadAheadFull }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "readahead_bytes",
 			Help: "Bytes of records read ahead and not yet asked for (all requesters)."},
 			func() float64 { return float64(st.Stats().ReadAheadBytes) }),

@@ -108,6 +108,12 @@ func (s *Store) ReadRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire 
 		return err
 	}
 	defer s.leave()
+	return s.readRawLeaves(c, from, to, fn)
+}
+
+// readRawLeaves is ReadRaw inside enter (never nested: a second read
+// lock waits behind a pending Close, which waits for the first).
+func (s *Store) readRawLeaves(c pdu.Name, from, to uint64, fn func(seqno uint64, wire []byte) error) error {
 	if to < from || to-from >= leafRun {
 		return s.readRaw(c, from, to, fn)
 	}

@@ -29,14 +29,17 @@ import (
 //
 // Bounded: the bytes kept per requester (ReadAheadBytes, over all its
 // streams), the streams per requester (ReadAheadStreams; the least
-// recently used one goes), the bytes kept in all (ReadAheadTotal); a
-// stream idle for ReadAheadIdle is dropped. Each bite is counted (Stats).
+// recently used one goes), the bytes kept in all (ReadAheadTotal), the
+// streams in all (one per 4 KiB of ReadAheadTotal: a READ of a new stream
+// beyond it reads as ReadRaw does); a stream idle for ReadAheadIdle is
+// dropped. Each bite is counted (Stats).
 
 // readAhead is the store's table of streams.
 type readAhead struct {
 	perWho  int // bytes per requester
 	streams int // streams per requester
 	total   int // bytes in all
+	all     int // streams in all
 	idle    time.Duration
 
 	mu      sync.Mutex
@@ -51,12 +54,13 @@ type readAhead struct {
 type readAheadCounters struct {
 	hits, fills, filled            atomic.Uint64
 	byWho, byTotal, evicted, idled atomic.Uint64
+	full                           atomic.Uint64
 }
 
 type streamKey struct{ who, c pdu.Name }
 
 type requesterUse struct {
-	streams int
+	streams []*stream // at most ReadAheadStreams
 	bytes   int
 }
 
@@ -86,11 +90,16 @@ func newReadAhead(o Options) *readAhead {
 		return nil
 	}
 	return &readAhead{perWho: o.ReadAheadBytes, streams: o.ReadAheadStreams, total: o.ReadAheadTotal,
-		idle: o.ReadAheadIdle, table: map[streamKey]*stream{}, who: map[pdu.Name]*requesterUse{}, now: time.Now}
+		all: max(o.ReadAheadTotal/readAheadStreamShare, 1), idle: o.ReadAheadIdle, table: map[streamKey]*stream{}, who: map[pdu.Name]*requesterUse{}, now: time.Now}
 }
 
+// readAheadStreamShare: one stream in all per this many bytes of
+// ReadAheadTotal (16,384 streams at the default 64 MiB).
+const readAheadStreamShare = 4 << 10
+
 // stream returns the stream of k, made if new: a requester at its
-// ReadAheadStreams loses its least recently used one.
+// ReadAheadStreams loses its least recently used one. Nil when the table
+// holds as many streams as it may (counted).
 func (ra *readAhead) stream(k streamKey) *stream {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
@@ -113,28 +122,32 @@ func (ra *readAhead) stream(k streamKey) *stream {
 		u = &requesterUse{}
 		ra.who[k.who] = u
 	}
-	if u.streams >= ra.streams {
-		var lru *stream
-		for _, st := range ra.table {
-			if st.key.who == k.who && (lru == nil || st.used.Before(lru.used)) {
+	if len(u.streams) >= ra.streams {
+		lru := u.streams[0]
+		for _, st := range u.streams {
+			if st.used.Before(lru.used) {
 				lru = st
 			}
 		}
-		if lru != nil {
-			ra.dropLocked(lru)
-			ra.counter.evicted.Add(1)
-			u = &requesterUse{}
-			if v := ra.who[k.who]; v != nil {
-				u = v
-			} else {
-				ra.who[k.who] = u
-			}
+		ra.dropLocked(lru)
+		ra.counter.evicted.Add(1)
+		if v := ra.who[k.who]; v != nil {
+			u = v
+		} else {
+			ra.who[k.who] = u
 		}
+	}
+	if len(ra.table) >= ra.all {
+		if len(u.streams) == 0 {
+			delete(ra.who, k.who)
+		}
+		ra.counter.full.Add(1)
+		return nil
 	}
 	st := &stream{key: k, recs: map[uint64][]byte{}, used: now}
 	st.done = sync.NewCond(&st.mu)
 	ra.table[k] = st
-	u.streams++
+	u.streams = append(u.streams, st)
 	return st
 }
 
@@ -147,11 +160,16 @@ func (ra *readAhead) dropLocked(st *stream) {
 	st.dead = true
 	delete(ra.table, st.key)
 	u := ra.who[st.key.who]
-	u.streams--
+	for i, o := range u.streams {
+		if o == st {
+			u.streams = append(u.streams[:i], u.streams[i+1:]...)
+			break
+		}
+	}
 	u.bytes -= st.bytes
 	ra.bytes -= st.bytes
 	st.bytes = 0
-	if u.streams == 0 {
+	if len(u.streams) == 0 {
 		delete(ra.who, st.key.who)
 	}
 }
@@ -234,6 +252,9 @@ func (s *Store) ReadRawFor(who, c pdu.Name, from, to uint64, fn func(seqno uint6
 	}
 	gen := cs.gen.Load() // before any read: a branch after it empties the stream at its next use
 	st := ra.stream(streamKey{who, c})
+	if st == nil { // as many streams as the table may hold
+		return s.readRawLeaves(c, from, to, borrowed)
+	}
 	st.mu.Lock()
 	for {
 		// Records read under another capsule state (deleted and created
@@ -301,7 +322,7 @@ func (s *Store) ReadRawFor(who, c pdu.Name, from, to uint64, fn func(seqno uint6
 	}
 	if !forward || st.fillHi != 0 {
 		st.mu.Unlock()
-		return s.ReadRaw(c, from, to, borrowed)
+		return s.readRawLeaves(c, from, to, borrowed)
 	}
 	ra.forget(st, from)
 	err = s.fill(st, cs, gen, from, from, to, borrowed)

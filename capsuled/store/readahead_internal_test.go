@@ -462,3 +462,84 @@ func TestReadAheadCallerStops(t *testing.T) {
 		t.Fatal("no READ answered from read-ahead")
 	}
 }
+
+// TestReadAheadStreamsInAll: the table holds one stream per 4 KiB of
+// ReadAheadTotal; a READ that would open one more reads without
+// read-ahead (the same entry), counted, and the streams held stay.
+func TestReadAheadStreamsInAll(t *testing.T) {
+	s, _ := openReadAhead(t, Options{ReadAheadBytes: 4 << 10, ReadAheadTotal: 8 << 10})
+	var names []pdu.Name
+	var logs [][]capsule.Record
+	var hbs []*capsule.Heartbeat
+	for i := range 3 {
+		tc := newTestCapsule(t, byte(40+i))
+		if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+			t.Fatal(err)
+		}
+		recs, hb := writeRecs(tc.writer(), 8, 200)
+		mustAppend(t, s, tc.name, recs, hb)
+		names, logs, hbs = append(names, tc.name), append(logs, recs), append(hbs, hb)
+	}
+	for i := range 2 { // two streams: the most 8 KiB allows
+		readOne(t, s, readerA, names[i], 1, logs[i], hbs[i])
+	}
+	for seq := uint64(1); seq <= 4; seq++ {
+		readOne(t, s, readerB, names[2], seq, logs[2], hbs[2])
+	}
+	if n := s.Stats().ReadAheadFull; n != 4 || len(s.ahead.table) != 2 || len(s.ahead.who) != 1 {
+		t.Fatalf("%d READs without a stream (want 4), %d streams, %d requesters held", n, len(s.ahead.table), len(s.ahead.who))
+	}
+}
+
+// TestReadAheadFallbackDuringClose: a READ that waited for a fill and then
+// reads the store itself does so inside the read lock it holds, never a
+// second one: with Close waiting for the lock, a nested read lock would
+// wait behind Close and Close for it, for ever.
+func TestReadAheadFallbackDuringClose(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{}) // no Close at cleanup: a deadlocked store would hang it
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCapsule(t, 27)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 8, 200)
+	mustAppend(t, s, tc.name, recs, hb)
+	readOne(t, s, readerA, tc.name, 1, recs, hb) // the stream, at 1
+	st := s.ahead.table[streamKey{readerA, tc.name}]
+	st.mu.Lock()
+	st.fillLo, st.fillHi = 1, 8 // a fill in progress over [1, 8]
+	st.mu.Unlock()
+	read := make(chan error, 1)
+	go func() { // waits for the fill, then misses behind its stream: ReadRaw's path
+		read <- s.ReadRawFor(readerA, tc.name, 1, 1, func(uint64, []byte, bool) error { return nil })
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		// the READ holds the read lock and waits on the stream
+		if !s.closeMu.TryLock() {
+			break
+		}
+		s.closeMu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("the READ never took the read lock")
+		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	time.Sleep(50 * time.Millisecond) // Close waiting for the lock (if not yet, the test proves less, never fails wrongly)
+	st.mu.Lock()
+	st.fillLo, st.fillHi = 0, 0
+	st.done.Broadcast()
+	st.mu.Unlock()
+	for _, ch := range []chan error{read, closed} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the READ and Close wait for each other")
+		}
+	}
+}

@@ -17,6 +17,9 @@ type Stats struct {
 	ReadAheadBytes                                   int
 	ReadAheadLimitedRequester, ReadAheadLimitedTotal uint64
 	ReadAheadEvicted, ReadAheadIdled                 uint64
+	// ReadAheadFull counts READs read without a stream because the table
+	// held its most (one stream per 4 KiB of ReadAheadTotal).
+	ReadAheadFull uint64
 }
 
 // Stats returns the store's counters.
@@ -32,7 +35,7 @@ func (s *Store) Stats() Stats {
 		c := &ra.counter
 		st.ReadAheadHits, st.ReadAheadFills, st.ReadAheadEntries = c.hits.Load(), c.fills.Load(), c.filled.Load()
 		st.ReadAheadLimitedRequester, st.ReadAheadLimitedTotal = c.byWho.Load(), c.byTotal.Load()
-		st.ReadAheadEvicted, st.ReadAheadIdled = c.evicted.Load(), c.idled.Load()
+		st.ReadAheadEvicted, st.ReadAheadIdled, st.ReadAheadFull = c.evicted.Load(), c.idled.Load(), c.full.Load()
 	}
 	return st
 }
