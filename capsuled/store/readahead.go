@@ -213,6 +213,13 @@ func (ra *readAhead) account(st *stream, n int) bool {
 	return true
 }
 
+// held is the bytes st keeps.
+func (ra *readAhead) held(st *stream) int {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	return st.bytes
+}
+
 // forget empties st.recs of every seqno below keep (st.mu held).
 func (ra *readAhead) forget(st *stream, keep uint64) {
 	n := 0
@@ -295,11 +302,9 @@ func (s *Store) ReadRawFor(who, c pdu.Name, from, to uint64, fn func(seqno uint6
 		}
 		ra.counter.hits.Add(1)
 		// Keep half the window ahead: read on once less is left.
-		ahead := 0
-		for _, w := range st.recs {
-			ahead += len(w)
-		}
-		refill := st.fillHi == 0 && st.top < cs.durable.Load().Seqno && ahead < ra.perWho/2
+		// (Small records: at most readAheadEntries kept, so that no READ
+		// walks a large map.)
+		refill := st.fillHi == 0 && st.top < cs.durable.Load().Seqno && ra.held(st) < ra.perWho/2 && len(st.recs) < readAheadEntries/2
 		if refill {
 			// Reserved now: READs for what it reads wait for it
 			// rather than read the store themselves.
@@ -349,7 +354,7 @@ func (s *Store) refill(st *stream, cs *capsuleState, gen uint64) {
 // in flight sends them in order, they may be served out of it).
 const readAheadJump = 64
 
-// readAheadEntries bounds the entries one fill keeps.
+// readAheadEntries bounds the entries a stream keeps.
 const readAheadEntries = 1024
 
 // fill (st.mu held, released during the scan) reads entries from lo on in
@@ -361,13 +366,17 @@ func (s *Store) fill(st *stream, cs *capsuleState, gen, lo, from, to uint64, fn 
 	c := cs.info.Name
 	head := cs.durable.Load().Seqno
 	room, bound := ra.room(st)
-	if lo > head || (room <= 0 && to == 0) {
+	keep := readAheadEntries - len(st.recs) // entries it may keep (st.mu held)
+	if lo > head || (room <= 0 && to == 0) || (keep <= 0 && to == 0) {
 		if lo <= head && bound != nil {
 			bound.Add(1)
 		}
 		st.fillLo, st.fillHi = 0, 0 // a reservation (refill) ends
 		st.done.Broadcast()
 		return nil
+	}
+	if keep <= 0 {
+		room = 0 // only the READ's own entries
 	}
 	st.fillLo, st.fillHi = lo, head
 	st.mu.Unlock()
@@ -406,7 +415,7 @@ func (s *Store) fill(st *stream, cs *capsuleState, gen, lo, from, to uint64, fn 
 		// Stop before an entry like this one would not fit, and at
 		// readAheadEntries (small records: bounded hashing per fill).
 		full = used+len(v) > room
-		return !full && len(got) < readAheadEntries
+		return !full && len(got) < keep
 	})
 	st.mu.Lock()
 	st.fillLo, st.fillHi = 0, 0

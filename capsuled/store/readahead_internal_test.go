@@ -543,3 +543,28 @@ func TestReadAheadFallbackDuringClose(t *testing.T) {
 		}
 	}
 }
+
+// TestReadAheadSmallRecords: a stream of small records keeps at most
+// readAheadEntries of them (no READ walks a large map), and every READ
+// returns its entry.
+func TestReadAheadSmallRecords(t *testing.T) {
+	s, _ := openReadAhead(t, Options{})
+	tc := newTestCapsule(t, 28)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 3000, 40)
+	mustAppend(t, s, tc.name, recs, hb)
+	most := 0
+	for seq := uint64(1); seq <= 3000; seq++ {
+		readOne(t, s, readerA, tc.name, seq, recs, hb)
+		if st := s.ahead.table[streamKey{readerA, tc.name}]; st != nil {
+			st.mu.Lock()
+			most = max(most, len(st.recs))
+			st.mu.Unlock()
+		}
+	}
+	if most > readAheadEntries || s.Stats().ReadAheadHits < 2900 {
+		t.Fatalf("a stream kept up to %d entries (bound %d); %d READs answered from read-ahead", most, readAheadEntries, s.Stats().ReadAheadHits)
+	}
+}
