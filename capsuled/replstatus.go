@@ -104,6 +104,16 @@ type peerSeen struct {
 // saw records that peer's head for capsule c was head at now; held says
 // whether the peer proved it holds the entries (sawHead).
 func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time, held bool) {
+	r.update(c, peer, func(e *peerSeen) { e.sawAt(head, now, held) })
+}
+
+func (e *peerSeen) sawAt(head uint64, now time.Time, held bool) {
+	e.head, e.seen, e.err, e.held, e.unproven, e.pending = head, now, "", held, false, false
+}
+
+// update applies f to the entry of peer's replica of c (a new one if
+// there is none), under the lock.
+func (r *replState) update(c, peer pdu.Name, f func(e *peerSeen)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
@@ -111,7 +121,7 @@ func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time, held bool)
 	}
 	k := [2]pdu.Name{c, peer}
 	e := r.m[k]
-	e.head, e.seen, e.err, e.held, e.unproven, e.pending = head, now, "", held, false, false
+	f(&e)
 	r.m[k] = e
 }
 
@@ -120,13 +130,10 @@ func (r *replState) saw(c, peer pdu.Name, head uint64, now time.Time, held bool)
 // own: no check is due until own moves, a later answer claims another
 // head, or next.
 func (r *replState) checked(c, peer pdu.Name, head, own uint64, now, next time.Time) {
-	r.saw(c, peer, head, now, true)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	k := [2]pdu.Name{c, peer}
-	e := r.m[k]
-	e.checkedOwn, e.nextCheck = own, next
-	r.m[k] = e
+	r.update(c, peer, func(e *peerSeen) {
+		e.sawAt(head, now, true)
+		e.checkedOwn, e.nextCheck = own, next
+	})
 }
 
 // checkDue reports whether the next SYNC to peer for capsule c asks for a
@@ -154,36 +161,21 @@ func (r *replState) checkDue(c, peer pdu.Name, own uint64, now time.Time) bool {
 // carries no possession tag (its SYNC asked for none): when head is the
 // one the peer proved last, it stays shown, heard now, and true; any
 // other head is not shown, a check is marked pending, and false.
-func (r *replState) stillHeld(c, peer pdu.Name, head uint64, now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = map[[2]pdu.Name]peerSeen{}
-	}
-	k := [2]pdu.Name{c, peer}
-	e := r.m[k]
-	if e.held && !e.seen.IsZero() && e.head == head {
-		e.seen = now
-		r.m[k] = e
-		return true
-	}
-	e.pending = true
-	r.m[k] = e
-	return false
+func (r *replState) stillHeld(c, peer pdu.Name, head uint64, now time.Time) (held bool) {
+	r.update(c, peer, func(e *peerSeen) {
+		if held = e.held && !e.seen.IsZero() && e.head == head; held {
+			e.seen = now
+		} else {
+			e.pending = true
+		}
+	})
+	return held
 }
 
 // unproven records that peer's last answer for capsule c claimed a head it
 // did not prove; the head shown, if any, stays.
 func (r *replState) unproven(c, peer pdu.Name) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = map[[2]pdu.Name]peerSeen{}
-	}
-	k := [2]pdu.Name{c, peer}
-	e := r.m[k]
-	e.unproven, e.pending = true, true
-	r.m[k] = e
+	r.update(c, peer, func(e *peerSeen) { e.unproven, e.pending = true, true })
 }
 
 // withdraw forgets peer's head for capsule c when a claim of head failed
@@ -193,18 +185,12 @@ func (r *replState) unproven(c, peer pdu.Name) {
 // one at least as high as the failed claim (the peer no longer shows it
 // holds it). A lower head the peer proved it holds stays.
 func (r *replState) withdraw(c, peer pdu.Name, claim uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = map[[2]pdu.Name]peerSeen{}
-	}
-	k := [2]pdu.Name{c, peer}
-	e := r.m[k]
-	if !e.held || e.head >= claim {
-		e.head, e.seen = 0, time.Time{}
-	}
-	e.unproven = true // the check stays due: what made it due holds until one succeeds
-	r.m[k] = e
+	r.update(c, peer, func(e *peerSeen) {
+		if !e.held || e.head >= claim {
+			e.head, e.seen = 0, time.Time{}
+		}
+		e.unproven = true // the check stays due: what made it due holds until one succeeds
+	})
 }
 
 // head is the head last recorded for peer's replica of c.
@@ -217,18 +203,12 @@ func (r *replState) head(c, peer pdu.Name) (uint64, bool) {
 
 // failed records the outcome of a pull from peer (nil: success).
 func (r *replState) failed(c, peer pdu.Name, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = map[[2]pdu.Name]peerSeen{}
-	}
-	k := [2]pdu.Name{c, peer}
-	e := r.m[k]
-	e.err = ""
-	if err != nil {
-		e.err = err.Error()
-	}
-	r.m[k] = e
+	r.update(c, peer, func(e *peerSeen) {
+		e.err = ""
+		if err != nil {
+			e.err = err.Error()
+		}
+	})
 }
 
 func (r *replState) get(c, peer pdu.Name) (peerSeen, bool) {

@@ -48,29 +48,8 @@ func TestPrepareImageReflink(t *testing.T) {
 		}
 	})
 
-	const nb = 2048 // 8 MiB, every block holding data
-	base := make([]byte, nb*BlockSize-300)
-	rng := rngFor(4)
-	for i := 0; i < nb; i++ {
-		copy(base[i*BlockSize:], textBlock(rng))
-	}
-	bp := filepath.Join(mnt, "base.img")
-	if err := os.WriteFile(bp, base, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c, err := OpenBaseCache(filepath.Join(mnt, "cache"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := c.Add(bp, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := c.Get(m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exec.Command("sync").Run() // filefrag reports delayed extents otherwise
+	base, b := raggedBase(t, mnt, 2048, 1, 4) // 8 MiB, every block holding data
+	exec.Command("sync").Run()                // filefrag reports delayed extents otherwise
 	for _, size := range []int64{int64(len(base)) + 10*BlockSize, 100*BlockSize + 17} {
 		p := filepath.Join(mnt, "work.img")
 		w, how, err := prepareImage(b, p, size)

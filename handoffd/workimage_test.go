@@ -20,28 +20,7 @@ import (
 // corrupted, so the image is right either way.
 func TestPrepareImage(t *testing.T) {
 	dir := t.TempDir()
-	const nb = 512
-	base := make([]byte, nb*BlockSize-300) // a ragged end
-	rng := rngFor(3)
-	for i := 0; i < nb; i += 8 { // one block in 8 holds data
-		copy(base[i*BlockSize:], textBlock(rng))
-	}
-	bp := filepath.Join(dir, "base.img")
-	if err := os.WriteFile(bp, base, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c, err := OpenBaseCache(filepath.Join(dir, "cache"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := c.Add(bp, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := c.Get(m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, b := raggedBase(t, dir, 512, 8, 3) // one block in 8 holds data
 	// Corrupt a block the index says is zero: a hole never reads it.
 	bf, _ := os.OpenFile(b.Path, os.O_RDWR, 0)
 	bf.WriteAt([]byte{0xee}, 3*BlockSize+5)
@@ -84,6 +63,35 @@ func TestPrepareImage(t *testing.T) {
 			}
 		}
 	}
+}
+
+// raggedBase writes a base image of nb blocks less 300 bytes (a ragged
+// end) in dir, every every-th block holding text from seed, adds it to a
+// base cache in dir and returns its bytes and the cached base.
+func raggedBase(t *testing.T, dir string, nb, every int, seed uint64) ([]byte, *Base) {
+	t.Helper()
+	base := make([]byte, nb*BlockSize-300)
+	rng := rngFor(seed)
+	for i := 0; i < nb; i += every {
+		copy(base[i*BlockSize:], textBlock(rng))
+	}
+	bp := filepath.Join(dir, "base.img")
+	if err := os.WriteFile(bp, base, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenBaseCache(filepath.Join(dir, "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Add(bp, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Get(m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, b
 }
 
 // TestVerifyUnchangedKeepsApplied: the background verification keeps, for
