@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/quic-go/quic-go"
 
 	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/certs"
@@ -464,10 +465,18 @@ func retryUntil(ctx context.Context, pause time.Duration, permanent func(error) 
 }
 
 // permanentAttachError says whether an attach failed in a way a retry
-// cannot mend: the router refused the endpoint's credentials, proved
-// another name, or presented a key its metadata does not carry.
+// cannot mend: the router refused the endpoint's credentials in the TLS
+// handshake or refused the link's kind, proved another name, or presented
+// a key its metadata does not carry. A router that closes the connection
+// after a failed setup also reports a refusal (a QUIC application close),
+// but that failure may be its own deadline on a starved router — the case
+// the retry is for — so it is retried.
 func permanentAttachError(err error) bool {
-	return errors.Is(err, tunnel.ErrPeerRefused) || errors.Is(err, tunnel.ErrWrongPeer) || errors.Is(err, tunnel.ErrKeyMismatch)
+	if errors.Is(err, tunnel.ErrWrongPeer) || errors.Is(err, tunnel.ErrKeyMismatch) {
+		return true
+	}
+	var closed *quic.ApplicationError
+	return errors.Is(err, tunnel.ErrPeerRefused) && !errors.As(err, &closed)
 }
 
 // capsuleClient says whether a client takes part in a capsule workload

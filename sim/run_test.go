@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/gdpnet/gdpnet/tunnel"
 )
 
@@ -128,11 +130,14 @@ func TestRetryUntil(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "refused") || calls < 2 {
 		t.Fatalf("budget over: err %v after %d calls, want the last error after several", err, calls)
 	}
-	// A refusal is final: the router refused the credentials (as the
-	// attach returns it: joined, wrapped), proved another name, or a key
-	// its metadata lacks — one attempt, that error, at once.
+	// A refusal is final: the router refused the credentials in the TLS
+	// handshake (as the attach returns it: joined, wrapped) or the link's
+	// kind, proved another name, or a key its metadata lacks — one
+	// attempt, that error, at once.
 	for _, perm := range []error{
-		fmt.Errorf("attach: %w", errors.Join(fmt.Errorf("%w: peer refused the link (code 3)", tunnel.ErrPeerRefused))),
+		fmt.Errorf("attach: %w", errors.Join(fmt.Errorf("r: tunnel: dial: %w: %w", tunnel.ErrPeerRefused,
+			&quic.TransportError{Remote: true, ErrorCode: quic.TransportErrorCode(0x100 + 42)}))),
+		fmt.Errorf("attach: %w", errors.Join(fmt.Errorf("%w: peer refused the link (code 1)", tunnel.ErrPeerRefused))),
 		fmt.Errorf("dial: %w: got x, want y", tunnel.ErrWrongPeer),
 		fmt.Errorf("dial: %w", tunnel.ErrKeyMismatch),
 	} {
@@ -142,6 +147,21 @@ func TestRetryUntil(t *testing.T) {
 		if !errors.Is(err, perm) || calls != 1 || time.Since(start) > 2*time.Second {
 			t.Fatalf("permanent %v: err %v after %d calls in %s, want it back after one", perm, err, calls, time.Since(start))
 		}
+	}
+	// The router closing the connection after a failed setup reads as a
+	// refusal too, but may be its own deadline on a starved router (the
+	// failure the retry is for): retried.
+	calls = 0
+	setupFailed := fmt.Errorf("attach: %w", errors.Join(fmt.Errorf("r: tunnel: dial: %w: %w", tunnel.ErrPeerRefused,
+		&quic.ApplicationError{Remote: true, ErrorCode: 1, ErrorMessage: "control accept: deadline exceeded"})))
+	err = retryUntil(ctx, time.Millisecond, permanentAttachError, func() error {
+		if calls++; calls < 3 {
+			return setupFailed
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("a setup the router gave up on: err %v after %d calls, want success at the third", err, calls)
 	}
 	in, ns := (&Sim{}).attachBudget(), (&Sim{ns: &nsRun{}}).attachBudget()
 	if in != 15*time.Second || ns != 60*time.Second {

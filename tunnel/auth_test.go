@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -111,7 +113,14 @@ func TestHandshakeAuthentication(t *testing.T) {
 					t.Fatalf("dial: %v, want %v", err, tc.wantErr)
 				}
 				if tc.wantErr == ErrPeerRefused {
-					// the server refused the client during the TLS handshake
+					// the server refused the client during the TLS handshake:
+					// a TLS alert, not the application close a listener
+					// sends after a setup it gave up on (its own deadline,
+					// say), which the simulator's attach retries
+					var closed *quic.ApplicationError
+					if errors.As(err, &closed) {
+						t.Fatalf("a refusal of credentials reads as an application close: %v", err)
+					}
 					deadline := time.Now().Add(2 * time.Second)
 					for srv.ep.Stats().HandshakesRefused == before.HandshakesRefused && time.Now().Before(deadline) {
 						time.Sleep(10 * time.Millisecond)
