@@ -1122,6 +1122,24 @@ func (st *syncState) nak(self pdu.Name, m client.Message) bool {
 	return false
 }
 
+// syncFailureReason is the reason field of an anti-entropy failure's log
+// line: head_not_held (the peer claims a head it does not show it holds),
+// nak (its router answered NAK), refused (the peer answered an error
+// status), or sync_failed (no answer, or records that did not verify:
+// the error says which).
+func syncFailureReason(err error) string {
+	var se *wire.StatusError
+	switch {
+	case errors.Is(err, errHeadNotHeld):
+		return "head_not_held"
+	case errors.Is(err, errNAK):
+		return "nak"
+	case errors.As(err, &se):
+		return "refused"
+	}
+	return "sync_failed"
+}
+
 // syncFailures remembers which (capsule, peer) pairs anti-entropy cannot
 // sync, so a failure is logged at WARN once when it starts, the recovery
 // at INFO once, and the rounds in between only at DEBUG (a replica down
@@ -1147,9 +1165,10 @@ func (f *syncFailures) report(log *zap.Logger, c, peer pdu.Name, err error) {
 	f.mu.Unlock()
 	switch {
 	case err != nil && !was:
-		log.Warn("anti-entropy with a replica failing; retrying", logging.Capsule(c), logging.Peer(peer), zap.Error(err))
+		log.Warn("anti-entropy with a replica failing; retrying", logging.Capsule(c), logging.Peer(peer),
+			logging.Reason(syncFailureReason(err)), zap.Error(err))
 	case err != nil:
-		log.Debug("anti-entropy", logging.Capsule(c), logging.Peer(peer), zap.Error(err))
+		log.Debug("anti-entropy", logging.Capsule(c), logging.Peer(peer), logging.Reason(syncFailureReason(err)), zap.Error(err))
 	case was:
 		log.Info("anti-entropy with the replica works again", logging.Capsule(c), logging.Peer(peer))
 	}

@@ -2,12 +2,14 @@ package capsuled
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -31,5 +33,18 @@ func TestSyncFailuresLogged(t *testing.T) {
 	}
 	if len(infos) != 1 {
 		t.Fatalf("want one INFO on recovery, got %v", logs.All())
+	}
+	if r := warns[0].ContextMap()["reason"]; r != "sync_failed" {
+		t.Fatalf("reason %v, want sync_failed", r)
+	}
+	// The reason field names the kind of failure, for operators to grep.
+	for want, err := range map[string]error{
+		"head_not_held": fmt.Errorf("%w: head 9: no possession tag", errHeadNotHeld),
+		"nak":           fmt.Errorf("sync: %w", errNAK),
+		"refused":       &wire.StatusError{Status: wire.StatusUnavailable},
+	} {
+		if got := syncFailureReason(err); got != want {
+			t.Errorf("reason of %v: %s, want %s", err, got, want)
+		}
 	}
 }
