@@ -14,6 +14,8 @@ import (
 
 // NameAddr is a gdpnet name as a net.Addr: the addresses of the packet
 // connection QUIC runs on over the overlay (DialName, ListenName).
+// Compare two by their Name: == also compares the printed form this
+// package caches in the ones it makes.
 type NameAddr struct {
 	Name pdu.Name
 	// str is Name printed, filled by the addresses this package makes:
