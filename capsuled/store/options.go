@@ -44,7 +44,8 @@ type Options struct {
 	// (Stats.ReadAheadLimitedTotal). Default 64 MiB.
 	ReadAheadTotal int
 	// ReadAheadIdle: a stream not read for this long is dropped
-	// (Stats.ReadAheadIdled). Default 10 s.
+	// (Stats.ReadAheadIdled; swept every quarter of it, READs or not).
+	// Default 10 s.
 	ReadAheadIdle time.Duration
 
 	// freeBytes replaces the free-space probe (tests).

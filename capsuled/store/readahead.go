@@ -105,13 +105,7 @@ func (ra *readAhead) stream(k streamKey) *stream {
 	defer ra.mu.Unlock()
 	now := ra.now()
 	if now.Sub(ra.swept) > ra.idle/4 {
-		ra.swept = now
-		for _, st := range ra.table {
-			if now.Sub(st.used) > ra.idle {
-				ra.dropLocked(st)
-				ra.counter.idled.Add(1)
-			}
-		}
+		ra.sweepLocked(now)
 	}
 	if st := ra.table[k]; st != nil {
 		st.used = now
@@ -149,6 +143,34 @@ func (ra *readAhead) stream(k streamKey) *stream {
 	ra.table[k] = st
 	u.streams = append(u.streams, st)
 	return st
+}
+
+// sweepLocked drops the streams not read for ReadAheadIdle (ra.mu held).
+func (ra *readAhead) sweepLocked(now time.Time) {
+	ra.swept = now
+	for _, st := range ra.table {
+		if now.Sub(st.used) > ra.idle {
+			ra.dropLocked(st)
+			ra.counter.idled.Add(1)
+		}
+	}
+}
+
+// sweeper drops idle streams every ReadAheadIdle/4 until stop closes, so
+// the bytes of readers that stopped go back even when no READ comes.
+func (ra *readAhead) sweeper(stop <-chan struct{}) {
+	t := time.NewTicker(max(ra.idle/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			ra.mu.Lock()
+			ra.sweepLocked(ra.now())
+			ra.mu.Unlock()
+		}
+	}
 }
 
 // dropLocked takes st out of the table and releases its bytes (ra.mu

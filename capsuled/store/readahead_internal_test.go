@@ -568,3 +568,31 @@ func TestReadAheadSmallRecords(t *testing.T) {
 		t.Fatalf("a stream kept up to %d entries (bound %d); %d READs answered from read-ahead", most, readAheadEntries, s.Stats().ReadAheadHits)
 	}
 }
+
+// TestReadAheadIdleSwept: the records a reader left read ahead go back
+// once it has been idle for ReadAheadIdle even when no READ comes after
+// (an idle server holds no read-ahead), and Close stops the sweeper.
+func TestReadAheadIdleSwept(t *testing.T) {
+	s, _ := openReadAhead(t, Options{ReadAheadBytes: 16 << 10, ReadAheadIdle: 200 * time.Millisecond})
+	tc := newTestCapsule(t, 23)
+	if err := s.Create(t.Context(), tc.name, tc.meta); err != nil {
+		t.Fatal(err)
+	}
+	recs, hb := writeRecs(tc.writer(), 32, 1000)
+	mustAppend(t, s, tc.name, recs, hb)
+	for seq := uint64(1); seq <= 4; seq++ {
+		readOne(t, s, readerA, tc.name, seq, recs, hb)
+	}
+	s.bg.Wait() // the fill running off the READs
+	if st := s.Stats(); st.ReadAheadBytes == 0 {
+		t.Fatalf("nothing read ahead after 4 sequential READs: %+v", st)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().ReadAheadBytes != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := s.Stats(); st.ReadAheadBytes != 0 || st.ReadAheadIdled != 1 {
+		t.Fatalf("after the reader stopped: %d bytes still read ahead, %d streams dropped idle; want 0 and 1",
+			st.ReadAheadBytes, st.ReadAheadIdled)
+	}
+}

@@ -38,6 +38,9 @@ type Store struct {
 	// bg: read-ahead fills running off a READ (started under enter);
 	// Close waits for them before closing the engine.
 	bg sync.WaitGroup
+	// stopSweep ends the read-ahead's idle sweeper (nil: no read-ahead).
+	stopSweep chan struct{}
+	sweeping  sync.WaitGroup
 }
 
 // capsuleState is one capsule's in-memory state. mu serialises appends;
@@ -104,6 +107,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	s.commit.dir, s.commit.minFree, s.commit.free = dir, opts.MinFreeBytes, opts.freeBytes
 	s.commit.roomy.Store(true)
 	s.commit.start(eng, opts.MaxGroupBytes)
+	if s.ahead != nil {
+		s.stopSweep = make(chan struct{})
+		s.sweeping.Add(1)
+		go func() {
+			defer s.sweeping.Done()
+			s.ahead.sweeper(s.stopSweep)
+		}()
+	}
 	return s, nil
 }
 
@@ -117,6 +128,10 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.closeMu.Unlock()
+	if s.stopSweep != nil {
+		close(s.stopSweep)
+		s.sweeping.Wait()
+	}
 	s.bg.Wait()
 	s.commit.stop()
 	return s.eng.close()
