@@ -465,7 +465,7 @@ func ResumeVM(ctx context.Context, cache *BaseCache, rec *Received, base QEMUCon
 		*f.dst = b.Path
 	}
 	if m.Disk {
-		cfg.Disk, cfg.DiskFmt = rec.Images["disk"], "raw"
+		cfg.Disk, cfg.DiskFmt, cfg.Discard = rec.Images["disk"], "raw", m.Discard
 		if cfg.Disk == "" {
 			return nil, errors.New("resume: no disk image")
 		}

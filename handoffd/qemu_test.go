@@ -160,6 +160,7 @@ type vmEnv struct {
 	kernelID, initrdID string
 	sumA               string
 	appendLine         string
+	discard            bool
 }
 
 const guestMiB = 128
@@ -224,6 +225,7 @@ func startVMWith(t *testing.T, o vmOpts) *vmEnv {
 	defer cancel()
 	e.q, err = StartQEMU(ctx, QEMUConfig{Dir: vmDir, MemoryMiB: guestMiB, Kernel: kernel, Initrd: initrd, Append: e.appendLine,
 		MemPath: e.memPath, Disk: e.top.Top, DiskFmt: "qcow2", Discard: o.discard, Logger: zaptest.NewLogger(t).Named("qemu-a")})
+	e.discard = o.discard
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +263,7 @@ func (e *vmEnv) handoff() *Handoff {
 			{Name: "disk", Base: e.diskBase, Path: e.top.Raw, Dirty: e.top.Extents, Refresh: e.top.Refresh},
 		},
 		VM:   e.q,
-		Meta: VMMeta{MemoryMiB: guestMiB, CPUs: 1, Machine: "pc", Kernel: e.kernelID, Initrd: e.initrdID, Append: e.appendLine, Disk: true},
+		Meta: VMMeta{MemoryMiB: guestMiB, CPUs: 1, Machine: "pc", Kernel: e.kernelID, Initrd: e.initrdID, Append: e.appendLine, Disk: true, Discard: e.discard},
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ while read cmd; do
   case "$cmd" in
   sum) echo "SUM $(md5sum /tmp/mem.dat | cut -d' ' -f1)" ;;
   dsum) sync; echo 3 > /proc/sys/vm/drop_caches; echo "DSUM $(md5sum /mnt/new.dat | cut -d' ' -f1)" ;;
+  rmnew) rm /mnt/new.dat; sync; echo "TRIMMED $(fstrim -v /mnt 2>&1)"; sync ;;
   esac
 done
 `
@@ -166,6 +168,27 @@ func TestQEMUHandoffTrimmed(t *testing.T) {
 	conB.send("dsum")
 	if sum := conB.wait(t, regexp.MustCompile(`^DSUM ([0-9a-f]{32})$`), 30*time.Second)[1]; sum != e.sumA {
 		t.Fatalf("new.dat read from B's disk: MD5 %s, the data's %s", sum, e.sumA)
+	}
+	// At B the drive passes discards on too (VMMeta.Discard): the guest
+	// deletes new.dat and trims, and its blocks become holes in B's raw
+	// image, so a handoff from B leaves them out as well.
+	allocated := func() int64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(rec.Images["disk"], &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Blocks * 512
+	}
+	before := allocated()
+	conB.send("rmnew")
+	line := conB.wait(t, regexp.MustCompile(`^TRIMMED (.*)$`), 30*time.Second)[1]
+	deadline := time.Now().Add(10 * time.Second)
+	for allocated() > before-1_000_000 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after := allocated(); after > before-1_000_000 {
+		t.Fatalf("B's disk after the guest deleted new.dat (~1.5 MB) and trimmed (%s): %d bytes allocated, %d before: the drive at B does not pass discards on",
+			line, after, before)
 	}
 }
 

@@ -13,6 +13,11 @@ type VMMeta struct {
 	Initrd    string `json:"initrd,omitempty"` // base id
 	Append    string `json:"append,omitempty"`
 	Disk      bool   `json:"disk,omitempty"` // image "disk" is attached as virtio disk
+	// Discard: the disk's drive passes the guest's discards on (TRIM,
+	// discard=unmap); the destination attaches it the same way, so the
+	// guest's fstrim keeps freeing blocks there (holes in its raw image)
+	// and a later handoff from there leaves them out too.
+	Discard bool `json:"discard,omitempty"`
 }
 
 // VM is what the sender needs from a running VM: stop it and hand over its

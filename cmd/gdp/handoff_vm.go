@@ -17,6 +17,7 @@ type handoffVMOpts struct {
 	handoffSendOpts
 	qmp                  string
 	diskOverlay          string
+	discard              bool
 	kernelBase, initrdID string
 	appendLine, machine  string
 	stateDir             string
@@ -56,6 +57,7 @@ and --json as for gdp handoff send.`,
 	f.StringVar(&o.qmp, "qmp", "", "the VM's QMP socket (unix)")
 	f.StringVar(&o.memoryBase, "memory-base", "", "base of the RAM file (cache ID or prefix): the RAM of the booted, idle base VM")
 	f.StringVar(&o.diskOverlay, "disk-overlay", "", "the VM's disk: a qcow2 overlay over --disk-base (none: a VM without a disk)")
+	f.BoolVar(&o.discard, "discard", false, "its disk's drive passes the guest's discards on (discard=unmap): the destination attaches it the same way, so the guest's fstrim keeps freeing blocks there")
 	f.StringVar(&o.diskBase, "disk-base", "", "base of the disk (cache ID or prefix)")
 	f.StringVar(&o.kernelBase, "kernel-base", "", "the kernel the VM booted (cache ID or prefix): the destination boots the same")
 	f.StringVar(&o.initrdID, "initrd-base", "", "its initrd (cache ID or prefix)")
@@ -74,6 +76,9 @@ func (o *handoffVMOpts) run(cmd *cobra.Command, cacheDir string) error {
 	}
 	if (o.diskOverlay == "") != (o.diskBase == "") {
 		return fmt.Errorf("--disk-overlay and --disk-base go together")
+	}
+	if o.discard && o.diskOverlay == "" {
+		return fmt.Errorf("--discard describes the VM's disk: give --disk-overlay and --disk-base too")
 	}
 	if (o.to == "") == (o.tcp == "") {
 		return fmt.Errorf("give exactly one of --to and --tcp")
@@ -96,7 +101,7 @@ func (o *handoffVMOpts) run(cmd *cobra.Command, cacheDir string) error {
 	if err != nil {
 		return err
 	}
-	meta := handoffd.VMMeta{Machine: o.machine, Append: o.appendLine, Disk: o.diskOverlay != ""}
+	meta := handoffd.VMMeta{Machine: o.machine, Append: o.appendLine, Disk: o.diskOverlay != "", Discard: o.discard}
 	if meta.Kernel, err = resolve("kernel-base", o.kernelBase); err != nil {
 		return err
 	}
