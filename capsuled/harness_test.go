@@ -2,6 +2,7 @@ package capsuled_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
 	"github.com/gdpnet/gdpnet/router/routertest"
@@ -281,6 +283,33 @@ func newTestCapsule(t testing.TB, desc string) *testCapsule {
 		t.Fatal(err)
 	}
 	return &testCapsule{owner: owner, writer: writer, meta: meta}
+}
+
+// writes opens a writer of tc on cc to the replicas rs, w of them to
+// acknowledge (closed when the test ends), and returns write(n): n records
+// appended ("r0", "r1", …) and flushed, failing t unless w acknowledged.
+func (tc *testCapsule) writes(ctx context.Context, t testing.TB, cc *client.CapsuleClient, w int, rs ...*replica) func(n int) {
+	t.Helper()
+	var names []pdu.Name
+	for _, r := range rs {
+		names = append(names, r.id.Name)
+	}
+	wr, err := cc.NewWriter(ctx, tc.meta.Name(), tc.writer.Key, client.WriterOptions{Cadence: -1, Replicas: names, W: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wr.Close(context.Background()) })
+	return func(n int) {
+		t.Helper()
+		for i := range n {
+			if _, err := wr.Append(ctx, fmt.Appendf(nil, "r%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d, err := wr.Flush(ctx); err != nil || !d.Met {
+			t.Fatalf("write: %v %v", d, err)
+		}
+	}
 }
 
 // create places tc on the replicas with durability w.

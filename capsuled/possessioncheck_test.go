@@ -2,13 +2,10 @@ package capsuled_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/gdpnet/gdpnet/capsuled"
-	"github.com/gdpnet/gdpnet/client"
-	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // TestPossessionChecksWhenDue: two real replicas (QUIC tunnels to a real
@@ -30,25 +27,9 @@ func TestPossessionChecksWhenDue(t *testing.T) {
 	cc := w.user(r1, "writer")
 	tc := newTestCapsule(t, "possession checks")
 	tc.create(t, cc, 2, a, b)
-	name := tc.meta.Name()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	wr, err := cc.NewWriter(ctx, name, tc.writer.Key, client.WriterOptions{Cadence: -1, Replicas: []pdu.Name{a.id.Name, b.id.Name}, W: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wr.Close(context.Background())
-	write := func(n int) {
-		t.Helper()
-		for i := range n {
-			if _, err := wr.Append(ctx, fmt.Appendf(nil, "r%d", i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if d, err := wr.Flush(ctx); err != nil || !d.Met {
-			t.Fatalf("write: %v %v", d, err)
-		}
-	}
+	write := tc.writes(ctx, t, cc, 2, a, b)
 	checks := func(r *replica) float64 { return r.metric("gdp_capsuled_possession_checks_total", "ok") }
 	// shown: r shows its peer at head, proven.
 	shown := func(r *replica, head uint64) bool {

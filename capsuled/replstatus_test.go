@@ -2,13 +2,10 @@ package capsuled_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/gdpnet/gdpnet/capsuled"
-	"github.com/gdpnet/gdpnet/client"
-	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // TestStatusReplication: Status shows each capsule's head and what the
@@ -28,22 +25,7 @@ func TestStatusReplication(t *testing.T) {
 	name := tc.meta.Name()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	wr, err := cc.NewWriter(ctx, name, tc.writer.Key, client.WriterOptions{Cadence: -1, Replicas: []pdu.Name{a.id.Name}, W: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wr.Close(context.Background())
-	write := func(n int) {
-		t.Helper()
-		for i := range n {
-			if _, err := wr.Append(ctx, fmt.Appendf(nil, "r%d", i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if d, err := wr.Flush(ctx); err != nil || !d.Met {
-			t.Fatalf("write: %v %v", d, err)
-		}
-	}
+	write := tc.writes(ctx, t, cc, 1, a)
 	write(5)
 	peerOf := func(r *replica) (capsuled.CapsuleStatus, capsuled.PeerStatus) {
 		st := r.srv.Status()
