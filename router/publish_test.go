@@ -277,6 +277,25 @@ func TestAdvertiseWaitPublished(t *testing.T) {
 	}
 }
 
+// capsuleRoutes makes n capsules ("c0", "c1", …) and their routes to
+// server, each with an AdCert for an hour.
+func capsuleRoutes(t *testing.T, server pdu.Name, n int) []client.Route {
+	t.Helper()
+	var routes []client.Route
+	for i := range n {
+		cp, err := newCapsule(fmt.Sprintf("c%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad, err := cp.AdCert(server, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, client.CapsuleRoute(cp.Meta, ad))
+	}
+	return routes
+}
+
 // TestAdvertiseWaitManyNames: one waiting ADVERTISE of 64 capsule names
 // with a resolver that stores at once, each name's job finished before the
 // router puts the name's result in place: every name is answered
@@ -286,18 +305,7 @@ func TestAdvertiseWaitManyNames(t *testing.T) {
 	w := newWorld(t)
 	r := w.router("r", router.Config{}, nil)
 	c := w.endpoint(r, certs.KindServer, "server")
-	var routes []client.Route
-	for i := range 64 {
-		cp, err := newCapsule(fmt.Sprintf("c%d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ad, err := cp.AdCert(c.Name(), time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes = append(routes, client.CapsuleRoute(cp.Meta, ad))
-	}
+	routes := capsuleRoutes(t, c.Name(), 64)
 	// Each name's job is done before the router goes on (the worst case
 	// of a loaded machine, where the advertising goroutine lost its CPU
 	// right after queuing the job).
@@ -405,18 +413,7 @@ func TestAdvertiseWaitInAll(t *testing.T) {
 	tr := &trackingResolver{Static: w.res, delay: 200 * time.Millisecond}
 	r := w.router("r", router.Config{}, tr)
 	c := w.endpoint(r, certs.KindServer, "server")
-	var routes []client.Route
-	for i := range 70 {
-		cp, err := newCapsule(fmt.Sprintf("c%d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ad, err := cp.AdCert(c.Name(), time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes = append(routes, client.CapsuleRoute(cp.Meta, ad))
-	}
+	routes := capsuleRoutes(t, c.Name(), 70)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	res, err := c.AdvertisePublished(ctx, time.Second, routes...)
