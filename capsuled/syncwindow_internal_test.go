@@ -151,9 +151,10 @@ func TestRangeSyncAnswersBackToBack(t *testing.T) {
 
 // TestSyncAnswersPerPeer: one peer has at most sync_answers_per_peer SYNCs
 // answered at once; one more is refused 503 and counted, another peer's is
-// answered. The possession tag (two entry reads) is computed only for an
-// admitted SYNC with a nonce: a refused one, or one without a nonce (an
-// older asker), carries none.
+// answered. The possession tag (its entry reads) is computed only for an
+// admitted SYNC with a nonce: a refused one reads no entry from the store
+// at all (store Stats.EntriesRead), and one without a nonce (an older
+// asker) carries no tag and reads only the entries its segments carry.
 func TestSyncAnswersPerPeer(t *testing.T) {
 	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
 	src := syncSource(t, sw, []int{3}, 10)
@@ -165,15 +166,22 @@ func TestSyncAnswersPerPeer(t *testing.T) {
 			t.Fatal("the first two SYNCs of a peer are refused")
 		}
 	}
+	reads := func() uint64 { return src.st.Stats().EntriesRead }
+	was := reads()
 	if resp := src.handleSync(request{from: busy, msg: req}); resp.Status != wire.StatusUnavailable || resp.Possession != nil {
 		t.Fatalf("a third SYNC of a peer with two being answered: %v (tag %x), want 503 without a tag", resp.Status, resp.Possession)
+	}
+	if n := reads() - was; n != 0 {
+		t.Fatalf("a SYNC refused by the peer's share read %d entries, want none", n)
 	}
 	if n := counterValue(src.met.syncRefused); n != 1 {
 		t.Fatalf("sync_refused_total %v, want 1", n)
 	}
+	was = reads()
 	if resp := src.handleSync(request{from: other, msg: req}); resp.Status != wire.StatusOK || len(resp.Segments) != 1 || len(resp.Possession) != wire.PossessionLen {
 		t.Fatalf("another peer's SYNC: %v with %d segments, tag %x", resp.Status, len(resp.Segments), resp.Possession)
 	}
+	nonced := reads() - was
 	src.syncAnswers.release(busy)
 	if resp := src.handleSync(request{from: busy, msg: req}); resp.Status != wire.StatusOK {
 		t.Fatalf("the peer's SYNC once one of its answers is done: %v", resp.Status)
@@ -182,8 +190,14 @@ func TestSyncAnswersPerPeer(t *testing.T) {
 	// decoder would refuse), and costs no entry reads.
 	old := *req
 	old.Hash = nil
+	was = reads()
 	if resp := src.handleSync(request{from: other, msg: &old}); resp.Status != wire.StatusOK || resp.Possession != nil {
 		t.Fatalf("a SYNC without a nonce: %v, tag %x", resp.Status, resp.Possession)
+	}
+	// Its 3 entries; the one with a nonce read those and the tag's 2
+	// (the head's, and the one the nonce picks).
+	if plain := reads() - was; plain != 3 || nonced != plain+2 {
+		t.Fatalf("entries read: %d answering a SYNC without a nonce (want 3), %d with one (want 5)", plain, nonced)
 	}
 }
 

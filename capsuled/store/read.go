@@ -139,6 +139,7 @@ func (s *Store) readRaw(c pdu.Name, from, to uint64, fn func(seqno uint64, wire 
 	}
 	var ferr error
 	next := from
+	defer func() { s.entriesRead.Add(next - from) }()
 	err := s.eng.scan(key(tEntry, c, from), key(tEntry, c, to+1), func(k, v []byte) bool {
 		seq := u64(k[33:])
 		if seq != next {
@@ -199,6 +200,7 @@ const MaxRead = 1 << 16
 
 // entry reads one stored entry (durable or not).
 func (s *Store) entry(c pdu.Name, seqno uint64) (capsule.Record, error) {
+	s.entriesRead.Add(1)
 	v, err := s.eng.get(key(tEntry, c, seqno))
 	if errors.Is(err, errNotFound) {
 		return capsule.Record{}, fmt.Errorf("entry %d of %s: %w", seqno, c, ErrNotFound)

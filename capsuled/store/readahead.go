@@ -410,6 +410,7 @@ func (s *Store) fill(st *stream, cs *capsuleState, gen, lo, from, to uint64, fn 
 	var ferr error
 	full := false // the scan stopped at room
 	used, next := 0, lo
+	defer func() { s.entriesRead.Add(next - lo) }()
 	err := s.eng.scan(key(tEntry, c, lo), key(tEntry, c, head+1), func(k, v []byte) bool {
 		seq := u64(k[33:])
 		if seq != next {

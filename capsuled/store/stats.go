@@ -20,6 +20,11 @@ type Stats struct {
 	// ReadAheadFull counts READs read without a stream because the table
 	// held its most (one stream per 4 KiB of ReadAheadTotal).
 	ReadAheadFull uint64
+	// EntriesRead counts the entries (records and holes) read from the
+	// engine for callers: ReadRaw, Read, the read-ahead's fills, lookups
+	// of one entry. What a request cost in reads shows in its change
+	// (tests: a SYNC refused by its requester's share reads none).
+	EntriesRead uint64
 }
 
 // Stats returns the store's counters.
@@ -27,7 +32,8 @@ func (s *Store) Stats() Stats {
 	s.commit.mu.Lock()
 	p := len(s.commit.queue)
 	s.commit.mu.Unlock()
-	st := Stats{Fsyncs: s.commit.groups.Load(), Writes: s.commit.writes.Load(), Pending: p, DiskFull: s.commit.diskFull.Load()}
+	st := Stats{Fsyncs: s.commit.groups.Load(), Writes: s.commit.writes.Load(), Pending: p, DiskFull: s.commit.diskFull.Load(),
+		EntriesRead: s.entriesRead.Load()}
 	if ra := s.ahead; ra != nil {
 		ra.mu.Lock()
 		st.ReadAheadBytes = ra.bytes

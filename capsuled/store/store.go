@@ -29,7 +29,9 @@ type Store struct {
 
 	commit committer
 	nodes  *lru.Cache[nodeCacheKey, capsule.Hash]
-	ahead  *readAhead // nil: off
+	// entriesRead counts the entries read from the engine (Stats).
+	entriesRead atomic.Uint64
+	ahead       *readAhead // nil: off
 
 	// closeMu is held shared by every operation that touches the engine
 	// and exclusively by Close, so nothing reaches a closed engine.
