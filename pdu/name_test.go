@@ -55,6 +55,10 @@ func TestParseNameRejects(t *testing.T) {
 		{"space", " " + good[1:]},
 		{"newline inside", good[:20] + "\n" + good[21:]},
 		{"carriage return at end", good[:42] + "\r"},
+		// 42 characters that decode (the zero name's, trailing bits zero)
+		// and a newline the decoder skips: only the byte count refuses it
+		// (mutant: the count check dropped).
+		{"newline inside the zero name", strings.Repeat("A", 20) + "\n" + strings.Repeat("A", 22)},
 		{"non-ASCII", "é" + good[2:]},
 		{"hex instead", strings.Repeat("0", 64)},
 		{"huge", strings.Repeat("A", 1<<20)},

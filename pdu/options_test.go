@@ -19,6 +19,7 @@ func TestOption(t *testing.T) {
 		{"after Pad1 and unknown", []byte{0, 0x7f, 1, 'x', 5, 1, 'y', 0}, 5, []byte("y"), true},
 		{"first of two", []byte{5, 1, 'a', 5, 1, 'b'}, 5, []byte("a"), true},
 		{"zero length", []byte{5, 0, 0, 0}, 5, []byte{}, true},
+		{"zero length, last", []byte{5, 0}, 5, []byte{}, true}, // mutant: i+2 > len → >=
 		{"Pad1 is not an option", []byte{0, 0, 0, 0}, OptPad1, nil, false},
 		{"overrun", []byte{5, 9, 'h'}, 5, nil, false},
 		{"behind an overrun", []byte{6, 9, 5, 1, 'z'}, 5, nil, false},
