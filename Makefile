@@ -10,7 +10,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 BUILDTIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  ?= -X main.buildRevision=$(REVISION) -X main.buildTime=$(BUILDTIME)
 
-.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds soak soak-steady lint clean handoff-data handoff-bench
+.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds soak soak-steady lint clean handoff-data handoff-bench mutate
 
 all: build
 
@@ -108,6 +108,21 @@ soak-steady:
 # <pkg>/testdata/fuzz/<target>/ and `make test` reruns them once committed.
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+# Mutation sweep of the trust checks (docs/SECURITY.md, "Mutation sweep"):
+# for each package, every guard skipped, operand dropped, limit moved by one,
+# check forced true or error dropped is compiled into one test binary
+# (go test -overlay: the tree is not edited) and the package's tests run
+# once per mutant; the survivors are the checks no test exercises. Results
+# (tab-separated, resumable) go to $(MUTDIR)/<pkg>.tsv. MUT_ARGS adds
+# flags, e.g. MUT_ARGS="-funcs Verify -run TestVerify".
+MUTPKGS ?= ./certs ./caapi/seal ./advert ./pdu ./capsuled/wire ./capsule
+MUTDIR  ?= /tmp/gdp-mutate
+MUT_ARGS ?=
+mutate:
+	$(GO) build -o $(MUTDIR)/mutsweep ./internal/mutsweep
+	for p in $(MUTPKGS); do t=$$(echo $$p | sed 's#^\./##; s#/#_#g'); \
+		$(MUTDIR)/mutsweep -pkg $$p -work $(MUTDIR)/work-$$t -results $(MUTDIR)/$$t.tsv $(MUT_ARGS) || exit 1; done
 
 # Rewrites the seed corpora (<pkg>/testdata/fuzz/<target>/seed-*) from the
 # seeds each target adds (internal/fuzzseed): golden vectors and fixtures.
