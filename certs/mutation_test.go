@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -405,5 +407,95 @@ func TestIdentityValidates(t *testing.T) {
 	}
 	if _, err := NewCapsule(key, pub[:31], ""); !errors.Is(err, ErrMalformed) {
 		t.Errorf("NewCapsule, short writer key: got %v", err)
+	}
+}
+
+// TestKeystoreRefuses: what the keystore refuses to save or load, each with
+// its own check (mutants: each guard skipped, an || operand dropped, the
+// alias character ranges moved by one).
+func TestKeystoreRefuses(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := OpenKeystore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fixedIdentity(t, KindRouter, "router")
+	if err := ks.Save("r", id); err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Save("r", id); !errors.Is(err, ErrExists) {
+		t.Errorf("saved over an existing alias: %v", err)
+	}
+	if err := ks.Save("n", nil); err == nil {
+		t.Error("saved no identity")
+	}
+	if err := ks.Save("m", &Identity{Key: id.Key}); err == nil {
+		t.Error("saved an identity without metadata")
+	}
+	other := fixedIdentity(t, KindRouter, "other")
+	if err := ks.Save("x", &Identity{Meta: id.Meta, Name: id.Name, Key: other.Key}); err == nil {
+		t.Error("saved a key that is not the metadata's")
+	}
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta := Armor(PEMMetadata, id.Meta.Marshal())
+	for _, tc := range []struct {
+		alias string
+		key   []byte // nil: a directory
+		meta  []byte // nil: none
+	}{
+		{"dir", nil, meta},
+		{"short", Armor(PEMPrivateKey, id.Key.Seed()[:31]), meta},
+		{"wrongtype", Armor(PEMCert, id.Key.Seed()), meta},
+		{"broken", []byte("-----BEGIN GDP PRIVATE KEY-----\nnot base64\n"), meta},
+		{"nometa", Armor(PEMPrivateKey, id.Key.Seed()), nil},
+		{"certmeta", Armor(PEMPrivateKey, id.Key.Seed()), Armor(PEMCert, id.Meta.Marshal())},
+	} {
+		if tc.key == nil {
+			if err := os.Mkdir(filepath.Join(dir, tc.alias+".key"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			write(tc.alias+".key", tc.key)
+		}
+		if tc.meta != nil {
+			write(tc.alias+".meta", tc.meta)
+		}
+		if _, err := ks.Load(tc.alias); err == nil {
+			t.Errorf("%s: loaded", tc.alias)
+		}
+	}
+	// List skips what does not name an alias or has no readable metadata.
+	write(".hidden.key", Armor(PEMPrivateKey, id.Key.Seed()))
+	es, err := ks.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aliases []string
+	for _, e := range es {
+		aliases = append(aliases, e.Alias)
+	}
+	if got := strings.Join(aliases, ","); got != "broken,dir,r,short,wrongtype" {
+		t.Errorf("List: %s, want broken,dir,r,short,wrongtype", got)
+	}
+	if _, err := OpenKeystore(filepath.Join(dir, "r.key")); err == nil {
+		t.Error("a file opened as a keystore")
+	}
+}
+
+// TestValidAlias: the alias alphabet at each edge of its ranges.
+func TestValidAlias(t *testing.T) {
+	for _, ok := range []string{"azAZ09._-", strings.Repeat("a", 64)} {
+		if err := ValidAlias(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{strings.Repeat("a", 65), "`", "{", "@", "[", "/", ":", ".a", ""} {
+		if err := ValidAlias(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }
