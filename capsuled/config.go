@@ -16,6 +16,9 @@ const DefaultMaxData = wire.MaxRecordData
 // DefaultPossessionInterval is Config.PossessionInterval's default.
 const DefaultPossessionInterval = time.Minute
 
+// DefaultPossessionSamples is Config.PossessionSamples's default.
+const DefaultPossessionSamples = 16
+
 // Config tunes a Server. The zero value works (with Dir set).
 type Config struct {
 	// Dir holds the store (Dir/store) and the placements (Dir/placements).
@@ -51,9 +54,25 @@ type Config struct {
 	// jittered to between half of it and all of it so checks of many
 	// capsules do not fall in one round. A peer that lost entries after
 	// its last check is caught at the next due one. Each check costs the
-	// peer two entry reads and a hash, and this server the same again.
-	// Default 1m.
+	// peer 1 + PossessionSamples entry reads and a hash, and this server
+	// the same again. Default 1m.
 	PossessionInterval time.Duration
+	// PossessionSamples is how many entries of its log, besides the head,
+	// a peer's possession tag must cover (PROTOCOL.md §8.3, drawn by the
+	// nonce, distinct): a peer holding a fraction f of the entries passes
+	// a check with probability at most f^PossessionSamples (0.9^16 ≈
+	// 0.19) where one entry gave f. Sent in each SYNC that asks for a tag
+	// (key 24). Default 16; at most 64 (wire.MaxPossessionSamples).
+	PossessionSamples int
+	// PossessionMinSamples is the fewest samples a peer's tag may cover:
+	// an answer covering fewer (a replica that predates sampled tags
+	// answers with one entry's; or one that lies about its count) is
+	// refused as a failed check and counted
+	// (gdp_capsuled_dropped_total{reason="too_few_samples"}). Default
+	// PossessionSamples; at most that. While upgrading a placement's
+	// servers, set 1 to accept the older replicas' one-entry tags, and
+	// back once all run this version (a reload, SIGHUP, changes it).
+	PossessionMinSamples int
 	// PeerTimeout bounds one request to a peer replica. Default 2s.
 	PeerTimeout time.Duration
 	// MaxLease is the longest subscription lease granted. Default 60s.
@@ -178,6 +197,19 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PossessionInterval <= 0 {
 		c.PossessionInterval = DefaultPossessionInterval
+	}
+	switch {
+	case c.PossessionSamples < 0 || c.PossessionSamples > wire.MaxPossessionSamples:
+		return c, fmt.Errorf("capsuled config: possession_samples %d outside [1, %d]", c.PossessionSamples, wire.MaxPossessionSamples)
+	case c.PossessionSamples == 0:
+		c.PossessionSamples = DefaultPossessionSamples
+	}
+	switch {
+	case c.PossessionMinSamples < 0 || c.PossessionMinSamples > c.PossessionSamples:
+		return c, fmt.Errorf("capsuled config: possession_min_samples %d outside [1, possession_samples %d] (above it, every check would fail)",
+			c.PossessionMinSamples, c.PossessionSamples)
+	case c.PossessionMinSamples == 0:
+		c.PossessionMinSamples = c.PossessionSamples
 	}
 	if c.PeerTimeout <= 0 {
 		c.PeerTimeout = 2 * time.Second

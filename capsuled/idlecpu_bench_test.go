@@ -23,8 +23,10 @@ import (
 // one more interval has passed, the whole process's CPU time (routers,
 // a, b) is measured over GDP_IDLE_SECONDS (default 20). cpu-ms/s is CPU
 // milliseconds per second of wall time; checks/s the possession checks
-// both replicas ran; syncs/s the SYNCs both answered. Skipped unless
-// GDP_IDLE_CAPSULES is set (it takes a minute or more):
+// both replicas ran; syncs/s the SYNCs both answered. GDP_IDLE_SAMPLES
+// sets possession_samples (default 16; a check reads 1 + min(samples,
+// records) entries on each side). Skipped unless GDP_IDLE_CAPSULES is set
+// (it takes a minute or more):
 //
 //	GDP_IDLE_CAPSULES=200 go test -run '^$' -bench IdleReplicas -benchtime 1x ./capsuled
 func BenchmarkIdleReplicas(b *testing.B) {
@@ -40,7 +42,7 @@ func BenchmarkIdleReplicas(b *testing.B) {
 	nCaps, nRecs, size, secs := env("GDP_IDLE_CAPSULES", 200), env("GDP_IDLE_RECORDS", 4), env("GDP_IDLE_BYTES", 50000), env("GDP_IDLE_SECONDS", 20)
 	w := newWorld(b)
 	r1 := w.router("r1")
-	conf := capsuled.Config{SyncInterval: time.Second}
+	conf := capsuled.Config{SyncInterval: time.Second, PossessionSamples: env("GDP_IDLE_SAMPLES", capsuled.DefaultPossessionSamples)}
 	ra, rb := w.newReplicaConf(r1, "a", conf), w.newReplicaConf(r1, "b", conf)
 	cc := w.user(r1, "writer")
 	ctx := context.Background()

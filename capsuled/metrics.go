@@ -32,6 +32,9 @@ type metrics struct {
 	// possessionChecks counts the possession tags of peers' SYNC answers
 	// this server checked against its own entries, by result (ok, failed).
 	possessionChecks *prometheus.CounterVec
+	// samplesClamped counts SYNCs that asked for a possession tag over
+	// more than wire.MaxPossessionSamples entries (answered with that many).
+	samplesClamped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -73,12 +76,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "possession_checks_total", Help: "Peers' possession tags (proofs that a peer replica holds the head it claims) checked against this server's entries, by result (ok, failed); one is asked for only when a check is due (possession_interval)."}, []string{"result"})
 	m.possessionChecks.WithLabelValues("ok")
 	m.possessionChecks.WithLabelValues("failed")
-	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks)
+	m.samplesClamped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "possession_samples_clamped_total", Help: "Peers' SYNCs that asked for a possession tag over more sampled entries than 64 (wire.MaxPossessionSamples): answered with a tag over 64, stated in the answer."})
+	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks, m.samplesClamped)
 	// Labelled series exist from the start at zero.
 	for _, r := range []string{"unreachable", "nak", "refused", "busy", "misaligned", "verify", "adopted"} {
 		m.syncErrors.WithLabelValues(r)
 	}
-	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak", "delete_unsigned", "delete_clock", "create_in_progress", "unproven_head", "head_not_held"} {
+	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak", "delete_unsigned", "delete_clock", "create_in_progress", "unproven_head", "head_not_held", "too_few_samples", "too_many_samples"} {
 		m.dropped.WithLabelValues(r)
 	}
 	for _, r := range []string{refuseOwner, refuseQuota, refuseReplicas, refuseFull, refuseDisk, refuseUnpublished, refuseCreates} {

@@ -144,18 +144,17 @@ func TestLagNeedsPossession(t *testing.T) {
 	prefix := replicaOf(t, sw, l, sw.p.Name, 5)                                                       // p, holding 5
 	other := &Server{name: sw.m.Name, st: full.st, places: full.places, met: full.met, cfg: full.cfg} // m: honest, all 1,000
 	hb1000 := l.hbs[len(l.hbs)-1].Marshal()
-	kEntry := func(nonce []byte) []byte { // entry PossessionSeqno(nonce, 1000) tampered
-		k := wire.PossessionSeqno(sw.c, nonce, 1000)
-		r := l.recs[0]
-		for _, b := range l.recs {
-			if b[0].Seqno <= k && k <= b[len(b)-1].Seqno {
-				r = b
+	sampled := func(m *wire.Message) [][]byte { // the entries the SYNC's tag samples, the last one tampered
+		var out [][]byte
+		for i, k := range wire.PossessionSamples(sw.c, m.Hash, 1000, m.Limit) {
+			e := l.entryOf(k)
+			if i == int(m.Limit)-1 {
+				e.Data = append(bytes.Clone(e.Data), 1)
+				e.DataHash = capsule.NewRecord(e.Capsule, e.Seqno, e.Time, e.Prev, e.Data).DataHash
 			}
+			out = append(out, e.Marshal())
 		}
-		e := r[k-r[0].Seqno]
-		e.Data = append(bytes.Clone(e.Data), 1)
-		e.DataHash = capsule.NewRecord(e.Capsule, e.Seqno, e.Time, e.Prev, e.Data).DataHash
-		return e.Marshal()
+		return out
 	}
 	headEntry := l.recs[len(l.recs)-1][len(l.recs[len(l.recs)-1])-1].Marshal()
 
@@ -186,7 +185,7 @@ func TestLagNeedsPossession(t *testing.T) {
 		},
 		"a tag over a tampered entry": func(m *wire.Message) *wire.Message {
 			resp := claim1000(prefix.handleSync(request{from: sw.s.name, msg: m}))
-			resp.Possession = wire.PossessionTag(sw.c, sw.p.Name, m.Hash, 1000, headEntry, kEntry(m.Hash))
+			resp.Possession = wire.PossessionSampledTag(sw.c, sw.p.Name, m.Hash, 1000, m.Limit, headEntry, sampled(m))
 			return resp
 		},
 		"another replica's tag (relayed)": func(m *wire.Message) *wire.Message {

@@ -57,10 +57,19 @@ func (s *Server) handleSync(r request) *wire.Message {
 	}
 	if len(m.Hash) == wire.NonceLen && head.Seqno > 0 {
 		// The proof that this replica holds the head it claims (§8.3):
-		// two entries read, within this peer's SyncAnswersPerPeer share.
-		// A read that fails leaves the tag out; the asker counts that.
-		if tag, err := s.possessionTag(c, s.name, m.Hash, head.Seqno); err == nil {
-			resp.Possession = tag
+		// the head entry and the samples the asker stated (key 24; none:
+		// an asker before sampled tags, one entry), at most
+		// MaxPossessionSamples (a request for more is answered with that
+		// many, stated, and counted: never more work than that), read
+		// within this peer's SyncAnswersPerPeer share. A read that fails
+		// leaves the tag out; the asker counts that.
+		samples := m.Limit
+		if samples > wire.MaxPossessionSamples {
+			samples = wire.MaxPossessionSamples
+			s.met.samplesClamped.Inc()
+		}
+		if tag, err := s.possessionTag(c, s.name, m.Hash, head.Seqno, samples); err == nil {
+			resp.Possession, resp.Limit = tag, samples
 		}
 	}
 	ranged := m.To > 0
@@ -577,13 +586,15 @@ func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from, to uint64)
 	check := to == 0 && s.checkDue(c, peer)
 	for {
 		var nonce []byte
+		var samples uint64
 		if check {
 			nonce = make([]byte, wire.NonceLen)
 			if _, err := crand.Read(nonce); err != nil {
 				return nil, fmt.Errorf("sync nonce: %w", err)
 			}
+			samples = s.samples()
 		}
-		resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: from, To: to, Hash: nonce})
+		resp, err := s.ask(ctx, peer, &wire.Message{Op: wire.OpSync, Capsule: c[:], From: from, To: to, Hash: nonce, Limit: samples})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err // ended by us (a window that stopped), not the peer
@@ -603,7 +614,7 @@ func (s *Server) askSync(ctx context.Context, c, peer pdu.Name, from, to uint64)
 			s.met.syncErrors.WithLabelValues(reason).Inc()
 			return nil, err
 		}
-		err = s.sawHead(c, peer, nonce, resp)
+		err = s.sawHead(c, peer, challenge{nonce, samples}, resp)
 		if errors.Is(err, errCheckDue) {
 			if to == 0 && !check {
 				check = true
@@ -639,6 +650,34 @@ func (s *Server) nextCheck(now time.Time) time.Time {
 	return now.Add(d/2 + time.Duration(rand.Int64N(int64(d/2)+1)))
 }
 
+// samples is how many entries besides the head a possession tag this
+// server asks for covers (Config.PossessionSamples).
+func (s *Server) samples() uint64 {
+	if s.cfg.PossessionSamples <= 0 {
+		return DefaultPossessionSamples
+	}
+	return uint64(min(s.cfg.PossessionSamples, wire.MaxPossessionSamples))
+}
+
+// minSamples is the fewest samples a peer's possession tag may cover
+// (Config.PossessionMinSamples, reloadable).
+func (s *Server) minSamples() uint64 {
+	if p := s.pol.Load(); p != nil && p.minSamples > 0 {
+		return uint64(p.minSamples)
+	}
+	if s.cfg.PossessionMinSamples > 0 {
+		return uint64(s.cfg.PossessionMinSamples)
+	}
+	return s.samples()
+}
+
+// challenge is what a SYNC asked a possession tag over: its nonce (nil:
+// none asked for) and the samples it stated (key 24).
+type challenge struct {
+	nonce   []byte
+	samples uint64
+}
+
 // errCheckDue: an answer to a SYNC without a nonce claims a head this
 // server holds that the peer has not proven; it is not shown.
 var errCheckDue = errors.New("a possession check is due")
@@ -652,16 +691,18 @@ var errCheckDue = errors.New("a possession check is due")
 // by claiming a head the writer never signed. But heartbeats are public:
 // a peer holding an old prefix could copy the newest one. So second, when
 // this replica holds the claimed head itself, the answer's possession tag
-// over nonce (the one this SYNC carried, when a check was due: askSync)
-// must equal the one computed from this replica's own entries (PROTOCOL.md
+// over ch (the nonce and samples this SYNC carried, when a check was due:
+// askSync) must cover at least minSamples entries, at most those asked,
+// and equal the one computed from this replica's own entries (PROTOCOL.md
 // §8.3); a check that succeeds is counted
 // (possession_checks_total{result="ok"}) and schedules the next. An
 // answer to a SYNC without a nonce keeps the head the peer proved last
 // shown (heard now) when it repeats it; one claiming another head this
 // replica holds is not shown, a check is marked pending, and errCheckDue
 // returned (askSync asks again with a nonce). A missing or wrong tag is
-// counted (reason="head_not_held", possession_checks_total{result=
-// "failed"}), the head ignored, the check left due, a head shown before
+// counted (reason="head_not_held", or "too_few_samples" for a tag over
+// fewer samples than minSamples, "too_many_samples" over more than asked;
+// possession_checks_total{result="failed"}), the head ignored, the check left due, a head shown before
 // that this answer puts in doubt withdrawn (one shown on the heartbeat's
 // word alone, or one at least as high as this claim), and returned as an
 // error (errHeadNotHeld): the pull from that peer fails with it, so Status
@@ -672,7 +713,7 @@ var errCheckDue = errors.New("a possession check is due")
 // catch-up from that peer pulls and verifies its records), and is checked
 // once this replica gets there. Head 0 (an empty log) needs no proof:
 // claiming less than one holds only makes oneself look behind.
-func (s *Server) sawHead(c, peer pdu.Name, nonce []byte, resp *wire.Message) error {
+func (s *Server) sawHead(c, peer pdu.Name, ch challenge, resp *wire.Message) error {
 	now := time.Now()
 	own, err := s.st.Head(c)
 	if err != nil {
@@ -700,7 +741,7 @@ func (s *Server) sawHead(c, peer pdu.Name, nonce []byte, resp *wire.Message) err
 		s.repl.saw(c, peer, resp.Head, now, false) // not checkable yet
 		return nil
 	}
-	if nonce == nil {
+	if ch.nonce == nil {
 		// No check asked for: the head the peer proved last stays shown
 		// when the answer repeats it; another one waits for a check.
 		if s.repl.stillHeld(c, peer, resp.Head, now) {
@@ -708,9 +749,16 @@ func (s *Server) sawHead(c, peer pdu.Name, nonce []byte, resp *wire.Message) err
 		}
 		return errCheckDue
 	}
-	if err := s.checkPossession(c, peer, nonce, resp); err != nil {
+	if err := s.checkPossession(c, peer, ch, resp); err != nil {
+		reason := "head_not_held"
+		switch {
+		case errors.Is(err, errTooFewSamples):
+			reason = "too_few_samples"
+		case errors.Is(err, errTooManySamples):
+			reason = "too_many_samples"
+		}
 		s.met.possessionChecks.WithLabelValues("failed").Inc()
-		s.met.dropped.WithLabelValues("head_not_held").Inc()
+		s.met.dropped.WithLabelValues(reason).Inc()
 		s.repl.withdraw(c, peer, resp.Head)
 		return fmt.Errorf("%w: head %d: %w; its lag is not shown: check that replica (upgrade it if it predates "+
 			"proofs of possession; else it lost entries, holds another line of the log, or lies)", errHeadNotHeld, resp.Head, err)
@@ -725,27 +773,52 @@ func (s *Server) sawHead(c, peer pdu.Name, nonce []byte, resp *wire.Message) err
 var errHeadNotHeld = errors.New("the peer does not show it holds the head it claims")
 
 // checkPossession checks resp's possession tag, from peer, against the one
-// computed for nonce from this replica's own entries (it holds resp.Head).
-func (s *Server) checkPossession(c, peer pdu.Name, nonce []byte, resp *wire.Message) error {
+// computed for ch from this replica's own entries (it holds resp.Head),
+// after the count of samples the answer states (key 24; absent: one, the
+// tag of a replica before sampled tags): fewer than minSamples is
+// errTooFewSamples (a downgrade, refused before any entry is read), more
+// than asked errTooManySamples (this server reads no more than it chose).
+func (s *Server) checkPossession(c, peer pdu.Name, ch challenge, resp *wire.Message) error {
 	if len(resp.Possession) == 0 {
 		return errors.New("no possession tag (a replica before proofs of possession)")
 	}
-	want, err := s.possessionTag(c, peer, nonce, resp.Head)
+	stated := max(resp.Limit, 1)
+	if low := s.minSamples(); stated < low {
+		return fmt.Errorf("%w: the answer states %d samples, possession_min_samples is %d (a replica before "+
+			"sampled tags states none, 1: while upgrading, set possession_min_samples: 1)", errTooFewSamples, stated, low)
+	}
+	if stated > max(ch.samples, 1) {
+		return fmt.Errorf("%w: the answer states %d samples, %d were asked", errTooManySamples, stated, ch.samples)
+	}
+	want, err := s.possessionTag(c, peer, ch.nonce, resp.Head, resp.Limit)
 	if err != nil {
 		return fmt.Errorf("possession tag: reading our own entries: %w", err)
 	}
 	if !hmac.Equal(want, resp.Possession) {
-		return fmt.Errorf("the possession tag does not match this replica's entries %d and %d",
-			resp.Head, wire.PossessionSeqno(c, nonce, resp.Head))
+		if resp.Limit == 0 {
+			return fmt.Errorf("the possession tag does not match this replica's entries %d and %d",
+				resp.Head, wire.PossessionSeqno(c, ch.nonce, resp.Head))
+		}
+		return fmt.Errorf("the possession tag does not match this replica's entry %d and the %d the nonce picks",
+			resp.Head, min(resp.Limit, resp.Head))
 	}
 	return nil
 }
 
-// possessionTag is the possession tag (wire.PossessionTag) of the replica
-// of capsule c named server at head, for nonce, from this store's entries:
-// two entry reads, the head's and the one the nonce picks.
-func (s *Server) possessionTag(c, server pdu.Name, nonce []byte, head uint64) ([]byte, error) {
-	k := wire.PossessionSeqno(c, nonce, head)
+// errTooFewSamples, errTooManySamples: a possession tag covers fewer
+// sampled entries than this server accepts, or more than it asked for.
+var (
+	errTooFewSamples  = errors.New("too few samples")
+	errTooManySamples = errors.New("more samples than asked")
+)
+
+// possessionTag is the possession tag of the replica of capsule c named
+// server at head, for nonce, from this store's entries: with samples 0
+// the one-entry tag of replicas before sampled tags (wire.PossessionTag:
+// the head's entry and the one the nonce picks), else wire.
+// PossessionSampledTag over the head's entry and min(samples, head) the
+// nonce picks — 1 + that many entry reads.
+func (s *Server) possessionTag(c, server pdu.Name, nonce []byte, head, samples uint64) ([]byte, error) {
 	read := func(seq uint64) ([]byte, error) {
 		var out []byte
 		err := s.st.ReadRaw(c, seq, seq, func(_ uint64, raw []byte) error {
@@ -758,11 +831,21 @@ func (s *Server) possessionTag(c, server pdu.Name, nonce []byte, head uint64) ([
 	if err != nil {
 		return nil, err
 	}
-	ke, err := read(k)
-	if err != nil {
-		return nil, err
+	if samples == 0 {
+		ke, err := read(wire.PossessionSeqno(c, nonce, head))
+		if err != nil {
+			return nil, err
+		}
+		return wire.PossessionTag(c, server, nonce, head, he, ke), nil
 	}
-	return wire.PossessionTag(c, server, nonce, head, he, ke), nil
+	seqs := wire.PossessionSamples(c, nonce, head, samples)
+	entries := make([][]byte, len(seqs))
+	for i, k := range seqs {
+		if entries[i], err = read(k); err != nil {
+			return nil, err
+		}
+	}
+	return wire.PossessionSampledTag(c, server, nonce, head, samples, he, entries), nil
 }
 
 // proveHead checks that resp carries the writer's heartbeat for resp.Head.

@@ -88,7 +88,12 @@ type Message struct {
 	Evidence []byte `cbor:"22,keyasint,omitempty"`
 	// Lease is a subscription's lifetime in milliseconds.
 	Lease uint64 `cbor:"23,keyasint,omitempty"`
-	// Limit caps the entries one answer carries.
+	// Limit caps the entries one answer carries. In a SYNC with a nonce
+	// (Hash) it is the count of entries the possession tag is to sample
+	// (PossessionSamples), and in the answer the count its tag sampled;
+	// absent, the one-entry tag (PossessionTag). Key 24 because every
+	// version's decoder knows it: an older answerer ignores it in a SYNC
+	// (a new key would have it refuse the request as malformed, §8.1).
 	Limit uint64 `cbor:"24,keyasint,omitempty"`
 	// Frontier is the head's Merkle frontier (complete-subtree roots,
 	// largest first): what a writer that lost its state resumes from.
@@ -107,9 +112,11 @@ type Message struct {
 	// (DeleteSigned).
 	Signature []byte `cbor:"29,keyasint,omitempty"`
 	// Possession is a SYNC answer's proof that the answering replica
-	// holds the head it claims: PossessionTag over the request's nonce
-	// (key 11) and two of its entries. Only in answer to a SYNC that
-	// carried a nonce (an older asker never gets the key).
+	// holds the head it claims: PossessionSampledTag over the request's
+	// nonce (key 11), its head entry and the samples Limit states, or
+	// PossessionTag over two of its entries when the request stated none.
+	// Only in answer to a SYNC that carried a nonce (an older asker never
+	// gets the key).
 	Possession []byte `cbor:"30,keyasint,omitempty"`
 }
 

@@ -3,6 +3,7 @@ package wire
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"slices"
 
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -62,5 +63,81 @@ func PossessionTag(c, server pdu.Name, nonce []byte, head uint64, headEntry, ent
 	h.Write(binary.BigEndian.AppendUint64(nil, head))
 	h.Write(headEntry)
 	h.Write(entry)
+	return h.Sum(nil)
+}
+
+// Sampled proof of possession (docs/PROTOCOL.md §8.3, Session 11): the
+// tag above covers one entry the nonce picks, so a replica holding a
+// fraction f of the log passes a challenge with probability f. An asker
+// that states a sample count s (key 24, limit, in a SYNC with a nonce: a
+// key every version's decoder knows, so an older answerer ignores it and
+// answers the one-entry tag) gets a tag over the head entry and min(s,
+// head) distinct entries the nonce picks (PossessionSamples), and the
+// answer states the s it used (key 24); a replica holding a fraction f
+// passes with probability at most f^s.
+
+// MaxPossessionSamples bounds the entries one sampled tag covers: an
+// answerer asked for more covers this many and says so (the asker decides
+// whether that is enough); an asker never asks for more.
+const MaxPossessionSamples = 64
+
+const (
+	possessionSamplesContext    = "gdp sync possession samples v2\x00"
+	possessionSampledTagContext = "gdp sync possession v2\x00"
+)
+
+// PossessionSamples are the entries a sampled tag covers besides the head,
+// for a replica of capsule c whose head is head challenged with nonce and
+// s samples: min(s, head) distinct seqnos in [1, head], ascending, drawn by
+// Floyd's algorithm — for j from head − n + 1 to head (n = min(s, head)),
+// t_j = 1 + (the first 8 bytes of SHA-256(context ‖ c ‖ nonce ‖ head ‖ j),
+// big-endian) mod j, head and j 8 bytes big-endian; t_j is taken unless
+// taken already, then j is. Every set of n entries is as likely, and
+// exactly n hashes are computed whatever the nonce. None for head 0 or s 0.
+func PossessionSamples(c pdu.Name, nonce []byte, head, s uint64) []uint64 {
+	n := min(s, head)
+	if n == 0 {
+		return nil
+	}
+	taken := make(map[uint64]bool, n)
+	out := make([]uint64, 0, n)
+	buf := make([]byte, 0, len(possessionSamplesContext)+pdu.NameLen+len(nonce)+16)
+	var sum [sha256.Size]byte
+	for j := head - n + 1; j <= head && j != 0; j++ {
+		buf = append(buf[:0], possessionSamplesContext...)
+		buf = append(buf, c[:]...)
+		buf = append(buf, nonce...)
+		buf = binary.BigEndian.AppendUint64(buf, head)
+		buf = binary.BigEndian.AppendUint64(buf, j)
+		sum = sha256.Sum256(buf)
+		t := 1 + binary.BigEndian.Uint64(sum[:8])%j
+		if taken[t] {
+			t = j
+		}
+		taken[t] = true
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// PossessionSampledTag is the tag a replica named server whose head is
+// head answers to nonce and s samples for capsule c: SHA-256(context ‖ c ‖
+// server ‖ nonce ‖ head ‖ s ‖ headEntry ‖ entries…), head and s 8 bytes
+// big-endian, headEntry the §7.1 wire form of entry head and entries those
+// of PossessionSamples(c, nonce, head, s) in that (ascending) order. s
+// itself is covered: an answer cannot state another count than its tag's.
+func PossessionSampledTag(c, server pdu.Name, nonce []byte, head, s uint64, headEntry []byte, entries [][]byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(possessionSampledTagContext))
+	h.Write(c[:])
+	h.Write(server[:])
+	h.Write(nonce)
+	h.Write(binary.BigEndian.AppendUint64(nil, head))
+	h.Write(binary.BigEndian.AppendUint64(nil, s))
+	h.Write(headEntry)
+	for _, e := range entries {
+		h.Write(e)
+	}
 	return h.Sum(nil)
 }

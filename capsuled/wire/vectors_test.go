@@ -62,6 +62,11 @@ func vectorMessages(t testing.TB) map[string]*Message {
 		"sync-possession":     {Op: OpSync, ID: 13, Capsule: c[:], From: 2, Hash: possessionNonce()},
 		"sync-possession-response": {Op: OpSync, ID: 13, Status: StatusOK, Capsule: c[:], From: 2, To: 1, Head: 1, Heartbeat: hb.Marshal(),
 			Possession: PossessionTag(c, server, possessionNonce(), 1, recs[0].Marshal(), recs[0].Marshal())},
+		// Session 11: the sampled tag (§8.3), 16 samples stated in key 24
+		// both ways; with head 1 the one sample is entry 1.
+		"sync-possession-sampled": {Op: OpSync, ID: 14, Capsule: c[:], From: 2, Hash: possessionNonce(), Limit: 16},
+		"sync-possession-sampled-response": {Op: OpSync, ID: 14, Status: StatusOK, Capsule: c[:], From: 2, To: 1, Head: 1, Heartbeat: hb.Marshal(),
+			Limit: 16, Possession: PossessionSampledTag(c, server, possessionNonce(), 1, 16, recs[0].Marshal(), [][]byte{recs[0].Marshal()})},
 		"unknown-capsule": {Op: OpRead, ID: 9, Status: StatusNotFound, Capsule: c[:], Error: "unknown capsule"},
 		"append-writer-conflict": {Op: OpAppend, ID: 10, Status: StatusWriterConflict, Capsule: c[:], Head: 1,
 			Error: "another writer is active"},

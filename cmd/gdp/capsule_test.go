@@ -30,6 +30,7 @@ func TestDeployCapsuledYAML(t *testing.T) {
 	}
 	sc, err := cfg.server()
 	if err != nil || sc.PeerTimeout != 2*time.Second || sc.SyncParallel != 16 || sc.SyncWindow != 4 || sc.SyncAnswersPerPeer != 4 || sc.PeerBackoff != 30*time.Second || sc.PossessionInterval != time.Minute ||
+		sc.PossessionSamples != 16 ||
 		sc.Placement.MaxPerOwner != 1024 || sc.Placement.MaxReplicas != 7 || sc.Placement.MaxPlacements != 65536 || len(sc.Placement.Owners) != 0 {
 		t.Fatalf("unexpected server values: %+v %v", sc, err)
 	}

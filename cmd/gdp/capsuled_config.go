@@ -273,6 +273,19 @@ type capsuledConfig struct {
 	// that lost entries is caught within it. Restart to change. Default
 	// 1m.
 	PossessionInterval config.Duration `yaml:"possession_interval"`
+	// PossessionSamples: how many of its entries, drawn by the nonce,
+	// besides the head, a peer's possession tag covers (PROTOCOL.md
+	// §8.3): a peer holding a fraction f of the entries passes a check
+	// with probability at most f^possession_samples (0.9^16 ≈ 0.19).
+	// Each check costs the peer and this server 1 + this many entry reads.
+	// Restart to change. Default 16; at most 64.
+	PossessionSamples int `yaml:"possession_samples"`
+	// PossessionMinSamples: the fewest samples a peer's tag may cover; an
+	// answer with fewer (a replica before Session 11 answers with one) is
+	// a failed check (gdp_capsuled_dropped_total{reason="too_few_samples"}).
+	// While upgrading a placement's servers set 1, and remove it after
+	// (SIGHUP reloads it). Default possession_samples; at most that.
+	PossessionMinSamples int `yaml:"possession_min_samples"`
 	// SyncParallel capsules compared with their peers at once. Default 16.
 	SyncParallel int `yaml:"sync_parallel"`
 	// SyncWindow is how many range SYNCs one catch-up from one peer keeps
@@ -363,8 +376,8 @@ func (cfg capsuledConfig) server() (capsuled.Config, error) {
 	}
 	return capsuled.Config{Dir: cfg.Dir, Engine: cfg.Engine, MaxData: cfg.MaxData, MinFreeBytes: cfg.MinFreeBytes, Workers: cfg.Workers,
 		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel, SyncWindow: cfg.SyncWindow, SyncAnswersPerPeer: cfg.SyncAnswersPerPeer,
-		PossessionInterval: cfg.PossessionInterval.Std(),
-		PeerBackoff:        cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
+		PossessionInterval: cfg.PossessionInterval.Std(), PossessionSamples: cfg.PossessionSamples, PossessionMinSamples: cfg.PossessionMinSamples,
+		PeerBackoff: cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer,
 		PublishWait: cfg.PublishWait.Std(), CreatesPerPeer: cfg.CreatesPerPeer,
 		ReadAheadBytes: cfg.ReadAheadBytes, ReadAheadStreams: cfg.ReadAheadStreams, ReadAheadTotal: cfg.ReadAheadTotal, ReadAheadIdle: cfg.ReadAheadIdle.Std()}, nil

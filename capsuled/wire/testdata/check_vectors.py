@@ -9,9 +9,10 @@ deterministic order), every field is checked against its documented type,
 and the decoded fields are compared with the messages §8.6 describes. The
 records and heartbeats inside are decoded too (§7.1, §7.3): the record's
 data hash is SHA-256 of its data, the heartbeat's root is the RFC 9162
-Merkle tree hash over the record's entry hash. The SYNC possession tag
-(§8.3) is recomputed from the record and the nonce, and the seqno a nonce
-picks from the worked figure of §8.6. Signatures are not verified
+Merkle tree hash over the record's entry hash. The SYNC possession tags
+(§8.3, the one-entry and the sampled one) are recomputed from the record
+and the nonce, and the seqno and samples a nonce picks from the worked
+figures of §8.6. Signatures are not verified
 here (capsule/testdata has the Python checks that do). Exit status 0 when
 every vector matches."""
 import hashlib
@@ -127,6 +128,25 @@ def possession_tag(capsule, server, nonce, head, head_entry, entry):
     return sha(b"gdp sync possession v1\x00" + capsule + server + nonce + head.to_bytes(8, "big") + head_entry + entry)
 
 
+def possession_samples(capsule, nonce, head, s):
+    """The sampled tag's entries (§8.3, Floyd's algorithm): for j from
+    head - n + 1 to head, n = min(s, head), t = 1 + (first 8 bytes of
+    SHA-256(context, capsule, nonce, head, j)) mod j, or j when t is taken;
+    ascending."""
+    n = min(s, head)
+    taken = []
+    for j in range(head - n + 1, head + 1):
+        h = sha(b"gdp sync possession samples v2\x00" + capsule + nonce + head.to_bytes(8, "big") + j.to_bytes(8, "big"))
+        t = 1 + int.from_bytes(h[:8], "big") % j
+        taken.append(j if t in taken else t)
+    return sorted(taken)
+
+
+def possession_sampled_tag(capsule, server, nonce, head, s, head_entry, entries):
+    return sha(b"gdp sync possession v2\x00" + capsule + server + nonce + head.to_bytes(8, "big") + s.to_bytes(8, "big")
+               + head_entry + b"".join(entries))
+
+
 def main():
     doc = DOC.read_text()
     fields = field_table(doc)
@@ -173,6 +193,12 @@ def main():
         "sync-possession": {"op": op("SYNC"), "id": 13, "capsule": C, "from": 2, "hash": NONCE},
         "sync-possession-response": {"op": op("SYNC"), "id": 13, "status": 200, "capsule": C, "from": 2, "to": 1,
                                      "head": 1, "heartbeat": "heartbeat", "possession": None},
+        # the same with 16 samples stated (key 24, limit) both ways: the
+        # sampled tag over entry 1 (the head) and entry 1 (the one sample
+        # a log of 1 allows), filled in below
+        "sync-possession-sampled": {"op": op("SYNC"), "id": 14, "capsule": C, "from": 2, "hash": NONCE, "limit": 16},
+        "sync-possession-sampled-response": {"op": op("SYNC"), "id": 14, "status": 200, "capsule": C, "from": 2, "to": 1,
+                                             "head": 1, "heartbeat": "heartbeat", "limit": 16, "possession": None},
         "unknown-capsule": {"op": op("READ"), "id": 9, "status": status["not found"], "capsule": C, "error": "unknown capsule"},
         "append-writer-conflict": {"op": op("APPEND"), "id": 10, "status": status["another writer is active"], "capsule": C,
                                    "head": 1, "error": "another writer is active"},
@@ -194,6 +220,15 @@ def main():
         print("BAD  possession seqno: §8.6 says %r, computed %d" % (m and m.group(1), k))
         return 1
     print("ok   possession seqno (head 1,000: entry %d)" % k)
+    m = re.search(r"head is 1,000 and 16 samples covers entry 1,000 and entries ([0-9, and]+?)\.", re.sub(r"\s+", " ", doc))
+    ks = possession_samples(C, NONCE, 1000, 16)
+    if not m or [int(x) for x in m.group(1).replace(" and ", ", ").split(", ")] != ks:
+        print("BAD  possession samples: §8.6 says %r, computed %r" % (m and m.group(1), ks))
+        return 1
+    if possession_samples(C, NONCE, 5, 16) != [1, 2, 3, 4, 5] or possession_samples(C, NONCE, 1, 16) != [1]:
+        print("BAD  possession samples: a log no longer than s is sampled whole")
+        return 1
+    print("ok   possession samples (head 1,000, 16 samples: %s)" % ks)
 
     bad = 0
     seen = set()
@@ -205,6 +240,8 @@ def main():
         print("BAD  no append vector to take the record from")
         return 1
     want["sync-possession-response"]["possession"] = possession_tag(C, S, NONCE, 1, raw_record, raw_record)
+    want["sync-possession-sampled-response"]["possession"] = possession_sampled_tag(
+        C, S, NONCE, 1, 16, raw_record, [raw_record for _ in possession_samples(C, NONCE, 1, 16)])
     for line in (HERE / "vectors.txt").read_text().splitlines():
         if not line or line.startswith("#"):
             continue
