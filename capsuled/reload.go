@@ -38,14 +38,9 @@ func (s *Server) Reload(cfg Config) error {
 	if cfg.Dir == "" {
 		cfg.Dir = s.cfg.Dir
 	}
-	if cfg.PossessionSamples == 0 {
-		cfg.PossessionSamples = s.cfg.PossessionSamples
-	}
-	if cfg.PossessionSamples != s.cfg.PossessionSamples {
-		s.log.Warn("possession_samples changes on restart only; the reload keeps the running value",
-			zap.Int("possession_samples", s.cfg.PossessionSamples), zap.Int("config", cfg.PossessionSamples))
-		cfg.PossessionSamples = s.cfg.PossessionSamples
-	}
+	// possession_samples changes on restart only: the minimum is checked
+	// against the running one.
+	cfg.PossessionSamples = s.cfg.PossessionSamples
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return err
