@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -323,6 +325,63 @@ func TestPossessionSamplesConfig(t *testing.T) {
 		}
 		if !tc.bad && (c.PossessionSamples != tc.wantSamples || c.PossessionMinSamples != tc.wantMin) {
 			t.Fatalf("samples %d, min %d: got %d and %d, want %d and %d", tc.samples, tc.min, c.PossessionSamples, c.PossessionMinSamples, tc.wantSamples, tc.wantMin)
+		}
+	}
+}
+
+// TestPossessionSamplesOlderPeer: anti-entropy rounds (askSync, the real
+// asking path) with a peer that predates sampled tags — it ignores key 24
+// and answers its one-entry tag without it. With the default minimum its
+// head is not shown, the round counts too_few_samples and Status shows the
+// peer's error naming possession_min_samples; reloaded to 1 (an upgrade
+// under way) the next due check shows it; the SYNCs stated 16 samples.
+func TestPossessionSamplesOlderPeer(t *testing.T) {
+	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
+	l := newPossessionLog(sw)
+	l.fill(t, sw.s.st, sw.c, 1000)
+	full := replicaOf(t, sw, l, sw.p.Name, 1000)
+	var mu sync.Mutex
+	var stated []uint64 // the samples each SYNC with a nonce stated
+	sw.net.set(func(h pdu.Header, m *wire.Message) []peerAnswer {
+		if m.Op != wire.OpSync {
+			return nil
+		}
+		if h.Dst == sw.m.Name {
+			return []peerAnswer{{from: h.Dst, msg: m.Reply(wire.StatusOK)}} // an empty peer
+		}
+		if len(m.Hash) > 0 {
+			mu.Lock()
+			stated = append(stated, m.Limit)
+			mu.Unlock()
+		}
+		old := *m
+		old.Limit = 0 // a replica before Session 11 never reads key 24
+		return []peerAnswer{{from: h.Dst, msg: full.handleSync(request{from: h.Src, msg: &old})}}
+	}, nil)
+	few := sw.s.met.dropped.WithLabelValues("too_few_samples")
+	was := counterValue(few)
+	syncRound(t, sw)
+	if p := peerStatus(t, sw, sw.p.Name); !p.Seen.IsZero() || !p.Unproven || !strings.Contains(p.Error, "possession_min_samples is 16") {
+		t.Fatalf("the older peer with the default minimum: %+v", p)
+	}
+	if n := counterValue(few); n != was+1 {
+		t.Fatalf("dropped_total{too_few_samples} %v → %v, want +1", was, n)
+	}
+	if err := sw.s.Reload(Config{PossessionMinSamples: 1}); err != nil {
+		t.Fatal(err)
+	}
+	syncRound(t, sw) // the failed check stays due
+	if p := peerStatus(t, sw, sw.p.Name); p.Head != 1000 || p.Seen.IsZero() || p.Unproven || p.Error != "" {
+		t.Fatalf("the older peer with the minimum reloaded to 1: %+v", p)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(stated) < 2 {
+		t.Fatalf("%d SYNCs asked for a tag, want 2 or more", len(stated))
+	}
+	for _, s := range stated {
+		if s != 16 {
+			t.Fatalf("a SYNC stated %d samples, want 16", s)
 		}
 	}
 }
