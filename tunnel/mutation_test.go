@@ -2,13 +2,22 @@ package tunnel
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/binary"
 	"errors"
+	"math/big"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // The tests in this file each kill mutants that survived the rest of the
@@ -116,5 +125,86 @@ func TestControlMessagesStrict(t *testing.T) {
 	}
 	if _, err := expect(wire(ctrlMsg{Type: msgRefuse, Arg: refuseBusy}), msgAccept); !errors.Is(err, ErrPeerRefused) {
 		t.Fatalf("a refusal: %v", err)
+	}
+}
+
+// certWith makes a self-signed certificate for key carrying extensions.
+func certWith(t *testing.T, pub any, key any, exts ...pkix.Extension) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), ExtraExtensions: exts}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// TestVerifyCertificateRefuses: the certificate checks client/quic.go
+// relies on (§4.1 steps 1–3), each refused with ErrPeerRefused: the
+// verifier's refusal, two certificates, bytes that are no certificate, a
+// key that is not Ed25519, no credentials, credentials over
+// maxCredentials, and the credentials taken from their own extension
+// only; KeyNameVerifier refuses a key it does not list (mutants: each
+// check skipped, the extension match forced true, > → >=).
+func TestVerifyCertificateRefuses(t *testing.T) {
+	d := newDomain(t)
+	r, id := d.member(time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	v := CertVerifier(certs.NewVerifier(d.domain.Meta))
+	tc, err := TLSCertificate(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, _, err := VerifyCertificate(tc.Certificate, v); err != nil || name != r.Name {
+		t.Fatalf("the good certificate: %v", err)
+	}
+	strangers := CertVerifier(certs.NewVerifier()) // trusts no domain
+	pub := id.Key.Public().(ed25519.PublicKey)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	credsExt := pkix.Extension{Id: oidCredentials, Value: id.Credentials}
+	other := pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 59999, 9}, Value: []byte{0x05, 0x00}}
+	tests := []struct {
+		name   string
+		raw    [][]byte
+		verify PeerVerifier
+	}{
+		{"a verifier that refuses", tc.Certificate, strangers},
+		{"two certificates", [][]byte{tc.Certificate[0], tc.Certificate[0]}, v},
+		{"not a certificate", [][]byte{[]byte("not DER")}, v},
+		// KeyNameVerifier takes any key and credentials: only
+		// peerFromCert's own checks refuse these
+		{"an ECDSA key", [][]byte{certWith(t, &ecKey.PublicKey, ecKey, credsExt)}, KeyNameVerifier(nil)},
+		{"no credentials", [][]byte{certWith(t, pub, id.Key)}, KeyNameVerifier(nil)},
+		{"credentials over maxCredentials", [][]byte{certWith(t, pub, id.Key,
+			pkix.Extension{Id: oidCredentials, Value: make([]byte, maxCredentials+1)})}, KeyNameVerifier(nil)},
+		{"credentials, then another extension", [][]byte{certWith(t, pub, id.Key, credsExt, other)}, nil},
+		{"a key KeyNameVerifier does not list", tc.Certificate, KeyNameVerifier(map[pdu.Name]bool{{1}: true})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			verify := tt.verify
+			if verify == nil {
+				// the credentials must be the creds extension's value,
+				// not the last extension's
+				verify = func(k ed25519.PublicKey, creds []byte) (pdu.Name, time.Time, error) {
+					if !bytes.Equal(creds, id.Credentials) {
+						return pdu.Name{}, time.Time{}, errors.New("other bytes taken as credentials")
+					}
+					return pdu.Name{}, time.Time{}, errors.New("refused to end the test")
+				}
+				if _, _, err := VerifyCertificate(tt.raw, verify); err == nil || strings.Contains(err.Error(), "other bytes") {
+					t.Fatalf("got %v", err)
+				}
+				return
+			}
+			if _, _, err := VerifyCertificate(tt.raw, verify); !errors.Is(err, ErrPeerRefused) {
+				t.Fatalf("got %v, want ErrPeerRefused", err)
+			}
+		})
+	}
+	// exactly maxCredentials: taken
+	at := [][]byte{certWith(t, pub, id.Key, pkix.Extension{Id: oidCredentials, Value: make([]byte, maxCredentials)})}
+	if _, _, err := VerifyCertificate(at, KeyNameVerifier(nil)); err != nil {
+		t.Fatalf("maxCredentials bytes: %v", err)
 	}
 }
