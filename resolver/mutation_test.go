@@ -1,9 +1,17 @@
 package resolver
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"testing/iotest"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gdpnet/gdpnet/certs"
 )
 
 // The tests in this file each kill mutants that survived the rest of the
@@ -124,6 +132,158 @@ func TestParseProofRefuses(t *testing.T) {
 	for _, p := range []*MembershipProof{nil, {Meta: r1.id.Meta, Member: r1.member}} {
 		if _, err := p.marshal(); !errors.Is(err, ErrMalformed) {
 			t.Errorf("incomplete proof marshalled: %v", err)
+		}
+	}
+}
+
+// TestCheckShapeRules: every rule of checkShape, on a good record with one
+// field changed (mutants: each rule skipped, each || operand dropped,
+// <= 0 → < 0 for the expiry, > → >= for MaxAddrs).
+func TestCheckShapeRules(t *testing.T) {
+	w := newWorld(t, goldenBase)
+	d1 := w.domain("one")
+	r1 := w.router(d1, "router d1")
+	name, chain := w.capsuleAt(r1, "victim", 2*time.Hour)
+	good := w.location(r1, name, chain, 5)
+	b := w.router(d1, "border")
+	border, err := NewBorder(b.id.Key, b.id.Meta, b.member, name, chain, []string{"127.0.0.1:2"}, 9, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = "127.0.0.1:" + string(rune('1'+i))
+		}
+		return out
+	}
+	withChain := func(mut func(c *certs.Chain)) func(r *Record) {
+		return func(r *Record) {
+			c := *r.Chain
+			mut(&c)
+			r.Chain = &c
+		}
+	}
+	tests := []struct {
+		name string
+		base *Record
+		mut  func(r *Record)
+		ok   bool
+	}{
+		{"location", good, func(r *Record) {}, true},
+		{"border", border, func(r *Record) {}, true},
+		{"MaxAddrs addresses", good, func(r *Record) { r.Addrs = addrs(MaxAddrs) }, true},
+		{"MaxAddrs+1 addresses", good, func(r *Record) { r.Addrs = addrs(MaxAddrs + 1) }, false},
+		{"expiry one second after the epoch", good, func(r *Record) { r.Expiry = time.Unix(1, 0) }, true},
+		{"expiry at the epoch", good, func(r *Record) { r.Expiry = time.Unix(0, 0) }, false},
+		{"no expiry", good, func(r *Record) { r.Expiry = time.Time{} }, false},
+		{"location with a border router", good, func(r *Record) { r.Border = border.Border }, false},
+		{"location with a border membership", good, func(r *Record) { r.BorderMember = border.BorderMember }, false},
+		{"border without its router", border, func(r *Record) { r.Border = nil }, false},
+		{"border without its membership", border, func(r *Record) { r.BorderMember = nil }, false},
+		{"border router with a short key", border, func(r *Record) {
+			m := *r.Border
+			m.Key = m.Key[:31]
+			r.Border = &m
+		}, false},
+		{"kind 9", good, func(r *Record) { r.Kind = 9 }, false},
+		{"zero name", good, func(r *Record) { r.Name = [32]byte{} }, false},
+		{"no chain", good, func(r *Record) { r.Chain = nil }, false},
+		{"chain without router", good, withChain(func(c *certs.Chain) { c.Router = nil }), false},
+		{"chain without domain", good, withChain(func(c *certs.Chain) { c.Domain = nil }), false},
+		{"chain without target", good, withChain(func(c *certs.Chain) { c.Target = nil }), false},
+		{"chain without rtcert", good, withChain(func(c *certs.Chain) { c.RtCert = nil }), false},
+		{"chain without membership", good, withChain(func(c *certs.Chain) { c.Member = nil }), false},
+		{"adcert without endpoint", good, withChain(func(c *certs.Chain) { c.Endpoint = nil }), false},
+		{"router with a short key", good, withChain(func(c *certs.Chain) {
+			m := *c.Router
+			m.Key = m.Key[:31]
+			c.Router = &m
+		}), false},
+		{"tombstone with addresses", good, func(r *Record) { r.Withdrawn = true }, false},
+		{"tombstone", good, func(r *Record) { r.Withdrawn, r.Addrs = true, nil }, true},
+		{"no addresses", good, func(r *Record) { r.Addrs = nil }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := *tt.base
+			tt.mut(&r)
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						err = fmt.Errorf("panic: %v", p)
+					}
+				}()
+				err = r.checkShape()
+			}()
+			if tt.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tt.ok && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("got %v, want ErrMalformed or ErrTooLarge", err)
+			}
+		})
+	}
+	// EffectiveExpiry: the earlier of the record's and its chain's.
+	r := *good
+	r.Expiry = good.ChainExpiry().Add(time.Hour)
+	if got := r.EffectiveExpiry(); !got.Equal(good.ChainExpiry()) {
+		t.Errorf("chain expires first: %v", got)
+	}
+	r.Expiry = good.ChainExpiry().Add(-time.Hour)
+	if got := r.EffectiveExpiry(); !got.Equal(r.Expiry) {
+		t.Errorf("record expires first: %v", got)
+	}
+}
+
+// TestGateDenyAndLimits: a denial lapses at its end; a denied peer's wait
+// returns at once; readAllLimited takes exactly limit bytes, not one more
+// (mutants: the lapse check skipped, the denied check skipped, the limit
+// check skipped or > → >=).
+func TestGateDenyAndLimits(t *testing.T) {
+	now := goldenBase
+	g := newGate(certs.NewVerifier(), [32]byte{1}, time.Minute)
+	g.now = func() time.Time { return now }
+	p := peer.ID("peer")
+	g.deny(p, 0)
+	if !g.isDenied(p) {
+		t.Fatal("not denied")
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if g.wait(ctx, p) || time.Since(start) > time.Second {
+		t.Fatalf("wait on a denied peer: returned after %s", time.Since(start))
+	}
+	now = now.Add(time.Minute)
+	if g.isDenied(p) {
+		t.Fatal("still denied at the end of its denial")
+	}
+	if b, err := readAllLimited(bytes.NewReader(make([]byte, 10)), 10); err != nil || len(b) != 10 {
+		t.Fatalf("10 bytes, limit 10: %v", err)
+	}
+	if _, err := readAllLimited(bytes.NewReader(make([]byte, 11)), 10); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("11 bytes, limit 10: %v", err)
+	}
+	errRead := errors.New("reset")
+	if _, err := readAllLimited(iotest.ErrReader(errRead), 10); !errors.Is(err, errRead) {
+		t.Fatalf("a failing stream: %v", err)
+	}
+}
+
+// TestRecordAccessorsWithoutChain: a record without a chain (as decoded
+// from garbage before checkShape) answers zero, not a panic (mutants:
+// the nil checks of Router, Domain and Signer skipped or halved).
+func TestRecordAccessorsWithoutChain(t *testing.T) {
+	defer func() {
+		if p := recover(); p != nil {
+			t.Fatalf("panic: %v", p)
+		}
+	}()
+	for _, r := range []*Record{{}, {Chain: &certs.Chain{}}} {
+		if !r.Router().IsZero() || !r.Domain().IsZero() || r.Signer() != nil {
+			t.Fatalf("%+v: a router, domain or signer from no chain", r)
 		}
 	}
 }
