@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	kad "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 
@@ -118,7 +119,7 @@ func (s *Sim) dialSeeds(n *simNode) []string {
 		if up[i] == n {
 			continue
 		}
-		out = append(out, dhtAddr(up[i]))
+		out = append(out, s.dhtAddr(up[i]))
 		if len(out) == dhtSeeds {
 			break
 		}
@@ -127,8 +128,18 @@ func (s *Sim) dialSeeds(n *simNode) []string {
 }
 
 // dhtAddr is a node's DHT multiaddr with its peer id.
-func dhtAddr(n *simNode) string {
-	return fmt.Sprintf("/ip4/%s/udp/%d/quic-v1/p2p/%s", n.addr, DHTPort, n.peer)
+func (s *Sim) dhtAddr(n *simNode) string {
+	return fmt.Sprintf("%s/p2p/%s", s.dhtListen(n), n.peer)
+}
+
+// dhtListen is a node's DHT listening multiaddr: QUIC on the emulated
+// UDP port, or the in-memory transport's /ip4/A/tcp/P
+// (Options.DHTTransport).
+func (s *Sim) dhtListen(n *simNode) string {
+	if s.mem != nil {
+		return memAddr(netip.AddrPortFrom(n.addr, DHTPort)).String()
+	}
+	return fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", n.addr, DHTPort)
 }
 
 // fixedSource makes quicreuse dial from the node's own listening socket
@@ -158,7 +169,7 @@ func (s *Sim) startDHT(ctx context.Context, n *simNode, join bool) error {
 	}
 	cfg := resolver.DHTConfig{
 		Identity: n.id, Member: n.member, Domain: n.dom.Meta, Certs: s.trust,
-		Listen:    []string{fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", addr, DHTPort)},
+		Listen:    []string{s.dhtListen(n)},
 		Bootstrap: boot,
 		// Every router announces its own name and its endpoints' (see
 		// DHTConfig.MaxRecordsPerRouter): the default quota holds.
@@ -182,6 +193,18 @@ func (s *Sim) startDHT(ctx context.Context, n *simNode, join bool) error {
 		PutTimeout:       20 * time.Second,
 		BucketSize:       s.opts.DHTBucketSize, // 0: kad-dht's 20, as deployed
 		Logger:           s.log.Named(n.spec.Name).Named("dht"),
+	}
+	if s.mem != nil {
+		// The in-memory transport instead of QUIC (the host's TCP and
+		// QUIC transports removed), libp2p's plaintext security and
+		// yamux without keep-alives (a closed pipe is seen at once).
+		mux := *yamux.DefaultTransport
+		mux.EnableKeepAlive = false
+		cfg.HostOptions = []libp2p.Option{
+			libp2p.NoTransports, libp2p.Transport(memTransportFor(s.mem, addr)),
+			libp2p.NoSecurity, libp2p.Muxer(yamux.ID, &mux),
+			libp2p.ResourceManager(&network.NullResourceManager{}),
+		}
 	}
 	if c := s.opts.DHTConns; c > 0 {
 		cm, err := connmgr.NewConnManager(max(c/2, 1), c, connmgr.WithGracePeriod(dhtConnGrace),
@@ -253,6 +276,13 @@ const (
 // lookups, puts, the refreshes of its own schedule.
 func (s *Sim) startDHTs(ctx context.Context) error {
 	s.dhts = &dhtState{rng: rand.New(rand.NewPCG(s.top.Seed, 0x64687473)), up: map[string][]*simNode{}}
+	switch s.opts.DHTTransport {
+	case "", DHTTransportQUIC:
+	case DHTTransportMem:
+		s.mem = newMemNet(s.net)
+	default:
+		return fmt.Errorf("dht transport %q: want %q or %q", s.opts.DHTTransport, DHTTransportQUIC, DHTTransportMem)
+	}
 	var routers []*simNode
 	for _, n := range s.order {
 		if n.spec.Kind == KindRouter {
@@ -295,7 +325,7 @@ func (s *Sim) prewarm(pairs [][2]*simNode) error {
 	added := 0
 	for _, p := range pairs {
 		for _, ab := range [][2]*simNode{p, {p[1], p[0]}} {
-			n, err := ab[0].dht.AddPeers(dhtAddr(ab[1]))
+			n, err := ab[0].dht.AddPeers(s.dhtAddr(ab[1]))
 			if err != nil {
 				return fmt.Errorf("dht %s: %w", ab[0].spec.Name, err)
 			}
@@ -325,7 +355,7 @@ func (s *Sim) dialPairs(ctx context.Context, pairs [][2]*simNode) error {
 	var mu sync.Mutex
 	try := func(pairs [][2]*simNode) (failed [][2]*simNode) {
 		_ = eachLimited(ctx, pairs, dhtHandshakes, func(p [2]*simNode) error {
-			err := p[0].dht.Dial(ctx, dhtAddr(p[1]))
+			err := p[0].dht.Dial(ctx, s.dhtAddr(p[1]))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -150,6 +150,9 @@ func departures(res string, opts Options) []string {
 	if opts.DHTJoin != DHTJoinDial {
 		d = append(d, "pre-warmed DHT routing tables (GDP_SIM_DHT_JOIN)")
 	}
+	if opts.DHTTransport == DHTTransportMem {
+		d = append(d, "DHT connections in memory, plaintext and yamux instead of QUIC and TLS: keys claimed, not proven; path delays and cuts only (GDP_SIM_DHT_TRANSPORT=mem)")
+	}
 	return d
 }
 
@@ -187,7 +190,7 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		// pre-warmed routing tables.
 		opts := Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr, DHTJoin: os.Getenv("GDP_SIM_DHT_JOIN"),
 			PublishParallel: envInt("GDP_SIM_PUBLISH_PARALLEL", 0), DHTBucketSize: envInt("GDP_SIM_DHT_K", 0),
-			DHTConns: envInt("GDP_SIM_DHT_CONNS", 0)}
+			DHTConns: envInt("GDP_SIM_DHT_CONNS", 0), DHTTransport: os.Getenv("GDP_SIM_DHT_TRANSPORT")}
 		if f := os.Getenv("GDP_SIM_LOG"); f != "" {
 			// GDP_SIM_LOG=FILE: every node's log (debug level) as JSON.
 			zc := zap.NewProductionConfig()
@@ -383,14 +386,14 @@ func TestGodebugTLSKeyExchange(t *testing.T) {
 func TestScaleVerdictStatesDepartures(t *testing.T) {
 	tgt := scaleTarget{Converged: time.Minute}
 	t.Setenv("GODEBUG", "x=1,tlsmlkem=0")
-	v := tgt.verdict(30*time.Second, 0, departures(ResolverDHT, Options{DHTBucketSize: 8, DHTConns: 40}))
-	for _, want := range []string{": met (not as deployed:", "tlsmlkem=0", "k = 8", "trimmed above 40", "pre-warmed"} {
+	v := tgt.verdict(30*time.Second, 0, departures(ResolverDHT, Options{DHTBucketSize: 8, DHTConns: 40, DHTTransport: DHTTransportMem}))
+	for _, want := range []string{": met (not as deployed:", "tlsmlkem=0", "k = 8", "trimmed above 40", "pre-warmed", "in memory, plaintext"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("verdict %q does not say %q", v, want)
 		}
 	}
 	t.Setenv("GODEBUG", "tlsmlkem=0,tlsmlkem=1")
-	for _, opts := range []Options{{DHTJoin: DHTJoinDial}, {DHTJoin: DHTJoinDial, DHTBucketSize: 20}} {
+	for _, opts := range []Options{{DHTJoin: DHTJoinDial}, {DHTJoin: DHTJoinDial, DHTBucketSize: 20, DHTTransport: DHTTransportQUIC}} {
 		if v := tgt.verdict(30*time.Second, 0, departures(ResolverDHT, opts)); v != "target built+converged ≤ 1m0s: met" {
 			t.Errorf("as deployed (%+v): verdict %q", opts, v)
 		}

@@ -84,6 +84,14 @@ type Options struct {
 	// the sum of every node's (docs/SIMULATOR.md §6, Session 9). A
 	// fidelity difference, to be stated with any figure.
 	DHTConns int
+	// DHTTransport is the in-process kad-dht hosts' libp2p transport:
+	// DHTTransportQUIC (default: QUIC and TLS 1.3 over the emulated
+	// links, as deployed) or DHTTransportMem (in-memory connections
+	// with libp2p's plaintext security and yamux: no handshake crypto;
+	// the emulated paths' delays and cuts apply, their loss, jitter,
+	// bandwidth and taps do not). A fidelity difference
+	// (docs/SIMULATOR.md §6, Session 11), to be stated with any figure.
+	DHTTransport string
 }
 
 // simDedupSlots is each emulated router's duplicate-suppression table.
@@ -139,6 +147,7 @@ type Sim struct {
 	opts  Options
 	log   *zap.Logger
 	net   *linkem.Network
+	mem   *memNet // the DHT hosts' in-memory network (Options.DHTTransport mem)
 	doms  map[string]*certs.Identity
 	trust *certs.Verifier
 	res   *resolver.Static // static mode

@@ -202,6 +202,17 @@ func (n *Network) SetNodeDown(nd *Node, down bool) {
 	n.version.Add(1)
 }
 
+// NodeByAddr is the node with address a, or nil.
+func (n *Network) NodeByAddr(a netip.Addr) *Node {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.byAddr[a]
+}
+
+// Version changes whenever a link or node goes up or down (and paths
+// may have changed).
+func (n *Network) Version() uint64 { return n.version.Load() }
+
 // Path is the list of link directions a packet from a to b takes now, or
 // nil when there is none.
 func (n *Network) Path(a, b *Node) []*Dir {
