@@ -204,6 +204,9 @@ func (s *Sim) startDHT(ctx context.Context, n *simNode, join bool) error {
 			libp2p.NoTransports, libp2p.Transport(memTransportFor(s.mem, addr)),
 			libp2p.NoSecurity, libp2p.Muxer(yamux.ID, &mux),
 			libp2p.ResourceManager(&network.NullResourceManager{}),
+			// No AutoNAT probing: every simulated host is reachable
+			// (and kad-dht runs in server mode whatever it would say).
+			libp2p.ForceReachabilityPublic(),
 		}
 	}
 	if c := s.opts.DHTConns; c > 0 {
