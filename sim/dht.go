@@ -18,7 +18,6 @@ import (
 	"github.com/libp2p/go-libp2p"
 	kad "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 
@@ -196,13 +195,11 @@ func (s *Sim) startDHT(ctx context.Context, n *simNode, join bool) error {
 	}
 	if s.mem != nil {
 		// The in-memory transport instead of QUIC (the host's TCP and
-		// QUIC transports removed), libp2p's plaintext security and
-		// yamux without keep-alives (a closed pipe is seen at once).
-		mux := *yamux.DefaultTransport
-		mux.EnableKeepAlive = false
+		// QUIC transports removed). It secures and multiplexes nothing
+		// itself, so no security transport is set up either (libp2p's
+		// default would make each host a TLS certificate).
 		cfg.HostOptions = []libp2p.Option{
-			libp2p.NoTransports, libp2p.Transport(memTransportFor(s.mem, addr)),
-			libp2p.NoSecurity, libp2p.Muxer(yamux.ID, &mux),
+			libp2p.NoTransports, libp2p.Transport(memTransportFor(s.mem, addr)), libp2p.NoSecurity,
 			libp2p.ResourceManager(&network.NullResourceManager{}),
 			// No AutoNAT probing: every simulated host is reachable
 			// (and kad-dht runs in server mode whatever it would say).

@@ -13,8 +13,10 @@ import (
 	"github.com/libp2p/go-libp2p"
 	kadpb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/core/transport"
+	"github.com/libp2p/go-libp2p/p2p/net/conngater"
 	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 
@@ -117,10 +119,9 @@ func TestDHTMemTransportGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := *yamux.DefaultTransport
 	h, err := libp2p.New(libp2p.Identity(priv), libp2p.NoListenAddrs, libp2p.NoTransports,
 		libp2p.Transport(memTransportFor(s.mem, s.nodes["r1"].addr)), libp2p.NoSecurity,
-		libp2p.Muxer(yamux.ID, &mux), libp2p.DisableRelay(), libp2p.DisableMetrics())
+		libp2p.DisableRelay(), libp2p.DisableMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,10 +178,11 @@ func TestDHTMemTransportGate(t *testing.T) {
 }
 
 // TestMemTransportPaths: the in-memory transport's connections follow
-// the emulated underlay: a dial takes the path's round trip, bytes arrive
-// one path delay after they were written, a dial across a cut fails, and
-// a connection whose path is cut fails at its next write, its peer
-// reading EOF.
+// the emulated underlay: a dial takes the path's round trip, a stream's
+// bytes arrive one path delay after they were written, a dial across a
+// cut fails, and a connection whose path is cut closes at its next
+// write, at both ends. A dial names the host it reaches (its key, its
+// peer id) and is refused when the listener's gater refuses the dialler.
 func TestMemTransportPaths(t *testing.T) {
 	under := linkem.NewNetwork(1)
 	defer under.Close()
@@ -199,23 +201,51 @@ func TestMemTransportPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	mn := newMemNet(under)
+	host := func(a netip.Addr) *memTransport {
+		priv, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, err := memTransportFor(mn, a)(priv, nil, &network.NullResourceManager{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tp
+	}
+	ta, tc := host(addr(1)), host(addr(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	to := netip.AddrPortFrom(addr(3), 4001)
-	l, err := mn.listen(to)
+	to := memAddr(netip.AddrPortFrom(addr(3), 4001))
+	l, err := tc.Listen(to)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	accepted := make(chan io.ReadWriteCloser, 1)
+	accepted := make(chan transport.CapableConn, 1)
 	go func() {
 		c, err := l.Accept()
 		if err == nil {
 			accepted <- c
 		}
 	}()
+	if _, err := ta.Dial(ctx, to, ta.id); err == nil {
+		t.Fatal("dial to the wrong peer id succeeded")
+	}
+	// The listener's gater is asked, as an upgrader would ask it.
+	g, err := conngater.NewBasicConnectionGater(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.BlockPeer(ta.id); err != nil {
+		t.Fatal(err)
+	}
+	tc.gater = g
+	if _, err := ta.Dial(ctx, to, tc.id); !errors.Is(err, errGated) {
+		t.Fatalf("dial refused by the listener's gater: %v, want %v", err, errGated)
+	}
+	tc.gater = nil
 	t0 := time.Now()
-	c, err := mn.dial(ctx, addr(1), to)
+	c, err := ta.Dial(ctx, to, tc.id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,25 +253,39 @@ func TestMemTransportPaths(t *testing.T) {
 		t.Fatalf("dial over two 20 ms links took %s, want the 80 ms round trip", d)
 	}
 	srv := <-accepted
+	if !srv.RemotePublicKey().Equals(ta.key) || srv.RemotePeer() != ta.id || c.RemotePeer() != tc.id {
+		t.Fatal("the connection's ends do not name each other's host")
+	}
+	str, err := c.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sstr, err := srv.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
 	t0 = time.Now()
-	if _, err := c.Write([]byte("hello")); err != nil {
+	if _, err := str.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 5)
-	if _, err := io.ReadFull(srv, buf); err != nil || string(buf) != "hello" {
+	if _, err := io.ReadFull(sstr, buf); err != nil || string(buf) != "hello" {
 		t.Fatalf("read %q, %v", buf, err)
 	}
 	if d := time.Since(t0); d < 40*time.Millisecond {
 		t.Fatalf("bytes arrived after %s, want the 40 ms one-way delay", d)
 	}
 	under.SetLinkDown(bc, true)
-	if _, err := c.Write([]byte("lost")); !errors.Is(err, errNoPath) {
+	if _, err := str.Write([]byte("lost")); !errors.Is(err, errNoPath) {
 		t.Fatalf("write across a cut: %v, want %v", err, errNoPath)
 	}
-	if _, err := srv.Read(buf); !errors.Is(err, io.EOF) {
-		t.Fatalf("peer's read after the cut: %v, want EOF", err)
+	if _, err := sstr.Read(buf); err == nil {
+		t.Fatal("peer's read after the cut succeeded")
 	}
-	if _, err := mn.dial(ctx, addr(1), to); !errors.Is(err, errNoPath) {
+	if !c.IsClosed() || !srv.IsClosed() {
+		t.Fatalf("after the cut: closed %v at the dialler, %v at the listener; want both", c.IsClosed(), srv.IsClosed())
+	}
+	if _, err := ta.Dial(ctx, to, tc.id); !errors.Is(err, errNoPath) {
 		t.Fatalf("dial across a cut: %v, want %v", err, errNoPath)
 	}
 }

@@ -86,10 +86,11 @@ type Options struct {
 	DHTConns int
 	// DHTTransport is the in-process kad-dht hosts' libp2p transport:
 	// DHTTransportQUIC (default: QUIC and TLS 1.3 over the emulated
-	// links, as deployed) or DHTTransportMem (in-memory connections
-	// with libp2p's plaintext security and yamux: no handshake crypto;
-	// the emulated paths' delays and cuts apply, their loss, jitter,
-	// bandwidth and taps do not). A fidelity difference
+	// links, as deployed) or DHTTransportMem (in-memory connections: no
+	// handshake crypto, no stream multiplexer, each peer's key the one
+	// the simulator knows its host by; the emulated paths' delays and
+	// cuts apply, their loss, jitter, bandwidth and taps do not). A
+	// fidelity difference
 	// (docs/SIMULATOR.md §6, Session 11), to be stated with any figure.
 	DHTTransport string
 }
