@@ -151,7 +151,7 @@ func departures(res string, opts Options) []string {
 			mlkem = true
 		}
 	}
-	if !mlkem {
+	if !mlkem && opts.DHTTransport != DHTTransportMem { // the in-memory transport has no TLS
 		d = append(d, "TLS key exchange X25519 only (GODEBUG tlsmlkem=0)")
 	}
 	if k := opts.DHTBucketSize; k > 0 && k != 20 {
@@ -201,6 +201,13 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		t0 := time.Now()
 		// GDP_SIM_DHT_JOIN=dial: handshakes at build time instead of
 		// pre-warmed routing tables.
+		// Lookups checked at once: 8 on QUIC (each a few first contacts
+		// that cost CPU), 64 in memory (each mostly waiting for round
+		// trips).
+		checkParallel := 8
+		if os.Getenv("GDP_SIM_DHT_TRANSPORT") == DHTTransportMem {
+			checkParallel = 64
+		}
 		opts := Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr, DHTJoin: os.Getenv("GDP_SIM_DHT_JOIN"),
 			PublishParallel: envInt("GDP_SIM_PUBLISH_PARALLEL", 0), DHTBucketSize: envInt("GDP_SIM_DHT_K", 0),
 			DHTConns: envInt("GDP_SIM_DHT_CONNS", 0), DHTTransport: os.Getenv("GDP_SIM_DHT_TRANSPORT")}
@@ -229,7 +236,7 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		published := time.Since(t0)
 		connsPub, cpuPub := s.DHTConnections(), processCPU()-cpu0
 		rep := s.CheckNames(cctx, NameCheck{FromRouters: envInt("GDP_SIM_FROM", 4), ForNames: envInt("GDP_SIM_NAMES", 4), Seed: 7,
-			Parallel: envInt("GDP_SIM_CHECK_PARALLEL", 8)})
+			Parallel: envInt("GDP_SIM_CHECK_PARALLEL", checkParallel)})
 		cancel()
 		conv := time.Since(t0)
 		cpu := processCPU() - cpu0
@@ -393,17 +400,23 @@ func TestGodebugTLSKeyExchange(t *testing.T) {
 
 // TestScaleVerdictStatesDepartures: a scale run's verdict names every
 // setting in force that a deployment does not run (X25519-only TLS, a
-// smaller kad-dht k, a connection limit, pre-warmed tables), so a target
+// smaller kad-dht k, a connection limit, pre-warmed tables, the in-memory
+// DHT transport), so a target
 // met on the simulator's terms never reads as met as deployed; a run as
 // deployed says nothing more.
 func TestScaleVerdictStatesDepartures(t *testing.T) {
 	tgt := scaleTarget{Converged: time.Minute}
 	t.Setenv("GODEBUG", "x=1,tlsmlkem=0")
-	v := tgt.verdict(30*time.Second, 0, departures(ResolverDHT, Options{DHTBucketSize: 8, DHTConns: 40, DHTTransport: DHTTransportMem}))
-	for _, want := range []string{": met (not as deployed:", "tlsmlkem=0", "k = 8", "trimmed above 40", "pre-warmed", "DHT connections in memory"} {
+	v := tgt.verdict(30*time.Second, 0, departures(ResolverDHT, Options{DHTBucketSize: 8, DHTConns: 40}))
+	for _, want := range []string{": met (not as deployed:", "tlsmlkem=0", "k = 8", "trimmed above 40", "pre-warmed"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("verdict %q does not say %q", v, want)
 		}
+	}
+	// On the in-memory transport: that, and no TLS setting (no TLS runs).
+	v = tgt.verdict(30*time.Second, 0, departures(ResolverDHT, Options{DHTJoin: DHTJoinDial, DHTTransport: DHTTransportMem}))
+	if !strings.Contains(v, ": met (not as deployed: DHT connections in memory instead of QUIC and TLS") || strings.Contains(v, "tlsmlkem") {
+		t.Errorf("in-memory transport: verdict %q", v)
 	}
 	t.Setenv("GODEBUG", "tlsmlkem=0,tlsmlkem=1")
 	for _, opts := range []Options{{DHTJoin: DHTJoinDial}, {DHTJoin: DHTJoinDial, DHTBucketSize: 20, DHTTransport: DHTTransportQUIC}} {

@@ -65,7 +65,7 @@ type Options struct {
 	DHTJoin string
 	// PublishParallel bounds the routers' resolver publishes and
 	// withdrawals in flight across the simulation in DHT mode (default
-	// 16; see dhtPublishes).
+	// 16, 64 on the in-memory DHT transport; see dhtPublishes).
 	PublishParallel int
 	// DHTBucketSize is the in-process kad-dht nodes' bucket size k,
 	// which is also the replication factor: a publish gets from and puts
@@ -221,6 +221,9 @@ func Start(ctx context.Context, top *Topology, opts Options) (*Sim, error) {
 	}
 	if opts.PublishParallel <= 0 {
 		opts.PublishParallel = dhtPublishes
+		if opts.DHTTransport == DHTTransportMem {
+			opts.PublishParallel = dhtPublishesMem
+		}
 	}
 	s := &Sim{top: top, opts: opts, log: opts.Logger, doms: map[string]*certs.Identity{}, nodes: map[string]*simNode{},
 		pubSlots: make(chan struct{}, opts.PublishParallel)}
