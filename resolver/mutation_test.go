@@ -287,3 +287,81 @@ func TestRecordAccessorsWithoutChain(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeSetsBound: merging more than MaxSetEntries routers' records
+// drops expired records first, then tombstones, then the oldest live
+// records; liveNewestFirst orders by sequence, ties kept in set order
+// (mutants in mergeSets and liveNewestFirst: the expiry filter skipped,
+// the tombstone and newest-first orderings skipped, comparisons moved by
+// one).
+func TestMergeSetsBound(t *testing.T) {
+	w := newWorld(t, goldenBase)
+	d := w.domain("merge")
+	now := goldenBase.Add(time.Minute)
+	var recs []*Record
+	var name [32]byte
+	for i := range MaxSetEntries + 2 {
+		r := w.router(d, fmt.Sprintf("merge router %d", i))
+		n, chain := w.capsuleAt(r, "merge capsule", time.Hour)
+		name = n
+		rec := w.location(r, n, chain, uint64(100+i))
+		switch i {
+		case 0: // a tombstone: evicted before any live record
+			tomb, err := rec.Tombstone(r.id.Key, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec = tomb
+		case 1: // expired at now
+			late, err := NewLocation(r.id.Key, n, chain, rec.Addrs, 1000, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec = late
+		}
+		recs = append(recs, rec)
+	}
+	_ = name
+	// MaxSetEntries+2 records, one expired: MaxSetEntries+1 live or
+	// tombstone; the tombstone goes.
+	out := mergeSets(now, recs)
+	if len(out) != MaxSetEntries {
+		t.Fatalf("%d records, want %d", len(out), MaxSetEntries)
+	}
+	for _, r := range out {
+		if r.Withdrawn || r.Sequence == 1000 {
+			t.Fatalf("kept the tombstone or the expired record (seq %d, withdrawn %v)", r.Sequence, r.Withdrawn)
+		}
+	}
+	// A second live record beyond the bound: the oldest (lowest sequence)
+	// goes, not the newest.
+	extra := w.router(d, "merge router extra")
+	n, chain := w.capsuleAt(extra, "merge capsule", time.Hour)
+	newest := w.location(extra, n, chain, 5000)
+	// mergeSets reads a map: each round sees another order.
+	held := out
+	for range 8 {
+		out = mergeSets(now, held, []*Record{newest})
+		if len(out) != MaxSetEntries {
+			t.Fatalf("%d records, want %d", len(out), MaxSetEntries)
+		}
+		seqs := map[uint64]bool{}
+		for _, r := range out {
+			seqs[r.Sequence] = true
+		}
+		if !seqs[5000] || seqs[102] {
+			t.Fatalf("kept %v: want the newest (5000) and not the oldest live (102)", seqs)
+		}
+	}
+	// A nil entry (a set that failed to parse an entry) is skipped.
+	if got := mergeSets(now, []*Record{nil, newest}); len(got) != 1 {
+		t.Fatalf("nil entry: %d records", len(got))
+	}
+	// liveNewestFirst: descending sequence; equal sequences keep set order.
+	a, b, c := *out[0], *out[1], *out[2]
+	a.Sequence, b.Sequence, c.Sequence = 1, 7, 7
+	got := liveNewestFirst(now, []*Record{&a, &b, &c})
+	if len(got) != 3 || got[0] != &b || got[1] != &c || got[2] != &a {
+		t.Fatalf("liveNewestFirst: sequences %d %d %d", got[0].Sequence, got[1].Sequence, got[2].Sequence)
+	}
+}
