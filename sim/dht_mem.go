@@ -196,8 +196,10 @@ func (t *memTransport) Dial(ctx context.Context, raddr ma.Multiaddr, p peer.ID) 
 		lscope.Done()
 		return nil, err
 	}
-	c := &memConn{mn: t.mn, t: t, local: local, remote: to, rpeer: p, rkey: l.t.key, delay: ab, scope: dscope}
-	s := &memConn{mn: t.mn, t: l.t, local: to, remote: local, rpeer: t.id, rkey: t.key, delay: ba, scope: lscope}
+	c := &memConn{mn: t.mn, t: t, local: local, remote: to, laddr: out.local, raddr: out.remote,
+		rpeer: p, rkey: l.t.key, delay: ab, scope: dscope}
+	s := &memConn{mn: t.mn, t: l.t, local: to, remote: local, laddr: in.local, raddr: in.remote,
+		rpeer: t.id, rkey: t.key, delay: ba, scope: lscope}
 	for _, x := range []*memConn{c, s} {
 		x.streams, x.done = map[*memStream]struct{}{}, make(chan struct{})
 		x.wake = make(chan struct{}, 1)
@@ -287,6 +289,7 @@ type memConn struct {
 	mn            *memNet
 	t             *memTransport
 	local, remote netip.AddrPort
+	laddr, raddr  ma.Multiaddr // local and remote, made once
 	rpeer         peer.ID
 	rkey          crypto.PubKey
 	delay         time.Duration // one-way, local to remote, at the dial
@@ -404,8 +407,8 @@ func (c *memConn) IsClosed() bool {
 func (c *memConn) LocalPeer() peer.ID             { return c.t.id }
 func (c *memConn) RemotePeer() peer.ID            { return c.rpeer }
 func (c *memConn) RemotePublicKey() crypto.PubKey { return c.rkey }
-func (c *memConn) LocalMultiaddr() ma.Multiaddr   { return memAddr(c.local) }
-func (c *memConn) RemoteMultiaddr() ma.Multiaddr  { return memAddr(c.remote) }
+func (c *memConn) LocalMultiaddr() ma.Multiaddr   { return c.laddr }
+func (c *memConn) RemoteMultiaddr() ma.Multiaddr  { return c.raddr }
 func (c *memConn) Scope() network.ConnScope       { return c.scope }
 func (c *memConn) Transport() transport.Transport { return c.t }
 func (c *memConn) ConnState() network.ConnectionState {
