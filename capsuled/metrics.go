@@ -35,6 +35,10 @@ type metrics struct {
 	// samplesClamped counts SYNCs that asked for a possession tag over
 	// more than wire.MaxPossessionSamples entries (answered with that many).
 	samplesClamped prometheus.Counter
+	// queueRefused counts requests answered 503 because the request queue
+	// was full: "full" (the newcomer refused), "evicted" (the newest
+	// request of the requester holding the most answered 503 to make room).
+	queueRefused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -74,11 +78,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "sync_refused_total", Help: "SYNCs answered 503 because their peer had sync_answers_per_peer SYNCs being answered."})
 	m.possessionChecks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "possession_checks_total", Help: "Peers' possession tags (proofs that a peer replica holds the head it claims) checked against this server's entries, by result (ok, failed); one is asked for only when a check is due (possession_interval)."}, []string{"result"})
+	m.queueRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "queue_refused_total", Help: "Requests answered 503 because the request queue was full, by reason: full (the newcomer refused; every requester holds about as many), evicted (the newest request of the requester holding the most, to make room for one holding fewer)."}, []string{"reason"})
+	m.queueRefused.WithLabelValues("full")
+	m.queueRefused.WithLabelValues("evicted")
 	m.possessionChecks.WithLabelValues("ok")
 	m.possessionChecks.WithLabelValues("failed")
 	m.samplesClamped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "possession_samples_clamped_total", Help: "Peers' SYNCs that asked for a possession tag over more sampled entries than 64 (wire.MaxPossessionSamples): answered with a tag over 64, stated in the answer."})
-	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks, m.samplesClamped)
+	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks, m.samplesClamped, m.queueRefused)
 	// Labelled series exist from the start at zero.
 	for _, r := range []string{"unreachable", "nak", "refused", "busy", "misaligned", "verify", "adopted"} {
 		m.syncErrors.WithLabelValues(r)

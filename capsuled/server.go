@@ -57,9 +57,12 @@ type Server struct {
 	watch  *watchers
 
 	bulk  *bulkState // nil: bulk reads off (bulk.go)
-	queue chan request
-	kick  chan pdu.Name
-	sync  *syncState
+	queue *requestQueue
+	// queueWarned is when the last "request queue full" WARN was logged
+	// (unix nanoseconds): at most one a minute.
+	queueWarned atomic.Int64
+	kick        chan pdu.Name
+	sync        *syncState
 	// syncAnswers counts the SYNCs being answered per peer
 	// (SyncAnswersPerPeer).
 	syncAnswers peerCount
@@ -123,7 +126,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, id: deps.Identity, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),
 		places: places, pend: wire.NewPending(), watch: newWatchers(),
-		queue: make(chan request, cfg.Queue), kick: make(chan pdu.Name, 64),
+		queue: newRequestQueue(cfg.Queue), kick: make(chan pdu.Name, 64),
 	}
 	s.pol.Store(policyOf(cfg))
 	s.registerLag(reg)
@@ -308,13 +311,33 @@ func (s *Server) receive(ctx context.Context) {
 			continue
 		}
 		s.inflight.Add(1) // before the hand-over: the worker's Done may come first
-		select {
-		case s.queue <- r:
-		default:
+		evicted, holder, ok := s.queue.push(r)
+		switch {
+		case !ok:
 			s.inflight.Done()
-			s.reply(r, r.msg.Reply(wire.StatusUnavailable), "overloaded")
+			s.met.queueRefused.WithLabelValues("full").Inc()
+			s.warnQueueFull(holder)
+			s.reply(r, r.msg.Reply(wire.StatusUnavailable), "overloaded: request queue full; retry later")
+		case evicted != nil:
+			s.inflight.Done()
+			s.met.queueRefused.WithLabelValues("evicted").Inc()
+			s.warnQueueFull(holder)
+			s.reply(*evicted, evicted.msg.Reply(wire.StatusUnavailable), "overloaded: this requester holds the most of the full request queue; retry later")
 		}
 	}
+}
+
+// warnQueueFull logs, at most once a minute, that the request queue is
+// full and who holds most of it.
+func (s *Server) warnQueueFull(holder pdu.Name) {
+	now := time.Now().UnixNano()
+	last := s.queueWarned.Load()
+	if now-last < int64(time.Minute) || !s.queueWarned.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("request queue full: requests answered 503 overloaded, the largest holder's first",
+		logging.Src(holder), zap.Int("queue", s.cfg.Queue), zap.Int("workers", s.cfg.Workers),
+		zap.String("fix", "if src is one member flooding, its share is what it loses (gdp_capsuled_queue_refused_total); if load is honest, raise workers or add replicas"))
 }
 
 func (s *Server) worker(ctx context.Context) {
@@ -322,9 +345,11 @@ func (s *Server) worker(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case r := <-s.queue:
-			s.serve(ctx, r)
-			s.inflight.Done()
+		case <-s.queue.ready:
+			if r, ok := s.queue.pop(); ok {
+				s.serve(ctx, r)
+				s.inflight.Done()
+			}
 		}
 	}
 }
