@@ -2,6 +2,7 @@ package handoffd
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"testing"
@@ -204,4 +205,80 @@ func TestPairHandoffOverOverlay(t *testing.T) {
 	}
 	sameFile(t, e.curPath, filepath.Join(rep.Dest, "disk"))
 	t.Logf("over the overlay: %d changed bytes, %d on the wire (ratio %.3f) in %.2fs", rep.ChangedBytes, rep.WireBytes, rep.Ratio, rep.TotalSec)
+}
+
+// TestStalledConnectionsDoNotBlockHandoffs: a member the agent does not
+// accept handoffs from (not in senders) opens QUIC connections to the
+// agent's name and never opens a stream on them. Another sender's handoff
+// still goes through at once. Before, the agent waited up to 30 s for each
+// accepted connection's first stream, one connection at a time, before it
+// even looked at who the peer was: three stalled connections kept every
+// handoff out for 90 s.
+func TestStalledConnectionsDoNotBlockHandoffs(t *testing.T) {
+	e := newPairEnv(t, 300, 20)
+	w := newWorld(t)
+	out := filepath.Join(e.dir, "out")
+	cl := startCloudlets(t, w, e.dst, out, nil)
+	cl.agent.Reload(AgentConfig{Senders: []string{cl.src.Name().String()}})
+	intruder := w.endpoint(w.a, "intruder")
+	w.reach(intruder, cl.dst.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for range 3 {
+		nc, err := client.DialName(ctx, intruder, cl.dst.Name(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.CloseWithError(0, "")
+	}
+	time.Sleep(100 * time.Millisecond) // the agent has taken the stalled connections
+	hctx, hcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer hcancel()
+	start := time.Now()
+	st, err := DialOverlay(hctx, cl.src, cl.dst.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Send(hctx, st, &Handoff{Images: []Image{{Name: "disk", Base: e.baseID, Path: e.curPath}}},
+		SendConfig{Cache: e.src, Logger: zap.NewNop()})
+	st.Close()
+	if err != nil {
+		t.Fatalf("handoff while a member holds 3 stalled connections to the agent: %v after %s", err, time.Since(start).Round(time.Millisecond))
+	}
+	sameFile(t, e.curPath, filepath.Join(rep.Dest, "disk"))
+	t.Logf("handoff done in %s beside 3 stalled connections", time.Since(start).Round(time.Millisecond))
+}
+
+// TestSendEndsWithContext: a sender whose agent accepts the connection and
+// never answers returns when its context ends. Before, it waited for the
+// agent's answer for as long as the connection stayed open.
+func TestSendEndsWithContext(t *testing.T) {
+	e := newPairEnv(t, 50, 5)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		time.Sleep(30 * time.Second) // reads nothing, answers nothing
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = Send(ctx, conn, &Handoff{Images: []Image{{Name: "disk", Base: e.baseID, Path: e.curPath}}},
+		SendConfig{Cache: e.src, Logger: zap.NewNop()})
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) || took > 5*time.Second {
+		t.Fatalf("send to a silent agent with a 500 ms context: %v after %s, want the deadline's error within 5 s", err, took)
+	}
 }

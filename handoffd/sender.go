@@ -348,7 +348,17 @@ func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
 		return nil, fmt.Errorf("send hello: %w", err)
 	}
 	br := bufio.NewReaderSize(s.conn, 64<<10)
+	// The read of the agent's answer ends with ctx: an agent that never
+	// answers (stuck, or not an agent) must not hold the sender past its
+	// deadline. Streams without deadlines are the caller's to close.
+	stopWait := func() bool { return true }
+	if d, ok := s.conn.(deadliner); ok {
+		stopWait = context.AfterFunc(ctx, func() { _ = d.SetReadDeadline(time.Now()) })
+	}
 	typ, p, err := readFrame(br, nil)
+	if !stopWait() {
+		return nil, fmt.Errorf("wait for ready: the agent did not answer: %w", context.Cause(ctx))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wait for ready: %w", err)
 	}

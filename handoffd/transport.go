@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -46,32 +47,89 @@ func (s *overlayStream) Close() error {
 }
 
 // OverlayListener accepts handoffs over QUIC over names (client.ListenName):
-// one connection per handoff, its first stream.
-func OverlayListener(ln *client.NameListener) Listener { return &overlayListener{ln} }
+// one connection per handoff, its first stream. Each connection waits for
+// its first stream (at most streamWait) on a goroutine of its own: a peer
+// that connects and never opens one holds a slot of the name listener's
+// per-peer bound (max_conns_per_peer), never the handoffs of others.
+func OverlayListener(ln *client.NameListener) Listener {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &overlayListener{ln: ln, ctx: ctx, cancel: cancel, ready: make(chan acceptedStream)}
+}
 
-type overlayListener struct{ ln *client.NameListener }
+// streamWait bounds how long an accepted connection may take to open its
+// handoff stream.
+const streamWait = 30 * time.Second
+
+type overlayListener struct {
+	ln     *client.NameListener
+	ctx    context.Context // ends with Close
+	cancel context.CancelFunc
+	once   sync.Once
+	ready  chan acceptedStream
+	wg     sync.WaitGroup
+}
+
+type acceptedStream struct {
+	st   Stream
+	peer string
+	err  error // the name listener failed: Accept returns it
+}
 
 func (l *overlayListener) Accept(ctx context.Context) (Stream, string, error) {
-	for {
-		nc, err := l.ln.Accept(ctx)
-		if err != nil {
-			return nil, "", err
-		}
-		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		st, err := nc.AcceptStream(actx)
-		cancel()
-		if err != nil {
-			nc.CloseWithError(0, "no stream")
-			if ctx.Err() != nil {
-				return nil, "", ctx.Err()
-			}
-			continue
-		}
-		return &overlayStream{Stream: st, conn: nc}, nc.Peer().String(), nil
+	l.once.Do(func() {
+		l.wg.Add(1)
+		go l.acceptConns()
+	})
+	select {
+	case a := <-l.ready:
+		return a.st, a.peer, a.err
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	case <-l.ctx.Done():
+		return nil, "", net.ErrClosed
 	}
 }
 
-func (l *overlayListener) Close() error { return l.ln.Close() }
+// acceptConns takes connections until the name listener fails or the
+// listener is closed, and starts the wait for each one's first stream.
+func (l *overlayListener) acceptConns() {
+	defer l.wg.Done()
+	for {
+		nc, err := l.ln.Accept(l.ctx)
+		if err != nil {
+			select {
+			case l.ready <- acceptedStream{err: err}:
+			case <-l.ctx.Done():
+			}
+			return
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			actx, cancel := context.WithTimeout(l.ctx, streamWait)
+			st, err := nc.AcceptStream(actx)
+			cancel()
+			if err != nil {
+				nc.CloseWithError(0, "no stream")
+				return
+			}
+			select {
+			case l.ready <- acceptedStream{st: &overlayStream{Stream: st, conn: nc}, peer: nc.Peer().String()}:
+			case <-l.ctx.Done():
+				nc.CloseWithError(0, "closing")
+			}
+		}()
+	}
+}
+
+// Close stops taking connections and waits for the goroutines it started;
+// connections still waiting for their stream are closed.
+func (l *overlayListener) Close() error {
+	l.cancel()
+	err := l.ln.Close()
+	l.wg.Wait()
+	return err
+}
 
 // DialOverlay opens a handoff stream to the agent named name over the
 // overlay (client.DialName).
