@@ -127,6 +127,9 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 				log.Error("reload failed; keeping the running membership and policy", zap.Error(err))
 			} else {
 				log.Info("reloaded the membership certificate, domain, placement policy and subscription limits; the router, store and other limits change on restart only")
+				if nc, err := loadCapsuledConfig(cfgPath); err == nil {
+					warnRestartOnly(log, "gdp-capsuled", cfg, nc, capsuledReloaded...)
+				}
 			}
 			_ = sdNotify("READY=1")
 		}
@@ -139,6 +142,10 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 	hs.Shutdown(dctx)
 	return srv.Close()
 }
+
+// capsuledReloaded are the settings a capsule server's reload puts in
+// force; a change to any other is logged as waiting for a restart.
+var capsuledReloaded = []string{"member_cert", "domain", "placement", "max_subscriptions", "max_subscriptions_per_subscriber"}
 
 // reloadCapsuled re-reads the config, the membership certificate and the
 // domain it names (shown to the router from the next tunnel on) and puts

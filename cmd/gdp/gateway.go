@@ -181,6 +181,9 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 				log.Error("reload failed; keeping the running configuration", zap.Error(err))
 			} else {
 				log.Info("reloaded the limits, capsule defaults, token and membership certificate; listeners and routers change on restart only")
+				if nc, err := loadGatewayConfig(cfgPath); err == nil {
+					warnRestartOnly(log, "gdp-gateway", cfg, nc, gatewayReloaded...)
+				}
 			}
 			_ = sdNotify("READY=1")
 		}
@@ -191,6 +194,11 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 func gatewayCreds(cfg gatewayConfig) (*nodeCreds, error) {
 	return loadCreds("client", cfg.files())
 }
+
+// gatewayReloaded are the settings a gateway's reload puts in force; a
+// change to any other is logged as waiting for a restart.
+var gatewayReloaded = []string{"member_cert", "domain", "token_file", "max_body", "max_batch_records", "max_read_records",
+	"max_subscriptions", "request_timeout", "capsules"}
 
 // reloadGateway re-reads the config, the token file and the membership
 // certificate and puts them in force, all or nothing.

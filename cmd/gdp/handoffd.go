@@ -246,6 +246,7 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 					}
 					log.Info("reloaded the membership certificate, domain, limits and senders; listeners, directories and the identity change on restart only",
 						zap.Int("max_concurrent", nc.MaxConcurrent), zap.Int("senders", len(nc.Senders)))
+					warnRestartOnly(log, "gdp-handoffd", cfg, nc, handoffdReloaded...)
 				}
 				_ = sdNotify("READY=1")
 			}
@@ -268,6 +269,10 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 	hs.Shutdown(sctx)
 	return err
 }
+
+// handoffdReloaded are the settings a handoff agent's reload puts in
+// force; a change to any other is logged as waiting for a restart.
+var handoffdReloaded = []string{"member_cert", "domain", "max_concurrent", "max_per_peer", "senders"}
 
 // reloadHandoffd re-reads the configuration and, when the agent is on the
 // overlay, its membership certificate and domain, and puts them in force:

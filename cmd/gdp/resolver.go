@@ -122,6 +122,9 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 				log.Error("reload failed; keeping the running membership and trusted domains", zap.Error(err))
 			} else {
 				log.Info("reloaded the membership certificate and trusted domains; addresses, bootstrap and the rest of the resolver block change on restart only")
+				if nc, err := loadResolverConfig(cfgPath); err == nil {
+					warnRestartOnly(log, "gdp-resolver", cfg, nc, resolverReloaded...)
+				}
 			}
 			_ = sdNotify("READY=1")
 		}
@@ -133,6 +136,10 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 	srv.Shutdown(sctx)
 	return nil
 }
+
+// resolverReloaded are the settings a resolver's reload puts in force; a
+// change to any other is logged as waiting for a restart.
+var resolverReloaded = []string{"member_cert", "domain", "trusted_domains", "clock_skew"}
 
 // reloadResolver re-reads the config, the membership certificate and the
 // trusted domains it names and gives them to the DHT nodes (SIGHUP), all

@@ -161,6 +161,9 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 					log.Error("reload failed; keeping the running configuration", zap.Error(err))
 				} else {
 					log.Info("reloaded certificates, trusted domains and policy")
+					if nc, err := loadRouterConfig(cfgPath); err == nil {
+						warnRestartOnly(log, "gdp-router", cfg, nc, routerReloaded...)
+					}
 				}
 				_ = sdNotify("READY=1")
 				continue
@@ -177,6 +180,10 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 	srv.Shutdown(dctx)
 	return nil
 }
+
+// routerReloaded are the settings a router's reload puts in force; a
+// change to any other is logged as waiting for a restart.
+var routerReloaded = []string{"member_cert", "domain", "trusted_domains", "allow_domains", "clock_skew"}
 
 // reloadRouter re-reads the config file and the certificate files and
 // swaps them in (SIGHUP). Fields that need a restart are reported.
