@@ -182,7 +182,7 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 			} else {
 				log.Info("reloaded the limits, capsule defaults, token and membership certificate; listeners and routers change on restart only")
 				if nc, err := loadGatewayConfig(cfgPath); err == nil {
-					warnRestartOnly(log, "gdp-gateway", cfg, nc, gatewayReloaded...)
+					warnRestartOnly(log, "", cfg, nc, gatewayReloaded...)
 				}
 			}
 			_ = sdNotify("READY=1")

@@ -246,7 +246,7 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 					}
 					log.Info("reloaded the membership certificate, domain, limits and senders; listeners, directories and the identity change on restart only",
 						zap.Int("max_concurrent", nc.MaxConcurrent), zap.Int("senders", len(nc.Senders)))
-					warnRestartOnly(log, "gdp-handoffd", cfg, nc, handoffdReloaded...)
+					warnRestartOnly(log, "", cfg, nc, handoffdReloaded...)
 				}
 				_ = sdNotify("READY=1")
 			}

@@ -87,12 +87,18 @@ func flatYAML(v any) (map[string]any, error) {
 // settings of the re-read file that differ from the ones the daemon runs
 // with and that only a restart applies: one WARN naming them, so that an
 // operator who edited a limit and reloaded does not believe it in force.
+// unit is the daemon's systemd unit (deploy/*.service), empty when it has
+// none.
 func warnRestartOnly(log *zap.Logger, unit string, running, next any, reloaded ...string) {
 	changed := restartOnlyChanges(running, next, reloaded...)
 	if len(changed) == 0 {
 		return
 	}
+	how := "restart the daemon"
+	if unit != "" {
+		how += " (systemctl restart " + unit + ")"
+	}
 	log.Warn("reload: settings changed in the config file are not in force until a restart; the daemon runs with their old values",
 		zap.Strings("settings", changed),
-		zap.String("fix", "restart it to apply them (systemctl restart "+unit+"), or put the old values back"))
+		zap.String("fix", how+" to apply them, or put the old values back"))
 }
