@@ -125,7 +125,7 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 		Name: "gdp_router_downstream_records_total",
 		Help: "Location records announced by downstream routers (their upstream is this router), by result.",
 	}, []string{"result"})
-	for _, l := range []string{"stored", "refused", "not_holder", "malformed", "rate_limited", "busy", "no_resolver"} {
+	for _, l := range []string{"stored", "refused", "not_holder", "malformed", "rate_limited", "busy", "peer_busy", "no_resolver"} {
 		m.downstream.WithLabelValues(l)
 	}
 	m.pubRetries = prometheus.NewCounter(prometheus.CounterOpts{

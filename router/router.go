@@ -138,6 +138,7 @@ type Router struct {
 	upstream pdu.Name
 	upRecs   upstreamRecords // records announced to the upstream
 	downSem  chan struct{}   // downstream records being stored
+	down     peerSlots       // downstream records being stored, per downstream router
 
 	pubq *pubQueue
 	seq  *resolver.Sequencer // sequence numbers of the records this router signs

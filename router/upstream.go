@@ -34,6 +34,41 @@ type upstreamRecords struct {
 // next renewal or reconnection.
 const maxDownstreamInFlight = 16
 
+// maxDownstreamPerPeer is one downstream router's share of them: a member
+// router announcing records faster than the resolver stores them (each
+// valid, its own self-minted names) holds at most this many slots, and
+// other downstream routers' records still find one. Beyond it its records
+// are dropped, counted as peer_busy.
+const maxDownstreamPerPeer = 4
+
+// peerSlots counts the slots each peer holds.
+type peerSlots struct {
+	mu sync.Mutex
+	n  map[pdu.Name]int
+}
+
+// take takes one of peer's limit slots; false: it holds them all.
+func (p *peerSlots) take(peer pdu.Name, limit int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n[peer] >= limit {
+		return false
+	}
+	if p.n == nil {
+		p.n = map[pdu.Name]int{}
+	}
+	p.n[peer]++
+	return true
+}
+
+func (p *peerSlots) release(peer pdu.Name) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n[peer]--; p.n[peer] <= 0 {
+		delete(p.n, peer)
+	}
+}
+
 // pushUpstream sends rec to the upstream when one is configured and up,
 // remembering it (or, for a tombstone, forgetting the name).
 func (r *Router) pushUpstream(rec *resolver.Record) {
@@ -135,13 +170,19 @@ func (r *Router) downstreamRecord(in *Face, h *pdu.Header) {
 			logging.Reason("not_holder"), zap.String("detail", fmt.Sprintf("record of router %s", rec.Router())))
 		return
 	}
+	if !r.down.take(in.peer, maxDownstreamPerPeer) {
+		r.met.downstream.WithLabelValues("peer_busy").Inc()
+		return
+	}
 	select {
 	case r.downSem <- struct{}{}:
 	default:
+		r.down.release(in.peer)
 		r.met.downstream.WithLabelValues("busy").Inc()
 		return
 	}
 	started := r.tryGo(func() {
+		defer r.down.release(in.peer)
 		defer func() { <-r.downSem }()
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Resolver.Timeout.Std())
 		defer cancel()
@@ -164,5 +205,6 @@ func (r *Router) downstreamRecord(in *Face, h *pdu.Header) {
 	})
 	if !started {
 		<-r.downSem // closed: nothing published
+		r.down.release(in.peer)
 	}
 }
