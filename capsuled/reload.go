@@ -1,6 +1,8 @@
 package capsuled
 
 import (
+	"fmt"
+
 	"go.uber.org/zap"
 )
 
@@ -26,22 +28,45 @@ func (c Config) Check() error {
 	return err
 }
 
-// Reload puts the placement policy and the subscription limits of cfg in
-// force for every later CREATE and SUBSCRIBE (capsules already placed and
-// subscriptions already running stay), and its PossessionMinSamples for
-// every later possession check (cfg's PossessionSamples, restart-only,
-// bounds it: a reload that raises the minimum above the samples this
-// server asks for is refused). cfg is checked as New checks it
-// (an empty Dir means the running one); if it is refused nothing changes.
-// The other fields of cfg are ignored: they change on restart only.
-func (s *Server) Reload(cfg Config) error {
+// CheckReload reports whether Reload would refuse cfg, changing nothing:
+// Check, with the settings only a restart changes taken from the running
+// server where they bound a reloaded one (possession_samples bounds
+// possession_min_samples). `gdp capsuled` asks it before it puts anything
+// of a SIGHUP in force, so that a reload is all or nothing.
+func (s *Server) CheckReload(cfg Config) error {
+	_, err := s.reloadConfig(cfg)
+	return err
+}
+
+// reloadConfig is cfg as a reload would take it, checked as New checks
+// it: an empty Dir is the running one, and PossessionSamples the running
+// one (restart-only; a file that changes it is told so when the minimum it
+// states does not fit the running value).
+func (s *Server) reloadConfig(cfg Config) (Config, error) {
 	if cfg.Dir == "" {
 		cfg.Dir = s.cfg.Dir
 	}
-	// possession_samples changes on restart only: the minimum is checked
-	// against the running one.
+	file := cfg.PossessionSamples
 	cfg.PossessionSamples = s.cfg.PossessionSamples
 	c, err := cfg.withDefaults()
+	if err != nil && file != 0 && file != s.cfg.PossessionSamples {
+		err = fmt.Errorf("%w; possession_samples %d in the file is not in force: it changes on restart only (running: %d)",
+			err, file, s.cfg.PossessionSamples)
+	}
+	return c, err
+}
+
+// Reload puts the placement policy and the subscription limits of cfg in
+// force for every later CREATE and SUBSCRIBE (capsules already placed and
+// subscriptions already running stay), and its PossessionMinSamples for
+// every later possession check (the running PossessionSamples,
+// restart-only, bounds it: a reload that raises the minimum above the
+// samples this server asks for is refused). cfg is checked as New checks
+// it (CheckReload; an empty Dir means the running one); if it is refused
+// nothing changes. The other fields of cfg are ignored: they change on
+// restart only.
+func (s *Server) Reload(cfg Config) error {
+	c, err := s.reloadConfig(cfg)
 	if err != nil {
 		return err
 	}

@@ -150,7 +150,8 @@ var capsuledReloaded = []string{"member_cert", "domain", "placement", "max_subsc
 // reloadCapsuled re-reads the config, the membership certificate and the
 // domain it names (shown to the router from the next tunnel on) and puts
 // the placement policy and subscription limits in force (SIGHUP), all or
-// nothing: everything is checked before anything changes.
+// nothing: everything is checked before anything changes (the server's
+// part as its Reload will check it: CheckReload).
 func reloadCapsuled(cfgPath string, at *attached, srv *capsuled.Server, watch *certWatch) error {
 	cfg, err := loadCapsuledConfig(cfgPath)
 	if err != nil {
@@ -160,7 +161,7 @@ func reloadCapsuled(cfgPath string, at *attached, srv *capsuled.Server, watch *c
 	if err != nil {
 		return err
 	}
-	if err := scfg.Check(); err != nil {
+	if err := srv.CheckReload(scfg); err != nil {
 		return err
 	}
 	member, err := certs.ReadCertFile(cfg.MemberCert)
