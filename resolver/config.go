@@ -57,6 +57,13 @@ type Config struct {
 	// to 8 s; every peer dialled at once each round). Default 0: one
 	// round, then the node fails to start.
 	BootstrapTimeout config.Duration `yaml:"bootstrap_timeout"`
+	// BootstrapKeepalive is how often a running node pings each bootstrap
+	// peer and redials one it lost (backoff 1 s doubling to 8 s; a WARN
+	// "bootstrap peer lost; redialing" and
+	// gdp_resolver_dht_bootstrap_lost_total): a restarted `gdp resolver`
+	// gets its routing table back within about this long. Default 1s with
+	// join "refresh", off with "seeded"; negative: off.
+	BootstrapKeepalive config.Duration `yaml:"bootstrap_keepalive"`
 	// Join is how the node joins the domain DHT at start: "refresh"
 	// (default: the bootstrap peers, then kad-dht's routing table
 	// refresh, a lookup per bucket that on a DHT of a hundred nodes dials
@@ -262,8 +269,8 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 			Identity: n.Identity, Member: n.Member, Domain: n.Domain, Certs: n.Certs,
 			Listen: c.Listen, Bootstrap: c.Bootstrap, Quorum: c.Quorum, MinPuts: c.MinPuts,
 			RecordAge: c.RecordAge.Std(), Republish: c.Republish.Std(), HandshakeTimeout: c.HandshakeTimeout.Std(),
-			BootstrapTimeout: c.BootstrapTimeout.Std(),
-			Join:             c.Join, RefreshInterval: c.RefreshInterval.Std(), PutTimeout: c.PutTimeout.Std(),
+			BootstrapTimeout: c.BootstrapTimeout.Std(), BootstrapKeepalive: c.BootstrapKeepalive.Std(),
+			Join: c.Join, RefreshInterval: c.RefreshInterval.Std(), PutTimeout: c.PutTimeout.Std(),
 			MaxRecordsPerRouter: c.MaxRecordsPerRouter, StoreSweep: c.StoreSweep.Std(),
 			Logger: log.Named("dht"), Registerer: reg,
 		}

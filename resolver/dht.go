@@ -194,6 +194,15 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 		// its first (the seeded join skips only that first one).
 		go d.every(d.cfg.RefreshInterval, func() { _ = d.kad.RefreshRoutingTable() }) // asynchronous; kad-dht logs failures
 	}
+	if d.cfg.BootstrapKeepalive > 0 {
+		for _, info := range boot {
+			if info.ID == d.host.ID() {
+				continue
+			}
+			d.wg.Add(1)
+			go d.keepBootstrap(info, d.cfg.BootstrapKeepalive)
+		}
+	}
 	d.wg.Add(3)
 	go d.republishLoop()
 	go d.memberSweepLoop()

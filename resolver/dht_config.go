@@ -85,6 +85,16 @@ type DHTConfig struct {
 	// failing at once. Peers that start together (the simulator's netns
 	// mode) set it so that a slow or busy seed is waited for.
 	BootstrapTimeout time.Duration
+	// BootstrapKeepalive is how often the node checks each bootstrap
+	// peer while it runs: a ping over the open connection (a peer that
+	// restarted answers with a QUIC stateless reset, closing it at once)
+	// and, when not connected, a redial (backoff 1 s doubling to 8 s), so
+	// a restarted first node — a `gdp resolver` with no bootstrap peers of
+	// its own — gets its routing table back within about this long.
+	// Default 1 s with JoinRefresh; 0 (off) with JoinSeeded, whose
+	// bootstrap lists are the routing table, not infrastructure. Negative:
+	// off.
+	BootstrapKeepalive time.Duration
 	// Join is how the node joins at start: JoinRefresh (default) dials
 	// the bootstrap peers, then runs kad-dht's routing table refresh (a
 	// lookup of its own key and one per bucket: on a DHT of a hundred
@@ -200,6 +210,9 @@ func (c *DHTConfig) populate() error {
 	}
 	if c.RefreshInterval <= 0 {
 		c.RefreshInterval = DefaultRefreshInterval
+	}
+	if c.BootstrapKeepalive == 0 && c.Join == JoinRefresh {
+		c.BootstrapKeepalive = time.Second
 	}
 	if c.DenyFor <= 0 {
 		c.DenyFor = time.Minute

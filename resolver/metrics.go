@@ -17,6 +17,10 @@ type dhtMetrics struct {
 	stored     prometheus.Gauge       // record sets (names) in this node's store
 	swept      *prometheus.CounterVec // reason: age (set deleted), expired (entries dropped)
 	conns      *prometheus.CounterVec // direction: in, out (libp2p connections opened)
+	// bootstrapLost counts connections to a bootstrap peer found lost;
+	// bootstrapDials the redials that followed, by result: ok, failed.
+	bootstrapLost  prometheus.Counter
+	bootstrapDials *prometheus.CounterVec
 }
 
 func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) {
@@ -38,6 +42,10 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 			Name: "dht_swept_total", Help: "Stored records removed by the sweep: age (whole set older than record_age), expired (entries).", ConstLabels: cl}, []string{"reason"}),
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
 			Name: "dht_connections_total", Help: "libp2p connections opened (each a QUIC/TLS handshake, then identify and the membership proof), by direction: in, out.", ConstLabels: cl}, []string{"direction"}),
+		bootstrapLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "dht_bootstrap_lost_total", Help: "Connections to a bootstrap peer found lost (it restarted or went away); each is redialled.", ConstLabels: cl}),
+		bootstrapDials: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "dht_bootstrap_redials_total", Help: "Redials of a lost bootstrap peer, by result: ok, failed.", ConstLabels: cl}, []string{"result"}),
 	}
 	// Every series exists from the start at zero, so a rate() or an alert
 	// on a reason that has not happened yet finds it.
@@ -59,8 +67,11 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 	for _, r := range []string{"in", "out"} {
 		m.conns.WithLabelValues(r)
 	}
+	for _, r := range []string{"ok", "failed"} {
+		m.bootstrapDials.WithLabelValues(r)
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.puts, m.refused, m.admissions, m.rejectedRq, m.republish, m.stored, m.swept, m.conns} {
+		for _, c := range []prometheus.Collector{m.puts, m.refused, m.admissions, m.rejectedRq, m.republish, m.stored, m.swept, m.conns, m.bootstrapLost, m.bootstrapDials} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {
