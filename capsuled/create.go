@@ -146,9 +146,11 @@ func (s *Server) checkExpiry(p *placement, now time.Time) {
 	s.warned.Store(key, na)
 	if left <= 0 {
 		s.log.Warn("adcert expired: the capsule is no longer advertised here; its owner must renew it (gdp capsule renew)",
-			logging.Capsule(p.name), logging.Expiry(na))
+			logging.Capsule(p.name), logging.Expiry(na),
+			zap.String("fix", "the capsule's owner runs: gdp capsule renew "+p.name.String()+" --owner ALIAS --servers SERVERS --w W (the servers must be named: the capsule is no longer found by name)"))
 		return
 	}
 	s.log.Warn("adcert expires soon: its owner should renew it (gdp capsule renew)", logging.Capsule(p.name),
-		logging.Expiry(na), zap.String("left", left.Round(time.Second).String()))
+		logging.Expiry(na), zap.String("left", left.Round(time.Second).String()),
+		zap.String("fix", "the capsule's owner runs: gdp capsule renew "+p.name.String()+" --owner ALIAS (every 24-36 h for the default 72 h AdCerts)"))
 }

@@ -210,8 +210,13 @@ func TestAdCertExpiryWarned(t *testing.T) {
 	if err := admin.Create(ctx, tc.owner, tc.meta, 1, places); err != nil {
 		t.Fatal(err)
 	}
-	if n := logs.FilterMessageSnippet("adcert expires soon").Len(); n != 1 {
-		t.Fatalf("%d WARNs about the expiring AdCert, want 1", n)
+	warns := logs.FilterMessageSnippet("adcert expires soon").All()
+	if len(warns) != 1 {
+		t.Fatalf("%d WARNs about the expiring AdCert, want 1", len(warns))
+	}
+	// The one line says what to do: the owner's renew command for this capsule.
+	if fix, _ := warns[0].ContextMap()["fix"].(string); !strings.Contains(fix, "gdp capsule renew "+tc.meta.Name().String()) {
+		t.Fatalf("the WARN's fix %q does not give the renew command for the capsule", fix)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
