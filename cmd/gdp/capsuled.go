@@ -126,7 +126,7 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 			if err := inConfig(cfgPath, reloadCapsuled(cfgPath, at, srv, watch)); err != nil {
 				log.Error("reload failed; keeping the running membership and policy", zap.Error(err))
 			} else {
-				log.Info("reloaded the membership certificate, domain, placement policy and subscription limits; the router, store and other limits change on restart only")
+				log.Info("reloaded the membership certificate, domain, placement policy, subscription limits and possession_min_samples; the router, store and other limits change on restart only")
 				if nc, err := loadCapsuledConfig(cfgPath); err == nil {
 					warnRestartOnly(log, "gdp-capsuled", cfg, nc, capsuledReloaded...)
 				}
@@ -145,7 +145,8 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 
 // capsuledReloaded are the settings a capsule server's reload puts in
 // force; a change to any other is logged as waiting for a restart.
-var capsuledReloaded = []string{"member_cert", "domain", "placement", "max_subscriptions", "max_subscriptions_per_subscriber"}
+var capsuledReloaded = []string{"member_cert", "domain", "placement", "max_subscriptions", "max_subscriptions_per_subscriber",
+	"possession_min_samples"}
 
 // reloadCapsuled re-reads the config, the membership certificate and the
 // domain it names (shown to the router from the next tunnel on) and puts
