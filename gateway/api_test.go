@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -291,5 +293,46 @@ func TestAPIRoundTrip(t *testing.T) {
 	}
 	if got := g.metric("gdp_gateway_records_appended_total", ""); got != 7 {
 		t.Fatalf("records appended metric %v, want 7", got)
+	}
+}
+
+// TestSubscriptionFrameTooLarge: a subscriber has nothing to send but
+// control frames; one that sends a 1 MiB message has its WebSocket closed
+// with 1009 (message too big) before the gateway reads it whole, counted
+// too_large. Before, the gateway read and kept every frame a subscriber
+// sent, however large.
+func TestSubscriptionFrameTooLarge(t *testing.T) {
+	_, g, c := setup(t, gateway.Config{})
+	conn := g.subscribe(t, c, 1)
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, b, err := conn.ReadMessage(); err != nil || !strings.Contains(string(b), "subscribed") {
+		t.Fatalf("first message %s %v", b, err)
+	}
+	before := g.metric("gdp_gateway_rejected_total", "too_large")
+	// The gateway may close while the frame is still being written (the
+	// write then fails): either way the WebSocket ends.
+	_ = conn.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("x"), 1<<20))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("after a 1 MiB frame the subscription is still open: %v", err)
+		}
+		if websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+			t.Fatalf("after a 1 MiB frame: %v, want 1009 or the connection cut", err)
+		}
+		break
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for g.metric("gdp_gateway_rejected_total", "too_large") != before+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("rejected_total{too_large} %v, want %v", g.metric("gdp_gateway_rejected_total", "too_large"), before+1)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -37,6 +37,10 @@ var upgrader = websocket.Upgrader{
 	CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
 }
 
+// wsReadLimit bounds a frame a subscriber sends: it has only control
+// frames and its close to send.
+const wsReadLimit = 4 << 10
+
 // wsWriteTimeout bounds one message to a subscriber: a client that does
 // not read for that long is disconnected (it resumes with ?from=).
 const wsWriteTimeout = 10 * time.Second
@@ -96,11 +100,18 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	defer s.m.subs.Dec()
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	// The client's side: control frames, and the close that ends it.
+	// The client's side: control frames, and the close that ends it. It
+	// has nothing to send beyond those, so a bigger frame is refused before
+	// it is read whole (the WebSocket closes with 1009 "message too big",
+	// counted too_large), however long a frame the client announces.
+	conn.SetReadLimit(wsReadLimit)
 	go func() {
 		defer cancel()
 		for {
 			if _, _, err := conn.ReadMessage(); err != nil {
+				if errors.Is(err, websocket.ErrReadLimit) {
+					s.m.rejected.WithLabelValues("too_large").Inc()
+				}
 				return
 			}
 		}
