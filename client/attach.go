@@ -208,7 +208,7 @@ func (s *stickyLink) keep() {
 		}
 		lost := time.Now()
 		s.log.Warn("tunnel to the router lost; redialing", logging.Peer(l.Peer()), logging.Addr(s.routers[s.idx].Addr),
-			zap.NamedError("reason", l.Err()))
+			zap.NamedError("reason", l.Err()), zap.String("fix", routerLostFix))
 		s.mu.Lock()
 		s.cur = nil
 		s.mu.Unlock()
@@ -229,6 +229,10 @@ func (s *stickyLink) keep() {
 		}
 	}
 }
+
+// routerLostFix is what an operator does about an endpoint's lost
+// tunnel to its router.
+const routerLostFix = "nothing if the router is restarting: this node redials it (then the other routers listed) and advertises its names again on its own, logging 're-attached'; if it stays away, check the router at addr (gdp doctor --remote) or list a second router under routers:"
 
 // redial tries the routers in turn, starting with the one lost, with a
 // backoff between rounds, until one answers or the link is closed.

@@ -113,8 +113,19 @@ func (r *Router) keepPeer(ctx context.Context, p PeerConfig) {
 		return
 	}
 	backoff := peerBackoffMin
+	var lost time.Time // when the tunnel went down; zero: not lost
 	for ctx.Err() == nil {
 		f := r.peerFace(p.Name)
+		if f != nil && linkDown(f.link) {
+			// down and not detached yet: wait for the detach rather than
+			// spin (or log the loss again)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
+		}
 		if f == nil {
 			reloaded := r.reloadSignal()
 			dctx, cancel := context.WithTimeout(ctx, r.cfg.Resolver.Timeout.Std())
@@ -141,13 +152,41 @@ func (r *Router) keepPeer(ctx context.Context, p PeerConfig) {
 				r.pushAllUpstream(f)
 			}
 		}
+		if !lost.IsZero() { // redialled, or the peer dialled us
+			r.log.Info("configured peer back", logging.Peer(p.Name), logging.Addr(p.Addr),
+				zap.Duration("after", time.Since(lost).Round(time.Millisecond)))
+			lost = time.Time{}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-f.link.Done():
 		}
+		if ctx.Err() == nil && !r.draining.Load() {
+			lost = time.Now()
+			var reason error
+			if e, ok := f.link.(interface{ Err() error }); ok { // a tunnel.Link says why
+				reason = e.Err()
+			}
+			r.log.Warn("tunnel to a configured peer lost; redialing", logging.Peer(p.Name), logging.Addr(p.Addr),
+				zap.NamedError("reason", reason), zap.String("fix", peerLostFix))
+		}
 	}
 }
+
+// linkDown reports whether l has gone down.
+func linkDown(l Link) bool {
+	select {
+	case <-l.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// peerLostFix is what an operator does about a configured peer whose
+// tunnel went down.
+const peerLostFix = "nothing if the peer is restarting: this router redials it on its own (100 ms, doubling to 5 s) and logs 'configured peer back'; if it stays away, check the peer at addr (gdp doctor --remote) and the underlay between them"
 
 // PeerInfo is a peer router as the admin API shows it.
 type PeerInfo struct {

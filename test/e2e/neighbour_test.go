@@ -32,7 +32,8 @@ const neighbourBound = 3 * time.Second
 // r1 is killed with SIGKILL, left down 0.5 s and started again (same
 // identity, same ports): the gateway and handoffd must be attached and
 // their names routed at r1 again, and r2's tunnel to r1 up again, within
-// neighbourBound; each says in one WARN line what it lost. Then the
+// neighbourBound; each says in one WARN line what it lost and what to do
+// (fix), and r2 when its peer is back. Then the
 // resolver is killed and restarted: its lookup API must answer for the
 // gateway's name again within neighbourBound, without a router restart.
 func TestNeighbourRestart(t *testing.T) {
@@ -97,18 +98,20 @@ resolver:
 		var routes []router.RouteInfo
 		return getJSON("http://"+admin["r1"]+"/v1/routes?name="+d.ids[alias].Name.String(), &routes) && len(routes) > 0
 	}
-	peered := func() bool {
+	// r2's face to r1 (0: none).
+	peerFace := func() uint64 {
 		var peers []router.PeerInfo
 		if !getJSON("http://"+admin["r2"]+"/v1/peers", &peers) {
-			return false
+			return 0
 		}
 		for _, p := range peers {
 			if p.Name == d.ids["r1"].Name {
-				return true
+				return p.Face
 			}
 		}
-		return false
+		return 0
 	}
+	peered := func() bool { return peerFace() != 0 }
 
 	// The gateway: r1 its only router, its API on a unix socket.
 	sock := filepath.Join(dir, "gw.sock")
@@ -164,6 +167,7 @@ log: {level: info}
 	waitFor(t, "the resolver finding the gateway's name", 20*time.Second, lookup)
 
 	// r1: kill -9, down 0.5 s, started again.
+	oldFace := peerFace()
 	routers["r1"].kill9()
 	time.Sleep(500 * time.Millisecond)
 	restarted := time.Now()
@@ -175,7 +179,7 @@ log: {level: info}
 		{"the gateway's name routed at r1", func() bool { return routed("gw") }},
 		{"the gateway re-attached", func() bool { st, ok := gwStat(); return ok && st.Reattached >= 1 }},
 		{"handoffd's name routed at r1", func() bool { return routed("handoffd") }},
-		{"r2's tunnel to r1", peered},
+		{"r2's tunnel to r1 (a new one)", func() bool { f := peerFace(); return f != 0 && f != oldFace }},
 	}
 	for _, c := range checks {
 		waitFor(t, c.what+" after r1's restart", 15*time.Second, c.ok)
@@ -187,8 +191,16 @@ log: {level: info}
 	}
 	// One WARN line each says what was lost, where, and that it redials.
 	for _, name := range []string{"gateway", "handoffd"} {
-		wantLogLine(t, filepath.Join(dir, name+".log"), "tunnel to the router lost; redialing", "peer", "addr", "reason")
+		wantLogLine(t, filepath.Join(dir, name+".log"), "tunnel to the router lost; redialing", "peer", "addr", "reason", "fix")
 	}
+	wantLogLine(t, filepath.Join(dir, "r2.log"), "tunnel to a configured peer lost; redialing", "peer", "addr", "reason", "fix")
+	for file, msg := range map[string]string{"gateway": "tunnel to the router lost; redialing", "handoffd": "tunnel to the router lost; redialing",
+		"r2": "tunnel to a configured peer lost; redialing"} {
+		if n := logLines(filepath.Join(dir, file+".log"), msg); n != 1 {
+			t.Errorf("%s: %d %q lines for one restart of r1, want 1", file, n, msg)
+		}
+	}
+	wantLogLine(t, filepath.Join(dir, "r2.log"), "configured peer back", "peer", "addr", "after")
 
 	// The resolver: kill -9, down 0.5 s, started again.
 	res.kill9()
@@ -230,6 +242,19 @@ func wantLogLine(t *testing.T, file, msg string, fields ...string) {
 	if problem := logLine(file, msg, fields...); problem != "" {
 		t.Error(problem)
 	}
+}
+
+// logLines counts the lines of file whose msg is msg.
+func logLines(file, msg string) int {
+	b, _ := os.ReadFile(file)
+	n := 0
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil && m["msg"] == msg {
+			n++
+		}
+	}
+	return n
 }
 
 // logLine says what is wrong with the first line of file whose msg is msg
