@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gdpnet/gdpnet/certs"
 )
@@ -298,4 +300,97 @@ func registered(t *testing.T, reg *prometheus.Registry, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestBootstrapPeerRestarted: the first node of a domain (no bootstrap
+// peers of its own) stops and starts again on its address with its
+// identity, as `gdp resolver` does after a restart: empty routing table.
+// The node that lists it as bootstrap peer finds the connection gone,
+// says so in one WARN line with a fix, and redials it, so the restarted
+// node has a routing table again within 3 s — not after the next refresh
+// (10 min). With bootstrap_keepalive off it would not.
+func TestBootstrapPeerRestarted(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("keep")
+	cv := certs.NewVerifier(d.Meta)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seed := w.router(d, "keep seed")
+	port := freeUDPPort(t)
+	listen := []string{fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", port)}
+	a, err := NewDHT(ctx, DHTConfig{Identity: seed.id, Member: seed.member, Domain: d.Meta, Certs: cv, Listen: listen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := w.router(d, "keep router")
+	core, logs := observer.New(zap.InfoLevel)
+	reg := prometheus.NewRegistry()
+	b, err := NewDHT(ctx, DHTConfig{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: cv, Bootstrap: a.Addrs(),
+		Logger: zap.New(core), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := a.WaitPeers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	restarted := time.Now()
+	a, err = NewDHT(ctx, DHTConfig{Identity: seed.id, Member: seed.member, Domain: d.Meta, Certs: cv, Listen: listen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer wcancel()
+	if err := a.WaitPeers(wctx, 1); err != nil {
+		t.Fatalf("the restarted first node: %v (its bootstrap client did not come back)", err)
+	}
+	t.Logf("the restarted node has its routing table again %s after its restart", time.Since(restarted).Round(time.Millisecond))
+	lost := logs.FilterMessage("bootstrap peer lost; redialing").All()
+	if len(lost) != 1 {
+		t.Fatalf("%d 'bootstrap peer lost' lines, want 1: %v", len(lost), logs.All())
+	}
+	if lost[0].Level != zap.WarnLevel || lost[0].ContextMap()["fix"] == nil || lost[0].ContextMap()["peer_id"] == nil {
+		t.Errorf("the loss line: %v %v, want WARN with peer_id and fix", lost[0].Level, lost[0].ContextMap())
+	}
+	if n := gatheredCounter(t, reg, "gdp_resolver_dht_bootstrap_lost_total", nil); n != 1 {
+		t.Errorf("gdp_resolver_dht_bootstrap_lost_total = %v, want 1", n)
+	}
+	if n := gatheredCounter(t, reg, "gdp_resolver_dht_bootstrap_redials_total", map[string]string{"result": "ok"}); n < 1 {
+		t.Errorf("gdp_resolver_dht_bootstrap_redials_total{result=ok} = %v, want ≥ 1", n)
+	}
+}
+
+// gatheredCounter is the value of the counter name (with labels) in reg.
+func gatheredCounter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == k && lp.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return -1
 }
