@@ -323,14 +323,18 @@ func TestMergeSetsBound(t *testing.T) {
 	}
 	_ = name
 	// MaxSetEntries+2 records, one expired: MaxSetEntries+1 live or
-	// tombstone; the tombstone goes.
-	out := mergeSets(now, recs)
-	if len(out) != MaxSetEntries {
-		t.Fatalf("%d records, want %d", len(out), MaxSetEntries)
-	}
-	for _, r := range out {
-		if r.Withdrawn || r.Sequence == 1000 {
-			t.Fatalf("kept the tombstone or the expired record (seq %d, withdrawn %v)", r.Sequence, r.Withdrawn)
+	// tombstone; the tombstone goes. mergeSets reads a map: each round
+	// sees another order.
+	var out []*Record
+	for range 8 {
+		out = mergeSets(now, recs)
+		if len(out) != MaxSetEntries {
+			t.Fatalf("%d records, want %d", len(out), MaxSetEntries)
+		}
+		for _, r := range out {
+			if r.Withdrawn || r.Sequence == 1000 {
+				t.Fatalf("kept the tombstone or the expired record (seq %d, withdrawn %v)", r.Sequence, r.Withdrawn)
+			}
 		}
 	}
 	// A second live record beyond the bound: the oldest (lowest sequence)
@@ -364,4 +368,59 @@ func TestMergeSetsBound(t *testing.T) {
 	if len(got) != 3 || got[0] != &b || got[1] != &c || got[2] != &a {
 		t.Fatalf("liveNewestFirst: sequences %d %d %d", got[0].Sequence, got[1].Sequence, got[2].Sequence)
 	}
+}
+
+// TestValidatorKeysAndExpiredEntries: a key outside the record namespace
+// or of the wrong length is refused; a set with one expired entry and one
+// valid entry is valid (the expired one ignored), as the validator's
+// comment promises; Select skips a value that does not parse; a verifier
+// with no trusted domains refuses, never panics (mutants: the key checks
+// skipped or halved, the expired-entry exception skipped, Select's parse
+// error ignored, the no-trust check skipped).
+func TestValidatorKeysAndExpiredEntries(t *testing.T) {
+	w := newWorld(t, goldenBase)
+	d := w.domain("keys")
+	now := goldenBase.Add(time.Minute)
+	v := &Verifier{Certs: trust(now, d)}
+	val := newValidator(v, nil)
+	ra, rb := w.router(d, "keys router a"), w.router(d, "keys router b")
+	name, chainA := w.capsuleAt(ra, "keys capsule", time.Hour)
+	_, chainB := w.capsuleAt(rb, "keys capsule", time.Hour)
+	live := w.location(rb, name, chainB, 10)
+	gone, err := NewLocation(ra.id.Key, name, chainA, live.Addrs, 11, now) // expires at now
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := MarshalSet([]*Record{live, gone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := dhtKey(name)
+	if err := val.Validate(key, set); err != nil {
+		t.Fatalf("a set with one expired entry: %v", err)
+	}
+	bad := []byte(key)
+	bad[1] ^= 1 // same length, another prefix
+	for _, k := range []string{string(bad), key[:len(key)-1], key + "x"} {
+		if err := val.Validate(k, set); !errors.Is(err, ErrWrongKey) {
+			t.Errorf("key %q: %v", k, err)
+		}
+		if _, err := nameFromKey(k); !errors.Is(err, ErrWrongKey) {
+			t.Errorf("nameFromKey(%q): %v", k, err)
+		}
+	}
+	if i, err := val.Select(key, [][]byte{[]byte("junk"), live.Bytes()}); err != nil || i != 1 {
+		t.Fatalf("Select past a value that does not parse: %d, %v", i, err)
+	}
+	var none Verifier
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("no trusted domains: panic %v", p)
+			}
+		}()
+		if _, err := none.Verify(live); !errors.Is(err, ErrBadChain) {
+			t.Fatalf("no trusted domains: %v", err)
+		}
+	}()
 }
