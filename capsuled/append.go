@@ -46,6 +46,32 @@ func first(recs []capsule.Record, hb *capsule.Heartbeat) uint64 {
 	return f
 }
 
+// appendWaitsPerPeer bounds the APPENDs of one requester that wait off the
+// workers for the batches before them: a writer keeps a few batches in
+// flight (client.WriterOptions.MaxInFlight, 4 by default).
+const appendWaitsPerPeer = 8
+
+// startsBeyondHead tells, from the heartbeat and the first record alone,
+// whether m is an APPEND whose batch starts beyond the capsule's head (its
+// predecessors not stored yet). Anything that does not decode is false:
+// handleAppend refuses it.
+func (s *Server) startsBeyondHead(m *wire.Message) bool {
+	hb, err := capsule.UnmarshalHeartbeat(m.Heartbeat)
+	if err != nil {
+		return false
+	}
+	var recs []capsule.Record
+	if len(m.Records) > 0 {
+		r, err := capsule.UnmarshalRecord(m.Records[0])
+		if err != nil {
+			return false
+		}
+		recs = []capsule.Record{r}
+	}
+	head, err := s.st.Head(m.CapsuleName())
+	return err == nil && first(recs, hb) > head.Seqno+1
+}
+
 // handleAppend stores a writer's batch. The answer goes out only after the
 // fsync that covers it; it carries the durable head. A batch that starts
 // beyond the head (this replica missed batches) is answered StatusGap and

@@ -69,6 +69,9 @@ type Server struct {
 	// createWaits counts each requester's CREATEs under way off the
 	// workers (Config.CreatesPerPeer).
 	createWaits peerCount
+	// appendWaits counts each requester's APPENDs waiting off the workers
+	// for their predecessors (appendWaitsPerPeer).
+	appendWaits peerCount
 	// creating holds the CREATEs being served, by source and request id:
 	// a client's re-sent copy of one that waits for its location record
 	// is dropped instead of taking another worker (the answer to the
@@ -389,6 +392,24 @@ func (s *Server) serve(ctx context.Context, r request) {
 		}()
 		return
 	case wire.OpAppend:
+		// A batch that starts beyond the head waits for its predecessors
+		// (the store's reorder window, then ReorderWait): it waits on its
+		// own goroutine, so the worker is free to serve the predecessor
+		// queued behind it (with one worker, or as many reordered batches
+		// as workers, they used to wait for each other until the later
+		// batch was refused as a gap). Each requester has
+		// appendWaitsPerPeer of those; beyond, it waits on the worker.
+		if s.startsBeyondHead(r.msg) && s.appendWaits.admit(r.from, appendWaitsPerPeer) {
+			s.wg.Add(1)
+			s.inflight.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer s.inflight.Done()
+				defer s.appendWaits.release(r.from)
+				s.reply(r, s.handleAppend(ctx, r), "")
+			}()
+			return
+		}
 		resp = s.handleAppend(ctx, r)
 	case wire.OpRead:
 		resp = s.handleRead(r)
