@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -206,5 +207,66 @@ func TestVerifyCertificateRefuses(t *testing.T) {
 	at := [][]byte{certWith(t, pub, id.Key, pkix.Extension{Id: oidCredentials, Value: make([]byte, maxCredentials)})}
 	if _, _, err := VerifyCertificate(at, KeyNameVerifier(nil)); err != nil {
 		t.Fatalf("maxCredentials bytes: %v", err)
+	}
+}
+
+// TestMisbehavingControlExchange: an authenticated peer (a member whose
+// TLS handshake succeeds) that opens the link's first stream as a bulk
+// stream, asks for an unknown kind, asks for a raw link where the listener
+// has no raw socket, or asks for one with raw port 0 gets no link: a
+// refusal with its code, or the connection closed, never an ACCEPT
+// (mutants: the stream-tag check, both kind checks and rawPeerAddr's check
+// skipped, each operand of the latter dropped).
+func TestMisbehavingControlExchange(t *testing.T) {
+	withRaw := newTestNode(t, true, func(c *Config) { c.HandshakeTimeout = 3 * time.Second })
+	noRaw := newTestNode(t, false, func(c *Config) { c.HandshakeTimeout = 3 * time.Second })
+	atk := newTestNode(t, false, nil)
+	tests := []struct {
+		name  string
+		srv   *testNode
+		tag   byte
+		hello ctrlMsg
+		// refused: the code of the REFUSE the listener sends (0: none);
+		// why: what the connection's close names (the close may overtake
+		// the REFUSE)
+		refused byte
+		why     string
+	}{
+		{"first stream a bulk stream", withRaw, streamBulk, ctrlMsg{Type: msgHello, Arg: byte(KindQUIC)}, 0, "not the control stream"},
+		{"unknown kind", withRaw, streamControl, ctrlMsg{Type: msgHello, Arg: 9}, refuseKind, "unknown kind 9"},
+		{"raw asked of a listener without raw", noRaw, streamControl, ctrlMsg{Type: msgHello, Arg: byte(KindRaw), Port: 4000, MTU: 1400}, refuseNoRaw, ErrNoRaw.Error()},
+		{"raw with port 0", withRaw, streamControl, ctrlMsg{Type: msgHello, Arg: byte(KindRaw), Index: 1, MTU: 1400}, 0, "no usable raw address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			qc, err := atk.ep.tr.Dial(ctx, tt.srv.ep.Addr(), atk.ep.clientTLS(tt.srv.id.Name), atk.ep.qconf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer qc.CloseWithError(0, "")
+			s, err := qc.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := tt.hello.encode()
+			if _, err := s.Write(append([]byte{tt.tag}, h[:]...)); err != nil {
+				t.Fatal(err)
+			}
+			s.SetReadDeadline(time.Now().Add(5 * time.Second))
+			m, err := readCtrl(s)
+			switch {
+			case err == nil && m.Type == msgAccept:
+				t.Fatalf("accepted: %+v", m)
+			case err == nil && (tt.refused == 0 || m.Type != msgRefuse || m.Arg != tt.refused):
+				t.Fatalf("got %+v; want a refusal with code %d or the connection closed (%s)", m, tt.refused, tt.why)
+			case err != nil && !strings.Contains(err.Error(), tt.why):
+				t.Fatalf("closed with %v; want %q", err, tt.why)
+			}
+			if n := tt.srv.ep.Stats().Links; n != 0 {
+				t.Fatalf("%d links", n)
+			}
+		})
 	}
 }
