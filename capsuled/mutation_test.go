@@ -106,3 +106,51 @@ func newPlacementCapsule(t *testing.T, desc string) placementCapsule {
 	}
 	return placementCapsule{owner: owner, meta: meta}
 }
+
+// TestPlacementAdmitBounds: the placement policy's bounds at their edges
+// (mutants: MaxPlacements skipped or >= → >, > → >= for MaxReplicas,
+// MaxPerOwner 0 read as "no bound", another owner's capsules counted as
+// this owner's).
+func TestPlacementAdmitBounds(t *testing.T) {
+	a, b := newPlacementCapsule(t, "owner a"), newPlacementCapsule(t, "owner b")
+	pl := func(c placementCapsule, replicas int) *placement {
+		rs := make([]pdu.Name, replicas)
+		for i := range rs {
+			rs[i] = pdu.Name{byte(i + 1)}
+		}
+		return &placement{name: c.meta.Name(), meta: c.meta, replicas: rs}
+	}
+	held := func(cs ...placementCapsule) *placements {
+		ps := &placements{m: map[pdu.Name]*placement{}}
+		for i, c := range cs {
+			p := pl(c, 1)
+			p.name = pdu.Name{0xee, byte(i)}
+			ps.m[p.name] = p
+		}
+		return ps
+	}
+	pol := PlacementPolicy{MaxReplicas: 2, MaxPlacements: 2, MaxPerOwner: 1}
+	tests := []struct {
+		name string
+		ps   *placements
+		p    *placement
+		pol  PlacementPolicy
+		want string // refusal reason; "" admitted
+	}{
+		{"MaxReplicas replicas", held(), pl(a, 2), pol, ""},
+		{"MaxReplicas+1 replicas", held(), pl(a, 3), pol, refuseReplicas},
+		{"one below MaxPlacements", held(b), pl(a, 1), pol, ""},
+		{"at MaxPlacements", held(b, b), pl(a, 1), PlacementPolicy{MaxReplicas: 2, MaxPlacements: 2, MaxPerOwner: -1}, refuseFull},
+		{"another owner's capsule is not this owner's", held(b), pl(a, 1), pol, ""},
+		{"the owner at MaxPerOwner", held(a), pl(a, 1), pol, refuseQuota},
+		{"MaxPerOwner 0 admits none", held(), pl(a, 1), PlacementPolicy{MaxReplicas: 2, MaxPlacements: 2, MaxPerOwner: 0}, refuseQuota},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reason, err := tt.ps.admit(tt.pol, tt.p, false)
+			if reason != tt.want || (tt.want == "") != (err == nil) {
+				t.Fatalf("got %q, %v; want %q", reason, err, tt.want)
+			}
+		})
+	}
+}
