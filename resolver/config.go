@@ -175,6 +175,9 @@ func (c Config) WithDefaults() Config {
 	if c.Join == "" {
 		c.Join = DefaultJoin
 	}
+	if c.BootstrapKeepalive == 0 && c.Join == JoinRefresh {
+		c.BootstrapKeepalive = config.Duration(time.Second)
+	}
 	if c.RefreshInterval == 0 {
 		c.RefreshInterval = config.Duration(DefaultRefreshInterval)
 	}
