@@ -37,36 +37,73 @@ const maxDownstreamInFlight = 16
 // maxDownstreamPerPeer is one downstream router's share of them: a member
 // router announcing records faster than the resolver stores them (each
 // valid, its own self-minted names) holds at most this many slots, and
-// other downstream routers' records still find one. Beyond it its records
-// are dropped, counted as peer_busy.
+// other downstream routers' records still find one.
 const maxDownstreamPerPeer = 4
 
-// peerSlots counts the slots each peer holds.
+// maxDownstreamBacklog is how many of one downstream router's records wait
+// while it holds all its slots, stored in turn by its slot holders: an
+// honest burst (a capsule server's names attaching at once, or every name
+// again when the tunnel comes back) is stored whole, at its share's pace,
+// rather than all but 4 of it dropped until the next renewal. Beyond it
+// they are dropped, counted as peer_busy.
+const maxDownstreamBacklog = 256
+
+// downJob is a downstream record and the face it came on.
+type downJob struct {
+	in  *Face
+	rec *resolver.Record
+}
+
+// peerSlots counts the slots each peer holds, and the records waiting for
+// them.
 type peerSlots struct {
-	mu sync.Mutex
-	n  map[pdu.Name]int
+	mu      sync.Mutex
+	n       map[pdu.Name]int
+	backlog map[pdu.Name][]downJob
 }
 
-// take takes one of peer's limit slots; false: it holds them all.
-func (p *peerSlots) take(peer pdu.Name, limit int) bool {
+// admit takes one of peer's limit slots for j (start: the caller stores j,
+// then asks next for more), or queues j behind the peer's slot holders
+// (queued), or neither: the peer holds all its slots and its backlog is
+// full.
+func (p *peerSlots) admit(peer pdu.Name, limit int, j downJob) (start, queued bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.n[peer] >= limit {
-		return false
-	}
 	if p.n == nil {
-		p.n = map[pdu.Name]int{}
+		p.n, p.backlog = map[pdu.Name]int{}, map[pdu.Name][]downJob{}
 	}
-	p.n[peer]++
-	return true
+	if p.n[peer] < limit {
+		p.n[peer]++
+		return true, false
+	}
+	if len(p.backlog[peer]) >= maxDownstreamBacklog {
+		return false, false
+	}
+	p.backlog[peer] = append(p.backlog[peer], j)
+	return false, true
 }
 
-func (p *peerSlots) release(peer pdu.Name) {
+// next hands a slot holder of peer the peer's oldest waiting record, or,
+// none waiting, releases its slot (ok false). A record is queued only
+// while the peer holds all its slots, and a holder leaves only with the
+// backlog empty: none is left behind.
+func (p *peerSlots) next(peer pdu.Name) (downJob, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if q := p.backlog[peer]; len(q) > 0 {
+		j := q[0]
+		q[0] = downJob{}
+		if len(q) == 1 {
+			delete(p.backlog, peer)
+		} else {
+			p.backlog[peer] = q[1:]
+		}
+		return j, true
+	}
 	if p.n[peer]--; p.n[peer] <= 0 {
 		delete(p.n, peer)
 	}
+	return downJob{}, false
 }
 
 // pushUpstream sends rec to the upstream when one is configured and up,
@@ -170,41 +207,54 @@ func (r *Router) downstreamRecord(in *Face, h *pdu.Header) {
 			logging.Reason("not_holder"), zap.String("detail", fmt.Sprintf("record of router %s", rec.Router())))
 		return
 	}
-	if !r.down.take(in.peer, maxDownstreamPerPeer) {
-		r.met.downstream.WithLabelValues("peer_busy").Inc()
-		return
-	}
 	select {
 	case r.downSem <- struct{}{}:
 	default:
-		r.down.release(in.peer)
 		r.met.downstream.WithLabelValues("busy").Inc()
 		return
 	}
-	started := r.tryGo(func() {
-		defer r.down.release(in.peer)
-		defer func() { <-r.downSem }()
-		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Resolver.Timeout.Std())
-		defer cancel()
-		if err := r.res.Publish(ctx, rec); err != nil {
-			r.met.downstream.WithLabelValues("refused").Inc()
-			r.log.Info("downstream record refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(rec.Name),
-				logging.Reason("refused"), zap.Error(err))
-			return
+	start, queued := r.down.admit(in.peer, maxDownstreamPerPeer, downJob{in, rec})
+	if !start {
+		<-r.downSem
+		if !queued {
+			r.met.downstream.WithLabelValues("peer_busy").Inc()
 		}
-		r.met.downstream.WithLabelValues("stored").Inc()
-		if rec.Withdrawn {
-			// Forget a hop learnt from the old record.
-			r.forgetLearned(rec.Name, in)
-		} else {
-			r.resolve.forget(rec.Name)
-			if inv, ok := r.res.(invalidator); ok {
-				inv.Invalidate(rec.Name)
+		return
+	}
+	// This slot holder stores rec, then the records of the same peer that
+	// queued meanwhile, holding its one of downSem throughout.
+	drain := func(j downJob, store bool) {
+		for ok := true; ok; j, ok = r.down.next(in.peer) {
+			if store && r.ctx.Err() == nil {
+				r.storeDownstream(j.in, j.rec)
 			}
 		}
-	})
-	if !started {
-		<-r.downSem // closed: nothing published
-		r.down.release(in.peer)
+		<-r.downSem
+	}
+	if !r.tryGo(func() { drain(downJob{in, rec}, true) }) {
+		drain(downJob{in, rec}, false) // closed: nothing published
+	}
+}
+
+// storeDownstream puts a downstream router's record, verified, in this
+// router's resolver.
+func (r *Router) storeDownstream(in *Face, rec *resolver.Record) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Resolver.Timeout.Std())
+	defer cancel()
+	if err := r.res.Publish(ctx, rec); err != nil {
+		r.met.downstream.WithLabelValues("refused").Inc()
+		r.log.Info("downstream record refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(rec.Name),
+			logging.Reason("refused"), zap.Error(err))
+		return
+	}
+	r.met.downstream.WithLabelValues("stored").Inc()
+	if rec.Withdrawn {
+		// Forget a hop learnt from the old record.
+		r.forgetLearned(rec.Name, in)
+	} else {
+		r.resolve.forget(rec.Name)
+		if inv, ok := r.res.(invalidator); ok {
+			inv.Invalidate(rec.Name)
+		}
 	}
 }

@@ -28,10 +28,11 @@ func (s *slowPublish) Publish(ctx context.Context, rec *resolver.Record) error {
 	return s.Resolver.Publish(ctx, rec)
 }
 
-// TestDownstreamRecordsPerPeer: a member router announces 64 valid
+// TestDownstreamRecordsPerPeer: a member router announces 300 valid
 // location records of self-minted names to the hub while the hub's
 // resolver takes 300 ms a put; an honest spoke's record, announced during
-// that flood, is still stored, and the flood's excess is counted. Before,
+// that flood, is still stored, and the flood's excess (beyond its 4 slots
+// and the 256 of its backlog) is counted. Before,
 // the hub's 16 slots for downstream records were shared: the flood held
 // them all, the honest record was dropped "busy", and it came again only
 // with the spoke's next renewal (minutes).
@@ -50,7 +51,7 @@ func TestDownstreamRecordsPerPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mine, theirs := routertest.Pipe(evil.ID.Name, hub.Name(), 1024)
+	mine, theirs := routertest.Pipe(evil.ID.Name, hub.Name(), 4096)
 	if _, err := hub.Attach(theirs, router.FaceRouter, w.dom.ID.Name, "mem"); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestDownstreamRecordsPerPeer(t *testing.T) {
 	mine.Start(func(*routertest.Link, []byte) {})
 	t.Cleanup(func() { _ = mine.Close(); mine.Wait() })
 	now := time.Now()
-	for i := range 64 {
+	for i := range 300 {
 		ep, err := certs.NewIdentity(certs.KindClient, "self-minted")
 		if err != nil {
 			t.Fatal(err)
