@@ -92,13 +92,14 @@ func (a *Agent) init() error {
 	if a.Logger == nil {
 		a.Logger = zap.NewNop()
 	}
+	// Under mu: a Reload (SIGHUP) may come while Serve starts.
+	a.mu.Lock()
 	if a.Config.MaxConcurrent <= 0 {
 		a.Config.MaxConcurrent = 1
 	}
 	if a.Config.MaxPerPeer <= 0 {
 		a.Config.MaxPerPeer = 1
 	}
-	a.mu.Lock()
 	a.perPeer = map[string]int{}
 	a.mu.Unlock()
 	// A previous run that died mid-handoff left its partial directory:
