@@ -27,8 +27,8 @@ import (
 const dhtPublishes = 16
 
 // dhtPublishesMem is dhtPublishes on the in-memory DHT transport
-// (Options.DHTTransport mem), where a first contact costs a tenth of the
-// CPU of a QUIC one: a publish then spends most of its time waiting for
+// (Options.DHTTransport mem), where a router's first contacts cost a
+// quarter of the CPU of QUIC ones: a publish then spends most of its time waiting for
 // the emulated paths' round trips (a 1,000-router grid's are ~40 ms), and
 // 16 at a time left the process at 0.9 of a core, publishing 1,000
 // routers in 70 s; 64 at a time did it in 24 s (Session 11). Closer to
