@@ -16,6 +16,7 @@ import (
 // membership as dir/ALIAS.member, and the domain's metadata as
 // dir/domain.meta.
 type e2eDomain struct {
+	dir               string // where the memberships are (dir/ALIAS.member)
 	dom               *certs.Identity
 	ks                *certs.Keystore
 	ksDir, domainPath string
@@ -29,7 +30,7 @@ type e2eDomain struct {
 // meets the clock windows rather than a certificate younger than its skew.
 func newE2EDomain(t *testing.T, dir, desc string, back time.Duration, kinds map[string]certs.Kind) *e2eDomain {
 	t.Helper()
-	d := &e2eDomain{ksDir: filepath.Join(dir, "keys"), domainPath: filepath.Join(dir, "domain.meta"),
+	d := &e2eDomain{dir: dir, ksDir: filepath.Join(dir, "keys"), domainPath: filepath.Join(dir, "domain.meta"),
 		ids: map[string]*certs.Identity{}, members: map[string]*certs.Cert{}}
 	var err error
 	if d.ks, err = certs.OpenKeystore(d.ksDir); err != nil {
@@ -74,6 +75,8 @@ func writeConf(t *testing.T, dir, name, body string) string {
 
 // killAtEnd kills (-9) every process in *all when the test ends and, if
 // it failed, logs the tail of each one's log.
+//
+// (procSet below is the usual way in: it calls killAtEnd.)
 func killAtEnd(t *testing.T, all *[]*proc) {
 	t.Cleanup(func() {
 		for _, p := range *all {
@@ -114,4 +117,34 @@ func waitResolver(t *testing.T, api string, within time.Duration) resolver.Statu
 		return getJSON("http://"+api+"/status", &st) && len(st.Addrs) > 0
 	})
 	return st
+}
+
+// creds is the part of a daemon's YAML that says who it is: the domain's
+// keystore, the alias's identity and membership, and the domain file.
+func (d *e2eDomain) creds(alias string) string {
+	return fmt.Sprintf("keystore: %s\nidentity: %s\nmember_cert: %s\ndomain: %s\n", d.ksDir, alias,
+		filepath.Join(d.dir, alias+".member"), d.domainPath)
+}
+
+// procSet starts real gdp processes, each logging to dir/NAME.log; every
+// one is killed (kill -9) when the test ends, and their logs' tails shown
+// if it failed.
+type procSet struct {
+	t   *testing.T
+	dir string
+	all []*proc
+}
+
+func newProcSet(t *testing.T, dir string) *procSet {
+	ps := &procSet{t: t, dir: dir}
+	killAtEnd(t, &ps.all)
+	return ps
+}
+
+// start runs `gdp ARGS...` as the process called name.
+func (ps *procSet) start(name string, args ...string) *proc {
+	p := &proc{name: name, args: args, log: filepath.Join(ps.dir, name+".log")}
+	ps.all = append(ps.all, p)
+	p.start(ps.t)
+	return p
 }

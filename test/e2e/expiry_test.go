@@ -39,18 +39,8 @@ func TestEveryDaemonWarnsBeforeExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var all []*proc
-	killAtEnd(t, &all)
-	daemon := func(name string, args ...string) *proc {
-		p := &proc{name: name, args: args, log: filepath.Join(dir, name+".log")}
-		all = append(all, p)
-		p.start(t)
-		return p
-	}
-	creds := func(alias string) string {
-		return fmt.Sprintf("keystore: %s\nidentity: %s\nmember_cert: %s\ndomain: %s\n", d.ksDir, alias,
-			filepath.Join(dir, alias+".member"), d.domainPath)
-	}
+	procs := newProcSet(t, dir)
+	daemon, creds := procs.start, d.creds
 	metricsAddr := map[string]string{} // daemon -> where its /metrics is
 
 	resConf, resAPI := resolverConf(t, creds("resolver"), "info")
@@ -82,7 +72,7 @@ log: {level: info}
 
 	alias := map[string]string{"resolver": "resolver", "router": "r1", "capsuled": "s1", "gateway": "gw", "handoffd": "handoffd"}
 	const msg = "certificate expires soon: less than 20% of its lifetime left"
-	for _, p := range all {
+	for _, p := range procs.all {
 		name, file := d.ids[alias[p.name]].Name.String(), filepath.Join(dir, alias[p.name]+".member")
 		var left float64
 		waitFor(t, p.name+"'s gdp_cert_expiry_seconds", 20*time.Second, func() bool {

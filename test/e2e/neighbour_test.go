@@ -43,18 +43,8 @@ func TestNeighbourRestart(t *testing.T) {
 	dir := t.TempDir()
 	d := newE2EDomain(t, dir, "neighbour domain", time.Minute, map[string]certs.Kind{"resolver": certs.KindResolver,
 		"r1": certs.KindRouter, "r2": certs.KindRouter, "gw": certs.KindClient, "handoffd": certs.KindClient})
-	var all []*proc
-	killAtEnd(t, &all)
-	daemon := func(name string, args ...string) *proc {
-		p := &proc{name: name, args: args, log: filepath.Join(dir, name+".log")}
-		all = append(all, p)
-		p.start(t)
-		return p
-	}
-	creds := func(alias string) string {
-		return fmt.Sprintf("keystore: %s\nidentity: %s\nmember_cert: %s\ndomain: %s\n", d.ksDir, alias,
-			filepath.Join(dir, alias+".member"), d.domainPath)
-	}
+	procs := newProcSet(t, dir)
+	daemon, creds := procs.start, d.creds
 
 	resConf, resAPI := resolverConf(t, creds("resolver"), "info")
 	res := daemon("resolver", "resolver", "--config", writeConf(t, dir, "resolver", resConf))
@@ -228,7 +218,7 @@ log: {level: info}
 		return false
 	})
 	wantLogLine(t, filepath.Join(dir, lostIn+".log"), lostMsg, "peer_id", "addr", "fix")
-	for _, p := range all {
+	for _, p := range procs.all {
 		if p.exited() {
 			t.Fatalf("%s exited by itself", p.name)
 		}

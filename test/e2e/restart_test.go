@@ -150,18 +150,8 @@ func TestKillNineEveryDaemon(t *testing.T) {
 		"s1": certs.KindServer, "s2": certs.KindServer, "s3": certs.KindServer,
 		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient})
 	ks, ksDir, domainPath, dom, ids, members := d.ks, d.ksDir, d.domainPath, d.dom, d.ids, d.members
-	var all []*proc
-	killAtEnd(t, &all)
-	daemon := func(name string, args ...string) *proc {
-		p := &proc{name: name, args: args, log: filepath.Join(dir, name+".log")}
-		all = append(all, p)
-		p.start(t)
-		return p
-	}
-	creds := func(alias string) string {
-		return fmt.Sprintf("keystore: %s\nidentity: %s\nmember_cert: %s\ndomain: %s\n", ksDir, alias,
-			filepath.Join(dir, alias+".member"), domainPath)
-	}
+	procs := newProcSet(t, dir)
+	daemon, creds := procs.start, d.creds
 
 	// The resolver: the DHT's first node, the routers' bootstrap.
 	resConf, resAPI := resolverConf(t, creds("resolver"), "warn")
@@ -387,7 +377,7 @@ log: {level: warn}
 		if rec > recoveryBound {
 			t.Errorf("kill -9 %s: recovery took %s, want ≤ %s", ev.victim.name, rec, recoveryBound)
 		}
-		for _, p := range all {
+		for _, p := range procs.all {
 			if p.exited() {
 				t.Fatalf("%s exited by itself after the kill of %s", p.name, ev.victim.name)
 			}
