@@ -35,6 +35,10 @@ type metrics struct {
 	// samplesClamped counts SYNCs that asked for a possession tag over
 	// more than wire.MaxPossessionSamples entries (answered with that many).
 	samplesClamped prometheus.Counter
+	// possessionRefused counts SYNCs with a possession challenge from a
+	// requester that is not one of the capsule's other replicas in this
+	// server's placement: answered without a tag, no entry read for it.
+	possessionRefused prometheus.Counter
 	// queueRefused counts requests answered 503 because the request queue
 	// was full: "full" (the newcomer refused), "evicted" (the newest
 	// request of the requester holding the most answered 503 to make room).
@@ -86,7 +90,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.possessionChecks.WithLabelValues("failed")
 	m.samplesClamped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "possession_samples_clamped_total", Help: "Peers' SYNCs that asked for a possession tag over more sampled entries than 64 (wire.MaxPossessionSamples): answered with a tag over 64, stated in the answer."})
-	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks, m.samplesClamped, m.queueRefused)
+	m.possessionRefused = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "possession_refused_total", Help: "SYNCs asking for a possession tag (a nonce) from a requester that is not one of the capsule's other replicas in this server's placement: answered without a tag, no entry read for one."})
+	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks, m.samplesClamped, m.possessionRefused, m.queueRefused)
 	// Labelled series exist from the start at zero.
 	for _, r := range []string{"unreachable", "nak", "refused", "busy", "misaligned", "verify", "adopted"} {
 		m.syncErrors.WithLabelValues(r)

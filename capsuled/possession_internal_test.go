@@ -79,6 +79,11 @@ func replicaOf(t *testing.T, sw *syncWorld, l *possessionLog, name pdu.Name, upt
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The capsule's placement (s, p, m), as a CREATE would leave it: only
+	// its other replicas are answered a possession tag.
+	if err := places.put(sw.s.places.get(sw.c)); err != nil {
+		t.Fatal(err)
+	}
 	return &Server{name: name, st: st, places: places, met: newMetrics(prometheus.NewRegistry()), cfg: Config{SyncAnswersPerPeer: 64}}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +56,16 @@ func (s *Server) handleSync(r request) *wire.Message {
 		// head (its replication-lag figures) only with it (§8.5).
 		resp.Heartbeat = head.Heartbeat.Marshal()
 	}
-	if len(m.Hash) == wire.NonceLen && head.Seqno > 0 {
+	if len(m.Hash) == wire.NonceLen && head.Seqno > 0 && !s.isReplicaPeer(c, r.from) {
+		// A challenge from a requester that is not one of the capsule's
+		// other replicas (as this server's placement names them): no tag,
+		// and none of the challenged entries read, so anyone's ~100-byte
+		// SYNC cannot buy up to 65 entry reads and their hashing. A replica
+		// newly added to the placement gets its tags once this server has
+		// the new placement (meanwhile its checks of this server fail, and
+		// are counted on its side).
+		s.met.possessionRefused.Inc()
+	} else if len(m.Hash) == wire.NonceLen && head.Seqno > 0 {
 		// The proof that this replica holds the head it claims (§8.3):
 		// the head entry and the samples the asker stated (key 24; none:
 		// an asker before sampled tags, one entry), at most
@@ -811,6 +821,14 @@ var (
 	errTooFewSamples  = errors.New("too few samples")
 	errTooManySamples = errors.New("more samples than asked")
 )
+
+// isReplicaPeer reports whether from is one of capsule c's other replicas
+// in the placement this server holds for c (only those are answered a
+// possession tag).
+func (s *Server) isReplicaPeer(c, from pdu.Name) bool {
+	p := s.places.get(c)
+	return p != nil && from != s.name && slices.Contains(p.replicas, from)
+}
 
 // possessionTag is the possession tag of the replica of capsule c named
 // server at head, for nonce, from this store's entries: with samples 0

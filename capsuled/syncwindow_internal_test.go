@@ -50,6 +50,11 @@ func syncSource(t *testing.T, sw *syncWorld, sizes []int, dataLen int) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The capsule's placement (s, p, m), as a CREATE would leave it: only
+	// its other replicas are answered a possession tag.
+	if err := places.put(sw.s.places.get(sw.c)); err != nil {
+		t.Fatal(err)
+	}
 	return &Server{name: sw.p.Name, st: st, places: places, met: newMetrics(prometheus.NewRegistry()), cfg: Config{SyncAnswersPerPeer: 64}}
 }
 
@@ -159,7 +164,7 @@ func TestSyncAnswersPerPeer(t *testing.T) {
 	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
 	src := syncSource(t, sw, []int{3}, 10)
 	src.cfg.SyncAnswersPerPeer = 2
-	busy, other := pdu.Name{1}, pdu.Name{2}
+	busy, other := pdu.Name{1}, sw.m.Name // other: a replica of the placement
 	req := &wire.Message{Op: wire.OpSync, ID: 1, Capsule: sw.c[:], From: 1, Hash: bytes.Repeat([]byte{9}, wire.NonceLen)}
 	for range 2 {
 		if !src.syncAnswers.admit(busy, 2) {
@@ -198,6 +203,59 @@ func TestSyncAnswersPerPeer(t *testing.T) {
 	// (the head's, and the one the nonce picks).
 	if plain := reads() - was; plain != 3 || nonced != plain+2 {
 		t.Fatalf("entries read: %d answering a SYNC without a nonce (want 3), %d with one (want 5)", plain, nonced)
+	}
+}
+
+// TestSyncPossessionOnlyForReplicas: a possession challenge (a SYNC with a
+// nonce, 64 samples asked) is answered with a tag only to one of the
+// capsule's other replicas in the placement the answering server holds.
+// From any other requester the SYNC is answered as before (its segments)
+// but without a tag, reads no more entries than the same SYNC without a
+// nonce, and is counted in possession_refused_total.
+func TestSyncPossessionOnlyForReplicas(t *testing.T) {
+	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
+	src := syncSource(t, sw, []int{40, 40}, 10) // p, head 80: 64 samples are 64 distinct entries
+	nonced := &wire.Message{Op: wire.OpSync, ID: 1, Capsule: sw.c[:], From: 1, Hash: bytes.Repeat([]byte{9}, wire.NonceLen), Limit: wire.MaxPossessionSamples}
+	plain := *nonced
+	plain.Hash, plain.Limit = nil, 0
+	reads := func(from pdu.Name, m *wire.Message) (*wire.Message, uint64) {
+		t.Helper()
+		was := src.st.Stats().EntriesRead
+		resp := src.handleSync(request{from: from, msg: m})
+		if resp.Status != wire.StatusOK || len(resp.Segments) == 0 || resp.Head != 80 {
+			t.Fatalf("SYNC from %x: %v, %d segments, head %d", from[:4], resp.Status, len(resp.Segments), resp.Head)
+		}
+		return resp, src.st.Stats().EntriesRead - was
+	}
+	outsider := pdu.Name{0xee} // a member, not a server of the placement
+	_, base := reads(outsider, &plain)
+	for _, from := range []pdu.Name{outsider, src.name} { // src.name: itself, not another replica
+		resp, n := reads(from, nonced)
+		if resp.Possession != nil || resp.Limit != 0 {
+			t.Fatalf("a challenge from %x outside the placement: tag %x over %d samples, want none", from[:4], resp.Possession, resp.Limit)
+		}
+		if n != base {
+			t.Fatalf("a challenge from %x outside the placement read %d entries, the same SYNC without a nonce %d", from[:4], n, base)
+		}
+	}
+	if n := counterValue(src.met.possessionRefused); n != 2 {
+		t.Fatalf("possession_refused_total %v, want 2", n)
+	}
+	for _, peer := range []pdu.Name{sw.s.name, sw.m.Name} {
+		resp, n := reads(peer, nonced)
+		if len(resp.Possession) != wire.PossessionLen || resp.Limit != wire.MaxPossessionSamples {
+			t.Fatalf("a challenge from replica %x: tag %x over %d samples, want one over %d", peer[:4], resp.Possession, resp.Limit, wire.MaxPossessionSamples)
+		}
+		if n <= base {
+			t.Fatalf("a challenge from replica %x read %d entries, no more than without a nonce (%d)", peer[:4], n, base)
+		}
+		want, err := src.possessionTag(sw.c, src.name, nonced.Hash, 80, wire.MaxPossessionSamples)
+		if err != nil || !bytes.Equal(resp.Possession, want) {
+			t.Fatalf("the replica's tag %x, want %x (%v)", resp.Possession, want, err)
+		}
+	}
+	if n := counterValue(src.met.possessionRefused); n != 2 {
+		t.Fatalf("possession_refused_total %v after the replicas' challenges, want still 2", n)
 	}
 }
 
