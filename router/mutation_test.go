@@ -466,3 +466,28 @@ func TestWithdrawFromRouterFaceDropped(t *testing.T) {
 		return metric(t, hub, "gdp_router_pdus_dropped_total", "reason", "forbidden") == 1
 	})
 }
+
+// TestMaxPDUIsInclusive: a PDU of exactly max_pdu bytes is forwarded, one
+// byte more is refused too_big.
+// Mutant: forward.go:40 boundary (> → >=).
+func TestMaxPDUIsInclusive(t *testing.T) {
+	w := newWorld(t)
+	r := w.router("r", router.Config{MaxPDU: 1000}, nil)
+	a := w.endpoint(r, certs.KindClient, "a")
+	b := w.endpoint(r, certs.KindServer, "b")
+	advertise(t, a)
+	advertise(t, b)
+	payload := make([]byte, 1000-pdu.HeaderLen)
+	if _, err := a.Send(b.Name(), payload); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, b); len(m.Payload) != len(payload) {
+		t.Fatalf("got %d payload bytes, want %d", len(m.Payload), len(payload))
+	}
+	if _, err := a.Send(b.Name(), append(payload, 0)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the PDU one byte over refused", func() bool {
+		return metric(t, r, "gdp_router_pdus_dropped_total", "reason", "too_big") == 1
+	})
+}
