@@ -209,6 +209,10 @@ type sender struct {
 
 	results chan result
 	ackErr  chan error
+	// done is closed when Send returns: readAcks hands nothing on after
+	// that (an agent sending more results than asked must not leave it
+	// blocked on a channel nobody reads).
+	done chan struct{}
 }
 
 // Send hands h over conn to a receiver and returns the report. On any
@@ -219,7 +223,7 @@ func Send(ctx context.Context, conn io.ReadWriter, h *Handoff, cfg SendConfig) (
 	}
 	s := &sender{cfg: cfg, log: cfg.Logger, start: time.Now(), conn: conn,
 		index: map[Hash]struct{}{}, sent: map[Hash]struct{}{},
-		results: make(chan result, 2), ackErr: make(chan error, 1)}
+		results: make(chan result, 2), ackErr: make(chan error, 1), done: make(chan struct{})}
 	if h.ID == "" {
 		var b [8]byte
 		rand.Read(b[:])
@@ -370,6 +374,7 @@ func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
 		return nil, fmt.Errorf("destination refused: %s", rd.Error)
 	}
 	go s.readAcks(br)
+	defer close(s.done)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -406,18 +411,24 @@ func (s *sender) progress() Progress {
 }
 
 func (s *sender) readAcks(br *bufio.Reader) {
+	fail := func(err error) {
+		select {
+		case s.ackErr <- err:
+		case <-s.done:
+		}
+	}
 	var buf []byte
 	for {
 		typ, p, err := readFrame(br, buf)
 		if err != nil {
-			s.ackErr <- fmt.Errorf("receiver stream: %w", err)
+			fail(fmt.Errorf("receiver stream: %w", err))
 			return
 		}
 		buf = p
 		switch typ {
 		case frameAck:
 			if len(p) != 16 {
-				s.ackErr <- fmt.Errorf("ack of %d bytes", len(p))
+				fail(fmt.Errorf("ack of %d bytes", len(p)))
 				return
 			}
 			n := int64(binary.BigEndian.Uint64(p))
@@ -429,15 +440,26 @@ func (s *sender) readAcks(br *bufio.Reader) {
 				r = result{Error: "unreadable result: " + err.Error()}
 			}
 			if !r.OK {
-				s.ackErr <- fmt.Errorf("destination refused the handoff: %s", r.Error)
+				fail(fmt.Errorf("destination refused the handoff: %s", r.Error))
 				return
 			}
-			s.results <- r
+			if r.Dir == "" {
+				// A receiver sends one result: an error, or the
+				// directory it committed. Anything else is not a
+				// verdict (and must not read as a committed handoff).
+				fail(errors.New("the destination's verdict names no committed directory"))
+				return
+			}
+			select {
+			case s.results <- r:
+			case <-s.done:
+				return
+			}
 			if r.Dir != "" {
 				return
 			}
 		default:
-			s.ackErr <- fmt.Errorf("unexpected frame %d from the receiver", typ)
+			fail(fmt.Errorf("unexpected frame %d from the receiver", typ))
 			return
 		}
 	}
