@@ -53,7 +53,13 @@ func (s *overlayStream) Close() error {
 // per-peer bound (max_conns_per_peer), never the handoffs of others.
 func OverlayListener(ln *client.NameListener) Listener {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &overlayListener{ln: ln, ctx: ctx, cancel: cancel, ready: make(chan acceptedStream)}
+	l := &overlayListener{ln: ln, ctx: ctx, cancel: cancel, ready: make(chan acceptedStream)}
+	// Started here, not at the first Accept: Close's Wait then never runs
+	// beside the WaitGroup's first Add (a listener closed before any
+	// Accept), which the WaitGroup does not allow.
+	l.wg.Add(1)
+	go l.acceptConns()
+	return l
 }
 
 // streamWait bounds how long an accepted connection may take to open its
@@ -64,7 +70,6 @@ type overlayListener struct {
 	ln     *client.NameListener
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
-	once   sync.Once
 	ready  chan acceptedStream
 	wg     sync.WaitGroup
 }
@@ -76,10 +81,6 @@ type acceptedStream struct {
 }
 
 func (l *overlayListener) Accept(ctx context.Context) (Stream, string, error) {
-	l.once.Do(func() {
-		l.wg.Add(1)
-		go l.acceptConns()
-	})
 	select {
 	case a := <-l.ready:
 		return a.st, a.peer, a.err
