@@ -114,10 +114,7 @@ func TestKeyRecordLookupChecked(t *testing.T) {
 	ctx := context.Background()
 	m, wkey := newMemCapsule(t)
 	alice, aliceKey := newReader(t)
-	s, err := NewSealer(ctx, m, wkey, alice)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSealer(t, m, wkey, alice)
 	n, err := s.Append(ctx, []byte("secret"))
 	if err != nil {
 		t.Fatal(err)
@@ -196,10 +193,7 @@ func TestEpochAndCurrent(t *testing.T) {
 	ctx := context.Background()
 	m, wkey := newMemCapsule(t)
 	alice, _ := newReader(t)
-	s, err := NewSealer(ctx, m, wkey, alice)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSealer(t, m, wkey, alice)
 	if _, err := s.Append(ctx, []byte("one")); err != nil {
 		t.Fatal(err)
 	}
@@ -230,10 +224,7 @@ func TestResumeRefusesForgedKeyRecord(t *testing.T) {
 	ctx := context.Background()
 	m, wkey := newMemCapsule(t)
 	alice, _ := newReader(t)
-	s, err := NewSealer(ctx, m, wkey, alice)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSealer(t, m, wkey, alice)
 	if _, err := s.Append(ctx, []byte("one")); err != nil {
 		t.Fatal(err)
 	}
@@ -277,10 +268,7 @@ func (f failingAppender) AppendRecord(context.Context, []byte) (capsule.Record, 
 func TestReaderChangesChecked(t *testing.T) {
 	ctx := context.Background()
 	m, wkey := newMemCapsule(t)
-	s, err := NewSealer(ctx, m, wkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSealer(t, m, wkey)
 	if err := s.RemoveReader(ctx, wkey.Public().(ed25519.PublicKey)); !errors.Is(err, ErrReaders) {
 		t.Fatalf("the writer removed itself: %v", err)
 	}
@@ -380,10 +368,7 @@ func TestReadFailuresSurface(t *testing.T) {
 	ctx := context.Background()
 	m, wkey := newMemCapsule(t)
 	alice, aliceKey := newReader(t)
-	s, err := NewSealer(ctx, m, wkey, alice)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSealer(t, m, wkey, alice)
 	n, err := s.Append(ctx, []byte("one"))
 	if err != nil {
 		t.Fatal(err)
@@ -430,10 +415,7 @@ func TestBadWrapRefused(t *testing.T) {
 	ctx := context.Background()
 	m, wkey := newMemCapsule(t)
 	alice, aliceKey := newReader(t)
-	s, err := NewSealer(ctx, m, wkey, alice)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSealer(t, m, wkey, alice)
 	n, err := s.Append(ctx, []byte("one"))
 	if err != nil {
 		t.Fatal(err)
@@ -476,3 +458,14 @@ func TestBadWrapRefused(t *testing.T) {
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+// newSealer is NewSealer for a test: the writer wkey on m, the readers
+// given (the test fails if it cannot start).
+func newSealer(t *testing.T, m *memCapsule, wkey ed25519.PrivateKey, readers ...ed25519.PublicKey) *Sealer {
+	t.Helper()
+	s, err := NewSealer(context.Background(), m, wkey, readers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
