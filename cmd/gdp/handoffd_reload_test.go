@@ -30,18 +30,7 @@ func TestHandoffdReloadsMembership(t *testing.T) {
 	rt.waitLog(`"router up"`)
 
 	// A base both sides hold, for the handoff that shows the agent serves.
-	base := make([]byte, 64<<10)
-	for i := range base {
-		base[i] = byte('a' + i%7)
-	}
-	cur := append([]byte(nil), base...)
-	copy(cur[5000:], "changed after the reload")
-	basePath, curPath := filepath.Join(e.work, "base.img"), filepath.Join(e.work, "cur.img")
-	os.WriteFile(basePath, base, 0o644)
-	os.WriteFile(curPath, cur, 0o644)
-	cacheA, cacheB := filepath.Join(e.work, "cache-a"), filepath.Join(e.work, "cache-b")
-	id := strings.TrimSpace(e.mustGDP("handoff", "base", "add", "--cache", cacheA, basePath))
-	e.mustGDP("handoff", "base", "add", "--cache", cacheB, basePath)
+	id, curPath, cacheA, cacheB := e.handoffImagePair("changed after the reload")
 
 	metrics, tcp := freePort(t), freePort(t)
 	set := map[string]any{"router": listen, "admin": admin, "router_name": "", "identity": "handoffd",
@@ -111,4 +100,28 @@ func TestHandoffdReloadsMembership(t *testing.T) {
 		t.Errorf("%d reload-failure lines for one bad file, want 1", n)
 	}
 	d.stop()
+}
+
+// handoffImagePair writes a 64 KiB base image and a copy of it with change
+// written at offset 5,000, and adds the base to two caches (the sender's,
+// cache-a, and the agent's, cache-b): the base's id, the current image's
+// path and the two caches.
+func (e *opsEnv) handoffImagePair(change string) (id, curPath, cacheA, cacheB string) {
+	e.t.Helper()
+	base := make([]byte, 64<<10)
+	for i := range base {
+		base[i] = byte('a' + i%7)
+	}
+	cur := append([]byte(nil), base...)
+	copy(cur[5000:], change)
+	basePath, curPath := filepath.Join(e.work, "base.img"), filepath.Join(e.work, "cur.img")
+	for p, b := range map[string][]byte{basePath: base, curPath: cur} {
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	cacheA, cacheB = filepath.Join(e.work, "cache-a"), filepath.Join(e.work, "cache-b")
+	id = strings.TrimSpace(e.mustGDP("handoff", "base", "add", "--cache", cacheA, basePath))
+	e.mustGDP("handoff", "base", "add", "--cache", cacheB, basePath)
+	return id, curPath, cacheA, cacheB
 }

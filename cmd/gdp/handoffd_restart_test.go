@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,18 +30,7 @@ func TestHandoffdSurvivesRouterRestart(t *testing.T) {
 	rt := e.start("router", "router", "--config", rcfg)
 	rt.waitLog(`"router up"`)
 
-	base := make([]byte, 64<<10)
-	for i := range base {
-		base[i] = byte('a' + i%7)
-	}
-	cur := append([]byte(nil), base...)
-	copy(cur[5000:], "changed at the source")
-	basePath, curPath := filepath.Join(e.work, "base.img"), filepath.Join(e.work, "cur.img")
-	os.WriteFile(basePath, base, 0o644)
-	os.WriteFile(curPath, cur, 0o644)
-	cacheA, cacheB := filepath.Join(e.work, "cache-a"), filepath.Join(e.work, "cache-b")
-	id := strings.TrimSpace(e.mustGDP("handoff", "base", "add", "--cache", cacheA, basePath))
-	e.mustGDP("handoff", "base", "add", "--cache", cacheB, basePath)
+	id, curPath, cacheA, cacheB := e.handoffImagePair("changed at the source")
 	d := e.start("handoffd", "handoffd", "--config", e.deployConfig("handoffd", map[string]any{"router": listen, "admin": admin,
 		"router_name": "", "identity": "handoffd", "member_cert": "handoffd.member", "domain": "acme.meta", "cache": cacheB,
 		"dir": filepath.Join(e.work, "received"), "metrics": "off"}))

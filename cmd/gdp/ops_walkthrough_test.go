@@ -67,15 +67,25 @@ func (e *opsEnv) mustGDP(args ...string) string {
 // finds its keys through $GDP_KEYSTORE.
 func (e *opsEnv) deployConfig(name string, set map[string]any) string {
 	e.t.Helper()
+	return writeDeployConfig(e.t, e.work, name, set, "keystore")
+}
+
+// writeDeployConfig writes deploy/NAME.yaml into dir as NAME.yaml with
+// the keys of set (dotted paths, made where missing) set and the top-level
+// keys of drop removed, and returns its path.
+func writeDeployConfig(t testing.TB, dir, name string, set map[string]any, drop ...string) string {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", name+".yaml"))
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	var m map[string]any
 	if err := yaml.Unmarshal(b, &m); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	delete(m, "keystore")
+	for _, k := range drop {
+		delete(m, k)
+	}
 	for k, v := range set {
 		cur := m
 		parts := strings.Split(k, ".")
@@ -91,11 +101,11 @@ func (e *opsEnv) deployConfig(name string, set map[string]any) string {
 	}
 	out, err := yaml.Marshal(m)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	p := filepath.Join(e.work, name+".yaml")
+	p := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(p, out, 0o644); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return p
 }

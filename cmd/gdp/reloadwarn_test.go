@@ -1,14 +1,10 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -66,38 +62,7 @@ func TestRestartOnlyChanges(t *testing.T) {
 	} {
 		t.Run(tc.daemon, func(t *testing.T) {
 			dir := t.TempDir()
-			write := func(set map[string]any) string {
-				b, err := os.ReadFile(filepath.Join("..", "..", "deploy", tc.daemon+".yaml"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				var m map[string]any
-				if err := yaml.Unmarshal(b, &m); err != nil {
-					t.Fatal(err)
-				}
-				for k, v := range set {
-					cur := m
-					parts := strings.Split(k, ".")
-					for _, p := range parts[:len(parts)-1] {
-						next, ok := cur[p].(map[string]any)
-						if !ok {
-							next = map[string]any{}
-							cur[p] = next
-						}
-						cur = next
-					}
-					cur[parts[len(parts)-1]] = v
-				}
-				out, err := yaml.Marshal(m)
-				if err != nil {
-					t.Fatal(err)
-				}
-				p := filepath.Join(dir, tc.daemon+".yaml")
-				if err := os.WriteFile(p, out, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return p
-			}
+			write := func(set map[string]any) string { return writeDeployConfig(t, dir, tc.daemon, set) }
 			running, err := tc.load(write(nil))
 			if err != nil {
 				t.Fatal(err)
