@@ -52,6 +52,11 @@ func (d *DHT) keepBootstrap(info peer.AddrInfo, interval time.Duration) {
 	if len(info.Addrs) > 0 {
 		addr = info.Addrs[0].String()
 	}
+	back := func() {
+		down, backoff, next = false, bootstrapBackoffMin, time.Time{}
+		d.log.Info("bootstrap peer back", zap.Stringer("peer_id", info.ID), logging.Addr(addr),
+			zap.Duration("after", time.Since(lost).Round(time.Millisecond)))
+	}
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -60,9 +65,7 @@ func (d *DHT) keepBootstrap(info peer.AddrInfo, interval time.Duration) {
 		}
 		if connected() {
 			if down {
-				down, backoff, next = false, bootstrapBackoffMin, time.Time{}
-				d.log.Info("bootstrap peer back", zap.Stringer("peer_id", info.ID), logging.Addr(addr),
-					zap.Duration("after", time.Since(lost).Round(time.Millisecond)))
+				back()
 			}
 			pctx, cancel := context.WithTimeout(d.ctx, interval)
 			res := <-ping.Ping(pctx, d.host, info.ID)
@@ -92,9 +95,7 @@ func (d *DHT) keepBootstrap(info peer.AddrInfo, interval time.Duration) {
 			continue
 		}
 		d.metrics.bootstrapDials.WithLabelValues("ok").Inc()
-		down, backoff, next = false, bootstrapBackoffMin, time.Time{}
-		d.log.Info("bootstrap peer back", zap.Stringer("peer_id", info.ID), logging.Addr(addr),
-			zap.Duration("after", time.Since(lost).Round(time.Millisecond)))
+		back()
 	}
 }
 
