@@ -3,6 +3,7 @@ package resolver
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"testing"
@@ -423,4 +424,87 @@ func TestValidatorKeysAndExpiredEntries(t *testing.T) {
 			t.Fatalf("no trusted domains: %v", err)
 		}
 	}()
+}
+
+// TestSignRefusesOversizedRecord: Sign refuses a record whose encoding
+// would exceed MaxRecordSize (a chain whose metadata carry large Extra
+// attributes) and signs one of exactly MaxRecordSize bytes (mutants: the
+// size check skipped, > → >=). ParseRecord refuses such a record too, so
+// a router that signed one could not have it stored anywhere.
+func TestSignRefusesOversizedRecord(t *testing.T) {
+	w := newWorld(t, goldenBase)
+	d := w.domain("one")
+	r := w.router(d, "router d1")
+	extra := func(prefix string, n, size int) map[string]string {
+		m := map[string]string{}
+		for i := range n {
+			m[fmt.Sprintf("%s%062d", prefix, i)] = string(bytes.Repeat([]byte{'v'}, size))
+		}
+		return m
+	}
+	srvKey := testKey("server big")
+	srvMeta := &certs.Metadata{Kind: certs.KindServer, Key: srvKey.Public().(ed25519.PublicKey), Created: w.base,
+		Description: "server big", Extra: extra("s", certs.MaxExtra, certs.MaxExtraValue)}
+	srv, err := certs.NewIdentityFor(srvMeta, srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, writer := testKey("owner big"), testKey("writer big")
+	// sign builds the chain of a capsule whose metadata carries n
+	// attributes of 128 bytes (about 200 encoded) and one of pad bytes, and
+	// signs its location record.
+	sign := func(n, pad int) (*Record, error) {
+		t.Helper()
+		ex := extra("c", n, 128)
+		ex["pad"] = string(bytes.Repeat([]byte{'p'}, pad))
+		capMeta := &certs.Metadata{Kind: certs.KindCapsule, Key: owner.Public().(ed25519.PublicKey),
+			WriterKey: writer.Public().(ed25519.PublicKey), Created: w.base, Description: "capsule big", Extra: ex}
+		na := w.base.Add(time.Hour)
+		ad, err := certs.IssueAdCert(owner, capMeta.Name(), srv.Name, w.base, na)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt, err := certs.IssueRtCert(srv, r.id.Name, w.base, na)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain := &certs.Chain{Target: capMeta, AdCert: ad, Endpoint: srv.Meta, RtCert: rt,
+			Router: r.id.Meta, Member: r.member, Domain: r.domain.Meta}
+		return NewLocation(r.id.Key, capMeta.Name(), chain, []string{"127.0.0.1:4433"}, 1, time.Time{})
+	}
+	// The most attributes that keep the record under the bound with a
+	// 24-byte pad (a two-byte string header from 24 to 255 bytes: one more
+	// pad byte, one more record byte); then the pad that makes the record
+	// exactly MaxRecordSize.
+	if _, err := sign(certs.MaxExtra-1, 255); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a record of about 9 KB: %v, want ErrTooLarge", err)
+	}
+	var n, size int
+	for n = certs.MaxExtra - 1; n >= 0; n-- {
+		rec, err := sign(n, 24)
+		if err == nil {
+			size = len(rec.Bytes())
+			break
+		}
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("%d attributes: %v", n, err)
+		}
+	}
+	pad := 24 + MaxRecordSize - size
+	if n < 0 || pad < 24 || pad > 255 {
+		t.Fatalf("no attribute count puts the bound in reach: %d attributes, %d bytes", n, size)
+	}
+	rec, err := sign(n, pad)
+	if err != nil {
+		t.Fatalf("a record of exactly MaxRecordSize: %v", err)
+	}
+	if len(rec.Bytes()) != MaxRecordSize {
+		t.Fatalf("the record meant to be MaxRecordSize has %d bytes", len(rec.Bytes()))
+	}
+	if _, err := ParseRecord(rec.Bytes()); err != nil {
+		t.Fatalf("parsing a record of exactly MaxRecordSize: %v", err)
+	}
+	if rec, err := sign(n, pad+1); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a record one byte over MaxRecordSize: %v (%v)", err, rec != nil)
+	}
 }
