@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -268,5 +270,69 @@ func TestMisbehavingControlExchange(t *testing.T) {
 				t.Fatalf("%d links", n)
 			}
 		})
+	}
+}
+
+// TestPeerWithoutDatagrams: a member whose QUIC connection does not
+// support datagrams (PDUs of a QUIC link travel as datagrams) is refused
+// on either side, with ErrProtocol naming datagrams, and no link is made
+// (mutant: peerOf's datagram check skipped).
+func TestPeerWithoutDatagrams(t *testing.T) {
+	quick := func(c *Config) { c.HandshakeTimeout = 3 * time.Second }
+	srv := newTestNode(t, false, quick)
+	atk := newTestNode(t, false, nil)
+	noDatagrams := atk.ep.qconf.Clone()
+	noDatagrams.EnableDatagrams = false
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// The listener's side: the member dials without datagrams and says a
+	// proper HELLO.
+	qc, err := atk.ep.tr.Dial(ctx, srv.ep.Addr(), atk.ep.clientTLS(srv.id.Name), noDatagrams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qc.CloseWithError(0, "")
+	s, err := qc.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := ctrlMsg{Type: msgHello, Arg: byte(KindQUIC)}.encode()
+	if _, err := s.Write(append([]byte{streamControl}, h[:]...)); err != nil {
+		t.Fatal(err)
+	}
+	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if m, err := readCtrl(s); err == nil || !strings.Contains(err.Error(), "does not support datagrams") {
+		t.Fatalf("listener: got %+v, %v; want the connection closed for want of datagrams", m, err)
+	}
+	if n := srv.ep.Stats().Links; n != 0 {
+		t.Fatalf("listener: %d links", n)
+	}
+
+	// The dialer's side: a listener with the member's credentials that
+	// does not support datagrams.
+	tr := &quic.Transport{Conn: loopbackUDP(t)}
+	defer tr.Close()
+	ln, err := tr.Listen(atk.ep.serverTLS(), noDatagrams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{})
+	defer func() { ln.Close(); <-accepted }()
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			defer c.CloseWithError(0, "")
+		}
+	}()
+	if _, err := srv.ep.Dial(ctx, ln.Addr(), atk.id.Name, KindQUIC); !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "datagrams") {
+		t.Fatalf("dialer: %v; want ErrProtocol for want of datagrams", err)
+	}
+	if n := srv.ep.Stats().Links; n != 0 {
+		t.Fatalf("dialer: %d links", n)
 	}
 }
