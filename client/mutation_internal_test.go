@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
@@ -219,4 +220,105 @@ func TestObserveStaleAndFork(t *testing.T) {
 	if _, err := r.verifyPage(m); !errors.Is(err, capsule.ErrEquivocation) {
 		t.Fatalf("a page under a forked heartbeat of the same size: %v, want equivocation", err)
 	}
+}
+
+// TestObserveCases: each case of observe, on heartbeats a writer signed.
+// A newer heartbeat with its consistency proof is taken; the same size
+// again (no proof needed) is no error and, with an older time, does not
+// mark the reader stale; a proof that does not decode is a bad proof, not
+// errProofBase (which makes a subscription re-synchronise); a newer
+// heartbeat without a proof, or with one from another size, is
+// errProofBase; a proof of the right sizes that fails is equivocation; a
+// declared restart is followed. Mutants (docs/SECURITY.md §2.13):
+// capsule_reader.go:442 skip-if and boundary (the proof present but
+// ignored, an absent one decoded), :444 skip-if (an undecodable proof
+// ignored), :454 boundary (an equal seqno marked stale), :458 skip-case
+// (a restart refused), :462 skip-case (no errProofBase), :464 skip-case
+// (a failed proof not called equivocation).
+func TestObserveCases(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	var c pdu.Name
+	_, _ = rand.Read(c[:])
+	var now int64 = 1e18
+	tick := func() time.Time { now += 1000; return time.Unix(0, now) }
+	w := capsule.NewWriter(c, key)
+	w.Now = tick
+	fork := capsule.NewWriter(c, key)
+	fork.Now = tick
+	var tree, forkTree capsule.MemTree
+	write := func(w *capsule.Writer, tree *capsule.MemTree, data ...string) *capsule.Heartbeat {
+		for _, d := range data {
+			tree.Append(w.Append([]byte(d)).Hash())
+		}
+		_, hb := w.Flush()
+		return hb
+	}
+	proof := func(tree *capsule.MemTree, m, n uint64) []byte {
+		path, err := capsule.ConsistencyPath(tree, m, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return (&capsule.ConsistencyProof{Old: m, New: n, Path: path}).Marshal()
+	}
+	hb2 := write(w, &tree, "a", "b")
+	head2 := w.Head()
+	head2.Heartbeat = hb2
+	hb3 := write(w, &tree, "c")
+	hb3Later := write(w, &tree) // the same three entries, signed later
+	hb5 := write(w, &tree, "d", "e")
+	write(fork, &forkTree, "a", "b", "c")
+	forked5 := write(fork, &forkTree, "x", "y") // a second log of five entries
+	restart := capsule.RestartWriter(c, key, head2)
+	restart.Now = tick
+	_, branch3 := func() ([]capsule.Record, *capsule.Heartbeat) { restart.Append([]byte("z")); return restart.Flush() }()
+
+	r := &Reader{info: capsule.Info{Name: c, Writer: pub}}
+	r.f = capsule.NewFollower(r.info)
+	held := func(want *capsule.Heartbeat, what string) {
+		t.Helper()
+		if r.f.Heartbeat() != want {
+			t.Fatalf("%s: holding heartbeat %d (time %d), want %d (time %d)", what, r.f.Heartbeat().Seqno,
+				r.f.Heartbeat().Time, want.Seqno, want.Time)
+		}
+	}
+	if err := r.observe(hb2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.observe(hb3, proof(&tree, 2, 3)); err != nil {
+		t.Fatalf("a newer heartbeat with its proof: %v", err)
+	}
+	held(hb3, "a newer heartbeat with its proof")
+	if err := r.observe(hb3Later, nil); err != nil {
+		t.Fatalf("the same size signed later, no proof: %v", err)
+	}
+	held(hb3Later, "the same size signed later")
+	if err := r.observe(hb3, nil); err != nil || r.Stale() {
+		t.Fatalf("the same size signed earlier: %v, stale %v; want no error, not stale (it holds every entry)", err, r.Stale())
+	}
+	held(hb3Later, "the same size signed earlier")
+	if err := r.observe(hb5, []byte{0xa1, 1, 2}); !errors.Is(err, capsule.ErrBadProof) || errors.Is(err, errProofBase) {
+		t.Fatalf("a proof that does not decode: %v; want a bad proof, not errProofBase", err)
+	}
+	for _, tc := range []struct {
+		name  string
+		proof []byte
+	}{{"no proof", nil}, {"a proof from another size", proof(&tree, 2, 5)}} {
+		if err := r.observe(hb5, tc.proof); !errors.Is(err, errProofBase) {
+			t.Fatalf("a newer heartbeat, %s: %v; want errProofBase", tc.name, err)
+		}
+	}
+	held(hb3Later, "refused heartbeats")
+	if err := r.observe(forked5, proof(&forkTree, 3, 5)); !errors.Is(err, capsule.ErrEquivocation) {
+		// Another log of five entries (the same key): its proof from 3
+		// does not start at the three entries held.
+		t.Fatalf("a heartbeat of another log with its own proof: %v; want equivocation", err)
+	}
+	if err := r.observe(hb5, proof(&forkTree, 3, 5)); !errors.Is(err, capsule.ErrEquivocation) {
+		t.Fatalf("a proof of the right sizes that fails: %v; want equivocation", err)
+	}
+	held(hb3Later, "a failed proof")
+	if err := r.observe(branch3, nil); err != nil {
+		t.Fatalf("a declared restart (epoch %d based at %d): %v", branch3.Epoch, branch3.Base, err)
+	}
+	held(branch3, "a declared restart")
 }
