@@ -71,3 +71,44 @@ func TestSyncPeerAnswersChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestNoPossessionTagWhileBehind: while this replica is behind the head a
+// peer showed (on the writer's heartbeat), it cannot check a possession
+// tag, so its plain SYNCs ask for none: each would cost the peer up to 65
+// entry reads for nothing. Mutant: replstatus.go checkDue's !e.held case
+// skipped (:152 skip-case).
+func TestNoPossessionTagWhileBehind(t *testing.T) {
+	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
+	src := syncSource(t, sw, []int{3, 2}, 10)
+	var nonced, asked atomic.Int64
+	sw.net.set(func(h pdu.Header, m *wire.Message) []peerAnswer {
+		if m.Op != wire.OpSync {
+			return nil
+		}
+		if h.Dst != sw.p.Name {
+			return []peerAnswer{{from: h.Dst, msg: m.Reply(wire.StatusOK)}} // an empty peer
+		}
+		asked.Add(1)
+		if len(m.Hash) == wire.NonceLen {
+			nonced.Add(1)
+		}
+		// p shows its head with the writer's heartbeat and withholds the
+		// entries: this replica stays behind.
+		resp := src.handleSync(request{from: h.Src, dst: h.Dst, msg: m})
+		resp.Segments, resp.More = nil, false
+		return []peerAnswer{{from: h.Dst, msg: resp}}
+	}, nil)
+	for range 3 {
+		syncRound(t, sw)
+	}
+	if p := peerStatus(t, sw, sw.p.Name); p.Head != 5 || p.Seen.IsZero() {
+		t.Fatalf("p's head on the writer's heartbeat not shown: %+v", p)
+	}
+	if h, _ := sw.s.st.Head(sw.c); h.Seqno != 0 {
+		t.Fatalf("this replica holds %d entries; the test wants it behind", h.Seqno)
+	}
+	if asked.Load() != 3 || nonced.Load() != 1 {
+		t.Fatalf("%d of %d SYNCs to p asked for a possession tag; want only the first (before p's head was known)",
+			nonced.Load(), asked.Load())
+	}
+}
