@@ -5,6 +5,7 @@ package router_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -490,4 +491,71 @@ func TestMaxPDUIsInclusive(t *testing.T) {
 	eventually(t, "the PDU one byte over refused", func() bool {
 		return metric(t, r, "gdp_router_pdus_dropped_total", "reason", "too_big") == 1
 	})
+}
+
+// TestLearnRouteOutcomes: what a lookup comes to, as a member sees it and
+// as the lookups metric counts it. A name whose only record names this
+// router (a stale record: nothing attached here holds it) is NO_ROUTE,
+// counted stale. A name whose only holder cannot be reached (no tunnel, no
+// dial, no upstream) is NO_ROUTE, counted found, and remembered: more
+// PDUs to it are answered from the negative cache, not looked up again.
+// A name the resolver does not know goes to the upstream, which holds it.
+// Mutants: resolve.go:484 skip-case (a record naming this router taken as
+// a holder), :498 skip-if (an unreachable holder counted installed), :528
+// boundary (no forbidden record called forbidden), :531 skip-case (an
+// unreachable holder counted stale), :467 skip-if (no upstream fallback).
+func TestLearnRouteOutcomes(t *testing.T) {
+	w := newWorld(t)
+	resOf := func() *resolver.Static {
+		s := resolver.NewStatic(&resolver.Verifier{Certs: w.dom.Verifier})
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	hubRes, spokeRes := resOf(), resOf()
+	hub := w.router("hub", router.Config{}, hubRes)
+	hubName := hub.Name()
+	spoke := w.router("spoke", router.Config{Peers: []router.PeerConfig{{Name: hubName, Addr: "127.0.0.1:9"}}, Upstream: &hubName}, spokeRes)
+	c := w.endpoint(hub, certs.KindClient, "client at the hub")
+	advertise(t, c)
+	ghost, err := w.dom.NewRouter("ghost") // a member router that is not running
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := (*memberRouter)(nil).record(t, hub.creds)
+	gone := (*memberRouter)(nil).record(t, ghost)
+	for _, rec := range []*resolver.Record{stale, gone} {
+		if err := hubRes.Publish(context.Background(), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lookups := func(result string) float64 {
+		return metric(t, hub, "gdp_router_resolver_lookups_total", "result", result)
+	}
+	ping := func(dst pdu.Name, what string) {
+		t.Helper()
+		var nak *client.NAKError
+		if _, err := c.Ping(context.Background(), dst, 8, time.Second); !errors.As(err, &nak) || nak.Code != pdu.CodeNoRoute {
+			t.Fatalf("ping %s: %v, want NAK NO_ROUTE", what, err)
+		}
+	}
+	ping(stale.Name, "a name whose record names this router")
+	if lookups("stale") != 1 || lookups("found") != 0 || lookups("forbidden") != 0 {
+		t.Fatalf("lookups stale %v found %v forbidden %v, want 1 0 0", lookups("stale"), lookups("found"), lookups("forbidden"))
+	}
+	for range 3 {
+		ping(gone.Name, "a name held by a router that cannot be reached")
+	}
+	if lookups("found") != 1 || lookups("stale") != 1 {
+		t.Fatalf("after three pings of an unreachable holder's name: lookups found %v stale %v, want 1 (then the negative cache) and 1",
+			lookups("found"), lookups("stale"))
+	}
+
+	// The spoke's resolver knows nothing of the hub's client: the spoke
+	// sends toward its upstream, which holds it.
+	w.connect(hub, spoke)
+	e := w.endpoint(spoke, certs.KindClient, "endpoint at the spoke")
+	advertise(t, e)
+	if _, err := e.Ping(context.Background(), c.Name(), 8, 5*time.Second); err != nil {
+		t.Fatalf("ping through the upstream: %v", err)
+	}
 }

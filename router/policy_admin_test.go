@@ -22,8 +22,9 @@ import (
 )
 
 // TestDomainPolicy: router A trusts domains A and B but lets traffic cross
-// only A. A name held in domain B is answered FORBIDDEN, and a tunnel from
-// a domain-B router is refused.
+// only A. A name held in domain B is answered FORBIDDEN (after one lookup,
+// from the negative cache), and a tunnel from a domain-B router is
+// refused.
 func TestDomainPolicy(t *testing.T) {
 	domA, _ := routertest.NewDomain("A")
 	domB, _ := routertest.NewDomain("B")
@@ -53,9 +54,14 @@ func TestDomainPolicy(t *testing.T) {
 		_, err := res.Lookup(context.Background(), server.Name())
 		return err == nil
 	})
-	var nak *client.NAKError
-	if _, err := cl.Ping(context.Background(), server.Name(), 8, time.Second); !errors.As(err, &nak) || nak.Code != pdu.CodeForbidden {
-		t.Fatalf("ping into domain B: %v, want NAK FORBIDDEN", err)
+	// The second and third pings are answered FORBIDDEN from the negative
+	// cache, not looked up again (mutant: resolve.go:161 skip-if, a cached
+	// FORBIDDEN answered NO_ROUTE).
+	for i := range 3 {
+		var nak *client.NAKError
+		if _, err := cl.Ping(context.Background(), server.Name(), 8, time.Second); !errors.As(err, &nak) || nak.Code != pdu.CodeForbidden {
+			t.Fatalf("ping %d into domain B: %v, want NAK FORBIDDEN", i+1, err)
+		}
 	}
 	if got := metric(t, a, "gdp_router_resolver_lookups_total", "result", "forbidden"); got != 1 {
 		t.Fatalf("lookups{forbidden} = %v", got)
@@ -162,4 +168,81 @@ func TestDrainWithdraws(t *testing.T) {
 	eventually(t, "draining drop counted", func() bool {
 		return metric(t, r, "gdp_router_pdus_dropped_total", "reason", "draining") == 1
 	})
+}
+
+// TestMulticastPastForbiddenDomain: a capsule held at router A and at a
+// router of domain B, where A lets no traffic go. A member's MULTICAST to
+// it reaches the local holder; the remote copies find only a forbidden
+// holder, which is remembered, and neither that lookup nor the next
+// MULTICAST (answered from the negative cache) refuses the PDU the local
+// holder had: no FORBIDDEN is counted or sent back. Mutant: resolve.go:158
+// skip-if (a cached refusal applied to a multicast's remote copies).
+func TestMulticastPastForbiddenDomain(t *testing.T) {
+	domA, _ := routertest.NewDomain("A")
+	domB, _ := routertest.NewDomain("B")
+	both := certs.NewVerifier(domA.ID.Meta, domB.ID.Meta)
+	res := resolver.NewStatic(&resolver.Verifier{Certs: both})
+	defer res.Close()
+	mk := func(d *routertest.Domain, desc string, allow []pdu.Name) *testRouter {
+		rc, _ := d.NewRouter(desc)
+		r, err := router.New(router.Config{Listen: "127.0.0.1:9", AllowDomains: allow}, router.Deps{
+			Identity: rc.ID, Member: rc.Member, Domain: rc.Domain, Verifier: both, Resolver: res,
+			Logger: zaptest.NewLogger(t).Named(desc),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		return &testRouter{Router: r, creds: rc}
+	}
+	a := mk(domA, "a", []pdu.Name{domA.ID.Name})
+	b := mk(domB, "b", nil)
+	w := &world{t: t, dom: domA, res: res}
+	cp, err := newCapsule("held in A and in B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := cp.Meta.Name()
+	var holderA *client.Client
+	for _, at := range []*testRouter{a, b} {
+		s := w.endpoint(at, certs.KindServer, "server")
+		ad, err := cp.AdCert(s.Name(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		advertise(t, s, s.Self(), client.CapsuleRoute(cp.Meta, ad))
+		if at == a {
+			holderA = s
+		}
+	}
+	eventually(t, "both records published", func() bool {
+		all, err := res.LookupAll(context.Background(), name)
+		return err == nil && len(all) == 2
+	})
+	cl := w.endpoint(a, certs.KindClient, "client in A")
+	advertise(t, cl)
+	forbidden := func() float64 { return metric(t, a, "gdp_router_pdus_dropped_total", "reason", "forbidden") }
+	for i, payload := range []string{"first", "second"} {
+		if _, err := cl.SendFrom(cl.Name(), name, pdu.FlagMulticast, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		m, err := holderA.Receive(ctx)
+		cancel()
+		if err != nil || string(m.Payload) != payload {
+			t.Fatalf("multicast %d: the local holder got %v, %v", i+1, m, err)
+		}
+		eventually(t, "the remote holders looked up", func() bool {
+			return metric(t, a, "gdp_router_resolver_lookups_total", "result", "forbidden") == 1
+		})
+		ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+		m, err = cl.Receive(ctx)
+		cancel()
+		if err == nil {
+			t.Fatalf("multicast %d: the sender got %+v back", i+1, m)
+		}
+		if n := forbidden(); n != 0 {
+			t.Fatalf("multicast %d: dropped{forbidden} = %v", i+1, n)
+		}
+	}
 }
