@@ -555,6 +555,10 @@ func TestLearnRouteOutcomes(t *testing.T) {
 	w.connect(hub, spoke)
 	e := w.endpoint(spoke, certs.KindClient, "endpoint at the spoke")
 	advertise(t, e)
+	eventually(t, "the hub's resolver to hold the spoke's record (for the answer)", func() bool {
+		rec, err := hubRes.Lookup(context.Background(), e.Name())
+		return err == nil && rec.Router() == spoke.Name()
+	})
 	if _, err := e.Ping(context.Background(), c.Name(), 8, 5*time.Second); err != nil {
 		t.Fatalf("ping through the upstream: %v", err)
 	}
