@@ -29,13 +29,50 @@ type requestQueue struct {
 
 	mu   sync.Mutex
 	n    int
-	per  map[pdu.Name][]request
+	per  map[pdu.Name]*queued
 	ring []pdu.Name // requesters with requests waiting, in serving order
 	next int        // ring index served next
+	// byCount[k] holds the requesters holding exactly k requests (k ≥ 1;
+	// byCount[0] stays empty), most is the largest k with byCount[k] not
+	// empty: the largest holder is found in O(1), not by a scan of every
+	// requester (up to Config.Queue of them) under mu on each push into a
+	// full queue. A count moves by one at a time, so most does too.
+	byCount [][]*queued
+	most    int
+}
+
+// queued is one requester's FIFO and its place in byCount.
+type queued struct {
+	from pdu.Name
+	reqs []request
+	slot int // index in byCount[len(reqs)]
 }
 
 func newRequestQueue(max int) *requestQueue {
-	return &requestQueue{max: max, ready: make(chan struct{}, max), per: map[pdu.Name][]request{}}
+	return &requestQueue{max: max, ready: make(chan struct{}, max), per: map[pdu.Name]*queued{}}
+}
+
+// resize moves h from byCount[old] to byCount[len(h.reqs)], each in O(1)
+// (swap with the last), and keeps most.
+func (q *requestQueue) resize(h *queued, old int) {
+	if old > 0 {
+		b := q.byCount[old]
+		last := b[len(b)-1]
+		b[h.slot], last.slot = last, h.slot
+		b[len(b)-1] = nil
+		q.byCount[old] = b[:len(b)-1]
+	}
+	if k := len(h.reqs); k > 0 {
+		for len(q.byCount) <= k {
+			q.byCount = append(q.byCount, nil)
+		}
+		h.slot = len(q.byCount[k])
+		q.byCount[k] = append(q.byCount[k], h)
+		q.most = max(q.most, k)
+	}
+	for q.most > 0 && len(q.byCount[q.most]) == 0 {
+		q.most--
+	}
 }
 
 // push queues r. When the queue is full it either evicts the newest
@@ -44,28 +81,33 @@ func newRequestQueue(max int) *requestQueue {
 // requests when the queue was full (zero otherwise).
 func (q *requestQueue) push(r request) (evicted *request, holder pdu.Name, ok bool) {
 	q.mu.Lock()
+	h := q.per[r.from]
 	if q.n >= q.max {
-		var most int
-		for src, f := range q.per {
-			if len(f) > most {
-				most, holder = len(f), src
-			}
+		top := q.byCount[q.most][0]
+		holder = top.from
+		mine := 0
+		if h != nil {
+			mine = len(h.reqs)
 		}
-		if most <= len(q.per[r.from])+1 {
+		if q.most <= mine+1 {
 			q.mu.Unlock()
 			return nil, holder, false
 		}
-		f := q.per[holder]
-		last := f[len(f)-1]
-		q.per[holder] = f[:len(f)-1]
+		k := len(top.reqs)
+		last := top.reqs[k-1]
+		top.reqs[k-1] = request{} // the message is not kept alive by the backing array
+		top.reqs = top.reqs[:k-1]
+		q.resize(top, k) // the holder keeps at least one: it held more than mine+1
 		evicted = &last
 		q.n--
 	}
-	f, had := q.per[r.from]
-	if !had || len(f) == 0 {
+	if h == nil {
+		h = &queued{from: r.from}
+		q.per[r.from] = h
 		q.ring = append(q.ring, r.from)
 	}
-	q.per[r.from] = append(f, r)
+	h.reqs = append(h.reqs, r)
+	q.resize(h, len(h.reqs)-1)
 	q.n++
 	q.mu.Unlock()
 	select {
@@ -87,14 +129,15 @@ func (q *requestQueue) pop() (request, bool) {
 		q.next = 0
 	}
 	src := q.ring[q.next]
-	f := q.per[src]
-	r := f[0]
-	f[0] = request{} // the message is not kept alive by the backing array
-	if f = f[1:]; len(f) == 0 {
+	h := q.per[src]
+	r := h.reqs[0]
+	h.reqs[0] = request{} // the message is not kept alive by the backing array
+	h.reqs = h.reqs[1:]
+	q.resize(h, len(h.reqs)+1)
+	if len(h.reqs) == 0 {
 		delete(q.per, src)
 		q.ring = append(q.ring[:q.next], q.ring[q.next+1:]...)
 	} else {
-		q.per[src] = f
 		q.next++
 	}
 	q.n--

@@ -1,6 +1,7 @@
 package capsuled
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"github.com/gdpnet/gdpnet/capsuled/wire"
@@ -62,5 +63,86 @@ func TestRequestQueueOrder(t *testing.T) {
 	}
 	if q.len() != 0 {
 		t.Fatalf("%d left after popping all", q.len())
+	}
+}
+
+// TestRequestQueueLargestHolder drives a small full queue with random
+// pushes (a few heavy requesters, many light ones) and pops, and checks
+// every answer against counts kept beside it: a push into the full queue
+// is refused exactly when no requester holds more than the pusher plus
+// one; otherwise the evicted request is the newest of a requester holding
+// the most; holder always holds the most. The count buckets that find the
+// largest holder must agree with a scan of every requester.
+func TestRequestQueueLargestHolder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	q := newRequestQueue(40)
+	counts := map[pdu.Name]int{}
+	newest := map[pdu.Name]uint64{}
+	most := func() int {
+		m := 0
+		for _, c := range counts {
+			m = max(m, c)
+		}
+		return m
+	}
+	var id uint64
+	for step := range 20_000 {
+		if rng.IntN(3) == 0 {
+			r, ok := q.pop()
+			if ok != (len(counts) > 0) {
+				t.Fatalf("step %d: pop ok %v with %d requesters waiting", step, ok, len(counts))
+			}
+			if ok {
+				if counts[r.from]--; counts[r.from] == 0 {
+					delete(counts, r.from)
+				}
+			}
+		} else {
+			var from pdu.Name
+			if rng.IntN(2) == 0 {
+				from = pdu.Name{byte(1 + rng.IntN(3))} // heavy
+			} else {
+				from = pdu.Name{byte(10 + rng.IntN(60))}
+			}
+			id++
+			full, m, mine := q.len() >= 40, most(), counts[from]
+			ev, holder, ok := q.push(request{from: from, msg: &wire.Message{Op: wire.OpRead, ID: id}})
+			if full && counts[holder] != m {
+				t.Fatalf("step %d: holder holds %d, the largest %d", step, counts[holder], m)
+			}
+			switch {
+			case !full:
+				if !ok || ev != nil {
+					t.Fatalf("step %d: push into a queue with room: ok %v, evicted %v", step, ok, ev)
+				}
+			case m <= mine+1:
+				if ok {
+					t.Fatalf("step %d: taken though the largest holder holds %d and the pusher %d", step, m, mine)
+				}
+			default:
+				if !ok || ev == nil {
+					t.Fatalf("step %d: refused (or nothing evicted) though the largest holder holds %d and the pusher %d", step, m, mine)
+				}
+				if counts[ev.from] != m || ev.msg.ID != newest[ev.from] {
+					t.Fatalf("step %d: evicted request %d of a holder of %d (its newest %d), want the newest of a holder of %d",
+						step, ev.msg.ID, counts[ev.from], newest[ev.from], m)
+				}
+				counts[ev.from]--
+			}
+			if ok {
+				counts[from]++
+				newest[from] = id
+			}
+		}
+		// The newest of each requester, for the eviction check: the queue's
+		// own FIFO tail.
+		for from := range newest {
+			if h := q.per[from]; h != nil {
+				newest[from] = h.reqs[len(h.reqs)-1].msg.ID
+			}
+		}
+		if q.most != most() {
+			t.Fatalf("step %d: buckets say the largest holder holds %d, a scan %d", step, q.most, most())
+		}
 	}
 }
