@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,13 +106,22 @@ func (a *Agent) init() error {
 	// A previous run that died mid-handoff left its partial directory:
 	// never resumed from, removed before anything else.
 	stale, _ := filepath.Glob(filepath.Join(a.Dir, ".partial-*"))
+	var names []string
 	for _, d := range stale {
 		if err := os.RemoveAll(d); err != nil {
 			return fmt.Errorf("handoff agent: remove stale %s: %w", d, err)
 		}
+		// .partial-ID-RANDOM (receiver.setup): the handoff's name, for the
+		// operator matching it with the sender's failed send.
+		id := strings.TrimPrefix(filepath.Base(d), ".partial-")
+		if i := strings.LastIndexByte(id, '-'); i > 0 {
+			id = id[:i]
+		}
+		names = append(names, id)
 	}
 	if len(stale) > 0 {
-		a.Logger.Warn("removed partial handoffs left by an earlier run", zap.Int("count", len(stale)))
+		a.Logger.Warn("removed partial handoffs left by an earlier run", zap.Int("count", len(stale)), zap.Strings("names", names),
+			zap.String("fix", "none needed here; their senders failed and send again (same --id)"))
 	}
 	return nil
 }
@@ -171,7 +181,11 @@ func (a *Agent) handle(ctx context.Context, st Stream, peer string) {
 	log := a.Logger.With(zap.String("peer", peer))
 	rec, err := Receive(ctx, st, ReceiveConfig{Cache: a.Cache, Dir: a.Dir, IdleTimeout: a.Config.IdleTimeout, Logger: log, Metrics: a.Metrics})
 	if err != nil {
-		log.Warn("handoff failed; nothing kept", zap.Error(err))
+		fix := "none needed here (the partial result is removed); the sender sends again"
+		if errors.Is(err, ErrNoBase) {
+			fix = "add the base to this node's cache (gdp handoff base add), then the sender sends again"
+		}
+		log.Warn("handoff failed; nothing kept", zap.Error(err), zap.String("fix", fix))
 		return
 	}
 	if rec.VM && !rec.Go {

@@ -141,7 +141,7 @@ func handoffBaseCmd(cache *string) *cobra.Command {
 }
 
 type handoffSendOpts struct {
-	to, tcp            string
+	to, tcp, id        string
 	disk, diskBase     string
 	diskFS             string
 	memory, memoryBase string
@@ -190,6 +190,7 @@ func (o *handoffSendOpts) transferFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.to, "to", "", "the destination agent's name")
 	f.StringVar(&o.tcp, "tcp", "", "the destination agent's TCP address (instead of --to)")
+	f.StringVar(&o.id, "id", "", "the handoff's name, its directory at the destination ([a-z0-9-], at most 32); default random. Retrying a failed handoff under its name is safe: nothing of the failed one is kept")
 	f.StringVar(&o.mode, "mode", "", "fixed mode (none, lz4, zstd-1..4, gzip-1..9, xz, each optionally +xor); default adaptive")
 	f.Float64Var(&o.linkMbit, "link-mbit", 0, "emulate a bottleneck of this many Mbit/s on the stream (tests, demos)")
 	f.StringVar(&o.report, "report", "", "write the JSON report to this file")
@@ -288,9 +289,20 @@ func (o *handoffSendOpts) transfer(ctx context.Context, cmd *cobra.Command, cach
 	if err != nil {
 		return nil, err
 	}
+	if h.ID == "" {
+		h.ID = o.id
+	}
 	cfg := handoffd.SendConfig{Cache: cache, Mode: o.mode, Logger: zap.NewNop(), Progress: bar.update}
 	rep, err := handoffd.Send(ctx, st, h, cfg)
 	bar.finish(err)
+	if err != nil {
+		// One line: which handoff, what went wrong, what to do. A handoff
+		// that failed left nothing at the destination (its partial
+		// directory is removed there, or at the agent's next start), so
+		// the same name can be sent again; one that did commit before its
+		// answer was lost is refused "already committed here".
+		return rep, fmt.Errorf("handoff %s: %w; fix the cause, then send again with --id %s", h.ID, err, h.ID)
+	}
 	return rep, err
 }
 
