@@ -1,10 +1,13 @@
 package capsuled
 
 import (
+	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -110,5 +113,98 @@ func TestNoPossessionTagWhileBehind(t *testing.T) {
 	if asked.Load() != 3 || nonced.Load() != 1 {
 		t.Fatalf("%d of %d SYNCs to p asked for a possession tag; want only the first (before p's head was known)",
 			nonced.Load(), asked.Load())
+	}
+}
+
+// TestReconcileTrustsOnlyAMajority: s holds writer a's line 1..3, peer p
+// writer b's (two writers with one key), and s reconciles with p. What the
+// peers answer decides nothing unless it is a majority's line and arrives
+// whole: a peer that holds s's line is agreement (nothing adopted); a
+// third replica that does not answer leaves the fork undecided (an error,
+// no evidence stored, s's line kept); with the majority on b's line, p's
+// SYNC answer with no segments, no answer, or a segment that does not
+// decode is an error, s's line kept, and no crash. Mutants: reconcile.go
+// :63 skip-if (agreement bisected and adopted), :107 skip-if (a missing
+// vote judged as a genuine fork), :114 and :117 skip-if (the SYNC
+// answer's absence or emptiness ignored: a nil or empty answer
+// dereferenced). (:121, the decode error ignored, lives: the store's Adopt
+// refuses the undecoded batch the same way.)
+func TestReconcileTrustsOnlyAMajority(t *testing.T) {
+	for _, how := range []string{"p holds s's line", "m silent", "no segments", "no SYNC answer", "undecodable segment"} {
+		t.Run(how, func(t *testing.T) {
+			sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: 300 * time.Millisecond, PublishWait: 200 * time.Millisecond})
+			line := func(tag byte) ([]capsule.Record, *capsule.Heartbeat, wire.Segment) {
+				w := capsule.NewWriter(sw.c, sw.writer.Key)
+				for i := range 3 {
+					w.Append([]byte{tag, byte(i)})
+				}
+				recs, hb := w.Flush()
+				seg := wire.Segment{Heartbeat: hb.Marshal()}
+				for _, r := range recs {
+					seg.Records = append(seg.Records, r.Marshal())
+				}
+				return recs, hb, seg
+			}
+			aRecs, aHB, _ := line('a')
+			bRecs, _, bSeg := line('b')
+			waitFor(t, 20*time.Second, "the start-up sync to end", func() bool {
+				sw.s.sync.mu.Lock()
+				defer sw.s.sync.mu.Unlock()
+				return !sw.s.sync.running[sw.c]
+			})
+			if err := sw.s.st.AppendExtending(context.Background(), sw.c, aRecs, aHB); err != nil {
+				t.Fatal(err)
+			}
+			pRecs := bRecs
+			if how == "p holds s's line" {
+				pRecs = aRecs
+			}
+			sw.net.set(func(h pdu.Header, m *wire.Message) []peerAnswer {
+				resp := m.Reply(wire.StatusOK)
+				switch {
+				case m.Op == wire.OpRead && m.From >= 1 && m.From <= 3:
+					switch {
+					case h.Dst == sw.p.Name:
+						resp.Records = [][]byte{pRecs[m.From-1].Marshal()}
+					case how == "m silent":
+						return nil
+					default:
+						resp.Records = [][]byte{bRecs[m.From-1].Marshal()}
+					}
+				case m.Op == wire.OpSync && h.Dst == sw.p.Name:
+					resp.Head, resp.From, resp.To, resp.Segments = 3, m.From, 3, []wire.Segment{bSeg}
+					switch how {
+					case "no segments":
+						resp.Segments = nil
+					case "no SYNC answer":
+						return nil
+					case "undecodable segment":
+						resp.Segments = []wire.Segment{{Records: bSeg.Records, Heartbeat: []byte{0xa1, 1, 2}}}
+					}
+				default:
+					return nil
+				}
+				return []peerAnswer{{from: h.Dst, msg: resp}}
+			}, nil)
+			adopted, err := sw.s.reconcile(context.Background(), sw.c, sw.p.Name, 3)
+			switch {
+			case adopted:
+				t.Fatalf("adopted p's line (%v)", err)
+			case how == "p holds s's line" && !errors.Is(err, errAgreed):
+				t.Fatalf("the replicas agree: %v, want errAgreed", err)
+			case how != "p holds s's line" && (err == nil || errors.Is(err, errAgreed)):
+				t.Fatalf("no decision could be taken: %v, want an error", err)
+			}
+			var eq *capsule.EquivocationError
+			if errors.As(err, &eq) {
+				t.Fatalf("judged a fork: %v", err)
+			}
+			if evs, err := sw.s.st.Evidence(sw.c); err != nil || len(evs) != 0 {
+				t.Fatalf("%d pieces of fork evidence stored (%v)", len(evs), err)
+			}
+			if h, err := sw.s.st.Head(sw.c); err != nil || h.Seqno != 3 || !h.Heartbeat.Equal(aHB) {
+				t.Fatalf("s's head %d (%v): its own line not kept", h.Seqno, err)
+			}
+		})
 	}
 }
