@@ -120,17 +120,20 @@ func TestNoPossessionTagWhileBehind(t *testing.T) {
 // writer b's (two writers with one key), and s reconciles with p. What the
 // peers answer decides nothing unless it is a majority's line and arrives
 // whole: a peer that holds s's line is agreement (nothing adopted); a
-// third replica that does not answer leaves the fork undecided (an error,
-// no evidence stored, s's line kept); with the majority on b's line, p's
+// third replica that does not answer, answers without the entry (it is
+// behind), or answers with another entry than the one asked leaves the
+// fork undecided (an error, no evidence stored, s's line kept); with the majority on b's line, p's
 // SYNC answer with no segments, no answer, or a segment that does not
 // decode is an error, s's line kept, and no crash. Mutants: reconcile.go
 // :63 skip-if (agreement bisected and adopted), :107 skip-if (a missing
-// vote judged as a genuine fork), :114 and :117 skip-if (the SYNC
+// vote judged as a genuine fork), entryAt :154, :157 and :164 skip-if (a
+// silent replica's nil answer or an empty one dereferenced, another
+// entry's hash taken as its vote), :114 and :117 skip-if (the SYNC
 // answer's absence or emptiness ignored: a nil or empty answer
 // dereferenced). (:121, the decode error ignored, lives: the store's Adopt
 // refuses the undecoded batch the same way.)
 func TestReconcileTrustsOnlyAMajority(t *testing.T) {
-	for _, how := range []string{"p holds s's line", "m silent", "no segments", "no SYNC answer", "undecodable segment"} {
+	for _, how := range []string{"p holds s's line", "m silent", "m behind", "m answers another entry", "no segments", "no SYNC answer", "undecodable segment"} {
 		t.Run(how, func(t *testing.T) {
 			sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: 300 * time.Millisecond, PublishWait: 200 * time.Millisecond})
 			line := func(tag byte) ([]capsule.Record, *capsule.Heartbeat, wire.Segment) {
@@ -168,6 +171,10 @@ func TestReconcileTrustsOnlyAMajority(t *testing.T) {
 						resp.Records = [][]byte{pRecs[m.From-1].Marshal()}
 					case how == "m silent":
 						return nil
+					case how == "m behind":
+						// OK, no records: m has not taken a side.
+					case how == "m answers another entry":
+						resp.Records = [][]byte{bRecs[2].Marshal()}
 					default:
 						resp.Records = [][]byte{bRecs[m.From-1].Marshal()}
 					}
