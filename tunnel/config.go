@@ -10,8 +10,16 @@ import (
 	"github.com/gdpnet/gdpnet/internal/clock"
 )
 
-// ALPN names the tunnel protocol and its version in the TLS handshake.
-const ALPN = "gdp-tunnel/1"
+// ALPN names the tunnel protocol and its version in the TLS handshake:
+// gdp-tunnel/2 is gdp-tunnel/1 plus the RENEW control message (a renewed
+// membership shown on a live link, docs/PROTOCOL.md §4.3). An endpoint
+// offers both, /2 first, and speaks /1 with a peer that knows only /1
+// (releases before Session 12): it then never sends RENEW, which such a
+// peer would take for a protocol violation and close the link.
+const ALPN = "gdp-tunnel/2"
+
+// ALPNv1 is the tunnel protocol without RENEW, still accepted.
+const ALPNv1 = "gdp-tunnel/1"
 
 // Liveness defaults: a link's peer is pinged every DefaultKeepAlive when
 // idle, and declared dead after DefaultIdleTimeout without a packet.
@@ -116,6 +124,10 @@ type Config struct {
 	RetryAboveHandshakes int
 	// Now is the clock; nil means clock.Now.
 	Now func() time.Time
+
+	// onlyV1 (tests): offer gdp-tunnel/1 alone, as releases before Session
+	// 12 did, to check that a peer that knows no RENEW keeps its links.
+	onlyV1 bool
 }
 
 func (c *Config) withDefaults() (Config, error) {

@@ -21,6 +21,9 @@ const (
 	msgRekey    byte = 0x05 // dialer → listener: new dialer index, next epoch
 	msgRekeyAck byte = 0x06 // listener → dialer: new listener index
 	msgRekeyEnd byte = 0x07 // dialer → listener: switch sending to the new epoch
+	// msgRenew (gdp-tunnel/2 only): either side, any time after READY: the
+	// sender's renewed credentials follow, index = their length.
+	msgRenew byte = 0x08
 )
 
 // Refuse codes.
@@ -66,7 +69,7 @@ func decodeCtrl(b [ctrlLen]byte) (ctrlMsg, error) {
 		Port:  binary.BigEndian.Uint16(b[12:]),
 		MTU:   binary.BigEndian.Uint16(b[14:]),
 	}
-	if m.Type < msgHello || m.Type > msgRekeyEnd || b[2] != 0 || b[3] != 0 {
+	if m.Type < msgHello || m.Type > msgRenew || b[2] != 0 || b[3] != 0 {
 		return m, fmt.Errorf("%w: bad control message % x", ErrProtocol, b[:4])
 	}
 	return m, nil

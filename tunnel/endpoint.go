@@ -1,7 +1,9 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -38,6 +40,8 @@ type Endpoint struct {
 	mu     sync.Mutex
 	links  map[*link]struct{}
 	closed bool
+	creds  []byte // the credentials shown now (SetIdentity)
+	gen    uint64 // +1 whenever creds change
 }
 
 // NewEndpoint starts an endpoint on the sockets in cfg: it listens for peers
@@ -98,18 +102,48 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 	return e, nil
 }
 
-// SetIdentity replaces the certificate shown to peers from now on (after a
-// membership renewal); the name must stay the same.
+// SetIdentity replaces the credentials shown to peers (after a membership
+// renewal); the name and key must stay the same. New links show them in
+// their handshake; a live link whose peer speaks gdp-tunnel/2 is sent them
+// at once (RENEW), so that the peer moves the link's expiry and the link
+// outlives the old membership. SetIdentity returns once every such link
+// has sent them or given up (HandshakeTimeout); a link that could not send
+// is logged and keeps the old expiry at its peer.
 func (e *Endpoint) SetIdentity(id *Identity) error {
 	if id.Name != e.cfg.Identity.Name {
 		return errors.New("tunnel: set identity: name changed")
+	}
+	if !id.Key.Equal(e.cfg.Identity.Key) {
+		return errors.New("tunnel: set identity: key changed")
 	}
 	der, err := selfSignedCert(id, e.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("tunnel: certificate: %w", err)
 	}
+	e.mu.Lock()
+	first := e.creds == nil
+	changed := !first && !bytes.Equal(e.creds, id.Credentials)
+	e.creds = bytes.Clone(id.Credentials)
 	e.cert.Store(&tls.Certificate{Certificate: [][]byte{der}, PrivateKey: id.Key})
+	var live []*link
+	if changed {
+		e.gen++
+		for l := range e.links {
+			if l.renew {
+				live = append(live, l)
+			}
+		}
+	}
+	e.mu.Unlock()
+	e.presentAll(live)
 	return nil
+}
+
+// identity is the credentials shown now and their generation.
+func (e *Endpoint) identity() ([]byte, uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.creds, e.gen
 }
 
 // Addr is the QUIC socket's address (Listener).
@@ -130,7 +164,7 @@ func (e *Endpoint) Name() pdu.Name { return e.cfg.Identity.Name }
 // zero, is the name the dialer expects.
 func (e *Endpoint) verifyChain(want pdu.Name) func([][]byte, [][]*x509.Certificate) error {
 	return func(raw [][]byte, _ [][]*x509.Certificate) error {
-		_, _, err := e.verifyPeer(raw, want)
+		_, err := e.verifyPeer(raw, want)
 		if err != nil {
 			e.stats.handshakeRefused.Add(1)
 			e.log.Info("peer refused at handshake", claimedPeer(raw), logging.Reason(err.Error()))
@@ -150,28 +184,45 @@ func claimedPeer(raw [][]byte) zap.Field {
 	return zap.String("peer", "unknown")
 }
 
-func (e *Endpoint) verifyPeer(raw [][]byte, want pdu.Name) (pdu.Name, time.Time, error) {
+// verifiedPeer is what the handshake proved about a peer.
+type verifiedPeer struct {
+	name  pdu.Name
+	exp   time.Time
+	key   ed25519.PublicKey // bound by TLS: a renewal must be for it
+	creds []byte
+	renew bool // gdp-tunnel/2: RENEW may be sent and received
+}
+
+func (e *Endpoint) verifyPeer(raw [][]byte, want pdu.Name) (verifiedPeer, error) {
 	key, creds, err := peerFromCert(raw)
 	if err != nil {
-		return pdu.Name{}, time.Time{}, err
+		return verifiedPeer{}, err
 	}
 	name, exp, err := e.cfg.Verify(key, creds)
 	if err != nil {
-		return pdu.Name{}, time.Time{}, fmt.Errorf("%w: %w", ErrPeerRefused, err)
+		return verifiedPeer{}, fmt.Errorf("%w: %w", ErrPeerRefused, err)
 	}
 	if !want.IsZero() && name != want {
-		return pdu.Name{}, time.Time{}, fmt.Errorf("%w: got %s, want %s", ErrWrongPeer, name, want)
+		return verifiedPeer{}, fmt.Errorf("%w: got %s, want %s", ErrWrongPeer, name, want)
 	}
 	if name == e.cfg.Identity.Name {
-		return pdu.Name{}, time.Time{}, fmt.Errorf("%w: peer claims our own name", ErrPeerRefused)
+		return verifiedPeer{}, fmt.Errorf("%w: peer claims our own name", ErrPeerRefused)
 	}
-	return name, exp, nil
+	return verifiedPeer{name: name, exp: exp, key: key, creds: creds}, nil
+}
+
+// protos are the ALPNs offered (the first both know wins, ours first).
+func (e *Endpoint) protos() []string {
+	if e.cfg.onlyV1 {
+		return []string{ALPNv1}
+	}
+	return []string{ALPN, ALPNv1}
 }
 
 func (e *Endpoint) baseTLS() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
-		NextProtos: []string{ALPN},
+		NextProtos: e.protos(),
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return e.cert.Load(), nil
 		},
@@ -213,12 +264,13 @@ func (e *Endpoint) Dial(ctx context.Context, addr net.Addr, peer pdu.Name, kind 
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.HandshakeTimeout)
 	defer cancel()
+	_, gen := e.identity() // before the handshake shows the credentials
 	qc, err := e.tr.Dial(ctx, addr, e.clientTLS(peer), e.qconf)
 	if err != nil {
 		e.stats.dialFailed.Add(1)
 		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, handshakeErr(err))
 	}
-	l, err := e.setupDialed(ctx, qc, peer, kind)
+	l, err := e.setupDialed(ctx, qc, peer, kind, gen)
 	if err != nil {
 		e.stats.dialFailed.Add(1)
 		qc.CloseWithError(closeRefused, "setup failed")
@@ -298,6 +350,7 @@ type handshakeSlot struct {
 	e    *Endpoint
 	once sync.Once
 	stop func() bool
+	gen  uint64 // the endpoint's credentials generation when it started
 }
 
 type handshakeKey struct{}
@@ -309,9 +362,18 @@ func (h *handshakeSlot) release() {
 // handshakeStarted is the Transport's ConnContext: it counts the handshake.
 func (e *Endpoint) handshakeStarted(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
 	h := &handshakeSlot{e: e}
+	_, h.gen = e.identity()
 	e.stats.handshakes.Add(1)
 	h.stop = context.AfterFunc(ctx, h.release)
 	return context.WithValue(ctx, handshakeKey{}, h), nil
+}
+
+// handshakeGen is the credentials generation when ctx's handshake started.
+func handshakeGen(ctx context.Context) uint64 {
+	if h, ok := ctx.Value(handshakeKey{}).(*handshakeSlot); ok {
+		return h.gen
+	}
+	return 0
 }
 
 // handshakeDone releases the slot of an accepted connection.
@@ -339,14 +401,16 @@ func (e *Endpoint) isClosed() bool {
 }
 
 // track registers a live link so Close can stop it; false if closing.
-func (e *Endpoint) track(l *link) bool {
+// stale: the credentials changed since the link's handshake showed them
+// (a renewal that SetIdentity sent to the links tracked then missed it).
+func (e *Endpoint) track(l *link) (ok, stale bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return false
+		return false, false
 	}
 	e.links[l] = struct{}{}
-	return true
+	return true, l.gen != e.gen
 }
 
 func (e *Endpoint) untrack(l *link) {

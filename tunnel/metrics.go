@@ -20,12 +20,16 @@ var (
 	descPending  = prometheus.NewDesc("gdp_tunnel_handshakes_in_flight", "Incoming QUIC handshakes started and not finished.", nil, nil)
 	descKeep     = prometheus.NewDesc("gdp_tunnel_keepalives_total", "KEEPALIVE datagrams sent on idle links or received (consumed, not counted as PDUs).", []string{"direction"}, nil)
 	descRetries  = prometheus.NewDesc("gdp_tunnel_retries_total", "New clients sent a QUIC Retry (source address validation) because handshakes piled up.", nil, nil)
+	descRenewOut = prometheus.NewDesc("gdp_tunnel_renewals_sent_total", "Renewed credentials (a reloaded membership) sent to peers on live links (RENEW).", nil, nil)
+	descRenewIn  = prometheus.NewDesc("gdp_tunnel_renewals_received_total", "Peers' renewed credentials received on live links, by result: accepted (the link's expiry moved), refused (not for the link's peer, key or domain, or not valid), rate_limited (not checked), unchanged.", []string{"result"}, nil)
+	descPeerExp  = prometheus.NewDesc("gdp_tunnel_peer_expiry_seconds", "Seconds until the soonest expiry of a live link's peer's membership (the link closes then unless the peer renews); absent when no link's peer expires.", nil, nil)
+	descExpiring = prometheus.NewDesc("gdp_tunnel_peers_expiring", "Live links whose peer's membership has less than 20% of its lifetime left.", nil, nil)
 )
 
 type collector struct{ e *Endpoint }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descSyscalls, descDrops, descRefused, descDialFail, descAccFail, descRekeys, descLinks, descPending, descRetries, descKeep} {
+	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descSyscalls, descDrops, descRefused, descDialFail, descAccFail, descRekeys, descLinks, descPending, descRetries, descKeep, descRenewOut, descRenewIn, descPeerExp, descExpiring} {
 		ch <- d
 	}
 }
@@ -53,4 +57,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRetries, s.Retries)
 	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(s.HandshakesInFlight))
 	ch <- prometheus.MustNewConstMetric(descLinks, prometheus.GaugeValue, float64(s.Links))
+	counter(descRenewOut, s.RenewalsSent)
+	counter(descRenewIn, s.RenewalsAccepted, "accepted")
+	counter(descRenewIn, s.RenewalsRefused, "refused")
+	counter(descRenewIn, s.RenewalsRateLimited, "rate_limited")
+	counter(descRenewIn, s.RenewalsUnchanged, "unchanged")
+	soonest, expiring := c.e.peerExpiries()
+	if !soonest.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descPeerExp, prometheus.GaugeValue, soonest.Sub(c.e.cfg.Now()).Seconds())
+	}
+	ch <- prometheus.MustNewConstMetric(descExpiring, prometheus.GaugeValue, float64(expiring))
 }

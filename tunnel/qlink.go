@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -26,10 +27,21 @@ type link struct {
 	ctrl   *quic.Stream
 	ctrlMu sync.Mutex // serialises control writes
 	peer   pdu.Name
-	expiry time.Time
 	kind   Kind
 	dialer bool
 	raw    *rawLink // KindRaw only
+
+	// The peer's credentials: those of the handshake until a RENEW
+	// replaces them (renew.go). peerKey is the key TLS bound; a renewal
+	// must be for it.
+	peerKey  ed25519.PublicKey
+	renew    bool   // gdp-tunnel/2: RENEW may be sent and received
+	gen      uint64 // our credentials generation when the handshake showed them
+	expMu    sync.Mutex
+	exp      peerExpiry
+	moved    chan struct{} // a renewal moved exp (cap 1)
+	bucket   renewBucket   // controlLoop's only
+	refusals int           // renewals refused (controlLoop's only)
 
 	bulk     chan *quic.Stream
 	lastSend atomic.Int64 // Unix nanoseconds of the last PDU sent (liveness)
@@ -40,11 +52,14 @@ type link struct {
 	once     sync.Once
 }
 
-func newLink(e *Endpoint, qc *quic.Conn, ctrl *quic.Stream, peer pdu.Name, exp time.Time, kind Kind, dialer bool) *link {
+func newLink(e *Endpoint, qc *quic.Conn, ctrl *quic.Stream, p verifiedPeer, kind Kind, dialer bool, gen uint64) *link {
 	l := &link{
-		ep: e, qc: qc, ctrl: ctrl, peer: peer, expiry: exp, kind: kind, dialer: dialer,
-		bulk: make(chan *quic.Stream), // handed over only to a waiting AcceptStream
-		done: make(chan struct{}),
+		ep: e, qc: qc, ctrl: ctrl, peer: p.name, kind: kind, dialer: dialer,
+		peerKey: p.key, renew: p.renew, gen: gen,
+		exp:   newPeerExpiry(p.exp, p.creds),
+		moved: make(chan struct{}, 1),
+		bulk:  make(chan *quic.Stream), // handed over only to a waiting AcceptStream
+		done:  make(chan struct{}),
 	}
 	l.ctx, l.cancel = context.WithCancelCause(qc.Context())
 	return l
@@ -60,7 +75,8 @@ func (l *link) abandon() {
 
 // start registers the link and launches its goroutines.
 func (l *link) start() bool {
-	if !l.ep.track(l) {
+	ok, stale := l.ep.track(l)
+	if !ok {
 		l.abandon()
 		l.qc.CloseWithError(closeNormal, "endpoint closing")
 		return false
@@ -77,6 +93,9 @@ func (l *link) start() bool {
 	}
 	l.ep.wg.Add(1)
 	go l.watch()
+	if stale && l.renew {
+		l.present() // renewed while this link's handshake ran
+	}
 	return true
 }
 
@@ -84,17 +103,7 @@ func (l *link) start() bool {
 // then waits for the link's goroutines and marks it Done.
 func (l *link) watch() {
 	defer l.ep.wg.Done()
-	var expired <-chan time.Time
-	if !l.expiry.IsZero() {
-		t := time.NewTimer(l.expiry.Sub(l.ep.cfg.Now()))
-		defer t.Stop()
-		expired = t.C
-	}
-	select {
-	case <-l.ctx.Done():
-	case <-expired:
-		l.closeWith(errors.New("tunnel: peer credentials expired"))
-	}
+	l.watchExpiry()
 	l.closeWith(context.Cause(l.ctx))
 	l.wg.Wait()
 	l.ep.untrack(l)
@@ -117,7 +126,7 @@ func (l *link) closeWith(err error) {
 
 func (l *link) Peer() pdu.Name        { return l.peer }
 func (l *link) Kind() Kind            { return l.kind }
-func (l *link) Expiry() time.Time     { return l.expiry }
+func (l *link) Expiry() time.Time     { return l.expiry() }
 func (l *link) Done() <-chan struct{} { return l.done }
 func (l *link) LocalAddr() net.Addr {
 	if l.raw != nil {
@@ -406,8 +415,9 @@ func (l *link) writeControl(m ctrlMsg) error {
 	return writeCtrl(l.ctrl, m)
 }
 
-// controlLoop reads control messages after setup: rekeying on raw links.
-// A QUIC link's peer sends nothing more, and the read just waits for close.
+// controlLoop reads control messages after setup: renewals (gdp-tunnel/2)
+// and rekeying on raw links. Anything else closes the link, as does a
+// RENEW on a gdp-tunnel/1 link (what a /1 endpoint does with one).
 func (l *link) controlLoop() {
 	defer l.wg.Done()
 	stop := context.AfterFunc(l.ctx, func() { l.ctrl.CancelRead(0) })
@@ -419,6 +429,13 @@ func (l *link) controlLoop() {
 				l.closeWith(fmt.Errorf("control stream: %w", err))
 			}
 			return
+		}
+		if m.Type == msgRenew && l.renew {
+			if err := l.readRenew(m); err != nil {
+				l.closeWith(err)
+				return
+			}
+			continue
 		}
 		if l.raw == nil {
 			l.closeWith(fmt.Errorf("%w: control message %d on a quic link", ErrProtocol, m.Type))

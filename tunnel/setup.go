@@ -18,19 +18,22 @@ const (
 )
 
 // peerOf re-reads the verified peer from a finished handshake.
-func (e *Endpoint) peerOf(qc *quic.Conn, want [32]byte) (name [32]byte, exp time.Time, err error) {
+func (e *Endpoint) peerOf(qc *quic.Conn, want [32]byte) (verifiedPeer, error) {
 	cs := qc.ConnectionState()
-	if cs.TLS.NegotiatedProtocol != ALPN {
-		return name, exp, fmt.Errorf("%w: alpn %q", ErrProtocol, cs.TLS.NegotiatedProtocol)
+	proto := cs.TLS.NegotiatedProtocol
+	if proto != ALPN && proto != ALPNv1 {
+		return verifiedPeer{}, fmt.Errorf("%w: alpn %q", ErrProtocol, proto)
 	}
 	if !cs.SupportsDatagrams.Remote {
-		return name, exp, fmt.Errorf("%w: peer does not support datagrams", ErrProtocol)
+		return verifiedPeer{}, fmt.Errorf("%w: peer does not support datagrams", ErrProtocol)
 	}
 	raw := make([][]byte, len(cs.TLS.PeerCertificates))
 	for i, c := range cs.TLS.PeerCertificates {
 		raw[i] = c.Raw
 	}
-	return e.verifyPeer(raw, want)
+	p, err := e.verifyPeer(raw, want)
+	p.renew = proto == ALPN
+	return p, err
 }
 
 func deadlineOf(ctx context.Context) time.Time {
@@ -39,8 +42,8 @@ func deadlineOf(ctx context.Context) time.Time {
 }
 
 // setupDialed runs the dialer's half of the control exchange.
-func (e *Endpoint) setupDialed(ctx context.Context, qc *quic.Conn, want [32]byte, kind Kind) (*link, error) {
-	name, exp, err := e.peerOf(qc, want)
+func (e *Endpoint) setupDialed(ctx context.Context, qc *quic.Conn, want [32]byte, kind Kind, gen uint64) (*link, error) {
+	p, err := e.peerOf(qc, want)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +68,7 @@ func (e *Endpoint) setupDialed(ctx context.Context, qc *quic.Conn, want [32]byte
 		e.releaseIndex(idx)
 		return nil, fmt.Errorf("control accept: %w", err)
 	}
-	l := newLink(e, qc, ctrl, name, exp, kind, true)
+	l := newLink(e, qc, ctrl, p, kind, true, gen)
 	if kind == KindRaw {
 		addr, err := rawPeerAddr(qc.RemoteAddr(), acc.Port)
 		if err != nil {
@@ -91,7 +94,7 @@ func (e *Endpoint) setupDialed(ctx context.Context, qc *quic.Conn, want [32]byte
 
 // setupAccepted runs the listener's half.
 func (e *Endpoint) setupAccepted(ctx context.Context, qc *quic.Conn) (*link, error) {
-	name, exp, err := e.peerOf(qc, [32]byte{})
+	p, err := e.peerOf(qc, [32]byte{})
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +123,7 @@ func (e *Endpoint) setupAccepted(ctx context.Context, qc *quic.Conn) (*link, err
 		writeCtrl(ctrl, ctrlMsg{Type: msgRefuse, Arg: refuseKind})
 		return nil, fmt.Errorf("%w: unknown kind %d", ErrProtocol, hello.Arg)
 	}
-	l := newLink(e, qc, ctrl, name, exp, kind, false)
+	l := newLink(e, qc, ctrl, p, kind, false, handshakeGen(qc.Context()))
 	acc := ctrlMsg{Type: msgAccept}
 	if kind == KindRaw {
 		addr, err := rawPeerAddr(qc.RemoteAddr(), hello.Port)

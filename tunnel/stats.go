@@ -51,8 +51,14 @@ type Stats struct {
 	Retries                    uint64 // new clients asked to validate their address (QUIC Retry)
 	DialsFailed, AcceptsFailed uint64
 	Rekeys                     uint64
-	Links                      int               // links up now
-	Drops                      map[string]uint64 // by DropReason name; only non-zero ones
+	// Renewals: our renewed credentials sent on live links, and the
+	// peers' received: accepted (the link's expiry moved), refused (they
+	// did not verify for the link's peer), rate-limited (not checked), or
+	// unchanged (the credentials the link already had).
+	RenewalsSent, RenewalsAccepted, RenewalsRefused uint64
+	RenewalsRateLimited, RenewalsUnchanged          uint64
+	Links                                           int               // links up now
+	Drops                                           map[string]uint64 // by DropReason name; only non-zero ones
 }
 
 // Dropped returns the count for one reason.
@@ -69,6 +75,11 @@ type counters struct {
 	retries                    atomic.Uint64
 	dialFailed, acceptFailed   atomic.Uint64
 	rekeys                     atomic.Uint64
+	renewalsSent               atomic.Uint64
+	renewalsAccepted           atomic.Uint64
+	renewalsRefused            atomic.Uint64
+	renewalsLimited            atomic.Uint64
+	renewalsUnchanged          atomic.Uint64
 	drops                      [numDropReasons]atomic.Uint64
 }
 
@@ -85,9 +96,12 @@ func (e *Endpoint) Stats() Stats {
 		HandshakesRefused:  c.handshakeRefused.Load(),
 		HandshakesInFlight: c.handshakes.Load(), Retries: c.retries.Load(),
 		DialsFailed: c.dialFailed.Load(), AcceptsFailed: c.acceptFailed.Load(),
-		Rekeys: c.rekeys.Load(),
-		Links:  e.numLinks(),
-		Drops:  map[string]uint64{},
+		Rekeys:       c.rekeys.Load(),
+		RenewalsSent: c.renewalsSent.Load(), RenewalsAccepted: c.renewalsAccepted.Load(),
+		RenewalsRefused: c.renewalsRefused.Load(), RenewalsRateLimited: c.renewalsLimited.Load(),
+		RenewalsUnchanged: c.renewalsUnchanged.Load(),
+		Links:             e.numLinks(),
+		Drops:             map[string]uint64{},
 	}
 	for i := range c.drops {
 		if v := c.drops[i].Load(); v != 0 {

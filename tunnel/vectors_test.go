@@ -144,6 +144,7 @@ func TestControlVectors(t *testing.T) {
 			{"rekey", ctrlMsg{Type: msgRekey, Index: 0x0a0b0c0d, Epoch: 7}},
 			{"rekey ack", ctrlMsg{Type: msgRekeyAck, Index: 0x01010101, Epoch: 7}},
 			{"rekey end", ctrlMsg{Type: msgRekeyEnd, Epoch: 7}},
+			{"renew", ctrlMsg{Type: msgRenew, Index: 612}},
 		} {
 			b := m.m.encode()
 			vs = append(vs, ctrlVector{m.name, m.m.Type, m.m.Arg, m.m.Index, m.m.Epoch, m.m.Port, m.m.MTU, hex.EncodeToString(b[:])})
@@ -194,7 +195,7 @@ func TestProtocolDoc(t *testing.T) {
 	loadJSON(t, "testdata/control.json", &ctrls)
 	quoted := []string{frames[0].Frame, frames[0].Payload, ctrls[0].Hex, hex.EncodeToString(exporterContext(0x01020304, 0x05060708, 9))}
 	for _, v := range ctrls {
-		if v.Name == "rekey" {
+		if v.Name == "rekey" || v.Name == "renew" {
 			quoted = append(quoted, v.Hex)
 		}
 	}
