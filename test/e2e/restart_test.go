@@ -34,6 +34,7 @@ const recordsPerFlush = 5
 // proc is one gdp daemon run as a child process, restartable.
 type proc struct {
 	name string
+	bin  string // the gdp binary; "" is the one built for this run
 	args []string
 	env  []string // added to the environment at each start (the soak's clock offset)
 	log  string   // stdout and stderr, appended across restarts
@@ -48,7 +49,11 @@ func (p *proc) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(f, "=== start %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(p.env, " "))
-	cmd := exec.Command(gdpBin, p.args...)
+	bin := gdpBin
+	if p.bin != "" {
+		bin = p.bin
+	}
+	cmd := exec.Command(bin, p.args...)
 	if len(p.env) > 0 {
 		cmd.Env = append(os.Environ(), p.env...)
 	}
