@@ -119,21 +119,22 @@ func TestNoPossessionTagWhileBehind(t *testing.T) {
 // TestReconcileTrustsOnlyAMajority: s holds writer a's line 1..3, peer p
 // writer b's (two writers with one key), and s reconciles with p. What the
 // peers answer decides nothing unless it is a majority's line and arrives
-// whole: a peer that holds s's line is agreement (nothing adopted); a
-// third replica that does not answer, answers without the entry (it is
-// behind), or answers with another entry than the one asked leaves the
-// fork undecided (an error, no evidence stored, s's line kept); with the majority on b's line, p's
-// SYNC answer with no segments, no answer, or a segment that does not
-// decode is an error, s's line kept, and no crash. Mutants: reconcile.go
-// :63 skip-if (agreement bisected and adopted), :107 skip-if (a missing
-// vote judged as a genuine fork), entryAt :154, :157 and :164 skip-if (a
-// silent replica's nil answer or an empty one dereferenced, another
-// entry's hash taken as its vote), :114 and :117 skip-if (the SYNC
-// answer's absence or emptiness ignored: a nil or empty answer
-// dereferenced). (:121, the decode error ignored, lives: the store's Adopt
-// refuses the undecoded batch the same way.)
+// whole: a peer that holds s's line is agreement (nothing adopted); a third
+// replica that does not answer, answers without the entry (it is behind),
+// or answers with another entry than the one asked leaves the fork
+// undecided (an error, no evidence stored, s's line kept); with the
+// majority on b's line, p's SYNC answer with no segments, no answer, or a
+// segment that does not decode or verify is an error, s's line kept, and no
+// crash. Mutants: reconcile.go :63 skip-if (agreement bisected and
+// adopted), :107 skip-if (a missing vote judged as a genuine fork), entryAt
+// :154, :157 and :164 skip-if (a silent replica's nil answer or an empty
+// one dereferenced, another entry's hash taken as its vote), :114 and :117
+// skip-if (the SYNC answer's absence or emptiness ignored: a nil or empty
+// answer dereferenced), :128 skip-if (a failed adoption reported adopted).
+// (:121, the decode error ignored, lives: the store's Adopt refuses the
+// undecoded batch the same way.)
 func TestReconcileTrustsOnlyAMajority(t *testing.T) {
-	for _, how := range []string{"p holds s's line", "m silent", "m behind", "m answers another entry", "no segments", "no SYNC answer", "undecodable segment"} {
+	for _, how := range []string{"p holds s's line", "m silent", "m behind", "m answers another entry", "no segments", "no SYNC answer", "undecodable segment", "segment that does not verify"} {
 		t.Run(how, func(t *testing.T) {
 			sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: 300 * time.Millisecond, PublishWait: 200 * time.Millisecond})
 			line := func(tag byte) ([]capsule.Record, *capsule.Heartbeat, wire.Segment) {
@@ -187,6 +188,8 @@ func TestReconcileTrustsOnlyAMajority(t *testing.T) {
 						return nil
 					case "undecodable segment":
 						resp.Segments = []wire.Segment{{Records: bSeg.Records, Heartbeat: []byte{0xa1, 1, 2}}}
+					case "segment that does not verify":
+						resp.Segments = []wire.Segment{{Records: bSeg.Records, Heartbeat: aHB.Marshal()}}
 					}
 				default:
 					return nil
@@ -211,6 +214,99 @@ func TestReconcileTrustsOnlyAMajority(t *testing.T) {
 			}
 			if h, err := sw.s.st.Head(sw.c); err != nil || h.Seqno != 3 || !h.Heartbeat.Equal(aHB) {
 				t.Fatalf("s's head %d (%v): its own line not kept", h.Seqno, err)
+			}
+		})
+	}
+}
+
+// TestPullAfterReconcile: s holds writer a's batch 1..3; p holds writer
+// b's 1..3 and 4..5 (two writers with one key) and answers s's SYNC from 4.
+// When the third replica m holds b's line, s adopts it and the same pull
+// goes on to p's head 5; when m holds a's, s's line is the majority's: the
+// pull ends there, with no error shown for p (p adopts s's line on its
+// side). Mutants: sync.go storeAnswer :934 skip-if (an adoption reported
+// as "ours is the majority's": the pull stops at 3) and :938 skip-if (the
+// majority's line reported as p's error).
+func TestPullAfterReconcile(t *testing.T) {
+	for _, mHolds := range []string{"a", "b"} {
+		t.Run("m holds "+mHolds, func(t *testing.T) {
+			sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
+			batch := func(w *capsule.Writer, tag byte, n int) ([]capsule.Record, *capsule.Heartbeat, wire.Segment) {
+				for i := range n {
+					w.Append([]byte{tag, byte(i)})
+				}
+				recs, hb := w.Flush()
+				seg := wire.Segment{Heartbeat: hb.Marshal()}
+				for _, r := range recs {
+					seg.Records = append(seg.Records, r.Marshal())
+				}
+				return recs, hb, seg
+			}
+			aRecs, aHB, _ := batch(capsule.NewWriter(sw.c, sw.writer.Key), 'a', 3)
+			wb := capsule.NewWriter(sw.c, sw.writer.Key)
+			b1, _, b1Seg := batch(wb, 'b', 3)
+			b2, b5, b2Seg := batch(wb, 'b', 2)
+			bRecs := append(b1, b2...)
+			mRecs := aRecs
+			if mHolds == "b" {
+				mRecs = b1
+			}
+			waitFor(t, 20*time.Second, "the start-up sync to end", func() bool {
+				sw.s.sync.mu.Lock()
+				defer sw.s.sync.mu.Unlock()
+				return !sw.s.sync.running[sw.c]
+			})
+			if err := sw.s.st.AppendExtending(context.Background(), sw.c, aRecs, aHB); err != nil {
+				t.Fatal(err)
+			}
+			sw.net.set(func(h pdu.Header, m *wire.Message) []peerAnswer {
+				resp := m.Reply(wire.StatusOK)
+				switch {
+				case m.Op == wire.OpSync && h.Dst == sw.p.Name:
+					resp.Head, resp.Heartbeat = 5, b5.Marshal()
+					switch {
+					case m.From >= 1 && m.From <= 3:
+						resp.From, resp.To, resp.Segments = 1, 5, []wire.Segment{b1Seg, b2Seg}
+					case m.From <= 5:
+						resp.From, resp.To, resp.Segments = 4, 5, []wire.Segment{b2Seg}
+					}
+				case m.Op == wire.OpSync:
+					// m: nothing beyond what s holds (head 0: no claim).
+				case m.Op == wire.OpRead && m.From >= 1 && m.From <= 5:
+					recs := bRecs
+					if h.Dst == sw.m.Name {
+						if m.From > 3 {
+							return []peerAnswer{{from: h.Dst, msg: resp}}
+						}
+						recs = mRecs
+					}
+					resp.Records = [][]byte{recs[m.From-1].Marshal()}
+				default:
+					return nil
+				}
+				return []peerAnswer{{from: h.Dst, msg: resp}}
+			}, nil)
+			sw.s.syncCapsule(context.Background(), sw.c, true)
+			h, err := sw.s.st.Head(sw.c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := peerStatus(t, sw, sw.p.Name)
+			switch mHolds {
+			case "b":
+				if h.Seqno != 5 || !h.Heartbeat.Equal(b5) {
+					t.Fatalf("the majority on b's line: s's head %d after one pull, want b's 5", h.Seqno)
+				}
+			default:
+				if h.Seqno != 3 || !h.Heartbeat.Equal(aHB) {
+					t.Fatalf("the majority on a's line: s's head %d, want a's 3", h.Seqno)
+				}
+				if p.Error != "" {
+					t.Fatalf("the majority on s's line: p shows the error %q", p.Error)
+				}
+			}
+			if evs, err := sw.s.st.Evidence(sw.c); err != nil || len(evs) != 0 {
+				t.Fatalf("%d pieces of fork evidence stored (%v)", len(evs), err)
 			}
 		})
 	}
