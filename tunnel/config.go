@@ -128,6 +128,9 @@ type Config struct {
 	// onlyV1 (tests): offer gdp-tunnel/1 alone, as releases before Session
 	// 12 did, to check that a peer that knows no RENEW keeps its links.
 	onlyV1 bool
+	// beforeTrack (tests) runs as a set-up link is about to be tracked:
+	// a renewal there is one the link's handshake did not show.
+	beforeTrack func()
 }
 
 func (c *Config) withDefaults() (Config, error) {

@@ -75,6 +75,9 @@ func (l *link) abandon() {
 
 // start registers the link and launches its goroutines.
 func (l *link) start() bool {
+	if l.ep.cfg.beforeTrack != nil {
+		l.ep.cfg.beforeTrack()
+	}
 	ok, stale := l.ep.track(l)
 	if !ok {
 		l.abandon()

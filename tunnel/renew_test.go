@@ -410,3 +410,41 @@ func TestRenewalMalformedClosesLink(t *testing.T) {
 		})
 	}
 }
+
+// TestRenewalDuringSetup: a reload that lands after a link's handshake
+// showed the old membership but before the link is registered (so the
+// reload's sweep of live links missed it) still reaches the peer: the
+// link sends the renewal as it starts.
+func TestRenewalDuringSetup(t *testing.T) {
+	for _, side := range []string{"dialer", "listener"} {
+		t.Run(side, func(t *testing.T) {
+			now := time.Now()
+			d := newDomain(t)
+			old := now.Truncate(time.Second).Add(time.Hour)
+			renewed := old.Add(time.Hour)
+			aCert, aID := d.member(now.Add(-time.Hour), old)
+			_, bID := d.member(now.Add(-time.Hour), old)
+			var a *testNode
+			var once sync.Once
+			a = newTestNode(t, false, func(c *Config) {
+				c.Identity, c.Verify = aID, d.verifier()
+				c.beforeTrack = func() {
+					once.Do(func() {
+						if err := a.ep.SetIdentity(d.renewed(aCert, now.Add(-time.Hour), renewed)); err != nil {
+							t.Error(err)
+						}
+					})
+				}
+			})
+			a.id = aID
+			b := certNode(t, bID, d.verifier())
+			var lb Link
+			if side == "dialer" {
+				_, lb = pair(t, a, b, KindQUIC)
+			} else {
+				lb, _ = pair(t, b, a, KindQUIC)
+			}
+			waitExpiry(t, "B's link to A", lb, renewed)
+		})
+	}
+}
