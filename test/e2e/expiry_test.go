@@ -96,6 +96,49 @@ log: {level: info}
 			t.Errorf("%s exited", p.name)
 		}
 	}
+
+	// Session 12: every daemon that holds tunnels warns about its tunnel
+	// peers' memberships too (the router about each attached daemon, each
+	// of them about the router), one WARN per tunnel naming the peer, and
+	// exports the soonest as gdp_tunnel_peer_expiry_seconds.
+	const peerMsg = "peer's membership expires soon: less than 20% of its lifetime left"
+	peersOf := map[string][]string{"router": {"s1", "gw", "handoffd"}, "capsuled": {"r1"}, "gateway": {"r1"}, "handoffd": {"r1"}}
+	for _, p := range procs.all {
+		peers, ok := peersOf[p.name]
+		if !ok {
+			continue
+		}
+		for _, peer := range peers {
+			want := `"peer":"` + d.ids[peer].Name.String() + `"`
+			waitFor(t, p.name+"'s warning about "+peer+"'s membership", 20*time.Second, func() bool {
+				return strings.Contains(logLinesText(p.log, peerMsg), want)
+			})
+		}
+		if problem := logLine(p.log, peerMsg, "peer", "expiry", "left", "fix"); problem != "" {
+			t.Errorf("%s: %s", p.name, problem)
+		}
+		if n := logLines(p.log, peerMsg); n != len(peers) {
+			t.Errorf("%s: %d warnings about peers' memberships, want %d (one per tunnel)", p.name, n, len(peers))
+		}
+		if left := promGauge(metricsAddr[p.name], "gdp_tunnel_peer_expiry_seconds"); left <= 0 || left > 3600 {
+			t.Errorf("%s: gdp_tunnel_peer_expiry_seconds = %v, want (0, 3600]", p.name, left)
+		}
+		if n := promGauge(metricsAddr[p.name], "gdp_tunnel_peers_expiring"); n != float64(len(peers)) {
+			t.Errorf("%s: gdp_tunnel_peers_expiring = %v, want %d", p.name, n, len(peers))
+		}
+	}
+}
+
+// logLinesText is every line of file whose msg is msg, joined.
+func logLinesText(file, msg string) string {
+	b, _ := os.ReadFile(file)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, `"msg":"`+msg+`"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // metricAddrOf is the metrics: address in a daemon's YAML.
