@@ -40,8 +40,9 @@ type Endpoint struct {
 	mu     sync.Mutex
 	links  map[*link]struct{}
 	closed bool
-	creds  []byte // the credentials shown now (SetIdentity)
-	gen    uint64 // +1 whenever creds change
+	creds  []byte                 // the credentials shown now (SetIdentity)
+	gen    uint64                 // +1 whenever creds change
+	warned map[pdu.Name]time.Time // peers whose expiry was warned about, and which expiry
 }
 
 // NewEndpoint starts an endpoint on the sockets in cfg: it listens for peers
@@ -56,6 +57,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		log:      c.Logger.With(logging.Name(c.Identity.Name)),
 		accepted: make(chan Link, c.AcceptQueue),
 		links:    map[*link]struct{}{},
+		warned:   map[pdu.Name]time.Time{},
 	}
 	if err := e.SetIdentity(c.Identity); err != nil {
 		return nil, err

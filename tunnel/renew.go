@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // A link's peer proved its name with credentials that expire (a
@@ -124,7 +125,7 @@ func (l *link) watchExpiry() {
 	}
 }
 
-// warnExpiring logs, once per link and credentials, that the peer's
+// warnExpiring logs, once per peer and credentials, that the peer's
 // membership is running out.
 func (l *link) warnExpiring(pe peerExpiry) {
 	l.expMu.Lock()
@@ -134,10 +135,39 @@ func (l *link) warnExpiring(pe peerExpiry) {
 	}
 	l.exp.warned = true
 	l.expMu.Unlock()
+	if !l.ep.firstWarning(l.peer, pe.at) {
+		return // another link to this peer said it already
+	}
 	l.ep.log.Warn("peer's membership expires soon: less than 20% of its lifetime left",
 		logging.Peer(l.peer), logging.Expiry(pe.at), zap.Stringer("kind", l.kind),
 		zap.Duration("left", pe.at.Sub(l.ep.cfg.Now()).Round(time.Second)),
 		zap.String("fix", "the peer's operator must renew its membership (gdp cert issue member) and install it: the peer shows the renewed one on this link, which stays up; if not renewed, the link closes at expiry"))
+}
+
+// maxWarnedPeers bounds the memory of peers warned about.
+const maxWarnedPeers = 4096
+
+// firstWarning records that peer's membership ending at exp is being
+// warned about, and reports whether it was not already: one WARN per peer
+// and membership, however many links (a client that reconnects) it has.
+func (e *Endpoint) firstWarning(peer pdu.Name, exp time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if at, ok := e.warned[peer]; ok && at.Equal(exp) {
+		return false
+	}
+	if len(e.warned) >= maxWarnedPeers {
+		now := e.cfg.Now()
+		for n, at := range e.warned {
+			if at.Before(now) {
+				delete(e.warned, n)
+			}
+		}
+	}
+	if len(e.warned) < maxWarnedPeers {
+		e.warned[peer] = exp
+	}
+	return true
 }
 
 // present sends our current credentials to the peer (RENEW).

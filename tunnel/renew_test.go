@@ -310,7 +310,8 @@ func TestRenewalOnV1LinkClosesIt(t *testing.T) {
 }
 
 // TestPeerExpiryWarning: a peer whose membership has less than 20 % of
-// its lifetime left is logged once at WARN with the fixed fields, counted
+// its lifetime left is logged once at WARN with the fixed fields (once for
+// the peer, not once per link), counted per link
 // in gdp_tunnel_peers_expiring, and its expiry is the soonest in
 // gdp_tunnel_peer_expiry_seconds; its renewal clears the warning state.
 func TestPeerExpiryWarning(t *testing.T) {
@@ -369,7 +370,14 @@ func TestPeerExpiryWarning(t *testing.T) {
 		}
 		return left, expiring
 	}
-	if left, expiring := gauges(); left < 3500 || left > 3600 || expiring != 1 {
+	// A second link from the same peer (a client that reconnects): no
+	// second line about the same membership.
+	pair(t, b, a, KindQUIC)
+	time.Sleep(200 * time.Millisecond)
+	if n := logs.FilterMessage(msg).Len(); n != 1 {
+		t.Fatalf("%d warnings about one peer's membership over two links, want 1", n)
+	}
+	if left, expiring := gauges(); left < 3500 || left > 3600 || expiring != 2 {
 		t.Fatalf("gauges: peer expiry in %v s, %v expiring; want ~3600 and 1", left, expiring)
 	}
 	if err := b.ep.SetIdentity(d.renewed(bCert, now.Add(-time.Hour), now.Add(48*time.Hour))); err != nil {

@@ -99,7 +99,7 @@ log: {level: info}
 
 	// Session 12: every daemon that holds tunnels warns about its tunnel
 	// peers' memberships too (the router about each attached daemon, each
-	// of them about the router), one WARN per tunnel naming the peer, and
+	// of them about the router), one WARN per peer naming it, and
 	// exports the soonest as gdp_tunnel_peer_expiry_seconds.
 	const peerMsg = "peer's membership expires soon: less than 20% of its lifetime left"
 	peersOf := map[string][]string{"router": {"s1", "gw", "handoffd"}, "capsuled": {"r1"}, "gateway": {"r1"}, "handoffd": {"r1"}}
@@ -118,7 +118,7 @@ log: {level: info}
 			t.Errorf("%s: %s", p.name, problem)
 		}
 		if n := logLines(p.log, peerMsg); n != len(peers) {
-			t.Errorf("%s: %d warnings about peers' memberships, want %d (one per tunnel)", p.name, n, len(peers))
+			t.Errorf("%s: %d warnings about peers' memberships, want %d (one per peer)", p.name, n, len(peers))
 		}
 		if left := promGauge(metricsAddr[p.name], "gdp_tunnel_peer_expiry_seconds"); left <= 0 || left > 3600 {
 			t.Errorf("%s: gdp_tunnel_peer_expiry_seconds = %v, want (0, 3600]", p.name, left)
