@@ -117,6 +117,9 @@ func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 		}
 	}
 	if oldBin != "" {
+		if v := promGauge(admin["r1"], "gdp_tunnel_renewals_sent_total"); v != -1 {
+			t.Fatalf("r1 exports gdp_tunnel_renewals_sent_total (%v): %s is not from before Session 12", v, oldBin)
+		}
 		time.Sleep(3 * time.Second)
 		if f := peerFace(); f != face {
 			t.Fatalf("the old router's link broke at the renewal: face %d, was %d", f, face)
