@@ -17,7 +17,12 @@
 // (metadata, membership certificate, domain metadata) in an extension, and
 // the injected PeerVerifier decides whether they prove a name; a dialer also
 // insists on the name it expected. A peer that fails is refused before any
-// PDU moves.
+// PDU moves. A link lasts until the peer's credentials expire; a node whose
+// membership is renewed (SetIdentity) shows the new credentials on its live
+// links (RENEW, gdp-tunnel/2: renew.go) and the peer, once they verify for
+// the same name, key and domain, moves the link's expiry, so a renewal
+// interrupts nothing. Each side warns once per peer when the peer's
+// membership nears its end.
 //
 // Received PDUs go to the Config's Handler; bulk transfers (VM handoff) open
 // reliable bidirectional streams on a Link with OpenStream/AcceptStream. A
