@@ -166,8 +166,9 @@ func (c *Client) Router() pdu.Name { return c.link.Peer() }
 func (c *Client) Done() <-chan struct{} { return c.link.Done() }
 
 // RouterExpiry is when the router's membership, as the router presented
-// and the tunnel verified it at the handshake, stops being valid; the zero
-// time when the link does not say.
+// and the tunnel verified it at the handshake or at the router's last
+// renewal on the live link, stops being valid; the zero time when the link
+// does not say.
 func (c *Client) RouterExpiry() time.Time {
 	if l, ok := c.link.(interface{ Expiry() time.Time }); ok {
 		return l.Expiry()
