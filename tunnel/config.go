@@ -12,10 +12,7 @@ import (
 
 // ALPN names the tunnel protocol and its version in the TLS handshake:
 // gdp-tunnel/2 is gdp-tunnel/1 plus the RENEW control message (a renewed
-// membership shown on a live link, docs/PROTOCOL.md §4.3) and raw frames
-// sealed with the AEAD of the connection's TLS cipher suite — AES-GCM
-// where both ends have AES hardware — instead of always ChaCha20-Poly1305
-// (§4.4; both Session 12, in one version as neither was released alone). An endpoint
+// membership shown on a live link, docs/PROTOCOL.md §4.3). An endpoint
 // offers both, /2 first, and speaks /1 with a peer that knows only /1
 // (releases before Session 12): it then never sends RENEW, which such a
 // peer would take for a protocol violation and close the link.
@@ -75,9 +72,7 @@ type Config struct {
 	// headers, else 1452. Peers use the smaller of their two values.
 	RawMTU int
 	// RekeyInterval is how often a raw link moves to a new key epoch.
-	// Default 2 min. A link whose raw frames are AES-GCM (gdp-tunnel/2
-	// with an AES suite, PROTOCOL.md §4.4) also moves once either
-	// direction has sent 2^22 frames in the epoch.
+	// Default 2 min.
 	RekeyInterval time.Duration
 	// ReassemblySlots is how many incomplete fragmented PDUs a raw link
 	// holds at once (the oldest is evicted beyond that). Default 16.

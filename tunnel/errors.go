@@ -19,10 +19,6 @@ var (
 	// ErrBusy: TrySend found the raw send queue full; the PDU was not
 	// sent (Send would have waited).
 	ErrBusy = errors.New("tunnel: raw send queue full")
-	// ErrKeyLimit: the raw link's current key has sealed as many frames
-	// as its AEAD allows (AES-GCM, PROTOCOL.md §4.4) and the rekey has not
-	// happened yet; the PDU was not sent (counted as key_limit).
-	ErrKeyLimit = errors.New("tunnel: raw key frame limit reached")
 	// ErrProtocol: the peer broke the control protocol.
 	ErrProtocol = errors.New("tunnel: control protocol violation")
 )

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"sync/atomic"
 
 	"go.uber.org/zap"
 	"golang.org/x/net/ipv4"
@@ -60,9 +59,6 @@ type recvSession struct {
 	rl     *rawLink
 	replay replayWindow
 	reasm  *reassembler
-	// frames counts the authentic frames received, read by the dialer's
-	// rekey loop (a key's frame limit counts both directions).
-	frames atomic.Uint64
 }
 
 func newRawEndpoint(e *Endpoint, pc net.PacketConn) (*rawEndpoint, error) {
@@ -275,7 +271,6 @@ func (r *rawEndpoint) handle(b []byte, from net.Addr, nonce *[12]byte) {
 		return
 	}
 	s.replay.commit(h.Counter)
-	s.frames.Add(1)
 	st.framesReceived.Add(1)
 	s.rl.roam(from)
 	if h.Frag == 0 {

@@ -19,7 +19,6 @@ type rawLink struct {
 	re     *rawEndpoint
 	dialer bool
 	frame  int // frame size both sides use: min of the two MTUs
-	alg    rawAEAD
 	out    atomic.Pointer[sendSession]
 	addr   atomic.Pointer[net.UDPAddr]
 
@@ -36,17 +35,6 @@ type sendSession struct {
 	counter atomic.Uint64
 	packet  atomic.Uint32
 	epoch   uint32
-	// maxFrames: the key seals no frame with a counter at or past it
-	// (AES-GCM's limit, PROTOCOL.md §4.4); 0: no limit.
-	maxFrames uint64
-}
-
-// reserve takes the counters of n frames, the first returned; false (the
-// counters burnt, the frames not to be sent) once they would reach the
-// key's frame limit: the link must rekey first.
-func (s *sendSession) reserve(n int) (uint64, bool) {
-	end := s.counter.Add(uint64(n))
-	return end - uint64(n), s.maxFrames == 0 || end <= s.maxFrames
 }
 
 // rekeyState is an epoch one side has started and the other not finished.
@@ -63,8 +51,7 @@ func (r *rawEndpoint) startSession(l *link, dialer bool, dialerIdx, listenerIdx,
 	if frame < minRawMTU {
 		return nil, fmt.Errorf("%w: peer raw mtu %d below %d", ErrProtocol, peerMTU, minRawMTU)
 	}
-	cs := l.qc.ConnectionState().TLS
-	rl := &rawLink{l: l, re: r, dialer: dialer, frame: frame, epoch: epoch, alg: rawAEADOf(&cs)}
+	rl := &rawLink{l: l, re: r, dialer: dialer, frame: frame, epoch: epoch}
 	rl.addr.Store(addr)
 	// l.raw is set before the receive session is installed: from then on
 	// the read loop can deliver a frame to l, whose RemoteAddr reads
@@ -95,7 +82,7 @@ func (rl *rawLink) install(dialerIdx, listenerIdx, epoch uint32, switchNow bool)
 		idx: local, aead: in, rl: rl,
 		reasm: newReassembler(rl.frame-frameOverhead, cfg.ReassemblySlots, cfg.ReassemblyTimeout, &rl.re.e.stats),
 	})
-	ss := &sendSession{remote: remote, aead: out, epoch: epoch, maxFrames: rl.alg.maxFrames}
+	ss := &sendSession{remote: remote, aead: out, epoch: epoch}
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	if rl.stopped {
@@ -179,13 +166,7 @@ func (rl *rawLink) sendOr(p []byte, wait bool) error {
 			}
 			return ErrClosed
 		}
-		c, ok := s.reserve(1)
-		if !ok {
-			q.unget(fb)
-			rl.re.e.stats.drop(DropKeyLimit)
-			return ErrKeyLimit
-		}
-		h := frameHeader{PacketID: id, Index: s.remote, Counter: c}
+		h := frameHeader{PacketID: id, Index: s.remote, Counter: s.counter.Add(1) - 1}
 		fb.n = sealFrame(fb.b, h, s.aead, &fb.nonce, p)
 		fb.addr = addr
 		q.put(fb)
@@ -206,14 +187,6 @@ func (rl *rawLink) sendOr(p []byte, wait bool) error {
 				return ErrBusy
 			}
 		}
-		c, ok := s.reserve(n)
-		if !ok {
-			for _, fb := range fbs[:n] {
-				q.unget(fb)
-			}
-			rl.re.e.stats.drop(DropKeyLimit)
-			return ErrKeyLimit
-		}
 		for i := 0; i < n; i++ {
 			part := p[i*chunk : min((i+1)*chunk, len(p))]
 			frag := byte(i)
@@ -221,18 +194,13 @@ func (rl *rawLink) sendOr(p []byte, wait bool) error {
 				frag |= fragMore
 			}
 			fb := fbs[i]
-			h := frameHeader{Frag: frag, PacketID: id, Index: s.remote, Counter: c + uint64(i)}
+			h := frameHeader{Frag: frag, PacketID: id, Index: s.remote, Counter: s.counter.Add(1) - 1}
 			fb.n = sealFrame(fb.b, h, s.aead, &fb.nonce, part)
 			fb.addr = addr
 			q.put(fb)
 		}
 		rl.re.e.stats.pdusSent.Add(1)
 		return nil
-	}
-	c, ok := s.reserve(n)
-	if !ok {
-		rl.re.e.stats.drop(DropKeyLimit)
-		return ErrKeyLimit
 	}
 	for i := 0; i < n; i++ {
 		part := p[i*chunk : min((i+1)*chunk, len(p))]
@@ -247,7 +215,7 @@ func (rl *rawLink) sendOr(p []byte, wait bool) error {
 		if fb == nil {
 			return ErrClosed
 		}
-		h := frameHeader{Frag: frag, PacketID: id, Index: s.remote, Counter: c + uint64(i)}
+		h := frameHeader{Frag: frag, PacketID: id, Index: s.remote, Counter: s.counter.Add(1) - 1}
 		fb.n = sealFrame(fb.b, h, s.aead, &fb.nonce, part)
 		fb.addr = addr
 		q.put(fb)
@@ -316,55 +284,20 @@ func (rl *rawLink) handleControl(m ctrlMsg) error {
 	return fmt.Errorf("%w: unexpected control message %d (epoch %d)", ErrProtocol, m.Type, m.Epoch)
 }
 
-// rekeyLoop (dialer) moves to a new epoch every RekeyInterval, and with an
-// AEAD that has a frame limit also once either direction has sent
-// rekeyFrames frames in the current epoch (looked at every
-// rekeyCheckPeriod).
+// rekeyLoop (dialer) moves to a new epoch every RekeyInterval.
 func (l *link) rekeyLoop() {
 	defer l.wg.Done()
 	t := time.NewTicker(l.ep.cfg.RekeyInterval)
 	defer t.Stop()
-	var check <-chan time.Time
-	if l.raw.alg.rekeyFrames > 0 {
-		c := time.NewTicker(rekeyCheckPeriod)
-		defer c.Stop()
-		check = c.C
-	}
 	for {
 		select {
 		case <-l.ctx.Done():
 			return
 		case <-t.C:
-		case <-check:
-			if !l.raw.usedUp() {
-				continue
+			if err := l.raw.beginRekey(); err != nil {
+				l.closeWith(fmt.Errorf("rekey: %w", err))
+				return
 			}
 		}
-		if err := l.raw.beginRekey(); err != nil {
-			l.closeWith(fmt.Errorf("rekey: %w", err))
-			return
-		}
 	}
-}
-
-// rekeyCheckPeriod is how often a dialer looks at its AES-GCM link's frame
-// counts: at a million frames a second, 2^22 frames last four seconds and
-// the hard limit is as many again away.
-var rekeyCheckPeriod = 250 * time.Millisecond
-
-// usedUp reports whether the current epoch's keys have carried
-// rekeyFrames frames in either direction.
-func (rl *rawLink) usedUp() bool {
-	lim := rl.alg.rekeyFrames
-	if lim == 0 {
-		return false
-	}
-	if s := rl.out.Load(); s != nil && s.counter.Load() >= lim {
-		return true
-	}
-	rl.mu.Lock()
-	cur := rl.recv[0]
-	rl.mu.Unlock()
-	rs := rl.re.session(cur)
-	return rs != nil && rs.frames.Load() >= lim
 }

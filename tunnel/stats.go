@@ -20,14 +20,13 @@ const (
 	DropPathMTU                             // the kernel refused a frame as larger than the path MTU (EMSGSIZE)
 	DropStreamTimeout                       // a PDU stream (or a bulk stream's tag) did not end within StreamTimeout
 	DropBulkUnaccepted                      // a bulk stream nobody accepted within StreamTimeout, or on a node that takes none
-	DropKeyLimit                            // a raw PDU not sent: its key reached its frame limit before a rekey (AES-GCM, PROTOCOL.md §4.4)
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	"truncated", "bad_type", "unknown_session", "auth", "replay", "bad_fragment",
 	"reassembly_evicted", "reassembly_timeout", "oversize", "no_handler", "path_mtu",
-	"stream_timeout", "bulk_unaccepted", "key_limit",
+	"stream_timeout", "bulk_unaccepted",
 }
 
 func (r DropReason) String() string {

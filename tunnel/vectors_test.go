@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"bytes"
-	"crypto/cipher"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -17,10 +16,7 @@ var update = flag.Bool("update", false, "rewrite testdata golden vectors")
 
 // frameVector is one golden raw frame (docs/PROTOCOL.md §4.4).
 type frameVector struct {
-	Name string `json:"name"`
-	// AEAD is the frames' algorithm (PROTOCOL.md §4.4): "" is
-	// ChaCha20-Poly1305 (gdp-tunnel/1), else aes-128-gcm or aes-256-gcm.
-	AEAD     string `json:"aead,omitempty"`
+	Name     string `json:"name"`
 	Key      string `json:"key"`
 	Frag     uint8  `json:"frag"`
 	PacketID uint16 `json:"packet_id"`
@@ -52,25 +48,15 @@ func makeFrameVectors() []frameVector {
 		{"large counter", frameHeader{Frag: 0, PacketID: 0xffff, Index: 0xffffffff, Counter: 0x0102030405060708}, []byte("x")},
 	}
 	var out []frameVector
-	add := func(name, alg string, key []byte, aead cipher.AEAD, h frameHeader, payload []byte) {
-		buf := make([]byte, len(payload)+frameOverhead)
+	for _, v := range in {
+		buf := make([]byte, len(v.payload)+frameOverhead)
 		var nonce [12]byte
-		n := sealFrame(buf, h, aead, &nonce, payload)
+		n := sealFrame(buf, v.h, aead, &nonce, v.payload)
 		out = append(out, frameVector{
-			Name: name, AEAD: alg, Key: hex.EncodeToString(key), Frag: h.Frag, PacketID: h.PacketID,
-			Index: h.Index, Counter: h.Counter, Payload: hex.EncodeToString(payload),
+			Name: v.name, Key: hex.EncodeToString(key), Frag: v.h.Frag, PacketID: v.h.PacketID,
+			Index: v.h.Index, Counter: v.h.Counter, Payload: hex.EncodeToString(v.payload),
 			Frame: hex.EncodeToString(buf[:n]),
 		})
-	}
-	for _, v := range in {
-		add(v.name, "", key, aead, v.h, v.payload)
-	}
-	// gdp-tunnel/2 with an AES suite: the same whole PDU under AES-GCM,
-	// the AES-128 key being the first 16 bytes of the 32.
-	for _, a := range []rawAEAD{aeadAES128, aeadAES256} {
-		k := key[:a.keyLen]
-		g, _ := a.new(k)
-		add("whole pdu, "+a.name, a.name, k, g, in[0].h, in[0].payload)
 	}
 	return out
 }
@@ -108,20 +94,7 @@ func TestFrameVectors(t *testing.T) {
 			key, _ := hex.DecodeString(v.Key)
 			payload, _ := hex.DecodeString(v.Payload)
 			want, _ := hex.DecodeString(v.Frame)
-			alg := aeadChaCha
-			switch v.AEAD {
-			case "":
-			case aeadAES128.name:
-				alg = aeadAES128
-			case aeadAES256.name:
-				alg = aeadAES256
-			default:
-				t.Fatalf("unknown aead %q", v.AEAD)
-			}
-			if len(key) != alg.keyLen {
-				t.Fatalf("%d-byte key for %s", len(key), alg.name)
-			}
-			aead, err := alg.new(key)
+			aead, err := chacha20poly1305.New(key)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,11 +194,6 @@ func TestProtocolDoc(t *testing.T) {
 	var ctrls []ctrlVector
 	loadJSON(t, "testdata/control.json", &ctrls)
 	quoted := []string{frames[0].Frame, frames[0].Payload, ctrls[0].Hex, hex.EncodeToString(exporterContext(0x01020304, 0x05060708, 9))}
-	for _, f := range frames {
-		if f.AEAD == aeadAES128.name {
-			quoted = append(quoted, f.Frame)
-		}
-	}
 	for _, v := range ctrls {
 		if v.Name == "rekey" || v.Name == "renew" {
 			quoted = append(quoted, v.Hex)
@@ -236,7 +204,7 @@ func TestProtocolDoc(t *testing.T) {
 			t.Errorf("docs/PROTOCOL.md does not quote %s", q)
 		}
 	}
-	for _, s := range []string{ALPN, ALPNv1, exporterLabel, "1.3.6.1.4.1.59999.1.1"} {
+	for _, s := range []string{ALPN, exporterLabel, "1.3.6.1.4.1.59999.1.1"} {
 		if !bytes.Contains(doc, []byte(s)) {
 			t.Errorf("docs/PROTOCOL.md does not name %q", s)
 		}
