@@ -24,6 +24,8 @@ import (
 // SIGHUP: the tunnel between them is the same one past the old NotAfter
 // (the same face, no "link down", no redial), each side accepted the
 // other's renewal on the live link, and the gauge shows the new expiry.
+// A `gdp gateway` attached to r1 (a client.Endpoint) is renewed with them
+// and keeps its tunnel the same way, in both directions.
 //
 // With GDP_E2E_OLD_GDP naming a gdp binary built from before Session 12
 // (gdp-tunnel/1 only), r1 runs that binary: the renewal then must not
@@ -35,7 +37,7 @@ func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 	}
 	oldBin := os.Getenv("GDP_E2E_OLD_GDP")
 	dir := t.TempDir()
-	d := newE2EDomain(t, dir, "renewal domain", time.Minute, map[string]certs.Kind{"r1": certs.KindRouter, "r2": certs.KindRouter})
+	d := newE2EDomain(t, dir, "renewal domain", time.Minute, map[string]certs.Kind{"r1": certs.KindRouter, "r2": certs.KindRouter, "gw": certs.KindClient})
 	now := time.Now()
 	oldExp := now.Truncate(time.Second).Add(25 * time.Second)
 	member := func(alias string, na time.Time) {
@@ -54,6 +56,7 @@ func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 	}
 	member("r1", oldExp)
 	member("r2", oldExp)
+	member("gw", oldExp)
 
 	procs := newProcSet(t, dir)
 	addr, admin := map[string]string{}, map[string]string{}
@@ -90,7 +93,19 @@ func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 	}
 	waitFor(t, "r2 peered with r1", 20*time.Second, func() bool { return peerFace() != 0 })
 	face := peerFace()
-	other := map[string]string{"r1": "r2", "r2": "r1"}
+
+	// A daemon attached to r1 through client.Endpoint: the gateway.
+	var gwMetrics string
+	if oldBin == "" {
+		gwMetrics = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+		gwConf := d.creds("gw") + fmt.Sprintf("router: %q\nrouter_name: %q\nsocket: %s\nmetrics: %q\nlog: {level: info}\n",
+			addr["r1"], d.ids["r1"].Name, filepath.Join(dir, "gw.sock"), gwMetrics)
+		routers["gw"] = procs.start("gw", "gateway", "--config", writeConf(t, dir, "gw", gwConf))
+		waitFor(t, "the gateway attached to r1", 20*time.Second, func() bool {
+			return promGauge(gwMetrics, "gdp_tunnel_links") == 1
+		})
+	}
+	other := map[string]string{"r1": "r2", "r2": "r1"} // and r1 about gw, after it attaches
 	const warnMsg = "peer's membership expires soon: less than 20% of its lifetime left"
 	for _, n := range []string{"r1", "r2"} {
 		if n == "r1" && oldBin != "" {
@@ -110,7 +125,10 @@ func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 
 	// Renew both and reload them.
 	renewed := now.Truncate(time.Second).Add(time.Hour)
-	for _, n := range []string{"r1", "r2"} {
+	for _, n := range []string{"r1", "r2", "gw"} {
+		if routers[n] == nil {
+			continue
+		}
 		member(n, renewed)
 		if err := routers[n].cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
@@ -132,29 +150,34 @@ func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 		}
 		return
 	}
-	for _, n := range []string{"r1", "r2"} {
-		waitFor(t, n+" accepting "+other[n]+"'s renewal", 10*time.Second, func() bool {
-			return promCounter(admin[n], "gdp_tunnel_renewals_received_total", `result="accepted"`) >= 1
+	// r1 from r2 and the gateway, r2 and the gateway from r1.
+	metrics := map[string]string{"r1": admin["r1"], "r2": admin["r2"], "gw": gwMetrics}
+	for n, want := range map[string]float64{"r1": 2, "r2": 1, "gw": 1} {
+		waitFor(t, fmt.Sprintf("%s accepting %v renewals", n, want), 10*time.Second, func() bool {
+			return promCounter(metrics[n], "gdp_tunnel_renewals_received_total", `result="accepted"`) >= want
 		})
 	}
 	time.Sleep(time.Until(oldExp.Add(3 * time.Second)))
 	if f := peerFace(); f != face {
 		t.Fatalf("r2's face to r1 is %d past the old NotAfter, was %d: the tunnel was redialled", f, face)
 	}
-	for _, n := range []string{"r1", "r2"} {
+	if n := promGauge(gwMetrics, "gdp_tunnel_links"); n != 1 {
+		t.Errorf("the gateway has %v tunnels past the old NotAfter, want its one", n)
+	}
+	for _, n := range []string{"r1", "r2", "gw"} {
 		log := routers[n].log
-		for _, msg := range []string{"link down", "tunnel to a configured peer lost; redialing", "peer's membership expired: link closed"} {
+		for _, msg := range []string{"link down", "tunnel to a configured peer lost; redialing", "tunnel to the router lost; redialing", "peer's membership expired: link closed"} {
 			if c := logLines(log, msg); c != 0 {
 				t.Errorf("%s logged %q %d times across the old NotAfter", n, msg, c)
 			}
 		}
-		if c := logLines(log, warnMsg); c != 1 {
-			t.Errorf("%s warned %d times about its peer's membership, want once", n, c)
+		if c, want := logLines(log, warnMsg), map[string]int{"r1": 2, "r2": 1, "gw": 1}[n]; c != want {
+			t.Errorf("%s warned %d times about its peers' memberships, want %d", n, c, want)
 		}
-		if left := promGauge(admin[n], "gdp_tunnel_peer_expiry_seconds"); left < 3000 {
+		if left := promGauge(metrics[n], "gdp_tunnel_peer_expiry_seconds"); left < 3000 {
 			t.Errorf("%s: gdp_tunnel_peer_expiry_seconds %v after the renewal, want about 3600", n, left)
 		}
-		if e := promGauge(admin[n], "gdp_tunnel_peers_expiring"); e != 0 {
+		if e := promGauge(metrics[n], "gdp_tunnel_peers_expiring"); e != 0 {
 			t.Errorf("%s: gdp_tunnel_peers_expiring %v after the renewal", n, e)
 		}
 	}
