@@ -2,12 +2,14 @@ package capsuled
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gdpnet/gdpnet/capsule"
+	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -309,5 +311,58 @@ func TestPullAfterReconcile(t *testing.T) {
 				t.Fatalf("%d pieces of fork evidence stored (%v)", len(evs), err)
 			}
 		})
+	}
+}
+
+// TestCheckRangeAnswer: a range SYNC's answer is taken only when it starts
+// where the range before it ended, each segment starts right after the one
+// before (with a record, or with a hole its heartbeat declares) and ends
+// at its heartbeat, and the last ends at the To it states; an empty answer
+// (To = From-1) and a segment of holes only are in line. Mutants: sync.go
+// checkRangeAnswer :520 skip-if, :523 boundary, :532 boundary, :536
+// skip-if, :541 skip-if, both operands and boundaries, :546 skip-if.
+func TestCheckRangeAnswer(t *testing.T) {
+	var c pdu.Name
+	c[0] = 7
+	_, key, _ := ed25519.GenerateKey(nil)
+	w := capsule.NewWriter(c, key)
+	seg := func(recs []capsule.Record, hb *capsule.Heartbeat) store.Segment {
+		return store.Segment{Records: recs, Heartbeat: hb}
+	}
+	batch := func(n int) store.Segment {
+		for range n {
+			w.Append([]byte("x"))
+		}
+		return seg(w.Flush())
+	}
+	s1 := batch(3) // 1..3
+	s2 := batch(2) // 4..5
+	w.Hole()       // 6
+	s3 := batch(1) // hole 6, record 7
+	w.Hole()       // 8
+	s4 := batch(0) // hole 8 only
+	s5 := batch(2) // 9..10
+	beyond := seg(s2.Records, s1.Heartbeat)
+	for _, tc := range []struct {
+		name     string
+		from, to uint64
+		segs     []store.Segment
+		expect   uint64
+		ok       bool
+	}{
+		{"in line", 1, 10, []store.Segment{s1, s2, s3, s4, s5}, 1, true},
+		{"in line from a hole", 6, 8, []store.Segment{s3, s4}, 6, true},
+		{"empty", 4, 3, nil, 4, true},
+		{"not where the range before ended", 1, 3, []store.Segment{s1}, 2, false},
+		{"a segment missing", 1, 7, []store.Segment{s1, s3}, 1, false},
+		{"records beyond the heartbeat", 1, 3, []store.Segment{s1, beyond}, 1, false},
+		{"a To beyond its segments", 1, 9, []store.Segment{s1, s2, s3, s4}, 1, false},
+		{"a To before its segments end", 1, 5, []store.Segment{s1, s2, s3}, 1, false},
+	} {
+		m := &wire.Message{From: tc.from, To: tc.to}
+		err := checkRangeAnswer(m, tc.segs, tc.expect)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, errMisaligned)) {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
 	}
 }
