@@ -11,6 +11,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -363,6 +364,66 @@ func TestCheckRangeAnswer(t *testing.T) {
 		err := checkRangeAnswer(m, tc.segs, tc.expect)
 		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, errMisaligned)) {
 			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+// TestSyncNAKMatched: a NAK cuts a peer request short only when its echo
+// is the request as sent: this server's name as source, the peer as
+// destination, and at least 16 bytes of the request (its random id). An
+// empty or short echo, another PDU version, a header length below the
+// minimum, fewer than 16 bytes of the request, or another source is taken
+// by no request (and does not crash); an echo of exactly the header and 16
+// bytes is. Mutants: sync.go syncState.nak :1204 skip-if and both operands,
+// :1208 skip-if, drop-or-left, drop-or-right, :1208:27 boundary. (:1204
+// boundary lives: an echo of exactly a header fails the 16-byte check.)
+func TestSyncNAKMatched(t *testing.T) {
+	self, peer, other := pdu.Name{1}, pdu.Name{2}, pdu.Name{3}
+	sent := make([]byte, 64)
+	for i := range sent {
+		sent[i] = byte(i * 7)
+	}
+	pkt, err := (&pdu.Header{Type: pdu.TypeData, TTL: 8, Src: self, Dst: peer, Payload: sent}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl := int(pkt[1]) * 4
+	edit := func(n int, f func(e []byte)) []byte {
+		e := append([]byte(nil), pkt[:n]...)
+		if f != nil {
+			f(e)
+		}
+		return e
+	}
+	for _, tc := range []struct {
+		name string
+		echo []byte
+		ok   bool
+	}{
+		{"the request", edit(hl+32, nil), true},
+		{"the header and 16 bytes of the request", edit(hl+16, nil), true},
+		{"empty", nil, false},
+		{"shorter than a header", edit(pdu.HeaderLen-1, nil), false},
+		{"another version", edit(hl+32, func(e []byte) { e[0]++ }), false},
+		{"a header length below the minimum", edit(hl+32, func(e []byte) { e[1] = byte(pdu.HeaderLen/4 - 1) }), false},
+		{"15 bytes of the request", edit(hl+15, nil), false},
+		{"another source", edit(hl+32, func(e []byte) { copy(e[44:76], other[:]) }), false},
+		{"another destination", edit(hl+32, func(e []byte) { copy(e[12:44], other[:]) }), false},
+	} {
+		st := newSyncState(1)
+		ch := st.expectNAK(1, peer, sent)
+		if got := st.nak(self, client.Message{Type: pdu.TypeNAK, Code: pdu.CodeNoRoute, Payload: tc.echo}); got != tc.ok {
+			t.Errorf("%s: taken %v, want %v", tc.name, got, tc.ok)
+		}
+		select {
+		case <-ch:
+			if !tc.ok {
+				t.Errorf("%s: the request was cut short", tc.name)
+			}
+		default:
+			if tc.ok {
+				t.Errorf("%s: the request was not cut short", tc.name)
+			}
 		}
 	}
 }
