@@ -114,6 +114,7 @@ func TestRenewalKeepsLinkUp(t *testing.T) {
 			if got := a.sink.count() + b.sink.count(); got != n {
 				t.Fatalf("%d PDUs received of %d sent across the renewal", got, n)
 			}
+			t.Logf("%d PDUs sent both ways across the renewal and the old NotAfter, %d received", n, a.sink.count()+b.sink.count())
 			sa, sb := a.ep.Stats(), b.ep.Stats()
 			if sa.RenewalsSent != 1 || sb.RenewalsAccepted != 1 || sb.RenewalsSent != 1 || sa.RenewalsAccepted != 1 {
 				t.Fatalf("renewals: A sent %d accepted %d, B sent %d accepted %d; want 1 each",
