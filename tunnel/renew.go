@@ -221,10 +221,12 @@ func (l *link) sendRenew(creds []byte) error {
 // control message out of the protocol does); credentials that do not
 // verify are a counted drop.
 func (l *link) readRenew(m ctrlMsg) error {
-	n := int(m.Index)
-	if n == 0 || n > maxCredentials || m.Arg != 0 || m.Epoch != 0 || m.Port != 0 || m.MTU != 0 {
-		return fmt.Errorf("%w: bad RENEW header (length %d)", ErrProtocol, n)
+	// The length is checked as the uint32 it is: as an int on a 32-bit
+	// platform 2^31 and above are negative and would pass "> max".
+	if m.Index == 0 || m.Index > maxCredentials || m.Arg != 0 || m.Epoch != 0 || m.Port != 0 || m.MTU != 0 {
+		return fmt.Errorf("%w: bad RENEW header (length %d)", ErrProtocol, m.Index)
 	}
+	n := int(m.Index)
 	creds := make([]byte, n)
 	l.ctrl.SetReadDeadline(time.Now().Add(l.ep.cfg.HandshakeTimeout))
 	if _, err := io.ReadFull(l.ctrl, creds); err != nil {

@@ -400,7 +400,11 @@ func TestRenewalMalformedClosesLink(t *testing.T) {
 	}{
 		{"empty", ctrlMsg{Type: msgRenew}},
 		{"too long", ctrlMsg{Type: msgRenew, Index: maxCredentials + 1}},
+		{"length negative as a 32-bit int", ctrlMsg{Type: msgRenew, Index: 1 << 31}},
 		{"epoch set", ctrlMsg{Type: msgRenew, Index: 4, Epoch: 1}},
+		{"arg set", ctrlMsg{Type: msgRenew, Arg: 1, Index: 4}},
+		{"port set", ctrlMsg{Type: msgRenew, Index: 4, Port: 1}},
+		{"mtu set", ctrlMsg{Type: msgRenew, Index: 4, MTU: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := newTestNode(t, false, nil), newTestNode(t, false, nil)
@@ -454,6 +458,64 @@ func TestRenewalDuringSetup(t *testing.T) {
 				lb, _ = pair(t, b, a, KindQUIC)
 			}
 			waitExpiry(t, "B's link to A", lb, renewed)
+		})
+	}
+}
+
+// TestRenewalDuringSetupOlderPeer: a reload that lands while a link to a
+// gdp-tunnel/1 peer is being set up (the case TestRenewalDuringSetup sends
+// the renewal for) sends it no RENEW either — such a peer would close the
+// link on it, as a rolling upgrade's reload must not make it do — and the
+// link stays up, PDUs crossing it, dialer and listener side.
+func TestRenewalDuringSetupOlderPeer(t *testing.T) {
+	for _, side := range []string{"dialer", "listener"} {
+		t.Run(side, func(t *testing.T) {
+			now := time.Now()
+			d := newDomain(t)
+			exp := now.Truncate(time.Second).Add(time.Hour)
+			aCert, aID := d.member(now.Add(-time.Hour), exp)
+			_, bID := d.member(now.Add(-time.Hour), exp)
+			var a *testNode
+			var once sync.Once
+			reloaded := make(chan struct{})
+			a = newTestNode(t, false, func(c *Config) {
+				c.Identity, c.Verify = aID, d.verifier()
+				c.beforeTrack = func() {
+					once.Do(func() {
+						if err := a.ep.SetIdentity(d.renewed(aCert, now.Add(-time.Hour), exp.Add(time.Hour))); err != nil {
+							t.Error(err)
+						}
+						close(reloaded)
+					})
+				}
+			})
+			a.id = aID
+			old := newTestNode(t, false, func(c *Config) {
+				c.Identity, c.Verify, c.onlyV1 = bID, d.verifier(), true
+			})
+			old.id = bID
+			var la, lb Link
+			if side == "dialer" {
+				la, lb = pair(t, a, old, KindQUIC)
+			} else {
+				lb, la = pair(t, old, a, KindQUIC)
+			}
+			select {
+			case <-reloaded:
+			case <-time.After(3 * time.Second):
+				t.Fatal("the reload during setup did not run")
+			}
+			time.Sleep(300 * time.Millisecond) // a RENEW sent would have closed the link by now
+			if n := a.ep.Stats().RenewalsSent; n != 0 {
+				t.Fatalf("%d renewals sent to a gdp-tunnel/1 peer", n)
+			}
+			if err := la.Send([]byte("after the renewal")); err != nil {
+				t.Fatal(err)
+			}
+			old.sink.wait(t, 1, 3*time.Second)
+			if lb.Err() != nil || la.Err() != nil {
+				t.Fatalf("the older peer's link broke: %v / %v", lb.Err(), la.Err())
+			}
 		})
 	}
 }
