@@ -83,6 +83,10 @@ func (q *requestQueue) push(r request) (evicted *request, holder pdu.Name, ok bo
 	q.mu.Lock()
 	h := q.per[r.from]
 	if q.n >= q.max {
+		if q.most == 0 { // max ≤ 0: none to evict
+			q.mu.Unlock()
+			return nil, holder, false
+		}
 		top := q.byCount[q.most][0]
 		holder = top.from
 		mine := 0
