@@ -164,3 +164,71 @@ func TestEndpointDomainPolicyReload(t *testing.T) {
 		t.Fatal("endpoint of A lost its face")
 	}
 }
+
+// TestTrustReloadReachesTunnel: the trusted domains a reload (SIGHUP)
+// puts in force are the ones the router's tunnel checks handshakes (and
+// renewals on live tunnels) against, not those it started with: a domain
+// added is accepted at once, a domain removed is refused at the handshake.
+func TestTrustReloadReachesTunnel(t *testing.T) {
+	domA, _ := routertest.NewDomain("A")
+	domB, _ := routertest.NewDomain("B")
+	onlyA := certs.NewVerifier(domA.ID.Meta)
+	both := certs.NewVerifier(domA.ID.Meta, domB.ID.Meta)
+	d := &twoDomains{t: t, domA: domA, domB: domB, both: both}
+	d.res = resolver.NewStatic(&resolver.Verifier{Certs: both})
+	t.Cleanup(func() { _ = d.res.Close() })
+	d.rc, _ = domA.NewRouter("router A")
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.node, err = router.StartNode(router.Config{Listen: "127.0.0.1:0"}, router.Deps{
+		Identity: d.rc.ID, Member: d.rc.Member, Domain: d.rc.Domain, Verifier: onlyA,
+		Resolver: d.res, Logger: zaptest.NewLogger(t).Named("router A"),
+	}, conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.node.Close() })
+	attach := func(desc string) error {
+		id, _ := certs.NewIdentity(certs.KindServer, desc)
+		member, _ := domB.Member(id)
+		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: domB.ID.Meta, Verifier: both, Conn: conn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ep.Close() })
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := ep.Attach(ctx, d.node.Addr(), d.node.Router.Name())
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		_, err = c.Advertise(ctx, c.Self())
+		return err
+	}
+	if err := attach("server in B before B is trusted"); err == nil {
+		t.Fatal("an endpoint of B attached and advertised while the router trusts only A")
+	}
+	if err := d.node.Router.Reload(d.rc.ID, d.rc.Member, d.rc.Domain, both, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := attach("server in B once B is trusted"); err != nil {
+		t.Fatalf("an endpoint of B after the reload that trusts B: %v", err)
+	}
+	if err := d.node.Router.Reload(d.rc.ID, d.rc.Member, d.rc.Domain, onlyA, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := d.node.Tunnel.Stats().HandshakesRefused
+	if err := attach("server in B once B is trusted no more"); err == nil {
+		t.Fatal("an endpoint of B attached and advertised after the reload that stopped trusting B")
+	}
+	if d.node.Tunnel.Stats().HandshakesRefused == before {
+		t.Fatal("the endpoint of B was not refused at the tunnel's handshake after the reload that stopped trusting B")
+	}
+}

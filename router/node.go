@@ -42,8 +42,15 @@ func StartNode(cfg Config, deps Deps, conn, raw net.PacketConn) (*Node, error) {
 	var rp atomic.Pointer[Router]
 	tc := tunnel.Config{
 		Identity: tunnel.CertIdentity(deps.Identity, deps.Member, deps.Domain),
-		Verify:   book.Verifier(deps.Verifier),
-		Conn:     conn,
+		// The router's trusted domains as its last reload set them (the
+		// startup ones until the router exists).
+		Verify: book.VerifierOf(func() *certs.Verifier {
+			if r := rp.Load(); r != nil {
+				return r.verifier()
+			}
+			return deps.Verifier
+		}),
+		Conn: conn,
 		Handler: func(l tunnel.Link, p []byte) {
 			if r := rp.Load(); r != nil {
 				r.HandlePDU(l, p)

@@ -43,9 +43,15 @@ func NewPeerBook() *PeerBook { return &PeerBook{m: make(map[pdu.Name]peerEntry)}
 // metadata's, the membership is valid in a trusted domain) and records the
 // peer's kind and domain.
 func (b *PeerBook) Verifier(v *certs.Verifier) tunnel.PeerVerifier {
-	base := tunnel.CertVerifier(v)
+	return b.VerifierOf(func() *certs.Verifier { return v })
+}
+
+// VerifierOf is Verifier with the trusted domains of current(), read at
+// each check: a router's reload (trusted_domains, clock_skew) reaches its
+// tunnel's handshakes and the renewals on live tunnels at once.
+func (b *PeerBook) VerifierOf(current func() *certs.Verifier) tunnel.PeerVerifier {
 	return func(key ed25519.PublicKey, creds []byte) (pdu.Name, time.Time, error) {
-		name, exp, err := base(key, creds)
+		name, exp, err := tunnel.CertVerifier(current())(key, creds)
 		if err != nil {
 			return name, exp, err
 		}
