@@ -519,3 +519,45 @@ func TestRenewalDuringSetupOlderPeer(t *testing.T) {
 		})
 	}
 }
+
+// TestRenewalShortensAndRepeats: a renewal with an earlier NotAfter (the
+// peer's current membership is the shorter one) closes the link then, not
+// at the handshake's later NotAfter, the watch woken by the renewal; and
+// the link's own credentials sent again are counted unchanged, checked by
+// no one and taking none of the peer's rate budget.
+func TestRenewalShortensAndRepeats(t *testing.T) {
+	now := time.Now()
+	d := newDomain(t)
+	_, aID := d.member(now.Add(-time.Hour), now.Add(time.Hour))
+	bCert, bID := d.member(now.Add(-time.Hour), now.Add(time.Hour))
+	a, b := certNode(t, aID, d.verifier()), certNode(t, bID, d.verifier())
+	la, lb := pair(t, a, b, KindQUIC)
+	for range 2 * renewBurst {
+		if err := lb.(*link).sendRenew(bID.Credentials); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for a.ep.Stats().RenewalsUnchanged != 2*renewBurst {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v; want %d unchanged", a.ep.Stats(), 2*renewBurst)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := a.ep.Stats(); s.RenewalsAccepted != 0 || s.RenewalsRateLimited != 0 || s.RenewalsRefused != 0 {
+		t.Fatalf("the link's own credentials again: %+v; want only unchanged", s)
+	}
+	sooner := time.Now().Truncate(time.Second).Add(3 * time.Second)
+	if err := b.ep.SetIdentity(d.renewed(bCert, now.Add(-time.Hour), sooner)); err != nil {
+		t.Fatal(err)
+	}
+	waitExpiry(t, "A's link to B", la, sooner)
+	select {
+	case <-la.Done():
+		if !errors.Is(la.Err(), errPeerExpired) {
+			t.Fatalf("closed with %v", la.Err())
+		}
+	case <-time.After(time.Until(sooner.Add(2 * time.Second))):
+		t.Fatalf("the link outlived its peer's shorter renewed membership (%v)", sooner)
+	}
+}
