@@ -79,7 +79,7 @@ func (r *Router) control(in *Face, h *pdu.Header) {
 	}
 	if err != nil {
 		r.met.adverts.WithLabelValues(advert.StatusMalformed.String()).Inc()
-		r.log.Info("malformed control payload", logging.Face(in.id), logging.Peer(in.peer), zap.Error(err))
+		r.logLim.Info(r.log, in.peer.String(), "malformed control payload", logging.Face(in.id), logging.Peer(in.peer), zap.Error(err))
 		var raw [pdu.HeaderLen]byte
 		if b, e := (&pdu.Header{Type: h.Type, TTL: h.TTL, Sequence: h.Sequence, Dst: h.Dst, Src: h.Src}).Append(raw[:0]); e == nil {
 			r.nak(in, b, pdu.CodeMalformed)
@@ -137,7 +137,7 @@ func (r *Router) advertiseParsed(in *Face, a *advert.Advertise) (*advert.Result,
 			res.Names[i] = advert.NameResult{Name: n.Name, Status: s, Detail: clip(detail)}
 			r.met.adverts.WithLabelValues(s.String()).Inc()
 		}
-		r.log.Info("advertisement refused", logging.Face(in.id), logging.Peer(in.peer),
+		r.logLim.Info(r.log, s.String()+" "+in.peer.String(), "advertisement refused", logging.Face(in.id), logging.Peer(in.peer),
 			logging.Reason(s.String()), zap.String("detail", detail), zap.Int("names", len(a.Names)))
 		return res, nil, nil
 	}
@@ -190,10 +190,12 @@ func (r *Router) advertiseParsed(in *Face, a *advert.Advertise) (*advert.Result,
 		}
 	}
 	if refused > 0 {
-		// One line per ADVERTISE, not per name: a flood of bad chains
-		// must not become a flood of log lines.
+		// One line per ADVERTISE, not per name, and per reason and peer
+		// at most one an interval: a flood of bad chains must not become
+		// a flood of log lines (gdp_router_advertisements_total counts
+		// them all).
 		f := res.Names[first]
-		r.log.Info("advertisement refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(f.Name),
+		r.logLim.Info(r.log, f.Status.String()+" "+in.peer.String(), "advertisement refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(f.Name),
 			logging.Reason(f.Status.String()), zap.String("detail", f.Detail),
 			zap.Int("refused", refused), zap.Int("names", len(a.Names)))
 	}

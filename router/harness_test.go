@@ -6,6 +6,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/gdpnet/gdpnet/certs"
@@ -25,6 +26,8 @@ type world struct {
 	// tick is the next routers' housekeeping period (Deps.Tick); zero:
 	// the default.
 	tick time.Duration
+	// log, when set, is the next routers' logger (zaptest's otherwise).
+	log *zap.Logger
 }
 
 func newWorld(t *testing.T) *world {
@@ -56,9 +59,13 @@ func (w *world) router(desc string, cfg router.Config, res resolver.Resolver) *t
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:9"
 	}
+	log := zaptest.NewLogger(w.t)
+	if w.log != nil {
+		log = w.log
+	}
 	r, err := router.New(cfg, router.Deps{
 		Identity: rc.ID, Member: rc.Member, Domain: rc.Domain, Verifier: w.dom.Verifier,
-		Resolver: res, Logger: zaptest.NewLogger(w.t).Named(desc), Tick: w.tick,
+		Resolver: res, Logger: log.Named(desc), Tick: w.tick,
 	})
 	if err != nil {
 		w.t.Fatal(err)

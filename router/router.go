@@ -101,11 +101,14 @@ type Router struct {
 	cfg  Config
 	name pdu.Name
 	log  *zap.Logger
-	reg  *prometheus.Registry
-	met  *metrics
-	now  func() time.Time
-	res  resolver.Resolver
-	dial DialFunc
+	// logLim bounds the lines a peer's PDUs can cause (refused
+	// advertisements and records, malformed control payloads).
+	logLim *logging.Limiter
+	reg    *prometheus.Registry
+	met    *metrics
+	now    func() time.Time
+	res    resolver.Resolver
+	dial   DialFunc
 
 	classify func(peer pdu.Name) (FaceKind, pdu.Name, bool)
 
@@ -206,6 +209,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if r.now == nil {
 		r.now = clock.Now
 	}
+	r.logLim = logging.NewLimiter(0, 0, r.now)
 	r.started = r.now()
 	reloaded := make(chan struct{})
 	r.reloaded.Store(&reloaded)

@@ -105,7 +105,7 @@ func (r *Router) Serve(ctx context.Context, ln Acceptor) error {
 			return fmt.Errorf("router: accept: %w", err)
 		}
 		if _, err := r.adopt(l); err != nil {
-			r.log.Info("link refused", logging.Peer(l.Peer()), zap.Error(err))
+			r.logLim.Info(r.log, l.Peer().String(), "link refused", logging.Peer(l.Peer()), zap.Error(err))
 			_ = l.Close()
 		}
 	}

@@ -197,13 +197,13 @@ func (r *Router) downstreamRecord(in *Face, h *pdu.Header) {
 	rec, err := resolver.ParseRecord(h.Payload)
 	if err != nil {
 		r.met.downstream.WithLabelValues("malformed").Inc()
-		r.log.Info("malformed downstream record", logging.Face(in.id), logging.Peer(in.peer), zap.Error(err))
+		r.logLim.Info(r.log, in.peer.String(), "malformed downstream record", logging.Face(in.id), logging.Peer(in.peer), zap.Error(err))
 		return
 	}
 	if rec.Kind != resolver.KindLocation || rec.Router() != in.peer {
 		// Only the holder itself announces its names, over its own tunnel.
 		r.met.downstream.WithLabelValues("not_holder").Inc()
-		r.log.Info("downstream record refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(rec.Name),
+		r.logLim.Info(r.log, "not_holder "+in.peer.String(), "downstream record refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(rec.Name),
 			logging.Reason("not_holder"), zap.String("detail", fmt.Sprintf("record of router %s", rec.Router())))
 		return
 	}
@@ -243,7 +243,7 @@ func (r *Router) storeDownstream(in *Face, rec *resolver.Record) {
 	defer cancel()
 	if err := r.res.Publish(ctx, rec); err != nil {
 		r.met.downstream.WithLabelValues("refused").Inc()
-		r.log.Info("downstream record refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(rec.Name),
+		r.logLim.Info(r.log, "refused "+in.peer.String(), "downstream record refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(rec.Name),
 			logging.Reason("refused"), zap.Error(err))
 		return
 	}
