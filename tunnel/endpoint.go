@@ -23,14 +23,17 @@ import (
 // Endpoint is one node's end of its tunnels: it dials peers, accepts them,
 // and owns the sockets and every link's goroutines.
 type Endpoint struct {
-	cfg   Config
-	log   *zap.Logger
-	tr    *quic.Transport
-	ln    *quic.Listener
-	qconf *quic.Config
-	cert  atomic.Pointer[tls.Certificate]
-	raw   *rawEndpoint // nil without a raw socket
-	stats counters
+	cfg Config
+	log *zap.Logger
+	// logLim bounds the lines remote parties can cause per handshake or
+	// frame (refused handshakes, failed accepts, roaming raw peers).
+	logLim *logging.Limiter
+	tr     *quic.Transport
+	ln     *quic.Listener
+	qconf  *quic.Config
+	cert   atomic.Pointer[tls.Certificate]
+	raw    *rawEndpoint // nil without a raw socket
+	stats  counters
 
 	accepted chan Link
 	ctx      context.Context
@@ -55,6 +58,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 	e := &Endpoint{
 		cfg:      c,
 		log:      c.Logger.With(logging.Name(c.Identity.Name)),
+		logLim:   logging.NewLimiter(0, 64, nil),
 		accepted: make(chan Link, c.AcceptQueue),
 		links:    map[*link]struct{}{},
 		warned:   map[pdu.Name]time.Time{},
@@ -169,7 +173,12 @@ func (e *Endpoint) verifyChain(want pdu.Name) func([][]byte, [][]*x509.Certifica
 		_, err := e.verifyPeer(raw, want)
 		if err != nil {
 			e.stats.handshakeRefused.Add(1)
-			e.log.Info("peer refused at handshake", claimedPeer(raw), logging.Reason(err.Error()))
+			// Anyone can try a handshake: one line per claimed name
+			// every interval (gdp_tunnel_handshakes_refused_total
+			// counts them all); the names an attacker invents share
+			// the Limiter's bounded keys.
+			peer := claimedPeer(raw)
+			e.logLim.Info(e.log, peer, "peer refused at handshake", zap.String("peer", peer), logging.Reason(err.Error()))
 		}
 		return err
 	}
@@ -177,13 +186,13 @@ func (e *Endpoint) verifyChain(want pdu.Name) func([][]byte, [][]*x509.Certifica
 
 // claimedPeer is the name a refused peer's credentials claim, for the log
 // line that says who was refused ("unknown" when they do not decode).
-func claimedPeer(raw [][]byte) zap.Field {
+func claimedPeer(raw [][]byte) string {
 	if _, creds, err := peerFromCert(raw); err == nil {
 		if meta, _, _, err := DecodeCredentials(creds); err == nil {
-			return logging.Peer(meta.Name())
+			return meta.Name().String()
 		}
 	}
-	return zap.String("peer", "unknown")
+	return "unknown"
 }
 
 // verifiedPeer is what the handshake proved about a peer.
@@ -329,7 +338,7 @@ func (e *Endpoint) acceptLoop() {
 			l, err := e.setupAccepted(ctx, qc)
 			if err != nil {
 				e.stats.acceptFailed.Add(1)
-				e.log.Info("accept failed", logging.Addr(qc.RemoteAddr().String()), zap.Error(err))
+				e.logLim.Info(e.log, "", "accept failed", logging.Addr(qc.RemoteAddr().String()), zap.Error(err))
 				qc.CloseWithError(closeRefused, err.Error())
 				return
 			}

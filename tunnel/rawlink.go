@@ -137,7 +137,7 @@ func (rl *rawLink) roam(from net.Addr) {
 		return
 	}
 	rl.addr.Store(ua)
-	rl.re.e.log.Info("raw peer moved", logging.Peer(rl.l.peer), logging.Addr(ua.String()))
+	rl.re.e.logLim.Info(rl.re.e.log, rl.l.peer.String(), "raw peer moved", logging.Peer(rl.l.peer), logging.Addr(ua.String()))
 }
 
 // send fragments p to the frame size, seals each fragment and queues it,

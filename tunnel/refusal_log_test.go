@@ -8,6 +8,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // The refusing side's log names whom it refused and why: a peer whose
@@ -44,5 +46,29 @@ func TestRefusalLogNamesPeerAndReason(t *testing.T) {
 			t.Fatalf("no refusal logged: %v", logs.All())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// 10,000 refused handshakes (anyone on the network can try one) are all
+// counted, and cost the log one line per claimed name and interval.
+func TestRefusedHandshakeFloodLogsBounded(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	srv := newTestNode(t, false, func(c *Config) { c.Logger = zap.New(core) })
+	verify := srv.ep.verifyChain(pdu.Name{})
+	const n = 10000
+	for i := 0; i < n; i++ {
+		if err := verify([][]byte{[]byte("not a certificate")}, nil); err == nil {
+			t.Fatal("junk verified")
+		}
+	}
+	if got := srv.ep.Stats().HandshakesRefused; got != n {
+		t.Errorf("HandshakesRefused = %d, want %d", got, n)
+	}
+	lines := logs.FilterMessage("peer refused at handshake").All()
+	if len(lines) != 1 {
+		t.Fatalf("%d \"peer refused at handshake\" lines for %d refusals, want 1", len(lines), n)
+	}
+	if m := lines[0].ContextMap(); m["peer"] != "unknown" || m["reason"] == "" {
+		t.Errorf("line %v: want peer unknown and a reason", m)
 	}
 }
