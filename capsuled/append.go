@@ -111,14 +111,14 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 		if errors.As(err, &eq) {
 			s.met.equivocations.Inc()
 			resp.Evidence = eq.Evidence.Marshal()
-			s.log.Warn("forked writer detected", logging.Capsule(c), logging.Src(r.from), logging.Seqno(eq.Evidence.Size))
+			s.logLim.Warn(s.log, c.String(), "forked writer detected", logging.Capsule(c), logging.Src(r.from), logging.Seqno(eq.Evidence.Size))
 		} else if errors.Is(err, store.ErrWriterConflict) {
 			s.met.writerConflicts.Inc()
 			resp.Head = head.Seqno
 			if h, herr := s.st.Head(c); herr == nil {
 				resp.Head = h.Seqno
 			}
-			s.log.Info("append refused: another writer is active", logging.Capsule(c), logging.Src(r.from),
+			s.logLim.Info(s.log, c.String()+" "+r.from.String(), "append refused: another writer is active", logging.Capsule(c), logging.Src(r.from),
 				logging.Seqno(f), logging.Reason(err.Error()))
 		} else {
 			s.log.Debug("append refused", logging.Capsule(c), logging.Src(r.from), zap.Error(err))

@@ -41,7 +41,7 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 	}
 	if reason, err := s.places.admit(s.pol.Load().placement, p, s.places.get(p.name) != nil); err != nil {
 		s.met.placementsRefused.WithLabelValues(reason).Inc()
-		s.log.Info("placement refused", logging.Capsule(p.name), logging.Src(r.from), zap.String("reason", reason))
+		s.logLim.Info(s.log, reason+" "+r.from.String(), "placement refused", logging.Capsule(p.name), logging.Src(r.from), logging.Reason(reason))
 		return fail(m, fmt.Errorf("create %s: %w", p.name, err))
 	}
 	info := capsule.Info{Name: p.name, Writer: p.meta.WriterKey}
@@ -57,7 +57,7 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 		// refused (503) before anything is advertised or stored
 		if err := s.st.Room(); err != nil {
 			s.met.placementsRefused.WithLabelValues(refuseDisk).Inc()
-			s.log.Warn("placement refused", logging.Capsule(p.name), logging.Src(r.from), logging.Reason(refuseDisk), zap.Error(err))
+			s.logLim.Warn(s.log, refuseDisk, "placement refused", logging.Capsule(p.name), logging.Src(r.from), logging.Reason(refuseDisk), zap.Error(err))
 			return fail(m, fmt.Errorf("create %s: %w", p.name, err))
 		}
 	}

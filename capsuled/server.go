@@ -46,7 +46,10 @@ type Server struct {
 	cli  *client.Client
 	st   *store.Store
 	log  *zap.Logger
-	met  *metrics
+	// logLim bounds the lines a requester can cause per request (refused
+	// placements, writer conflicts, forked writers).
+	logLim *logging.Limiter
+	met    *metrics
 
 	places *placements
 	pol    atomic.Pointer[policy] // placement policy and subscription limits; Reload swaps them
@@ -128,6 +131,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, id: deps.Identity, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),
+		logLim: logging.NewLimiter(0, 0, clock.Now),
 		places: places, pend: wire.NewPending(), watch: newWatchers(),
 		queue: newRequestQueue(cfg.Queue), kick: make(chan pdu.Name, 64),
 	}
