@@ -119,6 +119,7 @@ func (f *Federated) handleBorder(s network.Stream) {
 }
 
 func (f *Federated) serve(ctx context.Context, s network.Stream) borderResponse {
+	local := f.cfg.Local
 	in, err := readAllLimited(s, MaxRecordSize+256)
 	if err != nil {
 		return borderResponse{Status: statusError, Detail: err.Error()}
@@ -134,7 +135,9 @@ func (f *Federated) serve(ctx context.Context, s network.Stream) borderResponse 
 			_, err = f.cfg.Local.verifier.Verify(rec)
 		}
 		if err != nil {
-			f.log.Info("export refused", logging.Reason(refusalReason(err)), zap.Error(err))
+			reason := refusalReason(err)
+			local.metrics.refused.WithLabelValues(reason).Inc()
+			local.logLim.Info(f.log, reason, "export refused", logging.Reason(reason), zap.Error(err))
 			return borderResponse{Status: statusRefused, Detail: err.Error()}
 		}
 		if err := f.announce(ctx, rec); err != nil {

@@ -26,6 +26,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -42,8 +43,11 @@ func DomainPrefix(domain pdu.Name) protocol.ID { return protocol.ID("/gdp/d/" + 
 // ModeAuto never turns server on a private network), admits only peers
 // that prove membership, and republishes what it published.
 type DHT struct {
-	cfg      DHTConfig
-	log      *zap.Logger
+	cfg DHTConfig
+	log *zap.Logger
+	// logLim bounds the lines remote peers can cause per connection or
+	// request (refused admissions, refused border exports).
+	logLim   *logging.Limiter
 	host     host.Host
 	kad      *kad.IpfsDHT
 	msgr     *kadpb.ProtocolMessenger
@@ -82,7 +86,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	if err := cfg.populate(); err != nil {
 		return nil, err
 	}
-	d := &DHT{cfg: cfg, log: cfg.Logger, published: map[pubKey]*Record{}}
+	d := &DHT{cfg: cfg, log: cfg.Logger, published: map[pubKey]*Record{}, logLim: logging.NewLimiter(0, 0, nil)}
 	tier := "domain"
 	d.gate = newGate(cfg.Certs, cfg.Domain.Name(), cfg.DenyFor)
 	d.verifier = &Verifier{Certs: cfg.Certs, Kind: KindLocation, Domain: cfg.Domain.Name(), trust: &d.gate.trust}

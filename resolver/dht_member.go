@@ -61,7 +61,9 @@ func (d *DHT) refusePeer(p peer.ID, result string, err error) {
 		return
 	}
 	d.metrics.admissions.WithLabelValues(result).Inc()
-	d.log.Info("peer refused: no valid membership", zap.Stringer("peer_id", p), logging.Reason(result), zap.Error(err))
+	// Peer IDs cost nothing to make: one line per result every interval
+	// (gdp_resolver_peer_admissions_total counts them all).
+	d.logLim.Info(d.log, result, "peer refused: no valid membership", zap.Stringer("peer_id", p), logging.Reason(result), zap.Error(err))
 	// A peer that showed a bad proof is refused for DenyFor; one that was
 	// silent or merely too slow (an overloaded honest node) only for a
 	// sixth of it, so that it cannot keep reconnecting but is soon retried.
