@@ -412,6 +412,9 @@ type NameListener struct {
 	ln   *quic.Listener
 	cfg  QUICConfig
 	log  *zap.Logger
+	// logLim bounds the refused-connection lines: a peer over its share
+	// retrying at once gets one line per interval.
+	logLim *logging.Limiter
 
 	mu      sync.Mutex
 	perPeer map[pdu.Name]int
@@ -432,7 +435,7 @@ func ListenName(c *Client, name pdu.Name, cfg *QUICConfig) (*NameListener, error
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", name, err)
 	}
-	l := &NameListener{c: c, name: name, cfg: o, log: c.log.With(logging.Name(name)), perPeer: map[pdu.Name]int{}}
+	l := &NameListener{c: c, name: name, cfg: o, log: c.log.With(logging.Name(name)), logLim: logging.NewLimiter(0, 0, nil), perPeer: map[pdu.Name]int{}}
 	tc.ClientAuth = tls.RequireAnyClientCert
 	tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
 		peer, err := dialerName(raw, c.quic.creds.Load())
@@ -514,7 +517,7 @@ func (l *NameListener) Accept(ctx context.Context) (*NameConn, error) {
 			continue
 		}
 		if reason, ok := l.admit(peer); !ok {
-			l.log.Info("quic connection refused", logging.Peer(peer), logging.Reason(reason))
+			l.logLim.Info(l.log, reason+" "+peer.String(), "quic connection refused", logging.Peer(peer), logging.Reason(reason))
 			qc.CloseWithError(QUICCodeRefused, reason)
 			continue
 		}

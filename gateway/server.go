@@ -21,6 +21,7 @@ import (
 	"github.com/gdpnet/gdpnet/caapi/kv"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -107,6 +108,7 @@ type Server struct {
 	up     *Uplink
 	keys   Keys
 	log    *zap.Logger
+	logLim *logging.Limiter // failed requests: one line per reason and interval
 	lock   func(pdu.Name) (func(), error)
 	m      *metrics
 
@@ -143,7 +145,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{up: d.Uplink, keys: d.Keys, log: log, lock: d.LockWriter, m: m,
+	s := &Server{up: d.Uplink, keys: d.Keys, log: log, logLim: logging.NewLimiter(0, 0, nil), lock: d.LockWriter, m: m,
 		writers: map[pdu.Name]*capWriter{}, readers: map[pdu.Name]*client.Reader{},
 		kvs: map[pdu.Name]*kv.Store{}, kvLast: map[pdu.Name]uint64{}, sealed: map[pdu.Name]bool{},
 		live: map[*client.Subscription]struct{}{}}
@@ -329,12 +331,15 @@ type apiError struct {
 }
 
 // fail answers with code and a JSON error body; a 4xx is counted under
-// reason in gdp_gateway_rejected_total.
+// reason in gdp_gateway_rejected_total. A 5xx is logged, one line per
+// reason and interval (a client repeating a request the overlay cannot
+// answer would otherwise write a line each time); gdp_gateway_requests_total
+// counts every one by code.
 func (s *Server) fail(w http.ResponseWriter, code int, reason string, err error) {
 	if code >= 400 && code < 500 {
 		s.m.rejected.WithLabelValues(reason).Inc()
 	} else {
-		s.log.Warn("request failed", zap.String("reason", reason), zap.Error(err))
+		s.logLim.Warn(s.log, reason, "request failed", logging.Reason(reason), zap.Error(err))
 	}
 	writeJSON(w, code, apiError{Error: err.Error(), Reason: reason})
 }

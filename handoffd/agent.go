@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
 )
 
 // AgentConfig is the destination agent's behaviour. The zero value works
@@ -45,6 +47,7 @@ type Agent struct {
 
 	once    sync.Once
 	initErr error
+	logLim  *logging.Limiter // refused handoffs: one line per reason and peer an interval
 	mu      sync.Mutex
 	active  int
 	perPeer map[string]int
@@ -68,7 +71,7 @@ func (a *Agent) Serve(ctx context.Context, ln Listener) error {
 			return fmt.Errorf("handoff agent: accept: %w", err)
 		}
 		if reason, ok := a.admit(peer); !ok {
-			a.Logger.Info("handoff refused", zap.String("peer", peer), zap.String("reason", reason))
+			a.logLim.Info(a.Logger, reason+" "+peer, "handoff refused", zap.String("peer", peer), logging.Reason(reason))
 			if a.Metrics != nil {
 				a.Metrics.Refused.WithLabelValues(reason).Inc()
 			}
@@ -93,6 +96,7 @@ func (a *Agent) init() error {
 	if a.Logger == nil {
 		a.Logger = zap.NewNop()
 	}
+	a.logLim = logging.NewLimiter(0, 0, nil)
 	// Under mu: a Reload (SIGHUP) may come while Serve starts.
 	a.mu.Lock()
 	if a.Config.MaxConcurrent <= 0 {
