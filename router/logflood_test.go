@@ -42,6 +42,7 @@ func TestRefusedAdvertisementFloodLogsBounded(t *testing.T) {
 	lines := obs.FilterMessage("advertisement refused").All()
 	if len(lines) == 0 || len(lines) > 4 {
 		t.Fatalf("%d \"advertisement refused\" lines for %d refused advertisements, want 1..4", len(lines), n)
+
 	}
 	if f := lines[0].ContextMap(); f["peer"] != m.id.Name.String() || f["reason"] != "malformed" {
 		t.Errorf("line %v: want the peer and the reason", f)
