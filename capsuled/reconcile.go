@@ -140,7 +140,7 @@ func (s *Server) reconcile(ctx context.Context, c, peer pdu.Name, peerHead uint6
 	var eq *capsule.EquivocationError
 	if errors.As(err, &eq) {
 		s.met.equivocations.Inc()
-		s.log.Warn("forked writer detected during anti-entropy", logging.Capsule(c), logging.Peer(peer), logging.Seqno(eq.Evidence.Size))
+		s.logLim.Warn(s.log, c.String()+" "+peer.String(), "forked writer detected during anti-entropy", logging.Capsule(c), logging.Peer(peer), logging.Seqno(eq.Evidence.Size))
 	}
 	return false, err
 }

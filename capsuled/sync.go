@@ -949,7 +949,7 @@ func (s *Server) storeAnswer(ctx context.Context, c, peer pdu.Name, peerHead uin
 		var eq *capsule.EquivocationError
 		if errors.As(err, &eq) {
 			s.met.equivocations.Inc()
-			s.log.Warn("forked writer detected during anti-entropy", logging.Capsule(c), logging.Peer(peer), logging.Seqno(eq.Evidence.Size))
+			s.logLim.Warn(s.log, c.String()+" "+peer.String(), "forked writer detected during anti-entropy", logging.Capsule(c), logging.Peer(peer), logging.Seqno(eq.Evidence.Size))
 		}
 		s.met.syncErrors.WithLabelValues("verify").Inc()
 		out <- pullResult{err: fmt.Errorf("segment %d from %s: %w", n, peer, err)}

@@ -546,7 +546,7 @@ func (r *Router) learnHolder(ctx context.Context, dst, holder pdu.Name, rec *res
 		if err == nil {
 			return r.installLearned(dst, f, 1, expiry, holder)
 		}
-		r.log.Info("on-demand tunnel failed", logging.Peer(holder), zap.Error(err))
+		r.logLim.Info(r.log, holder.String(), "on-demand tunnel failed", logging.Peer(holder), zap.Error(err))
 	}
 	if up := r.upstreamFace(); up != nil {
 		return r.installLearned(dst, up, 2, expiry, holder)
