@@ -3,6 +3,7 @@ package logging
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,5 +75,29 @@ func TestLimiterDisabledLevel(t *testing.T) {
 	l.Info(zap.New(core), "k", "refused")
 	if len(l.keys) != 0 {
 		t.Errorf("%d keys for a disabled level", len(l.keys))
+	}
+}
+
+// Events from many goroutines (a router's faces) share one budget.
+func TestLimiterConcurrent(t *testing.T) {
+	core, obs := observer.New(zap.InfoLevel)
+	log := zap.New(core)
+	l := NewLimiter(time.Hour, 8, nil)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1000; i++ {
+				l.Info(log, "k", "refused")
+			}
+		}()
+	}
+	wg.Wait()
+	if n := obs.Len(); n != 1 {
+		t.Fatalf("%d lines from 8,000 concurrent events, want 1", n)
+	}
+	if st := l.keys[limitKey{"refused", "k"}]; st == nil || st.suppressed != 7999 {
+		t.Fatalf("state %+v, want 7,999 suppressed", st)
 	}
 }
