@@ -101,3 +101,15 @@ func TestLimiterConcurrent(t *testing.T) {
 		t.Fatalf("state %+v, want 7,999 suppressed", st)
 	}
 }
+
+// A nil Limiter (a component built as a bare struct in a test) logs every
+// event rather than panicking.
+func TestLimiterNil(t *testing.T) {
+	core, obs := observer.New(zap.InfoLevel)
+	var l *Limiter
+	l.Info(zap.New(core), "k", "refused")
+	l.Warn(zap.New(core), "k", "refused")
+	if obs.Len() != 2 {
+		t.Fatalf("%d lines, want 2", obs.Len())
+	}
+}
