@@ -9,6 +9,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/router"
 )
 
@@ -49,5 +50,48 @@ func TestRefusedAdvertisementFloodLogsBounded(t *testing.T) {
 	}
 	if _, ok := lines[0].ContextMap()["suppressed"]; !ok {
 		t.Errorf("line %v has no suppressed field", lines[0].ContextMap())
+	}
+}
+
+// A member router (a spoke) sending 10,000 records of another router and
+// 1,000 undecodable ones has every one counted in
+// gdp_router_downstream_records_total and costs the log a line per reason,
+// not one per record.
+func TestRefusedDownstreamFloodLogsBounded(t *testing.T) {
+	core, obs := observer.New(zap.InfoLevel)
+	w := newWorld(t)
+	w.log = zap.New(core)
+	hub := w.router("hub", router.Config{Advertise: router.AdvertiseConfig{Rate: -1}}, nil)
+	m := w.memberRouter(hub, "member")
+	victim, err := w.dom.NewRouter("victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := m.record(t, victim)
+	junk, _ := (&pdu.Header{Type: pdu.TypeAdvertise, TTL: 1, Dst: hub.Name(), Src: m.creds.ID.Name, Payload: []byte("not a record")}).Marshal()
+	downstream := func(result string) float64 {
+		return metric(t, hub, "gdp_router_downstream_records_total", "result", result)
+	}
+	const n, bad = 10000, 1000
+	for i := 0; i < n; i++ {
+		m.send(t, hub, rec)
+		if i < bad {
+			if err := m.link.Send(junk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%500 == 499 { // the in-memory link holds 1,024 PDUs
+			want := float64(i + 1)
+			eventually(t, "records handled", func() bool { return downstream("not_holder") == want })
+		}
+	}
+	if got := downstream("malformed"); got != bad {
+		t.Errorf("malformed = %v, want %d", got, bad)
+	}
+	refused := obs.FilterMessage("downstream record refused").Len()
+	malformed := obs.FilterMessage("malformed downstream record").Len()
+	if refused == 0 || refused > 2 || malformed == 0 || malformed > 2 {
+		t.Fatalf("%d \"downstream record refused\" lines for %d records, %d \"malformed downstream record\" for %d, want 1..2 each",
+			refused, n, malformed, bad)
 	}
 }
