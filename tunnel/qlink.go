@@ -42,6 +42,7 @@ type link struct {
 	moved    chan struct{} // a renewal moved exp (cap 1)
 	bucket   renewBucket   // controlLoop's only
 	refusals int           // renewals refused (controlLoop's only)
+	renewLog time.Time     // when an accepted renewal was last logged (controlLoop's only)
 
 	bulk     chan *quic.Stream
 	lastSend atomic.Int64 // Unix nanoseconds of the last PDU sent (liveness)

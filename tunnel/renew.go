@@ -40,6 +40,9 @@ const (
 	renewRefill = time.Second
 )
 
+// renewLogEvery: accepted renewals are logged at most this often per link.
+const renewLogEvery = time.Minute
+
 // peerExpiry is when a link's peer's credentials run out.
 type peerExpiry struct {
 	at     time.Time // zero: never
@@ -274,7 +277,14 @@ func (l *link) handleRenew(creds []byte) {
 	default:
 	}
 	e.stats.renewalsAccepted.Add(1)
-	e.log.Info("peer's membership renewed on a live link", logging.Peer(l.peer), logging.Expiry(exp), zap.Stringer("kind", l.kind))
+	// An honest peer renews once per membership; one that holds two valid
+	// memberships and alternates them gets each accepted (a second within
+	// the rate limit) and would write a line a second per link: one line a
+	// minute per link at most, the rest counted.
+	if now := time.Now(); l.renewLog.IsZero() || now.Sub(l.renewLog) >= renewLogEvery {
+		l.renewLog = now
+		e.log.Info("peer's membership renewed on a live link", logging.Peer(l.peer), logging.Expiry(exp), zap.Stringer("kind", l.kind))
+	}
 }
 
 // verifyRenewal checks renewed credentials against the link: the verifier

@@ -561,3 +561,38 @@ func TestRenewalShortensAndRepeats(t *testing.T) {
 		t.Fatalf("the link outlived its peer's shorter renewed membership (%v)", sooner)
 	}
 }
+
+// TestRenewalLogBounded: a peer holding two valid memberships that
+// alternates them on a live link has each accepted (within the rate
+// limit) but is logged once, not once per RENEW: accepted renewals make
+// one INFO line per link a minute at most.
+func TestRenewalLogBounded(t *testing.T) {
+	now := time.Now()
+	d := newDomain(t)
+	core, logs := observer.New(zap.InfoLevel)
+	_, aID := d.member(now.Add(-time.Hour), now.Add(time.Hour))
+	bCert, bID := d.member(now.Add(-time.Hour), now.Add(time.Hour))
+	a := newTestNode(t, false, func(c *Config) {
+		c.Identity, c.Verify, c.Logger = aID, d.verifier(), zap.New(core)
+	})
+	a.id = aID
+	b := certNode(t, bID, d.verifier())
+	_, lb := pair(t, a, b, KindQUIC)
+	one := d.renewed(bCert, now.Add(-time.Hour), now.Truncate(time.Second).Add(2*time.Hour)).Credentials
+	two := d.renewed(bCert, now.Add(-time.Hour), now.Truncate(time.Second).Add(3*time.Hour)).Credentials
+	for _, creds := range [][]byte{one, two, one, two} {
+		if err := lb.(*link).sendRenew(creds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for a.ep.Stats().RenewalsAccepted != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v; want 4 accepted", a.ep.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := logs.FilterMessage("peer's membership renewed on a live link").Len(); n != 1 {
+		t.Fatalf("%d lines for 4 renewals on one link within a second, want 1", n)
+	}
+}
