@@ -43,7 +43,8 @@ type Limiter struct {
 type limitKey struct{ msg, key string }
 
 type limitState struct {
-	last       time.Time
+	last       time.Time // the key's last line
+	seen       time.Time // the key's last event
 	suppressed uint64
 }
 
@@ -76,14 +77,15 @@ func (l *Limiter) allow(msg, key string) (bool, uint64) {
 			l.sweep(now)
 		}
 		if len(l.keys) < l.max {
-			l.keys[limitKey{msg, key}] = &limitState{last: now}
+			l.keys[limitKey{msg, key}] = &limitState{last: now, seen: now}
 			return true, 0
 		}
 		if st = l.overflow[msg]; st == nil {
-			l.overflow[msg] = &limitState{last: now}
+			l.overflow[msg] = &limitState{last: now, seen: now}
 			return true, 0
 		}
 	}
+	st.seen = now
 	if now.Sub(st.last) < l.interval {
 		st.suppressed++
 		return false, 0
@@ -93,16 +95,18 @@ func (l *Limiter) allow(msg, key string) (bool, uint64) {
 	return true, n
 }
 
-// sweep forgets the keys whose interval has passed with nothing suppressed
-// (their next event would be logged anyway). It runs at most once per
-// interval so that a full table of busy keys costs no scan per event.
+// sweep forgets the keys quiet for a whole interval: their next event
+// would be logged anyway, and only their suppressed count (the counters
+// have it) is lost, so names a member used once do not hold the table.
+// It runs at most once per interval so that a full table of busy keys
+// costs no scan per event.
 func (l *Limiter) sweep(now time.Time) {
 	if now.Sub(l.lastSweep) < l.interval {
 		return
 	}
 	l.lastSweep = now
 	for k, st := range l.keys {
-		if st.suppressed == 0 && now.Sub(st.last) >= l.interval {
+		if now.Sub(st.seen) >= l.interval {
 			delete(l.keys, k)
 		}
 	}

@@ -113,3 +113,25 @@ func TestLimiterNil(t *testing.T) {
 		t.Fatalf("%d lines, want 2", obs.Len())
 	}
 }
+
+// Keys that went quiet, even with events suppressed, give way to new ones
+// once an interval has passed: a member's burst of names does not hold the
+// table (and push every later peer into the shared overflow line).
+func TestLimiterQuietKeysSwept(t *testing.T) {
+	core, obs := observer.New(zap.InfoLevel)
+	log := zap.New(core)
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	l := NewLimiter(10*time.Second, 4, clk.now)
+	for i := 0; i < 4; i++ {
+		l.Info(log, fmt.Sprint("burst", i), "refused")
+		l.Info(log, fmt.Sprint("burst", i), "refused") // suppressed
+	}
+	clk.t = clk.t.Add(10 * time.Second)
+	l.Info(log, "honest peer", "refused")
+	if l.keys[limitKey{"refused", "honest peer"}] == nil || len(l.overflow) != 0 {
+		t.Fatalf("a new key after the burst went quiet: keys %d, overflow %d; want its own key", len(l.keys), len(l.overflow))
+	}
+	if obs.Len() != 5 {
+		t.Errorf("%d lines, want 5", obs.Len())
+	}
+}
