@@ -427,3 +427,18 @@ func TestSyncNAKMatched(t *testing.T) {
 		}
 	}
 }
+
+// TestRangeSyncFromZeroRefused: a range SYNC must start at 1 at least: one
+// from 0 (whatever its To) is answered 400, not as a plain SYNC's empty
+// answer. Mutant: sync.go handleSync :88 drop-or-left (From 0 let
+// through).
+func TestRangeSyncFromZeroRefused(t *testing.T) {
+	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
+	src := syncSource(t, sw, []int{3, 2}, 10)
+	for _, to := range []uint64{1, 5, 9} {
+		resp := src.handleSync(request{from: sw.s.name, msg: &wire.Message{Op: wire.OpSync, ID: 1, Capsule: sw.c[:], From: 0, To: to}})
+		if resp.Status != wire.StatusBadRequest || len(resp.Segments) != 0 {
+			t.Fatalf("range [0, %d]: status %v, %d segments; want 400, none", to, resp.Status, len(resp.Segments))
+		}
+	}
+}
