@@ -442,3 +442,49 @@ func TestRangeSyncFromZeroRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestAskRangeFollowsOnlyProgress: askRange asks a peer again for the
+// rest of a range only while the peer has more and its answer moved on
+// within the range: one entry per answer is followed to the end; an answer
+// that makes no progress, one that says it reaches or passes the range's
+// end, or one with nothing more ends the range after that one answer (a
+// peer answering "more" without progress kept this server asking for
+// ever). Mutants: sync.go askRange :576 skip-if, :579 skip-if, both
+// operands and both boundaries.
+func TestAskRangeFollowsOnlyProgress(t *testing.T) {
+	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
+	waitFor(t, 20*time.Second, "the start-up sync to end", func() bool {
+		sw.s.sync.mu.Lock()
+		defer sw.s.sync.mu.Unlock()
+		return !sw.s.sync.running[sw.c]
+	})
+	for _, tc := range []struct {
+		name    string
+		answer  func(m *wire.Message) (to uint64, more bool)
+		answers int
+	}{
+		{"one entry per answer", func(m *wire.Message) (uint64, bool) { return m.From, m.From < 10 }, 10},
+		{"no progress", func(m *wire.Message) (uint64, bool) { return m.From - 1, true }, 1},
+		{"to the range's end, and more", func(m *wire.Message) (uint64, bool) { return 10, true }, 1},
+		{"past the range's end", func(m *wire.Message) (uint64, bool) { return 12, true }, 1},
+		{"nothing more", func(m *wire.Message) (uint64, bool) { return 5, false }, 1},
+	} {
+		var asked atomic.Int64
+		sw.net.set(func(h pdu.Header, m *wire.Message) []peerAnswer {
+			if m.Op != wire.OpSync || h.Dst != sw.p.Name {
+				return nil
+			}
+			asked.Add(1)
+			resp := m.Reply(wire.StatusOK)
+			resp.From = m.From
+			resp.To, resp.More = tc.answer(m)
+			return []peerAnswer{{from: h.Dst, msg: resp}}
+		}, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		msgs, err := sw.s.askRange(ctx, sw.c, sw.p.Name, 1, 10)
+		cancel()
+		if err != nil || len(msgs) != tc.answers || asked.Load() != int64(tc.answers) {
+			t.Fatalf("%s: %d answers (%d asked), %v; want %d", tc.name, len(msgs), asked.Load(), err, tc.answers)
+		}
+	}
+}
