@@ -646,6 +646,33 @@ func TestAdapterDataFactor(t *testing.T) {
 	}
 }
 
+// TestAdapterProfileStaleRebased: a ruled-out mode is measured again only
+// by the full profiles; meanwhile the data got harder (zstd-3's samples
+// 0.40 -> 0.80). On the full profile's sample zstd-2 is 5 % larger than
+// zstd-3 (0.84 vs 0.80) and 5 % cheaper: it stays ruled out. (Its figure
+// of the easy data blended with the new sample made it look 18 % denser
+// than zstd-3 — 0.546 vs 0.669 — and it ruled zstd-3 out.)
+func TestAdapterProfileStaleRebased(t *testing.T) {
+	A, B := Mode{Codec: CodecZstd, Level: 3}, Mode{Codec: CodecZstd, Level: 2}
+	a, _ := newTestAdapter(A, B)
+	a.cur = A
+	a.mergeProfile(map[Mode]modeStats{A: {costNs: 10, ratio: 0.40}, B: {costNs: 9.5, ratio: 0.42}})
+	if by, out := a.ruled[B]; !out || by != A {
+		t.Fatalf("first profile: ruled out %v, want %s by %s", a.ruled, B, A)
+	}
+	for _, r := range []float64{0.60, 0.70, 0.80} { // partial profiles: B is left out
+		a.mergeProfile(map[Mode]modeStats{A: {costNs: 10, ratio: r}})
+	}
+	a.mergeProfile(map[Mode]modeStats{A: {costNs: 10, ratio: 0.80}, B: {costNs: 9.5, ratio: 0.84}})
+	pa, pb := a.profile[A], a.profile[B]
+	if _, out := a.ruled[A]; out || pb.ratio < pa.ratio {
+		t.Fatalf("full profile on harder data: %s %.3f, %s %.3f, ruled out %v; want %s still the denser and %s ruled out", A, pa.ratio, B, pb.ratio, a.ruled, A, B)
+	}
+	if by, out := a.ruled[B]; !out || by != A {
+		t.Fatalf("ruled out %v, want %s by %s", a.ruled, B, A)
+	}
+}
+
 // feedAcksDeciding feeds d of acks at rate (bytes/s), one every every, the
 // writer busy, with the adapter's loop: a kick decides at once; every 3 s
 // a periodic decision.
