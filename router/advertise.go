@@ -254,13 +254,20 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 		nr.Status, nr.Detail = advert.StatusRateLimited, fmt.Sprintf("identity has %d location records waiting to be published; retry later", r.cfg.Resolver.PublishQueuePerIdentity)
 		return nr
 	}
-	if !held && !in.share.takeName(r.cfg.Advertise.MaxNamesPerIdentity) {
+	if !held {
 		// Counted across every face of the identity: opening more tunnels
 		// does not buy more of the FIB, so an honest server's names still
-		// fit.
-		r.met.quota(quotaNames)
-		nr.Status, nr.Detail = advert.StatusIdentityQuota, fmt.Sprintf("identity holds %d names, the limit", r.cfg.Advertise.MaxNamesPerIdentity)
-		return nr
+		// fit. An identity of another domain is also counted with every
+		// other identity of that domain: minting identities does not buy
+		// more either.
+		if q, ok := in.share.takeName(r.cfg.Advertise.MaxNamesPerIdentity, r.cfg.Advertise.MaxNamesPerDomain); !ok {
+			r.met.quota(q)
+			nr.Status, nr.Detail = advert.StatusIdentityQuota, fmt.Sprintf("identity holds %d names, the limit", r.cfg.Advertise.MaxNamesPerIdentity)
+			if q == quotaDomainNames {
+				nr.Detail = fmt.Sprintf("the identities of domain %s hold %d names, the limit for another domain", in.domain, r.cfg.Advertise.MaxNamesPerDomain)
+			}
+			return nr
+		}
 	}
 	if err := r.fib.Install(n.Name, Hop{Face: in, Cost: 0, Expiry: exp, Origin: OriginLocal, Router: r.name, Seq: seq}); err != nil {
 		if !held {

@@ -202,6 +202,14 @@ type FaceConfig struct {
 	// tunnel is closed at once (gdp_router_quota_refusals_total
 	// {reason="tunnels_per_identity"}). Default 8. Negative: unlimited.
 	MaxPerIdentity int `yaml:"max_per_identity"`
+	// MaxPerDomain bounds the faces the identities of one other domain
+	// (one the policy allows, not this router's own) may have attached at
+	// once, all together: that domain's operator can mint identities at
+	// will, each with fresh per-identity shares, and this bounds them all
+	// (a share lives only while its identity has a face). A further
+	// tunnel is closed at once (gdp_router_quota_refusals_total
+	// {reason="tunnels_per_domain"}). Default 1,024. Negative: unlimited.
+	MaxPerDomain int `yaml:"max_per_domain"`
 }
 
 // DedupConfig tunes duplicate suppression.
@@ -274,6 +282,13 @@ type AdvertiseConfig struct {
 	// (gdp_router_quota_refusals_total{reason="identity_quota"}). Default
 	// 100,000. Negative: unlimited.
 	MaxNamesPerIdentity int `yaml:"max_names_per_identity"`
+	// MaxNamesPerDomain bounds the names the identities of one other
+	// domain (not this router's own) may hold at this router, all
+	// together, so a domain minting identities does not buy more of the
+	// FIB; beyond it names are refused identity_quota
+	// (gdp_router_quota_refusals_total{reason="domain_quota"}). Default
+	// 100,000. Negative: unlimited.
+	MaxNamesPerDomain int `yaml:"max_names_per_domain"`
 	// ClockWindow is how far an advertisement's sequence (the endpoint's
 	// clock) may be from the router's. Default 5m.
 	ClockWindow config.Duration `yaml:"clock_window"`
@@ -343,6 +358,7 @@ func (c Config) WithDefaults() Config {
 	defInt(&c.Face.NAKBurst, 50)
 	defInt(&c.Face.Queue, 4096)
 	defInt(&c.Face.MaxPerIdentity, 8)
+	defInt(&c.Face.MaxPerDomain, 1024)
 	defInt(&c.Face.QueueBytes, 8<<20)
 	defInt(&c.Face.MaxPDUStreams, 16)
 	defInt(&c.Face.ReceiveWindow, 2<<20)
@@ -364,6 +380,7 @@ func (c Config) WithDefaults() Config {
 	defInt(&c.Resolver.PublishQueuePerIdentity, 4096)
 	defInt(&c.Advertise.MaxNamesPerFace, 100_000)
 	defInt(&c.Advertise.MaxNamesPerIdentity, 100_000)
+	defInt(&c.Advertise.MaxNamesPerDomain, 100_000)
 	defDur(&c.Advertise.ClockWindow, 5*time.Minute)
 	defDur(&c.Advertise.MaxPublishWait, 15*time.Second)
 	defInt(&c.Advertise.MaxPublishWaitsPerIdentity, 64)

@@ -48,12 +48,14 @@ const (
 	quotaPublish                         // an identity's pending publish jobs (resolver.publish_per_identity)
 	quotaResolve                         // an identity's parked PDUs (resolver.max_waiting_per_identity)
 	quotaPublishWaits                    // an identity's ADVERTISEs waiting for their records (advertise.max_publish_waits_per_identity)
+	quotaDomainNames                     // another domain's local names, all its identities (advertise.max_names_per_domain)
+	quotaDomainTunnels                   // another domain's faces, all its identities (face.max_per_domain)
 	numQuotaReasons
 )
 
 var quotaReasonNames = [numQuotaReasons]string{
 	"identity_quota", "tunnels_per_identity", "queue_bytes", "publish_queue", "resolve_queue",
-	"publish_waits",
+	"publish_waits", "domain_quota", "tunnels_per_domain",
 }
 
 func (q quotaReason) String() string { return quotaReasonNames[q] }

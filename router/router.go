@@ -413,11 +413,16 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		r.met.facesRefused.WithLabelValues("forbidden_domain").Inc()
 		return nil, fmt.Errorf("%w: %s in domain %s", ErrForbidden, l.Peer(), domain)
 	}
-	share, err := r.ids.acquire(l.Peer(), r.cfg.Face.MaxPerIdentity, func() *tokenBucket {
+	foreign := domain != r.own.Load().domain.Name()
+	share, err := r.ids.acquire(l.Peer(), domain, foreign, r.cfg.Face.MaxPerIdentity, r.cfg.Face.MaxPerDomain, func() *tokenBucket {
 		return newTokenBucket(r.cfg.Advertise.Rate, r.cfg.Advertise.Burst)
 	})
 	if err != nil {
-		r.met.quota(quotaTunnels)
+		if errors.Is(err, errDomainTunnelQuota) {
+			r.met.quota(quotaDomainTunnels)
+		} else {
+			r.met.quota(quotaTunnels)
+		}
 		return nil, err
 	}
 	f := &Face{
