@@ -73,11 +73,44 @@ type subscriptions struct {
 	mu    sync.Mutex
 	m     map[subKey]*subscription
 	byWho map[pdu.Name]map[subKey]*subscription
-	wg    sync.WaitGroup
+	// byCount[k] holds the subscribers holding exactly k subscriptions,
+	// and most is the largest k with a holder: admit finds the largest
+	// holder without scanning every subscriber under mu.
+	byCount map[int]map[pdu.Name]struct{}
+	most    int
+	wg      sync.WaitGroup
 }
 
 func newSubscriptions(s *Server) *subscriptions {
-	return &subscriptions{s: s, m: map[subKey]*subscription{}, byWho: map[pdu.Name]map[subKey]*subscription{}}
+	return &subscriptions{s: s, m: map[subKey]*subscription{}, byWho: map[pdu.Name]map[subKey]*subscription{},
+		byCount: map[int]map[pdu.Name]struct{}{}}
+}
+
+// recount moves who from holding from subscriptions to holding to
+// (ss.mu held), keeping byCount and most.
+func (ss *subscriptions) recount(who pdu.Name, from, to int) {
+	if from > 0 {
+		if b := ss.byCount[from]; b != nil {
+			delete(b, who)
+			if len(b) == 0 {
+				delete(ss.byCount, from)
+			}
+		}
+	}
+	if to > 0 {
+		b := ss.byCount[to]
+		if b == nil {
+			b = map[pdu.Name]struct{}{}
+			ss.byCount[to] = b
+		}
+		b[who] = struct{}{}
+		if to > ss.most {
+			ss.most = to
+		}
+	}
+	for ss.most > 0 && len(ss.byCount[ss.most]) == 0 {
+		ss.most--
+	}
 }
 
 // admit decides whether who may start one more subscription, evicting one
@@ -93,11 +126,10 @@ func (ss *subscriptions) admit(who pdu.Name) string {
 		return ""
 	}
 	var top pdu.Name
-	most := 0
-	for w, set := range ss.byWho {
-		if len(set) > most {
-			top, most = w, len(set)
-		}
+	most := ss.most
+	for w := range ss.byCount[most] {
+		top = w
+		break
 	}
 	if most <= mine+1 {
 		return "subscriptions_full" // shared evenly already
@@ -120,6 +152,7 @@ func (ss *subscriptions) add(sub *subscription) {
 		ss.byWho[sub.key.who] = set
 	}
 	set[sub.key] = sub
+	ss.recount(sub.key.who, len(set)-1, len(set))
 	ss.s.met.subscriptions.Inc()
 }
 
@@ -131,6 +164,7 @@ func (ss *subscriptions) drop(sub *subscription) {
 	delete(ss.m, sub.key)
 	if set := ss.byWho[sub.key.who]; set != nil {
 		delete(set, sub.key)
+		ss.recount(sub.key.who, len(set)+1, len(set))
 		if len(set) == 0 {
 			delete(ss.byWho, sub.key.who)
 		}
