@@ -260,7 +260,8 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 		// fit. An identity of another domain is also counted with every
 		// other identity of that domain: minting identities does not buy
 		// more either.
-		if q, ok := in.share.takeName(r.cfg.Advertise.MaxNamesPerIdentity, r.cfg.Advertise.MaxNamesPerDomain); !ok {
+		if q, ok := in.share.takeName(r.cfg.Advertise.MaxNamesPerIdentity, r.cfg.Advertise.MaxNamesPerDomain,
+			domainNameFloor(r.cfg.Advertise.MaxNamesPerDomain, r.cfg.Face.MaxPerDomain)); !ok {
 			r.met.quota(q)
 			nr.Status, nr.Detail = advert.StatusIdentityQuota, fmt.Sprintf("identity holds %d names, the limit", r.cfg.Advertise.MaxNamesPerIdentity)
 			if q == quotaDomainNames {

@@ -286,8 +286,11 @@ type AdvertiseConfig struct {
 	// domain (not this router's own) may hold at this router, all
 	// together, so a domain minting identities does not buy more of the
 	// FIB; beyond it names are refused identity_quota
-	// (gdp_router_quota_refusals_total{reason="domain_quota"}). Default
-	// 100,000. Negative: unlimited.
+	// (gdp_router_quota_refusals_total{reason="domain_quota"}). Each
+	// identity's first MaxNamesPerDomain / face.max_per_domain names are
+	// never refused for the domain's total (one member filling it does not
+	// shut the others out), so the domain holds at most twice this.
+	// Default 100,000. Negative: unlimited.
 	MaxNamesPerDomain int `yaml:"max_names_per_domain"`
 	// ClockWindow is how far an advertisement's sequence (the endpoint's
 	// clock) may be from the router's. Default 5m.

@@ -42,18 +42,32 @@ type idShare struct {
 
 // takeName reserves one name within maxID for the identity and maxDom for
 // its domain (0 or negative: unbounded). It reports the quota that bit,
-// reserving nothing, when one is reached.
-func (s *idShare) takeName(maxID, maxDom int) (quotaReason, bool) {
-	if s.names.Add(1) > int64(maxID) && maxID > 0 {
+// reserving nothing, when one is reached. The identity's first floor names
+// are never refused for its domain's total (domainNameFloor): one member
+// filling its domain's allowance does not shut the others out.
+func (s *idShare) takeName(maxID, maxDom, floor int) (quotaReason, bool) {
+	n := s.names.Add(1)
+	if n > int64(maxID) && maxID > 0 {
 		s.names.Add(-1)
 		return quotaNames, false
 	}
-	if d := s.dom; d != nil && d.names.Add(1) > int64(maxDom) && maxDom > 0 {
+	if d := s.dom; d != nil && d.names.Add(1) > int64(maxDom) && maxDom > 0 && n > int64(floor) {
 		d.names.Add(-1)
 		s.names.Add(-1)
 		return quotaDomainNames, false
 	}
 	return 0, true
+}
+
+// domainNameFloor is the share of another domain's name allowance each of
+// its identities is guaranteed: the allowance over the faces the domain
+// may hold. Identities are at most its faces, so the domain's total stays
+// within twice its allowance. None when either is unbounded.
+func domainNameFloor(maxDom, maxFaces int) int {
+	if maxDom <= 0 || maxFaces <= 0 {
+		return 0
+	}
+	return maxDom / maxFaces
 }
 
 func (s *idShare) giveName(n int) {

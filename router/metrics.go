@@ -42,14 +42,14 @@ func (d dropReason) String() string { return dropReasonNames[d] }
 type quotaReason uint8
 
 const (
-	quotaNames        quotaReason = iota // an identity's local names (advertise.max_names_per_identity)
-	quotaTunnels                         // an identity's faces (face.max_per_identity)
-	quotaQueueBytes                      // bytes waiting on one face (face.queue_bytes)
-	quotaPublish                         // an identity's pending publish jobs (resolver.publish_per_identity)
-	quotaResolve                         // an identity's parked PDUs (resolver.max_waiting_per_identity)
-	quotaPublishWaits                    // an identity's ADVERTISEs waiting for their records (advertise.max_publish_waits_per_identity)
-	quotaDomainNames                     // another domain's local names, all its identities (advertise.max_names_per_domain)
-	quotaDomainTunnels                   // another domain's faces, all its identities (face.max_per_domain)
+	quotaNames         quotaReason = iota // an identity's local names (advertise.max_names_per_identity)
+	quotaTunnels                          // an identity's faces (face.max_per_identity)
+	quotaQueueBytes                       // bytes waiting on one face (face.queue_bytes)
+	quotaPublish                          // an identity's pending publish jobs (resolver.publish_per_identity)
+	quotaResolve                          // an identity's parked PDUs (resolver.max_waiting_per_identity)
+	quotaPublishWaits                     // an identity's ADVERTISEs waiting for their records (advertise.max_publish_waits_per_identity)
+	quotaDomainNames                      // another domain's local names, all its identities (advertise.max_names_per_domain)
+	quotaDomainTunnels                    // another domain's faces, all its identities (face.max_per_domain)
 	numQuotaReasons
 )
 
