@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -301,9 +302,21 @@ func (o *handoffSendOpts) transfer(ctx context.Context, cmd *cobra.Command, cach
 		// directory is removed there, or at the agent's next start), so
 		// the same name can be sent again; one that did commit before its
 		// answer was lost is refused "already committed here".
-		return rep, fmt.Errorf("handoff %s: %w; fix the cause, then send again with --id %s", h.ID, err, h.ID)
+		return rep, handoffFailed(h.ID, err)
 	}
 	return rep, err
+}
+
+// handoffFailed is the sender's one line for a failed handoff: which, what
+// went wrong, what to do. Sending again under the same id is the fix for
+// every failure but one: the destination already committed that id (its
+// answer to the first send was lost), where sending again can only be
+// refused again.
+func handoffFailed(id string, err error) error {
+	if strings.Contains(err.Error(), "already committed here") {
+		return fmt.Errorf("handoff %s: %w; the destination holds it already: nothing to send again (a new handoff needs a new --id)", id, err)
+	}
+	return fmt.Errorf("handoff %s: %w; fix the cause, then send again with --id %s", id, err, id)
 }
 
 func writeHandoffReport(cmd *cobra.Command, rep *handoffd.Report, reportPath, plotPath string, asJSON bool) error {
