@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,14 +301,7 @@ func TestRenewalOnV1LinkClosesIt(t *testing.T) {
 	if err := la.(*link).sendRenew(d.renewed(aCert, now.Add(-time.Hour), now.Add(2*time.Hour)).Credentials); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-lb.Done():
-		if !errors.Is(lb.Err(), ErrProtocol) {
-			t.Fatalf("closed with %v", lb.Err())
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("a /1 endpoint took a RENEW")
-	}
+	closedWith(t, lb, ErrProtocol, 3*time.Second, "a /1 endpoint took a RENEW")
 }
 
 // TestPeerExpiryWarning: a peer whose membership has less than 20 % of
@@ -412,14 +406,7 @@ func TestRenewalMalformedClosesLink(t *testing.T) {
 			if err := lb.(*link).writeControl(tc.m); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case <-la.Done():
-				if !errors.Is(la.Err(), ErrProtocol) {
-					t.Fatalf("closed with %v", la.Err())
-				}
-			case <-time.After(3 * time.Second):
-				t.Fatal("a malformed RENEW was taken")
-			}
+			closedWith(t, la, ErrProtocol, 3*time.Second, "a malformed RENEW was taken")
 		})
 	}
 }
@@ -552,14 +539,8 @@ func TestRenewalShortensAndRepeats(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitExpiry(t, "A's link to B", la, sooner)
-	select {
-	case <-la.Done():
-		if !errors.Is(la.Err(), errPeerExpired) {
-			t.Fatalf("closed with %v", la.Err())
-		}
-	case <-time.After(time.Until(sooner.Add(2 * time.Second))):
-		t.Fatalf("the link outlived its peer's shorter renewed membership (%v)", sooner)
-	}
+	closedWith(t, la, errPeerExpired, time.Until(sooner.Add(2*time.Second)),
+		fmt.Sprintf("the link outlived its peer's shorter renewed membership (%v)", sooner))
 }
 
 // TestRenewalLogBounded: a peer holding two valid memberships that
@@ -594,5 +575,19 @@ func TestRenewalLogBounded(t *testing.T) {
 	}
 	if n := logs.FilterMessage("peer's membership renewed on a live link").Len(); n != 1 {
 		t.Fatalf("%d lines for 4 renewals on one link within a second, want 1", n)
+	}
+}
+
+// closedWith waits up to within for l to close with an error that is want,
+// failing with what if it is still up then.
+func closedWith(t *testing.T, l Link, want error, within time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-l.Done():
+		if !errors.Is(l.Err(), want) {
+			t.Fatalf("closed with %v, want %v", l.Err(), want)
+		}
+	case <-time.After(within):
+		t.Fatal(what)
 	}
 }
