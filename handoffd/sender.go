@@ -148,6 +148,16 @@ type Progress struct {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 
+// CheckName reports whether s is a name a destination takes for a handoff
+// or an image ([a-z0-9-], at most 32, not starting with '-'), so a sender
+// can refuse a bad one before it connects.
+func CheckName(s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("%q: want [a-z0-9-], at most 32, not starting with '-'", s)
+	}
+	return nil
+}
+
 // imgState is the sender's per-image view.
 type imgState struct {
 	Image

@@ -207,6 +207,9 @@ func (o *handoffSendOpts) run(cmd *cobra.Command, cacheDir string) error {
 	if (o.to == "") == (o.tcp == "") {
 		return fmt.Errorf("give exactly one of --to and --tcp")
 	}
+	if err := o.checkID(); err != nil {
+		return err
+	}
 	cache, err := handoffd.OpenBaseCache(cacheDir)
 	if err != nil {
 		return err
@@ -235,6 +238,18 @@ func (o *handoffSendOpts) run(cmd *cobra.Command, cacheDir string) error {
 		return err
 	}
 	return writeHandoffReport(cmd, rep, o.report, o.plot, o.json)
+}
+
+// checkID refuses a --id the destination would refuse, before anything
+// is read, stopped or dialled.
+func (o *handoffSendOpts) checkID() error {
+	if o.id == "" {
+		return nil
+	}
+	if err := handoffd.CheckName(o.id); err != nil {
+		return fmt.Errorf("--id %w", err)
+	}
+	return nil
 }
 
 // transfer connects to the destination (--tcp or --to), sends h with a

@@ -74,6 +74,9 @@ func (o *handoffVMOpts) run(cmd *cobra.Command, cacheDir string) error {
 	if o.qmp == "" || o.memoryBase == "" {
 		return fmt.Errorf("--qmp and --memory-base are required")
 	}
+	if err := o.checkID(); err != nil {
+		return err
+	}
 	if (o.diskOverlay == "") != (o.diskBase == "") {
 		return fmt.Errorf("--disk-overlay and --disk-base go together")
 	}
