@@ -251,10 +251,7 @@ func TestRenewalToOlderPeer(t *testing.T) {
 	aCert, aID := d.member(now.Add(-time.Hour), now.Add(time.Hour))
 	_, bID := d.member(now.Add(-time.Hour), now.Add(time.Hour))
 	a := certNode(t, aID, d.verifier())
-	old := newTestNode(t, false, func(c *Config) {
-		c.Identity, c.Verify, c.onlyV1 = bID, d.verifier(), true
-	})
-	old.id = bID
+	old := olderNode(t, bID, d.verifier())
 	for _, dir := range []string{"new dials old", "old dials new"} {
 		var la, lb Link
 		if dir == "new dials old" {
@@ -290,10 +287,7 @@ func TestRenewalOnV1LinkClosesIt(t *testing.T) {
 	aCert, aID := d.member(now.Add(-time.Hour), now.Add(time.Hour))
 	_, bID := d.member(now.Add(-time.Hour), now.Add(time.Hour))
 	a := certNode(t, aID, d.verifier())
-	old := newTestNode(t, false, func(c *Config) {
-		c.Identity, c.Verify, c.onlyV1 = bID, d.verifier(), true
-	})
-	old.id = bID
+	old := olderNode(t, bID, d.verifier())
 	la, lb := pair(t, a, old, KindQUIC)
 	if la.(*link).renew || lb.(*link).renew {
 		t.Fatal("gdp-tunnel/2 negotiated with a /1-only peer")
@@ -477,10 +471,7 @@ func TestRenewalDuringSetupOlderPeer(t *testing.T) {
 				}
 			})
 			a.id = aID
-			old := newTestNode(t, false, func(c *Config) {
-				c.Identity, c.Verify, c.onlyV1 = bID, d.verifier(), true
-			})
-			old.id = bID
+			old := olderNode(t, bID, d.verifier())
 			var la, lb Link
 			if side == "dialer" {
 				la, lb = pair(t, a, old, KindQUIC)
@@ -590,4 +581,14 @@ func closedWith(t *testing.T, l Link, want error, within time.Duration, what str
 	case <-time.After(within):
 		t.Fatal(what)
 	}
+}
+
+// olderNode is a node of a release before Session 12: it speaks only
+// gdp-tunnel/1 (and so closes a link on a RENEW).
+func olderNode(t *testing.T, id *Identity, v PeerVerifier) *testNode {
+	n := newTestNode(t, false, func(c *Config) {
+		c.Identity, c.Verify, c.onlyV1 = id, v, true
+	})
+	n.id = id
+	return n
 }
