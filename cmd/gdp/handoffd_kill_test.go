@@ -32,17 +32,8 @@ func TestHandoffKilledMidTransfer(t *testing.T) {
 		t.Skip("builds gdp and runs daemons")
 	}
 	e := newOpsEnv(t)
-	e.mustGDP("cert", "new-domain", "--alias", "acme", "--description", "handoff killed mid-transfer")
-	names := map[string]string{}
-	for _, a := range []struct{ kind, alias string }{{"router", "router"}, {"client", "handoffd"}, {"client", "operator"}} {
-		e.mustGDP("cert", "keygen", "--kind", a.kind, "--alias", a.alias)
-		out := e.mustGDP("cert", "issue", "member", "--domain", "acme", "--member", a.alias+".meta", "--duration", "48h", "--out", a.alias+".member")
-		_, after, _ := strings.Cut(out, "-> ")
-		names[a.alias] = nameRe.FindString(after)
-	}
-	listen, admin := udpPort(t), freePort(t)
-	rt := e.start("router", "router", "--config", e.deployConfig("router", map[string]any{"listen": listen, "admin": admin,
-		"member_cert": "router.member", "domain": "acme.meta"}))
+	names, listen, admin, rcfg := e.handoffSite("handoff killed mid-transfer")
+	rt := e.start("router", "router", "--config", rcfg)
 	rt.waitLog(`"router up"`)
 
 	// 8 MiB base; the current image has 4 MiB of random bytes from 1 MiB on.

@@ -17,16 +17,7 @@ func TestHandoffdSurvivesRouterRestart(t *testing.T) {
 		t.Skip("builds gdp and runs daemons")
 	}
 	e := newOpsEnv(t)
-	e.mustGDP("cert", "new-domain", "--alias", "acme", "--description", "handoffd restart")
-	names := map[string]string{}
-	for _, a := range []struct{ kind, alias string }{{"router", "router"}, {"client", "handoffd"}, {"client", "operator"}} {
-		e.mustGDP("cert", "keygen", "--kind", a.kind, "--alias", a.alias)
-		out := e.mustGDP("cert", "issue", "member", "--domain", "acme", "--member", a.alias+".meta", "--duration", "48h", "--out", a.alias+".member")
-		_, after, _ := strings.Cut(out, "-> ")
-		names[a.alias] = nameRe.FindString(after)
-	}
-	listen, admin := udpPort(t), freePort(t)
-	rcfg := e.deployConfig("router", map[string]any{"listen": listen, "admin": admin, "member_cert": "router.member", "domain": "acme.meta"})
+	names, listen, admin, rcfg := e.handoffSite("handoffd restart")
 	rt := e.start("router", "router", "--config", rcfg)
 	rt.waitLog(`"router up"`)
 
@@ -69,4 +60,21 @@ func TestHandoffdSurvivesRouterRestart(t *testing.T) {
 	t.Logf("a handoff committed %s after the router restarted", time.Since(restarted).Round(10*time.Millisecond))
 	d.stop()
 	rt.stop()
+}
+
+// handoffSite makes the acme domain with a router, a handoffd and an
+// operator member, and the router's deploy config: the members' names by
+// alias, the router's UDP listen and admin addresses, the config's path.
+func (e *opsEnv) handoffSite(desc string) (names map[string]string, listen, admin, rcfg string) {
+	e.mustGDP("cert", "new-domain", "--alias", "acme", "--description", desc)
+	names = map[string]string{}
+	for _, a := range []struct{ kind, alias string }{{"router", "router"}, {"client", "handoffd"}, {"client", "operator"}} {
+		e.mustGDP("cert", "keygen", "--kind", a.kind, "--alias", a.alias)
+		out := e.mustGDP("cert", "issue", "member", "--domain", "acme", "--member", a.alias+".meta", "--duration", "48h", "--out", a.alias+".member")
+		_, after, _ := strings.Cut(out, "-> ")
+		names[a.alias] = nameRe.FindString(after)
+	}
+	listen, admin = udpPort(e.t), freePort(e.t)
+	rcfg = e.deployConfig("router", map[string]any{"listen": listen, "admin": admin, "member_cert": "router.member", "domain": "acme.meta"})
+	return names, listen, admin, rcfg
 }
