@@ -167,6 +167,15 @@ type PlacementPolicy struct {
 	// MaxPerOwner bounds the capsules one owner key has placed here.
 	// Default 1024; negative: no bound.
 	MaxPerOwner int
+	// MaxPerRequester bounds the capsules one requester — the source name
+	// of the CREATE that first placed them, which its router verified the
+	// sender holds — has placed here (renewals, from anyone, do not count
+	// again); more are refused (reason "requester_quota"). Owner keys cost
+	// nothing to mint, so MaxPerOwner alone let one member fill
+	// MaxPlacements. A member may send from every name it advertised (its
+	// router bounds those: advertise.max_names_per_identity), so this
+	// bounds a name, not a member. Default 1024; negative: no bound.
+	MaxPerRequester int
 	// MaxReplicas bounds a capsule's replica set. Default 7; at most 16.
 	MaxReplicas int
 	// MaxPlacements bounds the capsules placed here in all. Default 65536.
@@ -247,6 +256,9 @@ func (c Config) withDefaults() (Config, error) {
 	pp := &c.Placement
 	if pp.MaxPerOwner == 0 {
 		pp.MaxPerOwner = 1024
+	}
+	if pp.MaxPerRequester == 0 {
+		pp.MaxPerRequester = 1024
 	}
 	if pp.MaxReplicas <= 0 {
 		pp.MaxReplicas = 7

@@ -39,7 +39,13 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 		return fail(m, fmt.Errorf("create %s: %w: placement record of %s is older than the one held (%s)", p.name, capsule.ErrStale,
 			p.record.Issued.Format(time.RFC3339), held.record.Issued.Format(time.RFC3339)))
 	}
-	if reason, err := s.places.admit(s.pol.Load().placement, p, s.places.get(p.name) != nil); err != nil {
+	p.creator = r.from
+	held := s.places.get(p.name)
+	if held != nil {
+		// a renewal, from whoever: the capsule stays in its creator's share
+		p.creator = held.creator
+	}
+	if reason, err := s.places.admit(s.pol.Load().placement, p, held != nil); err != nil {
 		s.met.placementsRefused.WithLabelValues(reason).Inc()
 		s.logLim.Info(s.log, reason+" "+r.from.String(), "placement refused", logging.Capsule(p.name), logging.Src(r.from), logging.Reason(reason))
 		return fail(m, fmt.Errorf("create %s: %w", p.name, err))

@@ -71,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "writer_conflicts_total", Help: "APPENDs refused because they did not extend the head (another writer is active)."}),
 	}
 	m.placementsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
-		Name: "placements_refused_total", Help: "CREATEs the placement policy refused, by reason (owner_not_allowed, owner_quota, too_many_replicas, server_full, disk_full, not_published)."}, []string{"reason"})
+		Name: "placements_refused_total", Help: "CREATEs the placement policy refused, by reason (owner_not_allowed, owner_quota, requester_quota, too_many_replicas, server_full, disk_full, not_published)."}, []string{"reason"})
 	m.syncSkipped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "sync_skipped_total", Help: "Anti-entropy requests not sent because the peer is backing off after a timeout or a NAK."})
 	m.syncFed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
@@ -100,7 +100,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak", "delete_unsigned", "delete_clock", "create_in_progress", "unproven_head", "head_not_held", "too_few_samples", "too_many_samples"} {
 		m.dropped.WithLabelValues(r)
 	}
-	for _, r := range []string{refuseOwner, refuseQuota, refuseReplicas, refuseFull, refuseDisk, refuseUnpublished, refuseCreates} {
+	for _, r := range []string{refuseOwner, refuseQuota, refuseRequester, refuseReplicas, refuseFull, refuseDisk, refuseUnpublished, refuseCreates} {
 		m.placementsRefused.WithLabelValues(r)
 	}
 	// Requests by operation with status ok exist from the start, so a

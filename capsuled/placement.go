@@ -30,6 +30,11 @@ type placement struct {
 	// record is the owner-signed placement record replicas and w come
 	// from (nil only for a placement stored before records existed).
 	record *capsule.Placement
+	// creator is the requester whose CREATE first placed the capsule here
+	// (the source name its router verified), whose max_per_requester
+	// share it counts in; renewals keep it. Zero for a placement stored
+	// before Session 13 (counted in no requester's share).
+	creator pdu.Name
 }
 
 // message is the placement as a CREATE message (its file form).
@@ -38,6 +43,11 @@ func (p *placement) message() *wire.Message {
 		AdCert: p.adcert.Marshal(), Replicas: wire.NameBytes(p.replicas), W: uint64(p.w)}
 	if p.record != nil {
 		m.Placement = p.record.Marshal()
+	}
+	if p.creator != (pdu.Name{}) {
+		// The file form only: key 11, which every version's decoder
+		// knows, so an older binary still opens the file (and ignores it).
+		m.Hash = p.creator[:]
 	}
 	return m
 }
@@ -167,6 +177,9 @@ func openPlacementsOn(fs vfs.FS, dir string) (*placements, error) {
 		if err != nil {
 			return nil, fmt.Errorf("placement %s: %w", e, err)
 		}
+		if len(m.Hash) == pdu.NameLen {
+			p.creator = pdu.Name(m.Hash)
+		}
 		ps.m[p.name] = p
 	}
 	return ps, nil
@@ -212,11 +225,15 @@ func (ps *placements) put(p *placement) error {
 
 // Reasons a placement is refused (the placements_refused_total label).
 const (
-	refuseOwner    = "owner_not_allowed"
-	refuseQuota    = "owner_quota"
-	refuseReplicas = "too_many_replicas"
-	refuseFull     = "server_full"
-	refuseDisk     = "disk_full" // below min_free_bytes
+	refuseOwner = "owner_not_allowed"
+	refuseQuota = "owner_quota"
+	// refuseRequester: the requester (source name) has placed
+	// max_per_requester capsules here (owner keys cost nothing to mint,
+	// so owner_quota alone bounds no member)
+	refuseRequester = "requester_quota"
+	refuseReplicas  = "too_many_replicas"
+	refuseFull      = "server_full"
+	refuseDisk      = "disk_full" // below min_free_bytes
 	// refuseCreates: the requester has creates_per_peer CREATEs waiting
 	refuseCreates = "creates_per_peer"
 	// refuseUnpublished: the router did not confirm the location record
@@ -225,8 +242,8 @@ const (
 )
 
 // admit applies the placement policy to a new placement p (renewal: the
-// capsule is held already). It returns the refusal reason and error, or
-// "" and nil.
+// capsule is held already) asked for by p.creator. It returns the refusal
+// reason and error, or "" and nil.
 func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (string, error) {
 	if len(p.replicas) > pol.MaxReplicas {
 		return refuseReplicas, fmt.Errorf("%w: %d replicas, this server accepts at most %d", errForbidden, len(p.replicas), pol.MaxReplicas)
@@ -239,6 +256,19 @@ func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (st
 	}
 	ps.mu.RLock()
 	defer ps.mu.RUnlock()
+	// The requester's share first: a member at its share is told so, not
+	// that the server is full (which its own capsules may have made it).
+	if pol.MaxPerRequester >= 0 && p.creator != (pdu.Name{}) {
+		n := 0
+		for _, q := range ps.m {
+			if q.creator == p.creator {
+				n++
+			}
+		}
+		if n >= pol.MaxPerRequester {
+			return refuseRequester, fmt.Errorf("%w: %s has placed %d capsules here, its most (max_per_requester)", errForbidden, p.creator, n)
+		}
+	}
 	if len(ps.m) >= pol.MaxPlacements {
 		return refuseFull, fmt.Errorf("%w: this server holds %d capsules, its most", errForbidden, len(ps.m))
 	}

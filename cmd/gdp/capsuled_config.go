@@ -346,6 +346,9 @@ type placementYAML struct {
 	Owners []string `yaml:"owners"`
 	// MaxPerOwner capsules one owner key may place. Default 1024; -1: no bound.
 	MaxPerOwner int `yaml:"max_per_owner"`
+	// MaxPerRequester capsules one requester (the CREATE's source name)
+	// may place. Default 1024; -1: no bound.
+	MaxPerRequester int `yaml:"max_per_requester"`
 	// MaxReplicas of one capsule. Default 7; at most 16.
 	MaxReplicas int `yaml:"max_replicas"`
 	// MaxPlacements capsules in all. Default 65536.
@@ -354,7 +357,7 @@ type placementYAML struct {
 
 // policy converts the block, decoding the owner keys.
 func (p placementYAML) policy() (capsuled.PlacementPolicy, error) {
-	pol := capsuled.PlacementPolicy{MaxPerOwner: p.MaxPerOwner, MaxReplicas: p.MaxReplicas, MaxPlacements: p.MaxPlacements}
+	pol := capsuled.PlacementPolicy{MaxPerOwner: p.MaxPerOwner, MaxPerRequester: p.MaxPerRequester, MaxReplicas: p.MaxReplicas, MaxPlacements: p.MaxPlacements}
 	for _, o := range p.Owners {
 		k, err := hex.DecodeString(o)
 		if err != nil || len(k) != ed25519.PublicKeySize {
