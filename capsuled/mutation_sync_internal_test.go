@@ -4,13 +4,19 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -490,4 +496,243 @@ func TestAskRangeFollowsOnlyProgress(t *testing.T) {
 			t.Fatalf("%s: %d answers (%d asked), %v; want %d", tc.name, len(msgs), asked.Load(), err, tc.answers)
 		}
 	}
+}
+
+// TestSyncHeartbeatScanBounded: a SYNC's answer reads no more of the
+// capsule's heartbeats than it can use (store Stats.HeartbeatsRead): past
+// the first, at most MaxSegments, and none MaxRecords seqnos or more after
+// From, so a ~100-byte SYNC from 1 of a long capsule does not have this
+// server scan, copy and hold every heartbeat it stores. The first
+// heartbeat is read wherever it is: a batch whose holes span MaxRecords
+// seqnos is still answered. Mutants: sync.go handleSync :115 skip-if (the
+// scan unbounded), its boundaries (:115:6 len(hbs) >= 0: such a batch
+// never answered; :115:23 and :115:55, one heartbeat more).
+func TestSyncHeartbeatScanBounded(t *testing.T) {
+	ctx := context.Background()
+	owner, err := certs.NewIdentity(certs.KindClient, "owner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, err := certs.NewIdentity(certs.KindClient, "writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := certs.NewCapsule(owner.Key, writer.Public(), "scanned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := meta.Name()
+	// source is a replica holding the batches build writes, stored at once.
+	source := func(build func(w *capsule.Writer) []store.Segment) *Server {
+		st, err := store.Open(filepath.Join(t.TempDir(), "store"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		if err := st.Create(ctx, c, meta.Marshal()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.AppendSegments(ctx, c, build(capsule.NewWriter(c, writer.Key))); err != nil {
+			t.Fatal(err)
+		}
+		return &Server{name: pdu.Name{0xbb}, st: st, met: newMetrics(prometheus.NewRegistry()), cfg: Config{SyncAnswersPerPeer: 64}}
+	}
+	batches := func(w *capsule.Writer, sizes ...int) []store.Segment {
+		var segs []store.Segment
+		for _, n := range sizes {
+			for range n {
+				w.Append([]byte{byte(w.Seqno()), byte(w.Seqno() >> 8)})
+			}
+			recs, hb := w.Flush()
+			segs = append(segs, store.Segment{Records: recs, Heartbeat: hb})
+		}
+		return segs
+	}
+	// sync asks src for c from from: its answer, and the heartbeats read.
+	sync := func(src *Server, from uint64) (*wire.Message, uint64) {
+		t.Helper()
+		was := src.st.Stats().HeartbeatsRead
+		resp := src.handleSync(request{from: pdu.Name{0xcc}, dst: src.name, msg: &wire.Message{Op: wire.OpSync, Capsule: c[:], From: from}})
+		if resp.Status != wire.StatusOK || len(resp.Segments) == 0 {
+			t.Fatalf("SYNC from %d: status %d, %d segments (%s), answered [%d, %d]", from, resp.Status, len(resp.Segments), resp.Error, resp.From, resp.To)
+		}
+		return resp, src.st.Stats().HeartbeatsRead - was
+	}
+
+	// More one-record batches than an answer has segments.
+	ones := make([]int, wire.MaxSegments+100)
+	for i := range ones {
+		ones[i] = 1
+	}
+	src := source(func(w *capsule.Writer) []store.Segment { return batches(w, ones...) })
+	if resp, n := sync(src, 1); n > wire.MaxSegments+1 || !resp.More {
+		t.Fatalf("SYNC from 1 of %d one-record batches: %d heartbeats read (max %d), more %v", len(ones), n, wire.MaxSegments+1, resp.More)
+	}
+
+	// Batches of 256 to seqno 4096 = MaxRecords, then one at From+MaxRecords
+	// and one after: the first 16 heartbeats and the one refused are read.
+	sizes := []int{}
+	for range wire.MaxRecords / 256 {
+		sizes = append(sizes, 256)
+	}
+	src = source(func(w *capsule.Writer) []store.Segment { return batches(w, append(sizes, 1, 1)...) })
+	if resp, n := sync(src, 1); n != uint64(len(sizes))+1 || resp.To < 256 {
+		t.Fatalf("SYNC from 1 of batches ending at 256, 512, ..., 4096, 4097, 4098: %d heartbeats read, want %d (answered to %d)", n, len(sizes)+1, resp.To)
+	}
+
+	// A batch of MaxHoles holes and one record, from 2 to 4098 = 2+MaxRecords.
+	src = source(func(w *capsule.Writer) []store.Segment {
+		segs := batches(w, 1)
+		for range capsule.MaxHoles {
+			w.Hole()
+		}
+		return append(segs, batches(w, 1)...)
+	})
+	if resp, n := sync(src, 2); resp.From != 2 || resp.To != 2+wire.MaxRecords || len(resp.Segments[0].Records) != 1 || n != 1 {
+		t.Fatalf("SYNC from 2 of a batch of holes to %d: answered [%d, %d], %d heartbeats read", 2+wire.MaxRecords, resp.From, resp.To, n)
+	}
+}
+
+// TestReconcileWithAFailedRead: s holds writer a's line 1..8, p and m
+// writer b's (two writers with one key, agreeing on 1..4), p also 9..10;
+// s pulls from p, finds the lines diverged and reconciles. When one of p's
+// READs fails during the comparison (p answers the first ones, then that
+// READ with an error, or nothing more at all), no decision is taken on
+// what came: s keeps its line, stores no fork evidence and moves nothing
+// aside, and shows p's error; the next round, with p answering, adopts the
+// majority's line (b's) and pulls on to p's head 10. The READ that fails:
+// the first (of the shorter head, 8), one in the bisection (6, where the
+// lines differ; 4, where they agree, p silent from there on), or the last
+// (5, the first entry that differs, asked again to count the votes).
+// Mutants: reconcile.go equal's READ error ignored (:55 skip-if: a failed
+// READ taken as "differs", adopted on the rest), the first READ's and the
+// bisection's errors ignored (:61, :70 skip-if: the same), and the last
+// READ's error ignored (:81 skip-if: with p's entry unknown the fork is
+// judged genuine, b's batch appended over s's line). (:70 with the READ of
+// 4 failing lives: the bisection then ends at an entry the lines share,
+// and the store's Adopt refuses to adopt what it holds already.)
+func TestReconcileWithAFailedRead(t *testing.T) {
+	for _, tc := range []struct {
+		k, nth int // p's nth READ of entry k fails
+		silent bool
+	}{
+		{8, 1, false}, {6, 1, false}, {5, 2, false}, {4, 1, true},
+	} {
+		name := fmt.Sprintf("READ %d (%d) answered 503", tc.k, tc.nth)
+		if tc.silent {
+			name = fmt.Sprintf("p silent from READ %d (%d)", tc.k, tc.nth)
+		}
+		t.Run(name, func(t *testing.T) {
+			sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: 300 * time.Millisecond, PublishWait: 200 * time.Millisecond})
+			batch := func(w *capsule.Writer, tag byte, n int) store.Segment {
+				for i := range n {
+					w.Append([]byte{tag, byte(i)})
+				}
+				recs, hb := w.Flush()
+				return store.Segment{Records: recs, Heartbeat: hb}
+			}
+			wa := capsule.NewWriter(sw.c, sw.writer.Key)
+			common := batch(wa, 'c', 4)
+			wb := capsule.RestartWriter(sw.c, sw.writer.Key, wa.Head())
+			a := batch(wa, 'a', 4)
+			b1, b2 := batch(wb, 'b', 4), batch(wb, 'b', 2)
+			bRecs := slices.Concat(common.Records, b1.Records, b2.Records)
+			src := peerSource(t, sw, sw.p.Name, []store.Segment{common, b1, b2})
+			waitFor(t, 20*time.Second, "the start-up sync to end", func() bool {
+				sw.s.sync.mu.Lock()
+				defer sw.s.sync.mu.Unlock()
+				return !sw.s.sync.running[sw.c]
+			})
+			if _, err := sw.s.st.AppendSegments(context.Background(), sw.c, []store.Segment{common, a}); err != nil {
+				t.Fatal(err)
+			}
+			var failing atomic.Bool // p fails this round
+			var readsOfK atomic.Int64
+			var silent atomic.Bool
+			sw.net.set(func(h pdu.Header, m *wire.Message) []peerAnswer {
+				if h.Dst == sw.p.Name && silent.Load() {
+					return nil
+				}
+				resp := m.Reply(wire.StatusOK)
+				switch {
+				case m.Op == wire.OpSync && h.Dst == sw.p.Name:
+					resp = src.handleSync(request{from: h.Src, dst: h.Dst, msg: m})
+				case m.Op == wire.OpSync:
+					// m: nothing beyond what s holds (head 0: no claim).
+				case m.Op == wire.OpRead && m.From >= 1 && m.From <= 8:
+					if h.Dst == sw.p.Name && m.From == uint64(tc.k) && failing.Load() && readsOfK.Add(1) == int64(tc.nth) {
+						if tc.silent {
+							silent.Store(true)
+							return nil
+						}
+						resp = m.Reply(wire.StatusUnavailable)
+						resp.Error = "busy"
+						break
+					}
+					resp.Records = [][]byte{bRecs[m.From-1].Marshal()}
+				default:
+					return nil
+				}
+				return []peerAnswer{{from: h.Dst, msg: resp}}
+			}, nil)
+
+			failing.Store(true)
+			syncRound(t, sw)
+			if readsOfK.Load() < int64(tc.nth) {
+				t.Fatalf("p was asked for entry %d %d times; the test wants its READ number %d to fail", tc.k, readsOfK.Load(), tc.nth)
+			}
+			if h, err := sw.s.st.Head(sw.c); err != nil || h.Seqno != 8 || !h.Heartbeat.Equal(a.Heartbeat) {
+				t.Fatalf("after a round with a failed READ s's head is %d (%v): its own line not kept", h.Seqno, err)
+			}
+			if evs, err := sw.s.st.Evidence(sw.c); err != nil || len(evs) != 0 {
+				t.Fatalf("%d pieces of fork evidence stored on partial answers (%v)", len(evs), err)
+			}
+			if n := counterValue(sw.s.met.equivocations); n != 0 {
+				t.Fatalf("equivocations_total %v on partial answers", n)
+			}
+			if ab, err := sw.s.st.Abandoned(sw.c); err != nil || len(ab) != 0 {
+				t.Fatalf("%d entries moved aside on partial answers (%v)", len(ab), err)
+			}
+			if p := peerStatus(t, sw, sw.p.Name); p.Error == "" {
+				t.Fatalf("p's failed READ not shown: %+v", p)
+			}
+
+			failing.Store(false)
+			silent.Store(false)
+			syncRound(t, sw)
+			if h, err := sw.s.st.Head(sw.c); err != nil || h.Seqno != 10 || !h.Heartbeat.Equal(b2.Heartbeat) {
+				t.Fatalf("the next round, p answering: s's head %d (%v), want b's 10 (the majority's line)", h.Seqno, err)
+			}
+			if evs, err := sw.s.st.Evidence(sw.c); err != nil || len(evs) != 0 {
+				t.Fatalf("%d pieces of fork evidence stored (%v)", len(evs), err)
+			}
+		})
+	}
+}
+
+// peerSource is a peer replica's SYNC answering side: handleSync over a
+// store of its own holding segs of sw.c, with sw.c's placement.
+func peerSource(t *testing.T, sw *syncWorld, name pdu.Name, segs []store.Segment) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "store"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	ctx := context.Background()
+	if err := st.Create(ctx, sw.c, sw.meta.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AppendSegments(ctx, sw.c, segs); err != nil {
+		t.Fatal(err)
+	}
+	places, err := openPlacements(filepath.Join(dir, "placements"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := places.put(sw.s.places.get(sw.c)); err != nil {
+		t.Fatal(err)
+	}
+	return &Server{name: name, st: st, places: places, met: newMetrics(prometheus.NewRegistry()), cfg: Config{SyncAnswersPerPeer: 64}}
 }

@@ -74,9 +74,12 @@ func (s *Store) HeartbeatsRaw(c pdu.Name, from, to uint64, fn func(seqno uint64,
 	if from == 0 || from > to {
 		return nil
 	}
+	n := uint64(0)
 	err = s.eng.scan(key(tHeartbeat, c, from), key(tHeartbeat, c, to+1), func(k, v []byte) bool {
+		n++
 		return fn(u64(k[33:]), v)
 	})
+	s.heartbeatsRead.Add(n)
 	if err != nil {
 		return fmt.Errorf("heartbeats of %s [%d, %d]: %w", c, from, to, err)
 	}

@@ -25,6 +25,10 @@ type Stats struct {
 	// of one entry. What a request cost in reads shows in its change
 	// (tests: a SYNC refused by its requester's share reads none).
 	EntriesRead uint64
+	// HeartbeatsRead counts the heartbeats HeartbeatsRaw read from the
+	// engine for callers (each one its fn was called with): a SYNC's
+	// answer scans no more of them than its bound (tests).
+	HeartbeatsRead uint64
 }
 
 // Stats returns the store's counters.
@@ -33,7 +37,7 @@ func (s *Store) Stats() Stats {
 	p := len(s.commit.queue)
 	s.commit.mu.Unlock()
 	st := Stats{Fsyncs: s.commit.groups.Load(), Writes: s.commit.writes.Load(), Pending: p, DiskFull: s.commit.diskFull.Load(),
-		EntriesRead: s.entriesRead.Load()}
+		EntriesRead: s.entriesRead.Load(), HeartbeatsRead: s.heartbeatsRead.Load()}
 	if ra := s.ahead; ra != nil {
 		ra.mu.Lock()
 		st.ReadAheadBytes = ra.bytes

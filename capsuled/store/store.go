@@ -31,7 +31,9 @@ type Store struct {
 	nodes  *lru.Cache[nodeCacheKey, capsule.Hash]
 	// entriesRead counts the entries read from the engine (Stats).
 	entriesRead atomic.Uint64
-	ahead       *readAhead // nil: off
+	// heartbeatsRead counts the heartbeats HeartbeatsRaw read (Stats).
+	heartbeatsRead atomic.Uint64
+	ahead          *readAhead // nil: off
 
 	// closeMu is held shared by every operation that touches the engine
 	// and exclusively by Close, so nothing reaches a closed engine.
