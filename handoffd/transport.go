@@ -2,6 +2,7 @@ package handoffd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -33,6 +34,43 @@ type Listener interface {
 type overlayStream struct {
 	*quic.Stream
 	conn *client.NameConn
+}
+
+// ErrAgentSilent: the handoff's QUIC connection heard nothing from the
+// agent (not even the acknowledgement of a keepalive) for SenderIdleTimeout
+// — the agent ended, restarted or is cut off.
+var ErrAgentSilent = errors.New("the destination agent stopped answering")
+
+// SenderIdleTimeout and SenderKeepAlive are the QUIC idle timeout and
+// keepalive of the sender's connection to an agent (DialOverlay), shorter
+// than QUIC over names' defaults (30 s, 10 s): a live agent acknowledges a
+// keepalive within a round trip whatever its disk is doing, so a second
+// of keepalive and five of silence tell a dead agent from a busy one, and
+// the sender says so in seconds instead of 30. They are this connection's
+// only (QUIC takes the lower of both ends' idle timeouts for it); tunnels
+// and other QUIC connections keep theirs.
+const (
+	SenderIdleTimeout = 5 * time.Second
+	SenderKeepAlive   = time.Second
+)
+
+func (s *overlayStream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	return n, silent(err)
+}
+
+func (s *overlayStream) Write(p []byte) (int, error) {
+	n, err := s.Stream.Write(p)
+	return n, silent(err)
+}
+
+// silent names a QUIC idle timeout for what it means to a handoff.
+func silent(err error) error {
+	var idle *quic.IdleTimeoutError
+	if errors.As(err, &idle) {
+		return fmt.Errorf("%w: no packet from it in %s (ended, restarted or cut off): %w", ErrAgentSilent, SenderIdleTimeout, err)
+	}
+	return err
 }
 
 // Close sends FIN, waits (bounded) until the peer has read everything and
@@ -133,9 +171,21 @@ func (l *overlayListener) Close() error {
 }
 
 // DialOverlay opens a handoff stream to the agent named name over the
-// overlay (client.DialName).
+// overlay (client.DialName). Unless cfg sets them, the connection's idle
+// timeout and keepalive are SenderIdleTimeout and SenderKeepAlive: a dead
+// agent fails the handoff with ErrAgentSilent within seconds.
 func DialOverlay(ctx context.Context, c *client.Client, name pdu.Name, cfg *client.QUICConfig) (Stream, error) {
-	nc, err := client.DialName(ctx, c, name, cfg)
+	var o client.QUICConfig
+	if cfg != nil {
+		o = *cfg
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = SenderIdleTimeout
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = SenderKeepAlive
+	}
+	nc, err := client.DialName(ctx, c, name, &o)
 	if err != nil {
 		return nil, fmt.Errorf("dial agent %s: %w", name, err)
 	}

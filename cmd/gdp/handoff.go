@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -328,6 +329,9 @@ func (o *handoffSendOpts) transfer(ctx context.Context, cmd *cobra.Command, cach
 // answer to the first send was lost), where sending again can only be
 // refused again.
 func handoffFailed(id string, err error) error {
+	if errors.Is(err, handoffd.ErrAgentSilent) {
+		return fmt.Errorf("handoff %s: %w; nothing of it is kept there: once the agent is back, send again with --id %s", id, err, id)
+	}
 	if strings.Contains(err.Error(), "already committed here") {
 		return fmt.Errorf("handoff %s: %w; the destination holds it already: nothing to send again (a new handoff needs a new --id)", id, err)
 	}

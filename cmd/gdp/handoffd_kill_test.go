@@ -16,8 +16,9 @@ import (
 // emulated 8 Mbit/s link, about 4 s) and kills one side with SIGKILL while
 // the blocks flow (docs/HANDOFF.md §2):
 //
-//   - the destination agent: the sender fails with an error naming the
-//     handoff; the dead agent's partial directory is there, never renamed
+//   - the destination agent: the sender fails within 10 s (its connection's
+//     5 s idle timeout, not QUIC over names' 30 s) with one line naming the
+//     handoff, the silent agent and the retry; the dead agent's partial directory is there, never renamed
 //     to the handoff's; the agent started again removes it in one WARN line
 //     before it accepts anything; the retry commits.
 //   - the sender: the agent ends the handoff within idle_timeout in one WARN
@@ -132,16 +133,23 @@ func TestHandoffKilledMidTransfer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(received, "dest-killed")); !os.IsNotExist(err) {
 		t.Fatalf("the killed agent's handoff is committed (stat: %v)", err)
 	}
+	// The sender's connection to the agent has a 5 s idle timeout and 1 s
+	// keepalives (handoffd.SenderIdleTimeout): it notices the dead agent in
+	// seconds, not at QUIC over names' 30 s.
+	killed := time.Now()
 	select {
 	case <-s.done:
 	case <-time.After(45 * time.Second):
 		t.Fatal("the sender did not end within 45 s of the agent's death")
 	}
+	if d := time.Since(killed); d > 10*time.Second {
+		t.Errorf("the sender noticed the dead agent after %s, want within 10 s", d.Round(100*time.Millisecond))
+	}
 	if s.err == nil {
 		t.Fatal("the sender exited 0 although its agent was killed")
 	}
-	if n, l := countLines(s, "gdp: handoff dest-killed", "send again with --id dest-killed"); n != 1 {
-		t.Errorf("the sender's error lines naming the handoff and the retry: %d (%s), want 1", n, l)
+	if n, l := countLines(s, "gdp: handoff dest-killed", "the destination agent stopped answering", "send again with --id dest-killed"); n != 1 {
+		t.Errorf("the sender's error lines naming the handoff, the dead agent and the retry: %d (%s), want 1", n, l)
 	}
 	agent = e.start("handoffd", "handoffd", "--config", acfg)
 	agent.waitLog(`"handoff agent on the overlay"`)
