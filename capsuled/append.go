@@ -87,6 +87,15 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 	if err != nil {
 		return fail(m, err)
 	}
+	if p := s.places.get(c); p != nil {
+		if used, over := s.storageUsed(p); over {
+			s.met.storageRefused.WithLabelValues("append").Inc()
+			s.logLim.Warn(s.log, refuseStorage+" "+p.creator.String(), "append refused: the requester that placed the capsule holds its share of this server's storage (max_bytes_per_requester)",
+				logging.Capsule(c), logging.Src(r.from), logging.Peer(p.creator), logging.Reason(refuseStorage), zap.Uint64("bytes", used))
+			return fail(m, fmt.Errorf("append to %s: %w: %s, which placed it, holds %d bytes of records here, its most (max_bytes_per_requester)",
+				c, errStorageShare, p.creator, used))
+		}
+	}
 	// Try at once: the batch before this one may be applied but not yet
 	// durable, and then both share one fsync. A gap before the batch means
 	// its predecessors are still on their way (a writer keeps several in

@@ -13,6 +13,10 @@ import (
 // one record with its heartbeat must fit one PDU payload.
 const DefaultMaxData = wire.MaxRecordData
 
+// DefaultMaxBytesPerRequester is PlacementPolicy.MaxBytesPerRequester's
+// default: 64 GiB.
+const DefaultMaxBytesPerRequester = 64 << 30
+
 // DefaultPossessionInterval is Config.PossessionInterval's default.
 const DefaultPossessionInterval = time.Minute
 
@@ -176,6 +180,16 @@ type PlacementPolicy struct {
 	// router bounds those: advertise.max_names_per_identity), so this
 	// bounds a name, not a member. Default 1024; negative: no bound.
 	MaxPerRequester int
+	// MaxBytesPerRequester bounds the bytes of records (store.Bytes: the
+	// entries in wire form, abandoned branches too) held here for the
+	// capsules one requester placed (MaxPerRequester's count): beyond it a
+	// writer's APPEND to any of them is answered 503 and anti-entropy does
+	// not pull them (gdp_capsuled_storage_refused_total{op}), so one
+	// member's writers cannot fill the disk that min_free_bytes then
+	// closes to every member. Checked before each write, so one batch (or
+	// one anti-entropy pull) may pass it. Default 64 GiB; negative: no
+	// bound.
+	MaxBytesPerRequester int64
 	// MaxReplicas bounds a capsule's replica set. Default 7; at most 16.
 	MaxReplicas int
 	// MaxPlacements bounds the capsules placed here in all. Default 65536.
@@ -259,6 +273,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if pp.MaxPerRequester == 0 {
 		pp.MaxPerRequester = 1024
+	}
+	if pp.MaxBytesPerRequester == 0 {
+		pp.MaxBytesPerRequester = DefaultMaxBytesPerRequester
 	}
 	if pp.MaxReplicas <= 0 {
 		pp.MaxReplicas = 7

@@ -161,6 +161,9 @@ func (ps *placements) remove(c pdu.Name) error {
 		return fmt.Errorf("placement: %w", err)
 	}
 	ps.mu.Lock()
+	if p := ps.m[c]; p != nil {
+		ps.unindex(p)
+	}
 	delete(ps.m, c)
 	ps.mu.Unlock()
 	return nil

@@ -43,6 +43,11 @@ type metrics struct {
 	// was full: "full" (the newcomer refused), "evicted" (the newest
 	// request of the requester holding the most answered 503 to make room).
 	queueRefused *prometheus.CounterVec
+	// storageRefused counts writes not stored because the capsule's
+	// creator holds max_bytes_per_requester here, by op (append: a
+	// writer's APPEND answered 503; sync: an anti-entropy round that did
+	// not pull the capsule).
+	storageRefused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -92,6 +97,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "possession_samples_clamped_total", Help: "Peers' SYNCs that asked for a possession tag over more sampled entries than 64 (wire.MaxPossessionSamples): answered with a tag over 64, stated in the answer."})
 	m.possessionRefused = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "possession_refused_total", Help: "SYNCs asking for a possession tag (a nonce) from a requester that is not one of the capsule's other replicas in this server's placement: answered without a tag, no entry read for one."})
+	m.storageRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "storage_refused_total", Help: "Writes not stored because the capsule's creator (the requester that placed it) holds placement.max_bytes_per_requester of records here, by op (append: an APPEND answered 503; sync: an anti-entropy round that did not pull the capsule)."}, []string{"op"})
+	m.storageRefused.WithLabelValues("append")
+	m.storageRefused.WithLabelValues("sync")
+	reg.MustRegister(m.storageRefused)
 	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks, m.samplesClamped, m.possessionRefused, m.queueRefused)
 	// Labelled series exist from the start at zero.
 	for _, r := range []string{"unreachable", "nak", "refused", "busy", "misaligned", "verify", "adopted"} {

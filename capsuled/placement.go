@@ -139,6 +139,46 @@ type placements struct {
 	tmp atomic.Uint64 // temporary file names
 	mu  sync.RWMutex
 	m   map[pdu.Name]*placement
+	// byCreator indexes m by creator (max_bytes_per_requester sums the
+	// bytes of a creator's capsules at each write).
+	byCreator map[pdu.Name]map[pdu.Name]struct{}
+}
+
+// index records p under its creator (mu held for writing); old is the
+// placement p replaces, if any.
+func (ps *placements) index(p, old *placement) {
+	if old != nil {
+		ps.unindex(old)
+	}
+	if p.creator == (pdu.Name{}) {
+		return
+	}
+	set := ps.byCreator[p.creator]
+	if set == nil {
+		set = map[pdu.Name]struct{}{}
+		ps.byCreator[p.creator] = set
+	}
+	set[p.name] = struct{}{}
+}
+
+func (ps *placements) unindex(p *placement) {
+	if set := ps.byCreator[p.creator]; set != nil {
+		delete(set, p.name)
+		if len(set) == 0 {
+			delete(ps.byCreator, p.creator)
+		}
+	}
+}
+
+// createdBy lists the capsules creator placed here.
+func (ps *placements) createdBy(creator pdu.Name) []pdu.Name {
+	ps.mu.RLock()
+	defer ps.mu.RUnlock()
+	out := make([]pdu.Name, 0, len(ps.byCreator[creator]))
+	for c := range ps.byCreator[creator] {
+		out = append(out, c)
+	}
+	return out
 }
 
 func openPlacements(dir string) (*placements, error) { return openPlacementsOn(vfs.Default, dir) }
@@ -148,7 +188,7 @@ func openPlacementsOn(fs vfs.FS, dir string) (*placements, error) {
 	if err := vfsutil.MkdirAll(fs, dir, 0o700); err != nil {
 		return nil, fmt.Errorf("placements: %w", err)
 	}
-	ps := &placements{fs: fs, dir: dir, m: map[pdu.Name]*placement{}}
+	ps := &placements{fs: fs, dir: dir, m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{}}
 	names, err := fs.List(dir)
 	if err != nil {
 		return nil, fmt.Errorf("placements: %w", err)
@@ -180,6 +220,7 @@ func openPlacementsOn(fs vfs.FS, dir string) (*placements, error) {
 		if len(m.Hash) == pdu.NameLen {
 			p.creator = pdu.Name(m.Hash)
 		}
+		ps.index(p, ps.m[p.name])
 		ps.m[p.name] = p
 	}
 	return ps, nil
@@ -218,6 +259,7 @@ func (ps *placements) put(p *placement) error {
 		return fmt.Errorf("placement: %w", err)
 	}
 	ps.mu.Lock()
+	ps.index(p, ps.m[p.name])
 	ps.m[p.name] = p
 	ps.mu.Unlock()
 	return nil
@@ -259,13 +301,7 @@ func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (st
 	// The requester's share first: a member at its share is told so, not
 	// that the server is full (which its own capsules may have made it).
 	if pol.MaxPerRequester >= 0 && p.creator != (pdu.Name{}) {
-		n := 0
-		for _, q := range ps.m {
-			if q.creator == p.creator {
-				n++
-			}
-		}
-		if n >= pol.MaxPerRequester {
+		if n := len(ps.byCreator[p.creator]); n >= pol.MaxPerRequester {
 			return refuseRequester, fmt.Errorf("%w: %s has placed %d capsules here, its most (max_per_requester)", errForbidden, p.creator, n)
 		}
 	}

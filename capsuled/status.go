@@ -33,7 +33,8 @@ func statusOf(err error) wire.Status {
 		errors.Is(err, capsule.ErrBrokenChain), errors.Is(err, capsule.ErrGap), errors.Is(err, capsule.ErrRootMismatch),
 		errors.Is(err, capsule.ErrBadProof), errors.Is(err, capsule.ErrBadTime), errors.Is(err, wire.ErrMalformed):
 		return wire.StatusBadRequest
-	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrDiskFull), errors.Is(err, errUnpublished), errors.Is(err, errBusy):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrDiskFull), errors.Is(err, errUnpublished), errors.Is(err, errBusy),
+		errors.Is(err, errStorageShare):
 		return wire.StatusUnavailable
 	}
 	return wire.StatusInternal

@@ -243,6 +243,10 @@ func (s *Store) extend(cs *capsuleState, base *capsule.Head, b *capsule.Batch, p
 	for _, h := range hashes {
 		wb.set(hashKey(c, h.h), h.seqno)
 	}
+	// The byte count grows by the new entries; a branch's entries moved
+	// aside stay stored, so nothing is taken off.
+	stored := cs.bytes.Load() + uint64(size-8*len(a.Entries))
+	wb.set(key(tBytes, c), binary.BigEndian.AppendUint64(nil, stored))
 	newHead := a.Head
 	w, err := s.commit.enqueue(wb, func() {
 		if pre != nil {
@@ -258,6 +262,7 @@ func (s *Store) extend(cs *capsuleState, base *capsule.Head, b *capsule.Batch, p
 		return nil, fmt.Errorf("append to %s: %w", c, err)
 	}
 	cs.head, cs.last = newHead, w
+	cs.bytes.Store(stored)
 	return w, nil
 }
 

@@ -18,6 +18,7 @@ import (
 //	'a' c epoch seqno          abandoned-branch entry
 //	'A' c epoch                heartbeat of an abandoned branch
 //	'e' c counter              equivocation evidence
+//	'b' c                      bytes of the entries stored (Bytes), 8 bytes
 const (
 	tMeta      = 'm'
 	tEntry     = 'r'
@@ -27,6 +28,7 @@ const (
 	tAbandoned = 'a'
 	tAbandonHB = 'A'
 	tEvidence  = 'e'
+	tBytes     = 'b'
 )
 
 func key(t byte, c pdu.Name, tail ...uint64) []byte {

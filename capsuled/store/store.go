@@ -61,6 +61,9 @@ type capsuleState struct {
 	last     *pendingWrite // newest queued write, nil when none
 	durable  atomic.Pointer[capsule.Head]
 	gen      atomic.Uint64 // keys the node cache; a new one (nodeGens) when a branch rewrites nodes
+	// bytes are the bytes of the entries stored (Bytes): set under mu by
+	// extend, with the 'b' key in the same write batch.
+	bytes atomic.Uint64
 }
 
 func newCapsuleState(info capsule.Info, meta []byte) *capsuleState {
@@ -181,9 +184,52 @@ func (s *Store) load() error {
 		if err := s.loadHead(cs); err != nil {
 			return fmt.Errorf("load capsule %s: %w", cs.info.Name, err)
 		}
+		if err := s.loadBytes(cs); err != nil {
+			return fmt.Errorf("load capsule %s: %w", cs.info.Name, err)
+		}
 		s.capsules[cs.info.Name] = cs
 	}
 	return nil
+}
+
+// loadBytes reads the count of a capsule's stored bytes; a store written
+// before the count existed (Session 13) has none, and the capsule's entries
+// are summed once (the next append writes the count).
+func (s *Store) loadBytes(cs *capsuleState) error {
+	c := cs.info.Name
+	v, err := s.eng.get(key(tBytes, c))
+	switch {
+	case err == nil && len(v) == 8:
+		cs.bytes.Store(u64(v))
+		return nil
+	case err == nil:
+		return fmt.Errorf("bad byte count of %d bytes", len(v))
+	case !errors.Is(err, errNotFound):
+		return err
+	}
+	var n uint64
+	for _, t := range []byte{tEntry, tAbandoned} {
+		if err := s.eng.scan(key(t, c), prefixEnd(key(t, c)), func(_, v []byte) bool {
+			n += uint64(len(v))
+			return true
+		}); err != nil {
+			return err
+		}
+	}
+	cs.bytes.Store(n)
+	return nil
+}
+
+// Bytes is how many bytes of entries (records and holes in wire form, those
+// of abandoned branches too) the store holds for capsule c: what its
+// writer's appends have cost this server's disk, before the engine's own
+// overhead (hashes, Merkle nodes, heartbeats: about 150 bytes an entry).
+func (s *Store) Bytes(c pdu.Name) (uint64, error) {
+	cs, err := s.state(c)
+	if err != nil {
+		return 0, err
+	}
+	return cs.bytes.Load(), nil
 }
 
 func (s *Store) loadHead(cs *capsuleState) error {
@@ -367,7 +413,7 @@ func (s *Store) Delete(ctx context.Context, c pdu.Name) error {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	var b writeBatch
-	for _, t := range []byte{tMeta, tEntry, tHash, tNode, tHeartbeat, tAbandoned, tAbandonHB, tEvidence} {
+	for _, t := range []byte{tMeta, tEntry, tHash, tNode, tHeartbeat, tAbandoned, tAbandonHB, tEvidence, tBytes} {
 		p := key(t, c)
 		b.delRange(p, prefixEnd(p))
 	}

@@ -349,6 +349,10 @@ type placementYAML struct {
 	// MaxPerRequester capsules one requester (the CREATE's source name)
 	// may place. Default 1024; -1: no bound.
 	MaxPerRequester int `yaml:"max_per_requester"`
+	// MaxBytesPerRequester bytes of records held for the capsules one
+	// requester placed; beyond, their appends are refused 503 and
+	// anti-entropy does not pull them. Default 68719476736 (64 GiB); -1: no bound.
+	MaxBytesPerRequester int64 `yaml:"max_bytes_per_requester"`
 	// MaxReplicas of one capsule. Default 7; at most 16.
 	MaxReplicas int `yaml:"max_replicas"`
 	// MaxPlacements capsules in all. Default 65536.
@@ -357,7 +361,7 @@ type placementYAML struct {
 
 // policy converts the block, decoding the owner keys.
 func (p placementYAML) policy() (capsuled.PlacementPolicy, error) {
-	pol := capsuled.PlacementPolicy{MaxPerOwner: p.MaxPerOwner, MaxPerRequester: p.MaxPerRequester, MaxReplicas: p.MaxReplicas, MaxPlacements: p.MaxPlacements}
+	pol := capsuled.PlacementPolicy{MaxPerOwner: p.MaxPerOwner, MaxPerRequester: p.MaxPerRequester, MaxBytesPerRequester: p.MaxBytesPerRequester, MaxReplicas: p.MaxReplicas, MaxPlacements: p.MaxPlacements}
 	for _, o := range p.Owners {
 		k, err := hex.DecodeString(o)
 		if err != nil || len(k) != ed25519.PublicKeySize {
