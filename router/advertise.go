@@ -220,6 +220,13 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 		nr.Status, nr.Detail = advert.StatusRateLimited, fmt.Sprintf("over %g names/s", r.cfg.Advertise.Rate)
 		return nr
 	}
+	if d := in.share.dom; d != nil && !d.adverts.allow() {
+		// ... nor may the identities of another domain together, however
+		// many its operator mints.
+		r.met.quota(quotaDomainRate)
+		nr.Status, nr.Detail = advert.StatusRateLimited, fmt.Sprintf("the identities of domain %s are over %g names/s, the limit for another domain", d.domain, r.cfg.Advertise.DomainRate)
+		return nr
+	}
 	chain := &certs.Chain{Target: ep, Endpoint: ep, RtCert: rt, Router: own.meta, Member: own.member, Domain: own.domain}
 	if n.Target != nil {
 		t, err := certs.ParseMetadata(n.Target)

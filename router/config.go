@@ -302,6 +302,18 @@ type AdvertiseConfig struct {
 	// Burst is how many names above the rate may be verified at once, e.g.
 	// when a server attaches with many capsules. Default 5,000.
 	Burst int `yaml:"burst"`
+	// DomainRate bounds the names per second the identities of one other
+	// domain (not this router's own) may have verified, all together:
+	// that domain's operator mints identities at will, each with a fresh
+	// Rate, so without it a domain's identities could spend every core on
+	// signature checks. Beyond it names are refused rate_limited
+	// (gdp_router_quota_refusals_total{reason="domain_rate"}); the domain's
+	// members share it. Default 2,000 (Session 13). Negative: unlimited.
+	DomainRate float64 `yaml:"domain_rate"`
+	// DomainBurst is how many names above DomainRate one other domain may
+	// have verified at once (its members re-attaching after a restart).
+	// Default 10,000.
+	DomainBurst int `yaml:"domain_burst"`
 	// MaxPublishWait caps how long the router holds the answer to an
 	// ADVERTISE that asks to wait until its names' location records are in
 	// the resolver (a capsule server answering CREATE, PROTOCOL.md §5.4);
@@ -392,6 +404,10 @@ func (c Config) WithDefaults() Config {
 		c.Advertise.Rate = 1000
 	}
 	defInt(&c.Advertise.Burst, 5000)
+	if c.Advertise.DomainRate == 0 {
+		c.Advertise.DomainRate = 2000
+	}
+	defInt(&c.Advertise.DomainBurst, 10_000)
 	defDur(&c.DrainTimeout, 5*time.Second)
 	defDur(&c.Tick, DefaultTick)
 	c.Tunnel = c.Tunnel.WithDefaults()

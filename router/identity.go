@@ -83,6 +83,9 @@ type domShare struct {
 	domain pdu.Name
 	faces  int // guarded by identities.mu
 	names  atomic.Int64
+	// adverts is the domain's budget of names verified per second, shared
+	// by all its identities (advertise.domain_rate).
+	adverts *tokenBucket
 }
 
 // identities maps each attached identity to its share.
@@ -102,7 +105,7 @@ var errDomainTunnelQuota = fmt.Errorf("router: domain has its maximum number of 
 // acquire counts one more face for peer, a member of domain, within
 // maxFaces for the identity and, when foreign (domain is not the router's
 // own), maxDomFaces for the domain (0: unbounded).
-func (ids *identities) acquire(peer, domain pdu.Name, foreign bool, maxFaces, maxDomFaces int, newBucket func() *tokenBucket) (*idShare, error) {
+func (ids *identities) acquire(peer, domain pdu.Name, foreign bool, maxFaces, maxDomFaces int, newBucket, newDomBucket func() *tokenBucket) (*idShare, error) {
 	ids.mu.Lock()
 	defer ids.mu.Unlock()
 	s := ids.m[peer]
@@ -114,7 +117,7 @@ func (ids *identities) acquire(peer, domain pdu.Name, foreign bool, maxFaces, ma
 		d = s.dom // the domain of its first face
 	} else if foreign {
 		if d = ids.doms[domain]; d == nil {
-			d = &domShare{domain: domain}
+			d = &domShare{domain: domain, adverts: newDomBucket()}
 		}
 	}
 	if d != nil && maxDomFaces > 0 && d.faces >= maxDomFaces {

@@ -50,12 +50,13 @@ const (
 	quotaPublishWaits                     // an identity's ADVERTISEs waiting for their records (advertise.max_publish_waits_per_identity)
 	quotaDomainNames                      // another domain's local names, all its identities (advertise.max_names_per_domain)
 	quotaDomainTunnels                    // another domain's faces, all its identities (face.max_per_domain)
+	quotaDomainRate                       // another domain's names verified per second, all its identities (advertise.domain_rate)
 	numQuotaReasons
 )
 
 var quotaReasonNames = [numQuotaReasons]string{
 	"identity_quota", "tunnels_per_identity", "queue_bytes", "publish_queue", "resolve_queue",
-	"publish_waits", "domain_quota", "tunnels_per_domain",
+	"publish_waits", "domain_quota", "tunnels_per_domain", "domain_rate",
 }
 
 func (q quotaReason) String() string { return quotaReasonNames[q] }

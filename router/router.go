@@ -416,6 +416,8 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 	foreign := domain != r.own.Load().domain.Name()
 	share, err := r.ids.acquire(l.Peer(), domain, foreign, r.cfg.Face.MaxPerIdentity, r.cfg.Face.MaxPerDomain, func() *tokenBucket {
 		return newTokenBucket(r.cfg.Advertise.Rate, r.cfg.Advertise.Burst)
+	}, func() *tokenBucket {
+		return newTokenBucket(r.cfg.Advertise.DomainRate, r.cfg.Advertise.DomainBurst)
 	})
 	if err != nil {
 		if errors.Is(err, errDomainTunnelQuota) {
