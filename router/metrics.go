@@ -51,12 +51,14 @@ const (
 	quotaDomainNames                      // another domain's local names, all its identities (advertise.max_names_per_domain)
 	quotaDomainTunnels                    // another domain's faces, all its identities (face.max_per_domain)
 	quotaDomainRate                       // another domain's names verified per second, all its identities (advertise.domain_rate)
+	quotaResolveFull                      // the PDUs parked for lookups in all (resolver.max_waiting), none evictable
+	quotaResolveEvicted                   // a largest holder's newest parked PDU dropped for another identity's
 	numQuotaReasons
 )
 
 var quotaReasonNames = [numQuotaReasons]string{
 	"identity_quota", "tunnels_per_identity", "queue_bytes", "publish_queue", "resolve_queue",
-	"publish_waits", "domain_quota", "tunnels_per_domain", "domain_rate",
+	"publish_waits", "domain_quota", "tunnels_per_domain", "domain_rate", "resolve_full", "resolve_evicted",
 }
 
 func (q quotaReason) String() string { return quotaReasonNames[q] }

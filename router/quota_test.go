@@ -227,6 +227,81 @@ func TestResolveQueueFair(t *testing.T) {
 	}
 }
 
+// TestResolveQueueTotalFair (Session 13): four members each park their
+// max_waiting_per_identity of PDUs to random names, together more than
+// max_waiting: the queue was full for everyone, and another member's
+// first-contact pings were dropped queue_full. A PDU of an identity
+// holding fewer than the largest holder less one now takes the place of
+// that holder's newest (counted resolve_evicted): at least 18 of the
+// honest member's 20 pings are answered during the flood.
+func TestResolveQueueTotalFair(t *testing.T) {
+	w := newWorld(t)
+	res := &slowLookups{Static: w.res, delay: 5 * time.Millisecond}
+	a := w.router("a", router.Config{Resolver: router.ResolverConfig{MaxWaiting: 256, MaxWaitingPerIdentity: 128}}, res)
+	b := w.router("b", router.Config{}, res)
+	w.connect(a, b)
+
+	server := w.endpoint(b, certs.KindServer, "honest server")
+	targets := selfMinted(t, server.Name(), 20)
+	advertise(t, server, targets...)
+	eventually(t, "b published the targets' location records", func() bool { return b.PublishPending() == 0 })
+	honest := w.endpoint(a, certs.KindClient, "honest client")
+	advertise(t, honest)
+	var flooders []*client.Client
+	for range 4 {
+		f := w.endpoint(a, certs.KindClient, "flooder")
+		advertise(t, f)
+		flooders = append(flooders, f)
+	}
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, f := range flooders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			var dst pdu.Name
+			for {
+				select {
+				case <-quit:
+					return
+				case <-tick.C:
+				}
+				for range 12 { // 1,200 PDUs/s each, 4,800 in all, each to a fresh name
+					_, _ = rand.Read(dst[:])
+					_, _ = f.Send(dst, []byte("junk"))
+				}
+			}
+		}()
+	}
+	eventually(t, "the flood fills the queue", func() bool {
+		return metric(t, a, "gdp_router_quota_refusals_total", "reason", "resolve_full") > 0
+	})
+	reached := 0
+	for _, tg := range targets {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if _, err := honest.Ping(ctx, tg.Name, 32, 2*time.Second); err == nil {
+			reached++
+		} else {
+			t.Logf("ping %s: %v", tg.Name, err)
+		}
+		cancel()
+	}
+	close(quit)
+	wg.Wait()
+	t.Logf("honest first-contact pings answered %d/20; refused: %v at an identity's share, %v with the queue full; evicted %v",
+		reached, metric(t, a, "gdp_router_quota_refusals_total", "reason", "resolve_queue"),
+		metric(t, a, "gdp_router_quota_refusals_total", "reason", "resolve_full"),
+		metric(t, a, "gdp_router_quota_refusals_total", "reason", "resolve_evicted"))
+	if reached < 18 {
+		t.Fatalf("honest first-contact pings answered %d/20 while four members filled the queue, want ≥ 18", reached)
+	}
+	if metric(t, a, "gdp_router_quota_refusals_total", "reason", "resolve_evicted") == 0 {
+		t.Fatal("no flood PDU was evicted")
+	}
+}
+
 // stallLink is the router's side of an endpoint that stops reading: once
 // stalled, Send blocks until the link closes, as a QUIC stream to a peer
 // that never reads does.

@@ -167,12 +167,14 @@ func (q *resolveQueue) parkPDU(in *Face, dst pdu.Name, p []byte, remoteOnly bool
 		}
 		q.dropNeg(dst)
 	}
-	if q.total >= cfg.MaxWaiting {
+	o := q.owner(in.share)
+	if q.total >= cfg.MaxWaiting && !q.evictFor(o) {
+		q.tidy(o)
 		q.mu.Unlock()
+		q.r.met.quota(quotaResolveFull)
 		q.r.drop(in, dropQueueFull)
 		return true
 	}
-	o := q.owner(in.share)
 	if cfg.MaxWaitingPerIdentity > 0 && o.parked >= cfg.MaxWaitingPerIdentity {
 		q.tidy(o)
 		q.mu.Unlock()
@@ -205,6 +207,68 @@ func (q *resolveQueue) parkPDU(in *Face, dst pdu.Name, p []byte, remoteOnly bool
 	o.parked++
 	q.mu.Unlock()
 	return true
+}
+
+// evictFor makes room in the full queue for one PDU of o (q.mu held): when
+// o holds fewer than the largest holder less one, that holder's newest PDU
+// parked on a name it asked for is dropped (counted resolve_evicted), so a
+// few identities at their max_waiting_per_identity — or the many
+// identities of one domain — cannot fill max_waiting and shut everyone
+// else's first contact out: max-min fair, as the capsule server's request
+// queue. It reports whether room was made. O(identities with PDUs parked).
+func (q *resolveQueue) evictFor(o *resOwner) bool {
+	var big *resOwner
+	for _, c := range q.owners {
+		if big == nil || c.parked > big.parked {
+			big = c
+		}
+	}
+	if big == nil || big == o || o.parked >= big.parked-1 {
+		return false
+	}
+	for i := len(big.names) - 1; i >= 0; i-- {
+		dst := big.names[i]
+		wl := q.wait[dst]
+		if wl == nil {
+			continue
+		}
+		for j := len(wl.pdus) - 1; j >= 0; j-- {
+			pk := wl.pdus[j]
+			if pk.in.share != big.key {
+				continue
+			}
+			wl.pdus = append(wl.pdus[:j], wl.pdus[j+1:]...)
+			q.total--
+			big.parked--
+			if len(wl.pdus) == 0 {
+				delete(q.wait, dst)
+				big.names = append(big.names[:i], big.names[i+1:]...)
+				if len(big.names) == 0 && big.inRing {
+					q.leaveRing(big)
+				}
+			}
+			q.r.met.quota(quotaResolveEvicted)
+			q.r.drop(pk.in, dropQueueFull)
+			return true
+		}
+	}
+	return false
+}
+
+// leaveRing takes o, which has no names left to look up, out of the round
+// robin (q.mu held).
+func (q *resolveQueue) leaveRing(o *resOwner) {
+	for i, c := range q.ring {
+		if c == o {
+			q.ring = append(q.ring[:i], q.ring[i+1:]...)
+			if i < q.next {
+				q.next--
+			}
+			break
+		}
+	}
+	o.inRing = false
+	q.tidy(o)
 }
 
 func (q *resolveQueue) waiting() int {

@@ -1,0 +1,115 @@
+package router
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// TestResolveQueueEvictsLargest (Session 13): with the lookup queue full
+// (max_waiting 7: identity A 4 PDUs, B 3), B's next PDU is refused (it
+// holds the largest less one), C's first takes the place of A's newest
+// (A's fourth name is gone, its three older ones stay), and A's own next
+// one is refused.
+func TestResolveQueueEvictsLargest(t *testing.T) {
+	r := &Router{}
+	r.cfg.Resolver.MaxWaiting = 7
+	r.cfg.Resolver.MaxWaitingPerIdentity = 100
+	r.cfg.Resolver.MaxWaitingPerName = 64
+	r.met = newMetrics(prometheus.NewRegistry(), r)
+	q := newResolveQueue(r)
+	face := func() *Face { return &Face{share: &idShare{}} }
+	a, b, c := face(), face(), face()
+	n := byte(0)
+	park := func(f *Face) pdu.Name {
+		n++
+		dst := pdu.Name{n}
+		q.park(f, dst, []byte{n})
+		return dst
+	}
+	parked := func(f *Face) int {
+		if o := q.owners[f.share]; o != nil {
+			return o.parked
+		}
+		return 0
+	}
+	var aNames []pdu.Name
+	for range 4 {
+		aNames = append(aNames, park(a))
+	}
+	for range 3 {
+		park(b)
+	}
+	if q.total != 7 {
+		t.Fatalf("total %d, want 7", q.total)
+	}
+	park(b)
+	if parked(a) != 4 || parked(b) != 3 {
+		t.Fatalf("B at the largest less one evicted: A %d, B %d", parked(a), parked(b))
+	}
+	park(c)
+	if parked(a) != 3 || parked(c) != 1 || q.total != 7 {
+		t.Fatalf("C's first PDU: A %d, C %d, total %d; want 3, 1, 7", parked(a), parked(c), q.total)
+	}
+	if q.wait[aNames[3]] != nil {
+		t.Fatal("A's newest PDU kept")
+	}
+	for _, dst := range aNames[:3] {
+		if q.wait[dst] == nil {
+			t.Fatalf("A's older PDU to %x dropped", dst[:1])
+		}
+	}
+	if got := len(q.owners[a.share].names); got != 3 {
+		t.Fatalf("A has %d names to look up, want 3", got)
+	}
+	park(a)
+	if parked(a) != 3 || a.drops.Load() != 2 {
+		t.Fatalf("the largest holder's own next PDU: A %d parked, %d dropped; want 3, 2", parked(a), a.drops.Load())
+	}
+	value := func(c prometheus.Counter) float64 {
+		var m dto.Metric
+		if err := c.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	if e, f := value(r.met.quotas[quotaResolveEvicted]), value(r.met.quotas[quotaResolveFull]); e != 1 || f != 2 {
+		t.Fatalf("counted %v resolve_evicted, %v resolve_full; want 1, 2", e, f)
+	}
+}
+
+// TestResolveQueueEvictionLeavesRing: an identity whose last own name loses
+// its last PDU leaves the round robin (its PDUs on another identity's name
+// stay parked), and the workers are handed only the names left.
+func TestResolveQueueEvictionLeavesRing(t *testing.T) {
+	r := &Router{}
+	r.cfg.Resolver.MaxWaiting = 4
+	r.cfg.Resolver.MaxWaitingPerIdentity = 100
+	r.cfg.Resolver.MaxWaitingPerName = 64
+	r.met = newMetrics(prometheus.NewRegistry(), r)
+	q := newResolveQueue(r)
+	a, b, c := &Face{share: &idShare{}}, &Face{share: &idShare{}}, &Face{share: &idShare{}}
+	z, w, v := pdu.Name{'z'}, pdu.Name{'w'}, pdu.Name{'v'}
+	q.park(b, z, []byte{1})
+	q.park(a, z, []byte{2})
+	q.park(a, z, []byte{3})
+	q.park(a, w, []byte{4}) // A's only name of its own
+	q.park(c, v, []byte{5}) // full: takes A's PDU to w
+	if q.wait[w] != nil || len(q.wait[z].pdus) != 3 || q.owners[a.share].parked != 2 {
+		t.Fatalf("after the eviction: w %v, %d PDUs on z, A %d parked", q.wait[w] != nil, len(q.wait[z].pdus), q.owners[a.share].parked)
+	}
+	var got []pdu.Name
+	for {
+		dst, ok := q.nextName()
+		if !ok {
+			break
+		}
+		got = append(got, dst)
+	}
+	if len(got) != 2 || got[0] != z || got[1] != v {
+		t.Fatalf("names handed to the workers: %v, want z then v", got)
+	}
+}
