@@ -129,6 +129,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("capsuled: metrics: %w", err)
 	}
+	// Requests dropped before the per-requester queue sees them: the
+	// endpoint's inbox is one for every source (SECURITY.md §3).
+	inbox := deps.Client
+	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "inbox_dropped_total",
+		Help: "PDUs dropped before the request queue because the server's endpoint inbox (client.Options.InboxSize) was full: one inbox for every source, bounded only by the routers' per-face rate."},
+		func() float64 { return float64(inbox.Dropped.Load()) })); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("capsuled: metrics: %w", err)
+	}
 	s := &Server{
 		cfg: cfg, id: deps.Identity, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),
 		logLim: logging.NewLimiter(0, 0, clock.Now),
