@@ -213,9 +213,14 @@ type sender struct {
 	kinds                                                    [6]atomic.Int64
 	round                                                    atomic.Int64
 	final                                                    atomic.Bool
-	stageBusy                                                [4]atomic.Int64 // scan, dedup, compress, send (ns)
-	stageIn, stageOut                                        [4]atomic.Int64
-	stageFirst, stageLast                                    [4]atomic.Int64 // ns since start (+1 in first: 0 = never)
+	// goSent: the go was written (or its write tried) after the
+	// destination committed — it may run its copy now, so the source VM
+	// is never resumed from here on (two running copies are worse than
+	// two paused ones).
+	goSent                atomic.Bool
+	stageBusy             [4]atomic.Int64 // scan, dedup, compress, send (ns)
+	stageIn, stageOut     [4]atomic.Int64
+	stageFirst, stageLast [4]atomic.Int64 // ns since start (+1 in first: 0 = never)
 
 	results chan result
 	ackErr  chan error
@@ -226,7 +231,10 @@ type sender struct {
 }
 
 // Send hands h over conn to a receiver and returns the report. On any
-// failure after the VM was stopped, the VM is resumed before Send returns.
+// failure after the VM was stopped and before the destination was told to
+// run its copy (ctx ended included: an interrupted sender), the VM is
+// resumed before Send returns and the error says so; once the go was sent
+// it never is.
 func Send(ctx context.Context, conn io.ReadWriter, h *Handoff, cfg SendConfig) (*Report, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
@@ -253,12 +261,13 @@ func Send(ctx context.Context, conn io.ReadWriter, h *Handoff, cfg SendConfig) (
 			im.baseF.Close()
 		}
 	}
-	if err != nil && h.VM != nil && s.final.Load() {
+	if err != nil && h.VM != nil && s.final.Load() && !s.goSent.Load() {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if rerr := h.VM.Resume(rctx); rerr != nil {
-			err = fmt.Errorf("%w (and resuming the source VM failed: %v)", err, rerr)
+			err = fmt.Errorf("%w (and resuming the source VM failed: %v; resume it with QMP cont)", err, rerr)
 		} else {
 			s.log.Warn("handoff failed after the stop; source VM resumed", zap.String("name", h.ID), zap.Error(err))
+			err = fmt.Errorf("%w; %w", err, ErrSourceResumed)
 		}
 		rcancel()
 	}
@@ -635,8 +644,15 @@ rounds:
 		rep.Dest = r.Dir
 		// The source VM stays stopped from here on; only now may the
 		// destination run its copy (never two running copies).
-		if err := writeFrame(s.bw, frameGo, nil); err == nil {
-			s.bw.Flush()
+		s.goSent.Store(true)
+		err := writeFrame(s.bw, frameGo, nil)
+		if err == nil {
+			err = s.bw.Flush()
+		}
+		if err != nil && h.VM != nil {
+			// The go may or may not have arrived: neither copy is
+			// resumed here, the operator decides.
+			return nil, fmt.Errorf("the destination committed %s but the go to run it may not have arrived (%w): the source VM stays paused; if the agent logged \"not resumed\", resume the source with QMP cont", h.ID, err)
 		}
 	case err := <-s.ackErr:
 		return nil, fmt.Errorf("waiting for the destination's verdict: %w", err)

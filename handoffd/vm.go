@@ -1,6 +1,9 @@
 package handoffd
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // VMMeta is what the destination needs, beside the images and the device
 // state, to start the same VM: the machine shape and the boot files, the
@@ -27,3 +30,9 @@ type VM interface {
 	Stop(ctx context.Context) (state []byte, err error)
 	Resume(ctx context.Context) error
 }
+
+// ErrSourceResumed is wrapped in Send's error when the handoff failed (or
+// was interrupted) after the source VM was stopped and before the
+// destination was told to run its copy: the source VM runs again, and the
+// handoff can be sent again under the same id.
+var ErrSourceResumed = errors.New("the source VM runs again (the destination was never told to run its copy)")

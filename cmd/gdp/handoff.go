@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -232,13 +233,40 @@ func (o *handoffSendOpts) run(cmd *cobra.Command, cacheDir string) error {
 	if len(h.Images) == 0 {
 		return fmt.Errorf("nothing to send: give --disk/--disk-base and/or --memory/--memory-base")
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+	ctx, stop := interruptContext(cmd.Context())
 	defer stop()
 	rep, err := o.transfer(ctx, cmd, cache, h)
 	if err != nil {
 		return err
 	}
 	return writeHandoffReport(cmd, rep, o.report, o.plot, o.json)
+}
+
+// errInterrupted is the cause of a send's context ended by a signal.
+var errInterrupted = errors.New("interrupted")
+
+// interruptContext ends with SIGINT, SIGTERM or SIGHUP, its cause naming
+// the signal. The signals stay caught until stop: a second Ctrl-C, or the
+// SIGTERM of a service manager's stop, cannot end the process while it
+// resumes the source VM a handoff stopped (handoffd.Send does that when
+// its context ends before the destination was told to run its copy).
+func interruptContext(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			cancel(fmt.Errorf("%w by %v", errInterrupted, sig))
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
 }
 
 // checkID refuses a --id the destination would refuse, before anything
@@ -312,6 +340,9 @@ func (o *handoffSendOpts) transfer(ctx context.Context, cmd *cobra.Command, cach
 	cfg := handoffd.SendConfig{Cache: cache, Mode: o.mode, Logger: zap.NewNop(), Progress: bar.update}
 	rep, err := handoffd.Send(ctx, st, h, cfg)
 	bar.finish(err)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, errInterrupted) {
+		err = fmt.Errorf("%w: %w", cause, err)
+	}
 	if err != nil {
 		// One line: which handoff, what went wrong, what to do. A handoff
 		// that failed left nothing at the destination (its partial

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -44,8 +43,9 @@ While the VM runs, pre-copy rounds send the RAM file's and the overlay's
 changed blocks; then the VM is stopped, its device state taken and the last
 round sent. When the destination agent (gdp handoffd with resume: true and
 this sender in senders:) has verified and committed everything, the source VM
-stays paused (--quit-source ends it); if anything fails after the stop, it
-runs on and the handoff can be retried. Progress, summary, --report, --plot
+stays paused (--quit-source ends it); if anything fails after the stop — an
+interruption (SIGINT, SIGTERM, SIGHUP) included — before the destination was
+told to run its copy, it runs on and the handoff can be retried (--id). Progress, summary, --report, --plot
 and --json as for gdp handoff send.`,
 		Example: `  gdp handoff vm send --qmp /run/vm1/qmp.sock --memory-base 77b0e4d2 \
       --disk-overlay vm1.qcow2 --disk-base 3f2a9c1e --kernel-base 1b2c3d4e --initrd-base 5f6a7b8c \
@@ -120,7 +120,10 @@ func (o *handoffVMOpts) run(cmd *cobra.Command, cacheDir string) error {
 	if stateDir == "" {
 		stateDir = work
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+	// SIGINT, SIGTERM and SIGHUP end the send; if that comes after the VM
+	// was stopped and before the destination was told to run its copy,
+	// the VM is resumed before the process exits (handoffd.Send).
+	ctx, stop := interruptContext(cmd.Context())
 	defer stop()
 	q, err := handoffd.AttachQEMU(ctx, o.qmp, stateDir, nil)
 	if err != nil {

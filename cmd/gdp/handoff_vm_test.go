@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,10 +167,18 @@ func TestHandoffVMSendCLI(t *testing.T) {
 	if st, err := qa.Status(); err != nil || st != "running" {
 		t.Fatalf("source VM after a refused send: %q, %v; want running", st, err)
 	}
-	out := e.mustGDP("handoff", "vm", "send", "--cache", cacheA, "--qmp", opSock, "--memory-base", memID[:12],
+	sendArgs := []string{"handoff", "vm", "send", "--cache", cacheA, "--qmp", opSock, "--memory-base", memID[:12],
 		"--disk-overlay", overlay, "--disk-base", diskID, "--kernel-base", kernelID, "--initrd-base", initrdID, "--append", appendLine,
 		"--to", names["handoffd"], "--router", listen, "--admin", admin, "--identity", "operator", "--member", "operator.member",
-		"--domain", "acme.meta", "--json", "--progress", "never")
+		"--domain", "acme.meta", "--json", "--progress", "never", "--id", "vm1"}
+
+	// vm send stopped by the operator's service manager (SIGTERM) once it
+	// paused the VM, before the destination committed: the source VM runs
+	// on, the destination keeps nothing, one line says so and how to
+	// retry, and the retry under the same --id (below) hands it off.
+	interruptedSend(t, e, qa, d, recv, append(sendArgs[:len(sendArgs):len(sendArgs)], "--link-mbit", "4"))
+
+	out := e.mustGDP(sendArgs...)
 	var rep handoffd.Report
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rep); err != nil {
 		t.Fatalf("report: %v\n%s", err, out)
@@ -185,6 +194,66 @@ func TestHandoffVMSendCLI(t *testing.T) {
 	waitUntil(t, "the counter to carry on at the destination", 90*time.Second, func() bool { return lastTickIn(serialB) > tickA+2 })
 	t.Logf("handoff: %d rounds, %d changed, %d on the wire, state %d, total %.2fs, downtime %.2fs; counter A %d -> B %d",
 		len(rep.Rounds), rep.ChangedBytes, rep.WireBytes, rep.StateBytes, rep.TotalSec, rep.DowntimeSec, tickA, lastTickIn(serialB))
+}
+
+// interruptedSend runs `gdp handoff vm send` (args, --id vm1), SIGTERMs it
+// the moment the source VM (qa) pauses for the final round and checks that
+// the sender resumed it before exiting: its counter carries on, the agent
+// d neither committed vm1 nor started a VM, and the sender's one line says
+// the VM runs again and to send again with --id vm1.
+func interruptedSend(t *testing.T, e *opsEnv, qa *handoffd.QEMU, d *opsDaemon, recv string, args []string) {
+	t.Helper()
+	s := e.start("vm-send-interrupted", args...)
+	var paused time.Time
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(2 * time.Millisecond) {
+		if st, err := qa.Status(); err == nil && st != "running" {
+			paused = time.Now()
+			break
+		}
+		if !s.running() || time.Now().After(deadline) {
+			t.Fatalf("the send ended (%v) or 3 min passed before the source VM paused", s.err)
+		}
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("vm send did not exit within 30 s of SIGTERM")
+	}
+	t.Logf("SIGTERM %s after the pause; exit %v", time.Since(paused).Round(time.Millisecond), s.err)
+	if _, err := os.Stat(filepath.Join(recv, "vm1")); err == nil {
+		t.Fatal("the destination committed vm1: the SIGTERM came too late to test the interrupted send (slow machine?)")
+	}
+	if s.err == nil {
+		t.Fatal("vm send exited 0 after SIGTERM")
+	}
+	if st, err := qa.Status(); err != nil || st != "running" {
+		t.Fatalf("source VM after vm send was stopped by SIGTERM: %q, %v; want running", st, err)
+	}
+	tick := lastTickIn(qa.SerialLog)
+	waitUntil(t, "the source VM's counter to carry on", 60*time.Second, func() bool { return lastTickIn(qa.SerialLog) > tick+1 })
+	n := 0
+	s.mu.Lock()
+	for _, l := range s.lines {
+		if strings.Contains(l, "gdp: handoff vm1: interrupted by terminated") && strings.Contains(l, "the source VM runs again") &&
+			strings.Contains(l, "send again with --id vm1") {
+			n++
+		}
+	}
+	s.mu.Unlock()
+	if n != 1 {
+		t.Errorf("vm send's lines saying it was interrupted, the VM runs again and how to retry: %d, want 1", n)
+	}
+	d.waitLog(`"handoff failed; nothing kept"`, "vm1")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, l := range d.lines {
+		if strings.Contains(l, "vm1") && (strings.Contains(l, `"handoff committed"`) || strings.Contains(l, "resumed")) {
+			t.Errorf("the agent committed or resumed the interrupted handoff: %s", l)
+		}
+	}
 }
 
 // waitUntil polls cond for up to d (a guest under TCG on a loaded machine
