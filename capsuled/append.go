@@ -87,7 +87,8 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 	if err != nil {
 		return fail(m, err)
 	}
-	if p := s.places.get(c); p != nil {
+	p := s.places.get(c)
+	if p != nil {
 		if used, over := s.storageUsed(p); over {
 			s.met.storageRefused.WithLabelValues("append").Inc()
 			s.logLim.Warn(s.log, refuseStorage+" "+p.creator.String(), "append refused: the requester that placed the capsule holds its share of this server's storage (max_bytes_per_requester)",
@@ -138,6 +139,13 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 		return resp
 	}
 	s.met.appended.Add(float64(len(recs)))
+	// Counted against the creator's share as it stands (a retry is counted
+	// again until the next sum from the store corrects it).
+	var n uint64
+	for _, b := range m.Records {
+		n += uint64(len(b))
+	}
+	s.storageAdded(p, n)
 	s.sync.fed(c, time.Now())
 	s.watch.changed(c)
 	resp := m.Reply(wire.StatusOK)

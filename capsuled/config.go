@@ -186,9 +186,10 @@ type PlacementPolicy struct {
 	// writer's APPEND to any of them is answered 503 and anti-entropy does
 	// not pull them (gdp_capsuled_storage_refused_total{op}), so one
 	// member's writers cannot fill the disk that min_free_bytes then
-	// closes to every member. Checked before each write, so one batch (or
-	// one anti-entropy pull) may pass it. Default 64 GiB; negative: no
-	// bound.
+	// closes to every member. Checked before each write, against a sum
+	// taken from the store at most once a second plus the creator's own
+	// APPENDs since, so one batch, or what anti-entropy pulls within that
+	// second, may pass it. Default 64 GiB; negative: no bound.
 	MaxBytesPerRequester int64
 	// MaxReplicas bounds a capsule's replica set. Default 7; at most 16.
 	MaxReplicas int

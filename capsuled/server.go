@@ -79,7 +79,9 @@ type Server struct {
 	// a client's re-sent copy of one that waits for its location record
 	// is dropped instead of taking another worker (the answer to the
 	// first copy answers it).
-	creating sync.Map  // createKey -> struct{}
+	creating sync.Map // createKey -> struct{}
+	// storage caches each creator's bytes stored (storage.go).
+	storage  storageSums
 	repl     replState // peers' heads as last learnt (Status)
 	draining atomic.Bool
 	inflight sync.WaitGroup
