@@ -1,6 +1,7 @@
 package capsuled
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -735,4 +736,238 @@ func peerSource(t *testing.T, sw *syncWorld, name pdu.Name, segs []store.Segment
 		t.Fatal(err)
 	}
 	return &Server{name: name, st: st, places: places, met: newMetrics(prometheus.NewRegistry()), cfg: Config{SyncAnswersPerPeer: 64}}
+}
+
+// TestPullEndsOnItsAnswers: a pull of plain SYNCs (sync_window 1: one
+// answer at a time, the next asked while the last is stored) acts on what
+// storing each answer came to. s holds the first 6 entries of a line
+// (common 1..3 then writer a's 4..6, or nothing), p a long line of batches
+// of three 15 KB records (one batch an answer): common 1..3, then writer
+// b's 4..6, 7..9, 10..12; m votes with READs. An answer whose segment
+// does not verify ends the pull (the SYNC under way is the last asked, the
+// error shown); an answer that shows s's line the majority's ends it
+// without an error, p asked nothing more; an answer that made s adopt
+// p's line (the majority's) has the pull go on from s's new head to p's
+// 12 in the same round. A peer answering More with no segments, or with a
+// first segment that does not decode, ends the pull after one SYNC (no
+// loop, no crash). With sync_window 4 the answer that does not verify, and
+// the one that shows s's line the majority's, end the window and the pull
+// the same way. Mutants: sync.go pullFrom :342 skip-if (the stored
+// answer's result never looked at), :345 skip-if and both operands (an
+// error, and the majority's line, ignored: the pull goes on asking), :348
+// skip-if (after an adoption, the answer asked before it stored: a gap),
+// :356 skip-if (an empty answer with More: SYNCs without end), :364
+// boundary (no segment decoded: index -1, a crash), :397 skip-case and
+// both operands (an error or the majority's line after a window ignored:
+// the pull asks again from the head, the same answers, without end),
+// :404 and :406 skip-if (the last answer's result never looked at: asked
+// again, without end), :406 drop-or-right (a SYNC more after the last
+// answer). (:406 drop-or-left is the same test: a result that is done or
+// an error is never reconciled.)
+func TestPullEndsOnItsAnswers(t *testing.T) {
+	type pullCase struct {
+		how    string
+		window int
+	}
+	var cases []pullCase
+	for _, how := range []string{"a segment that does not verify", "s's line the majority's", "p's line the majority's", "more, no segments", "undecodable first segment"} {
+		cases = append(cases, pullCase{how, 1})
+	}
+	cases = append(cases, pullCase{"a segment that does not verify", 4}, pullCase{"s's line the majority's", 4})
+	for _, tc := range cases {
+		how := tc.how
+		t.Run(fmt.Sprintf("%s, window %d", how, tc.window), func(t *testing.T) {
+			sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: 300 * time.Millisecond, PublishWait: 200 * time.Millisecond, SyncWindow: tc.window})
+			batch := func(w *capsule.Writer, tag byte) store.Segment {
+				for i := range 3 {
+					data := make([]byte, 15000)
+					data[0], data[1] = tag, byte(i)
+					w.Append(data)
+				}
+				recs, hb := w.Flush()
+				return store.Segment{Records: recs, Heartbeat: hb}
+			}
+			wa := capsule.NewWriter(sw.c, sw.writer.Key)
+			common := batch(wa, 'c')
+			wb := capsule.RestartWriter(sw.c, sw.writer.Key, wa.Head())
+			a := batch(wa, 'a')
+			pLine := []store.Segment{common, batch(wb, 'b'), batch(wb, 'b'), batch(wb, 'b')}
+			src := peerSource(t, sw, sw.p.Name, pLine)
+			var pRecs, mRecs []capsule.Record
+			for _, seg := range pLine {
+				pRecs = append(pRecs, seg.Records...)
+			}
+			mRecs = pRecs
+			sLine := []store.Segment{common, a}
+			switch how {
+			case "a segment that does not verify", "more, no segments", "undecodable first segment":
+				sLine = nil
+			case "s's line the majority's":
+				mRecs = slices.Concat(common.Records, a.Records)
+			}
+			waitFor(t, 20*time.Second, "the start-up sync to end", func() bool {
+				sw.s.sync.mu.Lock()
+				defer sw.s.sync.mu.Unlock()
+				return !sw.s.sync.running[sw.c]
+			})
+			if len(sLine) > 0 {
+				if _, err := sw.s.st.AppendSegments(context.Background(), sw.c, sLine); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var syncs atomic.Int64
+			sw.net.set(func(h pdu.Header, m *wire.Message) []peerAnswer {
+				resp := m.Reply(wire.StatusOK)
+				switch {
+				case m.Op == wire.OpSync && h.Dst == sw.p.Name:
+					if syncs.Add(1) > 20 {
+						return nil // enough: a pull that does not stop ends on silence
+					}
+					resp = src.handleSync(request{from: h.Src, dst: h.Dst, msg: m})
+					switch {
+					case how == "a segment that does not verify" && m.From == 1:
+						hb := bytes.Clone(resp.Segments[0].Heartbeat)
+						hb[len(hb)-1] ^= 1 // its signature
+						resp.Segments[0].Heartbeat = hb
+					case how == "more, no segments":
+						resp.Segments, resp.More = nil, true
+					case how == "undecodable first segment":
+						resp.Segments[0].Heartbeat = []byte{0xa1, 1, 2}
+					}
+				case m.Op == wire.OpSync:
+					// m: nothing beyond what s holds (head 0: no claim).
+				case m.Op == wire.OpRead:
+					recs := pRecs
+					if h.Dst == sw.m.Name {
+						recs = mRecs
+					}
+					if m.From >= 1 && m.From <= uint64(len(recs)) {
+						resp.Records = [][]byte{recs[m.From-1].Marshal()}
+					}
+				default:
+					return nil
+				}
+				return []peerAnswer{{from: h.Dst, msg: resp}}
+			}, nil)
+			syncRound(t, sw)
+			h, err := sw.s.st.Head(sw.c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := peerStatus(t, sw, sw.p.Name)
+			switch how {
+			case "a segment that does not verify":
+				// Window 1: the bad answer's SYNC and the one under way;
+				// window 4: the bad answer's and the window's 3 ranges.
+				if want := int64(1 + min(tc.window, 3)); h.Seqno != 0 || syncs.Load() != want || p.Error == "" {
+					t.Fatalf("s's head %d after %d SYNCs to p, p's error %q; want nothing stored, %d SYNCs, the error shown", h.Seqno, syncs.Load(), p.Error, want)
+				}
+			case "s's line the majority's":
+				if h.Seqno != 6 || !h.Heartbeat.Equal(a.Heartbeat) || syncs.Load() != 2 || p.Error != "" {
+					t.Fatalf("s's head %d after %d SYNCs to p, p's error %q; want a's 6 kept, 2 SYNCs, no error (p adopts s's line)", h.Seqno, syncs.Load(), p.Error)
+				}
+			case "p's line the majority's":
+				// SYNCs from 7 (diverged) and 10 (under way, dropped),
+				// reconcile's from 4, then from 7 and 10 again: the last
+				// answer has nothing more, and the pull ends on it.
+				if h.Seqno != 12 || !h.Heartbeat.Equal(pLine[3].Heartbeat) || p.Error != "" || syncs.Load() != 5 {
+					t.Fatalf("s's head %d after one round and %d SYNCs to p, p's error %q; want p's 12 after 5 SYNCs, no error", h.Seqno, syncs.Load(), p.Error)
+				}
+			default:
+				if h.Seqno != 0 || syncs.Load() != 1 {
+					t.Fatalf("s's head %d after %d SYNCs to p; want nothing stored, one SYNC", h.Seqno, syncs.Load())
+				}
+			}
+			if evs, err := sw.s.st.Evidence(sw.c); err != nil || len(evs) != 0 {
+				t.Fatalf("%d pieces of fork evidence stored (%v)", len(evs), err)
+			}
+		})
+	}
+}
+
+// TestPullOnePeerStreams: s, empty, catches up from p and m, which both
+// hold 12 entries (four batches of three 15 KB records, one an answer),
+// with plain SYNCs (sync_window 1). p's first answer comes first and p
+// streams the rest; m's first answer (the same batch) comes once p has
+// asked for its second, and p's later answers once m's is in: m waits for
+// p's stream, then asks from s's new head, and sends nothing more. Every
+// record crosses the network once, but for the one answer each peer gives
+// before it knows another is streaming (15 records in all, not 24). When
+// m's answer does not verify, its pull ends with that error after the
+// wait (shown for m) while p's stream goes on. Mutants: sync.go pullFrom
+// :377 skip-if (every peer streams the whole catch-up), :382 skip-if and
+// drop-or-right (the waiting peer's bad answer forgotten during the wait).
+// (:382 drop-or-left, a waiting peer's answer that showed s's line the
+// majority's, lives: after the wait the pull asks from s's head, the
+// same line again, and ends there.)
+func TestPullOnePeerStreams(t *testing.T) {
+	for _, how := range []string{"honest", "m's answer does not verify"} {
+		t.Run(how, func(t *testing.T) {
+			sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond, SyncWindow: 1})
+			w := capsule.NewWriter(sw.c, sw.writer.Key)
+			var line []store.Segment
+			for range 4 {
+				for i := range 3 {
+					data := make([]byte, 15000)
+					data[0] = byte(i)
+					w.Append(data)
+				}
+				recs, hb := w.Flush()
+				line = append(line, store.Segment{Records: recs, Heartbeat: hb})
+			}
+			srcs := map[pdu.Name]*Server{sw.p.Name: peerSource(t, sw, sw.p.Name, line), sw.m.Name: peerSource(t, sw, sw.m.Name, line)}
+			waitFor(t, 20*time.Second, "the start-up sync to end", func() bool {
+				sw.s.sync.mu.Lock()
+				defer sw.s.sync.mu.Unlock()
+				return !sw.s.sync.running[sw.c]
+			})
+			pAsked, mIn := make(chan struct{}), make(chan struct{}) // p asked for its second answer; m's first answer delivered
+			var pSyncs, mSyncs, sent atomic.Int64
+			sw.net.set(func(h pdu.Header, m *wire.Message) []peerAnswer {
+				src := srcs[h.Dst]
+				if m.Op != wire.OpSync || src == nil {
+					return nil
+				}
+				resp := src.handleSync(request{from: h.Src, dst: h.Dst, msg: m})
+				for _, seg := range resp.Segments {
+					sent.Add(int64(len(seg.Records)))
+				}
+				a := peerAnswer{from: h.Dst, msg: resp}
+				switch {
+				case h.Dst == sw.p.Name && pSyncs.Add(1) == 2:
+					close(pAsked)
+					a.after, a.delay = mIn, 150*time.Millisecond
+				case h.Dst == sw.p.Name:
+				case mSyncs.Add(1) == 1:
+					if how == "m's answer does not verify" {
+						hb := bytes.Clone(resp.Segments[0].Heartbeat)
+						hb[len(hb)-1] ^= 1 // its signature
+						resp.Segments[0].Heartbeat = hb
+					}
+					go func() {
+						<-pAsked
+						b, _ := resp.Marshal()
+						out := pdu.Header{Type: pdu.TypeData, TTL: 32, Src: h.Dst, Dst: sw.net.self, Payload: b}
+						if pb, err := out.Marshal(); err == nil {
+							sw.net.c.HandlePDU(pb)
+						}
+						close(mIn)
+					}()
+					return nil
+				}
+				return []peerAnswer{a}
+			}, nil)
+			syncRound(t, sw)
+			if h, err := sw.s.st.Head(sw.c); err != nil || h.Seqno != 12 {
+				t.Fatalf("s's head %d (%v), want 12", h.Seqno, err)
+			}
+			if n := sent.Load(); n != 15 {
+				t.Fatalf("p and m sent %d records (p %d SYNCs, m %d) for a catch-up of 12, want 15: 12 from the peer streaming, 3 from the other's first answer", n, pSyncs.Load(), mSyncs.Load())
+			}
+			pe, me := peerStatus(t, sw, sw.p.Name).Error, peerStatus(t, sw, sw.m.Name).Error
+			if pe != "" || (me == "") != (how == "honest") {
+				t.Fatalf("errors shown: p %q, m %q", pe, me)
+			}
+		})
+	}
 }

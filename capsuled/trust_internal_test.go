@@ -44,6 +44,7 @@ type peerAnswer struct {
 	from  pdu.Name
 	msg   *wire.Message
 	delay time.Duration
+	after <-chan struct{} // when set, delivered once it is closed (then delay)
 }
 
 func (f *peerNet) Peer() pdu.Name        { return pdu.Name{0xee} }
@@ -94,6 +95,9 @@ func (f *peerNet) Send(p []byte) error {
 	}
 	for _, a := range serve(h, m) {
 		go func(a peerAnswer) {
+			if a.after != nil {
+				<-a.after
+			}
 			time.Sleep(a.delay)
 			b, err := a.msg.Marshal()
 			if err != nil {
