@@ -158,23 +158,25 @@ func (cc *CapsuleClient) loop(ctx context.Context) {
 			cc.Dropped.Add(1)
 			continue
 		}
-		srv := sw.server.Load()
-		if srv == nil {
-			// The server's first push can overtake its answer to the
-			// SUBSCRIBE (its push goroutine starts before the answer is
-			// sent). Dropping it would lose the records it carries until
-			// the next renewal, so it waits for the answer that names the
-			// server whose pushes count.
-			if len(sw.early) < maxEarlyPushes {
-				sw.early = append(sw.early, earlyPush{src: m.Src, msg: msg})
-			} else {
-				cc.Dropped.Add(1) // the subscriber sees the gap and resumes
-			}
-			continue
-		}
-		if *srv != m.Src {
-			// Pushes come only from the server that took the subscription.
+		switch {
+		case sw.acked(m.Src):
+		case !sw.asked.IsZero() && m.Src != sw.asked:
+			// Asked by name: only that server may push.
 			cc.Forged.Add(1)
+			continue
+		default:
+			// A push can overtake its server's answer to the SUBSCRIBE
+			// (the push goroutine starts before the answer is sent), and
+			// after a failover a renewal sent to the capsule's name may be
+			// taken by another replica. Dropping such a push would lose
+			// the records it carries until the next renewal, so it waits
+			// for the answer that names its server; one from a node that
+			// never answers is never delivered.
+			if len(sw.early) >= maxEarlyPushes {
+				sw.early = sw.early[1:]
+				cc.Forged.Add(1) // the oldest held push: its source never answered
+			}
+			sw.early = append(sw.early, earlyPush{src: m.Src, msg: msg})
 			continue
 		}
 		cc.queuePush(sw, msg)
@@ -190,50 +192,74 @@ func (cc *CapsuleClient) queuePush(sw *subWaiter, msg *wire.Message) {
 	}
 }
 
-// maxEarlyPushes bounds the pushes a subscription holds while it waits for
-// the answer to its SUBSCRIBE; beyond it they are dropped (counted) and the
-// subscriber resumes from the gap.
+// maxEarlyPushes bounds the pushes a subscription holds while they wait
+// for their server's answer to the SUBSCRIBE; beyond it the oldest is
+// dropped and counted as forged (its source never answered), and the
+// subscriber resumes from any gap that leaves.
 const maxEarlyPushes = 16
 
-// earlyPush is a push that arrived before the subscription's server was
-// known.
+// earlyPush is a push that arrived before its server's answer.
 type earlyPush struct {
 	src pdu.Name
 	msg *wire.Message
 }
 
-// subWaiter is a subscription's push queue and the server whose
-// acknowledgement of the SUBSCRIBE (id and source matched by Pending)
-// made it the one pushes are taken from.
+// subWaiter is a subscription's push queue and the servers whose
+// acknowledgement of the SUBSCRIBE (id and source matched by Pending) made
+// them ones pushes are taken from. The receive goroutine alone touches
+// servers and early.
 type subWaiter struct {
-	ch     chan *wire.Message
-	asked  pdu.Name // the server asked; zero when the capsule's name was
-	server atomic.Pointer[pdu.Name]
-	// early holds pushes that arrived before the answer to the SUBSCRIBE
-	// (the receive goroutine alone touches it).
+	ch    chan *wire.Message
+	asked pdu.Name // the server asked; zero when the capsule's name was
+	// servers acknowledged this subscription, oldest first (at most
+	// maxSubServers): a renewal sent to the capsule's name may be taken
+	// by another replica (a failover), and pushes from each that took it
+	// are verified like any other.
+	servers []pdu.Name
+	// early holds pushes that arrived before their server's answer.
 	early []earlyPush
 }
 
-// noteSubscribed records the server that acknowledged subscription id, in
+// maxSubServers bounds the servers one subscription takes pushes from.
+const maxSubServers = 4
+
+func (sw *subWaiter) acked(src pdu.Name) bool {
+	for _, s := range sw.servers {
+		if s == src {
+			return true
+		}
+	}
+	return false
+}
+
+// noteSubscribed records a server that acknowledged subscription id, in
 // the receive goroutine so that pushes right behind the answer are taken.
 // With a server asked by name only that server's answer counts.
 func (cc *CapsuleClient) noteSubscribed(from pdu.Name, id uint64) {
 	cc.mu.Lock()
 	sw := cc.subs[id]
 	cc.mu.Unlock()
-	if sw != nil && (sw.asked.IsZero() || sw.asked == from) {
-		sw.server.Store(&from)
-		// Pushes that overtook this answer: the acknowledging server's
-		// are delivered in the order they came, anyone else's refused.
-		for _, e := range sw.early {
-			if e.src == from {
-				cc.queuePush(sw, e.msg)
-			} else {
-				cc.Forged.Add(1)
-			}
-		}
-		sw.early = nil
+	if sw == nil || (!sw.asked.IsZero() && sw.asked != from) {
+		return
 	}
+	if !sw.acked(from) {
+		if len(sw.servers) >= maxSubServers {
+			sw.servers = sw.servers[1:]
+		}
+		sw.servers = append(sw.servers, from)
+	}
+	// Pushes from this server that overtook its answer are delivered in
+	// the order they came; others' wait for their own server's answer.
+	kept := sw.early[:0]
+	for _, e := range sw.early {
+		if e.src == from {
+			cc.queuePush(sw, e.msg)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	clear(sw.early[len(kept):])
+	sw.early = kept
 }
 
 // answerers are the nodes whose answer to a request sent to dst about

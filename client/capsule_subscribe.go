@@ -20,8 +20,9 @@ type Event struct {
 // Subscription follows a capsule: the server pushes new entries and
 // heartbeats as they become durable. Pushes are datagrams: when one is
 // lost the subscription notices the gap and resumes from the first missing
-// seqno; it renews its lease before it runs out. It needs no goroutine of
-// its own: Next does the work.
+// seqno, asking again (after the client's timeout, then doubling) until a
+// push brings it; it renews its lease before it runs out. It needs no
+// goroutine of its own: Next does the work.
 type Subscription struct {
 	r     *Reader
 	id    uint64
@@ -31,6 +32,14 @@ type Subscription struct {
 	lease time.Duration
 	renew time.Time
 	kick  chan struct{}
+	// A SUBSCRIBE sent to resume from resumeFrom (after a gap, a lost
+	// proof base or a Renew) that no push has answered yet: until resumeAt
+	// no other is sent for the same gap (several would only land on
+	// different replicas), then it is sent again with the wait doubled, up
+	// to the renewal interval. Zero resumeAt: nothing outstanding.
+	resumeFrom uint64
+	resumeAt   time.Time
+	resumeWait time.Duration
 }
 
 // Renew makes Next subscribe again from the next seqno at once instead of at
@@ -110,24 +119,37 @@ func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
 // never delivered twice, and none is skipped.
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	for {
-		// Drain answers to renewals.
-		for len(s.resp) > 0 {
-			<-s.resp
-		}
 		wait := time.Until(s.renew)
+		if !s.resumeAt.IsZero() {
+			wait = min(wait, time.Until(s.resumeAt))
+		}
 		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return Event{}, ctx.Err()
+		case a := <-s.resp:
+			t.Stop()
+			// An answer to a renewal: if the server holds nothing past
+			// what was delivered, no push is owed.
+			if a.Msg != nil && a.Msg.Status.Success() && a.Msg.Head < s.next {
+				s.resumeAt = time.Time{}
+			}
+			continue
 		case <-t.C:
-			if err := s.subscribe(ctx, false); err != nil {
+			var err error
+			if !s.resumeAt.IsZero() && !time.Now().Before(s.resumeAt) {
+				err = s.resume(ctx, true) // no push came: ask again
+			} else {
+				err = s.subscribe(ctx, false)
+			}
+			if err != nil {
 				return Event{}, err
 			}
 			continue
 		case <-s.kick:
 			t.Stop()
-			if err := s.subscribe(ctx, false); err != nil {
+			if err := s.resume(ctx, true); err != nil {
 				return Event{}, err
 			}
 			continue
@@ -137,7 +159,7 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			if errors.Is(err, errProofBase) {
 				// The server thinks we hold a heartbeat we dropped with a
 				// lost page: tell it what we hold and resume.
-				if err := s.subscribe(ctx, false); err != nil {
+				if err := s.resume(ctx, false); err != nil {
 					return Event{}, err
 				}
 				continue
@@ -149,7 +171,7 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 				first := entries[0].Seqno
 				if first > s.next {
 					// A push was lost: resume from the gap.
-					if err := s.subscribe(ctx, false); err != nil {
+					if err := s.resume(ctx, false); err != nil {
 						return Event{}, err
 					}
 					continue
@@ -160,10 +182,28 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 				}
 				entries = entries[skip:]
 				s.next = entries[len(entries)-1].Seqno + 1
+				s.resumeAt = time.Time{}
 			}
 			return Event{Entries: entries, Heartbeat: s.r.Heartbeat()}, nil
 		}
 	}
+}
+
+// resume subscribes again from the next seqno wanted, unless (without
+// force) a SUBSCRIBE from there is already outstanding and not yet due.
+func (s *Subscription) resume(ctx context.Context, force bool) error {
+	now := time.Now()
+	pending := !s.resumeAt.IsZero() && s.resumeFrom == s.next
+	if !force && pending && now.Before(s.resumeAt) {
+		return nil
+	}
+	if pending {
+		s.resumeWait = min(2*s.resumeWait, s.lease/3)
+	} else {
+		s.resumeWait = s.r.cc.opts.Timeout
+	}
+	s.resumeFrom, s.resumeAt = s.next, now.Add(s.resumeWait)
+	return s.subscribe(ctx, false)
 }
 
 // Close ends the subscription on the server (best effort) and here.

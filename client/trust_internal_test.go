@@ -511,14 +511,20 @@ func TestPushesOnlyFromTheSubscribedServer(t *testing.T) {
 	}
 }
 
-// TestPushBeforeSubscribeAnswer: the server's first push can overtake its
-// answer to the SUBSCRIBE (its push goroutine starts before the answer is
-// sent). The push, possibly carrying the records written since, is held
-// until the answer names the server and then delivered, not lost until the
-// next renewal; a push from another node held meanwhile is still refused.
+// TestPushBeforeSubscribeAnswer: a server's push can overtake its answer
+// to the SUBSCRIBE (its push goroutine starts before the answer is sent),
+// and after a failover a renewal sent to the capsule's name may be taken by
+// another replica whose push overtakes its answer the same way. Each such
+// push is held until its own server's answer and then delivered, not lost
+// until the next renewal (a subscription resumed 14.5 s after its gateway's
+// uplink router was killed: the second replica's push came first and was
+// refused, and the first replica's was refused after the second's answer).
+// A push from a node that never answers is never delivered; once more than
+// maxEarlyPushes wait, the oldest are dropped and counted as forged.
 func TestPushBeforeSubscribeAnswer(t *testing.T) {
 	tw := newTrustWorld(t)
-	h1, h2 := tw.servers[0].Name, tw.servers[1].Name
+	h1, h2, h3 := tw.servers[0].Name, tw.servers[1].Name, tw.servers[2].Name
+	var subs atomic.Int32
 	tw.net.serve = func(h pdu.Header, m *wire.Message) []answer {
 		if m.Op != wire.OpSubscribe {
 			return tw.honest(h, m)
@@ -526,8 +532,14 @@ func TestPushBeforeSubscribeAnswer(t *testing.T) {
 		ok := m.Reply(wire.StatusOK)
 		ok.From = 1
 		ev := &wire.Message{Op: wire.OpEvent, ID: m.ID, Capsule: tw.name[:], From: 1}
-		return []answer{{from: h1, msg: ev}, {from: h2, msg: ev, delay: 20 * time.Millisecond},
-			{from: h1, msg: ok, delay: 80 * time.Millisecond}}
+		if subs.Add(1) == 1 {
+			// The first SUBSCRIBE: h1 takes it, its push first; a push
+			// from h3, which never answers, in between.
+			return []answer{{from: h1, msg: ev}, {from: h3, msg: ev, delay: 20 * time.Millisecond},
+				{from: h1, msg: ok, delay: 80 * time.Millisecond}}
+		}
+		// The renewal after a failover: h2 takes it, its push first.
+		return []answer{{from: h2, msg: ev}, {from: h2, msg: ok, delay: 80 * time.Millisecond}}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -540,12 +552,92 @@ func TestPushBeforeSubscribeAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
+	waitQueued := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(sub.ch) < want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if n := len(sub.ch); n != want || tw.cc.Forged.Load() != 0 {
+			t.Fatalf("%d pushes queued (want %d), %d forged counted (want 0: h3's push is held, undelivered)", n, want, tw.cc.Forged.Load())
+		}
+	}
+	waitQueued(1) // h1's
+	if err := sub.subscribe(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	waitQueued(2) // and h2's, which came before h2's answer
+	// h3 never answers: its pushes wait, bounded, and are never delivered.
+	for range maxEarlyPushes {
+		b, err := (&wire.Message{Op: wire.OpEvent, ID: sub.id, Capsule: tw.name[:], From: 1}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pb, err := (&pdu.Header{Type: pdu.TypeData, TTL: 32, Src: h3, Dst: tw.net.self, Payload: b}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw.net.c.HandlePDU(pb)
+	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(sub.ch) < 1 && time.Now().Before(deadline) {
+	for tw.cc.Forged.Load() < 1 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if n := len(sub.ch); n != 1 || tw.cc.Forged.Load() != 1 {
-		t.Fatalf("%d pushes queued (want h1's early push), %d forged counted (want h2's)", n, tw.cc.Forged.Load())
+	if n, f := len(sub.ch), tw.cc.Forged.Load(); n != 2 || f != 1 {
+		t.Fatalf("after %d more pushes from h3: %d queued (want 2), %d forged (want 1: the oldest held)", maxEarlyPushes, n, f)
+	}
+}
+
+// TestResumeUntilAPushComes: a subscription that resumes (Renew after a
+// failover, or a gap) and hears an answer saying the server holds records
+// it has not delivered, but no push (lost on a path still converging), asks
+// again after the client's timeout, then at doubling intervals — not only
+// at the lease renewal 10 s later. An answer saying nothing is owed stops
+// the asking.
+func TestResumeUntilAPushComes(t *testing.T) {
+	for _, owed := range []bool{true, false} {
+		tw := newTrustWorld(t)
+		h1 := tw.servers[0].Name
+		var subs atomic.Int32
+		tw.net.serve = func(h pdu.Header, m *wire.Message) []answer {
+			if m.Op != wire.OpSubscribe {
+				return tw.honest(h, m)
+			}
+			subs.Add(1)
+			ok := m.Reply(wire.StatusOK)
+			ok.From = 1
+			if owed {
+				ok.Head = 10 // records 1–10 held, and their push lost
+			}
+			return []answer{{from: h1, msg: ok}}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		rd, err := tw.cc.NewReader(ctx, tw.name, ReaderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := rd.Subscribe(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nctx, ncancel := context.WithTimeout(ctx, 1600*time.Millisecond)
+		go func() { _, _ = sub.Next(nctx) }()
+		time.Sleep(20 * time.Millisecond)
+		sub.Renew()
+		<-nctx.Done()
+		ncancel()
+		time.Sleep(20 * time.Millisecond)
+		// The client's timeout is 200 ms: the Renew at ~0, asks again at
+		// ~0.2, ~0.6, ~1.4 s when owed; none after the Renew when not.
+		got := subs.Load() - 1 // the first SUBSCRIBE
+		if owed && (got < 3 || got > 5) {
+			t.Fatalf("owed records: %d SUBSCRIBEs in 1.6 s after the Renew, want 4 (the Renew, then at 0.2, 0.6, 1.4 s)", got)
+		}
+		if !owed && got != 1 {
+			t.Fatalf("nothing owed: %d SUBSCRIBEs in 1.6 s after the Renew, want 1 (the Renew alone)", got)
+		}
+		_ = sub.Close()
+		cancel()
 	}
 }
