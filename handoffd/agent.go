@@ -34,6 +34,11 @@ type AgentConfig struct {
 	Senders []string
 }
 
+// PeerLogBurst is how many "handoff receiving" and "handoff failed;
+// nothing kept" lines one sender may cause per
+// logging.DefaultLimitInterval (10 s).
+const PeerLogBurst = 4
+
 // Agent receives handoffs on a Listener and, for VMs, resumes them.
 type Agent struct {
 	Cache   *BaseCache
@@ -48,6 +53,10 @@ type Agent struct {
 	once    sync.Once
 	initErr error
 	logLim  *logging.Limiter // refused handoffs: one line per reason and peer an interval
+	// peerLim: the receiving and failed lines of admitted handoffs, a few
+	// per peer and interval (a sender that opens and drops handoffs in a
+	// loop); gdp_handoff_received_total{result} counts each.
+	peerLim *logging.Limiter
 	mu      sync.Mutex
 	active  int
 	perPeer map[string]int
@@ -97,6 +106,7 @@ func (a *Agent) init() error {
 		a.Logger = zap.NewNop()
 	}
 	a.logLim = logging.NewLimiter(0, 0, nil)
+	a.peerLim = logging.NewBurstLimiter(0, PeerLogBurst, 0, nil)
 	// Under mu: a Reload (SIGHUP) may come while Serve starts.
 	a.mu.Lock()
 	if a.Config.MaxConcurrent <= 0 {
@@ -183,13 +193,14 @@ func refuse(st Stream, reason string) {
 func (a *Agent) handle(ctx context.Context, st Stream, peer string) {
 	defer st.Close()
 	log := a.Logger.With(zap.String("peer", peer))
-	rec, err := Receive(ctx, st, ReceiveConfig{Cache: a.Cache, Dir: a.Dir, IdleTimeout: a.Config.IdleTimeout, Logger: log, Metrics: a.Metrics})
+	rec, err := Receive(ctx, st, ReceiveConfig{Cache: a.Cache, Dir: a.Dir, IdleTimeout: a.Config.IdleTimeout, Logger: log, Metrics: a.Metrics,
+		LogLimit: a.peerLim, LogKey: peer})
 	if err != nil {
 		fix := "none needed here (the partial result is removed); the sender sends again"
 		if errors.Is(err, ErrNoBase) {
 			fix = "add the base to this node's cache (gdp handoff base add), then the sender sends again"
 		}
-		log.Warn("handoff failed; nothing kept", zap.Error(err), zap.String("fix", fix))
+		a.peerLim.Warn(log, peer, "handoff failed; nothing kept", zap.Error(err), zap.String("fix", fix))
 		return
 	}
 	if rec.VM && !rec.Go {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/internal/logging"
 )
 
 // ReceiveConfig tunes the receiver. Cache and Dir are required.
@@ -29,6 +31,11 @@ type ReceiveConfig struct {
 	IdleTimeout time.Duration
 	Logger      *zap.Logger
 	Metrics     *Metrics // may be nil
+	// LogLimit, if set, bounds the "handoff receiving" line per LogKey
+	// (the agent's: a few per sender and interval, so a sender that
+	// opens and drops handoffs in a loop costs a few lines).
+	LogLimit *logging.Limiter
+	LogKey   string
 }
 
 // Received is a committed handoff.
@@ -187,7 +194,7 @@ func (r *receiver) run(ctx context.Context, conn io.ReadWriter) (*Received, erro
 	if err := r.bw.Flush(); err != nil {
 		return nil, fmt.Errorf("send ready: %w", err)
 	}
-	r.log.Info("handoff receiving", zap.String("name", h.ID), zap.Int("images", len(h.Images)), zap.Bool("vm", h.VM))
+	r.cfg.LogLimit.Info(r.log, r.cfg.LogKey, "handoff receiving", zap.String("name", h.ID), zap.Int("images", len(h.Images)), zap.Bool("vm", h.VM))
 	for {
 		typ, p, err := next()
 		if err != nil {

@@ -42,17 +42,17 @@ func (d dropReason) String() string { return dropReasonNames[d] }
 type quotaReason uint8
 
 const (
-	quotaNames         quotaReason = iota // an identity's local names (advertise.max_names_per_identity)
-	quotaTunnels                          // an identity's faces (face.max_per_identity)
-	quotaQueueBytes                       // bytes waiting on one face (face.queue_bytes)
-	quotaPublish                          // an identity's pending publish jobs (resolver.publish_per_identity)
-	quotaResolve                          // an identity's parked PDUs (resolver.max_waiting_per_identity)
-	quotaPublishWaits                     // an identity's ADVERTISEs waiting for their records (advertise.max_publish_waits_per_identity)
-	quotaDomainNames                      // another domain's local names, all its identities (advertise.max_names_per_domain)
-	quotaDomainTunnels                    // another domain's faces, all its identities (face.max_per_domain)
-	quotaDomainRate                       // another domain's names verified per second, all its identities (advertise.domain_rate)
-	quotaResolveFull                      // the PDUs parked for lookups in all (resolver.max_waiting), none evictable
-	quotaResolveEvicted                   // a largest holder's newest parked PDU dropped for another identity's
+	quotaNames          quotaReason = iota // an identity's local names (advertise.max_names_per_identity)
+	quotaTunnels                           // an identity's faces (face.max_per_identity)
+	quotaQueueBytes                        // bytes waiting on one face (face.queue_bytes)
+	quotaPublish                           // an identity's pending publish jobs (resolver.publish_per_identity)
+	quotaResolve                           // an identity's parked PDUs (resolver.max_waiting_per_identity)
+	quotaPublishWaits                      // an identity's ADVERTISEs waiting for their records (advertise.max_publish_waits_per_identity)
+	quotaDomainNames                       // another domain's local names, all its identities (advertise.max_names_per_domain)
+	quotaDomainTunnels                     // another domain's faces, all its identities (face.max_per_domain)
+	quotaDomainRate                        // another domain's names verified per second, all its identities (advertise.domain_rate)
+	quotaResolveFull                       // the PDUs parked for lookups in all (resolver.max_waiting), none evictable
+	quotaResolveEvicted                    // a largest holder's newest parked PDU dropped for another identity's
 	numQuotaReasons
 )
 
@@ -87,6 +87,9 @@ type metrics struct {
 	// the domain policy, and tunnels whose peer the tunnel never
 	// classified.
 	facesRefused *prometheus.CounterVec // reason: forbidden_domain, unclassified
+	// faceEvents counts every face attached and detached: their log lines
+	// are rate-limited per peer (a peer reconnecting in a loop).
+	faceEvents *prometheus.CounterVec // event: attached, detached
 	// negForgotten counts negative-cache entries dropped because a PDU
 	// from the name arrived (it is back; ask the resolver again).
 	negForgotten prometheus.Counter
@@ -125,6 +128,13 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	}, []string{"reason"})
 	for _, r := range []string{"forbidden_domain", "unclassified"} {
 		m.facesRefused.WithLabelValues(r)
+	}
+	m.faceEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gdp_router_face_events_total",
+		Help: "Faces attached and detached, by event; their log lines are rate-limited per peer, this counts each.",
+	}, []string{"event"})
+	for _, e := range []string{"attached", "detached"} {
+		m.faceEvents.WithLabelValues(e)
 	}
 	m.downstream = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gdp_router_downstream_records_total",
@@ -191,7 +201,7 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	}, func() float64 { return float64(r.resolve.waiting()) })
 	if reg != nil {
 		reg.MustRegister(m.pdusIn, m.pdusOut, dropped, quotas, naks, m.adverts, m.withdrawn, m.lookups, m.latency,
-			fibSize, faces, pending, m.pubRetries, pubPending, m.facesRefused, m.downstream, m.negForgotten, m.publishWaits)
+			fibSize, faces, pending, m.pubRetries, pubPending, m.facesRefused, m.faceEvents, m.downstream, m.negForgotten, m.publishWaits)
 	}
 	return m
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/resolver"
+	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 // Errors callers branch on.
@@ -104,11 +105,14 @@ type Router struct {
 	// logLim bounds the lines a peer's PDUs can cause (refused
 	// advertisements and records, malformed control payloads).
 	logLim *logging.Limiter
-	reg    *prometheus.Registry
-	met    *metrics
-	now    func() time.Time
-	res    resolver.Resolver
-	dial   DialFunc
+	// linkLim bounds the face attached and detached lines per peer, as
+	// the tunnel's link lines (gdp_router_face_events_total counts each).
+	linkLim *logging.Limiter
+	reg     *prometheus.Registry
+	met     *metrics
+	now     func() time.Time
+	res     resolver.Resolver
+	dial    DialFunc
 
 	classify func(peer pdu.Name) (FaceKind, pdu.Name, bool)
 
@@ -210,6 +214,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		r.now = clock.Now
 	}
 	r.logLim = logging.NewLimiter(0, 0, r.now)
+	r.linkLim = logging.NewBurstLimiter(0, tunnel.LinkLogBurst, 0, r.now)
 	r.started = r.now()
 	reloaded := make(chan struct{})
 	r.reloaded.Store(&reloaded)
@@ -455,7 +460,8 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		}
 		r.mu.Unlock()
 	}
-	r.log.Info("face attached", logging.Face(f.id), logging.Peer(f.peer), zap.Stringer("kind", kind), logging.Addr(addr))
+	r.met.faceEvents.WithLabelValues("attached").Inc()
+	r.linkLim.Info(r.log, f.peer.String(), "face attached", logging.Face(f.id), logging.Peer(f.peer), zap.Stringer("kind", kind), logging.Addr(addr))
 	if p := r.policy(); !p.allows(domain) {
 		// A reload narrowed the policy between the check above and now.
 		r.detach(f)
@@ -511,7 +517,8 @@ func (r *Router) detach(f *Face) {
 	f.dropAllNames()
 	r.ids.release(f.share)
 	_ = f.link.Close()
-	r.log.Info("face detached", logging.Face(f.id), logging.Peer(f.peer), zap.Int("routes", len(names)))
+	r.met.faceEvents.WithLabelValues("detached").Inc()
+	r.linkLim.Info(r.log, f.peer.String(), "face detached", logging.Face(f.id), logging.Peer(f.peer), zap.Int("routes", len(names)))
 }
 
 func (r *Router) faceFor(l Link) *Face {

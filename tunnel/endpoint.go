@@ -28,12 +28,16 @@ type Endpoint struct {
 	// logLim bounds the lines remote parties can cause per handshake or
 	// frame (refused handshakes, failed accepts, roaming raw peers).
 	logLim *logging.Limiter
-	tr     *quic.Transport
-	ln     *quic.Listener
-	qconf  *quic.Config
-	cert   atomic.Pointer[tls.Certificate]
-	raw    *rawEndpoint // nil without a raw socket
-	stats  counters
+	// linkLim bounds the link up, accepted and down lines per peer: a
+	// peer that reconnects in a loop costs a few lines an interval
+	// (gdp_tunnel_links_opened_total and _closed_total count each).
+	linkLim *logging.Limiter
+	tr      *quic.Transport
+	ln      *quic.Listener
+	qconf   *quic.Config
+	cert    atomic.Pointer[tls.Certificate]
+	raw     *rawEndpoint // nil without a raw socket
+	stats   counters
 
 	accepted chan Link
 	ctx      context.Context
@@ -48,6 +52,11 @@ type Endpoint struct {
 	warned map[pdu.Name]time.Time // peers whose expiry was warned about, and which expiry
 }
 
+// LinkLogBurst is how many "link up", "link accepted" and "link down"
+// lines one peer may cause per logging.DefaultLimitInterval (10 s): enough
+// for a restart or two, not one line per attempt of a reconnect loop.
+const LinkLogBurst = 4
+
 // NewEndpoint starts an endpoint on the sockets in cfg: it listens for peers
 // at once (Accept hands them out) and can dial.
 func NewEndpoint(cfg Config) (*Endpoint, error) {
@@ -59,6 +68,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		cfg:      c,
 		log:      c.Logger.With(logging.Name(c.Identity.Name)),
 		logLim:   logging.NewLimiter(0, 64, nil),
+		linkLim:  logging.NewBurstLimiter(0, LinkLogBurst, 256, nil),
 		accepted: make(chan Link, c.AcceptQueue),
 		links:    map[*link]struct{}{},
 		warned:   map[pdu.Name]time.Time{},
@@ -289,7 +299,8 @@ func (e *Endpoint) Dial(ctx context.Context, addr net.Addr, peer pdu.Name, kind 
 		// certificate: a refusal of our credentials arrives here.
 		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, handshakeErr(err))
 	}
-	e.log.Info("link up", logging.Peer(peer), zap.Stringer("kind", kind), logging.Addr(addr.String()))
+	e.stats.linksDialed.Add(1)
+	e.linkLim.Info(e.log, peer.String(), "link up", logging.Peer(peer), zap.Stringer("kind", kind), logging.Addr(addr.String()))
 	return l, nil
 }
 
@@ -344,7 +355,8 @@ func (e *Endpoint) acceptLoop() {
 			}
 			select {
 			case e.accepted <- l:
-				e.log.Info("link accepted", logging.Peer(l.peer), zap.Stringer("kind", l.kind), logging.Addr(qc.RemoteAddr().String()))
+				e.stats.linksAccepted.Add(1)
+				e.linkLim.Info(e.log, l.peer.String(), "link accepted", logging.Peer(l.peer), zap.Stringer("kind", l.kind), logging.Addr(qc.RemoteAddr().String()))
 			default:
 				e.stats.acceptFailed.Add(1)
 				l.closeWith(errors.New("accept queue full"))

@@ -15,6 +15,8 @@ var (
 	descRefused  = prometheus.NewDesc("gdp_tunnel_handshakes_refused_total", "Peers refused in the TLS handshake (credentials, key or name).", nil, nil)
 	descDialFail = prometheus.NewDesc("gdp_tunnel_dials_failed_total", "Dials that did not produce a link.", nil, nil)
 	descAccFail  = prometheus.NewDesc("gdp_tunnel_accepts_failed_total", "Incoming connections that did not produce a link.", nil, nil)
+	descOpened   = prometheus.NewDesc("gdp_tunnel_links_opened_total", "Links that came up, by side (dialed, accepted); their log lines are rate-limited per peer, this counts each.", []string{"side"}, nil)
+	descClosed   = prometheus.NewDesc("gdp_tunnel_links_closed_total", "Links that went down (any reason); their log lines are rate-limited per peer, this counts each.", nil, nil)
 	descRekeys   = prometheus.NewDesc("gdp_tunnel_rekeys_total", "Raw key epochs completed.", nil, nil)
 	descLinks    = prometheus.NewDesc("gdp_tunnel_links", "Links currently up.", nil, nil)
 	descPending  = prometheus.NewDesc("gdp_tunnel_handshakes_in_flight", "Incoming QUIC handshakes started and not finished.", nil, nil)
@@ -29,7 +31,7 @@ var (
 type collector struct{ e *Endpoint }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descSyscalls, descDrops, descRefused, descDialFail, descAccFail, descRekeys, descLinks, descPending, descRetries, descKeep, descRenewOut, descRenewIn, descPeerExp, descExpiring} {
+	for _, d := range []*prometheus.Desc{descPDUs, descFrames, descSyscalls, descDrops, descRefused, descDialFail, descAccFail, descOpened, descClosed, descRekeys, descLinks, descPending, descRetries, descKeep, descRenewOut, descRenewIn, descPeerExp, descExpiring} {
 		ch <- d
 	}
 }
@@ -53,6 +55,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRefused, s.HandshakesRefused)
 	counter(descDialFail, s.DialsFailed)
 	counter(descAccFail, s.AcceptsFailed)
+	counter(descOpened, s.LinksDialed, "dialed")
+	counter(descOpened, s.LinksAccepted, "accepted")
+	counter(descClosed, s.LinksClosed)
 	counter(descRekeys, s.Rekeys)
 	counter(descRetries, s.Retries)
 	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(s.HandshakesInFlight))

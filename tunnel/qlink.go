@@ -124,7 +124,8 @@ func (l *link) closeWith(err error) {
 			l.raw.stop()
 		}
 		l.qc.CloseWithError(closeNormal, "")
-		l.ep.log.Info("link down", logging.Peer(l.peer), zap.Stringer("kind", l.kind), logging.Reason(closeReason(err)))
+		l.ep.stats.linksClosed.Add(1)
+		l.ep.linkLim.Info(l.ep.log, l.peer.String(), "link down", logging.Peer(l.peer), zap.Stringer("kind", l.kind), logging.Reason(closeReason(err)))
 	})
 }
 

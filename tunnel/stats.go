@@ -50,7 +50,11 @@ type Stats struct {
 	HandshakesInFlight         int64  // incoming QUIC handshakes started and not finished
 	Retries                    uint64 // new clients asked to validate their address (QUIC Retry)
 	DialsFailed, AcceptsFailed uint64
-	Rekeys                     uint64
+	// LinksDialed, LinksAccepted and LinksClosed count every link that
+	// came up (by side) and went down: their log lines are rate-limited
+	// per peer (a peer reconnecting in a loop), these are not.
+	LinksDialed, LinksAccepted, LinksClosed uint64
+	Rekeys                                  uint64
 	// Renewals: our renewed credentials sent on live links, and the
 	// peers' received: accepted (the link's expiry moved), refused (they
 	// did not verify for the link's peer), rate-limited (not checked), or
@@ -74,6 +78,8 @@ type counters struct {
 	handshakes                 atomic.Int64 // incoming handshakes in flight
 	retries                    atomic.Uint64
 	dialFailed, acceptFailed   atomic.Uint64
+	linksDialed, linksAccepted atomic.Uint64
+	linksClosed                atomic.Uint64
 	rekeys                     atomic.Uint64
 	renewalsSent               atomic.Uint64
 	renewalsAccepted           atomic.Uint64
@@ -96,6 +102,7 @@ func (e *Endpoint) Stats() Stats {
 		HandshakesRefused:  c.handshakeRefused.Load(),
 		HandshakesInFlight: c.handshakes.Load(), Retries: c.retries.Load(),
 		DialsFailed: c.dialFailed.Load(), AcceptsFailed: c.acceptFailed.Load(),
+		LinksDialed: c.linksDialed.Load(), LinksAccepted: c.linksAccepted.Load(), LinksClosed: c.linksClosed.Load(),
 		Rekeys:       c.rekeys.Load(),
 		RenewalsSent: c.renewalsSent.Load(), RenewalsAccepted: c.renewalsAccepted.Load(),
 		RenewalsRefused: c.renewalsRefused.Load(), RenewalsRateLimited: c.renewalsLimited.Load(),

@@ -31,6 +31,7 @@ const DefaultLimitKeys = 256
 // beyond max+messages lines per interval.
 type Limiter struct {
 	interval time.Duration
+	burst    int // lines per key and interval (1 unless NewBurstLimiter)
 	max      int
 	now      func() time.Time
 
@@ -43,8 +44,9 @@ type Limiter struct {
 type limitKey struct{ msg, key string }
 
 type limitState struct {
-	last       time.Time // the key's last line
+	last       time.Time // the start of the key's current window: its first line in it
 	seen       time.Time // the key's last event
+	lines      int       // lines logged in the current window
 	suppressed uint64
 }
 
@@ -61,8 +63,27 @@ func NewLimiter(interval time.Duration, max int, now func() time.Time) *Limiter 
 	if now == nil {
 		now = time.Now
 	}
-	return &Limiter{interval: interval, max: max, now: now,
+	return &Limiter{interval: interval, burst: 1, max: max, now: now,
 		keys: map[limitKey]*limitState{}, overflow: map[string]*limitState{}}
+}
+
+// NewBurstLimiter is NewLimiter allowing up to burst lines per key and
+// interval (burst < 1 means 1): for events that are normal a few times in
+// a row (a peer's link up and down across a restart) but not in a loop
+// (a peer reconnecting as fast as it can). Once a key's burst is spent,
+// its next line comes when the interval since the window's first line has
+// passed, with the suppressed count.
+func NewBurstLimiter(interval time.Duration, burst, max int, now func() time.Time) *Limiter {
+	l := NewLimiter(interval, max, now)
+	l.burst = max1(burst)
+	return l
+}
+
+func max1(n int) int {
+	if n < 1 {
+		return 1
+	}
+	return n
 }
 
 // allow reports whether an event of (msg, key) may be logged now and, if
@@ -77,21 +98,25 @@ func (l *Limiter) allow(msg, key string) (bool, uint64) {
 			l.sweep(now)
 		}
 		if len(l.keys) < l.max {
-			l.keys[limitKey{msg, key}] = &limitState{last: now, seen: now}
+			l.keys[limitKey{msg, key}] = &limitState{last: now, seen: now, lines: 1}
 			return true, 0
 		}
 		if st = l.overflow[msg]; st == nil {
-			l.overflow[msg] = &limitState{last: now, seen: now}
+			l.overflow[msg] = &limitState{last: now, seen: now, lines: 1}
 			return true, 0
 		}
 	}
 	st.seen = now
 	if now.Sub(st.last) < l.interval {
+		if st.lines < max1(l.burst) {
+			st.lines++
+			return true, 0
+		}
 		st.suppressed++
 		return false, 0
 	}
 	n := st.suppressed
-	st.last, st.suppressed = now, 0
+	st.last, st.lines, st.suppressed = now, 1, 0
 	return true, n
 }
 

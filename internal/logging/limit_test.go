@@ -135,3 +135,30 @@ func TestLimiterQuietKeysSwept(t *testing.T) {
 		t.Errorf("%d lines, want 5", obs.Len())
 	}
 }
+
+// A burst limiter logs up to burst lines of a key per interval, then one
+// per interval with the count of those not logged.
+func TestBurstLimiter(t *testing.T) {
+	core, obs := observer.New(zap.InfoLevel)
+	log := zap.New(core)
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	l := NewBurstLimiter(10*time.Second, 3, 8, clk.now)
+	for i := 0; i < 100; i++ {
+		l.Info(log, "peer-a", "link up")
+		clk.t = clk.t.Add(10 * time.Millisecond)
+	}
+	if n := obs.Len(); n != 3 {
+		t.Fatalf("%d lines after 100 events within one interval, want the burst of 3", n)
+	}
+	clk.t = time.Unix(1010, 0)
+	for i := 0; i < 5; i++ {
+		l.Info(log, "peer-a", "link up")
+	}
+	es := obs.TakeAll()
+	if len(es) != 6 {
+		t.Fatalf("%d lines after the interval, want 3 more (a new window)", len(es))
+	}
+	if got := es[3].ContextMap()["suppressed"]; got != uint64(97) {
+		t.Errorf("suppressed = %v, want 97", got)
+	}
+}
