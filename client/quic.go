@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -68,6 +69,14 @@ type QUICConfig struct {
 	// MaxConns bounds the connections a listener keeps open in all;
 	// gdp_client_quic_refused_total{limit="total"}. Default 1024.
 	MaxConns int `yaml:"max_conns"`
+	// MaxConnsPerDomain bounds the connections a listener keeps open from
+	// the members of one other domain (not the listener's own), all
+	// together: that domain's operator mints identities at will, each with
+	// MaxConnsPerPeer, so 64 of them took all of MaxConns. More are closed
+	// at once with QUICCodeRefused, counted in
+	// gdp_client_quic_refused_total{limit="domain"}. Default 256 (Session
+	// 13). Negative: unbounded.
+	MaxConnsPerDomain int `yaml:"max_conns_per_domain"`
 	// MaxStreams is how many streams the peer may open at once on one
 	// connection (each kind). Default 100.
 	MaxStreams int `yaml:"max_streams"`
@@ -103,6 +112,9 @@ func (q *QUICConfig) withDefaults() QUICConfig {
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = 1024
+	}
+	if o.MaxConnsPerDomain == 0 {
+		o.MaxConnsPerDomain = 256
 	}
 	if o.MaxStreams <= 0 {
 		o.MaxStreams = 100
@@ -146,6 +158,7 @@ type quicCreds struct {
 	cert   *tls.Certificate
 	verify tunnel.PeerVerifier
 	name   pdu.Name
+	domain pdu.Name // the client's own domain
 }
 
 // quicState is a client's QUIC over names: one packet connection and
@@ -221,7 +234,7 @@ func (c *Client) SetQUICCredentials(member *certs.Cert, domain *certs.Metadata, 
 	if v == nil {
 		v = certs.NewVerifier(domain)
 	}
-	c.quic.creds.Store(&quicCreds{cert: cert, verify: tunnel.CertVerifier(v), name: c.id.Name})
+	c.quic.creds.Store(&quicCreds{cert: cert, verify: tunnel.CertVerifier(v), name: c.id.Name, domain: domain.Name()})
 	return nil
 }
 
@@ -418,7 +431,9 @@ type NameListener struct {
 
 	mu      sync.Mutex
 	perPeer map[pdu.Name]int
-	total   int
+	// perDomain counts the connections of each other domain's members.
+	perDomain map[pdu.Name]int
+	total     int
 }
 
 // ListenName accepts QUIC connections over the overlay to name, which must
@@ -435,10 +450,10 @@ func ListenName(c *Client, name pdu.Name, cfg *QUICConfig) (*NameListener, error
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", name, err)
 	}
-	l := &NameListener{c: c, name: name, cfg: o, log: c.log.With(logging.Name(name)), logLim: logging.NewLimiter(0, 0, nil), perPeer: map[pdu.Name]int{}}
+	l := &NameListener{c: c, name: name, cfg: o, log: c.log.With(logging.Name(name)), logLim: logging.NewLimiter(0, 0, nil), perPeer: map[pdu.Name]int{}, perDomain: map[pdu.Name]int{}}
 	tc.ClientAuth = tls.RequireAnyClientCert
 	tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		peer, err := dialerName(raw, c.quic.creds.Load())
+		peer, _, err := dialerName(raw, c.quic.creds.Load())
 		if err != nil {
 			return err
 		}
@@ -478,10 +493,19 @@ func ListenName(c *Client, name pdu.Name, cfg *QUICConfig) (*NameListener, error
 var errPeerLimit = errors.New("too many connections from this peer")
 
 // dialerName is the name a dialer's certificate proves to a listener: a
-// member of a domain the listener trusts (PROTOCOL.md §9.2).
-func dialerName(raw [][]byte, cr *quicCreds) (pdu.Name, error) {
-	peer, _, err := tunnel.VerifyCertificate(raw, cr.verify)
-	return peer, err
+// member of a domain the listener trusts (PROTOCOL.md §9.2); domain is the
+// domain whose membership it showed, zero when it is the listener's own.
+func dialerName(raw [][]byte, cr *quicCreds) (peer, domain pdu.Name, err error) {
+	peer, _, err = tunnel.VerifyCertificate(raw, func(key ed25519.PublicKey, creds []byte) (pdu.Name, time.Time, error) {
+		n, exp, err := cr.verify(key, creds)
+		if err == nil {
+			if _, _, d, derr := tunnel.DecodeCredentials(creds); derr == nil && d.Name() != cr.domain {
+				domain = d.Name()
+			}
+		}
+		return n, exp, err
+	})
+	return peer, domain, err
 }
 
 // Addr is the name listened on.
@@ -511,12 +535,12 @@ func (l *NameListener) Accept(ctx context.Context) (*NameConn, error) {
 			}
 			return nil, fmt.Errorf("accept %s: %w", l.name, err)
 		}
-		peer, err := dialerName(rawCerts(qc), l.c.quic.creds.Load())
+		peer, domain, err := dialerName(rawCerts(qc), l.c.quic.creds.Load())
 		if err != nil { // verified in the handshake; only a credentials change gets here
 			qc.CloseWithError(QUICCodeRefused, "credentials refused")
 			continue
 		}
-		if reason, ok := l.admit(peer); !ok {
+		if reason, ok := l.admit(peer, domain); !ok {
 			l.logLim.Info(l.log, reason+" "+peer.String(), "quic connection refused", logging.Peer(peer), logging.Reason(reason))
 			qc.CloseWithError(QUICCodeRefused, reason)
 			continue
@@ -524,14 +548,15 @@ func (l *NameListener) Accept(ctx context.Context) (*NameConn, error) {
 		l.c.quic.stats.accepted.Add(1)
 		go func() {
 			<-qc.Context().Done()
-			l.release(peer)
+			l.release(peer, domain)
 		}()
 		return &NameConn{Conn: qc, peer: peer}, nil
 	}
 }
 
-// admit counts a connection from peer if the limits allow it.
-func (l *NameListener) admit(peer pdu.Name) (string, bool) {
+// admit counts a connection from peer, a member of domain (zero: the
+// listener's own), if the limits allow it.
+func (l *NameListener) admit(peer, domain pdu.Name) (string, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := &l.c.quic.stats
@@ -539,20 +564,32 @@ func (l *NameListener) admit(peer pdu.Name) (string, bool) {
 		s.refused.Add(1)
 		return "max_conns_per_peer", false
 	}
+	if !domain.IsZero() && l.cfg.MaxConnsPerDomain > 0 && l.perDomain[domain] >= l.cfg.MaxConnsPerDomain {
+		s.refusedDomain.Add(1)
+		return "max_conns_per_domain", false
+	}
 	if l.total >= l.cfg.MaxConns {
 		s.refusedAll.Add(1)
 		return "max_conns", false
 	}
 	l.perPeer[peer]++
+	if !domain.IsZero() {
+		l.perDomain[domain]++
+	}
 	l.total++
 	return "", true
 }
 
-func (l *NameListener) release(peer pdu.Name) {
+func (l *NameListener) release(peer, domain pdu.Name) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perPeer[peer]--; l.perPeer[peer] <= 0 {
 		delete(l.perPeer, peer)
+	}
+	if !domain.IsZero() {
+		if l.perDomain[domain]--; l.perDomain[domain] <= 0 {
+			delete(l.perDomain, domain)
+		}
 	}
 	l.total--
 }

@@ -28,8 +28,11 @@ type quicStats struct {
 	sendErrors atomic.Uint64 // packets the link would not take
 	refused    atomic.Uint64 // connections over the per-peer limit (MaxConnsPerPeer)
 	refusedAll atomic.Uint64 // connections over the total limit (MaxConns)
-	accepted   atomic.Uint64
-	dialed     atomic.Uint64
+	// refusedDomain: connections over another domain's limit
+	// (MaxConnsPerDomain)
+	refusedDomain atomic.Uint64
+	accepted      atomic.Uint64
+	dialed        atomic.Uint64
 }
 
 func (s *quicStats) drop(reason int) { s.drops[reason].Add(1) }
@@ -44,6 +47,9 @@ type QUICStats struct {
 	// RefusedPeerLimit and RefusedTotalLimit: incoming connections closed
 	// because the peer already had MaxConnsPerPeer, or MaxConns were open.
 	RefusedPeerLimit, RefusedTotalLimit uint64
+	// RefusedDomainLimit: closed because the peer's domain (another than
+	// the listener's) had MaxConnsPerDomain open.
+	RefusedDomainLimit uint64
 	// Accepted and Dialed connections, since the client started.
 	Accepted, Dialed uint64
 }
@@ -52,7 +58,7 @@ type QUICStats struct {
 func (c *Client) QUICStats() QUICStats {
 	s := &c.quic.stats
 	out := QUICStats{Dropped: map[string]uint64{}, SendErrors: s.sendErrors.Load(),
-		RefusedPeerLimit: s.refused.Load(), RefusedTotalLimit: s.refusedAll.Load(),
+		RefusedPeerLimit: s.refused.Load(), RefusedTotalLimit: s.refusedAll.Load(), RefusedDomainLimit: s.refusedDomain.Load(),
 		Accepted: s.accepted.Load(), Dialed: s.dialed.Load()}
 	for i, n := range quicDropNames {
 		out.Dropped[n] = s.drops[i].Load()
@@ -64,7 +70,7 @@ var (
 	quicDroppedDesc = prometheus.NewDesc("gdp_client_quic_dropped_total",
 		"Packets of QUIC over names dropped, by reason.", []string{"reason"}, nil)
 	quicRefusedDesc = prometheus.NewDesc("gdp_client_quic_refused_total",
-		"Incoming QUIC connections over names refused, by limit (peer: max_conns_per_peer, total: max_conns).", []string{"limit"}, nil)
+		"Incoming QUIC connections over names refused, by limit (peer: max_conns_per_peer, domain: max_conns_per_domain, total: max_conns).", []string{"limit"}, nil)
 	quicConnsDesc = prometheus.NewDesc("gdp_client_quic_connections_total",
 		"QUIC connections over names established, by direction.", []string{"direction"}, nil)
 	quicSendErrDesc = prometheus.NewDesc("gdp_client_quic_send_errors_total",
@@ -89,6 +95,7 @@ func (q quicCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(quicDroppedDesc, prometheus.CounterValue, float64(q.s.drops[i].Load()), n)
 	}
 	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.refused.Load()), "peer")
+	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.refusedDomain.Load()), "domain")
 	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.refusedAll.Load()), "total")
 	ch <- prometheus.MustNewConstMetric(quicConnsDesc, prometheus.CounterValue, float64(q.s.accepted.Load()), "accepted")
 	ch <- prometheus.MustNewConstMetric(quicConnsDesc, prometheus.CounterValue, float64(q.s.dialed.Load()), "dialed")
