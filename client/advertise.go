@@ -316,12 +316,31 @@ func earliestExpiry(res []advert.NameResult) time.Time {
 
 // relinked is called by AttachAny's link when a new tunnel is up: the
 // client's names are advertised again over it, retried until they are
-// accepted, the tunnel changes again or the client closes.
-func (c *Client) relinked() {
+// accepted, the tunnel changes again or the client closes. The channel it
+// returns is closed when that re-advertisement has ended: a router drops
+// PDUs from a source not advertised on the link, so what a caller sends
+// to resume (a subscription's renewal) waits for it.
+func (c *Client) relinked() <-chan struct{} {
+	c.relinkMu.Lock()
+	if c.relinkWait == nil {
+		c.relinkWait = make(chan struct{})
+	}
+	w := c.relinkWait
+	c.relinkMu.Unlock()
 	select {
 	case c.relinks <- struct{}{}:
 	default:
 	}
+	return w
+}
+
+// relinkRound takes the waiters of the re-advertisement starting now.
+func (c *Client) relinkRound() chan struct{} {
+	c.relinkMu.Lock()
+	defer c.relinkMu.Unlock()
+	w := c.relinkWait
+	c.relinkWait = nil
+	return w
 }
 
 func (c *Client) readvertiser() {
@@ -332,37 +351,53 @@ func (c *Client) readvertiser() {
 			return
 		case <-c.relinks:
 		}
-		for c.ctx.Err() == nil {
-			c.mu.Lock()
-			routes := make([]Route, 0, len(c.routes))
-			for _, r := range c.routes {
-				routes = append(routes, r)
+		c.readvertise()
+	}
+}
+
+// readvertise advertises the client's names again after a re-attach,
+// until they are accepted or refused, and then releases relinked's
+// waiters (those of a re-attach during the retries too).
+func (c *Client) readvertise() {
+	waiters := []chan struct{}{c.relinkRound()}
+	defer func() {
+		for _, w := range waiters {
+			if w != nil {
+				close(w)
 			}
-			c.mu.Unlock()
-			for i, r := range routes {
-				if r.AdCert != nil && r.AdCert.Subject == c.id.Name && r.Target != nil && r.Target.Extra[SessionExtra] != "" {
-					if s, err := c.Session(); err == nil && s.Name == r.Name {
-						routes[i] = s // a fresh AdCert
-					}
+		}
+	}()
+	for c.ctx.Err() == nil {
+		c.mu.Lock()
+		routes := make([]Route, 0, len(c.routes))
+		for _, r := range c.routes {
+			routes = append(routes, r)
+		}
+		c.mu.Unlock()
+		for i, r := range routes {
+			if r.AdCert != nil && r.AdCert.Subject == c.id.Name && r.Target != nil && r.Target.Extra[SessionExtra] != "" {
+				if s, err := c.Session(); err == nil && s.Name == r.Name {
+					routes[i] = s // a fresh AdCert
 				}
 			}
-			if len(routes) == 0 {
-				break
+		}
+		if len(routes) == 0 {
+			return
+		}
+		_, err := c.Advertise(c.ctx, routes...)
+		if err == nil || errors.Is(err, ErrRefused) {
+			if err != nil {
+				c.log.Warn("re-advertisement refused in part", logging.Name(c.id.Name), zap.Error(err))
 			}
-			_, err := c.Advertise(c.ctx, routes...)
-			if err == nil || errors.Is(err, ErrRefused) {
-				if err != nil {
-					c.log.Warn("re-advertisement refused in part", logging.Name(c.id.Name), zap.Error(err))
-				}
-				break
-			}
-			c.log.Info("re-advertisement failed; retrying", logging.Name(c.id.Name), zap.Error(err))
-			select {
-			case <-c.ctx.Done():
-				return
-			case <-c.relinks:
-			case <-time.After(200 * time.Millisecond):
-			}
+			return
+		}
+		c.log.Info("re-advertisement failed; retrying", logging.Name(c.id.Name), zap.Error(err))
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.relinks:
+			waiters = append(waiters, c.relinkRound())
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

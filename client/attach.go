@@ -39,8 +39,10 @@ type AttachOptions struct {
 	// tried, last in each round.
 	OthersFirst bool
 	// Reattached, when set, is called after every re-attachment (not the
-	// first attachment) with the router now attached and how long the
-	// endpoint was without a tunnel. It must not block.
+	// first attachment), once the endpoint's names are advertised again
+	// over the new tunnel (at most 5 s after it is up), with the router
+	// now attached and how long the endpoint was without a tunnel. It must
+	// not block.
 	Reattached func(router pdu.Name, after time.Duration)
 }
 
@@ -223,12 +225,29 @@ func (s *stickyLink) keep() {
 		s.mu.Unlock()
 		s.log.Info("re-attached", logging.Peer(nl.Peer()), logging.Addr(s.routers[idx].Addr),
 			zap.Duration("after", time.Since(lost)))
-		s.c.relinked()
+		gap := time.Since(lost)
+		advertised := s.c.relinked()
 		if s.opts.Reattached != nil {
-			s.opts.Reattached(nl.Peer(), time.Since(lost))
+			// What the callback sends (a subscription's renewal) must come
+			// from a name the new router has accepted on this link, or it
+			// drops it: wait for the re-advertisement, a few seconds at most.
+			t := time.NewTimer(reattachAdvertiseWait)
+			select {
+			case <-advertised:
+			case <-t.C:
+			case <-s.ctx.Done():
+				t.Stop()
+				return
+			}
+			t.Stop()
+			s.opts.Reattached(nl.Peer(), gap)
 		}
 	}
 }
+
+// reattachAdvertiseWait bounds how long the Reattached callback waits for
+// the re-advertisement over the new tunnel.
+const reattachAdvertiseWait = 5 * time.Second
 
 // routerLostFix is what an operator does about an endpoint's lost
 // tunnel to its router.

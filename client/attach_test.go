@@ -8,6 +8,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/router"
 	"github.com/gdpnet/gdpnet/router/routertest"
 )
@@ -152,5 +153,83 @@ func TestAttachFailsOver(t *testing.T) {
 	t.Logf("x reachable at the second router %s after the first stopped", took)
 	if x.Router() != b.rc.ID.Name {
 		t.Fatalf("x is attached to %s, want the second router", x.Router())
+	}
+}
+
+// TestReattachedAfterReadvertise: the Reattached callback runs once the
+// endpoint's names are advertised again at the new router, so what it
+// sends from them at once goes through. A gateway renews its subscriptions
+// there, from its session name; called before the re-advertisement, as it
+// was, the renewal came from a name the new router did not yet know on the
+// link, was dropped as spoofed, and the subscription resumed only when a
+// later push showed a gap.
+func TestReattachedAfterReadvertise(t *testing.T) {
+	dom, _ := routertest.NewDomain("reattach test")
+	a := startLiveRouter(t, dom, "a")
+	b := startLiveRouter(t, dom, "b")
+	y := attachAny(t, dom, "y", b)
+
+	id, _ := certs.NewIdentity(certs.KindClient, "x")
+	m, err := dom.Member(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: m, Domain: dom.ID.Meta, Verifier: dom.Verifier,
+		Conn: conn, Options: client.Options{RequestTimeout: 500 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ep.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var x *client.Client
+	var session pdu.Name
+	sent := make(chan error, 4)
+	x, err = ep.AttachAny(ctx, []client.RouterAddr{a.ra(), b.ra()}, client.AttachOptions{OthersFirst: true,
+		Reattached: func(router pdu.Name, _ time.Duration) {
+			_, err := x.SendFrom(session, y.Name(), 0, []byte("from the session name, at once"))
+			sent <- err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = x.Close() })
+	s, err := x.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	session = s.Name
+	if _, err := x.Advertise(ctx, x.Self(), s); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	a.stop()
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatalf("send from the callback: %v", err)
+		}
+		// Waiting for the re-advertisement costs a round trip, not the
+		// 5 s bound.
+		if d := time.Since(stopped); d > 3*time.Second {
+			t.Fatalf("the callback ran %s after the router stopped", d)
+		}
+	case <-ctx.Done():
+		t.Fatal("never re-attached")
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer rcancel()
+	for {
+		msg, err := y.Receive(rctx)
+		if err != nil {
+			t.Fatalf("the PDU sent from the callback never arrived (dropped as spoofed at the new router?): %v", err)
+		}
+		if msg.Src == session && string(msg.Payload) == "from the session name, at once" {
+			return
+		}
 	}
 }

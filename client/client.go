@@ -120,6 +120,11 @@ type Client struct {
 	held    map[pdu.Name]bool
 	routes  map[pdu.Name]Route // advertised and not withdrawn: re-advertised after a re-attach
 	relinks chan struct{}      // a re-attach happened (AttachAny)
+	// relinkWait is closed when the re-advertisement a re-attach asked
+	// for has ended (accepted, refused, or nothing to advertise): what
+	// the client sends after it comes from a source the new router knows.
+	relinkMu   sync.Mutex
+	relinkWait chan struct{}
 
 	inbox   chan Message
 	Dropped atomic.Uint64 // DATA PDUs dropped because the inbox was full
