@@ -47,9 +47,9 @@ type Endpoint struct {
 	mu     sync.Mutex
 	links  map[*link]struct{}
 	closed bool
-	creds  []byte                 // the credentials shown now (SetIdentity)
-	gen    uint64                 // +1 whenever creds change
-	warned map[pdu.Name]time.Time // peers whose expiry was warned about, and which expiry
+	creds  []byte      // the credentials shown now (SetIdentity)
+	gen    uint64      // +1 whenever creds change
+	warned warnedPeers // peers whose expiry was warned about, and which expiry
 }
 
 // LinkLogBurst is how many "link up", "link accepted" and "link down"
@@ -71,7 +71,6 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		linkLim:  logging.NewBurstLimiter(0, LinkLogBurst, 256, nil),
 		accepted: make(chan Link, c.AcceptQueue),
 		links:    map[*link]struct{}{},
-		warned:   map[pdu.Name]time.Time{},
 	}
 	if err := e.SetIdentity(c.Identity); err != nil {
 		return nil, err

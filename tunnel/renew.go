@@ -147,30 +147,13 @@ func (l *link) warnExpiring(pe peerExpiry) {
 		zap.String("fix", "the peer's operator must renew its membership (gdp cert issue member) and install it: the peer shows the renewed one on this link, which stays up; if not renewed, the link closes at expiry"))
 }
 
-// maxWarnedPeers bounds the memory of peers warned about.
-const maxWarnedPeers = 4096
-
 // firstWarning records that peer's membership ending at exp is being
 // warned about, and reports whether it was not already: one WARN per peer
 // and membership, however many links (a client that reconnects) it has.
 func (e *Endpoint) firstWarning(peer pdu.Name, exp time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if at, ok := e.warned[peer]; ok && at.Equal(exp) {
-		return false
-	}
-	if len(e.warned) >= maxWarnedPeers {
-		now := e.cfg.Now()
-		for n, at := range e.warned {
-			if at.Before(now) {
-				delete(e.warned, n)
-			}
-		}
-	}
-	if len(e.warned) < maxWarnedPeers {
-		e.warned[peer] = exp
-	}
-	return true
+	return e.warned.first(peer, exp, e.cfg.Now())
 }
 
 // present sends our current credentials to the peer (RENEW).
