@@ -220,11 +220,11 @@ func (r *Router) advertiseOne(in *Face, own *ownCreds, ep *certs.Metadata, rt *c
 		nr.Status, nr.Detail = advert.StatusRateLimited, fmt.Sprintf("over %g names/s", r.cfg.Advertise.Rate)
 		return nr
 	}
-	if d := in.share.dom; d != nil && !d.adverts.allow() {
+	if !in.share.allowDomain() {
 		// ... nor may the identities of another domain together, however
-		// many its operator mints.
+		// many its operator mints (each keeps a floor of its own).
 		r.met.quota(quotaDomainRate)
-		nr.Status, nr.Detail = advert.StatusRateLimited, fmt.Sprintf("the identities of domain %s are over %g names/s, the limit for another domain", d.domain, r.cfg.Advertise.DomainRate)
+		nr.Status, nr.Detail = advert.StatusRateLimited, fmt.Sprintf("the identities of domain %s are over %g names/s, the limit for another domain", in.share.dom.domain, r.cfg.Advertise.DomainRate)
 		return nr
 	}
 	chain := &certs.Chain{Target: ep, Endpoint: ep, RtCert: rt, Router: own.meta, Member: own.member, Domain: own.domain}

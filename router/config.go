@@ -308,7 +308,10 @@ type AdvertiseConfig struct {
 	// Rate, so without it a domain's identities could spend every core on
 	// signature checks. Beyond it names are refused rate_limited
 	// (gdp_router_quota_refusals_total{reason="domain_rate"}); the domain's
-	// members share it. Default 2,000 (Session 13). Negative: unlimited.
+	// members share it, and once it is spent each still has a floor of
+	// DomainRate / face.max_per_domain names/s (burst DomainBurst /
+	// face.max_per_domain; none below one name), so the domain verifies at
+	// most twice this. Default 2,000 (Session 13). Negative: unlimited.
 	DomainRate float64 `yaml:"domain_rate"`
 	// DomainBurst is how many names above DomainRate one other domain may
 	// have verified at once (its members re-attaching after a restart).

@@ -35,6 +35,12 @@ type idShare struct {
 	// adverts is the identity's budget of names verified per second (three
 	// signature checks each), shared by all its faces.
 	adverts *tokenBucket
+	// floor is, for an identity of another domain, its guaranteed share
+	// of the domain's verification budget (advertise.domain_rate and
+	// domain_burst over face.max_per_domain), used once the domain's own
+	// bucket is empty, so one member flooding does not shut its domain's
+	// other members out; nil: no floor.
+	floor *tokenBucket
 	// waits counts the identity's ADVERTISEs whose results wait for their
 	// location records (advertise.max_publish_waits_per_identity).
 	waits atomic.Int64
@@ -70,11 +76,33 @@ func domainNameFloor(maxDom, maxFaces int) int {
 	return maxDom / maxFaces
 }
 
+// domainRateFloor is the bucket of each identity's guaranteed share of
+// its domain's verification budget: the budget over the faces the domain
+// may hold, so the domain verifies at most twice its budget. Nil (no
+// floor) when the budget or the faces are unbounded or the share of the
+// burst is under one name.
+func domainRateFloor(rate float64, burst, maxFaces int) *tokenBucket {
+	if rate <= 0 || maxFaces <= 0 || burst/maxFaces < 1 {
+		return nil
+	}
+	return newTokenBucket(rate/float64(maxFaces), burst/maxFaces)
+}
+
 func (s *idShare) giveName(n int) {
 	s.names.Add(-int64(n))
 	if s.dom != nil {
 		s.dom.names.Add(-int64(n))
 	}
+}
+
+// allowDomain takes one name from the budget of the identity's domain, or,
+// with that empty, from the identity's floor (the router's own domain: no
+// domain budget).
+func (s *idShare) allowDomain() bool {
+	if s.dom == nil || s.dom.adverts.allow() {
+		return true
+	}
+	return s.floor != nil && s.floor.allow()
 }
 
 // domShare is one other domain's use of the shared limits, across all its
@@ -105,7 +133,7 @@ var errDomainTunnelQuota = fmt.Errorf("router: domain has its maximum number of 
 // acquire counts one more face for peer, a member of domain, within
 // maxFaces for the identity and, when foreign (domain is not the router's
 // own), maxDomFaces for the domain (0: unbounded).
-func (ids *identities) acquire(peer, domain pdu.Name, foreign bool, maxFaces, maxDomFaces int, newBucket, newDomBucket func() *tokenBucket) (*idShare, error) {
+func (ids *identities) acquire(peer, domain pdu.Name, foreign bool, maxFaces, maxDomFaces int, newBucket, newDomBucket, newFloorBucket func() *tokenBucket) (*idShare, error) {
 	ids.mu.Lock()
 	defer ids.mu.Unlock()
 	s := ids.m[peer]
@@ -125,6 +153,9 @@ func (ids *identities) acquire(peer, domain pdu.Name, foreign bool, maxFaces, ma
 	}
 	if s == nil {
 		s = &idShare{peer: peer, adverts: newBucket(), dom: d}
+		if d != nil {
+			s.floor = newFloorBucket()
+		}
 		ids.m[peer] = s
 	}
 	if d != nil {

@@ -423,6 +423,8 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		return newTokenBucket(r.cfg.Advertise.Rate, r.cfg.Advertise.Burst)
 	}, func() *tokenBucket {
 		return newTokenBucket(r.cfg.Advertise.DomainRate, r.cfg.Advertise.DomainBurst)
+	}, func() *tokenBucket {
+		return domainRateFloor(r.cfg.Advertise.DomainRate, r.cfg.Advertise.DomainBurst, r.cfg.Face.MaxPerDomain)
 	})
 	if err != nil {
 		if errors.Is(err, errDomainTunnelQuota) {
