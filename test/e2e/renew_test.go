@@ -17,7 +17,7 @@ import (
 )
 
 // TestRenewalKeepsPeerLinkUp: two `gdp router` processes, r2 peered with
-// r1, both with memberships that end 25 s from now (17 % of their
+// r1, both with memberships that end 30 s from now (14 % of their
 // lifetime left). Each warns about the other's membership (one WARN, the
 // peer named) and exports it as gdp_tunnel_peer_expiry_seconds. Then both
 // membership files are replaced with renewed ones and both routers get
@@ -31,17 +31,29 @@ import (
 // (gdp-tunnel/1 only), r1 runs that binary: the renewal then must not
 // break the link (the new router sends no RENEW to it); the old router
 // still closes it once at the old NotAfter, as before.
+//
+// Timing (Session 13): everything before the renewal — the processes'
+// start, the peering, the gateway's attachment, the warnings — shares one
+// deadline, 15 s after the memberships were issued, and the renewals must
+// be accepted 2 s before the old NotAfter. A slow start fails as a slow
+// start, never as a redial: before, each wait had its own bound (up to
+// 45 s in all inside a 25 s membership), so a slow machine let the
+// memberships run out before the renewal and read as a broken link.
 func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 	if testing.Short() {
-		t.Skip("real processes for 35 s; skipped with -short")
+		t.Skip("real processes for 35-40 s; skipped with -short")
 	}
 	oldBin := os.Getenv("GDP_E2E_OLD_GDP")
 	dir := t.TempDir()
 	d := newE2EDomain(t, dir, "renewal domain", time.Minute, map[string]certs.Kind{"r1": certs.KindRouter, "r2": certs.KindRouter, "gw": certs.KindClient})
 	now := time.Now()
-	oldExp := now.Truncate(time.Second).Add(25 * time.Second)
+	oldExp := now.Truncate(time.Second).Add(30 * time.Second)
+	// The setup's budget, well inside the memberships: 15 s of the 30
+	// are left for the renewal to be accepted before the old NotAfter.
+	setupBy := now.Add(15 * time.Second)
+	setupLeft := func() time.Duration { return time.Until(setupBy) }
 	member := func(alias string, na time.Time) {
-		m, err := certs.IssueMember(d.dom, d.ids[alias].Name, now.Add(-2*time.Minute), na)
+		m, err := certs.IssueMember(d.dom, d.ids[alias].Name, now.Add(-3*time.Minute), na)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +103,7 @@ func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 		}
 		return 0
 	}
-	waitFor(t, "r2 peered with r1", 20*time.Second, func() bool { return peerFace() != 0 })
+	waitFor(t, "r2 peered with r1 (the setup's budget)", setupLeft(), func() bool { return peerFace() != 0 })
 	face := peerFace()
 
 	// A daemon attached to r1 through client.Endpoint: the gateway.
@@ -101,7 +113,7 @@ func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 		gwConf := d.creds("gw") + fmt.Sprintf("router: %q\nrouter_name: %q\nsocket: %s\nmetrics: %q\nlog: {level: info}\n",
 			addr["r1"], d.ids["r1"].Name, filepath.Join(dir, "gw.sock"), gwMetrics)
 		routers["gw"] = procs.start("gw", "gateway", "--config", writeConf(t, dir, "gw", gwConf))
-		waitFor(t, "the gateway attached to r1", 20*time.Second, func() bool {
+		waitFor(t, "the gateway attached to r1 (the setup's budget)", setupLeft(), func() bool {
 			return promGauge(gwMetrics, "gdp_tunnel_links") == 1
 		})
 	}
@@ -112,18 +124,21 @@ func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 			continue
 		}
 		log := routers[n].log
-		waitFor(t, n+"'s warning about "+other[n]+"'s membership", 5*time.Second, func() bool { return logLines(log, warnMsg) > 0 })
+		waitFor(t, n+"'s warning about "+other[n]+"'s membership (the setup's budget)", setupLeft(), func() bool { return logLines(log, warnMsg) > 0 })
 		line := logLineText(t, log, warnMsg)
 		if !strings.Contains(line, `"peer":"`+d.ids[other[n]].Name.String()+`"`) || !strings.Contains(line, `"level":"warn"`) ||
 			!strings.Contains(line, `"expiry"`) || !strings.Contains(line, "peer's operator must renew") {
 			t.Errorf("%s's warning: %s", n, line)
 		}
-		if left := promGauge(admin[n], "gdp_tunnel_peer_expiry_seconds"); left <= 0 || left > 25 {
-			t.Errorf("%s: gdp_tunnel_peer_expiry_seconds %v, want (0, 25]", n, left)
+		if left := promGauge(admin[n], "gdp_tunnel_peer_expiry_seconds"); left <= 0 || left > 30 {
+			t.Errorf("%s: gdp_tunnel_peer_expiry_seconds %v, want (0, 30]", n, left)
 		}
 	}
 
-	// Renew both and reload them.
+	// Renew both and reload them, inside the setup's budget.
+	if left := time.Until(oldExp); left < 13*time.Second {
+		t.Fatalf("the setup ended %s before the old NotAfter, want at least 13 s: too slow to test a renewal before it", left.Round(100*time.Millisecond))
+	}
 	renewed := now.Truncate(time.Second).Add(time.Hour)
 	for _, n := range []string{"r1", "r2", "gw"} {
 		if routers[n] == nil {
@@ -153,7 +168,8 @@ func TestRenewalKeepsPeerLinkUp(t *testing.T) {
 	// r1 from r2 and the gateway, r2 and the gateway from r1.
 	metrics := map[string]string{"r1": admin["r1"], "r2": admin["r2"], "gw": gwMetrics}
 	for n, want := range map[string]float64{"r1": 2, "r2": 1, "gw": 1} {
-		waitFor(t, fmt.Sprintf("%s accepting %v renewals", n, want), 10*time.Second, func() bool {
+		// Accepted before the old NotAfter, else the check past it tests nothing.
+		waitFor(t, fmt.Sprintf("%s accepting %v renewals 2 s before the old NotAfter", n, want), time.Until(oldExp.Add(-2*time.Second)), func() bool {
 			return promCounter(metrics[n], "gdp_tunnel_renewals_received_total", `result="accepted"`) >= want
 		})
 	}
