@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -121,4 +122,68 @@ func BenchmarkWarnedFull(b *testing.B) {
 			w.first(names[i%len(names)], t0.Add(time.Hour), t0)
 		}
 	})
+}
+
+// refWarned is the memory's rule written plainly (a map, a linear search
+// for the soonest expiry): warnedPeers must answer as it does.
+type refWarned map[pdu.Name]time.Time
+
+func (w refWarned) first(peer pdu.Name, exp, now time.Time) bool {
+	if at, ok := w[peer]; ok {
+		if at.Equal(exp) {
+			return false
+		}
+		w[peer] = exp
+		return true
+	}
+	for len(w) >= maxWarnedPeers {
+		var soonest pdu.Name
+		var at time.Time
+		for n, e := range w {
+			if at.IsZero() || e.Before(at) {
+				soonest, at = n, e
+			}
+		}
+		if !at.Before(now) {
+			break
+		}
+		delete(w, soonest)
+	}
+	if len(w) < maxWarnedPeers {
+		w[peer] = exp
+	}
+	return true
+}
+
+// 30,000 random warnings (6,000 peers, renewals, a clock moving on)
+// answered as the plain rule answers them, the memory never above
+// maxWarnedPeers and its map and heap in agreement.
+func TestWarnedPeersMatchesRule(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	t0 := time.Unix(1_000_000, 0)
+	now := t0
+	var w warnedPeers
+	ref := refWarned{}
+	exps := map[pdu.Name]time.Time{}
+	for i := 0; i < 30000; i++ {
+		now = now.Add(time.Duration(rng.IntN(2000)) * time.Microsecond)
+		p := warnName(rng.IntN(6000))
+		exp, ok := exps[p]
+		if !ok || rng.IntN(10) == 0 {
+			// A new (or renewed) membership: distinct expiries, up to 20 s on.
+			exp = now.Add(time.Duration(rng.Int64N(int64(20 * time.Second))))
+			exps[p] = exp
+		}
+		if got, want := w.first(p, exp, now), ref.first(p, exp, now); got != want {
+			t.Fatalf("event %d: warned %v, the rule says %v", i, got, want)
+		}
+		if w.len() > maxWarnedPeers || w.len() != len(ref) || len(w.byPeer) != w.len() {
+			t.Fatalf("event %d: heap %d, map %d, rule %d entries (max %d)", i, w.len(), len(w.byPeer), len(ref), maxWarnedPeers)
+		}
+	}
+	for j, en := range w.heap {
+		if en.i != j || w.byPeer[en.peer] != en || !ref[en.peer].Equal(en.exp) {
+			t.Fatalf("heap entry %d disagrees with the map or the rule", j)
+		}
+	}
 }
