@@ -266,10 +266,46 @@ func (q *QEMU) Stop(ctx context.Context) ([]byte, error) {
 	return os.ReadFile(state)
 }
 
-// Resume lets a stopped source VM run again (a handoff that failed).
+// Resume lets a stopped source VM run again (a handoff that failed) and
+// checks that it runs. A Stop cut short (its context ended: the sender
+// was interrupted) may have left the migration of the device state
+// running, and its completion would pause the VM again after a cont
+// (run state postmigrate): it is cancelled first, and waited for.
 func (q *QEMU) Resume(ctx context.Context) error {
-	_, err := q.Run("cont", nil)
-	return err
+	if _, err := q.Run("migrate_cancel", nil); err != nil {
+		return err
+	}
+	for {
+		r, err := q.Run("query-migrate", nil)
+		if err != nil {
+			return err
+		}
+		var m struct {
+			Status string `json:"status"`
+		}
+		json.Unmarshal(r, &m)
+		if m.Status == "" || m.Status == "completed" || m.Status == "failed" || m.Status == "cancelled" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("resume: the migration of the device state did not end (%s): %w", m.Status, ctx.Err())
+		case <-q.exited:
+			return q.exitErr()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if _, err := q.Run("cont", nil); err != nil {
+		return err
+	}
+	st, err := q.Status()
+	if err != nil {
+		return err
+	}
+	if st != "running" {
+		return fmt.Errorf("resume: the VM is %s after cont", st)
+	}
+	return nil
 }
 
 // Incoming loads the device state into a VM started with Incoming and
