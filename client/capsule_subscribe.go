@@ -40,6 +40,16 @@ type Subscription struct {
 	resumeFrom uint64
 	resumeAt   time.Time
 	resumeWait time.Duration
+	// owed is the highest head the server has shown (verified heartbeats,
+	// answers to SUBSCRIBE): while next ≤ owed a push is due, and if none
+	// brings next within the timeout the subscription resumes.
+	owed uint64
+	// lostTo is the last seqno of pushes dropped because their proof
+	// rested on a heartbeat this subscriber did not hold yet (they came
+	// ahead of a page still on its way): once that page is delivered,
+	// those seqnos are asked for at once, since their pushes will not
+	// come again.
+	lostTo uint64
 }
 
 // Renew makes Next subscribe again from the next seqno at once instead of at
@@ -132,8 +142,13 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			t.Stop()
 			// An answer to a renewal: if the server holds nothing past
 			// what was delivered, no push is owed.
-			if a.Msg != nil && a.Msg.Status.Success() && a.Msg.Head < s.next {
-				s.resumeAt = time.Time{}
+			if a.Msg != nil && a.Msg.Status.Success() {
+				if a.Msg.Head < s.next {
+					s.resumeAt = time.Time{}
+				} else {
+					s.owed = max(s.owed, a.Msg.Head)
+					s.expect()
+				}
 			}
 			continue
 		case <-t.C:
@@ -155,10 +170,18 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			continue
 		case m := <-s.ch:
 			t.Stop()
+			// A push comes only from a server that acknowledged this
+			// subscription: the head it claims says what is owed, even
+			// when its page cannot be verified yet.
+			s.owed = max(s.owed, m.Head)
 			entries, err := s.r.verifyPage(m)
 			if errors.Is(err, errProofBase) {
 				// The server thinks we hold a heartbeat we dropped with a
-				// lost page: tell it what we hold and resume.
+				// lost page, or this push overtook the page that brings
+				// it: tell it what we hold and resume.
+				if m.To >= s.next {
+					s.lostTo = max(s.lostTo, m.To)
+				}
 				if err := s.resume(ctx, false); err != nil {
 					return Event{}, err
 				}
@@ -182,10 +205,37 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 				}
 				entries = entries[skip:]
 				s.next = entries[len(entries)-1].Seqno + 1
-				s.resumeAt = time.Time{}
 			}
-			return Event{Entries: entries, Heartbeat: s.r.Heartbeat()}, nil
+			hb := s.r.Heartbeat()
+			if hb != nil {
+				s.owed = max(s.owed, hb.Seqno)
+			}
+			if len(entries) > 0 && s.lostTo >= s.next {
+				// Pushes for what comes next were dropped before this
+				// page arrived: ask for them now.
+				s.lostTo = 0
+				if err := s.resume(ctx, true); err != nil {
+					return Event{}, err
+				}
+			} else {
+				s.expect()
+			}
+			return Event{Entries: entries, Heartbeat: hb}, nil
 		}
+	}
+}
+
+// expect arms the resumption timer while records the server has shown
+// are not delivered (a push carrying them is due: if it was lost and no
+// later push shows the gap, the subscription resumes after the client's
+// timeout instead of at the renewal), and disarms it when none are.
+func (s *Subscription) expect() {
+	switch {
+	case s.next > s.owed:
+		s.resumeAt = time.Time{}
+	case s.resumeAt.IsZero() || s.resumeFrom != s.next:
+		s.resumeFrom, s.resumeWait = s.next, s.r.cc.opts.Timeout
+		s.resumeAt = time.Now().Add(s.resumeWait)
 	}
 }
 

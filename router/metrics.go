@@ -168,7 +168,7 @@ func newMetrics(reg prometheus.Registerer, r *Router) *metrics {
 	for _, r := range []string{"withdraw", "disconnect", "expiry", "replaced"} {
 		m.withdrawn.WithLabelValues(r)
 	}
-	for _, r := range []string{"found", "not_found", "error", "forbidden", "stale"} {
+	for _, r := range []string{"found", "not_found", "error", "forbidden", "stale", "revived"} {
 		m.lookups.WithLabelValues(r)
 	}
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +41,7 @@ type resolveQueue struct {
 	// looking holds the names being looked up right now, revived the
 	// names that sent a PDU while remembered as missing or looked up
 	// (sawSource), and when.
-	looking map[pdu.Name]struct{}
+	looking map[pdu.Name]chan struct{}
 	revived map[pdu.Name]time.Time
 	// watched is len(neg)+len(looking), read without the lock on the
 	// forwarding path: while it is 0 a PDU's source costs nothing.
@@ -83,7 +84,7 @@ func newResolveQueue(r *Router) *resolveQueue {
 		r:       r,
 		wait:    make(map[pdu.Name]*waitList),
 		neg:     make(map[pdu.Name]negEntry),
-		looking: make(map[pdu.Name]struct{}),
+		looking: make(map[pdu.Name]chan struct{}),
 		revived: make(map[pdu.Name]time.Time),
 		owners:  make(map[*idShare]*resOwner),
 		wake:    make(chan struct{}, max(r.cfg.Resolver.Workers, 1)),
@@ -362,7 +363,13 @@ func (q *resolveQueue) sawSource(src pdu.Name) {
 	}
 	q.mu.Lock()
 	forgot := q.dropNeg(src)
-	_, inflight := q.looking[src]
+	sent, inflight := q.looking[src]
+	if inflight {
+		select {
+		case sent <- struct{}{}:
+		default:
+		}
+	}
 	if forgot || inflight {
 		if len(q.revived) >= q.r.cfg.Resolver.NegativeCacheSize {
 			now := time.Now()
@@ -382,14 +389,18 @@ func (q *resolveQueue) sawSource(src pdu.Name) {
 	}
 }
 
-// lookupStarted notes that dst is being looked up.
-func (q *resolveQueue) lookupStarted(dst pdu.Name) {
+// lookupStarted notes that dst is being looked up. The channel it returns
+// is signalled when dst sends a PDU meanwhile.
+func (q *resolveQueue) lookupStarted(dst pdu.Name) <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if _, ok := q.looking[dst]; !ok {
-		q.looking[dst] = struct{}{}
+	ch, ok := q.looking[dst]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		q.looking[dst] = ch
 		q.watched.Add(1)
 	}
+	return ch
 }
 
 // lookupDone ends what lookupStarted began. It reports whether a failed
@@ -458,9 +469,9 @@ func (q *resolveQueue) resolveOne(ctx context.Context, dst pdu.Name) {
 	r := q.r
 	var err error
 	for backoff := revivalBackoff; ; backoff *= 2 {
-		q.lookupStarted(dst)
+		sent := q.lookupStarted(dst)
 		lctx, cancel := context.WithTimeout(ctx, r.cfg.Resolver.Timeout.Std())
-		err = r.learnRoute(lctx, dst)
+		err = q.learn(lctx, dst, sent)
 		cancel()
 		if !q.lookupDone(dst, err != nil) || ctx.Err() != nil {
 			break
@@ -506,6 +517,119 @@ func (q *resolveQueue) resolveOne(ctx context.Context, dst pdu.Name) {
 	}
 }
 
+// learn runs learnRoute for dst. If dst sends a PDU meanwhile it is alive
+// somewhere, most likely just re-attached at another router, while this
+// lookup dials the router its old record names (a dead one costs the whole
+// lookup timeout): the resolver is asked again at once, and then at
+// doubling intervals from reviveRetry while its new record is on its way,
+// and a hop toward a holder this router already has a tunnel to is
+// installed: PDUs to one holder go at once, multicast ones when the
+// lookup (the dial) ends.
+func (q *resolveQueue) learn(ctx context.Context, dst pdu.Name, sent <-chan struct{}) error {
+	done := make(chan error, 1)
+	go func() { done <- q.r.learnRoute(ctx, dst, func() { q.flushUnicast(dst) }) }()
+	select {
+	case err := <-done:
+		return err
+	case <-sent:
+	}
+	for wait := reviveRetry; ; wait *= 2 {
+		if len(q.r.fib.Lookup(dst)) > 0 {
+			return <-done // the lookup found a hop meanwhile
+		}
+		if q.r.learnTunnelHolders(dst) {
+			q.r.met.lookups.WithLabelValues("revived").Inc()
+			q.flushUnicast(dst)
+			<-done // the dials of the other holders, for multicast PDUs
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case err := <-done:
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// flushUnicast forwards dst's parked PDUs that go to one holder (not
+// MULTICAST) now that dst has a hop; the others stay parked until the
+// lookup ends.
+func (q *resolveQueue) flushUnicast(dst pdu.Name) {
+	q.mu.Lock()
+	wl := q.wait[dst]
+	var out []parked
+	if wl != nil {
+		kept := wl.pdus[:0]
+		for _, w := range wl.pdus {
+			var h pdu.Header
+			if w.remoteOnly || pdu.Decode(w.p, &h) != nil || h.Flags&pdu.FlagMulticast != 0 {
+				kept = append(kept, w)
+				continue
+			}
+			out = append(out, w)
+			q.total--
+			if o := q.owners[w.in.share]; o != nil {
+				o.parked--
+				q.tidy(o)
+			}
+		}
+		clear(wl.pdus[len(kept):])
+		wl.pdus = kept
+	}
+	q.mu.Unlock()
+	for _, w := range out {
+		var h pdu.Header
+		if pdu.Decode(w.p, &h) != nil {
+			continue
+		}
+		q.r.route(w.in, dst, h.Flags, w.p, false)
+	}
+}
+
+// reviveRetry is the first wait between asking the resolver again for a
+// name that sent a PDU during its lookup.
+const reviveRetry = 100 * time.Millisecond
+
+// learnTunnelHolders asks the resolver for dst past its cache and installs
+// a hop toward each holder this router has a tunnel to. It reports
+// whether it installed one.
+func (r *Router) learnTunnelHolders(dst pdu.Name) bool {
+	if inv, ok := r.res.(invalidator); ok {
+		inv.Invalidate(dst)
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Resolver.Timeout.Std())
+	defer cancel()
+	recs, err := r.res.LookupAll(ctx, dst)
+	if err != nil {
+		return false
+	}
+	expiry := r.now().Add(r.cfg.Resolver.RouteCacheTTL.Std())
+	installed := false
+	for _, rec := range recs {
+		holder := rec.Router()
+		if rec.Kind == resolver.KindBorder && rec.Border != nil {
+			holder = rec.Border.Name()
+		}
+		if holder == r.name || !r.policy().allows(rec.Domain()) {
+			continue
+		}
+		f := r.peerFace(holder)
+		if f == nil {
+			continue
+		}
+		exp := expiry
+		if e := rec.EffectiveExpiry(); e.Before(exp) {
+			exp = e
+		}
+		if r.installLearned(dst, f, 1, exp, holder) == nil {
+			installed = true
+		}
+	}
+	return installed
+}
+
 // errSelfOnly: the resolver knows only this router as dst's holder, and no
 // local endpoint holds it (or only local ones do, for a multicast).
 var errSelfOnly = errors.New("router: resolver points at this router only")
@@ -516,7 +640,7 @@ var errSelfOnly = errors.New("router: resolver points at this router only")
 // the record's addresses, or its upstream. Each hop expires with its record
 // or after RouteCacheTTL, whichever is first, so a name that moved is
 // looked up again. It fails when no hop could be installed.
-func (r *Router) learnRoute(ctx context.Context, dst pdu.Name) error {
+func (r *Router) learnRoute(ctx context.Context, dst pdu.Name, first func()) error {
 	start := time.Now()
 	recs, err := r.res.LookupAll(ctx, dst)
 	r.met.latency.Observe(time.Since(start).Seconds())
@@ -537,13 +661,22 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name) error {
 	var lastErr error
 	seen := make(map[pdu.Name]bool, len(recs))
 	try := func(recs []*resolver.Record) {
-		for _, rec := range recs {
-			holder := rec.Router()
-			if rec.Kind == resolver.KindBorder && rec.Border != nil {
-				// A global-tier answer: the name is in another domain, reached
-				// through that domain's border router, whose addresses these are.
-				holder = rec.Border.Name()
+		// Holders this router has a tunnel to first: a holder that must be
+		// dialled may be dead (a stale record), and its dial would hold
+		// up the live ones for the whole lookup timeout.
+		recs = slices.Clone(recs)
+		slices.SortStableFunc(recs, func(a, b *resolver.Record) int {
+			fa, fb := r.peerFace(recordHolder(a)) != nil, r.peerFace(recordHolder(b)) != nil
+			switch {
+			case fa == fb:
+				return 0
+			case fa:
+				return -1
 			}
+			return 1
+		})
+		for _, rec := range recs {
+			holder := recordHolder(rec)
 			switch {
 			case holder == r.name:
 				self++
@@ -564,6 +697,12 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name) error {
 				continue
 			}
 			installed++
+			if installed == 1 && first != nil {
+				// dst has a hop: PDUs to one holder need not wait for
+				// the dials of the others (a dead one costs the lookup
+				// timeout); multicast ones wait for them all.
+				first()
+			}
 		}
 	}
 	try(recs)
@@ -598,6 +737,16 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name) error {
 	}
 	r.met.lookups.WithLabelValues("stale").Inc()
 	return fmt.Errorf("%w (%d records)", errSelfOnly, self)
+}
+
+// recordHolder is the router a location record sends traffic to: the
+// router that published it, or for a global-tier answer (a name in another
+// domain) that domain's border router, whose addresses the record holds.
+func recordHolder(rec *resolver.Record) pdu.Name {
+	if rec.Kind == resolver.KindBorder && rec.Border != nil {
+		return rec.Border.Name()
+	}
+	return rec.Router()
 }
 
 // learnHolder installs dst's hop toward holder, the router rec names.
