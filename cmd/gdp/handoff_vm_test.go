@@ -222,7 +222,7 @@ func interruptedSend(t *testing.T, e *opsEnv, qa *handoffd.QEMU, d *opsDaemon, r
 	case <-time.After(30 * time.Second):
 		t.Fatal("vm send did not exit within 30 s of SIGTERM")
 	}
-	t.Logf("SIGTERM %s after the pause; exit %v", time.Since(paused).Round(time.Millisecond), s.err)
+	t.Logf("SIGTERM at the pause; vm send exited %s after it: %v", time.Since(paused).Round(time.Millisecond), s.err)
 	if _, err := os.Stat(filepath.Join(recv, "vm1")); err == nil {
 		t.Fatal("the destination committed vm1: the SIGTERM came too late to test the interrupted send (slow machine?)")
 	}
