@@ -58,8 +58,8 @@ func (lr *liveRouter) ra() client.RouterAddr {
 	return client.RouterAddr{Addr: lr.addr, Name: lr.rc.ID.Name}
 }
 
-// attachAny attaches a new endpoint to the first router of rs that answers.
-func attachAny(t *testing.T, dom *routertest.Domain, desc string, rs ...*liveRouter) *client.Client {
+// newEndpoint is a member endpoint of dom on a loopback socket.
+func newEndpoint(t *testing.T, dom *routertest.Domain, desc string) *client.Endpoint {
 	t.Helper()
 	id, _ := certs.NewIdentity(certs.KindClient, desc)
 	m, err := dom.Member(id)
@@ -76,6 +76,13 @@ func attachAny(t *testing.T, dom *routertest.Domain, desc string, rs ...*liveRou
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ep.Close() })
+	return ep
+}
+
+// attachAny attaches a new endpoint to the first router of rs that answers.
+func attachAny(t *testing.T, dom *routertest.Domain, desc string, rs ...*liveRouter) *client.Client {
+	t.Helper()
+	ep := newEndpoint(t, dom, desc)
 	var list []client.RouterAddr
 	for _, r := range rs {
 		list = append(list, r.ra())
@@ -169,27 +176,13 @@ func TestReattachedAfterReadvertise(t *testing.T) {
 	b := startLiveRouter(t, dom, "b")
 	y := attachAny(t, dom, "y", b)
 
-	id, _ := certs.NewIdentity(certs.KindClient, "x")
-	m, err := dom.Member(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: m, Domain: dom.ID.Meta, Verifier: dom.Verifier,
-		Conn: conn, Options: client.Options{RequestTimeout: 500 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ep.Close() })
+	ep := newEndpoint(t, dom, "x")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var x *client.Client
 	var session pdu.Name
 	sent := make(chan error, 4)
-	x, err = ep.AttachAny(ctx, []client.RouterAddr{a.ra(), b.ra()}, client.AttachOptions{OthersFirst: true,
+	x, err := ep.AttachAny(ctx, []client.RouterAddr{a.ra(), b.ra()}, client.AttachOptions{OthersFirst: true,
 		Reattached: func(router pdu.Name, _ time.Duration) {
 			_, err := x.SendFrom(session, y.Name(), 0, []byte("from the session name, at once"))
 			sent <- err
