@@ -597,3 +597,93 @@ func TestTreeAnswers(t *testing.T) {
 		}
 	}
 }
+
+// errReader returns n bytes, then fails with errDiskFull.
+type errReader struct{ n int }
+
+func (r *errReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, errDiskFull
+	}
+	k := min(len(p), r.n)
+	r.n -= k
+	return k, nil
+}
+
+// TestWriterRefuses: the writer refuses what would make a tree the
+// reader refuses or a version that is not what was asked: a bad path,
+// the root, a file over a directory, a directory over a file, removing a
+// path that does not exist (or no longer does); a content read that fails
+// fails the put. An empty file is a version of no chunks, a put keeps the
+// modification time given, and a new version names the one it replaces.
+// Mutants: writer.go Writer.Put :75 skip-if (a file over a directory),
+// :81 call-true (the modification time given replaced by now), :111
+// skip-if (the read error dropped: a loop), Mkdir :139 skip-if (a
+// directory over a file), Remove :151 skip-if and both operands. (The
+// bad-path and root checks of Put, Mkdir and Remove live: a bad path
+// cleans to the root, which each refuses again.)
+func TestWriterRefuses(t *testing.T) {
+	w := newWorld(t)
+	a := w.router("router a")
+	r := w.replica(a, "replica")
+	cc := w.user(a, "user")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name, wid := newCapsule(t, cc, 1, r)
+	fw, err := fs.NewWriter(ctx, cc, name, wid.Key, fs.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close(ctx)
+	put := func(p string, b []byte) (*fs.Version, error) {
+		return fw.Put(ctx, p, bytes.NewReader(b), fs.PutOptions{})
+	}
+	mtime := time.Date(2020, 2, 2, 2, 2, 2, 2, time.UTC)
+	v1, err := fw.Put(ctx, "d/f", bytes.NewReader([]byte("one")), fs.PutOptions{MTime: mtime})
+	if err != nil || v1.MTime != mtime.UnixNano() {
+		t.Fatalf("a put with its modification time: %+v, %v; want MTime %d", v1, err, mtime.UnixNano())
+	}
+	v2, err := put("d/f", []byte("two"))
+	if err != nil || v2.PrevVersion != v1.Seqno {
+		t.Fatalf("the second version of d/f: %+v, %v; want it to name %d", v2, err, v1.Seqno)
+	}
+	empty, err := put("empty", nil)
+	if err != nil || empty.Size != 0 || len(empty.Extents) != 0 {
+		t.Fatalf("an empty file: %+v, %v", empty, err)
+	}
+	if _, err := fw.Mkdir(ctx, "e"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fw.Remove(ctx, "empty"); err != nil {
+		t.Fatal(err)
+	}
+	for what, err := range map[string]error{
+		"put a bad path":              func() error { _, err := put("a/../b", []byte("x")); return err }(),
+		"put the root":                func() error { _, err := put("", []byte("x")); return err }(),
+		"put over a directory":        func() error { _, err := put("d", []byte("x")); return err }(),
+		"put over an explicit dir":    func() error { _, err := put("e", []byte("x")); return err }(),
+		"put from a failing reader":   func() error { _, err := fw.Put(ctx, "g", &errReader{n: 10}, fs.PutOptions{}); return err }(),
+		"mkdir a bad path":            func() error { _, err := fw.Mkdir(ctx, "a/../b"); return err }(),
+		"mkdir the root":              func() error { _, err := fw.Mkdir(ctx, ""); return err }(),
+		"mkdir over a file":           func() error { _, err := fw.Mkdir(ctx, "d/f"); return err }(),
+		"remove a bad path":           func() error { _, err := fw.Remove(ctx, "a/../b"); return err }(),
+		"remove a path never written": func() error { _, err := fw.Remove(ctx, "nothing"); return err }(),
+		"remove a removed path":       func() error { _, err := fw.Remove(ctx, "empty"); return err }(),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", what)
+		}
+	}
+	f, err := fs.Open(ctx, cc, name, fs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]uint8{"d": fs.TypeDir, "d/f": fs.TypeFile, "e": fs.TypeDir} {
+		if e, err := f.Stat(p); err != nil || e.Type != want {
+			t.Errorf("stat %s: %+v, %v; want type %d", p, e, err, want)
+		}
+	}
+	if e, err := f.Stat("g"); err == nil {
+		t.Errorf("a put whose content read failed is in the tree: %+v", e)
+	}
+}
