@@ -88,7 +88,11 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 		return fail(m, err)
 	}
 	p := s.places.get(c)
-	if p != nil {
+	// Only a batch that brings records past the head adds bytes: a
+	// writer's re-send of a batch stored here (its answer was lost) and a
+	// heartbeat alone are answered as usual, or the writer would count a
+	// durable batch as not stored here.
+	if p != nil && len(recs) > 0 && recs[len(recs)-1].Seqno > head.Seqno {
 		if used, over := s.storageUsed(p); over {
 			s.met.storageRefused.WithLabelValues("append").Inc()
 			s.logLim.Warn(s.log, refuseStorage+" "+p.creator.String(), "append refused: the requester that placed the capsule holds its share of this server's storage (max_bytes_per_requester)",
@@ -139,11 +143,13 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 		return resp
 	}
 	s.met.appended.Add(float64(len(recs)))
-	// Counted against the creator's share as it stands (a retry is counted
-	// again until the next sum from the store corrects it).
+	// Counted against the creator's share as it stands: the records past
+	// the head before this batch.
 	var n uint64
-	for _, b := range m.Records {
-		n += uint64(len(b))
+	for i, b := range m.Records {
+		if recs[i].Seqno > head.Seqno {
+			n += uint64(len(b))
+		}
 	}
 	s.storageAdded(p, n)
 	s.sync.fed(c, time.Now())

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -120,4 +122,52 @@ func TestStorageShare(t *testing.T) {
 
 func w1metric(r *replica, op string) float64 {
 	return r.metric("gdp_capsuled_storage_refused_total", op)
+}
+
+// TestStorageShareRetryAnswered: once the member that placed a capsule
+// holds its share, only batches that bring new records are refused. A
+// writer's re-send of a batch this server stored (its answer was lost)
+// and a heartbeat alone are answered as usual — refused, the writer would
+// count a durable batch as not stored here — and add no bytes.
+func TestStorageShareRetryAnswered(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	s1 := w.newReplicaConf(r1, "s1", capsuled.Config{Placement: capsuled.PlacementPolicy{MaxBytesPerRequester: 3_000}})
+	owner := w.user(r1, "owner")
+	tc := newTestCapsule(t, "retried")
+	tc.create(t, owner, 1, s1)
+	c := tc.meta.Name()
+	u := w.rawUser(r1)
+	wr := capsule.NewWriter(c, tc.writer.Key)
+	batch := func() *wire.Message {
+		wr.Append(bytes.Repeat([]byte{'x'}, 1000))
+		wr.Append(bytes.Repeat([]byte{'y'}, 1000))
+		recs, hb := wr.Flush()
+		return appendMsg(c, recs, hb)
+	}
+	if resp := u.do(s1.id.Name, batch()); resp.Status != wire.StatusOK {
+		t.Fatalf("first batch: %v %q", resp.Status, resp.Error)
+	}
+	second := batch()
+	if resp := u.do(s1.id.Name, second); resp.Status != wire.StatusOK {
+		t.Fatalf("second batch (the share not yet reached): %v %q", resp.Status, resp.Error)
+	}
+	if resp := u.do(s1.id.Name, batch()); resp.Status != wire.StatusUnavailable {
+		t.Fatalf("third batch, past the share: %v %q, want 503", resp.Status, resp.Error)
+	}
+	held, err := s1.srv.Store().Bytes(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resend := *second
+	if resp := u.do(s1.id.Name, &resend); resp.Status != wire.StatusOK || resp.Head != 4 {
+		t.Fatalf("the second batch sent again: %v %q head %d, want 200 head 4", resp.Status, resp.Error, resp.Head)
+	}
+	hbOnly := &wire.Message{Op: wire.OpAppend, Capsule: c[:], Heartbeat: second.Heartbeat}
+	if resp := u.do(s1.id.Name, hbOnly); resp.Status != wire.StatusOK {
+		t.Fatalf("its heartbeat alone: %v %q, want 200", resp.Status, resp.Error)
+	}
+	if after, err := s1.srv.Store().Bytes(c); err != nil || after != held {
+		t.Fatalf("bytes held %d after the re-sends, %d before (%v)", after, held, err)
+	}
 }
