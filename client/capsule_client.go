@@ -66,12 +66,13 @@ type CapsuleClient struct {
 	sentRing []uint32
 	sentNext int
 
-	// Dropped counts PDUs that were not capsule messages, late answers and
-	// pushes for unknown or full subscriptions.
+	// Dropped counts PDUs that were not capsule messages, late answers,
+	// pushes for unknown or full subscriptions, and pushes held too long
+	// for their server's answer (more than maxEarlyPushes waiting).
 	Dropped atomic.Uint64
 	// Forged counts answers refused because they came from a node that was
 	// not asked (or answered another operation), and subscription pushes
-	// from a server other than the one that took the subscription.
+	// from a node other than the server asked by name.
 	Forged atomic.Uint64
 	// BadReceipts counts APPEND acknowledgements a writer did not count:
 	// no receipt, or one that does not verify under a server the owner
@@ -174,7 +175,10 @@ func (cc *CapsuleClient) loop(ctx context.Context) {
 			// never answers is never delivered.
 			if len(sw.early) >= maxEarlyPushes {
 				sw.early = sw.early[1:]
-				cc.Forged.Add(1) // the oldest held push: its source never answered
+				// The oldest held push: its server has not answered (yet,
+				// or ever); a legitimate one's records come again when the
+				// subscription resumes from the gap.
+				cc.Dropped.Add(1)
 			}
 			sw.early = append(sw.early, earlyPush{src: m.Src, msg: msg})
 			continue
@@ -194,8 +198,8 @@ func (cc *CapsuleClient) queuePush(sw *subWaiter, msg *wire.Message) {
 
 // maxEarlyPushes bounds the pushes a subscription holds while they wait
 // for their server's answer to the SUBSCRIBE; beyond it the oldest is
-// dropped and counted as forged (its source never answered), and the
-// subscriber resumes from any gap that leaves.
+// dropped (counted in Dropped), and the subscriber resumes from any gap
+// that leaves.
 const maxEarlyPushes = 16
 
 // earlyPush is a push that arrived before its server's answer.
