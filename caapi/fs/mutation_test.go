@@ -35,10 +35,7 @@ import (
 // :200 skip-if (a chunk refused by body delivered empty), ReadAtContext
 // :302 skip-if (a negative offset: a chunk index past the hash list).
 func TestReadsOnlyWhatTheManifestLists(t *testing.T) {
-	w := newWorld(t)
-	a := w.router("router a")
-	r := w.replica(a, "replica")
-	cc := w.user(a, "user")
+	r, cc := oneReplica(t)
 	name, wid := newCapsule(t, cc, 1, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -197,10 +194,7 @@ func (w *failAfter) Write(p []byte) (int, error) {
 // than the header sliced: a crash) and drop-or-right (any 13 bytes taken
 // as a header).
 func TestReadersKeepTheirContracts(t *testing.T) {
-	w := newWorld(t)
-	a := w.router("router a")
-	r := w.replica(a, "replica")
-	cc := w.user(a, "user")
+	r, cc := oneReplica(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// capsule writes records to a new files capsule, by hand.
@@ -362,10 +356,7 @@ func TestCleanPathBounds(t *testing.T) {
 // first two operands, :171, :174, :177 skip-if, :181 skip-if and both
 // operands.
 func TestManifestsChecked(t *testing.T) {
-	w := newWorld(t)
-	a := w.router("router a")
-	r := w.replica(a, "replica")
-	cc := w.user(a, "user")
+	r, cc := oneReplica(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	body := []byte("content")
@@ -438,10 +429,7 @@ func TestManifestsChecked(t *testing.T) {
 // loop without end), checkRefs :102 skip-if, drop-or-left and boundary,
 // :107 skip-if, both operands and boundary.
 func TestManifestChainChecked(t *testing.T) {
-	w := newWorld(t)
-	a := w.router("router a")
-	r := w.replica(a, "replica")
-	cc := w.user(a, "user")
+	r, cc := oneReplica(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	body := []byte("content")
@@ -511,10 +499,7 @@ func TestManifestChainChecked(t *testing.T) {
 // :164 boundary live: a later check refuses the same, and a clean path
 // has no empty element.)
 func TestTreeAnswers(t *testing.T) {
-	w := newWorld(t)
-	a := w.router("router a")
-	r := w.replica(a, "replica")
-	cc := w.user(a, "user")
+	r, cc := oneReplica(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	name, wid := newCapsule(t, cc, 1, r)
@@ -623,10 +608,7 @@ func (r *errReader) Read(p []byte) (int, error) {
 // bad-path and root checks of Put, Mkdir and Remove live: a bad path
 // cleans to the root, which each refuses again.)
 func TestWriterRefuses(t *testing.T) {
-	w := newWorld(t)
-	a := w.router("router a")
-	r := w.replica(a, "replica")
-	cc := w.user(a, "user")
+	r, cc := oneReplica(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	name, wid := newCapsule(t, cc, 1, r)
@@ -686,4 +668,13 @@ func TestWriterRefuses(t *testing.T) {
 	if e, err := f.Stat("g"); err == nil {
 		t.Errorf("a put whose content read failed is in the tree: %+v", e)
 	}
+}
+
+// oneReplica is a router with one capsule server and one user on it: the
+// setting of most tests here.
+func oneReplica(t *testing.T) (*replica, *client.CapsuleClient) {
+	t.Helper()
+	w := newWorld(t)
+	a := w.router("router a")
+	return w.replica(a, "replica"), w.user(a, "user")
 }
