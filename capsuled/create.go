@@ -45,11 +45,16 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 		// a renewal, from whoever: the capsule stays in its creator's share
 		p.creator = held.creator
 	}
-	if reason, err := s.places.admit(s.pol.Load().placement, p, held != nil); err != nil {
+	release, reason, err := s.places.admit(s.pol.Load().placement, p, held != nil)
+	if err != nil {
 		s.met.placementsRefused.WithLabelValues(reason).Inc()
 		s.logLim.Info(s.log, reason+" "+r.from.String(), "placement refused", logging.Capsule(p.name), logging.Src(r.from), logging.Reason(reason))
 		return fail(m, fmt.Errorf("create %s: %w", p.name, err))
 	}
+	// The new capsule counts in the limits from here (CREATEs waiting
+	// together cannot pass them); once stored it counts as placed, and on
+	// any failure it is given back.
+	defer release()
 	info := capsule.Info{Name: p.name, Writer: p.meta.WriterKey}
 	existed := false
 	if held, _, err := s.st.Info(p.name); err == nil {

@@ -147,9 +147,83 @@ func TestPlacementAdmitBounds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reason, err := tt.ps.admit(tt.pol, tt.p, false)
+			_, reason, err := tt.ps.admit(tt.pol, tt.p, false)
 			if reason != tt.want || (tt.want == "") != (err == nil) {
 				t.Fatalf("got %q, %v; want %q", reason, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestPlacementAdmitReserves (Session 13): a new capsule admitted but not
+// yet stored (its CREATE waits for publication) counts in
+// max_per_requester, max_per_owner and max_placements until released; the
+// same capsule admitted twice counts once; a stored capsule still
+// reserved counts once; a released slot is free again.
+func TestPlacementAdmitReserves(t *testing.T) {
+	a := newPlacementCapsule(t, "owner a")
+	other := func(desc string) *certs.Metadata { // another capsule of a's owner
+		w, err := certs.NewIdentity(certs.KindClient, desc+" writer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta, err := certs.NewCapsule(a.owner.Key, w.Public(), desc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return meta
+	}
+	alice, bob := pdu.Name{0xa1}, pdu.Name{0xb0}
+	pl := func(meta *certs.Metadata, creator pdu.Name) *placement {
+		return &placement{name: meta.Name(), meta: meta, replicas: []pdu.Name{{1}}, creator: creator}
+	}
+	m1, m2 := other("one"), other("two")
+	for _, tt := range []struct {
+		name   string
+		pol    PlacementPolicy
+		second *placement // admitted while the first (m1 by alice) waits
+		want   string
+	}{
+		{"max_per_requester", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 10, MaxPerOwner: -1, MaxPerRequester: 1}, pl(newPlacementCapsule(t, "b").meta, alice), refuseRequester},
+		{"max_per_owner", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 10, MaxPerOwner: 1, MaxPerRequester: -1}, pl(m2, bob), refuseQuota},
+		{"max_placements", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 1, MaxPerOwner: -1, MaxPerRequester: -1}, pl(newPlacementCapsule(t, "c").meta, bob), refuseFull},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ps := &placements{m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{}}
+			first := pl(m1, alice)
+			rel1, reason, err := ps.admit(tt.pol, first, false)
+			if err != nil {
+				t.Fatalf("first: %s %v", reason, err)
+			}
+			// The same capsule again (a second CREATE of it) counts once.
+			rel1b, reason, err := ps.admit(tt.pol, pl(m1, alice), false)
+			if err != nil {
+				t.Fatalf("the same capsule again: %s %v", reason, err)
+			}
+			if _, reason, _ := ps.admit(tt.pol, tt.second, false); reason != tt.want {
+				t.Fatalf("second capsule while the first waits: %q, want %q", reason, tt.want)
+			}
+			rel1()
+			rel1() // a second call gives nothing more back
+			if _, reason, _ := ps.admit(tt.pol, tt.second, false); reason != tt.want {
+				t.Fatalf("second capsule while the first's other CREATE waits: %q, want %q", reason, tt.want)
+			}
+			rel1b()
+			rel2, reason, err := ps.admit(tt.pol, tt.second, false)
+			if err != nil {
+				t.Fatalf("second capsule once the first failed: %s %v", reason, err)
+			}
+			rel2()
+			// Stored and still reserved: counted once, still full.
+			ps.index(first, nil)
+			ps.m[first.name] = first
+			rel1, _, _ = ps.admit(PlacementPolicy{MaxReplicas: 1, MaxPlacements: 10, MaxPerOwner: 10, MaxPerRequester: 10}, pl(m1, alice), false)
+			if _, reason, _ := ps.admit(tt.pol, tt.second, false); reason != tt.want {
+				t.Fatalf("second capsule once the first is stored: %q, want %q", reason, tt.want)
+			}
+			rel1()
+			if len(ps.pending) != 0 {
+				t.Fatalf("%d reservations left", len(ps.pending))
 			}
 		})
 	}

@@ -142,6 +142,19 @@ type placements struct {
 	// byCreator indexes m by creator (max_bytes_per_requester sums the
 	// bytes of a creator's capsules at each write).
 	byCreator map[pdu.Name]map[pdu.Name]struct{}
+	// pending holds the new capsules admitted but not yet stored (their
+	// CREATEs wait for the location record): each counts in its creator's,
+	// its owner's and the server's totals from admission on, so CREATEs
+	// waiting at once cannot together pass a limit (Session 13). Keyed by
+	// creator and capsule; the count is of CREATEs holding the entry.
+	pending map[pendingKey]*pendingPlacement
+}
+
+type pendingKey struct{ creator, name pdu.Name }
+
+type pendingPlacement struct {
+	p    *placement
+	refs int
 }
 
 // index records p under its creator (mu held for writing); old is the
@@ -188,7 +201,8 @@ func openPlacementsOn(fs vfs.FS, dir string) (*placements, error) {
 	if err := vfsutil.MkdirAll(fs, dir, 0o700); err != nil {
 		return nil, fmt.Errorf("placements: %w", err)
 	}
-	ps := &placements{fs: fs, dir: dir, m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{}}
+	ps := &placements{fs: fs, dir: dir, m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{},
+		pending: map[pendingKey]*pendingPlacement{}}
 	names, err := fs.List(dir)
 	if err != nil {
 		return nil, fmt.Errorf("placements: %w", err)
@@ -285,39 +299,81 @@ const (
 
 // admit applies the placement policy to a new placement p (renewal: the
 // capsule is held already) asked for by p.creator. It returns the refusal
-// reason and error, or "" and nil.
-func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (string, error) {
+// reason and error, or "" and nil. An admitted new capsule is reserved in
+// every total until release is called (always non-nil; call it once the
+// CREATE has stored the placement or failed, whichever way).
+func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (release func(), reason string, err error) {
+	release = func() {}
 	if len(p.replicas) > pol.MaxReplicas {
-		return refuseReplicas, fmt.Errorf("%w: %d replicas, this server accepts at most %d", errForbidden, len(p.replicas), pol.MaxReplicas)
+		return release, refuseReplicas, fmt.Errorf("%w: %d replicas, this server accepts at most %d", errForbidden, len(p.replicas), pol.MaxReplicas)
 	}
 	if len(pol.Owners) > 0 && !slices.ContainsFunc(pol.Owners, func(k ed25519.PublicKey) bool { return k.Equal(p.meta.Key) }) {
-		return refuseOwner, fmt.Errorf("%w: the capsule's owner may not place capsules on this server", errForbidden)
+		return release, refuseOwner, fmt.Errorf("%w: the capsule's owner may not place capsules on this server", errForbidden)
 	}
 	if renewal {
-		return "", nil
+		return release, "", nil
 	}
-	ps.mu.RLock()
-	defer ps.mu.RUnlock()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	// The pending capsules not stored yet (one CREATE's capsule may be
+	// stored and still reserved: counted once), added to each total; p's
+	// own (another CREATE of it waits) is not counted against it.
+	var mine, all, owners int
+	seen := map[pdu.Name]bool{}
+	for k, e := range ps.pending {
+		if _, stored := ps.m[k.name]; stored || k.name == p.name {
+			continue
+		}
+		if k.creator == p.creator {
+			mine++
+		}
+		if !seen[k.name] {
+			seen[k.name] = true
+			all++
+			if e.p.meta.Key.Equal(p.meta.Key) {
+				owners++
+			}
+		}
+	}
 	// The requester's share first: a member at its share is told so, not
 	// that the server is full (which its own capsules may have made it).
 	if pol.MaxPerRequester >= 0 && p.creator != (pdu.Name{}) {
-		if n := len(ps.byCreator[p.creator]); n >= pol.MaxPerRequester {
-			return refuseRequester, fmt.Errorf("%w: %s has placed %d capsules here, its most (max_per_requester)", errForbidden, p.creator, n)
+		if n := len(ps.byCreator[p.creator]) + mine; n >= pol.MaxPerRequester {
+			return release, refuseRequester, fmt.Errorf("%w: %s has placed %d capsules here, its most (max_per_requester)", errForbidden, p.creator, n)
 		}
 	}
-	if len(ps.m) >= pol.MaxPlacements {
-		return refuseFull, fmt.Errorf("%w: this server holds %d capsules, its most", errForbidden, len(ps.m))
+	if n := len(ps.m) + all; n >= pol.MaxPlacements {
+		return release, refuseFull, fmt.Errorf("%w: this server holds %d capsules, its most", errForbidden, n)
 	}
 	if pol.MaxPerOwner >= 0 {
-		n := 0
+		n := owners
 		for _, q := range ps.m {
 			if q.meta.Key.Equal(p.meta.Key) {
 				n++
 			}
 		}
 		if n >= pol.MaxPerOwner {
-			return refuseQuota, fmt.Errorf("%w: the capsule's owner has placed %d capsules here, its most", errForbidden, n)
+			return release, refuseQuota, fmt.Errorf("%w: the capsule's owner has placed %d capsules here, its most", errForbidden, n)
 		}
 	}
-	return "", nil
+	if ps.pending == nil {
+		ps.pending = map[pendingKey]*pendingPlacement{}
+	}
+	k := pendingKey{p.creator, p.name}
+	e := ps.pending[k]
+	if e == nil {
+		e = &pendingPlacement{p: p}
+		ps.pending[k] = e
+	}
+	e.refs++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ps.mu.Lock()
+			defer ps.mu.Unlock()
+			if e.refs--; e.refs == 0 {
+				delete(ps.pending, k)
+			}
+		})
+	}, "", nil
 }
