@@ -508,3 +508,63 @@ func TestPrefetchWindow(t *testing.T) {
 	}
 	fetched(1 + 6 + 8) // up to chunk 6+8
 }
+
+// TestFailoverToForkedReplica (Session 13): a reader that fails over to a
+// replica on another line of the log (the writer key wrote a different
+// history there: a forked replica) returns nothing of that line. The file
+// is the same path and size on both lines, so its hash list is at the same
+// seqno on each, and the forked replica's list, checked against that
+// replica's own heartbeat alone, would be accepted and its chunks would
+// then match it: only the heartbeat verified on the first replica, given
+// to the second's reader (FS.reader's Observe), tells the lines apart.
+func TestFailoverToForkedReplica(t *testing.T) {
+	w := newWorld(t)
+	a := w.router("router a")
+	ra, rb := w.replica(a, "replica a"), w.replica(a, "replica b")
+	cc := w.user(a, "fs user")
+	name, wid := newCapsule(t, cc, 1, ra, rb)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	put := func(b []byte) {
+		t.Helper()
+		fw, err := fs.NewWriter(ctx, cc, name, wid.Key, fs.WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fw.Put(ctx, "f.bin", bytes.NewReader(b), fs.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := fw.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine, theirs := content(21, 3*fs.ChunkSize+5), content(22, 3*fs.ChunkSize+5)
+	// Line 1 on replica a alone, line 2 on replica b alone: neither ever
+	// syncs from the other.
+	rb.stop()
+	put(mine)
+	ra.stop()
+	w.start(rb)
+	put(theirs)
+	rb.stop()
+	w.start(ra)
+
+	f, err := fs.Open(ctx, cc, name, fs.Options{Server: ra.id.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := f.Stat("f.bin"); err != nil || e.Size() != int64(len(mine)) {
+		t.Fatalf("stat on replica a: %+v %v", e, err)
+	}
+	// Replica a goes; only the forked one answers.
+	ra.stop()
+	w.start(rb)
+	got, err := readAll(t, f, "f.bin", 0)
+	if err == nil || len(got) != 0 {
+		t.Fatalf("read failed over to a forked replica: %d bytes (its line's: %v), err %v", len(got), bytes.Equal(got, theirs), err)
+	}
+	if f.Stats.Failovers.Load() == 0 {
+		t.Fatalf("no failover counted: %v", err)
+	}
+	t.Logf("read with only the forked replica: %v", err)
+}
