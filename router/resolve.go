@@ -559,7 +559,11 @@ func (q *resolveQueue) learn(ctx context.Context, dst pdu.Name, sent <-chan stru
 func (q *resolveQueue) flushUnicast(dst pdu.Name) {
 	q.mu.Lock()
 	wl := q.wait[dst]
-	var out []parked
+	type unicast struct {
+		parked
+		flags pdu.Flags
+	}
+	var out []unicast
 	if wl != nil {
 		kept := wl.pdus[:0]
 		for _, w := range wl.pdus {
@@ -568,7 +572,7 @@ func (q *resolveQueue) flushUnicast(dst pdu.Name) {
 				kept = append(kept, w)
 				continue
 			}
-			out = append(out, w)
+			out = append(out, unicast{w, h.Flags})
 			q.total--
 			if o := q.owners[w.in.share]; o != nil {
 				o.parked--
@@ -580,11 +584,7 @@ func (q *resolveQueue) flushUnicast(dst pdu.Name) {
 	}
 	q.mu.Unlock()
 	for _, w := range out {
-		var h pdu.Header
-		if pdu.Decode(w.p, &h) != nil {
-			continue
-		}
-		q.r.route(w.in, dst, h.Flags, w.p, false)
+		q.r.route(w.in, dst, w.flags, w.p, false)
 	}
 }
 
@@ -608,10 +608,7 @@ func (r *Router) learnTunnelHolders(dst pdu.Name) bool {
 	expiry := r.now().Add(r.cfg.Resolver.RouteCacheTTL.Std())
 	installed := false
 	for _, rec := range recs {
-		holder := rec.Router()
-		if rec.Kind == resolver.KindBorder && rec.Border != nil {
-			holder = rec.Border.Name()
-		}
+		holder := recordHolder(rec)
 		if holder == r.name || !r.policy().allows(rec.Domain()) {
 			continue
 		}
@@ -619,11 +616,7 @@ func (r *Router) learnTunnelHolders(dst pdu.Name) bool {
 		if f == nil {
 			continue
 		}
-		exp := expiry
-		if e := rec.EffectiveExpiry(); e.Before(exp) {
-			exp = e
-		}
-		if r.installLearned(dst, f, 1, exp, holder) == nil {
+		if r.installLearned(dst, f, 1, hopExpiry(rec, expiry), holder) == nil {
 			installed = true
 		}
 	}
@@ -664,18 +657,15 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name, first func()) err
 		// Holders this router has a tunnel to first: a holder that must be
 		// dialled may be dead (a stale record), and its dial would hold
 		// up the live ones for the whole lookup timeout.
-		recs = slices.Clone(recs)
-		slices.SortStableFunc(recs, func(a, b *resolver.Record) int {
-			fa, fb := r.peerFace(recordHolder(a)) != nil, r.peerFace(recordHolder(b)) != nil
-			switch {
-			case fa == fb:
-				return 0
-			case fa:
-				return -1
-			}
-			return 1
-		})
+		var tunnel, dial []*resolver.Record
 		for _, rec := range recs {
+			if r.peerFace(recordHolder(rec)) != nil {
+				tunnel = append(tunnel, rec)
+			} else {
+				dial = append(dial, rec)
+			}
+		}
+		for _, rec := range slices.Concat(tunnel, dial) {
 			holder := recordHolder(rec)
 			switch {
 			case holder == r.name:
@@ -688,11 +678,7 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name, first func()) err
 				continue
 			}
 			seen[holder] = true
-			exp := expiry
-			if e := rec.EffectiveExpiry(); e.Before(exp) {
-				exp = e
-			}
-			if err := r.learnHolder(ctx, dst, holder, rec, exp); err != nil {
+			if err := r.learnHolder(ctx, dst, holder, rec, hopExpiry(rec, expiry)); err != nil {
 				lastErr = err
 				continue
 			}
@@ -747,6 +733,15 @@ func recordHolder(rec *resolver.Record) pdu.Name {
 		return rec.Border.Name()
 	}
 	return rec.Router()
+}
+
+// hopExpiry is when a hop learnt from rec expires: with the record, or at
+// expiry (now + RouteCacheTTL), whichever is first.
+func hopExpiry(rec *resolver.Record, expiry time.Time) time.Time {
+	if e := rec.EffectiveExpiry(); e.Before(expiry) {
+		return e
+	}
+	return expiry
 }
 
 // learnHolder installs dst's hop toward holder, the router rec names.
