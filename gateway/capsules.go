@@ -624,11 +624,10 @@ func (s *Server) appendBatch(ctx context.Context, w http.ResponseWriter, name pd
 }
 
 // reader returns the capsule's cached reader, opening it on first use.
+// The cache keeps MaxReaders, least recently used dropped first: a
+// gateway reading many capsules over months holds a bounded set.
 func (s *Server) reader(ctx context.Context, name pdu.Name) (*client.Reader, error) {
-	s.mu.Lock()
-	rd := s.readers[name]
-	s.mu.Unlock()
-	if rd != nil {
+	if rd, ok := s.readers.Get(name); ok {
 		return rd, nil
 	}
 	rd, err := s.up.Caps().NewReader(ctx, name, client.ReaderOptions{})
@@ -636,8 +635,12 @@ func (s *Server) reader(ctx context.Context, name pdu.Name) (*client.Reader, err
 		return nil, err
 	}
 	s.mu.Lock()
-	s.readers[name] = rd
+	evicted := s.readers.Add(name, rd)
+	s.m.readers.Set(float64(s.readers.Len()))
 	s.mu.Unlock()
+	if evicted {
+		s.m.readerEvictions.Inc()
+	}
 	return rd, nil
 }
 
@@ -645,8 +648,9 @@ func (s *Server) reader(ctx context.Context, name pdu.Name) (*client.Reader, err
 // new one from whichever replica is nearest then.
 func (s *Server) dropReader(name pdu.Name, rd *client.Reader) {
 	s.mu.Lock()
-	if s.readers[name] == rd {
-		delete(s.readers, name)
+	if cur, ok := s.readers.Peek(name); ok && cur == rd {
+		s.readers.Remove(name)
+		s.m.readers.Set(float64(s.readers.Len()))
 	}
 	s.mu.Unlock()
 }

@@ -15,6 +15,9 @@ type metrics struct {
 	reattached prometheus.Counter
 	outage     prometheus.Gauge
 	sealed     *prometheus.CounterVec
+	// readers and readerEvictions are the reader cache (MaxReaders).
+	readers         prometheus.Gauge
+	readerEvictions prometheus.Counter
 }
 
 // rejectReasons are the reasons of gdp_gateway_rejected_total, present at
@@ -41,8 +44,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "How long the uplink was down before its last re-attachment."}),
 		sealed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_gateway_sealed_records_total",
 			Help: "Encrypted-capsule work: records sealed and appended (sealed), records opened for a read (opened), reader-set changes (rotated)."}, []string{"op"}),
+		readers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdp_gateway_readers",
+			Help: "Capsule readers cached between requests (at most max_readers)."}),
+		readerEvictions: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdp_gateway_reader_evictions_total",
+			Help: "Cached capsule readers dropped, least recently used first, to stay within max_readers."}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.appended, m.sent, m.subs, m.reattached, m.outage, m.sealed} {
+	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.appended, m.sent, m.subs, m.reattached, m.outage, m.sealed,
+		m.readers, m.readerEvictions} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway metrics: %w", err)
 		}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -47,6 +48,12 @@ type Config struct {
 	MaxSubscriptions int
 	// RequestTimeout bounds the overlay work of one request. Default 30s.
 	RequestTimeout time.Duration
+	// MaxReaders bounds the capsule readers kept between requests (one per
+	// capsule read, holding its verified heartbeat). Beyond it the least
+	// recently used is dropped, counted in
+	// gdp_gateway_reader_evictions_total; the next read of that capsule
+	// opens a new one (one more round trip). Default 1,024.
+	MaxReaders int
 	// DefaultServers and DefaultW place capsules created without a
 	// "servers" field. Default none (then "servers" is required).
 	DefaultServers []pdu.Name
@@ -73,6 +80,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 30 * time.Second
+	}
+	if c.MaxReaders <= 0 {
+		c.MaxReaders = 1024
 	}
 	if c.AdCertLifetime <= 0 {
 		c.AdCertLifetime = 72 * time.Hour
@@ -116,7 +126,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	writers map[pdu.Name]*capWriter
-	readers map[pdu.Name]*client.Reader
+	readers *lru.Cache[pdu.Name, *client.Reader] // bounded by MaxReaders; compare-and-drop under mu
 	kvs     map[pdu.Name]*kv.Store
 	kvLast  map[pdu.Name]uint64
 	sealed  map[pdu.Name]bool // whether a capsule is encrypted (sealed.go), once known
@@ -146,11 +156,14 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{up: d.Uplink, keys: d.Keys, log: log, logLim: logging.NewLimiter(0, 0, nil), lock: d.LockWriter, m: m,
-		writers: map[pdu.Name]*capWriter{}, readers: map[pdu.Name]*client.Reader{},
-		kvs: map[pdu.Name]*kv.Store{}, kvLast: map[pdu.Name]uint64{}, sealed: map[pdu.Name]bool{},
+		writers: map[pdu.Name]*capWriter{},
+		kvs:     map[pdu.Name]*kv.Store{}, kvLast: map[pdu.Name]uint64{}, sealed: map[pdu.Name]bool{},
 		live: map[*client.Subscription]struct{}{}}
 	c := cfg.withDefaults()
 	s.cfg.Store(&c)
+	if s.readers, err = lru.New[pdu.Name, *client.Reader](c.MaxReaders); err != nil {
+		return nil, fmt.Errorf("gateway: reader cache: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	d.Uplink.OnReattach(func(router pdu.Name, after time.Duration) {
 		m.reattached.Inc()
@@ -171,6 +184,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 func (s *Server) Reload(cfg Config) {
 	c := cfg.withDefaults()
 	s.cfg.Store(&c)
+	s.mu.Lock()
+	n := s.readers.Resize(c.MaxReaders)
+	s.m.readers.Set(float64(s.readers.Len()))
+	s.mu.Unlock()
+	s.m.readerEvictions.Add(float64(n))
 }
 
 // SetToken sets the bearer token TCP clients must present (nil: the TCP

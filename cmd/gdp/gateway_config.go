@@ -53,6 +53,11 @@ type gatewayConfig struct {
 	MaxSubscriptions int `yaml:"max_subscriptions"`
 	// RequestTimeout bounds the overlay work of one request. Default 30s.
 	RequestTimeout config.Duration `yaml:"request_timeout"`
+	// MaxReaders bounds the capsule readers kept between requests (one per
+	// capsule read); beyond it the least recently used is dropped
+	// (gdp_gateway_reader_evictions_total) and reopened on its next read.
+	// Default 1024.
+	MaxReaders int `yaml:"max_readers"`
 	// Capsules are the defaults of POST /v1/capsules.
 	Capsules gatewayCapsules `yaml:"capsules"`
 	// Log selects level and format. Default info, json.
@@ -120,8 +125,8 @@ func validateGatewayConfig(c gatewayConfig) error {
 	if c.TCPListen != "" {
 		errs = append(errs, checkHostPort("tcp_listen", c.TCPListen, true), gateway.CheckLoopback(c.TCPListen, c.AllowNonLoopback))
 	}
-	if c.MaxBody < 0 || c.MaxBatchRecords < 0 || c.MaxReadRecords < 0 || c.MaxSubscriptions < 0 || c.Capsules.W < 0 {
-		errs = append(errs, errors.New("max_body, max_batch_records, max_read_records, max_subscriptions and capsules.w must not be negative"))
+	if c.MaxBody < 0 || c.MaxBatchRecords < 0 || c.MaxReadRecords < 0 || c.MaxSubscriptions < 0 || c.MaxReaders < 0 || c.Capsules.W < 0 {
+		errs = append(errs, errors.New("max_body, max_batch_records, max_read_records, max_subscriptions, max_readers and capsules.w must not be negative"))
 	}
 	if c.Capsules.W > len(c.Capsules.Servers) && len(c.Capsules.Servers) > 0 {
 		errs = append(errs, fmt.Errorf("capsules.w %d is more than the %d servers", c.Capsules.W, len(c.Capsules.Servers)))
@@ -132,6 +137,6 @@ func validateGatewayConfig(c gatewayConfig) error {
 // server is the gateway.Config the file describes.
 func (c gatewayConfig) server() gateway.Config {
 	return gateway.Config{MaxBody: c.MaxBody, MaxBatchRecords: c.MaxBatchRecords, MaxReadRecords: c.MaxReadRecords,
-		MaxSubscriptions: c.MaxSubscriptions, RequestTimeout: c.RequestTimeout.Std(), DefaultServers: c.Capsules.Servers,
+		MaxSubscriptions: c.MaxSubscriptions, MaxReaders: c.MaxReaders, RequestTimeout: c.RequestTimeout.Std(), DefaultServers: c.Capsules.Servers,
 		DefaultW: c.Capsules.W, DefaultOwner: c.Capsules.Owner, AdCertLifetime: c.Capsules.AdCertLifetime.Std()}
 }

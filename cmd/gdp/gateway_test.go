@@ -25,7 +25,7 @@ func TestGatewayConfigFromDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Tunnel.IdleTimeout.Std() != 1500*time.Millisecond || cfg.TCPListen != "" || cfg.Identity != "client" {
+	if cfg.Tunnel.IdleTimeout.Std() != 1500*time.Millisecond || cfg.TCPListen != "" || cfg.Identity != "client" || cfg.server().MaxReaders != 1024 {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	dir := t.TempDir()
@@ -38,6 +38,7 @@ func TestGatewayConfigFromDeploy(t *testing.T) {
 		{"tcp_listen: \"0.0.0.0:8039\"\nallow_non_loopback: true", true},
 		{`tcp_listen: "127.0.0.1:8039"`, true},
 		{`max_body: -1`, false},
+		{`max_readers: -1`, false},
 	} {
 		p := filepath.Join(dir, "g.yaml")
 		if err := os.WriteFile(p, []byte(tc.yaml+"\n"), 0o644); err != nil {
