@@ -32,7 +32,26 @@ type AgentConfig struct {
 	// (reason not_allowed). A valid membership proves who a sender is, not
 	// that this cloudlet should run its VM.
 	Senders []string
+	// MinFreeBytes is the free space the file system of Dir keeps: a
+	// handoff whose declared images (counted in full) would leave less is
+	// refused at its hello, one in progress fails when less is free
+	// (gdp_handoff_refused_total{reason="disk_full"}; its partial files are
+	// removed). Default 1 GiB.
+	MinFreeBytes int64
+	// MaxBytesPerPeer bounds what one sender's handoffs in progress stage:
+	// their declared image sizes, then the device state and spilled blocks
+	// as they arrive ({reason="peer_bytes"}). Committed handoffs are not
+	// counted (they are this node's to keep or remove). Default 512 GiB.
+	MaxBytesPerPeer int64
+	// freeBytes replaces statfs(2) (tests).
+	freeBytes func(dir string) (uint64, error)
 }
+
+// Staging defaults (AgentConfig).
+const (
+	DefaultMinFreeBytes    = 1 << 30
+	DefaultMaxBytesPerPeer = 512 << 30
+)
 
 // PeerLogBurst is how many "handoff receiving" and "handoff failed;
 // nothing kept" lines one sender may cause per
@@ -60,6 +79,7 @@ type Agent struct {
 	mu      sync.Mutex
 	active  int
 	perPeer map[string]int
+	staged  map[string]int64 // bytes staged by each peer's handoffs in progress
 	wg      sync.WaitGroup
 }
 
@@ -115,7 +135,9 @@ func (a *Agent) init() error {
 	if a.Config.MaxPerPeer <= 0 {
 		a.Config.MaxPerPeer = 1
 	}
+	a.Config.MinFreeBytes, a.Config.MaxBytesPerPeer = stagingDefaults(a.Config.MinFreeBytes, a.Config.MaxBytesPerPeer)
 	a.perPeer = map[string]int{}
+	a.staged = map[string]int64{}
 	a.mu.Unlock()
 	// A previous run that died mid-handoff left its partial directory:
 	// never resumed from, removed before anything else.
@@ -146,7 +168,44 @@ func (a *Agent) Reload(c AgentConfig) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.Config.MaxConcurrent, a.Config.MaxPerPeer = max(c.MaxConcurrent, 1), max(c.MaxPerPeer, 1)
+	a.Config.MinFreeBytes, a.Config.MaxBytesPerPeer = stagingDefaults(c.MinFreeBytes, c.MaxBytesPerPeer)
 	a.Config.Senders = slices.Clone(c.Senders)
+}
+
+func stagingDefaults(minFree, perPeer int64) (int64, int64) {
+	if minFree <= 0 {
+		minFree = DefaultMinFreeBytes
+	}
+	if perPeer <= 0 {
+		perPeer = DefaultMaxBytesPerPeer
+	}
+	return minFree, perPeer
+}
+
+// reserver is one handoff's ReceiveConfig.Reserve: it takes bytes of the
+// peer's share, and release gives back what it took.
+func (a *Agent) reserver(peer string) (reserve func(int64) error, release func()) {
+	var held int64
+	reserve = func(n int64) error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		limit := a.Config.MaxBytesPerPeer
+		if have := a.staged[peer]; have+n > limit {
+			return fmt.Errorf("%w: %d staged, %d more, max_bytes_per_peer %d", ErrPeerBytes, have, n, limit)
+		}
+		a.staged[peer] += n
+		held += n
+		return nil
+	}
+	release = func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.staged[peer] -= held; a.staged[peer] <= 0 {
+			delete(a.staged, peer)
+		}
+		held = 0
+	}
+	return reserve, release
 }
 
 func (a *Agent) admit(peer string) (string, bool) {
@@ -182,6 +241,18 @@ func (a *Agent) release(peer string) {
 	}
 }
 
+// stagingRefusal names a refusal for space (reason "" for any other
+// outcome) and what the operator can do.
+func stagingRefusal(err error, dir string) (reason, fix string) {
+	switch {
+	case errors.Is(err, ErrDiskFull):
+		return "disk_full", "free space in " + dir + " (remove received handoffs no longer needed, DIR/ID) or lower min_free_bytes; the sender sends again"
+	case errors.Is(err, ErrPeerBytes):
+		return "peer_bytes", "this sender's handoffs in progress would stage more than max_bytes_per_peer: raise it if its VMs are that large, or let it send one at a time"
+	}
+	return "", ""
+}
+
 func refuse(st Stream, reason string) {
 	if d, ok := st.(deadliner); ok {
 		d.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -193,8 +264,21 @@ func refuse(st Stream, reason string) {
 func (a *Agent) handle(ctx context.Context, st Stream, peer string) {
 	defer st.Close()
 	log := a.Logger.With(zap.String("peer", peer))
+	reserve, release := a.reserver(peer)
+	defer release()
+	a.mu.Lock()
+	minFree := a.Config.MinFreeBytes
+	a.mu.Unlock()
 	rec, err := Receive(ctx, st, ReceiveConfig{Cache: a.Cache, Dir: a.Dir, IdleTimeout: a.Config.IdleTimeout, Logger: log, Metrics: a.Metrics,
-		LogLimit: a.peerLim, LogKey: peer})
+		LogLimit: a.peerLim, LogKey: peer, MinFreeBytes: minFree, FreeBytes: a.Config.freeBytes, Reserve: reserve})
+	if reason, fix := stagingRefusal(err, a.Dir); reason != "" {
+		// One line per reason and peer an interval, what to do in it.
+		a.logLim.Warn(log, reason+" "+peer, "handoff refused", logging.Reason(reason), zap.Error(err), zap.String("fix", fix))
+		if a.Metrics != nil {
+			a.Metrics.Refused.WithLabelValues(reason).Inc()
+		}
+		return
+	}
 	if err != nil {
 		fix := "none needed here (the partial result is removed); the sender sends again"
 		if errors.Is(err, ErrNoBase) {

@@ -12,7 +12,7 @@ type Metrics struct {
 	Records  *prometheus.CounterVec // kind
 	BadInput *prometheus.CounterVec // what: blob|record|digest
 	Active   prometheus.Gauge
-	Refused  *prometheus.CounterVec // reason: busy
+	Refused  *prometheus.CounterVec // reason: busy, peer_busy, not_allowed, disk_full, peer_bytes
 }
 
 // NewMetrics registers the collectors with reg.
@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Records:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_handoff_blocks_total", Help: "Blocks rebuilt, by how they were sent."}, []string{"kind"}),
 		BadInput: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_handoff_bad_input_total", Help: "Handoffs dropped for malformed or unverifiable input."}, []string{"what"}),
 		Active:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdp_handoff_active", Help: "Handoffs in progress."}),
-		Refused:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_handoff_refused_total", Help: "Incoming handoffs refused before the hello."}, []string{"reason"}),
+		Refused:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_handoff_refused_total", Help: "Incoming handoffs refused: at accept (busy, peer_busy, not_allowed) or for space (disk_full, peer_bytes: at the hello or while staging)."}, []string{"reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Handoffs, m.Bytes, m.Blobs, m.Records, m.BadInput, m.Active, m.Refused)

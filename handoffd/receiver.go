@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -36,6 +37,70 @@ type ReceiveConfig struct {
 	// opens and drops handoffs in a loop costs a few lines).
 	LogLimit *logging.Limiter
 	LogKey   string
+	// MinFreeBytes is the free space Dir's file system keeps: a handoff
+	// whose declared images (counted in full, as if no block were shared
+	// with the base) would leave less is refused at its hello, and one in
+	// progress fails as soon as less is free (checked on every blob and
+	// device-state frame). ErrDiskFull either way. Zero: no guard.
+	MinFreeBytes int64
+	// FreeBytes reports the bytes free to unprivileged users on dir's file
+	// system. Default statfs(2).
+	FreeBytes func(dir string) (uint64, error)
+	// Reserve, if set, is asked for every byte staged before it is
+	// written: the declared image sizes at the hello, then each spilled
+	// block and device-state frame. Its error (ErrPeerBytes from the
+	// agent) ends the handoff.
+	Reserve func(n int64) error
+}
+
+// ErrDiskFull: the handoff would leave less than MinFreeBytes free where
+// it is staged.
+var ErrDiskFull = errors.New("not enough free space to stage the handoff")
+
+// ErrPeerBytes: the sender's handoffs in progress would stage more than
+// its share (AgentConfig.MaxBytesPerPeer).
+var ErrPeerBytes = errors.New("the sender's handoffs in progress would stage more than its share")
+
+// statfsFree is the bytes available to unprivileged users on dir's file
+// system.
+func statfsFree(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// roomFor checks that n more bytes can be staged: within the sender's
+// share (Reserve) and leaving MinFreeBytes free.
+func (r *receiver) roomFor(n int64) error {
+	if err := r.reserve(n); err != nil {
+		return err
+	}
+	if r.cfg.MinFreeBytes <= 0 {
+		return nil
+	}
+	free, err := r.cfg.FreeBytes(r.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("free space of %s: %w", r.cfg.Dir, err)
+	}
+	if free < uint64(n)+uint64(r.cfg.MinFreeBytes) {
+		return fmt.Errorf("%w: %d bytes free in %s, %d more to stage, %d to keep free (min_free_bytes)", ErrDiskFull, free, r.cfg.Dir, n, r.cfg.MinFreeBytes)
+	}
+	return nil
+}
+
+// reserve takes n bytes of the sender's share.
+func (r *receiver) reserve(n int64) error {
+	if r.cfg.Reserve == nil || n <= 0 {
+		return nil
+	}
+	return r.cfg.Reserve(n)
+}
+
+// stagingLimit says err is a refusal for space, not bad input.
+func stagingLimit(err error) bool {
+	return errors.Is(err, ErrDiskFull) || errors.Is(err, ErrPeerBytes)
 }
 
 // Received is a committed handoff.
@@ -120,6 +185,9 @@ func Receive(ctx context.Context, conn io.ReadWriter, cfg ReceiveConfig) (*Recei
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.FreeBytes == nil {
+		cfg.FreeBytes = statfsFree
 	}
 	r := &receiver{cfg: cfg, log: cfg.Logger, index: map[Hash]baseLoc{}, stored: map[Hash]storedLoc{}}
 	r.bw = bufio.NewWriter(conn)
@@ -207,8 +275,14 @@ func (r *receiver) run(ctx context.Context, conn io.ReadWriter) (*Received, erro
 				r.cfg.Metrics.badInput("blob")
 				return nil, fmt.Errorf("handoff %s: %w", h.ID, err)
 			}
+			if err := r.roomFor(0); err != nil {
+				return nil, fmt.Errorf("handoff %s: %w", h.ID, err)
+			}
 			for i := range recs {
 				if err := r.apply(&recs[i]); err != nil {
+					if stagingLimit(err) {
+						return nil, fmt.Errorf("handoff %s: %w", h.ID, err)
+					}
 					r.cfg.Metrics.badInput("record")
 					return nil, fmt.Errorf("handoff %s: %w", h.ID, err)
 				}
@@ -237,6 +311,9 @@ func (r *receiver) run(ctx context.Context, conn io.ReadWriter) (*Received, erro
 			}
 			if r.stateN+int64(len(p)) > maxStateSize {
 				return nil, fmt.Errorf("handoff %s: device state exceeds %d bytes", h.ID, maxStateSize)
+			}
+			if err := r.roomFor(int64(len(p))); err != nil {
+				return nil, fmt.Errorf("handoff %s: device state: %w", h.ID, err)
 			}
 			if _, err := r.state.Write(p); err != nil {
 				return nil, fmt.Errorf("handoff %s: write state: %w", h.ID, err)
@@ -267,8 +344,20 @@ func (r *receiver) setup(h *hello) error {
 	if _, err := os.Stat(filepath.Join(r.cfg.Dir, h.ID)); err == nil {
 		return fmt.Errorf("hello: handoff %s already committed here", h.ID)
 	}
+	var declared int64
+	for _, im := range h.Images {
+		if im.Size <= 0 || im.Size > maxImageSize {
+			return fmt.Errorf("hello: image %s: size %d out of range", im.Name, im.Size)
+		}
+		declared += im.Size
+	}
 	if err := os.MkdirAll(r.cfg.Dir, 0o755); err != nil {
 		return fmt.Errorf("result dir: %w", err)
+	}
+	// Before anything is staged: the images as declared must fit, in the
+	// sender's share and above the free-space floor.
+	if err := r.roomFor(declared); err != nil {
+		return fmt.Errorf("hello: %d images of %d bytes: %w", len(h.Images), declared, err)
 	}
 	work, err := os.MkdirTemp(r.cfg.Dir, ".partial-"+h.ID+"-")
 	if err != nil {
@@ -438,6 +527,10 @@ func (r *receiver) preserve(i int, blk int64, h Hash) error {
 	}
 	if loc, ok := r.stored[old]; !ok || loc.img != i || loc.blk != blk {
 		return nil
+	}
+	// The free space is checked on every blob; the share here.
+	if err := r.reserve(BlockSize); err != nil {
+		return fmt.Errorf("spill: %w", err)
 	}
 	var buf [BlockSize]byte
 	if err := r.read(storedLoc{i, blk}, buf[:]); err != nil {

@@ -140,6 +140,14 @@ func TestDeployHandoffdYAML(t *testing.T) {
 	if _, err := loadHandoffdConfigFrom(t, "max_concurrent: -1\nlisten_tcp: 127.0.0.1:0\n"); err == nil {
 		t.Fatal("a negative limit was accepted")
 	}
+	if cfg.MinFreeBytes != handoffd.DefaultMinFreeBytes || cfg.MaxBytesPerPeer != handoffd.DefaultMaxBytesPerPeer {
+		t.Fatalf("deploy/handoffd.yaml min_free_bytes %d, max_bytes_per_peer %d: want the defaults", cfg.MinFreeBytes, cfg.MaxBytesPerPeer)
+	}
+	for _, y := range []string{"min_free_bytes: -1\n", "max_bytes_per_peer: -1\n"} {
+		if _, err := loadHandoffdConfigFrom(t, y); err == nil {
+			t.Fatalf("%q accepted", y)
+		}
+	}
 	if _, err := loadHandoffdConfigFrom(t, "resume: true\n"); err == nil || !strings.Contains(err.Error(), "senders") {
 		t.Fatalf("resume without senders: %v, want refused naming senders", err)
 	}

@@ -44,6 +44,16 @@ type handoffdConfig struct {
 	MaxPerPeer int `yaml:"max_per_peer"`
 	// IdleTimeout bounds the silence inside a handoff. Default 30s.
 	IdleTimeout config.Duration `yaml:"idle_timeout"`
+	// MinFreeBytes is the free space dir's file system keeps: a handoff
+	// whose declared images (counted in full) would leave less is refused
+	// at its hello, one in progress fails when less is free
+	// (gdp_handoff_refused_total{reason="disk_full"}). Default 1073741824
+	// (1 GiB).
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
+	// MaxBytesPerPeer bounds the bytes one sender's handoffs in progress
+	// stage (declared image sizes, device state, spilled blocks;
+	// {reason="peer_bytes"}). Default 549755813888 (512 GiB).
+	MaxBytesPerPeer int64 `yaml:"max_bytes_per_peer"`
 	// Resume starts a received VM with QEMU (its kernel and initrd from the
 	// cache). Default false: the images and device state are only kept.
 	Resume bool `yaml:"resume"`
@@ -83,8 +93,8 @@ func loadHandoffdConfig(path string) (handoffdConfig, error) {
 	if cfg.Metrics == "" {
 		cfg.Metrics = "127.0.0.1:8039"
 	}
-	if cfg.MaxConcurrent < 0 || cfg.MaxPerPeer < 0 || cfg.IdleTimeout < 0 {
-		return cfg, fmt.Errorf("max_concurrent, max_per_peer and idle_timeout must not be negative")
+	if cfg.MaxConcurrent < 0 || cfg.MaxPerPeer < 0 || cfg.IdleTimeout < 0 || cfg.MinFreeBytes < 0 || cfg.MaxBytesPerPeer < 0 {
+		return cfg, fmt.Errorf("max_concurrent, max_per_peer, idle_timeout, min_free_bytes and max_bytes_per_peer must not be negative")
 	}
 	if cfg.Resume && len(cfg.Senders) == 0 {
 		return cfg, fmt.Errorf("resume: true would run a VM from any member of a trusted domain: list the sender names allowed in senders")
@@ -167,7 +177,7 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 	}
 	agent := &handoffd.Agent{Cache: cache, Dir: cfg.Dir, Logger: log, Metrics: metrics,
 		Config: handoffd.AgentConfig{MaxConcurrent: cfg.MaxConcurrent, MaxPerPeer: cfg.MaxPerPeer, IdleTimeout: cfg.IdleTimeout.Std(),
-			Senders: cfg.Senders}}
+			Senders: cfg.Senders, MinFreeBytes: cfg.MinFreeBytes, MaxBytesPerPeer: cfg.MaxBytesPerPeer}}
 	if cfg.Resume {
 		agent.OnReceived = func(ctx context.Context, rec *handoffd.Received) error {
 			if !rec.VM {
@@ -272,7 +282,7 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 
 // handoffdReloaded are the settings a handoff agent's reload puts in
 // force; a change to any other is logged as waiting for a restart.
-var handoffdReloaded = []string{"member_cert", "domain", "max_concurrent", "max_per_peer", "senders"}
+var handoffdReloaded = []string{"member_cert", "domain", "max_concurrent", "max_per_peer", "senders", "min_free_bytes", "max_bytes_per_peer"}
 
 // reloadHandoffd re-reads the configuration and, when the agent is on the
 // overlay, its membership certificate and domain, and puts them in force:
@@ -299,6 +309,7 @@ func reloadHandoffd(cfgPath string, at *attached, agent *handoffd.Agent, watch *
 		}
 		watch.set("member", member, nc.MemberCert)
 	}
-	agent.Reload(handoffd.AgentConfig{MaxConcurrent: nc.MaxConcurrent, MaxPerPeer: nc.MaxPerPeer, Senders: nc.Senders})
+	agent.Reload(handoffd.AgentConfig{MaxConcurrent: nc.MaxConcurrent, MaxPerPeer: nc.MaxPerPeer, Senders: nc.Senders,
+		MinFreeBytes: nc.MinFreeBytes, MaxBytesPerPeer: nc.MaxBytesPerPeer})
 	return nc, nil
 }
