@@ -144,6 +144,7 @@ func TestPlacementAdmitBounds(t *testing.T) {
 		{"another owner's capsule is not this owner's", held(b), pl(a, 1), pol, ""},
 		{"the owner at MaxPerOwner", held(a), pl(a, 1), pol, refuseQuota},
 		{"MaxPerOwner 0 admits none", held(), pl(a, 1), PlacementPolicy{MaxReplicas: 2, MaxPlacements: 2, MaxPerOwner: 0}, refuseQuota},
+		{"MaxPerRequester 0 admits none", held(), withCreator(pl(a, 1), pdu.Name{0xa1}), PlacementPolicy{MaxReplicas: 2, MaxPlacements: 2, MaxPerOwner: -1, MaxPerRequester: 0}, refuseRequester},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,6 +154,62 @@ func TestPlacementAdmitBounds(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withCreator(p *placement, creator pdu.Name) *placement {
+	p.creator = creator
+	return p
+}
+
+// TestPlacementAdmitReservedCountedOnce (Session 14): a reservation is
+// counted in a total only for what it adds — a capsule stored and still
+// reserved is not counted twice in max_placements, max_per_requester and
+// max_per_owner, and a capsule of another owner waiting is not this
+// owner's (mutants: the "stored" operand dropped from the pending scan,
+// the pending capsule's owner comparison forced true). Each limit is one
+// above what is held, so a double count refuses where one count admits.
+func TestPlacementAdmitReservedCountedOnce(t *testing.T) {
+	a, b := newPlacementCapsule(t, "owner a"), newPlacementCapsule(t, "owner b")
+	alice := pdu.Name{0xa1}
+	pl := func(c placementCapsule, creator pdu.Name) *placement {
+		return &placement{name: c.meta.Name(), meta: c.meta, replicas: []pdu.Name{{1}}, creator: creator}
+	}
+	loose := PlacementPolicy{MaxReplicas: 1, MaxPlacements: 100, MaxPerOwner: -1, MaxPerRequester: -1}
+	for _, tt := range []struct {
+		name string
+		pol  PlacementPolicy
+		next *placement
+	}{
+		{"max_placements", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 2, MaxPerOwner: -1, MaxPerRequester: -1}, pl(b, pdu.Name{0xb0})},
+		{"max_per_requester", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 100, MaxPerOwner: -1, MaxPerRequester: 2}, pl(b, alice)},
+	} {
+		t.Run("stored and reserved, "+tt.name, func(t *testing.T) {
+			ps := &placements{m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{}}
+			first := pl(a, alice)
+			rel, reason, err := ps.admit(loose, first, false)
+			if err != nil {
+				t.Fatalf("first: %s %v", reason, err)
+			}
+			defer rel()
+			ps.index(first, nil)
+			ps.m[first.name] = first // stored, its CREATE not answered yet
+			if _, reason, err := ps.admit(tt.pol, tt.next, false); err != nil {
+				t.Fatalf("one capsule held (stored and reserved), limit 2: refused %s (%v), want admitted", reason, err)
+			}
+		})
+	}
+	t.Run("another owner's capsule waiting, max_per_owner", func(t *testing.T) {
+		ps := &placements{m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{}}
+		rel, reason, err := ps.admit(loose, pl(b, alice), false)
+		if err != nil {
+			t.Fatalf("b: %s %v", reason, err)
+		}
+		defer rel()
+		pol := PlacementPolicy{MaxReplicas: 1, MaxPlacements: 100, MaxPerOwner: 1, MaxPerRequester: -1}
+		if _, reason, err := ps.admit(pol, pl(a, alice), false); err != nil {
+			t.Fatalf("owner b's capsule waiting, owner a has none, max_per_owner 1: refused %s (%v)", reason, err)
+		}
+	})
 }
 
 // TestPlacementAdmitReserves (Session 13): a new capsule admitted but not
