@@ -113,3 +113,52 @@ func TestResolveQueueEvictionLeavesRing(t *testing.T) {
 		t.Fatalf("names handed to the workers: %v, want z then v", got)
 	}
 }
+
+// TestResolveQueueEvictsOnlyTheLargestsOwn (Session 14): the PDU evicted
+// for a newcomer is the largest holder's own — not another identity's
+// parked on a name the largest asked for first — and a name of the
+// largest holder whose PDUs were taken already (its route learned another
+// way) is passed over, not dereferenced (mutants: the owner check and the
+// missing-wait-list check of evictFor skipped).
+func TestResolveQueueEvictsOnlyTheLargestsOwn(t *testing.T) {
+	r := &Router{}
+	r.cfg.Resolver.MaxWaiting = 8
+	r.cfg.Resolver.MaxWaitingPerIdentity = 100
+	r.cfg.Resolver.MaxWaitingPerName = 64
+	r.met = newMetrics(prometheus.NewRegistry(), r)
+	q := newResolveQueue(r)
+	a, b, c := &Face{share: &idShare{}}, &Face{share: &idShare{}}, &Face{share: &idShare{}}
+	x, y, z, taken := pdu.Name{'x'}, pdu.Name{'y'}, pdu.Name{'z'}, pdu.Name{'t'}
+	for i := range 3 {
+		q.park(a, x, []byte{byte(1 + i)})
+	}
+	q.park(a, y, []byte{4})
+	q.park(a, taken, []byte{40})
+	if len(q.take(taken)) != 1 { // resolved another way: A still lists the name
+		t.Fatal("nothing taken")
+	}
+	q.park(a, z, []byte{5})
+	q.park(b, z, []byte{6}) // B's PDU on A's newest name, after A's
+	q.park(a, z, []byte{7})
+	q.park(b, x, []byte{8})
+	if q.total != 8 || q.owners[a.share].parked != 6 {
+		t.Fatalf("total %d, A %d; want full at 8, A 6", q.total, q.owners[a.share].parked)
+	}
+	// C's three PDUs take A's newest own ones: 7 and 5 on z (B's 6
+	// stays), then, past the taken name, 4 on y.
+	for i := range 3 {
+		q.park(c, pdu.Name{'c', byte(i)}, []byte{byte(9 + i)})
+	}
+	if pz := q.wait[z]; pz == nil || len(pz.pdus) != 1 || pz.pdus[0].in != b {
+		t.Fatalf("z after A's PDUs there were evicted: %v, want B's alone", pz)
+	}
+	if q.wait[y] != nil || len(q.wait[x].pdus) != 4 {
+		t.Fatalf("y %v (want evicted), %d PDUs on x (want 4)", q.wait[y], len(q.wait[x].pdus))
+	}
+	if q.owners[a.share].parked != 3 || q.owners[b.share].parked != 2 || q.owners[c.share].parked != 3 || q.total != 8 {
+		t.Fatalf("parked A %d, B %d, C %d, total %d; want 3, 2, 3, 8", q.owners[a.share].parked, q.owners[b.share].parked, q.owners[c.share].parked, q.total)
+	}
+	if b.drops.Load() != 0 || a.drops.Load() != 3 {
+		t.Fatalf("drops: A %d, B %d; want 3, 0 (B holds 2 of 8)", a.drops.Load(), b.drops.Load())
+	}
+}
