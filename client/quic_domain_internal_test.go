@@ -92,3 +92,47 @@ func okAdmit(l *NameListener, peer, domain pdu.Name) bool {
 	_, ok := l.admit(peer, domain)
 	return ok
 }
+
+// TestQUICListenerAdmit (Session 14): Accept decides the limits (the
+// handshake's early check of max_conns_per_peer can be raced by a peer's
+// concurrent handshakes): a peer at max_conns_per_peer and anyone once
+// max_conns are open are refused and counted by limit, and every
+// connection closed gives its place back, forgetting a peer and a domain
+// with none left (mutants: admit's peer and total checks skipped or
+// off by one; release keeping a peer or domain at zero).
+func TestQUICListenerAdmit(t *testing.T) {
+	l := &NameListener{c: &Client{}, cfg: (&QUICConfig{MaxConnsPerPeer: 2, MaxConns: 4, MaxConnsPerDomain: 10}).withDefaults(),
+		perPeer: map[pdu.Name]int{}, perDomain: map[pdu.Name]int{}}
+	p, q, dom := pdu.Name{'p'}, pdu.Name{'q'}, pdu.Name{'d'}
+	for i := range 2 {
+		if reason, ok := l.admit(p, dom); !ok {
+			t.Fatalf("p's connection %d refused: %s", i+1, reason)
+		}
+	}
+	if reason, ok := l.admit(p, dom); ok || reason != "max_conns_per_peer" {
+		t.Fatalf("p's third connection: %q %v, want refused max_conns_per_peer", reason, ok)
+	}
+	for i := range 2 {
+		if reason, ok := l.admit(q, pdu.Name{}); !ok {
+			t.Fatalf("q's connection %d refused: %s", i+1, reason)
+		}
+	}
+	if reason, ok := l.admit(pdu.Name{'r'}, pdu.Name{}); ok || reason != "max_conns" {
+		t.Fatalf("a fifth connection, 4 open: %q %v, want refused max_conns", reason, ok)
+	}
+	st := l.c.QUICStats()
+	if st.RefusedPeerLimit != 1 || st.RefusedTotalLimit != 1 {
+		t.Fatalf("refused: %d per peer, %d total; want 1, 1", st.RefusedPeerLimit, st.RefusedTotalLimit)
+	}
+	l.release(p, dom)
+	if _, ok := l.admit(pdu.Name{'r'}, pdu.Name{}); !ok {
+		t.Fatal("a connection closed: its place not given back")
+	}
+	l.release(p, dom)
+	l.release(q, pdu.Name{})
+	l.release(q, pdu.Name{})
+	l.release(pdu.Name{'r'}, pdu.Name{})
+	if len(l.perPeer) != 0 || len(l.perDomain) != 0 || l.total != 0 {
+		t.Fatalf("all closed: %d peers, %d domains kept, total %d", len(l.perPeer), len(l.perDomain), l.total)
+	}
+}
