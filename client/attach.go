@@ -41,8 +41,9 @@ type AttachOptions struct {
 	// Reattached, when set, is called after every re-attachment (not the
 	// first attachment), once the endpoint's names are advertised again
 	// over the new tunnel (at most 5 s after it is up), with the router
-	// now attached and how long the endpoint was without a tunnel. It must
-	// not block.
+	// now attached and how long the endpoint was without a tunnel. A
+	// tunnel that closes during that wait gets no call: the endpoint
+	// redials at once. It must not block.
 	Reattached func(router pdu.Name, after time.Duration)
 }
 
@@ -231,10 +232,15 @@ func (s *stickyLink) keep() {
 			// What the callback sends (a subscription's renewal) must come
 			// from a name the new router has accepted on this link, or it
 			// drops it: wait for the re-advertisement, a few seconds at most.
+			// A new link that closes meanwhile ends the wait at once: the
+			// loop redials (the callback's sends would go nowhere).
 			t := time.NewTimer(reattachAdvertiseWait)
 			select {
 			case <-advertised:
 			case <-t.C:
+			case <-nl.Done():
+				t.Stop()
+				continue
 			case <-s.ctx.Done():
 				t.Stop()
 				return

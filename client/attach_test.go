@@ -11,6 +11,7 @@ import (
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/router"
 	"github.com/gdpnet/gdpnet/router/routertest"
+	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 // liveRouter is a router on a loopback socket that can be stopped and
@@ -224,5 +225,107 @@ func TestReattachedAfterReadvertise(t *testing.T) {
 		if msg.Src == session && string(msg.Payload) == "from the session name, at once" {
 			return
 		}
+	}
+}
+
+// muteRouter holds a router's identity and accepts tunnels under it but
+// answers nothing (every PDU dropped): an endpoint re-attached to it waits
+// in vain for its re-advertisement. Each link it accepts it closes after
+// hold; closed gets the time of each close.
+func muteRouter(t *testing.T, dom *routertest.Domain, desc string, hold time.Duration) (client.RouterAddr, <-chan time.Time) {
+	t.Helper()
+	rc, err := dom.NewRouter(desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := tunnel.NewEndpoint(tunnel.Config{Identity: tunnel.CertIdentity(rc.ID, rc.Member, rc.Domain),
+		Verify: tunnel.CertVerifier(dom.Verifier), Conn: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	closed := make(chan time.Time, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			l, err := ep.Accept(ctx)
+			if err != nil {
+				return
+			}
+			go func() {
+				select {
+				case <-time.After(hold):
+				case <-ctx.Done():
+				}
+				_ = l.Close()
+				select {
+				case closed <- time.Now():
+				default:
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		_ = ep.Close()
+		<-done
+	})
+	return client.RouterAddr{Addr: conn.LocalAddr().String(), Name: rc.ID.Name}, closed
+}
+
+// TestReattachWaitEndsWithLink: an endpoint re-attaches to a router that
+// never answers its re-advertisement, and that link closes while the
+// Reattached callback waits for it (≤ 5 s). The wait ends with the link:
+// the endpoint redials at once and re-attaches to the next router, and the
+// callback runs there — never for the link that closed.
+func TestReattachWaitEndsWithLink(t *testing.T) {
+	dom, _ := routertest.NewDomain("reattach wait test")
+	a := startLiveRouter(t, dom, "a")
+	m, closed := muteRouter(t, dom, "mute", 300*time.Millisecond)
+	ep := newEndpoint(t, dom, "x")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type call struct {
+		router pdu.Name
+		at     time.Time
+	}
+	calls := make(chan call, 4)
+	x, err := ep.AttachAny(ctx, []client.RouterAddr{a.ra(), m}, client.AttachOptions{OthersFirst: true,
+		DialTimeout: 500 * time.Millisecond,
+		Reattached:  func(router pdu.Name, _ time.Duration) { calls <- call{router, time.Now()} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = x.Close() })
+	if _, err := x.Advertise(ctx, x.Self()); err != nil {
+		t.Fatal(err)
+	}
+	// a restarts: the endpoint tries the others first, the mute router,
+	// whose link closes 300 ms later while the callback waits; then a again.
+	a.stop()
+	a.start()
+	var muteClosed time.Time
+	select {
+	case muteClosed = <-closed:
+	case <-ctx.Done():
+		t.Fatal("the endpoint never attached to the mute router")
+	}
+	select {
+	case c := <-calls:
+		if c.router != a.rc.ID.Name {
+			t.Fatalf("Reattached called for %s (the mute router's closed link?), want a", c.router)
+		}
+		// Without the link's end ending the wait: 5 s (the wait's bound).
+		if d := c.at.Sub(muteClosed); d > 3*time.Second {
+			t.Fatalf("re-attached to a %s after the mute router's link closed, want at once", d)
+		}
+		t.Logf("re-attached to a %s after the mute router's link closed", c.at.Sub(muteClosed).Round(time.Millisecond))
+	case <-ctx.Done():
+		t.Fatal("never re-attached to a")
 	}
 }
