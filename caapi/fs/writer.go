@@ -174,7 +174,12 @@ func (w *Writer) commit(ctx context.Context, m *Manifest) (*Version, error) {
 	if err != nil {
 		return nil, fmt.Errorf("put %s: %w", m.Path, err)
 	}
-	if pr := w.wr.Progress(); pr.Durable < seq {
+	// The batch ending with the manifest met W: those replicas hold the
+	// log up to it (a replica stores a batch only on top of all before
+	// it), whatever an earlier batch got. Not the writer's Progress: its
+	// Durable stops at the first batch that missed W, so one Put during a
+	// replica's outage made every later Put fail as not durable.
+	if !d.Met || d.Seqno < seq {
 		return nil, fmt.Errorf("put %s: %w: %s", m.Path, errNotDurable, d)
 	}
 	v := &Version{Seqno: seq, Time: time.Now(), Manifest: m}
