@@ -10,6 +10,41 @@ import (
 	"github.com/gdpnet/gdpnet/caapi/fs"
 )
 
+// TestReaderOpeningFails (Session 14): when the replica reads fail over to
+// cannot even be opened (its reader is opened on first use, after the
+// FS was), the error reaches the caller and no byte of the file is
+// returned: ReadAt answers 0 bytes and the error, a whole read nothing
+// (mutants: the reader's opening error ignored in FS.reader, fetchFrom).
+func TestReaderOpeningFails(t *testing.T) {
+	s := newSetup(t, 2, 2)
+	body := content(31, 2*fs.ChunkSize+7)
+	s.put(t, "f.bin", body)
+	f := s.open(t, fs.Options{Server: s.rs[0].id.Name})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	fl, err := f.Open(ctx, "f.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	// Both replicas go: the first fails its read, the second's reader
+	// cannot be opened.
+	s.rs[0].stop()
+	s.rs[1].stop()
+	buf := make([]byte, 100)
+	n, err := fl.ReadAt(buf, fs.ChunkSize-50) // across two chunks
+	if err == nil || n != 0 {
+		t.Fatalf("ReadAt with no replica to open: %d bytes, %v; want 0 and the error", n, err)
+	}
+	if !strings.Contains(err.Error(), "every replica failed") || f.Stats.Failovers.Load() == 0 {
+		t.Fatalf("error %v, %d failovers: want both replicas tried", err, f.Stats.Failovers.Load())
+	}
+	got, err := readAll(t, f, "f.bin", 0)
+	if err == nil || len(got) != 0 {
+		t.Fatalf("whole read with no replica to open: %d bytes, %v; want nothing and the error", len(got), err)
+	}
+}
+
 // TestWriterNotDurable (Session 14): a Put whose manifest the capsule's
 // W replicas do not all acknowledge is an error, not a success, and the
 // version is not added to the writer's tree; once the replica is back the
