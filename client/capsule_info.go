@@ -59,10 +59,14 @@ func (cc *CapsuleClient) Create(ctx context.Context, owner *certs.Identity, meta
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
+	// Who asks (Session 14): the server counts the capsule in the share
+	// of the requester's identity and domain rather than of its source
+	// name; a server before Session 14 ignores the proof (key 13).
+	proof := cc.c.requesterProof(cc.c.ReplyName())
 	var made []pdu.Name // servers where this call created the placement
 	for _, p := range places {
 		m := &wire.Message{Op: wire.OpCreate, Capsule: name[:], Metadata: meta.Marshal(), AdCert: p.AdCert.Marshal(),
-			Replicas: wire.NameBytes(replicas), W: uint64(rec.W), Placement: rec.Marshal()}
+			Replicas: wire.NameBytes(replicas), W: uint64(rec.W), Placement: rec.Marshal(), Proof: proof}
 		rep, err := cc.callOK(ctx, p.Server, m, true)
 		if err != nil {
 			if errors.Is(err, ErrNoAnswer) {

@@ -159,6 +159,7 @@ type quicCreds struct {
 	verify tunnel.PeerVerifier
 	name   pdu.Name
 	domain pdu.Name // the client's own domain
+	raw    []byte   // the credentials the certificate carries (PROTOCOL.md §4.2)
 }
 
 // quicState is a client's QUIC over names: one packet connection and
@@ -234,7 +235,7 @@ func (c *Client) SetQUICCredentials(member *certs.Cert, domain *certs.Metadata, 
 	if v == nil {
 		v = certs.NewVerifier(domain)
 	}
-	c.quic.creds.Store(&quicCreds{cert: cert, verify: tunnel.CertVerifier(v), name: c.id.Name, domain: domain.Name()})
+	c.quic.creds.Store(&quicCreds{cert: cert, verify: tunnel.CertVerifier(v), name: c.id.Name, domain: domain.Name(), raw: id.Credentials})
 	return nil
 }
 

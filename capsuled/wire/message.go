@@ -65,7 +65,10 @@ type Message struct {
 	// Size is a tree size: the newest heartbeat a reader holds, or the
 	// new size of a consistency proof.
 	Size uint64 `cbor:"12,keyasint,omitempty"`
-	// Proof is an inclusion proof (capsule.InclusionProof.Marshal).
+	// Proof is an inclusion proof (capsule.InclusionProof.Marshal). In a
+	// CREATE request (Session 14) it is the requester's proof of its
+	// identity and domain instead (Requester.Marshal): a key every
+	// version's decoder knows and no older server reads in a CREATE.
 	Proof []byte `cbor:"13,keyasint,omitempty"`
 	// Consistency is a consistency proof (capsule.ConsistencyProof.Marshal).
 	Consistency []byte `cbor:"14,keyasint,omitempty"`

@@ -18,6 +18,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/vectors.txt")
@@ -73,6 +74,10 @@ func vectorMessages(t testing.TB) map[string]*Message {
 		"delete": {Op: OpDelete, ID: 11, Capsule: c[:], Time: uint64(ts),
 			Signature: ed25519.Sign(key, DeleteSigned(c, server, uint64(ts)))},
 		"delete-response": {Op: OpDelete, ID: 11, Status: StatusOK, Capsule: c[:]},
+		// Session 14: create-signed with the requester's proof at key 13
+		// (§8.3): a client's credentials, no source metadata.
+		"create-requester": {Op: OpCreate, ID: 15, Capsule: tv.capsule[:], Metadata: tv.meta.Marshal(), AdCert: tv.adcert.Marshal(),
+			Replicas: NameBytes(tv.placement.Replicas), W: 2, Placement: tv.placement.Marshal(), Proof: tv.requester},
 	}
 }
 
@@ -96,6 +101,10 @@ type trustVector struct {
 	adcert    *certs.Cert
 	receipt   *capsule.Receipt
 	placement *capsule.Placement
+	// requester is a Requester (key 13 of a CREATE): the credentials of
+	// a client (seed 0x43) of a domain (seed 0x44), membership valid
+	// 2023-11-14T22:13:20Z for 30 days.
+	requester []byte
 }
 
 func trustVectors(t testing.TB) trustVector {
@@ -121,6 +130,21 @@ func trustVectors(t testing.TB) trustVector {
 		t.Fatal(err)
 	}
 	if v.adcert, err = certs.IssueAdCert(owner, v.capsule, v.server.Name(), created, created.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	cli := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x43}, 32))
+	dom := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x44}, 32))
+	cliMeta := &certs.Metadata{Kind: certs.KindClient, Key: cli.Public().(ed25519.PublicKey), Created: created, Nonce: nonce, Description: "vector client"}
+	domMeta := &certs.Metadata{Kind: certs.KindDomain, Key: dom.Public().(ed25519.PublicKey), Created: created, Nonce: nonce, Description: "vector domain"}
+	domID, err := certs.NewIdentityFor(domMeta, dom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	member, err := certs.IssueMember(domID, cliMeta.Name(), created, created.Add(30*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.requester, err = (&Requester{Credentials: tunnel.EncodeCredentials(cliMeta, member, domMeta)}).Marshal(); err != nil {
 		t.Fatal(err)
 	}
 	return v

@@ -209,7 +209,10 @@ def main():
     }
     # The signed vectors of §8.7 are checked field by field and signature by
     # signature in capsule/testdata/check_trust.py; here only their shape.
-    shape_only = {"create-signed", "append-receipt"}
+    # create-requester (Session 14) is create-signed with the requester's
+    # proof at key 13: checked below to be a map of the credentials (§4.2,
+    # version byte 1, three length-prefixed parts) and nothing else.
+    shape_only = {"create-signed", "append-receipt", "create-requester"}
 
     # The possession derivation against the worked figure of §8.6: with
     # this nonce a replica whose head is 1,000 covers entry 1,000 and the
@@ -263,6 +266,20 @@ def main():
                 got[fname] = v
             if encode(m) != raw:
                 raise Bad("does not re-encode to the same bytes")
+            if name == "create-requester":
+                r = decode(got["proof"])
+                if not isinstance(r, dict) or set(r) != {1} or not isinstance(r[1], bytes):
+                    raise Bad("key 13 is not a requester proof {1: credentials}")
+                c, parts = r[1], []
+                if c[0] != 1:
+                    raise Bad("credentials version %d, want 1" % c[0])
+                c = c[1:]
+                for _ in range(3):
+                    n = int.from_bytes(c[:2], "big")
+                    parts.append(c[2:2 + n])
+                    c = c[2 + n:]
+                if c or not all(parts):
+                    raise Bad("credentials are not three length-prefixed parts")
             if name not in shape_only:
                 if name not in want:
                     raise Bad("no expectation for this vector: add one from docs/PROTOCOL.md §8.6")

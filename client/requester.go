@@ -1,0 +1,94 @@
+package client
+
+import (
+	"errors"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/tunnel"
+)
+
+// ErrNoCredentials: the client holds no membership to show (it was not
+// attached by an Endpoint, or SetQUICCredentials was not called).
+var ErrNoCredentials = errors.New("client: no credentials")
+
+// Credentials returns what the client shows as its identity and domain —
+// its node metadata, membership and domain metadata, as its tunnels and
+// QUIC handshakes carry them (PROTOCOL.md §4.2) — or nil when it has none.
+func (c *Client) Credentials() []byte {
+	if cr := c.quic.creds.Load(); cr != nil {
+		return cr.raw
+	}
+	return nil
+}
+
+// Member is an identity and the domain a membership proved it in.
+type Member struct {
+	// Meta is the identity's node metadata (Name() its name, Key its key).
+	Meta *certs.Metadata
+	// Domain is the domain that issued the membership.
+	Domain pdu.Name
+	// Own: Domain is the checking client's own domain.
+	Own bool
+	// NotAfter is when the membership expires.
+	NotAfter time.Time
+}
+
+// VerifyCredentials checks credentials (PROTOCOL.md §4.2 form) as this
+// client's QUIC listener checks a dialer's certificate: they decode, the
+// metadata is a node's, and the membership is valid now, issued by a domain
+// the client trusts and signed by it. It proves only that the metadata's
+// name is a member: the credentials are public, so the caller must tie the
+// name to whoever sent them (a capsule server: the PDU's source name, which
+// the sender's router verified it holds).
+func (c *Client) VerifyCredentials(creds []byte) (Member, error) {
+	cr := c.quic.creds.Load()
+	if cr == nil {
+		return Member{}, ErrNoCredentials
+	}
+	meta, member, _, err := tunnel.DecodeCredentials(creds)
+	if err != nil {
+		return Member{}, err
+	}
+	_, exp, err := cr.verify(meta.Key, creds)
+	if err != nil {
+		return Member{}, err
+	}
+	return Member{Meta: meta, Domain: member.Issuer, Own: member.Issuer == cr.domain, NotAfter: exp}, nil
+}
+
+// Domain is the client's own domain (zero without credentials).
+func (c *Client) Domain() pdu.Name {
+	if cr := c.quic.creds.Load(); cr != nil {
+		return cr.domain
+	}
+	return pdu.Name{}
+}
+
+// requesterProof is what a CREATE sent from src carries to prove the
+// requester's identity and domain (wire.Requester, PROTOCOL.md §8.3), nil
+// when it cannot: no credentials, or a source whose metadata the client
+// does not hold (only its own name and its session name prove).
+func (c *Client) requesterProof(src pdu.Name) []byte {
+	creds := c.Credentials()
+	if creds == nil {
+		return nil
+	}
+	r := wire.Requester{Credentials: creds}
+	if src != c.id.Name {
+		c.advMu.Lock()
+		s := c.session
+		c.advMu.Unlock()
+		if s == nil || s.Name() != src {
+			return nil
+		}
+		r.Source = s.Marshal()
+	}
+	b, err := r.Marshal()
+	if err != nil {
+		return nil
+	}
+	return b
+}
