@@ -93,12 +93,9 @@ func (s *Server) handleAppend(ctx context.Context, r request) *wire.Message {
 	// heartbeat alone are answered as usual, or the writer would count a
 	// durable batch as not stored here.
 	if p != nil && len(recs) > 0 && recs[len(recs)-1].Seqno > head.Seqno {
-		if used, over := s.storageUsed(p); over {
-			s.met.storageRefused.WithLabelValues("append").Inc()
-			s.logLim.Warn(s.log, refuseStorage+" "+p.creator.String(), "append refused: the requester that placed the capsule holds its share of this server's storage (max_bytes_per_requester)",
-				logging.Capsule(c), logging.Src(r.from), logging.Peer(p.creator), logging.Reason(refuseStorage), zap.Uint64("bytes", used))
-			return fail(m, fmt.Errorf("append to %s: %w: %s, which placed it, holds %d bytes of records here, its most (max_bytes_per_requester)",
-				c, errStorageShare, p.creator, used))
+		if used, share := s.storageUsed(p); share != "" {
+			s.met.storageRefused.WithLabelValues("append", share).Inc()
+			return fail(m, s.storageRefusal(r, p, used, share))
 		}
 	}
 	// Try at once: the batch before this one may be applied but not yet

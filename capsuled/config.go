@@ -17,6 +17,10 @@ const DefaultMaxData = wire.MaxRecordData
 // default: 64 GiB.
 const DefaultMaxBytesPerRequester = 64 << 30
 
+// DefaultMaxBytesPerDomain is PlacementPolicy.MaxBytesPerDomain's
+// default: 256 GiB (four members' worth).
+const DefaultMaxBytesPerDomain = 256 << 30
+
 // DefaultPossessionInterval is Config.PossessionInterval's default.
 const DefaultPossessionInterval = time.Minute
 
@@ -171,26 +175,46 @@ type PlacementPolicy struct {
 	// MaxPerOwner bounds the capsules one owner key has placed here.
 	// Default 1024; negative: no bound.
 	MaxPerOwner int
-	// MaxPerRequester bounds the capsules one requester — the source name
-	// of the CREATE that first placed them, which its router verified the
-	// sender holds — has placed here (renewals, from anyone, do not count
-	// again); more are refused (reason "requester_quota"). Owner keys cost
-	// nothing to mint, so MaxPerOwner alone let one member fill
-	// MaxPlacements. A member may send from every name it advertised (its
-	// router bounds those: advertise.max_names_per_identity), so this
-	// bounds a name, not a member. Default 1024; negative: no bound.
+	// MaxPerRequester bounds the capsules one requester has placed here
+	// (renewals, from anyone, do not count again); more are refused
+	// (reason "requester_quota"). Owner keys cost nothing to mint, so
+	// MaxPerOwner alone let one member fill MaxPlacements. A requester is
+	// the identity its CREATE proves (Session 14: its membership, for the
+	// PDU's source name or a capsule name its key owns — every name one
+	// member holds counts as one), or, for a CREATE that proves none (an
+	// older client), its source name, which its router verified the sender
+	// holds (one member may hold advertise.max_names_per_identity of
+	// those: see MaxPerDomain). Default 1024; negative: no bound.
 	MaxPerRequester int
 	// MaxBytesPerRequester bounds the bytes of records (store.Bytes: the
 	// entries in wire form, abandoned branches too) held here for the
 	// capsules one requester placed (MaxPerRequester's count): beyond it a
 	// writer's APPEND to any of them is answered 503 and anti-entropy does
-	// not pull them (gdp_capsuled_storage_refused_total{op}), so one
-	// member's writers cannot fill the disk that min_free_bytes then
-	// closes to every member. Checked before each write, against a sum
-	// taken from the store at most once a second plus the creator's own
-	// APPENDs since, so one batch, or what anti-entropy pulls within that
-	// second, may pass it. Default 64 GiB; negative: no bound.
+	// not pull them (gdp_capsuled_storage_refused_total{op,share=
+	// "requester"}), so one member's writers cannot fill the disk that
+	// min_free_bytes then closes to every member. Checked before each
+	// write, against a sum taken from the store at most once a second plus
+	// the creator's own APPENDs since, so one batch, or what anti-entropy
+	// pulls within that second, may pass it. Default 64 GiB; negative: no
+	// bound.
 	MaxBytesPerRequester int64
+	// MaxPerDomain bounds the capsules the members of one other domain
+	// (not this server's own: its operator admits each member) have placed
+	// here together, as the routers' face.max_per_domain bounds their
+	// tunnels; more are refused (reason "domain_quota"). Every requester
+	// that proves no identity (an older client, a forged or untrusted
+	// membership, a source name its proof does not cover) counts in one
+	// pool with the same bound (reason "unproven_quota"), so names that
+	// prove nothing get one domain's share together, however many. Session
+	// 14. Default 16384 (a quarter of the default MaxPlacements); negative:
+	// no bound.
+	MaxPerDomain int
+	// MaxBytesPerDomain bounds the bytes of records held here for the
+	// capsules MaxPerDomain counts together (one other domain's, or the
+	// unproven pool's), as MaxBytesPerRequester does for one requester
+	// (gdp_capsuled_storage_refused_total{op,share="domain"|"unproven"}).
+	// Default 256 GiB; negative: no bound.
+	MaxBytesPerDomain int64
 	// MaxReplicas bounds a capsule's replica set. Default 7; at most 16.
 	MaxReplicas int
 	// MaxPlacements bounds the capsules placed here in all. Default 65536.
@@ -277,6 +301,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if pp.MaxBytesPerRequester == 0 {
 		pp.MaxBytesPerRequester = DefaultMaxBytesPerRequester
+	}
+	if pp.MaxPerDomain == 0 {
+		pp.MaxPerDomain = 16384
+	}
+	if pp.MaxBytesPerDomain == 0 {
+		pp.MaxBytesPerDomain = DefaultMaxBytesPerDomain
 	}
 	if pp.MaxReplicas <= 0 {
 		pp.MaxReplicas = 7

@@ -43,7 +43,17 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 	held := s.places.get(p.name)
 	if held != nil {
 		// a renewal, from whoever: the capsule stays in its creator's share
-		p.creator = held.creator
+		p.creator, p.who = held.creator, held.who
+	} else {
+		who, result, err := s.requester(r.from, m.Proof)
+		s.met.requesterProofs.WithLabelValues(result).Inc()
+		if err != nil {
+			// Placed all the same, in the unproven pool: one line per
+			// source at most every 10 s says why.
+			s.logLim.Info(s.log, "requester_proof "+r.from.String(), "requester proof refused: the capsule counts in the unproven requesters' pool (max_per_domain)",
+				logging.Capsule(p.name), logging.Src(r.from), logging.Reason("invalid_proof"), zap.Error(err))
+		}
+		p.who = who
 	}
 	release, reason, err := s.places.admit(s.pol.Load().placement, p, held != nil)
 	if err != nil {

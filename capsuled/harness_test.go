@@ -347,6 +347,37 @@ func (r *replica) metric(name, label string) float64 {
 	return gathered(r.reg, name, label)
 }
 
+// metricLabels is the counter or gauge name whose labels, in their
+// order, have the values given (the first ones: more are not checked).
+func (r *replica) metricLabels(name string, values ...string) float64 {
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			ls := m.GetLabel()
+			if len(ls) < len(values) {
+				continue
+			}
+			for i, v := range values {
+				if ls[i].GetValue() != v {
+					continue next
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
 // gathered is the counter or gauge name (with its first label equal to
 // label, unless label is empty) in g; -1 when g cannot be gathered.
 func gathered(g prometheus.Gatherer, name, label string) float64 {

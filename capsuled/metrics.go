@@ -48,6 +48,9 @@ type metrics struct {
 	// writer's APPEND answered 503; sync: an anti-entropy round that did
 	// not pull the capsule).
 	storageRefused *prometheus.CounterVec
+	// requesterProofs counts new capsules' CREATEs by what their
+	// requester proved (requester.go).
+	requesterProofs *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -76,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "writer_conflicts_total", Help: "APPENDs refused because they did not extend the head (another writer is active)."}),
 	}
 	m.placementsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
-		Name: "placements_refused_total", Help: "CREATEs the placement policy refused, by reason (owner_not_allowed, owner_quota, requester_quota, too_many_replicas, server_full, disk_full, not_published)."}, []string{"reason"})
+		Name: "placements_refused_total", Help: "CREATEs the placement policy refused, by reason (owner_not_allowed, owner_quota, requester_quota, domain_quota, unproven_quota, too_many_replicas, server_full, disk_full, not_published)."}, []string{"reason"})
 	m.syncSkipped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "sync_skipped_total", Help: "Anti-entropy requests not sent because the peer is backing off after a timeout or a NAK."})
 	m.syncFed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
@@ -98,9 +101,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.possessionRefused = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "possession_refused_total", Help: "SYNCs asking for a possession tag (a nonce) from a requester that is not one of the capsule's other replicas in this server's placement: answered without a tag, no entry read for one."})
 	m.storageRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
-		Name: "storage_refused_total", Help: "Writes not stored because the capsule's creator (the requester that placed it) holds placement.max_bytes_per_requester of records here, by op (append: an APPEND answered 503; sync: an anti-entropy round that did not pull the capsule)."}, []string{"op"})
-	m.storageRefused.WithLabelValues("append")
-	m.storageRefused.WithLabelValues("sync")
+		Name: "storage_refused_total", Help: "Writes not stored because the capsule's creator (the requester that placed it) holds placement.max_bytes_per_requester of records here (share=requester), or its domain or the unproven requesters' pool placement.max_bytes_per_domain (share=domain, unproven), by op (append: an APPEND answered 503; sync: an anti-entropy round that did not pull the capsule)."}, []string{"op", "share"})
+	for _, op := range []string{"append", "sync"} {
+		for _, sh := range []string{shareRequester, shareDomain, shareUnproven} {
+			m.storageRefused.WithLabelValues(op, sh)
+		}
+	}
+	m.requesterProofs = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "requester_proofs_total", Help: "CREATEs of new capsules by what their requester proved (Session 14): proven (an identity of a trusted domain, counted in its identity's and domain's shares), none (no proof: an older client), invalid (a proof that does not hold: untrusted or expired membership, another name's). None and invalid count in the source name's share and the one unproven pool (placement.max_per_domain)."}, []string{"result"})
+	for _, r := range []string{proofProven, proofNone, proofInvalid} {
+		m.requesterProofs.WithLabelValues(r)
+	}
+	reg.MustRegister(m.requesterProofs)
 	reg.MustRegister(m.storageRefused)
 	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks, m.samplesClamped, m.possessionRefused, m.queueRefused)
 	// Labelled series exist from the start at zero.
@@ -110,7 +122,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak", "delete_unsigned", "delete_clock", "create_in_progress", "unproven_head", "head_not_held", "too_few_samples", "too_many_samples"} {
 		m.dropped.WithLabelValues(r)
 	}
-	for _, r := range []string{refuseOwner, refuseQuota, refuseRequester, refuseReplicas, refuseFull, refuseDisk, refuseUnpublished, refuseCreates} {
+	for _, r := range []string{refuseOwner, refuseQuota, refuseRequester, refuseDomain, refuseUnproven, refuseReplicas, refuseFull, refuseDisk, refuseUnpublished, refuseCreates} {
 		m.placementsRefused.WithLabelValues(r)
 	}
 	// Requests by operation with status ok exist from the start, so a

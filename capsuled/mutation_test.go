@@ -232,8 +232,12 @@ func TestPlacementAdmitReserves(t *testing.T) {
 	}
 	alice, bob := pdu.Name{0xa1}, pdu.Name{0xb0}
 	pl := func(meta *certs.Metadata, creator pdu.Name) *placement {
-		return &placement{name: meta.Name(), meta: meta, replicas: []pdu.Name{{1}}, creator: creator}
+		return &placement{name: meta.Name(), meta: meta, replicas: []pdu.Name{{1}}, creator: creator, who: who{share: creator}}
 	}
+	// Session 14: alice and bob members of one other domain, or both
+	// unproven.
+	inGroup := func(p *placement, g pdu.Name) *placement { p.who.group = g; return p }
+	partner := pdu.Name{0xd0}
 	m1, m2 := other("one"), other("two")
 	for _, tt := range []struct {
 		name   string
@@ -244,16 +248,18 @@ func TestPlacementAdmitReserves(t *testing.T) {
 		{"max_per_requester", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 10, MaxPerOwner: -1, MaxPerRequester: 1}, pl(newPlacementCapsule(t, "b").meta, alice), refuseRequester},
 		{"max_per_owner", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 10, MaxPerOwner: 1, MaxPerRequester: -1}, pl(m2, bob), refuseQuota},
 		{"max_placements", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 1, MaxPerOwner: -1, MaxPerRequester: -1}, pl(newPlacementCapsule(t, "c").meta, bob), refuseFull},
+		{"max_per_domain", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 10, MaxPerOwner: -1, MaxPerRequester: -1, MaxPerDomain: 1}, inGroup(pl(newPlacementCapsule(t, "d").meta, bob), partner), refuseDomain},
+		{"unproven pool", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 10, MaxPerOwner: -1, MaxPerRequester: -1, MaxPerDomain: 1}, inGroup(pl(newPlacementCapsule(t, "e").meta, bob), unprovenGroup), refuseUnproven},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ps := &placements{m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{}}
-			first := pl(m1, alice)
+			ps := &placements{m: map[pdu.Name]*placement{}, byShare: index{}, byGroup: index{}}
+			first := inGroup(pl(m1, alice), tt.second.who.group)
 			rel1, reason, err := ps.admit(tt.pol, first, false)
 			if err != nil {
 				t.Fatalf("first: %s %v", reason, err)
 			}
 			// The same capsule again (a second CREATE of it) counts once.
-			rel1b, reason, err := ps.admit(tt.pol, pl(m1, alice), false)
+			rel1b, reason, err := ps.admit(tt.pol, inGroup(pl(m1, alice), tt.second.who.group), false)
 			if err != nil {
 				t.Fatalf("the same capsule again: %s %v", reason, err)
 			}
@@ -274,7 +280,7 @@ func TestPlacementAdmitReserves(t *testing.T) {
 			// Stored and still reserved: counted once, still full.
 			ps.index(first, nil)
 			ps.m[first.name] = first
-			rel1, _, _ = ps.admit(PlacementPolicy{MaxReplicas: 1, MaxPlacements: 10, MaxPerOwner: 10, MaxPerRequester: 10}, pl(m1, alice), false)
+			rel1, _, _ = ps.admit(PlacementPolicy{MaxReplicas: 1, MaxPlacements: 10, MaxPerOwner: 10, MaxPerRequester: 10, MaxPerDomain: 10}, inGroup(pl(m1, alice), tt.second.who.group), false)
 			if _, reason, _ := ps.admit(tt.pol, tt.second, false); reason != tt.want {
 				t.Fatalf("second capsule once the first is stored: %q, want %q", reason, tt.want)
 			}

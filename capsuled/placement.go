@@ -31,10 +31,14 @@ type placement struct {
 	// from (nil only for a placement stored before records existed).
 	record *capsule.Placement
 	// creator is the requester whose CREATE first placed the capsule here
-	// (the source name its router verified), whose max_per_requester
-	// share it counts in; renewals keep it. Zero for a placement stored
-	// before Session 13 (counted in no requester's share).
+	// (the source name its router verified); renewals keep it. Zero for a
+	// placement stored before Session 13 (counted in no requester's
+	// share).
 	creator pdu.Name
+	// who is whose shares it counts in (requester.go): the creator's
+	// proven identity and domain (Session 14), or its name and the
+	// unproven pool; renewals keep it.
+	who who
 }
 
 // message is the placement as a CREATE message (its file form).
@@ -49,6 +53,9 @@ func (p *placement) message() *wire.Message {
 		// knows, so an older binary still opens the file (and ignores it).
 		m.Hash = p.creator[:]
 	}
+	// Key 13 (Session 14): the requester's proof, or unprovenMark. Every
+	// version's decoder knows the key; an older binary ignores it here.
+	m.Proof = p.who.proof
 	return m
 }
 
@@ -139,56 +146,85 @@ type placements struct {
 	tmp atomic.Uint64 // temporary file names
 	mu  sync.RWMutex
 	m   map[pdu.Name]*placement
-	// byCreator indexes m by creator (max_bytes_per_requester sums the
-	// bytes of a creator's capsules at each write).
-	byCreator map[pdu.Name]map[pdu.Name]struct{}
+	// byShare and byGroup index m by who.share and who.group
+	// (max_bytes_per_requester and max_bytes_per_domain sum the bytes of
+	// their capsules at each write).
+	byShare, byGroup index
 	// pending holds the new capsules admitted but not yet stored (their
-	// CREATEs wait for the location record): each counts in its creator's,
-	// its owner's and the server's totals from admission on, so CREATEs
-	// waiting at once cannot together pass a limit (Session 13). Keyed by
-	// creator and capsule; the count is of CREATEs holding the entry.
+	// CREATEs wait for the location record): each counts in its
+	// requester's, its group's, its owner's and the server's totals from
+	// admission on, so CREATEs waiting at once cannot together pass a limit
+	// (Session 13). Keyed by share and capsule; the count is of CREATEs
+	// holding the entry.
 	pending map[pendingKey]*pendingPlacement
+	// own is the server's own domain: its members' placements are not
+	// limited per domain (its operator admits each of them).
+	own pdu.Name
 }
 
-type pendingKey struct{ creator, name pdu.Name }
+// limitedGroup reports whether g is a group max_per_domain and
+// max_bytes_per_domain apply to: another domain, or the unproven pool.
+func (ps *placements) limitedGroup(g pdu.Name) bool {
+	return g != (pdu.Name{}) && g != ps.own
+}
+
+type pendingKey struct{ share, name pdu.Name }
+
+// index is a set of capsules per key.
+type index map[pdu.Name]map[pdu.Name]struct{}
+
+func (ix index) add(k, c pdu.Name) {
+	if k == (pdu.Name{}) {
+		return
+	}
+	set := ix[k]
+	if set == nil {
+		set = map[pdu.Name]struct{}{}
+		ix[k] = set
+	}
+	set[c] = struct{}{}
+}
+
+func (ix index) remove(k, c pdu.Name) {
+	if set := ix[k]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(ix, k)
+		}
+	}
+}
 
 type pendingPlacement struct {
 	p    *placement
 	refs int
 }
 
-// index records p under its creator (mu held for writing); old is the
-// placement p replaces, if any.
+// index records p under its share and group (mu held for writing); old
+// is the placement p replaces, if any.
 func (ps *placements) index(p, old *placement) {
 	if old != nil {
 		ps.unindex(old)
 	}
-	if p.creator == (pdu.Name{}) {
-		return
-	}
-	set := ps.byCreator[p.creator]
-	if set == nil {
-		set = map[pdu.Name]struct{}{}
-		ps.byCreator[p.creator] = set
-	}
-	set[p.name] = struct{}{}
+	ps.byShare.add(p.who.share, p.name)
+	ps.byGroup.add(p.who.group, p.name)
 }
 
 func (ps *placements) unindex(p *placement) {
-	if set := ps.byCreator[p.creator]; set != nil {
-		delete(set, p.name)
-		if len(set) == 0 {
-			delete(ps.byCreator, p.creator)
-		}
-	}
+	ps.byShare.remove(p.who.share, p.name)
+	ps.byGroup.remove(p.who.group, p.name)
 }
 
-// createdBy lists the capsules creator placed here.
-func (ps *placements) createdBy(creator pdu.Name) []pdu.Name {
+// heldBy lists the capsules placed here in share k.
+func (ps *placements) heldBy(k pdu.Name) []pdu.Name { return ps.list(ps.byShare, k) }
+
+// heldByGroup lists the capsules placed here in group g.
+func (ps *placements) heldByGroup(g pdu.Name) []pdu.Name { return ps.list(ps.byGroup, g) }
+
+func (ps *placements) list(ix index, k pdu.Name) []pdu.Name {
 	ps.mu.RLock()
 	defer ps.mu.RUnlock()
-	out := make([]pdu.Name, 0, len(ps.byCreator[creator]))
-	for c := range ps.byCreator[creator] {
+	out := make([]pdu.Name, 0, len(ix[k]))
+	for c := range ix[k] {
 		out = append(out, c)
 	}
 	return out
@@ -201,7 +237,7 @@ func openPlacementsOn(fs vfs.FS, dir string) (*placements, error) {
 	if err := vfsutil.MkdirAll(fs, dir, 0o700); err != nil {
 		return nil, fmt.Errorf("placements: %w", err)
 	}
-	ps := &placements{fs: fs, dir: dir, m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{},
+	ps := &placements{fs: fs, dir: dir, m: map[pdu.Name]*placement{}, byShare: index{}, byGroup: index{},
 		pending: map[pendingKey]*pendingPlacement{}}
 	names, err := fs.List(dir)
 	if err != nil {
@@ -233,6 +269,9 @@ func openPlacementsOn(fs vfs.FS, dir string) (*placements, error) {
 		}
 		if len(m.Hash) == pdu.NameLen {
 			p.creator = pdu.Name(m.Hash)
+		}
+		if p.who, err = whoOfFile(m.Proof, p.creator); err != nil {
+			return nil, fmt.Errorf("placement %s: %w", e, err)
 		}
 		ps.index(p, ps.m[p.name])
 		ps.m[p.name] = p
@@ -283,13 +322,19 @@ func (ps *placements) put(p *placement) error {
 const (
 	refuseOwner = "owner_not_allowed"
 	refuseQuota = "owner_quota"
-	// refuseRequester: the requester (source name) has placed
-	// max_per_requester capsules here (owner keys cost nothing to mint,
-	// so owner_quota alone bounds no member)
+	// refuseRequester: the requester (its proven identity, or an unproven
+	// source name) has placed max_per_requester capsules here (owner keys
+	// cost nothing to mint, so owner_quota alone bounds no member)
 	refuseRequester = "requester_quota"
-	refuseReplicas  = "too_many_replicas"
-	refuseFull      = "server_full"
-	refuseDisk      = "disk_full" // below min_free_bytes
+	// refuseDomain: the members of the requester's domain (another than
+	// the server's) have placed max_per_domain capsules here together
+	refuseDomain = "domain_quota"
+	// refuseUnproven: the requesters that proved no identity have placed
+	// max_per_domain capsules here together
+	refuseUnproven = "unproven_quota"
+	refuseReplicas = "too_many_replicas"
+	refuseFull     = "server_full"
+	refuseDisk     = "disk_full" // below min_free_bytes
 	// refuseCreates: the requester has creates_per_peer CREATEs waiting
 	refuseCreates = "creates_per_peer"
 	// refuseUnpublished: the router did not confirm the location record
@@ -298,7 +343,7 @@ const (
 )
 
 // admit applies the placement policy to a new placement p (renewal: the
-// capsule is held already) asked for by p.creator. It returns the refusal
+// capsule is held already) asked for by p.who. It returns the refusal
 // reason and error, or "" and nil. An admitted new capsule is reserved in
 // every total until release is called (always non-nil; call it once the
 // CREATE has stored the placement or failed, whichever way).
@@ -318,14 +363,18 @@ func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (re
 	// The pending capsules not stored yet (one CREATE's capsule may be
 	// stored and still reserved: counted once), added to each total; p's
 	// own (another CREATE of it waits) is not counted against it.
-	var mine, all, owners int
-	seen := map[pdu.Name]bool{}
+	var mine, group, all, owners int
+	seen, seenGroup := map[pdu.Name]bool{}, map[pdu.Name]bool{}
 	for k, e := range ps.pending {
 		if _, stored := ps.m[k.name]; stored || k.name == p.name {
 			continue
 		}
-		if k.creator == p.creator {
+		if k.share == p.who.share {
 			mine++
+		}
+		if e.p.who.group == p.who.group && !seenGroup[k.name] {
+			seenGroup[k.name] = true
+			group++
 		}
 		if !seen[k.name] {
 			seen[k.name] = true
@@ -336,10 +385,20 @@ func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (re
 		}
 	}
 	// The requester's share first: a member at its share is told so, not
-	// that the server is full (which its own capsules may have made it).
-	if pol.MaxPerRequester >= 0 && p.creator != (pdu.Name{}) {
-		if n := len(ps.byCreator[p.creator]) + mine; n >= pol.MaxPerRequester {
+	// that its domain's or the server's are used up (which its own
+	// capsules may have made them).
+	if pol.MaxPerRequester >= 0 && p.who.share != (pdu.Name{}) {
+		if n := len(ps.byShare[p.who.share]) + mine; n >= pol.MaxPerRequester {
 			return release, refuseRequester, fmt.Errorf("%w: %s has placed %d capsules here, its most (max_per_requester)", errForbidden, p.creator, n)
+		}
+	}
+	if pol.MaxPerDomain >= 0 && ps.limitedGroup(p.who.group) {
+		if n := len(ps.byGroup[p.who.group]) + group; n >= pol.MaxPerDomain {
+			if p.who.group == unprovenGroup {
+				return release, refuseUnproven, fmt.Errorf("%w: the requesters that proved no identity have placed %d capsules here together, their most (max_per_domain); "+
+					"a client of Session 14 or later proves its membership on CREATE", errForbidden, n)
+			}
+			return release, refuseDomain, fmt.Errorf("%w: the members of domain %s have placed %d capsules here together, their most (max_per_domain)", errForbidden, p.who.group, n)
 		}
 	}
 	if n := len(ps.m) + all; n >= pol.MaxPlacements {
@@ -359,7 +418,7 @@ func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (re
 	if ps.pending == nil {
 		ps.pending = map[pendingKey]*pendingPlacement{}
 	}
-	k := pendingKey{p.creator, p.name}
+	k := pendingKey{p.who.share, p.name}
 	e := ps.pending[k]
 	if e == nil {
 		e = &pendingPlacement{p: p}

@@ -74,7 +74,8 @@ func (s *Server) Reload(cfg Config) error {
 	s.pol.Store(p)
 	s.log.Info("placement policy and subscription limits reloaded", zap.Int("owners", len(p.placement.Owners)),
 		zap.Int("max_per_owner", p.placement.MaxPerOwner),
-		zap.Int("max_per_requester", p.placement.MaxPerRequester), zap.Int64("max_bytes_per_requester", p.placement.MaxBytesPerRequester), zap.Int("max_replicas", p.placement.MaxReplicas),
+		zap.Int("max_per_requester", p.placement.MaxPerRequester), zap.Int64("max_bytes_per_requester", p.placement.MaxBytesPerRequester),
+		zap.Int("max_per_domain", p.placement.MaxPerDomain), zap.Int64("max_bytes_per_domain", p.placement.MaxBytesPerDomain), zap.Int("max_replicas", p.placement.MaxReplicas),
 		zap.Int("max_placements", p.placement.MaxPlacements), zap.Int("max_subscriptions", p.maxSubs),
 		zap.Int("max_subscriptions_per_subscriber", p.maxSubsPer), zap.Int("possession_min_samples", p.minSamples))
 	return nil

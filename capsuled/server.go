@@ -80,8 +80,10 @@ type Server struct {
 	// is dropped instead of taking another worker (the answer to the
 	// first copy answers it).
 	creating sync.Map // createKey -> struct{}
-	// storage caches each creator's bytes stored (storage.go).
-	storage  storageSums
+	// storage and groupStorage cache each requester's and each group's
+	// bytes stored (storage.go).
+	storage      storageSums
+	groupStorage storageSums
 	repl     replState // peers' heads as last learnt (Status)
 	draining atomic.Bool
 	inflight sync.WaitGroup
@@ -122,6 +124,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	places.own = deps.Client.Domain()
 	st, err := store.Open(filepath.Join(cfg.Dir, "store"), store.Options{Engine: cfg.Engine, MaxData: cfg.MaxData, MinFreeBytes: cfg.MinFreeBytes, Logger: log,
 		ReadAheadBytes: cfg.ReadAheadBytes, ReadAheadStreams: cfg.ReadAheadStreams, ReadAheadTotal: cfg.ReadAheadTotal, ReadAheadIdle: cfg.ReadAheadIdle})
 	if err != nil {

@@ -121,7 +121,7 @@ func TestStorageShare(t *testing.T) {
 }
 
 func w1metric(r *replica, op string) float64 {
-	return r.metric("gdp_capsuled_storage_refused_total", op)
+	return r.metricLabels("gdp_capsuled_storage_refused_total", op, "requester")
 }
 
 // TestStorageShareRetryAnswered: once the member that placed a capsule

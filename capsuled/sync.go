@@ -266,11 +266,11 @@ func (s *Server) syncCapsule(ctx context.Context, c pdu.Name, force bool) bool {
 	if p == nil {
 		return true
 	}
-	if _, over := s.storageUsed(p); over {
-		// Its creator holds its share of the disk: pull nothing (the
-		// APPENDs are refused too); this replica stays behind, as its
-		// lag shows.
-		s.met.storageRefused.WithLabelValues("sync").Inc()
+	if _, share := s.storageUsed(p); share != "" {
+		// Its creator (or its domain) holds its share of the disk: pull
+		// nothing (the APPENDs are refused too); this replica stays
+		// behind, as its lag shows.
+		s.met.storageRefused.WithLabelValues("sync", share).Inc()
 		return true
 	}
 	var wg sync.WaitGroup

@@ -346,13 +346,24 @@ type placementYAML struct {
 	Owners []string `yaml:"owners"`
 	// MaxPerOwner capsules one owner key may place. Default 1024; -1: no bound.
 	MaxPerOwner int `yaml:"max_per_owner"`
-	// MaxPerRequester capsules one requester (the CREATE's source name)
-	// may place. Default 1024; -1: no bound.
+	// MaxPerRequester capsules one requester may place: the identity its
+	// CREATE proves (Session 14: its membership, however many names it
+	// sends from), or the CREATE's source name when it proves none.
+	// Default 1024; -1: no bound.
 	MaxPerRequester int `yaml:"max_per_requester"`
 	// MaxBytesPerRequester bytes of records held for the capsules one
 	// requester placed; beyond, their appends are refused 503 and
 	// anti-entropy does not pull them. Default 68719476736 (64 GiB); -1: no bound.
 	MaxBytesPerRequester int64 `yaml:"max_bytes_per_requester"`
+	// MaxPerDomain capsules the members of one other domain may place
+	// together (domain_quota); every requester that proves no identity
+	// counts in one pool of the same size (unproven_quota). Session 14.
+	// Default 16384; -1: no bound.
+	MaxPerDomain int `yaml:"max_per_domain"`
+	// MaxBytesPerDomain bytes of records held for the capsules of one
+	// other domain's members, or of the unproven pool, together. Default
+	// 274877906944 (256 GiB); -1: no bound.
+	MaxBytesPerDomain int64 `yaml:"max_bytes_per_domain"`
 	// MaxReplicas of one capsule. Default 7; at most 16.
 	MaxReplicas int `yaml:"max_replicas"`
 	// MaxPlacements capsules in all. Default 65536.
@@ -361,7 +372,8 @@ type placementYAML struct {
 
 // policy converts the block, decoding the owner keys.
 func (p placementYAML) policy() (capsuled.PlacementPolicy, error) {
-	pol := capsuled.PlacementPolicy{MaxPerOwner: p.MaxPerOwner, MaxPerRequester: p.MaxPerRequester, MaxBytesPerRequester: p.MaxBytesPerRequester, MaxReplicas: p.MaxReplicas, MaxPlacements: p.MaxPlacements}
+	pol := capsuled.PlacementPolicy{MaxPerOwner: p.MaxPerOwner, MaxPerRequester: p.MaxPerRequester, MaxBytesPerRequester: p.MaxBytesPerRequester,
+		MaxPerDomain: p.MaxPerDomain, MaxBytesPerDomain: p.MaxBytesPerDomain, MaxReplicas: p.MaxReplicas, MaxPlacements: p.MaxPlacements}
 	for _, o := range p.Owners {
 		k, err := hex.DecodeString(o)
 		if err != nil || len(k) != ed25519.PublicKeySize {

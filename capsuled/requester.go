@@ -1,0 +1,148 @@
+package capsuled
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"fmt"
+
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/tunnel"
+)
+
+// Who a placement counts against (Session 14). A CREATE's source name is
+// all the server knew before: its router vouches that the sender holds it,
+// but one member may hold up to advertise.max_names_per_identity names, so
+// shares kept per name were that many shares per member. A CREATE now
+// carries the requester's proof (wire.Requester, key 13): its node
+// metadata, membership and domain metadata, and, when it sends from a
+// capsule-kind name such as its session name, that name's metadata. The
+// server takes it when the membership verifies against a domain it trusts
+// (client.VerifyCredentials: its own and the ones its endpoint trusts) and
+// the proof is of the PDU's source name: the node's own name, or a capsule
+// name owned by the node's key (whoever holds such a name at a router was
+// given an AdCert signed by that key, so the key's holder let it).
+//
+// Then max_per_requester and max_bytes_per_requester are kept per identity
+// key, and max_per_domain and max_bytes_per_domain per domain other than
+// the server's own. A CREATE without a proof that holds (an older client, a
+// name that cannot prove, a forged, expired or untrusted membership) counts
+// in its source name's share as before and, with every other unproven
+// requester, in ONE pool limited as one more domain: 100,000 names that
+// prove nothing get one domain's share together.
+
+// unprovenGroup is the group of every placement made by an unproven
+// requester: all ones, never a domain's name (a hash).
+var unprovenGroup = func() (n pdu.Name) {
+	for i := range n {
+		n[i] = 0xff
+	}
+	return n
+}()
+
+// unprovenMark is what a placement file holds at key 13 for a placement
+// an unproven requester made (a placement file from before Session 14 has
+// nothing there and counts in no group).
+var unprovenMark = []byte{0}
+
+// Proof results (gdp_capsuled_requester_proofs_total{result}).
+const (
+	proofProven  = "proven"
+	proofNone    = "none"    // no proof sent: an older client, or a source it cannot prove
+	proofInvalid = "invalid" // a proof that does not hold: malformed, untrusted, expired, another name's
+)
+
+// who is whose shares a placement counts in.
+type who struct {
+	// share is the max_per_requester key: the identity key when proven,
+	// else the source name.
+	share pdu.Name
+	// group is the max_per_domain key: the proven domain (the server's
+	// own too: not limited, see admit), unprovenGroup, or zero (a
+	// placement from before Session 14).
+	group pdu.Name
+	// proof is what the placement file keeps at key 13: the requester's
+	// proof when proven, unprovenMark when not, nil before Session 14.
+	proof []byte
+}
+
+// unproven is the who of a requester that proved nothing.
+func unproven(src pdu.Name) who {
+	return who{share: src, group: unprovenGroup, proof: unprovenMark}
+}
+
+// requester decides whose shares a CREATE from src with proof b counts in.
+// It returns the result label and, for an invalid proof, why.
+func (s *Server) requester(src pdu.Name, b []byte) (who, string, error) {
+	if len(b) == 0 {
+		return unproven(src), proofNone, nil
+	}
+	r, err := wire.UnmarshalRequester(b)
+	if err != nil {
+		return unproven(src), proofInvalid, err
+	}
+	m, err := s.cli.VerifyCredentials(r.Credentials)
+	if err != nil {
+		return unproven(src), proofInvalid, fmt.Errorf("membership: %w", err)
+	}
+	if err := sourceOf(m.Meta, r.Source, src); err != nil {
+		return unproven(src), proofInvalid, err
+	}
+	return who{share: keyShare(m.Meta.Key), group: m.Domain, proof: b}, proofProven, nil
+}
+
+// sourceOf checks that src is node's own name or, with source (its
+// metadata), a capsule-kind name owned by node's key.
+func sourceOf(node *certs.Metadata, source []byte, src pdu.Name) error {
+	if len(source) == 0 {
+		if node.Name() != src {
+			return fmt.Errorf("the credentials are %s's, the request comes from %s", node.Name(), src)
+		}
+		return nil
+	}
+	sm, err := certs.ParseMetadata(source)
+	if err != nil {
+		return fmt.Errorf("source metadata: %w", err)
+	}
+	switch {
+	case sm.Name() != src:
+		return fmt.Errorf("source metadata hashes to %s, the request comes from %s", sm.Name(), src)
+	case sm.Kind != certs.KindCapsule:
+		return fmt.Errorf("source metadata is a %s, not a capsule-kind name", sm.Kind)
+	case !bytes.Equal(sm.Key, node.Key):
+		return fmt.Errorf("source %s is not owned by %s's key", src, node.Name())
+	}
+	return nil
+}
+
+// keyShare is an identity key as a share key (zero for a key of another
+// length, which metadata validation refuses before).
+func keyShare(k ed25519.PublicKey) pdu.Name {
+	if len(k) != pdu.NameLen {
+		return pdu.Name{}
+	}
+	return pdu.Name(k)
+}
+
+// whoOfFile is the who a placement file records: proof at key 13, creator
+// at key 11. The proof was verified when the CREATE was served; only its
+// identity key and domain are read back (an expired membership since
+// keeps the capsules it placed in its share).
+func whoOfFile(proof []byte, creator pdu.Name) (who, error) {
+	switch {
+	case len(proof) == 0:
+		return who{share: creator}, nil
+	case bytes.Equal(proof, unprovenMark):
+		return unproven(creator), nil
+	}
+	r, err := wire.UnmarshalRequester(proof)
+	if err != nil {
+		return who{}, err
+	}
+	meta, member, _, err := tunnel.DecodeCredentials(r.Credentials)
+	if err != nil {
+		return who{}, fmt.Errorf("requester proof: %w", err)
+	}
+	return who{share: keyShare(meta.Key), group: member.Issuer, proof: proof}, nil
+}
