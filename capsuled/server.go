@@ -84,9 +84,9 @@ type Server struct {
 	// bytes stored (storage.go).
 	storage      storageSums
 	groupStorage storageSums
-	repl     replState // peers' heads as last learnt (Status)
-	draining atomic.Bool
-	inflight sync.WaitGroup
+	repl         replState // peers' heads as last learnt (Status)
+	draining     atomic.Bool
+	inflight     sync.WaitGroup
 
 	ctx    context.Context
 	cancel context.CancelFunc
