@@ -157,7 +157,7 @@ func TestPlacementAdmitBounds(t *testing.T) {
 }
 
 func withCreator(p *placement, creator pdu.Name) *placement {
-	p.creator = creator
+	p.creator, p.who = creator, who{share: creator}
 	return p
 }
 
@@ -172,7 +172,7 @@ func TestPlacementAdmitReservedCountedOnce(t *testing.T) {
 	a, b := newPlacementCapsule(t, "owner a"), newPlacementCapsule(t, "owner b")
 	alice := pdu.Name{0xa1}
 	pl := func(c placementCapsule, creator pdu.Name) *placement {
-		return &placement{name: c.meta.Name(), meta: c.meta, replicas: []pdu.Name{{1}}, creator: creator}
+		return &placement{name: c.meta.Name(), meta: c.meta, replicas: []pdu.Name{{1}}, creator: creator, who: who{share: creator}}
 	}
 	loose := PlacementPolicy{MaxReplicas: 1, MaxPlacements: 100, MaxPerOwner: -1, MaxPerRequester: -1}
 	for _, tt := range []struct {
@@ -184,7 +184,7 @@ func TestPlacementAdmitReservedCountedOnce(t *testing.T) {
 		{"max_per_requester", PlacementPolicy{MaxReplicas: 1, MaxPlacements: 100, MaxPerOwner: -1, MaxPerRequester: 2}, pl(b, alice)},
 	} {
 		t.Run("stored and reserved, "+tt.name, func(t *testing.T) {
-			ps := &placements{m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{}}
+			ps := &placements{m: map[pdu.Name]*placement{}, byShare: index{}, byGroup: index{}}
 			first := pl(a, alice)
 			rel, reason, err := ps.admit(loose, first, false)
 			if err != nil {
@@ -199,7 +199,7 @@ func TestPlacementAdmitReservedCountedOnce(t *testing.T) {
 		})
 	}
 	t.Run("another owner's capsule waiting, max_per_owner", func(t *testing.T) {
-		ps := &placements{m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{}}
+		ps := &placements{m: map[pdu.Name]*placement{}, byShare: index{}, byGroup: index{}}
 		rel, reason, err := ps.admit(loose, pl(b, alice), false)
 		if err != nil {
 			t.Fatalf("b: %s %v", reason, err)

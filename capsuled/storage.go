@@ -94,17 +94,19 @@ func (ss *storageSums) add(k pdu.Name, n uint64) {
 // storageUsed reports whether a write to a capsule of placement p is over
 // a share: the bytes this server holds for the capsules of p's requester,
 // or of its group (another domain, the unproven pool), and which share
-// (shareRequester, shareDomain, shareUnproven; "" when none is used up).
-// A placement stored before Session 13 is never over.
+// (shareRequester, shareDomain, shareUnproven; "" when none is used up),
+// with the bytes of that share (none used up: the requester's). A
+// placement stored before Session 13 is never over.
 func (s *Server) storageUsed(p *placement) (uint64, string) {
 	if p == nil {
 		return 0, ""
 	}
 	pol := s.pol.Load().placement
 	now := time.Now()
+	var mine uint64
 	if limit := pol.MaxBytesPerRequester; limit >= 0 && p.who.share != (pdu.Name{}) {
-		if n := s.storage.used(s, p.who.share, s.places.heldBy, now); n >= uint64(limit) {
-			return n, shareRequester
+		if mine = s.storage.used(s, p.who.share, s.places.heldBy, now); mine >= uint64(limit) {
+			return mine, shareRequester
 		}
 	}
 	if limit := pol.MaxBytesPerDomain; limit >= 0 && s.places.limitedGroup(p.who.group) {
@@ -115,7 +117,7 @@ func (s *Server) storageUsed(p *placement) (uint64, string) {
 			return n, shareDomain
 		}
 	}
-	return 0, ""
+	return mine, ""
 }
 
 // storageAdded adds n bytes just stored for a capsule of p to its

@@ -28,7 +28,7 @@ func TestStorageUsedSums(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	alice, bob := pdu.Name{0xa1}, pdu.Name{0xb0}
-	ps := &placements{m: map[pdu.Name]*placement{}, byCreator: map[pdu.Name]map[pdu.Name]struct{}{}}
+	ps := &placements{m: map[pdu.Name]*placement{}, byShare: index{}, byGroup: index{}}
 	type held struct {
 		p *placement
 		w *capsule.Writer
@@ -50,7 +50,7 @@ func TestStorageUsedSums(t *testing.T) {
 		if err := st.Create(ctx, meta.Name(), meta.Marshal()); err != nil {
 			t.Fatal(err)
 		}
-		p := &placement{name: meta.Name(), meta: meta, creator: creator}
+		p := &placement{name: meta.Name(), meta: meta, creator: creator, who: who{share: creator}}
 		ps.m[p.name] = p
 		ps.index(p, nil)
 		return held{p, capsule.NewWriter(meta.Name(), writer.Key)}
@@ -85,18 +85,19 @@ func TestStorageUsedSums(t *testing.T) {
 	}
 	s := &Server{st: st, places: ps}
 	s.pol.Store(&policy{placement: PlacementPolicy{MaxBytesPerRequester: int64(both) + 500}})
-	if n, over := s.storageUsed(a1.p); n != both || over {
+	// storageUsed's share "" is not over (Session 14: or the share used up).
+	if n, over := s.storageUsed(a1.p); n != both || over != "" {
 		t.Fatalf("alice: %d bytes, over %v; want both her capsules' %d, not over", n, over, both)
 	}
-	if n, over := s.storageUsed(b1.p); n != bytesOf(b1) || !over {
+	if n, over := s.storageUsed(b1.p); n != bytesOf(b1) || over != shareRequester {
 		t.Fatalf("bob: %d bytes, over %v; want %d, over", n, over, bytesOf(b1))
 	}
-	if n, over := s.storageUsed(legacy.p); n != 0 || over {
+	if n, over := s.storageUsed(legacy.p); n != 0 || over != "" {
 		t.Fatalf("a placement without a creator: %d bytes, over %v; want never over", n, over)
 	}
 	at := &Server{st: st, places: ps} // a share of exactly what alice holds: used up
 	at.pol.Store(&policy{placement: PlacementPolicy{MaxBytesPerRequester: int64(both)}})
-	if n, over := at.storageUsed(a1.p); n != both || !over {
+	if n, over := at.storageUsed(a1.p); n != both || over != shareRequester {
 		t.Fatalf("share %d, alice holding %d: over %v; want over", both, n, over)
 	}
 	// Within storageResum: what the store took meanwhile (a pull) is not
@@ -106,7 +107,7 @@ func TestStorageUsedSums(t *testing.T) {
 		t.Fatalf("within %s of the sum: %d bytes, want the sum %d reused", storageResum, n, both)
 	}
 	s.storageAdded(a1.p, 600)
-	if n, over := s.storageUsed(a2.p); n != both+600 || !over {
+	if n, over := s.storageUsed(a2.p); n != both+600 || over != shareRequester {
 		t.Fatalf("after an APPEND of 600 bytes: %d bytes, over %v; want %d, over", n, over, both+600)
 	}
 	// Summed again once storageResum is past.
