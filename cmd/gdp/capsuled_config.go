@@ -64,6 +64,10 @@ type attachConfig struct {
 	Tunnel router.TunnelConfig `yaml:"tunnel"`
 
 	role string // "capsuled" or "client": the identity's default alias and kind
+	// trusted are further trusted domains' metadata files (capsuled's
+	// trusted_domains; the other users of the block trust their own domain
+	// only).
+	trusted []string
 }
 
 // routerAddr is one entry of routers:.
@@ -159,7 +163,7 @@ func (a *attachConfig) validate() error {
 
 // files are the credential files of the block, with its clock_skew.
 func (a *attachConfig) files() credFiles {
-	return credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain, skew: a.ClockSkew.Std()}
+	return credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain, trusted: a.trusted, skew: a.ClockSkew.Std()}
 }
 
 // verifier reads the block's domain and returns it with a verifier that
@@ -234,6 +238,14 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 // capsuledConfig is deploy/capsuled.yaml.
 type capsuledConfig struct {
 	attachConfig `yaml:",inline"`
+	// TrustedDomains are the metadata files of other domains whose members
+	// this server believes (Session 14): their CREATEs prove their identity
+	// and domain (placement.max_per_requester per member, max_per_domain
+	// per domain; a member of a domain not listed counts in the unproven
+	// pool), and their QUIC-over-names dials are admitted (bulk reads,
+	// max_conns_per_domain). Default none: the own domain only. Restart to
+	// change.
+	TrustedDomains []string `yaml:"trusted_domains"`
 	// Dir holds the store and the placements. Default /var/lib/gdp/capsuled.
 	Dir string `yaml:"dir"`
 	// Engine is pebble or bbolt. Default pebble.
@@ -410,6 +422,7 @@ func loadCapsuledConfig(path string) (capsuledConfig, error) {
 		}
 	}
 	cfg.withDefaults("capsuled")
+	cfg.attachConfig.trusted = cfg.TrustedDomains
 	if err := cfg.attachConfig.validate(); err != nil {
 		return cfg, err
 	}

@@ -367,7 +367,7 @@ func checkConfig(path, role string) (checkResult, *credFiles, []listenAddr) {
 	case "capsuled":
 		cfg, e := loadCapsuledConfig(path)
 		err = e
-		f = credFiles{keystore: cfg.Keystore, identity: cfg.Identity, member: cfg.MemberCert, domain: cfg.Domain}
+		f = cfg.files()
 		ports = []listenAddr{{"metrics", "tcp", cfg.Metrics}}
 	default:
 		r.Status, r.Detail = checkFail, fmt.Sprintf("--role %q: want router, resolver or capsuled", role)
