@@ -179,7 +179,9 @@ type FaceConfig struct {
 	// NAKBurst default 50.
 	NAKBurst int `yaml:"nak_burst"`
 	// Queue bounds the PDUs waiting to be sent on one face; more are
-	// dropped (queue_full). Default 4,096.
+	// dropped (queue_full). Default 4,096. Past half of Queue or
+	// QueueBytes, the queue is split between the identities whose PDUs
+	// wait in it (quota reason "queue_share", docs/OPERATIONS.md §3.5).
 	Queue int `yaml:"queue"`
 	// QueueBytes bounds the bytes of the PDUs waiting to be sent on one
 	// face, so a peer that never reads cannot make the router hold Queue

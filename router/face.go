@@ -71,13 +71,15 @@ type Face struct {
 	// out is the face's bounded egress queue, drained by one writer
 	// goroutine: forwarding never waits for a slow link, and a face whose
 	// link cannot keep up loses only its own traffic.
-	out  chan *[]byte
+	out  chan egress
 	stop chan struct{}
 	// queued is the bytes waiting in out; maxQueued bounds it (0: only
 	// the PDU count bounds the queue), so a peer that never reads holds at
 	// most that much of the router's memory.
 	queued    atomic.Int64
 	maxQueued int64
+	// shares splits out between the identities whose PDUs wait in it.
+	shares queueShares
 
 	mu    sync.RWMutex
 	names map[pdu.Name]struct{} // names an endpoint holds routes for
@@ -111,6 +113,80 @@ var errSendFailed = errors.New("router: link refused the pdu")
 // was dropped.
 var errQueueBytes = errors.New("router: face egress queue holds its maximum bytes")
 
+// errQueueShare: the PDU's sender (the identity of the face it came in
+// on) holds its share of this face's egress queue; the PDU was dropped.
+var errQueueShare = errors.New("router: sender holds its share of the face's egress queue")
+
+// egress is one PDU waiting in a face's queue: its copy, the identity it
+// came from (nil: the router's own) and what it costs that identity's
+// share (queueShares.charge).
+type egress struct {
+	bp     *[]byte
+	from   *idShare
+	charge int64
+}
+
+// queueShares splits a face's egress queue between the identities whose
+// PDUs wait in it, so one sender flooding a slow face (a busy capsule
+// server, a congested link) cannot take all of it: while the queue is
+// under half full anyone may add; past that, an identity holding
+// limit/(k+1) — k the identities with PDUs waiting, itself counted — is
+// refused (errQueueShare, quota reason "queue_share"). With one flooder
+// the queue stops at about half, and a newcomer always finds about a
+// (k+1)-th of it. A PDU costs its bytes but at least unit, the queue's
+// byte bound over its PDU bound, so small PDUs cannot fill the PDU count
+// behind the byte shares. The identity is the ingress face's verified
+// peer: PDUs from a peer router count as that router's.
+type queueShares struct {
+	limit int64 // the queue's bound in charged bytes
+	unit  int64 // the least a PDU costs
+
+	mu      sync.Mutex
+	charged int64
+	by      map[*idShare]int64
+}
+
+func newQueueShares(pdus, bytes int) queueShares {
+	limit := int64(bytes)
+	if limit <= 0 {
+		limit = int64(max(pdus, 1)) * 2048
+	}
+	return queueShares{limit: limit, unit: max(limit/int64(max(pdus, 1)), 1), by: map[*idShare]int64{}}
+}
+
+// take charges a PDU of n bytes from to the queue, or reports that from
+// holds its share.
+func (q *queueShares) take(from *idShare, n int) (int64, bool) {
+	c := max(int64(n), q.unit)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.charged+c > q.limit/2 {
+		mine := q.by[from]
+		k := int64(len(q.by))
+		if mine == 0 {
+			k++
+		}
+		if mine+c > q.limit/(k+1) {
+			return 0, false
+		}
+	}
+	q.by[from] += c
+	q.charged += c
+	return c, true
+}
+
+// give returns what take charged.
+func (q *queueShares) give(from *idShare, c int64) {
+	q.mu.Lock()
+	if v := q.by[from] - c; v > 0 {
+		q.by[from] = v
+	} else {
+		delete(q.by, from)
+	}
+	q.charged -= c
+	q.mu.Unlock()
+}
+
 // trySender is a link that can send without waiting (a raw tunnel link).
 type trySender interface {
 	TrySend(p []byte) error
@@ -128,9 +204,10 @@ func directSender(l Link) trySender {
 // bufPool recycles egress buffers.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
-// send queues a copy of p for the face's link; p may be reused when it
-// returns.
-func (f *Face) send(p []byte) error {
+// send queues a copy of p, which came from identity from (nil: the
+// router's own PDU, not shared), for the face's link; p may be reused when
+// it returns.
+func (f *Face) send(from *idShare, p []byte) error {
 	if f.direct != nil && f.queued.Load() == 0 {
 		// Nothing of this face waits in out (which would be overtaken).
 		switch err := f.direct.TrySend(p); err {
@@ -151,13 +228,24 @@ func (f *Face) send(p []byte) error {
 		f.queued.Add(-n)
 		return errQueueBytes
 	}
+	var c int64
+	if from != nil {
+		var ok bool
+		if c, ok = f.shares.take(from, len(p)); !ok {
+			f.queued.Add(-n)
+			return errQueueShare
+		}
+	}
 	bp := bufPool.Get().(*[]byte)
 	*bp = append((*bp)[:0], p...)
 	select {
-	case f.out <- bp:
+	case f.out <- egress{bp, from, c}:
 		return nil
 	default:
 		f.queued.Add(-n)
+		if from != nil {
+			f.shares.give(from, c)
+		}
 		bufPool.Put(bp)
 		return errQueueFull
 	}
@@ -169,11 +257,15 @@ func (f *Face) writer() {
 		select {
 		case <-f.stop:
 			return
-		case bp := <-f.out:
+		case e := <-f.out:
+			bp := e.bp
 			err := f.link.Send(*bp)
 			// Counted out only once sent: a direct send (send) must not
 			// overtake it.
 			f.queued.Add(-int64(len(*bp)))
+			if e.from != nil {
+				f.shares.give(e.from, e.charge)
+			}
 			if err != nil {
 				f.sendErrors.Add(1)
 			} else {

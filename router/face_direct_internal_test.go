@@ -56,12 +56,12 @@ func (f *fakeRaw) sent() ([]string, int) {
 // and once the queue is empty sends are direct again.
 func TestDirectFaceFallsBackInOrder(t *testing.T) {
 	fr := &fakeRaw{busy: 1, done: make(chan struct{})}
-	f := &Face{link: fr, direct: directSender(fr), out: make(chan *[]byte, 16), stop: make(chan struct{})}
+	f := &Face{link: fr, direct: directSender(fr), out: make(chan egress, 16), shares: newQueueShares(16, 0), stop: make(chan struct{})}
 	if f.direct == nil {
 		t.Fatal("a raw tunnel link is not sent to directly")
 	}
 	for _, p := range []string{"one", "two"} {
-		if err := f.send([]byte(p)); err != nil {
+		if err := f.send(nil, []byte(p)); err != nil {
 			t.Fatalf("send %q: %v (a busy tunnel queue must not drop)", p, err)
 		}
 	}
@@ -77,7 +77,7 @@ func TestDirectFaceFallsBackInOrder(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if err := f.send([]byte("three")); err != nil {
+	if err := f.send(nil, []byte("three")); err != nil {
 		t.Fatal(err)
 	}
 	out, direct := fr.sent()

@@ -244,10 +244,16 @@ func (h *Hop) usable(in *Face, now int64) bool {
 }
 
 func (r *Router) sendOn(in, out *Face, p []byte) {
-	if err := out.send(p); err != nil {
+	var from *idShare
+	if in != nil && in != out {
+		from = in.share
+	}
+	if err := out.send(from, p); err != nil {
 		switch err {
 		case errQueueBytes:
 			r.met.quota(quotaQueueBytes)
+		case errQueueShare:
+			r.met.quota(quotaQueueShare)
 		case errSendFailed:
 			r.drop(in, dropSendError)
 			return

@@ -53,12 +53,14 @@ const (
 	quotaDomainRate                        // another domain's names verified per second, all its identities (advertise.domain_rate)
 	quotaResolveFull                       // the PDUs parked for lookups in all (resolver.max_waiting), none evictable
 	quotaResolveEvicted                    // a largest holder's newest parked PDU dropped for another identity's
+	quotaQueueShare                        // a sender's share of one face's egress queue (face.queue, face.queue_bytes)
 	numQuotaReasons
 )
 
 var quotaReasonNames = [numQuotaReasons]string{
 	"identity_quota", "tunnels_per_identity", "queue_bytes", "publish_queue", "resolve_queue",
 	"publish_waits", "domain_quota", "tunnels_per_domain", "domain_rate", "resolve_full", "resolve_evicted",
+	"queue_share",
 }
 
 func (q quotaReason) String() string { return quotaReasonNames[q] }

@@ -24,7 +24,7 @@ func (r *Router) nak(in *Face, orig []byte, code pdu.Code) {
 	if err != nil {
 		return
 	}
-	if in.send(b) == nil {
+	if in.send(nil, b) == nil {
 		r.met.naks[code].Inc()
 		r.met.pdusOut.Inc()
 	}

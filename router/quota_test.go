@@ -321,7 +321,8 @@ func (s *stallLink) Send(p []byte) error {
 
 // TestFaceQueueBytes: an endpoint that never reads is sent full-size PDUs.
 // The router holds at most face.queue_bytes for it (not face.queue PDUs of
-// 64 KiB each), counts the excess, and the sender's traffic to another
+// 64 KiB each), counts the excess (queue_share: the sender's share of the
+// bytes; queue_bytes: all of them), and the sender's traffic to another
 // endpoint still arrives.
 func TestFaceQueueBytes(t *testing.T) {
 	w := newWorld(t)
@@ -360,7 +361,10 @@ func TestFaceQueueBytes(t *testing.T) {
 				queued = f.QueuedBytes
 			}
 		}
-		return metric(t, r, "gdp_router_quota_refusals_total", "reason", "queue_bytes") > 0
+		// One sender alone is stopped at its share, about half the
+		// queue (TestFaceQueueShare); the byte bound stops what is left.
+		return metric(t, r, "gdp_router_quota_refusals_total", "reason", "queue_bytes")+
+			metric(t, r, "gdp_router_quota_refusals_total", "reason", "queue_share") > 0
 	})
 	if queued == 0 || queued > limit {
 		t.Fatalf("router holds %d bytes for a face that never reads, limit %d", queued, limit)
@@ -472,4 +476,116 @@ func TestIdentityAdvertRate(t *testing.T) {
 	}
 	other := w.endpoint(r, certs.KindServer, "another identity")
 	advertise(t, other, selfMinted(t, other.Name(), 10)...)
+}
+
+// gateLink, once held, holds every PDU sent on it until opened.
+type gateLink struct {
+	*routertest.Link
+	held atomic.Bool
+	open chan struct{}
+}
+
+func (g *gateLink) Send(p []byte) error {
+	if g.held.Load() {
+		select {
+		case <-g.open:
+		case <-g.Done():
+			return routertest.ErrClosed
+		}
+	}
+	return g.Link.Send(p)
+}
+
+// TestFaceQueueShare: a member floods a slow endpoint (a busy capsule
+// server) over two tunnels while the endpoint reads nothing. The router's
+// egress queue to it stops the flooder at about half its bytes
+// (quota reason queue_share), so another member's PDUs sent afterwards
+// still find room: every one of them arrives once the endpoint reads.
+func TestFaceQueueShare(t *testing.T) {
+	w := newWorld(t)
+	const limit = 1 << 20
+	r := w.router("r", router.Config{Face: router.FaceConfig{QueueBytes: limit}}, nil)
+	id, err := certs.NewIdentity(certs.KindServer, "slow server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := routertest.Pipe(id.Name, r.Name(), 4096)
+	gl := &gateLink{Link: theirs, open: make(chan struct{})}
+	if _, err := r.Attach(gl, router.FaceEndpoint, pdu.Name{}, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	theirs.Start(func(_ *routertest.Link, p []byte) { r.HandlePDU(gl, p) })
+	server := client.New(id, mine, client.Options{RequestTimeout: time.Second})
+	mine.Start(func(_ *routertest.Link, p []byte) { server.HandlePDU(p) })
+	t.Cleanup(func() { _ = server.Close(); _ = theirs.Close(); mine.Wait() })
+	advertise(t, server)
+	gl.held.Store(true)
+
+	flooderID, err := certs.NewIdentity(certs.KindClient, "flooder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	floods := []*client.Client{w.attach(r, flooderID), w.attach(r, flooderID)}
+	honest := w.endpoint(r, certs.KindClient, "honest")
+	for _, c := range append(floods, honest) {
+		advertise(t, c)
+	}
+	big := make([]byte, 30_000)
+	for i := range 100 { // 3 MB at a queue of 1 MiB
+		if _, err := floods[i%2].Send(id.Name, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the flooder to be refused its share", func() bool {
+		return metric(t, r, "gdp_router_quota_refusals_total", "reason", "queue_share") > 0
+	})
+	// Give the router a moment for the last of the flood, then the
+	// honest member's ten PDUs.
+	time.Sleep(100 * time.Millisecond)
+	const n = 10
+	for i := range n {
+		big[0] = byte(i)
+		if _, err := honest.Send(id.Name, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(gl.open)
+	fromHonest, fromFlooder := 0, 0
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		m, err := server.Receive(ctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		switch m.Src {
+		case honest.Name():
+			fromHonest++
+		case flooderID.Name:
+			fromFlooder++
+		}
+	}
+	t.Logf("delivered: honest %d/%d, flooder %d of 100; refused queue_share %v, queue_bytes %v", fromHonest, n, fromFlooder,
+		metric(t, r, "gdp_router_quota_refusals_total", "reason", "queue_share"), metric(t, r, "gdp_router_quota_refusals_total", "reason", "queue_bytes"))
+	if fromHonest != n {
+		t.Fatalf("the honest member got %d of its %d PDUs through while another flooded the face", fromHonest, n)
+	}
+	// The flooder alone had the queue up to about half: not starved.
+	if fromFlooder < limit/2/len(big)-2 || fromFlooder > limit/2/len(big)+2 {
+		t.Fatalf("the flooder got %d PDUs of %d bytes through a queue of %d bytes; want about half of it", fromFlooder, len(big), limit)
+	}
+	// Drained, the queue is everyone's again: what was sent gave its
+	// share back.
+	for i := range 20 {
+		if _, err := floods[i%2].Send(id.Name, big); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := server.Receive(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after the queue drained, the flooder's PDU %d did not arrive: %v", i, err)
+		}
+	}
 }

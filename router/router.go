@@ -446,8 +446,9 @@ func (r *Router) Attach(l Link, kind FaceKind, domain pdu.Name, addr string) (*F
 		naks:      newTokenBucket(r.cfg.Face.NAKRate, r.cfg.Face.NAKBurst),
 		share:     share,
 		direct:    directSender(l),
-		out:       make(chan *[]byte, r.cfg.Face.Queue),
+		out:       make(chan egress, r.cfg.Face.Queue),
 		maxQueued: int64(max(r.cfg.Face.QueueBytes, 0)),
+		shares:    newQueueShares(r.cfg.Face.Queue, r.cfg.Face.QueueBytes),
 		stop:      make(chan struct{}),
 	}
 	if _, loaded := r.faces.LoadOrStore(l, f); loaded {

@@ -177,7 +177,7 @@ func (r *Router) sendRecord(f *Face, rec *resolver.Record) {
 		r.log.Warn("upstream record too large", logging.Name(rec.Name), zap.Error(err))
 		return
 	}
-	if err := f.send(p); err != nil {
+	if err := f.send(nil, p); err != nil {
 		r.drop(nil, dropQueueFull)
 	}
 }
