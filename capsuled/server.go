@@ -125,6 +125,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	places.own = deps.Client.Domain()
+	if deps.Client.Credentials() == nil {
+		log.Warn("the server's client holds no membership to verify requesters with: every CREATE counts in the unproven requesters' pool (placement.max_per_domain); attach it through a client.Endpoint",
+			logging.Reason("no_credentials"))
+	}
 	st, err := store.Open(filepath.Join(cfg.Dir, "store"), store.Options{Engine: cfg.Engine, MaxData: cfg.MaxData, MinFreeBytes: cfg.MinFreeBytes, Logger: log,
 		ReadAheadBytes: cfg.ReadAheadBytes, ReadAheadStreams: cfg.ReadAheadStreams, ReadAheadTotal: cfg.ReadAheadTotal, ReadAheadIdle: cfg.ReadAheadIdle})
 	if err != nil {
