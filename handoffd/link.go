@@ -91,6 +91,15 @@ func (c *linkStream) Write(p []byte) (int, error) {
 	return (&linkConn{Conn: nil, l: c.l}).writeTo(c.Stream, p)
 }
 
+// SetDeadline passes to the stream's (the sender's watchdog unblocks it);
+// a stream without deadlines is closed instead.
+func (c *linkStream) SetDeadline(t time.Time) error {
+	if d, ok := c.Stream.(interface{ SetDeadline(time.Time) error }); ok {
+		return d.SetDeadline(t)
+	}
+	return c.Stream.Close()
+}
+
 func (c *linkConn) writeTo(w interface{ Write([]byte) (int, error) }, p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {

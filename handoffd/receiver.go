@@ -165,7 +165,9 @@ type receiver struct {
 	stateN  int64
 	bytes   int64
 	blobs   int
-	bw      *bufio.Writer
+	bw      *bufio.Writer // under wmu: the keepalives write beside the loop
+	wmu     sync.Mutex
+	wdl     interface{ SetWriteDeadline(time.Time) error } // the stream's, if it has them
 	ackBuf  [16]byte
 	files   []*os.File
 	next    func() (byte, []byte, error)
@@ -191,6 +193,7 @@ func Receive(ctx context.Context, conn io.ReadWriter, cfg ReceiveConfig) (*Recei
 	}
 	r := &receiver{cfg: cfg, log: cfg.Logger, index: map[Hash]baseLoc{}, stored: map[Hash]storedLoc{}}
 	r.bw = bufio.NewWriter(conn)
+	r.wdl, _ = conn.(interface{ SetWriteDeadline(time.Time) error })
 	rec, err := r.run(ctx, conn)
 	if r.verr != nil && err != nil {
 		r.vstop.Store(true)
@@ -204,13 +207,60 @@ func Receive(ctx context.Context, conn io.ReadWriter, cfg ReceiveConfig) (*Recei
 			os.RemoveAll(r.work)
 		}
 		// Best effort: tell the sender why.
-		writeJSON(r.bw, frameResult, result{Error: err.Error()})
-		r.bw.Flush()
+		r.sendJSON(frameResult, result{Error: err.Error()})
 		cfg.Metrics.failed(err)
 		return nil, err
 	}
 	cfg.Metrics.committed(r.bytes)
 	return rec, nil
+}
+
+// sendFrame writes one frame to the sender and flushes it, within
+// IdleTimeout where the stream has write deadlines: a sender that is gone
+// does not hold the keepalives (or the loop) in a write for a TCP timeout.
+func (r *receiver) sendFrame(typ byte, p []byte) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.wdl != nil {
+		r.wdl.SetWriteDeadline(time.Now().Add(r.cfg.IdleTimeout))
+	}
+	if err := writeFrame(r.bw, typ, p); err != nil {
+		return err
+	}
+	return r.bw.Flush()
+}
+
+func (r *receiver) sendJSON(typ byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return r.sendFrame(typ, b)
+}
+
+// keepAlive sends a keepalive frame at once and then every interval
+// (clamped) until stop, which waits for the goroutine.
+func (r *receiver) keepAlive(interval time.Duration) (stop func()) {
+	interval = min(max(interval, minKeepAlive), maxKeepAlive)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			if err := r.sendFrame(frameKeepAlive, nil); err != nil {
+				return // the stream is gone; the loop finds out too
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 func (r *receiver) open(path string, flag int) (*os.File, error) {
@@ -251,15 +301,17 @@ func (r *receiver) run(ctx context.Context, conn io.ReadWriter) (*Received, erro
 	if err := json.Unmarshal(p, &h); err != nil {
 		return nil, fmt.Errorf("hello: %w", err)
 	}
+	if h.KeepAliveMS > 0 {
+		// From now on, whatever the setup (a base copied) or the disk
+		// costs: the sender tells a busy agent from a gone one by them.
+		stop := r.keepAlive(time.Duration(h.KeepAliveMS) * time.Millisecond)
+		defer stop()
+	}
 	if err := r.setup(&h); err != nil {
-		writeJSON(r.bw, frameReady, result{Error: err.Error()})
-		r.bw.Flush()
+		r.sendJSON(frameReady, result{Error: err.Error()})
 		return nil, err
 	}
-	if err := writeJSON(r.bw, frameReady, result{OK: true}); err != nil {
-		return nil, fmt.Errorf("send ready: %w", err)
-	}
-	if err := r.bw.Flush(); err != nil {
+	if err := r.sendJSON(frameReady, result{OK: true}); err != nil {
 		return nil, fmt.Errorf("send ready: %w", err)
 	}
 	r.cfg.LogLimit.Info(r.log, r.cfg.LogKey, "handoff receiving", zap.String("name", h.ID), zap.Int("images", len(h.Images)), zap.Bool("vm", h.VM))
@@ -291,10 +343,7 @@ func (r *receiver) run(ctx context.Context, conn io.ReadWriter) (*Received, erro
 			r.cfg.Metrics.blob(len(p)+5, recs)
 			binary.BigEndian.PutUint64(r.ackBuf[:8], uint64(r.bytes))
 			binary.BigEndian.PutUint64(r.ackBuf[8:], uint64(r.blobs))
-			if err := writeFrame(r.bw, frameAck, r.ackBuf[:]); err != nil {
-				return nil, fmt.Errorf("send ack: %w", err)
-			}
-			if err := r.bw.Flush(); err != nil {
+			if err := r.sendFrame(frameAck, r.ackBuf[:]); err != nil {
 				return nil, fmt.Errorf("send ack: %w", err)
 			}
 		case frameRound:
@@ -677,10 +726,7 @@ func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	r.work = ""
-	if err := writeJSON(r.bw, frameResult, result{OK: true, Dir: rec.Dir}); err != nil {
-		return rec, fmt.Errorf("send result: %w", err)
-	}
-	if err := r.bw.Flush(); err != nil {
+	if err := r.sendJSON(frameResult, result{OK: true, Dir: rec.Dir}); err != nil {
 		return rec, fmt.Errorf("send result: %w", err)
 	}
 	r.log.Info("handoff committed", zap.String("name", h.ID), zap.String("dir", rec.Dir), zap.Int64("bytes", r.bytes))

@@ -86,7 +86,15 @@ type SendConfig struct {
 	// ResultTimeout bounds the wait for the receiver's verdict after the
 	// last byte (default 2 min: it re-reads every image).
 	ResultTimeout time.Duration
-	Logger        *zap.Logger
+	// IdleTimeout is how long the sender waits with nothing from the agent
+	// — not even a keepalive frame, which it asks for every IdleTimeout/5
+	// — before it fails the handoff with ErrAgentSilent: a destination
+	// host gone (over TCP only a retransmission timeout of minutes
+	// would tell). Armed at the first keepalive (agents before Session 14
+	// send none: then only ctx and ResultTimeout bound the waits). Default
+	// SenderIdleTimeout (5 s); negative: no keepalives asked.
+	IdleTimeout time.Duration
+	Logger      *zap.Logger
 	// Progress, when set, is called about every 250 ms and at the end.
 	Progress func(Progress)
 }
@@ -124,6 +132,9 @@ func (c *SendConfig) fill() error {
 	}
 	if c.ResultTimeout <= 0 {
 		c.ResultTimeout = 2 * time.Minute
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = SenderIdleTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -224,6 +235,10 @@ type sender struct {
 
 	results chan result
 	ackErr  chan error
+	// heard is when the agent last sent a frame (unix ns; 0 until its
+	// first keepalive arms the watchdog); silent is set when it fired.
+	heard  atomic.Int64
+	silent atomic.Bool
 	// done is closed when Send returns: readAcks hands nothing on after
 	// that (an agent sending more results than asked must not leave it
 	// blocked on a channel nobody reads).
@@ -252,7 +267,14 @@ func Send(ctx context.Context, conn io.ReadWriter, h *Handoff, cfg SendConfig) (
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if cfg.IdleTimeout > 0 {
+		stop := s.watchdog(cancel)
+		defer stop()
+	}
 	rep, err := s.run(ctx, h)
+	if err != nil && s.silent.Load() {
+		err = fmt.Errorf("%w: nothing from it in %s, not even a keepalive (its host gone, the agent killed or the network cut)", ErrAgentSilent, cfg.IdleTimeout)
+	}
 	for _, im := range s.imgs {
 		if im.cur != nil {
 			im.cur.Close()
@@ -272,6 +294,48 @@ func Send(ctx context.Context, conn io.ReadWriter, h *Handoff, cfg SendConfig) (
 		rcancel()
 	}
 	return rep, err
+}
+
+// watchdog fails the handoff when the agent, once it sent a keepalive,
+// is silent for IdleTimeout: it cancels the handoff and unblocks the
+// stream (deadlines now, or closed).
+func (s *sender) watchdog(cancel context.CancelFunc) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(max(s.cfg.IdleTimeout/10, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				h := s.heard.Load()
+				if h == 0 || now.Sub(time.Unix(0, h)) < s.cfg.IdleTimeout {
+					continue
+				}
+				s.silent.Store(true)
+				cancel()
+				switch c := s.conn.(type) {
+				case interface{ SetDeadline(time.Time) error }:
+					_ = c.SetDeadline(time.Now())
+				case io.Closer:
+					_ = c.Close()
+				}
+				return
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// heardFrom notes a frame from the agent; a keepalive arms the watchdog.
+func (s *sender) heardFrom(typ byte) {
+	if typ == frameKeepAlive || s.heard.Load() != 0 {
+		s.heard.Store(time.Now().UnixNano())
+	}
 }
 
 func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
@@ -363,6 +427,9 @@ func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
 		s.ad.fix(fixed)
 	}
 
+	if s.cfg.IdleTimeout > 0 {
+		hl.KeepAliveMS = max(s.cfg.IdleTimeout/5, minKeepAlive).Milliseconds()
+	}
 	s.bw = bufio.NewWriterSize(s.conn, 64<<10)
 	if err := writeJSON(s.bw, frameHello, hl); err != nil {
 		return nil, fmt.Errorf("send hello: %w", err)
@@ -379,6 +446,13 @@ func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
 		stopWait = context.AfterFunc(ctx, func() { _ = d.SetReadDeadline(time.Now()) })
 	}
 	typ, p, err := readFrame(br, nil)
+	for err == nil && typ == frameKeepAlive {
+		s.heardFrom(typ)
+		typ, p, err = readFrame(br, nil)
+	}
+	if err == nil {
+		s.heardFrom(typ)
+	}
 	if !stopWait() {
 		return nil, fmt.Errorf("wait for ready: the agent did not answer: %w", context.Cause(ctx))
 	}
@@ -444,7 +518,9 @@ func (s *sender) readAcks(br *bufio.Reader) {
 			return
 		}
 		buf = p
+		s.heardFrom(typ)
 		switch typ {
+		case frameKeepAlive:
 		case frameAck:
 			if len(p) != 16 {
 				fail(fmt.Errorf("ack of %d bytes", len(p)))

@@ -188,7 +188,8 @@ func recordVector(t *testing.T, name, mode string, vm bool) streamVector {
 	defer cancel()
 	ch := make(chan error, 1)
 	go func() {
-		_, err := Send(ctx, rc, h, SendConfig{Cache: src, Mode: mode, Logger: zap.NewNop()})
+		// No keepalives: their place in the stream is timing, not content.
+		_, err := Send(ctx, rc, h, SendConfig{Cache: src, Mode: mode, Logger: zap.NewNop(), IdleTimeout: -1})
 		ch <- err
 	}()
 	rec, rerr := Receive(ctx, b, ReceiveConfig{Cache: dst, Dir: filepath.Join(dir, "out"), Logger: zap.NewNop()})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Frame types. A frame is type (1 byte), length (4 bytes, big-endian) and
@@ -21,6 +22,16 @@ const (
 	frameReady  byte = 16 // JSON result: the receiver accepts the hello (or says why not)
 	frameAck    byte = 17 // 16 bytes: bytes received so far, blobs applied so far
 	frameResult byte = 18 // JSON result: committed, or the reason it was not
+	// frameKeepAlive: empty, every hello.KeepAliveMS from the hello on,
+	// when the hello asks for them (Session 14): a sender that hears
+	// nothing for a few intervals takes the agent for gone.
+	frameKeepAlive byte = 19
+)
+
+// Keepalive intervals a receiver accepts (hello.KeepAliveMS is clamped).
+const (
+	minKeepAlive = 100 * time.Millisecond
+	maxKeepAlive = 10 * time.Second
 )
 
 // MaxFrame bounds one frame's payload; a larger length is a protocol error.
@@ -46,6 +57,10 @@ type hello struct {
 	Images  []helloImage `json:"images"`
 	Bases   []string     `json:"bases"` // every base whose blocks may be referenced
 	Meta    VMMeta       `json:"meta,omitempty"`
+	// KeepAliveMS, when set, asks the receiver for a keepalive frame
+	// every that many milliseconds (clamped to 100..10,000) until the
+	// stream ends. Absent (senders before Session 14): none.
+	KeepAliveMS int64 `json:"keepalive_ms,omitempty"`
 }
 
 type roundEnd struct {
