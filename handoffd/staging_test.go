@@ -1,8 +1,11 @@
 package handoffd
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -133,5 +136,110 @@ func fillsAfter(n int64, free uint64) func(string) (uint64, error) {
 			return 0, nil
 		}
 		return free, nil
+	}
+}
+
+// TestReceiverStagesStateAndSpillInShare: besides the declared images,
+// the device state and the blocks a rewrite spills are staged bytes too:
+// each is asked of the sender's share (Reserve) and checked against
+// min_free_bytes before it is written, one byte either side of the bound.
+func TestReceiverStagesStateAndSpillInShare(t *testing.T) {
+	e := newPairEnv(t, 64, 8)
+	const size = 64 * BlockSize
+	const minFree = 1 << 20
+	block := func(b byte) []byte { return bytes.Repeat([]byte{b}, BlockSize) }
+	blob := func(data []byte) []byte {
+		recs := []record{{Kind: recData, Block: 0, Hash: hashBlock(data), Data: data}}
+		p, _, err := encodeBlob(Mode{Codec: CodecNone}, len(recs), rawBlob(recs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	type frame struct {
+		typ byte
+		p   []byte
+	}
+	// Block 0 written twice: the second write moves the first content to
+	// the spill file (a later duplicate may name it): one block staged.
+	spill := []frame{{frameBlob, blob(block(1))}, {frameBlob, blob(block(2))}}
+	state := func(n int) []frame { return []frame{{frameState, make([]byte, 1000)}, {frameState, make([]byte, n)}} }
+	for _, tc := range []struct {
+		name    string
+		share   int64 // 0: no Reserve
+		free    uint64
+		frames  []frame
+		wantErr error
+	}{
+		{name: "spill within the share", share: size + BlockSize, frames: spill},
+		{name: "spill one byte over the share", share: size + BlockSize - 1, frames: spill, wantErr: ErrPeerBytes},
+		{name: "state within the share", share: size + 1000, frames: state(0)},
+		{name: "state one byte over the share", share: size + 1000, frames: state(1), wantErr: ErrPeerBytes},
+		{name: "state leaves min_free_bytes", free: minFree + 1000, frames: state(0)},
+		{name: "state one byte into min_free_bytes", free: minFree + 999, frames: state(0)[:1], wantErr: ErrDiskFull},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := tcpPair(t)
+			cfg := ReceiveConfig{Cache: e.dst, Dir: filepath.Join(t.TempDir(), "out"), Logger: zap.NewNop(), IdleTimeout: 5 * time.Second}
+			var staged int64
+			if tc.share > 0 {
+				cfg.Reserve = func(n int64) error {
+					if staged+n > tc.share {
+						return ErrPeerBytes
+					}
+					staged += n
+					return nil
+				}
+			}
+			if tc.free > 0 {
+				var probes atomic.Int64
+				cfg.MinFreeBytes = minFree
+				cfg.FreeBytes = func(string) (uint64, error) {
+					if probes.Add(1) == 1 {
+						return 1 << 40, nil // the hello's images fit
+					}
+					return tc.free, nil
+				}
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := Receive(context.Background(), b, cfg)
+				b.Close()
+				done <- err
+			}()
+			h := hello{Version: 1, ID: "staged", VM: true, Images: []helloImage{{Name: "disk", Base: e.baseID, Size: size}}, Bases: []string{e.baseID}}
+			if err := writeJSON(a, frameHello, h); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(a)
+			if typ, p, err := readFrame(br, nil); err != nil || typ != frameReady || !strings.Contains(string(p), `"ok":true`) {
+				t.Fatalf("ready: %d %s %v", typ, p, err)
+			}
+			for _, f := range tc.frames {
+				if err := writeFrame(a, f.typ, f.p); err != nil {
+					break // the receiver refused and closed
+				}
+				if f.typ == frameBlob {
+					if typ, _, err := readFrame(br, nil); err != nil || typ != frameAck {
+						break
+					}
+				}
+			}
+			a.(*net.TCPConn).CloseWrite()
+			err := <-done
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("receive: %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			// Every frame was taken: the stream's end is all that failed it.
+			if err == nil || !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+				t.Fatalf("receive: %v, want only the end of the stream", err)
+			}
+			if tc.share > 0 && staged != tc.share {
+				t.Fatalf("%d bytes asked of the share, want %d (images, then what the frames staged)", staged, tc.share)
+			}
+		})
 	}
 }
