@@ -135,6 +135,12 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 		return err
 	}
 	defer node.Close()
+	// Signals are taken from here on, before "router up" and READY: a
+	// SIGHUP sent as soon as either is seen (systemctl reload right after
+	// start) was the default action before, which ends the process.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sig)
 	log.Info("router up", logging.Name(creds.id.Name), logging.Addr(node.Addr()))
 
 	admin := cfg.Admin
@@ -146,9 +152,6 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 	}
 	_ = sdNotify("READY=1\nSTATUS=forwarding")
 
-	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(sig)
 	// A replaced certificate file reloads like SIGHUP (OPERATIONS.md, rotating certificates).
 	go watchCertFiles(wctx, log, append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...), sig)
 	for {
