@@ -147,6 +147,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("capsuled: metrics: %w", err)
 	}
+	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "inbox_share_dropped_total",
+		Help: "Of inbox_dropped_total, the PDUs dropped because their source held its share of the inbox: past half full, a source holding InboxSize/(k+1), k the sources waiting (Session 14)."},
+		func() float64 { return float64(inbox.DroppedShare.Load()) })); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("capsuled: metrics: %w", err)
+	}
 	s := &Server{
 		cfg: cfg, id: deps.Identity, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),
 		logLim: logging.NewLimiter(0, 0, clock.Now),

@@ -55,7 +55,11 @@ type Options struct {
 	// up. Default 3.
 	Attempts int
 	// InboxSize bounds received DATA PDUs not yet taken by Receive; more
-	// are dropped (counted). Default 1024.
+	// are dropped (counted in Dropped). Past half full, a source holding
+	// InboxSize/(k+1) of them — k the sources with PDUs waiting — is
+	// refused (counted in Dropped and DroppedShare), so one sender
+	// flooding faster than Receive is called cannot take the whole inbox.
+	// Default 1024.
 	InboxSize int
 	// RtCertLifetime is the validity of the RtCerts the client issues.
 	// Default 1h.
@@ -127,7 +131,11 @@ type Client struct {
 	relinkWait chan struct{}
 
 	inbox   chan Message
-	Dropped atomic.Uint64 // DATA PDUs dropped because the inbox was full
+	shares  inboxShares
+	Dropped atomic.Uint64 // DATA PDUs dropped because the inbox was full or their source held its share of it
+	// DroppedShare counts, of Dropped, the PDUs dropped because their
+	// source held its share of the inbox (Options.InboxSize).
+	DroppedShare atomic.Uint64
 	Unsent  atomic.Uint64 // PDUs dropped while re-attaching (AttachAny)
 	// Rejected counts answers (NAK, ECHO_REPLY, ADVERTISE_RESULT) whose
 	// sequence matched a pending request but whose source or echo did not:
@@ -155,6 +163,7 @@ func New(id *certs.Identity, link Link, opts Options) *Client {
 		routes:  make(map[pdu.Name]Route),
 		relinks: make(chan struct{}, 1),
 		inbox:   make(chan Message, opts.InboxSize),
+		shares:  inboxShares{limit: opts.InboxSize, by: map[pdu.Name]int{}},
 	}
 	c.seq.Store(randUint32())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -260,12 +269,62 @@ func (c *Client) HandlePDU(p []byte) {
 	case pdu.TypeKeepalive:
 		return
 	}
+	if !c.shares.take(h.Src) {
+		c.Dropped.Add(1)
+		c.DroppedShare.Add(1)
+		return
+	}
 	m.Payload = append([]byte(nil), h.Payload...)
 	select {
 	case c.inbox <- m:
 	default:
+		c.shares.give(h.Src)
 		c.Dropped.Add(1)
 	}
+}
+
+// inboxShares splits the inbox between the sources whose PDUs wait in it:
+// under half full anyone may add; past that, a source holding
+// limit/(k+1) — k the sources with PDUs waiting, itself counted — is
+// refused, so a flood from one source leaves the other half to the rest
+// and a newcomer always finds about a (k+1)-th of it. A capsule server's
+// request queue behind it is fair per source too (capsuled/queue.go); this
+// keeps a flood from being dropped in its place before it gets there.
+type inboxShares struct {
+	limit int
+
+	mu sync.Mutex
+	n  int
+	by map[pdu.Name]int
+}
+
+func (q *inboxShares) take(src pdu.Name) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.limit >= 4 && q.n+1 > q.limit/2 {
+		mine := q.by[src]
+		k := len(q.by)
+		if mine == 0 {
+			k++
+		}
+		if mine+1 > q.limit/(k+1) {
+			return false
+		}
+	}
+	q.by[src]++
+	q.n++
+	return true
+}
+
+func (q *inboxShares) give(src pdu.Name) {
+	q.mu.Lock()
+	if v := q.by[src] - 1; v > 0 {
+		q.by[src] = v
+	} else {
+		delete(q.by, src)
+	}
+	q.n--
+	q.mu.Unlock()
 }
 
 func (c *Client) answerEcho(h *pdu.Header) {
@@ -285,6 +344,7 @@ func (c *Client) answerEcho(h *pdu.Header) {
 func (c *Client) Receive(ctx context.Context) (Message, error) {
 	select {
 	case m := <-c.inbox:
+		c.shares.give(m.Src)
 		return m, nil
 	case <-ctx.Done():
 		return Message{}, ctx.Err()
