@@ -271,6 +271,13 @@ func TestReceiverRefusesMaliciousSender(t *testing.T) {
 			})
 		}
 	})
+	t.Run("min_free_bytes 0 is no guard", func(t *testing.T) {
+		defer os.RemoveAll(e.out)
+		cfg := ReceiveConfig{Cache: e.cache, Dir: e.out, Logger: zap.NewNop(), FreeBytes: func(string) (uint64, error) { return 0, nil }}
+		if _, err := Receive(context.Background(), &replayConn{Reader: bytes.NewReader(good.bytes(t))}, cfg); err != nil {
+			t.Fatalf("no free-space guard, a file system reporting 0 free: %v", err)
+		}
+	})
 	raw := func(typ byte, p []byte) []byte {
 		var b bytes.Buffer
 		writeFrame(&b, typ, p)
