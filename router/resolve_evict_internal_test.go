@@ -162,3 +162,34 @@ func TestResolveQueueEvictsOnlyTheLargestsOwn(t *testing.T) {
 		t.Fatalf("drops: A %d, B %d; want 3, 0 (B holds 2 of 8)", a.drops.Load(), b.drops.Load())
 	}
 }
+
+// TestResolveQueueRingTurnKept (Session 14): an identity leaving the round
+// robin (its last own name evicted) just as its turn came up passes the
+// turn to the next identity, not back to the one before it — which would
+// get two turns in a row (mutant: leaveRing's i < next made <=).
+func TestResolveQueueRingTurnKept(t *testing.T) {
+	r := &Router{}
+	r.cfg.Resolver.MaxWaiting = 4
+	r.cfg.Resolver.MaxWaitingPerIdentity = 100
+	r.cfg.Resolver.MaxWaitingPerName = 64
+	r.met = newMetrics(prometheus.NewRegistry(), r)
+	q := newResolveQueue(r)
+	a, b, c, d := &Face{share: &idShare{}}, &Face{share: &idShare{}}, &Face{share: &idShare{}}, &Face{share: &idShare{}}
+	a1, a2, y, z := pdu.Name{'a', 1}, pdu.Name{'a', 2}, pdu.Name{'y'}, pdu.Name{'z'}
+	q.park(a, a1, []byte{1})
+	q.park(a, a2, []byte{2})
+	q.park(b, y, []byte{3}) // B's only name of its own
+	q.park(b, a2, []byte{4})
+	if dst, _ := q.nextName(); dst != a1 {
+		t.Fatalf("first name looked up %v, want a1", dst)
+	}
+	q.take(a1) // its lookup done; B's turn is next
+	q.park(c, z, []byte{5})
+	q.park(d, pdu.Name{'d'}, []byte{6}) // full: B, the largest, loses its PDU on y and leaves the ring
+	if q.wait[y] != nil || q.owners[b.share].inRing {
+		t.Fatalf("B's PDU on y kept (%v) or B still in the ring (%v)", q.wait[y] != nil, q.owners[b.share].inRing)
+	}
+	if dst, _ := q.nextName(); dst != z {
+		t.Fatalf("next name looked up %v, want C's z (A had its turn)", dst)
+	}
+}
