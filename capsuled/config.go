@@ -180,7 +180,7 @@ type PlacementPolicy struct {
 	// (reason "requester_quota"). Owner keys cost nothing to mint, so
 	// MaxPerOwner alone let one member fill MaxPlacements. A requester is
 	// the identity its CREATE proves (Session 14: its membership, for the
-	// PDU's source name or a capsule name its key owns — every name one
+	// PDU's source name or one of its session names — every name one
 	// member holds counts as one), or, for a CREATE that proves none (an
 	// older client), its source name, which its router verified the sender
 	// holds (one member may hold advertise.max_names_per_identity of

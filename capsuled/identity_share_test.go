@@ -309,11 +309,12 @@ func holdCapsuleName(ctx context.Context, t *testing.T, c *client.Client, holder
 // TestUnprovenPool: CREATEs that prove no identity — none sent (an older
 // client), or a forged proof: another member's credentials, a membership
 // of an untrusted domain, an expired one, a capsule's metadata as the
-// node, a source name owned by another key — are placed in ONE pool of
-// max_per_domain for all such requesters, counted; none of them is
-// charged to the member whose credentials were copied; a proof of a
-// capsule name the requester's own key owns holds; the pool survives a
-// restart.
+// node, a source name owned by another key, a capsule name of the
+// requester's key that is not its session, a capsule name of a victim's
+// key that the attacker hosts (review7: it proved the victim) — are placed
+// in ONE pool of max_per_domain for all such requesters, counted; none of
+// them is charged to the member whose credentials were copied; a proof of
+// the requester's session name holds; the pool survives a restart.
 func TestUnprovenPool(t *testing.T) {
 	w := newWorld(t)
 	r1 := w.router("r1")
@@ -325,7 +326,11 @@ func TestUnprovenPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	ac := w.attachIn(r1, w.dom, aid)
-	victim := w.memberIn(r1, w.dom, "victim")
+	vid, err := certs.NewIdentity(certs.KindClient, "victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := w.capsuleClient(w.attachIn(r1, w.dom, vid))
 	proof := func(creds, source []byte) []byte {
 		b, err := (&wire.Requester{Credentials: creds, Source: source}).Marshal()
 		if err != nil {
@@ -356,6 +361,16 @@ func TestUnprovenPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	ownName, ownMeta := holdCapsuleName(ctx, t, ac, aid, aid)
+	// The victim placed a capsule owned by its node key on the attacker's
+	// capsule server: the attacker holds that name (the victim's AdCert).
+	hostedName, hostedMeta := holdCapsuleName(ctx, t, ac, aid, vid)
+	sess, err := ac.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ac.Advertise(ctx, ac.Self(), sess); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tt := range []struct {
 		name  string
@@ -371,20 +386,24 @@ func TestUnprovenPool(t *testing.T) {
 		{"a capsule's metadata as the node", foreignName, proof(tunnel.EncodeCredentials(foreignMeta, capMember, w.dom.ID.Meta), nil), wire.StatusForbidden},
 		{"a source name owned by another key", foreignName, proof(ac.Credentials(), foreignMeta.Marshal()), wire.StatusForbidden},
 		{"no proof from another name", foreignName, nil, wire.StatusForbidden},
+		{"a capsule name the requester's key owns, not its session", ownName, proof(ac.Credentials(), ownMeta.Marshal()), wire.StatusForbidden},
+		// (review7) was proven as the victim: a server hosting a member's
+		// capsules got that member's share, one per owner it hosts
+		{"a capsule name the victim's key owns, hosted by the attacker", hostedName, proof(victim.Client().Credentials(), hostedMeta.Marshal()), wire.StatusForbidden},
 		// proven: counted in the attacker's own share, not the pool
-		{"a source name the requester's key owns", ownName, proof(ac.Credentials(), ownMeta.Marshal()), wire.StatusCreated},
+		{"the requester's session name", sess.Name, proof(ac.Credentials(), sess.Target.Marshal()), wire.StatusCreated},
 	} {
 		if got := rawCreate(ctx, t, ac, tt.src, s, tt.proof); got != tt.want {
 			t.Fatalf("%s: %s, want %s", tt.name, got, tt.want)
 		}
 	}
-	if got := s.metric("gdp_capsuled_placements_refused_total", "unproven_quota"); got != 4 {
-		t.Fatalf("unproven_quota refusals: %v, want 4", got)
+	if got := s.metric("gdp_capsuled_placements_refused_total", "unproven_quota"); got != 6 {
+		t.Fatalf("unproven_quota refusals: %v, want 6", got)
 	}
 	for _, r := range []struct {
 		result string
 		want   float64
-	}{{"none", 2}, {"invalid", 5}, {"proven", 1}} {
+	}{{"none", 2}, {"invalid", 7}, {"proven", 1}} {
 		if got := s.metric("gdp_capsuled_requester_proofs_total", r.result); got != r.want {
 			t.Fatalf("requester proofs %s: %v, want %v", r.result, got, r.want)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/tunnel"
 )
@@ -20,9 +21,11 @@ import (
 // capsule-kind name such as its session name, that name's metadata. The
 // server takes it when the membership verifies against a domain it trusts
 // (client.VerifyCredentials: its own and the ones its endpoint trusts) and
-// the proof is of the PDU's source name: the node's own name, or a capsule
-// name owned by the node's key (whoever holds such a name at a router was
-// given an AdCert signed by that key, so the key's holder let it).
+// the proof is of the PDU's source name: the node's own name, or one of
+// its session names (a capsule-kind name owned by the node's key and
+// marked as its session: its AdCert is issued to the node itself; any
+// other capsule name of that key may be held by a server hosting it, see
+// sourceOf).
 //
 // Then max_per_requester and max_bytes_per_requester are kept per identity
 // key, and max_per_domain and max_bytes_per_domain per domain other than
@@ -93,7 +96,17 @@ func (s *Server) requester(src pdu.Name, b []byte) (who, string, error) {
 }
 
 // sourceOf checks that src is node's own name or, with source (its
-// metadata), a capsule-kind name owned by node's key.
+// metadata), one of node's session names: a capsule-kind name owned by
+// node's key and marked as node's session (client.SessionExtra).
+//
+// Only session names: a capsule name node's key owns is not enough. Its
+// owner issues AdCerts for such names to the capsule servers it places
+// them on, so every server hosting a capsule of a member whose owner key
+// is its node key holds that name at its router and could send a CREATE
+// from it with the member's (public) credentials: it would be counted
+// as that member — as many identity shares as owners it hosts, each
+// taken from its victim. A session name's AdCert is issued only to the
+// node itself (client.Session), and the marker is part of the name.
 func sourceOf(node *certs.Metadata, source []byte, src pdu.Name) error {
 	if len(source) == 0 {
 		if node.Name() != src {
@@ -112,6 +125,8 @@ func sourceOf(node *certs.Metadata, source []byte, src pdu.Name) error {
 		return fmt.Errorf("source metadata is a %s, not a capsule-kind name", sm.Kind)
 	case !bytes.Equal(sm.Key, node.Key):
 		return fmt.Errorf("source %s is not owned by %s's key", src, node.Name())
+	case sm.Extra[client.SessionExtra] != node.Name().String():
+		return fmt.Errorf("source %s is not a session name of %s (only the node's own name and its session names prove: a capsule name its key owns may be held by any server it was placed on)", src, node.Name())
 	}
 	return nil
 }
