@@ -81,6 +81,15 @@ type Config struct {
 	// "router_quota"}). Keep it at least the names one router announces.
 	// Default 100,000. Negative: unlimited.
 	MaxRecordsPerRouter int `yaml:"max_records_per_router"`
+	// MaxRecordsPerDomain bounds the entries of all the routers of one
+	// OTHER domain (the issuer of their memberships) in this node's DHT
+	// store, so a trusted domain minting routers at will cannot fill the
+	// global tier's nodes router by router; beyond it that domain's
+	// entries for new names are dropped (records_refused_total{reason=
+	// "domain_quota"}). The node's own domain is not bounded. Default
+	// 1,000,000 (ten routers' max_records_per_router). Negative:
+	// unlimited.
+	MaxRecordsPerDomain int `yaml:"max_records_per_domain"`
 	// StoreSweep is how often stored records older than record_age, and
 	// expired entries, are deleted. Default min(1m, record_age / 4).
 	StoreSweep config.Duration `yaml:"store_sweep"`
@@ -133,6 +142,8 @@ const (
 	DefaultHandshakeTimeout    = 5 * time.Second
 	DefaultPutTimeout          = 5 * time.Second
 	DefaultMaxRecordsPerRouter = 100_000
+	// DefaultMaxRecordsPerDomain is MaxRecordsPerDomain's default.
+	DefaultMaxRecordsPerDomain = 1_000_000
 	DefaultCacheSize           = 1 << 16
 	DefaultNegativeTTL         = 2 * time.Second
 	DefaultJoin                = JoinRefresh
@@ -274,7 +285,7 @@ func Open(ctx context.Context, c Config, n NodeCredentials, log *zap.Logger, reg
 			RecordAge: c.RecordAge.Std(), Republish: c.Republish.Std(), HandshakeTimeout: c.HandshakeTimeout.Std(),
 			BootstrapTimeout: c.BootstrapTimeout.Std(), BootstrapKeepalive: c.BootstrapKeepalive.Std(),
 			Join: c.Join, RefreshInterval: c.RefreshInterval.Std(), PutTimeout: c.PutTimeout.Std(),
-			MaxRecordsPerRouter: c.MaxRecordsPerRouter, StoreSweep: c.StoreSweep.Std(),
+			MaxRecordsPerRouter: c.MaxRecordsPerRouter, MaxRecordsPerDomain: c.MaxRecordsPerDomain, StoreSweep: c.StoreSweep.Std(),
 			Logger: log.Named("dht"), Registerer: reg,
 		}
 		if len(dc.Listen) == 0 {

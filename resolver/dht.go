@@ -155,6 +155,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	// Both write through the record store (per-router bound, expiry sweep).
 	d.store = newRecordStore(dssync.MutexWrap(ds.NewMapDatastore()), cfg.Identity.Name, cfg.MaxRecordsPerRouter,
 		cfg.RecordAge, val.set, d.verifier.now, d.metrics, d.log)
+	d.store.ownDomain, d.store.maxDomain = cfg.Domain.Name(), cfg.MaxRecordsPerDomain
 	d.local = records.NewValueStore(d.store, nsval, cfg.RecordAge)
 	kopts := []kad.Option{
 		kad.ValueDatastore(d.store),

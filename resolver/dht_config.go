@@ -69,6 +69,13 @@ type DHTConfig struct {
 	// least to the names one router announces (its FIB share). Default
 	// 100,000. Negative: unlimited. The node's own router is not bounded.
 	MaxRecordsPerRouter int
+	// MaxRecordsPerDomain bounds, at this node, the entries of all the
+	// routers of one domain other than the node's own (Domain) together,
+	// counted as gdp_resolver_records_refused_total{reason=
+	// "domain_quota"}: a trusted domain's operator mints routers at will,
+	// and each would get its own MaxRecordsPerRouter. Default 1,000,000.
+	// Negative: unlimited.
+	MaxRecordsPerDomain int
 	// StoreSweep is how often the node deletes stored record sets older
 	// than RecordAge and drops expired entries (certificates or record
 	// expiry passed), so a departed router's records go away. Default
@@ -194,6 +201,9 @@ func (c *DHTConfig) populate() error {
 	}
 	if c.MaxRecordsPerRouter == 0 {
 		c.MaxRecordsPerRouter = DefaultMaxRecordsPerRouter
+	}
+	if c.MaxRecordsPerDomain == 0 {
+		c.MaxRecordsPerDomain = DefaultMaxRecordsPerDomain
 	}
 	if c.StoreSweep <= 0 {
 		c.StoreSweep = min(time.Minute, c.RecordAge/4)

@@ -52,7 +52,7 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 	for _, r := range []string{"ok", "failed"} {
 		m.puts.WithLabelValues(r)
 	}
-	for _, r := range []string{"wrong_key", "too_large", "malformed", "bad_signature", "wrong_kind", "not_member", "expired", "bad_chain", "router_quota", "other"} {
+	for _, r := range []string{"wrong_key", "too_large", "malformed", "bad_signature", "wrong_kind", "not_member", "expired", "bad_chain", "router_quota", "domain_quota", "other"} {
 		m.refused.WithLabelValues(r)
 	}
 	for _, r := range []string{"age", "expired"} {

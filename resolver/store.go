@@ -31,6 +31,10 @@ import (
 //     is refused) and counted as records_refused_total{reason="router_quota"}.
 //     Entries already held under a key stay (an update is not a new key),
 //     and the node's own router is never bounded at its own node.
+//     Likewise all the routers of one domain other than the node's own
+//     together hold at most maxDomain entries (a trusted domain's
+//     operator mints routers at will): records_refused_total{reason=
+//     "domain_quota"}.
 //   - Expiry: a sweep every StoreSweep deletes sets older than RecordAge
 //     (kad-dht's own sweep runs once a day and its lazy check only on
 //     read) and drops entries whose certificates or expiry have passed,
@@ -46,19 +50,32 @@ type recordStore struct {
 	m     *dhtMetrics
 	log   *zap.Logger
 
+	// ownDomain is the node's domain, never bounded; maxDomain bounds
+	// every other domain's entries (< 0 or 0: unlimited).
+	ownDomain pdu.Name
+	maxDomain int
+
 	mu        sync.Mutex
-	routers   map[ds.Key][]pdu.Name // routers with an entry under each key
-	perRouter map[pdu.Name]int      // keys holding an entry of each router
+	routers   map[ds.Key][]entryOwner // whose entries each key holds
+	perRouter map[pdu.Name]int        // keys holding an entry of each router
+	perDomain map[pdu.Name]int        // entries of each other domain's routers
 }
+
+// entryOwner is the router an entry points at and that router's domain.
+type entryOwner struct{ router, domain pdu.Name }
 
 // errRouterQuota refuses a put all of whose new entries belong to routers
 // over their bound.
 var errRouterQuota = errors.New("resolver: router holds its maximum of records at this node")
 
+// errDomainQuota refuses a put all of whose new entries belong to routers
+// of a domain over its bound.
+var errDomainQuota = errors.New("resolver: the routers' domain holds its maximum of records at this node")
+
 func newRecordStore(inner ds.Batching, self pdu.Name, max int, age time.Duration,
 	parse func(string, []byte) ([]*Record, error), now func() time.Time, m *dhtMetrics, log *zap.Logger) *recordStore {
 	return &recordStore{Batching: inner, self: self, max: max, age: age, parse: parse, now: now, m: m, log: log,
-		routers: map[ds.Key][]pdu.Name{}, perRouter: map[pdu.Name]int{}}
+		routers: map[ds.Key][]entryOwner{}, perRouter: map[pdu.Name]int{}, perDomain: map[pdu.Name]int{}}
 }
 
 // Put stores a value record, first dropping the entries over their
@@ -71,22 +88,39 @@ func (s *recordStore) Put(ctx context.Context, k ds.Key, value []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	held := map[pdu.Name]bool{}
-	for _, r := range s.routers[k] {
-		held[r] = true
+	for _, o := range s.routers[k] {
+		held[o.router] = true
 	}
 	keep := make([]*Record, 0, len(set))
-	dropped := 0
+	dropped, domDropped := 0, 0
+	added := map[pdu.Name]int{} // new entries of each other domain in this put
 	for _, r := range set {
-		rt := r.Router()
+		rt, dom := r.Router(), r.Domain()
 		if s.max >= 0 && !held[rt] && rt != s.self && s.perRouter[rt] >= s.max {
 			dropped++
 			continue
+		}
+		if s.maxDomain > 0 && !held[rt] && rt != s.self && dom != s.ownDomain {
+			if s.perDomain[dom]+added[dom] >= s.maxDomain {
+				domDropped++
+				continue
+			}
+			added[dom]++
 		}
 		keep = append(keep, r)
 	}
 	if dropped > 0 {
 		s.m.refused.WithLabelValues("router_quota").Add(float64(dropped))
+	}
+	if domDropped > 0 {
+		s.m.refused.WithLabelValues("domain_quota").Add(float64(domDropped))
+	}
+	if dropped+domDropped > 0 {
 		if len(keep) == 0 {
+			if dropped == 0 {
+				s.log.Debug("put refused: domain over its record quota", zap.Stringer("domain", set[0].Domain()))
+				return fmt.Errorf("%w (%d)", errDomainQuota, s.maxDomain)
+			}
 			s.log.Debug("put refused: router over its record quota", zap.Stringer("router", set[0].Router()))
 			return fmt.Errorf("%w (%d)", errRouterQuota, s.max)
 		}
@@ -137,18 +171,26 @@ func (s *recordStore) decode(value []byte) (*recpb.Record, []*Record) {
 // index records which routers have an entry under k (none: k is gone).
 // The caller holds s.mu.
 func (s *recordStore) index(k ds.Key, set []*Record) {
-	for _, r := range s.routers[k] {
-		if s.perRouter[r]--; s.perRouter[r] <= 0 {
-			delete(s.perRouter, r)
+	for _, o := range s.routers[k] {
+		if s.perRouter[o.router]--; s.perRouter[o.router] <= 0 {
+			delete(s.perRouter, o.router)
+		}
+		if o.domain != s.ownDomain {
+			if s.perDomain[o.domain]--; s.perDomain[o.domain] <= 0 {
+				delete(s.perDomain, o.domain)
+			}
 		}
 	}
 	if len(set) == 0 {
 		delete(s.routers, k)
 	} else {
-		rs := make([]pdu.Name, len(set))
+		rs := make([]entryOwner, len(set))
 		for i, r := range set {
-			rs[i] = r.Router()
-			s.perRouter[rs[i]]++
+			rs[i] = entryOwner{r.Router(), r.Domain()}
+			s.perRouter[rs[i].router]++
+			if rs[i].domain != s.ownDomain {
+				s.perDomain[rs[i].domain]++
+			}
 		}
 		s.routers[k] = rs
 	}

@@ -1,0 +1,106 @@
+package resolver
+
+import (
+	"context"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	recpb "github.com/libp2p/go-libp2p-record/pb"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// TestStoreBoundPerDomain: a trusted domain mints six routers, each well
+// within max_records_per_router, and has them publish a name each at a
+// node of the global tier whose bound per other domain is 4: four are
+// stored, two refused (domain_quota). A third domain still stores its
+// own 4, the node's own domain more than 4; an update of a name already
+// held is not a new entry; once one of the first domain's names is
+// deleted, it may store one more.
+func TestStoreBoundPerDomain(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	own, other, third := w.domain("own"), w.domain("greedy"), w.domain("third")
+	m, err := newDHTMetrics(prometheus.NewRegistry(), "global")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := w.router(own, "this node")
+	s := newRecordStore(dssync.MutexWrap(ds.NewMapDatastore()), self.id.Name, 100, time.Hour,
+		func(_ string, b []byte) ([]*Record, error) { return ParseSet(b) }, time.Now, m, zap.NewNop())
+	s.ownDomain, s.maxDomain = own.Meta.Name(), 4
+	ctx := context.Background()
+	put := func(d *certs.Identity, label string) (ds.Key, *Record, error) {
+		r := w.router(d, label)
+		name, chain := w.capsuleAt(r, label, time.Hour)
+		rec := w.location(r, name, chain, NextSequence())
+		return s.putRecord(ctx, t, name, rec)
+	}
+	stored := func(d *certs.Identity, n int) int {
+		ok := 0
+		for i := range n {
+			if _, _, err := put(d, fmt.Sprintf("%s router %d", d.Meta.Description, i)); err == nil {
+				ok++
+			} else if !errors.Is(err, errDomainQuota) {
+				t.Fatalf("put refused for another reason: %v", err)
+			}
+		}
+		return ok
+	}
+	if got := stored(other, 6); got != 4 {
+		t.Fatalf("%d of another domain's 6 routers' names stored, want 4 (max_records_per_domain)", got)
+	}
+	if got := counterValue(m.refused.WithLabelValues("domain_quota")); got != 2 {
+		t.Fatalf("records_refused_total{domain_quota} = %v, want 2", got)
+	}
+	if got := stored(third, 4); got != 4 {
+		t.Fatalf("a third domain stored %d of 4 while another was at its bound", got)
+	}
+	if got := stored(own, 6); got != 6 {
+		t.Fatalf("the node's own domain stored %d of 6; it is not bounded", got)
+	}
+	// An update of a held name adds no entry: accepted at the bound.
+	r := w.router(other, "greedy updater")
+	name, chain := w.capsuleAt(r, "greedy updated", time.Hour)
+	s.maxDomain = 5
+	k, _, err := s.putRecord(ctx, t, name, w.location(r, name, chain, NextSequence()))
+	if err != nil {
+		t.Fatalf("fifth entry at a bound of 5: %v", err)
+	}
+	if _, _, err := s.putRecord(ctx, t, name, w.location(r, name, chain, NextSequence())); err != nil {
+		t.Fatalf("an update of a held name at the bound: %v", err)
+	}
+	if _, _, err := put(other, "greedy one more"); !errors.Is(err, errDomainQuota) {
+		t.Fatalf("a sixth entry at a bound of 5: %v, want domain quota", err)
+	}
+	// Deleted, its place is the domain's again.
+	if err := s.Delete(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := put(other, "greedy after delete"); err != nil {
+		t.Fatalf("after a delete, another entry of the domain: %v", err)
+	}
+}
+
+// putRecord stores rec as name's one-entry set, as kad-dht does.
+func (s *recordStore) putRecord(ctx context.Context, t *testing.T, name pdu.Name, rec *Record) (ds.Key, *Record, error) {
+	t.Helper()
+	b, err := MarshalSet([]*Record{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := proto.Marshal(&recpb.Record{Key: []byte(dhtKey(name)), Value: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := ds.NewKey(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString([]byte(dhtKey(name)))) // as kad-dht keys its datastore
+	return k, rec, s.Put(ctx, k, v)
+}
