@@ -95,9 +95,15 @@ func (s *Server) requester(src pdu.Name, b []byte) (who, string, error) {
 	return who{share: keyShare(m.Meta.Key), group: m.Domain, proof: b}, proofProven, nil
 }
 
-// sourceOf checks that src is node's own name or, with source (its
-// metadata), one of node's session names: a capsule-kind name owned by
-// node's key and marked as node's session (client.SessionExtra).
+// sourceOf checks that src is node's own name or the session name whose
+// metadata source is. Source, when sent, must be one of node's session
+// names: a capsule-kind name owned by node's key and marked as node's
+// session (client.SessionExtra). The client sends it whenever it has a
+// session, and the server takes either name: the client picks the proof
+// before it sends, and its source moves between its own name and its
+// session name when a re-attachment re-advertises the session, so a
+// CREATE sent or resent meanwhile still proves (it would have landed in
+// the unproven pool for good).
 //
 // Only session names: a capsule name node's key owns is not enough. Its
 // owner issues AdCerts for such names to the capsule servers it places
@@ -108,27 +114,29 @@ func (s *Server) requester(src pdu.Name, b []byte) (who, string, error) {
 // taken from its victim. A session name's AdCert is issued only to the
 // node itself (client.Session), and the marker is part of the name.
 func sourceOf(node *certs.Metadata, source []byte, src pdu.Name) error {
-	if len(source) == 0 {
-		if node.Name() != src {
-			return fmt.Errorf("the credentials are %s's, the request comes from %s", node.Name(), src)
+	var session pdu.Name
+	if len(source) > 0 {
+		sm, err := certs.ParseMetadata(source)
+		if err != nil {
+			return fmt.Errorf("source metadata: %w", err)
 		}
-		return nil
-	}
-	sm, err := certs.ParseMetadata(source)
-	if err != nil {
-		return fmt.Errorf("source metadata: %w", err)
+		switch {
+		case sm.Kind != certs.KindCapsule:
+			return fmt.Errorf("source metadata is a %s, not a capsule-kind name", sm.Kind)
+		case !bytes.Equal(sm.Key, node.Key):
+			return fmt.Errorf("source %s is not owned by %s's key", sm.Name(), node.Name())
+		case sm.Extra[client.SessionExtra] != node.Name().String():
+			return fmt.Errorf("source %s is not a session name of %s (only the node's own name and its session names prove: a capsule name its key owns may be held by any server it was placed on)", sm.Name(), node.Name())
+		}
+		session = sm.Name()
 	}
 	switch {
-	case sm.Name() != src:
-		return fmt.Errorf("source metadata hashes to %s, the request comes from %s", sm.Name(), src)
-	case sm.Kind != certs.KindCapsule:
-		return fmt.Errorf("source metadata is a %s, not a capsule-kind name", sm.Kind)
-	case !bytes.Equal(sm.Key, node.Key):
-		return fmt.Errorf("source %s is not owned by %s's key", src, node.Name())
-	case sm.Extra[client.SessionExtra] != node.Name().String():
-		return fmt.Errorf("source %s is not a session name of %s (only the node's own name and its session names prove: a capsule name its key owns may be held by any server it was placed on)", src, node.Name())
+	case src == node.Name(), len(source) > 0 && src == session:
+		return nil
+	case len(source) > 0:
+		return fmt.Errorf("the request comes from %s, neither %s nor its session name %s", src, node.Name(), session)
 	}
-	return nil
+	return fmt.Errorf("the credentials are %s's, the request comes from %s", node.Name(), src)
 }
 
 // keyShare is an identity key as a share key (zero for a key of another

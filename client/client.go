@@ -136,7 +136,7 @@ type Client struct {
 	// DroppedShare counts, of Dropped, the PDUs dropped because their
 	// source held its share of the inbox (Options.InboxSize).
 	DroppedShare atomic.Uint64
-	Unsent  atomic.Uint64 // PDUs dropped while re-attaching (AttachAny)
+	Unsent       atomic.Uint64 // PDUs dropped while re-attaching (AttachAny)
 	// Rejected counts answers (NAK, ECHO_REPLY, ADVERTISE_RESULT) whose
 	// sequence matched a pending request but whose source or echo did not:
 	// forged or misdirected, never delivered.

@@ -70,20 +70,25 @@ func (c *Client) Domain() pdu.Name {
 // requesterProof is what a CREATE sent from src carries to prove the
 // requester's identity and domain (wire.Requester, PROTOCOL.md §8.3), nil
 // when it cannot: no credentials, or a source whose metadata the client
-// does not hold (only its own name and its session name prove).
+// does not hold (only its own name and its session name prove). It
+// carries the session's metadata whenever the client has a session.
 func (c *Client) requesterProof(src pdu.Name) []byte {
 	creds := c.Credentials()
 	if creds == nil {
 		return nil
 	}
 	r := wire.Requester{Credentials: creds}
-	if src != c.id.Name {
-		c.advMu.Lock()
-		s := c.session
-		c.advMu.Unlock()
-		if s == nil || s.Name() != src {
-			return nil
-		}
+	c.advMu.Lock()
+	s := c.session
+	c.advMu.Unlock()
+	if src != c.id.Name && (s == nil || s.Name() != src) {
+		return nil
+	}
+	if s != nil {
+		// Whichever of the two names src is: the proof is picked before
+		// the CREATE is sent, and the source moves between them when a
+		// re-attachment re-advertises the session (ReplyName); the server
+		// takes either name with the session's metadata.
 		r.Source = s.Marshal()
 	}
 	b, err := r.Marshal()
