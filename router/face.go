@@ -136,14 +136,18 @@ type egress struct {
 // (k+1)-th of it. A PDU costs its bytes but at least unit, the queue's
 // byte bound over its PDU bound, so small PDUs cannot fill the PDU count
 // behind the byte shares. The identity is the ingress face's verified
-// peer: PDUs from a peer router count as that router's.
+// peer: PDUs from a peer router count as that router's. Keyed by the
+// peer's name, not its *idShare: that is dropped when the identity's last
+// face closes and made anew when it reconnects, while its PDUs still
+// wait here, so a key per *idShare gave an identity cycling its tunnels a
+// fresh share each time (review7).
 type queueShares struct {
 	limit int64 // the queue's bound in charged bytes
 	unit  int64 // the least a PDU costs
 
 	mu      sync.Mutex
 	charged int64
-	by      map[*idShare]int64
+	by      map[pdu.Name]int64
 }
 
 func newQueueShares(pdus, bytes int) queueShares {
@@ -151,7 +155,7 @@ func newQueueShares(pdus, bytes int) queueShares {
 	if limit <= 0 {
 		limit = int64(max(pdus, 1)) * 2048
 	}
-	return queueShares{limit: limit, unit: max(limit/int64(max(pdus, 1)), 1), by: map[*idShare]int64{}}
+	return queueShares{limit: limit, unit: max(limit/int64(max(pdus, 1)), 1), by: map[pdu.Name]int64{}}
 }
 
 // take charges a PDU of n bytes from to the queue, or reports that from
@@ -161,7 +165,7 @@ func (q *queueShares) take(from *idShare, n int) (int64, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.charged+c > q.limit/2 {
-		mine := q.by[from]
+		mine := q.by[from.peer]
 		k := int64(len(q.by))
 		if mine == 0 {
 			k++
@@ -170,7 +174,7 @@ func (q *queueShares) take(from *idShare, n int) (int64, bool) {
 			return 0, false
 		}
 	}
-	q.by[from] += c
+	q.by[from.peer] += c
 	q.charged += c
 	return c, true
 }
@@ -178,10 +182,10 @@ func (q *queueShares) take(from *idShare, n int) (int64, bool) {
 // give returns what take charged.
 func (q *queueShares) give(from *idShare, c int64) {
 	q.mu.Lock()
-	if v := q.by[from] - c; v > 0 {
-		q.by[from] = v
+	if v := q.by[from.peer] - c; v > 0 {
+		q.by[from.peer] = v
 	} else {
-		delete(q.by, from)
+		delete(q.by, from.peer)
 	}
 	q.charged -= c
 	q.mu.Unlock()
