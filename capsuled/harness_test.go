@@ -125,7 +125,14 @@ func (g *gateConn) ReadFrom(p []byte) (int, net.Addr, error) {
 // the client, its endpoint (close it to disconnect) and the socket gate.
 func (w *world) attach(n *router.Node, id *certs.Identity, inbox int) (*client.Client, *client.Endpoint, *gateConn) {
 	w.t.Helper()
-	member, err := w.dom.Member(id)
+	return w.attachDom(n, w.dom, id, inbox)
+}
+
+// attachDom is attach for id, a member of dom (any domain the world's
+// routers trust).
+func (w *world) attachDom(n *router.Node, dom *routertest.Domain, id *certs.Identity, inbox int) (*client.Client, *client.Endpoint, *gateConn) {
+	w.t.Helper()
+	member, err := dom.Member(id)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -134,7 +141,7 @@ func (w *world) attach(n *router.Node, id *certs.Identity, inbox int) (*client.C
 		w.t.Fatal(err)
 	}
 	gate := &gateConn{PacketConn: pc}
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: w.dom.ID.Meta,
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: dom.ID.Meta,
 		Verifier: w.dom.Verifier, Conn: gate, Options: client.Options{RequestTimeout: time.Second, InboxSize: inbox}})
 	if err != nil {
 		w.t.Fatal(err)

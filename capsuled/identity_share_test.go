@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -41,33 +40,9 @@ func (w *world) trust(desc string) *routertest.Domain {
 // for a member of any domain).
 func (w *world) attachIn(n *router.Node, dom *routertest.Domain, id *certs.Identity) *client.Client {
 	w.t.Helper()
-	member, err := dom.Member(id)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: dom.ID.Meta,
-		Verifier: w.dom.Verifier, Conn: pc, Options: client.Options{RequestTimeout: time.Second}})
-	if err != nil {
-		w.t.Fatal(err)
-	}
+	c, ep, _ := w.attachDom(n, dom, id, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var c *client.Client
-	for {
-		c, err = ep.AttachAny(ctx, []client.RouterAddr{{Addr: n.Addr(), Name: n.Router.Name()}}, client.AttachOptions{})
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		_ = ep.Close()
-		w.t.Fatal(err)
-	}
 	if _, err := c.Advertise(ctx, c.Self()); err != nil {
 		w.t.Fatal(err)
 	}
