@@ -195,6 +195,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxRecordsPerRouter == 0 {
 		c.MaxRecordsPerRouter = DefaultMaxRecordsPerRouter
 	}
+	if c.MaxRecordsPerDomain == 0 {
+		c.MaxRecordsPerDomain = DefaultMaxRecordsPerDomain
+	}
 	if c.StoreSweep == 0 {
 		c.StoreSweep = config.Duration(min(time.Minute, c.RecordAge.Std()/4))
 	}
