@@ -43,7 +43,9 @@ type AttachOptions struct {
 	// over the new tunnel (at most 5 s after it is up), with the router
 	// now attached and how long the endpoint was without a tunnel. A
 	// tunnel that closes during that wait gets no call: the endpoint
-	// redials at once. It must not block.
+	// redials at once, and the outage the next call reports runs from the
+	// loss of the tunnel before it (review7: it ran from that short-lived
+	// tunnel's close). It must not block.
 	Reattached func(router pdu.Name, after time.Duration)
 }
 
@@ -200,6 +202,10 @@ func (s *stickyLink) Close() error {
 // keep waits for the tunnel to go down and replaces it.
 func (s *stickyLink) keep() {
 	defer s.wg.Done()
+	// lost is when the endpoint lost its working tunnel: kept across a new
+	// tunnel that closes before it was re-advertised on (no Reattached
+	// call for it), so the outage Reattached reports is the whole of it.
+	var lost time.Time
 	for {
 		s.mu.Lock()
 		l := s.cur
@@ -209,7 +215,9 @@ func (s *stickyLink) keep() {
 			return
 		case <-l.Done():
 		}
-		lost := time.Now()
+		if lost.IsZero() {
+			lost = time.Now()
+		}
 		s.log.Warn("tunnel to the router lost; redialing", logging.Peer(l.Peer()), logging.Addr(s.routers[s.idx].Addr),
 			zap.NamedError("reason", l.Err()), zap.String("fix", routerLostFix))
 		s.mu.Lock()
@@ -248,6 +256,7 @@ func (s *stickyLink) keep() {
 			t.Stop()
 			s.opts.Reattached(nl.Peer(), gap)
 		}
+		lost = time.Time{}
 	}
 }
 

@@ -293,11 +293,12 @@ func TestReattachWaitEndsWithLink(t *testing.T) {
 	type call struct {
 		router pdu.Name
 		at     time.Time
+		after  time.Duration
 	}
 	calls := make(chan call, 4)
 	x, err := ep.AttachAny(ctx, []client.RouterAddr{a.ra(), m}, client.AttachOptions{OthersFirst: true,
 		DialTimeout: 500 * time.Millisecond,
-		Reattached:  func(router pdu.Name, _ time.Duration) { calls <- call{router, time.Now()} }})
+		Reattached:  func(router pdu.Name, after time.Duration) { calls <- call{router, time.Now(), after} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,6 +326,13 @@ func TestReattachWaitEndsWithLink(t *testing.T) {
 			t.Fatalf("re-attached to a %s after the mute router's link closed, want at once", d)
 		}
 		t.Logf("re-attached to a %s after the mute router's link closed", c.at.Sub(muteClosed).Round(time.Millisecond))
+		// (review7) The outage reported is the whole of it, from the loss
+		// of a's first tunnel, so it includes the 300 ms the mute router's
+		// useless link lived (it was counted from that link's close only:
+		// ~0.1 s).
+		if c.after < 290*time.Millisecond {
+			t.Fatalf("Reattached reported an outage of %s, want more than the mute link's 300 ms (counted from the loss of a's tunnel)", c.after)
+		}
 	case <-ctx.Done():
 		t.Fatal("never re-attached to a")
 	}
