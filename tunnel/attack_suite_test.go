@@ -236,7 +236,7 @@ func TestRandomFramesFromRandomSources(t *testing.T) {
 				}
 				_, _ = s.WriteTo(p, targets[j%2])
 				sprayed.Add(1)
-				if j%32 == 0 {
+				if j%16 == 0 {
 					time.Sleep(time.Millisecond)
 				}
 			}
