@@ -58,6 +58,10 @@ type CapsuleClient struct {
 	mu   sync.Mutex
 	subs map[uint64]*subWaiter
 
+	// heads remembers each capsule's newest verified heartbeat past its
+	// readers' lives (heads.go).
+	heads heads
+
 	// sent remembers the PDU sequence of the last requests sent (request
 	// id and destination), so a router's NAK about one reaches its waiter
 	// at once instead of the request timing out.

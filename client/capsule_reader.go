@@ -80,6 +80,18 @@ func (cc *CapsuleClient) NewReader(ctx context.Context, c pdu.Name, opts ReaderO
 			return nil, err
 		}
 	}
+	// A head an earlier reader verified, newer than the one this replica
+	// shows (it lags, or rolled back), stays the newest known: later
+	// answers must be consistent with it (heads.go). Another epoch's is
+	// left alone: the follower decides a writer's restart from answers.
+	if rem := cc.heads.get(c); rem != nil {
+		if own := r.f.Heartbeat(); own == nil || (rem.Epoch == own.Epoch && rem.Seqno >= own.Seqno) {
+			if err := r.Observe(rem); err != nil {
+				return nil, fmt.Errorf("reader: %w", err)
+			}
+		}
+	}
+	cc.heads.put(c, r.f.Heartbeat())
 	return r, nil
 }
 
@@ -449,6 +461,9 @@ func (r *Reader) observe(hb *capsule.Heartbeat, consistency []byte) error {
 	err := r.f.Advance(hb, p)
 	switch {
 	case err == nil:
+		if r.cc != nil {
+			r.cc.heads.put(r.info.Name, r.f.Heartbeat())
+		}
 		return nil
 	case errors.Is(err, capsule.ErrStale):
 		if hb.Seqno < old.Seqno {
