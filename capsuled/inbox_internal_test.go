@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
@@ -47,17 +46,7 @@ func TestInboxDropsCounted(t *testing.T) {
 	}
 	dropped := net.c.Dropped.Load()
 	t.Logf("dropped %d of 20,000", dropped)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got *dto.Metric
-	for _, mf := range mfs {
-		if mf.GetName() == "gdp_capsuled_inbox_dropped_total" {
-			got = mf.GetMetric()[0]
-		}
-	}
-	if got == nil || dropped == 0 || got.GetCounter().GetValue() < float64(dropped) {
+	if got := gatherCounter(t, reg, "gdp_capsuled_inbox_dropped_total"); dropped == 0 || got < float64(dropped) {
 		t.Fatalf("inbox_dropped_total %v, the client dropped %d of 20,000 (inbox 16)", got, dropped)
 	}
 }
