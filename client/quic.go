@@ -498,15 +498,32 @@ var errPeerLimit = errors.New("too many connections from this peer")
 // domain whose membership it showed, zero when it is the listener's own.
 func dialerName(raw [][]byte, cr *quicCreds) (peer, domain pdu.Name, err error) {
 	peer, _, err = tunnel.VerifyCertificate(raw, func(key ed25519.PublicKey, creds []byte) (pdu.Name, time.Time, error) {
-		n, exp, err := cr.verify(key, creds)
-		if err == nil {
-			if _, _, d, derr := tunnel.DecodeCredentials(creds); derr == nil && d.Name() != cr.domain {
-				domain = d.Name()
-			}
+		m, err := cr.member(key, creds)
+		if err != nil {
+			return pdu.Name{}, time.Time{}, err
 		}
-		return n, exp, err
+		if !m.Own {
+			domain = m.Domain
+		}
+		return m.Meta.Name(), m.NotAfter, nil
 	})
 	return peer, domain, err
+}
+
+// member checks credentials shown for key (PROTOCOL.md §4.2) with the
+// client's verifier: a node's metadata of that key, a membership valid now,
+// issued and signed by a trusted domain. QUIC listeners (dialerName) and
+// capsule servers (VerifyCredentials) both ask it.
+func (cr *quicCreds) member(key ed25519.PublicKey, creds []byte) (Member, error) {
+	meta, member, _, err := tunnel.DecodeCredentials(creds)
+	if err != nil {
+		return Member{}, err
+	}
+	_, exp, err := cr.verify(key, creds) // tunnel.CertVerifier: the name is meta's
+	if err != nil {
+		return Member{}, err
+	}
+	return Member{Meta: meta, Domain: member.Issuer, Own: member.Issuer == cr.domain, NotAfter: exp}, nil
 }
 
 // Addr is the name listened on.

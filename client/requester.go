@@ -48,15 +48,11 @@ func (c *Client) VerifyCredentials(creds []byte) (Member, error) {
 	if cr == nil {
 		return Member{}, ErrNoCredentials
 	}
-	meta, member, _, err := tunnel.DecodeCredentials(creds)
+	meta, _, _, err := tunnel.DecodeCredentials(creds)
 	if err != nil {
 		return Member{}, err
 	}
-	_, exp, err := cr.verify(meta.Key, creds)
-	if err != nil {
-		return Member{}, err
-	}
-	return Member{Meta: meta, Domain: member.Issuer, Own: member.Issuer == cr.domain, NotAfter: exp}, nil
+	return cr.member(meta.Key, creds)
 }
 
 // Domain is the client's own domain (zero without credentials).
