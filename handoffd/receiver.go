@@ -445,10 +445,7 @@ func (r *receiver) setup(h *hello) error {
 		if !nameRE.MatchString(im.Name) || names[im.Name] || im.Name == "state" || im.Name == "blocks" {
 			return fmt.Errorf("hello: image name %q: want unique [a-z0-9-]", im.Name)
 		}
-		names[im.Name] = true
-		if im.Size <= 0 || im.Size > maxImageSize {
-			return fmt.Errorf("hello: image %s: size %d out of range", im.Name, im.Size)
-		}
+		names[im.Name] = true // sizes: checked above, before roomFor
 		b, bf, err := baseOf(im.Base)
 		if err != nil {
 			return fmt.Errorf("hello: image %s: %w", im.Name, err)
