@@ -229,12 +229,25 @@ func (s *memberStream) Read(b []byte) (int, error) {
 // connected: out of the routing table and disconnected. Their requests
 // already stop being served at expiry (isVerified); this also stops the
 // node from routing queries through them and frees the connection.
+//
+// Each sweep also removes every routing-table peer that is not an admitted
+// member: kad-dht may add a peer it learned of while its membership was
+// still valid (a query's answer, a refresh) after the sweep that expired
+// it had removed it, and that peer would then stay (found by CI under
+// load: two table entries left ten seconds after expiry).
 func (d *DHT) memberSweepLoop() {
 	d.every(d.cfg.MemberSweep, func() {
 		for _, p := range d.gate.expire() {
 			d.kad.RoutingTable().RemovePeer(p)
 			_ = d.host.Network().ClosePeer(p)
 			d.log.Info("peer membership expired: disconnected", zap.Stringer("peer_id", p))
+		}
+		rt := d.kad.RoutingTable()
+		for _, p := range rt.ListPeers() {
+			if !d.gate.isVerified(p) {
+				rt.RemovePeer(p)
+				_ = d.host.Network().ClosePeer(p)
+			}
 		}
 	})
 }

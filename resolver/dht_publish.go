@@ -69,11 +69,24 @@ func (d *DHT) putMerged(ctx context.Context, rec *Record) (int, error) {
 		d.log.Debug("publish", logging.Name(rec.Name), zap.Int("attempt", attempt), zap.Duration("lookup", g.lookup),
 			zap.Duration("get", g.fetch), zap.Duration("put", time.Since(tp)), zap.Duration("took", time.Since(t0)),
 			zap.Int("peers", len(g.peers)), zap.Int("stored", n), zap.Error(err))
-		if err == nil || attempt > 0 || ctx.Err() != nil || !errors.Is(err, ErrFewPeers) {
+		if err == nil || ctx.Err() != nil {
+			return n, err
+		}
+		// A concurrent publish of another router reached this node's own
+		// store between the gather and the put: gather again (that entry
+		// is now in the local copy) and merge it in, a few times at most.
+		if errors.Is(err, errLocalNewer) && attempt < 3 {
+			continue
+		}
+		if attempt > 0 || !errors.Is(err, ErrFewPeers) {
 			return n, err
 		}
 	}
 }
+
+// errLocalNewer is putTo's error when this node's own store refuses the
+// set: it holds entries the set lacks or a newer one (an ErrStale).
+var errLocalNewer = fmt.Errorf("%w: this node holds a newer record set", ErrStale)
 
 // put sends the record set to the closest peers and returns how many
 // stored it.
@@ -96,7 +109,7 @@ func (d *DHT) putTo(ctx context.Context, name pdu.Name, set []*Record, peers []p
 	// domain) still answers the lookups of nodes that join it later.
 	if err := d.local.Put(ctx, key, pr); err != nil {
 		if errors.Is(err, records.ErrOldRecord) {
-			return 0, fmt.Errorf("publish %s: %w: this node holds a newer record set", name, ErrStale)
+			return 0, fmt.Errorf("publish %s: %w", name, errLocalNewer)
 		}
 		return 0, fmt.Errorf("publish %s: local store: %w", name, err)
 	}

@@ -12,40 +12,49 @@ import (
 // dashNames lets a name that starts with '-' be typed like any other. A
 // printable name is 43 characters of base64url, whose alphabet includes '-',
 // so one name in 64 starts with a dash and the flag parser would take it for
-// a cluster of short flags ("unknown shorthand flag"). Such arguments are
-// moved behind a "--", in their order, unless they are the value of the flag
-// just before them. "gdp lookup -- NAME" keeps working as well.
+// a cluster of short flags: "unknown shorthand flag", or worse, a defined
+// short flag that swallows the rest of the name as its value and shifts
+// every argument after it. When such a name appears, the arguments are put
+// in the order command words, flags (with their values), "--", positional
+// arguments: the positional arguments keep their order, so "gdp kv put
+// -NAME key value" means what it says. A dash name that is the value of the
+// flag just before it stays that flag's value. "gdp lookup -- NAME" keeps
+// working as well.
 func dashNames(root *cobra.Command, args []string) []string {
 	cmd, _, err := root.Find(args)
 	if err != nil {
 		cmd = root
 	}
-	var out, moved []string
-	for i, a := range args {
+	path := strings.Fields(cmd.CommandPath())[1:]
+	var words, flags, pos []string
+	dash := false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
 		if a == "--" {
-			out = append(out, args[i:]...)
+			pos = append(pos, args[i+1:]...)
 			break
 		}
-		if isDashName(a) && (len(out) == 0 || !takesValue(cmd, out[len(out)-1])) {
-			moved = append(moved, a)
+		if len(a) > 1 && a[0] == '-' && !isDashName(a) {
+			flags = append(flags, a)
+			if takesValue(cmd, a) && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
 			continue
 		}
-		out = append(out, a)
+		if isDashName(a) {
+			dash = true
+		} else if len(pos) == 0 && len(words) < len(path) && a == path[len(words)] {
+			words = append(words, a)
+			continue
+		}
+		pos = append(pos, a)
 	}
-	if len(moved) == 0 {
+	if !dash {
 		return args
 	}
-	hasSep := false
-	for _, a := range out {
-		if a == "--" {
-			hasSep = true
-			break
-		}
-	}
-	if !hasSep {
-		out = append(out, "--")
-	}
-	return append(out, moved...)
+	out := append(append(words, flags...), "--")
+	return append(out, pos...)
 }
 
 func isDashName(a string) bool {

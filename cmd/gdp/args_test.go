@@ -20,6 +20,12 @@ func TestDashNames(t *testing.T) {
 		{"after a bool flag it moves", []string{"lookup", "--json", dash}, []string{"lookup", "--json", "--", dash}},
 		{"existing separator kept", []string{"lookup", "--json", "--", dash}, []string{"lookup", "--json", "--", dash}},
 		{"not a name: left to the flag parser", []string{"lookup", "-x"}, []string{"lookup", "-x"}},
+		// The capsule name first, then key and value: moving only the
+		// name behind "--" made the key the capsule name (CI, stop 27).
+		{"positional order kept", []string{"kv", "put", dash, "colour", "red", "--writer", "w", "--json"},
+			[]string{"kv", "put", "--writer", "w", "--json", "--", dash, "colour", "red"}},
+		{"flag value beside a dash name", []string{"kv", "get", "--as-of", "7", dash, "colour"},
+			[]string{"kv", "get", "--as-of", "7", "--", dash, "colour"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
