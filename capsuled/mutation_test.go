@@ -86,8 +86,9 @@ func TestParsePlacementRefuses(t *testing.T) {
 }
 
 type placementCapsule struct {
-	owner *certs.Identity
-	meta  *certs.Metadata
+	owner  *certs.Identity
+	writer *certs.Identity
+	meta   *certs.Metadata
 }
 
 func newPlacementCapsule(t *testing.T, desc string) placementCapsule {
@@ -104,7 +105,7 @@ func newPlacementCapsule(t *testing.T, desc string) placementCapsule {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return placementCapsule{owner: owner, meta: meta}
+	return placementCapsule{owner: owner, writer: writer, meta: meta}
 }
 
 // TestPlacementAdmitBounds: the placement policy's bounds at their edges

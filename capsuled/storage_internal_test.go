@@ -9,7 +9,6 @@ import (
 
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/store"
-	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -35,25 +34,15 @@ func TestStorageUsedSums(t *testing.T) {
 	}
 	place := func(creator pdu.Name, desc string) held {
 		t.Helper()
-		owner, err := certs.NewIdentity(certs.KindClient, desc+" owner")
-		if err != nil {
-			t.Fatal(err)
-		}
-		writer, err := certs.NewIdentity(certs.KindClient, desc+" writer")
-		if err != nil {
-			t.Fatal(err)
-		}
-		meta, err := certs.NewCapsule(owner.Key, writer.Public(), desc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := newPlacementCapsule(t, desc)
+		meta := c.meta
 		if err := st.Create(ctx, meta.Name(), meta.Marshal()); err != nil {
 			t.Fatal(err)
 		}
 		p := &placement{name: meta.Name(), meta: meta, creator: creator, who: who{share: creator}}
 		ps.m[p.name] = p
 		ps.index(p, nil)
-		return held{p, capsule.NewWriter(meta.Name(), writer.Key)}
+		return held{p, capsule.NewWriter(meta.Name(), c.writer.Key)}
 	}
 	write := func(h held, n int) {
 		t.Helper()

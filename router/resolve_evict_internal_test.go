@@ -15,12 +15,7 @@ import (
 // (A's fourth name is gone, its three older ones stay), and A's own next
 // one is refused.
 func TestResolveQueueEvictsLargest(t *testing.T) {
-	r := &Router{}
-	r.cfg.Resolver.MaxWaiting = 7
-	r.cfg.Resolver.MaxWaitingPerIdentity = 100
-	r.cfg.Resolver.MaxWaitingPerName = 64
-	r.met = newMetrics(prometheus.NewRegistry(), r)
-	q := newResolveQueue(r)
+	r, q := evictQueue(7)
 	face := func() *Face { return &Face{share: &idShare{}} }
 	a, b, c := face(), face(), face()
 	n := byte(0)
@@ -85,12 +80,7 @@ func TestResolveQueueEvictsLargest(t *testing.T) {
 // its last PDU leaves the round robin (its PDUs on another identity's name
 // stay parked), and the workers are handed only the names left.
 func TestResolveQueueEvictionLeavesRing(t *testing.T) {
-	r := &Router{}
-	r.cfg.Resolver.MaxWaiting = 4
-	r.cfg.Resolver.MaxWaitingPerIdentity = 100
-	r.cfg.Resolver.MaxWaitingPerName = 64
-	r.met = newMetrics(prometheus.NewRegistry(), r)
-	q := newResolveQueue(r)
+	_, q := evictQueue(4)
 	a, b, c := &Face{share: &idShare{}}, &Face{share: &idShare{}}, &Face{share: &idShare{}}
 	z, w, v := pdu.Name{'z'}, pdu.Name{'w'}, pdu.Name{'v'}
 	q.park(b, z, []byte{1})
@@ -121,12 +111,7 @@ func TestResolveQueueEvictionLeavesRing(t *testing.T) {
 // way) is passed over, not dereferenced (mutants: the owner check and the
 // missing-wait-list check of evictFor skipped).
 func TestResolveQueueEvictsOnlyTheLargestsOwn(t *testing.T) {
-	r := &Router{}
-	r.cfg.Resolver.MaxWaiting = 8
-	r.cfg.Resolver.MaxWaitingPerIdentity = 100
-	r.cfg.Resolver.MaxWaitingPerName = 64
-	r.met = newMetrics(prometheus.NewRegistry(), r)
-	q := newResolveQueue(r)
+	_, q := evictQueue(8)
 	a, b, c := &Face{share: &idShare{}}, &Face{share: &idShare{}}, &Face{share: &idShare{}}
 	x, y, z, taken := pdu.Name{'x'}, pdu.Name{'y'}, pdu.Name{'z'}, pdu.Name{'t'}
 	for i := range 3 {
@@ -168,12 +153,7 @@ func TestResolveQueueEvictsOnlyTheLargestsOwn(t *testing.T) {
 // turn to the next identity, not back to the one before it — which would
 // get two turns in a row (mutant: leaveRing's i < next made <=).
 func TestResolveQueueRingTurnKept(t *testing.T) {
-	r := &Router{}
-	r.cfg.Resolver.MaxWaiting = 4
-	r.cfg.Resolver.MaxWaitingPerIdentity = 100
-	r.cfg.Resolver.MaxWaitingPerName = 64
-	r.met = newMetrics(prometheus.NewRegistry(), r)
-	q := newResolveQueue(r)
+	_, q := evictQueue(4)
 	a, b, c, d := &Face{share: &idShare{}}, &Face{share: &idShare{}}, &Face{share: &idShare{}}, &Face{share: &idShare{}}
 	a1, a2, y, z := pdu.Name{'a', 1}, pdu.Name{'a', 2}, pdu.Name{'y'}, pdu.Name{'z'}
 	q.park(a, a1, []byte{1})
@@ -192,4 +172,15 @@ func TestResolveQueueRingTurnKept(t *testing.T) {
 	if dst, _ := q.nextName(); dst != z {
 		t.Fatalf("next name looked up %v, want C's z (A had its turn)", dst)
 	}
+}
+
+// evictQueue is a router's resolve queue holding at most maxWaiting PDUs,
+// with per-identity and per-name bounds that never bite first.
+func evictQueue(maxWaiting int) (*Router, *resolveQueue) {
+	r := &Router{}
+	r.cfg.Resolver.MaxWaiting = maxWaiting
+	r.cfg.Resolver.MaxWaitingPerIdentity = 100
+	r.cfg.Resolver.MaxWaitingPerName = 64
+	r.met = newMetrics(prometheus.NewRegistry(), r)
+	return r, newResolveQueue(r)
 }
