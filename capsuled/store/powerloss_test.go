@@ -44,6 +44,7 @@ func TestPowerLoss(t *testing.T) {
 	for round := 1; round <= 3; round++ {
 		s := open()
 		var cutting atomic.Bool
+		var roundAcks [writers]atomic.Int64 // appends acknowledged this round, per capsule
 		var wg sync.WaitGroup
 		for i := 0; i < writers; i++ {
 			tc := newTestCapsule(t, byte(90+i))
@@ -80,11 +81,30 @@ func TestPowerLoss(t *testing.T) {
 					// before syncs were ignored, so it must survive.
 					if !cutting.Load() {
 						acked[i] = hb.Seqno
+						roundAcks[i].Add(1)
 					}
 				}
 			}()
 		}
-		time.Sleep(time.Duration(100+50*round) * time.Millisecond)
+		// Cut while every writer is mid-stream: once each has had a few
+		// appends acknowledged this round (a fixed sleep left a slow
+		// writer with none on a loaded machine), plus a pause that moves
+		// the cut's point from round to round.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+			slowest := roundAcks[0].Load()
+			for i := 1; i < writers; i++ {
+				slowest = min(slowest, roundAcks[i].Load())
+			}
+			if slowest >= 3 || t.Failed() {
+				break
+			}
+			if time.Now().After(deadline) {
+				cutting.Store(true)
+				wg.Wait()
+				t.Fatalf("round %d: a writer had %d appends acknowledged in 30 s (too slow to test)", round, slowest)
+			}
+		}
+		time.Sleep(time.Duration(20*round) * time.Millisecond)
 		// Power cut: flag first, then ignore syncs (see the ack rule above).
 		cutting.Store(true)
 		fs.SetIgnoreSyncs(true)
