@@ -39,43 +39,6 @@ type kvWriteOut struct {
 	Durable bool   `json:"durable"`
 }
 
-// noteKV remembers the newest seqno this gateway wrote to a KV capsule:
-// reads wait until the index holds it (read-your-writes).
-func (s *Server) noteKV(name pdu.Name, seq uint64) {
-	s.mu.Lock()
-	if seq > s.kvLast[name] {
-		s.kvLast[name] = seq
-	}
-	s.mu.Unlock()
-}
-
-// kvStore returns the capsule's verified KV store (opened on first use,
-// kept current by its subscription), synced to what this gateway wrote.
-func (s *Server) kvStore(ctx context.Context, name pdu.Name) (*kv.Store, error) {
-	s.mu.Lock()
-	st := s.kvs[name]
-	last := s.kvLast[name]
-	s.mu.Unlock()
-	if st == nil || st.Err() != nil {
-		var err error
-		if st, err = kv.Open(s.ctx, s.up.Caps(), name, kv.Options{Logger: s.log}); err != nil {
-			return nil, err
-		}
-		s.mu.Lock()
-		if old := s.kvs[name]; old != nil {
-			_ = old.Close()
-		}
-		s.kvs[name] = st
-		s.mu.Unlock()
-	}
-	if last > 0 {
-		if err := st.Sync(ctx, last); err != nil {
-			return nil, err
-		}
-	}
-	return st, nil
-}
-
 // at reads ?seqno=N or ?at=RFC3339 (default: the newest).
 func (s *Server) at(w http.ResponseWriter, r *http.Request) (kv.At, bool) {
 	q := r.URL.Query()
@@ -139,7 +102,7 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer cw.mu.Unlock()
+	defer s.release(cw)
 	seq, err := cw.kv.Put(ctx, key, val)
 	var d bool
 	if err == nil {
@@ -169,7 +132,7 @@ func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer cw.mu.Unlock()
+	defer s.release(cw)
 	seq, err := cw.kv.Delete(ctx, key)
 	d := true
 	if err == nil && seq > 0 {
@@ -202,11 +165,12 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.reqCtx(r)
 	defer cancel()
-	st, err := s.kvStore(ctx, name)
+	st, done, err := s.kvStore(ctx, name)
 	if err != nil {
 		s.overlayError(w, "kv", err)
 		return
 	}
+	defer done()
 	v, err := st.GetAt(ctx, r.PathValue("key"), at)
 	if err != nil {
 		s.kvError(w, "kv get", err)
@@ -230,11 +194,12 @@ func (s *Server) kvList(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.reqCtx(r)
 	defer cancel()
-	st, err := s.kvStore(ctx, name)
+	st, done, err := s.kvStore(ctx, name)
 	if err != nil {
 		s.overlayError(w, "kv", err)
 		return
 	}
+	defer done()
 	vs, err := st.ListAt(ctx, r.URL.Query().Get("prefix"), at)
 	if err != nil {
 		s.kvError(w, "kv list", err)
@@ -259,11 +224,12 @@ func (s *Server) kvHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.reqCtx(r)
 	defer cancel()
-	st, err := s.kvStore(ctx, name)
+	st, done, err := s.kvStore(ctx, name)
 	if err != nil {
 		s.overlayError(w, "kv", err)
 		return
 	}
+	defer done()
 	key := r.PathValue("key")
 	vs, err := st.History(ctx, key)
 	if err != nil {
@@ -324,7 +290,7 @@ func (s *Server) filePut(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer cw.mu.Unlock()
+	defer s.release(cw)
 	v, err := cw.fs.Put(ctx, p, bytes.NewReader(b), fs.PutOptions{})
 	if errors.Is(err, fs.ErrBadPath) || errors.Is(err, fs.ErrIsDir) {
 		s.fileError(w, "put", err) // nothing was written

@@ -12,15 +12,9 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 
-	"go.uber.org/zap"
-
-	"github.com/gdpnet/gdpnet/caapi/fs"
-	"github.com/gdpnet/gdpnet/caapi/kv"
-	"github.com/gdpnet/gdpnet/caapi/seal"
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
@@ -245,15 +239,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		} else {
 			out.Epoch, _ = cw.sl.Epoch()
 		}
-		cw.mu.Unlock()
+		s.release(cw)
 		if err != nil {
 			s.overlayError(w, "create (the key record)", err)
 			return
 		}
 		out.Sealed = true
-		s.mu.Lock()
-		s.sealed[meta.Name()] = true
-		s.mu.Unlock()
+		s.markSealed(meta.Name(), true)
 	}
 	for _, n := range servers {
 		out.Replicas = append(out.Replicas, n.String())
@@ -319,176 +311,6 @@ func (s *Server) writerKey(pub ed25519.PublicKey) (*certs.Identity, error) {
 		}
 	}
 	return nil, errors.New("the gateway's keystore holds no key for this capsule's writer")
-}
-
-// writerKind is what a capsule's open writer writes: plain records, KV
-// operations or files. One capsule has one writer at a time: a request of
-// another kind closes the open one (flushing it) and opens its own, which
-// continues from the replicas' head.
-type writerKind int
-
-const (
-	plainWriter writerKind = iota
-	kvWriter
-	fsWriter
-	sealedWriter // w, sealing through sl
-)
-
-// capWriter is the open writer of one capsule; mu serializes its use so
-// one request's records get consecutive seqnos.
-type capWriter struct {
-	mu     sync.Mutex
-	kind   writerKind
-	w      *client.Writer
-	kv     *kv.Writer
-	fs     *fs.Writer
-	sl     *seal.Sealer // with w, for a sealedWriter
-	unlock func()
-}
-
-func (cw *capWriter) open() bool { return cw.w != nil || cw.kv != nil || cw.fs != nil }
-
-func (cw *capWriter) close(ctx context.Context) error {
-	cw.mu.Lock()
-	defer cw.mu.Unlock()
-	return cw.closeLocked(ctx)
-}
-
-func (cw *capWriter) closeLocked(ctx context.Context) error {
-	var err error
-	switch {
-	case cw.w != nil:
-		err = cw.w.Close(ctx)
-	case cw.kv != nil:
-		err = cw.kv.Close(ctx)
-	case cw.fs != nil:
-		err = cw.fs.Close(ctx)
-	}
-	cw.w, cw.kv, cw.fs, cw.sl = nil, nil, nil, nil
-	if cw.unlock != nil {
-		cw.unlock()
-		cw.unlock = nil
-	}
-	return err
-}
-
-// writer returns the capsule's plain writer, opened on first use, with its
-// mu held; on failure the answer was sent.
-func (s *Server) writer(ctx context.Context, w http.ResponseWriter, name pdu.Name) (*capWriter, bool) {
-	return s.writerOf(ctx, w, name, plainWriter)
-}
-
-// writerOf returns the capsule's writer of kind, with its mu held.
-func (s *Server) writerOf(ctx context.Context, w http.ResponseWriter, name pdu.Name, kind writerKind) (*capWriter, bool) {
-	return s.writerOfReaders(ctx, w, name, kind, nil)
-}
-
-// writerOfReaders is writerOf; a sealedWriter opened on a capsule with
-// nothing written yet starts epoch 1 for readers.
-func (s *Server) writerOfReaders(ctx context.Context, w http.ResponseWriter, name pdu.Name, kind writerKind, readers []ed25519.PublicKey) (*capWriter, bool) {
-	if kind != sealedWriter {
-		// Plain records, KV operations or files in an encrypted capsule
-		// would be in the clear and break its readers.
-		sealed, _, err := s.sealedState(ctx, name)
-		if err != nil {
-			s.overlayError(w, "open writer", err)
-			return nil, false
-		}
-		if sealed {
-			s.fail(w, http.StatusConflict, "sealed_capsule", fmt.Errorf("capsule %s is an encrypted capsule: append through /v1/sealed/%s/records", name, name))
-			return nil, false
-		}
-	}
-	s.mu.Lock()
-	cw := s.writers[name]
-	if cw == nil {
-		cw = &capWriter{}
-		s.writers[name] = cw
-	}
-	s.mu.Unlock()
-	cw.mu.Lock()
-	if cw.open() && cw.kind == kind {
-		return cw, true
-	}
-	if cw.open() {
-		if err := cw.closeLocked(ctx); err != nil {
-			s.log.Warn("closing a writer of another kind", logging.Capsule(name), zap.Error(err))
-		}
-	}
-	fail := func() {
-		cw.mu.Unlock()
-		s.mu.Lock()
-		if s.writers[name] == cw {
-			delete(s.writers, name)
-		}
-		s.mu.Unlock()
-	}
-	in, err := s.up.Caps().Info(ctx, name, name)
-	if err != nil {
-		fail()
-		s.overlayError(w, "open writer", err)
-		return nil, false
-	}
-	id, err := s.writerKey(in.Meta.WriterKey)
-	if err != nil {
-		fail()
-		s.fail(w, http.StatusForbidden, "no_key", fmt.Errorf("capsule %s: %w", name, err))
-		return nil, false
-	}
-	var unlock func()
-	if s.lock != nil {
-		if unlock, err = s.lock(name); err != nil {
-			fail()
-			s.fail(w, http.StatusConflict, "writer_conflict", err)
-			return nil, false
-		}
-	}
-	caps := s.up.Caps()
-	switch kind {
-	case plainWriter:
-		cw.w, err = caps.NewWriter(ctx, name, id.Key, client.WriterOptions{Cadence: -1})
-	case kvWriter:
-		cw.kv, err = kv.OpenWriter(ctx, caps, name, id.Key, kv.WriterOptions{Writer: client.WriterOptions{Cadence: -1}})
-	case fsWriter:
-		cw.fs, err = fs.NewWriter(ctx, caps, name, id.Key, fs.WriterOptions{})
-	case sealedWriter:
-		cw.w, err = caps.NewWriter(ctx, name, id.Key, client.WriterOptions{Cadence: -1})
-		if err == nil {
-			if cw.sl, err = s.openSealer(ctx, name, cw.w, id.Key, readers); err != nil {
-				cw.w.Abort()
-				cw.w = nil
-			}
-		}
-	}
-	if err != nil {
-		if unlock != nil {
-			unlock()
-		}
-		fail()
-		s.overlayError(w, "open writer", err)
-		return nil, false
-	}
-	cw.kind, cw.unlock = kind, unlock
-	return cw, true
-}
-
-// dropWriter forgets a writer that failed: the next request opens a new
-// one (continuing from the replicas' head).
-func (s *Server) dropWriter(name pdu.Name, cw *capWriter) {
-	s.mu.Lock()
-	if s.writers[name] == cw {
-		delete(s.writers, name)
-	}
-	s.mu.Unlock()
-	if cw.w != nil {
-		cw.w.Abort()
-		cw.w = nil
-	}
-	cw.kv, cw.fs, cw.sl = nil, nil, nil
-	if cw.unlock != nil {
-		cw.unlock()
-		cw.unlock = nil
-	}
 }
 
 // appendOut is the answer to an append.
@@ -586,7 +408,7 @@ func (s *Server) appendRecords(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer cw.mu.Unlock()
+	defer s.release(cw)
 	s.appendBatch(ctx, w, name, cw, recs, cw.w.Append)
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/gateway"
 	"github.com/gdpnet/gdpnet/internal/config"
+	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
 	"github.com/gdpnet/gdpnet/router/routertest"
@@ -192,20 +193,28 @@ type gw struct {
 // answers, with an owner key "alice" in its keystore.
 func (w *world) gateway(cfg gateway.Config, routers ...*node) *gw {
 	w.t.Helper()
-	id, err := certs.NewIdentity(certs.KindClient, "gateway")
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	member, err := w.dom.Member(id)
-	if err != nil {
-		w.t.Fatal(err)
-	}
 	ks, err := certs.OpenKeystore(w.t.TempDir())
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	alice, _ := certs.NewIdentity(certs.KindClient, "alice")
 	if err := ks.Save("alice", alice); err != nil {
+		w.t.Fatal(err)
+	}
+	return w.gatewayOn(cfg, ks, nil, routers...)
+}
+
+// gatewayOn starts a gateway over keystore ks (a restarted gateway is
+// another one on the same keystore) taking lock before it writes a
+// capsule (nil: none).
+func (w *world) gatewayOn(cfg gateway.Config, ks *certs.Keystore, lock func(pdu.Name) (func(), error), routers ...*node) *gw {
+	w.t.Helper()
+	id, err := certs.NewIdentity(certs.KindClient, "gateway")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	member, err := w.dom.Member(id)
+	if err != nil {
 		w.t.Fatal(err)
 	}
 	var list []client.RouterAddr
@@ -221,7 +230,7 @@ func (w *world) gateway(cfg gateway.Config, routers ...*node) *gw {
 		w.t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	srv, err := gateway.New(cfg, gateway.Deps{Uplink: up, Keys: ks, Logger: w.log.Named("gateway"), Registry: reg})
+	srv, err := gateway.New(cfg, gateway.Deps{Uplink: up, Keys: ks, Logger: w.log.Named("gateway"), Registry: reg, LockWriter: lock})
 	if err != nil {
 		w.t.Fatal(err)
 	}

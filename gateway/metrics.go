@@ -18,6 +18,12 @@ type metrics struct {
 	// readers and readerEvictions are the reader cache (MaxReaders).
 	readers         prometheus.Gauge
 	readerEvictions prometheus.Counter
+	// writers, writerEvictions, kvStores and kvEvictions are the open
+	// writers and KV stores (MaxWriters, MaxKVStores, IdleClose).
+	writers         prometheus.Gauge
+	writerEvictions *prometheus.CounterVec
+	kvStores        prometheus.Gauge
+	kvEvictions     *prometheus.CounterVec
 }
 
 // rejectReasons are the reasons of gdp_gateway_rejected_total, present at
@@ -48,15 +54,29 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Capsule readers cached between requests (at most max_readers)."}),
 		readerEvictions: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdp_gateway_reader_evictions_total",
 			Help: "Cached capsule readers dropped, least recently used first, to stay within max_readers."}),
+		writers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdp_gateway_writers",
+			Help: "Capsule writers open, each holding its capsule's writer lock (at most max_writers between requests)."}),
+		writerEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_gateway_writer_evictions_total",
+			Help: "Open capsule writers closed (flushed, lock released) by the gateway: reason max_writers (least recently used, to make room) or idle (unused for idle_close)."}, []string{"reason"}),
+		kvStores: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdp_gateway_kv_stores",
+			Help: "KV stores kept between requests, each following its capsule (at most max_kv_stores)."}),
+		kvEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_gateway_kv_store_evictions_total",
+			Help: "KV stores closed by the gateway: reason max_kv_stores (least recently used, to make room) or idle (unused for idle_close)."}, []string{"reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.appended, m.sent, m.subs, m.reattached, m.outage, m.sealed,
-		m.readers, m.readerEvictions} {
+		m.readers, m.readerEvictions, m.writers, m.writerEvictions, m.kvStores, m.kvEvictions} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway metrics: %w", err)
 		}
 	}
 	for _, r := range rejectReasons {
 		m.rejected.WithLabelValues(r)
+	}
+	for _, r := range []string{"max_writers", "idle"} {
+		m.writerEvictions.WithLabelValues(r)
+	}
+	for _, r := range []string{"max_kv_stores", "idle"} {
+		m.kvEvictions.WithLabelValues(r)
 	}
 	return m, nil
 }

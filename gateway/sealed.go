@@ -79,10 +79,10 @@ func (s *Server) userKeys() []ed25519.PrivateKey {
 // capsule holds nothing yet. Decided once per capsule.
 func (s *Server) sealedState(ctx context.Context, name pdu.Name) (sealed, known bool, err error) {
 	s.mu.Lock()
-	v, ok := s.sealed[name]
+	m, _ := s.marks.Get(name)
 	s.mu.Unlock()
-	if ok {
-		return v, true, nil
+	if m.sealedKnown {
+		return m.sealed, true, nil
 	}
 	rd, err := s.reader(ctx, name)
 	if err != nil {
@@ -98,10 +98,18 @@ func (s *Server) sealedState(ctx context.Context, name pdu.Name) (sealed, known 
 	}
 	_, err = seal.ReadKeyRecord(ctx, rd, 1)
 	sealed = err == nil
-	s.mu.Lock()
-	s.sealed[name] = sealed
-	s.mu.Unlock()
+	s.markSealed(name, sealed)
 	return sealed, true, nil
+}
+
+// markSealed remembers whether a capsule is encrypted (decided once: its
+// first record says).
+func (s *Server) markSealed(name pdu.Name, sealed bool) {
+	s.mu.Lock()
+	m, _ := s.marks.Peek(name)
+	m.sealed, m.sealedKnown = sealed, true
+	s.marks.Add(name, m)
+	s.mu.Unlock()
 }
 
 // requireSealed answers 409 not_sealed for a plain capsule; false means
@@ -194,7 +202,7 @@ func (s *Server) sealedAppend(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer cw.mu.Unlock()
+	defer s.release(cw)
 	for _, d := range recs {
 		if len(d)+seal.Overhead > wire.MaxRecordData {
 			s.fail(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Errorf("%d bytes of data: a sealed record holds at most %d", len(d), wire.MaxRecordData-seal.Overhead))
@@ -386,7 +394,7 @@ func (s *Server) sealedChangeReader(add bool) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		defer cw.mu.Unlock()
+		defer s.release(cw)
 		if add {
 			err = cw.sl.AddReader(ctx, reader)
 		} else {

@@ -52,8 +52,30 @@ type Config struct {
 	// capsule read, holding its verified heartbeat). Beyond it the least
 	// recently used is dropped, counted in
 	// gdp_gateway_reader_evictions_total; the next read of that capsule
-	// opens a new one (one more round trip). Default 1,024.
+	// opens a new one (one more round trip). It also bounds the small
+	// per-capsule marks (encrypted or not; the newest KV seqno this
+	// gateway wrote, which a KV read waits for). Default 1,024.
 	MaxReaders int
+	// MaxWriters bounds the capsule writers kept open between requests
+	// (one per capsule written, each holding its capsule's writer lock, a
+	// file descriptor). Beyond it the least recently used is closed:
+	// flushed, its lock released, counted in
+	// gdp_gateway_writer_evictions_total{reason="max_writers"}; the next
+	// write of that capsule opens a new one (two more round trips). A
+	// writer in use is never closed under its request, so while more
+	// requests than MaxWriters write distinct capsules at once the excess
+	// is closed as they finish. Default 256.
+	MaxWriters int
+	// MaxKVStores bounds the KV stores kept between requests (one per KV
+	// capsule read, each following its capsule with a subscription and
+	// holding its index in memory); beyond it the least recently used is
+	// closed (gdp_gateway_kv_store_evictions_total{reason="max_kv_stores"}).
+	// Default 64.
+	MaxKVStores int
+	// IdleClose closes a writer or KV store unused this long (reason
+	// "idle"): a gateway that wrote a capsule once keeps neither its lock
+	// nor its subscription. Default 5m.
+	IdleClose time.Duration
 	// DefaultServers and DefaultW place capsules created without a
 	// "servers" field. Default none (then "servers" is required).
 	DefaultServers []pdu.Name
@@ -83,6 +105,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxReaders <= 0 {
 		c.MaxReaders = 1024
+	}
+	if c.MaxWriters <= 0 {
+		c.MaxWriters = 256
+	}
+	if c.MaxKVStores <= 0 {
+		c.MaxKVStores = 64
+	}
+	if c.IdleClose <= 0 {
+		c.IdleClose = 5 * time.Minute
 	}
 	if c.AdCertLifetime <= 0 {
 		c.AdCertLifetime = 72 * time.Hour
@@ -124,13 +155,16 @@ type Server struct {
 
 	token atomic.Pointer[[]byte]
 
-	mu      sync.Mutex
-	writers map[pdu.Name]*capWriter
-	readers *lru.Cache[pdu.Name, *client.Reader] // bounded by MaxReaders; compare-and-drop under mu
-	kvs     map[pdu.Name]*kv.Store
-	kvLast  map[pdu.Name]uint64
-	sealed  map[pdu.Name]bool // whether a capsule is encrypted (sealed.go), once known
-	subs    atomic.Int64
+	mu          sync.Mutex
+	writers     map[pdu.Name]*capWriter // bounded by MaxWriters and IdleClose (writers.go)
+	evicting    int                     // writers chosen to be closed, not yet closed
+	openWriters atomic.Int64
+	readers     *lru.Cache[pdu.Name, *client.Reader] // bounded by MaxReaders; compare-and-drop under mu
+	kvs         map[pdu.Name]*kvEntry                // bounded by MaxKVStores and IdleClose (kvstores.go)
+	marks       *lru.Cache[pdu.Name, capMarks]       // bounded by MaxReaders
+	subs        atomic.Int64
+	sweepDone   chan struct{} // the idle sweeper ended
+	sweepKick   chan struct{} // a reload: look again now (IdleClose may be shorter)
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -156,15 +190,18 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{up: d.Uplink, keys: d.Keys, log: log, logLim: logging.NewLimiter(0, 0, nil), lock: d.LockWriter, m: m,
-		writers: map[pdu.Name]*capWriter{},
-		kvs:     map[pdu.Name]*kv.Store{}, kvLast: map[pdu.Name]uint64{}, sealed: map[pdu.Name]bool{},
-		live: map[*client.Subscription]struct{}{}}
+		writers: map[pdu.Name]*capWriter{}, kvs: map[pdu.Name]*kvEntry{},
+		live: map[*client.Subscription]struct{}{}, sweepDone: make(chan struct{}), sweepKick: make(chan struct{}, 1)}
 	c := cfg.withDefaults()
 	s.cfg.Store(&c)
 	if s.readers, err = lru.New[pdu.Name, *client.Reader](c.MaxReaders); err != nil {
 		return nil, fmt.Errorf("gateway: reader cache: %w", err)
 	}
+	if s.marks, err = lru.New[pdu.Name, capMarks](c.MaxReaders); err != nil {
+		return nil, fmt.Errorf("gateway: capsule marks: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	go s.sweep()
 	d.Uplink.OnReattach(func(router pdu.Name, after time.Duration) {
 		m.reattached.Inc()
 		m.outage.Set(after.Seconds())
@@ -180,15 +217,43 @@ func New(cfg Config, d Deps) (*Server, error) {
 }
 
 // Reload puts new limits in force (SIGHUP); requests in progress keep the
-// ones they started with.
+// ones they started with. It returns once the writers and KV stores
+// beyond lowered bounds (and not in use) are closed.
 func (s *Server) Reload(cfg Config) {
 	c := cfg.withDefaults()
 	s.cfg.Store(&c)
 	s.mu.Lock()
 	n := s.readers.Resize(c.MaxReaders)
+	s.marks.Resize(c.MaxReaders)
 	s.m.readers.Set(float64(s.readers.Len()))
 	s.mu.Unlock()
 	s.m.readerEvictions.Add(float64(n))
+	s.shrinkWriters()
+	s.shrinkKVs()
+	select {
+	case s.sweepKick <- struct{}{}:
+	default:
+	}
+}
+
+// sweep closes idle writers and KV stores until Close, looking every
+// quarter of IdleClose (at most every minute).
+func (s *Server) sweep() {
+	defer close(s.sweepDone)
+	for {
+		every := min(s.conf().IdleClose/4, time.Minute)
+		t := time.NewTimer(every)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-s.sweepKick:
+		case <-t.C:
+		}
+		t.Stop()
+		s.closeIdleWriters()
+		s.closeIdleKVs()
+	}
 }
 
 // SetToken sets the bearer token TCP clients must present (nil: the TCP
@@ -208,20 +273,17 @@ func (s *Server) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	<-s.sweepDone
 	s.mu.Lock()
-	ws := s.writers
-	s.writers = map[pdu.Name]*capWriter{}
-	kvs := s.kvs
-	s.kvs = map[pdu.Name]*kv.Store{}
+	var sts []*kv.Store
+	for _, e := range s.kvs {
+		sts = append(sts, e.st)
+	}
+	s.kvs = map[pdu.Name]*kvEntry{}
+	s.m.kvStores.Set(0)
 	s.mu.Unlock()
-	for _, st := range kvs {
-		_ = st.Close()
-	}
-	var errs []error
-	for _, w := range ws {
-		errs = append(errs, w.close(ctx))
-	}
-	return errors.Join(errs...)
+	closeStores(sts)
+	return s.closeAllWriters(ctx)
 }
 
 // Handler is the API. With token it wants "Authorization: Bearer TOKEN"

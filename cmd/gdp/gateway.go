@@ -198,7 +198,7 @@ func gatewayCreds(cfg gatewayConfig) (*nodeCreds, error) {
 // gatewayReloaded are the settings a gateway's reload puts in force; a
 // change to any other is logged as waiting for a restart.
 var gatewayReloaded = []string{"member_cert", "domain", "token_file", "max_body", "max_batch_records", "max_read_records",
-	"max_subscriptions", "max_readers", "request_timeout", "capsules"}
+	"max_subscriptions", "max_readers", "max_writers", "max_kv_stores", "idle_close", "request_timeout", "capsules"}
 
 // reloadGateway re-reads the config, the token file and the membership
 // certificate and puts them in force, all or nothing.

@@ -58,6 +58,19 @@ type gatewayConfig struct {
 	// (gdp_gateway_reader_evictions_total) and reopened on its next read.
 	// Default 1024.
 	MaxReaders int `yaml:"max_readers"`
+	// MaxWriters bounds the capsule writers kept open between requests
+	// (one per capsule written, each holding the capsule's writer lock);
+	// beyond it the least recently used is closed, flushed and its lock
+	// released (gdp_gateway_writer_evictions_total{reason="max_writers"}),
+	// and reopened on its next write. Default 256.
+	MaxWriters int `yaml:"max_writers"`
+	// MaxKVStores bounds the KV stores kept between requests (one per KV
+	// capsule read, each following its capsule); beyond it the least
+	// recently used is closed. Default 64.
+	MaxKVStores int `yaml:"max_kv_stores"`
+	// IdleClose closes a writer or KV store unused this long
+	// (reason="idle"), releasing its writer lock. Default 5m.
+	IdleClose config.Duration `yaml:"idle_close"`
 	// Capsules are the defaults of POST /v1/capsules.
 	Capsules gatewayCapsules `yaml:"capsules"`
 	// Log selects level and format. Default info, json.
@@ -125,8 +138,9 @@ func validateGatewayConfig(c gatewayConfig) error {
 	if c.TCPListen != "" {
 		errs = append(errs, checkHostPort("tcp_listen", c.TCPListen, true), gateway.CheckLoopback(c.TCPListen, c.AllowNonLoopback))
 	}
-	if c.MaxBody < 0 || c.MaxBatchRecords < 0 || c.MaxReadRecords < 0 || c.MaxSubscriptions < 0 || c.MaxReaders < 0 || c.Capsules.W < 0 {
-		errs = append(errs, errors.New("max_body, max_batch_records, max_read_records, max_subscriptions, max_readers and capsules.w must not be negative"))
+	if c.MaxBody < 0 || c.MaxBatchRecords < 0 || c.MaxReadRecords < 0 || c.MaxSubscriptions < 0 || c.MaxReaders < 0 ||
+		c.MaxWriters < 0 || c.MaxKVStores < 0 || c.IdleClose < 0 || c.Capsules.W < 0 {
+		errs = append(errs, errors.New("max_body, max_batch_records, max_read_records, max_subscriptions, max_readers, max_writers, max_kv_stores, idle_close and capsules.w must not be negative"))
 	}
 	if c.Capsules.W > len(c.Capsules.Servers) && len(c.Capsules.Servers) > 0 {
 		errs = append(errs, fmt.Errorf("capsules.w %d is more than the %d servers", c.Capsules.W, len(c.Capsules.Servers)))
@@ -137,6 +151,6 @@ func validateGatewayConfig(c gatewayConfig) error {
 // server is the gateway.Config the file describes.
 func (c gatewayConfig) server() gateway.Config {
 	return gateway.Config{MaxBody: c.MaxBody, MaxBatchRecords: c.MaxBatchRecords, MaxReadRecords: c.MaxReadRecords,
-		MaxSubscriptions: c.MaxSubscriptions, MaxReaders: c.MaxReaders, RequestTimeout: c.RequestTimeout.Std(), DefaultServers: c.Capsules.Servers,
+		MaxSubscriptions: c.MaxSubscriptions, MaxReaders: c.MaxReaders, MaxWriters: c.MaxWriters, MaxKVStores: c.MaxKVStores, IdleClose: c.IdleClose.Std(), RequestTimeout: c.RequestTimeout.Std(), DefaultServers: c.Capsules.Servers,
 		DefaultW: c.Capsules.W, DefaultOwner: c.Capsules.Owner, AdCertLifetime: c.Capsules.AdCertLifetime.Std()}
 }

@@ -25,7 +25,8 @@ func TestGatewayConfigFromDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Tunnel.IdleTimeout.Std() != 1500*time.Millisecond || cfg.TCPListen != "" || cfg.Identity != "client" || cfg.server().MaxReaders != 1024 {
+	if cfg.Tunnel.IdleTimeout.Std() != 1500*time.Millisecond || cfg.TCPListen != "" || cfg.Identity != "client" || cfg.server().MaxReaders != 1024 ||
+		cfg.server().MaxWriters != 256 || cfg.server().MaxKVStores != 64 || cfg.server().IdleClose != 5*time.Minute {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	dir := t.TempDir()
@@ -39,6 +40,9 @@ func TestGatewayConfigFromDeploy(t *testing.T) {
 		{`tcp_listen: "127.0.0.1:8039"`, true},
 		{`max_body: -1`, false},
 		{`max_readers: -1`, false},
+		{`max_writers: -1`, false},
+		{`max_kv_stores: -1`, false},
+		{`idle_close: -1s`, false},
 	} {
 		p := filepath.Join(dir, "g.yaml")
 		if err := os.WriteFile(p, []byte(tc.yaml+"\n"), 0o644); err != nil {
