@@ -59,7 +59,7 @@ func (s *Server) handleCreate(ctx context.Context, r request) *wire.Message {
 	if err != nil {
 		s.met.placementsRefused.WithLabelValues(reason).Inc()
 		s.logLim.Info(s.log, reason+" "+r.from.String(), "placement refused", logging.Capsule(p.name), logging.Src(r.from), logging.Reason(reason))
-		return fail(m, fmt.Errorf("create %s: %w", p.name, err))
+		return fail(m, err) // the requester's error names the capsule and server already
 	}
 	// The new capsule counts in the limits from here (CREATEs waiting
 	// together cannot pass them); once stored it counts as placed, and on

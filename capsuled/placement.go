@@ -136,6 +136,25 @@ func parsePlacement(m *wire.Message, self pdu.Name, requireRecord bool) (*placem
 // errForbidden: the CREATE carries no AdCert valid for this server.
 var errForbidden = errors.New("forbidden")
 
+// refusal is a placement the policy refuses: its text is what the
+// requester is told — one line naming the limit and what to do — and it
+// is errForbidden (403, which the requester's answer already says).
+type refusal string
+
+func refusalf(format string, a ...any) error { return refusal(fmt.Sprintf(format, a...)) }
+
+func (r refusal) Error() string        { return string(r) }
+func (r refusal) Is(target error) bool { return target == errForbidden }
+
+// requesterName is whom a refusal names: the identity a proven requester
+// proved, else the CREATE's source name.
+func (p *placement) requesterName() pdu.Name {
+	if p.who.name != (pdu.Name{}) {
+		return p.who.name
+	}
+	return p.creator
+}
+
 // placements persists placements, one file per capsule, replaced
 // atomically (write, fsync, rename, fsync the directory). The files live on
 // fs: the operating system's file system, or in tests a strict in-memory
@@ -350,10 +369,10 @@ const (
 func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (release func(), reason string, err error) {
 	release = func() {}
 	if len(p.replicas) > pol.MaxReplicas {
-		return release, refuseReplicas, fmt.Errorf("%w: %d replicas, this server accepts at most %d", errForbidden, len(p.replicas), pol.MaxReplicas)
+		return release, refuseReplicas, refusalf("%d replicas, this server accepts at most %d (placement.max_replicas): place the capsule on fewer servers", len(p.replicas), pol.MaxReplicas)
 	}
 	if len(pol.Owners) > 0 && !slices.ContainsFunc(pol.Owners, func(k ed25519.PublicKey) bool { return k.Equal(p.meta.Key) }) {
-		return release, refuseOwner, fmt.Errorf("%w: the capsule's owner may not place capsules on this server", errForbidden)
+		return release, refuseOwner, refusalf("the capsule's owner key may not place capsules on this server (placement.owners): ask this server's operator to list the key, or place the capsule on another server")
 	}
 	if renewal {
 		return release, "", nil
@@ -389,20 +408,20 @@ func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (re
 	// capsules may have made them).
 	if pol.MaxPerRequester >= 0 && p.who.share != (pdu.Name{}) {
 		if n := len(ps.byShare[p.who.share]) + mine; n >= pol.MaxPerRequester {
-			return release, refuseRequester, fmt.Errorf("%w: %s has placed %d capsules here, its most (max_per_requester)", errForbidden, p.creator, n)
+			return release, refuseRequester, refusalf("%s has placed %d capsules here, its most (placement.max_per_requester): delete one it no longer needs (gdp capsule delete), or ask this server's operator to raise the limit", p.requesterName(), n)
 		}
 	}
 	if pol.MaxPerDomain >= 0 && ps.limitedGroup(p.who.group) {
 		if n := len(ps.byGroup[p.who.group]) + group; n >= pol.MaxPerDomain {
 			if p.who.group == unprovenGroup {
-				return release, refuseUnproven, fmt.Errorf("%w: the requesters that proved no identity have placed %d capsules here together, their most (max_per_domain); "+
-					"a client of Session 14 or later proves its membership on CREATE", errForbidden, n)
+				return release, refuseUnproven, refusalf("the requesters that proved no identity have placed %d capsules here together, their most (placement.max_per_domain): "+
+					"send the CREATE with a membership of a domain this server trusts (a client of Session 14 or later proves it), or ask this server's operator to raise the limit", n)
 			}
-			return release, refuseDomain, fmt.Errorf("%w: the members of domain %s have placed %d capsules here together, their most (max_per_domain)", errForbidden, p.who.group, n)
+			return release, refuseDomain, refusalf("the members of domain %s have placed %d capsules here together, their most (placement.max_per_domain): ask this server's operator to raise the limit, or place the capsule on another server", p.who.group, n)
 		}
 	}
 	if n := len(ps.m) + all; n >= pol.MaxPlacements {
-		return release, refuseFull, fmt.Errorf("%w: this server holds %d capsules, its most", errForbidden, n)
+		return release, refuseFull, refusalf("this server holds %d capsules, its most (placement.max_placements): place the capsule on another server", n)
 	}
 	if pol.MaxPerOwner >= 0 {
 		n := owners
@@ -412,7 +431,7 @@ func (ps *placements) admit(pol PlacementPolicy, p *placement, renewal bool) (re
 			}
 		}
 		if n >= pol.MaxPerOwner {
-			return release, refuseQuota, fmt.Errorf("%w: the capsule's owner has placed %d capsules here, its most", errForbidden, n)
+			return release, refuseQuota, refusalf("the capsule's owner key has placed %d capsules here, its most (placement.max_per_owner): delete one it no longer needs (gdp capsule delete), or ask this server's operator to raise the limit", n)
 		}
 	}
 	if ps.pending == nil {

@@ -68,6 +68,9 @@ type who struct {
 	// proof is what the placement file keeps at key 13: the requester's
 	// proof when proven, unprovenMark when not, nil before Session 14.
 	proof []byte
+	// name is the proven identity's name, for what a refusal says (zero
+	// when unproven, and for placements loaded from disk).
+	name pdu.Name
 }
 
 // unproven is the who of a requester that proved nothing.
@@ -92,7 +95,7 @@ func (s *Server) requester(src pdu.Name, b []byte) (who, string, error) {
 	if err := sourceOf(m.Meta, r.Source, src); err != nil {
 		return unproven(src), proofInvalid, err
 	}
-	return who{share: keyShare(m.Meta.Key), group: m.Domain, proof: b}, proofProven, nil
+	return who{share: keyShare(m.Meta.Key), group: m.Domain, proof: b, name: m.Meta.Name()}, proofProven, nil
 }
 
 // sourceOf checks that src is node's own name or the session name whose

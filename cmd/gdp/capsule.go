@@ -55,6 +55,9 @@ admin, keystore, identity, member_cert, domain, timeout.`,
 	for _, f := range []string{"router", "router-name", "admin", "keystore", "identity", "member", "domain"} {
 		cmd.PersistentFlags().AddFlag(cmd.Flags().Lookup(f))
 	}
+	// A member visiting another domain's router (one that trusts the
+	// member's domain) must trust the router's domain to attach.
+	cmd.PersistentFlags().StringArrayVar(&cc.attach.trusted, "trust", nil, "metadata file of another trusted domain, e.g. the router's when it is not --domain's (repeatable)")
 	cmd.AddCommand(cc.createCmd(), cc.appendCmd(), cc.readCmd(), cc.tailCmd(), cc.infoCmd(), cc.verifyCmd(),
 		cc.renewCmd(), cc.deleteCmd())
 	addCommand(cmd)
