@@ -221,6 +221,11 @@ type PlacementPolicy struct {
 	MaxPlacements int
 }
 
+// WithDefaults is c with every zero field at its default, checked as New
+// checks it (gdp doctor compares the shares it resolves to with their
+// totals).
+func (c Config) WithDefaults() (Config, error) { return c.withDefaults() }
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Dir == "" {
 		return c, fmt.Errorf("capsuled config: dir is required")

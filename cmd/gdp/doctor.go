@@ -60,11 +60,12 @@ type doctorOptions struct {
 	remote   string // --remote: an inventory of sites to check over the network
 	procSys  string // normally /proc/sys
 	now      func() time.Time
-	synced   func() (bool, error) // normally clockSynced
+	synced   func() (bool, error)            // normally clockSynced
+	disk     func(dir string) (int64, error) // normally diskSize
 }
 
 func init() {
-	o := doctorOptions{procSys: "/proc/sys", now: time.Now, synced: clockSynced}
+	o := doctorOptions{procSys: "/proc/sys", now: time.Now, synced: clockSynced, disk: diskSize}
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "doctor [--keystore DIR] [--config FILE --role router|resolver|capsuled | --remote FILE] [--json]",
@@ -97,6 +98,12 @@ fail, what it found, and the command that fixes it.
         names: the identity in the keystore, the membership certificate
         verified against the domain, and how long it stays valid (a
         warning when less than 24h is left).
+  share KEY
+        with --config: a per-member or per-domain share above the total it
+        is part of (placement.max_per_requester above max_placements,
+        placement.max_bytes_per_requester above the disk dir is on,
+        face.max_per_identity above face.max_per_domain, ...) never bites:
+        a warning naming both. -1 (no bound) is not checked.
 
 With --remote FILE it checks a live deployment from this machine instead:
 FILE lists each site's router (tunnel address, admin API), resolver API,
@@ -187,6 +194,9 @@ func runDoctor(o doctorOptions) []checkResult {
 		var ports []listenAddr
 		r, files, ports = checkConfig(o.config, o.role)
 		out = append(out, r)
+		if r.Status == checkOK {
+			out = append(out, checkShares(o.config, o.role, o.disk)...)
+		}
 		for _, p := range ports {
 			if p.addr != "" && p.addr != "off" {
 				out = append(out, checkPortFree(p))

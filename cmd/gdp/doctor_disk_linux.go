@@ -1,0 +1,17 @@
+package main
+
+import "syscall"
+
+// diskSize is the size in bytes of the file system dir (or its nearest
+// existing parent) is on.
+func diskSize(dir string) (int64, error) {
+	d, err := nearestDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(d, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Blocks) * int64(st.Bsize), nil
+}
