@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -25,7 +24,12 @@ func dashNames(root *cobra.Command, args []string) []string {
 	if err != nil {
 		cmd = root
 	}
-	path := strings.Fields(cmd.CommandPath())[1:]
+	// The command words as cobra matched them, so an alias ("kv rm")
+	// is a command word too.
+	var path []*cobra.Command
+	for c := cmd; c.HasParent(); c = c.Parent() {
+		path = append([]*cobra.Command{c}, path...)
+	}
 	var words, flags, pos []string
 	dash := false
 	for i := 0; i < len(args); i++ {
@@ -44,7 +48,7 @@ func dashNames(root *cobra.Command, args []string) []string {
 		}
 		if isDashName(a) {
 			dash = true
-		} else if len(pos) == 0 && len(words) < len(path) && a == path[len(words)] {
+		} else if len(pos) == 0 && len(words) < len(path) && (a == path[len(words)].Name() || path[len(words)].HasAlias(a)) {
 			words = append(words, a)
 			continue
 		}
@@ -66,17 +70,33 @@ func isDashName(a string) bool {
 }
 
 // takesValue reports whether prev is a flag, without an inline "=value",
-// that consumes the next argument as its value.
+// that consumes the next argument as its value. A cluster of shorthands
+// ("-fn") consumes it when its last letter is a flag that needs a value and
+// every letter before it is a flag that does not (pflag reads the letters
+// after a value flag as its value).
 func takesValue(cmd *cobra.Command, prev string) bool {
-	var f *pflag.Flag
 	switch {
-	case strings.HasPrefix(prev, "--") && !strings.Contains(prev, "="):
-		f = cmd.Flag(prev[2:])
-	case len(prev) == 2 && prev[0] == '-' && prev[1] != '-':
-		f = cmd.Flags().ShorthandLookup(prev[1:])
-		if f == nil {
-			f = cmd.InheritedFlags().ShorthandLookup(prev[1:])
+	case strings.HasPrefix(prev, "--"):
+		if strings.Contains(prev, "=") {
+			return false
+		}
+		f := cmd.Flag(prev[2:])
+		return f != nil && f.NoOptDefVal == ""
+	case len(prev) >= 2 && prev[0] == '-':
+		for i := 1; i < len(prev); i++ {
+			f := cmd.Flags().ShorthandLookup(prev[i : i+1])
+			if f == nil {
+				f = cmd.InheritedFlags().ShorthandLookup(prev[i : i+1])
+			}
+			switch {
+			case f == nil:
+				return false // unknown: the flag parser says so
+			case f.NoOptDefVal != "":
+				continue // a bool: the next letter is another flag
+			default:
+				return i == len(prev)-1 // "-nVALUE" or "-n=VALUE" hold their value
+			}
 		}
 	}
-	return f != nil && f.NoOptDefVal == ""
+	return false
 }

@@ -26,6 +26,22 @@ func TestDashNames(t *testing.T) {
 			[]string{"kv", "put", "--writer", "w", "--json", "--", dash, "colour", "red"}},
 		{"flag value beside a dash name", []string{"kv", "get", "--as-of", "7", dash, "colour"},
 			[]string{"kv", "get", "--as-of", "7", "--", dash, "colour"}},
+		// An alias is a command word: "kv rm" put behind "--" ran "kv"
+		// with "rm" as its argument.
+		{"alias stays a command word", []string{"kv", "rm", dash, "colour", "--writer", "w"},
+			[]string{"kv", "rm", "--writer", "w", "--", dash, "colour"}},
+		// "-fn 5": the cluster's last letter takes the next argument;
+		// moving "5" behind "--" made "--" the value of -n.
+		{"shorthand cluster ending in a value flag", []string{"capsule", "tail", "-fn", "5", dash},
+			[]string{"capsule", "tail", "-fn", "5", "--", dash}},
+		{"shorthand with its value attached", []string{"capsule", "tail", "-fn5", dash, "-f"},
+			[]string{"capsule", "tail", "-fn5", "-f", "--", dash}},
+		{"shorthand with =value", []string{"capsule", "tail", "-n=5", dash},
+			[]string{"capsule", "tail", "-n=5", "--", dash}},
+		{"bool written --x=false", []string{"capsule", "tail", "--follow=false", dash},
+			[]string{"capsule", "tail", "--follow=false", "--", dash}},
+		{"persistent flag before the subcommand", []string{"capsule", "-c", "x.yaml", "tail", dash},
+			[]string{"capsule", "tail", "-c", "x.yaml", "--", dash}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
