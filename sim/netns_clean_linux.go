@@ -62,6 +62,10 @@ func (c *CleanReport) String() string {
 	return b.String()
 }
 
+// testHookCleanListed runs in CleanNetns between its listing of the
+// namespaces and its reading of the state files.
+var testHookCleanListed func()
+
 var vethName = regexp.MustCompile(`^` + VethPrefix + `[0-9a-f]{4}[hn][0-9]+$`)
 
 // CleanNetns removes what netns runs left behind: for every run whose
@@ -77,6 +81,17 @@ func CleanNetns(all bool) (*CleanReport, error) {
 	}
 	rep := &CleanReport{}
 	var errs []error
+	// The namespaces are listed before the state files are read: a run
+	// writes its state file before it makes a namespace, so every
+	// namespace listed here of a run that is live is named by a state file
+	// read below. Listed after (as it was), a run that started in between
+	// lost its namespaces to this clean (its state file came too late to
+	// be read, its namespaces in time to be listed), and the longer the
+	// clean spent killing a dead run's processes the wider that window.
+	ents, _ := os.ReadDir("/run/netns")
+	if testHookCleanListed != nil {
+		testHookCleanListed()
+	}
 	named := map[string]bool{} // namespaces some live run names
 	files, _ := filepath.Glob(filepath.Join(StateDir, "*.json"))
 	for _, f := range files {
@@ -127,7 +142,6 @@ func CleanNetns(all bool) (*CleanReport, error) {
 		}
 	}
 	// Namespaces no live run names.
-	ents, _ := os.ReadDir("/run/netns")
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), NetnsPrefix) && !named[e.Name()] {
 			if err := cleanNS(e.Name(), rep); err != nil {
