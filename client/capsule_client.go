@@ -21,6 +21,14 @@ type CapsuleOptions struct {
 	// up (requests are idempotent); a caller's context with a deadline
 	// keeps it re-sending until that deadline. Default 3.
 	Attempts int
+	// ProofRefresh (Session 15): requests to a capsule server carry the
+	// requester proof (our membership, PROTOCOL.md §8.3) until the server
+	// answers one, and again this long after, so that the server counts
+	// them in our identity's shares (request queue, subscriptions) rather
+	// than in the pool of requesters that proved nothing. Default
+	// DefaultProofRefresh (30 s); negative: never (as a client before
+	// Session 15; CREATEs still carry it).
+	ProofRefresh time.Duration
 }
 
 func (o CapsuleOptions) withDefaults() CapsuleOptions {
@@ -29,6 +37,9 @@ func (o CapsuleOptions) withDefaults() CapsuleOptions {
 	}
 	if o.Attempts <= 0 {
 		o.Attempts = 3
+	}
+	if o.ProofRefresh == 0 {
+		o.ProofRefresh = DefaultProofRefresh
 	}
 	return o
 }
@@ -333,8 +344,13 @@ func nakError(op wire.Op, dst pdu.Name, rep wire.Reply) error {
 	return fmt.Errorf("%s %s: %w", op, dst, e)
 }
 
-// send encodes m and sends it to dst with flags.
+// send encodes m and sends it to dst with flags. A request carries the
+// requester proof while dst has not answered one recently (RequestProof);
+// a CREATE's is set by Create.
 func (cc *CapsuleClient) send(dst pdu.Name, flags pdu.Flags, m *wire.Message) error {
+	if m.Op != wire.OpCreate {
+		m.Proof = cc.c.RequestProof(cc.c.ReplyName(), dst, cc.opts.ProofRefresh)
+	}
 	b, err := m.Marshal()
 	if err != nil {
 		return err
@@ -373,6 +389,9 @@ func (cc *CapsuleClient) call(ctx context.Context, dst pdu.Name, m *wire.Message
 			return rep, nakError(m.Op, dst, rep)
 		}
 		if err == nil {
+			if m.Proof != nil {
+				cc.c.ProofAnswered(cc.c.ReplyName(), dst, rep.From)
+			}
 			return rep, nil
 		}
 		if ctx.Err() != nil {

@@ -108,6 +108,9 @@ func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
 		rep, err := wire.Wait(actx, s.resp)
 		cancel()
 		if err == nil {
+			if m.Proof != nil && rep.Msg != nil {
+				s.r.cc.c.ProofAnswered(s.r.cc.c.ReplyName(), s.r.dst, rep.From)
+			}
 			if err := rep.Msg.Err(); err != nil {
 				return fmt.Errorf("subscribe %s: %w", s.r.info.Name, err)
 			}

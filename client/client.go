@@ -144,6 +144,8 @@ type Client struct {
 
 	quic quicState // QUIC over names (quic.go)
 
+	proofs proofMarks // which servers have our requester proof (requester.go)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/gdpnet/gdpnet/capsuled/wire"
@@ -92,4 +93,69 @@ func (c *Client) requesterProof(src pdu.Name) []byte {
 		return nil
 	}
 	return b
+}
+
+// DefaultProofRefresh is how long a capsule server that answered a request
+// carrying our requester proof is taken to remember it
+// (CapsuleOptions.ProofRefresh): after that the next request to it carries
+// the proof again, in case the server restarted or dropped it from its
+// cache (it then counted our requests in its unproven pool meanwhile).
+const DefaultProofRefresh = 30 * time.Second
+
+// maxProofMarks bounds the destinations remembered: beyond, one is
+// forgotten (its next request carries the proof again, ~1 KB).
+const maxProofMarks = 4096
+
+// proofMarks remembers, per destination (a server's name, or a capsule's
+// name that a server answered under), which of our names it answered a
+// proof-carrying request from, and when.
+type proofMarks struct {
+	mu sync.Mutex
+	m  map[pdu.Name]proofMark
+}
+
+type proofMark struct {
+	src pdu.Name
+	at  time.Time
+}
+
+// RequestProof is the requester proof (wire.Requester, PROTOCOL.md §8.3) a
+// capsule request from src to dst should carry, or nil: nil when dst
+// answered one from src within refresh (the server remembers the name's
+// proof, so the request needs none and costs no byte more), or when the
+// client has no credentials or src is not a name it can prove (its own
+// name and its session name). Until dst answers, every request to it
+// carries the proof: the first that arrives is the one verified, and a
+// lost one costs nothing but its bytes.
+func (c *Client) RequestProof(src, dst pdu.Name, refresh time.Duration) []byte {
+	if refresh < 0 {
+		return nil
+	}
+	c.proofs.mu.Lock()
+	mk, ok := c.proofs.m[dst]
+	c.proofs.mu.Unlock()
+	if ok && mk.src == src && time.Since(mk.at) < refresh {
+		return nil
+	}
+	return c.requesterProof(src)
+}
+
+// ProofAnswered records that dst answered a request from src that carried
+// the requester proof: dst now remembers src's identity.
+func (c *Client) ProofAnswered(src pdu.Name, dst ...pdu.Name) {
+	now := time.Now()
+	c.proofs.mu.Lock()
+	defer c.proofs.mu.Unlock()
+	if c.proofs.m == nil {
+		c.proofs.m = map[pdu.Name]proofMark{}
+	}
+	for _, d := range dst {
+		if _, ok := c.proofs.m[d]; !ok && len(c.proofs.m) >= maxProofMarks {
+			for k := range c.proofs.m { // any one: it is proven again at its next request
+				delete(c.proofs.m, k)
+				break
+			}
+		}
+		c.proofs.m[d] = proofMark{src: src, at: now}
+	}
 }

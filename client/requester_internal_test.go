@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
@@ -69,5 +70,61 @@ func TestRequesterProofCarriesSession(t *testing.T) {
 	}
 	if c.requesterProof(pdu.Name{9}) != nil {
 		t.Fatal("a proof for a name the client cannot prove")
+	}
+}
+
+// TestRequestProofUntilAnswered (Session 15): a request to a server
+// carries the requester proof until that server answered one from the
+// same source name, then none (a READ costs no byte more) until
+// ProofRefresh has passed; another destination, or the same one from
+// another name, still gets it; a negative refresh (a client of before)
+// never sends one.
+func TestRequestProofUntilAnswered(t *testing.T) {
+	dom, err := routertest.NewDomain("proof test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, err := certs.NewIdentity(certs.KindClient, "member")
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := &fakeNet{self: me.Name, done: make(chan struct{})}
+	c := New(me, net, Options{})
+	t.Cleanup(func() { _ = c.Close(); _ = net.Close() })
+	member, err := dom.Member(me)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetQUICCredentials(member, dom.ID.Meta, nil); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := c.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, capsuleName, other := pdu.Name{1}, pdu.Name{2}, pdu.Name{3}
+	const refresh = time.Hour
+	for i := range 3 {
+		if c.RequestProof(me.Name, server, refresh) == nil {
+			t.Fatalf("request %d before an answer: no proof", i)
+		}
+	}
+	c.ProofAnswered(me.Name, capsuleName, server) // a request to the capsule's name, answered by server
+	for _, dst := range []pdu.Name{server, capsuleName} {
+		if c.RequestProof(me.Name, dst, refresh) != nil {
+			t.Fatalf("a proof to %v after it answered one", dst)
+		}
+	}
+	if c.RequestProof(me.Name, other, refresh) == nil {
+		t.Fatal("no proof to a server that never answered one")
+	}
+	if c.RequestProof(sess.Name, server, refresh) == nil {
+		t.Fatal("no proof from another name of ours")
+	}
+	if c.RequestProof(me.Name, server, time.Nanosecond) == nil {
+		t.Fatal("no proof after the refresh")
+	}
+	if c.RequestProof(me.Name, other, -1) != nil {
+		t.Fatal("a proof with a negative refresh")
 	}
 }

@@ -78,6 +78,9 @@ func vectorMessages(t testing.TB) map[string]*Message {
 		// (§8.3): a client's credentials, no source metadata.
 		"create-requester": {Op: OpCreate, ID: 15, Capsule: tv.capsule[:], Metadata: tv.meta.Marshal(), AdCert: tv.adcert.Marshal(),
 			Replicas: NameBytes(tv.placement.Replicas), W: 2, Placement: tv.placement.Marshal(), Proof: tv.requester},
+		// Session 15: the read vector with the same proof at key 13: any
+		// request may carry it (§8.3).
+		"read-requester": {Op: OpRead, ID: 16, Capsule: c[:], From: 1, To: 1, Proof: tv.requester},
 	}
 }
 

@@ -212,7 +212,8 @@ def main():
     # create-requester (Session 14) is create-signed with the requester's
     # proof at key 13: checked below to be a map of the credentials (§4.2,
     # version byte 1, three length-prefixed parts) and nothing else.
-    shape_only = {"create-signed", "append-receipt", "create-requester"}
+    # read-requester (Session 15) is the read vector with the same proof.
+    shape_only = {"create-signed", "append-receipt", "create-requester", "read-requester"}
 
     # The possession derivation against the worked figure of §8.6: with
     # this nonce a replica whose head is 1,000 covers entry 1,000 and the
@@ -266,7 +267,7 @@ def main():
                 got[fname] = v
             if encode(m) != raw:
                 raise Bad("does not re-encode to the same bytes")
-            if name == "create-requester":
+            if name in ("create-requester", "read-requester"):
                 r = decode(got["proof"])
                 if not isinstance(r, dict) or set(r) != {1} or not isinstance(r[1], bytes):
                     raise Bad("key 13 is not a requester proof {1: credentials}")
