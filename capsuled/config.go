@@ -47,8 +47,23 @@ type Config struct {
 	// Workers is how many requests are served at once. Default 8.
 	Workers int
 	// Queue bounds requests waiting for a worker; more are answered
-	// "unavailable". Default 4096.
+	// "unavailable". They are served round robin over requester groups
+	// (a proven identity of the server's own domain; another domain's
+	// proven members together; every requester that proved nothing
+	// together), then over source names within a group; a full queue
+	// evicts from the largest group first (Session 15). Default 4096.
 	Queue int
+	// RequesterCache bounds the source names whose request proof
+	// (PROTOCOL.md §8.3) the server remembers, least recently used
+	// dropped (gdp_capsuled_requester_cache_total{result="evicted"}); a
+	// dropped name counts in the unproven pool until its client proves it
+	// again (within its proof refresh, 30 s by default). Default 65,536.
+	RequesterCache int
+	// RequesterCachePerIdentity bounds the names one identity has in that
+	// cache (its own, its session names, its other devices'): beyond it,
+	// its own least recently used name is dropped, not another member's.
+	// Default 64.
+	RequesterCachePerIdentity int
 	// SyncInterval is how often each capsule's replicas are compared
 	// (anti-entropy). Default 1s.
 	SyncInterval time.Duration
@@ -92,9 +107,15 @@ type Config struct {
 	// 503 (reason "subscriptions_full"). Default 4096.
 	MaxSubscriptions int
 	// MaxSubscriptionsPerSubscriber bounds the live subscriptions of one
-	// subscriber (the requesting name); more are refused 503 (reason
-	// "subscriber_quota"). Default 64.
+	// subscriber: of one proven identity, whatever names it subscribes
+	// from (Session 15), or of one source name that proved nothing; more
+	// are refused 503 (reason "subscriber_quota"). Default 64.
 	MaxSubscriptionsPerSubscriber int
+	// MaxSubscriptionsUnproven bounds the live subscriptions of every
+	// subscriber that proved no identity (older clients, names that
+	// cannot prove) together; more are refused 503 (reason
+	// "unproven_quota"). Default MaxSubscriptions / 4.
+	MaxSubscriptionsUnproven int
 	// ReadLimit caps the entries one READ answer carries. Default 4096.
 	ReadLimit int
 	// SyncParallel is how many capsules anti-entropy works on at once;
@@ -275,6 +296,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxSubscriptionsPerSubscriber <= 0 {
 		c.MaxSubscriptionsPerSubscriber = 64
+	}
+	if c.MaxSubscriptionsUnproven <= 0 {
+		c.MaxSubscriptionsUnproven = max(1, c.MaxSubscriptions/4)
+	}
+	if c.RequesterCache <= 0 {
+		c.RequesterCache = 65536
+	}
+	if c.RequesterCachePerIdentity <= 0 {
+		c.RequesterCachePerIdentity = 64
 	}
 	if c.CreatesPerPeer <= 0 {
 		c.CreatesPerPeer = 16

@@ -51,6 +51,9 @@ type metrics struct {
 	// requesterProofs counts new capsules' CREATEs by what their
 	// requester proved (requester.go).
 	requesterProofs *prometheus.CounterVec
+	// requesterCache counts requests by what their requester proved
+	// (requestercache.go), and the cache's drops.
+	requesterCache *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -113,6 +116,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.requesterProofs.WithLabelValues(r)
 	}
 	reg.MustRegister(m.requesterProofs)
+	m.requesterCache = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "requester_cache_total", Help: "Requests by what proved their requester (Session 15): hit (no proof, from a source name proven before: a lookup), repeated (a proof from a name proven before, not checked again: the same bytes, or another within 10 s; a client sends its proof until the server answers one, then every 30 s), proven (a proof verified and remembered), invalid (a proof that does not hold: forged, expired, untrusted, another name's), refused (a proof from a name whose last one did not hold, not verified again within 10 s), unproven (no proof from a name not proven); and proven names dropped: evicted (requester_cache, requester_cache_per_identity), expired (the membership). Invalid, refused and unproven requests count in the unproven pool."}, []string{"result"})
+	for _, r := range cacheResults {
+		m.requesterCache.WithLabelValues(r)
+	}
+	reg.MustRegister(m.requesterCache)
 	reg.MustRegister(m.storageRefused)
 	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks, m.samplesClamped, m.possessionRefused, m.queueRefused)
 	// Labelled series exist from the start at zero.
@@ -132,7 +141,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			m.requests.WithLabelValues(o.String(), wire.StatusOK.String())
 		}
 	}
-	for _, r := range []string{"subscription_evicted", "subscriptions_full", "subscriber_quota"} {
+	for _, r := range []string{"subscription_evicted", "subscriptions_full", "subscriber_quota", "unproven_quota"} {
 		m.subQuota.WithLabelValues(r)
 	}
 	reg.MustRegister(m.requests, m.appended, m.synced, m.syncErrors, m.equivocations, m.dropped, m.subscriptions, m.pushes, m.subQuota,

@@ -81,6 +81,43 @@ func BenchmarkRequestQueuePush(b *testing.B) {
 	}
 }
 
+// BenchmarkRequestQueuePushPool (Session 15) is the two-level queue's
+// worst push: a full queue of 8,192 held by the unproven pool, 8,192 names
+// holding one request each (an attacker's unproven names), and a proven
+// member's request, which takes the place of one of them: the name it
+// empties leaves the pool's ring (a scan of the ring).
+func BenchmarkRequestQueuePushPool(b *testing.B) {
+	const max = 8192
+	name := func(i int) pdu.Name {
+		var n pdu.Name
+		binary.BigEndian.PutUint32(n[:], uint32(i+1))
+		return n
+	}
+	msg := &wire.Message{Op: wire.OpRead}
+	fill := func() *requestQueue {
+		q := newRequestQueue(max)
+		for i := range max {
+			q.push(request{from: name(i), msg: msg, asker: unprovenAsker})
+		}
+		return q
+	}
+	q := fill()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		k := i % (max / 2)
+		if k == 0 && i > 0 {
+			b.StopTimer()
+			q = fill()
+			b.StartTimer()
+		}
+		member := asker{group: name(max + k), ident: name(max + k)}
+		if ev, _, ok := q.push(request{from: name(max + k), msg: msg, asker: member}); !ok || ev == nil {
+			b.Fatalf("push %d: ok %v, evicted %v; want a pool request evicted", i, ok, ev)
+		}
+	}
+}
+
 // scanQueue is Session 11's requestQueue.push, the baseline: the largest
 // holder found by a scan of every requester under the lock.
 type scanQueue struct {

@@ -66,38 +66,91 @@ func TestRequestQueueOrder(t *testing.T) {
 	}
 }
 
+// TestRequestQueueGroupsOrder (Session 15): groups are served round
+// robin, and a group's names round robin within its turns: a group of two
+// names gets as many turns as a group of one.
+func TestRequestQueueGroupsOrder(t *testing.T) {
+	ga, gb := pdu.Name{0xa}, pdu.Name{0xb}
+	a1, a2, b := pdu.Name{1}, pdu.Name{2}, pdu.Name{3}
+	q := newRequestQueue(16)
+	for _, r := range []struct {
+		g, from pdu.Name
+		id      uint64
+	}{{ga, a1, 10}, {ga, a1, 11}, {ga, a1, 12}, {ga, a2, 20}, {gb, b, 30}, {gb, b, 31}} {
+		if _, _, ok := q.push(request{from: r.from, msg: &wire.Message{Op: wire.OpRead, ID: r.id}, asker: asker{group: r.g}}); !ok {
+			t.Fatalf("push %d refused", r.id)
+		}
+	}
+	var got []uint64
+	for {
+		r, ok := q.pop()
+		if !ok {
+			break
+		}
+		got = append(got, r.msg.ID)
+	}
+	want := []uint64{10, 30, 20, 31, 11, 12}
+	if len(got) != len(want) {
+		t.Fatalf("served %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("served %v, want %v", got, want)
+		}
+	}
+}
+
 // TestRequestQueueLargestHolder drives a small full queue with random
-// pushes (a few heavy requesters, many light ones) and pops, and checks
-// every answer against counts kept beside it: a push into the full queue
-// is refused exactly when no requester holds more than the pusher plus
-// one; otherwise the evicted request is the newest of a requester holding
-// the most; holder always holds the most. The count buckets that find the
-// largest holder must agree with a scan of every requester.
+// pushes (requests of four groups — identities — each from a few heavy
+// names and many light ones) and pops, and checks every answer against
+// counts kept beside it (Session 15: two levels): a push into the full
+// queue evicts the newest request of a largest name of a largest group
+// when that group holds more than the pusher's group plus one; else the
+// newest of a largest name of the pusher's own group when that name holds
+// more than the pusher's name plus one; else it is refused. holder is the
+// evicted request's name, or a largest name of a largest group. The count
+// buckets that find the largest holders must agree with a scan.
 func TestRequestQueueLargestHolder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	q := newRequestQueue(40)
-	counts := map[pdu.Name]int{}
-	newest := map[pdu.Name]uint64{}
-	most := func() int {
+	type key struct{ g, n pdu.Name }
+	counts := map[key]int{}
+	groupN := map[pdu.Name]int{}
+	newest := map[key]uint64{}
+	mostG := func() int {
 		m := 0
-		for _, c := range counts {
+		for _, c := range groupN {
 			m = max(m, c)
 		}
 		return m
 	}
+	mostN := func(g pdu.Name) int {
+		m := 0
+		for k, c := range counts {
+			if k.g == g {
+				m = max(m, c)
+			}
+		}
+		return m
+	}
 	var id uint64
-	for step := range 20_000 {
+	for step := range 30_000 {
 		if rng.IntN(3) == 0 {
 			r, ok := q.pop()
 			if ok != (len(counts) > 0) {
-				t.Fatalf("step %d: pop ok %v with %d requesters waiting", step, ok, len(counts))
+				t.Fatalf("step %d: pop ok %v with %d names waiting", step, ok, len(counts))
 			}
 			if ok {
-				if counts[r.from]--; counts[r.from] == 0 {
-					delete(counts, r.from)
+				k := key{r.group, r.from}
+				if counts[k]--; counts[k] == 0 {
+					delete(counts, k)
+				}
+				if groupN[r.group]--; groupN[r.group] == 0 {
+					delete(groupN, r.group)
 				}
 			}
 		} else {
+			g := pdu.Name{0xa0 + byte(rng.IntN(4))}
 			var from pdu.Name
 			if rng.IntN(2) == 0 {
 				from = pdu.Name{byte(1 + rng.IntN(3))} // heavy
@@ -105,44 +158,70 @@ func TestRequestQueueLargestHolder(t *testing.T) {
 				from = pdu.Name{byte(10 + rng.IntN(60))}
 			}
 			id++
-			full, m, mine := q.len() >= 40, most(), counts[from]
-			ev, holder, ok := q.push(request{from: from, msg: &wire.Message{Op: wire.OpRead, ID: id}})
-			if full && counts[holder] != m {
-				t.Fatalf("step %d: holder holds %d, the largest %d", step, counts[holder], m)
-			}
+			k := key{g, from}
+			full, mG, mineG, mineN, mN := q.len() >= 40, mostG(), groupN[g], counts[k], mostN(g)
+			ev, holder, ok := q.push(request{from: from, msg: &wire.Message{Op: wire.OpRead, ID: id}, asker: asker{group: g}})
 			switch {
 			case !full:
 				if !ok || ev != nil {
 					t.Fatalf("step %d: push into a queue with room: ok %v, evicted %v", step, ok, ev)
 				}
-			case m <= mine+1:
-				if ok {
-					t.Fatalf("step %d: taken though the largest holder holds %d and the pusher %d", step, m, mine)
+			case mG > mineG+1:
+				if !ok || ev == nil {
+					t.Fatalf("step %d: refused (or nothing evicted) though the largest group holds %d and the pusher's %d", step, mG, mineG)
+				}
+				ek := key{ev.group, ev.from}
+				if groupN[ev.group] != mG || counts[ek] != mostN(ev.group) || ev.msg.ID != newest[ek] || holder != ev.from {
+					t.Fatalf("step %d: evicted request %d of a name holding %d in a group of %d (holder %v), want the newest of a largest name of a group of %d",
+						step, ev.msg.ID, counts[ek], groupN[ev.group], holder, mG)
+				}
+			case mN > mineN+1:
+				if !ok || ev == nil {
+					t.Fatalf("step %d: refused though the pusher's group's largest name holds %d and the pusher %d", step, mN, mineN)
+				}
+				ek := key{ev.group, ev.from}
+				if ev.group != g || counts[ek] != mN || ev.msg.ID != newest[ek] {
+					t.Fatalf("step %d: evicted request %d of group %v holding %d, want the newest of the pusher's group's largest name (%d)",
+						step, ev.msg.ID, ev.group, counts[ek], mN)
 				}
 			default:
-				if !ok || ev == nil {
-					t.Fatalf("step %d: refused (or nothing evicted) though the largest holder holds %d and the pusher %d", step, m, mine)
+				if ok {
+					t.Fatalf("step %d: taken though the largest group holds %d (the pusher's %d) and the pusher's group's largest name %d (the pusher %d)",
+						step, mG, mineG, mN, mineN)
 				}
-				if counts[ev.from] != m || ev.msg.ID != newest[ev.from] {
-					t.Fatalf("step %d: evicted request %d of a holder of %d (its newest %d), want the newest of a holder of %d",
-						step, ev.msg.ID, counts[ev.from], newest[ev.from], m)
+				if holder == (pdu.Name{}) {
+					t.Fatalf("step %d: refused without naming a holder", step)
 				}
-				counts[ev.from]--
+			}
+			if ev != nil {
+				ek := key{ev.group, ev.from}
+				if counts[ek]--; counts[ek] == 0 {
+					delete(counts, ek)
+				}
+				groupN[ev.group]--
 			}
 			if ok {
-				counts[from]++
-				newest[from] = id
+				counts[k]++
+				groupN[g]++
+				newest[k] = id
 			}
 		}
-		// The newest of each requester, for the eviction check: the queue's
-		// own FIFO tail.
-		for from := range newest {
-			if h := q.per[from]; h != nil {
-				newest[from] = h.reqs[len(h.reqs)-1].msg.ID
+		// The newest of each name, for the eviction check: the queue's own
+		// FIFO tail.
+		for k := range newest {
+			if g := q.groups[k.g]; g != nil {
+				if h := g.names[k.n]; h != nil {
+					newest[k] = h.reqs[len(h.reqs)-1].msg.ID
+				}
 			}
 		}
-		if q.most != most() {
-			t.Fatalf("step %d: buckets say the largest holder holds %d, a scan %d", step, q.most, most())
+		if q.counts.most != mostG() {
+			t.Fatalf("step %d: buckets say the largest group holds %d, a scan %d", step, q.counts.most, mostG())
+		}
+		for gk, g := range q.groups {
+			if g.counts.most != mostN(gk) || g.n != groupN[gk] {
+				t.Fatalf("step %d: group %v: buckets say %d/%d, a scan %d/%d", step, gk, g.counts.most, g.n, mostN(gk), groupN[gk])
+			}
 		}
 	}
 }

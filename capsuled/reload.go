@@ -14,12 +14,13 @@ type policy struct {
 	placement  PlacementPolicy
 	maxSubs    int // MaxSubscriptions
 	maxSubsPer int // MaxSubscriptionsPerSubscriber
+	maxSubsUnp int // MaxSubscriptionsUnproven
 	minSamples int // PossessionMinSamples
 }
 
 func policyOf(c Config) *policy {
 	return &policy{placement: c.Placement, maxSubs: c.MaxSubscriptions, maxSubsPer: c.MaxSubscriptionsPerSubscriber,
-		minSamples: c.PossessionMinSamples}
+		maxSubsUnp: c.MaxSubscriptionsUnproven, minSamples: c.PossessionMinSamples}
 }
 
 // Check reports whether New (or Reload) would refuse c.
@@ -77,6 +78,6 @@ func (s *Server) Reload(cfg Config) error {
 		zap.Int("max_per_requester", p.placement.MaxPerRequester), zap.Int64("max_bytes_per_requester", p.placement.MaxBytesPerRequester),
 		zap.Int("max_per_domain", p.placement.MaxPerDomain), zap.Int64("max_bytes_per_domain", p.placement.MaxBytesPerDomain), zap.Int("max_replicas", p.placement.MaxReplicas),
 		zap.Int("max_placements", p.placement.MaxPlacements), zap.Int("max_subscriptions", p.maxSubs),
-		zap.Int("max_subscriptions_per_subscriber", p.maxSubsPer), zap.Int("possession_min_samples", p.minSamples))
+		zap.Int("max_subscriptions_per_subscriber", p.maxSubsPer), zap.Int("max_subscriptions_unproven", p.maxSubsUnp), zap.Int("possession_min_samples", p.minSamples))
 	return nil
 }

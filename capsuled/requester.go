@@ -84,18 +84,30 @@ func (s *Server) requester(src pdu.Name, b []byte) (who, string, error) {
 	if len(b) == 0 {
 		return unproven(src), proofNone, nil
 	}
-	r, err := wire.UnmarshalRequester(b)
+	m, err := s.proveRequester(src, b)
 	if err != nil {
-		return unproven(src), proofInvalid, err
-	}
-	m, err := s.cli.VerifyCredentials(r.Credentials)
-	if err != nil {
-		return unproven(src), proofInvalid, fmt.Errorf("membership: %w", err)
-	}
-	if err := sourceOf(m.Meta, r.Source, src); err != nil {
 		return unproven(src), proofInvalid, err
 	}
 	return who{share: keyShare(m.Meta.Key), group: m.Domain, proof: b, name: m.Meta.Name()}, proofProven, nil
+}
+
+// proveRequester checks proof b (a wire.Requester) of a request from src:
+// a membership of a domain the server trusts, valid now, of src (the
+// node's own name or its session name, sourceOf). It is the whole check,
+// for a CREATE and for the requester cache (requestercache.go) alike.
+func (s *Server) proveRequester(src pdu.Name, b []byte) (client.Member, error) {
+	r, err := wire.UnmarshalRequester(b)
+	if err != nil {
+		return client.Member{}, err
+	}
+	m, err := s.cli.VerifyCredentials(r.Credentials)
+	if err != nil {
+		return client.Member{}, fmt.Errorf("membership: %w", err)
+	}
+	if err := sourceOf(m.Meta, r.Source, src); err != nil {
+		return client.Member{}, err
+	}
+	return m, nil
 }
 
 // sourceOf checks that src is node's own name or the session name whose

@@ -61,6 +61,8 @@ type Server struct {
 
 	bulk  *bulkState // nil: bulk reads off (bulk.go)
 	queue *requestQueue
+	// reqs remembers which source names proved which identity.
+	reqs *requesterCache
 	// queueWarned is when the last "request queue full" WARN was logged
 	// (unix nanoseconds): at most one a minute.
 	queueWarned atomic.Int64
@@ -96,9 +98,10 @@ type Server struct {
 
 // request is one decoded command waiting for a worker.
 type request struct {
-	from pdu.Name // the requester, where the answer goes
-	dst  pdu.Name // the name it was addressed to
-	msg  *wire.Message
+	from  pdu.Name // the requester, where the answer goes
+	dst   pdu.Name // the name it was addressed to
+	msg   *wire.Message
+	asker // whose shares it counts in (askerOf)
 }
 
 // New opens the server's store and placements under cfg.Dir, advertises
@@ -157,7 +160,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		cfg: cfg, id: deps.Identity, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),
 		logLim: logging.NewLimiter(0, 0, clock.Now),
 		places: places, pend: wire.NewPending(), watch: newWatchers(),
-		queue: newRequestQueue(cfg.Queue), kick: make(chan pdu.Name, 64),
+		queue: newRequestQueue(cfg.Queue), reqs: newRequesterCache(cfg.RequesterCache, cfg.RequesterCachePerIdentity), kick: make(chan pdu.Name, 64),
 	}
 	s.pol.Store(policyOf(cfg))
 	s.registerLag(reg)
@@ -341,6 +344,7 @@ func (s *Server) receive(ctx context.Context) {
 			s.reply(r, r.msg.Reply(wire.StatusUnavailable), "draining")
 			continue
 		}
+		r.asker = s.askerOf(m.Src, msg.Proof)
 		s.inflight.Add(1) // before the hand-over: the worker's Done may come first
 		evicted, holder, ok := s.queue.push(r)
 		switch {
@@ -521,6 +525,10 @@ func (s *Server) ask(ctx context.Context, dst pdu.Name, m *wire.Message) (*wire.
 	}
 	defer s.pend.Done(id)
 	m.ID = id
+	// Our proof (Session 15), until dst answered one: the peer counts our
+	// SYNCs in our identity's turns of its request queue, not in the
+	// unproven pool's.
+	m.Proof = s.cli.RequestProof(s.name, dst, client.DefaultProofRefresh)
 	b, err := m.Marshal()
 	if err != nil {
 		return nil, err
@@ -534,6 +542,9 @@ func (s *Server) ask(ctx context.Context, dst pdu.Name, m *wire.Message) (*wire.
 	defer cancel()
 	select {
 	case rep := <-ch:
+		if m.Proof != nil {
+			s.cli.ProofAnswered(s.name, dst)
+		}
 		return rep.Msg, nil
 	case code := <-naks:
 		return nil, fmt.Errorf("%s to %s: %w: %s", m.Op, dst, errNAK, code)

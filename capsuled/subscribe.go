@@ -51,6 +51,7 @@ type subKey struct {
 // until the head moves, the lease ends, or it is renewed or cancelled.
 type subscription struct {
 	key    subKey
+	share  pdu.Name // whose share it counts in: its subscriber's identity, or unprovenGroup (asker.ident)
 	c      pdu.Name
 	mu     sync.Mutex
 	next   uint64 // first seqno not yet pushed
@@ -63,16 +64,22 @@ type subscription struct {
 }
 
 // subscriptions are the live subscriptions, shared fairly among
-// subscribers (the requester's name, which its router has verified it
-// holds): each may hold MaxSubscriptionsPerSubscriber, and when the server
-// is at MaxSubscriptions a subscriber holding fewer than the largest holder
-// (less one) takes a subscription from that holder. One member holding
-// every subscription can therefore never keep another from its first.
+// subscribers: a proven identity, whatever names it subscribes from
+// (Session 15; before, each source name was a subscriber, and a member
+// holding thousands of names had thousands of shares), or the pool of
+// every subscriber that proved nothing (askerOf). Each identity may hold
+// MaxSubscriptionsPerSubscriber; the pool MaxSubscriptionsUnproven, and
+// each of its names MaxSubscriptionsPerSubscriber of those. When the
+// server is at MaxSubscriptions a share holding fewer than the largest
+// (less one) takes a subscription from that one. One member holding every
+// subscription can therefore never keep another from its first.
 type subscriptions struct {
 	s     *Server
 	mu    sync.Mutex
 	m     map[subKey]*subscription
-	byWho map[pdu.Name]map[subKey]*subscription
+	byWho map[pdu.Name]map[subKey]*subscription // by share
+	// poolNames counts the pool's subscriptions per source name.
+	poolNames map[pdu.Name]int
 	// byCount[k] holds the subscribers holding exactly k subscriptions,
 	// and most is the largest k with a holder: admit finds the largest
 	// holder without scanning every subscriber under mu.
@@ -83,7 +90,7 @@ type subscriptions struct {
 
 func newSubscriptions(s *Server) *subscriptions {
 	return &subscriptions{s: s, m: map[subKey]*subscription{}, byWho: map[pdu.Name]map[subKey]*subscription{},
-		byCount: map[int]map[pdu.Name]struct{}{}}
+		poolNames: map[pdu.Name]int{}, byCount: map[int]map[pdu.Name]struct{}{}}
 }
 
 // recount moves who from holding from subscriptions to holding to
@@ -113,13 +120,18 @@ func (ss *subscriptions) recount(who pdu.Name, from, to int) {
 	}
 }
 
-// admit decides whether who may start one more subscription, evicting one
-// of the largest holder's when the server is full (ss.mu held). It returns
-// the refusal's reason, or "".
-func (ss *subscriptions) admit(who pdu.Name) string {
+// admit decides whether src, whose subscriptions count in share, may
+// start one more, evicting one of the largest holder's when the server is
+// full (ss.mu held). It returns the refusal's reason, or "".
+func (ss *subscriptions) admit(src, share pdu.Name) string {
 	pol := ss.s.pol.Load()
-	mine := len(ss.byWho[who])
-	if mine >= pol.maxSubsPer {
+	mine := len(ss.byWho[share])
+	switch {
+	case share == unprovenGroup && ss.poolNames[src] >= pol.maxSubsPer:
+		return "subscriber_quota"
+	case share == unprovenGroup && mine >= pol.maxSubsUnp:
+		return "unproven_quota"
+	case share != unprovenGroup && mine >= pol.maxSubsPer:
 		return "subscriber_quota"
 	}
 	if len(ss.m) < pol.maxSubs {
@@ -146,13 +158,16 @@ func (ss *subscriptions) admit(who pdu.Name) string {
 // add records a new subscription (ss.mu held).
 func (ss *subscriptions) add(sub *subscription) {
 	ss.m[sub.key] = sub
-	set := ss.byWho[sub.key.who]
+	set := ss.byWho[sub.share]
 	if set == nil {
 		set = map[subKey]*subscription{}
-		ss.byWho[sub.key.who] = set
+		ss.byWho[sub.share] = set
 	}
 	set[sub.key] = sub
-	ss.recount(sub.key.who, len(set)-1, len(set))
+	if sub.share == unprovenGroup {
+		ss.poolNames[sub.key.who]++
+	}
+	ss.recount(sub.share, len(set)-1, len(set))
 	ss.s.met.subscriptions.Inc()
 }
 
@@ -162,11 +177,16 @@ func (ss *subscriptions) drop(sub *subscription) {
 		return
 	}
 	delete(ss.m, sub.key)
-	if set := ss.byWho[sub.key.who]; set != nil {
+	if set := ss.byWho[sub.share]; set != nil {
 		delete(set, sub.key)
-		ss.recount(sub.key.who, len(set)+1, len(set))
+		ss.recount(sub.share, len(set)+1, len(set))
 		if len(set) == 0 {
-			delete(ss.byWho, sub.key.who)
+			delete(ss.byWho, sub.share)
+		}
+	}
+	if sub.share == unprovenGroup {
+		if ss.poolNames[sub.key.who]--; ss.poolNames[sub.key.who] <= 0 {
+			delete(ss.poolNames, sub.key.who)
 		}
 	}
 	ss.s.met.subscriptions.Dec()
@@ -194,7 +214,7 @@ func (s *Server) handleSubscribe(r request) *wire.Message {
 	ss.mu.Lock()
 	sub := ss.m[k]
 	if sub == nil {
-		if reason := ss.admit(r.from); reason != "" {
+		if reason := ss.admit(r.from, r.ident); reason != "" {
 			ss.mu.Unlock()
 			s.met.subQuota.WithLabelValues(reason).Inc()
 			resp := m.Reply(wire.StatusUnavailable)
@@ -202,7 +222,7 @@ func (s *Server) handleSubscribe(r request) *wire.Message {
 			return resp
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
-		sub = &subscription{key: k, c: c, next: next, known: m.Size, expiry: time.Now().Add(lease), poke: make(chan struct{}, 1), cancel: cancel}
+		sub = &subscription{key: k, share: r.ident, c: c, next: next, known: m.Size, expiry: time.Now().Add(lease), poke: make(chan struct{}, 1), cancel: cancel}
 		ss.add(sub)
 		ss.wg.Add(1)
 		go func() {

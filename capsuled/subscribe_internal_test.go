@@ -32,7 +32,7 @@ func TestSubscriptionsLargestHolder(t *testing.T) {
 			}
 			mine := model[who]
 			full := len(ss.m) >= maxSubs
-			reason := ss.admit(who)
+			reason := ss.admit(who, who)
 			switch {
 			case mine >= maxPer:
 				if reason != "subscriber_quota" {
@@ -76,7 +76,7 @@ func TestSubscriptionsLargestHolder(t *testing.T) {
 				live = kept
 			}
 			id++
-			sub := &subscription{key: subKey{who, id}, cancel: func() {}}
+			sub := &subscription{key: subKey{who, id}, share: who, cancel: func() {}}
 			ss.add(sub)
 			live = append(live, sub)
 			model[who]++

@@ -146,7 +146,7 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 // capsuledReloaded are the settings a capsule server's reload puts in
 // force; a change to any other is logged as waiting for a restart.
 var capsuledReloaded = []string{"member_cert", "domain", "placement", "max_subscriptions", "max_subscriptions_per_subscriber",
-	"possession_min_samples"}
+	"max_subscriptions_unproven", "possession_min_samples"}
 
 // reloadCapsuled re-reads the config, the membership certificate and the
 // domain it names (shown to the router from the next tunnel on) and puts

@@ -268,8 +268,23 @@ type capsuledConfig struct {
 	// Default 4096.
 	MaxSubscriptions int `yaml:"max_subscriptions"`
 	// MaxSubscriptionsPerSubscriber bounds one subscriber's live
-	// subscriptions (503 beyond). Default 64.
+	// subscriptions (503 beyond): one proven identity's, whatever names it
+	// subscribes from (Session 15), or one unproven name's. Default 64.
 	MaxSubscriptionsPerSubscriber int `yaml:"max_subscriptions_per_subscriber"`
+	// MaxSubscriptionsUnproven bounds the live subscriptions of every
+	// subscriber that proved no identity (older clients) together (503
+	// beyond, gdp_capsuled_subscription_quota_total{reason="unproven_quota"}).
+	// Default max_subscriptions / 4.
+	MaxSubscriptionsUnproven int `yaml:"max_subscriptions_unproven"`
+	// RequesterCache bounds the source names whose request proof the
+	// server remembers (PROTOCOL.md §8.3; least recently used dropped,
+	// gdp_capsuled_requester_cache_total{result="evicted"}). Restart to
+	// change. Default 65536.
+	RequesterCache int `yaml:"requester_cache"`
+	// RequesterCachePerIdentity bounds one identity's names in that cache
+	// (its own least recently used dropped first). Restart to change.
+	// Default 64.
+	RequesterCachePerIdentity int `yaml:"requester_cache_per_identity"`
 	// BulkStreamsPerPeer bounds the bulk read streams (QUIC over names)
 	// one reader identity has open at once (503 beyond, counted in
 	// gdp_capsuled_bulk_refused_total). Default 4; -1: bulk reads off.
@@ -409,7 +424,8 @@ func (cfg capsuledConfig) server() (capsuled.Config, error) {
 		SyncInterval: cfg.SyncInterval.Std(), PeerTimeout: cfg.PeerTimeout.Std(), SyncParallel: cfg.SyncParallel, SyncWindow: cfg.SyncWindow, SyncAnswersPerPeer: cfg.SyncAnswersPerPeer,
 		PossessionInterval: cfg.PossessionInterval.Std(), PossessionSamples: cfg.PossessionSamples, PossessionMinSamples: cfg.PossessionMinSamples,
 		PeerBackoff: cfg.PeerBackoff.Std(), Placement: pol, MaxSubscriptions: cfg.MaxSubscriptions,
-		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer,
+		MaxSubscriptionsPerSubscriber: cfg.MaxSubscriptionsPerSubscriber, MaxSubscriptionsUnproven: cfg.MaxSubscriptionsUnproven,
+		RequesterCache: cfg.RequesterCache, RequesterCachePerIdentity: cfg.RequesterCachePerIdentity, BulkStreamsPerPeer: cfg.BulkStreamsPerPeer,
 		PublishWait: cfg.PublishWait.Std(), CreatesPerPeer: cfg.CreatesPerPeer,
 		ReadAheadBytes: cfg.ReadAheadBytes, ReadAheadStreams: cfg.ReadAheadStreams, ReadAheadTotal: cfg.ReadAheadTotal, ReadAheadIdle: cfg.ReadAheadIdle.Std()}, nil
 }

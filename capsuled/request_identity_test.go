@@ -1,0 +1,388 @@
+package capsuled_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/capsuled"
+	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/router/routertest"
+	"github.com/gdpnet/gdpnet/tunnel"
+)
+
+// Session 15: every request may carry the requester's proof (key 13), the
+// server remembers it per source name, and the request queue and the
+// subscriptions are shared per identity. Real routers, tunnels and
+// certificates.
+
+// rawRequest sends m from src (a name c holds) to dst and returns the
+// answer's status (0: none within ten tries).
+func rawRequest(ctx context.Context, t *testing.T, c *client.Client, src, dst pdu.Name, m *wire.Message) wire.Status {
+	t.Helper()
+	var idb [8]byte
+	_, _ = rand.Read(idb[:])
+	m.ID = binary.BigEndian.Uint64(idb[:])
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := c.SendFrom(src, dst, 0, b); err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		for {
+			got, err := c.Receive(actx)
+			if err != nil {
+				break
+			}
+			if got.Type != pdu.TypeData || got.Src != dst {
+				continue
+			}
+			if rep, err := wire.Unmarshal(got.Payload); err == nil && rep.IsResponse() && rep.ID == m.ID {
+				cancel()
+				return rep.Status
+			}
+		}
+		cancel()
+	}
+	return 0
+}
+
+// proofOf is a wire.Requester's bytes.
+func proofOf(t *testing.T, creds, source []byte) []byte {
+	t.Helper()
+	b, err := (&wire.Requester{Credentials: creds, Source: source}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// cacheResult reads gdp_capsuled_requester_cache_total{result}.
+func cacheResult(r *replica, result string) float64 {
+	return r.metric("gdp_capsuled_requester_cache_total", result)
+}
+
+// TestRequestQueuePerIdentity: one member floods a capsule server's
+// request queue with READs from 60 names it holds (capsule names it
+// minted: they prove nothing) and from its own name (proven), far faster
+// than the one worker serves them. Per source name, as before Session 15,
+// each of its names held one request of the full queue of 16 and another
+// member's first request was refused (no name held more than one). Now the
+// flood is two groups (the attacker's identity, the unproven pool) and
+// the other member a third: its requests take a flooding request's place
+// and are answered.
+func TestRequestQueuePerIdentity(t *testing.T) {
+	w := newWorld(t)
+	ra := w.router("router A")
+	srv := w.newReplicaConf(ra, "server", capsuled.Config{Workers: 1, Queue: 16})
+	owner := w.user(ra, "owner")
+	tc := newTestCapsule(t, "read hard")
+	tc.create(t, owner, 1, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	write := tc.writes(ctx, t, owner, 1, srv)
+	for range 10 {
+		write(100)
+	}
+
+	aid, err := certs.NewIdentity(certs.KindClient, "attacker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	att := w.attachIn(ra, w.dom, aid)
+	const names = 60
+	srcs := []pdu.Name{aid.Name}
+	for range names {
+		fresh, err := certs.NewIdentity(certs.KindClient, "a key minted for a name")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := holdCapsuleName(ctx, t, att, aid, fresh)
+		srcs = append(srcs, n)
+	}
+	c := tc.meta.Name()
+	if got := rawRequest(ctx, t, att, aid.Name, srv.id.Name, &wire.Message{Op: wire.OpMetadata, Capsule: c[:],
+		Proof: proofOf(t, att.Credentials(), nil)}); got != wire.StatusOK {
+		t.Fatalf("the attacker's proof: %s", got)
+	}
+
+	fctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var busy atomic.Int64 // the flood's requests answered 503
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for fctx.Err() == nil {
+			in, err := att.Receive(fctx)
+			if err != nil {
+				return
+			}
+			if m, err := wire.Unmarshal(in.Payload); err == nil && m.Status == wire.StatusUnavailable {
+				busy.Add(1)
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		var id uint64
+		for fctx.Err() == nil {
+			for _, src := range srcs {
+				id++
+				b, err := (&wire.Message{Op: wire.OpRead, ID: id, Capsule: c[:], From: 1}).Marshal()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = att.SendFrom(src, srv.id.Name, 0, b)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	defer func() { stop(); wg.Wait() }()
+	eventually(t, 30*time.Second, "the flood to fill the request queue", func() bool {
+		return busy.Load() > 0
+	})
+
+	honest := w.userWith(ra, "honest", client.CapsuleOptions{Timeout: 2 * time.Second, Attempts: 1})
+	const tries = 10
+	ok := 0
+	for i := range tries {
+		start := time.Now()
+		_, err := honest.Info(ctx, c, srv.id.Name)
+		if err == nil {
+			ok++
+		}
+		t.Logf("honest request %d during the flood: %v in %s", i, err, time.Since(start).Round(time.Millisecond))
+	}
+	if ok < tries-1 {
+		t.Fatalf("%d of %d honest requests answered during the flood, want at least %d", ok, tries, tries-1)
+	}
+	if got := srv.metric("gdp_capsuled_queue_refused_total", "evicted"); got == 0 {
+		t.Fatal("no flooding request evicted for the honest member's")
+	}
+	t.Logf("queue_refused_total: full %v, evicted %v; requester cache: hit %v, proven %v, unproven %v",
+		srv.metric("gdp_capsuled_queue_refused_total", "full"), srv.metric("gdp_capsuled_queue_refused_total", "evicted"),
+		cacheResult(srv, "hit"), cacheResult(srv, "proven"), cacheResult(srv, "unproven"))
+}
+
+// TestRequestProofs: a request's proof is verified once per source name
+// and remembered; later requests from the name, with or without it, are
+// that identity's (counted "hit", no signature check). Proofs that do not
+// hold — another member's credentials, an untrusted domain's membership,
+// an expired one, a capsule name's — put the request in the unproven pool,
+// counted "invalid"; the same one again is not verified again ("refused").
+// A client of before Session 15 (no proof) is served, counted "unproven";
+// a client of now proves itself once.
+func TestRequestProofs(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	s := w.newReplica(r1, "s")
+	owner := w.user(r1, "owner")
+	tc := newTestCapsule(t, "read")
+	tc.create(t, owner, 1, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	write := tc.writes(ctx, t, owner, 1, s)
+	write(10)
+	c := tc.meta.Name()
+	read := func() *wire.Message { return &wire.Message{Op: wire.OpRead, Capsule: c[:], From: 1} }
+
+	aid, err := certs.NewIdentity(certs.KindClient, "attacker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := w.attachIn(r1, w.dom, aid)
+	vid, err := certs.NewIdentity(certs.KindClient, "victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := w.attachIn(r1, w.dom, vid)
+	untrusted, err := routertest.NewDomain("untrusted domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	untrustedMember, err := untrusted.Member(aid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	expired, err := certs.IssueMember(w.dom.ID, aid.Name, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := certs.NewIdentity(certs.KindClient, "a key minted for a capsule name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldName, heldMeta := holdCapsuleName(ctx, t, ac, aid, fresh)
+	names := []pdu.Name{aid.Name}
+	for range 3 {
+		n, _ := holdCapsuleName(ctx, t, ac, aid, fresh)
+		names = append(names, n)
+	}
+
+	base := map[string]float64{}
+	for _, r := range []string{"hit", "proven", "invalid", "refused", "unproven"} {
+		base[r] = cacheResult(s, r)
+	}
+	for _, step := range []struct {
+		name   string
+		src    pdu.Name
+		proof  []byte
+		result string
+	}{
+		{"no proof from a name not proven", aid.Name, nil, "unproven"},
+		{"another member's credentials", aid.Name, proofOf(t, victim.Credentials(), nil), "invalid"},
+		{"the same again", aid.Name, proofOf(t, victim.Credentials(), nil), "refused"},
+		{"a membership of an untrusted domain", names[1], proofOf(t, tunnel.EncodeCredentials(aid.Meta, untrustedMember, untrusted.ID.Meta), nil), "invalid"},
+		{"an expired membership", names[2], proofOf(t, tunnel.EncodeCredentials(aid.Meta, expired, w.dom.ID.Meta), nil), "invalid"},
+		{"a capsule name of another key", heldName, proofOf(t, ac.Credentials(), heldMeta.Marshal()), "invalid"},
+		{"no proof from a name whose proof did not hold", names[1], nil, "unproven"},
+		// the attacker's own name: its last proof (another's) did not hold
+		// within proofRecheck, so its own is not verified yet
+		{"its own proof, just after a refused one", aid.Name, proofOf(t, ac.Credentials(), nil), "refused"},
+		{"its own proof from another name it holds", names[3], proofOf(t, ac.Credentials(), nil), "invalid"},
+	} {
+		before := cacheResult(s, step.result)
+		m := read()
+		m.Proof = step.proof
+		if got := rawRequest(ctx, t, ac, step.src, s.id.Name, m); got != wire.StatusOK {
+			t.Fatalf("%s: %s, want the READ served (200)", step.name, got)
+		}
+		if got := cacheResult(s, step.result); got != before+1 {
+			t.Fatalf("%s: requester_cache_total{result=%q} %v, want %v", step.name, step.result, got, before+1)
+		}
+	}
+	if got := cacheResult(s, "proven") - base["proven"]; got != 0 {
+		t.Fatalf("%v proofs taken, want none", got)
+	}
+
+	// A client of now proves itself on its first request and then sends
+	// none (its requests are hits); a client of before Session 15 sends
+	// none and is served all the same, in the pool.
+	proven0, hit0, unproven0, repeated0 := cacheResult(s, "proven"), cacheResult(s, "hit"), cacheResult(s, "unproven"), cacheResult(s, "repeated")
+	for _, cl := range []struct {
+		name   string
+		opts   client.CapsuleOptions
+		proven float64
+	}{
+		{"a client of now", client.CapsuleOptions{Timeout: time.Second}, 1},
+		{"a client of before Session 15", client.CapsuleOptions{Timeout: time.Second, ProofRefresh: -1}, 0},
+	} {
+		cc := w.userWith(r1, cl.name, cl.opts)
+		rd, err := cc.NewReader(ctx, c, client.ReaderOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", cl.name, err)
+		}
+		for i := range 10 {
+			if _, err := rd.Read(ctx, uint64(1+i), uint64(1+i)); err != nil {
+				t.Fatalf("%s: read %d: %v", cl.name, i+1, err)
+			}
+		}
+		if got := cacheResult(s, "proven") - proven0; got != cl.proven {
+			t.Fatalf("%s: %v proofs taken, want %v", cl.name, got, cl.proven)
+		}
+		proven0 = cacheResult(s, "proven")
+	}
+	hits, unproven := cacheResult(s, "hit")-hit0, cacheResult(s, "unproven")-unproven0
+	t.Logf("hits %v, unproven %v", hits, unproven)
+	// The proof went once: the client sent none after the server's answer.
+	if got := cacheResult(s, "repeated") - repeated0; got != 0 {
+		t.Fatalf("%v requests carried a proof the server held already, want 0 (the client sends it until answered)", got)
+	}
+	if hits < 10 || unproven < 10 {
+		t.Fatalf("hits %v (the client of now's requests after its first), unproven %v (the older client's): want ≥ 10 each", hits, unproven)
+	}
+}
+
+// TestSubscriptionsPerIdentity: max_subscriptions_per_subscriber is one
+// identity's, whatever names it subscribes from (its own, its session
+// name): before Session 15 each name had its own. The subscribers that
+// prove nothing share max_subscriptions_unproven (each name still at most
+// max_subscriptions_per_subscriber), counted unproven_quota; another
+// member has its whole share.
+func TestSubscriptionsPerIdentity(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	s := w.newReplicaConf(r1, "s", capsuled.Config{MaxSubscriptions: 100, MaxSubscriptionsPerSubscriber: 3, MaxSubscriptionsUnproven: 2})
+	owner := w.user(r1, "owner")
+	tc := newTestCapsule(t, "followed")
+	tc.create(t, owner, 1, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := tc.meta.Name()
+	sub := func(proof []byte) *wire.Message {
+		return &wire.Message{Op: wire.OpSubscribe, Capsule: c[:], Lease: 60_000, Proof: proof}
+	}
+
+	aid, err := certs.NewIdentity(certs.KindClient, "attacker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := w.attachIn(r1, w.dom, aid)
+	sess, err := ac.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ac.Advertise(ctx, ac.Self(), sess); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := certs.NewIdentity(certs.KindClient, "a key minted for names")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []pdu.Name
+	for range 3 {
+		n, _ := holdCapsuleName(ctx, t, ac, aid, fresh)
+		held = append(held, n)
+	}
+	own := proofOf(t, ac.Credentials(), nil)
+	viaSession := proofOf(t, ac.Credentials(), sess.Target.Marshal())
+
+	for i, step := range []struct {
+		name  string
+		src   pdu.Name
+		proof []byte
+		want  wire.Status
+	}{
+		{"its own name", aid.Name, own, wire.StatusOK},
+		{"its own name again", aid.Name, nil, wire.StatusOK},
+		{"its session name", sess.Name, viaSession, wire.StatusOK},
+		{"its session name again: its identity's fourth", sess.Name, nil, wire.StatusUnavailable},
+		{"its own name: its identity's fourth", aid.Name, nil, wire.StatusUnavailable},
+		{"an unproven name", held[0], nil, wire.StatusOK},
+		{"another unproven name", held[1], nil, wire.StatusOK},
+		{"a third unproven name: the pool's third", held[2], nil, wire.StatusUnavailable},
+	} {
+		if got := rawRequest(ctx, t, ac, step.src, s.id.Name, sub(step.proof)); got != step.want {
+			t.Fatalf("step %d, %s: %s, want %s", i, step.name, got, step.want)
+		}
+	}
+	if got := subQuota(t, s, "subscriber_quota"); got != 2 {
+		t.Fatalf("subscriber_quota refusals %v, want 2", got)
+	}
+	if got := subQuota(t, s, "unproven_quota"); got != 1 {
+		t.Fatalf("unproven_quota refusals %v, want 1", got)
+	}
+	// Another member has its whole share.
+	honest := w.user(r1, "honest")
+	rd, err := honest.NewReader(ctx, c, client.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := rd.Subscribe(ctx, 1); err != nil {
+			t.Fatalf("the honest member's subscription %d: %v", i+1, err)
+		}
+	}
+}

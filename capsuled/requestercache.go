@@ -1,0 +1,251 @@
+package capsuled
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/clock"
+	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// Who asks, on every request (Session 15). A CREATE proved its requester
+// since Session 14; every other request was counted by its source name,
+// so one member holding advertise.max_names_per_identity names (100,000 by
+// default) got as many turns in the request queue's round robin and as
+// many subscription shares. Now any request may carry the same proof
+// (wire.Requester at key 13, PROTOCOL.md §8.3): the server verifies it once
+// per source name and remembers the answer here until the membership
+// expires, so a request from a name proven before costs a map lookup, not
+// a signature check, and needs no proof (the client sends one to each
+// server until it is answered, and again every CapsuleOptions.ProofRefresh).
+//
+// The cache is bounded (Config.RequesterCache names, least recently used
+// dropped) and so is each identity's part of it
+// (Config.RequesterCachePerIdentity: a member proving thousands of session
+// names evicts its own, not the others'). A dropped name's requests count
+// in the unproven pool until its client proves it again. Proofs that do not
+// hold are remembered apart (a quarter of the size), so a name sending
+// forged proofs costs one signature check per proofRecheck, and they
+// never evict a proven name.
+
+// proofRecheck: a name's proof is verified again, when a request brings
+// another one, at most this often (a name cannot make the server check a
+// signature per request by varying the proof's bytes).
+const proofRecheck = 10 * time.Second
+
+// asker is whose shares a request counts in.
+type asker struct {
+	// group is the request queue's first level: a proven member of the
+	// server's own domain by its identity key, another domain's proven
+	// members together by the domain's name (as placements are counted,
+	// max_per_domain), every requester that proved nothing in
+	// unprovenGroup.
+	group pdu.Name
+	// ident is the subscriptions' share: a proven requester's identity
+	// key (of any trusted domain), or unprovenGroup.
+	ident pdu.Name
+}
+
+// unprovenAsker: every requester that proved nothing, together.
+var unprovenAsker = asker{group: unprovenGroup, ident: unprovenGroup}
+
+// Requester cache results (gdp_capsuled_requester_cache_total{result}).
+const (
+	cacheHit      = "hit"      // a request without a proof from a name proven before
+	cacheRepeated = "repeated" // a proof from a name proven before, not checked again (the same proof, or within proofRecheck)
+	cacheProven   = "proven"   // a proof verified now and remembered
+	cacheInvalid  = "invalid"  // a proof verified now that does not hold
+	cacheRefused  = "refused"  // a proof from a name whose last proof did not hold, not verified again yet
+	cacheUnproven = "unproven" // no proof from a name not proven: the unproven pool
+	cacheEvicted  = "evicted"  // a proven name dropped for room (the cache's or its identity's bound)
+	cacheExpired  = "expired"  // a proven name dropped as its membership expired
+)
+
+var cacheResults = []string{cacheHit, cacheRepeated, cacheProven, cacheInvalid, cacheRefused, cacheUnproven, cacheEvicted, cacheExpired}
+
+// provenName is one source name's proof as the cache holds it.
+type provenName struct {
+	src      pdu.Name
+	asker    asker
+	notAfter time.Time
+	sum      [sha256.Size]byte // of the proof taken
+	checked  time.Time         // when it was verified
+	all      *list.Element     // in requesterCache.lru
+	mine     *list.Element     // in its identity's list
+}
+
+// refusedProof is a name whose last proof did not hold.
+type refusedProof struct {
+	sum     [sha256.Size]byte
+	checked time.Time
+}
+
+// requesterCache remembers which source names proved which identity.
+type requesterCache struct {
+	mu       sync.Mutex
+	max      int
+	perIdent int
+	byName   map[pdu.Name]*provenName
+	lru      *list.List // *provenName, most recently used first
+	byIdent  map[pdu.Name]*list.List
+	refused  map[pdu.Name]refusedProof
+}
+
+func newRequesterCache(max, perIdent int) *requesterCache {
+	return &requesterCache{max: max, perIdent: perIdent, byName: map[pdu.Name]*provenName{}, lru: list.New(),
+		byIdent: map[pdu.Name]*list.List{}, refused: map[pdu.Name]refusedProof{}}
+}
+
+// maxRefused bounds the names remembered for a proof that did not hold.
+func (c *requesterCache) maxRefused() int { return max(16, c.max/4) }
+
+// remove forgets e (c.mu held).
+func (c *requesterCache) remove(e *provenName) {
+	delete(c.byName, e.src)
+	c.lru.Remove(e.all)
+	if l := c.byIdent[e.asker.ident]; l != nil {
+		l.Remove(e.mine)
+		if l.Len() == 0 {
+			delete(c.byIdent, e.asker.ident)
+		}
+	}
+}
+
+// add remembers e, dropping the least recently used of its identity's
+// names, then of all, beyond the bounds (c.mu held); it returns how many
+// it dropped.
+func (c *requesterCache) add(e *provenName) int {
+	dropped := 0
+	id := e.asker.ident
+	for l := c.byIdent[id]; l != nil && l.Len() >= c.perIdent; l = c.byIdent[id] {
+		c.remove(l.Back().Value.(*provenName))
+		dropped++
+	}
+	for c.lru.Len() > 0 && c.lru.Len() >= c.max {
+		c.remove(c.lru.Back().Value.(*provenName))
+		dropped++
+	}
+	l := c.byIdent[id]
+	if l == nil {
+		l = list.New()
+		c.byIdent[id] = l
+	}
+	c.byName[e.src] = e
+	e.all = c.lru.PushFront(e)
+	e.mine = l.PushFront(e)
+	return dropped
+}
+
+// touch marks e used now (c.mu held).
+func (c *requesterCache) touch(e *provenName) {
+	c.lru.MoveToFront(e.all)
+	c.byIdent[e.asker.ident].MoveToFront(e.mine)
+}
+
+// askerOf is whose shares a request from src with proof (key 13, empty when
+// none) counts in. Called by the receive loop for every request: a name
+// proven before is a map lookup; a proof is verified only when its name is
+// not proven with the same proof, and not more than once per proofRecheck
+// for one name.
+func (s *Server) askerOf(src pdu.Name, proof []byte) asker {
+	a, result, dropped := s.reqs.lookup(src, proof, clock.Now(), func() (asker, time.Time, error) {
+		m, err := s.proveRequester(src, proof)
+		if err != nil {
+			s.logLim.Info(s.log, "request_proof "+src.String(), "request proof refused: the requester's requests count in the unproven pool (request queue, max_subscriptions_unproven)",
+				logging.Src(src), logging.Reason("invalid_proof"), zap.Error(err))
+			return asker{}, time.Time{}, err
+		}
+		return askerOfMember(m), m.NotAfter, nil
+	})
+	s.met.requesterCache.WithLabelValues(result).Inc()
+	if dropped.evicted > 0 {
+		s.met.requesterCache.WithLabelValues(cacheEvicted).Add(float64(dropped.evicted))
+	}
+	if dropped.expired > 0 {
+		s.met.requesterCache.WithLabelValues(cacheExpired).Add(float64(dropped.expired))
+	}
+	return a
+}
+
+// askerOfMember is whose shares a proven member's requests count in: its
+// identity key's for subscriptions; in the request queue its identity's
+// turns when it is of the server's own domain, its domain's when not (as
+// placements count per domain: another domain's operator mints identities
+// at will, so its members share one group's turns; the own domain's
+// operator admits each of its members).
+func askerOfMember(m client.Member) asker {
+	a := asker{group: keyShare(m.Meta.Key), ident: keyShare(m.Meta.Key)}
+	if !m.Own {
+		a.group = m.Domain
+	}
+	return a
+}
+
+// drops are the proven names a lookup dropped.
+type drops struct{ evicted, expired int }
+
+// lookup is askerOf's decision at time now, with verify the proof's
+// check (called without c.mu held, only when the proof must be checked):
+// whose shares, the result label, and the names dropped.
+func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verify func() (asker, time.Time, error)) (asker, string, drops) {
+	var d drops
+	var sum [sha256.Size]byte
+	if len(proof) > 0 {
+		sum = sha256.Sum256(proof)
+	}
+	c.mu.Lock()
+	e := c.byName[src]
+	if e != nil && !now.Before(e.notAfter) {
+		c.remove(e)
+		e = nil
+		d.expired++
+	}
+	if e != nil && (len(proof) == 0 || e.sum == sum || now.Sub(e.checked) < proofRecheck) {
+		c.touch(e)
+		a := e.asker
+		c.mu.Unlock()
+		if len(proof) == 0 {
+			return a, cacheHit, d
+		}
+		return a, cacheRepeated, d
+	}
+	if len(proof) == 0 {
+		c.mu.Unlock()
+		return unprovenAsker, cacheUnproven, d
+	}
+	if r, ok := c.refused[src]; ok && e == nil && (r.sum == sum || now.Sub(r.checked) < proofRecheck) {
+		c.mu.Unlock()
+		return unprovenAsker, cacheRefused, d
+	}
+	c.mu.Unlock()
+
+	a, notAfter, err := verify()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if e = c.byName[src]; e != nil { // proven before, with another proof: that one stands
+			e.checked = now
+			return e.asker, cacheInvalid, d
+		}
+		if _, ok := c.refused[src]; !ok && len(c.refused) >= c.maxRefused() {
+			for k := range c.refused { // any one: a forger gains nothing by its choice
+				delete(c.refused, k)
+				break
+			}
+		}
+		c.refused[src] = refusedProof{sum: sum, checked: now}
+		return unprovenAsker, cacheInvalid, d
+	}
+	delete(c.refused, src)
+	if old := c.byName[src]; old != nil {
+		c.remove(old)
+	}
+	d.evicted = c.add(&provenName{src: src, asker: a, notAfter: notAfter, sum: sum, checked: now})
+	return a, cacheProven, d
+}

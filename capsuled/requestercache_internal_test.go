@@ -1,0 +1,101 @@
+package capsuled
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+)
+
+// TestRequesterCache (Session 15): a name's proof is checked once and
+// remembered until its membership expires; the same proof again is not
+// checked, another one at most once per proofRecheck; a proof that did
+// not hold is remembered apart and not checked again within proofRecheck
+// (unless it is another), never evicting a proven name; the cache keeps
+// at most max names, and one identity at most perIdent of them, its own
+// least recently used dropped first.
+func TestRequesterCache(t *testing.T) {
+	c := newRequesterCache(4, 2)
+	t0 := time.Unix(1_000_000, 0)
+	checks := 0
+	ok := func(id byte, notAfter time.Time) func() (asker, time.Time, error) {
+		return func() (asker, time.Time, error) {
+			checks++
+			return asker{group: pdu.Name{id}, ident: pdu.Name{id}}, notAfter, nil
+		}
+	}
+	bad := func() (asker, time.Time, error) {
+		checks++
+		return asker{}, time.Time{}, errors.New("forged")
+	}
+	name := func(b byte) pdu.Name { return pdu.Name{0xee, b} }
+	proofA, proofB := []byte("proof a"), []byte("proof b")
+	later := t0.Add(time.Hour)
+
+	step := func(what string, src pdu.Name, proof []byte, now time.Time, verify func() (asker, time.Time, error), wantResult string, wantIdent pdu.Name, wantChecks int) {
+		t.Helper()
+		a, result, _ := c.lookup(src, proof, now, verify)
+		if result != wantResult || a.ident != wantIdent || checks != wantChecks {
+			t.Fatalf("%s: %q as %v after %d checks, want %q as %v after %d", what, result, a.ident, checks, wantResult, wantIdent, wantChecks)
+		}
+	}
+	step("no proof, unknown", name(1), nil, t0, ok(1, later), cacheUnproven, unprovenGroup, 0)
+	step("a proof", name(1), proofA, t0, ok(1, later), cacheProven, pdu.Name{1}, 1)
+	step("no proof after it", name(1), nil, t0.Add(time.Second), ok(1, later), cacheHit, pdu.Name{1}, 1)
+	step("another proof within proofRecheck", name(1), proofB, t0.Add(5*time.Second), bad, cacheRepeated, pdu.Name{1}, 1)
+	step("the same proof long after", name(1), proofA, t0.Add(time.Minute), ok(1, later), cacheRepeated, pdu.Name{1}, 1)
+	step("another proof after: forged, the held one stands", name(1), proofB, t0.Add(2*time.Minute), bad, cacheInvalid, pdu.Name{1}, 2)
+	step("expired", name(1), nil, later, ok(1, later), cacheUnproven, unprovenGroup, 2)
+
+	step("a forged proof", name(2), proofA, t0, bad, cacheInvalid, unprovenGroup, 3)
+	step("another within proofRecheck", name(2), proofB, t0.Add(5*time.Second), ok(2, later), cacheRefused, unprovenGroup, 3)
+	step("the same forged proof long after", name(2), proofA, t0.Add(time.Minute), bad, cacheRefused, unprovenGroup, 3)
+	step("another after it", name(2), proofB, t0.Add(2*time.Minute), ok(2, later), cacheProven, pdu.Name{2}, 4)
+
+	// Bounds: identity 3 proves three names, perIdent 2: its first goes.
+	for i := range byte(3) {
+		step("identity 3's names", name(10+i), proofA, t0, ok(3, later), cacheProven, pdu.Name{3}, 5+int(i))
+	}
+	step("identity 3's first name, dropped for its third", name(10), nil, t0, nil, cacheUnproven, unprovenGroup, 7)
+	step("identity 2's name kept", name(2), nil, t0, nil, cacheHit, pdu.Name{2}, 7)
+	// Forged proofs do not take proven names' places.
+	for i := range byte(20) {
+		step("forged", name(100+i), proofA, t0, bad, cacheInvalid, unprovenGroup, 8+int(i))
+	}
+	step("identity 2's name after 20 forged", name(2), nil, t0, nil, cacheHit, pdu.Name{2}, 27)
+	// max 4: identity 3 holds 2, identity 2 one; two more identities'
+	// names drop the least recently used (identity 3's second, 11).
+	step("identity 4", name(20), proofA, t0, ok(4, later), cacheProven, pdu.Name{4}, 28)
+	step("identity 5", name(21), proofA, t0, ok(5, later), cacheProven, pdu.Name{5}, 29)
+	step("the least recently used dropped", name(11), nil, t0, nil, cacheUnproven, unprovenGroup, 29)
+	step("the most recently used kept", name(2), nil, t0, nil, cacheHit, pdu.Name{2}, 29)
+	if len(c.byName) != 4 || c.lru.Len() != 4 || len(c.refused) > c.maxRefused() {
+		t.Fatalf("%d names, %d in the LRU, %d refused (max %d)", len(c.byName), c.lru.Len(), len(c.refused), c.maxRefused())
+	}
+}
+
+// TestAskerOfMember: a member of the server's own domain is its own group
+// in the request queue; the members of another domain share their
+// domain's; every member's subscriptions are its identity's.
+func TestAskerOfMember(t *testing.T) {
+	key := make(ed25519.PublicKey, ed25519.PublicKeySize)
+	key[0] = 7
+	meta := &certs.Metadata{Kind: certs.KindClient, Key: key}
+	dom := pdu.Name{0xd0}
+	for _, tt := range []struct {
+		own                  bool
+		wantGroup, wantIdent pdu.Name
+	}{
+		{true, pdu.Name(key), pdu.Name(key)},
+		{false, dom, pdu.Name(key)},
+	} {
+		a := askerOfMember(client.Member{Meta: meta, Domain: dom, Own: tt.own})
+		if a.group != tt.wantGroup || a.ident != tt.wantIdent {
+			t.Fatalf("own domain %v: group %v ident %v, want %v %v", tt.own, a.group, a.ident, tt.wantGroup, tt.wantIdent)
+		}
+	}
+}
