@@ -153,26 +153,37 @@ func TestRequestQueuePerIdentity(t *testing.T) {
 		return busy.Load() > 0
 	})
 
-	honest := w.userWith(ra, "honest", client.CapsuleOptions{Timeout: 2 * time.Second, Attempts: 1})
+	// Two attempts: a 503 is an answer (not tried again), a PDU lost in
+	// the flood (~30,000 PDUs/s through the server's face and inbox on a
+	// loaded machine) is sent again.
+	honest := w.userWith(ra, "honest", client.CapsuleOptions{Timeout: 2 * time.Second, Attempts: 2})
 	const tries = 10
-	ok := 0
+	ok, overloaded := 0, 0
 	for i := range tries {
 		start := time.Now()
 		_, err := honest.Info(ctx, c, srv.id.Name)
 		if err == nil {
 			ok++
 		}
+		if refusedAs(err) == wire.StatusUnavailable {
+			overloaded++
+		}
 		t.Logf("honest request %d during the flood: %v in %s", i, err, time.Since(start).Round(time.Millisecond))
 	}
-	if ok < tries-1 {
-		t.Fatalf("%d of %d honest requests answered during the flood, want at least %d", ok, tries, tries-1)
+	// The queue never refuses the other member (its group holds at most
+	// one, the flood's more), so no 503; an answer lost twice in the
+	// flood's traffic (the server's answers of 60 KB pages fill its link)
+	// is not the queue's doing, hence 7 of 10, not all.
+	if overloaded > 0 || ok < tries-3 {
+		t.Fatalf("%d of %d honest requests answered during the flood, %d refused 503 overloaded: want none refused and at least %d answered",
+			ok, tries, overloaded, tries-3)
 	}
 	if got := srv.metric("gdp_capsuled_queue_refused_total", "evicted"); got == 0 {
 		t.Fatal("no flooding request evicted for the honest member's")
 	}
-	t.Logf("queue_refused_total: full %v, evicted %v; requester cache: hit %v, proven %v, unproven %v",
+	t.Logf("queue_refused_total: full %v, evicted %v; requester cache: hit %v, proven %v, unproven %v; inbox dropped %v",
 		srv.metric("gdp_capsuled_queue_refused_total", "full"), srv.metric("gdp_capsuled_queue_refused_total", "evicted"),
-		cacheResult(srv, "hit"), cacheResult(srv, "proven"), cacheResult(srv, "unproven"))
+		cacheResult(srv, "hit"), cacheResult(srv, "proven"), cacheResult(srv, "unproven"), srv.metric("gdp_capsuled_inbox_dropped_total", ""))
 }
 
 // TestRequestProofs: a request's proof is verified once per source name
