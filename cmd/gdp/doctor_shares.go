@@ -73,7 +73,8 @@ func capsuledShares(path string, disk func(string) (int64, error)) ([]share, err
 		{"placement.max_bytes_per_domain", pp.MaxBytesPerDomain, "", size},
 	}
 	if c.MaxSubscriptions > 0 && c.MaxSubscriptionsPerSubscriber > 0 {
-		shares = append(shares, share{"max_subscriptions_per_subscriber", int64(c.MaxSubscriptionsPerSubscriber), "max_subscriptions", int64(c.MaxSubscriptions)})
+		shares = append(shares, share{"max_subscriptions_per_subscriber", int64(c.MaxSubscriptionsPerSubscriber), "max_subscriptions", int64(c.MaxSubscriptions)},
+			share{"max_subscriptions_unproven", int64(c.MaxSubscriptionsUnproven), "max_subscriptions", int64(c.MaxSubscriptions)})
 	}
 	return shares, nil
 }

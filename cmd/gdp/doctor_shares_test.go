@@ -30,6 +30,8 @@ func TestDoctorWarnsShareAboveTotal(t *testing.T) {
 		{"no bound is not a mistake", "capsuled", "placement:\n  max_per_requester: -1\n  max_bytes_per_requester: -1\n  max_bytes_per_domain: -1\n", 10 * gib, nil, nil},
 		{"per subscriber above the total", "capsuled", "max_subscriptions: 10\nmax_subscriptions_per_subscriber: 64\n", 1024 * gib,
 			[]string{"share max_subscriptions_per_subscriber"}, []string{"max_subscriptions"}},
+		{"the unproven pool above the total", "capsuled", "max_subscriptions: 10\nmax_subscriptions_per_subscriber: 5\nmax_subscriptions_unproven: 64\n", 1024 * gib,
+			[]string{"share max_subscriptions_unproven"}, []string{"max_subscriptions"}},
 		{"router defaults", "router", "", 0, nil, nil},
 		{"router tunnels per identity above per domain", "router", "face:\n  max_per_identity: 2000\n", 0,
 			[]string{"share face.max_per_identity"}, []string{"face.max_per_domain"}},
