@@ -320,8 +320,8 @@ func TestRequestProofs(t *testing.T) {
 // identity's, whatever names it subscribes from (its own, its session
 // name): before Session 15 each name had its own. The subscribers that
 // prove nothing share max_subscriptions_unproven (each name still at most
-// max_subscriptions_per_subscriber), counted unproven_quota; another
-// member has its whole share.
+// max_subscriptions_per_subscriber), counted unproven_quota, and a reload
+// changes that pool; another member has its whole share.
 func TestSubscriptionsPerIdentity(t *testing.T) {
 	w := newWorld(t)
 	r1 := w.router("r1")
@@ -384,6 +384,13 @@ func TestSubscriptionsPerIdentity(t *testing.T) {
 	}
 	if got := subQuota(t, s, "unproven_quota"); got != 1 {
 		t.Fatalf("unproven_quota refusals %v, want 1", got)
+	}
+	// A reload (SIGHUP) raises the pool: the third unproven name is taken.
+	if err := s.srv.Reload(capsuled.Config{MaxSubscriptions: 100, MaxSubscriptionsPerSubscriber: 3, MaxSubscriptionsUnproven: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rawRequest(ctx, t, ac, held[2], s.id.Name, sub(nil)); got != wire.StatusOK {
+		t.Fatalf("a third unproven name after max_subscriptions_unproven was reloaded to 3: %s", got)
 	}
 	// Another member has its whole share.
 	honest := w.user(r1, "honest")
