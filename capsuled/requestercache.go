@@ -39,6 +39,20 @@ import (
 // signature per request by varying the proof's bytes).
 const proofRecheck = 10 * time.Second
 
+// verifyRate and verifyBurst bound the proofs the receive loop verifies
+// (each a membership chain: a few signature checks) per second, over every
+// name together. The per-name limits above do not bound a member holding
+// many names (advertise.max_names_per_identity, 100,000): sending a proof
+// from each, it would make the single receive loop check signatures for
+// every request of a new name. Over the budget a request counts in the
+// unproven pool, its proof neither remembered nor refused (the client
+// sends it again until answered), counted result "over_budget". 1,000 a
+// second re-proves 10,000 clients within 10 s of a restart.
+const (
+	verifyRate  = 1000.0
+	verifyBurst = 1000.0
+)
+
 // asker is whose shares a request counts in.
 type asker struct {
 	// group is the request queue's first level: a proven member of the
@@ -57,17 +71,18 @@ var unprovenAsker = asker{group: unprovenGroup, ident: unprovenGroup}
 
 // Requester cache results (gdp_capsuled_requester_cache_total{result}).
 const (
-	cacheHit      = "hit"      // a request without a proof from a name proven before
-	cacheRepeated = "repeated" // a proof from a name proven before, not checked again (the same proof, or within proofRecheck)
-	cacheProven   = "proven"   // a proof verified now and remembered
-	cacheInvalid  = "invalid"  // a proof verified now that does not hold
-	cacheRefused  = "refused"  // a proof from a name whose last proof did not hold, not verified again yet
-	cacheUnproven = "unproven" // no proof from a name not proven: the unproven pool
-	cacheEvicted  = "evicted"  // a proven name dropped for room (the cache's or its identity's bound)
-	cacheExpired  = "expired"  // a proven name dropped as its membership expired
+	cacheHit        = "hit"         // a request without a proof from a name proven before
+	cacheRepeated   = "repeated"    // a proof from a name proven before, not checked again (the same proof, or within proofRecheck)
+	cacheProven     = "proven"      // a proof verified now and remembered
+	cacheInvalid    = "invalid"     // a proof verified now that does not hold
+	cacheRefused    = "refused"     // a proof from a name whose last proof did not hold, not verified again yet
+	cacheUnproven   = "unproven"    // no proof from a name not proven: the unproven pool
+	cacheEvicted    = "evicted"     // a proven name dropped for room (the cache's or its identity's bound)
+	cacheExpired    = "expired"     // a proven name dropped as its membership expired
+	cacheOverBudget = "over_budget" // a proof not verified: the second's verify budget was spent (counted unproven)
 )
 
-var cacheResults = []string{cacheHit, cacheRepeated, cacheProven, cacheInvalid, cacheRefused, cacheUnproven, cacheEvicted, cacheExpired}
+var cacheResults = []string{cacheHit, cacheRepeated, cacheProven, cacheInvalid, cacheRefused, cacheUnproven, cacheEvicted, cacheExpired, cacheOverBudget}
 
 // provenName is one source name's proof as the cache holds it.
 type provenName struct {
@@ -95,11 +110,15 @@ type requesterCache struct {
 	lru      *list.List // *provenName, most recently used first
 	byIdent  map[pdu.Name]*list.List
 	refused  map[pdu.Name]refusedProof
+
+	// The verify budget: tokens left at last (verifyRate, verifyBurst).
+	tokens float64
+	last   time.Time
 }
 
 func newRequesterCache(max, perIdent int) *requesterCache {
 	return &requesterCache{max: max, perIdent: perIdent, byName: map[pdu.Name]*provenName{}, lru: list.New(),
-		byIdent: map[pdu.Name]*list.List{}, refused: map[pdu.Name]refusedProof{}}
+		byIdent: map[pdu.Name]*list.List{}, refused: map[pdu.Name]refusedProof{}, tokens: verifyBurst}
 }
 
 // maxRefused bounds the names remembered for a proof that did not hold.
@@ -223,6 +242,13 @@ func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verif
 		c.mu.Unlock()
 		return unprovenAsker, cacheRefused, d
 	}
+	if !c.spend(now) {
+		c.mu.Unlock()
+		if e != nil { // proven before: that proof stands until rechecked
+			return e.asker, cacheOverBudget, d
+		}
+		return unprovenAsker, cacheOverBudget, d
+	}
 	c.mu.Unlock()
 
 	a, notAfter, err := verify()
@@ -248,4 +274,20 @@ func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verif
 	}
 	d.evicted = c.add(&provenName{src: src, asker: a, notAfter: notAfter, sum: sum, checked: now})
 	return a, cacheProven, d
+}
+
+// spend takes one verify from the budget at now, or reports it spent
+// (c.mu held).
+func (c *requesterCache) spend(now time.Time) bool {
+	if !c.last.IsZero() && now.After(c.last) {
+		c.tokens = min(verifyBurst, c.tokens+now.Sub(c.last).Seconds()*verifyRate)
+	}
+	if c.last.IsZero() || now.After(c.last) {
+		c.last = now
+	}
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
 }

@@ -3,12 +3,15 @@ package capsuled
 import (
 	"crypto/ed25519"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 // TestRequesterCache (Session 15): a name's proof is checked once and
@@ -97,5 +100,82 @@ func TestAskerOfMember(t *testing.T) {
 		if a.group != tt.wantGroup || a.ident != tt.wantIdent {
 			t.Fatalf("own domain %v: group %v ident %v, want %v %v", tt.own, a.group, a.ident, tt.wantGroup, tt.wantIdent)
 		}
+	}
+}
+
+// TestRequesterVerifyBudget (Session 15): the receive loop verifies at most
+// verifyBurst proofs at once and verifyRate a second over every name
+// together; over it a request counts unproven (a name proven before keeps
+// its identity), its proof neither remembered nor refused, so it proves
+// once the budget allows. A member sending a proof from each of its many
+// names cannot make the loop check signatures for every request.
+func TestRequesterVerifyBudget(t *testing.T) {
+	c := newRequesterCache(1<<20, 1<<20)
+	t0 := time.Unix(1_000_000, 0)
+	checks := 0
+	ok := func() (asker, time.Time, error) {
+		checks++
+		return asker{group: pdu.Name{1}, ident: pdu.Name{1}}, t0.Add(time.Hour), nil
+	}
+	name := func(i int) pdu.Name { return pdu.Name{0xbb, byte(i >> 8), byte(i)} }
+	old := pdu.Name{0xcc}
+	if _, r, _ := c.lookup(old, []byte("proof"), t0.Add(-2*proofRecheck), ok); r != cacheProven {
+		t.Fatalf("a name proven earlier: %q", r)
+	}
+	checks = 0
+	results := map[string]int{}
+	for i := range 2500 {
+		_, r, _ := c.lookup(name(i), []byte("proof"), t0, ok)
+		results[r]++
+	}
+	if checks != verifyBurst || results[cacheProven] != verifyBurst || results[cacheOverBudget] != 2500-verifyBurst {
+		t.Fatalf("2,500 names at once: %d verified, results %v; want %v verified, the rest over_budget", checks, results, verifyBurst)
+	}
+	// The name proven earlier brings another proof (past proofRecheck)
+	// while the budget is spent: its identity stands.
+	if a, r, _ := c.lookup(old, []byte("another"), t0, ok); r != cacheOverBudget || a.ident != (pdu.Name{1}) {
+		t.Fatalf("proven name over budget: %q as %v", r, a.ident)
+	}
+	// Half a second later: half a burst more.
+	clear(results)
+	checks = 0
+	for i := 1000; i < 2500; i++ {
+		_, r, _ := c.lookup(name(i), []byte("proof"), t0.Add(500*time.Millisecond), ok)
+		results[r]++
+	}
+	if want := int(verifyRate / 2); checks != want || results[cacheProven] != want {
+		t.Fatalf("half a second later: %d verified, results %v; want %d", checks, results, want)
+	}
+	if len(c.refused) != 0 {
+		t.Fatalf("%d names refused for an over-budget proof", len(c.refused))
+	}
+}
+
+// TestProofOfAnotherNameNotVerified (Session 15): a proof whose
+// credentials are not of the request's source name is refused by the
+// parse-and-compare checks, before any signature is checked: the server's
+// client (nil here) is never asked to verify the membership. A member
+// sending its real credentials from each of its many names costs a parse
+// per name, not a chain verify.
+func TestProofOfAnotherNameNotVerified(t *testing.T) {
+	dom, err := certs.NewIdentity(certs.KindDomain, "budget domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := certs.NewIdentity(certs.KindClient, "budget member")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member, err := certs.IssueMember(dom, node.Name, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := (&wire.Requester{Credentials: tunnel.EncodeCredentials(node.Meta, member, dom.Meta)}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{} // no client: a membership check would crash
+	if _, err := s.proveRequester(pdu.Name{0xaa}, proof); err == nil || !strings.Contains(err.Error(), "the request comes from") {
+		t.Fatalf("a proof of another name: %v", err)
 	}
 }
