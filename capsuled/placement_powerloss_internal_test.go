@@ -47,6 +47,7 @@ func TestPlacementsPowerLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cutting atomic.Bool
+	var puts atomic.Int64       // puts acknowledged
 	acked := map[pdu.Name]int{} // name → W of the last acknowledged put
 	done := make(chan struct{})
 	go func() {
@@ -61,6 +62,7 @@ func TestPlacementsPowerLoss(t *testing.T) {
 				return
 			}
 			acked[p.name] = 1
+			puts.Add(1)
 			p.w = 2 // a renewal replaces the file
 			if err := ps.put(p); err != nil {
 				t.Error(err)
@@ -70,9 +72,19 @@ func TestPlacementsPowerLoss(t *testing.T) {
 				return
 			}
 			acked[p.name] = 2
+			puts.Add(1)
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	// Cut once placements are being acknowledged (a fixed 200 ms could
+	// pass before a starved writer stored one), then a little later.
+	for deadline := time.Now().Add(30 * time.Second); puts.Load() < 20 && !t.Failed(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			cutting.Store(true)
+			<-done
+			t.Fatalf("%d placements acknowledged in 30 s (too slow to test)", puts.Load())
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
 	cutting.Store(true)
 	fs.SetIgnoreSyncs(true)
 	<-done
