@@ -84,7 +84,7 @@ func (s *Server) requester(src pdu.Name, b []byte) (who, string, error) {
 	if len(b) == 0 {
 		return unproven(src), proofNone, nil
 	}
-	m, err := s.proveRequester(src, b)
+	m, err := s.proveRequester(src, b, nil) // a worker's check: no budget
 	if err != nil {
 		return unproven(src), proofInvalid, err
 	}
@@ -95,7 +95,10 @@ func (s *Server) requester(src pdu.Name, b []byte) (who, string, error) {
 // a membership of a domain the server trusts, valid now, of src (the
 // node's own name or its session name, sourceOf). It is the whole check,
 // for a CREATE and for the requester cache (requestercache.go) alike.
-func (s *Server) proveRequester(src pdu.Name, b []byte) (client.Member, error) {
+// spend, when not nil, is asked for the signature check once the parse
+// and compare checks passed (the receive loop's verify budget); false
+// fails it with errOverBudget.
+func (s *Server) proveRequester(src pdu.Name, b []byte, spend func() bool) (client.Member, error) {
 	r, err := wire.UnmarshalRequester(b)
 	if err != nil {
 		return client.Member{}, err
@@ -109,6 +112,9 @@ func (s *Server) proveRequester(src pdu.Name, b []byte) (client.Member, error) {
 	}
 	if err := sourceOf(meta, r.Source, src); err != nil {
 		return client.Member{}, err
+	}
+	if spend != nil && !spend() {
+		return client.Member{}, errOverBudget
 	}
 	m, err := s.cli.VerifyCredentials(r.Credentials)
 	if err != nil {

@@ -3,6 +3,7 @@ package capsuled
 import (
 	"container/list"
 	"crypto/sha256"
+	"errors"
 	"sync"
 	"time"
 
@@ -173,8 +174,11 @@ func (c *requesterCache) touch(e *provenName) {
 // not proven with the same proof, and not more than once per proofRecheck
 // for one name.
 func (s *Server) askerOf(src pdu.Name, proof []byte) asker {
-	a, result, dropped := s.reqs.lookup(src, proof, clock.Now(), func() (asker, time.Time, error) {
-		m, err := s.proveRequester(src, proof)
+	a, result, dropped := s.reqs.lookup(src, proof, clock.Now(), func(spend func() bool) (asker, time.Time, error) {
+		m, err := s.proveRequester(src, proof, spend)
+		if errors.Is(err, errOverBudget) {
+			return asker{}, time.Time{}, err
+		}
 		if err != nil {
 			s.logLim.Info(s.log, "request_proof "+src.String(), "request proof refused: the requester's requests count in the unproven pool (request queue, max_subscriptions_unproven)",
 				logging.Src(src), logging.Reason("invalid_proof"), zap.Error(err))
@@ -209,10 +213,20 @@ func askerOfMember(m client.Member) asker {
 // drops are the proven names a lookup dropped.
 type drops struct{ evicted, expired int }
 
+// verifyFunc checks a proof; spend takes one signature check from the
+// verify budget, and verify calls it only once the checks that parse and
+// compare passed, failing with errOverBudget when it reports the budget
+// spent.
+type verifyFunc func(spend func() bool) (asker, time.Time, error)
+
+// errOverBudget: the proof needed a signature check and the second's
+// verify budget was spent.
+var errOverBudget = errors.New("the verify budget is spent")
+
 // lookup is askerOf's decision at time now, with verify the proof's
 // check (called without c.mu held, only when the proof must be checked):
 // whose shares, the result label, and the names dropped.
-func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verify func() (asker, time.Time, error)) (asker, string, drops) {
+func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verify verifyFunc) (asker, string, drops) {
 	var d drops
 	var sum [sha256.Size]byte
 	if len(proof) > 0 {
@@ -242,18 +256,25 @@ func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verif
 		c.mu.Unlock()
 		return unprovenAsker, cacheRefused, d
 	}
-	if !c.spend(now) {
-		c.mu.Unlock()
-		if e != nil { // proven before: that proof stands until rechecked
+	c.mu.Unlock()
+
+	// verify takes from the budget only for the signature check, after
+	// the parse-and-compare checks passed: a proof those refuse (a
+	// member's own credentials sent from each of its other names) costs a
+	// parse and leaves the budget to the proofs that need a signature.
+	a, notAfter, err := verify(func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.spend(now)
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if errors.Is(err, errOverBudget) {
+		if e = c.byName[src]; e != nil { // proven before: that proof stands until rechecked
 			return e.asker, cacheOverBudget, d
 		}
 		return unprovenAsker, cacheOverBudget, d
 	}
-	c.mu.Unlock()
-
-	a, notAfter, err := verify()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if err != nil {
 		if e = c.byName[src]; e != nil { // proven before, with another proof: that one stands
 			e.checked = now

@@ -25,13 +25,13 @@ func TestRequesterCache(t *testing.T) {
 	c := newRequesterCache(4, 2)
 	t0 := time.Unix(1_000_000, 0)
 	checks := 0
-	ok := func(id byte, notAfter time.Time) func() (asker, time.Time, error) {
-		return func() (asker, time.Time, error) {
+	ok := func(id byte, notAfter time.Time) verifyFunc {
+		return func(func() bool) (asker, time.Time, error) {
 			checks++
 			return asker{group: pdu.Name{id}, ident: pdu.Name{id}}, notAfter, nil
 		}
 	}
-	bad := func() (asker, time.Time, error) {
+	bad := func(func() bool) (asker, time.Time, error) {
 		checks++
 		return asker{}, time.Time{}, errors.New("forged")
 	}
@@ -39,7 +39,7 @@ func TestRequesterCache(t *testing.T) {
 	proofA, proofB := []byte("proof a"), []byte("proof b")
 	later := t0.Add(time.Hour)
 
-	step := func(what string, src pdu.Name, proof []byte, now time.Time, verify func() (asker, time.Time, error), wantResult string, wantIdent pdu.Name, wantChecks int) {
+	step := func(what string, src pdu.Name, proof []byte, now time.Time, verify verifyFunc, wantResult string, wantIdent pdu.Name, wantChecks int) {
 		t.Helper()
 		a, result, _ := c.lookup(src, proof, now, verify)
 		if result != wantResult || a.ident != wantIdent || checks != wantChecks {
@@ -113,7 +113,10 @@ func TestRequesterVerifyBudget(t *testing.T) {
 	c := newRequesterCache(1<<20, 1<<20)
 	t0 := time.Unix(1_000_000, 0)
 	checks := 0
-	ok := func() (asker, time.Time, error) {
+	ok := func(spend func() bool) (asker, time.Time, error) {
+		if !spend() {
+			return asker{}, time.Time{}, errOverBudget
+		}
 		checks++
 		return asker{group: pdu.Name{1}, ident: pdu.Name{1}}, t0.Add(time.Hour), nil
 	}
@@ -175,7 +178,49 @@ func TestProofOfAnotherNameNotVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &Server{} // no client: a membership check would crash
-	if _, err := s.proveRequester(pdu.Name{0xaa}, proof); err == nil || !strings.Contains(err.Error(), "the request comes from") {
+	spent := 0
+	spend := func() bool { spent++; return true }
+	if _, err := s.proveRequester(pdu.Name{0xaa}, proof, spend); err == nil || !strings.Contains(err.Error(), "the request comes from") {
 		t.Fatalf("a proof of another name: %v", err)
+	}
+	if spent != 0 {
+		t.Fatalf("a proof of another name took %d from the verify budget", spent)
+	}
+	// Of its own name, over the budget: refused before the signature
+	// check (the nil client would crash), not as an invalid proof.
+	if _, err := s.proveRequester(node.Name, proof, func() bool { return false }); !errors.Is(err, errOverBudget) {
+		t.Fatalf("a proof of its own name over the budget: %v", err)
+	}
+}
+
+// TestRefusedProofsSpendNoBudget (Session 15, review8): proofs the
+// parse-and-compare checks refuse — a member sending its own credentials
+// from each of its many other names — take nothing from the verify
+// budget, so a proof that needs its signature checked is checked the same
+// second. (With the budget taken before those checks, 2,500 such names
+// spent it and every honest newcomer was over_budget: unproven, and its
+// client, answered, stopped sending its proof.)
+func TestRefusedProofsSpendNoBudget(t *testing.T) {
+	c := newRequesterCache(1<<20, 1<<20)
+	t0 := time.Unix(1_000_000, 0)
+	notMine := func(func() bool) (asker, time.Time, error) {
+		return asker{}, time.Time{}, errors.New("the request comes from another name")
+	}
+	for i := range 2500 {
+		if _, r, _ := c.lookup(pdu.Name{0xab, byte(i >> 8), byte(i)}, []byte("alice's credentials"), t0, notMine); r != cacheInvalid {
+			t.Fatalf("name %d: %q, want invalid", i, r)
+		}
+	}
+	honest := func(spend func() bool) (asker, time.Time, error) {
+		if !spend() {
+			return asker{}, time.Time{}, errOverBudget
+		}
+		return asker{group: pdu.Name{2}, ident: pdu.Name{2}}, t0.Add(time.Hour), nil
+	}
+	if a, r, _ := c.lookup(pdu.Name{0xcd}, []byte("bob's proof"), t0, honest); r != cacheProven || a.ident != (pdu.Name{2}) {
+		t.Fatalf("an honest newcomer after 2,500 refused proofs: %q as %v, want proven", r, a.ident)
+	}
+	if c.tokens != verifyBurst-1 {
+		t.Fatalf("%v tokens left, want %v (one signature checked)", c.tokens, verifyBurst-1)
 	}
 }
