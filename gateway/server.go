@@ -237,11 +237,12 @@ func (s *Server) Reload(cfg Config) {
 }
 
 // sweep closes idle writers and KV stores until Close, looking every
-// quarter of IdleClose (at most every minute).
+// quarter of IdleClose (at most every minute, at least every 10 ms: an
+// idle_close of a few nanoseconds must not make it spin).
 func (s *Server) sweep() {
 	defer close(s.sweepDone)
 	for {
-		every := min(s.conf().IdleClose/4, time.Minute)
+		every := max(min(s.conf().IdleClose/4, time.Minute), 10*time.Millisecond)
 		t := time.NewTimer(every)
 		select {
 		case <-s.ctx.Done():
