@@ -467,8 +467,15 @@ func testInterleavedReads(t *testing.T, aheadFirst bool) {
 	if !bytes.Equal(got, src) {
 		t.Fatal("interleaved reads returned other bytes")
 	}
-	if n := f.Stats.Chunks.Load() - before; n != chunks {
-		t.Fatalf("%d chunk fetches for a file of %d chunks read once", n, chunks)
+	// Each chunk once, but for the one chunk each round's two requests
+	// share (a 1 MiB window is 18.7 chunks): when the request ahead took it
+	// first, the budget (ra, smaller than a request) may drop it before the
+	// read behind gets there, which then fetches it again (seen once in a
+	// full make test: 122 for 120). The mutations this test is for cost
+	// a window at least (128, 138, 162 fetches).
+	rounds := (len(src) + 2*window - 1) / (2 * window)
+	if n := int(f.Stats.Chunks.Load() - before); n < chunks || n > chunks+rounds {
+		t.Fatalf("%d chunk fetches for a file of %d chunks read once (at most %d: one shared chunk a round again)", n, chunks, chunks+rounds)
 	}
 }
 
