@@ -293,17 +293,25 @@ func TestPeerWithoutDatagrams(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer qc.CloseWithError(0, "")
+	// The listener may close the connection before the stream is opened
+	// or written (it checks datagram support at once): that is the
+	// answer wanted, wherever it shows (seen in a full make test).
+	refused := func(err error) bool { return err != nil && strings.Contains(err.Error(), "does not support datagrams") }
 	s, err := qc.OpenStream()
-	if err != nil {
+	if err != nil && !refused(err) {
 		t.Fatal(err)
 	}
-	h := ctrlMsg{Type: msgHello, Arg: byte(KindQUIC)}.encode()
-	if _, err := s.Write(append([]byte{streamControl}, h[:]...)); err != nil {
-		t.Fatal(err)
-	}
-	s.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if m, err := readCtrl(s); err == nil || !strings.Contains(err.Error(), "does not support datagrams") {
-		t.Fatalf("listener: got %+v, %v; want the connection closed for want of datagrams", m, err)
+	if err == nil {
+		h := ctrlMsg{Type: msgHello, Arg: byte(KindQUIC)}.encode()
+		if _, err = s.Write(append([]byte{streamControl}, h[:]...)); err != nil && !refused(err) {
+			t.Fatal(err)
+		}
+		if err == nil {
+			s.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if m, err := readCtrl(s); !refused(err) {
+				t.Fatalf("listener: got %+v, %v; want the connection closed for want of datagrams", m, err)
+			}
+		}
 	}
 	if n := srv.ep.Stats().Links; n != 0 {
 		t.Fatalf("listener: %d links", n)
