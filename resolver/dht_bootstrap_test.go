@@ -273,7 +273,8 @@ func TestAddPeers(t *testing.T) {
 	// Every connection it opened is counted, at both ends and in the
 	// metric; a lookup on a connected peer opens none.
 	in, out := p.Connections()
-	if out == 0 || out > 4 || accepted()-in0 != out {
+	// Its peers may accept more: the other nodes dial each other meanwhile.
+	if out == 0 || out > 4 || accepted()-in0 < out {
 		t.Errorf("pre-warmed node dialled %d (accepted %d); its peers accepted %d; want 1 to 4 dialled, all accepted", out, in, accepted()-in0)
 	}
 	if got := counterValue(p.metrics.conns.WithLabelValues("out")); got != float64(out) || !registered(t, reg, "gdp_resolver_dht_connections_total") {
