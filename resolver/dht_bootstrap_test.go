@@ -395,3 +395,45 @@ func gatheredCounter(t *testing.T, reg *prometheus.Registry, name string, labels
 	}
 	return -1
 }
+
+// TestSweepKeepsPrewarmedPeers: the member sweep removes a table peer only
+// when its membership expired, not because it has proved nothing yet — a
+// pre-warmed or seeded table's peers prove theirs only when first used, and
+// a sweep that removed them emptied the simulator's seeded tables (its
+// 1,000-router run never finished publishing). Fifty sweeps pass over a
+// table of four peers that were never dialled: all four stay.
+func TestSweepKeepsPrewarmedPeers(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("sweepwarm")
+	cv := certs.NewVerifier(d.Meta)
+	c := startDHTs(t, w, d, cv, false, "sweepwarm", 4, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r := w.router(d, "swept")
+	const sweep = 10 * time.Millisecond
+	p, err := NewDHT(ctx, DHTConfig{Identity: r.id, Member: r.member, Domain: d.Meta, Certs: cv,
+		Join: JoinSeeded, MemberSweep: sweep, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var addrs []string
+	for _, n := range c.nodes {
+		addrs = append(addrs, n.Addrs()...)
+	}
+	if n, err := p.AddPeers(addrs...); err != nil || n != 4 {
+		t.Fatalf("AddPeers: %d added, %v; want 4", n, err)
+	}
+	time.Sleep(50 * sweep)
+	if got := p.PeerCount(); got != 4 {
+		t.Fatalf("after 50 member sweeps: %d of 4 pre-warmed peers left in the routing table", got)
+	}
+	// Used, they still answer: the table was not only kept but usable.
+	name, chain := w.capsuleAt(c.routers[1], "swept", time.Hour)
+	if err := c.nodes[1].Publish(ctx, w.location(c.routers[1], name, chain, NextSequence())); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.Lookup(ctx, name); err != nil || got.Router() != c.routers[1].id.Name {
+		t.Fatalf("lookup through the swept table: %v, %v", got, err)
+	}
+}
