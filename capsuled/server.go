@@ -542,13 +542,15 @@ func (s *Server) ask(ctx context.Context, dst pdu.Name, m *wire.Message) (*wire.
 	defer cancel()
 	select {
 	case rep := <-ch:
-		if m.Proof != nil {
-			s.cli.ProofAnswered(s.name, dst)
-		}
+		s.cli.RequestAnswered(s.name, dst, dst, m.Proof != nil)
 		return rep.Msg, nil
 	case code := <-naks:
+		s.cli.RequestUnanswered(dst)
 		return nil, fmt.Errorf("%s to %s: %w: %s", m.Op, dst, errNAK, code)
 	case <-ctx.Done():
+		// The peer may be restarting (and forget our proof): the next
+		// request to it carries the proof again.
+		s.cli.RequestUnanswered(dst)
 		return nil, fmt.Errorf("%s to %s: %w", m.Op, dst, ctx.Err())
 	}
 }

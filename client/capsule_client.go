@@ -345,8 +345,8 @@ func nakError(op wire.Op, dst pdu.Name, rep wire.Reply) error {
 }
 
 // send encodes m and sends it to dst with flags. A request carries the
-// requester proof while dst has not answered one recently (RequestProof);
-// a CREATE's is set by Create.
+// requester proof while the server it is taken to reach has not answered
+// one recently (RequestProof); a CREATE's is set by Create.
 func (cc *CapsuleClient) send(dst pdu.Name, flags pdu.Flags, m *wire.Message) error {
 	if m.Op != wire.OpCreate {
 		m.Proof = cc.c.RequestProof(cc.c.ReplyName(), dst, cc.opts.ProofRefresh)
@@ -386,14 +386,17 @@ func (cc *CapsuleClient) call(ctx context.Context, dst pdu.Name, m *wire.Message
 		if err == nil && rep.NAK != pdu.CodeNone {
 			// A router says the destination cannot be reached: that is
 			// the answer, and re-sending would only get it again.
+			cc.c.RequestUnanswered(dst)
 			return rep, nakError(m.Op, dst, rep)
 		}
 		if err == nil {
-			if m.Proof != nil {
-				cc.c.ProofAnswered(cc.c.ReplyName(), dst, rep.From)
-			}
+			cc.c.RequestAnswered(cc.c.ReplyName(), dst, rep.From, m.Proof != nil)
 			return rep, nil
 		}
+		// Unanswered: the server may be down (a restarted one forgot our
+		// proof) or the name moving to another replica; the next copy
+		// carries the proof.
+		cc.c.RequestUnanswered(dst)
 		if ctx.Err() != nil {
 			// Sent but unanswered: the server may have acted on it.
 			return wire.Reply{}, fmt.Errorf("%s %s: %w after %d attempts (%w)", m.Op, dst, ErrNoAnswer, sends+1, ctx.Err())

@@ -50,6 +50,9 @@ type Subscription struct {
 	// those seqnos are asked for at once, since their pushes will not
 	// come again.
 	lostTo uint64
+	// proofSent: the last SUBSCRIBE sent carried the requester proof (an
+	// answer to a renewal marks the server that gave it, RequestAnswered).
+	proofSent bool
 }
 
 // Renew makes Next subscribe again from the next seqno at once instead of at
@@ -100,6 +103,7 @@ func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
 		if err := s.r.cc.send(s.r.dst, 0, m); err != nil {
 			return fmt.Errorf("subscribe %s: %w", s.r.info.Name, err)
 		}
+		s.proofSent = m.Proof != nil
 		s.renew = time.Now().Add(s.lease / 3)
 		if !wait {
 			return nil
@@ -108,8 +112,8 @@ func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
 		rep, err := wire.Wait(actx, s.resp)
 		cancel()
 		if err == nil {
-			if m.Proof != nil && rep.Msg != nil {
-				s.r.cc.c.ProofAnswered(s.r.cc.c.ReplyName(), s.r.dst, rep.From)
+			if rep.Msg != nil {
+				s.r.cc.c.RequestAnswered(s.r.cc.c.ReplyName(), s.r.dst, rep.From, m.Proof != nil)
 			}
 			if err := rep.Msg.Err(); err != nil {
 				return fmt.Errorf("subscribe %s: %w", s.r.info.Name, err)
@@ -144,7 +148,13 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 		case a := <-s.resp:
 			t.Stop()
 			// An answer to a renewal: if the server holds nothing past
-			// what was delivered, no push is owed.
+			// what was delivered, no push is owed. Sent to the capsule's
+			// name, it says which replica takes it now (after a failover,
+			// one that may not have seen our proof: the next renewal
+			// carries it).
+			if a.Msg != nil {
+				s.r.cc.c.RequestAnswered(s.r.cc.c.ReplyName(), s.r.dst, a.From, s.proofSent)
+			}
 			if a.Msg != nil && a.Msg.Status.Success() {
 				if a.Msg.Head < s.next {
 					s.resumeAt = time.Time{}

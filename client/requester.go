@@ -102,16 +102,24 @@ func (c *Client) requesterProof(src pdu.Name) []byte {
 // cache (it then counted our requests in its unproven pool meanwhile).
 const DefaultProofRefresh = 30 * time.Second
 
-// maxProofMarks bounds the destinations remembered: beyond, one is
-// forgotten (its next request carries the proof again, ~1 KB).
+// maxProofMarks bounds the servers and the capsule names remembered (each
+// map): beyond, one is forgotten (its next request carries the proof
+// again, ~1 KB).
 const maxProofMarks = 4096
 
-// proofMarks remembers, per destination (a server's name, or a capsule's
-// name that a server answered under), which of our names it answered a
-// proof-carrying request from, and when.
+// proofMarks remembers which servers answered a proof-carrying request
+// from which of our names, and when (m, keyed by the server's own name:
+// a capsule server answers from it, and its router checked that it holds
+// it), and, for requests sent to a capsule's name (any of its replicas
+// may take them), which server answered the last one (via). A mark is per
+// server, not per capsule name, because the server's requester cache is:
+// when routing moves a capsule's name to another replica, the answer
+// comes from a server that has not seen the proof, and the next request
+// carries it.
 type proofMarks struct {
-	mu sync.Mutex
-	m  map[pdu.Name]proofMark
+	mu  sync.Mutex
+	m   map[pdu.Name]proofMark
+	via map[pdu.Name]pdu.Name
 }
 
 type proofMark struct {
@@ -120,19 +128,25 @@ type proofMark struct {
 }
 
 // RequestProof is the requester proof (wire.Requester, PROTOCOL.md §8.3) a
-// capsule request from src to dst should carry, or nil: nil when dst
-// answered one from src within refresh (the server remembers the name's
-// proof, so the request needs none and costs no byte more), or when the
-// client has no credentials or src is not a name it can prove (its own
-// name and its session name). Until dst answers, every request to it
-// carries the proof: the first that arrives is the one verified, and a
-// lost one costs nothing but its bytes.
+// capsule request from src to dst should carry, or nil. dst is a server's
+// name, or a capsule's name, taken to reach the server that answered the
+// last request sent to it (RequestAnswered). nil when that server
+// answered one from src carrying the proof within refresh (it remembers
+// the name's proof, so the request needs none and costs no byte more), or
+// when the client has no credentials or src is not a name it can prove
+// (its own name and its session name). Until the server answers, every
+// request to it carries the proof: the first that arrives is the one
+// verified, and a lost one costs nothing but its bytes.
 func (c *Client) RequestProof(src, dst pdu.Name, refresh time.Duration) []byte {
 	if refresh < 0 {
 		return nil
 	}
 	c.proofs.mu.Lock()
-	mk, ok := c.proofs.m[dst]
+	server := dst
+	if s, ok := c.proofs.via[dst]; ok {
+		server = s
+	}
+	mk, ok := c.proofs.m[server]
 	c.proofs.mu.Unlock()
 	if ok && mk.src == src && time.Since(mk.at) < refresh {
 		return nil
@@ -140,22 +154,53 @@ func (c *Client) RequestProof(src, dst pdu.Name, refresh time.Duration) []byte {
 	return c.requesterProof(src)
 }
 
-// ProofAnswered records that dst answered a request from src that carried
-// the requester proof: dst now remembers src's identity.
-func (c *Client) ProofAnswered(src pdu.Name, dst ...pdu.Name) {
+// RequestAnswered records that server (the answer PDU's source name)
+// answered a request from src sent to dst, which carried the requester
+// proof if proof is set: server then remembers src's identity. When dst
+// is not server (a capsule's name), later requests to dst are taken to
+// reach server, so they carry the proof while server has not answered
+// one: after a failover the new replica's first answer, to a request
+// without the proof, makes the next carry it.
+func (c *Client) RequestAnswered(src, dst, server pdu.Name, proof bool) {
 	now := time.Now()
 	c.proofs.mu.Lock()
 	defer c.proofs.mu.Unlock()
-	if c.proofs.m == nil {
-		c.proofs.m = map[pdu.Name]proofMark{}
-	}
-	for _, d := range dst {
-		if _, ok := c.proofs.m[d]; !ok && len(c.proofs.m) >= maxProofMarks {
-			for k := range c.proofs.m { // any one: it is proven again at its next request
-				delete(c.proofs.m, k)
+	if dst == server {
+		delete(c.proofs.via, dst)
+	} else {
+		if c.proofs.via == nil {
+			c.proofs.via = map[pdu.Name]pdu.Name{}
+		}
+		if _, ok := c.proofs.via[dst]; !ok && len(c.proofs.via) >= maxProofMarks {
+			for k := range c.proofs.via { // any one: its next request carries the proof
+				delete(c.proofs.via, k)
 				break
 			}
 		}
-		c.proofs.m[d] = proofMark{src: src, at: now}
+		c.proofs.via[dst] = server
 	}
+	if !proof {
+		return
+	}
+	if c.proofs.m == nil {
+		c.proofs.m = map[pdu.Name]proofMark{}
+	}
+	if _, ok := c.proofs.m[server]; !ok && len(c.proofs.m) >= maxProofMarks {
+		for k := range c.proofs.m { // any one: it is proven again at its next request
+			delete(c.proofs.m, k)
+			break
+		}
+	}
+	c.proofs.m[server] = proofMark{src: src, at: now}
+}
+
+// RequestUnanswered records that a request sent to dst got no answer in
+// time, or a router's NAK: the server may have stopped (and lose its
+// requester cache) or routing may be moving dst to another replica, so
+// the next request to dst carries the proof again.
+func (c *Client) RequestUnanswered(dst pdu.Name) {
+	c.proofs.mu.Lock()
+	delete(c.proofs.via, dst)
+	delete(c.proofs.m, dst)
+	c.proofs.mu.Unlock()
 }

@@ -73,12 +73,16 @@ func TestRequesterProofCarriesSession(t *testing.T) {
 	}
 }
 
-// TestRequestProofUntilAnswered (Session 15): a request to a server
-// carries the requester proof until that server answered one from the
-// same source name, then none (a READ costs no byte more) until
-// ProofRefresh has passed; another destination, or the same one from
-// another name, still gets it; a negative refresh (a client of before)
-// never sends one.
+// TestRequestProofUntilAnswered (Session 15, per server since Session
+// 16): a request to a server carries the requester proof until that
+// server answered one from the same source name, then none (a READ costs
+// no byte more) until ProofRefresh has passed; another server, or the
+// same one from another name, still gets it; a negative refresh (a client
+// of before) never sends one. A request to a capsule's name is taken to
+// reach the server that answered the last one sent to it: when another
+// replica answers (routing moved the name), the next request carries the
+// proof until that replica has answered one; an unanswered request or a
+// NAK makes the next carry it.
 func TestRequestProofUntilAnswered(t *testing.T) {
 	dom, err := routertest.NewDomain("proof test")
 	if err != nil {
@@ -104,27 +108,64 @@ func TestRequestProofUntilAnswered(t *testing.T) {
 	}
 	server, capsuleName, other := pdu.Name{1}, pdu.Name{2}, pdu.Name{3}
 	const refresh = time.Hour
+	proof := func(src, dst pdu.Name, refresh time.Duration) bool {
+		return c.RequestProof(src, dst, refresh) != nil
+	}
 	for i := range 3 {
-		if c.RequestProof(me.Name, server, refresh) == nil {
+		if !proof(me.Name, capsuleName, refresh) {
 			t.Fatalf("request %d before an answer: no proof", i)
 		}
 	}
-	c.ProofAnswered(me.Name, capsuleName, server) // a request to the capsule's name, answered by server
+	c.RequestAnswered(me.Name, capsuleName, server, true) // a request to the capsule's name, answered by server
 	for _, dst := range []pdu.Name{server, capsuleName} {
-		if c.RequestProof(me.Name, dst, refresh) != nil {
+		if proof(me.Name, dst, refresh) {
 			t.Fatalf("a proof to %v after it answered one", dst)
 		}
 	}
-	if c.RequestProof(me.Name, other, refresh) == nil {
+	if !proof(me.Name, other, refresh) {
 		t.Fatal("no proof to a server that never answered one")
 	}
-	if c.RequestProof(sess.Name, server, refresh) == nil {
+	if !proof(sess.Name, server, refresh) || !proof(sess.Name, capsuleName, refresh) {
 		t.Fatal("no proof from another name of ours")
 	}
-	if c.RequestProof(me.Name, server, time.Nanosecond) == nil {
+	if !proof(me.Name, server, time.Nanosecond) || !proof(me.Name, capsuleName, time.Nanosecond) {
 		t.Fatal("no proof after the refresh")
 	}
-	if c.RequestProof(me.Name, other, -1) != nil {
+	if proof(me.Name, other, -1) {
 		t.Fatal("a proof with a negative refresh")
+	}
+
+	// Routing moves the capsule's name to other: its answer to a request
+	// without the proof makes the next carry it, until other answers one.
+	c.RequestAnswered(me.Name, capsuleName, other, false)
+	if !proof(me.Name, capsuleName, refresh) {
+		t.Fatal("no proof to the capsule's name after another replica, never proven, answered")
+	}
+	if proof(me.Name, server, refresh) {
+		t.Fatal("a proof to the first server, which still holds it")
+	}
+	c.RequestAnswered(me.Name, capsuleName, other, true)
+	if proof(me.Name, capsuleName, refresh) || proof(me.Name, other, refresh) {
+		t.Fatal("a proof after the new replica answered one")
+	}
+	// Back to the first server (still proven): none.
+	c.RequestAnswered(me.Name, capsuleName, server, false)
+	if proof(me.Name, capsuleName, refresh) {
+		t.Fatal("a proof to the capsule's name while the server answering it holds one")
+	}
+
+	// Unanswered (a timeout, a NAK): the next request carries the proof,
+	// to the capsule's name and to a server asked by name (it may have
+	// restarted).
+	c.RequestUnanswered(capsuleName)
+	if !proof(me.Name, capsuleName, refresh) {
+		t.Fatal("no proof to the capsule's name after an unanswered request")
+	}
+	c.RequestUnanswered(server)
+	if !proof(me.Name, server, refresh) {
+		t.Fatal("no proof to a server after an unanswered request")
+	}
+	if proof(me.Name, other, refresh) {
+		t.Fatal("a proof to a server that answered one and was not silent")
 	}
 }
