@@ -139,6 +139,12 @@ func (w *world) router(desc string, peers ...*node) *node {
 // replica starts a capsule server attached to n.
 func (w *world) replica(n *node, desc string) *certs.Identity {
 	w.t.Helper()
+	return w.replicaConf(n, desc, capsuled.Config{SyncInterval: 300 * time.Millisecond, PeerTimeout: time.Second})
+}
+
+// replicaConf is replica with a config of its own (Dir is set).
+func (w *world) replicaConf(n *node, desc string, conf capsuled.Config) *certs.Identity {
+	w.t.Helper()
 	id, err := certs.NewIdentity(certs.KindServer, desc)
 	if err != nil {
 		w.t.Fatal(err)
@@ -164,7 +170,8 @@ func (w *world) replica(n *node, desc string) *certs.Identity {
 		_ = ep.Close()
 		w.t.Fatal(err)
 	}
-	srv, err := capsuled.New(ctx, capsuled.Config{Dir: w.t.TempDir(), SyncInterval: 300 * time.Millisecond, PeerTimeout: time.Second},
+	conf.Dir = w.t.TempDir()
+	srv, err := capsuled.New(ctx, conf,
 		capsuled.Deps{Identity: id, Client: c, Logger: w.log.Named(desc), Registry: prometheus.NewRegistry()})
 	if err != nil {
 		_ = ep.Close()

@@ -96,10 +96,78 @@ func (s *Server) sealedState(ctx context.Context, name pdu.Name) (sealed, known 
 	if len(recs) == 0 {
 		return false, false, nil
 	}
-	_, err = seal.ReadKeyRecord(ctx, rd, 1)
-	sealed = err == nil
+	sealed, err = firstIsKeyRecord(ctx, rd)
+	if err != nil {
+		s.dropReader(name, rd)
+		return false, false, err
+	}
 	s.markSealed(name, sealed)
 	return sealed, true, nil
+}
+
+// firstIsKeyRecord reads rd's record 1: a key record (an encrypted
+// capsule; one whose own signature fails is still one, never a plain
+// capsule) or something else (malformed as a key record: a plain one).
+// A read that fails decides nothing.
+func firstIsKeyRecord(ctx context.Context, rd *client.Reader) (bool, error) {
+	_, err := seal.ReadKeyRecord(ctx, rd, 1)
+	switch {
+	case err == nil, errors.Is(err, seal.ErrBadSignature):
+		return true, nil
+	case errors.Is(err, seal.ErrMalformed):
+		return false, nil
+	}
+	return false, err
+}
+
+// recheckSealed decides whether a capsule whose nearest replica showed no
+// record 1 is an encrypted one after all, for a writer of plain records
+// (or KV operations, or files) just opened on it. With start known (a
+// plain writer: the newest head its replicas showed) 0, every replica it
+// asked was empty: plain, nothing to read. Otherwise each replica is asked
+// by its own name for record 1 — verified against the writer's signature,
+// so a replica can withhold it but not forge it — and the first that
+// shows it decides (and is remembered). When the writer resumes above 0
+// and none shows it, nothing is decided: an error, and nothing is
+// written.
+func (s *Server) recheckSealed(ctx context.Context, name pdu.Name, replicas []pdu.Name, start uint64, startKnown bool) (bool, error) {
+	if startKnown && start == 0 {
+		return false, nil
+	}
+	s.m.sealed.WithLabelValues("rechecked").Inc()
+	caps := s.up.Caps()
+	var errs []error
+	for _, r := range replicas {
+		rd, err := caps.NewReader(ctx, name, client.ReaderOptions{Server: r})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		recs, err := rd.Read(ctx, 1, 1)
+		if err != nil || len(recs) == 0 {
+			errs = append(errs, err)
+			continue
+		}
+		sealed, err := firstIsKeyRecord(ctx, rd)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.markSealed(name, sealed)
+		return sealed, nil
+	}
+	if startKnown {
+		return false, fmt.Errorf("capsule %s: the writer resumes after seqno %d but no replica showed record 1, "+
+			"so whether it is an encrypted capsule is not known: nothing was written, try again (%w)", name, start, errors.Join(errs...))
+	}
+	return false, nil
+}
+
+// refuseSealed answers 409 sealed_capsule: plain records, KV operations or
+// files would be in the clear in an encrypted capsule and break its
+// readers.
+func (s *Server) refuseSealed(w http.ResponseWriter, name pdu.Name) {
+	s.fail(w, http.StatusConflict, "sealed_capsule", fmt.Errorf("capsule %s is an encrypted capsule: append through /v1/sealed/%s/records", name, name))
 }
 
 // markSealed remembers whether a capsule is encrypted (decided once: its

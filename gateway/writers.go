@@ -63,6 +63,24 @@ type capWriter struct {
 
 func (cw *capWriter) open() bool { return cw.w != nil || cw.kv != nil || cw.fs != nil }
 
+// abortLocked stops a writer just opened, before it wrote anything (a
+// plain writer aborted; a KV or files writer closed, which sends nothing
+// when nothing is pending).
+func (cw *capWriter) abortLocked() {
+	if cw.w != nil {
+		cw.w.Abort()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if cw.kv != nil {
+		_ = cw.kv.Close(ctx)
+	}
+	if cw.fs != nil {
+		_ = cw.fs.Close(ctx)
+	}
+	cw.w, cw.kv, cw.fs, cw.sl = nil, nil, nil, nil
+}
+
 // closeLocked flushes and stops the open writer and releases its lock.
 func (cw *capWriter) closeLocked(ctx context.Context) error {
 	var err error
@@ -114,18 +132,23 @@ func (s *Server) writerOf(ctx context.Context, w http.ResponseWriter, name pdu.N
 // writerOfReaders is writerOf; a sealedWriter opened on a capsule with
 // nothing written yet starts epoch 1 for readers.
 func (s *Server) writerOfReaders(ctx context.Context, w http.ResponseWriter, name pdu.Name, kind writerKind, readers []ed25519.PublicKey) (*capWriter, bool) {
+	// looksEmpty: the capsule looked empty to the encrypted-or-not check
+	// (its first record was not read), so a plain writer opened on it is
+	// checked again (recheckSealed).
+	looksEmpty := false
 	if kind != sealedWriter {
 		// Plain records, KV operations or files in an encrypted capsule
 		// would be in the clear and break its readers.
-		sealed, _, err := s.sealedState(ctx, name)
+		sealed, known, err := s.sealedState(ctx, name)
 		if err != nil {
 			s.overlayError(w, "open writer", err)
 			return nil, false
 		}
 		if sealed {
-			s.fail(w, http.StatusConflict, "sealed_capsule", fmt.Errorf("capsule %s is an encrypted capsule: append through /v1/sealed/%s/records", name, name))
+			s.refuseSealed(w, name)
 			return nil, false
 		}
+		looksEmpty = !known
 	}
 	cw := s.lockedWriter(name)
 	if cw.open() && cw.kind == kind {
@@ -179,6 +202,40 @@ func (s *Server) writerOfReaders(ctx context.Context, w http.ResponseWriter, nam
 				cw.w.Abort()
 				cw.w = nil
 			}
+		}
+	}
+	if looksEmpty {
+		// The nearest replica showed no record 1, yet the writer may
+		// continue a log its replicas hold (a lagging or lying replica
+		// answered, and this gateway's mark of the capsule was dropped
+		// or never taken): the first record decides, asked of the
+		// replicas themselves, before anything is written. (A KV or
+		// files writer that failed to open on sealed records is refused
+		// the same way.)
+		start, startKnown := uint64(0), false
+		if kind == plainWriter && cw.w != nil {
+			start, startKnown = cw.w.Progress().Start, true
+		}
+		replicas := in.Replicas
+		if cw.w != nil {
+			// The replicas the writer asked (the newest owner-signed
+			// placement any of them holds).
+			replicas, _ = cw.w.Replicas()
+		}
+		sealed, rerr := s.recheckSealed(ctx, name, replicas, start, startKnown)
+		if rerr != nil && err == nil {
+			err = rerr
+		}
+		if sealed || rerr != nil {
+			cw.abortLocked()
+		}
+		if sealed {
+			if unlock != nil {
+				unlock()
+			}
+			fail()
+			s.refuseSealed(w, name)
+			return nil, false
 		}
 	}
 	if err != nil {
