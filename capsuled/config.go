@@ -54,8 +54,11 @@ type Config struct {
 	// evicts from the largest group first (Session 15). Default 4096.
 	Queue int
 	// RequesterCache bounds the source names whose request proof
-	// (PROTOCOL.md §8.3) the server remembers, least recently used
-	// dropped (gdp_capsuled_requester_cache_total{result="evicted"}); a
+	// (PROTOCOL.md §8.3) the server remembers, shared max-min over the
+	// request queue's groups (Session 16): full, the least recently used
+	// name of the group holding the most is dropped
+	// (gdp_capsuled_requester_cache_total{result="evicted"}, or
+	// "group_share" when that is the newcomer's own group); a
 	// dropped name counts in the unproven pool until its client proves it
 	// again (within its proof refresh, 30 s by default). Default 65,536.
 	RequesterCache int

@@ -26,11 +26,19 @@ import (
 // a signature check, and needs no proof (the client sends one to each
 // server until it is answered, and again every CapsuleOptions.ProofRefresh).
 //
-// The cache is bounded (Config.RequesterCache names, least recently used
-// dropped) and so is each identity's part of it
-// (Config.RequesterCachePerIdentity: a member proving thousands of session
-// names evicts its own, not the others'). A dropped name's requests count
-// in the unproven pool until its client proves it again. Proofs that do not
+// The cache is bounded (Config.RequesterCache names) and so is each
+// identity's part of it (Config.RequesterCachePerIdentity: a member
+// proving thousands of session names evicts its own, not the others').
+// Session 16: the cache is shared max-min over the request queue's groups
+// (asker.group: each proven identity of the server's own domain, each
+// other domain's members together), not in one least-recently-used order:
+// full, a newcomer whose group holds fewer than the largest group less one
+// takes the place of that group's least recently used name, else of its
+// own group's. A trusted partner domain minting a thousand identities of
+// 64 names each fills its own group and then evicts its own names; an
+// own-domain member's names (at most RequesterCachePerIdentity) go only
+// when every group holds as many. A dropped name's requests count in the
+// unproven pool until its client proves it again. Proofs that do not
 // hold are remembered apart (a quarter of the size), so a name sending
 // forged proofs costs one signature check per proofRecheck, and they
 // never evict a proven name.
@@ -72,18 +80,20 @@ var unprovenAsker = asker{group: unprovenGroup, ident: unprovenGroup}
 
 // Requester cache results (gdp_capsuled_requester_cache_total{result}).
 const (
-	cacheHit        = "hit"         // a request without a proof from a name proven before
-	cacheRepeated   = "repeated"    // a proof from a name proven before, not checked again (the same proof, or within proofRecheck)
-	cacheProven     = "proven"      // a proof verified now and remembered
-	cacheInvalid    = "invalid"     // a proof verified now that does not hold
-	cacheRefused    = "refused"     // a proof from a name whose last proof did not hold, not verified again yet
-	cacheUnproven   = "unproven"    // no proof from a name not proven: the unproven pool
-	cacheEvicted    = "evicted"     // a proven name dropped for room (the cache's or its identity's bound)
-	cacheExpired    = "expired"     // a proven name dropped as its membership expired
-	cacheOverBudget = "over_budget" // a proof not verified: the second's verify budget was spent (counted unproven)
+	cacheHit        = "hit"            // a request without a proof from a name proven before
+	cacheRepeated   = "repeated"       // a proof from a name proven before, not checked again (the same proof, or within proofRecheck)
+	cacheProven     = "proven"         // a proof verified now and remembered
+	cacheInvalid    = "invalid"        // a proof verified now that does not hold
+	cacheRefused    = "refused"        // a proof from a name whose last proof did not hold, not verified again yet
+	cacheUnproven   = "unproven"       // no proof from a name not proven: the unproven pool
+	cacheEvicted    = "evicted"        // a proven name of the largest group dropped for another group's newcomer (the cache's bound)
+	cacheGroupShare = "group_share"    // a proven name dropped for a newcomer of its own group, the largest: the group's share bit (Session 16)
+	cacheIdentShare = "identity_share" // a proven name dropped for a newcomer of its own identity, at requester_cache_per_identity (Session 16)
+	cacheExpired    = "expired"        // a proven name dropped as its membership expired
+	cacheOverBudget = "over_budget"    // a proof not verified: the second's verify budget was spent (counted unproven)
 )
 
-var cacheResults = []string{cacheHit, cacheRepeated, cacheProven, cacheInvalid, cacheRefused, cacheUnproven, cacheEvicted, cacheExpired, cacheOverBudget}
+var cacheResults = []string{cacheHit, cacheRepeated, cacheProven, cacheInvalid, cacheRefused, cacheUnproven, cacheEvicted, cacheGroupShare, cacheIdentShare, cacheExpired, cacheOverBudget}
 
 // provenName is one source name's proof as the cache holds it.
 type provenName struct {
@@ -92,9 +102,20 @@ type provenName struct {
 	notAfter time.Time
 	sum      [sha256.Size]byte // of the proof taken
 	checked  time.Time         // when it was verified
-	all      *list.Element     // in requesterCache.lru
+	inGroup  *list.Element     // in its group's list
 	mine     *list.Element     // in its identity's list
 }
+
+// cacheGroup is one asker.group's proven names, most recently used first,
+// and its place in requesterCache.counts.
+type cacheGroup struct {
+	key  pdu.Name
+	lru  *list.List // *provenName
+	slot int
+}
+
+func (g *cacheGroup) count() int  { return g.lru.Len() }
+func (g *cacheGroup) slotp() *int { return &g.slot }
 
 // refusedProof is a name whose last proof did not hold.
 type refusedProof struct {
@@ -108,9 +129,12 @@ type requesterCache struct {
 	max      int
 	perIdent int
 	byName   map[pdu.Name]*provenName
-	lru      *list.List // *provenName, most recently used first
-	byIdent  map[pdu.Name]*list.List
-	refused  map[pdu.Name]refusedProof
+	byGroup  map[pdu.Name]*cacheGroup
+	// counts finds the group holding the most names in O(1) (own-domain
+	// members are a group each: thousands of groups).
+	counts  counted[*cacheGroup]
+	byIdent map[pdu.Name]*list.List // *provenName, most recently used first
+	refused map[pdu.Name]refusedProof
 
 	// The verify budget: tokens left at last (verifyRate, verifyBurst).
 	tokens float64
@@ -118,7 +142,7 @@ type requesterCache struct {
 }
 
 func newRequesterCache(max, perIdent int) *requesterCache {
-	return &requesterCache{max: max, perIdent: perIdent, byName: map[pdu.Name]*provenName{}, lru: list.New(),
+	return &requesterCache{max: max, perIdent: perIdent, byName: map[pdu.Name]*provenName{}, byGroup: map[pdu.Name]*cacheGroup{},
 		byIdent: map[pdu.Name]*list.List{}, refused: map[pdu.Name]refusedProof{}, tokens: verifyBurst}
 }
 
@@ -128,7 +152,12 @@ func (c *requesterCache) maxRefused() int { return max(16, c.max/4) }
 // remove forgets e (c.mu held).
 func (c *requesterCache) remove(e *provenName) {
 	delete(c.byName, e.src)
-	c.lru.Remove(e.all)
+	g := c.byGroup[e.asker.group]
+	g.lru.Remove(e.inGroup)
+	c.counts.resize(g, g.count()+1)
+	if g.count() == 0 {
+		delete(c.byGroup, g.key)
+	}
 	if l := c.byIdent[e.asker.ident]; l != nil {
 		l.Remove(e.mine)
 		if l.Len() == 0 {
@@ -137,19 +166,31 @@ func (c *requesterCache) remove(e *provenName) {
 	}
 }
 
-// add remembers e, dropping the least recently used of its identity's
-// names, then of all, beyond the bounds (c.mu held); it returns how many
-// it dropped.
-func (c *requesterCache) add(e *provenName) int {
-	dropped := 0
+// add remembers e, dropping beyond the bounds first the least recently
+// used of its identity's names, then, the cache full, of the largest
+// group's or of its own group's (max-min over groups, as the request
+// queue); c.mu held.
+func (c *requesterCache) add(e *provenName) drops {
+	var d drops
 	id := e.asker.ident
 	for l := c.byIdent[id]; l != nil && l.Len() >= c.perIdent; l = c.byIdent[id] {
 		c.remove(l.Back().Value.(*provenName))
-		dropped++
+		d.identShare++
 	}
-	for c.lru.Len() > 0 && c.lru.Len() >= c.max {
-		c.remove(c.lru.Back().Value.(*provenName))
-		dropped++
+	for len(c.byName) > 0 && len(c.byName) >= c.max {
+		mine := c.byGroup[e.asker.group]
+		if mine == nil || c.counts.most > mine.count()+1 {
+			c.remove(c.counts.top().lru.Back().Value.(*provenName))
+			d.evicted++
+			continue
+		}
+		c.remove(mine.lru.Back().Value.(*provenName))
+		d.groupShare++
+	}
+	g := c.byGroup[e.asker.group]
+	if g == nil {
+		g = &cacheGroup{key: e.asker.group, lru: list.New()}
+		c.byGroup[g.key] = g
 	}
 	l := c.byIdent[id]
 	if l == nil {
@@ -157,14 +198,15 @@ func (c *requesterCache) add(e *provenName) int {
 		c.byIdent[id] = l
 	}
 	c.byName[e.src] = e
-	e.all = c.lru.PushFront(e)
+	e.inGroup = g.lru.PushFront(e)
+	c.counts.resize(g, g.count()-1)
 	e.mine = l.PushFront(e)
-	return dropped
+	return d
 }
 
 // touch marks e used now (c.mu held).
 func (c *requesterCache) touch(e *provenName) {
-	c.lru.MoveToFront(e.all)
+	c.byGroup[e.asker.group].lru.MoveToFront(e.inGroup)
 	c.byIdent[e.asker.ident].MoveToFront(e.mine)
 }
 
@@ -187,8 +229,13 @@ func (s *Server) askerOf(src pdu.Name, proof []byte) asker {
 		return askerOfMember(m), m.NotAfter, nil
 	})
 	s.met.requesterCache.WithLabelValues(result).Inc()
-	if dropped.evicted > 0 {
-		s.met.requesterCache.WithLabelValues(cacheEvicted).Add(float64(dropped.evicted))
+	for _, n := range []struct {
+		result string
+		n      int
+	}{{cacheEvicted, dropped.evicted}, {cacheGroupShare, dropped.groupShare}, {cacheIdentShare, dropped.identShare}} {
+		if n.n > 0 {
+			s.met.requesterCache.WithLabelValues(n.result).Add(float64(n.n))
+		}
 	}
 	if dropped.expired > 0 {
 		s.met.requesterCache.WithLabelValues(cacheExpired).Add(float64(dropped.expired))
@@ -210,8 +257,10 @@ func askerOfMember(m client.Member) asker {
 	return a
 }
 
-// drops are the proven names a lookup dropped.
-type drops struct{ evicted, expired int }
+// drops are the proven names a lookup dropped: for another group's
+// newcomer (evicted), its own group's at the largest share (groupShare),
+// its own identity's at its bound (identShare), or expired.
+type drops struct{ evicted, groupShare, identShare, expired int }
 
 // verifyFunc checks a proof; spend takes one signature check from the
 // verify budget, and verify calls it only once the checks that parse and
@@ -293,8 +342,9 @@ func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verif
 	if old := c.byName[src]; old != nil {
 		c.remove(old)
 	}
-	d.evicted = c.add(&provenName{src: src, asker: a, notAfter: notAfter, sum: sum, checked: now})
-	return a, cacheProven, d
+	added := c.add(&provenName{src: src, asker: a, notAfter: notAfter, sum: sum, checked: now})
+	added.expired = d.expired
+	return a, cacheProven, added
 }
 
 // spend takes one verify from the budget at now, or reports it spent

@@ -76,8 +76,90 @@ func TestRequesterCache(t *testing.T) {
 	step("identity 5", name(21), proofA, t0, ok(5, later), cacheProven, pdu.Name{5}, 29)
 	step("the least recently used dropped", name(11), nil, t0, nil, cacheUnproven, unprovenGroup, 29)
 	step("the most recently used kept", name(2), nil, t0, nil, cacheHit, pdu.Name{2}, 29)
-	if len(c.byName) != 4 || c.lru.Len() != 4 || len(c.refused) > c.maxRefused() {
-		t.Fatalf("%d names, %d in the LRU, %d refused (max %d)", len(c.byName), c.lru.Len(), len(c.refused), c.maxRefused())
+	inGroups := 0
+	for _, g := range c.byGroup {
+		inGroups += g.count()
+	}
+	if len(c.byName) != 4 || inGroups != 4 || len(c.refused) > c.maxRefused() {
+		t.Fatalf("%d names, %d in the groups, %d refused (max %d)", len(c.byName), inGroups, len(c.refused), c.maxRefused())
+	}
+}
+
+// TestRequesterCacheGroupShares (Session 16): the cache is shared max-min
+// over the request queue's groups, so a trusted partner domain proving
+// names from a thousand identities (its members one group) evicts its own
+// names once it holds the most, never an own-domain member's (a group per
+// identity); another partner domain's and a new own member's first names
+// take the largest group's places; each drop is counted by the share
+// that bit.
+func TestRequesterCacheGroupShares(t *testing.T) {
+	const max, perIdent = 100, 4
+	c := newRequesterCache(max, perIdent)
+	t0 := time.Unix(1_000_000, 0)
+	as := func(a asker) verifyFunc {
+		return func(func() bool) (asker, time.Time, error) { return a, t0.Add(time.Hour), nil }
+	}
+	partner, third := pdu.Name{0xd1}, pdu.Name{0xd2}
+	ident := func(i int) pdu.Name { return pdu.Name{0x1d, byte(i >> 8), byte(i)} }
+	name := func(i, j int) pdu.Name { return pdu.Name{0x5a, byte(i >> 8), byte(i), byte(j)} }
+	var total drops
+	prove := func(src pdu.Name, a asker) {
+		t.Helper()
+		_, r, d := c.lookup(src, []byte("proof"), t0, as(a))
+		if r != cacheProven {
+			t.Fatalf("%v: %q, want proven", src, r)
+		}
+		total.evicted += d.evicted
+		total.groupShare += d.groupShare
+		total.identShare += d.identShare
+	}
+	hits := func(from, to int) int {
+		n := 0
+		for i := from; i < to; i++ {
+			for j := range perIdent {
+				if _, r, _ := c.lookup(name(i, j), nil, t0, nil); r == cacheHit {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	// Ten own-domain members prove 4 names each (a group each).
+	for i := range 10 {
+		for j := range perIdent {
+			prove(name(i, j), asker{group: ident(i), ident: ident(i)})
+		}
+	}
+	// The partner domain: 1,000 identities × 4 names, one group.
+	for i := 1000; i < 2000; i++ {
+		for j := range perIdent {
+			prove(name(i, j), asker{group: partner, ident: ident(i)})
+		}
+	}
+	if n := hits(0, 10); n != 40 {
+		t.Fatalf("after the partner's 4,000 names, %d of the own domain's 40 are proven", n)
+	}
+	if g := c.byGroup[partner].count(); g != max-40 || total.groupShare != 4000-(max-40) || total.evicted != 0 || total.identShare != 0 {
+		t.Fatalf("the partner holds %d names (want %d); drops %+v, want %d for its group's share only", g, max-40, total, 4000-(max-40))
+	}
+	// A third domain's first names and a new own member's take the
+	// largest group's (the partner's) places.
+	total = drops{}
+	for j := range 2 {
+		prove(name(3000, j), asker{group: third, ident: ident(3000)})
+		prove(name(10, j), asker{group: ident(10), ident: ident(10)})
+	}
+	if n := hits(0, 11) + hits(3000, 3001); n != 44 || total.evicted != 4 || total.groupShare != 0 {
+		t.Fatalf("a third domain's and a new own member's 2 names each: %d of 44 proven, drops %+v, want 4 evicted", n, total)
+	}
+	if g := c.byGroup[partner].count(); g != max-44 {
+		t.Fatalf("the partner holds %d names, want %d", g, max-44)
+	}
+	// A partner member's fifth name drops its own first (identity share).
+	total = drops{}
+	prove(name(1999, perIdent), asker{group: partner, ident: ident(1999)})
+	if total.identShare != 1 || total.evicted+total.groupShare != 0 {
+		t.Fatalf("a fifth name of one identity: drops %+v, want one identity_share", total)
 	}
 }
 

@@ -277,13 +277,15 @@ type capsuledConfig struct {
 	// Default max_subscriptions / 4.
 	MaxSubscriptionsUnproven int `yaml:"max_subscriptions_unproven"`
 	// RequesterCache bounds the source names whose request proof the
-	// server remembers (PROTOCOL.md §8.3; least recently used dropped,
-	// gdp_capsuled_requester_cache_total{result="evicted"}). Restart to
-	// change. Default 65536.
+	// server remembers (PROTOCOL.md §8.3), shared max-min over the
+	// request queue's groups (each own-domain member, each other domain
+	// together; Session 16): full, the least recently used name of the
+	// largest group is dropped (gdp_capsuled_requester_cache_total
+	// {result="evicted"|"group_share"}). Restart to change. Default 65536.
 	RequesterCache int `yaml:"requester_cache"`
 	// RequesterCachePerIdentity bounds one identity's names in that cache
-	// (its own least recently used dropped first). Restart to change.
-	// Default 64.
+	// (its own least recently used dropped first,
+	// {result="identity_share"}). Restart to change. Default 64.
 	RequesterCachePerIdentity int `yaml:"requester_cache_per_identity"`
 	// BulkStreamsPerPeer bounds the bulk read streams (QUIC over names)
 	// one reader identity has open at once (503 beyond, counted in
