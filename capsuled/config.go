@@ -129,10 +129,13 @@ type Config struct {
 	// for the next ranges while the answers before them travel and are
 	// stored. Default 4; 1: one SYNC at a time.
 	SyncWindow int
-	// SyncAnswersPerPeer bounds the SYNCs of one peer (the requesting
-	// name) answered at once, its share of the Workers; more are answered
-	// 503 and counted (gdp_capsuled_sync_refused_total), and the peer asks
-	// again shortly. Default 4.
+	// SyncAnswersPerPeer bounds the SYNCs of one peer answered at once, its
+	// share of the Workers; more are answered 503 and counted
+	// (gdp_capsuled_sync_refused_total{share}), and the peer asks again
+	// shortly. A peer is a proven identity over all the names it asks
+	// from; every asker that proved nothing (a replica older than Session
+	// 15) is one peer together (Session 16; before, each source name).
+	// Default 4.
 	SyncAnswersPerPeer int
 	// PeerBackoff is the longest a peer that did not answer (timeout or a
 	// NAK such as NO_ROUTE) is left alone before it is asked again; the
@@ -162,16 +165,21 @@ type Config struct {
 	// every capsule it holds (not confirmed in time: served all the same,
 	// one WARN). Default 5s.
 	PublishWait time.Duration
-	// CreatesPerPeer bounds the CREATEs of one requester (its name)
-	// waiting at once for their location records (up to PublishWait each).
-	// They wait off the Workers, so a slow resolver never holds the
-	// workers that serve reads, appends and syncs; more are answered 503
-	// and counted (gdp_capsuled_placements_refused_total
-	// {reason="creates_per_peer"}). Default 16.
+	// CreatesPerPeer bounds the CREATEs of one requester waiting at once
+	// for their location records (up to PublishWait each): a proven
+	// identity over every name it sends from, every requester that proved
+	// nothing together (Session 16; before, each source name). They wait
+	// off the Workers, so a slow resolver never holds the workers that
+	// serve reads, appends and syncs; more are answered 503 and counted
+	// (gdp_capsuled_placements_refused_total{reason="creates_per_peer"},
+	// "creates_unproven" for the pool). Default 16.
 	CreatesPerPeer int
 	// ReadAheadBytes bounds the records read ahead for one requester's
 	// sequential READs (a file reader asking for chunk after chunk), over
-	// all the capsules it reads (store.Options.ReadAheadBytes); a fill
+	// all the capsules it reads (store.Options.ReadAheadBytes); a
+	// requester, for this and ReadAheadStreams, is a proven identity over
+	// every name it reads from, every requester that proved nothing
+	// together (Session 16; before, each source name); a fill
 	// stops there (gdp_capsuled_readahead_limited_total
 	// {reason="requester_bytes"}). Default 4 MiB; negative: no read-ahead.
 	ReadAheadBytes int

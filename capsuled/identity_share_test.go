@@ -2,8 +2,6 @@ package capsuled_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -220,7 +218,17 @@ func TestPlacementsPerDomain(t *testing.T) {
 // returns the answer's status.
 func rawCreate(ctx context.Context, t *testing.T, c *client.Client, src pdu.Name, s *replica, proof []byte) wire.Status {
 	t.Helper()
-	tc := newTestCapsule(t, "raw")
+	st := rawRequest(ctx, t, c, src, s.id.Name, createOf(t, newTestCapsule(t, "raw"), s, proof))
+	if st == 0 {
+		t.Fatalf("no answer to a CREATE from %s", src)
+	}
+	return st
+}
+
+// createOf is a CREATE of tc's capsule on server s alone, with proof at
+// key 13.
+func createOf(t *testing.T, tc *testCapsule, s *replica, proof []byte) *wire.Message {
+	t.Helper()
 	places, err := client.PlaceCapsule(tc.owner, tc.meta, []pdu.Name{s.id.Name}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -229,37 +237,9 @@ func rawCreate(ctx context.Context, t *testing.T, c *client.Client, src pdu.Name
 	if err != nil {
 		t.Fatal(err)
 	}
-	var idb [8]byte
-	_, _ = rand.Read(idb[:])
 	name := tc.meta.Name()
-	m := &wire.Message{Op: wire.OpCreate, ID: binary.BigEndian.Uint64(idb[:]), Capsule: name[:], Metadata: tc.meta.Marshal(),
+	return &wire.Message{Op: wire.OpCreate, Capsule: name[:], Metadata: tc.meta.Marshal(),
 		AdCert: places[0].AdCert.Marshal(), Replicas: wire.NameBytes([]pdu.Name{s.id.Name}), W: uint64(rec.W), Placement: rec.Marshal(), Proof: proof}
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 10 {
-		if _, err := c.SendFrom(src, s.id.Name, 0, b); err != nil {
-			t.Fatal(err)
-		}
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		for {
-			got, err := c.Receive(actx)
-			if err != nil {
-				break
-			}
-			if got.Type != pdu.TypeData || got.Src != s.id.Name {
-				continue
-			}
-			if rep, err := wire.Unmarshal(got.Payload); err == nil && rep.IsResponse() && rep.ID == m.ID {
-				cancel()
-				return rep.Status
-			}
-		}
-		cancel()
-	}
-	t.Fatalf("no answer to a CREATE from %s", src)
-	return 0
 }
 
 // holdCapsuleName makes c hold a capsule name owned by key (an AdCert

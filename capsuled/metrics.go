@@ -23,7 +23,7 @@ type metrics struct {
 	syncInflight      prometheus.Gauge
 	// syncRefused counts SYNCs answered 503 because their peer had
 	// sync_answers_per_peer being answered.
-	syncRefused prometheus.Counter
+	syncRefused *prometheus.CounterVec // share
 	// adcertExpiry is each placed capsule's AdCert NotAfter (unix seconds).
 	adcertExpiry *prometheus.GaugeVec // capsule
 	// writerConflicts counts APPENDs refused because they did not extend
@@ -82,15 +82,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "writer_conflicts_total", Help: "APPENDs refused because they did not extend the head (another writer is active)."}),
 	}
 	m.placementsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
-		Name: "placements_refused_total", Help: "CREATEs the placement policy refused, by reason (owner_not_allowed, owner_quota, requester_quota, domain_quota, unproven_quota, too_many_replicas, server_full, disk_full, not_published)."}, []string{"reason"})
+		Name: "placements_refused_total", Help: "CREATEs the placement policy refused, by reason (owner_not_allowed, owner_quota, requester_quota, domain_quota, unproven_quota, too_many_replicas, server_full, disk_full, not_published, creates_per_peer, creates_unproven)."}, []string{"reason"})
 	m.syncSkipped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "sync_skipped_total", Help: "Anti-entropy requests not sent because the peer is backing off after a timeout or a NAK."})
 	m.syncFed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "sync_fed_total", Help: "Periodic anti-entropy comparisons not started because a writer's batch extended the capsule within the last sync_interval."})
 	m.syncInflight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "sync_inflight", Help: "Capsules being compared with their peers now (at most sync_parallel)."})
-	m.syncRefused = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
-		Name: "sync_refused_total", Help: "SYNCs answered 503 because their peer had sync_answers_per_peer SYNCs being answered."})
+	m.syncRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "sync_refused_total", Help: "SYNCs answered 503 because their peer had sync_answers_per_peer SYNCs being answered, by share (Session 16): identity (a proven identity, over all its names), unproven (every asker that proved nothing, together)."}, []string{"share"})
+	m.syncRefused.WithLabelValues("identity")
+	m.syncRefused.WithLabelValues("unproven")
 	m.possessionChecks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "possession_checks_total", Help: "Peers' possession tags (proofs that a peer replica holds the head it claims) checked against this server's entries, by result (ok, failed); one is asked for only when a check is due (possession_interval)."}, []string{"result"})
 	m.queueRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
@@ -131,7 +133,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"not_data", "malformed", "late_response", "unexpected_event", "send_error", "wrong_source", "waiter_full", "nak", "delete_unsigned", "delete_clock", "create_in_progress", "unproven_head", "head_not_held", "too_few_samples", "too_many_samples"} {
 		m.dropped.WithLabelValues(r)
 	}
-	for _, r := range []string{refuseOwner, refuseQuota, refuseRequester, refuseDomain, refuseUnproven, refuseReplicas, refuseFull, refuseDisk, refuseUnpublished, refuseCreates} {
+	for _, r := range []string{refuseOwner, refuseQuota, refuseRequester, refuseDomain, refuseUnproven, refuseReplicas, refuseFull, refuseDisk, refuseUnpublished, refuseCreates, refuseCreatesUnproven} {
 		m.placementsRefused.WithLabelValues(r)
 	}
 	// Requests by operation with status ok exist from the start, so a

@@ -354,8 +354,12 @@ const (
 	refuseReplicas = "too_many_replicas"
 	refuseFull     = "server_full"
 	refuseDisk     = "disk_full" // below min_free_bytes
-	// refuseCreates: the requester has creates_per_peer CREATEs waiting
+	// refuseCreates: the requester (its proven identity) has
+	// creates_per_peer CREATEs waiting
 	refuseCreates = "creates_per_peer"
+	// refuseCreatesUnproven: the requesters that proved no identity have
+	// creates_per_peer CREATEs waiting together (Session 16)
+	refuseCreatesUnproven = "creates_unproven"
 	// refuseUnpublished: the router did not confirm the location record
 	// within publish_wait.
 	refuseUnpublished = "not_published"

@@ -15,9 +15,10 @@ var errStop = errors.New("page full")
 // page reads entries [from, to] as stored (wire form), stopping at limit
 // entries or when budget bytes are used. It returns the entries and the
 // last seqno included (from-1 when none). A READ's page is read for its
-// requester who (store.ReadRawFor: a sequential reader's records are read
-// ahead); the zero name reads without read-ahead.
-func (s *Server) page(who, c pdu.Name, from, to uint64, limit, budget int) ([][]byte, uint64, error) {
+// requester who, counted in share (store.ReadRawFor: a sequential reader's
+// records are read ahead, within its share's bounds); the zero name reads
+// without read-ahead.
+func (s *Server) page(who, share, c pdu.Name, from, to uint64, limit, budget int) ([][]byte, uint64, error) {
 	var out [][]byte
 	used := 0
 	last := from - 1
@@ -35,7 +36,7 @@ func (s *Server) page(who, c pdu.Name, from, to uint64, limit, budget int) ([][]
 	}
 	var err error
 	if who != (pdu.Name{}) {
-		err = s.st.ReadRawFor(who, c, from, to, add)
+		err = s.st.ReadRawFor(who, share, c, from, to, add)
 	} else {
 		err = s.st.ReadRaw(c, from, to, func(seq uint64, wire []byte) error { return add(seq, wire, false) })
 	}
@@ -98,7 +99,10 @@ func (s *Server) handleRead(r request) *wire.Message {
 	if m.Limit > 0 && m.Limit < uint64(limit) {
 		limit = int(m.Limit)
 	}
-	recs, last, err := s.page(r.from, c, from, to, limit, wire.Budget-len(resp.Heartbeat))
+	// Read ahead per requester share (Session 16): a proven identity over
+	// every name it reads from, every requester that proved nothing
+	// together, a bulk reader by its certificate's name.
+	recs, last, err := s.page(r.from, r.asker.shareOf(r.from), c, from, to, limit, wire.Budget-len(resp.Heartbeat))
 	if err != nil {
 		return fail(m, err)
 	}

@@ -27,17 +27,9 @@ import (
 // answer's status (0: none within ten tries).
 func rawRequest(ctx context.Context, t *testing.T, c *client.Client, src, dst pdu.Name, m *wire.Message) wire.Status {
 	t.Helper()
-	var idb [8]byte
-	_, _ = rand.Read(idb[:])
-	m.ID = binary.BigEndian.Uint64(idb[:])
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m.ID = newID()
 	for range 10 {
-		if _, err := c.SendFrom(src, dst, 0, b); err != nil {
-			t.Fatal(err)
-		}
+		sendRaw(t, c, src, dst, m)
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		for {
 			got, err := c.Receive(actx)
@@ -55,6 +47,26 @@ func rawRequest(ctx context.Context, t *testing.T, c *client.Client, src, dst pd
 		cancel()
 	}
 	return 0
+}
+
+// newID is a random request ID.
+func newID() uint64 {
+	var idb [8]byte
+	_, _ = rand.Read(idb[:])
+	return binary.BigEndian.Uint64(idb[:])
+}
+
+// sendRaw sends m from src (a name c holds) to dst once, not waiting for
+// an answer.
+func sendRaw(t *testing.T, c *client.Client, src, dst pdu.Name, m *wire.Message) {
+	t.Helper()
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SendFrom(src, dst, 0, b); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // proofOf is a wire.Requester's bytes.
@@ -401,6 +413,89 @@ func TestSubscriptionsPerIdentity(t *testing.T) {
 	for i := range 3 {
 		if _, err := rd.Subscribe(ctx, 1); err != nil {
 			t.Fatalf("the honest member's subscription %d: %v", i+1, err)
+		}
+	}
+}
+
+// TestCreatesWaitingPerIdentity (Session 16): creates_per_peer is one share
+// per proven identity, whatever names it sends from, and one for every
+// requester that proved nothing. With a slow resolver and a share of 2, a
+// member's two CREATEs from its own name wait for their records, and a
+// third from its session name is refused 503 at once, counted
+// creates_per_peer (per source name it waited too: a member holding many
+// names had as many shares); two unproven names' CREATEs wait and a third
+// unproven name's is refused, counted creates_unproven; another member's
+// CREATE is served meanwhile. Real routers, tunnels and certificates.
+func TestCreatesWaitingPerIdentity(t *testing.T) {
+	w := newWorld(t)
+	g := &gatedResolver{Resolver: w.res}
+	g.broken.Store(true) // a gated capsule's record is never published: its CREATE waits publish_wait
+	w.rres = g
+	r1 := w.router("r1")
+	s := w.newReplicaConf(r1, "s", capsuled.Config{CreatesPerPeer: 2, PublishWait: 60 * time.Second})
+	resolvable(t, w, s.id.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	aid, err := certs.NewIdentity(certs.KindClient, "mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := w.attachIn(r1, w.dom, aid)
+	sess, err := ac.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ac.Advertise(ctx, ac.Self(), sess); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := certs.NewIdentity(certs.KindClient, "a key minted for names")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []pdu.Name
+	for range 3 {
+		n, _ := holdCapsuleName(ctx, t, ac, aid, fresh)
+		held = append(held, n)
+	}
+	own := proofOf(t, ac.Credentials(), nil)
+	viaSession := proofOf(t, ac.Credentials(), sess.Target.Marshal())
+
+	// wait sends a CREATE of a gated capsule from src and returns once the
+	// server took it (its router holds the capsule's name while its record
+	// waits).
+	wait := func(src pdu.Name, proof []byte) {
+		t.Helper()
+		tc := newTestCapsule(t, "slow")
+		g.gate(tc.meta.Name())
+		m := createOf(t, tc, s, proof)
+		m.ID = newID()
+		sendRaw(t, ac, src, s.id.Name, m)
+		eventually(t, 20*time.Second, "the router to hold the waiting CREATE's name", func() bool {
+			return len(r1.Router.FIB().Lookup(tc.meta.Name())) > 0
+		})
+	}
+	wait(aid.Name, own)
+	wait(aid.Name, nil) // the name is proven: no proof needed
+	if got := rawCreate(ctx, t, ac, sess.Name, s, viaSession); got != wire.StatusUnavailable {
+		t.Fatalf("a third CREATE of the member, from its session name, while two wait: %s, want 503", got)
+	}
+	wait(held[0], nil)
+	wait(held[1], nil)
+	if got := rawCreate(ctx, t, ac, held[2], s, nil); got != wire.StatusUnavailable {
+		t.Fatalf("a third unproven name's CREATE while two wait: %s, want 503", got)
+	}
+	hid, err := certs.NewIdentity(certs.KindClient, "honest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	honest := w.attachIn(r1, w.dom, hid)
+	if got := rawCreate(ctx, t, honest, hid.Name, s, proofOf(t, honest.Credentials(), nil)); got != wire.StatusCreated {
+		t.Fatalf("another member's CREATE meanwhile: %s", got)
+	}
+	for reason, want := range map[string]float64{"creates_per_peer": 1, "creates_unproven": 1} {
+		if got := s.metric("gdp_capsuled_placements_refused_total", reason); got != want {
+			t.Fatalf("placements_refused_total{%s} = %v, want %v", reason, got, want)
 		}
 	}
 }

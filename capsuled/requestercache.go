@@ -78,6 +78,29 @@ type asker struct {
 // unprovenAsker: every requester that proved nothing, together.
 var unprovenAsker = asker{group: unprovenGroup, ident: unprovenGroup}
 
+// shareOf is whose share a request from src counts in for the limits kept
+// per requester: the proven identity's key, the one pool of every
+// requester that proved nothing (Session 16: sync_answers_per_peer,
+// creates_per_peer, read-ahead; before, per source name, so a member
+// holding many names had as many shares), or src for a request that went
+// through no request proof (a bulk stream: its peer is the identity its
+// QUIC certificate proves).
+func (a asker) shareOf(src pdu.Name) pdu.Name {
+	if a.ident == (pdu.Name{}) {
+		return src
+	}
+	return a.ident
+}
+
+// shareLabel names a's share in what a refusal counts: "identity" or
+// "unproven".
+func (a asker) shareLabel() string {
+	if a.ident == unprovenGroup {
+		return "unproven"
+	}
+	return "identity"
+}
+
 // Requester cache results (gdp_capsuled_requester_cache_total{result}).
 const (
 	cacheHit        = "hit"            // a request without a proof from a name proven before

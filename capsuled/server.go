@@ -397,16 +397,23 @@ func (s *Server) serve(ctx context.Context, r request) {
 		// A CREATE waits for the router to confirm the location record
 		// (up to PublishWait): it waits on its own goroutine, so a slow
 		// resolver never holds the workers that serve reads, appends and
-		// syncs; each requester has CreatesPerPeer of those at once.
+		// syncs; each requester has CreatesPerPeer of those at once (a
+		// proven identity over all its names, every requester that proved
+		// nothing together: Session 16).
 		// A copy the client re-sent while its CREATE waits is dropped.
 		k := createKey{r.from, r.msg.ID}
 		if _, busy := s.creating.LoadOrStore(k, struct{}{}); busy {
 			s.met.dropped.WithLabelValues("create_in_progress").Inc()
 			return
 		}
-		if !s.createWaits.admit(r.from, s.cfg.CreatesPerPeer) {
+		share := r.asker.shareOf(r.from)
+		if !s.createWaits.admit(share, s.cfg.CreatesPerPeer) {
 			s.creating.Delete(k)
-			s.met.placementsRefused.WithLabelValues(refuseCreates).Inc()
+			reason := refuseCreates
+			if r.asker.ident == unprovenGroup {
+				reason = refuseCreatesUnproven
+			}
+			s.met.placementsRefused.WithLabelValues(reason).Inc()
 			resp = fail(r.msg, fmt.Errorf("create: %w: %d CREATEs of this requester are waiting for their location records (creates_per_peer); retry later",
 				errBusy, s.cfg.CreatesPerPeer))
 			break
@@ -416,7 +423,7 @@ func (s *Server) serve(ctx context.Context, r request) {
 		go func() {
 			defer s.wg.Done()
 			defer s.inflight.Done()
-			defer s.createWaits.release(r.from)
+			defer s.createWaits.release(share)
 			defer s.creating.Delete(k)
 			if resp := s.handleCreate(ctx, r); resp != nil {
 				s.reply(r, resp, "")

@@ -329,7 +329,7 @@ func (ss *subscriptions) push(sub *subscription) error {
 			ev.Consistency, ev.Size = cp.Marshal(), known
 		}
 		if next <= head.Seqno {
-			recs, last, err := s.page(pdu.Name{}, sub.c, next, head.Seqno, s.cfg.ReadLimit, wire.Budget-len(ev.Heartbeat))
+			recs, last, err := s.page(pdu.Name{}, pdu.Name{}, sub.c, next, head.Seqno, s.cfg.ReadLimit, wire.Budget-len(ev.Heartbeat))
 			if err != nil {
 				return err
 			}

@@ -34,16 +34,23 @@ import (
 // held at or after To, so that the ranges [From, To] an asker cuts at any
 // seqnos it likes are answered back to back, without gaps or overlaps,
 // whatever this replica's batches are. One peer has at most
-// SyncAnswersPerPeer SYNCs answered at once; more are refused 503.
+// SyncAnswersPerPeer SYNCs answered at once; more are refused 503. A peer
+// is a proven identity over all the names it asks from, and every asker
+// that proved nothing is one peer (Session 16: before, each source name
+// was; a member holding many names took a worker per name and
+// SyncAnswersPerPeer: all of them). Replicas of this version send their
+// proof; a replica of before Session 15 is unproven and shares the pool,
+// its SYNCs refused 503 asked again at its next round.
 func (s *Server) handleSync(r request) *wire.Message {
 	m := r.msg
-	if !s.syncAnswers.admit(r.from, s.cfg.SyncAnswersPerPeer) {
-		s.met.syncRefused.Inc()
+	share := r.asker.shareOf(r.from)
+	if !s.syncAnswers.admit(share, s.cfg.SyncAnswersPerPeer) {
+		s.met.syncRefused.WithLabelValues(r.asker.shareLabel()).Inc()
 		resp := m.Reply(wire.StatusUnavailable)
 		resp.Error = fmt.Sprintf("sync_answers_per_peer: %d SYNCs of this peer being answered", s.cfg.SyncAnswersPerPeer)
 		return resp
 	}
-	defer s.syncAnswers.release(r.from)
+	defer s.syncAnswers.release(share)
 	c := m.CapsuleName()
 	head, err := s.st.Head(c)
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -179,7 +181,7 @@ func TestSyncAnswersPerPeer(t *testing.T) {
 	if n := reads() - was; n != 0 {
 		t.Fatalf("a SYNC refused by the peer's share read %d entries, want none", n)
 	}
-	if n := counterValue(src.met.syncRefused); n != 1 {
+	if n := counterValue(src.met.syncRefused.WithLabelValues("identity")); n != 1 {
 		t.Fatalf("sync_refused_total %v, want 1", n)
 	}
 	was = reads()
@@ -203,6 +205,116 @@ func TestSyncAnswersPerPeer(t *testing.T) {
 	// (the head's, and the one the nonce picks).
 	if plain := reads() - was; plain != 3 || nonced != plain+2 {
 		t.Fatalf("entries read: %d answering a SYNC without a nonce (want 3), %d with one (want 5)", plain, nonced)
+	}
+}
+
+// TestSyncAnswersPerIdentity (Session 16): sync_answers_per_peer is one
+// share per proven identity, whatever names it asks from (its own, its
+// session name), and one for every asker that proved nothing: a member's
+// SYNC from its session name is refused 503 while its own name holds the
+// identity's answers, an unproven name's while other unproven names hold
+// the pool's, each counted by share; another member's is answered. (Per
+// source name, a member holding many names took a worker per name.)
+func TestSyncAnswersPerIdentity(t *testing.T) {
+	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
+	src := syncSource(t, sw, []int{3}, 10)
+	src.cfg.SyncAnswersPerPeer = 2
+	dom, err := certs.NewIdentity(certs.KindDomain, "sync share domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := func(desc string) asker {
+		id, err := certs.NewIdentity(certs.KindServer, desc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return askerOfMember(client.Member{Meta: id.Meta, Domain: dom.Name, Own: true})
+	}
+	mallory, other := member("mallory's replica"), member("another replica")
+	own, session, otherName := pdu.Name{0x01}, pdu.Name{0x02}, pdu.Name{0x03}
+	unproven1, unproven2 := pdu.Name{0x11}, pdu.Name{0x12}
+	req := &wire.Message{Op: wire.OpSync, ID: 1, Capsule: sw.c[:], From: 1}
+	answer := func(from pdu.Name, a asker) wire.Status {
+		return src.handleSync(request{from: from, msg: req, asker: a}).Status
+	}
+	// Mallory's own name has both its answers in progress, as have two
+	// unproven names the pool's.
+	for range 2 {
+		if !src.syncAnswers.admit(mallory.shareOf(own), 2) {
+			t.Fatal("mallory's first two SYNCs refused")
+		}
+	}
+	if !src.syncAnswers.admit(unprovenAsker.shareOf(unproven1), 2) || !src.syncAnswers.admit(unprovenAsker.shareOf(unproven2), 2) {
+		t.Fatal("the unproven pool's first two SYNCs refused")
+	}
+	for _, tt := range []struct {
+		what string
+		from pdu.Name
+		a    asker
+		want wire.Status
+	}{
+		{"mallory's session name", session, mallory, wire.StatusUnavailable},
+		{"a third unproven name", pdu.Name{0x13}, unprovenAsker, wire.StatusUnavailable},
+		{"another member", otherName, other, wire.StatusOK},
+	} {
+		if got := answer(tt.from, tt.a); got != tt.want {
+			t.Fatalf("%s: %v, want %v", tt.what, got, tt.want)
+		}
+	}
+	for share, want := range map[string]float64{"identity": 1, "unproven": 1} {
+		if n := counterValue(src.met.syncRefused.WithLabelValues(share)); n != want {
+			t.Fatalf("sync_refused_total{share=%q} %v, want %v", share, n, want)
+		}
+	}
+	src.syncAnswers.release(mallory.shareOf(own))
+	if got := answer(session, mallory); got != wire.StatusOK {
+		t.Fatalf("mallory's session name once one of its identity's answers is done: %v", got)
+	}
+}
+
+// TestReadAheadPerIdentity (Session 16): the read-ahead bounds kept per
+// requester (read_ahead_streams, read_ahead_bytes) are one share per
+// proven identity over every name it reads from, and one for every
+// requester that proved nothing: a member reading one capsule from five
+// names has four streams (the default), its least recently used dropped
+// and counted; five unproven names the same; another member's stream
+// drops none. (Per source name, each name had four streams and 4 MiB.)
+func TestReadAheadPerIdentity(t *testing.T) {
+	sw := newSyncWorld(t, Config{SyncInterval: time.Hour, PeerTimeout: time.Second, PublishWait: 200 * time.Millisecond})
+	src := syncSource(t, sw, []int{20}, 10)
+	src.cfg.ReadLimit = 16
+	dom, err := certs.NewIdentity(certs.KindDomain, "read-ahead domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := func(desc string) asker {
+		id, err := certs.NewIdentity(certs.KindClient, desc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return askerOfMember(client.Member{Meta: id.Meta, Domain: dom.Name, Own: false})
+	}
+	mallory, other := member("mallory"), member("another member")
+	read := func(from pdu.Name, a asker) {
+		t.Helper()
+		m := &wire.Message{Op: wire.OpRead, ID: 1, Capsule: sw.c[:], From: 1, To: 1}
+		if resp := src.handleRead(request{from: from, msg: m, asker: a}); resp.Status != wire.StatusOK || len(resp.Records) != 1 {
+			t.Fatalf("READ from %x: %v, %d records", from[:2], resp.Status, len(resp.Records))
+		}
+	}
+	evicted := func() uint64 { return src.st.Stats().ReadAheadEvicted }
+	for i := range 5 {
+		read(pdu.Name{0x0a, byte(i)}, mallory)
+	}
+	if n := evicted(); n != 1 {
+		t.Fatalf("one member reading from 5 names: %d streams dropped, want 1 (4 per identity)", n)
+	}
+	read(pdu.Name{0x0b}, other)
+	for i := range 5 {
+		read(pdu.Name{0x0c, byte(i)}, unprovenAsker)
+	}
+	if n := evicted(); n != 2 {
+		t.Fatalf("another member's name, then 5 unproven names: %d streams dropped in all, want 2", n)
 	}
 }
 

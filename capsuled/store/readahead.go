@@ -28,7 +28,10 @@ import (
 // again, a branch) is emptied before use. A restart starts with none.
 //
 // Bounded: the bytes kept per requester (ReadAheadBytes, over all its
-// streams), the streams per requester (ReadAheadStreams; the least
+// streams; a requester is the share its READs count in, Session 16: a
+// proven identity over every name it reads from, or every requester that
+// proved nothing together, see ReadRawFor), the streams per requester
+// (ReadAheadStreams; the least
 // recently used one goes), the bytes kept in all (ReadAheadTotal), the
 // streams in all (one per 4 KiB of ReadAheadTotal: a READ of a new stream
 // beyond it reads as ReadRaw does); a stream idle for ReadAheadIdle is
@@ -44,7 +47,7 @@ type readAhead struct {
 
 	mu      sync.Mutex
 	table   map[streamKey]*stream
-	who     map[pdu.Name]*requesterUse
+	who     map[pdu.Name]*requesterUse // by share
 	bytes   int
 	swept   time.Time
 	now     func() time.Time
@@ -64,9 +67,14 @@ type requesterUse struct {
 	bytes   int
 }
 
-// stream is one requester's sequential read of one capsule.
+// stream is one source name's sequential read of one capsule.
 type stream struct {
 	key  streamKey
+	// share is whose bytes and streams it counts in (ReadRawFor's share
+	// when it was made: a name proven or dropped from the requester cache
+	// meanwhile keeps its stream in the share it was made in until it is
+	// dropped).
+	share pdu.Name
 	mu   sync.Mutex
 	done *sync.Cond // on mu: a fill ended
 	// cs and gen: the capsule incarnation and Merkle generation the
@@ -97,10 +105,10 @@ func newReadAhead(o Options) *readAhead {
 // ReadAheadTotal (16,384 streams at the default 64 MiB).
 const readAheadStreamShare = 4 << 10
 
-// stream returns the stream of k, made if new: a requester at its
+// stream returns the stream of k, made if new in share: a share at its
 // ReadAheadStreams loses its least recently used one. Nil when the table
 // holds as many streams as it may (counted).
-func (ra *readAhead) stream(k streamKey) *stream {
+func (ra *readAhead) stream(k streamKey, share pdu.Name) *stream {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
 	now := ra.now()
@@ -111,10 +119,10 @@ func (ra *readAhead) stream(k streamKey) *stream {
 		st.used = now
 		return st
 	}
-	u := ra.who[k.who]
+	u := ra.who[share]
 	if u == nil {
 		u = &requesterUse{}
-		ra.who[k.who] = u
+		ra.who[share] = u
 	}
 	if len(u.streams) >= ra.streams {
 		lru := u.streams[0]
@@ -125,20 +133,20 @@ func (ra *readAhead) stream(k streamKey) *stream {
 		}
 		ra.dropLocked(lru)
 		ra.counter.evicted.Add(1)
-		if v := ra.who[k.who]; v != nil {
+		if v := ra.who[share]; v != nil {
 			u = v
 		} else {
-			ra.who[k.who] = u
+			ra.who[share] = u
 		}
 	}
 	if len(ra.table) >= ra.all {
 		if len(u.streams) == 0 {
-			delete(ra.who, k.who)
+			delete(ra.who, share)
 		}
 		ra.counter.full.Add(1)
 		return nil
 	}
-	st := &stream{key: k, recs: map[uint64][]byte{}, used: now}
+	st := &stream{key: k, share: share, recs: map[uint64][]byte{}, used: now}
 	st.done = sync.NewCond(&st.mu)
 	ra.table[k] = st
 	u.streams = append(u.streams, st)
@@ -181,7 +189,7 @@ func (ra *readAhead) dropLocked(st *stream) {
 	}
 	st.dead = true
 	delete(ra.table, st.key)
-	u := ra.who[st.key.who]
+	u := ra.who[st.share]
 	for i, o := range u.streams {
 		if o == st {
 			u.streams = append(u.streams[:i], u.streams[i+1:]...)
@@ -192,7 +200,7 @@ func (ra *readAhead) dropLocked(st *stream) {
 	ra.bytes -= st.bytes
 	st.bytes = 0
 	if len(u.streams) == 0 {
-		delete(ra.who, st.key.who)
+		delete(ra.who, st.share)
 	}
 }
 
@@ -208,7 +216,7 @@ func (ra *readAhead) roomLocked(st *stream) (int, *atomic.Uint64) {
 	if st.dead {
 		return 0, nil
 	}
-	u := ra.who[st.key.who]
+	u := ra.who[st.share]
 	byWho, byTotal := ra.perWho-u.bytes, ra.total-ra.bytes
 	if byTotal < byWho {
 		return max(byTotal, 0), &ra.counter.byTotal
@@ -230,7 +238,7 @@ func (ra *readAhead) account(st *stream, n int) bool {
 		return false
 	}
 	st.bytes += n
-	ra.who[st.key.who].bytes += n
+	ra.who[st.share].bytes += n
 	ra.bytes += n
 	return true
 }
@@ -256,13 +264,16 @@ func (ra *readAhead) forget(st *stream, keep uint64) {
 	}
 }
 
-// ReadRawFor is ReadRaw for requester who: a short read (at most leafRun
-// entries) of a stream that moves forward is served from the records read
-// ahead for it, or reads ahead of itself. Every other read is ReadRaw's.
+// ReadRawFor is ReadRaw for requester who (its source name: one stream per
+// name and capsule) counted in share (the bounds per requester: its proven
+// identity, or the pool of every requester that proved nothing): a short
+// read (at most leafRun entries) of a stream that moves forward is served
+// from the records read ahead for it, or reads ahead of itself. Every
+// other read is ReadRaw's.
 // The entries, errors and node cache effects are ReadRaw's. fn's owned
 // says wire is the caller's to keep (a record read ahead: no copy needed);
 // otherwise it is valid only during the call.
-func (s *Store) ReadRawFor(who, c pdu.Name, from, to uint64, fn func(seqno uint64, wire []byte, owned bool) error) error {
+func (s *Store) ReadRawFor(who, share, c pdu.Name, from, to uint64, fn func(seqno uint64, wire []byte, owned bool) error) error {
 	ra := s.ahead
 	borrowed := func(seq uint64, wire []byte) error { return fn(seq, wire, false) }
 	if ra == nil || to < from || to-from >= leafRun {
@@ -280,7 +291,7 @@ func (s *Store) ReadRawFor(who, c pdu.Name, from, to uint64, fn func(seqno uint6
 		return err
 	}
 	gen := cs.gen.Load() // before any read: a branch after it empties the stream at its next use
-	st := ra.stream(streamKey{who, c})
+	st := ra.stream(streamKey{who, c}, share)
 	if st == nil { // as many streams as the table may hold
 		return s.readRawLeaves(c, from, to, borrowed)
 	}

@@ -49,7 +49,7 @@ var readerA, readerB = pdu.Name{0xa}, pdu.Name{0xb}
 func readOne(t *testing.T, s *Store, who pdu.Name, c pdu.Name, seq uint64, want []capsule.Record, hb *capsule.Heartbeat) {
 	t.Helper()
 	n := 0
-	err := s.ReadRawFor(who, c, seq, seq, func(got uint64, wire []byte, _ bool) error {
+	err := s.ReadRawFor(who, who, c, seq, seq, func(got uint64, wire []byte, _ bool) error {
 		n++
 		if got != seq || !bytes.Equal(wire, want[seq-1].Marshal()) {
 			t.Fatalf("read %d: entry %d is not the one stored", seq, got)
@@ -220,8 +220,8 @@ func TestReadAheadBounds(t *testing.T) {
 			t.Fatalf("%s: %d bytes kept in all, bound 12 KiB", when, ra.bytes)
 		}
 		sum := map[pdu.Name]int{}
-		for k, st := range ra.table {
-			sum[k.who] += st.bytes
+		for _, st := range ra.table {
+			sum[st.share] += st.bytes
 		}
 		for who, u := range ra.who {
 			if u.bytes > 8<<10 || u.bytes != sum[who] {
@@ -335,7 +335,7 @@ func TestReadAheadConcurrentREADs(t *testing.T) {
 	for k := range uint64(8) {
 		go func() {
 			for seq := 1 + k; seq <= 200; seq += 8 {
-				err := s.ReadRawFor(readerA, tc.name, seq, seq, func(got uint64, wire []byte, _ bool) error {
+				err := s.ReadRawFor(readerA, readerA, tc.name, seq, seq, func(got uint64, wire []byte, _ bool) error {
 					if got != seq || !bytes.Equal(wire, all[seq-1].Marshal()) {
 						t.Errorf("read %d: entry %d is not the one stored", seq, got)
 					}
@@ -369,8 +369,8 @@ func TestReadAheadConcurrentREADs(t *testing.T) {
 // are not kept: the bound is checked again when they are added, counted.
 func TestReadAheadAccountRechecks(t *testing.T) {
 	ra := newReadAhead(Options{ReadAheadBytes: 8 << 10, ReadAheadStreams: 4, ReadAheadTotal: 12 << 10, ReadAheadIdle: time.Hour})
-	a1, a2 := ra.stream(streamKey{readerA, pdu.Name{1}}), ra.stream(streamKey{readerA, pdu.Name{2}})
-	b := ra.stream(streamKey{readerB, pdu.Name{1}})
+	a1, a2 := ra.stream(streamKey{readerA, pdu.Name{1}}, readerA), ra.stream(streamKey{readerA, pdu.Name{2}}, readerA)
+	b := ra.stream(streamKey{readerB, pdu.Name{1}}, readerB)
 	// Both of A's fills saw 8 KiB of room; the first to finish keeps 6.
 	if room, _ := ra.room(a2); room != 8<<10 {
 		t.Fatalf("room %d, want 8 KiB", room)
@@ -431,7 +431,7 @@ func TestReadAheadCallerStops(t *testing.T) {
 	readOne(t, s, readerA, tc.name, 2, recs, hb)
 	for seq := uint64(3); seq < 64; seq++ {
 		n := 0
-		err := s.ReadRawFor(readerA, tc.name, seq, seq+1, func(got uint64, wire []byte, _ bool) error {
+		err := s.ReadRawFor(readerA, readerA, tc.name, seq, seq+1, func(got uint64, wire []byte, _ bool) error {
 			if n == 1 {
 				return errFull
 			}
@@ -513,7 +513,7 @@ func TestReadAheadFallbackDuringClose(t *testing.T) {
 	st.mu.Unlock()
 	read := make(chan error, 1)
 	go func() { // waits for the fill, then misses behind its stream: ReadRaw's path
-		read <- s.ReadRawFor(readerA, tc.name, 1, 1, func(uint64, []byte, bool) error { return nil })
+		read <- s.ReadRawFor(readerA, readerA, tc.name, 1, 1, func(uint64, []byte, bool) error { return nil })
 	}()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		// the READ holds the read lock and waits on the stream

@@ -321,7 +321,9 @@ type capsuledConfig struct {
 	// outstanding at once (PROTOCOL.md §8.5). Default 4; 1: one at a time.
 	SyncWindow int `yaml:"sync_window"`
 	// SyncAnswersPerPeer bounds the SYNCs of one peer answered at once
-	// (503 beyond, counted in gdp_capsuled_sync_refused_total). Default 4.
+	// (503 beyond, counted in gdp_capsuled_sync_refused_total{share}): a
+	// proven identity over all its names, every peer that proved nothing
+	// together (Session 16). Default 4.
 	SyncAnswersPerPeer int `yaml:"sync_answers_per_peer"`
 	// PeerBackoff is the longest an unreachable peer is left alone.
 	// Default 30s.
@@ -332,12 +334,17 @@ type capsuledConfig struct {
 	// {reason="not_published"}). Default 5s.
 	PublishWait config.Duration `yaml:"publish_wait"`
 	// CreatesPerPeer bounds the CREATEs of one requester waiting at once
-	// for their location records (they wait off the workers); more are
-	// answered 503 (gdp_capsuled_placements_refused_total
-	// {reason="creates_per_peer"}). Default 16.
+	// for their location records (they wait off the workers): a proven
+	// identity over all its names, every requester that proved nothing
+	// together (Session 16); more are answered 503
+	// (gdp_capsuled_placements_refused_total{reason="creates_per_peer"|
+	// "creates_unproven"}). Default 16.
 	CreatesPerPeer int `yaml:"creates_per_peer"`
 	// ReadAheadBytes bounds the records read ahead for one requester's
-	// sequential READs, over all the capsules it reads (a fill stops there:
+	// sequential READs, over all the capsules it reads (a requester, here
+	// and in read_ahead_streams: a proven identity over all its names,
+	// every requester that proved nothing together, Session 16; a fill
+	// stops there:
 	// gdp_capsuled_readahead_limited_total{reason="requester_bytes"}).
 	// Default 4194304 (4 MiB); -1: no read-ahead.
 	ReadAheadBytes int `yaml:"read_ahead_bytes"`
