@@ -20,13 +20,15 @@ const (
 	DropPathMTU                             // the kernel refused a frame as larger than the path MTU (EMSGSIZE)
 	DropStreamTimeout                       // a PDU stream (or a bulk stream's tag) did not end within StreamTimeout
 	DropBulkUnaccepted                      // a bulk stream nobody accepted within StreamTimeout, or on a node that takes none
+	DropDatagramQueue                       // a QUIC datagram arrived while quic-go's receive queue (128) was full: the link's reader fell behind
+	DropDatagramTooLarge                    // quic-go discarded a queued datagram that no longer fit a packet (the path's size shrank)
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	"truncated", "bad_type", "unknown_session", "auth", "replay", "bad_fragment",
 	"reassembly_evicted", "reassembly_timeout", "oversize", "no_handler", "path_mtu",
-	"stream_timeout", "bulk_unaccepted",
+	"stream_timeout", "bulk_unaccepted", "datagram_queue", "datagram_too_large",
 }
 
 func (r DropReason) String() string {
