@@ -432,3 +432,29 @@ func TestAdvertiseWaitInAll(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvertiseWaitEndsAtClose: a waiting ADVERTISE whose record is not
+// stored when the router closes ends with it: its max_publish_wait timer
+// does not fire afterwards (it counted, logged and answered into a closed
+// face after Close; a test's logger panicked at the line, Session 16).
+func TestAdvertiseWaitEndsAtClose(t *testing.T) {
+	w := newWorld(t)
+	tr := &trackingResolver{Static: w.res}
+	tr.failPubs.Store(1 << 30) // no record is ever stored
+	const wait = 500 * time.Millisecond
+	r := w.router("r", router.Config{Advertise: router.AdvertiseConfig{MaxPublishWait: config.Duration(wait)}}, tr)
+	c := w.endpoint(r, certs.KindServer, "server")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { _, _ = c.AdvertisePublished(ctx, 10*time.Second, c.Self()) }()
+	eventually(t, "the router to take the waiting ADVERTISE", func() bool {
+		return metric(t, r, "gdp_router_advertisements_total", "result", "accepted") > 0
+	})
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * wait)
+	if got := metric(t, r, "gdp_router_publish_waits_total", "result", "pending"); got != 0 {
+		t.Fatalf("publish_waits_total{pending} = %v after Close, want 0: the wait's timer fired after the router closed", got)
+	}
+}

@@ -77,6 +77,13 @@ func (w *pubWaiter) add(name pdu.Name, i int) {
 func (w *pubWaiter) arm(wait time.Duration, send func(*advert.Result)) {
 	w.mu.Lock()
 	w.send, w.armed = send, true
+	if w.r.closed.Load() {
+		// Closed meanwhile: stopWaiters may have passed this waiter by
+		// (it was not armed); it ends here, untimed.
+		w.mu.Unlock()
+		w.stop()
+		return
+	}
 	if len(w.idx) == 0 {
 		w.mu.Unlock()
 		w.finish(false)
@@ -155,4 +162,38 @@ func (w *pubWaiter) finish(expired bool) {
 		w.r.met.publishWaits.WithLabelValues(result).Inc()
 	}
 	send(w.res)
+}
+
+// stop ends w without sending its result (the router closed): its timer
+// would otherwise fire after Close, count, log and send into a closed
+// face.
+func (w *pubWaiter) stop() {
+	w.mu.Lock()
+	if w.sent {
+		w.mu.Unlock()
+		return
+	}
+	w.sent = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
+	w.share.waits.Add(-1)
+}
+
+// stopWaiters ends every waiter still waiting for a record, at Close.
+func (r *Router) stopWaiters() {
+	pw := &r.pubw
+	pw.mu.Lock()
+	ws := map[*pubWaiter]struct{}{}
+	for _, set := range pw.m {
+		for w := range set {
+			ws[w] = struct{}{}
+		}
+	}
+	pw.m = nil
+	pw.mu.Unlock()
+	for w := range ws {
+		w.stop()
+	}
 }

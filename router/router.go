@@ -581,5 +581,6 @@ func (r *Router) Close() error {
 	}
 	r.cancel()
 	r.wg.Wait()
+	r.stopWaiters()
 	return nil
 }
