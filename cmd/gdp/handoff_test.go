@@ -46,9 +46,7 @@ func TestHandoffCLI(t *testing.T) {
 		t.Fatalf("verify:\n%s", out)
 	}
 
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
+	addr := freePort(t)
 	cfg := filepath.Join(dir, "handoffd.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("cache: %s\ndir: %s\noverlay: false\nlisten_tcp: %s\nmax_concurrent: 2\nmax_per_peer: 2\nmetrics: \"off\"\nlog: {level: warn}\n",
 		cacheB, filepath.Join(dir, "received"), addr)), 0o644)

@@ -60,15 +60,9 @@ func TestHubAndSpokeFromDocs(t *testing.T) {
 		}
 		memberPath := filepath.Join(dir, alias+".member")
 		writePEM(t, memberPath, certs.PEMCert, member(id).Marshal())
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := pc.LocalAddr().String()
-		pc.Close()
-		d := &routerDaemon{admin: adminPort(t), name: id.Name, addr: addr}
+		d := &routerDaemon{admin: adminPort(t), name: id.Name, addr: udpPort(t)}
 		conf := string(shipped)
-		edit(&conf, `listen: "[::]:8009"`, fmt.Sprintf("listen: %q", addr))
+		edit(&conf, `listen: "[::]:8009"`, fmt.Sprintf("listen: %q", d.addr))
 		edit(&conf, "keystore: /var/lib/gdp/keys", "keystore: "+ksDir)
 		edit(&conf, "identity: router ", "identity: "+alias+" ")
 		edit(&conf, "member_cert: /etc/gdp/router.member", "member_cert: "+memberPath)

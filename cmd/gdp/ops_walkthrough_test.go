@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gdpnet/gdpnet/handoffd"
+	"github.com/gdpnet/gdpnet/internal/freeport"
 )
 
 // opsEnv is a node an operator sets up by following docs/OPERATIONS.md:
@@ -262,12 +263,7 @@ func httpGet(url string) (string, error) {
 
 func udpPort(t *testing.T) string {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
+	return freeport.Addr(t) // free for UDP and TCP
 }
 
 var nameRe = regexp.MustCompile(`[A-Za-z0-9_-]{43}`)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,17 +17,16 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/freeport"
 	"github.com/gdpnet/gdpnet/resolver"
 )
 
+// freePort is a loopback address for a daemon the test starts: a port
+// below the kernel's ephemeral range, so that no test of another package
+// binding port 0 meanwhile takes it (internal/freeport).
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return freeport.Addr(t)
 }
 
 // TestResolverDaemonAndLookup runs "gdp resolver" from files (keystore,

@@ -19,12 +19,7 @@ import (
 
 func adminPort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return freePort(t)
 }
 
 func writePEM(t *testing.T, path, typ string, b []byte) {

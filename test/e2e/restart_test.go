@@ -19,6 +19,7 @@ import (
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/freeport"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/router"
 )
@@ -89,22 +90,13 @@ func (p *proc) exited() bool {
 	}
 }
 
+// freePort is a loopback port for a daemon the test starts, free for
+// network ("udp", "tcp"; it is free for both): below the kernel's
+// ephemeral range, so that no test of another package binding port 0
+// meanwhile takes it (internal/freeport).
 func freePort(t *testing.T, network string) int {
 	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return freeport.Port(t)
 }
 
 func getJSON(url string, v any) bool {
