@@ -54,11 +54,7 @@ func (w *world) attachIn(n *router.Node, dom *routertest.Domain, id *certs.Ident
 // memberIn is a capsule client of a fresh identity of dom.
 func (w *world) memberIn(n *router.Node, dom *routertest.Domain, desc string) *client.CapsuleClient {
 	w.t.Helper()
-	id, err := certs.NewIdentity(certs.KindClient, desc)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return w.capsuleClient(w.attachIn(n, dom, id))
+	return w.capsuleClient(w.attachIn(n, dom, clientID(w.t, desc)))
 }
 
 func (w *world) capsuleClient(c *client.Client) *client.CapsuleClient {
@@ -276,40 +272,13 @@ func TestUnprovenPool(t *testing.T) {
 	s := w.newReplicaConf(r1, "s", capsuled.Config{Placement: capsuled.PlacementPolicy{MaxPerRequester: 5, MaxPerDomain: 3}})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	aid, err := certs.NewIdentity(certs.KindClient, "attacker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac := w.attachIn(r1, w.dom, aid)
-	vid, err := certs.NewIdentity(certs.KindClient, "victim")
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim := w.capsuleClient(w.attachIn(r1, w.dom, vid))
-	proof := func(creds, source []byte) []byte {
-		b, err := (&wire.Requester{Credentials: creds, Source: source}).Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	aid, ac := w.member(r1, "attacker")
+	vid, vc := w.member(r1, "victim")
+	victim := w.capsuleClient(vc)
+	proof := func(creds, source []byte) []byte { return proofOf(t, creds, source) }
 	now := time.Now()
-	untrusted, err := routertest.NewDomain("untrusted domain")
-	if err != nil {
-		t.Fatal(err)
-	}
-	untrustedMember, err := untrusted.Member(aid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	expired, err := certs.IssueMember(w.dom.ID, aid.Name, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fresh, err := certs.NewIdentity(certs.KindClient, "a key minted for a capsule name")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bad := w.badMemberships(aid)
+	fresh := clientID(t, "a key minted for a capsule name")
 	foreignName, foreignMeta := holdCapsuleName(ctx, t, ac, aid, fresh)
 	capMember, err := certs.IssueMember(w.dom.ID, foreignName, now.Add(-time.Minute), now.Add(time.Hour)) // a domain's mistake
 	if err != nil {
@@ -319,13 +288,7 @@ func TestUnprovenPool(t *testing.T) {
 	// The victim placed a capsule owned by its node key on the attacker's
 	// capsule server: the attacker holds that name (the victim's AdCert).
 	hostedName, hostedMeta := holdCapsuleName(ctx, t, ac, aid, vid)
-	sess, err := ac.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ac.Advertise(ctx, ac.Self(), sess); err != nil {
-		t.Fatal(err)
-	}
+	sess := withSession(ctx, t, ac)
 
 	for _, tt := range []struct {
 		name  string
@@ -335,9 +298,9 @@ func TestUnprovenPool(t *testing.T) {
 	}{
 		{"no proof (an older client)", aid.Name, nil, wire.StatusCreated},
 		{"another member's credentials", aid.Name, proof(victim.Client().Credentials(), nil), wire.StatusCreated},
-		{"a membership of an untrusted domain", aid.Name, proof(tunnel.EncodeCredentials(aid.Meta, untrustedMember, untrusted.ID.Meta), nil), wire.StatusCreated},
+		{"a membership of an untrusted domain", aid.Name, proof(tunnel.EncodeCredentials(aid.Meta, bad.untrustedMember, bad.untrusted.ID.Meta), nil), wire.StatusCreated},
 		// the pool holds 3 now
-		{"an expired membership", aid.Name, proof(tunnel.EncodeCredentials(aid.Meta, expired, w.dom.ID.Meta), nil), wire.StatusForbidden},
+		{"an expired membership", aid.Name, proof(tunnel.EncodeCredentials(aid.Meta, bad.expired, w.dom.ID.Meta), nil), wire.StatusForbidden},
 		{"a capsule's metadata as the node", foreignName, proof(tunnel.EncodeCredentials(foreignMeta, capMember, w.dom.ID.Meta), nil), wire.StatusForbidden},
 		{"a source name owned by another key", foreignName, proof(ac.Credentials(), foreignMeta.Marshal()), wire.StatusForbidden},
 		{"no proof from another name", foreignName, nil, wire.StatusForbidden},
@@ -376,11 +339,7 @@ func TestUnprovenPool(t *testing.T) {
 	// The pool is kept in the placement files.
 	s.stop()
 	w.start(r1, s)
-	old, err := certs.NewIdentity(certs.KindClient, "an older client")
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc := w.attachIn(r1, w.dom, old)
+	old, oc := w.member(r1, "an older client")
 	if got := rawCreate(ctx, t, oc, old.Name, s, nil); got != wire.StatusForbidden {
 		t.Fatalf("an older client after a restart: %s, want 403 (the pool is full)", got)
 	}

@@ -2,6 +2,7 @@ package capsuled
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/gdpnet/gdpnet/capsuled/wire"
@@ -44,6 +45,13 @@ func TestRequestQueueOrder(t *testing.T) {
 		t.Fatalf("a's third request (a 2, flood 3): ok %v, holder %v; want refused, flood named", ok, holder)
 	}
 	// Round robin, each requester in its own order.
+	wantServed(t, q, 0, 100, 200, 1, 101, 2)
+}
+
+// wantServed pops q until it is empty and fails t unless the requests
+// came out with the IDs want, in that order.
+func wantServed(t *testing.T, q *requestQueue, want ...uint64) {
+	t.Helper()
 	var got []uint64
 	for {
 		r, ok := q.pop()
@@ -52,14 +60,8 @@ func TestRequestQueueOrder(t *testing.T) {
 		}
 		got = append(got, r.msg.ID)
 	}
-	want := []uint64{0, 100, 200, 1, 101, 2}
-	if len(got) != len(want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("served %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("served %v, want %v", got, want)
-		}
 	}
 	if q.len() != 0 {
 		t.Fatalf("%d left after popping all", q.len())
@@ -81,23 +83,7 @@ func TestRequestQueueGroupsOrder(t *testing.T) {
 			t.Fatalf("push %d refused", r.id)
 		}
 	}
-	var got []uint64
-	for {
-		r, ok := q.pop()
-		if !ok {
-			break
-		}
-		got = append(got, r.msg.ID)
-	}
-	want := []uint64{10, 30, 20, 31, 11, 12}
-	if len(got) != len(want) {
-		t.Fatalf("served %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("served %v, want %v", got, want)
-		}
-	}
+	wantServed(t, q, 10, 30, 20, 31, 11, 12)
 }
 
 // TestRequestQueueLargestHolder drives a small full queue with random

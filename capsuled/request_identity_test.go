@@ -4,17 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
-	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
-	"github.com/gdpnet/gdpnet/router/routertest"
 	"github.com/gdpnet/gdpnet/tunnel"
 )
 
@@ -94,98 +90,29 @@ func cacheResult(r *replica, result string) float64 {
 // the other member a third: its requests take a flooding request's place
 // and are answered.
 func TestRequestQueuePerIdentity(t *testing.T) {
-	w := newWorld(t)
-	ra := w.router("router A")
-	srv := w.newReplicaConf(ra, "server", capsuled.Config{Workers: 1, Queue: 16})
-	owner := w.user(ra, "owner")
-	tc := newTestCapsule(t, "read hard")
-	tc.create(t, owner, 1, srv)
+	w, ra, srv, c := readHard(t, 16)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	write := tc.writes(ctx, t, owner, 1, srv)
-	for range 10 {
-		write(100)
-	}
 
-	aid, err := certs.NewIdentity(certs.KindClient, "attacker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	att := w.attachIn(ra, w.dom, aid)
-	const names = 60
-	srcs := []pdu.Name{aid.Name}
-	for range names {
-		fresh, err := certs.NewIdentity(certs.KindClient, "a key minted for a name")
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := holdCapsuleName(ctx, t, att, aid, fresh)
-		srcs = append(srcs, n)
-	}
-	c := tc.meta.Name()
+	aid, att := w.member(ra, "attacker")
+	srcs := append([]pdu.Name{aid.Name}, heldNames(ctx, t, att, aid, 60)...)
 	if got := rawRequest(ctx, t, att, aid.Name, srv.id.Name, &wire.Message{Op: wire.OpMetadata, Capsule: c[:],
 		Proof: proofOf(t, att.Credentials(), nil)}); got != wire.StatusOK {
 		t.Fatalf("the attacker's proof: %s", got)
 	}
-
-	fctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	var busy atomic.Int64 // the flood's requests answered 503
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for fctx.Err() == nil {
-			in, err := att.Receive(fctx)
-			if err != nil {
-				return
-			}
-			if m, err := wire.Unmarshal(in.Payload); err == nil && m.Status == wire.StatusUnavailable {
-				busy.Add(1)
-			}
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		var id uint64
-		for fctx.Err() == nil {
-			for _, src := range srcs {
-				id++
-				b, err := (&wire.Message{Op: wire.OpRead, ID: id, Capsule: c[:], From: 1}).Marshal()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				_, _ = att.SendFrom(src, srv.id.Name, 0, b)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
-	defer func() { stop(); wg.Wait() }()
+	busy := floodReads(t, att, srv.id.Name, c, srcs, 2*time.Millisecond)
 	eventually(t, 30*time.Second, "the flood to fill the request queue", func() bool {
 		return busy.Load() > 0
 	})
 
-	// Two attempts: a 503 is an answer (not tried again), a PDU lost in
-	// the flood (~30,000 PDUs/s through the server's face and inbox on a
-	// loaded machine) is sent again.
+	// Two attempts (askDuringFlood says why).
 	honest := w.userWith(ra, "honest", client.CapsuleOptions{Timeout: 2 * time.Second, Attempts: 2})
 	const tries = 10
-	ok, overloaded := 0, 0
-	for i := range tries {
-		start := time.Now()
-		_, err := honest.Info(ctx, c, srv.id.Name)
-		if err == nil {
-			ok++
-		}
-		if refusedAs(err) == wire.StatusUnavailable {
-			overloaded++
-		}
-		t.Logf("honest request %d during the flood: %v in %s", i, err, time.Since(start).Round(time.Millisecond))
-	}
+	ok, overloaded := askDuringFlood(ctx, t, honest, c, ra, srv, tries)
 	// The queue never refuses the other member (its group holds at most
-	// one, the flood's more), so no 503; an answer lost twice in the
-	// flood's traffic (the server's answers of 60 KB pages fill its link)
-	// is not the queue's doing, hence 7 of 10, not all.
+	// one, the flood's more), so no 503; a request lost twice at the
+	// tunnels' full datagram queues (askDuringFlood) is not the queue's
+	// doing, hence 7 of 10, not all.
 	if overloaded > 0 || ok < tries-3 {
 		t.Fatalf("%d of %d honest requests answered during the flood, %d refused 503 overloaded: want none refused and at least %d answered",
 			ok, tries, overloaded, tries-3)
@@ -220,39 +147,11 @@ func TestRequestProofs(t *testing.T) {
 	c := tc.meta.Name()
 	read := func() *wire.Message { return &wire.Message{Op: wire.OpRead, Capsule: c[:], From: 1} }
 
-	aid, err := certs.NewIdentity(certs.KindClient, "attacker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac := w.attachIn(r1, w.dom, aid)
-	vid, err := certs.NewIdentity(certs.KindClient, "victim")
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim := w.attachIn(r1, w.dom, vid)
-	untrusted, err := routertest.NewDomain("untrusted domain")
-	if err != nil {
-		t.Fatal(err)
-	}
-	untrustedMember, err := untrusted.Member(aid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	expired, err := certs.IssueMember(w.dom.ID, aid.Name, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fresh, err := certs.NewIdentity(certs.KindClient, "a key minted for a capsule name")
-	if err != nil {
-		t.Fatal(err)
-	}
-	heldName, heldMeta := holdCapsuleName(ctx, t, ac, aid, fresh)
-	names := []pdu.Name{aid.Name}
-	for range 3 {
-		n, _ := holdCapsuleName(ctx, t, ac, aid, fresh)
-		names = append(names, n)
-	}
+	aid, ac := w.member(r1, "attacker")
+	_, victim := w.member(r1, "victim")
+	bad := w.badMemberships(aid)
+	heldName, heldMeta := holdCapsuleName(ctx, t, ac, aid, clientID(t, "a key minted for a capsule name"))
+	names := append([]pdu.Name{aid.Name}, heldNames(ctx, t, ac, aid, 3)...)
 
 	base := map[string]float64{}
 	for _, r := range []string{"hit", "proven", "invalid", "refused", "unproven"} {
@@ -267,8 +166,8 @@ func TestRequestProofs(t *testing.T) {
 		{"no proof from a name not proven", aid.Name, nil, "unproven"},
 		{"another member's credentials", aid.Name, proofOf(t, victim.Credentials(), nil), "invalid"},
 		{"the same again", aid.Name, proofOf(t, victim.Credentials(), nil), "refused"},
-		{"a membership of an untrusted domain", names[1], proofOf(t, tunnel.EncodeCredentials(aid.Meta, untrustedMember, untrusted.ID.Meta), nil), "invalid"},
-		{"an expired membership", names[2], proofOf(t, tunnel.EncodeCredentials(aid.Meta, expired, w.dom.ID.Meta), nil), "invalid"},
+		{"a membership of an untrusted domain", names[1], proofOf(t, tunnel.EncodeCredentials(aid.Meta, bad.untrustedMember, bad.untrusted.ID.Meta), nil), "invalid"},
+		{"an expired membership", names[2], proofOf(t, tunnel.EncodeCredentials(aid.Meta, bad.expired, w.dom.ID.Meta), nil), "invalid"},
 		{"a capsule name of another key", heldName, proofOf(t, ac.Credentials(), heldMeta.Marshal()), "invalid"},
 		{"no proof from a name whose proof did not hold", names[1], nil, "unproven"},
 		// the attacker's own name: its last proof (another's) did not hold
@@ -348,27 +247,9 @@ func TestSubscriptionsPerIdentity(t *testing.T) {
 		return &wire.Message{Op: wire.OpSubscribe, Capsule: c[:], Lease: 60_000, Proof: proof}
 	}
 
-	aid, err := certs.NewIdentity(certs.KindClient, "attacker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac := w.attachIn(r1, w.dom, aid)
-	sess, err := ac.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ac.Advertise(ctx, ac.Self(), sess); err != nil {
-		t.Fatal(err)
-	}
-	fresh, err := certs.NewIdentity(certs.KindClient, "a key minted for names")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held []pdu.Name
-	for range 3 {
-		n, _ := holdCapsuleName(ctx, t, ac, aid, fresh)
-		held = append(held, n)
-	}
+	aid, ac := w.member(r1, "attacker")
+	sess := withSession(ctx, t, ac)
+	held := heldNames(ctx, t, ac, aid, 3)
 	own := proofOf(t, ac.Credentials(), nil)
 	viaSession := proofOf(t, ac.Credentials(), sess.Target.Marshal())
 
@@ -437,27 +318,9 @@ func TestCreatesWaitingPerIdentity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	aid, err := certs.NewIdentity(certs.KindClient, "mallory")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac := w.attachIn(r1, w.dom, aid)
-	sess, err := ac.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ac.Advertise(ctx, ac.Self(), sess); err != nil {
-		t.Fatal(err)
-	}
-	fresh, err := certs.NewIdentity(certs.KindClient, "a key minted for names")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held []pdu.Name
-	for range 3 {
-		n, _ := holdCapsuleName(ctx, t, ac, aid, fresh)
-		held = append(held, n)
-	}
+	aid, ac := w.member(r1, "mallory")
+	sess := withSession(ctx, t, ac)
+	held := heldNames(ctx, t, ac, aid, 3)
 	own := proofOf(t, ac.Credentials(), nil)
 	viaSession := proofOf(t, ac.Credentials(), sess.Target.Marshal())
 
@@ -485,11 +348,7 @@ func TestCreatesWaitingPerIdentity(t *testing.T) {
 	if got := rawCreate(ctx, t, ac, held[2], s, nil); got != wire.StatusUnavailable {
 		t.Fatalf("a third unproven name's CREATE while two wait: %s, want 503", got)
 	}
-	hid, err := certs.NewIdentity(certs.KindClient, "honest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	honest := w.attachIn(r1, w.dom, hid)
+	hid, honest := w.member(r1, "honest")
 	if got := rawCreate(ctx, t, honest, hid.Name, s, proofOf(t, honest.Credentials(), nil)); got != wire.StatusCreated {
 		t.Fatalf("another member's CREATE meanwhile: %s", got)
 	}
