@@ -69,14 +69,14 @@ type requesterUse struct {
 
 // stream is one source name's sequential read of one capsule.
 type stream struct {
-	key  streamKey
+	key streamKey
 	// share is whose bytes and streams it counts in (ReadRawFor's share
 	// when it was made: a name proven or dropped from the requester cache
 	// meanwhile keeps its stream in the share it was made in until it is
 	// dropped).
 	share pdu.Name
-	mu   sync.Mutex
-	done *sync.Cond // on mu: a fill ended
+	mu    sync.Mutex
+	done  *sync.Cond // on mu: a fill ended
 	// cs and gen: the capsule incarnation and Merkle generation the
 	// records were read under.
 	cs   *capsuleState
