@@ -119,13 +119,9 @@ func (w *pubWaiter) mark(name pdu.Name) {
 // finish sends the result once: names not marked stay pending.
 func (w *pubWaiter) finish(expired bool) {
 	w.mu.Lock()
-	if w.sent {
+	if !w.claim() {
 		w.mu.Unlock()
 		return
-	}
-	w.sent = true
-	if w.timer != nil {
-		w.timer.Stop()
 	}
 	left := w.idx
 	w.idx = nil
@@ -169,16 +165,24 @@ func (w *pubWaiter) finish(expired bool) {
 // face.
 func (w *pubWaiter) stop() {
 	w.mu.Lock()
+	claimed := w.claim()
+	w.mu.Unlock()
+	if claimed {
+		w.share.waits.Add(-1)
+	}
+}
+
+// claim marks w ended and stops its timer; false when it had ended
+// already. w.mu is held.
+func (w *pubWaiter) claim() bool {
 	if w.sent {
-		w.mu.Unlock()
-		return
+		return false
 	}
 	w.sent = true
 	if w.timer != nil {
 		w.timer.Stop()
 	}
-	w.mu.Unlock()
-	w.share.waits.Add(-1)
+	return true
 }
 
 // stopWaiters ends every waiter still waiting for a record, at Close.
