@@ -11,8 +11,14 @@
 // below that range (ip_local_port_range), where the kernel never picks
 // one; each is checked free for TCP and UDP when handed out, and a process
 // never hands one out twice. Processes walk the range from random starting
-// points, one port after another, so two test binaries running at once
-// meet only if one's walk reaches the other's.
+// points, one port after another; two test binaries running at once (go
+// test ./... runs cmd/gdp's and test/e2e's side by side) whose walks meet
+// do not hand out the same port: each port handed out is reserved for the
+// process's life by an exclusive lock on a file named after it (in
+// os.TempDir()/gdpnet-freeport, released by the kernel when the process
+// ends), so a port another process handed out and its daemon has not bound
+// yet, or that a test stopped its daemon on to restart it there, is passed
+// over (Session 16, review9).
 package freeport
 
 import (
@@ -20,9 +26,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -32,7 +40,34 @@ var (
 	mu    sync.Mutex
 	next  int // the next port to try; 0 before the first call
 	limit int // the first port of the kernel's ephemeral range
+	// held are the reservation files of the ports handed out, open (and
+	// locked) until the process ends.
+	held []*os.File
 )
+
+// lockDir holds one file per port reserved by some process.
+func lockDir() string { return filepath.Join(os.TempDir(), "gdpnet-freeport") }
+
+// reserve takes port for this process's life (an exclusive flock on its
+// file, which the kernel releases when the process ends, however it ends),
+// or reports that another process holds it. A lock directory that cannot
+// be made reserves nothing and refuses nothing: the bind checks remain.
+func reserve(port int) bool {
+	dir := lockDir()
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return true
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	held = append(held, f)
+	return true
+}
 
 // ephemeralStart reads the first port of the kernel's ephemeral range
 // (32768 when it cannot be read).
@@ -68,7 +103,8 @@ func free(port int) bool {
 }
 
 // Port returns a port free on 127.0.0.1 for TCP and UDP, below the
-// kernel's ephemeral range, not handed out before by this process.
+// kernel's ephemeral range, not handed out before by this process nor held
+// by another process that handed it out (reserve).
 func Port(t testing.TB) int {
 	t.Helper()
 	mu.Lock()
@@ -82,7 +118,7 @@ func Port(t testing.TB) int {
 		if next++; next >= limit {
 			next = lowest
 		}
-		if free(p) {
+		if free(p) && reserve(p) {
 			return p
 		}
 	}
