@@ -157,10 +157,20 @@ func (s *Server) recheckSealed(ctx context.Context, name pdu.Name, replicas []pd
 		return sealed, nil
 	}
 	if startKnown {
-		return false, fmt.Errorf("capsule %s: the writer resumes after seqno %d but no replica showed record 1, "+
-			"so whether it is an encrypted capsule is not known: nothing was written, try again (%w)", name, start, errors.Join(errs...))
+		return false, sealedUnknown(name, start, errs)
 	}
 	return false, nil
+}
+
+// sealedUnknown is recheckSealed's refusal when no replica showed record 1
+// of a capsule whose writer resumes above seqno 0. The replicas' errors
+// are told, not wrapped: overlayError answers it 502 overlay_error
+// (docs/GATEWAY.md), never after one replica's cause — a NO_ROUTE NAK or a
+// 404 of one replica would have made it 404 unknown_capsule for a capsule
+// whose other replicas hold records (review9).
+func sealedUnknown(name pdu.Name, start uint64, errs []error) error {
+	return fmt.Errorf("capsule %s: the writer resumes after seqno %d but no replica showed record 1, "+
+		"so whether it is an encrypted capsule is not known: nothing was written, try again (%v)", name, start, errors.Join(errs...))
 }
 
 // refuseSealed answers 409 sealed_capsule: plain records, KV operations or
