@@ -242,19 +242,32 @@ func createOf(t *testing.T, tc *testCapsule, s *replica, proof []byte) *wire.Mes
 // from key to c's identity) and returns the name and its metadata.
 func holdCapsuleName(ctx context.Context, t *testing.T, c *client.Client, holder *certs.Identity, owner *certs.Identity) (pdu.Name, *certs.Metadata) {
 	t.Helper()
+	meta, err := tryHoldName(ctx, t, c, holder, owner, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return meta.Name(), meta
+}
+
+// tryHoldName asks c's router to let c hold a capsule name owned by owner,
+// with extra attributes (a session name's mark), by an AdCert from owner
+// to holder; it returns the metadata and the router's refusal, if any.
+func tryHoldName(ctx context.Context, t *testing.T, c *client.Client, holder, owner *certs.Identity, extra map[string]string) (*certs.Metadata, error) {
+	t.Helper()
 	meta, err := certs.NewCapsule(owner.Key, owner.Public(), "a name held")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if extra != nil {
+		meta.Extra = extra
 	}
 	now := time.Now()
 	ad, err := certs.IssueAdCert(owner.Key, meta.Name(), holder.Name, now.Add(-time.Minute), now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Advertise(ctx, client.CapsuleRoute(meta, ad)); err != nil {
-		t.Fatal(err)
-	}
-	return meta.Name(), meta
+	_, err = c.Advertise(ctx, client.CapsuleRoute(meta, ad))
+	return meta, err
 }
 
 // TestUnprovenPool: CREATEs that prove no identity — none sent (an older

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/gdpnet/gdpnet/capsuled"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/tunnel"
@@ -356,5 +358,81 @@ func TestCreatesWaitingPerIdentity(t *testing.T) {
 		if got := s.metric("gdp_capsuled_placements_refused_total", reason); got != want {
 			t.Fatalf("placements_refused_total{%s} = %v, want %v", reason, got, want)
 		}
+	}
+}
+
+// TestForgedSessionNamesGated (Session 16): a member minting node keys,
+// each with a forged membership, and session names of them, made each
+// proof need a membership check and kept the verify budget spent. Now its
+// router refuses to let it hold another node's session name
+// (certs.VerifyRoute), so its forged proofs can only claim itself, from its
+// own session names — and the server checks one node's credentials at
+// most once per 10 s, however many names send them: 20 names with 20
+// different forged memberships cost one check (invalid), 19 refused
+// unchecked. An honest member's proofs from two names cost one check.
+// Real routers, tunnels and certificates.
+func TestForgedSessionNamesGated(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	s := w.newReplica(r1, "s")
+	owner := w.user(r1, "owner")
+	tc := newTestCapsule(t, "read")
+	tc.create(t, owner, 1, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := tc.meta.Name()
+
+	aid, ac := w.member(r1, "mallory")
+	minted := clientID(t, "a node key mallory minted")
+	var refused *client.RefusedError
+	if _, err := tryHoldName(ctx, t, ac, aid, minted, map[string]string{client.SessionExtra: minted.Name.String()}); !errors.As(err, &refused) {
+		t.Fatalf("mallory holding a session name of a node it minted: %v, want refused by its router", err)
+	}
+	base := cacheResult(s, "invalid")
+	refusedBase := cacheResult(s, "refused")
+	now := time.Now()
+	start := time.Now()
+	for i := range 20 {
+		sess, err := tryHoldName(ctx, t, ac, aid, aid, map[string]string{client.SessionExtra: aid.Name.String()})
+		if err != nil {
+			t.Fatalf("mallory's own session name %d: %v", i, err)
+		}
+		fake, err := certs.NewIdentity(certs.KindDomain, "a domain mallory made")
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged, err := certs.IssueMember(fake, aid.Name, now.Add(-time.Minute), now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged.Issuer = w.dom.ID.Name // claims the server's domain; the signature is the fake's
+		proof := proofOf(t, tunnel.EncodeCredentials(aid.Meta, forged, w.dom.ID.Meta), sess.Marshal())
+		if got := rawRequest(ctx, t, ac, sess.Name(), s.id.Name, &wire.Message{Op: wire.OpMetadata, Capsule: c[:], Proof: proof}); got != wire.StatusOK {
+			t.Fatalf("mallory's request %d: %s", i, got)
+		}
+	}
+	// One check per 10 s: on a loaded machine the 20 requests may take
+	// longer than 10 s (a request re-sent after 2 s without an answer is
+	// refused by its name, unchecked, the same proof again).
+	allowed := 1 + int(time.Since(start)/(10*time.Second))
+	if inv, ref := cacheResult(s, "invalid")-base, cacheResult(s, "refused")-refusedBase; inv < 1 || inv > float64(allowed) || inv+ref < 20 {
+		t.Fatalf("20 forged proofs of one node from 20 of its session names: %v checked and invalid, %v refused unchecked; want 1 (at most %d) and the rest refused", inv, ref, allowed)
+	}
+
+	// An honest member proving from its own name and its session name:
+	// one check, the second name known.
+	hid, hc := w.member(r1, "honest")
+	hs := withSession(ctx, t, hc)
+	proven, known := cacheResult(s, "proven"), cacheResult(s, "known")
+	for _, step := range []struct {
+		src   pdu.Name
+		proof []byte
+	}{{hid.Name, proofOf(t, hc.Credentials(), nil)}, {hs.Name, proofOf(t, hc.Credentials(), hs.Target.Marshal())}} {
+		if got := rawRequest(ctx, t, hc, step.src, s.id.Name, &wire.Message{Op: wire.OpMetadata, Capsule: c[:], Proof: step.proof}); got != wire.StatusOK {
+			t.Fatalf("the honest member's request from %s: %s", step.src, got)
+		}
+	}
+	if p, k := cacheResult(s, "proven")-proven, cacheResult(s, "known")-known; p != 1 || k != 1 {
+		t.Fatalf("an honest member's two names: %v proven (checked), %v known; want 1 and 1", p, k)
 	}
 }

@@ -84,7 +84,7 @@ func (s *Server) requester(src pdu.Name, b []byte) (who, string, error) {
 	if len(b) == 0 {
 		return unproven(src), proofNone, nil
 	}
-	m, err := s.proveRequester(src, b, nil) // a worker's check: no budget
+	m, err := s.proveRequester(src, b) // a worker's check: no budget
 	if err != nil {
 		return unproven(src), proofInvalid, err
 	}
@@ -93,30 +93,41 @@ func (s *Server) requester(src pdu.Name, b []byte) (who, string, error) {
 
 // proveRequester checks proof b (a wire.Requester) of a request from src:
 // a membership of a domain the server trusts, valid now, of src (the
-// node's own name or its session name, sourceOf). It is the whole check,
-// for a CREATE and for the requester cache (requestercache.go) alike.
-// spend, when not nil, is asked for the signature check once the parse
-// and compare checks passed (the receive loop's verify budget); false
-// fails it with errOverBudget.
-func (s *Server) proveRequester(src pdu.Name, b []byte, spend func() bool) (client.Member, error) {
+// node's own name or its session name, sourceOf). It is the whole check
+// of a CREATE's proof (a worker's, no budget); the requester cache
+// (requestercache.go) runs the same two steps with its verify gate
+// between them.
+func (s *Server) proveRequester(src pdu.Name, b []byte) (client.Member, error) {
+	creds, _, err := requesterClaim(src, b)
+	if err != nil {
+		return client.Member{}, err
+	}
+	return s.verifyMembership(creds)
+}
+
+// requesterClaim does the checks of proof b that parse and compare: it
+// returns the credentials and the name of the node they claim once they
+// are of src (sourceOf). No signature is checked: a member sending its
+// own credentials from each of its many names costs a parse each, not a
+// chain verify.
+func requesterClaim(src pdu.Name, b []byte) (creds []byte, node pdu.Name, err error) {
 	r, err := wire.UnmarshalRequester(b)
 	if err != nil {
-		return client.Member{}, err
+		return nil, pdu.Name{}, err
 	}
-	// The checks that parse and compare first, the signatures only for a
-	// proof of the source name: a member sending its own credentials from
-	// each of its many names costs a parse each, not a chain verify.
 	meta, _, _, err := tunnel.DecodeCredentials(r.Credentials)
 	if err != nil {
-		return client.Member{}, fmt.Errorf("membership: %w", err)
+		return nil, pdu.Name{}, fmt.Errorf("membership: %w", err)
 	}
 	if err := sourceOf(meta, r.Source, src); err != nil {
-		return client.Member{}, err
+		return nil, pdu.Name{}, err
 	}
-	if spend != nil && !spend() {
-		return client.Member{}, errOverBudget
-	}
-	m, err := s.cli.VerifyCredentials(r.Credentials)
+	return r.Credentials, meta.Name(), nil
+}
+
+// verifyMembership checks the membership chain of creds: the signature.
+func (s *Server) verifyMembership(creds []byte) (client.Member, error) {
+	m, err := s.cli.VerifyCredentials(creds)
 	if err != nil {
 		return client.Member{}, fmt.Errorf("membership: %w", err)
 	}

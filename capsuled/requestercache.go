@@ -107,7 +107,8 @@ const (
 	cacheRepeated   = "repeated"       // a proof from a name proven before, not checked again (the same proof, or within proofRecheck)
 	cacheProven     = "proven"         // a proof verified now and remembered
 	cacheInvalid    = "invalid"        // a proof verified now that does not hold
-	cacheRefused    = "refused"        // a proof from a name whose last proof did not hold, not verified again yet
+	cacheRefused    = "refused"        // a proof from a name whose last proof did not hold, or (Session 16) of a node whose credentials were checked within 10 s and are not these: not verified
+	cacheKnown      = "known"          // a proof from a new name with credentials verified before for its node: proven without a check (Session 16)
 	cacheUnproven   = "unproven"       // no proof from a name not proven: the unproven pool
 	cacheEvicted    = "evicted"        // a proven name of the largest group dropped for another group's newcomer (the cache's bound)
 	cacheGroupShare = "group_share"    // a proven name dropped for a newcomer of its own group, the largest: the group's share bit (Session 16)
@@ -116,7 +117,7 @@ const (
 	cacheOverBudget = "over_budget"    // a proof not verified: the second's verify budget was spent (counted unproven)
 )
 
-var cacheResults = []string{cacheHit, cacheRepeated, cacheProven, cacheInvalid, cacheRefused, cacheUnproven, cacheEvicted, cacheGroupShare, cacheIdentShare, cacheExpired, cacheOverBudget}
+var cacheResults = []string{cacheHit, cacheRepeated, cacheProven, cacheKnown, cacheInvalid, cacheRefused, cacheUnproven, cacheEvicted, cacheGroupShare, cacheIdentShare, cacheExpired, cacheOverBudget}
 
 // provenName is one source name's proof as the cache holds it.
 type provenName struct {
@@ -158,6 +159,9 @@ type requesterCache struct {
 	counts  counted[*cacheGroup]
 	byIdent map[pdu.Name]*list.List // *provenName, most recently used first
 	refused map[pdu.Name]refusedProof
+	// nodes: the last check of each node's credentials (Session 16), a
+	// quarter of max, any one dropped for room.
+	nodes map[pdu.Name]nodeVerdict
 
 	// The verify budget: tokens left at last (verifyRate, verifyBurst).
 	tokens float64
@@ -166,7 +170,7 @@ type requesterCache struct {
 
 func newRequesterCache(max, perIdent int) *requesterCache {
 	return &requesterCache{max: max, perIdent: perIdent, byName: map[pdu.Name]*provenName{}, byGroup: map[pdu.Name]*cacheGroup{},
-		byIdent: map[pdu.Name]*list.List{}, refused: map[pdu.Name]refusedProof{}, tokens: verifyBurst}
+		byIdent: map[pdu.Name]*list.List{}, refused: map[pdu.Name]refusedProof{}, nodes: map[pdu.Name]nodeVerdict{}, tokens: verifyBurst}
 }
 
 // maxRefused bounds the names remembered for a proof that did not hold.
@@ -239,10 +243,21 @@ func (c *requesterCache) touch(e *provenName) {
 // not proven with the same proof, and not more than once per proofRecheck
 // for one name.
 func (s *Server) askerOf(src pdu.Name, proof []byte) asker {
-	a, result, dropped := s.reqs.lookup(src, proof, clock.Now(), func(spend func() bool) (asker, time.Time, error) {
-		m, err := s.proveRequester(src, proof, spend)
-		if errors.Is(err, errOverBudget) {
-			return asker{}, time.Time{}, err
+	a, result, dropped := s.reqs.lookup(src, proof, clock.Now(), func(gate gateFunc) (asker, time.Time, error) {
+		creds, node, err := requesterClaim(src, proof)
+		if err == nil {
+			var a asker
+			var notAfter time.Time
+			var done bool
+			if a, notAfter, done, err = gate(node, creds); done && err == nil {
+				return a, notAfter, nil // the node's same credentials verified before
+			} else if errors.Is(err, errOverBudget) || errors.Is(err, errNodeRefused) {
+				return asker{}, time.Time{}, err
+			}
+		}
+		var m client.Member
+		if err == nil {
+			m, err = s.verifyMembership(creds)
 		}
 		if err != nil {
 			s.logLim.Info(s.log, "request_proof "+src.String(), "request proof refused: the requester's requests count in the unproven pool (request queue, max_subscriptions_unproven)",
@@ -285,15 +300,29 @@ func askerOfMember(m client.Member) asker {
 // its own identity's at its bound (identShare), or expired.
 type drops struct{ evicted, groupShare, identShare, expired int }
 
-// verifyFunc checks a proof; spend takes one signature check from the
-// verify budget, and verify calls it only once the checks that parse and
-// compare passed, failing with errOverBudget when it reports the budget
-// spent.
-type verifyFunc func(spend func() bool) (asker, time.Time, error)
+// verifyFunc checks a proof: once the checks that parse and compare
+// passed, it asks gate about the node the credentials claim, and verifies
+// the membership only when gate says not done.
+type verifyFunc func(gate gateFunc) (asker, time.Time, error)
+
+// gateFunc is the requester cache's word on a proof of node with creds,
+// before its signature is checked (Session 16): done with the node's
+// identity when these credentials were verified for it before and have
+// not expired (no check: a member's other names, a name evicted and proven
+// again); done with errNodeRefused when the node's credentials were
+// checked less than proofRecheck ago and these are not the ones that held,
+// or are the ones that did not; done with errOverBudget when the verify
+// budget is spent; otherwise not done, one check taken from the budget,
+// and the result is remembered for the node.
+type gateFunc func(node pdu.Name, creds []byte) (asker, time.Time, bool, error)
 
 // errOverBudget: the proof needed a signature check and the second's
 // verify budget was spent.
 var errOverBudget = errors.New("the verify budget is spent")
+
+// errNodeRefused: the proof's node had credentials checked within
+// proofRecheck, and these are not the ones that held.
+var errNodeRefused = errors.New("the node's credentials were checked within 10 s; these are not the ones that held")
 
 // lookup is askerOf's decision at time now, with verify the proof's
 // check (called without c.mu held, only when the proof must be checked):
@@ -334,18 +363,47 @@ func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verif
 	// the parse-and-compare checks passed: a proof those refuse (a
 	// member's own credentials sent from each of its other names) costs a
 	// parse and leaves the budget to the proofs that need a signature.
-	a, notAfter, err := verify(func() bool {
+	// The gate first asks what is known of the node the proof claims
+	// (Session 16): its credentials verified before cost no check, and a
+	// node is checked at most once per proofRecheck otherwise, however
+	// many names it sends from.
+	var pending *nodeCheck
+	known := false
+	a, notAfter, err := verify(func(node pdu.Name, creds []byte) (asker, time.Time, bool, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return c.spend(now)
+		sum := sha256.Sum256(creds)
+		if v, ok := c.nodes[node]; ok {
+			switch {
+			case v.ok && v.sum == sum && now.Before(v.notAfter):
+				known = true
+				return v.asker, v.notAfter, true, nil
+			case now.Sub(v.checked) < proofRecheck, !v.ok && v.sum == sum:
+				return asker{}, time.Time{}, true, errNodeRefused
+			}
+		}
+		if !c.spend(now) {
+			return asker{}, time.Time{}, true, errOverBudget
+		}
+		pending = &nodeCheck{node: node, sum: sum}
+		return asker{}, time.Time{}, false, nil
 	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if errors.Is(err, errOverBudget) {
-		if e = c.byName[src]; e != nil { // proven before: that proof stands until rechecked
-			return e.asker, cacheOverBudget, d
+	if pending != nil {
+		c.rememberNode(*pending, a, notAfter, err, now)
+	}
+	if errors.Is(err, errOverBudget) || errors.Is(err, errNodeRefused) {
+		// Not checked: neither remembered nor refused for the name (the
+		// client sends its proof again until answered).
+		result := cacheOverBudget
+		if errors.Is(err, errNodeRefused) {
+			result = cacheRefused
 		}
-		return unprovenAsker, cacheOverBudget, d
+		if e = c.byName[src]; e != nil { // proven before: that proof stands until rechecked
+			return e.asker, result, d
+		}
+		return unprovenAsker, result, d
 	}
 	if err != nil {
 		if e = c.byName[src]; e != nil { // proven before, with another proof: that one stands
@@ -367,7 +425,45 @@ func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verif
 	}
 	added := c.add(&provenName{src: src, asker: a, notAfter: notAfter, sum: sum, checked: now})
 	added.expired = d.expired
+	if known {
+		return a, cacheKnown, added
+	}
 	return a, cacheProven, added
+}
+
+// nodeCheck is a node's credentials whose check the gate let through.
+type nodeCheck struct {
+	node pdu.Name
+	sum  [sha256.Size]byte
+}
+
+// nodeVerdict is what the last check of a node's credentials found.
+type nodeVerdict struct {
+	sum      [sha256.Size]byte // of the credentials checked
+	ok       bool
+	asker    asker     // when ok
+	notAfter time.Time // when ok: the membership's expiry
+	checked  time.Time
+}
+
+// rememberNode keeps the verdict of check p at now (c.mu held). Failed
+// credentials do not unseat ones that held and have not expired (a member
+// router sending forged credentials in a member's name would else make
+// its next names pay a check); they only start the node's proofRecheck.
+func (c *requesterCache) rememberNode(p nodeCheck, a asker, notAfter time.Time, err error, now time.Time) {
+	v, had := c.nodes[p.node]
+	if err != nil && had && v.ok && now.Before(v.notAfter) {
+		v.checked = now
+		c.nodes[p.node] = v
+		return
+	}
+	if !had && len(c.nodes) >= c.maxRefused() {
+		for k := range c.nodes { // any one: a node's next proof is checked again, nothing more
+			delete(c.nodes, k)
+			break
+		}
+	}
+	c.nodes[p.node] = nodeVerdict{sum: p.sum, ok: err == nil, asker: a, notAfter: notAfter, checked: now}
 }
 
 // spend takes one verify from the budget at now, or reports it spent

@@ -3,13 +3,18 @@ package capsuled
 import (
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
 	"github.com/gdpnet/gdpnet/capsuled/wire"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/tunnel"
 )
@@ -26,12 +31,12 @@ func TestRequesterCache(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	checks := 0
 	ok := func(id byte, notAfter time.Time) verifyFunc {
-		return func(func() bool) (asker, time.Time, error) {
+		return func(gateFunc) (asker, time.Time, error) {
 			checks++
 			return asker{group: pdu.Name{id}, ident: pdu.Name{id}}, notAfter, nil
 		}
 	}
-	bad := func(func() bool) (asker, time.Time, error) {
+	bad := func(gateFunc) (asker, time.Time, error) {
 		checks++
 		return asker{}, time.Time{}, errors.New("forged")
 	}
@@ -97,7 +102,7 @@ func TestRequesterCacheGroupShares(t *testing.T) {
 	c := newRequesterCache(max, perIdent)
 	t0 := time.Unix(1_000_000, 0)
 	as := func(a asker) verifyFunc {
-		return func(func() bool) (asker, time.Time, error) { return a, t0.Add(time.Hour), nil }
+		return func(gateFunc) (asker, time.Time, error) { return a, t0.Add(time.Hour), nil }
 	}
 	partner, third := pdu.Name{0xd1}, pdu.Name{0xd2}
 	ident := func(i int) pdu.Name { return pdu.Name{0x1d, byte(i >> 8), byte(i)} }
@@ -195,22 +200,25 @@ func TestRequesterVerifyBudget(t *testing.T) {
 	c := newRequesterCache(1<<20, 1<<20)
 	t0 := time.Unix(1_000_000, 0)
 	checks := 0
-	ok := func(spend func() bool) (asker, time.Time, error) {
-		if !spend() {
-			return asker{}, time.Time{}, errOverBudget
-		}
-		checks++
-		return asker{group: pdu.Name{1}, ident: pdu.Name{1}}, t0.Add(time.Hour), nil
-	}
 	name := func(i int) pdu.Name { return pdu.Name{0xbb, byte(i >> 8), byte(i)} }
+	// Each name a node of its own (credentials known before cost no check).
+	of := func(src pdu.Name) verifyFunc {
+		return func(gate gateFunc) (asker, time.Time, error) {
+			if _, _, done, err := gate(src, src[:]); done {
+				return asker{}, time.Time{}, err
+			}
+			checks++
+			return asker{group: pdu.Name{1}, ident: pdu.Name{1}}, t0.Add(time.Hour), nil
+		}
+	}
 	old := pdu.Name{0xcc}
-	if _, r, _ := c.lookup(old, []byte("proof"), t0.Add(-2*proofRecheck), ok); r != cacheProven {
+	if _, r, _ := c.lookup(old, []byte("proof"), t0.Add(-2*proofRecheck), of(old)); r != cacheProven {
 		t.Fatalf("a name proven earlier: %q", r)
 	}
 	checks = 0
 	results := map[string]int{}
 	for i := range 2500 {
-		_, r, _ := c.lookup(name(i), []byte("proof"), t0, ok)
+		_, r, _ := c.lookup(name(i), []byte("proof"), t0, of(name(i)))
 		results[r]++
 	}
 	if checks != verifyBurst || results[cacheProven] != verifyBurst || results[cacheOverBudget] != 2500-verifyBurst {
@@ -218,14 +226,14 @@ func TestRequesterVerifyBudget(t *testing.T) {
 	}
 	// The name proven earlier brings another proof (past proofRecheck)
 	// while the budget is spent: its identity stands.
-	if a, r, _ := c.lookup(old, []byte("another"), t0, ok); r != cacheOverBudget || a.ident != (pdu.Name{1}) {
+	if a, r, _ := c.lookup(old, []byte("another"), t0, of(pdu.Name{0xcd})); r != cacheOverBudget || a.ident != (pdu.Name{1}) {
 		t.Fatalf("proven name over budget: %q as %v", r, a.ident)
 	}
 	// Half a second later: half a burst more.
 	clear(results)
 	checks = 0
 	for i := 1000; i < 2500; i++ {
-		_, r, _ := c.lookup(name(i), []byte("proof"), t0.Add(500*time.Millisecond), ok)
+		_, r, _ := c.lookup(name(i), []byte("proof"), t0.Add(500*time.Millisecond), of(name(i)))
 		results[r]++
 	}
 	if want := int(verifyRate / 2); checks != want || results[cacheProven] != want {
@@ -259,19 +267,93 @@ func TestProofOfAnotherNameNotVerified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{} // no client: a membership check would crash
-	spent := 0
-	spend := func() bool { spent++; return true }
-	if _, err := s.proveRequester(pdu.Name{0xaa}, proof, spend); err == nil || !strings.Contains(err.Error(), "the request comes from") {
+	// No client: a membership check would crash.
+	s := &Server{reqs: newRequesterCache(1<<10, 64), met: newMetrics(prometheus.NewRegistry()), log: zap.NewNop(),
+		logLim: logging.NewLimiter(0, 0, time.Now)}
+	if _, _, err := requesterClaim(pdu.Name{0xaa}, proof); err == nil || !strings.Contains(err.Error(), "the request comes from") {
 		t.Fatalf("a proof of another name: %v", err)
 	}
-	if spent != 0 {
-		t.Fatalf("a proof of another name took %d from the verify budget", spent)
+	if a := s.askerOf(pdu.Name{0xaa}, proof); a != unprovenAsker || s.reqs.tokens != verifyBurst {
+		t.Fatalf("a proof of another name: counted as %v, %v of the verify budget left (want all)", a.ident, s.reqs.tokens)
 	}
 	// Of its own name, over the budget: refused before the signature
 	// check (the nil client would crash), not as an invalid proof.
-	if _, err := s.proveRequester(node.Name, proof, func() bool { return false }); !errors.Is(err, errOverBudget) {
-		t.Fatalf("a proof of its own name over the budget: %v", err)
+	s.reqs.tokens, s.reqs.last = 0, time.Now().Add(time.Hour)
+	if a := s.askerOf(node.Name, proof); a != unprovenAsker {
+		t.Fatalf("a proof of its own name over the budget: counted as %v", a.ident)
+	}
+	if _, refused := s.reqs.refused[node.Name]; refused {
+		t.Fatal("a proof of its own name over the budget: the name refused")
+	}
+	if got := counterValue(s.met.requesterCache.WithLabelValues(cacheOverBudget)); got != 1 {
+		t.Fatalf("over_budget %v, want 1", got)
+	}
+}
+
+// TestRequesterNodeGate (Session 16): proofs are gated by the node whose
+// credentials they carry. A node's credentials verified once prove its
+// other names without a check (counted known) until they expire; a node
+// whose credentials were checked is not checked again within proofRecheck
+// unless these are the ones that held, and never for the same ones that
+// did not: a member (its router takes its session names only from it,
+// certs.VerifyRoute) sending forged credentials from thousands of its
+// session names costs one check per 10 s, not one per name; a forged
+// proof in a proven node's name does not unseat its credentials.
+func TestRequesterNodeGate(t *testing.T) {
+	c := newRequesterCache(1<<20, 1<<20)
+	t0 := time.Unix(1_000_000, 0)
+	checks := 0
+	claim := func(node pdu.Name, creds string, valid bool) verifyFunc {
+		return func(gate gateFunc) (asker, time.Time, error) {
+			if a, na, done, err := gate(node, []byte(creds)); done {
+				return a, na, err
+			}
+			checks++
+			if !valid {
+				return asker{}, time.Time{}, errors.New("forged membership")
+			}
+			return asker{group: node, ident: node}, t0.Add(time.Hour), nil
+		}
+	}
+	src := func(i int) pdu.Name { return pdu.Name{0x5e, byte(i >> 8), byte(i)} }
+	alice, mallory := pdu.Name{0xa1}, pdu.Name{0x66}
+	results := map[string]int{}
+	lookup := func(i int, now time.Time, v verifyFunc) asker {
+		a, r, _ := c.lookup(src(i), []byte(fmt.Sprint("proof ", i)), now, v)
+		results[r]++
+		return a
+	}
+	// Alice proves from 100 names with one membership: one check.
+	for i := range 100 {
+		if a := lookup(i, t0, claim(alice, "alice's", true)); a.ident != alice {
+			t.Fatalf("alice's name %d: counted as %v", i, a.ident)
+		}
+	}
+	if checks != 1 || results[cacheProven] != 1 || results[cacheKnown] != 99 {
+		t.Fatalf("one node's 100 names: %d checks, results %v; want 1 check, 1 proven, 99 known", checks, results)
+	}
+	// Mallory sends forged credentials from 1,000 of its names, each
+	// different, for a minute: one check per proofRecheck.
+	checks = 0
+	clear(results)
+	for i := range 1000 {
+		lookup(1000+i, t0.Add(time.Duration(i)*60*time.Millisecond), claim(mallory, fmt.Sprint("forged ", i), false))
+	}
+	if want := 6; checks != want || results[cacheInvalid] != want || results[cacheRefused] != 1000-want {
+		t.Fatalf("1,000 forged proofs of one node over 60 s: %d checks, results %v; want %d checks", checks, results, want)
+	}
+	// A forged proof in alice's name (a member router's) is checked once;
+	// her own credentials still prove her next name without a check.
+	checks = 0
+	lookup(3000, t0.Add(time.Minute), claim(alice, "forged alice", false))
+	if a := lookup(3001, t0.Add(time.Minute), claim(alice, "alice's", true)); a.ident != alice || checks != 1 {
+		t.Fatalf("alice after a forgery in her name: counted as %v after %d checks, want alice after 1", a.ident, checks)
+	}
+	// Expired: checked again.
+	checks = 0
+	lookup(3002, t0.Add(2*time.Hour), claim(alice, "alice's", true))
+	if checks != 1 {
+		t.Fatalf("alice's expired credentials: %d checks, want 1", checks)
 	}
 }
 
@@ -285,7 +367,7 @@ func TestProofOfAnotherNameNotVerified(t *testing.T) {
 func TestRefusedProofsSpendNoBudget(t *testing.T) {
 	c := newRequesterCache(1<<20, 1<<20)
 	t0 := time.Unix(1_000_000, 0)
-	notMine := func(func() bool) (asker, time.Time, error) {
+	notMine := func(gateFunc) (asker, time.Time, error) {
 		return asker{}, time.Time{}, errors.New("the request comes from another name")
 	}
 	for i := range 2500 {
@@ -293,9 +375,9 @@ func TestRefusedProofsSpendNoBudget(t *testing.T) {
 			t.Fatalf("name %d: %q, want invalid", i, r)
 		}
 	}
-	honest := func(spend func() bool) (asker, time.Time, error) {
-		if !spend() {
-			return asker{}, time.Time{}, errOverBudget
+	honest := func(gate gateFunc) (asker, time.Time, error) {
+		if _, _, done, err := gate(pdu.Name{0xcd}, []byte("bob's credentials")); done {
+			return asker{}, time.Time{}, err
 		}
 		return asker{group: pdu.Name{2}, ident: pdu.Name{2}}, t0.Add(time.Hour), nil
 	}

@@ -20,6 +20,16 @@ type Verifier struct {
 	Skew time.Duration
 }
 
+// SessionOfExtra is the metadata attribute that marks a capsule-kind name
+// as an attachment's session name (PROTOCOL.md §5.8); its value is the
+// node's printable name. VerifyRoute takes such a name only hosted by that
+// node (Session 16): a capsule server counts a request from a session
+// name as its node's once the node's membership is shown (PROTOCOL.md
+// §8.3), so no other identity may hold one — else a member could hold
+// session names of node keys it mints, each with a forged membership
+// whose check the server must pay for.
+const SessionOfExtra = "gdp.session-of"
+
 // DefaultClockSkew is the default Verifier.Skew, and the tolerance of
 // VerifyAdCert: 5 minutes, the same as the routers' advertisement clock
 // window and capsuled's DeleteWindow, so one bound says how far apart two
@@ -50,7 +60,9 @@ func (v *Verifier) now() time.Time {
 //  3. Endpoint signed RtCert(Endpoint -> router), and metadata(Router)
 //     hashes to router;
 //  4. router holds a membership cert from a domain in v.Trusted;
-//  5. every certificate is valid now: NotBefore <= now < NotAfter.
+//  5. every certificate is valid now: NotBefore <= now < NotAfter;
+//  6. a session name (a capsule whose metadata has SessionOfExtra) is
+//     hosted only by the node it names (Session 16).
 //
 // It returns the earliest NotAfter in the chain (when the route must be
 // dropped unless renewed), or a *ChainError naming the failing link.
@@ -95,6 +107,9 @@ func (v *Verifier) VerifyRoute(c *Chain, name, router Name) (time.Time, error) {
 		epName = ep.Name()
 		if err := checkCert(c.AdCert, LinkAdCert, KindAdCert, name, epName, now, v.Skew); err != nil {
 			return time.Time{}, err
+		}
+		if of, ok := c.Target.Extra[SessionOfExtra]; ok && of != epName.String() {
+			return time.Time{}, linkErr(LinkAdCert, ErrWrongSubject, "session name of %s hosted by %s: only the node it names may hold a session name", of, epName)
 		}
 	}
 	if c.Router == nil {

@@ -31,6 +31,17 @@ func TestVerifyRouteAccepts(t *testing.T) {
 	if _, err := f.v.VerifyRoute(&c, f.client.Name, f.router.Name); err != nil {
 		t.Errorf("self-advertisement, nil endpoint: %v", err)
 	}
+	// A session name hosted by the node it names (Session 16).
+	s := sessionOf(t, f, f.server.Name)
+	ad, err := IssueAdCert(f.owner, s.Name(), f.server.Name, t0, t0.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := *f.chain
+	sc.Target, sc.AdCert = s, ad
+	if _, err := f.v.VerifyRoute(&sc, s.Name(), f.router.Name); err != nil {
+		t.Errorf("a session name hosted by its node: %v", err)
+	}
 	// The domain metadata may be left out: the verifier has the trusted copy.
 	c = *f.chain
 	c.Domain = nil
@@ -160,6 +171,10 @@ func TestVerifyRouteRejects(t *testing.T) {
 			c.Member = cert(IssueMember(f.domain, f.router.Name, t0.Add(2*time.Hour), t0.Add(day)))
 		}, wantLink: LinkMember, wantErr: ErrNotYetValid},
 		{name: "domain metadata of another domain", mut: func(c *Chain) { c.Domain = otherDomain.Meta }, wantLink: LinkDomain, wantErr: ErrNameMismatch},
+		{name: "session name of another node (Session 16)", target: sessionOf(t, f, f.client.Name).Name(), mut: func(c *Chain) {
+			s := sessionOf(t, f, f.client.Name)
+			c.Target, c.AdCert = s, cert(IssueAdCert(f.owner, s.Name(), f.server.Name, t0, t0.Add(day)))
+		}, wantLink: LinkAdCert, wantErr: ErrWrongSubject},
 		{name: "nil chain", mut: nil, wantLink: LinkChain, wantErr: ErrMalformed},
 	}
 	for _, tt := range tests {
@@ -419,4 +434,15 @@ func TestClockSkew(t *testing.T) {
 	if _, _, err := v.VerifyMember(f.router.Meta, fresh, nil); !errors.Is(err, ErrExpired) {
 		t.Fatalf("2 hours ahead: %v, want expired", err)
 	}
+}
+
+// sessionOf is f's capsule metadata marked as node's session name.
+func sessionOf(t *testing.T, f *fixture, node Name) *Metadata {
+	t.Helper()
+	m := *f.capsule
+	m.Extra = map[string]string{SessionOfExtra: node.String()}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &m
 }

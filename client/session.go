@@ -15,8 +15,9 @@ import (
 const sessionLifetime = 24 * time.Hour
 
 // SessionExtra is the metadata attribute that marks a session name
-// (PROTOCOL.md §5.8); its value is the endpoint's own name.
-const SessionExtra = "gdp.session-of"
+// (PROTOCOL.md §5.8); its value is the endpoint's own name. Routers take
+// such a name only from that endpoint (certs.VerifyRoute, Session 16).
+const SessionExtra = certs.SessionOfExtra
 
 // Session is the route for this attachment's own session name: a name no
 // other process of the same identity holds, so the answers to requests the
