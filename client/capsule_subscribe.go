@@ -53,6 +53,12 @@ type Subscription struct {
 	// proofSent: the last SUBSCRIBE sent carried the requester proof (an
 	// answer to a renewal marks the server that gave it, RequestAnswered).
 	proofSent bool
+	// awaiting: a SUBSCRIBE was sent (at sentAt) and no answer came
+	// since. One sent after the client's Timeout without an answer
+	// carries the proof (RequestUnanswered): the server may have
+	// restarted and forgotten it, as for any request left unanswered.
+	awaiting bool
+	sentAt   time.Time
 }
 
 // Renew makes Next subscribe again from the next seqno at once instead of at
@@ -100,10 +106,13 @@ func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
 		m.Size = hb.Seqno
 	}
 	for attempt := 0; ; attempt++ {
+		if s.awaiting && time.Since(s.sentAt) >= s.r.cc.opts.Timeout {
+			s.r.cc.c.RequestUnanswered(s.r.dst)
+		}
 		if err := s.r.cc.send(s.r.dst, 0, m); err != nil {
 			return fmt.Errorf("subscribe %s: %w", s.r.info.Name, err)
 		}
-		s.proofSent = m.Proof != nil
+		s.proofSent, s.awaiting, s.sentAt = m.Proof != nil, true, time.Now()
 		s.renew = time.Now().Add(s.lease / 3)
 		if !wait {
 			return nil
@@ -112,8 +121,11 @@ func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
 		rep, err := wire.Wait(actx, s.resp)
 		cancel()
 		if err == nil {
+			s.awaiting = false
 			if rep.Msg != nil {
 				s.r.cc.c.RequestAnswered(s.r.cc.c.ReplyName(), s.r.dst, rep.From, m.Proof != nil)
+			} else {
+				s.r.cc.c.RequestUnanswered(s.r.dst)
 			}
 			if err := rep.Msg.Err(); err != nil {
 				return fmt.Errorf("subscribe %s: %w", s.r.info.Name, err)
@@ -152,8 +164,13 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			// name, it says which replica takes it now (after a failover,
 			// one that may not have seen our proof: the next renewal
 			// carries it).
+			s.awaiting = false
 			if a.Msg != nil {
 				s.r.cc.c.RequestAnswered(s.r.cc.c.ReplyName(), s.r.dst, a.From, s.proofSent)
+			} else {
+				// A router's NAK (no route: the server is down): the
+				// next renewal carries the proof.
+				s.r.cc.c.RequestUnanswered(s.r.dst)
 			}
 			if a.Msg != nil && a.Msg.Status.Success() {
 				if a.Msg.Head < s.next {

@@ -2,6 +2,9 @@ package client
 
 import (
 	"bytes"
+	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,5 +170,110 @@ func TestRequestProofUntilAnswered(t *testing.T) {
 	}
 	if proof(me.Name, other, refresh) {
 		t.Fatal("a proof to a server that answered one and was not silent")
+	}
+}
+
+// TestSubscriptionRenewalUnansweredCarriesProof (Session 16): a follower
+// whose proof was answered sends none on its renewals; when a renewal goes
+// unanswered for the client's Timeout (the server down, perhaps
+// restarting and forgetting the proof) the next one carries it, and once a proof-carrying renewal is
+// answered the following ones carry none again. Mutation: the
+// unanswered renewal not noted (RequestUnanswered skipped) — every renewal
+// while the server is silent goes without the proof.
+func TestSubscriptionRenewalUnansweredCarriesProof(t *testing.T) {
+	tw := newTrustWorld(t)
+	dom, err := routertest.NewDomain("proof test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member, err := dom.Member(tw.net.c.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.net.c.SetQUICCredentials(member, dom.ID.Meta, nil); err != nil {
+		t.Fatal(err)
+	}
+	h1 := tw.servers[0].Name
+	var mu sync.Mutex
+	silent := false
+	var renewals []bool // whether each SUBSCRIBE carried the proof
+	tw.net.serve = func(h pdu.Header, m *wire.Message) []answer {
+		if m.Op != wire.OpSubscribe {
+			return tw.honest(h, m)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		renewals = append(renewals, m.Proof != nil)
+		if silent {
+			return nil
+		}
+		ok := m.Reply(wire.StatusOK)
+		ok.From, ok.Head = m.From, 0
+		return []answer{{from: h1, msg: ok}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rd, err := tw.cc.NewReader(ctx, tw.name, ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := rd.Subscribe(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// Renewals every 300 ms instead of every 10 s (the client's Timeout
+	// is 200 ms: one renewal finds the one before it unanswered if no
+	// answer came within that).
+	sub.lease, sub.renew = 900*time.Millisecond, time.Now()
+	// follow runs Next until n more SUBSCRIBEs were sent and returns
+	// whether each carried the proof.
+	follow := func(n int) []bool {
+		t.Helper()
+		mu.Lock()
+		from := len(renewals)
+		mu.Unlock()
+		for {
+			mu.Lock()
+			got := len(renewals) - from
+			mu.Unlock()
+			if got >= n {
+				break
+			}
+			nctx, ncancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			if _, err := sub.Next(nctx); err != nil && nctx.Err() == nil {
+				t.Fatal(err)
+			}
+			ncancel()
+			if ctx.Err() != nil {
+				t.Fatalf("%d renewals sent, want %d", got, n)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(renewals[from : from+n])
+	}
+	// Answered: the proof was answered (the reader's INFO or the first
+	// SUBSCRIBE), so renewals carry none.
+	if got := follow(3); slices.Contains(got, true) {
+		t.Fatalf("renewals answered by a server holding the proof: %v, want none with the proof", got)
+	}
+	mu.Lock()
+	silent = true
+	mu.Unlock()
+	// The first silent one was sent without it; every later one carries
+	// it (each finds the one before unanswered).
+	got := follow(4)
+	if got[0] || !got[1] || !got[2] || !got[3] {
+		t.Fatalf("renewals while the server is silent carried the proof %v, want [false true true true]", got)
+	}
+	mu.Lock()
+	silent = false
+	mu.Unlock()
+	// Answered again (with the proof): after at most one more
+	// proof-carrying renewal, none.
+	got = follow(4)
+	if got[2] || got[3] {
+		t.Fatalf("renewals after the server answered a proof: %v, want the last ones without", got)
 	}
 }

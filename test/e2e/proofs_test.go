@@ -26,8 +26,10 @@ import (
 // while. How long is measured and logged, and bounded by what the client
 // promises: ProofRefresh (30 s) after the proof-carrying answer, plus one
 // renewal (Lease/3, 10 s) for the request that carries it. Then the
-// follower prints a record appended after the restart (not stuck), and a
-// new `gdp capsule read` is proven at once.
+// follower prints a record appended after the restart (not stuck). Then
+// the server is killed again and kept down across a renewal: that renewal
+// goes unanswered, so the follower's next one carries the proof and the
+// restarted server counts it proven within one renewal (Lease/3, 10 s).
 func TestRequestProofsRealProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes for about a minute; skipped with -short")
@@ -135,6 +137,33 @@ log: {level: info}
 	// Not stuck: a record written after the restart reaches the follower.
 	appendRec("four")
 	waitFor(t, "bob's follower printing a record written after the restart", 40*time.Second, func() bool { return printed("four") })
+
+	// Down across a renewal (Lease/3 + 2 s): that renewal goes unanswered,
+	// so the follower's first renewal to the restarted server carries the
+	// proof (Session 16) — proven within one renewal of the restart, not
+	// ProofRefresh.
+	s1.kill9()
+	time.Sleep(client.Lease/3 + 2*time.Second)
+	s1.start(t)
+	restarted = time.Now()
+	waitFor(t, "the capsule server's metrics after the second restart", 20*time.Second, serverUp)
+	bound = client.Lease/3 + 10*time.Second
+	waitFor(t, "bob's follower proven after a restart it noticed", bound, func() bool {
+		if cache("proven") >= 1 {
+			provenAfter = time.Since(restarted)
+			return true
+		}
+		return false
+	})
+	t.Logf("down across a renewal: bob's follower proven %.1f s after the restart (%v requests unproven; bound: a renewal %s + 10 s)",
+		provenAfter.Seconds(), cache("unproven"), client.Lease/3)
+	// Every renewal the server was down for went unanswered or NAKed
+	// (no route): none reaches the new server without the proof.
+	if got := cache("unproven"); got != 0 {
+		t.Fatalf("the restarted server counted %v of the follower's requests unproven, want 0: it noticed the restart", got)
+	}
+	appendRec("five")
+	waitFor(t, "bob's follower printing a record written after the second restart", 40*time.Second, func() bool { return printed("five") })
 	if tail.exited() || s1.exited() {
 		t.Fatal("the follower or the capsule server exited")
 	}
