@@ -49,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		outage: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdp_gateway_uplink_last_outage_seconds",
 			Help: "How long the uplink was down before its last re-attachment."}),
 		sealed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_gateway_sealed_records_total",
-			Help: "Encrypted-capsule work: records sealed and appended (sealed), records opened for a read (opened), reader-set changes (rotated), writers of plain records opened above seqno 0 on a capsule that looked empty, its first record then asked of each replica (rechecked, Session 16)."}, []string{"op"}),
+			Help: "Encrypted-capsule work: records sealed and appended (sealed), records opened for a read (opened), reader-set changes (rotated), writers of plain records opened above seqno 0, or of KV or files, on a capsule that looked empty, its first record then asked of each replica (rechecked, Session 16)."}, []string{"op"}),
 		readers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gdp_gateway_readers",
 			Help: "Capsule readers cached between requests (at most max_readers)."}),
 		readerEvictions: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdp_gateway_reader_evictions_total",
