@@ -167,8 +167,9 @@ func floodReads(t *testing.T, cl *client.Client, dst, c pdu.Name, srcs []pdu.Nam
 // one honest request in twenty under two busy loops, Session 16). That is
 // the loss of an unreliable datagram path at an overloaded node, ahead of
 // the fair shares these tests check, and it is counted
-// (gdp_tunnel_drops_total{reason="datagram_queue"}, logged here); a client
-// re-sends after its timeout. A 503 is an answer: never re-sent, so the
+// (gdp_tunnel_drops_total{reason="datagram_queue"}, logged here; the
+// harness turns tunnel.count_datagram_drops on); a client re-sends after
+// its timeout. A 503 is an answer: never re-sent, so the
 // shares' mutations still fail.
 func askDuringFlood(ctx context.Context, t *testing.T, honest *client.CapsuleClient, c pdu.Name, ra *router.Node, srv *replica, tries int) (ok, overloaded int) {
 	t.Helper()

@@ -68,6 +68,7 @@ func (w *world) routerConf(desc string, cfg router.Config, peers ...*router.Node
 	for _, p := range peers {
 		cfg.Peers = append(cfg.Peers, router.PeerConfig{Name: p.Router.Name(), Addr: p.Addr()})
 	}
+	cfg.Tunnel.CountDatagramDrops = true // the flood tests log them (askDuringFlood)
 	var res resolver.Resolver = w.res
 	if w.rres != nil {
 		res = w.rres
@@ -142,7 +143,8 @@ func (w *world) attachDom(n *router.Node, dom *routertest.Domain, id *certs.Iden
 	}
 	gate := &gateConn{PacketConn: pc}
 	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: dom.ID.Meta,
-		Verifier: w.dom.Verifier, Conn: gate, Options: client.Options{RequestTimeout: time.Second, InboxSize: inbox}})
+		Verifier: w.dom.Verifier, Conn: gate, Options: client.Options{RequestTimeout: time.Second, InboxSize: inbox},
+		CountDatagramDrops: true})
 	if err != nil {
 		w.t.Fatal(err)
 	}

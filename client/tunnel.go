@@ -44,6 +44,9 @@ type EndpointConfig struct {
 	// flight before new clients must prove their address. Default
 	// tunnel.DefaultRetryAboveHandshakes.
 	RetryAboveHandshakes int
+	// CountDatagramDrops is tunnel.Config's: count the QUIC datagrams
+	// quic-go discards (costly; default off).
+	CountDatagramDrops bool
 }
 
 // Endpoint is an endpoint's tunnel side: it dials routers and hands each
@@ -81,6 +84,7 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		KeepAlivePeriod:      cfg.KeepAlive,
 		IdleTimeout:          cfg.IdleTimeout,
 		RetryAboveHandshakes: cfg.RetryAboveHandshakes,
+		CountDatagramDrops:   cfg.CountDatagramDrops,
 	})
 	if err != nil {
 		return nil, err

@@ -140,6 +140,14 @@ type TunnelConfig struct {
 	// pay one round trip more. Counted in gdp_tunnel_retries_total.
 	// Default 16 (tunnel.DefaultRetryAboveHandshakes); negative: always.
 	RetryAboveHandshakes int `yaml:"retry_above_handshakes"`
+	// CountDatagramDrops counts the QUIC datagrams quic-go discards
+	// because a tunnel's receive queue (128) was full — the node read it
+	// slower than PDUs came — in gdp_tunnel_drops_total{reason=
+	// "datagram_queue"} (Session 16). Default false: it builds a qlog
+	// event for every QUIC packet, about half the datagram PDUs a QUIC
+	// tunnel carries per CPU second; turn it on to explain loss under
+	// load (restart).
+	CountDatagramDrops bool `yaml:"count_datagram_drops"`
 }
 
 // WithDefaults fills the zero fields.

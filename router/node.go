@@ -61,6 +61,7 @@ func StartNode(cfg Config, deps Deps, conn, raw net.PacketConn) (*Node, error) {
 		IdleTimeout:     cfg.Tunnel.WithDefaults().IdleTimeout.Std(),
 		// Source address validation when handshakes pile up.
 		RetryAboveHandshakes: cfg.Tunnel.WithDefaults().RetryAboveHandshakes,
+		CountDatagramDrops:   cfg.Tunnel.CountDatagramDrops,
 		// What one peer may make the router hold per tunnel; the tunnels
 		// per identity are bounded by face.max_per_identity.
 		MaxStreams:    -1, // a router takes no bulk streams

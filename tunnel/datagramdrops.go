@@ -14,7 +14,8 @@ import (
 // the link's reader, on a busy machine or behind a flood, fell behind —
 // and those queued for sending that no longer fit a packet. A PDU lost
 // there was lost silently before (Session 16: one honest request in a few
-// hundred under a flood on a loaded machine).
+// hundred under a flood on a loaded machine). Set only with
+// Config.CountDatagramDrops: it costs an event per packet.
 type datagramDrops struct{ c *counters }
 
 func (e *Endpoint) connTracer(context.Context, bool, quic.ConnectionID) qlogwriter.Trace {

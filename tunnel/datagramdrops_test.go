@@ -19,6 +19,7 @@ func TestDatagramQueueDropsCounted(t *testing.T) {
 	var held sync.Once
 	s := newSink()
 	b := newTestNode(t, false, func(c *Config) {
+		c.CountDatagramDrops = true
 		c.Handler = func(l Link, p []byte) {
 			held.Do(func() { <-release }) // the first PDU holds the reader up
 			s.handle(l, p)

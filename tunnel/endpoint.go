@@ -91,7 +91,9 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		MaxStreamReceiveWindow:         uint64(min(c.ReceiveWindow, 6<<20)),
 		InitialStreamReceiveWindow:     uint64(min(c.ReceiveWindow, 512<<10)),
 	}
-	e.qconf.Tracer = e.connTracer
+	if c.CountDatagramDrops {
+		e.qconf.Tracer = e.connTracer
+	}
 	e.tr = &quic.Transport{
 		Conn:                c.Conn,
 		StatelessResetKey:   statelessResetKey(c.Identity.Key),

@@ -218,7 +218,7 @@ func (a *attachConfig) attach(ctx context.Context, opts client.Options) (*attach
 	tc := a.Tunnel.WithDefaults()
 	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain, Verifier: creds.verifier, Conn: conn,
 		Options: opts, Logger: opts.Logger, KeepAlive: tc.KeepAlive.Std(), IdleTimeout: tc.IdleTimeout.Std(),
-		RetryAboveHandshakes: tc.RetryAboveHandshakes})
+		RetryAboveHandshakes: tc.RetryAboveHandshakes, CountDatagramDrops: tc.CountDatagramDrops})
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
