@@ -14,13 +14,16 @@ import (
 // in its group's and its identity's list once, no empty group or identity
 // list kept, the counted buckets holding each group at its size with
 // most the largest — and the bounds hold (max names, perIdent per
-// identity).
+// identity, a quarter of max nodes at the node gate). Each proof claims
+// its identity's node, so the gate's paths are walked too (known,
+// refused within proofRecheck); the walk must take every result.
 func TestRequesterCacheBookkeeping(t *testing.T) {
 	const max, perIdent = 40, 4
 	c := newRequesterCache(max, perIdent)
 	rng := rand.New(rand.NewPCG(1, 2))
 	t0 := time.Unix(1_000_000, 0)
 	now := t0
+	results := map[string]int{}
 	for step := range 20_000 {
 		now = now.Add(time.Duration(rng.IntN(200)) * time.Millisecond)
 		// 30 identities: 0-9 own-domain members (a group each), 10-29
@@ -36,24 +39,37 @@ func TestRequesterCacheBookkeeping(t *testing.T) {
 			proof = nil
 		}
 		notAfter := now.Add(time.Duration(1+rng.IntN(20)) * time.Second)
-		// A node of its own each step: the node gate (Session 16) knows
-		// nothing of it, so every proof that needs a check is checked,
-		// as the budget allows.
-		node := pdu.Name{0xbe, byte(step >> 16), byte(step >> 8), byte(step)}
-		c.lookup(src, proof, now, func(gate gateFunc) (asker, time.Time, error) {
-			if _, _, done, err := gate(node, proof); done {
-				return asker{}, time.Time{}, err
+		// The identity's node, claimed by every proof of its names: the
+		// node gate (Session 16) proves a name with credentials it
+		// verified before (known), refuses others within proofRecheck,
+		// and lets the rest be checked as the budget allows.
+		node := pdu.Name{0xbe, id}
+		_, result, d := c.lookup(src, proof, now, func(gate gateFunc) (asker, time.Time, error) {
+			if ga, gnotAfter, done, err := gate(node, proof); done {
+				return ga, gnotAfter, err
 			}
 			return a, notAfter, nil
 		})
+		results[result]++
+		results[cacheEvicted] += d.evicted
+		results[cacheGroupShare] += d.groupShare
+		results[cacheIdentShare] += d.identShare
+		results[cacheExpired] += d.expired
 		checkCacheIndexes(t, c, step)
+	}
+	// Every path taken (else the walk proves less than it says).
+	for _, r := range []string{cacheHit, cacheRepeated, cacheProven, cacheKnown, cacheRefused, cacheUnproven,
+		cacheEvicted, cacheGroupShare, cacheIdentShare, cacheExpired} {
+		if results[r] == 0 {
+			t.Errorf("no lookup %s in the walk: %v", r, results)
+		}
 	}
 }
 
 func checkCacheIndexes(t *testing.T, c *requesterCache, step int) {
 	t.Helper()
-	if len(c.byName) > c.max {
-		t.Fatalf("step %d: %d names, max %d", step, len(c.byName), c.max)
+	if len(c.byName) > c.max || len(c.nodes) > c.maxRefused() {
+		t.Fatalf("step %d: %d names, max %d; %d nodes, max %d", step, len(c.byName), c.max, len(c.nodes), c.maxRefused())
 	}
 	inGroups, most := 0, 0
 	for k, g := range c.byGroup {
