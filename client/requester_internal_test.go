@@ -14,6 +14,37 @@ import (
 	"github.com/gdpnet/gdpnet/router/routertest"
 )
 
+// fakeClient is a Client of a new member identity over a fake network,
+// holding no credentials yet.
+func fakeClient(t *testing.T) (*Client, *certs.Identity) {
+	t.Helper()
+	me, err := certs.NewIdentity(certs.KindClient, "member")
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := &fakeNet{self: me.Name, done: make(chan struct{})}
+	c := New(me, net, Options{})
+	t.Cleanup(func() { _ = c.Close(); _ = net.Close() })
+	return c, me
+}
+
+// proveMember gives c a membership of a new domain, as an attachment's
+// QUIC credentials do: its requests can carry a proof from then on.
+func proveMember(t *testing.T, c *Client) {
+	t.Helper()
+	dom, err := routertest.NewDomain("proof test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member, err := dom.Member(c.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetQUICCredentials(member, dom.ID.Meta, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRequesterProofCarriesSession (review7): once the client has a
 // session name, the proof a CREATE carries holds the session's metadata
 // whichever of its two names it is sent from — CapsuleClient.Create picks
@@ -22,27 +53,11 @@ import (
 // other name the capsule would count in the server's unproven pool for
 // good. No credentials, or a third name: no proof.
 func TestRequesterProofCarriesSession(t *testing.T) {
-	dom, err := routertest.NewDomain("proof test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	me, err := certs.NewIdentity(certs.KindClient, "member")
-	if err != nil {
-		t.Fatal(err)
-	}
-	net := &fakeNet{self: me.Name, done: make(chan struct{})}
-	c := New(me, net, Options{})
-	t.Cleanup(func() { _ = c.Close(); _ = net.Close() })
+	c, me := fakeClient(t)
 	if c.requesterProof(me.Name) != nil {
 		t.Fatal("a proof without credentials")
 	}
-	member, err := dom.Member(me)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetQUICCredentials(member, dom.ID.Meta, nil); err != nil {
-		t.Fatal(err)
-	}
+	proveMember(t, c)
 	source := func(src pdu.Name) []byte {
 		t.Helper()
 		b := c.requesterProof(src)
@@ -87,24 +102,8 @@ func TestRequesterProofCarriesSession(t *testing.T) {
 // proof until that replica has answered one; an unanswered request or a
 // NAK makes the next carry it.
 func TestRequestProofUntilAnswered(t *testing.T) {
-	dom, err := routertest.NewDomain("proof test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	me, err := certs.NewIdentity(certs.KindClient, "member")
-	if err != nil {
-		t.Fatal(err)
-	}
-	net := &fakeNet{self: me.Name, done: make(chan struct{})}
-	c := New(me, net, Options{})
-	t.Cleanup(func() { _ = c.Close(); _ = net.Close() })
-	member, err := dom.Member(me)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetQUICCredentials(member, dom.ID.Meta, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, me := fakeClient(t)
+	proveMember(t, c)
 	sess, err := c.Session()
 	if err != nil {
 		t.Fatal(err)
@@ -182,17 +181,7 @@ func TestRequestProofUntilAnswered(t *testing.T) {
 // while the server is silent goes without the proof.
 func TestSubscriptionRenewalUnansweredCarriesProof(t *testing.T) {
 	tw := newTrustWorld(t)
-	dom, err := routertest.NewDomain("proof test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	member, err := dom.Member(tw.net.c.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.net.c.SetQUICCredentials(member, dom.ID.Meta, nil); err != nil {
-		t.Fatal(err)
-	}
+	proveMember(t, tw.net.c)
 	h1 := tw.servers[0].Name
 	var mu sync.Mutex
 	silent := false
