@@ -32,6 +32,10 @@ type UplinkConfig struct {
 	// KeepAlive and IdleTimeout are the tunnel liveness settings; the idle
 	// timeout bounds how long a silently dead router goes unnoticed.
 	KeepAlive, IdleTimeout time.Duration
+	// CountDatagramDrops is tunnel.Config's (YAML tunnel.count_datagram_drops):
+	// count the QUIC datagrams quic-go discards on the uplink. Costly: for
+	// diagnosis.
+	CountDatagramDrops bool
 	// RequestTimeout bounds one attempt of a capsule request. Default 2s.
 	RequestTimeout time.Duration
 	Logger         *zap.Logger
@@ -77,7 +81,8 @@ func DialUplink(ctx context.Context, cfg UplinkConfig) (*Uplink, error) {
 	}
 	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: cfg.Identity, Member: cfg.Member, Domain: cfg.Domain,
 		Verifier: cfg.Verifier, Conn: conn, Logger: log, KeepAlive: cfg.KeepAlive, IdleTimeout: cfg.IdleTimeout,
-		Options: client.Options{Logger: log, InboxSize: 16384, RequestTimeout: reqTimeout}})
+		CountDatagramDrops: cfg.CountDatagramDrops,
+		Options:            client.Options{Logger: log, InboxSize: 16384, RequestTimeout: reqTimeout}})
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("uplink: %w", err)

@@ -101,7 +101,7 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 	tc := cfg.Tunnel.WithDefaults()
 	up, err := gateway.DialUplink(actx, gateway.UplinkConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain,
 		Verifier: creds.verifier, Listen: cfg.Listen, Routers: routers, KeepAlive: tc.KeepAlive.Std(),
-		IdleTimeout: tc.IdleTimeout.Std(), RequestTimeout: cfg.Timeout.Std(), Logger: log})
+		IdleTimeout: tc.IdleTimeout.Std(), CountDatagramDrops: tc.CountDatagramDrops, RequestTimeout: cfg.Timeout.Std(), Logger: log})
 	if err != nil {
 		return err
 	}
