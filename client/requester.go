@@ -171,13 +171,7 @@ func (c *Client) RequestAnswered(src, dst, server pdu.Name, proof bool) {
 		if c.proofs.via == nil {
 			c.proofs.via = map[pdu.Name]pdu.Name{}
 		}
-		if _, ok := c.proofs.via[dst]; !ok && len(c.proofs.via) >= maxProofMarks {
-			for k := range c.proofs.via { // any one: its next request carries the proof
-				delete(c.proofs.via, k)
-				break
-			}
-		}
-		c.proofs.via[dst] = server
+		putBounded(c.proofs.via, dst, server)
 	}
 	if !proof {
 		return
@@ -185,13 +179,20 @@ func (c *Client) RequestAnswered(src, dst, server pdu.Name, proof bool) {
 	if c.proofs.m == nil {
 		c.proofs.m = map[pdu.Name]proofMark{}
 	}
-	if _, ok := c.proofs.m[server]; !ok && len(c.proofs.m) >= maxProofMarks {
-		for k := range c.proofs.m { // any one: it is proven again at its next request
-			delete(c.proofs.m, k)
+	putBounded(c.proofs.m, server, proofMark{src: src, at: now})
+}
+
+// putBounded sets m[k] = v, first forgetting any one entry when m already
+// holds maxProofMarks others: a forgotten server or capsule name costs
+// only a proof carried again by its next request.
+func putBounded[V any](m map[pdu.Name]V, k pdu.Name, v V) {
+	if _, ok := m[k]; !ok && len(m) >= maxProofMarks {
+		for old := range m {
+			delete(m, old)
 			break
 		}
 	}
-	c.proofs.m[server] = proofMark{src: src, at: now}
+	m[k] = v
 }
 
 // RequestUnanswered records that a request sent to dst got no answer in
