@@ -97,6 +97,7 @@ func (w *world) badMemberships(id *certs.Identity) badMemberships {
 func readHard(t *testing.T, queue int) (*world, *router.Node, *replica, pdu.Name) {
 	t.Helper()
 	w := newWorld(t)
+	w.countDrops = true // askDuringFlood logs them
 	ra := w.router("router A")
 	srv := w.newReplicaConf(ra, "server", capsuled.Config{Workers: 1, Queue: queue})
 	owner := w.user(ra, "owner")
@@ -168,7 +169,7 @@ func floodReads(t *testing.T, cl *client.Client, dst, c pdu.Name, srcs []pdu.Nam
 // the loss of an unreliable datagram path at an overloaded node, ahead of
 // the fair shares these tests check, and it is counted
 // (gdp_tunnel_drops_total{reason="datagram_queue"}, logged here; the
-// harness turns tunnel.count_datagram_drops on); a client re-sends after
+// readHard turns tunnel.count_datagram_drops on); a client re-sends after
 // its timeout. A 503 is an answer: never re-sent, so the
 // shares' mutations still fail.
 func askDuringFlood(ctx context.Context, t *testing.T, honest *client.CapsuleClient, c pdu.Name, ra *router.Node, srv *replica, tries int) (ok, overloaded int) {

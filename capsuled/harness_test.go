@@ -31,6 +31,9 @@ type world struct {
 	// rres, when set, is the resolver routers started from now on use
 	// (a wrapper of res that a test slows or breaks).
 	rres resolver.Resolver
+	// countDrops turns tunnel.count_datagram_drops on for the tunnels
+	// started from now on (costly: only the flood tests, which log them).
+	countDrops bool
 }
 
 func newWorld(t testing.TB) *world {
@@ -68,7 +71,7 @@ func (w *world) routerConf(desc string, cfg router.Config, peers ...*router.Node
 	for _, p := range peers {
 		cfg.Peers = append(cfg.Peers, router.PeerConfig{Name: p.Router.Name(), Addr: p.Addr()})
 	}
-	cfg.Tunnel.CountDatagramDrops = true // the flood tests log them (askDuringFlood)
+	cfg.Tunnel.CountDatagramDrops = w.countDrops
 	var res resolver.Resolver = w.res
 	if w.rres != nil {
 		res = w.rres
@@ -144,7 +147,7 @@ func (w *world) attachDom(n *router.Node, dom *routertest.Domain, id *certs.Iden
 	gate := &gateConn{PacketConn: pc}
 	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: member, Domain: dom.ID.Meta,
 		Verifier: w.dom.Verifier, Conn: gate, Options: client.Options{RequestTimeout: time.Second, InboxSize: inbox},
-		CountDatagramDrops: true})
+		CountDatagramDrops: w.countDrops})
 	if err != nil {
 		w.t.Fatal(err)
 	}
