@@ -17,7 +17,6 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	kad "github.com/libp2p/go-libp2p-kad-dht"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 
@@ -180,11 +179,12 @@ func (s *Sim) startDHT(ctx context.Context, n *simNode, join bool) error {
 			// The per-host resource manager (connection, stream and
 			// memory accounting sized for a whole machine) costs memory
 			// and CPU per host and bounds nothing a simulation needs.
-			libp2p.ResourceManager(&network.NullResourceManager{}),
+			// s.dhtCounts counts streams and connections instead.
+			libp2p.ResourceManager(s.dhtCounts.host()),
 		},
 		// startDHTs builds the routing tables; kad-dht's refresh at start
 		// and every 10 min would look up a dozen keys per node on top.
-		KadOptions: []kad.Option{kad.DisableAutoRefresh()},
+		KadOptions: []kad.Option{kad.DisableAutoRefresh(), kad.OnRequestHook(s.dhtCounts.kadRequest)},
 		// A deployment's 5 s handshake and 5 s put are minutes of work
 		// for a thousand nodes on a shared machine: the simulator gives
 		// them 30 s and 20 s (a slow node is slow, not an intruder).
@@ -200,7 +200,7 @@ func (s *Sim) startDHT(ctx context.Context, n *simNode, join bool) error {
 		// default would make each host a TLS certificate).
 		cfg.HostOptions = []libp2p.Option{
 			libp2p.NoTransports, libp2p.Transport(memTransportFor(s.mem, addr)), libp2p.NoSecurity,
-			libp2p.ResourceManager(&network.NullResourceManager{}),
+			libp2p.ResourceManager(s.dhtCounts.host()),
 			// No AutoNAT probing: every simulated host is reachable
 			// (and kad-dht runs in server mode whatever it would say).
 			libp2p.ForceReachabilityPublic(),
@@ -276,6 +276,7 @@ const (
 // lookups, puts, the refreshes of its own schedule.
 func (s *Sim) startDHTs(ctx context.Context) error {
 	s.dhts = &dhtState{rng: rand.New(rand.NewPCG(s.top.Seed, 0x64687473)), up: map[string][]*simNode{}}
+	s.dhtCounts = newDHTCounts()
 	switch s.opts.DHTTransport {
 	case "", DHTTransportQUIC:
 	case DHTTransportMem:

@@ -235,6 +235,7 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		busy := s.WaitPublished(cctx)
 		published := time.Since(t0)
 		connsPub, cpuPub := s.DHTConnections(), processCPU()-cpu0
+		countsPub := s.DHTCounts()
 		rep := s.CheckNames(cctx, NameCheck{FromRouters: envInt("GDP_SIM_FROM", 4), ForNames: envInt("GDP_SIM_NAMES", 4), Seed: 7,
 			Parallel: envInt("GDP_SIM_CHECK_PARALLEL", checkParallel)})
 		cancel()
@@ -242,6 +243,7 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		cpu := processCPU() - cpu0
 		hwm := vmHWM()
 		conns := s.DHTConnections()
+		counts := s.DHTCounts()
 		if idle := envInt("GDP_SIM_IDLE_S", 0); idle > 0 {
 			// GDP_SIM_IDLE_S=N: the CPU the converged simulation burns
 			// while nothing is asked of it (QUIC keep-alives of the open
@@ -279,6 +281,8 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		b.Logf("publishes done at %s (%d routers still had jobs pending)", published.Round(time.Millisecond), busy)
 		b.Logf("DHT connections opened (each counted once): %d at build, %d by the publishes' end, %d by the check's (%.1f a router); CPU %s by the publishes' end, %s a router in all",
 			connsBuild, connsPub, conns, float64(conns)/float64(rows*cols), cpuPub.Round(time.Millisecond), (cpu / time.Duration(rows*cols)).Round(time.Millisecond))
+		b.Logf("by the publishes' end: %s", countsPub)
+		b.Logf("by the check's end: %s", counts)
 		b.Logf("%d routers (%s resolver): built in %s, converged in %s (%d/%d lookups found: every name from %d routers, %d names from every router; %d routers, %d names covered), CPU %s, peak RSS %.2f GiB, %d goroutines, load %s → %s; %s",
 			rows*cols, res, build.Round(time.Millisecond), conv.Round(time.Millisecond), rep.Found, rep.Lookups,
 			envInt("GDP_SIM_FROM", 4), envInt("GDP_SIM_NAMES", 4), rep.Routers, rep.Names, cpu.Round(time.Millisecond), float64(hwm)/(1<<30), gor,

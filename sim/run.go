@@ -153,6 +153,8 @@ type Sim struct {
 	trust *certs.Verifier
 	res   *resolver.Static // static mode
 	dhts  *dhtState        // dht mode
+	// dhtCounts counts the DHT hosts' streams and connections (dht mode).
+	dhtCounts *dhtCounts
 	// pubSlots are the publishes in flight (dht mode, pacedDHT).
 	pubSlots chan struct{}
 	nodes    map[string]*simNode

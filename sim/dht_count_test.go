@@ -1,0 +1,64 @@
+package sim
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	kadpb "github.com/libp2p/go-libp2p-kad-dht/pb"
+)
+
+// TestDHTCounts: the DHT hosts' counts (Sim.DHTCounts, printed by
+// BenchmarkScaleDHT) match what libp2p and the resolver do on every
+// connection: each end opens one identify stream, the dialling end one
+// membership-proof stream, a connection is counted once (accepted) and
+// its dial once begun, and the publishes' puts are counted as PUT_VALUE
+// requests served (each router's record at the 11 other nodes, k 20).
+func TestDHTCounts(t *testing.T) {
+	const n = 12
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	_, s := startDHTGrid(ctx, t, Options{})
+	defer s.Close()
+	c := s.dhtCounts
+	stream := func(proto string) int64 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var sum int64
+		for k, v := range c.streams {
+			if strings.HasPrefix(k, "out ") && strings.HasSuffix(k, proto) {
+				sum += v.Load()
+			}
+		}
+		return sum
+	}
+	// Identify and the membership proof run beside the first requests:
+	// wait (generously) for the last connections' streams.
+	var out, in, id, member int64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, in = c.conns[1].Load(), c.conns[0].Load()
+		id, member = stream("/ipfs/id/1.0.0"), stream("/member/1.0.0")
+		// A connection closed at once (two dials crossing) may open
+		// neither: allow a tenth fewer, never more.
+		if in > 0 && out >= in && id <= 2*in && 10*id >= 18*in && member <= in && 10*member >= 9*in {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections, %d dials begun, %d identify streams, %d membership streams: want dials ≥ connections, identify ~2 × connections, membership ~ connections",
+				in, out, id, member)
+		}
+	}
+	// Every record at the 11 other nodes, perhaps put again (a publish
+	// that raced another's gather).
+	if puts := c.kadReqs[kadpb.Message_PUT_VALUE].Load(); puts < n*(n-1) {
+		t.Errorf("%d PUT_VALUE requests served, want ≥ %d", puts, n*(n-1))
+	}
+	sum := s.DHTCounts()
+	for _, want := range []string{"/member/1.0.0", "/ipfs/id/1.0.0", "PUT_VALUE", "FIND_NODE"} {
+		if !strings.Contains(sum, want) {
+			t.Errorf("summary %q lacks %s", sum, want)
+		}
+	}
+	t.Log(sum)
+}
