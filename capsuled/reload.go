@@ -4,6 +4,9 @@ import (
 	"fmt"
 
 	"go.uber.org/zap"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // policy is the part of a Config that a reload (SIGHUP) changes in a
@@ -80,4 +83,26 @@ func (s *Server) Reload(cfg Config) error {
 		zap.Int("max_placements", p.placement.MaxPlacements), zap.Int("max_subscriptions", p.maxSubs),
 		zap.Int("max_subscriptions_per_subscriber", p.maxSubsPer), zap.Int("max_subscriptions_unproven", p.maxSubsUnp), zap.Int("possession_min_samples", p.minSamples))
 	return nil
+}
+
+// ReloadTrust puts the trusted domains of v in force for the requester
+// proofs (Session 17; gdp capsuled's trusted_domains on SIGHUP). The
+// caller has given v to the server's client first (client.Endpoint.Reload),
+// which checks every proof from then on; here what was believed under
+// the old trust goes: a source name or node proven by a domain v does not
+// list counts in the unproven pool from its next request (its placements
+// stay, counted in the shares they were made in; its subscriptions run
+// until their next renewal, counted then as unproven), and a proof that
+// did not hold is forgotten, so one of a domain v adds is checked at its
+// next request instead of within 10 s. It logs one line saying what was
+// dropped.
+func (s *Server) ReloadTrust(v *certs.Verifier) {
+	own := s.cli.Domain()
+	r := s.reqs.retrust(func(d pdu.Name) bool { return d == own || v.Trusted[d] != nil }, own)
+	if r.names > 0 {
+		s.met.requesterCache.WithLabelValues(cacheWithdrawn).Add(float64(r.names))
+	}
+	s.log.Info("trusted domains reloaded: requester proofs of domains no longer trusted dropped",
+		zap.Int("trusted_domains", len(v.Trusted)), zap.Int("names_dropped", r.names),
+		zap.Int("nodes_dropped", r.nodes), zap.Int("refused_forgotten", r.refused))
 }

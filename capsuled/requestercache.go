@@ -73,6 +73,9 @@ type asker struct {
 	// ident is the subscriptions' share: a proven requester's identity
 	// key (of any trusted domain), or unprovenGroup.
 	ident pdu.Name
+	// domain is the domain whose membership proved it (zero: unproven):
+	// a reload that stops trusting it drops the proof (Session 17).
+	domain pdu.Name
 }
 
 // unprovenAsker: every requester that proved nothing, together.
@@ -115,9 +118,10 @@ const (
 	cacheIdentShare = "identity_share" // a proven name dropped for a newcomer of its own identity, at requester_cache_per_identity (Session 16)
 	cacheExpired    = "expired"        // a proven name dropped as its membership expired
 	cacheOverBudget = "over_budget"    // a proof not verified: the second's verify budget was spent (counted unproven)
+	cacheWithdrawn  = "withdrawn"      // a proven name dropped by a reload: its domain is no longer trusted (Session 17)
 )
 
-var cacheResults = []string{cacheHit, cacheRepeated, cacheProven, cacheKnown, cacheInvalid, cacheRefused, cacheUnproven, cacheEvicted, cacheGroupShare, cacheIdentShare, cacheExpired, cacheOverBudget}
+var cacheResults = []string{cacheHit, cacheRepeated, cacheProven, cacheKnown, cacheInvalid, cacheRefused, cacheUnproven, cacheEvicted, cacheGroupShare, cacheIdentShare, cacheExpired, cacheOverBudget, cacheWithdrawn}
 
 // provenName is one source name's proof as the cache holds it.
 type provenName struct {
@@ -166,6 +170,9 @@ type requesterCache struct {
 	// The verify budget: tokens left at last (verifyRate, verifyBurst).
 	tokens float64
 	last   time.Time
+	// gen counts retrusts: a check that began under the trust before one
+	// is not remembered (Session 17).
+	gen uint64
 }
 
 func newRequesterCache(max, perIdent int) *requesterCache {
@@ -288,7 +295,7 @@ func (s *Server) askerOf(src pdu.Name, proof []byte) asker {
 // at will, so its members share one group's turns; the own domain's
 // operator admits each of its members).
 func askerOfMember(m client.Member) asker {
-	a := asker{group: keyShare(m.Meta.Key), ident: keyShare(m.Meta.Key)}
+	a := asker{group: keyShare(m.Meta.Key), ident: keyShare(m.Meta.Key), domain: m.Domain}
 	if !m.Own {
 		a.group = m.Domain
 	}
@@ -357,6 +364,7 @@ func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verif
 		c.mu.Unlock()
 		return unprovenAsker, cacheRefused, d
 	}
+	gen := c.gen
 	c.mu.Unlock()
 
 	// verify takes from the budget only for the signature check, after
@@ -390,6 +398,13 @@ func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verif
 	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.gen != gen {
+		// The trusted domains changed while the proof was checked (a
+		// reload): its verdict may be the old trust's, so neither it nor
+		// the node's is kept; the request counts unproven and the
+		// client's next proof is checked under the new trust.
+		return unprovenAsker, cacheWithdrawn, d
+	}
 	if pending != nil {
 		c.rememberNode(*pending, a, notAfter, err, now)
 	}
@@ -480,4 +495,42 @@ func (c *requesterCache) spend(now time.Time) bool {
 	}
 	c.tokens--
 	return true
+}
+
+// retrusted is what retrust dropped.
+type retrusted struct {
+	names, nodes, refused int
+}
+
+// retrust puts a reload's trusted domains in force in the cache (Session
+// 17): every proven name and node verdict whose domain trusted no longer
+// lists — or whose own-domain standing changed with own, the server's
+// domain — is dropped, so its requests count unproven until its proof
+// holds under the new trust; every proof that did not hold is forgotten,
+// so one that holds now (a domain added) is checked at its next request.
+// Checks in flight are not remembered (gen).
+func (c *requesterCache) retrust(trusted func(domain pdu.Name) bool, own pdu.Name) retrusted {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	stale := func(a asker) bool {
+		wasOwn := a.group != a.domain // a foreign member's group is its domain
+		return !trusted(a.domain) || wasOwn != (a.domain == own)
+	}
+	var r retrusted
+	for _, e := range c.byName {
+		if stale(e.asker) {
+			c.remove(e)
+			r.names++
+		}
+	}
+	for k, v := range c.nodes {
+		if !v.ok || stale(v.asker) {
+			delete(c.nodes, k)
+			r.nodes++
+		}
+	}
+	r.refused = len(c.refused)
+	clear(c.refused)
+	return r
 }

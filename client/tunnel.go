@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
@@ -55,7 +56,7 @@ type Endpoint struct {
 	cfg     EndpointConfig
 	ep      *tunnel.Endpoint
 	clients sync.Map   // tunnel.Link -> *Client
-	mu      sync.Mutex // cfg.Member and cfg.Domain (Reload)
+	mu      sync.Mutex // cfg.Member, cfg.Domain and cfg.Verifier (Reload)
 }
 
 // NewEndpoint starts the tunnel endpoint.
@@ -75,11 +76,15 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	e := &Endpoint{cfg: cfg}
 	ep, err := tunnel.NewEndpoint(tunnel.Config{
 		Identity: tunnel.CertIdentity(cfg.Identity, cfg.Member, cfg.Domain),
-		Verify:   tunnel.CertVerifier(cfg.Verifier),
-		Conn:     cfg.Conn,
-		Raw:      cfg.Raw,
-		Handler:  e.handle,
-		Logger:   cfg.Logger,
+		// Read at each check: a reload's trusted domains reach the
+		// router tunnels' handshakes and renewals at once.
+		Verify: func(key ed25519.PublicKey, creds []byte) (pdu.Name, time.Time, error) {
+			return tunnel.CertVerifier(e.verifier())(key, creds)
+		},
+		Conn:    cfg.Conn,
+		Raw:     cfg.Raw,
+		Handler: e.handle,
+		Logger:  cfg.Logger,
 
 		KeepAlivePeriod:      cfg.KeepAlive,
 		IdleTimeout:          cfg.IdleTimeout,
@@ -144,27 +149,43 @@ func (e *Endpoint) Collector() prometheus.Collector { return e.ep.Collector() }
 
 // Reload replaces the membership the endpoint shows routers (a renewal,
 // on SIGHUP): new tunnels present it; the identity must stay the same.
-func (e *Endpoint) Reload(member *certs.Cert, domain *certs.Metadata) error {
+// When v is not nil it also replaces the trusted domains (Session 17):
+// the router tunnels' handshakes and renewals and every client's QUIC
+// over names (its listeners' and dials' peer checks, VerifyCredentials)
+// check against v from then on; a domain v no longer lists proves
+// nothing here. nil keeps the trusted domains in force.
+func (e *Endpoint) Reload(member *certs.Cert, domain *certs.Metadata, v *certs.Verifier) error {
 	if err := e.ep.SetIdentity(tunnel.CertIdentity(e.cfg.Identity, member, domain)); err != nil {
 		return err
 	}
 	e.mu.Lock()
 	e.cfg.Member, e.cfg.Domain = member, domain
+	if v != nil {
+		e.cfg.Verifier = v
+	}
+	v = e.cfg.Verifier
 	e.mu.Unlock()
 	var err error
 	e.clients.Range(func(_, c any) bool {
-		err = errors.Join(err, c.(*Client).SetQUICCredentials(member, domain, e.cfg.Verifier))
+		err = errors.Join(err, c.(*Client).SetQUICCredentials(member, domain, v))
 		return true
 	})
 	return err
 }
 
+// verifier is the trusted domains in force.
+func (e *Endpoint) verifier() *certs.Verifier {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg.Verifier
+}
+
 // quicCredentials gives c the endpoint's credentials for QUIC over names.
 func (e *Endpoint) quicCredentials(c *Client) {
 	e.mu.Lock()
-	member, domain := e.cfg.Member, e.cfg.Domain
+	member, domain, v := e.cfg.Member, e.cfg.Domain, e.cfg.Verifier
 	e.mu.Unlock()
-	if err := c.SetQUICCredentials(member, domain, e.cfg.Verifier); err != nil {
+	if err := c.SetQUICCredentials(member, domain, v); err != nil {
 		e.cfg.Logger.Warn("no credentials for quic over names", zap.Error(err))
 	}
 }

@@ -89,7 +89,7 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 	wctx, wstop := context.WithCancel(ctx)
 	defer wstop()
 	go watch.run(wctx, certCheckEvery)
-	go watchCertFiles(wctx, log, []string{cfg.MemberCert, cfg.Domain}, sig)
+	go watchCertFiles(wctx, log, append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...), sig)
 	scfg, err := cfg.server()
 	if err != nil {
 		return err
@@ -126,7 +126,7 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 			if err := inConfig(cfgPath, reloadCapsuled(cfgPath, at, srv, watch)); err != nil {
 				log.Error("reload failed; keeping the running membership and policy", zap.Error(err))
 			} else {
-				log.Info("reloaded the membership certificate, domain, placement policy, subscription limits and possession_min_samples; the router, store and other limits change on restart only")
+				log.Info("reloaded the membership certificate, domain, trusted domains, placement policy, subscription limits and possession_min_samples; the router, store and other limits change on restart only")
 				if nc, err := loadCapsuledConfig(cfgPath); err == nil {
 					warnRestartOnly(log, "gdp-capsuled", cfg, nc, capsuledReloaded...)
 				}
@@ -145,12 +145,14 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 
 // capsuledReloaded are the settings a capsule server's reload puts in
 // force; a change to any other is logged as waiting for a restart.
-var capsuledReloaded = []string{"member_cert", "domain", "placement", "max_subscriptions", "max_subscriptions_per_subscriber",
+var capsuledReloaded = []string{"member_cert", "domain", "trusted_domains", "placement", "max_subscriptions", "max_subscriptions_per_subscriber",
 	"max_subscriptions_unproven", "possession_min_samples"}
 
 // reloadCapsuled re-reads the config, the membership certificate and the
 // domain it names (shown to the router from the next tunnel on) and puts
-// the placement policy and subscription limits in force (SIGHUP), all or
+// the trusted domains (Session 17: requester proofs, QUIC over names and
+// the router tunnel's checks; proofs of a domain no longer listed are
+// dropped), the placement policy and subscription limits in force (SIGHUP), all or
 // nothing: everything is checked before anything changes (the server's
 // part as its Reload will check it: CheckReload).
 func reloadCapsuled(cfgPath string, at *attached, srv *capsuled.Server, watch *certWatch) error {
@@ -169,16 +171,17 @@ func reloadCapsuled(cfgPath string, at *attached, srv *capsuled.Server, watch *c
 	if err != nil {
 		return fmt.Errorf("membership: %w", err)
 	}
-	domain, v, err := trustedVerifier(cfg.Domain, nil)
+	domain, v, err := cfg.verifier()
 	if err != nil {
 		return err
 	}
 	if _, _, err := v.VerifyMember(at.id.Meta, member, domain); err != nil {
 		return fmt.Errorf("membership %s: %w", cfg.MemberCert, err)
 	}
-	if err := at.ep.Reload(member, domain); err != nil {
+	if err := at.ep.Reload(member, domain, v); err != nil {
 		return err
 	}
+	srv.ReloadTrust(v)
 	if err := srv.Reload(scfg); err != nil {
 		return err
 	}

@@ -166,10 +166,11 @@ func (a *attachConfig) files() credFiles {
 	return credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain, trusted: a.trusted, skew: a.ClockSkew.Std()}
 }
 
-// verifier reads the block's domain and returns it with a verifier that
-// applies its clock_skew: what a reload checks a new membership with.
+// verifier reads the block's domain and trusted domains and returns the
+// domain with a verifier of them that applies its clock_skew: what a reload
+// checks a new membership with and puts in force (client.Endpoint.Reload).
 func (a *attachConfig) verifier() (*certs.Metadata, *certs.Verifier, error) {
-	domain, v, err := trustedVerifier(a.Domain, nil)
+	domain, v, err := trustedVerifier(a.Domain, a.trusted)
 	if err != nil {
 		return nil, nil, err
 	}

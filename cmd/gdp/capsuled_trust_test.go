@@ -16,6 +16,9 @@ import (
 // of a listed domain proves itself (its own domain's share,
 // placement.max_per_domain) and one of a domain not listed does not (the
 // unproven pool). Without the key only the own domain is trusted.
+// Session 17: the key is reloaded (SIGHUP): the verifier a reload puts in
+// force (attachConfig.verifier, given to client.Endpoint.Reload) is read
+// from the same list — before, a reload's was the own domain's alone.
 func TestCapsuledTrustedDomains(t *testing.T) {
 	dir := t.TempDir()
 	dom, domainPath, id := skewDomain(t, dir)
@@ -46,7 +49,7 @@ func TestCapsuledTrustedDomains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	load := func(extra string) *certs.Verifier {
+	load := func(extra string) (start, reload *certs.Verifier) {
 		t.Helper()
 		y := fmt.Sprintf("keystore: %s\nidentity: capsuled\nmember_cert: %s\ndomain: %s\n%s", filepath.Join(dir, "keys"), memberPath, domainPath, extra)
 		path := filepath.Join(t.TempDir(), "capsuled.yaml")
@@ -61,7 +64,11 @@ func TestCapsuledTrustedDomains(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return creds.verifier
+		_, rv, err := cfg.verifier() // what a reload does
+		if err != nil {
+			t.Fatal(err)
+		}
+		return creds.verifier, rv
 	}
 	proves := func(v *certs.Verifier, d *certs.Identity) bool {
 		m, err := certs.IssueMember(d, member.Name, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
@@ -71,12 +78,16 @@ func TestCapsuledTrustedDomains(t *testing.T) {
 		_, _, err = v.VerifyMember(member.Meta, m, d.Meta)
 		return err == nil
 	}
-	v := load("trusted_domains: [" + partnerPath + "]\n")
-	if !proves(v, dom) || !proves(v, partner) || proves(v, stranger) {
-		t.Fatalf("trusted_domains [partner]: own %v, partner %v, stranger %v; want true, true, false", proves(v, dom), proves(v, partner), proves(v, stranger))
+	start, reload := load("trusted_domains: [" + partnerPath + "]\n")
+	for _, v := range []*certs.Verifier{start, reload} {
+		if !proves(v, dom) || !proves(v, partner) || proves(v, stranger) {
+			t.Fatalf("trusted_domains [partner] (start %v): own %v, partner %v, stranger %v; want true, true, false", v == start, proves(v, dom), proves(v, partner), proves(v, stranger))
+		}
 	}
-	v = load("")
-	if !proves(v, dom) || proves(v, partner) {
-		t.Fatalf("no trusted_domains: own %v, partner %v; want true, false", proves(v, dom), proves(v, partner))
+	start, reload = load("")
+	for _, v := range []*certs.Verifier{start, reload} {
+		if !proves(v, dom) || proves(v, partner) {
+			t.Fatalf("no trusted_domains (start %v): own %v, partner %v; want true, false", v == start, proves(v, dom), proves(v, partner))
+		}
 	}
 }

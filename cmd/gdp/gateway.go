@@ -224,7 +224,7 @@ func reloadGateway(cfgPath string, id *certs.Identity, up *gateway.Uplink, srv *
 	if _, _, err := v.VerifyMember(id.Meta, member, domain); err != nil {
 		return fmt.Errorf("membership %s: %w", cfg.MemberCert, err)
 	}
-	if err := up.Endpoint().Reload(member, domain); err != nil {
+	if err := up.Endpoint().Reload(member, domain, v); err != nil {
 		return err
 	}
 	srv.Reload(cfg.server())

@@ -304,7 +304,7 @@ func reloadHandoffd(cfgPath string, at *attached, agent *handoffd.Agent, watch *
 		if _, _, err := v.VerifyMember(at.id.Meta, member, domain); err != nil {
 			return nc, fmt.Errorf("membership %s: %w", nc.MemberCert, err)
 		}
-		if err := at.ep.Reload(member, domain); err != nil {
+		if err := at.ep.Reload(member, domain, v); err != nil {
 			return nc, err
 		}
 		watch.set("member", member, nc.MemberCert)
