@@ -158,14 +158,46 @@ func sortHops(h []Hop) {
 func (f *FIB) Remove(n pdu.Name, face *Face) bool {
 	removed := f.removeIf(n, face, func(Hop) bool { return true })
 	if removed {
-		f.mu.Lock()
-		if set := f.byFace[face.id]; set != nil {
-			delete(set, n)
-			if len(set) == 0 {
-				delete(f.byFace, face.id)
+		f.unindex(n, face)
+	}
+	return removed
+}
+
+// unindex forgets that n has a hop through face.
+func (f *FIB) unindex(n pdu.Name, face *Face) {
+	f.mu.Lock()
+	if set := f.byFace[face.id]; set != nil {
+		delete(set, n)
+		if len(set) == 0 {
+			delete(f.byFace, face.id)
+		}
+	}
+	f.mu.Unlock()
+}
+
+// RemoveOrigin drops every hop of origin o and reports how many there
+// were (a reload that withdrew trust drops the resolver-learned ones:
+// Router.Reload).
+func (f *FIB) RemoveOrigin(o Origin) int {
+	type at struct {
+		n    pdu.Name
+		face *Face
+	}
+	var drop []at
+	f.Walk(func(n pdu.Name, hops []Hop) bool {
+		for _, h := range hops {
+			if h.Origin == o {
+				drop = append(drop, at{n, h.Face})
 			}
 		}
-		f.mu.Unlock()
+		return true
+	})
+	removed := 0
+	for _, d := range drop {
+		if f.removeIf(d.n, d.face, func(h Hop) bool { return h.Origin == o }) {
+			f.unindex(d.n, d.face)
+			removed++
+		}
 	}
 	return removed
 }

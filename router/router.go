@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +86,21 @@ type policy struct {
 	own     pdu.Name // the router's own domain: always allowed
 	trusted map[pdu.Name]bool
 	allow   map[pdu.Name]bool // nil: every trusted domain
+}
+
+// withdrawn lists the domains p allowed that next does not (nil p, the
+// first policy: none).
+func (p *policy) withdrawn(next *policy) []pdu.Name {
+	if p == nil {
+		return nil
+	}
+	var gone []pdu.Name
+	for _, d := range append([]pdu.Name{p.own}, slices.Collect(maps.Keys(p.trusted))...) {
+		if p.allows(d) && !next.allows(d) && !slices.Contains(gone, d) {
+			gone = append(gone, d)
+		}
+	}
+	return gone
 }
 
 func (p *policy) allows(d pdu.Name) bool {
@@ -321,9 +338,21 @@ func (r *Router) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Me
 	}
 	r.own.Store(&ownCreds{id: id, meta: id.Meta, member: member, domain: domain})
 	r.verif.Store(v)
-	r.pol.Store(p)
+	old := r.pol.Swap(p)
 	r.selfDirty.Store(true)
-	r.enforcePolicy(p)
+	closed := r.enforcePolicy(p)
+	if gone := old.withdrawn(p); len(gone) > 0 {
+		// Routes learnt from resolver records are believed only under the
+		// trust they were verified with, and a hop does not say which
+		// domain its record was in (a record of a domain no longer allowed
+		// may be reached through the upstream or a border of another): all
+		// go, and each destination in use is looked up again under the new
+		// trust (the resolver's cache is purged on the same reload), so
+		// nothing verified only by a withdrawn domain is forwarded to.
+		learned := r.fib.RemoveOrigin(OriginResolver)
+		r.log.Info("trust withdrawn: faces of those domains closed, routes learnt from the resolver dropped (looked up again under the new trust)",
+			zap.Stringers("domains", gone), zap.Int("faces_closed", closed), zap.Int("learned_routes_dropped", learned))
+	}
 	next := make(chan struct{})
 	close(*r.reloaded.Swap(&next))
 	return nil
@@ -335,16 +364,18 @@ func (r *Router) reloadSignal() <-chan struct{} { return *r.reloaded.Load() }
 // enforcePolicy closes every face whose peer's domain p no longer allows
 // (a reload narrowed allow_domains): its routes go, and a new tunnel from
 // it is refused at Attach.
-func (r *Router) enforcePolicy(p *policy) {
+func (r *Router) enforcePolicy(p *policy) (closed int) {
 	r.faces.Range(func(_, v any) bool {
 		f := v.(*Face)
 		if !p.allows(f.domain) && !f.closed.Load() {
 			r.met.facesRefused.WithLabelValues("forbidden_domain").Inc()
 			r.log.Info("face closed: domain no longer allowed", logging.Face(f.id), logging.Peer(f.peer), zap.Stringer("domain", f.domain))
 			r.detach(f)
+			closed++
 		}
 		return true
 	})
+	return closed
 }
 
 func (r *Router) verifier() *certs.Verifier { return r.verif.Load() }

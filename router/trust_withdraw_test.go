@@ -1,0 +1,123 @@
+package router_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
+	"github.com/gdpnet/gdpnet/router"
+	"github.com/gdpnet/gdpnet/router/routertest"
+)
+
+// TestTrustWithdrawnDropsLearnedRoutes (Session 17): a reload that stops
+// trusting a domain drops the routes the router learnt from that domain's
+// location records, not only the faces of its members. The edge router
+// (domain A, trusting A and B) reaches a server attached to a router of
+// domain B through its upstream (it has no tunnel to B's router): the
+// route it learnt points at the upstream's face, of domain A, which the
+// reload keeps. Before, that route was used until route_cache_ttl (30 s)
+// after the reload; now the next PDU is looked up again under the new
+// trust and refused FORBIDDEN. B's members attached to the edge router
+// lose their faces.
+func TestTrustWithdrawnDropsLearnedRoutes(t *testing.T) {
+	w := newWorld(t)
+	domB, err := routertest.NewDomain("B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.dom.Verifier.Trusted[domB.ID.Name] = domB.ID.Meta // before any router starts
+	up := w.router("upstream", router.Config{}, nil)
+	upName := up.Name()
+	viaUp := router.Config{Peers: []router.PeerConfig{{Name: upName, Addr: "127.0.0.1:9"}}, Upstream: &upName}
+	edge := w.router("edge", viaUp, nil)
+	w.connect(edge, up)
+
+	// Router B, a spoke of the same upstream (so answers find their way back).
+	rbc, err := domB.NewRouter("router B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaUp.Listen = "127.0.0.1:9"
+	rb, err := router.New(viaUp, router.Deps{Identity: rbc.ID, Member: rbc.Member, Domain: rbc.Domain, Verifier: w.dom.Verifier,
+		Resolver: w.res, Logger: zaptest.NewLogger(t).Named("router B")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rb.Close() })
+	lu, lb := routertest.Pipe(upName, rb.Name(), 8192)
+	if _, err := up.Attach(lu, router.FaceRouter, domB.ID.Name, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rb.Attach(lb, router.FaceRouter, w.dom.ID.Name, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	lu.Start(func(l *routertest.Link, p []byte) { up.HandlePDU(l, p) })
+	lb.Start(func(l *routertest.Link, p []byte) { rb.HandlePDU(l, p) })
+	t.Cleanup(func() { _ = lu.Close(); lu.Wait() })
+
+	server := w.endpoint(&testRouter{Router: rb, creds: rbc}, certs.KindServer, "server in B")
+	advertise(t, server)
+	user := w.endpoint(edge, certs.KindClient, "user in A")
+	advertise(t, user)
+	// A member of B attached to the edge router itself: its face goes at
+	// the reload (as for allow_domains, TestEndpointDomainPolicyReload).
+	bid, err := certs.NewIdentity(certs.KindClient, "member of B at the edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := routertest.Pipe(bid.Name, edge.Name(), 64)
+	if _, err := edge.Attach(theirs, router.FaceEndpoint, domB.ID.Name, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mine.Close() })
+
+	learnt := func() bool {
+		for _, ri := range edge.Routes(0, router.OriginResolver) {
+			if ri.Name == server.Name() {
+				return true
+			}
+		}
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Location records are published after the ADVERTISE is answered: a
+	// ping before would be refused NO_ROUTE, and the miss remembered.
+	eventually(t, "both endpoints' records published", func() bool {
+		_, e1 := w.res.Lookup(ctx, server.Name())
+		_, e2 := w.res.Lookup(ctx, user.Name())
+		return e1 == nil && e2 == nil
+	})
+	if rep, err := user.Ping(ctx, server.Name(), 8, 10*time.Second); err != nil || !rep.Reached {
+		t.Fatalf("ping of B's server while B is trusted: %+v, %v", rep, err)
+	}
+	if !learnt() {
+		t.Fatal("the edge router holds no learnt route to B's server after the ping")
+	}
+
+	onlyA := certs.NewVerifier(w.dom.ID.Meta)
+	onlyA.Now = w.dom.Verifier.Now
+	if err := edge.Reload(edge.creds.ID, edge.creds.Member, edge.creds.Domain, onlyA, nil); err != nil {
+		t.Fatal(err)
+	}
+	if learnt() {
+		t.Fatal("the route learnt from B's record outlived the reload that stopped trusting B")
+	}
+	_, err = user.Ping(ctx, server.Name(), 8, 10*time.Second)
+	var nak *client.NAKError
+	if !errors.As(err, &nak) || nak.Code != pdu.CodeForbidden {
+		t.Fatalf("ping of B's server after the reload: %v, want a FORBIDDEN NAK", err)
+	}
+	if hasFace(edge.Router, bid.Name) {
+		t.Fatal("the face of B's member at the edge outlived the reload")
+	}
+	if !hasFace(edge.Router, upName) {
+		t.Fatal("the upstream's face (domain A) was closed")
+	}
+}
