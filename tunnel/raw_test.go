@@ -126,6 +126,49 @@ func TestRawDropsBadFrames(t *testing.T) {
 	b.sink.wait(t, 3, 3*time.Second)
 }
 
+// TestRawReplayAfterLongStream: past the replay ring's first lap (4,096
+// counters) a replayed frame from inside the window is still refused. The
+// ring was cleared by almost every in-order frame there, so a frame
+// captured on the wire could be delivered again as long as it was at most
+// 4,032 frames old.
+func TestRawReplayAfterLongStream(t *testing.T) {
+	tap := &tapConn{PacketConn: loopbackUDP(t)}
+	a := newTestNode(t, false, func(c *Config) { c.Raw = tap })
+	b := newTestNode(t, true, nil)
+	la, _ := pair(t, a, b, KindRaw)
+	const n, step = 5000, 250 // paced: no frame lost to a socket buffer
+	for sent := 0; sent < n; {
+		for range step {
+			if err := la.Send([]byte("a pdu of the long stream")); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+		b.sink.wait(t, sent, 30*time.Second)
+	}
+	tap.mu.Lock()
+	frames := tap.frames[len(tap.frames)-n:]
+	tap.mu.Unlock()
+	attacker := loopbackUDP(t)
+	defer attacker.Close()
+	before := b.ep.Stats().Dropped(DropReplay)
+	replayed := [][]byte{frames[n-2], frames[n-50], frames[n-4000]}
+	for _, f := range replayed {
+		if _, err := attacker.WriteTo(f, b.ep.RawAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStat(t, b.ep, "replays refused", func(s Stats) bool {
+		return s.Dropped(DropReplay)+uint64(b.sink.count()-n) >= before+uint64(len(replayed))
+	})
+	if got := b.sink.count(); got != n {
+		t.Fatalf("%d replayed frames delivered again", got-n)
+	}
+	if got := b.ep.Stats().Dropped(DropReplay) - before; got != uint64(len(replayed)) {
+		t.Fatalf("replay drops counted %d, want %d", got, len(replayed))
+	}
+}
+
 func TestRawReassemblyFlood(t *testing.T) {
 	const slots = 8
 	a := newTestNode(t, true, func(c *Config) { c.RawMTU = 1200 })

@@ -19,6 +19,10 @@ func TestReplayWindow(t *testing.T) {
 		{"far jump clears old bits", []step{{1, true}, {1 + 64*replayWords*3, true}, {1 + 64*replayWords*3 - 64, true}, {1, false}}},
 		{"slide reuses words", []step{{63, true}, {64 + replayBits, true}, {63 + replayBits, true}, {63 + replayBits, false}}},
 		{"zero then far", []step{{0, true}, {4095, true}, {0, false}}},
+		// in order past the ring's first lap: the next counter in top's
+		// word must not clear the ring (it did: every replay accepted)
+		{"in order after one lap", []step{{5000, true}, {5001, true}, {5000, false}}},
+		{"next word keeps older words", []step{{5000, true}, {5100, true}, {5000, false}, {5099, true}, {5099, false}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,4 +57,66 @@ func TestReplayWindowExhaustive(t *testing.T) {
 	if seen != n {
 		t.Fatalf("accepted %d of %d", seen, n)
 	}
+}
+
+// TestReplayWindowInOrderStream: a long in-order stream (the common case),
+// every frame replayed right after the next one and once more a window
+// later: each counter is accepted once, every replay inside the window is
+// refused.
+func TestReplayWindowInOrderStream(t *testing.T) {
+	var w replayWindow
+	const n = 3 * replayBits
+	for c := uint64(0); c < n; c++ {
+		if !w.commit(c) {
+			t.Fatalf("fresh counter %d refused", c)
+		}
+		if c > 0 && w.commit(c-1) {
+			t.Fatalf("counter %d accepted again after %d", c-1, c)
+		}
+		if c >= 1000 && w.commit(c-1000) {
+			t.Fatalf("counter %d accepted again at %d", c-1000, c)
+		}
+	}
+}
+
+// replayModel is the slow reference: every counter accepted so far.
+type replayModel struct {
+	seen map[uint64]bool
+	top  uint64
+}
+
+func (m *replayModel) commit(c uint64) bool {
+	if m.seen[c] || (len(m.seen) > 0 && c < m.top && m.top-c >= replayWindowSize) {
+		return false
+	}
+	m.seen[c] = true
+	m.top = max(m.top, c)
+	return true
+}
+
+// FuzzReplayWindow: the bitmap ring accepts exactly what the reference
+// model does (a counter not seen before and not more than
+// replayWindowSize behind the newest), for any stream of counters.
+func FuzzReplayWindow(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3})
+	f.Add([]byte{200, 1, 1, 0x81, 0x40, 1})
+	f.Add([]byte{0xff, 0xff, 1, 0x80, 0x80})
+	f.Fuzz(func(t *testing.T, script []byte) {
+		// script: pairs (op, delta); op's top bit steps back, else forward
+		var w replayWindow
+		m := replayModel{seen: map[uint64]bool{}}
+		c := uint64(1 << 20)
+		for i := 0; i+2 <= len(script); i += 2 {
+			d := uint64(script[i]&0x7f)<<8 | uint64(script[i+1])
+			if script[i]&0x80 != 0 {
+				c -= min(c, d)
+			} else {
+				c += d
+			}
+			want := m.commit(c)
+			if got := w.commit(c); got != want {
+				t.Fatalf("step %d: commit(%d) = %v, model %v (top %d)", i/2, c, got, want, m.top)
+			}
+		}
+	})
 }
