@@ -24,6 +24,10 @@ type metrics struct {
 	// syncRefused counts SYNCs answered 503 because their peer had
 	// sync_answers_per_peer being answered.
 	syncRefused *prometheus.CounterVec // share
+	// appendWaitsLimited counts reordered APPENDs that waited on a worker
+	// because their requester's share of off-worker waits was taken
+	// (Session 17).
+	appendWaitsLimited *prometheus.CounterVec // share
 	// adcertExpiry is each placed capsule's AdCert NotAfter (unix seconds).
 	adcertExpiry *prometheus.GaugeVec // capsule
 	// writerConflicts counts APPENDs refused because they did not extend
@@ -93,6 +97,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "sync_refused_total", Help: "SYNCs answered 503 because their peer had sync_answers_per_peer SYNCs being answered, by share (Session 16): identity (a proven identity, over all its names), unproven (every asker that proved nothing, together)."}, []string{"share"})
 	m.syncRefused.WithLabelValues("identity")
 	m.syncRefused.WithLabelValues("unproven")
+	m.appendWaitsLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
+		Name: "append_waits_limited_total", Help: "APPENDs starting beyond the capsule's head that waited for their predecessors on a worker, not on their own goroutine, because their requester had 8 such APPENDs waiting already, by share (Session 17): identity (a proven identity, over all its names), unproven (every requester that proved nothing, together)."}, []string{"share"})
+	m.appendWaitsLimited.WithLabelValues("identity")
+	m.appendWaitsLimited.WithLabelValues("unproven")
 	m.possessionChecks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 		Name: "possession_checks_total", Help: "Peers' possession tags (proofs that a peer replica holds the head it claims) checked against this server's entries, by result (ok, failed); one is asked for only when a check is due (possession_interval)."}, []string{"result"})
 	m.queueRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
@@ -125,7 +133,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.requesterCache)
 	reg.MustRegister(m.storageRefused)
-	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.possessionChecks, m.samplesClamped, m.possessionRefused, m.queueRefused)
+	reg.MustRegister(m.placementsRefused, m.syncSkipped, m.syncFed, m.syncInflight, m.syncRefused, m.appendWaitsLimited, m.possessionChecks, m.samplesClamped, m.possessionRefused, m.queueRefused)
 	// Labelled series exist from the start at zero.
 	for _, r := range []string{"unreachable", "nak", "refused", "busy", "misaligned", "verify", "adopted"} {
 		m.syncErrors.WithLabelValues(r)

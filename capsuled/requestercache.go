@@ -534,3 +534,21 @@ func (c *requesterCache) retrust(trusted func(domain pdu.Name) bool, own pdu.Nam
 	clear(c.refused)
 	return r
 }
+
+// inboxShare is the endpoint inbox share (client.Client.SetInboxShare) of
+// a PDU from src, before the receive loop has read it (Session 17): a name
+// proven before counts as its identity, so one member's proven names hold
+// one share of the inbox, as of the request queue behind it. A name not
+// proven keeps a share of its own: its PDU may carry the proof that the
+// receive loop has not checked yet, and a pool of every such name would
+// let a flood from names that prove nothing drop a new client's first,
+// proving request before it was read. Called for every DATA PDU on the
+// tunnel's receive path: a map lookup under c.mu.
+func (c *requesterCache) inboxShare(src pdu.Name) pdu.Name {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.byName[src]; e != nil {
+		return e.asker.ident
+	}
+	return src
+}

@@ -169,6 +169,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.advertiseAtStart(ctx, s.routes())
 	s.cli.Maintain(s.ctx, s.routes, 5*time.Second)
+	// The endpoint inbox before the receive loop is shared per proven
+	// identity too (Session 17): a source name whose proof the cache holds
+	// counts as its identity's.
+	s.cli.SetInboxShare(s.reqs.inboxShare)
 	s.goRun(s.receive)
 	for range cfg.Workers {
 		s.goRun(s.worker)
@@ -437,17 +441,25 @@ func (s *Server) serve(ctx context.Context, r request) {
 		// queued behind it (with one worker, or as many reordered batches
 		// as workers, they used to wait for each other until the later
 		// batch was refused as a gap). Each requester has
-		// appendWaitsPerPeer of those; beyond, it waits on the worker.
-		if s.startsBeyondHead(r.msg) && s.appendWaits.admit(r.from, appendWaitsPerPeer) {
-			s.wg.Add(1)
-			s.inflight.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer s.inflight.Done()
-				defer s.appendWaits.release(r.from)
-				s.reply(r, s.handleAppend(ctx, r), "")
-			}()
-			return
+		// appendWaitsPerPeer of those — a proven identity over all its
+		// names, every requester that proved nothing together (Session
+		// 17; before, per source name: a member holding many names had as
+		// many shares, and as many goroutines); beyond, it waits on the
+		// worker, counted.
+		if s.startsBeyondHead(r.msg) {
+			share := r.asker.shareOf(r.from)
+			if s.appendWaits.admit(share, appendWaitsPerPeer) {
+				s.wg.Add(1)
+				s.inflight.Add(1)
+				go func() {
+					defer s.wg.Done()
+					defer s.inflight.Done()
+					defer s.appendWaits.release(share)
+					s.reply(r, s.handleAppend(ctx, r), "")
+				}()
+				return
+			}
+			s.met.appendWaitsLimited.WithLabelValues(r.asker.shareLabel()).Inc()
 		}
 		resp = s.handleAppend(ctx, r)
 	case wire.OpRead:

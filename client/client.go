@@ -102,6 +102,8 @@ type Message struct {
 	Sequence uint32
 	Src, Dst pdu.Name
 	Payload  []byte // owned by the receiver
+
+	share pdu.Name // the inbox share it counts in (SetInboxShare)
 }
 
 // Client is one endpoint attached to one router.
@@ -130,9 +132,12 @@ type Client struct {
 	relinkMu   sync.Mutex
 	relinkWait chan struct{}
 
-	inbox   chan Message
-	shares  inboxShares
-	Dropped atomic.Uint64 // DATA PDUs dropped because the inbox was full or their source held its share of it
+	inbox  chan Message
+	shares inboxShares
+	// inboxShare, when set, keys a DATA PDU's inbox share by its source
+	// (SetInboxShare).
+	inboxShare atomic.Pointer[func(src pdu.Name) pdu.Name]
+	Dropped    atomic.Uint64 // DATA PDUs dropped because the inbox was full or their source held its share of it
 	// DroppedShare counts, of Dropped, the PDUs dropped because their
 	// source held its share of the inbox (Options.InboxSize).
 	DroppedShare atomic.Uint64
@@ -271,7 +276,11 @@ func (c *Client) HandlePDU(p []byte) {
 	case pdu.TypeKeepalive:
 		return
 	}
-	if !c.shares.take(h.Src) {
+	m.share = h.Src
+	if f := c.inboxShare.Load(); f != nil {
+		m.share = (*f)(h.Src)
+	}
+	if !c.shares.take(m.share) {
 		c.Dropped.Add(1)
 		c.DroppedShare.Add(1)
 		return
@@ -280,9 +289,23 @@ func (c *Client) HandlePDU(p []byte) {
 	select {
 	case c.inbox <- m:
 	default:
-		c.shares.give(h.Src)
+		c.shares.give(m.share)
 		c.Dropped.Add(1)
 	}
+}
+
+// SetInboxShare makes share(src) the key of the inbox share (Options.
+// InboxSize) a DATA PDU from src counts in; nil, the default: src itself.
+// share is called for every DATA PDU, on the link's receive path: it must
+// be quick and must not block. A capsule server counts the source names a
+// requester proof proved as that identity's (Session 17), so a member
+// sending from many proven names holds one share, not one per name.
+func (c *Client) SetInboxShare(share func(src pdu.Name) pdu.Name) {
+	if share == nil {
+		c.inboxShare.Store(nil)
+		return
+	}
+	c.inboxShare.Store(&share)
 }
 
 // inboxShares splits the inbox between the sources whose PDUs wait in it:
@@ -346,7 +369,7 @@ func (c *Client) answerEcho(h *pdu.Header) {
 func (c *Client) Receive(ctx context.Context) (Message, error) {
 	select {
 	case m := <-c.inbox:
-		c.shares.give(m.Src)
+		c.shares.give(m.share)
 		return m, nil
 	case <-ctx.Done():
 		return Message{}, ctx.Err()
