@@ -12,7 +12,7 @@ import (
 )
 
 // line builds n nodes joined in a line with cfg on every link.
-func line(t *testing.T, n int, cfg Config) (*Network, []*Node) {
+func line(t testing.TB, n int, cfg Config) (*Network, []*Node) {
 	t.Helper()
 	net := NewNetwork(1)
 	t.Cleanup(func() { net.Close() })
@@ -32,7 +32,7 @@ func line(t *testing.T, n int, cfg Config) (*Network, []*Node) {
 	return net, nodes
 }
 
-func listen(t *testing.T, n *Network, nd *Node, port uint16) *Conn {
+func listen(t testing.TB, n *Network, nd *Node, port uint16) *Conn {
 	t.Helper()
 	c, err := n.Listen(netip.AddrPortFrom(nd.Addr, port), 4096)
 	if err != nil {
@@ -414,6 +414,26 @@ func TestLongPathOneWait(t *testing.T) {
 	}
 	if got := n.Stats().Scheduled.Load() - before; got != 2*packets {
 		t.Fatalf("%d scheduler waits for %d packets over a path with one shaped link, want two each", got, packets)
+	}
+}
+
+// BenchmarkLongPath: a datagram over 20 unshaped, untapped hops with no
+// delay (each hop walked in one pass, as over the simulator's grid:
+// ~20 hops a DHT packet at 1,000 routers), sent and received.
+func BenchmarkLongPath(b *testing.B) {
+	n, nodes := line(b, 21, Config{})
+	dst := listen(b, n, nodes[20], 7)
+	src := listen(b, n, nodes[0], 0)
+	msg, buf := make([]byte, 1200), make([]byte, 1500)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, err := src.WriteTo(msg, dst.LocalAddr()); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := dst.ReadFrom(buf); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
