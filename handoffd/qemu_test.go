@@ -25,7 +25,7 @@ import (
 // guestFiles finds what a real guest needs: QEMU, qemu-img, a static
 // busybox and Debian's kernel with its virtio modules (FindGuestFiles).
 // Missing pieces skip the test, saying which.
-func guestFiles(t *testing.T) (kernel string, mods map[string]string, busybox string) {
+func guestFiles(t testing.TB) (kernel string, mods map[string]string, busybox string) {
 	t.Helper()
 	kernel, mods, busybox, err := FindGuestFiles(os.Getenv("GDP_HANDOFF_KERNEL_DIR"))
 	if err != nil {
@@ -55,7 +55,7 @@ while read cmd; do
 done
 `
 
-func buildInitramfs(t *testing.T, path, busybox string, mods map[string]string, init string) {
+func buildInitramfs(t testing.TB, path, busybox string, mods map[string]string, init string) {
 	t.Helper()
 	if err := BuildInitramfs(path, busybox, mods, init); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ type console struct {
 	cond  *sync.Cond
 }
 
-func openConsole(t *testing.T, sock string) *console {
+func openConsole(t testing.TB, sock string) *console {
 	t.Helper()
 	var conn net.Conn
 	var err error
@@ -105,7 +105,7 @@ func openConsole(t *testing.T, sock string) *console {
 func (c *console) send(s string) { c.conn.Write([]byte(s + "\n")) }
 
 // wait returns the first line (from index from) matching re, or fails after d.
-func (c *console) wait(t *testing.T, re *regexp.Regexp, d time.Duration) []string {
+func (c *console) wait(t testing.TB, re *regexp.Regexp, d time.Duration) []string {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	timer := time.AfterFunc(d, func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() })
@@ -161,6 +161,7 @@ type vmEnv struct {
 	sumA               string
 	appendLine         string
 	discard            bool
+	memMiB             int
 }
 
 const guestMiB = 128
@@ -170,14 +171,25 @@ type vmOpts struct {
 	init     string            // the guest's /init (its workload); default guestInit
 	baseDisk func(path string) // writes the base disk; default 32 MiB of text-like blocks and zeros
 	discard  bool              // the drive passes the guest's discards on (discard=unmap)
+	memMiB   int               // the guest's RAM (default guestMiB)
+	cluster  int               // the overlay's cluster size (default 4096)
+	// fill, when set, writes the overlay's own content before the guest
+	// boots (a disk the VM has been changing for a while).
+	fill func(top string)
 }
 
-func startVM(t *testing.T) *vmEnv { return startVMWith(t, vmOpts{}) }
+func startVM(t testing.TB) *vmEnv { return startVMWith(t, vmOpts{}) }
 
-func startVMWith(t *testing.T, o vmOpts) *vmEnv {
+func startVMWith(t testing.TB, o vmOpts) *vmEnv {
 	t.Helper()
 	if o.init == "" {
 		o.init = guestInit
+	}
+	if o.memMiB == 0 {
+		o.memMiB = guestMiB
+	}
+	if o.cluster == 0 {
+		o.cluster = 4096
 	}
 	kernel, mods, busybox := guestFiles(t)
 	e := &vmEnv{dir: t.TempDir(), appendLine: "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off"}
@@ -215,15 +227,19 @@ func startVMWith(t *testing.T, o vmOpts) *vmEnv {
 	e.diskBase = add(baseDisk, "disk")
 	db, _ := e.src.Get(e.diskBase)
 	e.top = &QCOW2Top{Top: filepath.Join(e.dir, "top.qcow2"), Raw: filepath.Join(e.dir, "top.raw")}
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-b", db.Path, "-F", "raw", "-o", "cluster_size=4096", e.top.Top).CombinedOutput(); err != nil {
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-b", db.Path, "-F", "raw", "-o", fmt.Sprintf("cluster_size=%d", o.cluster), e.top.Top).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img create: %v: %s", err, out)
 	}
+	if o.fill != nil {
+		o.fill(e.top.Top)
+	}
+	e.memMiB = o.memMiB
 	e.memPath = filepath.Join(e.dir, "ram-a")
 	vmDir := filepath.Join(e.dir, "vm-a")
 	os.MkdirAll(vmDir, 0o755)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e.q, err = StartQEMU(ctx, QEMUConfig{Dir: vmDir, MemoryMiB: guestMiB, Kernel: kernel, Initrd: initrd, Append: e.appendLine,
+	e.q, err = StartQEMU(ctx, QEMUConfig{Dir: vmDir, MemoryMiB: e.memMiB, Kernel: kernel, Initrd: initrd, Append: e.appendLine,
 		MemPath: e.memPath, Disk: e.top.Top, DiskFmt: "qcow2", Discard: o.discard, Logger: zaptest.NewLogger(t).Named("qemu-a")})
 	e.discard = o.discard
 	if err != nil {
@@ -263,7 +279,7 @@ func (e *vmEnv) handoff() *Handoff {
 			{Name: "disk", Base: e.diskBase, Path: e.top.Raw, Dirty: e.top.Extents, Refresh: e.top.Refresh},
 		},
 		VM:   e.q,
-		Meta: VMMeta{MemoryMiB: guestMiB, CPUs: 1, Machine: "pc", Kernel: e.kernelID, Initrd: e.initrdID, Append: e.appendLine, Disk: true, Discard: e.discard},
+		Meta: VMMeta{MemoryMiB: e.memMiB, CPUs: 1, Machine: "pc", Kernel: e.kernelID, Initrd: e.initrdID, Append: e.appendLine, Disk: true, Discard: e.discard},
 	}
 }
 
@@ -388,7 +404,7 @@ func TestQEMUHandoff(t *testing.T) {
 var _ = zap.NewNop
 
 // dumpLog shows the end of a guest's console log when the test failed.
-func dumpLog(t *testing.T, path string) {
+func dumpLog(t testing.TB, path string) {
 	if !t.Failed() {
 		return
 	}

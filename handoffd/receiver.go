@@ -115,6 +115,17 @@ type Received struct {
 	// Go: the sender confirmed it heard the commit (its VM stays stopped);
 	// only then may the VM be resumed here.
 	Go bool
+	// Commit is where the time from the end frame to the verdict went
+	// (the sender's Report.Downtime.VerdictSec, less the network).
+	Commit CommitTiming
+}
+
+// CommitTiming splits the destination's commit, in seconds: the pending
+// duplicates resolved, the wait for the background verification of the
+// blocks the stream did not write, the images' fsync and digests, the
+// device state's hash and fsync, the rename.
+type CommitTiming struct {
+	ResolveSec, VerifyWaitSec, SyncSec, StateSec, RenameSec float64
 }
 
 // deadliner is implemented by net.Conn.
@@ -668,9 +679,17 @@ func (r *receiver) resolve() error {
 }
 
 func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
+	var ct CommitTiming
+	mark := time.Now()
+	lap := func(d *float64) {
+		now := time.Now()
+		*d = now.Sub(mark).Seconds()
+		mark = now
+	}
 	if err := r.resolve(); err != nil {
 		return nil, err
 	}
+	lap(&ct.ResolveSec)
 	if len(e.Digests) != len(r.imgs) {
 		return nil, fmt.Errorf("end: %d digests for %d images", len(e.Digests), len(r.imgs))
 	}
@@ -687,6 +706,7 @@ func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
 	if err != nil {
 		return nil, err
 	}
+	lap(&ct.VerifyWaitSec)
 	for i, im := range r.imgs {
 		if err := im.f.Sync(); err != nil {
 			return nil, fmt.Errorf("image %s: sync: %w", im.Name, err)
@@ -698,6 +718,7 @@ func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
 		}
 		rec.Images[im.Name] = filepath.Join(rec.Dir, im.Name)
 	}
+	lap(&ct.SyncSec)
 	if e.StateSize != r.stateN {
 		return nil, fmt.Errorf("device state: %d bytes, the source sent %d", r.stateN, e.StateSize)
 	}
@@ -717,16 +738,20 @@ func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
 	if h.VM {
 		rec.State = filepath.Join(rec.Dir, "state")
 	}
+	lap(&ct.StateSec)
 	r.spill.Close()
 	os.Remove(filepath.Join(r.work, "blocks"))
 	if err := os.Rename(r.work, rec.Dir); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	r.work = ""
+	lap(&ct.RenameSec)
+	rec.Commit = ct
 	if err := r.sendJSON(frameResult, result{OK: true, Dir: rec.Dir}); err != nil {
 		return rec, fmt.Errorf("send result: %w", err)
 	}
-	r.log.Info("handoff committed", zap.String("name", h.ID), zap.String("dir", rec.Dir), zap.Int64("bytes", r.bytes))
+	r.log.Info("handoff committed", zap.String("name", h.ID), zap.String("dir", rec.Dir), zap.Int64("bytes", r.bytes),
+		zap.Float64("verify_wait_sec", ct.VerifyWaitSec), zap.Float64("sync_sec", ct.SyncSec))
 	// The sender's go: it heard the commit and keeps its VM stopped. Without
 	// it a VM is not resumed here (the source may have resumed its own).
 	if typ, _, err := r.next(); err == nil && typ == frameGo {

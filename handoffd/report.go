@@ -13,6 +13,8 @@ type Report struct {
 	Start       time.Time `json:"start"`
 	TotalSec    float64   `json:"total_sec"`
 	DowntimeSec float64   `json:"downtime_sec"` // VM stop to the destination's verdict (0: no VM)
+	// Downtime splits DowntimeSec into its steps (nil: no VM).
+	Downtime *DowntimeReport `json:"downtime,omitempty"`
 	StateBytes  int64     `json:"state_bytes"`
 	Images      []ImageReport
 	Rounds      []RoundReport `json:"rounds"`
@@ -44,6 +46,21 @@ type ImageReport struct {
 	Size int64  `json:"size"`
 }
 
+// DowntimeReport is where a VM handoff's downtime goes, in order: the
+// parts add up to Report.DowntimeSec.
+type DowntimeReport struct {
+	StopSec    float64 `json:"stop_sec"`    // VM.Stop: paused, its device state written out
+	RefreshSec float64 `json:"refresh_sec"` // the images brought up to date (Image.Refresh: a qcow2 overlay's raw view)
+	ScanSec    float64 `json:"scan_sec"`    // the final round's candidate ranges listed and read, to the last block scanned
+	RoundSec   float64 `json:"round_sec"`   // from there to the round's last blob written (dedup, compress, send)
+	StateSec   float64 `json:"state_sec"`   // the device state and the end frame written
+	// VerdictSec is the end frame to the destination's verdict: its last
+	// blobs applied, its verification finished, fsync, rename, the verdict
+	// back (the destination logs its part: "handoff committed").
+	VerdictSec float64          `json:"verdict_sec"`
+	Scanned    map[string]int64 `json:"scanned_bytes"` // the final round's bytes read, per image
+}
+
 // RoundReport is one pre-copy (or the final) round.
 type RoundReport struct {
 	Round   int     `json:"round"`
@@ -53,6 +70,8 @@ type RoundReport struct {
 	Changed int64   `json:"changed_bytes"`
 	Blobs   int     `json:"blobs"`
 	Records int64   `json:"records"`
+	// Scanned is the bytes read per image (the candidate blocks).
+	Scanned map[string]int64 `json:"scanned_bytes,omitempty"`
 }
 
 // StageReport is one stage's work: bytes in and out and busy time summed

@@ -35,6 +35,14 @@ type Image struct {
 	// Refresh, when set, is called before every round to bring Path up to
 	// date (a qcow2 overlay's content written out raw); Path is reopened.
 	Refresh func() error
+	// Changed, when set, returns after a Refresh the byte ranges that may
+	// have changed since the Refresh before it (a dirty bitmap's; QCOW2Top
+	// with QEMU set), ok false when it cannot tell (the first Refresh, a
+	// bitmap lost). From its second round on a handoff then scans only
+	// those ranges instead of Dirty's: the final round, the VM stopped,
+	// reads what the guest wrote since the last round, not the whole
+	// overlay.
+	Changed func() (ext []Extent, ok bool)
 	// FS, when "ext4", says Path is a cleanly unmounted ext4 file system
 	// (from offset 0): the blocks it leaves unallocated are not sent, the
 	// destination keeps its base's bytes there (ext4.go). Image pairs only;
@@ -233,6 +241,11 @@ type sender struct {
 	stageIn, stageOut     [4]atomic.Int64
 	stageFirst, stageLast [4]atomic.Int64 // ns since start (+1 in first: 0 = never)
 
+	// The final round's marks for Report.Downtime (set by scan).
+	refreshDur time.Duration
+	scanEnd    time.Time
+	scannedImg []atomic.Int64 // bytes read this round, per image
+
 	results chan result
 	ackErr  chan error
 	// heard is when the agent last sent a frame (unix ns; 0 until its
@@ -346,6 +359,7 @@ func (s *sender) run(ctx context.Context, h *Handoff) (*Report, error) {
 		return nil, fmt.Errorf("send: %d images, want 1..%d", len(h.Images), maxImages)
 	}
 	hl := hello{Version: 1, ID: h.ID, VM: h.VM != nil, Meta: h.Meta}
+	s.scannedImg = make([]atomic.Int64, len(h.Images))
 	bases := map[string]bool{}
 	seen := map[string]bool{}
 	for i, im := range h.Images {
@@ -607,6 +621,7 @@ func (s *sender) pipeline(ctx context.Context, h *Handoff) (*Report, error) {
 
 	rep := &Report{ID: h.ID, Start: s.start.UTC()}
 	var stopAt time.Time
+	var dt DowntimeReport
 	var state []byte
 	var runErr error
 	round := 0
@@ -633,6 +648,7 @@ rounds:
 				break
 			}
 			state = st
+			dt.StopSec = time.Since(stopAt).Seconds()
 			s.log.Info("vm stopped for the final round", zap.String("name", h.ID), zap.Int("round", round), zap.Int("state_bytes", len(state)))
 		}
 		if last {
@@ -640,7 +656,7 @@ rounds:
 		}
 		rs := RoundReport{Round: round, Final: last, Start: time.Since(s.start).Seconds()}
 		before := s.changed.Load()
-		if err := s.scan(ctx, round, items); err != nil {
+		if err := s.scan(ctx, round, last && h.VM != nil, items); err != nil {
 			runErr = err
 			break
 		}
@@ -665,6 +681,16 @@ rounds:
 		}
 		rs.Changed = s.changed.Load() - before
 		rs.End = time.Since(s.start).Seconds()
+		rs.Scanned = map[string]int64{}
+		for i, im := range s.imgs {
+			rs.Scanned[im.Name] = s.scannedImg[i].Load()
+		}
+		if last && h.VM != nil {
+			dt.RefreshSec = s.refreshDur.Seconds()
+			dt.ScanSec = s.scanEnd.Sub(stopAt).Seconds() - dt.StopSec - dt.RefreshSec
+			dt.RoundSec = time.Since(s.scanEnd).Seconds()
+			dt.Scanned = rs.Scanned
+		}
 		rep.Rounds = append(rep.Rounds, rs)
 		s.log.Info("round sent", zap.String("name", h.ID), zap.Int("round", round), zap.Int64("changed", rs.Changed), zap.Int("blobs", rs.Blobs), zap.Bool("final", last))
 		if last {
@@ -710,6 +736,10 @@ rounds:
 	if err := s.bw.Flush(); err != nil {
 		return nil, fmt.Errorf("send end: %w", err)
 	}
+	endAt := time.Now()
+	if !stopAt.IsZero() {
+		dt.StateSec = endAt.Sub(stopAt).Seconds() - dt.StopSec - dt.RefreshSec - dt.ScanSec - dt.RoundSec
+	}
 	timer := time.NewTimer(s.cfg.ResultTimeout)
 	defer timer.Stop()
 	select {
@@ -741,6 +771,8 @@ rounds:
 	rep.TotalSec = now.Sub(s.start).Seconds()
 	if !stopAt.IsZero() {
 		rep.DowntimeSec = now.Sub(stopAt).Seconds()
+		dt.VerdictSec = now.Sub(endAt).Seconds()
+		rep.Downtime = &dt
 	}
 	rep.StateBytes = int64(len(state))
 	s.fillReport(rep)
@@ -750,7 +782,7 @@ rounds:
 // scan hashes every candidate block of every image in randomised chunk
 // order and feeds the changed ones (hash differs from what the receiver
 // holds) to the dedup stage.
-func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
+func (s *sender) scan(ctx context.Context, round int, stopped bool, items chan<- item) error {
 	type chunk struct {
 		img   *imgState
 		start int64 // block
@@ -759,9 +791,18 @@ func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
 	const chunkBlocks = 256
 	var chunks []chunk
 	var planned int64
+	s.refreshDur = 0
+	for i := range s.scannedImg {
+		s.scannedImg[i].Store(0)
+	}
 	for _, im := range s.imgs {
-		if im.Refresh != nil && round > 1 { // run() refreshed it for round 1
-			if err := im.Refresh(); err != nil {
+		// run() refreshed every image for round 1; a VM stopped for
+		// round 1 (no pre-copy) may have written since.
+		if im.Refresh != nil && (round > 1 || stopped) {
+			tr := time.Now()
+			err := im.Refresh()
+			s.refreshDur += time.Since(tr)
+			if err != nil {
 				return fmt.Errorf("image %s: refresh: %w", im.Name, err)
 			}
 			f, err := os.Open(im.Path)
@@ -782,13 +823,20 @@ func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
 				planned += min(chunkBlocks, last-b) * BlockSize
 			}
 		}
-		if im.Dirty == nil {
-			add(0, nb)
-			continue
+		var exts []Extent
+		since := false // exts: what changed since the round before
+		if im.Changed != nil && round > 1 {
+			exts, since = im.Changed()
 		}
-		exts, err := im.Dirty()
-		if err != nil {
-			return fmt.Errorf("image %s: dirty extents: %w", im.Name, err)
+		if !since {
+			if im.Dirty == nil {
+				add(0, nb)
+				continue
+			}
+			var err error
+			if exts, err = im.Dirty(); err != nil {
+				return fmt.Errorf("image %s: dirty extents: %w", im.Name, err)
+			}
 		}
 		next := int64(0) // extents may overlap or touch: never scan a block twice
 		for _, e := range exts {
@@ -800,8 +848,9 @@ func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
 			}
 		}
 		// Blocks beyond the base's end exist on the destination only as
-		// zeros after its resize: scan them even when no extent names them.
-		if nb > im.nbBase && next < nb {
+		// zeros after its resize: scan them even when no extent names them
+		// (once: later rounds see their changes among what changed).
+		if !since && nb > im.nbBase && next < nb {
 			add(max(next, im.nbBase), nb)
 		}
 	}
@@ -882,6 +931,7 @@ func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
 				s.stageIn[0].Add(want)
 				s.stageOut[0].Add(int64(len(out)) * BlockSize)
 				s.scanDone.Add(want)
+				s.scannedImg[c.img.idx].Add(want)
 				if s.cfg.Sequential {
 					held.Lock()
 					held.items = append(held.items, out...)
@@ -916,6 +966,7 @@ func (s *sender) scan(ctx context.Context, round int, items chan<- item) error {
 		}
 	}()
 	wg.Wait()
+	s.scanEnd = time.Now()
 	select {
 	case err := <-errc:
 		return err
