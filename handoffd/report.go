@@ -14,10 +14,10 @@ type Report struct {
 	TotalSec    float64   `json:"total_sec"`
 	DowntimeSec float64   `json:"downtime_sec"` // VM stop to the destination's verdict (0: no VM)
 	// Downtime splits DowntimeSec into its steps (nil: no VM).
-	Downtime *DowntimeReport `json:"downtime,omitempty"`
-	StateBytes  int64     `json:"state_bytes"`
-	Images      []ImageReport
-	Rounds      []RoundReport `json:"rounds"`
+	Downtime   *DowntimeReport `json:"downtime,omitempty"`
+	StateBytes int64           `json:"state_bytes"`
+	Images     []ImageReport
+	Rounds     []RoundReport `json:"rounds"`
 	// Bytes at each stage boundary.
 	ScannedBytes int64 `json:"scanned_bytes"` // bytes of candidate blocks read
 	ChangedBytes int64 `json:"changed_bytes"` // blocks that differ from what the destination holds
