@@ -566,7 +566,9 @@ func (e *dsEnv) vmHandoff(b *testing.B, g *DataGuest, top string, rate float64, 
 	}
 	disk := Image{Name: "disk", Base: e.diskBase, Path: e.diskMod, Dirty: dirty}
 	if trim {
-		disk = Image{Name: "disk", Base: e.diskBase, Path: qt.Raw, Dirty: qt.Extents, Refresh: qt.Refresh}
+		qt.QEMU = g.Q
+		defer qt.Close()
+		disk = Image{Name: "disk", Base: e.diskBase, Path: qt.Raw, Dirty: qt.Extents, Refresh: qt.Refresh, Changed: qt.Changed}
 		defer os.Remove(qt.Raw)
 	}
 	a, c := tcpPair(b)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -57,6 +58,23 @@ type QEMU struct {
 	Serial, SerialLog string
 	// attached: the operator's process (AttachQEMU); Kill only disconnects.
 	attached bool
+	// stopHooks run in Stop once the VM is paused, before its device
+	// state is written out (a disk's dirty bitmap read: dirtyTracker).
+	stopHooks map[any]func()
+}
+
+// onStop sets (f nil: removes) the stop hook of owner.
+func (q *QEMU) onStop(owner any, f func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if f == nil {
+		delete(q.stopHooks, owner)
+		return
+	}
+	if q.stopHooks == nil {
+		q.stopHooks = map[any]func(){}
+	}
+	q.stopHooks[owner] = f
 }
 
 // StartQEMU starts QEMU and connects its monitor.
@@ -252,6 +270,15 @@ func (q *QEMU) Stop(ctx context.Context) ([]byte, error) {
 	if _, err := q.Run("stop", nil); err != nil {
 		return nil, err
 	}
+	q.mu.Lock()
+	hooks := make([]func(), 0, len(q.stopHooks))
+	for _, f := range q.stopHooks {
+		hooks = append(hooks, f)
+	}
+	q.mu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
 	if err := q.ignoreShared(); err != nil {
 		return nil, err
 	}
@@ -345,7 +372,68 @@ type QCOW2Top struct {
 	QemuImg string // default qemu-img
 	Top     string // the overlay
 	Raw     string // where Refresh writes the overlay's content, raw and sparse
-	made    bool   // Raw was created by this QCOW2Top's first Refresh
+	// QEMU, when set, is the VM running on Top: Refresh then follows the
+	// guest's writes with dirty bitmaps (dirtyTracker) and, from its
+	// second call on, copies only the ranges written since the call
+	// before, which Changed lists for the sender — a final round whose
+	// disk work is what the guest wrote since the last round, not the
+	// whole overlay. When QEMU cannot (an NBD server of the operator's own,
+	// a node not found) every Refresh copies the whole overlay, as
+	// without QEMU, and BitmapErr says why. Close removes the bitmap and
+	// stops the NBD server.
+	QEMU *QEMU
+	made bool // Raw was created by this QCOW2Top's first Refresh
+
+	tracker   *dirtyTracker
+	bitmapErr error
+	changed   []Extent
+	changedOK bool
+	copied    int64
+}
+
+// BitmapErr is why Refresh copies the whole overlay though QEMU is set
+// (nil: it follows the guest's writes, or QEMU is not set).
+func (d *QCOW2Top) BitmapErr() error { return d.bitmapErr }
+
+// Changed returns the ranges the last Refresh found written since the
+// Refresh before it (ok false: not known; the whole overlay may have
+// changed). Image.Changed.
+func (d *QCOW2Top) Changed() ([]Extent, bool) { return d.changed, d.changedOK }
+
+// Copied is the bytes the last Refresh copied or zeroed in Raw.
+func (d *QCOW2Top) Copied() int64 { return d.copied }
+
+// Close stops following the guest's writes (QEMU set).
+func (d *QCOW2Top) Close() {
+	if d.tracker != nil {
+		d.tracker.close()
+		d.tracker = nil
+	}
+}
+
+// track starts the next dirty bitmap and returns what the one before
+// recorded; any failure drops to whole-overlay refreshes for good.
+func (d *QCOW2Top) track() ([]Extent, bool) {
+	if d.QEMU == nil || d.bitmapErr != nil {
+		return nil, false
+	}
+	if d.tracker == nil {
+		t, err := newDirtyTracker(d.QEMU, d.img(), d.Top)
+		if err != nil {
+			d.bitmapErr = err
+			d.QEMU.cfg.Logger.Warn("dirty bitmap not available: every round copies the whole disk overlay", zap.String("disk", d.Top), zap.Error(err))
+			return nil, false
+		}
+		d.tracker = t
+	}
+	dirty, ok, err := d.tracker.next()
+	if err != nil {
+		d.bitmapErr = err
+		d.QEMU.cfg.Logger.Warn("dirty bitmap lost: every round copies the whole disk overlay from now on", zap.String("disk", d.Top), zap.Error(err))
+		d.Close()
+		return nil, false
+	}
+	return dirty, ok
 }
 
 func (d *QCOW2Top) img() string {
@@ -391,7 +479,19 @@ func (d *QCOW2Top) mapTop() ([]qcow2Extent, error) {
 // dataset guest's 254 MB overlay. An overlay with data that has no host
 // offset (compressed clusters, an external data file) still goes through
 // qemu-img convert.
+//
+// With QEMU set, a Refresh after the first copies only the overlay's
+// extents that the guest wrote since the Refresh before (its dirty
+// bitmap), and Changed lists those ranges. Raw is only ever brought up to
+// date whole: a Refresh that fails leaves the next one to rewrite it.
 func (d *QCOW2Top) Refresh() error {
+	d.changed, d.changedOK, d.copied = nil, false, 0
+	// The bitmap first: what the guest writes from here on is the next
+	// Refresh's, whatever this one reads.
+	dirty, incremental := d.track()
+	incremental = incremental && d.made
+	made := d.made
+	d.made = false // until this Refresh succeeds
 	m, err := d.mapTop()
 	if err != nil {
 		return err
@@ -404,7 +504,7 @@ func (d *QCOW2Top) Refresh() error {
 		}
 	}
 	flags := os.O_RDWR | os.O_CREATE
-	if !d.made {
+	if !made {
 		flags |= os.O_TRUNC
 	}
 	raw, err := os.OpenFile(d.Raw, flags, 0o644)
@@ -422,21 +522,44 @@ func (d *QCOW2Top) Refresh() error {
 			return fmt.Errorf("refresh %s: %w", d.Raw, err)
 		}
 	}
-	d.made = true
 	for _, e := range m {
-		if e.Depth != 0 {
+		if e.Depth != 0 || !(e.Zero || e.Data) {
 			continue
 		}
-		if e.Zero {
-			err = zeroRange(raw, e.Start, e.Length)
-		} else if e.Data {
-			err = copyBetween(raw, e.Start, top, *e.Offset, e.Length)
+		pieces := []Extent{{e.Start, e.Length}}
+		if incremental {
+			pieces = intersect(dirty, e.Start, e.Length)
 		}
-		if err != nil {
-			return fmt.Errorf("refresh %s at %d: %w", d.Raw, e.Start, err)
+		for _, p := range pieces {
+			if e.Zero {
+				err = zeroRange(raw, p.Start, p.Length)
+			} else {
+				err = copyBetween(raw, p.Start, top, *e.Offset+p.Start-e.Start, p.Length)
+			}
+			if err != nil {
+				return fmt.Errorf("refresh %s at %d: %w", d.Raw, p.Start, err)
+			}
+			d.copied += p.Length
 		}
 	}
+	d.made = true
+	d.changed, d.changedOK = dirty, incremental
 	return nil
+}
+
+// intersect returns the parts of [start, start+length) that the sorted,
+// disjoint ranges ext cover.
+func intersect(ext []Extent, start, length int64) []Extent {
+	end := start + length
+	i := sort.Search(len(ext), func(i int) bool { return ext[i].Start+ext[i].Length > start })
+	var out []Extent
+	for ; i < len(ext) && ext[i].Start < end; i++ {
+		s, e := max(ext[i].Start, start), min(ext[i].Start+ext[i].Length, end)
+		if s < e {
+			out = append(out, Extent{s, e - s})
+		}
+	}
+	return out
 }
 
 // convert rewrites Raw from the overlay with qemu-img convert.

@@ -107,6 +107,16 @@ func (c *console) send(s string) { c.conn.Write([]byte(s + "\n")) }
 // wait returns the first line (from index from) matching re, or fails after d.
 func (c *console) wait(t testing.TB, re *regexp.Regexp, d time.Duration) []string {
 	t.Helper()
+	m, err := c.waitErr(re, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// waitErr is wait for a goroutine other than the test's: an error, not a
+// failed test.
+func (c *console) waitErr(re *regexp.Regexp, d time.Duration) ([]string, error) {
 	deadline := time.Now().Add(d)
 	timer := time.AfterFunc(d, func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() })
 	defer timer.Stop()
@@ -117,12 +127,12 @@ func (c *console) wait(t testing.TB, re *regexp.Regexp, d time.Duration) []strin
 		for ; seen < len(c.lines); seen++ {
 			if m := re.FindStringSubmatch(c.lines[seen]); m != nil {
 				c.lines = c.lines[seen+1:]
-				return m
+				return m, nil
 			}
 		}
 		if time.Now().After(deadline) {
 			tail := c.lines[max(0, len(c.lines)-15):]
-			t.Fatalf("console: no line matching %q within %s; last lines:\n%s", re, d, strings.Join(tail, "\n"))
+			return nil, fmt.Errorf("console: no line matching %q within %s; last lines:\n%s", re, d, strings.Join(tail, "\n"))
 		}
 		c.cond.Wait()
 	}
@@ -245,6 +255,7 @@ func startVMWith(t testing.TB, o vmOpts) *vmEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.top.QEMU = e.q
 	t.Cleanup(e.q.Kill)
 	t.Cleanup(func() { dumpLog(t, e.q.SerialLog) })
 	e.con = openConsole(t, e.q.Serial)
@@ -276,7 +287,7 @@ func (e *vmEnv) handoff() *Handoff {
 	return &Handoff{
 		Images: []Image{
 			{Name: "memory", Base: e.memBase, Path: e.memPath},
-			{Name: "disk", Base: e.diskBase, Path: e.top.Raw, Dirty: e.top.Extents, Refresh: e.top.Refresh},
+			{Name: "disk", Base: e.diskBase, Path: e.top.Raw, Dirty: e.top.Extents, Refresh: e.top.Refresh, Changed: e.top.Changed},
 		},
 		VM:   e.q,
 		Meta: VMMeta{MemoryMiB: e.memMiB, CPUs: 1, Machine: "pc", Kernel: e.kernelID, Initrd: e.initrdID, Append: e.appendLine, Disk: true, Discard: e.discard},

@@ -185,6 +185,39 @@ type receiver struct {
 	// verifyUnchanged, running from the setup to the commit
 	verr  chan error
 	vstop atomic.Bool
+	// Background fsync of the images (syncSoon): the commit's own fsync
+	// then writes out only what came since, not the whole transfer.
+	syncWG   sync.WaitGroup
+	syncing  atomic.Bool
+	syncErr  atomic.Pointer[error]
+	unsynced int64 // bytes of blobs applied since the last syncSoon
+}
+
+// syncEvery is how many bytes of applied blocks start a background fsync.
+const syncEvery = 32 << 20
+
+// syncSoon starts an fsync of every image in the background unless one
+// runs. A VM handoff's commit comes right after the final round, the VM
+// stopped: its fsync used to write out every block of the transfer still
+// in the page cache (0.3–0.4 s of the downtime for 200 MB). Its error is
+// kept for the commit: Linux reports a writeback error to one fsync only.
+func (r *receiver) syncSoon() {
+	r.unsynced = 0
+	if r.syncing.Swap(true) {
+		return
+	}
+	r.syncWG.Add(1)
+	go func() {
+		defer r.syncWG.Done()
+		defer r.syncing.Store(false)
+		for _, im := range r.imgs {
+			if err := im.f.Sync(); err != nil {
+				err = fmt.Errorf("image %s: sync: %w", im.Name, err)
+				r.syncErr.CompareAndSwap(nil, &err)
+				return
+			}
+		}
+	}()
 }
 
 // Receive runs one handoff's destination side on conn. Nothing is left
@@ -206,6 +239,7 @@ func Receive(ctx context.Context, conn io.ReadWriter, cfg ReceiveConfig) (*Recei
 	r.bw = bufio.NewWriter(conn)
 	r.wdl, _ = conn.(interface{ SetWriteDeadline(time.Time) error })
 	rec, err := r.run(ctx, conn)
+	r.syncWG.Wait()
 	if r.verr != nil && err != nil {
 		r.vstop.Store(true)
 		<-r.verr
@@ -352,6 +386,9 @@ func (r *receiver) run(ctx context.Context, conn io.ReadWriter) (*Received, erro
 			}
 			r.blobs++
 			r.cfg.Metrics.blob(len(p)+5, recs)
+			if r.unsynced += int64(len(recs)) * BlockSize; r.unsynced >= syncEvery {
+				r.syncSoon()
+			}
 			binary.BigEndian.PutUint64(r.ackBuf[:8], uint64(r.bytes))
 			binary.BigEndian.PutUint64(r.ackBuf[8:], uint64(r.blobs))
 			if err := r.sendFrame(frameAck, r.ackBuf[:]); err != nil {
@@ -365,6 +402,7 @@ func (r *receiver) run(ctx context.Context, conn io.ReadWriter) (*Received, erro
 			if err := r.resolve(); err != nil {
 				return nil, fmt.Errorf("handoff %s: round %d: %w", h.ID, re.Round, err)
 			}
+			r.syncSoon()
 		case frameState:
 			if !h.VM {
 				return nil, fmt.Errorf("handoff %s: device state in an image-pair handoff", h.ID)
@@ -707,6 +745,10 @@ func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
 		return nil, err
 	}
 	lap(&ct.VerifyWaitSec)
+	r.syncWG.Wait()
+	if err := r.syncErr.Load(); err != nil {
+		return nil, *err
+	}
 	for i, im := range r.imgs {
 		if err := im.f.Sync(); err != nil {
 			return nil, fmt.Errorf("image %s: sync: %w", im.Name, err)

@@ -147,8 +147,17 @@ func (o *handoffVMOpts) run(cmd *cobra.Command, cacheDir string) error {
 		if err := checkBacking(cache, o.diskOverlay, diskBase); err != nil {
 			return err
 		}
-		top := &handoffd.QCOW2Top{Top: o.diskOverlay, Raw: filepath.Join(work, "disk.raw")}
-		h.Images = append(h.Images, handoffd.Image{Name: "disk", Base: diskBase, Path: top.Raw, Dirty: top.Extents, Refresh: top.Refresh})
+		// QEMU follows the guest's writes (dirty bitmaps): from the second
+		// round on, the final one included, only what it wrote since the
+		// round before is copied and scanned.
+		top := &handoffd.QCOW2Top{Top: o.diskOverlay, Raw: filepath.Join(work, "disk.raw"), QEMU: q}
+		defer top.Close()
+		defer func() {
+			if err := top.BitmapErr(); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "gdp: the disk's dirty bitmap was not available (%v): each round, the final one included, copied and scanned the whole overlay, a longer pause\n", err)
+			}
+		}()
+		h.Images = append(h.Images, handoffd.Image{Name: "disk", Base: diskBase, Path: top.Raw, Dirty: top.Extents, Refresh: top.Refresh, Changed: top.Changed})
 	}
 	rep, err := o.transfer(ctx, cmd, cache, h)
 	if err != nil {

@@ -1,0 +1,116 @@
+package handoffd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+)
+
+// dirtyGuestInit: a counter on the console and no disk writes of its own;
+// "w N" writes 64 KiB of known data at 64 KiB block N of the disk,
+// synchronously, then says WROTE N.
+const dirtyGuestInit = GuestBoot + `echo GUEST-READY
+read line
+seq 1 60000 | sed 's/^/handoff-known-data-/' > /tmp/mem.dat
+echo WORKLOAD-DONE
+( i=0; while :; do i=$((i+1)); echo "tick $i"; usleep 300000; done ) &
+while read cmd arg; do
+  case "$cmd" in
+  sum) echo "SUM $(md5sum /tmp/mem.dat | cut -d' ' -f1)" ;;
+  w) dd if=/tmp/mem.dat of=/dev/vda bs=65536 seek=$arg count=1 conv=notrunc,fsync 2>/dev/null; echo "WROTE $arg" ;;
+  esac
+done
+`
+
+// writeBeforeStop is the VM with a guest write just before it stops:
+// after the last pre-copy round, so only the final round can carry it.
+type writeBeforeStop struct {
+	*QEMU
+	con *console
+	blk int // 64 KiB block the guest writes
+}
+
+func (v *writeBeforeStop) Stop(ctx context.Context) ([]byte, error) {
+	v.con.send(fmt.Sprintf("w %d", v.blk))
+	if _, err := v.con.waitErr(regexp.MustCompile(fmt.Sprintf(`^WROTE %d$`, v.blk)), 60*time.Second); err != nil {
+		return nil, err
+	}
+	return v.QEMU.Stop(ctx)
+}
+
+// TestQEMUFinalRoundCopiesOnlyWrites: the VM's qcow2 overlay holds 24 MiB
+// of its own data; the guest writes 64 KiB after the last pre-copy round,
+// just before the stop. The final round (the VM paused) copies and scans
+// only what the guest wrote since the round before — its dirty bitmap —
+// not the whole overlay, and the destination's disk still equals the
+// source's, the late write included.
+func TestQEMUFinalRoundCopiesOnlyWrites(t *testing.T) {
+	const fillMiB = 24
+	fill := func(top string) {
+		data := make([]byte, fillMiB<<20)
+		rng := rngFor(9)
+		for i := 0; i < len(data)/BlockSize; i++ {
+			copy(data[i*BlockSize:], textBlock(rng))
+		}
+		src := top + ".fill"
+		if err := os.WriteFile(src, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(src)
+		if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", fmt.Sprintf("write -s %s 4M %dM", src, fillMiB), top).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-io: %v: %s", err, out)
+		}
+	}
+	e := startVMWith(t, vmOpts{init: dirtyGuestInit, fill: fill, cluster: 64 << 10})
+	h := e.handoff()
+	h.VM = &writeBeforeStop{QEMU: e.q, con: e.con, blk: 2}
+	a, c := tcpPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	defer cancel()
+	type rr struct {
+		rec *Received
+		err error
+	}
+	rch := make(chan rr, 1)
+	go func() {
+		rec, err := Receive(ctx, c, ReceiveConfig{Cache: e.dst, Dir: filepath.Join(e.dir, "out"), Logger: zaptest.NewLogger(t).Named("receiver")})
+		rch <- rr{rec, err}
+	}()
+	rep, err := Send(ctx, a, h, SendConfig{Cache: e.src, Logger: zaptest.NewLogger(t).Named("sender")})
+	res := <-rch
+	if err != nil || res.err != nil {
+		t.Fatalf("handoff: send %v, receive %v", err, res.err)
+	}
+	if err := e.top.BitmapErr(); err != nil {
+		t.Fatalf("the dirty bitmap was not used: %v", err)
+	}
+	d := rep.Downtime
+	t.Logf("rounds %+v; downtime %.3fs %+v; the final refresh copied %d bytes", rep.Rounds, rep.DowntimeSec, *d, e.top.Copied())
+	if len(rep.Rounds) < 2 {
+		t.Fatalf("%d rounds: want pre-copy and a final round", len(rep.Rounds))
+	}
+	if r1 := rep.Rounds[0].Scanned["disk"]; r1 < fillMiB<<20 {
+		t.Fatalf("round 1 scanned %d bytes of the disk; the overlay holds %d", r1, fillMiB<<20)
+	}
+	// The final round: the 64 KiB written before the stop (the bitmap's
+	// granularity is the 64 KiB cluster), not the 24 MiB overlay.
+	const wrote, most = 64 << 10, 1 << 20
+	if got := d.Scanned["disk"]; got < wrote || got > most {
+		t.Fatalf("the final round scanned %d bytes of the disk: want the guest's %d-byte write since the last round (at most %d), not the %d MiB overlay", got, wrote, most, fillMiB)
+	}
+	if got := e.top.Copied(); got < wrote || got > most {
+		t.Fatalf("the final refresh copied %d bytes of the overlay: want the guest's %d-byte write (at most %d), not the %d MiB overlay", got, wrote, most, fillMiB)
+	}
+	// The late write reached the destination: its disk equals the stopped
+	// source's.
+	if out, err := exec.Command("qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw", e.top.Top, res.rec.Images["disk"]).CombinedOutput(); err != nil {
+		t.Fatalf("disk at B differs from A's: %v: %s", err, out)
+	}
+}
