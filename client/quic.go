@@ -170,6 +170,9 @@ type quicState struct {
 	table atomic.Pointer[map[pdu.Name]*nameConn] // read by HandlePDU without a lock
 	creds atomic.Pointer[quicCreds]
 	stats quicStats
+	// listeners are the open NameListeners (under mu): a change of
+	// credentials checks their connections' peers again (recheck).
+	listeners map[*NameListener]struct{}
 
 	dialMu sync.Mutex
 	dials  map[pdu.Name][]*dialWatch // dials in their handshake, by name dialled
@@ -226,6 +229,8 @@ type quicEnd struct {
 // names: a certificate with its identity's metadata and membership
 // (PROTOCOL.md §4.2), and the domains whose members it believes. A client
 // attached by an Endpoint has the endpoint's; Endpoint.Reload renews them.
+// A call that replaces credentials also closes the connections its
+// listeners accepted whose dialer does not verify under v (Session 17).
 func (c *Client) SetQUICCredentials(member *certs.Cert, domain *certs.Metadata, v *certs.Verifier) error {
 	id := tunnel.CertIdentity(c.id, member, domain)
 	cert, err := tunnel.TLSCertificate(id)
@@ -235,8 +240,42 @@ func (c *Client) SetQUICCredentials(member *certs.Cert, domain *certs.Metadata, 
 	if v == nil {
 		v = certs.NewVerifier(domain)
 	}
-	c.quic.creds.Store(&quicCreds{cert: cert, verify: tunnel.CertVerifier(v), name: c.id.Name, domain: domain.Name(), raw: id.Credentials})
+	cr := &quicCreds{cert: cert, verify: tunnel.CertVerifier(v), name: c.id.Name, domain: domain.Name(), raw: id.Credentials}
+	if old := c.quic.creds.Swap(cr); old != nil {
+		c.recheckQUIC(cr)
+	}
 	return nil
+}
+
+// recheckQUIC closes every accepted connection whose dialer's certificate
+// does not verify under cr (Session 17): a reload that stopped trusting
+// the dialer's domain — or replaced the own domain's key — ends the
+// connections it admitted under the old trust, as the routers close the
+// faces of a withdrawn domain. One signature check per open connection,
+// at a credentials change only.
+func (c *Client) recheckQUIC(cr *quicCreds) {
+	q := &c.quic
+	q.mu.Lock()
+	ls := make([]*NameListener, 0, len(q.listeners))
+	for l := range q.listeners {
+		ls = append(ls, l)
+	}
+	q.mu.Unlock()
+	for _, l := range ls {
+		l.mu.Lock()
+		conns := make([]*quic.Conn, 0, len(l.open))
+		for qc := range l.open {
+			conns = append(conns, qc)
+		}
+		l.mu.Unlock()
+		for _, qc := range conns {
+			if peer, _, err := dialerName(rawCerts(qc), cr); err != nil {
+				q.stats.withdrawn.Add(1)
+				l.log.Info("quic connection closed: its peer's credentials do not verify under the reloaded trust", logging.Peer(peer), zap.Error(err))
+				qc.CloseWithError(QUICCodeRefused, "trust withdrawn")
+			}
+		}
+	}
 }
 
 // end returns the packet connection and transport of local name, made on
@@ -435,6 +474,23 @@ type NameListener struct {
 	// perDomain counts the connections of each other domain's members.
 	perDomain map[pdu.Name]int
 	total     int
+	// open are the accepted connections not yet closed (recheckQUIC);
+	// a closed listener stays in its client's listeners until they are.
+	open   map[*quic.Conn]struct{}
+	closed bool
+}
+
+// forget takes l out of its client's listeners once it is closed and
+// holds no open connection.
+func (l *NameListener) forget() {
+	l.mu.Lock()
+	done := l.closed && len(l.open) == 0
+	l.mu.Unlock()
+	if done {
+		l.c.quic.mu.Lock()
+		delete(l.c.quic.listeners, l)
+		l.c.quic.mu.Unlock()
+	}
 }
 
 // ListenName accepts QUIC connections over the overlay to name, which must
@@ -488,6 +544,12 @@ func ListenName(c *Client, name pdu.Name, cfg *QUICConfig) (*NameListener, error
 		return nil, fmt.Errorf("listen %s: %w", name, err)
 	}
 	l.ln = ln
+	c.quic.mu.Lock()
+	if c.quic.listeners == nil {
+		c.quic.listeners = map[*NameListener]struct{}{}
+	}
+	c.quic.listeners[l] = struct{}{}
+	c.quic.mu.Unlock()
 	return l, nil
 }
 
@@ -537,6 +599,10 @@ func (l *NameListener) Close() error {
 		e.listening = false
 	}
 	l.c.quic.mu.Unlock()
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.forget()
 	return err
 }
 
@@ -564,9 +630,19 @@ func (l *NameListener) Accept(ctx context.Context) (*NameConn, error) {
 			continue
 		}
 		l.c.quic.stats.accepted.Add(1)
+		l.mu.Lock()
+		if l.open == nil {
+			l.open = map[*quic.Conn]struct{}{}
+		}
+		l.open[qc] = struct{}{}
+		l.mu.Unlock()
 		go func() {
 			<-qc.Context().Done()
+			l.mu.Lock()
+			delete(l.open, qc)
+			l.mu.Unlock()
 			l.release(peer, domain)
+			l.forget()
 		}()
 		return &NameConn{Conn: qc, peer: peer}, nil
 	}

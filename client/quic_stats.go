@@ -31,8 +31,11 @@ type quicStats struct {
 	// refusedDomain: connections over another domain's limit
 	// (MaxConnsPerDomain)
 	refusedDomain atomic.Uint64
-	accepted      atomic.Uint64
-	dialed        atomic.Uint64
+	// withdrawn: accepted connections closed because their peer's
+	// credentials no longer verify under reloaded trust (Session 17).
+	withdrawn atomic.Uint64
+	accepted  atomic.Uint64
+	dialed    atomic.Uint64
 }
 
 func (s *quicStats) drop(reason int) { s.drops[reason].Add(1) }
@@ -50,6 +53,9 @@ type QUICStats struct {
 	// RefusedDomainLimit: closed because the peer's domain (another than
 	// the listener's) had MaxConnsPerDomain open.
 	RefusedDomainLimit uint64
+	// Withdrawn: accepted connections closed because a reload stopped
+	// trusting their peer's domain (Session 17).
+	Withdrawn uint64
 	// Accepted and Dialed connections, since the client started.
 	Accepted, Dialed uint64
 }
@@ -58,7 +64,7 @@ type QUICStats struct {
 func (c *Client) QUICStats() QUICStats {
 	s := &c.quic.stats
 	out := QUICStats{Dropped: map[string]uint64{}, SendErrors: s.sendErrors.Load(),
-		RefusedPeerLimit: s.refused.Load(), RefusedTotalLimit: s.refusedAll.Load(), RefusedDomainLimit: s.refusedDomain.Load(),
+		RefusedPeerLimit: s.refused.Load(), RefusedTotalLimit: s.refusedAll.Load(), RefusedDomainLimit: s.refusedDomain.Load(), Withdrawn: s.withdrawn.Load(),
 		Accepted: s.accepted.Load(), Dialed: s.dialed.Load()}
 	for i, n := range quicDropNames {
 		out.Dropped[n] = s.drops[i].Load()
@@ -70,7 +76,7 @@ var (
 	quicDroppedDesc = prometheus.NewDesc("gdp_client_quic_dropped_total",
 		"Packets of QUIC over names dropped, by reason.", []string{"reason"}, nil)
 	quicRefusedDesc = prometheus.NewDesc("gdp_client_quic_refused_total",
-		"Incoming QUIC connections over names refused, by limit (peer: max_conns_per_peer, domain: max_conns_per_domain, total: max_conns).", []string{"limit"}, nil)
+		"Incoming QUIC connections over names refused, by limit (peer: max_conns_per_peer, domain: max_conns_per_domain, total: max_conns; withdrawn, Session 17: accepted connections closed because a reload stopped trusting their peer's domain).", []string{"limit"}, nil)
 	quicConnsDesc = prometheus.NewDesc("gdp_client_quic_connections_total",
 		"QUIC connections over names established, by direction.", []string{"direction"}, nil)
 	quicSendErrDesc = prometheus.NewDesc("gdp_client_quic_send_errors_total",
@@ -97,6 +103,7 @@ func (q quicCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.refused.Load()), "peer")
 	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.refusedDomain.Load()), "domain")
 	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.refusedAll.Load()), "total")
+	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.withdrawn.Load()), "withdrawn")
 	ch <- prometheus.MustNewConstMetric(quicConnsDesc, prometheus.CounterValue, float64(q.s.accepted.Load()), "accepted")
 	ch <- prometheus.MustNewConstMetric(quicConnsDesc, prometheus.CounterValue, float64(q.s.dialed.Load()), "dialed")
 	ch <- prometheus.MustNewConstMetric(quicSendErrDesc, prometheus.CounterValue, float64(q.s.sendErrors.Load()))
