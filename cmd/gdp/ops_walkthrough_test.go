@@ -450,6 +450,10 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 	}
 	reload(rs, with(resolverSet, "trusted_domains", []string{"beta.meta"}), `"membership and trusted domains reloaded"`, `"trusted_domains":2`)
 	reload(rs, with(resolverSet, "bogus_key", 1), `"reload failed`, resolverCfg+": line ", "bogus_key")
+	// Session 17: gdp capsuled's trusted_domains are reloaded too, and the
+	// reload says what it dropped.
+	reload(cs, with(capsuledSet, "trusted_domains", []string{"beta.meta"}),
+		`"trusted domains reloaded: requester proofs of domains no longer trusted dropped"`, `"trusted_domains":2`)
 	reload(cs, with(capsuledSet, "placement.max_per_owner", 1), `"placement policy and subscription limits reloaded"`, `"max_per_owner":1`)
 	create := append([]string{"capsule", "create", "--owner", "alice", "--writer", "alice", "--servers", serverName, "--w", "1", "--desc", "second"}, conn...)
 	if out, err := e.gdp(create...); err == nil || !strings.Contains(out, "forbidden") {
