@@ -619,7 +619,8 @@ func (l *NameListener) Accept(ctx context.Context) (*NameConn, error) {
 			}
 			return nil, fmt.Errorf("accept %s: %w", l.name, err)
 		}
-		peer, domain, err := dialerName(rawCerts(qc), l.c.quic.creds.Load())
+		cr := l.c.quic.creds.Load()
+		peer, domain, err := dialerName(rawCerts(qc), cr)
 		if err != nil { // verified in the handshake; only a credentials change gets here
 			qc.CloseWithError(QUICCodeRefused, "credentials refused")
 			continue
@@ -636,6 +637,14 @@ func (l *NameListener) Accept(ctx context.Context) (*NameConn, error) {
 		}
 		l.open[qc] = struct{}{}
 		l.mu.Unlock()
+		if now := l.c.quic.creds.Load(); now != cr {
+			// Credentials replaced since the check above, maybe before
+			// their recheck saw this connection: check it under them.
+			if _, _, err := dialerName(rawCerts(qc), now); err != nil {
+				l.c.quic.stats.withdrawn.Add(1)
+				qc.CloseWithError(QUICCodeRefused, "trust withdrawn")
+			}
+		}
 		go func() {
 			<-qc.Context().Done()
 			l.mu.Lock()
