@@ -616,7 +616,7 @@ func (r *Router) learnTunnelHolders(dst pdu.Name) bool {
 		if f == nil {
 			continue
 		}
-		if r.installLearned(dst, f, 1, hopExpiry(rec, expiry), holder) == nil {
+		if r.installRecordHop(dst, rec, f, 1, hopExpiry(rec, expiry), holder) == nil {
 			installed = true
 		}
 	}
@@ -679,7 +679,11 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name, first func()) err
 			}
 			seen[holder] = true
 			if err := r.learnHolder(ctx, dst, holder, rec, hopExpiry(rec, expiry)); err != nil {
-				lastErr = err
+				if errors.Is(err, errForbidden) {
+					forbidden++ // withdrawn while it was looked up
+				} else {
+					lastErr = err
+				}
 				continue
 			}
 			installed++
@@ -747,19 +751,39 @@ func hopExpiry(rec *resolver.Record, expiry time.Time) time.Time {
 // learnHolder installs dst's hop toward holder, the router rec names.
 func (r *Router) learnHolder(ctx context.Context, dst, holder pdu.Name, rec *resolver.Record, expiry time.Time) error {
 	if f := r.peerFace(holder); f != nil {
-		return r.installLearned(dst, f, 1, expiry, holder)
+		return r.installRecordHop(dst, rec, f, 1, expiry, holder)
 	}
 	if *r.cfg.DialOnDemand && r.dial != nil {
 		f, err := r.dialPeer(ctx, holder, rec.Domain(), rec.Addrs)
 		if err == nil {
-			return r.installLearned(dst, f, 1, expiry, holder)
+			return r.installRecordHop(dst, rec, f, 1, expiry, holder)
 		}
 		r.logLim.Info(r.log, holder.String(), "on-demand tunnel failed", logging.Peer(holder), zap.Error(err))
 	}
 	if up := r.upstreamFace(); up != nil {
-		return r.installLearned(dst, up, 2, expiry, holder)
+		return r.installRecordHop(dst, rec, up, 2, expiry, holder)
 	}
 	return errors.New("router: holder unreachable: no tunnel, no dial, no upstream")
+}
+
+// installRecordHop installs dst's hop on f learnt from rec, then checks
+// rec's domain against the policy again (Session 17): a reload that
+// withdrew it after the lookup's check — during an on-demand dial, say —
+// may have swept the learnt routes (Router.Reload: RemoveOrigin) before
+// this hop was in, and it would be forwarded to for route_cache_ttl. The
+// reload stores its policy before it sweeps, and this reads it after
+// installing: one of the two sees the hop.
+func (r *Router) installRecordHop(dst pdu.Name, rec *resolver.Record, f *Face, cost uint32, expiry time.Time, holder pdu.Name) error {
+	if err := r.installLearned(dst, f, cost, expiry, holder); err != nil {
+		return err
+	}
+	if d := rec.Domain(); !r.policy().allows(d) {
+		if r.fib.removeIf(dst, f, func(h Hop) bool { return h.Origin == OriginResolver }) {
+			r.fib.unindex(dst, f)
+		}
+		return fmt.Errorf("%w: %s's record is of domain %s, withdrawn during the lookup", errForbidden, dst, d)
+	}
+	return nil
 }
 
 func (r *Router) installLearned(dst pdu.Name, f *Face, cost uint32, expiry time.Time, holder pdu.Name) error {

@@ -121,3 +121,106 @@ func TestTrustWithdrawnDropsLearnedRoutes(t *testing.T) {
 		t.Fatal("the upstream's face (domain A) was closed")
 	}
 }
+
+// TestTrustWithdrawnDuringLookup (Session 17): a reload that withdraws a
+// domain while a lookup of one of its names is under way — here while
+// the router dials the record's holder on demand, after the lookup
+// checked the record's domain under the old policy — leaves no route
+// behind. The reload's sweep of learnt routes ran before the lookup's
+// hop was installed (through the upstream, the dial having failed), so
+// the hop was used for route_cache_ttl after the reload; now it is
+// checked again once installed and the PDU is refused FORBIDDEN.
+func TestTrustWithdrawnDuringLookup(t *testing.T) {
+	w := newWorld(t)
+	domB, err := routertest.NewDomain("B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.dom.Verifier.Trusted[domB.ID.Name] = domB.ID.Meta // before any router starts
+	up := w.router("upstream", router.Config{}, nil)
+	upName := up.Name()
+	viaUp := router.Config{Peers: []router.PeerConfig{{Name: upName, Addr: "127.0.0.1:9"}}, Upstream: &upName}
+
+	rbc, err := domB.NewRouter("router B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The edge router (domain A) dials holders on demand; its dial to B's
+	// router is where the reload comes, once.
+	ec, err := w.dom.NewRouter("edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var edge *router.Router
+	onlyA := certs.NewVerifier(w.dom.ID.Meta)
+	onlyA.Now = w.dom.Verifier.Now
+	reloaded := make(chan error, 1)
+	dial := func(ctx context.Context, peer pdu.Name, addr string, raw bool) (router.Link, error) {
+		if peer == rbc.ID.Name {
+			select {
+			case reloaded <- edge.Reload(ec.ID, ec.Member, ec.Domain, onlyA, nil):
+			default:
+			}
+		}
+		return nil, errors.New("no dial in this test")
+	}
+	edgeCfg := viaUp
+	edgeCfg.Listen = "127.0.0.1:9"
+	edge, err = router.New(edgeCfg, router.Deps{Identity: ec.ID, Member: ec.Member, Domain: ec.Domain, Verifier: w.dom.Verifier,
+		Resolver: w.res, Dial: dial, Logger: zaptest.NewLogger(t).Named("edge")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = edge.Close() })
+	etr := &testRouter{Router: edge, creds: ec}
+	w.connect(etr, up)
+
+	viaUp.Listen = "127.0.0.1:9"
+	rb, err := router.New(viaUp, router.Deps{Identity: rbc.ID, Member: rbc.Member, Domain: rbc.Domain, Verifier: w.dom.Verifier,
+		Resolver: w.res, Logger: zaptest.NewLogger(t).Named("router B")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rb.Close() })
+	lu, lb := routertest.Pipe(upName, rb.Name(), 8192)
+	if _, err := up.Attach(lu, router.FaceRouter, domB.ID.Name, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rb.Attach(lb, router.FaceRouter, w.dom.ID.Name, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	lu.Start(func(l *routertest.Link, p []byte) { up.HandlePDU(l, p) })
+	lb.Start(func(l *routertest.Link, p []byte) { rb.HandlePDU(l, p) })
+	t.Cleanup(func() { _ = lu.Close(); lu.Wait() })
+
+	server := w.endpoint(&testRouter{Router: rb, creds: rbc}, certs.KindServer, "server in B")
+	advertise(t, server)
+	user := w.endpoint(etr, certs.KindClient, "user in A")
+	advertise(t, user)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	eventually(t, "both endpoints' records published", func() bool {
+		_, e1 := w.res.Lookup(ctx, server.Name())
+		_, e2 := w.res.Lookup(ctx, user.Name())
+		return e1 == nil && e2 == nil
+	})
+
+	rep, err := user.Ping(ctx, server.Name(), 8, 10*time.Second)
+	select {
+	case err := <-reloaded:
+		if err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+	default:
+		t.Fatalf("the edge never dialled B's router (ping: %+v, %v): the reload did not come during the lookup", rep, err)
+	}
+	var nak *client.NAKError
+	if !errors.As(err, &nak) || nak.Code != pdu.CodeForbidden {
+		t.Fatalf("ping of B's server, B withdrawn during its lookup: %+v, %v; want a FORBIDDEN NAK", rep, err)
+	}
+	for _, ri := range edge.Routes(0, router.OriginResolver) {
+		if ri.Name == server.Name() {
+			t.Fatalf("a route to B's server learnt during the reload outlived it: %+v", ri)
+		}
+	}
+}
