@@ -34,7 +34,8 @@ The configuration file is documented in deploy/capsuled.yaml. SIGTERM
 drains: capsule names are withdrawn, requests in progress finish, the store
 is closed after its last fsync. SIGHUP re-reads the configuration file
 and reloads the server's membership certificate and domain (a renewed
-membership is shown to the router from then on), the placement: policy
+membership is shown to the router from then on), trusted_domains (a
+domain removed proves nothing from then on), the placement: policy
 (owners, max_per_owner, max_replicas, max_placements) and the
 subscription limits, all or nothing: a configuration that does not load
 is refused and the running one stays. The router, the store and the

@@ -244,8 +244,9 @@ type capsuledConfig struct {
 	// and domain (placement.max_per_requester per member, max_per_domain
 	// per domain; a member of a domain not listed counts in the unproven
 	// pool), and their QUIC-over-names dials are admitted (bulk reads,
-	// max_conns_per_domain). Default none: the own domain only. Restart to
-	// change.
+	// max_conns_per_domain). Default none: the own domain only. Reloaded
+	// on SIGHUP (Session 17): a domain removed proves nothing from then on
+	// (its proven names are dropped, its accepted QUIC connections closed).
 	TrustedDomains []string `yaml:"trusted_domains"`
 	// Dir holds the store and the placements. Default /var/lib/gdp/capsuled.
 	Dir string `yaml:"dir"`
