@@ -72,6 +72,7 @@ func BenchmarkVMDowntime(b *testing.B) {
 		}
 	}
 	e := startVMWith(b, vmOpts{init: downtimeGuestInit, baseDisk: baseDisk, memMiB: memMiB, cluster: 64 << 10, fill: fill})
+	b.ResetTimer()
 	vmDownBench(b, e)
 }
 
