@@ -287,8 +287,9 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 
 	// §2 / §3.1: doctor on the router's config, then the router.
 	listen, admin := udpPort(t), freePort(t)
-	routerCfg := e.deployConfig("router", map[string]any{"listen": listen, "admin": admin,
-		"member_cert": "router.member", "domain": "acme.meta"})
+	routerSet := map[string]any{"listen": listen, "admin": admin,
+		"member_cert": "router.member", "domain": "acme.meta"}
+	routerCfg := e.deployConfig("router", routerSet)
 	out := e.mustGDP("doctor", "--config", routerCfg, "--role", "router")
 	for _, want := range []string{"ok    config:", "ok    port listen:", "ok    port admin:", "ok    identity:", "ok    membership:"} {
 		if !strings.Contains(out, want) {
@@ -455,6 +456,29 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 	reload(cs, with(capsuledSet, "trusted_domains", []string{"beta.meta"}),
 		`"trusted domains reloaded: requester proofs of domains no longer trusted dropped"`, `"trusted_domains":2`)
 	reload(cs, with(capsuledSet, "placement.max_per_owner", 1), `"placement policy and subscription limits reloaded"`, `"max_per_owner":1`)
+	// A router trusting beta, then no longer: the reload that withdraws it
+	// says so, with what it dropped (Session 17). The first reload's line
+	// is the same as earlier reloads': wait for one more of them, or the
+	// second SIGHUP may come before the first is done and both read the
+	// file without beta.
+	reloaded := func() int {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		n := 0
+		for _, l := range rt.lines {
+			if strings.Contains(l, `"reloaded certificates, trusted domains and policy"`) {
+				n++
+			}
+		}
+		return n
+	}
+	before := reloaded()
+	e.deployConfig("router", with(routerSet, "trusted_domains", []string{"beta.meta"}))
+	if err := rt.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the router's reload that trusts beta", func() bool { return reloaded() > before })
+	reload(rt, routerSet, `"trust withdrawn: faces of those domains closed`, `"learned_routes_dropped"`)
 	create := append([]string{"capsule", "create", "--owner", "alice", "--writer", "alice", "--servers", serverName, "--w", "1", "--desc", "second"}, conn...)
 	if out, err := e.gdp(create...); err == nil || !strings.Contains(out, "forbidden") {
 		t.Errorf("alice's second capsule after max_per_owner: 1 was reloaded: %v\n%s", err, out)
