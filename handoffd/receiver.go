@@ -193,8 +193,12 @@ type receiver struct {
 	unsynced int64 // bytes of blobs applied since the last syncSoon
 }
 
-// syncEvery is how many bytes of applied blocks start a background fsync.
-const syncEvery = 32 << 20
+// syncEvery is how many bytes of applied blocks start a background fsync
+// (a variable for tests).
+var syncEvery int64 = 32 << 20
+
+// backgroundSync is syncSoon's fsync (tests inject a writeback error).
+var backgroundSync = (*os.File).Sync
 
 // syncSoon starts an fsync of every image in the background unless one
 // runs. A VM handoff's commit comes right after the final round, the VM
@@ -211,7 +215,7 @@ func (r *receiver) syncSoon() {
 		defer r.syncWG.Done()
 		defer r.syncing.Store(false)
 		for _, im := range r.imgs {
-			if err := im.f.Sync(); err != nil {
+			if err := backgroundSync(im.f); err != nil {
 				err = fmt.Errorf("image %s: sync: %w", im.Name, err)
 				r.syncErr.CompareAndSwap(nil, &err)
 				return
