@@ -546,7 +546,12 @@ var verifyHook func()
 // transfer runs (one goroutine, in the background), keeping the hash of
 // each block the stream has not written: what the base copy holds there.
 // A block written meanwhile keeps the hash apply checked it against (its
-// bytes are what was written), whichever of the two comes first.
+// bytes are what was written), whichever of the two comes first. A block
+// the stream wrote before the verification reached it is not read; nor is
+// one wholly inside a hole of the working image (SEEK_HOLE: it reads as
+// zeros, its hash is zeroHash) — a base is mostly zeros, and its copy
+// holds them as holes: reading them cost more CPU than the stream's
+// blocks (Session 17).
 func (r *receiver) verifyUnchanged() error {
 	if verifyHook != nil {
 		verifyHook()
@@ -554,30 +559,77 @@ func (r *receiver) verifyUnchanged() error {
 	const chunk = 256
 	buf := make([]byte, chunk*BlockSize)
 	var hs [chunk]Hash
+	var need [chunk]bool
 	for _, im := range r.imgs {
+		exts, holes := dataExtents(im.f, im.Size)
 		for start := int64(0); start < im.blocks; start += chunk {
 			if r.vstop.Load() {
 				return errVerifyStopped
 			}
 			end := min(start+chunk, im.blocks)
-			want := min(im.Size-start*BlockSize, int64(len(buf)))
-			if got, err := im.f.ReadAt(buf[:want], start*BlockSize); int64(got) != want {
-				return fmt.Errorf("image %s: verify: read at block %d: %w", im.Name, start, orEOF(err))
+			n := end - start
+			im.mu.Lock()
+			for i := int64(0); i < n; i++ {
+				need[i] = !im.written[start+i]
 			}
-			for i := start; i < end; i++ {
-				o := (i - start) * BlockSize
-				hs[i-start] = hashBlock(buf[o:min(o+BlockSize, want)])
+			im.mu.Unlock()
+			if holes {
+				// Extents are sorted and apart: drop the ones that end
+				// before this chunk, then keep only blocks one touches.
+				for len(exts) > 0 && exts[0].Start+exts[0].Length <= start*BlockSize {
+					exts = exts[1:]
+				}
+				for i := int64(0); i < n; i++ {
+					if need[i] && !touchesData(exts, (start+i)*BlockSize) {
+						need[i] = false
+						hs[i] = zeroHash
+					}
+				}
+			}
+			for i := int64(0); i < n; {
+				if !need[i] {
+					i++
+					continue
+				}
+				j := i + 1
+				for j < n && need[j] {
+					j++
+				}
+				off := (start + i) * BlockSize
+				want := min(im.Size-off, (j-i)*BlockSize)
+				if got, err := im.f.ReadAt(buf[:want], off); int64(got) != want {
+					return fmt.Errorf("image %s: verify: read at block %d: %w", im.Name, start+i, orEOF(err))
+				}
+				for k := i; k < j; k++ {
+					o := (k - i) * BlockSize
+					hs[k] = hashBlock(buf[o:min(o+BlockSize, want)])
+				}
+				i = j
 			}
 			im.mu.Lock()
-			for i := start; i < end; i++ {
-				if !im.written[i] {
-					im.hashes[i] = hs[i-start]
+			for i := int64(0); i < n; i++ {
+				if !im.written[start+i] && (need[i] || holes) {
+					im.hashes[start+i] = hs[i]
 				}
 			}
 			im.mu.Unlock()
 		}
 	}
 	return nil
+}
+
+// touchesData says whether the block at byte off overlaps an extent of
+// exts (sorted, those wholly before off already dropped).
+func touchesData(exts []Extent, off int64) bool {
+	for _, e := range exts {
+		if e.Start >= off+BlockSize {
+			return false
+		}
+		if e.Start+e.Length > off {
+			return true
+		}
+	}
+	return false
 }
 
 // write puts a block whose hash is already checked in its place; the last

@@ -190,6 +190,30 @@ type imgState struct {
 	free   []uint64 // FS "ext4": the file system's unallocated blocks (a bit each)
 }
 
+// baseSpan returns the byte range, relative to block start, of the base
+// that the scan of blocks [start, start+n) compares against: from the
+// first to the last block that is non-zero in the base's index and either
+// still held by the destination as that base block or free in the file
+// system, cut at the base's end. Empty (lo == hi) when none is.
+func (im *imgState) baseSpan(start, n int64) (lo, hi int64) {
+	first, last := int64(-1), int64(-1)
+	for i := start; i < min(start+n, im.nbBase); i++ {
+		bh := im.base.Hashes[i]
+		if bh != zeroHash && (im.have[i] == bh || bitSet(im.free, i)) {
+			if first < 0 {
+				first = i
+			}
+			last = i + 1
+		}
+	}
+	if first < 0 {
+		return 0, 0
+	}
+	lo = (first - start) * BlockSize
+	hi = min((last-start)*BlockSize, im.base.Size-start*BlockSize)
+	return lo, max(hi, lo)
+}
+
 type item struct {
 	img  uint8
 	blk  uint64
@@ -884,18 +908,24 @@ func (s *sender) scan(ctx context.Context, round int, stopped bool, items chan<-
 					errc <- fmt.Errorf("image %s: read block %d: %w", c.img.Name, c.start, err)
 					return
 				}
-				// Fast path: a whole block that the destination holds as the
+				// Fast paths: a whole block that the destination holds as the
 				// base's block at this offset, and whose bytes equal that
 				// block's, is unchanged without hashing it (a compare and a
-				// read cost a fraction of SHA-256). Anything else is hashed.
-				bwant := int64(0)
-				if c.start < c.img.nbBase {
-					bwant = min(want, c.img.base.Size-c.start*BlockSize)
-					if int64(cap(bbuf)) < bwant {
+				// read cost a fraction of SHA-256); so is an all-zero block
+				// where the destination holds zeros (its hash is zeroHash).
+				// Anything else is hashed. The base is read only over the
+				// blocks the compare needs: non-zero in its index and held
+				// by the destination (or free, to count a difference) —
+				// most of a base is zeros, and reading them cost as much CPU
+				// as the scan's other work (Session 17).
+				bLo, bHi := c.img.baseSpan(c.start, c.n)
+				if bHi > bLo {
+					if int64(cap(bbuf)) < c.n*BlockSize {
 						bbuf = make([]byte, c.n*BlockSize)
 					}
-					if got, _ := c.img.baseF.ReadAt(bbuf[:bwant], c.start*BlockSize); int64(got) != bwant {
-						bwant = 0 // the base did not read: hash everything
+					bbuf = bbuf[:c.n*BlockSize]
+					if got, _ := c.img.baseF.ReadAt(bbuf[bLo:bHi], c.start*BlockSize+bLo); int64(got) != bHi-bLo {
+						bLo, bHi = 0, 0 // the base did not read: hash everything
 					}
 				}
 				var out []item
@@ -903,14 +933,16 @@ func (s *sender) scan(ctx context.Context, round int, stopped bool, items chan<-
 					o := i * BlockSize
 					b := buf[o : o+BlockSize]
 					blk := c.start + i
+					baseZero := blk < c.img.nbBase && c.img.base.Hashes[blk] == zeroHash
+					haveBase := o >= bLo && o+BlockSize <= bHi
 					if bitSet(c.img.free, blk) {
 						// Unallocated in the file system: the destination keeps
 						// what it holds. Counted when that differs.
 						differs := true
 						switch {
-						case o+BlockSize <= bwant:
+						case haveBase:
 							differs = !bytes.Equal(b, bbuf[o:o+BlockSize])
-						case blk >= c.img.nbBase:
+						case baseZero || blk >= c.img.nbBase:
 							differs = !isZero(buf[o:min(o+BlockSize, want)])
 						}
 						if differs {
@@ -918,8 +950,11 @@ func (s *sender) scan(ctx context.Context, round int, stopped bool, items chan<-
 						}
 						continue
 					}
-					if o+BlockSize <= bwant && o+BlockSize <= want && c.img.have[blk] == c.img.base.Hashes[blk] && bytes.Equal(b, bbuf[o:o+BlockSize]) {
-						continue
+					if o+BlockSize <= want {
+						if h := c.img.have[blk]; h == zeroHash && isZero(b) ||
+							haveBase && h == c.img.base.Hashes[blk] && bytes.Equal(b, bbuf[o:o+BlockSize]) {
+							continue
+						}
 					}
 					hh := hashBlock(buf[o:min(o+BlockSize, want)])
 					if hh != c.img.have[blk] {
