@@ -899,15 +899,23 @@ func (s *sender) scan(ctx context.Context, round int, stopped bool, items chan<-
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var bbuf []byte // the base's blocks of the chunk
+			// The chunk's blocks are read into buf, reused: only the
+			// changed ones are copied out, for the stages after this one
+			// (a fresh buffer per chunk cost more CPU, in clearing and in
+			// the kernel's faults on new pages, than the copy: Session 17).
+			var buf, bbuf []byte // the chunk's blocks, the base's
 			for c := range jobs {
 				t0 := time.Now()
-				buf := make([]byte, c.n*BlockSize)
+				if int64(cap(buf)) < c.n*BlockSize {
+					buf = make([]byte, c.n*BlockSize)
+				}
+				buf = buf[:c.n*BlockSize]
 				want := min(int64(len(buf)), c.img.size-c.start*BlockSize)
 				if got, err := c.img.cur.ReadAt(buf[:want], c.start*BlockSize); int64(got) != want {
 					errc <- fmt.Errorf("image %s: read block %d: %w", c.img.Name, c.start, err)
 					return
 				}
+				clear(buf[want:]) // a ragged last block is sent zero-padded
 				// Fast paths: a whole block that the destination holds as the
 				// base's block at this offset, and whose bytes equal that
 				// block's, is unchanged without hashing it (a compare and a
@@ -959,6 +967,14 @@ func (s *sender) scan(ctx context.Context, round int, stopped bool, items chan<-
 					hh := hashBlock(buf[o:min(o+BlockSize, want)])
 					if hh != c.img.have[blk] {
 						out = append(out, item{img: c.img.idx, blk: uint64(blk), hash: hh, data: b})
+					}
+				}
+				if len(out) > 0 {
+					own := make([]byte, len(out)*BlockSize)
+					for k := range out {
+						d := own[k*BlockSize : (k+1)*BlockSize]
+						copy(d, out[k].data)
+						out[k].data = d
 					}
 				}
 				s.stageBusy[0].Add(int64(time.Since(t0)))
