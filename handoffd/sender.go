@@ -235,7 +235,19 @@ type outFrame struct {
 	raw     int
 	input   int64
 	mode    Mode
+	reuse   bool // payload goes back to sender.frames once written
 }
+
+// frameBuf returns a recycled blob buffer, or nil.
+func (s *sender) frameBuf() []byte {
+	if p, ok := s.frames.Get().(*[]byte); ok {
+		return *p
+	}
+	return nil
+}
+
+// recycle hands a blob buffer nothing refers to any more back.
+func (s *sender) recycle(b []byte) { s.frames.Put(&b) }
 
 type sender struct {
 	cfg   SendConfig
@@ -269,6 +281,11 @@ type sender struct {
 	refreshDur time.Duration
 	scanEnd    time.Time
 	scannedImg []atomic.Int64 // bytes read this round, per image
+
+	// frames recycles blob buffers (*[]byte, about BlobSize each): a
+	// fresh one per blob cost more CPU, in clearing and in the kernel's
+	// faults on new pages, than mode none's copy into it (Session 17).
+	frames sync.Pool
 
 	results chan result
 	ackErr  chan error
@@ -1151,7 +1168,7 @@ func (s *sender) compressor(ctx context.Context, blobs <-chan blob, frames chan<
 				r.Kind, r.Data = recXOR, x
 			}
 		}
-		framed := framedRawBlob(recs)
+		framed := appendFramedRawBlob(s.frameBuf(), recs)
 		raw := framed[blobHeaderLen:]
 		s.ad.maybeProfile(b.recs, s)
 		var payload []byte
@@ -1167,8 +1184,13 @@ func (s *sender) compressor(ctx context.Context, blobs <-chan blob, frames chan<
 		s.stageIn[2].Add(int64(len(raw)))
 		s.stageOut[2].Add(int64(len(payload)))
 		s.compIn.Add(b.input)
+		// Mode none sends framed itself: it is recycled once written.
+		reuse := &payload[0] == &framed[0]
+		if !reuse {
+			s.recycle(framed)
+		}
 		select {
-		case frames <- outFrame{round: b.round, payload: payload, raw: len(raw), input: b.input, mode: used}:
+		case frames <- outFrame{round: b.round, payload: payload, raw: len(raw), input: b.input, mode: used, reuse: reuse}:
 		case <-ctx.Done():
 			return nil
 		}
@@ -1323,6 +1345,9 @@ func (s *sender) writer(ctx context.Context, frames <-chan outFrame, marks <-cha
 			}
 			if err := s.bw.Flush(); err != nil {
 				return fmt.Errorf("send blob: %w", err)
+			}
+			if f.reuse { // written out: the stream keeps none of it
+				s.recycle(f.payload)
 			}
 			s.ad.sent(time.Since(t0), len(f.payload)+5)
 			s.stageBusy[3].Add(int64(time.Since(t0)))

@@ -158,14 +158,23 @@ func rawBlob(recs []record) []byte { return framedRawBlob(recs)[blobHeaderLen:] 
 // framedRawBlob returns blobHeaderLen bytes of room for the blob header,
 // then the raw payload: mode none sends it as it is (encodeFramed), with
 // no copy.
-func framedRawBlob(recs []record) []byte {
+func framedRawBlob(recs []record) []byte { return appendFramedRawBlob(nil, recs) }
+
+// appendFramedRawBlob is framedRawBlob into buf's array when it is large
+// enough (a recycled buffer), else into a new one.
+func appendFramedRawBlob(buf []byte, recs []record) []byte {
 	nd := 0
 	for i := range recs {
 		if recs[i].Kind == recData || recs[i].Kind == recXOR {
 			nd++
 		}
 	}
-	raw := make([]byte, blobHeaderLen, blobHeaderLen+len(recs)*recHeaderLen+nd*BlockSize)
+	n := blobHeaderLen + len(recs)*recHeaderLen + nd*BlockSize
+	raw := buf[:0]
+	if cap(raw) < n {
+		raw = make([]byte, 0, n)
+	}
+	raw = raw[:blobHeaderLen]
 	for i := range recs {
 		r := &recs[i]
 		raw = append(raw, r.Kind, r.Image)
