@@ -34,7 +34,7 @@ import (
 // over the base disk with discard=unmap and trims before both handoffs),
 // GDP_HANDOFF_BENCH_VM_RATES (further rates, Mbit/s, for our VM handoff of
 // the same guest), GDP_HANDOFF_BENCH_ONLY (baselines | qemu: stop after
-// that part).
+// that part; vm: our VM handoffs of the QEMU part only, no QEMU migration).
 
 func dataDir() string {
 	if d := os.Getenv("GDP_HANDOFF_DATA"); d != "" {
@@ -317,6 +317,12 @@ func BenchmarkHandoffDataset(b *testing.B) {
 		qm = e.qemuMigrate(b, envFloat("GDP_HANDOFF_BENCH_QEMU_MBIT", 25)*1e6, os.Getenv("GDP_HANDOFF_BENCH_TRIM") == "1")
 	}
 
+	if os.Getenv("GDP_HANDOFF_BENCH_ONLY") == "vm" {
+		if qm == nil {
+			b.Fatal("GDP_HANDOFF_BENCH_ONLY=vm: the VM handoff did not run")
+		}
+		return
+	}
 	if os.Getenv("GDP_HANDOFF_BENCH_ONLY") == "qemu" {
 		if qm == nil {
 			b.Fatal("GDP_HANDOFF_BENCH_ONLY=qemu: the QEMU part did not run")
@@ -630,6 +636,10 @@ func (e *dsEnv) vmHandoff(b *testing.B, g *DataGuest, top string, rate float64, 
 		blog(b, "VM handoff timeline: %s; VM stopped at %.2fs; downtime %.2fs = stop and device state %.2fs + final round %.2fs + state, end and the destination's commit %.2fs",
 			strings.Join(tl, ", "), stop, rep.DowntimeSec, fin.Start-stop, fin.End-fin.Start, rep.TotalSec-fin.End)
 	}
+	if d := rep.Downtime; d != nil {
+		blog(b, "VM handoff downtime parts: stop %.3fs, refresh %.3fs, scan %.3fs, round %.3fs, state %.3fs, verdict %.3fs; the final round read %.1f MB of disk, %.1f MB of memory",
+			d.StopSec, d.RefreshSec, d.ScanSec, d.RoundSec, d.StateSec, d.VerdictSec, mb(d.Scanned["disk"]), mb(d.Scanned["memory"]))
+	}
 	if js, err := json.MarshalIndent(rep, "", "  "); err == nil {
 		os.WriteFile(filepath.Join(e.work, "report-vm.json"), js, 0o644)
 	}
@@ -791,6 +801,9 @@ func (e *dsEnv) qemuMigrate(b *testing.B, rate float64, trim bool) *qemuMigratio
 		}
 		time.Sleep(2 * time.Second)
 		qm.oursAt[r*1e6] = e.vmHandoff(b, src, top, r*1e6, trim)
+	}
+	if os.Getenv("GDP_HANDOFF_BENCH_ONLY") == "vm" {
+		return qm // our handoffs only: no QEMU migration
 	}
 	if _, err := src.Q.Run("cont", nil); err != nil {
 		blog(b, "QEMU live migration: %v", err)
