@@ -64,7 +64,7 @@ func gsoRelay(b *testing.B, size int) (float64, int64) {
 	sink, relay, sender := udp(b), udp(b), udp(b)
 	setGRO(b, sink)
 	setGRO(b, relay)
-	m := meter{notify: make(chan struct{}, 1)}
+	m := newMeter(int64(b.N), true)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
