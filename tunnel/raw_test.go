@@ -169,6 +169,56 @@ func TestRawReplayAfterLongStream(t *testing.T) {
 	}
 }
 
+// TestRawClosedSessionRefused: once a link is closed, a genuine frame of
+// its session is refused (unknown_session), even straight after frames of
+// that session were delivered (the receive loop remembers the last session
+// it found; closing must make it look again).
+func TestRawClosedSessionRefused(t *testing.T) {
+	tap := &tapConn{PacketConn: loopbackUDP(t)}
+	a := newTestNode(t, false, func(c *Config) { c.Raw = tap })
+	b := newTestNode(t, true, nil)
+	la, lb := pair(t, a, b, KindRaw)
+	for i := range 10 {
+		if err := la.Send([]byte("a pdu before the close")); err != nil {
+			t.Fatal(err)
+		}
+		b.sink.wait(t, i+1, 10*time.Second)
+	}
+	// one more genuine frame, held back: the receiver has not seen it
+	tap.setHold(true)
+	if err := la.Send([]byte("a held-back pdu")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tap.mu.Lock()
+		n := len(tap.frames)
+		tap.mu.Unlock()
+		if n == 11 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d frames written, want 11", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	held := tap.last()
+	lb.Close()
+	<-lb.(*link).Done()
+	attacker := loopbackUDP(t)
+	defer attacker.Close()
+	before := b.ep.Stats().Dropped(DropUnknownSession)
+	if _, err := attacker.WriteTo(held, b.ep.RawAddr()); err != nil {
+		t.Fatal(err)
+	}
+	waitStat(t, b.ep, "unknown_session", func(s Stats) bool {
+		return s.Dropped(DropUnknownSession) > before || b.sink.count() > 10
+	})
+	if got := b.sink.count(); got != 10 {
+		t.Fatalf("a frame of the closed link's session was delivered (%d PDUs)", got)
+	}
+}
+
 func TestRawReassemblyFlood(t *testing.T) {
 	const slots = 8
 	a := newTestNode(t, true, func(c *Config) { c.RawMTU = 1200 })
