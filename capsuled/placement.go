@@ -176,15 +176,16 @@ type placements struct {
 	// (Session 13). Keyed by share and capsule; the count is of CREATEs
 	// holding the entry.
 	pending map[pendingKey]*pendingPlacement
-	// own is the server's own domain: its members' placements are not
-	// limited per domain (its operator admits each of them).
-	own pdu.Name
+	// own is the server's own domain now (its client's: a reload that
+	// replaces the domain key changes it): its members' placements are not
+	// limited per domain (its operator admits each of them). nil: none.
+	own func() pdu.Name
 }
 
 // limitedGroup reports whether g is a group max_per_domain and
 // max_bytes_per_domain apply to: another domain, or the unproven pool.
 func (ps *placements) limitedGroup(g pdu.Name) bool {
-	return g != (pdu.Name{}) && g != ps.own
+	return g != (pdu.Name{}) && (ps.own == nil || g != ps.own())
 }
 
 type pendingKey struct{ share, name pdu.Name }

@@ -127,7 +127,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	places.own = deps.Client.Domain()
+	// Read at each check: a reload may replace the domain (its key).
+	places.own = deps.Client.Domain
 	if deps.Client.Credentials() == nil {
 		log.Warn("the server's client holds no membership to verify requesters with: every CREATE counts in the unproven requesters' pool (placement.max_per_domain); attach it through a client.Endpoint",
 			logging.Reason("no_credentials"))
