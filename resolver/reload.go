@@ -40,6 +40,12 @@ func (d *DHT) prepareReload(member *certs.Cert, v *certs.Verifier) (*reloadPlan,
 		v = d.gate.trust.Load()
 	}
 	v = withClock(v, d.gate.trust.Load())
+	if member != nil && member.Issuer != d.cfg.Domain.Name() {
+		// The node's key space (DomainPrefix), record store and gate are
+		// its domain's: a membership of another domain (a replaced domain
+		// key) takes a restart.
+		return nil, fmt.Errorf("dht: the membership is of domain %s, this node's domain is %s: a domain changes on restart only", member.Issuer, d.cfg.Domain.Name())
+	}
 	own := &MembershipProof{Meta: d.cfg.Identity.Meta, Member: member, Domain: d.cfg.Domain}
 	if _, err := d.gate.checkWith(v, d.cfg.Identity.Meta.Key, own); err != nil {
 		return nil, fmt.Errorf("dht: own membership: %w", err)
@@ -79,6 +85,24 @@ func (d *DHT) Reload(member *certs.Cert, v *certs.Verifier) error {
 		return err
 	}
 	p.commit()
+	return nil
+}
+
+// CheckReload reports whether Reload(member, v) would be refused, changing
+// nothing (review10): a router checks its embedded resolver's part of a
+// SIGHUP before it puts its own in force, so that the reload is all or
+// nothing (before, a membership of a new domain — a replaced domain key —
+// was taken by the router and then refused by the DHT nodes, and the log
+// said the running configuration was kept).
+func (s *Service) CheckReload(member *certs.Cert, v *certs.Verifier) error {
+	for _, d := range []*DHT{s.Local, s.Global} {
+		if d == nil {
+			continue
+		}
+		if _, err := d.prepareReload(member, v); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

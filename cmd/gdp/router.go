@@ -199,6 +199,12 @@ func reloadRouter(cfgPath string, node *router.Node, res *resolver.Service, watc
 	if err != nil {
 		return err
 	}
+	// The embedded resolver's part is checked first, so that a reload it
+	// would refuse (its DHT nodes keep the domain they started with)
+	// changes nothing: all or nothing.
+	if err := res.CheckReload(creds.member, creds.verifier); err != nil {
+		return fmt.Errorf("resolver: %w", err)
+	}
 	if err := node.Router.Reload(creds.id, creds.member, creds.domain, creds.verifier, cfg.AllowDomains); err != nil {
 		return err
 	}
