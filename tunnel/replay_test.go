@@ -1,6 +1,10 @@
 package tunnel
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/gdpnet/gdpnet/internal/fuzzseed"
+)
 
 func TestReplayWindow(t *testing.T) {
 	type step struct {
@@ -98,9 +102,9 @@ func (m *replayModel) commit(c uint64) bool {
 // model does (a counter not seen before and not more than
 // replayWindowSize behind the newest), for any stream of counters.
 func FuzzReplayWindow(f *testing.F) {
-	f.Add([]byte{0, 1, 2, 3})
-	f.Add([]byte{200, 1, 1, 0x81, 0x40, 1})
-	f.Add([]byte{0xff, 0xff, 1, 0x80, 0x80})
+	fuzzseed.Add(f, []byte{0, 1, 2, 3})
+	fuzzseed.Add(f, []byte{200, 1, 1, 0x81, 0x40, 1})
+	fuzzseed.Add(f, []byte{0xff, 0xff, 1, 0x80, 0x80})
 	f.Fuzz(func(t *testing.T, script []byte) {
 		// script: pairs (op, delta); op's top bit steps back, else forward
 		var w replayWindow
