@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -46,6 +47,11 @@ type Cache struct {
 	// Children resolved once, so a warm hit costs one atomic add.
 	hit, negHit, miss prometheus.Counter
 	missLatency       prometheus.Observer
+	// gen counts purges (under fillMu, which a fill from the inner
+	// resolver holds too): an answer the inner resolver verified under the
+	// trust before a purge is not cached after it.
+	fillMu sync.Mutex
+	gen    uint64
 }
 
 type cacheEntry struct {
@@ -104,31 +110,58 @@ func (c *Cache) Lookup(ctx context.Context, name pdu.Name) (*Record, error) {
 		c.neg.Remove(name)
 	}
 	start := time.Now()
+	gen := c.generation()
 	rec, err := c.inner.Lookup(ctx, name)
 	c.miss.Inc()
 	c.missLatency.Observe(time.Since(start).Seconds())
-	switch {
-	case err == nil:
-		c.pos.Add(name, c.entry(rec))
-	case errors.Is(err, ErrNotFound):
-		c.neg.Add(name, c.now().Add(c.negTTL))
-	}
+	c.fill(gen, func() {
+		switch {
+		case err == nil:
+			c.pos.Add(name, c.entry(rec))
+		case errors.Is(err, ErrNotFound):
+			c.neg.Add(name, c.now().Add(c.negTTL))
+		}
+	})
 	return rec, err
+}
+
+// generation is the purges so far: a fill started now is kept only if
+// there is no other by then (fill).
+func (c *Cache) generation() uint64 {
+	c.fillMu.Lock()
+	defer c.fillMu.Unlock()
+	return c.gen
+}
+
+// fill runs f, which caches an answer of the inner resolver asked at
+// generation gen, unless a purge came since (Session 17, review10): the
+// answer may have been verified under the trust the purge dropped — a
+// reload withdrawing a domain purges while a lookup of one of its names
+// is under way.
+func (c *Cache) fill(gen uint64, f func()) {
+	c.fillMu.Lock()
+	defer c.fillMu.Unlock()
+	if c.gen == gen {
+		f()
+	}
 }
 
 // LookupAll asks the inner resolver for every location of name (not
 // cached: a router asks it on a FIB miss, whose route it caches itself).
 // The newest record refreshes the cache entry Lookup answers from.
 func (c *Cache) LookupAll(ctx context.Context, name pdu.Name) ([]*Record, error) {
+	gen := c.generation()
 	all, err := c.inner.LookupAll(ctx, name)
-	switch {
-	case err == nil:
-		c.neg.Remove(name)
-		c.pos.Add(name, c.entry(all[0]))
-	case errors.Is(err, ErrNotFound):
-		c.pos.Remove(name)
-		c.neg.Add(name, c.now().Add(c.negTTL))
-	}
+	c.fill(gen, func() {
+		switch {
+		case err == nil:
+			c.neg.Remove(name)
+			c.pos.Add(name, c.entry(all[0]))
+		case errors.Is(err, ErrNotFound):
+			c.pos.Remove(name)
+			c.neg.Add(name, c.now().Add(c.negTTL))
+		}
+	})
 	return all, err
 }
 
@@ -183,6 +216,9 @@ func (c *Cache) Invalidate(name pdu.Name) {
 // Purge forgets everything the cache holds (a reload changed the trust
 // the entries were believed under).
 func (c *Cache) Purge() {
+	c.fillMu.Lock()
+	defer c.fillMu.Unlock()
+	c.gen++
 	c.pos.Purge()
 	c.neg.Purge()
 }

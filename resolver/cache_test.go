@@ -234,3 +234,73 @@ func TestConfigJoin(t *testing.T) {
 		t.Errorf("the DHT node got join %q, refresh_interval %s, put_timeout %s", c.Join, c.RefreshInterval, c.PutTimeout)
 	}
 }
+
+// purgingResolver runs during after the inner resolver answered and before
+// the answer is returned: a reload's purge while a lookup is under way.
+type purgingResolver struct {
+	Resolver
+	during func()
+}
+
+func (p *purgingResolver) Lookup(ctx context.Context, n pdu.Name) (*Record, error) {
+	rec, err := p.Resolver.Lookup(ctx, n)
+	if p.during != nil {
+		p.during()
+	}
+	return rec, err
+}
+
+func (p *purgingResolver) LookupAll(ctx context.Context, n pdu.Name) ([]*Record, error) {
+	all, err := p.Resolver.LookupAll(ctx, n)
+	if p.during != nil {
+		p.during()
+	}
+	return all, err
+}
+
+// TestCachePurgeDuringLookup (Session 17, review10): an answer the inner
+// resolver gave before a purge (a reload that withdrew trust purges the
+// cache: Service.Reload) is not cached after it — it was verified under
+// the trust the purge dropped. Before, a lookup under way at the reload
+// filled the cache again with it, answered until the record expired.
+func TestCachePurgeDuringLookup(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, goldenBase)
+	d := w.domain("p")
+	r := w.router(d, "r")
+	now := goldenBase.Add(time.Minute)
+	clockFn := func() time.Time { return now }
+	cv := trust(now, d)
+	cv.Now = clockFn
+	inner := &purgingResolver{Resolver: NewStatic(&Verifier{Certs: cv, Domain: d.Name})}
+	c, err := NewCache(inner, CacheConfig{Now: clockFn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	name, chain := w.capsuleAt(r, "purged", time.Hour)
+	if err := inner.Publish(ctx, w.location(r, name, chain, 1)); err != nil {
+		t.Fatal(err)
+	}
+	inner.during = c.Purge
+	if _, err := c.Lookup(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Entries()); n != 0 {
+		t.Fatalf("Lookup: %d entries cached from an answer given before the purge", n)
+	}
+	if _, err := c.LookupAll(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Entries()); n != 0 {
+		t.Fatalf("LookupAll: %d entries cached from an answer given before the purge", n)
+	}
+	// Without a purge meanwhile, answers are cached as before.
+	inner.during = nil
+	if _, err := c.Lookup(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Entries()); n != 1 {
+		t.Fatalf("%d entries cached after a plain lookup, want 1", n)
+	}
+}
