@@ -43,26 +43,7 @@ func TestTrustWithdrawnDropsLearnedRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	viaUp.Listen = "127.0.0.1:9"
-	rb, err := router.New(viaUp, router.Deps{Identity: rbc.ID, Member: rbc.Member, Domain: rbc.Domain, Verifier: w.dom.Verifier,
-		Resolver: w.res, Logger: zaptest.NewLogger(t).Named("router B")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rb.Close() })
-	lu, lb := routertest.Pipe(upName, rb.Name(), 8192)
-	if _, err := up.Attach(lu, router.FaceRouter, domB.ID.Name, "mem"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rb.Attach(lb, router.FaceRouter, w.dom.ID.Name, "mem"); err != nil {
-		t.Fatal(err)
-	}
-	lu.Start(func(l *routertest.Link, p []byte) { up.HandlePDU(l, p) })
-	lb.Start(func(l *routertest.Link, p []byte) { rb.HandlePDU(l, p) })
-	t.Cleanup(func() { _ = lu.Close(); lu.Wait() })
-
-	server := w.endpoint(&testRouter{Router: rb, creds: rbc}, certs.KindServer, "server in B")
-	advertise(t, server)
+	server := w.serverBehind(up, viaUp, domB, rbc)
 	user := w.endpoint(edge, certs.KindClient, "user in A")
 	advertise(t, user)
 	// A member of B attached to the edge router itself: its face goes at
@@ -175,26 +156,7 @@ func TestTrustWithdrawnDuringLookup(t *testing.T) {
 	etr := &testRouter{Router: edge, creds: ec}
 	w.connect(etr, up)
 
-	viaUp.Listen = "127.0.0.1:9"
-	rb, err := router.New(viaUp, router.Deps{Identity: rbc.ID, Member: rbc.Member, Domain: rbc.Domain, Verifier: w.dom.Verifier,
-		Resolver: w.res, Logger: zaptest.NewLogger(t).Named("router B")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rb.Close() })
-	lu, lb := routertest.Pipe(upName, rb.Name(), 8192)
-	if _, err := up.Attach(lu, router.FaceRouter, domB.ID.Name, "mem"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rb.Attach(lb, router.FaceRouter, w.dom.ID.Name, "mem"); err != nil {
-		t.Fatal(err)
-	}
-	lu.Start(func(l *routertest.Link, p []byte) { up.HandlePDU(l, p) })
-	lb.Start(func(l *routertest.Link, p []byte) { rb.HandlePDU(l, p) })
-	t.Cleanup(func() { _ = lu.Close(); lu.Wait() })
-
-	server := w.endpoint(&testRouter{Router: rb, creds: rbc}, certs.KindServer, "server in B")
-	advertise(t, server)
+	server := w.serverBehind(up, viaUp, domB, rbc)
 	user := w.endpoint(etr, certs.KindClient, "user in A")
 	advertise(t, user)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -223,4 +185,34 @@ func TestTrustWithdrawnDuringLookup(t *testing.T) {
 			t.Fatalf("a route to B's server learnt during the reload outlived it: %+v", ri)
 		}
 	}
+}
+
+// serverBehind starts router B (credentials rbc, a member of domB) as a
+// spoke of up over an in-memory link, config viaUp (up its upstream, so
+// answers find their way back), and attaches and advertises a server to
+// it: reached from other spokes of up only through up.
+func (w *world) serverBehind(up *testRouter, viaUp router.Config, domB *routertest.Domain, rbc *routertest.Router) *client.Client {
+	t := w.t
+	t.Helper()
+	upName := up.Name()
+	viaUp.Listen = "127.0.0.1:9"
+	rb, err := router.New(viaUp, router.Deps{Identity: rbc.ID, Member: rbc.Member, Domain: rbc.Domain, Verifier: w.dom.Verifier,
+		Resolver: w.res, Logger: zaptest.NewLogger(t).Named("router B")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rb.Close() })
+	lu, lb := routertest.Pipe(upName, rb.Name(), 8192)
+	if _, err := up.Attach(lu, router.FaceRouter, domB.ID.Name, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rb.Attach(lb, router.FaceRouter, w.dom.ID.Name, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	lu.Start(func(l *routertest.Link, p []byte) { up.HandlePDU(l, p) })
+	lb.Start(func(l *routertest.Link, p []byte) { rb.HandlePDU(l, p) })
+	t.Cleanup(func() { _ = lu.Close(); lu.Wait() })
+	server := w.endpoint(&testRouter{Router: rb, creds: rbc}, certs.KindServer, "server in B")
+	advertise(t, server)
+	return server
 }
