@@ -259,5 +259,15 @@ func (d *DHT) memberSweepLoop() {
 				_ = d.host.Network().ClosePeer(p)
 			}
 		}
+		// A peer refused since it entered the table (its proof on a new
+		// connection failed: e.g. its membership expired and the refusal
+		// came before this sweep's expire, which then never returns it)
+		// leaves the table too. A pre-warmed peer never dialled is never
+		// refused, so it stays (TestSweepKeepsPrewarmedPeers).
+		for _, p := range d.kad.RoutingTable().ListPeers() {
+			if d.gate.isDenied(p) {
+				d.kad.RoutingTable().RemovePeer(p)
+			}
+		}
 	})
 }

@@ -101,3 +101,28 @@ func TestExpiredMemberNotServedOnOpenStream(t *testing.T) {
 		t.Error("the refusal was not counted")
 	}
 }
+
+// TestRefusedPeerLeavesRoutingTable: a peer refused after it entered the
+// routing table (its proof on a later connection failed; here the refusal
+// recorded directly, as refusePeer does) leaves the table at the next
+// sweep, even though the sweep's expire never returns it. Before, a member
+// whose membership expired and whose next proof was refused before the
+// sweep saw the expiry stayed in the table (TestExpiredMemberDisconnected
+// failed a fresh-clone make test with 2 entries left).
+func TestRefusedPeerLeavesRoutingTable(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("refused")
+	c := startDHTs(t, w, d, certs.NewVerifier(d.Meta), false, "refused", 2, 1, func(cfg *DHTConfig) { cfg.MemberSweep = 50 * time.Millisecond })
+	a, b := c.nodes[0], c.nodes[1]
+	if a.kad.RoutingTable().Find(b.PeerID()) == "" {
+		t.Fatal("b is not in a's routing table to begin with")
+	}
+	a.gate.deny(b.PeerID(), time.Hour)
+	deadline := time.Now().Add(10 * time.Second)
+	for a.kad.RoutingTable().Find(b.PeerID()) != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("a peer refused by a's gate is still in a's routing table after 10 s of sweeps")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
