@@ -53,21 +53,7 @@ func (v *writeBeforeStop) Stop(ctx context.Context) ([]byte, error) {
 // source's, the late write included.
 func TestQEMUFinalRoundCopiesOnlyWrites(t *testing.T) {
 	const fillMiB = 24
-	fill := func(top string) {
-		data := make([]byte, fillMiB<<20)
-		rng := rngFor(9)
-		for i := 0; i < len(data)/BlockSize; i++ {
-			copy(data[i*BlockSize:], textBlock(rng))
-		}
-		src := top + ".fill"
-		if err := os.WriteFile(src, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		defer os.Remove(src)
-		if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", fmt.Sprintf("write -s %s 4M %dM", src, fillMiB), top).CombinedOutput(); err != nil {
-			t.Fatalf("qemu-io: %v: %s", err, out)
-		}
-	}
+	fill := func(top string) { fillOverlay(t, top, 4, fillMiB) }
 	e := startVMWith(t, vmOpts{init: dirtyGuestInit, fill: fill, cluster: 64 << 10})
 	h := e.handoff()
 	h.VM = &writeBeforeStop{QEMU: e.q, con: e.con, blk: 2}
@@ -112,5 +98,25 @@ func TestQEMUFinalRoundCopiesOnlyWrites(t *testing.T) {
 	// source's.
 	if out, err := exec.Command("qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw", e.top.Top, res.rec.Images["disk"]).CombinedOutput(); err != nil {
 		t.Fatalf("disk at B differs from A's: %v: %s", err, out)
+	}
+}
+
+// fillOverlay writes mib MiB of text blocks into the qcow2 overlay top at
+// offset atMiB (qemu-io, before the VM starts), so that the overlay holds
+// data of its own as a long-running guest's does.
+func fillOverlay(tb testing.TB, top string, atMiB, mib int) {
+	tb.Helper()
+	data := make([]byte, mib<<20)
+	rng := rngFor(9)
+	for i := 0; i < len(data)/BlockSize; i++ {
+		copy(data[i*BlockSize:], textBlock(rng))
+	}
+	src := top + ".fill"
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	defer os.Remove(src)
+	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", fmt.Sprintf("write -s %s %dM %dM", src, atMiB, mib), top).CombinedOutput(); err != nil {
+		tb.Fatalf("qemu-io: %v: %s", err, out)
 	}
 }

@@ -55,22 +55,8 @@ func BenchmarkVMDowntime(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	fill := func(top string) {
-		data := make([]byte, fillMiB<<20)
-		rng := rngFor(9)
-		for i := 0; i < len(data)/BlockSize; i++ {
-			copy(data[i*BlockSize:], textBlock(rng))
-		}
-		src := top + ".fill"
-		if err := os.WriteFile(src, data, 0o644); err != nil {
-			b.Fatal(err)
-		}
-		defer os.Remove(src)
-		// From 32 MiB on: the guest's own writes go below.
-		if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", fmt.Sprintf("write -s %s 32M %dM", src, fillMiB), top).CombinedOutput(); err != nil {
-			b.Fatalf("qemu-io: %v: %s", err, out)
-		}
-	}
+	// From 32 MiB on: the guest's own writes go below.
+	fill := func(top string) { fillOverlay(b, top, 32, fillMiB) }
 	e := startVMWith(b, vmOpts{init: downtimeGuestInit, baseDisk: baseDisk, memMiB: memMiB, cluster: 64 << 10, fill: fill})
 	b.ResetTimer()
 	vmDownBench(b, e)
