@@ -2,13 +2,18 @@ package handoffd
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -27,7 +32,12 @@ type dirtyTracker struct {
 	node string // the overlay's format node
 	sock string // the NBD server's unix socket
 	ours bool   // the NBD server was started here
-	n    int    // the bitmap recording now: bitmapPrefix+n (0: none yet)
+	// id makes this tracker's bitmap and export names its own,
+	// bitmapPrefix+"PID-RANDOM-n": a second tracker on the same QEMU (a
+	// second handoff of the VM, from this process or another) neither
+	// removes nor disables them, and sees them as a clash.
+	id string
+	n  int // the bitmap recording now: t.name(n) (0: none yet)
 	// frozen: the stop hook (QEMU.Stop, after the pause and before the
 	// device state is written out) read the bitmap already; next returns
 	// pending instead of reading again. An export after the device state
@@ -40,12 +50,57 @@ type dirtyTracker struct {
 
 const bitmapPrefix = "gdp-handoff-"
 
+// liveTrackers are this process's trackers by id: a bitmap of this
+// process's pid not among them is one a closed tracker failed to remove.
+var liveTrackers sync.Map
+
+// errBitmapClash: another handoff of the same VM follows its writes.
+var errBitmapClash = errors.New("another handoff of this VM follows its disk writes")
+
+// bitmapOwner says whose a bitmap or export named by this package is:
+// live (a running tracker's, here or in another live process) or stale
+// (a killed sender's, a closed tracker's, or from before per-tracker
+// names): stale ones may be removed, live ones never.
+func bitmapOwner(name string) (live bool) {
+	rest, ok := strings.CutPrefix(name, bitmapPrefix)
+	if !ok {
+		return false
+	}
+	f := strings.Split(rest, "-")
+	if len(f) != 3 {
+		return false // gdp-handoff-N: a sender from before per-tracker names
+	}
+	pid, err := strconv.Atoi(f[0])
+	if err != nil || pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		_, live = liveTrackers.Load(f[1])
+		return live
+	}
+	// Another process: live while it runs (a reused pid reads as live:
+	// the whole-overlay fallback, never a removed bitmap of a live one).
+	err = syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
 // newDirtyTracker finds top's node in q (query-block: the device whose
-// image is the same file as top), removes bitmaps and exports a killed
-// sender left, and starts QEMU's NBD server on a unix socket in q's
+// image is the same file as top), removes the bitmaps and exports a
+// killed sender left, refuses (errBitmapClash) when another live tracker
+// follows the VM, and starts QEMU's NBD server on a unix socket in q's
 // directory.
 func newDirtyTracker(q *QEMU, img, top string) (*dirtyTracker, error) {
-	t := &dirtyTracker{q: q, img: img}
+	var rnd [4]byte
+	crand.Read(rnd[:])
+	t := &dirtyTracker{q: q, img: img, id: hex.EncodeToString(rnd[:])}
+	clash := false
+	liveTrackers.Range(func(_, v any) bool {
+		clash = v.(*dirtyTracker).q == q
+		return !clash
+	})
+	if clash {
+		return nil, fmt.Errorf("%w (in this process)", errBitmapClash)
+	}
 	r, err := q.Run("query-block", nil)
 	if err != nil {
 		return nil, err
@@ -74,6 +129,11 @@ func newDirtyTracker(q *QEMU, img, top string) (*dirtyTracker, error) {
 			continue
 		}
 		t.node = d.Inserted.NodeName
+		for _, b := range d.Inserted.Bitmaps {
+			if bitmapOwner(b.Name) {
+				return nil, fmt.Errorf("%w (its bitmap %s on %s; if no other handoff runs, remove it with QMP block-dirty-bitmap-remove)", errBitmapClash, b.Name, t.node)
+			}
+		}
 		for _, b := range d.Inserted.Bitmaps {
 			if strings.HasPrefix(b.Name, bitmapPrefix) {
 				t.dropExport(b.Name)
@@ -107,6 +167,7 @@ func newDirtyTracker(q *QEMU, img, top string) (*dirtyTracker, error) {
 		}
 	}
 	t.ours = true
+	liveTrackers.Store(t.id, t)
 	q.onStop(t, t.freeze)
 	return t, nil
 }
@@ -158,9 +219,11 @@ func (t *dirtyTracker) onlyOurExports() bool {
 		return false
 	}
 	for _, e := range ex {
-		if !strings.HasPrefix(e.ID, bitmapPrefix) {
+		if !strings.HasPrefix(e.ID, bitmapPrefix) || bitmapOwner(e.ID) {
 			return false
 		}
+	}
+	for _, e := range ex {
 		t.dropExport(e.ID)
 	}
 	return true
@@ -170,7 +233,9 @@ func (t *dirtyTracker) dropExport(id string) {
 	t.q.Run("block-export-del", map[string]any{"id": id, "mode": "hard"})
 }
 
-func (t *dirtyTracker) name(n int) string { return fmt.Sprintf("%s%d", bitmapPrefix, n) }
+func (t *dirtyTracker) name(n int) string {
+	return fmt.Sprintf("%s%d-%s-%d", bitmapPrefix, os.Getpid(), t.id, n)
+}
 
 // next starts a new bitmap and returns the ranges written since the call
 // before (ok false on the first call: nothing was recording), the
@@ -244,6 +309,7 @@ func (t *dirtyTracker) read() (dirty []Extent, ok bool, err error) {
 // close removes the bitmap recording and stops the NBD server.
 func (t *dirtyTracker) close() {
 	t.q.onStop(t, nil)
+	defer liveTrackers.Delete(t.id)
 	if t.n > 0 {
 		t.q.Run("block-dirty-bitmap-remove", map[string]any{"node": t.node, "name": t.name(t.n)})
 		t.n = 0

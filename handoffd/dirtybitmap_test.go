@@ -2,6 +2,8 @@ package handoffd
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -118,5 +120,126 @@ func fillOverlay(tb testing.TB, top string, atMiB, mib int) {
 	defer os.Remove(src)
 	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", fmt.Sprintf("write -s %s %dM %dM", src, atMiB, mib), top).CombinedOutput(); err != nil {
 		tb.Fatalf("qemu-io: %v: %s", err, out)
+	}
+}
+
+// TestQEMUDirtyBitmapClash: two trackers on one VM (a second handoff of
+// it) would read and disable each other's bitmaps and miss writes
+// silently; each tracker's bitmaps carry its own name, and a tracker that
+// finds another live one — in this process, or a bitmap of another
+// running process — refuses (the whole-overlay fallback, BitmapErr says
+// why) and leaves the first one's bitmap alone: the first still sees the
+// guest's write. A bitmap a dead sender left is removed, not a clash.
+func TestQEMUDirtyBitmapClash(t *testing.T) {
+	e := startVMWith(t, vmOpts{init: dirtyGuestInit, cluster: 64 << 10})
+	node := func() string {
+		r, err := e.q.Run("query-block", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var devs []struct {
+			Inserted *struct {
+				NodeName string `json:"node-name"`
+			} `json:"inserted"`
+		}
+		json.Unmarshal(r, &devs)
+		for _, d := range devs {
+			if d.Inserted != nil {
+				return d.Inserted.NodeName
+			}
+		}
+		t.Fatal("no block device")
+		return ""
+	}()
+	addBitmap := func(name string) {
+		if _, err := e.q.Run("block-dirty-bitmap-add", map[string]any{"node": node, "name": name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bitmaps := func() []string {
+		r, _ := e.q.Run("query-block", nil)
+		var devs []struct {
+			Inserted *struct {
+				Bitmaps []struct {
+					Name string `json:"name"`
+				} `json:"dirty-bitmaps"`
+			} `json:"inserted"`
+		}
+		json.Unmarshal(r, &devs)
+		var names []string
+		for _, d := range devs {
+			if d.Inserted != nil {
+				for _, b := range d.Inserted.Bitmaps {
+					names = append(names, b.Name)
+				}
+			}
+		}
+		return names
+	}
+	// A dead sender's bitmap (a pid that has exited) and one from before
+	// per-tracker names: stale, removed.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	addBitmap(fmt.Sprintf("%s%d-deadbeef-3", bitmapPrefix, dead.Process.Pid))
+	addBitmap(bitmapPrefix + "7")
+	a, err := newDirtyTracker(e.q, "qemu-img", e.top.Top)
+	if err != nil {
+		t.Fatalf("first tracker: %v", err)
+	}
+	defer a.close()
+	if got := bitmaps(); len(got) != 0 {
+		t.Fatalf("bitmaps after the first tracker started: %v, want the stale ones removed", got)
+	}
+	// A second tracker before the first has a bitmap (its NBD server
+	// runs): refused, the server left alone.
+	if _, err := newDirtyTracker(e.q, "qemu-img", e.top.Top); !errors.Is(err, errBitmapClash) {
+		t.Fatalf("second tracker in this process: %v, want %v", err, errBitmapClash)
+	}
+	if _, ok, err := a.next(); err != nil || ok {
+		t.Fatalf("first tracker's first bitmap: ok %v err %v", ok, err)
+	}
+	// Through QCOW2Top, with the first tracker's bitmap recording: the
+	// whole-overlay fallback, BitmapErr says why.
+	other := &QCOW2Top{Top: e.top.Top, Raw: filepath.Join(e.dir, "other.raw"), QEMU: e.q}
+	defer other.Close()
+	for i := 0; i < 2; i++ {
+		if err := other.Refresh(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := other.Changed(); ok || !errors.Is(other.BitmapErr(), errBitmapClash) {
+		t.Fatalf("second QCOW2Top: changed known %v, BitmapErr %v; want the whole overlay and %v", ok, other.BitmapErr(), errBitmapClash)
+	}
+	// With no tracker left in this process, another running process's
+	// bitmap (pid 1 runs) is a clash too.
+	a.close()
+	addBitmap(fmt.Sprintf("%s1-0badf00d-1", bitmapPrefix))
+	if _, err := newDirtyTracker(e.q, "qemu-img", e.top.Top); !errors.Is(err, errBitmapClash) {
+		t.Fatalf("a tracker beside another running process's bitmap: %v, want %v", err, errBitmapClash)
+	}
+	e.q.Run("block-dirty-bitmap-remove", map[string]any{"node": node, "name": fmt.Sprintf("%s1-0badf00d-1", bitmapPrefix)})
+	a, err = newDirtyTracker(e.q, "qemu-img", e.top.Top)
+	if err != nil {
+		t.Fatalf("tracker after the clash cleared: %v", err)
+	}
+	defer a.close()
+	if _, _, err := a.next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newDirtyTracker(e.q, "qemu-img", e.top.Top); !errors.Is(err, errBitmapClash) {
+		t.Fatalf("second tracker beside a recording one: %v, want %v", err, errBitmapClash)
+	}
+	// The first tracker still sees the guest's write: its bitmap was
+	// neither removed nor disabled by the refused ones.
+	e.con.send("w 5")
+	e.con.wait(t, regexp.MustCompile(`^WROTE 5$`), 60*time.Second)
+	dirty, ok, err := a.next()
+	if err != nil || !ok {
+		t.Fatalf("first tracker after the refusals: ok %v err %v", ok, err)
+	}
+	if len(intersect(dirty, 5<<16, 1<<16)) == 0 {
+		t.Fatalf("first tracker's dirty ranges %v miss the guest's write at %d", dirty, 5<<16)
 	}
 }
