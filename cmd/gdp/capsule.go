@@ -229,7 +229,7 @@ deleted again, so a failed create leaves nothing behind.`,
 	cmd.Flags().StringVar(&desc, "desc", "", "description")
 	cmd.Flags().StringSliceVar(&servers, "servers", nil, "replica server names (comma-separated)")
 	cmd.Flags().IntVar(&w, "w", 0, "replicas that must hold a write (default: a majority)")
-	cmd.Flags().DurationVar(&lifetime, "adcert-lifetime", defaultAdCertLifetime, "validity of the AdCerts issued (renew with `gdp capsule renew` every 24–36 h)")
+	cmd.Flags().DurationVar(&lifetime, "adcert-lifetime", defaultAdCertLifetime, "validity of the AdCerts issued (renew with gdp capsule renew every 24–36 h)")
 	cmd.Flags().StringVar(&metaOut, "meta-out", "", "write the capsule's metadata to this file")
 	_ = cmd.MarkFlagRequired("owner")
 	_ = cmd.MarkFlagRequired("servers")

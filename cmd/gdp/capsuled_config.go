@@ -117,7 +117,7 @@ func (a *attachConfig) flags(c *cobra.Command) {
 	c.Flags().StringVar(&a.RouterName, "router-name", "", "router name (default: asked from --admin)")
 	c.Flags().StringVar(&a.Admin, "admin", "", "router admin address, to learn its name (default 127.0.0.1:8019)")
 	c.Flags().StringVar(&a.Keystore, "keystore", "", "keystore directory (default $GDP_KEYSTORE, else /var/lib/gdp/keys)")
-	c.Flags().StringVar(&a.Identity, "identity", "", "keystore alias of this endpoint")
+	c.Flags().StringVar(&a.Identity, "identity", "", "keystore alias of this endpoint (default client)")
 	c.Flags().StringVar(&a.MemberCert, "member", "", "membership certificate of the identity (default /etc/gdp/<identity>.member)")
 	c.Flags().StringVar(&a.Domain, "domain", "", "domain metadata file (default /etc/gdp/domain.meta)")
 }
