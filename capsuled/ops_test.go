@@ -352,3 +352,39 @@ func TestCreateRefusedOnFullDisk(t *testing.T) {
 		t.Fatalf("disk_full refusals %v, want ≥ 1", got)
 	}
 }
+
+// TestAppendOnFullDiskSaysWhy: a writer whose only replica refuses every
+// append because its disk is nearly full (min_free_bytes) is told so — the
+// error names the replica and the 503 it answered — rather than only "no
+// replica acknowledged" (Session 18: a first deployment by hand filled a
+// tmpfs and the writer's error did not say why). Nothing is stored.
+func TestAppendOnFullDiskSaysWhy(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	s := w.newReplica(r1, "filling server")
+	cc := w.userWith(r1, "writer", client.CapsuleOptions{Timeout: 500 * time.Millisecond, Attempts: 2})
+	tc := newTestCapsule(t, "filling")
+	tc.create(t, cc, 1, s)
+	s.stop()
+	s.mod = func(c *capsuled.Config) { c.MinFreeBytes = 1 << 62 } // a reserve no disk has
+	w.start(r1, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wr, err := cc.NewWriter(ctx, tc.meta.Name(), tc.writer.Key, client.WriterOptions{Cadence: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wr.Close(context.Background())
+	if _, err := wr.Append(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 5*time.Second) // the writer re-sends until its deadline
+	defer fcancel()
+	_, err = wr.Flush(fctx)
+	if !errors.Is(err, client.ErrNoReplica) || !strings.Contains(err.Error(), "disk nearly full") || !strings.Contains(err.Error(), s.id.Name.String()) {
+		t.Fatalf("append on a full disk: %v, want no replica acknowledged naming the replica and its disk", err)
+	}
+	if h, err := s.srv.Store().Head(tc.meta.Name()); err != nil || h.Seqno != 0 {
+		t.Fatalf("head after the refused append: %d, %v; want 0", h.Seqno, err)
+	}
+}

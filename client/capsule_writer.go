@@ -473,6 +473,11 @@ type batchSend struct {
 	// conflict: replicas that refused the batch because their log holds
 	// another writer's entries (the head they hold).
 	conflict map[pdu.Name]uint64
+	// refused: the last refusal a replica answered with (503: a full disk,
+	// an overloaded server, a storage share), for the error when no
+	// replica acknowledged: "no replica acknowledged" alone leaves the
+	// operator guessing (Session 18).
+	refused error
 }
 
 // startBatch registers m's id and sends it to the replicas.
@@ -582,6 +587,9 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 				if !bs.acked[rep.From] {
 					bs.lagging[rep.From] = true
 				}
+				if st == wire.StatusUnavailable || st == wire.StatusInternal {
+					bs.refused = fmt.Errorf("replica %s: %w", rep.From, rep.Msg.Err())
+				}
 			default:
 				cancel()
 				err := rep.Msg.Err()
@@ -633,12 +641,16 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 	}
 	if d.Acks == 0 {
 		bs.silent = 0
+		last := ""
+		if bs.refused != nil {
+			last = "; the last answer: " + bs.refused.Error()
+		}
 		if err := ctx.Err(); err != nil {
 			// Stopped (Ctrl-C, a deadline) before any answer came: say so
 			// first, not that the replicas refused.
-			return d, fmt.Errorf("append to %s: batch ending at seqno %d not acknowledged yet: %w (%w)", c, bs.seqno, err, ErrNoReplica)
+			return d, fmt.Errorf("append to %s: batch ending at seqno %d not acknowledged yet: %w (%w%s)", c, bs.seqno, err, ErrNoReplica, last)
 		}
-		return d, fmt.Errorf("append to %s: %w (%d replicas)", c, ErrNoReplica, d.N)
+		return d, fmt.Errorf("append to %s: %w (%d replicas%s)", c, ErrNoReplica, d.N, last)
 	}
 	return d, nil
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // committer is the group commit: appenders queue verified write batches,
@@ -35,7 +37,20 @@ type committer struct {
 	// the last free-space probe: when (unix nanoseconds) and its answer
 	probedAt atomic.Int64
 	roomy    atomic.Bool
+
+	// log gets one WARN when the guard starts refusing (at most one a
+	// diskWarnEvery) and one INFO when space is back after it; warnedAt
+	// is the last WARN (unix nanoseconds), warned whether this episode
+	// had one.
+	log      *zap.Logger
+	warnedAt atomic.Int64
+	warned   atomic.Bool
 }
+
+// diskWarnEvery bounds the "disk nearly full" WARN of a free space that
+// hovers at min_free_bytes: the refusals are all counted, the line says
+// it once.
+const diskWarnEvery = time.Minute
 
 // probeEvery bounds how often the free-space guard asks the file system.
 const probeEvery = 50 * time.Millisecond
@@ -51,13 +66,40 @@ func (c *committer) room() error {
 	now := time.Now().UnixNano()
 	if last := c.probedAt.Load(); now-last >= int64(probeEvery) && c.probedAt.CompareAndSwap(last, now) {
 		free, err := c.free(c.dir)
-		c.roomy.Store(err != nil || free >= uint64(c.minFree))
+		ok := err != nil || free >= uint64(c.minFree)
+		if was := c.roomy.Swap(ok); was != ok {
+			c.diskEpisode(ok, free, now)
+		}
 	}
 	if !c.roomy.Load() {
 		c.diskFull.Add(1)
 		return fmt.Errorf("%w: less than %d bytes free in %s", ErrDiskFull, c.minFree, c.dir)
 	}
 	return nil
+}
+
+// diskEpisode logs the guard's turn: refusing (the first write refused)
+// or accepting again. Only the probe that won the CAS calls it, so each
+// turn is logged once.
+func (c *committer) diskEpisode(roomy bool, free uint64, now int64) {
+	if c.log == nil {
+		return
+	}
+	if roomy {
+		if c.warned.Swap(false) {
+			c.log.Info("disk space back: appends accepted again", zap.String("dir", c.dir), zap.Uint64("free_bytes", free),
+				zap.Int64("min_free_bytes", c.minFree))
+		}
+		return
+	}
+	if last := c.warnedAt.Load(); last != 0 && now-last < int64(diskWarnEvery) {
+		return
+	}
+	c.warnedAt.Store(now)
+	c.warned.Store(true)
+	c.log.Warn("disk nearly full: appends and new capsules refused (503), nothing stored",
+		zap.String("dir", c.dir), zap.Uint64("free_bytes", free), zap.Int64("min_free_bytes", c.minFree),
+		zap.String("fix", fmt.Sprintf("free space on the file system of %s or give the store a larger one; writers keep their other replicas, and this one catches up from its peers once there is room (refusals: gdp_capsuled_disk_full_total)", c.dir)))
 }
 
 // statfsFree is the bytes available to unprivileged users on dir's file

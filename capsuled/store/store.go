@@ -111,7 +111,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		eng.close()
 		return nil, err
 	}
-	s.commit.dir, s.commit.minFree, s.commit.free = dir, opts.MinFreeBytes, opts.freeBytes
+	s.commit.dir, s.commit.minFree, s.commit.free, s.commit.log = dir, opts.MinFreeBytes, opts.freeBytes, opts.Logger
 	s.commit.roomy.Store(true)
 	s.commit.start(eng, opts.MaxGroupBytes)
 	if s.ahead != nil {
