@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -56,6 +57,7 @@ func reissue(c *certs.Cert, by *certs.Identity, now time.Time, backdate time.Dur
 func init() {
 	var dryRun bool
 	var backdate time.Duration
+	var certDir string
 	renew := &cobra.Command{
 		Use:   "renew [--dry-run]",
 		Short: "Re-issue every certificate in the keystore that is past half its life",
@@ -67,11 +69,15 @@ a membership, the endpoint key for an RtCert, the capsule owner's key for an
 AdCert); the file is replaced atomically, so a running daemon that watches
 it reloads on its own. A certificate whose issuer key is not in the keystore
 is named with the issuer that must sign it, and renew exits non-zero.
+Certificates kept in another directory (where gdp cert issue --out wrote
+them) are looked at too with --dir DIR. Finding no certificate file at all
+is an error: a timer that renews nothing would let every membership lapse.
 
 Run it from a timer (for example every hour). --dry-run only says what it
 would renew.`,
 		Example: `  gdp cert --keystore /var/lib/gdp/keys renew --dry-run
-  gdp cert --keystore /var/lib/gdp/keys renew`,
+  gdp cert --keystore /var/lib/gdp/keys renew
+  gdp cert renew --dir /etc/gdp    # certificates issued with --out /etc/gdp/...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := os.Stat(certKeystoreDir)
@@ -89,18 +95,26 @@ would renew.`,
 			if err != nil {
 				return err
 			}
-			des, err := os.ReadDir(certKeystoreDir)
-			if err != nil {
-				return fmt.Errorf("keystore %s: %w", certKeystoreDir, err)
+			dirs := []string{certKeystoreDir}
+			if certDir != "" && filepath.Clean(certDir) != filepath.Clean(certKeystoreDir) {
+				dirs = append(dirs, certDir)
+			}
+			var files []string
+			for _, d := range dirs {
+				des, err := os.ReadDir(d)
+				if err != nil {
+					return fmt.Errorf("certificate directory %s: %w", d, err)
+				}
+				for _, de := range des {
+					if de.Type().IsRegular() {
+						files = append(files, filepath.Join(d, de.Name()))
+					}
+				}
 			}
 			now := time.Now()
 			var due []renewPlan
 			fresh := 0
-			for _, de := range des {
-				if !de.Type().IsRegular() {
-					continue
-				}
-				file := filepath.Join(certKeystoreDir, de.Name())
+			for _, file := range files {
 				v, err := readAny(file)
 				if err != nil {
 					continue // keys, metadata in other formats, unrelated files
@@ -115,6 +129,12 @@ would renew.`,
 					continue
 				}
 				due = append(due, renewPlan{file: file, cert: c, issuer: findIssuer(ks, es, c)})
+			}
+			if fresh == 0 && len(due) == 0 {
+				// After OPERATIONS §1.1 the certificates sit where --out
+				// wrote them, not in the keystore: say where renew looked.
+				return fmt.Errorf("no certificate file in %s: renew looks only at the keystore directory and --dir; keep the certificates you issue there (gdp cert issue … --out %s) or name their directory with --dir DIR",
+					strings.Join(dirs, " or "), filepath.Join(dirs[len(dirs)-1], "NAME.member"))
 			}
 			sort.Slice(due, func(i, j int) bool { return due[i].file < due[j].file })
 			var missing []string
@@ -155,6 +175,7 @@ would renew.`,
 		},
 	}
 	renew.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be renewed, change nothing")
+	renew.Flags().StringVar(&certDir, "dir", "", "also renew the certificate files in this directory (where gdp cert issue --out wrote them)")
 	renew.Flags().DurationVar(&backdate, "backdate", time.Minute, "start the new certificates this much before now, to tolerate clock skew")
 	certCmd.AddCommand(renew)
 }

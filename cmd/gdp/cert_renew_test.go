@@ -64,7 +64,7 @@ func TestCertRenew(t *testing.T) {
 		var out bytes.Buffer
 		rootCmd.SetOut(&out)
 		rootCmd.SetErr(&out)
-		rootCmd.SetArgs(append([]string{"cert", "--keystore", dir, "renew"}, args...))
+		rootCmd.SetArgs(append([]string{"cert", "--keystore", dir, "renew", "--dir="}, args...))
 		err := rootCmd.ExecuteContext(context.Background())
 		rootCmd.SetArgs(nil)
 		return out.String(), err
@@ -114,4 +114,31 @@ func TestCertRenew(t *testing.T) {
 	if err == nil || !strings.Contains(out, dom.Name.String()+" must sign it") || !strings.Contains(out, "1 need another signer") {
 		t.Fatalf("renew without the issuer key: %v\n%s", err, out)
 	}
+
+	// Session 18: certificates where OPERATIONS §1.1 writes them (the
+	// working directory, not the keystore). Renew finding none is an
+	// error naming where it looked — before, "0 renewed" and exit 0, so a
+	// timer renewed nothing while every membership ran out — and --dir
+	// finds them.
+	dir = filepath.Join(t.TempDir(), "keys")
+	ks2, err := certs.OpenKeystore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ks2.Save("acme", dom); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	inWork := filepath.Join(work, "edge1.member")
+	writePEM(t, inWork, certs.PEMCert, mk(certs.IssueMember(dom, r1.Name, now.Add(-2*time.Hour), now.Add(time.Hour))).Marshal())
+	before := read(inWork)
+	out, err = run("--dry-run=false")
+	if err == nil || !strings.Contains(err.Error(), "no certificate file in "+dir) || !strings.Contains(err.Error(), "--dir") {
+		t.Fatalf("renew with no certificate in the keystore: %v\n%s; want an error naming it and --dir", err, out)
+	}
+	out, err = run("--dry-run=false", "--dir", work)
+	if err != nil || !strings.Contains(out, "1 renewed, 0 not yet at half-life") || bytes.Equal(read(inWork), before) {
+		t.Fatalf("renew --dir %s: %v\n%s", work, err, out)
+	}
+	check(inWork, certs.KindMember, dom.Name, r1.Name, dom, 3*time.Hour)
 }
