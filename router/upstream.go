@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -243,8 +244,14 @@ func (r *Router) storeDownstream(in *Face, rec *resolver.Record) {
 	defer cancel()
 	if err := r.res.Publish(ctx, rec); err != nil {
 		r.met.downstream.WithLabelValues("refused").Inc()
-		r.logLim.Info(r.log, "refused "+in.peer.String(), "downstream record refused", logging.Face(in.id), logging.Peer(in.peer), logging.Name(rec.Name),
-			logging.Reason("refused"), zap.Error(err))
+		fields := []zap.Field{logging.Face(in.id), logging.Peer(in.peer), logging.Name(rec.Name), logging.Reason("refused"), zap.Error(err)}
+		if errors.Is(err, resolver.ErrNotMember) {
+			// A spoke of another domain (Session 18: found deploying two
+			// domains by hand): a domain's DHT holds only its own routers'
+			// records, so the spoke's names are unreachable through here.
+			fields = append(fields, zap.String("fix", "this router's resolver takes location records of its own domain's routers only (a node of the domain's DHT): a router of another domain cannot announce its names through it as its upstream; federate the two domains (OPERATIONS §4.2: borders and the global DHT), or give that site a router of this domain"))
+		}
+		r.logLim.Info(r.log, "refused "+in.peer.String(), "downstream record refused", fields...)
 		return
 	}
 	r.met.downstream.WithLabelValues("stored").Inc()

@@ -2,7 +2,11 @@ package router_test
 
 import (
 	"context"
+	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/pdu"
@@ -72,4 +76,46 @@ func TestSpokeAnnouncesToUpstream(t *testing.T) {
 		_, err := hubRes.Lookup(context.Background(), e.Name())
 		return err != nil
 	})
+}
+
+// TestSpokeOfAnotherDomainToldWhy: a hub whose resolver holds only its own
+// domain's routers' records (a domain DHT node; here a static resolver
+// restricted to the domain the same way) refuses the records of a spoke of
+// another domain it trusts, and its line says why and what to do — the
+// spoke's names are not reachable through it (Session 18: two domains
+// deployed by hand, a beta router with an acme hub as upstream, the
+// beta-attached gateway's answers lost with "refused" and no fix).
+func TestSpokeOfAnotherDomainToldWhy(t *testing.T) {
+	w := newWorld(t)
+	domB, err := routertest.NewDomain("B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.dom.Verifier.Trusted[domB.ID.Name] = domB.ID.Meta // before any router starts
+	hubRes := resolver.NewStatic(&resolver.Verifier{Certs: w.dom.Verifier, Domain: w.dom.ID.Name})
+	t.Cleanup(func() { _ = hubRes.Close() })
+	core, logs := observer.New(zap.InfoLevel)
+	w.log = zap.New(core)
+	hub := w.router("hub", router.Config{}, hubRes)
+	w.log = nil
+	hubName := hub.Name()
+	rbc, err := domB.NewRouter("router B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := w.serverBehind(hub, router.Config{Peers: []router.PeerConfig{{Name: hubName, Addr: "127.0.0.1:9"}}, Upstream: &hubName}, domB, rbc)
+	eventually(t, "the hub to refuse B's record", func() bool {
+		return metric(t, hub, "gdp_router_downstream_records_total", "result", "refused") >= 1
+	})
+	if _, err := hubRes.Lookup(context.Background(), server.Name()); err == nil {
+		t.Fatal("the hub's resolver holds the record of another domain's spoke")
+	}
+	var line []observer.LoggedEntry
+	eventually(t, "the refusal's line", func() bool {
+		line = logs.FilterMessage("downstream record refused").All()
+		return len(line) > 0
+	})
+	if fix, _ := line[0].ContextMap()["fix"].(string); !strings.Contains(fix, "own domain's routers only") || !strings.Contains(fix, "§4.2") {
+		t.Fatalf("refusal line %v: want a fix naming the domain rule and the federation", line[0].ContextMap())
+	}
 }

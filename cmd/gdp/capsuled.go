@@ -125,7 +125,7 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 			}
 			_ = sdNotify("RELOADING=1")
 			if err := inConfig(cfgPath, reloadCapsuled(cfgPath, at, srv, watch)); err != nil {
-				log.Error("reload failed; keeping the running membership and policy", zap.Error(err))
+				log.Error("reload failed; keeping the running membership and policy", zap.Error(err), reloadFix("capsuled", cfgPath))
 			} else {
 				log.Info("reloaded the membership certificate, domain, trusted domains, placement policy, subscription limits and possession_min_samples; the router, store and other limits change on restart only")
 				if nc, err := loadCapsuledConfig(cfgPath); err == nil {

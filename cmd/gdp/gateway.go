@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -48,20 +46,6 @@ the listeners and routers change on restart only.`,
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML); none: all defaults")
 	addCommand(cmd)
-}
-
-// serveListener serves h on ln until Shutdown (serveHTTP for a listener
-// made elsewhere: the unix socket, the checked TCP address).
-func serveListener(ln net.Listener, what string, h http.Handler, log *zap.Logger) *httpService {
-	s := &httpService{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error(what+" server", zap.Error(err))
-		}
-	}()
-	log.Info(what+" up", logging.Addr(ln.Addr().String()))
-	return s
 }
 
 func runGateway(ctx context.Context, cfgPath string) (err error) {
@@ -113,7 +97,7 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 	wctx, wstop := context.WithCancel(ctx)
 	defer wstop()
 	go watch.run(wctx, certCheckEvery)
-	go watchCertFiles(wctx, log, []string{cfg.MemberCert}, sig)
+	go watchCertFiles(wctx, log, append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...), sig)
 	srv, err := gateway.New(cfg.server(), gateway.Deps{Uplink: up, Keys: creds.ks, Logger: log, Registry: reg,
 		LockWriter: func(c pdu.Name) (func(), error) { return lockWriter(creds.ks.Dir(), c) }})
 	if err != nil {
@@ -144,7 +128,7 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 	if err != nil {
 		return err
 	}
-	services = append(services, serveListener(uln, "unix socket", srv.Handler(false), log))
+	services = append(services, serveHTTPAt(uln, cfg.Socket, "unix socket", srv.Handler(false), log))
 	if cfg.TCPListen != "" {
 		tln, err := gateway.ListenTCP(cfg.TCPListen, cfg.AllowNonLoopback)
 		if err != nil {
@@ -153,7 +137,7 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 		if cfg.AllowNonLoopback {
 			log.Warn("tcp_listen may be reached from the network: anyone with the token acts with the user's keys", logging.Addr(cfg.TCPListen))
 		}
-		services = append(services, serveListener(tln, "tcp", srv.Handler(true), log))
+		services = append(services, serveHTTPOn(tln, "tcp", srv.Handler(true), log))
 	}
 	if cfg.Metrics != "off" {
 		mux := http.NewServeMux()
@@ -178,7 +162,7 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 			}
 			_ = sdNotify("RELOADING=1")
 			if err := inConfig(cfgPath, reloadGateway(cfgPath, creds.id, up, srv, watch)); err != nil {
-				log.Error("reload failed; keeping the running configuration", zap.Error(err))
+				log.Error("reload failed; keeping the running configuration", zap.Error(err), reloadFix("gateway", cfgPath))
 			} else {
 				log.Info("reloaded the limits, capsule defaults, token and membership certificate; listeners and routers change on restart only")
 				if nc, err := loadGatewayConfig(cfgPath); err == nil {
@@ -197,7 +181,7 @@ func gatewayCreds(cfg gatewayConfig) (*nodeCreds, error) {
 
 // gatewayReloaded are the settings a gateway's reload puts in force; a
 // change to any other is logged as waiting for a restart.
-var gatewayReloaded = []string{"member_cert", "domain", "token_file", "max_body", "max_batch_records", "max_read_records",
+var gatewayReloaded = []string{"member_cert", "domain", "trusted_domains", "token_file", "max_body", "max_batch_records", "max_read_records",
 	"max_subscriptions", "max_readers", "max_writers", "max_kv_stores", "idle_close", "request_timeout", "capsules"}
 
 // reloadGateway re-reads the config, the token file and the membership

@@ -21,6 +21,13 @@ type gatewayConfig struct {
 	// defaults are keepalive 500ms and idle_timeout 1.5s, so a silently
 	// dead router is noticed and left within ~1.5 s.
 	attachConfig `yaml:",inline"`
+	// TrustedDomains are the metadata files of other domains whose
+	// routers this gateway may attach to (a user visiting a partner's
+	// edge router, one whose trusted_domains lists the user's domain;
+	// Session 18), as gdp capsule's --trust. Default none: only the
+	// routers of the gateway's own domain verify. Reloaded by SIGHUP and
+	// when a listed file is replaced.
+	TrustedDomains []string `yaml:"trusted_domains"`
 	// Socket is the unix socket applications connect to, created mode
 	// 0600. Default $XDG_RUNTIME_DIR/gdp/gateway.sock, else
 	// ~/.gdp/gateway.sock.
@@ -111,6 +118,7 @@ func loadGatewayConfig(path string) (gatewayConfig, error) {
 		}
 	}
 	cfg.withDefaults("client")
+	cfg.attachConfig.trusted = cfg.TrustedDomains
 	if cfg.Tunnel.KeepAlive <= 0 {
 		cfg.Tunnel.KeepAlive = config.Duration(500 * time.Millisecond)
 	}

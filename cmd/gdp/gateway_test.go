@@ -188,3 +188,112 @@ func TestGatewayDaemon(t *testing.T) {
 		t.Fatalf("the old token after SIGHUP: %d", code)
 	}
 }
+
+// TestGatewayAttachesToPartnerRouter: a user of domain acme visiting a
+// partner's edge router (domain beta, whose trusted_domains lists acme)
+// runs its gateway with trusted_domains: [beta.meta] and is served there;
+// without it the router is refused at the handshake ("untrusted domain")
+// and the gateway stops with that error. Before Session 18 the gateway
+// had no trusted_domains, so such a router could not be used at all
+// (found in a first deployment by hand: two domains trusting each other).
+func TestGatewayAttachesToPartnerRouter(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme, _ := certs.NewIdentity(certs.KindDomain, "acme")
+	beta, _ := certs.NewIdentity(certs.KindDomain, "beta")
+	rid, _ := certs.NewIdentity(certs.KindRouter, "beta's edge router")
+	uid, _ := certs.NewIdentity(certs.KindClient, "acme user")
+	for alias, id := range map[string]*certs.Identity{"router": rid, "client": uid} {
+		if err := ks.Save(alias, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	for _, m := range []struct {
+		alias    string
+		dom, who *certs.Identity
+	}{{"router", beta, rid}, {"client", acme, uid}} {
+		c, err := certs.IssueMember(m.dom, m.who.Name, now.Add(-time.Minute), now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writePEM(t, filepath.Join(dir, m.alias+".member"), certs.PEMCert, c.Marshal())
+	}
+	writePEM(t, filepath.Join(dir, "acme.meta"), certs.PEMMetadata, acme.Meta.Marshal())
+	writePEM(t, filepath.Join(dir, "beta.meta"), certs.PEMMetadata, beta.Meta.Marshal())
+	admin, tunnel := adminPort(t), udpPort(t)
+	rcfg := filepath.Join(dir, "router.yaml")
+	if err := os.WriteFile(rcfg, []byte(fmt.Sprintf("listen: %q\nkeystore: %s\nmember_cert: %s\ndomain: %s\ntrusted_domains: [%s]\nadmin: %q\ndrain_timeout: 1s\nlog: {level: warn}\n",
+		tunnel, filepath.Join(dir, "keys"), filepath.Join(dir, "router.member"), filepath.Join(dir, "beta.meta"), filepath.Join(dir, "acme.meta"), admin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rdone := make(chan error, 1)
+	go func() { rdone <- runRouter(ctx, rcfg) }()
+	defer func() { cancel(); <-rdone }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := adminName(ctx, admin); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("router did not come up")
+		}
+	}
+	sock := filepath.Join(dir, "run", "gateway.sock")
+	gcfg := filepath.Join(dir, "gateway.yaml")
+	writeCfg := func(trusted string) {
+		t.Helper()
+		if err := os.WriteFile(gcfg, []byte(fmt.Sprintf("router: %q\nadmin: %q\nkeystore: %s\nmember_cert: %s\ndomain: %s\n%ssocket: %s\nmetrics: \"off\"\nlog: {level: warn}\n",
+			tunnel, admin, filepath.Join(dir, "keys"), filepath.Join(dir, "client.member"), filepath.Join(dir, "acme.meta"), trusted, sock)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	writeCfg("")
+	gctx, gcancel := context.WithTimeout(ctx, 60*time.Second)
+	err = runGateway(gctx, gcfg)
+	gcancel()
+	if err == nil || !strings.Contains(err.Error(), "untrusted domain") {
+		t.Fatalf("gateway without trusted_domains at the partner's router: %v, want refused (untrusted domain)", err)
+	}
+
+	writeCfg(fmt.Sprintf("trusted_domains: [%s]\n", filepath.Join(dir, "beta.meta")))
+	gctx, gcancel = context.WithCancel(ctx)
+	gdone := make(chan error, 1)
+	go func() { gdone <- runGateway(gctx, gcfg) }()
+	defer func() {
+		gcancel()
+		if err := <-gdone; err != nil {
+			t.Errorf("gateway exited: %v", err)
+		}
+	}()
+	uc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	var st map[string]any
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-gdone:
+			gdone <- err
+			t.Fatalf("gateway with trusted_domains [beta] stopped: %v", err)
+		default:
+		}
+		if resp, err := uc.Get("http://gdp/v1/status"); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("gateway with trusted_domains [beta] did not come up on its socket")
+		}
+	}
+	if st["identity"] != uid.Name.String() || st["router"] != rid.Name.String() {
+		t.Fatalf("status: %v, want acme's user attached to beta's router %s", st, rid.Name)
+	}
+}

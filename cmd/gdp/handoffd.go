@@ -249,7 +249,7 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 			case <-hup:
 				_ = sdNotify("RELOADING=1")
 				if nc, err := reloadHandoffd(cfgPath, at, agent, watch); err != nil {
-					log.Error("reload failed; keeping the running membership and configuration", zap.Error(inConfig(cfgPath, err)))
+					log.Error("reload failed; keeping the running membership and configuration", zap.Error(inConfig(cfgPath, err)), reloadFix("handoffd", cfgPath))
 				} else {
 					if at != nil {
 						watchFiles(nc)

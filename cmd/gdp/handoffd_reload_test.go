@@ -78,8 +78,8 @@ func TestHandoffdReloadsMembership(t *testing.T) {
 		t.Fatal(err)
 	}
 	line := d.waitLog(`"reload failed`)
-	if !strings.Contains(line, `"level":"error"`) || !strings.Contains(line, "membership") {
-		t.Errorf("reload failure line %s: want an error naming the membership", line)
+	if !strings.Contains(line, `"level":"error"`) || !strings.Contains(line, "membership") || !strings.Contains(line, `"fix":"correct the file`) {
+		t.Errorf("reload failure line %s: want an error naming the membership, and a fix", line)
 	}
 	if left := memberLeft(); left < 120*3600 {
 		t.Errorf("after a bad membership file: %vs left, want the running 144h membership kept", left)

@@ -24,10 +24,36 @@ type httpService struct {
 // serveHTTP listens on addr and serves h until Shutdown. what names the
 // service in errors and logs ("admin API", "metrics").
 func serveHTTP(addr, what string, h http.Handler, log *zap.Logger) (*httpService, error) {
+	ln, err := listenHTTP(addr, what)
+	if err != nil {
+		return nil, err
+	}
+	return serveHTTPOn(ln, what, h, log), nil
+}
+
+// listenHTTP binds addr for serveHTTPOn: a daemon binds its HTTP address
+// before it says it is up, so an address in use stops the start before
+// anything is announced (Session 18: a router whose admin address was
+// taken logged "router up" and published its location record, then
+// stopped).
+func listenHTTP(addr, what string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s listen %s: %w", what, addr, err)
 	}
+	return ln, nil
+}
+
+// serveHTTPOn serves h on ln (from listenHTTP, or a listener made
+// elsewhere: the gateway's checked TCP address) until Shutdown.
+func serveHTTPOn(ln net.Listener, what string, h http.Handler, log *zap.Logger) *httpService {
+	return serveHTTPAt(ln, ln.Addr().String(), what, h, log)
+}
+
+// serveHTTPAt is serveHTTPOn logging addr as where it serves: the
+// gateway's unix socket is bound under a temporary name and renamed into
+// place, and its "up" line names the path applications use (Session 18).
+func serveHTTPAt(ln net.Listener, addr, what string, h http.Handler, log *zap.Logger) *httpService {
 	s := &httpService{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
@@ -35,8 +61,8 @@ func serveHTTP(addr, what string, h http.Handler, log *zap.Logger) (*httpService
 			log.Error(what+" server", zap.Error(err))
 		}
 	}()
-	log.Info(what+" up", logging.Addr(ln.Addr().String()))
-	return s, nil
+	log.Info(what+" up", logging.Addr(addr))
+	return s
 }
 
 // Shutdown stops s gracefully, within ctx, and waits for its goroutine. A

@@ -305,6 +305,41 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 	}
 	routerName := nameRe.FindString(out)
 
+	// Session 18: a second router whose admin address is taken (another
+	// router's config copied with only listen changed) stops before it
+	// says it is up — before, it logged "router up" and published its
+	// record, then stopped — in one ERROR line saying what is wrong and
+	// what to do.
+	twiceDir := filepath.Join(e.work, "twice")
+	if err := os.MkdirAll(twiceDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	twiceCfg := writeDeployConfig(t, twiceDir, "router", map[string]any{"listen": udpPort(t), "admin": admin,
+		"member_cert": filepath.Join(e.work, "router.member"), "domain": filepath.Join(e.work, "acme.meta")}, "keystore")
+	twice := e.start("router twice", "router", "--config", twiceCfg)
+	select {
+	case <-twice.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("a second router whose admin address is taken did not stop")
+	}
+	if twice.err == nil {
+		t.Error("a second router whose admin address is taken exited 0")
+	}
+	twice.mu.Lock()
+	var stopped []string
+	for _, l := range twice.lines {
+		if strings.Contains(l, `"router up"`) {
+			t.Errorf("a second router whose admin address is taken said it was up: %s", l)
+		}
+		if strings.Contains(l, `"msg":"stopped"`) {
+			stopped = append(stopped, l)
+		}
+	}
+	twice.mu.Unlock()
+	if len(stopped) != 1 || !strings.Contains(stopped[0], "address already in use") || !strings.Contains(stopped[0], `"fix":"another process holds that address`) {
+		t.Errorf("a second router whose admin address is taken: stopped lines %q, want one naming the address in use with a fix", stopped)
+	}
+
 	// §4.1: a resolver node.
 	dhtPort, api := udpPort(t), freePort(t)
 	_, p, _ := net.SplitHostPort(dhtPort)
@@ -450,7 +485,8 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 		}
 	}
 	reload(rs, with(resolverSet, "trusted_domains", []string{"beta.meta"}), `"membership and trusted domains reloaded"`, `"trusted_domains":2`)
-	reload(rs, with(resolverSet, "bogus_key", 1), `"reload failed`, resolverCfg+": line ", "bogus_key")
+	reload(rs, with(resolverSet, "bogus_key", 1), `"reload failed`, resolverCfg+": line ", "bogus_key",
+		`"fix":"correct the file the error names (gdp doctor --config `+resolverCfg+" --role resolver")
 	// Session 17: gdp capsuled's trusted_domains are reloaded too, and the
 	// reload says what it dropped.
 	reload(cs, with(capsuledSet, "trusted_domains", []string{"beta.meta"}),
@@ -484,7 +520,7 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 		t.Errorf("alice's second capsule after max_per_owner: 1 was reloaded: %v\n%s", err, out)
 	}
 	reload(cs, with(with(capsuledSet, "placement.max_per_owner", 5), "placement.max_replicas", 99),
-		`"reload failed`, capsuledCfg, "max_replicas 99")
+		`"reload failed`, capsuledCfg, "max_replicas 99", `"fix":"correct the file`, "systemctl reload gdp-capsuled")
 	if out, err := e.gdp(create...); err == nil || !strings.Contains(out, "forbidden") {
 		t.Errorf("alice's second capsule after a refused reload: %v\n%s", err, out)
 	}

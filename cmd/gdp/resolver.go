@@ -119,7 +119,7 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 		case <-hup:
 			_ = sdNotify("RELOADING=1")
 			if err := inConfig(cfgPath, reloadResolver(cfgPath, svc, watch)); err != nil {
-				log.Error("reload failed; keeping the running membership and trusted domains", zap.Error(err))
+				log.Error("reload failed; keeping the running membership and trusted domains", zap.Error(err), reloadFix("resolver", cfgPath))
 			} else {
 				log.Info("reloaded the membership certificate and trusted domains; addresses, bootstrap and the rest of the resolver block change on restart only")
 				if nc, err := loadResolverConfig(cfgPath); err == nil {

@@ -106,6 +106,23 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 			return fmt.Errorf("raw listen %s: %w", cfg.RawListen, err)
 		}
 	}
+	admin := cfg.Admin
+	var adminLn net.Listener
+	if admin != "off" {
+		if adminLn, err = listenHTTP(admin, "admin API"); err != nil {
+			_ = conn.Close()
+			if raw != nil {
+				_ = raw.Close()
+			}
+			return err
+		}
+		// closed here unless served (then Shutdown closes it)
+		defer func() {
+			if adminLn != nil {
+				_ = adminLn.Close()
+			}
+		}()
+	}
 	reg := newDaemonRegistry()
 	watch := newCertWatch(log, reg)
 	watch.set("member", creds.member, cfg.MemberCert)
@@ -143,12 +160,9 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 	defer signal.Stop(sig)
 	log.Info("router up", logging.Name(creds.id.Name), logging.Addr(node.Addr()))
 
-	admin := cfg.Admin
 	var srv *httpService
-	if admin != "off" {
-		if srv, err = serveHTTP(admin, "admin API", routerAdminHandler(node.Router, res, reg), log); err != nil {
-			return err
-		}
+	if adminLn != nil {
+		srv, adminLn = serveHTTPOn(adminLn, "admin API", routerAdminHandler(node.Router, res, reg), log), nil
 	}
 	_ = sdNotify("READY=1\nSTATUS=forwarding")
 
@@ -161,7 +175,7 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 			if s == syscall.SIGHUP {
 				_ = sdNotify("RELOADING=1")
 				if err := inConfig(cfgPath, reloadRouter(cfgPath, node, res, watch, log)); err != nil {
-					log.Error("reload failed; keeping the running configuration", zap.Error(err))
+					log.Error("reload failed; keeping the running configuration", zap.Error(err), reloadFix("router", cfgPath))
 				} else {
 					log.Info("reloaded certificates, trusted domains and policy")
 					if nc, err := loadRouterConfig(cfgPath); err == nil {
