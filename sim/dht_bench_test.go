@@ -226,6 +226,7 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		}
 		build := time.Since(t0)
 		connsBuild := s.DHTConnections()
+		held := holdOpenConns(s)
 		if f := os.Getenv("GDP_SIM_HEAPPROF"); f != "" {
 			writeHeapProfile(b, f)
 		}
@@ -241,9 +242,17 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		cancel()
 		conv := time.Since(t0)
 		cpu := processCPU() - cpu0
+		connSec, _ := held.stop()
 		hwm := vmHWM()
 		conns := s.DHTConnections()
 		counts := s.DHTCounts()
+		st := s.net.Stats()
+		// The datagrams the emulated network carried (DHT traffic on
+		// QUIC, the routers' own) and those it dropped at a full socket
+		// queue: each such drop is a retransmission of QUIC's.
+		b.Logf("emulated network by the check's end: %d datagrams delivered (%.0f a DHT connection), %d dropped at a full socket queue, %d with no listener, %d with no route",
+			st.Delivered.Load(), float64(st.Delivered.Load())/float64(max(conns, 1)), st.RecvQueueFull.Load(), st.NoListener.Load(), st.NoRoute.Load())
+		b.Logf("DHT connections held open: %.0f connection-end seconds from the build to the check's end (each connection counted at both ends; its keep-alives and timers cost by the second)", connSec)
 		if idle := envInt("GDP_SIM_IDLE_S", 0); idle > 0 {
 			// GDP_SIM_IDLE_S=N: the CPU the converged simulation burns
 			// while nothing is asked of it (QUIC keep-alives of the open
@@ -260,11 +269,13 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 				}
 				stop = func() { pprof.StopCPUProfile(); pf.Close() }
 			}
-			c0, i0 := processCPU(), time.Now()
+			c0, i0, open := processCPU(), time.Now(), s.DHTOpenConnections()
 			time.Sleep(time.Duration(idle) * time.Second)
 			stop()
-			b.Logf("idle: %.1f%% of a core over %s (%d DHT connections opened meanwhile)",
-				100*float64(processCPU()-c0)/float64(time.Since(i0)), time.Since(i0).Round(time.Second), s.DHTConnections()-conns)
+			burn := processCPU() - c0
+			b.Logf("idle: %.1f%% of a core over %s (%d DHT connections opened meanwhile): %.1f µs of CPU a second for each of the %d connection ends held open",
+				100*float64(burn)/float64(time.Since(i0)), time.Since(i0).Round(time.Second), s.DHTConnections()-conns,
+				float64(burn.Microseconds())/time.Since(i0).Seconds()/float64(max(open, 1)), open)
 		}
 		gor := runtime.NumGoroutine()
 		s.Close()
@@ -291,6 +302,54 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 			b.Fatalf("%d of %d lookups failed: %s", rep.Lookups-rep.Found, rep.Lookups, strings.Join(rep.Failed, "; "))
 		}
 	}
+}
+
+// connMeter integrates the DHT connection ends a simulation holds open
+// over time, sampled every second (holdOpenConns).
+type connMeter struct {
+	quit, done chan struct{}
+	sum        float64       // connection-end seconds
+	window     time.Duration // from the first sample to the last
+}
+
+// holdOpenConns starts measuring the connection-end seconds s holds open:
+// what an open connection costs by the second (QUIC keep-alives, loss
+// and idle timers, the Go runtime's timer heaps they fill) is
+// proportional to it, apart from what opening it costs.
+func holdOpenConns(s *Sim) *connMeter {
+	m := &connMeter{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		first := time.Now()
+		last, open := first, s.DHTOpenConnections()
+		defer func() { m.window = last.Sub(first) }()
+		sample := func() {
+			now := time.Now()
+			n := s.DHTOpenConnections()
+			m.sum += float64(open+n) / 2 * now.Sub(last).Seconds() // trapezoid
+			last, open = now, n
+		}
+		for {
+			select {
+			case <-m.quit:
+				sample()
+				return
+			case <-t.C:
+				sample()
+			}
+		}
+	}()
+	return m
+}
+
+// stop ends the measurement and returns the connection-end seconds and
+// the time they were measured over.
+func (m *connMeter) stop() (float64, time.Duration) {
+	close(m.quit)
+	<-m.done
+	return m.sum, m.window
 }
 
 // servePprof serves net/http/pprof on addr (GDP_SIM_PPROF: a loopback

@@ -15,6 +15,8 @@ import (
 // membership-proof stream, a connection is counted once (accepted) and
 // its dial once begun, and the publishes' puts are counted as PUT_VALUE
 // requests served (each router's record at the 11 other nodes, k 20).
+// The bench's connection-end seconds (holdOpenConns) are the open ends
+// times the time held.
 func TestDHTCounts(t *testing.T) {
 	const n = 12
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -70,4 +72,14 @@ func TestDHTCounts(t *testing.T) {
 		}
 	}
 	t.Log(sum)
+
+	o0, m := s.DHTOpenConnections(), holdOpenConns(s)
+	time.Sleep(2500 * time.Millisecond)
+	got, window := m.stop()
+	o1, held := s.DHTOpenConnections(), window.Seconds()
+	// Ends may close meanwhile (crossing dials): bound by the fewest and
+	// the most open.
+	if lo, hi := 0.9*float64(min(o0, o1))*held, 1.1*float64(max(o0, o1))*held; o0 == 0 || held <= 0 || got < lo || got > hi {
+		t.Errorf("%.1f connection-end seconds over %.2f s with %d then %d ends open: want %.1f..%.1f", got, held, o0, o1, lo, hi)
+	}
 }
