@@ -263,9 +263,12 @@ func (d *DHT) memberSweepLoop() {
 		// connection failed: e.g. its membership expired and the refusal
 		// came before this sweep's expire, which then never returns it)
 		// leaves the table too. A pre-warmed peer never dialled is never
-		// refused, so it stays (TestSweepKeepsPrewarmedPeers).
-		for _, p := range d.kad.RoutingTable().ListPeers() {
-			if d.gate.isDenied(p) {
+		// refused, so it stays (TestSweepKeepsPrewarmedPeers). The refused
+		// peers are looked up in the table, not the table's peers in the
+		// refusals: there are seldom any, and listing every node's table
+		// every second was 1.6 % of the CPU of a 1,000-router simulation.
+		for _, p := range d.gate.deniedPeers() {
+			if d.kad.RoutingTable().Find(p) != "" {
 				d.kad.RoutingTable().RemovePeer(p)
 			}
 		}

@@ -205,6 +205,23 @@ func (g *gate) expire() []peer.ID {
 	return out
 }
 
+// deniedPeers returns the peers refused now (forgetting those whose
+// refusal ran out, as isDenied does).
+func (g *gate) deniedPeers() []peer.ID {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	var out []peer.ID
+	for p, until := range g.denied {
+		if !now.Before(until) {
+			delete(g.denied, p)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 func (g *gate) isDenied(p peer.ID) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()

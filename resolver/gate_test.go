@@ -7,11 +7,15 @@ import (
 	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // goldenProof is the membership proof docs/PROTOCOL.md §6.3 shows.
@@ -104,4 +108,28 @@ func FuzzParseProof(f *testing.F) {
 			t.Fatalf("round trip: %v", err)
 		}
 	})
+}
+
+// TestGateDeniedPeers: the refused peers the member sweep looks up in the
+// routing table are those whose refusal still lasts: not one whose
+// refusal ran out, nor one admitted since.
+func TestGateDeniedPeers(t *testing.T) {
+	now := goldenBase
+	g := newGate(&certs.Verifier{Now: func() time.Time { return now }}, pdu.Name{}, time.Minute)
+	a, b, c := peer.ID("a"), peer.ID("b"), peer.ID("c")
+	g.deny(a, 0) // the gate's DenyFor: a minute
+	g.deny(b, 10*time.Second)
+	g.deny(c, 0)
+	g.admit(c, admitted{until: now.Add(time.Hour)})
+	got := g.deniedPeers()
+	if len(got) != 2 || !slices.Contains(got, a) || !slices.Contains(got, b) {
+		t.Fatalf("refused now: %v, want a and b", got)
+	}
+	now = now.Add(30 * time.Second)
+	if got := g.deniedPeers(); len(got) != 1 || got[0] != a {
+		t.Fatalf("30 s later: %v, want a only (b's refusal ran out)", got)
+	}
+	if g.isDenied(b) {
+		t.Error("b still refused after its refusal ran out")
+	}
 }
