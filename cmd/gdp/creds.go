@@ -71,6 +71,14 @@ func loadCreds(role string, f credFiles) (*nodeCreds, error) {
 		return nil, err
 	}
 	withSkew(v, f.skew)
+	// The membership must be this identity's, signed by its domain: a file
+	// mixed up with another node's failed later as "tls: bad certificate"
+	// at the router, naming neither file (Session 18). An expired one is
+	// taken: the daemon says so (certwatch) and reloads the renewed file.
+	if _, _, err := v.VerifyMember(id.Meta, member, domain); err != nil && !errors.Is(err, certs.ErrExpired) && !errors.Is(err, certs.ErrNotYetValid) {
+		return nil, fmt.Errorf("membership %s does not make %s identity %q (%s) a member of domain %s: %w; the domain operator issues it: gdp cert issue member --domain DOMAIN --member %s.meta --out FILE",
+			f.member, role, f.identity, id.Name, domain.Name(), err, f.identity)
+	}
 	return &nodeCreds{ks: ks, id: id, member: member, domain: domain, verifier: v}, nil
 }
 

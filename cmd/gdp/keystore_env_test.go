@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
 )
 
@@ -102,5 +103,56 @@ func TestCertCommandsCreateNoKeystore(t *testing.T) {
 	}
 	if _, err := os.Stat(ks); !os.IsNotExist(err) {
 		t.Fatalf("a cert command created the keystore (%v)", err)
+	}
+}
+
+// TestLoadCredsChecksMembership: a node's membership file must be its own,
+// signed by its domain, or the daemon (and every client command) refuses to
+// start naming the file — before Session 18 a capsule server given another
+// node's membership started and failed at its router with "tls: bad
+// certificate", naming neither. An expired membership is taken (the
+// daemon warns and reloads the renewed file).
+func TestLoadCredsChecksMembership(t *testing.T) {
+	dir := t.TempDir()
+	ksDir := filepath.Join(dir, "keys")
+	ks, err := certs.OpenKeystore(ksDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, _ := certs.NewIdentity(certs.KindDomain, "acme")
+	other, _ := certs.NewIdentity(certs.KindDomain, "someone else's")
+	alice, _ := certs.NewIdentity(certs.KindClient, "alice")
+	bob, _ := certs.NewIdentity(certs.KindClient, "bob")
+	if err := ks.Save("alice", alice); err != nil {
+		t.Fatal(err)
+	}
+	domPath := filepath.Join(dir, "acme.meta")
+	writePEM(t, domPath, certs.PEMMetadata, dom.Meta.Marshal())
+	now := time.Now()
+	for _, tc := range []struct {
+		name     string
+		by       *certs.Identity
+		subject  certs.Name
+		from, to time.Time
+		wantErr  string
+	}{
+		{"its own", dom, alice.Name, now.Add(-time.Minute), now.Add(time.Hour), ""},
+		{"expired", dom, alice.Name, now.Add(-2 * time.Hour), now.Add(-time.Hour), ""},
+		{"another node's", dom, bob.Name, now.Add(-time.Minute), now.Add(time.Hour), "wrong subject"},
+		{"another domain's", other, alice.Name, now.Add(-time.Minute), now.Add(time.Hour), "untrusted domain"},
+	} {
+		c, err := certs.IssueMember(tc.by, tc.subject, tc.from, tc.to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mp := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".member")
+		writePEM(t, mp, certs.PEMCert, c.Marshal())
+		_, err = loadCreds("client", credFiles{keystore: ksDir, identity: "alice", member: mp, domain: domPath})
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s membership: %v, want taken", tc.name, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), mp)):
+			t.Errorf("%s membership: %v, want refused naming %s and %q", tc.name, err, mp, tc.wantErr)
+		}
 	}
 }
