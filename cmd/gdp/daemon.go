@@ -62,10 +62,8 @@ func daemonLogger(c logging.Config, component string) (*zap.Logger, func(err *er
 // listen on any addresses") are matched by their text.
 func stopFix(err error, component string) string {
 	doctor := ""
-	switch component {
-	case "router", "resolver", "capsuled":
-		doctor = "; gdp doctor --config FILE --role " + component + " checks every address before a start"
-	}
+	doctor = "; gdp doctor --config FILE --role " + component + " checks every address before a start"
+
 	msg := err.Error()
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE) || strings.Contains(msg, "address already in use"):
@@ -98,11 +96,8 @@ func inConfig(path string, err error) error {
 // capsuled, gateway, handoffd).
 func reloadFix(role, cfgPath string) zap.Field {
 	check := ""
-	switch role {
-	case "router", "resolver", "capsuled":
-		if cfgPath != "" {
-			check = fmt.Sprintf(" (gdp doctor --config %s --role %s shows every problem the daemon would refuse)", cfgPath, role)
-		}
+	if cfgPath != "" {
+		check = fmt.Sprintf(" (gdp doctor --config %s --role %s shows every problem the daemon would refuse)", cfgPath, role)
 	}
 	return zap.String("fix", "correct the file the error names"+check+
 		", then reload again (systemctl reload gdp-"+role+", or kill -HUP the process); a replaced certificate file is picked up on its own. Until then the daemon runs unchanged")

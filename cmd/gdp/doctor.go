@@ -68,11 +68,12 @@ func init() {
 	o := doctorOptions{procSys: "/proc/sys", now: time.Now, synced: clockSynced, disk: diskSize}
 	var jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "doctor [--keystore DIR] [--config FILE --role router|resolver|capsuled | --remote FILE] [--json]",
+		Use:   "doctor [--keystore DIR] [--config FILE --role router|resolver|capsuled|gateway|handoffd | --remote FILE] [--json]",
 		Short: "Check this node before starting a daemon: socket buffers, UDP offload, clock, keys, config, ports, membership",
 		Long: `doctor runs the checks an operator wants before starting gdp router,
-gdp resolver or gdp capsuled, and prints one line per check: ok, warn or
-fail, what it found, and the command that fixes it.
+gdp resolver, gdp capsuled, gdp gateway or gdp handoffd, and prints one
+line per check: ok, warn or fail, what it found, and the command that
+fixes it.
 
   net.core.rmem_max, net.core.wmem_max
         Linux caps every socket buffer at these. quic-go asks for 7 MiB on
@@ -151,7 +152,7 @@ Exit status: 0 when nothing failed (warnings allowed), 1 otherwise.`,
 				return nil
 			}
 			if o.config != "" && o.role == "" {
-				return fmt.Errorf("--config needs --role router, resolver or capsuled")
+				return fmt.Errorf("--config needs --role " + doctorRoles)
 			}
 			if o.role != "" && o.config == "" {
 				return fmt.Errorf("--role needs --config")
@@ -171,7 +172,7 @@ Exit status: 0 when nothing failed (warnings allowed), 1 otherwise.`,
 	}
 	cmd.Flags().StringVar(&o.keystore, "keystore", "", "keystore directory to check (default: the config's keystore, else $GDP_KEYSTORE, else /var/lib/gdp/keys)")
 	cmd.Flags().StringVarP(&o.config, "config", "c", "", "a daemon's configuration file (YAML) to check, with --role")
-	cmd.Flags().StringVar(&o.role, "role", "", "which daemon --config is for: router, resolver or capsuled")
+	cmd.Flags().StringVar(&o.role, "role", "", "which daemon --config is for: "+doctorRoles)
 	cmd.Flags().StringVar(&o.remote, "remote", "", "check a live deployment from here: the sites and addresses in this inventory file (YAML; deploy/examples/three-sites/sites.yaml)")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print a JSON array of {check, status, detail, fix}")
 	addCommand(cmd)
@@ -379,8 +380,18 @@ func checkConfig(path, role string) (checkResult, *credFiles, []listenAddr) {
 		err = e
 		f = cfg.files()
 		ports = []listenAddr{{"metrics", "tcp", cfg.Metrics}}
+	case "gateway": // Session 18: an operator's first deployment reached for it
+		cfg, e := loadGatewayConfig(path)
+		err = e
+		f = cfg.files()
+		ports = []listenAddr{{"metrics", "tcp", cfg.Metrics}, {"tcp_listen", "tcp", cfg.TCPListen}}
+	case "handoffd":
+		cfg, e := loadHandoffdConfig(path)
+		err = e
+		f = cfg.files()
+		ports = []listenAddr{{"metrics", "tcp", cfg.Metrics}, {"listen_tcp", "tcp", cfg.ListenTCP}}
 	default:
-		r.Status, r.Detail = checkFail, fmt.Sprintf("--role %q: want router, resolver or capsuled", role)
+		r.Status, r.Detail = checkFail, fmt.Sprintf("--role %q: want %s", role, doctorRoles)
 		return r, nil, nil
 	}
 	if err != nil {
@@ -475,10 +486,18 @@ func checkClock(synced func() (bool, error)) checkResult {
 	return r
 }
 
+// doctorRoles are the daemons --role names.
+const doctorRoles = "router, resolver, capsuled, gateway or handoffd"
+
 // roleKind is the key kind a daemon's identity has.
 func roleKind(role string) string {
-	if role == "capsuled" {
+	switch role {
+	case "capsuled":
 		return "server"
+	case "gateway":
+		return "client"
+	case "handoffd":
+		return "agent"
 	}
 	return role
 }

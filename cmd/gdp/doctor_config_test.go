@@ -27,6 +27,10 @@ func TestDoctorRefusesWhatTheDaemonRefuses(t *testing.T) {
 		{"capsuled", "router: 127.0.0.1:84090\n", `router "127.0.0.1:84090"`},
 		{"capsuled", "log:\n  level: loud\n", `log level "loud"`},
 		{"capsuled", "engine: rocks\n", `engine "rocks"`},
+		// Session 18: the gateway and the handoff agent too.
+		{"gateway", "max_body: -1\n", "must not be negative"},
+		{"gateway", "tcp_listen: 192.0.2.1:8039\n", "loopback"},
+		{"handoffd", "log:\n  level: loud\n", `log level "loud"`},
 	} {
 		p := filepath.Join(dir, c.role+".yaml")
 		if err := os.WriteFile(p, []byte(c.yaml), 0o644); err != nil {
@@ -90,6 +94,42 @@ func TestDoctorPortsAndClock(t *testing.T) {
 		}
 		if r.Check == "clock" && r.Status != checkWarn {
 			t.Errorf("unknown clock: %+v", r)
+		}
+	}
+}
+
+// TestDoctorGatewayAndHandoffd: --role gateway and --role handoffd load
+// the file through the daemon's own loader, check its addresses and the
+// identity it names (a client key for the gateway, an agent key for the
+// agent: the fix says which to make). Before Session 18 doctor knew only
+// router, resolver and capsuled.
+func TestDoctorGatewayAndHandoffd(t *testing.T) {
+	dir := t.TempDir()
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	for _, c := range []struct{ role, yaml, port, kind string }{
+		{"gateway", "tcp_listen: " + held.Addr().String() + "\nmetrics: \"off\"\n", "port tcp_listen", "--kind client"},
+		{"handoffd", "metrics: " + held.Addr().String() + "\n", "port metrics", "--kind agent"},
+	} {
+		p := filepath.Join(dir, c.role+".yaml")
+		if err := os.WriteFile(p, []byte(c.yaml+"keystore: "+dir+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]checkResult{}
+		for _, r := range runDoctor(doctorOptions{config: p, role: c.role, procSys: dir}) {
+			got[r.Check] = r
+		}
+		if r := got["config"]; r.Status != checkOK {
+			t.Errorf("%s: config check %+v, want ok", c.role, r)
+		}
+		if r := got[c.port]; r.Status != checkFail || !strings.Contains(r.Detail, held.Addr().String()) {
+			t.Errorf("%s: %s in use: %+v", c.role, c.port, r)
+		}
+		if r := got["identity"]; r.Status != checkFail || !strings.Contains(r.Fix, c.kind) {
+			t.Errorf("%s: identity check %+v, want a failure whose fix makes %s", c.role, r, c.kind)
 		}
 	}
 }

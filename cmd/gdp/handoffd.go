@@ -93,6 +93,20 @@ func loadHandoffdConfig(path string) (handoffdConfig, error) {
 	if cfg.Metrics == "" {
 		cfg.Metrics = "127.0.0.1:8039"
 	}
+	// What the agent would refuse only once running (its logger, its
+	// listeners), refused here, so gdp doctor --role handoffd and a reload
+	// see it (Session 18).
+	if err := cfg.Log.Validate(); err != nil {
+		return cfg, err
+	}
+	if err := checkAPIAddr("metrics", cfg.Metrics); err != nil {
+		return cfg, err
+	}
+	if cfg.ListenTCP != "" {
+		if err := checkHostPort("listen_tcp", cfg.ListenTCP, true); err != nil {
+			return cfg, err
+		}
+	}
 	if cfg.MaxConcurrent < 0 || cfg.MaxPerPeer < 0 || cfg.IdleTimeout < 0 || cfg.MinFreeBytes < 0 || cfg.MaxBytesPerPeer < 0 {
 		return cfg, fmt.Errorf("max_concurrent, max_per_peer, idle_timeout, min_free_bytes and max_bytes_per_peer must not be negative")
 	}
