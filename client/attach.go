@@ -219,7 +219,7 @@ func (s *stickyLink) keep() {
 			lost = time.Now()
 		}
 		s.log.Warn("tunnel to the router lost; redialing", logging.Peer(l.Peer()), logging.Addr(s.routers[s.idx].Addr),
-			zap.NamedError("reason", l.Err()), zap.String("fix", routerLostFix))
+			logging.Reason(tunnel.CloseReason(l.Err())), zap.String("fix", routerLostFix))
 		s.mu.Lock()
 		s.cur = nil
 		s.mu.Unlock()

@@ -24,9 +24,9 @@ func TestCloseReason(t *testing.T) {
 		{&quic.IdleTimeoutError{}, "peer silent (idle timeout)"},
 		{errors.New("tunnel: peer credentials expired"), "tunnel: peer credentials expired"},
 	} {
-		got := closeReason(c.err)
+		got := CloseReason(c.err)
 		if got != c.want || strings.Contains(got, "Application error") {
-			t.Errorf("closeReason(%v) = %q, want %q", c.err, got, c.want)
+			t.Errorf("CloseReason(%v) = %q, want %q", c.err, got, c.want)
 		}
 	}
 }

@@ -125,7 +125,7 @@ func (l *link) closeWith(err error) {
 		}
 		l.qc.CloseWithError(closeNormal, "")
 		l.ep.stats.linksClosed.Add(1)
-		l.ep.linkLim.Info(l.ep.log, l.peer.String(), "link down", logging.Peer(l.peer), zap.Stringer("kind", l.kind), logging.Reason(closeReason(err)))
+		l.ep.linkLim.Info(l.ep.log, l.peer.String(), "link down", logging.Peer(l.peer), zap.Stringer("kind", l.kind), logging.Reason(CloseReason(err)))
 	})
 }
 
@@ -453,10 +453,11 @@ func (l *link) controlLoop() {
 	}
 }
 
-// closeReason is why a link went down, as the "link down" line says it: a
+// CloseReason is why a link went down, as the "link down" line (and an
+// endpoint's "tunnel to the router lost") says it: a
 // normal close by either side reads "closed by peer" or "closed", not
 // quic-go's "Application error 0x0 (remote)".
-func closeReason(err error) string {
+func CloseReason(err error) string {
 	var ae *quic.ApplicationError
 	switch {
 	case err == nil, errors.Is(err, ErrClosed), errors.Is(err, context.Canceled):

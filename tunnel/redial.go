@@ -118,7 +118,7 @@ func (r *Redialer) run() {
 		}
 		select {
 		case <-l.Done():
-			r.log.Info("link lost, redialing", logging.Reason(closeReason(l.Err())))
+			r.log.Info("link lost, redialing", logging.Reason(CloseReason(l.Err())))
 		case <-r.ctx.Done():
 			l.Close()
 			<-l.Done()
