@@ -61,9 +61,7 @@ func daemonLogger(c logging.Config, component string) (*zap.Logger, func(err *er
 // The errors of libraries that flatten the cause (libp2p's "failed to
 // listen on any addresses") are matched by their text.
 func stopFix(err error, component string) string {
-	doctor := ""
-	doctor = "; gdp doctor --config FILE --role " + component + " checks every address before a start"
-
+	doctor := "; gdp doctor --config FILE --role " + component + " checks every address before a start"
 	msg := err.Error()
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE) || strings.Contains(msg, "address already in use"):
