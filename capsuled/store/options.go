@@ -76,7 +76,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("store max data %d above the limit %d", o.MaxData, capsule.MaxDataLimit)
 	}
 	if o.MinFreeBytes == 0 {
-		o.MinFreeBytes = 64 << 20
+		o.MinFreeBytes = DefaultMinFreeBytes
 	}
 	if o.freeBytes == nil {
 		o.freeBytes = statfsFree
@@ -107,3 +107,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	return o, nil
 }
+
+// DefaultMinFreeBytes is Options.MinFreeBytes when it is zero: 64 MiB.
+const DefaultMinFreeBytes = 64 << 20

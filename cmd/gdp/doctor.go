@@ -16,6 +16,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 
+	"github.com/gdpnet/gdpnet/capsuled/store"
 	"github.com/gdpnet/gdpnet/certs"
 )
 
@@ -62,10 +63,11 @@ type doctorOptions struct {
 	now      func() time.Time
 	synced   func() (bool, error)            // normally clockSynced
 	disk     func(dir string) (int64, error) // normally diskSize
+	free     func(dir string) (int64, error) // normally diskFree
 }
 
 func init() {
-	o := doctorOptions{procSys: "/proc/sys", now: time.Now, synced: clockSynced, disk: diskSize}
+	o := doctorOptions{procSys: "/proc/sys", now: time.Now, synced: clockSynced, disk: diskSize, free: diskFree}
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "doctor [--keystore DIR] [--config FILE --role router|resolver|capsuled|gateway|handoffd | --remote FILE] [--json]",
@@ -197,6 +199,9 @@ func runDoctor(o doctorOptions) []checkResult {
 		out = append(out, r)
 		if r.Status == checkOK {
 			out = append(out, checkShares(o.config, o.role, o.disk)...)
+			if o.role == "capsuled" && o.free != nil {
+				out = append(out, checkStoreFree(o.config, o.free)...)
+			}
 		}
 		for _, p := range ports {
 			if p.addr != "" && p.addr != "off" {
@@ -400,6 +405,46 @@ func checkConfig(path, role string) (checkResult, *credFiles, []listenAddr) {
 	}
 	r.Status, r.Detail = checkOK, fmt.Sprintf("%s loads as a %s config (the daemon's own validation)", path, role)
 	return r, &f, ports
+}
+
+// checkStoreFree compares the free space of the capsule server's dir
+// with its min_free_bytes (Session 18: a store on a small file system
+// refused its appends from the first record with nothing before it to
+// say so): below it the server refuses every append and new capsule; at
+// less than four times it, a warning.
+func checkStoreFree(path string, free func(string) (int64, error)) []checkResult {
+	cfg, err := loadCapsuledConfig(path)
+	if err != nil || cfg.MinFreeBytes < 0 {
+		return nil
+	}
+	sc, err := cfg.server()
+	if err != nil {
+		return nil
+	}
+	c, err := sc.WithDefaults()
+	if err != nil || c.MinFreeBytes < 0 {
+		return nil
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = store.DefaultMinFreeBytes
+	}
+	n, err := free(c.Dir)
+	if err != nil {
+		return nil
+	}
+	r := checkResult{Check: "disk dir"}
+	detail := fmt.Sprintf("%s: %d bytes free, min_free_bytes %d", c.Dir, n, c.MinFreeBytes)
+	switch {
+	case n < c.MinFreeBytes:
+		r.Status, r.Detail = checkFail, detail+": the server would refuse every append and new capsule (503, disk nearly full)"
+		r.Fix = "free space on that file system, or give dir a larger one (lower min_free_bytes only knowing that pebble stops the process on a full disk)"
+	case n < 4*c.MinFreeBytes:
+		r.Status, r.Detail = checkWarn, detail+": less than four times the reserve; appends are refused once it is reached"
+		r.Fix = "give dir a larger file system, or free space on it"
+	default:
+		r.Status, r.Detail = checkOK, detail
+	}
+	return []checkResult{r}
 }
 
 // listenAddr is an address a daemon will listen on.

@@ -133,3 +133,31 @@ func TestDoctorGatewayAndHandoffd(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorStoreFree: with --role capsuled doctor compares the free space
+// of dir's file system with min_free_bytes (default 64 MiB): below it the
+// server would refuse every append (fail), under four times it a warning.
+// A first deployment by hand put a store on a 100 MiB tmpfs and saw its
+// appends refused from record 747 on, with nothing before to say so.
+func TestDoctorStoreFree(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "capsuled.yaml")
+	if err := os.WriteFile(p, []byte("dir: "+filepath.Join(dir, "store")+"\nkeystore: "+dir+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		free int64
+		want string
+	}{{10 << 20, checkFail}, {100 << 20, checkWarn}, {10 << 30, checkOK}} {
+		var got *checkResult
+		rs := runDoctor(doctorOptions{config: p, role: "capsuled", procSys: dir, free: func(string) (int64, error) { return c.free, nil }})
+		for i := range rs {
+			if rs[i].Check == "disk dir" {
+				got = &rs[i]
+			}
+		}
+		if got == nil || got.Status != c.want || !strings.Contains(got.Detail, "min_free_bytes 67108864") {
+			t.Errorf("%d bytes free: disk check %+v, want %s naming min_free_bytes", c.free, got, c.want)
+		}
+	}
+}
