@@ -74,7 +74,7 @@ func (e *Endpoint) AttachAny(ctx context.Context, routers []RouterAddr, opts Att
 		return nil, errors.New("attach: no router configured")
 	}
 	s := &stickyLink{e: e, routers: routers, opts: opts.withDefaults(), done: make(chan struct{}),
-		log: e.cfg.Logger}
+		kick: make(chan struct{}, 1), log: e.cfg.Logger}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -102,6 +102,7 @@ func (e *Endpoint) AttachAny(ctx context.Context, routers []RouterAddr, opts Att
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.keep()
+	e.sticky.Store(s, struct{}{})
 	return c, nil
 }
 
@@ -117,6 +118,13 @@ type stickyLink struct {
 	mu  sync.Mutex
 	cur tunnel.Link // nil while redialing
 	idx int         // routers[idx] is (or was last) attached
+
+	// kick ends a redial's backoff wait: the endpoint's credentials were
+	// reloaded (a renewed membership the router refused while it was
+	// expired), so the next dial may work now (Session 18: a capsule
+	// server re-attached up to BackoffMax after its renewal, where a
+	// router redials its peers at once).
+	kick chan struct{}
 
 	done   chan struct{}
 	once   sync.Once
@@ -184,6 +192,7 @@ func (s *stickyLink) Done() <-chan struct{} { return s.done }
 // Close stops redialing and closes the current tunnel.
 func (s *stickyLink) Close() error {
 	s.once.Do(func() {
+		s.e.sticky.Delete(s)
 		s.cancel()
 		s.wg.Wait()
 		s.mu.Lock()
@@ -269,8 +278,14 @@ const reattachAdvertiseWait = 5 * time.Second
 const routerLostFix = "nothing if the router is restarting: this node redials it (then the other routers listed) and advertises its names again on its own, logging 're-attached'; if it stays away, check the router at addr (gdp doctor --remote) or list a second router under routers:"
 
 // redial tries the routers in turn, starting with the one lost, with a
-// backoff between rounds, until one answers or the link is closed.
+// backoff between rounds, until one answers or the link is closed. A kick
+// (the endpoint reloaded its credentials) starts the next round at once
+// and the backoff over.
 func (s *stickyLink) redial() (tunnel.Link, int, bool) {
+	select {
+	case <-s.kick: // a reload while attached: nothing to hurry
+	default:
+	}
 	wait := s.opts.BackoffMin
 	start := s.idx
 	if s.opts.OthersFirst {
@@ -288,10 +303,16 @@ func (s *stickyLink) redial() (tunnel.Link, int, bool) {
 			}
 			s.log.Info("router dial failed", logging.Peer(s.routers[i].Name), logging.Addr(s.routers[i].Addr), zap.Error(err))
 		}
+		t := time.NewTimer(wait*3/4 + rand.N(wait/2+1))
 		select {
 		case <-s.ctx.Done():
+			t.Stop()
 			return nil, 0, false
-		case <-time.After(wait*3/4 + rand.N(wait/2+1)):
+		case <-s.kick:
+			t.Stop()
+			wait = s.opts.BackoffMin
+			continue
+		case <-t.C:
 		}
 		wait = min(2*wait, s.opts.BackoffMax)
 	}

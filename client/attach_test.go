@@ -337,3 +337,63 @@ func TestReattachWaitEndsWithLink(t *testing.T) {
 		t.Fatal("never re-attached to a")
 	}
 }
+
+// TestReloadEndsRedialBackoff: an endpoint waiting out its redial backoff
+// (here 60 s, as after many refused rounds) dials again at once when its
+// credentials are reloaded — a capsule server whose expired membership is
+// renewed re-attaches then, not at the end of its backoff (Session 18: a
+// deployment by hand saw 3 s after the renewal; a router redials its
+// configured peers at once on a reload). pingUntil gives up after 20 s,
+// well before the 45 s the backoff's shortest wait would take.
+func TestReloadEndsRedialBackoff(t *testing.T) {
+	dom, _ := routertest.NewDomain("kick test")
+	r := startLiveRouter(t, dom, "r")
+	id, _ := certs.NewIdentity(certs.KindClient, "x")
+	m, err := dom.Member(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: id, Member: m, Domain: dom.ID.Meta, Verifier: dom.Verifier,
+		Conn: conn, Options: client.Options{RequestTimeout: 500 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ep.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	x, err := ep.AttachAny(ctx, []client.RouterAddr{r.ra()}, client.AttachOptions{BackoffMin: time.Minute, BackoffMax: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = x.Close() })
+	if _, err := x.Advertise(ctx, x.Self()); err != nil {
+		t.Fatal(err)
+	}
+	y := attachAny(t, dom, "y", r)
+	pingUntil(t, y, x)
+
+	r.stop()
+	// x notices (its sends are dropped, counted in Unsent, while it has no
+	// tunnel), its first round of dials fails within the handshake timeout
+	// (5 s), and it waits out its backoff: 45-75 s.
+	before := x.Unsent.Load()
+	for deadline := time.Now().Add(30 * time.Second); x.Unsent.Load() == before; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("x did not notice its router stopped")
+		}
+		pctx, pcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, _ = x.Ping(pctx, y.Name(), 16, 100*time.Millisecond)
+		pcancel()
+	}
+	time.Sleep(7 * time.Second)
+	r.start()
+	if err := ep.Reload(m, dom.ID.Meta, nil); err != nil {
+		t.Fatal(err)
+	}
+	took := pingUntil(t, y, x)
+	t.Logf("x reachable %s after the reload", took)
+}

@@ -56,6 +56,7 @@ type Endpoint struct {
 	cfg     EndpointConfig
 	ep      *tunnel.Endpoint
 	clients sync.Map   // tunnel.Link -> *Client
+	sticky  sync.Map   // *stickyLink -> struct{}: AttachAny's, kicked by Reload
 	mu      sync.Mutex // cfg.Member, cfg.Domain and cfg.Verifier (Reload)
 }
 
@@ -168,6 +169,15 @@ func (e *Endpoint) Reload(member *certs.Cert, domain *certs.Metadata, v *certs.V
 	var err error
 	e.clients.Range(func(_, c any) bool {
 		err = errors.Join(err, c.(*Client).SetQUICCredentials(member, domain, v))
+		return true
+	})
+	// An attachment waiting out its redial backoff tries again now: the
+	// router may have refused the credentials just replaced.
+	e.sticky.Range(func(s, _ any) bool {
+		select {
+		case s.(*stickyLink).kick <- struct{}{}:
+		default:
+		}
 		return true
 	})
 	return err
