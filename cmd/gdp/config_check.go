@@ -143,3 +143,37 @@ func validateCapsuledConfig(c capsuledConfig) error {
 	}
 	return errors.Join(errs...)
 }
+
+// checkDHTListen binds each address the resolver's DHT (and its global
+// tier) will listen on once and lets it go, so that one in use stops the
+// daemon with one line naming the key and the address — libp2p's own
+// failure names neither and comes with three lines of its own (Session
+// 18: found starting a second router on a DHT port in use).
+func checkDHTListen(rc resolver.Config) error {
+	rc = rc.WithDefaults()
+	if rc.Mode != "dht" {
+		return nil
+	}
+	addrs := multiaddrPorts("resolver.listen", rc.Listen)
+	if rc.Global != nil {
+		addrs = append(addrs, multiaddrPorts("resolver.global.listen", rc.Global.Listen)...)
+	}
+	for _, a := range addrs {
+		var err error
+		if a.network == "udp" {
+			var c net.PacketConn
+			if c, err = net.ListenPacket("udp", a.addr); err == nil {
+				_ = c.Close()
+			}
+		} else {
+			var ln net.Listener
+			if ln, err = net.Listen("tcp", a.addr); err == nil {
+				_ = ln.Close()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s/%s: %w", a.key, a.network, a.addr, err)
+		}
+	}
+	return nil
+}

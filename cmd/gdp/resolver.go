@@ -84,6 +84,9 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go watchCertFiles(ctx, log, append([]string{resolverMemberPath(cfg), cfg.Domain}, cfg.TrustedDomains...), hup)
+	if err := checkDHTListen(cfg.Resolver); err != nil {
+		return err
+	}
 	svc, err := resolver.Open(ctx, cfg.Resolver, creds, log, reg)
 	if err != nil {
 		return err

@@ -129,6 +129,13 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 	wctx, wstop := context.WithCancel(ctx)
 	defer wstop()
 	go watch.run(wctx, certCheckEvery)
+	if err := checkDHTListen(cfg.Resolver.Config); err != nil {
+		_ = conn.Close()
+		if raw != nil {
+			_ = raw.Close()
+		}
+		return err
+	}
 	res, err := openResolver(ctx, cfg, creds, log, reg)
 	if err != nil {
 		_ = conn.Close()
