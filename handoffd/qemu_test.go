@@ -172,6 +172,9 @@ type vmEnv struct {
 	appendLine         string
 	discard            bool
 	memMiB             int
+	// ticks: the guest's ticker port (vmOpts.ticks), read from the start.
+	ticks *tickLog
+	extra func(dir string) []string // QEMU arguments beside QEMUConfig's, by state dir
 }
 
 const guestMiB = 128
@@ -186,6 +189,9 @@ type vmOpts struct {
 	// fill, when set, writes the overlay's own content before the guest
 	// boots (a disk the VM has been changing for a while).
 	fill func(top string)
+	// ticks gives the VM the ticker's serial port (tickSerial); the
+	// guest's init starts guestTicker on it.
+	ticks bool
 }
 
 func startVM(t testing.TB) *vmEnv { return startVMWith(t, vmOpts{}) }
@@ -249,8 +255,12 @@ func startVMWith(t testing.TB, o vmOpts) *vmEnv {
 	os.MkdirAll(vmDir, 0o755)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	e.extra = func(string) []string { return nil }
+	if o.ticks {
+		e.extra = tickSerial
+	}
 	e.q, err = StartQEMU(ctx, QEMUConfig{Dir: vmDir, MemoryMiB: e.memMiB, Kernel: kernel, Initrd: initrd, Append: e.appendLine,
-		MemPath: e.memPath, Disk: e.top.Top, DiskFmt: "qcow2", Discard: o.discard, Logger: zaptest.NewLogger(t).Named("qemu-a")})
+		MemPath: e.memPath, Disk: e.top.Top, DiskFmt: "qcow2", Discard: o.discard, ExtraArgs: e.extra(vmDir), Logger: zaptest.NewLogger(t).Named("qemu-a")})
 	e.discard = o.discard
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +268,12 @@ func startVMWith(t testing.TB, o vmOpts) *vmEnv {
 	e.top.QEMU = e.q
 	t.Cleanup(e.q.Kill)
 	t.Cleanup(func() { dumpLog(t, e.q.SerialLog) })
+	if o.ticks {
+		if e.ticks, err = openTicks(vmDir, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.ticks.close)
+	}
 	e.con = openConsole(t, e.q.Serial)
 	t0 := time.Now()
 	e.con.wait(t, regexp.MustCompile(`^GUEST-READY`), 150*time.Second)
