@@ -68,6 +68,11 @@ type Agent struct {
 	// OnReceived runs after a handoff committed (resume the VM); its error
 	// is logged.
 	OnReceived func(ctx context.Context, r *Received) error
+	// PrestartVM, when set, starts a VM handoff's destination QEMU at its
+	// hello (ReceiveConfig.PrestartVM), so that ResumeVM in OnReceived
+	// only loads the device state. A QEMU that OnReceived did not take
+	// (ResumeVM) is killed.
+	PrestartVM *QEMUConfig
 
 	once    sync.Once
 	initErr error
@@ -270,7 +275,14 @@ func (a *Agent) handle(ctx context.Context, st Stream, peer string) {
 	minFree := a.Config.MinFreeBytes
 	a.mu.Unlock()
 	rec, err := Receive(ctx, st, ReceiveConfig{Cache: a.Cache, Dir: a.Dir, IdleTimeout: a.Config.IdleTimeout, Logger: log, Metrics: a.Metrics,
-		LogLimit: a.peerLim, LogKey: peer, MinFreeBytes: minFree, FreeBytes: a.Config.freeBytes, Reserve: reserve})
+		LogLimit: a.peerLim, LogKey: peer, MinFreeBytes: minFree, FreeBytes: a.Config.freeBytes, Reserve: reserve, PrestartVM: a.PrestartVM})
+	if rec != nil && rec.QEMU != nil {
+		defer func() {
+			if rec.QEMU != nil { // not taken by ResumeVM: never resumed
+				rec.QEMU.Kill()
+			}
+		}()
+	}
 	if reason, fix := stagingRefusal(err, a.Dir); reason != "" {
 		// One line per reason and peer an interval, what to do in it.
 		a.logLim.Warn(log, reason+" "+peer, "handoff refused", logging.Reason(reason), zap.Error(err), zap.String("fix", fix))

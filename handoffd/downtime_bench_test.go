@@ -48,7 +48,9 @@ done
 // (qemu_pause_s, beside its query-migrate downtime, qemu_downtime_s).
 // Knobs: GDP_HANDOFF_DT_MEM_MIB (256), GDP_HANDOFF_DT_FILL_MIB (192),
 // GDP_HANDOFF_DT_RATE_MBIT (0: no link; else both transfers pass an
-// emulated link of that rate), GDP_HANDOFF_DT_QEMU=0 skips QEMU's.
+// emulated link of that rate), GDP_HANDOFF_DT_QEMU=0 skips QEMU's,
+// GDP_HANDOFF_DT_PRESTART=0 starts our destination's QEMU after the commit
+// instead of at the hello (ReceiveConfig.PrestartVM).
 //
 //	flock /work/wt/heavy.lock nice -n 5 go test -run '^$' -bench VMDowntime -benchtime 1x ./handoffd
 func BenchmarkVMDowntime(b *testing.B) {
@@ -104,8 +106,17 @@ func vmDownBench(b *testing.B, e *vmEnv, rate float64) {
 			err     error
 		}
 		rch := make(chan rr, 1)
+		// The destination's ticker socket: the same path whether its QEMU
+		// starts at the hello or after the commit.
+		tdir := filepath.Join(e.dir, fmt.Sprintf("ticks-%d", i))
+		os.MkdirAll(tdir, 0o755)
+		qcfg := QEMUConfig{ExtraArgs: e.extra(tdir), Logger: zap.NewNop()}
+		var prestart *QEMUConfig
+		if os.Getenv("GDP_HANDOFF_DT_PRESTART") != "0" {
+			prestart = &qcfg
+		}
 		go func() {
-			rec, err := Receive(ctx, c, ReceiveConfig{Cache: e.dst, Dir: filepath.Join(e.dir, fmt.Sprintf("out-%d", i)), Logger: zap.NewNop()})
+			rec, err := Receive(ctx, c, ReceiveConfig{Cache: e.dst, Dir: filepath.Join(e.dir, fmt.Sprintf("out-%d", i)), Logger: zap.NewNop(), PrestartVM: prestart})
 			if err != nil || !rec.Go {
 				rch <- rr{rec: rec, err: fmt.Errorf("receive: %v (go %v)", err, rec != nil && rec.Go)}
 				return
@@ -115,13 +126,13 @@ func vmDownBench(b *testing.B, e *vmEnv, rate float64) {
 			t0 := time.Now()
 			tch := make(chan *tickLog, 1)
 			go func() {
-				l, err := openTicks(rec.Dir, 60*time.Second)
+				l, err := openTicks(tdir, 60*time.Second)
 				if err != nil {
 					b.Error(err)
 				}
 				tch <- l
 			}()
-			q, err := ResumeVM(ctx, e.dst, rec, QEMUConfig{Dir: rec.Dir, ExtraArgs: e.extra(rec.Dir), Logger: zap.NewNop()})
+			q, err := ResumeVM(ctx, e.dst, rec, qcfg)
 			r := rr{rec: rec, q: q, resumed: time.Now(), resume: time.Since(t0).Seconds(), err: err}
 			r.ticks = <-tch
 			rch <- r

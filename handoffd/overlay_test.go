@@ -130,15 +130,24 @@ type cloudlets struct {
 	agent  *Agent
 	cancel context.CancelFunc
 	done   chan error
+	// prestart: the agent's PrestartVM (its destination QEMU started at
+	// the hello); set before startAgent.
+	prestart *QEMUConfig
 }
 
 func startCloudlets(t testing.TB, w *world, dstCache *BaseCache, dstDir string, onRecv func(context.Context, *Received) error) *cloudlets {
+	t.Helper()
+	return startCloudletsPrestart(t, w, dstCache, dstDir, onRecv, nil)
+}
+
+// startCloudletsPrestart is startCloudlets with the agent's PrestartVM.
+func startCloudletsPrestart(t testing.TB, w *world, dstCache *BaseCache, dstDir string, onRecv func(context.Context, *Received) error, prestart *QEMUConfig) *cloudlets {
 	t.Helper()
 	id, err := certs.NewIdentity(certs.KindClient, "cloudlet B agent")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &cloudlets{w: w, src: w.endpoint(w.a, "cloudlet A agent"), dstID: id}
+	cl := &cloudlets{w: w, src: w.endpoint(w.a, "cloudlet A agent"), dstID: id, prestart: prestart}
 	cl.dst, cl.dstEP = w.endpointAs(w.b, id)
 	w.reach(cl.src, cl.dst.Name())
 	w.reach(cl.dst, cl.src.Name())
@@ -169,7 +178,7 @@ func (cl *cloudlets) startAgent(t testing.TB, dstCache *BaseCache, dstDir string
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cl.agent = &Agent{Cache: dstCache, Dir: dstDir, Logger: zaptest.NewLogger(t).Named("agent-b"), OnReceived: onRecv}
+	cl.agent = &Agent{Cache: dstCache, Dir: dstDir, Logger: zaptest.NewLogger(t).Named("agent-b"), OnReceived: onRecv, PrestartVM: cl.prestart}
 	cl.cancel, cl.done = cancel, make(chan error, 1)
 	go func() { cl.done <- cl.agent.Serve(ctx, OverlayListener(ln)) }()
 	t.Cleanup(cl.stopAgent)

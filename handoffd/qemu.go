@@ -39,7 +39,10 @@ type QEMUConfig struct {
 	// in a qcow2 overlay, or holes in a raw file, so a handoff sends them as
 	// zero records instead of their stale content.
 	Discard bool
-	// Incoming starts the VM waiting for a migration stream (-incoming defer, -S).
+	// Incoming starts the VM waiting for a migration stream (-incoming
+	// defer): it runs nothing until a stream is loaded (Incoming), and runs
+	// as soon as one is — no -S, no cont: a pause shorter by a QMP round
+	// trip and a poll (Session 18).
 	Incoming bool
 	// ExtraArgs are appended to the command line (e.g. -accel kvm).
 	ExtraArgs []string
@@ -58,6 +61,7 @@ type QEMU struct {
 	Serial, SerialLog string
 	// attached: the operator's process (AttachQEMU); Kill only disconnects.
 	attached bool
+	started  time.Time // when StartQEMU started the process
 	// stopHooks run in Stop once the VM is paused, before its device
 	// state is written out (a disk's dirty bitmap read: dirtyTracker).
 	stopHooks map[any]func()
@@ -128,15 +132,22 @@ func StartQEMU(ctx context.Context, cfg QEMUConfig) (*QEMU, error) {
 		if cfg.Discard {
 			drive += ",discard=unmap"
 		}
+		if cfg.Incoming {
+			// Opened read-write now, not read-only until the migration
+			// activates it: that activation would reopen the file by its
+			// name, which a handoff's commit renamed (PrestartVM).
+			drive += ",auto-read-only=off"
+		}
 		args = append(args, "-drive", drive)
 	}
 	if cfg.Incoming {
-		args = append(args, "-incoming", "defer", "-S")
+		args = append(args, "-incoming", "defer")
 	}
 	args = append(args, cfg.ExtraArgs...)
 	q.cmd = exec.Command(cfg.Binary, args...)
 	var stderr bytes.Buffer
 	q.cmd.Stderr = &stderr
+	q.started = time.Now()
 	if err := q.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
@@ -162,7 +173,7 @@ func StartQEMU(ctx context.Context, cfg QEMUConfig) (*QEMU, error) {
 		case <-ctx.Done():
 			q.Kill()
 			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			q.Kill()
@@ -335,8 +346,8 @@ func (q *QEMU) Resume(ctx context.Context) error {
 	return nil
 }
 
-// Incoming loads the device state into a VM started with Incoming and
-// lets it run: its RAM is already in the shared file.
+// Incoming loads the device state into a VM started with Incoming, which
+// runs once it is loaded: its RAM is already in the shared file.
 func (q *QEMU) Incoming(ctx context.Context, statePath string) error {
 	if err := q.ignoreShared(); err != nil {
 		return err
@@ -347,8 +358,22 @@ func (q *QEMU) Incoming(ctx context.Context, statePath string) error {
 	if err := q.waitMigration(ctx); err != nil {
 		return err
 	}
-	_, err := q.Run("cont", nil)
+	st, err := q.Status()
+	if err != nil {
+		return err
+	}
+	if st != "running" { // started with -S by an older caller
+		_, err = q.Run("cont", nil)
+	}
 	return err
+}
+
+// moved tells q that its state directory was renamed to dir (a
+// destination QEMU started on a handoff's staged images, before the
+// commit renamed them): its sockets and files moved with it.
+func (q *QEMU) moved(dir string) {
+	q.cfg.Dir = dir
+	q.Serial, q.SerialLog = filepath.Join(dir, "serial.sock"), filepath.Join(dir, "serial.log")
 }
 
 // Quit ends the VM through the monitor (the process exits), bounded.
@@ -593,41 +618,32 @@ func (d *QCOW2Top) Extents() ([]Extent, error) {
 // images: QEMU with the same machine, the RAM file and disk from rec, the
 // boot files from the base cache, waiting for the device state, which it
 // then loads; the VM runs when ResumeVM returns. base supplies the binary,
-// the working directory and extra arguments.
+// the working directory and extra arguments. When the receiver started
+// the QEMU already (ReceiveConfig.PrestartVM: rec.QEMU), only the device
+// state is loaded: the process start is not in the pause.
 func ResumeVM(ctx context.Context, cache *BaseCache, rec *Received, base QEMUConfig) (*QEMU, error) {
 	if !rec.VM {
 		return nil, errors.New("resume: the handoff carried no VM")
 	}
-	mem := rec.Images["memory"]
-	if mem == "" {
-		return nil, errors.New("resume: no memory image")
-	}
-	cfg := base
-	m := rec.Meta
-	cfg.MemoryMiB, cfg.CPUs, cfg.Machine, cfg.Append = m.MemoryMiB, m.CPUs, m.Machine, m.Append
-	cfg.MemPath = mem
-	cfg.Incoming = true
-	if cfg.Dir == "" {
-		cfg.Dir = rec.Dir
-	}
-	for _, f := range []struct {
-		id  string
-		dst *string
-	}{{m.Kernel, &cfg.Kernel}, {m.Initrd, &cfg.Initrd}} {
-		if f.id == "" {
-			continue
+	if q := rec.QEMU; q != nil {
+		rec.QEMU = nil
+		select {
+		case <-q.Exited():
+			q.cfg.Logger.Warn("the destination VM started ahead has exited: starting it again", zap.String("name", rec.ID), zap.Error(q.exitErr()))
+		default:
+			if err := q.Incoming(ctx, rec.State); err != nil {
+				q.Kill()
+				return nil, fmt.Errorf("resume: %w", err)
+			}
+			return q, nil
 		}
-		b, err := cache.Get(f.id)
-		if err != nil {
-			return nil, fmt.Errorf("resume: %w", err)
-		}
-		*f.dst = b.Path
 	}
-	if m.Disk {
-		cfg.Disk, cfg.DiskFmt, cfg.Discard = rec.Images["disk"], "raw", m.Discard
-		if cfg.Disk == "" {
-			return nil, errors.New("resume: no disk image")
-		}
+	if base.Dir == "" {
+		base.Dir = rec.Dir
+	}
+	cfg, err := vmConfig(cache, rec.Meta, rec.Images, base)
+	if err != nil {
+		return nil, fmt.Errorf("resume: %w", err)
 	}
 	q, err := StartQEMU(ctx, cfg)
 	if err != nil {
@@ -638,6 +654,41 @@ func ResumeVM(ctx context.Context, cache *BaseCache, rec *Received, base QEMUCon
 		return nil, fmt.Errorf("resume: %w", err)
 	}
 	return q, nil
+}
+
+// vmConfig is the QEMU configuration of a handed-off VM: base (binary,
+// state directory, extra arguments, logger) with the machine from m, the
+// images (name -> path) and the boot files from the base cache, waiting
+// for its device state (Incoming).
+func vmConfig(cache *BaseCache, m VMMeta, images map[string]string, base QEMUConfig) (QEMUConfig, error) {
+	mem := images["memory"]
+	if mem == "" {
+		return QEMUConfig{}, errors.New("no memory image")
+	}
+	cfg := base
+	cfg.MemoryMiB, cfg.CPUs, cfg.Machine, cfg.Append = m.MemoryMiB, m.CPUs, m.Machine, m.Append
+	cfg.MemPath = mem
+	cfg.Incoming = true
+	for _, f := range []struct {
+		id  string
+		dst *string
+	}{{m.Kernel, &cfg.Kernel}, {m.Initrd, &cfg.Initrd}} {
+		if f.id == "" {
+			continue
+		}
+		b, err := cache.Get(f.id)
+		if err != nil {
+			return QEMUConfig{}, err
+		}
+		*f.dst = b.Path
+	}
+	if m.Disk {
+		cfg.Disk, cfg.DiskFmt, cfg.Discard = images["disk"], "raw", m.Discard
+		if cfg.Disk == "" {
+			return QEMUConfig{}, errors.New("no disk image")
+		}
+	}
+	return cfg, nil
 }
 
 // AttachQEMU connects to the QMP monitor (a unix socket) of a QEMU the

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,20 +316,35 @@ func (e *vmEnv) handoff() *Handoff {
 // process, handed to cloudlet B through two routers (QUIC over names); at B
 // the memory and disk are byte-identical to A's at stop time, and the guest
 // carries on: its counter keeps rising, its data in RAM has the same MD5.
+// B's agent starts the destination QEMU at the hello (PrestartVM): it was
+// started before A's VM stopped (its start is not in the pause), it has
+// not run at the commit (inmigrate: nothing unverified runs), ResumeVM
+// runs that same process, and the attempt that failed left none behind.
 func TestQEMUHandoff(t *testing.T) {
 	e := startVM(t)
 	w := newWorld(t)
 	out := filepath.Join(e.dir, "out")
 	var qb *QEMU
+	var stopAt atomic.Pointer[time.Time]
 	checked := make(chan error, 1)
 	started := make(chan error, 1)
 	resume := func(ctx context.Context, rec *Received) error {
 		// Before B runs anything: its images against A's, stopped.
 		tc := time.Now()
 		defer func() { t.Logf("B: compared and resumed in %s", time.Since(tc).Round(time.Millisecond)) }()
+		pre := rec.QEMU
 		err := func() error {
 			if st, _ := e.q.Status(); st == "running" {
 				return fmt.Errorf("source VM is %s at commit", st)
+			}
+			if pre == nil {
+				return errors.New("B's QEMU was not started at the hello (PrestartVM): its start would be in the pause")
+			}
+			if s := stopAt.Load(); s == nil || !pre.started.Before(*s) {
+				return fmt.Errorf("B's QEMU started at %v, A's VM stopped at %v: want the start before the stop", pre.started, s)
+			}
+			if st, err := pre.Status(); err != nil || st != "inmigrate" {
+				return fmt.Errorf("B's QEMU at the commit: %q, %v; want inmigrate (it has run nothing)", st, err)
 			}
 			a, _ := os.ReadFile(e.memPath)
 			b, _ := os.ReadFile(rec.Images["memory"])
@@ -347,11 +364,15 @@ func TestQEMUHandoff(t *testing.T) {
 		vmDir := filepath.Join(e.dir, "vm-b")
 		os.MkdirAll(vmDir, 0o755)
 		q, err := ResumeVM(ctx, e.dst, rec, QEMUConfig{Dir: vmDir, Logger: zaptest.NewLogger(t).Named("qemu-b")})
+		if err == nil && q != pre {
+			q.Kill()
+			err = errors.New("ResumeVM started another QEMU instead of the one started at the hello")
+		}
 		qb = q
 		started <- err
 		return err
 	}
-	cl := startCloudlets(t, w, e.dst, out, resume)
+	cl := startCloudletsPrestart(t, w, e.dst, out, resume, &QEMUConfig{Logger: zaptest.NewLogger(t).Named("qemu-b")})
 	quic := &client.QUICConfig{IdleTimeout: 3 * time.Second, KeepAlive: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -378,6 +399,10 @@ func TestQEMUHandoff(t *testing.T) {
 	if s, err := e.q.Status(); err != nil || s != "running" {
 		t.Fatalf("source VM after the failed handoff: %q, %v; want running", s, err)
 	}
+	// The QEMU B started for it was killed with the failed handoff.
+	if left := qemusUnder(t, out, 20*time.Second); len(left) > 0 {
+		t.Fatalf("after the failed handoff B still runs QEMU %v", left)
+	}
 	tick0 := e.con.lastTick()
 	m1 := e.con.wait(t, tickRE, 60*time.Second)
 	m2 := e.con.wait(t, tickRE, 60*time.Second)
@@ -397,7 +422,9 @@ func TestQEMUHandoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Send(ctx, st, e.handoff(), SendConfig{Cache: e.src, Logger: zaptest.NewLogger(t).Named("sender")})
+	h := e.handoff()
+	h.VM = stopTimer{e.q, &stopAt}
+	rep, err := Send(ctx, st, h, SendConfig{Cache: e.src, Logger: zaptest.NewLogger(t).Named("sender")})
 	st.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -429,6 +456,39 @@ func TestQEMUHandoff(t *testing.T) {
 }
 
 var _ = zap.NewNop
+
+// stopTimer is a VM that notes when its Stop began.
+type stopTimer struct {
+	*QEMU
+	at *atomic.Pointer[time.Time]
+}
+
+func (v stopTimer) Stop(ctx context.Context) ([]byte, error) {
+	now := time.Now()
+	v.at.Store(&now)
+	return v.QEMU.Stop(ctx)
+}
+
+// qemusUnder waits up to d for no process whose command line names a
+// path under dir (a destination QEMU on a handoff's images) and returns
+// those still running then.
+func qemusUnder(t testing.TB, dir string, d time.Duration) []string {
+	deadline := time.Now().Add(d)
+	for {
+		var left []string
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			b, err := os.ReadFile(p)
+			if err == nil && bytes.Contains(b, []byte("qemu")) && bytes.Contains(b, []byte(dir+"/")) {
+				left = append(left, filepath.Base(filepath.Dir(p)))
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // dumpLog shows the end of a guest's console log when the test failed.
 func dumpLog(t testing.TB, path string) {

@@ -51,6 +51,18 @@ type ReceiveConfig struct {
 	// block and device-state frame. Its error (ErrPeerBytes from the
 	// agent) ends the handoff.
 	Reserve func(n int64) error
+	// PrestartVM, when set, starts the destination's QEMU for a VM
+	// handoff as soon as its images are staged (at the hello, before the
+	// background verification reads them): the machine from the hello,
+	// the staged RAM file and disk, waiting for its device state
+	// (-incoming defer: it runs nothing before ResumeVM loads the state,
+	// which is after the commit). The committed Received carries it
+	// (Received.QEMU) and ResumeVM only loads the state: the QEMU's start
+	// is not in the pause. Its Dir is ignored (the staging directory's
+	// "vm", then the result's); a QEMU that cannot start is one log line,
+	// and ResumeVM starts it after the commit as without PrestartVM. A
+	// failed handoff kills it.
+	PrestartVM *QEMUConfig
 }
 
 // ErrDiskFull: the handoff would leave less than MinFreeBytes free where
@@ -118,6 +130,10 @@ type Received struct {
 	// Commit is where the time from the end frame to the verdict went
 	// (the sender's Report.Downtime.VerdictSec, less the network).
 	Commit CommitTiming
+	// QEMU: the destination's QEMU started ahead on the images
+	// (ReceiveConfig.PrestartVM), waiting for the device state; ResumeVM
+	// loads it. Whoever does not resume the VM must Kill it.
+	QEMU *QEMU
 }
 
 // CommitTiming splits the destination's commit, in seconds: the pending
@@ -191,6 +207,7 @@ type receiver struct {
 	syncing  atomic.Bool
 	syncErr  atomic.Pointer[error]
 	unsynced int64 // bytes of blobs applied since the last syncSoon
+	qemu     *QEMU // PrestartVM's, until the commit hands it on
 }
 
 // syncEvery is how many bytes of applied blocks start a background fsync
@@ -252,6 +269,10 @@ func Receive(ctx context.Context, conn io.ReadWriter, cfg ReceiveConfig) (*Recei
 		f.Close()
 	}
 	if err != nil {
+		if r.qemu != nil {
+			r.qemu.Kill()
+			r.qemu = nil
+		}
 		if r.work != "" {
 			os.RemoveAll(r.work)
 		}
@@ -530,9 +551,51 @@ func (r *receiver) setup(h *hello) error {
 	if err := os.WriteFile(filepath.Join(work, "hello.json"), hb, 0o644); err != nil {
 		return fmt.Errorf("hello.json: %w", err)
 	}
+	if h.VM && r.cfg.PrestartVM != nil {
+		r.prestart(h)
+	}
 	r.verr = make(chan error, 1)
 	go func() { r.verr <- r.verifyUnchanged() }()
 	return nil
+}
+
+// prestart starts the destination's QEMU on the staged images (PrestartVM).
+// Before the verification starts: whatever QEMU's start touched in them
+// would be read, and the digests would tell.
+func (r *receiver) prestart(h *hello) {
+	base := *r.cfg.PrestartVM
+	base.Dir = filepath.Join(r.work, "vm")
+	if base.Logger == nil {
+		base.Logger = r.log
+	}
+	images := map[string]string{}
+	var err error
+	for _, im := range r.imgs {
+		images[im.Name] = im.f.Name()
+		// QEMU would grow a RAM file smaller than the machine's memory:
+		// a staged image is never changed by anyone but the stream.
+		if im.Name == "memory" && im.Size != int64(h.Meta.MemoryMiB)<<20 {
+			err = fmt.Errorf("the memory image has %d bytes, the machine %d MiB", im.Size, h.Meta.MemoryMiB)
+		}
+	}
+	t0 := time.Now()
+	if err == nil {
+		err = os.MkdirAll(base.Dir, 0o755)
+	}
+	var cfg QEMUConfig
+	if err == nil {
+		cfg, err = vmConfig(r.cfg.Cache, h.Meta, images, base)
+	}
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		r.qemu, err = StartQEMU(ctx, cfg)
+		cancel()
+	}
+	if err != nil {
+		r.log.Warn("destination VM not started ahead: it starts after the commit, a longer pause", zap.String("name", h.ID), zap.Error(err))
+		return
+	}
+	r.log.Debug("destination VM started ahead", zap.String("name", h.ID), zap.Duration("took", time.Since(t0)))
 }
 
 var errVerifyStopped = errors.New("verification stopped")
@@ -931,6 +994,10 @@ func (r *receiver) commit(h *hello, e *endMsg) (*Received, error) {
 		rec.Go = true
 	} else {
 		r.log.Warn("handoff committed but the sender never confirmed; a VM is not resumed", zap.String("name", h.ID))
+	}
+	if r.qemu != nil {
+		r.qemu.moved(filepath.Join(rec.Dir, "vm"))
+		rec.QEMU, r.qemu = r.qemu, nil
 	}
 	return rec, nil
 }

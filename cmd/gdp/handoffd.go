@@ -193,6 +193,9 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 		Config: handoffd.AgentConfig{MaxConcurrent: cfg.MaxConcurrent, MaxPerPeer: cfg.MaxPerPeer, IdleTimeout: cfg.IdleTimeout.Std(),
 			Senders: cfg.Senders, MinFreeBytes: cfg.MinFreeBytes, MaxBytesPerPeer: cfg.MaxBytesPerPeer}}
 	if cfg.Resume {
+		// The destination QEMU starts at the hello, waiting for the device
+		// state: its start is not in the VM's pause.
+		agent.PrestartVM = &handoffd.QEMUConfig{Binary: cfg.QEMU, Logger: log}
 		agent.OnReceived = func(ctx context.Context, rec *handoffd.Received) error {
 			if !rec.VM {
 				return nil
