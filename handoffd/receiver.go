@@ -592,7 +592,9 @@ func (r *receiver) prestart(h *hello) {
 		cancel()
 	}
 	if err != nil {
-		r.log.Warn("destination VM not started ahead: it starts after the commit, a longer pause", zap.String("name", h.ID), zap.Error(err))
+		// Per sender, bounded like "handoff receiving": a sender may cause it
+		// on every handoff (a machine size that does not match its RAM).
+		r.cfg.LogLimit.Warn(r.log, r.cfg.LogKey, "destination VM not started ahead: it starts after the commit, a longer pause", zap.String("name", h.ID), zap.Error(err))
 		return
 	}
 	r.log.Debug("destination VM started ahead", zap.String("name", h.ID), zap.Duration("took", time.Since(t0)))

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // countingVM is a VM whose Stop returns a fixed device state (and runs
@@ -90,5 +92,38 @@ func TestSourceVMResumedOnlyBeforeGo(t *testing.T) {
 	}
 	if rec == nil || rec.Go {
 		t.Fatalf("link broken at the go: the destination's result %+v; want committed without the go", rec)
+	}
+}
+
+// TestPrestartFailureFallsBack: a destination QEMU that cannot start at the
+// hello (ReceiveConfig.PrestartVM: here a RAM image that is not the
+// machine's size, and no such binary) costs one WARN line
+// and nothing else — the handoff commits, with no QEMU for ResumeVM to
+// take (it starts one after the commit, as without PrestartVM).
+func TestPrestartFailureFallsBack(t *testing.T) {
+	e := newPairEnv(t, 64, 16)
+	core, logs := observer.New(zap.DebugLevel)
+	a, b := tcpPair(t)
+	ch := make(chan error, 1)
+	go func() {
+		h := &Handoff{ID: "prestart", VM: &countingVM{}, Meta: VMMeta{MemoryMiB: 1},
+			Images: []Image{{Name: "memory", Base: e.baseID, Path: e.curPath}}}
+		_, err := Send(context.Background(), a, h, SendConfig{Cache: e.src, Logger: zaptest.NewLogger(t), PreCopyRounds: -1})
+		a.Close()
+		ch <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rec, err := Receive(ctx, b, ReceiveConfig{Cache: e.dst, Dir: filepath.Join(e.dir, "out"), Logger: zap.New(core),
+		PrestartVM: &QEMUConfig{Binary: filepath.Join(e.dir, "no-such-qemu")}})
+	if serr := <-ch; err != nil || serr != nil {
+		t.Fatalf("handoff with a QEMU that cannot start ahead: receive %v, send %v; want it committed", err, serr)
+	}
+	if rec.QEMU != nil || !rec.Go {
+		t.Fatalf("committed with QEMU %v, go %v; want no QEMU started ahead and the go", rec.QEMU, rec.Go)
+	}
+	warned := logs.FilterMessage("destination VM not started ahead: it starts after the commit, a longer pause").Len()
+	if warned != 1 {
+		t.Fatalf("%d WARN lines saying the VM was not started ahead; want 1", warned)
 	}
 }

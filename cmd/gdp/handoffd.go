@@ -56,6 +56,8 @@ type handoffdConfig struct {
 	MaxBytesPerPeer int64 `yaml:"max_bytes_per_peer"`
 	// Resume starts a received VM with QEMU (its kernel and initrd from the
 	// cache). Default false: the images and device state are only kept.
+	// The QEMU starts at the hello, waiting for the device state, which it
+	// loads after the commit and the sender's go (handoffd.Agent.PrestartVM).
 	Resume bool `yaml:"resume"`
 	// Senders are the names (base64url; IP addresses for listen_tcp) whose
 	// handoffs are accepted; empty: any member of a trusted domain.
@@ -138,7 +140,8 @@ rebuilt on a copy of its base images from the cache, every block's hash and
 each image's digest checked, and only then committed under dir; a handoff
 interrupted at any point leaves nothing (partial directories of a crashed run
 are removed at start). With resume: true a VM handoff is started with QEMU
-(-incoming defer) on its rebuilt memory and disk.
+(-incoming defer) on its rebuilt memory and disk: the QEMU starts when the
+handoff begins and runs the VM once it is committed.
 
 The configuration file is documented in deploy/handoffd.yaml and
 docs/HANDOFF.md.`,
