@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,13 @@ type Hop struct {
 	Router pdu.Name
 	// Seq is the advertisement sequence that installed a local route.
 	Seq uint64
+	// Domains (resolver-learned hops) are the trust domains whose
+	// location records proved the hop (Session 18): the record's domain,
+	// or the upstream's for a name the resolver did not know. A reload
+	// that withdraws trust drops a hop only when none of them is trusted
+	// any more (FIB.Untrust), so routes proven by the domains still
+	// trusted carry on without a new lookup.
+	Domains []pdu.Name
 }
 
 const fibShards = 256
@@ -124,6 +132,10 @@ func (f *FIB) Install(n pdu.Name, h Hop) error {
 	for _, o := range old {
 		if o.Face != h.Face {
 			hops = append(hops, o)
+		} else if o.Origin == OriginResolver && h.Origin == OriginResolver {
+			// Several holders reached through one face (the upstream):
+			// the hop is proven by each of their records' domains.
+			h.Domains = unionDomains(o.Domains, h.Domains)
 		}
 	}
 	hops = append(hops, h)
@@ -175,31 +187,90 @@ func (f *FIB) unindex(n pdu.Name, face *Face) {
 	f.mu.Unlock()
 }
 
-// RemoveOrigin drops every hop of origin o and reports how many there
-// were (a reload that withdrew trust drops the resolver-learned ones:
-// Router.Reload).
-func (f *FIB) RemoveOrigin(o Origin) int {
+// unionDomains returns a's domains followed by those of b not in a, in a
+// new slice (hops are immutable once installed).
+func unionDomains(a, b []pdu.Name) []pdu.Name {
+	out := slices.Clone(a)
+	for _, d := range b {
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Untrust applies a reload that withdrew trust to the resolver-learned
+// hops: each forgets the domains trusted reports false for, and a hop
+// left with none (or that never named one) is removed. It reports how
+// many hops were removed and how many were kept (Router.Reload).
+func (f *FIB) Untrust(trusted func(domain pdu.Name) bool) (removed, kept int) {
 	type at struct {
 		n    pdu.Name
 		face *Face
 	}
-	var drop []at
+	var check []at
 	f.Walk(func(n pdu.Name, hops []Hop) bool {
 		for _, h := range hops {
-			if h.Origin == o {
-				drop = append(drop, at{n, h.Face})
+			if h.Origin == OriginResolver {
+				check = append(check, at{n, h.Face})
 			}
 		}
 		return true
 	})
-	removed := 0
-	for _, d := range drop {
-		if f.removeIf(d.n, d.face, func(h Hop) bool { return h.Origin == o }) {
-			f.unindex(d.n, d.face)
+	for _, c := range check {
+		switch f.untrustHop(c.n, c.face, trusted) {
+		case hopRemoved:
 			removed++
+		case hopKept:
+			kept++
 		}
 	}
-	return removed
+	return removed, kept
+}
+
+type untrustResult uint8
+
+const (
+	hopAbsent untrustResult = iota
+	hopKept
+	hopRemoved
+)
+
+// untrustHop applies trusted to n's resolver-learned hop through face:
+// its untrusted domains go, and the hop goes when none is left.
+func (f *FIB) untrustHop(n pdu.Name, face *Face, trusted func(pdu.Name) bool) untrustResult {
+	s := f.shard(&n)
+	s.mu.Lock()
+	old := s.t.get(&n)
+	idx := slices.IndexFunc(old, func(h Hop) bool { return h.Face == face && h.Origin == OriginResolver })
+	if idx < 0 {
+		s.mu.Unlock()
+		return hopAbsent
+	}
+	doms := make([]pdu.Name, 0, len(old[idx].Domains))
+	for _, d := range old[idx].Domains {
+		if trusted(d) {
+			doms = append(doms, d)
+		}
+	}
+	if len(doms) > 0 {
+		if len(doms) < len(old[idx].Domains) {
+			hops := slices.Clone(old)
+			hops[idx].Domains = doms
+			s.t.set(&n, hops)
+		}
+		s.mu.Unlock()
+		return hopKept
+	}
+	if len(old) == 1 {
+		s.t.del(&n)
+		f.names.Add(-1)
+	} else {
+		s.t.set(&n, slices.Delete(slices.Clone(old), idx, idx+1))
+	}
+	s.mu.Unlock()
+	f.unindex(n, face)
+	return hopRemoved
 }
 
 // removeIf drops n's hop through face when cond holds for it.

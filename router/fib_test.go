@@ -230,3 +230,57 @@ func TestFIBEmptyIsSmall(t *testing.T) {
 		t.Fatalf("after removing half: Len %d", f.Len())
 	}
 }
+
+// TestFIBUntrust (Session 18): a reload that withdraws a domain removes the
+// resolver-learned hops proven only by that domain's records; a hop
+// proven also by a domain still trusted (two holders' records reached
+// through one face) keeps the trusted domain, and local hops are left
+// alone.
+func TestFIBUntrust(t *testing.T) {
+	f := NewFIB(0)
+	up, local := testFace(1), testFace(2)
+	a, b, c := testName(100), testName(101), testName(102)
+	onlyB, both, mine := testName(1), testName(2), testName(3)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(f.Install(onlyB, Hop{Face: up, Cost: 2, Origin: OriginResolver, Domains: []pdu.Name{b}}))
+	must(f.Install(both, Hop{Face: up, Cost: 2, Origin: OriginResolver, Domains: []pdu.Name{a}}))
+	must(f.Install(both, Hop{Face: up, Cost: 2, Origin: OriginResolver, Domains: []pdu.Name{b}}))
+	must(f.Install(mine, Hop{Face: local, Origin: OriginLocal}))
+	must(f.Install(mine, Hop{Face: up, Cost: 2, Origin: OriginResolver, Domains: []pdu.Name{c}}))
+
+	trusted := map[pdu.Name]bool{a: true, c: true} // b withdrawn
+	removed, kept := f.Untrust(func(d pdu.Name) bool { return trusted[d] })
+	if removed != 1 || kept != 2 {
+		t.Fatalf("Untrust: removed %d, kept %d; want 1, 2", removed, kept)
+	}
+	if f.Lookup(onlyB) != nil {
+		t.Fatal("a hop proven only by the withdrawn domain stayed")
+	}
+	h := f.Lookup(both)
+	if len(h) != 1 || len(h[0].Domains) != 1 || h[0].Domains[0] != a {
+		t.Fatalf("a hop proven by a trusted domain and the withdrawn one: %+v, want it kept with the trusted domain only", h)
+	}
+	if len(f.Lookup(mine)) != 2 {
+		t.Fatalf("hops of a name in a trusted domain: %+v, want the local and the learnt one", f.Lookup(mine))
+	}
+	if n := f.Len(); n != 2 {
+		t.Fatalf("Len %d after Untrust, want 2", n)
+	}
+
+	trusted = map[pdu.Name]bool{c: true} // then a withdrawn too
+	if removed, kept := f.Untrust(func(d pdu.Name) bool { return trusted[d] }); removed != 1 || kept != 1 {
+		t.Fatalf("second Untrust: removed %d, kept %d; want 1, 1", removed, kept)
+	}
+	if f.Lookup(both) != nil {
+		t.Fatal("a hop whose every proving domain was withdrawn stayed")
+	}
+	// The removed hops are unindexed: removing the face finds only mine.
+	if names := f.RemoveFace(up); len(names) != 1 || names[0] != mine {
+		t.Fatalf("RemoveFace after Untrust: %v, want only the trusted name's", names)
+	}
+}

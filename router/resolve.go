@@ -646,7 +646,7 @@ func (r *Router) learnRoute(ctx context.Context, dst pdu.Name, first func()) err
 		}
 		// The upstream may know more (another domain, the global tier).
 		if up := r.upstreamFace(); up != nil {
-			return r.installLearned(dst, up, 2, expiry, pdu.Name{})
+			return r.installLearned(dst, up, 2, expiry, pdu.Name{}, up.domain)
 		}
 		return err
 	}
@@ -769,28 +769,29 @@ func (r *Router) learnHolder(ctx context.Context, dst, holder pdu.Name, rec *res
 // installRecordHop installs dst's hop on f learnt from rec, then checks
 // rec's domain against the policy again (Session 17): a reload that
 // withdrew it after the lookup's check — during an on-demand dial, say —
-// may have swept the learnt routes (Router.Reload: RemoveOrigin) before
+// may have swept the learnt routes (Router.Reload: FIB.Untrust) before
 // this hop was in, and it would be forwarded to for route_cache_ttl. The
 // reload stores its policy before it sweeps, and this reads it after
-// installing: one of the two sees the hop.
+// installing: one of the two sees the hop. The hop stays when another
+// record's domain, still trusted, proved it too (through the same face).
 func (r *Router) installRecordHop(dst pdu.Name, rec *resolver.Record, f *Face, cost uint32, expiry time.Time, holder pdu.Name) error {
-	if err := r.installLearned(dst, f, cost, expiry, holder); err != nil {
+	if err := r.installLearned(dst, f, cost, expiry, holder, rec.Domain()); err != nil {
 		return err
 	}
 	if d := rec.Domain(); !r.policy().allows(d) {
-		if r.fib.removeIf(dst, f, func(h Hop) bool { return h.Origin == OriginResolver }) {
-			r.fib.unindex(dst, f)
-		}
+		r.fib.untrustHop(dst, f, r.policy().allows)
 		return fmt.Errorf("%w: %s's record is of domain %s, withdrawn during the lookup", errForbidden, dst, d)
 	}
 	return nil
 }
 
-func (r *Router) installLearned(dst pdu.Name, f *Face, cost uint32, expiry time.Time, holder pdu.Name) error {
+// installLearned installs dst's resolver-learned hop on f toward holder,
+// proven by a record of domain.
+func (r *Router) installLearned(dst pdu.Name, f *Face, cost uint32, expiry time.Time, holder, domain pdu.Name) error {
 	if holder.IsZero() {
 		holder = f.peer
 	}
-	return r.fib.Install(dst, Hop{Face: f, Cost: cost, Expiry: expiry, Origin: OriginResolver, Router: holder})
+	return r.fib.Install(dst, Hop{Face: f, Cost: cost, Expiry: expiry, Origin: OriginResolver, Router: holder, Domains: []pdu.Name{domain}})
 }
 
 // invalidator is a resolver with a cache that can forget one name

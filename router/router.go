@@ -343,15 +343,17 @@ func (r *Router) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Me
 	closed := r.enforcePolicy(p)
 	if gone := old.withdrawn(p); len(gone) > 0 {
 		// Routes learnt from resolver records are believed only under the
-		// trust they were verified with, and a hop does not say which
-		// domain its record was in (a record of a domain no longer allowed
-		// may be reached through the upstream or a border of another): all
-		// go, and each destination in use is looked up again under the new
-		// trust (the resolver's cache is purged on the same reload), so
-		// nothing verified only by a withdrawn domain is forwarded to.
-		learned := r.fib.RemoveOrigin(OriginResolver)
-		r.log.Info("trust withdrawn: faces of those domains closed, routes learnt from the resolver dropped (looked up again under the new trust)",
-			zap.Stringers("domains", gone), zap.Int("faces_closed", closed), zap.Int("learned_routes_dropped", learned))
+		// trust they were verified with: each hop names the domains whose
+		// records proved it (Session 18), and one proven only by domains
+		// withdrawn goes — its destination is looked up again under the
+		// new trust (the resolver's cache is purged on the same reload),
+		// so nothing verified only by a withdrawn domain is forwarded to.
+		// Routes proven by a domain still trusted stay (before, every
+		// learnt route went, and each destination in use waited for a
+		// lookup).
+		dropped, kept := r.fib.Untrust(p.allows)
+		r.log.Info("trust withdrawn: faces of those domains closed, routes learnt from their records dropped (looked up again under the new trust)",
+			zap.Stringers("domains", gone), zap.Int("faces_closed", closed), zap.Int("learned_routes_dropped", dropped), zap.Int("learned_routes_kept", kept))
 	}
 	next := make(chan struct{})
 	close(*r.reloaded.Swap(&next))

@@ -103,6 +103,107 @@ func TestTrustWithdrawnDropsLearnedRoutes(t *testing.T) {
 	}
 }
 
+// TestTrustWithdrawnKeepsOtherDomainsRoutes (Session 18): a reload that
+// stops trusting domain B drops the routes B's records proved and keeps
+// those proven by domain C, still trusted: traffic to C's server carries
+// on through the learnt route without a new lookup (before, every learnt
+// route went and each destination in use waited for one), while the next
+// PDU to B's server is looked up again and refused FORBIDDEN. Both
+// servers sit behind the upstream, so both learnt hops are on the same
+// face of domain A: only the records' domains tell them apart.
+func TestTrustWithdrawnKeepsOtherDomainsRoutes(t *testing.T) {
+	w := newWorld(t)
+	domB, err := routertest.NewDomain("B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	domC, err := routertest.NewDomain("C")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.dom.Verifier.Trusted[domB.ID.Name] = domB.ID.Meta // before any router starts
+	w.dom.Verifier.Trusted[domC.ID.Name] = domC.ID.Meta
+	up := w.router("upstream", router.Config{}, nil)
+	upName := up.Name()
+	viaUp := router.Config{Peers: []router.PeerConfig{{Name: upName, Addr: "127.0.0.1:9"}}, Upstream: &upName}
+	edge := w.router("edge", viaUp, nil)
+	w.connect(edge, up)
+	rbc, err := domB.NewRouter("router B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcc, err := domC.NewRouter("router C")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverB := w.serverBehind(up, viaUp, domB, rbc)
+	serverC := w.serverBehind(up, viaUp, domC, rcc)
+	user := w.endpoint(edge, certs.KindClient, "user in A")
+	advertise(t, user)
+
+	learnt := func(n pdu.Name) bool {
+		for _, ri := range edge.Routes(0, router.OriginResolver) {
+			if ri.Name == n {
+				return true
+			}
+		}
+		return false
+	}
+	lookups := func() float64 {
+		sum := 0.0
+		for _, res := range []string{"found", "not_found", "forbidden", "error", "stale"} {
+			sum += metric(t, edge, "gdp_router_resolver_lookups_total", "result", res)
+		}
+		return sum
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	eventually(t, "the endpoints' records published", func() bool {
+		_, e1 := w.res.Lookup(ctx, serverB.Name())
+		_, e2 := w.res.Lookup(ctx, serverC.Name())
+		_, e3 := w.res.Lookup(ctx, user.Name())
+		return e1 == nil && e2 == nil && e3 == nil
+	})
+	for _, s := range []*client.Client{serverB, serverC} {
+		if rep, err := user.Ping(ctx, s.Name(), 8, 10*time.Second); err != nil || !rep.Reached {
+			t.Fatalf("ping of %s while B and C are trusted: %+v, %v", s.Name(), rep, err)
+		}
+	}
+	if !learnt(serverB.Name()) || !learnt(serverC.Name()) {
+		t.Fatal("the edge router holds no learnt route to one of the servers after the pings")
+	}
+
+	aAndC := certs.NewVerifier(w.dom.ID.Meta)
+	aAndC.Trusted[domC.ID.Name] = domC.ID.Meta
+	aAndC.Now = w.dom.Verifier.Now
+	before := lookups()
+	if err := edge.Reload(edge.creds.ID, edge.creds.Member, edge.creds.Domain, aAndC, nil); err != nil {
+		t.Fatal(err)
+	}
+	if learnt(serverB.Name()) {
+		t.Fatal("the route learnt from B's record outlived the reload that stopped trusting B")
+	}
+	if !learnt(serverC.Name()) {
+		t.Fatal("the route learnt from C's record, C still trusted, was dropped by the reload that withdrew B")
+	}
+	for i := range 3 {
+		if rep, err := user.Ping(ctx, serverC.Name(), 8, 10*time.Second); err != nil || !rep.Reached {
+			t.Fatalf("ping %d of C's server after B was withdrawn: %+v, %v", i, rep, err)
+		}
+	}
+	if got := lookups(); got != before {
+		t.Fatalf("%v resolver lookups for C's server after the reload, want none (its learnt route kept)", got-before)
+	}
+	_, err = user.Ping(ctx, serverB.Name(), 8, 10*time.Second)
+	var nak *client.NAKError
+	if !errors.As(err, &nak) || nak.Code != pdu.CodeForbidden {
+		t.Fatalf("ping of B's server after the reload: %v, want a FORBIDDEN NAK", err)
+	}
+	if got := lookups(); got != before+1 {
+		t.Fatalf("%v resolver lookups after B's server was pinged, want 1", got-before)
+	}
+}
+
 // TestTrustWithdrawnDuringLookup (Session 17): a reload that withdraws a
 // domain while a lookup of one of its names is under way — here while
 // the router dials the record's holder on demand, after the lookup
