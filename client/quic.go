@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -173,6 +174,10 @@ type quicState struct {
 	// listeners are the open NameListeners (under mu): a change of
 	// credentials checks their connections' peers again (recheck).
 	listeners map[*NameListener]struct{}
+	// dialled are the connections DialName made and not yet closed, by
+	// the name dialled (under mu; Session 18): a change of credentials
+	// checks their peers again too.
+	dialled map[*quic.Conn]pdu.Name
 
 	dialMu sync.Mutex
 	dials  map[pdu.Name][]*dialWatch // dials in their handshake, by name dialled
@@ -230,7 +235,8 @@ type quicEnd struct {
 // (PROTOCOL.md §4.2), and the domains whose members it believes. A client
 // attached by an Endpoint has the endpoint's; Endpoint.Reload renews them.
 // A call that replaces credentials also closes the connections its
-// listeners accepted whose dialer does not verify under v (Session 17).
+// listeners accepted whose dialer does not verify under v (Session 17),
+// and those it dialled whose listener does not (Session 18).
 func (c *Client) SetQUICCredentials(member *certs.Cert, domain *certs.Metadata, v *certs.Verifier) error {
 	id := tunnel.CertIdentity(c.id, member, domain)
 	cert, err := tunnel.TLSCertificate(id)
@@ -251,8 +257,10 @@ func (c *Client) SetQUICCredentials(member *certs.Cert, domain *certs.Metadata, 
 // does not verify under cr (Session 17): a reload that stopped trusting
 // the dialer's domain — or replaced the own domain's key — ends the
 // connections it admitted under the old trust, as the routers close the
-// faces of a withdrawn domain. One signature check per open connection,
-// at a credentials change only.
+// faces of a withdrawn domain. Since Session 18 the connections this
+// client dialled are checked the same way: a listener whose domain is no
+// longer trusted is not talked to on the old trust either. One signature
+// check per open connection, at a credentials change only.
 func (c *Client) recheckQUIC(cr *quicCreds) {
 	q := &c.quic
 	q.mu.Lock()
@@ -260,7 +268,11 @@ func (c *Client) recheckQUIC(cr *quicCreds) {
 	for l := range q.listeners {
 		ls = append(ls, l)
 	}
+	dialled := maps.Clone(q.dialled)
 	q.mu.Unlock()
+	for qc, name := range dialled {
+		c.recheckDialled(qc, name, cr)
+	}
 	for _, l := range ls {
 		l.mu.Lock()
 		conns := make([]*quic.Conn, 0, len(l.open))
@@ -276,6 +288,21 @@ func (c *Client) recheckQUIC(cr *quicCreds) {
 			}
 		}
 	}
+}
+
+// recheckDialled closes qc, dialled to name, unless the listener's
+// certificate still proves name under cr.
+func (c *Client) recheckDialled(qc *quic.Conn, name pdu.Name, cr *quicCreds) {
+	got, _, err := tunnel.VerifyCertificate(rawCerts(qc), cr.verify)
+	if err == nil && got != name {
+		err = fmt.Errorf("%w: got %s, want %s", ErrWrongName, got, name)
+	}
+	if err == nil {
+		return
+	}
+	c.quic.stats.withdrawnDialed.Add(1)
+	c.log.Info("quic connection closed: the peer it dialled does not verify under the reloaded trust", logging.Peer(name), zap.Error(err))
+	qc.CloseWithError(QUICCodeRefused, "trust withdrawn")
 }
 
 // end returns the packet connection and transport of local name, made on
@@ -438,7 +465,32 @@ func DialName(ctx context.Context, c *Client, name pdu.Name, cfg *QUICConfig) (*
 		return nil, fmt.Errorf("dial %s: %w", name, quicHandshakeErr(err))
 	}
 	c.quic.stats.dialed.Add(1)
+	c.trackDialled(qc, name)
 	return &NameConn{Conn: qc, peer: name}, nil
+}
+
+// trackDialled keeps qc among the dialled connections a change of
+// credentials checks again, until it closes.
+func (c *Client) trackDialled(qc *quic.Conn, name pdu.Name) {
+	q := &c.quic
+	cr := q.creds.Load()
+	q.mu.Lock()
+	if q.dialled == nil {
+		q.dialled = map[*quic.Conn]pdu.Name{}
+	}
+	q.dialled[qc] = name
+	q.mu.Unlock()
+	if now := q.creds.Load(); now != cr {
+		// Credentials replaced during the handshake, maybe before their
+		// recheck saw this connection: check it under them.
+		c.recheckDialled(qc, name, now)
+	}
+	go func() {
+		<-qc.Context().Done()
+		q.mu.Lock()
+		delete(q.dialled, qc)
+		q.mu.Unlock()
+	}()
 }
 
 // quicHandshakeErr keeps ErrWrongName and tunnel.ErrPeerRefused visible

@@ -34,8 +34,12 @@ type quicStats struct {
 	// withdrawn: accepted connections closed because their peer's
 	// credentials no longer verify under reloaded trust (Session 17).
 	withdrawn atomic.Uint64
-	accepted  atomic.Uint64
-	dialed    atomic.Uint64
+	// withdrawnDialed: dialled connections closed because their
+	// listener's credentials no longer verify under reloaded trust
+	// (Session 18).
+	withdrawnDialed atomic.Uint64
+	accepted        atomic.Uint64
+	dialed          atomic.Uint64
 }
 
 func (s *quicStats) drop(reason int) { s.drops[reason].Add(1) }
@@ -56,6 +60,9 @@ type QUICStats struct {
 	// Withdrawn: accepted connections closed because a reload stopped
 	// trusting their peer's domain (Session 17).
 	Withdrawn uint64
+	// WithdrawnDialed: connections this client dialled, closed because a
+	// reload stopped trusting their listener's domain (Session 18).
+	WithdrawnDialed uint64
 	// Accepted and Dialed connections, since the client started.
 	Accepted, Dialed uint64
 }
@@ -65,7 +72,8 @@ func (c *Client) QUICStats() QUICStats {
 	s := &c.quic.stats
 	out := QUICStats{Dropped: map[string]uint64{}, SendErrors: s.sendErrors.Load(),
 		RefusedPeerLimit: s.refused.Load(), RefusedTotalLimit: s.refusedAll.Load(), RefusedDomainLimit: s.refusedDomain.Load(), Withdrawn: s.withdrawn.Load(),
-		Accepted: s.accepted.Load(), Dialed: s.dialed.Load()}
+		WithdrawnDialed: s.withdrawnDialed.Load(),
+		Accepted:        s.accepted.Load(), Dialed: s.dialed.Load()}
 	for i, n := range quicDropNames {
 		out.Dropped[n] = s.drops[i].Load()
 	}
@@ -76,7 +84,7 @@ var (
 	quicDroppedDesc = prometheus.NewDesc("gdp_client_quic_dropped_total",
 		"Packets of QUIC over names dropped, by reason.", []string{"reason"}, nil)
 	quicRefusedDesc = prometheus.NewDesc("gdp_client_quic_refused_total",
-		"Incoming QUIC connections over names refused, by limit (peer: max_conns_per_peer, domain: max_conns_per_domain, total: max_conns; withdrawn, Session 17: accepted connections closed because a reload stopped trusting their peer's domain).", []string{"limit"}, nil)
+		"Incoming QUIC connections over names refused, by limit (peer: max_conns_per_peer, domain: max_conns_per_domain, total: max_conns; withdrawn, Session 17: accepted connections closed because a reload stopped trusting their peer's domain; withdrawn_dialed, Session 18: dialled connections closed for the same reason).", []string{"limit"}, nil)
 	quicConnsDesc = prometheus.NewDesc("gdp_client_quic_connections_total",
 		"QUIC connections over names established, by direction.", []string{"direction"}, nil)
 	quicSendErrDesc = prometheus.NewDesc("gdp_client_quic_send_errors_total",
@@ -104,6 +112,7 @@ func (q quicCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.refusedDomain.Load()), "domain")
 	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.refusedAll.Load()), "total")
 	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.withdrawn.Load()), "withdrawn")
+	ch <- prometheus.MustNewConstMetric(quicRefusedDesc, prometheus.CounterValue, float64(q.s.withdrawnDialed.Load()), "withdrawn_dialed")
 	ch <- prometheus.MustNewConstMetric(quicConnsDesc, prometheus.CounterValue, float64(q.s.accepted.Load()), "accepted")
 	ch <- prometheus.MustNewConstMetric(quicConnsDesc, prometheus.CounterValue, float64(q.s.dialed.Load()), "dialed")
 	ch <- prometheus.MustNewConstMetric(quicSendErrDesc, prometheus.CounterValue, float64(q.s.sendErrors.Load()))

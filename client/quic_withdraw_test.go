@@ -19,18 +19,73 @@ import (
 // gdp_client_quic_refused_total{limit="withdrawn"}; the dialer sees its
 // connection end. Real routers, tunnels and certificates.
 func TestQUICTrustWithdrawnClosesConns(t *testing.T) {
+	p := newQUICPair(t)
+	w, x, xep, ac, nc, echo := p.w, p.x, p.xep, p.ac, p.nc, p.echo
+	member, err := w.dom.Member(x.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A renewal under the same trust: the connection stays.
+	if err := xep.Reload(member, w.dom.ID.Meta, w.dom.Verifier); err != nil {
+		t.Fatal(err)
+	}
+	if err := echo(); err != nil {
+		t.Fatalf("echo after a reload under the same trust: %v", err)
+	}
+	if got := x.QUICStats().Withdrawn; got != 0 {
+		t.Fatalf("%d connections closed by a reload under the same trust", got)
+	}
+	// The own domain's key replaced: the dialer's membership (old key)
+	// proves nothing now.
+	newDom, err := routertest.NewDomain("the replacement domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := certs.NewVerifier(newDom.ID.Meta)
+	v.Now = w.dom.Verifier.Now
+	if err := x.SetQUICCredentials(member, w.dom.ID.Meta, v); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		side string
+		nc   *NameConn
+	}{{"listener", ac}, {"dialer", nc}} {
+		select {
+		case <-c.nc.Context().Done():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the %s's connection still open 30 s after the trust in the dialer's domain was withdrawn", c.side)
+		}
+	}
+	if got := x.QUICStats().Withdrawn; got != 1 {
+		t.Fatalf("withdrawn %d, want 1", got)
+	}
+}
+
+// quicPair is a QUIC-over-names connection between two endpoints on
+// different routers: x listens, y dials; ac is x's side, nc y's, and echo
+// sends one byte from y to x and back.
+type quicPair struct {
+	w        *quicWorld
+	x, y     *Client
+	xep, yep *Endpoint
+	ac, nc   *NameConn
+	echo     func() error
+}
+
+func newQUICPair(t *testing.T) *quicPair {
+	t.Helper()
 	w := newQUICWorld(t)
 	x, xep := w.endpoint(w.a, "listener")
-	y, _ := w.endpoint(w.b, "dialer")
+	y, yep := w.endpoint(w.b, "dialer")
 	w.reach(y, x.Name())
 	w.reach(x, y.Name())
 	ln, err := ListenName(x, x.Name(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { _ = ln.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	accepted := make(chan *NameConn, 1)
 	go func() {
 		if c, err := ln.Accept(ctx); err == nil {
@@ -75,43 +130,72 @@ func TestQUICTrustWithdrawnClosesConns(t *testing.T) {
 	if err := echo(); err != nil {
 		t.Fatalf("echo before the reload: %v", err)
 	}
+	return &quicPair{w: w, x: x, y: y, xep: xep, yep: yep, ac: ac, nc: nc, echo: echo}
+}
 
-	member, err := w.dom.Member(x.id)
+// TestQUICTrustWithdrawnClosesDialledConns (Session 18): a reload of the
+// DIALER's credentials checks the connections it dialled again, as a
+// listener's does those it accepted: a renewal under the same trust keeps
+// the connection carrying data; a reload that stops trusting the
+// listener's domain (here the dialer's own domain key replaced) closes it
+// on both sides, counted gdp_client_quic_refused_total{limit=
+// "withdrawn_dialed"} once. Before, a dialled connection stayed until it
+// closed on its own. Real routers, tunnels and certificates.
+func TestQUICTrustWithdrawnClosesDialledConns(t *testing.T) {
+	p := newQUICPair(t)
+	w, y, yep := p.w, p.y, p.yep
+	member, err := w.dom.Member(y.id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A renewal under the same trust: the connection stays.
-	if err := xep.Reload(member, w.dom.ID.Meta, w.dom.Verifier); err != nil {
+	if err := yep.Reload(member, w.dom.ID.Meta, w.dom.Verifier); err != nil {
 		t.Fatal(err)
 	}
-	if err := echo(); err != nil {
-		t.Fatalf("echo after a reload under the same trust: %v", err)
+	if err := p.echo(); err != nil {
+		t.Fatalf("echo after the dialer's reload under the same trust: %v", err)
 	}
-	if got := x.QUICStats().Withdrawn; got != 0 {
-		t.Fatalf("%d connections closed by a reload under the same trust", got)
+	if got := y.QUICStats().WithdrawnDialed; got != 0 {
+		t.Fatalf("%d dialled connections closed by a reload under the same trust", got)
 	}
-	// The own domain's key replaced: the dialer's membership (old key)
-	// proves nothing now.
 	newDom, err := routertest.NewDomain("the replacement domain")
 	if err != nil {
 		t.Fatal(err)
 	}
 	v := certs.NewVerifier(newDom.ID.Meta)
 	v.Now = w.dom.Verifier.Now
-	if err := x.SetQUICCredentials(member, w.dom.ID.Meta, v); err != nil {
+	if err := y.SetQUICCredentials(member, w.dom.ID.Meta, v); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
 		side string
 		nc   *NameConn
-	}{{"listener", ac}, {"dialer", nc}} {
+	}{{"dialer", p.nc}, {"listener", p.ac}} {
 		select {
 		case <-c.nc.Context().Done():
 		case <-time.After(30 * time.Second):
-			t.Fatalf("the %s's connection still open 30 s after the trust in the dialer's domain was withdrawn", c.side)
+			t.Fatalf("the %s's connection still open 30 s after the dialer stopped trusting the listener's domain", c.side)
 		}
 	}
-	if got := x.QUICStats().Withdrawn; got != 1 {
-		t.Fatalf("withdrawn %d, want 1", got)
+	st := y.QUICStats()
+	if st.WithdrawnDialed != 1 || st.Withdrawn != 0 {
+		t.Fatalf("dialer's counts: withdrawn_dialed %d, withdrawn %d; want 1, 0", st.WithdrawnDialed, st.Withdrawn)
+	}
+	// The closed connection is forgotten: a later reload has nothing to close.
+	if err := y.SetQUICCredentials(member, w.dom.ID.Meta, certs.NewVerifier(newDom.ID.Meta)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		y.quic.mu.Lock()
+		n := len(y.quic.dialled)
+		y.quic.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d closed dialled connections still tracked after 30 s", n)
+		}
+	}
+	if got := y.QUICStats().WithdrawnDialed; got != 1 {
+		t.Fatalf("withdrawn_dialed %d after a second reload, want still 1", got)
 	}
 }
