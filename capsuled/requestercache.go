@@ -377,7 +377,7 @@ func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verif
 	// many names it sends from.
 	var pending *nodeCheck
 	known := false
-	a, notAfter, err := verify(func(node pdu.Name, creds []byte) (asker, time.Time, bool, error) {
+	gate := func(node pdu.Name, creds []byte) (asker, time.Time, bool, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		sum := sha256.Sum256(creds)
@@ -395,16 +395,36 @@ func (c *requesterCache) lookup(src pdu.Name, proof []byte, now time.Time, verif
 		}
 		pending = &nodeCheck{node: node, sum: sum}
 		return asker{}, time.Time{}, false, nil
-	})
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen != gen {
-		// The trusted domains changed while the proof was checked (a
-		// reload): its verdict may be the old trust's, so neither it nor
-		// the node's is kept; the request counts unproven and the
-		// client's next proof is checked under the new trust.
-		return unprovenAsker, cacheWithdrawn, d
 	}
+	var a asker
+	var notAfter time.Time
+	var err error
+	for again := false; ; again = true {
+		pending, known = nil, false
+		a, notAfter, err = verify(gate)
+		c.mu.Lock()
+		if c.gen == gen {
+			break
+		}
+		if again {
+			// Another reload during the re-check: its verdict may be the
+			// old trust's again. Neither it nor the node's is kept; the
+			// request counts unproven and the client's next proof is
+			// checked.
+			c.mu.Unlock()
+			return unprovenAsker, cacheWithdrawn, d
+		}
+		// The trusted domains were reloaded while the proof was checked:
+		// its verdict may be the old trust's, so it is checked once more
+		// under the new one (Session 18; the server's client took the new
+		// trust before the cache's retrust). Before, it was dropped at any
+		// reload — a certificate renewal too — and the client, its proof
+		// answered, did not send it again for ProofRefresh (30 s): its
+		// requests counted unproven meanwhile.
+		gen = c.gen
+		c.mu.Unlock()
+	}
+	defer c.mu.Unlock()
 	if pending != nil {
 		c.rememberNode(*pending, a, notAfter, err, now)
 	}

@@ -13,7 +13,8 @@ import (
 // node verdicts proven by a domain no longer trusted, those whose
 // own-domain standing changed with the server's domain — and forget every
 // proof that did not hold; the other proven names stay. A proof whose
-// check straddles the reload is not remembered.
+// check straddles the reload is checked again under the new trust
+// (Session 18), and not remembered when a second reload straddles that.
 func TestRequesterCacheRetrust(t *testing.T) {
 	c := newRequesterCache(100, 10)
 	t0 := time.Unix(1_000_000, 0)
@@ -87,15 +88,44 @@ func TestRequesterCacheRetrust(t *testing.T) {
 	step("the old own domain's member after", name(1), nil, nil, cacheUnproven, unprovenGroup, 6)
 	step("the new own domain's member after", name(3), nil, nil, cacheUnproven, unprovenGroup, 6)
 
-	// A check that straddles a reload is not remembered.
-	straddle := func(gate gateFunc) (asker, time.Time, error) {
-		a, exp, err := member(6, partner, false)(gate)
-		c.retrust(trusts(own, third), third)
-		return a, exp, err
+	// A check that straddles a reload is checked again under the new
+	// trust (Session 18; before, it was dropped at any reload, a renewal
+	// too, and the client did not send its proof again for 30 s).
+	// underTrust is the server's verifier: it reads the trust in force.
+	trusted := trusts(own, partner, third)
+	underTrust := func(k byte, d pdu.Name) verifyFunc {
+		return func(gate gateFunc) (asker, time.Time, error) {
+			if !trusted(d) {
+				return bad(gate)
+			}
+			return member(k, d, d == third)(gate)
+		}
 	}
-	step("a proof checked across a reload", name(6), proof(6), straddle, cacheWithdrawn, unprovenGroup, 7)
-	step("its name after", name(6), nil, nil, cacheUnproven, unprovenGroup, 7)
-	if _, ok := c.nodes[pdu.Name{0xaa, 6}]; ok {
+	// reloadDuring reloads to next while v's first check is under way
+	// (every check, with again).
+	reloadDuring := func(next func(pdu.Name) bool, again bool, v verifyFunc) verifyFunc {
+		done := false
+		return func(gate gateFunc) (asker, time.Time, error) {
+			a, exp, err := v(gate)
+			if !done || again {
+				done = true
+				trusted = next
+				c.retrust(next, third)
+			}
+			return a, exp, err
+		}
+	}
+	step("a proof checked across a renewal (the same trust)", name(6), proof(6),
+		reloadDuring(trusts(own, partner, third), false, underTrust(6, partner)), cacheProven, pdu.Name{6}, 8)
+	step("its name after: proven", name(6), nil, nil, cacheHit, pdu.Name{6}, 8)
+	step("a partner's proof checked across the reload that withdraws the partner", name(7), proof(7),
+		reloadDuring(trusts(own, third), false, underTrust(7, partner)), cacheInvalid, unprovenGroup, 10)
+	step("its name after: unproven", name(7), nil, nil, cacheUnproven, unprovenGroup, 10)
+	step("the renewed partner member's name after the withdrawal", name(6), nil, nil, cacheUnproven, unprovenGroup, 10)
+	step("a proof whose re-check straddles another reload", name(8), proof(8),
+		reloadDuring(trusts(own, third), true, underTrust(8, third)), cacheWithdrawn, unprovenGroup, 12)
+	step("its name after: not remembered", name(8), nil, nil, cacheUnproven, unprovenGroup, 12)
+	if _, ok := c.nodes[pdu.Name{0xaa, 8}]; ok {
 		t.Fatal("the straddling check's node verdict was kept")
 	}
 }
