@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/tunnel"
 )
 
@@ -95,6 +96,27 @@ func StartNode(cfg Config, deps Deps, conn, raw net.PacketConn) (*Node, error) {
 		}
 	}()
 	return n, nil
+}
+
+// Reload puts a reload's credentials, trusted domains and domain policy
+// in force in the router and its tunnel's identity (SIGHUP), all or
+// nothing (Session 18): both are checked before either changes. Before,
+// `gdp router` reloaded the router and then set the tunnel's identity, and
+// a tunnel that refused it left the router on the new trust and the
+// tunnel showing the old membership.
+func (n *Node) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Metadata, v *certs.Verifier, allow []pdu.Name) error {
+	if err := n.Router.CheckReload(id, member, domain, v); err != nil {
+		return err
+	}
+	tid, err := n.Tunnel.PrepareIdentity(tunnel.CertIdentity(id, member, domain))
+	if err != nil {
+		return err
+	}
+	if err := n.Router.Reload(id, member, domain, v, allow); err != nil {
+		return err // checked above with the same arguments: a membership that expired since
+	}
+	tid.Apply()
+	return nil
 }
 
 // Addr is the tunnel socket's address.

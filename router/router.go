@@ -317,14 +317,23 @@ func (r *Router) PublishPending() int { return r.pubq.waiting() }
 // Gatherer is the registry holding the router's metrics.
 func (r *Router) Gatherer() prometheus.Gatherer { return r.reg }
 
-// Reload replaces the router's credentials, trusted domains and domain
-// policy (SIGHUP). The name cannot change: a new key is a new router.
-func (r *Router) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Metadata, v *certs.Verifier, allow []pdu.Name) error {
+// CheckReload reports whether Reload would refuse its arguments, changing
+// nothing (Node.Reload asks it before it changes the tunnel's identity).
+func (r *Router) CheckReload(id *certs.Identity, member *certs.Cert, domain *certs.Metadata, v *certs.Verifier) error {
 	if id.Name != r.name {
 		return fmt.Errorf("router: reload: identity %s is not this router (%s)", id.Name, r.name)
 	}
 	if _, _, err := v.VerifyMember(id.Meta, member, domain); err != nil {
 		return fmt.Errorf("router: own membership: %w", err)
+	}
+	return nil
+}
+
+// Reload replaces the router's credentials, trusted domains and domain
+// policy (SIGHUP). The name cannot change: a new key is a new router.
+func (r *Router) Reload(id *certs.Identity, member *certs.Cert, domain *certs.Metadata, v *certs.Verifier, allow []pdu.Name) error {
+	if err := r.CheckReload(id, member, domain, v); err != nil {
+		return err
 	}
 	p := &policy{own: domain.Name(), trusted: make(map[pdu.Name]bool, len(v.Trusted))}
 	for n := range v.Trusted {

@@ -128,21 +128,48 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 // has sent them or given up (HandshakeTimeout); a link that could not send
 // is logged and keeps the old expiry at its peer.
 func (e *Endpoint) SetIdentity(id *Identity) error {
+	p, err := e.PrepareIdentity(id)
+	if err != nil {
+		return err
+	}
+	p.Apply()
+	return nil
+}
+
+// PreparedIdentity is an identity the endpoint checked and made its
+// certificate for; Apply puts it in force and cannot fail. A caller that
+// changes other state along with the identity (a router's reload) prepares
+// first, so that a refused identity changes nothing (Session 18).
+type PreparedIdentity struct {
+	e     *Endpoint
+	creds []byte
+	cert  *tls.Certificate
+}
+
+// PrepareIdentity checks id as SetIdentity does and makes its certificate,
+// changing nothing.
+func (e *Endpoint) PrepareIdentity(id *Identity) (*PreparedIdentity, error) {
 	if id.Name != e.cfg.Identity.Name {
-		return errors.New("tunnel: set identity: name changed")
+		return nil, errors.New("tunnel: set identity: name changed")
 	}
 	if !id.Key.Equal(e.cfg.Identity.Key) {
-		return errors.New("tunnel: set identity: key changed")
+		return nil, errors.New("tunnel: set identity: key changed")
 	}
 	der, err := selfSignedCert(id, e.cfg.Now())
 	if err != nil {
-		return fmt.Errorf("tunnel: certificate: %w", err)
+		return nil, fmt.Errorf("tunnel: certificate: %w", err)
 	}
+	return &PreparedIdentity{e: e, creds: bytes.Clone(id.Credentials), cert: &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: id.Key}}, nil
+}
+
+// Apply puts the prepared identity in force (SetIdentity).
+func (p *PreparedIdentity) Apply() {
+	e := p.e
 	e.mu.Lock()
 	first := e.creds == nil
-	changed := !first && !bytes.Equal(e.creds, id.Credentials)
-	e.creds = bytes.Clone(id.Credentials)
-	e.cert.Store(&tls.Certificate{Certificate: [][]byte{der}, PrivateKey: id.Key})
+	changed := !first && !bytes.Equal(e.creds, p.creds)
+	e.creds = p.creds
+	e.cert.Store(p.cert)
 	var live []*link
 	if changed {
 		e.gen++
@@ -154,7 +181,6 @@ func (e *Endpoint) SetIdentity(id *Identity) error {
 	}
 	e.mu.Unlock()
 	e.presentAll(live)
-	return nil
 }
 
 // identity is the credentials shown now and their generation.

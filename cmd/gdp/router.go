@@ -19,7 +19,6 @@ import (
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
-	"github.com/gdpnet/gdpnet/tunnel"
 )
 
 func init() {
@@ -226,10 +225,9 @@ func reloadRouter(cfgPath string, node *router.Node, res *resolver.Service, watc
 	if err := res.CheckReload(creds.member, creds.verifier); err != nil {
 		return fmt.Errorf("resolver: %w", err)
 	}
-	if err := node.Router.Reload(creds.id, creds.member, creds.domain, creds.verifier, cfg.AllowDomains); err != nil {
-		return err
-	}
-	if err := node.Tunnel.SetIdentity(tunnel.CertIdentity(creds.id, creds.member, creds.domain)); err != nil {
+	// The router and its tunnel's identity: both checked before either
+	// changes (Node.Reload).
+	if err := node.Reload(creds.id, creds.member, creds.domain, creds.verifier, cfg.AllowDomains); err != nil {
 		return err
 	}
 	// The embedded resolver: the renewed membership for its DHT nodes and
