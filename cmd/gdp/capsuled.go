@@ -90,7 +90,8 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 	wctx, wstop := context.WithCancel(ctx)
 	defer wstop()
 	go watch.run(wctx, certCheckEvery)
-	go watchCertFiles(wctx, log, append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...), sig)
+	files := newCertFileWatch(wctx, log, sig)
+	files.set(cfg.certFiles()...)
 	scfg, err := cfg.server()
 	if err != nil {
 		return err
@@ -124,7 +125,7 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 				break
 			}
 			_ = sdNotify("RELOADING=1")
-			if err := inConfig(cfgPath, reloadCapsuled(cfgPath, at, srv, watch)); err != nil {
+			if err := inConfig(cfgPath, reloadCapsuled(cfgPath, at, srv, watch, files)); err != nil {
 				log.Error("reload failed; keeping the running membership and policy", zap.Error(err), reloadFix("capsuled", cfgPath))
 			} else {
 				log.Info("reloaded the membership certificate, domain, trusted domains, placement policy, subscription limits and possession_min_samples; the router, store and other limits change on restart only")
@@ -156,7 +157,7 @@ var capsuledReloaded = []string{"member_cert", "domain", "trusted_domains", "pla
 // dropped), the placement policy and subscription limits in force (SIGHUP), all or
 // nothing: everything is checked before anything changes (the server's
 // part as its Reload will check it: CheckReload).
-func reloadCapsuled(cfgPath string, at *attached, srv *capsuled.Server, watch *certWatch) error {
+func reloadCapsuled(cfgPath string, at *attached, srv *capsuled.Server, watch *certWatch, files *certFileWatch) error {
 	cfg, err := loadCapsuledConfig(cfgPath)
 	if err != nil {
 		return err
@@ -187,5 +188,6 @@ func reloadCapsuled(cfgPath string, at *attached, srv *capsuled.Server, watch *c
 		return err
 	}
 	watch.set("member", member, cfg.MemberCert)
+	files.set(cfg.certFiles()...)
 	return nil
 }

@@ -166,6 +166,12 @@ func (a *attachConfig) files() credFiles {
 	return credFiles{keystore: a.Keystore, identity: a.Identity, member: a.MemberCert, domain: a.Domain, trusted: a.trusted, skew: a.ClockSkew.Std()}
 }
 
+// certFiles are the certificate files the block names: what the daemon
+// watches to reload on its own when one is replaced (certFileWatch).
+func (a *attachConfig) certFiles() []string {
+	return append([]string{a.MemberCert, a.Domain}, a.trusted...)
+}
+
 // verifier reads the block's domain and trusted domains and returns the
 // domain with a verifier of them that applies its clock_skew: what a reload
 // checks a new membership with and puts in force (client.Endpoint.Reload).

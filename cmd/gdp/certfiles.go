@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -15,6 +17,46 @@ import (
 // change before the daemon reloads: an installer that writes a file in
 // several steps, or replaces several files, causes one reload.
 const certFileDebounce = time.Second
+
+// certFileWatch keeps a watchCertFiles on the files the daemon's running
+// configuration names (Session 18): set, at start and after every reload
+// that succeeded, moves the watch to the files the reloaded configuration
+// names. Before, gdp capsuled, router and resolver watched the files they
+// started with: a trusted_domains file a reload added was not watched (a
+// replaced one was taken at the next SIGHUP only), and one it removed
+// still raised reloads.
+type certFileWatch struct {
+	ctx    context.Context
+	log    *zap.Logger
+	reload chan<- os.Signal
+
+	mu    sync.Mutex
+	files []string
+	stop  context.CancelFunc
+}
+
+func newCertFileWatch(ctx context.Context, log *zap.Logger, reload chan<- os.Signal) *certFileWatch {
+	return &certFileWatch{ctx: ctx, log: log, reload: reload}
+}
+
+// set watches files (empty names skipped) instead of the ones before; the
+// same set keeps the running watch.
+func (w *certFileWatch) set(files ...string) {
+	files = slices.DeleteFunc(slices.Clone(files), func(f string) bool { return f == "" })
+	slices.Sort(files)
+	files = slices.Compact(files)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stop != nil && slices.Equal(files, w.files) {
+		return
+	}
+	if w.stop != nil {
+		w.stop()
+	}
+	ctx, stop := context.WithCancel(w.ctx)
+	w.files, w.stop = files, stop
+	go watchCertFiles(ctx, w.log, files, w.reload)
+}
 
 // watchCertFiles watches the certificate files a daemon was started with
 // (its membership, domain metadata, trusted domains, …) and, once they have

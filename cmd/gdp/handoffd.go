@@ -185,13 +185,8 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 	defer wstop()
 	// watchFiles (re)starts the watch of the certificate files cfg names:
 	// a reload that names other files moves the watch to them.
-	var fileWatchStop context.CancelFunc = func() {}
-	watchFiles := func(c handoffdConfig) {
-		fileWatchStop()
-		var fctx context.Context
-		fctx, fileWatchStop = context.WithCancel(wctx)
-		go watchCertFiles(fctx, log, []string{c.MemberCert, c.Domain}, hup)
-	}
+	files := newCertFileWatch(wctx, log, hup)
+	watchFiles := func(c handoffdConfig) { files.set(c.MemberCert, c.Domain) }
 	agent := &handoffd.Agent{Cache: cache, Dir: cfg.Dir, Logger: log, Metrics: metrics,
 		Config: handoffd.AgentConfig{MaxConcurrent: cfg.MaxConcurrent, MaxPerPeer: cfg.MaxPerPeer, IdleTimeout: cfg.IdleTimeout.Std(),
 			Senders: cfg.Senders, MinFreeBytes: cfg.MinFreeBytes, MaxBytesPerPeer: cfg.MaxBytesPerPeer}}

@@ -491,29 +491,53 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 	// reload says what it dropped.
 	reload(cs, with(capsuledSet, "trusted_domains", []string{"beta.meta"}),
 		`"trusted domains reloaded: requester proofs of domains no longer trusted dropped"`, `"trusted_domains":2`)
+	// Session 18: the trusted_domains file that reload added is watched
+	// (before, only the files named at start were): replacing it reloads
+	// on its own.
+	replace := func(name string) {
+		t.Helper()
+		p := filepath.Join(e.work, name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	countLines := func(d *opsDaemon, sub string) int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		n := 0
+		for _, l := range d.lines {
+			if strings.Contains(l, sub) {
+				n++
+			}
+		}
+		return n
+	}
+	csTrust := countLines(cs, `"trusted domains reloaded`)
+	replace("beta.meta")
+	cs.waitLog(`"a certificate file changed; reloading"`, "beta.meta")
+	waitFor(t, "capsuled's reload after beta.meta was replaced", func() bool { return countLines(cs, `"trusted domains reloaded`) > csTrust })
 	reload(cs, with(capsuledSet, "placement.max_per_owner", 1), `"placement policy and subscription limits reloaded"`, `"max_per_owner":1`)
 	// A router trusting beta, then no longer: the reload that withdraws it
 	// says so, with what it dropped (Session 17). The first reload's line
 	// is the same as earlier reloads': wait for one more of them, or the
 	// second SIGHUP may come before the first is done and both read the
 	// file without beta.
-	reloaded := func() int {
-		rt.mu.Lock()
-		defer rt.mu.Unlock()
-		n := 0
-		for _, l := range rt.lines {
-			if strings.Contains(l, `"reloaded certificates, trusted domains and policy"`) {
-				n++
-			}
-		}
-		return n
-	}
+	reloaded := func() int { return countLines(rt, `"reloaded certificates, trusted domains and policy"`) }
 	before := reloaded()
 	e.deployConfig("router", with(routerSet, "trusted_domains", []string{"beta.meta"}))
 	if err := rt.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the router's reload that trusts beta", func() bool { return reloaded() > before })
+	// The router watches the file that reload added too (Session 18).
+	before = reloaded()
+	replace("beta.meta")
+	rt.waitLog(`"a certificate file changed; reloading"`, "beta.meta")
+	waitFor(t, "the router's reload after beta.meta was replaced", func() bool { return reloaded() > before })
 	reload(rt, routerSet, `"trust withdrawn: faces of those domains closed`, `"learned_routes_dropped"`)
 	create := append([]string{"capsule", "create", "--owner", "alice", "--writer", "alice", "--servers", serverName, "--w", "1", "--desc", "second"}, conn...)
 	if out, err := e.gdp(create...); err == nil || !strings.Contains(out, "forbidden") {

@@ -83,7 +83,8 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 	hup := make(chan os.Signal, 2)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go watchCertFiles(ctx, log, append([]string{resolverMemberPath(cfg), cfg.Domain}, cfg.TrustedDomains...), hup)
+	files := newCertFileWatch(ctx, log, hup)
+	files.set(append([]string{resolverMemberPath(cfg), cfg.Domain}, cfg.TrustedDomains...)...)
 	if err := checkDHTListen(cfg.Resolver); err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func runResolver(ctx context.Context, cfgPath string, printAddrs bool) (err erro
 			done = true
 		case <-hup:
 			_ = sdNotify("RELOADING=1")
-			if err := inConfig(cfgPath, reloadResolver(cfgPath, svc, watch)); err != nil {
+			if err := inConfig(cfgPath, reloadResolver(cfgPath, svc, watch, files)); err != nil {
 				log.Error("reload failed; keeping the running membership and trusted domains", zap.Error(err), reloadFix("resolver", cfgPath))
 			} else {
 				log.Info("reloaded the membership certificate and trusted domains; addresses, bootstrap and the rest of the resolver block change on restart only")
@@ -147,7 +148,7 @@ var resolverReloaded = []string{"member_cert", "domain", "trusted_domains", "clo
 // reloadResolver re-reads the config, the membership certificate and the
 // trusted domains it names and gives them to the DHT nodes (SIGHUP), all
 // or nothing.
-func reloadResolver(cfgPath string, svc *resolver.Service, watch *certWatch) error {
+func reloadResolver(cfgPath string, svc *resolver.Service, watch *certWatch, files *certFileWatch) error {
 	cfg, err := loadResolverConfig(cfgPath)
 	if err != nil {
 		return err
@@ -160,5 +161,6 @@ func reloadResolver(cfgPath string, svc *resolver.Service, watch *certWatch) err
 		return err
 	}
 	watch.set("member", creds.Member, resolverMemberPath(cfg))
+	files.set(append([]string{resolverMemberPath(cfg), cfg.Domain}, cfg.TrustedDomains...)...)
 	return nil
 }

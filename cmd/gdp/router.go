@@ -173,14 +173,15 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 	_ = sdNotify("READY=1\nSTATUS=forwarding")
 
 	// A replaced certificate file reloads like SIGHUP (OPERATIONS.md, rotating certificates).
-	go watchCertFiles(wctx, log, append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...), sig)
+	files := newCertFileWatch(wctx, log, sig)
+	files.set(append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...)...)
 	for {
 		select {
 		case <-ctx.Done():
 		case s := <-sig:
 			if s == syscall.SIGHUP {
 				_ = sdNotify("RELOADING=1")
-				if err := inConfig(cfgPath, reloadRouter(cfgPath, node, res, watch, log)); err != nil {
+				if err := inConfig(cfgPath, reloadRouter(cfgPath, node, res, watch, files, log)); err != nil {
 					log.Error("reload failed; keeping the running configuration", zap.Error(err), reloadFix("router", cfgPath))
 				} else {
 					log.Info("reloaded certificates, trusted domains and policy")
@@ -210,7 +211,7 @@ var routerReloaded = []string{"member_cert", "domain", "trusted_domains", "allow
 
 // reloadRouter re-reads the config file and the certificate files and
 // swaps them in (SIGHUP). Fields that need a restart are reported.
-func reloadRouter(cfgPath string, node *router.Node, res *resolver.Service, watch *certWatch, log *zap.Logger) error {
+func reloadRouter(cfgPath string, node *router.Node, res *resolver.Service, watch *certWatch, files *certFileWatch, log *zap.Logger) error {
 	cfg, err := loadRouterConfig(cfgPath)
 	if err != nil {
 		return err
@@ -236,6 +237,7 @@ func reloadRouter(cfgPath string, node *router.Node, res *resolver.Service, watc
 		return fmt.Errorf("resolver: %w", err)
 	}
 	watch.set("member", creds.member, cfg.MemberCert)
+	files.set(append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...)...)
 	log.Info("listen addresses, limits, peers and the rest of the resolver block change on restart only")
 	return nil
 }
