@@ -79,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		pushes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
 			Name: "pushes_total", Help: "EVENT messages pushed to subscribers."}),
 		subQuota: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
-			Name: "subscription_quota_total", Help: "Subscriptions refused or evicted to share them fairly among subscribers, by reason."}, []string{"reason"}),
+			Name: "subscription_quota_total", Help: "Subscriptions refused or evicted to share them fairly among subscribers, by reason (trust_withdrawn, Session 18: ended by a reload that stopped trusting the subscriber's domain)."}, []string{"reason"}),
 		adcertExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled",
 			Name: "adcert_expiry_timestamp_seconds", Help: "When each placed capsule's AdCert for this server expires (unix seconds)."}, []string{"capsule"}),
 		writerConflicts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled",
@@ -151,7 +151,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			m.requests.WithLabelValues(o.String(), wire.StatusOK.String())
 		}
 	}
-	for _, r := range []string{"subscription_evicted", "subscriptions_full", "subscriber_quota", "unproven_quota"} {
+	for _, r := range []string{"subscription_evicted", "subscriptions_full", "subscriber_quota", "unproven_quota", subTrustWithdrawn} {
 		m.subQuota.WithLabelValues(r)
 	}
 	reg.MustRegister(m.requests, m.appended, m.synced, m.syncErrors, m.equivocations, m.dropped, m.subscriptions, m.pushes, m.subQuota,

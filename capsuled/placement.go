@@ -188,6 +188,21 @@ func (ps *placements) limitedGroup(g pdu.Name) bool {
 	return g != (pdu.Name{}) && (ps.own == nil || g != ps.own())
 }
 
+// ofUntrusted is how many placements were made by members of a domain
+// trusted reports false for (Session 18: the reload's line says how many a
+// withdrawal left; they stay).
+func (ps *placements) ofUntrusted(trusted func(pdu.Name) bool) int {
+	ps.mu.RLock()
+	defer ps.mu.RUnlock()
+	n := 0
+	for _, p := range ps.m {
+		if g := p.who.group; g != (pdu.Name{}) && g != unprovenGroup && !trusted(g) {
+			n++
+		}
+	}
+	return n
+}
+
 type pendingKey struct{ share, name pdu.Name }
 
 // index is a set of capsules per key.

@@ -90,19 +90,30 @@ func (s *Server) Reload(cfg Config) error {
 // caller has given v to the server's client first (client.Endpoint.Reload),
 // which checks every proof from then on; here what was believed under
 // the old trust goes: a source name or node proven by a domain v does not
-// list counts in the unproven pool from its next request (its placements
-// stay, counted in the shares they were made in; its subscriptions run
-// until their next renewal, counted then as unproven), and a proof that
-// did not hold is forgotten, so one of a domain v adds is checked at its
-// next request instead of within 10 s. It logs one line saying what was
-// dropped.
+// list counts in the unproven pool from its next request, its running
+// subscriptions end (Session 18; its renewal starts one counted as
+// unproven), and a proof that did not hold is forgotten, so one of a
+// domain v adds is checked at its next request instead of within 10 s.
+// Its placements stay, counted in the shares they were made in (deleting
+// data on a trust change would make a mistyped reload destructive): the
+// line says how many. It logs one line saying what was dropped.
 func (s *Server) ReloadTrust(v *certs.Verifier) {
 	own := s.cli.Domain()
-	r := s.reqs.retrust(func(d pdu.Name) bool { return d == own || v.Trusted[d] != nil }, own)
+	trusted := func(d pdu.Name) bool { return d == own || v.Trusted[d] != nil }
+	r := s.reqs.retrust(trusted, own)
 	if r.names > 0 {
 		s.met.requesterCache.WithLabelValues(cacheWithdrawn).Add(float64(r.names))
 	}
+	subs := s.subs.untrust(trusted)
+	if subs > 0 {
+		s.met.subQuota.WithLabelValues(subTrustWithdrawn).Add(float64(subs))
+	}
 	s.log.Info("trusted domains reloaded: requester proofs of domains no longer trusted dropped",
 		zap.Int("trusted_domains", len(v.Trusted)), zap.Int("names_dropped", r.names),
-		zap.Int("nodes_dropped", r.nodes), zap.Int("refused_forgotten", r.refused))
+		zap.Int("nodes_dropped", r.nodes), zap.Int("refused_forgotten", r.refused),
+		zap.Int("subscriptions_ended", subs), zap.Int("placements_kept", s.places.ofUntrusted(trusted)))
 }
+
+// subTrustWithdrawn labels the subscriptions a reload ended
+// (gdp_capsuled_subscription_quota_total{reason}).
+const subTrustWithdrawn = "trust_withdrawn"

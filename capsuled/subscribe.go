@@ -52,6 +52,10 @@ type subKey struct {
 type subscription struct {
 	key    subKey
 	share  pdu.Name // whose share it counts in: its subscriber's identity, or unprovenGroup (asker.ident)
+	// domain is the domain whose membership proved the subscriber (zero:
+	// unproven): a reload that stops trusting it ends the subscription
+	// (Session 18, subscriptions.untrust).
+	domain pdu.Name
 	c      pdu.Name
 	mu     sync.Mutex
 	next   uint64 // first seqno not yet pushed
@@ -222,7 +226,7 @@ func (s *Server) handleSubscribe(r request) *wire.Message {
 			return resp
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
-		sub = &subscription{key: k, share: r.ident, c: c, next: next, known: m.Size, expiry: time.Now().Add(lease), poke: make(chan struct{}, 1), cancel: cancel}
+		sub = &subscription{key: k, share: r.ident, domain: r.domain, c: c, next: next, known: m.Size, expiry: time.Now().Add(lease), poke: make(chan struct{}, 1), cancel: cancel}
 		ss.add(sub)
 		ss.wg.Add(1)
 		go func() {
@@ -264,6 +268,25 @@ func (ss *subscriptions) remove(sub *subscription) {
 	ss.mu.Lock()
 	ss.drop(sub)
 	ss.mu.Unlock()
+}
+
+// untrust ends every subscription whose subscriber was proven by a domain
+// trusted no longer reports false for, and returns how many (Session 18:
+// Server.ReloadTrust). Before, they ran until their next renewal, counted
+// meanwhile in the share of an identity no longer proven; the subscriber's
+// renewal now starts one afresh, counted as its requests are.
+func (ss *subscriptions) untrust(trusted func(pdu.Name) bool) int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	n := 0
+	for _, sub := range ss.m {
+		if sub.domain != (pdu.Name{}) && !trusted(sub.domain) {
+			ss.drop(sub)
+			sub.cancel()
+			n++
+		}
+	}
+	return n
 }
 
 func (ss *subscriptions) closeAll() {
