@@ -121,7 +121,7 @@ func TestClockSkewAppliedAtReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	for kind, reload := range map[string]func() error{
-		"gateway":  func() error { return reloadGateway(path, id, nil, nil, nil) },
+		"gateway":  func() error { return reloadGateway(path, id, nil, nil, nil, nil) },
 		"handoffd": func() error { _, err := reloadHandoffd(path, &attached{id: id}, nil, nil); return err },
 	} {
 		t.Run(kind, func(t *testing.T) {

@@ -97,7 +97,8 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 	wctx, wstop := context.WithCancel(ctx)
 	defer wstop()
 	go watch.run(wctx, certCheckEvery)
-	go watchCertFiles(wctx, log, append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...), sig)
+	files := newCertFileWatch(wctx, log, sig)
+	files.set(append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...)...)
 	srv, err := gateway.New(cfg.server(), gateway.Deps{Uplink: up, Keys: creds.ks, Logger: log, Registry: reg,
 		LockWriter: func(c pdu.Name) (func(), error) { return lockWriter(creds.ks.Dir(), c) }})
 	if err != nil {
@@ -161,7 +162,7 @@ func runGateway(ctx context.Context, cfgPath string) (err error) {
 				return nil
 			}
 			_ = sdNotify("RELOADING=1")
-			if err := inConfig(cfgPath, reloadGateway(cfgPath, creds.id, up, srv, watch)); err != nil {
+			if err := inConfig(cfgPath, reloadGateway(cfgPath, creds.id, up, srv, watch, files)); err != nil {
 				log.Error("reload failed; keeping the running configuration", zap.Error(err), reloadFix("gateway", cfgPath))
 			} else {
 				log.Info("reloaded the limits, capsule defaults, token and membership certificate; listeners and routers change on restart only")
@@ -186,7 +187,7 @@ var gatewayReloaded = []string{"member_cert", "domain", "trusted_domains", "toke
 
 // reloadGateway re-reads the config, the token file and the membership
 // certificate and puts them in force, all or nothing.
-func reloadGateway(cfgPath string, id *certs.Identity, up *gateway.Uplink, srv *gateway.Server, watch *certWatch) error {
+func reloadGateway(cfgPath string, id *certs.Identity, up *gateway.Uplink, srv *gateway.Server, watch *certWatch, files *certFileWatch) error {
 	cfg, err := loadGatewayConfig(cfgPath)
 	if err != nil {
 		return err
@@ -216,5 +217,6 @@ func reloadGateway(cfgPath string, id *certs.Identity, up *gateway.Uplink, srv *
 		srv.SetToken(tok)
 	}
 	watch.set("member", member, cfg.MemberCert)
+	files.set(append([]string{cfg.MemberCert, cfg.Domain}, cfg.TrustedDomains...)...)
 	return nil
 }
