@@ -494,17 +494,6 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 	// Session 18: the trusted_domains file that reload added is watched
 	// (before, only the files named at start were): replacing it reloads
 	// on its own.
-	replace := func(name string) {
-		t.Helper()
-		p := filepath.Join(e.work, name)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	countLines := func(d *opsDaemon, sub string) int {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -516,9 +505,39 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 		}
 		return n
 	}
+	// replace rewrites name (same bytes) until d says the change reloads
+	// it: the watch of a file a reload added starts just after that
+	// reload's lines, so a change made at once may come before it.
+	replace := func(d *opsDaemon, name string) {
+		t.Helper()
+		p := filepath.Join(e.work, name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := func() bool {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			for _, l := range d.lines {
+				if strings.Contains(l, `"a certificate file changed; reloading"`) && strings.Contains(l, name) {
+					return true
+				}
+			}
+			return false
+		}
+		for deadline := time.Now().Add(20 * time.Second); !seen(); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never reloaded on its own after %s was replaced", d.name, name)
+			}
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for end := time.Now().Add(3 * certFileDebounce); time.Now().Before(end) && !seen(); time.Sleep(25 * time.Millisecond) {
+			}
+		}
+	}
 	csTrust := countLines(cs, `"trusted domains reloaded`)
-	replace("beta.meta")
-	cs.waitLog(`"a certificate file changed; reloading"`, "beta.meta")
+	replace(cs, "beta.meta")
 	waitFor(t, "capsuled's reload after beta.meta was replaced", func() bool { return countLines(cs, `"trusted domains reloaded`) > csTrust })
 	reload(cs, with(capsuledSet, "placement.max_per_owner", 1), `"placement policy and subscription limits reloaded"`, `"max_per_owner":1`)
 	// A router trusting beta, then no longer: the reload that withdraws it
@@ -535,8 +554,7 @@ func TestOperationsWalkthroughDaemons(t *testing.T) {
 	waitFor(t, "the router's reload that trusts beta", func() bool { return reloaded() > before })
 	// The router watches the file that reload added too (Session 18).
 	before = reloaded()
-	replace("beta.meta")
-	rt.waitLog(`"a certificate file changed; reloading"`, "beta.meta")
+	replace(rt, "beta.meta")
 	waitFor(t, "the router's reload after beta.meta was replaced", func() bool { return reloaded() > before })
 	reload(rt, routerSet, `"trust withdrawn: faces of those domains closed`, `"learned_routes_dropped"`)
 	create := append([]string{"capsule", "create", "--owner", "alice", "--writer", "alice", "--servers", serverName, "--w", "1", "--desc", "second"}, conn...)
