@@ -437,8 +437,13 @@ func DialName(ctx context.Context, c *Client, name pdu.Name, cfg *QUICConfig) (*
 		return nil, fmt.Errorf("dial %s: %w", name, err)
 	}
 	tc.ServerName = "gdp"
+	// used: the credentials whose trust verified the listener; a change
+	// after it is checked again once the connection is tracked.
+	var used atomic.Pointer[quicCreds]
 	tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		got, _, err := tunnel.VerifyCertificate(raw, c.quic.creds.Load().verify)
+		cr := c.quic.creds.Load()
+		used.Store(cr)
+		got, _, err := tunnel.VerifyCertificate(raw, cr.verify)
 		if err != nil {
 			return err
 		}
@@ -464,16 +469,24 @@ func DialName(ctx context.Context, c *Client, name pdu.Name, cfg *QUICConfig) (*
 		}
 		return nil, fmt.Errorf("dial %s: %w", name, quicHandshakeErr(err))
 	}
+	if quicDialledHook != nil {
+		quicDialledHook()
+	}
 	c.quic.stats.dialed.Add(1)
-	c.trackDialled(qc, name)
+	c.trackDialled(qc, name, used.Load())
 	return &NameConn{Conn: qc, peer: name}, nil
 }
 
+// quicDialledHook, set by tests, runs when DialName's handshake is done,
+// before the connection is tracked.
+var quicDialledHook func()
+
 // trackDialled keeps qc among the dialled connections a change of
-// credentials checks again, until it closes.
-func (c *Client) trackDialled(qc *quic.Conn, name pdu.Name) {
+// credentials checks again, until it closes. cr are the credentials the
+// handshake verified the listener under: credentials stored since — their
+// recheck may have run before qc was tracked — check it again here.
+func (c *Client) trackDialled(qc *quic.Conn, name pdu.Name, cr *quicCreds) {
 	q := &c.quic
-	cr := q.creds.Load()
 	q.mu.Lock()
 	if q.dialled == nil {
 		q.dialled = map[*quic.Conn]pdu.Name{}

@@ -199,3 +199,51 @@ func TestQUICTrustWithdrawnClosesDialledConns(t *testing.T) {
 		t.Fatalf("withdrawn_dialed %d after a second reload, want still 1", got)
 	}
 }
+
+// TestQUICTrustWithdrawnDuringDial (Session 18): a reload that stops
+// trusting the listener's domain while a dial's handshake is done but the
+// connection not yet tracked — the reload's recheck cannot see it — still
+// closes it: the dial checks it again under the credentials stored since
+// the handshake verified the listener. Before, the dial compared against
+// the credentials it read after the handshake (the new ones) and kept a
+// connection verified only by the withdrawn trust.
+func TestQUICTrustWithdrawnDuringDial(t *testing.T) {
+	p := newQUICPair(t)
+	w, x, y := p.w, p.x, p.y
+	member, err := w.dom.Member(y.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newDom, err := routertest.NewDomain("the replacement domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := certs.NewVerifier(newDom.ID.Meta)
+	v.Now = w.dom.Verifier.Now
+	quicDialledHook = func() {
+		if err := y.SetQUICCredentials(member, w.dom.ID.Meta, v); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { quicDialledHook = nil })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nc, err := DialName(ctx, y, x.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-nc.Context().Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("a connection dialled under the old trust still open 30 s after a reload during its dial stopped trusting the listener's domain")
+	}
+	// The pair's connection, tracked before, went by the reload's recheck.
+	select {
+	case <-p.nc.Context().Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the earlier dialled connection still open 30 s after the reload")
+	}
+	if got := y.QUICStats().WithdrawnDialed; got != 2 {
+		t.Fatalf("withdrawn_dialed %d, want 2 (the earlier connection and the one dialled during the reload)", got)
+	}
+}
