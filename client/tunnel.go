@@ -153,12 +153,15 @@ func (e *Endpoint) Collector() prometheus.Collector { return e.ep.Collector() }
 // When v is not nil it also replaces the trusted domains (Session 17):
 // the router tunnels' handshakes and renewals and every client's QUIC
 // over names (its listeners' and dials' peer checks, VerifyCredentials)
-// check against v from then on; a domain v no longer lists proves
-// nothing here. nil keeps the trusted domains in force.
+// check against v from then on, and (Session 18) the router links open
+// are checked again, those whose router v refuses closed; a domain v no
+// longer lists proves nothing here. nil keeps the trusted domains in
+// force.
 func (e *Endpoint) Reload(member *certs.Cert, domain *certs.Metadata, v *certs.Verifier) error {
 	if err := e.ep.SetIdentity(tunnel.CertIdentity(e.cfg.Identity, member, domain)); err != nil {
 		return err
 	}
+	trustChanged := v != nil
 	e.mu.Lock()
 	e.cfg.Member, e.cfg.Domain = member, domain
 	if v != nil {
@@ -166,6 +169,14 @@ func (e *Endpoint) Reload(member *certs.Cert, domain *certs.Metadata, v *certs.V
 	}
 	v = e.cfg.Verifier
 	e.mu.Unlock()
+	// The router links verified under the old trust: one whose router no
+	// longer verifies (a partner's router whose domain was withdrawn, the
+	// own domain's key replaced) closes now, not when it drops or its
+	// router renews (Session 18); the attachment redials under the new
+	// trust ("tunnel to the router lost").
+	if trustChanged {
+		e.ep.RecheckPeers()
+	}
 	var err error
 	e.clients.Range(func(_, c any) bool {
 		err = errors.Join(err, c.(*Client).SetQUICCredentials(member, domain, v))

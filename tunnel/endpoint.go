@@ -44,6 +44,10 @@ type Endpoint struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 
+	// rechecks counts RecheckPeers calls: a link verified before one and
+	// tracked after its sweep is checked again as it starts.
+	rechecks atomic.Uint64
+
 	mu     sync.Mutex
 	links  map[*link]struct{}
 	closed bool
@@ -240,6 +244,9 @@ type verifiedPeer struct {
 	key   ed25519.PublicKey // bound by TLS: a renewal must be for it
 	creds []byte
 	renew bool // gdp-tunnel/2: RENEW may be sent and received
+	// rechecks: Endpoint.rechecks before the check (a RecheckPeers since
+	// means the link is checked again as it starts).
+	rechecks uint64
 }
 
 func (e *Endpoint) verifyPeer(raw [][]byte, want pdu.Name) (verifiedPeer, error) {
@@ -247,6 +254,7 @@ func (e *Endpoint) verifyPeer(raw [][]byte, want pdu.Name) (verifiedPeer, error)
 	if err != nil {
 		return verifiedPeer{}, err
 	}
+	rechecks := e.rechecks.Load()
 	name, exp, err := e.cfg.Verify(key, creds)
 	if err != nil {
 		return verifiedPeer{}, fmt.Errorf("%w: %w", ErrPeerRefused, err)
@@ -257,7 +265,59 @@ func (e *Endpoint) verifyPeer(raw [][]byte, want pdu.Name) (verifiedPeer, error)
 	if name == e.cfg.Identity.Name {
 		return verifiedPeer{}, fmt.Errorf("%w: peer claims our own name", ErrPeerRefused)
 	}
-	return verifiedPeer{name: name, exp: exp, key: key, creds: creds}, nil
+	return verifiedPeer{name: name, exp: exp, key: key, creds: creds, rechecks: rechecks}, nil
+}
+
+// RecheckPeers verifies again, with Config.Verify as it is now, the
+// credentials each live link's peer showed last (at its handshake or its
+// latest renewal), and closes the links whose peer it refuses, returning
+// how many (Session 18: a client endpoint's reload that stops trusting
+// the domain of the router it is attached to — a partner's edge router a
+// gateway's trusted_domains listed. Before, that link stayed until it
+// dropped or the router renewed its membership). A link whose handshake
+// was verified before this call and that is tracked after its sweep is
+// checked as it starts.
+func (e *Endpoint) RecheckPeers() int {
+	e.rechecks.Add(1)
+	e.mu.Lock()
+	links := make([]*link, 0, len(e.links))
+	for l := range e.links {
+		links = append(links, l)
+	}
+	e.mu.Unlock()
+	n := 0
+	for _, l := range links {
+		if !l.recheck() {
+			n++
+		}
+	}
+	return n
+}
+
+// recheck verifies l's peer's latest credentials again and closes l when
+// they are refused; it reports whether l was kept.
+func (l *link) recheck() bool {
+	if err := l.reverify(); err != nil {
+		l.closeWith(err)
+		return false
+	}
+	return true
+}
+
+// reverify checks the credentials l's peer showed last with Config.Verify
+// as it is now.
+func (l *link) reverify() error {
+	l.expMu.Lock()
+	creds := l.exp.creds
+	l.expMu.Unlock()
+	name, _, err := l.ep.cfg.Verify(l.peerKey, creds)
+	if err == nil && name != l.peer {
+		err = fmt.Errorf("%w: credentials of %s, the link's peer is %s", ErrWrongPeer, name, l.peer)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: no longer verifies under the reloaded trust: %w", ErrPeerRefused, err)
+	}
+	return nil
 }
 
 // protos are the ALPNs offered (the first both know wins, ours first).

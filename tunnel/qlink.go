@@ -37,6 +37,7 @@ type link struct {
 	peerKey  ed25519.PublicKey
 	renew    bool   // gdp-tunnel/2: RENEW may be sent and received
 	gen      uint64 // our credentials generation when the handshake showed them
+	rechecks uint64 // the endpoint's RecheckPeers count when the handshake verified the peer
 	expMu    sync.Mutex
 	exp      peerExpiry
 	moved    chan struct{} // a renewal moved exp (cap 1)
@@ -56,7 +57,7 @@ type link struct {
 func newLink(e *Endpoint, qc *quic.Conn, ctrl *quic.Stream, p verifiedPeer, kind Kind, dialer bool, gen uint64) *link {
 	l := &link{
 		ep: e, qc: qc, ctrl: ctrl, peer: p.name, kind: kind, dialer: dialer,
-		peerKey: p.key, renew: p.renew, gen: gen,
+		peerKey: p.key, renew: p.renew, gen: gen, rechecks: p.rechecks,
 		exp:   newPeerExpiry(p.exp, p.creds),
 		moved: make(chan struct{}, 1),
 		bulk:  make(chan *quic.Stream), // handed over only to a waiting AcceptStream
@@ -74,8 +75,10 @@ func (l *link) abandon() {
 	}
 }
 
-// start registers the link and launches its goroutines.
-func (l *link) start() bool {
+// start registers the link and launches its goroutines; it fails when
+// the endpoint is closing, or when a RecheckPeers since the handshake's
+// check refuses the peer.
+func (l *link) start() error {
 	if l.ep.cfg.beforeTrack != nil {
 		l.ep.cfg.beforeTrack()
 	}
@@ -83,7 +86,17 @@ func (l *link) start() bool {
 	if !ok {
 		l.abandon()
 		l.qc.CloseWithError(closeNormal, "endpoint closing")
-		return false
+		return ErrClosed
+	}
+	if l.ep.rechecks.Load() != l.rechecks {
+		// RecheckPeers ran after this link's handshake was verified,
+		// maybe before it was tracked: checked under the trust now.
+		if err := l.reverify(); err != nil {
+			l.ep.untrack(l)
+			l.abandon()
+			l.qc.CloseWithError(closeRefused, "trust withdrawn")
+			return err
+		}
 	}
 	l.wg.Add(5)
 	go l.livenessLoop()
@@ -100,7 +113,7 @@ func (l *link) start() bool {
 	if stale && l.renew {
 		l.present() // renewed while this link's handshake ran
 	}
-	return true
+	return nil
 }
 
 // watch closes the link when its connection dies or its credentials expire,

@@ -86,8 +86,8 @@ func (e *Endpoint) setupDialed(ctx context.Context, qc *quic.Conn, want [32]byte
 		return nil, fmt.Errorf("control ready: %w", err)
 	}
 	ctrl.SetDeadline(time.Time{})
-	if !l.start() {
-		return nil, ErrClosed
+	if err := l.start(); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
@@ -147,8 +147,8 @@ func (e *Endpoint) setupAccepted(ctx context.Context, qc *quic.Conn) (*link, err
 		return nil, fmt.Errorf("control ready: %w", err)
 	}
 	ctrl.SetDeadline(time.Time{})
-	if !l.start() {
-		return nil, ErrClosed
+	if err := l.start(); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
