@@ -50,8 +50,8 @@ type subKey struct {
 // goroutine sends everything from next to the durable head, then sleeps
 // until the head moves, the lease ends, or it is renewed or cancelled.
 type subscription struct {
-	key    subKey
-	share  pdu.Name // whose share it counts in: its subscriber's identity, or unprovenGroup (asker.ident)
+	key   subKey
+	share pdu.Name // whose share it counts in: its subscriber's identity, or unprovenGroup (asker.ident)
 	// domain is the domain whose membership proved the subscriber (zero:
 	// unproven): a reload that stops trusting it ends the subscription
 	// (Session 18, subscriptions.untrust).
