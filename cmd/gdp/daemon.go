@@ -95,7 +95,7 @@ func inConfig(path string, err error) error {
 func reloadFix(role, cfgPath string) zap.Field {
 	check := ""
 	if cfgPath != "" {
-		check = fmt.Sprintf(" (gdp doctor --config %s --role %s shows every problem the daemon would refuse)", cfgPath, role)
+		check = fmt.Sprintf(" (gdp doctor --config %s --role %s --running shows every problem the daemon would refuse)", cfgPath, role)
 	}
 	return zap.String("fix", "correct the file the error names"+check+
 		", then reload again (systemctl reload gdp-"+role+", or kill -HUP the process); a replaced certificate file is picked up on its own. Until then the daemon runs unchanged")

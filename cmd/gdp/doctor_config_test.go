@@ -83,6 +83,14 @@ func TestDoctorPortsAndClock(t *testing.T) {
 	if r := got["clock"]; r.Status != checkWarn || r.Fix == "" {
 		t.Errorf("unsynchronised clock: %+v", r)
 	}
+	// --running (a reload's check, reloadFix's advice): the daemon holds its
+	// own ports, so they are not failed.
+	rs = runDoctor(doctorOptions{config: p, role: "router", keystore: dir, procSys: dir, running: true})
+	for _, r := range rs {
+		if strings.HasPrefix(r.Check, "port ") && (r.Status != checkOK || !strings.Contains(r.Detail, "--running")) {
+			t.Errorf("--running, port held by the daemon: %+v", r)
+		}
+	}
 	// Freed, the ports pass; a clock that cannot be read is a warning.
 	held.Close()
 	udp.Close()
