@@ -2,6 +2,7 @@ package wire
 
 import (
 	"github.com/gdpnet/gdpnet/pdu"
+	"unicode/utf8"
 
 	"errors"
 	"strings"
@@ -127,6 +128,14 @@ func TestStatusError(t *testing.T) {
 	}
 	if (&Message{Op: OpCreate, Status: StatusCreated}).Err() != nil {
 		t.Fatal("created is an error")
+	}
+	// A hostile server's reason reaches terminals and logs: no control
+	// characters (a terminal escape, a newline faking a log line), no
+	// invalid UTF-8, and bounded.
+	hostile := "disk full\x1b]0;owned\a\nlevel=error msg=fake\xff" + strings.Repeat("é", 400)
+	msg := (&Message{Op: OpAppend, Status: StatusUnavailable, Error: hostile}).Err().Error()
+	if strings.ContainsAny(msg, "\x1b\a\n") || !utf8.ValidString(msg) || len(msg) > 2*maxReasonShown || !strings.Contains(msg, "disk full") {
+		t.Fatalf("server's reason shown as %q", msg)
 	}
 	_ = time.Second
 }

@@ -1,6 +1,11 @@
 package wire
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
 // Status is a response code in the spirit of HTTP's (and the original
 // GDP's acks and naks). Zero means "not a response".
@@ -50,7 +55,31 @@ func (e *StatusError) Error() string {
 	if e.Reason == "" {
 		return fmt.Sprintf("%s: %s", e.Op, e.Status)
 	}
-	return fmt.Sprintf("%s: %s: %s", e.Op, e.Status, e.Reason)
+	return fmt.Sprintf("%s: %s: %s", e.Op, e.Status, displayReason(e.Reason))
+}
+
+// maxReasonShown bounds how much of a server's reason an error shows.
+const maxReasonShown = 300
+
+// displayReason is a server's free-text reason as an error may show it:
+// the server chose those bytes, and errors reach operators' terminals
+// and log lines, so control characters (escape sequences, newlines that
+// would fake a second log line) and invalid UTF-8 become U+FFFD, and a
+// long reason is cut.
+func displayReason(r string) string {
+	if len(r) > maxReasonShown {
+		cut := maxReasonShown
+		for cut > 0 && !utf8.RuneStart(r[cut]) {
+			cut--
+		}
+		r = r[:cut] + "…"
+	}
+	return strings.Map(func(c rune) rune {
+		if c == utf8.RuneError || !unicode.IsGraphic(c) {
+			return utf8.RuneError
+		}
+		return c
+	}, r)
 }
 
 // Err returns nil for a success status, else a *StatusError.
