@@ -830,24 +830,7 @@ func (e *dsEnv) qemuMigrate(b *testing.B, rate float64, trim bool) *qemuMigratio
 	}
 	defer rl.Close()
 	link := NewLink(rate)
-	relayed := make(chan int64, 1)
-	go func() {
-		c, err := rl.Accept()
-		if err != nil {
-			relayed <- 0
-			return
-		}
-		defer c.Close()
-		d, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", dport))
-		if err != nil {
-			relayed <- 0
-			return
-		}
-		defer d.Close()
-		go io.Copy(c, d)
-		n, _ := io.Copy(link.Conn(d), c)
-		relayed <- n
-	}()
+	relayed := relayMigration(rl, dport, link, nil)
 	// Our handoff above set x-ignore-shared on the source (its RAM file is
 	// shared with our agent); QEMU's own migration must carry the RAM, or
 	// the destination, whose RAM is its own, refuses the stream.

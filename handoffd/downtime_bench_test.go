@@ -238,25 +238,8 @@ func qemuDownBench(b *testing.B, e *vmEnv, diskMiB int, rate float64) {
 	}
 	defer rl.Close()
 	link := NewLink(rate)
-	relayed := make(chan int64, 1)
 	var crossed atomic.Int64 // bytes through the link so far
-	go func() {
-		c, err := rl.Accept()
-		if err != nil {
-			relayed <- 0
-			return
-		}
-		defer c.Close()
-		d, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", dport))
-		if err != nil {
-			relayed <- 0
-			return
-		}
-		defer d.Close()
-		go io.Copy(c, d)
-		n, _ := io.Copy(linkCounter{link.Conn(d), &crossed}, c)
-		relayed <- n
-	}()
+	relayed := relayMigration(rl, dport, link, &crossed)
 	// Our handoffs set x-ignore-shared: QEMU's own migration carries the RAM.
 	if _, err := e.q.Run("migrate-set-capabilities", map[string]any{
 		"capabilities": []map[string]any{{"capability": "zero-blocks", "state": true}, {"capability": "x-ignore-shared", "state": false}}}); err != nil {
@@ -321,6 +304,36 @@ func qemuDownBench(b *testing.B, e *vmEnv, diskMiB int, rate float64) {
 	b.ReportMetric(float64(n-atStop)/1e6, "qemu_after_stop_MB")
 	b.Logf("QEMU live migration: %v; its own downtime (query-migrate) %.3fs; %.1f MB through the link (ram %.1f MB, disk %.1f MB), of them %.2f MB after the source's stop (within 10 ms); total %.2fs",
 		pause, info.Downtime/1e3, float64(n)/1e6, float64(info.RAM.Transferred)/1e6, float64(info.Disk.Transferred)/1e6, float64(n-atStop)/1e6, info.Total/1e3)
+}
+
+// relayMigration carries one QEMU migration stream accepted on rl to the
+// destination's port dport through link, counting what crossed it in
+// crossed (nil: not counted); the channel gets the bytes relayed once the
+// stream ends (0 when it could not be set up).
+func relayMigration(rl net.Listener, dport int, link *Link, crossed *atomic.Int64) <-chan int64 {
+	relayed := make(chan int64, 1)
+	go func() {
+		c, err := rl.Accept()
+		if err != nil {
+			relayed <- 0
+			return
+		}
+		defer c.Close()
+		d, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", dport))
+		if err != nil {
+			relayed <- 0
+			return
+		}
+		defer d.Close()
+		go io.Copy(c, d)
+		var w io.Writer = link.Conn(d)
+		if crossed != nil {
+			w = linkCounter{w, crossed}
+		}
+		n, _ := io.Copy(w, c)
+		relayed <- n
+	}()
+	return relayed
 }
 
 // linkCounter counts the bytes written through it.
