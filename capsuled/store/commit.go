@@ -102,9 +102,10 @@ func (c *committer) diskEpisode(roomy bool, free uint64, now int64) {
 		zap.String("fix", fmt.Sprintf("free space on the file system of %s or give the store a larger one; writers keep their other replicas, and this one catches up from its peers once there is room (refusals: gdp_capsuled_disk_full_total)", c.dir)))
 }
 
-// statfsFree is the bytes available to unprivileged users on dir's file
-// system.
-func statfsFree(dir string) (uint64, error) {
+// FreeBytes is the bytes available to unprivileged users on dir's file
+// system: what the free-space guard compares with MinFreeBytes (and gdp
+// doctor with the configured min_free_bytes).
+func FreeBytes(dir string) (uint64, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return 0, err

@@ -79,7 +79,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.MinFreeBytes = DefaultMinFreeBytes
 	}
 	if o.freeBytes == nil {
-		o.freeBytes = statfsFree
+		o.freeBytes = FreeBytes
 	}
 	if o.MaxGroupBytes <= 0 {
 		o.MaxGroupBytes = 32 << 20
