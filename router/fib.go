@@ -61,6 +61,12 @@ type Hop struct {
 	// any more (FIB.Untrust), so routes proven by the domains still
 	// trusted carry on without a new lookup.
 	Domains []pdu.Name
+	// DomainsUntil holds, for each of Domains, the expiry of the install
+	// whose record proved it (Session 19): a domain whose record stopped
+	// proving the hop is forgotten at the next install after that, so a
+	// route refreshed again and again by one domain's records does not
+	// keep another's forever. Empty: every domain lasts as long as the hop.
+	DomainsUntil []time.Time
 }
 
 const fibShards = 256
@@ -86,11 +92,13 @@ type FIB struct {
 	mu     sync.Mutex // guards exp and byFace; never held with a shard lock
 	exp    expiryHeap
 	byFace map[uint64]map[pdu.Name]struct{}
+
+	now func() time.Time // the clock Install prunes domains by (tests set it)
 }
 
 // NewFIB returns an empty FIB holding at most max names (0: unbounded).
 func NewFIB(max int) *FIB {
-	f := &FIB{max: max, byFace: make(map[uint64]map[pdu.Name]struct{})}
+	f := &FIB{max: max, byFace: make(map[uint64]map[pdu.Name]struct{}), now: time.Now}
 	seed := rand.Uint64()
 	for i := range f.shards {
 		f.shards[i].t = newFibTable(seed)
@@ -134,8 +142,9 @@ func (f *FIB) Install(n pdu.Name, h Hop) error {
 			hops = append(hops, o)
 		} else if o.Origin == OriginResolver && h.Origin == OriginResolver {
 			// Several holders reached through one face (the upstream):
-			// the hop is proven by each of their records' domains.
-			h.Domains = unionDomains(o.Domains, h.Domains)
+			// the hop is proven by each of their records' domains
+			// whose proof has not expired.
+			h.Domains, h.DomainsUntil = unionDomains(o, h, f.now())
 		}
 	}
 	hops = append(hops, h)
@@ -187,16 +196,40 @@ func (f *FIB) unindex(n pdu.Name, face *Face) {
 	f.mu.Unlock()
 }
 
-// unionDomains returns a's domains followed by those of b not in a, in a
-// new slice (hops are immutable once installed).
-func unionDomains(a, b []pdu.Name) []pdu.Name {
-	out := slices.Clone(a)
-	for _, d := range b {
-		if !slices.Contains(out, d) {
-			out = append(out, d)
+// unionDomains returns the domains proving both the installed hop o and
+// its replacement h with their expiries, in new slices (hops are immutable
+// once installed): h's, then those of o whose proof is still good at now
+// and that h does not name. An o domain with no expiry of its own lasts
+// as long as o did.
+func unionDomains(o, h Hop, now time.Time) ([]pdu.Name, []time.Time) {
+	doms := slices.Clone(h.Domains)
+	until := make([]time.Time, len(doms))
+	for i := range doms {
+		until[i] = domainUntil(h, i)
+	}
+	for i, d := range o.Domains {
+		u := domainUntil(o, i)
+		if j := slices.Index(doms, d); j >= 0 {
+			if u.After(until[j]) {
+				until[j] = u
+			}
+			continue
+		}
+		if u.IsZero() || u.After(now) {
+			doms = append(doms, d)
+			until = append(until, u)
 		}
 	}
-	return out
+	return doms, until
+}
+
+// domainUntil is when the proof of h's i-th domain runs out: its own
+// expiry, or the hop's.
+func domainUntil(h Hop, i int) time.Time {
+	if i < len(h.DomainsUntil) {
+		return h.DomainsUntil[i]
+	}
+	return h.Expiry
 }
 
 // Untrust applies a reload that withdrew trust to the resolver-learned
@@ -247,16 +280,23 @@ func (f *FIB) untrustHop(n pdu.Name, face *Face, trusted func(pdu.Name) bool) un
 		s.mu.Unlock()
 		return hopAbsent
 	}
-	doms := make([]pdu.Name, 0, len(old[idx].Domains))
-	for _, d := range old[idx].Domains {
-		if trusted(d) {
+	// A domain still trusted keeps the hop while its own proof lasts;
+	// one whose record stopped proving it does not (DomainsUntil).
+	now := f.now()
+	h := old[idx]
+	doms := make([]pdu.Name, 0, len(h.Domains))
+	until := make([]time.Time, 0, len(h.Domains))
+	for i, d := range h.Domains {
+		if u := domainUntil(h, i); trusted(d) && (u.IsZero() || u.After(now)) {
 			doms = append(doms, d)
+			until = append(until, u)
 		}
 	}
 	if len(doms) > 0 {
-		if len(doms) < len(old[idx].Domains) {
+		if len(doms) < len(h.Domains) {
 			hops := slices.Clone(old)
 			hops[idx].Domains = doms
+			hops[idx].DomainsUntil = until
 			s.t.set(&n, hops)
 		}
 		s.mu.Unlock()

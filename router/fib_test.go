@@ -284,3 +284,53 @@ func TestFIBUntrust(t *testing.T) {
 		t.Fatalf("RemoveFace after Untrust: %v, want only the trusted name's", names)
 	}
 }
+
+// TestFIBDomainProofExpires: a hop refreshed by one domain's records
+// forgets a domain whose record stopped proving it once that record's
+// proof has expired (review11 of Session 17: the union kept every domain
+// that ever proved the hop until the hop itself expired, and a hop
+// refreshed before each expiry kept them forever), so withdrawing the
+// domain that proves it now removes it.
+func TestFIBDomainProofExpires(t *testing.T) {
+	f := NewFIB(0)
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0
+	f.now = func() time.Time { return now }
+	up := testFace(1)
+	b, c := testName(101), testName(102)
+	n := testName(1)
+	ttl := 30 * time.Second
+	install := func(d pdu.Name) {
+		t.Helper()
+		if err := f.Install(n, Hop{Face: up, Cost: 2, Origin: OriginResolver, Expiry: now.Add(ttl),
+			Domains: []pdu.Name{d}, DomainsUntil: []time.Time{now.Add(ttl)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	install(b)
+	now = t0.Add(10 * time.Second)
+	install(c) // both prove it: B's record until t0+30 s, C's until t0+40 s
+	if h := f.Lookup(n); len(h) != 1 || len(h[0].Domains) != 2 {
+		t.Fatalf("two records' domains through one face: %+v, want both", h)
+	}
+	now = t0.Add(35 * time.Second)
+	install(c) // B's proof is over; C refreshes the hop
+	if h := f.Lookup(n); len(h) != 1 || len(h[0].Domains) != 1 || h[0].Domains[0] != c {
+		t.Fatalf("after B's proof expired: %+v, want C's domain only", h)
+	}
+	removed, kept := f.Untrust(func(d pdu.Name) bool { return d == b }) // C withdrawn
+	if removed != 1 || kept != 0 || f.Lookup(n) != nil {
+		t.Fatalf("C withdrawn: removed %d, kept %d, hops %+v; want the hop gone (B no longer proves it)", removed, kept, f.Lookup(n))
+	}
+
+	// Untrust itself does not count a domain whose proof has run out.
+	f2 := NewFIB(0)
+	f2.now = func() time.Time { return now }
+	if err := f2.Install(n, Hop{Face: up, Cost: 2, Origin: OriginResolver, Expiry: now.Add(ttl),
+		Domains: []pdu.Name{b, c}, DomainsUntil: []time.Time{now.Add(-time.Second), now.Add(ttl)}}); err != nil {
+		t.Fatal(err)
+	}
+	if removed, _ := f2.Untrust(func(d pdu.Name) bool { return d == b }); removed != 1 {
+		t.Fatalf("Untrust kept a hop whose only trusted domain's proof had expired (removed %d)", removed)
+	}
+}
