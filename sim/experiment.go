@@ -29,6 +29,11 @@ type Results struct {
 	Workloads []WorkloadResult `json:"workloads"`
 	LinkStats []LinkResult     `json:"links_stats"`
 	Events    []Event          `json:"events"`
+	// Interrupted says why the run ended before its planned end (Ctrl-C,
+	// --timeout, workloads overrunning): the counts then cover what was
+	// sent before; a ping or datagram not sent, or in flight when the run
+	// stopped, is not counted as lost. Empty for a run that ran to its end.
+	Interrupted string `json:"interrupted,omitempty"`
 	// Summary is the one-line result, Mininet style.
 	Summary string `json:"summary"`
 }
@@ -164,7 +169,8 @@ func (s *Sim) Run(ctx context.Context) (*Results, error) {
 	if s.top.Measure.Duration > 0 {
 		end = s.top.Measure.Duration
 	}
-	ctx, cancel := context.WithTimeout(ctx, end+30*time.Second)
+	parent := ctx
+	ctx, cancel := context.WithTimeoutCause(ctx, end+overrun, errOverrun)
 	defer cancel()
 	results := make([]WorkloadResult, len(s.top.Workloads))
 	var wg sync.WaitGroup
@@ -196,6 +202,9 @@ func (s *Sim) Run(ctx context.Context) (*Results, error) {
 	}
 	r := &Results{Name: s.top.Name, Nodes: len(s.top.Nodes), Links: len(s.top.Links), Workloads: results,
 		DurationS: time.Since(s.t0).Seconds()}
+	if ctx.Err() != nil {
+		r.Interrupted = fmt.Sprintf("interrupted at %.2fs of %.2fs: %s", r.DurationS, end.Seconds(), interruptCause(parent, ctx))
+	}
 	for _, n := range s.top.Nodes {
 		if n.Kind == KindRouter {
 			r.Routers++
@@ -213,6 +222,23 @@ func (s *Sim) Run(ctx context.Context) (*Results, error) {
 	s.mu.Unlock()
 	r.Summary = r.summary()
 	return r, nil
+}
+
+// overrun is how long the workloads may run past the planned end before
+// the run stops them.
+const overrun = 30 * time.Second
+
+var errOverrun = errors.New("the workloads ran 30s past the planned end")
+
+// interruptCause says why a run stopped early, as a researcher reads it.
+func interruptCause(parent, ctx context.Context) string {
+	switch {
+	case errors.Is(parent.Err(), context.Canceled):
+		return "stopped (Ctrl-C or SIGTERM)"
+	case errors.Is(parent.Err(), context.DeadlineExceeded):
+		return "the run's time limit (--timeout) was reached"
+	}
+	return context.Cause(ctx).Error()
 }
 
 // plannedEnd is when the last workload or failure is done, plus slack.
@@ -267,6 +293,10 @@ func (s *Sim) runWorkload(ctx context.Context, i int, w *Workload) WorkloadResul
 func (s *Sim) runPing(ctx context.Context, w *Workload, r *WorkloadResult) {
 	dst := s.nodes[w.To].id.Name
 	samples := make([]Sample, w.Count)
+	// counted: the ping was sent and either answered or given up on by
+	// its own timeout. A ping not sent, or cut off by the run's end
+	// (Ctrl-C), says nothing about the network and is left out.
+	counted := make([]bool, w.Count)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for k := range w.Count {
@@ -287,9 +317,17 @@ func (s *Sim) runPing(ctx context.Context, w *Workload, r *WorkloadResult) {
 				samples[k].Value = float64(rep.RTT) / 1e6
 				samples[k].OK = true
 			}
+			counted[k] = err == nil || ctx.Err() == nil
 		}()
 	}
 	wg.Wait()
+	var kept []Sample
+	for k, sm := range samples {
+		if counted[k] {
+			kept = append(kept, sm)
+		}
+	}
+	samples = kept
 	var rtts []float64
 	var out *Outage
 	for _, sm := range samples {
@@ -404,8 +442,9 @@ func (s *Sim) runStream(ctx context.Context, i int, w *Workload, r *WorkloadResu
 		}
 	})
 	r.Sent = int(seq)
-	// Stragglers: wait out the path's delay and queues.
-	sleepUntil(ctx, time.Now().Add(500*time.Millisecond))
+	// Stragglers: wait out the path's delay and queues (also when the run
+	// was stopped: what was sent is counted, so it may arrive).
+	time.Sleep(500 * time.Millisecond)
 	sr.mu.Lock()
 	defer sr.mu.Unlock()
 	r.Received = len(sr.seen)
@@ -603,6 +642,9 @@ func (r *Results) summary() string {
 	if sent == 0 && caps == 0 {
 		out += " no workload"
 	}
+	if r.Interrupted != "" {
+		out += " (" + r.Interrupted + "; counts cover what was sent before)"
+	}
 	return out
 }
 
@@ -663,9 +705,9 @@ func (s *Sim) runUDP(ctx context.Context, i int, w *Workload, r *WorkloadResult)
 	pace(ctx, w.Rate, total, func(int) {
 		binary.BigEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
 		_, _ = tx.WriteTo(payload, rx.LocalAddr())
+		r.Sent++ // what was sent: a stopped run sends fewer than total
 	})
-	r.Sent = total
-	sleepUntil(ctx, time.Now().Add(500*time.Millisecond))
+	time.Sleep(500 * time.Millisecond) // stragglers, as in runStream
 	rx.Close()
 	got := <-arrivals
 	r.Received = len(got)

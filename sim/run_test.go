@@ -47,6 +47,49 @@ func TestRunLinear(t *testing.T) {
 	}
 }
 
+// TestRunInterrupted: a run stopped early (Ctrl-C) says so, and counts
+// only what it sent: the pings and datagrams it never sent, or that were
+// in flight when it stopped, are not reported as lost.
+func TestRunInterrupted(t *testing.T) {
+	top, err := Builtin("linear", Params{N: 3, Delay: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.Workloads[0].Count, top.Workloads[0].Interval = 200, 50*time.Millisecond // 10 s
+	top.Workloads = append(top.Workloads, &Workload{Kind: WorkUDP, From: "c1", To: "c2", Rate: 100, Size: 200, Duration: 10 * time.Second})
+	if err := top.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := Start(ctx, top, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rctx, stop := context.WithCancel(ctx)
+	time.AfterFunc(1500*time.Millisecond, stop) // Ctrl-C, 1.5 s into a 10 s run
+	res, err := s.Run(rctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res.Text())
+	if !strings.Contains(res.Interrupted, "stopped") || !strings.Contains(res.Summary, "interrupted") {
+		t.Fatalf("interrupted %q, summary %q: want the early stop said", res.Interrupted, res.Summary)
+	}
+	planned := map[string]int{WorkPing: 200, WorkUDP: 1000}
+	for _, w := range res.Workloads {
+		// 1.5 s of a 10 s workload was sent; a perfect path loses nothing
+		// but what a starved machine keeps past the ping's 1 s timeout.
+		if w.Sent == 0 || w.Sent > w.Received+2 || w.Sent*2 > planned[w.Kind] {
+			t.Errorf("%s: want about 15%% of the workload sent and all of it received", w.Line())
+		}
+		if len(w.Outages) > 0 {
+			t.Errorf("%s: an outage reported for pings never sent", w.Line())
+		}
+	}
+}
+
 // TestFailures: a partition cuts the pings off until it heals, a crashed
 // router takes its client's name with it until it restarts; each outage
 // is measured and ends; the events are recorded.

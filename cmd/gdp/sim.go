@@ -163,6 +163,15 @@ down; after a crash of the simulator "gdp sim clean" removes what is left
 			if out != "" && !quiet {
 				fmt.Fprintf(cmd.ErrOrStderr(), "results in %s\n", out)
 			}
+			if res.Interrupted != "" {
+				// The partial results are written and printed; the exit
+				// status says they are not a whole run's.
+				kept := ""
+				if out != "" {
+					kept = " (partial results kept in " + out + ")"
+				}
+				return fmt.Errorf("run %s%s", res.Interrupted, kept)
+			}
 			return nil
 		},
 	}
