@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -20,7 +22,15 @@ import (
 
 // Results are what an experiment measured.
 type Results struct {
-	Name      string           `json:"name"`
+	Name string `json:"name"`
+	// Seed, Resolver and Mode are the run's settings: with the
+	// topology.yaml written beside results.json they say how to run it
+	// again (docs/SIMULATOR.md §4, what a seed repeats).
+	Seed     uint64 `json:"seed"`
+	Resolver string `json:"resolver"`
+	Mode     string `json:"mode"`
+	// Started is when the workloads started (UTC, RFC 3339).
+	Started   string           `json:"started"`
 	Nodes     int              `json:"nodes"`
 	Routers   int              `json:"routers"`
 	Links     int              `json:"links"`
@@ -83,8 +93,9 @@ type WorkloadResult struct {
 	OneWay     *Latency `json:"one_way,omitempty"`
 	Throughput float64  `json:"throughput_bps,omitempty"`
 	// Samples: pings (t, rtt ms, answered) or stream throughput per
-	// 100 ms bin (t, bit/s).
-	Samples []Sample `json:"samples,omitempty"`
+	// 100 ms bin (t, bit/s); SampleUnit names the value's unit.
+	Samples    []Sample `json:"samples,omitempty"`
+	SampleUnit string   `json:"sample_unit,omitempty"`
 	Outages []Outage `json:"outages,omitempty"`
 	// Capsule workloads.
 	Capsule *CapsuleResult `json:"capsule,omitempty"`
@@ -147,6 +158,13 @@ func Run(ctx context.Context, top *Topology, opts Options) (*Results, error) {
 			if werr := res.Write(opts.Out); werr != nil && err == nil {
 				err = werr
 			}
+			// The topology as run (defaults filled in): with the seed in
+			// results.json, what it takes to run it again.
+			ran := *top
+			ran.Mode = res.Mode // --mode wins over the file's
+			if werr := os.WriteFile(filepath.Join(opts.Out, "topology.yaml"), ran.Marshal(), 0o644); werr != nil && err == nil {
+				err = werr
+			}
 			if top.Measure.Plots || opts.Plots {
 				if _, perr := res.Plots(opts.Out); perr != nil && err == nil {
 					err = perr
@@ -200,8 +218,17 @@ func (s *Sim) Run(ctx context.Context) (*Results, error) {
 	if s.top.Measure.Duration > 0 {
 		sleepUntil(ctx, s.t0.Add(s.top.Measure.Duration))
 	}
-	r := &Results{Name: s.top.Name, Nodes: len(s.top.Nodes), Links: len(s.top.Links), Workloads: results,
+	r := &Results{Name: s.top.Name, Seed: s.top.Seed, Resolver: s.top.Resolver, Mode: ModeInProcess,
+		Started: s.t0.UTC().Format(time.RFC3339), Nodes: len(s.top.Nodes), Links: len(s.top.Links), Workloads: results,
 		DurationS: time.Since(s.t0).Seconds()}
+	if s.ns != nil {
+		r.Mode = ModeNetns
+	}
+	for i := range r.Workloads {
+		if w := &r.Workloads[i]; len(w.Samples) > 0 {
+			w.SampleUnit = sampleUnit(w.Kind)
+		}
+	}
 	if ctx.Err() != nil {
 		r.Interrupted = fmt.Sprintf("interrupted at %.2fs of %.2fs: %s", r.DurationS, end.Seconds(), interruptCause(parent, ctx))
 	}
@@ -222,6 +249,14 @@ func (s *Sim) Run(ctx context.Context) (*Results, error) {
 	s.mu.Unlock()
 	r.Summary = r.summary()
 	return r, nil
+}
+
+// sampleUnit is the unit of a workload's sample values.
+func sampleUnit(kind string) string {
+	if kind == WorkPing {
+		return "ms" // round-trip time
+	}
+	return "bit/s" // throughput in the 100 ms bin
 }
 
 // overrun is how long the workloads may run past the planned end before

@@ -25,10 +25,10 @@ func (r *Results) Write(dir string) error {
 	}
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	var rows [][]string
-	rows = append(rows, []string{"workload", "kind", "from", "to", "t_s", "value", "ok"})
+	rows = append(rows, []string{"workload", "kind", "from", "to", "t_s", "value", "ok", "unit"})
 	for _, w := range r.Workloads {
 		for _, s := range w.Samples {
-			rows = append(rows, []string{strconv.Itoa(w.Index), w.Kind, w.From, w.To, f(s.T), f(s.Value), strconv.FormatBool(s.OK)})
+			rows = append(rows, []string{strconv.Itoa(w.Index), w.Kind, w.From, w.To, f(s.T), f(s.Value), strconv.FormatBool(s.OK), sampleUnit(w.Kind)})
 		}
 	}
 	if err := writeCSV(filepath.Join(dir, "samples.csv"), rows); err != nil {

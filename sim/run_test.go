@@ -1,7 +1,9 @@
 package sim
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +24,7 @@ func TestRunLinear(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	top.Seed = 11
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out := t.TempDir()
@@ -44,6 +47,33 @@ func TestRunLinear(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(out, "samples.csv"))
 	if n := strings.Count(string(b), "\n"); n != 21 {
 		t.Fatalf("samples.csv has %d lines, want a header and 20 pings", n)
+	}
+	// Units and what it takes to run it again (Session 19): every sample
+	// names its unit; results.json the seed and mode; topology.yaml is the
+	// topology as run, which loads back to the same topology.
+	if lines := strings.Split(string(b), "\n"); !strings.HasSuffix(lines[0], ",unit") || !strings.HasSuffix(lines[1], ",ms") {
+		t.Fatalf("samples.csv %q: want a unit column, ms for a ping", lines[:2])
+	}
+	var got struct {
+		Seed      uint64 `json:"seed"`
+		Mode      string `json:"mode"`
+		Workloads []struct {
+			SampleUnit string `json:"sample_unit"`
+		} `json:"workloads"`
+	}
+	if js, err := os.ReadFile(filepath.Join(out, "results.json")); err != nil || json.Unmarshal(js, &got) != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	if got.Seed != top.Seed || got.Mode != ModeInProcess || got.Workloads[0].SampleUnit != "ms" {
+		t.Fatalf("results.json: seed %d mode %q unit %q, want %d %q ms", got.Seed, got.Mode, got.Workloads[0].SampleUnit, top.Seed, ModeInProcess)
+	}
+	again, err := Load(filepath.Join(out, "topology.yaml"))
+	if err != nil {
+		t.Fatalf("topology.yaml: %v", err)
+	}
+	again.Mode = top.Mode // the file names the mode it ran in
+	if !bytes.Equal(again.Marshal(), top.Marshal()) {
+		t.Fatalf("topology.yaml:\n%s\nwant\n%s", again.Marshal(), top.Marshal())
 	}
 }
 
