@@ -210,7 +210,10 @@ func scaleBench(b *testing.B, res string, routers int, target scaleTarget) {
 		}
 		opts := Options{Parallel: envInt("GDP_SIM_PARALLEL", 32), Progress: os.Stderr, DHTJoin: os.Getenv("GDP_SIM_DHT_JOIN"),
 			PublishParallel: envInt("GDP_SIM_PUBLISH_PARALLEL", 0), DHTBucketSize: envInt("GDP_SIM_DHT_K", 0),
-			DHTConns: envInt("GDP_SIM_DHT_CONNS", 0), DHTTransport: os.Getenv("GDP_SIM_DHT_TRANSPORT")}
+			DHTConns: envInt("GDP_SIM_DHT_CONNS", 0), DHTTransport: os.Getenv("GDP_SIM_DHT_TRANSPORT"),
+			// The benchmark measures what a size takes (MemoryEstimate is
+			// drawn from its figures): not refused on the estimate.
+			IgnoreMemory: true}
 		if f := os.Getenv("GDP_SIM_LOG"); f != "" {
 			// GDP_SIM_LOG=FILE: every node's log (debug level) as JSON.
 			zc := zap.NewProductionConfig()

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gdpnet/gdpnet/capsule"
@@ -191,11 +192,21 @@ func (s *Sim) Run(ctx context.Context) (*Results, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, end+overrun, errOverrun)
 	defer cancel()
 	results := make([]WorkloadResult, len(s.top.Workloads))
+	var done atomic.Int64
+	stop := s.every(progressEvery, func() string {
+		s.mu.Lock()
+		evs := len(s.evs)
+		s.mu.Unlock()
+		return fmt.Sprintf("  running: %s of %s, %d/%d workloads done, %d/%d failures applied",
+			time.Since(s.t0).Round(time.Second), end, done.Load(), len(s.top.Workloads), evs, len(s.top.Failures))
+	})
+	defer stop()
 	var wg sync.WaitGroup
 	for i, w := range s.top.Workloads {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer done.Add(1)
 			if !sleepUntil(ctx, s.t0.Add(w.Start)) {
 				return
 			}

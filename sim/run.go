@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -41,6 +42,10 @@ type Options struct {
 	Plots bool
 	// Parallel bounds how many endpoints attach at once (default 32).
 	Parallel int
+	// IgnoreMemory starts a topology whose MemoryEstimate exceeds the
+	// memory the machine has available; by default Start refuses it
+	// (ErrTooLarge) before starting anything.
+	IgnoreMemory bool
 	// Mode is ModeInProcess (default) or ModeNetns; the topology's
 	// mode: applies when this is empty (sim/netns.go).
 	Mode string
@@ -97,6 +102,10 @@ type Options struct {
 
 // simDedupSlots is each emulated router's duplicate-suppression table.
 const simDedupSlots = 1 << 16
+
+// procMeminfo is where Start reads the memory available (tests point it
+// at a file of their own).
+var procMeminfo = "/proc/meminfo"
 
 // Above bigSim routers an in-process simulation sizes each router for a
 // crowd (routerSizing): the per-router memory and goroutines sized for a
@@ -218,6 +227,12 @@ func Start(ctx context.Context, top *Topology, opts Options) (*Sim, error) {
 	if err := top.Validate(); err != nil {
 		return nil, err
 	}
+	if !opts.IgnoreMemory {
+		mode := (&Sim{top: top, opts: opts}).mode()
+		if err := checkMemory(top, mode, procMeminfo); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Parallel <= 0 {
 		opts.Parallel = 32
 	}
@@ -260,6 +275,34 @@ func (s *Sim) say(format string, a ...any) {
 	}
 }
 
+// progressEvery is how often a long build or run says how far it got.
+var progressEvery = 10 * time.Second
+
+// every prints line() to the progress writer every d until stop is
+// called (stop waits for the printer to end).
+func (s *Sim) every(d time.Duration, line func() string) (stop func()) {
+	if s.opts.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s.say("%s", line())
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
 func (s *Sim) build(ctx context.Context) error {
 	t0 := time.Now()
 	var metas []*certs.Metadata
@@ -275,10 +318,22 @@ func (s *Sim) build(ctx context.Context) error {
 	if s.top.Resolver != ResolverDHT {
 		s.res = resolver.NewStatic(&resolver.Verifier{Certs: s.trust})
 	}
+	// A large topology takes minutes to build (40,000 routers: 4 min):
+	// say how far it got every progressEvery, and stop at Ctrl-C.
+	var made, up atomic.Int64
+	total := len(s.top.Nodes)
+	stop := s.every(progressEvery, func() string {
+		return fmt.Sprintf("  building: %d/%d nodes made, %d routers up (%s)", made.Load(), total, up.Load(), time.Since(t0).Round(time.Second))
+	})
+	defer stop()
 	for i, n := range s.top.Nodes {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("build stopped: %w", err)
+		}
 		if err := s.addNode(i, n); err != nil {
 			return err
 		}
+		made.Add(1)
 		if n.Kind == KindRouter {
 			s.routers++
 		}
@@ -296,9 +351,13 @@ func (s *Sim) build(ctx context.Context) error {
 	}
 	for _, n := range s.order {
 		if n.spec.Kind == KindRouter {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("build stopped: %w", err)
+			}
 			if err := s.startRouter(n); err != nil {
 				return err
 			}
+			up.Add(1)
 		}
 	}
 	s.say("%d routers up (%s)", len(s.order)-s.endpoints(), time.Since(t0).Round(time.Millisecond))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,6 +118,67 @@ func TestRunInterrupted(t *testing.T) {
 		if len(w.Outages) > 0 {
 			t.Errorf("%s: an outage reported for pings never sent", w.Line())
 		}
+	}
+}
+
+// lockedBuffer is a progress writer several goroutines print to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestProgress: a long build and a long run say how far they got, every
+// progressEvery (10 s; shortened here), and a build stops at Ctrl-C
+// instead of finishing first (40,000 routers took 4 silent minutes).
+func TestProgress(t *testing.T) {
+	old := progressEvery
+	progressEvery = 2 * time.Millisecond
+	t.Cleanup(func() { progressEvery = old })
+	top, err := Builtin("grid", Params{Rows: 10, Cols: 10, Delay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.Workloads[0].Count, top.Workloads[0].Interval = 10, 100*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var prog lockedBuffer
+	s, err := Start(ctx, top, Options{Progress: &prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	progressEvery = 100 * time.Millisecond
+	_, err = s.Run(ctx)
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := prog.String()
+	if !strings.Contains(out, "  building: ") || !strings.Contains(out, " nodes made, ") {
+		t.Errorf("no build progress in\n%s", out)
+	}
+	if n := strings.Count(out, "  running: "); n < 3 || !strings.Contains(out, "workloads done") {
+		t.Errorf("%d run progress lines in\n%s", n, out)
+	}
+
+	stopped, stop := context.WithCancel(ctx)
+	stop() // Ctrl-C before the build
+	if s, err := Start(stopped, top, Options{}); err == nil || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "build stopped") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("start after Ctrl-C: %v, want the build stopped", err)
 	}
 }
 

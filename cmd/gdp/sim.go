@@ -93,8 +93,16 @@ func simValidateCmd() *cobra.Command {
 					routers++
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d nodes (%d routers), %d links, %d workloads, %d failures: ok\n",
-				args[0], len(t.Nodes), routers, len(t.Links), len(t.Workloads), len(t.Failures))
+			mode := t.Mode
+			if mode == "" {
+				mode = sim.ModeInProcess
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d nodes (%d routers), %d links, %d workloads, %d failures: ok; needs about %s of memory (%s)\n",
+				args[0], len(t.Nodes), routers, len(t.Links), len(t.Workloads), len(t.Failures), sim.FormatBytes(t.MemoryEstimate(mode)), mode)
+			if err := t.CheckMemory(mode); err != nil {
+				// The file is valid; running it here is not.
+				fmt.Fprintf(cmd.OutOrStdout(), "warning: %v\n", err)
+			}
 			return nil
 		},
 	}
@@ -102,7 +110,7 @@ func simValidateCmd() *cobra.Command {
 
 func simRunCmd() *cobra.Command {
 	var out, mode, bin string
-	var quiet, plots, cli bool
+	var quiet, plots, cli, ignoreMem bool
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "run FILE",
@@ -142,7 +150,7 @@ down; after a crash of the simulator "gdp sim clean" removes what is left
 			go func() { <-sctx.Done(); stop() }()
 			ctx, cancel := context.WithTimeout(sctx, timeout)
 			defer cancel()
-			opts := sim.Options{Out: out, Plots: plots, Mode: mode, Binary: bin}
+			opts := sim.Options{Out: out, Plots: plots, Mode: mode, Binary: bin, IgnoreMemory: ignoreMem}
 			if !quiet {
 				opts.Progress = cmd.ErrOrStderr()
 			}
@@ -182,6 +190,7 @@ down; after a crash of the simulator "gdp sim clean" removes what is left
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	c.Flags().StringVar(&mode, "mode", "", `inprocess (default) or netns: real "gdp router" processes in network namespaces (root)`)
 	c.Flags().StringVar(&bin, "gdp", "", "netns mode: the gdp binary the routers run (default: this one)")
+	c.Flags().BoolVar(&ignoreMem, "ignore-memory", false, "start a topology that needs more memory than the machine has available (by default it is refused before anything starts)")
 	return c
 }
 
