@@ -524,11 +524,11 @@ func (c *checker) workload(i int, w *Workload, byName map[string]*Node) {
 		if len(w.Servers) == 0 {
 			c.bad(w, "servers", p, "a capsule needs at least one server")
 		}
-		for j, s := range w.Servers {
-			c.node(w, "servers", fmt.Sprintf("%s.servers[%d]", p, j), s, byName, KindServer)
+		for _, s := range w.Servers {
+			c.node(w, "servers", p, s, byName, KindServer) // the message names it; the path is the key's
 		}
-		for j, r := range w.Readers {
-			c.node(w, "readers", fmt.Sprintf("%s.readers[%d]", p, j), r, byName, KindClient)
+		for _, r := range w.Readers {
+			c.node(w, "readers", p, r, byName, KindClient)
 		}
 		if w.W == 0 {
 			w.W = len(w.Servers)/2 + 1
@@ -566,9 +566,9 @@ func (c *checker) failure(i int, f *Failure, byName map[string]*Node) {
 		in := map[string]bool{}
 		for _, g := range f.Groups {
 			for _, n := range g {
-				c.node(f, "groups", p+".groups", n, byName)
+				c.node(f, "groups", p, n, byName)
 				if in[n] {
-					c.bad(f, "groups", p+".groups", "%q is in two groups", n)
+					c.bad(f, "groups", p, "%q is in two groups", n)
 				}
 				in[n] = true
 			}

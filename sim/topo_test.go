@@ -22,8 +22,10 @@ links:
   - {a: r2, b: r1, loss: 120%}
 workloads:
   - {kind: ping, from: c1, to: r2, count: many}
+  - {kind: capsule, from: c1, servers: [s9], readers: [c1, c7]}
 failures:
   - {at: 1s, kind: link_down, link: r1-r5}
+  - {at: 2s, kind: partition, groups: [[r1, zz], [r1, r2]]}
 `
 
 // TestParseErrors: every mistake is reported at once, each with its line
@@ -44,13 +46,28 @@ func TestParseErrors(t *testing.T) {
 		`bad.yaml:10: links[2]: a second link between r2 and r1`,
 		`bad.yaml:10: links[2].loss: want a probability like 0.01 or 1%, got "120%"`,
 		`bad.yaml:12: workloads[0].count: want a whole number ≥ 0, got "many"`,
-		`bad.yaml:14: failures[0].link: no link "r1-r5"`,
+		`bad.yaml:15: failures[0].link: no link "r1-r5"`,
+		// A list's problem is named at its key, once (Session 19: before,
+		// "workloads[1].servers[0].servers", "failures[1].groups.groups").
+		`bad.yaml:13: workloads[1].servers: no node called "s9"`,
+		`bad.yaml:13: workloads[1].readers: no node called "c7"`,
+		`bad.yaml:16: failures[1].groups: no node called "zz"`,
+		`bad.yaml:16: failures[1].groups: "r1" is in two groups`,
 	}
 	msg := err.Error()
 	for _, w := range want {
 		if !strings.Contains(msg, w) {
 			t.Errorf("missing %q", w)
 		}
+	}
+}
+
+// TestParseTab: a tab in the indentation (yaml.v3: "found character
+// that cannot start any token") is named as what it is.
+func TestParseTab(t *testing.T) {
+	_, err := Parse("tab.yaml", []byte("name: x\nnodes:\n\t- {name: r1, kind: router}\n"))
+	if err == nil || !strings.Contains(err.Error(), "tab.yaml: ") || !strings.Contains(err.Error(), "indents with a tab") {
+		t.Fatalf("got %v, want the tab named", err)
 	}
 }
 

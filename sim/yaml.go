@@ -29,6 +29,10 @@ func Load(path string) (*Topology, error) {
 func Parse(file string, data []byte) (*Topology, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
+		if bytes.Contains(data, []byte("\n\t")) || bytes.HasPrefix(data, []byte("\t")) {
+			// yaml.v3 says "found character that cannot start any token".
+			return nil, fmt.Errorf("%s: %w (the file indents with a tab: YAML indents with spaces)", file, err)
+		}
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	if len(doc.Content) == 0 {
