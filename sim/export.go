@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -40,8 +41,18 @@ const (
 	LabelTopology = "gdp.sim/topology"
 	LabelNode     = "gdp.sim/node"
 	LabelKind     = "gdp.sim/kind"
-	// ConfigFile is the node's configuration in its ConfigMap.
+	// ConfigFile is the node's daemon configuration in its ConfigMap: a
+	// gdp router or gdp capsuled config, a client's attach block (gdp
+	// capsule --config), in the daemons' own keys.
 	ConfigFile = "node.yaml"
+	// SimFile is what the simulator knows of the node (NodeConfig): its
+	// name, kind, domain, router and DHT peers.
+	SimFile = "sim.yaml"
+	// Where an exported node expects its credentials (a Secret mounted
+	// read-only: not exported) and keeps its state (the container's own
+	// file system).
+	credDir  = "/var/lib/gdp"
+	stateDir = "/var/lib/gdp-state"
 	// LinksFile is the node's link emulation script in its ConfigMap.
 	LinksFile = "links.sh"
 	configDir = "/etc/gdp"
@@ -53,15 +64,18 @@ type ExportNode struct {
 	Node *Node
 	// Host is the node's Service (Kubernetes) or service (compose) name.
 	Host string
-	// Config is the node's configuration file.
+	// Config is what the simulator knows of the node (sim.yaml).
 	Config NodeConfig
+	// Daemon is the node's configuration file (node.yaml): what gdp
+	// router, gdp capsuled or a client's gdp capsule --config reads.
+	Daemon string
 	// Paths are the emulated paths to every node this one can reach.
 	Paths []ExportPath
 	// Script applies Paths with tc (links.sh).
 	Script string
 }
 
-// NodeConfig is the configuration each exported node is given (node.yaml).
+// NodeConfig is what the simulator knows of an exported node (sim.yaml).
 type NodeConfig struct {
 	Name     string   `yaml:"name"`
 	Kind     string   `yaml:"kind"`
@@ -121,10 +135,10 @@ func (t *Topology) Export() ([]*ExportNode, error) {
 	for _, e := range out {
 		hostOf[e.Node.Name] = e.Host
 	}
-	var routers []string
+	var routers []*Node
 	for _, n := range t.Nodes {
 		if n.Kind == KindRouter {
-			routers = append(routers, n.Name)
+			routers = append(routers, n)
 		}
 	}
 	for i, e := range out {
@@ -132,14 +146,17 @@ func (t *Topology) Export() ([]*ExportNode, error) {
 		e.Config = NodeConfig{Name: n.Name, Kind: n.Kind, Domain: n.Domain, Resolver: t.Resolver}
 		if n.Kind == KindRouter {
 			e.Config.Listen = fmt.Sprintf("0.0.0.0:%d", RouterPort)
-			if t.Resolver == ResolverDHT {
-				e.Config.DHT = fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", DHTPort)
-				// Join the routers before it (the first joins none).
-				for _, r := range routers {
-					if r == n.Name || len(e.Config.DHTPeers) == dhtSeeds {
-						break
-					}
-					e.Config.DHTPeers = append(e.Config.DHTPeers, fmt.Sprintf("%s:%d", hostOf[r], DHTPort))
+			// Every exported router runs a DHT node (the static resolver
+			// is a table inside the simulator's process) and joins the
+			// routers of its domain before it (the first joins none):
+			// a domain's DHT admits its members only.
+			e.Config.DHT = fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", DHTPort)
+			for _, r := range routers {
+				if r.Name == n.Name || len(e.Config.DHTPeers) == dhtSeeds {
+					break
+				}
+				if r.Domain == n.Domain {
+					e.Config.DHTPeers = append(e.Config.DHTPeers, fmt.Sprintf("%s:%d", hostOf[r.Name], DHTPort))
 				}
 			}
 		} else {
@@ -157,8 +174,53 @@ func (t *Topology) Export() ([]*ExportNode, error) {
 			e.Paths = append(e.Paths, composePath(hostOf[m.Name], dirs))
 		}
 		e.Script = linksScript(e)
+		e.Daemon = daemonConfig(e, hostOf)
 	}
 	return out, nil
+}
+
+// daemonConfig is the node's node.yaml, in the keys of the daemon that
+// reads it (Session 19: before, node.yaml was sim.yaml's content, which
+// gdp router and gdp capsuled refuse: unknown keys name, kind, attach).
+// The routers find names through their DHT, whatever the topology's
+// resolver: the static resolver is a table shared inside the simulator's
+// process. What comes from the keys — the credentials, a router's DHT
+// peer id for resolver.bootstrap, the router's name for router_name — is
+// not exported; the comments say where each goes.
+func daemonConfig(e *ExportNode, hostOf map[string]string) string {
+	var b strings.Builder
+	n := e.Node
+	alias := map[string]string{KindRouter: "router", KindServer: "capsuled", KindClient: "client"}[n.Kind]
+	what := map[string]string{KindRouter: "gdp router config", KindServer: "gdp capsuled config",
+		KindClient: "client attach config (gdp capsule --config)"}[n.Kind]
+	fmt.Fprintf(&b, "# %s: %s (domain %s), exported by gdp sim (docs/SIMULATOR.md §9).\n", n.Name, what, n.Domain)
+	fmt.Fprintf(&b, "# Credentials are not exported: the node's key (alias %q) in %s/keys,\n", alias, credDir)
+	fmt.Fprintf(&b, "# its membership and its domain's metadata at the paths below (gdp cert).\n")
+	if n.Kind != KindRouter {
+		fmt.Fprintf(&b, "router: %q\n", hostOf[n.Attach]+":"+strconv.Itoa(RouterPort))
+		fmt.Fprintf(&b, "# router_name: the name of %s's router key (gdp cert prints it); without it the\n", n.Attach)
+		fmt.Fprintf(&b, "# node asks the router's admin API, which listens inside the router's pod only.\n")
+	} else {
+		fmt.Fprintf(&b, "listen: \"0.0.0.0:%d\"\n", RouterPort)
+		fmt.Fprintf(&b, "state_dir: %s/router\n", stateDir)
+	}
+	fmt.Fprintf(&b, "keystore: %s/keys\nidentity: %s\nmember_cert: %s/%s.member\ndomain: %s/domain.meta\n",
+		credDir, alias, credDir, alias, credDir)
+	switch n.Kind {
+	case KindRouter:
+		fmt.Fprintf(&b, "resolver:\n  mode: dht\n  listen: [/ip4/0.0.0.0/udp/%d/quic-v1]\n  bootstrap_timeout: 2m\n", DHTPort)
+		if len(e.Config.DHTPeers) == 0 {
+			b.WriteString("  # the first router: it joins no one\n")
+		} else {
+			b.WriteString("  # join the routers started before it, by DHT address and peer id\n")
+			b.WriteString("  # (gdp resolver --print-addrs with their keys), e.g.\n")
+			host, _, _ := strings.Cut(e.Config.DHTPeers[0], ":")
+			fmt.Fprintf(&b, "  # bootstrap: [/dns4/%s/udp/%d/quic-v1/p2p/PEER_ID]\n", host, DHTPort)
+		}
+	case KindServer:
+		fmt.Fprintf(&b, "dir: %s/capsuled\n", stateDir)
+	}
+	return b.String()
 }
 
 func composePath(to string, dirs []*linkem.Dir) ExportPath {
@@ -197,9 +259,12 @@ func linksScript(e *ExportNode) string {
 		if p.Bandwidth > 0 {
 			rate = fmt.Sprintf("%dbit", p.Bandwidth)
 		}
-		netem := fmt.Sprintf("delay %dus", p.DelayUS)
+		// linkem's jitter is uniform in [0, jitter) on top of the delay;
+		// netem's "delay D J" is uniform in [D-J, D+J) (no distribution
+		// table): D + J/2 and J/2 give linkem's range and mean.
+		netem := fmt.Sprintf("delay %dus", p.DelayUS+p.JitterUS/2)
 		if p.JitterUS > 0 {
-			netem += fmt.Sprintf(" %dus", p.JitterUS)
+			netem += fmt.Sprintf(" %dus", p.JitterUS/2)
 		}
 		if p.Loss > 0 {
 			netem += fmt.Sprintf(" loss %.6f%%", p.Loss*100)
@@ -237,7 +302,7 @@ func K8sObjects(top *Topology, opts ExportOptions) ([]*corev1.ConfigMap, []*core
 	var svcs []*corev1.Service
 	var pods []*corev1.Pod
 	for _, e := range nodes {
-		cfg, err := yaml.Marshal(e.Config)
+		simCfg, err := yaml.Marshal(e.Config)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -246,10 +311,10 @@ func K8sObjects(top *Topology, opts ExportOptions) ([]*corev1.ConfigMap, []*core
 		cms = append(cms, &corev1.ConfigMap{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 			ObjectMeta: meta,
-			Data:       map[string]string{ConfigFile: string(cfg), LinksFile: e.Script},
+			Data:       map[string]string{ConfigFile: e.Daemon, SimFile: string(simCfg), LinksFile: e.Script},
 		})
 		ports := []corev1.ServicePort{{Name: "tunnel", Protocol: corev1.ProtocolUDP, Port: RouterPort, TargetPort: intstr.FromInt32(RouterPort)}}
-		if e.Node.Kind == KindRouter && top.Resolver == ResolverDHT {
+		if e.Node.Kind == KindRouter { // every exported router runs a DHT node
 			ports = append(ports, corev1.ServicePort{Name: "dht", Protocol: corev1.ProtocolUDP, Port: DHTPort, TargetPort: intstr.FromInt32(DHTPort)})
 		}
 		svcs = append(svcs, &corev1.Service{
@@ -378,11 +443,12 @@ func ComposeFile(top *Topology, opts ExportOptions) (*Compose, error) {
 	c := &Compose{Name: hostName(top.Name), Services: map[string]ComposeService{}, Configs: map[string]ComposeConfig{},
 		Networks: map[string]ComposeNetwork{"gdpsim": {Driver: "bridge"}}}
 	for _, e := range nodes {
-		cfg, err := yaml.Marshal(e.Config)
+		simCfg, err := yaml.Marshal(e.Config)
 		if err != nil {
 			return nil, err
 		}
-		c.Configs[e.Host+"-config"] = ComposeConfig{Content: string(cfg)}
+		c.Configs[e.Host+"-config"] = ComposeConfig{Content: e.Daemon}
+		c.Configs[e.Host+"-sim"] = ComposeConfig{Content: string(simCfg)}
 		c.Configs[e.Host+"-links"] = ComposeConfig{Content: e.Script}
 		cmd := strings.Join(quoteAll(nodeCommand(e)), " ")
 		c.Services[e.Host] = ComposeService{
@@ -391,6 +457,7 @@ func ComposeFile(top *Topology, opts ExportOptions) (*Compose, error) {
 			CapAdd:  []string{"NET_ADMIN"},
 			Configs: []ComposeConfigMount{
 				{Source: e.Host + "-config", Target: configDir + "/" + ConfigFile},
+				{Source: e.Host + "-sim", Target: configDir + "/" + SimFile},
 				{Source: e.Host + "-links", Target: configDir + "/" + LinksFile},
 			},
 			Networks: []string{"gdpsim"},

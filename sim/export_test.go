@@ -22,8 +22,11 @@ func exportTopo(t *testing.T) *Topology {
 		t.Fatal(err)
 	}
 	top.Resolver = ResolverDHT
-	top.Links = slices.DeleteFunc(top.Links, func(l *Link) bool { return l.ID() == "r1-r2" || l.ID() == "r2-r1" })
+	top.Links = slices.DeleteFunc(top.Links, func(l *Link) bool {
+		return l.ID() == "r1-r2" || l.ID() == "r2-r1" || l.ID() == "r2-r3" || l.ID() == "r3-r2"
+	})
 	top.Link("r1", "r2", Delay(10*time.Millisecond), Loss(0.01), Bandwidth(10_000_000))
+	top.Link("r2", "r3", Delay(10*time.Millisecond), Jitter(4*time.Millisecond))
 	return top
 }
 
@@ -80,7 +83,7 @@ func TestExportK8s(t *testing.T) {
 			t.Fatalf("node %s: configmap %v service %v pod %v", n.Name, cm != nil, svc != nil, pod != nil)
 		}
 		var cfg NodeConfig
-		d := yaml.NewDecoder(strings.NewReader(cm.Data[ConfigFile]))
+		d := yaml.NewDecoder(strings.NewReader(cm.Data[SimFile]))
 		d.KnownFields(true)
 		if err := d.Decode(&cfg); err != nil || cfg.Name != n.Name || cfg.Kind != n.Kind || cfg.Resolver != ResolverDHT {
 			t.Fatalf("node %s: config %+v: %v", n.Name, cfg, err)
@@ -118,10 +121,13 @@ func TestExportK8s(t *testing.T) {
 			}
 		}
 	}
-	// A two-hop path composes: r1 → r3 is 20 ms, loss 1 − 0.99.
+	// A two-hop path composes: r1 → r3 is 20 ms, loss 1 − 0.99, and
+	// r2–r3's 4 ms of jitter, which linkem draws in [0, 4 ms) on top of
+	// the delay and netem in [D−J, D+J): delay 22 ms ± 2 ms (Session 19:
+	// before, 20 ms ± 4 ms, which netem drew 4 ms below the delay).
 	s := cms[hostName("r1")].Data[LinksFile]
 	i := strings.Index(s, "# to "+hostName("r3")+": 2 hops")
-	if i < 0 || !strings.Contains(s[i:i+400], "netem delay 20000us loss 1.000000%") {
+	if i < 0 || !strings.Contains(s[i:i+400], "netem delay 22000us 2000us loss 1.000000%") {
 		t.Fatalf("r1 → r3 not composed: %s", s[max(i, 0):])
 	}
 	// The routers' DHT port is served.
@@ -157,7 +163,7 @@ func TestExportCompose(t *testing.T) {
 		if !ok || svc.Image != "example/gdp:1" || svc.CapAdd[0] != "NET_ADMIN" {
 			t.Fatalf("node %s: service %+v", n.Name, svc)
 		}
-		if !strings.Contains(svc.Command[2], "links.sh") || len(svc.Configs) != 2 {
+		if !strings.Contains(svc.Command[2], "links.sh") || len(svc.Configs) != 3 {
 			t.Fatalf("node %s: command %q configs %v", n.Name, svc.Command, svc.Configs)
 		}
 		for _, m := range svc.Configs {
@@ -165,8 +171,8 @@ func TestExportCompose(t *testing.T) {
 				t.Fatalf("node %s mounts missing config %s", n.Name, m.Source)
 			}
 		}
-		if !strings.Contains(c.Configs[h+"-config"].Content, "name: "+n.Name) {
-			t.Fatalf("node %s: config %q", n.Name, c.Configs[h+"-config"].Content)
+		if !strings.Contains(c.Configs[h+"-sim"].Content, "name: "+n.Name) || !strings.HasPrefix(c.Configs[h+"-config"].Content, "# "+n.Name+": ") {
+			t.Fatalf("node %s: sim.yaml %q, node.yaml %q", n.Name, c.Configs[h+"-sim"].Content, c.Configs[h+"-config"].Content)
 		}
 	}
 }

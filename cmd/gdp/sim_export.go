@@ -24,9 +24,16 @@ func simExportCmd() *cobra.Command {
 		Use:   "export FILE (--k8s DIR | --compose FILE)",
 		Short: "Export a topology to Kubernetes manifests or a docker-compose file (docs/SIMULATOR.md §9)",
 		Long: `export writes the topology for a cluster engine: per node a ConfigMap (its
-node.yaml and links.sh), a Service and a Pod whose init container applies
+node.yaml — the gdp router, gdp capsuled or client config it runs with —,
+sim.yaml and links.sh), a Service and a Pod whose init container applies
 links.sh with tc (htb + netem per destination: the emulated path's delay,
-jitter, loss and bandwidth), or the same as one docker-compose file.`,
+jitter, loss and bandwidth), or the same as one docker-compose file.
+
+Credentials are not exported: create each node's key, membership and
+domain with "gdp cert" into a Secret mounted at /var/lib/gdp, and fill in
+what comes from the keys (each router's resolver.bootstrap peer ids, the
+servers' and clients' router_name); node.yaml says where in comments
+(docs/SIMULATOR.md §9).`,
 		Example: `  gdp sim export topo.yaml --k8s manifests/ && kubectl apply -f manifests/
   gdp sim export topo.yaml --compose compose.yaml && docker compose -f compose.yaml up`,
 		Args: cobra.ExactArgs(1),
