@@ -97,7 +97,7 @@ type WorkloadResult struct {
 	// 100 ms bin (t, bit/s); SampleUnit names the value's unit.
 	Samples    []Sample `json:"samples,omitempty"`
 	SampleUnit string   `json:"sample_unit,omitempty"`
-	Outages []Outage `json:"outages,omitempty"`
+	Outages    []Outage `json:"outages,omitempty"`
 	// Capsule workloads.
 	Capsule *CapsuleResult `json:"capsule,omitempty"`
 	Err     string         `json:"error,omitempty"`
