@@ -54,6 +54,10 @@ func TestReport(t *testing.T) {
 	if !strings.Contains(html, `class="link cut" data-link="r2-r3"`) {
 		t.Error("the cut link is not marked")
 	}
+	// What it takes to run it again (Session 19).
+	if want := fmt.Sprintf("seed %d, resolver %s, mode %s, started %s", res.Seed, res.Resolver, res.Mode, res.Started); !strings.Contains(html, want) {
+		t.Fatalf("report lacks %q", want)
+	}
 	if !strings.Contains(html, res.Summary) || !strings.Contains(html, "report &lt;check&gt; &amp; co") || strings.Contains(html, "<check>") {
 		t.Error("summary or escaped name missing")
 	}

@@ -429,6 +429,21 @@ func (t *Topology) Validate() error {
 	if t.Measure.Duration < 0 {
 		c.bad(&t.Measure, "duration", "measure", "negative duration")
 	}
+	// measure.duration is how long the run lasts at least (workloads
+	// still running then finish); something scheduled at or after it
+	// would start after the researcher meant the run to end.
+	if d := t.Measure.Duration; d > 0 {
+		for i, w := range t.Workloads {
+			if w.Start >= d {
+				c.bad(w, "start", fmt.Sprintf("workloads[%d]", i), "starts at %s, not before the run's end (measure.duration %s)", w.Start, d)
+			}
+		}
+		for i, f := range t.Failures {
+			if f.At >= d {
+				c.bad(f, "at", fmt.Sprintf("failures[%d]", i), "at %s, not before the run's end (measure.duration %s)", f.At, d)
+			}
+		}
+	}
 	for i, id := range t.Measure.Pcap {
 		a, b, _ := strings.Cut(id, "-")
 		na, nb := byName[a], byName[b]

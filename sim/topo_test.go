@@ -22,10 +22,11 @@ links:
   - {a: r2, b: r1, loss: 120%}
 workloads:
   - {kind: ping, from: c1, to: r2, count: many}
-  - {kind: capsule, from: c1, servers: [s9], readers: [c1, c7]}
+  - {kind: capsule, from: c1, servers: [s9], readers: [c1, c7], start: 2s}
 failures:
   - {at: 1s, kind: link_down, link: r1-r5}
   - {at: 2s, kind: partition, groups: [[r1, zz], [r1, r2]]}
+measure: {duration: 1500ms}
 `
 
 // TestParseErrors: every mistake is reported at once, each with its line
@@ -53,6 +54,9 @@ func TestParseErrors(t *testing.T) {
 		`bad.yaml:13: workloads[1].readers: no node called "c7"`,
 		`bad.yaml:16: failures[1].groups: no node called "zz"`,
 		`bad.yaml:16: failures[1].groups: "r1" is in two groups`,
+		// After the run's end: it would never happen (Session 19).
+		`bad.yaml:16: failures[1].at: at 2s, not before the run's end (measure.duration 1.5s)`,
+		`bad.yaml:13: workloads[1].start: starts at 2s, not before the run's end (measure.duration 1.5s)`,
 	}
 	msg := err.Error()
 	for _, w := range want {

@@ -114,7 +114,7 @@ func simRunCmd() *cobra.Command {
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "run FILE",
-		Short: "Run an experiment in-process: every node is the real code on emulated links",
+		Short: "Run an experiment: every node the real code on emulated links (in-process, or --mode netns: router processes in namespaces)",
 		Long: `run builds the topology in this process — every router, capsule server and
 client on its own address of an emulated underlay whose links have the
 configured bandwidth, delay, jitter, loss and MTU — runs its workloads and
