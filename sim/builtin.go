@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -36,6 +37,38 @@ var Builtins = map[string]string{
 	"edgecloud": "--sites, --clients (default 3, 2): edge domains on a two-router cloud holding three capsule servers",
 }
 
+// BuiltinSettings are the settings (gdp sim topo flags) each built-in
+// reads besides --delay and --seed; CheckBuiltinSettings refuses others,
+// which it would ignore (Session 19: `grid --n 25` printed a 3×3 grid).
+var BuiltinSettings = map[string][]string{
+	"linear":    {"n"},
+	"star":      {"n"},
+	"ring":      {"n"},
+	"tree":      {"depth", "fanout"},
+	"grid":      {"rows", "cols"},
+	"waxman":    {"n", "alpha", "beta"},
+	"edgecloud": {"sites", "clients"},
+}
+
+// CheckBuiltinSettings says which of the settings given (flag names) the
+// built-in name does not read.
+func CheckBuiltinSettings(name string, given []string) error {
+	own, ok := BuiltinSettings[name]
+	if !ok {
+		return nil // Builtin names the unknown built-in
+	}
+	var bad []string
+	for _, g := range given {
+		if g != "delay" && g != "seed" && !slices.Contains(own, g) {
+			bad = append(bad, "--"+g)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s does not read %s (its settings: --%s, --delay, --seed)", name, strings.Join(bad, ", "), strings.Join(own, ", --"))
+}
+
 // BuiltinNames lists the built-ins in order.
 func BuiltinNames() []string {
 	var names []string
@@ -48,6 +81,17 @@ func BuiltinNames() []string {
 
 // Builtin makes a built-in topology.
 func Builtin(name string, p Params) (*Topology, error) {
+	for _, v := range []struct {
+		flag string
+		v    float64
+	}{{"n", float64(p.N)}, {"depth", float64(p.Depth)}, {"fanout", float64(p.Fanout)}, {"rows", float64(p.Rows)},
+		{"cols", float64(p.Cols)}, {"alpha", p.Alpha}, {"beta", p.Beta}, {"sites", float64(p.Sites)},
+		{"clients", float64(p.Clients)}, {"delay", float64(p.Delay)}} {
+		if v.v < 0 {
+			// Before Session 19 a negative value silently took the default.
+			return nil, fmt.Errorf("%s: --%s is negative (0 or unset: the default)", name, v.flag)
+		}
+	}
 	if p.Delay == 0 {
 		p.Delay = 5 * time.Millisecond
 	}

@@ -75,6 +75,26 @@ func TestParseTab(t *testing.T) {
 	}
 }
 
+// TestBuiltinSettings: a setting the built-in does not read, or a
+// negative one, is refused, not silently replaced by the default (Session
+// 19: `gdp sim topo grid --n 25` printed a 3×3 grid, `--rows -3` too).
+func TestBuiltinSettings(t *testing.T) {
+	if err := CheckBuiltinSettings("grid", []string{"n", "rows", "seed"}); err == nil || !strings.Contains(err.Error(), "grid does not read --n (its settings: --rows, --cols, --delay, --seed)") {
+		t.Fatalf("grid --n: %v", err)
+	}
+	for name, own := range BuiltinSettings {
+		if err := CheckBuiltinSettings(name, append(own, "delay", "seed")); err != nil {
+			t.Fatalf("%s with its own settings: %v", name, err)
+		}
+	}
+	if _, err := Builtin("grid", Params{Rows: -3}); err == nil || !strings.Contains(err.Error(), "--rows is negative") {
+		t.Fatalf("grid rows -3: %v", err)
+	}
+	if top, err := Builtin("grid", Params{Rows: 2, Cols: 5}); err != nil || len(top.Nodes) != 2*5+2 {
+		t.Fatalf("grid 2×5: %v", err)
+	}
+}
+
 // TestBuiltinsRoundTrip: every built-in validates, and its YAML parses
 // back to the same YAML.
 func TestBuiltinsRoundTrip(t *testing.T) {

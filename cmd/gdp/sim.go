@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gdpnet/gdpnet/sim"
 	"github.com/gdpnet/gdpnet/sim/gdplayer"
@@ -45,6 +46,11 @@ func simTopoCmd() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p.Seed = uint64(seed)
+			var given []string
+			cmd.Flags().Visit(func(f *pflag.Flag) { given = append(given, f.Name) })
+			if err := sim.CheckBuiltinSettings(args[0], given); err != nil {
+				return err
+			}
 			t, err := sim.Builtin(args[0], p)
 			if err != nil {
 				return err
