@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -117,9 +118,33 @@ func (r *Results) Plots(dir string) ([]string, error) {
 			l.Dashes = []vg.Length{vg.Points(3), vg.Points(3)}
 			ts.Add(l)
 		}
+		// Name each dashed line at its top (Session 19: with a partition,
+		// a heal, a crash and a restart, four unnamed lines), staggered
+		// so that events close together do not print over each other.
+		if len(r.Events) > 0 {
+			xyl := plotter.XYLabels{}
+			for k, e := range r.Events {
+				xyl.XYs = append(xyl.XYs, plotter.XY{X: e.At, Y: ts.Y.Max * (1 - 0.06*float64(k%3))})
+				xyl.Labels = append(xyl.Labels, " "+strings.TrimSpace(e.Kind+" "+eventTarget(e)))
+			}
+			lb, err := plotter.NewLabels(xyl)
+			if err != nil {
+				return nil, err
+			}
+			ts.Add(lb)
+		}
 		if err := save(ts, "outages"); err != nil {
 			return nil, err
 		}
 	}
 	return files, nil
+}
+
+// eventTarget is an event's target as a plot label shows it: a link or a
+// node; a partition's groups are too long for a label.
+func eventTarget(e Event) string {
+	if e.Kind == FailPartition || len(e.Target) > 24 {
+		return ""
+	}
+	return e.Target
 }

@@ -64,6 +64,10 @@ func TestReport(t *testing.T) {
 	if n := strings.Count(html, `<img src="data:image/svg`); n != 2 {
 		t.Errorf("%d plots embedded, want 2 (latency CDF, outages)", n)
 	}
+	// The outage plot names each failure's dashed line (Session 19).
+	if svg, err := os.ReadFile(filepath.Join(out, "outages.svg")); err != nil || !strings.Contains(string(svg), "link_down r2-r3") || !strings.Contains(string(svg), "link_up r2-r3") {
+		t.Errorf("outages.svg does not name the events: %v", err)
+	}
 	// Nothing to fetch: no URL that is not data: in src, href, url() or
 	// @import (the SVG namespace is an identifier, not a fetch).
 	if m := regexp.MustCompile(`(?i)(src|href)\s*=\s*"(?:[a-z]+:)?//|url\(|@import`).FindString(html); m != "" {
