@@ -110,6 +110,18 @@ func (cc *capsuleCmd) session(cmd *cobra.Command, follow bool) (ctx context.Cont
 	} else {
 		ctx, cancel = cc.ctx(cmd)
 	}
+	return cc.sessionIn(ctx, cancel)
+}
+
+// sessionUntilDone is session for a command that handles Ctrl-C itself
+// (gdp fs mount: a busy mount is detached and still served): the
+// connection lasts until done, whatever signal comes.
+func (cc *capsuleCmd) sessionUntilDone(cmd *cobra.Command) (ctx context.Context, caps *client.CapsuleClient, at *attached, done func(), err error) {
+	ctx, cancel := context.WithCancel(cmd.Context())
+	return cc.sessionIn(ctx, cancel)
+}
+
+func (cc *capsuleCmd) sessionIn(ctx context.Context, cancel context.CancelFunc) (context.Context, *client.CapsuleClient, *attached, func(), error) {
 	caps, at, closeConn, err := cc.connect(ctx)
 	if err != nil {
 		cancel()

@@ -17,6 +17,7 @@ import (
 
 	capfs "github.com/gdpnet/gdpnet/caapi/fs"
 	"github.com/gdpnet/gdpnet/caapi/fs/mount"
+	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 )
@@ -72,7 +73,10 @@ func (fc *fsCmd) readFlags(cmd *cobra.Command) {
 }
 
 // openFS connects and reads the tree of capsule arg.
-func (fc *fsCmd) openFS(cmd *cobra.Command, arg string, follow bool) (context.Context, *capfs.FS, func(), error) {
+// openFS connects and opens the capsule's tree. With untilDone (the mount)
+// the connection ignores Ctrl-C and lasts until done: the caller handles
+// the signals.
+func (fc *fsCmd) openFS(cmd *cobra.Command, arg string, untilDone bool) (context.Context, *capfs.FS, func(), error) {
 	name, err := pdu.ParseName(arg)
 	if err != nil {
 		return nil, nil, nil, err
@@ -83,7 +87,16 @@ func (fc *fsCmd) openFS(cmd *cobra.Command, arg string, follow bool) (context.Co
 			return nil, nil, nil, fmt.Errorf("--server: %w", err)
 		}
 	}
-	ctx, caps, _, done, err := fc.session(cmd, follow)
+	var (
+		ctx  context.Context
+		caps *client.CapsuleClient
+		done func()
+	)
+	if untilDone {
+		ctx, caps, _, done, err = fc.sessionUntilDone(cmd)
+	} else {
+		ctx, caps, _, done, err = fc.session(cmd, false)
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -572,8 +585,11 @@ func (fc *fsCmd) mountCmd() *cobra.Command {
 read-only FUSE file system, so unmodified programs read the files by path.
 Every byte a read returns was verified; a chunk that fails verification at
 every replica is EIO, an unknown path ENOENT, and any write EROFS. It runs
-in the foreground until Ctrl-C or SIGTERM, then unmounts. Needs /dev/fuse,
-and root or fusermount3 (Debian: apt-get install fuse3).`,
+in the foreground until Ctrl-C or SIGTERM, then unmounts. A mount that is
+busy then (a program has a file or its working directory in it) is
+detached instead: gone from DIR at once, its open files served until they
+are closed, then the command exits (Ctrl-C again: at once). Needs
+/dev/fuse, and root or fusermount3 (Debian: apt-get install fuse3).`,
 		Example: `  gdp fs mount $CAPSULE /mnt/models &
   sha256sum /mnt/models/model.bin
   kill %1   # unmounts`,
@@ -592,18 +608,36 @@ and root or fusermount3 (Debian: apt-get install fuse3).`,
 			if err != nil {
 				return err
 			}
-			stop, cancel := signal.NotifyContext(ctx, syscall.SIGTERM)
-			defer cancel()
-			fmt.Fprintf(cmd.ErrOrStderr(), "mounted %s at %s (read-only, tree as of seqno %d); Ctrl-C unmounts\n", f.Name(), args[1], f.Head())
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			stderr := cmd.ErrOrStderr()
+			fmt.Fprintf(stderr, "mounted %s at %s (read-only, tree as of seqno %d); Ctrl-C unmounts\n", f.Name(), args[1], f.Head())
 			unmounted := make(chan struct{})
 			go func() { m.Wait(); close(unmounted) }()
 			select {
-			case <-stop.Done():
-				if err := m.Close(); err != nil {
-					return fmt.Errorf("unmount %s: %w", args[1], err)
-				}
-				<-unmounted
+			case <-ctx.Done():
+				return ctx.Err()
 			case <-unmounted: // fusermount -u from outside
+			case <-sigs:
+				if err := m.Close(); err != nil {
+					// Busy: a program has a file or its working directory
+					// in the mount. Exiting now would leave a dead mount
+					// ("Transport endpoint is not connected") until
+					// someone unmounts it by hand: detach it instead and
+					// serve what is open until it is closed.
+					if derr := m.Detach(); derr != nil {
+						return fmt.Errorf("unmount %s: %w; and %v: stop the programs using it (fuser -vm %s), then umount %s", args[1], err, derr, args[1], args[1])
+					}
+					fmt.Fprintf(stderr, "%s is busy (a program has a file or directory open in it: fuser -vm %s shows which); detached: it is gone from %s, and the files open in it are served until they are closed. Ctrl-C again stops at once (their reads then fail)\n", args[1], args[1], args[1])
+					select {
+					case <-unmounted:
+					case <-sigs:
+						return fmt.Errorf("stopped with files of %s still open: their reads fail from now on", args[1])
+					}
+				} else {
+					<-unmounted
+				}
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "unmounted %s (%d chunks, %d bytes read; %d failed reads, %d failovers)\n", args[1],
 				f.Stats.Chunks.Load(), f.Stats.Bytes.Load(), f.Stats.BadReads.Load(), f.Stats.Failovers.Load())

@@ -6,11 +6,13 @@
 package mount
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -64,6 +66,7 @@ type Stats struct {
 // Mount is a mounted files capsule.
 type Mount struct {
 	srv   *fuse.Server
+	dir   string
 	Stats *Stats
 }
 
@@ -101,7 +104,7 @@ func New(dir string, f *capfs.FS, opts Options) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s at %s: %w", f.Name(), dir, err)
 	}
-	m := &Mount{srv: srv, Stats: st}
+	m := &Mount{srv: srv, dir: dir, Stats: st}
 	if opts.ReadAheadKB == 0 {
 		opts.ReadAheadKB = defaultReadAheadKB
 	}
@@ -147,8 +150,35 @@ func setReadAhead(dir string, kb int) error {
 // Wait blocks until the file system is unmounted.
 func (m *Mount) Wait() { m.srv.Wait() }
 
-// Close unmounts.
+// Close unmounts. It fails (EBUSY) while a program has a file or
+// directory of the mount open: then Detach.
 func (m *Mount) Close() error { return m.srv.Unmount() }
+
+// Detach unmounts lazily (umount -l): the mount leaves the directory tree
+// at once, so no new program can open anything in it, and the kernel ends
+// it when the last file open in it is closed; until then this process
+// goes on serving those files, and Wait returns after. A process that
+// exits instead leaves their reads failing (ENOTCONN), but no dead mount
+// in the tree. Root detaches with umount2(MNT_DETACH), others with
+// fusermount3 (or fusermount) -u -z.
+func (m *Mount) Detach() error {
+	if os.Geteuid() == 0 {
+		if err := unix.Unmount(m.dir, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("detach %s: %w", m.dir, err)
+		}
+		return nil
+	}
+	bin, err := exec.LookPath("fusermount3")
+	if err != nil {
+		if bin, err = exec.LookPath("fusermount"); err != nil {
+			return fmt.Errorf("detach %s: no fusermount3 or fusermount: %w", m.dir, err)
+		}
+	}
+	if out, err := exec.Command(bin, "-u", "-z", m.dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("detach %s: %s -u -z: %w: %s", m.dir, bin, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
 
 // node is a file or directory of the tree.
 type node struct {
