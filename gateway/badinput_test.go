@@ -35,34 +35,40 @@ func TestBadInput(t *testing.T) {
 		name, method, path, ctype, body string
 		code                            int
 		reason                          string
+		says                            string // the error says this (what to do), when set
 	}{
-		{"truncated JSON", "POST", rec, "application/json", `{"data": `, 400, "malformed_json"},
-		{"not an object", "POST", rec, "application/json", `"hello"`, 400, "malformed_json"},
-		{"unknown field", "POST", rec, "application/json", `{"dta":"x"}`, 400, "malformed_json"},
-		{"unknown field beside data", "POST", rec, "application/json", `{"data":"x","seqno":7}`, 400, "malformed_json"},
-		{"both data fields", "POST", rec, "application/json", `{"data":"x","data_base64":"eA=="}`, 400, "malformed_json"},
-		{"no data", "POST", rec, "application/json", `{}`, 400, "malformed_json"},
-		{"bad base64", "POST", rec, "application/json", `{"data_base64":"!!"}`, 400, "malformed_json"},
-		{"trailing garbage", "POST", rec, "application/json", `{"data":"x"} {"data":"y"}`, 400, "malformed_json"},
-		{"batch with one bad line", "POST", rec, "application/x-ndjson", "{\"data\":\"a\"}\n{\"data\":\"b\"}\n{\"data\":\n", 400, "malformed_json"},
-		{"empty batch", "POST", rec, "application/x-ndjson", "\n\n", 400, "bad_request"},
-		{"record over 56,000 bytes", "POST", rec, "application/json", big, 413, "too_large"},
-		{"body over max_body", "POST", rec, "application/x-ndjson", strings.Repeat("{\"data\":\"0123456789012345678901234567890123456789\"}\n", 3000), 413, "too_large"},
-		{"batch over max_batch_records", "POST", rec, "application/x-ndjson", batch.String(), 413, "too_large"},
-		{"wrong content type", "POST", rec, "text/plain", `{"data":"x"}`, 415, "bad_request"},
-		{"unknown capsule append", "POST", "/v1/capsules/" + unknown + "/records", "application/json", `{"data":"x"}`, 404, "unknown_capsule"},
-		{"unknown capsule read", "GET", "/v1/capsules/" + unknown + "/records", "", "", 404, "unknown_capsule"},
-		{"unknown capsule info", "GET", "/v1/capsules/" + unknown, "", "", 404, "unknown_capsule"},
-		{"bad capsule name", "GET", "/v1/capsules/not-a-name/records", "", "", 400, "bad_request"},
-		{"seqno 0", "GET", rec + "/0", "", "", 400, "bad_request"},
-		{"seqno not written", "GET", rec + "/99", "", "", 404, "no_such_record"},
-		{"from after to", "GET", rec + "?from=5&to=2", "", "", 400, "bad_request"},
-		{"bad time", "GET", rec + "?at=yesterday", "", "", 400, "bad_request"},
-		{"create: malformed", "POST", "/v1/capsules", "application/json", `{"owner":`, 400, "malformed_json"},
-		{"create: unknown owner", "POST", "/v1/capsules", "application/json", `{"owner":"mallory","servers":["` + unknown + `"]}`, 400, "no_key"},
-		{"create: no servers", "POST", "/v1/capsules", "application/json", `{"owner":"alice"}`, 400, "bad_request"},
-		{"subscribe without upgrade", "GET", "/v1/capsules/" + c + "/subscribe", "", "", 400, "bad_request"},
-		{"no such endpoint", "GET", "/v2/whatever", "", "", 404, "no_such_endpoint"},
+		{"truncated JSON", "POST", rec, "application/json", `{"data": `, 400, "malformed_json", ""},
+		{"not an object", "POST", rec, "application/json", `"hello"`, 400, "malformed_json", ""},
+		{"unknown field", "POST", rec, "application/json", `{"dta":"x"}`, 400, "malformed_json", ""},
+		{"unknown field beside data", "POST", rec, "application/json", `{"data":"x","seqno":7}`, 400, "malformed_json", ""},
+		{"both data fields", "POST", rec, "application/json", `{"data":"x","data_base64":"eA=="}`, 400, "malformed_json", ""},
+		{"no data", "POST", rec, "application/json", `{}`, 400, "malformed_json", ""},
+		{"bad base64", "POST", rec, "application/json", `{"data_base64":"!!"}`, 400, "malformed_json", ""},
+		{"trailing garbage", "POST", rec, "application/json", `{"data":"x"} {"data":"y"}`, 400, "malformed_json", ""},
+		{"batch with one bad line", "POST", rec, "application/x-ndjson", "{\"data\":\"a\"}\n{\"data\":\"b\"}\n{\"data\":\n", 400, "malformed_json", ""},
+		{"empty batch", "POST", rec, "application/x-ndjson", "\n\n", 400, "bad_request", ""},
+		{"record over 56,000 bytes", "POST", rec, "application/json", big, 413, "too_large", ""},
+		{"body over max_body", "POST", rec, "application/x-ndjson", strings.Repeat("{\"data\":\"0123456789012345678901234567890123456789\"}\n", 3000), 413, "too_large", ""},
+		{"batch over max_batch_records", "POST", rec, "application/x-ndjson", batch.String(), 413, "too_large", ""},
+		{"wrong content type", "POST", rec, "text/plain", `{"data":"x"}`, 415, "bad_request", ""},
+		{"curl -d's content type", "POST", rec, "application/x-www-form-urlencoded", `{"data":"x"}`, 415, "bad_request", "add -H 'Content-Type: application/json'"},
+		{"file put to a capsule of records", "PUT", "/v1/files/" + c + "/content/a.txt", "application/octet-stream", "bytes", 409, "not_files", "a capsule of their own"},
+		{"file read from a capsule of records", "GET", "/v1/files/" + c + "/content/a.txt", "", "", 409, "not_files", "a capsule of their own"},
+		{"file versions of a capsule of records", "GET", "/v1/files/" + c + "/versions/a.txt", "", "", 409, "not_files", "a capsule of their own"},
+		{"create: a server nobody serves", "POST", "/v1/capsules", "application/json", `{"owner":"alice","servers":["` + unknown + `"]}`, 404, "unknown_server", "running capsule server"},
+		{"unknown capsule append", "POST", "/v1/capsules/" + unknown + "/records", "application/json", `{"data":"x"}`, 404, "unknown_capsule", ""},
+		{"unknown capsule read", "GET", "/v1/capsules/" + unknown + "/records", "", "", 404, "unknown_capsule", ""},
+		{"unknown capsule info", "GET", "/v1/capsules/" + unknown, "", "", 404, "unknown_capsule", ""},
+		{"bad capsule name", "GET", "/v1/capsules/not-a-name/records", "", "", 400, "bad_request", ""},
+		{"seqno 0", "GET", rec + "/0", "", "", 400, "bad_request", ""},
+		{"seqno not written", "GET", rec + "/99", "", "", 404, "no_such_record", ""},
+		{"from after to", "GET", rec + "?from=5&to=2", "", "", 400, "bad_request", ""},
+		{"bad time", "GET", rec + "?at=yesterday", "", "", 400, "bad_request", ""},
+		{"create: malformed", "POST", "/v1/capsules", "application/json", `{"owner":`, 400, "malformed_json", ""},
+		{"create: unknown owner", "POST", "/v1/capsules", "application/json", `{"owner":"mallory","servers":["` + unknown + `"]}`, 400, "no_key", ""},
+		{"create: no servers", "POST", "/v1/capsules", "application/json", `{"owner":"alice"}`, 400, "bad_request", ""},
+		{"subscribe without upgrade", "GET", "/v1/capsules/" + c + "/subscribe", "", "", 400, "bad_request", ""},
+		{"no such endpoint", "GET", "/v2/whatever", "", "", 404, "no_such_endpoint", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +80,9 @@ func TestBadInput(t *testing.T) {
 			}
 			if err := json.Unmarshal(b, &e); err != nil || code != tc.code || e.Reason != tc.reason || e.Error == "" {
 				t.Fatalf("got %d %s, want %d with reason %s", code, b, tc.code, tc.reason)
+			}
+			if !strings.Contains(e.Error, tc.says) {
+				t.Fatalf("the error %q does not say %q", e.Error, tc.says)
 			}
 			if after := g.metric("gdp_gateway_rejected_total", tc.reason); after != before+1 {
 				t.Fatalf("gdp_gateway_rejected_total{reason=%q} went %v → %v, want +1", tc.reason, before, after)

@@ -158,7 +158,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		in.Owner = cfg.DefaultOwner
 	}
 	if in.Owner == "" {
-		s.fail(w, http.StatusBadRequest, "bad_request", errors.New(`"owner" (a keystore alias) is required: the gateway has no default_owner`))
+		s.fail(w, http.StatusBadRequest, "bad_request", errors.New(`"owner" (a keystore alias) is required: the gateway's configuration sets no capsules: owner`))
 		return
 	}
 	if in.Writer == "" {
@@ -180,7 +180,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		wq = in.W
 	}
 	if len(servers) == 0 {
-		s.fail(w, http.StatusBadRequest, "bad_request", errors.New(`"servers" is required: the gateway has no default_servers`))
+		s.fail(w, http.StatusBadRequest, "bad_request", errors.New(`"servers" is required: the gateway's configuration sets no capsules: servers`))
 		return
 	}
 	if wq < 0 || wq > len(servers) {
@@ -219,6 +219,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.reqCtx(r)
 	defer cancel()
 	if err := s.up.Caps().Create(ctx, own, meta, wq, places); err != nil {
+		var nak *client.NAKError
+		if errors.As(err, &nak) && nak.Code == pdu.CodeNoRoute {
+			// The name no router reaches is a server's: the capsule is
+			// new. Nothing was placed (Create undoes a partial one).
+			s.fail(w, http.StatusNotFound, "unknown_server", fmt.Errorf("create: %w: is each of \"servers\" the name of a running capsule server (its log's \"capsule server up\" line)?", err))
+			return
+		}
 		s.overlayError(w, "create", err)
 		return
 	}
@@ -331,7 +338,12 @@ func (s *Server) parseRecords(w http.ResponseWriter, r *http.Request) ([][]byte,
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	ndjson := ct == "application/x-ndjson"
 	if ct != "" && ct != "application/json" && !ndjson {
-		s.fail(w, http.StatusUnsupportedMediaType, "bad_request", fmt.Errorf("content type %q: want application/json (one record) or application/x-ndjson (one per line)", ct))
+		hint := ""
+		if ct == "application/x-www-form-urlencoded" {
+			// What curl -d sends unless told otherwise.
+			hint = ` (curl -d sends application/x-www-form-urlencoded: add -H 'Content-Type: application/json')`
+		}
+		s.fail(w, http.StatusUnsupportedMediaType, "bad_request", fmt.Errorf("content type %q: want application/json (one record) or application/x-ndjson (one per line)%s", ct, hint))
 		return nil, false
 	}
 	b, ok := s.readBody(w, r)

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/gdpnet/gdpnet/caapi/fs"
 	"github.com/gdpnet/gdpnet/caapi/kv"
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
@@ -466,6 +467,10 @@ func (s *Server) overlayError(w http.ResponseWriter, what string, err error) {
 		s.fail(w, http.StatusGatewayTimeout, "no_answer", fmt.Errorf("%s: %w", what, err))
 	case errors.Is(err, client.ErrWriterConflict):
 		s.fail(w, http.StatusConflict, "writer_conflict", fmt.Errorf("%s: %w", what, err))
+	case errors.Is(err, fs.ErrNotFS):
+		// A verified record the writer wrote that is not a file record:
+		// the caller named a capsule of records, KV or sealed records.
+		s.fail(w, http.StatusConflict, "not_files", fmt.Errorf("%s: %w: this capsule holds other records than files; keep files in a capsule of their own (POST /v1/capsules)", what, err))
 	default:
 		s.fail(w, http.StatusBadGateway, "overlay_error", fmt.Errorf("%s: %w", what, err))
 	}
