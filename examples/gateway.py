@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A program on the GDP gateway using only Python's standard library.
+r"""A program on the GDP gateway using only Python's standard library.
 
 It talks HTTP/JSON to `gdp gateway` (docs/GATEWAY.md) and shows the three
 things an application does with it:
@@ -9,7 +9,12 @@ things an application does with it:
   2. a file with versions: write two versions, read the old one back;
   3. a subscription over a WebSocket: follow a capsule from seqno 1 while
      records are appended, every seqno once and in order (a minimal
-     WebSocket client, RFC 6455, is at the end of this file).
+     WebSocket client, RFC 6455, is at the end of this file; the gateway
+     pings an idle subscription every 15 s, so its 30 s socket timeout
+     only fires when the gateway is gone).
+
+--owner and --servers may be left out when the gateway's configuration
+sets them (capsules: owner, servers).
 
 Usage (the unix socket needs no token):
   python3 examples/gateway.py --socket $XDG_RUNTIME_DIR/gdp/gateway.sock \
@@ -90,8 +95,18 @@ def check(cond, what):
         sys.exit(1)
 
 
+def create(gw, owner, servers, description):
+    """Creates a capsule; an owner or servers left out take the gateway's defaults."""
+    req = {"description": description}
+    if owner:
+        req["owner"] = owner
+    if servers:
+        req["servers"] = servers
+    return gw.call("POST", "/v1/capsules", req)["capsule"]
+
+
 def kv_time_travel(gw, owner, servers):
-    c = gw.call("POST", "/v1/capsules", {"owner": owner, "servers": servers, "description": "python kv"})["capsule"]
+    c = create(gw, owner, servers, "python kv")
     first = gw.call("PUT", "/v1/kv/%s/keys/colour" % c, {"value": "red"})
     time.sleep(0.05)
     between = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -106,7 +121,7 @@ def kv_time_travel(gw, owner, servers):
 
 
 def file_versions(gw, owner, servers):
-    c = gw.call("POST", "/v1/capsules", {"owner": owner, "servers": servers, "description": "python files"})["capsule"]
+    c = create(gw, owner, servers, "python files")
     v1 = gw.call("PUT", "/v1/files/%s/content/notes.txt" % c, b"first version\n", ctype="application/octet-stream")
     gw.call("PUT", "/v1/files/%s/content/notes.txt" % c, b"second version\n", ctype="application/octet-stream")
     now = gw.call("GET", "/v1/files/%s/content/notes.txt" % c, raw=True)
@@ -118,7 +133,7 @@ def file_versions(gw, owner, servers):
 
 
 def subscription(gw, owner, servers):
-    c = gw.call("POST", "/v1/capsules", {"owner": owner, "servers": servers, "description": "python subscription"})["capsule"]
+    c = create(gw, owner, servers, "python subscription")
     gw.call("POST", "/v1/capsules/%s/records" % c, {"data": "before the subscription"})
     ws = WebSocket(gw, "/v1/capsules/%s/subscribe?from=1" % c)
     hello = ws.recv_json()
@@ -218,9 +233,9 @@ def main():
     ap.add_argument("--socket", help="the gateway's unix socket")
     ap.add_argument("--url", help="the gateway's loopback TCP listener, e.g. http://127.0.0.1:8039")
     ap.add_argument("--token-file", help="the token file (with --url)")
-    ap.add_argument("--owner", required=True, help="keystore alias of the capsules' owner (and writer)")
-    ap.add_argument("--servers", required=True,
-                    help="replica server names, comma-separated; write --servers=NAMES (a name may begin with '-')")
+    ap.add_argument("--owner", help="keystore alias of the capsules' owner (and writer); default: the gateway's capsules: owner")
+    ap.add_argument("--servers", default="",
+                    help="replica server names, comma-separated; write --servers=NAMES (a name may begin with '-'); default: the gateway's capsules: servers")
     a = ap.parse_args()
     token = open(a.token_file).read().strip() if a.token_file else None
     gw = Gateway(sock_path=a.socket, url=a.url, token=token)

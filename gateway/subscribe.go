@@ -19,10 +19,12 @@ import (
 // subMessage is one WebSocket message of a subscription: "subscribed"
 // first (from: the first seqno that will come), then one "record" per
 // record in seqno order — every seqno from "from" on exactly once — and
-// "error" before the gateway closes the stream for a reason of its own.
+// "error" before the gateway closes the stream for a reason of its own
+// (reason "closing": the gateway shuts down). Only a "record" carries
+// the record's fields.
 type subMessage struct {
 	Type string `json:"type"`
-	recordOut
+	*recordOut
 	Capsule string `json:"capsule,omitempty"`
 	From    uint64 `json:"from,omitempty"`
 	Error   string `json:"error,omitempty"`
@@ -44,6 +46,12 @@ const wsReadLimit = 4 << 10
 // wsWriteTimeout bounds one message to a subscriber: a client that does
 // not read for that long is disconnected (it resumes with ?from=).
 const wsWriteTimeout = 10 * time.Second
+
+// wsPingInterval: a subscription with nothing to deliver is pinged this
+// often, so a client may take 30 s of silence for a dead gateway (the
+// Python example's socket timeout), and a subscriber gone without a close
+// is noticed by the failed write. A variable for the tests.
+var wsPingInterval = 15 * time.Second
 
 func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	name, ok := s.capsuleName(w, r)
@@ -116,11 +124,33 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	go func() {
+		t := time.NewTicker(wsPingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteTimeout)) != nil {
+					cancel() // the subscriber is gone
+					return
+				}
+			}
+		}
+	}()
 	f := &follower{s: s, conn: conn, rd: rd, name: name, next: from}
 	if err := f.send(subMessage{Type: "subscribed", Capsule: name.String(), From: from}); err != nil {
 		return
 	}
 	err = f.run(ctx)
+	if s.ctx.Err() != nil {
+		// The gateway shuts down (SIGTERM, a restart): say so, and where
+		// to resume, rather than end as if the stream were over.
+		_ = f.send(subMessage{Type: "error", Error: fmt.Sprintf("the gateway is shutting down: subscribe again with from=%d once it is back", f.next), Reason: "closing"})
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "gateway shutting down"), time.Now().Add(time.Second))
+		return
+	}
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("subscription ended", logging.Capsule(name), logging.Seqno(f.next), zap.Error(err))
 		_ = f.send(subMessage{Type: "error", Error: err.Error(), Reason: "overlay_error"})
@@ -159,7 +189,7 @@ func (f *follower) deliver(ctx context.Context, e capsule.Record) error {
 			return err
 		}
 	}
-	if err := f.send(subMessage{Type: "record", recordOut: toOut(e)}); err != nil {
+	if err := f.send(subMessage{Type: "record", recordOut: ptr(toOut(e))}); err != nil {
 		return err
 	}
 	f.s.m.sent.Inc()
@@ -173,7 +203,7 @@ func (f *follower) fill(ctx context.Context, to uint64) error {
 		if e.Seqno != f.next {
 			return fmt.Errorf("fill: %w: got %d, want %d", capsule.ErrBadProof, e.Seqno, f.next)
 		}
-		if err := f.send(subMessage{Type: "record", recordOut: toOut(e)}); err != nil {
+		if err := f.send(subMessage{Type: "record", recordOut: ptr(toOut(e))}); err != nil {
 			return err
 		}
 		f.s.m.sent.Inc()
@@ -244,3 +274,5 @@ func (f *follower) follow(ctx context.Context, sub *client.Subscription) error {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -1,9 +1,12 @@
 package gateway_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,5 +90,70 @@ func TestSubscribeRefusedBeforeUpgrade(t *testing.T) {
 	}
 	if code, err := dial(c, "1"); code != http.StatusSwitchingProtocols {
 		t.Fatalf("the capsule itself: %d %v, want 101", code, err)
+	}
+}
+
+// TestSubscriptionPingAndShutdown (Session 19): a subscription with
+// nothing to deliver is pinged, so a client's read timeout (the Python
+// example's socket times out after 30 s) does not end it — found by hand:
+// examples/gateway.py's subscriber died 30 s into an idle capsule; its
+// first message carries no record fields (it had "seqno":0,"hash":""); and
+// a gateway that shuts down says so — an "error" with reason "closing"
+// naming the seqno to resume from, then close code 1001 — where it closed
+// as normally as a finished stream.
+func TestSubscriptionPingAndShutdown(t *testing.T) {
+	defer gateway.SetSubscriptionPing(50 * time.Millisecond)()
+	_, g, c := setup(t, gateway.Config{})
+	conn := g.subscribe(t, c, 1)
+	defer conn.Close()
+	var pings atomic.Int32
+	conn.SetPingHandler(func(d string) error {
+		pings.Add(1)
+		return conn.WriteControl(websocket.PongMessage, []byte(d), time.Now().Add(time.Second))
+	})
+	msgs, ended := make(chan []byte, 16), make(chan error, 1)
+	go func() {
+		for {
+			_, b, err := conn.ReadMessage()
+			if err != nil {
+				ended <- err
+				return
+			}
+			msgs <- b
+		}
+	}()
+	next := func(what string) []byte {
+		t.Helper()
+		select {
+		case b := <-msgs:
+			return b
+		case err := <-ended:
+			t.Fatalf("%s: the WebSocket ended: %v", what, err)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: nothing within 20 s", what)
+		}
+		return nil
+	}
+	if b := next("subscribed"); !strings.Contains(string(b), `"subscribed"`) || strings.Contains(string(b), "seqno") || strings.Contains(string(b), "hash") {
+		t.Fatalf("first message %s: want subscribed without record fields", b)
+	}
+	eventually(t, 20*time.Second, "three pings on an idle subscription", func() bool { return pings.Load() >= 3 })
+
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = g.srv.Close(ctx)
+	}()
+	var m struct{ Type, Error, Reason string }
+	if b := next("shutdown"); json.Unmarshal(b, &m) != nil || m.Type != "error" || m.Reason != "closing" || !strings.Contains(m.Error, "from=1") {
+		t.Fatalf("at shutdown: %s, want an error with reason closing and from=1", b)
+	}
+	select {
+	case err := <-ended:
+		if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+			t.Fatalf("at shutdown the WebSocket ended with %v, want close 1001 (going away)", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the WebSocket did not close at shutdown")
 	}
 }
