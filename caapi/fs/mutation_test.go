@@ -602,7 +602,8 @@ func (r *errReader) Read(p []byte) (int, error) {
 // fails the put. An empty file is a version of no chunks, a put keeps the
 // modification time given, and a new version names the one it replaces.
 // Mutants: writer.go Writer.Put :75 skip-if (a file over a directory),
-// :81 call-true (the modification time given replaced by now), :111
+// :81 call-true (the modification time given replaced by now), a
+// version's time not its record's (time.Now after the flush), :111
 // skip-if (the read error dropped: a loop), Mkdir :139 skip-if (a
 // directory over a file), Remove :151 skip-if and both operands. (The
 // bad-path and root checks of Put, Mkdir and Remove live: a bad path
@@ -628,6 +629,19 @@ func TestWriterRefuses(t *testing.T) {
 	v2, err := put("d/f", []byte("two"))
 	if err != nil || v2.PrevVersion != v1.Seqno {
 		t.Fatalf("the second version of d/f: %+v, %v; want it to name %d", v2, err, v1.Seqno)
+	}
+	// A version's time is its manifest record's, the same for the writer
+	// that put it as for a reader of the log (Session 19: the writer
+	// answered its own clock after the flush, so the gateway's PUT answer
+	// and its versions listing disagreed).
+	rf, err := fs.Open(ctx, cc, name, fs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := rf.Log("d/f")
+	rf.Close()
+	if err != nil || len(vs) != 2 || !vs[0].Time.Equal(v2.Time) || !vs[1].Time.Equal(v1.Time) {
+		t.Fatalf("versions read back %v, %v; want the times the puts answered, %v and %v", vs, err, v2.Time, v1.Time)
 	}
 	empty, err := put("empty", nil)
 	if err != nil || empty.Size != 0 || len(empty.Extents) != 0 {

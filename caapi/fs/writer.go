@@ -166,10 +166,11 @@ func (w *Writer) commit(ctx context.Context, m *Manifest) (*Version, error) {
 	if err != nil {
 		return nil, err
 	}
-	seq, err := w.wr.Append(ctx, data)
+	rec, err := w.wr.AppendRecord(ctx, data)
 	if err != nil {
 		return nil, fmt.Errorf("put %s: %w", m.Path, err)
 	}
+	seq := rec.Seqno
 	d, err := w.wr.Flush(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("put %s: %w", m.Path, err)
@@ -182,7 +183,8 @@ func (w *Writer) commit(ctx context.Context, m *Manifest) (*Version, error) {
 	if !d.Met || d.Seqno < seq {
 		return nil, fmt.Errorf("put %s: %w: %s", m.Path, errNotDurable, d)
 	}
-	v := &Version{Seqno: seq, Time: time.Now(), Manifest: m}
+	// The manifest record's own time, as a reader of the log sees it.
+	v := &Version{Seqno: seq, Time: time.Unix(0, rec.Time), Manifest: m}
 	w.last = seq
 	w.fs.mu.Lock()
 	w.fs.ix.add(v)
