@@ -376,7 +376,13 @@ func (s *Server) fileLog(w http.ResponseWriter, r *http.Request) {
 		s.fileError(w, "log "+p, err)
 		return
 	}
-	out := fileLogOut{Path: p, Versions: []fileVersionOut{}}
+	// The path as the versions spell it (clean, no leading "/").
+	clean, err := fs.CleanPath(p)
+	if err != nil {
+		s.fileError(w, "log "+p, err)
+		return
+	}
+	out := fileLogOut{Path: clean, Versions: []fileVersionOut{}}
 	for _, v := range vs {
 		out.Versions = append(out.Versions, toFileVersion(v))
 	}

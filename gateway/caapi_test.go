@@ -97,6 +97,7 @@ func TestCAAPIRoundTrip(t *testing.T) {
 	var v1, v2 struct {
 		Seqno uint64
 		Size  uint64
+		Time  string
 	}
 	if code, b := g.do("PUT", "/v1/files/"+fc+"/content/report.txt", "application/octet-stream", []byte("first draft\n"), &v1); code != 200 || v1.Size != 12 {
 		t.Fatalf("put v1: %d %s", code, b)
@@ -110,9 +111,23 @@ func TestCAAPIRoundTrip(t *testing.T) {
 	if code, b := g.do("GET", "/v1/files/"+fc+"/content/report.txt?seqno="+strconv.FormatUint(v1.Seqno, 10), "", nil, nil); code != 200 || string(b) != "first draft\n" {
 		t.Fatalf("get old version: %d %q", code, b)
 	}
-	var log struct{ Versions []struct{ Seqno uint64 } }
+	var log struct {
+		Path     string
+		Versions []struct {
+			Path  string
+			Seqno uint64
+			Time  string
+		}
+	}
 	if code, b := g.do("GET", "/v1/files/"+fc+"/versions/report.txt", "", nil, &log); code != 200 || len(log.Versions) != 2 || log.Versions[0].Seqno != v2.Seqno {
 		t.Fatalf("versions: %d %s", code, b)
+	}
+	// The listing names the path as its versions and the PUT answers do,
+	// with the times the PUTs answered (Session 19: "/report.txt" beside
+	// "report.txt", and the PUT's time was the writer's clock after the
+	// flush, not the record's).
+	if log.Path != "report.txt" || log.Versions[0].Path != log.Path || log.Versions[0].Time != v2.Time || log.Versions[1].Time != v1.Time {
+		t.Fatalf("versions %+v; want path report.txt, times %s and %s", log, v2.Time, v1.Time)
 	}
 	if code, _ := g.do("GET", "/v1/files/"+fc+"/content/missing.txt", "", nil, nil); code != 404 {
 		t.Fatalf("missing file: %d", code)
