@@ -181,8 +181,11 @@ deleted again, so a failed create leaves nothing behind.`,
   gdp capsule create --owner alice --meta sensor.meta --servers $S1,$S2,$S3   # an existing capsule`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (metaIn == "") == (writer == "") {
+			if metaIn != "" && writer != "" {
 				return fmt.Errorf("give --writer (a new capsule) or --meta (an existing capsule's metadata), not both")
+			}
+			if metaIn == "" && writer == "" {
+				return fmt.Errorf("give --writer ALIAS (the key that signs a new capsule's records; it may be --owner's) or --meta FILE (an existing capsule's metadata)")
 			}
 			ctx, caps, at, done, err := cc.session(cmd, false)
 			if err != nil {

@@ -48,6 +48,21 @@ func TestCapsuleOpsCLI(t *testing.T) {
 	}
 	s1, s2 := ids["s1"].Name.String(), ids["s2"].Name.String()
 
+	// A create with neither --writer nor --meta says which to give (it
+	// said "…, not both", Session 19), as does one with both.
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{nil, "give --writer ALIAS"},
+		{[]string{"--writer", "alice-writer", "--meta", "x.meta"}, "not both"},
+	} {
+		args := append([]string{"capsule", "create", "--owner", "alice", "--servers", s1}, c.args...)
+		if _, errOut, err := run(nil, args...); err == nil || !strings.Contains(errOut, c.says) {
+			t.Fatalf("gdp %s: %v, want an error saying %q\n%s", strings.Join(args, " "), err, c.says, errOut)
+		}
+	}
+
 	// A create whose second server does not exist (NO_ROUTE) takes back
 	// the placement it made on the first.
 	ghost := pdu.Name{0x42}
