@@ -18,7 +18,7 @@ import (
 func ExampleDialName() {
 	var server, dialer *client.Client // from Endpoint.Attach or AttachAny, names advertised
 	if server == nil {
-		return // (a sketch: see TestQUICOverNamesIntact for a running one)
+		return // (a sketch: examples/quicname is a program that runs, TestQUICOverNamesIntact a test)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
