@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,6 +132,22 @@ func TestCAAPIRoundTrip(t *testing.T) {
 	}
 	if code, _ := g.do("GET", "/v1/files/"+fc+"/content/missing.txt", "", nil, nil); code != 404 {
 		t.Fatalf("missing file: %d", code)
+	}
+	// A KV operation or a plain record in the files capsule is refused
+	// (409 files_capsule) and writes nothing: either, appended, made every
+	// read of its files fail "not a files-capsule record", for good
+	// (Session 19, found by hand).
+	for _, bad := range []struct{ method, path, ctype, body string }{
+		{"PUT", "/v1/kv/" + fc + "/keys/oops", "application/json", `{"value":"x"}`},
+		{"DELETE", "/v1/kv/" + fc + "/keys/oops", "", ""},
+		{"POST", "/v1/capsules/" + fc + "/records", "application/json", `{"data":"x"}`},
+	} {
+		if code, b := g.do(bad.method, bad.path, bad.ctype, []byte(bad.body), nil); code != 409 || !strings.Contains(string(b), `"files_capsule"`) {
+			t.Fatalf("%s %s on a files capsule: %d %s, want 409 files_capsule", bad.method, bad.path, code, b)
+		}
+	}
+	if code, b := g.do("GET", "/v1/files/"+fc+"/content/report.txt", "", nil, nil); code != 200 || string(b) != "second draft, longer\n" {
+		t.Fatalf("the file after the refused writes: %d %q", code, b)
 	}
 	if vt.checked < 15 {
 		t.Fatalf("only %d exchanges validated", vt.checked)

@@ -28,7 +28,10 @@ type kvEntry struct {
 // (reads wait until the index holds it: read-your-writes).
 type capMarks struct {
 	sealed, sealedKnown bool
-	kvLast              uint64
+	// files: its first record is a files-capsule record (known with
+	// sealedKnown, when that record was read).
+	files  bool
+	kvLast uint64
 }
 
 // noteKV remembers the newest seqno this gateway wrote to a KV capsule.

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gdpnet/gdpnet/caapi/fs"
 	"github.com/gdpnet/gdpnet/caapi/seal"
 	"github.com/gdpnet/gdpnet/capsule"
 	"github.com/gdpnet/gdpnet/capsuled/wire"
@@ -101,6 +102,11 @@ func (s *Server) sealedState(ctx context.Context, name pdu.Name) (sealed, known 
 		s.dropReader(name, rd)
 		return false, false, err
 	}
+	s.mu.Lock()
+	m, _ = s.marks.Peek(name)
+	m.files = !sealed && fs.IsRecord(recs[0].Data)
+	s.marks.Add(name, m)
+	s.mu.Unlock()
 	s.markSealed(name, sealed)
 	return sealed, true, nil
 }
@@ -178,6 +184,15 @@ func sealedUnknown(name pdu.Name, start uint64, errs []error) error {
 // readers.
 func (s *Server) refuseSealed(w http.ResponseWriter, name pdu.Name) {
 	s.fail(w, http.StatusConflict, "sealed_capsule", fmt.Errorf("capsule %s is an encrypted capsule: append through /v1/sealed/%s/records", name, name))
+}
+
+// holdsFiles reports whether the capsule's first record, when read, was a
+// files-capsule record.
+func (s *Server) holdsFiles(name pdu.Name) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, _ := s.marks.Peek(name)
+	return m.files
 }
 
 // markSealed remembers whether a capsule is encrypted (decided once: its

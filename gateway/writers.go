@@ -148,6 +148,12 @@ func (s *Server) writerOfReaders(ctx context.Context, w http.ResponseWriter, nam
 			s.refuseSealed(w, name)
 			return nil, false
 		}
+		if kind != fsWriter && known && s.holdsFiles(name) {
+			// A record or KV operation after a file would make every
+			// reader of the tree fail on it (fs.ErrNotFS), for good.
+			s.fail(w, http.StatusConflict, "files_capsule", fmt.Errorf("capsule %s holds files (its first record is a file record): a record or KV operation in it would make its files unreadable; write files with PUT /v1/files/%s/content/PATH, other data to another capsule", name, name))
+			return nil, false
+		}
 		looksEmpty = !known
 	}
 	cw := s.lockedWriter(name)

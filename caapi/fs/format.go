@@ -107,6 +107,15 @@ func header(kind byte, prev uint64) []byte {
 	return b
 }
 
+// IsRecord reports whether data is laid out as a record of a files capsule
+// (the header's magic and a known kind): a capsule whose first record is
+// one holds files, and a record of any other kind appended to it makes
+// its tree unreadable (ErrNotFS).
+func IsRecord(data []byte) bool {
+	_, _, _, err := parseHeader(data)
+	return err == nil
+}
+
 // parseHeader returns a record's kind, prev pointer and body.
 func parseHeader(data []byte) (kind byte, prev uint64, body []byte, err error) {
 	if len(data) < headerLen || string(data[:4]) != magic {
