@@ -24,6 +24,23 @@ func writerLockPath(keystore string, c pdu.Name) string {
 	return filepath.Join(filepath.Dir(ks), filepath.Base(ks)+".locks", c.String()+".lock")
 }
 
+// lockHolder names this process in the lock files it holds: the command
+// ("gdp gateway", "gdp fs put"), so the writer refused knows who holds it.
+var lockHolder = commandName(os.Args)
+
+// commandName is "gdp" and the subcommand words of args (up to two, before
+// the first flag or argument that is not a word).
+func commandName(args []string) string {
+	words := []string{"gdp"}
+	for _, a := range args[min(1, len(args)):] {
+		if len(words) == 3 || strings.HasPrefix(a, "-") || strings.ContainsAny(a, "/.=") || len(a) > 12 {
+			break
+		}
+		words = append(words, a)
+	}
+	return strings.Join(words, " ")
+}
+
 // lockWriter takes the local writer lock of capsule c (flock, released
 // when the process ends however it ends), so two `gdp capsule append` of
 // one capsule on one machine cannot fork it. The lock file records who
@@ -44,13 +61,18 @@ func lockWriter(keystore string, c pdu.Name) (unlock func(), err error) {
 		}
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("capsule %s: %w on this machine (%s holds %s); wait for it to finish: two writers with one key fork the capsule",
-				c, errWriterLocked, holder, path)
+			what := "wait for it to finish"
+			if strings.Contains(holder, "(gdp gateway)") {
+				// The gateway keeps a writer between requests.
+				what = "the gateway keeps a capsule's writer until idle_close (default 5m) after its last write to it: write this capsule through the gateway, or wait"
+			}
+			return nil, fmt.Errorf("capsule %s: %w on this machine (%s holds %s); %s: two writers with one key fork the capsule",
+				c, errWriterLocked, holder, path, what)
 		}
 		return nil, fmt.Errorf("writer lock %s: %w", path, err)
 	}
 	_ = f.Truncate(0)
-	_, _ = fmt.Fprintf(f, "pid %d since %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	_, _ = fmt.Fprintf(f, "pid %d (%s) since %s\n", os.Getpid(), lockHolder, time.Now().UTC().Format(time.RFC3339))
 	return func() {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		_ = f.Close()
