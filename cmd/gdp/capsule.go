@@ -472,6 +472,9 @@ records of the input (the ones already stored).`,
 				return err
 			}
 			warnExpiry(cmd, in)
+			if err := refuseFilesCapsule(ctx, caps, name, "a record"); err != nil {
+				return err
+			}
 			wr, err := caps.NewWriter(ctx, name, wid.Key, client.WriterOptions{Cadence: -1})
 			if err != nil {
 				return err

@@ -649,3 +649,20 @@ are closed, then the command exits (Ctrl-C again: at once). Needs
 	fc.readFlags(cmd)
 	return cmd
 }
+
+// refuseFilesCapsule refuses to write what (a record, a KV record) to a
+// capsule whose first record is a files-capsule record: appended after
+// the files, it would make every read of their tree fail (fs.ErrNotFS),
+// for good. A capsule that cannot be read now is not refused here (the
+// write then fails or not on its own).
+func refuseFilesCapsule(ctx context.Context, caps *client.CapsuleClient, name pdu.Name, what string) error {
+	rd, err := caps.NewReader(ctx, name, client.ReaderOptions{})
+	if err != nil {
+		return nil
+	}
+	recs, err := rd.Read(ctx, 1, 1)
+	if err != nil || len(recs) == 0 || !capfs.IsRecord(recs[0].Data) {
+		return nil
+	}
+	return fmt.Errorf("capsule %s holds files (its first record is a file record): %s in it would make its files unreadable; use gdp fs put for files, another capsule for other data", name, what)
+}

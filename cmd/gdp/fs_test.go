@@ -105,6 +105,20 @@ func TestFSCLI(t *testing.T) {
 	if out, err := run("fs", "put", capsuleName, local, "../escape", "--writer", "alice-writer"); err == nil || !strings.Contains(out, "bad path") {
 		t.Fatalf("put to ../escape: %v\n%s", err, out)
 	}
+	// A KV record or a plain one appended to the files capsule is refused
+	// before it is written (Session 19): after the files it made every
+	// read of the tree fail, for good.
+	for _, args := range [][]string{
+		{"kv", "put", capsuleName, "oops", "x", "--writer", "alice-writer"},
+		{"capsule", "append", capsuleName, "--data", "oops", "--writer", "alice-writer"},
+	} {
+		if out, err := run(args...); err == nil || !strings.Contains(out, "holds files") {
+			t.Fatalf("gdp %s on a files capsule: %v, want refused\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if out := gdp("fs", "cat", capsuleName, "models/model.bin"); out != string(src[:1000]) {
+		t.Fatalf("the file after the refused writes: %d bytes, want its newest version's 1000", len(out))
+	}
 
 	// gdp fs mount, as its own process.
 	if _, err := os.Stat("/dev/fuse"); err != nil {

@@ -135,6 +135,9 @@ func (kc *kvCmd) write(cmd *cobra.Command, arg, writer string, fn func(ctx conte
 	if in, err := caps.Info(ctx, name, name); err == nil {
 		warnExpiry(cmd, in)
 	}
+	if err := refuseFilesCapsule(ctx, caps, name, "a KV record"); err != nil {
+		return 0, false, err
+	}
 	w, err := kv.OpenWriter(ctx, caps, name, wid.Key, kv.WriterOptions{})
 	if err != nil {
 		return 0, false, err
