@@ -102,12 +102,7 @@ func (s *Server) sealedState(ctx context.Context, name pdu.Name) (sealed, known 
 		s.dropReader(name, rd)
 		return false, false, err
 	}
-	s.mu.Lock()
-	m, _ = s.marks.Peek(name)
-	m.files = !sealed && fs.IsRecord(recs[0].Data)
-	s.marks.Add(name, m)
-	s.mu.Unlock()
-	s.markSealed(name, sealed)
+	s.markFirst(name, sealed, recs[0].Data)
 	return sealed, true, nil
 }
 
@@ -159,7 +154,7 @@ func (s *Server) recheckSealed(ctx context.Context, name pdu.Name, replicas []pd
 			errs = append(errs, err)
 			continue
 		}
-		s.markSealed(name, sealed)
+		s.markFirst(name, sealed, recs[0].Data)
 		return sealed, nil
 	}
 	if startKnown {
@@ -184,6 +179,17 @@ func sealedUnknown(name pdu.Name, start uint64, errs []error) error {
 // readers.
 func (s *Server) refuseSealed(w http.ResponseWriter, name pdu.Name) {
 	s.fail(w, http.StatusConflict, "sealed_capsule", fmt.Errorf("capsule %s is an encrypted capsule: append through /v1/sealed/%s/records", name, name))
+}
+
+// markFirst remembers what a capsule's verified first record says: an
+// encrypted capsule or not, and whether it holds files.
+func (s *Server) markFirst(name pdu.Name, sealed bool, first []byte) {
+	s.mu.Lock()
+	m, _ := s.marks.Peek(name)
+	m.files = !sealed && fs.IsRecord(first)
+	s.marks.Add(name, m)
+	s.mu.Unlock()
+	s.markSealed(name, sealed)
 }
 
 // holdsFiles reports whether the capsule's first record, when read, was a

@@ -48,7 +48,7 @@ func TestPlainAppendRecheckSealed(t *testing.T) {
 
 	// capsule places a capsule of alice's on both replicas and writes
 	// records (sealed or not) to holding alone.
-	capsule := func(desc string, sealed bool) pdu.Name {
+	capsule := func(desc string, sealed bool, first ...string) pdu.Name {
 		t.Helper()
 		meta, err := certs.NewCapsule(alice.Key, alice.Public(), desc)
 		if err != nil {
@@ -73,6 +73,10 @@ func TestPlainAppendRecheckSealed(t *testing.T) {
 			if _, err := sl.Append(ctx, []byte("secret")); err != nil {
 				t.Fatal(err)
 			}
+		} else if len(first) > 0 {
+			if _, err := wr.Append(ctx, []byte(first[0])); err != nil {
+				t.Fatal(err)
+			}
 		} else if _, err := wr.Append(ctx, []byte("plain one")); err != nil {
 			t.Fatal(err)
 		}
@@ -94,10 +98,12 @@ func TestPlainAppendRecheckSealed(t *testing.T) {
 	}
 	sealedCap := capsule("diary", true)
 	plainCap := capsule("notes", false)
+	// A files capsule: record 1 a file's chunk (caapi/fs's header).
+	filesCap := capsule("files", false, "gfs1C\x00\x00\x00\x00\x00\x00\x00\x00chunk of a file")
 	for _, tc := range []struct {
 		c    pdu.Name
 		held uint64
-	}{{sealedCap, 2}, {plainCap, 1}} {
+	}{{sealedCap, 2}, {plainCap, 1}, {filesCap, 1}} {
 		if by, n := head(tc.c, tc.c); by != lagging.Name || n != 0 {
 			t.Fatalf("the capsule's name from r1 leads to %s showing %d records: the test needs the empty replica", by, n)
 		}
@@ -137,5 +143,22 @@ func TestPlainAppendRecheckSealed(t *testing.T) {
 	}
 	if _, n := head(plainCap, holding.Name); n != 2 {
 		t.Fatalf("holding shows %d records of the plain capsule, want 2", n)
+	}
+
+	// Session 19 (review12): a files capsule in the same state is refused
+	// a plain record (409 files_capsule) once the recheck found its record
+	// 1 at the holding replica — before, the recheck decided "plain" alone
+	// and the record was appended at seqno 2, breaking the files — and the
+	// verdict is remembered.
+	for i := range 2 {
+		if code, b := post(filesCap, "not a file"); code != http.StatusConflict || !strings.Contains(b, `"files_capsule"`) {
+			t.Fatalf("append %d to a files capsule whose nearest replica looks empty: %d %s, want 409 files_capsule", i+1, code, b)
+		}
+	}
+	if _, n := head(filesCap, holding.Name); n != 1 {
+		t.Fatalf("holding shows %d records of the files capsule after the refused appends, want 1", n)
+	}
+	if _, n := head(filesCap, lagging.Name); n != 0 {
+		t.Fatalf("lagging shows %d records of the files capsule after the refused appends, want 0", n)
 	}
 }

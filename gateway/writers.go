@@ -149,9 +149,7 @@ func (s *Server) writerOfReaders(ctx context.Context, w http.ResponseWriter, nam
 			return nil, false
 		}
 		if kind != fsWriter && known && s.holdsFiles(name) {
-			// A record or KV operation after a file would make every
-			// reader of the tree fail on it (fs.ErrNotFS), for good.
-			s.fail(w, http.StatusConflict, "files_capsule", fmt.Errorf("capsule %s holds files (its first record is a file record): a record or KV operation in it would make its files unreadable; write files with PUT /v1/files/%s/content/PATH, other data to another capsule", name, name))
+			s.refuseFiles(w, name)
 			return nil, false
 		}
 		looksEmpty = !known
@@ -241,6 +239,16 @@ func (s *Server) writerOfReaders(ctx context.Context, w http.ResponseWriter, nam
 			}
 			fail()
 			s.refuseSealed(w, name)
+			return nil, false
+		}
+		if rerr == nil && kind != fsWriter && s.holdsFiles(name) {
+			// The recheck found a files capsule's first record.
+			cw.abortLocked()
+			if unlock != nil {
+				unlock()
+			}
+			fail()
+			s.refuseFiles(w, name)
 			return nil, false
 		}
 	}
@@ -442,4 +450,11 @@ func (s *Server) closeAllWriters(ctx context.Context) error {
 		cw.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// refuseFiles answers 409 files_capsule: a record or KV operation after a
+// file would make every reader of the tree fail on it (fs.ErrNotFS), for
+// good.
+func (s *Server) refuseFiles(w http.ResponseWriter, name pdu.Name) {
+	s.fail(w, http.StatusConflict, "files_capsule", fmt.Errorf("capsule %s holds files (its first record is a file record): a record or KV operation in it would make its files unreadable; write files with PUT /v1/files/%s/content/PATH, other data to another capsule", name, name))
 }
