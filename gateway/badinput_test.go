@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/caapi/kv"
 	"github.com/gdpnet/gdpnet/gateway"
 )
 
@@ -55,6 +56,9 @@ func TestBadInput(t *testing.T) {
 		{"file put to a capsule of records", "PUT", "/v1/files/" + c + "/content/a.txt", "application/octet-stream", "bytes", 409, "not_files", "a capsule of their own"},
 		{"file read from a capsule of records", "GET", "/v1/files/" + c + "/content/a.txt", "", "", 409, "not_files", "a capsule of their own"},
 		{"file versions of a capsule of records", "GET", "/v1/files/" + c + "/versions/a.txt", "", "", 409, "not_files", "a capsule of their own"},
+		{"KV value over its bound", "PUT", "/v1/kv/" + c + "/keys/big", "application/json", `{"value":"` + strings.Repeat("v", kv.MaxValue+1) + `"}`, 413, "too_large", "keep larger data in a file"},
+		{"KV delete of a key over its bound", "DELETE", "/v1/kv/" + c + "/keys/" + strings.Repeat("k", kv.MaxKey+1), "", "", 413, "too_large", "a key holds at most"},
+		{"KV key over its bound", "PUT", "/v1/kv/" + c + "/keys/" + strings.Repeat("k", kv.MaxKey+1), "application/json", `{"value":"v"}`, 413, "too_large", "a key holds at most"},
 		{"create: a server nobody serves", "POST", "/v1/capsules", "application/json", `{"owner":"alice","servers":["` + unknown + `"]}`, 404, "unknown_server", "running capsule server"},
 		{"unknown capsule append", "POST", "/v1/capsules/" + unknown + "/records", "application/json", `{"data":"x"}`, 404, "unknown_capsule", ""},
 		{"unknown capsule read", "GET", "/v1/capsules/" + unknown + "/records", "", "", 404, "unknown_capsule", ""},

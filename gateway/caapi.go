@@ -72,6 +72,21 @@ func (s *Server) kvError(w http.ResponseWriter, what string, err error) {
 	}
 }
 
+// kvSizeOK answers 413 too_large for a key or value over caapi/kv's
+// bounds (one record each), before a writer opens: it was a 502 from the
+// writer (Session 19).
+func (s *Server) kvSizeOK(w http.ResponseWriter, key string, val []byte) bool {
+	switch {
+	case len(key) > kv.MaxKey:
+		s.fail(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Errorf("key of %d bytes: a key holds at most %d", len(key), kv.MaxKey))
+	case len(val) > kv.MaxValue:
+		s.fail(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Errorf("value of %d bytes: a KV value holds at most %d; keep larger data in a file (PUT /v1/files/…) and its path in the value", len(val), kv.MaxValue))
+	default:
+		return true
+	}
+	return false
+}
+
 func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) {
 	name, ok := s.capsuleName(w, r)
 	if !ok {
@@ -94,6 +109,9 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) {
 	val, err := recordIn{Data: in.Value, DataBase64: in.ValueBase64}.bytes()
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, "malformed_json", fmt.Errorf("request body: %w", err))
+		return
+	}
+	if !s.kvSizeOK(w, key, val) {
 		return
 	}
 	ctx, cancel := s.reqCtx(r)
@@ -126,6 +144,9 @@ func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.PathValue("key")
+	if !s.kvSizeOK(w, key, nil) {
+		return
+	}
 	ctx, cancel := s.reqCtx(r)
 	defer cancel()
 	cw, ok := s.writerOf(ctx, w, name, kvWriter)
