@@ -126,10 +126,15 @@ client on its own address of an emulated underlay whose links have the
 configured bandwidth, delay, jitter, loss and MTU — runs its workloads and
 failures on schedule, and prints a line per workload and a summary:
 "Results: 0% dropped (90/90 received)". With --out the results directory
-gets results.json, samples.csv, links.csv, events.csv, summary.txt, the
-plots and report.html (one self-contained page: topology drawing, plots,
-tables).
+gets results.json (with the seed, resolver and mode), topology.yaml (the
+topology as run: gdp sim run DIR/topology.yaml runs it again),
+samples.csv, links.csv, events.csv, summary.txt, the plots and report.html
+(one self-contained page: topology drawing, plots, tables).
 In-process (the default) no root is needed and nothing leaves the process.
+A topology that needs more memory than the machine has available is
+refused before anything starts (--ignore-memory). Ctrl-C stops the run:
+its results so far are printed and written, marked interrupted, and the
+exit status is 1.
 
 --mode netns (or "mode: netns" in the file) runs every router as a real
 "gdp router" process in its own network namespace instead, joined through
