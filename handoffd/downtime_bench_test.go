@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,43 +19,71 @@ import (
 )
 
 // downtimeGuestInit: after "go" the guest writes 1 MiB to its disk, then
-// every 300 ms a tick and 64 KiB at the next offset of a 16 MiB area (a
-// service's log and state), synchronously: during the handoff its disk
-// keeps changing a little, as a live one does.
-const downtimeGuestInit = GuestBoot + `echo GUEST-READY
+// every diskMs milliseconds a tick and 64 KiB at the next
+// offset of a 16 MiB area (a service's log and state), synchronously:
+// during the handoff its disk keeps changing a little, as a live one does.
+// Its loops sleep without a fork (guestTicker); the dd is the one fork per
+// disk write.
+func downtimeGuestInit(diskMs int) string {
+	return GuestBoot + `echo GUEST-READY
 read line
 seq 1 40000 | sed 's/^/handoff-known-data-/' > /tmp/mem.dat
 dd if=/tmp/mem.dat of=/dev/vda bs=4096 seek=256 count=256 conv=notrunc 2>/dev/null
 sync
+mkfifo ` + guestSleepFIFO + `
 echo WORKLOAD-DONE
-( i=0; while :; do i=$((i+1)); echo "tick $i"; dd if=/tmp/mem.dat of=/dev/vda bs=65536 seek=$((512 + i % 256)) count=1 conv=notrunc,fsync 2>/dev/null; usleep 300000; done ) &
+( exec 4<>` + guestSleepFIFO + `; i=0; while :; do i=$((i+1)); echo "tick $i"; dd if=/tmp/mem.dat of=/dev/vda bs=65536 seek=$((512 + i % 256)) count=1 conv=notrunc,fsync 2>/dev/null; read -t ` + fmt.Sprintf("%.3f", float64(diskMs)/1e3) + ` x <&4; done ) &
 ` + guestTicker + `while read cmd; do
   case "$cmd" in
   sum) echo "SUM $(md5sum /tmp/mem.dat | cut -d' ' -f1)" ;;
   esac
 done
 `
+}
 
 // BenchmarkVMDowntime measures a VM handoff's downtime and its parts
 // (Report.Downtime, the destination's CommitTiming) on a real QEMU guest
 // shaped like the dataset's (docs/HANDOFF.md §8): 256 MiB of RAM, a disk
 // whose qcow2 overlay (64 KiB clusters, QEMU's default) already holds
 // 192 MiB of the VM's own data when it boots, the guest writing a little
-// all along. Loopback TCP, no link emulation by default: what is left is
-// the downtime's own work. The destination then resumes the VM
-// (ResumeVM), and the pause is also measured as the guest sees it
-// (guestTicker: the gap in its ticks from the source's last to the
-// destination's first, guest_pause_s); then QEMU's own live migration of
-// the same running guest (RAM and disk, blk) is measured the same way
-// (qemu_pause_s, beside its query-migrate downtime, qemu_downtime_s).
-// Knobs: GDP_HANDOFF_DT_MEM_MIB (256), GDP_HANDOFF_DT_FILL_MIB (192),
-// GDP_HANDOFF_DT_RATE_MBIT (0: no link; else both transfers pass an
-// emulated link of that rate), GDP_HANDOFF_DT_QEMU=0 skips QEMU's,
+// all along. One sub-benchmark per link rate: "loopback" (no link: what is
+// left is the downtime's own work) and "25Mbit" (both transfers through
+// an emulated link of that rate, linkedPair). The destination then
+// resumes the VM (ResumeVM), and the pause is also measured as the guest
+// sees it (guestTicker: the gap in its ticks from the source's last to
+// the destination's first, guest_pause_s); then QEMU's own live migration
+// of the same running guest (RAM and disk, blk) is measured the same way
+// (qemu_pause_s, beside its query-migrate downtime, qemu_downtime_s, and
+// its settings: qemu_downtime_limit_ms, qemu_max_bandwidth_MBps,
+// qemu_auto_converge, all QEMU's defaults). guest_dirty_MBps is how fast
+// the guest dirties its RAM (qemu_dirty_rate_MiBps QEMU's own estimate).
+// Knobs: GDP_HANDOFF_DT_RATES (Mbit/s, 0 = loopback; default "0,25"),
+// GDP_HANDOFF_DT_MEM_MIB (256), GDP_HANDOFF_DT_FILL_MIB (192),
+// GDP_HANDOFF_DT_DISK_MS (1000: the guest's disk write period; QEMU's
+// block migration re-sends a whole MiB per write, so at 300 ms it needs
+// 3.5 MB/s for the disk alone and never converges at 25 Mbit/s),
+// GDP_HANDOFF_DT_QEMU=0 skips QEMU's, GDP_HANDOFF_DT_QEMU_MAX_SEC (240:
+// QEMU's migration is cancelled after it, qemu_converged 0),
 // GDP_HANDOFF_DT_PRESTART=0 starts our destination's QEMU after the commit
 // instead of at the hello (ReceiveConfig.PrestartVM).
 //
 //	flock /work/wt/heavy.lock nice -n 5 go test -run '^$' -bench VMDowntime -benchtime 1x ./handoffd
 func BenchmarkVMDowntime(b *testing.B) {
+	for _, f := range strings.Split(envString("GDP_HANDOFF_DT_RATES", "0,25"), ",") {
+		mbit, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || mbit < 0 {
+			b.Fatalf("GDP_HANDOFF_DT_RATES: %q is not a rate in Mbit/s", f)
+		}
+		name := "loopback"
+		if mbit > 0 {
+			name = fmt.Sprintf("%dMbit", mbit)
+		}
+		b.Run(name, func(b *testing.B) { vmDowntime(b, float64(mbit)*1e6) })
+	}
+}
+
+// vmDowntime is BenchmarkVMDowntime at one link rate (bits/s; 0: none).
+func vmDowntime(b *testing.B, rate float64) {
 	memMiB := envInt("GDP_HANDOFF_DT_MEM_MIB", 256)
 	fillMiB := envInt("GDP_HANDOFF_DT_FILL_MIB", 192)
 	const baseMiB = 256
@@ -70,12 +99,27 @@ func BenchmarkVMDowntime(b *testing.B) {
 	}
 	// From 32 MiB on: the guest's own writes go below.
 	fill := func(top string) { fillOverlay(b, top, 32, fillMiB) }
-	e := startVMWith(b, vmOpts{init: downtimeGuestInit, baseDisk: baseDisk, memMiB: memMiB, cluster: 64 << 10, fill: fill, ticks: true})
+	diskMs := envInt("GDP_HANDOFF_DT_DISK_MS", 1000)
+	b.Logf("the guest writes 64 KiB to its disk every %d ms (GDP_HANDOFF_DT_DISK_MS)", diskMs)
+	e := startVMWith(b, vmOpts{init: downtimeGuestInit(diskMs), baseDisk: baseDisk, memMiB: memMiB, cluster: 64 << 10, fill: fill, ticks: true})
 	checkTicker(b, e.ticks)
-	rate := float64(envInt("GDP_HANDOFF_DT_RATE_MBIT", 0)) * 1e6
+	// How fast the guest dirties its RAM: what decides whether a pre-copy
+	// converges at the link's rate.
+	dirty, mode, err := guestDirtyRate(e.q, 2)
+	if err != nil {
+		b.Fatalf("the guest's dirty rate: %v", err)
+	}
+	pages, err := ramDirtyRate(e.memPath, 2*time.Second)
+	if err != nil {
+		b.Fatalf("the guest's dirty rate: %v", err)
+	}
+	b.Logf("the guest's RAM dirty rate: QEMU's calc-dirty-rate (%s, 2 s) %.0f MiB/s; its RAM file's pages changed in 2 s %.3f MB/s; the link: %.0f Mbit/s = %.3f MB/s",
+		mode, dirty, pages, rate/1e6, rate/8e6)
 	b.ResetTimer()
 	vmDownBench(b, e, rate)
 	b.StopTimer()
+	b.ReportMetric(dirty, "qemu_dirty_rate_MiBps")
+	b.ReportMetric(pages, "guest_dirty_MBps")
 	if os.Getenv("GDP_HANDOFF_DT_QEMU") != "0" {
 		qemuDownBench(b, e, baseMiB, rate)
 	}
@@ -96,7 +140,13 @@ func vmDownBench(b *testing.B, e *vmEnv, rate float64) {
 			}
 			e.con.wait(b, tickRE, 30*time.Second)
 		}
-		a, c := tcpPair(b)
+		var a, c net.Conn
+		var relayed <-chan int64
+		if rate > 0 {
+			a, c, relayed = linkedPair(b, filepath.Join(e.dir, fmt.Sprintf("ours-%d.sock", i)), NewLink(rate), nil)
+		} else {
+			a, c = tcpPair(b)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		type rr struct {
 			rec     *Received
@@ -142,8 +192,16 @@ func vmDownBench(b *testing.B, e *vmEnv, rate float64) {
 		var err error
 		rep, err = Send(ctx, a, e.handoff(), SendConfig{Cache: e.src, Mode: "zstd-1", Logger: zap.NewNop()})
 		res := <-rch
+		if res.q != nil {
+			// Killed on every path (a b.Fatalf below too): a QEMU left
+			// running would hold what its parent held, the heavy lock's fd.
+			b.Cleanup(res.q.Kill)
+		}
 		a.Close()
 		c.Close()
+		if relayed != nil {
+			<-relayed
+		}
 		if err != nil || res.err != nil || res.ticks == nil {
 			cancel()
 			b.Fatalf("handoff: send %v, receive and resume %v", err, res.err)
@@ -232,7 +290,10 @@ func qemuDownBench(b *testing.B, e *vmEnv, diskMiB int, rate float64) {
 	if _, err := dst.Run("migrate-incoming", map[string]any{"uri": fmt.Sprintf("tcp:127.0.0.1:%d", dport)}); err != nil {
 		b.Fatal(err)
 	}
-	rl, err := net.Listen("tcp", "127.0.0.1:0")
+	// The source writes into a unix socket (the kernel's default buffer,
+	// ~200 KB, as ours does in linkedPair); the relay drains it through
+	// the link.
+	rl, err := net.Listen("unix", filepath.Join(dir, "mig.sock"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -245,8 +306,39 @@ func qemuDownBench(b *testing.B, e *vmEnv, diskMiB int, rate float64) {
 		"capabilities": []map[string]any{{"capability": "zero-blocks", "state": true}, {"capability": "x-ignore-shared", "state": false}}}); err != nil {
 		b.Fatal(err)
 	}
+	// QEMU's own settings, as they stand (its defaults: none is changed
+	// here): the downtime it aims for, its bandwidth cap, auto-converge.
+	var par struct {
+		DowntimeLimit float64 `json:"downtime-limit"` // ms
+		MaxBandwidth  float64 `json:"max-bandwidth"`  // bytes/s
+	}
+	r, err := e.q.Run("query-migrate-parameters", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	json.Unmarshal(r, &par)
+	var caps []struct {
+		Capability string `json:"capability"`
+		State      bool   `json:"state"`
+	}
+	if r, err = e.q.Run("query-migrate-capabilities", nil); err != nil {
+		b.Fatal(err)
+	}
+	json.Unmarshal(r, &caps)
+	autoConverge := 0.0
+	for _, c := range caps {
+		if c.Capability == "auto-converge" && c.State {
+			autoConverge = 1
+		}
+	}
+	b.Logf("QEMU live migration settings: downtime-limit %.0f ms, max-bandwidth %.1f MB/s, auto-converge %v; blk (the whole disk), zero-blocks on; the link %.0f Mbit/s",
+		par.DowntimeLimit, par.MaxBandwidth/1e6, autoConverge == 1, rate/1e6)
+	b.ReportMetric(par.DowntimeLimit, "qemu_downtime_limit_ms")
+	b.ReportMetric(par.MaxBandwidth/1e6, "qemu_max_bandwidth_MBps")
+	b.ReportMetric(autoConverge, "qemu_auto_converge")
+	maxSec := envInt("GDP_HANDOFF_DT_QEMU_MAX_SEC", 240)
 	from := time.Now()
-	if _, err := e.q.Run("migrate", map[string]any{"uri": fmt.Sprintf("tcp:127.0.0.1:%d", rl.Addr().(*net.TCPAddr).Port), "blk": true}); err != nil {
+	if _, err := e.q.Run("migrate", map[string]any{"uri": "unix:" + rl.Addr().String(), "blk": true}); err != nil {
 		b.Fatal(err)
 	}
 	var info struct {
@@ -255,12 +347,18 @@ func qemuDownBench(b *testing.B, e *vmEnv, diskMiB int, rate float64) {
 		Downtime  float64 `json:"downtime"`
 		ErrorDesc string  `json:"error-desc"`
 		RAM       struct {
-			Transferred int64 `json:"transferred"`
+			Transferred int64   `json:"transferred"`
+			Remaining   int64   `json:"remaining"`
+			DirtyRate   float64 `json:"dirty-pages-rate"` // pages/s
+			Syncs       int     `json:"dirty-sync-count"`
+			Mbps        float64 `json:"mbps"`
 		} `json:"ram"`
 		Disk struct {
 			Transferred int64 `json:"transferred"`
+			Remaining   int64 `json:"remaining"`
 		} `json:"disk"`
 	}
+	var lastMbps float64
 	// What had crossed the link when (polled with the status): QEMU's
 	// downtime ends when its source has written the last byte to its
 	// socket, not when the byte has crossed the link.
@@ -280,12 +378,43 @@ func qemuDownBench(b *testing.B, e *vmEnv, diskMiB int, rate float64) {
 		if info.Status == "failed" || info.Status == "cancelled" {
 			b.Fatalf("QEMU live migration %s: %s", info.Status, info.ErrorDesc)
 		}
+		if info.RAM.Mbps > 0 {
+			lastMbps = info.RAM.Mbps
+		}
+		if info.Status != "completed" && time.Since(from) > time.Duration(maxSec)*time.Second {
+			// Not converged: say how far it got, and stop it (ours is
+			// already measured; the run reports qemu_converged 0).
+			e.q.Run("migrate_cancel", nil)
+			b.Logf("QEMU live migration did not converge in %d s (GDP_HANDOFF_DT_QEMU_MAX_SEC): %.1f MB through the link, RAM %.1f MB sent %.1f MB left, disk %.1f MB sent %.1f MB left, %d dirty syncs, the guest dirtying %.0f pages/s, QEMU's bandwidth estimate %.1f Mbit/s",
+				maxSec, float64(crossed.Load())/1e6, float64(info.RAM.Transferred)/1e6, float64(info.RAM.Remaining)/1e6,
+				float64(info.Disk.Transferred)/1e6, float64(info.Disk.Remaining)/1e6, info.RAM.Syncs, info.RAM.DirtyRate, info.RAM.Mbps)
+			b.ReportMetric(0, "qemu_converged")
+			return
+		}
 		done = time.Now()
 		time.Sleep(10 * time.Millisecond)
 	}
 	pause, err := pauseOf(e.ticks, ticks, from)
 	if err != nil {
-		b.Fatalf("QEMU live migration, the guest's pause: %v", err)
+		st, _ := dst.Run("query-status", nil)
+		all := ticks.since(time.Time{})
+		var lastN int
+		if len(all) > 0 {
+			lastN = all[len(all)-1].n
+		}
+		b.Errorf("QEMU live migration, the guest's pause: %v (the destination: %s, %d ticks from it, the last %d; %.1f MB through the link; the migration completed in %.2f s, %d dirty syncs, its own downtime %.3f s)",
+			err, st, len(all), lastN, float64(crossed.Load())/1e6, info.Total/1e3, info.RAM.Syncs, info.Downtime/1e3)
+		if s := e.ticks.since(from); len(s) > 0 {
+			if t, err := ticks.waitTick(s[len(s)-1].n, 90*time.Second); err == nil {
+				b.Logf("the destination's first tick %d came %.1f s after the migration completed", t.n, t.at.Sub(done).Seconds())
+			} else {
+				b.Logf("and none in 90 s more: %v", err)
+			}
+		}
+		if log, err := os.ReadFile(dst.SerialLog); err == nil { // whole: a panic's first lines say why
+			b.Logf("%s:\n%s", dst.SerialLog, log)
+		}
+		b.FailNow()
 	}
 	e.q.Quit()
 	n := <-relayed
@@ -299,11 +428,43 @@ func qemuDownBench(b *testing.B, e *vmEnv, diskMiB int, rate float64) {
 		}
 		atStop = sm.crossed
 	}
+	b.ReportMetric(1, "qemu_converged")
 	b.ReportMetric(pause.Gap.Seconds(), "qemu_pause_s")
 	b.ReportMetric(info.Downtime/1e3, "qemu_downtime_s")
 	b.ReportMetric(float64(n-atStop)/1e6, "qemu_after_stop_MB")
-	b.Logf("QEMU live migration: %v; its own downtime (query-migrate) %.3fs; %.1f MB through the link (ram %.1f MB, disk %.1f MB), of them %.2f MB after the source's stop (within 10 ms); total %.2fs",
-		pause, info.Downtime/1e3, float64(n)/1e6, float64(info.RAM.Transferred)/1e6, float64(info.Disk.Transferred)/1e6, float64(n-atStop)/1e6, info.Total/1e3)
+	b.Logf("QEMU live migration: %v; its own downtime (query-migrate) %.3fs; %.1f MB through the link (ram %.1f MB, disk %.1f MB), of them %.2f MB after the source's stop (within 10 ms); %d dirty syncs, its bandwidth estimate %.1f Mbit/s; total %.2fs",
+		pause, info.Downtime/1e3, float64(n)/1e6, float64(info.RAM.Transferred)/1e6, float64(info.Disk.Transferred)/1e6, float64(n-atStop)/1e6, info.RAM.Syncs, lastMbps, info.Total/1e3)
+}
+
+// linkedPair returns a sender's and a receiver's end of a connection
+// through link, joined as QEMU's migration is in qemuDownBench: the sender
+// writes into a unix socket at sock (the kernel's default buffer), whose
+// other end relayMigration drains through link into loopback TCP to the
+// receiver. The channel gets the bytes relayed once the sender's end closes.
+func linkedPair(b *testing.B, sock string, link *Link, crossed *atomic.Int64) (net.Conn, net.Conn, <-chan int64) {
+	b.Helper()
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	relayed := relayMigration(ul, tl.Addr().(*net.TCPAddr).Port, link, crossed)
+	a, err := net.Dial("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The relay has accepted a's connection once it has dialled tl: only
+	// then may the listeners close.
+	c, err := tl.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ul.Close()
+	tl.Close()
+	return a, c, relayed
 }
 
 // relayMigration carries one QEMU migration stream accepted on rl to the
@@ -348,10 +509,78 @@ func (c linkCounter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// envString is the environment variable name, or def when it is unset or empty.
+func envString(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
 // envInt is the positive integer in the environment variable name, or def.
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
 	}
 	return def
+}
+
+// guestDirtyRate is QEMU's estimate of how fast q's guest dirties its RAM
+// (calc-dirty-rate over secs seconds, then query-dirty-rate), in MiB/s —
+// QEMU 7.2 reports whole MiB/s, so below 1 it reads 0 (ramDirtyRate has
+// the finer figure). Page sampling (hashes of sampled pages before and
+// after): QEMU 7.2 under TCG exits on the dirty-bitmap mode.
+func guestDirtyRate(q *QEMU, secs int) (rate float64, mode string, err error) {
+	for _, mode = range []string{"page-sampling"} {
+		args := map[string]any{"calc-time": secs, "mode": mode}
+		if mode == "page-sampling" {
+			args["sample-pages"] = 4096 // QEMU's maximum per GiB (default 512)
+		}
+		if _, err = q.Run("calc-dirty-rate", args); err != nil {
+			continue
+		}
+		deadline := time.Now().Add(time.Duration(secs)*time.Second + 30*time.Second)
+		for time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			r, err := q.Run("query-dirty-rate", nil)
+			if err != nil {
+				return 0, mode, err
+			}
+			var st struct {
+				Status string  `json:"status"`
+				Rate   float64 `json:"dirty-rate"`
+			}
+			json.Unmarshal(r, &st)
+			if st.Status == "measured" {
+				return st.Rate, mode, nil
+			}
+		}
+		return 0, mode, fmt.Errorf("calc-dirty-rate (%s): not measured within %ds", mode, secs+30)
+	}
+	return 0, mode, err
+}
+
+// ramDirtyRate is how fast the guest dirties its RAM file (the shared
+// memory backend at path), in MB/s: the 4 KiB pages that differ between
+// two copies of it d apart (a page written twice counts once, as in a
+// pre-copy round), divided by d.
+func ramDirtyRate(path string, d time.Duration) (float64, error) {
+	a, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	time.Sleep(d)
+	b, err := os.ReadFile(path)
+	el := time.Since(t0)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for off := 0; off+BlockSize <= min(len(a), len(b)); off += BlockSize {
+		if string(a[off:off+BlockSize]) != string(b[off:off+BlockSize]) {
+			n++
+		}
+	}
+	return float64(n*BlockSize) / 1e6 / el.Seconds(), nil
 }
