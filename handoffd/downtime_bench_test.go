@@ -55,7 +55,9 @@ done
 // of the same running guest (RAM and disk, blk) is measured the same way
 // (qemu_pause_s, beside its query-migrate downtime, qemu_downtime_s, and
 // its settings: qemu_downtime_limit_ms, qemu_max_bandwidth_MBps,
-// qemu_auto_converge, all QEMU's defaults). guest_dirty_MBps is how fast
+// qemu_auto_converge, all QEMU's defaults; qemu_guest_ran 0 when its
+// migration completed but the guest did not carry on at the destination,
+// as at 25 Mbit/s in Session 19). guest_dirty_MBps is how fast
 // the guest dirties its RAM (qemu_dirty_rate_MiBps QEMU's own estimate).
 // Knobs: GDP_HANDOFF_DT_RATES (Mbit/s, 0 = loopback; default "0,25"),
 // GDP_HANDOFF_DT_MEM_MIB (256), GDP_HANDOFF_DT_FILL_MIB (192),
@@ -405,19 +407,19 @@ func qemuDownBench(b *testing.B, e *vmEnv, diskMiB int, rate float64) {
 		if len(all) > 0 {
 			lastN = all[len(all)-1].n
 		}
-		b.Errorf("QEMU live migration, the guest's pause: %v (the destination: %s, %d ticks from it, the last %d; %.1f MB through the link; the migration completed in %.2f s, %d dirty syncs, its own downtime %.3f s)",
+		// QEMU's migration completed but its guest did not run on (seen at
+		// 25 Mbit/s: a kernel panic or a soft lockup at the destination):
+		// no pause to measure. Said, and reported (qemu_guest_ran 0), not
+		// a failed run: ours is measured.
+		b.Logf("QEMU live migration completed, but its guest did not carry on at the destination: %v (the destination: %s, %d ticks from it, the last %d; %.1f MB through the link; the migration took %.2f s, %d dirty syncs, its own downtime %.3f s)",
 			err, st, len(all), lastN, float64(crossed.Load())/1e6, info.Total/1e3, info.RAM.Syncs, info.Downtime/1e3)
-		if s := e.ticks.since(from); len(s) > 0 {
-			if t, err := ticks.waitTick(s[len(s)-1].n, 90*time.Second); err == nil {
-				b.Logf("the destination's first tick %d came %.1f s after the migration completed", t.n, t.at.Sub(done).Seconds())
-			} else {
-				b.Logf("and none in 90 s more: %v", err)
-			}
-		}
 		if log, err := os.ReadFile(dst.SerialLog); err == nil { // whole: a panic's first lines say why
 			b.Logf("%s:\n%s", dst.SerialLog, log)
 		}
-		b.FailNow()
+		b.ReportMetric(1, "qemu_converged")
+		b.ReportMetric(0, "qemu_guest_ran")
+		b.ReportMetric(info.Downtime/1e3, "qemu_downtime_s")
+		return
 	}
 	e.q.Quit()
 	n := <-relayed
@@ -432,6 +434,7 @@ func qemuDownBench(b *testing.B, e *vmEnv, diskMiB int, rate float64) {
 		atStop = sm.crossed
 	}
 	b.ReportMetric(1, "qemu_converged")
+	b.ReportMetric(1, "qemu_guest_ran")
 	b.ReportMetric(pause.Gap.Seconds(), "qemu_pause_s")
 	b.ReportMetric(info.Downtime/1e3, "qemu_downtime_s")
 	b.ReportMetric(float64(n-atStop)/1e6, "qemu_after_stop_MB")
