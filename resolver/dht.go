@@ -88,12 +88,12 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	}
 	d := &DHT{cfg: cfg, log: cfg.Logger, published: map[pubKey]*Record{}, logLim: logging.NewLimiter(0, 0, nil)}
 	tier := "domain"
-	d.gate = newGate(cfg.Certs, cfg.Domain.Name(), cfg.DenyFor)
+	d.gate = newGate(cfg.Certs, cfg.Domain.Name(), cfg.DenyFor, cfg.MaxDenied)
 	d.verifier = &Verifier{Certs: cfg.Certs, Kind: KindLocation, Domain: cfg.Domain.Name(), trust: &d.gate.trust}
 	d.prefix = DomainPrefix(cfg.Domain.Name())
 	if cfg.Global {
 		tier = "global"
-		d.gate = newGate(cfg.Certs, pdu.Name{}, cfg.DenyFor)
+		d.gate = newGate(cfg.Certs, pdu.Name{}, cfg.DenyFor, cfg.MaxDenied)
 		d.verifier = &Verifier{Certs: cfg.Certs, Kind: KindBorder, trust: &d.gate.trust}
 		d.prefix = GlobalPrefix
 	}

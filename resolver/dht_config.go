@@ -119,6 +119,11 @@ type DHTConfig struct {
 	// DenyFor is how long a peer that failed the handshake is refused.
 	// Default 1 min.
 	DenyFor time.Duration
+	// MaxDenied bounds the peers refused at once (each for DenyFor):
+	// beyond it one is forgotten early for each new one (Session 19; a
+	// flood of fresh peer ids with bad memberships grew the list without
+	// limit), counted in gdp_resolver_denied_evicted_total. Default 4096.
+	MaxDenied int
 	// MemberSweep is how often the memberships of connected peers are
 	// checked: a peer whose membership expired is dropped from the routing
 	// table and disconnected (it may come back with a renewed one).

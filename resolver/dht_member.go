@@ -67,10 +67,14 @@ func (d *DHT) refusePeer(p peer.ID, result string, err error) {
 	// A peer that showed a bad proof is refused for DenyFor; one that was
 	// silent or merely too slow (an overloaded honest node) only for a
 	// sixth of it, so that it cannot keep reconnecting but is soon retried.
+	var evicted bool
 	if result == "refused" {
-		d.gate.deny(p, 0)
+		evicted = d.gate.deny(p, 0)
 	} else {
-		d.gate.deny(p, d.cfg.DenyFor/6)
+		evicted = d.gate.deny(p, d.cfg.DenyFor/6)
+	}
+	if evicted {
+		d.metrics.deniedEvicted.Inc()
 	}
 	_ = d.host.Network().ClosePeer(p)
 }

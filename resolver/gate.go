@@ -78,13 +78,23 @@ type gate struct {
 	trust   atomic.Pointer[certs.Verifier] // the trusted domains; swapped by retrust
 	domain  pdu.Name                       // admitted domain; zero = any trusted domain
 	denyFor time.Duration
-	now     func() time.Time
+	// maxDenied bounds denied: peer ids cost nothing to make, and each
+	// one that fails the handshake would otherwise be remembered for
+	// denyFor, so a flood of fresh ids grew the map without limit.
+	maxDenied int
+	now       func() time.Time
 
 	mu       sync.Mutex
 	verified map[peer.ID]admitted
 	denied   map[peer.ID]time.Time
 	changed  chan struct{} // closed and replaced when verified or denied changes
+	// lastSweep is when a full denied was last swept of ended refusals
+	// (at most once a second: the sweep walks the whole map).
+	lastSweep time.Time
 }
+
+// defaultMaxDenied is DHTConfig.MaxDenied's default.
+const defaultMaxDenied = 4096
 
 type admitted struct {
 	name   pdu.Name
@@ -92,12 +102,15 @@ type admitted struct {
 	until  time.Time
 }
 
-func newGate(v *certs.Verifier, domain pdu.Name, denyFor time.Duration) *gate {
+func newGate(v *certs.Verifier, domain pdu.Name, denyFor time.Duration, maxDenied int) *gate {
 	now := wallclock.Now
 	if v.Now != nil {
 		now = v.Now
 	}
-	g := &gate{domain: domain, denyFor: denyFor, now: now,
+	if maxDenied <= 0 {
+		maxDenied = defaultMaxDenied
+	}
+	g := &gate{domain: domain, denyFor: denyFor, maxDenied: maxDenied, now: now,
 		verified: map[peer.ID]admitted{}, denied: map[peer.ID]time.Time{}, changed: make(chan struct{})}
 	g.trust.Store(v)
 	return g
@@ -160,17 +173,42 @@ func (g *gate) admit(p peer.ID, a admitted) {
 	g.changed = make(chan struct{})
 }
 
-// deny refuses p for the gate's DenyFor, or for d when d > 0.
-func (g *gate) deny(p peer.ID, d time.Duration) {
+// deny refuses p for the gate's DenyFor, or for d when d > 0. When the
+// refused peers already number maxDenied, the ended refusals are swept
+// (at most once a second) and, if that frees nothing, one refused peer is
+// forgotten early (an arbitrary one: Go's map order) to make room; deny
+// reports that (evicted), which the owner counts. A peer forgotten early
+// may dial again before its DenyFor ends and is refused again if its proof
+// still fails: the bound costs handshakes, not admissions.
+func (g *gate) deny(p peer.ID, d time.Duration) (evicted bool) {
 	if d <= 0 {
 		d = g.denyFor
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.verified, p)
-	g.denied[p] = g.now().Add(d)
+	now := g.now()
+	if _, ok := g.denied[p]; !ok && len(g.denied) >= g.maxDenied {
+		if now.Sub(g.lastSweep) >= time.Second {
+			g.lastSweep = now
+			for q, until := range g.denied {
+				if !now.Before(until) {
+					delete(g.denied, q)
+				}
+			}
+		}
+		if len(g.denied) >= g.maxDenied {
+			for q := range g.denied {
+				delete(g.denied, q)
+				evicted = true
+				break
+			}
+		}
+	}
+	g.denied[p] = now.Add(d)
 	close(g.changed)
 	g.changed = make(chan struct{})
+	return evicted
 }
 
 // isVerified reports whether p proved a membership that is still valid.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"github.com/gdpnet/gdpnet/internal/fuzzseed"
 	"os"
 	"path/filepath"
@@ -52,7 +53,7 @@ func TestGateCheck(t *testing.T) {
 	w := newWorld(t, goldenBase)
 	d1, d2, d3 := w.domain("one"), w.domain("two"), w.domain("three")
 	now := goldenBase.Add(time.Minute)
-	g := newGate(trust(now, d1, d2), d1.Name, time.Minute)
+	g := newGate(trust(now, d1, d2), d1.Name, time.Minute, 0)
 	ok := w.node(d1, certs.KindResolver, "ok")
 	other := w.node(d2, certs.KindRouter, "other domain")
 	untrusted := w.node(d3, certs.KindRouter, "untrusted")
@@ -78,7 +79,7 @@ func TestGateCheck(t *testing.T) {
 			}
 		})
 	}
-	later := newGate(trust(goldenBase.Add(25*time.Hour), d1), d1.Name, time.Minute)
+	later := newGate(trust(goldenBase.Add(25*time.Hour), d1), d1.Name, time.Minute, 0)
 	if _, err := later.check(ok.id.Meta.Key, &MembershipProof{ok.id.Meta, ok.member, d1.Meta}); !errors.Is(err, certs.ErrExpired) {
 		t.Fatalf("expired membership: %v", err)
 	}
@@ -115,7 +116,7 @@ func FuzzParseProof(f *testing.F) {
 // refusal ran out, nor one admitted since.
 func TestGateDeniedPeers(t *testing.T) {
 	now := goldenBase
-	g := newGate(&certs.Verifier{Now: func() time.Time { return now }}, pdu.Name{}, time.Minute)
+	g := newGate(&certs.Verifier{Now: func() time.Time { return now }}, pdu.Name{}, time.Minute, 0)
 	a, b, c := peer.ID("a"), peer.ID("b"), peer.ID("c")
 	g.deny(a, 0) // the gate's DenyFor: a minute
 	g.deny(b, 10*time.Second)
@@ -131,5 +132,46 @@ func TestGateDeniedPeers(t *testing.T) {
 	}
 	if g.isDenied(b) {
 		t.Error("b still refused after its refusal ran out")
+	}
+}
+
+// TestGateDeniedBounded: a flood of fresh peer ids that fail the
+// handshake keeps at most maxDenied refusals (one forgotten early per
+// newcomer, reported for the metric); ended refusals are swept first, so
+// while they free room nothing still refused is forgotten; a peer refused
+// again takes no new place.
+func TestGateDeniedBounded(t *testing.T) {
+	now := goldenBase
+	g := newGate(&certs.Verifier{Now: func() time.Time { return now }}, pdu.Name{}, time.Minute, 100)
+	id := func(i int) peer.ID { return peer.ID(fmt.Sprintf("flood-%d", i)) }
+	evicted := 0
+	for i := range 100 {
+		if g.deny(id(i), 0) {
+			evicted++
+		}
+	}
+	if evicted != 0 || len(g.deniedPeers()) != 100 {
+		t.Fatalf("100 refusals under a bound of 100: %d evicted, %d kept; want 0, 100", evicted, len(g.deniedPeers()))
+	}
+	if g.deny(id(5), 0) {
+		t.Fatal("a peer refused again evicted another")
+	}
+	for i := 100; i < 10_100; i++ {
+		if g.deny(id(i), 0) {
+			evicted++
+		}
+	}
+	if n := len(g.deniedPeers()); n != 100 || evicted != 10_000 {
+		t.Fatalf("after 10,000 more: %d kept, %d evicted; want 100 kept, 10000 evicted", n, evicted)
+	}
+	if !g.isDenied(id(10_099)) {
+		t.Fatal("the newest refusal was not kept")
+	}
+	// Refusals that ended make room without evicting live ones.
+	now = now.Add(2 * time.Minute)
+	for i := 20_000; i < 20_100; i++ {
+		if g.deny(id(i), 0) {
+			t.Fatalf("refusal %d evicted a live one while 100 had ended", i)
+		}
 	}
 }

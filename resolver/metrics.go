@@ -12,11 +12,14 @@ type dhtMetrics struct {
 	puts       *prometheus.CounterVec // result: ok, failed
 	refused    *prometheus.CounterVec // reason: why the validator refused a record
 	admissions *prometheus.CounterVec // result: admitted, refused, timeout
-	rejectedRq prometheus.Counter     // DHT streams of peers that had not proved membership
-	republish  *prometheus.CounterVec // result: ok, renewed, expired, failed
-	stored     prometheus.Gauge       // record sets (names) in this node's store
-	swept      *prometheus.CounterVec // reason: age (set deleted), expired (entries dropped)
-	conns      *prometheus.CounterVec // direction: in, out (libp2p connections opened)
+	// deniedEvicted: refused peers forgotten early, the list full
+	// (DHTConfig.MaxDenied).
+	deniedEvicted prometheus.Counter
+	rejectedRq    prometheus.Counter     // DHT streams of peers that had not proved membership
+	republish     *prometheus.CounterVec // result: ok, renewed, expired, failed
+	stored        prometheus.Gauge       // record sets (names) in this node's store
+	swept         *prometheus.CounterVec // reason: age (set deleted), expired (entries dropped)
+	conns         *prometheus.CounterVec // direction: in, out (libp2p connections opened)
 	// bootstrapLost counts connections to a bootstrap peer found lost;
 	// bootstrapDials the redials that followed, by result: ok, failed.
 	bootstrapLost  prometheus.Counter
@@ -32,6 +35,8 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 			Name: "records_refused_total", Help: "Records the validator refused, by reason.", ConstLabels: cl}, []string{"reason"}),
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
 			Name: "peer_admissions_total", Help: "Membership handshakes by result.", ConstLabels: cl}, []string{"result"}),
+		deniedEvicted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
+			Name: "denied_evicted_total", Help: "Refused peers (a failed membership handshake) forgotten before their refusal ended because the list of refused peers was full (max_denied, 4096): a flood of fresh peer ids; a forgotten peer may retry the handshake early.", ConstLabels: cl}),
 		rejectedRq: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
 			Name: "dht_requests_refused_total", Help: "DHT streams reset, unread, because the peer had not proved membership (or it expired).", ConstLabels: cl}),
 		republish: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "resolver",
@@ -71,7 +76,7 @@ func newDHTMetrics(reg prometheus.Registerer, tier string) (*dhtMetrics, error) 
 		m.bootstrapDials.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.puts, m.refused, m.admissions, m.rejectedRq, m.republish, m.stored, m.swept, m.conns, m.bootstrapLost, m.bootstrapDials} {
+		for _, c := range []prometheus.Collector{m.puts, m.refused, m.admissions, m.deniedEvicted, m.rejectedRq, m.republish, m.stored, m.swept, m.conns, m.bootstrapLost, m.bootstrapDials} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {

@@ -244,7 +244,7 @@ func TestCheckShapeRules(t *testing.T) {
 // check skipped or > → >=).
 func TestGateDenyAndLimits(t *testing.T) {
 	now := goldenBase
-	g := newGate(certs.NewVerifier(), [32]byte{1}, time.Minute)
+	g := newGate(certs.NewVerifier(), [32]byte{1}, time.Minute, 0)
 	g.now = func() time.Time { return now }
 	p := peer.ID("peer")
 	g.deny(p, 0)
