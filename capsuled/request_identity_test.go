@@ -26,6 +26,12 @@ import (
 func rawRequest(ctx context.Context, t *testing.T, c *client.Client, src, dst pdu.Name, m *wire.Message) wire.Status {
 	t.Helper()
 	m.ID = newID()
+	return rawExchange(ctx, t, c, src, dst, m)
+}
+
+// rawExchange is rawRequest keeping m's ID (a renewal's).
+func rawExchange(ctx context.Context, t *testing.T, c *client.Client, src, dst pdu.Name, m *wire.Message) wire.Status {
+	t.Helper()
 	for range 10 {
 		sendRaw(t, c, src, dst, m)
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -298,6 +304,70 @@ func TestSubscriptionsPerIdentity(t *testing.T) {
 			t.Fatalf("the honest member's subscription %d: %v", i+1, err)
 		}
 	}
+}
+
+// TestSubscriptionRenewalReadmitted (Session 19): a renewal counts in the
+// share its subscriber belongs to now, not the one of its first SUBSCRIBE.
+// Two members' session names subscribe proving nothing (the unproven
+// pool, 2: full). One renews with its proof: it is its member's now, and
+// the subscription moves to that identity's share, leaving a place in the
+// pool. The other member fills its identity's share (3) from its own name
+// and then renews its session name's subscription with its proof: that
+// share is full, so the renewal is refused 503 (subscriber_quota) and the
+// subscription ends, leaving its place in the pool too (two unproven names
+// then fit). Before, both renewals were answered and both subscriptions
+// stayed in the pool for as long as they were renewed.
+func TestSubscriptionRenewalReadmitted(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.router("r1")
+	s := w.newReplicaConf(r1, "s", capsuled.Config{MaxSubscriptions: 100, MaxSubscriptionsPerSubscriber: 3, MaxSubscriptionsUnproven: 2})
+	owner := w.user(r1, "owner")
+	tc := newTestCapsule(t, "followed")
+	tc.create(t, owner, 1, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := tc.meta.Name()
+	sub := func(id uint64, proof []byte) *wire.Message {
+		return &wire.Message{Op: wire.OpSubscribe, ID: id, Capsule: c[:], Lease: 60_000, Proof: proof}
+	}
+	aid, ac := w.member(r1, "member a")
+	aSess := withSession(ctx, t, ac)
+	held := heldNames(ctx, t, ac, aid, 2)
+	_, bc := w.member(r1, "member b")
+	bSess := withSession(ctx, t, bc)
+	aRenewed, bRenewed := newID(), newID()
+	for i, step := range []struct {
+		name string
+		c    *client.Client
+		src  pdu.Name
+		m    *wire.Message
+		want wire.Status
+	}{
+		{"a's session name, proving nothing: the pool's first", ac, aSess.Name, sub(aRenewed, nil), wire.StatusOK},
+		{"b's session name, proving nothing: the pool's second", bc, bSess.Name, sub(bRenewed, nil), wire.StatusOK},
+		{"an unproven name: the pool's third", ac, held[0], sub(newID(), nil), wire.StatusUnavailable},
+		{"b's renewal, still proving nothing", bc, bSess.Name, sub(bRenewed, nil), wire.StatusOK},
+		{"b's renewal with its proof: b's first", bc, bSess.Name, sub(bRenewed, proofOf(t, bc.Credentials(), bSess.Target.Marshal())), wire.StatusOK},
+		{"a's own name, proven: a's first", ac, aid.Name, sub(newID(), proofOf(t, ac.Credentials(), nil)), wire.StatusOK},
+		{"a's second", ac, aid.Name, sub(newID(), nil), wire.StatusOK},
+		{"a's third", ac, aid.Name, sub(newID(), nil), wire.StatusOK},
+		{"a's session name's renewal with its proof: a's fourth", ac, aSess.Name, sub(aRenewed, proofOf(t, ac.Credentials(), aSess.Target.Marshal())), wire.StatusUnavailable},
+		{"an unproven name: the pool's first now", ac, held[0], sub(newID(), nil), wire.StatusOK},
+		{"another unproven name: the pool's second", ac, held[1], sub(newID(), nil), wire.StatusOK},
+	} {
+		if got := rawExchange(ctx, t, step.c, step.src, s.id.Name, step.m); got != step.want {
+			t.Fatalf("step %d, %s: %s, want %s", i, step.name, got, step.want)
+		}
+	}
+	if got := subQuota(t, s, "subscriber_quota"); got != 1 {
+		t.Fatalf("subscriber_quota refusals %v, want 1 (a's renewal)", got)
+	}
+	if got := subQuota(t, s, "unproven_quota"); got != 1 {
+		t.Fatalf("unproven_quota refusals %v, want 1", got)
+	}
+	eventually(t, 10*time.Second, "the refused renewal's subscription to end", func() bool {
+		return s.metric("gdp_capsuled_subscriptions", "") == 6 // a's 3, b's 1, the pool's 2
+	})
 }
 
 // TestCreatesWaitingPerIdentity (Session 16): creates_per_peer is one share

@@ -50,8 +50,12 @@ type subKey struct {
 // goroutine sends everything from next to the durable head, then sleeps
 // until the head moves, the lease ends, or it is renewed or cancelled.
 type subscription struct {
-	key   subKey
-	share pdu.Name // whose share it counts in: its subscriber's identity, or unprovenGroup (asker.ident)
+	key subKey
+	// share is whose share it counts in: its subscriber's identity, or
+	// unprovenGroup (asker.ident), as of its last SUBSCRIBE (a renewal
+	// moves it: handleSubscribe). It and domain change under
+	// subscriptions.mu.
+	share pdu.Name
 	// domain is the domain whose membership proved the subscriber (zero:
 	// unproven): a reload that stops trusting it ends the subscription
 	// (Session 18, subscriptions.untrust).
@@ -234,6 +238,26 @@ func (s *Server) handleSubscribe(r request) *wire.Message {
 			ss.run(ctx, sub)
 		}()
 	} else {
+		if sub.share != r.ident || sub.domain != r.domain {
+			// The subscriber's standing changed since the subscription
+			// was admitted (its proof expired or was withdrawn, it proved
+			// itself since, or the name now proves another identity): the
+			// renewal counts in the share it belongs to now, as a new
+			// subscription would, and one that share has no room for
+			// ends (Session 19; before, it stayed in the share of its
+			// first SUBSCRIBE for as long as it was renewed).
+			ss.drop(sub)
+			if reason := ss.admit(r.from, r.ident); reason != "" {
+				ss.mu.Unlock()
+				sub.cancel()
+				s.met.subQuota.WithLabelValues(reason).Inc()
+				resp := m.Reply(wire.StatusUnavailable)
+				resp.Error = "too many subscriptions (" + reason + ")"
+				return resp
+			}
+			sub.share, sub.domain = r.ident, r.domain
+			ss.add(sub)
+		}
 		sub.mu.Lock()
 		if m.From != 0 {
 			sub.next, sub.lastHB, sub.lastT = m.From, 0, 0
