@@ -238,25 +238,13 @@ func (s *Server) handleSubscribe(r request) *wire.Message {
 			ss.run(ctx, sub)
 		}()
 	} else {
-		if sub.share != r.ident || sub.domain != r.domain {
-			// The subscriber's standing changed since the subscription
-			// was admitted (its proof expired or was withdrawn, it proved
-			// itself since, or the name now proves another identity): the
-			// renewal counts in the share it belongs to now, as a new
-			// subscription would, and one that share has no room for
-			// ends (Session 19; before, it stayed in the share of its
-			// first SUBSCRIBE for as long as it was renewed).
-			ss.drop(sub)
-			if reason := ss.admit(r.from, r.ident); reason != "" {
-				ss.mu.Unlock()
-				sub.cancel()
-				s.met.subQuota.WithLabelValues(reason).Inc()
-				resp := m.Reply(wire.StatusUnavailable)
-				resp.Error = "too many subscriptions (" + reason + ")"
-				return resp
-			}
-			sub.share, sub.domain = r.ident, r.domain
-			ss.add(sub)
+		if reason := ss.restand(sub, r.from, r.ident, r.domain); reason != "" {
+			ss.mu.Unlock()
+			sub.cancel()
+			s.met.subQuota.WithLabelValues(reason).Inc()
+			resp := m.Reply(wire.StatusUnavailable)
+			resp.Error = "too many subscriptions (" + reason + ")"
+			return resp
 		}
 		sub.mu.Lock()
 		if m.From != 0 {
@@ -274,6 +262,36 @@ func (s *Server) handleSubscribe(r request) *wire.Message {
 	resp := m.Reply(wire.StatusOK)
 	resp.Head, resp.From, resp.Lease = head.Seqno, next, uint64(lease/time.Millisecond)
 	return resp
+}
+
+// restand counts a renewed subscription in the share its subscriber,
+// from, belongs to now (ident, proven by domain), when that changed since
+// it was admitted (it proved itself since, the name now proves another
+// identity, or its proof lapsed), as a new subscription would be (Session
+// 19; before, it stayed in the share of its first SUBSCRIBE for as long as
+// it was renewed). It returns the reason when an identity's share has no
+// room: the caller refuses the renewal and ends the subscription. A proof
+// that lapsed (the cache evicted it, over_budget: the client sends it again
+// within 30 s) moves the subscription to the unproven pool only if the
+// pool has room; else it stays where it was, costing no one else, rather
+// than an honest subscriber's ending whenever names that prove nothing
+// fill the pool (review12). A domain no longer trusted ended it already
+// (untrust). ss.mu held.
+func (ss *subscriptions) restand(sub *subscription, from, ident, domain pdu.Name) string {
+	if sub.share == ident && sub.domain == domain {
+		return ""
+	}
+	ss.drop(sub)
+	if reason := ss.admit(from, ident); reason != "" {
+		if ident != unprovenGroup {
+			return reason
+		}
+		ss.add(sub) // back in its share, unchanged
+		return ""
+	}
+	sub.share, sub.domain = ident, domain
+	ss.add(sub)
+	return ""
 }
 
 func (s *Server) handleUnsubscribe(r request) *wire.Message {

@@ -102,3 +102,48 @@ func TestSubscriptionsLargestHolder(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriptionRestand (Session 19, review12): a renewal whose proof
+// lapsed (proven -> unproven) moves to the unproven pool when it has room,
+// and stays in its identity's share when the pool is full — never ended
+// for the pool's sake; one that proves an identity whose share is full is
+// refused (the caller ends it).
+func TestSubscriptionRestand(t *testing.T) {
+	s := &Server{met: newMetrics(prometheus.NewRegistry())}
+	s.pol.Store(&policy{maxSubs: 100, maxSubsPer: 2, maxSubsUnp: 2})
+	ss := newSubscriptions(s)
+	id, dom, other := pdu.Name{1}, pdu.Name{2}, pdu.Name{3}
+	n := uint64(0)
+	subscribe := func(who, share, domain pdu.Name) *subscription {
+		t.Helper()
+		if reason := ss.admit(who, share); reason != "" {
+			t.Fatalf("admit %v in %v: %s", who, share, reason)
+		}
+		n++
+		sub := &subscription{key: subKey{who, n}, share: share, domain: domain, cancel: func() {}}
+		ss.add(sub)
+		return sub
+	}
+	held := func(share pdu.Name) int { return len(ss.byWho[share]) }
+	a := subscribe(pdu.Name{10}, id, dom)
+	// The pool has room: a lapsed proof moves there.
+	if r := ss.restand(a, a.key.who, unprovenGroup, pdu.Name{}); r != "" || a.share != unprovenGroup || held(id) != 0 || held(unprovenGroup) != 1 {
+		t.Fatalf("lapsed, pool with room: %q, share %v, identity holds %d, pool %d; want moved", r, a.share, held(id), held(unprovenGroup))
+	}
+	// Proven again: back to the identity.
+	if r := ss.restand(a, a.key.who, id, dom); r != "" || a.share != id || held(unprovenGroup) != 0 {
+		t.Fatalf("proven again: %q, share %v; want the identity's", r, a.share)
+	}
+	// The pool full (names that prove nothing): a lapsed proof stays put.
+	subscribe(pdu.Name{20}, unprovenGroup, pdu.Name{})
+	subscribe(pdu.Name{21}, unprovenGroup, pdu.Name{})
+	if r := ss.restand(a, a.key.who, unprovenGroup, pdu.Name{}); r != "" || a.share != id || ss.m[a.key] != a || held(id) != 1 || held(unprovenGroup) != 2 {
+		t.Fatalf("lapsed, pool full: %q, share %v, live %v; want kept in the identity's share", r, a.share, ss.m[a.key] == a)
+	}
+	// Another identity whose share is full: refused.
+	subscribe(pdu.Name{30}, other, dom)
+	subscribe(pdu.Name{31}, other, dom)
+	if r := ss.restand(a, a.key.who, other, dom); r != "subscriber_quota" {
+		t.Fatalf("into a full identity share: %q, want subscriber_quota", r)
+	}
+}
