@@ -340,7 +340,8 @@ func (s *Sim) runPing(ctx context.Context, w *Workload, r *WorkloadResult) {
 	dst := s.nodes[w.To].id.Name
 	samples := make([]Sample, w.Count)
 	// counted: the ping was sent and either answered or given up on by
-	// its own timeout. A ping not sent, or cut off by the run's end
+	// its own timeout, or its source was down when it was due (lost). A
+	// ping not sent because the run stopped, or cut off by the run's end
 	// (Ctrl-C), says nothing about the network and is left out.
 	counted := make([]bool, w.Count)
 	var wg sync.WaitGroup
@@ -356,6 +357,10 @@ func (s *Sim) runPing(ctx context.Context, w *Workload, r *WorkloadResult) {
 			samples[k] = Sample{T: sent}
 			c := s.Client(w.From)
 			if c == nil {
+				// Its source is down (crashed): lost, as its user sees
+				// it, unless the run itself stopped (review12: left out,
+				// a client's crash showed no outage and no loss).
+				counted[k] = ctx.Err() == nil
 				return
 			}
 			rep, err := c.Ping(ctx, dst, w.Size, time.Second)

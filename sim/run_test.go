@@ -241,6 +241,41 @@ func TestFailures(t *testing.T) {
 	}
 }
 
+// TestSourceCrashCounted (review12): pings scheduled while their source
+// client is crashed are lost, as its user sees them, not left out: the
+// run was not interrupted, so every scheduled ping is counted and the
+// outage starts at the crash. 7fe46b4 left out every ping not counted by
+// its own answer or timeout — a crashed source's too — so a client crash
+// showed no outage until its restart, and its pings in between were
+// neither sent nor lost.
+func TestSourceCrashCounted(t *testing.T) {
+	top, err := Builtin("linear", Params{N: 3, Delay: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.Workloads[0].Count, top.Workloads[0].Interval = 60, 50*time.Millisecond // 3 s
+	top.At(1*time.Second, Failure{Kind: FailCrash, Node: top.Workloads[0].From})
+	top.At(2*time.Second, Failure{Kind: FailRestart, Node: top.Workloads[0].From})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := Run(ctx, top, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res.Text())
+	p := res.Workloads[0]
+	if res.Interrupted != "" || p.Sent != 60 || len(p.Samples) != 60 {
+		t.Fatalf("interrupted %q, %d pings counted, %d samples; want all 60 of an uninterrupted run", res.Interrupted, p.Sent, len(p.Samples))
+	}
+	crash := res.Events[0].At
+	for _, o := range p.Outages {
+		if o.Start >= crash-0.25 && o.Start < crash+0.2 && o.Lost >= 10 {
+			return
+		}
+	}
+	t.Fatalf("outages %+v: want one from the source's crash at %.2fs", p.Outages, crash)
+}
+
 // TestRetryUntil: an endpoint's first attach is tried again, a pause
 // apart, until it succeeds or its budget ends (then the last error, with
 // the attempts); the netns mode's budget is longer than in-process.
