@@ -126,6 +126,9 @@ func (w WorkloadResult) Line() string {
 			}
 		}
 	}
+	if w.Note != "" {
+		s += "; " + w.Note
+	}
 	if w.Err != "" {
 		s += " — error: " + w.Err
 	}

@@ -182,6 +182,62 @@ func TestProgress(t *testing.T) {
 	}
 }
 
+// TestStreamHeldBack: a stream offered faster than its client's access
+// link carries is held back by the client's QUIC connection (its sends
+// block); the result says so instead of reporting the rate as the one
+// offered.
+func TestStreamHeldBack(t *testing.T) {
+	mk := func(d time.Duration) *Topology {
+		t.Helper()
+		top := New("held-back")
+		top.AddRouter("r1", "")
+		top.AddRouter("r2", "")
+		top.AddClient("c1", "r1")
+		top.AddClient("c2", "r2")
+		top.Link("r1", "r2", Delay(2*time.Millisecond))
+		top.Link("r1", "c1", Delay(time.Millisecond), Bandwidth(1_000_000))
+		// PDUs of 1,000 bytes at 1,000/s: 8 Mbit/s offered to 1 Mbit/s.
+		top.Workloads = append(top.Workloads, &Workload{Kind: WorkStream, From: "c1", To: "c2", Rate: 1000, Size: 1000, Duration: d})
+		if err := top.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return top
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	res, err := Run(ctx, mk(500*time.Millisecond), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := res.Workloads[0]
+	t.Log(w.Line())
+	if w.Sent != 500 || w.SendS < 1 || !strings.Contains(w.Note, "the sender was held back: 500 PDUs took") {
+		t.Fatalf("%s: want all 500 sent, over a second, and the hold-back said", w.Line())
+	}
+}
+
+// TestPaceStops: a sender that fell behind (its sends blocked) catches up
+// in a burst; a stop ends the burst at once (Session 19: a stream whose
+// sends had blocked for 45 s sent the rest of its 6,000 PDUs after the
+// run was stopped).
+func TestPaceStops(t *testing.T) {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sent := 0
+	pace(ctx, 1000, 1000, func(k int) {
+		sent++
+		if k == 0 {
+			time.Sleep(100 * time.Millisecond) // a blocked send: 100 PDUs fall due
+		}
+		if k == 5 {
+			stop() // Ctrl-C during the catch-up burst
+		}
+	})
+	if sent != 6 {
+		t.Fatalf("sent %d after a stop at the 6th, want 6", sent)
+	}
+}
+
 // TestFailures: a partition cuts the pings off until it heals, a crashed
 // router takes its client's name with it until it restarts; each outage
 // is measured and ends; the events are recorded.
