@@ -186,10 +186,10 @@ func (s *Server) refuseSealed(w http.ResponseWriter, name pdu.Name) {
 func (s *Server) markFirst(name pdu.Name, sealed bool, first []byte) {
 	s.mu.Lock()
 	m, _ := s.marks.Peek(name)
+	m.sealed, m.sealedKnown = sealed, true
 	m.files = !sealed && fs.IsRecord(first)
 	s.marks.Add(name, m)
 	s.mu.Unlock()
-	s.markSealed(name, sealed)
 }
 
 // holdsFiles reports whether the capsule's first record, when read, was a
