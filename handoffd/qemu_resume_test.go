@@ -2,8 +2,11 @@ package handoffd
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,5 +40,48 @@ func TestResumeAfterStopCutShort(t *testing.T) {
 		if st, err := q.Status(); err != nil || st != "running" {
 			t.Fatalf("round %d (stop: %v): the VM is %q (%v) after Resume, want running", i, serr, st, err)
 		}
+	}
+}
+
+// TestQEMURAMPad: QEMUConfig.RAMPadKiB gives the guest that much RAM
+// beyond MemoryMiB — the machine, its memory backend and the RAM file
+// (BenchmarkVMDowntime's QEMU baseline needs RAM off a 256 KiB multiple,
+// docs/HANDOFF.md §8 Session 20) — and a padding QEMU would round is
+// refused before QEMU starts.
+func TestQEMURAMPad(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skipf("%v: the QEMU RAM padding test cannot run", err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mem := filepath.Join(dir, "ram")
+	q, err := StartQEMU(ctx, QEMUConfig{Dir: dir, MemoryMiB: 16, RAMPadKiB: 8, MemPath: mem, ExtraArgs: []string{"-S"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Kill()
+	const want = 16<<20 + 8<<10
+	ram, err := q.RAM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := q.Run("query-memory-size-summary", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum struct {
+		Base int64 `json:"base-memory"`
+	}
+	json.Unmarshal(r, &sum)
+	fi, err := os.Stat(mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ram.Size != want || sum.Base != want || fi.Size() != want {
+		t.Fatalf("RAMPadKiB 8 on 16 MiB: backend %d, machine %d, RAM file %d bytes; want %d", ram.Size, sum.Base, fi.Size(), want)
+	}
+	if _, err := StartQEMU(ctx, QEMUConfig{Dir: t.TempDir(), MemoryMiB: 16, RAMPadKiB: 4, MemPath: filepath.Join(dir, "ram4")}); err == nil || !strings.Contains(err.Error(), "multiple of 8 KiB") {
+		t.Fatalf("RAMPadKiB 4: %v, want refused (QEMU rounds -m up to 8 KiB)", err)
 	}
 }

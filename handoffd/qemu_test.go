@@ -174,6 +174,7 @@ type vmEnv struct {
 	appendLine         string
 	discard            bool
 	memMiB             int
+	ramPadKiB          int // QEMUConfig.RAMPadKiB (vmOpts.ramPadKiB)
 	// ticks: the guest's ticker port (vmOpts.ticks), read from the start.
 	ticks *tickLog
 	extra func(dir string) []string // QEMU arguments beside QEMUConfig's, by state dir
@@ -194,6 +195,11 @@ type vmOpts struct {
 	// ticks gives the VM the ticker's serial port (tickSerial); the
 	// guest's init starts guestTicker on it.
 	ticks bool
+	// ramPadKiB: QEMUConfig.RAMPadKiB (QEMU's own migration under TCG).
+	ramPadKiB int
+	// tickEvery: how often the workload's console ticks, when slower
+	// than guestInit's (the wait for its third tick allows three).
+	tickEvery time.Duration
 }
 
 func startVM(t testing.TB) *vmEnv { return startVMWith(t, vmOpts{}) }
@@ -251,7 +257,7 @@ func startVMWith(t testing.TB, o vmOpts) *vmEnv {
 	if o.fill != nil {
 		o.fill(e.top.Top)
 	}
-	e.memMiB = o.memMiB
+	e.memMiB, e.ramPadKiB = o.memMiB, o.ramPadKiB
 	e.memPath = filepath.Join(e.dir, "ram-a")
 	vmDir := filepath.Join(e.dir, "vm-a")
 	os.MkdirAll(vmDir, 0o755)
@@ -261,7 +267,7 @@ func startVMWith(t testing.TB, o vmOpts) *vmEnv {
 	if o.ticks {
 		e.extra = tickSerial
 	}
-	e.q, err = StartQEMU(ctx, QEMUConfig{Dir: vmDir, MemoryMiB: e.memMiB, Kernel: kernel, Initrd: initrd, Append: e.appendLine,
+	e.q, err = StartQEMU(ctx, QEMUConfig{Dir: vmDir, MemoryMiB: e.memMiB, RAMPadKiB: e.ramPadKiB, Kernel: kernel, Initrd: initrd, Append: e.appendLine,
 		MemPath: e.memPath, Disk: e.top.Top, DiskFmt: "qcow2", Discard: o.discard, ExtraArgs: e.extra(vmDir), Logger: zaptest.NewLogger(t).Named("qemu-a")})
 	e.discard = o.discard
 	if err != nil {
@@ -294,7 +300,7 @@ func startVMWith(t testing.TB, o vmOpts) *vmEnv {
 	}
 	e.con.send("go")
 	e.con.wait(t, regexp.MustCompile(`^WORKLOAD-DONE`), 90*time.Second)
-	e.con.wait(t, regexp.MustCompile(`^tick 3$`), 20*time.Second)
+	e.con.wait(t, regexp.MustCompile(`^tick 3$`), 20*time.Second+3*o.tickEvery)
 	e.con.send("sum")
 	e.sumA = e.con.wait(t, regexp.MustCompile(`^SUM ([0-9a-f]{32})$`), 20*time.Second)[1]
 	t.Logf("workload done after %s", time.Since(t0).Round(time.Millisecond))
