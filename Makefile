@@ -10,7 +10,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 BUILDTIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  ?= -X main.buildRevision=$(REVISION) -X main.buildTime=$(BUILDTIME)
 
-.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds soak soak-steady lint clean handoff-data handoff-bench mutate
+.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds soak soak-steady soak-life lint clean handoff-data handoff-bench mutate
 
 all: build
 
@@ -102,6 +102,17 @@ SOAK_STEADY ?= 30m
 soak-steady:
 	GDP_SOAK=1 GDP_SOAK_STEADY=$(SOAK_STEADY) GDP_SOAK_OUT=$(abspath $(SOAK_OUT)) \
 		$(GO) test -count=1 -v -run 'TestSoakSteady$$' -timeout 3h ./test/e2e
+
+# The life soak (test/e2e TestSoakLife, Session 20): the same cluster and a
+# gateway under a light load for SOAK_LIFE, memberships of a few minutes
+# renewed by `gdp cert renew`, a SIGHUP to every daemon and a kill -9 and
+# restart of one neighbour in turn every few minutes; recovery times, log
+# lines per event and each daemon's footprint into SOAK_OUT (events.csv,
+# life.csv, life-rss.png, life-goroutines.png).
+SOAK_LIFE ?= 30m
+soak-life:
+	GDP_SOAK=1 GDP_SOAK_LIFE=$(SOAK_LIFE) GDP_SOAK_OUT=$(abspath $(SOAK_OUT)) \
+		$(GO) test -count=1 -v -run 'TestSoakLife$$' -timeout 3h ./test/e2e
 
 # Every Fuzz target, each for FUZZTIME (scripts/fuzz.sh: FUZZ_KEEP=1 keeps
 # the inputs found, FUZZ_ONLY=regexp picks targets). Crashers land in

@@ -37,6 +37,8 @@ type world struct {
 	log *zap.Logger
 	// routers are the routers started, in order.
 	routers []*node
+	// rtcertLife is the gateways' RtCert lifetime (0: the default, 1h).
+	rtcertLife time.Duration
 }
 
 func newWorld(t testing.TB) *world {
@@ -232,7 +234,7 @@ func (w *world) gatewayOn(cfg gateway.Config, ks *certs.Keystore, lock func(pdu.
 	defer cancel()
 	up, err := gateway.DialUplink(ctx, gateway.UplinkConfig{Identity: id, Member: member, Domain: w.dom.ID.Meta,
 		Verifier: w.dom.Verifier, Listen: "127.0.0.1:0", Routers: list, KeepAlive: fastTunnel.KeepAlive.Std(),
-		IdleTimeout: fastTunnel.IdleTimeout.Std(), RequestTimeout: time.Second, Logger: w.log.Named("gateway")})
+		IdleTimeout: fastTunnel.IdleTimeout.Std(), RequestTimeout: time.Second, RtCertLifetime: w.rtcertLife, Logger: w.log.Named("gateway")})
 	if err != nil {
 		w.t.Fatal(err)
 	}

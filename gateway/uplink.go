@@ -38,6 +38,9 @@ type UplinkConfig struct {
 	CountDatagramDrops bool
 	// RequestTimeout bounds one attempt of a capsule request. Default 2s.
 	RequestTimeout time.Duration
+	// RtCertLifetime is the validity of the RtCerts the gateway issues
+	// for its routes (client.Options; default 1h). Tests shorten it.
+	RtCertLifetime time.Duration
 	Logger         *zap.Logger
 }
 
@@ -82,7 +85,7 @@ func DialUplink(ctx context.Context, cfg UplinkConfig) (*Uplink, error) {
 	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: cfg.Identity, Member: cfg.Member, Domain: cfg.Domain,
 		Verifier: cfg.Verifier, Conn: conn, Logger: log, KeepAlive: cfg.KeepAlive, IdleTimeout: cfg.IdleTimeout,
 		CountDatagramDrops: cfg.CountDatagramDrops,
-		Options:            client.Options{Logger: log, InboxSize: 16384, RequestTimeout: reqTimeout}})
+		Options:            client.Options{Logger: log, InboxSize: 16384, RequestTimeout: reqTimeout, RtCertLifetime: cfg.RtCertLifetime}})
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("uplink: %w", err)
@@ -106,6 +109,18 @@ func DialUplink(ctx context.Context, cfg UplinkConfig) (*Uplink, error) {
 		_ = ep.Close()
 		return nil, fmt.Errorf("uplink: advertise %s: %w", cfg.Identity.Name, err)
 	}
+	// Routes live until the earliest NotAfter of their chains (the RtCert,
+	// an hour; the router's membership): advertised again before that
+	// for as long as the gateway runs. Session 20: advertised only here,
+	// the gateway's names expired at its router after at most an hour
+	// and the answers to its requests were dropped from then on (the
+	// life soak, TestUplinkKeepsItsRoutes).
+	c.Maintain(context.Background(), func() []client.Route {
+		if s, err := c.Session(); err == nil {
+			return []client.Route{c.Self(), s}
+		}
+		return []client.Route{c.Self()}
+	}, 5*time.Second)
 	u.caps = client.NewCapsuleClient(c, client.CapsuleOptions{Timeout: reqTimeout})
 	log.Info("gateway attached", logging.Name(cfg.Identity.Name), logging.Peer(c.Router()))
 	return u, nil

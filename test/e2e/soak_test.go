@@ -271,6 +271,7 @@ func (h *history) save(path string) {
 
 // soakWriter is the load: one writer, quorum readers.
 type soakWriter struct {
+	ep    *client.Endpoint
 	cc    *client.CapsuleClient
 	wr    *client.Writer
 	c     pdu.Name
@@ -440,22 +441,64 @@ type soakCluster struct {
 	mounted  bool
 	cname    pdu.Name
 	restarts map[string]int // per process, within the current round
+	names    []string       // the daemons, in procNames order
+	domPath  string         // the domain's metadata file
 }
 
-func newSoakCluster(t *testing.T) *soakCluster {
+// soakOpts varies the cluster for the life soak (TestSoakLife); the zero
+// value is the fault suite's and the steady soak's cluster.
+type soakOpts struct {
+	// memberLife, when set, is the lifetime of every membership (issued
+	// a minute back, as gdp cert renew issues them), and the domain's
+	// key is saved in the keystore as "domain" so gdp cert renew can sign.
+	memberLife time.Duration
+	rtcertLife time.Duration // capsuled's rtcert_lifetime ("" when 0)
+	gateway    bool          // a gdp gateway ("gw") attached to r1
+	logLevel   string        // default GDP_SOAK_LOG, else warn
+}
+
+func newSoakCluster(t *testing.T) *soakCluster { return newSoakClusterWith(t, soakOpts{}) }
+
+func newSoakClusterWith(t *testing.T, o soakOpts) *soakCluster {
 	t.Helper()
 	dir := t.TempDir()
 	c := &soakCluster{dir: dir, ksDir: filepath.Join(dir, "keys"), ids: map[string]*certs.Identity{}, members: map[string]*certs.Cert{},
-		procs: map[string]*proc{}, admin: map[string]string{}, routers: map[string]string{}, restarts: map[string]int{}}
+		procs: map[string]*proc{}, admin: map[string]string{}, routers: map[string]string{}, restarts: map[string]int{},
+		names: []string{"resolver", "r1", "r2", "r3", "s1", "s2", "s3"}}
+	kinds := map[string]certs.Kind{"resolver": certs.KindResolver,
+		"r1": certs.KindRouter, "r2": certs.KindRouter, "r3": certs.KindRouter,
+		"s1": certs.KindServer, "s2": certs.KindServer, "s3": certs.KindServer,
+		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient}
+	if o.gateway {
+		kinds["gw"] = certs.KindClient
+		c.names = append(c.names, "gw")
+	}
 	// memberships issued an hour back: a node skewed 10 minutes behind
 	// then meets the clock windows, not certificates younger than its skew
 	// (certs TestClockSkew)
-	d := newE2EDomain(t, dir, "soak domain", time.Hour, map[string]certs.Kind{"resolver": certs.KindResolver,
-		"r1": certs.KindRouter, "r2": certs.KindRouter, "r3": certs.KindRouter,
-		"s1": certs.KindServer, "s2": certs.KindServer, "s3": certs.KindServer,
-		"client": certs.KindClient, "alice": certs.KindClient, "alice-writer": certs.KindClient})
+	d := newE2EDomain(t, dir, "soak domain", time.Hour, kinds)
 	c.dom, c.ids, c.members = d.dom, d.ids, d.members
 	domainPath := d.domainPath
+	c.domPath = domainPath
+	if o.memberLife > 0 {
+		if err := d.ks.Save("domain", d.dom); err != nil {
+			t.Fatal(err)
+		}
+		nb := time.Now().Add(-time.Minute)
+		for alias, id := range d.ids {
+			if alias == "alice" || alias == "alice-writer" {
+				continue // the capsule's owner and writer keys: no daemon shows them
+			}
+			m, err := certs.IssueMember(d.dom, id.Name, nb, nb.Add(o.memberLife))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, alias+".member"), certs.Armor(certs.PEMCert, m.Marshal()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c.members[alias] = m
+		}
+	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
 			if p.cmd != nil {
@@ -486,7 +529,7 @@ func newSoakCluster(t *testing.T) *soakCluster {
 		return fmt.Sprintf("keystore: %s\nidentity: %s\nmember_cert: %s\ndomain: %s\n", c.ksDir, alias,
 			filepath.Join(dir, alias+".member"), domainPath)
 	}
-	logLevel := cmpOr(os.Getenv("GDP_SOAK_LOG"), "warn")
+	logLevel := cmpOr(o.logLevel, cmpOr(os.Getenv("GDP_SOAK_LOG"), "warn"))
 	resConf, resAPI := resolverConf(t, creds("resolver"), logLevel)
 	c.admin["resolver"] = resAPI
 	daemon("resolver", "resolver", "--config", writeConf(t, dir, "resolver", resConf))
@@ -543,6 +586,9 @@ sync_interval: 300ms
 min_free_bytes: 4194304
 log: {level: %s}
 `, c.routers[rn], c.ids[rn].Name, data, c.admin[n], logLevel)
+		if o.rtcertLife > 0 {
+			conf += fmt.Sprintf("rtcert_lifetime: %s\n", o.rtcertLife)
+		}
 		daemon(n, "capsuled", "--config", writeConf(t, dir, n, conf))
 	}
 	for i, n := range []string{"s1", "s2", "s3"} {
@@ -551,6 +597,13 @@ log: {level: %s}
 			var routes []router.RouteInfo
 			return getJSON("http://"+c.admin[rn]+"/v1/routes?name="+c.ids[n].Name.String(), &routes) && len(routes) > 0
 		})
+	}
+	if o.gateway {
+		c.admin["gw"] = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+		conf := creds("gw") + fmt.Sprintf("router: %q\nrouter_name: %q\nsocket: %s\nmetrics: %q\nlog: {level: %s}\n",
+			c.routers["r1"], c.ids["r1"].Name, filepath.Join(dir, "gw.sock"), c.admin["gw"], logLevel)
+		daemon("gw", "gateway", "--config", writeConf(t, dir, "gw", conf))
+		waitFor(t, "the gateway attached to r1", 30*time.Second, func() bool { return promGauge(c.admin["gw"], "gdp_tunnel_links") == 1 })
 	}
 	common := []string{"--router", c.routers["r2"], "--router-name", c.ids["r2"].Name.String(), "--keystore", c.ksDir,
 		"--identity", "client", "--member", filepath.Join(dir, "client.member"), "--domain", domainPath}
@@ -579,9 +632,7 @@ func (c *soakCluster) routerUp(n string) bool {
 	return getJSON("http://"+c.admin[n]+"/v1/status", &s) && s.Name == c.ids[n].Name
 }
 
-func (c *soakCluster) procNames() []string {
-	return []string{"resolver", "r1", "r2", "r3", "s1", "s2", "s3"}
-}
+func (c *soakCluster) procNames() []string { return c.names }
 
 // client attaches the test's endpoint at r2 (r1 and r3 as failover) and
 // opens the writer.
@@ -621,7 +672,7 @@ func (c *soakCluster) client(t *testing.T, ctx context.Context) *soakWriter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &soakWriter{cc: cc, c: c.cname, data: map[uint64]string{}}
+	w := &soakWriter{ep: ep, cc: cc, c: c.cname, data: map[uint64]string{}}
 	waitFor(t, "a writer", 60*time.Second, func() bool {
 		w.wr, err = cc.NewWriter(actx, c.cname, key.Key, client.WriterOptions{W: 2, Timeout: 400 * time.Millisecond, Cadence: -1})
 		return err == nil

@@ -160,7 +160,7 @@ func TestSoakSteady(t *testing.T) {
 	elapsed := time.Since(start)
 	held := float64(sw.acked.Load()-samples[0].Acked) / elapsed.Seconds()
 
-	if err := writeSteady(out, samples, cl.procNames()); err != nil {
+	if err := writeSteady(out, "steady", samples, cl.procNames()); err != nil {
 		t.Errorf("writing the curves: %v", err)
 	}
 	t.Logf("steady: held %.0f records/s (target %.0f, capacity %.0f) for %s; %d quorum reads, %d failed; %d records acknowledged in all; curves in %s",
@@ -375,10 +375,10 @@ func judgeSteady(samples []steadySample, procs []string) error {
 	return errors.Join(errs...)
 }
 
-// writeSteady writes the samples as steady.csv and the RSS and goroutine
-// curves as PNGs.
-func writeSteady(dir string, samples []steadySample, procs []string) error {
-	f, err := os.Create(filepath.Join(dir, "steady.csv"))
+// writeSteady writes the samples as NAME.csv and the RSS and goroutine
+// curves as NAME-rss.png and NAME-goroutines.png (NAME: steady, life).
+func writeSteady(dir, name string, samples []steadySample, procs []string) error {
+	f, err := os.Create(filepath.Join(dir, name+".csv"))
 	if err != nil {
 		return err
 	}
@@ -405,8 +405,8 @@ func writeSteady(dir string, samples []steadySample, procs []string) error {
 		file, title, y string
 		v              func(usage) float64
 	}{
-		{"steady-rss.png", "RSS per daemon during the steady soak", "MiB", func(u usage) float64 { return float64(u.rssKiB) / 1024 }},
-		{"steady-goroutines.png", "Goroutines per daemon during the steady soak", "goroutines", func(u usage) float64 { return float64(u.goroutines) }},
+		{name + "-rss.png", "RSS per daemon during the " + name + " soak", "MiB", func(u usage) float64 { return float64(u.rssKiB) / 1024 }},
+		{name + "-goroutines.png", "Goroutines per daemon during the " + name + " soak", "goroutines", func(u usage) float64 { return float64(u.goroutines) }},
 	} {
 		p := plot.New()
 		p.Title.Text, p.X.Label.Text, p.Y.Label.Text = c.title, "minutes", c.y
