@@ -229,6 +229,12 @@ func runHandoffd(ctx context.Context, cfgPath string) (err error) {
 		if _, err := at.client.Advertise(actx, at.client.Self()); err != nil {
 			return fmt.Errorf("advertise %s: %w", at.id.Name, err)
 		}
+		// Advertised again before the route's chain runs out (its RtCert,
+		// an hour; the router's membership) for as long as the agent runs.
+		// Session 20: advertised once, the agent's name expired at its
+		// router after at most an hour and nothing reached it over the
+		// overlay (TestHandoffdKeepsItsRoute).
+		at.client.Maintain(wctx, func() []client.Route { return []client.Route{at.client.Self()} }, 5*time.Second)
 		ln, err := client.ListenName(at.client, at.client.Name(), nil)
 		if err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/resolver"
 	"github.com/gdpnet/gdpnet/router"
 )
@@ -87,6 +88,10 @@ func TestSoakLife(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := cl.client(t, ctx)
+	// An SDK program that runs for long keeps its routes advertised (as
+	// capsuled and, since Session 20, the gateway do): the route of a name
+	// advertised once ends at its router's membership NotAfter.
+	w.cli.Maintain(ctx, func() []client.Route { return []client.Route{w.cli.Self()} }, time.Second)
 	lr := &lifeRun{t: t, cl: cl, w: w, sw: &steadyWriter{wr: w.wr}, maxLines: maxLines}
 	var st resolver.Status
 	waitFor(t, "the resolver's DHT peers", 30*time.Second, func() bool {

@@ -272,6 +272,7 @@ func (h *history) save(path string) {
 // soakWriter is the load: one writer, quorum readers.
 type soakWriter struct {
 	ep    *client.Endpoint
+	cli   *client.Client
 	cc    *client.CapsuleClient
 	wr    *client.Writer
 	c     pdu.Name
@@ -672,7 +673,7 @@ func (c *soakCluster) client(t *testing.T, ctx context.Context) *soakWriter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &soakWriter{ep: ep, cc: cc, c: c.cname, data: map[uint64]string{}}
+	w := &soakWriter{ep: ep, cli: cl, cc: cc, c: c.cname, data: map[uint64]string{}}
 	waitFor(t, "a writer", 60*time.Second, func() bool {
 		w.wr, err = cc.NewWriter(actx, c.cname, key.Key, client.WriterOptions{W: 2, Timeout: 400 * time.Millisecond, Cadence: -1})
 		return err == nil
