@@ -1,8 +1,12 @@
 package resolver
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"sync"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
 
 	"github.com/gdpnet/gdpnet/certs"
@@ -63,6 +67,7 @@ func (d *DHT) prepareReload(member *certs.Cert, v *certs.Verifier) (*reloadPlan,
 // peers of a domain no longer trusted disconnected.
 func (p *reloadPlan) commit() {
 	d := p.d
+	renewed := !bytes.Equal(d.own.Load().wire, p.own.wire)
 	d.own.Store(p.own)
 	for _, peerID := range d.gate.retrust(p.trust) {
 		d.kad.RoutingTable().RemovePeer(peerID)
@@ -71,6 +76,57 @@ func (p *reloadPlan) commit() {
 	}
 	d.log.Info("membership and trusted domains reloaded", logging.Expiry(p.own.member.NotAfter),
 		zap.Int("trusted_domains", len(p.trust.Trusted)))
+	if renewed {
+		d.showRenewal()
+	}
+}
+
+// showRenewal runs the membership handshake again on every connection to
+// an admitted peer, so that each side holds the other's current
+// membership (Session 20). A peer is admitted until the NotAfter of the
+// membership it proved at the handshake; before, a renewal was shown from
+// the next connection only, so every live DHT connection was cut at the
+// old NotAfter ("peer membership expired: disconnected") and redialled,
+// a bootstrap peer sometimes only after a 14 s backoff (the life soak,
+// test/e2e TestSoakLife). The peer's own answer is its current proof, so
+// a peer that renewed first is seen renewed too. A handshake that fails
+// changes nothing: the peer stays admitted until its proven NotAfter.
+func (d *DHT) showRenewal() {
+	if d.closed.Load() || d.ctx.Err() != nil {
+		return
+	}
+	var peers []peer.ID
+	for _, p := range d.host.Network().Peers() {
+		if d.gate.isVerified(p) {
+			peers = append(peers, p)
+		}
+	}
+	if len(peers) == 0 {
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		sem := make(chan struct{}, 8)
+		var wg sync.WaitGroup
+		for _, p := range peers {
+			select {
+			case sem <- struct{}{}:
+			case <-d.ctx.Done():
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				ctx, cancel := context.WithTimeout(d.ctx, d.cfg.HandshakeTimeout)
+				defer cancel()
+				if err := d.sendProof(ctx, p); err != nil && d.ctx.Err() == nil {
+					d.log.Debug("renewed membership not shown to a peer; it sees it at the next connection", zap.Stringer("peer_id", p), zap.Error(err))
+				}
+			}()
+		}
+		wg.Wait()
+	}()
 }
 
 // Reload replaces the node's membership certificate (a renewal, on
