@@ -52,7 +52,10 @@ import (
 // renewal also until every daemon exports the new expiry): the recovery
 // times are reported per kind of event. A renewal or a SIGHUP must close
 // no tunnel (the routers' faces to each other unchanged, no "link down",
-// no redial). The log lines a daemon writes per event are bounded. At the
+// no redial), and nothing may expire in the whole run (no link closed for
+// a peer's membership, no DHT connection cut at a peer's NotAfter, no
+// daemon's own membership run out). The log lines a daemon writes per event
+// (GDP_SOAK_LIFE_MAX_LINES, default 150) are bounded. At the
 // end: 20 SIGHUPs in a row to every daemon must not grow its goroutines or
 // open files (a leak per reload), RSS, goroutines and open files of each
 // daemon's longest-lived process must not grow after the warm-up (the
@@ -239,6 +242,7 @@ type lifeEvent struct {
 	Target   string
 	Recovery time.Duration
 	Lines    map[string]int // log lines each daemon wrote from the event to its recovery (+2 s)
+	Slow     string         // when it took more than 5 s: what was not back at 5 s
 }
 
 // lifeSample is every daemon's footprint at the end of a step.
@@ -371,13 +375,16 @@ func (lr *lifeRun) event(kind, target string, do func(), more func() string) {
 	do()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	why := "?"
+	why, slow := "?", ""
 	for ctx.Err() == nil {
 		if why = lr.unhealthy(ctx, seq); why == "" && more != nil {
 			why = more()
 		}
 		if why == "" {
 			break
+		}
+		if time.Since(t0) > 5*time.Second && slow == "" {
+			slow = why // what a recovery slower than 5 s waited for
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -386,7 +393,7 @@ func (lr *lifeRun) event(kind, target string, do func(), more func() string) {
 		t.Errorf("%s %s at %s: the cluster did not recover within 60 s: %s", kind, target, at.Round(time.Second), why)
 	}
 	time.Sleep(2 * time.Second)
-	ev := lifeEvent{At: at, Kind: kind, Target: target, Recovery: rec, Lines: map[string]int{}}
+	ev := lifeEvent{At: at, Kind: kind, Target: target, Recovery: rec, Lines: map[string]int{}, Slow: slow}
 	after := lr.lines()
 	for n, l := range after {
 		ev.Lines[n] = l - linesBefore[n]
@@ -406,7 +413,10 @@ func (lr *lifeRun) event(kind, target string, do func(), more func() string) {
 		}
 	}
 	lr.events = append(lr.events, ev)
-	t.Logf("life %s: %s %s recovered in %s; log lines %v", at.Round(time.Second), kind, target, rec.Round(time.Millisecond), ev.Lines)
+	if slow != "" {
+		slow = " (at 5 s: " + slow + ")"
+	}
+	t.Logf("life %s: %s %s recovered in %s%s; log lines %v", at.Round(time.Second), kind, target, rec.Round(time.Millisecond), slow, ev.Lines)
 }
 
 func mapsEqual(a, b map[string]uint64) bool {
@@ -471,21 +481,21 @@ var renewedRE = regexp.MustCompile(`(\d+) renewed, (\d+) not yet at half-life, (
 func (lr *lifeRun) renew() {
 	t := lr.t
 	c := lr.cl
-	var newNA map[string]time.Time
-	var renewed int
+	out, err := exec.Command(gdpBin, "cert", "--keystore", c.ksDir, "renew", "--dir", c.dir).CombinedOutput()
+	if err != nil {
+		t.Errorf("gdp cert renew: %v: %s", err, out)
+		return
+	}
+	m := renewedRE.FindSubmatch(out)
+	if m == nil {
+		t.Errorf("gdp cert renew said: %s", out)
+		return
+	}
+	if n, _ := strconv.Atoi(string(m[1])); n == 0 {
+		return // nothing past half its life yet
+	}
+	newNA := map[string]time.Time{}
 	lr.event("renew", "timer", func() {
-		out, err := exec.Command(gdpBin, "cert", "--keystore", c.ksDir, "renew", "--dir", c.dir).CombinedOutput()
-		if err != nil {
-			t.Errorf("gdp cert renew: %v: %s", err, out)
-			return
-		}
-		m := renewedRE.FindSubmatch(out)
-		if m == nil {
-			t.Errorf("gdp cert renew said: %s", out)
-			return
-		}
-		renewed, _ = strconv.Atoi(string(m[1]))
-		newNA = map[string]time.Time{}
 		for _, a := range append(lr.daemonAliases(), "client") {
 			mc, err := certs.ReadCertFile(filepath.Join(c.dir, a+".member"))
 			if err != nil {
@@ -507,9 +517,6 @@ func (lr *lifeRun) renew() {
 		}
 		return ""
 	})
-	if renewed == 0 && len(lr.events) > 0 && lr.events[len(lr.events)-1].Kind == "renew" {
-		lr.events = lr.events[:len(lr.events)-1] // the timer found nothing due: not an event
-	}
 }
 
 // reloadBurst sends n SIGHUPs, 500 ms apart, to every daemon, the load
@@ -567,6 +574,16 @@ func (lr *lifeRun) report(out string, elapsed time.Duration, reads, readErrs int
 		t.Logf("life recovery %s: %d events, median %s, worst %s", k, len(d), d[len(d)/2].Round(100*time.Millisecond), d[len(d)-1].Round(100*time.Millisecond))
 	}
 	t.Logf("life: most log lines one daemon wrote per event: %v", maxLines)
+	// Renewed in time, nothing may expire: no link or DHT connection is
+	// closed for a membership, no daemon's own runs out.
+	for _, n := range procs {
+		for _, msg := range []string{"peer's membership expired: link closed", "peer membership expired: disconnected",
+			"my membership expired: peers and routers refuse this node until it is renewed"} {
+			if c := logLines(lr.cl.procs[n].log, msg); c > 0 {
+				t.Errorf("%s logged %q %d times though every membership was renewed before its NotAfter", n, msg, c)
+			}
+		}
+	}
 	t.Logf("life: %s, %d records acknowledged, %d quorum reads (%d failed), load errors %v", elapsed.Round(time.Second), lr.sw.acked.Load(), reads, readErrs, lr.notes)
 
 	first, last := lr.samples[0], lr.samples[len(lr.samples)-1]
