@@ -32,6 +32,10 @@ type capsuleCmd struct {
 	attach  attachConfig
 	json    bool
 	timeout time.Duration
+	// rtCertLifetime is the validity of the RtCerts the command issues
+	// for its names (0: client.Options' default, an hour). Tests shorten
+	// it.
+	rtCertLifetime time.Duration
 }
 
 func init() {
@@ -74,7 +78,7 @@ func (cc *capsuleCmd) connect(ctx context.Context) (*client.CapsuleClient, *atta
 		a.merge(file)
 	}
 	a.withDefaults("client")
-	at, err := a.attach(ctx, client.Options{InboxSize: 8192})
+	at, err := a.attach(ctx, client.Options{InboxSize: 8192, RtCertLifetime: cc.rtCertLifetime})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -90,6 +94,16 @@ func (cc *capsuleCmd) connect(ctx context.Context) (*client.CapsuleClient, *atta
 		_ = at.Close()
 		return nil, nil, nil, fmt.Errorf("advertise %s: %w", at.id.Name, err)
 	}
+	// Advertised again before the routes' chains run out (the RtCert, an
+	// hour; the router's membership) for as long as the command runs:
+	// advertised once, a `gdp fs mount` or `gdp capsule tail -f` got no
+	// answer after an hour (Session 20, review13; as the gateway's uplink).
+	at.client.Maintain(ctx, func() []client.Route {
+		if s, err := at.client.Session(); err == nil {
+			return []client.Route{at.client.Self(), s}
+		}
+		return []client.Route{at.client.Self()}
+	}, 5*time.Second)
 	caps := client.NewCapsuleClient(at.client, client.CapsuleOptions{Timeout: a.Timeout.Std()})
 	return caps, at, func() { _ = caps.Close(); _ = at.Close() }, nil
 }

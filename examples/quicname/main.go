@@ -126,6 +126,14 @@ func attach(ctx context.Context, router, routerName, keystore, identity, memberF
 		_ = ep.Close()
 		return nil, nil, err
 	}
+	// Advertised again before the routes run out (their RtCert lasts an
+	// hour): a listener advertised only once is unreachable after that.
+	c.Maintain(ctx, func() []client.Route {
+		if s, err := c.Session(); err == nil {
+			return []client.Route{c.Self(), s}
+		}
+		return []client.Route{c.Self()}
+	}, 5*time.Second)
 	return c, func() { _ = c.Close(); _ = ep.Close() }, nil
 }
 
