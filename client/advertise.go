@@ -193,13 +193,23 @@ func (c *Client) control(ctx context.Context, typ pdu.Type, wait time.Duration, 
 		if err != nil {
 			return nil, err
 		}
-		done, err := c.post(pdu.Header{Type: typ, TTL: 1, Dst: c.Router(), Src: c.id.Name, Payload: payload}, ch)
+		// The attempt's time covers its send (Session 20): a link
+		// whose send queue stays full costs the attempt, not longer.
+		t := time.NewTimer(c.opts.RequestTimeout + wait)
+		done, err := c.post(ctx, pdu.Header{Type: typ, TTL: 1, Dst: c.Router(), Src: c.id.Name, Payload: payload}, ch, t.C)
+		if errors.Is(err, errSendBlocked) {
+			t.Stop()
+			last = err
+			continue
+		}
 		if err != nil {
+			t.Stop()
 			return nil, err
 		}
 		defer done()
 		sent[seq] = true
-		res, err := c.controlAnswer(ctx, ch, sent, c.opts.RequestTimeout+wait)
+		res, err := c.controlAnswer(ctx, ch, sent, t.C)
+		t.Stop()
 		if errors.Is(err, ErrTimeout) || errors.Is(err, errStrayResult) {
 			last = err
 			continue
@@ -231,12 +241,11 @@ func allReplay(res *advert.Result) bool {
 // errStrayResult: an ADVERTISE_RESULT for a sequence this call did not send.
 var errStrayResult = errors.New("result for a sequence not sent")
 
-// controlAnswer waits up to timeout (RequestTimeout, plus the wait an
-// ADVERTISE asked the router for) for the answer to any attempt of one
-// control call (sent: the advert sequences the attempts carried).
-func (c *Client) controlAnswer(ctx context.Context, ch chan Message, sent map[uint64]bool, timeout time.Duration) (*advert.Result, error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+// controlAnswer waits until deadline (RequestTimeout, plus the wait an
+// ADVERTISE asked the router for, from the attempt's send) for the answer
+// to any attempt of one control call (sent: the advert sequences the
+// attempts carried).
+func (c *Client) controlAnswer(ctx context.Context, ch chan Message, sent map[uint64]bool, deadline <-chan time.Time) (*advert.Result, error) {
 	var stray error
 	for {
 		select {
@@ -253,7 +262,7 @@ func (c *Client) controlAnswer(ctx context.Context, ch chan Message, sent map[ui
 				continue
 			}
 			return res, nil
-		case <-t.C:
+		case <-deadline:
 			if stray != nil {
 				return nil, stray
 			}

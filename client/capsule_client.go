@@ -302,9 +302,18 @@ type sentPDU struct {
 }
 
 // sendPDU sends payload b of request id to dst and remembers its PDU
-// sequence for NAK matching.
-func (cc *CapsuleClient) sendPDU(id uint64, dst pdu.Name, flags pdu.Flags, b []byte) error {
-	seq, err := cc.c.SendFrom(cc.c.ReplyName(), dst, flags, b)
+// sequence for NAK matching. With a ctx that can end (a deadline, a
+// cancel) the send waits at most until it does (Client.sendFromBy, Session
+// 20): a link whose send queue stays full then costs the request its
+// timeout, not the link's idle timeout; b must then not be modified.
+func (cc *CapsuleClient) sendPDU(ctx context.Context, id uint64, dst pdu.Name, flags pdu.Flags, b []byte) error {
+	var seq uint32
+	var err error
+	if ctx.Done() == nil {
+		seq, err = cc.c.SendFrom(cc.c.ReplyName(), dst, flags, b)
+	} else {
+		seq, err = cc.c.sendFromBy(ctx, nil, cc.c.ReplyName(), dst, flags, b)
+	}
 	if err != nil {
 		return err
 	}
@@ -344,10 +353,11 @@ func nakError(op wire.Op, dst pdu.Name, rep wire.Reply) error {
 	return fmt.Errorf("%s %s: %w", op, dst, e)
 }
 
-// send encodes m and sends it to dst with flags. A request carries the
-// requester proof while the server it is taken to reach has not answered
-// one recently (RequestProof); a CREATE's is set by Create.
-func (cc *CapsuleClient) send(dst pdu.Name, flags pdu.Flags, m *wire.Message) error {
+// send encodes m and sends it to dst with flags, the send bounded by ctx
+// (sendPDU). A request carries the requester proof while the server it is
+// taken to reach has not answered one recently (RequestProof); a CREATE's
+// is set by Create.
+func (cc *CapsuleClient) send(ctx context.Context, dst pdu.Name, flags pdu.Flags, m *wire.Message) error {
 	if m.Op != wire.OpCreate {
 		m.Proof = cc.c.RequestProof(cc.c.ReplyName(), dst, cc.opts.ProofRefresh)
 	}
@@ -355,7 +365,7 @@ func (cc *CapsuleClient) send(dst pdu.Name, flags pdu.Flags, m *wire.Message) er
 	if err != nil {
 		return err
 	}
-	return cc.sendPDU(m.ID, dst, flags, b)
+	return cc.sendPDU(ctx, m.ID, dst, flags, b)
 }
 
 // call sends m to dst and returns the first answer, resending after each
@@ -376,11 +386,26 @@ func (cc *CapsuleClient) call(ctx context.Context, dst pdu.Name, m *wire.Message
 	deadline, hasDeadline := ctx.Deadline()
 	hasDeadline = hasDeadline && untilDeadline
 	sends := 0
+	var blocked error // the last attempt's send did not leave in its time
 	for ; sends < cc.opts.Attempts || (hasDeadline && time.Until(deadline) > 0); sends++ {
-		if err := cc.send(dst, 0, m); err != nil {
+		// The attempt's Timeout covers its send (Session 20): on a link
+		// whose send queue stays full the send gives up with the attempt.
+		actx, cancel := context.WithTimeout(ctx, cc.opts.Timeout)
+		err := cc.send(actx, dst, 0, m)
+		blocked = nil
+		if err != nil && actx.Err() != nil {
+			cancel()
+			cc.c.RequestUnanswered(dst)
+			if ctx.Err() != nil {
+				return wire.Reply{}, fmt.Errorf("%s %s: %w after %d attempts (%w; %w)", m.Op, dst, ErrNoAnswer, sends+1, errSendBlocked, ctx.Err())
+			}
+			blocked = errSendBlocked
+			continue
+		}
+		if err != nil {
+			cancel()
 			return wire.Reply{}, fmt.Errorf("%s %s: %w", m.Op, dst, err)
 		}
-		actx, cancel := context.WithTimeout(ctx, cc.opts.Timeout)
 		rep, err := wire.Wait(actx, ch)
 		cancel()
 		if err == nil && rep.NAK != pdu.CodeNone {
@@ -401,6 +426,9 @@ func (cc *CapsuleClient) call(ctx context.Context, dst pdu.Name, m *wire.Message
 			// Sent but unanswered: the server may have acted on it.
 			return wire.Reply{}, fmt.Errorf("%s %s: %w after %d attempts (%w)", m.Op, dst, ErrNoAnswer, sends+1, ctx.Err())
 		}
+	}
+	if blocked != nil {
+		return wire.Reply{}, fmt.Errorf("%s %s: %w after %d attempts (%w)", m.Op, dst, ErrNoAnswer, sends, blocked)
 	}
 	return wire.Reply{}, fmt.Errorf("%s %s: %w after %d attempts", m.Op, dst, ErrNoAnswer, sends)
 }

@@ -109,7 +109,7 @@ func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
 		if s.awaiting && time.Since(s.sentAt) >= s.r.cc.opts.Timeout {
 			s.r.cc.c.RequestUnanswered(s.r.dst)
 		}
-		if err := s.r.cc.send(s.r.dst, 0, m); err != nil {
+		if err := s.r.cc.send(context.Background(), s.r.dst, 0, m); err != nil {
 			return fmt.Errorf("subscribe %s: %w", s.r.info.Name, err)
 		}
 		s.proofSent, s.awaiting, s.sentAt = m.Proof != nil, true, time.Now()
@@ -288,7 +288,7 @@ func (s *Subscription) resume(ctx context.Context, force bool) error {
 
 // Close ends the subscription on the server (best effort) and here.
 func (s *Subscription) Close() error {
-	err := s.r.cc.send(s.r.dst, 0, &wire.Message{Op: wire.OpUnsubscribe, ID: s.id, Capsule: s.r.info.Name[:]})
+	err := s.r.cc.send(context.Background(), s.r.dst, 0, &wire.Message{Op: wire.OpUnsubscribe, ID: s.id, Capsule: s.r.info.Name[:]})
 	s.drop()
 	return err
 }

@@ -416,7 +416,7 @@ func (wr *Writer) sendLocked(ctx context.Context, keep int) (Durability, error) 
 		for _, r := range recs {
 			m.Records = append(m.Records, r.Marshal())
 		}
-		bs, err := wr.cc.startBatch(wr.name, m, hb.Seqno, wr.opts)
+		bs, err := wr.cc.startBatch(ctx, wr.name, m, hb.Seqno, wr.opts)
 		if err != nil {
 			return wr.last, err
 		}
@@ -481,7 +481,7 @@ type batchSend struct {
 }
 
 // startBatch registers m's id and sends it to the replicas.
-func (cc *CapsuleClient) startBatch(c pdu.Name, m *wire.Message, seqno uint64, opts WriterOptions) (*batchSend, error) {
+func (cc *CapsuleClient) startBatch(ctx context.Context, c pdu.Name, m *wire.Message, seqno uint64, opts WriterOptions) (*batchSend, error) {
 	id, ch, err := cc.pend.Add(wire.OpAppend, 4*len(opts.Replicas)*opts.Attempts, opts.Replicas...)
 	if err != nil {
 		return nil, err
@@ -494,7 +494,10 @@ func (cc *CapsuleClient) startBatch(c pdu.Name, m *wire.Message, seqno uint64, o
 	}
 	bs := &batchSend{b: b, id: id, ch: ch, seqno: seqno, acked: map[pdu.Name]bool{}, lagging: map[pdu.Name]bool{},
 		conflict: map[pdu.Name]uint64{}}
-	if err := cc.sendBatch(c, bs, opts); err != nil {
+	// A send cut short by ctx (Session 20) leaves the batch queued, as one
+	// sent and unanswered: its records are signed into the log, and
+	// settle (or the next flush) sends it again.
+	if err := cc.sendBatch(ctx, c, bs, opts); err != nil && ctx.Err() == nil {
 		cc.pend.Done(id)
 		return nil, err
 	}
@@ -503,18 +506,18 @@ func (cc *CapsuleClient) startBatch(c pdu.Name, m *wire.Message, seqno uint64, o
 
 // sendBatch sends bs to every replica that has not acknowledged it (or
 // once, multicast, to the capsule's name).
-func (cc *CapsuleClient) sendBatch(c pdu.Name, bs *batchSend, opts WriterOptions) error {
+func (cc *CapsuleClient) sendBatch(ctx context.Context, c pdu.Name, bs *batchSend, opts WriterOptions) error {
 	bs.sends++
 	bs.lastSend = time.Now()
 	if opts.Multicast {
-		if err := cc.sendPDU(bs.id, c, pdu.FlagMulticast, bs.b); err != nil {
+		if err := cc.sendPDU(ctx, bs.id, c, pdu.FlagMulticast, bs.b); err != nil {
 			return fmt.Errorf("append to %s: %w", c, err)
 		}
 		return nil
 	}
 	for _, r := range opts.Replicas {
 		if _, lost := bs.conflict[r]; !bs.acked[r] && !lost {
-			if err := cc.sendPDU(bs.id, r, 0, bs.b); err != nil {
+			if err := cc.sendPDU(ctx, bs.id, r, 0, bs.b); err != nil {
 				return fmt.Errorf("append to %s: %w", c, err)
 			}
 			if bs.sends > 1 {
@@ -540,8 +543,11 @@ func (cc *CapsuleClient) settle(ctx context.Context, c pdu.Name, bs *batchSend, 
 	rto := bs.rtt.rto(opts.Timeout)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 || bs.sends == 0 {
-			if err := cc.sendBatch(c, bs, opts); err != nil {
-				return durability(d, bs.acked, bs.lagging), err
+			if err := cc.sendBatch(ctx, c, bs, opts); err != nil {
+				if ctx.Err() == nil {
+					return durability(d, bs.acked, bs.lagging), err
+				}
+				break // out of time while sending: what was acknowledged
 			}
 		}
 		clear(bs.lagging)

@@ -147,6 +147,16 @@ type Client struct {
 	// forged or misdirected, never delivered.
 	Rejected atomic.Uint64
 
+	// SendsAbandoned counts request PDUs never sent because their request
+	// gave up (its timeout or context) while they waited behind a send the
+	// link held (sendlane.go).
+	SendsAbandoned atomic.Uint64
+	// EchoesDropped counts echo answers dropped because the send lane
+	// already held 64 PDUs (a link whose send queue stays full).
+	EchoesDropped atomic.Uint64
+
+	lane sendLane // PDUs queued behind a send the link holds (sendlane.go)
+
 	quic quicState // QUIC over names (quic.go)
 
 	proofs proofMarks // which servers have our requester proof (requester.go)
@@ -361,7 +371,7 @@ func (c *Client) answerEcho(h *pdu.Header) {
 	}
 	reply := pdu.Header{Type: pdu.TypeEchoReply, TTL: c.opts.TTL, Sequence: h.Sequence, Dst: h.Src, Src: h.Dst, Payload: h.Payload}
 	if b, err := reply.Marshal(); err == nil {
-		_ = c.link.Send(b)
+		c.linkSendAsync(b)
 	}
 }
 
@@ -393,24 +403,42 @@ func (c *Client) SendFrom(src, dst pdu.Name, flags pdu.Flags, payload []byte) (u
 	if err != nil {
 		return 0, fmt.Errorf("send to %s: %w", dst, err)
 	}
-	if err := c.link.Send(b); err != nil {
+	if err := c.linkSend(b); err != nil {
 		return 0, fmt.Errorf("send to %s: %w", dst, err)
 	}
 	return seq, nil
 }
 
+// sendFromBy is SendFrom for a request with a deadline: the send itself
+// waits at most until deadline or ctx is done (sendBy), so a link whose
+// send queue stays full cannot hold the request past its timeout. The
+// sequence is returned with a send error too.
+func (c *Client) sendFromBy(ctx context.Context, deadline <-chan time.Time, src, dst pdu.Name, flags pdu.Flags, payload []byte) (uint32, error) {
+	seq := c.nextSeq()
+	h := pdu.Header{Type: pdu.TypeData, TTL: c.opts.TTL, Flags: flags, Sequence: seq, Dst: dst, Src: src, Payload: payload}
+	b, err := h.Marshal()
+	if err != nil {
+		return 0, fmt.Errorf("send to %s: %w", dst, err)
+	}
+	if err := c.sendBy(ctx, deadline, b); err != nil {
+		return seq, fmt.Errorf("send to %s: %w", dst, err)
+	}
+	return seq, nil
+}
+
 // exchange sends h (its Sequence is set here: a fresh random id, not the
-// next value of the DATA counter) and waits, for at most timeout, for the
-// reply or NAK with that id whose source and echo fit h.
+// next value of the DATA counter) and waits, for at most timeout from the
+// call — the send included (Session 20) — for the reply or NAK with that
+// id whose source and echo fit h.
 func (c *Client) exchange(ctx context.Context, h pdu.Header, timeout time.Duration) (Message, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	ch := make(chan Message, 1)
-	done, err := c.post(h, ch)
+	done, err := c.post(ctx, h, ch, t.C)
 	if err != nil {
 		return Message{}, err
 	}
 	defer done()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
 	select {
 	case m := <-ch:
 		return m, nil
@@ -427,8 +455,10 @@ func (c *Client) exchange(ctx context.Context, h pdu.Header, timeout time.Durati
 
 // post sends h with a fresh random id as its Sequence; the reply or NAK
 // with that id whose source and echo fit h goes to ch (dropped when ch is
-// full) until done is called.
-func (c *Client) post(h pdu.Header, ch chan Message) (done func(), err error) {
+// full) until done is called. The send waits at most until deadline fires
+// or ctx is done (sendBy): then post fails with errSendBlocked (an
+// ErrTimeout) or ctx's error.
+func (c *Client) post(ctx context.Context, h pdu.Header, ch chan Message, deadline <-chan time.Time) (done func(), err error) {
 	w := &waiter{
 		ch: ch, typ: h.Type, dst: h.Dst, ttl: h.TTL,
 		payload: h.Payload, router: c.link.Peer(),
@@ -450,7 +480,7 @@ func (c *Client) post(h pdu.Header, ch chan Message) (done func(), err error) {
 	}
 	b, err := h.Marshal()
 	if err == nil {
-		err = c.link.Send(b)
+		err = c.sendBy(ctx, deadline, b)
 	}
 	if err != nil {
 		done()

@@ -187,7 +187,7 @@ func (n *nameConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	copy(b[44:76], n.local[:])
 	copy(b[76:quicHeaderLen], contentQUIC)
 	b = append(b, p...)
-	err := c.link.Send(b)
+	err := c.linkSend(b) // waits for its turn behind the send lane: b is reused
 	*bp = b
 	quicBufPool.Put(bp)
 	if err != nil {
