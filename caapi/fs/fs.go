@@ -70,6 +70,12 @@ type Stats struct {
 	// this FS reads with READs only.
 	BulkChunks    atomic.Uint64
 	BulkFallbacks atomic.Uint64
+	// Skipped counts the records passed over when the tree was read
+	// because they are not files-capsule records (Session 20): another
+	// program's records (a KV put, a plain append) written into the files
+	// capsule with its writer key after the files. The tree is read from
+	// the newest files record below them, every file and version intact.
+	Skipped atomic.Uint64
 }
 
 // FS reads a files capsule. Every record it returns was verified by the
@@ -124,7 +130,9 @@ func Open(ctx context.Context, cc *client.CapsuleClient, c pdu.Name, opts Option
 	if hb := rd.Heartbeat(); head == 0 && hb != nil {
 		head = hb.Seqno
 	}
-	if err := f.ix.build(ctx, head, f.fetchRecord); err != nil {
+	err = f.ix.build(ctx, head, f.fetchRecord, f.fetchPage)
+	f.Stats.Skipped.Add(f.ix.skipped)
+	if err != nil {
 		return nil, fmt.Errorf("fs open %s: %w", c, err)
 	}
 	return f, nil
@@ -250,6 +258,89 @@ func (f *FS) fetch(ctx context.Context, seqno uint64, want *[32]byte) (capsule.R
 		return capsule.Record{}, fmt.Errorf("read %s record %d: every replica failed; first: %w", f.name, seqno, first)
 	}
 	return capsule.Record{}, first
+}
+
+// tipPage is how many records one read takes when the tree's newest
+// files record is looked for below records of another kind.
+const tipPage = 16
+
+// fetchPage reads the records of [max(1, hi-tipPage+1), hi], verified,
+// moving on to the next replica as fetch does; a hole fails the page.
+func (f *FS) fetchPage(ctx context.Context, hi uint64) (uint64, [][]byte, error) {
+	lo := uint64(1)
+	if hi > tipPage {
+		lo = hi - tipPage + 1
+	}
+	var data [][]byte
+	err := f.failover(ctx, func(i int) error {
+		rd, err := f.reader(ctx, i)
+		if err != nil {
+			return err
+		}
+		recs, err := rd.Read(ctx, lo, hi)
+		if err != nil {
+			return err
+		}
+		if uint64(len(recs)) != hi-lo+1 {
+			return fmt.Errorf("read %s records [%d, %d]: %w: the replica does not have them", f.name, lo, hi, ErrNotExist)
+		}
+		data = data[:0]
+		for k, rec := range recs {
+			if rec.Seqno != lo+uint64(k) {
+				return fmt.Errorf("read %s records [%d, %d]: %w: the replica does not have them", f.name, lo, hi, ErrNotExist)
+			}
+			if rec.Hole {
+				return fmt.Errorf("read %s record %d: %w: a hole", f.name, rec.Seqno, ErrNotFS)
+			}
+			data = append(data, rec.Data)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("read %s records [%d, %d]: %w", f.name, lo, hi, err)
+	}
+	return lo, data, nil
+}
+
+// failover runs read against the current replica and, while it fails,
+// against the next ones (fetch's rule): the first error when all fail.
+func (f *FS) failover(ctx context.Context, read func(i int) error) error {
+	select {
+	case f.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-f.sem }()
+	var first error
+	f.rmu.Lock()
+	i, n := f.cur, len(f.servers)
+	f.rmu.Unlock()
+	for tries := 0; tries < n; tries++ {
+		err := read(i)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		f.Stats.BadReads.Add(1)
+		if first == nil {
+			first = err
+		}
+		f.rmu.Lock()
+		if f.cur == i {
+			f.cur = (i + 1) % n
+			if n > 1 {
+				f.Stats.Failovers.Add(1)
+			}
+		}
+		i = f.cur
+		f.rmu.Unlock()
+	}
+	if n > 1 {
+		return fmt.Errorf("every replica failed; first: %w", first)
+	}
+	return first
 }
 
 func (f *FS) fetchFrom(ctx context.Context, i int, seqno uint64, want *[32]byte) (capsule.Record, error) {

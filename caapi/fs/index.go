@@ -41,6 +41,10 @@ type index struct {
 	head    uint64 // seqno of the newest manifest taken (0: none)
 	latest  map[string]*Version
 	history map[string][]*Version // newest first
+	// skipped counts the records, newest first from the point read, that
+	// are not files-capsule records and were passed over to find the
+	// newest one that is (Session 20).
+	skipped uint64
 }
 
 func newIndex() *index {
@@ -50,18 +54,33 @@ func newIndex() *index {
 // fetchFn returns the verified data and time of record seqno.
 type fetchFn func(ctx context.Context, seqno uint64) (data []byte, t time.Time, err error)
 
+// pageFn returns the verified data of some records ending at hi: those of
+// [lo, hi] for an lo it picks (1 ≤ lo ≤ hi), oldest first.
+type pageFn func(ctx context.Context, hi uint64) (lo uint64, data [][]byte, err error)
+
 // build walks the manifest chain back from record start (any record of
-// the capsule; 0: empty) and adds every manifest to ix.
-func (ix *index) build(ctx context.Context, start uint64, fetch fetchFn) error {
+// the capsule; 0: empty) and adds every manifest to ix. Records at start
+// and below it that are not files-capsule records (another program's,
+// written with the writer's key: a KV put, a plain append) are skipped,
+// counted in ix.skipped, until one that is: its header names the newest
+// manifest (docs/FILES.md §2, Session 20). A capsule with records but
+// none of them a files record is not a files capsule (ErrNotFS). The
+// manifests' prev pointers are the writer's own and must name manifests.
+func (ix *index) build(ctx context.Context, start uint64, fetch fetchFn, page pageFn) error {
+	s, data, t, err := ix.tip(ctx, start, fetch, page)
+	if err != nil {
+		return err
+	}
 	var chain []*Version
-	s := start
 	first := true
 	for s != 0 {
-		data, t, err := fetch(ctx, s)
-		if err != nil {
-			return err
+		if data == nil {
+			if data, t, err = fetch(ctx, s); err != nil {
+				return err
+			}
 		}
 		kind, prev, body, err := parseHeader(data)
+		data = nil
 		if err != nil {
 			return fmt.Errorf("record %d: %w", s, err)
 		}
@@ -94,6 +113,64 @@ func (ix *index) build(ctx context.Context, start uint64, fetch fetchFn) error {
 		ix.add(chain[i])
 	}
 	return nil
+}
+
+// tipSingles is how many records the look-back for the newest files
+// record reads one by one (exactly the records it needs) before it reads
+// pages of them.
+const tipSingles = 8
+
+// tip is the seqno of the newest files-capsule record at or below start
+// (0: start is 0), skipping and counting the others: the first
+// tipSingles one READ each, then a page per read. With the record's data
+// and time when it was read alone (else nil).
+func (ix *index) tip(ctx context.Context, start uint64, fetch fetchFn, page pageFn) (uint64, []byte, time.Time, error) {
+	hi := start
+	for n := 0; hi != 0 && n < tipSingles; n++ {
+		data, t, err := fetch(ctx, hi)
+		if err != nil {
+			return 0, nil, time.Time{}, err
+		}
+		if IsRecord(data) {
+			return hi, data, t, nil
+		}
+		ix.skipped++
+		if n == 0 && hi > 1 {
+			// A files capsule's first record is a files record (a put
+			// writes one first; the gateway and the CLI tell files
+			// capsules by it): a capsule whose first record is not one
+			// holds no files, said after one more READ, not after
+			// paging back through its whole log.
+			first, _, err := fetch(ctx, 1)
+			if err != nil {
+				return 0, nil, time.Time{}, err
+			}
+			if !IsRecord(first) {
+				return 0, nil, time.Time{}, fmt.Errorf("%w: record 1 is not one: not a files capsule", ErrNotFS)
+			}
+		}
+		hi--
+	}
+	for hi != 0 {
+		lo, data, err := page(ctx, hi)
+		if err != nil {
+			return 0, nil, time.Time{}, err
+		}
+		if lo < 1 || lo > hi || uint64(len(data)) != hi-lo+1 {
+			return 0, nil, time.Time{}, fmt.Errorf("records [%d, %d]: %w: the replica does not have them", lo, hi, ErrNotExist)
+		}
+		for i := len(data) - 1; i >= 0; i-- {
+			if IsRecord(data[i]) {
+				return lo + uint64(i), nil, time.Time{}, nil
+			}
+			ix.skipped++
+		}
+		hi = lo - 1
+	}
+	if ix.skipped > 0 {
+		return 0, nil, time.Time{}, fmt.Errorf("%w: none of the capsule's %d records up to %d is one", ErrNotFS, ix.skipped, start)
+	}
+	return 0, nil, time.Time{}, nil
 }
 
 // checkRefs: a manifest may only name records written before it.

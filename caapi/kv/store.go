@@ -177,11 +177,16 @@ func (s *Store) loadCheckpoint(ctx context.Context) error {
 			if len(data) == 0 {
 				continue // a record with nothing for the index (a key record)
 			}
-			found = true
 			o, err := UnmarshalOp(data)
 			if err != nil {
-				break // not a KV record: read the whole log
+				// Not a KV record: another program's, written with the
+				// writer key (a files put, a plain append). Look further
+				// back for the newest KV record (Session 20: this read
+				// the whole log from record 1 instead); the index counts
+				// it in Dropped when it applies it.
+				continue
 			}
+			found = true
 			first = o.Ckpt
 			if o.Kind == OpCheckpoint && o.Part+1 == o.Parts {
 				first = e.Seqno - o.Part

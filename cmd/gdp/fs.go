@@ -105,6 +105,12 @@ func (fc *fsCmd) openFS(cmd *cobra.Command, arg string, untilDone bool) (context
 		done()
 		return nil, nil, nil, err
 	}
+	if n := f.Stats.Skipped.Load(); n > 0 {
+		// Session 20: another program's records after the files (an SDK
+		// writer with the capsule's writer key) are skipped, not fatal.
+		fmt.Fprintf(cmd.ErrOrStderr(), "note: skipped the %d newest records of %s: they are not files records "+
+			"(written with the writer key by another program); every file and version before them reads as usual\n", n, name)
+	}
 	return ctx, f, done, nil
 }
 
