@@ -281,6 +281,9 @@ func (c *Client) recheckQUIC(cr *quicCreds) {
 		}
 		l.mu.Unlock()
 		for _, qc := range conns {
+			if qc.Context().Err() != nil {
+				continue // closed, not yet forgotten: not closed again, nor counted
+			}
 			if peer, _, err := dialerName(rawCerts(qc), cr); err != nil {
 				q.stats.withdrawn.Add(1)
 				l.log.Info("quic connection closed: its peer's credentials do not verify under the reloaded trust", logging.Peer(peer), zap.Error(err))
@@ -293,6 +296,11 @@ func (c *Client) recheckQUIC(cr *quicCreds) {
 // recheckDialled closes qc, dialled to name, unless the listener's
 // certificate still proves name under cr.
 func (c *Client) recheckDialled(qc *quic.Conn, name pdu.Name, cr *quicCreds) {
+	if qc.Context().Err() != nil {
+		// Closed already (maybe by an earlier reload) and not yet
+		// forgotten by trackDialled's goroutine: nothing to close or count.
+		return
+	}
 	got, _, err := tunnel.VerifyCertificate(rawCerts(qc), cr.verify)
 	if err == nil && got != name {
 		err = fmt.Errorf("%w: got %s, want %s", ErrWrongName, got, name)
@@ -481,6 +489,10 @@ func DialName(ctx context.Context, c *Client, name pdu.Name, cfg *QUICConfig) (*
 // before the connection is tracked.
 var quicDialledHook func()
 
+// quicForgetHook, set by tests, runs when a dialled connection has closed,
+// before trackDialled forgets it.
+var quicForgetHook func()
+
 // trackDialled keeps qc among the dialled connections a change of
 // credentials checks again, until it closes. cr are the credentials the
 // handshake verified the listener under: credentials stored since — their
@@ -500,6 +512,9 @@ func (c *Client) trackDialled(qc *quic.Conn, name pdu.Name, cr *quicCreds) {
 	}
 	go func() {
 		<-qc.Context().Done()
+		if h := quicForgetHook; h != nil {
+			h()
+		}
 		q.mu.Lock()
 		delete(q.dialled, qc)
 		q.mu.Unlock()
