@@ -25,7 +25,8 @@ type Config struct {
 	// Addrs are the underlay addresses ("ip:port") other routers may dial,
 	// published in location records. Default: Listen when it names a
 	// specific IP; a router behind NAT lists its public address here or
-	// relies on its upstream.
+	// relies on its upstream. gdp router resolves a host:port here to
+	// ip:port once at start (Session 20); New takes them as given.
 	Addrs []string `yaml:"addrs"`
 
 	// StateDir holds what the router keeps across restarts: the floor of

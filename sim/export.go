@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
@@ -25,6 +26,13 @@ type ExportOptions struct {
 	Image string
 	// Namespace of the Kubernetes objects. Default gdp-sim.
 	Namespace string
+	// Credentials, when set, are exported (Session 20): a Secret per node
+	// (compose: a directory per node beside the compose file) with its
+	// key, membership and domain at the paths node.yaml names, and the
+	// values that come from the keys filled in (each router's
+	// resolver.bootstrap peer ids, the endpoints' router_name). Nil: no
+	// credentials, node.yaml says in comments what to create and fill in.
+	Credentials *ExportCredentials
 }
 
 func (o *ExportOptions) defaults() {
@@ -49,8 +57,8 @@ const (
 	// name, kind, domain, router and DHT peers.
 	SimFile = "sim.yaml"
 	// Where an exported node expects its credentials (a Secret mounted
-	// read-only: not exported) and keeps its state (the container's own
-	// file system).
+	// read-only, mode 0400) and keeps its state (the container's own file
+	// system).
 	credDir  = "/var/lib/gdp"
 	stateDir = "/var/lib/gdp-state"
 	// LinksFile is the node's link emulation script in its ConfigMap.
@@ -73,6 +81,9 @@ type ExportNode struct {
 	Paths []ExportPath
 	// Script applies Paths with tc (links.sh).
 	Script string
+	// Secret are the node's credential files (ExportOptions.Credentials),
+	// at paths under /var/lib/gdp; none without credentials.
+	Secret []SecretFile
 }
 
 // NodeConfig is what the simulator knows of an exported node (sim.yaml).
@@ -85,6 +96,11 @@ type NodeConfig struct {
 	Attach   string   `yaml:"attach,omitempty"`    // a server's or client's router, host:port
 	DHT      string   `yaml:"dht,omitempty"`       // the router's DHT listen multiaddr
 	DHTPeers []string `yaml:"dht_peers,omitempty"` // routers whose DHT nodes it joins (host:port)
+	// With credentials (Session 20): the node's 256-bit name (what gdp
+	// ping and gdp capsule create --servers take) and a router's DHT peer
+	// id.
+	GDPName string `yaml:"gdp_name,omitempty"`
+	PeerID  string `yaml:"peer_id,omitempty"`
 }
 
 // ExportPath is the emulated path from a node to another: the links of
@@ -108,10 +124,21 @@ func hostName(node string) string {
 	return "gdp-" + h
 }
 
-// Export validates top and computes each node's configuration and paths.
-func (t *Topology) Export() ([]*ExportNode, error) {
+// Export validates top and computes each node's configuration and paths,
+// without credentials.
+func (t *Topology) Export() ([]*ExportNode, error) { return t.ExportWith(nil) }
+
+// ExportWith is Export with the credentials creds (nil: none): each node's
+// Secret files, and in node.yaml each router's resolver.bootstrap with the
+// peer ids of the routers it joins and each endpoint's router_name.
+func (t *Topology) ExportWith(creds *ExportCredentials) ([]*ExportNode, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
+	}
+	if creds != nil {
+		if err := creds.check(t); err != nil {
+			return nil, err
+		}
 	}
 	net, err := t.underlay()
 	if err != nil {
@@ -174,7 +201,15 @@ func (t *Topology) Export() ([]*ExportNode, error) {
 			e.Paths = append(e.Paths, composePath(hostOf[m.Name], dirs))
 		}
 		e.Script = linksScript(e)
-		e.Daemon = daemonConfig(e, hostOf)
+		if creds != nil {
+			nc := creds.Nodes[n.Name]
+			e.Config.GDPName = nc.Identity.Name.String()
+			if nc.PeerID != "" {
+				e.Config.PeerID = nc.PeerID.String()
+			}
+			e.Secret = creds.secretFiles(t, n)
+		}
+		e.Daemon = daemonConfig(t, e, hostOf, creds)
 	}
 	return out, nil
 }
@@ -184,34 +219,65 @@ func (t *Topology) Export() ([]*ExportNode, error) {
 // gdp router and gdp capsuled refuse: unknown keys name, kind, attach).
 // The routers find names through their DHT, whatever the topology's
 // resolver: the static resolver is a table shared inside the simulator's
-// process. What comes from the keys — the credentials, a router's DHT
-// peer id for resolver.bootstrap, the router's name for router_name — is
-// not exported; the comments say where each goes.
-func daemonConfig(e *ExportNode, hostOf map[string]string) string {
+// process. A router publishes its Service address (addrs) so the others
+// can dial it on demand (Session 20: before, it published none, listening
+// on 0.0.0.0). What comes from the keys — each router's DHT peer ids for
+// resolver.bootstrap, the router's name for router_name — is filled in
+// from creds (Session 20); without creds the comments say where each goes.
+func daemonConfig(t *Topology, e *ExportNode, hostOf map[string]string, creds *ExportCredentials) string {
 	var b strings.Builder
 	n := e.Node
-	alias := map[string]string{KindRouter: "router", KindServer: "capsuled", KindClient: "client"}[n.Kind]
+	alias := nodeAlias(n.Kind)
 	what := map[string]string{KindRouter: "gdp router config", KindServer: "gdp capsuled config",
 		KindClient: "client attach config (gdp capsule --config)"}[n.Kind]
 	fmt.Fprintf(&b, "# %s: %s (domain %s), exported by gdp sim (docs/SIMULATOR.md §9).\n", n.Name, what, n.Domain)
-	fmt.Fprintf(&b, "# Credentials are not exported: the node's key (alias %q) in %s/keys,\n", alias, credDir)
-	fmt.Fprintf(&b, "# its membership and its domain's metadata at the paths below (gdp cert).\n")
+	if creds != nil {
+		fmt.Fprintf(&b, "# Credentials minted by gdp sim export for this experiment: the node's key (alias %q),\n", alias)
+		fmt.Fprintf(&b, "# membership (valid until %s) and domain, in Secret %s (compose: a directory\n", creds.NotAfter.Format(time.RFC3339), e.Host)
+		fmt.Fprintf(&b, "# beside the compose file) mounted read-only at %s.\n", credDir)
+	} else {
+		fmt.Fprintf(&b, "# Credentials are not exported: the node's key (alias %q) in %s/keys,\n", alias, credDir)
+		fmt.Fprintf(&b, "# its membership and its domain's metadata at the paths below (gdp cert).\n")
+	}
 	if n.Kind != KindRouter {
 		fmt.Fprintf(&b, "router: %q\n", hostOf[n.Attach]+":"+strconv.Itoa(RouterPort))
-		fmt.Fprintf(&b, "# router_name: the name of %s's router key (gdp cert prints it); without it the\n", n.Attach)
-		fmt.Fprintf(&b, "# node asks the router's admin API, which listens inside the router's pod only.\n")
+		if creds != nil {
+			fmt.Fprintf(&b, "router_name: %q # %s\n", creds.Nodes[n.Attach].Identity.Name.String(), n.Attach)
+		} else {
+			fmt.Fprintf(&b, "# router_name: the name of %s's router key (gdp cert prints it); without it the\n", n.Attach)
+			fmt.Fprintf(&b, "# node asks the router's admin API, which listens inside the router's pod only.\n")
+		}
 	} else {
 		fmt.Fprintf(&b, "listen: \"0.0.0.0:%d\"\n", RouterPort)
+		fmt.Fprintf(&b, "addrs: [\"%s:%d\"] # where the other routers dial it (its Service)\n", e.Host, RouterPort)
 		fmt.Fprintf(&b, "state_dir: %s/router\n", stateDir)
 	}
 	fmt.Fprintf(&b, "keystore: %s/keys\nidentity: %s\nmember_cert: %s/%s.member\ndomain: %s/domain.meta\n",
 		credDir, alias, credDir, alias, credDir)
+	if creds != nil {
+		if tf := trustedFiles(t, n); len(tf) > 0 {
+			var paths []string
+			for _, f := range tf {
+				paths = append(paths, credDir+"/"+f.file)
+			}
+			fmt.Fprintf(&b, "trusted_domains: [%s] # the topology's other domains\n", strings.Join(paths, ", "))
+		}
+	}
 	switch n.Kind {
 	case KindRouter:
 		fmt.Fprintf(&b, "resolver:\n  mode: dht\n  listen: [/ip4/0.0.0.0/udp/%d/quic-v1]\n  bootstrap_timeout: 2m\n", DHTPort)
-		if len(e.Config.DHTPeers) == 0 {
+		switch {
+		case len(e.Config.DHTPeers) == 0:
 			b.WriteString("  # the first router: it joins no one\n")
-		} else {
+		case creds != nil:
+			b.WriteString("  # join the routers of its domain before it, by DHT address and peer id\n")
+			var boot []string
+			for _, p := range e.Config.DHTPeers {
+				host, _, _ := strings.Cut(p, ":")
+				boot = append(boot, fmt.Sprintf("/dns4/%s/udp/%d/quic-v1/p2p/%s", host, DHTPort, creds.Nodes[nodeOfHost(hostOf, host)].PeerID))
+			}
+			fmt.Fprintf(&b, "  bootstrap: [%s]\n", strings.Join(boot, ", "))
+		default:
 			b.WriteString("  # join the routers started before it, by DHT address and peer id\n")
 			b.WriteString("  # (gdp resolver --print-addrs with their keys), e.g.\n")
 			host, _, _ := strings.Cut(e.Config.DHTPeers[0], ":")
@@ -221,6 +287,16 @@ func daemonConfig(e *ExportNode, hostOf map[string]string) string {
 		fmt.Fprintf(&b, "dir: %s/capsuled\n", stateDir)
 	}
 	return b.String()
+}
+
+// nodeOfHost is the node whose host is h.
+func nodeOfHost(hostOf map[string]string, h string) string {
+	for n, x := range hostOf {
+		if x == h {
+			return n
+		}
+	}
+	return ""
 }
 
 func composePath(to string, dirs []*linkem.Dir) ExportPath {
@@ -290,25 +366,38 @@ func nodeCommand(e *ExportNode) []string {
 	return []string{"sh", "-c", "exec sleep infinity"}
 }
 
-// K8sObjects builds, per node, a ConfigMap (node.yaml, links.sh), a
-// Service and a Pod whose init container applies links.sh.
-func K8sObjects(top *Topology, opts ExportOptions) ([]*corev1.ConfigMap, []*corev1.Service, []*corev1.Pod, error) {
+// K8sManifests are the Kubernetes objects of an export, one of each per
+// node in topology order (Secrets only with credentials).
+type K8sManifests struct {
+	ConfigMaps []*corev1.ConfigMap
+	Services   []*corev1.Service
+	Pods       []*corev1.Pod
+	Secrets    []*corev1.Secret
+}
+
+// secretMode is the mode of every file of a node's Secret volume: a key
+// readable by others is refused (certs.Keystore).
+const secretMode int32 = 0o400
+
+// K8sObjects builds, per node, a ConfigMap (node.yaml, sim.yaml,
+// links.sh), a Service, a Pod whose init container applies links.sh and,
+// with opts.Credentials, a Secret with the node's credentials, mounted
+// read-only at /var/lib/gdp (mode 0400) in the node's container only.
+func K8sObjects(top *Topology, opts ExportOptions) (*K8sManifests, error) {
 	opts.defaults()
-	nodes, err := top.Export()
+	nodes, err := top.ExportWith(opts.Credentials)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	var cms []*corev1.ConfigMap
-	var svcs []*corev1.Service
-	var pods []*corev1.Pod
+	m := &K8sManifests{}
 	for _, e := range nodes {
 		simCfg, err := yaml.Marshal(e.Config)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
 		labels := map[string]string{LabelTopology: hostName(top.Name)[4:], LabelNode: e.Host, LabelKind: e.Node.Kind}
 		meta := metav1.ObjectMeta{Name: e.Host, Namespace: opts.Namespace, Labels: labels}
-		cms = append(cms, &corev1.ConfigMap{
+		m.ConfigMaps = append(m.ConfigMaps, &corev1.ConfigMap{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 			ObjectMeta: meta,
 			Data:       map[string]string{ConfigFile: e.Daemon, SimFile: string(simCfg), LinksFile: e.Script},
@@ -317,13 +406,13 @@ func K8sObjects(top *Topology, opts ExportOptions) ([]*corev1.ConfigMap, []*core
 		if e.Node.Kind == KindRouter { // every exported router runs a DHT node
 			ports = append(ports, corev1.ServicePort{Name: "dht", Protocol: corev1.ProtocolUDP, Port: DHTPort, TargetPort: intstr.FromInt32(DHTPort)})
 		}
-		svcs = append(svcs, &corev1.Service{
+		m.Services = append(m.Services, &corev1.Service{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 			ObjectMeta: meta,
 			Spec:       corev1.ServiceSpec{Selector: map[string]string{LabelNode: e.Host}, Ports: ports},
 		})
 		vol := corev1.VolumeMount{Name: "config", MountPath: configDir, ReadOnly: true}
-		pods = append(pods, &corev1.Pod{
+		pod := &corev1.Pod{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 			ObjectMeta: meta,
 			Spec: corev1.PodSpec{
@@ -342,16 +431,38 @@ func K8sObjects(top *Topology, opts ExportOptions) ([]*corev1.ConfigMap, []*core
 					ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: e.Host}},
 				}}},
 			},
-		})
+		}
+		if len(e.Secret) > 0 {
+			sec := &corev1.Secret{
+				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+				ObjectMeta: meta,
+				Type:       corev1.SecretTypeOpaque,
+				Data:       map[string][]byte{},
+			}
+			var items []corev1.KeyToPath
+			for _, f := range e.Secret {
+				sec.Data[f.Key] = f.Data
+				items = append(items, corev1.KeyToPath{Key: f.Key, Path: f.Path})
+			}
+			m.Secrets = append(m.Secrets, sec)
+			mode := secretMode
+			pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "credentials", VolumeSource: corev1.VolumeSource{
+				Secret: &corev1.SecretVolumeSource{SecretName: e.Host, Items: items, DefaultMode: &mode},
+			}})
+			c := &pod.Spec.Containers[0]
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "credentials", MountPath: credDir, ReadOnly: true})
+		}
+		m.Pods = append(m.Pods, pod)
 	}
-	return cms, svcs, pods, nil
+	return m, nil
 }
 
 // ExportK8s writes DIR/namespace.yaml and one DIR/<host>.yaml per node
-// (its ConfigMap, Service and Pod): `kubectl apply -f DIR`.
+// (its ConfigMap, Service, Pod and, with credentials, Secret; then the
+// file is mode 0600): `kubectl apply -f DIR`.
 func ExportK8s(top *Topology, dir string, opts ExportOptions) error {
 	opts.defaults()
-	cms, svcs, pods, err := K8sObjects(top, opts)
+	m, err := K8sObjects(top, opts)
 	if err != nil {
 		return err
 	}
@@ -359,18 +470,22 @@ func ExportK8s(top *Topology, dir string, opts ExportOptions) error {
 		return err
 	}
 	ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace}}
-	if err := writeDocs(filepath.Join(dir, "namespace.yaml"), ns); err != nil {
+	if err := writeDocs(filepath.Join(dir, "namespace.yaml"), 0o644, ns); err != nil {
 		return err
 	}
-	for i := range cms {
-		if err := writeDocs(filepath.Join(dir, cms[i].Name+".yaml"), cms[i], svcs[i], pods[i]); err != nil {
+	for i, cm := range m.ConfigMaps {
+		objs, mode := []any{cm, m.Services[i], m.Pods[i]}, os.FileMode(0o644)
+		if m.Secrets != nil { // before the Pod that mounts it
+			objs, mode = []any{cm, m.Secrets[i], m.Services[i], m.Pods[i]}, 0o600 // private keys
+		}
+		if err := writeDocs(filepath.Join(dir, cm.Name+".yaml"), mode, objs...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func writeDocs(path string, objs ...any) error {
+func writeDocs(path string, mode os.FileMode, objs ...any) error {
 	var b bytes.Buffer
 	for i, o := range objs {
 		y, err := sigyaml.Marshal(o)
@@ -382,14 +497,18 @@ func writeDocs(path string, objs ...any) error {
 		}
 		b.Write(y)
 	}
-	return writeFileAtomic(path, b.Bytes())
+	return writeFileAtomic(path, b.Bytes(), mode)
 }
 
 // writeFileAtomic writes through a temporary file, so a failed export
 // leaves no half-written manifest.
-func writeFileAtomic(path string, b []byte) error {
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	_ = os.Remove(tmp)
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -411,8 +530,11 @@ type ComposeService struct {
 	Command  []string             `yaml:"command"`
 	CapAdd   []string             `yaml:"cap_add"`
 	Configs  []ComposeConfigMount `yaml:"configs"`
-	Networks []string             `yaml:"networks"`
-	Labels   map[string]string    `yaml:"labels"`
+	// Volumes, with credentials: the node's credentials directory beside
+	// the compose file, read-only at /var/lib/gdp.
+	Volumes  []string          `yaml:"volumes,omitempty"`
+	Networks []string          `yaml:"networks"`
+	Labels   map[string]string `yaml:"labels"`
 }
 
 // ComposeConfigMount mounts a config into a service.
@@ -433,25 +555,32 @@ type ComposeNetwork struct {
 
 // ComposeFile builds the docker-compose form: a service per node on one
 // bridge network, its node.yaml and links.sh as inline configs, links.sh
-// applied (NET_ADMIN) before the node starts.
-func ComposeFile(top *Topology, opts ExportOptions) (*Compose, error) {
+// applied (NET_ADMIN) before the node starts; with opts.Credentials, each
+// node's credentials directory credDir/<host> (relative to the compose
+// file) mounted read-only at /var/lib/gdp.
+func ComposeFile(top *Topology, opts ExportOptions, credDir string) (*Compose, error) {
+	c, _, err := composeFile(top, opts, credDir)
+	return c, err
+}
+
+func composeFile(top *Topology, opts ExportOptions, creds string) (*Compose, []*ExportNode, error) {
 	opts.defaults()
-	nodes, err := top.Export()
+	nodes, err := top.ExportWith(opts.Credentials)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c := &Compose{Name: hostName(top.Name), Services: map[string]ComposeService{}, Configs: map[string]ComposeConfig{},
 		Networks: map[string]ComposeNetwork{"gdpsim": {Driver: "bridge"}}}
 	for _, e := range nodes {
 		simCfg, err := yaml.Marshal(e.Config)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		c.Configs[e.Host+"-config"] = ComposeConfig{Content: e.Daemon}
 		c.Configs[e.Host+"-sim"] = ComposeConfig{Content: string(simCfg)}
 		c.Configs[e.Host+"-links"] = ComposeConfig{Content: e.Script}
 		cmd := strings.Join(quoteAll(nodeCommand(e)), " ")
-		c.Services[e.Host] = ComposeService{
+		svc := ComposeService{
 			Image: opts.Image, Hostname: e.Host,
 			Command: []string{"sh", "-c", fmt.Sprintf("GDP_SIM_DEV=eth0 sh %s/%s && exec %s", configDir, LinksFile, cmd)},
 			CapAdd:  []string{"NET_ADMIN"},
@@ -463,8 +592,12 @@ func ComposeFile(top *Topology, opts ExportOptions) (*Compose, error) {
 			Networks: []string{"gdpsim"},
 			Labels:   map[string]string{LabelNode: e.Host, LabelKind: e.Node.Kind},
 		}
+		if len(e.Secret) > 0 {
+			svc.Volumes = []string{"./" + filepath.ToSlash(filepath.Join(creds, e.Host)) + ":" + credDir + ":ro"}
+		}
+		c.Services[e.Host] = svc
 	}
-	return c, nil
+	return c, nodes, nil
 }
 
 func quoteAll(args []string) []string {
@@ -475,9 +608,21 @@ func quoteAll(args []string) []string {
 	return out
 }
 
-// ExportCompose writes the docker-compose file to path.
+// ComposeCredentialsDir is where ExportCompose writes the credentials of
+// the compose file at path: the directory beside it named after it
+// (compose.yaml: compose-credentials).
+func ComposeCredentialsDir(path string) string {
+	base := filepath.Base(path)
+	return filepath.Join(filepath.Dir(path), strings.TrimSuffix(base, filepath.Ext(base))+"-credentials")
+}
+
+// ExportCompose writes the docker-compose file to path and, with
+// credentials, one directory per node under ComposeCredentialsDir(path)
+// (replacing a previous export's): keys/<alias>.key (0400), its metadata,
+// the membership and the domain (0444).
 func ExportCompose(top *Topology, path string, opts ExportOptions) error {
-	c, err := ComposeFile(top, opts)
+	dir := ComposeCredentialsDir(path)
+	c, nodes, err := composeFile(top, opts, filepath.Base(dir))
 	if err != nil {
 		return err
 	}
@@ -487,5 +632,10 @@ func ExportCompose(top *Topology, path string, opts ExportOptions) error {
 	if err := enc.Encode(c); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b.Bytes())
+	if opts.Credentials != nil {
+		if err := writeCredentialDirs(dir, nodes); err != nil {
+			return fmt.Errorf("export credentials to %s: %w", dir, err)
+		}
+	}
+	return writeFileAtomic(path, b.Bytes(), 0o644)
 }

@@ -2,6 +2,10 @@ package sim
 
 import (
 	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +17,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+
+	"github.com/gdpnet/gdpnet/certs"
 )
 
 func exportTopo(t *testing.T) *Topology {
@@ -27,7 +33,137 @@ func exportTopo(t *testing.T) *Topology {
 	})
 	top.Link("r1", "r2", Delay(10*time.Millisecond), Loss(0.01), Bandwidth(10_000_000))
 	top.Link("r2", "r3", Delay(10*time.Millisecond), Jitter(4*time.Millisecond))
+	top.AddServer("s1", "r2")
 	return top
+}
+
+func exportCreds(t *testing.T, top *Topology) *ExportCredentials {
+	t.Helper()
+	c, err := top.MintCredentials(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.NotAfter.Sub(c.NotBefore); d != DefaultCertLifetime+time.Hour {
+		t.Fatalf("memberships valid for %s, want the default %s from an hour before", d, DefaultCertLifetime)
+	}
+	return c
+}
+
+// exported is one node's export as a cluster would see it: its node.yaml,
+// sim.yaml and credential files by path under /var/lib/gdp, with modes.
+type exported struct {
+	daemon string
+	sim    NodeConfig
+	files  map[string][]byte
+	modes  map[string]os.FileMode
+}
+
+// checkCredentials checks every node's exported credentials (Session 20):
+// exactly the files node.yaml names, the key loads from a keystore laid
+// out as mounted (mode 0400) and is the identity sim.yaml names, the
+// membership makes it a member of the domain whose metadata is beside it;
+// each router's resolver.bootstrap names the routers of its domain before
+// it by their DHT peer ids, derived here from the keys in their own
+// files; each endpoint's router_name is its router's name; the domains'
+// private keys are in no exported file (all).
+func checkCredentials(t *testing.T, top *Topology, creds *ExportCredentials, nodes map[string]*exported, all []byte) {
+	t.Helper()
+	peerOf := map[string]string{}
+	nameOf := map[string]string{}
+	for _, n := range top.Nodes {
+		e := nodes[hostName(n.Name)]
+		a := nodeAlias(n.Kind)
+		want := []string{"keys/" + a + ".key", "keys/" + a + ".meta", a + ".member", "domain.meta"}
+		if len(e.files) != len(want) {
+			t.Fatalf("%s: credential files %v, want %v", n.Name, slices.Collect(maps.Keys(e.files)), want)
+		}
+		for _, key := range []string{"keystore: /var/lib/gdp/keys\nidentity: " + a + "\n", "member_cert: /var/lib/gdp/" + a + ".member\n", "domain: /var/lib/gdp/domain.meta\n"} {
+			if !strings.Contains(e.daemon, key) {
+				t.Fatalf("%s: node.yaml does not say %q:\n%s", n.Name, key, e.daemon)
+			}
+		}
+		dir := t.TempDir()
+		for _, w := range want {
+			if e.files[w] == nil {
+				t.Fatalf("%s: no %s in its credentials", n.Name, w)
+			}
+			p := filepath.Join(dir, w)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, e.files[w], e.modes[w]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ks, err := certs.OpenKeystore(filepath.Join(dir, "keys"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := ks.Load(a)
+		if err != nil {
+			t.Fatalf("%s: key as mounted: %v", n.Name, err)
+		}
+		if id.Name.String() != e.sim.GDPName || id.Name != creds.Nodes[n.Name].Identity.Name {
+			t.Fatalf("%s: key %s, sim.yaml says %s", n.Name, id.Name, e.sim.GDPName)
+		}
+		m, err := certs.ReadCertFile(filepath.Join(dir, a+".member"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dom, err := certs.ReadMetadataFile(filepath.Join(dir, "domain.meta"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := certs.NewVerifier(dom).VerifyMember(id.Meta, m, dom); err != nil || dom.Name() != creds.Domains[n.Domain].Name || !m.NotAfter.Equal(creds.NotAfter) {
+			t.Fatalf("%s: membership %v (domain %s, until %s)", n.Name, err, dom.Name(), m.NotAfter)
+		}
+		nameOf[n.Name] = id.Name.String()
+		if n.Kind == KindRouter {
+			pid, err := peerID(id)
+			if err != nil || pid.String() != e.sim.PeerID {
+				t.Fatalf("%s: peer id %s, sim.yaml says %s (%v)", n.Name, pid, e.sim.PeerID, err)
+			}
+			peerOf[n.Name] = pid.String()
+		}
+	}
+	for _, d := range creds.Domains {
+		seed := certs.Armor(certs.PEMPrivateKey, d.Key.Seed())
+		for _, form := range [][]byte{seed, []byte(base64.StdEncoding.EncodeToString(seed)), d.Key.Seed()} {
+			if bytes.Contains(all, form) {
+				t.Fatalf("a domain's private key is in the export")
+			}
+		}
+	}
+	var before []string
+	for _, n := range top.Nodes {
+		e := nodes[hostName(n.Name)]
+		var cfg struct {
+			RouterName string `yaml:"router_name"`
+			Resolver   struct {
+				Bootstrap []string `yaml:"bootstrap"`
+			} `yaml:"resolver"`
+		}
+		if err := yaml.Unmarshal([]byte(e.daemon), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if n.Kind != KindRouter {
+			if cfg.RouterName != nameOf[n.Attach] {
+				t.Fatalf("%s: router_name %q, want %s's %s", n.Name, cfg.RouterName, n.Attach, nameOf[n.Attach])
+			}
+			continue
+		}
+		var want []string
+		for _, r := range before[:min(len(before), dhtSeeds)] {
+			want = append(want, fmt.Sprintf("/dns4/%s/udp/%d/quic-v1/p2p/%s", hostName(r), DHTPort, peerOf[r]))
+		}
+		if !slices.Equal(cfg.Resolver.Bootstrap, want) {
+			t.Fatalf("%s: bootstrap %q, want %q", n.Name, cfg.Resolver.Bootstrap, want)
+		}
+		if !strings.Contains(e.daemon, fmt.Sprintf("addrs: [\"%s:%d\"]", hostName(n.Name), RouterPort)) {
+			t.Fatalf("%s: node.yaml does not publish its Service address:\n%s", n.Name, e.daemon)
+		}
+		before = append(before, n.Name)
+	}
 }
 
 // TestExportK8s: the manifests decode back strictly (UniversalDeserializer
@@ -36,8 +172,9 @@ func exportTopo(t *testing.T) *Topology {
 // other and with the topology's links.
 func TestExportK8s(t *testing.T) {
 	top := exportTopo(t)
+	creds := exportCreds(t, top)
 	dir := t.TempDir()
-	if err := ExportK8s(top, dir, ExportOptions{}); err != nil {
+	if err := ExportK8s(top, dir, ExportOptions{Credentials: creds}); err != nil {
 		t.Fatal(err)
 	}
 	sch := runtime.NewScheme()
@@ -46,6 +183,8 @@ func TestExportK8s(t *testing.T) {
 	}
 	dec := serializer.NewCodecFactory(sch, serializer.EnableStrict).UniversalDeserializer()
 	cms, svcs, pods := map[string]*corev1.ConfigMap{}, map[string]*corev1.Service{}, map[string]*corev1.Pod{}
+	secrets := map[string]*corev1.Secret{}
+	var all []byte
 	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if len(files) != len(top.Nodes)+1 {
 		t.Fatalf("%d files, want a namespace and one per node (%d)", len(files), len(top.Nodes))
@@ -54,6 +193,10 @@ func TestExportK8s(t *testing.T) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
+		}
+		all = append(all, b...)
+		if st, _ := os.Stat(f); filepath.Base(f) != "namespace.yaml" && st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s holds private keys with mode %04o, want 0600", f, st.Mode().Perm())
 		}
 		for _, doc := range bytes.Split(b, []byte("\n---\n")) {
 			obj, _, err := dec.Decode(doc, nil, nil)
@@ -67,6 +210,8 @@ func TestExportK8s(t *testing.T) {
 				svcs[o.Name] = o
 			case *corev1.Pod:
 				pods[o.Name] = o
+			case *corev1.Secret:
+				secrets[o.Name] = o
 			case *corev1.Namespace:
 				if o.Name != "gdp-sim" {
 					t.Fatalf("namespace %q", o.Name)
@@ -76,6 +221,7 @@ func TestExportK8s(t *testing.T) {
 			}
 		}
 	}
+	ex := map[string]*exported{}
 	for _, n := range top.Nodes {
 		h := hostName(n.Name)
 		cm, svc, pod := cms[h], svcs[h], pods[h]
@@ -97,6 +243,26 @@ func TestExportK8s(t *testing.T) {
 		if pod.Spec.Volumes[0].ConfigMap.Name != cm.Name || pod.Spec.InitContainers[0].SecurityContext.Capabilities.Add[0] != "NET_ADMIN" {
 			t.Fatalf("node %s: pod does not mount its configmap or cannot shape", n.Name)
 		}
+		// The Secret is mounted read-only at /var/lib/gdp, mode 0400, in
+		// the node's container only; its items are what node.yaml names.
+		sec := secrets[h]
+		if sec == nil || len(pod.Spec.Volumes) != 2 || pod.Spec.Volumes[1].Secret == nil {
+			t.Fatalf("node %s: secret %v, volumes %+v", n.Name, sec != nil, pod.Spec.Volumes)
+		}
+		sv := pod.Spec.Volumes[1].Secret
+		vm := pod.Spec.Containers[0].VolumeMounts
+		if sv.SecretName != h || sv.DefaultMode == nil || *sv.DefaultMode != 0o400 || len(vm) != 2 || vm[1].Name != pod.Spec.Volumes[1].Name ||
+			vm[1].MountPath != "/var/lib/gdp" || !vm[1].ReadOnly || len(pod.Spec.InitContainers[0].VolumeMounts) != 1 {
+			t.Fatalf("node %s: secret volume %+v mounted %+v", n.Name, sv, vm)
+		}
+		e := &exported{daemon: cm.Data[ConfigFile], sim: cfg, files: map[string][]byte{}, modes: map[string]os.FileMode{}}
+		for _, it := range sv.Items {
+			e.files[it.Path], e.modes[it.Path] = sec.Data[it.Key], os.FileMode(*sv.DefaultMode)
+		}
+		if len(sv.Items) != len(sec.Data) {
+			t.Fatalf("node %s: %d items of %d keys", n.Name, len(sv.Items), len(sec.Data))
+		}
+		ex[h] = e
 		// links.sh shapes the path to every other node.
 		for _, m := range top.Nodes {
 			if m != n && !strings.Contains(cm.Data[LinksFile], "IP=$(addr "+hostName(m.Name)+")") {
@@ -134,14 +300,49 @@ func TestExportK8s(t *testing.T) {
 	if p := svcs[hostName("r2")].Spec.Ports; len(p) != 2 || p[1].Port != DHTPort {
 		t.Fatalf("r2 service ports %+v", p)
 	}
+	checkCredentials(t, top, creds, ex, all)
+}
+
+// TestExportWithoutCredentials: ExportOptions without Credentials (gdp sim
+// export --credentials=false) exports no Secret and no key; node.yaml says
+// in comments what to create and fill in.
+func TestExportWithoutCredentials(t *testing.T) {
+	top := exportTopo(t)
+	m, err := K8sObjects(top, ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Secrets) != 0 || len(m.Pods[0].Spec.Volumes) != 1 {
+		t.Fatalf("%d secrets, volumes %+v", len(m.Secrets), m.Pods[0].Spec.Volumes)
+	}
+	for _, cm := range m.ConfigMaps {
+		d := cm.Data[ConfigFile]
+		if !strings.Contains(d, "Credentials are not exported") || strings.Contains(d, "router_name:") && !strings.Contains(d, "# router_name:") {
+			t.Fatalf("%s:\n%s", cm.Name, d)
+		}
+	}
+	if !strings.Contains(m.ConfigMaps[1].Data[ConfigFile], "# bootstrap: [/dns4/gdp-r1/udp/4001/quic-v1/p2p/PEER_ID]") {
+		t.Fatalf("r2 without the bootstrap to fill in:\n%s", m.ConfigMaps[1].Data[ConfigFile])
+	}
+	// Credentials minted for another topology are refused.
+	other := New("other")
+	other.AddRouter("x1", "")
+	oc, err := other.MintCredentials(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := K8sObjects(top, ExportOptions{Credentials: oc}); err == nil || !strings.Contains(err.Error(), "another topology") {
+		t.Fatalf("foreign credentials: %v", err)
+	}
 }
 
 // TestExportCompose: the docker-compose file decodes back strictly and
 // has a service per node with its config and links script.
 func TestExportCompose(t *testing.T) {
 	top := exportTopo(t)
-	path := filepath.Join(t.TempDir(), "compose.yaml")
-	if err := ExportCompose(top, path, ExportOptions{Image: "example/gdp:1"}); err != nil {
+	creds := exportCreds(t, top)
+	path := filepath.Join(t.TempDir(), "exp", "compose.yaml")
+	if err := ExportCompose(top, path, ExportOptions{Image: "example/gdp:1", Credentials: creds}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
@@ -154,6 +355,8 @@ func TestExportCompose(t *testing.T) {
 	if err := d.Decode(&c); err != nil {
 		t.Fatal(err)
 	}
+	all := b
+	ex := map[string]*exported{}
 	if len(c.Services) != len(top.Nodes) {
 		t.Fatalf("%d services, want %d", len(c.Services), len(top.Nodes))
 	}
@@ -174,6 +377,53 @@ func TestExportCompose(t *testing.T) {
 		if !strings.Contains(c.Configs[h+"-sim"].Content, "name: "+n.Name) || !strings.HasPrefix(c.Configs[h+"-config"].Content, "# "+n.Name+": ") {
 			t.Fatalf("node %s: sim.yaml %q, node.yaml %q", n.Name, c.Configs[h+"-sim"].Content, c.Configs[h+"-config"].Content)
 		}
+		// Its credentials: a directory beside the compose file, mounted
+		// read-only at /var/lib/gdp, files with their modes.
+		if want := "./compose-credentials/" + h + ":/var/lib/gdp:ro"; len(svc.Volumes) != 1 || svc.Volumes[0] != want {
+			t.Fatalf("node %s: volumes %q, want %q", n.Name, svc.Volumes, want)
+		}
+		var sc NodeConfig
+		d := yaml.NewDecoder(strings.NewReader(c.Configs[h+"-sim"].Content))
+		d.KnownFields(true)
+		if err := d.Decode(&sc); err != nil {
+			t.Fatal(err)
+		}
+		e := &exported{daemon: c.Configs[h+"-config"].Content, sim: sc, files: map[string][]byte{}, modes: map[string]os.FileMode{}}
+		root := filepath.Join(filepath.Dir(path), "compose-credentials", h)
+		err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+			if err != nil || de.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			st, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			if want := os.FileMode(0o444); strings.HasSuffix(p, ".key") {
+				want = 0o400
+				if st.Mode().Perm() != want {
+					return fmt.Errorf("%s mode %04o, want %04o", p, st.Mode().Perm(), want)
+				}
+			} else if st.Mode().Perm() != want {
+				return fmt.Errorf("%s mode %04o, want %04o", p, st.Mode().Perm(), want)
+			}
+			e.files[filepath.ToSlash(rel)], _ = os.ReadFile(p)
+			e.modes[filepath.ToSlash(rel)] = st.Mode().Perm()
+			all = append(all, e.files[filepath.ToSlash(rel)]...)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex[h] = e
+	}
+	checkCredentials(t, top, creds, ex, all)
+	// A second export replaces the credentials directory, no .tmp left.
+	if err := ExportCompose(top, path, ExportOptions{Credentials: exportCreds(t, top)}); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 2 {
+		t.Fatalf("beside the compose file after a second export: %v", ents)
 	}
 }
 

@@ -25,8 +25,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -590,15 +588,6 @@ type plainConn struct{ net.PacketConn }
 
 func (plainConn) SetReadBuffer(int) error  { return nil }
 func (plainConn) SetWriteBuffer(int) error { return nil }
-
-// peerID is a router's libp2p peer ID (its DHT identity).
-func peerID(id *certs.Identity) (peer.ID, error) {
-	priv, err := crypto.UnmarshalEd25519PrivateKey(id.Key)
-	if err != nil {
-		return "", err
-	}
-	return peer.IDFromPrivateKey(priv)
-}
 
 // writeFiles writes the domain and every router's key and membership, in
 // parallel; each router's config is written when it starts

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -71,6 +75,41 @@ func loadRouterConfig(path string) (router.Config, error) {
 	}
 	cfg = cfg.WithDefaults()
 	return cfg, validateRouterConfig(cfg)
+}
+
+// resolveAddrs turns each host name in addrs (a Kubernetes Service, as gdp
+// sim export writes) into the ip:port a location record carries, once at
+// start; an ip:port stays as it is. Session 20: before, a host name passed
+// the config check and then every publish refused it ("want canonical
+// ip:port"), so no other router could resolve or dial this one.
+func resolveAddrs(ctx context.Context, addrs []string) ([]string, error) {
+	var out []string
+	for _, a := range addrs {
+		if _, err := netip.ParseAddrPort(a); err == nil {
+			out = append(out, a)
+			continue
+		}
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("addrs %q: %w", a, err)
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("addrs %q: port %q: %w", a, port, err)
+		}
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ips, err := net.DefaultResolver.LookupNetIP(lctx, "ip", host)
+		cancel()
+		if err != nil || len(ips) == 0 {
+			return nil, fmt.Errorf("addrs %q: cannot resolve %s: %v; addrs are where other routers dial this one: an ip:port, or a host name that resolves where the router starts", a, host, err)
+		}
+		for _, ip := range ips {
+			if s := netip.AddrPortFrom(ip.Unmap(), uint16(p)).String(); !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out, nil
 }
 
 // loadRouterCreds loads the router's identity and trust from the files cfg
@@ -150,7 +189,17 @@ func runRouter(ctx context.Context, cfgPath string) (err error) {
 			log.Warn("closing the resolver", zap.Error(err))
 		}
 	}()
-	node, err := router.StartNode(cfg, router.Deps{
+	// The node runs with addrs resolved; cfg keeps the file's (a reload
+	// compares the file with it).
+	ncfg := cfg
+	if ncfg.Addrs, err = resolveAddrs(ctx, cfg.Addrs); err != nil {
+		_ = conn.Close()
+		if raw != nil {
+			_ = raw.Close()
+		}
+		return err
+	}
+	node, err := router.StartNode(ncfg, router.Deps{
 		Identity: creds.id, Member: creds.member, Domain: creds.domain, Verifier: creds.verifier,
 		Resolver: res, Logger: log, Registry: reg, Tick: cfg.Tick.Std(),
 	}, conn, raw)
