@@ -109,6 +109,9 @@ func (d *DHT) showRenewal() {
 		defer d.wg.Done()
 		sem := make(chan struct{}, 8)
 		var wg sync.WaitGroup
+		// The handshakes started are waited for also when the node
+		// closes meanwhile, so none outlives Close (review13).
+		defer wg.Wait()
 		for _, p := range peers {
 			select {
 			case sem <- struct{}{}:
@@ -125,7 +128,6 @@ func (d *DHT) showRenewal() {
 				}
 			}()
 		}
-		wg.Wait()
 	}()
 }
 
