@@ -222,42 +222,20 @@ func (f *FS) fetchRecord(ctx context.Context, seqno uint64) ([]byte, time.Time, 
 // fetch reads record seqno; want, when set, is the hash of its data the
 // manifest lists.
 func (f *FS) fetch(ctx context.Context, seqno uint64, want *[32]byte) (capsule.Record, error) {
-	select {
-	case f.sem <- struct{}{}:
-	case <-ctx.Done():
-		return capsule.Record{}, ctx.Err()
+	var rec capsule.Record
+	err := f.failover(ctx, func(i int) error {
+		r, err := f.fetchFrom(ctx, i, seqno, want)
+		rec = r
+		return err
+	})
+	if err != nil {
+		var all *allFailed
+		if errors.As(err, &all) {
+			return capsule.Record{}, fmt.Errorf("read %s record %d: every replica failed; first: %w", f.name, seqno, all.first)
+		}
+		return capsule.Record{}, err
 	}
-	defer func() { <-f.sem }()
-	var first error
-	f.rmu.Lock()
-	i, n := f.cur, len(f.servers)
-	f.rmu.Unlock()
-	for tries := 0; tries < n; tries++ {
-		rec, err := f.fetchFrom(ctx, i, seqno, want)
-		if err == nil {
-			return rec, nil
-		}
-		if ctx.Err() != nil {
-			return capsule.Record{}, ctx.Err()
-		}
-		f.Stats.BadReads.Add(1)
-		if first == nil {
-			first = err
-		}
-		f.rmu.Lock()
-		if f.cur == i {
-			f.cur = (i + 1) % n
-			if n > 1 {
-				f.Stats.Failovers.Add(1)
-			}
-		}
-		i = f.cur
-		f.rmu.Unlock()
-	}
-	if n > 1 {
-		return capsule.Record{}, fmt.Errorf("read %s record %d: every replica failed; first: %w", f.name, seqno, first)
-	}
-	return capsule.Record{}, first
+	return rec, nil
 }
 
 // tipPage is how many records one read takes when the tree's newest
@@ -338,10 +316,16 @@ func (f *FS) failover(ctx context.Context, read func(i int) error) error {
 		f.rmu.Unlock()
 	}
 	if n > 1 {
-		return fmt.Errorf("every replica failed; first: %w", first)
+		return &allFailed{first: first}
 	}
 	return first
 }
+
+// allFailed is failover's error when every one of several replicas failed.
+type allFailed struct{ first error }
+
+func (e *allFailed) Error() string { return "every replica failed; first: " + e.first.Error() }
+func (e *allFailed) Unwrap() error { return e.first }
 
 func (f *FS) fetchFrom(ctx context.Context, i int, seqno uint64, want *[32]byte) (capsule.Record, error) {
 	rd, err := f.reader(ctx, i)
