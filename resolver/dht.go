@@ -156,6 +156,7 @@ func NewDHT(ctx context.Context, cfg DHTConfig) (*DHT, error) {
 	d.store = newRecordStore(dssync.MutexWrap(ds.NewMapDatastore()), cfg.Identity.Name, cfg.MaxRecordsPerRouter,
 		cfg.RecordAge, val.set, d.verifier.now, d.metrics, d.log)
 	d.store.ownDomain, d.store.maxDomain = cfg.Domain.Name(), cfg.MaxRecordsPerDomain
+	d.store.sel = val.Select
 	d.local = records.NewValueStore(d.store, nsval, cfg.RecordAge)
 	kopts := []kad.Option{
 		kad.ValueDatastore(d.store),

@@ -10,6 +10,7 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	dsq "github.com/ipfs/go-datastore/query"
+	"github.com/libp2p/go-libp2p-kad-dht/records"
 	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -46,9 +47,17 @@ type recordStore struct {
 	max   int // < 0: unlimited
 	age   time.Duration
 	parse func(key string, value []byte) ([]*Record, error) // strict parse, no clock
-	now   func() time.Time                                  // the verifier's clock (expiry)
-	m     *dhtMetrics
-	log   *zap.Logger
+	// sel is the validator's Select. kad-dht's value store and the node's
+	// own (DHT.local) each select a put against the stored set before
+	// writing, under locks of their own: two puts of one key, one through
+	// each, could both pass and the worse land last (a lookup's fix-up put
+	// of the old set overwrote the publisher's own tombstone). Put selects
+	// again under mu, so the check and the write are one step. Nil: not
+	// checked.
+	sel func(key string, values [][]byte) (int, error)
+	now func() time.Time // the verifier's clock (expiry)
+	m   *dhtMetrics
+	log *zap.Logger
 
 	// ownDomain is the node's domain, never bounded; maxDomain bounds
 	// every other domain's entries (< 0 or 0: unlimited).
@@ -87,6 +96,15 @@ func (s *recordStore) Put(ctx context.Context, k ds.Key, value []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sel != nil {
+		if cur, err := s.Batching.Get(ctx, k); err == nil {
+			if old, oset := s.decode(cur); oset != nil && bytes.Equal(old.GetKey(), rec.GetKey()) {
+				if i, err := s.sel(string(rec.GetKey()), [][]byte{rec.GetValue(), old.GetValue()}); err == nil && i != 0 {
+					return fmt.Errorf("%w: a better record set is stored (checked at the write)", records.ErrOldRecord)
+				}
+			}
+		}
+	}
 	held := map[pdu.Name]bool{}
 	for _, o := range s.routers[k] {
 		held[o.router] = true

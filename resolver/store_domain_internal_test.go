@@ -10,6 +10,7 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p-kad-dht/records"
 	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -103,4 +104,60 @@ func (s *recordStore) putRecord(ctx context.Context, t *testing.T, name pdu.Name
 	}
 	k := ds.NewKey(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString([]byte(dhtKey(name)))) // as kad-dht keys its datastore
 	return k, rec, s.Put(ctx, k, v)
+}
+
+// TestStorePutKeepsTheBetterSet: the store refuses, at the write itself,
+// a set worse than the one it holds — the old location put after the
+// router's tombstone (a lookup's fix-up put racing the publisher's own
+// withdraw: kad-dht's value store and the node's own each selected under
+// their own lock, and the old set landed last, so the publisher found its
+// withdrawn name again; CI, TestDHTSmall). The tombstone stays; a newer
+// location is still taken.
+func TestStorePutKeepsTheBetterSet(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("keep")
+	m, err := newDHTMetrics(prometheus.NewRegistry(), "keep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := newValidator(&Verifier{Certs: certs.NewVerifier(d.Meta), Kind: KindLocation, Domain: d.Meta.Name()}, nil)
+	r := w.router(d, "publisher")
+	s := newRecordStore(dssync.MutexWrap(ds.NewMapDatastore()), r.id.Name, 100, time.Hour, val.set, time.Now, m, zap.NewNop())
+	s.sel = val.Select
+	ctx := context.Background()
+	name, chain := w.capsuleAt(r, "withdrawn", time.Hour)
+	live := w.location(r, name, chain, NextSequence())
+	tomb, err := live.Tombstone(r.id.Key, tombstoneSequence(live.Sequence))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _, err := s.putRecord(ctx, t, name, tomb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.putRecord(ctx, t, name, live); !errors.Is(err, records.ErrOldRecord) {
+		t.Fatalf("the old location put over its tombstone: %v, want ErrOldRecord", err)
+	}
+	held := func() *Record {
+		t.Helper()
+		b, err := s.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, set := s.decode(b)
+		if rec == nil || len(set) != 1 {
+			t.Fatalf("stored value does not decode to one entry: %v", set)
+		}
+		return set[0]
+	}
+	if got := held(); got.Sequence != tomb.Sequence {
+		t.Fatalf("the store holds sequence %d, want the tombstone's %d", got.Sequence, tomb.Sequence)
+	}
+	again := w.location(r, name, chain, NextSequence())
+	if _, _, err := s.putRecord(ctx, t, name, again); err != nil {
+		t.Fatalf("a newer location after the tombstone: %v", err)
+	}
+	if got := held(); got.Sequence != again.Sequence {
+		t.Fatalf("the store holds sequence %d, want the newer location's %d", got.Sequence, again.Sequence)
+	}
 }
