@@ -158,15 +158,41 @@ func (s *recordStore) Put(ctx context.Context, k ds.Key, value []byte) error {
 	return nil
 }
 
-// Delete removes a key and its entries from the counts.
+// Delete removes a key and its entries from the counts — unless the key
+// holds a record set a value store keeps (one of ours, received within
+// the record age), which Delete leaves in place and reports done. The
+// only deleter of a record set is a value store discarding what its Get
+// found corrupt, misfiled or older than the record age; it re-reads the
+// key under its own lock first, but kad-dht's value store and the node's
+// own (DHT.local) lock separately, so the other's put of a fresh set can
+// land between that re-read and this Delete: deleting then would lose
+// the fresh set (the publisher's own record, until its next republish).
 func (s *recordStore) Delete(ctx context.Context, k ds.Key) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if cur, err := s.Batching.Get(ctx, k); err == nil && s.fresh(cur) {
+		return nil
+	}
 	if err := s.Batching.Delete(ctx, k); err != nil {
 		return err
 	}
 	s.index(k, nil)
 	return nil
+}
+
+// fresh reports whether value is one of this store's record sets that a
+// value store would keep: it decodes, and it was received within the
+// record age (as records.ValueStore ages records).
+func (s *recordStore) fresh(value []byte) bool {
+	rec, _ := s.decode(value)
+	if rec == nil {
+		return false
+	}
+	if s.age <= 0 {
+		return true
+	}
+	recv, err := time.Parse(time.RFC3339Nano, rec.GetTimeReceived())
+	return err == nil && time.Since(recv) <= s.age
 }
 
 // Batch writes through Put and Delete, so batches are bounded too.

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
+	dsq "github.com/ipfs/go-datastore/query"
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
+	record "github.com/libp2p/go-libp2p-record"
 	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -159,5 +161,169 @@ func TestStorePutKeepsTheBetterSet(t *testing.T) {
 	}
 	if got := held(); got.Sequence != again.Sequence {
 		t.Fatalf("the store holds sequence %d, want the newer location's %d", got.Sequence, again.Sequence)
+	}
+}
+
+// hookedDatastore runs onGet (once armed) inside a Get of key, after
+// reading the value it returns: a put by another writer lands between
+// that read and whatever the reader does next.
+type hookedDatastore struct {
+	ds.Batching
+	key   ds.Key
+	gets  int
+	at    int // the Get of key that runs onGet (1: the first)
+	onGet func()
+}
+
+func (h *hookedDatastore) Get(ctx context.Context, k ds.Key) ([]byte, error) {
+	v, err := h.Batching.Get(ctx, k)
+	if k == h.key && h.onGet != nil {
+		if h.gets++; h.gets == h.at {
+			f := h.onGet
+			h.onGet = nil
+			f()
+		}
+	}
+	return v, err
+}
+
+// TestStoreDiscardKeepsTheFreshSet: kad-dht's value store and the node's
+// own (DHT.local) lock separately, so when one discards a set older than
+// the record age (its Get re-reads the key under its own lock, then
+// deletes), the other's put of a fresh set can land between the re-read
+// and the delete. The store keeps the fresh set: it was the publisher's
+// own record, lost until its next republish. A stale set is still
+// deleted, and so is one that does not decode.
+func TestStoreDiscardKeepsTheFreshSet(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("discard")
+	m, err := newDHTMetrics(prometheus.NewRegistry(), "discard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := newValidator(&Verifier{Certs: certs.NewVerifier(d.Meta), Kind: KindLocation, Domain: d.Meta.Name()}, nil)
+	nsval := record.NamespacedValidator{recordNamespace: val}
+	r := w.router(d, "publisher")
+	const age = time.Hour
+	inner := &hookedDatastore{Batching: dssync.MutexWrap(ds.NewMapDatastore())}
+	s := newRecordStore(inner, r.id.Name, 100, age, val.set, time.Now, m, zap.NewNop())
+	s.sel = val.Select
+	kadStore, local := records.NewValueStore(s, nsval, age), records.NewValueStore(s, nsval, age)
+	ctx := context.Background()
+	name, chain := w.capsuleAt(r, "discarded", time.Hour)
+	key := dhtKey(name)
+	old := w.location(r, name, chain, NextSequence())
+	if err := local.Put(ctx, key, mustPutRecord(t, key, old)); err != nil {
+		t.Fatal(err)
+	}
+	// Age the stored set past the record age, where it sits.
+	res, err := s.Query(ctx, dsq.Query{Prefix: "/" + recordNamespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := res.Rest()
+	if err != nil || len(stored) != 1 {
+		t.Fatalf("stored %d sets (%v), want 1", len(stored), err)
+	}
+	k := ds.NewKey(stored[0].Key)
+	aged := new(recpb.Record)
+	if err := proto.Unmarshal(stored[0].Value, aged); err != nil {
+		t.Fatal(err)
+	}
+	aged.TimeReceived = time.Now().Add(-2 * age).UTC().Format(time.RFC3339Nano)
+	agedBytes, err := proto.Marshal(aged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.Batching.Put(ctx, k, agedBytes); err != nil {
+		t.Fatal(err)
+	}
+	// kad-dht's Get finds the set too old (first read), re-reads it under
+	// its lock (second read) — and the publisher's fresh put lands there.
+	fresh := w.location(r, name, chain, NextSequence())
+	inner.key, inner.at = k, 2
+	var putErr error
+	inner.onGet = func() { putErr = local.Put(ctx, key, mustPutRecord(t, key, fresh)) }
+	if got, err := kadStore.Get(ctx, key); err != nil || got != nil {
+		t.Fatalf("kad-dht's Get of the aged set: %v, %v; want nothing (too old)", got, err)
+	}
+	if putErr != nil {
+		t.Fatalf("the publisher's put: %v", putErr)
+	}
+	got, err := kadStore.Get(ctx, key)
+	if err != nil || got == nil {
+		t.Fatalf("the publisher's fresh set was deleted by the other store's discard: %v, %v", got, err)
+	}
+	if set, err := val.set(key, got.GetValue()); err != nil || len(set) != 1 || set[0].Sequence != fresh.Sequence {
+		t.Fatalf("the store holds %v (%v), want the fresh set (sequence %d)", set, err, fresh.Sequence)
+	}
+	if n := len(s.routers); n != 1 {
+		t.Fatalf("the store counts %d keys, want 1", n)
+	}
+	// With no put in between, the aged set is discarded; so is garbage.
+	if err := inner.Batching.Put(ctx, k, agedBytes); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := kadStore.Get(ctx, key); err != nil || got != nil {
+		t.Fatalf("Get of the aged set: %v, %v; want nothing", got, err)
+	}
+	if _, err := inner.Batching.Get(ctx, k); !errors.Is(err, ds.ErrNotFound) {
+		t.Fatalf("the aged set is still stored: %v", err)
+	}
+	if err := inner.Batching.Put(ctx, k, []byte("not a record")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inner.Batching.Get(ctx, k); !errors.Is(err, ds.ErrNotFound) {
+		t.Fatalf("garbage is still stored: %v", err)
+	}
+}
+
+// mustPutRecord is rec as the one-entry set kad-dht puts under key.
+func mustPutRecord(t *testing.T, key string, rec *Record) *recpb.Record {
+	t.Helper()
+	b, err := MarshalSet([]*Record{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &recpb.Record{Key: []byte(key), Value: b}
+}
+
+// TestDHTStoreSelectsAtTheWrite: a node's record store is wired to the
+// validator's Select, so a put that passed a value store's check before
+// the node's own tombstone was written (kad-dht's store and DHT.local
+// lock separately) is refused at the write.
+func TestDHTStoreSelectsAtTheWrite(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("wired")
+	c := startDHTs(t, w, d, certs.NewVerifier(d.Meta), false, "wired", 1, 0, nil)
+	n, r := c.nodes[0], c.routers[0]
+	ctx := context.Background()
+	name, chain := w.capsuleAt(r, "wired", time.Hour)
+	live := w.location(r, name, chain, NextSequence())
+	tomb, err := live.Tombstone(r.id.Key, tombstoneSequence(live.Sequence))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := dhtKey(name)
+	if err := n.local.Put(ctx, key, mustPutRecord(t, key, tomb)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.store.Query(ctx, dsq.Query{Prefix: "/" + recordNamespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := res.Rest()
+	if err != nil || len(stored) != 1 {
+		t.Fatalf("stored %d sets (%v), want 1", len(stored), err)
+	}
+	v, err := proto.Marshal(mustPutRecord(t, key, live))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.store.Put(ctx, ds.NewKey(stored[0].Key), v); !errors.Is(err, records.ErrOldRecord) {
+		t.Fatalf("the old location written over the node's tombstone: %v, want ErrOldRecord", err)
 	}
 }
