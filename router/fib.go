@@ -16,6 +16,10 @@ import (
 // configured size bound.
 var ErrFIBFull = errors.New("router: fib full")
 
+// errFaceClosed: a hop was installed on a face that closed meanwhile; it
+// was removed again.
+var errFaceClosed = errors.New("router: face closed while its route was installed")
+
 // Origin says where a route came from.
 type Origin uint8
 
@@ -89,7 +93,9 @@ type FIB struct {
 	max    int
 	names  atomic.Int64
 
-	mu     sync.Mutex // guards exp and byFace; never held with a shard lock
+	// mu guards exp and byFace. It is taken before a shard's lock, never
+	// while one is held (unindex reads a shard under it).
+	mu     sync.Mutex
 	exp    expiryHeap
 	byFace map[uint64]map[pdu.Name]struct{}
 
@@ -151,6 +157,9 @@ func (f *FIB) Install(n pdu.Name, h Hop) error {
 	sortHops(hops)
 	s.t.set(&n, hops)
 	s.mu.Unlock()
+	if fibHookSet != nil {
+		fibHookSet(n)
+	}
 
 	f.mu.Lock()
 	if !h.Expiry.IsZero() {
@@ -163,8 +172,21 @@ func (f *FIB) Install(n pdu.Name, h Hop) error {
 	}
 	set[n] = struct{}{}
 	f.mu.Unlock()
+	if h.Face.closed.Load() {
+		// detach marks a face closed before RemoveFace takes its index:
+		// RemoveFace saw this entry, or this sees the face closed and
+		// removes the hop it would have left on a detached face.
+		f.removeIf(n, h.Face, func(Hop) bool { return true })
+		f.unindex(n, h.Face)
+		return errFaceClosed
+	}
 	return nil
 }
+
+// Test hooks (nil outside tests): fibHookSet runs when Install has set
+// its hop in the shard and not yet indexed it, fibHookRemoved when a
+// removal has taken a hop out of its shard and not yet out of the index.
+var fibHookSet, fibHookRemoved func(n pdu.Name)
 
 // sortHops orders hops nearest first (insertion sort: slices are tiny).
 func sortHops(h []Hop) {
@@ -184,16 +206,30 @@ func (f *FIB) Remove(n pdu.Name, face *Face) bool {
 	return removed
 }
 
-// unindex forgets that n has a hop through face.
+// unindex forgets that n has a hop through face, after a removal took
+// the hop out of its shard — unless n has a hop through face again: an
+// Install of n on face since (its hop set under the shard lock, its index
+// entry then under mu) owns the entry, and forgetting it would leave that
+// hop behind when the face detaches (RemoveFace goes by the index).
 func (f *FIB) unindex(n pdu.Name, face *Face) {
+	if fibHookRemoved != nil {
+		fibHookRemoved(n)
+	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.shard(&n)
+	s.mu.RLock()
+	again := slices.ContainsFunc(s.t.get(&n), func(h Hop) bool { return h.Face == face })
+	s.mu.RUnlock()
+	if again {
+		return
+	}
 	if set := f.byFace[face.id]; set != nil {
 		delete(set, n)
 		if len(set) == 0 {
 			delete(f.byFace, face.id)
 		}
 	}
-	f.mu.Unlock()
 }
 
 // unionDomains returns the domains proving both the installed hop o and
@@ -380,14 +416,7 @@ func (f *FIB) Expire(now time.Time) []Expired {
 			return !h.Expiry.IsZero() && !h.Expiry.After(now)
 		}) {
 			out = append(out, Expired{Name: it.name, Hop: gone})
-			f.mu.Lock()
-			if set := f.byFace[it.face.id]; set != nil {
-				delete(set, it.name)
-				if len(set) == 0 {
-					delete(f.byFace, it.face.id)
-				}
-			}
-			f.mu.Unlock()
+			f.unindex(it.name, it.face)
 		}
 	}
 	return out

@@ -334,3 +334,109 @@ func TestFIBDomainProofExpires(t *testing.T) {
 		t.Fatalf("Untrust kept a hop whose only trusted domain's proof had expired (removed %d)", removed)
 	}
 }
+
+// detachedFIBHops lists the names with a hop through face that RemoveFace
+// (what detach calls) left behind, after running it.
+func detachedFIBHops(f *FIB, face *Face) []pdu.Name {
+	f.RemoveFace(face)
+	var left []pdu.Name
+	f.Walk(func(n pdu.Name, hops []Hop) bool {
+		for _, h := range hops {
+			if h.Face == face {
+				left = append(left, n)
+			}
+		}
+		return true
+	})
+	return left
+}
+
+// TestFIBReinstallDuringRemovalStaysIndexed: a hop's shard and the
+// per-face index are guarded by two locks, so an Install of the same name
+// on the same face can land between a removal taking the old hop out of
+// its shard and out of the index (Remove: a withdraw racing the next
+// advertisement; Expire: a route expiring as the lookup that renews it
+// installs). The new hop keeps its index entry, so the face's detach
+// still removes it — not a route left on a closed face until it expires.
+func TestFIBReinstallDuringRemovalStaysIndexed(t *testing.T) {
+	t.Cleanup(func() { fibHookRemoved = nil })
+	now := time.Now()
+	for _, c := range []struct {
+		name   string
+		remove func(f *FIB, n pdu.Name, face *Face) bool
+	}{
+		{"remove", func(f *FIB, n pdu.Name, face *Face) bool { return f.Remove(n, face) }},
+		{"expire", func(f *FIB, n pdu.Name, face *Face) bool { return len(f.Expire(now.Add(2*time.Second))) == 1 }},
+		{"untrust", func(f *FIB, n pdu.Name, face *Face) bool {
+			removed, _ := f.Untrust(func(pdu.Name) bool { return false })
+			return removed == 1
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := NewFIB(0)
+			face, n := testFace(1), testName(7)
+			dom := testName(99)
+			if err := f.Install(n, Hop{Face: face, Expiry: now.Add(time.Second), Origin: OriginResolver, Domains: []pdu.Name{dom}}); err != nil {
+				t.Fatal(err)
+			}
+			var again error
+			fibHookRemoved = func(pdu.Name) {
+				fibHookRemoved = nil
+				again = f.Install(n, Hop{Face: face, Expiry: now.Add(time.Hour), Origin: OriginLocal})
+			}
+			if !c.remove(f, n, face) {
+				t.Fatal("the first hop was not removed")
+			}
+			if again != nil {
+				t.Fatalf("the install between: %v", again)
+			}
+			if hops := f.Lookup(n); len(hops) != 1 || hops[0].Face != face {
+				t.Fatalf("after the install between: %+v, want the new hop", hops)
+			}
+			if left := detachedFIBHops(f, face); len(left) != 0 {
+				t.Fatalf("the face detached, %d hops through it left in the FIB (its index entry was removed)", len(left))
+			}
+			if f.Len() != 0 {
+				t.Fatalf("Len = %d after the detach, want 0", f.Len())
+			}
+		})
+	}
+}
+
+// TestFIBInstallOnDetachingFace: a hop installed as its face detaches
+// (an advertisement or a lookup finishing as the tunnel goes down) is not
+// left in the FIB. Install sets the hop, then indexes it under another
+// lock; detach marks the face closed, then RemoveFace removes what the
+// index lists. When RemoveFace runs in between, Install sees the face
+// closed after indexing, removes its hop and says so.
+func TestFIBInstallOnDetachingFace(t *testing.T) {
+	t.Cleanup(func() { fibHookSet = nil })
+	f := NewFIB(0)
+	face, n, other := testFace(1), testName(8), testName(9)
+	if err := f.Install(other, Hop{Face: face}); err != nil {
+		t.Fatal(err)
+	}
+	var removed []pdu.Name
+	fibHookSet = func(pdu.Name) {
+		fibHookSet = nil
+		face.closed.Store(true) // as detach does, before RemoveFace
+		removed = f.RemoveFace(face)
+	}
+	if err := f.Install(n, Hop{Face: face, Origin: OriginLocal}); !errors.Is(err, errFaceClosed) {
+		t.Fatalf("Install on a face that detached meanwhile: %v, want errFaceClosed", err)
+	}
+	if len(removed) != 1 || removed[0] != other {
+		t.Fatalf("RemoveFace removed %v, want only the name indexed before", removed)
+	}
+	if hops := f.Lookup(n); len(hops) != 0 {
+		t.Fatalf("a hop on the detached face stayed in the FIB: %+v", hops)
+	}
+	if f.Len() != 0 {
+		t.Fatalf("Len = %d, want 0", f.Len())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.byFace) != 0 {
+		t.Fatalf("the index still lists faces: %v", f.byFace)
+	}
+}
