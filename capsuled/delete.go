@@ -17,6 +17,7 @@ import (
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/internal/clock"
 	"github.com/gdpnet/gdpnet/internal/logging"
+	"github.com/gdpnet/gdpnet/internal/vfsutil"
 	"github.com/gdpnet/gdpnet/pdu"
 )
 
@@ -156,8 +157,17 @@ func (s *Server) deleteCapsule(ctx context.Context, c pdu.Name) error {
 
 // remove forgets c's placement, durably.
 func (ps *placements) remove(c pdu.Name) error {
+	ps.wmu.Lock()
+	defer ps.wmu.Unlock()
 	path := filepath.Join(ps.dir, c.String()+".place")
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// On the placements' file system (as put writes), and the directory
+	// synced: a power cut must not bring back a placement whose data the
+	// DELETE went on to remove.
+	if err := ps.fs.Remove(path); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("placement: %w", err)
+		}
+	} else if err := vfsutil.SyncDir(ps.fs, ps.dir); err != nil {
 		return fmt.Errorf("placement: %w", err)
 	}
 	ps.mu.Lock()

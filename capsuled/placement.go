@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
 
@@ -163,6 +164,9 @@ type placements struct {
 	fs  vfs.FS
 	dir string
 	tmp atomic.Uint64 // temporary file names
+	// wmu orders the writes of placements (put, remove): a file and the
+	// map change together, and put checks the held record under it.
+	wmu sync.Mutex
 	mu  sync.RWMutex
 	m   map[pdu.Name]*placement
 	// byShare and byGroup index m by who.share and who.group
@@ -336,11 +340,24 @@ func (ps *placements) all() []*placement {
 	return out
 }
 
-// put stores p durably.
+// put stores p durably, unless the placement held has a newer placement
+// record (capsule.ErrStale). handleCreate checks that first, but a CREATE
+// waits for its location record between that check and this put, and two
+// CREATEs of one capsule run at once (the owner's renewal and a replay of
+// the CREATE held, whose record is not older): the check is made again
+// here, with the writes ordered, so the older cannot land last and roll
+// the replica set and AdCert back, nor the file and the map end up
+// holding different CREATEs.
 func (ps *placements) put(p *placement) error {
 	b, err := p.message().Marshal()
 	if err != nil {
 		return err
+	}
+	ps.wmu.Lock()
+	defer ps.wmu.Unlock()
+	if held := ps.get(p.name); held != nil && held.record != nil && p.record != nil && p.record.Issued.Before(held.record.Issued) {
+		return fmt.Errorf("create %s: %w: placement record of %s is older than the one held (%s), stored meanwhile", p.name, capsule.ErrStale,
+			p.record.Issued.Format(time.RFC3339), held.record.Issued.Format(time.RFC3339))
 	}
 	path := filepath.Join(ps.dir, p.name.String()+".place")
 	if err := ps.writeFileOn(path, b); err != nil {
