@@ -200,6 +200,9 @@ func (s *Store) applyLocked(ctx context.Context, cs *capsuleState, b *capsule.Ba
 // rewrites). The capsule's head becomes the result.
 func (s *Store) extend(cs *capsuleState, base *capsule.Head, b *capsule.Batch, pre *writeBatch) (*pendingWrite, error) {
 	c := cs.info.Name
+	if cs.deleted {
+		return nil, fmt.Errorf("append to %s: %w (deleted meanwhile)", c, ErrUnknownCapsule)
+	}
 	var nodes []nodeRec
 	a, err := base.Apply(b, func(level uint8, index uint64, h capsule.Hash) {
 		nodes = append(nodes, nodeRec{level, index, h})

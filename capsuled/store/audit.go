@@ -17,6 +17,9 @@ var evidenceSeq atomic.Uint64
 // equivocation stores the evidence durably, reports it and returns the error.
 func (s *Store) equivocation(ctx context.Context, cs *capsuleState, ev *capsule.Evidence) error {
 	c := cs.info.Name
+	if cs.deleted { // cs.mu held: no key of a deleted capsule after its range deletion
+		return fmt.Errorf("append to %s: %w (deleted meanwhile)", c, ErrUnknownCapsule)
+	}
 	s.log.Warn("writer equivocation", logging.Capsule(c), logging.Seqno(ev.Size),
 		logging.Reason(fmt.Sprintf("heartbeats %d and %d disagree", ev.A.Seqno, ev.B.Seqno)))
 	var wb writeBatch

@@ -64,6 +64,12 @@ type capsuleState struct {
 	// bytes are the bytes of the entries stored (Bytes): set under mu by
 	// extend, with the 'b' key in the same write batch.
 	bytes atomic.Uint64
+	// deleted (under mu): Delete took the capsule away. A write that got
+	// this state before (an append, an adoption) and its turn after finds
+	// it set and fails with ErrUnknownCapsule instead of writing keys of
+	// a deleted capsule after Delete's range deletion (keys a capsule
+	// created again under the name would have found).
+	deleted bool
 }
 
 func newCapsuleState(info capsule.Info, meta []byte) *capsuleState {
@@ -72,6 +78,10 @@ func newCapsuleState(info capsule.Info, meta []byte) *capsuleState {
 	cs.gen.Store(nodeGens.Add(1))
 	return cs
 }
+
+// deleteHook, set only by tests, runs in Delete once the capsule's state
+// is marked deleted, before its range deletion is queued.
+var deleteHook func(c pdu.Name)
 
 // nodeGens hands out the node cache's generations: every capsule state
 // and every branch gets one no other has had in this process. A READ
@@ -396,28 +406,41 @@ func (s *Store) state(c pdu.Name) (*capsuleState, error) {
 // Delete removes capsule c and everything held for it (entries, heartbeats,
 // nodes, abandoned branches, evidence), durably. Appends that race with it
 // either land before it (and are deleted too) or fail with
-// ErrUnknownCapsule.
+// ErrUnknownCapsule: the capsule's state is marked deleted under its lock
+// first, so no write of it is queued after the range deletion. The range
+// deletion is queued under the store's lock, in the step that takes the
+// capsule off the map, so a Create of the name after that queues its
+// metadata after it (not before, to be deleted with the old capsule).
 func (s *Store) Delete(ctx context.Context, c pdu.Name) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
-	s.mu.Lock()
-	cs := s.capsules[c]
-	if cs == nil {
-		s.mu.Unlock()
+	cs, err := s.state(c)
+	if err != nil {
 		return fmt.Errorf("delete capsule %s: %w", c, ErrUnknownCapsule)
 	}
-	delete(s.capsules, c)
-	s.mu.Unlock()
 	cs.mu.Lock()
-	defer cs.mu.Unlock()
+	cs.deleted = true
+	cs.moved.Broadcast() // appends waiting for a predecessor: none is coming
+	cs.mu.Unlock()
+	if deleteHook != nil {
+		deleteHook(c)
+	}
 	var b writeBatch
 	for _, t := range []byte{tMeta, tEntry, tHash, tNode, tHeartbeat, tAbandoned, tAbandonHB, tEvidence, tBytes} {
 		p := key(t, c)
 		b.delRange(p, prefixEnd(p))
 	}
+	s.mu.Lock()
+	if s.capsules[c] != cs {
+		// Another Delete took it (and a Create may have made it again).
+		s.mu.Unlock()
+		return fmt.Errorf("delete capsule %s: %w", c, ErrUnknownCapsule)
+	}
+	delete(s.capsules, c)
 	w, err := s.commit.enqueue(&b, nil)
+	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("delete capsule %s: %w", c, err)
 	}
