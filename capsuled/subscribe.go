@@ -354,7 +354,13 @@ func (ss *subscriptions) run(ctx context.Context, sub *subscription) {
 		left := time.Until(sub.expiry)
 		sub.mu.Unlock()
 		if left <= 0 {
-			return
+			if subHookLapsed != nil {
+				subHookLapsed(sub)
+			}
+			if ss.lapse(sub) {
+				return
+			}
+			continue // renewed meanwhile
 		}
 		t := time.NewTimer(left)
 		select {
@@ -368,6 +374,29 @@ func (ss *subscriptions) run(ctx context.Context, sub *subscription) {
 		t.Stop()
 	}
 }
+
+// lapse ends sub, whose lease ran out, unless a renewal came since its
+// run read the expiry: handleSubscribe renews a subscription it finds in
+// the map (under ss.mu) and answers OK, so one renewed between that read
+// and the end would be answered and then ended, and the subscriber get no
+// push until its next renewal found it gone. The expiry is read again
+// under ss.mu, and the subscription leaves the map in the same step.
+func (ss *subscriptions) lapse(sub *subscription) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	sub.mu.Lock()
+	left := time.Until(sub.expiry)
+	sub.mu.Unlock()
+	if left > 0 {
+		return false
+	}
+	ss.drop(sub)
+	return true
+}
+
+// subHookLapsed, set only by tests, runs when a subscription's run found
+// its lease over, before it ends it.
+var subHookLapsed func(sub *subscription)
 
 // push sends everything from next to the head (pages of records with the
 // newest heartbeat and a proof of each page's last entry), or the newest
