@@ -10,7 +10,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 BUILDTIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  ?= -X main.buildRevision=$(REVISION) -X main.buildTime=$(BUILDTIME)
 
-.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds soak soak-steady soak-life lint clean handoff-data handoff-bench mutate
+.PHONY: all build deb demo test test-race bench fuzz fuzz-seeds soak soak-steady soak-life soak-memory lint clean handoff-data handoff-bench mutate
 
 all: build
 
@@ -113,6 +113,14 @@ SOAK_LIFE ?= 30m
 soak-life:
 	GDP_SOAK=1 GDP_SOAK_LIFE=$(SOAK_LIFE) GDP_SOAK_OUT=$(abspath $(SOAK_OUT)) \
 		$(GO) test -count=1 -v -run 'TestSoakLife$$' -timeout 3h ./test/e2e
+
+# A capsule server's memory outside Go while its store takes 400 MiB of
+# records (GDP_SOAK_STORE_MIB) at full speed: pebble's memtables warm up,
+# then flat (OPERATIONS §6.11 Session 21) → SOAK_OUT/store-memory.csv.
+soak-memory:
+	mkdir -p $(SOAK_OUT)
+	GDP_SOAK=1 GDP_SOAK_OUT=$(abspath $(SOAK_OUT)) \
+		$(GO) test -count=1 -v -run 'TestSoakStoreMemory$$' -timeout 20m ./capsuled/store
 
 # Every Fuzz target, each for FUZZTIME (scripts/fuzz.sh: FUZZ_KEEP=1 keeps
 # the inputs found, FUZZ_ONLY=regexp picks targets). Crashers land in

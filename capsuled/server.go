@@ -598,6 +598,17 @@ func registerStoreMetrics(reg prometheus.Registerer, st *store.Store) error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "readahead_bytes",
 			Help: "Bytes of records read ahead and not yet asked for (all requesters)."},
 			func() float64 { return float64(st.Stats().ReadAheadBytes) }),
+		// Session 21: the store's memory outside the Go heap, what a
+		// capsule server's RSS grows with in its first hour of light writes
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "store_memtable_bytes",
+			Help: "Bytes the store's engine (pebble) has allocated to memtables: the one being written, those waiting for their flush, one kept for reuse. Outside the Go heap; resident as records fill them (64 MiB each at most)."},
+			func() float64 { return float64(st.Memory().MemTables) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "store_unflushed_bytes",
+			Help: "Bytes of the store's write-ahead log whose records are held in memtables, not yet flushed to tables (pebble flushes once 32 MiB wait; replayed at a restart)."},
+			func() float64 { return float64(st.Memory().Unflushed) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "store_block_cache_bytes",
+			Help: "Bytes in the store's block cache (32 MiB at most, less what memtables reserve of it). Outside the Go heap."},
+			func() float64 { return float64(st.Memory().BlockCache) }),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

@@ -175,3 +175,9 @@ func (e *pebbleEngine) commit(b *writeBatch) error {
 }
 
 func (e *pebbleEngine) close() error { return e.db.Close() }
+
+// memory reads pebble's memory outside the Go heap (Store.Memory).
+func (e *pebbleEngine) memory() Memory {
+	m := e.db.Metrics()
+	return Memory{MemTables: int64(m.MemTable.Size + m.MemTable.ZombieSize), Unflushed: int64(m.WAL.Size), BlockCache: m.BlockCache.Size}
+}

@@ -49,3 +49,40 @@ func (s *Store) Stats() Stats {
 	}
 	return st
 }
+
+// Memory is what the engine holds in memory outside the Go heap (pebble
+// allocates its memtables and block cache itself; a process's resident
+// memory beyond the Go runtime's is mostly these). bbolt reports zeros.
+type Memory struct {
+	// MemTables: bytes allocated to memtables — the one being written,
+	// those waiting for their flush, those an iterator still reads, and
+	// one kept for reuse. A memtable's pages become resident as records
+	// fill it. pebble starts at a 256 KiB memtable and doubles each one up
+	// to 64 MiB, and flushes only once 32 MiB wait: a lightly written
+	// server's resident memory grows with its writes until about 64 MiB
+	// are written, then holds one 64 MiB memtable being written, one kept
+	// for reuse and, while it is flushed, one more (four before writes
+	// stall; docs/OPERATIONS.md §5.7 Sizing the disk).
+	MemTables int64
+	// Unflushed: bytes of the write-ahead log whose records the memtables
+	// hold, not yet flushed to tables (replayed at a restart).
+	Unflushed int64
+	// BlockCache: bytes in the block cache (at most 32 MiB, less what the
+	// memtables reserve of it).
+	BlockCache int64
+}
+
+type memoryEngine interface{ memory() Memory }
+
+// Memory reads the engine's memory outside the Go heap; zeros once the
+// store is closed or for an engine that does not report it.
+func (s *Store) Memory() Memory {
+	if err := s.enter(); err != nil {
+		return Memory{}
+	}
+	defer s.leave()
+	if m, ok := s.eng.(memoryEngine); ok {
+		return m.memory()
+	}
+	return Memory{}
+}

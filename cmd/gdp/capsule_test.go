@@ -46,6 +46,21 @@ func TestDeployCapsuledYAML(t *testing.T) {
 	if err := validateCapsuledConfig(cfg); err == nil || !strings.Contains(err.Error(), "rtcert_lifetime 2s: at least 5s") {
 		t.Fatalf("rtcert_lifetime 2s: %v", err)
 	}
+	cfg.RtCertLifetime = config.Duration(time.Hour)
+	// pprof: off by default, and only ever on a loopback metrics address
+	if cfg.Pprof {
+		t.Fatal("pprof is on by default")
+	}
+	cfg.Pprof = true
+	for addr, want := range map[string]string{"127.0.0.1:8029": "", "[::1]:8029": "", "localhost:8029": "",
+		"0.0.0.0:8029": "pprof: true needs metrics on a loopback address", "192.0.2.1:8029": "pprof: true needs metrics on a loopback address",
+		":8029": "pprof: true needs metrics on a loopback address", "off": "pprof: true needs metrics"} {
+		cfg.Metrics = addr
+		err := validateCapsuledConfig(cfg)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("pprof: true with metrics %q: %v, want %q", addr, err, want)
+		}
+	}
 }
 
 // TestCapsuleCLI runs what an operator and a user would: a router, one

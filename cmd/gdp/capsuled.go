@@ -106,6 +106,9 @@ func runCapsuled(ctx context.Context, cfgPath string) (err error) {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		dashboard.Mount(mux, capsuledDashboard(srv, reg))
+		if cfg.Pprof {
+			mountPprof(mux)
+		}
 		if hs, err = serveHTTP(cfg.Metrics, "metrics", mux, log); err != nil {
 			_ = srv.Close()
 			return err

@@ -371,6 +371,10 @@ type capsuledConfig struct {
 	// Metrics is the address of /metrics. Default 127.0.0.1:8029; "off"
 	// disables it.
 	Metrics string `yaml:"metrics"`
+	// Pprof serves Go's profiles (/debug/pprof/: heap, goroutine, CPU) on
+	// the metrics listener, which must then be a loopback address. Default
+	// false (Session 21: how capsuled's memory in the life soak was read).
+	Pprof bool `yaml:"pprof"`
 	// DrainTimeout bounds the drain on SIGTERM. Default 5s.
 	DrainTimeout config.Duration `yaml:"drain_timeout"`
 	// RtCertLifetime is the validity of the RtCerts the server issues

@@ -141,6 +141,9 @@ func validateCapsuledConfig(c capsuledConfig) error {
 	if c.RtCertLifetime != 0 && c.RtCertLifetime.Std() < minRtCertLifetime {
 		errs = append(errs, fmt.Errorf("rtcert_lifetime %s: at least %s (the server renews at half of it)", c.RtCertLifetime.Std(), minRtCertLifetime))
 	}
+	if c.Pprof {
+		errs = append(errs, checkPprofAddr("metrics", c.Metrics))
+	}
 	return errors.Join(errs...)
 }
 
@@ -176,4 +179,22 @@ func checkDHTListen(rc resolver.Config) error {
 		}
 	}
 	return nil
+}
+
+// checkPprofAddr refuses pprof: true unless the listener it is served on
+// (key) is on a loopback address: profiles show memory contents' shapes,
+// command lines and stacks, and a CPU profile costs the daemon while it
+// runs, so they are never offered to the network.
+func checkPprofAddr(key, addr string) error {
+	if addr == "off" {
+		return fmt.Errorf("pprof: true needs %s: it is served there, and %s is off", key, key)
+	}
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil // checkAPIAddr says what is wrong with it
+	}
+	if ip := net.ParseIP(h); h == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return fmt.Errorf("pprof: true needs %s on a loopback address (127.0.0.1 or [::1]), not %q: profiles are never served to the network", key, addr)
 }

@@ -136,19 +136,20 @@ func startDashTopo(t *testing.T) *dashTopo {
 	})
 
 	// Capsule servers S1 at A and S2 at B.
-	server := func(alias string, at *routerDaemon) string {
+	server := func(alias string, at *routerDaemon, extra string) string {
 		id := d.identity(alias, certs.KindServer)
 		metrics := freePort(t)
 		d.run(alias, d.common(alias)+fmt.Sprintf("router: %q\nrouter_name: %s\ndir: %s\nmetrics: %s\nsync_interval: 500ms\n",
-			at.addr, at.name, filepath.Join(d.dir, alias+"-data"), metrics), runCapsuled)
+			at.addr, at.name, filepath.Join(d.dir, alias+"-data"), metrics)+extra, runCapsuled)
 		waitFor(t, alias+" attached", func() bool {
 			var rs []router.RouteInfo
 			return at.getJSON("/v1/routes?name="+id.Name.String(), &rs) && len(rs) == 1
 		})
 		return metrics
 	}
-	d.s1Metrics = server("s1", d.a)
-	d.s2Metrics = server("s2", d.b)
+	d.s1Metrics = server("s1", d.a, "")
+	// S2 serves Go's profiles beside its metrics (pprof: true, Session 21)
+	d.s2Metrics = server("s2", d.b, "pprof: true\n")
 
 	// An endpoint at A, and a pinger at B that pings it until the test
 	// ends: traffic through both routers.
@@ -437,6 +438,15 @@ func TestDashboards(t *testing.T) {
 		if _, err := httpGet("http://" + addr + "/metrics"); err != nil {
 			t.Errorf("/metrics beside the dashboard: %v", err)
 		}
+	}
+	// capsuled's profiles: only where pprof: true (S2), never by default (S1)
+	if resp, err := http.Get("http://" + d.s1Metrics + "/debug/pprof/heap"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/heap of a capsuled without pprof: %v %v, want 404", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+	if body, err := httpGet("http://" + d.s2Metrics + "/debug/pprof/heap?debug=1"); err != nil || !strings.Contains(body, "heap profile:") {
+		t.Errorf("GET /debug/pprof/heap?debug=1 of a capsuled with pprof: true: %v %.200q", err, body)
 	}
 	if !d.a.getJSON("/v1/status", &sum) {
 		t.Error("the router's admin API no longer answers beside the dashboard")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"go.uber.org/zap"
@@ -73,4 +74,14 @@ func (s *httpService) Shutdown(ctx context.Context) {
 	}
 	_ = s.srv.Shutdown(ctx)
 	<-s.done
+}
+
+// mountPprof serves Go's profiles under /debug/pprof/ on mux (a daemon's
+// pprof: true; the caller has checked the listener is loopback).
+func mountPprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }

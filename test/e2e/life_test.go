@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
 
 	"github.com/gdpnet/gdpnet/certs"
 	"github.com/gdpnet/gdpnet/client"
@@ -82,7 +89,7 @@ func TestSoakLife(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cl := newSoakClusterWith(t, soakOpts{memberLife: memberLife, rtcertLife: 2 * time.Minute, gateway: true, logLevel: "info"})
+	cl := newSoakClusterWith(t, soakOpts{memberLife: memberLife, rtcertLife: 2 * time.Minute, gateway: true, logLevel: "info", pprof: true})
 	if cl.mounted { // s3's tmpfs is small for the fault suite's full disk; this soak writes for long
 		if out, err := exec.Command("mount", "-o", "remount,size=2g", cl.tmpfs).CombinedOutput(); err != nil {
 			t.Fatalf("growing s3's tmpfs: %v: %s", err, out)
@@ -146,6 +153,7 @@ func TestSoakLife(t *testing.T) {
 	start := time.Now()
 	lr.start = start
 	lr.sample("start")
+	lr.heapProfiles(out)
 	warned := false
 	next := 0
 	for k := 1; time.Since(start) < dur; k++ {
@@ -181,6 +189,9 @@ func TestSoakLife(t *testing.T) {
 			}
 		}
 		lr.sample(fmt.Sprintf("step %d", k))
+		if k%6 == 1 {
+			lr.heapProfiles(out)
+		}
 		if t.Failed() {
 			break
 		}
@@ -253,6 +264,18 @@ type lifeSample struct {
 	Pid    map[string]int
 	Tables map[string]int
 	Lines  map[string]int
+	// Heap and GoSys: go_memstats_heap_inuse_bytes, and
+	// go_memstats_sys_bytes less go_memstats_heap_released_bytes (what
+	// the Go runtime holds; RSS beyond it is memory allocated outside Go,
+	// as pebble's memtables and block cache are).
+	Heap, GoSys map[string]float64
+	// Anon and File split the RSS (KiB, /proc/PID/status RssAnon and
+	// RssFile: the binary's pages read in count as File).
+	Anon, File map[string]int
+	// MemTable and Unflushed: a capsule server's
+	// gdp_capsuled_store_memtable_bytes and _unflushed_bytes (pebble's
+	// memtables, outside the Go heap, and the WAL bytes they hold).
+	MemTable, Unflushed map[string]float64
 }
 
 func (lr *lifeRun) note(format string, args ...any) {
@@ -267,14 +290,97 @@ func (lr *lifeRun) note(format string, args ...any) {
 }
 
 func (lr *lifeRun) sample(label string) {
-	s := lifeSample{At: time.Since(lr.start), Label: label, Usage: lr.cl.usage(lr.t), Pid: map[string]int{}, Tables: map[string]int{}, Lines: lr.lines()}
+	s := lifeSample{At: time.Since(lr.start), Label: label, Usage: lr.cl.usage(lr.t), Pid: map[string]int{}, Tables: map[string]int{}, Lines: lr.lines(),
+		Heap: map[string]float64{}, GoSys: map[string]float64{}, Anon: map[string]int{}, File: map[string]int{},
+		MemTable: map[string]float64{}, Unflushed: map[string]float64{}}
 	for _, n := range lr.cl.procNames() {
 		if p := lr.cl.procs[n]; p.cmd != nil {
 			s.Pid[n] = p.cmd.Process.Pid
 			s.Tables[n] = tableFiles(p.cmd.Process.Pid)
+			s.Anon[n], s.File[n] = rssSplit(p.cmd.Process.Pid)
+		}
+		if strings.HasPrefix(n, "s") {
+			s.MemTable[n] = promGauge(lr.cl.admin[n], "gdp_capsuled_store_memtable_bytes")
+			s.Unflushed[n] = promGauge(lr.cl.admin[n], "gdp_capsuled_store_unflushed_bytes")
+		}
+		s.Heap[n] = promGauge(lr.cl.admin[n], "go_memstats_heap_inuse_bytes")
+		s.GoSys[n] = promGauge(lr.cl.admin[n], "go_memstats_sys_bytes")
+		if rel := promGauge(lr.cl.admin[n], "go_memstats_heap_released_bytes"); s.GoSys[n] >= 0 && rel >= 0 {
+			s.GoSys[n] -= rel // returned to the OS: not resident
 		}
 	}
 	lr.samples = append(lr.samples, s)
+}
+
+// plotMemory draws each capsule server's memory outside the Go runtime
+// (RssAnon less go_memstats_sys_bytes) beside its pebble memtables
+// (gdp_capsuled_store_memtable_bytes) and the Go heap in use.
+func (lr *lifeRun) plotMemory(file string) error {
+	p := plot.New()
+	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = "Capsule servers: memory outside Go vs pebble's memtables (life soak)", "minutes", "MiB"
+	var lines []any
+	for _, n := range []string{"s1", "s2", "s3"} {
+		var outside, mem, heap plotter.XYs
+		for _, s := range lr.samples {
+			if s.GoSys[n] < 0 || s.MemTable[n] < 0 {
+				continue // a restart: nothing to read
+			}
+			x := s.At.Minutes()
+			outside = append(outside, plotter.XY{X: x, Y: float64(s.Anon[n])/1024 - s.GoSys[n]/(1<<20)})
+			mem = append(mem, plotter.XY{X: x, Y: s.MemTable[n] / (1 << 20)})
+			heap = append(heap, plotter.XY{X: x, Y: s.Heap[n] / (1 << 20)})
+		}
+		lines = append(lines, n+" RSS anon − Go sys", outside, n+" memtables", mem, n+" Go heap in use", heap)
+	}
+	if err := plotutil.AddLines(p, lines...); err != nil {
+		return err
+	}
+	return p.Save(10*vg.Inch, 5*vg.Inch, file)
+}
+
+// rssSplit reads RssAnon and RssFile (KiB) from /proc/PID/status.
+func rssSplit(pid int) (anon, file int) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+			anon, _ = strconv.Atoi(strings.Fields(v)[0])
+		}
+		if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
+			file, _ = strconv.Atoi(strings.Fields(v)[0])
+		}
+	}
+	return anon, file
+}
+
+// heapProfiles saves each capsule server's heap profile (after a GC) as
+// OUT/heap/NAME-SECONDSs-pidPID.pb.gz, for go tool pprof -base: what a
+// process's heap gained between two of them.
+func (lr *lifeRun) heapProfiles(out string) {
+	dir := filepath.Join(out, "heap")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		lr.t.Errorf("heap profiles: %v", err)
+		return
+	}
+	hc := http.Client{Timeout: 20 * time.Second}
+	at := time.Since(lr.start).Seconds()
+	for _, n := range []string{"s1", "s2", "s3"} {
+		p := lr.cl.procs[n]
+		if p.cmd == nil {
+			continue
+		}
+		resp, err := hc.Get("http://" + lr.cl.admin[n] + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			lr.note("heap profile: %v", err)
+			continue
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			lr.note("heap profile of %s: %v (HTTP %d)", n, err, resp.StatusCode)
+			continue
+		}
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%04.0fs-pid%d.pb.gz", n, at, p.cmd.Process.Pid)), b, 0o644)
+	}
 }
 
 // lines counts each daemon's log lines.
@@ -623,6 +729,27 @@ func (lr *lifeRun) report(out string, elapsed time.Duration, reads, readErrs int
 	}
 	if err := writeSteady(out, "life", steady, procs); err != nil {
 		t.Errorf("writing the curves: %v", err)
+	}
+	// the Go runtime's share of each daemon's RSS
+	var hb strings.Builder
+	hb.WriteString("seconds")
+	for _, n := range procs {
+		hb.WriteString("," + n + "_pid," + n + "_rss_kib," + n + "_rss_anon_kib," + n + "_rss_file_kib," + n + "_go_heap_inuse_kib," + n + "_go_sys_kib," + n + "_memtable_kib," + n + "_unflushed_kib")
+	}
+	hb.WriteString("\n")
+	for _, s := range lr.samples {
+		fmt.Fprintf(&hb, "%.1f", s.At.Seconds())
+		for _, n := range procs {
+			fmt.Fprintf(&hb, ",%d,%d,%d,%d,%.0f,%.0f,%.0f,%.0f", s.Pid[n], s.Usage[n].rssKiB, s.Anon[n], s.File[n], s.Heap[n]/1024, s.GoSys[n]/1024,
+				max(s.MemTable[n], 0)/1024, max(s.Unflushed[n], 0)/1024)
+		}
+		hb.WriteString("\n")
+	}
+	if err := os.WriteFile(filepath.Join(out, "life-heap.csv"), []byte(hb.String()), 0o644); err != nil {
+		t.Errorf("writing the heap samples: %v", err)
+	}
+	if err := lr.plotMemory(filepath.Join(out, "life-memory.png")); err != nil {
+		t.Errorf("plotting the capsule servers' memory: %v", err)
 	}
 	var b strings.Builder
 	b.WriteString("seconds,kind,target,recovery_seconds")

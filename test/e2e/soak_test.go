@@ -456,6 +456,7 @@ type soakOpts struct {
 	rtcertLife time.Duration // capsuled's rtcert_lifetime ("" when 0)
 	gateway    bool          // a gdp gateway ("gw") attached to r1
 	logLevel   string        // default GDP_SOAK_LOG, else warn
+	pprof      bool          // capsuled's pprof: true (heap profiles from its metrics address)
 }
 
 func newSoakCluster(t *testing.T) *soakCluster { return newSoakClusterWith(t, soakOpts{}) }
@@ -589,6 +590,9 @@ log: {level: %s}
 `, c.routers[rn], c.ids[rn].Name, data, c.admin[n], logLevel)
 		if o.rtcertLife > 0 {
 			conf += fmt.Sprintf("rtcert_lifetime: %s\n", o.rtcertLife)
+		}
+		if o.pprof {
+			conf += "pprof: true\n"
 		}
 		daemon(n, "capsuled", "--config", writeConf(t, dir, n, conf))
 	}
