@@ -34,7 +34,8 @@ import (
 // TestSoakLife is the accelerated life test (`make soak-life`, Session 20):
 // what months of operation bring over and over, in minutes. The fault
 // suite's cluster (a resolver, three routers r1 – r2 – r3, three capsule
-// servers holding one capsule with W = 2 of 3) and a `gdp gateway` on r1,
+// servers holding one capsule with W = 2 of 3), a `gdp gateway` on r1 and
+// (Session 21) a `gdp handoffd` on r3,
 // real gdp processes logging at info, every membership issued for
 // GDP_SOAK_LIFE_MEMBER (default 5m) and capsuled's RtCerts for 2m, under a
 // light steady load (GDP_SOAK_LIFE_RATE records/s, default 50, each tenth
@@ -49,12 +50,13 @@ import (
 //     daemon must then have logged its expiry warning, before the expiry;
 //   - every sixth step, a SIGHUP to every daemon;
 //   - every sixth step (three after), kill -9 of one neighbour in turn —
-//     r1, s1, the resolver, r2, s2, the gateway, r3, s3 — restarted 0.5 s
-//     later.
+//     r1, s1, the resolver, r2, s2, the gateway, r3, s3, handoffd —
+//     restarted 0.5 s later.
 //
 // After each event the cluster must recover by itself within 60 s (every
 // router up and peered, every server's route at its router, the resolver
-// answering with its DHT peers back, the gateway attached, an append made
+// answering with its DHT peers back, the gateway attached, handoffd
+// attached and answering a ping by its name from r2, an append made
 // after the event acknowledged by W and held by all three replicas; a
 // renewal also until every daemon exports the new expiry): the recovery
 // times are reported per kind of event. A renewal or a SIGHUP must close
@@ -68,7 +70,9 @@ import (
 // daemon's longest-lived process must not grow after the warm-up (the
 // steady soak's judge), and every acknowledged record must read back
 // verified. Samples go to GDP_SOAK_OUT (life.csv, life-rss.png,
-// life-goroutines.png, events.csv).
+// life-goroutines.png, events.csv; Session 21: life-heap.csv with each
+// daemon's RSS split and Go's share, life-memory.png, and the capsule
+// servers' heap profiles every 2 minutes in heap/, for go tool pprof -base).
 func TestSoakLife(t *testing.T) {
 	if os.Getenv("GDP_SOAK") != "1" {
 		t.Skip("the life soak runs with GDP_SOAK=1 GDP_SOAK_LIFE=30m (make soak-life)")
@@ -89,7 +93,7 @@ func TestSoakLife(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cl := newSoakClusterWith(t, soakOpts{memberLife: memberLife, rtcertLife: 2 * time.Minute, gateway: true, logLevel: "info", pprof: true})
+	cl := newSoakClusterWith(t, soakOpts{memberLife: memberLife, rtcertLife: 2 * time.Minute, gateway: true, handoffd: true, logLevel: "info", pprof: true})
 	if cl.mounted { // s3's tmpfs is small for the fault suite's full disk; this soak writes for long
 		if out, err := exec.Command("mount", "-o", "remount,size=2g", cl.tmpfs).CombinedOutput(); err != nil {
 			t.Fatalf("growing s3's tmpfs: %v: %s", err, out)
@@ -149,7 +153,7 @@ func TestSoakLife(t *testing.T) {
 
 	t.Logf("life: memberships for %s, renewal timer every %s, SIGHUPs and kills every %s, %d records/s, for %s",
 		memberLife, step, 6*step, rate, dur)
-	neighbours := []string{"r1", "s1", "resolver", "r2", "s2", "gw", "r3", "s3"}
+	neighbours := []string{"r1", "s1", "resolver", "r2", "s2", "gw", "r3", "s3", "ho"}
 	start := time.Now()
 	lr.start = start
 	lr.sample("start")
@@ -420,8 +424,8 @@ func (lr *lifeRun) faces() map[string]uint64 {
 
 // unhealthy says what is not back yet ("" when the cluster is whole):
 // every router up and peered, every server's route at its router, the
-// resolver with its DHT peers, the gateway attached, record seq
-// acknowledged and held by every replica.
+// resolver with its DHT peers, the gateway attached, handoffd attached and
+// reachable by name, record seq acknowledged and held by every replica.
 func (lr *lifeRun) unhealthy(ctx context.Context, seq uint64) string {
 	c := lr.cl
 	want := map[string][]string{"r1": {"r2"}, "r2": {"r1", "r3"}, "r3": {"r2"}}
@@ -451,6 +455,18 @@ func (lr *lifeRun) unhealthy(ctx context.Context, seq uint64) string {
 	}
 	if n := promGauge(c.admin["gw"], "gdp_tunnel_links"); n != 1 {
 		return fmt.Sprintf("the gateway has %v tunnels", n)
+	}
+	if _, ok := c.procs["ho"]; ok {
+		if n := promGauge(c.admin["ho"], "gdp_tunnel_links"); n != 1 {
+			return fmt.Sprintf("handoffd has %v tunnels", n)
+		}
+		// reachable by name: the test's endpoint at r2 pings it at r3
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := lr.w.cli.Ping(pctx, c.ids["ho"].Name, 0, time.Second)
+		cancel()
+		if err != nil {
+			return fmt.Sprintf("handoffd not reachable by name from r2: %v", err)
+		}
 	}
 	if a := uint64(lr.sw.acked.Load()); a < seq {
 		return fmt.Sprintf("record %d not acknowledged (acknowledged %d)", seq, a)

@@ -455,6 +455,7 @@ type soakOpts struct {
 	memberLife time.Duration
 	rtcertLife time.Duration // capsuled's rtcert_lifetime ("" when 0)
 	gateway    bool          // a gdp gateway ("gw") attached to r1
+	handoffd   bool          // a gdp handoffd ("ho") attached to r3
 	logLevel   string        // default GDP_SOAK_LOG, else warn
 	pprof      bool          // capsuled's pprof: true (heap profiles from its metrics address)
 }
@@ -474,6 +475,10 @@ func newSoakClusterWith(t *testing.T, o soakOpts) *soakCluster {
 	if o.gateway {
 		kinds["gw"] = certs.KindClient
 		c.names = append(c.names, "gw")
+	}
+	if o.handoffd {
+		kinds["ho"] = certs.KindClient
+		c.names = append(c.names, "ho")
 	}
 	// memberships issued an hour back: a node skewed 10 minutes behind
 	// then meets the clock windows, not certificates younger than its skew
@@ -609,6 +614,13 @@ log: {level: %s}
 			c.routers["r1"], c.ids["r1"].Name, filepath.Join(dir, "gw.sock"), c.admin["gw"], logLevel)
 		daemon("gw", "gateway", "--config", writeConf(t, dir, "gw", conf))
 		waitFor(t, "the gateway attached to r1", 30*time.Second, func() bool { return promGauge(c.admin["gw"], "gdp_tunnel_links") == 1 })
+	}
+	if o.handoffd {
+		c.admin["ho"] = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+		conf := creds("ho") + fmt.Sprintf("router: %q\nrouter_name: %q\ncache: %s\ndir: %s\nmetrics: %q\nlog: {level: %s}\n",
+			c.routers["r3"], c.ids["r3"].Name, filepath.Join(dir, "ho-cache"), filepath.Join(dir, "ho-received"), c.admin["ho"], logLevel)
+		daemon("ho", "handoffd", "--config", writeConf(t, dir, "ho", conf))
+		waitFor(t, "handoffd attached to r3", 30*time.Second, func() bool { return promGauge(c.admin["ho"], "gdp_tunnel_links") == 1 })
 	}
 	common := []string{"--router", c.routers["r2"], "--router-name", c.ids["r2"].Name.String(), "--keystore", c.ksDir,
 		"--identity", "client", "--member", filepath.Join(dir, "client.member"), "--domain", domainPath}
