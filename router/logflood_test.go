@@ -9,6 +9,7 @@ import (
 
 	"github.com/gdpnet/gdpnet/advert"
 	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/internal/logging"
 	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/router"
 )
@@ -56,7 +57,8 @@ func TestRefusedAdvertisementFloodLogsBounded(t *testing.T) {
 // A member router (a spoke) sending 10,000 records of another router and
 // 1,000 undecodable ones has every one counted in
 // gdp_router_downstream_records_total and costs the log a line per reason,
-// not one per record.
+// not one per record: one per reason and interval the flood spanned (2 s
+// here, longer on a loaded machine: it may outlast the 10 s interval).
 func TestRefusedDownstreamFloodLogsBounded(t *testing.T) {
 	core, obs := observer.New(zap.InfoLevel)
 	w := newWorld(t)
@@ -73,6 +75,7 @@ func TestRefusedDownstreamFloodLogsBounded(t *testing.T) {
 		return metric(t, hub, "gdp_router_downstream_records_total", "result", result)
 	}
 	const n, bad = 10000, 1000
+	start := time.Now()
 	for i := 0; i < n; i++ {
 		m.send(t, hub, rec)
 		if i < bad {
@@ -85,13 +88,16 @@ func TestRefusedDownstreamFloodLogsBounded(t *testing.T) {
 			eventually(t, "records handled", func() bool { return downstream("not_holder") == want })
 		}
 	}
+	took := time.Since(start)
 	if got := downstream("malformed"); got != bad {
 		t.Errorf("malformed = %v, want %d", got, bad)
 	}
 	refused := obs.FilterMessage("downstream record refused").Len()
 	malformed := obs.FilterMessage("malformed downstream record").Len()
-	if refused == 0 || refused > 2 || malformed == 0 || malformed > 2 {
-		t.Fatalf("%d \"downstream record refused\" lines for %d records, %d \"malformed downstream record\" for %d, want 1..2 each",
-			refused, n, malformed, bad)
+	// A line opens a window of one interval: k lines need (k-1) intervals.
+	most := 1 + int(took/logging.DefaultLimitInterval)
+	if refused == 0 || refused > most || malformed == 0 || malformed > most {
+		t.Fatalf("%d \"downstream record refused\" lines for %d records, %d \"malformed downstream record\" for %d in %s, want 1..%d each",
+			refused, n, malformed, bad, took.Round(time.Millisecond), most)
 	}
 }
