@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -48,6 +49,21 @@ func waitStat(t *testing.T, e *Endpoint, what string, cond func(Stats) bool) {
 			t.Fatalf("%s: stats %+v", what, e.Stats())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitFrames waits until e has taken in at least n raw frames (a
+// sender's pacing: a flood sent faster than the receiver reads overflows
+// the socket's receive buffer, and the kernel drops what a test means to
+// deliver). A frame lost on the way stalls it: after 20 s it fails.
+func waitFrames(t *testing.T, e *Endpoint, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for e.Stats().FramesReceived < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver took in %d frames in 20 s, want %d: stats %+v", e.Stats().FramesReceived, n, e.Stats())
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
 
@@ -228,8 +244,12 @@ func TestRawReassemblyFlood(t *testing.T) {
 	s := rl.out.Load()
 	chunk := rl.frame - frameOverhead
 	// the authenticated peer itself floods first fragments of packets it
-	// never finishes
-	const flood = 3000
+	// never finishes, at most window frames ahead of what b has taken in:
+	// what is measured is b's reassembler, not the kernel's receive buffer
+	// (at its usual 208 KiB limit, net.core.rmem_max, a flood paced by
+	// sleeps lost hundreds of frames there on a loaded machine)
+	const flood, window = 3000, 64
+	base := b.ep.Stats().FramesReceived
 	frag := make([]byte, chunk)
 	for i := 0; i < flood; i++ {
 		fb := rl.re.q.get(rl.frame)
@@ -237,8 +257,8 @@ func TestRawReassemblyFlood(t *testing.T) {
 		fb.n = sealFrame(fb.b, h, s.aead, &fb.nonce, frag)
 		fb.addr = rl.addr.Load()
 		rl.re.q.put(fb)
-		if i%256 == 0 {
-			time.Sleep(time.Millisecond) // let the receiver keep up
+		if i%window == window-1 {
+			waitFrames(t, b.ep, base+uint64(i+1-window))
 		}
 	}
 	waitStat(t, b.ep, "evictions", func(s Stats) bool {
@@ -320,12 +340,17 @@ func TestRawRekeyUnderLoad(t *testing.T) {
 
 // Several goroutines sending on one raw link (a router forwarding from
 // several faces): counters interleave on the wire, the replay window takes
-// the reordering, nothing is lost or duplicated.
+// the reordering, nothing is lost or duplicated. The senders keep at most
+// ~lead PDUs ahead of what b delivered, so that what is measured is the
+// tunnel, not the kernel's receive buffer (at its usual 208 KiB limit,
+// net.core.rmem_max, senders paced by sleeps lost a hundred PDUs there on
+// a loaded machine).
 func TestRawConcurrentSenders(t *testing.T) {
 	a := newTestNode(t, true, func(c *Config) { c.RawMTU = 1200 })
 	b := newTestNode(t, true, func(c *Config) { c.RawMTU = 1200 })
 	la, _ := pair(t, a, b, KindRaw)
-	const senders, each = 4, 200
+	const senders, each, lead = 4, 200, 64
+	var sent atomic.Int64
 	var wg sync.WaitGroup
 	for s := 0; s < senders; s++ {
 		wg.Add(1)
@@ -334,12 +359,16 @@ func TestRawConcurrentSenders(t *testing.T) {
 			for i := 0; i < each; i++ {
 				p := pattern(100+(i%3)*1500, i)
 				binary.BigEndian.PutUint32(p, uint32(s*each+i)) // unique
+				for end := time.Now().Add(20 * time.Second); sent.Load()-int64(b.sink.count()) >= lead; time.Sleep(100 * time.Microsecond) {
+					if time.Now().After(end) {
+						t.Errorf("sender %d: %d PDUs sent, %d delivered after 20 s", s, sent.Load(), b.sink.count())
+						return
+					}
+				}
+				sent.Add(1)
 				if err := la.Send(p); err != nil {
 					t.Error(err)
 					return
-				}
-				if i%50 == 49 {
-					time.Sleep(time.Millisecond)
 				}
 			}
 		}()
