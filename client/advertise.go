@@ -71,9 +71,17 @@ func (c *Client) rtCertFor(router pdu.Name) (*certs.Cert, error) {
 	return rc, nil
 }
 
-// Advertise asks the router to route the given names to this client. It
-// returns one result per name; if any name was refused the error is a
+// Advertise asks the router to route the given names to this client, once.
+// It returns one result per name; if any name was refused the error is a
 // *RefusedError (the accepted ones are installed all the same).
+//
+// One-shot: the router holds each route until the earliest NotAfter of its
+// chain (the RtCert, an hour by default; the AdCert; the router's
+// membership) and then drops it without a word, and nothing reaches the
+// name from then on. A program that runs longer keeps its names with
+// KeepAdvertised (or Maintain), which advertise again before they expire.
+// A re-attach (AttachAny) re-advertises what Advertise installed, but does
+// not renew it.
 func (c *Client) Advertise(ctx context.Context, routes ...Route) ([]advert.NameResult, error) {
 	return c.advertise(ctx, 0, routes)
 }
@@ -279,38 +287,76 @@ func (c *Client) controlAnswer(ctx context.Context, ch chan Message, sent map[ui
 
 // Maintain keeps routes advertised: it advertises them now and again
 // before the earliest accepted expiry (at two thirds of the remaining
-// lifetime), and after any failure every retry interval. routes is called
-// each time so renewed AdCerts are picked up. It runs until ctx ends or the
-// client closes; the goroutine belongs to the client.
+// lifetime), and after any failure every retry interval (default 5 s).
+// routes is called each time so renewed AdCerts are picked up. It runs
+// until ctx ends or the client closes; the goroutine belongs to the client.
+// Failures are logged, not returned: KeepAdvertised is the same with the
+// first advertisement's outcome returned.
 func (c *Client) Maintain(ctx context.Context, routes func() []Route, retry time.Duration) {
+	c.maintain(ctx, routes, retry, 0)
+}
+
+// KeepAdvertised advertises routes() now, as Advertise does, and returns
+// that advertisement's results and error; when it succeeded, the names are
+// then kept as Maintain keeps them (advertised again at two thirds of their
+// remaining lifetime, every retry after a failure) until ctx ends or the
+// client closes. It is what a program that runs for longer than its
+// RtCert's hour wants instead of Advertise (Session 21: `gdp ping`, the
+// simulator's clients and examples/sdk advertised once and lost their
+// routes). On an error nothing is kept: the caller decides.
+func (c *Client) KeepAdvertised(ctx context.Context, routes func() []Route, retry time.Duration) ([]advert.NameResult, error) {
+	res, err := c.Advertise(ctx, routes()...)
+	if err != nil {
+		return res, err
+	}
+	c.maintain(ctx, routes, retry, renewIn(res, nil, retry))
+	return res, nil
+}
+
+// maintain runs Maintain's loop, its first advertisement after first (0:
+// at once).
+func (c *Client) maintain(ctx context.Context, routes func() []Route, retry, first time.Duration) {
 	if retry <= 0 {
 		retry = 5 * time.Second
 	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		wait := first
 		for {
-			wait := retry
+			if wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-c.ctx.Done():
+					return
+				case <-c.link.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 			res, err := c.Advertise(ctx, routes()...)
 			if err != nil {
 				c.log.Warn("advertisement failed", logging.Name(c.id.Name), zap.Error(err))
 			}
-			if earliest := earliestExpiry(res); !earliest.IsZero() {
-				if d := earliest.Sub(clock.Now()) * 2 / 3; d > 0 && err == nil { // the router's expiry, on this node's clock
-					wait = d
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-c.ctx.Done():
-				return
-			case <-c.link.Done():
-				return
-			case <-time.After(wait):
-			}
+			wait = renewIn(res, err, retry)
 		}
 	}()
+}
+
+// renewIn is how long after an advertisement with these results to
+// advertise again: two thirds of the time left to the earliest accepted
+// expiry (the router's, on this node's clock), or retry after a failure.
+func renewIn(res []advert.NameResult, err error, retry time.Duration) time.Duration {
+	if retry <= 0 {
+		retry = 5 * time.Second
+	}
+	if earliest := earliestExpiry(res); !earliest.IsZero() && err == nil {
+		if d := earliest.Sub(clock.Now()) * 2 / 3; d > 0 {
+			return d
+		}
+	}
+	return retry
 }
 
 func earliestExpiry(res []advert.NameResult) time.Time {

@@ -83,28 +83,66 @@ func TestAdvertiseRefusalIsTyped(t *testing.T) {
 // this test had, as little as 0.17 s, which a loaded machine's late timer
 // overran ("route lapsed"; with the renewal timer made 250 ms late, 1 run
 // in 10 failed so); with 3 s at least 0.67 s.
+//
+// KeepAdvertised (Session 21) is the same loop after a first advertisement
+// whose outcome it returns: checked alike, beside it.
 func TestMaintainRenews(t *testing.T) {
 	const lifetime = 3 * time.Second
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Maintain", true: "KeepAdvertised"}[keep], func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			c := f.attach(certs.KindServer, client.Options{RtCertLifetime: lifetime})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			routes := func() []client.Route { return []client.Route{c.Self()} }
+			if keep {
+				res, err := c.KeepAdvertised(ctx, routes, 100*time.Millisecond)
+				if err != nil || len(res) != 1 || res[0].Status != advert.StatusOK || f.r.FIB().Lookup(c.Name()) == nil {
+					t.Fatalf("KeepAdvertised: %+v, %v; the route must be installed when it returns", res, err)
+				}
+			} else {
+				c.Maintain(ctx, routes, 100*time.Millisecond)
+			}
+			for start := time.Now(); f.r.FIB().Lookup(c.Name()) == nil; time.Sleep(10 * time.Millisecond) {
+				if time.Since(start) > 10*time.Second {
+					t.Fatal("never advertised")
+				}
+			}
+			for end := time.Now().Add(2*lifetime + time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+				if f.r.FIB().Lookup(c.Name()) == nil {
+					t.Fatal("route lapsed although maintained")
+				}
+			}
+			first := f.r.FIB().Lookup(c.Name())[0].Expiry
+			if time.Until(first) > lifetime+100*time.Millisecond {
+				t.Fatalf("route expiry %s is beyond one RtCert lifetime", first)
+			}
+			cancel()
+		})
+	}
+}
+
+// TestKeepAdvertisedRefusal: KeepAdvertised returns the first
+// advertisement's refusal as Advertise does, and keeps nothing then.
+func TestKeepAdvertisedRefusal(t *testing.T) {
 	f := newFixture(t)
-	c := f.attach(certs.KindServer, client.Options{RtCertLifetime: lifetime})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c.Maintain(ctx, func() []client.Route { return []client.Route{c.Self()} }, 100*time.Millisecond)
-	for start := time.Now(); f.r.FIB().Lookup(c.Name()) == nil; time.Sleep(10 * time.Millisecond) {
-		if time.Since(start) > 10*time.Second {
-			t.Fatal("never advertised")
-		}
+	c := f.attach(certs.KindServer, client.Options{})
+	capsule, _ := routertest.NewCapsule("not mine")
+	other, _ := certs.NewIdentity(certs.KindServer, "the real host")
+	ad, _ := capsule.AdCert(other.Name, time.Hour) // names another server
+	calls := 0
+	_, err := c.KeepAdvertised(context.Background(), func() []client.Route {
+		calls++
+		return []client.Route{client.CapsuleRoute(capsule.Meta, ad)}
+	}, 10*time.Millisecond)
+	if !errors.Is(err, client.ErrRefused) {
+		t.Fatalf("err = %v, want the refusal", err)
 	}
-	for end := time.Now().Add(2*lifetime + time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if f.r.FIB().Lookup(c.Name()) == nil {
-			t.Fatal("route lapsed although maintained")
-		}
+	time.Sleep(100 * time.Millisecond) // ten retry intervals, were it kept
+	if calls != 1 {
+		t.Fatalf("routes asked for %d times after a refusal, want 1 (nothing kept)", calls)
 	}
-	first := f.r.FIB().Lookup(c.Name())[0].Expiry
-	if time.Until(first) > lifetime+100*time.Millisecond {
-		t.Fatalf("route expiry %s is beyond one RtCert lifetime", first)
-	}
-	cancel()
 }
 
 func TestSendReceiveAndEcho(t *testing.T) {

@@ -98,6 +98,10 @@ type Options struct {
 	// fidelity difference
 	// (docs/SIMULATOR.md §6, Session 11), to be stated with any figure.
 	DHTTransport string
+
+	// rtCertLifetime is the validity of the RtCerts the clients issue (0:
+	// client.Options' default, an hour). Tests shorten it.
+	rtCertLifetime time.Duration
 }
 
 // simDedupSlots is each emulated router's duplicate-suppression table.
@@ -447,7 +451,7 @@ func (s *Sim) startEndpoint(ctx context.Context, n *simNode) error {
 		return err
 	}
 	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: n.id, Member: n.member, Domain: n.dom.Meta, Verifier: s.trust,
-		Conn: conn, Logger: s.log.Named(n.spec.Name), Options: client.Options{InboxSize: 8192, RequestTimeout: time.Second}})
+		Conn: conn, Logger: s.log.Named(n.spec.Name), Options: client.Options{InboxSize: 8192, RequestTimeout: time.Second, RtCertLifetime: s.opts.rtCertLifetime}})
 	if err != nil {
 		conn.Close()
 		return err
@@ -483,7 +487,12 @@ func (s *Sim) startEndpoint(ctx context.Context, n *simNode) error {
 			return err
 		}
 	} else {
-		if _, err := c.Advertise(actx, c.Self()); err != nil {
+		// Advertised again before the route expires (the RtCert's hour,
+		// the router's membership), for as long as the client runs: an
+		// experiment of more than an hour lost its clients' answers
+		// (Session 21). The first advertisement is the attach's; the
+		// renewals end with the client (Close) or ctx.
+		if _, err := c.KeepAdvertised(ctx, func() []client.Route { return []client.Route{c.Self()} }, time.Second); err != nil {
 			c.Close()
 			ep.Close()
 			return err

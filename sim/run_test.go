@@ -394,3 +394,28 @@ func TestRetryUntil(t *testing.T) {
 		t.Fatalf("attach budget in-process %s, netns %s; want 15s and 60s", in, ns)
 	}
 }
+
+// TestClientsKeepTheirRoutes: the simulator's clients advertise their
+// names again before they expire, so an experiment longer than the RtCert
+// (an hour) keeps its answers. With 3 s RtCerts, c1's pings to c2 are
+// answered for two lifetimes and a second. Session 21: advertised once,
+// every ping failed after the first hour.
+func TestClientsKeepTheirRoutes(t *testing.T) {
+	top, err := Builtin("linear", Params{N: 2, Delay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const life = 3 * time.Second
+	s, err := Start(ctx, top, Options{rtCertLifetime: life})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for start := time.Now(); time.Since(start) < 2*life+time.Second; time.Sleep(300 * time.Millisecond) {
+		if _, err := s.Ping(ctx, "c1", "c2", 0, 2*time.Second); err != nil {
+			t.Fatalf("ping c1 -> c2 %s after the start: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+	}
+}

@@ -66,3 +66,28 @@ func TestCLISessionKeepsItsRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestPingKeepsItsRoute: `gdp ping` and `gdp traceroute` advertise the
+// probe's name so answers come back; a `gdp ping -c 0` runs for longer
+// than the RtCert (an hour). With 3 s RtCerts the probe's pings are
+// answered for two lifetimes and a second. Session 21: advertised once,
+// every answer was dropped after the first hour.
+func TestPingKeepsItsRoute(t *testing.T) {
+	w := newCLIWorld(t, []string{"store1"}, nil)
+	const life = 3 * time.Second
+	pf := probeFlags{routerAddr: w.node.Addr(), routerName: w.node.Router.Name().String(), keystore: filepath.Join(w.dir, "keys"),
+		identity: "client", member: filepath.Join(w.dir, "client.member"), domain: filepath.Join(w.dir, "domain.meta"),
+		timeout: time.Second, rtCertLifetime: life}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, done, err := pf.attach(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	for start := time.Now(); time.Since(start) < 2*life+time.Second; time.Sleep(300 * time.Millisecond) {
+		if _, err := c.Ping(ctx, w.ids["store1"].Name, 0, time.Second); err != nil {
+			t.Fatalf("ping %s after the attach: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+	}
+}

@@ -26,6 +26,9 @@ type probeFlags struct {
 	keystore, identity            string
 	member, domain                string
 	timeout                       time.Duration
+	// rtCertLifetime is the validity of the RtCerts the probe issues (0:
+	// client.Options' default, an hour). Tests shorten it.
+	rtCertLifetime time.Duration
 }
 
 func (f *probeFlags) add(c *cobra.Command) {
@@ -40,7 +43,9 @@ func (f *probeFlags) add(c *cobra.Command) {
 }
 
 // attach opens a tunnel to the router and advertises the probe's own name
-// so answers can come back.
+// so answers can come back, again before it expires for as long as the
+// command runs (a `gdp ping -c 0` outlives the RtCert's hour; advertised
+// once, its answers were dropped from then on).
 func (f *probeFlags) attach(ctx context.Context) (*client.Client, func(), error) {
 	creds, err := loadCreds("probe", credFiles{keystore: f.keystore, identity: f.identity, member: f.member, domain: f.domain})
 	if err != nil {
@@ -60,7 +65,8 @@ func (f *probeFlags) attach(ctx context.Context) (*client.Client, func(), error)
 	if err != nil {
 		return nil, nil, err
 	}
-	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain, Conn: conn})
+	ep, err := client.NewEndpoint(client.EndpointConfig{Identity: creds.id, Member: creds.member, Domain: creds.domain, Conn: conn,
+		Options: client.Options{RtCertLifetime: f.rtCertLifetime}})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -69,7 +75,7 @@ func (f *probeFlags) attach(ctx context.Context) (*client.Client, func(), error)
 		_ = ep.Close()
 		return nil, nil, err
 	}
-	if _, err := c.Advertise(ctx, c.Self()); err != nil {
+	if _, err := c.KeepAdvertised(ctx, func() []client.Route { return []client.Route{c.Self()} }, 5*time.Second); err != nil {
 		_ = ep.Close()
 		return nil, nil, err
 	}

@@ -100,7 +100,16 @@ func run(ctx context.Context, router, routerName, keystore, identity, memberFile
 	if err != nil {
 		return err
 	}
-	if _, err := c.Advertise(ctx, c.Self(), session); err != nil {
+	// KeepAdvertised, not Advertise: the router drops a route when its
+	// chain's earliest NotAfter passes (the RtCert: an hour), so a program
+	// that runs longer advertises its names again before then. The session
+	// name's AdCert is renewed by Session() when half its life is gone.
+	if _, err := c.KeepAdvertised(ctx, func() []client.Route {
+		if s, err := c.Session(); err == nil {
+			return []client.Route{c.Self(), s}
+		}
+		return []client.Route{c.Self(), session}
+	}, 5*time.Second); err != nil {
 		return err
 	}
 	caps := client.NewCapsuleClient(c, client.CapsuleOptions{})
