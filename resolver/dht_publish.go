@@ -64,6 +64,9 @@ func (d *DHT) putMerged(ctx context.Context, rec *Record) (int, error) {
 			}
 		}
 		set := mergeSets(d.verifier.now(), g.set, []*Record{rec})
+		if len(set) == 0 { // rec has expired, and so has every other entry
+			return 0, fmt.Errorf("publish %s: %w (at %s)", rec.Name, errAllExpired, rec.EffectiveExpiry().UTC().Format(time.RFC3339))
+		}
 		tp := time.Now()
 		n, err := d.putTo(ctx, rec.Name, set, g.peers, g.err)
 		d.log.Debug("publish", logging.Name(rec.Name), zap.Int("attempt", attempt), zap.Duration("lookup", g.lookup),
@@ -83,6 +86,10 @@ func (d *DHT) putMerged(ctx context.Context, rec *Record) (int, error) {
 		}
 	}
 }
+
+// errAllExpired is putMerged's error when the record has expired and no
+// entry of the name is left to put.
+var errAllExpired = fmt.Errorf("%w: the record and every other entry of its name have expired", ErrExpired)
 
 // errLocalNewer is putTo's error when this node's own store refuses the
 // set: it holds entries the set lacks or a newer one (an ErrStale).
@@ -209,11 +216,22 @@ func (d *DHT) withdrawIf(ctx context.Context, name, router pdu.Name) (*Record, e
 		d.log.Info("withdrawn name left to expire: signed by another key", logging.Name(name))
 		return nil, nil
 	}
+	if exp := mine.EffectiveExpiry(); !d.verifier.now().Before(exp) {
+		// A route withdrawn because it expired (Session 21): a tombstone
+		// would be as expired as the record, every store drops both and
+		// no lookup believes either, so there is nothing to put.
+		d.log.Debug("withdrawn record had expired: left to lapse, nothing put", logging.Name(name), logging.Expiry(exp))
+		return nil, nil
+	}
 	t, err := mine.Tombstone(d.cfg.Identity.Key, tombstoneSequence(mine.Sequence))
 	if err != nil {
 		return nil, fmt.Errorf("withdraw %s: %w", name, err)
 	}
 	if _, err := d.putMerged(ctx, t); err != nil {
+		if errors.Is(err, errAllExpired) { // it expired since the check above
+			d.log.Debug("withdrawn record had expired: left to lapse, nothing put", logging.Name(name), logging.Expiry(t.EffectiveExpiry()))
+			return nil, nil
+		}
 		return t, fmt.Errorf("withdraw %s: %w", name, err)
 	}
 	return t, nil

@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,6 +150,46 @@ func TestDHTWithdrawIfAfterMove(t *testing.T) {
 	for i, n := range c.nodes {
 		if _, err := n.Lookup(ctx, name); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("node %d after B's withdraw: %v, want ErrNotFound", i, err)
+		}
+	}
+}
+
+// TestDHTWithdrawExpired: a router withdraws the record of a route that
+// expired (its chain's NotAfter passed: the route's own expiry is why it is
+// withdrawn). Nothing is left to put, since every store drops an expired
+// entry and no lookup believes one; the withdrawal succeeds, stops the
+// republishing and changes nothing else. Session 21: it failed with
+// "malformed record: 0 entries" (the merged set, the expired tombstone
+// dropped, was empty), which the router logged and retried.
+func TestDHTWithdrawExpired(t *testing.T) {
+	w := newWorld(t, time.Now().Add(-time.Minute))
+	d := w.domain("lapsers")
+	cv := certs.NewVerifier(d.Meta)
+	var skew atomic.Int64
+	cv.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	c := startDHTs(t, w, d, cv, false, "lapsers", 4, 3, func(c *DHTConfig) { c.MinPuts = 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, ra := c.nodes[1], c.routers[1]
+	name, chain := w.capsuleAt(ra, "lapser", time.Hour)
+	if err := a.Publish(ctx, w.location(ra, name, chain, NextSequence())); err != nil {
+		t.Fatal(err)
+	}
+	skew.Store(int64(2 * time.Hour)) // the chain's hour is over
+	if err := a.WithdrawIf(ctx, name, ra.id.Name); err != nil {
+		t.Fatalf("withdraw of an expired record: %v, want nil (nothing to put)", err)
+	}
+	for _, r := range a.Published() {
+		if r.Name == name {
+			t.Fatal("A still republishes the expired name it withdrew")
+		}
+	}
+	if err := a.WithdrawIf(ctx, name, ra.id.Name); !errors.Is(err, ErrNotPublished) {
+		t.Fatalf("second withdraw: %v, want ErrNotPublished", err)
+	}
+	for i, n := range c.nodes {
+		if _, err := n.Lookup(ctx, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("node %d after the withdraw: %v, want ErrNotFound", i, err)
 		}
 	}
 }
