@@ -109,8 +109,30 @@ func (s *Subscription) subscribe(ctx context.Context, wait bool) error {
 		if s.awaiting && time.Since(s.sentAt) >= s.r.cc.opts.Timeout {
 			s.r.cc.c.RequestUnanswered(s.r.dst)
 		}
-		if err := s.r.cc.send(context.Background(), s.r.dst, 0, m); err != nil {
+		// The send waits for the link at most the client's Timeout
+		// (Session 21: it had no deadline, and a link whose send queue
+		// stayed full held Next, and the caller's ctx with it, until the
+		// link's idle timeout). One that gives up is a SUBSCRIBE lost on
+		// the way: a renewal is tried again after the Timeout, a first
+		// SUBSCRIBE counts the attempt.
+		sctx, cancel := context.WithTimeout(ctx, s.r.cc.opts.Timeout)
+		err := s.r.cc.send(sctx, s.r.dst, 0, m)
+		blocked := err != nil && sctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err != nil && !blocked {
 			return fmt.Errorf("subscribe %s: %w", s.r.info.Name, err)
+		}
+		if blocked {
+			s.renew = time.Now().Add(min(s.r.cc.opts.Timeout, s.lease/3))
+			if !wait {
+				return nil
+			}
+			if attempt+1 >= s.r.cc.opts.Attempts {
+				if deadline, ok := ctx.Deadline(); !ok || time.Until(deadline) <= 0 {
+					return fmt.Errorf("subscribe %s: %w after %d attempts (%w)", s.r.info.Name, ErrNoAnswer, attempt+1, err)
+				}
+			}
+			continue
 		}
 		s.proofSent, s.awaiting, s.sentAt = m.Proof != nil, true, time.Now()
 		s.renew = time.Now().Add(s.lease / 3)
@@ -286,10 +308,18 @@ func (s *Subscription) resume(ctx context.Context, force bool) error {
 	return s.subscribe(ctx, false)
 }
 
-// Close ends the subscription on the server (best effort) and here.
+// Close ends the subscription on the server (best effort) and here. The
+// UNSUBSCRIBE waits for the link at most the client's Timeout (Session 21:
+// it had no deadline); one that could not be sent leaves the server's
+// lease to run out (Lease) and Close returns an ErrTimeout.
 func (s *Subscription) Close() error {
-	err := s.r.cc.send(context.Background(), s.r.dst, 0, &wire.Message{Op: wire.OpUnsubscribe, ID: s.id, Capsule: s.r.info.Name[:]})
+	ctx, cancel := context.WithTimeout(context.Background(), s.r.cc.opts.Timeout)
+	defer cancel()
+	err := s.r.cc.send(ctx, s.r.dst, 0, &wire.Message{Op: wire.OpUnsubscribe, ID: s.id, Capsule: s.r.info.Name[:]})
 	s.drop()
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("unsubscribe %s: %w: not sent in %s (the link's send queue stayed full); the server's lease ends it", s.r.info.Name, ErrTimeout, s.r.cc.opts.Timeout)
+	}
 	return err
 }
 

@@ -394,6 +394,19 @@ func (c *Client) Send(dst pdu.Name, payload []byte) (uint32, error) {
 	return c.SendFrom(c.id.Name, dst, 0, payload)
 }
 
+// SendContext is Send for a caller that must not wait on a congested link
+// for longer than ctx allows: the send waits for the link at most until
+// ctx is done, and then gives up without sending (ctx's error; a send
+// already handed to the link is left there). Send itself waits as long as
+// the link does: quic-go's SendDatagram blocks while its queue is full
+// (a congested or dead path), bounded only by the link's idle timeout.
+func (c *Client) SendContext(ctx context.Context, dst pdu.Name, payload []byte) (uint32, error) {
+	if ctx.Done() == nil {
+		return c.Send(dst, payload)
+	}
+	return c.sendFromBy(ctx, nil, c.id.Name, dst, 0, payload)
+}
+
 // SendFrom sends a DATA PDU from src (the client's name or one it
 // advertised) with the given flags.
 func (c *Client) SendFrom(src, dst pdu.Name, flags pdu.Flags, payload []byte) (uint32, error) {

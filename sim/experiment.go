@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -481,6 +482,10 @@ func (s *Sim) startReceiver(n *simNode) {
 	}()
 }
 
+// streamSendTimeout bounds how long a stream's send waits for its
+// source's link.
+const streamSendTimeout = time.Second
+
 func (s *Sim) runStream(ctx context.Context, i int, w *Workload, r *WorkloadResult) {
 	sr := &streamRecv{seen: map[uint32]bool{}}
 	s.recv.Store(i, sr)
@@ -490,17 +495,30 @@ func (s *Sim) runStream(ctx context.Context, i int, w *Workload, r *WorkloadResu
 	binary.BigEndian.PutUint16(payload[4:], uint16(i))
 	total := int(w.Rate * w.Duration.Seconds())
 	var seq uint32
+	given := 0 // sends that gave up on a full link
 	sendStart := time.Now()
 	pace(ctx, w.Rate, total, func(int) {
 		binary.BigEndian.PutUint32(payload[6:], seq)
 		binary.BigEndian.PutUint64(payload[10:], uint64(time.Now().UnixNano()))
 		seq++
 		if c := s.Client(w.From); c != nil {
-			_, _ = c.Send(dst, payload)
+			// Each send waits for the source's link at most
+			// streamSendTimeout, and not past the run (Session 21: Send
+			// has no deadline, and a link whose queue stayed full held
+			// the stream, and a Ctrl-C, until its idle timeout). A PDU
+			// that gave up is sent and lost, as its user sees it.
+			sctx, cancel := context.WithTimeout(ctx, streamSendTimeout)
+			if _, err := c.SendContext(sctx, dst, payload); err != nil && sctx.Err() != nil && ctx.Err() == nil {
+				given++
+			}
+			cancel()
 		}
 	})
 	r.Sent = int(seq)
 	heldBack(r, w, time.Since(sendStart), "PDUs")
+	if given > 0 {
+		r.Note = strings.TrimPrefix(r.Note+fmt.Sprintf("; %d PDUs not sent: the source's link stayed full for %s each", given, streamSendTimeout), "; ")
+	}
 	// Stragglers: wait out the path's delay and queues (also when the run
 	// was stopped: what was sent is counted, so it may arrive).
 	time.Sleep(500 * time.Millisecond)

@@ -10,11 +10,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/gdpnet/gdpnet/certs"
+	"github.com/gdpnet/gdpnet/client"
+	"github.com/gdpnet/gdpnet/pdu"
 	"github.com/gdpnet/gdpnet/tunnel"
 )
 
@@ -417,5 +421,50 @@ func TestClientsKeepTheirRoutes(t *testing.T) {
 		if _, err := s.Ping(ctx, "c1", "c2", 0, 2*time.Second); err != nil {
 			t.Fatalf("ping c1 -> c2 %s after the start: %v", time.Since(start).Round(time.Millisecond), err)
 		}
+	}
+}
+
+// stuckLink is a client's link whose Send blocks until release is closed
+// (quic-go's SendDatagram on a path whose queue stays full).
+type stuckLink struct {
+	release, done chan struct{}
+	sends         atomic.Int64
+}
+
+func (l *stuckLink) Peer() pdu.Name        { return pdu.Name{0xee} }
+func (l *stuckLink) Done() <-chan struct{} { return l.done }
+func (l *stuckLink) Close() error          { return nil }
+func (l *stuckLink) Send([]byte) error {
+	l.sends.Add(1)
+	<-l.release
+	return nil
+}
+
+// TestStreamSendsHaveDeadlines (Session 21): a stream's sends wait for
+// the source's link at most streamSendTimeout each, and not past a stop:
+// with the link's Send blocked for good, a stopped stream returns, counts
+// what it gave up on and says so. Before, it sent with Client.Send (no
+// deadline) and stayed in the first send until the link's idle timeout.
+func TestStreamSendsHaveDeadlines(t *testing.T) {
+	src, _ := certs.NewIdentity(certs.KindClient, "stream source")
+	dst, _ := certs.NewIdentity(certs.KindClient, "stream sink")
+	link := &stuckLink{release: make(chan struct{}), done: make(chan struct{})}
+	c := client.New(src, link, client.Options{})
+	defer func() { close(link.release); _ = c.Close() }()
+	s := &Sim{nodes: map[string]*simNode{"a": {id: src, c: c}, "b": {id: dst}}}
+	w := &Workload{Kind: WorkStream, From: "a", To: "b", Rate: 100, Size: 64, Duration: 10 * time.Second}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	time.AfterFunc(2500*time.Millisecond, stop)
+	var r WorkloadResult
+	done := make(chan struct{})
+	go func() { defer close(done); s.runStream(ctx, 0, w, &r) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the stream still waits for its blocked link 17.5 s after the stop (%d sends reached the link)", link.sends.Load())
+	}
+	if r.Sent < 2 || !strings.Contains(r.Note, "PDUs not sent: the source's link stayed full for 1s each") {
+		t.Fatalf("sent %d, note %q: want the sends that gave up counted and said", r.Sent, r.Note)
 	}
 }
