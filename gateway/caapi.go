@@ -327,9 +327,24 @@ func (s *Server) filePut(w http.ResponseWriter, r *http.Request) {
 }
 
 // openFS reads the capsule's tree as of its newest heartbeat (or seqno).
-func (s *Server) openFS(ctx context.Context, name pdu.Name, at uint64) (*fs.FS, error) {
-	return fs.Open(ctx, s.up.Caps(), name, fs.Options{At: at})
+// The records the read passed over (not files records: another program's
+// KV puts or plain records written into the capsule) are reported to the
+// caller in the X-Gdp-Skipped header and counted in
+// gdp_gateway_files_records_skipped_total (Session 21).
+func (s *Server) openFS(ctx context.Context, w http.ResponseWriter, name pdu.Name, at uint64) (*fs.FS, error) {
+	f, err := fs.Open(ctx, s.up.Caps(), name, fs.Options{At: at})
+	if f != nil {
+		if n := f.Stats.Skipped.Load(); n > 0 {
+			w.Header().Set(skippedHeader, strconv.FormatUint(n, 10))
+			s.m.filesSkipped.Add(float64(n))
+		}
+	}
+	return f, err
 }
+
+// skippedHeader is the response header of a files read that passed over
+// records which are not files records: how many.
+const skippedHeader = "X-Gdp-Skipped"
 
 func (s *Server) fileGet(w http.ResponseWriter, r *http.Request) {
 	name, ok := s.capsuleName(w, r)
@@ -348,7 +363,7 @@ func (s *Server) fileGet(w http.ResponseWriter, r *http.Request) {
 	p := "/" + r.PathValue("path")
 	ctx, cancel := s.reqCtx(r)
 	defer cancel()
-	f, err := s.openFS(ctx, name, at)
+	f, err := s.openFS(ctx, w, name, at)
 	if err != nil {
 		s.fileError(w, "files", err)
 		return
@@ -377,6 +392,10 @@ func (s *Server) fileGet(w http.ResponseWriter, r *http.Request) {
 type fileLogOut struct {
 	Path     string           `json:"path"`
 	Versions []fileVersionOut `json:"versions"`
+	// Skipped is how many records the read passed over because they are
+	// not files records (also in the X-Gdp-Skipped header); absent when
+	// none.
+	Skipped uint64 `json:"skipped,omitempty"`
 }
 
 func (s *Server) fileLog(w http.ResponseWriter, r *http.Request) {
@@ -387,7 +406,7 @@ func (s *Server) fileLog(w http.ResponseWriter, r *http.Request) {
 	p := "/" + r.PathValue("path")
 	ctx, cancel := s.reqCtx(r)
 	defer cancel()
-	f, err := s.openFS(ctx, name, 0)
+	f, err := s.openFS(ctx, w, name, 0)
 	if err != nil {
 		s.fileError(w, "files", err)
 		return
@@ -403,7 +422,7 @@ func (s *Server) fileLog(w http.ResponseWriter, r *http.Request) {
 		s.fileError(w, "log "+p, err)
 		return
 	}
-	out := fileLogOut{Path: clean, Versions: []fileVersionOut{}}
+	out := fileLogOut{Path: clean, Versions: []fileVersionOut{}, Skipped: f.Stats.Skipped.Load()}
 	for _, v := range vs {
 		out.Versions = append(out.Versions, toFileVersion(v))
 	}

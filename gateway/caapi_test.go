@@ -1,14 +1,19 @@
 package gateway_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gdpnet/gdpnet/client"
 	"github.com/gdpnet/gdpnet/gateway"
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 type kvJSON struct {
@@ -151,5 +156,92 @@ func TestCAAPIRoundTrip(t *testing.T) {
 	}
 	if vt.checked < 15 {
 		t.Fatalf("only %d exchanges validated", vt.checked)
+	}
+}
+
+// TestFilesSkippedReported (Session 21): records that are not files
+// records, written into a files capsule with its writer key by another
+// program (the gateway refuses them, the SDK does not), are passed over by
+// the files reader and every file stays readable; the gateway now says how
+// many it passed over: the X-Gdp-Skipped header of a file's content and
+// versions, the versions' "skipped" field, and
+// gdp_gateway_files_records_skipped_total. Before, nothing told the app.
+func TestFilesSkippedReported(t *testing.T) {
+	_, g, _ := setup(t, gateway.Config{})
+	vt := g.validate(t, true)
+	var created struct{ Capsule string }
+	body := fmt.Sprintf(`{"owner":"alice","servers":[%q,%q],"w":2,"description":"files"}`, g.servers[0], g.servers[1])
+	if code, b := g.do("POST", "/v1/capsules", "application/json", []byte(body), &created); code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	fc := created.Capsule
+	if code, b := g.do("PUT", "/v1/files/"+fc+"/content/report.txt", "application/octet-stream", []byte("draft\n"), nil); code != 200 {
+		t.Fatalf("put: %d %s", code, b)
+	}
+	skipped := func(what, path string) string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", g.http.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+g.token)
+		resp, err := g.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", what, resp.StatusCode, b)
+		}
+		if what == "versions" {
+			var out struct{ Skipped uint64 }
+			if err := json.Unmarshal(b, &out); err != nil {
+				t.Fatal(err)
+			}
+			if h := resp.Header.Get("X-Gdp-Skipped"); (out.Skipped == 0) != (h == "") || (h != "" && strconv.FormatUint(out.Skipped, 10) != h) {
+				t.Fatalf("versions: skipped field %d, header %q: want the same count", out.Skipped, h)
+			}
+		} else if string(b) != "draft\n" {
+			t.Fatalf("content %q", b)
+		}
+		return resp.Header.Get("X-Gdp-Skipped")
+	}
+	if h := skipped("content", "/v1/files/"+fc+"/content/report.txt"); h != "" {
+		t.Fatalf("X-Gdp-Skipped %q on a capsule of files only", h)
+	}
+
+	// Another program appends three plain records with the writer key.
+	name, err := pdu.ParseName(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := g.ks.Load("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wr, err := g.up.Caps().NewWriter(ctx, name, alice.Key, client.WriterOptions{Cadence: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := wr.Append(ctx, []byte(fmt.Sprintf("not a file %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wr.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := g.metric("gdp_gateway_files_records_skipped_total", "")
+	if h := skipped("content", "/v1/files/"+fc+"/content/report.txt"); h != "3" {
+		t.Fatalf("content: X-Gdp-Skipped %q, want 3", h)
+	}
+	if h := skipped("versions", "/v1/files/"+fc+"/versions/report.txt"); h != "3" {
+		t.Fatalf("versions: X-Gdp-Skipped %q, want 3", h)
+	}
+	if got := g.metric("gdp_gateway_files_records_skipped_total", ""); got != before+6 {
+		t.Fatalf("gdp_gateway_files_records_skipped_total %v, want %v (3 for each of the two reads)", got, before+6)
+	}
+	if vt.checked < 5 {
+		t.Fatalf("only %d exchanges validated against the OpenAPI document", vt.checked)
 	}
 }

@@ -24,6 +24,9 @@ type metrics struct {
 	writerEvictions *prometheus.CounterVec
 	kvStores        prometheus.Gauge
 	kvEvictions     *prometheus.CounterVec
+	// filesSkipped counts the records the files reader passed over
+	// (fs.FS.Stats.Skipped) on each read of a files capsule's tree.
+	filesSkipped prometheus.Counter
 }
 
 // rejectReasons are the reasons of gdp_gateway_rejected_total, present at
@@ -62,9 +65,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "KV stores kept between requests, each following its capsule (at most max_kv_stores)."}),
 		kvEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gdp_gateway_kv_store_evictions_total",
 			Help: "KV stores closed by the gateway: reason max_kv_stores (least recently used, to make room) or idle (unused for idle_close)."}, []string{"reason"}),
+		filesSkipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "gdp_gateway_files_records_skipped_total",
+			Help: "Records a read of a files capsule passed over because they are not files records (another program's KV puts or plain records in the capsule), summed over the reads: each read counts those it passed."}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.appended, m.sent, m.subs, m.reattached, m.outage, m.sealed,
-		m.readers, m.readerEvictions, m.writers, m.writerEvictions, m.kvStores, m.kvEvictions} {
+		m.readers, m.readerEvictions, m.writers, m.writerEvictions, m.kvStores, m.kvEvictions, m.filesSkipped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway metrics: %w", err)
 		}
