@@ -2,8 +2,10 @@ package sim
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -33,6 +35,21 @@ type ExportOptions struct {
 	// resolver.bootstrap peer ids, the endpoints' router_name). Nil: no
 	// credentials, node.yaml says in comments what to create and fill in.
 	Credentials *ExportCredentials
+	// RunAs, when set (Session 21; Kubernetes only), runs every node's
+	// gdp container as this user and group instead of the image's user
+	// (root). A Secret volume's files are root's (mode 0400), and
+	// fsGroup would make the key group-readable (0440), which the
+	// keystore refuses: so a root init container, "credentials", copies
+	// them from the Secret into an emptyDir owned by RunAs (the key 0400,
+	// the rest 0444), mounted read-only at /var/lib/gdp, and the state
+	// directory is an emptyDir the node can write. Nil: as before, the
+	// image's user, the Secret mounted directly.
+	RunAs *RunAs
+}
+
+// RunAs is the user and group a node's container runs as.
+type RunAs struct {
+	UID, GID int64
 }
 
 func (o *ExportOptions) defaults() {
@@ -432,6 +449,14 @@ func K8sObjects(top *Topology, opts ExportOptions) (*K8sManifests, error) {
 				}}},
 			},
 		}
+		if opts.RunAs != nil {
+			c := &pod.Spec.Containers[0]
+			nonRoot := true
+			uid, gid := opts.RunAs.UID, opts.RunAs.GID
+			c.SecurityContext = &corev1.SecurityContext{RunAsUser: &uid, RunAsGroup: &gid, RunAsNonRoot: &nonRoot}
+			pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "state", MountPath: stateDir})
+		}
 		if len(e.Secret) > 0 {
 			sec := &corev1.Secret{
 				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
@@ -446,15 +471,53 @@ func K8sObjects(top *Topology, opts ExportOptions) (*K8sManifests, error) {
 			}
 			m.Secrets = append(m.Secrets, sec)
 			mode := secretMode
-			pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "credentials", VolumeSource: corev1.VolumeSource{
+			secretVol := corev1.Volume{Name: "credentials", VolumeSource: corev1.VolumeSource{
 				Secret: &corev1.SecretVolumeSource{SecretName: e.Host, Items: items, DefaultMode: &mode},
-			}})
+			}}
 			c := &pod.Spec.Containers[0]
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "credentials", MountPath: credDir, ReadOnly: true})
+			if opts.RunAs == nil {
+				pod.Spec.Volumes = append(pod.Spec.Volumes, secretVol)
+				c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "credentials", MountPath: credDir, ReadOnly: true})
+			} else {
+				secretVol.Name = "credentials-secret"
+				pod.Spec.Volumes = append(pod.Spec.Volumes, secretVol,
+					corev1.Volume{Name: "credentials", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
+				pod.Spec.InitContainers = append(pod.Spec.InitContainers, corev1.Container{
+					Name: "credentials", Image: opts.Image, Command: []string{"sh", "-c", credentialsScript(e.Secret, *opts.RunAs)},
+					VolumeMounts: []corev1.VolumeMount{
+						{Name: "credentials-secret", MountPath: secretSrcDir, ReadOnly: true},
+						{Name: "credentials", MountPath: credDir},
+					},
+				})
+				c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "credentials", MountPath: credDir, ReadOnly: true})
+			}
 		}
 		m.Pods = append(m.Pods, pod)
 	}
 	return m, nil
+}
+
+// secretSrcDir is where the credentials init container (RunAs) sees the
+// node's Secret.
+const secretSrcDir = "/var/lib/gdp-secret"
+
+// credentialsScript is the credentials init container's script (RunAs):
+// it copies the node's credential files from the Secret (secretSrcDir)
+// to credDir with their modes (the key 0400) and gives credDir to the
+// user the node runs as. Only cp, mkdir, chmod and chown: the image's sh.
+func credentialsScript(files []SecretFile, as RunAs) string {
+	var b strings.Builder
+	b.WriteString("set -e\n")
+	dirs := map[string]bool{}
+	for _, f := range files {
+		if d := path.Dir(f.Path); d != "." && !dirs[d] {
+			dirs[d] = true
+			fmt.Fprintf(&b, "mkdir -p %s/%s\n", credDir, d)
+		}
+		fmt.Fprintf(&b, "cp %s/%s %s/%s\nchmod %04o %s/%s\n", secretSrcDir, f.Path, credDir, f.Path, f.Mode.Perm(), credDir, f.Path)
+	}
+	fmt.Fprintf(&b, "chown -R %d:%d %s\nchmod 0700 %s\n", as.UID, as.GID, credDir, credDir)
+	return b.String()
 }
 
 // ExportK8s writes DIR/namespace.yaml and one DIR/<host>.yaml per node
@@ -565,6 +628,9 @@ func ComposeFile(top *Topology, opts ExportOptions, credDir string) (*Compose, e
 
 func composeFile(top *Topology, opts ExportOptions, creds string) (*Compose, []*ExportNode, error) {
 	opts.defaults()
+	if opts.RunAs != nil {
+		return nil, nil, errComposeRunAs
+	}
 	nodes, err := top.ExportWith(opts.Credentials)
 	if err != nil {
 		return nil, nil, err
@@ -599,6 +665,11 @@ func composeFile(top *Topology, opts ExportOptions, creds string) (*Compose, []*
 	}
 	return c, nodes, nil
 }
+
+// errComposeRunAs: a compose service runs links.sh (tc, which needs root)
+// and the node in one container, so it cannot run the node as another
+// user.
+var errComposeRunAs = errors.New("export: --run-as is for --k8s only: a compose service shapes its links with tc (root) and runs the node in the same container; run it as root, or use --k8s")
 
 func quoteAll(args []string) []string {
 	out := make([]string, len(args))

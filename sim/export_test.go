@@ -3,13 +3,16 @@ package sim
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -441,5 +444,118 @@ func TestExportNameClash(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("export wrote %s", dir)
+	}
+}
+
+// TestExportK8sRunAs (Session 21): with RunAs, a node's gdp container runs
+// as that user, not root, and can still read its credentials: a Secret's
+// files are root's, mode 0400 (fsGroup would make the key 0440, which the
+// keystore refuses), so the credentials init container copies them into
+// an emptyDir the user owns. Its script, run here against the Secret's
+// files laid out as kubelet mounts them, leaves a keystore that loads (key
+// 0400, owned by the user) and the other files 0444; the state directory
+// is an emptyDir. A compose export refuses RunAs (links.sh needs root in
+// the same container).
+func TestExportK8sRunAs(t *testing.T) {
+	top := exportTopo(t)
+	creds := exportCreds(t, top)
+	as := RunAs{UID: int64(os.Getuid()), GID: int64(os.Getgid())}
+	if as.UID == 0 { // root may give the files to anyone
+		as = RunAs{UID: 65532, GID: 65533}
+	}
+	m, err := K8sObjects(top, ExportOptions{Credentials: creds, RunAs: &as})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, pod := range m.Pods {
+		n, sec := top.Nodes[i], m.Secrets[i]
+		c := pod.Spec.Containers[0]
+		if sc := c.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != as.UID || *sc.RunAsGroup != as.GID || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+			t.Fatalf("%s: gdp container security context %+v, want user %d:%d, non-root", n.Name, sc, as.UID, as.GID)
+		}
+		vols := map[string]corev1.Volume{}
+		for _, v := range pod.Spec.Volumes {
+			vols[v.Name] = v
+		}
+		mounts := map[string]corev1.VolumeMount{}
+		for _, vm := range c.VolumeMounts {
+			mounts[vm.MountPath] = vm
+		}
+		if cm := mounts[credDir]; cm.Name != "credentials" || !cm.ReadOnly || vols["credentials"].EmptyDir == nil {
+			t.Fatalf("%s: %s mounted %+v from %+v, want the credentials emptyDir read-only", n.Name, credDir, cm, vols["credentials"])
+		}
+		if sm := mounts[stateDir]; sm.Name != "state" || sm.ReadOnly || vols["state"].EmptyDir == nil {
+			t.Fatalf("%s: %s mounted %+v, want a writable emptyDir", n.Name, stateDir, sm)
+		}
+		for _, vm := range c.VolumeMounts {
+			if vm.Name == "credentials-secret" {
+				t.Fatalf("%s: the gdp container mounts the Secret itself", n.Name)
+			}
+		}
+		var init *corev1.Container
+		for k := range pod.Spec.InitContainers {
+			if pod.Spec.InitContainers[k].Name == "credentials" {
+				init = &pod.Spec.InitContainers[k]
+			}
+		}
+		sv := vols["credentials-secret"].Secret
+		if init == nil || sv == nil || init.SecurityContext != nil || len(init.Command) != 3 || init.VolumeMounts[0].MountPath != secretSrcDir {
+			t.Fatalf("%s: credentials init container %+v, secret volume %+v", n.Name, init, sv)
+		}
+		// The Secret as kubelet mounts it: every item root's, DefaultMode.
+		src, dst := t.TempDir(), filepath.Join(t.TempDir(), "gdp")
+		for _, it := range sv.Items {
+			p := filepath.Join(src, it.Path)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, sec.Data[it.Key], os.FileMode(*sv.DefaultMode)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Mkdir(dst, 0o777); err != nil { // an emptyDir
+			t.Fatal(err)
+		}
+		script := strings.ReplaceAll(strings.ReplaceAll(init.Command[2], secretSrcDir, src), credDir, dst)
+		if out, err := exec.Command(init.Command[0], init.Command[1], script).CombinedOutput(); err != nil {
+			t.Fatalf("%s: credentials script: %v\n%s\n%s", n.Name, err, out, script)
+		}
+		a := nodeAlias(n.Kind)
+		err := filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			st, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && (int64(sys.Uid) != as.UID || int64(sys.Gid) != as.GID) {
+				return fmt.Errorf("%s owned by %d:%d, want %d:%d", p, sys.Uid, sys.Gid, as.UID, as.GID)
+			}
+			want := os.FileMode(0o444)
+			switch {
+			case d.IsDir():
+				return nil
+			case filepath.Base(p) == a+".key":
+				want = 0o400
+			}
+			if st.Mode().Perm() != want {
+				return fmt.Errorf("%s mode %04o, want %04o", p, st.Mode().Perm(), want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", n.Name, err)
+		}
+		ks, err := certs.OpenKeystore(filepath.Join(dst, "keys"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, err := ks.Load(a); err != nil || id.Name != creds.Nodes[n.Name].Identity.Name {
+			t.Fatalf("%s: the key as copied: %v", n.Name, err)
+		}
+	}
+	if err := ExportCompose(top, filepath.Join(t.TempDir(), "compose.yaml"), ExportOptions{Credentials: creds, RunAs: &as}); !errors.Is(err, errComposeRunAs) {
+		t.Fatalf("compose export with RunAs: %v, want errComposeRunAs", err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ func init() {
 }
 
 func simExportCmd() *cobra.Command {
-	var k8sDir, compose, caKeystore string
+	var k8sDir, compose, caKeystore, runAs string
 	var withCreds bool
 	var lifetime time.Duration
 	var opts sim.ExportOptions
@@ -43,10 +44,18 @@ keys. The manifests then hold the nodes' private keys (they are Secrets):
 keep them as you would keys. The domains' own keys go into no manifest;
 --ca-keystore DIR keeps them on this machine, to issue memberships later.
 --credentials=false exports no credentials, for nodes that get theirs
-from "gdp cert" (node.yaml says where in comments).`,
+from "gdp cert" (node.yaml says where in comments).
+
+The containers run as the image's user (root). --run-as UID[:GID] (--k8s
+only) runs each node's gdp container as that user instead: a Secret's
+files are root's, mode 0400 (and fsGroup would make the key group-readable,
+which the keystore refuses), so a root init container copies them into an
+in-memory emptyDir owned by UID:GID (the key 0400) mounted read-only at
+/var/lib/gdp, and /var/lib/gdp-state is an emptyDir.`,
 		Example: `  gdp sim export topo.yaml --k8s manifests/ && kubectl apply -f manifests/
   gdp sim export topo.yaml --compose compose.yaml && docker compose -f compose.yaml up
-  gdp sim export topo.yaml --k8s manifests/ --cert-lifetime 720h --ca-keystore ca-keys/`,
+  gdp sim export topo.yaml --k8s manifests/ --cert-lifetime 720h --ca-keystore ca-keys/
+  gdp sim export topo.yaml --k8s manifests/ --run-as 65532:65532`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if k8sDir == "" && compose == "" {
@@ -57,6 +66,16 @@ from "gdp cert" (node.yaml says where in comments).`,
 			}
 			if lifetime <= 0 {
 				return fmt.Errorf("sim export: --cert-lifetime %s: want a positive duration", lifetime)
+			}
+			if runAs != "" {
+				if compose != "" {
+					return errors.New("sim export: --run-as is for --k8s only: a compose service shapes its links with tc (root) and runs the node in the same container")
+				}
+				ra, err := parseRunAs(runAs)
+				if err != nil {
+					return err
+				}
+				opts.RunAs = ra
 			}
 			t, err := sim.Load(args[0])
 			if err != nil {
@@ -120,5 +139,20 @@ from "gdp cert" (node.yaml says where in comments).`,
 	c.Flags().BoolVar(&withCreds, "credentials", true, "mint every node's key and membership (fresh domains) into a Secret per node; false: bring your own (gdp cert)")
 	c.Flags().DurationVar(&lifetime, "cert-lifetime", sim.DefaultCertLifetime, "validity of the memberships minted (from an hour before the export); nothing renews them in the cluster")
 	c.Flags().StringVar(&caKeystore, "ca-keystore", "", "keep the minted domains' private keys in this keystore directory (default: not kept)")
+	c.Flags().StringVar(&runAs, "run-as", "", "--k8s: run each node's gdp container as UID[:GID] (default GID = UID) instead of the image's user; its credentials are copied to a directory that user owns")
 	return c
+}
+
+// parseRunAs reads --run-as UID[:GID]: non-root, GID defaulting to UID.
+func parseRunAs(v string) (*sim.RunAs, error) {
+	u, g, hasG := strings.Cut(v, ":")
+	uid, err := strconv.ParseInt(u, 10, 64)
+	gid := uid
+	if err == nil && hasG {
+		gid, err = strconv.ParseInt(g, 10, 64)
+	}
+	if err != nil || uid <= 0 || gid < 0 || uid > 1<<31-1 || gid > 1<<31-1 {
+		return nil, fmt.Errorf("sim export: --run-as %q: want UID[:GID], numbers, UID not 0 (root is the default)", v)
+	}
+	return &sim.RunAs{UID: uid, GID: gid}, nil
 }

@@ -163,3 +163,33 @@ func TestRouterAddrsHostName(t *testing.T) {
 		t.Fatalf("unresolvable name: %v", err)
 	}
 }
+
+// TestParseRunAs: gdp sim export --run-as takes UID[:GID] (GID defaults
+// to UID), refuses root and anything not a number, and is refused beside
+// --compose before anything is written (Session 21).
+func TestParseRunAs(t *testing.T) {
+	for in, want := range map[string]*sim.RunAs{"1000": {UID: 1000, GID: 1000}, "65532:65533": {UID: 65532, GID: 65533}, "7:0": {UID: 7, GID: 0},
+		"0": nil, "0:5": nil, "x": nil, "1000:": nil, "-1": nil, "1000:x": nil, "4294967296": nil} {
+		got, err := parseRunAs(in)
+		if (want == nil) != (err != nil) || (want != nil && *got != *want) {
+			t.Errorf("--run-as %q: %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	dir := t.TempDir()
+	topo := filepath.Join(dir, "topo.yaml")
+	top := sim.New("runas")
+	top.AddRouter("r1", "")
+	if err := os.WriteFile(topo, top.Marshal(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := simExportCmd()
+	c.SetArgs([]string{topo, "--compose", filepath.Join(dir, "compose.yaml"), "--run-as", "1000"})
+	c.SetOut(new(strings.Builder))
+	c.SetErr(new(strings.Builder))
+	if err := c.Execute(); err == nil || !strings.Contains(err.Error(), "--run-as is for --k8s only") {
+		t.Fatalf("--compose with --run-as: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "compose.yaml")); !os.IsNotExist(err) {
+		t.Fatalf("compose.yaml written although refused: %v", err)
+	}
+}
