@@ -157,6 +157,20 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("capsuled: metrics: %w", err)
 	}
+	// Echo answers (gdp ping of the server) dropped while the link held a
+	// send (Session 21): 64 places, shared per requester identity.
+	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "echoes_dropped_total",
+		Help: "Echo answers (gdp ping of this server) dropped because the link's send queue stayed full and 64 answers were already queued, or their requester held its share of them."},
+		func() float64 { return float64(inbox.EchoesDropped.Load()) })); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("capsuled: metrics: %w", err)
+	}
+	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "echoes_share_dropped_total",
+		Help: "Of echoes_dropped_total, the answers dropped because their requester (its identity) held its share of the 64 places: past 32 queued, 64/(k+1), k the requesters with answers queued (Session 21)."},
+		func() float64 { return float64(inbox.EchoesDroppedShare.Load()) })); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("capsuled: metrics: %w", err)
+	}
 	s := &Server{
 		cfg: cfg, id: deps.Identity, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),
 		logLim: logging.NewLimiter(0, 0, clock.Now),

@@ -152,8 +152,15 @@ type Client struct {
 	// link held (sendlane.go).
 	SendsAbandoned atomic.Uint64
 	// EchoesDropped counts echo answers dropped because the send lane
-	// already held 64 PDUs (a link whose send queue stays full).
+	// already held 64 PDUs (a link whose send queue stays full), or their
+	// requester held its share of the answers queued there.
 	EchoesDropped atomic.Uint64
+	// EchoesDroppedShare counts, of EchoesDropped, the answers dropped
+	// because their requester (its identity, as SetInboxShare keys it)
+	// held its share: past 32 queued, 64/(k+1), k the requesters with
+	// answers queued (Session 21).
+	EchoesDroppedShare atomic.Uint64
+	echoShares         inboxShares
 
 	lane sendLane // PDUs queued behind a send the link holds (sendlane.go)
 
@@ -171,16 +178,17 @@ type Client struct {
 func New(id *certs.Identity, link Link, opts Options) *Client {
 	opts = opts.withDefaults()
 	c := &Client{
-		id:      id,
-		link:    link,
-		opts:    opts,
-		log:     opts.Logger,
-		waiters: make(map[uint32]*waiter),
-		held:    map[pdu.Name]bool{id.Name: true},
-		routes:  make(map[pdu.Name]Route),
-		relinks: make(chan struct{}, 1),
-		inbox:   make(chan Message, opts.InboxSize),
-		shares:  inboxShares{limit: opts.InboxSize, by: map[pdu.Name]int{}},
+		id:         id,
+		link:       link,
+		opts:       opts,
+		log:        opts.Logger,
+		waiters:    make(map[uint32]*waiter),
+		held:       map[pdu.Name]bool{id.Name: true},
+		routes:     make(map[pdu.Name]Route),
+		relinks:    make(chan struct{}, 1),
+		inbox:      make(chan Message, opts.InboxSize),
+		shares:     inboxShares{limit: opts.InboxSize, by: map[pdu.Name]int{}},
+		echoShares: inboxShares{limit: maxAsyncHeld, by: map[pdu.Name]int{}},
 	}
 	c.seq.Store(randUint32())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -371,7 +379,11 @@ func (c *Client) answerEcho(h *pdu.Header) {
 	}
 	reply := pdu.Header{Type: pdu.TypeEchoReply, TTL: c.opts.TTL, Sequence: h.Sequence, Dst: h.Src, Src: h.Dst, Payload: h.Payload}
 	if b, err := reply.Marshal(); err == nil {
-		c.linkSendAsync(b)
+		share := h.Src
+		if f := c.inboxShare.Load(); f != nil {
+			share = (*f)(h.Src)
+		}
+		c.linkSendAsync(b, share)
 	}
 }
 

@@ -26,7 +26,9 @@
 // (Send, SendFrom, QUIC over names, echo answers) queues behind it, so the
 // client never reorders its PDUs (echo answers, sent from the receive
 // path, do not wait: past 64 PDUs in the lane they are dropped, counted
-// in Client.EchoesDropped); when it is empty they call the link's
+// in Client.EchoesDropped, and past 32 answers queued each requester
+// identity holds a share, 64/(k+1), beyond which its answers are dropped,
+// counted in EchoesDroppedShare too); when it is empty they call the link's
 // Send directly, as before, and the lane's goroutine exits. A capsule
 // Writer's appends are bounded by the context given to Append or Flush
 // when it has a deadline or can be cancelled (a send cut short leaves the

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gdpnet/gdpnet/pdu"
 )
 
 // The send lane (Session 20). A Link's Send may block: quic-go's
@@ -48,11 +50,18 @@ type laneItem struct {
 	b         []byte
 	err       chan error // buffered: the drain goroutine never waits on it
 	abandoned atomic.Bool
+	// echo, for an echo answer, is the share it holds (Client.echoShares):
+	// given back once the answer has left the lane.
+	echo   pdu.Name
+	isEcho bool
 }
 
 // enqueue appends b to the lane, starting the drain goroutine if none runs.
 func (c *Client) enqueue(b []byte) *laneItem {
-	it := &laneItem{b: b, err: make(chan error, 1)}
+	return c.enqueueItem(&laneItem{b: b, err: make(chan error, 1)})
+}
+
+func (c *Client) enqueueItem(it *laneItem) *laneItem {
 	l := &c.lane
 	l.mu.Lock()
 	l.q = append(l.q, it)
@@ -89,6 +98,9 @@ func (c *Client) drain() {
 			err = c.link.Send(it.b)
 		}
 		l.held.Add(-1)
+		if it.isEcho {
+			c.echoShares.give(it.echo)
+		}
 		it.err <- err
 	}
 }
@@ -106,19 +118,27 @@ func (c *Client) linkSend(b []byte) error {
 // are dropped, counted in Client.EchoesDropped.
 const maxAsyncHeld = 64
 
-// linkSendAsync is linkSend for a caller that must not wait (an echo
-// answer, on the link's receive path): behind a non-empty lane it queues b
-// and returns, or drops it (counted) when the lane already holds
-// maxAsyncHeld PDUs — a flood of echo requests at a client whose link is
-// congested must not grow its memory without bound (review13).
-func (c *Client) linkSendAsync(b []byte) {
+// linkSendAsync is linkSend for an echo answer (on the link's receive
+// path, it must not wait) to a request from share (the requester's
+// identity, see echoShare): behind a non-empty lane it queues b and
+// returns, or drops it (counted) when the lane already holds maxAsyncHeld
+// PDUs — a flood of echo requests at a client whose link is congested must
+// not grow its memory without bound (review13) — or when share holds its
+// share of the echo answers queued (Session 21: past half of maxAsyncHeld,
+// maxAsyncHeld/(k+1), k the requesters with answers queued; counted in
+// EchoesDroppedShare too), so one flooding peer cannot take every place
+// and leave the others' pings unanswered.
+func (c *Client) linkSendAsync(b []byte, share pdu.Name) {
 	switch held := c.lane.held.Load(); {
 	case held == 0:
 		_ = c.link.Send(b)
 	case held >= maxAsyncHeld:
 		c.EchoesDropped.Add(1)
+	case !c.echoShares.take(share):
+		c.EchoesDropped.Add(1)
+		c.EchoesDroppedShare.Add(1)
 	default:
-		c.enqueue(b)
+		c.enqueueItem(&laneItem{b: b, err: make(chan error, 1), echo: share, isEcho: true})
 	}
 }
 

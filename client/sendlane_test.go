@@ -502,15 +502,17 @@ func TestEchoFloodBoundedBehindHeldSend(t *testing.T) {
 		t.Fatalf("ping over a held link: %v", err)
 	}
 	for i := range 200 {
-		req := pdu.Header{Type: pdu.TypeEchoRequest, TTL: 8, Sequence: uint32(i), Dst: self.Name, Src: pdu.Name{3}, Payload: []byte("flood")}
+		// From 200 sources (Session 21: one source alone is held to its
+		// share, TestEchoShareBehindHeldSend).
+		req := pdu.Header{Type: pdu.TypeEchoRequest, TTL: 8, Sequence: uint32(i), Dst: self.Name, Src: pdu.Name{3, byte(i)}, Payload: []byte("flood")}
 		b, err := req.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.HandlePDU(b)
 	}
-	if got := c.EchoesDropped.Load(); got != 200-63 {
-		t.Errorf("EchoesDropped %d, want %d (the lane holds the ping and 63 answers)", got, 200-63)
+	if got := c.EchoesDropped.Load(); got != 200-63 || c.EchoesDroppedShare.Load() != 0 {
+		t.Errorf("EchoesDropped %d (for a share %d), want %d, none for a share (the lane holds the ping and 63 answers)", got, c.EchoesDroppedShare.Load(), 200-63)
 	}
 	l.mu.Lock()
 	l.held = false
@@ -529,4 +531,68 @@ func TestEchoFloodBoundedBehindHeldSend(t *testing.T) {
 		}
 	}
 	c.Close()
+}
+
+// TestEchoShareBehindHeldSend (Session 21): the echo answers queued behind
+// a send the link holds are shared per requester: past half of the 64
+// places, one requester holding 64/(k+1) of them (k the requesters with
+// answers queued) gets no more, so a peer flooding echo requests at a
+// congested client takes 32 places and another's pings still find theirs.
+// Mutant: linkSendAsync without the share check: the flood takes 63 places
+// and the second requester's answers are dropped.
+func TestEchoShareBehindHeldSend(t *testing.T) {
+	self, _ := certs.NewIdentity(certs.KindClient, "flooded")
+	l := &lifoLink{peer: pdu.Name{1}, done: make(chan struct{}), held: true}
+	c := client.New(self, l, client.Options{})
+	defer c.Close()
+	if _, err := c.Ping(context.Background(), pdu.Name{2}, 8, 50*time.Millisecond); !errors.Is(err, client.ErrTimeout) {
+		t.Fatalf("ping over a held link: %v", err)
+	}
+	echo := func(src pdu.Name, n int) {
+		t.Helper()
+		for i := range n {
+			req := pdu.Header{Type: pdu.TypeEchoRequest, TTL: 8, Sequence: uint32(i), Dst: self.Name, Src: src, Payload: []byte("ping")}
+			b, err := req.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.HandlePDU(b)
+		}
+	}
+	echo(pdu.Name{3}, 200) // the flood
+	if got, share := c.EchoesDropped.Load(), c.EchoesDroppedShare.Load(); got != 200-32 || share != got {
+		t.Fatalf("flood: EchoesDropped %d, for its share %d; want %d, all for its share (32 places of 64)", got, share, 200-32)
+	}
+	echo(pdu.Name{4}, 10) // another peer's pings
+	if got := c.EchoesDropped.Load(); got != 200-32 {
+		t.Fatalf("the second requester's answers dropped: EchoesDropped %d, want %d", got, 200-32)
+	}
+	l.mu.Lock()
+	l.held = false
+	for _, ch := range l.waiting {
+		close(ch)
+	}
+	l.waiting = nil
+	l.mu.Unlock()
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, s := l.counts(); s == 1+32+10 {
+			break
+		}
+		if time.Now().After(end) {
+			_, s := l.counts()
+			t.Fatalf("%d PDUs reached the link, want the ping, 32 and 10 answers", s)
+		}
+	}
+	// The places are given back: with the lane empty again, answers go
+	// straight to the link.
+	echo(pdu.Name{3}, 5)
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, s := l.counts(); s == 1+32+10+5 {
+			break
+		}
+		if time.Now().After(end) {
+			_, s := l.counts()
+			t.Fatalf("%d PDUs reached the link after the lane drained, want %d", s, 1+32+10+5)
+		}
+	}
 }
