@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	sigyaml "sigs.k8s.io/yaml"
 
+	"github.com/gdpnet/gdpnet/internal/fsutil"
 	"github.com/gdpnet/gdpnet/sim/linkem"
 )
 
@@ -565,16 +566,12 @@ func writeDocs(path string, mode os.FileMode, objs ...any) error {
 
 // writeFileAtomic writes through a temporary file, so a failed export
 // leaves no half-written manifest.
+//
+// Session 21 (review14): a fresh temporary name (not path+".tmp", where a
+// symlink planted between a Remove and a WriteFile redirected the private
+// keys), its mode set before the data, fsynced (internal/fsutil).
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	_ = os.Remove(tmp)
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return fsutil.WriteFile(path, b, mode, true)
 }
 
 // Compose is the docker-compose file the export writes (the subset of the

@@ -174,16 +174,16 @@ func trustedFiles(t *Topology, n *Node) []trustedFile {
 // mounts read-only at /var/lib/gdp. It writes into a temporary directory
 // and renames it over dir, so a failed export leaves the previous one.
 func writeCredentialDirs(dir string, nodes []*ExportNode) error {
-	tmp := dir + ".tmp"
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(tmp); err != nil {
+	// A fresh name (Session 21, review14: not dir+".tmp", which a
+	// symlink could have taken between its removal and its creation).
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-*")
+	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return err
-	}
+	defer os.RemoveAll(tmp) // after the rename: nothing there
 	for _, e := range nodes {
 		for _, f := range e.Secret {
 			p := filepath.Join(tmp, e.Host, filepath.FromSlash(f.Path))
@@ -227,13 +227,29 @@ func (c *ExportCredentials) SaveDomains(dir string) ([]string, error) {
 			return nil, fmt.Errorf("export: domains %q and %q map to the same keystore alias %s", o, d, alias)
 		}
 		seen[alias] = d
-		if err := ks.Save(alias, c.Domains[d]); err != nil {
+		aliases = append(aliases, alias)
+	}
+	// Every alias free before any is saved (Session 21, review14: an
+	// ErrExists on the second left the first saved, and a re-run was then
+	// refused on the first).
+	for _, alias := range aliases {
+		for _, ext := range []string{".key", ".meta"} {
+			if p := filepath.Join(ks.Dir(), alias+ext); fileExists(p) {
+				return nil, fmt.Errorf("keystore save %s: %w: %s (a previous export's domain: give another --ca-keystore)", alias, certs.ErrExists, p)
+			}
+		}
+	}
+	for i, alias := range aliases {
+		if err := ks.Save(alias, c.Domains[seen[alias]]); err != nil {
+			for _, done := range aliases[:i] { // this call's own, none other's
+				_ = os.Remove(filepath.Join(ks.Dir(), done+".key"))
+				_ = os.Remove(filepath.Join(ks.Dir(), done+".meta"))
+			}
 			if errors.Is(err, certs.ErrExists) {
 				return nil, fmt.Errorf("%w (a previous export's domain: give another --ca-keystore)", err)
 			}
 			return nil, err
 		}
-		aliases = append(aliases, alias)
 	}
 	return aliases, nil
 }
@@ -252,4 +268,9 @@ func domainAlias(d string) string {
 		}
 	}
 	return "domain-" + b.String()
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }

@@ -559,3 +559,55 @@ func TestExportK8sRunAs(t *testing.T) {
 		t.Fatalf("compose export with RunAs: %v, want errComposeRunAs", err)
 	}
 }
+
+// TestExportWritesSafely (Session 21, review14): the Secret manifests are
+// written through a fresh temporary file, so a symlink planted at the old
+// fixed name (<file>.tmp) does not receive the private keys; and
+// SaveDomains checks every alias before it saves any, so a keystore that
+// holds the second domain's alias keeps no key of the first.
+func TestExportWritesSafely(t *testing.T) {
+	top := exportTopo(t)
+	creds := exportCreds(t, top)
+	dir, elsewhere := t.TempDir(), filepath.Join(t.TempDir(), "planted")
+	if err := os.WriteFile(elsewhere, []byte("untouched"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := hostName(top.Nodes[0].Name)
+	if err := os.Symlink(elsewhere, filepath.Join(dir, h+".yaml.tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ExportK8s(top, dir, ExportOptions{Credentials: creds}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(elsewhere); string(b) != "untouched" {
+		t.Fatalf("the file a planted symlink pointed at now holds %d bytes of the export", len(b))
+	}
+	if st, err := os.Lstat(filepath.Join(dir, h+".yaml")); err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o600 {
+		t.Fatalf("%s.yaml: %v %v, want a regular 0600 file", h, st.Mode(), err)
+	}
+
+	two := New("two domains")
+	two.Domains = []string{"alpha", "beta"}
+	two.AddRouter("r1", "alpha")
+	two.AddRouter("r2", "beta")
+	two.Link("r1", "r2")
+	tc, err := two.MintCredentials(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ksDir := t.TempDir()
+	ks, err := certs.OpenKeystore(ksDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := certs.NewIdentity(certs.KindDomain, "an earlier export's beta")
+	if err := ks.Save(domainAlias("beta"), other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.SaveDomains(ksDir); !errors.Is(err, certs.ErrExists) {
+		t.Fatalf("SaveDomains over a held alias: %v, want ErrExists", err)
+	}
+	if _, err := ks.Load(domainAlias("alpha")); !errors.Is(err, certs.ErrNotFound) {
+		t.Fatalf("alpha's key after the refused save: %v, want none saved", err)
+	}
+}
