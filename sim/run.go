@@ -490,9 +490,10 @@ func (s *Sim) startEndpoint(ctx context.Context, n *simNode) error {
 		// Advertised again before the route expires (the RtCert's hour,
 		// the router's membership), for as long as the client runs: an
 		// experiment of more than an hour lost its clients' answers
-		// (Session 21). The first advertisement is the attach's; the
-		// renewals end with the client (Close) or ctx.
-		if _, err := c.KeepAdvertised(ctx, func() []client.Route { return []client.Route{c.Self()} }, time.Second); err != nil {
+		// (Session 21). The renewals end with the client (Close), not
+		// with the build's ctx; the first advertisement is bounded by the
+		// client's attempts (3 of RequestTimeout).
+		if _, err := c.KeepAdvertised(context.WithoutCancel(ctx), func() []client.Route { return []client.Route{c.Self()} }, time.Second); err != nil {
 			c.Close()
 			ep.Close()
 			return err
