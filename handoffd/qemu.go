@@ -27,10 +27,10 @@ type QEMUConfig struct {
 	Dir       string // sockets, device state; required
 	MemoryMiB int    // default 128
 	// RAMPadKiB adds KiB to the guest's RAM beyond MemoryMiB (0: none; a
-	// multiple of 8: QEMU rounds -m up to 8 KiB). Not for handoffs (their machine is whole MiB, VMMeta):
-	// BenchmarkVMDowntime's QEMU baseline uses 8 KiB (QEMU rounds -m up to 8 KiB). With the RAM not a
-	// multiple of 256 KiB, QEMU 7.2's live migration syncs its dirty log
-	// page by page, resetting TCG's TLB for each dirty page; its 64-page
+	// multiple of 8: QEMU rounds -m up to 8 KiB). Not for handoffs (their
+	// machine is whole MiB, VMMeta): BenchmarkVMDowntime's QEMU baseline
+	// uses 8 KiB. With the RAM not a multiple of 256 KiB, QEMU 7.2's live
+	// migration syncs its dirty log page by page, resetting TCG's TLB for each dirty page; its 64-page
 	// fast path does not reset it, so under TCG guest writes after a sync
 	// go untracked and the destination's RAM ends up stale (QEMU's commit
 	// 03bfc2188f "physmem: Fix migration dirty bitmap coherency with TCG
@@ -115,14 +115,16 @@ func StartQEMU(ctx context.Context, cfg QEMUConfig) (*QEMU, error) {
 	if cfg.Dir == "" || cfg.MemPath == "" {
 		return nil, errors.New("qemu: dir and mem path are required")
 	}
+	// Refused before anything in Dir is touched (the sockets of a QEMU
+	// that may still run there).
+	if cfg.RAMPadKiB < 0 || cfg.RAMPadKiB%8 != 0 {
+		return nil, fmt.Errorf("qemu: RAM padding %d KiB is not a multiple of 8 KiB (QEMU rounds -m up to 8 KiB)", cfg.RAMPadKiB)
+	}
 	q := &QEMU{cfg: cfg, exited: make(chan struct{}),
 		Serial: filepath.Join(cfg.Dir, "serial.sock"), SerialLog: filepath.Join(cfg.Dir, "serial.log")}
 	qmpSock := filepath.Join(cfg.Dir, "qmp.sock")
 	os.Remove(qmpSock)
 	os.Remove(q.Serial)
-	if cfg.RAMPadKiB < 0 || cfg.RAMPadKiB%8 != 0 {
-		return nil, fmt.Errorf("qemu: RAM padding %d KiB is not a multiple of 8 KiB (QEMU rounds -m up to 8 KiB)", cfg.RAMPadKiB)
-	}
 	ram := strconv.Itoa(cfg.MemoryMiB) + "M"
 	if cfg.RAMPadKiB > 0 {
 		ram = strconv.Itoa(cfg.MemoryMiB<<10+cfg.RAMPadKiB) + "K"
