@@ -142,34 +142,26 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("capsuled: metrics: %w", err)
 	}
-	// Requests dropped before the per-requester queue sees them: the
-	// endpoint's inbox is one for every source (SECURITY.md §3).
+	// Requests dropped before the per-requester queue sees them (the
+	// endpoint's inbox is one for every source, SECURITY.md §3), and echo
+	// answers (gdp ping of the server) dropped while the link held a send
+	// (Session 21: 64 places, shared per requester identity).
 	inbox := deps.Client
-	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "inbox_dropped_total",
-		Help: "PDUs dropped before the request queue because the server's endpoint inbox (client.Options.InboxSize) was full: one inbox for every source, bounded only by the routers' per-face rate."},
-		func() float64 { return float64(inbox.Dropped.Load()) })); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("capsuled: metrics: %w", err)
-	}
-	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "inbox_share_dropped_total",
-		Help: "Of inbox_dropped_total, the PDUs dropped because their source held its share of the inbox: past half full, a source holding InboxSize/(k+1), k the sources waiting (Session 14)."},
-		func() float64 { return float64(inbox.DroppedShare.Load()) })); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("capsuled: metrics: %w", err)
-	}
-	// Echo answers (gdp ping of the server) dropped while the link held a
-	// send (Session 21): 64 places, shared per requester identity.
-	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "echoes_dropped_total",
-		Help: "Echo answers (gdp ping of this server) dropped because the link's send queue stayed full and 64 answers were already queued, or their requester held its share of them."},
-		func() float64 { return float64(inbox.EchoesDropped.Load()) })); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("capsuled: metrics: %w", err)
-	}
-	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: "echoes_share_dropped_total",
-		Help: "Of echoes_dropped_total, the answers dropped because their requester (its identity) held its share of the 64 places: past 32 queued, 64/(k+1), k the requesters with answers queued (Session 21)."},
-		func() float64 { return float64(inbox.EchoesDroppedShare.Load()) })); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("capsuled: metrics: %w", err)
+	for _, c := range []struct {
+		name, help string
+		n          *atomic.Uint64
+	}{
+		{"inbox_dropped_total", "PDUs dropped before the request queue because the server's endpoint inbox (client.Options.InboxSize) was full: one inbox for every source, bounded only by the routers' per-face rate.", &inbox.Dropped},
+		{"inbox_share_dropped_total", "Of inbox_dropped_total, the PDUs dropped because their source held its share of the inbox: past half full, a source holding InboxSize/(k+1), k the sources waiting (Session 14).", &inbox.DroppedShare},
+		{"echoes_dropped_total", "Echo answers (gdp ping of this server) dropped because the link's send queue stayed full and 64 answers were already queued, or their requester held its share of them.", &inbox.EchoesDropped},
+		{"echoes_share_dropped_total", "Of echoes_dropped_total, the answers dropped because their requester (its identity) held its share of the 64 places: past 32 queued, 64/(k+1), k the requesters with answers queued (Session 21).", &inbox.EchoesDroppedShare},
+	} {
+		n := c.n
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gdp", Subsystem: "capsuled", Name: c.name, Help: c.help},
+			func() float64 { return float64(n.Load()) })); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("capsuled: metrics: %w", err)
+		}
 	}
 	s := &Server{
 		cfg: cfg, id: deps.Identity, name: deps.Identity.Name, cli: deps.Client, st: st, log: log, met: newMetrics(reg),
